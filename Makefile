@@ -1,0 +1,141 @@
+# Smolder's one Makefile. `make` builds optimized binaries into bin/ (objects
+# in build/); `make test` builds again under ASan/UBSan into build/asan and
+# runs every test; `make deps` installs the Debian packages all of it needs.
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+V ?= 0
+ifeq ($(V),0)
+Q := @
+msg = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q :=
+msg =
+endif
+
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+FUZZ_CC ?= clang
+SANITIZE ?=
+BUILD ?= build
+
+# Debian packages, by what needs them. `make deps` is a quick no-op when all
+# are present.
+DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
+	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
+	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
+DEB_TEST := libcmocka-dev sqlite3 python3
+DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
+
+CFLAGS_BASE := -std=gnu11 -g -O2 -Wall -Wextra -Werror -Wshadow \
+	-Wno-missing-field-initializers -D_GNU_SOURCE -fno-omit-frame-pointer \
+	-I. -MMD -MP
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDFLAGS_SAN := -fsanitize=$(SANITIZE)
+endif
+CFLAGS ?=
+CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
+LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lpthread -lm
+
+STORAGE_SRC := $(wildcard storage/*.c)
+STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
+
+WIRE_PROTO_SRC := $(BUILD)/gen/wire/profile.pb-c.c
+WIRE_PROTO_OBJ := $(BUILD)/gen/wire/profile.pb-c.o
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o)
+
+BENCH_BIN := $(BUILD)/bench/bench_storage
+
+.PHONY: all deps test test-unit test-fuzz fuzz-build bench bench-smoke clean run
+all: $(BUILD)/libstorage.a $(BENCH_BIN)
+
+deps:
+	$(Q).ci/deps.sh $(DEB_ALL)
+
+run: deps
+	@echo "smolder-server and smolder-agent are not built yet: only the storage engine exists so far (see README, Status)." >&2
+	@exit 1
+
+$(BUILD)/%.o: %.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libstorage.a: $(STORAGE_OBJ)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# pprof's profile.proto, compiled with Debian's protoc-c.
+$(BUILD)/gen/wire/profile.pb-c.c: wire/profile.proto
+	$(call msg,PROTOC,$<)
+	@mkdir -p $(@D)
+	$(Q)protoc-c --proto_path=wire --c_out=$(BUILD)/gen/wire wire/profile.proto
+$(BUILD)/gen/wire/profile.pb-c.h: $(BUILD)/gen/wire/profile.pb-c.c
+$(WIRE_PROTO_OBJ): $(WIRE_PROTO_SRC)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS_ALL)) -c $< -o $@
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libstorage.a
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libstorage.a $(LDFLAGS_SAN) \
+		-lcmocka $(LDLIBS_STORAGE)
+
+$(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) -I$(BUILD)/gen/wire $< -o $@ $(WIRE_PROTO_OBJ) \
+		$(BUILD)/libstorage.a $(LDFLAGS_SAN) -lprotobuf-c -lz $(LDLIBS_STORAGE)
+$(BUILD)/bench/storage_bench.o: $(BUILD)/gen/wire/profile.pb-c.h
+
+# libFuzzer targets: clang, separate objects. `make test` replays the
+# committed corpora; `make fuzz-build` and then build/fuzz/fuzz_X CORPUS_DIR
+# fuzzes for real.
+build/fuzz/%.o: %.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer-no-link,address,undefined \
+		-fno-sanitize-recover=all -c $< -o $@
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_STORAGE_OBJ) -o $@ $(LDLIBS_STORAGE)
+fuzz-build: $(FUZZ_BIN)
+
+# The test command README gives. Everything runs under ASan/UBSan.
+test: deps
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-unit
+	$(Q)$(MAKE) --no-print-directory test-fuzz
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan bench-smoke
+	@echo "make test: all passed"
+
+test-unit: $(UNIT_BIN)
+	$(Q).ci/run-tests.sh $(UNIT_BIN)
+
+test-fuzz: $(FUZZ_BIN)
+	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \
+		echo "replaying corpus tests/fuzz/corpus/$$n"; \
+		$$f -runs=0 tests/fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1 || \
+			{ tail -40 build/fuzz/$$n.log; exit 1; }; done
+
+# The benchmark must keep running: a tiny fleet, under the sanitizers.
+bench-smoke: $(BENCH_BIN)
+	$(Q)$(BENCH_BIN) --smoke >/dev/null
+
+bench: $(BENCH_BIN)
+	$(Q)bench/storage
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,608 @@
+/* block.c - immutable column blocks: the writer that sorts rows and encodes
+ * them in lz4-compressed column chunks, and the reader that validates an
+ * image before trusting any offset in it. The byte layout is described in
+ * docs/format.md; the directory life cycle lives in db.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <lz4.h>
+
+#include "storage/st_int.h"
+
+/* ---- writer ---- */
+
+typedef struct srow {
+	int64_t ts;
+	uint32_t series;   /* block-local series index */
+	uint32_t rank;     /* block-local stack index, most frequent first */
+	int64_t value;
+} srow;
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_ts_rank(const void *a, const void *b)
+{
+	const srow *x = a, *y = b;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+	const srow *x = a, *y = b;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+typedef struct freq {
+	uint64_t id;
+	uint64_t count;
+} freq;
+
+static int cmp_freq(const void *a, const void *b)
+{
+	const freq *x = a, *y = b;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Rows of one series arrive in time order from the head almost always, so
+ * sort only the small equal-time groups by rank and fall back to a full sort
+ * when time goes backwards. */
+static void sort_series_rows(srow *r, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (r[i].ts < r[i - 1].ts) {
+			qsort(r, n, sizeof(*r), cmp_ts_rank);
+			return;
+		}
+	size_t g = 0;
+	for (size_t i = 1; i <= n; i++)
+		if (i == n || r[i].ts != r[g].ts) {
+			if (i - g > 1)
+				qsort(r + g, i - g, sizeof(*r), cmp_rank);
+			g = i;
+		}
+}
+
+typedef struct wctx {
+	int fd;
+	st__buf out;       /* pending file bytes */
+	uint64_t file_off; /* file offset of out.data[0] */
+} wctx;
+
+static int w_flush(wctx *w, bool force)
+{
+	if (!force && w->out.len < (4u << 20))
+		return 0;
+	int rc = st__write_all(w->fd, w->out.data, w->out.len);
+	w->file_off += w->out.len;
+	w->out.len = 0;
+	return rc;
+}
+
+int st__block_write_fd(int fd, st__wrow *rows, size_t n, const st__block_spec *spec)
+{
+	int rc = 0;
+	st__map smap = {0}, kmap = {0};
+	uint64_t *sids = NULL;
+	freq *fr = NULL;
+	srow *sr = NULL, *sorted = NULL;
+	size_t *start = NULL;
+	st__blk_series *ser = NULL;
+	st__blk_chunk *chunks = NULL;
+	st__buf col[ST__BLK_NCOL] = {{0}}, idx = {0};
+	uint8_t *cbuf = NULL;
+	wctx w = {.fd = fd};
+	uint32_t nser = 0, nstk = 0, nchunks = 0;
+	uint32_t crows = spec->chunk_rows ? spec->chunk_rows : 16384;
+	if (n == 0 || crows > ST__BLK_MAX_CHUNK_ROWS)
+		return -EINVAL;
+
+	/* dictionaries: series sorted by ID, stacks by descending frequency so
+	 * the common ones get one-byte varints */
+	if ((rc = st__map_init(&smap, 1024)) || (rc = st__map_init(&kmap, 65536)))
+		goto out;
+	sids = malloc(sizeof(*sids) * 1024);
+	fr = malloc(sizeof(*fr) * 65536);
+	size_t sids_cap = 1024, fr_cap = 65536;
+	if (!sids || !fr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (st__map_get(&smap, rows[i].series) == ST__MAP_NONE) {
+			if (nser == sids_cap) {
+				uint64_t *t = realloc(sids, sizeof(*sids) * sids_cap * 2);
+				if (!t) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				sids = t;
+				sids_cap *= 2;
+			}
+			sids[nser] = rows[i].series;
+			if ((rc = st__map_put(&smap, rows[i].series, nser++)))
+				goto out;
+		}
+		uint32_t k = st__map_get(&kmap, rows[i].stack);
+		if (k == ST__MAP_NONE) {
+			if (nstk == fr_cap) {
+				freq *t = realloc(fr, sizeof(*fr) * fr_cap * 2);
+				if (!t) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				fr = t;
+				fr_cap *= 2;
+			}
+			fr[nstk] = (freq){rows[i].stack, 0};
+			k = nstk++;
+			if ((rc = st__map_put(&kmap, rows[i].stack, k)))
+				goto out;
+		}
+		fr[k].count++;
+	}
+	qsort(sids, nser, sizeof(*sids), cmp_u64);
+	for (uint32_t i = 0; i < nser; i++)
+		st__map_put(&smap, sids[i], i);
+	qsort(fr, nstk, sizeof(*fr), cmp_freq);
+	for (uint32_t i = 0; i < nstk; i++)
+		st__map_put(&kmap, fr[i].id, i);
+
+	/* counting sort by series, then by (time, rank) within each series */
+	sr = malloc(n * sizeof(*sr));
+	sorted = malloc(n * sizeof(*sorted));
+	start = calloc((size_t)nser + 1, sizeof(*start));
+	ser = calloc(nser, sizeof(*ser));
+	if (!sr || !sorted || !start || !ser) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		sr[i].ts = rows[i].ts;
+		sr[i].series = st__map_get(&smap, rows[i].series);
+		sr[i].rank = st__map_get(&kmap, rows[i].stack);
+		sr[i].value = rows[i].value;
+		start[sr[i].series + 1]++;
+	}
+	for (uint32_t s = 0; s < nser; s++)
+		start[s + 1] += start[s];
+	for (uint32_t s = 0; s < nser; s++) {
+		ser[s].id = sids[s];
+		ser[s].first_row = start[s];
+		ser[s].nrows = (uint32_t)(start[s + 1] - start[s]);
+	}
+	for (size_t i = 0; i < n; i++)
+		sorted[start[sr[i].series]++] = sr[i];
+	int64_t mint = INT64_MAX, maxt = INT64_MIN;
+	for (uint32_t s = 0; s < nser; s++) {
+		srow *r = sorted + ser[s].first_row;
+		sort_series_rows(r, ser[s].nrows);
+		ser[s].mint = r[0].ts;
+		ser[s].maxt = r[ser[s].nrows - 1].ts;
+		if (ser[s].mint < mint)
+			mint = ser[s].mint;
+		if (ser[s].maxt > maxt)
+			maxt = ser[s].maxt;
+	}
+
+	/* header placeholder, then chunks */
+	uint8_t hdr[ST__BLK_HDR] = {0};
+	if ((rc = st__buf_put(&w.out, hdr, sizeof(hdr))))
+		goto out;
+	nchunks = (uint32_t)((n + crows - 1) / crows);
+	chunks = calloc(nchunks, sizeof(*chunks));
+	cbuf = malloc((size_t)LZ4_compressBound((int)crows * 10) + 16);
+	if (!chunks || !cbuf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t c = 0; c < nchunks; c++) {
+		size_t lo = (size_t)c * crows, hi = lo + crows < n ? lo + crows : n;
+		st__blk_chunk *ch = &chunks[c];
+		ch->nrows = (uint32_t)(hi - lo);
+		ch->first_series = sorted[lo].series;
+		ch->last_series = sorted[hi - 1].series;
+		ch->mint = INT64_MAX;
+		ch->maxt = INT64_MIN;
+		for (int k = 0; k < ST__BLK_NCOL; k++)
+			col[k].len = 0;
+		for (int k = 0; k < ST__BLK_NCOL; k++)
+			if ((rc = st__buf_reserve(&col[k], (hi - lo) * 10)))
+				goto out;
+		uint8_t *p0 = col[0].data, *p1 = col[1].data, *p2 = col[2].data, *p3 = col[3].data;
+		uint32_t ps = 0, pr = 0;
+		int64_t pt = 0;
+		for (size_t i = lo; i < hi; i++) {
+			const srow *r = &sorted[i];
+			bool first = i == lo;
+			uint32_t ds = first ? r->series : r->series - ps;
+			int64_t dt = (int64_t)((uint64_t)r->ts - (uint64_t)pt);
+			p0 += st__put_varint(p0, ds);
+			p1 += st__put_varint(p1, st__zigzag(dt));
+			/* within one (series, time) group ranks ascend: store the gap */
+			bool group = first || ds != 0 || dt != 0;
+			p2 += st__put_varint(p2, group ? r->rank : r->rank - pr);
+			p3 += st__put_varint(p3, st__zigzag(r->value));
+			ps = r->series;
+			pt = r->ts;
+			pr = r->rank;
+			if (r->ts < ch->mint)
+				ch->mint = r->ts;
+			if (r->ts > ch->maxt)
+				ch->maxt = r->ts;
+		}
+		col[0].len = (size_t)(p0 - col[0].data);
+		col[1].len = (size_t)(p1 - col[1].data);
+		col[2].len = (size_t)(p2 - col[2].data);
+		col[3].len = (size_t)(p3 - col[3].data);
+		ch->off = w.file_off + w.out.len;
+		uint32_t crc = 0;
+		for (int k = 0; k < ST__BLK_NCOL; k++) {
+			int cl = LZ4_compress_default((const char *)col[k].data, (char *)cbuf,
+			                              (int)col[k].len,
+			                              LZ4_compressBound((int)crows * 10));
+			if (cl <= 0) {
+				rc = -EIO;
+				goto out;
+			}
+			ch->rlen[k] = (uint32_t)col[k].len;
+			ch->clen[k] = (uint32_t)cl;
+			crc = st__crc32c(crc, cbuf, (size_t)cl);
+			if ((rc = st__buf_put(&w.out, cbuf, (size_t)cl)))
+				goto out;
+		}
+		ch->crc = crc;
+		if ((rc = w_flush(&w, false)))
+			goto out;
+	}
+
+	/* index: series table, stack dictionary, chunk directory, parents */
+	uint64_t index_off = w.file_off + w.out.len;
+	for (uint32_t s = 0; s < nser && !rc; s++) {
+		rc = st__buf_u64(&idx, ser[s].id);
+		rc = rc ? rc : st__buf_u64(&idx, ser[s].first_row);
+		rc = rc ? rc : st__buf_u32(&idx, ser[s].nrows);
+		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ser[s].mint);
+		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ser[s].maxt);
+	}
+	for (uint32_t k = 0; k < nstk && !rc; k++)
+		rc = st__buf_u64(&idx, fr[k].id);
+	for (uint32_t c = 0; c < nchunks && !rc; c++) {
+		st__blk_chunk *ch = &chunks[c];
+		rc = st__buf_u64(&idx, ch->off);
+		rc = rc ? rc : st__buf_u32(&idx, ch->nrows);
+		rc = rc ? rc : st__buf_u32(&idx, ch->first_series);
+		rc = rc ? rc : st__buf_u32(&idx, ch->last_series);
+		rc = rc ? rc : st__buf_u32(&idx, ch->crc);
+		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ch->mint);
+		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ch->maxt);
+		for (int k = 0; k < ST__BLK_NCOL && !rc; k++)
+			rc = st__buf_u32(&idx, ch->clen[k]);
+		for (int k = 0; k < ST__BLK_NCOL && !rc; k++)
+			rc = st__buf_u32(&idx, ch->rlen[k]);
+	}
+	rc = rc ? rc : st__buf_u32(&idx, spec->ncover);
+	uint64_t max_lsn = 0;
+	int64_t min_part = INT64_MAX;
+	for (uint32_t i = 0; i < spec->ncover && !rc; i++) {
+		rc = st__buf_u64(&idx, (uint64_t)spec->cover[i].partition_start);
+		rc = rc ? rc : st__buf_u64(&idx, spec->cover[i].wal_lsn);
+		if (spec->cover[i].wal_lsn > max_lsn)
+			max_lsn = spec->cover[i].wal_lsn;
+		if (spec->cover[i].partition_start < min_part)
+			min_part = spec->cover[i].partition_start;
+	}
+	rc = rc ? rc : st__buf_u32(&idx, spec->nparents);
+	for (uint32_t i = 0; i < spec->nparents && !rc; i++) {
+		size_t l = strlen(spec->parents[i]);
+		uint8_t t[2] = {(uint8_t)l, (uint8_t)(l >> 8)};
+		rc = st__buf_put(&idx, t, 2);
+		rc = rc ? rc : st__buf_put(&idx, spec->parents[i], l);
+	}
+	if (rc)
+		goto out;
+	if (idx.len > UINT32_MAX) {
+		rc = -EFBIG;
+		goto out;
+	}
+	if ((rc = st__buf_put(&w.out, idx.data, idx.len)) || (rc = w_flush(&w, true)))
+		goto out;
+
+	memcpy(hdr, ST__BLK_MAGIC, 8);
+	st__put_u32(hdr + 8, ST__BLK_VERSION);
+	st__put_u64(hdr + 16, (uint64_t)mint);
+	st__put_u64(hdr + 24, (uint64_t)maxt);
+	st__put_u64(hdr + 32, n);
+	st__put_u32(hdr + 40, nser);
+	st__put_u32(hdr + 44, nstk);
+	st__put_u32(hdr + 48, nchunks);
+	st__put_u32(hdr + 52, crows);
+	st__put_u64(hdr + 56, max_lsn);
+	st__put_u64(hdr + 64, (uint64_t)(spec->ncover ? min_part : mint));
+	st__put_u64(hdr + 72, index_off);
+	st__put_u32(hdr + 80, (uint32_t)idx.len);
+	st__put_u32(hdr + 84, st__crc32c(0, idx.data, idx.len));
+	st__put_u32(hdr + 92, st__crc32c(0, hdr, 92));
+	ssize_t wr = pwrite(fd, hdr, sizeof(hdr), 0);
+	if (wr != (ssize_t)sizeof(hdr))
+		rc = wr < 0 ? -errno : -EIO;
+out:
+	st__map_free(&smap);
+	st__map_free(&kmap);
+	free(sids);
+	free(fr);
+	free(sr);
+	free(sorted);
+	free(start);
+	free(ser);
+	free(chunks);
+	free(cbuf);
+	for (int k = 0; k < ST__BLK_NCOL; k++)
+		st__buf_free(&col[k]);
+	st__buf_free(&idx);
+	st__buf_free(&w.out);
+	return rc;
+}
+
+/* ---- reader ---- */
+
+void st__block_release(st__block *b)
+{
+	if (!b)
+		return;
+	free(b->series);
+	free(b->stacks);
+	free(b->chunks);
+	free(b->cover);
+	if (b->parents)
+		for (uint32_t i = 0; i < b->nparents; i++)
+			free(b->parents[i]);
+	free(b->parents);
+	memset(b, 0, sizeof(*b));
+}
+
+#define BAD(...) do { rc = st__fail(err, -EBADMSG, __VA_ARGS__); goto out; } while (0)
+
+int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
+{
+	int rc = 0;
+	memset(b, 0, sizeof(*b));
+	if (len < ST__BLK_HDR)
+		BAD("block is %zu bytes, shorter than its header", len);
+	if (memcmp(img, ST__BLK_MAGIC, 8))
+		BAD("not a Smolder block (bad magic)");
+	if (st__get_u32(img + 92) != st__crc32c(0, img, 92))
+		BAD("block header checksum mismatch");
+	if (st__get_u32(img + 8) != ST__BLK_VERSION)
+		BAD("block version %u, this build reads %u", st__get_u32(img + 8),
+		    ST__BLK_VERSION);
+	b->img = img;
+	b->len = len;
+	b->mint = (int64_t)st__get_u64(img + 16);
+	b->maxt = (int64_t)st__get_u64(img + 24);
+	b->nrows = st__get_u64(img + 32);
+	b->nseries = st__get_u32(img + 40);
+	b->nstacks = st__get_u32(img + 44);
+	b->nchunks = st__get_u32(img + 48);
+	b->chunk_rows = st__get_u32(img + 52);
+	b->wal_lsn = st__get_u64(img + 56);
+	b->partition_start = (int64_t)st__get_u64(img + 64);
+	uint64_t ioff = st__get_u64(img + 72);
+	uint32_t ilen = st__get_u32(img + 80);
+	if (ioff < ST__BLK_HDR || ioff > len || ilen > len - ioff)
+		BAD("block index lies outside the file");
+	const uint8_t *ip = img + ioff, *iend = ip + ilen;
+	if (st__get_u32(img + 84) != st__crc32c(0, ip, ilen))
+		BAD("block index checksum mismatch");
+	if (b->chunk_rows == 0 || b->chunk_rows > ST__BLK_MAX_CHUNK_ROWS ||
+	    b->mint > b->maxt || b->nrows == 0 || b->nseries == 0 || b->nstacks == 0)
+		BAD("block header fields out of range");
+	uint64_t need = (uint64_t)b->nseries * ST__BLK_SERIES_ENT +
+	                (uint64_t)b->nstacks * 8 + (uint64_t)b->nchunks * ST__BLK_CHUNK_DIR + 8;
+	if (need > ilen)
+		BAD("block index is %u bytes, its counts need %llu", ilen,
+		    (unsigned long long)need);
+	if ((uint64_t)b->nchunks * b->chunk_rows < b->nrows ||
+	    (uint64_t)b->nchunks > b->nrows)
+		BAD("block has %u chunks for %llu rows", b->nchunks,
+		    (unsigned long long)b->nrows);
+	b->series = calloc(b->nseries, sizeof(*b->series));
+	b->stacks = malloc((size_t)b->nstacks * 8);
+	b->chunks = calloc(b->nchunks ? b->nchunks : 1, sizeof(*b->chunks));
+	if (!b->series || !b->stacks || !b->chunks) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	uint64_t rows = 0;
+	for (uint32_t s = 0; s < b->nseries; s++, ip += ST__BLK_SERIES_ENT) {
+		st__blk_series *e = &b->series[s];
+		e->id = st__get_u64(ip);
+		e->first_row = st__get_u64(ip + 8);
+		e->nrows = st__get_u32(ip + 16);
+		e->mint = (int64_t)st__get_u64(ip + 20);
+		e->maxt = (int64_t)st__get_u64(ip + 28);
+		if (e->first_row != rows || e->nrows == 0 || e->mint > e->maxt ||
+		    e->mint < b->mint || e->maxt > b->maxt ||
+		    (s > 0 && e->id <= b->series[s - 1].id))
+			BAD("block series %u is inconsistent", s);
+		rows += e->nrows;
+	}
+	if (rows != b->nrows)
+		BAD("block series hold %llu rows, header says %llu",
+		    (unsigned long long)rows, (unsigned long long)b->nrows);
+	memcpy(b->stacks, ip, (size_t)b->nstacks * 8);
+	ip += (size_t)b->nstacks * 8;
+	rows = 0;
+	uint64_t data_end = ST__BLK_HDR;
+	for (uint32_t c = 0; c < b->nchunks; c++, ip += ST__BLK_CHUNK_DIR) {
+		st__blk_chunk *ch = &b->chunks[c];
+		ch->off = st__get_u64(ip);
+		ch->nrows = st__get_u32(ip + 8);
+		ch->first_series = st__get_u32(ip + 12);
+		ch->last_series = st__get_u32(ip + 16);
+		ch->crc = st__get_u32(ip + 20);
+		ch->mint = (int64_t)st__get_u64(ip + 24);
+		ch->maxt = (int64_t)st__get_u64(ip + 32);
+		uint64_t clen = 0;
+		for (int k = 0; k < ST__BLK_NCOL; k++) {
+			ch->clen[k] = st__get_u32(ip + 40 + 4 * k);
+			ch->rlen[k] = st__get_u32(ip + 56 + 4 * k);
+			clen += ch->clen[k];
+			/* a varint is at most 10 bytes: this bounds decompression */
+			if (ch->rlen[k] > (uint64_t)ch->nrows * 10 || ch->rlen[k] < ch->nrows)
+				BAD("block chunk %u column %d has a bad raw length", c, k);
+		}
+		if (ch->nrows == 0 || ch->nrows > b->chunk_rows || ch->off != data_end ||
+		    clen > ioff - ch->off || ch->first_series > ch->last_series ||
+		    ch->last_series >= b->nseries || ch->mint > ch->maxt ||
+		    ch->mint < b->mint || ch->maxt > b->maxt)
+			BAD("block chunk %u is inconsistent", c);
+		data_end = ch->off + clen;
+		rows += ch->nrows;
+	}
+	if (rows != b->nrows || data_end != ioff)
+		BAD("block chunks do not cover the rows and data exactly");
+	if (iend - ip < 4)
+		BAD("block coverage table is cut short");
+	b->ncover = st__get_u32(ip);
+	ip += 4;
+	if (b->ncover > 100000 || (uint64_t)(iend - ip) < (uint64_t)b->ncover * 16 + 4)
+		BAD("block coverage table is cut short");
+	b->cover = calloc(b->ncover ? b->ncover : 1, sizeof(*b->cover));
+	if (!b->cover) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < b->ncover; i++, ip += 16) {
+		b->cover[i].partition_start = (int64_t)st__get_u64(ip);
+		b->cover[i].wal_lsn = st__get_u64(ip + 8);
+	}
+	b->nparents = st__get_u32(ip);
+	ip += 4;
+	if (b->nparents > 1024)
+		BAD("block lists %u parents", b->nparents);
+	if (b->nparents) {
+		b->parents = calloc(b->nparents, sizeof(*b->parents));
+		if (!b->parents) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < b->nparents; i++) {
+		if (iend - ip < 2)
+			BAD("block parent list is cut short");
+		size_t l = ip[0] | (size_t)ip[1] << 8;
+		ip += 2;
+		if ((size_t)(iend - ip) < l || l == 0 || l > 255 || memchr(ip, '/', l) ||
+		    memchr(ip, 0, l) || (l <= 2 && ip[0] == '.'))
+			BAD("block parent %u is not a block name", i);
+		b->parents[i] = strndup((const char *)ip, l);
+		if (!b->parents[i]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		ip += l;
+	}
+	if (ip != iend)
+		BAD("block index has %zu trailing bytes", (size_t)(iend - ip));
+out:
+	if (rc)
+		st__block_release(b);
+	return rc;
+}
+
+void st__chunk_rows_free(st__chunk_rows *r)
+{
+	free(r->series);
+	free(r->ts);
+	free(r->stack);
+	free(r->value);
+	free(r->raw);
+	memset(r, 0, sizeof(*r));
+}
+
+int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *r)
+{
+	const st__blk_chunk *ch = &b->chunks[ci];
+	size_t raw = 0, cl = 0;
+	for (int k = 0; k < ST__BLK_NCOL; k++) {
+		raw += ch->rlen[k];
+		cl += ch->clen[k];
+	}
+	const uint8_t *src = b->img + ch->off;
+	if (st__crc32c(0, src, cl) != ch->crc)
+		return -EBADMSG;
+	if (r->raw_cap < raw) {
+		uint8_t *t = realloc(r->raw, raw);
+		if (!t)
+			return -ENOMEM;
+		r->raw = t;
+		r->raw_cap = raw;
+	}
+	if (r->cap < ch->nrows) {
+		size_t cap = ch->nrows;
+		uint32_t *s = realloc(r->series, cap * sizeof(*s));
+		if (s)
+			r->series = s;
+		int64_t *t = realloc(r->ts, cap * sizeof(*t));
+		if (t)
+			r->ts = t;
+		uint32_t *k = realloc(r->stack, cap * sizeof(*k));
+		if (k)
+			r->stack = k;
+		int64_t *v = realloc(r->value, cap * sizeof(*v));
+		if (v)
+			r->value = v;
+		if (!s || !t || !k || !v)
+			return -ENOMEM;
+		r->cap = cap;
+	}
+	const uint8_t *colp[ST__BLK_NCOL], *cole[ST__BLK_NCOL];
+	uint8_t *dst = r->raw;
+	for (int k = 0; k < ST__BLK_NCOL; k++) {
+		int got = LZ4_decompress_safe((const char *)src, (char *)dst, (int)ch->clen[k],
+		                              (int)ch->rlen[k]);
+		if (got < 0 || (uint32_t)got != ch->rlen[k])
+			return -EBADMSG;
+		colp[k] = dst;
+		cole[k] = dst + ch->rlen[k];
+		src += ch->clen[k];
+		dst += ch->rlen[k];
+	}
+	uint32_t ps = 0, pr = 0;
+	int64_t pt = 0;
+	for (uint32_t i = 0; i < ch->nrows; i++) {
+		uint64_t ds, dt, rk, v;
+		if (st__get_varint(&colp[0], cole[0], &ds) || st__get_varint(&colp[1], cole[1], &dt) ||
+		    st__get_varint(&colp[2], cole[2], &rk) || st__get_varint(&colp[3], cole[3], &v))
+			return -EBADMSG;
+		int64_t d = st__unzigzag(dt);
+		bool group = i == 0 || ds != 0 || d != 0;
+		uint64_t s = i == 0 ? ds : ps + ds;
+		uint64_t rank = group ? rk : pr + rk;
+		int64_t t = (int64_t)((uint64_t)pt + (uint64_t)d);
+		if (s < ch->first_series || s > ch->last_series || rank >= b->nstacks ||
+		    t < ch->mint || t > ch->maxt)
+			return -EBADMSG;
+		r->series[i] = (uint32_t)s;
+		r->ts[i] = t;
+		r->stack[i] = (uint32_t)rank;
+		r->value[i] = st__unzigzag(v);
+		ps = (uint32_t)s;
+		pt = t;
+		pr = (uint32_t)rank;
+	}
+	for (int k = 0; k < ST__BLK_NCOL; k++)
+		if (colp[k] != cole[k])
+			return -EBADMSG;
+	r->n = ch->nrows;
+	return 0;
+}

@@ -1,0 +1,1602 @@
+/* db.c - the store: ties the WAL, the in-memory head, the block files and
+ * the SQLite metadata together, and answers reads over all of them.
+ *
+ * Locking: append_mu serializes WAL appends, metadata writes and head
+ * updates, so the head holds records in LSN order. rw guards what readers
+ * see (registries, head, block list); readers hold it only while copying or
+ * scanning the head, never while reading blocks. maint_mu serializes cut,
+ * compaction and retention, which do their slow I/O without append_mu. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "storage/meta.h"
+#include "storage/st_int.h"
+#include "storage/wal.h"
+
+#define BLOCK_FILE "data.smb"
+
+typedef struct hrow {
+	int64_t ts;
+	uint32_t series;  /* registry index */
+	uint32_t stack;   /* registry index */
+	int64_t value;
+} hrow;
+
+/* One head partition. A frozen one is being written as a block; rows for
+ * its time that arrive meanwhile go to a fresh partition with the same
+ * start. */
+typedef struct hpart {
+	int64_t start;
+	hrow *rows;
+	size_t n, cap;
+	uint64_t min_lsn;   /* first WAL record with a row here */
+	bool frozen;
+} hpart;
+
+typedef struct sreg {
+	uint64_t id;
+	int64_t mint, maxt;   /* INT64_MAX/INT64_MIN while it has no rows */
+	st_label *labels;     /* type first as ST_TYPE_LABEL; one allocation */
+	uint32_t nlabels;
+} sreg;
+
+typedef struct blk {
+	char name[32];
+	st__block b;
+	void *map;
+	size_t map_len;
+	uint64_t file_bytes;
+	atomic_int refs;
+	atomic_bool dead;     /* delete its directory once unreferenced */
+	char path[PATH_MAX + 64];  /* blocks_dir/name[.deleted] */
+} blk;
+
+struct st_db {
+	char dir[PATH_MAX];
+	char blocks_dir[PATH_MAX + 8];
+	st_options opt;
+	int lock_fd;
+	st__wal *wal;
+	st__meta *meta;
+	pthread_mutex_t append_mu, maint_mu;
+	pthread_rwlock_t rw;
+
+	sreg *series;
+	uint32_t nseries, series_cap;
+	st__map series_map;
+	uint64_t *stacks;
+	uint32_t nstacks, stacks_cap;
+	st__map stack_map;
+
+	hpart **parts;
+	size_t nparts, parts_cap;
+	uint64_t head_rows;
+
+	blk **blocks;
+	size_t nblocks, blocks_cap;
+	uint64_t next_block_seq;
+
+	st__blk_cover *cover;  /* max covered LSN per partition, from blocks */
+	size_t ncover, cover_cap;
+
+	uint64_t replayed, torn_bytes;
+	bool replaying;
+};
+
+void st_options_default(st_options *o)
+{
+	o->partition_ns = 3600LL * 1000000000LL;
+	o->retention_ns = 7LL * 24 * 3600 * 1000000000LL;
+	o->cut_grace_ns = 300LL * 1000000000LL;
+	o->head_max_rows = 32u << 20;
+	o->wal_segment_bytes = 64u << 20;
+	o->compact_max_rows = 16u << 20;
+	o->compact_max_span_ns = 24LL * 3600 * 1000000000LL;
+	o->chunk_rows = 16384;
+}
+
+static int64_t part_of(const st_db *db, int64_t ts)
+{
+	return ts - ts % db->opt.partition_ns;
+}
+
+/* ---- registries ---- */
+
+static int series_add(st_db *db, uint64_t id, const char *type,
+                      const st_label *labels, uint32_t n, uint32_t *idx)
+{
+	uint32_t have = st__map_get(&db->series_map, id);
+	if (have != ST__MAP_NONE) {
+		*idx = have;
+		return 0;
+	}
+	if (db->nseries == db->series_cap) {
+		uint32_t cap = db->series_cap ? db->series_cap * 2 : 256;
+		sreg *s = realloc(db->series, cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		db->series = s;
+		db->series_cap = cap;
+	}
+	/* labels arrive sorted by name (canonical) from every caller */
+	size_t bytes = (n + 1) * sizeof(st_label) + sizeof(ST_TYPE_LABEL) + strlen(type) + 1;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += strlen(labels[i].name) + strlen(labels[i].value) + 2;
+	st_label *l = malloc(bytes);
+	if (!l)
+		return -ENOMEM;
+	char *sp = (char *)(l + n + 1);
+	for (uint32_t i = 0; i <= n; i++) {
+		const char *k = i ? labels[i - 1].name : ST_TYPE_LABEL;
+		const char *v = i ? labels[i - 1].value : type;
+		l[i].name = strcpy(sp, k);
+		sp += strlen(k) + 1;
+		l[i].value = strcpy(sp, v);
+		sp += strlen(v) + 1;
+	}
+	int rc = st__map_put(&db->series_map, id, db->nseries);
+	if (rc) {
+		free(l);
+		return rc;
+	}
+	db->series[db->nseries] = (sreg){id, INT64_MAX, INT64_MIN, l, n + 1};
+	*idx = db->nseries++;
+	return 0;
+}
+
+static int stack_add(st_db *db, uint64_t id)
+{
+	if (st__map_get(&db->stack_map, id) != ST__MAP_NONE)
+		return 0;
+	if (db->nstacks == db->stacks_cap) {
+		uint32_t cap = db->stacks_cap ? db->stacks_cap * 2 : 4096;
+		uint64_t *s = realloc(db->stacks, cap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		db->stacks = s;
+		db->stacks_cap = cap;
+	}
+	int rc = st__map_put(&db->stack_map, id, db->nstacks);
+	if (rc)
+		return rc;
+	db->stacks[db->nstacks++] = id;
+	return 0;
+}
+
+static int load_series_cb(void *arg, uint64_t id, const char *type,
+                          const st_label *labels, uint32_t n)
+{
+	uint32_t idx;
+	return series_add(arg, id, type, labels, n, &idx);
+}
+
+static int load_stack_cb(void *arg, uint64_t id)
+{
+	return stack_add(arg, id);
+}
+
+/* ---- coverage ---- */
+
+static uint64_t covered(const st_db *db, int64_t part)
+{
+	for (size_t i = 0; i < db->ncover; i++)
+		if (db->cover[i].partition_start == part)
+			return db->cover[i].wal_lsn;
+	return 0;
+}
+
+static int cover_note(st_db *db, int64_t part, uint64_t lsn)
+{
+	for (size_t i = 0; i < db->ncover; i++)
+		if (db->cover[i].partition_start == part) {
+			if (lsn > db->cover[i].wal_lsn)
+				db->cover[i].wal_lsn = lsn;
+			return 0;
+		}
+	if (db->ncover == db->cover_cap) {
+		size_t cap = db->cover_cap ? db->cover_cap * 2 : 64;
+		st__blk_cover *c = realloc(db->cover, cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		db->cover = c;
+		db->cover_cap = cap;
+	}
+	db->cover[db->ncover++] = (st__blk_cover){part, lsn};
+	return 0;
+}
+
+/* ---- head ---- */
+
+static hpart *head_part(st_db *db, int64_t start, uint64_t lsn)
+{
+	for (size_t i = db->nparts; i-- > 0;)
+		if (db->parts[i]->start == start && !db->parts[i]->frozen)
+			return db->parts[i];
+	if (db->nparts == db->parts_cap) {
+		size_t cap = db->parts_cap ? db->parts_cap * 2 : 16;
+		hpart **p = realloc(db->parts, cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		db->parts = p;
+		db->parts_cap = cap;
+	}
+	hpart *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->start = start;
+	h->min_lsn = lsn;
+	db->parts[db->nparts++] = h;
+	return h;
+}
+
+/* Applies a validated batch that the WAL holds as record lsn. Caller holds
+ * append_mu; rw is taken here. */
+static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
+                 uint64_t lsn)
+{
+	int rc = 0;
+	uint32_t *sidx = malloc((b->nseries + 1) * sizeof(*sidx));
+	if (!sidx)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&db->rw);
+	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
+		/* canonical order: sort a copy of the labels by name */
+		const st_series_def *s = &b->series[i];
+		st_label l[ST_MAX_LABELS];
+		memcpy(l, s->labels, s->nlabels * sizeof(*l));
+		for (uint32_t x = 1; x < s->nlabels; x++)
+			for (uint32_t y = x; y > 0 && strcmp(l[y - 1].name, l[y].name) > 0; y--) {
+				st_label t = l[y];
+				l[y] = l[y - 1];
+				l[y - 1] = t;
+			}
+		rc = series_add(db, series_ids[i], s->type, l, s->nlabels, &sidx[i]);
+	}
+	for (uint32_t i = 0; i < b->nstacks && !rc; i++)
+		rc = stack_add(db, b->stacks[i].id);
+	hpart *h = NULL;
+	int64_t cpart = INT64_MIN;
+	uint64_t cov = 0;
+	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
+		const st_sample *s = &b->samples[i];
+		int64_t part = part_of(db, s->ts_ns);
+		if (db->replaying && part != cpart) {
+			cpart = part;
+			cov = covered(db, part);
+		}
+		if (db->replaying && lsn <= cov)
+			continue;  /* already in a block */
+		if (!h || h->start != part) {
+			h = head_part(db, part, lsn);
+			if (!h) {
+				rc = -ENOMEM;
+				break;
+			}
+		}
+		if (h->n == h->cap) {
+			size_t cap = h->cap ? h->cap * 2 : 4096;
+			hrow *r = realloc(h->rows, cap * sizeof(*r));
+			if (!r) {
+				rc = -ENOMEM;
+				break;
+			}
+			h->rows = r;
+			h->cap = cap;
+		}
+		uint32_t k = st__map_get(&db->stack_map, s->stack_id);
+		sreg *sr = &db->series[sidx[s->series]];
+		h->rows[h->n++] = (hrow){s->ts_ns, sidx[s->series], k, s->value};
+		if (s->ts_ns < sr->mint)
+			sr->mint = s->ts_ns;
+		if (s->ts_ns > sr->maxt)
+			sr->maxt = s->ts_ns;
+		db->head_rows++;
+	}
+	pthread_rwlock_unlock(&db->rw);
+	free(sidx);
+	return rc;
+}
+
+/* Writes series and stacks the store has not seen to SQLite. Caller holds
+ * append_mu. */
+static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
+{
+	int rc = 0;
+	bool open_tx = false;
+	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
+		if (st__map_get(&db->series_map, series_ids[i]) != ST__MAP_NONE)
+			continue;
+		if (!open_tx && !db->replaying) {
+			if ((rc = st__meta_begin(db->meta)))
+				return rc;
+			open_tx = true;
+		}
+		const st_series_def *s = &b->series[i];
+		st_label l[ST_MAX_LABELS];
+		memcpy(l, s->labels, s->nlabels * sizeof(*l));
+		for (uint32_t x = 1; x < s->nlabels; x++)
+			for (uint32_t y = x; y > 0 && strcmp(l[y - 1].name, l[y].name) > 0; y--) {
+				st_label t = l[y];
+				l[y] = l[y - 1];
+				l[y - 1] = t;
+			}
+		st_series_def c = {s->type, l, s->nlabels};
+		rc = st__meta_put_series(db->meta, series_ids[i], &c);
+	}
+	for (uint32_t i = 0; i < b->nstacks && !rc; i++) {
+		if (st__map_get(&db->stack_map, b->stacks[i].id) != ST__MAP_NONE)
+			continue;
+		if (!open_tx && !db->replaying) {
+			if ((rc = st__meta_begin(db->meta)))
+				return rc;
+			open_tx = true;
+		}
+		rc = st__meta_put_stack(db->meta, b, &b->stacks[i]);
+	}
+	if (open_tx) {
+		if (rc)
+			st__meta_rollback(db->meta);
+		else
+			rc = st__meta_commit(db->meta);
+	}
+	return rc;
+}
+
+/* Every sample must name a stack that is in the batch or already stored:
+ * a stack ID alone cannot be turned back into frames. */
+static int check_stacks(st_db *db, const st_batch *b, st_err *err)
+{
+	st__map inb = {0};
+	int rc = 0;
+	if (b->nstacks && (rc = st__map_init(&inb, b->nstacks)))
+		return rc;
+	for (uint32_t i = 0; i < b->nstacks && !rc; i++)
+		rc = st__map_put(&inb, b->stacks[i].id, i);
+	uint64_t last = 0;
+	bool have_last = false;
+	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
+		uint64_t id = b->samples[i].stack_id;
+		if (have_last && id == last)
+			continue;
+		if (st__map_get(&inb, id) == ST__MAP_NONE &&
+		    st__map_get(&db->stack_map, id) == ST__MAP_NONE)
+			rc = st__fail(err, -EINVAL, "sample %u: stack %016" PRIx64 " is unknown; "
+			              "send its frames in the batch", i, id);
+		last = id;
+		have_last = true;
+	}
+	st__map_free(&inb);
+	return rc;
+}
+
+int st_append(st_db *db, const st_batch *b, st_err *err)
+{
+	int rc;
+	uint64_t lsn = 0;
+	st__buf payload = {0};
+	uint64_t *ids = malloc((b->nseries + 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	if (err)
+		err->msg[0] = 0;
+	rc = st__batch_validate(b, ids, err);
+	if (rc)
+		goto out;
+	rc = st__batch_encode(b, ids, &payload);
+	if (rc)
+		goto out;
+	if (payload.len > ST__WAL_MAX_RECORD) {
+		rc = st__fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u",
+		              payload.len, ST__WAL_MAX_RECORD);
+		goto out;
+	}
+	pthread_mutex_lock(&db->append_mu);
+	rc = check_stacks(db, b, err);
+	if (!rc) {
+		rc = put_meta(db, b, ids);
+		if (rc)
+			st__fail(err, rc, "writing metadata: %s", strerror(-rc));
+	}
+	if (!rc) {
+		rc = st__wal_append(db->wal, payload.data, payload.len, &lsn);
+		if (rc)
+			st__fail(err, rc, "writing the WAL: %s", strerror(-rc));
+	}
+	if (!rc) {
+		rc = apply(db, b, ids, lsn);
+		if (rc)
+			st__fail(err, rc, "applying the batch: %s", strerror(-rc));
+	}
+	pthread_mutex_unlock(&db->append_mu);
+	if (!rc) {
+		rc = st__wal_sync(db->wal, lsn);
+		if (rc)
+			st__fail(err, rc, "syncing the WAL: %s", strerror(-rc));
+	}
+out:
+	st__buf_free(&payload);
+	free(ids);
+	return rc;
+}
+
+/* ---- blocks on disk ---- */
+
+static void blk_unref(blk *k)
+{
+	if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
+		return;
+	if (k->map)
+		munmap(k->map, k->map_len);
+	st__block_release(&k->b);
+	if (atomic_load(&k->dead))
+		st__rm_rf(k->path);
+	free(k);
+}
+
+static int blk_open(st_db *db, const char *name, blk **out, st_err *err)
+{
+	int rc = 0, fd = -1;
+	blk *k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	atomic_init(&k->refs, 1);
+	snprintf(k->name, sizeof(k->name), "%s", name);
+	snprintf(k->path, sizeof(k->path), "%s/%s", db->blocks_dir, name);
+	char file[sizeof(k->path) + 16];
+	snprintf(file, sizeof(file), "%s/" BLOCK_FILE, k->path);
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st)) {
+		rc = st__fail(err, -errno, "block %s: %s", name, strerror(errno));
+		goto out;
+	}
+	k->map_len = (size_t)st.st_size;
+	k->file_bytes = (uint64_t)st.st_size;
+	if (k->map_len) {
+		k->map = mmap(NULL, k->map_len, PROT_READ, MAP_SHARED, fd, 0);
+		if (k->map == MAP_FAILED) {
+			k->map = NULL;
+			rc = st__fail(err, -errno, "block %s: mmap: %s", name, strerror(errno));
+			goto out;
+		}
+	}
+	st_err e2;
+	rc = st__block_parse(k->map, k->map_len, &k->b, &e2);
+	if (rc)
+		st__fail(err, rc, "block %s is damaged (%s); move it out of %s to start "
+		         "without it", name, e2.msg, db->blocks_dir);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc) {
+		blk_unref(k);
+		return rc;
+	}
+	*out = k;
+	return 0;
+}
+
+static int blocks_push(st_db *db, blk *k)
+{
+	if (db->nblocks == db->blocks_cap) {
+		size_t cap = db->blocks_cap ? db->blocks_cap * 2 : 64;
+		blk **b = realloc(db->blocks, cap * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		db->blocks = b;
+		db->blocks_cap = cap;
+	}
+	/* keep the list ordered by time, then name */
+	size_t i = db->nblocks;
+	while (i > 0 && (db->blocks[i - 1]->b.mint > k->b.mint ||
+	                 (db->blocks[i - 1]->b.mint == k->b.mint &&
+	                  strcmp(db->blocks[i - 1]->name, k->name) > 0))) {
+		db->blocks[i] = db->blocks[i - 1];
+		i--;
+	}
+	db->blocks[i] = k;
+	db->nblocks++;
+	return 0;
+}
+
+/* Writes rows as a new block directory: temporary name, fsync, rename,
+ * fsync the parent, so a block either exists whole or not at all. */
+static int block_create(st_db *db, st__wrow *rows, size_t n,
+                        const st__blk_cover *cover, uint32_t ncover,
+                        const char *const *parents, uint32_t nparents,
+                        char name[32])
+{
+	int rc, fd = -1;
+	char tmp[PATH_MAX + 64], fin[PATH_MAX + 64], file[PATH_MAX + 80];
+	snprintf(name, 32, "b%016" PRIx64, db->next_block_seq++);
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", db->blocks_dir, name);
+	snprintf(fin, sizeof(fin), "%s/%s", db->blocks_dir, name);
+	st__rm_rf(tmp);
+	if (mkdir(tmp, 0755))
+		return -errno;
+	snprintf(file, sizeof(file), "%s/" BLOCK_FILE, tmp);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	st__block_spec spec = {cover, ncover, db->opt.chunk_rows, parents, nparents};
+	rc = st__block_write_fd(fd, rows, n, &spec);
+	if (!rc && fsync(fd))
+		rc = -errno;
+	if (close(fd) && !rc)
+		rc = -errno;
+	fd = -1;
+	if (!rc)
+		rc = st__fsync_dir(tmp);
+	if (!rc && rename(tmp, fin))
+		rc = -errno;
+	if (!rc)
+		rc = st__fsync_dir(db->blocks_dir);
+out:
+	if (rc)
+		st__rm_rf(tmp);
+	return rc;
+}
+
+static void blocks_remove(st_db *db, blk *k)
+{
+	for (size_t i = 0; i < db->nblocks; i++)
+		if (db->blocks[i] == k) {
+			memmove(db->blocks + i, db->blocks + i + 1,
+			        (db->nblocks - i - 1) * sizeof(*db->blocks));
+			db->nblocks--;
+			return;
+		}
+}
+
+/* Marks a block dead (its directory goes once the last reader is done) and
+ * renames it first, so a crash in between cannot leave half a block under a
+ * live name. */
+static void blk_kill(st_db *db, blk *k)
+{
+	char dead[sizeof(k->path)];
+	size_t n = strlen(k->path);
+	memcpy(dead, k->path, n);
+	memcpy(dead + n, ".deleted", sizeof(".deleted"));
+	if (!rename(k->path, dead)) {
+		memcpy(k->path, dead, sizeof(dead));
+		st__fsync_dir(db->blocks_dir);
+	}
+	atomic_store(&k->dead, true);
+	blk_unref(k);
+}
+
+/* ---- cut ---- */
+
+static int cmp_part(const void *a, const void *b)
+{
+	const hpart *x = *(hpart *const *)a, *y = *(hpart *const *)b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+int st_cut(st_db *db, int64_t now_ns, int force)
+{
+	int rc = 0;
+	hpart **todo = NULL;
+	size_t ntodo = 0;
+	uint64_t lsn;
+	pthread_mutex_lock(&db->maint_mu);
+
+	/* freeze under append_mu: rows with a higher LSN go to new partitions */
+	pthread_mutex_lock(&db->append_mu);
+	pthread_rwlock_wrlock(&db->rw);
+	bool all = force || db->head_rows > db->opt.head_max_rows;
+	todo = malloc((db->nparts + 1) * sizeof(*todo));
+	if (!todo) {
+		rc = -ENOMEM;
+	} else {
+		for (size_t i = 0; i < db->nparts; i++) {
+			hpart *h = db->parts[i];
+			bool closed = h->start + db->opt.partition_ns + db->opt.cut_grace_ns <= now_ns;
+			if (!h->frozen && h->n > 0 && (all || closed)) {
+				h->frozen = true;
+				todo[ntodo++] = h;
+			}
+		}
+	}
+	lsn = st__wal_last_lsn(db->wal);
+	pthread_rwlock_unlock(&db->rw);
+	pthread_mutex_unlock(&db->append_mu);
+	qsort(todo, ntodo, sizeof(*todo), cmp_part);
+
+	for (size_t t = 0; t < ntodo && !rc; t++) {
+		hpart *h = todo[t];
+		st__wrow *rows = malloc(h->n * sizeof(*rows));
+		if (!rows) {
+			rc = -ENOMEM;
+			break;
+		}
+		/* frozen rows never change; registry entries are only appended,
+		 * but the arrays may move: read them under the lock */
+		pthread_rwlock_rdlock(&db->rw);
+		for (size_t i = 0; i < h->n; i++)
+			rows[i] = (st__wrow){h->rows[i].ts, db->series[h->rows[i].series].id,
+			                     db->stacks[h->rows[i].stack], h->rows[i].value};
+		pthread_rwlock_unlock(&db->rw);
+		char name[32];
+		st__blk_cover cov = {h->start, lsn};
+		rc = block_create(db, rows, h->n, &cov, 1, NULL, 0, name);
+		free(rows);
+		blk *k = NULL;
+		if (!rc)
+			rc = blk_open(db, name, &k, NULL);
+		if (rc)
+			break;
+		/* the block header holds its coverage too; SQLite keeps it after
+		 * retention deletes the block */
+		pthread_mutex_lock(&db->append_mu);
+		rc = st__meta_put_cover(db->meta, h->start, lsn);
+		pthread_mutex_unlock(&db->append_mu);
+		pthread_rwlock_wrlock(&db->rw);
+		if (!rc)
+			rc = cover_note(db, h->start, lsn);
+		if (!rc)
+			rc = blocks_push(db, k);
+		if (!rc) {
+			for (size_t i = 0; i < db->nparts; i++)
+				if (db->parts[i] == h) {
+					memmove(db->parts + i, db->parts + i + 1,
+					        (db->nparts - i - 1) * sizeof(*db->parts));
+					db->nparts--;
+					break;
+				}
+			db->head_rows -= h->n;
+		}
+		pthread_rwlock_unlock(&db->rw);
+		if (rc) {
+			blk_kill(db, k); /* else a retry would store its rows twice */
+			break;
+		}
+		free(h->rows);
+		free(h);
+		todo[t] = NULL;
+	}
+	/* a failed cut leaves its partitions in the head, unfrozen, to retry */
+	pthread_rwlock_wrlock(&db->rw);
+	for (size_t t = 0; t < ntodo; t++)
+		if (todo[t])
+			todo[t]->frozen = false;
+	uint64_t need = st__wal_last_lsn(db->wal) + 1;
+	for (size_t i = 0; i < db->nparts; i++)
+		if (db->parts[i]->min_lsn < need)
+			need = db->parts[i]->min_lsn;
+	pthread_rwlock_unlock(&db->rw);
+	free(todo);
+
+	/* segments below `need` only hold rows now in blocks; their metadata
+	 * must be durable in SQLite before they go */
+	if (!rc && ntodo) {
+		rc = st__meta_sync(db->meta);
+		if (!rc) {
+			pthread_mutex_lock(&db->append_mu);
+			rc = st__wal_remove_before(db->wal, need);
+			pthread_mutex_unlock(&db->append_mu);
+		}
+	}
+	pthread_mutex_unlock(&db->maint_mu);
+	return rc;
+}
+
+/* ---- retention and compaction ---- */
+
+int st_retention(st_db *db, int64_t now_ns)
+{
+	if (db->opt.retention_ns <= 0)
+		return 0;
+	int64_t limit = now_ns - db->opt.retention_ns;
+	pthread_mutex_lock(&db->maint_mu);
+	pthread_rwlock_wrlock(&db->rw);
+	blk **gone = malloc((db->nblocks + 1) * sizeof(*gone));
+	size_t ngone = 0;
+	for (size_t i = 0; gone && i < db->nblocks;)
+		if (db->blocks[i]->b.maxt < limit) {
+			gone[ngone++] = db->blocks[i];
+			blocks_remove(db, db->blocks[i]);
+		} else {
+			i++;
+		}
+	pthread_rwlock_unlock(&db->rw);
+	for (size_t i = 0; i < ngone; i++) {
+		fprintf(stderr, "smolder storage: retention deletes block %s "
+		        "(rows up to %" PRId64 ")\n", gone[i]->name, gone[i]->b.maxt);
+		blk_kill(db, gone[i]);
+	}
+	free(gone);
+	pthread_mutex_unlock(&db->maint_mu);
+	return 0;
+}
+
+/* Reads every row of a block back with global IDs. */
+static int block_rows(const blk *k, st__wrow *out, size_t *n)
+{
+	st__chunk_rows cr = {0};
+	int rc = 0;
+	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
+		rc = st__chunk_decode(&k->b, c, &cr);
+		for (uint32_t i = 0; !rc && i < cr.n; i++)
+			out[(*n)++] = (st__wrow){cr.ts[i], k->b.series[cr.series[i]].id,
+			                         k->b.stacks[cr.stack[i]], cr.value[i]};
+	}
+	st__chunk_rows_free(&cr);
+	return rc;
+}
+
+static int compact_run(st_db *db, blk **run, size_t nrun)
+{
+	int rc = 0;
+	uint64_t total = 0;
+	for (size_t i = 0; i < nrun; i++)
+		total += run[i]->b.nrows;
+	st__wrow *rows = malloc(total * sizeof(*rows));
+	const char **parents = calloc(nrun, sizeof(*parents));
+	st__blk_cover *cov = NULL;
+	uint32_t ncov = 0, cov_cap = 0;
+	if (!rows || !parents) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < nrun && !rc; i++) {
+		parents[i] = run[i]->name;
+		rc = block_rows(run[i], rows, &n);
+		for (uint32_t c = 0; !rc && c < run[i]->b.ncover; c++) {
+			const st__blk_cover *bc = &run[i]->b.cover[c];
+			uint32_t j = 0;
+			while (j < ncov && cov[j].partition_start != bc->partition_start)
+				j++;
+			if (j == ncov) {
+				if (ncov == cov_cap) {
+					cov_cap = cov_cap ? cov_cap * 2 : 16;
+					st__blk_cover *t = realloc(cov, cov_cap * sizeof(*t));
+					if (!t) {
+						rc = -ENOMEM;
+						break;
+					}
+					cov = t;
+				}
+				cov[ncov++] = *bc;
+			} else if (bc->wal_lsn > cov[j].wal_lsn) {
+				cov[j].wal_lsn = bc->wal_lsn;
+			}
+		}
+	}
+	if (rc)
+		goto out;
+	char name[32];
+	rc = block_create(db, rows, n, cov, ncov, parents, (uint32_t)nrun, name);
+	blk *k = NULL;
+	if (!rc)
+		rc = blk_open(db, name, &k, NULL);
+	if (rc)
+		goto out;
+	pthread_rwlock_wrlock(&db->rw);
+	rc = blocks_push(db, k);
+	if (!rc)
+		for (size_t i = 0; i < nrun; i++)
+			blocks_remove(db, run[i]);
+	pthread_rwlock_unlock(&db->rw);
+	if (rc) {
+		blk_kill(db, k);
+		goto out;
+	}
+	for (size_t i = 0; i < nrun; i++)
+		blk_kill(db, run[i]);
+out:
+	free(rows);
+	free(parents);
+	free(cov);
+	return rc;
+}
+
+int st_compact(st_db *db)
+{
+	int rc = 0;
+	pthread_mutex_lock(&db->maint_mu);
+	for (;;) {
+		/* find the first run worth merging: blocks whose times overlap, or
+		 * small neighbours that fit in one block of the configured size */
+		blk **run = NULL;
+		size_t nrun = 0;
+		pthread_rwlock_rdlock(&db->rw);
+		run = malloc((db->nblocks + 1) * sizeof(*run));
+		for (size_t i = 0; run && i < db->nblocks && nrun < 2; i++) {
+			nrun = 0;
+			blk *a = db->blocks[i];
+			int64_t mint = a->b.mint, maxt = a->b.maxt;
+			uint64_t rows = a->b.nrows;
+			run[nrun++] = a;
+			for (size_t j = i + 1; j < db->nblocks; j++) {
+				blk *c = db->blocks[j];
+				bool overlap = c->b.mint <= maxt;
+				int64_t nmax = c->b.maxt > maxt ? c->b.maxt : maxt;
+				bool fits = rows + c->b.nrows <= db->opt.compact_max_rows &&
+				            nmax - mint <= db->opt.compact_max_span_ns;
+				if (!overlap && !fits)
+					break;
+				run[nrun++] = c;
+				rows += c->b.nrows;
+				maxt = nmax;
+			}
+		}
+		for (size_t i = 0; i < nrun; i++)
+			atomic_fetch_add(&run[i]->refs, 1);
+		pthread_rwlock_unlock(&db->rw);
+		if (!run) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (nrun < 2) {
+			for (size_t i = 0; i < nrun; i++)
+				blk_unref(run[i]);
+			free(run);
+			break;
+		}
+		rc = compact_run(db, run, nrun);
+		for (size_t i = 0; i < nrun; i++)
+			blk_unref(run[i]);
+		free(run);
+		if (rc)
+			break;
+	}
+	pthread_mutex_unlock(&db->maint_mu);
+	return rc;
+}
+
+/* ---- open / close ---- */
+
+typedef struct replay_arg {
+	st_db *db;
+	st_err *err;
+} replay_arg;
+
+static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
+{
+	replay_arg *ra = arg;
+	st__dbatch d;
+	int rc = st__batch_decode(p, len, &d, ra->err);
+	if (rc)
+		return rc;
+	rc = check_stacks(ra->db, &d.b, ra->err);
+	if (!rc)
+		rc = put_meta(ra->db, &d.b, d.series_ids);
+	if (!rc)
+		rc = apply(ra->db, &d.b, d.series_ids, lsn);
+	st__dbatch_free(&d);
+	return rc;
+}
+
+static int load_cover_cb(void *arg, int64_t part, uint64_t lsn)
+{
+	return cover_note(arg, part, lsn);
+}
+
+static int load_blocks(st_db *db, st_err *err)
+{
+	int rc = 0;
+	DIR *d = opendir(db->blocks_dir);
+	if (!d)
+		return st__fail(err, -errno, "%s: %s", db->blocks_dir, strerror(errno));
+	struct dirent *e;
+	while ((e = readdir(d)) && !rc) {
+		const char *n = e->d_name;
+		size_t len = strlen(n);
+		if (n[0] != 'b')
+			continue;
+		char path[PATH_MAX + 300];
+		snprintf(path, sizeof(path), "%s/%s", db->blocks_dir, n);
+		/* leftovers of a crash: never renamed, or being deleted */
+		if ((len > 4 && !strcmp(n + len - 4, ".tmp")) ||
+		    (len > 8 && !strcmp(n + len - 8, ".deleted"))) {
+			st__rm_rf(path);
+			continue;
+		}
+		char *end;
+		if (len != 17)
+			continue;
+		uint64_t seq = strtoull(n + 1, &end, 16);
+		if (*end)
+			continue;
+		if (seq >= db->next_block_seq)
+			db->next_block_seq = seq + 1;
+		blk *k;
+		rc = blk_open(db, n, &k, err);
+		if (!rc)
+			rc = blocks_push(db, k);
+	}
+	closedir(d);
+	if (rc)
+		return rc;
+	/* a compaction that died after writing its result but before deleting
+	 * its inputs: the result wins */
+	for (size_t i = 0; i < db->nblocks; i++)
+		for (uint32_t p = 0; p < db->blocks[i]->b.nparents; p++)
+			for (size_t j = 0; j < db->nblocks; j++)
+				if (j != i && !strcmp(db->blocks[j]->name, db->blocks[i]->b.parents[p])) {
+					blk *old = db->blocks[j];
+					blocks_remove(db, old);
+					blk_kill(db, old);
+					if (j < i)
+						i--;
+					break;
+				}
+	for (size_t i = 0; i < db->nblocks && !rc; i++) {
+		const st__block *b = &db->blocks[i]->b;
+		for (uint32_t c = 0; c < b->ncover && !rc; c++)
+			rc = cover_note(db, b->cover[c].partition_start, b->cover[c].wal_lsn);
+		for (uint32_t s = 0; s < b->nseries; s++) {
+			uint32_t x = st__map_get(&db->series_map, b->series[s].id);
+			if (x == ST__MAP_NONE)
+				continue;
+			if (b->series[s].mint < db->series[x].mint)
+				db->series[x].mint = b->series[s].mint;
+			if (b->series[s].maxt > db->series[x].maxt)
+				db->series[x].maxt = b->series[s].maxt;
+		}
+	}
+	return rc;
+}
+
+int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
+{
+	int rc;
+	char path[PATH_MAX + 16];
+	if (err)
+		err->msg[0] = 0;
+	st_db *db = calloc(1, sizeof(*db));
+	if (!db)
+		return -ENOMEM;
+	db->lock_fd = -1;
+	pthread_mutex_init(&db->append_mu, NULL);
+	pthread_mutex_init(&db->maint_mu, NULL);
+	pthread_rwlock_init(&db->rw, NULL);
+	if (opt)
+		db->opt = *opt;
+	else
+		st_options_default(&db->opt);
+	if (db->opt.partition_ns <= 0 || db->opt.chunk_rows == 0 ||
+	    db->opt.chunk_rows > ST__BLK_MAX_CHUNK_ROWS || db->opt.wal_segment_bytes < 4096) {
+		rc = st__fail(err, -EINVAL, "invalid storage options");
+		goto out;
+	}
+	if (strlen(dir) >= PATH_MAX - 64) {
+		rc = st__fail(err, -ENAMETOOLONG, "data dir path too long");
+		goto out;
+	}
+	snprintf(db->dir, sizeof(db->dir), "%s", dir);
+	snprintf(db->blocks_dir, sizeof(db->blocks_dir), "%s/blocks", dir);
+	if ((rc = st__mkdir_p(db->blocks_dir))) {
+		st__fail(err, rc, "creating %s: %s", db->blocks_dir, strerror(-rc));
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (db->lock_fd < 0 || flock(db->lock_fd, LOCK_EX | LOCK_NB)) {
+		rc = st__fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
+		              "%s is in use by another process", dir);
+		goto out;
+	}
+	if ((rc = st__map_init(&db->series_map, 1024)) ||
+	    (rc = st__map_init(&db->stack_map, 65536)))
+		goto out;
+	snprintf(path, sizeof(path), "%s/meta.db", dir);
+	if ((rc = st__meta_open(path, &db->meta, err)))
+		goto out;
+	if ((rc = st__meta_load_series(db->meta, load_series_cb, db)) ||
+	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db))) {
+		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
+		goto out;
+	}
+	if ((rc = st__meta_load_cover(db->meta, load_cover_cb, db))) {
+		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
+		goto out;
+	}
+	if ((rc = load_blocks(db, err)))
+		goto out;
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	uint64_t min_next = 1;
+	for (size_t i = 0; i < db->ncover; i++)
+		if (db->cover[i].wal_lsn + 1 > min_next)
+			min_next = db->cover[i].wal_lsn + 1;
+	if ((rc = st__wal_open(path, db->opt.wal_segment_bytes, &db->wal))) {
+		st__fail(err, rc, "opening %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	db->replaying = true;
+	replay_arg ra = {db, err};
+	st__wal_replay_info info;
+	if ((rc = st__meta_begin(db->meta)))
+		goto out;
+	rc = st__wal_replay(db->wal, min_next, replay_rec, &ra, &info, err);
+	if (rc) {
+		st__meta_rollback(db->meta);
+		goto out;
+	}
+	if ((rc = st__meta_commit(db->meta)))
+		goto out;
+	db->replaying = false;
+	db->replayed = info.records;
+	db->torn_bytes = info.torn_bytes;
+	if (info.torn_bytes)
+		fprintf(stderr, "smolder storage: dropped a torn WAL tail of %" PRIu64
+		        " bytes (a write cut short by a crash; never acknowledged)\n",
+		        info.torn_bytes);
+	*out = db;
+	return 0;
+out:
+	st_close(db);
+	return rc;
+}
+
+void st_close(st_db *db)
+{
+	if (!db)
+		return;
+	st__wal_close(db->wal);
+	st__meta_close(db->meta);
+	for (size_t i = 0; i < db->nparts; i++) {
+		free(db->parts[i]->rows);
+		free(db->parts[i]);
+	}
+	free(db->parts);
+	for (size_t i = 0; i < db->nblocks; i++)
+		blk_unref(db->blocks[i]);
+	free(db->blocks);
+	for (uint32_t i = 0; i < db->nseries; i++)
+		free(db->series[i].labels);
+	free(db->series);
+	free(db->stacks);
+	free(db->cover);
+	st__map_free(&db->series_map);
+	st__map_free(&db->stack_map);
+	if (db->lock_fd >= 0)
+		close(db->lock_fd);
+	pthread_mutex_destroy(&db->append_mu);
+	pthread_mutex_destroy(&db->maint_mu);
+	pthread_rwlock_destroy(&db->rw);
+	free(db);
+}
+
+/* ---- selection ---- */
+
+struct st_selection {
+	uint64_t *ids;        /* ascending */
+	size_t n;
+	st__map map;          /* id -> position */
+	uint8_t *gbits;       /* by registry index, for the head */
+	uint32_t gbits_n;
+};
+
+void st_selection_free(st_selection *s)
+{
+	if (!s)
+		return;
+	free(s->ids);
+	free(s->gbits);
+	st__map_free(&s->map);
+	free(s);
+}
+
+size_t st_selection_count(const st_selection *s) { return s->n; }
+uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
+
+static bool sel_has(const st_selection *s, uint64_t id)
+{
+	return st__map_get(&s->map, id) != ST__MAP_NONE;
+}
+
+typedef struct cmatch {
+	const st_matcher *m;
+	pcre2_code *re;
+	pcre2_match_data *md;
+} cmatch;
+
+static bool cm_test(const cmatch *c, const char *v)
+{
+	switch (c->m->op) {
+	case ST_MATCH_EQ: return !strcmp(v, c->m->value);
+	case ST_MATCH_NE: return strcmp(v, c->m->value) != 0;
+	default: {
+		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, NULL);
+		return (r >= 0) == (c->m->op == ST_MATCH_RE);
+	}
+	}
+}
+
+static const char *label_of(const sreg *s, const char *name)
+{
+	for (uint32_t i = 0; i < s->nlabels; i++)
+		if (!strcmp(s->labels[i].name, name))
+			return s->labels[i].value;
+	return "";
+}
+
+typedef struct cand {
+	st__map set;     /* candidate series from the inverted index */
+	st__map next;    /* being built for the current matcher */
+	const cmatch *cm;
+	st_db *db;
+	int rc;
+} cand;
+
+static int cand_add(void *arg, uint64_t id)
+{
+	cand *c = arg;
+	return st__map_put(&c->next, id, 1);
+}
+
+static int cand_value(void *arg, const char *v)
+{
+	cand *c = arg;
+	if (!cm_test(c->cm, v))
+		return 0;
+	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+              st_selection **out, st_err *err)
+{
+	int rc = 0;
+	cmatch *cm = calloc(nm + 1, sizeof(*cm));
+	st_selection *sel = calloc(1, sizeof(*sel));
+	cand c = {.db = db};
+	bool have_cand = false;
+	if (err)
+		err->msg[0] = 0;
+	if (!cm || !sel) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nm; i++) {
+		cm[i].m = &m[i];
+		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
+			rc = st__fail(err, -EINVAL, "matcher %zu is incomplete", i);
+			goto out;
+		}
+		if (strlen(m[i].value) > ST_MAX_LABEL_VALUE_LEN) {
+			rc = st__fail(err, -EINVAL, "matcher value for \"%s\" is longer than %d "
+			              "bytes", m[i].name, ST_MAX_LABEL_VALUE_LEN);
+			goto out;
+		}
+		if (m[i].op == ST_MATCH_RE || m[i].op == ST_MATCH_NRE) {
+			int ec;
+			PCRE2_SIZE eo;
+			/* fully anchored as in Prometheus: "a.*" must match all of v */
+			cm[i].re = pcre2_compile((PCRE2_SPTR)m[i].value, PCRE2_ZERO_TERMINATED,
+			                         PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF,
+			                         &ec, &eo, NULL);
+			if (!cm[i].re) {
+				PCRE2_UCHAR msg[128];
+				pcre2_get_error_message(ec, msg, sizeof(msg));
+				rc = st__fail(err, -EINVAL, "bad regex for \"%s\" at offset %zu: %s",
+				              m[i].name, (size_t)eo, (const char *)msg);
+				goto out;
+			}
+			cm[i].md = pcre2_match_data_create_from_pattern(cm[i].re, NULL);
+			if (!cm[i].md) {
+				rc = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	/* narrow through the inverted index with matchers that cannot match a
+	 * missing label; the rest filter in memory */
+	for (size_t i = 0; i < nm; i++) {
+		if (cm_test(&cm[i], "") || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
+			continue;
+		if ((rc = st__map_init(&c.next, 256)))
+			goto out;
+		c.cm = &cm[i];
+		if (m[i].op == ST_MATCH_EQ)
+			rc = st__meta_series_eq(db->meta, m[i].name, m[i].value, cand_add, &c);
+		else
+			rc = st__meta_label_values(db->meta, m[i].name, cand_value, &c);
+		if (rc) {
+			st__map_free(&c.next);
+			goto out;
+		}
+		if (have_cand) {
+			/* intersect */
+			st__map keep;
+			if ((rc = st__map_init(&keep, c.next.len))) {
+				st__map_free(&c.next);
+				goto out;
+			}
+			for (size_t k = 0; k < c.next.cap; k++)
+				if (c.next.vals[k] != ST__MAP_NONE &&
+				    st__map_get(&c.set, c.next.keys[k]) != ST__MAP_NONE)
+					st__map_put(&keep, c.next.keys[k], 1);
+			st__map_free(&c.next);
+			st__map_free(&c.set);
+			c.set = keep;
+		} else {
+			c.set = c.next;
+			have_cand = true;
+		}
+		memset(&c.next, 0, sizeof(c.next));
+	}
+	pthread_rwlock_rdlock(&db->rw);
+	size_t cap = have_cand ? c.set.len : db->nseries;
+	sel->ids = malloc((cap + 1) * sizeof(*sel->ids));
+	sel->gbits_n = db->nseries;
+	sel->gbits = calloc(db->nseries / 8 + 1, 1);
+	if (!sel->ids || !sel->gbits) {
+		pthread_rwlock_unlock(&db->rw);
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t x = 0; x < db->nseries; x++) {
+		const sreg *s = &db->series[x];
+		if (have_cand && st__map_get(&c.set, s->id) == ST__MAP_NONE)
+			continue;
+		if (s->maxt < from || s->mint >= to)
+			continue;
+		bool ok = true;
+		for (size_t i = 0; i < nm && ok; i++)
+			ok = cm_test(&cm[i], label_of(s, m[i].name));
+		if (!ok)
+			continue;
+		sel->ids[sel->n++] = s->id;
+		sel->gbits[x / 8] |= (uint8_t)(1u << (x % 8));
+	}
+	pthread_rwlock_unlock(&db->rw);
+	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
+	if ((rc = st__map_init(&sel->map, sel->n)))
+		goto out;
+	for (size_t i = 0; i < sel->n; i++)
+		st__map_put(&sel->map, sel->ids[i], (uint32_t)i);
+	*out = sel;
+	sel = NULL;
+out:
+	for (size_t i = 0; cm && i < nm; i++) {
+		pcre2_match_data_free(cm[i].md);
+		pcre2_code_free(cm[i].re);
+	}
+	free(cm);
+	st__map_free(&c.set);
+	st_selection_free(sel);
+	return rc;
+}
+
+int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&db->rw);
+	uint32_t x = st__map_get(&db->series_map, id);
+	if (x == ST__MAP_NONE) {
+		rc = -ENOENT;
+		goto out;
+	}
+	const sreg *s = &db->series[x];
+	size_t bytes = s->nlabels * sizeof(st_label);
+	for (uint32_t i = 0; i < s->nlabels; i++)
+		bytes += strlen(s->labels[i].name) + strlen(s->labels[i].value) + 2;
+	st_label *l = malloc(bytes);
+	if (!l) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	char *sp = (char *)(l + s->nlabels);
+	for (uint32_t i = 0; i < s->nlabels; i++) {
+		l[i].name = strcpy(sp, s->labels[i].name);
+		sp += strlen(sp) + 1;
+		l[i].value = strcpy(sp, s->labels[i].value);
+		sp += strlen(sp) + 1;
+	}
+	*out = l;
+	*n = s->nlabels;
+out:
+	pthread_rwlock_unlock(&db->rw);
+	return rc;
+}
+
+int st_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
+{
+	return st__meta_stack_frames(db->meta, id, out, n);
+}
+
+/* ---- reads ---- */
+
+static bool gsel(const st_selection *s, uint32_t x)
+{
+	return x < s->gbits_n && (s->gbits[x / 8] >> (x % 8)) & 1;
+}
+
+/* Takes references on the blocks overlapping [from, to). Caller holds rw. */
+static blk **snapshot_blocks(st_db *db, int64_t from, int64_t to, size_t *n)
+{
+	blk **v = malloc((db->nblocks + 1) * sizeof(*v));
+	*n = 0;
+	if (!v)
+		return NULL;
+	for (size_t i = 0; i < db->nblocks; i++) {
+		blk *k = db->blocks[i];
+		if (k->b.maxt < from || k->b.mint >= to)
+			continue;
+		atomic_fetch_add(&k->refs, 1);
+		v[(*n)++] = k;
+	}
+	return v;
+}
+
+/* Block-local selection: which series of the block are wanted, and a prefix
+ * count so a chunk's series range is checked in O(1). */
+static int block_sel(const blk *k, const st_selection *sel, int64_t from, int64_t to,
+                     uint8_t **want, uint32_t **prefix)
+{
+	uint32_t ns = k->b.nseries;
+	*want = calloc(ns, 1);
+	*prefix = calloc((size_t)ns + 1, sizeof(**prefix));
+	if (!*want || !*prefix)
+		return -ENOMEM;
+	for (uint32_t s = 0; s < ns; s++) {
+		const st__blk_series *e = &k->b.series[s];
+		(*want)[s] = sel_has(sel, e->id) && e->maxt >= from && e->mint < to;
+		(*prefix)[s + 1] = (*prefix)[s] + (*want)[s];
+	}
+	return 0;
+}
+
+/* Visits the wanted rows of a block chunk by chunk; the merge and the row
+ * iterator share it. */
+typedef int (*chunk_fn)(void *arg, const blk *k, const st__chunk_rows *r,
+                        const uint8_t *want, bool all, int64_t from, int64_t to);
+
+static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64_t to,
+                      chunk_fn fn, void *arg)
+{
+	uint8_t *want = NULL;
+	uint32_t *prefix = NULL;
+	st__chunk_rows cr = {0};
+	int rc = block_sel(k, sel, from, to, &want, &prefix);
+	if (rc || prefix[k->b.nseries] == 0)
+		goto out;
+	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
+		const st__blk_chunk *ch = &k->b.chunks[c];
+		if (ch->maxt < from || ch->mint >= to)
+			continue;
+		uint32_t nwant = prefix[ch->last_series + 1] - prefix[ch->first_series];
+		if (nwant == 0)
+			continue;
+		bool all = nwant == ch->last_series - ch->first_series + 1 &&
+		           ch->mint >= from && ch->maxt < to;
+		rc = st__chunk_decode(&k->b, c, &cr);
+		if (rc) {
+			fprintf(stderr, "smolder storage: block %s chunk %u is damaged\n",
+			        k->name, c);
+			break;
+		}
+		rc = fn(arg, k, &cr, want, all, from, to);
+	}
+out:
+	free(want);
+	free(prefix);
+	st__chunk_rows_free(&cr);
+	return rc;
+}
+
+typedef struct merge_acc {
+	int64_t *acc;    /* per block-local stack */
+} merge_acc;
+
+static int merge_chunk(void *arg, const blk *k, const st__chunk_rows *r,
+                       const uint8_t *want, bool all, int64_t from, int64_t to)
+{
+	(void)k;
+	int64_t *acc = ((merge_acc *)arg)->acc;
+	const uint32_t *stk = r->stack;
+	const int64_t *val = r->value;
+	if (all) {
+		for (uint32_t i = 0; i < r->n; i++)
+			acc[stk[i]] += val[i];
+	} else {
+		for (uint32_t i = 0; i < r->n; i++)
+			if (want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to)
+				acc[stk[i]] += val[i];
+	}
+	return 0;
+}
+
+typedef struct sums {
+	st__map map;     /* stack id -> index in v */
+	st_stack_sum *v;
+	size_t n, cap;
+} sums;
+
+static int sums_add(sums *s, uint64_t id, int64_t value)
+{
+	uint32_t i = st__map_get(&s->map, id);
+	if (i != ST__MAP_NONE) {
+		s->v[i].value += value;
+		return 0;
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 1024;
+		st_stack_sum *t = realloc(s->v, cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		s->v = t;
+		s->cap = cap;
+	}
+	s->v[s->n] = (st_stack_sum){id, value};
+	return st__map_put(&s->map, id, (uint32_t)s->n++);
+}
+
+static int cmp_sum(const void *a, const void *b)
+{
+	const st_stack_sum *x = a, *y = b;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+             st_stack_sum **out, size_t *nout)
+{
+	int rc = 0;
+	sums s = {0};
+	int64_t *hacc = NULL;
+	size_t nb = 0;
+	blk **bl = NULL;
+	if ((rc = st__map_init(&s.map, 4096)))
+		return rc;
+	pthread_rwlock_rdlock(&db->rw);
+	bl = snapshot_blocks(db, from, to, &nb);
+	uint32_t nst = db->nstacks;
+	hacc = calloc((size_t)nst + 1, sizeof(*hacc));
+	if (!bl || !hacc) {
+		pthread_rwlock_unlock(&db->rw);
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t p = 0; p < db->nparts; p++) {
+		const hpart *h = db->parts[p];
+		if (h->start + db->opt.partition_ns <= from || h->start >= to)
+			continue;
+		for (size_t i = 0; i < h->n; i++) {
+			const hrow *r = &h->rows[i];
+			if (r->ts >= from && r->ts < to && gsel(sel, r->series))
+				hacc[r->stack] += r->value;
+		}
+	}
+	for (uint32_t i = 0; i < nst && !rc; i++)
+		if (hacc[i])
+			rc = sums_add(&s, db->stacks[i], hacc[i]);
+	pthread_rwlock_unlock(&db->rw);
+	for (size_t i = 0; i < nb && !rc; i++) {
+		merge_acc ma = {calloc(bl[i]->b.nstacks, sizeof(int64_t))};
+		if (!ma.acc) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = scan_block(bl[i], sel, from, to, merge_chunk, &ma);
+		for (uint32_t k = 0; k < bl[i]->b.nstacks && !rc; k++)
+			if (ma.acc[k])
+				rc = sums_add(&s, bl[i]->b.stacks[k], ma.acc[k]);
+		free(ma.acc);
+	}
+	if (rc)
+		goto out;
+	if (s.n)
+		qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
+	*out = s.v;
+	*nout = s.n;
+	s.v = NULL;
+out:
+	for (size_t i = 0; bl && i < nb; i++)
+		blk_unref(bl[i]);
+	free(bl);
+	free(hacc);
+	free(s.v);
+	st__map_free(&s.map);
+	return rc;
+}
+
+typedef struct rows_arg {
+	st_row_fn fn;
+	void *arg;
+} rows_arg;
+
+static int rows_chunk(void *arg, const blk *k, const st__chunk_rows *r,
+                      const uint8_t *want, bool all, int64_t from, int64_t to)
+{
+	rows_arg *ra = arg;
+	for (uint32_t i = 0; i < r->n; i++) {
+		if (!all && !(want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to))
+			continue;
+		st_row row = {r->ts[i], k->b.series[r->series[i]].id,
+		              k->b.stacks[r->stack[i]], r->value[i]};
+		int rc = ra->fn(ra->arg, &row);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+            st_row_fn fn, void *arg)
+{
+	int rc = 0;
+	size_t nb = 0, nh = 0, hcap = 0;
+	st_row *hrows = NULL;
+	pthread_rwlock_rdlock(&db->rw);
+	blk **bl = snapshot_blocks(db, from, to, &nb);
+	/* copy the head's rows so fn runs without the lock */
+	for (size_t p = 0; bl && p < db->nparts && !rc; p++) {
+		const hpart *h = db->parts[p];
+		if (h->start + db->opt.partition_ns <= from || h->start >= to)
+			continue;
+		for (size_t i = 0; i < h->n; i++) {
+			const hrow *r = &h->rows[i];
+			if (r->ts < from || r->ts >= to || !gsel(sel, r->series))
+				continue;
+			if (nh == hcap) {
+				hcap = hcap ? hcap * 2 : 4096;
+				st_row *t = realloc(hrows, hcap * sizeof(*t));
+				if (!t) {
+					rc = -ENOMEM;
+					break;
+				}
+				hrows = t;
+			}
+			hrows[nh++] = (st_row){r->ts, db->series[r->series].id,
+			                       db->stacks[r->stack], r->value};
+		}
+	}
+	pthread_rwlock_unlock(&db->rw);
+	if (!bl)
+		rc = -ENOMEM;
+	rows_arg ra = {fn, arg};
+	for (size_t i = 0; i < nb && !rc; i++)
+		rc = scan_block(bl[i], sel, from, to, rows_chunk, &ra);
+	for (size_t i = 0; i < nh && !rc; i++)
+		rc = fn(arg, &hrows[i]);
+	for (size_t i = 0; bl && i < nb; i++)
+		blk_unref(bl[i]);
+	free(bl);
+	free(hrows);
+	return rc;
+}
+
+void st_get_stats(st_db *db, st_stats *o)
+{
+	memset(o, 0, sizeof(*o));
+	pthread_rwlock_rdlock(&db->rw);
+	o->head_rows = db->head_rows;
+	o->head_partitions = db->nparts;
+	o->blocks = db->nblocks;
+	for (size_t i = 0; i < db->nblocks; i++) {
+		o->block_rows += db->blocks[i]->b.nrows;
+		o->block_bytes += db->blocks[i]->file_bytes;
+	}
+	o->series = db->nseries;
+	o->stacks = db->nstacks;
+	o->replayed_records = db->replayed;
+	o->torn_bytes = db->torn_bytes;
+	pthread_rwlock_unlock(&db->rw);
+	pthread_mutex_lock(&db->append_mu);
+	st__wal_usage(db->wal, &o->wal_segments, &o->wal_bytes);
+	pthread_mutex_unlock(&db->append_mu);
+}

@@ -1,0 +1,569 @@
+/* meta.c - the SQLite side of storage: small relational metadata that is
+ * written once and read by ID. Two connections: a writer used under the
+ * store's append lock, a reader for queries, each behind its own mutex, so a
+ * long query never holds up ingest (SQLite's WAL mode lets them overlap). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <sqlite3.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "storage/meta.h"
+
+#define SCHEMA_VERSION "1"
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	/* series: id is the 64-bit series hash; labels is name\0value\0... */
+	"CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, type TEXT NOT NULL,"
+	" labels BLOB NOT NULL);"
+	/* the inverted index: (name, value) -> series, type as __name__ */
+	"CREATE TABLE IF NOT EXISTS series_labels(name TEXT NOT NULL, value TEXT NOT NULL,"
+	" series_id INTEGER NOT NULL, PRIMARY KEY(name, value, series_id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY,"
+	" build_id BLOB NOT NULL UNIQUE, name TEXT NOT NULL);"
+	/* user locations have kernel_name '', kernel ones object_id 0: NULLs
+	 * would make the UNIQUE constraint useless */
+	"CREATE TABLE IF NOT EXISTS locations(id INTEGER PRIMARY KEY,"
+	" object_id INTEGER NOT NULL, offset INTEGER NOT NULL, kernel_name TEXT NOT NULL,"
+	" UNIQUE(object_id, offset, kernel_name));"
+	/* frames: varint location IDs, leaf first */
+	"CREATE TABLE IF NOT EXISTS stacks(id INTEGER PRIMARY KEY, frames BLOB NOT NULL);"
+	/* filled by the symbolizer: the inline chain of a location, depth 0
+	 * innermost, as pprof's Line list */
+	"CREATE TABLE IF NOT EXISTS symbols(location_id INTEGER NOT NULL,"
+	" depth INTEGER NOT NULL, function TEXT NOT NULL, file TEXT, line INTEGER,"
+	" PRIMARY KEY(location_id, depth)) WITHOUT ROWID;"
+	/* per time partition, the last WAL record whose rows are in blocks */
+	"CREATE TABLE IF NOT EXISTS coverage(partition_start INTEGER PRIMARY KEY,"
+	" wal_lsn INTEGER NOT NULL);";
+
+enum {
+	W_INS_SERIES, W_INS_LABEL, W_SEL_OBJECT, W_INS_OBJECT, W_SEL_LOC, W_INS_LOC,
+	W_INS_STACK, W_PUT_COVER, W_NSTMT
+};
+static const char *const wsql[W_NSTMT] = {
+	[W_INS_SERIES] = "INSERT OR IGNORE INTO series(id, type, labels) VALUES(?1, ?2, ?3)",
+	[W_INS_LABEL] = "INSERT OR IGNORE INTO series_labels(name, value, series_id) VALUES(?1, ?2, ?3)",
+	[W_SEL_OBJECT] = "SELECT id FROM objects WHERE build_id = ?1",
+	[W_INS_OBJECT] = "INSERT INTO objects(build_id, name) VALUES(?1, ?2)",
+	[W_SEL_LOC] = "SELECT id FROM locations WHERE object_id = ?1 AND offset = ?2 AND kernel_name = ?3",
+	[W_INS_LOC] = "INSERT INTO locations(object_id, offset, kernel_name) VALUES(?1, ?2, ?3)",
+	[W_INS_STACK] = "INSERT OR IGNORE INTO stacks(id, frames) VALUES(?1, ?2)",
+	[W_PUT_COVER] = "INSERT INTO coverage(partition_start, wal_lsn) VALUES(?1, ?2)"
+	                " ON CONFLICT(partition_start) DO UPDATE SET"
+	                " wal_lsn = max(wal_lsn, excluded.wal_lsn)",
+};
+
+enum { R_SERIES_EQ, R_VALUES, R_STACK, R_LOC, R_NSTMT };
+static const char *const rsql[R_NSTMT] = {
+	[R_SERIES_EQ] = "SELECT series_id FROM series_labels WHERE name = ?1 AND value = ?2",
+	[R_VALUES] = "SELECT DISTINCT value FROM series_labels WHERE name = ?1",
+	[R_STACK] = "SELECT frames FROM stacks WHERE id = ?1",
+	[R_LOC] = "SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name"
+	          " FROM locations l LEFT JOIN objects o ON o.id = l.object_id WHERE l.id = ?1",
+};
+
+struct st__meta {
+	sqlite3 *w, *r;
+	sqlite3_stmt *ws[W_NSTMT], *rs[R_NSTMT];
+	pthread_mutex_t r_mu;
+	/* writer-side caches, so a known object or location costs no query:
+	 * build-ID hash -> object id; packed (object, offset) or kernel-name
+	 * hash -> location id */
+	st__map objects, locations;
+	st__buf scratch;
+};
+
+static int sql_err(sqlite3 *db, int rc)
+{
+	(void)db;
+	switch (rc) {
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EBADMSG;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	default: return -EIO;
+	}
+}
+
+static int open_conn(const char *path, int flags, sqlite3 **out, st_err *err)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = st__fail(err, sql_err(db, rc), "opening %s: %s", path,
+		              db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return rc;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	*out = db;
+	return 0;
+}
+
+static int exec(sqlite3 *db, const char *sql, st_err *err)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		rc = st__fail(err, sql_err(db, rc), "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return rc;
+	}
+	return 0;
+}
+
+void st__meta_close(st__meta *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < W_NSTMT; i++)
+		sqlite3_finalize(m->ws[i]);
+	for (int i = 0; i < R_NSTMT; i++)
+		sqlite3_finalize(m->rs[i]);
+	sqlite3_close(m->r);
+	sqlite3_close(m->w);
+	pthread_mutex_destroy(&m->r_mu);
+	st__map_free(&m->objects);
+	st__map_free(&m->locations);
+	st__buf_free(&m->scratch);
+	free(m);
+}
+
+int st__meta_open(const char *path, st__meta **out, st_err *err)
+{
+	int rc;
+	st__meta *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	pthread_mutex_init(&m->r_mu, NULL);
+	rc = open_conn(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &m->w, err);
+	if (rc)
+		goto out;
+	/* synchronous=NORMAL: a commit may be lost on power failure, but never
+	 * anything the WAL of storage does not still hold (st__meta_sync runs
+	 * before segments are deleted) */
+	rc = exec(m->w, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
+	if (!rc)
+		rc = exec(m->w, schema, err);
+	if (!rc)
+		rc = exec(m->w, "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '"
+		          SCHEMA_VERSION "')", err);
+	if (rc)
+		goto out;
+	{
+		sqlite3_stmt *st = NULL;
+		sqlite3_prepare_v2(m->w, "SELECT value FROM meta WHERE key='schema'", -1, &st, NULL);
+		const char *v = st && sqlite3_step(st) == SQLITE_ROW ?
+			(const char *)sqlite3_column_text(st, 0) : NULL;
+		if (!v || strcmp(v, SCHEMA_VERSION))
+			rc = st__fail(err, -EPROTO, "%s has schema version %s, this build "
+			              "reads %s", path, v ? v : "?", SCHEMA_VERSION);
+		sqlite3_finalize(st);
+		if (rc)
+			goto out;
+	}
+	rc = open_conn(path, SQLITE_OPEN_READONLY, &m->r, err);
+	if (rc)
+		goto out;
+	for (int i = 0; i < W_NSTMT; i++)
+		if (sqlite3_prepare_v3(m->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &m->ws[i], NULL) != SQLITE_OK) {
+			rc = st__fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->w));
+			goto out;
+		}
+	for (int i = 0; i < R_NSTMT; i++)
+		if (sqlite3_prepare_v3(m->r, rsql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &m->rs[i], NULL) != SQLITE_OK) {
+			rc = st__fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->r));
+			goto out;
+		}
+	if ((rc = st__map_init(&m->objects, 1024)) || (rc = st__map_init(&m->locations, 65536)))
+		goto out;
+	*out = m;
+	return 0;
+out:
+	st__meta_close(m);
+	return rc;
+}
+
+int st__meta_begin(st__meta *m) { return exec(m->w, "BEGIN", NULL); }
+int st__meta_commit(st__meta *m) { return exec(m->w, "COMMIT", NULL); }
+void st__meta_rollback(st__meta *m) { exec(m->w, "ROLLBACK", NULL); }
+
+int st__meta_sync(st__meta *m)
+{
+	int rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		return sql_err(m->w, rc);
+	/* with synchronous=NORMAL a FULL checkpoint fsyncs the database file;
+	 * a BUSY reader only delays the copy, the -wal file was fsynced */
+	return rc == SQLITE_BUSY ? exec(m->w, "PRAGMA wal_checkpoint(PASSIVE)", NULL) : 0;
+}
+
+static int step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sql_err(db, rc);
+}
+
+int st__meta_put_series(st__meta *m, uint64_t id, const st_series_def *s)
+{
+	st__buf *b = &m->scratch;
+	b->len = 0;
+	int rc = 0;
+	for (uint32_t i = 0; !rc && i < s->nlabels; i++) {
+		rc = st__buf_put(b, s->labels[i].name, strlen(s->labels[i].name) + 1);
+		rc = rc ? rc : st__buf_put(b, s->labels[i].value, strlen(s->labels[i].value) + 1);
+	}
+	if (rc)
+		return rc;
+	sqlite3_stmt *st = m->ws[W_INS_SERIES];
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	sqlite3_bind_text(st, 2, s->type, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, b->len ? (const void *)b->data : "", (int)b->len, SQLITE_STATIC);
+	rc = step_done(m->w, st);
+	if (rc || sqlite3_changes(m->w) == 0)
+		return rc;
+	st = m->ws[W_INS_LABEL];
+	for (uint32_t i = 0; !rc && i <= s->nlabels; i++) {
+		const char *k = i < s->nlabels ? s->labels[i].name : ST_TYPE_LABEL;
+		const char *v = i < s->nlabels ? s->labels[i].value : s->type;
+		sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, (int64_t)id);
+		rc = step_done(m->w, st);
+	}
+	return rc;
+}
+
+/* Looks up or inserts a row with one statement pair, returning its rowid. */
+static int get_or_insert(st__meta *m, sqlite3_stmt *sel, sqlite3_stmt *ins,
+                         int64_t *id)
+{
+	int rc = sqlite3_step(sel);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(sel, 0);
+		sqlite3_reset(sel);
+		return 0;
+	}
+	sqlite3_reset(sel);
+	if (rc != SQLITE_DONE)
+		return sql_err(m->w, rc);
+	rc = step_done(m->w, ins);
+	if (rc)
+		return rc;
+	*id = sqlite3_last_insert_rowid(m->w);
+	return 0;
+}
+
+static int object_id(st__meta *m, const st_object *o, int64_t *id)
+{
+	uint64_t h = XXH3_64bits(o->build_id, o->build_id_len);
+	uint32_t v = st__map_get(&m->objects, h);
+	if (v != ST__MAP_NONE) {
+		*id = v;
+		return 0;
+	}
+	sqlite3_stmt *sel = m->ws[W_SEL_OBJECT], *ins = m->ws[W_INS_OBJECT];
+	sqlite3_bind_blob(sel, 1, o->build_id, (int)o->build_id_len, SQLITE_STATIC);
+	sqlite3_bind_blob(ins, 1, o->build_id, (int)o->build_id_len, SQLITE_STATIC);
+	sqlite3_bind_text(ins, 2, o->name ? o->name : "", -1, SQLITE_STATIC);
+	int rc = get_or_insert(m, sel, ins, id);
+	if (!rc && *id >= 0 && *id < ST__MAP_NONE)
+		rc = st__map_put(&m->objects, h, (uint32_t)*id);
+	return rc;
+}
+
+/* Cache keys: user frames pack (object id, offset) exactly when they fit in
+ * 23 + 40 bits; kernel names use their hash with the top bit set. A 64-bit
+ * hash collision among kernel names is far less likely than a disk error. */
+static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_t *id)
+{
+	int64_t obj = 0;
+	uint64_t key;
+	bool cacheable = true;
+	const char *kname = "";
+	if (f->kind == ST_FRAME_KERNEL) {
+		kname = f->name;
+		key = XXH3_64bits(kname, strlen(kname)) | (1ULL << 63);
+	} else {
+		int rc = object_id(m, &b->objects[f->object], &obj);
+		if (rc)
+			return rc;
+		cacheable = obj < (1 << 23) && f->offset < (1ULL << 40);
+		key = ((uint64_t)obj << 40) | f->offset;
+	}
+	uint32_t v = cacheable ? st__map_get(&m->locations, key) : ST__MAP_NONE;
+	if (v != ST__MAP_NONE) {
+		*id = v;
+		return 0;
+	}
+	sqlite3_stmt *sel = m->ws[W_SEL_LOC], *ins = m->ws[W_INS_LOC];
+	for (int i = 0; i < 2; i++) {
+		sqlite3_stmt *st = i ? ins : sel;
+		sqlite3_bind_int64(st, 1, obj);
+		sqlite3_bind_int64(st, 2, f->kind == ST_FRAME_KERNEL ? 0 : (int64_t)f->offset);
+		sqlite3_bind_text(st, 3, kname, -1, SQLITE_STATIC);
+	}
+	int rc = get_or_insert(m, sel, ins, id);
+	if (!rc && cacheable && *id >= 0 && *id < ST__MAP_NONE)
+		rc = st__map_put(&m->locations, key, (uint32_t)*id);
+	return rc;
+}
+
+int st__meta_put_stack(st__meta *m, const st_batch *b, const st_stack_def *s)
+{
+	uint8_t blob[ST_MAX_FRAMES * 10];
+	size_t n = 0;
+	for (uint32_t i = 0; i < s->nframes; i++) {
+		int64_t loc;
+		int rc = location_id(m, b, &s->frames[i], &loc);
+		if (rc)
+			return rc;
+		n += st__put_varint(blob + n, (uint64_t)loc);
+	}
+	sqlite3_stmt *st = m->ws[W_INS_STACK];
+	sqlite3_bind_int64(st, 1, (int64_t)s->id);
+	sqlite3_bind_blob(st, 2, blob, (int)n, SQLITE_STATIC);
+	return step_done(m->w, st);
+}
+
+int st__meta_load_series(st__meta *m, st__meta_series_fn fn, void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	st_label labels[ST_MAX_LABELS];
+	int rc = sqlite3_prepare_v2(m->w, "SELECT id, type, labels FROM series", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(m->w, rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *p = sqlite3_column_blob(st, 2);
+		int len = sqlite3_column_bytes(st, 2);
+		const char *end = p + len;
+		uint32_t n = 0;
+		/* the blob is name\0value\0 pairs; refuse anything else */
+		while (p && p < end) {
+			const char *k = p, *v = memchr(k, 0, (size_t)(end - k));
+			if (!v || n == ST_MAX_LABELS)
+				goto bad;
+			v++;
+			const char *e = memchr(v, 0, (size_t)(end - v));
+			if (!e)
+				goto bad;
+			labels[n].name = k;
+			labels[n].value = v;
+			n++;
+			p = e + 1;
+		}
+		const char *type = (const char *)sqlite3_column_text(st, 1);
+		if (!type)
+			goto bad;
+		rc = fn(arg, (uint64_t)sqlite3_column_int64(st, 0), type, labels, n);
+		if (rc) {
+			sqlite3_finalize(st);
+			return rc;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_err(m->w, rc);
+bad:
+	sqlite3_finalize(st);
+	return -EBADMSG;
+}
+
+int st__meta_put_cover(st__meta *m, int64_t partition_start, uint64_t wal_lsn)
+{
+	sqlite3_stmt *st = m->ws[W_PUT_COVER];
+	sqlite3_bind_int64(st, 1, partition_start);
+	sqlite3_bind_int64(st, 2, (int64_t)wal_lsn);
+	return step_done(m->w, st);
+}
+
+int st__meta_load_cover(st__meta *m, st__meta_cover_fn fn, void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(m->w, "SELECT partition_start, wal_lsn FROM coverage",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(m->w, rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = fn(arg, sqlite3_column_int64(st, 0),
+		           (uint64_t)sqlite3_column_int64(st, 1));
+		if (r) {
+			sqlite3_finalize(st);
+			return r;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_err(m->w, rc);
+}
+
+int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(m->w, "SELECT id FROM stacks", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(m->w, rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0));
+		if (r) {
+			sqlite3_finalize(st);
+			return r;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_err(m->w, rc);
+}
+
+int st__meta_series_eq(st__meta *m, const char *name, const char *value,
+                       st__meta_id_fn fn, void *arg)
+{
+	int rc, r = 0;
+	pthread_mutex_lock(&m->r_mu);
+	sqlite3_stmt *st = m->rs[R_SERIES_EQ];
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r)
+		r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0));
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&m->r_mu);
+	if (r)
+		return r;
+	return rc == SQLITE_DONE ? 0 : sql_err(m->r, rc);
+}
+
+int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
+                          void *arg)
+{
+	/* collect first: fn may query the reader connection itself */
+	st__buf vals = {0};
+	int rc, r = 0;
+	pthread_mutex_lock(&m->r_mu);
+	sqlite3_stmt *st = m->rs[R_VALUES];
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r) {
+		const char *v = (const char *)sqlite3_column_text(st, 0);
+		r = st__buf_put(&vals, v ? v : "", strlen(v ? v : "") + 1);
+	}
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&m->r_mu);
+	if (!r && rc != SQLITE_DONE)
+		r = sql_err(m->r, rc);
+	for (size_t off = 0; !r && off < vals.len; off += strlen((char *)vals.data + off) + 1)
+		r = fn(arg, (const char *)vals.data + off);
+	st__buf_free(&vals);
+	return r;
+}
+
+typedef struct floc {
+	uint32_t kind;
+	int64_t id;
+	uint64_t offset;
+	char *kname, *oname;
+	uint8_t *bid;
+	uint32_t bid_len;
+} floc;
+
+int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n)
+{
+	int rc = 0;
+	floc fl[ST_MAX_FRAMES];
+	size_t nf = 0, strbytes = 0;
+	memset(fl, 0, sizeof(fl));
+	pthread_mutex_lock(&m->r_mu);
+	sqlite3_stmt *st = m->rs[R_STACK];
+	sqlite3_bind_int64(st, 1, (int64_t)id);
+	int s = sqlite3_step(st);
+	if (s != SQLITE_ROW) {
+		rc = s == SQLITE_DONE ? -ENOENT : sql_err(m->r, s);
+		sqlite3_reset(st);
+		goto out;
+	}
+	{
+		const uint8_t *p = sqlite3_column_blob(st, 0);
+		const uint8_t *end = p + sqlite3_column_bytes(st, 0);
+		while (p && p < end) {
+			uint64_t loc;
+			if (nf == ST_MAX_FRAMES || st__get_varint(&p, end, &loc)) {
+				rc = -EBADMSG;
+				break;
+			}
+			fl[nf++].id = (int64_t)loc;
+		}
+	}
+	sqlite3_reset(st);
+	if (rc)
+		goto out;
+	st = m->rs[R_LOC];
+	for (size_t i = 0; i < nf && !rc; i++) {
+		sqlite3_bind_int64(st, 1, fl[i].id);
+		s = sqlite3_step(st);
+		if (s != SQLITE_ROW) {
+			rc = s == SQLITE_DONE ? -EBADMSG : sql_err(m->r, s);
+		} else {
+			const char *kn = (const char *)sqlite3_column_text(st, 2);
+			fl[i].offset = (uint64_t)sqlite3_column_int64(st, 1);
+			if (kn && *kn) {
+				fl[i].kind = ST_FRAME_KERNEL;
+				fl[i].kname = strdup(kn);
+				strbytes += strlen(kn) + 1;
+			} else {
+				const char *on = (const char *)sqlite3_column_text(st, 4);
+				int bl = sqlite3_column_bytes(st, 3);
+				fl[i].kind = ST_FRAME_USER;
+				fl[i].oname = strdup(on ? on : "");
+				fl[i].bid = malloc(bl > 0 ? (size_t)bl : 1);
+				if (bl > 0 && fl[i].bid)
+					memcpy(fl[i].bid, sqlite3_column_blob(st, 3), (size_t)bl);
+				fl[i].bid_len = (uint32_t)(bl > 0 ? bl : 0);
+				strbytes += strlen(on ? on : "") + 1 + (size_t)fl[i].bid_len;
+			}
+			if ((fl[i].kind == ST_FRAME_KERNEL && !fl[i].kname) ||
+			    (fl[i].kind == ST_FRAME_USER && (!fl[i].oname || !fl[i].bid)))
+				rc = -ENOMEM;
+		}
+		sqlite3_reset(st);
+	}
+	if (rc)
+		goto out;
+	{
+		st_frame_info *fi = malloc(nf * sizeof(*fi) + strbytes + 1);
+		if (!fi) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		char *sp = (char *)(fi + nf);
+		for (size_t i = 0; i < nf; i++) {
+			memset(&fi[i], 0, sizeof(fi[i]));
+			fi[i].kind = fl[i].kind;
+			fi[i].location_id = fl[i].id;
+			fi[i].offset = fl[i].offset;
+			if (fl[i].kind == ST_FRAME_KERNEL) {
+				fi[i].name = strcpy(sp, fl[i].kname);
+				sp += strlen(sp) + 1;
+				fi[i].offset = 0;
+			} else {
+				memcpy(sp, fl[i].bid, fl[i].bid_len);
+				fi[i].build_id = (const uint8_t *)sp;
+				fi[i].build_id_len = fl[i].bid_len;
+				sp += fl[i].bid_len;
+				fi[i].object_name = strcpy(sp, fl[i].oname);
+				sp += strlen(sp) + 1;
+			}
+		}
+		*out = fi;
+		*n = nf;
+	}
+out:
+	pthread_mutex_unlock(&m->r_mu);
+	for (size_t i = 0; i < nf; i++) {
+		free(fl[i].kname);
+		free(fl[i].oname);
+		free(fl[i].bid);
+	}
+	return rc;
+}

@@ -1,0 +1,50 @@
+/* meta.h - storage's SQLite metadata (internal to storage/): series and
+ * their inverted label index, objects, locations, stacks, and the symbols
+ * table the symbolizer fills. The WAL stays the source of truth for
+ * anything not yet checkpointed here; see st__meta_sync(). */
+#ifndef SMOLDER_ST_META_H
+#define SMOLDER_ST_META_H
+
+#include "storage/st_int.h"
+
+typedef struct st__meta st__meta;
+
+int st__meta_open(const char *path, st__meta **out, st_err *err);
+void st__meta_close(st__meta *m);
+
+/* Writer side: called with the store's append lock held. */
+int st__meta_begin(st__meta *m);
+int st__meta_commit(st__meta *m);
+void st__meta_rollback(st__meta *m);
+int st__meta_put_series(st__meta *m, uint64_t id, const st_series_def *s);
+/* Inserts the stack, its objects and locations as needed. */
+int st__meta_put_stack(st__meta *m, const st_batch *b, const st_stack_def *s);
+/* Makes every commit so far durable (checkpoint with fsync); called before
+ * WAL segments that carried the same metadata are deleted. */
+int st__meta_sync(st__meta *m);
+
+/* Remembers that partition_start's rows up to wal_lsn are in blocks, so a
+ * replay skips them even after retention deleted those blocks. */
+int st__meta_put_cover(st__meta *m, int64_t partition_start, uint64_t wal_lsn);
+typedef int (*st__meta_cover_fn)(void *arg, int64_t partition_start, uint64_t wal_lsn);
+int st__meta_load_cover(st__meta *m, st__meta_cover_fn fn, void *arg);
+
+/* Loading at open. */
+typedef int (*st__meta_series_fn)(void *arg, uint64_t id, const char *type,
+                                  const st_label *labels, uint32_t n);
+int st__meta_load_series(st__meta *m, st__meta_series_fn fn, void *arg);
+typedef int (*st__meta_stack_fn)(void *arg, uint64_t id);
+int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg);
+
+/* Reader side, any thread. */
+typedef int (*st__meta_id_fn)(void *arg, uint64_t id);
+/* Series having label name=value (name may be ST_TYPE_LABEL). */
+int st__meta_series_eq(st__meta *m, const char *name, const char *value,
+                       st__meta_id_fn fn, void *arg);
+typedef int (*st__meta_value_fn)(void *arg, const char *value);
+/* Distinct values of a label name. */
+int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
+                          void *arg);
+int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n);
+
+#endif

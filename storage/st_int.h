@@ -1,0 +1,257 @@
+/* st_int.h - storage's workshop: helpers and structures shared by the files
+ * of storage/ and nothing else. Public API lives in storage.h. */
+#ifndef SMOLDER_ST_INT_H
+#define SMOLDER_ST_INT_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "storage/storage.h"
+
+#define ST__LIKELY(x) __builtin_expect(!!(x), 1)
+#define ST__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- errors ---- */
+
+/* Formats a message into err (when not NULL) and returns rc, so call sites
+ * read `return st__fail(err, -EINVAL, "...", ...)`. */
+int st__fail(st_err *err, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- CRC32C (Castagnoli), through ISA-L's hardware-accelerated crc32_iscsi ---- */
+uint32_t st__crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ---- little-endian fixed width ---- */
+static inline void st__put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void st__put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline uint32_t st__get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t st__get_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+/* ---- varints (LEB128) and zigzag ---- */
+static inline uint64_t st__zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static inline int64_t st__unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
+
+static inline size_t st__put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Decodes a varint from [*p, end). Returns 0, or -EBADMSG when the input
+ * ends inside it or it is longer than 10 bytes. */
+static inline int st__get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+	const uint8_t *q = *p;
+	if (ST__LIKELY(q < end && *q < 0x80)) {
+		*out = *q;
+		*p = q + 1;
+		return 0;
+	}
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 70; shift += 7) {
+		if (q >= end)
+			return -EBADMSG;
+		uint8_t b = *q++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*out = v;
+			*p = q;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}
+
+/* ---- growable byte buffer ---- */
+typedef struct st__buf {
+	uint8_t *data;
+	size_t len, cap;
+} st__buf;
+
+int st__buf_reserve(st__buf *b, size_t extra);
+int st__buf_put(st__buf *b, const void *p, size_t n);
+int st__buf_varint(st__buf *b, uint64_t v);
+int st__buf_u32(st__buf *b, uint32_t v);
+int st__buf_u64(st__buf *b, uint64_t v);
+int st__buf_str(st__buf *b, const char *s, size_t n); /* varint length + bytes */
+void st__buf_free(st__buf *b);
+
+/* ---- open-addressing hash map uint64 -> uint32 ---- */
+typedef struct st__map {
+	uint64_t *keys;
+	uint32_t *vals;  /* UINT32_MAX marks an empty slot */
+	size_t cap;      /* power of two */
+	size_t len;
+} st__map;
+
+#define ST__MAP_NONE UINT32_MAX
+
+int st__map_init(st__map *m, size_t hint);
+void st__map_free(st__map *m);
+uint32_t st__map_get(const st__map *m, uint64_t key);
+/* Sets key to val (val != ST__MAP_NONE). */
+int st__map_put(st__map *m, uint64_t key, uint32_t val);
+
+static inline uint64_t st__mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* ---- files ---- */
+int st__fsync_dir(const char *path);
+int st__mkdir_p(const char *path);
+int st__rm_rf(const char *path);
+/* Writes all of buf at fd's position, retrying on EINTR / short writes. */
+int st__write_all(int fd, const void *buf, size_t len);
+int st__read_file(const char *path, uint8_t **out, size_t *len, size_t max);
+
+/* ---- batches: validation, canonical form, WAL payload ---- */
+
+/* A batch decoded from a WAL record: the st_batch views point into the
+ * arena and the record buffer. */
+typedef struct st__dbatch {
+	st_batch b;
+	uint64_t *series_ids;   /* one per b.series */
+	char *arena;            /* NUL-terminated strings */
+	st_label *labels;
+	st_frame *frames;
+} st__dbatch;
+
+/* Checks every limit and cross-reference of a batch and computes the series
+ * IDs (series_ids has b->nseries entries). Stack IDs are verified against
+ * st_stack_hash(). */
+int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err);
+
+/* Appends the canonical encoding of b (labels sorted) to out. */
+int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *out);
+
+/* Decodes and fully validates a payload made by st__batch_encode; *d must be
+ * released with st__dbatch_free(). Fails with -EBADMSG on malformed input. */
+int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err);
+void st__dbatch_free(st__dbatch *d);
+
+/* Sorts labels by name in place; rejects duplicates and bad names/values. */
+int st__labels_check(const st_label *labels, uint32_t n, st_err *err);
+
+/* ---- WAL ---- */
+
+#define ST__WAL_MAGIC "SMOLWAL\0"
+#define ST__WAL_VERSION 1
+#define ST__WAL_SEG_HDR 16  /* magic[8], u32 version, u32 reserved */
+#define ST__WAL_REC_HDR 24  /* u32 len, u32 crc, u64 lsn, u32 type, u32 reserved */
+#define ST__WAL_REC_BATCH 1
+#define ST__WAL_MAX_RECORD (256u << 20)
+
+/* Scans the records of one segment image. For each intact record calls
+ * fn(arg, lsn, payload, len); stops at the first record that is cut short
+ * or fails its CRC and reports its offset in *valid_len. A non-zero return
+ * from fn stops the scan and is returned. Returns -EBADMSG for a bad
+ * segment header. */
+typedef int (*st__wal_fn)(void *arg, uint64_t lsn, const uint8_t *p, size_t len);
+int st__wal_scan(const uint8_t *buf, size_t len, st__wal_fn fn, void *arg,
+                 size_t *valid_len);
+
+/* ---- blocks ---- */
+
+#define ST__BLK_MAGIC "SMOLBLK\0"
+#define ST__BLK_VERSION 1
+#define ST__BLK_HDR 96
+#define ST__BLK_NCOL 4
+#define ST__BLK_CHUNK_DIR 72  /* bytes per chunk directory entry */
+#define ST__BLK_SERIES_ENT 36 /* bytes per series table entry */
+#define ST__BLK_MAX_CHUNK_ROWS (1u << 20)
+
+typedef struct st__blk_series {
+	uint64_t id;
+	uint64_t first_row;
+	uint32_t nrows;
+	int64_t mint, maxt;
+} st__blk_series;
+
+typedef struct st__blk_chunk {
+	uint64_t off;            /* file offset of the first column */
+	uint32_t nrows;
+	uint32_t first_series, last_series;  /* block-local series indices */
+	int64_t mint, maxt;
+	uint32_t clen[ST__BLK_NCOL]; /* compressed bytes per column */
+	uint32_t rlen[ST__BLK_NCOL]; /* raw bytes per column */
+	uint32_t crc;            /* CRC32C of the chunk's compressed bytes */
+} st__blk_chunk;
+
+/* Every row of partition `partition_start` whose WAL record has an LSN up
+ * to wal_lsn is in this block or an older block: replay skips them. */
+typedef struct st__blk_cover {
+	int64_t partition_start;
+	uint64_t wal_lsn;
+} st__blk_cover;
+
+/* A parsed block over a memory image (mmap'ed or, for the fuzzer, a plain
+ * buffer). Every offset and count is validated by st__block_parse(). */
+typedef struct st__block {
+	const uint8_t *img;
+	size_t len;
+	int64_t mint, maxt;
+	uint64_t nrows;
+	uint64_t wal_lsn;
+	int64_t partition_start;
+	uint32_t nseries, nstacks, nchunks, chunk_rows;
+	st__blk_series *series;
+	uint64_t *stacks;        /* block dictionary: local index -> stack ID */
+	st__blk_chunk *chunks;
+	char **parents;          /* names of blocks this one replaced */
+	uint32_t nparents;
+	st__blk_cover *cover;    /* per partition: WAL records it holds */
+	uint32_t ncover;
+} st__block;
+
+int st__block_parse(const uint8_t *img, size_t len, st__block *out, st_err *err);
+void st__block_release(st__block *b);
+
+/* Decoded columns of one chunk. Buffers are reused across chunks. */
+typedef struct st__chunk_rows {
+	uint32_t n;
+	uint32_t *series;   /* block-local series index */
+	int64_t *ts;
+	uint32_t *stack;    /* block-local dictionary index */
+	int64_t *value;
+	uint8_t *raw;       /* decompression scratch */
+	size_t raw_cap, cap;
+} st__chunk_rows;
+
+int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *out);
+void st__chunk_rows_free(st__chunk_rows *r);
+
+/* Rows handed to the block writer. */
+typedef struct st__wrow {
+	int64_t ts;
+	uint64_t series;
+	uint64_t stack;
+	int64_t value;
+} st__wrow;
+
+typedef struct st__block_spec {
+	const st__blk_cover *cover;
+	uint32_t ncover;
+	uint32_t chunk_rows;
+	const char *const *parents;
+	uint32_t nparents;
+} st__block_spec;
+
+/* Sorts rows (in place) and writes a complete block image to fd. */
+int st__block_write_fd(int fd, st__wrow *rows, size_t n, const st__block_spec *spec);
+
+#endif

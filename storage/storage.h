@@ -1,0 +1,237 @@
+/* storage.h - Smolder's sample store: a checksummed write-ahead log, an
+ * in-memory head, immutable time-partitioned lz4 column blocks, and SQLite
+ * for metadata (series and their labels, stacks, objects, locations, symbols).
+ *
+ * This header is the whole contract the server and query engine may use.
+ * It knows nothing of HTTP, the wire protocol or symbolization. */
+#ifndef SMOLDER_STORAGE_H
+#define SMOLDER_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits on input. Exceeding one makes st_append() fail with -EINVAL and a
+ * message naming the limit; nothing is ever truncated silently. */
+#define ST_MAX_TYPE_LEN        256   /* bytes of a profile type string */
+#define ST_MAX_LABEL_NAME_LEN  128
+#define ST_MAX_LABEL_VALUE_LEN 1024
+#define ST_MAX_LABELS          64    /* labels per series, type excluded */
+#define ST_MAX_FRAMES          512   /* frames per stack */
+#define ST_MAX_BUILD_ID_LEN    64    /* bytes of an object's build ID */
+#define ST_MAX_OBJECT_NAME_LEN 4096
+#define ST_MAX_SYMBOL_LEN      1024  /* a kernel frame's name */
+#define ST_MAX_BATCH_SAMPLES   (1u << 22)
+#define ST_MAX_BATCH_ITEMS     (1u << 20) /* series, objects or stacks */
+
+/* The label that carries a series' profile type, as Prometheus' __name__. */
+#define ST_TYPE_LABEL "__name__"
+
+typedef struct st_db st_db;
+typedef struct st_selection st_selection;
+
+/* A human-readable reason for a failure, filled by functions taking one.
+ * May be NULL where the caller does not care. */
+typedef struct st_err {
+	char msg[256];
+} st_err;
+
+typedef struct st_options {
+	int64_t partition_ns;      /* block time partition; default 1 h */
+	int64_t retention_ns;      /* delete blocks older; default 7 d, 0 keeps all */
+	int64_t cut_grace_ns;      /* a partition is cut this long after it ends;
+	                            * default 5 min, so late batches still land */
+	uint64_t head_max_rows;    /* cut every partition once the head holds
+	                            * more rows; default 32 M */
+	uint64_t wal_segment_bytes;/* rotate WAL segments at this size; 64 MiB */
+	uint64_t compact_max_rows; /* compaction never builds a bigger block; 16 M */
+	int64_t compact_max_span_ns; /* nor one spanning longer; default 24 h */
+	uint32_t chunk_rows;       /* rows per column chunk; default 16384 */
+} st_options;
+
+typedef struct st_label {
+	const char *name;
+	const char *value;
+} st_label;
+
+/* A series: a profile type such as "process_cpu:samples:count:cpu:nanoseconds:delta"
+ * plus labels in any order (storage sorts them). Label names follow
+ * Prometheus: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__"; values are
+ * non-empty UTF-8. */
+typedef struct st_series_def {
+	const char *type;
+	const st_label *labels;
+	uint32_t nlabels;
+} st_series_def;
+
+/* An ELF object (executable or shared library) identified by build ID;
+ * name is its file name as the host saw it, for "[unknown] libc.so.6+0x1234". */
+typedef struct st_object {
+	const uint8_t *build_id;
+	uint32_t build_id_len;
+	const char *name;
+} st_object;
+
+enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1 };
+
+/* One frame. User frames are (object, file offset); kernel frames carry the
+ * symbol name the agent read from /proc/kallsyms. */
+typedef struct st_frame {
+	uint32_t kind;
+	uint32_t object;     /* user: index into st_batch.objects */
+	uint64_t offset;     /* user: offset in the object's file */
+	const char *name;    /* kernel: symbol */
+} st_frame;
+
+/* A stack, leaf first. id must equal st_stack_hash() of the frames. */
+typedef struct st_stack_def {
+	uint64_t id;
+	const st_frame *frames;
+	uint32_t nframes;
+} st_stack_def;
+
+typedef struct st_sample {
+	int64_t ts_ns;
+	uint32_t series;     /* index into st_batch.series */
+	uint64_t stack_id;   /* defined in this batch or stored before */
+	int64_t value;
+} st_sample;
+
+/* What one st_append() stores atomically. Stacks that the store already
+ * has may be left out; objects are only referenced from stacks. */
+typedef struct st_batch {
+	const st_series_def *series;
+	uint32_t nseries;
+	const st_object *objects;
+	uint32_t nobjects;
+	const st_stack_def *stacks;
+	uint32_t nstacks;
+	const st_sample *samples;
+	uint32_t nsamples;
+} st_batch;
+
+/* One stored row, as reads return it. */
+typedef struct st_row {
+	int64_t ts_ns;
+	uint64_t series_id;
+	uint64_t stack_id;
+	int64_t value;
+} st_row;
+
+typedef struct st_stack_sum {
+	uint64_t stack_id;
+	int64_t value;
+} st_stack_sum;
+
+typedef enum st_match_op {
+	ST_MATCH_EQ,   /* =  */
+	ST_MATCH_NE,   /* != */
+	ST_MATCH_RE,   /* =~ fully anchored PCRE2 */
+	ST_MATCH_NRE,  /* !~ */
+} st_match_op;
+
+/* As in Prometheus, a series without the label has it as "" for matching:
+ * name!="x" and name=~".*" match it, name="" selects series lacking it. */
+typedef struct st_matcher {
+	const char *name;
+	st_match_op op;
+	const char *value;
+} st_matcher;
+
+/* One frame of a stored stack, as st_stack_frames() returns it. Strings and
+ * build_id point into the same allocation as the array. */
+typedef struct st_frame_info {
+	uint32_t kind;
+	int64_t location_id;       /* SQLite locations.id: the symbolizer's key */
+	const uint8_t *build_id;   /* user frames */
+	uint32_t build_id_len;
+	const char *object_name;   /* user frames */
+	uint64_t offset;
+	const char *name;          /* kernel frames */
+} st_frame_info;
+
+typedef struct st_stats {
+	uint64_t head_rows;
+	uint64_t head_partitions;
+	uint64_t blocks;
+	uint64_t block_rows;
+	uint64_t block_bytes;
+	uint64_t wal_segments;
+	uint64_t wal_bytes;
+	uint64_t series;
+	uint64_t stacks;
+	uint64_t replayed_records;  /* WAL records replayed at open */
+	uint64_t torn_bytes;        /* bytes of torn WAL tail dropped at open */
+} st_stats;
+
+/* Fills opt with the defaults above. */
+void st_options_default(st_options *opt);
+
+/* Opens (creating if needed) the store in dir: dir/meta.db (SQLite),
+ * dir/wal/, dir/blocks/. Replays the WAL; a torn record at the tail of the
+ * last segment is dropped, any other corruption fails with -EBADMSG.
+ * opt may be NULL for defaults. Close with st_close(). */
+int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err);
+
+/* Flushes nothing (everything acknowledged is already in the WAL) and frees.
+ * Accepts NULL. */
+void st_close(st_db *db);
+
+/* Validates batch, writes it to the WAL, waits until it is on stable
+ * storage (group commit with concurrent callers), then makes it visible to
+ * reads. Thread-safe. Returns 0, -EINVAL with err for a bad batch, -EIO once
+ * the disk failed (the store then refuses every further append). */
+int st_append(st_db *db, const st_batch *batch, st_err *err);
+
+/* The stable 64-bit ID of a stack: XXH3 over the normalized frames (build
+ * ID bytes and offset, or kernel name), so every host computes the same. */
+uint64_t st_stack_hash(const st_object *objects, uint32_t nobjects,
+                       const st_frame *frames, uint32_t nframes);
+
+/* The ID of a series: XXH3 over the type and the sorted labels. Fails with
+ * -EINVAL for labels that st_append() would reject. */
+int st_series_id(const st_series_def *s, uint64_t *out, st_err *err);
+
+/* Cuts head partitions that ended more than cut_grace_ns before now_ns
+ * (every partition when force is set, or when the head is over
+ * head_max_rows) into blocks, then deletes WAL segments no longer needed. */
+int st_cut(st_db *db, int64_t now_ns, int force);
+
+/* Deletes blocks whose newest row is older than now_ns - retention_ns. */
+int st_retention(st_db *db, int64_t now_ns);
+
+/* Merges overlapping blocks and runs of adjacent small blocks. */
+int st_compact(st_db *db);
+
+/* Selects series that match every matcher and have rows in
+ * [from_ns, to_ns). Free with st_selection_free(). */
+int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
+              int64_t to_ns, st_selection **out, st_err *err);
+void st_selection_free(st_selection *sel);
+size_t st_selection_count(const st_selection *sel);
+/* The i-th selected series ID, ascending. */
+uint64_t st_selection_id(const st_selection *sel, size_t i);
+
+/* Labels of a series, type first as ST_TYPE_LABEL, then sorted by name.
+ * The caller frees *out with free() (one allocation). */
+int st_series_labels(st_db *db, uint64_t series_id, st_label **out, size_t *n);
+
+/* Calls fn for every row of the selected series in [from_ns, to_ns), in no
+ * particular order. A non-zero return from fn stops and is returned. */
+typedef int (*st_row_fn)(void *arg, const st_row *row);
+int st_rows(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
+            st_row_fn fn, void *arg);
+
+/* Sums values per stack over the selected series in [from_ns, to_ns)
+ * without materializing rows. *out is sorted by stack ID; the caller frees
+ * it with free(). */
+int st_merge(st_db *db, const st_selection *sel, int64_t from_ns,
+             int64_t to_ns, st_stack_sum **out, size_t *n);
+
+/* Frames of a stack, leaf first. -ENOENT for an unknown stack. The caller
+ * frees *out with free() (one allocation). */
+int st_stack_frames(st_db *db, uint64_t stack_id, st_frame_info **out,
+                    size_t *n);
+
+void st_get_stats(st_db *db, st_stats *out);
+
+#endif
