@@ -111,6 +111,7 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_STORAGE_OBJ) -o $@ $(LDLIBS_STORAGE)
 fuzz-build: $(FUZZ_BIN)
+.SECONDARY: $(FUZZ_STORAGE_OBJ)
 
 # The test command README gives. Everything runs under ASan/UBSan.
 test: deps

@@ -274,8 +274,12 @@ int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
 		if (s->series >= b->nseries)
 			return st__fail(err, -EINVAL, "sample %u: series %u does not exist",
 			                i, s->series);
-		if (s->ts_ns < 0)
-			return st__fail(err, -EINVAL, "sample %u: negative timestamp", i);
+		if (s->ts_ns < 0 || s->ts_ns >= ST_MAX_TS_NS)
+			return st__fail(err, -EINVAL, "sample %u: timestamp %lld ns is %s", i,
+			                (long long)s->ts_ns, s->ts_ns < 0 ? "negative" :
+			                "after the year 2116");
+		if (s->value > ST_MAX_VALUE || s->value < -ST_MAX_VALUE)
+			return st__fail(err, -EINVAL, "sample %u: |value| is over 2^48", i);
 	}
 	return 0;
 }
@@ -360,10 +364,14 @@ static int cur_u64(cur *c, uint64_t *v)
 /* Reads a counted string of at most max bytes into the arena. Each string
  * takes n + 1 arena bytes and at least n + 1 payload bytes, so an arena of
  * the payload's size always suffices. */
-static int cur_str(cur *c, size_t max, const char **s, size_t *len)
+static int cur_bytes(cur *c, size_t max, bool text, const char **s, size_t *len)
 {
 	uint64_t n;
 	if (cur_varint(c, &n) || n > max || (uint64_t)(c->end - c->p) < n)
+		return -EBADMSG;
+	/* an embedded NUL would make two payloads decode alike; build IDs are
+	 * binary and carry their length */
+	if (text && memchr(c->p, 0, n))
 		return -EBADMSG;
 	char *d = c->arena + c->arena_len;
 	memcpy(d, c->p, n);
@@ -374,6 +382,11 @@ static int cur_str(cur *c, size_t max, const char **s, size_t *len)
 	if (len)
 		*len = n;
 	return 0;
+}
+
+static int cur_str(cur *c, size_t max, const char **s, size_t *len)
+{
+	return cur_bytes(c, max, true, s, len);
 }
 
 /* A count of items that each take at least min_bytes cannot exceed what is
@@ -458,7 +471,7 @@ int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
 	for (uint32_t i = 0; i < n; i++) {
 		size_t bl;
 		const char *bid;
-		if (cur_str(&c, ST_MAX_BUILD_ID_LEN, &bid, &bl) ||
+		if (cur_bytes(&c, ST_MAX_BUILD_ID_LEN, false, &bid, &bl) ||
 		    cur_str(&c, ST_MAX_OBJECT_NAME_LEN, &objects[i].name, NULL))
 			goto bad;
 		objects[i].build_id = (const uint8_t *)bid;

@@ -256,7 +256,8 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 		/* canonical order: sort a copy of the labels by name */
 		const st_series_def *s = &b->series[i];
 		st_label l[ST_MAX_LABELS];
-		memcpy(l, s->labels, s->nlabels * sizeof(*l));
+		if (s->nlabels)
+			memcpy(l, s->labels, s->nlabels * sizeof(*l));
 		for (uint32_t x = 1; x < s->nlabels; x++)
 			for (uint32_t y = x; y > 0 && strcmp(l[y - 1].name, l[y].name) > 0; y--) {
 				st_label t = l[y];
@@ -326,7 +327,8 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 		}
 		const st_series_def *s = &b->series[i];
 		st_label l[ST_MAX_LABELS];
-		memcpy(l, s->labels, s->nlabels * sizeof(*l));
+		if (s->nlabels)
+			memcpy(l, s->labels, s->nlabels * sizeof(*l));
 		for (uint32_t x = 1; x < s->nlabels; x++)
 			for (uint32_t y = x; y > 0 && strcmp(l[y - 1].name, l[y].name) > 0; y--) {
 				st_label t = l[y];
@@ -972,7 +974,9 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		db->opt = *opt;
 	else
 		st_options_default(&db->opt);
-	if (db->opt.partition_ns <= 0 || db->opt.chunk_rows == 0 ||
+	if (db->opt.partition_ns <= 0 || db->opt.partition_ns > ST_MAX_TS_NS ||
+	    db->opt.cut_grace_ns < 0 || db->opt.cut_grace_ns > ST_MAX_TS_NS ||
+	    db->opt.retention_ns < 0 || db->opt.chunk_rows == 0 ||
 	    db->opt.chunk_rows > ST__BLK_MAX_CHUNK_ROWS || db->opt.wal_segment_bytes < 4096) {
 		rc = st__fail(err, -EINVAL, "invalid storage options");
 		goto out;
@@ -1410,13 +1414,16 @@ static int merge_chunk(void *arg, const blk *k, const st__chunk_rows *r,
 	int64_t *acc = ((merge_acc *)arg)->acc;
 	const uint32_t *stk = r->stack;
 	const int64_t *val = r->value;
+	/* sums wrap rather than overflow (values are bounded by
+	 * ST_MAX_VALUE at ingest, so only absurd ranges could wrap) */
+	uint64_t *u = (uint64_t *)acc;
 	if (all) {
 		for (uint32_t i = 0; i < r->n; i++)
-			acc[stk[i]] += val[i];
+			u[stk[i]] += (uint64_t)val[i];
 	} else {
 		for (uint32_t i = 0; i < r->n; i++)
 			if (want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to)
-				acc[stk[i]] += val[i];
+				u[stk[i]] += (uint64_t)val[i];
 	}
 	return 0;
 }
@@ -1431,7 +1438,7 @@ static int sums_add(sums *s, uint64_t id, int64_t value)
 {
 	uint32_t i = st__map_get(&s->map, id);
 	if (i != ST__MAP_NONE) {
-		s->v[i].value += value;
+		s->v[i].value = (int64_t)((uint64_t)s->v[i].value + (uint64_t)value);
 		return 0;
 	}
 	if (s->n == s->cap) {
@@ -1478,7 +1485,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		for (size_t i = 0; i < h->n; i++) {
 			const hrow *r = &h->rows[i];
 			if (r->ts >= from && r->ts < to && gsel(sel, r->series))
-				hacc[r->stack] += r->value;
+				hacc[r->stack] = (int64_t)((uint64_t)hacc[r->stack] + (uint64_t)r->value);
 		}
 	}
 	for (uint32_t i = 0; i < nst && !rc; i++)

@@ -62,8 +62,8 @@ static const char *const rsql[R_NSTMT] = {
 	[R_SERIES_EQ] = "SELECT series_id FROM series_labels WHERE name = ?1 AND value = ?2",
 	[R_VALUES] = "SELECT DISTINCT value FROM series_labels WHERE name = ?1",
 	[R_STACK] = "SELECT frames FROM stacks WHERE id = ?1",
-	[R_LOC] = "SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name"
-	          " FROM locations l LEFT JOIN objects o ON o.id = l.object_id WHERE l.id = ?1",
+	[R_LOC] = ("SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name"
+	           " FROM locations l LEFT JOIN objects o ON o.id = l.object_id WHERE l.id = ?1"),
 };
 
 struct st__meta {
@@ -196,12 +196,18 @@ void st__meta_rollback(st__meta *m) { exec(m->w, "ROLLBACK", NULL); }
 
 int st__meta_sync(st__meta *m)
 {
-	int rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL);
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+	/* TRUNCATE: copy everything into the database file, fsync it, and
+	 * empty the -wal file so it does not grow with the fleet's history */
+	int rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return 0;
+	if (rc != SQLITE_BUSY)
 		return sql_err(m->w, rc);
-	/* with synchronous=NORMAL a FULL checkpoint fsyncs the database file;
-	 * a BUSY reader only delays the copy, the -wal file was fsynced */
-	return rc == SQLITE_BUSY ? exec(m->w, "PRAGMA wal_checkpoint(PASSIVE)", NULL) : 0;
+	/* a reader in the way: the commits are still in the -wal file, which
+	 * synchronous=NORMAL fsyncs at every checkpoint; fsync it ourselves by
+	 * a FULL checkpoint of what can be copied */
+	rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL);
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : sql_err(m->w, rc);
 }
 
 static int step_done(sqlite3 *db, sqlite3_stmt *st)

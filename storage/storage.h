@@ -22,6 +22,8 @@
 #define ST_MAX_SYMBOL_LEN      1024  /* a kernel frame's name */
 #define ST_MAX_BATCH_SAMPLES   (1u << 22)
 #define ST_MAX_BATCH_ITEMS     (1u << 20) /* series, objects or stacks */
+#define ST_MAX_TS_NS           (INT64_C(1) << 62) /* timestamps in [0, this): before 2116 */
+#define ST_MAX_VALUE           (INT64_C(1) << 48) /* |value| of one sample */
 
 /* The label that carries a series' profile type, as Prometheus' __name__. */
 #define ST_TYPE_LABEL "__name__"
@@ -176,10 +178,12 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err);
  * Accepts NULL. */
 void st_close(st_db *db);
 
-/* Validates batch, writes it to the WAL, waits until it is on stable
- * storage (group commit with concurrent callers), then makes it visible to
- * reads. Thread-safe. Returns 0, -EINVAL with err for a bad batch, -EIO once
- * the disk failed (the store then refuses every further append). */
+/* Validates batch, writes it to the WAL and the head, and returns once the
+ * WAL record is on stable storage (group commit with concurrent callers).
+ * Reads may see the rows a moment before the call returns. Thread-safe.
+ * Returns 0, -EINVAL with err for a bad batch, or -EIO when the disk failed:
+ * the store then refuses every further append, and whether that last batch
+ * survives a restart depends on what reached the disk. */
 int st_append(st_db *db, const st_batch *batch, st_err *err);
 
 /* The stable 64-bit ID of a stack: XXH3 over the normalized frames (build

@@ -208,6 +208,15 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 			st__fail(err, rc, "reading WAL segment %s: %s", path, strerror(-rc));
 			goto out;
 		}
+		/* segments follow each other without a gap, except over LSNs
+		 * the blocks already hold (the WAL was lost and restarted past
+		 * them): a missing segment in the middle is damage */
+		if (i > 0 && w->segs[i] != c.expect && w->segs[i] > min_next_lsn) {
+			rc = st__fail(err, -EBADMSG, "WAL segment %s starts at record %" PRIu64
+			              " but the previous one ends before %" PRIu64 ": a segment "
+			              "is missing", path, w->segs[i], c.expect);
+			goto out;
+		}
 		c.expect = w->segs[i];
 		rc = st__wal_scan(buf, len, replay_rec, &c, &valid);
 		if (rc == -ERANGE) {
@@ -409,8 +418,13 @@ int st__wal_remove_before(st__wal *w, uint64_t lsn)
 {
 	size_t keep = 0;
 	int rc = 0;
-	/* segment i holds [segs[i], segs[i+1]); the current one always stays,
-	 * its name carries the LSN sequence across restarts */
+	/* when even the current segment holds only records below lsn, start a
+	 * new one so the old can go: the newest segment always stays, its name
+	 * carries the LSN sequence across restarts */
+	if (w->nsegs && w->next_lsn <= lsn && w->seg_size > ST__WAL_SEG_HDR &&
+	    (rc = rotate(w)))
+		return rc;
+	/* segment i holds [segs[i], segs[i+1]) */
 	while (keep + 1 < w->nsegs && w->segs[keep + 1] <= lsn)
 		keep++;
 	for (size_t i = 0; i < keep; i++) {

@@ -241,8 +241,8 @@ static void test_batch_roundtrip(void **state)
 		kd[k] = sk[k].def;
 	}
 	st_sample sm[5] = {{T0, 0, kd[0].id, 5}, {T0 + 7, 2, kd[3].id, -3},
-	                   {T0 - 100, 1, kd[1].id, INT64_MAX}, {0, 0, kd[2].id, 0},
-	                   {INT64_MAX, 1, kd[0].id, INT64_MIN}};
+	                   {T0 - 100, 1, kd[1].id, ST_MAX_VALUE}, {0, 0, kd[2].id, 0},
+	                   {ST_MAX_TS_NS - 1, 1, kd[0].id, -ST_MAX_VALUE}};
 	st_batch b = {sd, 3, objs, 2, kd, 4, sm, 5};
 	uint64_t ids[3];
 	st_err err;
@@ -344,6 +344,13 @@ static void bk_negative_ts(st_batch *b, st_series_def *sd, st_label *l, st_stack
                            st_frame *fr, st_sample *sm)
 { (void)b; (void)sd; (void)l; (void)kd; (void)fr; sm[0].ts_ns = -5; }
 
+static void bk_late_ts(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
+                       st_frame *fr, st_sample *sm)
+{ (void)b; (void)sd; (void)l; (void)kd; (void)fr; sm[0].ts_ns = INT64_MAX - 10; }
+static void bk_big_value(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
+                         st_frame *fr, st_sample *sm)
+{ (void)b; (void)sd; (void)l; (void)kd; (void)fr; sm[0].value = -(ST_MAX_VALUE + 1); }
+
 static void test_batch_rejects(void **state)
 {
 	fx *f = *state;
@@ -361,7 +368,9 @@ static void test_batch_rejects(void **state)
 		{"unknown object", bk_object, "object 7 does not exist"},
 		{"unknown series", bk_series_ref, "series 3 does not exist"},
 		{"unknown stack", bk_unknown_stack, "is unknown"},
-		{"negative timestamp", bk_negative_ts, "negative timestamp"},
+		{"negative timestamp", bk_negative_ts, "is negative"},
+		{"timestamp too late", bk_late_ts, "after the year 2116"},
+		{"value too large", bk_big_value, "over 2^48"},
 	};
 	st_db *db;
 	st_err err;
@@ -600,6 +609,36 @@ static void test_matchers(void **state)
 	st_close(db);
 }
 
+/* A series may have no labels at all, and build IDs are binary (zero bytes
+ * included): both survive the store and a replay. */
+static void test_no_labels_binary_build_id(void **state)
+{
+	fx *f = *state;
+	st_db *db;
+	st_err err;
+	static const uint8_t zid[4] = {0, 0, 7, 0};
+	const st_object o[1] = {{zid, 4, "/bin/zero"}};
+	st_frame fr[1] = {{ST_FRAME_USER, 0, 0x99, NULL}};
+	st_stack_def sd = {st_stack_hash(o, 1, fr, 1), fr, 1};
+	st_series_def se = {TYPE, NULL, 0};
+	st_sample sm = {T0, 0, sd.id, 5};
+	st_batch b = {&se, 1, o, 1, &sd, 1, &sm, 1};
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
+		if (round == 0)
+			assert_int_equal(st_append(db, &b, &err), 0);
+		assert_int_equal(merged_total(db, all_cpu, 1, 0, INT64_MAX, NULL, NULL), 5);
+		st_frame_info *fi;
+		size_t n;
+		assert_int_equal(st_stack_frames(db, sd.id, &fi, &n), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(fi[0].build_id_len, 4);
+		assert_memory_equal(fi[0].build_id, zid, 4);
+		free(fi);
+		st_close(db);
+	}
+}
+
 static void test_locked(void **state)
 {
 	fx *f = *state;
@@ -753,6 +792,44 @@ static void test_wal_corrupt_middle_segment(void **state)
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(st_open(f->dir, &o, &db, &err), -EBADMSG);
 	assert_non_null(strstr(err.msg, "corrupt"));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Losing a whole segment in the middle is damage, not a torn tail. */
+static void test_wal_missing_segment(void **state)
+{
+	fx *f = *state;
+	st_options o = small_opts();
+	o.wal_segment_bytes = 4096;
+	st_db *db;
+	st_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(append_batch(db, 2, 4, T0 + i * SEC, 1, &err), 0);
+	st_close(db);
+	char wd[PATH_MAX + 8], path[PATH_MAX + 80];
+	char *names[256];
+	size_t n = 0;
+	snprintf(wd, sizeof(wd), "%s/wal", f->dir);
+	DIR *d = opendir(wd);
+	struct dirent *e;
+	while ((e = readdir(d)) && n < 256)
+		if (strstr(e->d_name, ".wal"))
+			names[n++] = strdup(e->d_name);
+	closedir(d);
+	assert_true(n >= 3);
+	qsort(names, n, sizeof(*names), cmp_str);
+	snprintf(path, sizeof(path), "%s/%.64s", wd, names[1]);
+	assert_int_equal(unlink(path), 0);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(st_open(f->dir, &o, &db, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "missing"));
 }
 
 /* ---- blocks ---- */
@@ -1142,8 +1219,8 @@ static void test_crash_kill9(void **state)
 			crash_child(f->dir, p[1], acked + 1);
 		}
 		close(p[1]);
-		/* let it run 20..300 ms, reading acknowledgements as they come */
-		struct timespec ts = {0, (20 + rand() % 280) * 1000000L};
+		/* let it run 0..300 ms: early kills land inside st_open */
+		struct timespec ts = {0, (rand() % 300) * 1000000L};
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int k;
@@ -1168,7 +1245,7 @@ static void test_crash_kill9(void **state)
 		st_selection_free(sel);
 		/* every acknowledged batch is there; a batch written but killed
 		 * before its acknowledgement may be there too, nothing else */
-		int stored = 0;
+		int stored = -1;
 		for (int i = 0; i < 1 << 20; i++)
 			if (seen[i]) {
 				stored = i;
@@ -1197,9 +1274,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_append_merge_cut_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rows_and_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_matchers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_labels_binary_build_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_corrupt_middle_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_missing_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_block_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_block_rejects_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_rejects_damaged_block, setup, teardown),
@@ -1209,5 +1288,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_appends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
 	};
+	/* SMOLDER_TEST_FILTER=test_crash* runs a subset, e.g. to loop one */
+	if (getenv("SMOLDER_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("SMOLDER_TEST_FILTER"));
 	return cmocka_run_group_tests_name("storage", tests, NULL, NULL);
 }
