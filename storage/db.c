@@ -245,7 +245,7 @@ static hpart *head_part(st_db *db, int64_t start, uint64_t lsn)
 /* Applies a validated batch that the WAL holds as record lsn. Caller holds
  * append_mu; rw is taken here. */
 static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
-                 uint64_t lsn)
+                 const uint32_t *kidx, uint64_t lsn)
 {
 	int rc = 0;
 	uint32_t *sidx = malloc((b->nseries + 1) * sizeof(*sidx));
@@ -297,7 +297,8 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 			h->rows = r;
 			h->cap = cap;
 		}
-		uint32_t k = st__map_get(&db->stack_map, s->stack_id);
+		uint32_t k = kidx[i] != ST__MAP_NONE ? kidx[i] :
+		             st__map_get(&db->stack_map, s->stack_id);
 		sreg *sr = &db->series[sidx[s->series]];
 		h->rows[h->n++] = (hrow){s->ts_ns, sidx[s->series], k, s->value};
 		if (s->ts_ns < sr->mint)
@@ -358,27 +359,37 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 }
 
 /* Every sample must name a stack that is in the batch or already stored:
- * a stack ID alone cannot be turned back into frames. */
-static int check_stacks(st_db *db, const st_batch *b, st_err *err)
+ * a stack ID alone cannot be turned back into frames. Fills kidx with each
+ * sample's registry index, ST__MAP_NONE for stacks this batch introduces
+ * (apply() resolves those once it has added them). Caller holds append_mu,
+ * so the registry cannot change before apply(). */
+static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *err)
 {
 	st__map inb = {0};
 	int rc = 0;
-	if (b->nstacks && (rc = st__map_init(&inb, b->nstacks)))
-		return rc;
-	for (uint32_t i = 0; i < b->nstacks && !rc; i++)
-		rc = st__map_put(&inb, b->stacks[i].id, i);
 	uint64_t last = 0;
-	bool have_last = false;
+	uint32_t last_k = ST__MAP_NONE;
 	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
 		uint64_t id = b->samples[i].stack_id;
-		if (have_last && id == last)
+		if (i && id == last) {
+			kidx[i] = last_k;
 			continue;
-		if (st__map_get(&inb, id) == ST__MAP_NONE &&
-		    st__map_get(&db->stack_map, id) == ST__MAP_NONE)
-			rc = st__fail(err, -EINVAL, "sample %u: stack %016" PRIx64 " is unknown; "
-			              "send its frames in the batch", i, id);
+		}
+		uint32_t k = st__map_get(&db->stack_map, id);
+		if (k == ST__MAP_NONE) {
+			if (!inb.cap) {
+				rc = st__map_init(&inb, b->nstacks);
+				for (uint32_t j = 0; j < b->nstacks && !rc; j++)
+					rc = st__map_put(&inb, b->stacks[j].id, j);
+				if (rc)
+					break;
+			}
+			if (st__map_get(&inb, id) == ST__MAP_NONE)
+				rc = st__fail(err, -EINVAL, "sample %u: stack %016" PRIx64 " is "
+				              "unknown; send its frames in the batch", i, id);
+		}
+		kidx[i] = last_k = k;
 		last = id;
-		have_last = true;
 	}
 	st__map_free(&inb);
 	return rc;
@@ -390,8 +401,12 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 	uint64_t lsn = 0;
 	st__buf payload = {0};
 	uint64_t *ids = malloc((b->nseries + 1) * sizeof(*ids));
-	if (!ids)
+	uint32_t *kidx = malloc((b->nsamples + 1) * sizeof(*kidx));
+	if (!ids || !kidx) {
+		free(ids);
+		free(kidx);
 		return -ENOMEM;
+	}
 	if (err)
 		err->msg[0] = 0;
 	rc = st__batch_validate(b, ids, err);
@@ -406,7 +421,7 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 		goto out;
 	}
 	pthread_mutex_lock(&db->append_mu);
-	rc = check_stacks(db, b, err);
+	rc = check_stacks(db, b, kidx, err);
 	if (!rc) {
 		rc = put_meta(db, b, ids);
 		if (rc)
@@ -418,7 +433,7 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 			st__fail(err, rc, "writing the WAL: %s", strerror(-rc));
 	}
 	if (!rc) {
-		rc = apply(db, b, ids, lsn);
+		rc = apply(db, b, ids, kidx, lsn);
 		if (rc)
 			st__fail(err, rc, "applying the batch: %s", strerror(-rc));
 	}
@@ -431,6 +446,7 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 out:
 	st__buf_free(&payload);
 	free(ids);
+	free(kidx);
 	return rc;
 }
 
@@ -877,11 +893,13 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 	int rc = st__batch_decode(p, len, &d, ra->err);
 	if (rc)
 		return rc;
-	rc = check_stacks(ra->db, &d.b, ra->err);
+	uint32_t *kidx = malloc((d.b.nsamples + 1) * sizeof(*kidx));
+	rc = kidx ? check_stacks(ra->db, &d.b, kidx, ra->err) : -ENOMEM;
 	if (!rc)
 		rc = put_meta(ra->db, &d.b, d.series_ids);
 	if (!rc)
-		rc = apply(ra->db, &d.b, d.series_ids, lsn);
+		rc = apply(ra->db, &d.b, d.series_ids, kidx, lsn);
+	free(kidx);
 	st__dbatch_free(&d);
 	return rc;
 }
@@ -1365,13 +1383,14 @@ static int block_sel(const blk *k, const st_selection *sel, int64_t from, int64_
 	return 0;
 }
 
-/* Visits the wanted rows of a block chunk by chunk; the merge and the row
- * iterator share it. */
+/* Visits the wanted chunks of a block. With acc, values are summed into
+ * acc[block-local stack] (the merge path, no rows materialized); without,
+ * each wanted chunk is decoded and handed to fn. */
 typedef int (*chunk_fn)(void *arg, const blk *k, const st__chunk_rows *r,
                         const uint8_t *want, bool all, int64_t from, int64_t to);
 
 static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64_t to,
-                      chunk_fn fn, void *arg)
+                      uint64_t *acc, chunk_fn fn, void *arg)
 {
 	uint8_t *want = NULL;
 	uint32_t *prefix = NULL;
@@ -1388,44 +1407,19 @@ static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64
 			continue;
 		bool all = nwant == ch->last_series - ch->first_series + 1 &&
 		           ch->mint >= from && ch->maxt < to;
-		rc = st__chunk_decode(&k->b, c, &cr);
-		if (rc) {
+		if (acc)
+			rc = st__chunk_merge(&k->b, c, want, all, from, to, acc, &cr);
+		else if (!(rc = st__chunk_decode(&k->b, c, &cr)))
+			rc = fn(arg, k, &cr, want, all, from, to);
+		if (rc == -EBADMSG)
 			fprintf(stderr, "smolder storage: block %s chunk %u is damaged\n",
 			        k->name, c);
-			break;
-		}
-		rc = fn(arg, k, &cr, want, all, from, to);
 	}
 out:
 	free(want);
 	free(prefix);
 	st__chunk_rows_free(&cr);
 	return rc;
-}
-
-typedef struct merge_acc {
-	int64_t *acc;    /* per block-local stack */
-} merge_acc;
-
-static int merge_chunk(void *arg, const blk *k, const st__chunk_rows *r,
-                       const uint8_t *want, bool all, int64_t from, int64_t to)
-{
-	(void)k;
-	int64_t *acc = ((merge_acc *)arg)->acc;
-	const uint32_t *stk = r->stack;
-	const int64_t *val = r->value;
-	/* sums wrap rather than overflow (values are bounded by
-	 * ST_MAX_VALUE at ingest, so only absurd ranges could wrap) */
-	uint64_t *u = (uint64_t *)acc;
-	if (all) {
-		for (uint32_t i = 0; i < r->n; i++)
-			u[stk[i]] += (uint64_t)val[i];
-	} else {
-		for (uint32_t i = 0; i < r->n; i++)
-			if (want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to)
-				u[stk[i]] += (uint64_t)val[i];
-	}
-	return 0;
 }
 
 typedef struct sums {
@@ -1493,16 +1487,16 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 			rc = sums_add(&s, db->stacks[i], hacc[i]);
 	pthread_rwlock_unlock(&db->rw);
 	for (size_t i = 0; i < nb && !rc; i++) {
-		merge_acc ma = {calloc(bl[i]->b.nstacks, sizeof(int64_t))};
-		if (!ma.acc) {
+		uint64_t *acc = calloc(bl[i]->b.nstacks, sizeof(*acc));
+		if (!acc) {
 			rc = -ENOMEM;
 			break;
 		}
-		rc = scan_block(bl[i], sel, from, to, merge_chunk, &ma);
+		rc = scan_block(bl[i], sel, from, to, acc, NULL, NULL);
 		for (uint32_t k = 0; k < bl[i]->b.nstacks && !rc; k++)
-			if (ma.acc[k])
-				rc = sums_add(&s, bl[i]->b.stacks[k], ma.acc[k]);
-		free(ma.acc);
+			if (acc[k])
+				rc = sums_add(&s, bl[i]->b.stacks[k], (int64_t)acc[k]);
+		free(acc);
 	}
 	if (rc)
 		goto out;
@@ -1577,7 +1571,7 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		rc = -ENOMEM;
 	rows_arg ra = {fn, arg};
 	for (size_t i = 0; i < nb && !rc; i++)
-		rc = scan_block(bl[i], sel, from, to, rows_chunk, &ra);
+		rc = scan_block(bl[i], sel, from, to, NULL, rows_chunk, &ra);
 	for (size_t i = 0; i < nh && !rc; i++)
 		rc = fn(arg, &hrows[i]);
 	for (size_t i = 0; bl && i < nb; i++)

@@ -233,6 +233,12 @@ typedef struct st__chunk_rows {
 } st__chunk_rows;
 
 int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *out);
+/* Adds the value of every row of chunk ci whose block-local series is
+ * wanted and whose time is in [from, to) (every row when all) into
+ * acc[block-local stack], without storing rows. A damaged chunk is
+ * -EBADMSG, and acc may then hold part of it. */
+int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
+                    int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch);
 void st__chunk_rows_free(st__chunk_rows *r);
 
 /* Rows handed to the block writer. */

@@ -878,7 +878,8 @@ static void test_block_roundtrip(void **state)
 		rows[i].series = rnd() % 37 * 0x1000000000ULL + 5;
 		rows[i].ts = T0 + (int64_t)(rnd() % 360) * 10 * SEC;
 		rows[i].stack = (rnd() % 5 == 0) ? rnd() : rnd() % 50;
-		rows[i].value = i % 1000 == 0 ? INT64_MIN + (int64_t)i : (int64_t)(rnd() % 9) - 1;
+		rows[i].value = i % 1000 == 0 ? (i % 2000 ? ST_MAX_VALUE : -ST_MAX_VALUE) :
+		                (int64_t)(rnd() % 9) - 1;
 	}
 	memcpy(copy, rows, N * sizeof(*rows));
 	char path[PATH_MAX + 16];
