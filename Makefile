@@ -56,7 +56,7 @@ FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o)
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
 .PHONY: all deps test test-unit test-fuzz fuzz-build bench bench-smoke clean run
-all: $(BUILD)/libstorage.a $(BENCH_BIN)
+all: $(BUILD)/libstorage.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench
 
 deps:
 	$(Q).ci/deps.sh $(DEB_ALL)
@@ -96,6 +96,11 @@ $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(Q)$(CC) $(CFLAGS_ALL) -I$(BUILD)/gen/wire $< -o $@ $(WIRE_PROTO_OBJ) \
 		$(BUILD)/libstorage.a $(LDFLAGS_SAN) -lprotobuf-c -lz $(LDLIBS_STORAGE)
 $(BUILD)/bench/storage_bench.o: $(BUILD)/gen/wire/profile.pb-c.h
+
+$(BUILD)/bench/fsync_bench: bench/fsync_bench.c
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_SAN)
 
 # libFuzzer targets: clang, separate objects. `make test` replays the
 # committed corpora; `make fuzz-build` and then build/fuzz/fuzz_X CORPUS_DIR

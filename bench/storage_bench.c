@@ -1894,6 +1894,12 @@ int main(int argc, char **argv)
 	        stats.block_rows, stats.block_bytes / 1048576.0,
 	        stats.wal_segments, stats.wal_bytes / 1048576.0, stats.series,
 	        stats.stacks);
+	fprintf(stderr, "bench: group commit: %" PRIu64 " WAL records in %" PRIu64
+	        " fdatasyncs (%.1f records each), %.3f ms per fdatasync, %.1f s in all\n",
+	        stats.wal_records, stats.wal_syncs,
+	        stats.wal_syncs ? (double)stats.wal_records / stats.wal_syncs : 0.0,
+	        stats.wal_syncs ? stats.wal_sync_ns / 1e6 / stats.wal_syncs : 0.0,
+	        stats.wal_sync_ns / 1e9);
 	if (stats.head_rows || stats.block_rows != bt.rows)
 		fprintf(stderr, "bench: warning: after a forced cut the "
 		        "blocks hold %" PRIu64 " rows and the head %" PRIu64

@@ -144,6 +144,14 @@ static int labels_check_order(const st_label *labels, uint32_t n, uint8_t *idx,
 	return 0;
 }
 
+void st__labels_sorted(const st_label *in, uint32_t n, st_label *out)
+{
+	uint8_t idx[ST_MAX_LABELS];
+	label_order(in, n, idx);
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = in[idx[i]];
+}
+
 int st__labels_check(const st_label *labels, uint32_t n, st_err *err)
 {
 	uint8_t idx[ST_MAX_LABELS];

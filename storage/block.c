@@ -174,12 +174,6 @@ typedef struct srow {
 	int64_t value;
 } srow;
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static int cmp_ts_rank(const void *a, const void *b)
 {
 	const srow *x = a, *y = b;
@@ -197,6 +191,7 @@ static int cmp_rank(const void *a, const void *b)
 typedef struct freq {
 	uint64_t id;
 	uint64_t count;
+	uint32_t u;       /* universe index */
 } freq;
 
 static int cmp_freq(const void *a, const void *b)
@@ -220,8 +215,20 @@ static void sort_series_rows(srow *r, size_t n)
 	size_t g = 0;
 	for (size_t i = 1; i <= n; i++)
 		if (i == n || r[i].ts != r[g].ts) {
-			if (i - g > 1)
+			if (i - g > 64) {
 				qsort(r + g, i - g, sizeof(*r), cmp_rank);
+			} else {
+				/* groups are a few dozen rows: insertion sort */
+				for (size_t a = g + 1; a < i; a++) {
+					srow t = r[a];
+					size_t b = a;
+					while (b > g && r[b - 1].rank > t.rank) {
+						r[b] = r[b - 1];
+						b--;
+					}
+					r[b] = t;
+				}
+			}
 			g = i;
 		}
 }
@@ -242,13 +249,21 @@ static int w_flush(wctx *w, bool force)
 	return rc;
 }
 
-int st__block_write_fd(int fd, st__wrow *rows, size_t n, const st__block_spec *spec)
+/* Orders present series indices by their IDs. */
+static int cmp_by_id(const void *a, const void *b, void *ids)
+{
+	const uint64_t *id = ids;
+	uint64_t x = id[*(const uint32_t *)a], y = id[*(const uint32_t *)b];
+	return x < y ? -1 : x > y;
+}
+
+int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_spec *spec)
 {
 	int rc = 0;
-	st__map smap = {0}, kmap = {0};
-	uint64_t *sids = NULL;
+	uint32_t *s_local = NULL, *k_rank = NULL, *present = NULL;
+	uint64_t *kcount = NULL;
 	freq *fr = NULL;
-	srow *sr = NULL, *sorted = NULL;
+	srow *sorted = NULL;
 	size_t *start = NULL;
 	st__blk_series *ser = NULL;
 	st__blk_chunk *chunks = NULL;
@@ -262,81 +277,70 @@ int st__block_write_fd(int fd, st__wrow *rows, size_t n, const st__block_spec *s
 		return -EINVAL;
 
 	/* dictionaries: series sorted by ID, stacks by descending frequency so
-	 * the common ones get one-byte varints */
-	if ((rc = st__map_init(&smap, 1024)) || (rc = st__map_init(&kmap, 65536)))
-		goto out;
-	sids = malloc(sizeof(*sids) * 1024);
-	fr = malloc(sizeof(*fr) * 65536);
-	size_t sids_cap = 1024, fr_cap = 65536;
-	if (!sids || !fr) {
+	 * the common ones get short codes; rows index the caller's universes,
+	 * so this is array work, no hashing */
+	s_local = malloc(((size_t)spec->nseries_u + 1) * sizeof(*s_local));
+	present = malloc(((size_t)spec->nseries_u + 1) * sizeof(*present));
+	kcount = calloc((size_t)spec->nstacks_u + 1, sizeof(*kcount));
+	k_rank = malloc(((size_t)spec->nstacks_u + 1) * sizeof(*k_rank));
+	if (!s_local || !present || !kcount || !k_rank) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	memset(s_local, 0xff, ((size_t)spec->nseries_u + 1) * sizeof(*s_local));
 	for (size_t i = 0; i < n; i++) {
-		if (st__map_get(&smap, rows[i].series) == ST__MAP_NONE) {
-			if (nser == sids_cap) {
-				uint64_t *t = realloc(sids, sizeof(*sids) * sids_cap * 2);
-				if (!t) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				sids = t;
-				sids_cap *= 2;
-			}
-			sids[nser] = rows[i].series;
-			if ((rc = st__map_put(&smap, rows[i].series, nser++)))
-				goto out;
+		if (rows[i].series >= spec->nseries_u || rows[i].stack >= spec->nstacks_u) {
+			rc = -EINVAL;
+			goto out;
 		}
-		uint32_t k = st__map_get(&kmap, rows[i].stack);
-		if (k == ST__MAP_NONE) {
-			if (nstk == fr_cap) {
-				freq *t = realloc(fr, sizeof(*fr) * fr_cap * 2);
-				if (!t) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				fr = t;
-				fr_cap *= 2;
-			}
-			fr[nstk] = (freq){rows[i].stack, 0};
-			k = nstk++;
-			if ((rc = st__map_put(&kmap, rows[i].stack, k)))
-				goto out;
+		if (s_local[rows[i].series] == UINT32_MAX) {
+			s_local[rows[i].series] = 0;
+			present[nser++] = rows[i].series;
 		}
-		fr[k].count++;
+		if (kcount[rows[i].stack]++ == 0)
+			nstk++;
 	}
-	qsort(sids, nser, sizeof(*sids), cmp_u64);
+	qsort_r(present, nser, sizeof(*present), cmp_by_id, (void *)spec->series_ids);
 	for (uint32_t i = 0; i < nser; i++)
-		st__map_put(&smap, sids[i], i);
+		s_local[present[i]] = i;
+	fr = malloc((size_t)nstk * sizeof(*fr));
+	if (!fr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	nstk = 0;
+	for (uint32_t u = 0; u < spec->nstacks_u; u++)
+		if (kcount[u]) {
+			fr[nstk].id = spec->stack_ids[u];
+			fr[nstk].count = kcount[u];
+			fr[nstk].u = u;
+			nstk++;
+		}
 	qsort(fr, nstk, sizeof(*fr), cmp_freq);
 	for (uint32_t i = 0; i < nstk; i++)
-		st__map_put(&kmap, fr[i].id, i);
+		k_rank[fr[i].u] = i;
 
 	/* counting sort by series, then by (time, rank) within each series */
-	sr = malloc(n * sizeof(*sr));
 	sorted = malloc(n * sizeof(*sorted));
 	start = calloc((size_t)nser + 1, sizeof(*start));
 	ser = calloc(nser, sizeof(*ser));
-	if (!sr || !sorted || !start || !ser) {
+	if (!sorted || !start || !ser) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		sr[i].ts = rows[i].ts;
-		sr[i].series = st__map_get(&smap, rows[i].series);
-		sr[i].rank = st__map_get(&kmap, rows[i].stack);
-		sr[i].value = rows[i].value;
-		start[sr[i].series + 1]++;
-	}
+	for (size_t i = 0; i < n; i++)
+		start[s_local[rows[i].series] + 1]++;
 	for (uint32_t s = 0; s < nser; s++)
 		start[s + 1] += start[s];
 	for (uint32_t s = 0; s < nser; s++) {
-		ser[s].id = sids[s];
+		ser[s].id = spec->series_ids[present[s]];
 		ser[s].first_row = start[s];
 		ser[s].nrows = (uint32_t)(start[s + 1] - start[s]);
 	}
-	for (size_t i = 0; i < n; i++)
-		sorted[start[sr[i].series]++] = sr[i];
+	for (size_t i = 0; i < n; i++) {
+		uint32_t s = s_local[rows[i].series];
+		sorted[start[s]++] = (srow){rows[i].ts, s, k_rank[rows[i].stack], rows[i].value};
+	}
 	int64_t mint = INT64_MAX, maxt = INT64_MIN;
 	for (uint32_t s = 0; s < nser; s++) {
 		srow *r = sorted + ser[s].first_row;
@@ -498,11 +502,11 @@ int st__block_write_fd(int fd, st__wrow *rows, size_t n, const st__block_spec *s
 	if (wr != (ssize_t)sizeof(hdr))
 		rc = wr < 0 ? -errno : -EIO;
 out:
-	st__map_free(&smap);
-	st__map_free(&kmap);
-	free(sids);
+	free(s_local);
+	free(present);
+	free(kcount);
+	free(k_rank);
 	free(fr);
-	free(sr);
 	free(sorted);
 	free(start);
 	free(ser);

@@ -28,12 +28,9 @@
 
 #define BLOCK_FILE "data.smb"
 
-typedef struct hrow {
-	int64_t ts;
-	uint32_t series;  /* registry index */
-	uint32_t stack;   /* registry index */
-	int64_t value;
-} hrow;
+/* A head row: series and stack are registry indices, the form the block
+ * writer takes, so a cut hands the head's rows over without a copy. */
+typedef st__wrow hrow;
 
 /* One head partition. A frozen one is being written as a block; rows for
  * its time that arrive meanwhile go to a fresh partition with the same
@@ -64,6 +61,12 @@ typedef struct blk {
 	char path[PATH_MAX + 64];  /* blocks_dir/name[.deleted] */
 } blk;
 
+/* Per partition, the highest LSN whose rows are in blocks. */
+typedef struct covers {
+	st__blk_cover *v;
+	size_t n, cap;
+} covers;
+
 struct st_db {
 	char dir[PATH_MAX];
 	char blocks_dir[PATH_MAX + 8];
@@ -75,11 +78,10 @@ struct st_db {
 	pthread_rwlock_t rw;
 
 	sreg *series;
-	uint32_t nseries, series_cap;
+	uint32_t nseries;
+	size_t series_cap;
 	st__map series_map;
-	uint64_t *stacks;
-	uint32_t nstacks, stacks_cap;
-	st__map stack_map;
+	st__ids stacks;     /* stack registry: ID <-> dense index */
 
 	hpart **parts;
 	size_t nparts, parts_cap;
@@ -89,8 +91,7 @@ struct st_db {
 	size_t nblocks, blocks_cap;
 	uint64_t next_block_seq;
 
-	st__blk_cover *cover;  /* max covered LSN per partition, from blocks */
-	size_t ncover, cover_cap;
+	covers cover;          /* max covered LSN per partition, from blocks */
 
 	uint64_t replayed, torn_bytes;
 	bool replaying;
@@ -123,14 +124,8 @@ static int series_add(st_db *db, uint64_t id, const char *type,
 		*idx = have;
 		return 0;
 	}
-	if (db->nseries == db->series_cap) {
-		uint32_t cap = db->series_cap ? db->series_cap * 2 : 256;
-		sreg *s = realloc(db->series, cap * sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		db->series = s;
-		db->series_cap = cap;
-	}
+	if (st__grow(&db->series, &db->series_cap, (size_t)db->nseries + 1, sizeof(*db->series)))
+		return -ENOMEM;
 	/* labels arrive sorted by name (canonical) from every caller */
 	size_t bytes = (n + 1) * sizeof(st_label) + sizeof(ST_TYPE_LABEL) + strlen(type) + 1;
 	for (uint32_t i = 0; i < n; i++)
@@ -159,21 +154,8 @@ static int series_add(st_db *db, uint64_t id, const char *type,
 
 static int stack_add(st_db *db, uint64_t id)
 {
-	if (st__map_get(&db->stack_map, id) != ST__MAP_NONE)
-		return 0;
-	if (db->nstacks == db->stacks_cap) {
-		uint32_t cap = db->stacks_cap ? db->stacks_cap * 2 : 4096;
-		uint64_t *s = realloc(db->stacks, cap * sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		db->stacks = s;
-		db->stacks_cap = cap;
-	}
-	int rc = st__map_put(&db->stack_map, id, db->nstacks);
-	if (rc)
-		return rc;
-	db->stacks[db->nstacks++] = id;
-	return 0;
+	uint32_t idx;
+	return st__ids_index(&db->stacks, id, &idx);
 }
 
 static int load_series_cb(void *arg, uint64_t id, const char *type,
@@ -190,31 +172,26 @@ static int load_stack_cb(void *arg, uint64_t id)
 
 /* ---- coverage ---- */
 
-static uint64_t covered(const st_db *db, int64_t part)
+static uint64_t covered(const covers *c, int64_t part)
 {
-	for (size_t i = 0; i < db->ncover; i++)
-		if (db->cover[i].partition_start == part)
-			return db->cover[i].wal_lsn;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].partition_start == part)
+			return c->v[i].wal_lsn;
 	return 0;
 }
 
-static int cover_note(st_db *db, int64_t part, uint64_t lsn)
+/* Raises part's covered LSN to at least lsn. */
+static int cover_note(covers *c, int64_t part, uint64_t lsn)
 {
-	for (size_t i = 0; i < db->ncover; i++)
-		if (db->cover[i].partition_start == part) {
-			if (lsn > db->cover[i].wal_lsn)
-				db->cover[i].wal_lsn = lsn;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].partition_start == part) {
+			if (lsn > c->v[i].wal_lsn)
+				c->v[i].wal_lsn = lsn;
 			return 0;
 		}
-	if (db->ncover == db->cover_cap) {
-		size_t cap = db->cover_cap ? db->cover_cap * 2 : 64;
-		st__blk_cover *c = realloc(db->cover, cap * sizeof(*c));
-		if (!c)
-			return -ENOMEM;
-		db->cover = c;
-		db->cover_cap = cap;
-	}
-	db->cover[db->ncover++] = (st__blk_cover){part, lsn};
+	if (st__grow(&c->v, &c->cap, c->n + 1, sizeof(*c->v)))
+		return -ENOMEM;
+	c->v[c->n++] = (st__blk_cover){part, lsn};
 	return 0;
 }
 
@@ -225,14 +202,8 @@ static hpart *head_part(st_db *db, int64_t start, uint64_t lsn)
 	for (size_t i = db->nparts; i-- > 0;)
 		if (db->parts[i]->start == start && !db->parts[i]->frozen)
 			return db->parts[i];
-	if (db->nparts == db->parts_cap) {
-		size_t cap = db->parts_cap ? db->parts_cap * 2 : 16;
-		hpart **p = realloc(db->parts, cap * sizeof(*p));
-		if (!p)
-			return NULL;
-		db->parts = p;
-		db->parts_cap = cap;
-	}
+	if (st__grow(&db->parts, &db->parts_cap, db->nparts + 1, sizeof(*db->parts)))
+		return NULL;
 	hpart *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
@@ -253,17 +224,9 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&db->rw);
 	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
-		/* canonical order: sort a copy of the labels by name */
 		const st_series_def *s = &b->series[i];
 		st_label l[ST_MAX_LABELS];
-		if (s->nlabels)
-			memcpy(l, s->labels, s->nlabels * sizeof(*l));
-		for (uint32_t x = 1; x < s->nlabels; x++)
-			for (uint32_t y = x; y > 0 && strcmp(l[y - 1].name, l[y].name) > 0; y--) {
-				st_label t = l[y];
-				l[y] = l[y - 1];
-				l[y - 1] = t;
-			}
+		st__labels_sorted(s->labels, s->nlabels, l);
 		rc = series_add(db, series_ids[i], s->type, l, s->nlabels, &sidx[i]);
 	}
 	for (uint32_t i = 0; i < b->nstacks && !rc; i++)
@@ -276,7 +239,7 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 		int64_t part = part_of(db, s->ts_ns);
 		if (db->replaying && part != cpart) {
 			cpart = part;
-			cov = covered(db, part);
+			cov = covered(&db->cover, part);
 		}
 		if (db->replaying && lsn <= cov)
 			continue;  /* already in a block */
@@ -287,18 +250,12 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 				break;
 			}
 		}
-		if (h->n == h->cap) {
-			size_t cap = h->cap ? h->cap * 2 : 4096;
-			hrow *r = realloc(h->rows, cap * sizeof(*r));
-			if (!r) {
-				rc = -ENOMEM;
-				break;
-			}
-			h->rows = r;
-			h->cap = cap;
+		if (st__grow(&h->rows, &h->cap, h->n + 1, sizeof(*h->rows))) {
+			rc = -ENOMEM;
+			break;
 		}
 		uint32_t k = kidx[i] != ST__MAP_NONE ? kidx[i] :
-		             st__map_get(&db->stack_map, s->stack_id);
+		             st__map_get(&db->stacks.map, s->stack_id);
 		sreg *sr = &db->series[sidx[s->series]];
 		h->rows[h->n++] = (hrow){s->ts_ns, sidx[s->series], k, s->value};
 		if (s->ts_ns < sr->mint)
@@ -328,19 +285,12 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 		}
 		const st_series_def *s = &b->series[i];
 		st_label l[ST_MAX_LABELS];
-		if (s->nlabels)
-			memcpy(l, s->labels, s->nlabels * sizeof(*l));
-		for (uint32_t x = 1; x < s->nlabels; x++)
-			for (uint32_t y = x; y > 0 && strcmp(l[y - 1].name, l[y].name) > 0; y--) {
-				st_label t = l[y];
-				l[y] = l[y - 1];
-				l[y - 1] = t;
-			}
+		st__labels_sorted(s->labels, s->nlabels, l);
 		st_series_def c = {s->type, l, s->nlabels};
 		rc = st__meta_put_series(db->meta, series_ids[i], &c);
 	}
 	for (uint32_t i = 0; i < b->nstacks && !rc; i++) {
-		if (st__map_get(&db->stack_map, b->stacks[i].id) != ST__MAP_NONE)
+		if (st__map_get(&db->stacks.map, b->stacks[i].id) != ST__MAP_NONE)
 			continue;
 		if (!open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
@@ -371,11 +321,13 @@ static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *er
 	uint32_t last_k = ST__MAP_NONE;
 	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
 		uint64_t id = b->samples[i].stack_id;
+		if (i + 8 < b->nsamples)
+			st__map_prefetch(&db->stacks.map, b->samples[i + 8].stack_id);
 		if (i && id == last) {
 			kidx[i] = last_k;
 			continue;
 		}
-		uint32_t k = st__map_get(&db->stack_map, id);
+		uint32_t k = st__map_get(&db->stacks.map, id);
 		if (k == ST__MAP_NONE) {
 			if (!inb.cap) {
 				rc = st__map_init(&inb, b->nstacks);
@@ -509,14 +461,8 @@ out:
 
 static int blocks_push(st_db *db, blk *k)
 {
-	if (db->nblocks == db->blocks_cap) {
-		size_t cap = db->blocks_cap ? db->blocks_cap * 2 : 64;
-		blk **b = realloc(db->blocks, cap * sizeof(*b));
-		if (!b)
-			return -ENOMEM;
-		db->blocks = b;
-		db->blocks_cap = cap;
-	}
+	if (st__grow(&db->blocks, &db->blocks_cap, db->nblocks + 1, sizeof(*db->blocks)))
+		return -ENOMEM;
 	/* keep the list ordered by time, then name */
 	size_t i = db->nblocks;
 	while (i > 0 && (db->blocks[i - 1]->b.mint > k->b.mint ||
@@ -532,10 +478,8 @@ static int blocks_push(st_db *db, blk *k)
 
 /* Writes rows as a new block directory: temporary name, fsync, rename,
  * fsync the parent, so a block either exists whole or not at all. */
-static int block_create(st_db *db, st__wrow *rows, size_t n,
-                        const st__blk_cover *cover, uint32_t ncover,
-                        const char *const *parents, uint32_t nparents,
-                        char name[32])
+static int block_create(st_db *db, const st__wrow *rows, size_t n,
+                        st__block_spec *spec, char name[32])
 {
 	int rc, fd = -1;
 	char tmp[PATH_MAX + 64], fin[PATH_MAX + 64], file[PATH_MAX + 80];
@@ -551,8 +495,8 @@ static int block_create(st_db *db, st__wrow *rows, size_t n,
 		rc = -errno;
 		goto out;
 	}
-	st__block_spec spec = {cover, ncover, db->opt.chunk_rows, parents, nparents};
-	rc = st__block_write_fd(fd, rows, n, &spec);
+	spec->chunk_rows = db->opt.chunk_rows;
+	rc = st__block_write_fd(fd, rows, n, spec);
 	if (!rc && fsync(fd))
 		rc = -errno;
 	if (close(fd) && !rc)
@@ -636,24 +580,33 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 	pthread_mutex_unlock(&db->append_mu);
 	qsort(todo, ntodo, sizeof(*todo), cmp_part);
 
+	/* the registry as it is now covers every frozen row; it only grows,
+	 * but its arrays may move, so copy the IDs under the lock */
+	uint64_t *sids = NULL, *kids = NULL;
+	uint32_t nsu = 0, nku = 0;
+	if (ntodo) {
+		pthread_rwlock_rdlock(&db->rw);
+		nsu = db->nseries;
+		nku = (uint32_t)db->stacks.n;
+		sids = malloc(((size_t)nsu + 1) * sizeof(*sids));
+		kids = malloc(((size_t)nku + 1) * sizeof(*kids));
+		if (sids && kids) {
+			for (uint32_t i = 0; i < nsu; i++)
+				sids[i] = db->series[i].id;
+			memcpy(kids, db->stacks.ids, (size_t)nku * sizeof(*kids));
+		} else {
+			rc = -ENOMEM;
+		}
+		pthread_rwlock_unlock(&db->rw);
+	}
 	for (size_t t = 0; t < ntodo && !rc; t++) {
 		hpart *h = todo[t];
-		st__wrow *rows = malloc(h->n * sizeof(*rows));
-		if (!rows) {
-			rc = -ENOMEM;
-			break;
-		}
-		/* frozen rows never change; registry entries are only appended,
-		 * but the arrays may move: read them under the lock */
-		pthread_rwlock_rdlock(&db->rw);
-		for (size_t i = 0; i < h->n; i++)
-			rows[i] = (st__wrow){h->rows[i].ts, db->series[h->rows[i].series].id,
-			                     db->stacks[h->rows[i].stack], h->rows[i].value};
-		pthread_rwlock_unlock(&db->rw);
 		char name[32];
 		st__blk_cover cov = {h->start, lsn};
-		rc = block_create(db, rows, h->n, &cov, 1, NULL, 0, name);
-		free(rows);
+		st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
+		                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
+		/* frozen rows never change: the writer reads them without a lock */
+		rc = block_create(db, h->rows, h->n, &spec, name);
 		blk *k = NULL;
 		if (!rc)
 			rc = blk_open(db, name, &k, NULL);
@@ -666,7 +619,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 		pthread_mutex_unlock(&db->append_mu);
 		pthread_rwlock_wrlock(&db->rw);
 		if (!rc)
-			rc = cover_note(db, h->start, lsn);
+			rc = cover_note(&db->cover, h->start, lsn);
 		if (!rc)
 			rc = blocks_push(db, k);
 		if (!rc) {
@@ -688,6 +641,8 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 		free(h);
 		todo[t] = NULL;
 	}
+	free(sids);
+	free(kids);
 	/* a failed cut leaves its partitions in the head, unfrozen, to retry */
 	pthread_rwlock_wrlock(&db->rw);
 	for (size_t t = 0; t < ntodo; t++)
@@ -743,18 +698,27 @@ int st_retention(st_db *db, int64_t now_ns)
 	return 0;
 }
 
-/* Reads every row of a block back with global IDs. */
-static int block_rows(const blk *k, st__wrow *out, size_t *n)
+/* Reads every row of a block back, series and stacks as universe indices
+ * (one lookup per dictionary entry, not per row). */
+static int block_rows(const blk *k, st__ids *su, st__ids *ku, st__wrow *out, size_t *n)
 {
 	st__chunk_rows cr = {0};
-	int rc = 0;
+	uint32_t *smap = malloc(((size_t)k->b.nseries + 1) * sizeof(*smap));
+	uint32_t *kmap = malloc(((size_t)k->b.nstacks + 1) * sizeof(*kmap));
+	int rc = smap && kmap ? 0 : -ENOMEM;
+	for (uint32_t i = 0; !rc && i < k->b.nseries; i++)
+		rc = st__ids_index(su, k->b.series[i].id, &smap[i]);
+	for (uint32_t i = 0; !rc && i < k->b.nstacks; i++)
+		rc = st__ids_index(ku, k->b.stacks[i], &kmap[i]);
 	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
 		rc = st__chunk_decode(&k->b, c, &cr);
 		for (uint32_t i = 0; !rc && i < cr.n; i++)
-			out[(*n)++] = (st__wrow){cr.ts[i], k->b.series[cr.series[i]].id,
-			                         k->b.stacks[cr.stack[i]], cr.value[i]};
+			out[(*n)++] = (st__wrow){cr.ts[i], smap[cr.series[i]],
+			                         kmap[cr.stack[i]], cr.value[i]};
 	}
 	st__chunk_rows_free(&cr);
+	free(smap);
+	free(kmap);
 	return rc;
 }
 
@@ -762,45 +726,33 @@ static int compact_run(st_db *db, blk **run, size_t nrun)
 {
 	int rc = 0;
 	uint64_t total = 0;
+	st__ids su = {0}, ku = {0};
 	for (size_t i = 0; i < nrun; i++)
 		total += run[i]->b.nrows;
 	st__wrow *rows = malloc(total * sizeof(*rows));
 	const char **parents = calloc(nrun, sizeof(*parents));
-	st__blk_cover *cov = NULL;
-	uint32_t ncov = 0, cov_cap = 0;
-	if (!rows || !parents) {
-		rc = -ENOMEM;
+	covers cov = {0};
+	if (!rows || !parents || (rc = st__map_init(&su.map, 1024)) ||
+	    (rc = st__map_init(&ku.map, 65536))) {
+		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}
 	size_t n = 0;
 	for (size_t i = 0; i < nrun && !rc; i++) {
 		parents[i] = run[i]->name;
-		rc = block_rows(run[i], rows, &n);
-		for (uint32_t c = 0; !rc && c < run[i]->b.ncover; c++) {
-			const st__blk_cover *bc = &run[i]->b.cover[c];
-			uint32_t j = 0;
-			while (j < ncov && cov[j].partition_start != bc->partition_start)
-				j++;
-			if (j == ncov) {
-				if (ncov == cov_cap) {
-					cov_cap = cov_cap ? cov_cap * 2 : 16;
-					st__blk_cover *t = realloc(cov, cov_cap * sizeof(*t));
-					if (!t) {
-						rc = -ENOMEM;
-						break;
-					}
-					cov = t;
-				}
-				cov[ncov++] = *bc;
-			} else if (bc->wal_lsn > cov[j].wal_lsn) {
-				cov[j].wal_lsn = bc->wal_lsn;
-			}
-		}
+		rc = block_rows(run[i], &su, &ku, rows, &n);
+		for (uint32_t c = 0; !rc && c < run[i]->b.ncover; c++)
+			rc = cover_note(&cov, run[i]->b.cover[c].partition_start,
+			                run[i]->b.cover[c].wal_lsn);
 	}
 	if (rc)
 		goto out;
 	char name[32];
-	rc = block_create(db, rows, n, cov, ncov, parents, (uint32_t)nrun, name);
+	st__block_spec spec = {.cover = cov.v, .ncover = (uint32_t)cov.n, .parents = parents,
+	                       .nparents = (uint32_t)nrun, .series_ids = su.ids,
+	                       .nseries_u = (uint32_t)su.n, .stack_ids = ku.ids,
+	                       .nstacks_u = (uint32_t)ku.n};
+	rc = block_create(db, rows, n, &spec, name);
 	blk *k = NULL;
 	if (!rc)
 		rc = blk_open(db, name, &k, NULL);
@@ -821,7 +773,9 @@ static int compact_run(st_db *db, blk **run, size_t nrun)
 out:
 	free(rows);
 	free(parents);
-	free(cov);
+	free(cov.v);
+	st__ids_free(&su);
+	st__ids_free(&ku);
 	return rc;
 }
 
@@ -906,7 +860,7 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 
 static int load_cover_cb(void *arg, int64_t part, uint64_t lsn)
 {
-	return cover_note(arg, part, lsn);
+	return cover_note(&((st_db *)arg)->cover, part, lsn);
 }
 
 static int load_blocks(st_db *db, st_err *err)
@@ -961,7 +915,7 @@ static int load_blocks(st_db *db, st_err *err)
 	for (size_t i = 0; i < db->nblocks && !rc; i++) {
 		const st__block *b = &db->blocks[i]->b;
 		for (uint32_t c = 0; c < b->ncover && !rc; c++)
-			rc = cover_note(db, b->cover[c].partition_start, b->cover[c].wal_lsn);
+			rc = cover_note(&db->cover, b->cover[c].partition_start, b->cover[c].wal_lsn);
 		for (uint32_t s = 0; s < b->nseries; s++) {
 			uint32_t x = st__map_get(&db->series_map, b->series[s].id);
 			if (x == ST__MAP_NONE)
@@ -1017,7 +971,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		goto out;
 	}
 	if ((rc = st__map_init(&db->series_map, 1024)) ||
-	    (rc = st__map_init(&db->stack_map, 65536)))
+	    (rc = st__map_init(&db->stacks.map, 65536)))
 		goto out;
 	snprintf(path, sizeof(path), "%s/meta.db", dir);
 	if ((rc = st__meta_open(path, &db->meta, err)))
@@ -1035,9 +989,9 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		goto out;
 	snprintf(path, sizeof(path), "%s/wal", dir);
 	uint64_t min_next = 1;
-	for (size_t i = 0; i < db->ncover; i++)
-		if (db->cover[i].wal_lsn + 1 > min_next)
-			min_next = db->cover[i].wal_lsn + 1;
+	for (size_t i = 0; i < db->cover.n; i++)
+		if (db->cover.v[i].wal_lsn + 1 > min_next)
+			min_next = db->cover.v[i].wal_lsn + 1;
 	if ((rc = st__wal_open(path, db->opt.wal_segment_bytes, &db->wal))) {
 		st__fail(err, rc, "opening %s: %s", path, strerror(-rc));
 		goto out;
@@ -1085,10 +1039,9 @@ void st_close(st_db *db)
 	for (uint32_t i = 0; i < db->nseries; i++)
 		free(db->series[i].labels);
 	free(db->series);
-	free(db->stacks);
-	free(db->cover);
+	st__ids_free(&db->stacks);
+	free(db->cover.v);
 	st__map_free(&db->series_map);
-	st__map_free(&db->stack_map);
 	if (db->lock_fd >= 0)
 		close(db->lock_fd);
 	pthread_mutex_destroy(&db->append_mu);
@@ -1249,9 +1202,9 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 				goto out;
 			}
 			for (size_t k = 0; k < c.next.cap; k++)
-				if (c.next.vals[k] != ST__MAP_NONE &&
-				    st__map_get(&c.set, c.next.keys[k]) != ST__MAP_NONE)
-					st__map_put(&keep, c.next.keys[k], 1);
+				if (c.next.slots[k].val != ST__MAP_NONE &&
+				    st__map_get(&c.set, c.next.slots[k].key) != ST__MAP_NONE)
+					st__map_put(&keep, c.next.slots[k].key, 1);
 			st__map_free(&c.next);
 			st__map_free(&c.set);
 			c.set = keep;
@@ -1435,14 +1388,8 @@ static int sums_add(sums *s, uint64_t id, int64_t value)
 		s->v[i].value = (int64_t)((uint64_t)s->v[i].value + (uint64_t)value);
 		return 0;
 	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 1024;
-		st_stack_sum *t = realloc(s->v, cap * sizeof(*t));
-		if (!t)
-			return -ENOMEM;
-		s->v = t;
-		s->cap = cap;
-	}
+	if (st__grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+		return -ENOMEM;
 	s->v[s->n] = (st_stack_sum){id, value};
 	return st__map_put(&s->map, id, (uint32_t)s->n++);
 }
@@ -1465,7 +1412,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		return rc;
 	pthread_rwlock_rdlock(&db->rw);
 	bl = snapshot_blocks(db, from, to, &nb);
-	uint32_t nst = db->nstacks;
+	uint32_t nst = (uint32_t)db->stacks.n;
 	hacc = calloc((size_t)nst + 1, sizeof(*hacc));
 	if (!bl || !hacc) {
 		pthread_rwlock_unlock(&db->rw);
@@ -1484,7 +1431,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 	}
 	for (uint32_t i = 0; i < nst && !rc; i++)
 		if (hacc[i])
-			rc = sums_add(&s, db->stacks[i], hacc[i]);
+			rc = sums_add(&s, db->stacks.ids[i], hacc[i]);
 	pthread_rwlock_unlock(&db->rw);
 	for (size_t i = 0; i < nb && !rc; i++) {
 		uint64_t *acc = calloc(bl[i]->b.nstacks, sizeof(*acc));
@@ -1553,17 +1500,12 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 			const hrow *r = &h->rows[i];
 			if (r->ts < from || r->ts >= to || !gsel(sel, r->series))
 				continue;
-			if (nh == hcap) {
-				hcap = hcap ? hcap * 2 : 4096;
-				st_row *t = realloc(hrows, hcap * sizeof(*t));
-				if (!t) {
-					rc = -ENOMEM;
-					break;
-				}
-				hrows = t;
+			if (st__grow(&hrows, &hcap, nh + 1, sizeof(*hrows))) {
+				rc = -ENOMEM;
+				break;
 			}
 			hrows[nh++] = (st_row){r->ts, db->series[r->series].id,
-			                       db->stacks[r->stack], r->value};
+			                       db->stacks.ids[r->stack], r->value};
 		}
 	}
 	pthread_rwlock_unlock(&db->rw);
@@ -1593,11 +1535,12 @@ void st_get_stats(st_db *db, st_stats *o)
 		o->block_bytes += db->blocks[i]->file_bytes;
 	}
 	o->series = db->nseries;
-	o->stacks = db->nstacks;
+	o->stacks = db->stacks.n;
 	o->replayed_records = db->replayed;
 	o->torn_bytes = db->torn_bytes;
 	pthread_rwlock_unlock(&db->rw);
 	pthread_mutex_lock(&db->append_mu);
 	st__wal_usage(db->wal, &o->wal_segments, &o->wal_bytes);
+	st__wal_counters(db->wal, &o->wal_records, &o->wal_syncs, &o->wal_sync_ns);
 	pthread_mutex_unlock(&db->append_mu);
 }

@@ -86,9 +86,16 @@ int st__buf_str(st__buf *b, const char *s, size_t n); /* varint length + bytes *
 void st__buf_free(st__buf *b);
 
 /* ---- open-addressing hash map uint64 -> uint32 ---- */
+/* Key and value share a slot so a lookup costs one cache miss: the stack
+ * registry outgrows the caches and is probed for every ingested row. */
+typedef struct st__map_slot {
+	uint64_t key;
+	uint32_t val;    /* ST__MAP_NONE marks an empty slot */
+	uint32_t pad;
+} st__map_slot;
+
 typedef struct st__map {
-	uint64_t *keys;
-	uint32_t *vals;  /* UINT32_MAX marks an empty slot */
+	st__map_slot *slots;
 	size_t cap;      /* power of two */
 	size_t len;
 } st__map;
@@ -100,6 +107,31 @@ void st__map_free(st__map *m);
 uint32_t st__map_get(const st__map *m, uint64_t key);
 /* Sets key to val (val != ST__MAP_NONE). */
 int st__map_put(st__map *m, uint64_t key, uint32_t val);
+
+static inline uint64_t st__mix64(uint64_t x);
+/* Starts loading key's slot into the cache: a lookup loop prefetching a few
+ * keys ahead hides the miss that a registry larger than the cache costs. */
+static inline void st__map_prefetch(const st__map *m, uint64_t key)
+{
+	if (m->cap)
+		__builtin_prefetch(&m->slots[st__mix64(key) & (m->cap - 1)]);
+}
+
+/* Grows *arr (of elem-byte items, capacity *cap) to hold need items,
+ * doubling. Returns 0 or -ENOMEM, leaving *arr intact. */
+int st__grow(void *arr, size_t *cap, size_t need, size_t elem);
+
+/* A set of 64-bit IDs with dense indices in insertion order: the stack
+ * registry, and the merged dictionaries of a compaction. */
+typedef struct st__ids {
+	st__map map;     /* id -> index */
+	uint64_t *ids;   /* index -> id */
+	size_t n, cap;
+} st__ids;
+
+/* The index of id, adding it when new. */
+int st__ids_index(st__ids *s, uint64_t id, uint32_t *out);
+void st__ids_free(st__ids *s);
 
 static inline uint64_t st__mix64(uint64_t x)
 {
@@ -144,8 +176,12 @@ int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *out
 int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err);
 void st__dbatch_free(st__dbatch *d);
 
-/* Sorts labels by name in place; rejects duplicates and bad names/values. */
+/* Checks labels as st_append() does: names, values, duplicates. */
 int st__labels_check(const st_label *labels, uint32_t n, st_err *err);
+
+/* Copies n (<= ST_MAX_LABELS) labels into out sorted by name: the
+ * canonical order series are stored and hashed in. */
+void st__labels_sorted(const st_label *in, uint32_t n, st_label *out);
 
 /* ---- WAL ---- */
 
@@ -241,11 +277,13 @@ int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool a
                     int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch);
 void st__chunk_rows_free(st__chunk_rows *r);
 
-/* Rows handed to the block writer. */
+/* Rows handed to the block writer: series and stack are indices into the
+ * spec's ID arrays (the head's registry, or a compaction's merged
+ * dictionaries), so the writer needs no hashing. */
 typedef struct st__wrow {
 	int64_t ts;
-	uint64_t series;
-	uint64_t stack;
+	uint32_t series;
+	uint32_t stack;
 	int64_t value;
 } st__wrow;
 
@@ -255,9 +293,14 @@ typedef struct st__block_spec {
 	uint32_t chunk_rows;
 	const char *const *parents;
 	uint32_t nparents;
+	const uint64_t *series_ids;  /* universe: index -> series ID */
+	uint32_t nseries_u;
+	const uint64_t *stack_ids;   /* universe: index -> stack ID */
+	uint32_t nstacks_u;
 } st__block_spec;
 
-/* Sorts rows (in place) and writes a complete block image to fd. */
-int st__block_write_fd(int fd, st__wrow *rows, size_t n, const st__block_spec *spec);
+/* Sorts rows and writes a complete block image to fd. -EINVAL for an index
+ * outside the universes or a value beyond ST_MAX_VALUE. */
+int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_spec *spec);
 
 #endif

@@ -159,6 +159,9 @@ typedef struct st_stats {
 	uint64_t block_bytes;
 	uint64_t wal_segments;
 	uint64_t wal_bytes;
+	uint64_t wal_records;       /* appended since open */
+	uint64_t wal_syncs;         /* fdatasync calls since open (group commits) */
+	uint64_t wal_sync_ns;       /* time spent in them */
 	uint64_t series;
 	uint64_t stacks;
 	uint64_t replayed_records;  /* WAL records replayed at open */

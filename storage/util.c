@@ -109,16 +109,11 @@ int st__map_init(st__map *m, size_t hint)
 	size_t cap = 16;
 	while (cap < hint * 2)
 		cap *= 2;
-	m->keys = malloc(cap * sizeof(*m->keys));
-	m->vals = malloc(cap * sizeof(*m->vals));
-	if (!m->keys || !m->vals) {
-		free(m->keys);
-		free(m->vals);
-		m->keys = NULL;
-		m->vals = NULL;
+	m->slots = malloc(cap * sizeof(*m->slots));
+	if (!m->slots)
 		return -ENOMEM;
-	}
-	memset(m->vals, 0xff, cap * sizeof(*m->vals));
+	for (size_t i = 0; i < cap; i++)
+		m->slots[i].val = ST__MAP_NONE;
 	m->cap = cap;
 	m->len = 0;
 	return 0;
@@ -126,8 +121,7 @@ int st__map_init(st__map *m, size_t hint)
 
 void st__map_free(st__map *m)
 {
-	free(m->keys);
-	free(m->vals);
+	free(m->slots);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -137,10 +131,11 @@ uint32_t st__map_get(const st__map *m, uint64_t key)
 		return ST__MAP_NONE;
 	size_t mask = m->cap - 1;
 	for (size_t i = st__mix64(key) & mask;; i = (i + 1) & mask) {
-		if (m->vals[i] == ST__MAP_NONE)
+		const st__map_slot *s = &m->slots[i];
+		if (s->val == ST__MAP_NONE)
 			return ST__MAP_NONE;
-		if (m->keys[i] == key)
-			return m->vals[i];
+		if (s->key == key)
+			return s->val;
 	}
 }
 
@@ -151,8 +146,8 @@ static int map_grow(st__map *m)
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < m->cap; i++)
-		if (m->vals[i] != ST__MAP_NONE)
-			st__map_put(&n, m->keys[i], m->vals[i]);
+		if (m->slots[i].val != ST__MAP_NONE)
+			st__map_put(&n, m->slots[i].key, m->slots[i].val);
 	st__map_free(m);
 	*m = n;
 	return 0;
@@ -167,17 +162,62 @@ int st__map_put(st__map *m, uint64_t key, uint32_t val)
 	}
 	size_t mask = m->cap - 1;
 	for (size_t i = st__mix64(key) & mask;; i = (i + 1) & mask) {
-		if (m->vals[i] == ST__MAP_NONE) {
-			m->keys[i] = key;
-			m->vals[i] = val;
+		st__map_slot *s = &m->slots[i];
+		if (s->val == ST__MAP_NONE) {
+			s->key = key;
+			s->val = val;
 			m->len++;
 			return 0;
 		}
-		if (m->keys[i] == key) {
-			m->vals[i] = val;
+		if (s->key == key) {
+			s->val = val;
 			return 0;
 		}
 	}
+}
+
+int st__grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+	void **a = arr;
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 16;
+	while (c < need) {
+		if (c > SIZE_MAX / 2 / elem)
+			return -ENOMEM;
+		c *= 2;
+	}
+	void *t = realloc(*a, c * elem);
+	if (!t)
+		return -ENOMEM;
+	*a = t;
+	*cap = c;
+	return 0;
+}
+
+int st__ids_index(st__ids *s, uint64_t id, uint32_t *out)
+{
+	uint32_t x = st__map_get(&s->map, id);
+	if (x == ST__MAP_NONE) {
+		if (s->n >= ST__MAP_NONE)
+			return -ENOSPC;
+		int rc = st__grow(&s->ids, &s->cap, s->n + 1, sizeof(*s->ids));
+		if (!rc)
+			rc = st__map_put(&s->map, id, (uint32_t)s->n);
+		if (rc)
+			return rc;
+		s->ids[s->n] = id;
+		x = (uint32_t)s->n++;
+	}
+	*out = x;
+	return 0;
+}
+
+void st__ids_free(st__ids *s)
+{
+	st__map_free(&s->map);
+	free(s->ids);
+	memset(s, 0, sizeof(*s));
 }
 
 int st__fsync_dir(const char *path)

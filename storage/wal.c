@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "storage/st_int.h"
@@ -19,7 +20,8 @@ struct st__wal {
 	char dir[PATH_MAX];
 	uint64_t seg_bytes;
 	int fd;                  /* current segment, open for appending */
-	uint64_t seg_size;       /* bytes in the current segment */
+	uint64_t seg_size;       /* bytes of records (and header) in the segment */
+	uint64_t alloc_end;      /* file size: zeros written ahead of seg_size */
 	uint64_t *segs;          /* first LSN of each segment, ascending */
 	size_t nsegs, segs_cap;
 	uint64_t next_lsn;       /* the LSN the next record gets */
@@ -29,6 +31,7 @@ struct st__wal {
 	uint64_t written_lsn;    /* last LSN written to the file */
 	uint64_t durable_lsn;    /* last LSN known to be on stable storage */
 	bool syncing;            /* a leader is in fdatasync */
+	uint64_t records, syncs, sync_ns;  /* counters for st_stats */
 	int failed;              /* sticky negative errno once a sync failed */
 };
 
@@ -69,14 +72,8 @@ static void seg_path(const st__wal *w, uint64_t first, char *out, size_t n)
 
 static int segs_push(st__wal *w, uint64_t first)
 {
-	if (w->nsegs == w->segs_cap) {
-		size_t cap = w->segs_cap ? w->segs_cap * 2 : 16;
-		uint64_t *s = realloc(w->segs, cap * sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		w->segs = s;
-		w->segs_cap = cap;
-	}
+	if (st__grow(&w->segs, &w->segs_cap, w->nsegs + 1, sizeof(*w->segs)))
+		return -ENOMEM;
 	w->segs[w->nsegs++] = first;
 	return 0;
 }
@@ -111,7 +108,7 @@ static int seg_create(st__wal *w, uint64_t first)
 	if (w->fd >= 0)
 		close(w->fd);
 	w->fd = fd;
-	w->seg_size = ST__WAL_SEG_HDR;
+	w->seg_size = w->alloc_end = ST__WAL_SEG_HDR;
 	if (!w->nsegs || w->segs[w->nsegs - 1] != first)
 		return segs_push(w, first);
 	return 0;
@@ -236,7 +233,12 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 			         err->msg : strerror(-rc));
 			goto out;
 		}
-		if (valid < len && !last) {
+		/* zeros after the last record were written ahead on purpose
+		 * (see extend()); anything else there is a torn or damaged tail */
+		bool zero_tail = true;
+		for (size_t z = valid; z < len && zero_tail; z++)
+			zero_tail = buf[z] == 0;
+		if (valid < len && !last && !zero_tail) {
 			rc = st__fail(err, -EBADMSG, "WAL segment %s is corrupt at byte %zu "
 			              "of %zu and later segments exist", path, valid, len);
 			goto out;
@@ -244,7 +246,7 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 		free(buf);
 		buf = NULL;
 		if (last) {
-			if (valid < len)
+			if (valid < len && !zero_tail)
 				info->torn_bytes = len - valid;
 			if (valid < ST__WAL_SEG_HDR) {
 				/* rewrite an unusable header; the segment holds nothing */
@@ -261,7 +263,8 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 					goto out;
 				}
 				/* drop the torn tail so new records follow intact ones */
-				if (valid < len && (ftruncate(fd, (off_t)valid) || fsync(fd))) {
+				bool torn = valid < len && !zero_tail;
+				if (torn && (ftruncate(fd, (off_t)valid) || fsync(fd))) {
 					rc = -errno;
 					close(fd);
 					goto out;
@@ -273,6 +276,7 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 				}
 				w->fd = fd;
 				w->seg_size = valid;
+				w->alloc_end = torn ? valid : len;
 			}
 		}
 	}
@@ -325,6 +329,32 @@ out:
 	return rc;
 }
 
+/* Writes zeros ahead of the records, a megabyte at a time. fdatasync of a
+ * write that grows the file must also commit the new size and extents
+ * through the filesystem journal; overwriting blocks that already exist
+ * does not, which on ext4 makes the group commit's fdatasync about twice as
+ * fast (bench/fsync measures it). The zeros cost one more write of the
+ * WAL's size; recovery tells them from a torn record. */
+static int extend(st__wal *w, uint64_t need)
+{
+	static const uint8_t zeros[65536];
+	const uint64_t step = 1u << 20;
+	uint64_t end = (need + step - 1) / step * step;
+	uint64_t cap = need > w->seg_bytes ? need : w->seg_bytes;
+	if (end > cap)
+		end = cap;  /* not past where the segment will rotate */
+	while (w->alloc_end < end) {
+		size_t n = end - w->alloc_end < sizeof(zeros) ? (size_t)(end - w->alloc_end) : sizeof(zeros);
+		ssize_t r = pwrite(w->fd, zeros, n, (off_t)w->alloc_end);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		w->alloc_end += (uint64_t)r;
+	}
+	return 0;
+}
+
 int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn)
 {
 	int rc;
@@ -340,6 +370,9 @@ int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn
 		if (rc)
 			return rc;
 	}
+	size_t want = ST__WAL_REC_HDR + len, done = 0;
+	if (w->seg_size + want > w->alloc_end && (rc = extend(w, w->seg_size + want)))
+		return rc;  /* nothing of the record was written: a full disk is not fatal */
 	uint8_t h[ST__WAL_REC_HDR] = {0};
 	st__put_u32(h, (uint32_t)len);
 	st__put_u64(h + 8, w->next_lsn);
@@ -347,7 +380,6 @@ int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn
 	uint32_t c = st__crc32c(0, h + 8, ST__WAL_REC_HDR - 8);
 	st__put_u32(h + 4, st__crc32c(c, payload, len));
 	struct iovec iov[2] = {{h, sizeof(h)}, {(void *)payload, len}};
-	size_t want = sizeof(h) + len, done = 0;
 	while (done < want) {
 		ssize_t n = writev(w->fd, iov, 2);
 		if (n < 0 && errno == EINTR)
@@ -356,6 +388,7 @@ int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn
 			rc = n < 0 ? -errno : -EIO;
 			/* take the partial record back so the next one follows an
 			 * intact log; if even that fails, stop accepting writes */
+			w->alloc_end = w->seg_size;
 			if (ftruncate(w->fd, (off_t)w->seg_size) ||
 			    lseek(w->fd, (off_t)w->seg_size, SEEK_SET) < 0) {
 				pthread_mutex_lock(&w->sync_mu);
@@ -376,6 +409,7 @@ int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn
 	*lsn = w->next_lsn++;
 	pthread_mutex_lock(&w->sync_mu);
 	w->written_lsn = *lsn;
+	w->records++;
 	pthread_mutex_unlock(&w->sync_mu);
 	return 0;
 }
@@ -394,9 +428,15 @@ int st__wal_sync(st__wal *w, uint64_t lsn)
 		uint64_t target = w->written_lsn;
 		int fd = w->fd;
 		pthread_mutex_unlock(&w->sync_mu);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int r = fdatasync(fd) ? -errno : 0;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		pthread_mutex_lock(&w->sync_mu);
 		w->syncing = false;
+		w->syncs++;
+		w->sync_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+		                         (t1.tv_nsec - t0.tv_nsec));
 		if (r)
 			w->failed = r; /* after a failed fsync the page cache lies */
 		else if (target > w->durable_lsn)
@@ -438,6 +478,15 @@ int st__wal_remove_before(st__wal *w, uint64_t lsn)
 	if (keep && !rc)
 		rc = st__fsync_dir(w->dir);
 	return rc;
+}
+
+void st__wal_counters(st__wal *w, uint64_t *records, uint64_t *syncs, uint64_t *sync_ns)
+{
+	pthread_mutex_lock(&w->sync_mu);
+	*records = w->records;
+	*syncs = w->syncs;
+	*sync_ns = w->sync_ns;
+	pthread_mutex_unlock(&w->sync_mu);
 }
 
 void st__wal_usage(st__wal *w, uint64_t *segments, uint64_t *bytes)

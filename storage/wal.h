@@ -36,5 +36,6 @@ uint64_t st__wal_last_lsn(const st__wal *w);
 int st__wal_remove_before(st__wal *w, uint64_t lsn);
 
 void st__wal_usage(st__wal *w, uint64_t *segments, uint64_t *bytes);
+void st__wal_counters(st__wal *w, uint64_t *records, uint64_t *syncs, uint64_t *sync_ns);
 
 #endif

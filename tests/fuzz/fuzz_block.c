@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "storage/st_int.h"
+#include "tests/fuzz/fixcrc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,34 +58,6 @@ static void run(const uint8_t *data, size_t size)
 	st__block_release(&b);
 }
 
-/* Recomputes the chunk CRCs, the index CRC and the header CRC wherever the
- * offsets allow, trusting nothing: this runs before the parser has checked
- * a single field. */
-static void fix_crcs(uint8_t *img, size_t len)
-{
-	if (len < ST__BLK_HDR)
-		return;
-	uint64_t ioff = st__get_u64(img + 72);
-	uint32_t ilen = st__get_u32(img + 80);
-	if (ioff >= ST__BLK_HDR && ioff <= len && ilen <= len - ioff) {
-		uint8_t *ip = img + ioff;
-		uint64_t dir = (uint64_t)st__get_u32(img + 40) * ST__BLK_SERIES_ENT +
-		               (uint64_t)st__get_u32(img + 44) * 8;
-		uint32_t nchunks = st__get_u32(img + 48);
-		for (uint32_t c = 0; c < nchunks; c++) {
-			uint64_t e = dir + (uint64_t)c * ST__BLK_CHUNK_DIR;
-			if (e + ST__BLK_CHUNK_DIR > ilen)
-				break;
-			uint64_t off = st__get_u64(ip + e), cl = 0;
-			for (int k = 0; k < ST__BLK_NCOL; k++)
-				cl += st__get_u32(ip + e + 40 + 4 * k);
-			if (off <= len && cl <= len - off)
-				st__put_u32(ip + e + 20, st__crc32c(0, img + off, cl));
-		}
-		st__put_u32(img + 84, st__crc32c(0, ip, ilen));
-	}
-	st__put_u32(img + 92, st__crc32c(0, img, 92));
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -97,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!img)
 		return 0;
 	memcpy(img, data, size);
-	fix_crcs(img, size);
+	fix_block_crcs(img, size);
 	if (memcmp(img, data, size))
 		run(img, size);
 	free(img);

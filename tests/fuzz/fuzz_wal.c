@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "storage/st_int.h"
+#include "tests/fuzz/fixcrc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -117,21 +118,6 @@ static void scan(const uint8_t *buf, size_t len)
 		check(rc == -EBADMSG);
 }
 
-/* Rewrites each record's CRC over the framing st__wal_scan() walks, as
- * st__wal_append() computes it: header bytes 8..23, then the payload. */
-static void fix_crcs(uint8_t *buf, size_t len)
-{
-	size_t off = ST__WAL_SEG_HDR;
-	while (len >= off && len - off >= ST__WAL_REC_HDR) {
-		uint8_t *h = buf + off;
-		uint32_t plen = st__get_u32(h);
-		if (plen > ST__WAL_MAX_RECORD || plen > len - off - ST__WAL_REC_HDR)
-			break;
-		uint32_t crc = st__crc32c(0, h + 8, ST__WAL_REC_HDR - 8);
-		st__put_u32(h + 4, st__crc32c(crc, h + ST__WAL_REC_HDR, plen));
-		off += ST__WAL_REC_HDR + plen;
-	}
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -140,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t *copy = malloc(size);
 		if (copy) {
 			memcpy(copy, data, size);
-			fix_crcs(copy, size);
+			fix_wal_crcs(copy, size);
 			if (memcmp(copy, data, size))
 				scan(copy, size);
 			free(copy);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "storage/st_int.h"
+#include "tests/fuzz/fixcrc.h"
 
 #define NSEC 1000000000LL
 /* 2023-11-14T22:00:00Z: on an hour boundary, so partitions are predictable */
@@ -119,9 +120,10 @@ static void append(st_db *db, bool define, int64_t t, uint32_t nsamples, bool ex
 	}
 	if (extreme && nsamples >= 4) {
 		sm[0].ts_ns = 0;
-		sm[1].value = INT64_MIN;
-		sm[2].value = INT64_MAX;
-		sm[3].ts_ns = (int64_t)1 << 62;
+		/* the extremes st_append accepts */
+		sm[1].value = -ST_MAX_VALUE;
+		sm[2].value = ST_MAX_VALUE;
+		sm[3].ts_ns = ST_MAX_TS_NS - 1;
 	}
 	st_batch b = {series, NSER, define ? objects : NULL, define ? NOBJ : 0,
 	              define ? stacks : NULL, define ? NSTK : 0, sm, nsamples};
@@ -212,48 +214,7 @@ static void free_list(char **v, size_t n)
 
 /* ---- seeds and their mutations ---- */
 
-/* Recomputes the chunk CRCs, the index CRC and the header CRC of a block
- * image wherever the offsets allow, so a mutation reaches the checks behind
- * them. Same walk as fuzz_block.c's fix-up. */
-static void block_fix(uint8_t *img, size_t len)
-{
-	if (len < ST__BLK_HDR)
-		return;
-	uint64_t ioff = st__get_u64(img + 72);
-	uint32_t ilen = st__get_u32(img + 80);
-	if (ioff >= ST__BLK_HDR && ioff <= len && ilen <= len - ioff) {
-		uint8_t *ip = img + ioff;
-		uint64_t dir = (uint64_t)st__get_u32(img + 40) * ST__BLK_SERIES_ENT +
-		               (uint64_t)st__get_u32(img + 44) * 8;
-		uint32_t nchunks = st__get_u32(img + 48);
-		for (uint32_t c = 0; c < nchunks; c++) {
-			uint64_t e = dir + (uint64_t)c * ST__BLK_CHUNK_DIR;
-			if (e + ST__BLK_CHUNK_DIR > ilen)
-				break;
-			uint64_t off = st__get_u64(ip + e), cl = 0;
-			for (int k = 0; k < ST__BLK_NCOL; k++)
-				cl += st__get_u32(ip + e + 40 + 4 * k);
-			if (off <= len && cl <= len - off)
-				st__put_u32(ip + e + 20, st__crc32c(0, img + off, cl));
-		}
-		st__put_u32(img + 84, st__crc32c(0, ip, ilen));
-	}
-	st__put_u32(img + 92, st__crc32c(0, img, 92));
-}
 
-static void wal_fix(uint8_t *buf, size_t len)
-{
-	size_t off = ST__WAL_SEG_HDR;
-	while (len >= off && len - off >= ST__WAL_REC_HDR) {
-		uint8_t *h = buf + off;
-		uint32_t plen = st__get_u32(h);
-		if (plen > len - off - ST__WAL_REC_HDR)
-			break;
-		uint32_t c = st__crc32c(0, h + 8, ST__WAL_REC_HDR - 8);
-		st__put_u32(h + 4, st__crc32c(c, h + ST__WAL_REC_HDR, plen));
-		off += ST__WAL_REC_HDR + plen;
-	}
-}
 
 /* Copies every block of store dir as block/<prefix>-N; mutates the first. */
 static void take_blocks(const char *dir, const char *prefix, bool mutate)
@@ -285,13 +246,13 @@ static void take_blocks(const char *dir, const char *prefix, bool mutate)
 			snprintf(name, sizeof(name), "%s-flip-chunk", prefix);
 			put("block", name, m, len);
 			/* the same flip behind a valid CRC: lz4 and varints see it */
-			block_fix(m, len);
+			fix_block_crcs(m, len);
 			snprintf(name, sizeof(name), "%s-flip-chunk-crcok", prefix);
 			put("block", name, m, len);
 			/* a chunk directory entry's row count, behind valid CRCs */
 			memcpy(m, img, len);
 			m[ioff + (uint64_t)nser * ST__BLK_SERIES_ENT + (uint64_t)nstk * 8 + 8] ^= 0x01;
-			block_fix(m, len);
+			fix_block_crcs(m, len);
 			snprintf(name, sizeof(name), "%s-flip-chunkdir-crcok", prefix);
 			put("block", name, m, len);
 			/* a flipped series ID in the index, checksums left stale */
@@ -304,7 +265,7 @@ static void take_blocks(const char *dir, const char *prefix, bool mutate)
 			uint64_t cov = ioff + ilen - 4 - 16 - 4;
 			if (cov > ioff)
 				m[cov] ^= 0x02;
-			block_fix(m, len);
+			fix_block_crcs(m, len);
 			snprintf(name, sizeof(name), "%s-flip-cover-crcok", prefix);
 			put("block", name, m, len);
 			free(m);
@@ -354,13 +315,13 @@ static void take_wal(const char *dir, const char *prefix, bool mutate)
 			snprintf(name, sizeof(name), "%s-flip-payload", prefix);
 			put("wal", name, m, len);
 			/* the same behind a valid CRC: the batch decoder must */
-			wal_fix(m, len);
+			fix_wal_crcs(m, len);
 			snprintf(name, sizeof(name), "%s-flip-payload-crcok", prefix);
 			put("wal", name, m, len);
 			/* an unknown record type behind a valid CRC */
 			memcpy(m, seg, len);
 			m[ST__WAL_SEG_HDR + 16] = 2;
-			wal_fix(m, len);
+			fix_wal_crcs(m, len);
 			snprintf(name, sizeof(name), "%s-bad-type", prefix);
 			put("wal", name, m, len);
 			/* a bad segment version */
