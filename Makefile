@@ -119,11 +119,16 @@ fuzz-build: $(FUZZ_BIN)
 .SECONDARY: $(FUZZ_STORAGE_OBJ)
 
 # The test command README gives. Everything runs under ASan/UBSan.
+# Its last line counts unit tests plus the fuzz-corpus replays and the
+# benchmark smoke run; any failure stops it before that line.
 test: deps
-	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-unit
+	$(Q)mkdir -p build && rm -f build/unit.count
+	$(Q)SMOLDER_COUNT_FILE=build/unit.count $(MAKE) --no-print-directory \
+		SANITIZE=address,undefined BUILD=build/asan test-unit
 	$(Q)$(MAKE) --no-print-directory test-fuzz
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan bench-smoke
-	@echo "make test: all passed"
+	$(Q)read p f < build/unit.count; \
+		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1)) passed, $$f failed"
 
 test-unit: $(UNIT_BIN)
 	$(Q).ci/run-tests.sh $(UNIT_BIN)

@@ -25,4 +25,5 @@ if [ -n "$failed" ] && [ "$fail" -eq 0 ]; then
 	fail=1  # a binary crashed or failed outside cmocka's accounting
 fi
 echo "unit: $pass passed, $fail failed"
+[ -n "${SMOLDER_COUNT_FILE:-}" ] && echo "$pass $fail" > "$SMOLDER_COUNT_FILE"
 [ -z "$failed" ]
