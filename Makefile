@@ -42,6 +42,8 @@ LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lpthread -lm
 
 STORAGE_SRC := $(wildcard storage/*.c)
 STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
+QUERY_SRC := $(wildcard query/*.c)
+QUERY_OBJ := $(QUERY_SRC:%.c=$(BUILD)/%.o)
 
 WIRE_PROTO_SRC := $(BUILD)/gen/wire/profile.pb-c.c
 WIRE_PROTO_OBJ := $(BUILD)/gen/wire/profile.pb-c.o
@@ -51,12 +53,12 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o)
+FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o)
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
 .PHONY: all deps test test-unit test-fuzz fuzz-build bench bench-smoke clean run
-all: $(BUILD)/libstorage.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench
+all: $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench
 
 deps:
 	$(Q).ci/deps.sh $(DEB_ALL)
@@ -74,6 +76,10 @@ $(BUILD)/libstorage.a: $(STORAGE_OBJ)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(BUILD)/libquery.a: $(QUERY_OBJ)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 # pprof's profile.proto, compiled with Debian's protoc-c.
 $(BUILD)/gen/wire/profile.pb-c.c: wire/profile.proto
 	$(call msg,PROTOC,$<)
@@ -84,11 +90,11 @@ $(WIRE_PROTO_OBJ): $(WIRE_PROTO_SRC)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS_ALL)) -c $< -o $@
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libstorage.a
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libstorage.a $(LDFLAGS_SAN) \
-		-lcmocka $(LDLIBS_STORAGE)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+		$(LDFLAGS_SAN) -lcmocka $(LDLIBS_STORAGE)
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)

@@ -465,111 +465,141 @@ int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
 	return r;
 }
 
-typedef struct floc {
-	uint32_t kind;
-	int64_t id;
-	uint64_t offset;
-	char *kname, *oname;
-	uint8_t *bid;
-	uint32_t bid_len;
-} floc;
-
-int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n)
+/* Decodes a stacks.frames blob: varint location IDs, leaf first. Caller
+ * holds r_mu. */
+static int stack_locs(st__meta *m, uint64_t id, int64_t *locs, size_t *n)
 {
 	int rc = 0;
-	floc fl[ST_MAX_FRAMES];
-	size_t nf = 0, strbytes = 0;
-	memset(fl, 0, sizeof(fl));
-	pthread_mutex_lock(&m->r_mu);
 	sqlite3_stmt *st = m->rs[R_STACK];
 	sqlite3_bind_int64(st, 1, (int64_t)id);
 	int s = sqlite3_step(st);
+	*n = 0;
 	if (s != SQLITE_ROW) {
 		rc = s == SQLITE_DONE ? -ENOENT : sql_err(m->r, s);
-		sqlite3_reset(st);
-		goto out;
-	}
-	{
+	} else {
 		const uint8_t *p = sqlite3_column_blob(st, 0);
 		const uint8_t *end = p + sqlite3_column_bytes(st, 0);
 		while (p && p < end) {
 			uint64_t loc;
-			if (nf == ST_MAX_FRAMES || st__get_varint(&p, end, &loc)) {
+			if (*n == ST_MAX_FRAMES || st__get_varint(&p, end, &loc)) {
 				rc = -EBADMSG;
 				break;
 			}
-			fl[nf++].id = (int64_t)loc;
+			locs[(*n)++] = (int64_t)loc;
 		}
 	}
 	sqlite3_reset(st);
-	if (rc)
+	return rc;
+}
+
+/* One location as an st_frame_info in a single allocation. Caller holds
+ * r_mu. */
+static int location_row(st__meta *m, int64_t loc, st_frame_info **out)
+{
+	int rc = 0;
+	sqlite3_stmt *st = m->rs[R_LOC];
+	sqlite3_bind_int64(st, 1, loc);
+	int s = sqlite3_step(st);
+	if (s != SQLITE_ROW) {
+		rc = s == SQLITE_DONE ? -ENOENT : sql_err(m->r, s);
 		goto out;
-	st = m->rs[R_LOC];
-	for (size_t i = 0; i < nf && !rc; i++) {
-		sqlite3_bind_int64(st, 1, fl[i].id);
-		s = sqlite3_step(st);
-		if (s != SQLITE_ROW) {
-			rc = s == SQLITE_DONE ? -EBADMSG : sql_err(m->r, s);
-		} else {
-			const char *kn = (const char *)sqlite3_column_text(st, 2);
-			fl[i].offset = (uint64_t)sqlite3_column_int64(st, 1);
-			if (kn && *kn) {
-				fl[i].kind = ST_FRAME_KERNEL;
-				fl[i].kname = strdup(kn);
-				strbytes += strlen(kn) + 1;
-			} else {
-				const char *on = (const char *)sqlite3_column_text(st, 4);
-				int bl = sqlite3_column_bytes(st, 3);
-				fl[i].kind = ST_FRAME_USER;
-				fl[i].oname = strdup(on ? on : "");
-				fl[i].bid = malloc(bl > 0 ? (size_t)bl : 1);
-				if (bl > 0 && fl[i].bid)
-					memcpy(fl[i].bid, sqlite3_column_blob(st, 3), (size_t)bl);
-				fl[i].bid_len = (uint32_t)(bl > 0 ? bl : 0);
-				strbytes += strlen(on ? on : "") + 1 + (size_t)fl[i].bid_len;
-			}
-			if ((fl[i].kind == ST_FRAME_KERNEL && !fl[i].kname) ||
-			    (fl[i].kind == ST_FRAME_USER && (!fl[i].oname || !fl[i].bid)))
-				rc = -ENOMEM;
-		}
-		sqlite3_reset(st);
 	}
-	if (rc)
+	const char *kn = (const char *)sqlite3_column_text(st, 2);
+	const char *on = (const char *)sqlite3_column_text(st, 4);
+	const void *bid = sqlite3_column_blob(st, 3);
+	int bl = sqlite3_column_bytes(st, 3);
+	bool kernel = kn && *kn;
+	size_t kl = kernel ? strlen(kn) + 1 : 0;
+	size_t ol = kernel ? 0 : strlen(on ? on : "") + 1;
+	size_t bn = kernel || bl < 0 ? 0 : (size_t)bl;
+	st_frame_info *fi = calloc(1, sizeof(*fi) + kl + ol + bn);
+	if (!fi) {
+		rc = -ENOMEM;
 		goto out;
-	{
-		st_frame_info *fi = malloc(nf * sizeof(*fi) + strbytes + 1);
-		if (!fi) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		char *sp = (char *)(fi + nf);
-		for (size_t i = 0; i < nf; i++) {
-			memset(&fi[i], 0, sizeof(fi[i]));
-			fi[i].kind = fl[i].kind;
-			fi[i].location_id = fl[i].id;
-			fi[i].offset = fl[i].offset;
-			if (fl[i].kind == ST_FRAME_KERNEL) {
-				fi[i].name = strcpy(sp, fl[i].kname);
-				sp += strlen(sp) + 1;
-				fi[i].offset = 0;
-			} else {
-				memcpy(sp, fl[i].bid, fl[i].bid_len);
-				fi[i].build_id = (const uint8_t *)sp;
-				fi[i].build_id_len = fl[i].bid_len;
-				sp += fl[i].bid_len;
-				fi[i].object_name = strcpy(sp, fl[i].oname);
-				sp += strlen(sp) + 1;
-			}
-		}
-		*out = fi;
-		*n = nf;
 	}
+	char *sp = (char *)(fi + 1);
+	fi->location_id = loc;
+	if (kernel) {
+		fi->kind = ST_FRAME_KERNEL;
+		fi->name = memcpy(sp, kn, kl);
+	} else {
+		fi->kind = ST_FRAME_USER;
+		fi->offset = (uint64_t)sqlite3_column_int64(st, 1);
+		fi->object_name = memcpy(sp, on ? on : "", ol);
+		sp += ol;
+		if (bn)
+			memcpy(sp, bid, bn);
+		fi->build_id = (const uint8_t *)sp;
+		fi->build_id_len = (uint32_t)bn;
+	}
+	*out = fi;
 out:
+	sqlite3_reset(st);
+	return rc;
+}
+
+int st__meta_stack_locations(st__meta *m, uint64_t id, int64_t *locs, size_t *n)
+{
+	pthread_mutex_lock(&m->r_mu);
+	int rc = stack_locs(m, id, locs, n);
 	pthread_mutex_unlock(&m->r_mu);
-	for (size_t i = 0; i < nf; i++) {
-		free(fl[i].kname);
-		free(fl[i].oname);
-		free(fl[i].bid);
+	return rc;
+}
+
+int st__meta_location(st__meta *m, int64_t loc, st_frame_info **out)
+{
+	pthread_mutex_lock(&m->r_mu);
+	int rc = location_row(m, loc, out);
+	pthread_mutex_unlock(&m->r_mu);
+	return rc;
+}
+
+int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n)
+{
+	int64_t locs[ST_MAX_FRAMES];
+	st_frame_info *fl[ST_MAX_FRAMES];
+	size_t nf = 0, got = 0, bytes = 0;
+	pthread_mutex_lock(&m->r_mu);
+	int rc = stack_locs(m, id, locs, &nf);
+	while (!rc && got < nf) {
+		rc = location_row(m, locs[got], &fl[got]);
+		if (rc == -ENOENT)
+			rc = -EBADMSG;  /* a stack naming a missing location */
+		else if (!rc)
+			got++;
 	}
+	pthread_mutex_unlock(&m->r_mu);
+	if (rc)
+		goto out;
+	/* one allocation for the caller: the array, then every frame's strings */
+	for (size_t i = 0; i < nf; i++)
+		bytes += (fl[i]->name ? strlen(fl[i]->name) + 1 : 0) +
+		         (fl[i]->object_name ? strlen(fl[i]->object_name) + 1 : 0) +
+		         fl[i]->build_id_len;
+	st_frame_info *fi = malloc(nf * sizeof(*fi) + bytes + 1);
+	if (!fi) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	char *sp = (char *)(fi + nf);
+	for (size_t i = 0; i < nf; i++) {
+		fi[i] = *fl[i];
+		if (fl[i]->name) {
+			fi[i].name = strcpy(sp, fl[i]->name);
+			sp += strlen(sp) + 1;
+		}
+		if (fl[i]->object_name) {
+			fi[i].object_name = strcpy(sp, fl[i]->object_name);
+			sp += strlen(sp) + 1;
+			memcpy(sp, fl[i]->build_id, fl[i]->build_id_len);
+			fi[i].build_id = (const uint8_t *)sp;
+			sp += fl[i]->build_id_len;
+		}
+	}
+	*out = fi;
+	*n = nf;
+out:
+	for (size_t i = 0; i < got; i++)
+		free(fl[i]);
 	return rc;
 }

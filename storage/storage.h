@@ -239,6 +239,14 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from_ns,
 int st_stack_frames(st_db *db, uint64_t stack_id, st_frame_info **out,
                     size_t *n);
 
+/* Location IDs of a stack, leaf first, into locs (room for ST_MAX_FRAMES).
+ * With st_location() this lets a caller name each distinct location once
+ * instead of once per stack. -ENOENT for an unknown stack. */
+int st_stack_locations(st_db *db, uint64_t stack_id, int64_t *locs, size_t *n);
+
+/* One location; the caller frees *out with free() (one allocation). */
+int st_location(st_db *db, int64_t location_id, st_frame_info **out);
+
 void st_get_stats(st_db *db, st_stats *out);
 
 #endif

@@ -1,0 +1,88 @@
+/* query.h - the query engine: merge, diff and top over the store, as call
+ * trees and tables, rendered as JSON or folded stacks. It aggregates on
+ * stack IDs first and names only the locations it returns; naming goes
+ * through a resolver the caller hands in (the symbolizer, in the server),
+ * so this module depends on storage/ alone. */
+#ifndef SMOLDER_QUERY_H
+#define SMOLDER_QUERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage/storage.h"
+
+#define Q_MAX_NODES_DEFAULT 0        /* 0: never fold nodes into "other" */
+#define Q_MAX_OUTPUT_BYTES (256u << 20)
+
+/* A growable output buffer; free p with free(). */
+typedef struct q_buf {
+	char *p;
+	size_t len, cap;
+} q_buf;
+
+/* One frame of a location's inline chain, innermost first. Strings need to
+ * stay valid only during the call that returned them: the engine copies. */
+typedef struct q_sym {
+	const char *function;
+	const char *file;     /* NULL when unknown */
+	int64_t line;         /* 0 when unknown */
+} q_sym;
+
+/* Names a location. Returns how many frames it filled (1..max), 0 when it
+ * knows nothing (the engine then prints "[unknown] libfoo.so+0x1234"), or a
+ * negative errno. Called once per distinct location per query, from the
+ * querying thread. */
+typedef struct q_resolver {
+	int (*resolve)(void *arg, const st_frame_info *loc, q_sym *out, size_t max);
+	void *arg;
+} q_resolver;
+
+/* What one side of a query reads: series matching the matchers with rows
+ * in [from_ns, to_ns). */
+typedef struct q_side {
+	const st_matcher *m;
+	size_t nm;
+	int64_t from_ns, to_ns;
+} q_side;
+
+typedef struct q_tree q_tree;
+
+/* Sums the samples of side per stack and builds the call tree, root
+ * "total". resolver may be NULL. Free with q_tree_free(). */
+int q_merge(st_db *db, const q_side *side, const q_resolver *resolver,
+            q_tree **out, st_err *err);
+
+/* Two merges in one tree: every node carries base and compare values. */
+int q_diff(st_db *db, const q_side *base, const q_side *compare,
+           const q_resolver *resolver, q_tree **out, st_err *err);
+
+void q_tree_free(q_tree *t);
+
+/* Totals of the root: [0] base (or the merge), [1] compare. */
+int64_t q_tree_total(const q_tree *t, int side);
+size_t q_tree_nodes(const q_tree *t);
+
+/* JSON: {"name","self","total","children":[...]} per node, plus "kernel":
+ * true, "file", "line" where known; a diff tree carries {"base":{self,
+ * total},"compare":{self,total}} instead of self/total. With max_nodes > 0
+ * the smallest nodes fold into one "other" child per parent so that about
+ * max_nodes remain. Appends to out. */
+int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
+
+/* Brendan Gregg's collapsed stacks, root first ("a;b;c 42"), one line per
+ * distinct path that has self value. For a diff tree, two values per line
+ * (base, compare), as difffolded.pl writes. */
+int q_tree_folded(const q_tree *t, q_buf *out);
+
+/* Functions by flat (self) and cumulative value, sorted by flat then cum,
+ * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",
+ * "flat","flat_pct","cum","cum_pct","kernel"}]}. */
+int q_top_json(const q_tree *t, size_t limit, q_buf *out);
+
+/* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
+int q_buf_put(q_buf *b, const char *s, size_t n);
+int q_buf_printf(q_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int q_buf_json_str(q_buf *b, const char *s);
+void q_buf_free(q_buf *b);
+
+#endif
