@@ -13,23 +13,13 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "query/q_int.h"
 #include "query/query.h"
 
-#define NONE UINT32_MAX
+#define NONE Q__NONE
 #define MAX_INLINE 32   /* frames one location may expand to */
 
-/* ---- a small u64 -> u32 hash map (key and value in one slot) ---- */
-
-typedef struct qmap_slot {
-	uint64_t key;
-	uint32_t val;
-	uint32_t used;
-} qmap_slot;
-
-typedef struct qmap {
-	qmap_slot *s;
-	size_t cap, len;
-} qmap;
+/* ---- small helpers shared with series.c (q_int.h) ---- */
 
 static uint64_t mix(uint64_t x)
 {
@@ -40,7 +30,7 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 33);
 }
 
-static uint32_t qmap_get(const qmap *m, uint64_t key)
+uint32_t q__map_get(const q__map *m, uint64_t key)
 {
 	if (!m->cap)
 		return NONE;
@@ -52,11 +42,11 @@ static uint32_t qmap_get(const qmap *m, uint64_t key)
 	}
 }
 
-static int qmap_put(qmap *m, uint64_t key, uint32_t val)
+int q__map_put(q__map *m, uint64_t key, uint32_t val)
 {
 	if ((m->len + 1) * 4 > m->cap * 3) {
 		size_t cap = m->cap ? m->cap * 2 : 1024;
-		qmap_slot *s = calloc(cap, sizeof(*s));
+		q__map_slot *s = calloc(cap, sizeof(*s));
 		if (!s)
 			return -ENOMEM;
 		for (size_t i = 0; i < m->cap; i++) {
@@ -76,11 +66,18 @@ static int qmap_put(qmap *m, uint64_t key, uint32_t val)
 		i = (i + 1) & (m->cap - 1);
 	if (!m->s[i].used)
 		m->len++;
-	m->s[i] = (qmap_slot){key, val, 1};
+	m->s[i] = (q__map_slot){key, val, 1};
 	return 0;
 }
 
-static int grow(void *arr, size_t *cap, size_t need, size_t elem)
+void q__map_free(q__map *m)
+{
+	free(m->s);
+	m->s = NULL;
+	m->cap = m->len = 0;
+}
+
+int q__grow(void *arr, size_t *cap, size_t need, size_t elem)
 {
 	void **a = arr;
 	if (need <= *cap)
@@ -102,7 +99,7 @@ int q_buf_put(q_buf *b, const char *s, size_t n)
 {
 	if (b->len + n + 1 > Q_MAX_OUTPUT_BYTES)
 		return -ENOMEM;
-	if (grow(&b->p, &b->cap, b->len + n + 1, 1))
+	if (q__grow(&b->p, &b->cap, b->len + n + 1, 1))
 		return -ENOMEM;
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -122,7 +119,7 @@ int q_buf_printf(q_buf *b, const char *fmt, ...)
 	if ((size_t)n < sizeof(tmp))
 		return q_buf_put(b, tmp, (size_t)n);
 	if (b->len + (size_t)n + 1 > Q_MAX_OUTPUT_BYTES ||
-	    grow(&b->p, &b->cap, b->len + (size_t)n + 1, 1))
+	    q__grow(&b->p, &b->cap, b->len + (size_t)n + 1, 1))
 		return -ENOMEM;
 	va_start(ap, fmt);
 	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
@@ -173,12 +170,12 @@ struct q_tree {
 	bool diff;
 	qname *names;
 	size_t nnames, names_cap;
-	qmap name_map;       /* hash of (function, kernel) -> name, probed */
+	q__map name_map;       /* hash of (function, kernel) -> name, probed */
 	qnode *nodes;
 	size_t n, cap;
-	qmap child_map;      /* parent << 32 | name -> node */
+	q__map child_map;      /* parent << 32 | name -> node */
 	/* location cache for the query being built */
-	qmap loc_map;        /* location id -> offset in chain */
+	q__map loc_map;        /* location id -> offset in chain */
 	uint32_t *chain;     /* per location: count, then name ids, outermost first */
 	size_t nchain, chain_cap;
 };
@@ -192,10 +189,10 @@ void q_tree_free(q_tree *t)
 		free(t->names[i].file);
 	}
 	free(t->names);
-	free(t->name_map.s);
+	q__map_free(&t->name_map);
 	free(t->nodes);
-	free(t->child_map.s);
-	free(t->loc_map.s);
+	q__map_free(&t->child_map);
+	q__map_free(&t->loc_map);
 	free(t->chain);
 	free(t);
 }
@@ -209,7 +206,7 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 {
 	uint64_t h = XXH3_64bits_withSeed(fn, strlen(fn), kernel);
 	for (;; h = mix(h + 1)) {
-		uint32_t id = qmap_get(&t->name_map, h);
+		uint32_t id = q__map_get(&t->name_map, h);
 		if (id == NONE)
 			break;
 		if (t->names[id].kernel == kernel && !strcmp(t->names[id].function, fn)) {
@@ -218,7 +215,7 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 		}
 		/* a 64-bit collision: probe on with a derived key */
 	}
-	if (grow(&t->names, &t->names_cap, t->nnames + 1, sizeof(*t->names)))
+	if (q__grow(&t->names, &t->names_cap, t->nnames + 1, sizeof(*t->names)))
 		return -ENOMEM;
 	qname *q = &t->names[t->nnames];
 	q->function = strdup(fn);
@@ -231,12 +228,12 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 		return -ENOMEM;
 	}
 	*out = (uint32_t)t->nnames++;
-	return qmap_put(&t->name_map, h, *out);
+	return q__map_put(&t->name_map, h, *out);
 }
 
 static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
 {
-	if (t->n >= NONE - 1 || grow(&t->nodes, &t->cap, t->n + 1, sizeof(*t->nodes)))
+	if (t->n >= NONE - 1 || q__grow(&t->nodes, &t->cap, t->n + 1, sizeof(*t->nodes)))
 		return -ENOMEM;
 	qnode *nd = &t->nodes[t->n];
 	memset(nd, 0, sizeof(*nd));
@@ -246,7 +243,7 @@ static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
 	if (parent != NONE) {
 		nd->next = t->nodes[parent].child;
 		t->nodes[parent].child = (uint32_t)t->n;
-		int rc = qmap_put(&t->child_map, (uint64_t)parent << 32 | name, (uint32_t)t->n);
+		int rc = q__map_put(&t->child_map, (uint64_t)parent << 32 | name, (uint32_t)t->n);
 		if (rc)
 			return rc;
 	}
@@ -265,7 +262,7 @@ static const char *base_name(const char *path)
 static int location_names(q_tree *t, st_db *db, int64_t loc, const q_resolver *r,
                           uint32_t *off)
 {
-	uint32_t have = qmap_get(&t->loc_map, (uint64_t)loc);
+	uint32_t have = q__map_get(&t->loc_map, (uint64_t)loc);
 	if (have != NONE) {
 		*off = have;
 		return 0;
@@ -303,7 +300,7 @@ static int location_names(q_tree *t, st_db *db, int64_t loc, const q_resolver *r
 	}
 	if (rc)
 		goto out;
-	if (grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain))) {
+	if (q__grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain))) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -311,7 +308,7 @@ static int location_names(q_tree *t, st_db *db, int64_t loc, const q_resolver *r
 	t->chain[t->nchain++] = (uint32_t)n;
 	for (int i = 0; i < n; i++)
 		t->chain[t->nchain++] = ids[i];
-	rc = qmap_put(&t->loc_map, (uint64_t)loc, *off);
+	rc = q__map_put(&t->loc_map, (uint64_t)loc, *off);
 out:
 	free(fi);
 	return rc;
@@ -346,7 +343,7 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 			rc = location_names(t, db, locs[j], r, &off);
 			for (uint32_t k = 0; !rc && k < t->chain[off]; k++) {
 				uint32_t name = t->chain[off + 1 + k];
-				uint32_t c = qmap_get(&t->child_map, (uint64_t)node << 32 | name);
+				uint32_t c = q__map_get(&t->child_map, (uint64_t)node << 32 | name);
 				if (c == NONE)
 					rc = new_node(t, node, name, &c);
 				if (!rc) {

@@ -79,6 +79,28 @@ int q_tree_folded(const q_tree *t, q_buf *out);
  * "flat","flat_pct","cum","cum_pct","kernel"}]}. */
 int q_top_json(const q_tree *t, size_t limit, q_buf *out);
 
+/* ---- discovery and the timeline (query/series.c) ---- */
+
+#define Q_MAX_RANGE_POINTS 11000   /* per series, as Prometheus */
+#define Q_MAX_RANGE_SERIES 10000
+
+/* Profile types with series in [from, to): JSON array of strings, sorted. */
+int q_types_json(st_db *db, int64_t from_ns, int64_t to_ns, q_buf *out, st_err *err);
+
+/* Label names (name == NULL) or the values of one label, over the series
+ * that match m in [from, to); JSON array of strings, sorted, without
+ * __name__ in the names. */
+int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
+                  int64_t to_ns, const char *name, q_buf *out, st_err *err);
+
+/* The timeline: the sum of values per step per series, or per distinct
+ * value of the `by` labels when nby > 0. JSON as Prometheus' matrix:
+ * {"series":[{"labels":{...},"values":[[unix_seconds, value],...]}]} with
+ * a point for every step that has samples. -EINVAL (with err) for a step
+ * that would make more than Q_MAX_RANGE_POINTS points or an open range. */
+int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
+                 const char *const *by, size_t nby, q_buf *out, st_err *err);
+
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);
 int q_buf_printf(q_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,6 +1,7 @@
 /* test_query.c - unit tests of the query engine (query/query.h) against a
  * real store in a temporary directory: merge trees, diff, top, folded and
  * JSON output, resolvers with inline chains, and node folding. */
+#include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -242,6 +243,55 @@ static void test_resolver_inline(void **state)
 	q_tree_free(t);
 }
 
+static void test_discovery(void **state)
+{
+	fx *f = *state;
+	q_buf o = {0};
+	st_err err;
+	assert_int_equal(q_types_json(f->db, 0, INT64_MAX, &o, &err), 0);
+	assert_string_equal(o.p, "[\"" TYPE "\"]");
+	q_buf_free(&o);
+	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, NULL, &o, &err), 0);
+	assert_string_equal(o.p, "[\"service\"]");
+	q_buf_free(&o);
+	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, "service", &o, &err), 0);
+	assert_string_equal(o.p, "[\"api\",\"db\"]");
+	q_buf_free(&o);
+	/* restricted by selector and by time */
+	assert_int_equal(q_labels_json(f->db, m_db, 2, 0, INT64_MAX, "service", &o, &err), 0);
+	assert_string_equal(o.p, "[\"db\"]");
+	q_buf_free(&o);
+	assert_int_equal(q_labels_json(f->db, NULL, 0, T0, T0 + 1, "service", &o, &err), 0);
+	assert_string_equal(o.p, "[\"api\"]");
+	q_buf_free(&o);
+}
+
+static void test_range(void **state)
+{
+	fx *f = *state;
+	q_buf o = {0};
+	st_err err;
+	/* per series, 1 s steps over [T0, T0 + 3 s) */
+	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, &o, &err), 0);
+	assert_string_equal(o.p,
+		"{\"series\":["
+		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
+		"\"values\":[[1767225600,8]]},"
+		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"db\"},"
+		"\"values\":[[1767225601,2]]}]}");
+	q_buf_free(&o);
+	/* grouped by a label nobody has: one line with everything */
+	const char *by[] = {"zone"};
+	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, &o, &err), 0);
+	assert_string_equal(o.p, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
+	q_buf_free(&o);
+	/* too many points is an error that says so */
+	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, &o, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "at most"));
+	q_buf_free(&o);
+}
+
 static void test_json_escaping(void **state)
 {
 	(void)state;
@@ -259,6 +309,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_top, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolver_inline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);

@@ -1,0 +1,288 @@
+/* series.c - questions about series rather than stacks: which profile
+ * types, label names and values exist (for the label picker and
+ * autocompletion), and the timeline (sum per step per series or group). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "query/q_int.h"
+#include "query/query.h"
+
+/* A sorted set of strings built by collecting, then sort + unique. */
+typedef struct strset {
+	char **v;
+	size_t n, cap;
+} strset;
+
+static int set_add(strset *s, const char *str)
+{
+	if (q__grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+		return -ENOMEM;
+	s->v[s->n] = strdup(str);
+	if (!s->v[s->n])
+		return -ENOMEM;
+	s->n++;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void set_free(strset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+}
+
+/* Sorts, drops duplicates and writes a JSON array. */
+static int set_json(strset *s, q_buf *out)
+{
+	if (s->n)
+		qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+	int rc = q_buf_put(out, "[", 1);
+	for (size_t i = 0, w = 0; !rc && i < s->n; i++) {
+		if (i && !strcmp(s->v[i], s->v[i - 1]))
+			continue;
+		if (w++)
+			rc = q_buf_put(out, ",", 1);
+		rc = rc ? rc : q_buf_json_str(out, s->v[i]);
+	}
+	return rc ? rc : q_buf_put(out, "]", 1);
+}
+
+/* Calls fn with the labels of every series matching m in [from, to). */
+typedef int (*labels_fn)(void *arg, uint64_t id, const st_label *l, size_t n);
+
+static int each_series(st_db *db, const st_matcher *m, size_t nm, int64_t from,
+                       int64_t to, labels_fn fn, void *arg, st_err *err)
+{
+	st_selection *sel;
+	int rc = st_select(db, m, nm, from, to, &sel, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; !rc && i < st_selection_count(sel); i++) {
+		st_label *l;
+		size_t n;
+		uint64_t id = st_selection_id(sel, i);
+		rc = st_series_labels(db, id, &l, &n);
+		if (rc == -ENOENT) {
+			rc = 0;  /* selected a moment ago, so it exists; be lenient */
+			continue;
+		}
+		if (!rc) {
+			rc = fn(arg, id, l, n);
+			free(l);
+		}
+	}
+	st_selection_free(sel);
+	return rc;
+}
+
+typedef struct collect {
+	strset set;
+	const char *name;   /* values of this label, or names when NULL */
+} collect;
+
+static int collect_cb(void *arg, uint64_t id, const st_label *l, size_t n)
+{
+	(void)id;
+	collect *c = arg;
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (c->name) {
+			if (!strcmp(l[i].name, c->name))
+				rc = set_add(&c->set, l[i].value);
+		} else if (strcmp(l[i].name, ST_TYPE_LABEL)) {
+			rc = set_add(&c->set, l[i].name);
+		}
+	}
+	return rc;
+}
+
+int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
+                  int64_t to, const char *name, q_buf *out, st_err *err)
+{
+	collect c = {.name = name};
+	int rc = each_series(db, m, nm, from, to, collect_cb, &c, err);
+	if (!rc)
+		rc = set_json(&c.set, out);
+	set_free(&c.set);
+	return rc;
+}
+
+int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
+{
+	return q_labels_json(db, NULL, 0, from, to, ST_TYPE_LABEL, out, err);
+}
+
+/* ---- the timeline ---- */
+
+typedef struct group {
+	char *labels_json;   /* {"k":"v",...} */
+	int64_t *sum;        /* per step */
+	uint8_t *has;        /* step has samples */
+} group;
+
+typedef struct range {
+	int64_t from, step;
+	size_t nsteps;
+	const char *const *by;
+	size_t nby;
+	q__map series_group;   /* series id -> group */
+	q__map key_group;      /* hash of the group's labels -> group */
+	group *g;
+	size_t ng, gcap;
+} range;
+
+static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
+{
+	range *r = arg;
+	q_buf key = {0};
+	int rc = q_buf_put(&key, "{", 1);
+	size_t w = 0;
+	if (r->nby == 0) {
+		/* one line per series: all its labels */
+		for (size_t i = 0; i < n && !rc; i++) {
+			if (w++)
+				rc = q_buf_put(&key, ",", 1);
+			rc = rc ? rc : q_buf_json_str(&key, l[i].name);
+			rc = rc ? rc : q_buf_put(&key, ":", 1);
+			rc = rc ? rc : q_buf_json_str(&key, l[i].value);
+		}
+	} else {
+		for (size_t b = 0; b < r->nby && !rc; b++) {
+			const char *v = NULL;
+			for (size_t i = 0; i < n && !v; i++)
+				if (!strcmp(l[i].name, r->by[b]))
+					v = l[i].value;
+			if (!v)
+				continue;   /* as Prometheus' sum by: absent stays absent */
+			if (w++)
+				rc = q_buf_put(&key, ",", 1);
+			rc = rc ? rc : q_buf_json_str(&key, r->by[b]);
+			rc = rc ? rc : q_buf_put(&key, ":", 1);
+			rc = rc ? rc : q_buf_json_str(&key, v);
+		}
+	}
+	rc = rc ? rc : q_buf_put(&key, "}", 1);
+	if (rc)
+		goto out;
+	uint64_t h = XXH3_64bits(key.p, key.len);
+	uint32_t g;
+	for (;; h++) {
+		g = q__map_get(&r->key_group, h);
+		if (g == Q__NONE || !strcmp(r->g[g].labels_json, key.p))
+			break;
+	}
+	if (g == Q__NONE) {
+		if (r->ng >= Q_MAX_RANGE_SERIES) {
+			rc = -E2BIG;
+			goto out;
+		}
+		if ((rc = q__grow(&r->g, &r->gcap, r->ng + 1, sizeof(*r->g))))
+			goto out;
+		group *gr = &r->g[r->ng];
+		gr->labels_json = key.p;
+		key.p = NULL;
+		gr->sum = calloc(r->nsteps, sizeof(*gr->sum));
+		gr->has = calloc(r->nsteps, 1);
+		g = (uint32_t)r->ng++;
+		if (!gr->sum || !gr->has) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if ((rc = q__map_put(&r->key_group, h, g)))
+			goto out;
+	}
+	rc = q__map_put(&r->series_group, id, g);
+out:
+	q_buf_free(&key);
+	return rc;
+}
+
+static int range_row(void *arg, const st_row *row)
+{
+	range *r = arg;
+	uint32_t g = q__map_get(&r->series_group, row->series_id);
+	if (g == Q__NONE)
+		return 0;
+	size_t step = (size_t)((row->ts_ns - r->from) / r->step);
+	if (step >= r->nsteps)
+		return 0;
+	r->g[g].sum[step] += row->value;
+	r->g[g].has[step] = 1;
+	return 0;
+}
+
+static int cmp_group(const void *a, const void *b)
+{
+	return strcmp(((const group *)a)->labels_json, ((const group *)b)->labels_json);
+}
+
+int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const *by,
+                 size_t nby, q_buf *out, st_err *err)
+{
+	int rc = 0;
+	range r = {.from = side->from_ns, .step = step, .by = by, .nby = nby};
+	if (step <= 0 || side->to_ns <= side->from_ns || side->to_ns == INT64_MAX ||
+	    (uint64_t)(side->to_ns - side->from_ns) / (uint64_t)step >= Q_MAX_RANGE_POINTS) {
+		if (err)
+			snprintf(err->msg, sizeof(err->msg), "a range needs from < to and a step "
+			         "giving at most %d points", Q_MAX_RANGE_POINTS);
+		return -EINVAL;
+	}
+	r.nsteps = (size_t)(((uint64_t)(side->to_ns - side->from_ns) + (uint64_t)step - 1) /
+	                    (uint64_t)step);
+	st_selection *sel = NULL;
+	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, range_series, &r, err);
+	if (rc == -E2BIG && err)
+		snprintf(err->msg, sizeof(err->msg), "more than %d lines: narrow the selector "
+		         "or group by fewer labels", Q_MAX_RANGE_SERIES);
+	if (!rc)
+		rc = st_select(db, side->m, side->nm, side->from_ns, side->to_ns, &sel, err);
+	if (!rc)
+		rc = st_rows(db, sel, side->from_ns, side->to_ns, range_row, &r);
+	st_selection_free(sel);
+	if (rc)
+		goto out;
+	if (r.ng)
+		qsort(r.g, r.ng, sizeof(*r.g), cmp_group);
+	rc = q_buf_put(out, "{\"series\":[", 11);
+	for (size_t i = 0; i < r.ng && !rc; i++) {
+		rc = q_buf_printf(out, "%s{\"labels\":%s,\"values\":[", i ? "," : "",
+		                  r.g[i].labels_json);
+		for (size_t k = 0, w = 0; k < r.nsteps && !rc; k++) {
+			if (!r.g[i].has[k])
+				continue;
+			int64_t t = r.from + (int64_t)k * step;
+			/* seconds, with millisecond decimals only when needed */
+			if (t % 1000000000LL == 0)
+				rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
+				                  (int64_t)(t / 1000000000LL), r.g[i].sum[k]);
+			else
+				rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
+				                  (double)t / 1e9, r.g[i].sum[k]);
+		}
+		rc = rc ? rc : q_buf_put(out, "]}", 2);
+	}
+	rc = rc ? rc : q_buf_put(out, "]}", 2);
+out:
+	for (size_t i = 0; i < r.ng; i++) {
+		free(r.g[i].labels_json);
+		free(r.g[i].sum);
+		free(r.g[i].has);
+	}
+	free(r.g);
+	q__map_free(&r.series_group);
+	q__map_free(&r.key_group);
+	return rc;
+}
