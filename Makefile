@@ -29,9 +29,11 @@ DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 DEB_TEST := libcmocka-dev sqlite3 python3
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
+# Generated sources are the same for every build variant: one place.
+GEN := build/gen
 CFLAGS_BASE := -std=gnu11 -g -O2 -Wall -Wextra -Werror -Wshadow \
 	-Wno-missing-field-initializers -D_GNU_SOURCE -fno-omit-frame-pointer \
-	-I. -MMD -MP
+	-I. -I$(GEN) -MMD -MP
 ifneq ($(SANITIZE),)
 CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 LDFLAGS_SAN := -fsanitize=$(SANITIZE)
@@ -45,15 +47,18 @@ STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
 QUERY_SRC := $(wildcard query/*.c)
 QUERY_OBJ := $(QUERY_SRC:%.c=$(BUILD)/%.o)
 
-WIRE_PROTO_SRC := $(BUILD)/gen/wire/profile.pb-c.c
+WIRE_PROTO_SRC := $(GEN)/wire/profile.pb-c.c
+WIRE_PROTO_HDR := $(GEN)/wire/profile.pb-c.h
 WIRE_PROTO_OBJ := $(BUILD)/gen/wire/profile.pb-c.o
+LDLIBS_QUERY := -lprotobuf-c -lz
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o)
+FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o) \
+	build/fuzz/gen/wire/profile.pb-c.o
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
@@ -76,32 +81,34 @@ $(BUILD)/libstorage.a: $(STORAGE_OBJ)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libquery.a: $(QUERY_OBJ)
+$(BUILD)/libquery.a: $(QUERY_OBJ) $(WIRE_PROTO_OBJ)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # pprof's profile.proto, compiled with Debian's protoc-c.
-$(BUILD)/gen/wire/profile.pb-c.c: wire/profile.proto
+$(WIRE_PROTO_SRC): wire/profile.proto
 	$(call msg,PROTOC,$<)
 	@mkdir -p $(@D)
-	$(Q)protoc-c --proto_path=wire --c_out=$(BUILD)/gen/wire wire/profile.proto
-$(BUILD)/gen/wire/profile.pb-c.h: $(BUILD)/gen/wire/profile.pb-c.c
+	$(Q)protoc-c --proto_path=wire --c_out=$(GEN)/wire wire/profile.proto
+$(WIRE_PROTO_HDR): $(WIRE_PROTO_SRC)
 $(WIRE_PROTO_OBJ): $(WIRE_PROTO_SRC)
 	$(call msg,CC,$@)
+	@mkdir -p $(@D)
 	$(Q)$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS_ALL)) -c $< -o $@
+# query/ renders pprof: its objects need the generated header first
+$(QUERY_OBJ): | $(WIRE_PROTO_HDR)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a \
-		$(LDFLAGS_SAN) -lcmocka $(LDLIBS_STORAGE)
+		$(LDFLAGS_SAN) -lcmocka $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) -I$(BUILD)/gen/wire $< -o $@ $(WIRE_PROTO_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) -I$(GEN)/wire $< -o $@ $(WIRE_PROTO_OBJ) \
 		$(BUILD)/libstorage.a $(LDFLAGS_SAN) -lprotobuf-c -lz $(LDLIBS_STORAGE)
-$(BUILD)/bench/storage_bench.o: $(BUILD)/gen/wire/profile.pb-c.h
 
 $(BUILD)/bench/fsync_bench: bench/fsync_bench.c
 	$(call msg,LD,$@)
@@ -116,11 +123,17 @@ build/fuzz/%.o: %.c
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer-no-link,address,undefined \
 		-fno-sanitize-recover=all -c $< -o $@
+build/fuzz/gen/wire/profile.pb-c.o: $(WIRE_PROTO_SRC)
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(filter-out -Werror -Wshadow,$(CFLAGS_BASE)) \
+		-fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(QUERY_SRC:%.c=build/fuzz/%.o): | $(WIRE_PROTO_HDR)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_STORAGE_OBJ) -o $@ $(LDLIBS_STORAGE)
+		-fno-sanitize-recover=all $< $(FUZZ_STORAGE_OBJ) -o $@ $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 fuzz-build: $(FUZZ_BIN)
 .SECONDARY: $(FUZZ_STORAGE_OBJ)
 

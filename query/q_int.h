@@ -26,4 +26,37 @@ void q__map_free(q__map *m);
 /* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
 int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 
+/* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
+
+#include <stdbool.h>
+#include "query/query.h"
+
+typedef struct qname {
+	char *function;
+	char *file;
+	int64_t line;
+	bool kernel;
+} qname;
+
+typedef struct qnode {
+	uint32_t name;
+	uint32_t parent;
+	uint32_t child, next;   /* first child, next sibling */
+	int64_t self[2], total[2];
+} qnode;
+
+struct q_tree {
+	bool diff;
+	qname *names;
+	size_t nnames, names_cap;
+	q__map name_map;       /* hash of (function, kernel) -> name, probed */
+	qnode *nodes;
+	size_t n, cap;
+	q__map child_map;      /* parent << 32 | name -> node */
+	/* location cache for the query being built */
+	q__map loc_map;        /* location id -> offset in chain */
+	uint32_t *chain;     /* per location: count, then name ids, outermost first */
+	size_t nchain, chain_cap;
+};
+
 #endif

@@ -74,6 +74,12 @@ int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
  * (base, compare), as difffolded.pl writes. */
 int q_tree_folded(const q_tree *t, q_buf *out);
 
+/* A gzip'd pprof profile.proto of a merge tree: sample type and period
+ * type from the profile type (name:sample_type:sample_unit:period_type:
+ * period_unit[:delta]), one Function and Location per distinct frame, one
+ * Sample per distinct stack. -EINVAL for a malformed type. */
+int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
+
 /* Functions by flat (self) and cumulative value, sorted by flat then cum,
  * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",
  * "flat","flat_pct","cum","cum_pct","kernel"}]}. */

@@ -3,6 +3,7 @@
  * JSON output, resolvers with inline chains, and node folding. */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,10 @@
 
 #include <cmocka.h>
 
+#include <zlib.h>
+
 #include "query/query.h"
+#include "wire/profile.pb-c.h"
 #include "storage/storage.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -292,6 +296,61 @@ static void test_range(void **state)
 	q_buf_free(&o);
 }
 
+/* The pprof output unpacks to the same stacks and totals as the tree. */
+static void test_pprof(void **state)
+{
+	fx *f = *state;
+	q_tree *t = merge(f, m_all, 1, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	assert_true(o.len > 18 && (uint8_t)o.p[0] == 0x1f && (uint8_t)o.p[1] == 0x8b);
+	uint8_t *raw = malloc(1 << 20);
+	uLongf rawlen = 1 << 20;
+	z_stream z = {0};
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = (Bytef *)o.p;
+	z.avail_in = (uInt)o.len;
+	z.next_out = raw;
+	z.avail_out = (uInt)rawlen;
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	rawlen = z.total_out;
+	inflateEnd(&z);
+	Perftools__Profiles__Profile *p = perftools__profiles__profile__unpack(NULL, rawlen, raw);
+	assert_non_null(p);
+	assert_int_equal(p->n_sample_type, 1);
+	assert_string_equal(p->string_table[p->sample_type[0]->type], "samples");
+	assert_string_equal(p->string_table[p->sample_type[0]->unit], "count");
+	assert_string_equal(p->string_table[p->period_type->type], "cpu");
+	assert_int_equal(p->n_sample, 3);
+	int64_t sum = 0;
+	char folded[3][256];
+	for (size_t i = 0; i < p->n_sample; i++) {
+		const Perftools__Profiles__Sample *s = p->sample[i];
+		sum += s->value[0];
+		/* rebuild root-first names through location -> line -> function */
+		folded[i][0] = 0;
+		for (size_t k = s->n_location_id; k-- > 0;) {
+			const Perftools__Profiles__Location *l = p->location[s->location_id[k] - 1];
+			assert_int_equal(l->id, s->location_id[k]);
+			const Perftools__Profiles__Function *fn = p->function[l->line[0]->function_id - 1];
+			strcat(folded[i], p->string_table[fn->name]);
+			strcat(folded[i], k ? ";" : "");
+		}
+	}
+	assert_int_equal(sum, 10);
+	bool found = false;
+	for (size_t i = 0; i < 3; i++)
+		found |= !strcmp(folded[i], "[unknown] app+0x10;[unknown] app+0x20;"
+		                            "[unknown] libc.so.6+0x99;do_sys");
+	assert_true(found);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	free(raw);
+	q_buf_free(&o);
+	assert_int_equal(q_tree_pprof(t, "not-a-type", &o), -EINVAL);
+	q_buf_free(&o);
+	q_tree_free(t);
+}
+
 static void test_json_escaping(void **state)
 {
 	(void)state;
@@ -311,6 +370,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolver_inline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);
