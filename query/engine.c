@@ -229,27 +229,16 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-/* The names of a location, outermost inline frame first, cached per query:
- * returns the offset of "count, ids..." in t->chain. */
-static int location_names(q_tree *t, st_db *db, int64_t loc, const q_resolver *r,
-                          uint32_t *off)
+/* Names a location, outermost inline frame first, and records the chain in
+ * t->chain ("count, ids...") under the location's ID in t->loc_map. */
+static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r)
 {
-	uint32_t have = q__map_get(&t->loc_map, (uint64_t)loc);
-	if (have != NONE) {
-		*off = have;
-		return 0;
-	}
-	st_frame_info *fi = NULL;
-	int rc = st_location(db, loc, &fi);
-	if (rc)
-		return rc;
 	q_sym sym[MAX_INLINE];
-	int n = r && r->resolve ? r->resolve(r->arg, fi, sym, MAX_INLINE) : 0;
 	uint32_t ids[MAX_INLINE];
-	if (n < 0) {
-		rc = n;
-		goto out;
-	}
+	int rc = 0;
+	int n = r && r->resolve ? r->resolve(r->arg, fi, sym, MAX_INLINE) : 0;
+	if (n < 0)
+		return n;
 	if (n > MAX_INLINE)
 		n = MAX_INLINE;
 	bool kernel = fi->kind == ST_FRAME_KERNEL;
@@ -271,48 +260,66 @@ static int location_names(q_tree *t, st_db *db, int64_t loc, const q_resolver *r
 			            sym[n - 1 - i].file, sym[n - 1 - i].line, kernel, &ids[i]);
 	}
 	if (rc)
-		goto out;
-	if (q__grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	*off = (uint32_t)t->nchain;
+		return rc;
+	if (q__grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain)))
+		return -ENOMEM;
+	uint32_t off = (uint32_t)t->nchain;
 	t->chain[t->nchain++] = (uint32_t)n;
 	for (int i = 0; i < n; i++)
 		t->chain[t->nchain++] = ids[i];
-	rc = q__map_put(&t->loc_map, (uint64_t)loc, *off);
-out:
-	free(fi);
-	return rc;
+	return q__map_put(&t->loc_map, (uint64_t)fi->location_id, off);
 }
 
-/* Adds one side's merge into the tree. */
+/* Adds one side's merge into the tree: sums per stack from storage, then
+ * the locations of all those stacks and the names of the ones not named
+ * yet, each in one bulk read, then the tree. */
 static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
                     const q_resolver *r, st_err *err)
 {
 	st_selection *sel = NULL;
 	st_stack_sum *sums = NULL;
-	size_t nsums = 0;
+	uint64_t *ids = NULL;
+	int64_t *pool = NULL, *need = NULL;
+	uint32_t *offs = NULL;
+	st_frame_info *infos = NULL;
+	size_t nsums = 0, nneed = 0, need_cap = 0;
+	q__map asked = {0};
 	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
 	if (rc)
 		return rc;
 	rc = st_merge(db, sel, q->from_ns, q->to_ns, &sums, &nsums);
 	st_selection_free(sel);
-	if (rc)
-		return rc;
-	int64_t locs[ST_MAX_FRAMES];
+	if (rc || nsums == 0)
+		goto out;
+	ids = malloc(nsums * sizeof(*ids));
+	if (!ids) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nsums; i++)
+		ids[i] = sums[i].stack_id;
+	if ((rc = st_stacks_locations(db, ids, nsums, &pool, &offs)))
+		goto out;
+	for (uint32_t i = 0; i < offs[nsums] && !rc; i++) {
+		uint64_t loc = (uint64_t)pool[i];
+		if (q__map_get(&t->loc_map, loc) != NONE || q__map_get(&asked, loc) != NONE)
+			continue;
+		rc = q__grow(&need, &need_cap, nneed + 1, sizeof(*need));
+		rc = rc ? rc : q__map_put(&asked, loc, (uint32_t)nneed);
+		if (!rc)
+			need[nneed++] = pool[i];
+	}
+	if (!rc && nneed)
+		rc = st_locations(db, need, nneed, &infos);
+	for (size_t i = 0; i < nneed && !rc; i++)
+		rc = name_location(t, &infos[i], r);
 	for (size_t i = 0; i < nsums && !rc; i++) {
-		size_t nl;
 		int64_t v = sums[i].value;
-		rc = st_stack_locations(db, sums[i].stack_id, locs, &nl);
-		if (rc)
-			break;
 		uint32_t node = 0;
 		t->nodes[0].total[side] += v;
 		/* leaf first in the store: walk from the root end */
-		for (size_t j = nl; j-- > 0 && !rc;) {
-			uint32_t off;
-			rc = location_names(t, db, locs[j], r, &off);
+		for (uint32_t j = offs[i + 1]; j-- > offs[i] && !rc;) {
+			uint32_t off = q__map_get(&t->loc_map, (uint64_t)pool[j]);
 			for (uint32_t k = 0; !rc && k < t->chain[off]; k++) {
 				uint32_t name = t->chain[off + 1 + k];
 				uint32_t c = q__map_get(&t->child_map, (uint64_t)node << 32 | name);
@@ -327,7 +334,14 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		if (!rc)
 			t->nodes[node].self[side] += v;
 	}
+out:
 	free(sums);
+	free(ids);
+	free(pool);
+	free(offs);
+	free(need);
+	free(infos);
+	q__map_free(&asked);
 	return rc;
 }
 

@@ -1304,6 +1304,17 @@ int st_location(st_db *db, int64_t id, st_frame_info **out)
 	return st__meta_location(db->meta, id, out);
 }
 
+int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
+                        uint32_t **offs)
+{
+	return st__meta_stacks_locations(db->meta, ids, n, locs, offs);
+}
+
+int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
+{
+	return st__meta_locations(db->meta, ids, n, out);
+}
+
 /* ---- reads ---- */
 
 static bool gsel(const st_selection *s, uint32_t x)

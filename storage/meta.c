@@ -554,6 +554,110 @@ int st__meta_location(st__meta *m, int64_t loc, st_frame_info **out)
 	return rc;
 }
 
+/* Many reads under one lock and one read transaction: SQLite otherwise
+ * takes and drops its file locks (fcntl) for every statement, which costs
+ * more than the lookups themselves when a query names thousands of stacks. */
+static void read_begin(st__meta *m)
+{
+	pthread_mutex_lock(&m->r_mu);
+	sqlite3_exec(m->r, "BEGIN", NULL, NULL, NULL);
+}
+
+static void read_end(st__meta *m)
+{
+	sqlite3_exec(m->r, "COMMIT", NULL, NULL, NULL);
+	pthread_mutex_unlock(&m->r_mu);
+}
+
+int st__meta_stacks_locations(st__meta *m, const uint64_t *ids, size_t n,
+                              int64_t **locs_out, uint32_t **offs_out)
+{
+	int rc = 0;
+	size_t cap = n * 16 + 16, len = 0;
+	int64_t *pool = malloc(cap * sizeof(*pool));
+	uint32_t *offs = malloc((n + 1) * sizeof(*offs));
+	if (!pool || !offs) {
+		free(pool);
+		free(offs);
+		return -ENOMEM;
+	}
+	read_begin(m);
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (cap - len < ST_MAX_FRAMES) {
+			cap = cap * 2 + ST_MAX_FRAMES;
+			int64_t *t = realloc(pool, cap * sizeof(*pool));
+			if (!t) {
+				rc = -ENOMEM;
+				break;
+			}
+			pool = t;
+		}
+		size_t k;
+		offs[i] = (uint32_t)len;
+		rc = stack_locs(m, ids[i], pool + len, &k);
+		len += k;
+		if (len > UINT32_MAX - ST_MAX_FRAMES)
+			rc = -E2BIG;
+	}
+	offs[n] = (uint32_t)len;
+	read_end(m);
+	if (rc) {
+		free(pool);
+		free(offs);
+		return rc;
+	}
+	*locs_out = pool;
+	*offs_out = offs;
+	return 0;
+}
+
+int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info **out)
+{
+	int rc = 0;
+	st_frame_info **one = calloc(n + 1, sizeof(*one));
+	size_t got = 0, bytes = 0;
+	if (!one)
+		return -ENOMEM;
+	read_begin(m);
+	for (; got < n && !rc; got++)
+		rc = location_row(m, ids[got], &one[got]);
+	read_end(m);
+	if (rc) {
+		got--;  /* the failed one holds nothing */
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		bytes += (one[i]->name ? strlen(one[i]->name) + 1 : 0) +
+		         (one[i]->object_name ? strlen(one[i]->object_name) + 1 : 0) +
+		         one[i]->build_id_len;
+	st_frame_info *fi = malloc(n * sizeof(*fi) + bytes + 1);
+	if (!fi) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	char *sp = (char *)(fi + n);
+	for (size_t i = 0; i < n; i++) {
+		fi[i] = *one[i];
+		if (one[i]->name) {
+			fi[i].name = strcpy(sp, one[i]->name);
+			sp += strlen(sp) + 1;
+		}
+		if (one[i]->object_name) {
+			fi[i].object_name = strcpy(sp, one[i]->object_name);
+			sp += strlen(sp) + 1;
+			memcpy(sp, one[i]->build_id, one[i]->build_id_len);
+			fi[i].build_id = (const uint8_t *)sp;
+			sp += one[i]->build_id_len;
+		}
+	}
+	*out = fi;
+out:
+	for (size_t i = 0; i < got; i++)
+		free(one[i]);
+	free(one);
+	return rc;
+}
+
 int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n)
 {
 	int64_t locs[ST_MAX_FRAMES];

@@ -247,6 +247,16 @@ int st_stack_locations(st_db *db, uint64_t stack_id, int64_t *locs, size_t *n);
 /* One location; the caller frees *out with free() (one allocation). */
 int st_location(st_db *db, int64_t location_id, st_frame_info **out);
 
+/* The same for many at once, in one read transaction (per-call lookups
+ * spend most of their time taking SQLite's file locks). Stack i's locations
+ * are (*locs)[(*offs)[i] .. (*offs)[i + 1]); the caller frees both. Any
+ * unknown stack fails the call with -ENOENT. */
+int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n,
+                        int64_t **locs, uint32_t **offs);
+/* n locations into one allocation (*out, n entries); -ENOENT for an
+ * unknown one. */
+int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out);
+
 void st_get_stats(st_db *db, st_stats *out);
 
 #endif
