@@ -25,8 +25,9 @@ BUILD ?= build
 # are present.
 DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
-	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev
-DEB_TEST := libcmocka-dev sqlite3 python3
+	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
+	libuv1-dev node-llhttp libcurl4-openssl-dev
+DEB_TEST := libcmocka-dev sqlite3 python3 curl
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -47,6 +48,22 @@ STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
 QUERY_SRC := $(wildcard query/*.c)
 QUERY_OBJ := $(QUERY_SRC:%.c=$(BUILD)/%.o)
 
+# llhttp's C sources as Debian's node-llhttp ships them, compiled from
+# there (not copied into the repo) into the server.
+LLHTTP_INC := /usr/share/include/llhttp
+LLHTTP_DIR := /usr/share/llhttp
+LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
+
+# The server: main.c is the program, the rest is what unit tests link.
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+LDLIBS_SERVER := -luv -lpthread
+# bin/ for the optimized build, build/asan/bin/ for the sanitizer one.
+BINDIR := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
+SERVER_BIN := $(BINDIR)/smolder-server
+
+INTEG_SRC := $(wildcard tests/integration/*_test.sh)
+
 WIRE_PROTO_SRC := $(GEN)/wire/profile.pb-c.c
 WIRE_PROTO_HDR := $(GEN)/wire/profile.pb-c.h
 WIRE_PROTO_OBJ := $(BUILD)/gen/wire/profile.pb-c.o
@@ -62,21 +79,36 @@ FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
-.PHONY: all deps test test-unit test-fuzz fuzz-build bench bench-smoke clean run
-all: $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
+.PHONY: all deps test test-unit test-integration test-fuzz fuzz-build bench bench-smoke clean run
+all: $(SERVER_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
 	$(BUILD)/bench/query_bench
 
 deps:
 	$(Q).ci/deps.sh $(DEB_ALL)
 
-run: deps
-	@echo "smolder-server and smolder-agent are not built yet: only the storage engine exists so far (see README, Status)." >&2
-	@exit 1
+# The agent is not built yet: this starts the server alone, data in ./data.
+run: deps all
+	$(Q)$(SERVER_BIN) --data-dir data
 
 $(BUILD)/%.o: %.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# Third-party code: its unused callback parameters are not ours to fix.
+$(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) -Wno-unused-parameter -I$(LLHTTP_INC) -c $< -o $@
+$(BUILD)/server/%.o: CFLAGS_ALL += -I$(LLHTTP_INC)
+
+# server/ uses query/ and storage/ (docs/architecture.md): libraries last.
+$(SERVER_BIN): $(BUILD)/server/main.o $(SERVER_OBJ) $(LLHTTP_OBJ) $(BUILD)/libquery.a \
+		$(BUILD)/libstorage.a
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_SERVER) $(LDLIBS_QUERY) \
+		$(LDLIBS_STORAGE)
 
 $(BUILD)/libstorage.a: $(STORAGE_OBJ)
 	$(call msg,AR,$@)
@@ -99,11 +131,17 @@ $(WIRE_PROTO_OBJ): $(WIRE_PROTO_SRC)
 # query/ renders pprof: its objects need the generated header first
 $(QUERY_OBJ): | $(WIRE_PROTO_HDR)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a
+# Every unit test links the query and storage libraries, plus what its own
+# module needs: TEST_<name>_OBJ (objects, also prerequisites), TEST_<name>_LIBS.
+TEST_server_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
+TEST_server_LIBS := -lcurl $(LDLIBS_SERVER)
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+		$$(TEST_$$*_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a \
-		$(LDFLAGS_SAN) -lcmocka $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(TEST_$*_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+		$(LDFLAGS_SAN) -lcmocka $(TEST_$*_LIBS) $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)
@@ -145,19 +183,27 @@ fuzz-build: $(FUZZ_BIN)
 .SECONDARY: $(FUZZ_STORAGE_OBJ)
 
 # The test command README gives. Everything runs under ASan/UBSan.
-# Its last line counts unit tests plus the fuzz-corpus replays and the
-# benchmark smoke run; any failure stops it before that line.
+# Its last line counts unit tests plus the fuzz-corpus replays, the
+# benchmark smoke run and each integration script; any failure stops it
+# before that line.
 test: deps
 	$(Q)mkdir -p build && rm -f build/unit.count
 	$(Q)SMOLDER_COUNT_FILE=build/unit.count $(MAKE) --no-print-directory \
 		SANITIZE=address,undefined BUILD=build/asan test-unit
 	$(Q)$(MAKE) --no-print-directory test-fuzz
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan bench-smoke
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-integration
 	$(Q)read p f < build/unit.count; \
-		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1)) passed, $$f failed"
+		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)))) passed, $$f failed"
 
 test-unit: $(UNIT_BIN)
 	$(Q).ci/run-tests.sh $(UNIT_BIN)
+
+# Scripts that start real processes and talk to them over loopback; each
+# gets the binaries it tests through the environment.
+test-integration: $(SERVER_BIN) $(BENCH_BIN)
+	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
+		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_BENCH=$(BENCH_BIN) sh $$t; done
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

@@ -1,0 +1,382 @@
+/* api_query.c - the read API: merge, diff, top, range and discovery over
+ * HTTP. Parses parameters with query/parse.h, runs query/query.h, writes
+ * the result. The API is described in docs/api.md. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "query/parse.h"
+#include "query/query.h"
+#include "server/api.h"
+
+#define NS_PER_S 1000000000LL
+#define DEFAULT_RANGE_NS (3600LL * NS_PER_S)
+#define MAX_BY_LABELS 8
+
+static int64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * NS_PER_S + t.tv_nsec;
+}
+
+/* 400 {"error": "...", "position": N} for a parameter that did not parse. */
+static void bad_param(srv_resp *resp, const char *param, const q_error *e)
+{
+	srv_resp_set(resp, 400, "application/json");
+	srv_buf *b = srv_resp_body(resp);
+	char msg[400];
+	snprintf(msg, sizeof(msg), "%s: %s", param, e->msg);
+	/* srv_json_escape writes the quotes too */
+	srv_buf_puts(b, "{\"error\":");
+	srv_json_escape(b, msg, strlen(msg));
+	srv_buf_printf(b, ",\"parameter\":\"%s\",\"position\":%zu}", param, e->pos);
+}
+
+/* A selector parameter; absent means "all series of the default type". */
+static int get_selector(const srv_req *req, srv_resp *resp, const char *param,
+                        q_selector **out)
+{
+	const char *s = srv_req_query(req, param, 0);
+	q_error e;
+	if (q_parse_selector(s ? s : "{}", out, &e)) {
+		bad_param(resp, param, &e);
+		return -1;
+	}
+	return 0;
+}
+
+/* A time parameter, or def when absent. */
+static int get_time(const srv_req *req, srv_resp *resp, const char *param, int64_t now,
+                    int64_t def, int64_t *out)
+{
+	const char *s = srv_req_query(req, param, 0);
+	q_error e;
+	if (!s || !*s) {
+		*out = def;
+		return 0;
+	}
+	if (q_parse_time(s, now, out, &e)) {
+		bad_param(resp, param, &e);
+		return -1;
+	}
+	return 0;
+}
+
+/* from/to with the usual defaults (the last hour); to is inclusive for
+ * users, the engine's ranges end exclusive. */
+static int get_range(const srv_req *req, srv_resp *resp, const char *from_p,
+                     const char *to_p, int64_t dfrom, int64_t dto, int64_t *from,
+                     int64_t *to)
+{
+	int64_t now = now_ns();
+	if (get_time(req, resp, from_p, now, dfrom ? dfrom : now - DEFAULT_RANGE_NS, from) ||
+	    get_time(req, resp, to_p, now, dto ? dto : now, to))
+		return -1;
+	if (*to < *from) {
+		srv_resp_error(resp, 400, "%s is after %s", from_p, to_p);
+		return -1;
+	}
+	if (*to < INT64_MAX)
+		(*to)++;
+	return 0;
+}
+
+static int get_uint(const srv_req *req, srv_resp *resp, const char *param, size_t def,
+                    size_t max, size_t *out)
+{
+	const char *s = srv_req_query(req, param, 0);
+	if (!s || !*s) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end || *s == '-' || v > max) {
+		srv_resp_error(resp, 400, "%s must be a whole number up to %zu", param, max);
+		return -1;
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
+/* Moves a query result into the response. */
+static void reply(srv_resp *resp, const char *type, q_buf *b)
+{
+	srv_resp_set(resp, 200, type);
+	srv_buf_append(srv_resp_body(resp), b->p ? b->p : "", b->len);
+	q_buf_free(b);
+}
+
+/* A failure of the engine: bad input it found (a regex the parser let
+ * through, limits) is the client's; anything else is ours. */
+static int engine_error(srv_resp *resp, int rc, const st_err *err)
+{
+	if (rc == -EINVAL) {
+		srv_resp_error(resp, 400, "%s", err->msg[0] ? err->msg : "invalid query");
+		return 0;
+	}
+	if (rc == -ENOMEM) {
+		srv_resp_error(resp, 413, "the result is too large: narrow the selector "
+		               "or the time range, or ask for max_nodes");
+		return 0;
+	}
+	return rc;
+}
+
+static const char *format_of(const srv_req *req)
+{
+	const char *f = srv_req_query(req, "format", 0);
+	return f && *f ? f : "json";
+}
+
+static int h_query(void *arg, const srv_req *req, srv_resp *resp)
+{
+	st_db *db = ((srv_api *)arg)->db;
+	q_selector *sel = NULL;
+	q_tree *t = NULL;
+	q_buf out = {0};
+	st_err err = {{0}};
+	int64_t from, to;
+	size_t max_nodes, nm;
+	int rc = 0;
+	const char *fmt = format_of(req);
+	if (strcmp(fmt, "json") && strcmp(fmt, "folded") && strcmp(fmt, "pprof")) {
+		srv_resp_error(resp, 400, "format must be json, folded or pprof");
+		return 0;
+	}
+	if (get_selector(req, resp, "query", &sel) ||
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) ||
+	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
+		goto out;
+	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
+	side.nm = nm;
+	if ((rc = q_merge(db, &side, NULL, &t, &err))) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	if (!strcmp(fmt, "folded"))
+		rc = q_tree_folded(t, &out);
+	else if (!strcmp(fmt, "pprof"))
+		rc = q_tree_pprof(t, q_selector_type(sel), &out);
+	else
+		rc = q_tree_json(t, max_nodes, &out);
+	if (rc) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	if (!strcmp(fmt, "pprof"))
+		srv_resp_header(resp, "Content-Disposition", "attachment; filename=\"profile.pb.gz\"");
+	reply(resp, !strcmp(fmt, "json") ? "application/json" :
+	     !strcmp(fmt, "pprof") ? "application/octet-stream" : "text/plain; charset=utf-8",
+	     &out);
+out:
+	q_buf_free(&out);
+	q_tree_free(t);
+	q_selector_free(sel);
+	return rc;
+}
+
+static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
+{
+	st_db *db = ((srv_api *)arg)->db;
+	q_selector *bs = NULL, *cs = NULL;
+	q_tree *t = NULL;
+	q_buf out = {0};
+	st_err err = {{0}};
+	int64_t from, to, bfrom, bto, cfrom, cto;
+	size_t max_nodes, nb, nc;
+	int rc = 0;
+	const char *fmt = format_of(req);
+	if (strcmp(fmt, "json") && strcmp(fmt, "folded")) {
+		srv_resp_error(resp, 400, "format must be json or folded");
+		return 0;
+	}
+	/* both sides default to the shared from/to: "two deploys" changes the
+	 * selector, "before/after" the ranges */
+	if (get_selector(req, resp, "base", &bs) || get_selector(req, resp, "compare", &cs) ||
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) ||
+	    get_range(req, resp, "base_from", "base_to", from, to - 1, &bfrom, &bto) ||
+	    get_range(req, resp, "compare_from", "compare_to", from, to - 1, &cfrom, &cto) ||
+	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
+		goto out;
+	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto};
+	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto};
+	base.nm = nb;
+	cmp.nm = nc;
+	if ((rc = q_diff(db, &base, &cmp, NULL, &t, &err))) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	rc = !strcmp(fmt, "folded") ? q_tree_folded(t, &out) : q_tree_json(t, max_nodes, &out);
+	if (rc) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	reply(resp, !strcmp(fmt, "json") ? "application/json" : "text/plain; charset=utf-8", &out);
+out:
+	q_buf_free(&out);
+	q_tree_free(t);
+	q_selector_free(bs);
+	q_selector_free(cs);
+	return rc;
+}
+
+static int h_top(void *arg, const srv_req *req, srv_resp *resp)
+{
+	st_db *db = ((srv_api *)arg)->db;
+	q_selector *sel = NULL;
+	q_tree *t = NULL;
+	q_buf out = {0};
+	st_err err = {{0}};
+	int64_t from, to;
+	size_t limit, nm;
+	int rc = 0;
+	if (get_selector(req, resp, "query", &sel) ||
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) ||
+	    get_uint(req, resp, "limit", 100, 100000, &limit))
+		goto out;
+	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
+	side.nm = nm;
+	if ((rc = q_merge(db, &side, NULL, &t, &err)) || (rc = q_top_json(t, limit, &out))) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	reply(resp, "application/json", &out);
+out:
+	q_buf_free(&out);
+	q_tree_free(t);
+	q_selector_free(sel);
+	return rc;
+}
+
+static int h_range(void *arg, const srv_req *req, srv_resp *resp)
+{
+	st_db *db = ((srv_api *)arg)->db;
+	q_selector *sel = NULL;
+	q_buf out = {0};
+	st_err err = {{0}};
+	int64_t from, to, step;
+	size_t nm, nby = 0;
+	char *by_copy = NULL;
+	const char *by[MAX_BY_LABELS];
+	int rc = 0;
+	if (get_selector(req, resp, "query", &sel) ||
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
+		goto out;
+	const char *st = srv_req_query(req, "step", 0);
+	if (st && *st) {
+		q_error e;
+		if (q_parse_duration(st, &step, &e)) {
+			bad_param(resp, "step", &e);
+			goto out;
+		}
+	} else {
+		/* about 240 points, never finer than the agents' 10 s */
+		step = (to - from) / 240;
+		if (step < 10 * NS_PER_S)
+			step = 10 * NS_PER_S;
+	}
+	const char *b = srv_req_query(req, "by", 0);
+	if (b && *b) {
+		by_copy = strdup(b);
+		if (!by_copy) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (char *save = NULL, *tok = strtok_r(by_copy, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			if (nby == MAX_BY_LABELS) {
+				srv_resp_error(resp, 400, "by takes at most %d labels", MAX_BY_LABELS);
+				goto out;
+			}
+			by[nby++] = tok;
+		}
+	}
+	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
+	side.nm = nm;
+	if ((rc = q_range_json(db, &side, step, by, nby, &out, &err))) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	reply(resp, "application/json", &out);
+out:
+	free(by_copy);
+	q_buf_free(&out);
+	q_selector_free(sel);
+	return rc;
+}
+
+/* /api/v1/types, /api/v1/labels and /api/v1/labels/{name}/values: over
+ * every series of every type unless a selector narrows it. */
+static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
+{
+	q_selector *sel = NULL;
+	q_buf out = {0};
+	st_err err = {{0}};
+	int64_t from, to;
+	size_t nm = 0;
+	const st_matcher *m = NULL;
+	int rc = 0;
+	/* discovery defaults to the last 24 h: wide enough to find a label,
+	 * narrow enough to stay fast */
+	int64_t now = now_ns();
+	if (get_range(req, resp, "from", "to", now - 24 * DEFAULT_RANGE_NS, now, &from, &to))
+		goto out;
+	const char *q = srv_req_query(req, "query", 0);
+	if (q && *q) {
+		if (get_selector(req, resp, "query", &sel))
+			goto out;
+		m = q_selector_matchers(sel, &nm);
+	}
+	if (what == 0)
+		rc = q_types_json(api->db, from, to, &out, &err);
+	else
+		rc = q_labels_json(api->db, m, nm, from, to,
+		                   what == 2 ? srv_req_param(req, "name") : NULL, &out, &err);
+	if (rc) {
+		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	reply(resp, "application/json", &out);
+out:
+	q_buf_free(&out);
+	q_selector_free(sel);
+	return rc;
+}
+
+static int h_types(void *arg, const srv_req *req, srv_resp *resp)
+{
+	return discovery(arg, req, resp, 0);
+}
+
+static int h_labels(void *arg, const srv_req *req, srv_resp *resp)
+{
+	return discovery(arg, req, resp, 1);
+}
+
+static int h_values(void *arg, const srv_req *req, srv_resp *resp)
+{
+	return discovery(arg, req, resp, 2);
+}
+
+int srv_api_query_routes(srv_http *h, srv_api *api)
+{
+	const srv_route routes[] = {
+		{.method = "GET", .path = "/api/v1/query", .fn = h_query, .arg = api},
+		{.method = "GET", .path = "/api/v1/diff", .fn = h_diff, .arg = api},
+		{.method = "GET", .path = "/api/v1/top", .fn = h_top, .arg = api},
+		{.method = "GET", .path = "/api/v1/range", .fn = h_range, .arg = api},
+		{.method = "GET", .path = "/api/v1/types", .fn = h_types, .arg = api},
+		{.method = "GET", .path = "/api/v1/labels", .fn = h_labels, .arg = api},
+		{.method = "GET", .path = "/api/v1/labels/{name}/values", .fn = h_values, .arg = api},
+	};
+	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++) {
+		int rc = srv_http_route(h, &routes[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

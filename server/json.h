@@ -1,0 +1,96 @@
+/* json.h - the server's memory helpers: one allocation wrapper, a growable
+ * byte buffer, and a streaming JSON writer that responses are built with.
+ * Not a JSON parser, and not for storage/ or query/, which return -ENOMEM
+ * instead of aborting.
+ *
+ * The server may abort on out-of-memory, and does so only through the
+ * srv_x* wrappers below: every function here either succeeds or aborts. */
+#ifndef SMOLDER_SRV_JSON_H
+#define SMOLDER_SRV_JSON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- allocation: abort with a message on out-of-memory, never NULL ---- */
+
+void *srv_xmalloc(size_t n);
+void *srv_xcalloc(size_t nmemb, size_t size);
+void *srv_xrealloc(void *p, size_t n);
+/* Reallocates p to nmemb * size bytes, aborting when the product overflows. */
+void *srv_xreallocarray(void *p, size_t nmemb, size_t size);
+char *srv_xstrdup(const char *s);
+
+/* ---- growable buffer ----
+ * A plain value type, like uv_buf_t: data[0..len) is the content, and data
+ * is always NUL-terminated past len once anything was written (so text can
+ * be used as a C string). A zeroed srv_buf is a valid empty buffer. The
+ * owner frees data with srv_buf_free(). */
+typedef struct srv_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+} srv_buf;
+
+void srv_buf_free(srv_buf *b);
+/* Makes room for n more bytes (plus the terminating NUL). */
+void srv_buf_reserve(srv_buf *b, size_t n);
+void srv_buf_append(srv_buf *b, const void *p, size_t n);
+void srv_buf_puts(srv_buf *b, const char *s);
+void srv_buf_putc(srv_buf *b, char c);
+void srv_buf_printf(srv_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void srv_buf_vprintf(srv_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Empties b but keeps its memory. */
+void srv_buf_reset(srv_buf *b);
+/* Moves the contents of src into dst (whose old contents are freed) and
+ * leaves src empty. */
+void srv_buf_move(srv_buf *dst, srv_buf *src);
+
+/* ---- JSON writer ----
+ * Appends compact JSON to a srv_buf. Strings are escaped per RFC 8259;
+ * bytes that are not valid UTF-8 become U+FFFD, so the output is always
+ * valid JSON whatever the input (file names and kernel symbols from the
+ * network are not trusted to be UTF-8). Non-finite doubles become null.
+ * Commas are inserted automatically. Misuse (a value where an object key is
+ * due, unbalanced ends) is a programming error caught by assert(). */
+typedef struct srv_json srv_json;
+
+/* A writer appending to out, which must outlive it. Free with
+ * srv_json_free(), which leaves out's contents alone. */
+srv_json *srv_json_new(srv_buf *out);
+void srv_json_free(srv_json *j);
+/* Depth of open objects and arrays: 0 once the top-level value is done. */
+size_t srv_json_depth(const srv_json *j);
+
+void srv_json_obj_begin(srv_json *j);
+void srv_json_obj_end(srv_json *j);
+void srv_json_arr_begin(srv_json *j);
+void srv_json_arr_end(srv_json *j);
+/* An object key; the next call writes its value. */
+void srv_json_key(srv_json *j, const char *key);
+/* s may be NULL, written as null. */
+void srv_json_str(srv_json *j, const char *s);
+void srv_json_strn(srv_json *j, const char *s, size_t n);
+void srv_json_int(srv_json *j, int64_t v);
+void srv_json_uint(srv_json *j, uint64_t v);
+/* The shortest of %.15g / %.17g that reads back as v; null when not finite. */
+void srv_json_double(srv_json *j, double v);
+void srv_json_bool(srv_json *j, bool v);
+void srv_json_null(srv_json *j);
+/* Inserts already-serialized JSON as one value (trusted: not checked). */
+void srv_json_raw(srv_json *j, const char *json, size_t n);
+
+/* Key-value shorthands inside an object. */
+void srv_json_kv_str(srv_json *j, const char *key, const char *s);
+void srv_json_kv_int(srv_json *j, const char *key, int64_t v);
+void srv_json_kv_uint(srv_json *j, const char *key, uint64_t v);
+void srv_json_kv_double(srv_json *j, const char *key, double v);
+void srv_json_kv_bool(srv_json *j, const char *key, bool v);
+
+/* Appends s[0..n) to b as a quoted, escaped JSON string (see above). */
+void srv_json_escape(srv_buf *b, const char *s, size_t n);
+
+#endif

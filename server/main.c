@@ -1,0 +1,385 @@
+/* main.c - smolder-server: opens the store, serves the HTTP API on one
+ * libuv loop, and runs storage maintenance (cut, retention, compaction) in
+ * the background. The ingest, query and debug-info endpoints register
+ * their routes from their own files; this file only wires things up. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "server/api.h"
+#include "server/http.h"
+#include "server/json.h"
+#include "storage/storage.h"
+
+#define SMOLDER_VERSION "0.1.0-dev"
+#define MAINT_INTERVAL_MS_DEFAULT (30 * 1000)
+#define NS_PER_S INT64_C(1000000000)
+
+typedef struct app {
+	uv_loop_t loop;
+	st_db *db;
+	srv_http *http;
+	srv_api api;                /* what the API's handlers share */
+	uint64_t start_ns;          /* uv_hrtime() at start, for uptime */
+	uv_timer_t maint_timer;
+	uint64_t maint_interval_ms;
+	uv_work_t maint_work;
+	bool maint_running;         /* loop thread only: one maintenance at a time */
+	uv_signal_t sigint, sigterm;
+	bool stopping;
+
+	pthread_mutex_t mu;         /* guards the maintenance record below,
+	                             * written by the pool, read by /status */
+	uint64_t maint_runs;
+	int64_t maint_last_unix_s;  /* when the last run ended; 0 before */
+	uint64_t maint_last_ms;     /* how long it took */
+	char maint_error[256];      /* the last run's first failure, "" if none */
+} app;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* ---- maintenance ---- */
+
+/* Pool thread. The three steps run in order on every tick: cutting first
+ * makes blocks that retention and compaction then see. A failing step is
+ * logged and does not stop the others: retention must still free disk when
+ * compaction fails for lack of it. */
+static void maint_work_cb(uv_work_t *w)
+{
+	app *a = w->data;
+	uint64_t t0 = uv_hrtime();
+	int64_t now = now_ns();
+	char first_err[256] = "";
+	struct {
+		const char *what;
+		int rc;
+	} steps[3] = {
+		{"cut", st_cut(a->db, now, 0)},
+		{"retention", st_retention(a->db, now)},
+		{"compaction", st_compact(a->db)},
+	};
+	for (int i = 0; i < 3; i++) {
+		if (!steps[i].rc)
+			continue;
+		char buf[128];
+		const char *e = strerror_r(-steps[i].rc, buf, sizeof(buf));
+		fprintf(stderr, "smolder-server: storage %s failed: %s\n", steps[i].what, e);
+		if (!first_err[0])
+			snprintf(first_err, sizeof(first_err), "%s: %s", steps[i].what, e);
+	}
+	pthread_mutex_lock(&a->mu);
+	a->maint_runs++;
+	a->maint_last_unix_s = now_ns() / NS_PER_S;
+	a->maint_last_ms = (uv_hrtime() - t0) / 1000000;
+	snprintf(a->maint_error, sizeof(a->maint_error), "%s", first_err);
+	pthread_mutex_unlock(&a->mu);
+}
+
+static void maint_after_cb(uv_work_t *w, int status)
+{
+	(void)status;
+	app *a = w->data;
+	a->maint_running = false;
+}
+
+static void maint_timer_cb(uv_timer_t *t)
+{
+	app *a = t->data;
+	/* a run longer than the interval makes the next tick a no-op, so two
+	 * never overlap (storage serializes them too, but would queue them up
+	 * and hold pool threads) */
+	if (a->maint_running || a->stopping)
+		return;
+	a->maint_work.data = a;
+	if (uv_queue_work(&a->loop, &a->maint_work, maint_work_cb, maint_after_cb) == 0)
+		a->maint_running = true;
+}
+
+/* ---- endpoints ---- */
+
+static int healthz(void *arg, const srv_req *req, srv_resp *resp)
+{
+	(void)arg;
+	(void)req;
+	srv_json *j = srv_resp_json(resp, 200);
+	srv_json_obj_begin(j);
+	srv_json_kv_str(j, "status", "ok");
+	srv_json_obj_end(j);
+	return 0;
+}
+
+static int status(void *arg, const srv_req *req, srv_resp *resp)
+{
+	(void)req;
+	app *a = arg;
+	st_stats s;
+	st_get_stats(a->db, &s);
+	srv_json *j = srv_resp_json(resp, 200);
+	srv_json_obj_begin(j);
+	srv_json_kv_str(j, "version", SMOLDER_VERSION);
+	srv_json_kv_uint(j, "uptime_s", (uv_hrtime() - a->start_ns) / 1000000000u);
+
+	srv_json_key(j, "storage");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "head_rows", s.head_rows);
+	srv_json_kv_uint(j, "head_partitions", s.head_partitions);
+	srv_json_kv_uint(j, "blocks", s.blocks);
+	srv_json_kv_uint(j, "block_rows", s.block_rows);
+	srv_json_kv_uint(j, "block_bytes", s.block_bytes);
+	srv_json_kv_uint(j, "wal_segments", s.wal_segments);
+	srv_json_kv_uint(j, "wal_bytes", s.wal_bytes);
+	srv_json_kv_uint(j, "wal_records", s.wal_records);
+	srv_json_kv_uint(j, "wal_syncs", s.wal_syncs);
+	srv_json_kv_uint(j, "wal_sync_ns", s.wal_sync_ns);
+	srv_json_kv_uint(j, "series", s.series);
+	srv_json_kv_uint(j, "stacks", s.stacks);
+	srv_json_kv_uint(j, "replayed_records", s.replayed_records);
+	srv_json_kv_uint(j, "torn_bytes", s.torn_bytes);
+	srv_json_obj_end(j);
+
+	pthread_mutex_lock(&a->mu);
+	srv_json_key(j, "maintenance");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "interval_s", a->maint_interval_ms / 1000);
+	srv_json_kv_uint(j, "runs", a->maint_runs);
+	srv_json_kv_int(j, "last_run_unix_s", a->maint_last_unix_s);
+	srv_json_kv_uint(j, "last_run_ms", a->maint_last_ms);
+	srv_json_kv_str(j, "last_error", a->maint_error[0] ? a->maint_error : NULL);
+	srv_json_obj_end(j);
+	pthread_mutex_unlock(&a->mu);
+
+	srv_json_obj_end(j);
+	return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	app *a = sig->data;
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	fprintf(stderr, "smolder-server: %s, shutting down\n", strsignal(signum));
+	uv_timer_stop(&a->maint_timer);
+	uv_close((uv_handle_t *)&a->maint_timer, NULL);
+	/* Closing the signal handles restores the default action: a second
+	 * Ctrl-C kills a shutdown that hangs. */
+	uv_close((uv_handle_t *)&a->sigint, NULL);
+	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	srv_http_shutdown(a->http);
+	/* uv_run now returns once in-flight requests are answered and a
+	 * running maintenance pass is done: both hold the loop open. */
+}
+
+/* ---- flags ---- */
+
+/* "30s", "90m", "1h", "7d", "2w"; "0" alone is zero. -EINVAL otherwise. */
+static int parse_duration(const char *s, int64_t *out)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || v < 0 || s[0] == '-' || s[0] == '+')
+		return -EINVAL;
+	int64_t unit;
+	if (!strcmp(end, "") && v == 0)
+		unit = 1;
+	else if (!strcmp(end, "s"))
+		unit = NS_PER_S;
+	else if (!strcmp(end, "m"))
+		unit = 60 * NS_PER_S;
+	else if (!strcmp(end, "h"))
+		unit = 3600 * NS_PER_S;
+	else if (!strcmp(end, "d"))
+		unit = 86400 * NS_PER_S;
+	else if (!strcmp(end, "w"))
+		unit = 7 * 86400 * NS_PER_S;
+	else
+		return -EINVAL;
+	if (__builtin_mul_overflow((int64_t)v, unit, out))
+		return -EINVAL;
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
+	        "                      [--retention DURATION] [--partition DURATION]\n"
+	        "                      [--maintenance-interval DURATION]\n"
+	        "\n"
+	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
+	        "                       literal in brackets, port 0 for any free one\n"
+	        "                       (default %s)\n"
+	        "  --data-dir DIR       where the store lives; created if missing\n"
+	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
+	        "  --partition DUR      time span of one storage block (default 1h)\n"
+	        "  --maintenance-interval DUR\n"
+	        "                       how often to cut, apply retention and compact\n"
+	        "                       (default 30s)\n"
+	        "\n"
+	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
+	        SRV_HTTP_DEFAULT_LISTEN);
+}
+
+int main(int argc, char **argv)
+{
+	int rc, exit_code = 1;
+	const char *listen = SRV_HTTP_DEFAULT_LISTEN, *data_dir = NULL;
+	int64_t maint_ns = (int64_t)MAINT_INTERVAL_MS_DEFAULT * 1000000;
+	st_options sopt;
+	st_options_default(&sopt);
+	static const struct option longopts[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"data-dir", required_argument, NULL, 'd'},
+		{"retention", required_argument, NULL, 'r'},
+		{"partition", required_argument, NULL, 'p'},
+		{"maintenance-interval", required_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (o) {
+		case 'l':
+			listen = optarg;
+			break;
+		case 'd':
+			data_dir = optarg;
+			break;
+		case 'r':
+			if (parse_duration(optarg, &sopt.retention_ns)) {
+				fprintf(stderr, "smolder-server: invalid --retention '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p':
+			if (parse_duration(optarg, &sopt.partition_ns) || sopt.partition_ns <= 0) {
+				fprintf(stderr, "smolder-server: invalid --partition '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'm':
+			if (parse_duration(optarg, &maint_ns) || maint_ns <= 0) {
+				fprintf(stderr, "smolder-server: invalid --maintenance-interval '%s'\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc || !data_dir) {
+		if (!data_dir)
+			fprintf(stderr, "smolder-server: --data-dir is required\n");
+		usage(stderr);
+		return 2;
+	}
+
+	/* Ingest handlers block in st_append until the group commit's fsync,
+	 * and queries can run for seconds: libuv's default of 4 pool threads
+	 * would let four slow requests stall everything else. Read at the first
+	 * uv_queue_work, so it must be set before; the user's value wins. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
+	/* a client that goes away mid-response must cost an EPIPE, not the process */
+	signal(SIGPIPE, SIG_IGN);
+
+	app a = {0};
+	pthread_mutex_init(&a.mu, NULL);
+	a.start_ns = uv_hrtime();
+	a.maint_interval_ms = (uint64_t)(maint_ns / 1000000);
+	if ((rc = uv_loop_init(&a.loop))) {
+		fprintf(stderr, "smolder-server: uv_loop_init: %s\n", uv_strerror(rc));
+		return 1;
+	}
+
+	srv_http_options hopt;
+	srv_http_options_default(&hopt);
+	hopt.listen = listen;
+	hopt.access_log = stderr;
+	if ((rc = srv_http_new(&a.loop, &hopt, &a.http))) {
+		fprintf(stderr, "smolder-server: invalid --listen '%s': expected ADDR:PORT, "
+		        "e.g. 127.0.0.1:7070 or [::1]:7070\n", listen);
+		exit_code = 2;
+		goto out;
+	}
+
+	st_err serr;
+	if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
+		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", data_dir,
+		        serr.msg[0] ? serr.msg : strerror(-rc));
+		goto out;
+	}
+
+	const srv_route routes[] = {
+		{.method = "GET", .path = "/healthz", .fn = healthz, .arg = &a,
+		 .flags = SRV_ROUTE_INLINE},
+		{.method = "GET", .path = "/api/v1/status", .fn = status, .arg = &a},
+	};
+	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
+		if ((rc = srv_http_route(a.http, &routes[i]))) {
+			fprintf(stderr, "smolder-server: route %s %s: %s\n", routes[i].method,
+			        routes[i].path, strerror(-rc));
+			goto out;
+		}
+	a.api.db = a.db;
+	if ((rc = srv_api_query_routes(a.http, &a.api))) {
+		fprintf(stderr, "smolder-server: query routes: %s\n", strerror(-rc));
+		goto out;
+	}
+
+	if ((rc = srv_http_listen(a.http))) {
+		fprintf(stderr, "smolder-server: cannot listen on %s: %s\n", listen, uv_strerror(rc));
+		goto out;
+	}
+
+	uv_timer_init(&a.loop, &a.maint_timer);
+	a.maint_timer.data = &a;
+	uv_timer_start(&a.maint_timer, maint_timer_cb, a.maint_interval_ms, a.maint_interval_ms);
+	uv_signal_init(&a.loop, &a.sigint);
+	uv_signal_init(&a.loop, &a.sigterm);
+	a.sigint.data = a.sigterm.data = &a;
+	uv_signal_start(&a.sigint, on_signal, SIGINT);
+	uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+
+	char addr[64];
+	srv_http_address(a.http, addr, sizeof(addr));
+	printf("smolder-server listening on http://%s\n", addr);
+	fflush(stdout);
+
+	uv_run(&a.loop, UV_RUN_DEFAULT);
+	exit_code = 0;
+	fprintf(stderr, "smolder-server: stopped\n");
+out:
+	/* Close whatever is still open (after a failed start) and let the loop
+	 * run the close callbacks, so the loop can be closed cleanly. */
+	if (a.http && !a.stopping)
+		srv_http_shutdown(a.http);
+	uv_run(&a.loop, UV_RUN_DEFAULT);
+	st_close(a.db);
+	srv_http_free(a.http);
+	if (uv_loop_close(&a.loop))
+		fprintf(stderr, "smolder-server: event loop still has open handles at exit\n");
+	pthread_mutex_destroy(&a.mu);
+	return exit_code;
+}

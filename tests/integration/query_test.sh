@@ -1,0 +1,142 @@
+#!/bin/sh
+# query_test.sh - the read API end to end: the storage benchmark's smoke
+# fleet (known totals) in a temporary data dir, the real smolder-server on
+# a loopback port, and checks over HTTP of merge totals, every matcher
+# operator, diff, top, range, discovery, folded and pprof output, and the
+# error a bad query gets. Cleans up on any exit.
+set -eu
+
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+BENCH=${SMOLDER_BENCH:-build/bench/bench_storage}
+tmp=$(mktemp -d /tmp/smolder-qt.XXXXXX)
+pid=""
+
+cleanup() {
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+fail() {
+	echo "FAIL: $*" >&2
+	[ -s "$tmp/err" ] && tail -40 "$tmp/err" >&2
+	exit 1
+}
+
+# the smoke fleet: 160423 samples, 2 hosts, 2026-01-01T00:00Z .. 01:15Z
+"$BENCH" --smoke --dir "$tmp/data" >"$tmp/bench.out" 2>"$tmp/bench.err" ||
+	fail "bench_storage --smoke: $(tail -3 "$tmp/bench.err")"
+grep -q "merge total 160423 samples" "$tmp/bench.err" || fail "unexpected fleet"
+
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+i=0
+while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
+	kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
+	i=$((i + 1))
+	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
+	sleep 0.1
+done
+base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/out")
+
+SMOLDER_BASE=$base python3 - <<'PY' || fail "API checks"
+import gzip, json, os, sys, urllib.error, urllib.parse, urllib.request
+
+base = os.environ["SMOLDER_BASE"]
+T = "process_cpu:samples:count:cpu:nanoseconds:delta"
+RANGE = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
+TOTAL = 160423
+n = 0
+
+def get(path, **params):
+    q = dict(RANGE)
+    q.update(params)
+    url = base + path + "?" + urllib.parse.urlencode(q)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+def js(path, **params):
+    st, ct, body = get(path, **params)
+    assert st == 200, (path, params, st, body[:300])
+    assert ct.startswith("application/json"), ct
+    return json.loads(body)
+
+def ok(what):
+    global n
+    n += 1
+    print("ok %d - %s" % (n, what))
+
+def total(sel, **kw):
+    return js("/api/v1/query", query=sel, **kw)["total"]
+
+assert js("/api/v1/types") == [T]; ok("types")
+names = js("/api/v1/labels")
+assert names == ["comm", "exe", "hostname", "service", "version"], names; ok("label names")
+services = js("/api/v1/labels/service/values")
+assert len(services) >= 2 and services == sorted(services); ok("label values")
+hosts = js("/api/v1/labels/hostname/values", query='{service="%s"}' % services[0])
+assert 1 <= len(hosts) <= 2; ok("label values restricted by a selector")
+
+assert total("{}") == TOTAL; ok("merge total of everything")
+assert total(T + "{}") == TOTAL; ok("explicit type")
+per = {s: total('{service="%s"}' % s) for s in services}
+assert sum(per.values()) == TOTAL and all(v > 0 for v in per.values()), per; ok("= per service")
+s0, s1 = services[0], services[1]
+assert total('{service!="%s"}' % s0) == TOTAL - per[s0]; ok("!=")
+assert total('{service=~"%s|%s"}' % (s0, s1)) == per[s0] + per[s1]; ok("=~ alternatives")
+assert total('{service=~"%s"}' % s0[:-1]) == 0; ok("=~ is anchored")
+assert total('{service!~"%s|%s"}' % (s0, s1)) == TOTAL - per[s0] - per[s1]; ok("!~")
+assert total('{service="%s", service="%s"}' % (s0, s1)) == 0; ok("matchers intersect")
+first_half = total("{}", to="2026-01-01T00:30:00Z")
+assert 0 < first_half < TOTAL; ok("time range narrows")
+
+st, ct, body = get("/api/v1/query", query="{}", format="folded")
+lines = body.decode().splitlines()
+assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == TOTAL; ok("folded sums to the total")
+st, ct, body = get("/api/v1/query", query="{}", format="pprof")
+raw = gzip.decompress(body)
+assert st == 200 and len(raw) > 100; ok("pprof is gzip'd protobuf")
+
+tree = js("/api/v1/query", query="{}", max_nodes="10")
+def count(n): return 1 + sum(count(c) for c in n["children"])
+assert tree["total"] == TOTAL and count(tree) <= 40; ok("max_nodes folds")
+
+d = js("/api/v1/diff", base='{service="%s"}' % s0, compare='{service="%s"}' % s1)
+assert d["base"]["total"] == per[s0] and d["compare"]["total"] == per[s1], d["base"]; ok("diff by selector")
+d = js("/api/v1/diff", base="{}", compare="{}", base_to="2026-01-01T00:30:00Z",
+       compare_from="2026-01-01T00:30:00.000000001Z")
+assert d["base"]["total"] == first_half and d["compare"]["total"] == TOTAL - first_half; ok("diff by range")
+
+top = js("/api/v1/top", query="{}", limit="5")
+rows = top["rows"]
+assert top["total"] == TOTAL and len(rows) == 5; ok("top limit")
+assert all(rows[i]["flat"] >= rows[i + 1]["flat"] for i in range(4)); ok("top order")
+assert all(r["cum"] >= r["flat"] for r in rows); ok("top cum >= flat")
+
+r = js("/api/v1/range", query="{}", step="10m", by="service")
+assert sorted(s["labels"]["service"] for s in r["series"]) == services; ok("range by label")
+assert sum(v for s in r["series"] for _, v in s["values"]) == TOTAL; ok("range sums to the total")
+assert all(v[0] % 600 == 0 for s in r["series"] for v in s["values"]); ok("range steps")
+
+st, ct, body = get("/api/v1/query", query='{service=~"("}')
+e = json.loads(body)
+assert st == 400 and e["parameter"] == "query" and "position" in e, (st, e); ok("bad regex is a 400 with a position")
+st, ct, body = get("/api/v1/query", query='{service="x"')
+assert st == 400 and json.loads(body)["position"] == 12, body; ok("unterminated selector")
+st, ct, body = get("/api/v1/query", query="{}", format="xml")
+assert st == 400; ok("unknown format")
+st, ct, body = get("/api/v1/range", query="{}", step="1ms")
+assert st == 400; ok("too many range points")
+PY
+
+kill -TERM "$pid"
+wait "$pid" || fail "server exit status $?"
+pid=""
+echo "query_test: all checks passed"
