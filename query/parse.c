@@ -870,7 +870,10 @@ static int parse_unix(tstate *t, int64_t *out)
 			return fail(t->err, s, t->i, "expected digits after \".\"");
 	}
 	if (t->i != t->end) {
-		if (strchr("ywdhms", s[t->i]))  /* not NUL: t->i < t->end */
+		int64_t d;
+		/* "15m" is a duration, not a time: say how to write one, quoting
+		 * the input only once it is known to be plain ASCII */
+		if (parse_dur(s, start, t->end, &d, NULL) == 0)
 			return fail(t->err, s, t->i, "expected end of input after the unix time "
 			            "\"%.*s\"; a time relative to now is written now-%.*s or -%.*s",
 			            (int)nd, s + start, (int)(t->end - start), s + start,

@@ -1,8 +1,8 @@
 /* fuzz_query.c - libFuzzer target for query/parse.c. The same bytes, as a C
  * string, go to all three parsers, and every result is checked against a
  * second opinion:
- *   1. q_parse_selector(): an error names a position inside the input and
- *      its "LINE:COL: " agrees with it; a selector keeps the limits, its
+ *   1. q_parse_selector(): an error names a position inside the input, its
+ *      "LINE:COL: " agrees with it and it is printable ASCII; a selector keeps the limits, its
  *      canonical form parses to the same matchers and formats to the same
  *      text, and a short buffer gets -ENOSPC with a proper prefix;
  *   2. q_parse_time(): absolute times do not depend on now, relative ones
@@ -45,6 +45,9 @@ static void check_err(const char *s, const q_error *err)
 	char pre[64];
 	int n = snprintf(pre, sizeof(pre), "%zu:%zu: ", line, col);
 	check(!strncmp(err->msg, pre, (size_t)n) && err->msg[n] != 0);
+	/* messages go into JSON and terminals: printable ASCII only */
+	for (const char *p = err->msg; *p; p++)
+		check(*p >= 0x20 && *p < 0x7f);
 }
 
 static bool word(const char *s, size_t n)

@@ -529,6 +529,8 @@ static const time_case time_cases[] = {
 	TERR("a duration without now", "15m", 2,
 	     "1:3: expected end of input after the unix time \"15\"; a time relative to now "
 	     "is written now-15m or -15m"),
+	TERR("a duration and more without now", "15mx", 2,
+	     "1:3: expected end of input after the unix time \"15\""),
 	TERR("unix time with text after", "1767225600 x", 10,
 	     "1:11: expected end of input after the unix time \"1767225600\""),
 	TERR("15 digits", "176722560000000", 0,
