@@ -976,6 +976,19 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	snprintf(path, sizeof(path), "%s/meta.db", dir);
 	if ((rc = st__meta_open(path, &db->meta, err)))
 		goto out;
+	/* the coverage table and replay are keyed by partition start: a store
+	 * keeps the partition size it was created with */
+	int64_t part = db->opt.partition_ns;
+	if ((rc = st__meta_setting(db->meta, "partition_ns", &part))) {
+		st__fail(err, rc, "reading settings: %s", strerror(-rc));
+		goto out;
+	}
+	if (part != db->opt.partition_ns) {
+		rc = st__fail(err, -EINVAL, "%s was created with %lld s partitions; it cannot "
+		              "be opened with %lld s ones", dir, (long long)(part / 1000000000LL),
+		              (long long)(db->opt.partition_ns / 1000000000LL));
+		goto out;
+	}
 	if ((rc = st__meta_load_series(db->meta, load_series_cb, db)) ||
 	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db))) {
 		st__fail(err, rc, "loading metadata: %s", strerror(-rc));

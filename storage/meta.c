@@ -190,6 +190,32 @@ out:
 	return rc;
 }
 
+static int step_done(sqlite3 *db, sqlite3_stmt *st);
+
+int st__meta_setting(st__meta *m, const char *key, int64_t *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(m->w, "INSERT OR IGNORE INTO meta(key, value) VALUES(?1, ?2)",
+	                            -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(m->w, rc);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, *value);
+	rc = step_done(m->w, st);
+	sqlite3_finalize(st);
+	if (rc)
+		return rc;
+	rc = sqlite3_prepare_v2(m->w, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sql_err(m->w, rc);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*value = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : -EBADMSG;
+}
+
 int st__meta_begin(st__meta *m) { return exec(m->w, "BEGIN", NULL); }
 int st__meta_commit(st__meta *m) { return exec(m->w, "COMMIT", NULL); }
 void st__meta_rollback(st__meta *m) { exec(m->w, "ROLLBACK", NULL); }

@@ -12,6 +12,10 @@ typedef struct st__meta st__meta;
 int st__meta_open(const char *path, st__meta **out, st_err *err);
 void st__meta_close(st__meta *m);
 
+/* Stores value under key the first time; afterwards returns the stored
+ * value in *value (settings the data on disk depends on). */
+int st__meta_setting(st__meta *m, const char *key, int64_t *value);
+
 /* Writer side: called with the store's append lock held. */
 int st__meta_begin(st__meta *m);
 int st__meta_commit(st__meta *m);

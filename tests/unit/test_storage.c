@@ -639,6 +639,28 @@ static void test_no_labels_binary_build_id(void **state)
 	}
 }
 
+/* Replay and coverage are keyed by partition start: a store refuses to be
+ * opened with another partition size than it was created with. */
+static void test_partition_size_kept(void **state)
+{
+	fx *f = *state;
+	st_options o;
+	st_options_default(&o);
+	st_db *db;
+	st_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(append_batch(db, 1, 2, T0, 1, &err), 0);
+	st_close(db);
+	o.partition_ns = 2 * HOUR;
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(st_open(f->dir, &o, &db, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "created with 3600 s partitions"));
+	o.partition_ns = HOUR;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(merged_total(db, all_cpu, 1, 0, INT64_MAX, NULL, NULL), 3);
+	st_close(db);
+}
+
 static void test_locked(void **state)
 {
 	fx *f = *state;
@@ -1311,6 +1333,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rows_and_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_matchers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_labels_binary_build_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partition_size_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_corrupt_middle_segment, setup, teardown),
