@@ -108,45 +108,6 @@ static int hex_val(char c)
 	return -1;
 }
 
-/* Strict UTF-8, as storage checks label values: no overlong forms, no
- * surrogates, nothing past U+10FFFF. A value that is not UTF-8 could never
- * equal a stored one, and PCRE2_UTF refuses it as a pattern. */
-static bool utf8_valid(const char *s, size_t n)
-{
-	const uint8_t *p = (const uint8_t *)s, *end = p + n;
-	while (p < end) {
-		uint8_t c = *p++;
-		if (c < 0x80)
-			continue;
-		int more;
-		uint32_t cp;
-		if ((c & 0xe0) == 0xc0) {
-			more = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			more = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			more = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (end - p < more)
-			return false;
-		for (int i = 0; i < more; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		p += more;
-		if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) ||
-		    (more == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-	}
-	return true;
-}
 
 static char *put_utf8(char *w, uint32_t cp)
 {
@@ -475,7 +436,7 @@ static int parse_matcher(pstate *ps)
 	if (vlen > ST_MAX_LABEL_VALUE_LEN)
 		return PFAIL(ps, open, "the string for label \"%s\" is %zu bytes, the limit "
 		             "is %d", m->name, vlen, ST_MAX_LABEL_VALUE_LEN);
-	if (!utf8_valid(m->value, vlen))
+	if (!st_utf8_valid(m->value, vlen))
 		return PFAIL(ps, open, "the string for label \"%s\" is not valid UTF-8",
 		             m->name);
 	if ((m->op == ST_MATCH_RE || m->op == ST_MATCH_NRE) &&

@@ -35,13 +35,20 @@ static void bad_param(srv_resp *resp, const char *param, const q_error *e)
 	srv_buf_printf(b, ",\"parameter\":\"%s\",\"position\":%zu}", param, e->pos);
 }
 
-/* A selector parameter; absent means "all series of the default type". */
+/* A selector parameter; absent means "all series of the default type".
+ * Returns 0, or non-zero once the response says what went wrong: a 400 for
+ * a selector that does not parse, a 503 when memory ran out. */
 static int get_selector(const srv_req *req, srv_resp *resp, const char *param,
                         q_selector **out)
 {
 	const char *s = srv_req_query(req, param, 0);
 	q_error e;
-	if (q_parse_selector(s ? s : "{}", out, &e)) {
+	int rc = q_parse_selector(s ? s : "{}", out, &e);
+	if (rc == -ENOMEM) {
+		srv_resp_error(resp, 503, "out of memory parsing %s; try again", param);
+		return -1;
+	}
+	if (rc) {
 		bad_param(resp, param, &e);
 		return -1;
 	}
@@ -132,6 +139,28 @@ static const char *format_of(const srv_req *req)
 	return f && *f ? f : "json";
 }
 
+/* The merge both /query and /top start from: the selector in `query`
+ * over from/to. Returns 1 when it already answered (a bad parameter or a
+ * query error), 0 with *sel and *t set, or a negative errno. */
+static int merge_req(st_db *db, const srv_req *req, srv_resp *resp, q_selector **sel,
+                     q_tree **t)
+{
+	st_err err = {{0}};
+	int64_t from, to;
+	size_t nm;
+	if (get_selector(req, resp, "query", sel) ||
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
+		return 1;
+	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to};
+	side.nm = nm;
+	int rc = q_merge(db, &side, NULL, t, &err);
+	if (rc) {
+		rc = engine_error(resp, rc, &err);
+		return rc ? rc : 1;
+	}
+	return 0;
+}
+
 static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 {
 	st_db *db = ((srv_api *)arg)->db;
@@ -139,22 +168,17 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	q_tree *t = NULL;
 	q_buf out = {0};
 	st_err err = {{0}};
-	int64_t from, to;
-	size_t max_nodes, nm;
+	size_t max_nodes;
 	int rc = 0;
 	const char *fmt = format_of(req);
 	if (strcmp(fmt, "json") && strcmp(fmt, "folded") && strcmp(fmt, "pprof")) {
 		srv_resp_error(resp, 400, "format must be json, folded or pprof");
 		return 0;
 	}
-	if (get_selector(req, resp, "query", &sel) ||
-	    get_range(req, resp, "from", "to", 0, 0, &from, &to) ||
-	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
+	if (get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
 		goto out;
-	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
-	side.nm = nm;
-	if ((rc = q_merge(db, &side, NULL, &t, &err))) {
-		rc = engine_error(resp, rc, &err);
+	if ((rc = merge_req(db, req, resp, &sel, &t))) {
+		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	if (!strcmp(fmt, "folded"))
@@ -231,16 +255,15 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	q_tree *t = NULL;
 	q_buf out = {0};
 	st_err err = {{0}};
-	int64_t from, to;
-	size_t limit, nm;
+	size_t limit;
 	int rc = 0;
-	if (get_selector(req, resp, "query", &sel) ||
-	    get_range(req, resp, "from", "to", 0, 0, &from, &to) ||
-	    get_uint(req, resp, "limit", 100, 100000, &limit))
+	if (get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
-	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
-	side.nm = nm;
-	if ((rc = q_merge(db, &side, NULL, &t, &err)) || (rc = q_top_json(t, limit, &out))) {
+	if ((rc = merge_req(db, req, resp, &sel, &t))) {
+		rc = rc > 0 ? 0 : rc;
+		goto out;
+	}
+	if ((rc = q_top_json(t, limit, &out))) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}

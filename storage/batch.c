@@ -9,7 +9,7 @@
 
 #include "storage/st_int.h"
 
-static bool utf8_valid(const char *s, size_t n)
+int st_utf8_valid(const char *s, size_t n)
 {
 	const uint8_t *p = (const uint8_t *)s, *end = p + n;
 	while (p < end) {
@@ -133,7 +133,7 @@ static int labels_check_order(const st_label *labels, uint32_t n, uint8_t *idx,
 		if (vn > ST_MAX_LABEL_VALUE_LEN)
 			return st__fail(err, -EINVAL, "label \"%s\" value is %zu bytes, the "
 			                "limit is %d", k, vn, ST_MAX_LABEL_VALUE_LEN);
-		if (!utf8_valid(v, vn))
+		if (!st_utf8_valid(v, vn))
 			return st__fail(err, -EINVAL, "label \"%s\" value is not UTF-8", k);
 	}
 	label_order(labels, n, idx);

@@ -637,30 +637,18 @@ int st__meta_stacks_locations(st__meta *m, const uint64_t *ids, size_t n,
 	return 0;
 }
 
-int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info **out)
+/* Copies n separately allocated frame infos into one allocation: the
+ * array, then every frame's strings and build ID. */
+static int pack_frames(st_frame_info *const *one, size_t n, st_frame_info **out)
 {
-	int rc = 0;
-	st_frame_info **one = calloc(n + 1, sizeof(*one));
-	size_t got = 0, bytes = 0;
-	if (!one)
-		return -ENOMEM;
-	read_begin(m);
-	for (; got < n && !rc; got++)
-		rc = location_row(m, ids[got], &one[got]);
-	read_end(m);
-	if (rc) {
-		got--;  /* the failed one holds nothing */
-		goto out;
-	}
+	size_t bytes = 0;
 	for (size_t i = 0; i < n; i++)
 		bytes += (one[i]->name ? strlen(one[i]->name) + 1 : 0) +
 		         (one[i]->object_name ? strlen(one[i]->object_name) + 1 : 0) +
 		         one[i]->build_id_len;
 	st_frame_info *fi = malloc(n * sizeof(*fi) + bytes + 1);
-	if (!fi) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!fi)
+		return -ENOMEM;
 	char *sp = (char *)(fi + n);
 	for (size_t i = 0; i < n; i++) {
 		fi[i] = *one[i];
@@ -677,7 +665,25 @@ int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info 
 		}
 	}
 	*out = fi;
-out:
+	return 0;
+}
+
+int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info **out)
+{
+	int rc = 0;
+	st_frame_info **one = calloc(n + 1, sizeof(*one));
+	size_t got = 0;
+	if (!one)
+		return -ENOMEM;
+	read_begin(m);
+	while (got < n && !rc) {
+		rc = location_row(m, ids[got], &one[got]);
+		if (!rc)
+			got++;
+	}
+	read_end(m);
+	if (!rc)
+		rc = pack_frames(one, n, out);
 	for (size_t i = 0; i < got; i++)
 		free(one[i]);
 	free(one);
@@ -688,7 +694,7 @@ int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t 
 {
 	int64_t locs[ST_MAX_FRAMES];
 	st_frame_info *fl[ST_MAX_FRAMES];
-	size_t nf = 0, got = 0, bytes = 0;
+	size_t nf = 0, got = 0;
 	pthread_mutex_lock(&m->r_mu);
 	int rc = stack_locs(m, id, locs, &nf);
 	while (!rc && got < nf) {
@@ -701,33 +707,8 @@ int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t 
 	pthread_mutex_unlock(&m->r_mu);
 	if (rc)
 		goto out;
-	/* one allocation for the caller: the array, then every frame's strings */
-	for (size_t i = 0; i < nf; i++)
-		bytes += (fl[i]->name ? strlen(fl[i]->name) + 1 : 0) +
-		         (fl[i]->object_name ? strlen(fl[i]->object_name) + 1 : 0) +
-		         fl[i]->build_id_len;
-	st_frame_info *fi = malloc(nf * sizeof(*fi) + bytes + 1);
-	if (!fi) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	char *sp = (char *)(fi + nf);
-	for (size_t i = 0; i < nf; i++) {
-		fi[i] = *fl[i];
-		if (fl[i]->name) {
-			fi[i].name = strcpy(sp, fl[i]->name);
-			sp += strlen(sp) + 1;
-		}
-		if (fl[i]->object_name) {
-			fi[i].object_name = strcpy(sp, fl[i]->object_name);
-			sp += strlen(sp) + 1;
-			memcpy(sp, fl[i]->build_id, fl[i]->build_id_len);
-			fi[i].build_id = (const uint8_t *)sp;
-			sp += fl[i]->build_id_len;
-		}
-	}
-	*out = fi;
-	*n = nf;
+	if (!(rc = pack_frames(fl, nf, out)))
+		*n = nf;
 out:
 	for (size_t i = 0; i < got; i++)
 		free(fl[i]);
