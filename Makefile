@@ -61,6 +61,9 @@ LDLIBS_SERVER := -luv -lpthread
 # bin/ for the optimized build, build/asan/bin/ for the sanitizer one.
 BINDIR := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 SERVER_BIN := $(BINDIR)/smolder-server
+# The command-line client: server/cli/smolder.c alone (not in SERVER_SRC's
+# wildcard), a client of the HTTP API only.
+CLI_BIN := $(BINDIR)/smolder
 
 INTEG_SRC := $(wildcard tests/integration/*_test.sh)
 
@@ -81,7 +84,7 @@ BENCH_BIN := $(BUILD)/bench/bench_storage
 
 .PHONY: all deps test test-unit test-integration test-fuzz fuzz-build bench bench-smoke clean run
 all: $(SERVER_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
-	$(BUILD)/bench/query_bench
+	$(BUILD)/bench/query_bench $(CLI_BIN)
 
 deps:
 	$(Q).ci/deps.sh $(DEB_ALL)
@@ -109,6 +112,11 @@ $(SERVER_BIN): $(BUILD)/server/main.o $(SERVER_OBJ) $(LLHTTP_OBJ) $(BUILD)/libqu
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_SERVER) $(LDLIBS_QUERY) \
 		$(LDLIBS_STORAGE)
+
+$(CLI_BIN): $(BUILD)/server/cli/smolder.o
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl
 
 $(BUILD)/libstorage.a: $(STORAGE_OBJ)
 	$(call msg,AR,$@)
@@ -201,9 +209,9 @@ test-unit: $(UNIT_BIN)
 
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
-test-integration: $(SERVER_BIN) $(BENCH_BIN)
+test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
-		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_BENCH=$(BENCH_BIN) sh $$t; done
+		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) sh $$t; done
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

@@ -1,0 +1,193 @@
+#!/bin/sh
+# cli_test.sh - the smolder command-line client end to end: the storage
+# benchmark's smoke fleet (known totals) in a temporary data dir, the real
+# smolder-server on a loopback port, and the client against it: discovery,
+# folded totals, the top table, diff, and the errors (a bad selector with
+# its caret, a bad flag, an unreachable server) with their exit codes.
+# Cleans up on any exit.
+set -eu
+
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+BENCH=${SMOLDER_BENCH:-build/bench/bench_storage}
+CLI=${SMOLDER_CLI:-bin/smolder}
+tmp=$(mktemp -d /tmp/smolder-ct.XXXXXX)
+pid=""
+
+cleanup() {
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$tmp/cli.err" "$tmp/err"; do
+		[ -s "$f" ] && tail -20 "$f" >&2
+	done
+	exit 1
+}
+
+n=0
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $*"
+}
+
+# the smoke fleet: 160423 samples, 2 hosts, 2026-01-01T00:00Z .. 01:15Z
+"$BENCH" --smoke --dir "$tmp/data" >"$tmp/bench.out" 2>"$tmp/bench.err" ||
+	fail "bench_storage --smoke: $(tail -3 "$tmp/bench.err")"
+grep -q "merge total 160423 samples" "$tmp/bench.err" || fail "unexpected fleet"
+
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+i=0
+while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
+	kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
+	i=$((i + 1))
+	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
+	sleep 0.1
+done
+base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/out")
+
+FROM=2026-01-01T00:00:00Z
+TO=2026-01-02T00:00:00Z
+T=process_cpu:samples:count:cpu:nanoseconds:delta
+
+# cli ARGS...: the client against our server, stdout to $tmp/cli.out,
+# stderr to $tmp/cli.err; sets rc to its exit status.
+cli() {
+	rc=0
+	"$CLI" --server "$base" "$@" >"$tmp/cli.out" 2>"$tmp/cli.err" || rc=$?
+}
+
+cli types --from "$FROM" --to "$TO"
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "$T" ] || fail "types (rc $rc)"
+ok "types"
+
+cli labels --from "$FROM" --to "$TO"
+[ "$rc" = 0 ] && [ "$(tr '\n' ' ' <"$tmp/cli.out")" = "comm exe hostname service version " ] ||
+	fail "labels (rc $rc): $(cat "$tmp/cli.out")"
+ok "labels"
+
+cli labels service --from "$FROM" --to "$TO"
+[ "$rc" = 0 ] && [ "$(wc -l <"$tmp/cli.out")" -ge 2 ] || fail "labels service (rc $rc)"
+sort -c "$tmp/cli.out" || fail "label values not sorted"
+s0=$(head -1 "$tmp/cli.out")
+ok "labels service"
+
+cli labels hostname --query "{service=\"$s0\"}" --from "$FROM" --to "$TO"
+h=$(wc -l <"$tmp/cli.out")
+[ "$rc" = 0 ] && [ "$h" -ge 1 ] && [ "$h" -le 2 ] || fail "labels --query (rc $rc)"
+ok "labels NAME --query"
+
+# the server URL from the environment, with a trailing slash
+rc=0
+SMOLDER_SERVER_URL="$base/" "$CLI" types --from "$FROM" --to "$TO" >"$tmp/cli.out" \
+	2>"$tmp/cli.err" || rc=$?
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "$T" ] || fail "SMOLDER_SERVER_URL (rc $rc)"
+ok "SMOLDER_SERVER_URL"
+
+cli query '{}' --from "$FROM" --to "$TO" --format folded
+[ "$rc" = 0 ] || fail "query folded (rc $rc)"
+sum=$(awk '{ s += $NF } END { print s }' "$tmp/cli.out")
+[ "$sum" = 160423 ] || fail "folded sums to $sum"
+ok "query folded sums to the total"
+
+cli query '{}' --from "$FROM" --to "$TO" --format json --max-nodes 10
+[ "$rc" = 0 ] && grep -q '"total":160423' "$tmp/cli.out" || fail "query json (rc $rc)"
+ok "query json"
+
+cli query '{}' --from "$FROM" --to "$TO" --format pprof -o "$tmp/p.pb.gz"
+[ "$rc" = 0 ] && gzip -t "$tmp/p.pb.gz" || fail "query pprof (rc $rc)"
+ok "query pprof -o FILE"
+
+cli top '{}' --from "$FROM" --to "$TO" --limit 7
+[ "$rc" = 0 ] || fail "top (rc $rc)"
+grep -q '^Total: 160423 samples' "$tmp/cli.out" || fail "top summary line"
+sed -n 2p "$tmp/cli.out" | grep -Eq '^ *flat +flat% +cum +cum% +name$' || fail "top header"
+[ "$(sed 1,2d "$tmp/cli.out" | wc -l)" = 7 ] || fail "top rows"
+# rows: flat flat% cum cum% name..., flat descending, cum >= flat
+sed 1,2d "$tmp/cli.out" | awk '
+	$2 !~ /%$/ || $4 !~ /%$/ { exit 1 }
+	NR > 1 && $1 > prev { exit 1 }
+	$3 < $1 { exit 1 }
+	{ prev = $1 }' || fail "top order: $(cat "$tmp/cli.out")"
+ok "top table: header and rows in flat order"
+
+cli top '{}' --from "$FROM" --to "$TO" --limit 3 --json
+[ "$rc" = 0 ] && grep -q '^{"total":160423,"rows":\[' "$tmp/cli.out" || fail "top --json"
+ok "top --json"
+
+cli query '{}' --from "$FROM" --to "$TO" --format top
+[ "$rc" = 0 ] && grep -q '^Total: 160423 samples' "$tmp/cli.out" || fail "query --format top"
+ok "query --format top"
+
+cli diff "{service=\"$s0\"}" '{}' --from "$FROM" --to "$TO" --format folded
+[ "$rc" = 0 ] && [ -s "$tmp/cli.out" ] || fail "diff (rc $rc)"
+awk '$(NF - 1) !~ /^[0-9]+$/ || $NF !~ /^[0-9]+$/ { exit 1 }
+	{ b += $(NF - 1); c += $NF } END { if (c != 160423 || b <= 0 || b >= c) exit 1 }' \
+	"$tmp/cli.out" || fail "diff folded lines"
+ok "diff folded: two numbers per line"
+
+cli diff '{}' '{}' --from "$FROM" --to "$TO" --base-to 2026-01-01T00:30:00Z --format json
+[ "$rc" = 0 ] && grep -q '"compare":{"self":0,"total":160423}' "$tmp/cli.out" ||
+	fail "diff by range (rc $rc)"
+ok "diff --base-to, json"
+
+# a bad selector: the server's message, and a caret under position 12
+cli query '{service="x"' --from "$FROM" --to "$TO"
+[ "$rc" = 1 ] || fail "bad selector exit $rc"
+grep -q '^smolder: query: 1:13: ' "$tmp/cli.err" || fail "bad selector message"
+line=$(grep -n '{service="x"$' "$tmp/cli.err" | cut -d: -f1)
+[ -n "$line" ] || fail "selector not echoed"
+caret=$(sed -n "$((line + 1))p" "$tmp/cli.err")
+sel=$(sed -n "${line}p" "$tmp/cli.err")
+indent=${sel%%\{*}
+[ "$caret" = "$indent            ^" ] || fail "caret at the wrong column: '$caret'"
+ok "bad selector: exit 1, message and caret"
+
+cli diff '{}' '{a=~"(x"}'
+[ "$rc" = 1 ] && grep -q '^smolder: compare: 1:5: bad regex' "$tmp/cli.err" &&
+	grep -q '^ *    \^$' "$tmp/cli.err" || fail "bad compare selector (rc $rc)"
+ok "bad diff selector names the parameter"
+
+cli query '{}' --from yesterday
+[ "$rc" = 1 ] && grep -q '^smolder: from: ' "$tmp/cli.err" || fail "bad time (rc $rc)"
+ok "bad time: exit 1"
+
+cli query '{}' --bogus
+[ "$rc" = 2 ] && grep -q -- '--bogus' "$tmp/cli.err" || fail "bad flag (rc $rc)"
+cli query '{}' --format xml
+[ "$rc" = 2 ] || fail "bad format (rc $rc)"
+cli top '{}' --limit ten
+[ "$rc" = 2 ] || fail "bad limit (rc $rc)"
+cli frobnicate
+[ "$rc" = 2 ] || fail "unknown command (rc $rc)"
+cli query
+[ "$rc" = 2 ] || fail "missing selector (rc $rc)"
+ok "usage errors: exit 2"
+
+# a port nobody listens on: bind one, note it, let it go
+dead=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+rc=0
+"$CLI" --server "http://127.0.0.1:$dead" types >"$tmp/cli.out" 2>"$tmp/cli.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "http://127.0.0.1:$dead" "$tmp/cli.err" || fail "unreachable (rc $rc)"
+ok "unreachable server: exit 1, names the URL"
+
+rc=0
+"$CLI" --help >"$tmp/cli.out" 2>"$tmp/cli.err" || rc=$?
+[ "$rc" = 0 ] && grep -q '^usage: smolder' "$tmp/cli.out" || fail "--help"
+for c in query diff top labels types; do
+	cli "$c" --help
+	[ "$rc" = 0 ] && grep -q "^usage: smolder $c" "$tmp/cli.out" || fail "$c --help"
+done
+ok "--help, and for each command"
+
+kill -TERM "$pid"
+wait "$pid" || fail "server exit status $?"
+pid=""
+echo "cli_test: all checks passed"
