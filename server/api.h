@@ -15,4 +15,7 @@ typedef struct srv_api {
  * /labels/{name}/values (server/api_query.c). */
 int srv_api_query_routes(srv_http *h, srv_api *api);
 
+/* POST /api/v1/ingest/pprof (server/api_ingest.c). */
+int srv_api_ingest_routes(srv_http *h, srv_api *api);
+
 #endif

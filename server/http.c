@@ -581,6 +581,15 @@ const char *srv_req_query(const srv_req *req, const char *name, size_t i)
 	return NULL;
 }
 
+const char *srv_req_query_at(const srv_req *req, size_t i, const char **value)
+{
+	if (i >= req->nquery)
+		return NULL;
+	if (value)
+		*value = req->query[i].value;
+	return req->query[i].name;
+}
+
 size_t srv_req_query_count(const srv_req *req, const char *name)
 {
 	size_t n = 0;

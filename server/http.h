@@ -128,6 +128,10 @@ const char *srv_req_param(const srv_req *req, const char *name);
  * percent-decoded with '+' as space; "" for "?name" or "?name="; NULL when
  * there are fewer. Repeated parameters ("?a=1&a=2") are all kept. */
 const char *srv_req_query(const srv_req *req, const char *name, size_t i);
+/* The name of the i-th query parameter in request order (and its value
+ * through *value when not NULL), decoded; NULL past the last. */
+const char *srv_req_query_at(const srv_req *req, size_t i, const char **value);
+
 /* How many times query parameter name occurs. */
 size_t srv_req_query_count(const srv_req *req, const char *name);
 /* The first header of that name, compared without case; NULL if absent. */

@@ -343,8 +343,9 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	a.api.db = a.db;
-	if ((rc = srv_api_query_routes(a.http, &a.api))) {
-		fprintf(stderr, "smolder-server: query routes: %s\n", strerror(-rc));
+	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
+	    (rc = srv_api_ingest_routes(a.http, &a.api))) {
+		fprintf(stderr, "smolder-server: API routes: %s\n", strerror(-rc));
 		goto out;
 	}
 

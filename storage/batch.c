@@ -197,9 +197,9 @@ uint64_t st_stack_hash(const st_object *objects, uint32_t nobjects,
 	for (uint32_t i = 0; i < nframes; i++) {
 		const st_frame *f = &frames[i];
 		uint8_t t[16];
-		if (f->kind == ST_FRAME_KERNEL) {
+		if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 			const char *name = f->name ? f->name : "";
-			t[0] = 'K';
+			t[0] = f->kind == ST_FRAME_KERNEL ? 'K' : 'N';
 			XXH3_64bits_update(&h, t, 1);
 			hash_str(&h, name);
 		} else {
@@ -260,12 +260,14 @@ int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
 					return st__fail(err, -EINVAL, "stack %016llx frame %u: object "
 					                "%u does not exist", (unsigned long long)s->id,
 					                j, f->object);
-			} else if (f->kind == ST_FRAME_KERNEL) {
+			} else if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 				size_t n = f->name ? strlen(f->name) : 0;
 				if (n == 0 || n > ST_MAX_SYMBOL_LEN)
-					return st__fail(err, -EINVAL, "stack %016llx frame %u: kernel "
-					                "symbol must be 1..%d bytes",
-					                (unsigned long long)s->id, j, ST_MAX_SYMBOL_LEN);
+					return st__fail(err, -EINVAL, "stack %016llx frame %u: %s "
+					                "name must be 1..%d bytes",
+					                (unsigned long long)s->id, j,
+					                f->kind == ST_FRAME_KERNEL ? "kernel" : "function",
+					                ST_MAX_SYMBOL_LEN);
 			} else {
 				return st__fail(err, -EINVAL, "stack %016llx frame %u: unknown kind %u",
 				                (unsigned long long)s->id, j, f->kind);
@@ -324,7 +326,7 @@ int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *o)
 			const st_frame *f = &s->frames[j];
 			uint8_t k = (uint8_t)f->kind;
 			rc = st__buf_put(o, &k, 1);
-			if (f->kind == ST_FRAME_KERNEL) {
+			if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 				rc = rc ? rc : st__buf_str(o, f->name, strlen(f->name));
 			} else {
 				rc = rc ? rc : st__buf_varint(o, f->object);
@@ -507,7 +509,7 @@ int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
 			if (c.p >= c.end)
 				goto bad;
 			f->kind = *c.p++;
-			if (f->kind == ST_FRAME_KERNEL) {
+			if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 				if (cur_str(&c, ST_MAX_SYMBOL_LEN, &f->name, NULL))
 					goto bad;
 			} else {

@@ -312,17 +312,21 @@ static int object_id(st__meta *m, const st_object *o, int64_t *id)
 }
 
 /* Cache keys: user frames pack (object id, offset) exactly when they fit in
- * 23 + 40 bits; kernel names use their hash with the top bit set. A 64-bit
- * hash collision among kernel names is far less likely than a disk error. */
+ * 23 + 40 bits; kernel and function names use their hash (seeded by kind)
+ * with the top bit set. A 64-bit hash collision among names is far less
+ * likely than a disk error. */
 static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_t *id)
 {
 	int64_t obj = 0;
 	uint64_t key;
 	bool cacheable = true;
 	const char *kname = "";
-	if (f->kind == ST_FRAME_KERNEL) {
+	if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
+		/* named frames: object -1, so a function and a kernel symbol of the
+		 * same name stay two locations */
 		kname = f->name;
-		key = XXH3_64bits(kname, strlen(kname)) | (1ULL << 63);
+		obj = f->kind == ST_FRAME_NAMED ? -1 : 0;
+		key = XXH3_64bits_withSeed(kname, strlen(kname), (uint64_t)f->kind) | (1ULL << 63);
 	} else {
 		int rc = object_id(m, &b->objects[f->object], &obj);
 		if (rc)
@@ -339,7 +343,7 @@ static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_
 	for (int i = 0; i < 2; i++) {
 		sqlite3_stmt *st = i ? ins : sel;
 		sqlite3_bind_int64(st, 1, obj);
-		sqlite3_bind_int64(st, 2, f->kind == ST_FRAME_KERNEL ? 0 : (int64_t)f->offset);
+		sqlite3_bind_int64(st, 2, f->kind == ST_FRAME_USER ? (int64_t)f->offset : 0);
 		sqlite3_bind_text(st, 3, kname, -1, SQLITE_STATIC);
 	}
 	int rc = get_or_insert(m, sel, ins, id);
@@ -532,6 +536,7 @@ static int location_row(st__meta *m, int64_t loc, st_frame_info **out)
 	}
 	const char *kn = (const char *)sqlite3_column_text(st, 2);
 	const char *on = (const char *)sqlite3_column_text(st, 4);
+	bool named = sqlite3_column_int64(st, 0) == -1;
 	const void *bid = sqlite3_column_blob(st, 3);
 	int bl = sqlite3_column_bytes(st, 3);
 	bool kernel = kn && *kn;
@@ -546,7 +551,7 @@ static int location_row(st__meta *m, int64_t loc, st_frame_info **out)
 	char *sp = (char *)(fi + 1);
 	fi->location_id = loc;
 	if (kernel) {
-		fi->kind = ST_FRAME_KERNEL;
+		fi->kind = named ? ST_FRAME_NAMED : ST_FRAME_KERNEL;
 		fi->name = memcpy(sp, kn, kl);
 	} else {
 		fi->kind = ST_FRAME_USER;

@@ -73,15 +73,17 @@ typedef struct st_object {
 	const char *name;
 } st_object;
 
-enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1 };
+enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1, ST_FRAME_NAMED = 2 };
 
 /* One frame. User frames are (object, file offset); kernel frames carry the
- * symbol name the agent read from /proc/kallsyms. */
+ * symbol name the agent read from /proc/kallsyms; named frames carry a
+ * function name from a profile that arrived symbolized (pprof ingest), so
+ * its names are kept without debug info. */
 typedef struct st_frame {
 	uint32_t kind;
 	uint32_t object;     /* user: index into st_batch.objects */
 	uint64_t offset;     /* user: offset in the object's file */
-	const char *name;    /* kernel: symbol */
+	const char *name;    /* kernel: symbol; named: function */
 } st_frame;
 
 /* A stack, leaf first. id must equal st_stack_hash() of the frames. */
@@ -148,7 +150,7 @@ typedef struct st_frame_info {
 	uint32_t build_id_len;
 	const char *object_name;   /* user frames */
 	uint64_t offset;
-	const char *name;          /* kernel frames */
+	const char *name;          /* kernel and named frames */
 } st_frame_info;
 
 typedef struct st_stats {

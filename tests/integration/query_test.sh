@@ -134,6 +134,42 @@ st, ct, body = get("/api/v1/query", query="{}", format="xml")
 assert st == 400; ok("unknown format")
 st, ct, body = get("/api/v1/range", query="{}", step="1ms")
 assert st == 400; ok("too many range points")
+
+# pprof ingest: our own pprof output posted back under another name keeps
+# every frame's name and every value
+def post(path, data, **params):
+    url = base + path + "?" + urllib.parse.urlencode(params)
+    req = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+st, _, pp = get("/api/v1/query", query="{}", format="pprof")
+st, body = post("/api/v1/ingest/pprof", pp, __name__="replay", service="replay")
+assert st == 200 and json.loads(body)["rows"] == 2000, (st, body); ok("pprof ingest (gzip'd)")
+st, body = post("/api/v1/ingest/pprof", gzip.decompress(pp), __name__="replay", service="plain")
+assert st == 200, body; ok("pprof ingest (plain)")
+RT = "replay:samples:count:cpu:nanoseconds:delta"
+assert RT in js("/api/v1/types", **{"from": "now-1h", "to": "now"}); ok("ingested type listed")
+def folded(sel, **rng):
+    st, _, body = get("/api/v1/query", query=sel, format="folded", **rng)
+    assert st == 200, body
+    return sorted(l.replace("_[k]", "") for l in body.decode().splitlines())
+now = {"from": "now-1h", "to": "now"}
+assert folded(RT + '{service="replay"}', **now) == folded("{}"); ok("ingested names and values kept")
+assert js("/api/v1/query", query=RT + "{}", **now)["total"] == 2 * TOTAL; ok("both posts stored")
+st, body = post("/api/v1/ingest/pprof", b"garbage")
+assert st == 400 and "pprof" in json.loads(body)["error"]; ok("garbage is a 400")
+st, body = post("/api/v1/ingest/pprof", b"")
+assert st == 400; ok("empty body is a 400")
+st, body = post("/api/v1/ingest/pprof", b"\x1f\x8b\x08\x00garbage")
+assert st == 400 and "gzip" in json.loads(body)["error"]; ok("bad gzip is a 400")
+st, body = post("/api/v1/ingest/pprof", pp, __name__="bad name")
+assert st == 400; ok("bad __name__ is a 400")
+st, body = post("/api/v1/ingest/pprof", pp, **{"9bad": "x"})
+assert st == 400 and "label" in json.loads(body)["error"], body; ok("bad label name is a 400")
 PY
 
 kill -TERM "$pid"
