@@ -78,7 +78,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o) \
-	build/fuzz/gen/wire/profile.pb-c.o
+	build/fuzz/gen/wire/profile.pb-c.o build/fuzz/server/pprof_in.o
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
@@ -181,7 +181,7 @@ build/fuzz/gen/wire/profile.pb-c.o: $(WIRE_PROTO_SRC)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(filter-out -Werror -Wshadow,$(CFLAGS_BASE)) \
 		-fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
-$(QUERY_SRC:%.c=build/fuzz/%.o): | $(WIRE_PROTO_HDR)
+$(QUERY_SRC:%.c=build/fuzz/%.o) build/fuzz/server/pprof_in.o: | $(WIRE_PROTO_HDR)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)

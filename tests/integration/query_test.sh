@@ -43,7 +43,8 @@ while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
 done
 base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/out")
 
-SMOLDER_BASE=$base python3 - <<'PY' || fail "API checks"
+SMOLDER_BASE=$base SMOLDER_GO_PPROF=$(dirname "$0")/../data/go-cpu.pb.gz \
+	python3 - <<'PY' || fail "API checks"
 import gzip, json, os, sys, urllib.error, urllib.parse, urllib.request
 
 base = os.environ["SMOLDER_BASE"]
@@ -160,6 +161,20 @@ def folded(sel, **rng):
 now = {"from": "now-1h", "to": "now"}
 assert folded(RT + '{service="replay"}', **now) == folded("{}"); ok("ingested names and values kept")
 assert js("/api/v1/query", query=RT + "{}", **now)["total"] == 2 * TOTAL; ok("both posts stored")
+# a CPU profile recorded from a real Go program with runtime/pprof
+# (tests/data/go-cpu.pb.gz); `go tool pprof -top` on it: 1500ms in all,
+# main.spinA 1260ms flat, main.spinB 240ms flat, runtime.main cum 1500ms
+gp = open(os.environ["SMOLDER_GO_PPROF"], "rb").read()
+st, body = post("/api/v1/ingest/pprof", gp, service="gosvc")
+assert st == 200 and json.loads(body)["series"] == 2, body; ok("Go runtime/pprof profile ingested")
+GO = {"from": "2026-11-26T06:55:00Z", "to": "2026-11-26T06:57:00Z"}
+assert js("/api/v1/query", query='{service="gosvc"}', **GO)["total"] == 150; ok("Go samples total")
+cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta"
+assert js("/api/v1/query", query=cpu + '{service="gosvc"}', **GO)["total"] == 1500000000; ok("Go cpu nanoseconds total")
+top = {r["name"]: r for r in js("/api/v1/top", query=cpu + '{service="gosvc"}', **GO)["rows"]}
+assert top["main.spinA"]["flat"] == 1260000000 and top["main.spinB"]["flat"] == 240000000, top
+assert top["runtime.main"]["cum"] == 1500000000; ok("Go function names and values as go tool pprof shows them")
+
 st, body = post("/api/v1/ingest/pprof", b"garbage")
 assert st == 400 and "pprof" in json.loads(body)["error"]; ok("garbage is a 400")
 st, body = post("/api/v1/ingest/pprof", b"")
