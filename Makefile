@@ -27,7 +27,7 @@ DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
 	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
 	libuv1-dev node-llhttp libcurl4-openssl-dev
-DEB_TEST := libcmocka-dev sqlite3 python3 curl
+DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.

@@ -54,6 +54,28 @@ static int minmax_row(void *arg, const st_row *r)
 	return 0;
 }
 
+/* Best of RUNS of storage's share alone: select and sum per stack. */
+static double time_storage(st_db *db, const q_side *s)
+{
+	double best = 1e9;
+	for (int i = 0; i < RUNS; i++) {
+		st_selection *sel;
+		st_stack_sum *sums = NULL;
+		size_t n;
+		st_err err;
+		double t0 = now_s();
+		if (st_select(db, s->m, s->nm, s->from_ns, s->to_ns, &sel, &err) ||
+		    st_merge(db, sel, s->from_ns, s->to_ns, &sums, &n))
+			exit(1);
+		double dt = now_s() - t0;
+		st_selection_free(sel);
+		free(sums);
+		if (dt < best)
+			best = dt;
+	}
+	return best;
+}
+
 /* Best of RUNS: a merge to a tree, then (what == 1) top or (what == 2) a
  * diff of this side against the hour before it. */
 static double time_query(st_db *db, const q_side *s, int what, int64_t *total)
@@ -146,12 +168,14 @@ int main(int argc, char **argv)
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		uint64_t rows = rows_in(db, &cases[c].side);
 		int64_t total;
+		double storage = time_storage(db, &cases[c].side);
 		double merge = time_query(db, &cases[c].side, 0, &total);
 		double top = time_query(db, &cases[c].side, 1, &total);
 		double diff = time_query(db, &cases[c].side, 2, &total);
 		double rate = rows / merge;
 		if (rate > best_rate)
 			best_rate = rate;
+		printf("storage_%s_ms: %.1f\n", cases[c].name, storage * 1e3);
 		printf("merge_%s_ms: %.1f\n", cases[c].name, merge * 1e3);
 		printf("top_%s_ms: %.1f\n", cases[c].name, top * 1e3);
 		printf("diff_%s_ms: %.1f\n", cases[c].name, diff * 1e3);

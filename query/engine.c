@@ -131,15 +131,24 @@ int q_buf_printf(q_buf *b, const char *fmt, ...)
 int q_buf_json_str(q_buf *b, const char *s)
 {
 	int rc = q_buf_put(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; !rc && *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			char e[2] = {'\\', (char)*p};
+	const unsigned char *p = (const unsigned char *)s;
+	while (!rc && *p) {
+		/* copy runs that need no escaping in one go: frame names rarely
+		 * need any, and trees render millions of them */
+		const unsigned char *q = p;
+		while (*q && *q != '"' && *q != '\\' && *q >= 0x20)
+			q++;
+		if (q > p)
+			rc = q_buf_put(b, (const char *)p, (size_t)(q - p));
+		if (rc || !*q)
+			break;
+		if (*q == '"' || *q == '\\') {
+			char e[2] = {'\\', (char)*q};
 			rc = q_buf_put(b, e, 2);
-		} else if (*p < 0x20) {
-			rc = q_buf_printf(b, "\\u%04x", *p);
 		} else {
-			rc = q_buf_put(b, (const char *)p, 1);
+			rc = q_buf_printf(b, "\\u%04x", *q);
 		}
+		p = q + 1;
 	}
 	return rc ? rc : q_buf_put(b, "\"", 1);
 }

@@ -104,6 +104,16 @@ assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == TOTAL; ok("folded sums to
 st, ct, body = get("/api/v1/query", query="{}", format="pprof")
 raw = gzip.decompress(body)
 assert st == 200 and len(raw) > 100; ok("pprof is gzip'd protobuf")
+# and the reference reader agrees on the total
+import subprocess, tempfile
+with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, "p.pb.gz")
+    open(path, "wb").write(body)
+    out = subprocess.run(["go", "tool", "pprof", "-top", "-nodecount=3", path],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "c"))).stdout
+    assert "of %d total" % TOTAL in out, out
+ok("go tool pprof -top reads our pprof with the same total")
 
 tree = js("/api/v1/query", query="{}", max_nodes="10")
 def count(n): return 1 + sum(count(c) for c in n["children"])
