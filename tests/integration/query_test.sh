@@ -6,42 +6,7 @@
 # error a bad query gets. Cleans up on any exit.
 set -eu
 
-SERVER=${SMOLDER_SERVER:-bin/smolder-server}
-BENCH=${SMOLDER_BENCH:-build/bench/bench_storage}
-tmp=$(mktemp -d /tmp/smolder-qt.XXXXXX)
-pid=""
-
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-fail() {
-	echo "FAIL: $*" >&2
-	[ -s "$tmp/err" ] && tail -40 "$tmp/err" >&2
-	exit 1
-}
-
-# the smoke fleet: 160423 samples, 2 hosts, 2026-01-01T00:00Z .. 01:15Z
-"$BENCH" --smoke --dir "$tmp/data" >"$tmp/bench.out" 2>"$tmp/bench.err" ||
-	fail "bench_storage --smoke: $(tail -3 "$tmp/bench.err")"
-grep -q "merge total 160423 samples" "$tmp/bench.err" || fail "unexpected fleet"
-
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-i=0
-while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
-	kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
-	i=$((i + 1))
-	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
-	sleep 0.1
-done
-base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/out")
+. "$(dirname "$0")/fleet.sh"
 
 SMOLDER_BASE=$base SMOLDER_GO_PPROF=$(dirname "$0")/../data/go-cpu.pb.gz \
 	python3 - <<'PY' || fail "API checks"
