@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include "query/parse.h"
 #include "server/api.h"
 #include "server/http.h"
 #include "server/json.h"
@@ -188,32 +189,12 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 /* ---- flags ---- */
 
-/* "30s", "90m", "1h", "7d", "2w"; "0" alone is zero. -EINVAL otherwise. */
+/* Durations as the query language writes them ("30s", "1h30m", "7d";
+ * "0" alone is zero): one parser for flags and queries. */
 static int parse_duration(const char *s, int64_t *out)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || end == s || v < 0 || s[0] == '-' || s[0] == '+')
-		return -EINVAL;
-	int64_t unit;
-	if (!strcmp(end, "") && v == 0)
-		unit = 1;
-	else if (!strcmp(end, "s"))
-		unit = NS_PER_S;
-	else if (!strcmp(end, "m"))
-		unit = 60 * NS_PER_S;
-	else if (!strcmp(end, "h"))
-		unit = 3600 * NS_PER_S;
-	else if (!strcmp(end, "d"))
-		unit = 86400 * NS_PER_S;
-	else if (!strcmp(end, "w"))
-		unit = 7 * 86400 * NS_PER_S;
-	else
-		return -EINVAL;
-	if (__builtin_mul_overflow((int64_t)v, unit, out))
-		return -EINVAL;
-	return 0;
+	q_error e;
+	return q_parse_duration(s, out, &e) ? -EINVAL : 0;
 }
 
 static void usage(FILE *f)

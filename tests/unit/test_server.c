@@ -984,7 +984,7 @@ static void test_parse_addr(void **state)
 		int port;
 	} cases[] = {
 		{"127.0.0.1:7070", AF_INET, 7070},
-		{"0.0.0.0:0", AF_INET, 0},
+		{"0.0.0.0:0", AF_INET, 0},   /* parsed only: tests bind loopback */
 		{"[::1]:7070", AF_INET6, 7070},
 		{"[::]:65535", AF_INET6, 65535},
 		{"[fe80::1]:80", AF_INET6, 80},
