@@ -738,6 +738,25 @@ static int expect(tstate *t, char c, const char *what)
 	return 0;
 }
 
+/* The digits after a ".", the cursor on the "." itself: up to 9 of them,
+ * as nanoseconds added to *frac. */
+static int parse_fraction(tstate *t, int64_t *frac)
+{
+	const char *s = t->s;
+	size_t f = ++t->i;
+	int64_t scale = NS_S;
+	for (; t->i < t->end && is_digit(s[t->i]); t->i++) {
+		if (t->i - f == 9)
+			return fail(t->err, s, t->i, "at most 9 fractional digits "
+			            "(nanoseconds) after \".\"");
+		scale /= 10;
+		*frac += (s[t->i] - '0') * scale;
+	}
+	if (t->i == f)
+		return fail(t->err, s, t->i, "expected digits after \".\"");
+	return 0;
+}
+
 /* YYYY-MM-DD(T|t| )HH:MM:SS[.F{1,9}](Z|z|(+|-)HH:MM), the cursor on the year
  * (whose four digits and "-" the caller has seen). */
 static int parse_rfc3339(tstate *t, int64_t *out)
@@ -765,17 +784,9 @@ static int parse_rfc3339(tstate *t, int64_t *out)
 	    (rc = two(t, "second", 0, 59, &sec)))
 		return rc;
 	if (t->i < t->end && s[t->i] == '.') {
-		size_t f = ++t->i;
-		int64_t scale = NS_S;
-		for (; t->i < t->end && is_digit(s[t->i]); t->i++) {
-			if (t->i - f == 9)
-				return fail(t->err, s, t->i, "at most 9 fractional digits "
-				            "(nanoseconds) after \".\"");
-			scale /= 10;
-			frac += (s[t->i] - '0') * scale;
-		}
-		if (t->i == f)
-			return fail(t->err, s, t->i, "expected digits after \".\"");
+		int rc2 = parse_fraction(t, &frac);
+		if (rc2)
+			return rc2;
 	}
 	char z = t->i < t->end ? s[t->i] : 0;
 	if (z == 'Z' || z == 'z') {
@@ -818,17 +829,9 @@ static int parse_unix(tstate *t, int64_t *out)
 		if (nd > 11)
 			return fail(t->err, s, t->i, "a fraction is only allowed on unix seconds "
 			            "(1 to 11 digits)");
-		size_t f = ++t->i;
-		int64_t scale = NS_S;
-		for (; t->i < t->end && is_digit(s[t->i]); t->i++) {
-			if (t->i - f == 9)
-				return fail(t->err, s, t->i, "at most 9 fractional digits "
-				            "(nanoseconds) after \".\"");
-			scale /= 10;
-			frac += (s[t->i] - '0') * scale;
-		}
-		if (t->i == f)
-			return fail(t->err, s, t->i, "expected digits after \".\"");
+		int rc2 = parse_fraction(t, &frac);
+		if (rc2)
+			return rc2;
 	}
 	if (t->i != t->end) {
 		int64_t d;
