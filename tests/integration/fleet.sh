@@ -4,36 +4,11 @@
 # 01:15Z) as data, and smolder-server on a loopback port over it. The
 # server listens on 127.0.0.1:0 and $base is read back from its
 # "listening on" line, so no other process can take the port.
-# Uses SMOLDER_SERVER and SMOLDER_BENCH; sets tmp, pid, base.
+# Uses SMOLDER_SERVER and SMOLDER_BENCH; sets tmp, pid, base (lib.sh).
 
 SERVER=${SMOLDER_SERVER:-bin/smolder-server}
 BENCH=${SMOLDER_BENCH:-build/bench/bench_storage}
-tmp=$(mktemp -d /tmp/smolder-fleet.XXXXXX)
-pid=""
-
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-fail() {
-	echo "FAIL: $*" >&2
-	for f in "$tmp/cli.err" "$tmp/err"; do
-		[ -s "$f" ] && tail -20 "$f" >&2
-	done
-	exit 1
-}
-
-n=0
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $*"
-}
+. "$(dirname "$0")/lib.sh"
 
 "$BENCH" --smoke --dir "$tmp/data" >"$tmp/bench.out" 2>"$tmp/bench.err" ||
 	fail "bench_storage --smoke: $(tail -3 "$tmp/bench.err")"

@@ -11,33 +11,7 @@
 set -eu
 
 SERVER=${SMOLDER_SERVER:-bin/smolder-server}
-tmp=$(mktemp -d /tmp/smolder-it.XXXXXX)
-pid=""
-checks=0
-
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-fail() {
-	echo "FAIL: $*" >&2
-	if [ -s "$tmp/err" ]; then
-		echo "--- server stderr (last 40 lines) ---" >&2
-		tail -40 "$tmp/err" >&2
-	fi
-	exit 1
-}
-
-ok() {
-	checks=$((checks + 1))
-	echo "ok $checks - $*"
-}
+. "$(dirname "$0")/lib.sh"
 
 # start [flags...]: launches the server and sets $pid and $base once it
 # listens.
