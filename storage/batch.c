@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "storage/st_int.h"
+#include "wire/wire.h"   /* header only: the stack-ID normal form */
 
 int st_utf8_valid(const char *s, size_t n)
 {
@@ -186,9 +187,11 @@ int st_series_id(const st_series_def *s, uint64_t *out, st_err *err)
 	return 0;
 }
 
-/* The normalized form hashed for a stack ID, documented in docs/format.md:
- * per frame, user: 'U', build ID length (1 byte), build ID, offset (u64 LE);
- * kernel: 'K', name length (varint), name. Leaf first. */
+/* The normalized form hashed for a stack ID (docs/format.md, section 6)
+ * is defined once, by the header-only helpers of wire/wire.h, so that the
+ * agent, which links wire/ and not storage/, computes the same IDs. An
+ * out-of-range object hashes as an empty build ID (validation refuses such
+ * a frame anyway). */
 uint64_t st_stack_hash(const st_object *objects, uint32_t nobjects,
                        const st_frame *frames, uint32_t nframes)
 {
@@ -196,26 +199,22 @@ uint64_t st_stack_hash(const st_object *objects, uint32_t nobjects,
 	XXH3_64bits_reset(&h);
 	for (uint32_t i = 0; i < nframes; i++) {
 		const st_frame *f = &frames[i];
-		uint8_t t[16];
 		if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 			const char *name = f->name ? f->name : "";
-			t[0] = f->kind == ST_FRAME_KERNEL ? 'K' : 'N';
-			XXH3_64bits_update(&h, t, 1);
-			hash_str(&h, name);
+			wire_stack_hash_name(&h, f->kind, name, strlen(name));
 		} else {
 			const st_object *o = f->object < nobjects ? &objects[f->object] : NULL;
-			uint32_t bl = o ? o->build_id_len : 0;
-			t[0] = 'U';
-			t[1] = (uint8_t)bl;
-			XXH3_64bits_update(&h, t, 2);
-			if (bl)
-				XXH3_64bits_update(&h, o->build_id, bl);
-			st__put_u64(t, f->offset);
-			XXH3_64bits_update(&h, t, 8);
+			wire_stack_hash_user(&h, o ? o->build_id : NULL, o ? o->build_id_len : 0,
+			                     f->offset);
 		}
 	}
 	return XXH3_64bits_digest(&h);
 }
+
+_Static_assert((int)ST_FRAME_USER == (int)WIRE_FRAME_USER &&
+               (int)ST_FRAME_KERNEL == (int)WIRE_FRAME_KERNEL &&
+               (int)ST_FRAME_NAMED == (int)WIRE_FRAME_NAMED, "frame kinds are numbered alike");
+_Static_assert(ST_MAX_BUILD_ID_LEN <= 255, "the stack hash stores build ID lengths in a byte");
 
 int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
 {

@@ -336,8 +336,11 @@ static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *er
 				if (rc)
 					break;
 			}
+			/* -ENOENT, not -EINVAL: the batch is well formed, the store
+			 * just lacks a stack the sender believed it had (the agent's
+			 * stack cache; the server answers 409 and the agent resends) */
 			if (st__map_get(&inb, id) == ST__MAP_NONE)
-				rc = st__fail(err, -EINVAL, "sample %u: stack %016" PRIx64 " is "
+				rc = st__fail(err, -ENOENT, "sample %u: stack %016" PRIx64 " is "
 				              "unknown; send its frames in the batch", i, id);
 		}
 		kidx[i] = last_k = k;
@@ -849,6 +852,8 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 		return rc;
 	uint32_t *kidx = malloc((d.b.nsamples + 1) * sizeof(*kidx));
 	rc = kidx ? check_stacks(ra->db, &d.b, kidx, ra->err) : -ENOMEM;
+	if (rc == -ENOENT)
+		rc = -EBADMSG;   /* in a logged record, a missing stack is damage */
 	if (!rc)
 		rc = put_meta(ra->db, &d.b, d.series_ids);
 	if (!rc)

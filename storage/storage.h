@@ -191,9 +191,12 @@ void st_close(st_db *db);
 /* Validates batch, writes it to the WAL and the head, and returns once the
  * WAL record is on stable storage (group commit with concurrent callers).
  * Reads may see the rows a moment before the call returns. Thread-safe.
- * Returns 0, -EINVAL with err for a bad batch, or -EIO when the disk failed:
- * the store then refuses every further append, and whether that last batch
- * survives a restart depends on what reached the disk. */
+ * Returns 0, -EINVAL with err for a bad batch, -ENOENT with err when a
+ * sample names a stack that is neither in the batch nor stored (the batch
+ * is otherwise fine: the sender should resend it with that stack's frames;
+ * nothing of it was stored), or -EIO when the disk failed: the store then
+ * refuses every further append, and whether that last batch survives a
+ * restart depends on what reached the disk. */
 int st_append(st_db *db, const st_batch *batch, st_err *err);
 
 /* The stable 64-bit ID of a stack: XXH3 over the normalized frames (build
