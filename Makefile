@@ -26,7 +26,7 @@ BUILD ?= build
 DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
 	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
-	libuv1-dev node-llhttp libcurl4-openssl-dev
+	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev
 DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
@@ -54,10 +54,15 @@ LLHTTP_INC := /usr/share/include/llhttp
 LLHTTP_DIR := /usr/share/llhttp
 LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 
+# wire/: the native batch format, shared by agent and server; it needs
+# only lz4 and xxHash (LDLIBS_WIRE).
+WIRE_OBJ := $(BUILD)/wire/wire.o
+LDLIBS_WIRE := -llz4 -lxxhash
+
 # The server: main.c is the program, the rest is what unit tests link.
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
-LDLIBS_SERVER := -luv -lpthread
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(WIRE_OBJ)
+LDLIBS_SERVER := -luv -lpthread -lelf
 # bin/ for the optimized build, build/asan/bin/ for the sanitizer one.
 BINDIR := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 SERVER_BIN := $(BINDIR)/smolder-server
@@ -78,7 +83,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o) \
-	build/fuzz/gen/wire/profile.pb-c.o build/fuzz/server/pprof_in.o
+	build/fuzz/gen/wire/profile.pb-c.o build/fuzz/server/pprof_in.o build/fuzz/wire/wire.o
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
@@ -143,6 +148,7 @@ $(QUERY_OBJ): | $(WIRE_PROTO_HDR)
 # module needs: TEST_<name>_OBJ (objects, also prerequisites), TEST_<name>_LIBS.
 TEST_server_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_server_LIBS := -lcurl $(LDLIBS_SERVER)
+TEST_wire_OBJ = $(WIRE_OBJ)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$$(TEST_$$*_OBJ)
@@ -150,6 +156,14 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstora
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(TEST_$*_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$(LDFLAGS_SAN) -lcmocka $(TEST_$*_LIBS) $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
+
+# Makes native batches for the integration scripts (valid, broken in
+# chosen ways) and prints fallback build IDs: no hand-made bytes in tests.
+MKBATCH_BIN := $(BUILD)/tests/mkbatch
+$(MKBATCH_BIN): tests/tools/mkbatch.c $(WIRE_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) $(LDLIBS_WIRE)
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)
@@ -209,9 +223,10 @@ test-unit: $(UNIT_BIN)
 
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
-test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN)
+test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
-		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) sh $$t; done
+		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
+		SMOLDER_MKBATCH=$(MKBATCH_BIN) sh $$t; done
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

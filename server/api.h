@@ -4,18 +4,44 @@
 #ifndef SMOLDER_SRV_API_H
 #define SMOLDER_SRV_API_H
 
+#include <pthread.h>
+
 #include "server/http.h"
 #include "storage/storage.h"
 
+/* What one agent sent last (server/ingest_native.c). */
+typedef struct srv_agent srv_agent;
+
 typedef struct srv_api {
 	st_db *db;
+	const char *data_dir;      /* the store's directory; debug info goes to
+	                            * data_dir/debuginfo/ */
+	pthread_mutex_t agents_mu; /* guards agents and nagents */
+	srv_agent *agents;         /* per agent_id, in memory only: the last
+	                            * accepted batch's header and counters */
+	size_t nagents;
 } srv_api;
+
+/* Sets up api (db and data_dir are not copied and must outlive it) and
+ * creates data_dir/debuginfo/. Returns 0 or -errno. Free with
+ * srv_api_free(), which accepts a zeroed api. */
+int srv_api_init(srv_api *api, st_db *db, const char *data_dir);
+void srv_api_free(srv_api *api);
 
 /* GET /api/v1/query, /diff, /top, /range, /types, /labels,
  * /labels/{name}/values (server/api_query.c). */
 int srv_api_query_routes(srv_http *h, srv_api *api);
 
-/* POST /api/v1/ingest/pprof (server/api_ingest.c). */
+/* POST /api/v1/ingest/pprof (server/api_ingest.c) and POST /api/v1/ingest,
+ * the agent's native batches (server/ingest_native.c). */
 int srv_api_ingest_routes(srv_http *h, srv_api *api);
+int srv_api_ingest_native_routes(srv_http *h, srv_api *api);
+
+/* Writes "agents": [...] (one object per agent seen since start) into an
+ * open JSON object, for GET /api/v1/status. */
+void srv_api_agents_json(srv_api *api, srv_json *j);
+
+/* HEAD and PUT /api/v1/debuginfo/{build_id} (server/api_debuginfo.c). */
+int srv_api_debuginfo_routes(srv_http *h, srv_api *api);
 
 #endif

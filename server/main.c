@@ -163,6 +163,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_obj_end(j);
 	pthread_mutex_unlock(&a->mu);
 
+	srv_api_agents_json(&a->api, j);
 	srv_json_obj_end(j);
 	return 0;
 }
@@ -323,9 +324,15 @@ int main(int argc, char **argv)
 			        routes[i].path, strerror(-rc));
 			goto out;
 		}
-	a.api.db = a.db;
+	if ((rc = srv_api_init(&a.api, a.db, data_dir))) {
+		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", data_dir,
+		        strerror(-rc));
+		goto out;
+	}
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
-	    (rc = srv_api_ingest_routes(a.http, &a.api))) {
+	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
+	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
+	    (rc = srv_api_debuginfo_routes(a.http, &a.api))) {
 		fprintf(stderr, "smolder-server: API routes: %s\n", strerror(-rc));
 		goto out;
 	}
@@ -360,6 +367,7 @@ out:
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	st_close(a.db);
 	srv_http_free(a.http);
+	srv_api_free(&a.api);
 	if (uv_loop_close(&a.loop))
 		fprintf(stderr, "smolder-server: event loop still has open handles at exit\n");
 	pthread_mutex_destroy(&a.mu);
