@@ -26,7 +26,8 @@ BUILD ?= build
 DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
 	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
-	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev
+	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev \
+	libbpf-dev bpftool
 DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
@@ -70,6 +71,18 @@ SERVER_BIN := $(BINDIR)/smolder-server
 # wildcard), a client of the HTTP API only.
 CLI_BIN := $(BINDIR)/smolder
 
+# The agent: agent/*.c with the BPF program embedded through a bpftool
+# skeleton. vmlinux.h comes from this machine's BTF; CO-RE relocates the
+# object to whatever kernel runs it, so it is generated, never committed.
+AGENT_SRC := $(wildcard agent/*.c)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o)
+AGENT_BIN := $(BINDIR)/smolder-agent
+BPF_VMLINUX := $(GEN)/bpf/vmlinux.h
+BPF_OBJ := $(GEN)/bpf/profile.bpf.o
+BPF_SKEL := $(GEN)/bpf/profile.skel.h
+LDLIBS_AGENT := -lbpf -lelf -lcurl -lz $(LDLIBS_WIRE)
+BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
 INTEG_SRC := $(wildcard tests/integration/*_test.sh)
 
 WIRE_PROTO_SRC := $(GEN)/wire/profile.pb-c.c
@@ -88,15 +101,15 @@ FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
 .PHONY: all deps test test-unit test-integration test-fuzz fuzz-build bench bench-smoke clean run
-all: $(SERVER_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
-	$(BUILD)/bench/query_bench $(CLI_BIN)
+all: $(SERVER_BIN) $(AGENT_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
+	$(BUILD)/bench/query_bench $(CLI_BIN) $(BUILD)/bench/cpu_load
 
 deps:
 	$(Q).ci/deps.sh $(DEB_ALL)
 
-# The agent is not built yet: this starts the server alone, data in ./data.
+# Server and agent on this host, data in ./data (.ci/run-local.sh).
 run: deps all
-	$(Q)$(SERVER_BIN) --data-dir data
+	$(Q).ci/run-local.sh
 
 $(BUILD)/%.o: %.c
 	$(call msg,CC,$@)
@@ -122,6 +135,35 @@ $(CLI_BIN): $(BUILD)/server/cli/smolder.o
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl
+
+$(BPF_VMLINUX):
+	$(call msg,BTF,$@)
+	@mkdir -p $(@D)
+	$(Q)bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+$(BPF_OBJ): bpf/profile.bpf.c bpf/profile.h $(BPF_VMLINUX)
+	$(call msg,BPF,$@)
+	$(Q)clang -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(GEN)/bpf -Ibpf \
+		-Wall -Werror -c $< -o $@
+$(BPF_SKEL): $(BPF_OBJ)
+	$(call msg,SKEL,$@)
+	$(Q)bpftool gen skeleton $< name profile_bpf > $@.tmp && mv $@.tmp $@
+$(AGENT_OBJ): | $(BPF_SKEL)
+$(BUILD)/agent/%.o: CFLAGS_ALL += -I$(GEN)/bpf
+
+# The integration tests' profiling subject: frame pointers in every
+# function (-O0: gcc 12 drops the frame of a leaf at -O1 even with
+# -fno-omit-frame-pointer), no sanitizer, it is not ours under test.
+FP_BUSY_BIN := $(BUILD)/tests/fp_busy
+$(FP_BUSY_BIN): tests/programs/fp_busy.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O0 -g -fno-omit-frame-pointer $< -o $@
+
+# agent/ uses bpf/ and wire/ only (docs/architecture.md).
+$(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_AGENT)
 
 $(BUILD)/libstorage.a: $(STORAGE_OBJ)
 	$(call msg,AR,$@)
@@ -177,6 +219,12 @@ $(BUILD)/bench/query_bench: bench/query_bench.c $(BUILD)/libquery.a $(BUILD)/lib
 	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$(LDFLAGS_SAN) $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 
+# bench/agent_overhead's workload: plain -O2, frame pointers for perf's sake.
+$(BUILD)/bench/cpu_load: bench/cpu_load.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) -O2 -g -fno-omit-frame-pointer -pthread $< -o $@
+
 $(BUILD)/bench/fsync_bench: bench/fsync_bench.c
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -223,10 +271,12 @@ test-unit: $(UNIT_BIN)
 
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
-test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN)
+test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
+		$(FP_BUSY_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
-		SMOLDER_MKBATCH=$(MKBATCH_BIN) sh $$t; done
+		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) \
+		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) sh $$t; done
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

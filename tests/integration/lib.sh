@@ -17,7 +17,7 @@ trap 'exit 1' INT TERM HUP
 # fail MESSAGE: the tail of whatever the server and client wrote to stderr
 fail() {
 	echo "FAIL: $*" >&2
-	for f in "$tmp/cli.err" "$tmp/err"; do
+	for f in "$tmp/cli.err" "$tmp/err" "$tmp/agent.err"; do
 		if [ -s "$f" ]; then
 			echo "--- $f (last 40 lines) ---" >&2
 			tail -40 "$f" >&2

@@ -1,0 +1,244 @@
+/* agent.h - smolder-agent's parts (ag_ prefix). main.c wires them:
+ *
+ *   sampler.c   loads bpf/profile.bpf.c (skeleton), one perf event per CPU,
+ *               process events from the ring buffer, drains a map set
+ *   procs.c     per-process state: labels, /proc/PID/maps, addr → (object, offset)
+ *   objects.c   ELF objects by (dev, inode, mtime): build IDs with libelf
+ *   ksyms.c     kernel addresses → names from /proc/kallsyms
+ *   batch.c     one interval's counts → a wire batch (wire/wire.h)
+ *   push.c      the send queue: in-order delivery, retry, backlog, stack
+ *               cache, debug-info uploads (libcurl)
+ *
+ * Everything runs on one thread; nothing here is thread-safe. */
+#ifndef SMOLDER_AGENT_H
+#define SMOLDER_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wire/wire.h"
+
+/* ---- objects.c ---- */
+
+typedef struct ag_obj {
+	uint8_t build_id[WIRE_MAX_BUILD_ID];
+	uint32_t build_id_len;
+	char *name;           /* path in the process' view, for display */
+	int fd;               /* kept open until uploaded (or known to the server) */
+	uint64_t size;
+	bool uploaded;        /* the server has it (HEAD 200 or PUT done) */
+	bool upload_failed;   /* too big or rejected: not retried */
+	uint64_t last_used;   /* drain number */
+	uint32_t batch_idx;   /* scratch for batch.c */
+	uint64_t batch_gen;
+	dev_t dev;
+	ino_t ino;
+	int64_t mtime_ns;
+} ag_obj;
+
+typedef struct ag_objs ag_objs;
+
+int ag_objs_new(ag_objs **out);
+void ag_objs_free(ag_objs *o);
+/* The object behind an open file descriptor (taken over: closed by the
+ * cache when it is not needed). Returns NULL when fd is no ELF file. */
+ag_obj *ag_objs_get(ag_objs *o, int fd, const char *name);
+/* Closes files of objects unused since drain number `before`. */
+void ag_objs_expire(ag_objs *o, uint64_t before);
+/* Iteration for uploads. */
+size_t ag_objs_count(const ag_objs *o);
+ag_obj *ag_objs_at(ag_objs *o, size_t i);
+
+/* Reads the GNU build ID note of an ELF file; fills id (up to
+ * WIRE_MAX_BUILD_ID bytes). Returns its length, 0 when the file has none,
+ * or a negative errno when it is no ELF file. */
+int ag_elf_build_id(int fd, uint8_t *id, size_t cap);
+
+/* ---- ksyms.c ---- */
+
+typedef struct ag_ksyms ag_ksyms;
+
+int ag_ksyms_load(const char *path, ag_ksyms **out);
+void ag_ksyms_free(ag_ksyms *k);
+/* The function containing addr, NULL when none. */
+const char *ag_ksyms_find(const ag_ksyms *k, uint64_t addr);
+size_t ag_ksyms_count(const ag_ksyms *k);
+
+/* ---- procs.c ---- */
+
+enum { AG_MAP_FILE, AG_MAP_VDSO, AG_MAP_ANON };
+
+typedef struct ag_mapping {
+	uint64_t start, end, pgoff;
+	uint64_t ino;
+	int kind;
+	ag_obj *obj;          /* AG_MAP_FILE */
+} ag_mapping;
+
+typedef struct ag_proc {
+	pid_t pid;
+	char comm[17];
+	char *exe;
+	char *cgroup;
+	char *container;
+	char build_id_hex[2 * WIRE_MAX_BUILD_ID + 1]; /* main executable's */
+	ag_mapping *maps;
+	size_t nmaps;
+	int64_t maps_read_ns;
+	uint64_t maps_read_drain;
+	bool exited;          /* freed after the next drain */
+	bool gone;            /* /proc/PID had vanished when we looked */
+	uint32_t batch_idx;
+	uint64_t batch_gen;
+} ag_proc;
+
+typedef struct ag_procs ag_procs;
+
+typedef struct ag_procs_opts {
+	const char *proc_root;  /* "/proc" */
+	ag_objs *objs;
+} ag_procs_opts;
+
+int ag_procs_new(const ag_procs_opts *opt, ag_procs **out);
+void ag_procs_free(ag_procs *p);
+/* The process, created (and /proc read) when unknown. comm may be NULL. */
+ag_proc *ag_procs_get(ag_procs *p, pid_t pid, const char *comm);
+/* A process event: new/exec reread its mappings now; exit marks it. */
+void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm);
+/* Rereads /proc/PID/maps (at most once per drain). Returns 0, or -ESRCH
+ * when the process is gone. */
+int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain);
+/* A process is announced at its first sample, often while the dynamic
+ * loader still maps its libraries; if it exits before the drain its
+ * mappings can no longer be read. So /proc/PID/maps is read again shortly
+ * after each announcement (AG_REREAD_NS). Runs the rereads that are due
+ * and returns when the next one is (0: none waits). */
+int64_t ag_procs_tick(ag_procs *p, int64_t now_mono_ns);
+/* The mapping holding addr, NULL if none. */
+const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr);
+/* Frees processes that exited before this drain, and those unsampled for
+ * a while whose /proc entry has vanished (an exit event lost). */
+void ag_procs_sweep(ag_procs *p, uint64_t drain);
+size_t ag_procs_count(const ag_procs *p);
+
+/* ---- sampler.c ---- */
+
+typedef struct ag_sampler ag_sampler;
+
+typedef struct ag_sampler_opts {
+	unsigned frequency;     /* Hz per CPU */
+	unsigned interval_s;    /* for sizing the maps */
+	bool kernel_stacks;
+	pid_t filter_pid;       /* 0: every process */
+	bool verbose;
+	/* process events, called from ag_sampler_poll() */
+	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm);
+	void *arg;
+} ag_sampler_opts;
+
+/* One drained (process, user stack, kernel stack) counter. Frames point
+ * into the drain's own memory, valid until the next drain. */
+typedef struct ag_count {
+	pid_t pid;
+	const uint64_t *ustack;
+	uint32_t nustack;
+	const uint64_t *kstack;
+	uint32_t nkstack;
+	uint64_t count;
+} ag_count;
+
+enum {
+	AG_STAT_SAMPLES, AG_STAT_COUNT_FULL, AG_STAT_STACK_FULL, AG_STAT_USTACK_ERR,
+	AG_STAT_KSTACK_ERR, AG_STAT_EVENTS_LOST, AG_STAT_N
+};
+
+/* Loads and attaches. On failure says why on stderr (missing BTF,
+ * privileges, perf_event_paranoid, ...) and returns a negative errno. */
+int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out);
+/* Detaches everything and frees. Accepts NULL. */
+void ag_sampler_close(ag_sampler *s);
+/* Waits up to timeout_ms for process events and handles them. */
+int ag_sampler_poll(ag_sampler *s, int timeout_ms);
+/* Switches map sets and returns the counters of the set that was filled.
+ * *counts stays valid until the next call. */
+int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);
+/* Totals since load, summed over CPUs (AG_STAT_*). */
+void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N]);
+int ag_sampler_ncpus(const ag_sampler *s);
+
+/* ---- batch.c ---- */
+
+/* One interval's data, owning every byte its wire_batch points to. */
+typedef struct ag_batch ag_batch;
+
+typedef struct ag_batch_ctx {
+	const char *agent_id;
+	const char *hostname;
+	const char *profile_type;
+	uint64_t period_ns;
+	const wire_label *extra_labels;  /* --label key=value */
+	uint32_t nextra;
+	bool pid_label;
+	bool verbose;                    /* say which samples lack mappings */
+	ag_procs *procs;
+	ag_ksyms *ksyms;
+	uint64_t drain;                  /* drain number */
+	/* totals the agent reports, updated by ag_batch_build */
+	uint64_t samples_no_mapping;     /* samples with a user frame outside every mapping */
+	uint64_t samples_no_process;     /* samples of processes gone before we read /proc */
+	uint64_t kernel_unknown;         /* kernel frames without a symbol */
+} ag_batch_ctx;
+
+int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
+                   int64_t start_ns, int64_t end_ns, ag_batch **out);
+void ag_batch_free(ag_batch *b);
+/* The batch as the wire sees it (every stack included). */
+const wire_batch *ag_batch_wire(const ag_batch *b);
+/* Bytes held, for the backlog budget. */
+size_t ag_batch_bytes(const ag_batch *b);
+/* Objects referenced by the batch. */
+ag_obj *const *ag_batch_objects(const ag_batch *b, size_t *n);
+/* Replaces the counters reported with the batch (copied). */
+int ag_batch_set_counters(ag_batch *b, const wire_counter *c, uint32_t n);
+
+/* ---- push.c ---- */
+
+typedef struct ag_push ag_push;
+
+typedef struct ag_push_opts {
+	const char *server;          /* "http://127.0.0.1:7070" */
+	size_t buffer_bytes;         /* backlog budget */
+	bool upload;                 /* debug-info uploads on */
+	uint64_t upload_max_bytes;   /* files bigger are not uploaded */
+	uint64_t upload_budget;      /* bytes uploaded per flush at most */
+	bool verbose;
+} ag_push_opts;
+
+typedef struct ag_push_stats {
+	uint64_t batches_sent, batches_dropped, batches_rejected, retries;
+	uint64_t stacks_resent;      /* after the server said it lacked some */
+	uint64_t uploads, upload_bytes, upload_skipped;
+	size_t queued, queued_bytes;
+} ag_push_stats;
+
+int ag_push_new(const ag_push_opts *opt, ag_push **out);
+void ag_push_free(ag_push *p);
+/* Queues a batch (taken over); drops the oldest when over budget. */
+void ag_push_enqueue(ag_push *p, ag_batch *b);
+/* Sends what is queued, oldest first, until the queue is empty, a send
+ * fails, or now is before the backoff. Returns the number sent. */
+int ag_push_flush(ag_push *p, int64_t now_ns);
+/* Uploads debug info for objects the server lacks, within the budget. */
+void ag_push_upload(ag_push *p, ag_objs *objs);
+/* When the next retry is due (0: nothing waits). */
+int64_t ag_push_next_retry(const ag_push *p);
+void ag_push_get_stats(const ag_push *p, ag_push_stats *out);
+
+/* ---- util ---- */
+
+int64_t ag_now_ns(void);       /* CLOCK_REALTIME */
+int64_t ag_mono_ns(void);      /* CLOCK_MONOTONIC */
+
+#endif

@@ -1,0 +1,401 @@
+/* batch.c - one interval's drained counters turned into a wire batch:
+ * addresses become (object, file offset) through the process' mappings,
+ * kernel addresses become names, and identical normalized stacks get the
+ * same stable ID on every host (wire_stack_id). The batch owns every byte
+ * it points to (one arena), so it can wait in the backlog while the server
+ * is away. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+
+typedef struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	_Alignas(16) uint8_t data[];
+} chunk;
+
+struct ag_batch {
+	wire_batch w;
+	chunk *arena;
+	size_t bytes;
+	ag_obj **objs;
+	size_t nobjs;
+	wire_counter *counters;
+};
+
+static void *aalloc(ag_batch *b, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	chunk *c = b->arena;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = n > 65536 ? n : 65536;
+		c = malloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->next = b->arena;
+		c->used = 0;
+		c->cap = cap;
+		b->arena = c;
+		b->bytes += sizeof(*c) + cap;
+	}
+	void *p = c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+/* Label values must be UTF-8 (storage rejects anything else); comm and
+ * paths are bytes. Invalid sequences become '?'. */
+static char *astr(ag_batch *b, const char *s)
+{
+	size_t n = strlen(s);
+	unsigned char *d = aalloc(b, n + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, n + 1);
+	for (size_t i = 0; i < n;) {
+		unsigned c = d[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
+		             (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(c > 0xf4);
+		for (size_t k = 1; ok && k < len; k++)
+			ok = (d[i + k] & 0xc0) == 0x80;
+		if (ok && len == 3) {
+			unsigned v = (c & 0x0f) << 12 | (d[i + 1] & 0x3fu) << 6;
+			ok = v >= 0x800 && (v < 0xd800 || v > 0xdfff);
+		}
+		if (ok && len == 4)
+			ok = !(c == 0xf0 && d[i + 1] < 0x90) && !(c == 0xf4 && d[i + 1] > 0x8f);
+		if (!ok) {
+			d[i++] = '?';
+			continue;
+		}
+		if (len == 1 && c < 0x20)
+			d[i] = '?';
+		i += len;
+	}
+	return (char *)d;
+}
+
+typedef struct sdyn {
+	void *v;
+	size_t n, cap;
+} sdyn;
+
+static void *dpush(sdyn *d, size_t size)
+{
+	if (d->n == d->cap) {
+		size_t c = d->cap ? d->cap * 2 : 64;
+		void *nv = realloc(d->v, c * size);
+		if (!nv)
+			return NULL;
+		d->v = nv;
+		d->cap = c;
+	}
+	return (uint8_t *)d->v + size * d->n++;
+}
+
+/* stack ID set for one batch: open addressing */
+typedef struct idset {
+	uint64_t *v;
+	size_t cap;
+} idset;
+
+static int idset_add(idset *s, uint64_t id, size_t *count)
+{
+	if ((*count + 1) * 2 > s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 1024;
+		uint64_t *nv = calloc(nc, sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->v[i]) {
+				size_t j = s->v[i] & (nc - 1);
+				while (nv[j])
+					j = (j + 1) & (nc - 1);
+				nv[j] = s->v[i];
+			}
+		free(s->v);
+		s->v = nv;
+		s->cap = nc;
+	}
+	id |= !id;  /* 0 marks a free slot */
+	size_t j = id & (s->cap - 1);
+	while (s->v[j]) {
+		if (s->v[j] == id)
+			return 0;
+		j = (j + 1) & (s->cap - 1);
+	}
+	s->v[j] = id;
+	(*count)++;
+	return 1;
+}
+
+static int add_label(ag_batch *b, sdyn *labels, const char *name, const char *value)
+{
+	if (!value || !*value)
+		return 0;
+	wire_label *l = dpush(labels, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->name = name;
+	l->value = astr(b, value);
+	return l->value ? 0 : -ENOMEM;
+}
+
+static bool extra_has(const ag_batch_ctx *ctx, const char *name)
+{
+	for (uint32_t i = 0; i < ctx->nextra; i++)
+		if (!strcmp(ctx->extra_labels[i].name, name))
+			return true;
+	return false;
+}
+
+static int process_labels(ag_batch_ctx *ctx, ag_batch *b, const ag_proc *pr, wire_process *wp)
+{
+	sdyn l = {0};
+	char pid[16];
+	snprintf(pid, sizeof(pid), "%d", pr->pid);
+	struct {
+		const char *name, *value;
+	} builtin[] = {
+		{"hostname", ctx->hostname}, {"comm", pr->comm}, {"exe", pr->exe},
+		{"cgroup", pr->cgroup}, {"container_id", pr->container},
+		{"build_id", pr->build_id_hex}, {"pid", ctx->pid_label ? pid : NULL},
+	};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]) && !rc; i++)
+		if (!extra_has(ctx, builtin[i].name))
+			rc = add_label(b, &l, builtin[i].name, builtin[i].value);
+	for (uint32_t i = 0; i < ctx->nextra && !rc; i++)
+		rc = add_label(b, &l, ctx->extra_labels[i].name, ctx->extra_labels[i].value);
+	if (!rc) {
+		wire_label *v = aalloc(b, l.n * sizeof(*v) + 1);
+		if (!v)
+			rc = -ENOMEM;
+		else if (l.n)
+			memcpy(v, l.v, l.n * sizeof(*v));
+		wp->pid = (uint32_t)pr->pid;
+		wp->labels = v;
+		wp->nlabels = (uint32_t)l.n;
+	}
+	free(l.v);
+	return rc;
+}
+
+int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
+                   int64_t start_ns, int64_t end_ns, ag_batch **out)
+{
+	int rc = 0;
+	static uint64_t gen;
+	gen++;
+	sdyn procs = {0}, objs = {0}, objp = {0}, stacks = {0}, rows = {0};
+	idset ids = {0};
+	size_t nids = 0;
+	wire_frame *fr = malloc(2 * 128 * sizeof(*fr));
+	ag_batch *b = calloc(1, sizeof(*b));
+	if (!b || !fr) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	b->w.agent_id = astr(b, ctx->agent_id);
+	b->w.hostname = astr(b, ctx->hostname);
+	b->w.profile_type = astr(b, ctx->profile_type);
+	if (!b->w.agent_id || !b->w.hostname || !b->w.profile_type) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	b->w.seq = seq;
+	b->w.start_ns = start_ns;
+	b->w.end_ns = end_ns;
+	b->w.period_ns = ctx->period_ns;
+
+	for (size_t i = 0; i < n; i++) {
+		const ag_count *c = &counts[i];
+		ag_proc *pr = ag_procs_get(ctx->procs, c->pid, NULL);
+		if (!pr) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (pr->gone && !pr->nmaps && c->nustack)
+			ctx->samples_no_process += c->count;
+		if (pr->batch_gen != gen) {
+			wire_process *wp = dpush(&procs, sizeof(*wp));
+			if (!wp) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			rc = process_labels(ctx, b, pr, wp);
+			if (rc)
+				goto out;
+			pr->batch_gen = gen;
+			pr->batch_idx = (uint32_t)procs.n - 1;
+		}
+		uint32_t nf = 0;
+		for (uint32_t k = 0; k < c->nkstack; k++) {
+			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k]);
+			if (!name) {
+				ctx->kernel_unknown++;
+				name = "[unknown]";
+			}
+			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_KERNEL, .name = name};
+		}
+		bool unmapped = false, refreshed = false;
+		for (uint32_t k = 0; k < c->nustack; k++) {
+			uint64_t ip = c->ustack[k];
+			const ag_mapping *m = ag_proc_find(pr, ip);
+			if (!m && !refreshed) {
+				/* mapped after we read /proc (dlopen, a JIT): read again,
+				 * once per process and drain */
+				refreshed = true;
+				ag_procs_refresh(ctx->procs, pr, ctx->drain);
+				m = ag_proc_find(pr, ip);
+			}
+			wire_frame *f = &fr[nf++];
+			if (!m) {
+				unmapped = true;
+				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
+			} else if (m->kind == AG_MAP_VDSO) {
+				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[vdso]"};
+			} else if (m->kind == AG_MAP_ANON) {
+				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[anon]"};
+			} else {
+				ag_obj *o = m->obj;
+				if (o->batch_gen != gen) {
+					wire_object *wo = dpush(&objs, sizeof(*wo));
+					ag_obj **op = dpush(&objp, sizeof(*op));
+					if (!wo || !op) {
+						rc = -ENOMEM;
+						goto out;
+					}
+					*op = o;
+					wo->build_id = aalloc(b, o->build_id_len);
+					wo->name = astr(b, o->name);
+					if (!wo->build_id || !wo->name) {
+						rc = -ENOMEM;
+						goto out;
+					}
+					memcpy((uint8_t *)wo->build_id, o->build_id, o->build_id_len);
+					wo->build_id_len = o->build_id_len;
+					o->batch_gen = gen;
+					o->batch_idx = (uint32_t)objs.n - 1;
+				}
+				o->last_used = ctx->drain;
+				*f = (wire_frame){.kind = WIRE_FRAME_USER, .object = o->batch_idx,
+				                  .offset = ip - m->start + m->pgoff};
+			}
+		}
+		if (unmapped) {
+			ctx->samples_no_mapping += c->count;
+			if (ctx->verbose)
+				fprintf(stderr, "smolder-agent: user frames outside every mapping: pid %d comm %s nmaps %zu gone %d exited %d "
+				        "read_drain %" PRIu64 " drain %" PRIu64 " count %" PRIu64 "\n",
+				        pr->pid, pr->comm, pr->nmaps, pr->gone, pr->exited,
+				        pr->maps_read_drain, ctx->drain, c->count);
+		}
+		if (nf == 0)  /* neither stack was readable */
+			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
+		uint64_t id = wire_stack_id(objs.v, (uint32_t)objs.n, fr, nf);
+		int added = idset_add(&ids, id, &nids);
+		if (added < 0) {
+			rc = added;
+			goto out;
+		}
+		if (added) {
+			wire_stack *ws = dpush(&stacks, sizeof(*ws));
+			wire_frame *copy = aalloc(b, nf * sizeof(*copy));
+			if (!ws || !copy) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			for (uint32_t k = 0; k < nf; k++) {
+				copy[k] = fr[k];
+				if (fr[k].name && !(copy[k].name = astr(b, fr[k].name))) {
+					rc = -ENOMEM;
+					goto out;
+				}
+			}
+			*ws = (wire_stack){id, copy, nf};
+		}
+		wire_row *r = dpush(&rows, sizeof(*r));
+		if (!r) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		*r = (wire_row){start_ns, pr->batch_idx, id, c->count};
+	}
+	/* move the dynamic arrays into the arena */
+#define SETTLE(field, nfield, d, type)                                                \
+	do {                                                                          \
+		type *v_ = aalloc(b, (d).n * sizeof(type) + 1);                      \
+		if (!v_) {                                                            \
+			rc = -ENOMEM;                                                 \
+			goto out;                                                     \
+		}                                                                     \
+		if ((d).n)                                                            \
+			memcpy(v_, (d).v, (d).n * sizeof(type));                      \
+		b->w.field = v_;                                                      \
+		b->w.nfield = (uint32_t)(d).n;                                        \
+	} while (0)
+	SETTLE(processes, nprocesses, procs, wire_process);
+	SETTLE(objects, nobjects, objs, wire_object);
+	SETTLE(stacks, nstacks, stacks, wire_stack);
+	SETTLE(rows, nrows, rows, wire_row);
+#undef SETTLE
+	b->objs = objp.v;
+	b->nobjs = objp.n;
+	objp.v = NULL;
+out:
+	free(procs.v);
+	free(objs.v);
+	free(objp.v);
+	free(stacks.v);
+	free(rows.v);
+	free(ids.v);
+	free(fr);
+	if (rc) {
+		ag_batch_free(b);
+		b = NULL;
+	}
+	*out = b;
+	return rc;
+}
+
+int ag_batch_set_counters(ag_batch *b, const wire_counter *c, uint32_t n)
+{
+	wire_counter *v = aalloc(b, n * sizeof(*v) + 1);
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		v[i].value = c[i].value;
+		if (!(v[i].name = astr(b, c[i].name)))
+			return -ENOMEM;
+	}
+	b->w.counters = v;
+	b->w.ncounters = n;
+	return 0;
+}
+
+void ag_batch_free(ag_batch *b)
+{
+	if (!b)
+		return;
+	for (chunk *c = b->arena, *nx; c; c = nx) {
+		nx = c->next;
+		free(c);
+	}
+	free(b->objs);
+	free(b);
+}
+
+const wire_batch *ag_batch_wire(const ag_batch *b) { return &b->w; }
+size_t ag_batch_bytes(const ag_batch *b) { return b->bytes + sizeof(*b); }
+
+ag_obj *const *ag_batch_objects(const ag_batch *b, size_t *n)
+{
+	*n = b->nobjs;
+	return b->objs;
+}

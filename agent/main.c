@@ -1,0 +1,363 @@
+/* main.c - smolder-agent: samples every CPU with the BPF program, drains
+ * the counts every --interval, and pushes them to the server. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+
+#define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
+#define MAX_EXTRA_LABELS 32
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+int64_t ag_now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+int64_t ag_mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: smolder-agent [--server URL] [--frequency HZ] [--interval SECONDS]\n"
+	        "                     [--label KEY=VALUE]... [options]\n"
+	        "\n"
+	        "Samples every CPU of this host with eBPF and pushes the stacks to a\n"
+	        "smolder-server. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN).\n"
+	        "\n"
+	        "  --server URL         the server (default http://127.0.0.1:7070)\n"
+	        "  --frequency HZ       samples per second per CPU (default 19, at most 1000)\n"
+	        "  --interval SECONDS   how often to drain and push (default 10)\n"
+	        "  --label KEY=VALUE    a label on every series of this host (service,\n"
+	        "                       version, ...); may be repeated\n"
+	        "  --pid-label          label series with the process ID too (more series:\n"
+	        "                       see docs/architecture.md)\n"
+	        "  --pid PID            profile one process only\n"
+	        "  --no-kernel-stacks   user stacks only\n"
+	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
+	        "  --no-upload          do not upload debug info\n"
+	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
+	        "  --hostname NAME      the hostname label (default: this host's)\n"
+	        "  --exit-after SECONDS stop after this long (tests, benchmarks)\n"
+	        "  --verbose, -v        say what happens each interval; twice: libbpf's\n"
+	        "                       debug log too (the verifier's)\n");
+}
+
+static int label_name_ok(const char *s, size_t n)
+{
+	if (!n || n > 128 || (s[0] == '_' && n > 1 && s[1] == '_'))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+		      (i && c >= '0' && c <= '9')))
+			return 0;
+	}
+	return 1;
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void read_machine_id(char *out, size_t cap, const char *fallback)
+{
+	FILE *f = fopen("/etc/machine-id", "re");
+	out[0] = 0;
+	if (f) {
+		if (fgets(out, (int)cap, f))
+			out[strcspn(out, "\n")] = 0;
+		fclose(f);
+	}
+	if (!out[0])
+		snprintf(out, cap, "%s", fallback);
+}
+
+typedef struct agent {
+	ag_sampler *sampler;
+	ag_procs *procs;
+	ag_objs *objs;
+	ag_ksyms *ksyms;
+	ag_push *push;
+	ag_batch_ctx ctx;
+	uint64_t seq;
+	int64_t last_drain_ns;
+	bool verbose;
+} agent;
+
+static void on_event(void *arg, int kind, pid_t pid, const char *comm)
+{
+	agent *a = arg;
+	ag_procs_event(a->procs, kind, pid, comm);
+}
+
+static int drain(agent *a)
+{
+	const ag_count *counts;
+	size_t n;
+	/* events first: a process announced before the flip has its samples
+	 * in the set drained now, and its mappings must be read by then */
+	ag_sampler_poll(a->sampler, 0);
+	int rc = ag_sampler_drain(a->sampler, &counts, &n);
+	if (rc)
+		return rc;
+	int64_t now = ag_now_ns();
+	a->ctx.drain++;
+	ag_batch *b;
+	rc = ag_batch_build(&a->ctx, counts, n, ++a->seq, a->last_drain_ns, now, &b);
+	a->last_drain_ns = now;
+	if (rc)
+		return rc;
+	uint64_t st[AG_STAT_N];
+	ag_sampler_stats(a->sampler, st);
+	ag_push_stats ps;
+	ag_push_get_stats(a->push, &ps);
+	const wire_counter c[] = {
+		{"samples", st[AG_STAT_SAMPLES]},
+		{"samples_dropped_map_full", st[AG_STAT_COUNT_FULL]},
+		{"stacks_dropped_map_full", st[AG_STAT_STACK_FULL]},
+		{"user_stack_errors", st[AG_STAT_USTACK_ERR]},
+		{"kernel_stack_errors", st[AG_STAT_KSTACK_ERR]},
+		{"process_events_lost", st[AG_STAT_EVENTS_LOST]},
+		{"samples_without_mapping", a->ctx.samples_no_mapping},
+		{"samples_process_gone", a->ctx.samples_no_process},
+		{"kernel_frames_unknown", a->ctx.kernel_unknown},
+		{"batches_dropped", ps.batches_dropped},
+		{"batches_rejected", ps.batches_rejected},
+		{"debuginfo_uploads", ps.uploads},
+	};
+	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
+	if (rc) {
+		ag_batch_free(b);
+		return rc;
+	}
+	if (a->verbose)
+		fprintf(stderr, "smolder-agent: interval %" PRIu64 ": %zu counters, %u processes, "
+		        "%u stacks, %" PRIu64 " samples so far, %zu processes known, %zu objects, "
+		        "%zu batches queued\n", a->seq, n, ag_batch_wire(b)->nprocesses,
+		        ag_batch_wire(b)->nstacks, st[AG_STAT_SAMPLES], ag_procs_count(a->procs),
+		        ag_objs_count(a->objs), ps.queued + 1);
+	ag_push_enqueue(a->push, b);
+	ag_procs_sweep(a->procs, a->ctx.drain);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = 1;
+	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
+	              exit_after = 0;
+	bool pid_label = false, kernel = true, upload = true;
+	int verbose = 0;
+	const char *server = "http://127.0.0.1:7070";
+	char hostname[256] = "", machine_id[256];
+	wire_label extra[MAX_EXTRA_LABELS];
+	uint32_t nextra = 0;
+	agent a = {0};
+	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT };
+	static const struct option opts[] = {
+		{"server", required_argument, NULL, 's'},
+		{"frequency", required_argument, NULL, 'f'},
+		{"interval", required_argument, NULL, 'i'},
+		{"label", required_argument, NULL, 'l'},
+		{"pid", required_argument, NULL, 'p'},
+		{"pid-label", no_argument, NULL, O_PIDLABEL},
+		{"no-kernel-stacks", no_argument, NULL, O_NOKERNEL},
+		{"buffer-mb", required_argument, NULL, O_BUFFER},
+		{"no-upload", no_argument, NULL, O_NOUPLOAD},
+		{"upload-max-mb", required_argument, NULL, O_UPMAX},
+		{"hostname", required_argument, NULL, O_HOSTNAME},
+		{"exit-after", required_argument, NULL, O_EXIT},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, "s:f:i:l:p:vh", opts, NULL)) != -1) {
+		int bad = 0;
+		switch (o) {
+		case 's': server = optarg; break;
+		case 'f': bad = parse_uint(optarg, 1, 1000, &freq); break;
+		case 'i': bad = parse_uint(optarg, 1, 3600, &interval); break;
+		case 'p': bad = parse_uint(optarg, 1, INT32_MAX, &pid); break;
+		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &buffer_mb); break;
+		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
+		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
+		case O_PIDLABEL: pid_label = true; break;
+		case O_NOKERNEL: kernel = false; break;
+		case O_NOUPLOAD: upload = false; break;
+		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
+		case 'v': verbose++; break;
+		case 'l': {
+			char *eq = strchr(optarg, '=');
+			if (!eq || !label_name_ok(optarg, (size_t)(eq - optarg)) || !eq[1]) {
+				fprintf(stderr, "smolder-agent: --label wants KEY=VALUE with KEY like "
+				        "[a-zA-Z_][a-zA-Z0-9_]* (not starting with __) and a value: %s\n",
+				        optarg);
+				return 2;
+			}
+			if (nextra == MAX_EXTRA_LABELS) {
+				fprintf(stderr, "smolder-agent: at most %d --label flags\n", MAX_EXTRA_LABELS);
+				return 2;
+			}
+			*eq = 0;
+			extra[nextra++] = (wire_label){optarg, eq + 1};
+			break;
+		}
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "smolder-agent: bad value for --%s: %s\n",
+			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
+			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" : "exit-after",
+			        optarg);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (strncmp(server, "http://", 7) && strncmp(server, "https://", 8)) {
+		fprintf(stderr, "smolder-agent: --server wants an http:// or https:// URL: %s\n", server);
+		return 2;
+	}
+	if (geteuid() != 0)
+		fprintf(stderr, "smolder-agent: not running as root: loading BPF needs CAP_BPF and "
+		        "CAP_PERFMON, reading other processes' memory maps CAP_SYS_PTRACE\n");
+	if (!hostname[0] && gethostname(hostname, sizeof(hostname) - 1))
+		snprintf(hostname, sizeof(hostname), "unknown");
+	read_machine_id(machine_id, sizeof(machine_id), hostname);
+
+	/* Linux before 5.11 charges BPF maps to RLIMIT_MEMLOCK; later ones to
+	 * the memory cgroup, where this is harmless. Descriptors: one kept per
+	 * object until its debug info is uploaded. */
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+	setrlimit(RLIMIT_MEMLOCK, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int err = ag_objs_new(&a.objs);
+	if (!err) {
+		ag_procs_opts po = {"/proc", a.objs};
+		err = ag_procs_new(&po, &a.procs);
+	}
+	if (err) {
+		fprintf(stderr, "smolder-agent: %s\n", strerror(-err));
+		goto out;
+	}
+	err = ag_ksyms_load("/proc/kallsyms", &a.ksyms);
+	if (err)
+		fprintf(stderr, "smolder-agent: cannot read kernel symbols from /proc/kallsyms (%s%s); "
+		        "kernel frames will show as [unknown]\n", strerror(-err),
+		        err == -EPERM ? ": addresses hidden by kernel.kptr_restrict" : "");
+	ag_push_opts pu = {.server = server, .buffer_bytes = buffer_mb << 20, .upload = upload,
+	                   .upload_max_bytes = (uint64_t)upload_max_mb << 20,
+	                   .upload_budget = 64u << 20, .verbose = verbose > 0};
+	err = ag_push_new(&pu, &a.push);
+	if (err) {
+		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
+		goto out;
+	}
+	ag_sampler_opts so = {.frequency = (unsigned)freq, .interval_s = (unsigned)interval,
+	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid,
+	                      .verbose = verbose > 1, .on_event = on_event, .arg = &a};
+	if (ag_sampler_open(&so, &a.sampler))
+		goto out;
+	a.verbose = verbose > 0;
+	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
+	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
+	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
+	                       .verbose = verbose > 0,
+	                       .procs = a.procs, .ksyms = a.ksyms};
+	a.last_drain_ns = ag_now_ns();
+	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
+	        ag_sampler_ncpus(a.sampler), freq, server, interval);
+
+	int64_t t0 = ag_mono_ns(), next = t0 + (int64_t)interval * 1000000000;
+	int64_t deadline = exit_after ? t0 + (int64_t)exit_after * 1000000000 : INT64_MAX;
+	while (!g_stop) {
+		int64_t now = ag_mono_ns(), wake = next < deadline ? next : deadline;
+		int64_t due = ag_procs_tick(a.procs, now);
+		if (due && due < wake)
+			wake = due;
+		int64_t retry = ag_push_next_retry(a.push);
+		if (retry) {
+			int64_t r = now + (retry - ag_now_ns());
+			if (r < wake)
+				wake = r;
+		}
+		int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
+		ag_sampler_poll(a.sampler, ms);
+		now = ag_mono_ns();
+		if (now >= deadline)
+			break;
+		if (now >= next) {
+			next += (int64_t)interval * 1000000000;
+			if (next <= now)  /* we fell behind (suspend): start over */
+				next = now + (int64_t)interval * 1000000000;
+			err = drain(&a);
+			if (err)
+				fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
+			ag_push_flush(a.push, ag_now_ns());
+			ag_push_upload(a.push, a.objs);
+			ag_objs_expire(a.objs, a.ctx.drain > 6 ? a.ctx.drain - 6 : 0);
+		} else if (retry && ag_now_ns() >= retry) {
+			ag_push_flush(a.push, ag_now_ns());
+		}
+	}
+	/* the last partial interval, then one more delivery attempt */
+	fprintf(stderr, "smolder-agent: stopping\n");
+	if (drain(&a) == 0) {
+		ag_push_flush(a.push, INT64_MAX);
+		ag_push_flush(a.push, INT64_MAX);
+	}
+	ag_push_stats ps;
+	ag_push_get_stats(a.push, &ps);
+	if (ps.queued)
+		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", ps.queued);
+	rc = 0;
+out:
+	ag_sampler_close(a.sampler);
+	ag_push_free(a.push);
+	ag_procs_free(a.procs);
+	ag_objs_free(a.objs);
+	ag_ksyms_free(a.ksyms);
+	return rc;
+}

@@ -1,0 +1,383 @@
+/* push.c - delivery to the server: batches go out oldest first over one
+ * keep-alive libcurl handle; while the server is away they wait in a
+ * backlog bounded by --buffer-mb (the oldest dropped, and counted, when it
+ * overflows) and are retried with exponential backoff.
+ *
+ * Stacks are sent once per server: the agent remembers the IDs the server
+ * acknowledged and leaves their frames out of later batches. A server that
+ * lost them (a new data directory) answers 409 and the agent resends the
+ * batch with every stack, forgetting what it remembered
+ * (docs/protocol.md). Frames are chosen at send time, not when the batch
+ * was built, so a backlog never depends on an earlier batch that was
+ * dropped. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "agent/agent.h"
+
+/* Known stack IDs kept at most; past this the set starts over (costing
+ * one batch with full frames), so memory stays bounded. */
+#define MAX_KNOWN (1u << 20)
+#define BACKOFF_MIN_NS (1000000000LL)
+#define BACKOFF_MAX_NS (60 * 1000000000LL)
+
+typedef struct qent {
+	ag_batch *b;
+	struct qent *next;
+} qent;
+
+struct ag_push {
+	ag_push_opts o;
+	CURL *curl;
+	qent *head, *tail;
+	size_t queued, queued_bytes;
+	uint64_t *known;    /* open addressing, 0 = free */
+	size_t known_cap, known_n;
+	int64_t next_retry, backoff;
+	bool down;          /* the last attempt failed */
+	ag_push_stats st;
+	char resp[512];
+	size_t resp_len;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+	ag_push *s = arg;
+	size_t len = size * n, room = sizeof(s->resp) - 1 - s->resp_len;
+	size_t k = len < room ? len : room;
+	memcpy(s->resp + s->resp_len, p, k);
+	s->resp_len += k;
+	s->resp[s->resp_len] = 0;
+	return len;
+}
+
+int ag_push_new(const ag_push_opts *opt, ag_push **out)
+{
+	static bool inited;
+	if (!inited) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT))
+			return -ENOTSUP;
+		inited = true;
+	}
+	ag_push *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->o = *opt;
+	p->curl = curl_easy_init();
+	if (!p->curl) {
+		free(p);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+void ag_push_free(ag_push *p)
+{
+	if (!p)
+		return;
+	for (qent *q = p->head, *nx; q; q = nx) {
+		nx = q->next;
+		ag_batch_free(q->b);
+		free(q);
+	}
+	curl_easy_cleanup(p->curl);
+	free(p->known);
+	free(p);
+}
+
+static bool known_has(const ag_push *p, uint64_t id)
+{
+	if (!p->known_cap)
+		return false;
+	id |= !id;
+	for (size_t j = id & (p->known_cap - 1); p->known[j]; j = (j + 1) & (p->known_cap - 1))
+		if (p->known[j] == id)
+			return true;
+	return false;
+}
+
+static void known_reset(ag_push *p)
+{
+	free(p->known);
+	p->known = NULL;
+	p->known_cap = p->known_n = 0;
+}
+
+static void known_add(ag_push *p, uint64_t id)
+{
+	if (p->known_n >= MAX_KNOWN)
+		known_reset(p);
+	if ((p->known_n + 1) * 2 > p->known_cap) {
+		size_t nc = p->known_cap ? p->known_cap * 2 : 4096;
+		uint64_t *nv = calloc(nc, sizeof(*nv));
+		if (!nv)
+			return;  /* not remembering only costs resending */
+		for (size_t i = 0; i < p->known_cap; i++)
+			if (p->known[i]) {
+				size_t j = p->known[i] & (nc - 1);
+				while (nv[j])
+					j = (j + 1) & (nc - 1);
+				nv[j] = p->known[i];
+			}
+		free(p->known);
+		p->known = nv;
+		p->known_cap = nc;
+	}
+	id |= !id;
+	size_t j = id & (p->known_cap - 1);
+	while (p->known[j]) {
+		if (p->known[j] == id)
+			return;
+		j = (j + 1) & (p->known_cap - 1);
+	}
+	p->known[j] = id;
+	p->known_n++;
+}
+
+void ag_push_enqueue(ag_push *p, ag_batch *b)
+{
+	qent *q = malloc(sizeof(*q));
+	if (!q) {
+		ag_batch_free(b);
+		p->st.batches_dropped++;
+		return;
+	}
+	*q = (qent){b, NULL};
+	if (p->tail)
+		p->tail->next = q;
+	else
+		p->head = q;
+	p->tail = q;
+	p->queued++;
+	p->queued_bytes += ag_batch_bytes(b);
+	while (p->queued_bytes > p->o.buffer_bytes && p->head != p->tail) {
+		qent *h = p->head;
+		p->head = h->next;
+		p->queued--;
+		p->queued_bytes -= ag_batch_bytes(h->b);
+		p->st.batches_dropped++;
+		fprintf(stderr, "smolder-agent: backlog over --buffer-mb: dropped the batch of "
+		        "interval %" PRIu64 "\n", ag_batch_wire(h->b)->seq);
+		ag_batch_free(h->b);
+		free(h);
+	}
+}
+
+/* POSTs b with the stacks the server may lack (all when full). Returns
+ * the HTTP status, or -1 when the server could not be reached. */
+static long post(ag_push *p, const ag_batch *ab, bool full)
+{
+	const wire_batch *w = ag_batch_wire(ab);
+	wire_batch send = *w;
+	wire_stack *st = NULL;
+	uint8_t *body = NULL;
+	size_t len = 0;
+	long code = -1;
+	if (!full) {
+		st = malloc((w->nstacks + 1) * sizeof(*st));
+		if (!st)
+			return -1;
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < w->nstacks; i++)
+			if (!known_has(p, w->stacks[i].id))
+				st[k++] = w->stacks[i];
+		send.stacks = st;
+		send.nstacks = k;
+	}
+	wire_err e;
+	if (wire_encode(&send, &body, &len, &e)) {
+		fprintf(stderr, "smolder-agent: cannot encode batch %" PRIu64 ": %s\n", w->seq, e.msg);
+		code = 400;  /* it would never be accepted: drop it */
+		goto out;
+	}
+	char url[1024];
+	snprintf(url, sizeof(url), "%s/api/v1/ingest", p->o.server);
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: " WIRE_CONTENT_TYPE);
+	curl_easy_reset(p->curl);
+	curl_easy_setopt(p->curl, CURLOPT_URL, url);
+	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
+	p->resp_len = 0;
+	p->resp[0] = 0;
+	CURLcode cc = curl_easy_perform(p->curl);
+	if (cc == CURLE_OK) {
+		curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &code);
+	} else if (!p->down || p->o.verbose) {
+		fprintf(stderr, "smolder-agent: cannot reach %s: %s; keeping batches for later\n",
+		        p->o.server, curl_easy_strerror(cc));
+	}
+	curl_slist_free_all(h);
+	if (code == 200) {
+		for (uint32_t i = 0; i < send.nstacks; i++)
+			known_add(p, send.stacks[i].id);
+	}
+out:
+	free(body);
+	free(st);
+	return code;
+}
+
+int ag_push_flush(ag_push *p, int64_t now_ns)
+{
+	int sent = 0;
+	if (p->next_retry && now_ns < p->next_retry)
+		return 0;
+	while (p->head) {
+		qent *q = p->head;
+		long code = post(p, q->b, false);
+		if (code == 409) {
+			p->st.stacks_resent++;
+			known_reset(p);
+			code = post(p, q->b, true);
+		}
+		if (code < 0 || code >= 500 || code == 429 || code == 408) {
+			if (code >= 0 && (!p->down || p->o.verbose))
+				fprintf(stderr, "smolder-agent: server answered %ld: %s; keeping batches for "
+				        "later\n", code, p->resp);
+			p->down = true;
+			p->st.retries++;
+			p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_MIN_NS;
+			if (p->backoff > BACKOFF_MAX_NS)
+				p->backoff = BACKOFF_MAX_NS;
+			p->next_retry = ag_now_ns() + p->backoff;
+			break;
+		}
+		if (p->down) {
+			fprintf(stderr, "smolder-agent: server is back; delivering %zu queued batches\n",
+			        p->queued);
+			p->down = false;
+		}
+		p->backoff = 0;
+		p->next_retry = 0;
+		if (code == 200) {
+			p->st.batches_sent++;
+			sent++;
+		} else {
+			/* 400, 413, 409 twice: the batch can never be accepted */
+			p->st.batches_rejected++;
+			fprintf(stderr, "smolder-agent: server rejected batch %" PRIu64 " (%ld): %s\n",
+			        ag_batch_wire(q->b)->seq, code, p->resp);
+		}
+		p->head = q->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->queued--;
+		p->queued_bytes -= ag_batch_bytes(q->b);
+		ag_batch_free(q->b);
+		free(q);
+	}
+	return sent;
+}
+
+int64_t ag_push_next_retry(const ag_push *p) { return p->head ? p->next_retry : 0; }
+
+/* ---- debug-info uploads ---- */
+
+typedef struct rd {
+	int fd;
+	uint64_t off;
+} rd;
+
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+	rd *r = arg;
+	ssize_t k = pread(r->fd, buf, size * n, (off_t)r->off);
+	if (k < 0)
+		return CURL_READFUNC_ABORT;
+	r->off += (uint64_t)k;
+	return (size_t)k;
+}
+
+static long debuginfo(ag_push *p, ag_obj *o, bool put)
+{
+	char url[1200], hex[2 * WIRE_MAX_BUILD_ID + 1];
+	wire_hex(o->build_id, o->build_id_len, hex);
+	snprintf(url, sizeof(url), "%s/api/v1/debuginfo/%s", p->o.server, hex);
+	curl_easy_reset(p->curl);
+	curl_easy_setopt(p->curl, CURLOPT_URL, url);
+	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, 300000L);
+	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
+	rd r = {o->fd, 0};
+	if (put) {
+		curl_easy_setopt(p->curl, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(p->curl, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(p->curl, CURLOPT_READDATA, &r);
+		curl_easy_setopt(p->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)o->size);
+	} else {
+		curl_easy_setopt(p->curl, CURLOPT_NOBODY, 1L);
+	}
+	p->resp_len = 0;
+	p->resp[0] = 0;
+	long code = -1;
+	if (curl_easy_perform(p->curl) == CURLE_OK)
+		curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
+void ag_push_upload(ag_push *p, ag_objs *objs)
+{
+	if (!p->o.upload || p->down)
+		return;
+	uint64_t budget = p->o.upload_budget;
+	for (size_t i = 0; i < ag_objs_count(objs); i++) {
+		ag_obj *o = ag_objs_at(objs, i);
+		if (o->uploaded || o->upload_failed || o->fd < 0)
+			continue;
+		long code = debuginfo(p, o, false);
+		if (code == 200) {
+			o->uploaded = true;
+			continue;
+		}
+		if (code != 404)
+			return;  /* server away or no debug-info API: later */
+		if (o->size > p->o.upload_max_bytes) {
+			o->upload_failed = true;
+			p->st.upload_skipped++;
+			fprintf(stderr, "smolder-agent: not uploading %s: %" PRIu64 " bytes is over "
+			        "--upload-max-mb\n", o->name, o->size);
+			continue;
+		}
+		if (o->size > budget)
+			return;  /* the rest next interval: uploads are rate-bounded */
+		code = debuginfo(p, o, true);
+		if (code == 200 || code == 201) {
+			o->uploaded = true;
+			budget -= o->size;
+			p->st.uploads++;
+			p->st.upload_bytes += o->size;
+			if (p->o.verbose)
+				fprintf(stderr, "smolder-agent: uploaded %s (%" PRIu64 " bytes)\n", o->name,
+				        o->size);
+		} else if (code >= 400 && code < 500) {
+			o->upload_failed = true;
+			p->st.upload_skipped++;
+			fprintf(stderr, "smolder-agent: server refused debug info of %s (%ld): %s\n",
+			        o->name, code, p->resp);
+		} else {
+			return;
+		}
+	}
+}
+
+void ag_push_get_stats(const ag_push *p, ag_push_stats *out)
+{
+	*out = p->st;
+	out->queued = p->queued;
+	out->queued_bytes = p->queued_bytes;
+}

@@ -1,0 +1,378 @@
+/* sampler.c - the kernel side's user-space half: loads bpf/profile.bpf.c
+ * through its skeleton, opens one cpu-clock perf event per online CPU at
+ * the configured frequency, takes process events from the ring buffer, and
+ * drains the map set the program is not filling (see profile.bpf.c for
+ * why there are two). */
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "agent/agent.h"
+#include "bpf/profile.h"
+#include "profile.skel.h"
+
+_Static_assert((int)AG_STAT_N == (int)SM_STAT_N, "agent and BPF count the same statistics");
+
+struct ag_sampler {
+	struct profile_bpf *skel;
+	struct bpf_link **links;
+	int *pfds;
+	int nlinks;
+	int ncpus_possible;
+	int ncpus_online;
+	struct ring_buffer *rb;
+	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm);
+	void *arg;
+	uint32_t stack_entries;
+	/* the last drain's result */
+	ag_count *counts;
+	size_t ncounts, counts_cap;
+	uint64_t *ips;
+	size_t nips, ips_cap;
+	struct sm_key *keys;
+	size_t keys_cap;
+	uint64_t *stack_keys;
+	size_t stack_keys_cap;
+	bool verbose;
+};
+
+static bool g_verbose;
+
+static int print_fn(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && !g_verbose)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+/* Which CPUs are online: "0-3,5,7-8". */
+static int online_cpus(bool *on, int n)
+{
+	char buf[1024];
+	FILE *f = fopen("/sys/devices/system/cpu/online", "re");
+	if (!f)
+		return -errno;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	int count = 0;
+	for (char *p = buf; *p && *p != '\n';) {
+		char *end;
+		long a = strtol(p, &end, 10), b = a;
+		if (end == p)
+			return -EINVAL;
+		p = end;
+		if (*p == '-') {
+			b = strtol(p + 1, &end, 10);
+			p = end;
+		}
+		for (long c = a; c <= b && c < n; c++) {
+			if (c >= 0 && !on[c]) {
+				on[c] = true;
+				count++;
+			}
+		}
+		if (*p == ',')
+			p++;
+	}
+	return count;
+}
+
+static int on_rb(void *ctx, void *data, size_t len)
+{
+	ag_sampler *s = ctx;
+	const struct sm_event *e = data;
+	if (len < sizeof(*e) || !s->on_event)
+		return 0;
+	char comm[17];
+	memcpy(comm, e->comm, 16);
+	comm[16] = 0;
+	s->on_event(s->arg, (int)e->kind, (pid_t)e->tgid, comm);
+	return 0;
+}
+
+/* Why loading failed, in words a user can act on. */
+static void explain(int err)
+{
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		fprintf(stderr, "smolder-agent: this kernel has no BTF (/sys/kernel/btf/vmlinux "
+		        "is missing): CO-RE needs CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or later "
+		        "with BTF, as Debian 12's kernel has)\n");
+	else if (err == -EPERM || err == -EACCES)
+		fprintf(stderr, "smolder-agent: not allowed to load BPF programs: run as root, "
+		        "or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (for /proc/PID/map_files)\n");
+	else
+		fprintf(stderr, "smolder-agent: loading the BPF program failed: %s (run with "
+		        "-vv to see the verifier's log)\n", strerror(-err));
+}
+
+int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
+{
+	int rc = 0;
+	bool *on = NULL;
+	ag_sampler *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	g_verbose = s->verbose = opt->verbose;
+	libbpf_set_print(print_fn);
+	s->on_event = opt->on_event;
+	s->arg = opt->arg;
+	s->ncpus_possible = libbpf_num_possible_cpus();
+	if (s->ncpus_possible <= 0) {
+		rc = s->ncpus_possible ? s->ncpus_possible : -EINVAL;
+		goto out;
+	}
+	on = calloc((size_t)s->ncpus_possible, sizeof(*on));
+	if (!on) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	s->ncpus_online = online_cpus(on, s->ncpus_possible);
+	if (s->ncpus_online <= 0) {
+		rc = s->ncpus_online ? s->ncpus_online : -ENODEV;
+		goto out;
+	}
+
+	s->skel = profile_bpf__open();
+	if (!s->skel) {
+		rc = -errno;
+		explain(rc);
+		goto out;
+	}
+	s->skel->rodata->cfg_kernel_stacks = opt->kernel_stacks;
+	s->skel->rodata->cfg_filter_tgid = (uint32_t)opt->filter_pid;
+	/* Size the maps for an interval's worth of samples, each distinct at
+	 * worst (user and kernel stacks are stored apart), capped; the stacks
+	 * maps preallocate 1 KiB per entry, which is what the kernel really
+	 * spends: 2 CPUs at 19 Hz for 10 s get 2 x 2 MiB. */
+	uint64_t per_interval = (uint64_t)s->ncpus_online * opt->frequency * opt->interval_s;
+	uint32_t counts = per_interval < 1024 ? 1024 : per_interval > 65536 ? 65536 :
+	                  (uint32_t)per_interval;
+	uint32_t stacks = 2 * counts;
+	s->stack_entries = stacks;
+	bpf_map__set_max_entries(s->skel->maps.stacks0, stacks);
+	bpf_map__set_max_entries(s->skel->maps.stacks1, stacks);
+	bpf_map__set_max_entries(s->skel->maps.counts0, counts);
+	bpf_map__set_max_entries(s->skel->maps.counts1, counts);
+	rc = profile_bpf__load(s->skel);
+	if (rc) {
+		explain(rc);
+		goto out;
+	}
+	rc = profile_bpf__attach(s->skel);  /* the two tracepoints */
+	if (rc) {
+		fprintf(stderr, "smolder-agent: attaching the process tracepoints failed: %s\n",
+		        strerror(-rc));
+		goto out;
+	}
+	s->links = calloc((size_t)s->ncpus_possible, sizeof(*s->links));
+	s->pfds = calloc((size_t)s->ncpus_possible, sizeof(*s->pfds));
+	if (!s->links || !s->pfds) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (int c = 0; c < s->ncpus_possible; c++) {
+		if (!on[c])
+			continue;
+		struct perf_event_attr a = {
+			.type = PERF_TYPE_SOFTWARE,
+			.size = sizeof(a),
+			.config = PERF_COUNT_SW_CPU_CLOCK,
+			.sample_freq = opt->frequency,
+			.freq = 1,
+		};
+		int fd = (int)syscall(__NR_perf_event_open, &a, -1, c, -1, PERF_FLAG_FD_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			if (rc == -ENODEV)  /* went offline meanwhile */
+				continue;
+			fprintf(stderr, "smolder-agent: perf_event_open on CPU %d failed: %s%s\n", c,
+			        strerror(-rc), rc == -EACCES || rc == -EPERM ?
+			        " (run as root or with CAP_PERFMON; see "
+			        "/proc/sys/kernel/perf_event_paranoid)" : "");
+			goto out;
+		}
+		struct bpf_link *l = bpf_program__attach_perf_event(s->skel->progs.sm_sample, fd);
+		if (!l) {
+			rc = -errno;
+			close(fd);
+			fprintf(stderr, "smolder-agent: attaching to CPU %d's perf event failed: %s\n",
+			        c, strerror(-rc));
+			goto out;
+		}
+		s->links[s->nlinks] = l;
+		s->pfds[s->nlinks++] = fd;
+	}
+	s->rb = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_rb, s, NULL);
+	if (!s->rb) {
+		rc = -errno;
+		goto out;
+	}
+out:
+	free(on);
+	if (rc) {
+		ag_sampler_close(s);
+		s = NULL;
+	}
+	*out = s;
+	return rc;
+}
+
+void ag_sampler_close(ag_sampler *s)
+{
+	if (!s)
+		return;
+	ring_buffer__free(s->rb);
+	for (int i = 0; i < s->nlinks; i++) {
+		bpf_link__destroy(s->links[i]);
+		close(s->pfds[i]);
+	}
+	free(s->links);
+	free(s->pfds);
+	profile_bpf__destroy(s->skel);  /* detaches the tracepoints, frees the maps */
+	free(s->counts);
+	free(s->ips);
+	free(s->keys);
+	free(s->stack_keys);
+	free(s);
+}
+
+int ag_sampler_poll(ag_sampler *s, int timeout_ms)
+{
+	int n = ring_buffer__poll(s->rb, timeout_ms);
+	return n == -EINTR ? 0 : n < 0 ? n : 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return 0;
+	size_t c = *cap ? *cap : 256;
+	while (c < need)
+		c *= 2;
+	void *np = realloc(*p, c * size);
+	if (!np)
+		return -ENOMEM;
+	*p = np;
+	*cap = c;
+	return 0;
+}
+
+/* Frames of one stacks-map entry, appended to s->ips. */
+static int read_stack(ag_sampler *s, int fd, uint64_t id, size_t *off, uint32_t *n)
+{
+	*n = 0;
+	*off = s->nips;
+	if (!id)
+		return 0;
+	struct sm_stack st;
+	if (bpf_map_lookup_elem(fd, &id, &st))
+		return 0;
+	uint32_t k = st.len < SM_MAX_STACK_DEPTH ? st.len : SM_MAX_STACK_DEPTH;
+	if (grow((void **)&s->ips, &s->ips_cap, s->nips + k, sizeof(*s->ips)))
+		return -ENOMEM;
+	memcpy(s->ips + s->nips, st.ips, k * sizeof(*st.ips));
+	*n = k;
+	s->nips += k;
+	return 0;
+}
+
+/* Deletes every key of a hash map; keys is scratch of cap entries. Keys
+ * are collected first: deleting while iterating restarts the walk. */
+static void clear_map(int fd, void *keys, size_t key_size, size_t cap)
+{
+	for (;;) {
+		size_t n = 0;
+		uint8_t *k = keys;
+		void *prev = NULL;
+		while (n < cap && bpf_map_get_next_key(fd, prev, k + n * key_size) == 0) {
+			prev = k + n * key_size;
+			n++;
+		}
+		for (size_t i = 0; i < n; i++)
+			bpf_map_delete_elem(fd, k + i * key_size);
+		if (n < cap)
+			return;
+	}
+}
+
+int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
+{
+	uint32_t old = __atomic_load_n(&s->skel->bss->sm_active, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->skel->bss->sm_active, !old, __ATOMIC_SEQ_CST);
+	/* A program that read the old value may still be counting into the old
+	 * set: BPF programs on perf events run with interrupts off and finish
+	 * in microseconds, so a millisecond is ample. */
+	struct timespec ts = {0, 2 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+
+	int cfd = bpf_map__fd(old ? s->skel->maps.counts1 : s->skel->maps.counts0);
+	int sfd = bpf_map__fd(old ? s->skel->maps.stacks1 : s->skel->maps.stacks0);
+	size_t max = bpf_map__max_entries(old ? s->skel->maps.counts1 : s->skel->maps.counts0);
+	s->ncounts = s->nips = 0;
+	if (grow((void **)&s->keys, &s->keys_cap, max, sizeof(*s->keys)) ||
+	    grow((void **)&s->stack_keys, &s->stack_keys_cap, s->stack_entries,
+	         sizeof(*s->stack_keys)))
+		return -ENOMEM;
+	size_t nk = 0;
+	struct sm_key *prev = NULL;
+	while (nk < max && bpf_map_get_next_key(cfd, prev, &s->keys[nk]) == 0) {
+		prev = &s->keys[nk];
+		nk++;
+	}
+	if (grow((void **)&s->counts, &s->counts_cap, nk, sizeof(*s->counts)))
+		return -ENOMEM;
+	/* offsets first: s->ips moves as it grows */
+	size_t *uoff = malloc((2 * nk + 1) * sizeof(*uoff));
+	if (!uoff)
+		return -ENOMEM;
+	size_t *koff = uoff + nk;
+	for (size_t i = 0; i < nk; i++) {
+		uint64_t v = 0;
+		const struct sm_key *k = &s->keys[i];
+		if (bpf_map_lookup_elem(cfd, k, &v) || !v)
+			continue;
+		ag_count *c = &s->counts[s->ncounts];
+		*c = (ag_count){.pid = (pid_t)k->tgid, .count = v};
+		if (read_stack(s, sfd, k->user_stack, &uoff[s->ncounts], &c->nustack) ||
+		    read_stack(s, sfd, k->kernel_stack, &koff[s->ncounts], &c->nkstack)) {
+			free(uoff);
+			return -ENOMEM;
+		}
+		s->ncounts++;
+	}
+	for (size_t i = 0; i < s->ncounts; i++) {
+		s->counts[i].ustack = s->ips + uoff[i];
+		s->counts[i].kstack = s->ips + koff[i];
+	}
+	free(uoff);
+	for (size_t i = 0; i < nk; i++)
+		bpf_map_delete_elem(cfd, &s->keys[i]);
+	clear_map(sfd, s->stack_keys, sizeof(*s->stack_keys), s->stack_entries);
+	*counts = s->counts;
+	*n = s->ncounts;
+	return 0;
+}
+
+void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N])
+{
+	int fd = bpf_map__fd(s->skel->maps.stats);
+	uint64_t *v = calloc((size_t)s->ncpus_possible, sizeof(*v));
+	for (uint32_t i = 0; i < AG_STAT_N; i++) {
+		out[i] = 0;
+		if (v && bpf_map_lookup_elem(fd, &i, v) == 0)
+			for (int c = 0; c < s->ncpus_possible; c++)
+				out[i] += v[c];
+	}
+	free(v);
+}
+
+int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }

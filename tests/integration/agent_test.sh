@@ -1,0 +1,138 @@
+#!/bin/sh
+# agent_test.sh - the real agent with real eBPF against the real server on
+# loopback: a frame-pointer test program's samples arrive with the right
+# count, stacks and labels (tests/integration/agent_check.py); the server
+# is killed -9 and restarted on the same port while the agent keeps
+# sampling, and the backlog arrives; SIGTERM detaches every BPF program.
+#
+# Binaries come from $SMOLDER_SERVER, $SMOLDER_AGENT and $SMOLDER_FP_BUSY
+# (the Makefile passes them). Needs root and a kernel with BTF; anywhere
+# else it says loudly that it skipped.
+set -eu
+
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+AGENT=${SMOLDER_AGENT:-bin/smolder-agent}
+BUSY=${SMOLDER_FP_BUSY:-build/tests/fp_busy}
+FREQ=99
+. "$(dirname "$0")/lib.sh"
+check="$(dirname "$0")/agent_check.py"
+
+if [ "$(id -u)" != 0 ] || [ ! -r /sys/kernel/btf/vmlinux ]; then
+	echo "################################################################"
+	echo "SKIP agent_test.sh: needs root and /sys/kernel/btf/vmlinux to load"
+	echo "the BPF sampler; this host has uid $(id -u) and BTF: $(ls /sys/kernel/btf/vmlinux 2>&1)"
+	echo "################################################################"
+	exit 0
+fi
+
+apid=""
+# lib.sh's cleanup stops the server and removes $tmp; the agent first, so
+# its BPF programs are detached even when a check fails.
+stop_all() {
+	if [ -n "$apid" ] && kill -0 "$apid" 2>/dev/null; then
+		kill -KILL "$apid" 2>/dev/null || true
+		wait "$apid" 2>/dev/null || true
+	fi
+	cleanup
+}
+trap stop_all EXIT
+
+# the BPF programs a process holds, by ID, from its descriptors' fdinfo
+prog_ids() { grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u; }
+
+# start_server LISTEN: sets $pid and $base
+start_server() {
+	: >"$tmp/out"
+	"$SERVER" --listen "$1" --data-dir "$tmp/data" >"$tmp/out" 2>>"$tmp/err" &
+	pid=$!
+	i=0
+	while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
+		kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
+		i=$((i + 1))
+		[ "$i" -le 200 ] || fail "server did not listen within 20 s"
+		sleep 0.1
+	done
+	base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$tmp/out")
+}
+
+# total COMM: samples stored for that comm in the last hour
+total() {
+	curl -sf "$base/api/v1/query?format=folded&from=now-1h" --data-urlencode \
+		"query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" -G |
+		awk '{n += $NF} END {print n + 0}'
+}
+
+# settle COMM: waits until the stored total has stopped growing for two
+# agent intervals (the agent pushes every 2 s), at most 40 s
+settle() {
+	last=-1; same=0; i=0
+	while [ "$same" -lt 5 ]; do
+		n=$(total "$1" || echo -1)
+		if [ "$n" = "$last" ] && [ "$n" -gt 0 ]; then same=$((same + 1)); else same=0; fi
+		last=$n
+		i=$((i + 1))
+		[ "$i" -le 80 ] || fail "samples of $1 still changing (or none) after 40 s: $n"
+		sleep 0.5
+	done
+}
+
+start_server 127.0.0.1:0
+port=${base##*:}
+"$AGENT" --server "$base" --interval 2 --frequency $FREQ --label service=agent-test \
+	--label version=1.0 --verbose >"$tmp/agent.out" 2>"$tmp/agent.err" &
+apid=$!
+i=0
+while ! grep -q 'smolder-agent: sampling' "$tmp/agent.err"; do
+	kill -0 "$apid" 2>/dev/null || { cat "$tmp/agent.err" >&2; fail "agent exited at start"; }
+	i=$((i + 1))
+	[ "$i" -le 100 ] || fail "agent did not start sampling within 10 s"
+	sleep 0.1
+done
+progs=$(prog_ids "$apid")
+[ -n "$progs" ] || fail "the agent holds no BPF program"
+for id in $progs; do
+	bpftool prog show id "$id" | grep -q 'name sm_' || fail "program $id is not ours"
+done
+ok "agent loaded its BPF program and samples"
+
+cp "$BUSY" "$tmp/fp_busy"
+cpu=$("$tmp/fp_busy" 4)
+settle fp_busy
+python3 "$check" "$base" "$tmp/fp_busy" fp_busy "$cpu" $FREQ service=agent-test \
+	version=1.0 "hostname=$(hostname)" comm=fp_busy "exe=$tmp/fp_busy" ||
+	fail "stored samples of fp_busy"
+ok "fp_busy: count, stacks to main and labels right"
+
+# The server dies mid-stream; the agent keeps sampling and buffers.
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+pid=""
+cp "$BUSY" "$tmp/fp_busy2"
+cpu2=$("$tmp/fp_busy2" 3)
+sleep 3
+grep -q 'keeping batches for later' "$tmp/agent.err" || fail "agent did not notice the server was gone"
+ok "agent buffers while the server is down"
+start_server "127.0.0.1:$port"
+settle fp_busy2
+python3 "$check" "$base" "$tmp/fp_busy2" fp_busy2 "$cpu2" $FREQ service=agent-test ||
+	fail "stored samples of fp_busy2 after the restart"
+ok "the backlog arrived after the restart"
+n1=$(total fp_busy)
+python3 "$check" "$base" "$tmp/fp_busy" fp_busy "$cpu" $FREQ >/dev/null ||
+	fail "fp_busy's samples changed across the kill (now $n1)"
+ok "acknowledged samples survived kill -9"
+
+kill -TERM "$apid"
+i=0
+while kill -0 "$apid" 2>/dev/null; do
+	i=$((i + 1))
+	[ "$i" -le 100 ] || fail "agent did not exit within 10 s of SIGTERM"
+	sleep 0.1
+done
+wait "$apid" && rc=0 || rc=$?
+apid=""
+[ "$rc" = 0 ] || { tail -20 "$tmp/agent.err" >&2; fail "agent exited $rc on SIGTERM"; }
+for id in $progs; do
+	! bpftool prog show id "$id" >/dev/null 2>&1 || fail "BPF program $id still loaded after the agent exited"
+done
+ok "agent exits 0 on SIGTERM and detaches its BPF programs"
