@@ -191,6 +191,10 @@ $(QUERY_OBJ): | $(WIRE_PROTO_HDR)
 TEST_server_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_server_LIBS := -lcurl $(LDLIBS_SERVER)
 TEST_wire_OBJ = $(WIRE_OBJ)
+# the agent's parts without BPF: main.c and sampler.c stay out
+TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
+	$(WIRE_OBJ)
+TEST_agent_LIBS := -lelf -lcurl
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$$(TEST_$$*_OBJ)

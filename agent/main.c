@@ -24,20 +24,6 @@ static void on_signal(int sig)
 	g_stop = 1;
 }
 
-int64_t ag_now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-int64_t ag_mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,

@@ -75,6 +75,8 @@ static int note_build_id(Elf_Data *d, uint8_t *id, size_t cap)
 int ag_elf_build_id(int fd, uint8_t *id, size_t cap)
 {
 	int rc = 0;
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -ENOTSUP;
 	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	if (!e || elf_kind(e) != ELF_K_ELF) {
 		rc = -ENOEXEC;

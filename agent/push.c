@@ -27,8 +27,12 @@
 #define BACKOFF_MIN_NS (1000000000LL)
 #define BACKOFF_MAX_NS (60 * 1000000000LL)
 
+/* A queued batch. Rows before `done` were delivered already: a batch the
+ * server finds too big (413) goes out in parts of `chunk` rows, halved
+ * until they fit. */
 typedef struct qent {
 	ag_batch *b;
+	uint32_t done, chunk;
 	struct qent *next;
 } qent;
 
@@ -149,7 +153,7 @@ void ag_push_enqueue(ag_push *p, ag_batch *b)
 		p->st.batches_dropped++;
 		return;
 	}
-	*q = (qent){b, NULL};
+	*q = (qent){b, 0, 0, NULL};
 	if (p->tail)
 		p->tail->next = q;
 	else
@@ -170,31 +174,72 @@ void ag_push_enqueue(ag_push *p, ag_batch *b)
 	}
 }
 
-/* POSTs b with the stacks the server may lack (all when full). Returns
- * the HTTP status, or -1 when the server could not be reached. */
-static long post(ag_push *p, const ag_batch *ab, bool full)
+/* The stacks that rows [lo, hi) use, among w's: every one of them when the
+ * range is the whole batch (each stack is there because a row uses it). */
+static int range_stacks(const wire_batch *w, uint32_t lo, uint32_t hi, const ag_push *p,
+                        bool full, wire_stack *out, uint32_t *n)
 {
-	const wire_batch *w = ag_batch_wire(ab);
+	uint64_t *set = NULL;
+	size_t cap = 0;
+	bool all = lo == 0 && hi == w->nrows;
+	if (!all) {
+		cap = 16;
+		while (cap < 2 * (size_t)(hi - lo))
+			cap *= 2;
+		set = calloc(cap, sizeof(*set));
+		if (!set)
+			return -ENOMEM;
+		for (uint32_t i = lo; i < hi; i++) {
+			uint64_t id = w->rows[i].stack_id | !w->rows[i].stack_id;
+			size_t j = id & (cap - 1);
+			while (set[j] && set[j] != id)
+				j = (j + 1) & (cap - 1);
+			set[j] = id;
+		}
+	}
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < w->nstacks; i++) {
+		uint64_t id = w->stacks[i].id;
+		if (!full && known_has(p, id))
+			continue;
+		if (!all) {
+			uint64_t key = id | !id;
+			size_t j = key & (cap - 1);
+			while (set[j] && set[j] != key)
+				j = (j + 1) & (cap - 1);
+			if (!set[j])
+				continue;
+		}
+		out[k++] = w->stacks[i];
+	}
+	free(set);
+	*n = k;
+	return 0;
+}
+
+/* POSTs rows [q->done, q->done + n) of q's batch with the stacks the server
+ * may lack (all of theirs when full). Returns the HTTP status, 413 when
+ * the part breaks a wire limit, or -1 when the server could not be
+ * reached. */
+static long post(ag_push *p, const qent *q, uint32_t n, bool full)
+{
+	const wire_batch *w = ag_batch_wire(q->b);
 	wire_batch send = *w;
-	wire_stack *st = NULL;
 	uint8_t *body = NULL;
 	size_t len = 0;
 	long code = -1;
-	if (!full) {
-		st = malloc((w->nstacks + 1) * sizeof(*st));
-		if (!st)
-			return -1;
-		uint32_t k = 0;
-		for (uint32_t i = 0; i < w->nstacks; i++)
-			if (!known_has(p, w->stacks[i].id))
-				st[k++] = w->stacks[i];
-		send.stacks = st;
-		send.nstacks = k;
-	}
+	wire_stack *st = malloc((w->nstacks + 1) * sizeof(*st));
+	if (!st || range_stacks(w, q->done, q->done + n, p, full, st, &send.nstacks))
+		goto out;
+	send.stacks = st;
+	send.rows = w->rows + q->done;
+	send.nrows = n;
 	wire_err e;
 	if (wire_encode(&send, &body, &len, &e)) {
-		fprintf(stderr, "smolder-agent: cannot encode batch %" PRIu64 ": %s\n", w->seq, e.msg);
-		code = 400;  /* it would never be accepted: drop it */
+		if (p->o.verbose)
+			fprintf(stderr, "smolder-agent: batch %" PRIu64 " does not encode: %s\n",
+			        w->seq, e.msg);
+		code = 413;  /* a wire limit: smaller parts may pass */
 		goto out;
 	}
 	char url[1024];
@@ -237,11 +282,20 @@ int ag_push_flush(ag_push *p, int64_t now_ns)
 		return 0;
 	while (p->head) {
 		qent *q = p->head;
-		long code = post(p, q->b, false);
+		uint32_t left = ag_batch_wire(q->b)->nrows - q->done;
+		uint32_t n = q->chunk && q->chunk < left ? q->chunk : left;
+		long code = post(p, q, n, false);
 		if (code == 409) {
 			p->st.stacks_resent++;
 			known_reset(p);
-			code = post(p, q->b, true);
+			code = post(p, q, n, true);
+		}
+		if (code == 413 && n > 1) {
+			q->chunk = n / 2;
+			if (p->o.verbose)
+				fprintf(stderr, "smolder-agent: batch %" PRIu64 " too big; sending parts of %u "
+				        "rows\n", ag_batch_wire(q->b)->seq, q->chunk);
+			continue;
 		}
 		if (code < 0 || code >= 500 || code == 429 || code == 408) {
 			if (code >= 0 && (!p->down || p->o.verbose))
@@ -263,10 +317,13 @@ int ag_push_flush(ag_push *p, int64_t now_ns)
 		p->backoff = 0;
 		p->next_retry = 0;
 		if (code == 200) {
+			q->done += n;
+			if (q->done < ag_batch_wire(q->b)->nrows)
+				continue;
 			p->st.batches_sent++;
 			sent++;
 		} else {
-			/* 400, 413, 409 twice: the batch can never be accepted */
+			/* 400, 409 twice, 413 for a single row: never acceptable */
 			p->st.batches_rejected++;
 			fprintf(stderr, "smolder-agent: server rejected batch %" PRIu64 " (%ld): %s\n",
 			        ag_batch_wire(q->b)->seq, code, p->resp);

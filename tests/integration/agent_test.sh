@@ -103,6 +103,17 @@ python3 "$check" "$base" "$tmp/fp_busy" fp_busy "$cpu" $FREQ service=agent-test 
 	fail "stored samples of fp_busy"
 ok "fp_busy: count, stacks to main and labels right"
 
+# the agent uploaded the binary's debug info, under its build ID
+bid=$(readelf -n "$tmp/fp_busy" | sed -n 's/.*Build ID: *//p')
+i=0
+until curl -sf -o /dev/null -I "$base/api/v1/debuginfo/$bid"; do
+	i=$((i + 1))
+	[ "$i" -le 100 ] || fail "debug info of fp_busy ($bid) not uploaded within 10 s"
+	sleep 0.1
+done
+cmp -s "$tmp/fp_busy" "$tmp/data/debuginfo/$bid" || fail "uploaded file differs from fp_busy"
+ok "the agent uploaded fp_busy's ELF file by build ID"
+
 # The server dies mid-stream; the agent keeps sampling and buffers.
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true

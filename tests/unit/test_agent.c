@@ -1,0 +1,361 @@
+/* test_agent.c - unit tests of the agent's user-space parts, without BPF:
+ * kernel symbols from a kallsyms file, a process read from a /proc tree
+ * the test builds (labels, cgroup and container ID, executable mappings,
+ * build IDs by libelf and the content-hash fallback), and a drained
+ * interval turned into a wire batch (offsets, kernel names, stack IDs,
+ * unmapped frames counted) that the server's decoder accepts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/agent.h"
+
+static char tmpdir[512];
+
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *base = getenv("SMOLDER_TEST_TMP");
+	snprintf(tmpdir, sizeof(tmpdir), "%s/agent.XXXXXX", base ? base : "/tmp");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- ksyms ---- */
+
+static void test_ksyms(void **state)
+{
+	(void)state;
+	char path[600];
+	snprintf(path, sizeof(path), "%s/kallsyms", tmpdir);
+	put_file(path,
+	         "ffffffff81000000 T _stext\n"
+	         "ffffffff81001000 t do_one\n"
+	         "ffffffff81002000 D some_data\n"      /* data: not a function */
+	         "ffffffff81003000 W weak_fn\n"
+	         "ffffffffc0001000 t mod_fn\t[ext4]\n"
+	         "garbage line\n");
+	ag_ksyms *k;
+	assert_int_equal(ag_ksyms_load(path, &k), 0);
+	assert_int_equal(ag_ksyms_count(k), 4);
+	assert_null(ag_ksyms_find(k, 0xffffffff80ffffffULL));
+	assert_string_equal(ag_ksyms_find(k, 0xffffffff81000000ULL), "_stext");
+	assert_string_equal(ag_ksyms_find(k, 0xffffffff81001fffULL), "do_one");
+	assert_string_equal(ag_ksyms_find(k, 0xffffffff81002004ULL), "do_one");
+	assert_string_equal(ag_ksyms_find(k, 0xffffffff81003010ULL), "weak_fn");
+	assert_string_equal(ag_ksyms_find(k, 0xffffffffc0001234ULL), "mod_fn");
+	ag_ksyms_free(k);
+
+	/* kptr_restrict: every address reads 0 */
+	put_file(path, "0000000000000000 T _stext\n0000000000000000 t do_one\n");
+	assert_int_equal(ag_ksyms_load(path, &k), -EPERM);
+	assert_null(k);
+	snprintf(path, sizeof(path), "%s/missing", tmpdir);
+	assert_int_equal(ag_ksyms_load(path, &k), -ENOENT);
+}
+
+/* ---- objects ---- */
+
+static void test_build_ids(void **state)
+{
+	(void)state;
+	uint8_t id[WIRE_MAX_BUILD_ID];
+	int fd = open("/proc/self/exe", O_RDONLY);
+	assert_true(fd >= 0);
+	int n = ag_elf_build_id(fd, id, sizeof(id));
+	close(fd);
+	assert_int_equal(n, 20);  /* gcc on Debian links with --build-id=sha1 */
+
+	/* not ELF */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/text", tmpdir);
+	put_file(path, "hello, not an ELF file\n");
+	fd = open(path, O_RDONLY);
+	assert_true(ag_elf_build_id(fd, id, sizeof(id)) < 0);
+	close(fd);
+
+	/* an ELF file without a build-id note gets the content hash */
+	char cmd[1400];
+	snprintf(path, sizeof(path), "%s/nobid", tmpdir);
+	snprintf(cmd, sizeof(cmd), "objcopy --remove-section .note.gnu.build-id /proc/%d/exe '%s'",
+	         getpid(), path);
+	assert_int_equal(system(cmd), 0);
+	fd = open(path, O_RDONLY);
+	assert_int_equal(ag_elf_build_id(fd, id, sizeof(id)), 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	uint8_t *all = malloc((size_t)st.st_size);
+	assert_int_equal(pread(fd, all, (size_t)st.st_size, 0), st.st_size);
+	uint8_t want[WIRE_FALLBACK_BUILD_ID_LEN];
+	wire_fallback_build_id(all, (size_t)st.st_size, want);
+	free(all);
+	ag_objs *objs;
+	assert_int_equal(ag_objs_new(&objs), 0);
+	ag_obj *o = ag_objs_get(objs, fd, "/opt/nobid");  /* takes fd over */
+	assert_non_null(o);
+	assert_int_equal(o->build_id_len, WIRE_FALLBACK_BUILD_ID_LEN);
+	assert_memory_equal(o->build_id, want, WIRE_FALLBACK_BUILD_ID_LEN);
+	/* the same file again is the same object, whatever the name */
+	fd = open(path, O_RDONLY);
+	assert_ptr_equal(ag_objs_get(objs, fd, "/other/name"), o);
+	assert_int_equal(ag_objs_count(objs), 1);
+	/* not ELF: no object, and the descriptor is closed */
+	snprintf(path, sizeof(path), "%s/text", tmpdir);
+	fd = open(path, O_RDONLY);
+	assert_null(ag_objs_get(objs, fd, "text"));
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	ag_objs_free(objs);
+}
+
+/* ---- a fake /proc with one process ---- */
+
+typedef struct fakeproc {
+	char root[600];
+	char exe[600];     /* a real ELF file, mapped at 0x400000 */
+	ag_objs *objs;
+	ag_procs *procs;
+} fakeproc;
+
+#define PID 4242
+#define CID "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void mk_fakeproc(fakeproc *f)
+{
+	char p[800], cmd[1600];
+	snprintf(f->root, sizeof(f->root), "%s/proc", tmpdir);
+	snprintf(p, sizeof(p), "%s/%d", f->root, PID);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", p);
+	assert_int_equal(system(cmd), 0);
+	/* the process' root is the real one, so its paths resolve */
+	snprintf(p, sizeof(p), "%s/%d/root", f->root, PID);
+	assert_int_equal(symlink("/", p), 0);
+	snprintf(f->exe, sizeof(f->exe), "%s/app", tmpdir);
+	snprintf(cmd, sizeof(cmd), "cp /proc/%d/exe '%s'", getpid(), f->exe);
+	assert_int_equal(system(cmd), 0);
+	snprintf(p, sizeof(p), "%s/%d/exe", f->root, PID);
+	assert_int_equal(symlink(f->exe, p), 0);
+	snprintf(p, sizeof(p), "%s/%d/comm", f->root, PID);
+	put_file(p, "app\n");
+	snprintf(p, sizeof(p), "%s/%d/cgroup", f->root, PID);
+	put_file(p, "0::/system.slice/docker-" CID ".scope\n");
+	char maps[4096];
+	snprintf(maps, sizeof(maps),
+	         "00400000-00401000 r--p 00000000 08:01 1234 %s\n"
+	         "00401000-00403000 r-xp 00001000 08:01 1234 %s\n"
+	         "7f0000000000-7f0000001000 rwxp 00000000 00:00 0 \n"
+	         "7fff00000000-7fff00002000 r-xp 00000000 00:00 0 [vdso]\n",
+	         f->exe, f->exe);
+	snprintf(p, sizeof(p), "%s/%d/maps", f->root, PID);
+	put_file(p, maps);
+	assert_int_equal(ag_objs_new(&f->objs), 0);
+	ag_procs_opts po = {f->root, f->objs};
+	assert_int_equal(ag_procs_new(&po, &f->procs), 0);
+}
+
+static void rm_fakeproc(fakeproc *f)
+{
+	ag_procs_free(f->procs);
+	ag_objs_free(f->objs);
+}
+
+static void test_procs(void **state)
+{
+	(void)state;
+	fakeproc f;
+	mk_fakeproc(&f);
+	ag_proc *pr = ag_procs_get(f.procs, PID, NULL);
+	assert_non_null(pr);
+	assert_string_equal(pr->comm, "app");
+	assert_string_equal(pr->exe, f.exe);
+	assert_string_equal(pr->cgroup, "/system.slice/docker-" CID ".scope");
+	assert_string_equal(pr->container, CID);
+	assert_int_equal(strlen(pr->build_id_hex), 40);
+	/* only executable mappings, sorted */
+	assert_int_equal(pr->nmaps, 3);
+	const ag_mapping *m = ag_proc_find(pr, 0x401800);
+	assert_non_null(m);
+	assert_int_equal(m->kind, AG_MAP_FILE);
+	assert_int_equal(m->pgoff, 0x1000);
+	assert_null(ag_proc_find(pr, 0x400800));  /* r--p: not executable */
+	assert_int_equal(ag_proc_find(pr, 0x7f0000000010)->kind, AG_MAP_ANON);
+	assert_int_equal(ag_proc_find(pr, 0x7fff00000010)->kind, AG_MAP_VDSO);
+	assert_null(ag_proc_find(pr, 0x10));
+	assert_ptr_equal(ag_procs_get(f.procs, PID, "ignored"), pr);
+	assert_int_equal(ag_procs_count(f.procs), 1);
+
+	/* a process gone before we looked */
+	ag_proc *gone = ag_procs_get(f.procs, 999999, "ghost");
+	assert_non_null(gone);
+	assert_true(gone->gone);
+	assert_string_equal(gone->comm, "ghost");
+	assert_int_equal(ag_procs_refresh(f.procs, gone, 1), -ESRCH);
+	/* exit marks; the sweep frees both the exited and the gone one */
+	ag_procs_event(f.procs, 3, PID, NULL);
+	assert_true(pr->exited);
+	ag_procs_sweep(f.procs, 1);
+	assert_int_equal(ag_procs_count(f.procs), 0);
+	rm_fakeproc(&f);
+}
+
+/* ---- one interval to a batch ---- */
+
+static void test_batch(void **state)
+{
+	(void)state;
+	fakeproc f;
+	mk_fakeproc(&f);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/kallsyms", tmpdir);
+	put_file(path, "ffffffff81000000 T entry_SYSCALL_64\nffffffff81001000 t do_sys_read\n");
+	ag_ksyms *ks;
+	assert_int_equal(ag_ksyms_load(path, &ks), 0);
+
+	const uint64_t user1[] = {0x401234, 0x401010, 0x7fff00000100};
+	const uint64_t user2[] = {0x401234, 0x999999};  /* the second in no mapping */
+	const uint64_t kern[] = {0xffffffff81001010ULL, 0xffffffff81000020ULL};
+	const ag_count counts[] = {
+		{PID, user1, 3, kern, 2, 5},
+		{PID, user1, 3, NULL, 0, 7},
+		{PID, user2, 2, NULL, 0, 2},
+		{PID, NULL, 0, NULL, 0, 1},  /* no stack at all */
+	};
+	const wire_label extra[] = {{"service", "api"}, {"comm", "overridden"}};
+	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1",
+	                    .profile_type = "process_cpu:samples:count:cpu:nanoseconds:delta",
+	                    .period_ns = 52631578, .extra_labels = extra, .nextra = 2,
+	                    .procs = f.procs, .ksyms = ks, .drain = 1};
+	ag_batch *b;
+	assert_int_equal(ag_batch_build(&ctx, counts, 4, 7, 1000, 2000, &b), 0);
+	const wire_batch *w = ag_batch_wire(b);
+	assert_int_equal(w->seq, 7);
+	assert_int_equal(w->nprocesses, 1);
+	assert_int_equal(w->nobjects, 1);
+	assert_int_equal(w->nstacks, 4);
+	assert_int_equal(w->nrows, 4);
+	assert_int_equal(ctx.samples_no_mapping, 2);
+
+	/* labels: built-ins, then --label values overriding a built-in name */
+	const wire_process *wp = &w->processes[0];
+	const char *want[][2] = {{"hostname", "h1"}, {"exe", f.exe},
+	                         {"container_id", CID}, {"service", "api"}, {"comm", "overridden"}};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		bool found = false;
+		for (uint32_t k = 0; k < wp->nlabels; k++)
+			if (!strcmp(wp->labels[k].name, want[i][0])) {
+				assert_false(found);
+				assert_string_equal(wp->labels[k].value, want[i][1]);
+				found = true;
+			}
+		assert_true(found);
+	}
+
+	/* stack 0: kernel leaf first, then user frames as file offsets */
+	const wire_stack *s0 = &w->stacks[0];
+	assert_int_equal(s0->nframes, 5);
+	assert_int_equal(s0->frames[0].kind, WIRE_FRAME_KERNEL);
+	assert_string_equal(s0->frames[0].name, "do_sys_read");
+	assert_string_equal(s0->frames[1].name, "entry_SYSCALL_64");
+	assert_int_equal(s0->frames[2].kind, WIRE_FRAME_USER);
+	assert_int_equal(s0->frames[2].offset, 0x401234 - 0x401000 + 0x1000);
+	assert_int_equal(s0->frames[3].offset, 0x1010);
+	assert_int_equal(s0->frames[4].kind, WIRE_FRAME_NAMED);
+	assert_string_equal(s0->frames[4].name, "[vdso]");
+	assert_true(s0->id == wire_stack_id(w->objects, w->nobjects, s0->frames, s0->nframes));
+	assert_string_equal(w->stacks[2].frames[1].name, "[unknown]");
+	assert_int_equal(w->stacks[3].nframes, 1);
+	assert_int_equal(w->rows[0].count, 5);
+	assert_true(w->rows[0].stack_id == s0->id);
+	assert_int_equal(w->rows[0].ts_ns, 1000);
+
+	/* the same interval twice gives the same IDs (stable), and the server's
+	 * decoder takes the encoded batch */
+	ag_batch *b2;
+	assert_int_equal(ag_batch_build(&ctx, counts, 4, 8, 2000, 3000, &b2), 0);
+	for (uint32_t i = 0; i < 4; i++)
+		assert_true(ag_batch_wire(b2)->stacks[i].id == w->stacks[i].id);
+	const wire_counter c[] = {{"samples", 15}};
+	assert_int_equal(ag_batch_set_counters(b, c, 1), 0);
+	uint8_t *body;
+	size_t len;
+	wire_err e;
+	assert_int_equal(wire_encode(w, &body, &len, &e), 0);
+	wire_decoded *d;
+	int rc = wire_decode(body, len, &d, &e);
+	if (rc)
+		fail_msg("decode: %s", e.msg);
+	assert_int_equal(wire_decoded_batch(d)->nstacks, 4);
+	assert_int_equal(wire_decoded_batch(d)->counters[0].value, 15);
+	wire_decoded_free(d);
+	free(body);
+	size_t nobj;
+	ag_obj *const *objs = ag_batch_objects(b, &nobj);
+	assert_int_equal(nobj, 1);
+	assert_string_equal(objs[0]->name, f.exe);
+	assert_true(ag_batch_bytes(b) > 0);
+	ag_batch_free(b);
+	ag_batch_free(b2);
+	ag_ksyms_free(ks);
+	rm_fakeproc(&f);
+}
+
+/* Label values the store would refuse (bytes that are not UTF-8, control
+ * characters) are mended, never sent as they are. */
+static void test_batch_utf8(void **state)
+{
+	(void)state;
+	fakeproc f;
+	mk_fakeproc(&f);
+	const wire_label extra[] = {{"bad", "a\xff" "b\x01" "c\xc3\xa4\xe2\x82"}};
+	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1", .profile_type = "t",
+	                    .extra_labels = extra, .nextra = 1, .procs = f.procs, .drain = 1};
+	const ag_count counts[] = {{PID, NULL, 0, NULL, 0, 1}};
+	ag_batch *b;
+	assert_int_equal(ag_batch_build(&ctx, counts, 1, 1, 0, 1, &b), 0);
+	const wire_process *wp = &ag_batch_wire(b)->processes[0];
+	bool seen = false;
+	for (uint32_t k = 0; k < wp->nlabels; k++)
+		if (!strcmp(wp->labels[k].name, "bad")) {
+			assert_string_equal(wp->labels[k].value, "a?b?c\xc3\xa4??");
+			seen = true;
+		}
+	assert_true(seen);
+	ag_batch_free(b);
+	rm_fakeproc(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_ksyms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_procs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
