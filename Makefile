@@ -254,7 +254,15 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_STORAGE_OBJ) -o $@ $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 fuzz-build: $(FUZZ_BIN)
-.SECONDARY: $(FUZZ_STORAGE_OBJ)
+# the agent's /proc readers: agent objects, not the storage ones
+FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
+	build/fuzz/wire/wire.o
+build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_WIRE)
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ)
 
 # The test command README gives. Everything runs under ASan/UBSan.
 # Its last line counts unit tests plus the fuzz-corpus replays, the
