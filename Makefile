@@ -27,7 +27,7 @@ DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
 	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
 	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev \
-	libbpf-dev bpftool
+	libbpf-dev bpftool libdw-dev libiberty-dev
 DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
@@ -63,7 +63,7 @@ LDLIBS_WIRE := -llz4 -lxxhash
 # The server: main.c is the program, the rest is what unit tests link.
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(WIRE_OBJ)
-LDLIBS_SERVER := -luv -lpthread -lelf
+LDLIBS_SERVER := -luv -lpthread -ldw -lelf -liberty
 # bin/ for the optimized build, build/asan/bin/ for the sanitizer one.
 BINDIR := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 SERVER_BIN := $(BINDIR)/smolder-server

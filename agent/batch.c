@@ -235,8 +235,12 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			pr->batch_idx = (uint32_t)procs.n - 1;
 		}
 		uint32_t nf = 0;
+		/* Every frame but the innermost holds a return address, which
+		 * may already be past the end of the calling function (a call
+		 * to a noreturn one): one byte back is inside the call, which
+		 * the symbolizer names with its line. */
 		for (uint32_t k = 0; k < c->nkstack; k++) {
-			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k]);
+			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
 			if (!name) {
 				ctx->kernel_unknown++;
 				name = "[unknown]";
@@ -245,7 +249,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 		}
 		bool unmapped = false, refreshed = false;
 		for (uint32_t k = 0; k < c->nustack; k++) {
-			uint64_t ip = c->ustack[k];
+			uint64_t ip = c->ustack[k] - (k > 0);
 			const ag_mapping *m = ag_proc_find(pr, ip);
 			if (!m && !refreshed) {
 				/* mapped after we read /proc (dlopen, a JIT): read again,

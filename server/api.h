@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "server/http.h"
+#include "server/symbolize.h"
 #include "storage/storage.h"
 
 /* What one agent sent last (server/ingest_native.c). */
@@ -20,6 +21,8 @@ typedef struct srv_api {
 	srv_agent *agents;         /* per agent_id, in memory only: the last
 	                            * accepted batch's header and counters */
 	size_t nagents;
+	srv_sym *sym;              /* names user frames in query answers; NULL:
+	                            * frames stay "[unknown] file+0xoffset" */
 } srv_api;
 
 /* Sets up api (db and data_dir are not copied and must outlive it) and

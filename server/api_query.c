@@ -139,12 +139,23 @@ static const char *format_of(const srv_req *req)
 	return f && *f ? f : "json";
 }
 
+/* Names for user frames: the symbolizer when the server has one. */
+static const q_resolver *resolver_of(const srv_api *api)
+{
+	static _Thread_local q_resolver r;
+	if (!api->sym)
+		return NULL;
+	r = (q_resolver){srv_sym_resolve, api->sym};
+	return &r;
+}
+
 /* The merge both /query and /top start from: the selector in `query`
  * over from/to. Returns 1 when it already answered (a bad parameter or a
  * query error), 0 with *sel and *t set, or a negative errno. */
-static int merge_req(st_db *db, const srv_req *req, srv_resp *resp, q_selector **sel,
-                     q_tree **t)
+static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
+                     q_selector **sel, q_tree **t)
 {
+	st_db *db = api->db;
 	st_err err = {{0}};
 	int64_t from, to;
 	size_t nm;
@@ -153,7 +164,7 @@ static int merge_req(st_db *db, const srv_req *req, srv_resp *resp, q_selector *
 		return 1;
 	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to};
 	side.nm = nm;
-	int rc = q_merge(db, &side, NULL, t, &err);
+	int rc = q_merge(db, &side, resolver_of(api), t, &err);
 	if (rc) {
 		rc = engine_error(resp, rc, &err);
 		return rc ? rc : 1;
@@ -163,7 +174,6 @@ static int merge_req(st_db *db, const srv_req *req, srv_resp *resp, q_selector *
 
 static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 {
-	st_db *db = ((srv_api *)arg)->db;
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
@@ -177,7 +187,7 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
 		goto out;
-	if ((rc = merge_req(db, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
@@ -205,7 +215,8 @@ out:
 
 static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 {
-	st_db *db = ((srv_api *)arg)->db;
+	const srv_api *api = arg;
+	st_db *db = api->db;
 	q_selector *bs = NULL, *cs = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
@@ -230,7 +241,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto};
 	base.nm = nb;
 	cmp.nm = nc;
-	if ((rc = q_diff(db, &base, &cmp, NULL, &t, &err))) {
+	if ((rc = q_diff(db, &base, &cmp, resolver_of(api), &t, &err))) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
@@ -250,7 +261,6 @@ out:
 
 static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 {
-	st_db *db = ((srv_api *)arg)->db;
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
@@ -259,7 +269,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	int rc = 0;
 	if (get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
-	if ((rc = merge_req(db, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}

@@ -55,6 +55,8 @@ static int64_t now_ns(void)
 
 /* ---- maintenance ---- */
 
+#define SYM_PER_TICK 4096  /* locations the background symbolizer names per tick */
+
 /* Pool thread. The three steps run in order on every tick: cutting first
  * makes blocks that retention and compaction then see. A failing step is
  * logged and does not stop the others: retention must still free disk when
@@ -65,15 +67,19 @@ static void maint_work_cb(uv_work_t *w)
 	uint64_t t0 = uv_hrtime();
 	int64_t now = now_ns();
 	char first_err[256] = "";
+	/* the symbolizer names what arrived since, a bounded amount per tick
+	 * so a fleet's first upload of big files does not hog a pool thread */
+	size_t named = 0;
 	struct {
 		const char *what;
 		int rc;
-	} steps[3] = {
+	} steps[4] = {
 		{"cut", st_cut(a->db, now, 0)},
 		{"retention", st_retention(a->db, now)},
 		{"compaction", st_compact(a->db)},
+		{"symbolization", a->api.sym ? srv_sym_pass(a->api.sym, SYM_PER_TICK, &named) : 0},
 	};
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (!steps[i].rc)
 			continue;
 		char buf[128];
@@ -163,6 +169,19 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_obj_end(j);
 	pthread_mutex_unlock(&a->mu);
 
+	if (a->api.sym) {
+		srv_sym_stats ss;
+		srv_sym_get_stats(a->api.sym, &ss);
+		srv_json_key(j, "symbolizer");
+		srv_json_obj_begin(j);
+		srv_json_kv_uint(j, "lookups", ss.lookups);
+		srv_json_kv_uint(j, "memory_hits", ss.memory_hits);
+		srv_json_kv_uint(j, "cache_hits", ss.cache_hits);
+		srv_json_kv_uint(j, "symbolized", ss.symbolized);
+		srv_json_kv_uint(j, "without_debuginfo", ss.unknown);
+		srv_json_kv_uint(j, "files_opened", ss.files_opened);
+		srv_json_obj_end(j);
+	}
 	srv_api_agents_json(&a->api, j);
 	srv_json_obj_end(j);
 	return 0;
@@ -329,6 +348,15 @@ int main(int argc, char **argv)
 		        strerror(-rc));
 		goto out;
 	}
+	{
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
+		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db};
+		if ((rc = srv_sym_new(&so, &a.api.sym))) {
+			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
+			goto out;
+		}
+	}
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
@@ -374,6 +402,8 @@ out:
 	if (a.http && !a.stopping)
 		srv_http_shutdown(a.http);
 	uv_run(&a.loop, UV_RUN_DEFAULT);
+	srv_sym_free(a.api.sym);
+	a.api.sym = NULL;
 	st_close(a.db);
 	srv_http_free(a.http);
 	srv_api_free(&a.api);

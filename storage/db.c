@@ -1328,6 +1328,27 @@ int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs
 	return st__meta_stacks_locations(db->meta, ids, n, locs, offs);
 }
 
+int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
+{
+	return st__meta_symbols_get(db->meta, ids, n, fn, arg);
+}
+
+int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)
+{
+	if (n == 0 || n > ST_MAX_INLINE || !syms)
+		return -EINVAL;
+	pthread_mutex_lock(&db->append_mu);
+	int rc = st__meta_symbols_put(db->meta, location_id, syms, n);
+	pthread_mutex_unlock(&db->append_mu);
+	return rc;
+}
+
+int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
+                       void *arg)
+{
+	return st__meta_symbols_missing(db->meta, after_id, limit, fn, arg);
+}
+
 int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
 {
 	return st__meta_locations(db->meta, ids, n, out);

@@ -42,7 +42,7 @@ static const char schema[] =
 
 enum {
 	W_INS_SERIES, W_INS_LABEL, W_SEL_OBJECT, W_INS_OBJECT, W_SEL_LOC, W_INS_LOC,
-	W_INS_STACK, W_PUT_COVER, W_NSTMT
+	W_INS_STACK, W_PUT_COVER, W_HAS_SYM, W_INS_SYM, W_NSTMT
 };
 static const char *const wsql[W_NSTMT] = {
 	[W_INS_SERIES] = "INSERT OR IGNORE INTO series(id, type, labels) VALUES(?1, ?2, ?3)",
@@ -55,15 +55,25 @@ static const char *const wsql[W_NSTMT] = {
 	[W_PUT_COVER] = "INSERT INTO coverage(partition_start, wal_lsn) VALUES(?1, ?2)"
 	                " ON CONFLICT(partition_start) DO UPDATE SET"
 	                " wal_lsn = max(wal_lsn, excluded.wal_lsn)",
+	[W_HAS_SYM] = "SELECT 1 FROM symbols WHERE location_id = ?1 LIMIT 1",
+	[W_INS_SYM] = "INSERT INTO symbols(location_id, depth, function, file, line)"
+	              " VALUES(?1, ?2, ?3, ?4, ?5)",
 };
 
-enum { R_SERIES_EQ, R_VALUES, R_STACK, R_LOC, R_NSTMT };
+enum { R_SERIES_EQ, R_VALUES, R_STACK, R_LOC, R_SYM, R_MISSING, R_NSTMT };
 static const char *const rsql[R_NSTMT] = {
 	[R_SERIES_EQ] = "SELECT series_id FROM series_labels WHERE name = ?1 AND value = ?2",
 	[R_VALUES] = "SELECT DISTINCT value FROM series_labels WHERE name = ?1",
 	[R_STACK] = "SELECT frames FROM stacks WHERE id = ?1",
 	[R_LOC] = ("SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name"
 	           " FROM locations l LEFT JOIN objects o ON o.id = l.object_id WHERE l.id = ?1"),
+	[R_SYM] = "SELECT function, file, line FROM symbols WHERE location_id = ?1 ORDER BY depth",
+	/* user locations only: kernel ones have object 0, named ones -1 */
+	[R_MISSING] = ("SELECT l.id, o.build_id, l.offset FROM locations l"
+	               " JOIN objects o ON o.id = l.object_id"
+	               " WHERE l.id > ?1 AND l.object_id > 0"
+	               " AND NOT EXISTS (SELECT 1 FROM symbols s WHERE s.location_id = l.id)"
+	               " ORDER BY l.id LIMIT ?2"),
 };
 
 struct st__meta {
@@ -717,5 +727,103 @@ int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t 
 out:
 	for (size_t i = 0; i < got; i++)
 		free(fl[i]);
+	return rc;
+}
+
+/* ---- symbol cache ---- */
+
+int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_fn fn,
+                         void *arg)
+{
+	int rc = 0;
+	st_symbol syms[ST_MAX_INLINE];
+	st__buf text = {0};  /* a row's strings die at the next step: copies */
+	size_t offs[ST_MAX_INLINE][2];
+	read_begin(m);
+	sqlite3_stmt *st = m->rs[R_SYM];
+	for (size_t i = 0; i < n && !rc; i++) {
+		size_t k = 0;
+		text.len = 0;
+		sqlite3_bind_int64(st, 1, ids[i]);
+		int s;
+		while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW && k < ST_MAX_INLINE) {
+			const char *f = (const char *)sqlite3_column_text(st, 0);
+			const char *file = (const char *)sqlite3_column_text(st, 1);
+			offs[k][0] = text.len;
+			rc = st__buf_put(&text, f ? f : "", strlen(f ? f : "") + 1);
+			offs[k][1] = file ? text.len : SIZE_MAX;
+			if (!rc && file)
+				rc = st__buf_put(&text, file, strlen(file) + 1);
+			syms[k].line = sqlite3_column_int64(st, 2);
+			k++;
+		}
+		if (!rc && s != SQLITE_ROW && s != SQLITE_DONE)
+			rc = sql_err(m->r, s);
+		sqlite3_reset(st);
+		for (size_t j = 0; j < k && !rc; j++) {
+			syms[j].function = (const char *)text.data + offs[j][0];
+			syms[j].file = offs[j][1] == SIZE_MAX ? NULL : (const char *)text.data + offs[j][1];
+		}
+		if (!rc && k)
+			rc = fn(arg, ids[i], syms, k);
+	}
+	read_end(m);
+	st__buf_free(&text);
+	return rc;
+}
+
+/* Caller holds the store's append lock (the writer connection is shared
+ * with ingest). */
+int st__meta_symbols_put(st__meta *m, int64_t loc, const st_symbol *syms, size_t n)
+{
+	int rc = exec(m->w, "BEGIN", NULL);
+	if (rc)
+		return rc;
+	sqlite3_stmt *has = m->ws[W_HAS_SYM], *ins = m->ws[W_INS_SYM];
+	sqlite3_bind_int64(has, 1, loc);
+	int s = sqlite3_step(has);
+	sqlite3_reset(has);
+	if (s == SQLITE_ROW)
+		goto out;  /* the first answer stays */
+	if (s != SQLITE_DONE) {
+		rc = sql_err(m->w, s);
+		goto out;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		sqlite3_bind_int64(ins, 1, loc);
+		sqlite3_bind_int64(ins, 2, (int64_t)i);
+		sqlite3_bind_text(ins, 3, syms[i].function ? syms[i].function : "", -1, SQLITE_STATIC);
+		if (syms[i].file)
+			sqlite3_bind_text(ins, 4, syms[i].file, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(ins, 4);
+		sqlite3_bind_int64(ins, 5, syms[i].line);
+		rc = step_done(m->w, ins);
+	}
+out:
+	if (rc)
+		exec(m->w, "ROLLBACK", NULL);
+	else
+		rc = exec(m->w, "COMMIT", NULL);
+	return rc;
+}
+
+int st__meta_symbols_missing(st__meta *m, int64_t after, size_t limit,
+                             st_unsymbolized_fn fn, void *arg)
+{
+	int rc = 0, s;
+	read_begin(m);
+	sqlite3_stmt *st = m->rs[R_MISSING];
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit));
+	while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+		int bl = sqlite3_column_bytes(st, 1);
+		rc = fn(arg, sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+		        bl > 0 ? (uint32_t)bl : 0, (uint64_t)sqlite3_column_int64(st, 2));
+	}
+	if (!rc && s != SQLITE_DONE)
+		rc = sql_err(m->r, s);
+	sqlite3_reset(st);
+	read_end(m);
 	return rc;
 }

@@ -267,6 +267,39 @@ int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n,
  * unknown one. */
 int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out);
 
+/* ---- the symbol cache (filled by the server's symbolizer) ----
+ * A location's inline chain, innermost first, as the symbolizer found it
+ * in the location's debug info. Kept for good: a location's answer never
+ * changes, because its object is named by build ID. A chain of one frame
+ * with an empty function means "looked, nothing there". */
+typedef struct st_symbol {
+	const char *function;
+	const char *file;        /* NULL when unknown */
+	int64_t line;            /* 0 when unknown */
+} st_symbol;
+
+#define ST_MAX_INLINE 64     /* frames of one chain at most */
+
+/* Calls fn for each of ids[0..n) that has cached symbols, in one read
+ * transaction; the strings are valid during the call only. A non-zero
+ * return from fn stops and is returned. */
+typedef int (*st_symbols_fn)(void *arg, int64_t location_id, const st_symbol *syms,
+                             size_t n);
+int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg);
+
+/* Stores a location's chain (1..ST_MAX_INLINE frames); a location already
+ * cached keeps its first answer. Thread-safe; takes the append lock
+ * briefly, as it writes through the same SQLite connection. */
+int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n);
+
+/* User locations (object, offset) that have no cached symbols, with IDs
+ * greater than after_id, in ID order, at most limit of them: the
+ * symbolizer's background work list. */
+typedef int (*st_unsymbolized_fn)(void *arg, int64_t location_id, const uint8_t *build_id,
+                                  uint32_t build_id_len, uint64_t offset);
+int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
+                       void *arg);
+
 void st_get_stats(st_db *db, st_stats *out);
 
 #endif

@@ -63,9 +63,10 @@ typedef struct wire_object {
 	const char *name;        /* path as the host saw it */
 } wire_object;
 
-/* user: (object, offset in the object's file); the offset is the address
- * as the stack held it (a return address for every frame but the leaf),
- * the symbolizer steps back into the call. kernel/named: name. */
+/* user: (object, offset in the object's file); for the innermost user
+ * frame the offset of the instruction, for every caller the offset of its
+ * return address minus one, so it falls inside the call instruction and
+ * the symbolizer names the call's line. kernel/named: name. */
 typedef struct wire_frame {
 	uint32_t kind;
 	uint32_t object;         /* user: index into wire_batch.objects */

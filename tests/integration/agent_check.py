@@ -70,6 +70,10 @@ def main():
     name = binary.rsplit("/", 1)[-1].rstrip("0123456789")
 
     def in_fn(frame, fn):
+        # named by the server's symbolizer once the agent uploaded the
+        # binary, or still "[unknown] file+0xoffset" before
+        if frame == fn:
+            return True
         pre = "[unknown] %s" % name
         if not frame.startswith(pre) or "+0x" not in frame:
             return False

@@ -1,0 +1,777 @@
+/* symbolize.c - (build ID, file offset) → inline chain of (function, file,
+ * line), from the ELF files in the debug-info directory (symbolize.h).
+ *
+ *   offset ─► address: the PT_LOAD segment holding the offset (PIE, non-PIE
+ *             and shared libraries alike: the file's own virtual addresses)
+ *   address ─► DWARF (libdw): the CU, its scopes innermost first; every
+ *             inlined subroutine is a frame whose caller's line is its
+ *             DW_AT_call_file/line, the innermost line from the line table
+ *           ─► else the symbol table (.symtab of the debug file, of the
+ *             binary, then .dynsym): the function alone
+ *   names  ─► demangled by libiberty (C++ and Rust, legacy and v0), the
+ *             same text as `addr2line -C` and c++filt print
+ *
+ * Parsed files stay open (at most max_open, least recently used closed),
+ * under one mutex: libdw's handles are not safe for concurrent lookups. The
+ * answers go to a memory cache and, for good, to SQLite (storage's symbols
+ * table), so each location is worked out once. */
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libiberty/demangle.h>
+
+#include "server/symbolize.h"
+#include "wire/wire.h"
+
+#define MAX_CHAIN ST_MAX_INLINE
+/* memory cache entries at most; past it the cache starts over (SQLite
+ * still has everything) */
+#define MEM_MAX (1u << 20)
+
+typedef struct load {
+	uint64_t off, size, vaddr;
+} load;
+
+typedef struct func {
+	uint64_t addr, size;
+	const char *name;   /* in the ELF's string table (mmapped) */
+} func;
+
+typedef struct mod {
+	uint8_t bid[WIRE_MAX_BUILD_ID];
+	size_t bidlen;
+	int fd[2];          /* [0] binary, [1] separate debug file; -1 if absent */
+	Elf *elf[2];
+	Dwarf *dw;
+	load *loads;
+	size_t nloads;
+	func *funcs;
+	size_t nfuncs;
+	uint64_t used;
+} mod;
+
+typedef struct mentry {
+	int64_t loc;
+	uint32_t n;
+	srv_sym_frame f[];  /* strings after the array, one allocation */
+} mentry;
+
+struct srv_sym {
+	char dir[4096];
+	st_db *db;
+	size_t max_open;
+	pthread_mutex_t mu;  /* modules and libdw */
+	mod **mods;
+	size_t nmods;
+	uint64_t clock;
+	pthread_rwlock_t cmu; /* the memory cache */
+	mentry **slots;       /* open addressing by location ID */
+	size_t cap, count;
+	int64_t pass_after;   /* the background pass' cursor */
+	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
+};
+
+/* ---- names ---- */
+
+static char *demangle(const char *name)
+{
+	/* DMGL_AUTO: Rust (v0 "_R", legacy "_ZN...17h<hash>E") first, then the
+	 * C++ ABI; DMGL_PARAMS as c++filt: overloads stay apart */
+	char *d = cplus_demangle(name, DMGL_AUTO | DMGL_PARAMS | DMGL_ANSI);
+	return d ? d : strdup(name);
+}
+
+static const char *attr_str(Dwarf_Die *d, unsigned name)
+{
+	Dwarf_Attribute a;
+	return dwarf_formstring(dwarf_attr_integrate(d, name, &a));
+}
+
+/* A function DIE's name: the linkage name demangled (it carries namespaces
+ * and template arguments), else DW_AT_name; through abstract_origin and
+ * specification. */
+static char *die_name(Dwarf_Die *d)
+{
+	const char *ln = attr_str(d, DW_AT_linkage_name);
+	if (!ln)
+		ln = attr_str(d, DW_AT_MIPS_linkage_name);
+	if (ln)
+		return demangle(ln);
+	const char *n = attr_str(d, DW_AT_name);
+	return n ? strdup(n) : NULL;
+}
+
+/* ---- modules ---- */
+
+static void mod_free(mod *m)
+{
+	if (!m)
+		return;
+	if (m->dw)
+		dwarf_end(m->dw);
+	for (int i = 0; i < 2; i++) {
+		if (m->elf[i])
+			elf_end(m->elf[i]);
+		if (m->fd[i] >= 0)
+			close(m->fd[i]);
+	}
+	free(m->loads);
+	free(m->funcs);
+	free(m);
+}
+
+static int cmp_func(const void *a, const void *b)
+{
+	const func *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return x->size > y->size ? -1 : x->size < y->size;  /* sized first */
+}
+
+/* Function symbols of one symbol table section type; 0 when it has none. */
+static int read_funcs(mod *m, Elf *e, Elf64_Word type)
+{
+	for (Elf_Scn *s = NULL; (s = elf_nextscn(e, s));) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(s, &sh) || sh.sh_type != type || !sh.sh_entsize)
+			continue;
+		Elf_Data *d = elf_getdata(s, NULL);
+		if (!d)
+			continue;
+		size_t n = sh.sh_size / sh.sh_entsize;
+		func *v = malloc((n + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			GElf_Sym sym;
+			if (!gelf_getsym(d, (int)i, &sym))
+				break;
+			int t = GELF_ST_TYPE(sym.st_info);
+			if ((t != STT_FUNC && t != STT_GNU_IFUNC) || !sym.st_value ||
+			    sym.st_shndx == SHN_UNDEF)
+				continue;
+			const char *nm = elf_strptr(e, sh.sh_link, sym.st_name);
+			if (!nm || !*nm)
+				continue;
+			v[k++] = (func){sym.st_value, sym.st_size, nm};
+		}
+		if (!k) {
+			free(v);
+			continue;
+		}
+		qsort(v, k, sizeof(*v), cmp_func);
+		free(m->funcs);
+		m->funcs = v;
+		m->nfuncs = k;
+		return 1;
+	}
+	return 0;
+}
+
+static int read_loads(mod *m, Elf *e)
+{
+	size_t nph;
+	if (elf_getphdrnum(e, &nph) || !nph)
+		return 0;
+	m->loads = calloc(nph, sizeof(*m->loads));
+	if (!m->loads)
+		return -ENOMEM;
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+		if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_LOAD && ph.p_filesz)
+			m->loads[m->nloads++] = (load){ph.p_offset, ph.p_filesz, ph.p_vaddr};
+	}
+	return 0;
+}
+
+static int open_one(srv_sym *s, mod *m, int i, const char *suffix)
+{
+	char hex[2 * WIRE_MAX_BUILD_ID + 1], path[sizeof(s->dir) + sizeof(hex) + 8];
+	wire_hex(m->bid, m->bidlen, hex);
+	snprintf(path, sizeof(path), "%s/%s%s", s->dir, hex, suffix);
+	m->fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+	if (m->fd[i] < 0)
+		return errno == ENOENT ? 0 : -errno;
+	m->elf[i] = elf_begin(m->fd[i], ELF_C_READ_MMAP, NULL);
+	if (!m->elf[i] || elf_kind(m->elf[i]) != ELF_K_ELF) {
+		if (m->elf[i])
+			elf_end(m->elf[i]);
+		m->elf[i] = NULL;
+		close(m->fd[i]);
+		m->fd[i] = -1;
+		return -ENOEXEC;
+	}
+	return 1;
+}
+
+/* Opens and indexes a build ID's files. Caller holds s->mu. */
+static int mod_open(srv_sym *s, const uint8_t *bid, size_t bl, mod **out)
+{
+	int rc;
+	mod *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->fd[0] = m->fd[1] = -1;
+	memcpy(m->bid, bid, bl);
+	m->bidlen = bl;
+	int rb = open_one(s, m, 0, ""), rd = open_one(s, m, 1, ".debug");
+	if (rb <= 0 && rd <= 0) {
+		rc = rb < 0 ? rb : rd < 0 ? rd : -ENOENT;
+		goto out;
+	}
+	/* DWARF and symbols from the debug file first; addresses from the
+	 * binary's program headers (a debug file has the same ones) */
+	for (int i = 1; i >= 0 && !m->dw; i--)
+		if (m->elf[i])
+			m->dw = dwarf_begin_elf(m->elf[i], DWARF_C_READ, NULL);
+	rc = read_loads(m, m->elf[0] ? m->elf[0] : m->elf[1]);
+	if (!rc && !m->nloads && m->elf[0] && m->elf[1])
+		rc = read_loads(m, m->elf[1]);
+	for (int i = 1; i >= 0 && !rc && !m->nfuncs; i--)
+		if (m->elf[i])
+			rc = read_funcs(m, m->elf[i], SHT_SYMTAB);
+	for (int i = 0; i < 2 && !rc && !m->nfuncs; i++)
+		if (m->elf[i])
+			rc = read_funcs(m, m->elf[i], SHT_DYNSYM);
+	if (rc < 0)
+		goto out;
+	rc = 0;
+	atomic_fetch_add(&s->st_opened, 1);
+out:
+	if (rc) {
+		mod_free(m);
+		m = NULL;
+	}
+	*out = m;
+	return rc;
+}
+
+/* The module of a build ID, opened on first use. Caller holds s->mu. */
+static int mod_get(srv_sym *s, const uint8_t *bid, size_t bl, mod **out)
+{
+	for (size_t i = 0; i < s->nmods; i++)
+		if (s->mods[i]->bidlen == bl && !memcmp(s->mods[i]->bid, bid, bl)) {
+			s->mods[i]->used = ++s->clock;
+			*out = s->mods[i];
+			return 0;
+		}
+	mod *m;
+	int rc = mod_open(s, bid, bl, &m);
+	if (rc)
+		return rc;
+	if (s->nmods == s->max_open) {
+		size_t old = 0;
+		for (size_t i = 1; i < s->nmods; i++)
+			if (s->mods[i]->used < s->mods[old]->used)
+				old = i;
+		mod_free(s->mods[old]);
+		s->mods[old] = s->mods[--s->nmods];
+	}
+	m->used = ++s->clock;
+	s->mods[s->nmods++] = m;
+	*out = m;
+	return 0;
+}
+
+/* ---- lookup ---- */
+
+static bool to_vaddr(const mod *m, uint64_t off, uint64_t *va)
+{
+	for (size_t i = 0; i < m->nloads; i++)
+		if (off >= m->loads[i].off && off - m->loads[i].off < m->loads[i].size) {
+			*va = off - m->loads[i].off + m->loads[i].vaddr;
+			return true;
+		}
+	return false;
+}
+
+static const func *find_func(const mod *m, uint64_t va)
+{
+	size_t lo = 0, hi = m->nfuncs;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->funcs[mid].addr <= va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* the last symbol at or below va that covers it (an unsized one
+	 * covers up to the next symbol) */
+	for (size_t i = lo; i-- > 0;) {
+		const func *f = &m->funcs[i];
+		if (f->size ? va - f->addr < f->size : (i + 1 == m->nfuncs || va < m->funcs[i + 1].addr))
+			return f;
+		if (va - f->addr > (1u << 24))
+			break;  /* nothing that far back is this function */
+	}
+	return NULL;
+}
+
+static int push(srv_sym_frame *out, size_t max, size_t *n, char *fn, const char *file,
+                int64_t line)
+{
+	if (!fn)
+		fn = strdup("??");
+	if (*n == max || !fn) {
+		free(fn);
+		return fn ? 0 : -ENOMEM;
+	}
+	char *f = file ? strdup(file) : NULL;
+	if (file && !f) {
+		free(fn);
+		return -ENOMEM;
+	}
+	out[(*n)++] = (srv_sym_frame){fn, f, line};
+	return 0;
+}
+
+/* A file name from the line table or the file table, with the CU's
+ * compilation directory in front when it is relative, as addr2line and
+ * the compiler's diagnostics print it. */
+static const char *full_path(Dwarf_Die *cu, const char *f, char *buf, size_t cap)
+{
+	if (!f || f[0] == '/')
+		return f;
+	const char *dir = attr_str(cu, DW_AT_comp_dir);
+	if (!dir || !*dir)
+		return f;
+	snprintf(buf, cap, "%s/%s", dir, f);
+	return buf;
+}
+
+static const char *call_file(Dwarf_Die *cu, Dwarf_Die *inl, char *buf, size_t cap)
+{
+	Dwarf_Attribute a;
+	Dwarf_Word idx;
+	Dwarf_Files *files;
+	size_t nfiles;
+	if (dwarf_formudata(dwarf_attr(inl, DW_AT_call_file, &a), &idx) ||
+	    dwarf_getsrcfiles(cu, &files, &nfiles) || idx >= nfiles)
+		return NULL;
+	return full_path(cu, dwarf_filesrc(files, idx, NULL, NULL), buf, cap);
+}
+
+static int64_t call_line(Dwarf_Die *inl)
+{
+	Dwarf_Attribute a;
+	Dwarf_Word v;
+	return dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &a), &v) ? 0 : (int64_t)v;
+}
+
+static bool is_func(int tag)
+{
+	return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+	       tag == DW_TAG_entry_point;
+}
+
+/* DWARF's answer; *n stays 0 when the address is in no CU or no function.
+ * The innermost function scope at the address comes from the CU's scopes;
+ * when it is inlined code, the functions it sits in come from the scopes
+ * of that inline instance's DIE (dwarf_getscopes_die), each frame's line
+ * being the call site recorded on the frame inside it: what addr2line -i
+ * does. */
+static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, size_t *n)
+{
+	Dwarf_Die cu, *scopes = NULL, *chain = NULL;
+	char pbuf[4096];
+	if (!m->dw || !dwarf_addrdie(m->dw, va, &cu))
+		return 0;
+	const char *file = NULL;
+	int64_t line = 0;
+	Dwarf_Line *ln = dwarf_getsrc_die(&cu, va);
+	if (ln) {
+		int l;
+		file = full_path(&cu, dwarf_linesrc(ln, NULL, NULL), pbuf, sizeof(pbuf));
+		if (!dwarf_lineno(ln, &l))
+			line = l;
+	}
+	int rc = 0, ns = dwarf_getscopes(&cu, va, &scopes);
+	int first = -1;
+	for (int i = 0; i < ns && first < 0; i++)
+		if (is_func(dwarf_tag(&scopes[i])))
+			first = i;
+	if (first >= 0) {
+		Dwarf_Die *die = &scopes[first];
+		rc = push(out, max, n, die_name(die), file, line);
+		if (!rc && dwarf_tag(die) == DW_TAG_inlined_subroutine) {
+			int nc = dwarf_getscopes_die(die, &chain);
+			Dwarf_Die *inner = die;
+			for (int i = 1; i < nc && !rc; i++) {
+				int tag = dwarf_tag(&chain[i]);
+				if (!is_func(tag))
+					continue;
+				char cbuf[4096];
+				rc = push(out, max, n, die_name(&chain[i]),
+				          call_file(&cu, inner, cbuf, sizeof(cbuf)), call_line(inner));
+				if (tag != DW_TAG_inlined_subroutine)
+					break;  /* the real function: nothing encloses it */
+				inner = &chain[i];
+			}
+		}
+	}
+	free(scopes);
+	free(chain);
+	if (!rc && *n == 0 && file) {
+		/* a CU that covers the address without a function DIE for it:
+		 * the line table still knows where; the symbol table says what */
+		const func *f = find_func(m, va);
+		if (f)
+			rc = push(out, max, n, demangle(f->name), file, line);
+	}
+	return rc;
+}
+
+int srv_sym_lookup(srv_sym *s, const uint8_t *bid, size_t bl, uint64_t offset,
+                   srv_sym_frame *out, size_t max, size_t *n)
+{
+	*n = 0;
+	if (!bl || bl > WIRE_MAX_BUILD_ID || !max)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	mod *m;
+	int rc = mod_get(s, bid, bl, &m);
+	if (rc)
+		goto out;
+	uint64_t va = offset;
+	if (m->nloads && !to_vaddr(m, offset, &va))
+		goto out;  /* not in any loaded segment: nothing to say */
+	rc = lookup_dwarf(m, va, out, max, n);
+	if (!rc && *n == 0) {
+		const func *f = find_func(m, va);
+		if (f)
+			rc = push(out, max, n, demangle(f->name), NULL, 0);
+	}
+	if (rc) {
+		srv_sym_frames_free(out, *n);
+		*n = 0;
+	}
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void srv_sym_frames_free(srv_sym_frame *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(f[i].function);
+		free(f[i].file);
+	}
+}
+
+/* ---- the caches ---- */
+
+static size_t slot_of(const srv_sym *s, int64_t loc)
+{
+	uint64_t h = (uint64_t)loc * 0x9e3779b97f4a7c15ULL;
+	return (size_t)(h >> 20) & (s->cap - 1);
+}
+
+/* Caller holds cmu (read or write). */
+static mentry *mem_get(const srv_sym *s, int64_t loc)
+{
+	if (!s->cap)
+		return NULL;
+	for (size_t j = slot_of(s, loc); s->slots[j]; j = (j + 1) & (s->cap - 1))
+		if (s->slots[j]->loc == loc)
+			return s->slots[j];
+	return NULL;
+}
+
+static void mem_clear(srv_sym *s)
+{
+	for (size_t i = 0; i < s->cap; i++)
+		free(s->slots[i]);
+	free(s->slots);
+	s->slots = NULL;
+	s->cap = s->count = 0;
+}
+
+static void mem_put(srv_sym *s, int64_t loc, const st_symbol *syms, size_t n)
+{
+	size_t bytes = sizeof(mentry) + n * sizeof(srv_sym_frame);
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(syms[i].function) + 1 + (syms[i].file ? strlen(syms[i].file) + 1 : 0);
+	mentry *e = malloc(bytes);
+	if (!e)
+		return;  /* a cache; SQLite still has it */
+	e->loc = loc;
+	e->n = (uint32_t)n;
+	char *p = (char *)&e->f[n];
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(syms[i].function) + 1;
+		e->f[i].function = memcpy(p, syms[i].function, l);
+		p += l;
+		e->f[i].file = NULL;
+		if (syms[i].file) {
+			l = strlen(syms[i].file) + 1;
+			e->f[i].file = memcpy(p, syms[i].file, l);
+			p += l;
+		}
+		e->f[i].line = syms[i].line;
+	}
+	pthread_rwlock_wrlock(&s->cmu);
+	if (mem_get(s, loc)) {
+		free(e);
+		goto out;
+	}
+	if (s->count >= MEM_MAX)
+		mem_clear(s);
+	if ((s->count + 1) * 2 > s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 4096;
+		mentry **ns = calloc(nc, sizeof(*ns));
+		if (!ns) {
+			free(e);
+			goto out;
+		}
+		mentry **old = s->slots;
+		size_t ocap = s->cap;
+		s->slots = ns;
+		s->cap = nc;
+		for (size_t i = 0; i < ocap; i++)
+			if (old[i]) {
+				size_t j = slot_of(s, old[i]->loc);
+				while (s->slots[j])
+					j = (j + 1) & (nc - 1);
+				s->slots[j] = old[i];
+			}
+		free(old);
+	}
+	size_t j = slot_of(s, loc);
+	while (s->slots[j])
+		j = (j + 1) & (s->cap - 1);
+	s->slots[j] = e;
+	s->count++;
+out:
+	pthread_rwlock_unlock(&s->cmu);
+}
+
+/* What the engine gets: copies in thread-local memory, valid until this
+ * thread's next call, so a cache cleared meanwhile frees nothing it reads. */
+static _Thread_local char tls_buf[16384];
+
+static int fill_out(const st_symbol *syms, size_t n, q_sym *out, size_t max)
+{
+	size_t used = 0, k = 0;
+	/* a "looked, nothing there" marker */
+	if (n == 1 && !syms[0].function[0])
+		return 0;
+	for (size_t i = 0; i < n && k < max; i++) {
+		size_t fl = strlen(syms[i].function) + 1, il = syms[i].file ? strlen(syms[i].file) + 1 : 0;
+		if (used + fl + il > sizeof(tls_buf))
+			break;
+		out[k].function = memcpy(tls_buf + used, syms[i].function, fl);
+		used += fl;
+		out[k].file = il ? memcpy(tls_buf + used, syms[i].file, il) : NULL;
+		used += il;
+		out[k].line = syms[i].line;
+		k++;
+	}
+	return (int)k;
+}
+
+typedef struct got {
+	srv_sym *s;
+	q_sym *out;
+	size_t max;
+	int n;
+} got;
+
+static int on_cached(void *arg, int64_t loc, const st_symbol *syms, size_t n)
+{
+	got *g = arg;
+	mem_put(g->s, loc, syms, n);
+	g->n = fill_out(syms, n, g->out, g->max);
+	return 0;
+}
+
+/* Symbolizes from the files and stores the answer (SQLite and memory).
+ * Returns the number of frames, 0 with *absent set when the build ID's
+ * files are not there (nothing stored: the file may still come). */
+static int symbolize_store(srv_sym *s, int64_t loc, const uint8_t *bid, size_t bl,
+                           uint64_t off, q_sym *out, size_t max, bool *absent)
+{
+	srv_sym_frame f[MAX_CHAIN];
+	st_symbol syms[MAX_CHAIN];
+	size_t n, nf;
+	*absent = false;
+	int rc = srv_sym_lookup(s, bid, bl, off, f, MAX_CHAIN, &n);
+	if (rc == -ENOENT) {
+		*absent = true;
+		return 0;
+	}
+	if (rc == -ENOEXEC)
+		n = 0;  /* an unusable file is an answer too: nothing there */
+	else if (rc)
+		return rc;
+	nf = n;
+	for (size_t i = 0; i < n; i++)
+		syms[i] = (st_symbol){f[i].function, f[i].file, f[i].line};
+	if (n == 0) {
+		syms[0] = (st_symbol){"", NULL, 0};
+		n = 1;
+	}
+	if (s->db)
+		rc = st_symbols_put(s->db, loc, syms, n);
+	mem_put(s, loc, syms, n);
+	int k = out ? fill_out(syms, n, out, max) : 0;
+	srv_sym_frames_free(f, nf);
+	atomic_fetch_add(&s->st_sym, 1);
+	return rc ? rc : k;
+}
+
+int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
+{
+	srv_sym *s = arg;
+	if (loc->kind != ST_FRAME_USER || !loc->build_id_len)
+		return 0;  /* kernel and named frames carry their names */
+	atomic_fetch_add(&s->st_lookups, 1);
+	pthread_rwlock_rdlock(&s->cmu);
+	mentry *e = mem_get(s, loc->location_id);
+	int n = -1;
+	if (e) {
+		st_symbol syms[MAX_CHAIN];
+		for (uint32_t i = 0; i < e->n && i < MAX_CHAIN; i++)
+			syms[i] = (st_symbol){e->f[i].function, e->f[i].file, e->f[i].line};
+		n = fill_out(syms, e->n < MAX_CHAIN ? e->n : MAX_CHAIN, out, max);
+	}
+	pthread_rwlock_unlock(&s->cmu);
+	if (n >= 0) {
+		atomic_fetch_add(&s->st_mem, 1);
+		return n;
+	}
+	if (s->db) {
+		got g = {s, out, max, -1};
+		int rc = st_symbols_get(s->db, &loc->location_id, 1, on_cached, &g);
+		if (rc)
+			return rc;
+		if (g.n >= 0) {
+			atomic_fetch_add(&s->st_cache, 1);
+			return g.n;
+		}
+	}
+	bool absent;
+	n = symbolize_store(s, loc->location_id, loc->build_id, loc->build_id_len, loc->offset,
+	                    out, max, &absent);
+	if (absent)
+		atomic_fetch_add(&s->st_unknown, 1);
+	return n;
+}
+
+/* ---- background ---- */
+
+typedef struct todo {
+	int64_t loc;
+	uint8_t bid[WIRE_MAX_BUILD_ID];
+	uint32_t bl;
+	uint64_t off;
+} todo;
+
+typedef struct todos {
+	todo *v;
+	size_t n, cap;
+} todos;
+
+static int on_missing(void *arg, int64_t loc, const uint8_t *bid, uint32_t bl, uint64_t off)
+{
+	todos *t = arg;
+	if (t->n == t->cap || bl == 0 || bl > WIRE_MAX_BUILD_ID)
+		return 0;
+	todo *d = &t->v[t->n++];
+	d->loc = loc;
+	memcpy(d->bid, bid, bl);
+	d->bl = bl;
+	d->off = off;
+	return 0;
+}
+
+int srv_sym_pass(srv_sym *s, size_t limit, size_t *done)
+{
+	size_t did = 0;
+	int rc = 0;
+	if (done)
+		*done = 0;
+	if (!s->db || !limit)
+		return 0;
+	/* look at up to 8x the limit of candidates: most may lack files */
+	todos t = {calloc(limit * 8, sizeof(todo)), 0, limit * 8};
+	if (!t.v)
+		return -ENOMEM;
+	rc = st_symbols_missing(s->db, s->pass_after, t.cap, on_missing, &t);
+	for (size_t i = 0; i < t.n && !rc && did < limit; i++) {
+		bool absent;
+		int k = symbolize_store(s, t.v[i].loc, t.v[i].bid, t.v[i].bl, t.v[i].off, NULL, 0,
+		                        &absent);
+		if (k < 0)
+			rc = k;
+		else if (!absent)
+			did++;
+		s->pass_after = t.v[i].loc;
+	}
+	/* at the end of the list, start over: files may have arrived for
+	 * locations passed over */
+	if (!rc && t.n < t.cap)
+		s->pass_after = 0;
+	free(t.v);
+	if (done)
+		*done = did;
+	return rc;
+}
+
+/* ---- life ---- */
+
+int srv_sym_new(const srv_sym_opts *opt, srv_sym **out)
+{
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -ENOTSUP;
+	srv_sym *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->dir, sizeof(s->dir), "%s", opt->debuginfo_dir);
+	s->db = opt->db;
+	s->max_open = opt->max_open ? opt->max_open : 32;
+	s->mods = calloc(s->max_open, sizeof(*s->mods));
+	if (!s->mods) {
+		free(s);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_rwlock_init(&s->cmu, NULL);
+	*out = s;
+	return 0;
+}
+
+void srv_sym_free(srv_sym *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nmods; i++)
+		mod_free(s->mods[i]);
+	free(s->mods);
+	mem_clear(s);
+	pthread_mutex_destroy(&s->mu);
+	pthread_rwlock_destroy(&s->cmu);
+	free(s);
+}
+
+void srv_sym_get_stats(srv_sym *s, srv_sym_stats *out)
+{
+	out->lookups = atomic_load(&s->st_lookups);
+	out->memory_hits = atomic_load(&s->st_mem);
+	out->cache_hits = atomic_load(&s->st_cache);
+	out->symbolized = atomic_load(&s->st_sym);
+	out->unknown = atomic_load(&s->st_unknown);
+	out->files_opened = atomic_load(&s->st_opened);
+}

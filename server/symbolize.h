@@ -1,0 +1,75 @@
+/* symbolize.h - central symbolization (srv_sym_ prefix): (build ID, file
+ * offset) → function, file, line, with inlined frames, from the ELF files
+ * kept in DATA_DIR/debuginfo/ (server/api_debuginfo.c), and a cache of the
+ * answers in storage's SQLite symbols table, so an offset is symbolized
+ * once for the whole fleet and never again, across restarts.
+ *
+ * Files by build ID (lowercase hex), in the debug-info directory:
+ *   <hex>        the file as first uploaded (usually the binary itself)
+ *   <hex>.debug  a separate debug file (DWARF, .gnu_debuglink target or
+ *                /usr/lib/debug/.build-id/xx/yyyy.debug); preferred for
+ *                DWARF and symbols when present
+ * Either alone is enough: a debug file keeps the program headers that turn
+ * file offsets into addresses.
+ *
+ * Thread-safe: queries call srv_sym_resolve() from pool threads. */
+#ifndef SMOLDER_SRV_SYMBOLIZE_H
+#define SMOLDER_SRV_SYMBOLIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "query/query.h"
+#include "storage/storage.h"
+
+typedef struct srv_sym srv_sym;
+
+typedef struct srv_sym_opts {
+	const char *debuginfo_dir;   /* DATA_DIR/debuginfo */
+	st_db *db;                   /* the cache lives in its symbols table;
+	                              * NULL: no persistent cache (tests, bench) */
+	size_t max_open;             /* files kept open and parsed; default 32 */
+} srv_sym_opts;
+
+int srv_sym_new(const srv_sym_opts *opt, srv_sym **out);
+void srv_sym_free(srv_sym *s);
+
+/* One frame of an inline chain. */
+typedef struct srv_sym_frame {
+	char *function;   /* demangled (C++, Rust); never NULL */
+	char *file;       /* NULL when unknown */
+	int64_t line;     /* 0 when unknown */
+} srv_sym_frame;
+
+/* Symbolizes one offset from the files alone (no cache): fills out[0..*n),
+ * innermost first (an address in inlined code gives the inlined function,
+ * then each function it was inlined into, the outermost last, as pprof's
+ * Line lists). *n = 0 when the file has no symbol there. Returns 0,
+ * -ENOENT when no file for the build ID is present, -ENOEXEC when the
+ * file is no usable ELF, -ENOMEM. The offset is where the agent put it:
+ * the instruction for a leaf, the return address minus one for callers
+ * (docs/protocol.md), so it falls inside the call. Free the strings with
+ * srv_sym_frames_free(). */
+int srv_sym_lookup(srv_sym *s, const uint8_t *build_id, size_t build_id_len, uint64_t offset,
+                   srv_sym_frame *out, size_t max, size_t *n);
+void srv_sym_frames_free(srv_sym_frame *f, size_t n);
+
+/* The q_resolver callback (arg is the srv_sym): the cache first (memory,
+ * then SQLite), then the files; what the files answer is stored in SQLite
+ * for good. A location whose file has not arrived gives 0 (the engine
+ * prints "[unknown] libfoo.so+0x1234") and is tried again next time. */
+int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max);
+
+/* Background work (the server's maintenance timer): symbolizes up to
+ * `limit` stored locations that have no cached symbols yet and whose debug
+ * info is present. *done (may be NULL) gets how many were symbolized. */
+int srv_sym_pass(srv_sym *s, size_t limit, size_t *done);
+
+typedef struct srv_sym_stats {
+	uint64_t lookups;        /* srv_sym_resolve calls */
+	uint64_t memory_hits, cache_hits, symbolized, unknown;
+	uint64_t files_opened;
+} srv_sym_stats;
+void srv_sym_get_stats(srv_sym *s, srv_sym_stats *out);
+
+#endif
