@@ -183,8 +183,9 @@ $(WIRE_PROTO_OBJ): $(WIRE_PROTO_SRC)
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS_ALL)) -c $< -o $@
-# query/ renders pprof: its objects need the generated header first
-$(QUERY_OBJ): | $(WIRE_PROTO_HDR)
+# query/ renders pprof, the server decodes it: their objects need the
+# generated header first (or a parallel build races it)
+$(QUERY_OBJ) $(SERVER_OBJ) $(BUILD)/server/main.o: | $(WIRE_PROTO_HDR)
 
 # Every unit test links the query and storage libraries, plus what its own
 # module needs: TEST_<name>_OBJ (objects, also prerequisites), TEST_<name>_LIBS.
