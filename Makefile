@@ -29,6 +29,9 @@ DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev \
 	libbpf-dev bpftool libdw-dev libiberty-dev
 DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
+# --debuginfod-url (libdebuginfod); its test runs Debian's debuginfod server
+DEB_BUILD += libdebuginfod-dev
+DEB_TEST += debuginfod
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -68,8 +71,11 @@ LDLIBS_SERVER := -luv -lpthread -ldw -lelf -liberty
 BINDIR := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 SERVER_BIN := $(BINDIR)/smolder-server
 # The command-line client: server/cli/smolder.c alone (not in SERVER_SRC's
-# wildcard), a client of the HTTP API only.
+# wildcard), a client of the HTTP API only (libelf reads the build IDs of
+# the files `smolder debuginfo upload` sends).
 CLI_BIN := $(BINDIR)/smolder
+# server/debuginfod.c: --debuginfod-url
+LDLIBS_SERVER += -ldebuginfod
 
 # The agent: agent/*.c with the BPF program embedded through a bpftool
 # skeleton. vmlinux.h comes from this machine's BTF; CO-RE relocates the
@@ -134,7 +140,7 @@ $(SERVER_BIN): $(BUILD)/server/main.o $(SERVER_OBJ) $(LLHTTP_OBJ) $(BUILD)/libqu
 $(CLI_BIN): $(BUILD)/server/cli/smolder.o
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl -lelf -lxxhash
 
 $(BPF_VMLINUX):
 	$(call msg,BTF,$@)
@@ -212,6 +218,14 @@ $(MKBATCH_BIN): tests/tools/mkbatch.c $(WIRE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) $(LDLIBS_WIRE)
 
+# Fetches one build ID through server/debuginfod.c, for debuginfod_test.sh.
+DBGD_FETCH_BIN := $(BUILD)/tests/dbgd_fetch
+$(DBGD_FETCH_BIN): tests/tools/dbgd_fetch.c $(BUILD)/server/debuginfod.o \
+		$(BUILD)/server/debuginfo.o
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod -lelf -lxxhash -lpthread
+
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -285,11 +299,11 @@ test-unit: $(UNIT_BIN)
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) \
-		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) sh $$t; done
+		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) sh $$t; done
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

@@ -213,6 +213,9 @@ typedef struct ag_push_opts {
 	bool upload;                 /* debug-info uploads on */
 	uint64_t upload_max_bytes;   /* files bigger are not uploaded */
 	uint64_t upload_budget;      /* bytes uploaded per flush at most */
+	const char *debug_dir;       /* separate debug files by build ID under
+	                              * DIR/.build-id/xx/yyyy.debug; NULL:
+	                              * "/usr/lib/debug" */
 	bool verbose;
 } ag_push_opts;
 
@@ -230,7 +233,9 @@ void ag_push_enqueue(ag_push *p, ag_batch *b);
 /* Sends what is queued, oldest first, until the queue is empty, a send
  * fails, or now is before the backoff. Returns the number sent. */
 int ag_push_flush(ag_push *p, int64_t now_ns);
-/* Uploads debug info for objects the server lacks, within the budget. */
+/* Uploads debug info for objects the server lacks, within the budget: the
+ * object itself, and the host's separate debug file for its build ID when
+ * the server has no DWARF for it (docs/protocol.md section 4). */
 void ag_push_upload(ag_push *p, ag_objs *objs);
 /* When the next retry is due (0: nothing waits). */
 int64_t ag_push_next_retry(const ag_push *p);

@@ -14,7 +14,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -341,7 +344,15 @@ int ag_push_flush(ag_push *p, int64_t now_ns)
 
 int64_t ag_push_next_retry(const ag_push *p) { return p->head ? p->next_retry : 0; }
 
-/* ---- debug-info uploads ---- */
+/* ---- debug-info uploads ----
+ *
+ * Per object: HEAD tells what the server has (404 nothing; 200 with
+ * X-Smolder-Debuginfo: binary|debug|both and X-Smolder-Debuginfo-Dwarf:
+ * yes|no). The object goes up when the server has nothing; the host's
+ * separate debug file (/usr/lib/debug/.build-id/xx/yyyy.debug) goes up
+ * when the server then has no DWARF. Both count against the same size
+ * limit and per-flush budget; an object is done (o->uploaded) once nothing
+ * more would help, and asked about again next flush until then. */
 
 typedef struct rd {
 	int fd;
@@ -358,9 +369,43 @@ static size_t on_read(char *buf, size_t size, size_t n, void *arg)
 	return (size_t)k;
 }
 
-static long debuginfo(ag_push *p, ag_obj *o, bool put)
+/* What a HEAD said beyond its status. */
+typedef struct di_state {
+	char kind[16];    /* X-Smolder-Debuginfo, "" when absent */
+	char dwarf[8];    /* X-Smolder-Debuginfo-Dwarf */
+} di_state;
+
+static void header_copy(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t k = strlen(name);
+	if (n <= k + 1 || strncasecmp(line, name, k) || line[k] != ':')
+		return;
+	line += k + 1;
+	n -= k + 1;
+	while (n && *line == ' ')
+		line++, n--;
+	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n' || line[n - 1] == ' '))
+		n--;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, line, n);
+	out[n] = 0;
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *arg)
+{
+	di_state *d = arg;
+	header_copy(line, size * n, "X-Smolder-Debuginfo", d->kind, sizeof(d->kind));
+	header_copy(line, size * n, "X-Smolder-Debuginfo-Dwarf", d->dwarf, sizeof(d->dwarf));
+	return size * n;
+}
+
+/* HEAD (fd < 0, d filled) or PUT of fd's size bytes under o's build ID.
+ * Returns the HTTP status, -1 when the server could not be reached. */
+static long debuginfo(ag_push *p, const ag_obj *o, int fd, uint64_t size, di_state *d)
 {
 	char url[1200], hex[2 * WIRE_MAX_BUILD_ID + 1];
+	di_state ignored;
 	wire_hex(o->build_id, o->build_id_len, hex);
 	snprintf(url, sizeof(url), "%s/api/v1/debuginfo/%s", p->o.server, hex);
 	curl_easy_reset(p->curl);
@@ -370,12 +415,17 @@ static long debuginfo(ag_push *p, ag_obj *o, bool put)
 	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, p);
-	rd r = {o->fd, 0};
-	if (put) {
+	if (!d)
+		d = &ignored;
+	*d = (di_state){0};
+	curl_easy_setopt(p->curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(p->curl, CURLOPT_HEADERDATA, d);
+	rd r = {fd, 0};
+	if (fd >= 0) {
 		curl_easy_setopt(p->curl, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(p->curl, CURLOPT_READFUNCTION, on_read);
 		curl_easy_setopt(p->curl, CURLOPT_READDATA, &r);
-		curl_easy_setopt(p->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)o->size);
+		curl_easy_setopt(p->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
 	} else {
 		curl_easy_setopt(p->curl, CURLOPT_NOBODY, 1L);
 	}
@@ -387,6 +437,75 @@ static long debuginfo(ag_push *p, ag_obj *o, bool put)
 	return code;
 }
 
+/* The host's separate debug file for o, opened, with its size; -1 when
+ * there is none, or it is not o's (its build-id note must match). Looked
+ * up on the host, not through the process' root: /proc/PID/root may be
+ * gone by upload time, and distributions install debug files host-wide. */
+static int debug_file_open(const ag_push *p, const ag_obj *o, uint64_t *size)
+{
+	char path[4096], hex[2 * WIRE_MAX_BUILD_ID + 1];
+	uint8_t id[WIRE_MAX_BUILD_ID];
+	struct stat st;
+	if (o->build_id_len < 2)
+		return -1;
+	wire_hex(o->build_id, o->build_id_len, hex);
+	snprintf(path, sizeof(path), "%s/.build-id/%.2s/%s.debug",
+	         p->o.debug_dir ? p->o.debug_dir : "/usr/lib/debug", hex, hex + 2);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    ag_elf_build_id(fd, id, sizeof(id)) != (int)o->build_id_len ||
+	    memcmp(id, o->build_id, o->build_id_len)) {
+		close(fd);
+		return -1;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+/* Whether a HEAD's answer asks for a debug file: the server has files but
+ * no DWARF. An old server without the headers gets one; it keeps it or
+ * not by its own rule. */
+static bool wants_debug(const di_state *d)
+{
+	return strcmp(d->kind, "debug") && strcmp(d->kind, "both") && strcmp(d->dwarf, "yes");
+}
+
+/* PUTs fd (size bytes, the object or its debug file) within the limit and
+ * *budget. Returns 1 when sent, 0 when it is refused or too big for good
+ * (counted and said), -1 to stop for this flush (no budget left, server
+ * away). */
+static int put_file(ag_push *p, ag_obj *o, int fd, uint64_t size, const char *what,
+                    uint64_t *budget)
+{
+	if (size > p->o.upload_max_bytes) {
+		p->st.upload_skipped++;
+		fprintf(stderr, "smolder-agent: not uploading %s of %s: %" PRIu64 " bytes is over "
+		        "--upload-max-mb\n", what, o->name, size);
+		return 0;
+	}
+	if (size > *budget)
+		return -1;  /* the rest next interval: uploads are rate-bounded */
+	long code = debuginfo(p, o, fd, size, NULL);
+	if (code == 200 || code == 201) {
+		*budget -= size;
+		p->st.uploads++;
+		p->st.upload_bytes += size;
+		if (p->o.verbose)
+			fprintf(stderr, "smolder-agent: uploaded %s of %s (%" PRIu64 " bytes)\n", what,
+			        o->name, size);
+		return 1;
+	}
+	if (code >= 400 && code < 500) {
+		p->st.upload_skipped++;
+		fprintf(stderr, "smolder-agent: server refused %s of %s (%ld): %s\n", what, o->name,
+		        code, p->resp);
+		return 0;
+	}
+	return -1;
+}
+
 void ag_push_upload(ag_push *p, ag_objs *objs)
 {
 	if (!p->o.upload || p->down)
@@ -396,39 +515,43 @@ void ag_push_upload(ag_push *p, ag_objs *objs)
 		ag_obj *o = ag_objs_at(objs, i);
 		if (o->uploaded || o->upload_failed || o->fd < 0)
 			continue;
-		long code = debuginfo(p, o, false);
-		if (code == 200) {
-			o->uploaded = true;
-			continue;
-		}
-		if (code != 404)
+		di_state d;
+		long code = debuginfo(p, o, -1, 0, &d);
+		if (code != 200 && code != 404)
 			return;  /* server away or no debug-info API: later */
-		if (o->size > p->o.upload_max_bytes) {
-			o->upload_failed = true;
-			p->st.upload_skipped++;
-			fprintf(stderr, "smolder-agent: not uploading %s: %" PRIu64 " bytes is over "
-			        "--upload-max-mb\n", o->name, o->size);
+		uint64_t dsize = 0;
+		int dfd = -1, rc;
+		if (code == 404) {
+			rc = put_file(p, o, o->fd, o->size, "the file", &budget);
+			if (rc < 0)
+				return;
+			if (rc == 0) {
+				o->upload_failed = true;
+				continue;
+			}
+			if ((dfd = debug_file_open(p, o, &dsize)) < 0) {
+				o->uploaded = true;
+				continue;
+			}
+			/* what did the binary bring? */
+			code = debuginfo(p, o, -1, 0, &d);
+			if (code != 200) {
+				close(dfd);
+				return;
+			}
+		}
+		if (!wants_debug(&d) || (dfd < 0 && (dfd = debug_file_open(p, o, &dsize)) < 0)) {
+			o->uploaded = true;
+			if (dfd >= 0)
+				close(dfd);
 			continue;
 		}
-		if (o->size > budget)
-			return;  /* the rest next interval: uploads are rate-bounded */
-		code = debuginfo(p, o, true);
-		if (code == 200 || code == 201) {
-			o->uploaded = true;
-			budget -= o->size;
-			p->st.uploads++;
-			p->st.upload_bytes += o->size;
-			if (p->o.verbose)
-				fprintf(stderr, "smolder-agent: uploaded %s (%" PRIu64 " bytes)\n", o->name,
-				        o->size);
-		} else if (code >= 400 && code < 500) {
-			o->upload_failed = true;
-			p->st.upload_skipped++;
-			fprintf(stderr, "smolder-agent: server refused debug info of %s (%ld): %s\n",
-			        o->name, code, p->resp);
-		} else {
+		rc = put_file(p, o, dfd, dsize, "the debug file", &budget);
+		close(dfd);
+		if (rc < 0)
 			return;
-		}
+		/* sent, or refused for good: the server has what it will get */
+		o->uploaded = true;
 	}
 }
 

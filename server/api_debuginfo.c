@@ -1,14 +1,15 @@
-/* api_debuginfo.c - HEAD and PUT /api/v1/debuginfo/{build_id}: the agent
- * asks whether the server has an ELF file's debug info and uploads the
- * file when it does not. Files live in data_dir/debuginfo/<build_id>; a
- * file is accepted only when it is ELF and carries that build ID (or, for
- * a file without a GNU build-id note, has that fallback ID: wire/wire.h).
+/* api_debuginfo.c - HEAD and PUT /api/v1/debuginfo/{build_id}: agents and
+ * `smolder debuginfo upload` ask whether the server has an ELF file's debug
+ * info and upload files it lacks. A file is accepted only when it is ELF
+ * and carries that build ID (or, for a file without a GNU build-id note,
+ * has that fallback ID: wire/wire.h). Per build ID the store keeps up to
+ * two files (server/symbolize.h reads them):
+ *   <hex>        the first file uploaded that is not a separate debug file
+ *   <hex>.debug  a file with DWARF, when <hex> has none (docs/protocol.md
+ *                section 4 gives the rule; the symbolizer prefers it)
  * Not here: reading the debug info (the symbolizer's job). */
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +18,12 @@
 #include <unistd.h>
 
 #include "server/api.h"
+#include "server/debuginfo.h"
 #include "wire/wire.h"
 
 /* Body limit of PUT. The route system reads bodies into memory, so this is
  * also how much one upload may hold in RAM (docs/api.md). */
-#define DEBUGINFO_MAX_BODY (256ull << 20)
+#define DEBUGINFO_MAX_BODY SRV_DEBUGINFO_MAX_BYTES
 
 /* {build_id}: 2..128 lowercase hex digits, an even number (whole bytes).
  * Anything else is refused before it becomes a file name. */
@@ -51,90 +53,6 @@ static bool id_path(const srv_api *api, const srv_req *req, srv_resp *resp, char
 	return true;
 }
 
-static int h_head(void *arg, const srv_req *req, srv_resp *resp)
-{
-	char path[4096];
-	const char *id;
-	struct stat st;
-	if (!id_path(arg, req, resp, path, sizeof(path), &id))
-		return 0;
-	if (stat(path, &st) == 0) {
-		srv_resp_set(resp, 200, NULL);
-		return 0;
-	}
-	if (errno != ENOENT)
-		return -errno;
-	srv_resp_error(resp, 404, "no debug info for build ID %s", id);
-	return 0;
-}
-
-static pthread_once_t elf_once = PTHREAD_ONCE_INIT;
-static void elf_init(void)
-{
-	elf_version(EV_CURRENT);
-}
-
-/* Looks for an NT_GNU_BUILD_ID note named "GNU" in data. */
-static bool note_build_id(Elf_Data *data, char *hex)
-{
-	size_t off = 0, next, name_off, desc_off;
-	GElf_Nhdr nh;
-	while (off < data->d_size &&
-	       (next = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-		    !memcmp((const char *)data->d_buf + name_off, "GNU", 4) &&
-		    nh.n_descsz >= 1 && nh.n_descsz <= WIRE_MAX_BUILD_ID) {
-			wire_hex((const uint8_t *)data->d_buf + desc_off, nh.n_descsz, hex);
-			return true;
-		}
-		off = next;
-	}
-	return false;
-}
-
-/* The GNU build ID of the ELF file fd as hex into hex (room for 129), ""
- * when it has none. Sections first (debug files from objcopy
- * --only-keep-debug keep .note.gnu.build-id), then PT_NOTE segments (a
- * stripped file may have no section headers). Returns 0, or -EINVAL with
- * why in msg when fd is not a readable ELF file. */
-static int elf_build_id(int fd, char *hex, char *msg, size_t msglen)
-{
-	pthread_once(&elf_once, elf_init);
-	hex[0] = 0;
-	/* mmap, not read: a debug file may be hundreds of megabytes */
-	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	int rc = 0;
-	if (!e || elf_kind(e) != ELF_K_ELF || gelf_getclass(e) == ELFCLASSNONE) {
-		snprintf(msg, msglen, "not a valid ELF file: %s", elf_errmsg(-1));
-		rc = -EINVAL;
-		goto out;
-	}
-	Elf_Scn *scn = NULL;
-	while ((scn = elf_nextscn(e, scn))) {
-		GElf_Shdr sh;
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
-			continue;
-		Elf_Data *d = elf_getdata(scn, NULL);
-		if (d && d->d_buf && note_build_id(d, hex))
-			goto out;
-	}
-	size_t nph;
-	if (elf_getphdrnum(e, &nph) == 0) {
-		for (size_t i = 0; i < nph; i++) {
-			GElf_Phdr ph;
-			if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_NOTE)
-				continue;
-			Elf_Data *d = elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz,
-			                                   ELF_T_NHDR);
-			if (d && d->d_buf && note_build_id(d, hex))
-				goto out;
-		}
-	}
-out:
-	elf_end(e);
-	return rc;
-}
-
 static int write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;
@@ -150,13 +68,41 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-static void put_ok(srv_resp *resp, int status, const char *id, size_t len)
+/* 200 with X-Smolder-Debuginfo: binary|debug|both (which files exist) and
+ * X-Smolder-Debuginfo-Dwarf: yes|no (whether they hold DWARF), so an agent
+ * knows whether a separate debug file it has would help; 404 when neither
+ * exists. */
+static int h_head(void *arg, const srv_req *req, srv_resp *resp)
+{
+	srv_api *api = arg;
+	char path[4096], dir[4096];
+	const char *id;
+	srv_di_state st;
+	int rc;
+	if (!id_path(api, req, resp, path, sizeof(path), &id))
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/debuginfo", api->data_dir);
+	if ((rc = srv_debuginfo_look(dir, id, &st)))
+		return rc;
+	if (!st.binary && !st.debug) {
+		srv_resp_error(resp, 404, "no debug info for build ID %s", id);
+		return 0;
+	}
+	srv_resp_set(resp, 200, NULL);
+	srv_resp_header(resp, "X-Smolder-Debuginfo",
+	                st.binary && st.debug ? "both" : st.binary ? "binary" : "debug");
+	srv_resp_header(resp, "X-Smolder-Debuginfo-Dwarf", st.dwarf ? "yes" : "no");
+	return 0;
+}
+
+static void put_ok(srv_resp *resp, int status, const char *id, size_t len, const char *kept)
 {
 	srv_json *j = srv_resp_json(resp, status);
 	srv_json_obj_begin(j);
 	srv_json_kv_str(j, "build_id", id);
 	srv_json_kv_uint(j, "bytes", len);
 	srv_json_kv_bool(j, "created", status == 201);
+	srv_json_kv_str(j, "stored_as", kept);   /* null when nothing was stored */
 	srv_json_obj_end(j);
 }
 
@@ -164,10 +110,10 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 {
 	srv_api *api = arg;
 	static atomic_uint seq;
-	char path[4096], tmp[4200], dir[4096], hex[2 * WIRE_MAX_BUILD_ID + 1], msg[300];
+	char path[4096], tmp[4200], dir[4096];
 	const char *id;
 	int fd = -1, rc = 0;
-	bool unlink_tmp = false;
+	srv_di_result res;
 	if (!id_path(api, req, resp, path, sizeof(path), &id))
 		return 0;
 	size_t len;
@@ -182,65 +128,20 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.%u.tmp", dir, id, (long)getpid(),
 	         atomic_fetch_add(&seq, 1));
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	unlink_tmp = true;
-	if ((rc = write_all(fd, body, len)))
-		goto out;
-	if (elf_build_id(fd, hex, msg, sizeof(msg))) {
-		srv_resp_error(resp, 400, "%s", msg);
-		goto out;
-	}
-	if (hex[0] && strcmp(hex, id)) {
-		srv_resp_error(resp, 400, "the file's GNU build ID is %s, not %s", hex, id);
-		goto out;
-	}
-	if (!hex[0]) {
-		uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
-		wire_fallback_build_id(body, len, fb);
-		wire_hex(fb, sizeof(fb), hex);
-		if (strcmp(hex, id)) {
-			srv_resp_error(resp, 400, "the file has no GNU build ID note and its "
-			               "fallback ID (XXH3-128 of its content) is %s, not %s", hex, id);
-			goto out;
-		}
-	}
-	struct stat st;
-	if (stat(path, &st) == 0) {
-		put_ok(resp, 200, id, len);   /* already there: idempotent */
-		goto out;
-	}
-	if (fsync(fd)) {
-		rc = -errno;
-		goto out;
-	}
-	/* RENAME_NOREPLACE: of two concurrent uploads, the second finds the
-	 * first's file and answers 200 like any repeat */
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) {
-		if (errno != EEXIST) {
-			rc = -errno;
-			goto out;
-		}
-		put_ok(resp, 200, id, len);
-		goto out;
-	}
-	unlink_tmp = false;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd)) {
-		rc = -errno;
-		if (dfd >= 0)
-			close(dfd);
-		goto out;
-	}
-	close(dfd);
-	put_ok(resp, 201, id, len);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (unlink_tmp)
+	if (fd < 0)
+		return -errno;
+	if ((rc = write_all(fd, body, len))) {
 		unlink(tmp);
+		goto out;
+	}
+	if ((rc = srv_debuginfo_keep(dir, id, fd, tmp, body, len, &res)))
+		goto out;
+	if (res.status == 400)
+		srv_resp_error(resp, 400, "%s", res.msg);
+	else
+		put_ok(resp, res.status, id, len, res.stored_as);
+out:
+	close(fd);
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 
 #include "query/parse.h"
 #include "server/api.h"
+#include "server/debuginfod.h"
 #include "server/http.h"
 #include "server/json.h"
 #include "storage/storage.h"
@@ -223,6 +224,7 @@ static void usage(FILE *f)
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
 	        "                      [--retention DURATION] [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
+	        "                      [--debuginfod-url URL[,URL...]]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -233,6 +235,9 @@ static void usage(FILE *f)
 	        "  --maintenance-interval DUR\n"
 	        "                       how often to cut, apply retention and compact\n"
 	        "                       (default 30s)\n"
+	        "  --debuginfod-url URL[,URL...]\n"
+	        "                       fetch debug info the store lacks from these\n"
+	        "                       debuginfod servers (default: none)\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -243,6 +248,10 @@ int main(int argc, char **argv)
 	int rc, exit_code = 1;
 	const char *listen = SRV_HTTP_DEFAULT_LISTEN, *data_dir = NULL;
 	int64_t maint_ns = (int64_t)MAINT_INTERVAL_MS_DEFAULT * 1000000;
+	/* --debuginfod-url: created once the flags are read, before any thread
+	 * (srv_dbgd_new sets libdebuginfod's environment); NULL when off */
+	const char *debuginfod_urls = NULL;
+	srv_dbgd *dbgd = NULL;
 	st_options sopt;
 	st_options_default(&sopt);
 	static const struct option longopts[] = {
@@ -251,6 +260,7 @@ int main(int argc, char **argv)
 		{"retention", required_argument, NULL, 'r'},
 		{"partition", required_argument, NULL, 'p'},
 		{"maintenance-interval", required_argument, NULL, 'm'},
+		{"debuginfod-url", required_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -282,6 +292,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'D':
+			debuginfod_urls = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -295,6 +308,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smolder-server: --data-dir is required\n");
 		usage(stderr);
 		return 2;
+	}
+	if (debuginfod_urls) {
+		char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
+		if ((rc = srv_dbgd_new(debuginfod_urls, dir, &dbgd))) {
+			fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
+			        "http(s)://HOST[:PORT][,...]\n", debuginfod_urls);
+			return 2;
+		}
 	}
 
 	/* Ingest handlers block in st_append until the group commit's fsync,
@@ -410,5 +432,6 @@ out:
 	if (uv_loop_close(&a.loop))
 		fprintf(stderr, "smolder-server: event loop still has open handles at exit\n");
 	pthread_mutex_destroy(&a.mu);
+	srv_dbgd_free(dbgd);
 	return exit_code;
 }

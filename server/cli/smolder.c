@@ -1,7 +1,9 @@
 /* smolder.c - the command-line client of smolder-server's query API
  * (docs/api.md): merge, diff, top, labels and types over HTTP with
- * libcurl. One file on purpose: it shares no code with the server, so the
- * API stays the only contract between them.
+ * libcurl, and debug-info uploads (build IDs read with libelf). One file
+ * on purpose: it shares no code with the server (wire/wire.h's inline
+ * fallback build ID aside), so the API stays the only contract between
+ * them.
  *
  * Exit codes: 0 ok, 1 the server or the query failed (including
  * connection failures), 2 the command line was wrong. */
@@ -14,9 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <gelf.h>
+#include <libelf.h>
+
+#include "wire/wire.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:7070"
 /* Above the server's own 256 MiB result limit, so a result the server
@@ -420,9 +429,16 @@ typedef struct request {
 	char path[1024];    /* already escaped */
 	param params[MAX_PARAMS];
 	int nparams;
+	const char *method;   /* NULL: GET; "HEAD" or "PUT" */
+	const uint8_t *upload; /* PUT's body, upload_len bytes */
+	size_t upload_len, upload_off;
+	int ok_404;           /* a 404 is an answer, not an error */
+	const char *what;     /* prefix of an error message ("FILE"), or NULL */
 	/* filled by http_get */
 	long status;
 	buf body;
+	char di_kind[16];     /* HEAD debuginfo: X-Smolder-Debuginfo */
+	char di_dwarf[8];     /* X-Smolder-Debuginfo-Dwarf */
 } request;
 
 static void add_param(request *rq, const char *name, const char *value)
@@ -492,6 +508,8 @@ static void report_http_error(const request *rq)
 	}
 	if (msg) {
 		fputs("smolder: ", stderr);
+		if (rq->what)
+			fprintf(stderr, "%s: ", rq->what);
 		put_clean(stderr, msg, strlen(msg), 0);
 		fputc('\n', stderr);
 	} else {
@@ -507,8 +525,48 @@ static void report_http_error(const request *rq)
 	free(parameter);
 }
 
-/* GET server+path?params into rq->body. 0 on a 2xx answer; otherwise the
- * error is printed and the result is EXIT_FAIL. */
+/* PUT's body, from memory. */
+static size_t on_read(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	request *rq = arg;
+	size_t n = size * nmemb, left = rq->upload_len - rq->upload_off;
+	if (n > left)
+		n = left;
+	memcpy(ptr, rq->upload + rq->upload_off, n);
+	rq->upload_off += n;
+	return n;
+}
+
+/* Copies "value" of header line "Name: value\r\n" into out when it is name. */
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
+{
+	size_t k = strlen(name);
+	if (n <= k + 1 || strncasecmp(line, name, k) || line[k] != ':')
+		return;
+	line += k + 1;
+	n -= k + 1;
+	while (n && (*line == ' ' || *line == '\t'))
+		line++, n--;
+	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n' || line[n - 1] == ' '))
+		n--;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, line, n);
+	out[n] = 0;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	request *rq = arg;
+	size_t n = size * nmemb;
+	header_value(ptr, n, "X-Smolder-Debuginfo", rq->di_kind, sizeof(rq->di_kind));
+	header_value(ptr, n, "X-Smolder-Debuginfo-Dwarf", rq->di_dwarf, sizeof(rq->di_dwarf));
+	return n;
+}
+
+/* GET (or rq->method) server+path?params into rq->body. 0 on a 2xx answer
+ * (or a 404 when rq->ok_404); otherwise the error is printed and the
+ * result is EXIT_FAIL. */
 static int http_get(request *rq)
 {
 	CURL *c = curl_easy_init();
@@ -553,8 +611,26 @@ static int http_get(request *rq)
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rq->body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, rq);
+	if (rq->method && !strcmp(rq->method, "HEAD")) {
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	} else if (rq->method && !strcmp(rq->method, "PUT")) {
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(c, CURLOPT_READDATA, rq);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->upload_len);
+	}
 
 	CURLcode cr = curl_easy_perform(c);
+	/* A server refusing an upload (413) answers before reading the body
+	 * and may close while curl still sends: its answer is what counts. */
+	if (cr == CURLE_SEND_ERROR && rq->upload) {
+		long st = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+		if (st)
+			cr = CURLE_OK;
+	}
 	if (cr == CURLE_FILESIZE_EXCEEDED || rq->body.too_big) {
 		errmsg("the response from %s is over %zu MiB: narrow the selector or the range%s",
 		       rq->server, MAX_RESPONSE >> 20,
@@ -573,7 +649,7 @@ static int http_get(request *rq)
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rq->status);
-	if (rq->status < 200 || rq->status > 299) {
+	if ((rq->status < 200 || rq->status > 299) && !(rq->ok_404 && rq->status == 404)) {
 		report_http_error(rq);
 		goto out;
 	}
@@ -886,6 +962,8 @@ static const char help_main[] =
 	"  top SEL      functions by flat and cumulative samples\n"
 	"  labels [N]   label names, or the values of label N\n"
 	"  types        profile types with data\n"
+	"  debuginfo upload FILE...   send ELF files (binaries, debug files) for\n"
+	"               symbolization; debuginfo status BUILD_ID: what the server has\n"
 	"\n"
 	"global options:\n"
 	"  --server URL  the server (default $SMOLDER_SERVER_URL, else " DEFAULT_SERVER ")\n"
@@ -940,6 +1018,21 @@ static const char help_types[] =
 	"usage: smolder types [--query SEL] [--from T] [--to T]\n"
 	"\n"
 	"Profile types with data in the range, one per line, sorted.\n";
+
+static const char help_debuginfo[] =
+	"usage: smolder debuginfo upload [--server URL] FILE...\n"
+	"       smolder debuginfo status [--server URL] BUILD_ID\n"
+	"\n"
+	"upload: sends each ELF file (a binary, a shared library, or a separate debug\n"
+	"file such as /usr/lib/debug/.build-id/xx/yyyy.debug) under its GNU build ID,\n"
+	"or for a file without one the XXH3-128 of its content, and prints\n"
+	"'BUILD_ID FILE uploaded' or 'BUILD_ID FILE already there'. The server keeps\n"
+	"a binary and, when the binary lacks DWARF, a debug file per build ID.\n"
+	"A file the server refuses is reported and the rest are still sent; the exit\n"
+	"status is then 1.\n"
+	"\n"
+	"status: prints 'BUILD_ID binary|debug|both dwarf|no-dwarf' when the server\n"
+	"has files for BUILD_ID, 'BUILD_ID missing' and exit status 1 when not.\n";
 
 static int print_help(const char *text)
 {
@@ -1110,6 +1203,183 @@ static int cmd_labels(int argc, char **argv, int i, opts *o, int types)
 	return rc;
 }
 
+/* ---- debuginfo ---- */
+
+/* Looks for an NT_GNU_BUILD_ID note named "GNU" in d; hex when found. */
+static int note_build_id(Elf_Data *d, char *hex)
+{
+	size_t off = 0, next, name_off, desc_off;
+	GElf_Nhdr nh;
+	while (d && d->d_buf && off < d->d_size &&
+	       (next = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+		    !memcmp((const char *)d->d_buf + name_off, "GNU", 4) && nh.n_descsz >= 1 &&
+		    nh.n_descsz <= WIRE_MAX_BUILD_ID) {
+			wire_hex((const uint8_t *)d->d_buf + desc_off, nh.n_descsz, hex);
+			return 1;
+		}
+		off = next;
+	}
+	return 0;
+}
+
+/* The build ID the server files data under, as hex: the GNU build-id note
+ * (sections, then PT_NOTE segments, as the server looks), else the
+ * fallback ID of wire/wire.h. A file libelf cannot read gets the fallback
+ * too: the server is the one that says what is wrong with it. */
+static void file_build_id(uint8_t *data, size_t len, char *hex)
+{
+	hex[0] = 0;
+	Elf *e = len ? elf_memory((char *)data, len) : NULL;
+	if (e && elf_kind(e) == ELF_K_ELF) {
+		for (Elf_Scn *scn = NULL; !hex[0] && (scn = elf_nextscn(e, scn));) {
+			GElf_Shdr sh;
+			if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_NOTE)
+				note_build_id(elf_getdata(scn, NULL), hex);
+		}
+		size_t nph;
+		if (!hex[0] && elf_getphdrnum(e, &nph) == 0)
+			for (size_t i = 0; i < nph && !hex[0]; i++) {
+				GElf_Phdr ph;
+				if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_NOTE)
+					note_build_id(elf_getdata_rawchunk(e, (int64_t)ph.p_offset,
+					                                   ph.p_filesz, ELF_T_NHDR), hex);
+			}
+	}
+	elf_end(e);
+	if (!hex[0]) {
+		uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
+		wire_fallback_build_id(data, len, fb);
+		wire_hex(fb, sizeof(fb), hex);
+	}
+}
+
+/* Uploads one file; prints its line. 0, or EXIT_FAIL (said why). */
+static int upload_one(const opts *o, const char *file)
+{
+	char hex[2 * WIRE_MAX_BUILD_ID + 1], path[300];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	request rq = {0};
+	int rc = EXIT_FAIL, fd = open(file, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st)) {
+		errmsg("%s: %s", file, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		errmsg("%s: not a regular file", file);
+		goto out;
+	}
+	len = (size_t)st.st_size;
+	/* private and writable: libelf may want to write, the file never is */
+	if (len && (data = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)) ==
+	    MAP_FAILED) {
+		data = NULL;
+		errmsg("%s: %s", file, strerror(errno));
+		goto out;
+	}
+	file_build_id(data, len, hex);
+	snprintf(path, sizeof(path), "/api/v1/debuginfo/%s", hex);
+	if (new_request(o, path, &rq))
+		goto out;
+	rq.method = "PUT";
+	rq.upload = data ? data : (const uint8_t *)"";
+	rq.upload_len = len;
+	rq.what = file;
+	if ((rc = http_get(&rq)))
+		goto out;
+	printf("%s %s %s\n", hex, file, rq.status == 201 ? "uploaded" : "already there");
+out:
+	request_free(&rq);
+	if (data)
+		munmap(data, len);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int cmd_debuginfo(int argc, char **argv, int i, opts *o)
+{
+	const char *sub = i < argc ? argv[i++] : "";
+	if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help"))
+		return print_help(help_debuginfo);
+	int upload = !strcmp(sub, "upload");
+	if (!upload && strcmp(sub, "status"))
+		return usage_error("wants 'upload FILE...' or 'status BUILD_ID'");
+	/* Options anywhere; everything else (all of it after "--") is a file. */
+	const char **files = calloc((size_t)argc, sizeof(*files));
+	int nfiles = 0, only_pos = 0, rc = 0;
+	if (!files) {
+		errmsg("out of memory");
+		return EXIT_FAIL;
+	}
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (only_pos || a[0] != '-' || !a[1]) {
+			files[nfiles++] = a;
+		} else if (!strcmp(a, "--")) {
+			only_pos = 1;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			free(files);
+			return print_help(help_debuginfo);
+		} else if (!strncmp(a, "--server=", 9)) {
+			o->server = a + 9;
+		} else if (!strcmp(a, "--server") && i + 1 < argc) {
+			o->server = argv[++i];
+		} else {
+			rc = usage_error(!strcmp(a, "--server") ? "--server needs a value" :
+			                 "unknown option %s", a);
+			goto out;
+		}
+	}
+	if (upload) {
+		if (!nfiles) {
+			rc = usage_error("needs at least one FILE");
+			goto out;
+		}
+		elf_version(EV_CURRENT);
+		/* every file is tried: one refused file does not stop the rest */
+		for (int k = 0; k < nfiles; k++)
+			if (upload_one(o, files[k]))
+				rc = EXIT_FAIL;
+		if (fflush(stdout) && !rc) {
+			errmsg("writing standard output: %s", strerror(errno));
+			rc = EXIT_FAIL;
+		}
+		goto out;
+	}
+	if (nfiles != 1) {
+		rc = usage_error("needs one BUILD_ID");
+		goto out;
+	}
+	const char *id = files[0];
+	if (strlen(id) > 2 * WIRE_MAX_BUILD_ID || strspn(id, "0123456789abcdef") != strlen(id)) {
+		rc = usage_error("a build ID is lowercase hex digits, not '%s'", id);
+		goto out;
+	}
+	char path[300];
+	request rq;
+	snprintf(path, sizeof(path), "/api/v1/debuginfo/%s", id);
+	if ((rc = new_request(o, path, &rq)))
+		goto out;
+	rq.method = "HEAD";
+	rq.ok_404 = 1;
+	if (!(rc = http_get(&rq))) {
+		if (rq.status == 404) {
+			printf("%s missing\n", id);
+			rc = EXIT_FAIL;
+		} else {
+			printf("%s %s %s\n", id, rq.di_kind[0] ? rq.di_kind : "binary",
+			       !strcmp(rq.di_dwarf, "yes") ? "dwarf" : "no-dwarf");
+		}
+	}
+	request_free(&rq);
+out:
+	free(files);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	opts o = {0};
@@ -1142,11 +1412,12 @@ int main(int argc, char **argv)
 		                  : !strcmp(what, "top")    ? help_top
 		                  : !strcmp(what, "labels") ? help_labels
 		                  : !strcmp(what, "types")  ? help_types
+		                  : !strcmp(what, "debuginfo") ? help_debuginfo
 		                                            : help_main);
 	}
 	cmd_name = cmd;
 	if (strcmp(cmd, "query") && strcmp(cmd, "diff") && strcmp(cmd, "top") &&
-	    strcmp(cmd, "labels") && strcmp(cmd, "types")) {
+	    strcmp(cmd, "labels") && strcmp(cmd, "types") && strcmp(cmd, "debuginfo")) {
 		cmd_name = NULL;
 		return usage_error("unknown command '%s'", cmd);
 	}
@@ -1167,6 +1438,8 @@ int main(int argc, char **argv)
 		rc = cmd_diff(argc, argv, i, &o);
 	else if (!strcmp(cmd, "top"))
 		rc = cmd_top(argc, argv, i, &o);
+	else if (!strcmp(cmd, "debuginfo"))
+		rc = cmd_debuginfo(argc, argv, i, &o);
 	else
 		rc = cmd_labels(argc, argv, i, &o, !strcmp(cmd, "types"));
 	curl_global_cleanup();

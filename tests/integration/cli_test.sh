@@ -138,11 +138,63 @@ ok "unreachable server: exit 1, names the URL"
 rc=0
 "$CLI" --help >"$tmp/cli.out" 2>"$tmp/cli.err" || rc=$?
 [ "$rc" = 0 ] && grep -q '^usage: smolder' "$tmp/cli.out" || fail "--help"
-for c in query diff top labels types; do
+for c in query diff top labels types debuginfo; do
 	cli "$c" --help
 	[ "$rc" = 0 ] && grep -q "^usage: smolder $c" "$tmp/cli.out" || fail "$c --help"
 done
 ok "--help, and for each command"
+
+# debuginfo: real files built here (a stripped binary and its separate
+# debug file share a build ID; a binary without a build-id note goes by
+# its content's XXH3-128), uploaded, repeated, refused, asked about.
+printf 'int main(void) { return 0; }\n' >"$tmp/d.c"
+gcc -g -Wl,--build-id=sha1 -o "$tmp/d.full" "$tmp/d.c" || fail "gcc"
+strip -o "$tmp/d.stripped" "$tmp/d.full" || fail "strip"
+objcopy --only-keep-debug "$tmp/d.full" "$tmp/d.debug" || fail "objcopy"
+gcc -Wl,--build-id=none -o "$tmp/d.noid" "$tmp/d.c" || fail "gcc"
+bid=$(LC_ALL=C readelf -n "$tmp/d.full" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
+[ ${#bid} -eq 40 ] || fail "readelf build ID '$bid'"
+fid=$("${SMOLDER_MKBATCH:-build/tests/mkbatch}" --fallback-id "$tmp/d.noid") || fail "mkbatch"
+[ ${#fid} -eq 32 ] || fail "fallback ID '$fid'"
+
+cli debuginfo status "$bid"
+[ "$rc" = 1 ] && [ "$(cat "$tmp/cli.out")" = "$bid missing" ] || fail "status before (rc $rc)"
+ok "debuginfo status: missing, exit 1"
+
+cli debuginfo upload "$tmp/d.stripped" "$tmp/d.noid"
+[ "$rc" = 0 ] || fail "upload (rc $rc)"
+[ "$(cat "$tmp/cli.out")" = "$bid $tmp/d.stripped uploaded
+$fid $tmp/d.noid uploaded" ] || fail "upload lines: $(cat "$tmp/cli.out")"
+cli debuginfo status "$bid"
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "$bid binary no-dwarf" ] ||
+	fail "status binary (rc $rc): $(cat "$tmp/cli.out")"
+ok "debuginfo upload: GNU build ID and fallback ID, one line per file"
+
+cli debuginfo upload "$tmp/d.debug" "$tmp/d.stripped"
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "$bid $tmp/d.debug uploaded
+$bid $tmp/d.stripped already there" ] || fail "second upload: $(cat "$tmp/cli.out")"
+cli debuginfo status "$bid"
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "$bid both dwarf" ] ||
+	fail "status both (rc $rc): $(cat "$tmp/cli.out")"
+ok "debuginfo upload: the debug file beside the binary, a repeat is 'already there'"
+
+# refused files: the server's reason, the others still sent, exit 1
+cli debuginfo upload "$tmp/d.c" "$tmp/d.full" "$tmp/nonexistent"
+[ "$rc" = 1 ] || fail "refused upload exit $rc"
+grep -q "^smolder: $tmp/d.c: not an ELF file" "$tmp/cli.err" ||
+	fail "refused upload message: $(cat "$tmp/cli.err")"
+grep -q "^smolder: $tmp/nonexistent: No such file" "$tmp/cli.err" || fail "missing file message"
+[ "$(cat "$tmp/cli.out")" = "$bid $tmp/d.full already there" ] ||
+	fail "files after a refused one: $(cat "$tmp/cli.out")"
+ok "debuginfo upload: a refused file gives the server's reason and exit 1"
+
+cli debuginfo upload
+[ "$rc" = 2 ] || fail "upload without files (rc $rc)"
+cli debuginfo status XYZ
+[ "$rc" = 2 ] || fail "status with a bad ID (rc $rc)"
+cli debuginfo frob
+[ "$rc" = 2 ] || fail "debuginfo frob (rc $rc)"
+ok "debuginfo usage errors: exit 2"
 
 kill -TERM "$pid"
 wait "$pid" || fail "server exit status $?"

@@ -3,16 +3,22 @@
  * the test builds (labels, cgroup and container ID, executable mappings,
  * build IDs by libelf and the content-hash fallback), and a drained
  * interval turned into a wire batch (offsets, kernel names, stack IDs,
- * unmapped frames counted) that the server's decoder accepts. */
+ * unmapped frames counted) that the server's decoder accepts; debug-info
+ * uploads against a scripted HTTP server (which files go up, in which
+ * order, within which budget). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -348,6 +354,227 @@ static void test_batch_utf8(void **state)
 	rm_fakeproc(&f);
 }
 
+/* ---- debug-info uploads ---- */
+
+/* A scripted HTTP server on a loopback port: answers request k with
+ * script[k] (status, extra header lines), and records each request's
+ * method and body size. Requests past the script get 500. */
+typedef struct fake_resp {
+	int status;
+	const char *headers;   /* "Name: value\r\n"... */
+} fake_resp;
+
+#define FAKE_MAX 8
+typedef struct fake {
+	int lfd, port;
+	const fake_resp *script;
+	size_t nscript, n;
+	char method[FAKE_MAX][8];
+	uint64_t bytes[FAKE_MAX];
+	volatile int stop;
+	pthread_t th;
+} fake;
+
+static void fake_serve(fake *f, int c)
+{
+	char req[8192];
+	size_t len = 0;
+	char *end = NULL;
+	while (!end && len < sizeof(req) - 1) {
+		ssize_t k = read(c, req + len, sizeof(req) - 1 - len);
+		if (k <= 0)
+			return;
+		len += (size_t)k;
+		req[len] = 0;
+		end = strstr(req, "\r\n\r\n");
+	}
+	if (!end)
+		return;
+	uint64_t clen = 0, got = len - (size_t)(end + 4 - req);
+	const char *cl = strcasestr(req, "\r\nContent-Length:");
+	if (cl && cl < end)
+		clen = strtoull(cl + 17, NULL, 10);
+	if (strcasestr(req, "\r\nExpect: 100-continue"))
+		(void)!write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	char buf[65536];
+	while (got < clen) {
+		ssize_t k = read(c, buf, sizeof(buf));
+		if (k <= 0)
+			break;
+		got += (uint64_t)k;
+	}
+	size_t i = f->n++;
+	const fake_resp *r = i < f->nscript ? &f->script[i] : &(fake_resp){500, ""};
+	if (i < FAKE_MAX) {
+		snprintf(f->method[i], sizeof(f->method[i]), "%.*s", (int)strcspn(req, " "), req);
+		f->bytes[i] = got;
+	}
+	char resp[512];
+	int n = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n"
+	                 "Connection: close\r\n%s\r\n", r->status, r->headers);
+	(void)!write(c, resp, (size_t)n);
+}
+
+static void *fake_main(void *arg)
+{
+	fake *f = arg;
+	while (!f->stop) {
+		struct pollfd pfd = {f->lfd, POLLIN, 0};
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		int c = accept(f->lfd, NULL, NULL);
+		if (c < 0)
+			continue;
+		fake_serve(f, c);
+		close(c);
+	}
+	return NULL;
+}
+
+static void fake_start(fake *f, const fake_resp *script, size_t n)
+{
+	*f = (fake){.script = script, .nscript = n};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(f->lfd >= 0);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(f->lfd, 8), 0);
+	assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
+	f->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake *f)
+{
+	f->stop = 1;
+	pthread_join(f->th, NULL);
+	close(f->lfd);
+}
+
+/* One flush's uploads of this test program's own file (it has a build
+ * ID) against script; with_debug puts a copy of it where the host's debug
+ * file for that build ID would be. Fills the fake's record, the stats
+ * and whether the object is done. */
+static void run_upload(const fake_resp *script, size_t n, bool with_debug, uint64_t budget,
+                       fake *f, ag_push_stats *st, bool *done, uint64_t *size)
+{
+	char dir[600], path[1400], cmd[3000], hex[2 * WIRE_MAX_BUILD_ID + 1];
+	ag_objs *objs;
+	assert_int_equal(ag_objs_new(&objs), 0);
+	int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ag_obj *o = ag_objs_get(objs, fd, "/self");
+	assert_non_null(o);
+	wire_hex(o->build_id, o->build_id_len, hex);
+	snprintf(dir, sizeof(dir), "%s/debug", tmpdir);
+	if (with_debug) {
+		snprintf(path, sizeof(path), "%s/.build-id/%.2s", dir, hex);
+		snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && cp /proc/%d/exe '%s/%s.debug'", path,
+		         getpid(), path, hex + 2);
+		assert_int_equal(system(cmd), 0);
+	}
+	fake_start(f, script, n);
+	char server[64];
+	snprintf(server, sizeof(server), "http://127.0.0.1:%d", f->port);
+	ag_push_opts po = {.server = server, .buffer_bytes = 1 << 20, .upload = true,
+	                   .upload_max_bytes = 1ull << 30, .upload_budget = budget,
+	                   .debug_dir = dir};
+	ag_push *p;
+	assert_int_equal(ag_push_new(&po, &p), 0);
+	ag_push_upload(p, objs);
+	ag_push_get_stats(p, st);
+	*done = o->uploaded;
+	*size = o->size;
+	ag_push_free(p);
+	fake_stop(f);
+	ag_objs_free(objs);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_upload(void **state)
+{
+	(void)state;
+	fake f;
+	ag_push_stats st;
+	bool done;
+	uint64_t size;
+	const uint64_t big = 1ull << 30;
+
+	/* nothing on the server, a debug file on the host: the binary, then
+	 * (the server saying it lacks DWARF) the debug file */
+	static const fake_resp s1[] = {
+		{404, ""}, {201, ""},
+		{200, "X-Smolder-Debuginfo: binary\r\nX-Smolder-Debuginfo-Dwarf: no\r\n"},
+		{201, ""},
+	};
+	run_upload(s1, 4, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 4);
+	assert_string_equal(f.method[0], "HEAD");
+	assert_string_equal(f.method[1], "PUT");
+	assert_string_equal(f.method[2], "HEAD");
+	assert_string_equal(f.method[3], "PUT");
+	assert_int_equal(f.bytes[1], size);
+	assert_int_equal(f.bytes[3], size);   /* the copy: same size */
+	assert_true(done);
+	assert_int_equal(st.uploads, 2);
+	assert_int_equal(st.upload_bytes, 2 * size);
+
+	/* the server has the binary without DWARF: only the debug file */
+	static const fake_resp s2[] = {
+		{200, "X-Smolder-Debuginfo: binary\r\nX-Smolder-Debuginfo-Dwarf: no\r\n"},
+		{201, ""},
+	};
+	run_upload(s2, 2, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 2);
+	assert_string_equal(f.method[1], "PUT");
+	assert_true(done);
+	assert_int_equal(st.uploads, 1);
+
+	/* the server has DWARF already, or a debug file: nothing is sent */
+	static const fake_resp s3[] = {
+		{200, "X-Smolder-Debuginfo: binary\r\nX-Smolder-Debuginfo-Dwarf: yes\r\n"},
+	};
+	run_upload(s3, 1, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_true(done);
+	assert_int_equal(st.uploads, 0);
+	static const fake_resp s4[] = {
+		{200, "X-Smolder-Debuginfo: debug\r\nX-Smolder-Debuginfo-Dwarf: yes\r\n"},
+	};
+	run_upload(s4, 1, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_true(done);
+
+	/* the debug file is over this flush's budget: not sent, not done (the
+	 * next flush asks again) */
+	run_upload(s2, 2, true, 1000, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_false(done);
+	assert_int_equal(st.uploads, 0);
+
+	/* no debug file on the host: the binary alone, as before */
+	static const fake_resp s5[] = {{404, ""}, {201, ""}};
+	run_upload(s5, 2, false, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 2);
+	assert_true(done);
+	assert_int_equal(st.uploads, 1);
+	run_upload(s2, 1, false, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_true(done);
+
+	/* the server refuses the debug file: counted, and the object is done */
+	static const fake_resp s6[] = {
+		{200, "X-Smolder-Debuginfo: binary\r\nX-Smolder-Debuginfo-Dwarf: no\r\n"},
+		{400, ""},
+	};
+	run_upload(s6, 2, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 2);
+	assert_true(done);
+	assert_int_equal(st.upload_skipped, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -356,6 +583,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_procs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

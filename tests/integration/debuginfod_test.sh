@@ -1,0 +1,143 @@
+#!/bin/sh
+# debuginfod_test.sh - server/debuginfod.c against Debian's real debuginfod
+# server on a loopback port, indexing a directory of files built here:
+# a binary with DWARF is fetched and kept as <hex>; a separate debug file
+# lands in <hex>.debug beside a stripped binary already in the store; a
+# stripped executable comes from the executable fallback; an unknown
+# build ID is ENOENT, asked once an hour (the second ask costs the server
+# nothing); libdebuginfod's cache stays under the data dir. Then
+# smolder-server's --debuginfod-url flag. Uses tests/tools/dbgd_fetch
+# ($SMOLDER_DBGD_FETCH). Kills debuginfod and removes everything on any
+# exit.
+set -eu
+
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+FETCH=${SMOLDER_DBGD_FETCH:-build/tests/dbgd_fetch}
+. "$(dirname "$0")/lib.sh"
+
+dpid=""
+stop_debuginfod() {
+	if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
+		kill -KILL "$dpid" 2>/dev/null || true
+		wait "$dpid" 2>/dev/null || true
+	fi
+	dpid=""
+}
+trap 'stop_debuginfod; cleanup' EXIT
+
+command -v debuginfod >/dev/null || fail "debuginfod is not installed (make deps)"
+[ -x "$FETCH" ] || fail "$FETCH is not an executable (build it first)"
+
+# program N, in $tmp/pN.{full,stripped,debug}; its build ID in $bid
+build() {
+	printf 'int g%s(int x) { return x + %s; }\nint main(int c, char **v) { (void)v; return g%s(c); }\n' \
+		"$1" "$1" "$1" >"$tmp/p$1.c"
+	gcc -g -O1 -Wl,--build-id=sha1 -o "$tmp/p$1.full" "$tmp/p$1.c" || fail "gcc"
+	strip -o "$tmp/p$1.stripped" "$tmp/p$1.full" || fail "strip"
+	objcopy --only-keep-debug "$tmp/p$1.full" "$tmp/p$1.debug" || fail "objcopy"
+	bid=$(LC_ALL=C readelf -n "$tmp/p$1.full" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
+	[ ${#bid} -eq 40 ] || fail "readelf build ID '$bid'"
+}
+
+mkdir -p "$tmp/serve" "$tmp/data/debuginfo"
+build 1; b1=$bid; cp "$tmp/p1.full" "$tmp/serve/"
+build 2; b2=$bid; cp "$tmp/p2.debug" "$tmp/serve/"
+build 3; b3=$bid; cp "$tmp/p3.stripped" "$tmp/serve/"
+# the store has p2's stripped binary already, as an agent would have sent
+cp "$tmp/p2.stripped" "$tmp/data/debuginfo/$b2"
+
+# a free port: bind one, note it, let it go (debuginfod has no port 0)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# -F: index ELF files in the directory; -d: its database here, not in $HOME
+debuginfod -p "$port" -d "$tmp/dbgd.sqlite" -F -t 0 -g 0 "$tmp/serve" \
+	>"$tmp/dbgd.out" 2>"$tmp/dbgd.err" &
+dpid=$!
+url="http://127.0.0.1:$port"
+i=0
+# ready when it answers /metrics and has indexed all three files
+until curl -sf --max-time 2 "$url/metrics" >/dev/null 2>&1 &&
+	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b1/debuginfo" &&
+	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b2/debuginfo" &&
+	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b3/executable"; do
+	kill -0 "$dpid" 2>/dev/null || fail "debuginfod exited: $(tail -5 "$tmp/dbgd.err")"
+	i=$((i + 1))
+	[ "$i" -le 300 ] || fail "debuginfod did not index $tmp/serve within 30 s"
+	sleep 0.1
+done
+ok "debuginfod on 127.0.0.1:$port serves the test files"
+
+# build-ID requests debuginfod has had so far
+requests() {
+	curl -sf --max-time 5 "$url/metrics" |
+		awk '/^http_requests_total\{type="(debuginfo|executable)"\}/ { s += $NF }
+			END { print s + 0 }'
+}
+
+unknown=0123456789abcdef0123456789abcdef01234567
+HOME=$tmp/home "$FETCH" "http://127.0.0.1:1,$url" "$tmp/data/debuginfo" "$b1" "$b2" "$b3" \
+	"$unknown" >"$tmp/fetch.out" 2>"$tmp/fetch.err" || fail "dbgd_fetch: $(cat "$tmp/fetch.err")"
+[ "$(cat "$tmp/fetch.out")" = "$b1 ok
+$b2 ok
+$b3 ok
+$unknown ENOENT" ] || fail "fetches: $(cat "$tmp/fetch.out") $(cat "$tmp/fetch.err")"
+d=$tmp/data/debuginfo
+cmp -s "$tmp/p1.full" "$d/$b1" && [ ! -e "$d/$b1.debug" ] || fail "binary with DWARF not kept as <hex>"
+cmp -s "$tmp/p2.debug" "$d/$b2.debug" && cmp -s "$tmp/p2.stripped" "$d/$b2" ||
+	fail "debug file not kept as <hex>.debug"
+cmp -s "$tmp/p3.stripped" "$d/$b3" && [ ! -e "$d/$b3.debug" ] || fail "executable fallback"
+ok "fetched: DWARF binary as <hex>, debug file as <hex>.debug, executable fallback, unknown ENOENT"
+
+[ -d "$d/.debuginfod-cache" ] || fail "no cache under the data dir"
+[ ! -e "$tmp/home" ] || fail "libdebuginfod wrote into \$HOME"
+[ -z "$(find "$d/.debuginfod-cache" -type f -path "*/$b1/*")" ] || fail "cached copy kept"
+[ -z "$(ls -A "$d" | grep tmp || true)" ] || fail "temporary files left"
+ok "libdebuginfod's cache under DATA_DIR/debuginfo, emptied of what was kept"
+
+# the same unknown ID twice in one process: the second is answered from
+# memory, so debuginfod sees one round for it (the debuginfo ask and the
+# executable ask), then one ask for b1: 3 requests
+# (a new data dir: libdebuginfod's own cache of misses must not answer)
+mkdir -p "$tmp/data3/debuginfo"
+r0=$(requests)
+HOME=$tmp/home "$FETCH" "$url" "$tmp/data3/debuginfo" "$unknown" "$unknown" "$b1" \
+	>"$tmp/fetch.out" 2>"$tmp/fetch.err" || fail "dbgd_fetch: $(cat "$tmp/fetch.err")"
+r1=$(requests)
+[ "$(cat "$tmp/fetch.out")" = "$unknown ENOENT
+$unknown ENOENT
+$b1 ok" ] || fail "repeat: $(cat "$tmp/fetch.out")"
+[ $((r1 - r0)) -eq 3 ] || fail "debuginfod had $((r1 - r0)) requests, want 3"
+ok "an unknown build ID is asked once an hour ($((r1 - r0)) requests for 3 fetches)"
+
+# no server listening: an error, not ENOENT
+mkdir -p "$tmp/data4/debuginfo"
+HOME=$tmp/home "$FETCH" "http://127.0.0.1:1" "$tmp/data4/debuginfo" "$unknown" \
+	>"$tmp/fetch.out" 2>&1 || fail "dbgd_fetch"
+grep -q "^$unknown error 111: Connection refused" "$tmp/fetch.out" ||
+	fail "no server: $(cat "$tmp/fetch.out")"
+rc=0
+"$FETCH" "ftp://x" "$tmp/data/debuginfo" "$unknown" >/dev/null 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "a non-http URL was accepted"
+ok "unreachable servers and non-http URLs are errors"
+
+# smolder-server takes the flag (off by default) and refuses a bad URL
+rc=0
+"$SERVER" --data-dir "$tmp/data2" --debuginfod-url ftp://x >/dev/null 2>"$tmp/err" || rc=$?
+[ "$rc" = 2 ] && grep -q 'debuginfod-url' "$tmp/err" || fail "--debuginfod-url ftp://x: $rc"
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data2" --debuginfod-url "$url" \
+	>"$tmp/out" 2>"$tmp/err" &
+pid=$!
+i=0
+while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
+	kill -0 "$pid" 2>/dev/null || fail "server with --debuginfod-url exited"
+	i=$((i + 1))
+	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
+	sleep 0.1
+done
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "server exited with $rc"
+! grep -q 'AddressSanitizer\|LeakSanitizer\|runtime error' "$tmp/err" ||
+	fail "sanitizer report in the server's stderr"
+ok "smolder-server --debuginfod-url: a bad URL is exit 2, a good one starts"
