@@ -66,8 +66,15 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	Perftools__Profiles__ValueType pt = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
 	Perftools__Profiles__ValueType *stp = &st;
 	size_t nn = t->nnames;
-	/* strings: "", the 4 type words, then each name's function and file */
-	size_t nstr = 5 + 2 * nn;
+	/* strings: "", the 4 type words, then each name's function and file,
+	 * then the kernel mapping's name */
+	size_t nstr = 5 + 2 * nn + 1;
+	/* Kernel frames point at a mapping named as perf names the kernel,
+	 * "[kernel.kallsyms]": pprof has no kernel flag, and its tools and
+	 * perf's converters recognize that name. */
+	Perftools__Profiles__Mapping kmap = PERFTOOLS__PROFILES__MAPPING__INIT;
+	Perftools__Profiles__Mapping *kmapp = &kmap;
+	bool any_kernel = false;
 	char **str = calloc(nstr, sizeof(*str));
 	Perftools__Profiles__Function *fn = calloc(nn, sizeof(*fn));
 	Perftools__Profiles__Function **fnp = calloc(nn, sizeof(*fnp));
@@ -105,8 +112,16 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 		loc[i].id = i + 1;
 		loc[i].n_line = 1;
 		loc[i].line = &linep[i];
+		if (q->kernel) {
+			loc[i].mapping_id = 1;
+			any_kernel = true;
+		}
 		locp[i] = &loc[i];
 	}
+	str[nstr - 1] = "[kernel.kallsyms]";
+	kmap.id = 1;
+	kmap.filename = (int64_t)(nstr - 1);
+	kmap.has_functions = kmap.has_filenames = kmap.has_line_numbers = true;
 	/* each node with self: its path to the root, leaf first */
 	size_t total_ids = 0;
 	for (size_t i = 1; i < t->n; i++) {
@@ -145,6 +160,10 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	p.sample = smpp;
 	p.n_location = nn;
 	p.location = locp;
+	if (any_kernel) {
+		p.n_mapping = 1;
+		p.mapping = &kmapp;
+	}
 	p.n_function = nn;
 	p.function = fnp;
 	p.n_string_table = nstr;

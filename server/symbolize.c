@@ -670,6 +670,26 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 	return n;
 }
 
+int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
+{
+	if (!bl || bl > WIRE_MAX_BUILD_ID)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->nmods; i++)
+		if (s->mods[i]->bidlen == bl && !memcmp(s->mods[i]->bid, bid, bl)) {
+			mod_free(s->mods[i]);
+			s->mods[i] = s->mods[--s->nmods];
+			break;
+		}
+	pthread_mutex_unlock(&s->mu);
+	/* the memory cache is keyed by location, not build ID: start it over
+	 * (uploads are rare; SQLite answers meanwhile) */
+	pthread_rwlock_wrlock(&s->cmu);
+	mem_clear(s);
+	pthread_rwlock_unlock(&s->cmu);
+	return s->db ? st_symbols_forget(s->db, bid, (uint32_t)bl) : 0;
+}
+
 /* ---- background ---- */
 
 typedef struct todo {

@@ -65,6 +65,11 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
  * info is present. *done (may be NULL) gets how many were symbolized. */
 int srv_sym_pass(srv_sym *s, size_t limit, size_t *done);
 
+/* A file for build_id arrived (server/api_debuginfo.c calls this after
+ * storing one): reopen it next time, and forget what was cached from the
+ * files before, which a separate debug file may improve on. */
+int srv_sym_forget(srv_sym *s, const uint8_t *build_id, size_t build_id_len);
+
 typedef struct srv_sym_stats {
 	uint64_t lookups;        /* srv_sym_resolve calls */
 	uint64_t memory_hits, cache_hits, symbolized, unknown;

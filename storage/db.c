@@ -1343,6 +1343,16 @@ int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t
 	return rc;
 }
 
+int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
+{
+	if (!build_id || !build_id_len || build_id_len > ST_MAX_BUILD_ID_LEN)
+		return -EINVAL;
+	pthread_mutex_lock(&db->append_mu);
+	int rc = st__meta_symbols_forget(db->meta, build_id, build_id_len);
+	pthread_mutex_unlock(&db->append_mu);
+	return rc;
+}
+
 int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
                        void *arg)
 {

@@ -42,7 +42,7 @@ static const char schema[] =
 
 enum {
 	W_INS_SERIES, W_INS_LABEL, W_SEL_OBJECT, W_INS_OBJECT, W_SEL_LOC, W_INS_LOC,
-	W_INS_STACK, W_PUT_COVER, W_HAS_SYM, W_INS_SYM, W_NSTMT
+	W_INS_STACK, W_PUT_COVER, W_HAS_SYM, W_INS_SYM, W_DEL_SYM, W_NSTMT
 };
 static const char *const wsql[W_NSTMT] = {
 	[W_INS_SERIES] = "INSERT OR IGNORE INTO series(id, type, labels) VALUES(?1, ?2, ?3)",
@@ -58,6 +58,8 @@ static const char *const wsql[W_NSTMT] = {
 	[W_HAS_SYM] = "SELECT 1 FROM symbols WHERE location_id = ?1 LIMIT 1",
 	[W_INS_SYM] = "INSERT INTO symbols(location_id, depth, function, file, line)"
 	              " VALUES(?1, ?2, ?3, ?4, ?5)",
+	[W_DEL_SYM] = "DELETE FROM symbols WHERE location_id IN (SELECT l.id FROM locations l"
+	              " JOIN objects o ON o.id = l.object_id WHERE o.build_id = ?1)",
 };
 
 enum { R_SERIES_EQ, R_VALUES, R_STACK, R_LOC, R_SYM, R_MISSING, R_NSTMT };
@@ -826,4 +828,12 @@ int st__meta_symbols_missing(st__meta *m, int64_t after, size_t limit,
 	sqlite3_reset(st);
 	read_end(m);
 	return rc;
+}
+
+/* Caller holds the store's append lock. */
+int st__meta_symbols_forget(st__meta *m, const uint8_t *bid, uint32_t len)
+{
+	sqlite3_stmt *st = m->ws[W_DEL_SYM];
+	sqlite3_bind_blob(st, 1, bid, (int)len, SQLITE_STATIC);
+	return step_done(m->w, st);
 }

@@ -60,6 +60,7 @@ int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info 
 int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_fn fn,
                          void *arg);
 int st__meta_symbols_put(st__meta *m, int64_t loc, const st_symbol *syms, size_t n);
+int st__meta_symbols_forget(st__meta *m, const uint8_t *bid, uint32_t len);
 int st__meta_symbols_missing(st__meta *m, int64_t after, size_t limit,
                              st_unsymbolized_fn fn, void *arg);
 

@@ -292,6 +292,11 @@ int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, vo
  * briefly, as it writes through the same SQLite connection. */
 int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n);
 
+/* Drops the cached symbols of every location in the object with this
+ * build ID: its debug info got better (a separate debug file arrived after
+ * the stripped binary), so the next lookup works them out again. */
+int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len);
+
 /* User locations (object, offset) that have no cached symbols, with IDs
  * greater than after_id, in ID order, at most limit of them: the
  * symbolizer's background work list. */

@@ -535,6 +535,123 @@ static void test_rows_and_frames(void **state)
 	st_close(db);
 }
 
+/* The symbol cache: chains stored once and read back in order, the first
+ * answer kept, missing user locations listed (kernel ones never), and a
+ * build ID's answers forgotten when better debug info arrives; all across
+ * a reopen. */
+typedef struct symgot {
+	int calls;
+	int64_t loc;
+	size_t n;
+	char fn[3][64], file[3][64];
+	int64_t line[3];
+} symgot;
+
+static int on_syms(void *arg, int64_t loc, const st_symbol *syms, size_t n)
+{
+	symgot *g = arg;
+	g->calls++;
+	g->loc = loc;
+	g->n = n;
+	for (size_t i = 0; i < n && i < 3; i++) {
+		snprintf(g->fn[i], sizeof(g->fn[i]), "%s", syms[i].function);
+		snprintf(g->file[i], sizeof(g->file[i]), "%s", syms[i].file ? syms[i].file : "-");
+		g->line[i] = syms[i].line;
+	}
+	return 0;
+}
+
+typedef struct missing {
+	size_t n;
+	int64_t ids[64];
+	uint64_t offs[64];
+	uint8_t first_bid0[64];
+} missing;
+
+static int on_missing(void *arg, int64_t loc, const uint8_t *bid, uint32_t bl, uint64_t off)
+{
+	missing *m = arg;
+	assert_int_equal(bl, 20);
+	if (m->n < 64) {
+		m->first_bid0[m->n] = bid[0];
+		m->offs[m->n] = off;
+		m->ids[m->n++] = loc;
+	}
+	return 0;
+}
+
+static void test_symbols(void **state)
+{
+	fx *f = *state;
+	st_options o = small_opts();
+	st_db *db;
+	st_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(append_batch(db, 1, 2, T0, 1, &err), 0);
+	tstack sk;
+	mk_stack(&sk, 1);
+	st_frame_info *fi;
+	size_t n;
+	assert_int_equal(st_stack_frames(db, sk.def.id, &fi, &n), 0);
+	int64_t leaf = fi[0].location_id, kern = fi[3].location_id;
+
+	missing m = {0};
+	assert_int_equal(st_symbols_missing(db, 0, 100, on_missing, &m), 0);
+	size_t user_locs = m.n;
+	assert_true(user_locs >= 3);
+	for (size_t i = 0; i < m.n; i++)
+		assert_true(m.ids[i] != kern);
+	for (size_t i = 1; i < m.n; i++)
+		assert_true(m.ids[i] > m.ids[i - 1]);
+	missing m2 = {0};  /* the cursor and the limit */
+	assert_int_equal(st_symbols_missing(db, m.ids[0], 1, on_missing, &m2), 0);
+	assert_int_equal(m2.n, 1);
+	assert_true(m2.ids[0] == m.ids[1]);
+
+	const st_symbol chain[] = {{"inl_step", "/src/a.c", 12}, {"hot_outer", "/src/a.c", 40},
+	                           {"main", NULL, 0}};
+	assert_int_equal(st_symbols_put(db, leaf, chain, 3), 0);
+	const st_symbol other[] = {{"something_else", "x.c", 1}};
+	assert_int_equal(st_symbols_put(db, leaf, other, 1), 0);  /* the first stays */
+	assert_int_equal(st_symbols_put(db, leaf, other, 0), -EINVAL);
+	const st_symbol none[] = {{"", NULL, 0}};
+	assert_int_equal(st_symbols_put(db, fi[1].location_id, none, 1), 0);
+
+	missing m3 = {0};
+	assert_int_equal(st_symbols_missing(db, 0, 100, on_missing, &m3), 0);
+	assert_int_equal(m3.n, user_locs - 2);
+	st_close(db);
+
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	symgot g = {0};
+	int64_t ids[] = {leaf, kern, fi[1].location_id, 999999};
+	assert_int_equal(st_symbols_get(db, ids, 4, on_syms, &g), 0);
+	assert_int_equal(g.calls, 2);  /* leaf and the "nothing there" marker */
+	symgot g1 = {0};
+	assert_int_equal(st_symbols_get(db, &leaf, 1, on_syms, &g1), 0);
+	assert_int_equal(g1.n, 3);
+	assert_string_equal(g1.fn[0], "inl_step");
+	assert_string_equal(g1.file[0], "/src/a.c");
+	assert_int_equal(g1.line[0], 12);
+	assert_string_equal(g1.fn[1], "hot_outer");
+	assert_int_equal(g1.line[1], 40);
+	assert_string_equal(g1.fn[2], "main");
+	assert_string_equal(g1.file[2], "-");
+
+	/* forgetting bid_a's answers: the leaf (in /usr/bin/app) is missing
+	 * again, bid_b's marker stays */
+	assert_int_equal(st_symbols_forget(db, bid_a, 20), 0);
+	symgot g2 = {0};
+	assert_int_equal(st_symbols_get(db, &leaf, 1, on_syms, &g2), 0);
+	assert_int_equal(g2.calls, 0);
+	missing m4 = {0};
+	assert_int_equal(st_symbols_missing(db, 0, 100, on_missing, &m4), 0);
+	assert_int_equal(m4.n, user_locs - 1);
+	assert_int_equal(st_symbols_forget(db, bid_a, 0), -EINVAL);
+	free(fi);
+	st_close(db);
+}
+
 static void test_matchers(void **state)
 {
 	fx *f = *state;
@@ -1340,6 +1457,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_merge_cut_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rows_and_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symbols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_matchers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_labels_binary_build_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partition_size_kept, setup, teardown),
