@@ -36,6 +36,7 @@ typedef struct tried {
 
 struct srv_dbgd {
 	char *dir;        /* DATA_DIR/debuginfo */
+	int null_fd;      /* /dev/null, libdebuginfod's verbose output */
 	pthread_mutex_t mu;
 	tried *t;         /* guarded by mu */
 	size_t n;
@@ -78,8 +79,15 @@ int srv_dbgd_new(const char *urls, const char *debuginfo_dir, srv_dbgd **out)
 		if (*p == ',')
 			*p = ' ';
 	d = calloc(1, sizeof(*d));
+	if (d)
+		d->null_fd = -1;
 	if (!d || !(d->dir = strdup(debuginfo_dir))) {
 		rc = -ENOMEM;
+		goto out;
+	}
+	d->null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (d->null_fd < 0) {
+		rc = -errno;
 		goto out;
 	}
 	pthread_mutex_init(&d->mu, NULL);
@@ -107,6 +115,8 @@ void srv_dbgd_free(srv_dbgd *d)
 		return;
 	if (d->dir)
 		pthread_mutex_destroy(&d->mu);
+	if (d->null_fd >= 0)
+		close(d->null_fd);
 	free(d->t);
 	free(d->dir);
 	free(d);
@@ -223,6 +233,10 @@ int srv_dbgd_fetch(srv_dbgd *d, const uint8_t *bid, size_t len)
 		rc = -ENOMEM;
 		goto out;
 	}
+	/* libdebuginfod dprintf()s its progress to the verbose fd, -1 by
+	 * default, and glibc 2.36's dprintf to a bad fd leaks its 8 KiB
+	 * buffer (LeakSanitizer finds it): /dev/null costs nothing */
+	debuginfod_set_verbose_fd(c, d->null_fd);
 	/* the debug file first (DWARF, symbols); the executable when the
 	 * servers only have that (its .symtab may still name functions) */
 	fd = debuginfod_find_debuginfo(c, bid, (int)len, &path);
