@@ -136,10 +136,23 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if ((rc = srv_debuginfo_keep(dir, id, fd, tmp, body, len, &res)))
 		goto out;
-	if (res.status == 400)
+	if (res.status == 400) {
 		srv_resp_error(resp, 400, "%s", res.msg);
-	else
+	} else {
+		/* a new file may name what could not be named, or better (DWARF
+		 * beside a stripped binary): the symbolizer starts over for it */
+		if (res.status == 201 && api->sym) {
+			uint8_t bid[WIRE_MAX_BUILD_ID];
+			size_t bl = strlen(id) / 2;
+			for (size_t i = 0; i < bl; i++)
+				sscanf(id + 2 * i, "%2hhx", &bid[i]);
+			int frc = srv_sym_forget(api->sym, bid, bl);
+			if (frc)
+				fprintf(stderr, "smolder-server: forgetting old symbols of %s: %s\n", id,
+				        strerror(-frc));
+		}
 		put_ok(resp, res.status, id, len, res.stored_as);
+	}
 out:
 	close(fd);
 	return rc;

@@ -373,7 +373,7 @@ int main(int argc, char **argv)
 	{
 		char dir[4096];
 		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db};
+		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db, .dbgd = dbgd};
 		if ((rc = srv_sym_new(&so, &a.api.sym))) {
 			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 			goto out;

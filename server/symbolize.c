@@ -39,6 +39,8 @@
 /* memory cache entries at most; past it the cache starts over (SQLite
  * still has everything) */
 #define MEM_MAX (1u << 20)
+/* build IDs a background pass asks debuginfod for at most */
+#define DBGD_PER_PASS 8
 
 typedef struct load {
 	uint64_t off, size, vaddr;
@@ -80,6 +82,7 @@ struct srv_sym {
 	mentry **slots;       /* open addressing by location ID */
 	size_t cap, count;
 	int64_t pass_after;   /* the background pass' cursor */
+	srv_dbgd *dbgd;
 	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
 };
 
@@ -730,10 +733,23 @@ int srv_sym_pass(srv_sym *s, size_t limit, size_t *done)
 	if (!t.v)
 		return -ENOMEM;
 	rc = st_symbols_missing(s->db, s->pass_after, t.cap, on_missing, &t);
+	size_t fetches = 0;
 	for (size_t i = 0; i < t.n && !rc && did < limit; i++) {
 		bool absent;
 		int k = symbolize_store(s, t.v[i].loc, t.v[i].bid, t.v[i].bl, t.v[i].off, NULL, 0,
 		                        &absent);
+		/* srv_dbgd_fetch remembers each build ID's outcome for an hour, so
+		 * asking again for the next location of the same object is free */
+		if (k == 0 && absent && s->dbgd && fetches < DBGD_PER_PASS) {
+			bool seen = i > 0 && t.v[i - 1].bl == t.v[i].bl &&
+			            !memcmp(t.v[i - 1].bid, t.v[i].bid, t.v[i].bl);
+			fetches += !seen;
+			if (srv_dbgd_fetch(s->dbgd, t.v[i].bid, t.v[i].bl) == 0) {
+				srv_sym_forget(s, t.v[i].bid, t.v[i].bl);
+				k = symbolize_store(s, t.v[i].loc, t.v[i].bid, t.v[i].bl, t.v[i].off, NULL,
+				                    0, &absent);
+			}
+		}
 		if (k < 0)
 			rc = k;
 		else if (!absent)
@@ -762,6 +778,7 @@ int srv_sym_new(const srv_sym_opts *opt, srv_sym **out)
 	snprintf(s->dir, sizeof(s->dir), "%s", opt->debuginfo_dir);
 	s->db = opt->db;
 	s->max_open = opt->max_open ? opt->max_open : 32;
+	s->dbgd = opt->dbgd;
 	s->mods = calloc(s->max_open, sizeof(*s->mods));
 	if (!s->mods) {
 		free(s);

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "query/query.h"
+#include "server/debuginfod.h"
 #include "storage/storage.h"
 
 typedef struct srv_sym srv_sym;
@@ -29,6 +30,9 @@ typedef struct srv_sym_opts {
 	st_db *db;                   /* the cache lives in its symbols table;
 	                              * NULL: no persistent cache (tests, bench) */
 	size_t max_open;             /* files kept open and parsed; default 32 */
+	srv_dbgd *dbgd;              /* debuginfod servers asked, from the
+	                              * background pass only, for build IDs
+	                              * without files; NULL: none */
 } srv_sym_opts;
 
 int srv_sym_new(const srv_sym_opts *opt, srv_sym **out);
@@ -62,7 +66,9 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 
 /* Background work (the server's maintenance timer): symbolizes up to
  * `limit` stored locations that have no cached symbols yet and whose debug
- * info is present. *done (may be NULL) gets how many were symbolized. */
+ * info is present; with debuginfod servers configured, first fetches the
+ * files of a few build IDs that have none (never from a query: a fetch can
+ * take seconds). *done (may be NULL) gets how many were symbolized. */
 int srv_sym_pass(srv_sym *s, size_t limit, size_t *done);
 
 /* A file for build_id arrived (server/api_debuginfo.c calls this after
