@@ -13,6 +13,7 @@ set -eu
 
 SERVER=${SMOLDER_SERVER:-bin/smolder-server}
 FETCH=${SMOLDER_DBGD_FETCH:-build/tests/dbgd_fetch}
+MKBATCH=${SMOLDER_MKBATCH:-build/tests/mkbatch}
 . "$(dirname "$0")/lib.sh"
 
 dpid=""
@@ -43,6 +44,8 @@ mkdir -p "$tmp/serve" "$tmp/data/debuginfo"
 build 1; b1=$bid; cp "$tmp/p1.full" "$tmp/serve/"
 build 2; b2=$bid; cp "$tmp/p2.debug" "$tmp/serve/"
 build 3; b3=$bid; cp "$tmp/p3.stripped" "$tmp/serve/"
+# p4 only debuginfod has: the server's background symbolizer must fetch it
+build 4; b4=$bid; cp "$tmp/p4.full" "$tmp/serve/"
 # the store has p2's stripped binary already, as an agent would have sent
 cp "$tmp/p2.stripped" "$tmp/data/debuginfo/$b2"
 
@@ -58,7 +61,8 @@ i=0
 until curl -sf --max-time 2 "$url/metrics" >/dev/null 2>&1 &&
 	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b1/debuginfo" &&
 	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b2/debuginfo" &&
-	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b3/executable"; do
+	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b3/executable" &&
+	curl -sf --max-time 2 -o /dev/null "$url/buildid/$b4/debuginfo"; do
 	kill -0 "$dpid" 2>/dev/null || fail "debuginfod exited: $(tail -5 "$tmp/dbgd.err")"
 	i=$((i + 1))
 	[ "$i" -le 300 ] || fail "debuginfod did not index $tmp/serve within 30 s"
@@ -141,3 +145,48 @@ pid=""
 ! grep -q 'AddressSanitizer\|LeakSanitizer\|runtime error' "$tmp/err" ||
 	fail "sanitizer report in the server's stderr"
 ok "smolder-server --debuginfod-url: a bad URL is exit 2, a good one starts"
+
+# End to end: a batch whose leaf frames lie in g4 of p4, which only
+# debuginfod has; the server's background pass fetches p4 and names them.
+g4=$(nm "$tmp/p4.full" | awk '$3 == "g4" {print $1}')
+off=$(readelf -lW "$tmp/p4.full" | python3 -c '
+import sys
+a = int(sys.argv[1], 16)
+for l in sys.stdin:
+    f = l.split()
+    if f and f[0] == "LOAD":
+        o, v, s = int(f[1], 16), int(f[2], 16), int(f[4], 16)
+        if v <= a < v + s:
+            print("%x" % (a - v + o))' "$g4")
+[ -n "$off" ] || fail "no file offset for g4 ($g4)"
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data3" --debuginfod-url "$url" \
+	--maintenance-interval 1s >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+i=0
+while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
+	kill -0 "$pid" 2>/dev/null || fail "server with --debuginfod-url exited"
+	i=$((i + 1))
+	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
+	sleep 0.1
+done
+base=$(sed -n 's/^smolder-server listening on //p' "$tmp/out")
+now=$(($(date +%s) * 1000000000))
+"$MKBATCH" --app-build-id "$b4" --app-offset "$off" --start-ns "$now" "$tmp/b4.bin" >/dev/null
+curl -sf -o /dev/null -H 'Content-Type: application/x-smolder-batch' --data-binary @"$tmp/b4.bin" \
+	"$base/api/v1/ingest" || fail "ingest of the p4 batch"
+i=0
+until curl -sf -G "$base/api/v1/query" --data-urlencode 'query={comm="proc0"}' \
+	--data-urlencode 'from=now-1h' --data-urlencode 'format=folded' | grep -q ';g4 '; do
+	i=$((i + 1))
+	[ "$i" -le 150 ] || fail "g4 not named within 15 s: $(curl -s -G "$base/api/v1/query" \
+		--data-urlencode 'query={comm="proc0"}' --data-urlencode 'from=now-1h' \
+		--data-urlencode 'format=folded' | head -3)"
+	sleep 0.1
+done
+[ -s "$tmp/data3/debuginfo/$b4" ] || fail "p4 not kept in the store"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "server exited with $rc"
+ok "the background symbolizer fetched p4 from debuginfod and named g4 in queries"

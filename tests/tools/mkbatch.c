@@ -3,14 +3,17 @@
  * carry hand-made bytes; and prints the fallback build ID of a file.
  *
  *   mkbatch [--seed N] [--processes N] [--stacks N] [--rows N]
- *           [--start-ns NS] [--agent ID] [--omit-stacks] [--break KIND] OUT
+ *           [--start-ns NS] [--agent ID] [--omit-stacks] [--break KIND]
+ *           [--app-build-id HEX] [--app-offset OFF] OUT
  *   mkbatch --fallback-id FILE
  *
  * The same seed gives the same stacks (and IDs), so a second batch with
  * --omit-stacks refers to stacks a first one sent. Prints
  * "rows=R samples=S stacks=K processes=P" for a batch. KIND: truncate,
  * magic, version, flags, lz4, trailing, label (a label name storage
- * refuses), oversize (a body one byte over WIRE_MAX_BODY). */
+ * refuses), oversize (a body one byte over WIRE_MAX_BODY). --app-build-id
+ * and --app-offset name the leaf object and its offset (hex) in every
+ * stack, for tests of the symbolizer on a real file. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -65,7 +68,10 @@ int main(int argc, char **argv)
 	int64_t start = INT64_C(1767225600) * 1000000000;   /* 2026-01-01T00:00Z */
 	const char *agent = NULL, *brk = NULL;
 	int omit = 0;
+	const char *app_bid = NULL;
+	long long app_off = -1;
 	static const struct option lo[] = {
+		{"app-build-id", 1, NULL, 'B'}, {"app-offset", 1, NULL, 'O'},
 		{"seed", 1, NULL, 's'}, {"processes", 1, NULL, 'p'}, {"stacks", 1, NULL, 'k'},
 		{"rows", 1, NULL, 'r'}, {"start-ns", 1, NULL, 't'}, {"agent", 1, NULL, 'a'},
 		{"omit-stacks", 0, NULL, 'o'}, {"break", 1, NULL, 'b'},
@@ -83,6 +89,8 @@ int main(int argc, char **argv)
 		case 'o': omit = 1; break;
 		case 'b': brk = optarg; break;
 		case 'f': return fallback_id(optarg);
+		case 'B': app_bid = optarg; break;
+		case 'O': app_off = strtoll(optarg, NULL, 16); break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of mkbatch.c\n");
 			return 2;
@@ -98,8 +106,20 @@ int main(int argc, char **argv)
 	char agent_buf[64], host[64];
 	snprintf(agent_buf, sizeof(agent_buf), "agent-%u", seed);
 	snprintf(host, sizeof(host), "host-%u", seed);
-	static const uint8_t bid[2][20] = {{0xde, 0xad, 0xbe, 0xef, 1}, {0xca, 0xfe, 2}};
-	wire_object objs[2] = {{bid[0], 20, "/usr/bin/app"}, {bid[1], 20, "/lib/libc.so.6"}};
+	static uint8_t bid[2][WIRE_MAX_BUILD_ID] = {{0xde, 0xad, 0xbe, 0xef, 1}, {0xca, 0xfe, 2}};
+	uint32_t app_bl = 20;
+	if (app_bid) {
+		size_t hl = strlen(app_bid);
+		if (hl % 2 || hl < 2 || hl > 2 * WIRE_MAX_BUILD_ID) {
+			fprintf(stderr, "mkbatch: --app-build-id wants an even number of hex digits\n");
+			return 2;
+		}
+		app_bl = (uint32_t)(hl / 2);
+		for (uint32_t i = 0; i < app_bl; i++)
+			if (sscanf(app_bid + 2 * i, "%2hhx", &bid[0][i]) != 1)
+				return 2;
+	}
+	wire_object objs[2] = {{bid[0], app_bl, "/usr/bin/app"}, {bid[1], 20, "/lib/libc.so.6"}};
 
 	wire_process *pr = calloc(nproc, sizeof(*pr));
 	wire_label *lab = calloc(nproc * 3, sizeof(*lab));
@@ -118,7 +138,8 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < nstacks; i++) {
 		wire_frame *f = &fr[4 * i];
 		snprintf(names[i], sizeof(names[i]), "fn_%u_%u", seed, i);
-		f[0] = (wire_frame){WIRE_FRAME_USER, 0, 0x1000 + rnd() % 0x10000, NULL};
+		uint64_t leaf = 0x1000 + rnd() % 0x10000;
+		f[0] = (wire_frame){WIRE_FRAME_USER, 0, app_off >= 0 ? (uint64_t)app_off : leaf, NULL};
 		f[1] = (wire_frame){WIRE_FRAME_USER, 1, 0x2000 + rnd() % 0x10000, NULL};
 		f[2] = (wire_frame){WIRE_FRAME_NAMED, 0, 0, names[i]};
 		f[3] = (wire_frame){WIRE_FRAME_KERNEL, 0, 0, "do_syscall_64"};
