@@ -165,6 +165,39 @@ $(FP_BUSY_BIN): tests/programs/fp_busy.c
 	@mkdir -p $(@D)
 	$(Q)gcc -O0 -g -fno-omit-frame-pointer $< -o $@
 
+# The symbolizer's test subjects (tests/programs/sym_*), built into
+# $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
+# (they are subjects, not code under test): sym_c at -O2 as a PIE and as a
+# non-PIE, both linked against libsymlib.so beside them ($ORIGIN); sym_cpp
+# at -O1; and libsymlib.so stripped, its DWARF in libsymlib.debug (same
+# build ID, .gnu_debuglink). The tests find them through SMOLDER_SYM_DIR.
+SYM_DIR := $(BUILD)/tests/sym
+SYM_CFLAGS := -g -fno-omit-frame-pointer -Wall -Wextra -Werror
+SYM_SUBJECTS := $(SYM_DIR)/libsymlib.so $(SYM_DIR)/sym_c_pie $(SYM_DIR)/sym_c_nopie \
+	$(SYM_DIR)/sym_cpp $(SYM_DIR)/libsymlib_stripped.so $(SYM_DIR)/libsymlib.debug
+$(SYM_DIR)/libsymlib.so: tests/programs/sym_lib.c tests/programs/sym_lib.h
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O2 $(SYM_CFLAGS) -fPIC -shared $< -o $@
+$(SYM_DIR)/sym_c_pie: tests/programs/sym_c.c tests/programs/sym_lib.h $(SYM_DIR)/libsymlib.so
+	$(call msg,CC,$@)
+	$(Q)gcc -O2 $(SYM_CFLAGS) -fPIE -pie $< -o $@ -L$(SYM_DIR) -lsymlib -Wl,-rpath,'$$ORIGIN'
+$(SYM_DIR)/sym_c_nopie: tests/programs/sym_c.c tests/programs/sym_lib.h $(SYM_DIR)/libsymlib.so
+	$(call msg,CC,$@)
+	$(Q)gcc -O2 $(SYM_CFLAGS) -fno-pie -no-pie $< -o $@ -L$(SYM_DIR) -lsymlib \
+		-Wl,-rpath,'$$ORIGIN'
+$(SYM_DIR)/sym_cpp: tests/programs/sym_cpp.cpp
+	$(call msg,CXX,$@)
+	@mkdir -p $(@D)
+	$(Q)g++ -O1 $(SYM_CFLAGS) $< -o $@
+$(SYM_DIR)/libsymlib.debug: $(SYM_DIR)/libsymlib.so
+	$(call msg,DEBUG,$@)
+	$(Q)objcopy --only-keep-debug $< $@
+$(SYM_DIR)/libsymlib_stripped.so: $(SYM_DIR)/libsymlib.so $(SYM_DIR)/libsymlib.debug
+	$(call msg,STRIP,$@)
+	$(Q)strip --strip-debug --strip-unneeded $< -o $@.tmp && \
+		objcopy --add-gnu-debuglink=$(SYM_DIR)/libsymlib.debug $@.tmp $@ && rm -f $@.tmp
+
 # agent/ uses bpf/ and wire/ only (docs/architecture.md).
 $(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ)
 	$(call msg,LD,$@)
@@ -202,6 +235,12 @@ TEST_wire_OBJ = $(WIRE_OBJ)
 TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
 	$(WIRE_OBJ)
 TEST_agent_LIBS := -lelf -lcurl
+# the symbolizer alone, against the subjects in $(SYM_DIR)
+# (debuginfod.c for its background pass, and debuginfo.c which that uses)
+SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/debuginfod.o $(BUILD)/server/debuginfo.o
+LDLIBS_SYM := -ldw -lelf -liberty -ldebuginfod -lxxhash -lpthread
+TEST_symbolize_OBJ = $(SYM_OBJ)
+TEST_symbolize_LIBS := $(LDLIBS_SYM)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$$(TEST_$$*_OBJ)
@@ -237,6 +276,14 @@ $(BUILD)/bench/query_bench: bench/query_bench.c $(BUILD)/libquery.a $(BUILD)/lib
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$(LDFLAGS_SAN) $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
+
+# bench/symbolize: the symbolizer alone, on files with DWARF
+SYMBOLIZE_BENCH := $(BUILD)/bench/symbolize_bench
+$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libstorage.a
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libstorage.a \
+		$(LDFLAGS_SAN) $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 
 # bench/agent_overhead's workload: plain -O2, frame pointers for perf's sake.
 $(BUILD)/bench/cpu_load: bench/cpu_load.c
@@ -277,7 +324,16 @@ build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_WIRE)
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ)
+# the symbolizer's ELF and DWARF reading: storage for the symbols table's
+# functions it links against, elfutils and libiberty
+FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/debuginfod.o \
+	build/fuzz/server/debuginfo.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
+build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ)
 
 # The test command README gives. Everything runs under ASan/UBSan.
 # Its last line counts unit tests plus the fuzz-corpus replays, the
@@ -293,17 +349,18 @@ test: deps
 	$(Q)read p f < build/unit.count; \
 		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)))) passed, $$f failed"
 
-test-unit: $(UNIT_BIN)
-	$(Q).ci/run-tests.sh $(UNIT_BIN)
+test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
+	$(Q)SMOLDER_SYM_DIR=$(SYM_DIR) .ci/run-tests.sh $(UNIT_BIN)
 
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) \
-		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) sh $$t; done
+		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
+		SMOLDER_SYM_DIR=$(SYM_DIR) sh $$t; done
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \
@@ -312,8 +369,10 @@ test-fuzz: $(FUZZ_BIN)
 			{ tail -40 build/fuzz/$$n.log; exit 1; }; done
 
 # The benchmark must keep running: a tiny fleet, under the sanitizers.
-bench-smoke: $(BENCH_BIN)
+bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS)
 	$(Q)$(BENCH_BIN) --smoke >/dev/null
+	$(Q)$(SYMBOLIZE_BENCH) --smoke $(SYM_DIR)/sym_c_pie $(SYM_DIR)/sym_cpp $(SYM_DIR)/libsymlib.so \
+		>/dev/null
 
 bench: $(BENCH_BIN)
 	$(Q)bench/storage
