@@ -88,7 +88,7 @@ struct srv_sym {
 
 /* ---- names ---- */
 
-static char *demangle(const char *name)
+char *srv_sym_demangle(const char *name)
 {
 	/* DMGL_AUTO: Rust (v0 "_R", legacy "_ZN...17h<hash>E") first, then the
 	 * C++ ABI; DMGL_PARAMS as c++filt: overloads stay apart */
@@ -111,7 +111,7 @@ static char *die_name(Dwarf_Die *d)
 	if (!ln)
 		ln = attr_str(d, DW_AT_MIPS_linkage_name);
 	if (ln)
-		return demangle(ln);
+		return srv_sym_demangle(ln);
 	const char *n = attr_str(d, DW_AT_name);
 	return n ? strdup(n) : NULL;
 }
@@ -432,7 +432,7 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 		 * the line table still knows where; the symbol table says what */
 		const func *f = find_func(m, va);
 		if (f)
-			rc = push(out, max, n, demangle(f->name), file, line);
+			rc = push(out, max, n, srv_sym_demangle(f->name), file, line);
 	}
 	return rc;
 }
@@ -455,7 +455,7 @@ int srv_sym_lookup(srv_sym *s, const uint8_t *bid, size_t bl, uint64_t offset,
 	if (!rc && *n == 0) {
 		const func *f = find_func(m, va);
 		if (f)
-			rc = push(out, max, n, demangle(f->name), NULL, 0);
+			rc = push(out, max, n, srv_sym_demangle(f->name), NULL, 0);
 	}
 	if (rc) {
 		srv_sym_frames_free(out, *n);

@@ -71,6 +71,12 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
  * take seconds). *done (may be NULL) gets how many were symbolized. */
 int srv_sym_pass(srv_sym *s, size_t limit, size_t *done);
 
+/* A symbol name as the symbolizer shows it: C++ and Rust (legacy and v0)
+ * demangled, C++ with parameters as c++filt prints them, Rust without the
+ * hash and crate disambiguators (what would split one function per
+ * build); anything else unchanged. malloc'd; NULL only without memory. */
+char *srv_sym_demangle(const char *name);
+
 /* A file for build_id arrived (server/api_debuginfo.c calls this after
  * storing one): reopen it next time, and forget what was cached from the
  * files before, which a separate debug file may improve on. */

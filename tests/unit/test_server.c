@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "server/http.h"
+#include "server/symbolize.h"
 #include "server/json.h"
 
 #define SMALL_BODY 1024          /* the /small route's body limit */
@@ -1084,6 +1085,29 @@ static void test_route_patterns(void **state)
 	assert_int_equal(srv_http_new(&loop, &opt, &h), -EINVAL);
 }
 
+/* The symbolizer's names: C++ as c++filt prints it, Rust legacy and v0
+ * without hashes, C and unknown schemes unchanged. */
+static void test_demangle(void **state)
+{
+	(void)state;
+	static const char *const cases[][2] = {
+		{"_ZN2ns6WorkerIiE3runEv", "ns::Worker<int>::run()"},
+		{"_Z3addii", "add(int, int)"},
+		{"_ZN4core3fmt5write17h0123456789abcdefE", "core::fmt::write"},
+		{"_RNvC7mycrate3foo", "mycrate::foo"},
+		{"_RNvNtCs1234_7mycrate3bar3baz", "mycrate::bar::baz"},
+		{"main", "main"},
+		{"_Zgarbage", "_Zgarbage"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *d = srv_sym_demangle(cases[i][0]);
+		assert_non_null(d);
+		assert_string_equal(d, cases[i][1]);
+		free(d);
+	}
+}
+
 static void test_json_writer(void **state)
 {
 	(void)state;
@@ -1185,6 +1209,7 @@ int main(void)
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_route_patterns),
 		cmocka_unit_test(test_json_writer),
+		cmocka_unit_test(test_demangle),
 		cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
