@@ -47,4 +47,10 @@ void srv_api_agents_json(srv_api *api, srv_json *j);
 /* HEAD and PUT /api/v1/debuginfo/{build_id} (server/api_debuginfo.c). */
 int srv_api_debuginfo_routes(srv_http *h, srv_api *api);
 
+/* GET / (index.html) and GET /ui/... (server/api_ui.c): the web UI's files
+ * under ui_dir (not copied; must outlive h), or when NULL under bin/../ui
+ * beside the executable, else ./ui. A missing directory is not an error:
+ * the routes then answer 404 naming where they looked. */
+int srv_api_ui_routes(srv_http *h, const char *ui_dir);
+
 #endif

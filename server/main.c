@@ -224,7 +224,7 @@ static void usage(FILE *f)
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
 	        "                      [--retention DURATION] [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
-	        "                      [--debuginfod-url URL[,URL...]]\n"
+	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -238,6 +238,8 @@ static void usage(FILE *f)
 	        "  --debuginfod-url URL[,URL...]\n"
 	        "                       fetch debug info the store lacks from these\n"
 	        "                       debuginfod servers (default: none)\n"
+	        "  --ui-dir DIR         the web UI's files, served at / (default: ui/ beside\n"
+	        "                       the binary's directory, bin/../ui, else ./ui)\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -251,6 +253,7 @@ int main(int argc, char **argv)
 	/* --debuginfod-url: created once the flags are read, before any thread
 	 * (srv_dbgd_new sets libdebuginfod's environment); NULL when off */
 	const char *debuginfod_urls = NULL;
+	const char *ui_dir = NULL;     /* --ui-dir; NULL: api_ui.c's default places */
 	srv_dbgd *dbgd = NULL;
 	st_options sopt;
 	st_options_default(&sopt);
@@ -261,6 +264,7 @@ int main(int argc, char **argv)
 		{"partition", required_argument, NULL, 'p'},
 		{"maintenance-interval", required_argument, NULL, 'm'},
 		{"debuginfod-url", required_argument, NULL, 'D'},
+		{"ui-dir", required_argument, NULL, 'U'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -294,6 +298,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			debuginfod_urls = optarg;
+			break;
+		case 'U':
+			ui_dir = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -382,7 +389,8 @@ int main(int argc, char **argv)
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
-	    (rc = srv_api_debuginfo_routes(a.http, &a.api))) {
+	    (rc = srv_api_debuginfo_routes(a.http, &a.api)) ||
+	    (rc = srv_api_ui_routes(a.http, ui_dir))) {
 		fprintf(stderr, "smolder-server: API routes: %s\n", strerror(-rc));
 		goto out;
 	}

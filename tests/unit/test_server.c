@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "server/api.h"
 #include "server/http.h"
 #include "server/symbolize.h"
 #include "server/json.h"
@@ -167,6 +169,9 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
+/* The web UI's directory for setup_ui's server (api_ui.c), else NULL. */
+static const char *g_ui_dir;
+
 /* *state may point to an idle timeout in ms to use instead of 10 s. */
 static int setup(void **state)
 {
@@ -208,6 +213,8 @@ static int setup(void **state)
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
 		if (srv_http_route(f->h, &routes[i]))
 			return -1;
+	if (g_ui_dir && srv_api_ui_routes(f->h, g_ui_dir))
+		return -1;
 	if (srv_http_listen(f->h))
 		return -1;
 	f->port = srv_http_port(f->h);
@@ -1200,6 +1207,133 @@ static void test_json_writer(void **state)
 	srv_buf_free(&c);
 }
 
+/* ---- the web UI's files (server/api_ui.c) ---- */
+
+static char ui_tmp[256];      /* holds ui/ and, beside it, secret.js */
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *fp = fopen(p, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static int setup_ui(void **state)
+{
+	const char *tmp = getenv("SMOLDER_TEST_TMP");
+	snprintf(ui_tmp, sizeof(ui_tmp), "%s/ui.XXXXXX", tmp ? tmp : "/tmp");
+	if (!mkdtemp(ui_tmp))
+		return -1;
+	static char ui[300];
+	snprintf(ui, sizeof(ui), "%s/ui", ui_tmp);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/vendor", ui);
+	if (mkdir(ui, 0755) || mkdir(p, 0755))
+		return -1;
+	put_file(ui, "index.html", "<!doctype html>");
+	put_file(ui, "app.js", "export {};");
+	put_file(ui, "vendor/lib.css", "a{}");
+	put_file(ui, "notes.md", "not served");
+	put_file(ui, ".hidden.js", "hidden");
+	put_file(ui_tmp, "secret.js", "TOPSECRET");
+	/* a link inside the directory is fine, one out of it is not */
+	snprintf(p, sizeof(p), "%s/out.js", ui);
+	if (symlink("../secret.js", p))
+		return -1;
+	snprintf(p, sizeof(p), "%s/in.js", ui);
+	if (symlink("app.js", p))
+		return -1;
+	g_ui_dir = ui;
+	return setup(state);
+}
+
+static int teardown_ui(void **state)
+{
+	int rc = teardown(state);
+	g_ui_dir = NULL;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ui_tmp);
+	return system(cmd) || rc ? -1 : 0;
+}
+
+/* The path checks, table-driven: what is served and what is a 404. Raw
+ * requests, because curl would resolve ".." before sending. */
+static void test_ui_files(void **state)
+{
+	fx *f = *state;
+	static const struct {
+		const char *path;
+		int status;
+		const char *type;       /* Content-Type for a 200 */
+		const char *body;
+	} cases[] = {
+		{"/", 200, "text/html; charset=utf-8", "<!doctype html>"},
+		{"/ui/index.html", 200, "text/html; charset=utf-8", "<!doctype html>"},
+		{"/ui/app.js", 200, "text/javascript; charset=utf-8", "export {};"},
+		{"/ui/vendor/lib.css", 200, "text/css; charset=utf-8", "a{}"},
+		{"/ui/in.js", 200, "text/javascript; charset=utf-8", "export {};"},
+		{"/ui/../secret.js", 404, NULL, NULL},
+		{"/ui/%2e%2e/secret.js", 404, NULL, NULL},
+		{"/ui/vendor/../../secret.js", 404, NULL, NULL},
+		{"/ui/./app.js", 404, NULL, NULL},
+		{"/ui//etc/passwd.js", 404, NULL, NULL},
+		{"/ui/%2fetc/hosts.js", 404, NULL, NULL},
+		{"/ui/out.js", 404, NULL, NULL},          /* symlink out of the dir */
+		{"/ui/.hidden.js", 404, NULL, NULL},
+		{"/ui/notes.md", 404, NULL, NULL},        /* not a served type */
+		{"/ui/vendor", 404, NULL, NULL},
+		{"/ui/vendor/", 404, NULL, NULL},
+		{"/ui/missing.js", 404, NULL, NULL},
+		{"/ui/app.js%5c..%5csecret.js", 404, NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		char req[512];
+		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n"
+		                 "Connection: close\r\n\r\n", cases[i].path);
+		srv_buf out = {0};
+		bool closed;
+		raw_exchange(f, req, (size_t)n, &out, &closed);
+		char want[64];
+		snprintf(want, sizeof(want), "HTTP/1.1 %d ", cases[i].status);
+		if (strncmp(out.data, want, strlen(want)))
+			fail_msg("%s: got %.40s, want %s", cases[i].path, out.data, want);
+		if (cases[i].status == 200) {
+			char hdr[128];
+			snprintf(hdr, sizeof(hdr), "\r\nContent-Type: %s\r\n", cases[i].type);
+			assert_non_null(strstr(out.data, hdr));
+			assert_non_null(strstr(out.data, "\r\nContent-Security-Policy: default-src 'self'"));
+			assert_non_null(strstr(out.data, "\r\nX-Content-Type-Options: nosniff\r\n"));
+			assert_non_null(strstr(out.data, "\r\nCache-Control: no-cache\r\n"));
+			const char *body = strstr(out.data, "\r\n\r\n");
+			assert_non_null(body);
+			assert_string_equal(body + 4, cases[i].body);
+		} else {
+			assert_non_null(strstr(out.data, "application/json"));
+			assert_null(strstr(out.data, "TOPSECRET"));
+		}
+		srv_buf_free(&out);
+	}
+}
+
+/* Without a UI directory the server still answers, with a 404 that says
+ * where it looked. */
+static void test_ui_missing(void **state)
+{
+	fx *f = *state;
+	res r;
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_ui_dir);
+	assert_int_equal(system(cmd), 0);
+	get(f, "/", &r);
+	assert_int_equal(r.status, 404);
+	assert_non_null(strstr(r.body.data, g_ui_dir));
+	assert_non_null(strstr(r.body.data, "--ui-dir"));
+	res_free(&r);
+}
+
 int main(void)
 {
 	/* a test whose peer vanishes must fail, not die of SIGPIPE */
@@ -1227,6 +1361,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_does_not_block_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_finishes_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ui_files, setup_ui, teardown_ui),
+		cmocka_unit_test_setup_teardown(test_ui_missing, setup_ui, teardown_ui),
 		cmocka_unit_test_prestate_setup_teardown(test_idle_timeout, setup, teardown,
 		                                         (void *)&short_idle_ms),
 	};
