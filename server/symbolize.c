@@ -105,13 +105,24 @@ static const char *attr_str(Dwarf_Die *d, unsigned name)
 /* A function DIE's name: the linkage name demangled (it carries namespaces
  * and template arguments), else DW_AT_name; through abstract_origin and
  * specification. */
-static char *die_name(Dwarf_Die *d)
+static const func *find_func(const mod *m, uint64_t va);
+
+static char *die_name(const mod *m, Dwarf_Die *d)
 {
 	const char *ln = attr_str(d, DW_AT_linkage_name);
 	if (!ln)
 		ln = attr_str(d, DW_AT_MIPS_linkage_name);
 	if (ln)
 		return srv_sym_demangle(ln);
+	/* No linkage name (a static C++ function, GCC omits it): the symbol
+	 * at the function's entry has the mangled name, with its parameters,
+	 * as addr2line shows it. */
+	Dwarf_Addr lo;
+	if (dwarf_tag(d) == DW_TAG_subprogram && dwarf_lowpc(d, &lo) == 0) {
+		const func *f = find_func(m, lo);
+		if (f && f->addr == lo && f->name[0] == '_' && f->name[1] == 'Z')
+			return srv_sym_demangle(f->name);
+	}
 	const char *n = attr_str(d, DW_AT_name);
 	return n ? strdup(n) : NULL;
 }
@@ -169,7 +180,18 @@ static int read_funcs(mod *m, Elf *e, Elf64_Word type)
 			const char *nm = elf_strptr(e, sh.sh_link, sym.st_name);
 			if (!nm || !*nm)
 				continue;
-			v[k++] = (func){sym.st_value, sym.st_size, nm};
+			uint64_t size = sym.st_size;
+			if (!size) {
+				/* an unsized symbol (_init, _fini, hand-written asm) covers
+				 * at most the rest of its section, never data beyond */
+				GElf_Shdr ss;
+				Elf_Scn *sec = sym.st_shndx < SHN_LORESERVE ? elf_getscn(e, sym.st_shndx) : NULL;
+				if (!sec || !gelf_getshdr(sec, &ss) || sym.st_value < ss.sh_addr ||
+				    sym.st_value >= ss.sh_addr + ss.sh_size)
+					continue;
+				size = ss.sh_addr + ss.sh_size - sym.st_value;
+			}
+			v[k++] = (func){sym.st_value, size, nm};
 		}
 		if (!k) {
 			free(v);
@@ -184,20 +206,63 @@ static int read_funcs(mod *m, Elf *e, Elf64_Word type)
 	return 0;
 }
 
-static int read_loads(mod *m, Elf *e)
+/* The loadable segments: file offset → virtual address. A separate debug
+ * file made by `objcopy --only-keep-debug` (what /usr/lib/debug and
+ * debuginfod hold) keeps the segments' addresses and sizes but empties
+ * them, zeroing p_offset and p_filesz. There the offsets are rebuilt the
+ * way the linker laid them out: each segment starts at the first offset
+ * after the previous one that is congruent to its address modulo its
+ * alignment (the loader's requirement for mmap), the first at 0. */
+static int read_loads(mod *m, Elf *e, bool rebuild)
 {
 	size_t nph;
+	free(m->loads);
+	m->loads = NULL;
+	m->nloads = 0;
 	if (elf_getphdrnum(e, &nph) || !nph)
 		return 0;
 	m->loads = calloc(nph, sizeof(*m->loads));
 	if (!m->loads)
 		return -ENOMEM;
+	uint64_t next = 0;
 	for (size_t i = 0; i < nph; i++) {
 		GElf_Phdr ph;
-		if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_LOAD && ph.p_filesz)
-			m->loads[m->nloads++] = (load){ph.p_offset, ph.p_filesz, ph.p_vaddr};
+		if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (!rebuild) {
+			if (ph.p_filesz)
+				m->loads[m->nloads++] = (load){ph.p_offset, ph.p_filesz, ph.p_vaddr};
+			continue;
+		}
+		if (!ph.p_memsz)
+			continue;
+		uint64_t align = ph.p_align > 1 && !(ph.p_align & (ph.p_align - 1)) ? ph.p_align : 1;
+		uint64_t off = next;
+		if (m->nloads) {
+			off = (next & ~(align - 1)) | (ph.p_vaddr & (align - 1));
+			if (off < next)
+				off += align;
+		} else {
+			off = ph.p_vaddr & (align - 1);  /* 0 for every usual layout */
+		}
+		m->loads[m->nloads++] = (load){off, ph.p_memsz, ph.p_vaddr};
+		next = off + ph.p_memsz;
 	}
 	return 0;
+}
+
+/* Whether a file's loadable segments were emptied (a debug-only file). */
+static bool loads_emptied(Elf *e)
+{
+	size_t nph;
+	if (elf_getphdrnum(e, &nph))
+		return false;
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+		if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_LOAD && ph.p_flags & PF_X)
+			return ph.p_filesz == 0 && ph.p_memsz > 0;
+	}
+	return false;
 }
 
 static int open_one(srv_sym *s, mod *m, int i, const char *suffix)
@@ -240,9 +305,10 @@ static int mod_open(srv_sym *s, const uint8_t *bid, size_t bl, mod **out)
 	for (int i = 1; i >= 0 && !m->dw; i--)
 		if (m->elf[i])
 			m->dw = dwarf_begin_elf(m->elf[i], DWARF_C_READ, NULL);
-	rc = read_loads(m, m->elf[0] ? m->elf[0] : m->elf[1]);
-	if (!rc && !m->nloads && m->elf[0] && m->elf[1])
-		rc = read_loads(m, m->elf[1]);
+	if (m->elf[0] && !loads_emptied(m->elf[0]))
+		rc = read_loads(m, m->elf[0], false);
+	else
+		rc = read_loads(m, m->elf[1] ? m->elf[1] : m->elf[0], true);
 	for (int i = 1; i >= 0 && !rc && !m->nfuncs; i--)
 		if (m->elf[i])
 			rc = read_funcs(m, m->elf[i], SHT_SYMTAB);
@@ -315,7 +381,9 @@ static const func *find_func(const mod *m, uint64_t va)
 	 * covers up to the next symbol) */
 	for (size_t i = lo; i-- > 0;) {
 		const func *f = &m->funcs[i];
-		if (f->size ? va - f->addr < f->size : (i + 1 == m->nfuncs || va < m->funcs[i + 1].addr))
+		/* the closest symbol at or below va comes first: an unsized one
+		 * (bounded by its section) never reaches past a later symbol */
+		if (va - f->addr < f->size)
 			return f;
 		if (va - f->addr > (1u << 24))
 			break;  /* nothing that far back is this function */
@@ -371,7 +439,9 @@ static int64_t call_line(Dwarf_Die *inl)
 {
 	Dwarf_Attribute a;
 	Dwarf_Word v;
-	return dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &a), &v) ? 0 : (int64_t)v;
+	if (dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &a), &v) || v > INT32_MAX)
+		return 0;
+	return (int64_t)v;
 }
 
 static bool is_func(int tag)
@@ -398,8 +468,8 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 	if (ln) {
 		int l;
 		file = full_path(&cu, dwarf_linesrc(ln, NULL, NULL), pbuf, sizeof(pbuf));
-		if (!dwarf_lineno(ln, &l))
-			line = l;
+		if (!dwarf_lineno(ln, &l) && l > 0)
+			line = l;  /* hostile DWARF can say -36 */
 	}
 	int rc = 0, ns = dwarf_getscopes(&cu, va, &scopes);
 	int first = -1;
@@ -408,7 +478,7 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 			first = i;
 	if (first >= 0) {
 		Dwarf_Die *die = &scopes[first];
-		rc = push(out, max, n, die_name(die), file, line);
+		rc = push(out, max, n, die_name(m, die), file, line);
 		if (!rc && dwarf_tag(die) == DW_TAG_inlined_subroutine) {
 			int nc = dwarf_getscopes_die(die, &chain);
 			Dwarf_Die *inner = die;
@@ -417,7 +487,7 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 				if (!is_func(tag))
 					continue;
 				char cbuf[4096];
-				rc = push(out, max, n, die_name(&chain[i]),
+				rc = push(out, max, n, die_name(m, &chain[i]),
 				          call_file(&cu, inner, cbuf, sizeof(cbuf)), call_line(inner));
 				if (tag != DW_TAG_inlined_subroutine)
 					break;  /* the real function: nothing encloses it */

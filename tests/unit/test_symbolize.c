@@ -366,20 +366,6 @@ static int streq(const char *a, const char *b)
  * glibc's inline atof) gets the name of the symbol-table function around
  * the address, so an inlined one takes its caller's name ("main" for atof
  * inlined into main). There any name passes; file and line still count. */
-/* Known symbolizer bugs, reported and not yet fixed: the tests that show
- * them are skipped, and the other tests allow exactly what they show,
- * unless SMOLDER_SYM_KNOWN_BUGS=1 (set it to check a fix). */
-static int known_bugs_strict;
-
-/* A static C++ function has no DW_AT_linkage_name; addr2line names it
- * from the symbol table ("now()"), the symbolizer from DW_AT_name ("now").
- * Allowed unless strict: got is want without its "()". */
-static int no_parens(const char *got, const char *want)
-{
-	size_t g = strlen(got);
-	return !known_bugs_strict && strlen(want) == g + 2 && !strncmp(got, want, g) &&
-	       !strcmp(want + g, "()");
-}
 
 static int frames_equal(const srv_sym_frame *f, size_t n, const oans *o)
 {
@@ -387,8 +373,7 @@ static int frames_equal(const srv_sym_frame *f, size_t n, const oans *o)
 		return 0;
 	for (size_t j = 0; j < n; j++) {
 		int bfd_renamed = j + 1 < n && !strcmp(o->f[j].function, o->f[j + 1].function);
-		if (!(bfd_renamed || streq(f[j].function, o->f[j].function) ||
-		      no_parens(f[j].function, o->f[j].function)) ||
+		if (!(bfd_renamed || streq(f[j].function, o->f[j].function)) ||
 		    !streq(f[j].file, o->f[j].file) || f[j].line != o->f[j].line)
 			return 0;
 	}
@@ -441,16 +426,6 @@ static size_t compare(srv_sym *s, const subj *offs_of, const uint8_t *bid, size_
 	return bad;
 }
 
-/* Skips a test that shows a known bug unless SMOLDER_SYM_KNOWN_BUGS=1. */
-static int known_bug(const char *what)
-{
-	if (known_bugs_strict)
-		return 0;
-	print_message("KNOWN BUG, skipped (SMOLDER_SYM_KNOWN_BUGS=1 runs it): %s\n", what);
-	skip();
-	return 1;
-}
-
 /* ---- fixtures: one directory with every subject, the oracle per subject ---- */
 
 enum { PIE, NOPIE, LIB, CPP, NSUBJ };
@@ -468,8 +443,6 @@ static int group_setup(void **state)
 		   *v = getenv("SMOLDER_SYM_SHOW");
 	if (v)
 		max_shown = strtoul(v, NULL, 10);
-	v = getenv("SMOLDER_SYM_KNOWN_BUGS");
-	known_bugs_strict = v && !strcmp(v, "1");
 	if (!d || !t) {
 		fprintf(stderr, "test_symbolize: set SMOLDER_SYM_DIR (the built test subjects, "
 		                "build/asan/tests/sym) and SMOLDER_TEST_TMP (`make test-unit` does)\n");
@@ -560,9 +533,6 @@ static void test_shared_library(void **state)
 static void test_cpp_static_names(void **state)
 {
 	(void)state;
-	if (known_bug("a static C++ function (no DW_AT_linkage_name) is \"now\", addr2line "
-	              "says \"now()\""))
-		return;
 	check_subject(CPP);
 }
 
@@ -729,9 +699,6 @@ static void test_truncated(void **state)
 static void test_debug_file_alone(void **state)
 {
 	(void)state;
-	if (known_bug("with only <hex>.debug every lookup is empty: its PT_LOADs have "
-	              "p_filesz 0 (objcopy --only-keep-debug)"))
-		return;
 	const subj *full = &subjects[LIB];
 	subj dbg;
 	char dir[PATH_MAX];
@@ -805,9 +772,6 @@ static void test_separate_debug_file(void **state)
 static void test_outside_code(void **state)
 {
 	(void)state;
-	if (known_bug("an offset in .rodata or .data is named _fini (an unsized symbol "
-	              "covers everything after it)"))
-		return;
 	srv_sym *s = open_sym(all_dir, 0);
 	size_t bad = 0;
 	for (int k = 0; k < NSUBJ; k++) {
