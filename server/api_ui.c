@@ -184,12 +184,12 @@ static int serve(const char *dir, const char *rel, srv_resp *resp)
 	srv_resp_take(resp, 200, type, &body);
 	srv_resp_header(resp, "Cache-Control", "no-cache");
 	/* Everything from this origin and nothing else: no CDN, no inline
-	 * script (the UI is ES modules), no framing by other sites. Canvas
-	 * and uPlot set inline styles, hence style-src's 'unsafe-inline'. */
+	 * script or style (the UI is ES modules and a stylesheet; setting
+	 * element.style from a script is not inline style), no plugins, no
+	 * framing by other sites. */
 	srv_resp_header(resp, "Content-Security-Policy",
-	                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
-	                "data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-	                "form-action 'self'");
+	                "default-src 'self'; object-src 'none'; base-uri 'none'; "
+	                "frame-ancestors 'none'; form-action 'self'");
 	srv_resp_header(resp, "X-Content-Type-Options", "nosniff");
 	srv_resp_header(resp, "Referrer-Policy", "no-referrer");
 	return 0;

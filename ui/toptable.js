@@ -1,0 +1,124 @@
+// toptable.js - the top functions table: flat and cumulative samples and
+// shares, or in diff mode both sides' shares and the change. Sorting is
+// client side (every column, both ways); a row's click or Enter hands its
+// function to the page, which focuses it in the flame graph.
+import {fmtCount} from './util.js';
+
+const pct = v => `${v.toFixed(2)}%`;
+const signed = v => `${v > 0 ? '+' : ''}${v.toFixed(2)}`;
+
+const MERGE_COLS = [
+	{key: 'name', label: 'function', fmt: v => v},
+	{key: 'flat', label: 'flat', fmt: fmtCount},
+	{key: 'flat_pct', label: 'flat %', fmt: pct},
+	{key: 'cum', label: 'cum', fmt: fmtCount},
+	{key: 'cum_pct', label: 'cum %', fmt: pct},
+];
+const DIFF_COLS = [
+	{key: 'name', label: 'function', fmt: v => v},
+	{key: 'base_flat_pct', label: 'flat % base', fmt: pct},
+	{key: 'flat_pct', label: 'flat % compare', fmt: pct},
+	{key: 'delta_flat', label: 'Δ flat (pts)', fmt: signed, delta: true},
+	{key: 'base_cum_pct', label: 'cum % base', fmt: pct},
+	{key: 'cum_pct', label: 'cum % compare', fmt: pct},
+	{key: 'delta_cum', label: 'Δ cum (pts)', fmt: signed, delta: true},
+];
+
+// One row per function from both sides' /api/v1/top answers.
+export function mergeTop(base, compare) {
+	const m = new Map();
+	const get = r => {
+		if (!m.has(r.name)) m.set(r.name, {name: r.name, base_flat_pct: 0, base_cum_pct: 0,
+			flat_pct: 0, cum_pct: 0, flat: 0, cum: 0, base_flat: 0, base_cum: 0});
+		return m.get(r.name);
+	};
+	for (const r of base.rows) Object.assign(get(r), {base_flat_pct: r.flat_pct, base_cum_pct: r.cum_pct,
+		base_flat: r.flat, base_cum: r.cum});
+	for (const r of compare.rows) Object.assign(get(r), {flat_pct: r.flat_pct, cum_pct: r.cum_pct,
+		flat: r.flat, cum: r.cum});
+	for (const r of m.values()) {
+		r.delta_flat = r.flat_pct - r.base_flat_pct;
+		r.delta_cum = r.cum_pct - r.base_cum_pct;
+	}
+	return [...m.values()];
+}
+
+export class TopTable {
+	constructor(table, onPick) {
+		this.table = table;
+		this.onPick = onPick;
+		this.rows = [];
+		this.mode = 'merge';
+		this.sort = {key: 'flat', desc: true};
+		this.selected = '';
+	}
+
+	set(rows, mode) {
+		if (mode !== this.mode)
+			this.sort = mode === 'diff' ? {key: 'delta_flat', desc: true, abs: true} : {key: 'flat', desc: true};
+		this.mode = mode;
+		this.rows = rows;
+		this.render();
+	}
+
+	select(name) {
+		this.selected = name || '';
+		for (const tr of this.table.tBodies[0]?.rows || [])
+			tr.classList.toggle('selected', tr.dataset.name === this.selected);
+	}
+
+	sortBy(key) {
+		if (this.sort.key === key) this.sort = {key, desc: !this.sort.desc};
+		else this.sort = {key, desc: key !== 'name'};
+		this.render();
+	}
+
+	render() {
+		const cols = this.mode === 'diff' ? DIFF_COLS : MERGE_COLS;
+		const {key, desc, abs} = this.sort;
+		const val = r => (abs ? Math.abs(r[key]) : r[key]);
+		const rows = [...this.rows].sort((a, b) => {
+			const c = key === 'name' ? a.name.localeCompare(b.name) : val(a) - val(b);
+			return desc ? -c : c;
+		});
+		const thead = document.createElement('thead');
+		const htr = thead.insertRow();
+		for (const c of cols) {
+			const th = document.createElement('th');
+			th.scope = 'col';
+			if (c.key !== 'name') th.className = 'num';
+			th.setAttribute('aria-sort', c.key === key ? (desc ? 'descending' : 'ascending') : 'none');
+			const b = document.createElement('button');
+			b.type = 'button';
+			b.dataset.sort = c.key;
+			b.textContent = c.label + (c.key === key ? (desc ? ' ▼' : ' ▲') : '');
+			b.title = `sort by ${c.label}`;
+			b.addEventListener('click', () => this.sortBy(c.key));
+			th.append(b);
+			htr.append(th);
+		}
+		const tbody = document.createElement('tbody');
+		for (const r of rows.slice(0, 500)) {
+			const tr = tbody.insertRow();
+			tr.dataset.testid = 'top-row';
+			tr.setAttribute('data-testid', 'top-row');
+			tr.dataset.name = r.name;
+			tr.tabIndex = 0;
+			if (r.name === this.selected) tr.classList.add('selected');
+			for (const c of cols) {
+				const td = tr.insertCell();
+				td.textContent = c.fmt(r[c.key]);
+				if (c.key === 'name') { td.title = r.name; td.className = 'fn'; }
+				else td.className = 'num';
+				if (c.delta) td.classList.add(r[c.key] > 0 ? 'grew' : r[c.key] < 0 ? 'shrank' : 'same');
+			}
+			tr.addEventListener('click', () => this.onPick(r.name));
+			tr.addEventListener('keydown', e => {
+				if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); this.onPick(r.name); }
+				else if (e.key === 'ArrowDown') { e.preventDefault(); tr.nextElementSibling?.focus(); }
+				else if (e.key === 'ArrowUp') { e.preventDefault(); tr.previousElementSibling?.focus(); }
+			});
+		}
+		this.table.replaceChildren(thead, tbody);
+	}
+}
