@@ -260,12 +260,21 @@ function publish() {
 
 // ---- running a query ----
 
+// The timeline: the base selector over the range; in diff mode the
+// compare side too, its lines' labels marked "compare".
 async function loadTimeline(signal) {
 	const fromS = timeSeconds(state.from), toS = timeSeconds(state.to);
+	const q = (query, from, to) => getJSON('/api/v1/range', {query, from, to, by: state.group_by}, signal);
 	try {
-		const r = await getJSON('/api/v1/range', {query: state.query, from: state.from, to: state.to,
-			by: state.group_by}, signal);
-		timeline.render(r, fromS, toS);
+		const r = await q(state.query, state.from, state.to);
+		if (diffOn && (state.compare && state.compare !== state.query)) {
+			const c = await q(state.compare, state.compare_from || state.from, state.compare_to || state.to);
+			for (const s of r.series) s.labels = {side: 'base', ...s.labels};
+			for (const s of c.series) r.series.push({...s, labels: {side: 'compare', ...s.labels}});
+		}
+		const cf = diffOn && state.compare_from ? timeSeconds(state.compare_from) : fromS;
+		const ct = diffOn && state.compare_to ? timeSeconds(state.compare_to) : toS;
+		timeline.render(r, Math.min(fromS, cf), Math.max(toS, ct));
 	} catch (e) {
 		if (e.name === 'AbortError') return;
 		timeline.clear(`timeline: ${e.message}`);

@@ -14,14 +14,17 @@ const MERGE_COLS = [
 	{key: 'cum', label: 'cum', fmt: fmtCount},
 	{key: 'cum_pct', label: 'cum %', fmt: pct},
 ];
+// both sides in a narrow column: one decimal, short headers with titles
+const pct1 = v => `${v.toFixed(1)}%`;
+const signed1 = v => `${v > 0 ? '+' : ''}${v.toFixed(1)}`;
 const DIFF_COLS = [
 	{key: 'name', label: 'function', fmt: v => v},
-	{key: 'base_flat_pct', label: 'flat % base', fmt: pct},
-	{key: 'flat_pct', label: 'flat % compare', fmt: pct},
-	{key: 'delta_flat', label: 'Δ flat (pts)', fmt: signed, delta: true},
-	{key: 'base_cum_pct', label: 'cum % base', fmt: pct},
-	{key: 'cum_pct', label: 'cum % compare', fmt: pct},
-	{key: 'delta_cum', label: 'Δ cum (pts)', fmt: signed, delta: true},
+	{key: 'base_flat_pct', label: 'flat b', title: 'flat % in base', fmt: pct1},
+	{key: 'flat_pct', label: 'flat c', title: 'flat % in compare', fmt: pct1},
+	{key: 'delta_flat', label: 'Δflat', title: 'change of flat %, in points', fmt: signed1, delta: true},
+	{key: 'base_cum_pct', label: 'cum b', title: 'cum % in base', fmt: pct1},
+	{key: 'cum_pct', label: 'cum c', title: 'cum % in compare', fmt: pct1},
+	{key: 'delta_cum', label: 'Δcum', title: 'change of cum %, in points', fmt: signed1, delta: true},
 ];
 
 // One row per function from both sides' /api/v1/top answers.
@@ -92,7 +95,7 @@ export class TopTable {
 			b.type = 'button';
 			b.dataset.sort = c.key;
 			b.textContent = c.label + (c.key === key ? (desc ? ' ▼' : ' ▲') : '');
-			b.title = `sort by ${c.label}`;
+			b.title = `sort by ${c.title || c.label}`;
 			b.addEventListener('click', () => this.sortBy(c.key));
 			th.append(b);
 			htr.append(th);
@@ -119,6 +122,7 @@ export class TopTable {
 				else if (e.key === 'ArrowUp') { e.preventDefault(); tr.previousElementSibling?.focus(); }
 			});
 		}
+		this.table.classList.toggle('diff', this.mode === 'diff');
 		this.table.replaceChildren(thead, tbody);
 	}
 }
