@@ -32,6 +32,10 @@ DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 # --debuginfod-url (libdebuginfod); its test runs Debian's debuginfod server
 DEB_BUILD += libdebuginfod-dev
 DEB_TEST += debuginfod
+# the UI's browser tests (tests/ui): Debian's Chromium driven by
+# playwright-core from npm; Node.js >= 20 with npm (NodeSource's nodejs
+# package, which this machine kind has, provides both)
+DEB_TEST += chromium nodejs
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -106,7 +110,8 @@ FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
-.PHONY: all deps test test-unit test-integration test-fuzz fuzz-build bench bench-smoke clean run
+.PHONY: all deps test test-unit test-integration test-ui ui-deps screenshots test-fuzz fuzz-build \
+	bench bench-smoke clean run
 all: $(SERVER_BIN) $(AGENT_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
 	$(BUILD)/bench/query_bench $(CLI_BIN) $(BUILD)/bench/cpu_load
 
@@ -337,8 +342,8 @@ build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 
 # The test command README gives. Everything runs under ASan/UBSan.
 # Its last line counts unit tests plus the fuzz-corpus replays, the
-# benchmark smoke run and each integration script; any failure stops it
-# before that line.
+# benchmark smoke run, each integration script and the browser tests; any
+# failure stops it before that line.
 test: deps
 	$(Q)mkdir -p build && rm -f build/unit.count
 	$(Q)SMOLDER_COUNT_FILE=build/unit.count $(MAKE) --no-print-directory \
@@ -346,8 +351,9 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory test-fuzz
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan bench-smoke
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-integration
+	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-ui
 	$(Q)read p f < build/unit.count; \
-		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)))) passed, $$f failed"
+		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 1)) passed, $$f failed"
 
 test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 	$(Q)SMOLDER_SYM_DIR=$(SYM_DIR) .ci/run-tests.sh $(UNIT_BIN)
@@ -361,6 +367,32 @@ test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_B
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
 		SMOLDER_SYM_DIR=$(SYM_DIR) sh $$t; done
+
+# The web UI in headless Debian Chromium against the real server
+# (tests/ui/ui_test.mjs). playwright-core comes from the npm registry
+# (tests/ui/package-lock.json); it never downloads a browser.
+UI_NODE_MODULES := tests/ui/node_modules/playwright-core/package.json
+ui-deps:
+	$(Q)[ -x /usr/bin/chromium ] || .ci/deps.sh chromium
+	$(Q)command -v node >/dev/null || .ci/deps.sh nodejs
+	$(Q)node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' || \
+		{ echo "test-ui: Node.js >= 20 needed, this is $$(node --version)" >&2; exit 1; }
+	$(Q)if [ ! -f $(UI_NODE_MODULES) ]; then \
+		command -v npm >/dev/null || .ci/deps.sh npm; \
+		echo "test-ui: npm ci --prefix tests/ui (playwright-core from the npm registry)"; \
+		PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/ui --no-audit --no-fund --fetch-timeout=60000 || \
+		{ echo "test-ui: FAILED: npm ci could not install playwright-core (is the npm registry reachable?)" >&2; \
+		  exit 1; }; fi
+
+test-ui: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
+	$(Q)echo "== tests/ui/ui_test.mjs"
+	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_MKBATCH=$(MKBATCH_BIN) node tests/ui/ui_test.mjs
+
+# docs/screenshot-main.png and docs/screenshot-diff.png (1280x800) from the
+# real UI over the browser tests' data
+screenshots: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
+	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_MKBATCH=$(MKBATCH_BIN) \
+		node tests/ui/ui_test.mjs --screenshots docs
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

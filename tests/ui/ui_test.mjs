@@ -1,0 +1,547 @@
+#!/usr/bin/env node
+// ui_test.mjs - the web UI in headless Debian Chromium (playwright-core, no
+// browser download) against the real smolder-server ($SMOLDER_SERVER) with
+// known data ingested through the real API (fixture.mjs): the flame graph
+// shows the expected frames, tooltip, click-to-zoom with breadcrumb and
+// URL, search highlights and its share, the top table and its sorting,
+// diff colours and deltas, the URL round trip, range picker, timeline
+// drag, empty and error states, autocompletion, kernel marks, downloads.
+// It drives the page only through ui/CONTRACT.md's hooks.
+//
+//   node tests/ui/ui_test.mjs                     every check; exit 1 if any fails
+//   node tests/ui/ui_test.mjs --screenshots DIR   only DIR/screenshot-main.png
+//                                                 and DIR/screenshot-diff.png (1280x800)
+//
+// Every check runs (a failure does not hide the next ones); the browser,
+// the server and the temp dirs are gone on any exit.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+
+import * as F from './fixture.mjs';
+
+const argv = process.argv.slice(2);
+const shotDir = argv[0] === '--screenshots' ? path.resolve(argv[1] || 'docs') : null;
+const t0 = Date.now();
+
+let server, context, base, R;
+const pageProblems = [];              // uncaught errors, console errors, foreign requests
+
+async function newPage() {
+	const page = await context.newPage();
+	page.setDefaultTimeout(10000);
+	page.on('pageerror', e => pageProblems.push(`page error: ${e.message}`));
+	page.on('console', m => {
+		if (m.type() === 'error' && !/Failed to load resource/.test(m.text()))
+			pageProblems.push(`console error: ${m.text()}`);
+	});
+	page.on('request', r => {
+		const u = r.url();
+		if (!u.startsWith(base + '/') && !/^(data|blob|about):/.test(u))
+			pageProblems.push(`request left the origin: ${u}`);
+	});
+	return page;
+}
+
+// what window.__smolder holds, without its functions
+const hook = page => page.evaluate(() => {
+	const s = window.__smolder;
+	return s ? JSON.parse(JSON.stringify(s)) : null;
+});
+
+async function summary(page) {
+	try {
+		const s = await hook(page);
+		const status = await page.locator('[data-testid=status]').first().textContent({timeout: 500})
+			.catch(() => '(no status element)');
+		if (!s) return `window.__smolder is not set; status: ${status}`;
+		return JSON.stringify({ready: s.ready, state: s.state, total: s.flame?.total,
+			frames: s.flame?.frames?.length, status: status?.trim().slice(0, 200)});
+	} catch (e) {
+		return `(no state: ${e.message})`;
+	}
+}
+
+// until(page, s => bool, what): polls window.__smolder (a JSON copy, so the
+// predicate runs here and may use closures; no code is evaluated in the
+// page, whose CSP forbids eval) until it is ready and satisfies pred
+async function until(page, pred, what, timeout = 10000) {
+	const end = Date.now() + timeout;
+	let s = null, err = null;
+	for (;;) {
+		try {
+			s = await hook(page);
+			if (s && s.ready && pred(s)) return s;
+		} catch (e) {
+			err = e;
+		}
+		if (Date.now() > end)
+			throw new Error(`timed out waiting for ${what}${err ? ` (${err.message.split('\n')[0]})` : ''}` +
+				`\n    state now: ${await summary(page)}`);
+		await new Promise(r => setTimeout(r, 100));
+	}
+}
+
+const url = params => `${base}/?${new URLSearchParams(params)}`;
+const urlParams = page => Object.fromEntries(new URL(page.url()).searchParams);
+
+// opens a view by URL and waits until it shows that query
+async function open(page, params, pred = () => true, what = 'the view to render') {
+	await page.goto(url(params));
+	return until(page, s => s.state.query === params.query && pred(s), what);
+}
+
+const frameOf = (s, name) => s.flame.frames.find(f => f.name === name);
+function mustFrame(s, name) {
+	const f = frameOf(s, name);
+	assert.ok(f, `no frame named ${name} among ${s.flame.frames.length}: ${
+		s.flame.frames.map(x => x.name).slice(0, 40).join(', ')}`);
+	return f;
+}
+const root = s => s.flame.frames.reduce((a, f) => (f.depth < a.depth ? f : a));
+const rgb = c => {
+	const m = /rgba?\((\d+),\s*(\d+),\s*(\d+)/.exec(c || '');
+	assert.ok(m, `colour ${JSON.stringify(c)} is not "rgb(r, g, b)"`);
+	return m.slice(1, 4).map(Number);
+};
+// text with thousands separators ("1,320", "1 320") taken out
+const digits = t => (t || '').replace(/(\d)[,\u00a0\u202f ](?=\d{3}\b)/g, '$1');
+const near = (a, b, tol) => Math.abs(a - b) <= tol;
+
+// the canvas pixels of the column at CSS x: [{y (CSS px), rgb}] runs of one colour
+async function column(page, x) {
+	const {px, scale, sx} = await page.evaluate(cx => {
+		const c = document.querySelector('[data-testid=flamegraph]');
+		const r = c.getBoundingClientRect();
+		const ctx = c.getContext('2d');
+		if (!ctx) throw new Error('the flamegraph canvas has no 2d context');
+		const sx = c.width / r.width;
+		const d = ctx.getImageData(Math.min(c.width - 1, Math.floor(cx * sx)), 0, 1, c.height).data;
+		return {px: Array.from(d), scale: c.height / r.height, sx};
+	}, x);
+	const runs = [];
+	for (let i = 0; i < px.length; i += 4) {
+		const c = [px[i], px[i + 1], px[i + 2]];
+		const last = runs[runs.length - 1];
+		if (last && last.rgb.every((v, k) => near(v, c[k], 2))) last.y1 = i / 4;
+		else runs.push({y0: i / 4, y1: i / 4, rgb: c});
+	}
+	return runs.map(r => ({top: r.y0 / scale, bottom: (r.y1 + 1) / scale, rgb: r.rgb, sx}));
+}
+
+// where on the page a frame is drawn: the run of its colour in its column
+// whose hover tooltip names it. Returns page coordinates.
+async function locateFrame(page, f) {
+	const box = await page.locator('[data-testid=flamegraph]').boundingBox();
+	assert.ok(box && box.width > 0 && box.height > 0, 'the flamegraph canvas has no size');
+	const x = f.x + Math.min(f.w / 2, 40);
+	const want = rgb(f.color);
+	const runs = (await column(page, x)).filter(r => r.bottom - r.top >= 4);
+	const same = runs.filter(r => r.rgb.every((v, k) => near(v, want[k], 6)));
+	assert.ok(same.length, `frame ${f.name}: colour ${f.color} not on the canvas at x=${x}`);
+	const tip = page.locator('[data-testid=tooltip]');
+	for (const r of [...same, ...runs.filter(r => !same.includes(r))]) {
+		const p = {x: box.x + x, y: box.y + (r.top + r.bottom) / 2};
+		await page.mouse.move(p.x, p.y);
+		const text = await tip.textContent({timeout: 300}).catch(() => '');
+		if (await tip.isVisible() && text.includes(f.name)) return {...p, tooltip: text};
+	}
+	throw new Error(`no place in the column at x=${x} shows a tooltip naming ${f.name}`);
+}
+
+async function shareShown(page) {
+	const t = (await page.locator('[data-testid=search-share]').textContent()) || '';
+	const m = /(\d+(?:\.\d+)?)\s*%/.exec(t);
+	assert.ok(m, `search-share says ${JSON.stringify(t)}: no percentage`);
+	return Number(m[1]);
+}
+
+// ---------------------------------------------------------------- checks
+const results = [];
+async function check(name, fn) {
+	const page = await newPage();
+	try {
+		await fn(page);
+		results.push({name, ok: true});
+		console.log(`ok ${results.length} - ${name}`);
+	} catch (e) {
+		results.push({name, ok: false, error: e});
+		console.log(`not ok ${results.length} - ${name}\n    ${
+			String(e.stack || e).split('\n').slice(0, 6).join('\n    ')}`);
+	} finally {
+		await page.close().catch(() => {});
+	}
+}
+
+async function screenshots(dir) {
+	const page = await newPage();
+	// the last hour (the UI's default range), lines per version, a tooltip
+	const s = await open(page, {query: '{service="checkout"}', from: 'now-1h', to: 'now',
+		group_by: 'version'}, s => s.flame.frames.length > 10);
+	await page.waitForTimeout(300);
+	await locateFrame(page, mustFrame(s, F.JSON_FN));
+	await page.screenshot({path: path.join(dir, 'screenshot-main.png')});
+	await page.mouse.move(0, 0);
+	await open(page, {query: Q14, compare: Q15, from: 'now-1h', to: 'now'},
+		s => s.flame.frames.some(f => typeof f.delta === 'number'));
+	await page.waitForTimeout(300);
+	await page.screenshot({path: path.join(dir, 'screenshot-diff.png')});
+	await page.close();
+	console.log(`screenshots: ${dir}/screenshot-main.png, ${dir}/screenshot-diff.png`);
+}
+
+const Q14 = '{service="checkout", version="1.4"}';
+const Q15 = '{service="checkout", version="1.5"}';
+const QALL = '{service="checkout"}';
+
+async function main() {
+	server = await F.startServer();
+	base = server.base;
+	R = await F.ingest(base);
+	R.from = String(R.from);
+	R.to = String(R.to);
+	context = await F.launchBrowser();
+	if (shotDir) return screenshots(shotDir);
+
+	const e14 = F.expected('1.4'), e15 = F.expected('1.5');
+	const n14 = F.sum(e14), n15 = F.sum(e15);
+	const v14 = {query: Q14, from: R.from, to: R.to};
+	const apiTree = await F.api(base, '/api/v1/query', v14);
+	assert.equal(apiTree.total, n14, 'the API does not hold the data ingested');
+
+	await check('the server serves the UI at / and 404s what ui/ lacks', async () => {
+		let r = await fetch(base + '/');
+		assert.equal(r.status, 200);
+		assert.match(r.headers.get('content-type') || '', /^text\/html/);
+		assert.match(await r.text(), /<script[^>]*type="?module/i);
+		r = await fetch(base + '/ui/no-such-file.js');
+		assert.equal(r.status, 404);
+	});
+
+	await check('flame graph: total and the expected frames, widths, depths, drawn on the canvas',
+		async page => {
+			const s = await open(page, v14, s => s.flame.frames.length > 0);
+			assert.equal(s.state.from, R.from);
+			assert.equal(s.state.to, R.to);
+			assert.equal(s.flame.total, n14, 'flame.total');
+			const r = root(s);
+			for (const [k] of e14)
+				for (const name of k.split(';')) mustFrame(s, name);
+			const j = mustFrame(s, F.JSON_FN), o = mustFrame(s, F.ORDER_FN);
+			assert.equal(j.total, F.withFrame(e14, F.JSON_FN), `${F.JSON_FN} total`);
+			assert.equal(j.depth, o.depth + 1, `${F.JSON_FN} is a child of ${F.ORDER_FN}`);
+			assert.ok(j.x >= o.x && j.x + j.w <= o.x + o.w + 0.5, 'child inside its parent');
+			assert.ok(near(j.w, r.w * j.total / r.total, 1.5),
+				`width ${j.w} not ${r.w * j.total / r.total} (its share of the root's ${r.w})`);
+			assert.equal(j.highlighted, false);
+			assert.equal(j.kernel, false);
+			const runs = await column(page, j.x + j.w / 2);
+			const want = rgb(j.color);
+			assert.ok(runs.some(x => x.rgb.every((v, k) => near(v, want[k], 6))),
+				`the canvas column of ${F.JSON_FN} has no pixel of its colour ${j.color}`);
+			const colours = new Set(runs.map(x => x.rgb.join()));
+			assert.ok(colours.size >= 4, `only ${colours.size} colours in a column: is the canvas drawn?`);
+		});
+
+	// file:line is not checked: frames ingested as pprof keep their names
+	// but not their files and lines (server/pprof_in.c), and symbolized ones
+	// would need real binaries and debug info
+	await check('tooltip: name, total, % of total', async page => {
+		const s = await open(page, v14, s => s.flame.frames.length > 0);
+		const f = mustFrame(s, 'encoding/json.structEncoder.encode');
+		const tooltip = digits((await locateFrame(page, f)).tooltip);
+		assert.ok(tooltip.includes(String(f.total)), `tooltip ${JSON.stringify(tooltip)} lacks total ${f.total}`);
+		const pct = (100 * f.total / s.flame.total).toFixed(1);
+		assert.ok(tooltip.includes(pct), `tooltip ${JSON.stringify(tooltip)} lacks ${pct}%`);
+	});
+
+	await check('click zooms: frame fills the width, breadcrumb and URL follow; a crumb zooms out',
+		async page => {
+			let s = await open(page, v14, s => s.flame.frames.length > 0);
+			const rw = root(s).w;
+			const p = await locateFrame(page, mustFrame(s, F.ORDER_FN));
+			await page.mouse.click(p.x, p.y);
+			s = await until(page, s => s.state.focus === F.ORDER_FN, `focus on ${F.ORDER_FN}`);
+			assert.equal(urlParams(page).focus, F.ORDER_FN, 'focus in the URL');
+			const o = mustFrame(s, F.ORDER_FN);
+			assert.ok(near(o.w, rw, 2), `zoomed frame is ${o.w} px wide, not the full ${rw}`);
+			assert.ok(!s.flame.frames.some(f => f.name === F.GC_FN && f.w >= 1),
+				`${F.GC_FN} (outside the zoomed frame) still shown`);
+			mustFrame(s, F.JSON_FN);
+			const crumbs = page.locator('[data-testid=breadcrumb] [data-testid=crumb]');
+			assert.ok(await crumbs.count() >= 2, 'fewer than 2 crumbs after a zoom');
+			assert.ok((await crumbs.last().textContent()).includes(F.ORDER_FN), 'last crumb');
+			await crumbs.first().click();
+			s = await until(page, s => !s.state.focus, 'zoomed out by the first crumb');
+			assert.ok(!urlParams(page).focus, 'focus left in the URL after zooming out');
+			assert.ok(near(mustFrame(s, F.GC_FN).w, rw * F.withFrame(e14, F.GC_FN) / n14, 1.5),
+				`${F.GC_FN} back at its width`);
+		});
+
+	await check('window.__smolder.zoom(name) and reset()', async page => {
+		await open(page, v14, s => s.flame.frames.length > 0);
+		await page.evaluate(n => window.__smolder.zoom(n), F.SQL_FN);
+		let s = await until(page, s => s.state.focus === F.SQL_FN, 'zoom(name)');
+		assert.equal(mustFrame(s, F.SQL_FN).total, F.withFrame(e14, F.SQL_FN));
+		assert.equal(frameOf(s, F.JSON_FN), undefined, 'a sibling is still shown after zoom');
+		await page.evaluate(() => window.__smolder.reset());
+		s = await until(page, s => !s.state.focus, 'reset()');
+		mustFrame(s, F.JSON_FN);
+	});
+
+	await check('search highlights exactly the matching frames and shows their share', async page => {
+		await open(page, v14, s => s.flame.frames.length > 0);
+		await page.locator('[data-testid=search-input]').fill('json');
+		await page.locator('[data-testid=search-input]').press('Enter');
+		const s = await until(page, s => s.state.search === 'json' && s.flame.frames.some(f => f.highlighted),
+			'search=json highlighted');
+		const wrong = s.flame.frames.filter(f => f.highlighted !== /json/i.test(f.name));
+		assert.deepEqual(wrong.map(f => `${f.name}:${f.highlighted}`), [], 'frames highlighted wrongly');
+		assert.equal(urlParams(page).search, 'json', 'search in the URL');
+		const want = 100 * F.withFrame(e14, /json/i) / n14;
+		await page.waitForFunction(() => /\d\s*%/.test(
+			document.querySelector('[data-testid=search-share]')?.textContent || ''));
+		const got = await shareShown(page);
+		assert.ok(near(got, want, 0.051), `search-share ${got}% not ${want.toFixed(2)}%`);
+	});
+
+	await check('top table: the functions with their flat/cum, sorts, a click focuses the flame graph',
+		async page => {
+			await open(page, v14, s => s.flame.frames.length > 0);
+			const top = await F.api(base, '/api/v1/top', v14);
+			const rows = page.locator('[data-testid=top-table] [data-testid=top-row]');
+			await rows.first().waitFor();
+			const names = await rows.evaluateAll(rs => rs.map(r => r.dataset.name));
+			for (const r of top.rows) assert.ok(names.includes(r.name), `no row for ${r.name}`);
+			assert.equal(names[0], top.rows[0].name, 'not ordered by flat at first');
+			const first = digits((await rows.first().locator('td, th').allTextContents()).join(' | '));
+			assert.ok(first.includes(String(top.rows[0].flat)), `row ${first} lacks flat ${top.rows[0].flat}`);
+			// sort by cumulative: the header cell that says "cum"
+			const header = page.locator('[data-testid=top-table] th').filter({hasText: /cum/i}).first();
+			await header.click();
+			const byCum = [...top.rows].sort((a, b) => b.cum - a.cum);
+			await page.waitForFunction(n => document.querySelector(
+				'[data-testid=top-table] [data-testid=top-row]')?.dataset.name === n, byCum[0].name)
+				.catch(async () => assert.fail(`after a click on "cum" the first row is ${
+					await rows.first().getAttribute('data-name')}, not ${byCum[0].name}`));
+			const cums = await rows.evaluateAll(rs => rs.map(r => r.dataset.name));
+			const cumOf = Object.fromEntries(top.rows.map(r => [r.name, r.cum]));
+			for (let i = 1; i < cums.length; i++)
+				assert.ok(cumOf[cums[i - 1]] >= cumOf[cums[i]], `not sorted by cum at row ${i}`);
+			await page.locator(`[data-testid=top-row][data-name="${F.JSON_FN}"]`).click();
+			await until(page, s => s.state.focus === F.JSON_FN, 'focus from the table');
+			assert.equal(urlParams(page).focus, F.JSON_FN);
+		});
+
+	const diffWant = name => F.withFrame(e15, name) / n15 - F.withFrame(e14, name) / n14;
+	await check('diff view: grown frames red, shrunk green, delta = compare share - base share, legend',
+		async page => {
+			const s = await open(page, {...v14, compare: Q15},
+				s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			assert.equal(s.state.compare, Q15);
+			await page.locator('[data-testid=legend]').waitFor({state: 'visible'});
+			const j = mustFrame(s, F.JSON_FN), q = mustFrame(s, F.SQL_FN);
+			assert.ok(near(j.delta, diffWant(F.JSON_FN), 0.002), `${F.JSON_FN} delta ${j.delta} not ${diffWant(F.JSON_FN)}`);
+			assert.ok(near(q.delta, diffWant(F.SQL_FN), 0.002), `${F.SQL_FN} delta ${q.delta} not ${diffWant(F.SQL_FN)}`);
+			const [jr, jg, jb] = rgb(j.color), [qr, qg, qb] = rgb(q.color);
+			assert.ok(jr > jg + 40 && jr > jb + 40, `grown ${F.JSON_FN} is ${j.color}, not red`);
+			assert.ok(qg > qr + 40 && qg > qb + 20, `shrunk ${F.SQL_FN} is ${q.color}, not green`);
+			// a bigger change is a stronger colour than a smaller one of the same sign
+			const m = mustFrame(s, 'runtime.mallocgc');   // grew, less than Marshal
+			assert.ok(m.delta > 0 && m.delta < j.delta, 'mallocgc grew less than Marshal');
+			const sat = c => { const [r, g, b] = rgb(c); return r - Math.min(g, b); };
+			assert.ok(sat(m.color) < sat(j.color), `${m.color} (small growth) not paler than ${j.color}`);
+			const runs = await column(page, j.x + j.w / 2);
+			assert.ok(runs.some(x => x.rgb.every((v, k) => near(v, [jr, jg, jb][k], 6))),
+				'the grown frame\'s red is not on the canvas');
+		});
+
+	await check('diff toggle: compare selector in the form, run, URL and deltas follow', async page => {
+		await open(page, v14, s => s.flame.frames.length > 0);
+		await page.locator('[data-testid=diff-toggle]').click();
+		await page.locator('[data-testid=compare-input]').fill(Q15);
+		await page.locator('[data-testid=run]').click();
+		const s = await until(page, s => s.state.compare === Q15 &&
+			s.flame.frames.some(f => typeof f.delta === 'number'), 'diff mode from the form');
+		assert.equal(urlParams(page).compare, Q15, 'compare in the URL');
+		assert.ok(mustFrame(s, F.JSON_FN).delta > 0);
+	});
+
+	await check('diff of two ranges (compare_from/compare_to)', async page => {
+		const mid = String(Math.floor((Number(R.from) + Number(R.to)) / 2));
+		const s = await open(page, {query: QALL, from: R.from, to: mid, compare_from: mid, compare_to: R.to},
+			s => s.flame.frames.some(f => typeof f.delta === 'number'));
+		assert.equal(s.state.compare_from, mid);
+		assert.equal(s.state.compare_to, R.to);
+		const p = urlParams(page);
+		assert.equal(p.compare_from, mid);
+		assert.equal(p.compare_to, R.to);
+	});
+
+	await check('URL round trip: query, from, to, compare, search give that state and view, and survive a reload',
+		async page => {
+			const params = {query: Q14, from: R.from, to: R.to, compare: Q15, search: 'sql'};
+			for (const pass of ['load', 'reload']) {
+				if (pass === 'load') await page.goto(url(params));
+				else await page.reload();
+				const s = await until(page, s => s.state.query === Q14 &&
+					s.flame.frames.some(f => f.highlighted), `the shared view (${pass})`);
+				for (const k of Object.keys(params))
+					assert.equal(s.state[k], params[k], `state.${k} after ${pass}`);
+				assert.equal(await page.locator('[data-testid=query-input]').inputValue(), Q14);
+				assert.equal(await page.locator('[data-testid=compare-input]').inputValue(), Q15);
+				assert.equal(await page.locator('[data-testid=search-input]').inputValue(), 'sql');
+				const wrong = s.flame.frames.filter(f => f.highlighted !== /sql/i.test(f.name));
+				assert.deepEqual(wrong.map(f => f.name), [], `highlights after ${pass}`);
+				assert.ok(mustFrame(s, F.SQL_FN).delta < 0, 'diff lost');
+				const p = urlParams(page);
+				for (const k of Object.keys(params)) assert.equal(p[k], params[k], `URL ${k} after ${pass}`);
+			}
+		});
+
+	await check('range picker: 15m 1h 24h 7d custom; choosing 24h puts it in the state and URL', async page => {
+		await open(page, {query: QALL}, s => s.flame.total > 0);
+		const sel = page.locator('[data-testid=range-select]');
+		const opts = await sel.locator('option').evaluateAll(os => os.map(o => o.value));
+		for (const v of ['15m', '1h', '24h', '7d', 'custom']) assert.ok(opts.includes(v), `no option ${v}: ${opts}`);
+		await sel.selectOption('24h');
+		const s = await until(page, s => /24h/.test(s.state.from), 'from=now-24h');
+		assert.equal(s.flame.total, n14 + n15, 'total over 24 h');
+		assert.match(urlParams(page).from || '', /24h/, 'from in the URL');
+	});
+
+	await check('timeline: drawn; dragging a range narrows the profile and the URL', async page => {
+		const s0 = await open(page, {query: QALL, from: R.from, to: R.to}, s => s.flame.total > 0);
+		const canvas = page.locator('[data-testid=timeline] canvas').first();
+		await canvas.waitFor();
+		const b = await canvas.boundingBox();
+		assert.ok(b.width > 200 && b.height > 40, `timeline canvas ${b.width}x${b.height}`);
+		await page.mouse.move(b.x + b.width * 0.3, b.y + b.height / 2);
+		await page.mouse.down();
+		await page.mouse.move(b.x + b.width * 0.5, b.y + b.height / 2, {steps: 8});
+		await page.mouse.move(b.x + b.width * 0.6, b.y + b.height / 2, {steps: 4});
+		await page.mouse.up();
+		const s = await until(page, s => s.state.from !== R.from && s.state.to !== R.to,
+			'a dragged range');
+		assert.ok(s.flame.total > 0 && s.flame.total < s0.flame.total,
+			`total ${s.flame.total} after the drag, ${s0.flame.total} before`);
+		const p = urlParams(page);
+		assert.equal(p.from, s.state.from);
+		assert.equal(p.to, s.state.to);
+	});
+
+	await check('timeline group-by: lines per label value, group_by in the URL', async page => {
+		await open(page, {query: QALL, from: R.from, to: R.to}, s => s.flame.total > 0);
+		const g = page.locator('[data-testid=group-by]');
+		await g.fill('version');
+		await g.press('Enter');
+		await page.waitForFunction(() => new URL(location.href).searchParams.get('group_by') === 'version');
+		await page.waitForFunction(() => {
+			const t = document.querySelector('[data-testid=timeline]')?.textContent || '';
+			return t.includes('1.4') && t.includes('1.5');
+		}).catch(() => assert.fail('the timeline does not name the lines 1.4 and 1.5'));
+	});
+
+	await check('empty state says what to do next', async page => {
+		await page.goto(url({query: '{service="nope"}', from: R.from, to: R.to}));
+		const st = page.locator('[data-testid=status]');
+		await page.waitForFunction(() => /no samples/i.test(
+			document.querySelector('[data-testid=status]')?.textContent || ''))
+			.catch(async () => assert.fail(`status: ${JSON.stringify(await st.textContent().catch(() => null))}`));
+		assert.ok(await st.isVisible(), 'status not visible');
+		assert.match(await st.textContent(), /range|label/i, 'no hint what to do next');
+	});
+
+	await check('error state shows the server\'s message', async page => {
+		await page.goto(url({query: '{service="x"', from: R.from, to: R.to}));
+		const st = page.locator('[data-testid=status]');
+		await page.waitForFunction(() => /expected/i.test(
+			document.querySelector('[data-testid=status]')?.textContent || ''))
+			.catch(async () => assert.fail(`status: ${JSON.stringify(await st.textContent().catch(() => null))}`));
+		assert.ok(await st.isVisible(), 'status not visible');
+	});
+
+	await check('Enter in the query field runs it', async page => {
+		await open(page, v14, s => s.flame.total > 0);
+		const q = page.locator('[data-testid=query-input]');
+		await q.fill(Q15);
+		await q.press('Enter');
+		const s = await until(page, s => s.state.query === Q15, 'the new query');
+		assert.equal(s.flame.total, n15);
+		assert.equal(urlParams(page).query, Q15);
+	});
+
+	async function suggestions(page, typed) {
+		const q = page.locator('[data-testid=query-input]');
+		await q.fill('');
+		await q.focus();
+		await q.pressSequentially(typed, {delay: 20});
+		const list = page.locator('[data-testid=suggestions] li');
+		await list.first().waitFor({timeout: 5000}).catch(() => assert.fail(`no suggestions for ${typed}`));
+		return list.evaluateAll(ls => ls.map(l => l.dataset.value || l.textContent));
+	}
+	await check('autocompletion: label names, then values', async page => {
+		await open(page, v14, s => s.flame.total > 0);
+		const names = await suggestions(page, '{');
+		for (const n of ['service', 'version', 'hostname'])
+			assert.ok(names.some(v => v.includes(n)), `label ${n} not offered: ${names}`);
+		const values = await suggestions(page, '{service="');
+		for (const v of ['checkout', 'search-api'])
+			assert.ok(values.some(x => x.includes(v)), `value ${v} not offered: ${values}`);
+	});
+
+	await check('autocompletion: profile types', async page => {
+		await open(page, v14, s => s.flame.total > 0);
+		const types = await suggestions(page, 'process');
+		assert.ok(types.some(v => v.includes(F.TYPE)), `type not offered: ${types}`);
+	});
+
+	await check('kernel frames are marked, named frames of a native batch shown', async page => {
+		const s = await open(page, {query: '{service="svc"}', from: R.from, to: R.to}, s => s.flame.total > 0);
+		assert.equal(s.flame.total, R.batchSamples);
+		assert.equal(mustFrame(s, 'do_syscall_64').kernel, true, 'do_syscall_64 not marked kernel');
+		assert.ok(s.flame.frames.some(f => /^fn_7_\d+$/.test(f.name) && f.kernel === false), 'no fn_7_* frame');
+	});
+
+	await check('download links: pprof and folded of the current view', async page => {
+		await open(page, v14, s => s.flame.total > 0);
+		const href = async id => new URL(await page.locator(`[data-testid=${id}]`).getAttribute('href'), page.url());
+		const p = await href('download-pprof');
+		assert.equal(p.origin, base, 'pprof link leaves the origin');
+		let r = await fetch(p);
+		const buf = Buffer.from(await r.arrayBuffer());
+		assert.equal(r.status, 200, `${p}`);
+		assert.ok(buf[0] === 0x1f && buf[1] === 0x8b, 'pprof download is not gzip');
+		r = await fetch(await href('download-folded'));
+		const lines = (await r.text()).trim().split('\n');
+		const total = lines.reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+		assert.equal(total, n14, 'folded download total');
+		assert.ok(lines.some(l => l.includes(F.JSON_FN)));
+	});
+
+	await check('nothing leaves the origin; no uncaught errors in any page', async () => {
+		assert.deepEqual([...new Set(pageProblems)], []);
+	});
+
+	await context.close();
+	await server.stop();              // clean exit under the sanitizers
+	server = null;
+}
+
+let failed = 0;
+try {
+	await main();
+	failed = results.filter(r => !r.ok).length;
+} catch (e) {
+	console.log(`not ok - ${e.stack || e}`);
+	if (server) console.log(`--- server stderr (tail) ---\n${server.stderrTail()}`);
+	failed = 1;
+} finally {
+	await F.cleanup();
+}
+const secs = ((Date.now() - t0) / 1000).toFixed(1);
+if (!shotDir)
+	console.log(`ui_test: ${results.length - failed} of ${results.length} checks passed in ${secs} s`);
+if (failed) {
+	console.log(`ui_test: FAILED: ${results.filter(r => !r.ok).map(r => r.name).join('; ') || 'setup'}`);
+	process.exit(1);
+}
