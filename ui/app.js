@@ -6,7 +6,7 @@
 import {getJSON, apiURL, ApiError} from './api.js';
 import {QueryBar} from './querybar.js';
 import {Timeline} from './timeline.js';
-import {FlameGraph} from './flame.js';
+import {FlameGraph, DIFF_FLOOR} from './flame.js';
 import {TopTable, mergeTop} from './toptable.js';
 import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
 import {timeSeconds, fmtTime, fmtCount} from './util.js';
@@ -214,7 +214,7 @@ function focusFunction(name) {
 function showLegend() {
 	ui.legend.replaceChildren();
 	if (!diffOn || !tree || tree.mode !== 'diff') return;
-	const m = (tree.maxAbsDelta * 100).toFixed(2);
+	const m = (Math.max(tree.maxAbsDelta, DIFF_FLOOR) * 100).toFixed(2);
 	const ramp = document.createElement('span');
 	ramp.className = 'ramp';
 	ramp.setAttribute('aria-hidden', 'true');
@@ -267,8 +267,11 @@ async function loadTimeline(signal) {
 	const q = (query, from, to) => getJSON('/api/v1/range', {query, from, to, by: state.group_by}, signal);
 	try {
 		const r = await q(state.query, state.from, state.to);
-		if (diffOn && (state.compare && state.compare !== state.query)) {
-			const c = await q(state.compare, state.compare_from || state.from, state.compare_to || state.to);
+		const sameSide = (state.compare || state.query) === state.query &&
+			(state.compare_from || state.from) === state.from && (state.compare_to || state.to) === state.to;
+		if (diffOn && !sameSide) {
+			const c = await q(state.compare || state.query, state.compare_from || state.from,
+				state.compare_to || state.to);
 			for (const s of r.series) s.labels = {side: 'base', ...s.labels};
 			for (const s of c.series) r.series.push({...s, labels: {side: 'compare', ...s.labels}});
 		}

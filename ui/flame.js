@@ -13,6 +13,7 @@ const NEUTRAL = [214, 214, 214];
 const GREW = [224, 52, 44];
 const SHRANK = [40, 164, 72];
 const DIM = [236, 236, 236];
+export const DIFF_FLOOR = 0.01;   // one point of share
 
 export class FlameGraph {
 	// opts: {direction: 'down' | 'up', tooltip: element, onZoom(node),
@@ -58,9 +59,11 @@ export class FlameGraph {
 	colorOf(n) {
 		let c;
 		if (this.tree.mode === 'diff') {
-			const m = this.tree.maxAbsDelta;
 			// normalized change: the largest change in share gets full
-			// colour; sqrt so small but real changes still show
+			// colour (but never less than DIFF_FLOOR, so two profiles that
+			// differ only by noise stay pale); sqrt so small but real
+			// changes still show
+			const m = Math.max(this.tree.maxAbsDelta, DIFF_FLOOR);
 			const t = m > 0 ? Math.sqrt(Math.min(1, Math.abs(n.delta) / m)) : 0;
 			c = n.delta > 0 ? mix(NEUTRAL, GREW, t) : n.delta < 0 ? mix(NEUTRAL, SHRANK, t) : NEUTRAL;
 		} else {

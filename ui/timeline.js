@@ -60,7 +60,7 @@ export class Timeline {
 				...series.map(s => {
 					const label = seriesLabel(s.labels);
 					return {label, stroke: rgb(hslToRgb(hash32(label) % 360, 65, 45)), width: 1.5,
-						spanGaps: false, points: {size: 4}, value: (u, v) => (v == null ? '-' : fmtCount(v))};
+						spanGaps: false, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtCount(v))};
 				})],
 			hooks: {setSelect: [u => {
 				if (u.select.width < 3) return;

@@ -106,7 +106,9 @@ export class TopTable {
 			tr.dataset.testid = 'top-row';
 			tr.setAttribute('data-testid', 'top-row');
 			tr.dataset.name = r.name;
-			tr.tabIndex = 0;
+			// one tab stop for the whole table (arrows move between rows), so
+			// Tab reaches the flame graph without crossing 500 rows
+			tr.tabIndex = -1;
 			if (r.name === this.selected) tr.classList.add('selected');
 			for (const c of cols) {
 				const td = tr.insertCell();
@@ -118,10 +120,18 @@ export class TopTable {
 			tr.addEventListener('click', () => this.onPick(r.name));
 			tr.addEventListener('keydown', e => {
 				if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); this.onPick(r.name); }
-				else if (e.key === 'ArrowDown') { e.preventDefault(); tr.nextElementSibling?.focus(); }
-				else if (e.key === 'ArrowUp') { e.preventDefault(); tr.previousElementSibling?.focus(); }
+				else if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+					e.preventDefault();
+					const to = e.key === 'ArrowDown' ? tr.nextElementSibling : tr.previousElementSibling;
+					if (!to) return;
+					tr.tabIndex = -1;
+					to.tabIndex = 0;
+					to.focus();
+				}
 			});
 		}
+		const stop = [...tbody.rows].find(tr => tr.dataset.name === this.selected) || tbody.rows[0];
+		if (stop) stop.tabIndex = 0;
 		this.table.classList.toggle('diff', this.mode === 'diff');
 		this.table.replaceChildren(thead, tbody);
 	}
