@@ -277,7 +277,7 @@ async function loadTimeline(signal) {
 		}
 		const cf = diffOn && state.compare_from ? timeSeconds(state.compare_from) : fromS;
 		const ct = diffOn && state.compare_to ? timeSeconds(state.compare_to) : toS;
-		timeline.render(r, Math.min(fromS, cf), Math.max(toS, ct));
+		timeline.render(r, Math.min(fromS, cf), Math.max(toS, ct), diffOn && !sameSide);
 	} catch (e) {
 		if (e.name === 'AbortError') return;
 		timeline.clear(`timeline: ${e.message}`);

@@ -35,8 +35,10 @@ export class Timeline {
 		}
 	}
 
-	// json: /api/v1/range's answer; fromS/toS: the range asked for
-	render(json, fromS, toS) {
+	// json: /api/v1/range's answer; fromS/toS: the range asked for;
+	// spanGaps: join points across steps without samples (two answers
+	// merged: their steps need not line up)
+	render(json, fromS, toS, spanGaps = false) {
 		this.clear();
 		const series = json.series || [];
 		if (!series.length) return this.clear('no samples in this range');
@@ -60,7 +62,7 @@ export class Timeline {
 				...series.map(s => {
 					const label = seriesLabel(s.labels);
 					return {label, stroke: rgb(hslToRgb(hash32(label) % 360, 65, 45)), width: 1.5,
-						spanGaps: false, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtCount(v))};
+						spanGaps, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtCount(v))};
 				})],
 			hooks: {setSelect: [u => {
 				if (u.select.width < 3) return;
