@@ -375,7 +375,7 @@ UI_NODE_MODULES := tests/ui/node_modules/playwright-core/package.json
 ui-deps:
 	$(Q)[ -x /usr/bin/chromium ] || .ci/deps.sh chromium
 	$(Q)command -v node >/dev/null || .ci/deps.sh nodejs
-	$(Q)node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' || \
+	$(Q)node -e 'process.exit(parseInt(process.versions.node) < 20 ? 1 : 0)' || \
 		{ echo "test-ui: Node.js >= 20 needed, this is $$(node --version)" >&2; exit 1; }
 	$(Q)if [ ! -f $(UI_NODE_MODULES) ]; then \
 		command -v npm >/dev/null || .ci/deps.sh npm; \
