@@ -474,8 +474,8 @@ static bool wants_debug(const di_state *d)
 
 /* PUTs fd (size bytes, the object or its debug file) within the limit and
  * *budget. Returns 1 when sent, 0 when it is refused or too big for good
- * (counted and said), -1 to stop for this flush (no budget left, server
- * away). */
+ * (counted and said), -2 when it does not fit what is left of this flush's
+ * budget, -1 to stop for this flush (server away). */
 static int put_file(ag_push *p, ag_obj *o, int fd, uint64_t size, const char *what,
                     uint64_t *budget)
 {
@@ -485,11 +485,14 @@ static int put_file(ag_push *p, ag_obj *o, int fd, uint64_t size, const char *wh
 		        "--upload-max-mb\n", what, o->name, size);
 		return 0;
 	}
-	if (size > *budget)
-		return -1;  /* the rest next interval: uploads are rate-bounded */
+	/* rate-bounded: what does not fit this flush waits for the next; a
+	 * file bigger than a whole flush's budget goes first in a flush, or it
+	 * would never go */
+	if (size > *budget && *budget < p->o.upload_budget)
+		return -2;
 	long code = debuginfo(p, o, fd, size, NULL);
 	if (code == 200 || code == 201) {
-		*budget -= size;
+		*budget -= size < *budget ? size : *budget;
 		p->st.uploads++;
 		p->st.upload_bytes += size;
 		if (p->o.verbose)
@@ -506,25 +509,43 @@ static int put_file(ag_push *p, ag_obj *o, int fd, uint64_t size, const char *wh
 	return -1;
 }
 
+static int by_recent_use(const void *a, const void *b)
+{
+	const ag_obj *x = *(ag_obj *const *)a, *y = *(ag_obj *const *)b;
+	return x->last_used > y->last_used ? -1 : x->last_used < y->last_used;
+}
+
 void ag_push_upload(ag_push *p, ag_objs *objs)
 {
 	if (!p->o.upload || p->down)
 		return;
 	uint64_t budget = p->o.upload_budget;
-	for (size_t i = 0; i < ag_objs_count(objs); i++) {
+	/* the objects of the latest samples first: what users look at now,
+	 * not whichever big file the agent happened to meet first */
+	size_t n = 0, all = ag_objs_count(objs);
+	ag_obj **todo = malloc((all + 1) * sizeof(*todo));
+	if (!todo)
+		return;
+	for (size_t i = 0; i < all; i++) {
 		ag_obj *o = ag_objs_at(objs, i);
-		if (o->uploaded || o->upload_failed || o->fd < 0)
-			continue;
+		if (!o->uploaded && !o->upload_failed && o->fd >= 0)
+			todo[n++] = o;
+	}
+	qsort(todo, n, sizeof(*todo), by_recent_use);
+	for (size_t i = 0; i < n; i++) {
+		ag_obj *o = todo[i];
 		di_state d;
 		long code = debuginfo(p, o, -1, 0, &d);
 		if (code != 200 && code != 404)
-			return;  /* server away or no debug-info API: later */
+			break;  /* server away or no debug-info API: later */
 		uint64_t dsize = 0;
 		int dfd = -1, rc;
 		if (code == 404) {
 			rc = put_file(p, o, o->fd, o->size, "the file", &budget);
+			if (rc == -2)
+				continue;
 			if (rc < 0)
-				return;
+				break;
 			if (rc == 0) {
 				o->upload_failed = true;
 				continue;
@@ -537,7 +558,7 @@ void ag_push_upload(ag_push *p, ag_objs *objs)
 			code = debuginfo(p, o, -1, 0, &d);
 			if (code != 200) {
 				close(dfd);
-				return;
+				break;
 			}
 		}
 		if (!wants_debug(&d) || (dfd < 0 && (dfd = debug_file_open(p, o, &dsize)) < 0)) {
@@ -548,11 +569,14 @@ void ag_push_upload(ag_push *p, ag_objs *objs)
 		}
 		rc = put_file(p, o, dfd, dsize, "the debug file", &budget);
 		close(dfd);
+		if (rc == -2)
+			continue;  /* the binary is there; the debug file next flush */
 		if (rc < 0)
-			return;
+			break;
 		/* sent, or refused for good: the server has what it will get */
 		o->uploaded = true;
 	}
+	free(todo);
 }
 
 void ag_push_get_stats(const ag_push *p, ag_push_stats *out)

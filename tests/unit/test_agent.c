@@ -548,12 +548,20 @@ static void test_upload(void **state)
 	assert_int_equal(f.n, 1);
 	assert_true(done);
 
-	/* the debug file is over this flush's budget: not sent, not done (the
-	 * next flush asks again) */
+	/* a file bigger than a whole flush's budget goes when it is the
+	 * flush's first, or it would never go */
 	run_upload(s2, 2, true, 1000, &f, &st, &done, &size);
-	assert_int_equal(f.n, 1);
+	assert_true(size > 1000);
+	assert_int_equal(f.n, 2);
+	assert_true(done);
+	assert_int_equal(st.uploads, 1);
+	/* the binary uses up the budget: the debug file waits for the next
+	 * flush, and the object is not done (that flush asks again) */
+	run_upload(s1, 4, true, size + 1, &f, &st, &done, &size);
+	assert_int_equal(f.n, 3);
+	assert_string_equal(f.method[2], "HEAD");
 	assert_false(done);
-	assert_int_equal(st.uploads, 0);
+	assert_int_equal(st.uploads, 1);
 
 	/* no debug file on the host: the binary alone, as before */
 	static const fake_resp s5[] = {{404, ""}, {201, ""}};
