@@ -240,7 +240,13 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 			         "giving at most %d points", Q_MAX_RANGE_POINTS);
 		return -EINVAL;
 	}
-	r.nsteps = (size_t)(((uint64_t)(side->to_ns - side->from_ns) + (uint64_t)step - 1) /
+	/* Steps start at multiples of the step since the epoch (as Prometheus
+	 * aligns), not at `from`: a point's time is then a round number, and
+	 * the buckets stay put when a relative range ("now-1h") moves on. The
+	 * first bucket may start before `from`; only rows in [from, to) count. */
+	int64_t rem = side->from_ns % step;
+	r.from = side->from_ns - (rem < 0 ? rem + step : rem);
+	r.nsteps = (size_t)(((uint64_t)(side->to_ns - r.from) + (uint64_t)step - 1) /
 	                    (uint64_t)step);
 	st_selection *sel = NULL;
 	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, range_series, &r, err);

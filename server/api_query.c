@@ -308,7 +308,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 		}
 	} else {
 		/* about 240 points, never finer than the agents' 10 s */
-		step = (to - from) / 240;
+		step = (to - from) / 240 / NS_PER_S * NS_PER_S;  /* whole seconds */
 		if (step < 10 * NS_PER_S)
 			step = 10 * NS_PER_S;
 	}
