@@ -8,6 +8,7 @@ series labels against what the agent should have put there.
 usage: agent_check.py BASE_URL BINARY COMM CPU_NS FREQUENCY key=value...
 Exits non-zero with a message on the first failed check."""
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -66,8 +67,9 @@ def main():
     folded = get(base, "/api/v1/query", query=sel, format="folded", **{"from": "now-1h"})
     syms = symbols(binary)
     # The server names an object by the first file name it saw for its
-    # build ID: a copy of the binary under another name shares it.
-    name = binary.rsplit("/", 1)[-1].rstrip("0123456789")
+    # build ID: a copy of the binary under another name shares it, so the
+    # caller may give the prefix all copies' names share.
+    name = os.environ.get("OBJECT_PREFIX") or binary.rsplit("/", 1)[-1]
 
     def in_fn(frame, fn):
         # named by the server's symbolizer once the agent uploaded the

@@ -104,7 +104,7 @@ for f in sym_c_pie sym_c_nopie sym_cpp libsymlib.so; do
 	i=0
 	until curl -sf -o /dev/null -I "$base/api/v1/debuginfo/$bid"; do
 		i=$((i + 1))
-		[ "$i" -le 100 ] || fail "debug info of $f ($bid) not uploaded within 10 s"
+		[ "$i" -le 300 ] || fail "debug info of $f ($bid) not uploaded within 30 s"
 		sleep 0.1
 	done
 done
