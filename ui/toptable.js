@@ -31,7 +31,7 @@ const DIFF_COLS = [
 export function mergeTop(base, compare) {
 	const m = new Map();
 	const get = r => {
-		if (!m.has(r.name)) m.set(r.name, {name: r.name, base_flat_pct: 0, base_cum_pct: 0,
+		if (!m.has(r.name)) m.set(r.name, {name: r.name, kernel: !!r.kernel, base_flat_pct: 0, base_cum_pct: 0,
 			flat_pct: 0, cum_pct: 0, flat: 0, cum: 0, base_flat: 0, base_cum: 0});
 		return m.get(r.name);
 	};
@@ -113,7 +113,12 @@ export class TopTable {
 			for (const c of cols) {
 				const td = tr.insertCell();
 				td.textContent = c.fmt(r[c.key]);
-				if (c.key === 'name') { td.title = r.name; td.className = 'fn'; }
+				if (c.key === 'name') {
+					td.title = r.file ? `${r.name}\n${r.file}:${r.line}` : r.name;
+					td.className = 'fn';
+					// kernel functions carry the mark the flame graph gives them
+					if (r.kernel) td.textContent += ' [k]';
+				}
 				else td.className = 'num';
 				if (c.delta) td.classList.add(r[c.key] > 0 ? 'grew' : r[c.key] < 0 ? 'shrank' : 'same');
 			}
