@@ -64,7 +64,7 @@ LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhtt
 
 # wire/: the native batch format, shared by agent and server; it needs
 # only lz4 and xxHash (LDLIBS_WIRE).
-WIRE_OBJ := $(BUILD)/wire/wire.o
+WIRE_OBJ := $(BUILD)/wire/wire.o $(BUILD)/wire/auth.o
 LDLIBS_WIRE := -llz4 -lxxhash
 
 # The server: main.c is the program, the rest is what unit tests link.
@@ -142,7 +142,7 @@ $(SERVER_BIN): $(BUILD)/server/main.o $(SERVER_OBJ) $(LLHTTP_OBJ) $(BUILD)/libqu
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_SERVER) $(LDLIBS_QUERY) \
 		$(LDLIBS_STORAGE)
 
-$(CLI_BIN): $(BUILD)/server/cli/smolder.o
+$(CLI_BIN): $(BUILD)/server/cli/smolder.o $(BUILD)/wire/auth.o
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl -lelf -lxxhash

@@ -162,9 +162,9 @@ int srv_api_debuginfo_routes(srv_http *h, srv_api *api)
 {
 	const srv_route routes[] = {
 		{.method = "HEAD", .path = "/api/v1/debuginfo/{build_id}", .fn = h_head,
-		 .arg = api},
+		 .arg = api, .flags = SRV_ROUTE_WRITE},
 		{.method = "PUT", .path = "/api/v1/debuginfo/{build_id}", .fn = h_put,
-		 .arg = api, .max_body_bytes = DEBUGINFO_MAX_BODY},
+		 .arg = api, .max_body_bytes = DEBUGINFO_MAX_BODY, .flags = SRV_ROUTE_WRITE},
 	};
 	int rc = 0;
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes) && !rc; i++)

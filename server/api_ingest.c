@@ -64,6 +64,7 @@ int srv_api_ingest_routes(srv_http *h, srv_api *api)
 {
 	const srv_route r = {.method = "POST", .path = "/api/v1/ingest/pprof",
 	                     .fn = h_ingest_pprof, .arg = api,
-	                     .max_body_bytes = SRV_PPROF_MAX_BODY};
+	                     .max_body_bytes = SRV_PPROF_MAX_BODY,
+	                     .flags = SRV_ROUTE_WRITE};
 	return srv_http_route(h, &r);
 }

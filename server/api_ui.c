@@ -212,10 +212,13 @@ static int h_file(void *arg, const srv_req *req, srv_resp *resp)
 int srv_api_ui_routes(srv_http *h, const char *ui_dir)
 {
 	/* ui_dir is looked up per request, not once: cheap next to a page
-	 * load, and a UI directory installed after start is found. */
+	 * load, and a UI directory installed after start is found. Public even
+	 * with tokens: the page must load to ask for one; it holds no data. */
 	const srv_route routes[] = {
-		{.method = "GET", .path = "/", .fn = h_index, .arg = (void *)ui_dir},
-		{.method = "GET", .path = "/ui/*", .fn = h_file, .arg = (void *)ui_dir},
+		{.method = "GET", .path = "/", .fn = h_index, .arg = (void *)ui_dir,
+		 .flags = SRV_ROUTE_PUBLIC},
+		{.method = "GET", .path = "/ui/*", .fn = h_file, .arg = (void *)ui_dir,
+		 .flags = SRV_ROUTE_PUBLIC},
 	};
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++) {
 		int rc = srv_http_route(h, &routes[i]);

@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "server/http.h"
+#include "wire/auth.h"
 
 #define READ_CHUNK (64 * 1024)
 #define LINGER_MS 2000                      /* how long to drain after an error */
@@ -143,6 +144,8 @@ struct srv_http {
 	atomic_bool shutdown_sent;  /* srv_http_shutdown() ran: the async is spent */
 	bool shutting_down;         /* loop thread's view: listener closed */
 	conn *conns;
+	/* 401s, counted on the loop thread, read by handlers on the pool */
+	atomic_uint_fast64_t auth_rejected_writes, auth_rejected_reads;
 };
 
 /* ---- small helpers ---- */
@@ -925,6 +928,22 @@ static void on_continue_written(uv_write_t *w, int status)
 	(void)status;   /* a failure shows up again on the final response */
 }
 
+/* Whether req carries the token its route needs (http.h, write_token).
+ * Both tokens are compared whatever the first gave, so the time taken does
+ * not tell which one a guess was tried against. */
+static bool auth_ok(const srv_http *h, const srv_req *req)
+{
+	if (!h->opt.write_token || (req->rt->flags & SRV_ROUTE_PUBLIC))
+		return true;
+	size_t len = 0;
+	const char *t = wire_auth_bearer(srv_req_header(req, "Authorization"), &len);
+	if (!t)
+		return false;
+	bool w = wire_auth_token_eq(t, len, h->opt.write_token);
+	bool r = h->opt.read_token && wire_auth_token_eq(t, len, h->opt.read_token);
+	return w || (r && !(req->rt->flags & SRV_ROUTE_WRITE));
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	conn *c = p->data;
@@ -968,6 +987,16 @@ static int on_headers_complete(llhttp_t *p)
 		char msg[sizeof(req->err_msg)];
 		memcpy(msg, req->err_msg, sizeof(msg));
 		return reject(c, 400, has_body, 0, "%s", msg);
+	}
+	if (!auth_ok(h, req)) {
+		bool w = req->rt->flags & SRV_ROUTE_WRITE;
+		atomic_fetch_add(w ? &h->auth_rejected_writes : &h->auth_rejected_reads, 1);
+		/* the body (up to the route's limit) is not read for a client that
+		 * may not send it: has_body closes the connection after the 401 */
+		return reject(c, 401, has_body, 0,
+		              "this endpoint needs the %s: Authorization: Bearer ...",
+		              w ? "write token" : h->opt.read_token ?
+		              "read token (or the write token)" : "token");
 	}
 	req->max_body = req->rt->max_body;
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > req->max_body)
@@ -1163,6 +1192,8 @@ static void conn_respond_error(conn *c)
 	resp_error_limit(&req->resp, req->err_status, req->err_limit, "%s", req->err_msg);
 	if (req->err_status == 405 && req->allow[0])
 		srv_resp_header(&req->resp, "Allow", req->allow);
+	if (req->err_status == 401)
+		srv_resp_header(&req->resp, "WWW-Authenticate", "Bearer realm=\"smolder\"");
 	conn_respond(c);
 }
 
@@ -1372,6 +1403,12 @@ int srv_http_listen(srv_http *h)
 out:
 	uv_close((uv_handle_t *)&h->listener, h_close_cb);
 	return rc;
+}
+
+void srv_http_auth_rejected(const srv_http *h, uint64_t *writes, uint64_t *reads)
+{
+	*writes = atomic_load(&((srv_http *)h)->auth_rejected_writes);
+	*reads = atomic_load(&((srv_http *)h)->auth_rejected_reads);
 }
 
 int srv_http_port(const srv_http *h)

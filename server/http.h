@@ -42,6 +42,14 @@ typedef struct srv_http_options {
 	uint32_t idle_timeout_ms;   /* close a connection idle this long between
 	                             * or inside requests; default 60 s */
 	FILE *access_log;           /* one line per request; NULL for none */
+	/* Bearer tokens (not copied; must outlive the server). With write_token
+	 * NULL every route is open. Otherwise a route flagged SRV_ROUTE_WRITE
+	 * needs "Authorization: Bearer <write_token>", one flagged
+	 * SRV_ROUTE_PUBLIC needs nothing, and any other route needs read_token
+	 * or write_token (read_token NULL: write_token only). A request without
+	 * it is answered 401 at its headers, before any body is read. */
+	const char *write_token;
+	const char *read_token;
 } srv_http_options;
 
 /* Runs on a thread-pool thread. Reads req, fills resp (status, content type,
@@ -57,6 +65,12 @@ enum {
 	 * long): /healthz, so a pool busy with long queries cannot make the
 	 * server look dead to its health check. */
 	SRV_ROUTE_INLINE = 1u << 0,
+	/* No token needed even when the server has them: /healthz and the UI's
+	 * files (the page must load to ask for the token). */
+	SRV_ROUTE_PUBLIC = 1u << 1,
+	/* Changes what the server stores (ingest, debug-info upload): needs the
+	 * write token; a read token is not enough. */
+	SRV_ROUTE_WRITE = 1u << 2,
 };
 
 typedef struct srv_route {
@@ -97,6 +111,10 @@ int srv_http_listen(srv_http *h);
 
 /* The bound port (useful after listening on port 0), or 0 before. */
 int srv_http_port(const srv_http *h);
+
+/* Requests answered 401 since start, for want of the write token (writes)
+ * or of a read or write token (reads). Any thread. */
+void srv_http_auth_rejected(const srv_http *h, uint64_t *writes, uint64_t *reads);
 
 /* "127.0.0.1:7070" or "[::1]:7070" of the bound address into buf. Returns
  * 0, or -ENOSPC when buf is too small (64 bytes always suffice). */

@@ -264,6 +264,7 @@ out:
 int srv_api_ingest_native_routes(srv_http *h, srv_api *api)
 {
 	const srv_route r = {.method = "POST", .path = "/api/v1/ingest", .fn = h_ingest,
-	                     .arg = api, .max_body_bytes = WIRE_MAX_BODY};
+	                     .arg = api, .max_body_bytes = WIRE_MAX_BODY,
+	                     .flags = SRV_ROUTE_WRITE};
 	return srv_http_route(h, &r);
 }

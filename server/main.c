@@ -21,6 +21,7 @@
 #include "server/http.h"
 #include "server/json.h"
 #include "storage/storage.h"
+#include "wire/auth.h"
 
 #define SMOLDER_VERSION "0.1.0-dev"
 #define MAINT_INTERVAL_MS_DEFAULT (30 * 1000)
@@ -38,6 +39,7 @@ typedef struct app {
 	bool maint_running;         /* loop thread only: one maintenance at a time */
 	uv_signal_t sigint, sigterm;
 	bool stopping;
+	bool auth;                  /* --auth-token-file given */
 
 	pthread_mutex_t mu;         /* guards the maintenance record below,
 	                             * written by the pool, read by /status */
@@ -184,6 +186,15 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 		srv_json_obj_end(j);
 	}
 	srv_api_agents_json(&a->api, j);
+
+	uint64_t rej_w, rej_r;
+	srv_http_auth_rejected(a->http, &rej_w, &rej_r);
+	srv_json_key(j, "auth");
+	srv_json_obj_begin(j);
+	srv_json_kv_bool(j, "enabled", a->auth);
+	srv_json_kv_uint(j, "rejected_writes", rej_w);
+	srv_json_kv_uint(j, "rejected_reads", rej_r);
+	srv_json_obj_end(j);
 	srv_json_obj_end(j);
 	return 0;
 }
@@ -218,6 +229,23 @@ static int parse_duration(const char *s, int64_t *out)
 	return q_parse_duration(s, out, &e) ? -EINVAL : 0;
 }
 
+/* Reads a --*-token-file into *out (freed by the caller); on failure says
+ * why on stderr and returns -errno. A token others may read is accepted
+ * with a warning: refusing would break setups where a group is meant to
+ * share it, and the operator sees the warning at every start. */
+static int load_token(const char *path, char **out)
+{
+	char err[256];
+	bool shared = false;
+	int rc = wire_auth_read_token_file(path, out, &shared, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "smolder-server: %s\n", err);
+	else if (shared)
+		fprintf(stderr, "smolder-server: warning: token file %s is readable by group or "
+		        "others; chmod 600 it\n", path);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -225,6 +253,7 @@ static void usage(FILE *f)
 	        "                      [--retention DURATION] [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
+	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -240,6 +269,13 @@ static void usage(FILE *f)
 	        "                       debuginfod servers (default: none)\n"
 	        "  --ui-dir DIR         the web UI's files, served at / (default: ui/ beside\n"
 	        "                       the binary's directory, bin/../ui, else ./ui)\n"
+	        "  --auth-token-file FILE\n"
+	        "                       require \"Authorization: Bearer TOKEN\" (FILE's first\n"
+	        "                       line) on every API endpoint but /healthz; the UI's\n"
+	        "                       files stay open (default: no auth)\n"
+	        "  --read-token-file FILE\n"
+	        "                       a second token that is enough for queries but not for\n"
+	        "                       ingest or debug-info upload\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -255,6 +291,8 @@ int main(int argc, char **argv)
 	const char *debuginfod_urls = NULL;
 	const char *ui_dir = NULL;     /* --ui-dir; NULL: api_ui.c's default places */
 	srv_dbgd *dbgd = NULL;
+	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
+	char *write_token = NULL, *read_token = NULL;
 	st_options sopt;
 	st_options_default(&sopt);
 	static const struct option longopts[] = {
@@ -265,6 +303,8 @@ int main(int argc, char **argv)
 		{"maintenance-interval", required_argument, NULL, 'm'},
 		{"debuginfod-url", required_argument, NULL, 'D'},
 		{"ui-dir", required_argument, NULL, 'U'},
+		{"auth-token-file", required_argument, NULL, 'A'},
+		{"read-token-file", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -302,6 +342,12 @@ int main(int argc, char **argv)
 		case 'U':
 			ui_dir = optarg;
 			break;
+		case 'A':
+			auth_file = optarg;
+			break;
+		case 'R':
+			read_file = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -314,6 +360,16 @@ int main(int argc, char **argv)
 		if (!data_dir)
 			fprintf(stderr, "smolder-server: --data-dir is required\n");
 		usage(stderr);
+		return 2;
+	}
+	if (read_file && !auth_file) {
+		/* a read token alone would leave ingest open while looking guarded */
+		fprintf(stderr, "smolder-server: --read-token-file needs --auth-token-file\n");
+		return 2;
+	}
+	if (auth_file && (load_token(auth_file, &write_token) ||
+	                  (read_file && load_token(read_file, &read_token)))) {
+		free(write_token);
 		return 2;
 	}
 	if (debuginfod_urls) {
@@ -347,6 +403,9 @@ int main(int argc, char **argv)
 	srv_http_options_default(&hopt);
 	hopt.listen = listen;
 	hopt.access_log = stderr;
+	hopt.write_token = write_token;
+	hopt.read_token = read_token;
+	a.auth = write_token != NULL;
 	if ((rc = srv_http_new(&a.loop, &hopt, &a.http))) {
 		fprintf(stderr, "smolder-server: invalid --listen '%s': expected ADDR:PORT, "
 		        "e.g. 127.0.0.1:7070 or [::1]:7070\n", listen);
@@ -363,7 +422,7 @@ int main(int argc, char **argv)
 
 	const srv_route routes[] = {
 		{.method = "GET", .path = "/healthz", .fn = healthz, .arg = &a,
-		 .flags = SRV_ROUTE_INLINE},
+		 .flags = SRV_ROUTE_INLINE | SRV_ROUTE_PUBLIC},
 		{.method = "GET", .path = "/api/v1/status", .fn = status, .arg = &a},
 	};
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
@@ -441,5 +500,7 @@ out:
 		fprintf(stderr, "smolder-server: event loop still has open handles at exit\n");
 	pthread_mutex_destroy(&a.mu);
 	srv_dbgd_free(dbgd);
+	free(write_token);
+	free(read_token);
 	return exit_code;
 }
