@@ -246,11 +246,36 @@ static int load_token(const char *path, char **out)
 	return rc;
 }
 
+/* Sizes as "500M", "10G", "1T" (powers of 1024) or plain bytes; "0" is no
+ * limit. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno || *s == '-')
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'K': case 'k': shift = 10; end++; break;
+	case 'M': case 'm': shift = 20; end++; break;
+	case 'G': case 'g': shift = 30; end++; break;
+	case 'T': case 't': shift = 40; end++; break;
+	}
+	if (*end == 'B' || (*end == 'i' && end[1] == 'B' && shift))
+		end += *end == 'i' ? 2 : 1;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
-	        "                      [--retention DURATION] [--partition DURATION]\n"
+	        "                      [--retention DURATION] [--max-disk SIZE]\n"
+	        "                      [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
 	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
@@ -260,6 +285,9 @@ static void usage(FILE *f)
 	        "                       (default %s)\n"
 	        "  --data-dir DIR       where the store lives; created if missing\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
+	        "  --max-disk SIZE      delete the oldest blocks while blocks take more than\n"
+	        "                       this (\"500M\", \"10G\"; the WAL is not counted);\n"
+	        "                       0 is no limit (default)\n"
 	        "  --partition DUR      time span of one storage block (default 1h)\n"
 	        "  --maintenance-interval DUR\n"
 	        "                       how often to cut, apply retention and compact\n"
@@ -299,6 +327,7 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"data-dir", required_argument, NULL, 'd'},
 		{"retention", required_argument, NULL, 'r'},
+		{"max-disk", required_argument, NULL, 'M'},
 		{"partition", required_argument, NULL, 'p'},
 		{"maintenance-interval", required_argument, NULL, 'm'},
 		{"debuginfod-url", required_argument, NULL, 'D'},
@@ -320,6 +349,13 @@ int main(int argc, char **argv)
 		case 'r':
 			if (parse_duration(optarg, &sopt.retention_ns)) {
 				fprintf(stderr, "smolder-server: invalid --retention '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'M':
+			if (parse_size(optarg, &sopt.max_block_bytes)) {
+				fprintf(stderr, "smolder-server: invalid --max-disk '%s': expected a "
+				        "size such as 500M or 10G\n", optarg);
 				return 2;
 			}
 			break;

@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -107,6 +108,7 @@ void st_options_default(st_options *o)
 	o->compact_max_rows = 16u << 20;
 	o->compact_max_span_ns = 24LL * 3600 * 1000000000LL;
 	o->chunk_rows = 16384;
+	o->max_block_bytes = 0;
 }
 
 static int64_t part_of(const st_db *db, int64_t ts)
@@ -674,31 +676,60 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 
 /* ---- retention and compaction ---- */
 
+/* "2026-01-01T00:00:00Z" for the log: an operator reads it, not a program. */
+static const char *utc_str(int64_t ns, char buf[32])
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+	if (!gmtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, 32, "%" PRId64 "ns", ns);
+	return buf;
+}
+
 int st_retention(st_db *db, int64_t now_ns)
 {
-	if (db->opt.retention_ns <= 0)
+	int64_t limit = db->opt.retention_ns > 0 ? now_ns - db->opt.retention_ns : INT64_MIN;
+	uint64_t max_bytes = db->opt.max_block_bytes;
+	if (limit == INT64_MIN && !max_bytes)
 		return 0;
-	int64_t limit = now_ns - db->opt.retention_ns;
 	pthread_mutex_lock(&db->maint_mu);
 	pthread_rwlock_wrlock(&db->rw);
 	blk **gone = malloc((db->nblocks + 1) * sizeof(*gone));
+	const char **why = malloc((db->nblocks + 1) * sizeof(*why));
 	size_t ngone = 0;
-	for (size_t i = 0; gone && i < db->nblocks;)
+	int rc = gone && why ? 0 : -ENOMEM;
+	uint64_t total = 0;
+	for (size_t i = 0; !rc && i < db->nblocks;)
 		if (db->blocks[i]->b.maxt < limit) {
+			why[ngone] = "retention";
 			gone[ngone++] = db->blocks[i];
 			blocks_remove(db, db->blocks[i]);
 		} else {
+			total += db->blocks[i]->file_bytes;
 			i++;
 		}
+	/* the list is ordered by first row, so the front is the oldest data;
+	 * a block still being read goes from the list now and from disk once
+	 * its readers are done (blk_kill) */
+	while (!rc && max_bytes && total > max_bytes && db->nblocks) {
+		blk *k = db->blocks[0];
+		total -= k->file_bytes;
+		why[ngone] = "--max-disk";
+		gone[ngone++] = k;
+		blocks_remove(db, k);
+	}
 	pthread_rwlock_unlock(&db->rw);
 	for (size_t i = 0; i < ngone; i++) {
-		fprintf(stderr, "smolder storage: retention deletes block %s "
-		        "(rows up to %" PRId64 ")\n", gone[i]->name, gone[i]->b.maxt);
+		char from[32], to[32];
+		fprintf(stderr, "smolder storage: %s deletes block %s (rows %s .. %s, %" PRIu64
+		        " bytes)\n", why[i], gone[i]->name, utc_str(gone[i]->b.mint, from),
+		        utc_str(gone[i]->b.maxt, to), gone[i]->file_bytes);
 		blk_kill(db, gone[i]);
 	}
 	free(gone);
+	free(why);
 	pthread_mutex_unlock(&db->maint_mu);
-	return 0;
+	return rc;
 }
 
 /* Reads every row of a block back, series and stacks as universe indices

@@ -40,6 +40,9 @@ typedef struct st_err {
 typedef struct st_options {
 	int64_t partition_ns;      /* block time partition; default 1 h */
 	int64_t retention_ns;      /* delete blocks older; default 7 d, 0 keeps all */
+	uint64_t max_block_bytes;  /* delete the oldest blocks while all blocks
+	                            * together take more; 0 (default) no limit.
+	                            * The WAL and head are never deleted for it */
 	int64_t cut_grace_ns;      /* a partition is cut this long after it ends;
 	                            * default 5 min, so late batches still land */
 	uint64_t head_max_rows;    /* cut every partition once the head holds
@@ -213,7 +216,10 @@ int st_series_id(const st_series_def *s, uint64_t *out, st_err *err);
  * head_max_rows) into blocks, then deletes WAL segments no longer needed. */
 int st_cut(st_db *db, int64_t now_ns, int force);
 
-/* Deletes blocks whose newest row is older than now_ns - retention_ns. */
+/* Deletes blocks whose newest row is older than now_ns - retention_ns,
+ * then, with max_block_bytes set, the oldest blocks (by their first row)
+ * until the rest take at most max_block_bytes. Each deletion is logged on
+ * stderr with the block's name, time range and size. */
 int st_retention(st_db *db, int64_t now_ns);
 
 /* Merges overlapping blocks and runs of adjacent small blocks. */

@@ -1226,6 +1226,66 @@ static void test_retention(void **state)
 	st_close(db);
 }
 
+/* --max-disk: the oldest blocks go first until the rest fit; the head
+ * (rows not cut yet) is never deleted for it. */
+static void test_retention_bytes(void **state)
+{
+	fx *f = *state;
+	st_options o = small_opts();
+	o.retention_ns = 0;
+	st_db *db;
+	st_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	for (int h = 0; h < 5; h++)
+		assert_int_equal(append_batch(db, 1, 2, T0 + h * HOUR, 1, &err), 0);
+	assert_int_equal(st_cut(db, T0 + 6 * HOUR, 0), 0);
+	int64_t per_hour = merged_total(db, all_cpu, 1, T0, T0 + HOUR, NULL, NULL);
+	assert_true(per_hour > 0);
+	st_stats s;
+	st_get_stats(db, &s);
+	assert_int_equal(s.blocks, 5);
+	uint64_t all = s.block_bytes;
+	/* under the limit (and no limit at all): nothing goes */
+	assert_int_equal(st_retention(db, T0 + 100 * HOUR), 0);
+	st_close(db);
+	o.max_block_bytes = all;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(st_retention(db, T0 + 100 * HOUR), 0);
+	st_get_stats(db, &s);
+	assert_int_equal(s.blocks, 5);
+	st_close(db);
+
+	/* one byte over: exactly the oldest block (hour 0) goes */
+	o.max_block_bytes = all - 1;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(append_batch(db, 1, 2, T0 + 7 * HOUR, 1, &err), 0);  /* head only */
+	assert_int_equal(st_retention(db, T0 + 100 * HOUR), 0);
+	st_get_stats(db, &s);
+	assert_int_equal(s.blocks, 4);
+	assert_true(s.block_bytes <= all - 1);
+	assert_int_equal(count_block_dirs(f->dir), 4);
+	assert_int_equal(merged_total(db, all_cpu, 1, T0, T0 + HOUR, NULL, NULL), 0);
+	assert_int_equal(merged_total(db, all_cpu, 1, T0 + HOUR, T0 + 5 * HOUR, NULL, NULL),
+	                 4 * per_hour);
+	st_close(db);
+
+	/* a limit below any block: every block goes, oldest first, and the
+	 * head's hour 7 stays (from the WAL across the reopen too) */
+	o.max_block_bytes = 1;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(st_retention(db, T0 + 100 * HOUR), 0);
+	st_get_stats(db, &s);
+	assert_int_equal(s.blocks, 0);
+	assert_int_equal(count_block_dirs(f->dir), 0);
+	assert_int_equal(merged_total(db, all_cpu, 1, 0, INT64_MAX, NULL, NULL), per_hour);
+	st_close(db);
+	/* and what went stays gone */
+	o.max_block_bytes = 0;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(merged_total(db, all_cpu, 1, 0, INT64_MAX, NULL, NULL), per_hour);
+	st_close(db);
+}
+
 static void test_compaction(void **state)
 {
 	fx *f = *state;
@@ -1469,6 +1529,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_block_rejects_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_rejects_damaged_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retention_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_parents_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_appends, setup, teardown),
