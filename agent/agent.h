@@ -213,6 +213,8 @@ typedef struct ag_push_opts {
 	bool upload;                 /* debug-info uploads on */
 	uint64_t upload_max_bytes;   /* files bigger are not uploaded */
 	uint64_t upload_budget;      /* bytes uploaded per flush at most */
+	const char *token;           /* sent as "Authorization: Bearer TOKEN" on
+	                              * every request; NULL: none */
 	const char *debug_dir;       /* separate debug files by build ID under
 	                              * DIR/.build-id/xx/yyyy.debug; NULL:
 	                              * "/usr/lib/debug" */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "wire/auth.h"
 
 #define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
 #define MAX_EXTRA_LABELS 32
@@ -34,6 +35,8 @@ static void usage(FILE *f)
 	        "smolder-server. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN).\n"
 	        "\n"
 	        "  --server URL         the server (default http://127.0.0.1:7070)\n"
+	        "  --token-file FILE    send FILE's first line as \"Authorization: Bearer\"\n"
+	        "                       (the server's --auth-token-file)\n"
 	        "  --frequency HZ       samples per second per CPU (default 19, at most 1000)\n"
 	        "  --interval SECONDS   how often to drain and push (default 10)\n"
 	        "  --label KEY=VALUE    a label on every series of this host (service,\n"
@@ -169,9 +172,13 @@ int main(int argc, char **argv)
 	wire_label extra[MAX_EXTRA_LABELS];
 	uint32_t nextra = 0;
 	agent a = {0};
-	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT };
+	const char *token_file = NULL;
+	char *token = NULL;
+	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
+	       O_TOKEN };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
+		{"token-file", required_argument, NULL, O_TOKEN},
 		{"frequency", required_argument, NULL, 'f'},
 		{"interval", required_argument, NULL, 'i'},
 		{"label", required_argument, NULL, 'l'},
@@ -198,6 +205,7 @@ int main(int argc, char **argv)
 		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &buffer_mb); break;
 		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
 		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
+		case O_TOKEN: token_file = optarg; break;
 		case O_PIDLABEL: pid_label = true; break;
 		case O_NOKERNEL: kernel = false; break;
 		case O_NOUPLOAD: upload = false; break;
@@ -238,6 +246,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smolder-agent: --server wants an http:// or https:// URL: %s\n", server);
 		return 2;
 	}
+	if (token_file) {
+		char msg[256];
+		if (wire_auth_read_token_file(token_file, &token, NULL, msg, sizeof(msg))) {
+			fprintf(stderr, "smolder-agent: %s\n", msg);
+			return 2;
+		}
+	}
 	if (geteuid() != 0)
 		fprintf(stderr, "smolder-agent: not running as root: loading BPF needs CAP_BPF and "
 		        "CAP_PERFMON, reading other processes' memory maps CAP_SYS_PTRACE\n");
@@ -275,7 +290,7 @@ int main(int argc, char **argv)
 		        err == -EPERM ? ": addresses hidden by kernel.kptr_restrict" : "");
 	ag_push_opts pu = {.server = server, .buffer_bytes = buffer_mb << 20, .upload = upload,
 	                   .upload_max_bytes = (uint64_t)upload_max_mb << 20,
-	                   .upload_budget = 64u << 20, .verbose = verbose > 0};
+	                   .upload_budget = 64u << 20, .verbose = verbose > 0, .token = token};
 	err = ag_push_new(&pu, &a.push);
 	if (err) {
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
@@ -345,5 +360,6 @@ out:
 	ag_procs_free(a.procs);
 	ag_objs_free(a.objs);
 	ag_ksyms_free(a.ksyms);
+	free(token);
 	return rc;
 }

@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "agent/agent.h"
+#include "wire/auth.h"
 
 /* Known stack IDs kept at most; past this the set starts over (costing
  * one batch with full frames), so memory stays bounded. */
@@ -51,6 +52,7 @@ struct ag_push {
 	ag_push_stats st;
 	char resp[512];
 	size_t resp_len;
+	struct curl_slist *auth;    /* "Authorization: Bearer ..." or NULL */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -77,7 +79,15 @@ int ag_push_new(const ag_push_opts *opt, ag_push **out)
 		return -ENOMEM;
 	p->o = *opt;
 	p->curl = curl_easy_init();
-	if (!p->curl) {
+	if (opt->token) {
+		char h[64 + WIRE_TOKEN_MAX_BYTES];
+		snprintf(h, sizeof(h), "Authorization: Bearer %s", opt->token);
+		p->auth = curl_slist_append(NULL, h);
+		explicit_bzero(h, sizeof(h));
+	}
+	p->o.token = NULL;  /* not kept: p->auth holds what is sent */
+	if (!p->curl || (opt->token && !p->auth)) {
+		curl_easy_cleanup(p->curl);
 		free(p);
 		return -ENOMEM;
 	}
@@ -95,6 +105,7 @@ void ag_push_free(ag_push *p)
 		free(q);
 	}
 	curl_easy_cleanup(p->curl);
+	curl_slist_free_all(p->auth);
 	free(p->known);
 	free(p);
 }
@@ -248,6 +259,8 @@ static long post(ag_push *p, const qent *q, uint32_t n, bool full)
 	char url[1024];
 	snprintf(url, sizeof(url), "%s/api/v1/ingest", p->o.server);
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: " WIRE_CONTENT_TYPE);
+	for (const struct curl_slist *a = p->auth; a && h; a = a->next)
+		h = curl_slist_append(h, a->data);
 	curl_easy_reset(p->curl);
 	curl_easy_setopt(p->curl, CURLOPT_URL, url);
 	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
@@ -300,8 +313,15 @@ int ag_push_flush(ag_push *p, int64_t now_ns)
 				        "rows\n", ag_batch_wire(q->b)->seq, q->chunk);
 			continue;
 		}
-		if (code < 0 || code >= 500 || code == 429 || code == 408) {
-			if (code >= 0 && (!p->down || p->o.verbose))
+		/* 401/403: a token the server does not take is the operator's to
+		 * fix; the batches wait for it like for a server that is down */
+		if (code < 0 || code >= 500 || code == 429 || code == 408 || code == 401 ||
+		    code == 403) {
+			if ((code == 401 || code == 403) && (!p->down || p->o.verbose))
+				fprintf(stderr, "smolder-agent: server refused %s (%ld: %s); check "
+				        "--token-file; keeping batches for later\n",
+				        p->auth ? "the token" : "a push without a token", code, p->resp);
+			else if (code >= 0 && (!p->down || p->o.verbose))
 				fprintf(stderr, "smolder-agent: server answered %ld: %s; keeping batches for "
 				        "later\n", code, p->resp);
 			p->down = true;
@@ -420,6 +440,7 @@ static long debuginfo(ag_push *p, const ag_obj *o, int fd, uint64_t size, di_sta
 	*d = (di_state){0};
 	curl_easy_setopt(p->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(p->curl, CURLOPT_HEADERDATA, d);
+	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, p->auth);
 	rd r = {fd, 0};
 	if (fd >= 0) {
 		curl_easy_setopt(p->curl, CURLOPT_UPLOAD, 1L);

@@ -25,6 +25,7 @@
 #include <gelf.h>
 #include <libelf.h>
 
+#include "wire/auth.h"
 #include "wire/wire.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:7070"
@@ -44,6 +45,9 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 /* ---- output helpers ---- */
 
 static const char *cmd_name = NULL; /* for "smolder: CMD: ..." messages */
+/* "Authorization: Bearer ..." from --token-file, sent on every request;
+ * NULL without one. Global like cmd_name: one per run, read in main. */
+static struct curl_slist *auth_header = NULL;
 
 static void __attribute__((format(printf, 1, 2))) errmsg(const char *fmt, ...)
 {
@@ -613,6 +617,7 @@ static int http_get(request *rq)
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rq->body);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, rq);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, auth_header);
 	if (rq->method && !strcmp(rq->method, "HEAD")) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (rq->method && !strcmp(rq->method, "PUT")) {
@@ -967,6 +972,9 @@ static const char help_main[] =
 	"\n"
 	"global options:\n"
 	"  --server URL  the server (default $SMOLDER_SERVER_URL, else " DEFAULT_SERVER ")\n"
+	"  --token-file FILE  send FILE's first line as 'Authorization: Bearer'\n"
+	"                (default $SMOLDER_TOKEN_FILE; the server's --auth-token-file\n"
+	"                or --read-token-file)\n"
 	"  --help        this text; 'smolder COMMAND --help' for a command\n"
 	"\n"
 	"SEL is a selector such as '{service=\"api\"}' (docs/query-language.md).\n"
@@ -1384,6 +1392,7 @@ int main(int argc, char **argv)
 {
 	opts o = {0};
 	int i = 1, rc;
+	const char *token_file = getenv("SMOLDER_TOKEN_FILE");
 
 	/* Global options come before the command. */
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -1396,6 +1405,12 @@ int main(int argc, char **argv)
 			if (i + 1 >= argc)
 				return usage_error("--server needs a value");
 			o.server = argv[++i];
+		} else if (!strncmp(a, "--token-file=", 13)) {
+			token_file = a + 13;
+		} else if (!strcmp(a, "--token-file")) {
+			if (i + 1 >= argc)
+				return usage_error("--token-file needs a value");
+			token_file = argv[++i];
 		} else {
 			return usage_error("unknown option %s", a);
 		}
@@ -1432,6 +1447,28 @@ int main(int argc, char **argv)
 		o.server = getenv("SMOLDER_SERVER_URL");
 	if (!o.server || !*o.server)
 		o.server = DEFAULT_SERVER;
+	if (token_file && *token_file) {
+		char msg[256], *tok = NULL;
+		if (wire_auth_read_token_file(token_file, &tok, NULL, msg, sizeof(msg))) {
+			errmsg("%s", msg);
+			curl_global_cleanup();
+			return EXIT_USAGE;
+		}
+		char *h = malloc(strlen(tok) + 32);
+		if (h) {
+			sprintf(h, "Authorization: Bearer %s", tok);
+			auth_header = curl_slist_append(NULL, h);
+			explicit_bzero(h, strlen(h));
+		}
+		explicit_bzero(tok, strlen(tok));
+		free(tok);
+		free(h);
+		if (!auth_header) {
+			errmsg("out of memory");
+			curl_global_cleanup();
+			return EXIT_FAIL;
+		}
+	}
 	if (!strcmp(cmd, "query"))
 		rc = cmd_query(argc, argv, i, &o);
 	else if (!strcmp(cmd, "diff"))
@@ -1442,6 +1479,7 @@ int main(int argc, char **argv)
 		rc = cmd_debuginfo(argc, argv, i, &o);
 	else
 		rc = cmd_labels(argc, argv, i, &o, !strcmp(cmd, "types"));
+	curl_slist_free_all(auth_header);
 	curl_global_cleanup();
 	return rc;
 }
