@@ -61,8 +61,17 @@ typedef struct mod {
 	size_t nloads;
 	func *funcs;
 	size_t nfuncs;
+	struct frange *fr;  /* DWARF function ranges, built on first use */
+	size_t nfr;
+	bool fr_built;
 	uint64_t used;
 } mod;
+
+/* One address range of a function (DW_TAG_subprogram with code). */
+typedef struct frange {
+	uint64_t lo, hi;
+	Dwarf_Off off;
+} frange;
 
 typedef struct mentry {
 	int64_t loc;
@@ -143,6 +152,7 @@ static void mod_free(mod *m)
 	}
 	free(m->loads);
 	free(m->funcs);
+	free(m->fr);
 	free(m);
 }
 
@@ -450,6 +460,160 @@ static bool is_func(int tag)
 	       tag == DW_TAG_entry_point;
 }
 
+/* ---- the function index ----
+ * dwarf_getscopes() walks a compile unit's DIE tree from its root for
+ * every address: ~100 µs a lookup in a big CU (bench/symbolize). Instead
+ * each file's functions are listed once, sorted by address, so a lookup is
+ * a binary search and then a walk down one function's own scopes. */
+
+static int fr_push(mod *m, size_t *cap, uint64_t lo, uint64_t hi, Dwarf_Off off)
+{
+	if (m->nfr == *cap) {
+		size_t c = *cap ? *cap * 2 : 1024;
+		frange *v = realloc(m->fr, c * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		m->fr = v;
+		*cap = c;
+	}
+	m->fr[m->nfr++] = (frange){lo, hi, off};
+	return 0;
+}
+
+/* Functions with code under die: namespaces, classes and structures are
+ * looked into (C++ definitions may sit there), functions are not (what
+ * they contain is their own scopes; nested functions fall back to the
+ * slow path). depth bounds hostile nesting. */
+static int fr_collect(mod *m, Dwarf_Die *die, size_t *cap, int depth)
+{
+	Dwarf_Die c;
+	if (depth > 32 || dwarf_child(die, &c) != 0)
+		return 0;
+	int rc = 0;
+	do {
+		int tag = dwarf_tag(&c);
+		if (tag == DW_TAG_subprogram) {
+			Dwarf_Addr base, lo, hi;
+			ptrdiff_t off = 0;
+			while (!rc && (off = dwarf_ranges(&c, off, &base, &lo, &hi)) > 0)
+				if (hi > lo)
+					rc = fr_push(m, cap, lo, hi, dwarf_dieoffset(&c));
+		} else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
+		           tag == DW_TAG_structure_type || tag == DW_TAG_union_type ||
+		           tag == DW_TAG_module) {
+			rc = fr_collect(m, &c, cap, depth + 1);
+		}
+	} while (!rc && dwarf_siblingof(&c, &c) == 0);
+	return rc;
+}
+
+static int cmp_fr(const void *a, const void *b)
+{
+	const frange *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static void fr_build(mod *m)
+{
+	size_t cap = 0;
+	Dwarf_CU *cu = NULL;
+	Dwarf_Die cudie;
+	uint8_t ut;
+	m->fr_built = true;
+	while (dwarf_get_units(m->dw, cu, &cu, NULL, &ut, &cudie, NULL) == 0)
+		if ((ut == DW_UT_compile || ut == DW_UT_partial) && fr_collect(m, &cudie, &cap, 0)) {
+			free(m->fr);  /* out of memory: the slow path still works */
+			m->fr = NULL;
+			m->nfr = 0;
+			return;
+		}
+	if (m->nfr)
+		qsort(m->fr, m->nfr, sizeof(*m->fr), cmp_fr);
+}
+
+/* The function whose code holds va, by the index. */
+static bool fr_find(mod *m, uint64_t va, Dwarf_Die *out)
+{
+	if (!m->fr_built)
+		fr_build(m);
+	size_t lo = 0, hi = m->nfr;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->fr[mid].lo <= va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* ranges of distinct functions do not overlap; a few steps back cover
+	 * odd ones that do */
+	for (size_t i = lo, k = 0; i-- > 0 && k < 8; k++)
+		if (va < m->fr[i].hi)
+			return dwarf_offdie(m->dw, m->fr[i].off, out) != NULL;
+	return false;
+}
+
+#define MAX_SCOPES 64
+
+/* The scopes from a function down to va, outermost first: at each level
+ * the child block or inlined call whose ranges hold va. */
+static int scope_path(Dwarf_Die *fn, uint64_t va, Dwarf_Die *path)
+{
+	int np = 0;
+	path[np++] = *fn;
+	while (np < MAX_SCOPES) {
+		Dwarf_Die c;
+		bool found = false;
+		if (dwarf_child(&path[np - 1], &c) != 0)
+			break;
+		do {
+			int tag = dwarf_tag(&c);
+			if ((tag == DW_TAG_inlined_subroutine || tag == DW_TAG_lexical_block ||
+			     tag == DW_TAG_try_block || tag == DW_TAG_catch_block) &&
+			    dwarf_haspc(&c, va) > 0) {
+				path[np++] = c;
+				found = true;
+				break;
+			}
+		} while (dwarf_siblingof(&c, &c) == 0);
+		if (!found)
+			break;
+	}
+	return np;
+}
+
+/* The fast path: the index finds the function, its own scopes give the
+ * inline chain, innermost first, each caller at the call site recorded on
+ * the frame inside it. 0 frames when the index has no function there. */
+static int lookup_indexed(mod *m, uint64_t va, srv_sym_frame *out, size_t max, size_t *n)
+{
+	Dwarf_Die fn, cu, path[MAX_SCOPES];
+	char pbuf[4096], cbuf[4096];
+	if (!fr_find(m, va, &fn) || !dwarf_diecu(&fn, &cu, NULL, NULL))
+		return 0;
+	const char *file = NULL;
+	int64_t line = 0;
+	Dwarf_Line *ln = dwarf_getsrc_die(&cu, va);
+	if (ln) {
+		int l;
+		file = full_path(&cu, dwarf_linesrc(ln, NULL, NULL), pbuf, sizeof(pbuf));
+		if (!dwarf_lineno(ln, &l) && l > 0)
+			line = l;  /* hostile DWARF can say -36 */
+	}
+	int np = scope_path(&fn, va, path), rc = 0;
+	Dwarf_Die *inner = NULL;
+	for (int i = np - 1; i >= 0 && !rc; i--) {
+		if (!is_func(dwarf_tag(&path[i])))
+			continue;
+		if (inner) {
+			file = call_file(&cu, inner, cbuf, sizeof(cbuf));
+			line = call_line(inner);
+		}
+		rc = push(out, max, n, die_name(m, &path[i]), file, line);
+		inner = &path[i];
+	}
+	return rc;
+}
+
 /* DWARF's answer; *n stays 0 when the address is in no CU or no function.
  * The innermost function scope at the address comes from the CU's scopes;
  * when it is inlined code, the functions it sits in come from the scopes
@@ -521,7 +685,10 @@ int srv_sym_lookup(srv_sym *s, const uint8_t *bid, size_t bl, uint64_t offset,
 	uint64_t va = offset;
 	if (m->nloads && !to_vaddr(m, offset, &va))
 		goto out;  /* not in any loaded segment: nothing to say */
-	rc = lookup_dwarf(m, va, out, max, n);
+	if (m->dw)
+		rc = lookup_indexed(m, va, out, max, n);
+	if (!rc && *n == 0)
+		rc = lookup_dwarf(m, va, out, max, n);
 	if (!rc && *n == 0) {
 		const func *f = find_func(m, va);
 		if (f)
