@@ -4,15 +4,19 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <lz4.h>
 
 #include "storage/storage.h"
+#include "wire/auth.h"
 #include "wire/wire.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -712,6 +716,86 @@ static void test_fallback_build_id(void **state)
 	assert_memory_equal(id, c.digest, sizeof(id));
 }
 
+/* Token comparison: equal only for the same bytes and length; a prefix,
+ * an extension or an empty token never matches. */
+static void test_auth_token_eq(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *given, *want;
+		bool eq;
+	} cases[] = {
+		{"abcdefghijklmnop", "abcdefghijklmnop", true},
+		{"abcdefghijklmnoq", "abcdefghijklmnop", false},
+		{"Abcdefghijklmnop", "abcdefghijklmnop", false},
+		{"abcdefghijklmno", "abcdefghijklmnop", false},
+		{"abcdefghijklmnopabcdefghijklmnop", "abcdefghijklmnop", false},
+		{"", "abcdefghijklmnop", false},
+		{"", "", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++)
+		assert_int_equal(wire_auth_token_eq(cases[i].given, strlen(cases[i].given),
+		                                    cases[i].want), cases[i].eq);
+	size_t n = 0;
+	const char *t = wire_auth_bearer("bearer   tok  ", &n);
+	assert_non_null(t);
+	assert_int_equal(n, 3);
+	assert_memory_equal(t, "tok", 3);
+	assert_null(wire_auth_bearer("Basic tok", &n));
+	assert_null(wire_auth_bearer("Bearertok", &n));
+	assert_null(wire_auth_bearer(NULL, &n));
+}
+
+/* Token files: first line trimmed, too short / spaced / missing refused
+ * with a message, group-readable reported. */
+static void test_auth_token_file(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *content;
+		int rc;
+		const char *token;
+	} cases[] = {
+		{"trimmed", "  0123456789abcdef \r\nsecond line\n", 0, "0123456789abcdef"},
+		{"no newline", "0123456789abcdefXYZ", 0, "0123456789abcdefXYZ"},
+		{"short", "0123456789abcde\n", -EINVAL, NULL},
+		{"empty", "", -EINVAL, NULL},
+		{"space inside", "01234567 89abcdef\n", -EINVAL, NULL},
+	};
+	char path[] = "/tmp/smolder-token.XXXXXX";
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		FILE *f = fdopen(fd, "w");
+		fputs(cases[i].content, f);
+		fclose(f);
+		char *tok = NULL, err[256];
+		bool shared = true;
+		int rc = wire_auth_read_token_file(path, &tok, &shared, err, sizeof(err));
+		if (rc != cases[i].rc)
+			fail_msg("%s: rc %d, want %d (%s)", cases[i].name, rc, cases[i].rc, err);
+		if (cases[i].token)
+			assert_string_equal(tok, cases[i].token);
+		else
+			assert_true(tok == NULL && strstr(err, path));
+		assert_false(shared);   /* mkstemp makes 0600 */
+		free(tok);
+		chmod(path, 0640);
+		tok = NULL;
+		wire_auth_read_token_file(path, &tok, &shared, NULL, 0);
+		assert_true(shared);
+		free(tok);
+		unlink(path);
+		memcpy(path + strlen(path) - 6, "XXXXXX", 6);
+	}
+	char *tok = (char *)1;
+	char err[256];
+	assert_int_equal(wire_auth_read_token_file("/nonexistent/token", &tok, NULL, err,
+	                                           sizeof(err)), -ENOENT);
+	assert_null(tok);
+	assert_non_null(strstr(err, "/nonexistent/token"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +809,8 @@ int main(void)
 		cmocka_unit_test(test_hostile_counts),
 		cmocka_unit_test(test_stack_id_matches_storage),
 		cmocka_unit_test(test_fallback_build_id),
+		cmocka_unit_test(test_auth_token_eq),
+		cmocka_unit_test(test_auth_token_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
