@@ -3,7 +3,7 @@
 // table, sandwich, diff). Every change the user makes goes to the URL with
 // history.replaceState, so a reload or a shared link shows the same view;
 // after each render window.__smolder says what is shown (ui/CONTRACT.md).
-import {getJSON, apiURL, ApiError} from './api.js';
+import {getJSON, apiURL, ApiError, authFetch, authHeaders} from './api.js';
 import {QueryBar} from './querybar.js';
 import {Timeline} from './timeline.js';
 import {FlameGraph, DIFF_FLOOR} from './flame.js';
@@ -364,6 +364,24 @@ function describeRange() {
 
 // ---- events ----
 
+// Links cannot carry the Authorization header: with a token, a download is
+// fetched and handed over as a blob URL. Without one the plain link works.
+for (const a of [ui.folded, ui.pprof]) {
+	a.addEventListener('click', async e => {
+		if (!authHeaders().Authorization || a.dataset.blob) return;
+		e.preventDefault();
+		const r = await authFetch(a.href);
+		if (!r.ok) { showError(new ApiError(`download failed: ${r.status}`, r.status)); return; }
+		const tmp = document.createElement('a');
+		tmp.href = URL.createObjectURL(await r.blob());
+		tmp.download = a.getAttribute('download') || '';
+		tmp.dataset.blob = '1';
+		document.body.appendChild(tmp);
+		tmp.click();
+		tmp.remove();
+		setTimeout(() => URL.revokeObjectURL(tmp.href), 60000);
+	});
+}
 ui.form.addEventListener('submit', e => { e.preventDefault(); run(); });
 ui.range.addEventListener('change', () => {
 	const custom = ui.range.value === 'custom';
