@@ -236,6 +236,9 @@ $(QUERY_OBJ) $(SERVER_OBJ) $(BUILD)/server/main.o: | $(WIRE_PROTO_HDR)
 TEST_server_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_server_LIBS := -lcurl $(LDLIBS_SERVER)
 TEST_wire_OBJ = $(WIRE_OBJ)
+# metrics.c reads the store, the symbolizer and the agents' table
+TEST_metrics_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
+TEST_metrics_LIBS = $(TEST_server_LIBS)
 # the agent's parts without BPF: main.c and sampler.c stay out
 TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
 	$(WIRE_OBJ)

@@ -44,6 +44,13 @@ int srv_api_ingest_native_routes(srv_http *h, srv_api *api);
  * open JSON object, for GET /api/v1/status. */
 void srv_api_agents_json(srv_api *api, srv_json *j);
 
+/* Calls fn for every counter of every agent's last accepted batch
+ * (totals since that agent started), under the agents' lock: fn must not
+ * block or call back into api. */
+typedef void (*srv_agent_counter_fn)(void *arg, const char *agent_id, const char *hostname,
+                                     const char *counter, uint64_t value);
+void srv_api_agents_counters(srv_api *api, srv_agent_counter_fn fn, void *arg);
+
 /* HEAD and PUT /api/v1/debuginfo/{build_id} (server/api_debuginfo.c). */
 int srv_api_debuginfo_routes(srv_http *h, srv_api *api);
 

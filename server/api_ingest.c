@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "server/api.h"
+#include "server/metrics.h"
 #include "server/pprof_in.h"
 
 static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
@@ -24,6 +25,7 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	const char *name = srv_req_query(req, "__name__", 0);
 	const uint8_t *body = srv_req_body(req, &len);
+	srv_metrics_ingest_bytes(SRV_METRICS_PPROF, len);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	srv_pprof pp;
@@ -49,6 +51,7 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (rc)
 		goto out;
+	srv_metrics_ingest_ok(SRV_METRICS_PPROF, pp.batch.nsamples);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);
 	srv_json_kv_uint(j, "series", pp.batch.nseries);

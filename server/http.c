@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "server/http.h"
+#include "server/metrics.h"
 #include "wire/auth.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -1045,6 +1046,9 @@ static int on_message_complete(llhttp_t *p)
 
 static void log_request(conn *c, srv_req *req, size_t bytes)
 {
+	/* once per request, answered or not: the place to count them */
+	srv_metrics_http(req->rt ? req->rt->path : NULL, req->resp.status,
+	                 uv_hrtime() - req->t0_ns);
 	FILE *f = c->h->opt.access_log;
 	if (!f)
 		return;

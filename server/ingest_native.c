@@ -11,6 +11,7 @@
 
 #include "server/api.h"
 #include "server/json.h"
+#include "server/metrics.h"
 #include "wire/wire.h"
 
 /* Agents remembered at most: agent_id comes from the network, so the
@@ -26,7 +27,21 @@ struct srv_agent {
 	uint64_t batches, rows, samples;     /* accepted since the server started */
 	srv_buf counters;                    /* the last batch's counters, as a
 	                                      * JSON object */
+	char **cnames;                       /* the same for GET /metrics */
+	uint64_t *cvalues;
+	uint32_t ncounters;
 };
+
+static void agent_counters_free(srv_agent *a)
+{
+	for (uint32_t i = 0; i < a->ncounters; i++)
+		free(a->cnames[i]);
+	free(a->cnames);
+	free(a->cvalues);
+	a->cnames = NULL;
+	a->cvalues = NULL;
+	a->ncounters = 0;
+}
 
 int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
 {
@@ -52,6 +67,7 @@ void srv_api_free(srv_api *api)
 		free(api->agents[i].agent_id);
 		free(api->agents[i].hostname);
 		srv_buf_free(&api->agents[i].counters);
+		agent_counters_free(&api->agents[i]);
 	}
 	free(api->agents);
 	pthread_mutex_destroy(&api->agents_mu);
@@ -94,6 +110,7 @@ static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
 		free(a->agent_id);
 		free(a->hostname);
 		srv_buf_free(&a->counters);
+		agent_counters_free(a);
 		memset(a, 0, sizeof(*a));
 	}
 	if (!a->agent_id)
@@ -108,6 +125,27 @@ static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
 	a->rows += b->nrows;
 	a->samples += samples;
 	srv_buf_move(&a->counters, &cj);
+	agent_counters_free(a);
+	if (b->ncounters) {
+		a->cnames = srv_xreallocarray(NULL, b->ncounters, sizeof(*a->cnames));
+		a->cvalues = srv_xreallocarray(NULL, b->ncounters, sizeof(*a->cvalues));
+		for (uint32_t i = 0; i < b->ncounters; i++) {
+			a->cnames[i] = srv_xstrdup(b->counters[i].name);
+			a->cvalues[i] = b->counters[i].value;
+		}
+		a->ncounters = b->ncounters;
+	}
+	pthread_mutex_unlock(&api->agents_mu);
+}
+
+void srv_api_agents_counters(srv_api *api, srv_agent_counter_fn fn, void *arg)
+{
+	pthread_mutex_lock(&api->agents_mu);
+	for (size_t i = 0; i < api->nagents; i++) {
+		const srv_agent *a = &api->agents[i];
+		for (uint32_t k = 0; k < a->ncounters; k++)
+			fn(arg, a->agent_id, a->hostname, a->cnames[k], a->cvalues[k]);
+	}
 	pthread_mutex_unlock(&api->agents_mu);
 }
 
@@ -214,6 +252,7 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	wire_decoded *wd = NULL;
 	wire_err we;
 	conv c = {0};
+	srv_metrics_ingest_bytes(SRV_METRICS_NATIVE, len);
 	int rc = wire_decode(body, len, &wd, &we);
 	if (rc == -EBADMSG || rc == -EMSGSIZE) {
 		/* a count or size over the protocol's limits is "too large":
@@ -249,6 +288,7 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	if (rc)
 		goto out;
 	note_agent(api, w, samples);
+	srv_metrics_ingest_ok(SRV_METRICS_NATIVE, w->nrows);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);
 	srv_json_kv_uint(j, "rows", w->nrows);

@@ -20,6 +20,7 @@
 #include "server/debuginfod.h"
 #include "server/http.h"
 #include "server/json.h"
+#include "server/metrics.h"
 #include "storage/storage.h"
 #include "wire/auth.h"
 
@@ -481,10 +482,13 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	const srv_metrics_opts mopt = {.api = &a.api, .data_dir = data_dir,
+	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns};
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
 	    (rc = srv_api_debuginfo_routes(a.http, &a.api)) ||
+	    (rc = srv_metrics_routes(a.http, &mopt)) ||
 	    (rc = srv_api_ui_routes(a.http, ui_dir))) {
 		fprintf(stderr, "smolder-server: API routes: %s\n", strerror(-rc));
 		goto out;
