@@ -265,6 +265,13 @@ $(MKBATCH_BIN): tests/tools/mkbatch.c $(WIRE_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) $(LDLIBS_WIRE)
 
+# Simulated agents pushing unique batches through kill -9s (crash_test.sh).
+PUSHER_BIN := $(BUILD)/tests/pusher
+$(PUSHER_BIN): tests/tools/pusher.c $(WIRE_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) -lcurl -lpthread $(LDLIBS_WIRE)
+
 # Fetches one build ID through server/debuginfod.c, for debuginfod_test.sh.
 DBGD_FETCH_BIN := $(BUILD)/tests/dbgd_fetch
 $(DBGD_FETCH_BIN): tests/tools/dbgd_fetch.c $(BUILD)/server/debuginfod.o \
@@ -298,6 +305,13 @@ $(BUILD)/bench/cpu_load: bench/cpu_load.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) -O2 -g -fno-omit-frame-pointer -pthread $< -o $@
+
+# bench/load: simulated agents and users over HTTP (libcurl)
+LOAD_BENCH := $(BUILD)/bench/load_bench
+$(LOAD_BENCH): bench/load_bench.c $(WIRE_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) -lcurl -lpthread $(LDLIBS_WIRE)
 
 $(BUILD)/bench/fsync_bench: bench/fsync_bench.c
 	$(call msg,LD,$@)
@@ -364,10 +378,10 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
-		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) \
+		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
 		SMOLDER_SYM_DIR=$(SYM_DIR) sh $$t; done
 
@@ -404,7 +418,8 @@ test-fuzz: $(FUZZ_BIN)
 			{ tail -40 build/fuzz/$$n.log; exit 1; }; done
 
 # The benchmark must keep running: a tiny fleet, under the sanitizers.
-bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS)
+bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN)
+	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_LOAD_BENCH=$(LOAD_BENCH) bench/load --smoke >/dev/null
 	$(Q)$(BENCH_BIN) --smoke >/dev/null
 	$(Q)$(SYMBOLIZE_BENCH) --smoke $(SYM_DIR)/sym_c_pie $(SYM_DIR)/sym_cpp $(SYM_DIR)/libsymlib.so \
 		>/dev/null
