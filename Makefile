@@ -106,7 +106,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o) \
-	build/fuzz/gen/wire/profile.pb-c.o build/fuzz/server/pprof_in.o build/fuzz/wire/wire.o
+	build/fuzz/gen/wire/profile.pb-c.o build/fuzz/server/pprof_in.o build/fuzz/wire/wire.o \
+	build/fuzz/server/pyroscope.o
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 

@@ -39,6 +39,8 @@ int srv_api_query_routes(srv_http *h, srv_api *api);
  * the agent's native batches (server/ingest_native.c). */
 int srv_api_ingest_routes(srv_http *h, srv_api *api);
 int srv_api_ingest_native_routes(srv_http *h, srv_api *api);
+/* POST /ingest, Pyroscope's ingest API (server/api_pyroscope.c). */
+int srv_api_pyroscope_routes(srv_http *h, srv_api *api);
 
 /* Writes "agents": [...] (one object per agent seen since start) into an
  * open JSON object, for GET /api/v1/status. */

@@ -486,6 +486,7 @@ int main(int argc, char **argv)
 	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns};
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
+	    (rc = srv_api_pyroscope_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
 	    (rc = srv_api_debuginfo_routes(a.http, &a.api)) ||
 	    (rc = srv_metrics_routes(a.http, &mopt)) ||
