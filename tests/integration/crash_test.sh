@@ -29,6 +29,8 @@ trap stop_pushers EXIT
 
 # start LISTEN: the server on LISTEN, waits until it listens
 start() {
+	# the file exists before the server's shell opens it, for the grep below
+	: >"$tmp/out"
 	"$SERVER" --listen "$1" --data-dir "$tmp/data" >"$tmp/out" 2>>"$tmp/err" &
 	pid=$!
 	i=0
