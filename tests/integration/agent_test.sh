@@ -17,43 +17,11 @@ FREQ=99
 . "$(dirname "$0")/lib.sh"
 check="$(dirname "$0")/agent_check.py"
 
-if [ "$(id -u)" != 0 ] || [ ! -r /sys/kernel/btf/vmlinux ]; then
-	echo "################################################################"
-	echo "SKIP agent_test.sh: needs root and /sys/kernel/btf/vmlinux to load"
-	echo "the BPF sampler; this host has uid $(id -u) and BTF: $(ls /sys/kernel/btf/vmlinux 2>&1)"
-	echo "################################################################"
-	exit 0
-fi
-
-apid=""
-# lib.sh's cleanup stops the server and removes $tmp; the agent first, so
-# its BPF programs are detached even when a check fails.
-stop_all() {
-	if [ -n "$apid" ] && kill -0 "$apid" 2>/dev/null; then
-		kill -KILL "$apid" 2>/dev/null || true
-		wait "$apid" 2>/dev/null || true
-	fi
-	cleanup
-}
-trap stop_all EXIT
+. "$(dirname "$0")/agent_lib.sh"
+need_bpf agent_test.sh
 
 # the BPF programs a process holds, by ID, from its descriptors' fdinfo
 prog_ids() { grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u; }
-
-# start_server LISTEN: sets $pid and $base
-start_server() {
-	: >"$tmp/out"
-	"$SERVER" --listen "$1" --data-dir "$tmp/data" >"$tmp/out" 2>>"$tmp/err" &
-	pid=$!
-	i=0
-	while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
-		kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
-		i=$((i + 1))
-		[ "$i" -le 200 ] || fail "server did not listen within 20 s"
-		sleep 0.1
-	done
-	base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$tmp/out")
-}
 
 # total COMM: samples stored for that comm in the last hour
 total() {
@@ -78,16 +46,7 @@ settle() {
 
 start_server 127.0.0.1:0
 port=${base##*:}
-"$AGENT" --server "$base" --interval 2 --frequency $FREQ --label service=agent-test \
-	--label version=1.0 --verbose >"$tmp/agent.out" 2>"$tmp/agent.err" &
-apid=$!
-i=0
-while ! grep -q 'smolder-agent: sampling' "$tmp/agent.err"; do
-	kill -0 "$apid" 2>/dev/null || { cat "$tmp/agent.err" >&2; fail "agent exited at start"; }
-	i=$((i + 1))
-	[ "$i" -le 100 ] || fail "agent did not start sampling within 10 s"
-	sleep 0.1
-done
+start_agent --frequency $FREQ --label service=agent-test --label version=1.0 --verbose
 progs=$(prog_ids "$apid")
 [ -n "$progs" ] || fail "the agent holds no BPF program"
 for id in $progs; do

@@ -20,45 +20,11 @@ SYM_DIR=${SMOLDER_SYM_DIR:-build/tests/sym}
 TYPE='process_cpu:samples:count:cpu:nanoseconds:delta'
 . "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] || [ ! -r /sys/kernel/btf/vmlinux ]; then
-	echo "################################################################"
-	echo "SKIP symbolize_test.sh: needs root and /sys/kernel/btf/vmlinux to"
-	echo "load the BPF sampler; this host has uid $(id -u) and BTF: $(ls /sys/kernel/btf/vmlinux 2>&1)"
-	echo "################################################################"
-	exit 0
-fi
+. "$(dirname "$0")/agent_lib.sh"
+need_bpf symbolize_test.sh
 
-apid=""
-stop_all() {
-	if [ -n "$apid" ] && kill -0 "$apid" 2>/dev/null; then
-		kill -KILL "$apid" 2>/dev/null || true
-		wait "$apid" 2>/dev/null || true
-	fi
-	cleanup
-}
-trap stop_all EXIT
-
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-i=0
-while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
-	kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
-	i=$((i + 1))
-	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
-	sleep 0.1
-done
-base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$tmp/out")
-
-"$AGENT" --server "$base" --interval 2 --frequency 99 --label service=sym-test --verbose \
-	>"$tmp/agent.out" 2>"$tmp/agent.err" &
-apid=$!
-i=0
-while ! grep -q 'smolder-agent: sampling' "$tmp/agent.err"; do
-	kill -0 "$apid" 2>/dev/null || fail "agent exited at start"
-	i=$((i + 1))
-	[ "$i" -le 100 ] || fail "agent did not start sampling within 10 s"
-	sleep 0.1
-done
+start_server 127.0.0.1:0
+start_agent --frequency 99 --label service=sym-test --verbose
 ok "agent samples at 99 Hz"
 
 # The subjects run from their own directory (libsymlib.so found through
