@@ -1,8 +1,7 @@
 # agent_lib.sh - sourced after lib.sh by the scripts that run the real
 # agent (agent_test.sh, symbolize_test.sh): the loud skip where BPF cannot
 # load, the agent stopped before lib.sh's cleanup on any exit (so its BPF
-# programs are detached even when a check fails), and starting the server
-# and the agent. Scripts set $SERVER and $AGENT first.
+# programs are detached even when a check fails), and starting the agent. Scripts set $SERVER and $AGENT first.
 
 # need_bpf NAME: exits 0 with a loud message unless root with BTF
 need_bpf() {
@@ -24,21 +23,6 @@ stop_all() {
 	cleanup
 }
 trap stop_all EXIT
-
-# start_server LISTEN: data in $tmp/data; sets $pid and $base
-start_server() {
-	: >"$tmp/out"
-	"$SERVER" --listen "$1" --data-dir "$tmp/data" >"$tmp/out" 2>>"$tmp/err" &
-	pid=$!
-	i=0
-	while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
-		kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
-		i=$((i + 1))
-		[ "$i" -le 200 ] || fail "server did not listen within 20 s"
-		sleep 0.1
-	done
-	base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$tmp/out")
-}
 
 # start_agent FLAGS...: pushing to $base every 2 s; sets $apid once it samples
 start_agent() {

@@ -37,17 +37,7 @@ for f in "$tmp/short" "$tmp/missing"; do
 done
 ok "a short or missing token file: exit 2 with a message naming it"
 
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" --auth-token-file "$tmp/write" \
-	--read-token-file "$tmp/read" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-i=0
-while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
-	kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
-	i=$((i + 1))
-	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
-	sleep 0.1
-done
-base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/out")
+start_server 127.0.0.1:0 --auth-token-file "$tmp/write" --read-token-file "$tmp/read"
 grep -q 'warning: token file' "$tmp/err" && fail "a 0600 token file was warned about"
 
 # code METHOD URL [curl args...]: the HTTP status; body to $tmp/body,

@@ -31,3 +31,22 @@ ok() {
 	checks=$((checks + 1))
 	echo "ok $checks - $*"
 }
+
+# start_server LISTEN [FLAGS...]: $SERVER with its data in $tmp/data, its
+# stdout in $tmp/out and stderr in $tmp/err (both started afresh); sets
+# $pid and $base once it listens
+start_server() {
+	l=$1
+	shift
+	: >"$tmp/out"
+	"$SERVER" --listen "$l" --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
+	pid=$!
+	i=0
+	while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
+		kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
+		i=$((i + 1))
+		[ "$i" -le 200 ] || fail "server did not listen within 20 s"
+		sleep 0.1
+	done
+	base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$tmp/out")
+}

@@ -14,16 +14,7 @@ PYRO=$(dirname "$0")/../pyroscope
 [ -x "$SERVER" ] || fail "$SERVER is not an executable (build it first)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
 
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
-pid=$!
-i=0
-while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
-	kill -0 "$pid" 2>/dev/null || fail "server exited before listening"
-	i=$((i + 1))
-	[ "$i" -le 200 ] || fail "server did not listen within 20 s"
-	sleep 0.1
-done
-base=$(sed -n 's/^smolder-server listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/out")
+start_server 127.0.0.1:0
 
 # code METHOD URL [curl args...]: the HTTP status; the body goes to $tmp/body
 code() {
