@@ -36,6 +36,9 @@ DEB_TEST += debuginfod
 # playwright-core from npm; Node.js >= 20 with npm (NodeSource's nodejs
 # package, which this machine kind has, provides both)
 DEB_TEST += chromium nodejs
+# docker-compose.yml's test (tests/compose): Debian's Docker engine and
+# compose, debootstrap for the base image where no registry answers
+DEB_TEST += docker.io docker-compose debootstrap
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -111,13 +114,17 @@ FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
-.PHONY: all deps test test-unit test-integration test-ui ui-deps screenshots test-fuzz fuzz-build \
+.PHONY: all deps deps-build test-compose test test-unit test-integration test-ui ui-deps screenshots test-fuzz fuzz-build \
 	bench bench-smoke clean run
 all: $(SERVER_BIN) $(AGENT_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
 	$(BUILD)/bench/query_bench $(CLI_BIN) $(BUILD)/bench/cpu_load
 
 deps:
 	$(Q).ci/deps.sh $(DEB_ALL)
+
+# what building alone needs (the Dockerfile's build stage)
+deps-build:
+	$(Q).ci/deps.sh $(DEB_BUILD)
 
 # Server and agent on this host, data in ./data (.ci/run-local.sh).
 run: deps all
@@ -370,8 +377,9 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan bench-smoke
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-integration
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-ui
+	$(Q)$(MAKE) --no-print-directory test-compose
 	$(Q)read p f < build/unit.count; \
-		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 1)) passed, $$f failed"
+		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 2)) passed, $$f failed"
 
 test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 	$(Q)SMOLDER_SYM_DIR=$(SYM_DIR) .ci/run-tests.sh $(UNIT_BIN)
@@ -411,6 +419,12 @@ test-ui: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
 screenshots: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
 	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_MKBATCH=$(MKBATCH_BIN) \
 		node tests/ui/ui_test.mjs --screenshots docs
+
+# docker-compose.yml and the Dockerfile for real (tests/compose/compose_test.sh):
+# images built, server and agent up, this host's samples queried, down.
+test-compose:
+	$(Q)echo "== tests/compose/compose_test.sh"
+	$(Q)sh tests/compose/compose_test.sh
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

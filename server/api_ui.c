@@ -73,7 +73,8 @@ static bool ui_rel_ok(const char *rel)
 
 /* The UI directory, resolved into root (PATH_MAX bytes): dir when given,
  * else the "ui" directory beside the executable's directory (bin/../ui,
- * where `make` puts the binary in the repository), else ./ui. Returns 0,
+ * where `make` puts the binary in the repository), else
+ * bin/../share/smolder/ui (installed), else ./ui. Returns 0,
  * or -ENOENT with where it looked written into looked. */
 static int ui_root(const char *dir, char *root, char *looked, size_t looked_len)
 {
@@ -91,10 +92,16 @@ static int ui_root(const char *dir, char *root, char *looked, size_t looked_len)
 		char *slash = strrchr(exe, '/');
 		if (slash)
 			*slash = 0;                 /* .../bin */
-		snprintf(cand, sizeof(cand), "%s/../ui", exe);
-		if (realpath(cand, root))
-			return 0;
-		snprintf(looked, looked_len, "%s, ", cand);
+		/* bin/../ui in the repository, bin/../share/smolder/ui where it
+		 * is installed (the Docker image: /usr/local) */
+		static const char *const rel[] = {"../ui", "../share/smolder/ui"};
+		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+			snprintf(cand, sizeof(cand), "%s/%s", exe, rel[i]);
+			if (realpath(cand, root))
+				return 0;
+			size_t used = strlen(looked);
+			snprintf(looked + used, looked_len - used, "%s, ", cand);
+		}
 	}
 	if (realpath("ui", root))
 		return 0;
