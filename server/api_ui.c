@@ -84,7 +84,7 @@ static int ui_root(const char *dir, char *root, char *looked, size_t looked_len)
 		snprintf(looked, looked_len, "%s (--ui-dir)", dir);
 		return -ENOENT;
 	}
-	char exe[PATH_MAX], cand[PATH_MAX + 16];
+	char exe[PATH_MAX], cand[PATH_MAX + 32];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	looked[0] = 0;
 	if (n > 0) {
