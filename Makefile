@@ -93,7 +93,7 @@ AGENT_BIN := $(BINDIR)/smolder-agent
 BPF_VMLINUX := $(GEN)/bpf/vmlinux.h
 BPF_OBJ := $(GEN)/bpf/profile.bpf.o
 BPF_SKEL := $(GEN)/bpf/profile.skel.h
-LDLIBS_AGENT := -lbpf -lelf -lcurl -lz $(LDLIBS_WIRE)
+LDLIBS_AGENT := -lbpf -ldw -lelf -lcurl -lz $(LDLIBS_WIRE)
 BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 INTEG_SRC := $(wildcard tests/integration/*_test.sh)
@@ -250,7 +250,19 @@ TEST_metrics_LIBS = $(TEST_server_LIBS)
 # the agent's parts without BPF: main.c and sampler.c stay out
 TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
 	$(WIRE_OBJ)
-TEST_agent_LIBS := -lelf -lcurl
+TEST_agent_LIBS := -ldw -lelf -lcurl
+# the unwind table builder alone, against real files and readelf (binutils)
+TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
+TEST_unwind_LIBS := -ldw -lelf
+# its subjects, found beside the test binary: fp_busy.c without
+# asynchronous unwind tables (its own functions in .debug_frame, crt's in
+# .eh_frame), never sanitized; and the C++ symbolizer subject
+UNW_DFRAME_BIN := $(BUILD)/tests/unw_dframe
+$(UNW_DFRAME_BIN): tests/programs/fp_busy.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O1 -g -fno-omit-frame-pointer -fno-asynchronous-unwind-tables $< -o $@
+$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp
 # the symbolizer alone, against the subjects in $(SYM_DIR)
 # (debuginfod.c for its background pass, and debuginfo.c which that uses)
 SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/debuginfod.o $(BUILD)/server/debuginfo.o
@@ -363,7 +375,13 @@ build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ)
+# the unwind table builder (agent/unwind_table.c) on hostile ELF files
+build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
 
 # The test command README gives. Everything runs under ASan/UBSan.
 # Its last line counts unit tests plus the fuzz-corpus replays, the

@@ -4,6 +4,7 @@
  *               process events from the ring buffer, drains a map set
  *   procs.c     per-process state: labels, /proc/PID/maps, addr → (object, offset)
  *   objects.c   ELF objects by (dev, inode, mtime): build IDs with libelf
+ *   unwind_table.c  .eh_frame/.debug_frame → unwind rows (libdw's CFI)
  *   ksyms.c     kernel addresses → names from /proc/kallsyms
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
@@ -55,6 +56,26 @@ ag_obj *ag_objs_at(ag_objs *o, size_t i);
  * WIRE_MAX_BUILD_ID bytes). Returns its length, 0 when the file has none,
  * or a negative errno when it is no ELF file. */
 int ag_elf_build_id(int fd, uint8_t *id, size_t cap);
+
+/* ---- unwind_table.c: .eh_frame / .debug_frame → BPF unwind rows ---- */
+
+struct sm_unw_row;
+
+typedef struct ag_unw_info {
+	size_t fdes;          /* FDEs read */
+	size_t unsupported;   /* rows marked SM_CFA_UNSUPPORTED or SM_REG_UNSUPPORTED */
+	bool from_debug_frame; /* .debug_frame filled ranges .eh_frame lacks */
+} ag_unw_info;
+
+/* Builds the unwind table of the ELF file open at fd (not closed, the
+ * file offset not used): rows sorted by strictly increasing pc, adjacent
+ * rows with equal rules merged, an SM_CFA_NONE row where one FDE's range
+ * ends and no other starts. *rows is malloc'd (free()); *n may be 0 for a
+ * file without CFI. Returns 0, -ENOEXEC when fd is no ELF file of this
+ * machine, -E2BIG when its addresses do not fit 32 bits or the table
+ * would pass max_rows, or another negative errno. */
+int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
+                 ag_unw_info *info);
 
 /* ---- ksyms.c ---- */
 

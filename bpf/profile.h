@@ -27,6 +27,47 @@ struct sm_stack {
 	__u64 ips[SM_MAX_STACK_DEPTH];
 };
 
+/* ---- Unwind tables (issue 7) ----
+ *
+ * The agent turns each object's .eh_frame (or .debug_frame) into a sorted
+ * array of rows; the BPF program finds the row of a pc by binary search
+ * and computes the caller's registers from it. A row applies from its pc
+ * up to the next row's pc. pcs are the object's ELF virtual addresses
+ * (the same numbering as its FDEs), 32 bits: objects spanning more than
+ * 4 GiB of addresses get no table and are walked by frame pointers.
+ *
+ * x86_64 uses CFA rules on rsp/rbp, the frame pointer rule for rbp, and
+ * the return-address rule (always CFA-8 there). The same 16 bytes carry
+ * arm64 (CFA on sp/x29, fp = x29, return address in x30 or at CFA+off). */
+enum sm_cfa_kind {
+	SM_CFA_NONE = 0,        /* no FDE covers this pc (a gap after a function) */
+	SM_CFA_SP = 1,          /* CFA = sp + cfa_off */
+	SM_CFA_FP = 2,          /* CFA = fp (rbp / x29) + cfa_off */
+	SM_CFA_PLT = 3,         /* x86_64 PLT entries: CFA = rsp + 8, plus 8 when
+	                         * (rip & 15) >= cfa_off (GCC/binutils' expression) */
+	SM_CFA_END = 4,         /* the return address is undefined: outermost frame */
+	SM_CFA_UNSUPPORTED = 5, /* a rule the table cannot express (DWARF expression) */
+};
+
+enum sm_reg_kind {
+	SM_REG_SAME = 0,        /* the register keeps its value in the caller */
+	SM_REG_CFA_OFF = 1,     /* saved at CFA + off */
+	SM_REG_UNDEF = 2,       /* unknown in the caller */
+	SM_REG_LR = 3,          /* arm64 return address: still in the link register */
+	SM_REG_UNSUPPORTED = 4, /* saved some other way (another register, expression) */
+};
+
+struct sm_unw_row {
+	__u32 pc;
+	__s32 cfa_off;
+	__s16 fp_off;           /* for fp_kind SM_REG_CFA_OFF */
+	__s16 ra_off;           /* for ra_kind SM_REG_CFA_OFF */
+	__u8 cfa_kind;          /* enum sm_cfa_kind */
+	__u8 fp_kind;           /* enum sm_reg_kind */
+	__u8 ra_kind;           /* enum sm_reg_kind */
+	__u8 pad;
+};
+
 enum sm_event_kind {
 	SM_EV_NEW = 1,   /* first sample of a process since it started or exec'd */
 	SM_EV_EXEC = 2,  /* the process replaced its image */

@@ -1,0 +1,638 @@
+/* unwind_table.c - an ELF object's call-frame information (.eh_frame, and
+ * .debug_frame where .eh_frame says nothing) turned into the flat rows the
+ * BPF walker binary-searches (bpf/profile.h). libdw evaluates the CFI; this
+ * file only decides which pcs to ask about and translates the answers. It
+ * does not unwind anything, nor know about processes or load addresses. */
+#include <errno.h>
+#include <gelf.h>
+#include <linux/types.h>
+#include <libelf.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <elfutils/libdw.h>
+#include <dwarf.h>
+
+#include "agent/agent.h"
+#include "bpf/profile.h"
+
+/* Everything that names a register or the machine, in one place, so that
+ * arm64 can follow with a second instance (and its own CFA expressions). */
+struct unw_arch {
+	int machine;          /* e_machine */
+	int elfclass;         /* ELFCLASS64: absptr is 8 bytes */
+	unsigned sp, fp, ra;  /* DWARF register numbers */
+};
+
+static const struct unw_arch arch_x86_64 = {
+	.machine = EM_X86_64,
+	.elfclass = ELFCLASS64,
+	.sp = 7,   /* rsp */
+	.fp = 6,   /* rbp */
+	.ra = 16,  /* return address column */
+};
+
+/* One FDE's address range, or the part of it this table takes. */
+struct range {
+	uint64_t start, end;
+	size_t seq;           /* order read: first one wins an overlap */
+	size_t cost;          /* bytes of CFI one lookup in it may execute */
+	int src;              /* 0 .eh_frame, 1 .debug_frame */
+};
+
+struct vec {
+	void *v;
+	size_t n, cap, size;
+};
+
+static int vec_push(struct vec *a, const void *x)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		void *v = realloc(a->v, cap * a->size);
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+	memcpy((char *)a->v + a->n * a->size, x, a->size);
+	a->n++;
+	return 0;
+}
+
+/* ---- FDE ranges, read from the raw section ----
+ *
+ * libdw parses CIEs and FDEs (dwarf_next_cfi) but leaves an FDE's
+ * initial location and range encoded as its CIE's 'R' augmentation says. */
+
+struct sect {
+	Elf_Data *data;
+	uint64_t addr;        /* sh_addr: the base of pcrel pointers */
+	bool eh;
+};
+
+/* Reads one encoded pointer at *p (within [*p, end)); pcrel is relative
+ * to the field's own address. Returns 0, or -1 for an encoding this table
+ * does not take (indirect, datarel, textrel, aligned...) or a short read. */
+static int read_encoded(const struct sect *s, const uint8_t **p, const uint8_t *end,
+                        uint8_t enc, int elfclass, bool apply, uint64_t *out)
+{
+	const uint8_t *q = *p;
+	uint64_t v = 0;
+	unsigned size = 0;
+	bool sign = false;
+	if (enc == DW_EH_PE_omit)
+		return -1;
+	switch (enc & 0x0f) {
+	case DW_EH_PE_absptr: size = elfclass == ELFCLASS64 ? 8 : 4; break;
+	case DW_EH_PE_udata2: size = 2; break;
+	case DW_EH_PE_udata4: size = 4; break;
+	case DW_EH_PE_udata8: size = 8; break;
+	case DW_EH_PE_sdata2: size = 2; sign = true; break;
+	case DW_EH_PE_sdata4: size = 4; sign = true; break;
+	case DW_EH_PE_sdata8: size = 8; sign = true; break;
+	case DW_EH_PE_uleb128:
+	case DW_EH_PE_sleb128: {
+		unsigned shift = 0;
+		uint8_t b;
+		do {
+			if (q >= end || shift >= 64)
+				return -1;
+			b = *q++;
+			v |= (uint64_t)(b & 0x7f) << shift;
+			shift += 7;
+		} while (b & 0x80);
+		if ((enc & 0x0f) == DW_EH_PE_sleb128 && shift < 64 && (b & 0x40))
+			v |= ~(uint64_t)0 << shift;
+		break;
+	}
+	default:
+		return -1;
+	}
+	if (size) {
+		if ((size_t)(end - q) < size)
+			return -1;
+		for (unsigned i = 0; i < size; i++)  /* little-endian only (arch check) */
+			v |= (uint64_t)q[i] << (8 * i);
+		if (sign && size < 8 && (v >> (8 * size - 1)) & 1)
+			v |= ~(uint64_t)0 << (8 * size);
+		q += size;
+	}
+	if (apply) {
+		switch (enc & 0x70) {
+		case DW_EH_PE_absptr:
+			break;
+		case DW_EH_PE_pcrel:
+			v += s->addr + (uint64_t)(*p - (const uint8_t *)s->data->d_buf);
+			break;
+		default:
+			return -1;
+		}
+		if (enc & DW_EH_PE_indirect)
+			return -1;
+	}
+	*p = q;
+	*out = v;
+	return 0;
+}
+
+/* The FDE pointer encoding of a CIE: 'R' in a "z..." augmentation,
+ * absptr without one. -1 when the augmentation is not understood. */
+static int cie_encoding(const Dwarf_CIE *cie)
+{
+	const char *a = cie->augmentation;
+	if (!a || !*a)
+		return DW_EH_PE_absptr;
+	if (a[0] != 'z')
+		return -1;  /* "eh" and others: the layout is unknown */
+	const uint8_t *d = cie->augmentation_data;
+	const uint8_t *end = d ? d + cie->augmentation_data_size : NULL;
+	for (a++; *a; a++) {
+		switch (*a) {
+		case 'R':
+			return d && d < end ? *d : -1;
+		case 'L':
+			if (!d || d >= end)
+				return -1;
+			d++;
+			break;
+		case 'P': {
+			if (!d || d >= end)
+				return -1;
+			uint8_t penc = *d++;
+			uint64_t dummy;
+			/* the personality pointer is skipped, never applied */
+			struct sect none = {0};
+			if (read_encoded(&none, &d, end, penc & 0x0f, ELFCLASS64, false, &dummy))
+				return -1;
+			break;
+		}
+		case 'S':  /* signal frame */
+		case 'B':  /* arm64 BTI */
+		case 'G':  /* arm64 MTE */
+			break;
+		default:
+			return -1;
+		}
+	}
+	return DW_EH_PE_absptr;
+}
+
+/* True when [start, end) lies inside one executable section: an FDE
+ * elsewhere is the leftover of a discarded function (.debug_frame keeps
+ * those at address 0) or hostile, and is left out. */
+static bool in_text(const struct range *text, size_t ntext, uint64_t start, uint64_t end)
+{
+	for (size_t i = 0; i < ntext; i++)
+		if (start >= text[i].start && end <= text[i].end)
+			return true;
+	return false;
+}
+
+/* Appends the ranges of the FDEs of section s to *out. */
+static int read_fdes(Elf *e, const struct sect *s, int src, const struct range *text,
+                     size_t ntext, struct vec *out, size_t *fdes)
+{
+	const unsigned char *ident = (const unsigned char *)elf_getident(e, NULL);
+	Dwarf_Off off = 0, next, cie_off = (Dwarf_Off)-1;
+	int enc = -1;
+	Dwarf_CFI_Entry ent;
+	if (!ident || !s->data || !s->data->d_buf)
+		return 0;
+	while (dwarf_next_cfi(ident, s->data, s->eh, off, &next, &ent) == 0) {
+		if (next <= off)
+			break;  /* no progress: never loop */
+		Dwarf_Off here = off;
+		off = next;
+		if (ent.CIE_id == DW_CIE_ID_64)
+			continue;
+		(*fdes)++;
+		if (ent.fde.CIE_pointer != cie_off) {
+			/* most files have one or two CIEs: remember the last one */
+			Dwarf_CFI_Entry c;
+			Dwarf_Off cnext;
+			cie_off = ent.fde.CIE_pointer;
+			enc = -1;
+			if (cie_off != here &&
+			    dwarf_next_cfi(ident, s->data, s->eh, cie_off, &cnext, &c) == 0 &&
+			    c.CIE_id == DW_CIE_ID_64)
+				enc = cie_encoding(&c.cie);
+		}
+		if (enc < 0)
+			continue;
+		const uint8_t *p = ent.fde.start;
+		uint64_t start, len;
+		if (read_encoded(s, &p, ent.fde.end, (uint8_t)enc, arch_x86_64.elfclass, true,
+		                 &start) ||
+		    read_encoded(s, &p, ent.fde.end, (uint8_t)(enc & 0x0f), arch_x86_64.elfclass,
+		                 false, &len))
+			continue;
+		if (len == 0 || start + len < start || !in_text(text, ntext, start, start + len))
+			continue;
+		struct range r = {
+			.start = start,
+			.end = start + len,
+			.seq = out->n,
+			.cost = (size_t)(ent.fde.end - ent.fde.start) + 64,
+			.src = src,
+		};
+		int rc = vec_push(out, &r);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts ranges and cuts each to what no earlier (lower start, then first
+ * read) range covers, dropping those left empty. */
+static void resolve_overlaps(struct vec *a)
+{
+	struct range *r = a->v;
+	size_t k = 0;
+	uint64_t cover = 0;
+	if (!a->n)
+		return;
+	qsort(r, a->n, sizeof(*r), cmp_range);
+	for (size_t i = 0; i < a->n; i++) {
+		if (k && r[i].end <= cover)
+			continue;
+		if (k && r[i].start < cover)
+			r[i].start = cover;
+		r[k++] = r[i];
+		cover = r[i].end;
+	}
+	a->n = k;
+}
+
+/* Appends to *out the parts of the ranges of dbg that no range of eh
+ * (sorted, disjoint) covers. */
+static int fill_gaps(const struct vec *eh, const struct vec *dbg, struct vec *out)
+{
+	const struct range *e = eh->v, *d = dbg->v;
+	size_t j = 0;
+	for (size_t i = 0; i < dbg->n; i++) {
+		uint64_t s = d[i].start;
+		while (j < eh->n && e[j].end <= s)
+			j++;
+		for (size_t k = j; s < d[i].end; k++) {
+			uint64_t stop = k < eh->n && e[k].start < d[i].end ? e[k].start : d[i].end;
+			if (s < stop) {
+				struct range r = d[i];
+				r.start = s;
+				r.end = stop;
+				int rc = vec_push(out, &r);
+				if (rc)
+					return rc;
+			}
+			if (k >= eh->n || e[k].start >= d[i].end)
+				break;
+			if (e[k].end > s)
+				s = e[k].end;
+		}
+	}
+	return 0;
+}
+
+/* ---- one row from libdw's frame state ---- */
+
+/* The offset N of a register saved at CFA+N, in the form
+ * dwarf_frame_register gives it: DW_OP_call_frame_cfa alone or followed
+ * by DW_OP_plus_uconst N (N a two's-complement Dwarf_Word), or
+ * DW_OP_consts N; DW_OP_plus. false for every other rule. */
+static bool cfa_offset_rule(const Dwarf_Op *ops, size_t nops, int64_t *off)
+{
+	if (nops < 1 || ops[0].atom != DW_OP_call_frame_cfa)
+		return false;
+	if (nops == 1) {
+		*off = 0;
+		return true;
+	}
+	if (nops == 2 && ops[1].atom == DW_OP_plus_uconst) {
+		*off = (int64_t)ops[1].number;
+		return true;
+	}
+	if (nops == 3 && ops[1].atom == DW_OP_consts && ops[2].atom == DW_OP_plus) {
+		*off = (int64_t)ops[1].number;
+		return true;
+	}
+	return false;
+}
+
+/* GCC/binutils' CFA of x86_64 PLT entries: rsp+8 before the entry's push
+ * (rip & 15 < K), rsp+16 after it. K is the offset of the jmp after the
+ * push: 11 in .plt, 10 with IBT's endbr64 layout. */
+static bool plt_expr(const Dwarf_Op *o, size_t n, int32_t *k)
+{
+	if (n != 9 || o[0].atom != DW_OP_breg0 + arch_x86_64.sp || o[0].number != 8 ||
+	    o[1].atom != DW_OP_breg0 + arch_x86_64.ra || o[1].number != 0 ||
+	    o[2].atom != DW_OP_lit15 || o[3].atom != DW_OP_and || o[4].atom < DW_OP_lit0 ||
+	    o[4].atom > DW_OP_lit31 || o[5].atom != DW_OP_ge || o[6].atom != DW_OP_lit3 ||
+	    o[7].atom != DW_OP_shl || o[8].atom != DW_OP_plus)
+		return false;
+	*k = o[4].atom - DW_OP_lit0;
+	return true;
+}
+
+static void translate_cfa(Dwarf_Frame *f, struct sm_unw_row *r)
+{
+	Dwarf_Op *ops;
+	size_t nops;
+	r->cfa_kind = SM_CFA_UNSUPPORTED;
+	if (dwarf_frame_cfa(f, &ops, &nops) != 0 || nops == 0)
+		return;
+	if (nops == 1) {
+		unsigned reg;
+		int64_t off;
+		/* def_cfa comes back as DW_OP_bregx reg, off; an expression
+		 * with one DW_OP_bregN means the same */
+		if (ops[0].atom == DW_OP_bregx) {
+			reg = ops[0].number > 0xffff ? 0xffff : (unsigned)ops[0].number;
+			off = (int64_t)ops[0].number2;
+		} else if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
+			reg = ops[0].atom - DW_OP_breg0;
+			off = (int64_t)ops[0].number;
+		} else {
+			return;
+		}
+		if (off < INT32_MIN || off > INT32_MAX)
+			return;
+		if (reg == arch_x86_64.sp)
+			r->cfa_kind = SM_CFA_SP;
+		else if (reg == arch_x86_64.fp)
+			r->cfa_kind = SM_CFA_FP;
+		else
+			return;
+		r->cfa_off = (int32_t)off;
+		return;
+	}
+	int32_t k;
+	if (plt_expr(ops, nops, &k)) {
+		r->cfa_kind = SM_CFA_PLT;
+		r->cfa_off = k;
+	}
+}
+
+/* The rule of register reg: *kind an enum sm_reg_kind, *off for
+ * SM_REG_CFA_OFF (fits s16). */
+static void translate_reg(Dwarf_Frame *f, unsigned reg, uint8_t *kind, int16_t *off)
+{
+	Dwarf_Op mem[3], *ops;
+	size_t nops;
+	int64_t o;
+	*off = 0;
+	if (dwarf_frame_register(f, (int)reg, mem, &ops, &nops) != 0)
+		*kind = SM_REG_UNSUPPORTED;
+	else if (nops == 0)
+		*kind = ops ? SM_REG_UNDEF : SM_REG_SAME;  /* libdw.h's convention */
+	else if (cfa_offset_rule(ops, nops, &o) && o >= INT16_MIN && o <= INT16_MAX) {
+		*kind = SM_REG_CFA_OFF;
+		*off = (int16_t)o;
+	} else
+		*kind = SM_REG_UNSUPPORTED;
+}
+
+static void translate(Dwarf_Frame *f, struct sm_unw_row *r)
+{
+	uint32_t pc = r->pc;
+	memset(r, 0, sizeof(*r));
+	r->pc = pc;
+	uint8_t ra_kind;
+	int16_t ra_off;
+	translate_reg(f, arch_x86_64.ra, &ra_kind, &ra_off);
+	if (ra_kind == SM_REG_UNDEF) {
+		r->cfa_kind = SM_CFA_END;
+		return;
+	}
+	translate_cfa(f, r);
+	if (ra_kind != SM_REG_CFA_OFF)
+		r->cfa_kind = SM_CFA_UNSUPPORTED;
+	if (r->cfa_kind == SM_CFA_UNSUPPORTED) {
+		/* nothing else is usable without a CFA: one form, so such
+		 * rows merge */
+		r->cfa_off = 0;
+		return;
+	}
+	r->ra_kind = ra_kind;
+	r->ra_off = ra_off;
+	uint8_t fp_kind;
+	int16_t fp_off;
+	translate_reg(f, arch_x86_64.fp, &fp_kind, &fp_off);
+	r->fp_kind = fp_kind;
+	r->fp_off = fp_off;
+}
+
+/* ---- the table ---- */
+
+struct table {
+	struct vec rows;      /* struct sm_unw_row, final */
+	struct vec tmp;       /* one range's rows until it is known good */
+	size_t max_rows;
+	size_t work;          /* CFI bytes libdw may still execute */
+};
+
+static bool same_rule(const struct sm_unw_row *a, const struct sm_unw_row *b)
+{
+	return a->cfa_off == b->cfa_off && a->fp_off == b->fp_off && a->ra_off == b->ra_off &&
+	       a->cfa_kind == b->cfa_kind && a->fp_kind == b->fp_kind && a->ra_kind == b->ra_kind;
+}
+
+/* Appends r unless it repeats the last row's rule. */
+static int emit(struct table *t, const struct sm_unw_row *r)
+{
+	struct sm_unw_row *v = t->rows.v;
+	if (t->rows.n && same_rule(&v[t->rows.n - 1], r))
+		return 0;
+	if (t->rows.n >= t->max_rows)
+		return -E2BIG;
+	return vec_push(&t->rows, r);
+}
+
+/* Walks [g->start, g->end) row by row into t->tmp. Returns 0, 1 when
+ * libdw cannot describe the range (its rows are then not used), -E2BIG
+ * when the file's work budget is spent. */
+static int walk(struct table *t, Dwarf_CFI *cfi, const struct range *g)
+{
+	uint64_t pc = g->start;
+	t->tmp.n = 0;
+	while (pc < g->end) {
+		Dwarf_Frame *f = NULL;
+		Dwarf_Addr s, e;
+		/* each lookup runs the FDE's instructions from its start again:
+		 * a hostile FDE of many rows is quadratic, so the work has a cap */
+		if (t->work < g->cost)
+			return -E2BIG;
+		t->work -= g->cost;
+		if (dwarf_cfi_addrframe(cfi, pc, &f) != 0 || !f ||
+		    dwarf_frame_info(f, &s, &e, NULL) < 0 || e <= pc || s > pc) {
+			free(f);
+			return 1;
+		}
+		struct sm_unw_row r = {.pc = (uint32_t)pc};
+		translate(f, &r);
+		free(f);
+		int rc = vec_push(&t->tmp, &r);
+		if (rc)
+			return rc;
+		pc = e < g->end ? e : g->end;
+	}
+	return 0;
+}
+
+/* Walks every range (sorted, disjoint) into the table, with an
+ * SM_CFA_NONE row wherever a range ends and the next does not start. */
+static int build_rows(struct table *t, const struct vec *ranges, Dwarf_CFI *eh,
+                      Dwarf_CFI *dbg, ag_unw_info *info)
+{
+	const struct range *g = ranges->v;
+	uint64_t last_end = 0;
+	bool any = false;
+	for (size_t i = 0; i < ranges->n; i++) {
+		if (g[i].end > UINT32_MAX)
+			return -E2BIG;
+		int rc = walk(t, g[i].src ? dbg : eh, &g[i]);
+		if (rc < 0)
+			return rc;
+		if (rc > 0)
+			continue;  /* as if the FDE were not there */
+		if (g[i].src)
+			info->from_debug_frame = true;
+		if (any && last_end < g[i].start) {
+			struct sm_unw_row none = {.pc = (uint32_t)last_end, .cfa_kind = SM_CFA_NONE};
+			if ((rc = emit(t, &none)))
+				return rc;
+		}
+		const struct sm_unw_row *r = t->tmp.v;
+		for (size_t k = 0; k < t->tmp.n; k++)
+			if ((rc = emit(t, &r[k])))
+				return rc;
+		last_end = g[i].end;
+		any = true;
+	}
+	if (any) {
+		struct sm_unw_row none = {.pc = (uint32_t)last_end, .cfa_kind = SM_CFA_NONE};
+		return emit(t, &none);
+	}
+	return 0;
+}
+
+/* Finds the CFI sections and the executable sections' ranges. */
+static int scan_sections(Elf *e, struct sect *eh, struct sect *dbg, struct vec *text)
+{
+	size_t shstrndx;
+	if (elf_getshdrstrndx(e, &shstrndx) != 0)
+		return 0;  /* no section headers: no CFI this file can enumerate */
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn));) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS)
+			continue;
+		const char *name = elf_strptr(e, shstrndx, sh.sh_name);
+		if ((sh.sh_flags & (SHF_ALLOC | SHF_EXECINSTR)) == (SHF_ALLOC | SHF_EXECINSTR) &&
+		    sh.sh_size && sh.sh_addr + sh.sh_size > sh.sh_addr) {
+			struct range r = {.start = sh.sh_addr, .end = sh.sh_addr + sh.sh_size};
+			int rc = vec_push(text, &r);
+			if (rc)
+				return rc;
+		}
+		if (!name)
+			continue;
+		struct sect *s = !strcmp(name, ".eh_frame") ? eh :
+		                 !strcmp(name, ".debug_frame") ? dbg : NULL;
+		if (!s || s->data)
+			continue;
+		/* libdw decompresses .debug_frame for itself; the raw walk
+		 * needs the same bytes */
+		if ((sh.sh_flags & SHF_COMPRESSED) && elf_compress(scn, 0, 0) < 0)
+			continue;
+		s->data = elf_getdata(scn, NULL);
+		s->addr = sh.sh_addr;
+		s->eh = s == eh;
+	}
+	return 0;
+}
+
+int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
+                 ag_unw_info *info)
+{
+	int rc = 0;
+	Elf *e = NULL;
+	Dwarf *dw = NULL;
+	Dwarf_CFI *eh_cfi = NULL, *dbg_cfi = NULL;
+	struct vec text = {.size = sizeof(struct range)};
+	struct vec ehr = {.size = sizeof(struct range)}, dbgr = {.size = sizeof(struct range)};
+	struct vec all = {.size = sizeof(struct range)};
+	struct table t = {
+		.rows = {.size = sizeof(struct sm_unw_row)},
+		.tmp = {.size = sizeof(struct sm_unw_row)},
+		.max_rows = max_rows,
+		/* CFI bytes executed: libc needs 3 MB, Debian's node (a
+		 * 100 MB binary) 50 MB; a hostile file ends in seconds */
+		.work = (size_t)1 << 30,
+	};
+	struct sect eh = {0}, dbg = {0};
+
+	*rows = NULL;
+	*n = 0;
+	memset(info, 0, sizeof(*info));
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -ENOTSUP;
+	e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	GElf_Ehdr eh_hdr;
+	if (!e || elf_kind(e) != ELF_K_ELF || !gelf_getehdr(e, &eh_hdr) ||
+	    eh_hdr.e_machine != arch_x86_64.machine ||
+	    eh_hdr.e_ident[EI_CLASS] != arch_x86_64.elfclass ||
+	    eh_hdr.e_ident[EI_DATA] != ELFDATA2LSB) {
+		rc = -ENOEXEC;
+		goto out;
+	}
+	if ((rc = scan_sections(e, &eh, &dbg, &text)))
+		goto out;
+	if (eh.data) {
+		eh_cfi = dwarf_getcfi_elf(e);
+		if (eh_cfi && (rc = read_fdes(e, &eh, 0, text.v, text.n, &ehr, &info->fdes)))
+			goto out;
+	}
+	if (dbg.data) {
+		dw = dwarf_begin_elf(e, DWARF_C_READ, NULL);
+		dbg_cfi = dw ? dwarf_getcfi(dw) : NULL;
+		if (dbg_cfi && (rc = read_fdes(e, &dbg, 1, text.v, text.n, &dbgr, &info->fdes)))
+			goto out;
+	}
+	resolve_overlaps(&ehr);
+	resolve_overlaps(&dbgr);
+	for (size_t i = 0; i < ehr.n; i++)
+		if ((rc = vec_push(&all, (struct range *)ehr.v + i)))
+			goto out;
+	if ((rc = fill_gaps(&ehr, &dbgr, &all)))
+		goto out;
+	if (all.n)
+		qsort(all.v, all.n, sizeof(struct range), cmp_range);
+	if ((rc = build_rows(&t, &all, eh_cfi, dbg_cfi, info)))
+		goto out;
+	const struct sm_unw_row *r = t.rows.v;
+	for (size_t i = 0; i < t.rows.n; i++)
+		if (r[i].cfa_kind == SM_CFA_UNSUPPORTED || r[i].fp_kind == SM_REG_UNSUPPORTED)
+			info->unsupported++;
+	*rows = t.rows.v;
+	*n = t.rows.n;
+	t.rows.v = NULL;
+out:
+	free(t.rows.v);
+	free(t.tmp.v);
+	free(text.v);
+	free(ehr.v);
+	free(dbgr.v);
+	free(all.v);
+	if (eh_cfi)
+		dwarf_cfi_end(eh_cfi);
+	dwarf_end(dw);
+	elf_end(e);
+	return rc;
+}

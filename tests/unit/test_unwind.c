@@ -1,0 +1,634 @@
+/* test_unwind.c - unit tests of agent/unwind_table.c: the unwind table of
+ * real files (Debian's libc, libz, liblzma, xz, gzip, and subjects the
+ * Makefile builds: one with .debug_frame beside .eh_frame, one in C++)
+ * checked row by row against an independent reading of the same CFI,
+ * binutils' `readelf --debug-dump=frames-interp`, looked up the way the
+ * BPF walker does (binary search); then the errors of the contract. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <libelf.h>
+#include <linux/types.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent/agent.h"
+#include "bpf/profile.h"
+
+static char bindir[512];  /* where this binary is: the subjects are beside it */
+
+/* ---- readelf's view ---- */
+
+/* One row of readelf's table: the rule strings as printed ("rsp+8",
+ * "exp", "c-16", "u"; "" when the register has no column). */
+typedef struct {
+	uint64_t pc, end;     /* [pc, end): up to the next row or the FDE's end */
+	char cfa[24], rbp[24], ra[24];
+} xrow;
+
+typedef struct {
+	uint64_t start, end;
+	int src;              /* 0 .eh_frame, 1 .debug_frame */
+	size_t row0, nrows;   /* into the rows array */
+} xfde;
+
+typedef struct {
+	xrow *rows;
+	size_t nrows, caprows;
+	xfde *fdes;
+	size_t nfdes, capfdes;
+	struct { uint64_t start, end; } text[64], plt[8];
+	size_t ntext, nplt;
+} xcfi;
+
+typedef struct {
+	int src;
+	unsigned long off;
+	xrow last;            /* the state a CIE leaves: an FDE without rows */
+} xcie;
+
+static void add_row(xcfi *x, const xrow *r)
+{
+	if (x->nrows == x->caprows) {
+		x->caprows = x->caprows ? 2 * x->caprows : 1024;
+		x->rows = realloc(x->rows, x->caprows * sizeof(*x->rows));
+		assert_non_null(x->rows);
+	}
+	x->rows[x->nrows++] = *r;
+}
+
+static void add_fde(xcfi *x, const xfde *f)
+{
+	if (x->nfdes == x->capfdes) {
+		x->capfdes = x->capfdes ? 2 * x->capfdes : 256;
+		x->fdes = realloc(x->fdes, x->capfdes * sizeof(*x->fdes));
+		assert_non_null(x->fdes);
+	}
+	x->fdes[x->nfdes++] = *f;
+}
+
+/* Executable and PLT sections, from the section headers (libelf). */
+static void read_sections(const char *path, xcfi *x)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_not_equal(elf_version(EV_CURRENT), EV_NONE);
+	Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+	assert_non_null(e);
+	size_t shstrndx;
+	assert_int_equal(elf_getshdrstrndx(e, &shstrndx), 0);
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn));) {
+		GElf_Shdr sh;
+		assert_non_null(gelf_getshdr(scn, &sh));
+		const char *name = elf_strptr(e, shstrndx, sh.sh_name);
+		if (!(sh.sh_flags & SHF_EXECINSTR) || !sh.sh_size)
+			continue;
+		if (x->ntext < 64) {
+			x->text[x->ntext].start = sh.sh_addr;
+			x->text[x->ntext++].end = sh.sh_addr + sh.sh_size;
+		}
+		if (name && !strncmp(name, ".plt", 4) && x->nplt < 8) {
+			x->plt[x->nplt].start = sh.sh_addr;
+			x->plt[x->nplt++].end = sh.sh_addr + sh.sh_size;
+		}
+	}
+	elf_end(e);
+	close(fd);
+}
+
+/* Parses `readelf --debug-dump=frames-interp` of path into x. */
+static void read_readelf(const char *path, xcfi *x)
+{
+	char cmd[1200], line[4096];
+	snprintf(cmd, sizeof(cmd),
+	         "readelf --debug-dump=frames-interp,no-follow-links '%s' 2>/dev/null", path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	int src = -1;
+	char cols[32][16];
+	size_t ncols = 0;
+	xcie cies[64];
+	size_t ncies = 0;
+	xcie *cie = NULL;       /* the CIE being read */
+	xfde fde;
+	bool in_fde = false;
+	xcie *fde_cie = NULL;
+	memset(&fde, 0, sizeof(fde));
+
+#define END_ENTRY()                                                         \
+	do {                                                                \
+		if (in_fde) {                                               \
+			if (fde.nrows == 0 && fde_cie) {                    \
+				xrow r = fde_cie->last;                     \
+				r.pc = fde.start;                           \
+				fde.row0 = x->nrows;                        \
+				add_row(x, &r);                             \
+				fde.nrows = 1;                              \
+			}                                                   \
+			for (size_t i_ = 0; i_ < fde.nrows; i_++)           \
+				x->rows[fde.row0 + i_].end =                \
+					i_ + 1 < fde.nrows ?                \
+						x->rows[fde.row0 + i_ + 1].pc : \
+						fde.end;                    \
+			add_fde(x, &fde);                                   \
+		}                                                           \
+		in_fde = false;                                             \
+		cie = NULL;                                                 \
+		ncols = 0;                                                  \
+	} while (0)
+
+	while (fgets(line, sizeof(line), p)) {
+		unsigned long off, cieoff;
+		uint64_t s, e;
+		char kind[8];
+		if (strstr(line, "Contents of the .eh_frame section")) {
+			END_ENTRY();
+			src = 0;
+			continue;
+		}
+		if (strstr(line, "Contents of the .debug_frame section")) {
+			END_ENTRY();
+			src = 1;
+			continue;
+		}
+		if (src < 0)
+			continue;
+		if (sscanf(line, "%lx %*x %*x %7s", &off, kind) == 2 && !strcmp(kind, "CIE")) {
+			END_ENTRY();
+			assert_true(ncies < 64);
+			cie = &cies[ncies++];
+			memset(cie, 0, sizeof(*cie));
+			cie->src = src;
+			cie->off = off;
+			continue;
+		}
+		if (sscanf(line, "%lx %*x %*x FDE cie=%lx pc=%" SCNx64 "..%" SCNx64, &off, &cieoff,
+		           &s, &e) == 4) {
+			END_ENTRY();
+			in_fde = true;
+			memset(&fde, 0, sizeof(fde));
+			fde.start = s;
+			fde.end = e;
+			fde.src = src;
+			fde.row0 = x->nrows;
+			fde_cie = NULL;
+			for (size_t i = 0; i < ncies; i++)
+				if (cies[i].src == src && cies[i].off == cieoff)
+					fde_cie = &cies[i];
+			assert_non_null(fde_cie);
+			continue;
+		}
+		char *tok[32];
+		size_t nt = 0;
+		for (char *t = strtok(line, " \t\n"); t && nt < 32; t = strtok(NULL, " \t\n")) {
+			if (t[0] == '(' && nt)
+				continue;  /* "r10 (r10)": the name of the register before */
+			tok[nt++] = t;
+		}
+		if (nt && !strcmp(tok[0], "LOC")) {
+			ncols = 0;
+			for (size_t i = 0; i < nt && i < 32; i++)
+				snprintf(cols[ncols++], sizeof(cols[0]), "%s", tok[i]);
+			continue;
+		}
+		if (nt < 2 || strlen(tok[0]) != 16 || !ncols || (!cie && !in_fde))
+			continue;
+		xrow r;
+		memset(&r, 0, sizeof(r));
+		r.pc = strtoull(tok[0], NULL, 16);
+		for (size_t i = 1; i < nt && i < ncols; i++) {
+			if (!strcmp(cols[i], "CFA"))
+				snprintf(r.cfa, sizeof(r.cfa), "%s", tok[i]);
+			else if (!strcmp(cols[i], "rbp"))
+				snprintf(r.rbp, sizeof(r.rbp), "%s", tok[i]);
+			else if (!strcmp(cols[i], "ra"))
+				snprintf(r.ra, sizeof(r.ra), "%s", tok[i]);
+		}
+		if (cie) {
+			cie->last = r;
+		} else if (fde.nrows && x->rows[x->nrows - 1].pc == r.pc) {
+			x->rows[x->nrows - 1] = r;  /* the later state at the same pc */
+		} else {
+			add_row(x, &r);
+			fde.nrows++;
+		}
+	}
+	END_ENTRY();
+#undef END_ENTRY
+	assert_int_equal(pclose(p), 0);
+}
+
+static bool in_ranges(uint64_t pc, const void *ranges, size_t n)
+{
+	const struct { uint64_t start, end; } *r = ranges;
+	for (size_t i = 0; i < n; i++)
+		if (pc >= r[i].start && pc < r[i].end)
+			return true;
+	return false;
+}
+
+/* The row readelf's strings mean, by the contract in bpf/profile.h.
+ * cfa_off -1 for SM_CFA_PLT: readelf prints the expression as "exp". */
+static struct sm_unw_row expect(const xcfi *x, const xrow *r, uint64_t pc)
+{
+	struct sm_unw_row w = {0};
+	int n;
+	char reg[16];
+	if (!strcmp(r->ra, "u")) {
+		w.cfa_kind = SM_CFA_END;
+		return w;
+	}
+	if (sscanf(r->cfa, "%15[a-z0-9]%d", reg, &n) == 2 && !strcmp(reg, "rsp")) {
+		w.cfa_kind = SM_CFA_SP;
+		w.cfa_off = n;
+	} else if (sscanf(r->cfa, "%15[a-z0-9]%d", reg, &n) == 2 && !strcmp(reg, "rbp")) {
+		w.cfa_kind = SM_CFA_FP;
+		w.cfa_off = n;
+	} else if (!strcmp(r->cfa, "exp") && in_ranges(pc, x->plt, x->nplt)) {
+		w.cfa_kind = SM_CFA_PLT;
+		w.cfa_off = -1;
+	} else {
+		w.cfa_kind = SM_CFA_UNSUPPORTED;
+	}
+	if (w.cfa_kind != SM_CFA_UNSUPPORTED) {
+		if (sscanf(r->ra, "c%d", &n) == 1) {
+			w.ra_kind = SM_REG_CFA_OFF;
+			w.ra_off = (int16_t)n;
+		} else {
+			w.cfa_kind = SM_CFA_UNSUPPORTED;
+		}
+	}
+	if (w.cfa_kind == SM_CFA_UNSUPPORTED) {
+		w.cfa_off = 0;
+		w.ra_kind = 0;
+		w.ra_off = 0;
+		return w;
+	}
+	/* readelf prints "u" both for an explicit DW_CFA_undefined and for a
+	 * register the FDE mentions only later (unreferenced): the x86_64
+	 * ABI makes the latter same-value, and GCC never emits the former
+	 * for rbp */
+	if (!r->rbp[0] || !strcmp(r->rbp, "u") || !strcmp(r->rbp, "s")) {
+		w.fp_kind = SM_REG_SAME;
+	} else if (sscanf(r->rbp, "c%d", &n) == 1) {
+		w.fp_kind = SM_REG_CFA_OFF;
+		w.fp_off = (int16_t)n;
+	} else {
+		w.fp_kind = SM_REG_UNSUPPORTED;
+	}
+	return w;
+}
+
+/* The row of pc, as the BPF walker finds it: the last with pc <= it, or
+ * SM_CFA_NONE before the first. */
+static struct sm_unw_row lookup(const struct sm_unw_row *rows, size_t n, uint64_t pc)
+{
+	struct sm_unw_row none = {.cfa_kind = SM_CFA_NONE};
+	size_t lo = 0, hi = n;
+	if (pc > UINT32_MAX)
+		return n ? rows[n - 1] : none;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rows[mid].pc <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo ? rows[lo - 1] : none;
+}
+
+static bool same(const struct sm_unw_row *w, const struct sm_unw_row *g)
+{
+	if (w->cfa_kind != g->cfa_kind || w->fp_kind != g->fp_kind || w->ra_kind != g->ra_kind ||
+	    w->fp_off != g->fp_off || w->ra_off != g->ra_off)
+		return false;
+	if (w->cfa_kind == SM_CFA_PLT && w->cfa_off == -1)
+		return g->cfa_off == 10 || g->cfa_off == 11;  /* binutils' two layouts */
+	return w->cfa_off == g->cfa_off;
+}
+
+static void print_row(const char *what, const struct sm_unw_row *r)
+{
+	print_message("  %s: cfa %u%+d fp %u%+d ra %u%+d\n", what, r->cfa_kind, r->cfa_off,
+	              r->fp_kind, r->fp_off, r->ra_kind, r->ra_off);
+}
+
+static int cmp_fde(const void *a, const void *b)
+{
+	const xfde *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Whether an .eh_frame FDE (sorted by start) covers pc. */
+static bool eh_covers(const xfde *eh, size_t n, uint64_t pc)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (eh[mid].start <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo && pc < eh[lo - 1].end;
+}
+
+/* ---- one file against readelf ---- */
+
+typedef struct {
+	const char *name;     /* for messages */
+	const char *path;     /* absolute, or relative to bindir when rel */
+	bool rel;
+	size_t min_rows;      /* readelf rows that must be compared */
+	bool debug_frame;     /* .debug_frame must fill ranges */
+	bool bench;           /* print rows and build time */
+} subject;
+
+static void test_file(void **state)
+{
+	const subject *sj = *state;
+	char path[1024];
+	if (sj->rel)
+		snprintf(path, sizeof(path), "%s/%s", bindir, sj->path);
+	else
+		snprintf(path, sizeof(path), "%s", sj->path);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 && !sj->rel) {
+		print_message("SKIP %s: %s not on this machine\n", sj->name, path);
+		skip();
+	}
+	if (fd < 0)
+		fail_msg("%s: %s (the Makefile builds it beside this test)", path, strerror(errno));
+
+	struct sm_unw_row *rows = NULL;
+	size_t n = 0;
+	ag_unw_info info;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(ag_unw_build(fd, 1 << 22, &rows, &n, &info), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	close(fd);
+	if (sj->bench)
+		print_message("bench %s: %zu rows from %zu FDEs (%zu unsupported) in %.1f ms\n",
+		              sj->name, n, info.fdes, info.unsupported,
+		              (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+		                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	assert_int_equal(info.from_debug_frame, sj->debug_frame);
+	assert_true(n > 0);
+	for (size_t i = 1; i < n; i++) {
+		assert_true(rows[i - 1].pc < rows[i].pc);
+		struct sm_unw_row a = rows[i - 1], b = rows[i];
+		a.pc = b.pc = 0;
+		assert_memory_not_equal(&a, &b, sizeof(a));  /* merged */
+	}
+	assert_int_equal(rows[n - 1].cfa_kind, SM_CFA_NONE);
+
+	xcfi x;
+	memset(&x, 0, sizeof(x));
+	read_sections(path, &x);
+	read_readelf(path, &x);
+	assert_true(x.nfdes > 0);
+
+	/* .eh_frame first, .debug_frame where it says nothing */
+	xfde *eh = calloc(x.nfdes, sizeof(*eh));
+	assert_non_null(eh);
+	size_t neh = 0;
+	for (size_t i = 0; i < x.nfdes; i++)
+		if (x.fdes[i].src == 0 && x.fdes[i].end > x.fdes[i].start)
+			eh[neh++] = x.fdes[i];
+	qsort(eh, neh, sizeof(*eh), cmp_fde);
+	for (size_t i = 1; i < neh; i++)
+		assert_true(eh[i - 1].end <= eh[i].start);  /* real files: no overlaps */
+
+	size_t compared = 0, plt = 0, end = 0, fp = 0, debug = 0, bad = 0;
+	for (size_t i = 0; i < x.nfdes; i++) {
+		const xfde *f = &x.fdes[i];
+		if (f->end <= f->start)
+			continue;
+		for (size_t k = f->row0; k < f->row0 + f->nrows; k++) {
+			const xrow *r = &x.rows[k];
+			uint64_t probe[2] = {r->pc, r->end - 1};
+			for (int j = 0; j < 2; j++) {
+				if (r->end <= r->pc || (f->src == 1 && eh_covers(eh, neh, probe[j])))
+					continue;
+				struct sm_unw_row w = expect(&x, r, r->pc);
+				struct sm_unw_row g = lookup(rows, n, probe[j]);
+				if (!same(&w, &g)) {
+					if (bad++ < 5) {
+						print_message("%s: pc 0x%" PRIx64 " (FDE 0x%" PRIx64
+						              "..0x%" PRIx64 ", %s): readelf %s %s %s\n",
+						              sj->name, probe[j], f->start, f->end,
+						              f->src ? ".debug_frame" : ".eh_frame", r->cfa,
+						              r->rbp, r->ra);
+						print_row("want", &w);
+						print_row("got ", &g);
+					}
+					continue;
+				}
+				compared++;
+				plt += g.cfa_kind == SM_CFA_PLT;
+				end += g.cfa_kind == SM_CFA_END;
+				fp += g.cfa_kind == SM_CFA_FP || g.fp_kind == SM_REG_CFA_OFF;
+				debug += f->src == 1;
+			}
+		}
+	}
+
+	/* between and around FDEs: nothing */
+	xfde *all = calloc(x.nfdes, sizeof(*all));
+	assert_non_null(all);
+	size_t nall = 0;
+	for (size_t i = 0; i < x.nfdes; i++)
+		if (x.fdes[i].end > x.fdes[i].start)
+			all[nall++] = x.fdes[i];
+	qsort(all, nall, sizeof(*all), cmp_fde);
+	size_t gaps = 0;
+	uint64_t cover = 0;
+	for (size_t i = 0; i < nall; i++) {
+		if (all[i].start > cover) {
+			uint64_t probe[2] = {cover, all[i].start - 1};
+			for (int j = i ? 0 : 1; j < 2; j++) {
+				struct sm_unw_row g = lookup(rows, n, probe[j]);
+				if (g.cfa_kind != SM_CFA_NONE && bad++ < 5) {
+					print_message("%s: pc 0x%" PRIx64 " is in no FDE\n", sj->name,
+					              probe[j]);
+					print_row("got ", &g);
+				}
+				gaps++;
+			}
+		}
+		if (all[i].end > cover)
+			cover = all[i].end;
+	}
+	bad += lookup(rows, n, cover).cfa_kind != SM_CFA_NONE;
+	bad += lookup(rows, n, UINT32_MAX).cfa_kind != SM_CFA_NONE;
+
+	print_message("%s: %zu readelf rows compared (%zu PLT, %zu END, %zu with rbp, %zu from "
+	              ".debug_frame), %zu gaps, %zu mismatches; table %zu rows\n",
+	              sj->name, compared, plt, end, fp, debug, gaps, bad, n);
+	free(all);
+	free(eh);
+	free(x.rows);
+	free(x.fdes);
+	free(rows);
+	assert_int_equal(bad, 0);
+	assert_true(compared >= sj->min_rows);
+	if (sj->debug_frame)
+		assert_true(debug > 0);
+	if (!strcmp(sj->name, "libc")) {
+		assert_true(plt > 0);  /* .plt's expression */
+		assert_true(fp > 0);   /* rbp-based CFAs and saved rbp */
+	}
+}
+
+static const subject subjects[] = {
+	{"libc", "/lib/x86_64-linux-gnu/libc.so.6", false, 20000, false, true},
+	{"libz", "/lib/x86_64-linux-gnu/libz.so.1", false, 1000, false, false},
+	{"liblzma", "/lib/x86_64-linux-gnu/liblzma.so.5", false, 2000, false, false},
+	{"xz", "/usr/bin/xz", false, 1000, false, true},
+	{"gzip", "/usr/bin/gzip", false, 1000, false, false},
+	/* tests/programs/fp_busy.c without asynchronous unwind tables: its
+	 * functions in .debug_frame, crt's in .eh_frame, _start's END */
+	{"unw_dframe", "unw_dframe", true, 20, true, false},
+	/* C++: "zPLR" CIEs (personality, LSDA) before the 'R' */
+	{"sym_cpp", "sym/sym_cpp", true, 20, false, false},
+};
+
+/* ---- the contract's errors ---- */
+
+static int memfd_with(const void *p, size_t n)
+{
+	int fd = memfd_create("unw", 0);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+	return fd;
+}
+
+static void *read_all(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	*n = (size_t)ftell(f);
+	rewind(f);
+	void *p = malloc(*n);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, *n, f), *n);
+	fclose(f);
+	return p;
+}
+
+static void test_not_elf(void **state)
+{
+	(void)state;
+	struct sm_unw_row *rows = (void *)1;
+	size_t n = 7;
+	ag_unw_info info;
+	int fd = memfd_with("#!/bin/sh\necho hello\n", 21);
+	assert_int_equal(ag_unw_build(fd, 1000, &rows, &n, &info), -ENOEXEC);
+	assert_null(rows);
+	assert_int_equal(n, 0);
+	close(fd);
+	fd = memfd_with("", 0);
+	assert_int_equal(ag_unw_build(fd, 1000, &rows, &n, &info), -ENOEXEC);
+	close(fd);
+}
+
+/* An arm64 file (the e_machine of an x86_64 one changed) is not this
+ * table's: ENOEXEC, not a table of wrong registers. */
+static void test_other_machine(void **state)
+{
+	(void)state;
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/unw_dframe", bindir);
+	size_t len;
+	uint8_t *p = read_all(path, &len);
+	Elf64_Ehdr *h = (Elf64_Ehdr *)p;
+	h->e_machine = EM_AARCH64;
+	int fd = memfd_with(p, len);
+	struct sm_unw_row *rows;
+	size_t n;
+	ag_unw_info info;
+	assert_int_equal(ag_unw_build(fd, 1000, &rows, &n, &info), -ENOEXEC);
+	close(fd);
+	free(p);
+}
+
+/* The file offset is not used, the descriptor stays open, and the same
+ * file gives the same table. */
+static void test_fd_untouched(void **state)
+{
+	(void)state;
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/unw_dframe", bindir);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct sm_unw_row *a, *b;
+	size_t na, nb;
+	ag_unw_info info;
+	assert_int_equal(ag_unw_build(fd, 1000, &a, &na, &info), 0);
+	assert_int_equal(lseek(fd, 1234, SEEK_SET), 1234);
+	assert_int_equal(ag_unw_build(fd, 1000, &b, &nb, &info), 0);
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), 1234);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na * sizeof(*a));
+	close(fd);
+	free(a);
+	free(b);
+}
+
+/* max_rows bounds the table: one row fewer than it needs is E2BIG. */
+static void test_max_rows(void **state)
+{
+	(void)state;
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/unw_dframe", bindir);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct sm_unw_row *rows;
+	size_t n, n2;
+	ag_unw_info info;
+	assert_int_equal(ag_unw_build(fd, 100000, &rows, &n, &info), 0);
+	free(rows);
+	assert_int_equal(ag_unw_build(fd, n, &rows, &n2, &info), 0);
+	assert_int_equal(n2, n);
+	free(rows);
+	assert_int_equal(ag_unw_build(fd, n - 1, &rows, &n2, &info), -E2BIG);
+	assert_null(rows);
+	assert_int_equal(n2, 0);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	snprintf(bindir, sizeof(bindir), "%s", argv[0]);
+	char *slash = strrchr(bindir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		snprintf(bindir, sizeof(bindir), ".");
+	struct CMUnitTest tests[sizeof(subjects) / sizeof(subjects[0]) + 4];
+	size_t nt = 0;
+	for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++)
+		tests[nt++] = (struct CMUnitTest){
+			.name = subjects[i].name,
+			.test_func = test_file,
+			.initial_state = (void *)&subjects[i],
+		};
+	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_not_elf);
+	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_other_machine);
+	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_fd_untouched);
+	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_max_rows);
+	return _cmocka_run_group_tests("unwind", tests, nt, NULL, NULL);
+}
