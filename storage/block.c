@@ -257,182 +257,128 @@ static int cmp_by_id(const void *a, const void *b, void *ids)
 	return x < y ? -1 : x > y;
 }
 
-int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_spec *spec)
+/* The chunk encoder: takes sorted rows a chunk at a time and writes them
+ * out as they come, so a writer whose rows arrive in order (a compaction's
+ * merge) needs memory for one chunk, not for the block. */
+typedef struct benc {
+	wctx w;
+	uint32_t crows;
+	st__blk_chunk *chunks;
+	size_t nchunks, chunks_cap;
+	st__buf col[ST__BLK_NCOL];
+	uint8_t *cbuf;
+	uint64_t *xs, *xv;   /* one chunk's stack and value codes */
+	uint64_t nrows;
+	int64_t mint, maxt;
+} benc;
+
+static void benc_free(benc *e)
+{
+	free(e->chunks);
+	free(e->cbuf);
+	free(e->xs);
+	free(e->xv);
+	for (int k = 0; k < ST__BLK_NCOL; k++)
+		st__buf_free(&e->col[k]);
+	st__buf_free(&e->w.out);
+}
+
+/* Starts an image on fd with a placeholder header. */
+static int benc_init(benc *e, int fd, uint32_t crows)
+{
+	memset(e, 0, sizeof(*e));
+	e->w.fd = fd;
+	e->crows = crows;
+	e->mint = INT64_MAX;
+	e->maxt = INT64_MIN;
+	e->cbuf = malloc((size_t)LZ4_compressBound((int)crows * 17 + 16) + 16);
+	e->xs = malloc(crows * sizeof(*e->xs));
+	e->xv = malloc(crows * sizeof(*e->xv));
+	if (!e->cbuf || !e->xs || !e->xv)
+		return -ENOMEM;
+	uint8_t hdr[ST__BLK_HDR] = {0};
+	return st__buf_put(&e->w.out, hdr, sizeof(hdr));
+}
+
+/* Encodes rows r[0..n) (1 <= n <= crows, sorted by series, time, rank) as
+ * the next chunk. */
+static int benc_chunk(benc *e, const srow *r, size_t n)
+{
+	int rc;
+	if ((rc = st__grow(&e->chunks, &e->chunks_cap, e->nchunks + 1, sizeof(*e->chunks))))
+		return rc;
+	st__blk_chunk *ch = &e->chunks[e->nchunks++];
+	memset(ch, 0, sizeof(*ch));
+	ch->nrows = (uint32_t)n;
+	ch->first_series = r[0].series;
+	ch->last_series = r[n - 1].series;
+	ch->mint = INT64_MAX;
+	ch->maxt = INT64_MIN;
+	for (int k = 0; k < ST__BLK_NCOL; k++) {
+		e->col[k].len = 0;
+		if ((rc = st__buf_reserve(&e->col[k], n * 17 + 16)))
+			return rc;
+	}
+	uint8_t *p0 = e->col[0].data, *p1 = e->col[1].data;
+	uint32_t ps = 0, pr = 0;
+	int64_t pt = 0;
+	for (size_t i = 0; i < n; i++) {
+		const srow *x = &r[i];
+		bool first = i == 0;
+		uint32_t ds = first ? x->series : x->series - ps;
+		int64_t dt = (int64_t)((uint64_t)x->ts - (uint64_t)pt);
+		p0 += st__put_varint(p0, ds);
+		p1 += st__put_varint(p1, st__zigzag(dt));
+		/* within one (series, time) group ranks ascend: store the gap */
+		bool group = first || ds != 0 || dt != 0;
+		if (x->value > ST_MAX_VALUE || x->value < -ST_MAX_VALUE)
+			return -EINVAL;  /* st_append never lets one in */
+		e->xs[i] = group ? x->rank : x->rank - pr;
+		/* most values are 1: centre the zigzag there */
+		e->xv[i] = st__zigzag((int64_t)((uint64_t)x->value - 1));
+		ps = x->series;
+		pt = x->ts;
+		pr = x->rank;
+		if (x->ts < ch->mint)
+			ch->mint = x->ts;
+		if (x->ts > ch->maxt)
+			ch->maxt = x->ts;
+	}
+	if (ch->mint < e->mint)
+		e->mint = ch->mint;
+	if (ch->maxt > e->maxt)
+		e->maxt = ch->maxt;
+	e->nrows += n;
+	e->col[0].len = (size_t)(p0 - e->col[0].data);
+	e->col[1].len = (size_t)(p1 - e->col[1].data);
+	e->col[2].len = eg_encode(e->xs, n, e->col[2].data);
+	e->col[3].len = eg_encode(e->xv, n, e->col[3].data);
+	ch->off = e->w.file_off + e->w.out.len;
+	uint32_t crc = 0;
+	for (int k = 0; k < ST__BLK_NCOL; k++) {
+		int cl = LZ4_compress_default((const char *)e->col[k].data, (char *)e->cbuf,
+		                              (int)e->col[k].len,
+		                              LZ4_compressBound((int)e->crows * 17 + 16));
+		if (cl <= 0)
+			return -EIO;
+		ch->rlen[k] = (uint32_t)e->col[k].len;
+		ch->clen[k] = (uint32_t)cl;
+		crc = st__crc32c(crc, e->cbuf, (size_t)cl);
+		if ((rc = st__buf_put(&e->w.out, e->cbuf, (size_t)cl)))
+			return rc;
+	}
+	ch->crc = crc;
+	return w_flush(&e->w, false);
+}
+
+/* Writes the index (series table, stack dictionary in rank order, chunk
+ * directory, coverage, parents) and then the header. */
+static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
+                       const uint64_t *stacks, uint32_t nstk, const st__block_spec *spec)
 {
 	int rc = 0;
-	uint32_t *s_local = NULL, *k_rank = NULL, *present = NULL;
-	uint64_t *kcount = NULL;
-	freq *fr = NULL;
-	srow *sorted = NULL;
-	size_t *start = NULL;
-	st__blk_series *ser = NULL;
-	st__blk_chunk *chunks = NULL;
-	st__buf col[ST__BLK_NCOL] = {{0}}, idx = {0};
-	uint8_t *cbuf = NULL;
-	uint64_t *xs = NULL, *xv = NULL;  /* one chunk's stack and value codes */
-	wctx w = {.fd = fd};
-	uint32_t nser = 0, nstk = 0, nchunks = 0;
-	uint32_t crows = spec->chunk_rows ? spec->chunk_rows : 16384;
-	if (n == 0 || crows > ST__BLK_MAX_CHUNK_ROWS)
-		return -EINVAL;
-
-	/* dictionaries: series sorted by ID, stacks by descending frequency so
-	 * the common ones get short codes; rows index the caller's universes,
-	 * so this is array work, no hashing */
-	s_local = malloc(((size_t)spec->nseries_u + 1) * sizeof(*s_local));
-	present = malloc(((size_t)spec->nseries_u + 1) * sizeof(*present));
-	kcount = calloc((size_t)spec->nstacks_u + 1, sizeof(*kcount));
-	k_rank = malloc(((size_t)spec->nstacks_u + 1) * sizeof(*k_rank));
-	if (!s_local || !present || !kcount || !k_rank) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	memset(s_local, 0xff, ((size_t)spec->nseries_u + 1) * sizeof(*s_local));
-	for (size_t i = 0; i < n; i++) {
-		if (rows[i].series >= spec->nseries_u || rows[i].stack >= spec->nstacks_u) {
-			rc = -EINVAL;
-			goto out;
-		}
-		if (s_local[rows[i].series] == UINT32_MAX) {
-			s_local[rows[i].series] = 0;
-			present[nser++] = rows[i].series;
-		}
-		if (kcount[rows[i].stack]++ == 0)
-			nstk++;
-	}
-	qsort_r(present, nser, sizeof(*present), cmp_by_id, (void *)spec->series_ids);
-	for (uint32_t i = 0; i < nser; i++)
-		s_local[present[i]] = i;
-	fr = malloc((size_t)nstk * sizeof(*fr));
-	if (!fr) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	nstk = 0;
-	for (uint32_t u = 0; u < spec->nstacks_u; u++)
-		if (kcount[u]) {
-			fr[nstk].id = spec->stack_ids[u];
-			fr[nstk].count = kcount[u];
-			fr[nstk].u = u;
-			nstk++;
-		}
-	qsort(fr, nstk, sizeof(*fr), cmp_freq);
-	for (uint32_t i = 0; i < nstk; i++)
-		k_rank[fr[i].u] = i;
-
-	/* counting sort by series, then by (time, rank) within each series */
-	sorted = malloc(n * sizeof(*sorted));
-	start = calloc((size_t)nser + 1, sizeof(*start));
-	ser = calloc(nser, sizeof(*ser));
-	if (!sorted || !start || !ser) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		start[s_local[rows[i].series] + 1]++;
-	for (uint32_t s = 0; s < nser; s++)
-		start[s + 1] += start[s];
-	for (uint32_t s = 0; s < nser; s++) {
-		ser[s].id = spec->series_ids[present[s]];
-		ser[s].first_row = start[s];
-		ser[s].nrows = (uint32_t)(start[s + 1] - start[s]);
-	}
-	for (size_t i = 0; i < n; i++) {
-		uint32_t s = s_local[rows[i].series];
-		sorted[start[s]++] = (srow){rows[i].ts, s, k_rank[rows[i].stack], rows[i].value};
-	}
-	int64_t mint = INT64_MAX, maxt = INT64_MIN;
-	for (uint32_t s = 0; s < nser; s++) {
-		srow *r = sorted + ser[s].first_row;
-		sort_series_rows(r, ser[s].nrows);
-		ser[s].mint = r[0].ts;
-		ser[s].maxt = r[ser[s].nrows - 1].ts;
-		if (ser[s].mint < mint)
-			mint = ser[s].mint;
-		if (ser[s].maxt > maxt)
-			maxt = ser[s].maxt;
-	}
-
-	/* header placeholder, then chunks */
-	uint8_t hdr[ST__BLK_HDR] = {0};
-	if ((rc = st__buf_put(&w.out, hdr, sizeof(hdr))))
-		goto out;
-	nchunks = (uint32_t)((n + crows - 1) / crows);
-	chunks = calloc(nchunks, sizeof(*chunks));
-	cbuf = malloc((size_t)LZ4_compressBound((int)crows * 17 + 16) + 16);
-	xs = malloc(crows * sizeof(*xs));
-	xv = malloc(crows * sizeof(*xv));
-	if (!chunks || !cbuf || !xs || !xv) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t c = 0; c < nchunks; c++) {
-		size_t lo = (size_t)c * crows, hi = lo + crows < n ? lo + crows : n;
-		st__blk_chunk *ch = &chunks[c];
-		ch->nrows = (uint32_t)(hi - lo);
-		ch->first_series = sorted[lo].series;
-		ch->last_series = sorted[hi - 1].series;
-		ch->mint = INT64_MAX;
-		ch->maxt = INT64_MIN;
-		for (int k = 0; k < ST__BLK_NCOL; k++)
-			col[k].len = 0;
-		for (int k = 0; k < ST__BLK_NCOL; k++)
-			if ((rc = st__buf_reserve(&col[k], (hi - lo) * 17 + 16)))
-				goto out;
-		uint8_t *p0 = col[0].data, *p1 = col[1].data;
-		uint32_t ps = 0, pr = 0;
-		int64_t pt = 0;
-		for (size_t i = lo; i < hi; i++) {
-			const srow *r = &sorted[i];
-			bool first = i == lo;
-			uint32_t ds = first ? r->series : r->series - ps;
-			int64_t dt = (int64_t)((uint64_t)r->ts - (uint64_t)pt);
-			p0 += st__put_varint(p0, ds);
-			p1 += st__put_varint(p1, st__zigzag(dt));
-			/* within one (series, time) group ranks ascend: store the gap */
-			bool group = first || ds != 0 || dt != 0;
-			if (r->value > ST_MAX_VALUE || r->value < -ST_MAX_VALUE) {
-				rc = -EINVAL;  /* st_append never lets one in */
-				goto out;
-			}
-			xs[i - lo] = group ? r->rank : r->rank - pr;
-			/* most values are 1: centre the zigzag there */
-			xv[i - lo] = st__zigzag((int64_t)((uint64_t)r->value - 1));
-			ps = r->series;
-			pt = r->ts;
-			pr = r->rank;
-			if (r->ts < ch->mint)
-				ch->mint = r->ts;
-			if (r->ts > ch->maxt)
-				ch->maxt = r->ts;
-		}
-		col[0].len = (size_t)(p0 - col[0].data);
-		col[1].len = (size_t)(p1 - col[1].data);
-		col[2].len = eg_encode(xs, hi - lo, col[2].data);
-		col[3].len = eg_encode(xv, hi - lo, col[3].data);
-		ch->off = w.file_off + w.out.len;
-		uint32_t crc = 0;
-		for (int k = 0; k < ST__BLK_NCOL; k++) {
-			int cl = LZ4_compress_default((const char *)col[k].data, (char *)cbuf,
-			                              (int)col[k].len,
-			                              LZ4_compressBound((int)crows * 17 + 16));
-			if (cl <= 0) {
-				rc = -EIO;
-				goto out;
-			}
-			ch->rlen[k] = (uint32_t)col[k].len;
-			ch->clen[k] = (uint32_t)cl;
-			crc = st__crc32c(crc, cbuf, (size_t)cl);
-			if ((rc = st__buf_put(&w.out, cbuf, (size_t)cl)))
-				goto out;
-		}
-		ch->crc = crc;
-		if ((rc = w_flush(&w, false)))
-			goto out;
-	}
-
-	/* index: series table, stack dictionary, chunk directory, parents */
-	uint64_t index_off = w.file_off + w.out.len;
+	st__buf idx = {0};
+	uint64_t index_off = e->w.file_off + e->w.out.len;
 	for (uint32_t s = 0; s < nser && !rc; s++) {
 		rc = st__buf_u64(&idx, ser[s].id);
 		rc = rc ? rc : st__buf_u64(&idx, ser[s].first_row);
@@ -441,9 +387,9 @@ int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_s
 		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ser[s].maxt);
 	}
 	for (uint32_t k = 0; k < nstk && !rc; k++)
-		rc = st__buf_u64(&idx, fr[k].id);
-	for (uint32_t c = 0; c < nchunks && !rc; c++) {
-		st__blk_chunk *ch = &chunks[c];
+		rc = st__buf_u64(&idx, stacks[k]);
+	for (size_t c = 0; c < e->nchunks && !rc; c++) {
+		st__blk_chunk *ch = &e->chunks[c];
 		rc = st__buf_u64(&idx, ch->off);
 		rc = rc ? rc : st__buf_u32(&idx, ch->nrows);
 		rc = rc ? rc : st__buf_u32(&idx, ch->first_series);
@@ -476,48 +422,384 @@ int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_s
 	}
 	if (rc)
 		goto out;
-	if (idx.len > UINT32_MAX) {
+	if (idx.len > UINT32_MAX || e->nchunks > UINT32_MAX) {
 		rc = -EFBIG;
 		goto out;
 	}
-	if ((rc = st__buf_put(&w.out, idx.data, idx.len)) || (rc = w_flush(&w, true)))
+	if ((rc = st__buf_put(&e->w.out, idx.data, idx.len)) || (rc = w_flush(&e->w, true)))
 		goto out;
 
+	uint8_t hdr[ST__BLK_HDR] = {0};
 	memcpy(hdr, ST__BLK_MAGIC, 8);
 	st__put_u32(hdr + 8, ST__BLK_VERSION);
-	st__put_u64(hdr + 16, (uint64_t)mint);
-	st__put_u64(hdr + 24, (uint64_t)maxt);
-	st__put_u64(hdr + 32, n);
+	st__put_u64(hdr + 16, (uint64_t)e->mint);
+	st__put_u64(hdr + 24, (uint64_t)e->maxt);
+	st__put_u64(hdr + 32, e->nrows);
 	st__put_u32(hdr + 40, nser);
 	st__put_u32(hdr + 44, nstk);
-	st__put_u32(hdr + 48, nchunks);
-	st__put_u32(hdr + 52, crows);
+	st__put_u32(hdr + 48, (uint32_t)e->nchunks);
+	st__put_u32(hdr + 52, e->crows);
 	st__put_u64(hdr + 56, max_lsn);
-	st__put_u64(hdr + 64, (uint64_t)(spec->ncover ? min_part : mint));
+	st__put_u64(hdr + 64, (uint64_t)(spec->ncover ? min_part : e->mint));
 	st__put_u64(hdr + 72, index_off);
 	st__put_u32(hdr + 80, (uint32_t)idx.len);
 	st__put_u32(hdr + 84, st__crc32c(0, idx.data, idx.len));
 	st__put_u32(hdr + 92, st__crc32c(0, hdr, 92));
-	ssize_t wr = pwrite(fd, hdr, sizeof(hdr), 0);
+	ssize_t wr = pwrite(e->w.fd, hdr, sizeof(hdr), 0);
 	if (wr != (ssize_t)sizeof(hdr))
 		rc = wr < 0 ? -errno : -EIO;
+out:
+	st__buf_free(&idx);
+	return rc;
+}
+
+/* Ranks stacks by descending count (ties by ID), so the common ones get the
+ * short codes: fills rank[u] for every u with count[u] > 0 and returns the
+ * IDs in rank order in *out (the caller frees it). */
+static int rank_stacks(const uint64_t *count, const uint64_t *ids, uint32_t nu,
+                       uint32_t *rank, uint64_t **out, uint32_t *nout)
+{
+	uint32_t n = 0;
+	for (uint32_t u = 0; u < nu; u++)
+		n += count[u] != 0;
+	freq *fr = malloc(((size_t)n + 1) * sizeof(*fr));
+	uint64_t *v = malloc(((size_t)n + 1) * sizeof(*v));
+	if (!fr || !v) {
+		free(fr);
+		free(v);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (uint32_t u = 0; u < nu; u++)
+		if (count[u])
+			fr[n++] = (freq){ids[u], count[u], u};
+	qsort(fr, n, sizeof(*fr), cmp_freq);
+	for (uint32_t i = 0; i < n; i++) {
+		rank[fr[i].u] = i;
+		v[i] = fr[i].id;
+	}
+	free(fr);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_spec *spec)
+{
+	int rc = 0;
+	uint32_t *s_local = NULL, *k_rank = NULL, *present = NULL;
+	uint64_t *kcount = NULL, *kids = NULL;
+	srow *sorted = NULL;
+	size_t *start = NULL;
+	st__blk_series *ser = NULL;
+	benc e = {0};
+	uint32_t nser = 0, nstk = 0;
+	uint32_t crows = spec->chunk_rows ? spec->chunk_rows : 16384;
+	if (n == 0 || crows > ST__BLK_MAX_CHUNK_ROWS)
+		return -EINVAL;
+
+	/* dictionaries: series sorted by ID, stacks by descending frequency so
+	 * the common ones get short codes; rows index the caller's universes,
+	 * so this is array work, no hashing */
+	s_local = malloc(((size_t)spec->nseries_u + 1) * sizeof(*s_local));
+	present = malloc(((size_t)spec->nseries_u + 1) * sizeof(*present));
+	kcount = calloc((size_t)spec->nstacks_u + 1, sizeof(*kcount));
+	k_rank = malloc(((size_t)spec->nstacks_u + 1) * sizeof(*k_rank));
+	if (!s_local || !present || !kcount || !k_rank) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memset(s_local, 0xff, ((size_t)spec->nseries_u + 1) * sizeof(*s_local));
+	for (size_t i = 0; i < n; i++) {
+		if (rows[i].series >= spec->nseries_u || rows[i].stack >= spec->nstacks_u) {
+			rc = -EINVAL;
+			goto out;
+		}
+		if (s_local[rows[i].series] == UINT32_MAX) {
+			s_local[rows[i].series] = 0;
+			present[nser++] = rows[i].series;
+		}
+		kcount[rows[i].stack]++;
+	}
+	qsort_r(present, nser, sizeof(*present), cmp_by_id, (void *)spec->series_ids);
+	for (uint32_t i = 0; i < nser; i++)
+		s_local[present[i]] = i;
+	if ((rc = rank_stacks(kcount, spec->stack_ids, spec->nstacks_u, k_rank, &kids, &nstk)))
+		goto out;
+
+	/* counting sort by series, then by (time, rank) within each series */
+	sorted = malloc(n * sizeof(*sorted));
+	start = calloc((size_t)nser + 1, sizeof(*start));
+	ser = calloc(nser, sizeof(*ser));
+	if (!sorted || !start || !ser) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		start[s_local[rows[i].series] + 1]++;
+	for (uint32_t s = 0; s < nser; s++)
+		start[s + 1] += start[s];
+	for (uint32_t s = 0; s < nser; s++) {
+		ser[s].id = spec->series_ids[present[s]];
+		ser[s].first_row = start[s];
+		ser[s].nrows = (uint32_t)(start[s + 1] - start[s]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t s = s_local[rows[i].series];
+		sorted[start[s]++] = (srow){rows[i].ts, s, k_rank[rows[i].stack], rows[i].value};
+	}
+	for (uint32_t s = 0; s < nser; s++) {
+		srow *r = sorted + ser[s].first_row;
+		sort_series_rows(r, ser[s].nrows);
+		ser[s].mint = r[0].ts;
+		ser[s].maxt = r[ser[s].nrows - 1].ts;
+	}
+
+	if ((rc = benc_init(&e, fd, crows)))
+		goto out;
+	for (size_t lo = 0; lo < n && !rc; lo += crows)
+		rc = benc_chunk(&e, sorted + lo, lo + crows < n ? crows : n - lo);
+	rc = rc ? rc : benc_finish(&e, ser, nser, kids, nstk, spec);
 out:
 	free(s_local);
 	free(present);
 	free(kcount);
 	free(k_rank);
-	free(fr);
+	free(kids);
 	free(sorted);
 	free(start);
 	free(ser);
-	free(chunks);
-	free(cbuf);
-	free(xs);
-	free(xv);
-	for (int k = 0; k < ST__BLK_NCOL; k++)
-		st__buf_free(&col[k]);
-	st__buf_free(&idx);
-	st__buf_free(&w.out);
+	benc_free(&e);
+	return rc;
+}
+
+/* ---- merging blocks without holding their rows ---- */
+
+/* One input of a merge: its current decoded chunk and position, and its
+ * dictionaries mapped to the output's. */
+typedef struct mcur {
+	const st__block *b;
+	st__chunk_rows cr;
+	uint32_t chunk, i;    /* next chunk to decode; next row of cr */
+	uint32_t *smap;       /* block-local series -> output series */
+	uint32_t *kmap;       /* block-local stack -> merged stack universe */
+	bool done;
+} mcur;
+
+/* Makes cur's next row available; done when the block has no more. */
+static int mcur_fill(mcur *c)
+{
+	while (c->i >= c->cr.n) {
+		if (c->chunk >= c->b->nchunks) {
+			c->done = true;
+			return 0;
+		}
+		int rc = st__chunk_decode(c->b, c->chunk++, &c->cr);
+		if (rc)
+			return rc;
+		c->i = 0;
+	}
+	return 0;
+}
+
+static int cmp_u64v(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_srow_rank(const void *a, const void *b)
+{
+	const srow *x = a, *y = b;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
+                       const st__block_spec *spec)
+{
+	int rc = 0;
+	uint32_t crows = spec->chunk_rows ? spec->chunk_rows : 16384;
+	mcur *cur = calloc(nin + 1, sizeof(*cur));
+	uint64_t *sids = NULL, *kcount = NULL, *kids = NULL;
+	uint32_t *k_rank = NULL;
+	st__blk_series *ser = NULL;
+	srow *buf = NULL, *grp = NULL;
+	size_t nbuf = 0, ngrp = 0, grp_cap = 0, nsid = 0;
+	st__ids ku = {0};
+	benc e = {0};
+	uint32_t nser = 0, nstk = 0;
+	if (!cur || nin == 0 || crows > ST__BLK_MAX_CHUNK_ROWS) {
+		rc = cur ? -EINVAL : -ENOMEM;
+		goto out;
+	}
+
+	/* output series: the union of the inputs' tables, by ID as always */
+	for (size_t j = 0; j < nin; j++)
+		nsid += in[j]->nseries;
+	sids = malloc((nsid + 1) * sizeof(*sids));
+	if (!sids) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	nsid = 0;
+	for (size_t j = 0; j < nin; j++)
+		for (uint32_t s = 0; s < in[j]->nseries; s++)
+			sids[nsid++] = in[j]->series[s].id;
+	qsort(sids, nsid, sizeof(*sids), cmp_u64v);
+	for (size_t i = 0; i < nsid; i++)
+		if (!nser || sids[nser - 1] != sids[i])
+			sids[nser++] = sids[i];
+	ser = calloc((size_t)nser + 1, sizeof(*ser));
+	if (!ser || (rc = st__map_init(&ku.map, 65536))) {
+		rc = rc ? rc : -ENOMEM;
+		goto out;
+	}
+	for (uint32_t s = 0; s < nser; s++)
+		ser[s] = (st__blk_series){sids[s], 0, 0, INT64_MAX, INT64_MIN};
+
+	/* map each input's dictionaries; series tables are sorted by ID, so a
+	 * merge walk, and stacks into one universe */
+	for (size_t j = 0; j < nin && !rc; j++) {
+		mcur *c = &cur[j];
+		c->b = in[j];
+		c->smap = malloc(((size_t)in[j]->nseries + 1) * sizeof(*c->smap));
+		c->kmap = malloc(((size_t)in[j]->nstacks + 1) * sizeof(*c->kmap));
+		if (!c->smap || !c->kmap) {
+			rc = -ENOMEM;
+			break;
+		}
+		uint32_t o = 0;
+		for (uint32_t s = 0; s < in[j]->nseries; s++) {
+			while (sids[o] != in[j]->series[s].id)
+				o++;
+			c->smap[s] = o;
+		}
+		for (uint32_t k = 0; k < in[j]->nstacks && !rc; k++)
+			rc = st__ids_index(&ku, in[j]->stacks[k], &c->kmap[k]);
+	}
+	if (rc)
+		goto out;
+
+	/* stack ranks need counts, which blocks do not store: one decoding pass
+	 * over the stack column of every input */
+	kcount = calloc(ku.n + 1, sizeof(*kcount));
+	k_rank = malloc((ku.n + 1) * sizeof(*k_rank));
+	if (!kcount || !k_rank) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t j = 0; j < nin && !rc; j++) {
+		mcur *c = &cur[j];
+		for (uint32_t ci = 0; ci < in[j]->nchunks && !rc; ci++) {
+			rc = st__chunk_decode(in[j], ci, &c->cr);
+			for (uint32_t i = 0; !rc && i < c->cr.n; i++)
+				kcount[c->kmap[c->cr.stack[i]]]++;
+		}
+		c->cr.n = 0;
+	}
+	if (rc || (rc = rank_stacks(kcount, ku.ids, (uint32_t)ku.n, k_rank, &kids, &nstk)))
+		goto out;
+
+	/* the merge: inputs are each sorted by (series, time, own rank); take
+	 * one (series, time) group at a time from every input holding it, sort
+	 * it by the output's ranks, and hand full chunks to the encoder */
+	buf = malloc((size_t)crows * sizeof(*buf));
+	if (!buf || (rc = benc_init(&e, fd, crows))) {
+		rc = rc ? rc : -ENOMEM;
+		goto out;
+	}
+	for (size_t j = 0; j < nin && !rc; j++)
+		rc = mcur_fill(&cur[j]);
+	uint64_t row = 0;
+	while (!rc) {
+		uint32_t gs = UINT32_MAX;
+		int64_t gt = INT64_MAX;
+		for (size_t j = 0; j < nin; j++) {
+			mcur *c = &cur[j];
+			if (c->done)
+				continue;
+			uint32_t s = c->smap[c->cr.series[c->i]];
+			int64_t t = c->cr.ts[c->i];
+			if (s < gs || (s == gs && t < gt)) {
+				gs = s;
+				gt = t;
+			}
+		}
+		if (gs == UINT32_MAX)
+			break;
+		ngrp = 0;
+		for (size_t j = 0; j < nin && !rc; j++) {
+			mcur *c = &cur[j];
+			while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs &&
+			       c->cr.ts[c->i] == gt) {
+				if ((rc = st__grow(&grp, &grp_cap, ngrp + 1, sizeof(*grp))))
+					break;
+				grp[ngrp++] = (srow){gt, gs, k_rank[c->kmap[c->cr.stack[c->i]]],
+				                     c->cr.value[c->i]};
+				c->i++;
+				rc = mcur_fill(c);
+			}
+		}
+		if (rc)
+			break;
+		/* groups are a process' stacks in one second, a few dozen rows:
+		 * insertion sort (glibc's qsort allocates and merge-sorts, and
+		 * showed up as 7 % of a compaction) */
+		if (ngrp > 64) {
+			qsort(grp, ngrp, sizeof(*grp), cmp_srow_rank);
+		} else {
+			for (size_t a = 1; a < ngrp; a++) {
+				srow t = grp[a];
+				size_t b = a;
+				while (b > 0 && grp[b - 1].rank > t.rank) {
+					grp[b] = grp[b - 1];
+					b--;
+				}
+				grp[b] = t;
+			}
+		}
+		st__blk_series *sr = &ser[gs];
+		if (sr->nrows == 0)
+			sr->first_row = row;
+		if (sr->nrows > UINT32_MAX - ngrp) {
+			rc = -EFBIG;
+			break;
+		}
+		sr->nrows += (uint32_t)ngrp;
+		if (gt < sr->mint)
+			sr->mint = gt;
+		if (gt > sr->maxt)
+			sr->maxt = gt;
+		row += ngrp;
+		for (size_t g = 0; g < ngrp && !rc; g++) {
+			buf[nbuf++] = grp[g];
+			if (nbuf == crows) {
+				rc = benc_chunk(&e, buf, nbuf);
+				nbuf = 0;
+			}
+		}
+	}
+	if (!rc && nbuf)
+		rc = benc_chunk(&e, buf, nbuf);
+	if (!rc && row == 0)
+		rc = -EINVAL;
+	rc = rc ? rc : benc_finish(&e, ser, nser, kids, nstk, spec);
+out:
+	for (size_t j = 0; cur && j < nin; j++) {
+		st__chunk_rows_free(&cur[j].cr);
+		free(cur[j].smap);
+		free(cur[j].kmap);
+	}
+	free(cur);
+	free(sids);
+	free(kcount);
+	free(kids);
+	free(k_rank);
+	free(ser);
+	free(buf);
+	free(grp);
+	st__ids_free(&ku);
+	benc_free(&e);
 	return rc;
 }
 
@@ -804,6 +1086,90 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 	    rs.nbits - rs.pos >= 8 || rv.pos > rv.nbits || rv.nbits - rv.pos >= 8)
 		return -EBADMSG;
 	r->n = merge ? 0 : ch->nrows;
+	return 0;
+}
+
+int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
+                    st__chunk_rows *scratch)
+{
+	/* the timeline needs series, time and value: the stack column is
+	 * neither decompressed nor decoded, which was over a third of the cost
+	 * of a full decode. The CRC still covers every column. */
+	const st__blk_chunk *ch = &b->chunks[ci];
+	size_t raw = 0, cl = 0;
+	for (int k = 0; k < ST__BLK_NCOL; k++) {
+		raw += ch->rlen[k] + 8;
+		cl += ch->clen[k];
+	}
+	const uint8_t *src = b->img + ch->off;
+	if (st__crc32c(0, src, cl) != ch->crc)
+		return -EBADMSG;
+	if (scratch->raw_cap < raw) {
+		uint8_t *t = realloc(scratch->raw, raw);
+		if (!t)
+			return -ENOMEM;
+		scratch->raw = t;
+		scratch->raw_cap = raw;
+	}
+	const uint8_t *colp[ST__BLK_NCOL] = {0}, *cole[ST__BLK_NCOL] = {0};
+	uint8_t *dst = scratch->raw;
+	for (int k = 0; k < ST__BLK_NCOL; k++) {
+		if (k != 2) {
+			int got = LZ4_decompress_safe((const char *)src, (char *)dst,
+			                              (int)ch->clen[k], (int)ch->rlen[k]);
+			if (got < 0 || (uint32_t)got != ch->rlen[k])
+				return -EBADMSG;
+			memset(dst + ch->rlen[k], 0, 8);
+			colp[k] = dst;
+			cole[k] = dst + ch->rlen[k];
+			dst += ch->rlen[k] + 8;
+		}
+		src += ch->clen[k];
+	}
+	bitr rv;
+	if (br_init(&rv, colp[3], ch->rlen[3]))
+		return -EBADMSG;
+	const uint8_t *p0 = colp[0], *p1 = colp[1];
+	uint32_t ps = 0;
+	int64_t pt = 0, lo = 1, hi = 0;   /* the current step's [lo, hi) */
+	size_t step = 0;
+	for (uint32_t i = 0; i < ch->nrows; i++) {
+		uint64_t ds, dt, v;
+		if (ST__LIKELY(p0 < cole[0] && *p0 < 0x80))
+			ds = *p0++;
+		else if (st__get_varint(&p0, cole[0], &ds))
+			return -EBADMSG;
+		if (ST__LIKELY(p1 < cole[1] && *p1 < 0x80))
+			dt = *p1++;
+		else if (st__get_varint(&p1, cole[1], &dt))
+			return -EBADMSG;
+		if (br_eg(&rv, &v))
+			return -EBADMSG;
+		uint64_t s = i == 0 ? ds : ps + ds;
+		int64_t t = (int64_t)((uint64_t)pt + (uint64_t)st__unzigzag(dt));
+		if (ST__UNLIKELY(s < ch->first_series || s > ch->last_series ||
+		                 t < ch->mint || t > ch->maxt))
+			return -EBADMSG;
+		ps = (uint32_t)s;
+		pt = t;
+		uint32_t g = sp->group[s];
+		if (g == UINT32_MAX || t < sp->from || t >= sp->to)
+			continue;
+		/* rows come by series and time: a new step index only when the
+		 * time leaves the current step, not a division per row */
+		if (t < lo || t >= hi) {
+			step = (size_t)((uint64_t)(t - sp->origin) / (uint64_t)sp->step);
+			lo = sp->origin + (int64_t)step * sp->step;
+			hi = lo + sp->step;
+		}
+		if (step >= sp->nsteps)
+			continue;
+		size_t at = (size_t)g * sp->nsteps + step;
+		sp->acc[at] = (int64_t)((uint64_t)sp->acc[at] + (uint64_t)st__unzigzag(v) + 1);
+		sp->has[at] = 1;
+	}
+	if (p0 != cole[0] || p1 != cole[1] || rv.pos > rv.nbits || rv.nbits - rv.pos >= 8)
+		return -EBADMSG;
 	return 0;
 }
 

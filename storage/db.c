@@ -4,8 +4,12 @@
  * Locking: append_mu serializes WAL appends, metadata writes and head
  * updates, so the head holds records in LSN order. rw guards what readers
  * see (registries, head, block list); readers hold it only while copying or
- * scanning the head, never while reading blocks. maint_mu serializes cut,
- * compaction and retention, which do their slow I/O without append_mu. */
+ * scanning the head, never while reading blocks. cut_mu serializes cuts,
+ * maint_mu compaction and retention; they do their slow I/O without
+ * append_mu. A cut may run while a compaction does (both only add blocks
+ * and swap them under rw), so the head is cut on time even while a long
+ * compaction runs: waiting for one let the head grow by millions of rows
+ * during a backfill. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -75,7 +79,7 @@ struct st_db {
 	int lock_fd;
 	st__wal *wal;
 	st__meta *meta;
-	pthread_mutex_t append_mu, maint_mu;
+	pthread_mutex_t append_mu, maint_mu, cut_mu;
 	pthread_rwlock_t rw;
 
 	sreg *series;
@@ -86,7 +90,7 @@ struct st_db {
 
 	hpart **parts;
 	size_t nparts, parts_cap;
-	uint64_t head_rows;
+	uint64_t head_rows;    /* written under rw, read by st_head_full() without */
 
 	blk **blocks;
 	size_t nblocks, blocks_cap;
@@ -103,7 +107,8 @@ void st_options_default(st_options *o)
 	o->partition_ns = 3600LL * 1000000000LL;
 	o->retention_ns = 7LL * 24 * 3600 * 1000000000LL;
 	o->cut_grace_ns = 300LL * 1000000000LL;
-	o->head_max_rows = 32u << 20;
+	/* 24 bytes a row: about 25 MB, a minute and a bit of a 100-host fleet */
+	o->head_max_rows = 1u << 20;
 	o->wal_segment_bytes = 64u << 20;
 	o->compact_max_rows = 16u << 20;
 	o->compact_max_span_ns = 24LL * 3600 * 1000000000LL;
@@ -264,7 +269,7 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 			sr->mint = s->ts_ns;
 		if (s->ts_ns > sr->maxt)
 			sr->maxt = s->ts_ns;
-		db->head_rows++;
+		__atomic_store_n(&db->head_rows, db->head_rows + 1, __ATOMIC_RELAXED);
 	}
 	pthread_rwlock_unlock(&db->rw);
 	free(sidx);
@@ -484,11 +489,13 @@ static int blocks_push(st_db *db, blk *k)
 /* Writes rows as a new block directory: temporary name, fsync, rename,
  * fsync the parent, so a block either exists whole or not at all. */
 static int block_create(st_db *db, const st__wrow *rows, size_t n,
+                        const st__block *const *in, size_t nin,
                         st__block_spec *spec, char name[32])
 {
 	int rc, fd = -1;
 	char tmp[PATH_MAX + 64], fin[PATH_MAX + 64], file[PATH_MAX + 80];
-	snprintf(name, 32, "b%016" PRIx64, db->next_block_seq++);
+	snprintf(name, 32, "b%016" PRIx64,
+	         __atomic_fetch_add(&db->next_block_seq, 1, __ATOMIC_RELAXED));
 	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", db->blocks_dir, name);
 	snprintf(fin, sizeof(fin), "%s/%s", db->blocks_dir, name);
 	st__rm_rf(tmp);
@@ -501,7 +508,8 @@ static int block_create(st_db *db, const st__wrow *rows, size_t n,
 		goto out;
 	}
 	spec->chunk_rows = db->opt.chunk_rows;
-	rc = st__block_write_fd(fd, rows, n, spec);
+	/* from rows in memory (a cut), or merged from blocks (a compaction) */
+	rc = in ? st__block_merge_fd(fd, in, nin, spec) : st__block_write_fd(fd, rows, n, spec);
 	if (!rc && fsync(fd))
 		rc = -errno;
 	if (close(fd) && !rc)
@@ -561,7 +569,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 	hpart **todo = NULL;
 	size_t ntodo = 0;
 	uint64_t lsn;
-	pthread_mutex_lock(&db->maint_mu);
+	pthread_mutex_lock(&db->cut_mu);
 
 	/* freeze under append_mu: rows with a higher LSN go to new partitions */
 	pthread_mutex_lock(&db->append_mu);
@@ -611,7 +619,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 		st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
 		                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
 		/* frozen rows never change: the writer reads them without a lock */
-		rc = block_create(db, h->rows, h->n, &spec, name);
+		rc = block_create(db, h->rows, h->n, NULL, 0, &spec, name);
 		blk *k = NULL;
 		if (!rc)
 			rc = blk_open(db, name, &k, NULL);
@@ -635,7 +643,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 					db->nparts--;
 					break;
 				}
-			db->head_rows -= h->n;
+			__atomic_store_n(&db->head_rows, db->head_rows - h->n, __ATOMIC_RELAXED);
 		}
 		pthread_rwlock_unlock(&db->rw);
 		if (rc) {
@@ -670,7 +678,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 			pthread_mutex_unlock(&db->append_mu);
 		}
 	}
-	pthread_mutex_unlock(&db->maint_mu);
+	pthread_mutex_unlock(&db->cut_mu);
 	return rc;
 }
 
@@ -732,49 +740,23 @@ int st_retention(st_db *db, int64_t now_ns)
 	return rc;
 }
 
-/* Reads every row of a block back, series and stacks as universe indices
- * (one lookup per dictionary entry, not per row). */
-static int block_rows(const blk *k, st__ids *su, st__ids *ku, st__wrow *out, size_t *n)
-{
-	st__chunk_rows cr = {0};
-	uint32_t *smap = malloc(((size_t)k->b.nseries + 1) * sizeof(*smap));
-	uint32_t *kmap = malloc(((size_t)k->b.nstacks + 1) * sizeof(*kmap));
-	int rc = smap && kmap ? 0 : -ENOMEM;
-	for (uint32_t i = 0; !rc && i < k->b.nseries; i++)
-		rc = st__ids_index(su, k->b.series[i].id, &smap[i]);
-	for (uint32_t i = 0; !rc && i < k->b.nstacks; i++)
-		rc = st__ids_index(ku, k->b.stacks[i], &kmap[i]);
-	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
-		rc = st__chunk_decode(&k->b, c, &cr);
-		for (uint32_t i = 0; !rc && i < cr.n; i++)
-			out[(*n)++] = (st__wrow){cr.ts[i], smap[cr.series[i]],
-			                         kmap[cr.stack[i]], cr.value[i]};
-	}
-	st__chunk_rows_free(&cr);
-	free(smap);
-	free(kmap);
-	return rc;
-}
-
+/* Merges a run of blocks into one. The inputs are read a chunk at a time
+ * (st__block_merge_fd), so a compaction's memory does not grow with the
+ * rows it rewrites: reading them all into memory cost 48 bytes a row
+ * (rows plus the writer's sorted copy), 770 MB for a 16 M-row block. */
 static int compact_run(st_db *db, blk **run, size_t nrun)
 {
 	int rc = 0;
-	uint64_t total = 0;
-	st__ids su = {0}, ku = {0};
-	for (size_t i = 0; i < nrun; i++)
-		total += run[i]->b.nrows;
-	st__wrow *rows = malloc(total * sizeof(*rows));
 	const char **parents = calloc(nrun, sizeof(*parents));
+	const st__block **in = calloc(nrun, sizeof(*in));
 	covers cov = {0};
-	if (!rows || !parents || (rc = st__map_init(&su.map, 1024)) ||
-	    (rc = st__map_init(&ku.map, 65536))) {
-		rc = rc ? rc : -ENOMEM;
+	if (!parents || !in) {
+		rc = -ENOMEM;
 		goto out;
 	}
-	size_t n = 0;
 	for (size_t i = 0; i < nrun && !rc; i++) {
 		parents[i] = run[i]->name;
-		rc = block_rows(run[i], &su, &ku, rows, &n);
+		in[i] = &run[i]->b;
 		for (uint32_t c = 0; !rc && c < run[i]->b.ncover; c++)
 			rc = cover_note(&cov, run[i]->b.cover[c].partition_start,
 			                run[i]->b.cover[c].wal_lsn);
@@ -783,10 +765,8 @@ static int compact_run(st_db *db, blk **run, size_t nrun)
 		goto out;
 	char name[32];
 	st__block_spec spec = {.cover = cov.v, .ncover = (uint32_t)cov.n, .parents = parents,
-	                       .nparents = (uint32_t)nrun, .series_ids = su.ids,
-	                       .nseries_u = (uint32_t)su.n, .stack_ids = ku.ids,
-	                       .nstacks_u = (uint32_t)ku.n};
-	rc = block_create(db, rows, n, &spec, name);
+	                       .nparents = (uint32_t)nrun};
+	rc = block_create(db, NULL, 0, in, nrun, &spec, name);
 	blk *k = NULL;
 	if (!rc)
 		rc = blk_open(db, name, &k, NULL);
@@ -805,11 +785,9 @@ static int compact_run(st_db *db, blk **run, size_t nrun)
 	for (size_t i = 0; i < nrun; i++)
 		blk_kill(db, run[i]);
 out:
-	free(rows);
 	free(parents);
+	free(in);
 	free(cov.v);
-	st__ids_free(&su);
-	st__ids_free(&ku);
 	return rc;
 }
 
@@ -818,8 +796,14 @@ int st_compact(st_db *db)
 	int rc = 0;
 	pthread_mutex_lock(&db->maint_mu);
 	for (;;) {
-		/* find the first run worth merging: blocks whose times overlap, or
-		 * small neighbours that fit in one block of the configured size */
+		/* find the first run worth merging: neighbours that fit in one
+		 * block of compact_max_rows, spanning at most compact_max_span_ns
+		 * unless they overlap in time. Overlap alone no longer lifts the
+		 * row limit: the head is cut every head_max_rows, so the blocks of
+		 * the current hour all overlap a little, and merging them all
+		 * every pass would rewrite the hour again and again. Overlapping
+		 * blocks are read correctly either way; merging them only saves
+		 * queries a block. */
 		blk **run = NULL;
 		size_t nrun = 0;
 		pthread_rwlock_rdlock(&db->rw);
@@ -834,9 +818,8 @@ int st_compact(st_db *db)
 				blk *c = db->blocks[j];
 				bool overlap = c->b.mint <= maxt;
 				int64_t nmax = c->b.maxt > maxt ? c->b.maxt : maxt;
-				bool fits = rows + c->b.nrows <= db->opt.compact_max_rows &&
-				            nmax - mint <= db->opt.compact_max_span_ns;
-				if (!overlap && !fits)
+				if (rows + c->b.nrows > db->opt.compact_max_rows ||
+				    (!overlap && nmax - mint > db->opt.compact_max_span_ns))
 					break;
 				run[nrun++] = c;
 				rows += c->b.nrows;
@@ -977,6 +960,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->append_mu, NULL);
 	pthread_mutex_init(&db->maint_mu, NULL);
+	pthread_mutex_init(&db->cut_mu, NULL);
 	pthread_rwlock_init(&db->rw, NULL);
 	if (opt)
 		db->opt = *opt;
@@ -1095,6 +1079,7 @@ void st_close(st_db *db)
 		close(db->lock_fd);
 	pthread_mutex_destroy(&db->append_mu);
 	pthread_mutex_destroy(&db->maint_mu);
+	pthread_mutex_destroy(&db->cut_mu);
 	pthread_rwlock_destroy(&db->rw);
 	free(db);
 }
@@ -1438,13 +1423,14 @@ static int block_sel(const blk *k, const st_selection *sel, int64_t from, int64_
 }
 
 /* Visits the wanted chunks of a block. With acc, values are summed into
- * acc[block-local stack] (the merge path, no rows materialized); without,
- * each wanted chunk is decoded and handed to fn. */
+ * acc[block-local stack] (the merge path, no rows materialized); with
+ * steps, into the timeline's (group, step) sums; else each wanted chunk is
+ * decoded and handed to fn. */
 typedef int (*chunk_fn)(void *arg, const blk *k, const st__chunk_rows *r,
                         const uint8_t *want, bool all, int64_t from, int64_t to);
 
 static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64_t to,
-                      uint64_t *acc, chunk_fn fn, void *arg)
+                      uint64_t *acc, const st__steps *steps, chunk_fn fn, void *arg)
 {
 	uint8_t *want = NULL;
 	uint32_t *prefix = NULL;
@@ -1463,6 +1449,8 @@ static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64
 		           ch->mint >= from && ch->maxt < to;
 		if (acc)
 			rc = st__chunk_merge(&k->b, c, want, all, from, to, acc, &cr);
+		else if (steps)
+			rc = st__chunk_steps(&k->b, c, steps, &cr);
 		else if (!(rc = st__chunk_decode(&k->b, c, &cr)))
 			rc = fn(arg, k, &cr, want, all, from, to);
 		if (rc == -EBADMSG)
@@ -1540,7 +1528,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 			rc = -ENOMEM;
 			break;
 		}
-		rc = scan_block(bl[i], sel, from, to, acc, NULL, NULL);
+		rc = scan_block(bl[i], sel, from, to, acc, NULL, NULL, NULL);
 		for (uint32_t k = 0; k < bl[i]->b.nstacks && !rc; k++)
 			if (acc[k])
 				rc = sums_add(&s, bl[i]->b.stacks[k], (int64_t)acc[k]);
@@ -1614,7 +1602,7 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		rc = -ENOMEM;
 	rows_arg ra = {fn, arg};
 	for (size_t i = 0; i < nb && !rc; i++)
-		rc = scan_block(bl[i], sel, from, to, NULL, rows_chunk, &ra);
+		rc = scan_block(bl[i], sel, from, to, NULL, NULL, rows_chunk, &ra);
 	for (size_t i = 0; i < nh && !rc; i++)
 		rc = fn(arg, &hrows[i]);
 	for (size_t i = 0; bl && i < nb; i++)
@@ -1622,6 +1610,79 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 	free(bl);
 	free(hrows);
 	return rc;
+}
+
+/* ---- the timeline: sums per (group, step) ---- */
+
+int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+                    int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
+                    int64_t *acc, uint8_t *has)
+{
+	int rc = 0;
+	size_t nb = 0;
+	uint32_t *rg = NULL, *bg = NULL;
+	if (step <= 0)
+		return -EINVAL;
+	if (from < origin)
+		from = origin;
+	pthread_rwlock_rdlock(&db->rw);
+	blk **bl = snapshot_blocks(db, from, to, &nb);
+	rg = malloc(((size_t)db->nseries + 1) * sizeof(*rg));
+	if (!bl || !rg) {
+		pthread_rwlock_unlock(&db->rw);
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* the head, under the lock and without a copy of its rows */
+	for (uint32_t i = 0; i < db->nseries; i++) {
+		uint32_t pos = gsel(sel, i) ? st__map_get(&sel->map, db->series[i].id) : ST__MAP_NONE;
+		rg[i] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
+	}
+	for (size_t p = 0; p < db->nparts; p++) {
+		const hpart *h = db->parts[p];
+		if (h->start + db->opt.partition_ns <= from || h->start >= to)
+			continue;
+		for (size_t i = 0; i < h->n; i++) {
+			const hrow *r = &h->rows[i];
+			uint32_t g = rg[r->series];
+			if (g == ST__MAP_NONE || r->ts < from || r->ts >= to)
+				continue;
+			size_t k = (size_t)((uint64_t)(r->ts - origin) / (uint64_t)step);
+			if (k >= nsteps)
+				continue;
+			acc[(size_t)g * nsteps + k] =
+				(int64_t)((uint64_t)acc[(size_t)g * nsteps + k] + (uint64_t)r->value);
+			has[(size_t)g * nsteps + k] = 1;
+		}
+	}
+	pthread_rwlock_unlock(&db->rw);
+	for (size_t i = 0; i < nb && !rc; i++) {
+		const blk *k = bl[i];
+		free(bg);
+		bg = malloc(((size_t)k->b.nseries + 1) * sizeof(*bg));
+		if (!bg) {
+			rc = -ENOMEM;
+			break;
+		}
+		for (uint32_t s = 0; s < k->b.nseries; s++) {
+			uint32_t pos = st__map_get(&sel->map, k->b.series[s].id);
+			bg[s] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
+		}
+		st__steps sp = {bg, from, to, origin, step, nsteps, acc, has};
+		rc = scan_block(k, sel, from, to, NULL, &sp, NULL, NULL);
+	}
+out:
+	for (size_t i = 0; bl && i < nb; i++)
+		blk_unref(bl[i]);
+	free(bl);
+	free(rg);
+	free(bg);
+	return rc;
+}
+
+bool st_head_full(st_db *db)
+{
+	return __atomic_load_n(&db->head_rows, __ATOMIC_RELAXED) > db->opt.head_max_rows;
 }
 
 void st_get_stats(st_db *db, st_stats *o)

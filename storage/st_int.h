@@ -277,6 +277,21 @@ int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool a
                     int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch);
 void st__chunk_rows_free(st__chunk_rows *r);
 
+/* What st__chunk_steps adds into: the timeline's sums per (group, step). */
+typedef struct st__steps {
+	const uint32_t *group;   /* block-local series -> group, UINT32_MAX: none */
+	int64_t from, to;        /* rows outside are skipped; from >= origin */
+	int64_t origin, step;    /* step k is [origin + k step, origin + (k+1) step) */
+	size_t nsteps;
+	int64_t *acc;            /* acc[group * nsteps + k] */
+	uint8_t *has;            /* the same, set for a step with rows */
+} st__steps;
+
+/* Adds the value of every row of chunk ci into sp without decoding its
+ * stack column. -EBADMSG for a damaged chunk (sp may hold part of it). */
+int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
+                    st__chunk_rows *scratch);
+
 /* Rows handed to the block writer: series and stack are indices into the
  * spec's ID arrays (the head's registry, or a compaction's merged
  * dictionaries), so the writer needs no hashing. */
@@ -302,5 +317,13 @@ typedef struct st__block_spec {
 /* Sorts rows and writes a complete block image to fd. -EINVAL for an index
  * outside the universes or a value beyond ST_MAX_VALUE. */
 int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_spec *spec);
+
+/* Writes one block holding every row of the blocks in[0..nin) to fd,
+ * reading them a chunk at a time: memory grows with the inputs'
+ * dictionaries and the number of inputs, not with their rows. Uses spec's
+ * cover, parents and chunk_rows; the universes are built from the inputs.
+ * -EBADMSG when an input chunk is damaged. */
+int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
+                       const st__block_spec *spec);
 
 #endif

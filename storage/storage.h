@@ -7,6 +7,7 @@
 #ifndef SMOLDER_STORAGE_H
 #define SMOLDER_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +47,7 @@ typedef struct st_options {
 	int64_t cut_grace_ns;      /* a partition is cut this long after it ends;
 	                            * default 5 min, so late batches still land */
 	uint64_t head_max_rows;    /* cut every partition once the head holds
-	                            * more rows; default 32 M */
+	                            * more rows; default 1 M (24 bytes each) */
 	uint64_t wal_segment_bytes;/* rotate WAL segments at this size; 64 MiB */
 	uint64_t compact_max_rows; /* compaction never builds a bigger block; 16 M */
 	int64_t compact_max_span_ns; /* nor one spanning longer; default 24 h */
@@ -216,6 +217,11 @@ int st_series_id(const st_series_def *s, uint64_t *out, st_err *err);
  * head_max_rows) into blocks, then deletes WAL segments no longer needed. */
 int st_cut(st_db *db, int64_t now_ns, int force);
 
+/* Whether the head holds more than head_max_rows rows, so that a caller
+ * cutting on a timer can cut sooner when ingest outpaces the timer. Cheap
+ * (no lock) and thread-safe. */
+bool st_head_full(st_db *db);
+
 /* Deletes blocks whose newest row is older than now_ns - retention_ns,
  * then, with max_block_bytes set, the oldest blocks (by their first row)
  * until the rest take at most max_block_bytes. Each deletion is logged on
@@ -243,6 +249,17 @@ int st_series_labels(st_db *db, uint64_t series_id, st_label **out, size_t *n);
 typedef int (*st_row_fn)(void *arg, const st_row *row);
 int st_rows(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
             st_row_fn fn, void *arg);
+
+/* The timeline without rows: adds the value of every row of the selected
+ * series in [from_ns, to_ns) into sums[g * nsteps + k] and sets has[g *
+ * nsteps + k], where k = (ts - origin_ns) / step_ns and g = group[i] for
+ * the series' position i in the selection (st_selection_id order);
+ * group[i] == UINT32_MAX leaves series i out, rows before origin_ns or in
+ * no step below nsteps are skipped. sums and has are the caller's, one
+ * entry per (group, step), added to, not cleared. */
+int st_series_steps(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
+                    int64_t origin_ns, int64_t step_ns, size_t nsteps,
+                    const uint32_t *group, int64_t *sums, uint8_t *has);
 
 /* Sums values per stack over the selected series in [from_ns, to_ns)
  * without materializing rows. *out is sorted by stack ID; the caller frees

@@ -1113,6 +1113,166 @@ static void test_block_roundtrip(void **state)
 	free(back);
 }
 
+/* st_series_steps against the same sums worked out from st_rows, over
+ * blocks and the head together, with a range and an origin that cut steps
+ * and partitions in the middle and one series left out. */
+typedef struct steps_ref {
+	const st_selection *sel;
+	const uint32_t *group;
+	int64_t from, origin, step;
+	size_t nsteps;
+	int64_t *sum;
+	uint8_t *has;
+} steps_ref;
+
+static int steps_ref_row(void *arg, const st_row *r)
+{
+	steps_ref *a = arg;
+	size_t pos = 0;
+	while (st_selection_id(a->sel, pos) != r->series_id)
+		pos++;
+	size_t k = (size_t)((r->ts_ns - a->origin) / a->step);
+	if (a->group[pos] == UINT32_MAX || k >= a->nsteps)
+		return 0;
+	a->sum[a->group[pos] * a->nsteps + k] += r->value;
+	a->has[a->group[pos] * a->nsteps + k] = 1;
+	return 0;
+}
+
+static void test_series_steps(void **state)
+{
+	fx *f = *state;
+	st_options o = small_opts();
+	st_db *db;
+	st_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	for (int i = 0; i < 40; i++) {
+		assert_int_equal(append_batch(db, 5, 4, T0 + i * 200 * SEC, i + 1, &err), 0);
+		if (i == 25)   /* the first 26 batches in blocks, the rest in the head */
+			assert_int_equal(st_cut(db, T0 + 3 * HOUR, 1), 0);
+	}
+	st_stats stats;
+	st_get_stats(db, &stats);
+	assert_true(stats.blocks > 0 && stats.head_rows > 0);
+	st_selection *sel;
+	int64_t from = T0 + 1000 * SEC + 1, to = T0 + 7000 * SEC;
+	assert_int_equal(st_select(db, all_cpu, 1, from, to, &sel, &err), 0);
+	size_t ns = st_selection_count(sel);
+	assert_int_equal(ns, 5);
+	uint32_t group[5] = {0, 1, 0, UINT32_MAX, 1};
+	enum { NSTEPS = 9 };
+	int64_t origin = T0 + 700 * SEC, step = 700 * SEC;
+	int64_t sum[2 * NSTEPS] = {0}, want[2 * NSTEPS] = {0};
+	uint8_t has[2 * NSTEPS] = {0}, want_has[2 * NSTEPS] = {0};
+	assert_int_equal(st_series_steps(db, sel, from, to, origin, step, NSTEPS, group,
+	                                 sum, has), 0);
+	steps_ref ref = {sel, group, from, origin, step, NSTEPS, want, want_has};
+	assert_int_equal(st_rows(db, sel, from, to, steps_ref_row, &ref), 0);
+	assert_memory_equal(sum, want, sizeof(sum));
+	assert_memory_equal(has, want_has, sizeof(has));
+	int64_t total = 0;
+	for (int i = 0; i < 2 * NSTEPS; i++)
+		total += sum[i];
+	assert_true(total > 0);
+	st_selection_free(sel);
+	st_close(db);
+}
+
+/* Compaction's merge reads its inputs a chunk at a time: the block it
+ * writes must hold exactly the rows of its inputs, sorted as the in-memory
+ * writer sorts them, with one dictionary ordered by the combined counts,
+ * whatever the inputs share (series, times, stacks). */
+static void test_block_merge(void **state)
+{
+	fx *f = *state;
+	enum { NIN = 3, N = 30000 };
+	idrow *rows = malloc(N * sizeof(*rows));
+	idrow *back = malloc(N * sizeof(*rows));
+	size_t nin[NIN] = {0};
+	idrow *in[NIN];
+	for (int j = 0; j < NIN; j++)
+		in[j] = malloc(N * sizeof(*rows));
+	for (size_t i = 0; i < N; i++) {
+		rows[i].series = rnd() % 41 * 0x1000000000ULL + 3;
+		/* few distinct times, so (series, time) groups span inputs */
+		rows[i].ts = T0 + (int64_t)(rnd() % 50) * SEC;
+		rows[i].stack = (rnd() % 7 == 0) ? rnd() : rnd() % 60;
+		rows[i].value = (int64_t)(rnd() % 5) + 1;
+		/* one input holds the first rows only: ranges that do not overlap */
+		int j = i < 2000 ? 0 : (int)(rnd() % NIN);
+		in[j][nin[j]++] = rows[i];
+	}
+	st__block b[NIN + 1];
+	uint8_t *img[NIN + 1];
+	size_t len;
+	st_err err;
+	char path[PATH_MAX + 16];
+	for (int j = 0; j < NIN; j++) {
+		snprintf(path, sizeof(path), "%s/in%d", f->dir, j);
+		assert_int_equal(write_block_file(path, in[j], nin[j], 997), 0);
+		assert_int_equal(st__read_file(path, &img[j], &len, 1 << 30), 0);
+		assert_int_equal(st__block_parse(img[j], len, &b[j], &err), 0);
+	}
+	const st__block *ins[NIN] = {&b[0], &b[1], &b[2]};
+	st__blk_cover cov = {T0, 99};
+	const char *parents[] = {"in0", "in1", "in2"};
+	st__block_spec spec = {.cover = &cov, .ncover = 1, .chunk_rows = 1000,
+	                       .parents = parents, .nparents = NIN};
+	snprintf(path, sizeof(path), "%s/out", f->dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(st__block_merge_fd(fd, ins, NIN, &spec), 0);
+	close(fd);
+	assert_int_equal(st__read_file(path, &img[NIN], &len, 1 << 30), 0);
+	st__block *o = &b[NIN];
+	assert_int_equal(st__block_parse(img[NIN], len, o, &err), 0);
+	assert_int_equal(o->nrows, N);
+	assert_int_equal(o->nchunks, N / 1000);
+	assert_int_equal(o->nseries, 41);
+	assert_int_equal(o->nparents, NIN);
+	assert_true(o->cover[0].wal_lsn == 99);
+	st__chunk_rows cr = {0};
+	size_t n = 0;
+	int64_t pt = 0;
+	uint32_t ps = 0, pk = 0;
+	for (uint32_t c = 0; c < o->nchunks; c++) {
+		assert_int_equal(st__chunk_decode(o, c, &cr), 0);
+		for (uint32_t i = 0; i < cr.n; i++) {
+			/* (series, time, rank) order, across chunk boundaries too */
+			if (n) {
+				assert_true(cr.series[i] >= ps);
+				if (cr.series[i] == ps)
+					assert_true(cr.ts[i] > pt || (cr.ts[i] == pt && cr.stack[i] >= pk));
+			}
+			ps = cr.series[i];
+			pt = cr.ts[i];
+			pk = cr.stack[i];
+			back[n++] = (idrow){cr.ts[i], o->series[cr.series[i]].id,
+			                    o->stacks[cr.stack[i]], cr.value[i]};
+		}
+	}
+	assert_int_equal(n, N);
+	qsort(rows, N, sizeof(*rows), cmp_wrow);
+	qsort(back, N, sizeof(*back), cmp_wrow);
+	assert_memory_equal(rows, back, N * sizeof(*rows));
+	/* the common stacks rank first over all inputs, the random IDs last */
+	for (uint32_t k = 0; k < 60 && k < o->nstacks; k++)
+		assert_true(o->stacks[k] < 60);
+	/* a merge of nothing is refused */
+	fd = open(path, O_RDWR | O_TRUNC);
+	assert_int_equal(st__block_merge_fd(fd, ins, 0, &spec), -EINVAL);
+	close(fd);
+	st__chunk_rows_free(&cr);
+	for (int j = 0; j <= NIN; j++) {
+		st__block_release(&b[j]);
+		free(img[j]);
+	}
+	for (int j = 0; j < NIN; j++)
+		free(in[j]);
+	free(rows);
+	free(back);
+}
+
 /* Every truncation and every single-byte change of a block is either
  * rejected by parse/decode or, where a CRC cannot see it (none should
  * exist), at least never crashes. */
@@ -1526,6 +1686,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wal_corrupt_middle_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_missing_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_block_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_block_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_series_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_block_rejects_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_rejects_damaged_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
