@@ -128,8 +128,7 @@ int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
 
 typedef struct group {
 	char *labels_json;   /* {"k":"v",...} */
-	int64_t *sum;        /* per step */
-	uint8_t *has;        /* step has samples */
+	size_t idx;          /* its row in range.sum and range.has */
 } group;
 
 typedef struct range {
@@ -141,6 +140,8 @@ typedef struct range {
 	q__map key_group;      /* hash of the group's labels -> group */
 	group *g;
 	size_t ng, gcap;
+	int64_t *sum;          /* per group and step: sum[idx * nsteps + step] */
+	uint8_t *has;          /* the same: the step has samples */
 } range;
 
 static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
@@ -192,14 +193,9 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 			goto out;
 		group *gr = &r->g[r->ng];
 		gr->labels_json = key.p;
+		gr->idx = r->ng;
 		key.p = NULL;
-		gr->sum = calloc(r->nsteps, sizeof(*gr->sum));
-		gr->has = calloc(r->nsteps, 1);
 		g = (uint32_t)r->ng++;
-		if (!gr->sum || !gr->has) {
-			rc = -ENOMEM;
-			goto out;
-		}
 		if ((rc = q__map_put(&r->key_group, h, g)))
 			goto out;
 	}
@@ -207,20 +203,6 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 out:
 	q_buf_free(&key);
 	return rc;
-}
-
-static int range_row(void *arg, const st_row *row)
-{
-	range *r = arg;
-	uint32_t g = q__map_get(&r->series_group, row->series_id);
-	if (g == Q__NONE)
-		return 0;
-	size_t step = (size_t)((row->ts_ns - r->from) / r->step);
-	if (step >= r->nsteps)
-		return 0;
-	r->g[g].sum[step] += row->value;
-	r->g[g].has[step] = 1;
-	return 0;
 }
 
 static int cmp_group(const void *a, const void *b)
@@ -249,15 +231,30 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	r.nsteps = (size_t)(((uint64_t)(side->to_ns - r.from) + (uint64_t)step - 1) /
 	                    (uint64_t)step);
 	st_selection *sel = NULL;
+	uint32_t *sel_group = NULL;
 	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, range_series, &r, err);
 	if (rc == -E2BIG && err)
 		snprintf(err->msg, sizeof(err->msg), "more than %d lines: narrow the selector "
 		         "or group by fewer labels", Q_MAX_RANGE_SERIES);
 	if (!rc)
 		rc = st_select(db, side->m, side->nm, side->from_ns, side->to_ns, &sel, err);
+	if (!rc) {
+		/* storage sums per (group, step) as it decodes: a callback per row
+		 * (st_rows) cost seconds for a fleet's hour, and copied the head */
+		size_t ns = st_selection_count(sel);
+		sel_group = malloc((ns + 1) * sizeof(*sel_group));
+		r.sum = calloc(r.ng * r.nsteps + 1, sizeof(*r.sum));
+		r.has = calloc(r.ng * r.nsteps + 1, 1);
+		if (!sel_group || !r.sum || !r.has)
+			rc = -ENOMEM;
+		for (size_t i = 0; !rc && i < ns; i++)
+			sel_group[i] = q__map_get(&r.series_group, st_selection_id(sel, i));
+	}
 	if (!rc)
-		rc = st_rows(db, sel, side->from_ns, side->to_ns, range_row, &r);
+		rc = st_series_steps(db, sel, side->from_ns, side->to_ns, r.from, step, r.nsteps,
+		                     sel_group, r.sum, r.has);
 	st_selection_free(sel);
+	free(sel_group);
 	if (rc)
 		goto out;
 	if (r.ng)
@@ -266,28 +263,29 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	for (size_t i = 0; i < r.ng && !rc; i++) {
 		rc = q_buf_printf(out, "%s{\"labels\":%s,\"values\":[", i ? "," : "",
 		                  r.g[i].labels_json);
+		const int64_t *sum = r.sum + r.g[i].idx * r.nsteps;
+		const uint8_t *has = r.has + r.g[i].idx * r.nsteps;
 		for (size_t k = 0, w = 0; k < r.nsteps && !rc; k++) {
-			if (!r.g[i].has[k])
+			if (!has[k])
 				continue;
 			int64_t t = r.from + (int64_t)k * step;
 			/* seconds, with millisecond decimals only when needed */
 			if (t % 1000000000LL == 0)
 				rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
-				                  (int64_t)(t / 1000000000LL), r.g[i].sum[k]);
+				                  (int64_t)(t / 1000000000LL), sum[k]);
 			else
 				rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
-				                  (double)t / 1e9, r.g[i].sum[k]);
+				                  (double)t / 1e9, sum[k]);
 		}
 		rc = rc ? rc : q_buf_put(out, "]}", 2);
 	}
 	rc = rc ? rc : q_buf_put(out, "]}", 2);
 out:
-	for (size_t i = 0; i < r.ng; i++) {
+	for (size_t i = 0; i < r.ng; i++)
 		free(r.g[i].labels_json);
-		free(r.g[i].sum);
-		free(r.g[i].has);
-	}
 	free(r.g);
+	free(r.sum);
+	free(r.has);
 	q__map_free(&r.series_group);
 	q__map_free(&r.key_group);
 	return rc;
