@@ -40,6 +40,8 @@ typedef struct app {
 	uv_work_t maint_work;
 	bool maint_running;         /* loop thread only: one maintenance at a time */
 	uint64_t maint_due_ms;      /* uv_now() of the next scheduled pass */
+	uv_work_t cut_work;
+	bool cut_running;           /* loop thread only: an early cut is queued */
 	uv_signal_t sigint, sigterm;
 	bool stopping;
 	bool auth;                  /* --auth-token-file given */
@@ -109,20 +111,45 @@ static void maint_after_cb(uv_work_t *w, int status)
 	a->maint_running = false;
 }
 
+/* Pool thread: a cut alone, when the head is over head_max_rows between
+ * two passes. Storage lets it run beside a pass's compaction. */
+static void cut_work_cb(uv_work_t *w)
+{
+	app *a = w->data;
+	int rc = st_cut(a->db, now_ns(), 0);
+	if (rc) {
+		char buf[128];
+		fprintf(stderr, "smolder-server: storage cut failed: %s\n",
+		        strerror_r(-rc, buf, sizeof(buf)));
+	}
+}
+
+static void cut_after_cb(uv_work_t *w, int status)
+{
+	(void)status;
+	app *a = w->data;
+	a->cut_running = false;
+}
+
 static void maint_timer_cb(uv_timer_t *t)
 {
 	app *a = t->data;
+	if (a->stopping)
+		return;
+	/* the timer ticks every second; besides the pass every interval, the
+	 * head is cut as soon as it outgrows head_max_rows: at a backfill's
+	 * pace it would otherwise grow by tens of millions of rows (24 bytes
+	 * each) between two passes, or while a pass compacts */
+	if (!a->cut_running && st_head_full(a->db)) {
+		a->cut_work.data = a;
+		if (uv_queue_work(&a->loop, &a->cut_work, cut_work_cb, cut_after_cb) == 0)
+			a->cut_running = true;
+	}
 	/* a run longer than the interval makes the next tick a no-op, so two
 	 * never overlap (storage serializes them too, but would queue them up
 	 * and hold pool threads) */
-	if (a->maint_running || a->stopping)
-		return;
-	/* the timer ticks every second; a pass runs every interval, or at once
-	 * when the head has outgrown head_max_rows: at a backfill's pace the
-	 * head would otherwise grow by tens of millions of rows (24 bytes
-	 * each) between two passes */
 	uint64_t now = uv_now(&a->loop);
-	if (now < a->maint_due_ms && !st_head_full(a->db))
+	if (a->maint_running || now < a->maint_due_ms)
 		return;
 	a->maint_due_ms = now + a->maint_interval_ms;
 	a->maint_work.data = a;
