@@ -39,6 +39,9 @@ DEB_TEST += chromium nodejs
 # docker-compose.yml's test (tests/compose): Debian's Docker engine and
 # compose, debootstrap for the base image where no registry answers
 DEB_TEST += docker.io docker-compose debootstrap
+# the unwinder's test compares with perf record --call-graph dwarf and
+# readelf --debug-dump=frames (binutils), on xz and gzip
+DEB_TEST += linux-perf binutils xz-utils gzip
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -178,6 +181,26 @@ $(FP_BUSY_BIN): tests/programs/fp_busy.c
 	@mkdir -p $(@D)
 	$(Q)gcc -O0 -g -fno-omit-frame-pointer $< -o $@
 
+# The unwinder's test subjects (tests/programs/unw_*): unw_nofp and its
+# library libunwlib.so without frame pointers (-O2 -fomit-frame-pointer,
+# like most of Debian), unw_fp with them; DWARF for the names. The library
+# is found beside the program ($ORIGIN), so the tests may copy both.
+UNW_DIR := $(BUILD)/tests/unw
+UNW_CFLAGS := -O2 -g -Wall -Wextra -Werror
+UNW_SUBJECTS := $(UNW_DIR)/libunwlib.so $(UNW_DIR)/unw_nofp $(UNW_DIR)/unw_fp
+$(UNW_DIR)/libunwlib.so: tests/programs/unw_lib.c tests/programs/unw_lib.h
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc $(UNW_CFLAGS) -fomit-frame-pointer -fPIC -shared $< -o $@
+$(UNW_DIR)/unw_nofp: tests/programs/unw_prog.c tests/programs/unw_lib.h $(UNW_DIR)/libunwlib.so
+	$(call msg,CC,$@)
+	$(Q)gcc $(UNW_CFLAGS) -fomit-frame-pointer $< -o $@ -L$(UNW_DIR) -lunwlib \
+		-Wl,-rpath,'$$ORIGIN'
+$(UNW_DIR)/unw_fp: tests/programs/unw_prog.c tests/programs/unw_lib.h $(UNW_DIR)/libunwlib.so
+	$(call msg,CC,$@)
+	$(Q)gcc $(UNW_CFLAGS) -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer $< -o $@ \
+		-L$(UNW_DIR) -lunwlib -Wl,-rpath,'$$ORIGIN'
+
 # The symbolizer's test subjects (tests/programs/sym_*), built into
 # $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
 # (they are subjects, not code under test): sym_c at -O2 as a PIE and as a
@@ -247,10 +270,11 @@ TEST_wire_OBJ = $(WIRE_OBJ)
 # metrics.c reads the store, the symbolizer and the agents' table
 TEST_metrics_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_metrics_LIBS = $(TEST_server_LIBS)
-# the agent's parts without BPF: main.c and sampler.c stay out
+# the agent's parts without the BPF program: main.c and sampler.c stay out
+# (unwind.c's test makes its own BPF map, hence libbpf)
 TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
 	$(WIRE_OBJ)
-TEST_agent_LIBS := -ldw -lelf -lcurl
+TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
@@ -405,12 +429,12 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
-		SMOLDER_SYM_DIR=$(SYM_DIR) sh $$t; done
+		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) sh $$t; done
 
 # The web UI in headless Debian Chromium against the real server
 # (tests/ui/ui_test.mjs). playwright-core comes from the npm registry

@@ -77,6 +77,46 @@ typedef struct ag_unw_info {
 int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
                  ag_unw_info *info);
 
+/* ---- unwind.c: tables in the kernel, per-process entries ---- */
+
+typedef struct ag_unw ag_unw;
+typedef struct ag_proc ag_proc;
+typedef struct ag_mapping ag_mapping;
+
+typedef struct ag_unw_opts {
+	struct sm_unw_row *rows;    /* the BPF rows array, mapped */
+	uint32_t rows_cap;
+	int procs_fd;               /* the BPF unw_procs map */
+	const char *proc_root;      /* "/proc" */
+	bool verbose;
+} ag_unw_opts;
+
+typedef struct ag_unw_stats {
+	uint64_t tables;            /* objects known (with or without rows) */
+	uint64_t built, build_failed, evicted, no_space, maps_over;
+	uint64_t rows_used, rows_cap;
+	uint64_t procs;             /* processes with an entry */
+	uint64_t build_ns, build_ns_max;
+	/* from a process' first sample (its NEW or EXEC event) to its entry */
+	uint64_t ready, ready_ns, ready_ns_max;
+} ag_unw_stats;
+
+int ag_unw_new(const ag_unw_opts *o, ag_unw **out);
+void ag_unw_free(ag_unw *u);
+/* Loads the tables of pr's executable mappings (building those not
+ * loaded yet) and writes its entry; a process none of whose mappings has
+ * a table gets no entry (frame pointers, as before). */
+int ag_unw_proc(ag_unw *u, const ag_proc *pr);
+/* The process whose event is being handled and when it was sampled
+ * (CLOCK_MONOTONIC ns): its entry's latency is counted in ready*. */
+void ag_unw_event(ag_unw *u, pid_t pid, int64_t mono_ns);
+/* Installs the tables the builder thread finished and completes the
+ * entries that waited for them. Returns how many builds are still
+ * queued or running (the caller polls sooner while there are some). */
+int ag_unw_tick(ag_unw *u);
+void ag_unw_proc_gone(ag_unw *u, pid_t pid);
+void ag_unw_get_stats(const ag_unw *u, ag_unw_stats *out);
+
 /* ---- ksyms.c ---- */
 
 typedef struct ag_ksyms ag_ksyms;
@@ -109,7 +149,8 @@ typedef struct ag_proc {
 	size_t nmaps;
 	int64_t maps_read_ns;
 	uint64_t maps_read_drain;
-	bool exited;          /* freed after the next drain */
+	bool exited;          /* freed two drains later (ag_procs_sweep) */
+	uint64_t exit_drain;  /* the first sweep that saw it exited */
 	bool gone;            /* /proc/PID had vanished when we looked */
 	uint32_t batch_idx;
 	uint64_t batch_gen;
@@ -120,6 +161,11 @@ typedef struct ag_procs ag_procs;
 typedef struct ag_procs_opts {
 	const char *proc_root;  /* "/proc" */
 	ag_objs *objs;
+	/* called after a process' mappings were (re)read, and when it is
+	 * forgotten (the unwinder's entries follow them); may be NULL */
+	void (*on_maps)(void *arg, const ag_proc *pr);
+	void (*on_forget)(void *arg, pid_t pid);
+	void *hook_arg;
 } ag_procs_opts;
 
 int ag_procs_new(const ag_procs_opts *opt, ag_procs **out);
@@ -152,10 +198,12 @@ typedef struct ag_sampler_opts {
 	unsigned frequency;     /* Hz per CPU */
 	unsigned interval_s;    /* for sizing the maps */
 	bool kernel_stacks;
+	bool unwind;            /* walk user stacks with unwind tables */
+	uint32_t unwind_rows;   /* size of the rows array (16 bytes each) */
 	pid_t filter_pid;       /* 0: every process */
 	bool verbose;
 	/* process events, called from ag_sampler_poll() */
-	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm);
+	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
 	void *arg;
 } ag_sampler_opts;
 
@@ -172,7 +220,10 @@ typedef struct ag_count {
 
 enum {
 	AG_STAT_SAMPLES, AG_STAT_COUNT_FULL, AG_STAT_STACK_FULL, AG_STAT_USTACK_ERR,
-	AG_STAT_KSTACK_ERR, AG_STAT_EVENTS_LOST, AG_STAT_N
+	AG_STAT_KSTACK_ERR, AG_STAT_EVENTS_LOST,
+	AG_STAT_UNW_SAMPLES, AG_STAT_UNW_COMPLETE, AG_STAT_UNW_TRUNCATED, AG_STAT_UNW_NO_FDE,
+	AG_STAT_UNW_UNSUPPORTED, AG_STAT_UNW_READ_ERR, AG_STAT_UNW_FP_STOP,
+	AG_STAT_UNW_TAIL_FAIL, AG_STAT_N
 };
 
 /* Loads and attaches. On failure says why on stderr (missing BTF,
@@ -188,6 +239,10 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);
 /* Totals since load, summed over CPUs (AG_STAT_*). */
 void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N]);
 int ag_sampler_ncpus(const ag_sampler *s);
+/* The unwinder's maps: the rows array mapped into memory, its size, and
+ * the per-process map's descriptor. Returns -ENOENT when unwinding is off. */
+int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap,
+                        int *procs_fd);
 
 /* ---- batch.c ---- */
 

@@ -45,6 +45,10 @@ static void usage(FILE *f)
 	        "                       see docs/architecture.md)\n"
 	        "  --pid PID            profile one process only\n"
 	        "  --no-kernel-stacks   user stacks only\n"
+	        "  --no-unwind          walk user stacks by frame pointers only, not by the\n"
+	        "                       objects' .eh_frame unwind tables\n"
+	        "  --unwind-table-mb MB kernel memory for unwind tables (default 64: about\n"
+	        "                       4 million rows; libc takes ~20 000)\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
 	        "  --no-upload          do not upload debug info\n"
 	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
@@ -97,16 +101,33 @@ typedef struct agent {
 	ag_objs *objs;
 	ag_ksyms *ksyms;
 	ag_push *push;
+	ag_unw *unw;            /* NULL: --no-unwind, or no tables on this arch */
 	ag_batch_ctx ctx;
 	uint64_t seq;
 	int64_t last_drain_ns;
 	bool verbose;
 } agent;
 
-static void on_event(void *arg, int kind, pid_t pid, const char *comm)
+static void on_event(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns)
 {
 	agent *a = arg;
+	if (a->unw)
+		ag_unw_event(a->unw, pid, mono_ns);
 	ag_procs_event(a->procs, kind, pid, comm);
+}
+
+static void on_maps(void *arg, const ag_proc *pr)
+{
+	agent *a = arg;
+	if (a->unw)
+		ag_unw_proc(a->unw, pr);
+}
+
+static void on_forget(void *arg, pid_t pid)
+{
+	agent *a = arg;
+	if (a->unw)
+		ag_unw_proc_gone(a->unw, pid);
 }
 
 static int drain(agent *a)
@@ -130,6 +151,9 @@ static int drain(agent *a)
 	ag_sampler_stats(a->sampler, st);
 	ag_push_stats ps;
 	ag_push_get_stats(a->push, &ps);
+	ag_unw_stats us = {0};
+	if (a->unw)
+		ag_unw_get_stats(a->unw, &us);
 	const wire_counter c[] = {
 		{"samples", st[AG_STAT_SAMPLES]},
 		{"samples_dropped_map_full", st[AG_STAT_COUNT_FULL]},
@@ -143,6 +167,20 @@ static int drain(agent *a)
 		{"batches_dropped", ps.batches_dropped},
 		{"batches_rejected", ps.batches_rejected},
 		{"debuginfo_uploads", ps.uploads},
+		{"unwind_samples", st[AG_STAT_UNW_SAMPLES]},
+		{"unwind_complete", st[AG_STAT_UNW_COMPLETE]},
+		{"unwind_truncated", st[AG_STAT_UNW_TRUNCATED]},
+		{"unwind_no_fde", st[AG_STAT_UNW_NO_FDE]},
+		{"unwind_unsupported", st[AG_STAT_UNW_UNSUPPORTED]},
+		{"unwind_read_errors", st[AG_STAT_UNW_READ_ERR]},
+		{"unwind_frame_pointer_stops", st[AG_STAT_UNW_FP_STOP]},
+		{"unwind_tail_call_failures", st[AG_STAT_UNW_TAIL_FAIL]},
+		{"unwind_tables", us.tables},
+		{"unwind_tables_failed", us.build_failed},
+		{"unwind_tables_evicted", us.evicted},
+		{"unwind_tables_no_space", us.no_space},
+		{"unwind_rows_used", us.rows_used},
+		{"unwind_processes", us.procs},
 	};
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
@@ -155,6 +193,19 @@ static int drain(agent *a)
 		        "%zu batches queued\n", a->seq, n, ag_batch_wire(b)->nprocesses,
 		        ag_batch_wire(b)->nstacks, st[AG_STAT_SAMPLES], ag_procs_count(a->procs),
 		        ag_objs_count(a->objs), ps.queued + 1);
+	if (a->verbose && a->unw)
+		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " of %" PRIu64 " samples by "
+		        "tables, %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
+		        "%" PRIu64 " unsupported, %" PRIu64 " read errors, %" PRIu64 " frame-pointer "
+		        "stops; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
+		        " failed), %" PRIu64 " processes, build %.1f ms max; ready %.1f ms after a "
+		        "process' first sample (mean of %" PRIu64 "), %.1f ms max\n",
+		        st[AG_STAT_UNW_SAMPLES], st[AG_STAT_SAMPLES], st[AG_STAT_UNW_COMPLETE],
+		        st[AG_STAT_UNW_TRUNCATED], st[AG_STAT_UNW_NO_FDE], st[AG_STAT_UNW_UNSUPPORTED],
+		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], us.tables, us.rows_used,
+		        us.rows_cap, us.build_failed, us.procs, (double)us.build_ns_max / 1e6,
+		        us.ready ? (double)us.ready_ns / (double)us.ready / 1e6 : 0.0, us.ready,
+		        (double)us.ready_ns_max / 1e6);
 	ag_push_enqueue(a->push, b);
 	ag_procs_sweep(a->procs, a->ctx.drain);
 	return 0;
@@ -165,7 +216,8 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
-	bool pid_label = false, kernel = true, upload = true;
+	unsigned long unwind_mb = 64;
+	bool pid_label = false, kernel = true, upload = true, unwind = true;
 	int verbose = 0;
 	const char *server = "http://127.0.0.1:7070";
 	char hostname[256] = "", machine_id[256];
@@ -175,7 +227,7 @@ int main(int argc, char **argv)
 	const char *token_file = NULL;
 	char *token = NULL;
 	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN };
+	       O_TOKEN, O_NOUNWIND, O_UNWINDMB };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -185,6 +237,8 @@ int main(int argc, char **argv)
 		{"pid", required_argument, NULL, 'p'},
 		{"pid-label", no_argument, NULL, O_PIDLABEL},
 		{"no-kernel-stacks", no_argument, NULL, O_NOKERNEL},
+		{"no-unwind", no_argument, NULL, O_NOUNWIND},
+		{"unwind-table-mb", required_argument, NULL, O_UNWINDMB},
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
@@ -208,6 +262,8 @@ int main(int argc, char **argv)
 		case O_TOKEN: token_file = optarg; break;
 		case O_PIDLABEL: pid_label = true; break;
 		case O_NOKERNEL: kernel = false; break;
+		case O_NOUNWIND: unwind = false; break;
+		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &unwind_mb); break;
 		case O_NOUPLOAD: upload = false; break;
 		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
 		case 'v': verbose++; break;
@@ -233,7 +289,8 @@ int main(int argc, char **argv)
 		if (bad) {
 			fprintf(stderr, "smolder-agent: bad value for --%s: %s\n",
 			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
-			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" : "exit-after",
+			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" :
+			        o == O_UNWINDMB ? "unwind-table-mb" : "exit-after",
 			        optarg);
 			return 2;
 		}
@@ -276,7 +333,8 @@ int main(int argc, char **argv)
 
 	int err = ag_objs_new(&a.objs);
 	if (!err) {
-		ag_procs_opts po = {"/proc", a.objs};
+		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .on_maps = on_maps,
+		                    .on_forget = on_forget, .hook_arg = &a};
 		err = ag_procs_new(&po, &a.procs);
 	}
 	if (err) {
@@ -296,12 +354,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
 		goto out;
 	}
+#if !defined(__x86_64__)
+	unwind = false;  /* the table walker is x86_64's so far */
+#endif
 	ag_sampler_opts so = {.frequency = (unsigned)freq, .interval_s = (unsigned)interval,
-	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid,
+	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid, .unwind = unwind,
+	                      .unwind_rows = (uint32_t)((unwind_mb << 20) / 16),
 	                      .verbose = verbose > 1, .on_event = on_event, .arg = &a};
 	if (ag_sampler_open(&so, &a.sampler))
 		goto out;
 	a.verbose = verbose > 0;
+	if (unwind) {
+		ag_unw_opts uo = {.proc_root = "/proc", .verbose = verbose > 1};
+		err = ag_sampler_unw_maps(a.sampler, &uo.rows, &uo.rows_cap, &uo.procs_fd);
+		if (!err)
+			err = ag_unw_new(&uo, &a.unw);
+		if (err) {
+			fprintf(stderr, "smolder-agent: unwind tables: %s\n", strerror(-err));
+			goto out;
+		}
+	}
 	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
 	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
@@ -325,6 +397,9 @@ int main(int argc, char **argv)
 				wake = r;
 		}
 		int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
+		/* tables being built: look for them every 10 ms */
+		if (a.unw && ag_unw_tick(a.unw) > 0 && ms > 10)
+			ms = 10;
 		ag_sampler_poll(a.sampler, ms);
 		now = ag_mono_ns();
 		if (now >= deadline)
@@ -355,6 +430,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", ps.queued);
 	rc = 0;
 out:
+	ag_unw_free(a.unw);
+	a.unw = NULL;
 	ag_sampler_close(a.sampler);
 	ag_push_free(a.push);
 	ag_procs_free(a.procs);

@@ -42,6 +42,9 @@ typedef struct pnode {
 struct ag_procs {
 	char root[256];
 	ag_objs *objs;
+	void (*on_maps)(void *arg, const ag_proc *pr);
+	void (*on_forget)(void *arg, pid_t pid);
+	void *hook_arg;
 	pnode *b[NBUCKETS];
 	size_t n;
 	rqueue rq[NREREAD];
@@ -71,6 +74,9 @@ int ag_procs_new(const ag_procs_opts *opt, ag_procs **out)
 		return -ENOMEM;
 	snprintf(p->root, sizeof(p->root), "%s", opt->proc_root ? opt->proc_root : "/proc");
 	p->objs = opt->objs;
+	p->on_maps = opt->on_maps;
+	p->on_forget = opt->on_forget;
+	p->hook_arg = opt->hook_arg;
 	*out = p;
 	return 0;
 }
@@ -275,6 +281,14 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 		free(v);
 		return rc;
 	}
+	if (!n && pr->nmaps) {
+		/* A process that had code and now has none is being torn down
+		 * (its memory is gone before its /proc entry): its last
+		 * samples still need the mappings it had. */
+		free(v);
+		pr->maps_read_drain = drain;
+		return 0;
+	}
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_map);
 	free(pr->maps);
@@ -282,6 +296,8 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	pr->nmaps = n;
 	pr->maps_read_ns = ag_mono_ns();
 	pr->maps_read_drain = drain;
+	if (p->on_maps)
+		p->on_maps(p->hook_arg, pr);
 	return 0;
 }
 
@@ -316,9 +332,20 @@ void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm)
 		ag_procs_get(p, pid, comm);
 		return;
 	}
+	if (pr->exited) {
+		/* A process sampled after its exit was reported: its last
+		 * moments in the kernel (unmapping a big heap takes a while)
+		 * announce it again. Unless the pid names a new process by
+		 * now, keep the mappings it had: its samples still need them. */
+		char path[300];
+		snprintf(path, sizeof(path), "%s/%d/maps", p->root, pid);
+		if (access(path, F_OK))
+			return;
+	}
 	/* exec (or an announcement after LRU eviction): the image may have
 	 * changed, and with it comm, exe and every mapping */
 	pr->exited = pr->gone = false;
+	pr->exit_drain = 0;
 	read_labels(p, pr, comm);
 	pr->maps_read_drain = UINT64_MAX;
 	ag_procs_refresh(p, pr, UINT64_MAX - 1);
@@ -370,12 +397,20 @@ void ag_procs_sweep(ag_procs *p, uint64_t drain)
 	for (size_t i = 0; i < NBUCKETS; i++)
 		for (pnode **pp = &p->b[i]; *pp;) {
 			pnode *n = *pp;
-			bool dead = n->p.exited || n->p.gone;
+			/* An exited process stays for two more drains: the kernel
+			 * may still be tearing it down (a big heap takes a while to
+			 * unmap), and its samples from then need its mappings. */
+			if (n->p.exited && !n->p.exit_drain)
+				n->p.exit_drain = drain;
+			bool dead = (n->p.exited && drain >= n->p.exit_drain + 2) ||
+			            (n->p.gone && !n->p.exited);
 			if (!dead && n->p.batch_gen + 6 < drain) {
 				snprintf(path, sizeof(path), "%s/%d", p->root, n->p.pid);
 				dead = access(path, F_OK) != 0;
 			}
 			if (dead) {
+				if (p->on_forget)
+					p->on_forget(p->hook_arg, n->p.pid);
 				*pp = n->next;
 				proc_clear(&n->p);
 				free(n);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,9 +30,12 @@ struct ag_sampler {
 	int ncpus_possible;
 	int ncpus_online;
 	struct ring_buffer *rb;
-	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm);
+	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
 	void *arg;
 	uint32_t stack_entries;
+	struct sm_unw_row *unw_rows;  /* the rows array, mapped; NULL: no unwinding */
+	size_t unw_rows_bytes;
+	uint32_t unw_cap;
 	/* the last drain's result */
 	ag_count *counts;
 	size_t ncounts, counts_cap;
@@ -95,7 +99,7 @@ static int on_rb(void *ctx, void *data, size_t len)
 	char comm[17];
 	memcpy(comm, e->comm, 16);
 	comm[16] = 0;
-	s->on_event(s->arg, (int)e->kind, (pid_t)e->tgid, comm);
+	s->on_event(s->arg, (int)e->kind, (pid_t)e->tgid, comm, (int64_t)e->ktime_ns);
 	return 0;
 }
 
@@ -149,6 +153,11 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	}
 	s->skel->rodata->cfg_kernel_stacks = opt->kernel_stacks;
 	s->skel->rodata->cfg_filter_tgid = (uint32_t)opt->filter_pid;
+	s->skel->rodata->cfg_unwind = opt->unwind;
+	/* The rows array is preallocated kernel memory: its whole size is
+	 * spent at load (16 bytes a row), so it is sized by the operator. */
+	s->unw_cap = opt->unwind && opt->unwind_rows ? opt->unwind_rows : 1;
+	bpf_map__set_max_entries(s->skel->maps.unw_rows, s->unw_cap);
 	/* Size the maps for an interval's worth of samples, each distinct at
 	 * worst (user and kernel stacks are stored apart), capped; the stacks
 	 * maps preallocate 1 KiB per entry, which is what the kernel really
@@ -166,6 +175,19 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	if (rc) {
 		explain(rc);
 		goto out;
+	}
+	if (opt->unwind) {
+		s->unw_rows_bytes = ((size_t)s->unw_cap * sizeof(struct sm_unw_row) + 4095) &
+		                    ~(size_t)4095;
+		void *m = mmap(NULL, s->unw_rows_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		               bpf_map__fd(s->skel->maps.unw_rows), 0);
+		if (m == MAP_FAILED) {
+			rc = -errno;
+			fprintf(stderr, "smolder-agent: mapping the unwind rows array failed: %s\n",
+			        strerror(-rc));
+			goto out;
+		}
+		s->unw_rows = m;
 	}
 	rc = profile_bpf__attach(s->skel);  /* the two tracepoints */
 	if (rc) {
@@ -237,6 +259,8 @@ void ag_sampler_close(ag_sampler *s)
 	}
 	free(s->links);
 	free(s->pfds);
+	if (s->unw_rows)
+		munmap(s->unw_rows, s->unw_rows_bytes);
 	profile_bpf__destroy(s->skel);  /* detaches the tracepoints, frees the maps */
 	free(s->counts);
 	free(s->ips);
@@ -376,3 +400,13 @@ void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N])
 }
 
 int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }
+
+int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap, int *procs_fd)
+{
+	if (!s->unw_rows)
+		return -ENOENT;
+	*rows = s->unw_rows;
+	*cap = s->unw_cap;
+	*procs_fd = bpf_map__fd(s->skel->maps.unw_procs);
+	return 0;
+}

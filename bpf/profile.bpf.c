@@ -13,6 +13,12 @@
  * preemption off, for microseconds), then drains and clears the old set at
  * leisure.
  *
+ * User stacks of processes the agent has unwind tables for (built from
+ * .eh_frame, see agent/unwind_table.c) are walked here by those tables
+ * instead (sm_unwind), so code without frame pointers (most of Debian:
+ * libc, liblzma, python3) unwinds to its outermost frame; frames of
+ * objects without a table fall back to frame pointers.
+ *
  * Configuration is read-only data the agent sets before loading (CO-RE:
  * the object is compiled once, with no templating and no compiler on the
  * host). */
@@ -29,6 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by the agent before load. */
 const volatile __u32 cfg_kernel_stacks = 1;  /* read kernel stacks too */
 const volatile __u32 cfg_filter_tgid = 0;    /* profile only this process (0: all) */
+const volatile __u32 cfg_unwind = 1;         /* walk user stacks with unwind tables */
 
 /* Written by the agent at every drain: which set of maps to fill. */
 __u32 sm_active = 0;
@@ -81,6 +88,47 @@ struct {
 	__type(value, struct sm_stack);
 } scratch SEC(".maps");
 
+/* ---- the table walker's maps ---- */
+
+/* Every object's rows, one after another; the agent writes them through
+ * mmap (sizes set before load) and hands out ranges. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct sm_unw_row);
+} unw_rows SEC(".maps");
+
+/* Per process: its executable mappings and their row ranges. Allocated as
+ * processes get tables (4 KiB each), not up front. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct sm_unw_proc);
+} unw_procs SEC(".maps");
+
+/* A walk in progress: sm_sample starts it, sm_unwind continues it across
+ * tail calls (each program may walk UNW_FRAMES frames: the verifier
+ * checks every path of a bounded loop, and a program that walked all 128
+ * frames with two binary searches each would be too big for it). */
+struct unw_state {
+	__u64 pc, sp, bp;
+	__u32 tails;
+	__u32 set;              /* which map set this sample counts into */
+	struct sm_key key;
+	struct sm_stack stack;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct unw_state);
+} unw_state SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SM_STAT_N);
@@ -105,6 +153,7 @@ static __always_inline void emit(__u32 kind, __u32 tgid)
 	e->kind = kind;
 	e->tgid = tgid;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->ktime_ns = bpf_ktime_get_ns();
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -125,23 +174,13 @@ static __always_inline void count(void *counts, struct sm_key *key)
 	}
 }
 
-/* Reads one stack (user or kernel, by flags), stores it in the set's
- * stacks map unless it is there, and returns its hash; 0 when there is no
- * stack to read. */
-static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u32 err_stat)
+/* Stores st (len set) in the set's stacks map unless it is there, and
+ * returns its hash; 0 when it is empty or could not be stored. */
+static __always_inline __u64 store_stack(void *stacks, struct sm_stack *st)
 {
-	__u32 zero = 0;
-	struct sm_stack *st = bpf_map_lookup_elem(&scratch, &zero);
-	if (!st)
+	__u32 len = st->len;
+	if (!len)
 		return 0;
-	long n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), flags);
-	if (n <= 0) {
-		if (n < 0 && n != -14 /* EFAULT: no stack of this kind here */)
-			stat_inc(err_stat);
-		return 0;
-	}
-	__u32 len = (__u32)n / sizeof(__u64);
-	st->len = len;
 	/* a multiply-xorshift mix per address: cheap, and 64 bits make two
 	 * different stacks with one hash vanishingly unlikely */
 	__u64 h = 0x9e3779b97f4a7c15ULL ^ len;
@@ -161,6 +200,270 @@ static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u3
 	}
 	return h;
 }
+
+/* Reads one stack by frame pointers (user or kernel, by flags) and stores
+ * it; returns its hash, 0 when there is no stack to read. */
+static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u32 err_stat)
+{
+	__u32 zero = 0;
+	struct sm_stack *st = bpf_map_lookup_elem(&scratch, &zero);
+	if (!st)
+		return 0;
+	long n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), flags);
+	if (n <= 0) {
+		if (n < 0 && n != -14 /* EFAULT: no stack of this kind here */)
+			stat_inc(err_stat);
+		return 0;
+	}
+	st->len = (__u32)n / sizeof(__u64);
+	return store_stack(stacks, st);
+}
+
+/* ---- the table walker (x86_64) ---- */
+
+#if defined(__TARGET_ARCH_x86)
+#define UNW_FRAMES 8            /* frames per program run */
+#define UNW_MAX_TAILS 20        /* 8 x (1 + 20) > SM_MAX_STACK_DEPTH */
+#define UNW_ROW_STEPS 23        /* binary search steps: up to 4 Mi rows */
+#define UNW_MAP_STEPS 8         /* log2(SM_UNW_MAX_MAPS) + 1 */
+
+enum { UNW_NEXT, UNW_DONE, UNW_FAIL };
+
+/* the walker tail-calls itself; libbpf fills the slot at load */
+int sm_unwind(struct bpf_perf_event_data *ctx);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, int (void *));
+} unw_progs SEC(".maps") = {
+	.values = {[0] = (void *)&sm_unwind},
+};
+
+static __always_inline int read_u64(__u64 *out, __u64 addr)
+{
+	if (bpf_probe_read_user(out, sizeof(*out), (const void *)addr)) {
+		stat_inc(SM_STAT_UNW_READ_ERR);
+		return -1;
+	}
+	return 0;
+}
+
+/* The mapping of proc holding pc, NULL when none. */
+static __always_inline struct sm_unw_map *find_map(struct sm_unw_proc *p, __u64 pc)
+{
+	__u32 lo = 0, hi = p->n;
+	if (hi > SM_UNW_MAX_MAPS)
+		hi = SM_UNW_MAX_MAPS;
+	for (int i = 0; i < UNW_MAP_STEPS; i++) {
+		if (lo >= hi)
+			break;
+		__u32 mid = ((lo + hi) / 2) & (SM_UNW_MAX_MAPS - 1);
+		struct sm_unw_map *m = &p->maps[mid];
+		if (pc < m->start)
+			hi = mid;
+		else if (pc >= m->end)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+/* The last row of [start, start + len) whose pc <= vaddr, NULL when none. */
+static __always_inline struct sm_unw_row *find_row(__u32 start, __u32 len, __u32 vaddr)
+{
+	__u32 lo = start, hi = start + len;
+	for (int i = 0; i < UNW_ROW_STEPS; i++) {
+		if (lo >= hi)
+			break;
+		__u32 mid = lo + (hi - lo) / 2;
+		struct sm_unw_row *r = bpf_map_lookup_elem(&unw_rows, &mid);
+		if (!r)
+			return NULL;
+		if (r->pc <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == start)
+		return NULL;
+	lo--;
+	return bpf_map_lookup_elem(&unw_rows, &lo);
+}
+
+/* One frame: s->pc is recorded by the caller; computes the caller's pc,
+ * sp and bp. */
+static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
+{
+	/* a return address points after the call, which may be the first
+	 * byte of the next function (calls to noreturn functions) */
+	__u64 look = s->stack.len > 1 ? s->pc - 1 : s->pc;
+	struct sm_unw_map *m = p ? find_map(p, look) : NULL;
+	__u64 cfa, ra;
+	if (m && m->rows_len) {
+		__u64 va = look - m->bias;
+		if (va >> 32) {
+			stat_inc(SM_STAT_UNW_NO_FDE);
+			return UNW_FAIL;
+		}
+		struct sm_unw_row *r = find_row(m->rows_start, m->rows_len, (__u32)va);
+		if (!r) {
+			stat_inc(SM_STAT_UNW_NO_FDE);
+			return UNW_FAIL;
+		}
+		switch (r->cfa_kind) {
+		case SM_CFA_SP:
+			cfa = s->sp + (__s64)r->cfa_off;
+			break;
+		case SM_CFA_FP:
+			cfa = s->bp + (__s64)r->cfa_off;
+			break;
+		case SM_CFA_PLT:
+			cfa = s->sp + 8 + (((s->pc & 15) >= (__u64)r->cfa_off) ? 8 : 0);
+			break;
+		case SM_CFA_END:
+			stat_inc(SM_STAT_UNW_COMPLETE);
+			return UNW_DONE;
+		case SM_CFA_NONE:
+			stat_inc(SM_STAT_UNW_NO_FDE);
+			return UNW_FAIL;
+		default:
+			stat_inc(SM_STAT_UNW_UNSUPPORTED);
+			return UNW_FAIL;
+		}
+		if (r->ra_kind != SM_REG_CFA_OFF) {
+			stat_inc(SM_STAT_UNW_UNSUPPORTED);
+			return UNW_FAIL;
+		}
+		/* the caller's frame is above this one; anything else is a
+		 * corrupt stack or a wrong rule, and could loop */
+		if (cfa <= s->sp) {
+			stat_inc(SM_STAT_UNW_READ_ERR);
+			return UNW_FAIL;
+		}
+		if (read_u64(&ra, cfa + (__s64)r->ra_off))
+			return UNW_FAIL;
+		if (r->fp_kind == SM_REG_CFA_OFF) {
+			if (read_u64(&s->bp, cfa + (__s64)r->fp_off))
+				return UNW_FAIL;
+		} else if (r->fp_kind == SM_REG_UNDEF) {
+			s->bp = 0;
+		} else if (r->fp_kind != SM_REG_SAME) {
+			stat_inc(SM_STAT_UNW_UNSUPPORTED);
+			return UNW_FAIL;
+		}
+	} else {
+		/* no table (JIT code, an object without one, or not loaded
+		 * yet): frame pointers, when bp looks like one */
+		__u64 bp = s->bp;
+		if (!bp || bp < s->sp || (bp & 7)) {
+			stat_inc(SM_STAT_UNW_FP_STOP);
+			return UNW_FAIL;
+		}
+		if (read_u64(&ra, bp + 8) || read_u64(&s->bp, bp))
+			return UNW_FAIL;
+		cfa = bp + 16;
+	}
+	if (!ra) {
+		stat_inc(SM_STAT_UNW_COMPLETE);
+		return UNW_DONE;
+	}
+	s->pc = ra;
+	s->sp = cfa;
+	return UNW_NEXT;
+}
+
+/* Stores the walked stack and counts the sample. */
+static __always_inline void unw_finish(struct unw_state *s)
+{
+	if (s->set) {
+		s->key.user_stack = store_stack(&stacks1, &s->stack);
+		count(&counts1, &s->key);
+	} else {
+		s->key.user_stack = store_stack(&stacks0, &s->stack);
+		count(&counts0, &s->key);
+	}
+}
+
+SEC("perf_event")
+int sm_unwind(struct bpf_perf_event_data *ctx)
+{
+	__u32 zero = 0;
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	if (!s)
+		return 0;
+	struct sm_unw_proc *p = bpf_map_lookup_elem(&unw_procs, &s->key.tgid);
+	for (int i = 0; i < UNW_FRAMES; i++) {
+		__u32 n = s->stack.len;
+		if (n >= SM_MAX_STACK_DEPTH) {
+			stat_inc(SM_STAT_UNW_TRUNCATED);
+			unw_finish(s);
+			return 0;
+		}
+		s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = s->pc;
+		s->stack.len = n + 1;
+		if (unw_step(s, p) != UNW_NEXT) {
+			unw_finish(s);
+			return 0;
+		}
+	}
+	if (s->tails < UNW_MAX_TAILS) {
+		s->tails++;
+		bpf_tail_call(ctx, &unw_progs, 0);
+		stat_inc(SM_STAT_UNW_TAIL_FAIL);
+	} else {
+		stat_inc(SM_STAT_UNW_TRUNCATED);
+	}
+	unw_finish(s);
+	return 0;
+}
+
+/* Starts the table walk of the current task's user stack when the agent
+ * has tables for its process. Returns true when the walk took over the
+ * sample (it counts it), false to count it with frame pointers. */
+static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm_key *key,
+                                      __u32 set)
+{
+	if (!cfg_unwind || !bpf_map_lookup_elem(&unw_procs, &key->tgid))
+		return false;
+	__u32 zero = 0;
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	if (!s)
+		return false;
+	/* user mode: the sampled ip is a user address (the kernel's half of
+	 * the address space has the top bit set). The context only allows
+	 * full-width loads, which cs (a u16) is not. */
+	if ((__s64)ctx->regs.ip >= 0) {
+		s->pc = ctx->regs.ip;
+		s->sp = ctx->regs.sp;
+		s->bp = ctx->regs.bp;
+	} else {
+		/* in the kernel: the user registers saved at kernel entry */
+		struct task_struct *t = bpf_get_current_task_btf();
+		if (!t->mm)
+			return false;   /* a kernel thread: no user stack */
+		struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(t);
+		s->pc = BPF_CORE_READ(r, ip);
+		s->sp = BPF_CORE_READ(r, sp);
+		s->bp = BPF_CORE_READ(r, bp);
+	}
+	s->tails = 0;
+	s->set = set;
+	s->key = *key;
+	s->stack.len = 0;
+	stat_inc(SM_STAT_UNW_SAMPLES);
+	bpf_tail_call(ctx, &unw_progs, 0);
+	stat_inc(SM_STAT_UNW_TAIL_FAIL);
+	return false;
+}
+#else
+static __always_inline bool unw_start(void *ctx, struct sm_key *key, __u32 set)
+{
+	return false;
+}
+#endif
 
 SEC("perf_event")
 int sm_sample(struct bpf_perf_event_data *ctx)
@@ -183,14 +486,18 @@ int sm_sample(struct bpf_perf_event_data *ctx)
 
 	struct sm_key key = {.tgid = tgid};
 	if (*(volatile __u32 *)&sm_active) {
-		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
 		if (cfg_kernel_stacks)
 			key.kernel_stack = stack_id(ctx, &stacks1, 0, SM_STAT_KSTACK_ERR);
+		if (unw_start(ctx, &key, 1))
+			return 0;
+		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
 		count(&counts1, &key);
 	} else {
-		key.user_stack = stack_id(ctx, &stacks0, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
 		if (cfg_kernel_stacks)
 			key.kernel_stack = stack_id(ctx, &stacks0, 0, SM_STAT_KSTACK_ERR);
+		if (unw_start(ctx, &key, 0))
+			return 0;
+		key.user_stack = stack_id(ctx, &stacks0, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
 		count(&counts0, &key);
 	}
 	return 0;
@@ -204,6 +511,9 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sm_exec, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	/* the old image's unwind entry would walk the new one with the wrong
+	 * tables: frame pointers until the agent has read the new mappings */
+	bpf_map_delete_elem(&unw_procs, &tgid);
 	if (bpf_map_delete_elem(&known, &tgid) == 0)
 		emit(SM_EV_EXEC, tgid);
 	return 0;

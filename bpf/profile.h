@@ -5,9 +5,10 @@
 #ifndef SMOLDER_BPF_PROFILE_H
 #define SMOLDER_BPF_PROFILE_H
 
-/* Frames bpf_get_stackid() keeps per stack: the kernel's own ceiling
- * (PERF_MAX_STACK_DEPTH). */
-#define SM_MAX_STACK_DEPTH 127
+/* Frames kept per stack: the table walker's ceiling. bpf_get_stack()
+ * (frame pointers, kernel stacks) stops at the kernel's own, 127
+ * (perf_event_max_stack). */
+#define SM_MAX_STACK_DEPTH 128
 
 /* One counting slot per (process, user stack, kernel stack). Stacks are
  * named by a 64-bit hash of their addresses, the key of the stacks map of
@@ -68,6 +69,26 @@ struct sm_unw_row {
 	__u8 pad;
 };
 
+/* Where one process' executable mappings are and which rows describe
+ * them; the agent writes one per process it has tables for, sorted by
+ * start. vaddr = pc - bias. rows_len 0: no table (walked by frame
+ * pointers). */
+#define SM_UNW_MAX_MAPS 128
+
+struct sm_unw_map {
+	__u64 start;
+	__u64 end;
+	__u64 bias;
+	__u32 rows_start;       /* index into the rows array */
+	__u32 rows_len;
+};
+
+struct sm_unw_proc {
+	__u32 n;
+	__u32 pad;
+	struct sm_unw_map maps[SM_UNW_MAX_MAPS];
+};
+
 enum sm_event_kind {
 	SM_EV_NEW = 1,   /* first sample of a process since it started or exec'd */
 	SM_EV_EXEC = 2,  /* the process replaced its image */
@@ -78,6 +99,7 @@ struct sm_event {
 	__u32 kind;
 	__u32 tgid;
 	char comm[16];
+	__u64 ktime_ns;         /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 };
 
 /* Per-CPU counters the agent sums and reports with every batch. */
@@ -88,6 +110,17 @@ enum sm_stat {
 	SM_STAT_USTACK_ERR,    /* user stack unreadable (besides kernel threads) */
 	SM_STAT_KSTACK_ERR,
 	SM_STAT_EVENTS_LOST,   /* ring buffer full: a process event lost */
+	/* the table walker (user stacks of processes with tables) */
+	SM_STAT_UNW_SAMPLES,   /* stacks walked with tables */
+	SM_STAT_UNW_COMPLETE,  /* reached the outermost frame (undefined return
+	                        * address, or a zero one under frame pointers) */
+	SM_STAT_UNW_TRUNCATED, /* SM_MAX_STACK_DEPTH frames and more to go */
+	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE */
+	SM_STAT_UNW_UNSUPPORTED, /* a rule the table marks unsupported */
+	SM_STAT_UNW_READ_ERR,  /* user memory unreadable (paged out, bad CFA) */
+	SM_STAT_UNW_FP_STOP,   /* a frame without table whose frame pointer
+	                        * does not look like one */
+	SM_STAT_UNW_TAIL_FAIL, /* the tail call to the walker failed */
 	SM_STAT_N,
 };
 

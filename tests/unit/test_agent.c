@@ -24,7 +24,11 @@
 
 #include <cmocka.h>
 
+#include <bpf/bpf.h>
+#include <linux/types.h>
+
 #include "agent/agent.h"
+#include "bpf/profile.h"
 
 static char tmpdir[512];
 
@@ -220,10 +224,24 @@ static void test_procs(void **state)
 	assert_true(gone->gone);
 	assert_string_equal(gone->comm, "ghost");
 	assert_int_equal(ag_procs_refresh(f.procs, gone, 1), -ESRCH);
-	/* exit marks; the sweep frees both the exited and the gone one */
+	/* exit marks; the sweep frees the gone one at once, the exited one
+	 * two drains later (samples of its teardown still need its maps) */
 	ag_procs_event(f.procs, 3, PID, NULL);
 	assert_true(pr->exited);
 	ag_procs_sweep(f.procs, 1);
+	assert_int_equal(ag_procs_count(f.procs), 1);
+	/* announced again while the kernel tears it down (its /proc entry
+	 * already gone): what it had is kept */
+	char mp[800];
+	snprintf(mp, sizeof(mp), "%s/%d/maps", f.root, PID);
+	assert_int_equal(unlink(mp), 0);
+	ag_procs_event(f.procs, 1, PID, "again");
+	assert_true(pr->exited);
+	assert_ptr_equal(ag_procs_get(f.procs, PID, NULL), pr);
+	assert_int_equal(pr->nmaps, 3);
+	ag_procs_sweep(f.procs, 2);
+	assert_int_equal(ag_procs_count(f.procs), 1);
+	ag_procs_sweep(f.procs, 3);
 	assert_int_equal(ag_procs_count(f.procs), 0);
 	rm_fakeproc(&f);
 }
@@ -584,6 +602,100 @@ static void test_upload(void **state)
 	assert_int_equal(st.upload_skipped, 1);
 }
 
+/* ---- unwind.c: this very process' tables, into a real BPF map ---- */
+
+__attribute__((noinline)) static int unw_marker(int x)
+{
+	return x * 3 + 1;
+}
+
+static void test_unwind_entries(void **state)
+{
+	(void)state;
+	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_test", sizeof(uint32_t),
+	                        sizeof(struct sm_unw_proc), 16,
+	                        &(struct bpf_map_create_opts){.sz = sizeof(struct bpf_map_create_opts),
+	                                                       .map_flags = BPF_F_NO_PREALLOC});
+	if (fd < 0) {
+		fprintf(stderr, "SKIP test_unwind_entries: cannot create a BPF map (%s): needs root\n",
+		        strerror(errno));
+		skip();
+	}
+	enum { CAP = 1 << 20 };
+	struct sm_unw_row *rows = calloc(CAP, sizeof(*rows));
+	assert_non_null(rows);
+	ag_objs *objs;
+	ag_procs *procs;
+	ag_unw *u;
+	assert_int_equal(ag_objs_new(&objs), 0);
+	ag_unw_opts uo = {.rows = rows, .rows_cap = CAP, .procs_fd = fd, .proc_root = "/proc"};
+	assert_int_equal(ag_unw_new(&uo, &u), 0);
+	/* the hook as main.c wires it */
+	ag_procs_opts po = {.proc_root = "/proc", .objs = objs,
+	                    .on_maps = (void (*)(void *, const ag_proc *))(void *)ag_unw_proc,
+	                    .hook_arg = u};
+	assert_int_equal(ag_procs_new(&po, &procs), 0);
+	pid_t me = getpid();
+	ag_proc *pr = ag_procs_get(procs, me, "test_agent");
+	assert_non_null(pr);
+	/* the builder thread finishes; the entry is completed as tables come */
+	for (int i = 0; ag_unw_tick(u) > 0; i++) {
+		assert_true(i < 3000);
+		usleep(10000);
+	}
+	struct sm_unw_proc e;
+	uint32_t key = (uint32_t)me;
+	assert_int_equal(bpf_map_lookup_elem(fd, &key, &e), 0);
+	assert_true(e.n > 0 && e.n <= SM_UNW_MAX_MAPS);
+	/* sorted, and the one holding this function has rows that cover it
+	 * with a CFA rule (not a gap) */
+	uint64_t pc = (uint64_t)(uintptr_t)unw_marker;
+	const struct sm_unw_map *hit = NULL;
+	for (uint32_t i = 0; i < e.n; i++) {
+		if (i)
+			assert_true(e.maps[i].start >= e.maps[i - 1].end);
+		if (pc >= e.maps[i].start && pc < e.maps[i].end)
+			hit = &e.maps[i];
+	}
+	assert_non_null(hit);
+	assert_true(hit->rows_len > 0);
+	assert_true(hit->rows_start + hit->rows_len <= CAP);
+	uint64_t va = pc - hit->bias;
+	const struct sm_unw_row *r = NULL;
+	for (uint32_t i = hit->rows_start; i < hit->rows_start + hit->rows_len; i++)
+		if (rows[i].pc <= va)
+			r = &rows[i];
+	assert_non_null(r);
+	assert_true(r->cfa_kind == SM_CFA_SP || r->cfa_kind == SM_CFA_FP);
+	assert_int_equal(r->ra_kind, SM_REG_CFA_OFF);
+	assert_int_equal(unw_marker(1), 4);
+	ag_unw_stats st;
+	ag_unw_get_stats(u, &st);
+	assert_true(st.built >= 2);          /* this test and libc at least */
+	assert_int_equal(st.procs, 1);
+	/* a second process with the same objects takes no new rows */
+	uint64_t used = st.rows_used;
+	ag_proc copy = *pr;
+	copy.pid = me + 1000000;          /* no such pid: only the entry matters */
+	assert_int_equal(ag_unw_proc(u, &copy), 0);
+	while (ag_unw_tick(u) > 0)
+		usleep(10000);
+	ag_unw_get_stats(u, &st);
+	assert_int_equal(st.rows_used, used);
+	assert_int_equal(st.procs, 2);
+	/* forgetting removes the entries */
+	ag_unw_proc_gone(u, copy.pid);
+	ag_unw_proc_gone(u, me);
+	assert_int_not_equal(bpf_map_lookup_elem(fd, &key, &e), 0);
+	ag_unw_get_stats(u, &st);
+	assert_int_equal(st.procs, 0);
+	ag_procs_free(procs);
+	ag_unw_free(u);
+	ag_objs_free(objs);
+	free(rows);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -593,6 +705,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unwind_entries, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,170 @@
+#!/bin/sh
+# unwind_test.sh - user stacks of code without frame pointers, walked in
+# the kernel by the .eh_frame tables the agent loads (issue 7), with the
+# real agent, the real kernel and the real server:
+#   - unw_nofp (-O2 -fomit-frame-pointer): >= 99 % of its samples unwind to
+#     _start through main, and hot_a's share is within 2 points of what
+#     `perf record --call-graph dwarf` measures on the same run;
+#   - through libunwlib.so (no frame pointers) and back into the program;
+#   - unw_fp (frame pointers) calling libc's qsort (none) and back;
+#   - recursion deeper than the walker's 128 frames: 128 frames, counted
+#     as truncated;
+#   - Debian's own xz and gzip on random data: >= 99 % reach
+#     __libc_start_main.
+# Samples of a process' first 1.5 s are left out: until the agent has read
+# its mappings and loaded its tables it is walked by frame pointers (the
+# agent logs how long that took).
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+AGENT=${SMOLDER_AGENT:-bin/smolder-agent}
+UNW=${SMOLDER_UNW_DIR:-build/tests/unw}
+# high enough that the two profilers' shares of hot_a, each from over
+# 10 000 samples, differ by sampling noise of about half a point
+FREQ=999
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/agent_lib.sh"
+check="$(dirname "$0")/unwind_check.py"
+need_bpf unwind_test.sh
+
+perf_pid=""
+busy_pid=""
+stop_unwind() {
+	for p in $perf_pid $busy_pid; do kill -KILL "$p" 2>/dev/null; done
+	stop_all
+}
+trap stop_unwind EXIT
+
+start_server 127.0.0.1:0
+start_agent --frequency $FREQ -v
+ok "agent samples at $FREQ Hz with the table walker"
+
+# Copies with names of this run only (comm is the file name), the library
+# beside them ($ORIGIN).
+mkdir -p "$tmp/unw"
+cp "$UNW/libunwlib.so" "$tmp/unw/"
+# One name per run below, so each waits for its own samples.
+N=un$$n
+L=un$$l
+D=un$$d
+F=un$$f
+for c in $N $L $D; do cp "$UNW/unw_nofp" "$tmp/unw/$c"; done
+cp "$UNW/unw_fp" "$tmp/unw/$F"
+
+# folded COMM FROM: the stacks of COMM stored since unix second FROM
+folded() {
+	curl -sf -G "$base/api/v1/query" -d format=folded -d from="$2" -d to=now \
+		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" \
+		>"$tmp/$1.folded" || fail "query of $1"
+}
+# settle COMM: until its stored total stops growing for 3 s (the agent
+# pushes every 2 s), at most 30 s
+settle() {
+	last=-1; same=0; i=0
+	while [ "$same" -lt 6 ]; do
+		n=$(curl -sf -G "$base/api/v1/query" -d format=folded -d from=now-1h \
+			--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" |
+			awk '{n += $NF} END {print n + 0}')
+		if [ "$n" = "$last" ] && [ "$n" -gt 0 ]; then same=$((same + 1)); else same=0; fi
+		last=$n
+		i=$((i + 1))
+		[ "$i" -le 60 ] || fail "samples of $1 still changing (or none) after 30 s: $n"
+		sleep 0.5
+	done
+}
+# val KEY FILE: a value unwind_check.py printed
+val() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
+# atleast A B: A >= B for decimals
+atleast() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a >= b)}'; }
+
+# --- unw_nofp split, beside perf --call-graph dwarf on the same process ---
+t0=$(date +%s)
+"$tmp/unw/$N" split 14 &
+busy_pid=$!
+sleep 1.5
+perf record -q -F $FREQ --call-graph dwarf,4096 -o "$tmp/perf.data" -p "$busy_pid" \
+	>"$tmp/perf.out" 2>&1 &
+perf_pid=$!
+wait "$busy_pid"
+busy_pid=""
+wait "$perf_pid" 2>/dev/null
+perf_pid=""
+settle "$N"
+folded "$N" $((t0 + 2))
+python3 "$check" --folded "$tmp/$N.folded" --root _start --has main --incl hot_a \
+	--incl hot_b >"$tmp/ours" || fail "unwind_check.py"
+perf script -i "$tmp/perf.data" -F comm,ip,sym 2>"$tmp/perf.err" >"$tmp/perf.txt" ||
+	fail "perf script: $(tail -3 "$tmp/perf.err")"
+python3 "$check" --perf "$tmp/perf.txt" --comm "$N" --root _start --has main \
+	--incl hot_a --incl hot_b >"$tmp/perf" || fail "unwind_check.py on perf"
+n=$(val samples "$tmp/ours")
+root=$(val root__start "$tmp/ours")
+[ "$n" -ge 5000 ] || fail "$N: only $n samples"
+atleast "$root" 0.99 || { head -20 "$tmp/$N.folded" >&2; fail "$N: $root of $n samples reach _start"; }
+ok "-fomit-frame-pointer program: $root of $n samples unwind to _start (perf: $(val root__start "$tmp/perf") of $(val samples "$tmp/perf"))"
+a=$(val incl_hot_a "$tmp/ours")
+pa=$(val incl_hot_a "$tmp/perf")
+awk -v a="$a" -v b="$pa" 'BEGIN {d = a - b; exit !(d <= 0.02 && d >= -0.02)}' ||
+	fail "$N: hot_a has $a of our samples, $pa of perf's"
+ok "hot_a's share $a, perf --call-graph dwarf $pa: within 2 points"
+
+# --- through the library without frame pointers and back ---
+t0=$(date +%s)
+"$tmp/unw/$L" lib 4
+settle "$L"
+folded "$L" $((t0 + 2))
+python3 "$check" --folded "$tmp/$L.folded" --leaf cb_spin --root _start \
+	--chain 'main,run_lib,lib_walk,lib_walk,lib_walk,lib_walk,lib_walk,lib_walk,cb_spin' \
+	>"$tmp/ours" || fail "unwind_check.py"
+n=$(val samples "$tmp/ours")
+c=$(val chain "$tmp/ours")
+[ "$n" -ge 500 ] || fail "$L lib: only $n samples in cb_spin"
+atleast "$c" 0.99 || { head -20 "$tmp/$L.folded" >&2; fail "$L lib: $c of $n cb_spin samples have main → run_lib → 6 x lib_walk → cb_spin"; }
+atleast "$(val root__start "$tmp/ours")" 0.99 || fail "$L lib: stacks do not reach _start"
+ok "program → library without frame pointers → program: $c of $n samples whole"
+
+# --- a frame-pointer program through libc's qsort (no frame pointers) ---
+t0=$(date +%s)
+"$tmp/unw/$F" qsort 6
+settle "$F"
+folded "$F" $((t0 + 2))
+python3 "$check" --folded "$tmp/$F.folded" --leaf cmp_slow --root _start \
+	--has run_qsort --has main >"$tmp/ours" || fail "unwind_check.py"
+n=$(val samples "$tmp/ours")
+h=$(val has_run_qsort "$tmp/ours")
+[ "$n" -ge 300 ] || fail "$F qsort: only $n samples in cmp_slow"
+atleast "$h" 0.99 || { head -20 "$tmp/$F.folded" >&2; fail "$F qsort: $h of $n cmp_slow samples reach run_qsort"; }
+atleast "$(val root__start "$tmp/ours")" 0.99 || fail "$F qsort: stacks do not reach _start"
+ok "frame-pointer program → libc qsort → comparator: $h of $n samples whole"
+
+# --- deeper than the walker goes ---
+t0=$(date +%s)
+"$tmp/unw/$D" deep 3 150
+settle "$D"
+folded "$D" $((t0 + 2))
+python3 "$check" --folded "$tmp/$D.folded" --leaf spin >"$tmp/ours" || fail "unwind_check.py"
+d=$(val maxdepth "$tmp/ours")
+[ "$d" = 128 ] || fail "deep: at most $d user frames, want 128"
+tr=$(grep -o '[0-9]* truncated' "$tmp/agent.err" | tail -1 | cut -d' ' -f1)
+[ "${tr:-0}" -gt 0 ] || fail "deep: the agent counted no truncated stack"
+ok "150 frames deep: 128 walked, $tr stacks counted as truncated"
+
+# --- Debian's xz and gzip (no frame pointers) on random data ---
+head -c 24000000 /dev/urandom >"$tmp/rand"
+for prog in xz gzip; do
+	cp "$(command -v $prog)" "$tmp/unw/sm$prog$$"
+	c=sm$prog$$
+	t0=$(date +%s)
+	end=$((t0 + 5))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		"$tmp/unw/$c" -9 -c "$tmp/rand" >/dev/null
+	done
+	settle "$c"
+	folded "$c" $((t0 + 2))
+	python3 "$check" --folded "$tmp/$c.folded" --has '__libc_start_main*' >"$tmp/ours" ||
+		fail "unwind_check.py"
+	n=$(val samples "$tmp/ours")
+	h=$(val has___libc_start_main "$tmp/ours")
+	[ "$n" -ge 300 ] || fail "$prog: only $n samples"
+	atleast "$h" 0.99 || { sort -t' ' -k2 -nr "$tmp/$c.folded" | head -5 >&2; fail "$prog: $h of $n samples reach __libc_start_main"; }
+	ok "Debian's $prog: $h of $n samples unwind to __libc_start_main"
+done
+grep 'unwinding:' "$tmp/agent.err" | tail -1
