@@ -28,12 +28,16 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 
 #include "agent/agent.h"
 #include "bpf/profile.h"
+
+/* the bucket index packs four u32 entries into one row slot */
+_Static_assert(sizeof(struct sm_unw_row) == 4 * sizeof(uint32_t), "an index slot is a row");
 
 #define MAX_LOADS 16            /* PT_LOAD segments remembered per object */
 #define NBUCKETS 1024
@@ -43,6 +47,8 @@ typedef struct utab {
 	uint32_t id_len;
 	uint32_t start, len;        /* rows range; len 0: no table (walked by
 	                             * frame pointers) */
+	uint32_t alloc;             /* slots taken: the rows, then the index */
+	uint32_t idx_len, idx_base; /* the bucket index (bpf/profile.h) */
 	bool failed;                /* no CFI, not ELF, too big: not retried */
 	bool building;              /* queued for or on the builder thread */
 	uint32_t refs;              /* processes whose entry names it */
@@ -69,6 +75,7 @@ typedef struct uproc {
 typedef struct job {
 	utab *t;                    /* owned by the main thread: not touched there */
 	int fd;
+	uint64_t size;              /* of the file: smaller ones are built first */
 	/* results */
 	int rc;
 	struct sm_unw_row *rows;
@@ -100,7 +107,7 @@ struct ag_unw {
 	bool thread_started, quit;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	job *todo, *todo_tail, *done;
+	job *todo, *done;           /* todo sorted by file size */
 	size_t inflight;
 };
 
@@ -187,8 +194,8 @@ static bool evict_one(ag_unw *u)
 	if (!best)
 		return false;
 	if (best->len) {
-		ext_insert(u, best->start, best->len);
-		u->st.rows_used -= best->len;
+		ext_insert(u, best->start, best->alloc);
+		u->st.rows_used -= best->alloc;
 	}
 	u->st.tables--;
 	u->st.evicted++;
@@ -255,8 +262,6 @@ static void *builder(void *arg)
 			break;
 		job *j = u->todo;
 		u->todo = j->next;
-		if (!u->todo)
-			u->todo_tail = NULL;
 		pthread_mutex_unlock(&u->mu);
 		run_job(u, j);
 		pthread_mutex_lock(&u->mu);
@@ -277,14 +282,19 @@ static void queue_build(ag_unw *u, utab *t, int fd)
 	}
 	j->t = t;
 	j->fd = fd;
+	struct stat st;
+	j->size = fstat(fd, &st) ? UINT64_MAX : (uint64_t)st.st_size;
 	t->building = true;
 	u->inflight++;
+	/* Smallest file first: a compiler's or a browser's table takes
+	 * seconds, and every small program queued behind it would be walked
+	 * by frame pointers meanwhile. */
 	pthread_mutex_lock(&u->mu);
-	if (u->todo_tail)
-		u->todo_tail->next = j;
-	else
-		u->todo = j;
-	u->todo_tail = j;
+	job **pp = &u->todo;
+	while (*pp && (*pp)->size <= j->size)
+		pp = &(*pp)->next;
+	j->next = *pp;
+	*pp = j;
 	pthread_cond_signal(&u->cv);
 	pthread_mutex_unlock(&u->mu);
 }
@@ -304,8 +314,17 @@ static bool install(ag_unw *u, job *j)
 	}
 	t->nloads = j->nloads;
 	memcpy(t->loads, j->loads, sizeof(t->loads));
+	/* the rows, then one index entry per bucket, four to a slot */
+	uint32_t first = j->rows[0].pc >> SM_UNW_BUCKET_SHIFT;
+	uint32_t nb = (j->rows[j->n - 1].pc >> SM_UNW_BUCKET_SHIFT) - first + 1;
+	uint64_t need = j->n + (nb + 3) / 4;
+	if (need > u->o.rows_cap) {
+		t->failed = true;
+		u->st.build_failed++;
+		return false;
+	}
 	uint32_t start;
-	while (!ext_alloc(u, (uint32_t)j->n, &start)) {
+	while (!ext_alloc(u, (uint32_t)need, &start)) {
 		if (!evict_one(u)) {
 			/* no room now: walked by frame pointers, tried again at the
 			 * next reread of a process mapping it */
@@ -314,9 +333,19 @@ static bool install(ag_unw *u, job *j)
 		}
 	}
 	memcpy(u->o.rows + start, j->rows, j->n * sizeof(*j->rows));
+	uint32_t *idx = (uint32_t *)(u->o.rows + start + j->n);
+	for (uint32_t b = 0, r = 0; b < nb; b++) {
+		uint64_t at = (uint64_t)(first + b) << SM_UNW_BUCKET_SHIFT;
+		while (r + 1 < j->n && j->rows[r + 1].pc <= at)
+			r++;
+		idx[b] = r;
+	}
 	t->start = start;
 	t->len = (uint32_t)j->n;
-	u->st.rows_used += j->n;
+	t->alloc = (uint32_t)need;
+	t->idx_len = nb;
+	t->idx_base = first;
+	u->st.rows_used += need;
 	u->st.built++;
 	if (u->o.verbose)
 		fprintf(stderr, "smolder-agent: unwind table: %zu rows from %zu FDEs in %.1f ms\n",
@@ -506,6 +535,9 @@ static bool fill(uproc *p, uint32_t i)
 			em->bias = em->start - p->pgoff[i] + t->loads[k].off - t->loads[k].vaddr;
 			em->rows_start = t->start;
 			em->rows_len = t->len;
+			em->idx_start = t->start + t->len;
+			em->idx_len = t->idx_len;
+			em->idx_base = t->idx_base;
 			t->refs++;
 			return true;
 		}

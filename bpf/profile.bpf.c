@@ -271,10 +271,37 @@ static __always_inline struct sm_unw_map *find_map(struct sm_unw_proc *p, __u64 
 	return NULL;
 }
 
-/* The last row of [start, start + len) whose pc <= vaddr, NULL when none. */
-static __always_inline struct sm_unw_row *find_row(__u32 start, __u32 len, __u32 vaddr)
+/* The u32 entry b of the bucket index beginning at row slot idx. */
+static __always_inline int idx_entry(__u32 idx, __u32 b, __u32 *out)
 {
-	__u32 lo = start, hi = start + len;
+	__u32 slot = idx + (b >> 2);
+	__u32 *e = bpf_map_lookup_elem(&unw_rows, &slot);
+	if (!e)
+		return -1;
+	*out = e[b & 3];
+	return 0;
+}
+
+/* The row of m's table covering vaddr (the last with pc <= vaddr), NULL
+ * when none: the bucket index narrows the search to one bucket's rows. */
+static __always_inline struct sm_unw_row *find_row(struct sm_unw_map *m, __u32 vaddr)
+{
+	__u32 b = (vaddr >> SM_UNW_BUCKET_SHIFT) - m->idx_base;
+	if ((vaddr >> SM_UNW_BUCKET_SHIFT) < m->idx_base || b >= m->idx_len)
+		return NULL;
+	__u32 lo, hi = m->rows_len;
+	if (idx_entry(m->idx_start, b, &lo))
+		return NULL;
+	if (b + 1 < m->idx_len) {
+		if (idx_entry(m->idx_start, b + 1, &hi))
+			return NULL;
+		hi++;                   /* the row covering the next bucket's start too */
+	}
+	if (hi > m->rows_len || lo >= hi)
+		return NULL;
+	__u32 start = m->rows_start, base = start + lo;
+	lo = base;
+	hi += start;
 	for (int i = 0; i < UNW_ROW_STEPS; i++) {
 		if (lo >= hi)
 			break;
@@ -287,7 +314,7 @@ static __always_inline struct sm_unw_row *find_row(__u32 start, __u32 len, __u32
 		else
 			hi = mid;
 	}
-	if (lo == start)
+	if (lo == base)
 		return NULL;
 	lo--;
 	return bpf_map_lookup_elem(&unw_rows, &lo);
@@ -308,7 +335,7 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 			stat_inc(SM_STAT_UNW_NO_FDE);
 			return UNW_FAIL;
 		}
-		struct sm_unw_row *r = find_row(m->rows_start, m->rows_len, (__u32)va);
+		struct sm_unw_row *r = find_row(m, (__u32)va);
 		if (!r) {
 			stat_inc(SM_STAT_UNW_NO_FDE);
 			return UNW_FAIL;

@@ -75,12 +75,24 @@ struct sm_unw_row {
  * pointers). */
 #define SM_UNW_MAX_MAPS 128
 
+/* Each table is followed in the rows array by its bucket index: for every
+ * SM_UNW_BUCKET bytes of the object's addresses from idx_base on, the
+ * (table-relative) row covering the bucket's first byte, four u32 to a
+ * row slot. A lookup reads one index entry and binary-searches the few
+ * rows of one bucket instead of the whole table: two or three cache lines
+ * rather than a dozen cold ones. */
+#define SM_UNW_BUCKET_SHIFT 8
+
 struct sm_unw_map {
 	__u64 start;
 	__u64 end;
 	__u64 bias;
 	__u32 rows_start;       /* index into the rows array */
 	__u32 rows_len;
+	__u32 idx_start;        /* row slot where the bucket index begins */
+	__u32 idx_len;          /* buckets */
+	__u32 idx_base;         /* first bucket: first row's pc >> SM_UNW_BUCKET_SHIFT */
+	__u32 pad;
 };
 
 struct sm_unw_proc {

@@ -11,9 +11,10 @@
 #     as truncated;
 #   - Debian's own xz and gzip on random data: >= 99 % reach
 #     __libc_start_main.
-# Samples of a process' first 1.5 s are left out: until the agent has read
-# its mappings and loaded its tables it is walked by frame pointers (the
-# agent logs how long that took).
+# Samples of a process' first 2 s are left out (rows are dated to the
+# second, and until the agent has read its mappings and loaded its tables
+# the process is walked by frame pointers; the agent logs how long that
+# took), so each subject runs 6 s or more.
 SERVER=${SMOLDER_SERVER:-bin/smolder-server}
 AGENT=${SMOLDER_AGENT:-bin/smolder-agent}
 UNW=${SMOLDER_UNW_DIR:-build/tests/unw}
@@ -108,7 +109,7 @@ ok "hot_a's share $a, perf --call-graph dwarf $pa: within 2 points"
 
 # --- through the library without frame pointers and back ---
 t0=$(date +%s)
-"$tmp/unw/$L" lib 4
+"$tmp/unw/$L" lib 6
 settle "$L"
 folded "$L" $((t0 + 2))
 python3 "$check" --folded "$tmp/$L.folded" --leaf cb_spin --root _start \
@@ -137,9 +138,9 @@ ok "frame-pointer program → libc qsort → comparator: $h of $n samples whole"
 
 # --- deeper than the walker goes ---
 t0=$(date +%s)
-"$tmp/unw/$D" deep 3 150
+"$tmp/unw/$D" deep 4 150
 settle "$D"
-folded "$D" $((t0 + 2))
+folded "$D" "$t0"        # the walk's depth does not wait for tables
 python3 "$check" --folded "$tmp/$D.folded" --leaf spin >"$tmp/ours" || fail "unwind_check.py"
 d=$(val maxdepth "$tmp/ours")
 [ "$d" = 128 ] || fail "deep: at most $d user frames, want 128"

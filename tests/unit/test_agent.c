@@ -667,6 +667,17 @@ static void test_unwind_entries(void **state)
 			r = &rows[i];
 	assert_non_null(r);
 	assert_true(r->cfa_kind == SM_CFA_SP || r->cfa_kind == SM_CFA_FP);
+	/* the bucket index after the rows names the row covering va's bucket
+	 * start, at or before r, within the same bucket range */
+	uint32_t b = (uint32_t)(va >> SM_UNW_BUCKET_SHIFT) - hit->idx_base;
+	assert_true(b < hit->idx_len);
+	assert_int_equal(hit->idx_start, hit->rows_start + hit->rows_len);
+	const uint32_t *idx = (const uint32_t *)&rows[hit->idx_start];
+	assert_true(idx[b] < hit->rows_len);
+	const struct sm_unw_row *first = &rows[hit->rows_start + idx[b]];
+	assert_true(first <= r);
+	assert_true(first->pc <= ((uint64_t)(hit->idx_base + b) << SM_UNW_BUCKET_SHIFT) ||
+	            idx[b] == 0);
 	assert_int_equal(r->ra_kind, SM_REG_CFA_OFF);
 	assert_int_equal(unw_marker(1), 4);
 	ag_unw_stats st;
