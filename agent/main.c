@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,6 +332,10 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Large temporary arrays (unwind tables being built, batches) in
+	 * their own mappings, returned to the system when freed, instead of
+	 * raising glibc's threshold and staying in an arena. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	int err = ag_objs_new(&a.objs);
 	if (!err) {
 		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .on_maps = on_maps,

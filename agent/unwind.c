@@ -22,6 +22,7 @@
 #include <gelf.h>
 #include <inttypes.h>
 #include <libelf.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +265,10 @@ static void *builder(void *arg)
 		u->todo = j->next;
 		pthread_mutex_unlock(&u->mu);
 		run_job(u, j);
+		/* a big object's build leaves megabytes free in this thread's
+		 * arena (libdw's caches, the grown rows array): give them back
+		 * rather than keep the agent's footprint at its largest build */
+		malloc_trim(0);
 		pthread_mutex_lock(&u->mu);
 		j->next = u->done;
 		u->done = j;

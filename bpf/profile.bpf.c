@@ -467,7 +467,12 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 		s->sp = ctx->regs.sp;
 		s->bp = ctx->regs.bp;
 	} else {
-		/* in the kernel: the user registers saved at kernel entry */
+		/* in the kernel: the user registers saved at kernel entry. The
+		 * helper is Linux 5.15's; where the kernel lacks it, CO-RE makes
+		 * this branch dead code, which the verifier does not check, and
+		 * such samples keep frame-pointer user stacks. */
+		if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+			return false;
 		struct task_struct *t = bpf_get_current_task_btf();
 		if (!t->mm)
 			return false;   /* a kernel thread: no user stack */
