@@ -691,6 +691,9 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 		          WIRE_MAX_BODY - WIRE_HEADER_LEN);
 		goto out;
 	}
+	/* every header byte written: 20..23 are reserved, and heap garbage
+	 * must not go out on the wire */
+	memset(res, 0, WIRE_HEADER_LEN);
 	memcpy(res, WIRE_MAGIC, 8);
 	uint32_t hdr[3] = {WIRE_VERSION, (uint32_t)o.len, (uint32_t)clen};
 	uint8_t *h = res + 8;
