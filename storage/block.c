@@ -983,21 +983,21 @@ void st__chunk_rows_free(st__chunk_rows *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* One walk over a chunk, specialized by inlining into its two uses: merge
- * adds the wanted rows' values into acc (indexed by block-local stack)
- * without storing rows; otherwise every row is stored in r. */
-static inline __attribute__((always_inline)) int
-chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
-           const uint8_t *want, bool all, int64_t from, int64_t to, uint64_t *acc)
+/* A chunk's compressed columns checked against their CRC (which covers
+ * every column, read or not) and r's scratch grown for all of them
+ * decompressed, each with 8 zero bytes of padding for the bit reader.
+ * *src is where the compressed columns begin. */
+static int chunk_check(const st__block *b, uint32_t ci, st__chunk_rows *r,
+                       const uint8_t **src)
 {
 	const st__blk_chunk *ch = &b->chunks[ci];
 	size_t raw = 0, cl = 0;
 	for (int k = 0; k < ST__BLK_NCOL; k++) {
-		raw += ch->rlen[k] + 8;  /* zero padding for the bit reader */
+		raw += ch->rlen[k] + 8;
 		cl += ch->clen[k];
 	}
-	const uint8_t *src = b->img + ch->off;
-	if (st__crc32c(0, src, cl) != ch->crc)
+	*src = b->img + ch->off;
+	if (st__crc32c(0, *src, cl) != ch->crc)
 		return -EBADMSG;
 	if (r->raw_cap < raw) {
 		uint8_t *t = realloc(r->raw, raw);
@@ -1006,6 +1006,21 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 		r->raw = t;
 		r->raw_cap = raw;
 	}
+	return 0;
+}
+
+/* One walk over a chunk, specialized by inlining into its two uses: merge
+ * adds the wanted rows' values into acc (indexed by block-local stack)
+ * without storing rows; otherwise every row is stored in r. */
+static inline __attribute__((always_inline)) int
+chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
+           const uint8_t *want, bool all, int64_t from, int64_t to, uint64_t *acc)
+{
+	const st__blk_chunk *ch = &b->chunks[ci];
+	const uint8_t *src;
+	int rc = chunk_check(b, ci, r, &src);
+	if (rc)
+		return rc;
 	if (!merge && r->cap < ch->nrows) {
 		size_t cap = ch->nrows;
 		uint32_t *s = realloc(r->series, cap * sizeof(*s));
@@ -1096,21 +1111,10 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 	 * neither decompressed nor decoded, which was over a third of the cost
 	 * of a full decode. The CRC still covers every column. */
 	const st__blk_chunk *ch = &b->chunks[ci];
-	size_t raw = 0, cl = 0;
-	for (int k = 0; k < ST__BLK_NCOL; k++) {
-		raw += ch->rlen[k] + 8;
-		cl += ch->clen[k];
-	}
-	const uint8_t *src = b->img + ch->off;
-	if (st__crc32c(0, src, cl) != ch->crc)
-		return -EBADMSG;
-	if (scratch->raw_cap < raw) {
-		uint8_t *t = realloc(scratch->raw, raw);
-		if (!t)
-			return -ENOMEM;
-		scratch->raw = t;
-		scratch->raw_cap = raw;
-	}
+	const uint8_t *src;
+	int rc = chunk_check(b, ci, scratch, &src);
+	if (rc)
+		return rc;
 	const uint8_t *colp[ST__BLK_NCOL] = {0}, *cole[ST__BLK_NCOL] = {0};
 	uint8_t *dst = scratch->raw;
 	for (int k = 0; k < ST__BLK_NCOL; k++) {
