@@ -8,7 +8,7 @@
 #   - through libunwlib.so (no frame pointers) and back into the program;
 #   - unw_fp (frame pointers) calling libc's qsort (none) and back;
 #   - recursion deeper than the walker's 128 frames: 128 frames, counted
-#     as truncated;
+#     as truncated, and the counters in the server's /metrics;
 #   - Debian's own xz and gzip on random data: >= 99 % reach
 #     __libc_start_main.
 # Samples of a process' first 2 s are left out (rows are dated to the
@@ -147,6 +147,14 @@ d=$(val maxdepth "$tmp/ours")
 tr=$(grep -o '[0-9]* truncated' "$tmp/agent.err" | tail -1 | cut -d' ' -f1)
 [ "${tr:-0}" -gt 0 ] || fail "deep: the agent counted no truncated stack"
 ok "150 frames deep: 128 walked, $tr stacks counted as truncated"
+# the agent's counters reach the server's /metrics
+sleep 2.5     # one more push with the latest counters
+curl -sf "$base/metrics" >"$tmp/metrics" || fail "GET /metrics"
+mt=$(sed -n 's/^smolder_agent_reported_total{.*counter="unwind_truncated"} \([0-9]*\)$/\1/p' "$tmp/metrics")
+mc=$(sed -n 's/^smolder_agent_reported_total{.*counter="unwind_complete"} \([0-9]*\)$/\1/p' "$tmp/metrics")
+[ "${mt:-0}" -gt 0 ] && [ "${mc:-0}" -gt 0 ] ||
+	fail "/metrics lacks the agent's unwind counters (truncated '$mt', complete '$mc')"
+ok "/metrics: unwind_truncated $mt, unwind_complete $mc"
 
 # --- Debian's xz and gzip (no frame pointers) on random data ---
 head -c 24000000 /dev/urandom >"$tmp/rand"
