@@ -118,6 +118,8 @@ struct unw_state {
 	__u64 pc, sp, bp;
 	__u32 tails;
 	__u32 set;              /* which map set this sample counts into */
+	__u32 last_map;         /* the previous frame's mapping */
+	__u32 pad;
 	struct sm_key key;
 	struct sm_stack stack;
 };
@@ -235,7 +237,9 @@ int sm_unwind(struct bpf_perf_event_data *ctx);
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__uint(max_entries, 1);
-	__type(key, __u32);
+	/* sizes, not BTF types: the kernel refuses a BTF key type on a
+	 * program array (libbpf would retry without BTF, noisily) */
+	__uint(key_size, sizeof(__u32));
 	__array(values, int (void *));
 } unw_progs SEC(".maps") = {
 	.values = {[0] = (void *)&sm_unwind},
@@ -244,6 +248,15 @@ struct {
 static __always_inline int read_u64(__u64 *out, __u64 addr)
 {
 	if (bpf_probe_read_user(out, sizeof(*out), (const void *)addr)) {
+		stat_inc(SM_STAT_UNW_READ_ERR);
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline int read_pair(__u64 *out, __u64 addr)
+{
+	if (bpf_probe_read_user(out, 2 * sizeof(*out), (const void *)addr)) {
 		stat_inc(SM_STAT_UNW_READ_ERR);
 		return -1;
 	}
@@ -327,8 +340,20 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 	/* a return address points after the call, which may be the first
 	 * byte of the next function (calls to noreturn functions) */
 	__u64 look = s->stack.len > 1 ? s->pc - 1 : s->pc;
-	struct sm_unw_map *m = p ? find_map(p, look) : NULL;
+	/* callers are mostly in the object of their callee: try the last
+	 * frame's mapping before searching */
+	struct sm_unw_map *m = NULL;
+	if (p) {
+		m = &p->maps[s->last_map & (SM_UNW_MAX_MAPS - 1)];
+		if (look < m->start || look >= m->end) {
+			m = find_map(p, look);
+			if (m)
+				s->last_map = (__u32)(m - p->maps);
+		}
+	}
 	__u64 cfa, ra;
+	__u64 pair[2];              /* a saved frame pointer and the return
+	                             * address above it: one read for both */
 	if (m && m->rows_len) {
 		__u64 va = look - m->bias;
 		if (va >> 32) {
@@ -370,16 +395,25 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 			stat_inc(SM_STAT_UNW_READ_ERR);
 			return UNW_FAIL;
 		}
-		if (read_u64(&ra, cfa + (__s64)r->ra_off))
-			return UNW_FAIL;
-		if (r->fp_kind == SM_REG_CFA_OFF) {
-			if (read_u64(&s->bp, cfa + (__s64)r->fp_off))
+		if (r->fp_kind == SM_REG_CFA_OFF && r->fp_off + 8 == r->ra_off) {
+			/* push rbp right after the call: the common frame */
+			if (read_pair(pair, cfa + (__s64)r->fp_off))
 				return UNW_FAIL;
-		} else if (r->fp_kind == SM_REG_UNDEF) {
-			s->bp = 0;
-		} else if (r->fp_kind != SM_REG_SAME) {
-			stat_inc(SM_STAT_UNW_UNSUPPORTED);
-			return UNW_FAIL;
+			s->bp = pair[0];
+			ra = pair[1];
+		} else {
+			if (read_u64(&ra, cfa + (__s64)r->ra_off))
+				return UNW_FAIL;
+			if (r->fp_kind == SM_REG_CFA_OFF) {
+				if (read_u64(&s->bp, cfa + (__s64)r->fp_off))
+					return UNW_FAIL;
+			} else if (r->fp_kind != SM_REG_SAME) {
+				/* undefined, or saved where the table cannot say
+				 * (another register): unknown from here on, which
+				 * only a caller whose CFA is rbp-based needs; that
+				 * one then stops (its CFA does not move up) */
+				s->bp = 0;
+			}
 		}
 	} else {
 		/* no table (JIT code, an object without one, or not loaded
@@ -389,8 +423,10 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 			stat_inc(SM_STAT_UNW_FP_STOP);
 			return UNW_FAIL;
 		}
-		if (read_u64(&ra, bp + 8) || read_u64(&s->bp, bp))
+		if (read_pair(pair, bp))
 			return UNW_FAIL;
+		s->bp = pair[0];
+		ra = pair[1];
 		cfa = bp + 16;
 	}
 	if (!ra) {
@@ -482,6 +518,7 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 		s->bp = BPF_CORE_READ(r, bp);
 	}
 	s->tails = 0;
+	s->last_map = 0;
 	s->set = set;
 	s->key = *key;
 	s->stack.len = 0;
