@@ -607,6 +607,9 @@ int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 			any = true;
 		else if (t->building)
 			p->pending = true;
+		else
+			p->maptab[k] = NULL;  /* kept only with a reference, or while
+			                       * building: else it may be evicted */
 	}
 	uint32_t key = (uint32_t)pr->pid;
 	if (!any && !p->pending) {
@@ -644,10 +647,14 @@ int ag_unw_tick(ag_unw *u)
 				continue;
 			bool changed = false, still = false;
 			for (uint32_t i = 0; i < p->e.n; i++) {
+				if (!p->maptab[i] || p->e.maps[i].rows_len)
+					continue;
 				if (fill(p, i))
 					changed = true;
-				else if (p->maptab[i] && p->maptab[i]->building)
+				else if (p->maptab[i]->building)
 					still = true;
+				else
+					p->maptab[i] = NULL;
 			}
 			p->pending = still;
 			uint32_t key = (uint32_t)p->pid;
