@@ -395,28 +395,11 @@ typedef struct di_state {
 	char dwarf[8];    /* X-Smolder-Debuginfo-Dwarf */
 } di_state;
 
-static void header_copy(const char *line, size_t n, const char *name, char *out, size_t cap)
-{
-	size_t k = strlen(name);
-	if (n <= k + 1 || strncasecmp(line, name, k) || line[k] != ':')
-		return;
-	line += k + 1;
-	n -= k + 1;
-	while (n && *line == ' ')
-		line++, n--;
-	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n' || line[n - 1] == ' '))
-		n--;
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, line, n);
-	out[n] = 0;
-}
-
 static size_t on_header(char *line, size_t size, size_t n, void *arg)
 {
 	di_state *d = arg;
-	header_copy(line, size * n, "X-Smolder-Debuginfo", d->kind, sizeof(d->kind));
-	header_copy(line, size * n, "X-Smolder-Debuginfo-Dwarf", d->dwarf, sizeof(d->dwarf));
+	wire_http_header_value(line, size * n, "X-Smolder-Debuginfo", d->kind, sizeof(d->kind));
+	wire_http_header_value(line, size * n, "X-Smolder-Debuginfo-Dwarf", d->dwarf, sizeof(d->dwarf));
 	return size * n;
 }
 

@@ -97,3 +97,21 @@ const char *wire_auth_bearer(const char *value, size_t *len)
 	*len = n;
 	return t;
 }
+
+void wire_http_header_value(const char *line, size_t n, const char *name, char *out,
+                            size_t cap)
+{
+	size_t k = strlen(name);
+	if (!cap || n <= k + 1 || strncasecmp(line, name, k) || line[k] != ':')
+		return;
+	line += k + 1;
+	n -= k + 1;
+	while (n && (*line == ' ' || *line == '\t'))
+		line++, n--;
+	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n' || line[n - 1] == ' '))
+		n--;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, line, n);
+	out[n] = 0;
+}

@@ -1,6 +1,6 @@
-/* auth.h - bearer tokens shared by server, agent and CLI: reading a token
- * file and comparing tokens without leaking through timing how much of a
- * guess was right. Not here: which endpoint needs which token (the
+/* auth.h - the HTTP details server, agent and CLI share: bearer tokens
+ * (reading a token file, comparing tokens without leaking through timing
+ * how much of a guess was right) and reading a header the server sends. Not here: which endpoint needs which token (the
  * server's HTTP layer decides, server/http.c). */
 #ifndef SMOLDER_WIRE_AUTH_H
 #define SMOLDER_WIRE_AUTH_H
@@ -30,5 +30,13 @@ bool wire_auth_token_eq(const char *given, size_t glen, const char *want);
  * case, spaces after it skipped) and its length through *len; NULL when
  * value is NULL or not a Bearer credential. Points into value. */
 const char *wire_auth_bearer(const char *value, size_t *len);
+
+/* When the raw header line[0..n) ("Name: value\r\n", as libcurl hands it
+ * over) is the header name (without case), copies its value, trimmed,
+ * into out (cap bytes, NUL-terminated, truncated to fit); else leaves out
+ * as it is. The clients read the debug-info HEAD's X-Smolder-Debuginfo
+ * headers with it. */
+void wire_http_header_value(const char *line, size_t n, const char *name, char *out,
+                            size_t cap);
 
 #endif

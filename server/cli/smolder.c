@@ -541,30 +541,12 @@ static size_t on_read(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* Copies "value" of header line "Name: value\r\n" into out when it is name. */
-static void header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
-{
-	size_t k = strlen(name);
-	if (n <= k + 1 || strncasecmp(line, name, k) || line[k] != ':')
-		return;
-	line += k + 1;
-	n -= k + 1;
-	while (n && (*line == ' ' || *line == '\t'))
-		line++, n--;
-	while (n && (line[n - 1] == '\r' || line[n - 1] == '\n' || line[n - 1] == ' '))
-		n--;
-	if (n >= cap)
-		n = cap - 1;
-	memcpy(out, line, n);
-	out[n] = 0;
-}
-
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	request *rq = arg;
 	size_t n = size * nmemb;
-	header_value(ptr, n, "X-Smolder-Debuginfo", rq->di_kind, sizeof(rq->di_kind));
-	header_value(ptr, n, "X-Smolder-Debuginfo-Dwarf", rq->di_dwarf, sizeof(rq->di_dwarf));
+	wire_http_header_value(ptr, n, "X-Smolder-Debuginfo", rq->di_kind, sizeof(rq->di_kind));
+	wire_http_header_value(ptr, n, "X-Smolder-Debuginfo-Dwarf", rq->di_dwarf, sizeof(rq->di_dwarf));
 	return n;
 }
 

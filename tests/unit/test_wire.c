@@ -744,6 +744,21 @@ static void test_auth_token_eq(void **state)
 	assert_null(wire_auth_bearer("Basic tok", &n));
 	assert_null(wire_auth_bearer("Bearertok", &n));
 	assert_null(wire_auth_bearer(NULL, &n));
+
+	/* a raw header line as libcurl hands it over */
+	char v[8] = "keep";
+	const char *h = "x-smolder-debuginfo: \tdebug \r\n";
+	wire_http_header_value(h, strlen(h), "X-Smolder-Debuginfo", v, sizeof(v));
+	assert_string_equal(v, "debug");
+	strcpy(v, "keep");   /* another header, or a name it only starts with */
+	h = "X-Smolder-Debuginfo-Dwarf: yes\r\n";
+	wire_http_header_value(h, strlen(h), "X-Smolder-Debuginfo", v, sizeof(v));
+	assert_string_equal(v, "keep");
+	wire_http_header_value(h, strlen(h), "X-Smolder-Debuginfo-Dwarf", v, sizeof(v));
+	assert_string_equal(v, "yes");
+	h = "X-Smolder-Debuginfo: a-long-value\r\n";   /* truncated to fit */
+	wire_http_header_value(h, strlen(h), "X-Smolder-Debuginfo", v, sizeof(v));
+	assert_string_equal(v, "a-long-");
 }
 
 /* Token files: first line trimmed, too short / spaced / missing refused
