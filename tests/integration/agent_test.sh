@@ -23,27 +23,6 @@ need_bpf agent_test.sh
 # the BPF programs a process holds, by ID, from its descriptors' fdinfo
 prog_ids() { grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u; }
 
-# total COMM: samples stored for that comm in the last hour
-total() {
-	curl -sf "$base/api/v1/query?format=folded&from=now-1h" --data-urlencode \
-		"query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" -G |
-		awk '{n += $NF} END {print n + 0}'
-}
-
-# settle COMM: waits until the stored total has stopped growing for two
-# agent intervals (the agent pushes every 2 s), at most 40 s
-settle() {
-	last=-1; same=0; i=0
-	while [ "$same" -lt 5 ]; do
-		n=$(total "$1" || echo -1)
-		if [ "$n" = "$last" ] && [ "$n" -gt 0 ]; then same=$((same + 1)); else same=0; fi
-		last=$n
-		i=$((i + 1))
-		[ "$i" -le 80 ] || fail "samples of $1 still changing (or none) after 40 s: $n"
-		sleep 0.5
-	done
-}
-
 start_server 127.0.0.1:0
 port=${base##*:}
 start_agent --frequency $FREQ --label service=agent-test --label version=1.0 --verbose

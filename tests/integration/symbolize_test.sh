@@ -49,10 +49,9 @@ q() {  # q ENDPOINT COMM [PARAM...]: GET with the comm's selector
 	curl -sfG "$base/api/v1/$ep" --data-urlencode "query=$TYPE{comm=\"$comm\"}" \
 		--data-urlencode from=now-1h "$@"
 }
-total() { q query "$1" --data-urlencode format=folded | awk '{n += $NF} END {print n + 0}'; }
 
-# settle: every subject's stored total stopped growing for 2.5 s (the agent
-# pushes every 2 s), at most 30 s
+# settle: every subject's stored total (total, agent_lib.sh) stopped
+# growing for 2.5 s (the agent pushes every 2 s), at most 30 s
 last=""; same=0; i=0
 while [ "$same" -lt 5 ]; do
 	now=$(for p in sym_c_pie sym_c_nopie sym_cpp; do total "$p" || echo -1; done | tr '\n' ' ')

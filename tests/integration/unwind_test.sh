@@ -56,21 +56,8 @@ folded() {
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" \
 		>"$tmp/$1.folded" || fail "query of $1"
 }
-# settle COMM: until its stored total stops growing for 3 s (the agent
-# pushes every 2 s), at most 30 s
-settle() {
-	last=-1; same=0; i=0
-	while [ "$same" -lt 6 ]; do
-		n=$(curl -sf -G "$base/api/v1/query" -d format=folded -d from=now-1h \
-			--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" |
-			awk '{n += $NF} END {print n + 0}')
-		if [ "$n" = "$last" ] && [ "$n" -gt 0 ]; then same=$((same + 1)); else same=0; fi
-		last=$n
-		i=$((i + 1))
-		[ "$i" -le 60 ] || fail "samples of $1 still changing (or none) after 30 s: $n"
-		sleep 0.5
-	done
-}
+# settle COMM (agent_lib.sh): here its total must stay put for 3 s, at
+# most 30 s
 # val KEY FILE: a value unwind_check.py printed
 val() { awk -v k="$1" '$1 == k {print $2}' "$2"; }
 # atleast A B: A >= B for decimals
@@ -88,7 +75,7 @@ wait "$busy_pid"
 busy_pid=""
 wait "$perf_pid" 2>/dev/null
 perf_pid=""
-settle "$N"
+settle "$N" 6 60
 folded "$N" $((t0 + 2))
 python3 "$check" --folded "$tmp/$N.folded" --root _start --has main --incl hot_a \
 	--incl hot_b >"$tmp/ours" || fail "unwind_check.py"
@@ -110,7 +97,7 @@ ok "hot_a's share $a, perf --call-graph dwarf $pa: within 2 points"
 # --- through the library without frame pointers and back ---
 t0=$(date +%s)
 "$tmp/unw/$L" lib 6
-settle "$L"
+settle "$L" 6 60
 folded "$L" $((t0 + 2))
 python3 "$check" --folded "$tmp/$L.folded" --leaf cb_spin --root _start \
 	--chain 'main,run_lib,lib_walk,lib_walk,lib_walk,lib_walk,lib_walk,lib_walk,cb_spin' \
@@ -125,7 +112,7 @@ ok "program → library without frame pointers → program: $c of $n samples who
 # --- a frame-pointer program through libc's qsort (no frame pointers) ---
 t0=$(date +%s)
 "$tmp/unw/$F" qsort 6
-settle "$F"
+settle "$F" 6 60
 folded "$F" $((t0 + 2))
 python3 "$check" --folded "$tmp/$F.folded" --leaf cmp_slow --root _start \
 	--has run_qsort --has main >"$tmp/ours" || fail "unwind_check.py"
@@ -139,7 +126,7 @@ ok "frame-pointer program → libc qsort → comparator: $h of $n samples whole"
 # --- deeper than the walker goes ---
 t0=$(date +%s)
 "$tmp/unw/$D" deep 4 150
-settle "$D"
+settle "$D" 6 60
 folded "$D" "$t0"        # the walk's depth does not wait for tables
 python3 "$check" --folded "$tmp/$D.folded" --leaf spin >"$tmp/ours" || fail "unwind_check.py"
 d=$(val maxdepth "$tmp/ours")
@@ -166,7 +153,7 @@ for prog in xz gzip; do
 	while [ "$(date +%s)" -lt "$end" ]; do
 		"$tmp/unw/$c" -9 -c "$tmp/rand" >/dev/null
 	done
-	settle "$c"
+	settle "$c" 6 60
 	folded "$c" $((t0 + 2))
 	python3 "$check" --folded "$tmp/$c.folded" --has '__libc_start_main*' >"$tmp/ours" ||
 		fail "unwind_check.py"
