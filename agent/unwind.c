@@ -30,7 +30,6 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 
@@ -233,23 +232,16 @@ out:
 	return rc;
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* The builder thread's work: reads fd, closes it. */
 static void run_job(ag_unw *u, job *j)
 {
-	int64_t t0 = mono_ns();
+	int64_t t0 = ag_mono_ns();
 	j->rc = read_loads(j->fd, j);
 	if (!j->rc)
 		j->rc = ag_unw_build(j->fd, u->o.rows_cap, &j->rows, &j->n, &j->info);
 	close(j->fd);
 	j->fd = -1;
-	j->ns = mono_ns() - t0;
+	j->ns = ag_mono_ns() - t0;
 }
 
 static void *builder(void *arg)
@@ -555,7 +547,7 @@ static void count_ready(ag_unw *u, uproc *p)
 {
 	if (!p->event_ns)
 		return;
-	int64_t dt = mono_ns() - p->event_ns;
+	int64_t dt = ag_mono_ns() - p->event_ns;
 	if (dt >= 0) {
 		u->st.ready++;
 		u->st.ready_ns += (uint64_t)dt;
