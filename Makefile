@@ -117,7 +117,7 @@ FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz
 
 BENCH_BIN := $(BUILD)/bench/bench_storage
 
-.PHONY: all deps deps-build test-compose test test-unit test-integration test-ui ui-deps screenshots test-fuzz fuzz-build \
+.PHONY: all deps deps-build test-compose test test-unit test-integration test-tsan test-ui ui-deps screenshots test-fuzz fuzz-build \
 	bench bench-smoke clean run
 all: $(SERVER_BIN) $(AGENT_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
 	$(BUILD)/bench/query_bench $(CLI_BIN) $(BUILD)/bench/cpu_load
@@ -418,10 +418,11 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory test-fuzz
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan bench-smoke
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-integration
+	$(Q)$(MAKE) --no-print-directory SANITIZE=thread BUILD=build/tsan test-tsan
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-ui
 	$(Q)$(MAKE) --no-print-directory test-compose
 	$(Q)read p f < build/unit.count; \
-		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 2)) passed, $$f failed"
+		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 3)) passed, $$f failed"
 
 test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 	$(Q)SMOLDER_SYM_DIR=$(SYM_DIR) .ci/run-tests.sh $(UNIT_BIN)
@@ -435,6 +436,14 @@ test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_B
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
 		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) sh $$t; done
+
+# The crash test again with the server and the simulated agents under
+# ThreadSanitizer (make SANITIZE=thread BUILD=build/tsan test-tsan): a data
+# race between ingest and maintenance fails it.
+test-tsan: $(SERVER_BIN) $(PUSHER_BIN)
+	$(Q)echo "== tests/integration/crash_test.sh (ThreadSanitizer)"
+	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
+		TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" sh tests/integration/crash_test.sh
 
 # The web UI in headless Debian Chromium against the real server
 # (tests/ui/ui_test.mjs). playwright-core comes from the npm registry

@@ -1,8 +1,10 @@
 /* db.c - the store: ties the WAL, the in-memory head, the block files and
  * the SQLite metadata together, and answers reads over all of them.
  *
- * Locking: append_mu serializes WAL appends, metadata writes and head
- * updates, so the head holds records in LSN order. rw guards what readers
+ * Locking: append_mu serializes WAL appends, metadata writes for ingest
+ * and head updates, so the head holds records in LSN order and the WAL's
+ * last LSN is always applied to the head. The SQLite writer has its own
+ * lock inside meta.c, a leaf: nothing else is taken under it. rw guards what readers
  * see (registries, head, block list); readers hold it only while copying or
  * scanning the head, never while reading blocks. cut_mu serializes cuts,
  * maint_mu compaction and retention; they do their slow I/O without
@@ -627,9 +629,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 			break;
 		/* the block header holds its coverage too; SQLite keeps it after
 		 * retention deletes the block */
-		pthread_mutex_lock(&db->append_mu);
 		rc = st__meta_put_cover(db->meta, h->start, lsn);
-		pthread_mutex_unlock(&db->append_mu);
 		pthread_rwlock_wrlock(&db->rw);
 		if (!rc)
 			rc = cover_note(&db->cover, h->start, lsn);
@@ -656,7 +656,12 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 	}
 	free(sids);
 	free(kids);
-	/* a failed cut leaves its partitions in the head, unfrozen, to retry */
+	/* a failed cut leaves its partitions in the head, unfrozen, to retry.
+	 * The lowest LSN the head still needs is read under append_mu: an
+	 * ingest between its WAL append and apply() has a record in the WAL
+	 * that no partition holds yet, and reading the last LSN without the
+	 * lock would let the segment with it go. */
+	pthread_mutex_lock(&db->append_mu);
 	pthread_rwlock_wrlock(&db->rw);
 	for (size_t t = 0; t < ntodo; t++)
 		if (todo[t])
@@ -666,6 +671,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 		if (db->parts[i]->min_lsn < need)
 			need = db->parts[i]->min_lsn;
 	pthread_rwlock_unlock(&db->rw);
+	pthread_mutex_unlock(&db->append_mu);
 	free(todo);
 
 	/* segments below `need` only hold rows now in blocks; their metadata
@@ -1353,20 +1359,14 @@ int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t
 {
 	if (n == 0 || n > ST_MAX_INLINE || !syms)
 		return -EINVAL;
-	pthread_mutex_lock(&db->append_mu);
-	int rc = st__meta_symbols_put(db->meta, location_id, syms, n);
-	pthread_mutex_unlock(&db->append_mu);
-	return rc;
+	return st__meta_symbols_put(db->meta, location_id, syms, n);
 }
 
 int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
 {
 	if (!build_id || !build_id_len || build_id_len > ST_MAX_BUILD_ID_LEN)
 		return -EINVAL;
-	pthread_mutex_lock(&db->append_mu);
-	int rc = st__meta_symbols_forget(db->meta, build_id, build_id_len);
-	pthread_mutex_unlock(&db->append_mu);
-	return rc;
+	return st__meta_symbols_forget(db->meta, build_id, build_id_len);
 }
 
 int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,

@@ -1,7 +1,13 @@
 /* meta.c - the SQLite side of storage: small relational metadata that is
- * written once and read by ID. Two connections: a writer used under the
- * store's append lock, a reader for queries, each behind its own mutex, so a
- * long query never holds up ingest (SQLite's WAL mode lets them overlap). */
+ * written once and read by ID. Two connections, each owned by this file and
+ * used only under its own mutex: the writer (w_mu) and a reader for queries
+ * (r_mu), so a long query never holds up ingest (SQLite's WAL mode lets them
+ * overlap). Both are opened SQLITE_OPEN_NOMUTEX: SQLite itself does not
+ * guard a connection then, so every use of m->w, the statements prepared on
+ * it and the writer-side caches below is under w_mu, taken here and never
+ * by the callers. A transaction holds w_mu from st__meta_begin() to its
+ * commit or rollback. */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,10 +87,13 @@ static const char *const rsql[R_NSTMT] = {
 struct st__meta {
 	sqlite3 *w, *r;
 	sqlite3_stmt *ws[W_NSTMT], *rs[R_NSTMT];
-	pthread_mutex_t r_mu;
-	/* writer-side caches, so a known object or location costs no query:
-	 * build-ID hash -> object id; packed (object, offset) or kernel-name
-	 * hash -> location id */
+	pthread_mutex_t w_mu, r_mu;
+	bool in_tx;          /* under w_mu: between begin and commit/rollback */
+	/* writer-side caches (under w_mu), so a known object or location costs
+	 * no query: build-ID hash -> object id; packed (object, offset) or
+	 * kernel-name hash -> location id. They may hold IDs of rows a
+	 * transaction inserted, so a rollback empties them: SQLite would give
+	 * those rowids to other rows next. */
 	st__map objects, locations;
 	st__buf scratch;
 };
@@ -139,6 +148,7 @@ void st__meta_close(st__meta *m)
 	sqlite3_close(m->r);
 	sqlite3_close(m->w);
 	pthread_mutex_destroy(&m->r_mu);
+	pthread_mutex_destroy(&m->w_mu);
 	st__map_free(&m->objects);
 	st__map_free(&m->locations);
 	st__buf_free(&m->scratch);
@@ -152,6 +162,7 @@ int st__meta_open(const char *path, st__meta **out, st_err *err)
 	if (!m)
 		return -ENOMEM;
 	pthread_mutex_init(&m->r_mu, NULL);
+	pthread_mutex_init(&m->w_mu, NULL);
 	rc = open_conn(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &m->w, err);
 	if (rc)
 		goto out;
@@ -204,7 +215,7 @@ out:
 
 static int step_done(sqlite3 *db, sqlite3_stmt *st);
 
-int st__meta_setting(st__meta *m, const char *key, int64_t *value)
+static int setting_locked(st__meta *m, const char *key, int64_t *value)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(m->w, "INSERT OR IGNORE INTO meta(key, value) VALUES(?1, ?2)",
@@ -228,24 +239,84 @@ int st__meta_setting(st__meta *m, const char *key, int64_t *value)
 	return rc == SQLITE_ROW ? 0 : -EBADMSG;
 }
 
-int st__meta_begin(st__meta *m) { return exec(m->w, "BEGIN", NULL); }
-int st__meta_commit(st__meta *m) { return exec(m->w, "COMMIT", NULL); }
-void st__meta_rollback(st__meta *m) { exec(m->w, "ROLLBACK", NULL); }
+int st__meta_setting(st__meta *m, const char *key, int64_t *value)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = setting_locked(m, key, value);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
+/* Empties the writer caches after a transaction did not commit. */
+static void caches_reset(st__meta *m)
+{
+	st__map_clear(&m->objects);
+	st__map_clear(&m->locations);
+}
+
+int st__meta_begin(st__meta *m)
+{
+	pthread_mutex_lock(&m->w_mu);
+	assert(!m->in_tx);
+	int rc = exec(m->w, "BEGIN", NULL);
+	if (rc) {
+		pthread_mutex_unlock(&m->w_mu);
+		return rc;
+	}
+	m->in_tx = true;
+	return 0;
+}
+
+int st__meta_commit(st__meta *m)
+{
+	assert(m->in_tx);
+	int rc = exec(m->w, "COMMIT", NULL);
+	if (rc) {
+		/* a COMMIT that failed with BUSY leaves the transaction open, one
+		 * that failed on I/O may have rolled it back already: end it
+		 * either way, so the next begin starts clean */
+		if (!sqlite3_get_autocommit(m->w))
+			exec(m->w, "ROLLBACK", NULL);
+		caches_reset(m);
+	}
+	m->in_tx = false;
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
+void st__meta_rollback(st__meta *m)
+{
+	assert(m->in_tx);
+	if (!sqlite3_get_autocommit(m->w))
+		exec(m->w, "ROLLBACK", NULL);
+	caches_reset(m);
+	m->in_tx = false;
+	pthread_mutex_unlock(&m->w_mu);
+}
 
 int st__meta_sync(st__meta *m)
 {
+	/* under w_mu: the checkpoint runs on the writer connection. It blocks
+	 * writers inside SQLite anyway for as long as it runs, so a connection
+	 * of its own would only trade this mutex for SQLite's busy polling. */
+	pthread_mutex_lock(&m->w_mu);
+	assert(!m->in_tx);
 	/* TRUNCATE: copy everything into the database file, fsync it, and
 	 * empty the -wal file so it does not grow with the fleet's history */
 	int rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-	if (rc == SQLITE_OK)
-		return 0;
-	if (rc != SQLITE_BUSY)
-		return sql_err(m->w, rc);
-	/* a reader in the way: the commits are still in the -wal file, which
-	 * synchronous=NORMAL fsyncs at every checkpoint; fsync it ourselves by
-	 * a FULL checkpoint of what can be copied */
-	rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL);
-	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : sql_err(m->w, rc);
+	if (rc == SQLITE_OK) {
+		rc = 0;
+	} else if (rc != SQLITE_BUSY) {
+		rc = sql_err(m->w, rc);
+	} else {
+		/* a reader in the way: the commits are still in the -wal file,
+		 * which synchronous=NORMAL fsyncs at every checkpoint; fsync it
+		 * ourselves by a FULL checkpoint of what can be copied */
+		rc = sqlite3_wal_checkpoint_v2(m->w, NULL, SQLITE_CHECKPOINT_FULL, NULL, NULL);
+		rc = rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : sql_err(m->w, rc);
+	}
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
 }
 
 static int step_done(sqlite3 *db, sqlite3_stmt *st)
@@ -257,6 +328,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st)
 
 int st__meta_put_series(st__meta *m, uint64_t id, const st_series_def *s)
 {
+	assert(m->in_tx);
 	st__buf *b = &m->scratch;
 	b->len = 0;
 	int rc = 0;
@@ -366,6 +438,7 @@ static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_
 
 int st__meta_put_stack(st__meta *m, const st_batch *b, const st_stack_def *s)
 {
+	assert(m->in_tx);
 	uint8_t blob[ST_MAX_FRAMES * 10];
 	size_t n = 0;
 	for (uint32_t i = 0; i < s->nframes; i++) {
@@ -381,7 +454,7 @@ int st__meta_put_stack(st__meta *m, const st_batch *b, const st_stack_def *s)
 	return step_done(m->w, st);
 }
 
-int st__meta_load_series(st__meta *m, st__meta_series_fn fn, void *arg)
+static int load_series_locked(st__meta *m, st__meta_series_fn fn, void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	st_label labels[ST_MAX_LABELS];
@@ -423,7 +496,15 @@ bad:
 	return -EBADMSG;
 }
 
-int st__meta_put_cover(st__meta *m, int64_t partition_start, uint64_t wal_lsn)
+int st__meta_load_series(st__meta *m, st__meta_series_fn fn, void *arg)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = load_series_locked(m, fn, arg);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
+static int put_cover_locked(st__meta *m, int64_t partition_start, uint64_t wal_lsn)
 {
 	sqlite3_stmt *st = m->ws[W_PUT_COVER];
 	sqlite3_bind_int64(st, 1, partition_start);
@@ -431,7 +512,15 @@ int st__meta_put_cover(st__meta *m, int64_t partition_start, uint64_t wal_lsn)
 	return step_done(m->w, st);
 }
 
-int st__meta_load_cover(st__meta *m, st__meta_cover_fn fn, void *arg)
+int st__meta_put_cover(st__meta *m, int64_t partition_start, uint64_t wal_lsn)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = put_cover_locked(m, partition_start, wal_lsn);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
+static int load_cover_locked(st__meta *m, st__meta_cover_fn fn, void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(m->w, "SELECT partition_start, wal_lsn FROM coverage",
@@ -450,7 +539,15 @@ int st__meta_load_cover(st__meta *m, st__meta_cover_fn fn, void *arg)
 	return rc == SQLITE_DONE ? 0 : sql_err(m->w, rc);
 }
 
-int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg)
+int st__meta_load_cover(st__meta *m, st__meta_cover_fn fn, void *arg)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = load_cover_locked(m, fn, arg);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
+static int load_stacks_locked(st__meta *m, st__meta_stack_fn fn, void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(m->w, "SELECT id FROM stacks", -1, &st, NULL);
@@ -465,6 +562,14 @@ int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg)
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : sql_err(m->w, rc);
+}
+
+int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = load_stacks_locked(m, fn, arg);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
 }
 
 int st__meta_series_eq(st__meta *m, const char *name, const char *value,
@@ -774,9 +879,7 @@ int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_f
 	return rc;
 }
 
-/* Caller holds the store's append lock (the writer connection is shared
- * with ingest). */
-int st__meta_symbols_put(st__meta *m, int64_t loc, const st_symbol *syms, size_t n)
+static int symbols_put_locked(st__meta *m, int64_t loc, const st_symbol *syms, size_t n)
 {
 	int rc = exec(m->w, "BEGIN", NULL);
 	if (rc)
@@ -810,6 +913,14 @@ out:
 	return rc;
 }
 
+int st__meta_symbols_put(st__meta *m, int64_t loc, const st_symbol *syms, size_t n)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = symbols_put_locked(m, loc, syms, n);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
 int st__meta_symbols_missing(st__meta *m, int64_t after, size_t limit,
                              st_unsymbolized_fn fn, void *arg)
 {
@@ -830,10 +941,17 @@ int st__meta_symbols_missing(st__meta *m, int64_t after, size_t limit,
 	return rc;
 }
 
-/* Caller holds the store's append lock. */
-int st__meta_symbols_forget(st__meta *m, const uint8_t *bid, uint32_t len)
+static int symbols_forget_locked(st__meta *m, const uint8_t *bid, uint32_t len)
 {
 	sqlite3_stmt *st = m->ws[W_DEL_SYM];
 	sqlite3_bind_blob(st, 1, bid, (int)len, SQLITE_STATIC);
 	return step_done(m->w, st);
+}
+
+int st__meta_symbols_forget(st__meta *m, const uint8_t *bid, uint32_t len)
+{
+	pthread_mutex_lock(&m->w_mu);
+	int rc = symbols_forget_locked(m, bid, len);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
 }

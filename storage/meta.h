@@ -16,12 +16,18 @@ void st__meta_close(st__meta *m);
  * value in *value (settings the data on disk depends on). */
 int st__meta_setting(st__meta *m, const char *key, int64_t *value);
 
-/* Writer side: called with the store's append lock held. */
+/* Writer side, any thread: this module serializes every use of its writer
+ * connection itself. A transaction is begin, puts, then commit or rollback
+ * on one thread; it holds the writer from begin until commit or rollback
+ * returns (whatever they return), so nothing between them may wait for
+ * another writer call. */
 int st__meta_begin(st__meta *m);
 int st__meta_commit(st__meta *m);
 void st__meta_rollback(st__meta *m);
+/* Inside a transaction only. */
 int st__meta_put_series(st__meta *m, uint64_t id, const st_series_def *s);
-/* Inserts the stack, its objects and locations as needed. */
+/* Inserts the stack, its objects and locations as needed. Inside a
+ * transaction only. */
 int st__meta_put_stack(st__meta *m, const st_batch *b, const st_stack_def *s);
 /* Makes every commit so far durable (checkpoint with fsync); called before
  * WAL segments that carried the same metadata are deleted. */
@@ -56,7 +62,7 @@ int st__meta_stacks_locations(st__meta *m, const uint64_t *ids, size_t n,
                               int64_t **locs, uint32_t **offs);
 int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info **out);
 
-/* The symbol cache (storage.h); put needs the append lock. */
+/* The symbol cache (storage.h). */
 int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_fn fn,
                          void *arg);
 int st__meta_symbols_put(st__meta *m, int64_t loc, const st_symbol *syms, size_t n);

@@ -104,6 +104,8 @@ typedef struct st__map {
 
 int st__map_init(st__map *m, size_t hint);
 void st__map_free(st__map *m);
+/* Empties the map, keeping its capacity. */
+void st__map_clear(st__map *m);
 uint32_t st__map_get(const st__map *m, uint64_t key);
 /* Sets key to val (val != ST__MAP_NONE). */
 int st__map_put(st__map *m, uint64_t key, uint32_t val);

@@ -311,8 +311,8 @@ typedef int (*st_symbols_fn)(void *arg, int64_t location_id, const st_symbol *sy
 int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg);
 
 /* Stores a location's chain (1..ST_MAX_INLINE frames); a location already
- * cached keeps its first answer. Thread-safe; takes the append lock
- * briefly, as it writes through the same SQLite connection. */
+ * cached keeps its first answer. Thread-safe; it waits only for other
+ * metadata writes, never for the WAL. */
 int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n);
 
 /* Drops the cached symbols of every location in the object with this

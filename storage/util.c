@@ -125,6 +125,13 @@ void st__map_free(st__map *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void st__map_clear(st__map *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		m->slots[i].val = ST__MAP_NONE;
+	m->len = 0;
+}
+
 uint32_t st__map_get(const st__map *m, uint64_t key)
 {
 	if (!m->cap)

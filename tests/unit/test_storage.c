@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "storage/st_int.h"
+#include "storage/meta.h"
 #include "storage/storage.h"
 #include "storage/wal.h"
 
@@ -1667,12 +1668,57 @@ static void test_crash_kill9(void **state)
 	assert_true(acked > 10);
 }
 
+/* A metadata transaction that rolls back takes its object and location IDs
+ * with it: the writer's caches must forget them, or the next insert reuses
+ * the rowid and a stack names another object's frame. */
+static void test_meta_rollback_forgets_ids(void **state)
+{
+	fx *f = *state;
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/meta.db", f->dir);
+	st__meta *m = NULL;
+	st_err err;
+	assert_int_equal(st__meta_open(path, &m, &err), 0);
+	st_frame fa = {ST_FRAME_USER, 0, 0x10, NULL}, fb = {ST_FRAME_USER, 1, 0x10, NULL};
+	st_stack_def sa = {0xa1, &fa, 1}, sb = {0xb1, &fb, 1}, sa2 = {0xa2, &fa, 1};
+	st_batch b = {.objects = objs, .nobjects = 2};
+
+	assert_int_equal(st__meta_begin(m), 0);
+	assert_int_equal(st__meta_put_stack(m, &b, &sa), 0);
+	st__meta_rollback(m);
+	assert_int_equal(st__meta_begin(m), 0);
+	assert_int_equal(st__meta_put_stack(m, &b, &sb), 0);
+	assert_int_equal(st__meta_commit(m), 0);
+	assert_int_equal(st__meta_begin(m), 0);
+	assert_int_equal(st__meta_put_stack(m, &b, &sa2), 0);
+	assert_int_equal(st__meta_commit(m), 0);
+
+	const struct { uint64_t id; const uint8_t *bid; } want[] = {{0xb1, bid_b}, {0xa2, bid_a}};
+	for (size_t i = 0; i < 2; i++) {
+		st_frame_info *fi = NULL;
+		size_t n = 0;
+		assert_int_equal(st__meta_stack_frames(m, want[i].id, &fi, &n), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(fi[0].build_id_len, 20);
+		assert_memory_equal(fi[0].build_id, want[i].bid, 20);
+		assert_int_equal(fi[0].offset, 0x10);
+		free(fi);
+	}
+	/* the rolled-back stack is not there */
+	st_frame_info *fi = NULL;
+	size_t n = 0;
+	assert_int_equal(st__meta_stack_frames(m, 0xa1, &fi, &n), -ENOENT);
+	free(fi);
+	st__meta_close(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c),
 		cmocka_unit_test(test_varint_roundtrip),
 		cmocka_unit_test(test_map),
+		cmocka_unit_test_setup_teardown(test_meta_rollback_forgets_ids, setup, teardown),
 		cmocka_unit_test(test_batch_roundtrip),
 		cmocka_unit_test_setup_teardown(test_batch_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_merge_cut_reopen, setup, teardown),
