@@ -407,12 +407,20 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
 .SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
 
+# Where a skipped test says why (tests/integration/lib.sh's skip, the
+# compose test's, the unit tests' SKIP lines): make test's summary prints it.
+export SMOLDER_SKIP_FILE := $(CURDIR)/build/skipped.txt
+# A test script's exit status 77 means skipped (automake's convention).
+run_script = sh $(1) || { r=$$?; [ $$r = 77 ] || exit $$r; }
+
 # The test command README gives. Everything runs under ASan/UBSan.
-# Its last line counts unit tests plus the fuzz-corpus replays, the
-# benchmark smoke run, each integration script and the browser tests; any
-# failure stops it before that line.
+# Its last lines count unit tests plus the fuzz-corpus replays, the
+# benchmark smoke run, each integration script, the ThreadSanitizer crash
+# test, the browser tests and the compose test as passed, failed and
+# skipped (a skipped script or unit test is never counted as passed), then
+# say why each skip happened; any failure stops it before that line.
 test: deps
-	$(Q)mkdir -p build && rm -f build/unit.count
+	$(Q)mkdir -p build && rm -f build/unit.count $(SMOLDER_SKIP_FILE) && touch $(SMOLDER_SKIP_FILE)
 	$(Q)SMOLDER_COUNT_FILE=build/unit.count $(MAKE) --no-print-directory \
 		SANITIZE=address,undefined BUILD=build/asan test-unit
 	$(Q)$(MAKE) --no-print-directory test-fuzz
@@ -421,8 +429,10 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory SANITIZE=thread BUILD=build/tsan test-tsan
 	$(Q)$(MAKE) --no-print-directory SANITIZE=address,undefined BUILD=build/asan test-ui
 	$(Q)$(MAKE) --no-print-directory test-compose
-	$(Q)read p f < build/unit.count; \
-		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 3)) passed, $$f failed"
+	$(Q)read p f k < build/unit.count; \
+		s=$$(grep -v -c '^test_' $(SMOLDER_SKIP_FILE) || true); \
+		echo "test: $$((p + $(words $(FUZZ_BIN)) + 1 + $(words $(INTEG_SRC)) + 3 - s)) passed, $$f failed, $$((k + s)) skipped"; \
+		sed 's/^/skipped: /' $(SMOLDER_SKIP_FILE)
 
 test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 	$(Q)SMOLDER_SYM_DIR=$(SYM_DIR) .ci/run-tests.sh $(UNIT_BIN)
@@ -435,7 +445,7 @@ test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_B
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
-		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) sh $$t; done
+		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) $(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under
 # ThreadSanitizer (make SANITIZE=thread BUILD=build/tsan test-tsan): a data
@@ -475,7 +485,7 @@ screenshots: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
 # images built, server and agent up, this host's samples queried, down.
 test-compose:
 	$(Q)echo "== tests/compose/compose_test.sh"
-	$(Q)sh tests/compose/compose_test.sh
+	$(Q)$(call run_script,tests/compose/compose_test.sh)
 
 test-fuzz: $(FUZZ_BIN)
 	$(Q)set -e; for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; \

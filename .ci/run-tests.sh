@@ -4,6 +4,7 @@
 set -u
 pass=0
 fail=0
+skipped=0
 failed=""
 for t in "$@"; do
 	tmp=$(mktemp -d /tmp/smolder-test.XXXXXX)
@@ -17,13 +18,19 @@ for t in "$@"; do
 	cat "$out"
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+	k=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
 	pass=$((pass + ${p:-0}))
 	fail=$((fail + ${f:-0}))
+	skipped=$((skipped + ${k:-0}))
+	# each skipped test's own SKIP line says why; keep it for the summary
+	if [ -n "${SMOLDER_SKIP_FILE:-}" ] && [ "${k:-0}" -gt 0 ]; then
+		grep '^SKIP ' "$out" | sed "s|^SKIP |${t##*/} |" >>"$SMOLDER_SKIP_FILE" || true
+	fi
 	rm -rf "$tmp" "$out"
 done
 if [ -n "$failed" ] && [ "$fail" -eq 0 ]; then
 	fail=1  # a binary crashed or failed outside cmocka's accounting
 fi
-echo "unit: $pass passed, $fail failed"
-[ -n "${SMOLDER_COUNT_FILE:-}" ] && echo "$pass $fail" > "$SMOLDER_COUNT_FILE"
+echo "unit: $pass passed, $fail failed, $skipped skipped"
+[ -n "${SMOLDER_COUNT_FILE:-}" ] && echo "$pass $fail $skipped" > "$SMOLDER_COUNT_FILE"
 [ -z "$failed" ]

@@ -5,14 +5,12 @@
 # waiting for a process' samples to be stored. Scripts set $SERVER and
 # $AGENT first.
 
-# need_bpf NAME: exits 0 with a loud message unless root with BTF
+# need_bpf NAME: skips (lib.sh's skip: exit 77, counted as skipped) unless
+# root with BTF
 need_bpf() {
 	if [ "$(id -u)" != 0 ] || [ ! -r /sys/kernel/btf/vmlinux ]; then
-		echo "################################################################"
-		echo "SKIP $1: needs root and /sys/kernel/btf/vmlinux to load the BPF"
-		echo "sampler; this host has uid $(id -u) and BTF: $(ls /sys/kernel/btf/vmlinux 2>&1)"
-		echo "################################################################"
-		exit 0
+		skip "$1" "needs root and /sys/kernel/btf/vmlinux to load the BPF sampler;" \
+			"this host has uid $(id -u) and BTF: $(ls /sys/kernel/btf/vmlinux 2>&1)"
 	fi
 }
 
