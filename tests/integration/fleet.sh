@@ -14,7 +14,9 @@ BENCH=${SMOLDER_BENCH:-build/bench/bench_storage}
 	fail "bench_storage --smoke: $(tail -3 "$tmp/bench.err")"
 grep -q "merge total 160423 samples" "$tmp/bench.err" || fail "unexpected fleet"
 
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+# --retention 0: the fleet is dated 2026-01-01, which the default 7-day
+# retention would delete at the first maintenance pass, 30 s in
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" --retention 0 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 i=0
 while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do

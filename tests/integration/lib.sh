@@ -52,7 +52,10 @@ start_server() {
 	l=$1
 	shift
 	: >"$tmp/out"
-	"$SERVER" --listen "$l" --data-dir "$tmp/data" "$@" >"$tmp/out" 2>"$tmp/err" &
+	# --retention 0 first (a caller's own --retention comes later and wins):
+	# the scripts' data is dated 2026-01-01, which the default 7-day
+	# retention deletes at the first maintenance pass, 30 s in
+	"$SERVER" --listen "$l" --data-dir "$tmp/data" --retention 0 "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
 	i=0
 	while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
