@@ -27,7 +27,7 @@ DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
 	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
 	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev \
-	libbpf-dev bpftool libdw-dev libiberty-dev
+	libbpf-dev bpftool libdw-dev libiberty-dev libgsl-dev
 DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 # --debuginfod-url (libdebuginfod); its test runs Debian's debuginfod server
 DEB_BUILD += libdebuginfod-dev
@@ -104,7 +104,8 @@ INTEG_SRC := $(wildcard tests/integration/*_test.sh)
 WIRE_PROTO_SRC := $(GEN)/wire/profile.pb-c.c
 WIRE_PROTO_HDR := $(GEN)/wire/profile.pb-c.h
 WIRE_PROTO_OBJ := $(BUILD)/gen/wire/profile.pb-c.o
-LDLIBS_QUERY := -lprotobuf-c -lz
+# GSL: the distributions behind a diff's significance (query/signif.c)
+LDLIBS_QUERY := -lprotobuf-c -lz -lgsl -lgslcblas
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

@@ -175,6 +175,8 @@ void q_tree_free(q_tree *t)
 	q__map_free(&t->child_map);
 	q__map_free(&t->loc_map);
 	free(t->chain);
+	q__map_free(&t->leaf_map);
+	q__sig_free(t->sig);
 	free(t);
 }
 
@@ -342,6 +344,8 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		}
 		if (!rc)
 			t->nodes[node].self[side] += v;
+		if (!rc && t->diff)
+			rc = q__map_put(&t->leaf_map, sums[i].stack_id, node);
 	}
 out:
 	free(sums);
@@ -396,6 +400,8 @@ int q_diff(st_db *db, const q_side *base, const q_side *compare,
 		rc = add_side(t, db, base, 0, r, err);
 	if (!rc)
 		rc = add_side(t, db, compare, 1, r, err);
+	if (!rc)
+		rc = q__sig_compute(db, base, compare, t, err);
 	if (rc) {
 		q_tree_free(t);
 		return rc;
@@ -455,6 +461,10 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	int rc = q_buf_put(o, "{\"name\":", 8);
 	rc = rc ? rc : q_buf_json_str(o, nm->function);
 	rc = rc ? rc : json_values(t, o, nd->self, nd->total);
+	if (!rc && t->diff)
+		rc = q__sig_node_json(t, i, o);
+	if (!rc && t->diff && i == 0)
+		rc = q__sig_root_json(t, o);
 	if (!rc && nm->kernel)
 		rc = q_buf_put(o, ",\"kernel\":true", 14);
 	if (!rc && nm->file) {
@@ -484,6 +494,8 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	if (!rc && have_other) {
 		rc = q_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
 		rc = rc ? rc : json_values(t, o, other, other);
+		if (!rc && t->diff)  /* a fold of many nodes is no unit tested */
+			rc = q_buf_put(o, ",\"significant\":false,\"p\":null,\"q\":null", 38);
 		rc = rc ? rc : q_buf_put(o, ",\"children\":[]}", 15);
 	}
 	free(cs);

@@ -38,6 +38,8 @@ typedef struct qname {
 	bool kernel;
 } qname;
 
+typedef struct q__sig q__sig;   /* signif.c: a diff's significance */
+
 typedef struct qnode {
 	uint32_t name;
 	uint32_t parent;
@@ -57,6 +59,21 @@ struct q_tree {
 	q__map loc_map;        /* location id -> offset in chain */
 	uint32_t *chain;     /* per location: count, then name ids, outermost first */
 	size_t nchain, chain_cap;
+	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */
+	q__sig *sig;           /* diff trees: significance, once computed */
 };
+
+/* ---- significance of a diff (signif.c), over the finished tree ---- */
+
+/* Tests every node's total and every function's flat and cum of the diff
+ * tree t (built from base and compare), reading each side's rows again
+ * to split it into profiles; sets t->sig. */
+int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree *t,
+                   st_err *err);
+void q__sig_free(q__sig *s);
+/* ,"significant":B,"p":P,"q":Q for one node (nothing before q__sig_compute). */
+int q__sig_node_json(const q_tree *t, uint32_t node, q_buf *o);
+/* ,"significance":{method, alpha, profiles, ...} for the root. */
+int q__sig_root_json(const q_tree *t, q_buf *o);
 
 #endif

@@ -52,7 +52,8 @@ typedef struct q_tree q_tree;
 int q_merge(st_db *db, const q_side *side, const q_resolver *resolver,
             q_tree **out, st_err *err);
 
-/* Two merges in one tree: every node carries base and compare values. */
+/* Two merges in one tree: every node carries base and compare values, and
+ * whether its change is significant (below). */
 int q_diff(st_db *db, const q_side *base, const q_side *compare,
            const q_resolver *resolver, q_tree **out, st_err *err);
 
@@ -84,6 +85,31 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
  * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",
  * "flat","flat_pct","cum","cum_pct","kernel"}]}. */
 int q_top_json(const q_tree *t, size_t limit, q_buf *out);
+
+/* ---- significance of a diff (query/signif.c) ----
+ * Every node of a diff tree and every function of its top table is tested
+ * for a change of share between base and compare, with the false discovery
+ * rate held at Q_SIG_ALPHA by Benjamini-Hochberg over the nodes, and over
+ * the functions. Method and assumptions: docs/query-language.md. */
+#define Q_SIG_ALPHA 0.05
+/* A unit with fewer samples expected on either side under "no change" is
+ * not tested (never significant). */
+#define Q_SIG_MIN_EXPECTED 5.0
+/* For values that are not counts: non-zero in at least this many profile
+ * groups, both sides together. */
+#define Q_SIG_MIN_NONZERO_GROUPS 3
+/* Profiles per side are kept apart up to this many groups ... */
+#define Q_SIG_MAX_GROUPS 64
+/* ... and fewer for big trees: nodes x groups at most this (8 bytes each). */
+#define Q_SIG_GROUP_BUDGET (8u << 20)
+
+/* The diff's top table: per function both sides' flat and cum (values and
+ * percent of their side's total), delta (compare flat % - base flat %, in
+ * points), cum_delta, and the tests: significant, p, q (flat) and
+ * cum_significant, cum_p, cum_q; p and q are null for a function with too
+ * few samples to tell. Significant rows first, then by |delta|; at most
+ * limit rows (0: all). -EINVAL for a tree that is not a diff. */
+int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
 
 /* ---- discovery and the timeline (query/series.c) ---- */
 

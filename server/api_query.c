@@ -222,11 +222,11 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	q_buf out = {0};
 	st_err err = {{0}};
 	int64_t from, to, bfrom, bto, cfrom, cto;
-	size_t max_nodes, nb, nc;
+	size_t max_nodes, limit, nb, nc;
 	int rc = 0;
 	const char *fmt = format_of(req);
-	if (strcmp(fmt, "json") && strcmp(fmt, "folded")) {
-		srv_resp_error(resp, 400, "format must be json or folded");
+	if (strcmp(fmt, "json") && strcmp(fmt, "folded") && strcmp(fmt, "top")) {
+		srv_resp_error(resp, 400, "format must be json, folded or top");
 		return 0;
 	}
 	/* both sides default to the shared from/to: "two deploys" changes the
@@ -235,7 +235,8 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	    get_range(req, resp, "from", "to", 0, 0, &from, &to) ||
 	    get_range(req, resp, "base_from", "base_to", from, to - 1, &bfrom, &bto) ||
 	    get_range(req, resp, "compare_from", "compare_to", from, to - 1, &cfrom, &cto) ||
-	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
+	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes) ||
+	    get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
 	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto};
 	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto};
@@ -245,12 +246,14 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
-	rc = !strcmp(fmt, "folded") ? q_tree_folded(t, &out) : q_tree_json(t, max_nodes, &out);
+	rc = !strcmp(fmt, "folded") ? q_tree_folded(t, &out) :
+	     !strcmp(fmt, "top")    ? q_diff_top_json(t, limit, &out) :
+	                              q_tree_json(t, max_nodes, &out);
 	if (rc) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
-	reply(resp, !strcmp(fmt, "json") ? "application/json" : "text/plain; charset=utf-8", &out);
+	reply(resp, strcmp(fmt, "folded") ? "application/json" : "text/plain; charset=utf-8", &out);
 out:
 	q_buf_free(&out);
 	q_tree_free(t);

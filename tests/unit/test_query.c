@@ -183,8 +183,10 @@ static void test_diff(void **state)
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
 	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"base\":{\"self\":0,\"total\":8},"
 	                            "\"compare\":{\"self\":0,\"total\":2}"));
+	/* two samples against none: too few to tell, never significant */
 	assert_non_null(strstr(o.p, "{\"name\":\"do_sys\",\"base\":{\"self\":0,\"total\":0},"
-	                            "\"compare\":{\"self\":2,\"total\":2},\"kernel\":true"));
+	                            "\"compare\":{\"self\":2,\"total\":2},\"significant\":false,"
+	                            "\"p\":null,\"q\":null,\"kernel\":true"));
 	q_buf_free(&o);
 	q_tree_free(t);
 }
