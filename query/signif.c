@@ -529,7 +529,11 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 		rows[n++] = (drow){(uint32_t)f, d, s->flat[f].sig};
 	}
 	qsort(rows, n, sizeof(*rows), cmp_drow);
-	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f", tot[0], tot[1]);
+	size_t nsig = 0;
+	while (nsig < n && rows[nsig].sig)
+		nsig++;
+	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"significant_rows\":%zu",
+	                  tot[0], tot[1], nsig);
 	rc = rc ? rc : q__sig_root_json(t, out);
 	/* reasons to doubt the comparison itself, each a sentence for people
 	 * (the sides' stack completeness belongs here); none are known yet */

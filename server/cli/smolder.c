@@ -828,6 +828,176 @@ out:
 	return ret;
 }
 
+/* ---- the "what changed" summary of a diff ---- */
+
+typedef struct chrow {
+	char *name;
+	double delta, p;
+	int kernel, sig, have_p;
+} chrow;
+
+static int read_change_row(jr *r, chrow *row)
+{
+	int first = 1, rc;
+	char *key;
+	if (j_expect(r, '{'))
+		return -EINVAL;
+	while ((rc = j_member(r, &first, &key)) == 1) {
+		if (!strcmp(key, "name") && !row->name)
+			rc = j_string(r, &row->name, NULL);
+		else if (!strcmp(key, "delta"))
+			rc = j_number(r, &row->delta, NULL, NULL);
+		else if (!strcmp(key, "p") && j_peek(r) != 'n')
+			rc = j_number(r, &row->p, NULL, NULL), row->have_p = !rc;
+		else if (!strcmp(key, "significant") && j_peek(r) == 't')
+			rc = j_literal(r, "true"), row->sig = !rc;
+		else if (!strcmp(key, "kernel") && j_peek(r) == 't')
+			rc = j_literal(r, "true"), row->kernel = !rc;
+		else
+			rc = j_skip(r);
+		free(key);
+		if (rc)
+			return rc;
+	}
+	return rc || !row->name ? -EINVAL : 0;
+}
+
+/* Reads the method out of "significance" and skips the rest of it. */
+static int read_method(jr *r, char **method)
+{
+	int first = 1, rc;
+	char *key;
+	if (j_expect(r, '{'))
+		return -EINVAL;
+	while ((rc = j_member(r, &first, &key)) == 1) {
+		if (!strcmp(key, "method") && !*method && j_peek(r) == '"')
+			rc = j_string(r, method, NULL);
+		else
+			rc = j_skip(r);
+		free(key);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
+/* GET /api/v1/diff?format=top as a short list: each significant change of
+ * a function's own share, largest first ("+9.8 pp render (p < 0.001)"),
+ * then "no other significant change". Warnings about the comparison come
+ * first; a note on stderr says when only the samples test could run. */
+static int print_changes(const request *rq, size_t limit)
+{
+	jr r = {rq->body.data, rq->body.data + rq->body.len, 0};
+	chrow *rows = NULL;
+	char **warn = NULL, *method = NULL, *key;
+	size_t n = 0, cap = 0, nwarn = 0, wcap = 0;
+	int64_t nsig = -1, base_total = -1, cmp_total = -1;
+	int first = 1, rc, is_int, ret = EXIT_FAIL;
+	if (j_expect(&r, '{'))
+		goto bad;
+	while ((rc = j_member(&r, &first, &key)) == 1) {
+		int f2 = 1;
+		if (!strcmp(key, "significant_rows")) {
+			rc = j_number(&r, NULL, &nsig, &is_int);
+		} else if (!strcmp(key, "base_total")) {
+			rc = j_number(&r, NULL, &base_total, &is_int);
+		} else if (!strcmp(key, "compare_total")) {
+			rc = j_number(&r, NULL, &cmp_total, &is_int);
+		} else if (!strcmp(key, "significance")) {
+			rc = read_method(&r, &method);
+		} else if (!strcmp(key, "warnings") && !nwarn) {
+			rc = j_expect(&r, '[');
+			while (!rc && (rc = j_element(&r, &f2)) == 1) {
+				if (nwarn == wcap) {
+					size_t nc = wcap ? 2 * wcap : 4;
+					char **t = realloc(warn, nc * sizeof(*warn));
+					if (!t) {
+						rc = -ENOMEM;
+						break;
+					}
+					warn = t;
+					wcap = nc;
+				}
+				warn[nwarn] = NULL;
+				rc = j_string(&r, &warn[nwarn], NULL);
+				nwarn += !rc;
+			}
+		} else if (!strcmp(key, "rows") && !n) {
+			rc = j_expect(&r, '[');
+			while (!rc && (rc = j_element(&r, &f2)) == 1) {
+				if (n == cap) {
+					size_t nc = cap ? 2 * cap : 64;
+					chrow *t = realloc(rows, nc * sizeof(*rows));
+					if (!t) {
+						rc = -ENOMEM;
+						break;
+					}
+					rows = t;
+					cap = nc;
+				}
+				rows[n] = (chrow){0};
+				rc = read_change_row(&r, &rows[n]);
+				n++; /* even when it failed: its name is freed below */
+			}
+		} else {
+			rc = j_skip(&r);
+		}
+		free(key);
+		if (rc)
+			break;
+	}
+	if (rc || !method || nsig < 0 || j_end(&r))
+		goto bad;
+	for (size_t i = 0; i < nwarn; i++) {
+		fputs("warning: ", stdout);
+		put_clean(stdout, warn[i], strlen(warn[i]), 0);
+		fputc('\n', stdout);
+	}
+	if (!strcmp(method, "none")) {
+		printf("no change can be tested: %s\n",
+		       base_total <= 0 ? "the base has no samples" :
+		       cmp_total <= 0 ? "the compare side has no samples" :
+		       "the values are not counts and a side has fewer than two profiles");
+		ret = 0;
+		goto out;
+	}
+	if (!strcmp(method, "samples"))
+		fprintf(stderr, "smolder: diff: a side is one profile, so changes were tested on "
+		        "samples alone, as if they were independent (docs/query-language.md)\n");
+	size_t shown = 0;
+	for (size_t i = 0; i < n && shown < limit; i++) {
+		const chrow *c = &rows[i];
+		if (!c->sig)
+			continue;
+		printf("%+.1f pp ", c->delta >= -100 && c->delta <= 100 ? c->delta : 0.0);
+		put_clean(stdout, c->name, strlen(c->name), 0);
+		if (c->kernel)
+			fputs(" [k]", stdout);
+		if (!c->have_p || c->p < 0.001)
+			fputs(" (p < 0.001)\n", stdout);
+		else
+			printf(" (p = %.3f)\n", c->p);
+		shown++;
+	}
+	if ((size_t)nsig > shown)
+		printf("%" PRId64 " more significant changes (--limit)\n", nsig - (int64_t)shown);
+	else
+		puts(shown ? "no other significant change" : "no significant change");
+	ret = 0;
+	goto out;
+bad:
+	ret = malformed(rq);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(rows[i].name);
+	for (size_t i = 0; i < nwarn; i++)
+		free(warn[i]);
+	free(rows);
+	free(warn);
+	free(method);
+	return ret;
+}
+
 /* ---- command lines ---- */
 
 /* What any command may be given; each command says which it takes. */
@@ -945,7 +1115,7 @@ static const char help_main[] =
 	"\n"
 	"commands:\n"
 	"  query SEL    merged profile of the selected series (folded, json, pprof, top)\n"
-	"  diff B C     two profiles side by side (folded, json)\n"
+	"  diff B C     what changed from B to C: significant changes, or the tree\n"
 	"  top SEL      functions by flat and cumulative samples\n"
 	"  labels [N]   label names, or the values of label N\n"
 	"  types        profile types with data\n"
@@ -981,11 +1151,19 @@ static const char help_query[] =
 
 static const char help_diff[] =
 	"usage: smolder diff BASE COMPARE [--from T] [--to T] [--base-from T] [--base-to T]\n"
-	"                    [--compare-from T] [--compare-to T] [--format folded|json] [-o FILE]\n"
+	"                    [--compare-from T] [--compare-to T] [--limit N]\n"
+	"                    [--format changes|top|folded|json] [-o FILE]\n"
 	"\n"
-	"Two profiles over the same stacks: BASE and COMPARE are selectors, each over\n"
-	"--from/--to or its own range. Folded output (the default) has two values per\n"
-	"line, base then compare, as difffolded.pl writes.\n";
+	"What changed between two profiles: BASE and COMPARE are selectors, each over\n"
+	"--from/--to or its own range. By default (changes) a ranked list of the\n"
+	"functions whose own share of samples changed significantly, such as\n"
+	"'+9.8 pp render (p < 0.001)', then 'no other significant change'; the test\n"
+	"and its false discovery rate are in docs/query-language.md.\n"
+	"\n"
+	"  --limit N      at most N changes listed (default 20)\n"
+	"  --format FMT   changes (default); top: the server's JSON table with both\n"
+	"                 sides, deltas and p-values; folded: two values per line,\n"
+	"                 base then compare, as difffolded.pl writes; json: the tree\n";
 
 static const char help_top[] =
 	"usage: smolder top SEL [--from T] [--to T] [--limit N] [--json]\n"
@@ -1106,16 +1284,24 @@ static int cmd_diff(int argc, char **argv, int i, opts *o)
 		OPT("--server", server), OPT("--from", from), OPT("--to", to),
 		OPT("--base-from", base_from), OPT("--base-to", base_to),
 		OPT("--compare-from", compare_from), OPT("--compare-to", compare_to),
-		OPT("--format", format), OPT("-o", out),
+		OPT("--format", format), OPT("-o", out), OPT("--limit", limit),
 	};
 	int rc = parse_opts(argc, argv, i, defs, sizeof(defs) / sizeof(defs[0]), 2, o);
 	if (rc || o->help)
 		return rc ? rc : print_help(help_diff);
 	if (o->npos != 2)
 		return usage_error("needs two selectors, BASE and COMPARE");
-	const char *fmt = o->format ? o->format : "folded";
-	if (strcmp(fmt, "folded") && strcmp(fmt, "json"))
-		return usage_error("unknown format '%s' (folded, json)", fmt);
+	if ((rc = check_count("--limit", o->limit)))
+		return rc;
+	const char *fmt = o->format ? o->format : "changes";
+	if (strcmp(fmt, "changes") && strcmp(fmt, "top") && strcmp(fmt, "folded") &&
+	    strcmp(fmt, "json"))
+		return usage_error("unknown format '%s' (changes, top, folded, json)", fmt);
+	int changes = !strcmp(fmt, "changes");
+	size_t limit = o->limit ? (size_t)strtoull(o->limit, NULL, 10) : 20;
+	char limit_s[32];
+	/* the list needs the significant rows only, which come first */
+	snprintf(limit_s, sizeof(limit_s), "%zu", limit ? limit : 1);
 	request rq;
 	if (new_request(o, "/api/v1/diff", &rq))
 		return EXIT_FAIL;
@@ -1127,10 +1313,29 @@ static int cmd_diff(int argc, char **argv, int i, opts *o)
 	add_param(&rq, "base_to", o->base_to);
 	add_param(&rq, "compare_from", o->compare_from);
 	add_param(&rq, "compare_to", o->compare_to);
-	add_param(&rq, "format", fmt);
+	add_param(&rq, "format", changes ? "top" : fmt);
+	add_param(&rq, "limit", changes ? limit_s : !strcmp(fmt, "top") ? o->limit : NULL);
 	rc = http_get(&rq);
-	if (!rc)
+	if (!rc && !changes) {
 		rc = write_out(&rq.body, o->out, 1);
+	} else if (!rc) {
+		FILE *saved = stdout;
+		if (o->out && !(stdout = fopen(o->out, "w"))) {
+			stdout = saved;
+			errmsg("%s: %s", o->out, strerror(errno));
+			rc = EXIT_FAIL;
+		} else {
+			rc = print_changes(&rq, limit);
+			if (fflush(stdout) && !rc) {
+				errmsg("writing %s: %s", o->out ? o->out : "standard output",
+				       strerror(errno));
+				rc = EXIT_FAIL;
+			}
+			if (o->out)
+				fclose(stdout);
+			stdout = saved;
+		}
+	}
 	request_free(&rq);
 	return rc;
 }

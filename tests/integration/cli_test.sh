@@ -83,6 +83,36 @@ cli query '{}' --from "$FROM" --to "$TO" --format top
 [ "$rc" = 0 ] && grep -q '^Total: 160423 samples' "$tmp/cli.out" || fail "query --format top"
 ok "query --format top"
 
+# the default: what changed. A profile against itself: nothing.
+cli diff '{}' '{}' --from "$FROM" --to "$TO"
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "no significant change" ] ||
+	fail "diff of a profile with itself (rc $rc): $(cat "$tmp/cli.out")"
+ok "diff A/A: no significant change"
+
+# two services really differ: ranked changes, then the closing line
+s1=$("$CLI" --server "$base" labels service --from "$FROM" --to "$TO" | sed -n 2p)
+cli diff "{service=\"$s0\"}" "{service=\"$s1\"}" --from "$FROM" --to "$TO" --limit 1000
+[ "$rc" = 0 ] || fail "diff changes (rc $rc)"
+[ "$(tail -1 "$tmp/cli.out")" = "no other significant change" ] || fail "diff closing line"
+n=$(sed '$d' "$tmp/cli.out" | wc -l)
+[ "$n" -ge 3 ] || fail "diff of two services lists $n changes"
+sed '$d' "$tmp/cli.out" | grep -Evq '^[+-][0-9]+\.[0-9] pp .+ \(p (< 0\.001|= 0\.[0-9]{3})\)$' &&
+	fail "diff change lines: $(cat "$tmp/cli.out")"
+# ranked: |pp| never grows down the list
+sed '$d' "$tmp/cli.out" | awk '{ v = $1 < 0 ? -$1 : $1 } NR > 1 && v > prev + 0.05 { exit 1 }
+	{ prev = v }' || fail "diff changes not ranked: $(cat "$tmp/cli.out")"
+ok "diff: $n ranked significant changes, then 'no other significant change'"
+
+cli diff "{service=\"$s0\"}" "{service=\"$s1\"}" --from "$FROM" --to "$TO" --limit 2
+[ "$rc" = 0 ] && [ "$(sed -n 3p "$tmp/cli.out")" = "$((n - 2)) more significant changes (--limit)" ] ||
+	fail "diff --limit 2: $(cat "$tmp/cli.out")"
+ok "diff --limit counts what it left out"
+
+cli diff "{service=\"$s0\"}" "{service=\"$s1\"}" --from "$FROM" --to "$TO" --format top --limit 5
+[ "$rc" = 0 ] && grep -q '"significant_rows":'"$n"',' "$tmp/cli.out" &&
+	grep -q '"delta":' "$tmp/cli.out" || fail "diff --format top (rc $rc)"
+ok "diff --format top"
+
 cli diff "{service=\"$s0\"}" '{}' --from "$FROM" --to "$TO" --format folded
 [ "$rc" = 0 ] && [ -s "$tmp/cli.out" ] || fail "diff (rc $rc)"
 awk '$(NF - 1) !~ /^[0-9]+$/ || $NF !~ /^[0-9]+$/ { exit 1 }
