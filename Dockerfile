@@ -23,7 +23,7 @@ FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
 	libbpf1 libelf1 libdw1 libdebuginfod1 libuv1 libsqlite3-0 liblz4-1 \
-	libxxhash0 libpcre2-8-0 libisal2 libprotobuf-c1 zlib1g libcurl4 libgsl27 libgslcblas0 \
+	libxxhash0 libpcre2-8-0 libisal2 libprotobuf-c1 zlib1g libcurl4 libgsl27 libgslcblas0 libyaml-0-2 libjansson4 \
 	ca-certificates curl \
 	&& rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/bin/smolder-server /src/bin/smolder-agent /src/bin/smolder /usr/local/bin/

@@ -27,7 +27,7 @@ DEB_BUILD := build-essential pkg-config clang llvm libclang-rt-14-dev \
 	liblz4-dev libxxhash-dev libsqlite3-dev libpcre2-dev libisal-dev \
 	libprotobuf-c-dev protobuf-c-compiler zlib1g-dev \
 	libuv1-dev node-llhttp libcurl4-openssl-dev libelf-dev \
-	libbpf-dev bpftool libdw-dev libiberty-dev libgsl-dev
+	libbpf-dev bpftool libdw-dev libiberty-dev libgsl-dev libyaml-dev libjansson-dev
 DEB_TEST := libcmocka-dev sqlite3 python3 curl golang-go
 # --debuginfod-url (libdebuginfod); its test runs Debian's debuginfod server
 DEB_BUILD += libdebuginfod-dev
@@ -96,7 +96,10 @@ AGENT_BIN := $(BINDIR)/smolder-agent
 BPF_VMLINUX := $(GEN)/bpf/vmlinux.h
 BPF_OBJ := $(GEN)/bpf/profile.bpf.o
 BPF_SKEL := $(GEN)/bpf/profile.skel.h
-LDLIBS_AGENT := -lbpf -ldw -lelf -lcurl -lz $(LDLIBS_WIRE)
+# relabel rules: the config in YAML (libyaml), regexes (PCRE2); containers'
+# label files are JSON (jansson)
+LDLIBS_LABELS := -lyaml -lpcre2-8 -ljansson
+LDLIBS_AGENT := -lbpf -ldw -lelf -lcurl -lz $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 INTEG_SRC := $(wildcard tests/integration/*_test.sh)
@@ -275,7 +278,7 @@ TEST_metrics_LIBS = $(TEST_server_LIBS)
 # (unwind.c's test makes its own BPF map, hence libbpf)
 TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
 	$(WIRE_OBJ)
-TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl
+TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl $(LDLIBS_LABELS)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
@@ -385,12 +388,18 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 fuzz-build: $(FUZZ_BIN)
 # the agent's /proc readers: agent objects, not the storage ones
 FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
-	build/fuzz/wire/wire.o
+	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o
 build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_WIRE)
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+# the agent's config and its processes' labels (environment, container files)
+build/fuzz/fuzz_labels: tests/fuzz/fuzz_labels.c $(FUZZ_AGENT_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/debuginfod.o \

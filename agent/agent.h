@@ -138,6 +138,8 @@ typedef struct ag_mapping {
 	ag_obj *obj;          /* AG_MAP_FILE */
 } ag_mapping;
 
+struct ag_plabels;
+
 typedef struct ag_proc {
 	pid_t pid;
 	char comm[17];
@@ -152,8 +154,9 @@ typedef struct ag_proc {
 	bool exited;          /* freed two drains later (ag_procs_sweep) */
 	uint64_t exit_drain;  /* the first sweep that saw it exited */
 	bool gone;            /* /proc/PID had vanished when we looked */
-	uint32_t batch_idx;
+	uint32_t batch_idx;   /* UINT32_MAX: a relabel rule dropped it */
 	uint64_t batch_gen;
+	struct ag_plabels *labels;  /* labels.c: its own labels, NULL before read */
 } ag_proc;
 
 typedef struct ag_procs ag_procs;
@@ -189,6 +192,93 @@ const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr);
  * a while whose /proc entry has vanished (an exit event lost). */
 void ag_procs_sweep(ag_procs *p, uint64_t drain);
 size_t ag_procs_count(const ag_procs *p);
+
+/* ---- relabel.c: the config file's relabel rules ---- */
+
+#define AG_ENV_PREFIX "SMOLDER_LABEL_"
+#define AG_ENV_MAX_BYTES (64 << 10)   /* of /proc/PID/environ read at most */
+#define AG_LABEL_VALUE_MAX 256        /* bytes of a label value; longer ones are cut */
+#define AG_MAX_PROC_LABELS 32         /* labels from one process' environment */
+#define AG_MAX_CONTAINER_LABELS 64    /* labels from one container's file */
+#define AG_CONTAINER_FILE_MAX (1 << 20)
+#define AG_MAX_LABEL_VALUES 100       /* distinct values in use per label name */
+#define AG_CONFIG_MAX_BYTES (1 << 20)
+#define AG_RELABEL_MAX_RULES 256
+#define AG_RELABEL_MAX_SOURCES 16
+#define AG_RELABEL_STR_MAX 1024       /* bytes of a regex, separator, replacement */
+#define AG_REGEX_MATCH_LIMIT 100000   /* PCRE2 steps per match */
+
+/* A list of labels; each string its own allocation. */
+typedef struct ag_kv {
+	char *name, *value;
+} ag_kv;
+typedef struct ag_kvs {
+	ag_kv *v;
+	size_t n, cap;
+} ag_kvs;
+
+/* Sets name to value (copied), replacing; -ENOMEM. */
+int ag_kvs_set(ag_kvs *l, const char *name, const char *value);
+/* Deletes entry i; the last entry moves into its place. */
+void ag_kvs_del(ag_kvs *l, size_t i);
+void ag_kvs_free(ag_kvs *l);
+
+typedef struct ag_relabel ag_relabel;
+
+/* Parses the agent's config (YAML: relabel_configs, max_label_values).
+ * Returns 0, -EINVAL with "LINE:COL: message" in err, or -ENOMEM. A regex
+ * that takes more than AG_REGEX_MATCH_LIMIT steps on a hostile value is
+ * refused. Free with ag_relabel_free(). */
+int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, char *err, size_t errlen);
+/* The same from a file; err is "PATH:LINE:COL: message". */
+int ag_relabel_load(const char *path, ag_relabel **out, char *err, size_t errlen);
+void ag_relabel_free(ag_relabel *r);
+/* Runs the rules (r may be NULL: none) over l, then removes the "__"
+ * labels. Returns 1 to keep the process, 0 when a keep/drop rule dropped
+ * it, or -ENOMEM. Matches stopped by the step limit count in *regex_limit
+ * and do not match. */
+int ag_relabel_apply(ag_relabel *r, ag_kvs *l, uint64_t *regex_limit);
+/* max_label_values of the config, else AG_MAX_LABEL_VALUES. */
+uint32_t ag_relabel_max_values(const ag_relabel *r);
+
+/* ---- labels.c: a process' own labels ---- */
+
+typedef struct ag_plabels ag_plabels;
+typedef struct ag_labeler ag_labeler;
+
+typedef struct ag_label_stats {
+	uint64_t env_values_cut;       /* values longer than AG_LABEL_VALUE_MAX, cut */
+	uint64_t env_truncated;        /* environments longer than AG_ENV_MAX_BYTES */
+	uint64_t labels_invalid;       /* SMOLDER_LABEL_ names that are no label names */
+	uint64_t labels_over_limit;    /* past AG_MAX_PROC_LABELS / _CONTAINER_LABELS */
+	uint64_t labels_dropped_cardinality; /* past max_label_values, left off */
+	uint64_t processes_dropped;    /* by keep and drop rules */
+	uint64_t samples_dropped;      /* of those processes */
+	uint64_t regex_limit;          /* matches stopped by AG_REGEX_MATCH_LIMIT */
+} ag_label_stats;
+
+/* Reads pr's environment (SMOLDER_LABEL_*), the systemd unit of its
+ * cgroup and its container's labels under proc_root; replaces what
+ * pr->labels held (a new image: exec). procs.c calls it when it reads a
+ * process' labels. */
+void ag_labels_read(const char *proc_root, ag_proc *pr);
+void ag_plabels_free(ag_plabels *pl);
+/* The parsers on their own, for tests and fuzzing: an environment block
+ * (NUL-separated, truncated: cut by the read bound), a container file of
+ * runtime "docker" (config.v2.json) or another (OCI config.json). */
+int ag_env_labels(const char *env, size_t n, bool truncated, ag_plabels *pl);
+int ag_container_json(const char *text, size_t n, const char *runtime, ag_plabels *pl);
+
+/* Takes rules over (may be NULL). Free after every process is freed. */
+int ag_labeler_new(ag_relabel *rules, ag_labeler **out);
+void ag_labeler_free(ag_labeler *lb);
+/* pr's labels: builtins (hostname, comm, exe, ...) and its own, through
+ * the rules and the values limit, worked out once per process image.
+ * NULL when a rule dropped the process. Valid until pr's labels are read
+ * again or pr is freed. */
+const ag_kvs *ag_labeler_labels(ag_labeler *lb, ag_proc *pr, const ag_kvs *builtins);
+void ag_labeler_drop_samples(ag_labeler *lb, uint64_t n);
+void ag_labeler_stats(const ag_labeler *lb, ag_label_stats *out);
 
 /* ---- sampler.c ---- */
 
@@ -258,6 +348,7 @@ typedef struct ag_batch_ctx {
 	uint32_t nextra;
 	bool pid_label;
 	bool verbose;                    /* say which samples lack mappings */
+	ag_labeler *labeler;             /* processes' own labels and the rules */
 	ag_procs *procs;
 	ag_ksyms *ksyms;
 	uint64_t drain;                  /* drain number */

@@ -154,9 +154,14 @@ static bool extra_has(const ag_batch_ctx *ctx, const char *name)
 	return false;
 }
 
-static int process_labels(ag_batch_ctx *ctx, ag_batch *b, const ag_proc *pr, wire_process *wp)
+/* The labels of pr's series: the built-in ones, and with a labeler pr's
+ * own through the relabel rules; --label values win over both. Sets
+ * *dropped instead when a rule dropped the process. */
+static int process_labels(ag_batch_ctx *ctx, ag_batch *b, ag_proc *pr, wire_process *wp,
+                          bool *dropped)
 {
 	sdyn l = {0};
+	ag_kvs bl = {0};
 	char pid[16];
 	snprintf(pid, sizeof(pid), "%d", pr->pid);
 	struct {
@@ -167,11 +172,26 @@ static int process_labels(ag_batch_ctx *ctx, ag_batch *b, const ag_proc *pr, wir
 		{"build_id", pr->build_id_hex}, {"pid", ctx->pid_label ? pid : NULL},
 	};
 	int rc = 0;
+	*dropped = false;
 	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]) && !rc; i++)
-		if (!extra_has(ctx, builtin[i].name))
-			rc = add_label(b, &l, builtin[i].name, builtin[i].value);
+		if (builtin[i].value && builtin[i].value[0])
+			rc = ag_kvs_set(&bl, builtin[i].name, builtin[i].value);
+	const ag_kvs *own = &bl;
+	if (!rc && ctx->labeler && !(own = ag_labeler_labels(ctx->labeler, pr, &bl))) {
+		*dropped = true;
+		goto out;
+	}
+	for (size_t i = 0; own && i < own->n && !rc; i++)
+		if (!extra_has(ctx, own->v[i].name))
+			rc = add_label(b, &l, own->v[i].name, own->v[i].value);
 	for (uint32_t i = 0; i < ctx->nextra && !rc; i++)
 		rc = add_label(b, &l, ctx->extra_labels[i].name, ctx->extra_labels[i].value);
+	for (size_t i = 0; i < l.n && !rc; i++) {
+		/* names outlive bl: the labeler's lists change on exec */
+		wire_label *w = &((wire_label *)l.v)[i];
+		if (!(w->name = astr(b, w->name)))
+			rc = -ENOMEM;
+	}
 	if (!rc) {
 		wire_label *v = aalloc(b, l.n * sizeof(*v) + 1);
 		if (!v)
@@ -182,6 +202,8 @@ static int process_labels(ag_batch_ctx *ctx, ag_batch *b, const ag_proc *pr, wir
 		wp->labels = v;
 		wp->nlabels = (uint32_t)l.n;
 	}
+out:
+	ag_kvs_free(&bl);
 	free(l.v);
 	return rc;
 }
@@ -224,15 +246,24 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			ctx->samples_no_process += c->count;
 		if (pr->batch_gen != gen) {
 			wire_process *wp = dpush(&procs, sizeof(*wp));
+			bool dropped;
 			if (!wp) {
 				rc = -ENOMEM;
 				goto out;
 			}
-			rc = process_labels(ctx, b, pr, wp);
+			rc = process_labels(ctx, b, pr, wp, &dropped);
 			if (rc)
 				goto out;
 			pr->batch_gen = gen;
 			pr->batch_idx = (uint32_t)procs.n - 1;
+			if (dropped) {
+				procs.n--;
+				pr->batch_idx = UINT32_MAX;
+			}
+		}
+		if (pr->batch_idx == UINT32_MAX) {
+			ag_labeler_drop_samples(ctx->labeler, c->count);
+			continue;
 		}
 		uint32_t nf = 0;
 		/* Every frame but the innermost holds a return address, which

@@ -54,6 +54,8 @@ static void usage(FILE *f)
 	        "  --no-upload          do not upload debug info\n"
 	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
 	        "  --hostname NAME      the hostname label (default: this host's)\n"
+	        "  --config FILE        relabel rules for processes' labels (YAML, Prometheus'\n"
+	        "                       relabel_configs; docs/protocol.md, \"Process labels\")\n"
 	        "  --exit-after SECONDS stop after this long (tests, benchmarks)\n"
 	        "  --verbose, -v        say what happens each interval; twice: libbpf's\n"
 	        "                       debug log too (the verifier's)\n");
@@ -99,6 +101,7 @@ static void read_machine_id(char *out, size_t cap, const char *fallback)
 typedef struct agent {
 	ag_sampler *sampler;
 	ag_procs *procs;
+	ag_labeler *labeler;
 	ag_objs *objs;
 	ag_ksyms *ksyms;
 	ag_push *push;
@@ -155,6 +158,8 @@ static int drain(agent *a)
 	ag_unw_stats us = {0};
 	if (a->unw)
 		ag_unw_get_stats(a->unw, &us);
+	ag_label_stats ls;
+	ag_labeler_stats(a->labeler, &ls);
 	const wire_counter c[] = {
 		{"samples", st[AG_STAT_SAMPLES]},
 		{"samples_dropped_map_full", st[AG_STAT_COUNT_FULL]},
@@ -182,6 +187,14 @@ static int drain(agent *a)
 		{"unwind_tables_no_space", us.no_space},
 		{"unwind_rows_used", us.rows_used},
 		{"unwind_processes", us.procs},
+		{"label_values_cut", ls.env_values_cut},
+		{"label_environ_truncated", ls.env_truncated},
+		{"labels_invalid", ls.labels_invalid},
+		{"labels_over_limit", ls.labels_over_limit},
+		{"labels_dropped_cardinality", ls.labels_dropped_cardinality},
+		{"relabel_processes_dropped", ls.processes_dropped},
+		{"relabel_samples_dropped", ls.samples_dropped},
+		{"relabel_regex_limit", ls.regex_limit},
 	};
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
@@ -225,10 +238,11 @@ int main(int argc, char **argv)
 	wire_label extra[MAX_EXTRA_LABELS];
 	uint32_t nextra = 0;
 	agent a = {0};
-	const char *token_file = NULL;
+	const char *token_file = NULL, *config = NULL;
 	char *token = NULL;
+	ag_relabel *rules = NULL;
 	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB };
+	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -244,6 +258,7 @@ int main(int argc, char **argv)
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
 		{"hostname", required_argument, NULL, O_HOSTNAME},
+		{"config", required_argument, NULL, O_CONFIG},
 		{"exit-after", required_argument, NULL, O_EXIT},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -261,6 +276,7 @@ int main(int argc, char **argv)
 		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
 		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
 		case O_TOKEN: token_file = optarg; break;
+		case O_CONFIG: config = optarg; break;
 		case O_PIDLABEL: pid_label = true; break;
 		case O_NOKERNEL: kernel = false; break;
 		case O_NOUNWIND: unwind = false; break;
@@ -311,6 +327,17 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (config) {
+		/* before anything is loaded: a config that does not parse stops
+		 * the agent, with the place it went wrong */
+		char msg[600];
+		int e = ag_relabel_load(config, &rules, msg, sizeof(msg));
+		if (e) {
+			fprintf(stderr, "smolder-agent: %s\n", msg);
+			free(token);
+			return 2;
+		}
+	}
 	if (geteuid() != 0)
 		fprintf(stderr, "smolder-agent: not running as root: loading BPF needs CAP_BPF and "
 		        "CAP_PERFMON, reading other processes' memory maps CAP_SYS_PTRACE\n");
@@ -336,7 +363,10 @@ int main(int argc, char **argv)
 	 * their own mappings, returned to the system when freed, instead of
 	 * raising glibc's threshold and staying in an arena. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-	int err = ag_objs_new(&a.objs);
+	int err = ag_labeler_new(rules, &a.labeler);
+	rules = NULL;  /* the labeler's now */
+	if (!err)
+		err = ag_objs_new(&a.objs);
 	if (!err) {
 		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .on_maps = on_maps,
 		                    .on_forget = on_forget, .hook_arg = &a};
@@ -382,7 +412,7 @@ int main(int argc, char **argv)
 	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
 	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
-	                       .verbose = verbose > 0,
+	                       .verbose = verbose > 0, .labeler = a.labeler,
 	                       .procs = a.procs, .ksyms = a.ksyms};
 	a.last_drain_ns = ag_now_ns();
 	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
@@ -439,7 +469,9 @@ out:
 	a.unw = NULL;
 	ag_sampler_close(a.sampler);
 	ag_push_free(a.push);
-	ag_procs_free(a.procs);
+	ag_procs_free(a.procs);  /* before the labeler: processes hold its values */
+	ag_labeler_free(a.labeler);
+	ag_relabel_free(rules);
 	ag_objs_free(a.objs);
 	ag_ksyms_free(a.ksyms);
 	free(token);

@@ -83,6 +83,7 @@ int ag_procs_new(const ag_procs_opts *opt, ag_procs **out)
 
 static void proc_clear(ag_proc *pr)
 {
+	ag_plabels_free(pr->labels);
 	free(pr->exe);
 	free(pr->cgroup);
 	free(pr->container);
@@ -186,6 +187,7 @@ static void read_labels(ag_procs *p, ag_proc *pr, const char *comm)
 			pr->container = container_id(pick);
 		}
 	}
+	ag_labels_read(p->root, pr);
 }
 
 static ag_proc *lookup(ag_procs *p, pid_t pid)

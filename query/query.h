@@ -107,8 +107,11 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out);
  * percent of their side's total), delta (compare flat % - base flat %, in
  * points), cum_delta, and the tests: significant, p, q (flat) and
  * cum_significant, cum_p, cum_q; p and q are null for a function with too
- * few samples to tell. Significant rows first, then by |delta|; at most
- * limit rows (0: all). -EINVAL for a tree that is not a diff. */
+ * few samples to tell. Rows with a significant flat or cum change first
+ * (by |delta| when flat is significant, else by |cum_delta|: a caller
+ * whose callees' work moved), then the rest by |delta|; significant_rows
+ * counts the first. At most limit rows (0: all). -EINVAL for a tree that
+ * is not a diff. */
 int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
 
 /* ---- discovery and the timeline (query/series.c) ---- */

@@ -476,8 +476,8 @@ int q__sig_root_json(const q_tree *t, q_buf *o)
 
 typedef struct drow {
 	uint32_t name;
-	double delta;     /* compare flat share - base flat share, points */
-	bool sig;
+	double rank;      /* the change it is listed by, points */
+	bool sig;         /* flat or cum significant */
 } drow;
 
 static int cmp_drow(const void *a, const void *b)
@@ -485,7 +485,7 @@ static int cmp_drow(const void *a, const void *b)
 	const drow *x = a, *y = b;
 	if (x->sig != y->sig)
 		return x->sig ? -1 : 1;
-	double ax = fabs(x->delta), ay = fabs(y->delta);
+	double ax = fabs(x->rank), ay = fabs(y->rank);
 	if (ax != ay)
 		return ax > ay ? -1 : 1;
 	return x->name < y->name ? -1 : x->name > y->name;
@@ -525,8 +525,12 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 	for (size_t f = 0; f < t->nnames; f++) {
 		if (!used[f])
 			continue;
+		/* a change of its own share first; else of its share with its
+		 * callees (a caller whose callees' work moved) */
 		double d = pct(val[f * 4 + 2], tot[1]) - pct(val[f * 4], tot[0]);
-		rows[n++] = (drow){(uint32_t)f, d, s->flat[f].sig};
+		double dc = pct(val[f * 4 + 3], tot[1]) - pct(val[f * 4 + 1], tot[0]);
+		bool fs = s->flat[f].sig, cs = s->cum[f].sig;
+		rows[n++] = (drow){(uint32_t)f, fs || !cs ? d : dc, fs || cs};
 	}
 	qsort(rows, n, sizeof(*rows), cmp_drow);
 	size_t nsig = 0;
@@ -560,7 +564,7 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 			                  v[side * 2], pct(v[side * 2], tot[side]), v[side * 2 + 1],
 			                  pct(v[side * 2 + 1], tot[side]));
 		rc = rc ? rc : q_buf_printf(out, ",\"delta\":%.4f,\"cum_delta\":%.4f,\"significant\":%s",
-		                            rows[i].delta,
+		                            pct(v[2], tot[1]) - pct(v[0], tot[0]),
 		                            pct(v[3], tot[1]) - pct(v[1], tot[0]),
 		                            s->flat[f].sig ? "true" : "false");
 		rc = rc ? rc : put_p(out, "p", s->flat[f].p);

@@ -832,8 +832,8 @@ out:
 
 typedef struct chrow {
 	char *name;
-	double delta, p;
-	int kernel, sig, have_p;
+	double delta, p, cum_delta, cum_p;
+	int kernel, sig, have_p, cum_sig, have_cum_p;
 } chrow;
 
 static int read_change_row(jr *r, chrow *row)
@@ -851,6 +851,12 @@ static int read_change_row(jr *r, chrow *row)
 			rc = j_number(r, &row->p, NULL, NULL), row->have_p = !rc;
 		else if (!strcmp(key, "significant") && j_peek(r) == 't')
 			rc = j_literal(r, "true"), row->sig = !rc;
+		else if (!strcmp(key, "cum_delta"))
+			rc = j_number(r, &row->cum_delta, NULL, NULL);
+		else if (!strcmp(key, "cum_p") && j_peek(r) != 'n')
+			rc = j_number(r, &row->cum_p, NULL, NULL), row->have_cum_p = !rc;
+		else if (!strcmp(key, "cum_significant") && j_peek(r) == 't')
+			rc = j_literal(r, "true"), row->cum_sig = !rc;
 		else if (!strcmp(key, "kernel") && j_peek(r) == 't')
 			rc = j_literal(r, "true"), row->kernel = !rc;
 		else
@@ -967,16 +973,21 @@ static int print_changes(const request *rq, size_t limit)
 	size_t shown = 0;
 	for (size_t i = 0; i < n && shown < limit; i++) {
 		const chrow *c = &rows[i];
-		if (!c->sig)
+		if (!c->sig && !c->cum_sig)
 			continue;
-		printf("%+.1f pp ", c->delta >= -100 && c->delta <= 100 ? c->delta : 0.0);
+		/* its own share when that changed, else with its callees */
+		double d = c->sig ? c->delta : c->cum_delta, p = c->sig ? c->p : c->cum_p;
+		int have_p = c->sig ? c->have_p : c->have_cum_p;
+		printf("%+.1f pp ", d >= -100 && d <= 100 ? d : 0.0);
 		put_clean(stdout, c->name, strlen(c->name), 0);
 		if (c->kernel)
 			fputs(" [k]", stdout);
-		if (!c->have_p || c->p < 0.001)
+		if (!c->sig)
+			fputs(" with callees", stdout);
+		if (!have_p || p < 0.001)
 			fputs(" (p < 0.001)\n", stdout);
 		else
-			printf(" (p = %.3f)\n", c->p);
+			printf(" (p = %.3f)\n", p);
 		shown++;
 	}
 	if ((size_t)nsig > shown)
@@ -1157,8 +1168,10 @@ static const char help_diff[] =
 	"What changed between two profiles: BASE and COMPARE are selectors, each over\n"
 	"--from/--to or its own range. By default (changes) a ranked list of the\n"
 	"functions whose own share of samples changed significantly, such as\n"
-	"'+9.8 pp render (p < 0.001)', then 'no other significant change'; the test\n"
-	"and its false discovery rate are in docs/query-language.md.\n"
+	"'+9.8 pp render (p < 0.001)', then 'no other significant change'. A\n"
+	"function whose own share held but whose share with its callees changed is\n"
+	"listed with that change and 'with callees'. The tests and their false\n"
+	"discovery rate are in docs/query-language.md.\n"
 	"\n"
 	"  --limit N      at most N changes listed (default 20)\n"
 	"  --format FMT   changes (default); top: the server's JSON table with both\n"

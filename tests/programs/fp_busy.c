@@ -1,9 +1,10 @@
 /* fp_busy.c - a CPU-bound test subject with known functions, built with
  * frame pointers and without inlining so every sample's stack is
  * leaf → hot_a or hot_b → main. hot_a gets three times the work of
- * hot_b. Runs for argv[1] seconds of wall time and prints the CPU time it
- * used (ns), which is what the profiler should have seen:
- * frequency × CPU seconds samples. */
+ * hot_b, or argv[2] thousand rounds to hot_b's 100 thousand (two
+ * "versions" of one executable that differ in where time goes). Runs for
+ * argv[1] seconds of wall time and prints the CPU time it used (ns), which
+ * is what the profiler should have seen: frequency × CPU seconds samples. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -17,9 +18,11 @@ __attribute__((noinline)) void spin(unsigned long n)
 		sink += i ^ (sink >> 3);
 }
 
+static unsigned long a_work = 300000;
+
 __attribute__((noinline)) void hot_a(void)
 {
-	spin(300000);
+	spin(a_work);
 	__asm__ volatile("" ::: "memory");  /* keep the call from being a tail call */
 }
 
@@ -39,6 +42,8 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 5, end = now() + secs;
+	if (argc > 2)
+		a_work = strtoul(argv[2], NULL, 10) * 1000;
 	while (now() < end) {
 		hot_a();
 		hot_b();
