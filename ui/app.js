@@ -8,11 +8,13 @@ import {QueryBar} from './querybar.js';
 import {Timeline} from './timeline.js';
 import {FlameGraph, DIFF_FLOOR} from './flame.js';
 import {TopTable, mergeTop} from './toptable.js';
+import {renderChanges} from './changes.js';
 import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
 import {timeSeconds, fmtTime, fmtCount} from './util.js';
 
 const MAX_NODES = 20000;      // the server folds the rest: huge trees stay fast
 const TOP_LIMIT = 500;
+const CHANGES_LIMIT = 20;     // lines of "what changed" above a diff's flame graph
 const PRESETS = ['15m', '1h', '24h', '7d'];
 const KEYS = ['query', 'from', 'to', 'compare', 'compare_from', 'compare_to', 'search', 'focus', 'group_by'];
 
@@ -218,9 +220,10 @@ function showLegend() {
 	const ramp = document.createElement('span');
 	ramp.className = 'ramp';
 	ramp.setAttribute('aria-hidden', 'true');
-	ui.legend.append(`shrank −${m} pts`, ramp, `grew +${m} pts`);
-	ui.legend.title = 'a frame is red where its share of samples grew from base to compare, ' +
-		'green where it shrank; full colour is the largest change';
+	ui.legend.append(`shrank −${m} pts`, ramp, `grew +${m} pts`, ' · grey: no significant change');
+	ui.legend.title = 'a frame is red where its share of samples grew significantly from base to ' +
+		'compare, green where it shrank significantly (false discovery rate 5 %), grey otherwise; ' +
+		'full colour is the largest change';
 }
 
 function downloads() {
@@ -297,18 +300,22 @@ async function run() {
 	setStatus('loading', 'Loading…');
 	loadTimeline(signal);
 	try {
-		let json, rows, mode;
+		let json, rows, mode, changes = null;
 		if (diffOn) {
 			mode = 'diff';
 			const cmp = state.compare || state.query;
 			const cf = state.compare_from || state.from, ct = state.compare_to || state.to;
-			const [d, tb, tc] = await Promise.all([
+			const [d, tb, tc, dt] = await Promise.all([
 				getJSON('/api/v1/diff', {base: state.query, compare: cmp, from: state.from, to: state.to,
 					compare_from: state.compare_from, compare_to: state.compare_to, max_nodes: MAX_NODES}, signal),
 				getJSON('/api/v1/top', {query: state.query, from: state.from, to: state.to, limit: TOP_LIMIT}, signal),
-				getJSON('/api/v1/top', {query: cmp, from: cf, to: ct, limit: TOP_LIMIT}, signal)]);
+				getJSON('/api/v1/top', {query: cmp, from: cf, to: ct, limit: TOP_LIMIT}, signal),
+				getJSON('/api/v1/diff', {base: state.query, compare: cmp, from: state.from, to: state.to,
+					compare_from: state.compare_from, compare_to: state.compare_to, format: 'top',
+					limit: CHANGES_LIMIT + 1}, signal)]);
 			json = d;
 			rows = mergeTop(tb, tc);
+			changes = dt;
 		} else {
 			mode = 'merge';
 			const [q, t] = await Promise.all([
@@ -331,6 +338,7 @@ async function run() {
 			else setStatus('', '');
 		}
 		flame.setTree(tree);
+		renderChanges($('changes'), tree ? changes : null, name => focusFunction(name), CHANGES_LIMIT);
 		top.set(tree ? rows : [], mode);
 		showShare();
 		const f = state.focus && tree ? findFirst(tree.root, state.focus) : null;
@@ -347,6 +355,7 @@ async function run() {
 		tree = null;
 		flame.setTree(null);
 		flame.render();
+		renderChanges($('changes'), null);
 		top.set([], diffOn ? 'diff' : 'merge');
 		showCrumbs();
 		showSandwich('');

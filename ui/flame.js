@@ -65,7 +65,9 @@ export class FlameGraph {
 			// changes still show
 			const m = Math.max(this.tree.maxAbsDelta, DIFF_FLOOR);
 			const t = m > 0 ? Math.sqrt(Math.min(1, Math.abs(n.delta) / m)) : 0;
-			c = n.delta > 0 ? mix(NEUTRAL, GREW, t) : n.delta < 0 ? mix(NEUTRAL, SHRANK, t) : NEUTRAL;
+			// only a significant change gets colour: noise stays grey
+			c = !n.significant ? NEUTRAL : n.delta > 0 ? mix(NEUTRAL, GREW, t) :
+				n.delta < 0 ? mix(NEUTRAL, SHRANK, t) : NEUTRAL;
 		} else {
 			c = frameColor(n.name, n.file, n.kernel);
 		}
@@ -119,7 +121,8 @@ export class FlameGraph {
 			(this.rows[n.depth] ||= []).push({n, x, w});
 			this.frames.push({name: n.name, depth: n.depth, x, w, self: n.self, total: n.total,
 				kernel: n.kernel, highlighted: hl, color: rgb(c),
-				delta: this.tree.mode === 'diff' ? n.delta : 0});
+				delta: this.tree.mode === 'diff' ? n.delta : 0,
+				significant: this.tree.mode === 'diff' && n.significant});
 		};
 		// the zoomed node's ancestors span the width, as context
 		for (const a of pathTo(z).slice(0, -1)) draw(a, 0, W);
@@ -173,7 +176,9 @@ export class FlameGraph {
 			lines.push([`base: total ${fmtCount(n.base_total)} (${fmtPct(n.base_total / B)}), self ${fmtCount(n.base_self)}`]);
 			lines.push([`compare: total ${fmtCount(n.total)} (${fmtPct(n.total / C)}), self ${fmtCount(n.self)}`]);
 			lines.push([`change in share: ${n.delta >= 0 ? '+' : ''}${(n.delta * 100).toFixed(2)} points`,
-				n.delta > 0 ? 'tt-grew' : n.delta < 0 ? 'tt-shrank' : '']);
+				n.significant && n.delta > 0 ? 'tt-grew' : n.significant && n.delta < 0 ? 'tt-shrank' : '']);
+			lines.push([n.significant ? `significant (p ${n.p < 0.001 ? '< 0.001' : `= ${n.p.toFixed(3)}`})` :
+				n.p === null ? 'too few samples to tell' : `not significant (p = ${n.p.toFixed(3)})`]);
 		} else {
 			lines.push([`self: ${fmtCount(n.self)} (${fmtPct(n.self / rootTotal)})`]);
 			lines.push([`total: ${fmtCount(n.total)} (${fmtPct(n.total / rootTotal)} of total)`]);

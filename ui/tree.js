@@ -6,7 +6,8 @@
 // From /api/v1/query JSON (mode "merge") or /api/v1/diff JSON ("diff").
 // In a diff a node's width is the mean of its shares of the two sides, so
 // a frame only one side has stays visible; total/self are the compare
-// side's, base_total/base_self the base's, and delta the change in share.
+// side's, base_total/base_self the base's, delta the change in share, and
+// significant whether the server found that change significant.
 export function buildTree(json, mode) {
 	const diff = mode === 'diff';
 	const B = diff ? json.base.total || 1 : 0;
@@ -22,7 +23,10 @@ export function buildTree(json, mode) {
 			n.total = j.compare.total; n.self = j.compare.self;
 			n.delta = j.compare.total / C - j.base.total / B;
 			n.w = (j.base.total / B + j.compare.total / C) / 2;
-			if (Math.abs(n.delta) > maxAbsDelta) maxAbsDelta = Math.abs(n.delta);
+			// the server's test (docs/query-language.md): only these get colour
+			n.significant = !!j.significant;
+			n.p = j.p ?? null;
+			if (n.significant && Math.abs(n.delta) > maxAbsDelta) maxAbsDelta = Math.abs(n.delta);
 		} else {
 			n.total = j.total; n.self = j.self; n.w = j.total / R;
 		}

@@ -355,6 +355,64 @@ async function main() {
 				'the grown frame\'s red is not on the canvas');
 		});
 
+	await check('diff view: "what changed" above the flame graph as the API ranks it; only significant ' +
+		'frames coloured, all others neutral', async page => {
+			const s = await open(page, {...v14, compare: Q15},
+				s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			const apiTop = await F.api(base, '/api/v1/diff', {base: Q14, compare: Q15, from: R.from,
+				to: R.to, format: 'top', limit: 1000});
+			const apiTree = await F.api(base, '/api/v1/diff', {base: Q14, compare: Q15, from: R.from,
+				to: R.to});
+			const sig = apiTop.rows.filter(r => r.significant || r.cum_significant);
+			assert.ok(sig.some(r => r.name === F.JSON_FN && r.cum_significant && r.cum_delta > 0),
+				`${F.JSON_FN} not a significant growth in the API's table`);
+			assert.ok(sig.some(r => r.name === F.SQL_FN && r.cum_significant && r.cum_delta < 0),
+				`${F.SQL_FN} not a significant drop in the API's table`);
+			// the list: above the canvas, the API's significant rows in its order
+			const list = page.locator('[data-testid=changes]');
+			await list.waitFor({state: 'visible'});
+			const lb = await list.boundingBox(), cb = await page.locator('[data-testid=flamegraph]').boundingBox();
+			assert.ok(lb.y + lb.height <= cb.y + 1, 'the list is not above the flame graph');
+			const items = await page.locator('[data-testid=change]').evaluateAll(
+				ls => ls.map(l => ({name: l.dataset.name, delta: Number(l.dataset.delta), text: l.textContent})));
+			assert.deepEqual(items.map(i => i.name), sig.slice(0, 20).map(r => r.name), 'list order');
+			const j = items.find(i => i.name === F.JSON_FN);
+			// Marshal's own share is nil (its callees work): listed with them
+			assert.match(j.text, /^\+\d+\.\d pp encoding\/json\.Marshal with callees \(p [<=] [0-9.]+\)$/);
+			const end = await page.locator('[data-testid=changes-end]').textContent();
+			assert.equal(end, sig.length > 20 ? `${sig.length - 20} more significant changes` :
+				'no other significant change');
+			// colours: every frame the API calls significant is red or green by
+			// direction, every other one is the neutral grey
+			const sigOf = new Map();
+			const walk = n => { sigOf.set(n.name, (sigOf.get(n.name) || false) || n.significant);
+				for (const c of n.children) walk(c); };
+			walk(apiTree);
+			let coloured = 0, grey = 0;
+			for (const f of s.flame.frames) {
+				const [r, g, b] = rgb(f.color);
+				if (f.significant)
+					assert.ok(sigOf.get(f.name), `${f.name}: significant in the page, not in the API`);
+				if (!f.significant) {
+					assert.deepEqual([r, g, b], [214, 214, 214], `${f.name} not significant but ${f.color}`);
+					grey++;
+				} else if (f.delta > 0) {
+					assert.ok(r > g + 20 && r > b + 20, `${f.name} grew significantly but is ${f.color}`);
+					coloured++;
+				} else {
+					assert.ok(g > r + 20, `${f.name} shrank significantly but is ${f.color}`);
+					coloured++;
+				}
+			}
+			assert.ok(coloured >= 2 && grey >= 2, `${coloured} coloured, ${grey} grey frames`);
+			// frames whose share moved, but not significantly, are among the grey
+			const moved = s.flame.frames.filter(f => Math.abs(f.delta) > 0.005 && !f.significant);
+			assert.ok(moved.length >= 1, 'no frame moved without being significant: the check is empty');
+			// a click on a line focuses that function
+			await page.locator(`[data-testid=change][data-name="${F.JSON_FN}"]`).click();
+			await until(page, s => s.state.focus === F.JSON_FN, 'focus from the list');
+		});
+
 	await check('diff toggle: compare selector in the form, run, URL and deltas follow', async page => {
 		await open(page, v14, s => s.flame.frames.length > 0);
 		await page.locator('[data-testid=diff-toggle]').click();
