@@ -107,11 +107,12 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out);
  * percent of their side's total), delta (compare flat % - base flat %, in
  * points), cum_delta, and the tests: significant, p, q (flat) and
  * cum_significant, cum_p, cum_q; p and q are null for a function with too
- * few samples to tell. Rows with a significant flat or cum change first
- * (by |delta| when flat is significant, else by |cum_delta|: a caller
- * whose callees' work moved), then the rest by |delta|; significant_rows
- * counts the first. At most limit rows (0: all). -EINVAL for a tree that
- * is not a diff. */
+ * few samples to tell. "What changed" is the rows with listed: true, first
+ * and counted in listed_rows: a significant change of the function's own
+ * share (ranked by |delta|), or of its share with callees (by |cum_delta|)
+ * when the listed own-share changes beneath it explain less than half of
+ * it. The other rows follow by |delta|. At most limit rows (0: all).
+ * -EINVAL for a tree that is not a diff. */
 int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
 
 /* ---- discovery and the timeline (query/series.c) ---- */

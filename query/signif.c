@@ -477,7 +477,7 @@ int q__sig_root_json(const q_tree *t, q_buf *o)
 typedef struct drow {
 	uint32_t name;
 	double rank;      /* the change it is listed by, points */
-	bool sig;         /* flat or cum significant */
+	bool sig;         /* listed: in "what changed" */
 } drow;
 
 static int cmp_drow(const void *a, const void *b)
@@ -506,7 +506,7 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 	double tot[2] = {(double)t->nodes[0].total[0], (double)t->nodes[0].total[1]};
 	/* values from the tree (what the flame graph shows); the tests saw
 	 * the rows again and may have seen a few more that arrived since */
-	double *val = calloc(t->nnames * 4, sizeof(*val));
+	double *val = calloc(t->nnames * 4, sizeof(*val)), *sub = NULL, *expl = NULL;
 	uint8_t *outer = calloc(t->n, 1), *used = calloc(t->nnames, 1);
 	if (!val || !outer || !used) {
 		rc = -ENOMEM;
@@ -522,21 +522,42 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 				val[nd->name * 4 + side * 2 + 1] += (double)nd->total[side];
 		}
 	}
+	/* What the listed own-share changes explain under each function: per
+	 * node, the self-share changes of significant functions in its
+	 * subtree (children come after their parents), summed over the
+	 * function's outermost nodes. */
+	sub = calloc(t->n, sizeof(*sub));
+	expl = calloc(t->nnames, sizeof(*expl));
+	if (!sub || !expl) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 1; i < t->n; i++)
+		if (s->flat[t->nodes[i].name].sig)
+			sub[i] = pct((double)t->nodes[i].self[1], tot[1]) -
+			         pct((double)t->nodes[i].self[0], tot[0]);
+	for (size_t i = t->n; i-- > 1;)
+		sub[t->nodes[i].parent] += sub[i];
+	for (size_t i = 1; i < t->n; i++)
+		if (outer[i])
+			expl[t->nodes[i].name] += sub[i];
 	for (size_t f = 0; f < t->nnames; f++) {
 		if (!used[f])
 			continue;
-		/* a change of its own share first; else of its share with its
-		 * callees (a caller whose callees' work moved) */
+		/* Listed: a significant change of its own share; or of its share
+		 * with its callees (a caller whose callees' work moved) when the
+		 * listed changes beneath it do not explain most of it, so the
+		 * list names where time went and not every caller above. */
 		double d = pct(val[f * 4 + 2], tot[1]) - pct(val[f * 4], tot[0]);
 		double dc = pct(val[f * 4 + 3], tot[1]) - pct(val[f * 4 + 1], tot[0]);
-		bool fs = s->flat[f].sig, cs = s->cum[f].sig;
+		bool fs = s->flat[f].sig, cs = s->cum[f].sig && fabs(dc - expl[f]) > fabs(dc) / 2;
 		rows[n++] = (drow){(uint32_t)f, fs || !cs ? d : dc, fs || cs};
 	}
 	qsort(rows, n, sizeof(*rows), cmp_drow);
 	size_t nsig = 0;
 	while (nsig < n && rows[nsig].sig)
 		nsig++;
-	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"significant_rows\":%zu",
+	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"listed_rows\":%zu",
 	                  tot[0], tot[1], nsig);
 	rc = rc ? rc : q__sig_root_json(t, out);
 	/* reasons to doubt the comparison itself, each a sentence for people
@@ -563,6 +584,7 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 			                  "\"cum_pct\":%.4f}", side ? "compare" : "base",
 			                  v[side * 2], pct(v[side * 2], tot[side]), v[side * 2 + 1],
 			                  pct(v[side * 2 + 1], tot[side]));
+		rc = rc ? rc : q_buf_printf(out, ",\"listed\":%s", rows[i].sig ? "true" : "false");
 		rc = rc ? rc : q_buf_printf(out, ",\"delta\":%.4f,\"cum_delta\":%.4f,\"significant\":%s",
 		                            pct(v[2], tot[1]) - pct(v[0], tot[0]),
 		                            pct(v[3], tot[1]) - pct(v[1], tot[0]),
@@ -579,6 +601,8 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 out:
 	free(rows);
 	free(val);
+	free(sub);
+	free(expl);
 	free(outer);
 	free(used);
 	return rc;

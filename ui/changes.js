@@ -1,8 +1,9 @@
 // changes.js - "what changed" above a diff's flame graph: the functions
 // whose share changed significantly (GET /api/v1/diff?format=top), largest
 // first, as `smolder diff` prints them ("+9.8 pp render (p < 0.001)"), then
-// "no other significant change". A function whose own share held but whose
-// share with its callees moved is listed with that change. Warnings about
+// "no other significant change": the rows the server marks listed (a
+// function whose own share held but whose share with its callees moved,
+// unexplained by the changes beneath it, with that change). Warnings about
 // the comparison itself come first. A click focuses the function.
 
 const pText = p => (p === null || p === undefined || p < 0.001) ? 'p < 0.001' : `p = ${p.toFixed(3)}`;
@@ -12,7 +13,7 @@ export function changeLines(top, limit = 20) {
 	const out = [];
 	for (const r of top.rows) {
 		if (out.length >= limit) break;
-		if (!r.significant && !r.cum_significant) continue;
+		if (!r.listed) continue;
 		const own = r.significant;
 		out.push({name: r.name, kernel: !!r.kernel, delta: own ? r.delta : r.cum_delta,
 			p: own ? r.p : r.cum_p, callees: !own});
@@ -53,7 +54,7 @@ export function renderChanges(el, top, onPick, limit = 20) {
 	el.append(ul);
 	const end = document.createElement('p');
 	end.dataset.testid = 'changes-end';
-	const shown = ul.children.length, more = top.significant_rows - shown;
+	const shown = ul.children.length, more = top.listed_rows - shown;
 	end.textContent = top.significance.method === 'none' ? 'no change can be tested: a side has no samples' :
 		more > 0 ? `${more} more significant changes` :
 		shown ? 'no other significant change' : 'no significant change';

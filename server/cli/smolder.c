@@ -833,7 +833,7 @@ out:
 typedef struct chrow {
 	char *name;
 	double delta, p, cum_delta, cum_p;
-	int kernel, sig, have_p, cum_sig, have_cum_p;
+	int kernel, sig, have_p, cum_sig, have_cum_p, listed;
 } chrow;
 
 static int read_change_row(jr *r, chrow *row)
@@ -851,6 +851,8 @@ static int read_change_row(jr *r, chrow *row)
 			rc = j_number(r, &row->p, NULL, NULL), row->have_p = !rc;
 		else if (!strcmp(key, "significant") && j_peek(r) == 't')
 			rc = j_literal(r, "true"), row->sig = !rc;
+		else if (!strcmp(key, "listed") && j_peek(r) == 't')
+			rc = j_literal(r, "true"), row->listed = !rc;
 		else if (!strcmp(key, "cum_delta"))
 			rc = j_number(r, &row->cum_delta, NULL, NULL);
 		else if (!strcmp(key, "cum_p") && j_peek(r) != 'n')
@@ -903,7 +905,7 @@ static int print_changes(const request *rq, size_t limit)
 		goto bad;
 	while ((rc = j_member(&r, &first, &key)) == 1) {
 		int f2 = 1;
-		if (!strcmp(key, "significant_rows")) {
+		if (!strcmp(key, "listed_rows")) {
 			rc = j_number(&r, NULL, &nsig, &is_int);
 		} else if (!strcmp(key, "base_total")) {
 			rc = j_number(&r, NULL, &base_total, &is_int);
@@ -973,7 +975,7 @@ static int print_changes(const request *rq, size_t limit)
 	size_t shown = 0;
 	for (size_t i = 0; i < n && shown < limit; i++) {
 		const chrow *c = &rows[i];
-		if (!c->sig && !c->cum_sig)
+		if (!c->listed)
 			continue;
 		/* its own share when that changed, else with its callees */
 		double d = c->sig ? c->delta : c->cum_delta, p = c->sig ? c->p : c->cum_p;
@@ -1170,8 +1172,9 @@ static const char help_diff[] =
 	"functions whose own share of samples changed significantly, such as\n"
 	"'+9.8 pp render (p < 0.001)', then 'no other significant change'. A\n"
 	"function whose own share held but whose share with its callees changed is\n"
-	"listed with that change and 'with callees'. The tests and their false\n"
-	"discovery rate are in docs/query-language.md.\n"
+	"listed with that change and 'with callees', unless the changes listed\n"
+	"beneath it explain most of it. The tests and their false discovery rate\n"
+	"are in docs/query-language.md.\n"
 	"\n"
 	"  --limit N      at most N changes listed (default 20)\n"
 	"  --format FMT   changes (default); top: the server's JSON table with both\n"

@@ -109,7 +109,7 @@ cli diff "{service=\"$s0\"}" "{service=\"$s1\"}" --from "$FROM" --to "$TO" --lim
 ok "diff --limit counts what it left out"
 
 cli diff "{service=\"$s0\"}" "{service=\"$s1\"}" --from "$FROM" --to "$TO" --format top --limit 5
-[ "$rc" = 0 ] && grep -q '"significant_rows":'"$n"',' "$tmp/cli.out" &&
+[ "$rc" = 0 ] && grep -q '"listed_rows":'"$n"',' "$tmp/cli.out" &&
 	grep -q '"delta":' "$tmp/cli.out" || fail "diff --format top (rc $rc)"
 ok "diff --format top"
 

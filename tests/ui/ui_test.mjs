@@ -363,11 +363,18 @@ async function main() {
 				to: R.to, format: 'top', limit: 1000});
 			const apiTree = await F.api(base, '/api/v1/diff', {base: Q14, compare: Q15, from: R.from,
 				to: R.to});
-			const sig = apiTop.rows.filter(r => r.significant || r.cum_significant);
-			assert.ok(sig.some(r => r.name === F.JSON_FN && r.cum_significant && r.cum_delta > 0),
+			const sig = apiTop.rows.filter(r => r.listed);
+			assert.equal(sig.length, apiTop.listed_rows);
+			const row = n => apiTop.rows.find(r => r.name === n);
+			assert.ok(row(F.JSON_FN).cum_significant && row(F.JSON_FN).cum_delta > 0,
 				`${F.JSON_FN} not a significant growth in the API's table`);
-			assert.ok(sig.some(r => r.name === F.SQL_FN && r.cum_significant && r.cum_delta < 0),
+			assert.ok(row(F.SQL_FN).cum_significant && row(F.SQL_FN).cum_delta < 0,
 				`${F.SQL_FN} not a significant drop in the API's table`);
+			// the leaf under Marshal that grew is listed; Marshal, whose growth
+			// it explains, is not
+			const enc = row('encoding/json.structEncoder.encode');
+			assert.ok(enc.listed && enc.significant && enc.delta > 0, 'structEncoder.encode not listed');
+			assert.ok(!row(F.JSON_FN).listed, `${F.JSON_FN} listed though its callees explain it`);
 			// the list: above the canvas, the API's significant rows in its order
 			const list = page.locator('[data-testid=changes]');
 			await list.waitFor({state: 'visible'});
@@ -376,9 +383,8 @@ async function main() {
 			const items = await page.locator('[data-testid=change]').evaluateAll(
 				ls => ls.map(l => ({name: l.dataset.name, delta: Number(l.dataset.delta), text: l.textContent})));
 			assert.deepEqual(items.map(i => i.name), sig.slice(0, 20).map(r => r.name), 'list order');
-			const j = items.find(i => i.name === F.JSON_FN);
-			// Marshal's own share is nil (its callees work): listed with them
-			assert.match(j.text, /^\+\d+\.\d pp encoding\/json\.Marshal with callees \(p [<=] [0-9.]+\)$/);
+			const j = items.find(i => i.name === 'encoding/json.structEncoder.encode');
+			assert.match(j.text, /^\+\d+\.\d pp encoding\/json\.structEncoder\.encode \(p [<=] [0-9.]+\)$/);
 			const end = await page.locator('[data-testid=changes-end]').textContent();
 			assert.equal(end, sig.length > 20 ? `${sig.length - 20} more significant changes` :
 				'no other significant change');
@@ -409,8 +415,8 @@ async function main() {
 			const moved = s.flame.frames.filter(f => Math.abs(f.delta) > 0.005 && !f.significant);
 			assert.ok(moved.length >= 1, 'no frame moved without being significant: the check is empty');
 			// a click on a line focuses that function
-			await page.locator(`[data-testid=change][data-name="${F.JSON_FN}"]`).click();
-			await until(page, s => s.state.focus === F.JSON_FN, 'focus from the list');
+			await page.locator('[data-testid=change][data-name="encoding/json.structEncoder.encode"]').click();
+			await until(page, s => s.state.focus === 'encoding/json.structEncoder.encode', 'focus from the list');
 		});
 
 	await check('diff toggle: compare selector in the form, run, URL and deltas follow', async page => {

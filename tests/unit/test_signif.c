@@ -323,12 +323,12 @@ static void test_fields(void **state)
 	assert_non_null(strstr(o.p, "\"warnings\":[]"));
 	assert_non_null(strstr(o.p, "{\"name\":\"render\",\"base\":{\"flat\":1000,\"flat_pct\":100.0000,"
 	                            "\"cum\":1000,\"cum_pct\":100.0000},\"compare\":{\"flat\":1000,"
-	                            "\"flat_pct\":99.9001,\"cum\":1000,\"cum_pct\":99.9001},"
+	                            "\"flat_pct\":99.9001,\"cum\":1000,\"cum_pct\":99.9001},\"listed\":false,"
 	                            "\"delta\":-0.0999,\"cum_delta\":-0.0999,\"significant\":false,"
 	                            "\"p\":1,"));
 	assert_non_null(strstr(o.p, "{\"name\":\"gc\",\"base\":{\"flat\":0,\"flat_pct\":0.0000,"
 	                            "\"cum\":0,\"cum_pct\":0.0000},\"compare\":{\"flat\":1,"
-	                            "\"flat_pct\":0.0999,\"cum\":1,\"cum_pct\":0.0999},"
+	                            "\"flat_pct\":0.0999,\"cum\":1,\"cum_pct\":0.0999},\"listed\":false,"
 	                            "\"delta\":0.0999,\"cum_delta\":0.0999,\"significant\":false,"
 	                            "\"p\":null,\"q\":null,\"cum_significant\":false,\"cum_p\":null"));
 	q_buf_free(&o);
