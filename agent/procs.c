@@ -187,7 +187,6 @@ static void read_labels(ag_procs *p, ag_proc *pr, const char *comm)
 			pr->container = container_id(pick);
 		}
 	}
-	ag_labels_read(p->root, pr);
 }
 
 static ag_proc *lookup(ag_procs *p, pid_t pid)
@@ -318,6 +317,7 @@ ag_proc *ag_procs_get(ag_procs *p, pid_t pid, const char *comm)
 	p->n++;
 	read_labels(p, &nd->p, comm);
 	ag_procs_refresh(p, &nd->p, UINT64_MAX - 1);
+	ag_labels_read(p->root, &nd->p);  /* after the mappings: those are urgent */
 	rq_push(&p->rq[0], pid, ag_mono_ns() + reread_ns[0]);
 	return &nd->p;
 }
@@ -351,6 +351,7 @@ void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm)
 	read_labels(p, pr, comm);
 	pr->maps_read_drain = UINT64_MAX;
 	ag_procs_refresh(p, pr, UINT64_MAX - 1);
+	ag_labels_read(p->root, pr);
 	rq_push(&p->rq[0], pid, ag_mono_ns() + reread_ns[0]);
 }
 
