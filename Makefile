@@ -238,6 +238,22 @@ $(SYM_DIR)/libsymlib_stripped.so: $(SYM_DIR)/libsymlib.so $(SYM_DIR)/libsymlib.d
 	$(Q)strip --strip-debug --strip-unneeded $< -o $@.tmp && \
 		objcopy --add-gnu-debuglink=$(SYM_DIR)/libsymlib.debug $@.tmp $@ && rm -f $@.tmp
 
+# The Go subject of the .gopclntab reader (tests/programs/go_busy.go),
+# built with Debian's golang-go: go_busy_stripped with -ldflags='-s -w'
+# (no .symtab, no DWARF: what Go binaries are often shipped as), go_busy
+# its unstripped twin for the unit test's oracles (go tool nm, objdump,
+# DWARF). Pure Go, internally linked; the build cache under $(BUILD).
+GO_BUILD = GOCACHE=$(abspath $(BUILD))/gocache GOFLAGS= CGO_ENABLED=0 go build
+SYM_SUBJECTS += $(SYM_DIR)/go_busy $(SYM_DIR)/go_busy_stripped
+$(SYM_DIR)/go_busy: tests/programs/go_busy.go
+	$(call msg,GO,$@)
+	@mkdir -p $(@D)
+	$(Q)$(GO_BUILD) -o $@ $<
+$(SYM_DIR)/go_busy_stripped: tests/programs/go_busy.go
+	$(call msg,GO,$@)
+	@mkdir -p $(@D)
+	$(Q)$(GO_BUILD) -ldflags='-s -w' -o $@ $<
+
 # agent/ uses bpf/ and wire/ only (docs/architecture.md).
 $(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ)
 	$(call msg,LD,$@)
@@ -296,10 +312,14 @@ $(UNW_DFRAME_BIN): tests/programs/fp_busy.c
 $(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp
 # the symbolizer alone, against the subjects in $(SYM_DIR)
 # (debuginfod.c for its background pass, and debuginfo.c which that uses)
-SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/debuginfod.o $(BUILD)/server/debuginfo.o
+SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/symbolize_go.o $(BUILD)/server/debuginfod.o \
+	$(BUILD)/server/debuginfo.o
 LDLIBS_SYM := -ldw -lelf -liberty -ldebuginfod -lxxhash -lpthread
 TEST_symbolize_OBJ = $(SYM_OBJ)
 TEST_symbolize_LIBS := $(LDLIBS_SYM)
+# the .gopclntab reader, against go tool nm/objdump of $(SYM_DIR)/go_busy
+TEST_gopclntab_OBJ = $(SYM_OBJ)
+TEST_gopclntab_LIBS := $(LDLIBS_SYM)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$$(TEST_$$*_OBJ)
@@ -405,7 +425,8 @@ build/fuzz/fuzz_labels: tests/fuzz/fuzz_labels.c $(FUZZ_AGENT_OBJ)
 		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
-FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/debuginfod.o \
+FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
+	build/fuzz/server/debuginfod.o \
 	build/fuzz/server/debuginfo.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)

@@ -33,6 +33,7 @@
 #include <libiberty/demangle.h>
 
 #include "server/symbolize.h"
+#include "server/symbolize_int.h"
 #include "wire/wire.h"
 
 #define MAX_CHAIN ST_MAX_INLINE
@@ -61,6 +62,7 @@ typedef struct mod {
 	size_t nloads;
 	func *funcs;
 	size_t nfuncs;
+	srv_gotab *go;      /* Go's .gopclntab, read when there is no DWARF */
 	struct frange *fr;  /* DWARF function ranges, built on first use */
 	size_t nfr;
 	bool fr_built;
@@ -93,6 +95,7 @@ struct srv_sym {
 	int64_t pass_after;   /* the background pass' cursor */
 	srv_dbgd *dbgd;
 	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
+	atomic_uint_fast64_t st_go, st_go_unsupported, st_go_malformed;
 };
 
 /* ---- names ---- */
@@ -150,6 +153,7 @@ static void mod_free(mod *m)
 		if (m->fd[i] >= 0)
 			close(m->fd[i]);
 	}
+	srv_sym__go_free(m->go);
 	free(m->loads);
 	free(m->funcs);
 	free(m->fr);
@@ -295,6 +299,40 @@ static int open_one(srv_sym *s, mod *m, int i, const char *suffix)
 	return 1;
 }
 
+/* A Go binary without DWARF: its .gopclntab names functions, files and
+ * lines, and inlined calls, where .symtab (gone with -s) would name the
+ * function alone. A table this server cannot read leaves the frames as
+ * addresses, counted and said once per file opened. Returns 0 or -ENOMEM. */
+static int go_open(srv_sym *s, mod *m)
+{
+	for (int i = 0; i < 2; i++) {
+		if (!m->elf[i])
+			continue;
+		int rc = srv_sym__go_open_elf(m->elf[i], &m->go);
+		if (rc == -ENOENT)
+			continue;
+		if (rc == 0) {
+			atomic_fetch_add(&s->st_go, 1);
+			return 0;
+		}
+		if (rc == -ENOMEM)
+			return rc;
+		char hex[2 * WIRE_MAX_BUILD_ID + 1];
+		wire_hex(m->bid, m->bidlen, hex);
+		if (rc == -EPROTONOSUPPORT)
+			atomic_fetch_add(&s->st_go_unsupported, 1);
+		else
+			atomic_fetch_add(&s->st_go_malformed, 1);
+		fprintf(stderr, "smolder-server: symbolizer: %s: %s; its Go frames stay addresses\n",
+		        hex, rc == -EPROTONOSUPPORT
+		                 ? ".gopclntab has a magic of no Go version this server reads "
+		                   "(Go 1.16 and later are read)"
+		                 : ".gopclntab is malformed");
+		return 0;
+	}
+	return 0;
+}
+
 /* Opens and indexes a build ID's files. Caller holds s->mu. */
 static int mod_open(srv_sym *s, const uint8_t *bid, size_t bl, mod **out)
 {
@@ -325,6 +363,10 @@ static int mod_open(srv_sym *s, const uint8_t *bid, size_t bl, mod **out)
 	for (int i = 0; i < 2 && !rc && !m->nfuncs; i++)
 		if (m->elf[i])
 			rc = read_funcs(m, m->elf[i], SHT_DYNSYM);
+	if (rc < 0)
+		goto out;
+	if (!m->dw)
+		rc = go_open(s, m);
 	if (rc < 0)
 		goto out;
 	rc = 0;
@@ -401,8 +443,8 @@ static const func *find_func(const mod *m, uint64_t va)
 	return NULL;
 }
 
-static int push(srv_sym_frame *out, size_t max, size_t *n, char *fn, const char *file,
-                int64_t line)
+int srv_sym__push(srv_sym_frame *out, size_t max, size_t *n, char *fn, const char *file,
+                  int64_t line)
 {
 	if (!fn)
 		fn = strdup("??");
@@ -608,7 +650,7 @@ static int lookup_indexed(mod *m, uint64_t va, srv_sym_frame *out, size_t max, s
 			file = call_file(&cu, inner, cbuf, sizeof(cbuf));
 			line = call_line(inner);
 		}
-		rc = push(out, max, n, die_name(m, &path[i]), file, line);
+		rc = srv_sym__push(out, max, n, die_name(m, &path[i]), file, line);
 		inner = &path[i];
 	}
 	return rc;
@@ -642,7 +684,7 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 			first = i;
 	if (first >= 0) {
 		Dwarf_Die *die = &scopes[first];
-		rc = push(out, max, n, die_name(m, die), file, line);
+		rc = srv_sym__push(out, max, n, die_name(m, die), file, line);
 		if (!rc && dwarf_tag(die) == DW_TAG_inlined_subroutine) {
 			int nc = dwarf_getscopes_die(die, &chain);
 			Dwarf_Die *inner = die;
@@ -651,8 +693,9 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 				if (!is_func(tag))
 					continue;
 				char cbuf[4096];
-				rc = push(out, max, n, die_name(m, &chain[i]),
-				          call_file(&cu, inner, cbuf, sizeof(cbuf)), call_line(inner));
+				rc = srv_sym__push(out, max, n, die_name(m, &chain[i]),
+				                   call_file(&cu, inner, cbuf, sizeof(cbuf)),
+				                   call_line(inner));
 				if (tag != DW_TAG_inlined_subroutine)
 					break;  /* the real function: nothing encloses it */
 				inner = &chain[i];
@@ -666,7 +709,7 @@ static int lookup_dwarf(mod *m, uint64_t va, srv_sym_frame *out, size_t max, siz
 		 * the line table still knows where; the symbol table says what */
 		const func *f = find_func(m, va);
 		if (f)
-			rc = push(out, max, n, srv_sym_demangle(f->name), file, line);
+			rc = srv_sym__push(out, max, n, srv_sym_demangle(f->name), file, line);
 	}
 	return rc;
 }
@@ -689,10 +732,12 @@ int srv_sym_lookup(srv_sym *s, const uint8_t *bid, size_t bl, uint64_t offset,
 		rc = lookup_indexed(m, va, out, max, n);
 	if (!rc && *n == 0)
 		rc = lookup_dwarf(m, va, out, max, n);
+	if (!rc && *n == 0 && m->go)
+		rc = srv_sym__go_lookup(m->go, va, out, max, n);
 	if (!rc && *n == 0) {
 		const func *f = find_func(m, va);
 		if (f)
-			rc = push(out, max, n, srv_sym_demangle(f->name), NULL, 0);
+			rc = srv_sym__push(out, max, n, srv_sym_demangle(f->name), NULL, 0);
 	}
 	if (rc) {
 		srv_sym_frames_free(out, *n);
@@ -1048,4 +1093,7 @@ void srv_sym_get_stats(srv_sym *s, srv_sym_stats *out)
 	out->symbolized = atomic_load(&s->st_sym);
 	out->unknown = atomic_load(&s->st_unknown);
 	out->files_opened = atomic_load(&s->st_opened);
+	out->go_tables = atomic_load(&s->st_go);
+	out->go_unsupported = atomic_load(&s->st_go_unsupported);
+	out->go_malformed = atomic_load(&s->st_go_malformed);
 }

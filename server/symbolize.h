@@ -86,6 +86,11 @@ typedef struct srv_sym_stats {
 	uint64_t lookups;        /* srv_sym_resolve calls */
 	uint64_t memory_hits, cache_hits, symbolized, unknown;
 	uint64_t files_opened;
+	/* Go binaries without DWARF, named from .gopclntab: tables read, and
+	 * tables left unread (their frames stay addresses) for a version this
+	 * server does not know, or for being malformed; counted per file
+	 * opened */
+	uint64_t go_tables, go_unsupported, go_malformed;
 } srv_sym_stats;
 void srv_sym_get_stats(srv_sym *s, srv_sym_stats *out);
 
