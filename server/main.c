@@ -221,6 +221,9 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 		srv_json_kv_uint(j, "symbolized", ss.symbolized);
 		srv_json_kv_uint(j, "without_debuginfo", ss.unknown);
 		srv_json_kv_uint(j, "files_opened", ss.files_opened);
+		srv_json_kv_uint(j, "gopclntab_read", ss.go_tables);
+		srv_json_kv_uint(j, "gopclntab_unsupported", ss.go_unsupported);
+		srv_json_kv_uint(j, "gopclntab_malformed", ss.go_malformed);
 		srv_json_obj_end(j);
 	}
 	srv_api_agents_json(&a->api, j);

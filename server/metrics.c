@@ -293,6 +293,15 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 		    "Lookups whose build ID has no debug info (yet).", ss.unknown);
 		one(b, "smolder_symbolizer_files_opened_total", "counter",
 		    "Debug-info files opened and parsed.", ss.files_opened);
+		one(b, "smolder_symbolizer_gopclntab_read_total", "counter",
+		    "Go symbol tables (.gopclntab) read, for Go binaries without DWARF.",
+		    ss.go_tables);
+		one(b, "smolder_symbolizer_gopclntab_unsupported_total", "counter",
+		    "Go symbol tables with a version (magic) this server does not read: their "
+		    "frames stay addresses.", ss.go_unsupported);
+		one(b, "smolder_symbolizer_gopclntab_malformed_total", "counter",
+		    "Go symbol tables whose header does not hold together: their frames stay "
+		    "addresses.", ss.go_malformed);
 	}
 
 	srv_metrics_write_http(b);

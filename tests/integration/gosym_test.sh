@@ -1,0 +1,188 @@
+#!/bin/sh
+# gosym_test.sh - a stripped Go binary named end to end: Debian's golang-go
+# builds tests/programs/go_busy.go with -ldflags='-s -w' (no .symtab, no
+# DWARF: the Makefile's $SMOLDER_SYM_DIR/go_busy_stripped), the real agent
+# samples it with real eBPF at 99 Hz and uploads the file (named by its
+# content: Go's linker writes a Go build ID note, no GNU one), and the
+# real server names its frames from .gopclntab alone. At least 95 % of the
+# process' samples must have their innermost user frame in one of its own
+# main.* functions, by name, with go_busy.go and a line; the inlined
+# main.mix must show as its own frame under main.hashLoop, each caller at
+# the line of its call. Then bad input: a copy whose .gopclntab magic is
+# no Go version stays an address ([unknown] FILE+0xOFFSET) and is counted
+# in /metrics.
+#
+# Binaries come from $SMOLDER_SERVER, $SMOLDER_AGENT, $SMOLDER_MKBATCH and
+# $SMOLDER_SYM_DIR (the Makefile passes them). Needs root and a kernel
+# with BTF; anywhere else it says loudly that it skipped.
+set -eu
+
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+AGENT=${SMOLDER_AGENT:-bin/smolder-agent}
+MKBATCH=${SMOLDER_MKBATCH:-build/tests/mkbatch}
+SYM_DIR=${SMOLDER_SYM_DIR:-build/tests/sym}
+TYPE='process_cpu:samples:count:cpu:nanoseconds:delta'
+SRC=$(cd "$(dirname "$0")/../programs" && pwd)/go_busy.go
+. "$(dirname "$0")/lib.sh"
+
+. "$(dirname "$0")/agent_lib.sh"
+need_bpf gosym_test.sh
+
+mkdir "$tmp/bin"
+cp "$SYM_DIR/go_busy_stripped" "$tmp/bin/go_busy" || fail "no $SYM_DIR/go_busy_stripped"
+readelf -S "$tmp/bin/go_busy" | grep -q '\.gopclntab' || fail "go_busy has no .gopclntab"
+if readelf -S "$tmp/bin/go_busy" | grep -q -e '\.symtab' -e '\.debug_info'; then
+	fail "go_busy is not stripped: $(readelf -S "$tmp/bin/go_busy" | grep -e symtab -e debug_)"
+fi
+ok "go_busy built with -ldflags='-s -w': .gopclntab, no .symtab, no DWARF"
+
+start_server 127.0.0.1:0
+start_agent --frequency 99 --label service=go-test --verbose
+ok "agent samples at 99 Hz"
+
+"$tmp/bin/go_busy" 5 >"$tmp/go_busy.out" || fail "go_busy failed"
+settle go_busy
+ok "samples of go_busy stored: $(total go_busy)"
+
+# the agent uploaded the binary under its content ID
+bid=$("$MKBATCH" --fallback-id "$tmp/bin/go_busy") || fail "mkbatch --fallback-id"
+i=0
+until curl -sf -o /dev/null -I "$base/api/v1/debuginfo/$bid"; do
+	i=$((i + 1))
+	[ "$i" -le 300 ] || fail "go_busy ($bid) not uploaded within 30 s"
+	sleep 0.1
+done
+ok "the agent uploaded go_busy as $bid"
+
+q() {  # q ENDPOINT [PARAM...]: GET with go_busy's selector
+	ep=$1
+	shift
+	curl -sfG "$base/api/v1/$ep" --data-urlencode "query=$TYPE{comm=\"go_busy\"}" \
+		--data-urlencode from=now-1h "$@"
+}
+q query --data-urlencode format=json >"$tmp/go.json" || fail "json query"
+q query --data-urlencode format=folded >"$tmp/go.folded" || fail "folded query"
+
+/usr/bin/python3 - "$tmp/go.json" "$tmp/go.folded" "$SRC" <<'EOF' || fail "go_busy's frames (above)"
+import json, os, sys
+
+tree = json.load(open(sys.argv[1]))
+folded = open(sys.argv[2]).read().splitlines()
+src = open(sys.argv[3]).read().splitlines()
+bad = []
+
+def line_of(text):
+    return next(i for i, l in enumerate(src, 1) if text in l)
+
+total = own = 0
+paths = []
+
+def walk(node, path):
+    global total, own
+    p = path + [node]
+    paths.append(p)
+    kids = node.get("children", [])
+    self_v = node["total"] - sum(c["total"] for c in kids)
+    if self_v > 0:
+        total += self_v
+        user = [n for n in p if not n.get("kernel")]
+        leaf = user[-1] if user else None
+        if (leaf and leaf["name"].startswith("main.") and
+                os.path.basename(leaf.get("file") or "") == "go_busy.go" and
+                leaf.get("line", 0) > 0):
+            own += self_v
+    for c in kids:
+        walk(c, p)
+
+for c in tree.get("children", []):
+    walk(c, [])
+share = own / total if total else 0
+print("go_busy: %d samples, %d (%.1f %%) with the innermost user frame in main.* with "
+      "go_busy.go:LINE" % (total, own, 100 * share))
+if total < 200:
+    bad.append("only %d samples" % total)
+if share < 0.95:
+    bad.append("%.1f %% of samples in main.* functions, want >= 95 %%" % (100 * share))
+
+# the inlined main.mix as its own frame under main.hashLoop, and
+# main.sieve under main.work, each caller at the line of its call.
+# (main.work above main.hashLoop is not asked for: hashLoop is a leaf
+# without a frame of its own, Go saves no frame pointer there, and the
+# agent's frame-pointer walk, which Go binaries get as they have no
+# .eh_frame, goes from hashLoop's frame straight to main.main.)
+def check(want):
+    names = [w[0] for w in want]
+    k = len(names)
+    hits = [p[-k:] for p in paths if [n["name"] for n in p[-k:]] == names]
+    if not hits:
+        bad.append("no path ends in %s" % " > ".join(names))
+        return
+    for (name, line), n in zip(want, max(hits, key=lambda h: h[-1]["total"])):
+        if os.path.basename(n.get("file") or "") != "go_busy.go" or not n.get("line", 0) > 0 or \
+                (line and n["line"] != line):
+            bad.append("%s at %s:%s, want go_busy.go:%s" % (name, n.get("file"), n.get("line"),
+                                                           line or "N"))
+
+check([("main.hashLoop", line_of("h = mix(h, uint64(i))")), ("main.mix", None)])
+check([("main.work", line_of("sum += uint64(sieve(flags))")), ("main.sieve", None)])
+if not any(n["name"] == "main.main" for p in paths for n in p):
+    bad.append("no main.main")
+for l in folded:
+    if "[unknown]" in l and "go_busy" in l:
+        bad.append("an unnamed frame of go_busy: " + l)
+        break
+for b in bad:
+    print("FAIL: " + b, file=sys.stderr)
+if bad:
+    print("the heaviest folded stacks:", file=sys.stderr)
+    for l in sorted(folded, key=lambda l: -int(l.rsplit(" ", 1)[1]))[:8]:
+        print("  " + l, file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+ok "95 % or more of go_busy's samples in its main.* functions with file and line; main.mix inlined under main.hashLoop"
+
+kill -TERM "$apid"
+wait "$apid" 2>/dev/null || true
+apid=""
+
+# Bad input: the same file with a .gopclntab magic of no Go version,
+# uploaded under its own content ID, and a batch with a stack in its code.
+/usr/bin/python3 - "$tmp/bin/go_busy" "$tmp/bad_go" "$tmp/bad_off" <<'EOF' || fail "patching"
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+shoff, = struct.unpack_from("<Q", d, 0x28)
+shentsize, shnum, shstrndx = struct.unpack_from("<HHH", d, 0x3a)
+def sh(i):
+    return struct.unpack_from("<IIQQQQIIQQ", d, shoff + i * shentsize)
+stroff = sh(shstrndx)[4]
+def name(i):
+    o = stroff + sh(i)[0]
+    return bytes(d[o:d.index(0, o)]).decode()
+tab = next(sh(i) for i in range(shnum) if name(i) == ".gopclntab")
+off = tab[4]
+assert struct.unpack_from("<I", d, off)[0] == 0xfffffff0, "not a Go 1.18/1.19 table"
+struct.pack_into("<I", d, off, 0xfffffff2)   # no Go version has it
+open(sys.argv[2], "wb").write(d)
+# offset 0x1000: .text's first function (internal/cpu.Initialize in the
+# intact file)
+open(sys.argv[3], "w").write("%x" % 0x1000)
+EOF
+fid=$("$MKBATCH" --fallback-id "$tmp/bad_go") || fail "mkbatch --fallback-id"
+curl -sf -o /dev/null -X PUT --data-binary @"$tmp/bad_go" "$base/api/v1/debuginfo/$fid" ||
+	fail "upload of the patched file"
+off=$(cat "$tmp/bad_off")
+now=$(($(date +%s) * 1000000000))
+"$MKBATCH" --app-build-id "$fid" --app-offset "$off" --start-ns "$now" "$tmp/bad.bin" >/dev/null
+curl -sf -o /dev/null -H 'Content-Type: application/x-smolder-batch' \
+	--data-binary @"$tmp/bad.bin" "$base/api/v1/ingest" || fail "ingest of the batch"
+curl -sfG "$base/api/v1/query" --data-urlencode 'query={comm="proc0"}' \
+	--data-urlencode from=now-1h --data-urlencode format=folded >"$tmp/bad.folded" ||
+	fail "query of the batch"
+grep -q "\[unknown\] [^;]*+0x$off" "$tmp/bad.folded" ||
+	fail "the frame is not [unknown] FILE+0x$off: $(head -3 "$tmp/bad.folded")"
+curl -sf "$base/metrics" >"$tmp/metrics" || fail "/metrics"
+grep -q '^smolder_symbolizer_gopclntab_unsupported_total 1$' "$tmp/metrics" ||
+	fail "gopclntab_unsupported: $(grep gopclntab "$tmp/metrics")"
+grep -q "$fid.*\.gopclntab has a magic of no Go version" "$tmp/err" ||
+	fail "no log line for the unknown magic"
+ok "a .gopclntab with an unknown magic: [unknown] FILE+0x$off, counted in /metrics, logged"
