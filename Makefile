@@ -433,6 +433,12 @@ build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
+# the .gopclntab reader (server/symbolize_go.c) on hostile tables
+build/fuzz/fuzz_gopclntab: tests/fuzz/fuzz_gopclntab.c $(FUZZ_SYM_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 # the unwind table builder (agent/unwind_table.c) on hostile ELF files
 build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	$(call msg,LD,$@)

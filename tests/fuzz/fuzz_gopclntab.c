@@ -1,0 +1,91 @@
+/* fuzz_gopclntab.c - the symbolizer's .gopclntab reader
+ * (server/symbolize_go.c) on hostile tables: Go binaries are uploaded by
+ * agents and users, and a table's header, offsets, pc-value programs,
+ * names and inline trees are whatever the file says. The reader must
+ * never crash, read outside the image or answer inconsistently.
+ *
+ * Input: a little-endian u32 n, then n bytes of table mapped at 0x10000000,
+ * then the rest as a data segment at 0x20000000 (where a moduledata and
+ * inline trees may be). The committed seeds are real Go 1.19 functions
+ * written in the Go 1.16, 1.18 and 1.20 layouts by
+ * tests/unit/test_gopclntab.c (SMOLDER_GO_SEEDS=DIR). Every function the
+ * table lists is looked up at its entry and a few bytes in, and a few
+ * fixed addresses too, with room for a whole chain and for one frame. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/symbolize_int.h"
+
+#define TAB 0x10000000u
+#define DATA 0x20000000u
+#define MAX_FUNCS 512
+
+static void lookup(const srv_gotab *t, uint64_t va)
+{
+	srv_sym_frame f[ST_MAX_INLINE];
+	size_t n = 12345;
+	int rc = srv_sym__go_lookup(t, va, f, ST_MAX_INLINE, &n);
+	if (rc != 0 && rc != -ENOMEM)
+		abort();
+	if (rc)
+		return;
+	if (n > ST_MAX_INLINE)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		if (!f[i].function || f[i].line < 0)
+			abort();
+	/* cut to one frame: the same innermost frame */
+	srv_sym_frame one[1];
+	size_t n1 = 9;
+	if (srv_sym__go_lookup(t, va, one, 1, &n1) == 0) {
+		if (n1 != (n > 0) || (n1 && strcmp(one[0].function, f[0].function)))
+			abort();
+		srv_sym_frames_free(one, n1);
+	}
+	srv_sym_frames_free(f, n);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 4)
+		return 0;
+	size_t n = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 |
+	           (size_t)data[3] << 24;
+	data += 4;
+	size -= 4;
+	if (n > size)
+		n = size;
+	srv_go_seg segs[2] = {{TAB, data, n}, {DATA, data + n, size - n}};
+	srv_go_image img = {segs, 2, TAB, n, 0x401000};
+	srv_gotab *t;
+	int rc = srv_sym__go_open(&img, &t);
+	if (rc) {
+		if (rc != -EPROTONOSUPPORT && rc != -EBADMSG && rc != -ENOMEM)
+			abort();
+		return 0;
+	}
+	size_t nf = srv_sym__go_nfuncs(t);
+	for (size_t i = 0; i < nf && i < MAX_FUNCS; i++) {
+		uint64_t entry;
+		const char *name;
+		rc = srv_sym__go_func(t, i, &entry, &name);
+		if (rc != 0 && rc != -EBADMSG)
+			abort();
+		if (rc)
+			continue;
+		if (!name || strlen(name) > size)
+			abort();
+		lookup(t, entry);
+		lookup(t, entry + 1);
+		lookup(t, entry + 17);
+	}
+	static const uint64_t fixed[] = {0, 0x401000, 0x401001, TAB, DATA, UINT64_MAX,
+	                                 UINT64_MAX / 2, 0x400fff};
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		lookup(t, fixed[i]);
+	if (srv_sym__go_func(t, nf, &(uint64_t){0}, &(const char *){NULL}) != -ERANGE)
+		abort();
+	srv_sym__go_free(t);
+	return 0;
+}
