@@ -40,7 +40,9 @@ start_server 127.0.0.1:0
 start_agent --frequency 99 --label service=go-test --verbose
 ok "agent samples at 99 Hz"
 
-"$tmp/bin/go_busy" 5 >"$tmp/go_busy.out" || fail "go_busy failed"
+# 3 s of its own CPU time: about 300 samples at 99 Hz however loaded the
+# machine is
+"$tmp/bin/go_busy" 3 >"$tmp/go_busy.out" || fail "go_busy failed"
 settle go_busy
 ok "samples of go_busy stored: $(total go_busy)"
 
@@ -99,8 +101,8 @@ for c in tree.get("children", []):
 share = own / total if total else 0
 print("go_busy: %d samples, %d (%.1f %%) with the innermost user frame in main.* with "
       "go_busy.go:LINE" % (total, own, 100 * share))
-if total < 200:
-    bad.append("only %d samples" % total)
+if total < 150:
+    bad.append("only %d samples in 3 s of go_busy's CPU time at 99 Hz" % total)
 if share < 0.95:
     bad.append("%.1f %% of samples in main.* functions, want >= 95 %%" % (100 * share))
 

@@ -1,8 +1,9 @@
 // go_busy.go - the Go test subject of the symbolizer's .gopclntab reader
 // (tests/unit/test_gopclntab.c, tests/integration/gosym_test.sh): CPU
-// work in its own main.* functions for as many seconds as its argument
-// says, allocating nothing in the loop so that the runtime (GC, scheduler)
-// takes next to no samples. mix is small enough for the compiler to
+// work in its own main.* functions until it has used as many seconds of
+// CPU time as its argument says (its own time, so a loaded machine only
+// makes it last longer), allocating nothing in the loop so that the
+// runtime (GC, scheduler) takes next to no samples. mix is small enough for the compiler to
 // inline into hashLoop: its samples belong to main.mix, inlined, under
 // main.hashLoop.
 package main
@@ -11,7 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"time"
+	"syscall"
 )
 
 func mix(h, v uint64) uint64 {
@@ -46,10 +47,19 @@ func sieve(flags []bool) int {
 	return count
 }
 
+// cpuSeconds is the CPU time the process has used, user and system.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
 //go:noinline
-func work(until time.Time, flags []bool) uint64 {
+func work(secs float64, flags []bool) uint64 {
 	var sum uint64
-	for time.Now().Before(until) {
+	for cpuSeconds() < secs {
 		sum += hashLoop(200000)
 		sum += uint64(sieve(flags))
 	}
@@ -64,6 +74,5 @@ func main() {
 		}
 	}
 	flags := make([]bool, 100000)
-	until := time.Now().Add(time.Duration(secs * float64(time.Second)))
-	fmt.Println(work(until, flags))
+	fmt.Println(work(secs, flags))
 }
