@@ -15,7 +15,8 @@ here=$(dirname "$0")
 [ -x "$SERVER" ] || fail "$SERVER is not an executable (build it first)"
 [ -x "$MKBATCH" ] || fail "$MKBATCH is not an executable (build it first)"
 
-"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+# --retention 0: mkbatch's batches are dated 2026-01-01 (lib.sh)
+"$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" --retention 0 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 i=0
 while ! grep -q '^smolder-server listening on http://' "$tmp/out"; do
