@@ -154,6 +154,7 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	s->skel->rodata->cfg_kernel_stacks = opt->kernel_stacks;
 	s->skel->rodata->cfg_filter_tgid = (uint32_t)opt->filter_pid;
 	s->skel->rodata->cfg_unwind = opt->unwind;
+	s->skel->rodata->cfg_python = opt->unwind && opt->python;
 	/* The rows array is preallocated kernel memory: its whole size is
 	 * spent at load (16 bytes a row), so it is sized by the operator. */
 	s->unw_cap = opt->unwind && opt->unwind_rows ? opt->unwind_rows : 1;
@@ -400,6 +401,14 @@ void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N])
 }
 
 int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }
+
+int ag_sampler_py_map(ag_sampler *s, int *fd)
+{
+	if (!s->unw_rows || !s->skel->rodata->cfg_python)
+		return -ENOENT;
+	*fd = bpf_map__fd(s->skel->maps.py_procs);
+	return 0;
+}
 
 int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap, int *procs_fd)
 {
