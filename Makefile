@@ -42,6 +42,8 @@ DEB_TEST += docker.io docker-compose debootstrap
 # the unwinder's test compares with perf record --call-graph dwarf and
 # readelf --debug-dump=frames (binutils), on xz and gzip
 DEB_TEST += linux-perf binutils xz-utils gzip
+# the Python walk's test runs Debian's own interpreter (/usr/bin/python3.11)
+DEB_TEST += python3.11
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -204,6 +206,28 @@ $(UNW_DIR)/unw_fp: tests/programs/unw_prog.c tests/programs/unw_lib.h $(UNW_DIR)
 	$(call msg,CC,$@)
 	$(Q)gcc $(UNW_CFLAGS) -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer $< -o $@ \
 		-L$(UNW_DIR) -lunwlib -Wl,-rpath,'$$ORIGIN'
+
+# The Python walk's bad-input subjects (tests/programs/py_fake*): a
+# program spinning in a library named libpython3.11.so.1.0 that is no
+# CPython, and one whose libpython3.99.so exports the interpreter's
+# symbols for a version the agent does not know. Plain gcc, DWARF, never
+# sanitized; each library beside its program ($ORIGIN).
+PYFAKE_DIR := $(BUILD)/tests/pyfake
+PYFAKE_SUBJECTS := $(PYFAKE_DIR)/not/py_fake_not $(PYFAKE_DIR)/unknown/py_fake_unknown
+$(PYFAKE_DIR)/not/libpython3.11.so.1.0: tests/programs/py_fake_lib.c tests/programs/py_fake.h
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O1 -g -fPIC -shared -Wl,-soname,libpython3.11.so.1.0 $< -o $@
+$(PYFAKE_DIR)/unknown/libpython3.99.so: tests/programs/py_fake_lib.c tests/programs/py_fake.h
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O1 -g -fPIC -shared -DCPYTHON_SYMBOLS -Wl,-soname,libpython3.99.so $< -o $@
+$(PYFAKE_DIR)/not/py_fake_not: tests/programs/py_fake.c $(PYFAKE_DIR)/not/libpython3.11.so.1.0
+	$(call msg,CC,$@)
+	$(Q)gcc -O1 -g $< -o $@ $(@D)/libpython3.11.so.1.0 -Wl,-rpath,'$$ORIGIN'
+$(PYFAKE_DIR)/unknown/py_fake_unknown: tests/programs/py_fake.c $(PYFAKE_DIR)/unknown/libpython3.99.so
+	$(call msg,CC,$@)
+	$(Q)gcc -O1 -g $< -o $@ $(@D)/libpython3.99.so -Wl,-rpath,'$$ORIGIN'
 
 # The symbolizer's test subjects (tests/programs/sym_*), built into
 # $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
@@ -480,12 +504,14 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS) \
+		$(PYFAKE_SUBJECTS)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
-		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) $(call run_script,$$t); done
+		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) SMOLDER_PYFAKE_DIR=$(PYFAKE_DIR) \
+		$(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under
 # ThreadSanitizer (make SANITIZE=thread BUILD=build/tsan test-tsan): a data

@@ -354,7 +354,8 @@ typedef struct ag_py_stats {
 	uint64_t unknown_version; /* processes of a CPython without a layout here */
 	uint64_t not_cpython;     /* processes mapping a python-named file that is
 	                           * no CPython interpreter */
-	uint64_t setup_failed;    /* CPython processes whose thread data cannot be read */
+	uint64_t setup_failed;    /* CPython processes whose thread data cannot be
+	                           * read (gauge) */
 	uint64_t codes_read;      /* code objects named */
 	uint64_t unnamed;         /* Python frames left unnamed: memory unreadable, not
 	                           * a code object, or changed while read */
@@ -376,6 +377,9 @@ void ag_py_free(ag_py *py);
 void ag_py_proc(ag_py *py, const ag_proc *pr);
 /* Retries interpreters that were still starting (no thread key yet). */
 void ag_py_tick(ag_py *py);
+/* A code object of pid ran for the first time (the BPF walk's
+ * announcement): its names are read now, while the process lives. */
+void ag_py_code_seen(ag_py *py, pid_t pid, uint64_t code, uint32_t fingerprint);
 /* The process exited or exec'd: its entry and names go. */
 void ag_py_proc_gone(ag_py *py, pid_t pid);
 /* Names the Python frame of process pid the BPF walk sent as words w0,
@@ -400,6 +404,9 @@ typedef struct ag_sampler_opts {
 	bool verbose;
 	/* process events, called from ag_sampler_poll() */
 	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
+	/* a code object ran for the first time (bpf/profile.h's
+	 * sm_py_event), also from ag_sampler_poll(); may be NULL */
+	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
 } ag_sampler_opts;
 

@@ -130,6 +130,13 @@ static void on_event(void *arg, int kind, pid_t pid, const char *comm, int64_t m
 	ag_procs_event(a->procs, kind, pid, comm);
 }
 
+static void on_py_code(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint)
+{
+	agent *a = arg;
+	if (a->py)
+		ag_py_code_seen(a->py, pid, code, fingerprint);
+}
+
 static void on_maps(void *arg, const ag_proc *pr)
 {
 	agent *a = arg;
@@ -432,7 +439,8 @@ int main(int argc, char **argv)
 	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid, .unwind = unwind,
 	                      .python = python,
 	                      .unwind_rows = (uint32_t)((unwind_mb << 20) / 16),
-	                      .verbose = verbose > 1, .on_event = on_event, .arg = &a};
+	                      .verbose = verbose > 1, .on_event = on_event,
+	                      .on_py_code = on_py_code, .arg = &a};
 	if (ag_sampler_open(&so, &a.sampler))
 		goto out;
 	a.verbose = verbose > 0;

@@ -36,6 +36,7 @@
 #define MAX_LINETABLE (256u << 10)  /* bytes of a line table */
 #define MAX_CODES 16384             /* code objects cached per process */
 #define PENDING_TRIES 30            /* drains a half-started interpreter is retried */
+#define CODE_TRIES 4                /* reads of a code object after its first */
 
 /* ---- layouts ---- */
 
@@ -513,12 +514,13 @@ static void analyze_libc(pyobj *po, Elf *e, int fd)
 
 /* ---- processes ---- */
 
-enum { P_NONE, P_PENDING, P_ACTIVE, P_FAILED, P_UNKNOWN_VERSION, P_NOT_CPYTHON };
+enum { P_NONE, P_PENDING, P_ACTIVE, P_FAILED, P_NO_LIBC, P_UNKNOWN_VERSION, P_NOT_CPYTHON };
 
 typedef struct code_ent {
 	uint64_t addr;          /* 0: free */
 	ag_py_code c;
 	bool bad;               /* read and found unnamable */
+	uint8_t tries;          /* reads again (CODE_TRIES at most) */
 } code_ent;
 
 typedef struct pyproc {
@@ -643,6 +645,20 @@ static pyobj *get_obj(ag_py *py, pid_t pid, const ag_mapping *m, bool libc)
 	return po;
 }
 
+/* Moves p to status st, keeping the gauges of processes per status. */
+static void set_status(ag_py *py, pyproc *p, int st)
+{
+	if (p->status == P_ACTIVE)
+		py->st.processes--;
+	else if (p->status == P_FAILED || p->status == P_NO_LIBC)
+		py->st.setup_failed--;
+	p->status = st;
+	if (st == P_ACTIVE)
+		py->st.processes++;
+	else if (st == P_FAILED || st == P_NO_LIBC)
+		py->st.setup_failed++;
+}
+
 typedef struct memrd {
 	pid_t pid;
 } memrd;
@@ -666,10 +682,8 @@ static void activate(ag_py *py, pyproc *p)
 	    tss[1] >= 1024) {
 		/* not initialized yet (the interpreter is starting), or not
 		 * readable now: again at the next drain, for a while */
-		if (++p->tries > PENDING_TRIES) {
-			p->status = P_FAILED;
-			py->st.setup_failed++;
-		}
+		if (++p->tries > PENDING_TRIES)
+			set_status(py, p, P_FAILED);
 		return;
 	}
 	struct sm_py_proc *e = &p->e;
@@ -709,12 +723,10 @@ static void activate(ag_py *py, pyproc *p)
 	e->co_read = code_need(L);
 	if (py->o.procs_fd >= 0 &&
 	    bpf_map_update_elem(py->o.procs_fd, &p->pid, e, BPF_ANY)) {
-		p->status = P_FAILED;
-		py->st.setup_failed++;
+		set_status(py, p, P_FAILED);
 		return;
 	}
-	p->status = P_ACTIVE;
-	py->st.processes++;
+	set_status(py, p, P_ACTIVE);
 	if (py->o.verbose)
 		fprintf(stderr, "smolder-agent: pid %d runs CPython %u.%u (%s): Python frames on\n",
 		        p->pid, p->interp->major, p->interp->minor, p->interp->obj->name);
@@ -722,11 +734,9 @@ static void activate(ag_py *py, pyproc *p)
 
 static void deactivate(ag_py *py, pyproc *p)
 {
-	if (p->status == P_ACTIVE) {
-		if (py->o.procs_fd >= 0)
-			bpf_map_delete_elem(py->o.procs_fd, &p->pid);
-		py->st.processes--;
-	}
+	if (p->status == P_ACTIVE && py->o.procs_fd >= 0)
+		bpf_map_delete_elem(py->o.procs_fd, &p->pid);
+	set_status(py, p, P_NONE);
 	codes_clear(p);
 }
 
@@ -770,7 +780,7 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 	if (!interp) {
 		/* counted once per process */
 		if (candidate && p->status == P_NONE) {
-			p->status = unknown ? P_UNKNOWN_VERSION : P_NOT_CPYTHON;
+			set_status(py, p, unknown ? P_UNKNOWN_VERSION : P_NOT_CPYTHON);
 			if (unknown)
 				py->st.unknown_version++;
 			else
@@ -780,8 +790,9 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 	}
 	uint64_t bias = interp->exec ? 0 :
 	                im->start - im->pgoff - interp->phdr_vaddr + interp->phdr_offset;
-	if (p->interp == interp && p->bias == bias && p->status != P_NONE &&
-	    p->status != P_NOT_CPYTHON)
+	if (p->interp == interp && p->bias == bias &&
+	    (p->status == P_ACTIVE || p->status == P_PENDING || p->status == P_FAILED ||
+	     (p->status == P_NO_LIBC && !libc)))
 		return;         /* the same interpreter, a reread of the mappings */
 	deactivate(py, p);
 	p->interp = interp;
@@ -790,17 +801,17 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 	p->ty = (ag_py_types){interp->code_type + bias, interp->str_type + bias,
 	                      interp->bytes_type + bias};
 	if (!libc) {
-		/* libc maps before the interpreter runs: none is one whose
-		 * thread data this agent cannot read (not glibc) */
-		p->status = P_FAILED;
-		py->st.setup_failed++;
+		/* none mapped yet (the first sample may come while the loader
+		 * maps libraries: the rereads of the mappings try again), or
+		 * one whose thread data this agent cannot read (not glibc) */
 		if (py->o.verbose)
-			fprintf(stderr, "smolder-agent: pid %d runs CPython but no glibc the agent "
-			        "can read thread data of: no Python frames\n", pr->pid);
+			fprintf(stderr, "smolder-agent: pid %d runs CPython but maps no glibc the "
+			        "agent can read thread data of (yet): no Python frames\n", pr->pid);
+		set_status(py, p, P_NO_LIBC);
 		return;
 	}
 	p->libc = libc;
-	p->status = P_PENDING;
+	set_status(py, p, P_PENDING);
 	activate(py, p);
 }
 
@@ -851,19 +862,36 @@ static code_ent *code_get(ag_py *py, pyproc *p, uint64_t addr)
 	return c;
 }
 
-int ag_py_frame(ag_py *py, pid_t pid, uint64_t w0, uint64_t w1, ag_py_name *out)
+/* The code object at addr of process pid as it was with fingerprint fp:
+ * the cached one, read again when the cache holds another (or none could
+ * be read before: memory may have been paged out). NULL when unnamable. */
+static code_ent *code_named(ag_py *py, pid_t pid, uint64_t addr, uint32_t fp)
 {
 	pyproc *p = *find_proc(py, pid);
+	code_ent *c = p && p->interp ? code_get(py, p, addr) : NULL;
+	if (c && (c->bad || c->c.fingerprint != fp) && c->tries < CODE_TRIES) {
+		/* another object at that address now, or an error before */
+		ag_py_code_free(&c->c);
+		memrd m = {p->pid};
+		c->tries++;
+		c->bad = ag_py_read_code(p->interp->L, &p->ty, read_mem, &m, addr, &c->c) != 0;
+		if (!c->bad)
+			py->st.codes_read++;
+	}
+	return c;
+}
+
+void ag_py_code_seen(ag_py *py, pid_t pid, uint64_t code, uint32_t fingerprint)
+{
+	code_named(py, pid, code & ~SM_PY_MARK_MASK, fingerprint);
+}
+
+int ag_py_frame(ag_py *py, pid_t pid, uint64_t w0, uint64_t w1, ag_py_name *out)
+{
 	uint64_t addr = w0 & ~SM_PY_MARK_MASK;
 	uint32_t fp = (uint32_t)(w1 >> 32);
 	int32_t lasti = (int32_t)(uint32_t)w1;
-	code_ent *c = p && p->interp ? code_get(py, p, addr) : NULL;
-	if (c && !c->bad && c->c.fingerprint != fp) {
-		/* the cached object is not the one that ran: read again */
-		ag_py_code_free(&c->c);
-		memrd m = {p->pid};
-		c->bad = ag_py_read_code(p->interp->L, &p->ty, read_mem, &m, addr, &c->c) != 0;
-	}
+	code_ent *c = code_named(py, pid, addr, fp);
 	if (!c || c->bad) {
 		py->st.unnamed++;
 		return -ENOENT;
@@ -872,6 +900,7 @@ int ag_py_frame(ag_py *py, pid_t pid, uint64_t w0, uint64_t w1, ag_py_name *out)
 		py->st.stale++;
 		return -ESTALE;
 	}
+	pyproc *p = *find_proc(py, pid);
 	out->name = c->c.name;
 	out->file = c->c.file;
 	out->line = (uint32_t)ag_py_addr2line(p->interp->L, c->c.lines, c->c.nlines,

@@ -31,6 +31,7 @@ struct ag_sampler {
 	int ncpus_online;
 	struct ring_buffer *rb;
 	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
+	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
 	uint32_t stack_entries;
 	struct sm_unw_row *unw_rows;  /* the rows array, mapped; NULL: no unwinding */
@@ -94,6 +95,12 @@ static int on_rb(void *ctx, void *data, size_t len)
 {
 	ag_sampler *s = ctx;
 	const struct sm_event *e = data;
+	if (len >= sizeof(struct sm_py_event) && e->kind == SM_EV_PY_CODE) {
+		const struct sm_py_event *pe = data;
+		if (s->on_py_code)
+			s->on_py_code(s->arg, (pid_t)pe->tgid, pe->code, pe->fingerprint);
+		return 0;
+	}
 	if (len < sizeof(*e) || !s->on_event)
 		return 0;
 	char comm[17];
@@ -128,6 +135,7 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	g_verbose = s->verbose = opt->verbose;
 	libbpf_set_print(print_fn);
 	s->on_event = opt->on_event;
+	s->on_py_code = opt->on_py_code;
 	s->arg = opt->arg;
 	s->ncpus_possible = libbpf_num_possible_cpus();
 	if (s->ncpus_possible <= 0) {

@@ -122,6 +122,22 @@ struct {
 	__type(value, struct sm_py_proc);
 } py_procs SEC(".maps");
 
+/* Code objects announced to the agent (SM_EV_PY_CODE), by process,
+ * address and fingerprint. LRU: a forgotten one is announced again,
+ * which the agent's cache absorbs. */
+struct py_seen_key {
+	__u32 tgid;
+	__u32 fingerprint;
+	__u64 code;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct py_seen_key);
+	__type(value, __u8);
+} py_seen SEC(".maps");
+
 /* The Python side of a walk (py_*): the next interpreter frame to emit,
  * and how far the native walk has come in matching evaluations. */
 enum { PY_OFF, PY_WAIT, PY_EMIT };
@@ -599,6 +615,27 @@ static __always_inline void py_native(struct unw_state *s, struct sm_py_proc *py
 	s->py.in_eval = 0;
 }
 
+/* Tells the agent about a code object the first time it is seen. */
+static __always_inline void py_announce(__u32 tgid, __u64 code, __u32 fp)
+{
+	struct py_seen_key k = {.tgid = tgid, .fingerprint = fp, .code = code};
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&py_seen, &k) ||
+	    bpf_map_update_elem(&py_seen, &k, &one, BPF_NOEXIST))
+		return;
+	struct sm_py_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(SM_STAT_EVENTS_LOST);
+		return;
+	}
+	e->kind = SM_EV_PY_CODE;
+	e->tgid = tgid;
+	e->code = code;
+	e->fingerprint = fp;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* Emits the next Python frame of the current evaluation (two words of the
  * stack, over the evaluation's native frame for its first). */
 static __always_inline void py_step(struct unw_state *s, struct sm_py_proc *py)
@@ -638,6 +675,7 @@ static __always_inline void py_step(struct unw_state *s, struct sm_py_proc *py)
 	__u32 fp = sm_py_fingerprint(py_u64(s->py.cbuf, py->co_filename),
 	                             py_u64(s->py.cbuf, py->co_name),
 	                             py_u32(s->py.cbuf, py->co_firstlineno));
+	py_announce(s->key.tgid, code, fp);
 	__u32 n = s->py.in_eval ? s->stack.len : s->py.slot;
 	if (n + 2 > SM_MAX_STACK_DEPTH) {
 		stat_inc(SM_STAT_PY_TRUNCATED);

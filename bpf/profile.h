@@ -183,6 +183,19 @@ enum sm_event_kind {
 	SM_EV_NEW = 1,   /* first sample of a process since it started or exec'd */
 	SM_EV_EXEC = 2,  /* the process replaced its image */
 	SM_EV_EXIT = 3,  /* the whole process ended */
+	SM_EV_PY_CODE = 4, /* a code object (or a new one at an address) ran:
+	                    * struct sm_py_event */
+};
+
+/* The agent reads a code object's names when it first runs, while the
+ * process surely lives, rather than at the next drain: a short-lived
+ * process' names would be gone by then. */
+struct sm_py_event {
+	__u32 kind;             /* SM_EV_PY_CODE */
+	__u32 tgid;
+	__u64 code;             /* the code object */
+	__u32 fingerprint;      /* as in the stack's second word */
+	__u32 pad;
 };
 
 struct sm_event {
