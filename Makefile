@@ -322,6 +322,9 @@ TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl $(LDLIBS_LABELS)
 # processes' own labels and the relabel rules: the same parts
 TEST_labels_OBJ = $(TEST_agent_OBJ)
 TEST_labels_LIBS = $(TEST_agent_LIBS)
+# the CPython part (agent/python.c) with the agent's other parts
+TEST_python_OBJ = $(TEST_agent_OBJ)
+TEST_python_LIBS = $(TEST_agent_LIBS)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
@@ -447,6 +450,13 @@ build/fuzz/fuzz_labels: tests/fuzz/fuzz_labels.c $(FUZZ_AGENT_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+# the CPython code-object reader (agent/python.c) on hostile memory
+FUZZ_PY_OBJ := build/fuzz/agent/python.o $(FUZZ_AGENT_OBJ)
+build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_PY_OBJ) -o $@ -lbpf -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
@@ -469,7 +479,8 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
+	build/fuzz/agent/python.o
 
 # Where a skipped test says why (tests/integration/lib.sh's skip, the
 # compose test's, the unit tests' SKIP lines): make test's summary prints it.

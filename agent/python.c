@@ -80,8 +80,8 @@ static uint32_t rd_varint6(const uint8_t *t, size_t n, size_t *i)
 int32_t ag_py_addr2line(const ag_py_layout *L, const uint8_t *t, size_t n, int32_t first,
                         int64_t lasti)
 {
-	if (lasti < 0)
-		return first;   /* not started: CPython says the first line too */
+	if (lasti < 0)          /* not started: CPython says the first line too */
+		return first > 0 ? first : 0;
 	/* offsets in bytes; lasti counts bytes only in 3.8 and 3.9 */
 	int64_t addr = L->lines == AG_PY_LINES_LNOTAB ? lasti : 2 * lasti;
 	int64_t line = first, start, end = 0;
