@@ -380,8 +380,8 @@ void ag_py_tick(ag_py *py);
 /* A code object of pid ran for the first time (the BPF walk's
  * announcement): its names are read now, while the process lives. */
 void ag_py_code_seen(ag_py *py, pid_t pid, uint64_t code, uint32_t fingerprint);
-/* The process exited or exec'd: its entry and names go. */
-void ag_py_proc_gone(ag_py *py, pid_t pid);
+/* The process exited (exec false) or exec'd: its entry and names go. */
+void ag_py_proc_gone(ag_py *py, pid_t pid, bool exec);
 /* Names the Python frame of process pid the BPF walk sent as words w0,
  * w1 (bpf/profile.h). 0, or -ENOENT (unreadable, not a code object) or
  * -ESTALE (another code object is at that address now): the caller shows

@@ -126,7 +126,7 @@ static void on_event(void *arg, int kind, pid_t pid, const char *comm, int64_t m
 	/* an exec replaces the interpreter (or removes it): its names go
 	 * before the new image's mappings are read */
 	if (a->py && kind == SM_EV_EXEC)
-		ag_py_proc_gone(a->py, pid);
+		ag_py_proc_gone(a->py, pid, true);
 	ag_procs_event(a->procs, kind, pid, comm);
 }
 
@@ -152,7 +152,7 @@ static void on_forget(void *arg, pid_t pid)
 	if (a->unw)
 		ag_unw_proc_gone(a->unw, pid);
 	if (a->py)
-		ag_py_proc_gone(a->py, pid);
+		ag_py_proc_gone(a->py, pid, false);
 }
 
 static int drain(agent *a)

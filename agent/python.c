@@ -153,34 +153,13 @@ static uint32_t get32(const uint8_t *b, uint16_t off)
 	return v;
 }
 
-/* Appends code point c as UTF-8 (U+FFFD for surrogates and beyond
- * U+10FFFF; NUL as '?': names travel as C strings). */
+/* Code point c as UTF-8: U+FFFD for surrogates and past U+10FFFF, '?'
+ * for NUL (names travel as C strings). */
 static size_t put_utf8(char *o, uint32_t c)
 {
-	if (c == 0)
-		c = '?';
 	if ((c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
 		c = 0xfffd;
-	if (c < 0x80) {
-		o[0] = (char)c;
-		return 1;
-	}
-	if (c < 0x800) {
-		o[0] = (char)(0xc0 | c >> 6);
-		o[1] = (char)(0x80 | (c & 63));
-		return 2;
-	}
-	if (c < 0x10000) {
-		o[0] = (char)(0xe0 | c >> 12);
-		o[1] = (char)(0x80 | ((c >> 6) & 63));
-		o[2] = (char)(0x80 | (c & 63));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | c >> 18);
-	o[1] = (char)(0x80 | ((c >> 12) & 63));
-	o[2] = (char)(0x80 | ((c >> 6) & 63));
-	o[3] = (char)(0x80 | (c & 63));
-	return 4;
+	return wire_utf8_put(o, c ? c : '?');
 }
 
 /* A str object as UTF-8, at most max bytes (cut at a character). The
@@ -531,6 +510,7 @@ typedef struct pyproc {
 	uint64_t bias;
 	ag_py_types ty;
 	struct sm_py_proc e;
+	ag_obj *counted;        /* the file counted as unknown or not CPython */
 	code_ent *codes;        /* open addressing, MAX_CODES slots when used */
 	size_t ncodes;
 	struct pyproc *next;
@@ -745,6 +725,7 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 	pyobj *interp = NULL, *libc = NULL;
 	const ag_mapping *im = NULL;
 	bool candidate = false, unknown = false;
+	ag_obj *cobj = NULL;     /* the first file named like an interpreter's */
 	for (size_t i = 0; i < pr->nmaps; i++) {
 		const ag_mapping *m = &pr->maps[i];
 		if (m->kind != AG_MAP_FILE || !m->obj || !m->obj->name)
@@ -754,6 +735,7 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 		const char *b = base_name(m->obj->name);
 		if (cand && !interp) {
 			candidate = true;
+			cobj = cobj ? cobj : m->obj;
 			pyobj *po = get_obj(py, pr->pid, m, false);
 			if (po && po->status == OBJ_CPYTHON) {
 				interp = po;
@@ -779,7 +761,11 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 	}
 	if (!interp) {
 		/* counted once per process */
-		if (candidate && p->status == P_NONE) {
+		if (candidate && p->status == P_NONE && p->counted != cobj) {
+			/* the same image seen again after its exec was announced
+			 * late (its first mappings read were already the new
+			 * image's) is not counted twice */
+			p->counted = cobj;
 			set_status(py, p, unknown ? P_UNKNOWN_VERSION : P_NOT_CPYTHON);
 			if (unknown)
 				py->st.unknown_version++;
@@ -823,12 +809,22 @@ void ag_py_tick(ag_py *py)
 				activate(py, p);
 }
 
-void ag_py_proc_gone(ag_py *py, pid_t pid)
+void ag_py_proc_gone(ag_py *py, pid_t pid, bool exec)
 {
 	pyproc **pp = find_proc(py, pid), *p = *pp;
 	if (!p)
 		return;
 	deactivate(py, p);
+	if (exec) {
+		/* a new image: nothing of the old one stays but what was counted */
+		ag_obj *counted = p->counted;
+		pyproc *next = p->next;
+		memset(p, 0, sizeof(*p));
+		p->pid = pid;
+		p->counted = counted;
+		p->next = next;
+		return;
+	}
 	*pp = p->next;
 	free(p);
 }
