@@ -74,17 +74,21 @@ LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhtt
 # only lz4 and xxHash (LDLIBS_WIRE).
 WIRE_OBJ := $(BUILD)/wire/wire.o $(BUILD)/wire/auth.o
 LDLIBS_WIRE := -llz4 -lxxhash
+# wire/buildid.c: the build ID that names an ELF file, for agent, server
+# and CLI alike; apart from WIRE_OBJ because it needs libdw and libelf
+WIRE_ELF_OBJ := $(BUILD)/wire/buildid.o
+LDLIBS_WIRE_ELF := -ldw -lelf
 
 # The server: main.c is the program, the rest is what unit tests link.
 SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
-SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(WIRE_OBJ)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(WIRE_OBJ) $(WIRE_ELF_OBJ)
 LDLIBS_SERVER := -luv -lpthread -ldw -lelf -liberty
 # bin/ for the optimized build, build/asan/bin/ for the sanitizer one.
 BINDIR := $(if $(filter build,$(BUILD)),bin,$(BUILD)/bin)
 SERVER_BIN := $(BINDIR)/smolder-server
 # The command-line client: server/cli/smolder.c alone (not in SERVER_SRC's
 # wildcard), a client of the HTTP API only (libelf reads the build IDs of
-# the files `smolder debuginfo upload` sends).
+# the files `smolder debuginfo upload` sends, by wire/buildid.c).
 CLI_BIN := $(BINDIR)/smolder
 # server/debuginfod.c: --debuginfod-url
 LDLIBS_SERVER += -ldebuginfod
@@ -159,10 +163,10 @@ $(SERVER_BIN): $(BUILD)/server/main.o $(SERVER_OBJ) $(LLHTTP_OBJ) $(BUILD)/libqu
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_SERVER) $(LDLIBS_QUERY) \
 		$(LDLIBS_STORAGE)
 
-$(CLI_BIN): $(BUILD)/server/cli/smolder.o $(BUILD)/wire/auth.o
+$(CLI_BIN): $(BUILD)/server/cli/smolder.o $(BUILD)/wire/auth.o $(WIRE_ELF_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl -lelf -lxxhash
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl $(LDLIBS_WIRE_ELF) -lxxhash
 
 $(BPF_VMLINUX):
 	$(call msg,BTF,$@)
@@ -279,7 +283,7 @@ $(SYM_DIR)/go_busy_stripped: tests/programs/go_busy.go
 	$(Q)$(GO_BUILD) -ldflags='-s -w' -o $@ $<
 
 # agent/ uses bpf/ and wire/ only (docs/architecture.md).
-$(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ)
+$(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ) $(WIRE_ELF_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_AGENT)
@@ -310,14 +314,15 @@ $(QUERY_OBJ) $(SERVER_OBJ) $(BUILD)/server/main.o: | $(WIRE_PROTO_HDR)
 # module needs: TEST_<name>_OBJ (objects, also prerequisites), TEST_<name>_LIBS.
 TEST_server_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_server_LIBS := -lcurl $(LDLIBS_SERVER)
-TEST_wire_OBJ = $(WIRE_OBJ)
+TEST_wire_OBJ = $(WIRE_OBJ) $(WIRE_ELF_OBJ)
+TEST_wire_LIBS := $(LDLIBS_WIRE_ELF)
 # metrics.c reads the store, the symbolizer and the agents' table
 TEST_metrics_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_metrics_LIBS = $(TEST_server_LIBS)
 # the agent's parts without the BPF program: main.c and sampler.c stay out
 # (unwind.c's test makes its own BPF map, hence libbpf)
 TEST_agent_OBJ = $(filter-out $(BUILD)/agent/main.o $(BUILD)/agent/sampler.o,$(AGENT_OBJ)) \
-	$(WIRE_OBJ)
+	$(WIRE_OBJ) $(WIRE_ELF_OBJ)
 TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl $(LDLIBS_LABELS)
 # processes' own labels and the relabel rules: the same parts
 TEST_labels_OBJ = $(TEST_agent_OBJ)
@@ -340,7 +345,7 @@ $(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp
 # the symbolizer alone, against the subjects in $(SYM_DIR)
 # (debuginfod.c for its background pass, and debuginfo.c which that uses)
 SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/symbolize_go.o $(BUILD)/server/debuginfod.o \
-	$(BUILD)/server/debuginfo.o
+	$(BUILD)/server/debuginfo.o $(WIRE_ELF_OBJ)
 LDLIBS_SYM := -ldw -lelf -liberty -ldebuginfod -lxxhash -lpthread
 TEST_symbolize_OBJ = $(SYM_OBJ)
 TEST_symbolize_LIBS := $(LDLIBS_SYM)
@@ -373,10 +378,10 @@ $(PUSHER_BIN): tests/tools/pusher.c $(WIRE_OBJ)
 # Fetches one build ID through server/debuginfod.c, for debuginfod_test.sh.
 DBGD_FETCH_BIN := $(BUILD)/tests/dbgd_fetch
 $(DBGD_FETCH_BIN): tests/tools/dbgd_fetch.c $(BUILD)/server/debuginfod.o \
-		$(BUILD)/server/debuginfo.o
+		$(BUILD)/server/debuginfo.o $(WIRE_ELF_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod -lelf -lxxhash -lpthread
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod $(LDLIBS_WIRE_ELF) -lxxhash -lpthread
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)
@@ -438,30 +443,31 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 fuzz-build: $(FUZZ_BIN)
 # the agent's /proc readers: agent objects, not the storage ones
 FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
-	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o
+	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o \
+	build/fuzz/wire/buildid.o
 build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ $(LDLIBS_WIRE_ELF) $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the agent's config and its processes' labels (environment, container files)
 build/fuzz/fuzz_labels: tests/fuzz/fuzz_labels.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ $(LDLIBS_WIRE_ELF) $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the CPython code-object reader (agent/python.c) on hostile memory
 FUZZ_PY_OBJ := build/fuzz/agent/python.o $(FUZZ_AGENT_OBJ)
 build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_PY_OBJ) -o $@ -lbpf -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+		-fno-sanitize-recover=all $< $(FUZZ_PY_OBJ) -o $@ -lbpf $(LDLIBS_WIRE_ELF) $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
 	build/fuzz/server/debuginfod.o \
-	build/fuzz/server/debuginfo.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
+	build/fuzz/server/debuginfo.o build/fuzz/wire/buildid.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)

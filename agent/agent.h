@@ -54,10 +54,11 @@ void ag_objs_expire(ag_objs *o, uint64_t before);
 size_t ag_objs_count(const ag_objs *o);
 ag_obj *ag_objs_at(ag_objs *o, size_t i);
 
-/* Reads the GNU build ID note of an ELF file; fills id (up to
- * WIRE_MAX_BUILD_ID bytes). Returns its length, 0 when the file has none,
- * or a negative errno when it is no ELF file. */
-int ag_elf_build_id(int fd, uint8_t *id, size_t cap);
+/* Reads the build ID of the ELF file fd by the rule of wire/buildid.h
+ * (wire_elf_build_id) into id. Returns its length, 0 when the file has
+ * none (the caller names it by its content), or a negative errno when it
+ * is no ELF file. */
+int ag_elf_build_id(int fd, uint8_t id[WIRE_MAX_BUILD_ID]);
 
 /* ---- unwind_table.c: .eh_frame / .debug_frame → BPF unwind rows ---- */
 

@@ -1,11 +1,10 @@
 /* objects.c - ELF files the agent's processes map, each known once per
  * (device, inode, mtime, size) however many processes map it, with its
- * GNU build ID read by libelf. The file descriptor is kept until the
- * server has the file: a container's files or a deleted binary can only be
+ * build ID by the rule of wire/buildid.h. The file descriptor is kept
+ * until the server has the file: a container's files or a deleted binary can only be
  * read through a descriptor opened while the process ran. */
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
 #include <libelf.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include "agent/agent.h"
+#include "wire/buildid.h"
 
 /* Open descriptors kept for uploads at most; beyond, the least recently
  * used are closed and reopened when a process maps the file again. */
@@ -56,51 +56,12 @@ void ag_objs_free(ag_objs *o)
 	free(o);
 }
 
-static int note_build_id(Elf_Data *d, uint8_t *id, size_t cap)
+int ag_elf_build_id(int fd, uint8_t id[WIRE_MAX_BUILD_ID])
 {
-	GElf_Nhdr nh;
-	size_t off = 0, name_off, desc_off, next;
-	while (d && (next = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-		    !memcmp((char *)d->d_buf + name_off, "GNU", 4) && nh.n_descsz > 0) {
-			size_t n = nh.n_descsz < cap ? nh.n_descsz : cap;
-			memcpy(id, (char *)d->d_buf + desc_off, n);
-			return (int)n;
-		}
-		off = next;
-	}
-	return 0;
-}
-
-int ag_elf_build_id(int fd, uint8_t *id, size_t cap)
-{
-	int rc = 0;
 	if (elf_version(EV_CURRENT) == EV_NONE)
 		return -ENOTSUP;
 	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!e || elf_kind(e) != ELF_K_ELF) {
-		rc = -ENOEXEC;
-		goto out;
-	}
-	/* Program headers first: that is what the loader maps, and what a
-	 * stripped file surely keeps. Section headers for files without any
-	 * (debug files, relocatables). */
-	size_t nph = 0;
-	if (elf_getphdrnum(e, &nph) == 0) {
-		for (size_t i = 0; i < nph && !rc; i++) {
-			GElf_Phdr ph;
-			if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_NOTE)
-				continue;
-			rc = note_build_id(elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz,
-			                                        ELF_T_NHDR), id, cap);
-		}
-	}
-	for (Elf_Scn *s = NULL; !rc && (s = elf_nextscn(e, s));) {
-		GElf_Shdr sh;
-		if (gelf_getshdr(s, &sh) && sh.sh_type == SHT_NOTE)
-			rc = note_build_id(elf_getdata(s, NULL), id, cap);
-	}
-out:
+	int rc = wire_elf_build_id(e, id);
 	elf_end(e);
 	return rc;
 }
@@ -152,7 +113,7 @@ ag_obj *ag_objs_get(ag_objs *o, int fd, const char *name)
 	ag_obj *ob = calloc(1, sizeof(*ob));
 	if (!ob)
 		goto fail;
-	int n = ag_elf_build_id(fd, ob->build_id, sizeof(ob->build_id));
+	int n = ag_elf_build_id(fd, ob->build_id);
 	if (n < 0)
 		goto fail;
 	if (n == 0) {

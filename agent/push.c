@@ -459,7 +459,7 @@ static int debug_file_open(const ag_push *p, const ag_obj *o, uint64_t *size)
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-	    ag_elf_build_id(fd, id, sizeof(id)) != (int)o->build_id_len ||
+	    ag_elf_build_id(fd, id) != (int)o->build_id_len ||
 	    memcmp(id, o->build_id, o->build_id_len)) {
 		close(fd);
 		return -1;

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "server/symbolize.h"
+#include "wire/buildid.h"
 #include "storage/storage.h"
 
 #define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -119,22 +120,12 @@ static void read_file(file *f, unsigned stride)
 			symtab = s;
 		if (sh.sh_type == SHT_DYNSYM)
 			dynsym = s;
-		if (sh.sh_type == SHT_NOTE && !f->bidlen) {
-			Elf_Data *d = elf_getdata(s, NULL);
-			GElf_Nhdr nh;
-			size_t off = 0, no, dof;
-			while (d && (off = gelf_getnote(d, off, &nh, &no, &dof)) > 0)
-				if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-				    nh.n_descsz <= sizeof(f->bid)) {
-					memcpy(f->bid, (char *)d->d_buf + dof, nh.n_descsz);
-					f->bidlen = nh.n_descsz;
-				}
-		}
 	}
+	int n = wire_elf_build_id(e, f->bid);  /* as agent and server name it */
+	f->bidlen = n > 0 ? (size_t)n : 0;
 	if (!f->bidlen)
 		die("no build ID in the file", -ENOEXEC);
-	for (size_t i = 0; i < f->bidlen; i++)
-		sprintf(f->hex + 2 * i, "%02x", f->bid[i]);
+	wire_hex(f->bid, f->bidlen, f->hex);
 	Elf_Scn *s = symtab ? symtab : dynsym;
 	GElf_Shdr sh;
 	size_t cap = 0;

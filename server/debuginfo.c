@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "server/debuginfo.h"
+#include "wire/buildid.h"
 #include "wire/wire.h"
 
 static pthread_once_t elf_once = PTHREAD_ONCE_INIT;
@@ -25,37 +26,18 @@ static void elf_init(void)
 	elf_version(EV_CURRENT);
 }
 
-/* Looks for an NT_GNU_BUILD_ID note named "GNU" in data. */
-static bool note_build_id(Elf_Data *data, char *hex)
-{
-	size_t off = 0, next, name_off, desc_off;
-	GElf_Nhdr nh;
-	while (off < data->d_size &&
-	       (next = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-		    !memcmp((const char *)data->d_buf + name_off, "GNU", 4) &&
-		    nh.n_descsz >= 1 && nh.n_descsz <= WIRE_MAX_BUILD_ID) {
-			wire_hex((const uint8_t *)data->d_buf + desc_off, nh.n_descsz, hex);
-			return true;
-		}
-		off = next;
-	}
-	return false;
-}
-
 /* What the debug-info store needs to know of an ELF file. */
 typedef struct elf_info {
-	char hex[2 * WIRE_MAX_BUILD_ID + 1];  /* GNU build ID, "" when none */
+	char hex[2 * WIRE_MAX_BUILD_ID + 1];  /* build ID, "" when none */
 	bool dwarf;   /* a .debug_info (or .zdebug_info) section with content */
 	bool code;    /* a .text section with content (SHT_NOBITS in a file
 	               * from objcopy --only-keep-debug) */
 } elf_info;
 
-/* Reads the ELF file fd into *info: its GNU build ID (sections first:
- * debug files from objcopy --only-keep-debug keep .note.gnu.build-id;
- * then PT_NOTE segments: a stripped file may have no section headers) and
- * whether it carries DWARF and code. Returns 0, or -EINVAL with why in
- * msg when fd is not a readable ELF file. */
+/* Reads the ELF file fd into *info: its build ID (wire/buildid.h's rule,
+ * as the agent names the file) and whether it carries DWARF and code.
+ * Returns 0, or -EINVAL with why in msg when fd is not a readable ELF
+ * file. */
 static int elf_inspect(int fd, elf_info *info, char *msg, size_t msglen)
 {
 	pthread_once(&elf_once, elf_init);
@@ -81,24 +63,11 @@ static int elf_inspect(int fd, elf_info *info, char *msg, size_t msglen)
 			info->dwarf = true;
 		if (name && content && !strcmp(name, ".text"))
 			info->code = true;
-		if (sh.sh_type != SHT_NOTE || info->hex[0])
-			continue;
-		Elf_Data *d = elf_getdata(scn, NULL);
-		if (d && d->d_buf)
-			note_build_id(d, info->hex);
 	}
-	size_t nph;
-	if (!info->hex[0] && elf_getphdrnum(e, &nph) == 0) {
-		for (size_t i = 0; i < nph; i++) {
-			GElf_Phdr ph;
-			if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_NOTE)
-				continue;
-			Elf_Data *d = elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz,
-			                                   ELF_T_NHDR);
-			if (d && d->d_buf && note_build_id(d, info->hex))
-				break;
-		}
-	}
+	uint8_t id[WIRE_MAX_BUILD_ID];
+	int n = wire_elf_build_id(e, id);
+	if (n > 0)
+		wire_hex(id, (size_t)n, info->hex);
 out:
 	elf_end(e);
 	return rc;

@@ -1,6 +1,6 @@
 /* smolder.c - the command-line client of smolder-server's query API
  * (docs/api.md): merge, diff, top, labels and types over HTTP with
- * libcurl, and debug-info uploads (build IDs read with libelf). One file
+ * libcurl, and debug-info uploads (build IDs read by wire/buildid.h). One file
  * on purpose: it shares no code with the server (wire/wire.h's inline
  * fallback build ID aside), so the API stays the only contract between
  * them.
@@ -22,10 +22,10 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <gelf.h>
 #include <libelf.h>
 
 #include "wire/auth.h"
+#include "wire/buildid.h"
 #include "wire/wire.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:7070"
@@ -1392,49 +1392,19 @@ static int cmd_labels(int argc, char **argv, int i, opts *o, int types)
 
 /* ---- debuginfo ---- */
 
-/* Looks for an NT_GNU_BUILD_ID note named "GNU" in d; hex when found. */
-static int note_build_id(Elf_Data *d, char *hex)
-{
-	size_t off = 0, next, name_off, desc_off;
-	GElf_Nhdr nh;
-	while (d && d->d_buf && off < d->d_size &&
-	       (next = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
-		if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-		    !memcmp((const char *)d->d_buf + name_off, "GNU", 4) && nh.n_descsz >= 1 &&
-		    nh.n_descsz <= WIRE_MAX_BUILD_ID) {
-			wire_hex((const uint8_t *)d->d_buf + desc_off, nh.n_descsz, hex);
-			return 1;
-		}
-		off = next;
-	}
-	return 0;
-}
-
-/* The build ID the server files data under, as hex: the GNU build-id note
- * (sections, then PT_NOTE segments, as the server looks), else the
+/* The build ID the server files data under, as hex: the build ID of
+ * wire/buildid.h's rule (as the agent and the server read it), else the
  * fallback ID of wire/wire.h. A file libelf cannot read gets the fallback
  * too: the server is the one that says what is wrong with it. */
 static void file_build_id(uint8_t *data, size_t len, char *hex)
 {
-	hex[0] = 0;
+	uint8_t id[WIRE_MAX_BUILD_ID];
 	Elf *e = len ? elf_memory((char *)data, len) : NULL;
-	if (e && elf_kind(e) == ELF_K_ELF) {
-		for (Elf_Scn *scn = NULL; !hex[0] && (scn = elf_nextscn(e, scn));) {
-			GElf_Shdr sh;
-			if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_NOTE)
-				note_build_id(elf_getdata(scn, NULL), hex);
-		}
-		size_t nph;
-		if (!hex[0] && elf_getphdrnum(e, &nph) == 0)
-			for (size_t i = 0; i < nph && !hex[0]; i++) {
-				GElf_Phdr ph;
-				if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_NOTE)
-					note_build_id(elf_getdata_rawchunk(e, (int64_t)ph.p_offset,
-					                                   ph.p_filesz, ELF_T_NHDR), hex);
-			}
-	}
+	int n = wire_elf_build_id(e, id);
 	elf_end(e);
-	if (!hex[0]) {
+	if (n > 0) {
+		wire_hex(id, (size_t)n, hex);
+	} else {
 		uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
 		wire_fallback_build_id(data, len, fb);
 		wire_hex(fb, sizeof(fb), hex);

@@ -218,6 +218,18 @@ grep -q "^smolder: $tmp/nonexistent: No such file" "$tmp/cli.err" || fail "missi
 	fail "files after a refused one: $(cat "$tmp/cli.out")"
 ok "debuginfo upload: a refused file gives the server's reason and exit 1"
 
+# wire/buildid.h's rule, which the agent and the server follow too
+# (tests/tools/mkbid.sh's files): a note over 64 bytes is no ID, the file
+# goes by its fallback ID; the note sections win over the PT_NOTE segments
+sh tests/tools/mkbid.sh "$tmp/bid" || fail "mkbid.sh"
+lid=$("${SMOLDER_MKBATCH:-build/tests/mkbatch}" --fallback-id "$tmp/bid/bid_long") || fail "mkbatch"
+cds=$(printf 'cd%.0s' 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20)
+cli debuginfo upload "$tmp/bid/bid_long" "$tmp/bid/bid_differ"
+[ "$rc" = 0 ] && [ "$(cat "$tmp/cli.out")" = "$lid $tmp/bid/bid_long uploaded
+$cds $tmp/bid/bid_differ uploaded" ] ||
+	fail "build ID rule (rc $rc): $(cat "$tmp/cli.out") $(cat "$tmp/cli.err")"
+ok "debuginfo upload: an 80-byte note goes by the fallback ID, sections before segments"
+
 cli debuginfo upload
 [ "$rc" = 2 ] || fail "upload without files (rc $rc)"
 cli debuginfo status XYZ

@@ -97,7 +97,7 @@ static void test_build_ids(void **state)
 	uint8_t id[WIRE_MAX_BUILD_ID];
 	int fd = open("/proc/self/exe", O_RDONLY);
 	assert_true(fd >= 0);
-	int n = ag_elf_build_id(fd, id, sizeof(id));
+	int n = ag_elf_build_id(fd, id);
 	close(fd);
 	assert_int_equal(n, 20);  /* gcc on Debian links with --build-id=sha1 */
 
@@ -106,7 +106,7 @@ static void test_build_ids(void **state)
 	snprintf(path, sizeof(path), "%s/text", tmpdir);
 	put_file(path, "hello, not an ELF file\n");
 	fd = open(path, O_RDONLY);
-	assert_true(ag_elf_build_id(fd, id, sizeof(id)) < 0);
+	assert_true(ag_elf_build_id(fd, id) < 0);
 	close(fd);
 
 	/* an ELF file without a build-id note gets the content hash */
@@ -116,7 +116,7 @@ static void test_build_ids(void **state)
 	         getpid(), path);
 	assert_int_equal(system(cmd), 0);
 	fd = open(path, O_RDONLY);
-	assert_int_equal(ag_elf_build_id(fd, id, sizeof(id)), 0);
+	assert_int_equal(ag_elf_build_id(fd, id), 0);
 	struct stat st;
 	assert_int_equal(fstat(fd, &st), 0);
 	uint8_t *all = malloc((size_t)st.st_size);
@@ -139,6 +139,46 @@ static void test_build_ids(void **state)
 	fd = open(path, O_RDONLY);
 	assert_null(ag_objs_get(objs, fd, "text"));
 	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	ag_objs_free(objs);
+}
+
+/* The agent names files by wire/buildid.h's rule, as the server and the
+ * CLI do (tests/tools/mkbid.sh's files): a note over 64 bytes is no ID,
+ * the file goes by its content; sections win over segments. */
+static void test_build_id_rule(void **state)
+{
+	(void)state;
+	char dir[600], cmd[700], path[700];
+	snprintf(dir, sizeof(dir), "%s/bid", tmpdir);
+	snprintf(cmd, sizeof(cmd), "sh tests/tools/mkbid.sh '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	ag_objs *objs;
+	assert_int_equal(ag_objs_new(&objs), 0);
+
+	snprintf(path, sizeof(path), "%s/bid_long", dir);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	uint8_t *all = malloc((size_t)st.st_size);
+	assert_int_equal(pread(fd, all, (size_t)st.st_size, 0), st.st_size);
+	uint8_t want[WIRE_FALLBACK_BUILD_ID_LEN];
+	wire_fallback_build_id(all, (size_t)st.st_size, want);
+	free(all);
+	ag_obj *o = ag_objs_get(objs, fd, path);
+	assert_non_null(o);
+	assert_int_equal(o->build_id_len, WIRE_FALLBACK_BUILD_ID_LEN);
+	assert_memory_equal(o->build_id, want, WIRE_FALLBACK_BUILD_ID_LEN);
+
+	snprintf(path, sizeof(path), "%s/bid_differ", dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	o = ag_objs_get(objs, fd, path);
+	assert_non_null(o);
+	uint8_t cd[20];
+	memset(cd, 0xcd, sizeof(cd));
+	assert_int_equal(o->build_id_len, sizeof(cd));
+	assert_memory_equal(o->build_id, cd, sizeof(cd));
 	ag_objs_free(objs);
 }
 
@@ -712,6 +752,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_ksyms, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_id_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_procs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),

@@ -4,6 +4,7 @@
  * plain socket for bytes no HTTP client would send. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -26,9 +27,11 @@
 #include <uv.h>
 
 #include "server/api.h"
+#include "server/debuginfo.h"
 #include "server/http.h"
 #include "server/symbolize.h"
 #include "server/json.h"
+#include "wire/wire.h"
 
 #define SMALL_BODY 1024          /* the /small route's body limit */
 #define MAX_URL 1024
@@ -1334,6 +1337,74 @@ static void test_ui_missing(void **state)
 	res_free(&r);
 }
 
+/* srv_debuginfo_keep of a copy of file under hex into store: the result's
+ * status, with its message in out. */
+static int keep_copy(const char *store, const char *file, const char *hex, srv_di_result *out)
+{
+	char tmp[700], cmd[1600];
+	snprintf(tmp, sizeof(tmp), "%s/upload.tmp", store);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", file, tmp);
+	assert_int_equal(system(cmd), 0);
+	int fd = open(tmp, O_RDONLY);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	char *data = malloc((size_t)st.st_size);
+	assert_int_equal(pread(fd, data, (size_t)st.st_size, 0), st.st_size);
+	assert_int_equal(srv_debuginfo_keep(store, hex, fd, tmp, data, (size_t)st.st_size, out), 0);
+	free(data);
+	close(fd);
+	return out->status;
+}
+
+/* The server files uploads by wire/buildid.h's rule, as the agent names
+ * them (tests/tools/mkbid.sh's files): a note over 64 bytes is no ID, the
+ * file goes by its fallback ID; sections win over segments. */
+static void test_debuginfo_build_id_rule(void **state)
+{
+	(void)state;
+	const char *base = getenv("SMOLDER_TEST_TMP");
+	char dir[600], store[700], cmd[800], file[700];
+	snprintf(dir, sizeof(dir), "%s/di.XXXXXX", base ? base : "/tmp");
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd), "sh tests/tools/mkbid.sh '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(store, sizeof(store), "%s/store", dir);
+	assert_int_equal(mkdir(store, 0700), 0);
+	srv_di_result r;
+
+	char ab[41], cd[41];
+	memset(ab, 0, sizeof(ab));
+	memset(cd, 0, sizeof(cd));
+	for (int i = 0; i < 20; i++) {
+		memcpy(ab + 2 * i, "ab", 2);
+		memcpy(cd + 2 * i, "cd", 2);
+	}
+	snprintf(file, sizeof(file), "%s/bid_differ", dir);
+	assert_int_equal(keep_copy(store, file, ab, &r), 400);
+	assert_non_null(strstr(r.msg, cd));
+	assert_int_equal(keep_copy(store, file, cd, &r), 201);
+
+	snprintf(file, sizeof(file), "%s/bid_long", dir);
+	char lng[161];
+	for (int i = 0; i < 80; i++)
+		snprintf(lng + 2 * i, 3, "%02x", i + 1);
+	assert_int_equal(keep_copy(store, file, lng, &r), 400);
+	assert_non_null(strstr(r.msg, "no GNU build ID"));
+	FILE *f = fopen(file, "rb");
+	assert_non_null(f);
+	static char all[1 << 20];
+	size_t n = fread(all, 1, sizeof(all), f);
+	fclose(f);
+	uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
+	char fbhex[2 * WIRE_FALLBACK_BUILD_ID_LEN + 1];
+	wire_fallback_build_id(all, n, fb);
+	wire_hex(fb, sizeof(fb), fbhex);
+	assert_int_equal(keep_copy(store, file, fbhex, &r), 201);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	/* a test whose peer vanishes must fail, not die of SIGPIPE */
@@ -1344,6 +1415,7 @@ int main(void)
 		cmocka_unit_test(test_route_patterns),
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test(test_demangle),
+		cmocka_unit_test(test_debuginfo_build_id_rule),
 		cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),

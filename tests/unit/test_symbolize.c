@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "server/symbolize.h"
+#include "wire/buildid.h"
 
 #define MAXF 16         /* frames of an oracle chain (the subjects nest 3 deep) */
 #define MAXLOADS 16
@@ -127,25 +128,11 @@ static void subj_read(subj *s, const char *path)
 		    s->nloads < MAXLOADS)
 			s->loads[s->nloads++] = (load){ph.p_vaddr, ph.p_offset, ph.p_filesz};
 	}
-	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)) && !s->bidlen;) {
-		GElf_Shdr sh;
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
-			continue;
-		Elf_Data *d = elf_getdata(scn, NULL);
-		GElf_Nhdr nh;
-		size_t off = 0, no, dof;
-		while (d && (off = gelf_getnote(d, off, &nh, &no, &dof)) > 0)
-			if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-			    !memcmp((char *)d->d_buf + no, "GNU", 4) && nh.n_descsz <= sizeof(s->bid)) {
-				memcpy(s->bid, (char *)d->d_buf + dof, nh.n_descsz);
-				s->bidlen = nh.n_descsz;
-				break;
-			}
-	}
+	int n = wire_elf_build_id(e, s->bid);  /* as agent and server name it */
+	s->bidlen = n > 0 ? (size_t)n : 0;
 	if (!s->bidlen)
 		fail_msg("%s has no build ID", path);
-	for (size_t i = 0; i < s->bidlen; i++)
-		sprintf(s->hex + 2 * i, "%02x", s->bid[i]);
+	wire_hex(s->bid, s->bidlen, s->hex);
 	if (!read_syms(e, SHT_SYMTAB, s))
 		read_syms(e, SHT_DYNSYM, s);
 	elf_end(e);

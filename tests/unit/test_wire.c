@@ -2,6 +2,7 @@
  * round trip, every limit on both sides, truncation at every byte, bit
  * flips, hostile counts, and stack IDs equal to storage's. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +18,7 @@
 
 #include "storage/storage.h"
 #include "wire/auth.h"
+#include "wire/buildid.h"
 #include "wire/wire.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -817,6 +819,57 @@ static void test_fallback_build_id(void **state)
 	assert_memory_equal(id, c.digest, sizeof(id));
 }
 
+/* Builds tests/tools/mkbid.sh's files into a fresh directory, dir[cap]. */
+static void make_bid_files(char *dir, size_t cap)
+{
+	const char *base = getenv("SMOLDER_TEST_TMP");
+	snprintf(dir, cap, "%s/bid.XXXXXX", base ? base : "/tmp");
+	assert_non_null(mkdtemp(dir));
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "sh tests/tools/mkbid.sh '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The build ID of path by wire_elf_build_id, or its return value. */
+static int file_bid(const char *dir, const char *name, uint8_t id[WIRE_MAX_BUILD_ID])
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	int n = wire_elf_build_id(e, id);
+	elf_end(e);
+	close(fd);
+	return n;
+}
+
+/* One rule names a file (agent, server and CLI read it here): a note of
+ * 64 bytes is the ID, one longer is none (the file goes by its fallback
+ * ID), and when the note sections and the PT_NOTE segments disagree the
+ * sections win, as in libdw and debuginfod. */
+static void test_elf_build_id(void **state)
+{
+	(void)state;
+	assert_int_not_equal(elf_version(EV_CURRENT), EV_NONE);
+	char dir[600];
+	make_bid_files(dir, sizeof(dir));
+	uint8_t id[WIRE_MAX_BUILD_ID];
+	assert_int_equal(file_bid(dir, "bid_64", id), 64);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(id[i], i + 1);
+	assert_int_equal(file_bid(dir, "bid_long", id), 0);
+	assert_int_equal(file_bid(dir, "bid_differ", id), 20);
+	uint8_t cd[20];
+	memset(cd, 0xcd, sizeof(cd));
+	assert_memory_equal(id, cd, sizeof(cd));
+	assert_int_equal(file_bid(dir, "bid.c", id), -ENOEXEC);  /* no ELF */
+	assert_int_equal(wire_elf_build_id(NULL, id), -ENOEXEC);
+	char cmd[700];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* Token comparison: equal only for the same bytes and length; a prefix,
  * an extension or an empty token never matches. */
 static void test_auth_token_eq(void **state)
@@ -926,6 +979,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_counts),
 		cmocka_unit_test(test_stack_id_matches_storage),
 		cmocka_unit_test(test_fallback_build_id),
+		cmocka_unit_test(test_elf_build_id),
 		cmocka_unit_test(test_auth_token_eq),
 		cmocka_unit_test(test_auth_token_file),
 	};
