@@ -11,7 +11,6 @@
 
 #include "storage/storage.h"
 
-#define Q_MAX_NODES_DEFAULT 0        /* 0: never fold nodes into "other" */
 #define Q_MAX_OUTPUT_BYTES (256u << 20)
 
 /* A growable output buffer; free p with free(). */

@@ -560,11 +560,6 @@ static void resp_clear(srv_resp *resp)
 
 /* ---- requests ---- */
 
-const char *srv_req_method(const srv_req *req)
-{
-	return req->method;
-}
-
 const char *srv_req_path(const srv_req *req)
 {
 	return req->path ? req->path : "";

@@ -135,8 +135,6 @@ void srv_http_free(srv_http *h);
 
 /* ---- requests (for handlers) ---- */
 
-/* "GET", "POST", ...: HEAD requests report "HEAD" (the server drops the body). */
-const char *srv_req_method(const srv_req *req);
 /* The path as received, before '?', not decoded. */
 const char *srv_req_path(const srv_req *req);
 /* The route's {param} (or "*" for a prefix route), percent-decoded; NULL

@@ -153,12 +153,6 @@ void st__labels_sorted(const st_label *in, uint32_t n, st_label *out)
 		out[i] = in[idx[i]];
 }
 
-int st__labels_check(const st_label *labels, uint32_t n, st_err *err)
-{
-	uint8_t idx[ST_MAX_LABELS];
-	return labels_check_order(labels, n, idx, err);
-}
-
 static void hash_str(XXH3_state_t *h, const char *s)
 {
 	uint8_t t[10];

@@ -1334,16 +1334,6 @@ int st_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
 	return st__meta_stack_frames(db->meta, id, out, n);
 }
 
-int st_stack_locations(st_db *db, uint64_t id, int64_t *locs, size_t *n)
-{
-	return st__meta_stack_locations(db->meta, id, locs, n);
-}
-
-int st_location(st_db *db, int64_t id, st_frame_info **out)
-{
-	return st__meta_location(db->meta, id, out);
-}
-
 int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
                         uint32_t **offs)
 {

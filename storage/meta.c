@@ -756,22 +756,6 @@ out:
 	return rc;
 }
 
-int st__meta_stack_locations(st__meta *m, uint64_t id, int64_t *locs, size_t *n)
-{
-	pthread_mutex_lock(&m->r_mu);
-	int rc = stack_locs(m, id, locs, n);
-	pthread_mutex_unlock(&m->r_mu);
-	return rc;
-}
-
-int st__meta_location(st__meta *m, int64_t loc, st_frame_info **out)
-{
-	pthread_mutex_lock(&m->r_mu);
-	int rc = location_row(m, loc, out);
-	pthread_mutex_unlock(&m->r_mu);
-	return rc;
-}
-
 /* Many reads under one lock and one read transaction: SQLite otherwise
  * takes and drops its file locks (fcntl) for every statement, which costs
  * more than the lookups themselves when a query names thousands of stacks. */

@@ -56,8 +56,6 @@ typedef int (*st__meta_value_fn)(void *arg, const char *value);
 int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
                           void *arg);
 int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n);
-int st__meta_stack_locations(st__meta *m, uint64_t id, int64_t *locs, size_t *n);
-int st__meta_location(st__meta *m, int64_t loc, st_frame_info **out);
 int st__meta_stacks_locations(st__meta *m, const uint64_t *ids, size_t n,
                               int64_t **locs, uint32_t **offs);
 int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info **out);

@@ -189,9 +189,6 @@ static inline bool st__frame_has_source(const st_frame *f)
 	return (f->lang && f->lang[0]) || (f->file && f->file[0]) || f->line;
 }
 
-/* Checks labels as st_append() does: names, values, duplicates. */
-int st__labels_check(const st_label *labels, uint32_t n, st_err *err);
-
 /* Copies n (<= ST_MAX_LABELS) labels into out sorted by name: the
  * canonical order series are stored and hashed in. */
 void st__labels_sorted(const st_label *in, uint32_t n, st_label *out);

@@ -288,16 +288,10 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from_ns,
 int st_stack_frames(st_db *db, uint64_t stack_id, st_frame_info **out,
                     size_t *n);
 
-/* Location IDs of a stack, leaf first, into locs (room for ST_MAX_FRAMES).
- * With st_location() this lets a caller name each distinct location once
- * instead of once per stack. -ENOENT for an unknown stack. */
-int st_stack_locations(st_db *db, uint64_t stack_id, int64_t *locs, size_t *n);
-
-/* One location; the caller frees *out with free() (one allocation). */
-int st_location(st_db *db, int64_t location_id, st_frame_info **out);
-
-/* The same for many at once, in one read transaction (per-call lookups
- * spend most of their time taking SQLite's file locks). Stack i's locations
+/* Location IDs of many stacks, leaf first, in one read transaction
+ * (per-call lookups spend most of their time taking SQLite's file locks),
+ * so that a caller names each distinct location once (st_locations)
+ * instead of once per stack. Stack i's locations
  * are (*locs)[(*offs)[i] .. (*offs)[i + 1]); the caller frees both. Any
  * unknown stack fails the call with -ENOENT. */
 int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n,
