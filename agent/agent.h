@@ -3,16 +3,24 @@
  *   sampler.c   loads bpf/profile.bpf.c (skeleton), one perf event per CPU,
  *               process events from the ring buffer, drains a map set
  *   procs.c     per-process state: labels, /proc/PID/maps, addr → (object, offset)
- *   objects.c   ELF objects by (dev, inode, mtime): build IDs with libelf
+ *   labels.c    a process' own labels: environment, systemd unit, container
+ *   relabel.c   the --config file (YAML) and its relabel rules
+ *   objects.c   ELF objects by (dev, inode, mtime, size): build IDs by
+ *               wire/buildid.h
  *   unwind_table.c  .eh_frame/.debug_frame → unwind rows (libdw's CFI)
+ *   unwind.c    the BPF unwinder's tables: which rows each object has, which
+ *               objects each process maps; tables built on a builder thread
  *   python.c    CPython processes: their BPF entries, Python frames named
  *               from process memory (python_layouts.h: offsets per version)
  *   ksyms.c     kernel addresses → names from /proc/kallsyms
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
  *               cache, debug-info uploads (libcurl)
+ *   clock.c     wall and monotonic time
  *
- * Everything runs on one thread; nothing here is thread-safe. */
+ * Everything runs on the main thread and nothing here is thread-safe,
+ * except unwind.c's builder thread, which only reads files and computes
+ * rows and hands them back under its own lock (unwind.c). */
 #ifndef SMOLDER_AGENT_H
 #define SMOLDER_AGENT_H
 

@@ -76,7 +76,7 @@ uint32_t ag_relabel_max_values(const ag_relabel *r)
  * subject lacking a required character at once, so each must appear),
  * under AG_REGEX_MATCH_LIMIT steps. Hitting the limit refuses the regex;
  * at run time the same limit counts and fails the match instead of
- * stalling the agent's one thread. */
+ * stalling the agent's main loop. */
 static int regex_too_slow(const pcre2_code *re, pcre2_match_context *mctx,
                           pcre2_match_data *md, const char *text)
 {

@@ -103,7 +103,8 @@ struct {
 } unw_rows SEC(".maps");
 
 /* Per process: its executable mappings and their row ranges. Allocated as
- * processes get tables (4 KiB each), not up front. */
+ * processes get tables (struct sm_unw_proc, about 6 KiB each), not up
+ * front. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);

@@ -28,7 +28,7 @@ struct sm_stack {
 	__u64 ips[SM_MAX_STACK_DEPTH];
 };
 
-/* ---- Unwind tables (issue 7) ----
+/* ---- Unwind tables ----
  *
  * The agent turns each object's .eh_frame (or .debug_frame) into a sorted
  * array of rows; the BPF program finds the row of a pc by binary search

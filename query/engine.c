@@ -311,7 +311,7 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 		n = 1;
 	} else if (n == 0) {
 		/* nothing known: the object's file name and the offset, so the
-		 * frame is still findable, as the symbolization issue asks */
+		 * frame is still findable */
 		char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
 		if (fi->kind != ST_FRAME_USER)
 			snprintf(name, sizeof(name), "%s", fi->name);

@@ -83,7 +83,7 @@ static const char *str_at(const profile *p, int64_t i)
 /* Words of a profile type: [a-zA-Z0-9_]+; pprof strings may hold more. */
 static int word_ok(const char *s)
 {
-	if (!s || !*s || strlen(s) > 60)
+	if (!s || !*s || strlen(s) > SRV_PPROF_MAX_WORD)
 		return 0;
 	for (const char *c = s; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||

@@ -12,12 +12,19 @@
 #define SRV_PPROF_MAX_BODY (64u << 20)    /* bytes as received */
 #define SRV_PPROF_MAX_RAW (256u << 20)    /* after gunzip */
 #define SRV_PPROF_MAX_SAMPLE_TYPES 16
+/* A word of a profile type (its name, a sample or period type or unit):
+ * [a-zA-Z0-9_], at most this many bytes. */
+#define SRV_PPROF_MAX_WORD 60
+/* Room for a profile type made of five words, NAME:t:u:pt:pu, with
+ * ":delta" and the NUL; storage refuses one over ST_MAX_TYPE_LEN with a
+ * clear message, which a shorter buffer would hide by truncating. */
+#define SRV_PPROF_TYPE_BYTES (5 * (SRV_PPROF_MAX_WORD + 1) + sizeof(":delta"))
 
 /* The batch and everything it points into; free with srv_pprof_free(). */
 typedef struct srv_pprof {
 	st_batch batch;
 	st_series_def series[SRV_PPROF_MAX_SAMPLE_TYPES];
-	char types[SRV_PPROF_MAX_SAMPLE_TYPES][320];
+	char types[SRV_PPROF_MAX_SAMPLE_TYPES][SRV_PPROF_TYPE_BYTES];
 	void *profile;             /* the unpacked protobuf: names point into it */
 	uint8_t *raw;
 	st_object *objects;

@@ -491,7 +491,8 @@ int srv_pyro_multipart_part(const uint8_t *body, size_t len, const char *ct,
 	return found ? 0 : -ENOENT;
 }
 
-void srv_pyro_name_pprof_types(char (*types)[320], size_t n, const char *fallback)
+void srv_pyro_name_pprof_types(char (*types)[SRV_PPROF_TYPE_BYTES], size_t n,
+                               const char *fallback)
 {
 	for (size_t i = 0; i < n; i++) {
 		/* X:t:u:pt:pu[:delta] -> the period type pt */
@@ -513,7 +514,7 @@ void srv_pyro_name_pprof_types(char (*types)[320], size_t n, const char *fallbac
 		         (ptl == 7 && !strncmp(f[3], "objects", 7)) ||
 		         !strncmp(f[3], "inuse_", 6) || !strncmp(f[3], "alloc_", 6))
 			nm = "memory";
-		char tmp[320];
+		char tmp[SRV_PPROF_TYPE_BYTES];
 		snprintf(tmp, sizeof(tmp), "%s:%s", nm, f[1]);
 		memcpy(c, tmp, sizeof(tmp));
 	}

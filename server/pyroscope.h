@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/pprof_in.h"
 #include "storage/storage.h"
 
 #define SRV_PYRO_MAX_BODY (64u << 20)       /* bytes as received */
@@ -94,8 +95,8 @@ int srv_pyro_is_multipart(const char *content_type);
  * types were decoded under a placeholder: rewrites each "X:t:u:pt:pu..."
  * in types[0..n) so X follows the period type as Pyroscope names them
  * (cpu -> process_cpu, wall -> wall, space, objects, inuse_* and alloc_* ->
- * memory), else keeps
- * fallback. Each types[i] holds `cap` bytes. */
-void srv_pyro_name_pprof_types(char (*types)[320], size_t n, const char *fallback);
+ * memory), else to fallback. types is srv_pprof's (server/pprof_in.h). */
+void srv_pyro_name_pprof_types(char (*types)[SRV_PPROF_TYPE_BYTES], size_t n,
+                               const char *fallback);
 
 #endif

@@ -1,6 +1,6 @@
 #!/bin/sh
 # unwind_test.sh - user stacks of code without frame pointers, walked in
-# the kernel by the .eh_frame tables the agent loads (issue 7), with the
+# the kernel by the .eh_frame tables the agent loads, with the
 # real agent, the real kernel and the real server:
 #   - unw_nofp (-O2 -fomit-frame-pointer): >= 99 % of its samples unwind to
 #     _start through main, and hot_a's share is within 2 points of what

@@ -118,7 +118,7 @@ static const sel_case sel_cases[] = {
 	ERR("text after a bare type", "a:b:c:d:e foo", 10,
 	    "1:11: expected \"{\" or end of selector after the profile type"),
 	/* errors: braces and matchers */
-	ERR("missing operator (the issue's example)", "{version=\"1.0\",service}", 22,
+	ERR("missing operator", "{version=\"1.0\",service}", 22,
 	    "1:23: " EXPECT_OP "\"service\""),
 	ERR("lone bang", "{a!\"x\"}", 2, "1:3: " EXPECT_OP "\"a\""),
 	ERR("double equals", "{a==\"x\"}", 3, "1:4: expected a string in \"\", '' or `` after \"=\""),

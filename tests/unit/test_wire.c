@@ -416,7 +416,7 @@ static void test_decode_limits(void **state)
 	pb_varint(&b, WIRE_MAX_FRAMES + 1);
 	pb_put(&b, long_str, 80);
 	expect(&b, -EMSGSIZE, "stack 0: 513 frames, the limit is 512");
-	/* the example of the brief: stack 3, frame 7, object 12 of 5 */
+	/* a frame naming an object past the batch's: stack 3, frame 7, object 12 of 5 */
 	b.len = 0;
 	pb_head(&b);
 	pb_varint(&b, 0);
