@@ -316,7 +316,7 @@ TEST_server_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_server_LIBS := -lcurl $(LDLIBS_SERVER)
 TEST_wire_OBJ = $(WIRE_OBJ) $(WIRE_ELF_OBJ)
 TEST_wire_LIBS := $(LDLIBS_WIRE_ELF)
-# metrics.c reads the store, the symbolizer and the agents' table
+# api_metrics.c reads the store, the symbolizer and the agents' table
 TEST_metrics_OBJ = $(SERVER_OBJ) $(LLHTTP_OBJ)
 TEST_metrics_LIBS = $(TEST_server_LIBS)
 # the agent's parts without the BPF program: main.c and sampler.c stay out

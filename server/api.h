@@ -5,12 +5,14 @@
 #define SMOLDER_SRV_API_H
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "server/http.h"
 #include "server/symbolize.h"
 #include "storage/storage.h"
 
-/* What one agent sent last (server/ingest_native.c). */
+/* What one agent sent last (server/api_ingest_native.c). */
 typedef struct srv_agent srv_agent;
 
 typedef struct srv_api {
@@ -36,7 +38,7 @@ void srv_api_free(srv_api *api);
 int srv_api_query_routes(srv_http *h, srv_api *api);
 
 /* POST /api/v1/ingest/pprof (server/api_ingest.c) and POST /api/v1/ingest,
- * the agent's native batches (server/ingest_native.c). */
+ * the agent's native batches (server/api_ingest_native.c). */
 int srv_api_ingest_routes(srv_http *h, srv_api *api);
 int srv_api_ingest_native_routes(srv_http *h, srv_api *api);
 /* POST /ingest, Pyroscope's ingest API (server/api_pyroscope.c). */
@@ -52,6 +54,31 @@ void srv_api_agents_json(srv_api *api, srv_json *j);
 typedef void (*srv_agent_counter_fn)(void *arg, const char *agent_id, const char *hostname,
                                      const char *counter, uint64_t value);
 void srv_api_agents_counters(srv_api *api, srv_agent_counter_fn fn, void *arg);
+
+/* The maintenance passes' record: main.c writes it after each pass (on
+ * the pool), GET /api/v1/status reads it, both under mu. */
+typedef struct srv_maint_record {
+	pthread_mutex_t mu;
+	uint64_t interval_ms;       /* set before the server starts; not under mu */
+	uint64_t runs;
+	int64_t last_unix_s;        /* when the last run ended; 0 before */
+	uint64_t last_ms;           /* how long it took */
+	char error[256];            /* the last run's first failure, "" if none */
+} srv_maint_record;
+
+/* What GET /api/v1/status reads; everything must outlive the server. */
+typedef struct srv_status_opts {
+	srv_api *api;               /* store, symbolizer and agents */
+	srv_http *http;             /* its authentication counters */
+	bool auth;                  /* --auth-token-file given */
+	const char *version;
+	uint64_t start_ns;          /* uv_hrtime() at start, for uptime */
+	srv_maint_record *maint;
+} srv_status_opts;
+
+/* GET /healthz (public, answered on the loop thread) and GET
+ * /api/v1/status (server/api_status.c). o is not copied. */
+int srv_api_status_routes(srv_http *h, const srv_status_opts *o);
 
 /* HEAD and PUT /api/v1/debuginfo/{build_id} (server/api_debuginfo.c). */
 int srv_api_debuginfo_routes(srv_http *h, srv_api *api);

@@ -77,7 +77,7 @@ static int h_head(void *arg, const srv_req *req, srv_resp *resp)
 	srv_api *api = arg;
 	char path[4096], dir[4096];
 	const char *id;
-	srv_di_state st;
+	srv_debuginfo_state st;
 	int rc;
 	if (!id_path(api, req, resp, path, sizeof(path), &id))
 		return 0;
@@ -113,7 +113,7 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 	char path[4096], tmp[4200], dir[4096];
 	const char *id;
 	int fd = -1, rc = 0;
-	srv_di_result res;
+	srv_debuginfo_result res;
 	if (!id_path(api, req, resp, path, sizeof(path), &id))
 		return 0;
 	size_t len;

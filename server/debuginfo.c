@@ -126,14 +126,14 @@ static const char *put_target(const elf_info *in, const stored *s)
 }
 
 int srv_debuginfo_keep(const char *dir, const char *hex, int fd, const char *tmp,
-                       const void *data, size_t len, srv_di_result *res)
+                       const void *data, size_t len, srv_debuginfo_result *res)
 {
 	char path[4096];
 	elf_info in;
 	stored s;
 	int rc = 0;
 	bool unlink_tmp = true;
-	*res = (srv_di_result){.status = 400};
+	*res = (srv_debuginfo_result){.status = 400};
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
 	if (elf_inspect(fd, &in, res->msg, sizeof(res->msg)))
 		goto out;
@@ -197,13 +197,13 @@ out:
 	return rc;
 }
 
-int srv_debuginfo_look(const char *dir, const char *hex, srv_di_state *out)
+int srv_debuginfo_look(const char *dir, const char *hex, srv_debuginfo_state *out)
 {
 	char path[4096];
 	stored s;
 	int rc;
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
-	*out = (srv_di_state){0};
+	*out = (srv_debuginfo_state){0};
 	if ((rc = stored_look(path, &s)))
 		return rc;
 	out->binary = s.has_bin;

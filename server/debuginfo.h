@@ -13,12 +13,12 @@
 /* Largest file kept: PUT's body limit, and what a fetch may bring. */
 #define SRV_DEBUGINFO_MAX_BYTES (256ull << 20)
 
-typedef struct srv_di_result {
+typedef struct srv_debuginfo_result {
 	int status;              /* 201 kept, 200 nothing to add (the store has
 	                          * what it would bring), 400 refused */
 	const char *stored_as;   /* 201: "binary" (<hex>) or "debug" (<hex>.debug) */
 	char msg[300];           /* 400: why, for the client */
-} srv_di_result;
+} srv_debuginfo_result;
 
 /* Checks the file open as fd, written at tmp (a temporary name inside dir,
  * the debuginfo directory), and keeps it under build ID hex (lowercase,
@@ -29,16 +29,16 @@ typedef struct srv_di_result {
  * such a file is refused). tmp is unlinked unless it was kept; fd stays
  * the caller's. Returns 0 with *res filled, or -errno (I/O). */
 int srv_debuginfo_keep(const char *dir, const char *hex, int fd, const char *tmp,
-                       const void *data, size_t len, srv_di_result *res);
+                       const void *data, size_t len, srv_debuginfo_result *res);
 
 /* What the store has for build ID hex in dir. */
-typedef struct srv_di_state {
+typedef struct srv_debuginfo_state {
 	bool binary;   /* <hex> exists */
 	bool debug;    /* <hex>.debug exists */
 	bool dwarf;    /* either holds DWARF */
-} srv_di_state;
+} srv_debuginfo_state;
 /* Returns 0 with *out filled, or -errno (a stat failure other than
  * ENOENT). */
-int srv_debuginfo_look(const char *dir, const char *hex, srv_di_state *out);
+int srv_debuginfo_look(const char *dir, const char *hex, srv_debuginfo_state *out);
 
 #endif

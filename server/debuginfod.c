@@ -183,7 +183,7 @@ static int keep(srv_dbgd *d, const char *hex, int src, uint64_t size)
 {
 	static atomic_uint seq;
 	char tmp[4300];
-	srv_di_result res;
+	srv_debuginfo_result res;
 	int rc = 0;
 	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.d%u.tmp", d->dir, hex, (long)getpid(),
 	         atomic_fetch_add(&seq, 1));

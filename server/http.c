@@ -31,6 +31,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "server/alloc.h"
 #include "server/http.h"
 #include "server/metrics.h"
 #include "wire/auth.h"

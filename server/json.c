@@ -1,62 +1,14 @@
-/* json.c - the server's allocation wrapper, growable buffer and JSON
- * writer. Everything here aborts on out-of-memory rather than returning an
- * error, so response code stays linear. */
+/* json.c - the server's growable buffer and JSON writer (json.h).
+ * Everything here aborts on out-of-memory (through server/alloc.h) rather
+ * than returning an error, so response code stays linear. */
 #include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/alloc.h"
 #include "server/json.h"
-
-/* ---- allocation ---- */
-
-static void oom(size_t n)
-{
-	/* No allocation here: the heap is what failed. */
-	fprintf(stderr, "smolder-server: out of memory allocating %zu bytes\n", n);
-	abort();
-}
-
-void *srv_xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p)
-		oom(n);
-	return p;
-}
-
-void *srv_xcalloc(size_t nmemb, size_t size)
-{
-	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
-	if (!p)
-		oom(nmemb * size);
-	return p;
-}
-
-void *srv_xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n ? n : 1);
-	if (!q)
-		oom(n);
-	return q;
-}
-
-void *srv_xreallocarray(void *p, size_t nmemb, size_t size)
-{
-	size_t n;
-	if (__builtin_mul_overflow(nmemb, size, &n))
-		oom(SIZE_MAX);
-	return srv_xrealloc(p, n);
-}
-
-char *srv_xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = srv_xmalloc(n);
-	memcpy(p, s, n);
-	return p;
-}
 
 /* ---- buffer ---- */
 
@@ -74,7 +26,7 @@ void srv_buf_reserve(srv_buf *b, size_t n)
 	size_t need;
 	if (__builtin_add_overflow(b->len, n, &need) ||
 	    __builtin_add_overflow(need, 1, &need))
-		oom(SIZE_MAX);
+		srv_oom(SIZE_MAX);
 	if (need <= b->cap)
 		return;
 	size_t cap = b->cap ? b->cap : 256;

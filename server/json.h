@@ -1,10 +1,7 @@
-/* json.h - the server's memory helpers: one allocation wrapper, a growable
- * byte buffer, and a streaming JSON writer that responses are built with.
- * Not a JSON parser, and not for storage/ or query/, which return -ENOMEM
- * instead of aborting.
- *
- * The server may abort on out-of-memory, and does so only through the
- * srv_x* wrappers below: every function here either succeeds or aborts. */
+/* json.h - the server's growable byte buffer and the streaming JSON
+ * writer that responses are built with. Not a JSON parser, and not for
+ * storage/ or query/, which return -ENOMEM instead of aborting: every
+ * function here either succeeds or aborts (through server/alloc.h). */
 #ifndef SMOLDER_SRV_JSON_H
 #define SMOLDER_SRV_JSON_H
 
@@ -12,15 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* ---- allocation: abort with a message on out-of-memory, never NULL ---- */
-
-void *srv_xmalloc(size_t n);
-void *srv_xcalloc(size_t nmemb, size_t size);
-void *srv_xrealloc(void *p, size_t n);
-/* Reallocates p to nmemb * size bytes, aborting when the product overflows. */
-void *srv_xreallocarray(void *p, size_t nmemb, size_t size);
-char *srv_xstrdup(const char *s);
 
 /* ---- growable buffer ----
  * A plain value type, like uv_buf_t: data[0..len) is the content, and data

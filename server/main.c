@@ -1,7 +1,7 @@
 /* main.c - smolder-server: opens the store, serves the HTTP API on one
  * libuv loop, and runs storage maintenance (cut, retention, compaction) in
- * the background. The ingest, query and debug-info endpoints register
- * their routes from their own files; this file only wires things up. */
+ * the background. Every endpoint registers its routes from its own
+ * server/api_*.c file; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -36,7 +36,6 @@ typedef struct app {
 	srv_api api;                /* what the API's handlers share */
 	uint64_t start_ns;          /* uv_hrtime() at start, for uptime */
 	uv_timer_t maint_timer;
-	uint64_t maint_interval_ms;
 	uv_work_t maint_work;
 	bool maint_running;         /* loop thread only: one maintenance at a time */
 	uint64_t maint_due_ms;      /* uv_now() of the next scheduled pass */
@@ -46,12 +45,7 @@ typedef struct app {
 	bool stopping;
 	bool auth;                  /* --auth-token-file given */
 
-	pthread_mutex_t mu;         /* guards the maintenance record below,
-	                             * written by the pool, read by /status */
-	uint64_t maint_runs;
-	int64_t maint_last_unix_s;  /* when the last run ended; 0 before */
-	uint64_t maint_last_ms;     /* how long it took */
-	char maint_error[256];      /* the last run's first failure, "" if none */
+	srv_maint_record maint;     /* what /api/v1/status shows of the passes */
 } app;
 
 static int64_t now_ns(void)
@@ -96,12 +90,13 @@ static void maint_work_cb(uv_work_t *w)
 		if (!first_err[0])
 			snprintf(first_err, sizeof(first_err), "%s: %s", steps[i].what, e);
 	}
-	pthread_mutex_lock(&a->mu);
-	a->maint_runs++;
-	a->maint_last_unix_s = now_ns() / NS_PER_S;
-	a->maint_last_ms = (uv_hrtime() - t0) / 1000000;
-	snprintf(a->maint_error, sizeof(a->maint_error), "%s", first_err);
-	pthread_mutex_unlock(&a->mu);
+	srv_maint_record *m = &a->maint;
+	pthread_mutex_lock(&m->mu);
+	m->runs++;
+	m->last_unix_s = now_ns() / NS_PER_S;
+	m->last_ms = (uv_hrtime() - t0) / 1000000;
+	snprintf(m->error, sizeof(m->error), "%s", first_err);
+	pthread_mutex_unlock(&m->mu);
 }
 
 static void maint_after_cb(uv_work_t *w, int status)
@@ -151,93 +146,10 @@ static void maint_timer_cb(uv_timer_t *t)
 	uint64_t now = uv_now(&a->loop);
 	if (a->maint_running || now < a->maint_due_ms)
 		return;
-	a->maint_due_ms = now + a->maint_interval_ms;
+	a->maint_due_ms = now + a->maint.interval_ms;
 	a->maint_work.data = a;
 	if (uv_queue_work(&a->loop, &a->maint_work, maint_work_cb, maint_after_cb) == 0)
 		a->maint_running = true;
-}
-
-/* ---- endpoints ---- */
-
-static int healthz(void *arg, const srv_req *req, srv_resp *resp)
-{
-	(void)arg;
-	(void)req;
-	srv_json *j = srv_resp_json(resp, 200);
-	srv_json_obj_begin(j);
-	srv_json_kv_str(j, "status", "ok");
-	srv_json_obj_end(j);
-	return 0;
-}
-
-static int status(void *arg, const srv_req *req, srv_resp *resp)
-{
-	(void)req;
-	app *a = arg;
-	st_stats s;
-	st_get_stats(a->db, &s);
-	srv_json *j = srv_resp_json(resp, 200);
-	srv_json_obj_begin(j);
-	srv_json_kv_str(j, "version", SMOLDER_VERSION);
-	srv_json_kv_uint(j, "uptime_s", (uv_hrtime() - a->start_ns) / 1000000000u);
-
-	srv_json_key(j, "storage");
-	srv_json_obj_begin(j);
-	srv_json_kv_uint(j, "head_rows", s.head_rows);
-	srv_json_kv_uint(j, "head_partitions", s.head_partitions);
-	srv_json_kv_uint(j, "blocks", s.blocks);
-	srv_json_kv_uint(j, "block_rows", s.block_rows);
-	srv_json_kv_uint(j, "block_bytes", s.block_bytes);
-	srv_json_kv_uint(j, "wal_segments", s.wal_segments);
-	srv_json_kv_uint(j, "wal_bytes", s.wal_bytes);
-	srv_json_kv_uint(j, "wal_records", s.wal_records);
-	srv_json_kv_uint(j, "wal_syncs", s.wal_syncs);
-	srv_json_kv_uint(j, "wal_sync_ns", s.wal_sync_ns);
-	srv_json_kv_uint(j, "series", s.series);
-	srv_json_kv_uint(j, "stacks", s.stacks);
-	srv_json_kv_uint(j, "replayed_records", s.replayed_records);
-	srv_json_kv_uint(j, "torn_bytes", s.torn_bytes);
-	srv_json_obj_end(j);
-
-	pthread_mutex_lock(&a->mu);
-	srv_json_key(j, "maintenance");
-	srv_json_obj_begin(j);
-	srv_json_kv_uint(j, "interval_s", a->maint_interval_ms / 1000);
-	srv_json_kv_uint(j, "runs", a->maint_runs);
-	srv_json_kv_int(j, "last_run_unix_s", a->maint_last_unix_s);
-	srv_json_kv_uint(j, "last_run_ms", a->maint_last_ms);
-	srv_json_kv_str(j, "last_error", a->maint_error[0] ? a->maint_error : NULL);
-	srv_json_obj_end(j);
-	pthread_mutex_unlock(&a->mu);
-
-	if (a->api.sym) {
-		srv_sym_stats ss;
-		srv_sym_get_stats(a->api.sym, &ss);
-		srv_json_key(j, "symbolizer");
-		srv_json_obj_begin(j);
-		srv_json_kv_uint(j, "lookups", ss.lookups);
-		srv_json_kv_uint(j, "memory_hits", ss.memory_hits);
-		srv_json_kv_uint(j, "cache_hits", ss.cache_hits);
-		srv_json_kv_uint(j, "symbolized", ss.symbolized);
-		srv_json_kv_uint(j, "without_debuginfo", ss.unknown);
-		srv_json_kv_uint(j, "files_opened", ss.files_opened);
-		srv_json_kv_uint(j, "gopclntab_read", ss.go_tables);
-		srv_json_kv_uint(j, "gopclntab_unsupported", ss.go_unsupported);
-		srv_json_kv_uint(j, "gopclntab_malformed", ss.go_malformed);
-		srv_json_obj_end(j);
-	}
-	srv_api_agents_json(&a->api, j);
-
-	uint64_t rej_w, rej_r;
-	srv_http_auth_rejected(a->http, &rej_w, &rej_r);
-	srv_json_key(j, "auth");
-	srv_json_obj_begin(j);
-	srv_json_kv_bool(j, "enabled", a->auth);
-	srv_json_kv_uint(j, "rejected_writes", rej_w);
-	srv_json_kv_uint(j, "rejected_reads", rej_r);
-	srv_json_obj_end(j);
-	srv_json_obj_end(j);
-	return 0;
 }
 
 /* ---- shutdown ---- */
@@ -483,9 +395,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	app a = {0};
-	pthread_mutex_init(&a.mu, NULL);
+	pthread_mutex_init(&a.maint.mu, NULL);
 	a.start_ns = uv_hrtime();
-	a.maint_interval_ms = (uint64_t)(maint_ns / 1000000);
+	a.maint.interval_ms = (uint64_t)(maint_ns / 1000000);
 	if ((rc = uv_loop_init(&a.loop))) {
 		fprintf(stderr, "smolder-server: uv_loop_init: %s\n", uv_strerror(rc));
 		return 1;
@@ -512,17 +424,6 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	const srv_route routes[] = {
-		{.method = "GET", .path = "/healthz", .fn = healthz, .arg = &a,
-		 .flags = SRV_ROUTE_INLINE | SRV_ROUTE_PUBLIC},
-		{.method = "GET", .path = "/api/v1/status", .fn = status, .arg = &a},
-	};
-	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++)
-		if ((rc = srv_http_route(a.http, &routes[i]))) {
-			fprintf(stderr, "smolder-server: route %s %s: %s\n", routes[i].method,
-			        routes[i].path, strerror(-rc));
-			goto out;
-		}
 	if ((rc = srv_api_init(&a.api, a.db, data_dir))) {
 		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", data_dir,
 		        strerror(-rc));
@@ -539,7 +440,11 @@ int main(int argc, char **argv)
 	}
 	const srv_metrics_opts mopt = {.api = &a.api, .data_dir = data_dir,
 	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns};
-	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
+	const srv_status_opts status_opt = {.api = &a.api, .http = a.http, .auth = a.auth,
+	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns,
+	                               .maint = &a.maint};
+	if ((rc = srv_api_status_routes(a.http, &status_opt)) ||
+	    (rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
 	    (rc = srv_api_pyroscope_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
@@ -557,8 +462,8 @@ int main(int argc, char **argv)
 
 	uv_timer_init(&a.loop, &a.maint_timer);
 	a.maint_timer.data = &a;
-	uint64_t check_ms = a.maint_interval_ms < 1000 ? a.maint_interval_ms : 1000;
-	a.maint_due_ms = uv_now(&a.loop) + a.maint_interval_ms;
+	uint64_t check_ms = a.maint.interval_ms < 1000 ? a.maint.interval_ms : 1000;
+	a.maint_due_ms = uv_now(&a.loop) + a.maint.interval_ms;
 	uv_timer_start(&a.maint_timer, maint_timer_cb, check_ms, check_ms);
 	uv_signal_init(&a.loop, &a.sigint);
 	uv_signal_init(&a.loop, &a.sigterm);
@@ -596,7 +501,7 @@ out:
 	srv_api_free(&a.api);
 	if (uv_loop_close(&a.loop))
 		fprintf(stderr, "smolder-server: event loop still has open handles at exit\n");
-	pthread_mutex_destroy(&a.mu);
+	pthread_mutex_destroy(&a.maint.mu);
 	srv_dbgd_free(dbgd);
 	free(write_token);
 	free(read_token);

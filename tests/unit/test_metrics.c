@@ -1,4 +1,4 @@
-/* test_metrics.c - server/metrics.c: the Prometheus text writer (escaping,
+/* test_metrics.c - server/api_metrics.c: the Prometheus text writer (escaping,
  * number formats, family headers) and the request counters' route table
  * and latency buckets, as a scrape of GET /metrics renders them
  * (tests/integration/metrics_test.sh checks the whole endpoint). */

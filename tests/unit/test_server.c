@@ -26,6 +26,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "server/alloc.h"
 #include "server/api.h"
 #include "server/debuginfo.h"
 #include "server/http.h"
@@ -1339,7 +1340,8 @@ static void test_ui_missing(void **state)
 
 /* srv_debuginfo_keep of a copy of file under hex into store: the result's
  * status, with its message in out. */
-static int keep_copy(const char *store, const char *file, const char *hex, srv_di_result *out)
+static int keep_copy(const char *store, const char *file, const char *hex,
+                     srv_debuginfo_result *out)
 {
 	char tmp[700], cmd[1600];
 	snprintf(tmp, sizeof(tmp), "%s/upload.tmp", store);
@@ -1371,7 +1373,7 @@ static void test_debuginfo_build_id_rule(void **state)
 	assert_int_equal(system(cmd), 0);
 	snprintf(store, sizeof(store), "%s/store", dir);
 	assert_int_equal(mkdir(store, 0700), 0);
-	srv_di_result r;
+	srv_debuginfo_result r;
 
 	char ab[41], cd[41];
 	memset(ab, 0, sizeof(ab));

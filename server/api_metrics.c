@@ -1,4 +1,4 @@
-/* metrics.c - the server's counters and GET /metrics (metrics.h). The
+/* api_metrics.c - the server's counters and GET /metrics (metrics.h). The
  * counters are atomics bumped by handlers; the store's, symbolizer's and
  * agents' figures are read at each scrape, so nothing here duplicates
  * what they keep themselves. */

@@ -1,4 +1,4 @@
-/* ingest_native.c - POST /api/v1/ingest: the agent's native batches
+/* api_ingest_native.c - POST /api/v1/ingest: the agent's native batches
  * (wire/wire.h, docs/protocol.md) decoded, turned into one storage batch
  * and stored; plus the per-agent record GET /api/v1/status shows. The
  * decoding rules are wire/'s and the validation of labels and names is
@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "server/alloc.h"
 #include "server/api.h"
 #include "server/json.h"
 #include "server/metrics.h"
