@@ -59,6 +59,13 @@ CFLAGS ?=
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
 LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lpthread -lm
 
+# base/: the ground floor every module may include (errors, the buffer,
+# text, the hash map, clocks); it includes nothing of ours. libbase.a goes
+# last on every link line.
+BASE_SRC := $(wildcard base/*.c)
+BASE_OBJ := $(BASE_SRC:%.c=$(BUILD)/%.o)
+BASE_LIB := $(BUILD)/libbase.a
+
 STORAGE_SRC := $(wildcard storage/*.c)
 STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
 QUERY_SRC := $(wildcard query/*.c)
@@ -121,7 +128,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_STORAGE_OBJ := $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o) \
+FUZZ_BASE_OBJ := $(BASE_SRC:%.c=build/fuzz/%.o)
+FUZZ_STORAGE_OBJ := $(FUZZ_BASE_OBJ) $(STORAGE_SRC:%.c=build/fuzz/%.o) $(QUERY_SRC:%.c=build/fuzz/%.o) \
 	build/fuzz/gen/wire/profile.pb-c.o build/fuzz/server/pprof_in.o build/fuzz/wire/wire.o \
 	build/fuzz/server/pyroscope.o
 
@@ -129,7 +137,7 @@ BENCH_BIN := $(BUILD)/bench/bench_storage
 
 .PHONY: all deps deps-build test-compose test test-unit test-integration test-tsan test-ui ui-deps screenshots test-fuzz fuzz-build \
 	bench bench-smoke clean run
-all: $(SERVER_BIN) $(AGENT_BIN) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
+all: $(SERVER_BIN) $(AGENT_BIN) $(BASE_LIB) $(BUILD)/libstorage.a $(BUILD)/libquery.a $(BENCH_BIN) $(BUILD)/bench/fsync_bench \
 	$(BUILD)/bench/query_bench $(CLI_BIN) $(BUILD)/bench/cpu_load
 
 deps:
@@ -157,13 +165,13 @@ $(BUILD)/server/%.o: CFLAGS_ALL += -I$(LLHTTP_INC)
 
 # server/ uses query/ and storage/ (docs/architecture.md): libraries last.
 $(SERVER_BIN): $(BUILD)/server/main.o $(SERVER_OBJ) $(LLHTTP_OBJ) $(BUILD)/libquery.a \
-		$(BUILD)/libstorage.a
+		$(BUILD)/libstorage.a $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_SERVER) $(LDLIBS_QUERY) \
 		$(LDLIBS_STORAGE)
 
-$(CLI_BIN): $(BUILD)/server/cli/smolder.o $(BUILD)/wire/auth.o $(WIRE_ELF_OBJ)
+$(CLI_BIN): $(BUILD)/server/cli/smolder.o $(BUILD)/wire/auth.o $(WIRE_ELF_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -lcurl $(LDLIBS_WIRE_ELF) -lxxhash
@@ -283,10 +291,14 @@ $(SYM_DIR)/go_busy_stripped: tests/programs/go_busy.go
 	$(Q)$(GO_BUILD) -ldflags='-s -w' -o $@ $<
 
 # agent/ uses bpf/ and wire/ only (docs/architecture.md).
-$(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ) $(WIRE_ELF_OBJ)
+$(AGENT_BIN): $(AGENT_OBJ) $(WIRE_OBJ) $(WIRE_ELF_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) $(LDLIBS_AGENT)
+
+$(BASE_LIB): $(BASE_OBJ)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libstorage.a: $(STORAGE_OBJ)
 	$(call msg,AR,$@)
@@ -353,54 +365,56 @@ TEST_symbolize_LIBS := $(LDLIBS_SYM)
 TEST_gopclntab_OBJ = $(SYM_OBJ)
 TEST_gopclntab_LIBS := $(LDLIBS_SYM)
 .SECONDEXPANSION:
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libquery.a $(BUILD)/libstorage.a $(BASE_LIB) \
 		$$(TEST_$$*_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(TEST_$*_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(TEST_$*_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a $(BASE_LIB) \
 		$(LDFLAGS_SAN) -lcmocka $(TEST_$*_LIBS) $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 
 # Makes native batches for the integration scripts (valid, broken in
 # chosen ways) and prints fallback build IDs: no hand-made bytes in tests.
 MKBATCH_BIN := $(BUILD)/tests/mkbatch
-$(MKBATCH_BIN): tests/tools/mkbatch.c $(WIRE_OBJ)
+$(MKBATCH_BIN): tests/tools/mkbatch.c $(WIRE_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) $(LDLIBS_WIRE)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(BASE_LIB) $(LDFLAGS_SAN) $(LDLIBS_WIRE)
 
 # Simulated agents pushing unique batches through kill -9s (crash_test.sh).
 PUSHER_BIN := $(BUILD)/tests/pusher
-$(PUSHER_BIN): tests/tools/pusher.c $(WIRE_OBJ)
+$(PUSHER_BIN): tests/tools/pusher.c $(WIRE_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) -lcurl -lpthread $(LDLIBS_WIRE)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(BASE_LIB) $(LDFLAGS_SAN) -lcurl -lpthread \
+		$(LDLIBS_WIRE)
 
 # Fetches one build ID through server/debuginfod.c, for debuginfod_test.sh.
 DBGD_FETCH_BIN := $(BUILD)/tests/dbgd_fetch
 $(DBGD_FETCH_BIN): tests/tools/dbgd_fetch.c $(BUILD)/server/debuginfod.o \
-		$(BUILD)/server/debuginfo.o $(WIRE_ELF_OBJ)
+		$(BUILD)/server/debuginfo.o $(WIRE_ELF_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod $(LDLIBS_WIRE_ELF) -lxxhash -lpthread
 
-$(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
+$(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS_ALL) -I$(GEN)/wire $< -o $@ $(WIRE_PROTO_OBJ) \
-		$(BUILD)/libstorage.a $(LDFLAGS_SAN) -lprotobuf-c -lz $(LDLIBS_STORAGE)
+		$(BUILD)/libstorage.a $(BASE_LIB) $(LDFLAGS_SAN) -lprotobuf-c -lz $(LDLIBS_STORAGE)
 
-$(BUILD)/bench/query_bench: bench/query_bench.c $(BUILD)/libquery.a $(BUILD)/libstorage.a
+$(BUILD)/bench/query_bench: bench/query_bench.c $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+		$(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a \
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libquery.a $(BUILD)/libstorage.a $(BASE_LIB) \
 		$(LDFLAGS_SAN) $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 
 # bench/symbolize: the symbolizer alone, on files with DWARF
 SYMBOLIZE_BENCH := $(BUILD)/bench/symbolize_bench
-$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libstorage.a
+$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libstorage.a $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libstorage.a \
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libstorage.a $(BASE_LIB) \
 		$(LDFLAGS_SAN) $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 
 # bench/agent_overhead's workload: plain -O2, frame pointers for perf's sake.
@@ -411,15 +425,16 @@ $(BUILD)/bench/cpu_load: bench/cpu_load.c
 
 # bench/load: simulated agents and users over HTTP (libcurl)
 LOAD_BENCH := $(BUILD)/bench/load_bench
-$(LOAD_BENCH): bench/load_bench.c $(WIRE_OBJ)
+$(LOAD_BENCH): bench/load_bench.c $(WIRE_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(LDFLAGS_SAN) -lcurl -lpthread $(LDLIBS_WIRE)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(WIRE_OBJ) $(BASE_LIB) $(LDFLAGS_SAN) -lcurl -lpthread \
+		$(LDLIBS_WIRE)
 
-$(BUILD)/bench/fsync_bench: bench/fsync_bench.c
+$(BUILD)/bench/fsync_bench: bench/fsync_bench.c $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_SAN)
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(BASE_LIB) $(LDFLAGS_SAN)
 
 # libFuzzer targets: clang, separate objects. `make test` replays the
 # committed corpora; `make fuzz-build` and then build/fuzz/fuzz_X CORPUS_DIR
@@ -442,9 +457,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 		-fno-sanitize-recover=all $< $(FUZZ_STORAGE_OBJ) -o $@ $(LDLIBS_QUERY) $(LDLIBS_STORAGE)
 fuzz-build: $(FUZZ_BIN)
 # the agent's /proc readers: agent objects, not the storage ones
-FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
+FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o \
 	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o \
-	build/fuzz/wire/buildid.o
+	build/fuzz/wire/buildid.o $(FUZZ_BASE_OBJ)
 build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -467,7 +482,8 @@ build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
 	build/fuzz/server/debuginfod.o \
-	build/fuzz/server/debuginfo.o build/fuzz/wire/buildid.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
+	build/fuzz/server/debuginfo.o build/fuzz/wire/buildid.o $(STORAGE_SRC:%.c=build/fuzz/%.o) \
+	$(FUZZ_BASE_OBJ)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -480,11 +496,12 @@ build/fuzz/fuzz_gopclntab: tests/fuzz/fuzz_gopclntab.c $(FUZZ_SYM_OBJ)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 # the unwind table builder (agent/unwind_table.c) on hostile ELF files
-build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
+build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o $(FUZZ_BASE_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
+		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o $(FUZZ_BASE_OBJ) -o $@ \
+		-ldw -lelf
 .SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
 	build/fuzz/agent/python.o
 

@@ -16,7 +16,6 @@
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
  *               cache, debug-info uploads (libcurl)
- *   clock.c     wall and monotonic time
  *
  * Everything runs on the main thread and nothing here is thread-safe,
  * except unwind.c's builder thread, which only reads files and computes
@@ -537,10 +536,5 @@ void ag_push_upload(ag_push *p, ag_objs *objs);
 /* When the next retry is due (0: nothing waits). */
 int64_t ag_push_next_retry(const ag_push *p);
 void ag_push_get_stats(const ag_push *p, ag_push_stats *out);
-
-/* ---- util ---- */
-
-int64_t ag_now_ns(void);       /* CLOCK_REALTIME */
-int64_t ag_mono_ns(void);      /* CLOCK_MONOTONIC */
 
 #endif

@@ -14,6 +14,7 @@
 
 #include <linux/types.h>
 
+#include "base/clock.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
 #include "wire/auth.h"
@@ -165,7 +166,7 @@ static int drain(agent *a)
 	int rc = ag_sampler_drain(a->sampler, &counts, &n);
 	if (rc)
 		return rc;
-	int64_t now = ag_now_ns();
+	int64_t now = base_realtime_ns();
 	a->ctx.drain++;
 	ag_batch *b;
 	rc = ag_batch_build(&a->ctx, counts, n, ++a->seq, a->last_drain_ns, now, &b);
@@ -468,20 +469,20 @@ int main(int argc, char **argv)
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
 	                       .verbose = verbose > 0, .labeler = a.labeler,
 	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py};
-	a.last_drain_ns = ag_now_ns();
+	a.last_drain_ns = base_realtime_ns();
 	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
 	        ag_sampler_ncpus(a.sampler), freq, server, interval);
 
-	int64_t t0 = ag_mono_ns(), next = t0 + (int64_t)interval * 1000000000;
+	int64_t t0 = base_monotonic_ns(), next = t0 + (int64_t)interval * 1000000000;
 	int64_t deadline = exit_after ? t0 + (int64_t)exit_after * 1000000000 : INT64_MAX;
 	while (!g_stop) {
-		int64_t now = ag_mono_ns(), wake = next < deadline ? next : deadline;
+		int64_t now = base_monotonic_ns(), wake = next < deadline ? next : deadline;
 		int64_t due = ag_procs_tick(a.procs, now);
 		if (due && due < wake)
 			wake = due;
 		int64_t retry = ag_push_next_retry(a.push);
 		if (retry) {
-			int64_t r = now + (retry - ag_now_ns());
+			int64_t r = now + (retry - base_realtime_ns());
 			if (r < wake)
 				wake = r;
 		}
@@ -490,7 +491,7 @@ int main(int argc, char **argv)
 		if (a.unw && ag_unw_tick(a.unw) > 0 && ms > 10)
 			ms = 10;
 		ag_sampler_poll(a.sampler, ms);
-		now = ag_mono_ns();
+		now = base_monotonic_ns();
 		if (now >= deadline)
 			break;
 		if (now >= next) {
@@ -500,11 +501,11 @@ int main(int argc, char **argv)
 			err = drain(&a);
 			if (err)
 				fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
-			ag_push_flush(a.push, ag_now_ns());
+			ag_push_flush(a.push, base_realtime_ns());
 			ag_push_upload(a.push, a.objs);
 			ag_objs_expire(a.objs, a.ctx.drain > 6 ? a.ctx.drain - 6 : 0);
-		} else if (retry && ag_now_ns() >= retry) {
-			ag_push_flush(a.push, ag_now_ns());
+		} else if (retry && base_realtime_ns() >= retry) {
+			ag_push_flush(a.push, base_realtime_ns());
 		}
 	}
 	/* the last partial interval, then one more delivery attempt */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "agent/agent.h"
 
 #define NBUCKETS 4096
@@ -295,7 +296,7 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	free(pr->maps);
 	pr->maps = v;
 	pr->nmaps = n;
-	pr->maps_read_ns = ag_mono_ns();
+	pr->maps_read_ns = base_monotonic_ns();
 	pr->maps_read_drain = drain;
 	if (p->on_maps)
 		p->on_maps(p->hook_arg, pr);
@@ -318,7 +319,7 @@ ag_proc *ag_procs_get(ag_procs *p, pid_t pid, const char *comm)
 	read_labels(p, &nd->p, comm);
 	ag_procs_refresh(p, &nd->p, UINT64_MAX - 1);
 	ag_labels_read(p->root, &nd->p);  /* after the mappings: those are urgent */
-	rq_push(&p->rq[0], pid, ag_mono_ns() + reread_ns[0]);
+	rq_push(&p->rq[0], pid, base_monotonic_ns() + reread_ns[0]);
 	return &nd->p;
 }
 
@@ -352,7 +353,7 @@ void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm)
 	pr->maps_read_drain = UINT64_MAX;
 	ag_procs_refresh(p, pr, UINT64_MAX - 1);
 	ag_labels_read(p->root, pr);
-	rq_push(&p->rq[0], pid, ag_mono_ns() + reread_ns[0]);
+	rq_push(&p->rq[0], pid, base_monotonic_ns() + reread_ns[0]);
 }
 
 int64_t ag_procs_tick(ag_procs *p, int64_t now)

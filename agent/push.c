@@ -22,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "base/clock.h"
 #include "agent/agent.h"
 #include "wire/auth.h"
 
@@ -329,7 +330,7 @@ int ag_push_flush(ag_push *p, int64_t now_ns)
 			p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_MIN_NS;
 			if (p->backoff > BACKOFF_MAX_NS)
 				p->backoff = BACKOFF_MAX_NS;
-			p->next_retry = ag_now_ns() + p->backoff;
+			p->next_retry = base_realtime_ns() + p->backoff;
 			break;
 		}
 		if (p->down) {

@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 
+#include "base/clock.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
 
@@ -235,13 +236,13 @@ out:
 /* The builder thread's work: reads fd, closes it. */
 static void run_job(ag_unw *u, job *j)
 {
-	int64_t t0 = ag_mono_ns();
+	int64_t t0 = base_monotonic_ns();
 	j->rc = read_loads(j->fd, j);
 	if (!j->rc)
 		j->rc = ag_unw_build(j->fd, u->o.rows_cap, &j->rows, &j->n, &j->info);
 	close(j->fd);
 	j->fd = -1;
-	j->ns = ag_mono_ns() - t0;
+	j->ns = base_monotonic_ns() - t0;
 }
 
 static void *builder(void *arg)
@@ -541,7 +542,7 @@ static void count_ready(ag_unw *u, uproc *p)
 {
 	if (!p->event_ns)
 		return;
-	int64_t dt = ag_mono_ns() - p->event_ns;
+	int64_t dt = base_monotonic_ns() - p->event_ns;
 	if (dt >= 0) {
 		u->st.ready++;
 		u->st.ready_ns += (uint64_t)dt;

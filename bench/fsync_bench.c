@@ -11,14 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 #define RECORD (24 * 1024)  /* a group commit of ~7 pushes of ~220 rows */
 #define ROUNDS 1000
 
 static double now_s(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+	return (double)base_monotonic_ns() / 1e9;
 }
 
 /* Milliseconds per append + fdatasync; prefill writes the file's blocks

@@ -22,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "base/clock.h"
 #include "wire/wire.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -38,16 +39,7 @@ static atomic_int failed;
 
 static double now_s(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+	return (double)base_monotonic_ns() / 1e9;
 }
 
 static uint64_t mix(uint64_t x)
@@ -471,7 +463,7 @@ int main(int argc, char **argv)
 	pthread_t ti[64], tq[8];
 	if (nq > 8)
 		nq = 8;
-	wall0 = wall_ns();
+	wall0 = base_realtime_ns();
 	double b0 = now_s();
 	/* The backfill (the hour before, so the 1-hour merge reads an hour)
 	 * runs in the ingest threads with an empty timed phase. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "query/query.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -16,9 +17,7 @@
 
 static double now_s(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+	return (double)base_monotonic_ns() / 1e9;
 }
 
 static int count_row(void *arg, const st_row *r)

@@ -39,6 +39,7 @@
 
 #include <zlib.h>
 
+#include "base/clock.h"
 #include "profile.pb-c.h"
 #include "storage/storage.h"
 
@@ -138,10 +139,7 @@ static double unit_of(uint64_t h)
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return (double)base_monotonic_ns() / 1e9;
 }
 
 static double cpu_s(void)

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "server/symbolize.h"
 #include "wire/buildid.h"
 #include "storage/storage.h"
@@ -59,9 +60,7 @@ static void die(const char *what, int rc)
 
 static double now_s(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + t.tv_nsec / 1e9;
+	return (double)base_monotonic_ns() / 1e9;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "server/api.h"
 #include "server/metrics.h"
 #include "server/pprof_in.h"
@@ -26,12 +27,10 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 	const char *name = srv_req_query(req, "__name__", 0);
 	const uint8_t *body = srv_req_body(req, &len);
 	srv_metrics_ingest_bytes(SRV_METRICS_PPROF, len);
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
 	srv_pprof pp;
 	srv_pprof_err e;
 	int rc = srv_pprof_decode(body, len, name && *name ? name : "process_cpu", labels,
-	                          nlabels, (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec,
+	                          nlabels, base_realtime_ns(),
 	                          &pp, &e);
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, e.status, "%s", e.msg);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "server/alloc.h"
 #include "server/api.h"
 #include "server/json.h"
@@ -75,13 +76,6 @@ void srv_api_free(srv_api *api)
 	memset(api, 0, sizeof(*api));
 }
 
-static int64_t unix_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Records an accepted batch. The table is small and batches come every
  * few seconds per agent, so a linear scan under the lock is fine. */
 static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
@@ -121,7 +115,7 @@ static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
 	a->last_seq = b->seq;
 	a->last_start_ns = b->start_ns;
 	a->last_end_ns = b->end_ns;
-	a->last_seen_unix_ns = unix_ns();
+	a->last_seen_unix_ns = base_realtime_ns();
 	a->batches++;
 	a->rows += b->nrows;
 	a->samples += samples;

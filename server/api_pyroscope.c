@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "server/api.h"
 #include "server/metrics.h"
 #include "server/pprof_in.h"
@@ -110,9 +111,7 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	if (from) {
 		ts_ns = (int64_t)from * 1000000000LL;
 	} else {
-		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
-		ts_ns = (int64_t)now.tv_sec * 1000000000LL + now.tv_nsec;
+		ts_ns = base_realtime_ns();
 	}
 	size_t len;
 	const uint8_t *body = srv_req_body(req, &len);

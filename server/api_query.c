@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "query/parse.h"
 #include "query/query.h"
 #include "server/api.h"
@@ -14,13 +15,6 @@
 #define NS_PER_S 1000000000LL
 #define DEFAULT_RANGE_NS (3600LL * NS_PER_S)
 #define MAX_BY_LABELS 8
-
-static int64_t now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * NS_PER_S + t.tv_nsec;
-}
 
 /* 400 {"error": "...", "position": N} for a parameter that did not parse. */
 static void bad_param(srv_resp *resp, const char *param, const q_error *e)
@@ -78,7 +72,7 @@ static int get_range(const srv_req *req, srv_resp *resp, const char *from_p,
                      const char *to_p, int64_t dfrom, int64_t dto, int64_t *from,
                      int64_t *to)
 {
-	int64_t now = now_ns();
+	int64_t now = base_realtime_ns();
 	if (get_time(req, resp, from_p, now, dfrom ? dfrom : now - DEFAULT_RANGE_NS, from) ||
 	    get_time(req, resp, to_p, now, dto ? dto : now, to))
 		return -1;
@@ -358,7 +352,7 @@ static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 	int rc = 0;
 	/* discovery defaults to the last 24 h: wide enough to find a label,
 	 * narrow enough to stay fast */
-	int64_t now = now_ns();
+	int64_t now = base_realtime_ns();
 	if (get_range(req, resp, "from", "to", now - 24 * DEFAULT_RANGE_NS, now, &from, &to))
 		goto out;
 	const char *q = srv_req_query(req, "query", 0);

@@ -19,6 +19,7 @@
 
 #include <elfutils/debuginfod.h>
 
+#include "base/clock.h"
 #include "server/debuginfo.h"
 #include "server/debuginfod.h"
 #include "wire/wire.h"
@@ -41,13 +42,6 @@ struct srv_dbgd {
 	tried *t;         /* guarded by mu */
 	size_t n;
 };
-
-static int64_t mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
 
 int srv_dbgd_new(const char *urls, const char *debuginfo_dir, srv_dbgd **out)
 {
@@ -126,7 +120,7 @@ void srv_dbgd_free(srv_dbgd *d)
  * remembered outcome of this hour's attempt (-EAGAIN while it runs). */
 static int claim(srv_dbgd *d, const char *hex)
 {
-	int64_t now = mono_s();
+	int64_t now = (base_monotonic_ns() / 1000000000);
 	int rc = 0;
 	pthread_mutex_lock(&d->mu);
 	for (size_t i = 0; i < d->n; i++) {

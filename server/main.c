@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "base/clock.h"
 #include "query/parse.h"
 #include "server/api.h"
 #include "server/debuginfod.h"
@@ -48,13 +49,6 @@ typedef struct app {
 	srv_maint_record maint;     /* what /api/v1/status shows of the passes */
 } app;
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
 /* ---- maintenance ---- */
 
 #define SYM_PER_TICK 4096  /* locations the background symbolizer names per tick */
@@ -67,7 +61,7 @@ static void maint_work_cb(uv_work_t *w)
 {
 	app *a = w->data;
 	uint64_t t0 = uv_hrtime();
-	int64_t now = now_ns();
+	int64_t now = base_realtime_ns();
 	char first_err[256] = "";
 	/* the symbolizer names what arrived since, a bounded amount per tick
 	 * so a fleet's first upload of big files does not hog a pool thread */
@@ -93,7 +87,7 @@ static void maint_work_cb(uv_work_t *w)
 	srv_maint_record *m = &a->maint;
 	pthread_mutex_lock(&m->mu);
 	m->runs++;
-	m->last_unix_s = now_ns() / NS_PER_S;
+	m->last_unix_s = base_realtime_ns() / NS_PER_S;
 	m->last_ms = (uv_hrtime() - t0) / 1000000;
 	snprintf(m->error, sizeof(m->error), "%s", first_err);
 	pthread_mutex_unlock(&m->mu);
@@ -111,7 +105,7 @@ static void maint_after_cb(uv_work_t *w, int status)
 static void cut_work_cb(uv_work_t *w)
 {
 	app *a = w->data;
-	int rc = st_cut(a->db, now_ns(), 0);
+	int rc = st_cut(a->db, base_realtime_ns(), 0);
 	if (rc) {
 		char buf[128];
 		fprintf(stderr, "smolder-server: storage cut failed: %s\n",
@@ -481,8 +475,7 @@ int main(int argc, char **argv)
 	 * head into blocks now only spares the next start its replay. A
 	 * failure here loses nothing (the WAL stays), so it is reported, not
 	 * fatal. */
-	int64_t now_ns = (int64_t)time(NULL) * 1000000000LL;
-	int crc = st_cut(a.db, now_ns, 1);
+	int crc = st_cut(a.db, base_realtime_ns(), 1);
 	if (crc)
 		fprintf(stderr, "smolder-server: flushing the head at exit failed (%s); the WAL "
 		        "keeps everything and is replayed at the next start\n", strerror(-crc));

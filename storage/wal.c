@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "storage/st_int.h"
 #include "storage/wal.h"
 
@@ -428,15 +429,13 @@ int st__wal_sync(st__wal *w, uint64_t lsn)
 		uint64_t target = w->written_lsn;
 		int fd = w->fd;
 		pthread_mutex_unlock(&w->sync_mu);
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int64_t t0 = base_monotonic_ns();
 		int r = fdatasync(fd) ? -errno : 0;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
+		int64_t t1 = base_monotonic_ns();
 		pthread_mutex_lock(&w->sync_mu);
 		w->syncing = false;
 		w->syncs++;
-		w->sync_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
-		                         (t1.tv_nsec - t0.tv_nsec));
+		w->sync_ns += (uint64_t)(t1 - t0);
 		if (r)
 			w->failed = r; /* after a failed fsync the page cache lies */
 		else if (target > w->durable_lsn)

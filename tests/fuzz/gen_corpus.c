@@ -2,8 +2,8 @@
  * from real stores, so the fuzzers start from inputs that pass every
  * checksum and reach the decoders. Not part of the build; from the repo root:
  *
- *   make build/libstorage.a && cc -std=gnu11 -g -O1 -Wall -Wextra -Werror \
- *     -D_GNU_SOURCE -I. tests/fuzz/gen_corpus.c build/libstorage.a \
+ *   make build/libstorage.a build/libbase.a && cc -std=gnu11 -g -O1 -Wall -Wextra \
+ *     -Werror -D_GNU_SOURCE -I. tests/fuzz/gen_corpus.c build/libstorage.a build/libbase.a \
  *     -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lpthread -lm -o /tmp/gen_corpus \
  *   && /tmp/gen_corpus tests/fuzz/corpus
  *

@@ -3,9 +3,9 @@
  * fuzz_wire wraps itself), from an empty batch to one with every frame
  * kind. Not part of the build; from the repo root:
  *
- *   make build/wire/wire.o && cc -std=gnu11 -Wall -Wextra -Werror \
+ *   make build/wire/wire.o build/libbase.a && cc -std=gnu11 -Wall -Wextra -Werror \
  *     -Wno-missing-field-initializers -D_GNU_SOURCE \
- *     -I. tests/fuzz/gen_wire_corpus.c build/wire/wire.o -llz4 -lxxhash \
+ *     -I. tests/fuzz/gen_wire_corpus.c build/wire/wire.o build/libbase.a -llz4 -lxxhash \
  *     -o /tmp/gen_wire && /tmp/gen_wire tests/fuzz/corpus/wire
  *
  * Deterministic; only the files named here are (over)written. */
