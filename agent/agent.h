@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/err.h"
 #include "wire/wire.h"
 
 /* ---- objects.c ---- */
@@ -243,9 +244,9 @@ typedef struct ag_relabel ag_relabel;
  * Returns 0, -EINVAL with "LINE:COL: message" in err, or -ENOMEM. A regex
  * that takes more than AG_REGEX_MATCH_LIMIT steps on a hostile value is
  * refused. Free with ag_relabel_free(). */
-int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, char *err, size_t errlen);
+int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, base_err *err);
 /* The same from a file; err is "PATH:LINE:COL: message". */
-int ag_relabel_load(const char *path, ag_relabel **out, char *err, size_t errlen);
+int ag_relabel_load(const char *path, ag_relabel **out, base_err *err);
 void ag_relabel_free(ag_relabel *r);
 /* Runs the rules (r may be NULL: none) over l, then removes the "__"
  * labels. Returns 1 to keep the process, 0 when a keep/drop rule dropped

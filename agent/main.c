@@ -365,19 +365,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (token_file) {
-		char msg[256];
-		if (wire_auth_read_token_file(token_file, &token, NULL, msg, sizeof(msg))) {
-			fprintf(stderr, "smolder-agent: %s\n", msg);
+		base_err e = {0};
+		if (wire_auth_read_token_file(token_file, &token, NULL, &e)) {
+			fprintf(stderr, "smolder-agent: %s\n", e.msg);
 			return 2;
 		}
 	}
 	if (config) {
 		/* before anything is loaded: a config that does not parse stops
 		 * the agent, with the place it went wrong */
-		char msg[600];
-		int e = ag_relabel_load(config, &rules, msg, sizeof(msg));
-		if (e) {
-			fprintf(stderr, "smolder-agent: %s\n", msg);
+		base_err e = {0};
+		if (ag_relabel_load(config, &rules, &e)) {
+			fprintf(stderr, "smolder-agent: %s\n", e.msg);
 			free(token);
 			return 2;
 		}

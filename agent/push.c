@@ -249,7 +249,7 @@ static long post(ag_push *p, const qent *q, uint32_t n, bool full)
 	send.stacks = st;
 	send.rows = w->rows + q->done;
 	send.nrows = n;
-	wire_err e;
+	base_err e;
 	if (wire_encode(&send, &body, &len, &e)) {
 		if (p->o.verbose)
 			fprintf(stderr, "smolder-agent: batch %" PRIu64 " does not encode: %s\n",

@@ -108,22 +108,19 @@ static int regex_too_slow(const pcre2_code *re, pcre2_match_context *mctx,
 typedef struct pctx {
 	yaml_document_t *doc;
 	ag_relabel *r;
-	char *err;
-	size_t errlen;
+	base_err *err;
 } pctx;
 
 static int __attribute__((format(printf, 3, 4))) perr(pctx *c, const yaml_node_t *n,
                                                       const char *fmt, ...)
 {
-	int k = snprintf(c->err, c->errlen, "%zu:%zu: ", n ? n->start_mark.line + 1 : 1,
-	                 n ? n->start_mark.column + 1 : 1);
-	if (k < 0 || (size_t)k >= c->errlen)
-		return -EINVAL;
+	char what[BASE_ERR_MSG];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
+	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return -EINVAL;
+	return base_fail(c->err, -EINVAL, "%zu:%zu: %s", n ? n->start_mark.line + 1 : 1,
+	                 n ? n->start_mark.column + 1 : 1, what);
 }
 
 static const char *scalar(const yaml_node_t *n)
@@ -300,7 +297,7 @@ static int parse_doc(pctx *c)
 	return 0;
 }
 
-int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, char *err, size_t errlen)
+int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, base_err *err)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -310,9 +307,9 @@ int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, char *err, 
 	if (!r)
 		return -ENOMEM;
 	if (len > AG_CONFIG_MAX_BYTES) {
-		snprintf(err, errlen, "1:1: the config is larger than %d bytes", AG_CONFIG_MAX_BYTES);
 		ag_relabel_free(r);
-		return -EINVAL;
+		return base_fail(err, -EINVAL, "1:1: the config is larger than %d bytes",
+		                 AG_CONFIG_MAX_BYTES);
 	}
 	r->mctx = pcre2_match_context_create(NULL);
 	if (!r->mctx || !yaml_parser_initialize(&parser)) {
@@ -323,14 +320,15 @@ int ag_relabel_parse(const char *text, size_t len, ag_relabel **out, char *err, 
 	pcre2_set_depth_limit(r->mctx, AG_REGEX_MATCH_LIMIT);
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%zu:%zu: %s%s%s", parser.problem_mark.line + 1,
-		         parser.problem_mark.column + 1, parser.problem ? parser.problem : "bad YAML",
-		         parser.context ? " " : "", parser.context ? parser.context : "");
-		rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+		rc = base_fail(err, parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -EINVAL,
+		               "%zu:%zu: %s%s%s", parser.problem_mark.line + 1,
+		               parser.problem_mark.column + 1,
+		               parser.problem ? parser.problem : "bad YAML", parser.context ? " " : "",
+		               parser.context ? parser.context : "");
 		goto out;
 	}
 	have_doc = 1;
-	pctx c = {&doc, r, err, errlen};
+	pctx c = {&doc, r, err};
 	if ((rc = parse_doc(&c)))
 		goto out;
 	/* one match data for every rule: as many groups as the largest */
@@ -348,7 +346,7 @@ out:
 		yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
 	if (rc == -ENOMEM)
-		snprintf(err, errlen, "out of memory");
+		base_fail(err, rc, "out of memory");
 	if (rc) {
 		ag_relabel_free(r);
 		return rc;
@@ -357,37 +355,32 @@ out:
 	return 0;
 }
 
-int ag_relabel_load(const char *path, ag_relabel **out, char *err, size_t errlen)
+int ag_relabel_load(const char *path, ag_relabel **out, base_err *err)
 {
-	char msg[400];
+	base_err pe = {0};
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	*out = NULL;
 	if (fd < 0 || fstat(fd, &st)) {
 		int e = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(e));
 		if (fd >= 0)
 			close(fd);
-		return -e;
+		return base_fail(err, -e, "%s: %s", path, strerror(e));
 	}
 	if (st.st_size > AG_CONFIG_MAX_BYTES) {
 		close(fd);
-		snprintf(err, errlen, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
-		return -EINVAL;
+		return base_fail(err, -EINVAL, "%s: larger than %d bytes", path, AG_CONFIG_MAX_BYTES);
 	}
 	char *text = malloc((size_t)st.st_size + 1);
 	ssize_t n = text ? read(fd, text, (size_t)st.st_size) : -1;
 	close(fd);
 	if (n < 0) {
 		free(text);
-		snprintf(err, errlen, "%s: cannot read", path);
-		return -EIO;
+		return base_fail(err, -EIO, "%s: cannot read", path);
 	}
-	int rc = ag_relabel_parse(text, (size_t)n, out, msg, sizeof(msg));
+	int rc = ag_relabel_parse(text, (size_t)n, out, &pe);
 	free(text);
-	if (rc)
-		snprintf(err, errlen, "%s:%s", path, msg);
-	return rc;
+	return rc ? base_fail(err, rc, "%s:%s", path, pe.msg) : 0;
 }
 
 /* ---- applying ---- */

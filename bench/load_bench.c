@@ -247,7 +247,7 @@ static int push(CURL *c, host *h, int64_t start, int timed)
 		                1000000000 / HZ, TYPE, ctr, 1, pr, (uint32_t)nprocs,
 		                objs, NSERVICES + 1, st, nst, rows, nrows};
 		size_t len = 0;
-		wire_err err;
+		base_err err;
 		free(buf);
 		buf = NULL;
 		if (wire_encode(&b, &buf, &len, &err)) {

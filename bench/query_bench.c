@@ -30,7 +30,7 @@ static int count_row(void *arg, const st_row *r)
 static uint64_t rows_in(st_db *db, const q_side *s)
 {
 	st_selection *sel;
-	st_err err;
+	base_err err;
 	uint64_t n = 0;
 	if (st_select(db, s->m, s->nm, s->from_ns, s->to_ns, &sel, &err))
 		return 0;
@@ -61,7 +61,7 @@ static double time_storage(st_db *db, const q_side *s)
 		st_selection *sel;
 		st_stack_sum *sums = NULL;
 		size_t n;
-		st_err err;
+		base_err err;
 		double t0 = now_s();
 		if (st_select(db, s->m, s->nm, s->from_ns, s->to_ns, &sel, &err) ||
 		    st_merge(db, sel, s->from_ns, s->to_ns, &sums, &n))
@@ -81,7 +81,7 @@ static double time_query(st_db *db, const q_side *s, int what, int64_t *total)
 {
 	double best = 1e9;
 	for (int i = 0; i < RUNS; i++) {
-		st_err err;
+		base_err err;
 		q_tree *t = NULL;
 		q_buf o = {0};
 		double t0 = now_s();
@@ -119,7 +119,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	st_db *db;
-	st_err err;
+	base_err err;
 	if (st_open(argv[1], NULL, &db, &err)) {
 		fprintf(stderr, "query_bench: %s: %s\n", argv[1], err.msg);
 		return 1;

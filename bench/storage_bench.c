@@ -1538,13 +1538,13 @@ struct appenders {
 	uint32_t n;
 	atomic_uint next;
 	atomic_int rc;
-	st_err err;
+	base_err err;
 };
 
 static void *appender(void *arg)
 {
 	struct appenders *a = arg;
-	st_err err;
+	base_err err;
 
 	for (;;) {
 		uint32_t i = atomic_fetch_add(&a->next, 1);
@@ -1609,7 +1609,7 @@ int main(int argc, char **argv)
 	struct pprof pp = {0};
 	struct appenders ap = {0};
 	st_db *db = NULL;
-	st_err err = {{0}};
+	base_err err = {0};
 	st_stack_sum *want = NULL;
 	char tmpdir[] = "/tmp/smolder-bench-XXXXXX";
 	const char *dir = NULL;

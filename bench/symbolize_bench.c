@@ -222,7 +222,7 @@ static st_frame_info *store_locations(st_db *db, const file *files, size_t nf, s
 			st_stack_def sd = {st_stack_hash(obj, (uint32_t)nf, fr, n), fr, n};
 			st_sample sm = {1767225600LL * 1000000000LL + (int64_t)*nkeep, 0, sd.id, 1};
 			st_batch b = {&ser, 1, obj, (uint32_t)nf, &sd, 1, &sm, 1};
-			st_err err = {{0}};
+			base_err err = {0};
 			int rc = st_append(db, &b, &err);
 			if (rc) {
 				fprintf(stderr, "st_append: %s\n", err.msg);
@@ -337,7 +337,7 @@ int main(int argc, char **argv)
 	/* cached: a store whose symbols table a first pass filled */
 	snprintf(path, sizeof(path), "%s/data", tmp);
 	st_db *db;
-	st_err err = {{0}};
+	base_err err = {0};
 	int rc = st_open(path, NULL, &db, &err);
 	if (rc) {
 		fprintf(stderr, "st_open: %s\n", err.msg);

@@ -342,7 +342,7 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
  * the locations of all those stacks and the names of the ones not named
  * yet, each in one bulk read, then the tree. */
 static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
-                    const q_resolver *r, st_err *err)
+                    const q_resolver *r, base_err *err)
 {
 	st_selection *sel = NULL;
 	st_stack_sum *sums = NULL;
@@ -434,7 +434,7 @@ static int tree_new(bool diff, q_tree **out)
 }
 
 int q_merge(st_db *db, const q_side *side, const q_resolver *r, q_tree **out,
-            st_err *err)
+            base_err *err)
 {
 	q_tree *t;
 	int rc = tree_new(false, &t);
@@ -449,7 +449,7 @@ int q_merge(st_db *db, const q_side *side, const q_resolver *r, q_tree **out,
 }
 
 int q_diff(st_db *db, const q_side *base, const q_side *compare,
-           const q_resolver *r, q_tree **out, st_err *err)
+           const q_resolver *r, q_tree **out, base_err *err)
 {
 	q_tree *t;
 	int rc = tree_new(true, &t);

@@ -55,23 +55,23 @@ static void line_col(const char *s, size_t pos, size_t *line, size_t *col)
 	}
 }
 
-static int vfail(q_error *err, const char *s, size_t pos, const char *fmt, va_list ap)
+static int vfail(base_err *err, const char *s, size_t pos, const char *fmt, va_list ap)
 {
 	if (!err)
 		return -EINVAL;
 	/* line and column are for people; pos is for programs (underlining) */
 	size_t line, col;
 	line_col(s, pos, &line, &col);
+	char what[BASE_ERR_MSG];
+	vsnprintf(what, sizeof(what), fmt, ap);
 	err->pos = pos;
-	int h = snprintf(err->msg, sizeof(err->msg), "%zu:%zu: ", line, col);
-	vsnprintf(err->msg + h, sizeof(err->msg) - (size_t)h, fmt, ap);
-	return -EINVAL;
+	return base_fail(err, -EINVAL, "%zu:%zu: %s", line, col, what);
 }
 
 /* Fills err (when not NULL) and returns -EINVAL, so call sites read
  * `return fail(err, s, pos, "expected ...")`. */
 __attribute__((format(printf, 4, 5)))
-static int fail(q_error *err, const char *s, size_t pos, const char *fmt, ...)
+static int fail(base_err *err, const char *s, size_t pos, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -80,13 +80,11 @@ static int fail(q_error *err, const char *s, size_t pos, const char *fmt, ...)
 	return rc;
 }
 
-static int nomem(q_error *err)
+static int nomem(base_err *err)
 {
-	if (err) {
+	if (err)
 		err->pos = 0;
-		snprintf(err->msg, sizeof(err->msg), "out of memory");
-	}
-	return -ENOMEM;
+	return base_fail(err, -ENOMEM, "out of memory");
 }
 
 /* ---- characters ---- */
@@ -160,7 +158,7 @@ typedef struct pstate {
 	const char *s;
 	size_t len;
 	size_t i;                     /* the cursor */
-	q_error *err;
+	base_err *err;
 	q_selector *sel;
 	char *w;                      /* next free byte of sel->strs */
 	char *wend;                   /* end of sel->strs */
@@ -374,7 +372,7 @@ static int check_regex(pstate *ps, size_t open, const char *name, const char *re
 	PCRE2_UCHAR msg[160];
 	if (pcre2_get_error_message(ec, msg, sizeof(msg)) < 0)
 		snprintf((char *)msg, sizeof(msg), "error %d", ec);
-	/* the name is cut so PCRE2's message fits in q_error.msg */
+	/* the name is cut so PCRE2's message fits in base_err.msg */
 	return PFAIL(ps, open, "bad regex for label \"%.64s\": %s at offset %zu of the regex",
 	             name, (const char *)msg, (size_t)eo);
 }
@@ -485,7 +483,7 @@ static int parse_braces(pstate *ps)
 	return 0;
 }
 
-int q_parse_selector(const char *s, q_selector **out, q_error *err)
+int q_parse_selector(const char *s, q_selector **out, base_err *err)
 {
 	pstate ps = {.s = s, .err = err};
 	int rc = 0;
@@ -625,7 +623,7 @@ static const struct unit {
 };
 
 /* A duration in s[i, end): positions in errors are offsets in s. */
-static int parse_dur(const char *s, size_t i, size_t end, int64_t *out, q_error *err)
+static int parse_dur(const char *s, size_t i, size_t end, int64_t *out, base_err *err)
 {
 	int64_t total = 0;
 	size_t last = (size_t)-1;  /* index in units[] of the previous unit */
@@ -675,7 +673,7 @@ static int parse_dur(const char *s, size_t i, size_t end, int64_t *out, q_error 
 	return 0;
 }
 
-int q_parse_duration(const char *s, int64_t *out_ns, q_error *err)
+int q_parse_duration(const char *s, int64_t *out_ns, base_err *err)
 {
 	size_t i = 0, end = strlen(s);
 	if (err) {
@@ -714,7 +712,7 @@ static int days_in_month(int y, int m)
 typedef struct tstate {
 	const char *s;
 	size_t i, end;
-	q_error *err;
+	base_err *err;
 } tstate;
 
 /* Two digits of a field in [lo, hi]. */
@@ -852,7 +850,7 @@ static int parse_unix(tstate *t, int64_t *out)
 	return 0;
 }
 
-int q_parse_time(const char *s, int64_t now_ns, int64_t *out_ns, q_error *err)
+int q_parse_time(const char *s, int64_t now_ns, int64_t *out_ns, base_err *err)
 {
 	tstate t = {.s = s, .end = strlen(s), .err = err};
 	if (err) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/err.h"
 #include "storage/storage.h"
 
 /* The profile type a selector without a TYPE prefix means: on-CPU time. */
@@ -23,14 +24,10 @@
  * length limit applies to the canonical form as well as to the input. */
 #define Q_SELECTOR_FORMAT_MAX (Q_MAX_SELECTOR_LEN + 1)
 
-/* Why parsing failed. pos is the 0-based byte offset in the input where the
- * problem is (the input's length when it ended too early); msg starts with
- * "LINE:COL: " (1-based line, 1-based byte column) and says what was
- * expected there, ready to show a user. */
-typedef struct q_error {
-	size_t pos;
-	char msg[256];
-} q_error;
+/* Why parsing failed, in a base_err: pos is the 0-based byte offset in
+ * the input where the problem is (the input's length when it ended too
+ * early); msg starts with "LINE:COL: " (1-based line, 1-based byte
+ * column) and says what was expected there, ready to show a user. */
 
 typedef struct q_selector q_selector;
 
@@ -40,7 +37,7 @@ typedef struct q_selector q_selector;
  * reported with the position of its string. On success *out is a new
  * selector the caller frees with q_selector_free(). Returns 0, -EINVAL with
  * err filled for a bad selector, or -ENOMEM. err may be NULL. */
-int q_parse_selector(const char *s, q_selector **out /* out */, q_error *err);
+int q_parse_selector(const char *s, q_selector **out /* out */, base_err *err);
 
 /* Accepts NULL. */
 void q_selector_free(q_selector *sel);
@@ -73,14 +70,14 @@ int q_selector_format(const q_selector *sel, char *buf, size_t n);
  * whitespace is ignored. Returns 0, or -EINVAL with err filled for bad input
  * or a result outside int64 nanoseconds. err may be NULL. */
 int q_parse_time(const char *s, int64_t now_ns, int64_t *out_ns /* out */,
-                 q_error *err);
+                 base_err *err);
 
 /* Parses a duration as Prometheus does: one or more NUMBER UNIT, units from
  * largest to smallest, each at most once: y (365 d), w, d, h, m, s, ms, e.g.
  * "90s", "1h30m", "2d12h"; "0" alone is zero. No sign. Surrounding
  * whitespace is ignored. Returns 0, or -EINVAL with err filled (also when
  * the total does not fit in int64 nanoseconds, about 292 years). */
-int q_parse_duration(const char *s, int64_t *out_ns /* out */, q_error *err);
+int q_parse_duration(const char *s, int64_t *out_ns /* out */, base_err *err);
 
 /* Tests only: when set to n > 0, the n-th allocation the parser makes from
  * then on (its own or PCRE2's) fails, once, and the counter returns to 0.

@@ -80,7 +80,7 @@ struct q_tree {
  * tree t (built from base and compare), reading each side's rows again
  * to split it into profiles; sets t->sig. */
 int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree *t,
-                   st_err *err);
+                   base_err *err);
 void q__sig_free(q__sig *s);
 /* ,"significant":B,"p":P,"q":Q for one node (nothing before q__sig_compute). */
 int q__sig_node_json(const q_tree *t, uint32_t node, q_buf *o);

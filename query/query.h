@@ -49,12 +49,12 @@ typedef struct q_tree q_tree;
 /* Sums the samples of side per stack and builds the call tree, root
  * "total". resolver may be NULL. Free with q_tree_free(). */
 int q_merge(st_db *db, const q_side *side, const q_resolver *resolver,
-            q_tree **out, st_err *err);
+            q_tree **out, base_err *err);
 
 /* Two merges in one tree: every node carries base and compare values, and
  * whether its change is significant (below). */
 int q_diff(st_db *db, const q_side *base, const q_side *compare,
-           const q_resolver *resolver, q_tree **out, st_err *err);
+           const q_resolver *resolver, q_tree **out, base_err *err);
 
 void q_tree_free(q_tree *t);
 
@@ -120,13 +120,13 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
 #define Q_MAX_RANGE_SERIES 10000
 
 /* Profile types with series in [from, to): JSON array of strings, sorted. */
-int q_types_json(st_db *db, int64_t from_ns, int64_t to_ns, q_buf *out, st_err *err);
+int q_types_json(st_db *db, int64_t from_ns, int64_t to_ns, q_buf *out, base_err *err);
 
 /* Label names (name == NULL) or the values of one label, over the series
  * that match m in [from, to); JSON array of strings, sorted, without
  * __name__ in the names. */
 int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
-                  int64_t to_ns, const char *name, q_buf *out, st_err *err);
+                  int64_t to_ns, const char *name, q_buf *out, base_err *err);
 
 /* The timeline: the sum of values per step per series, or per distinct
  * value of the `by` labels when nby > 0. JSON as Prometheus' matrix:
@@ -134,7 +134,7 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
  * a point for every step that has samples. -EINVAL (with err) for a step
  * that would make more than Q_MAX_RANGE_POINTS points or an open range. */
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
-                 const char *const *by, size_t nby, q_buf *out, st_err *err);
+                 const char *const *by, size_t nby, q_buf *out, base_err *err);
 
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);

@@ -63,7 +63,7 @@ static int set_json(strset *s, q_buf *out)
 typedef int (*labels_fn)(void *arg, uint64_t id, const st_label *l, size_t n);
 
 static int each_series(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                       int64_t to, labels_fn fn, void *arg, st_err *err)
+                       int64_t to, labels_fn fn, void *arg, base_err *err)
 {
 	st_selection *sel;
 	int rc = st_select(db, m, nm, from, to, &sel, err);
@@ -109,7 +109,7 @@ static int collect_cb(void *arg, uint64_t id, const st_label *l, size_t n)
 }
 
 int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                  int64_t to, const char *name, q_buf *out, st_err *err)
+                  int64_t to, const char *name, q_buf *out, base_err *err)
 {
 	collect c = {.name = name};
 	int rc = each_series(db, m, nm, from, to, collect_cb, &c, err);
@@ -119,7 +119,7 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
 	return rc;
 }
 
-int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
+int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, base_err *err)
 {
 	return q_labels_json(db, NULL, 0, from, to, ST_TYPE_LABEL, out, err);
 }
@@ -211,16 +211,14 @@ static int cmp_group(const void *a, const void *b)
 }
 
 int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const *by,
-                 size_t nby, q_buf *out, st_err *err)
+                 size_t nby, q_buf *out, base_err *err)
 {
 	int rc = 0;
 	range r = {.from = side->from_ns, .step = step, .by = by, .nby = nby};
 	if (step <= 0 || side->to_ns <= side->from_ns || side->to_ns == INT64_MAX ||
 	    (uint64_t)(side->to_ns - side->from_ns) / (uint64_t)step >= Q_MAX_RANGE_POINTS) {
-		if (err)
-			snprintf(err->msg, sizeof(err->msg), "a range needs from < to and a step "
-			         "giving at most %d points", Q_MAX_RANGE_POINTS);
-		return -EINVAL;
+		return base_fail(err, -EINVAL, "a range needs from < to and a step giving at most "
+		                 "%d points", Q_MAX_RANGE_POINTS);
 	}
 	/* Steps start at multiples of the step since the epoch (as Prometheus
 	 * aligns), not at `from`: a point's time is then a round number, and
@@ -233,9 +231,9 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	st_selection *sel = NULL;
 	uint32_t *sel_group = NULL;
 	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, range_series, &r, err);
-	if (rc == -E2BIG && err)
-		snprintf(err->msg, sizeof(err->msg), "more than %d lines: narrow the selector "
-		         "or group by fewer labels", Q_MAX_RANGE_SERIES);
+	if (rc == -E2BIG)
+		base_fail(err, rc, "more than %d lines: narrow the selector or group by fewer "
+		          "labels", Q_MAX_RANGE_SERIES);
 	if (!rc)
 		rc = st_select(db, side->m, side->nm, side->from_ns, side->to_ns, &sel, err);
 	if (!rc) {

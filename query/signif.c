@@ -248,7 +248,7 @@ typedef struct side_fn {
  * statistics of every node and function. */
 static int side_stats(st_db *db, const q_side *q, int side, q_tree *t, q__sig *s,
                       const uint8_t *outer, uint32_t G, acc *nodes, acc *flat, acc *cum,
-                      double *n2, st_err *err)
+                      double *n2, base_err *err)
 {
 	st_selection *sel = NULL;
 	scan sc = {.t = t, .G = G};
@@ -370,7 +370,7 @@ static uint32_t groups_for(size_t nodes)
 }
 
 int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree *t,
-                   st_err *err)
+                   base_err *err)
 {
 	pthread_once(&gsl_once, gsl_quiet);
 	q__sig *s = calloc(1, sizeof(*s));

@@ -137,7 +137,7 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 	if ((rc = srv_debuginfo_keep(dir, id, fd, tmp, body, len, &res)))
 		goto out;
 	if (res.status == 400) {
-		srv_resp_error(resp, 400, "%s", res.msg);
+		srv_resp_error(resp, 400, "%s", res.err.msg);
 	} else {
 		/* a new file may name what could not be named, or better (DWARF
 		 * beside a stripped binary): the symbolizer starts over for it */

@@ -28,7 +28,7 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 	const uint8_t *body = srv_req_body(req, &len);
 	srv_metrics_ingest_bytes(SRV_METRICS_PPROF, len);
 	srv_pprof pp;
-	srv_pprof_err e;
+	base_err e;
 	int rc = srv_pprof_decode(body, len, name && *name ? name : "process_cpu", labels,
 	                          nlabels, base_realtime_ns(),
 	                          &pp, &e);
@@ -39,7 +39,7 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (rc)
 		goto out;
-	st_err serr = {{0}};
+	base_err serr = {0};
 	rc = st_append(db, &pp.batch, &serr);
 	/* -ENOENT (a sample without its stack) cannot happen: pprof batches
 	 * carry every stack they use; if it did, it is the input's fault */

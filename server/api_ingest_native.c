@@ -246,7 +246,7 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	size_t len;
 	const uint8_t *body = srv_req_body(req, &len);
 	wire_decoded *wd = NULL;
-	wire_err we;
+	base_err we;
 	conv c = {0};
 	srv_metrics_ingest_bytes(SRV_METRICS_NATIVE, len);
 	int rc = wire_decode(body, len, &wd, &we);
@@ -262,7 +262,7 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	const wire_batch *w = wire_decoded_batch(wd);
 	uint64_t samples;
 	convert(w, &c, &samples);
-	st_err serr = {{0}};
+	base_err serr = {0};
 	rc = st_append(api->db, &c.b, &serr);
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, 400, "%s", serr.msg);

@@ -34,7 +34,7 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 /* Stores b and answers with its counts, as /api/v1/ingest/pprof does. */
 static int store(st_db *db, const st_batch *b, srv_metrics_ingest_kind k, srv_resp *resp)
 {
-	st_err serr = {{0}};
+	base_err serr = {0};
 	int rc = st_append(db, b, &serr);
 	if (rc == -EINVAL || rc == -ENOENT) {
 		srv_resp_error(resp, 400, "%s", serr.msg);
@@ -58,8 +58,8 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	srv_pyro_name *nm = malloc(sizeof(*nm));
 	srv_pyro txt;
 	srv_pprof pp;
-	srv_pyro_err e;
-	srv_pprof_err pe;
+	base_err e;
+	base_err pe;
 	int rc = 0;
 	memset(&txt, 0, sizeof(txt));
 	memset(&pp, 0, sizeof(pp));

@@ -17,7 +17,7 @@
 #define MAX_BY_LABELS 8
 
 /* 400 {"error": "...", "position": N} for a parameter that did not parse. */
-static void bad_param(srv_resp *resp, const char *param, const q_error *e)
+static void bad_param(srv_resp *resp, const char *param, const base_err *e)
 {
 	srv_resp_set(resp, 400, "application/json");
 	srv_buf *b = srv_resp_body(resp);
@@ -36,7 +36,7 @@ static int get_selector(const srv_req *req, srv_resp *resp, const char *param,
                         q_selector **out)
 {
 	const char *s = srv_req_query(req, param, 0);
-	q_error e;
+	base_err e;
 	int rc = q_parse_selector(s ? s : "{}", out, &e);
 	if (rc == -ENOMEM) {
 		srv_resp_error(resp, 503, "out of memory parsing %s; try again", param);
@@ -54,7 +54,7 @@ static int get_time(const srv_req *req, srv_resp *resp, const char *param, int64
                     int64_t def, int64_t *out)
 {
 	const char *s = srv_req_query(req, param, 0);
-	q_error e;
+	base_err e;
 	if (!s || !*s) {
 		*out = def;
 		return 0;
@@ -113,7 +113,7 @@ static void reply(srv_resp *resp, const char *type, q_buf *b)
 
 /* A failure of the engine: bad input it found (a regex the parser let
  * through, limits) is the client's; anything else is ours. */
-static int engine_error(srv_resp *resp, int rc, const st_err *err)
+static int engine_error(srv_resp *resp, int rc, const base_err *err)
 {
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, 400, "%s", err->msg[0] ? err->msg : "invalid query");
@@ -150,7 +150,7 @@ static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
                      q_selector **sel, q_tree **t)
 {
 	st_db *db = api->db;
-	st_err err = {{0}};
+	base_err err = {0};
 	int64_t from, to;
 	size_t nm;
 	if (get_selector(req, resp, "query", sel) ||
@@ -171,7 +171,7 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
-	st_err err = {{0}};
+	base_err err = {0};
 	size_t max_nodes;
 	int rc = 0;
 	const char *fmt = format_of(req);
@@ -214,7 +214,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	q_selector *bs = NULL, *cs = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
-	st_err err = {{0}};
+	base_err err = {0};
 	int64_t from, to, bfrom, bto, cfrom, cto;
 	size_t max_nodes, limit, nb, nc;
 	int rc = 0;
@@ -261,7 +261,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
-	st_err err = {{0}};
+	base_err err = {0};
 	size_t limit;
 	int rc = 0;
 	if (get_uint(req, resp, "limit", 100, 100000, &limit))
@@ -287,7 +287,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 	st_db *db = ((srv_api *)arg)->db;
 	q_selector *sel = NULL;
 	q_buf out = {0};
-	st_err err = {{0}};
+	base_err err = {0};
 	int64_t from, to, step;
 	size_t nm, nby = 0;
 	char *by_copy = NULL;
@@ -298,7 +298,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 		goto out;
 	const char *st = srv_req_query(req, "step", 0);
 	if (st && *st) {
-		q_error e;
+		base_err e;
 		if (q_parse_duration(st, &step, &e)) {
 			bad_param(resp, "step", &e);
 			goto out;
@@ -345,7 +345,7 @@ static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 {
 	q_selector *sel = NULL;
 	q_buf out = {0};
-	st_err err = {{0}};
+	base_err err = {0};
 	int64_t from, to;
 	size_t nm = 0;
 	const st_matcher *m = NULL;

@@ -36,9 +36,9 @@ typedef struct elf_info {
 
 /* Reads the ELF file fd into *info: its build ID (wire/buildid.h's rule,
  * as the agent names the file) and whether it carries DWARF and code.
- * Returns 0, or -EINVAL with why in msg when fd is not a readable ELF
+ * Returns 0, or -EINVAL with why in err when fd is not a readable ELF
  * file. */
-static int elf_inspect(int fd, elf_info *info, char *msg, size_t msglen)
+static int elf_inspect(int fd, elf_info *info, base_err *err)
 {
 	pthread_once(&elf_once, elf_init);
 	memset(info, 0, sizeof(*info));
@@ -46,8 +46,7 @@ static int elf_inspect(int fd, elf_info *info, char *msg, size_t msglen)
 	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	int rc = 0;
 	if (!e || elf_kind(e) != ELF_K_ELF || gelf_getclass(e) == ELFCLASSNONE) {
-		snprintf(msg, msglen, "not a valid ELF file: %s", elf_errmsg(-1));
-		rc = -EINVAL;
+		rc = base_fail(err, -EINVAL, "not a valid ELF file: %s", elf_errmsg(-1));
 		goto out;
 	}
 	size_t shstrndx;
@@ -77,12 +76,11 @@ out:
  * or unreadable (then a debug file is welcome). */
 static bool stored_has_dwarf(const char *path)
 {
-	char msg[200];
 	elf_info info;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	bool dwarf = elf_inspect(fd, &info, msg, sizeof(msg)) == 0 && info.dwarf;
+	bool dwarf = elf_inspect(fd, &info, NULL) == 0 && info.dwarf;
 	close(fd);
 	return dwarf;
 }
@@ -135,24 +133,23 @@ int srv_debuginfo_keep(const char *dir, const char *hex, int fd, const char *tmp
 	bool unlink_tmp = true;
 	*res = (srv_debuginfo_result){.status = 400};
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
-	if (elf_inspect(fd, &in, res->msg, sizeof(res->msg)))
+	if (elf_inspect(fd, &in, &res->err))
 		goto out;
 	if (in.hex[0] && strcmp(in.hex, hex)) {
-		snprintf(res->msg, sizeof(res->msg), "the file's GNU build ID is %s, not %s", in.hex,
-		         hex);
+		base_fail(&res->err, 0, "the file's GNU build ID is %s, not %s", in.hex, hex);
 		goto out;
 	}
 	if (!in.hex[0]) {
 		uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
 		if (!data) {
-			snprintf(res->msg, sizeof(res->msg), "the file has no GNU build ID note");
+			base_fail(&res->err, 0, "the file has no GNU build ID note");
 			goto out;
 		}
 		wire_fallback_build_id(data, len, fb);
 		wire_hex(fb, sizeof(fb), in.hex);
 		if (strcmp(in.hex, hex)) {
-			snprintf(res->msg, sizeof(res->msg), "the file has no GNU build ID note and its "
-			         "fallback ID (XXH3-128 of its content) is %s, not %s", in.hex, hex);
+			base_fail(&res->err, 0, "the file has no GNU build ID note and its fallback ID "
+			          "(XXH3-128 of its content) is %s, not %s", in.hex, hex);
 			goto out;
 		}
 	}

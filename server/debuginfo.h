@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/err.h"
+
 /* Largest file kept: PUT's body limit, and what a fetch may bring. */
 #define SRV_DEBUGINFO_MAX_BYTES (256ull << 20)
 
@@ -17,7 +19,7 @@ typedef struct srv_debuginfo_result {
 	int status;              /* 201 kept, 200 nothing to add (the store has
 	                          * what it would bring), 400 refused */
 	const char *stored_as;   /* 201: "binary" (<hex>) or "debug" (<hex>.debug) */
-	char msg[300];           /* 400: why, for the client */
+	base_err err;            /* 400: why, for the client (err.msg) */
 } srv_debuginfo_result;
 
 /* Checks the file open as fd, written at tmp (a temporary name inside dir,

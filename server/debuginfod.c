@@ -200,7 +200,7 @@ static int keep(srv_dbgd *d, const char *hex, int src, uint64_t size)
 		goto out;
 	if (res.status == 400) {
 		fprintf(stderr, "smolder-server: debuginfod sent an unusable file for %s: %s\n", hex,
-		        res.msg);
+		        res.err.msg);
 		rc = -EINVAL;
 	} else if (res.status == 201) {
 		fprintf(stderr, "smolder-server: debuginfod: kept %s as its %s file\n", hex,

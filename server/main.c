@@ -172,7 +172,7 @@ static void on_signal(uv_signal_t *sig, int signum)
  * "0" alone is zero): one parser for flags and queries. */
 static int parse_duration(const char *s, int64_t *out)
 {
-	q_error e;
+	base_err e;
 	return q_parse_duration(s, out, &e) ? -EINVAL : 0;
 }
 
@@ -182,11 +182,11 @@ static int parse_duration(const char *s, int64_t *out)
  * share it, and the operator sees the warning at every start. */
 static int load_token(const char *path, char **out)
 {
-	char err[256];
+	base_err err = {0};
 	bool shared = false;
-	int rc = wire_auth_read_token_file(path, out, &shared, err, sizeof(err));
+	int rc = wire_auth_read_token_file(path, out, &shared, &err);
 	if (rc)
-		fprintf(stderr, "smolder-server: %s\n", err);
+		fprintf(stderr, "smolder-server: %s\n", err.msg);
 	else if (shared)
 		fprintf(stderr, "smolder-server: warning: token file %s is readable by group or "
 		        "others; chmod 600 it\n", path);
@@ -411,7 +411,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	st_err serr;
+	base_err serr;
 	if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
 		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", data_dir,
 		        serr.msg[0] ? serr.msg : strerror(-rc));

@@ -144,7 +144,7 @@ static int frame_push(conv *c, st_frame f)
 
 /* Appends the frames of one location, innermost first. */
 static int location_frames(conv *c, const Perftools__Profiles__Location *l,
-                           const uint64_t *map_index_by_id, size_t nmap, char *err, size_t elen)
+                           const uint64_t *map_index_by_id, size_t nmap, base_err *err)
 {
 	const profile *p = c->p;
 	int rc = 0;
@@ -161,11 +161,9 @@ static int location_frames(conv *c, const Perftools__Profiles__Location *l,
 		const char *name = fn ? str_at(p, fn->name) : NULL;
 		if (!name || !*name)
 			continue;
-		if (strlen(name) > ST_MAX_SYMBOL_LEN) {
-			snprintf(err, elen, "function name of %zu bytes, the limit is %d",
-			         strlen(name), ST_MAX_SYMBOL_LEN);
-			return -EINVAL;
-		}
+		if (strlen(name) > ST_MAX_SYMBOL_LEN)
+			return base_fail(err, -EINVAL, "function name of %zu bytes, the limit is %d",
+			                 strlen(name), ST_MAX_SYMBOL_LEN);
 		rc = frame_push(c, (st_frame){ST_FRAME_NAMED, 0, 0, name});
 		named = true;
 	}
@@ -200,9 +198,7 @@ static int location_frames(conv *c, const Perftools__Profiles__Location *l,
 }
 
 #define FAIL(code, ...) do { \
-		e->status = (code); \
-		snprintf(e->msg, sizeof(e->msg), __VA_ARGS__); \
-		rc = -EINVAL; \
+		rc = base_fail_status(e, -EINVAL, (code), __VA_ARGS__); \
 		goto out; \
 	} while (0)
 
@@ -226,7 +222,7 @@ void srv_pprof_free(srv_pprof *o)
 
 int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
                      const st_label *labels, size_t nlabels, int64_t now_ns,
-                     srv_pprof *out, srv_pprof_err *e)
+                     srv_pprof *out, base_err *e)
 {
 	profile *p = NULL;
 	conv c = {0};
@@ -235,7 +231,7 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 	st_stack_def *stacks = NULL;
 	st_sample *samples = NULL;
 	size_t nstacks = 0, nsamples = 0;
-	char err[300] = "";
+	base_err lerr = {0};
 	int rc = 0;
 	memset(out, 0, sizeof(*out));
 	e->status = 400;
@@ -316,9 +312,9 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 		if (l->id >= 1 && l->id <= nloc)
 			loc_idx_by_id[l->id - 1] = i;
 		loc_first[i] = (uint32_t)c.nframes;
-		rc = location_frames(&c, l, map_idx, nmap, err, sizeof(err));
+		rc = location_frames(&c, l, map_idx, nmap, &lerr);
 		if (rc == -EINVAL)
-			FAIL(400, "location %zu: %s", i, err);
+			FAIL(400, "location %zu: %s", i, lerr.msg);
 		if (rc)
 			goto out;
 		loc_count[i] = (uint32_t)(c.nframes - loc_first[i]);

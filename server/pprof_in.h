@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/err.h"
 #include "storage/storage.h"
 
 #define SRV_PPROF_MAX_BODY (64u << 20)    /* bytes as received */
@@ -36,11 +37,6 @@ typedef struct srv_pprof {
 	size_t nnames;
 } srv_pprof;
 
-/* Why a profile was refused: the HTTP status to answer and a message. */
-typedef struct srv_pprof_err {
-	int status;
-	char msg[300];
-} srv_pprof_err;
 
 /* Decodes body into out. name is the profile type's name (a word), labels
  * the series labels (copied by reference: they must outlive out). Samples
@@ -48,7 +44,7 @@ typedef struct srv_pprof_err {
  * profile, or -ENOMEM. out is always safe to free. */
 int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
                      const st_label *labels, size_t nlabels, int64_t now_ns,
-                     srv_pprof *out, srv_pprof_err *e);
+                     srv_pprof *out, base_err *e);
 void srv_pprof_free(srv_pprof *p);
 
 #endif

@@ -12,17 +12,8 @@
 
 #include "server/pyroscope.h"
 
-static int fail(srv_pyro_err *e, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(srv_pyro_err *e, int status, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	e->status = status;
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+/* Input refused: -EINVAL, with the HTTP status and why in e. */
+#define fail(e, status, ...) base_fail_status((e), -EINVAL, (status), __VA_ARGS__)
 
 /* The suffixes Pyroscope's clients put after the app name. */
 static const char *const known_types[] = {
@@ -48,7 +39,7 @@ static const char *skip_sp(const char *p)
 	return p;
 }
 
-int srv_pyro_parse_name(const char *s, srv_pyro_name *out, srv_pyro_err *e)
+int srv_pyro_parse_name(const char *s, srv_pyro_name *out, base_err *e)
 {
 	size_t n = strlen(s);
 	out->buf[0] = 0;
@@ -180,7 +171,7 @@ typedef struct stack_map {
 } stack_map;
 
 int srv_pyro_decode_text(const uint8_t *body, size_t len, const srv_pyro_opts *o,
-                         srv_pyro *out, srv_pyro_err *e)
+                         srv_pyro *out, base_err *e)
 {
 	stack_map m = {0};
 	int64_t *sums = NULL;
@@ -420,7 +411,7 @@ static int header_param(const char *h, size_t hl, const char *param, char *out, 
 
 int srv_pyro_multipart_part(const uint8_t *body, size_t len, const char *ct,
                             const char *name, const uint8_t **data, size_t *dlen,
-                            srv_pyro_err *e)
+                            base_err *e)
 {
 	char bnd[80], delim[84];
 	e->status = 400;

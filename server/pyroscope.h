@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/err.h"
 #include "server/pprof_in.h"
 #include "storage/storage.h"
 
@@ -19,11 +20,6 @@
 #define SRV_PYRO_MAX_PARTS 16               /* parts of a multipart body */
 #define SRV_PYRO_DEFAULT_RATE_HZ 100        /* Pyroscope's sampleRate default */
 
-/* Why input was refused: the HTTP status to answer and a message. */
-typedef struct srv_pyro_err {
-	int status;
-	char msg[300];
-} srv_pyro_err;
 
 /* ?name=APP.TYPE{k=v,...}, parsed. Labels point into buf. */
 typedef struct srv_pyro_name {
@@ -41,7 +37,7 @@ typedef struct srv_pyro_name {
  * ("a \"b\"", with \" and \\ escapes) or bare up to ',' or '}'; an empty
  * value drops the label, as in Prometheus. A service_name label overrides
  * the app name. Returns 0 or -EINVAL with *e filled. */
-int srv_pyro_parse_name(const char *s, srv_pyro_name *out, srv_pyro_err *e);
+int srv_pyro_parse_name(const char *s, srv_pyro_name *out, base_err *e);
 
 /* What a text body means. */
 typedef struct srv_pyro_opts {
@@ -76,7 +72,7 @@ typedef struct srv_pyro {
  * Returns 0, -EINVAL with *e filled, or -ENOMEM; out is always safe to
  * free. */
 int srv_pyro_decode_text(const uint8_t *body, size_t len, const srv_pyro_opts *o,
-                         srv_pyro *out, srv_pyro_err *e);
+                         srv_pyro *out, base_err *e);
 void srv_pyro_free(srv_pyro *p);
 
 /* Finds part `name` of a multipart/form-data body whose Content-Type
@@ -86,7 +82,7 @@ void srv_pyro_free(srv_pyro *p);
  * -EINVAL with *e filled. */
 int srv_pyro_multipart_part(const uint8_t *body, size_t len, const char *content_type,
                             const char *name, const uint8_t **data, size_t *dlen,
-                            srv_pyro_err *e);
+                            base_err *e);
 
 /* Whether content_type is multipart/form-data. */
 int srv_pyro_is_multipart(const char *content_type);

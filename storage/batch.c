@@ -64,13 +64,13 @@ static bool label_name_valid(const char *s, size_t n)
 
 /* A profile type is name:sample_type:sample_unit:period_type:period_unit,
  * optionally followed by :delta. Every part is a label-like word. */
-static int type_check(const char *t, st_err *err)
+static int type_check(const char *t, base_err *err)
 {
 	if (!t)
-		return st__fail(err, -EINVAL, "series without a profile type");
+		return base_fail(err, -EINVAL, "series without a profile type");
 	size_t n = strlen(t);
 	if (n == 0 || n > ST_MAX_TYPE_LEN)
-		return st__fail(err, -EINVAL, "profile type must be 1..%d bytes, got %zu",
+		return base_fail(err, -EINVAL, "profile type must be 1..%d bytes, got %zu",
 		                ST_MAX_TYPE_LEN, n);
 	int parts = 1;
 	size_t start = 0;
@@ -78,7 +78,7 @@ static int type_check(const char *t, st_err *err)
 		if (i < n && t[i] != ':')
 			continue;
 		if (!label_name_valid(t + start, i - start))
-			return st__fail(err, -EINVAL,
+			return base_fail(err, -EINVAL,
 			                "profile type \"%.64s\": part %d is not a word of [a-zA-Z0-9_]",
 			                t, parts);
 		if (i < n)
@@ -86,7 +86,7 @@ static int type_check(const char *t, st_err *err)
 		start = i + 1;
 	}
 	if (parts != 5 && !(parts == 6 && !strcmp(t + n - 6, ":delta")))
-		return st__fail(err, -EINVAL,
+		return base_fail(err, -EINVAL,
 		                "profile type \"%.64s\" must be name:sample_type:sample_unit:"
 		                "period_type:period_unit[:delta]", t);
 	return 0;
@@ -107,40 +107,40 @@ static void label_order(const st_label *l, uint32_t n, uint8_t *idx)
 }
 
 static int labels_check_order(const st_label *labels, uint32_t n, uint8_t *idx,
-                              st_err *err)
+                              base_err *err)
 {
 	if (n > ST_MAX_LABELS)
-		return st__fail(err, -EINVAL, "series has %u labels, the limit is %d",
+		return base_fail(err, -EINVAL, "series has %u labels, the limit is %d",
 		                n, ST_MAX_LABELS);
 	if (n && !labels)
-		return st__fail(err, -EINVAL, "labels missing");
+		return base_fail(err, -EINVAL, "labels missing");
 	for (uint32_t i = 0; i < n; i++) {
 		const char *k = labels[i].name, *v = labels[i].value;
 		if (!k || !v)
-			return st__fail(err, -EINVAL, "label %u has no name or value", i);
+			return base_fail(err, -EINVAL, "label %u has no name or value", i);
 		size_t kn = strlen(k), vn = strlen(v);
 		if (kn > ST_MAX_LABEL_NAME_LEN)
-			return st__fail(err, -EINVAL, "label name \"%.32s...\" is %zu bytes, "
+			return base_fail(err, -EINVAL, "label name \"%.32s...\" is %zu bytes, "
 			                "the limit is %d", k, kn, ST_MAX_LABEL_NAME_LEN);
 		if (!label_name_valid(k, kn))
-			return st__fail(err, -EINVAL, "label name \"%.64s\" must match "
+			return base_fail(err, -EINVAL, "label name \"%.64s\" must match "
 			                "[a-zA-Z_][a-zA-Z0-9_]*", k);
 		if (kn >= 2 && k[0] == '_' && k[1] == '_')
-			return st__fail(err, -EINVAL, "label name \"%.64s\": names starting "
+			return base_fail(err, -EINVAL, "label name \"%.64s\": names starting "
 			                "with __ are reserved", k);
 		if (vn == 0)
-			return st__fail(err, -EINVAL, "label \"%s\" has an empty value "
+			return base_fail(err, -EINVAL, "label \"%s\" has an empty value "
 			                "(leave the label out instead)", k);
 		if (vn > ST_MAX_LABEL_VALUE_LEN)
-			return st__fail(err, -EINVAL, "label \"%s\" value is %zu bytes, the "
+			return base_fail(err, -EINVAL, "label \"%s\" value is %zu bytes, the "
 			                "limit is %d", k, vn, ST_MAX_LABEL_VALUE_LEN);
 		if (!st_utf8_valid(v, vn))
-			return st__fail(err, -EINVAL, "label \"%s\" value is not UTF-8", k);
+			return base_fail(err, -EINVAL, "label \"%s\" value is not UTF-8", k);
 	}
 	label_order(labels, n, idx);
 	for (uint32_t i = 1; i < n; i++)
 		if (!strcmp(labels[idx[i - 1]].name, labels[idx[i]].name))
-			return st__fail(err, -EINVAL, "label \"%s\" appears twice",
+			return base_fail(err, -EINVAL, "label \"%s\" appears twice",
 			                labels[idx[i]].name);
 	return 0;
 }
@@ -161,7 +161,7 @@ static void hash_str(XXH3_state_t *h, const char *s)
 	XXH3_64bits_update(h, s, n);
 }
 
-int st_series_id(const st_series_def *s, uint64_t *out, st_err *err)
+int st_series_id(const st_series_def *s, uint64_t *out, base_err *err)
 {
 	uint8_t idx[ST_MAX_LABELS];
 	int rc = type_check(s->type, err);
@@ -230,19 +230,19 @@ static bool lang_ok(const char *s)
 	return true;
 }
 
-int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
+int st__batch_validate(const st_batch *b, uint64_t *series_ids, base_err *err)
 {
 	int rc;
 	if (b->nseries > ST_MAX_BATCH_ITEMS || b->nobjects > ST_MAX_BATCH_ITEMS ||
 	    b->nstacks > ST_MAX_BATCH_ITEMS)
-		return st__fail(err, -EINVAL, "batch has more than %u series, objects "
+		return base_fail(err, -EINVAL, "batch has more than %u series, objects "
 		                "or stacks", ST_MAX_BATCH_ITEMS);
 	if (b->nsamples > ST_MAX_BATCH_SAMPLES)
-		return st__fail(err, -EINVAL, "batch has %u samples, the limit is %u",
+		return base_fail(err, -EINVAL, "batch has %u samples, the limit is %u",
 		                b->nsamples, ST_MAX_BATCH_SAMPLES);
 	if ((b->nseries && !b->series) || (b->nobjects && !b->objects) ||
 	    (b->nstacks && !b->stacks) || (b->nsamples && !b->samples))
-		return st__fail(err, -EINVAL, "batch array missing");
+		return base_fail(err, -EINVAL, "batch array missing");
 	for (uint32_t i = 0; i < b->nseries; i++) {
 		rc = st_series_id(&b->series[i], &series_ids[i], err);
 		if (rc)
@@ -251,75 +251,75 @@ int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
 	for (uint32_t i = 0; i < b->nobjects; i++) {
 		const st_object *o = &b->objects[i];
 		if (!o->build_id || o->build_id_len == 0 || o->build_id_len > ST_MAX_BUILD_ID_LEN)
-			return st__fail(err, -EINVAL, "object %u: build ID must be 1..%d bytes",
+			return base_fail(err, -EINVAL, "object %u: build ID must be 1..%d bytes",
 			                i, ST_MAX_BUILD_ID_LEN);
 		size_t nn = o->name ? strlen(o->name) : 0;
 		if (nn > ST_MAX_OBJECT_NAME_LEN)
-			return st__fail(err, -EINVAL, "object %u: name is %zu bytes, the "
+			return base_fail(err, -EINVAL, "object %u: name is %zu bytes, the "
 			                "limit is %d", i, nn, ST_MAX_OBJECT_NAME_LEN);
 	}
 	for (uint32_t i = 0; i < b->nstacks; i++) {
 		const st_stack_def *s = &b->stacks[i];
 		if (s->nframes == 0 || s->nframes > ST_MAX_FRAMES)
-			return st__fail(err, -EINVAL, "stack %016llx has %u frames, must be "
+			return base_fail(err, -EINVAL, "stack %016llx has %u frames, must be "
 			                "1..%d", (unsigned long long)s->id, s->nframes,
 			                ST_MAX_FRAMES);
 		if (!s->frames)
-			return st__fail(err, -EINVAL, "stack %u has no frames", i);
+			return base_fail(err, -EINVAL, "stack %u has no frames", i);
 		for (uint32_t j = 0; j < s->nframes; j++) {
 			const st_frame *f = &s->frames[j];
 			if (f->kind == ST_FRAME_USER) {
 				if (f->object >= b->nobjects)
-					return st__fail(err, -EINVAL, "stack %016llx frame %u: object "
+					return base_fail(err, -EINVAL, "stack %016llx frame %u: object "
 					                "%u does not exist", (unsigned long long)s->id,
 					                j, f->object);
 			} else if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 				size_t n = f->name ? strlen(f->name) : 0;
 				if (n == 0 || n > ST_MAX_SYMBOL_LEN)
-					return st__fail(err, -EINVAL, "stack %016llx frame %u: %s "
+					return base_fail(err, -EINVAL, "stack %016llx frame %u: %s "
 					                "name must be 1..%d bytes",
 					                (unsigned long long)s->id, j,
 					                f->kind == ST_FRAME_KERNEL ? "kernel" : "function",
 					                ST_MAX_SYMBOL_LEN);
 			} else {
-				return st__fail(err, -EINVAL, "stack %016llx frame %u: unknown kind %u",
+				return base_fail(err, -EINVAL, "stack %016llx frame %u: unknown kind %u",
 				                (unsigned long long)s->id, j, f->kind);
 			}
 			if (!st__frame_has_source(f))
 				continue;
 			if (f->kind != ST_FRAME_NAMED)
-				return st__fail(err, -EINVAL, "stack %016llx frame %u: only named "
+				return base_fail(err, -EINVAL, "stack %016llx frame %u: only named "
 				                "frames carry a language, file or line",
 				                (unsigned long long)s->id, j);
 			if (f->lang && f->lang[0] && !lang_ok(f->lang))
-				return st__fail(err, -EINVAL, "stack %016llx frame %u: language tag "
+				return base_fail(err, -EINVAL, "stack %016llx frame %u: language tag "
 				                "must be 1..%d bytes of [a-z0-9_.+-]",
 				                (unsigned long long)s->id, j, ST_MAX_LANG_LEN);
 			if (f->file && strlen(f->file) > ST_MAX_FILE_LEN)
-				return st__fail(err, -EINVAL, "stack %016llx frame %u: file name is "
+				return base_fail(err, -EINVAL, "stack %016llx frame %u: file name is "
 				                "over %d bytes", (unsigned long long)s->id, j,
 				                ST_MAX_FILE_LEN);
 			if (f->line > ST_MAX_LINE)
-				return st__fail(err, -EINVAL, "stack %016llx frame %u: line %u is over "
+				return base_fail(err, -EINVAL, "stack %016llx frame %u: line %u is over "
 				                "2^31-1", (unsigned long long)s->id, j, f->line);
 		}
 		uint64_t want = st_stack_hash(b->objects, b->nobjects, s->frames, s->nframes);
 		if (want != s->id)
-			return st__fail(err, -EINVAL, "stack %016llx: ID does not match its "
+			return base_fail(err, -EINVAL, "stack %016llx: ID does not match its "
 			                "frames (their hash is %016llx)",
 			                (unsigned long long)s->id, (unsigned long long)want);
 	}
 	for (uint32_t i = 0; i < b->nsamples; i++) {
 		const st_sample *s = &b->samples[i];
 		if (s->series >= b->nseries)
-			return st__fail(err, -EINVAL, "sample %u: series %u does not exist",
+			return base_fail(err, -EINVAL, "sample %u: series %u does not exist",
 			                i, s->series);
 		if (s->ts_ns < 0 || s->ts_ns >= ST_MAX_TS_NS)
-			return st__fail(err, -EINVAL, "sample %u: timestamp %lld ns is %s", i,
+			return base_fail(err, -EINVAL, "sample %u: timestamp %lld ns is %s", i,
 			                (long long)s->ts_ns, s->ts_ns < 0 ? "negative" :
 			                "after the year 2116");
 		if (s->value > ST_MAX_VALUE || s->value < -ST_MAX_VALUE)
-			return st__fail(err, -EINVAL, "sample %u: |value| is over 2^48", i);
+			return base_fail(err, -EINVAL, "sample %u: |value| is over 2^48", i);
 	}
 	return 0;
 }
@@ -462,7 +462,7 @@ void st__dbatch_free(st__dbatch *d)
 	memset(d, 0, sizeof(*d));
 }
 
-int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
+int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, base_err *err)
 {
 	int rc = -EBADMSG;
 	cur c = {.p = p, .end = p + len};
@@ -591,7 +591,7 @@ int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
 	d->b.samples = samples;
 	d->b.nsamples = n;
 	if (c.p != c.end) {
-		rc = st__fail(err, -EBADMSG, "batch record has %zu trailing bytes",
+		rc = base_fail(err, -EBADMSG, "batch record has %zu trailing bytes",
 		              (size_t)(c.end - c.p));
 		goto out;
 	}
@@ -602,7 +602,7 @@ int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
 	}
 	for (uint32_t i = 0; i < d->b.nseries; i++)
 		if (want[i] != ids[i]) {
-			rc = st__fail(err, -EBADMSG, "series %u: stored ID does not match its labels", i);
+			rc = base_fail(err, -EBADMSG, "series %u: stored ID does not match its labels", i);
 			goto out;
 		}
 	d->series_ids = ids;
@@ -612,7 +612,7 @@ int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
 	free(want);
 	return 0;
 bad:
-	rc = st__fail(err, -EBADMSG, "malformed batch record at byte %zu",
+	rc = base_fail(err, -EBADMSG, "malformed batch record at byte %zu",
 	              (size_t)(c.p - p));
 out:
 	memset(d, 0, sizeof(*d));

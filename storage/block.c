@@ -820,9 +820,9 @@ void st__block_release(st__block *b)
 	memset(b, 0, sizeof(*b));
 }
 
-#define BAD(...) do { rc = st__fail(err, -EBADMSG, __VA_ARGS__); goto out; } while (0)
+#define BAD(...) do { rc = base_fail(err, -EBADMSG, __VA_ARGS__); goto out; } while (0)
 
-int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
+int st__block_parse(const uint8_t *img, size_t len, st__block *b, base_err *err)
 {
 	int rc = 0;
 	memset(b, 0, sizeof(*b));

@@ -322,7 +322,7 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
  * sample's registry index, ST__MAP_NONE for stacks this batch introduces
  * (apply() resolves those once it has added them). Caller holds append_mu,
  * so the registry cannot change before apply(). */
-static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *err)
+static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, base_err *err)
 {
 	st__map inb = {0};
 	int rc = 0;
@@ -349,7 +349,7 @@ static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *er
 			 * just lacks a stack the sender believed it had (the agent's
 			 * stack cache; the server answers 409 and the agent resends) */
 			if (st__map_get(&inb, id) == ST__MAP_NONE)
-				rc = st__fail(err, -ENOENT, "sample %u: stack %016" PRIx64 " is "
+				rc = base_fail(err, -ENOENT, "sample %u: stack %016" PRIx64 " is "
 				              "unknown; send its frames in the batch", i, id);
 		}
 		kidx[i] = last_k = k;
@@ -359,7 +359,7 @@ static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *er
 	return rc;
 }
 
-int st_append(st_db *db, const st_batch *b, st_err *err)
+int st_append(st_db *db, const st_batch *b, base_err *err)
 {
 	int rc;
 	uint64_t lsn = 0;
@@ -380,7 +380,7 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 	if (rc)
 		goto out;
 	if (payload.len > ST__WAL_MAX_RECORD) {
-		rc = st__fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u",
+		rc = base_fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u",
 		              payload.len, ST__WAL_MAX_RECORD);
 		goto out;
 	}
@@ -389,23 +389,23 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 	if (!rc) {
 		rc = put_meta(db, b, ids);
 		if (rc)
-			st__fail(err, rc, "writing metadata: %s", strerror(-rc));
+			base_fail(err, rc, "writing metadata: %s", strerror(-rc));
 	}
 	if (!rc) {
 		rc = st__wal_append(db->wal, payload.data, payload.len, &lsn);
 		if (rc)
-			st__fail(err, rc, "writing the WAL: %s", strerror(-rc));
+			base_fail(err, rc, "writing the WAL: %s", strerror(-rc));
 	}
 	if (!rc) {
 		rc = apply(db, b, ids, kidx, lsn);
 		if (rc)
-			st__fail(err, rc, "applying the batch: %s", strerror(-rc));
+			base_fail(err, rc, "applying the batch: %s", strerror(-rc));
 	}
 	pthread_mutex_unlock(&db->append_mu);
 	if (!rc) {
 		rc = st__wal_sync(db->wal, lsn);
 		if (rc)
-			st__fail(err, rc, "syncing the WAL: %s", strerror(-rc));
+			base_fail(err, rc, "syncing the WAL: %s", strerror(-rc));
 	}
 out:
 	st__buf_free(&payload);
@@ -428,7 +428,7 @@ static void blk_unref(blk *k)
 	free(k);
 }
 
-static int blk_open(st_db *db, const char *name, blk **out, st_err *err)
+static int blk_open(st_db *db, const char *name, blk **out, base_err *err)
 {
 	int rc = 0, fd = -1;
 	blk *k = calloc(1, sizeof(*k));
@@ -442,7 +442,7 @@ static int blk_open(st_db *db, const char *name, blk **out, st_err *err)
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st)) {
-		rc = st__fail(err, -errno, "block %s: %s", name, strerror(errno));
+		rc = base_fail(err, -errno, "block %s: %s", name, strerror(errno));
 		goto out;
 	}
 	k->map_len = (size_t)st.st_size;
@@ -451,14 +451,14 @@ static int blk_open(st_db *db, const char *name, blk **out, st_err *err)
 		k->map = mmap(NULL, k->map_len, PROT_READ, MAP_SHARED, fd, 0);
 		if (k->map == MAP_FAILED) {
 			k->map = NULL;
-			rc = st__fail(err, -errno, "block %s: mmap: %s", name, strerror(errno));
+			rc = base_fail(err, -errno, "block %s: mmap: %s", name, strerror(errno));
 			goto out;
 		}
 	}
-	st_err e2;
+	base_err e2;
 	rc = st__block_parse(k->map, k->map_len, &k->b, &e2);
 	if (rc)
-		st__fail(err, rc, "block %s is damaged (%s); move it out of %s to start "
+		base_fail(err, rc, "block %s is damaged (%s); move it out of %s to start "
 		         "without it", name, e2.msg, db->blocks_dir);
 out:
 	if (fd >= 0)
@@ -860,7 +860,7 @@ int st_compact(st_db *db)
 
 typedef struct replay_arg {
 	st_db *db;
-	st_err *err;
+	base_err *err;
 } replay_arg;
 
 static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
@@ -888,12 +888,12 @@ static int load_cover_cb(void *arg, int64_t part, uint64_t lsn)
 	return cover_note(&((st_db *)arg)->cover, part, lsn);
 }
 
-static int load_blocks(st_db *db, st_err *err)
+static int load_blocks(st_db *db, base_err *err)
 {
 	int rc = 0;
 	DIR *d = opendir(db->blocks_dir);
 	if (!d)
-		return st__fail(err, -errno, "%s: %s", db->blocks_dir, strerror(errno));
+		return base_fail(err, -errno, "%s: %s", db->blocks_dir, strerror(errno));
 	struct dirent *e;
 	while ((e = readdir(d)) && !rc) {
 		const char *n = e->d_name;
@@ -954,7 +954,7 @@ static int load_blocks(st_db *db, st_err *err)
 	return rc;
 }
 
-int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
+int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 {
 	int rc;
 	char path[PATH_MAX + 16];
@@ -976,23 +976,23 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	    db->opt.cut_grace_ns < 0 || db->opt.cut_grace_ns > ST_MAX_TS_NS ||
 	    db->opt.retention_ns < 0 || db->opt.chunk_rows == 0 ||
 	    db->opt.chunk_rows > ST__BLK_MAX_CHUNK_ROWS || db->opt.wal_segment_bytes < 4096) {
-		rc = st__fail(err, -EINVAL, "invalid storage options");
+		rc = base_fail(err, -EINVAL, "invalid storage options");
 		goto out;
 	}
 	if (strlen(dir) >= PATH_MAX - 64) {
-		rc = st__fail(err, -ENAMETOOLONG, "data dir path too long");
+		rc = base_fail(err, -ENAMETOOLONG, "data dir path too long");
 		goto out;
 	}
 	snprintf(db->dir, sizeof(db->dir), "%s", dir);
 	snprintf(db->blocks_dir, sizeof(db->blocks_dir), "%s/blocks", dir);
 	if ((rc = st__mkdir_p(db->blocks_dir))) {
-		st__fail(err, rc, "creating %s: %s", db->blocks_dir, strerror(-rc));
+		base_fail(err, rc, "creating %s: %s", db->blocks_dir, strerror(-rc));
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/LOCK", dir);
 	db->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (db->lock_fd < 0 || flock(db->lock_fd, LOCK_EX | LOCK_NB)) {
-		rc = st__fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
+		rc = base_fail(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
 		              "%s is in use by another process", dir);
 		goto out;
 	}
@@ -1006,22 +1006,22 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	 * keeps the partition size it was created with */
 	int64_t part = db->opt.partition_ns;
 	if ((rc = st__meta_setting(db->meta, "partition_ns", &part))) {
-		st__fail(err, rc, "reading settings: %s", strerror(-rc));
+		base_fail(err, rc, "reading settings: %s", strerror(-rc));
 		goto out;
 	}
 	if (part != db->opt.partition_ns) {
-		rc = st__fail(err, -EINVAL, "%s was created with %lld s partitions; it cannot "
+		rc = base_fail(err, -EINVAL, "%s was created with %lld s partitions; it cannot "
 		              "be opened with %lld s ones", dir, (long long)(part / 1000000000LL),
 		              (long long)(db->opt.partition_ns / 1000000000LL));
 		goto out;
 	}
 	if ((rc = st__meta_load_series(db->meta, load_series_cb, db)) ||
 	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db))) {
-		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
+		base_fail(err, rc, "loading metadata: %s", strerror(-rc));
 		goto out;
 	}
 	if ((rc = st__meta_load_cover(db->meta, load_cover_cb, db))) {
-		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
+		base_fail(err, rc, "loading metadata: %s", strerror(-rc));
 		goto out;
 	}
 	if ((rc = load_blocks(db, err)))
@@ -1032,7 +1032,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		if (db->cover.v[i].wal_lsn + 1 > min_next)
 			min_next = db->cover.v[i].wal_lsn + 1;
 	if ((rc = st__wal_open(path, db->opt.wal_segment_bytes, &db->wal))) {
-		st__fail(err, rc, "opening %s: %s", path, strerror(-rc));
+		base_fail(err, rc, "opening %s: %s", path, strerror(-rc));
 		goto out;
 	}
 	db->replaying = true;
@@ -1173,7 +1173,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-              st_selection **out, st_err *err)
+              st_selection **out, base_err *err)
 {
 	int rc = 0;
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
@@ -1189,11 +1189,11 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 	for (size_t i = 0; i < nm; i++) {
 		cm[i].m = &m[i];
 		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
-			rc = st__fail(err, -EINVAL, "matcher %zu is incomplete", i);
+			rc = base_fail(err, -EINVAL, "matcher %zu is incomplete", i);
 			goto out;
 		}
 		if (strlen(m[i].value) > ST_MAX_LABEL_VALUE_LEN) {
-			rc = st__fail(err, -EINVAL, "matcher value for \"%s\" is longer than %d "
+			rc = base_fail(err, -EINVAL, "matcher value for \"%s\" is longer than %d "
 			              "bytes", m[i].name, ST_MAX_LABEL_VALUE_LEN);
 			goto out;
 		}
@@ -1207,7 +1207,7 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 			if (!cm[i].re) {
 				PCRE2_UCHAR msg[128];
 				pcre2_get_error_message(ec, msg, sizeof(msg));
-				rc = st__fail(err, -EINVAL, "bad regex for \"%s\" at offset %zu: %s",
+				rc = base_fail(err, -EINVAL, "bad regex for \"%s\" at offset %zu: %s",
 				              m[i].name, (size_t)eo, (const char *)msg);
 				goto out;
 			}

@@ -122,12 +122,12 @@ static int sql_err(sqlite3 *db, int rc)
 	}
 }
 
-static int open_conn(const char *path, int flags, sqlite3 **out, st_err *err)
+static int open_conn(const char *path, int flags, sqlite3 **out, base_err *err)
 {
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		rc = st__fail(err, sql_err(db, rc), "opening %s: %s", path,
+		rc = base_fail(err, sql_err(db, rc), "opening %s: %s", path,
 		              db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return rc;
@@ -137,12 +137,12 @@ static int open_conn(const char *path, int flags, sqlite3 **out, st_err *err)
 	return 0;
 }
 
-static int exec(sqlite3 *db, const char *sql, st_err *err)
+static int exec(sqlite3 *db, const char *sql, base_err *err)
 {
 	char *msg = NULL;
 	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
-		rc = st__fail(err, sql_err(db, rc), "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+		rc = base_fail(err, sql_err(db, rc), "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return rc;
 	}
@@ -153,7 +153,7 @@ static int exec(sqlite3 *db, const char *sql, st_err *err)
  * UNIQUE constraint with them, which SQLite can only do by copying the
  * table. One transaction: a crash leaves schema 1, done again at the next
  * open. IDs are kept (stacks and symbols refer to them). */
-static int migrate(sqlite3 *db, const char *path, st_err *err)
+static int migrate(sqlite3 *db, const char *path, base_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema'", -1, &st, NULL);
@@ -174,7 +174,7 @@ static int migrate(sqlite3 *db, const char *path, st_err *err)
 		char why[sizeof(err->msg)];
 		snprintf(why, sizeof(why), "%s", err ? err->msg : "sqlite");
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-		return st__fail(err, rc, "%s: moving schema 1 to 2 failed: %s", path, why);
+		return base_fail(err, rc, "%s: moving schema 1 to 2 failed: %s", path, why);
 	}
 	return 0;
 }
@@ -197,7 +197,7 @@ void st__meta_close(st__meta *m)
 	free(m);
 }
 
-int st__meta_open(const char *path, st__meta **out, st_err *err)
+int st__meta_open(const char *path, st__meta **out, base_err *err)
 {
 	int rc;
 	st__meta *m = calloc(1, sizeof(*m));
@@ -227,7 +227,7 @@ int st__meta_open(const char *path, st__meta **out, st_err *err)
 		const char *v = st && sqlite3_step(st) == SQLITE_ROW ?
 			(const char *)sqlite3_column_text(st, 0) : NULL;
 		if (!v || strcmp(v, SCHEMA_VERSION))
-			rc = st__fail(err, -EPROTO, "%s has schema version %s, this build "
+			rc = base_fail(err, -EPROTO, "%s has schema version %s, this build "
 			              "reads %s", path, v ? v : "?", SCHEMA_VERSION);
 		sqlite3_finalize(st);
 		if (rc)
@@ -239,13 +239,13 @@ int st__meta_open(const char *path, st__meta **out, st_err *err)
 	for (int i = 0; i < W_NSTMT; i++)
 		if (sqlite3_prepare_v3(m->w, wsql[i], -1, SQLITE_PREPARE_PERSISTENT,
 		                       &m->ws[i], NULL) != SQLITE_OK) {
-			rc = st__fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->w));
+			rc = base_fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->w));
 			goto out;
 		}
 	for (int i = 0; i < R_NSTMT; i++)
 		if (sqlite3_prepare_v3(m->r, rsql[i], -1, SQLITE_PREPARE_PERSISTENT,
 		                       &m->rs[i], NULL) != SQLITE_OK) {
-			rc = st__fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->r));
+			rc = base_fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->r));
 			goto out;
 		}
 	if ((rc = st__map_init(&m->objects, 1024)) || (rc = st__map_init(&m->locations, 65536)))

@@ -9,7 +9,7 @@
 
 typedef struct st__meta st__meta;
 
-int st__meta_open(const char *path, st__meta **out, st_err *err);
+int st__meta_open(const char *path, st__meta **out, base_err *err);
 void st__meta_close(st__meta *m);
 
 /* Stores value under key the first time; afterwards returns the stored

@@ -15,13 +15,6 @@
 #define ST__LIKELY(x) __builtin_expect(!!(x), 1)
 #define ST__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* ---- errors ---- */
-
-/* Formats a message into err (when not NULL) and returns rc, so call sites
- * read `return st__fail(err, -EINVAL, "...", ...)`. */
-int st__fail(st_err *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* ---- CRC32C (Castagnoli), through ISA-L's hardware-accelerated crc32_iscsi ---- */
 uint32_t st__crc32c(uint32_t crc, const void *buf, size_t len);
 
@@ -168,14 +161,14 @@ typedef struct st__dbatch {
 /* Checks every limit and cross-reference of a batch and computes the series
  * IDs (series_ids has b->nseries entries). Stack IDs are verified against
  * st_stack_hash(). */
-int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err);
+int st__batch_validate(const st_batch *b, uint64_t *series_ids, base_err *err);
 
 /* Appends the canonical encoding of b (labels sorted) to out. */
 int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *out);
 
 /* Decodes and fully validates a payload made by st__batch_encode; *d must be
  * released with st__dbatch_free(). Fails with -EBADMSG on malformed input. */
-int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err);
+int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, base_err *err);
 void st__dbatch_free(st__dbatch *d);
 
 /* The frame kind byte of a named frame with a language, file or line in a
@@ -264,7 +257,7 @@ typedef struct st__block {
 	uint32_t ncover;
 } st__block;
 
-int st__block_parse(const uint8_t *img, size_t len, st__block *out, st_err *err);
+int st__block_parse(const uint8_t *img, size_t len, st__block *out, base_err *err);
 void st__block_release(st__block *b);
 
 /* Decoded columns of one chunk. Buffers are reused across chunks. */

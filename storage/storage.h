@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/err.h"
+
 /* Limits on input. Exceeding one makes st_append() fail with -EINVAL and a
  * message naming the limit; nothing is ever truncated silently. */
 #define ST_MAX_TYPE_LEN        256   /* bytes of a profile type string */
@@ -35,11 +37,9 @@
 typedef struct st_db st_db;
 typedef struct st_selection st_selection;
 
-/* A human-readable reason for a failure, filled by functions taking one.
- * May be NULL where the caller does not care. */
-typedef struct st_err {
-	char msg[256];
-} st_err;
+/* Functions that take a base_err (base/err.h) fill its msg with a
+ * human-readable reason when they fail; it may be NULL where the caller
+ * does not care. */
 
 typedef struct st_options {
 	int64_t partition_ns;      /* block time partition; default 1 h */
@@ -202,7 +202,7 @@ void st_options_default(st_options *opt);
  * dir/wal/, dir/blocks/. Replays the WAL; a torn record at the tail of the
  * last segment is dropped, any other corruption fails with -EBADMSG.
  * opt may be NULL for defaults. Close with st_close(). */
-int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err);
+int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err);
 
 /* Flushes nothing (everything acknowledged is already in the WAL) and frees.
  * Accepts NULL. */
@@ -217,7 +217,7 @@ void st_close(st_db *db);
  * nothing of it was stored), or -EIO when the disk failed: the store then
  * refuses every further append, and whether that last batch survives a
  * restart depends on what reached the disk. */
-int st_append(st_db *db, const st_batch *batch, st_err *err);
+int st_append(st_db *db, const st_batch *batch, base_err *err);
 
 /* The stable 64-bit ID of a stack: XXH3 over the normalized frames (build
  * ID bytes and offset, or kernel name), so every host computes the same. */
@@ -226,7 +226,7 @@ uint64_t st_stack_hash(const st_object *objects, uint32_t nobjects,
 
 /* The ID of a series: XXH3 over the type and the sorted labels. Fails with
  * -EINVAL for labels that st_append() would reject. */
-int st_series_id(const st_series_def *s, uint64_t *out, st_err *err);
+int st_series_id(const st_series_def *s, uint64_t *out, base_err *err);
 
 /* Cuts head partitions that ended more than cut_grace_ns before now_ns
  * (every partition when force is set, or when the head is over
@@ -250,7 +250,7 @@ int st_compact(st_db *db);
 /* Selects series that match every matcher and have rows in
  * [from_ns, to_ns). Free with st_selection_free(). */
 int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
-              int64_t to_ns, st_selection **out, st_err *err);
+              int64_t to_ns, st_selection **out, base_err *err);
 void st_selection_free(st_selection *sel);
 size_t st_selection_count(const st_selection *sel);
 /* The i-th selected series ID, ascending. */

@@ -1,4 +1,4 @@
-/* util.c - small helpers for storage/: errors, CRC32C, buffers, a u64 hash
+/* util.c - small helpers for storage/: CRC32C, buffers, a u64 hash
  * map and careful file operations. No policy lives here. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,17 +10,6 @@
 #include <isa-l/crc.h>
 
 #include "storage/st_int.h"
-
-int st__fail(st_err *err, int rc, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 /* ISA-L's crc32_iscsi is CRC32C without the final inversion and with the
  * seed passed raw; this wraps it into the usual convention (check value of

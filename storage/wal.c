@@ -190,7 +190,7 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 }
 
 int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
-                   st__wal_replay_info *info, st_err *err)
+                   st__wal_replay_info *info, base_err *err)
 {
 	int rc = 0;
 	uint8_t *buf = NULL;
@@ -203,14 +203,14 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 		seg_path(w, w->segs[i], path, sizeof(path));
 		rc = st__read_file(path, &buf, &len, (uint64_t)1 << 40);
 		if (rc) {
-			st__fail(err, rc, "reading WAL segment %s: %s", path, strerror(-rc));
+			base_fail(err, rc, "reading WAL segment %s: %s", path, strerror(-rc));
 			goto out;
 		}
 		/* segments follow each other without a gap, except over LSNs
 		 * the blocks already hold (the WAL was lost and restarted past
 		 * them): a missing segment in the middle is damage */
 		if (i > 0 && w->segs[i] != c.expect && w->segs[i] > min_next_lsn) {
-			rc = st__fail(err, -EBADMSG, "WAL segment %s starts at record %" PRIu64
+			rc = base_fail(err, -EBADMSG, "WAL segment %s starts at record %" PRIu64
 			              " but the previous one ends before %" PRIu64 ": a segment "
 			              "is missing", path, w->segs[i], c.expect);
 			goto out;
@@ -218,7 +218,7 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 		c.expect = w->segs[i];
 		rc = st__wal_scan(buf, len, replay_rec, &c, &valid);
 		if (rc == -ERANGE) {
-			rc = st__fail(err, -EBADMSG, "WAL segment %s: record %" PRIu64
+			rc = base_fail(err, -EBADMSG, "WAL segment %s: record %" PRIu64
 			              " is out of sequence", path, c.expect);
 			goto out;
 		}
@@ -227,10 +227,10 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 			valid = 0;
 			rc = 0;
 		} else if (rc == -EBADMSG && valid == 0) {
-			rc = st__fail(err, -EBADMSG, "WAL segment %s: bad header", path);
+			rc = base_fail(err, -EBADMSG, "WAL segment %s: bad header", path);
 			goto out;
 		} else if (rc) {
-			st__fail(err, rc, "WAL segment %s: %s", path, err && err->msg[0] ?
+			base_fail(err, rc, "WAL segment %s: %s", path, err && err->msg[0] ?
 			         err->msg : strerror(-rc));
 			goto out;
 		}
@@ -240,7 +240,7 @@ int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
 		for (size_t z = valid; z < len && zero_tail; z++)
 			zero_tail = buf[z] == 0;
 		if (valid < len && !last && !zero_tail) {
-			rc = st__fail(err, -EBADMSG, "WAL segment %s is corrupt at byte %zu "
+			rc = base_fail(err, -EBADMSG, "WAL segment %s is corrupt at byte %zu "
 			              "of %zu and later segments exist", path, valid, len);
 			goto out;
 		}

@@ -21,7 +21,7 @@ void st__wal_close(st__wal *w);
  * last segment, and leaves the log ready for appends with LSNs of at least
  * min_next_lsn. Any damage before the tail is -EBADMSG with err. */
 int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
-                   st__wal_replay_info *info, st_err *err);
+                   st__wal_replay_info *info, base_err *err);
 
 /* Writes one record (not yet durable) and returns its LSN. Callers
  * serialize appends. */

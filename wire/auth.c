@@ -10,25 +10,20 @@
 #include "wire/auth.h"
 
 int wire_auth_read_token_file(const char *path, char **out, bool *group_readable,
-                              char *err, size_t errlen)
+                              base_err *err)
 {
 	char line[WIRE_TOKEN_MAX_BYTES + 2];
-	char dummy[1];
 	int rc = 0;
 	FILE *f = NULL;
 	struct stat st;
 
 	*out = NULL;
-	if (!err) {
-		err = dummy;
-		errlen = sizeof(dummy);
-	}
-	err[0] = 0;
+	if (err)
+		err->msg[0] = 0;
 	if (group_readable)
 		*group_readable = false;
 	if (!(f = fopen(path, "re"))) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(-rc));
+		rc = base_fail(err, -errno, "cannot read token file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (group_readable && fstat(fileno(f), &st) == 0)
@@ -38,9 +33,8 @@ int wire_auth_read_token_file(const char *path, char **out, bool *group_readable
 	/* a first line that did not fit is too long, not silently cut */
 	size_t n = strlen(line);
 	if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
-		rc = -EINVAL;
-		snprintf(err, errlen, "token in %s is longer than %d bytes", path,
-		         WIRE_TOKEN_MAX_BYTES);
+		rc = base_fail(err, -EINVAL, "token in %s is longer than %d bytes", path,
+		               WIRE_TOKEN_MAX_BYTES);
 		goto out;
 	}
 	char *s = line;
@@ -51,14 +45,12 @@ int wire_auth_read_token_file(const char *path, char **out, bool *group_readable
 		s[--n] = 0;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7f) {
-			rc = -EINVAL;
-			snprintf(err, errlen, "token in %s holds a space or control byte", path);
+			rc = base_fail(err, -EINVAL, "token in %s holds a space or control byte", path);
 			goto out;
 		}
 	if (n < WIRE_TOKEN_MIN_BYTES) {
-		rc = -EINVAL;
-		snprintf(err, errlen, "token in %s is %zu bytes; at least %d are needed", path, n,
-		         WIRE_TOKEN_MIN_BYTES);
+		rc = base_fail(err, -EINVAL, "token in %s is %zu bytes; at least %d are needed", path,
+		               n, WIRE_TOKEN_MIN_BYTES);
 		goto out;
 	}
 	if (!(*out = strdup(s)))

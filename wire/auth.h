@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/err.h"
+
 #define WIRE_TOKEN_MIN_BYTES 16   /* shorter tokens are refused: guessable */
 #define WIRE_TOKEN_MAX_BYTES 4096
 
@@ -20,7 +22,7 @@
  * (when not NULL) if the file's mode lets group or others read it, so the
  * caller can warn: a token others can read is no secret. */
 int wire_auth_read_token_file(const char *path, char **out, bool *group_readable,
-                              char *err, size_t errlen);
+                              base_err *err);
 
 /* Whether given[0..glen) equals the NUL-terminated want, in time that
  * depends on the lengths only, never on where the first difference is. */

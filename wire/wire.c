@@ -30,21 +30,6 @@ enum {
  * (version 2); wire_frame.kind stays WIRE_FRAME_NAMED. */
 enum { KIND_NAMED_SOURCE = 3 };
 
-/* ---- error helper ---- */
-
-static int fail(wire_err *err, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(wire_err *err, int rc, const char *fmt, ...)
-{
-	if (err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* ---- stack IDs ---- */
 
 uint64_t wire_stack_id(const wire_object *objects, uint32_t nobjects,
@@ -88,7 +73,7 @@ enum { SEC_HEADER, SEC_COUNTER, SEC_PROCESS, SEC_OBJECT, SEC_STACK, SEC_ROW };
 
 typedef struct dec {
 	const uint8_t *p, *end;
-	wire_err *err;
+	base_err *err;
 	int sec;
 	uint32_t i, j;      /* item in the section; sub-item (label, frame) */
 	bool sub;           /* j is meaningful */
@@ -113,10 +98,10 @@ static int dfail(dec *d, int rc, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	if (d->sec == SEC_HEADER)
-		return fail(d->err, rc, "header: %s", what);
+		return base_fail(d->err, rc, "header: %s", what);
 	if (!d->sub)
-		return fail(d->err, rc, "%s %u: %s", item[d->sec], d->i, what);
-	return fail(d->err, rc, "%s %u: %s %u: %s", item[d->sec], d->i,
+		return base_fail(d->err, rc, "%s %u: %s", item[d->sec], d->i, what);
+	return base_fail(d->err, rc, "%s %u: %s %u: %s", item[d->sec], d->i,
 	            d->sec == SEC_PROCESS ? "label" : "frame", d->j, what);
 }
 
@@ -430,7 +415,7 @@ static uint32_t get_u32(const uint8_t *p)
 /* Checks the raw payload; with check_only nothing is allocated (the
  * encoder checks its own output this way). */
 static int decode_payload(const uint8_t *raw, size_t rawlen, uint16_t version,
-                          wire_decoded **out, wire_err *err)
+                          wire_decoded **out, base_err *err)
 {
 	wire_batch scratch = {0};
 	dec d = {.p = raw, .end = raw + rawlen, .err = err, .b = &scratch, .version = version};
@@ -469,31 +454,31 @@ static int decode_payload(const uint8_t *raw, size_t rawlen, uint16_t version,
 	return 0;
 }
 
-int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, wire_err *err)
+int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, base_err *err)
 {
 	*out = NULL;
 	if (err)
 		err->msg[0] = 0;
 	if (n < WIRE_HEADER_LEN)
-		return fail(err, -EBADMSG, "batch is %zu bytes, shorter than its %d-byte header",
+		return base_fail(err, -EBADMSG, "batch is %zu bytes, shorter than its %d-byte header",
 		            n, WIRE_HEADER_LEN);
 	if (memcmp(p, WIRE_MAGIC, 8))
-		return fail(err, -EBADMSG, "bad magic: not a Smolder batch");
+		return base_fail(err, -EBADMSG, "bad magic: not a Smolder batch");
 	uint16_t version = get_u16(p + 8), flags = get_u16(p + 10);
 	uint32_t rawlen = get_u32(p + 12), clen = get_u32(p + 16);
 	if (version < WIRE_VERSION_MIN || version > WIRE_VERSION)
-		return fail(err, -EBADMSG, "version %u, this server reads versions %d to %d",
+		return base_fail(err, -EBADMSG, "version %u, this server reads versions %d to %d",
 		            version, WIRE_VERSION_MIN, WIRE_VERSION);
 	if (flags)
-		return fail(err, -EBADMSG, "unknown flags 0x%04x", flags);
+		return base_fail(err, -EBADMSG, "unknown flags 0x%04x", flags);
 	if (rawlen > WIRE_MAX_RAW)
-		return fail(err, -EMSGSIZE, "payload of %u bytes, the limit is %u", rawlen,
+		return base_fail(err, -EMSGSIZE, "payload of %u bytes, the limit is %u", rawlen,
 		            WIRE_MAX_RAW);
 	if (clen > WIRE_MAX_BODY - WIRE_HEADER_LEN)
-		return fail(err, -EMSGSIZE, "compressed payload of %u bytes, the limit is %u",
+		return base_fail(err, -EMSGSIZE, "compressed payload of %u bytes, the limit is %u",
 		            clen, WIRE_MAX_BODY - WIRE_HEADER_LEN);
 	if (clen != n - WIRE_HEADER_LEN)
-		return fail(err, -EBADMSG, "header says %u compressed bytes, %zu follow it",
+		return base_fail(err, -EBADMSG, "header says %u compressed bytes, %zu follow it",
 		            clen, n - WIRE_HEADER_LEN);
 	uint8_t *raw = malloc(rawlen ? rawlen : 1);
 	if (!raw)
@@ -504,9 +489,9 @@ int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, wire_err *err)
 	int got = LZ4_decompress_safe((const char *)p + WIRE_HEADER_LEN, (char *)raw,
 	                              (int)clen, (int)rawlen);
 	if (got < 0)
-		rc = fail(err, -EBADMSG, "payload is not a valid lz4 block");
+		rc = base_fail(err, -EBADMSG, "payload is not a valid lz4 block");
 	else if ((uint32_t)got != rawlen)
-		rc = fail(err, -EBADMSG, "payload inflates to %d bytes, the header says %u",
+		rc = base_fail(err, -EBADMSG, "payload inflates to %d bytes, the header says %u",
 		          got, rawlen);
 	else
 		rc = decode_payload(raw, rawlen, version, out, err);
@@ -584,7 +569,7 @@ static void put_str(obuf *o, const char *s)
 	put_bytes(o, s, strlen(s));
 }
 
-int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *err)
+int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, base_err *err)
 {
 	*out = NULL;
 	*outlen = 0;
@@ -596,27 +581,27 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 	if (b->ncounters > WIRE_MAX_COUNTERS || b->nprocesses > WIRE_MAX_PROCESSES ||
 	    b->nobjects > WIRE_MAX_OBJECTS || b->nstacks > WIRE_MAX_STACKS ||
 	    b->nrows > WIRE_MAX_ROWS)
-		return fail(err, -EINVAL, "batch over a count limit: %u counters, %u processes, "
+		return base_fail(err, -EINVAL, "batch over a count limit: %u counters, %u processes, "
 		            "%u objects, %u stacks, %u rows", b->ncounters, b->nprocesses,
 		            b->nobjects, b->nstacks, b->nrows);
 	if ((b->ncounters && !b->counters) || (b->nprocesses && !b->processes) ||
 	    (b->nobjects && !b->objects) || (b->nstacks && !b->stacks) ||
 	    (b->nrows && !b->rows))
-		return fail(err, -EINVAL, "batch array missing");
+		return base_fail(err, -EINVAL, "batch array missing");
 	for (uint32_t i = 0; i < b->nprocesses; i++)
 		if (b->processes[i].nlabels > WIRE_MAX_LABELS ||
 		    (b->processes[i].nlabels && !b->processes[i].labels))
-			return fail(err, -EINVAL, "process %u: labels missing or more than %d", i,
+			return base_fail(err, -EINVAL, "process %u: labels missing or more than %d", i,
 			            WIRE_MAX_LABELS);
 	for (uint32_t i = 0; i < b->nobjects; i++)
 		if (b->objects[i].build_id_len > WIRE_MAX_BUILD_ID ||
 		    (b->objects[i].build_id_len && !b->objects[i].build_id))
-			return fail(err, -EINVAL, "object %u: build ID missing or over %d bytes", i,
+			return base_fail(err, -EINVAL, "object %u: build ID missing or over %d bytes", i,
 			            WIRE_MAX_BUILD_ID);
 	for (uint32_t i = 0; i < b->nstacks; i++)
 		if (b->stacks[i].nframes > WIRE_MAX_FRAMES ||
 		    (b->stacks[i].nframes && !b->stacks[i].frames))
-			return fail(err, -EINVAL, "stack %u: frames missing or more than %d", i,
+			return base_fail(err, -EINVAL, "stack %u: frames missing or more than %d", i,
 			            WIRE_MAX_FRAMES);
 
 	/* version 1 unless a frame needs 2: servers that read only version 1
@@ -671,7 +656,7 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 			bool source = f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f);
 			uint8_t k = source ? KIND_NAMED_SOURCE : (uint8_t)f->kind;
 			if (f->kind > 0xff || f->kind == KIND_NAMED_SOURCE) {
-				rc = fail(err, -EINVAL, "stack %u: frame %u: unknown frame kind %u", i,
+				rc = base_fail(err, -EINVAL, "stack %u: frame %u: unknown frame kind %u", i,
 				          j, f->kind);
 				goto out;
 			}
@@ -704,7 +689,7 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 		goto out;
 	}
 	if (o.len > WIRE_MAX_RAW) {
-		rc = fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u", o.len,
+		rc = base_fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u", o.len,
 		          WIRE_MAX_RAW);
 		goto out;
 	}
@@ -719,7 +704,7 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 		const wire_stack *s = &b->stacks[i];
 		uint64_t want = wire_stack_id(b->objects, b->nobjects, s->frames, s->nframes);
 		if (want != s->id) {
-			rc = fail(err, -EINVAL, "stack %u: ID %016llx does not match its frames "
+			rc = base_fail(err, -EINVAL, "stack %u: ID %016llx does not match its frames "
 			          "(their hash is %016llx)", i, (unsigned long long)s->id,
 			          (unsigned long long)want);
 			goto out;
@@ -734,11 +719,11 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 	int clen = LZ4_compress_default((const char *)o.p, (char *)res + WIRE_HEADER_LEN,
 	                                (int)o.len, bound);
 	if (clen <= 0) {
-		rc = fail(err, -EINVAL, "lz4 compression failed");
+		rc = base_fail(err, -EINVAL, "lz4 compression failed");
 		goto out;
 	}
 	if ((uint32_t)clen > WIRE_MAX_BODY - WIRE_HEADER_LEN) {
-		rc = fail(err, -EINVAL, "batch compresses to %d bytes, the limit is %u", clen,
+		rc = base_fail(err, -EINVAL, "batch compresses to %d bytes, the limit is %u", clen,
 		          WIRE_MAX_BODY - WIRE_HEADER_LEN);
 		goto out;
 	}

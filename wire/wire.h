@@ -18,6 +18,8 @@
 
 #include <xxhash.h>
 
+#include "base/err.h"
+
 #define WIRE_MAGIC          "SMOLDERB"  /* 8 bytes */
 /* Version 2 added named frames with a language, file and line (frame
  * kind byte 3). The encoder writes 1 when a batch has none, so servers
@@ -137,13 +139,10 @@ typedef struct wire_batch {
 	uint32_t nrows;
 } wire_batch;
 
-typedef struct wire_err {
-	char msg[256];
-} wire_err;
 
 /* Encodes b (header, then the lz4-compressed payload) into a malloc'd
  * buffer. Returns 0 or -EINVAL (with err) when b breaks a limit, -ENOMEM. */
-int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *err);
+int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, base_err *err);
 
 /* A decoded batch: every pointer in batch points into memory owned by it. */
 typedef struct wire_decoded wire_decoded;
@@ -151,7 +150,7 @@ typedef struct wire_decoded wire_decoded;
 /* Decodes a body. Trusts nothing: every length and index is checked.
  * Returns 0, -EBADMSG with err naming what is wrong, -EMSGSIZE when a
  * limit is exceeded, or -ENOMEM. */
-int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, wire_err *err);
+int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, base_err *err);
 const wire_batch *wire_decoded_batch(const wire_decoded *d);
 void wire_decoded_free(wire_decoded *d);
 

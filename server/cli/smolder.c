@@ -1597,9 +1597,10 @@ int main(int argc, char **argv)
 	if (!o.server || !*o.server)
 		o.server = DEFAULT_SERVER;
 	if (token_file && *token_file) {
-		char msg[256], *tok = NULL;
-		if (wire_auth_read_token_file(token_file, &tok, NULL, msg, sizeof(msg))) {
-			errmsg("%s", msg);
+		char *tok = NULL;
+		base_err e = {0};
+		if (wire_auth_read_token_file(token_file, &tok, NULL, &e)) {
+			errmsg("%s", e.msg);
 			curl_global_cleanup();
 			return EXIT_USAGE;
 		}

@@ -27,7 +27,7 @@ static void check(bool ok)
 static void run(const uint8_t *data, size_t size)
 {
 	st__block b;
-	st_err err;
+	base_err err;
 	if (st__block_parse(data, size, &b, &err))
 		return;
 	st__chunk_rows cr = {0};

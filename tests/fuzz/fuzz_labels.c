@@ -33,16 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *p = (const char *)data + 1;
 	size_t n = size - 1;
 	ag_relabel *r = NULL;
-	char err[300];
+	base_err err = {0};
 	ag_proc pr = {.pid = 1};
 	ag_labels_read("/nonexistent", &pr);
 	if (!pr.labels)
 		return 0;
 	if (kind == 0) {
-		if (ag_relabel_parse(p, n, &r, err, sizeof(err)) == 0) {
+		if (ag_relabel_parse(p, n, &r, &err) == 0) {
 			ag_env_labels("SMOLDER_LABEL_version=1.4\0SMOLDER_LABEL_team=db", 47, false,
 			              pr.labels);
-		} else if (!strchr(err, ':')) {
+		} else if (!strchr(err.msg, ':')) {
 			abort();  /* every error names its place */
 		}
 	} else if (kind == 1) {

@@ -13,14 +13,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const st_label labels[1] = {{"service", "fuzz"}};
 	srv_pprof pp;
-	srv_pprof_err e;
+	base_err e;
 	int rc = srv_pprof_decode(data, size, "process_cpu", labels, 1,
 	                          (int64_t)1767225600 * 1000000000LL, &pp, &e);
 	if (rc == -EINVAL && (e.status < 400 || e.status > 499 || !e.msg[0]))
 		abort();  /* a refusal always says why, as a client error */
 	if (rc == 0) {
 		uint64_t ids[SRV_PPROF_MAX_SAMPLE_TYPES];
-		st_err err;
+		base_err err;
 		/* the batch's own references must hold; limits may still refuse */
 		int v = st__batch_validate(&pp.batch, ids, &err);
 		if (v && v != -EINVAL)

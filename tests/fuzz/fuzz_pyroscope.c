@@ -11,7 +11,7 @@
 #include "server/pyroscope.h"
 #include "storage/st_int.h"
 
-static void check_err(int rc, const srv_pyro_err *e)
+static void check_err(int rc, const base_err *e)
 {
 	if (rc == -EINVAL && (e->status < 400 || e->status > 499 || !e->msg[0]))
 		abort();
@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t mode = data[0] % 4;
 	data++;
 	size--;
-	srv_pyro_err e;
+	base_err e;
 	if (mode == 0) {
 		char *s = malloc(size + 1);
 		memcpy(s, data, size);
@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			st_series_def sd = {"process_cpu:samples:count:cpu:nanoseconds:delta",
 			                    nm->labels, (uint32_t)nm->nlabels};
 			uint64_t id;
-			st_err err;
+			base_err err;
 			/* what the name parser accepts, storage must accept too */
 			if (st_series_id(&sd, &id, &err))
 				abort();
@@ -73,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_err(rc, &e);
 	if (rc == 0) {
 		uint64_t ids[2];
-		st_err err;
+		base_err err;
 		int v = st__batch_validate(&p.batch, ids, &err);
 		if (v && v != -EINVAL)
 			abort();

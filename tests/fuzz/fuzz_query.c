@@ -30,7 +30,7 @@ static void check(bool ok)
 }
 
 /* An error's position is inside the input and its prefix matches it. */
-static void check_err(const char *s, const q_error *err)
+static void check_err(const char *s, const base_err *err)
 {
 	size_t len = strlen(s), line = 1, col = 1;
 	check(err->pos <= len);
@@ -66,7 +66,7 @@ static char fbuf[Q_SELECTOR_FORMAT_MAX], fbuf2[Q_SELECTOR_FORMAT_MAX];
 static void fuzz_selector(const char *s)
 {
 	q_selector *sel = (q_selector *)&sel, *sel2;
-	q_error err;
+	base_err err;
 	int rc = q_parse_selector(s, &sel, &err);
 	if (rc) {
 		check(rc == -EINVAL && !sel);
@@ -155,7 +155,7 @@ static void check_rfc3339(const char *p, int64_t t)
 
 static void fuzz_time(const char *s)
 {
-	q_error err;
+	base_err err;
 	int64_t t1, t2;
 	int rc1 = q_parse_time(s, T0, &t1, &err);
 	if (rc1) {
@@ -204,7 +204,7 @@ static char rel[Q_MAX_SELECTOR_LEN + 8];
 
 static void fuzz_duration(const char *s)
 {
-	q_error err;
+	base_err err;
 	int64_t d, d2, t;
 	int rc = q_parse_duration(s, &d, &err);
 	if (rc) {

@@ -67,7 +67,7 @@ static uint64_t touch(const st__dbatch *d)
 static void decode(const uint8_t *p, size_t len)
 {
 	st__dbatch d, d2;
-	st_err err;
+	base_err err;
 	if (st__batch_decode(p, len, &d, &err))
 		return;
 	sink += touch(&d);

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		body = own;
 	}
 	wire_decoded *d = NULL;
-	wire_err err = {{0}};
+	base_err err = {0};
 	int rc = wire_decode(body, len, &d, &err);
 	if (rc) {
 		if ((rc != -EBADMSG && rc != -EMSGSIZE) || !err.msg[0] || d)

@@ -30,7 +30,7 @@
 
 static const char *out_root;
 
-static void die(const char *what, int rc, const st_err *err)
+static void die(const char *what, int rc, const base_err *err)
 {
 	fprintf(stderr, "gen_corpus: %s: %s%s%s\n", what, strerror(rc < 0 ? -rc : rc),
 	        err && err->msg[0] ? ": " : "", err ? err->msg : "");
@@ -104,7 +104,7 @@ static void build_model(void)
 static void append(st_db *db, bool define, int64_t t, uint32_t nsamples, bool extreme)
 {
 	st_sample sm[256];
-	st_err err = {{0}};
+	base_err err = {0};
 	if (nsamples > 256)
 		nsamples = 256;
 	for (uint32_t i = 0; i < nsamples; i++) {
@@ -140,7 +140,7 @@ static st_db *open_store(const char *dir, uint32_t chunk_rows)
 	o.wal_segment_bytes = 4096;  /* the minimum: several small segments */
 	o.retention_ns = 0;
 	st_db *db;
-	st_err err = {{0}};
+	base_err err = {0};
 	int rc = st_open(dir, &o, &db, &err);
 	if (rc)
 		die(dir, rc, &err);

@@ -35,7 +35,7 @@ static void seed(const char *name, const wire_batch *b)
 {
 	uint8_t *buf;
 	size_t len;
-	wire_err err;
+	base_err err;
 	if (wire_encode(b, &buf, &len, &err)) {
 		fprintf(stderr, "%s: %s\n", name, err.msg);
 		exit(1);

@@ -171,7 +171,7 @@ int main(int argc, char **argv)
 	                rows, nrows};
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	wire_err err;
+	base_err err;
 	int rc = wire_encode(&b, &buf, &len, &err);
 	if (rc) {
 		fprintf(stderr, "mkbatch: wire_encode: %s (%d)\n", err.msg, rc);

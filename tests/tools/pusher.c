@@ -73,7 +73,7 @@ static void *pusher_main(void *arg)
 		                 pr, 2, &obj, 1, st, 4, rows, NROWS};
 		uint8_t *buf = NULL;
 		size_t len = 0;
-		wire_err err;
+		base_err err;
 		if (wire_encode(&wb, &buf, &len, &err)) {
 			fprintf(stderr, "pusher: wire_encode: %s\n", err.msg);
 			exit(1);

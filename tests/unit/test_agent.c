@@ -367,7 +367,7 @@ static void test_batch(void **state)
 	assert_int_equal(ag_batch_set_counters(b, c, 1), 0);
 	uint8_t *body;
 	size_t len;
-	wire_err e;
+	base_err e;
 	assert_int_equal(wire_encode(w, &body, &len, &e), 0);
 	wire_decoded *d;
 	int rc = wire_decode(body, len, &d, &e);

@@ -128,16 +128,16 @@ static void test_config_errors(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cfgs) / sizeof(*cfgs); i++) {
 		ag_relabel *r = NULL;
-		char err[300] = "";
-		int rc = ag_relabel_parse(cfgs[i].cfg, strlen(cfgs[i].cfg), &r, err, sizeof(err));
+		base_err err = {0};
+		int rc = ag_relabel_parse(cfgs[i].cfg, strlen(cfgs[i].cfg), &r, &err);
 		if (!cfgs[i].err) {
 			if (rc)
-				fail_msg("%s: %s", cfgs[i].name, err);
+				fail_msg("%s: %s", cfgs[i].name, err.msg);
 			ag_relabel_free(r);
 			continue;
 		}
-		if (rc != -EINVAL || strncmp(err, cfgs[i].err, strlen(cfgs[i].err)))
-			fail_msg("%s: rc %d, '%s', wanted '%s'", cfgs[i].name, rc, err, cfgs[i].err);
+		if (rc != -EINVAL || strncmp(err.msg, cfgs[i].err, strlen(cfgs[i].err)))
+			fail_msg("%s: rc %d, '%s', wanted '%s'", cfgs[i].name, rc, err.msg, cfgs[i].err);
 		assert_null(r);
 	}
 }
@@ -145,9 +145,9 @@ static void test_config_errors(void **state)
 static ag_relabel *parse(const char *cfg)
 {
 	ag_relabel *r = NULL;
-	char err[300];
-	if (ag_relabel_parse(cfg, strlen(cfg), &r, err, sizeof(err)))
-		fail_msg("%s", err);
+	base_err err = {0};
+	if (ag_relabel_parse(cfg, strlen(cfg), &r, &err))
+		fail_msg("%s", err.msg);
 	return r;
 }
 

@@ -45,7 +45,7 @@ static int setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "%s/q.XXXXXX", base ? base : "/tmp");
 	if (!mkdtemp(f->dir))
 		return -1;
-	st_err err;
+	base_err err;
 	if (st_open(f->dir, NULL, &f->db, &err))
 		return -1;
 	static st_frame s1[3] = {{ST_FRAME_USER, 0, 0x30, NULL}, {ST_FRAME_USER, 0, 0x20, NULL},
@@ -87,7 +87,7 @@ static q_tree *merge(fx *f, const st_matcher *m, size_t nm, const q_resolver *r)
 {
 	q_side side = {m, nm, 0, INT64_MAX};
 	q_tree *t = NULL;
-	st_err err;
+	base_err err;
 	assert_int_equal(q_merge(f->db, &side, r, &t, &err), 0);
 	return t;
 }
@@ -122,7 +122,7 @@ static void test_merge_json(void **state)
 	assert_int_equal(q_tree_total(t, 0), 2);
 	q_tree_free(t);
 	q_side late = {m_all, 1, T0 + 1, INT64_MAX};
-	st_err err;
+	base_err err;
 	assert_int_equal(q_merge(f->db, &late, NULL, &t, &err), 0);
 	assert_int_equal(q_tree_total(t, 0), 2);
 	q_tree_free(t);
@@ -169,7 +169,7 @@ static void test_diff(void **state)
 	fx *f = *state;
 	q_side base = {m_api, 2, 0, INT64_MAX}, cmp = {m_db, 2, 0, INT64_MAX};
 	q_tree *t;
-	st_err err;
+	base_err err;
 	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
 	assert_int_equal(q_tree_total(t, 0), 8);
 	assert_int_equal(q_tree_total(t, 1), 2);
@@ -253,7 +253,7 @@ static void test_discovery(void **state)
 {
 	fx *f = *state;
 	q_buf o = {0};
-	st_err err;
+	base_err err;
 	assert_int_equal(q_types_json(f->db, 0, INT64_MAX, &o, &err), 0);
 	assert_string_equal(o.p, "[\"" TYPE "\"]");
 	q_buf_free(&o);
@@ -276,7 +276,7 @@ static void test_range(void **state)
 {
 	fx *f = *state;
 	q_buf o = {0};
-	st_err err;
+	base_err err;
 	/* per series, 1 s steps over [T0, T0 + 3 s) */
 	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
 	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, &o, &err), 0);
@@ -377,7 +377,7 @@ static void test_source_frames(void **state)
 	st_series_def se[1] = {{TYPE, la, 1}};
 	st_sample sm[3] = {{T0, 0, sd[0].id, 4}, {T0, 0, sd[1].id, 2}, {T0, 0, sd[2].id, 1}};
 	st_batch b = {se, 1, objs, 2, sd, 3, sm, 3};
-	st_err err;
+	base_err err;
 	assert_int_equal(st_append(f->db, &b, &err), 0);
 	static const st_matcher m_py[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
 	                                  {"service", ST_MATCH_EQ, "py"}};

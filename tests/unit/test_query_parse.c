@@ -183,7 +183,7 @@ static const sel_case sel_cases[] = {
 static void check_roundtrip(const char *canon)
 {
 	q_selector *sel;
-	q_error err;
+	base_err err;
 	char *buf = malloc(Q_SELECTOR_FORMAT_MAX);
 	assert_non_null(buf);
 	int rc = q_parse_selector(canon, &sel, &err);
@@ -199,7 +199,7 @@ static void run_sel_case(void **state)
 {
 	const sel_case *c = *state;
 	q_selector *sel = (q_selector *)&sel;  /* must become NULL on error */
-	q_error err;
+	base_err err;
 	char buf[4096];
 	int rc = q_parse_selector(c->in, &sel, &err);
 	if (!c->want) {
@@ -234,7 +234,7 @@ static void test_matcher_array(void **state)
 {
 	(void)state;
 	q_selector *sel;
-	q_error err;
+	base_err err;
 	size_t n;
 	assert_int_equal(q_parse_selector("{service=\"api\", version=~`1\\.4.*`, a!=\"\\n\", "
 	                                  "b!~'x'}", &sel, &err), 0);
@@ -276,7 +276,7 @@ static char *rep(const char *pre, const char *s, size_t n, const char *post)
 static void expect_err(const char *in, size_t pos, const char *msg)
 {
 	q_selector *sel;
-	q_error err;
+	base_err err;
 	assert_int_equal(q_parse_selector(in, &sel, &err), -EINVAL);
 	assert_null(sel);
 	assert_string_equal(err.msg, msg);
@@ -286,7 +286,7 @@ static void expect_err(const char *in, size_t pos, const char *msg)
 static void expect_ok(const char *in)
 {
 	q_selector *sel;
-	q_error err;
+	base_err err;
 	if (q_parse_selector(in, &sel, &err))
 		fail_msg("%.60s...: %s", in, err.msg);
 	q_selector_free(sel);
@@ -343,7 +343,7 @@ static void test_format_buffer(void **state)
 {
 	(void)state;
 	q_selector *sel;
-	q_error err;
+	base_err err;
 	const char *want = D "{a=\"x\\\"y\"}";
 	int len = (int)strlen(want);
 	char buf[128];
@@ -401,7 +401,7 @@ static void test_out_of_memory(void **state)
 	int failures = 0;
 	for (long k = 1; k < 1000; k++) {
 		q_selector *sel;
-		q_error err;
+		base_err err;
 		q__fail_alloc_in = k;
 		int rc = q_parse_selector(in, &sel, &err);
 		if (rc == 0) {
@@ -431,7 +431,7 @@ static void test_selects_in_storage(void **state)
 	snprintf(dir, sizeof(dir), "%s/qp.XXXXXX", base ? base : "/tmp");
 	assert_non_null(mkdtemp(dir));
 	st_db *db;
-	st_err serr;
+	base_err serr;
 	assert_int_equal(st_open(dir, NULL, &db, &serr), 0);
 	const st_frame fr = {ST_FRAME_KERNEL, 0, 0, "schedule"};
 	const st_stack_def sk = {st_stack_hash(NULL, 0, &fr, 1), &fr, 1};
@@ -464,7 +464,7 @@ static void test_selects_in_storage(void **state)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		q_selector *sel;
-		q_error err;
+		base_err err;
 		st_selection *ss;
 		size_t n;
 		assert_int_equal(q_parse_selector(cases[i].sel, &sel, &err), 0);
@@ -563,7 +563,7 @@ static const time_case time_cases[] = {
 static void run_time_case(void **state)
 {
 	const time_case *c = *state;
-	q_error err;
+	base_err err;
 	int64_t got = -1;
 	int rc = q_parse_time(c->in, T0, &got, &err);
 	if (c->err) {
@@ -620,7 +620,7 @@ static const time_case dur_cases[] = {
 static void run_dur_case(void **state)
 {
 	const time_case *c = *state;
-	q_error err;
+	base_err err;
 	int64_t got = -1;
 	int rc = q_parse_duration(c->in, &got, &err);
 	if (c->err) {

@@ -1384,7 +1384,7 @@ static void test_debuginfo_build_id_rule(void **state)
 	}
 	snprintf(file, sizeof(file), "%s/bid_differ", dir);
 	assert_int_equal(keep_copy(store, file, ab, &r), 400);
-	assert_non_null(strstr(r.msg, cd));
+	assert_non_null(strstr(r.err.msg, cd));
 	assert_int_equal(keep_copy(store, file, cd, &r), 201);
 
 	snprintf(file, sizeof(file), "%s/bid_long", dir);
@@ -1392,7 +1392,7 @@ static void test_debuginfo_build_id_rule(void **state)
 	for (int i = 0; i < 80; i++)
 		snprintf(lng + 2 * i, 3, "%02x", i + 1);
 	assert_int_equal(keep_copy(store, file, lng, &r), 400);
-	assert_non_null(strstr(r.msg, "no GNU build ID"));
+	assert_non_null(strstr(r.err.msg, "no GNU build ID"));
 	FILE *f = fopen(file, "rb");
 	assert_non_null(f);
 	static char all[1 << 20];

@@ -60,7 +60,7 @@ static int setup(void **state)
 	st_options opt;
 	st_options_default(&opt);
 	opt.partition_ns = SLOT;   /* a seed's rows are one partition: scans stay small */
-	st_err err;
+	base_err err;
 	if (st_open(f->dir, &opt, &f->db, &err))
 		return -1;
 	for (int s = 0; s < NSTACK; s++) {
@@ -128,7 +128,7 @@ static void add_seed(fx *f, int scen, int seed, const double *a, const double *b
 					                       (uint32_t)side, f->stacks[s].id, cnt[s]};
 		}
 	st_batch bt = {se, 2, NULL, 0, f->stacks, NSTACK, sm, ns};
-	st_err err;
+	base_err err;
 	assert_int_equal(st_append(f->db, &bt, &err), 0);
 }
 
@@ -202,7 +202,7 @@ static found diff_seed(fx *f, int scen, int seed, const double *a, const double 
 	int64_t from = T0 + (int64_t)(scen * SEEDS + seed) * SLOT;
 	q_side base = {mb, 4, from, from + SLOT}, cmp = {mc, 4, from, from + SLOT};
 	q_tree *t = NULL;
-	st_err err;
+	base_err err;
 	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
 	found fo = {0};
 	q_buf o = {0};
@@ -301,7 +301,7 @@ static void test_fields(void **state)
 	st_sample sm[3] = {{T0, 0, f->stacks[RENDER].id, 1000}, {T0, 1, f->stacks[RENDER].id, 1000},
 	                   {T0, 1, f->stacks[GC].id, 1}};
 	st_batch bt = {se, 2, NULL, 0, f->stacks, NSTACK, sm, 3};
-	st_err err;
+	base_err err;
 	assert_int_equal(st_append(f->db, &bt, &err), 0);
 	st_matcher mb[2] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE}, {"v", ST_MATCH_EQ, "a"}};
 	st_matcher mc[2] = {mb[0], {"v", ST_MATCH_EQ, "b"}};

@@ -100,7 +100,7 @@ static void mk_series(tseries *s, uint32_t h)
 /* Appends one batch: for each of nseries series, nstacks samples at ts with
  * value (stack + 1) * mul. All stacks are defined in the batch. */
 static int append_batch(st_db *db, uint32_t nser, uint32_t nstk, int64_t ts,
-                        int64_t mul, st_err *err)
+                        int64_t mul, base_err *err)
 {
 	tseries *se = calloc(nser, sizeof(*se));
 	st_series_def *sd = calloc(nser, sizeof(*sd));
@@ -146,7 +146,7 @@ static int64_t merged_total(st_db *db, const st_matcher *m, size_t nm, int64_t f
 	st_selection *sel = NULL;
 	st_stack_sum *v = NULL;
 	size_t n = 0;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_select(db, m, nm, from, to, &sel, &err), 0);
 	if (nseries)
 		*nseries = st_selection_count(sel);
@@ -247,7 +247,7 @@ static void test_batch_roundtrip(void **state)
 	                   {ST_MAX_TS_NS - 1, 1, kd[0].id, -ST_MAX_VALUE}};
 	st_batch b = {sd, 3, objs, 2, kd, 4, sm, 5};
 	uint64_t ids[3];
-	st_err err;
+	base_err err;
 	assert_int_equal(st__batch_validate(&b, ids, &err), 0);
 	st__buf buf = {0};
 	assert_int_equal(st__batch_encode(&b, ids, &buf), 0);
@@ -396,7 +396,7 @@ static void test_batch_rejects(void **state)
 		{"line too large", bk_line, "is over 2^31-1"},
 	};
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		st_label l[2] = {{"service", "api"}, {"hostname", "h1"}};
@@ -444,7 +444,7 @@ static void test_append_merge_cut_reopen(void **state)
 	fx *f = *state;
 	st_options o = small_opts();
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	/* two partitions: 3 series x 5 stacks, 10 s apart */
 	for (int i = 0; i < 12; i++)
@@ -515,7 +515,7 @@ static void test_rows_and_frames(void **state)
 	fx *f = *state;
 	st_options o = small_opts();
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(append_batch(db, 2, 4, T0 + i * 1800 * SEC, 2, &err), 0);
@@ -571,7 +571,7 @@ static void test_named_source(void **state)
 	fx *f = *state;
 	st_options o = small_opts();
 	st_db *db;
-	st_err err;
+	base_err err;
 	st_frame fr[2][3] = {
 		{{ST_FRAME_NAMED, 0, 0, "Handler.run", "/srv/app.py", 12, "python"},
 		 {ST_FRAME_NAMED, 0, 0, "main", "/srv/app.py", 30, "python"},
@@ -740,7 +740,7 @@ static void test_symbols(void **state)
 	fx *f = *state;
 	st_options o = small_opts();
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	assert_int_equal(append_batch(db, 1, 2, T0, 1, &err), 0);
 	tstack sk;
@@ -811,7 +811,7 @@ static void test_matchers(void **state)
 {
 	fx *f = *state;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
 	/* host0..host5; service api for even hosts, db for odd */
 	assert_int_equal(append_batch(db, 6, 2, T0, 1, &err), 0);
@@ -896,7 +896,7 @@ static void test_no_labels_binary_build_id(void **state)
 {
 	fx *f = *state;
 	st_db *db;
-	st_err err;
+	base_err err;
 	static const uint8_t zid[4] = {0, 0, 7, 0};
 	const st_object o[1] = {{zid, 4, "/bin/zero"}};
 	st_frame fr[1] = {{ST_FRAME_USER, 0, 0x99, NULL}};
@@ -928,7 +928,7 @@ static void test_partition_size_kept(void **state)
 	st_options o;
 	st_options_default(&o);
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	assert_int_equal(append_batch(db, 1, 2, T0, 1, &err), 0);
 	st_close(db);
@@ -946,7 +946,7 @@ static void test_locked(void **state)
 {
 	fx *f = *state;
 	st_db *a, *b;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, NULL, &a, &err), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -1007,7 +1007,7 @@ static void test_wal_torn_tail(void **state)
 	char src[PATH_MAX], dst[PATH_MAX], wal[PATH_MAX + 80];
 	snprintf(src, sizeof(src), "%s/src", f->dir);
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(src, NULL, &db, &err), 0);
 	const int N = 6;
 	for (int i = 0; i < N; i++)
@@ -1072,7 +1072,7 @@ static void test_wal_corrupt_middle_segment(void **state)
 	st_options o = small_opts();
 	o.wal_segment_bytes = 4096; /* several segments */
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int i = 0; i < 40; i++)
 		assert_int_equal(append_batch(db, 2, 4, T0 + i * SEC, 1, &err), 0);
@@ -1112,7 +1112,7 @@ static void test_wal_missing_segment(void **state)
 	st_options o = small_opts();
 	o.wal_segment_bytes = 4096;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int i = 0; i < 40; i++)
 		assert_int_equal(append_batch(db, 2, 4, T0 + i * SEC, 1, &err), 0);
@@ -1227,7 +1227,7 @@ static void test_block_roundtrip(void **state)
 	size_t len;
 	assert_int_equal(st__read_file(path, &img, &len, 1 << 30), 0);
 	st__block b;
-	st_err err;
+	base_err err;
 	assert_int_equal(st__block_parse(img, len, &b, &err), 0);
 	assert_int_equal(b.nrows, N);
 	assert_int_equal(b.nchunks, 20);
@@ -1299,7 +1299,7 @@ static void test_series_steps(void **state)
 	fx *f = *state;
 	st_options o = small_opts();
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int i = 0; i < 40; i++) {
 		assert_int_equal(append_batch(db, 5, 4, T0 + i * 200 * SEC, i + 1, &err), 0);
@@ -1360,7 +1360,7 @@ static void test_block_merge(void **state)
 	st__block b[NIN + 1];
 	uint8_t *img[NIN + 1];
 	size_t len;
-	st_err err;
+	base_err err;
 	char path[PATH_MAX + 16];
 	for (int j = 0; j < NIN; j++) {
 		snprintf(path, sizeof(path), "%s/in%d", f->dir, j);
@@ -1445,7 +1445,7 @@ static void test_block_rejects_damage(void **state)
 	size_t len;
 	assert_int_equal(st__read_file(path, &img, &len, 1 << 30), 0);
 	st__block b;
-	st_err err;
+	base_err err;
 	st__chunk_rows cr = {0};
 	for (size_t cut = 0; cut < len; cut++) {
 		uint8_t *t = malloc(cut ? cut : 1);
@@ -1481,7 +1481,7 @@ static void test_open_rejects_damaged_block(void **state)
 {
 	fx *f = *state;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
 	assert_int_equal(append_batch(db, 2, 2, T0, 1, &err), 0);
 	assert_int_equal(st_cut(db, T0, 1), 0);
@@ -1521,7 +1521,7 @@ static void test_retention(void **state)
 	st_options o = small_opts();
 	o.retention_ns = 24 * HOUR;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int h = 0; h < 5; h++)
 		assert_int_equal(append_batch(db, 1, 2, T0 + h * HOUR, 1, &err), 0);
@@ -1549,7 +1549,7 @@ static void test_retention_bytes(void **state)
 	st_options o = small_opts();
 	o.retention_ns = 0;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int h = 0; h < 5; h++)
 		assert_int_equal(append_batch(db, 1, 2, T0 + h * HOUR, 1, &err), 0);
@@ -1607,7 +1607,7 @@ static void test_compaction(void **state)
 	st_options o = small_opts();
 	o.compact_max_span_ns = 3 * HOUR;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	/* hour 0 cut twice (late data), hours 1..5 once each */
 	assert_int_equal(append_batch(db, 2, 3, T0, 1, &err), 0);
@@ -1647,7 +1647,7 @@ static void test_compaction_parents_removed(void **state)
 	fx *f = *state;
 	st_options o = small_opts();
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
 	for (int h = 0; h < 2; h++)
 		assert_int_equal(append_batch(db, 1, 2, T0 + h * HOUR, 1, &err), 0);
@@ -1686,7 +1686,7 @@ typedef struct thr {
 static void *append_thread(void *arg)
 {
 	thr *t = arg;
-	st_err err;
+	base_err err;
 	for (int i = 0; i < 50 && !t->rc; i++)
 		t->rc = append_batch(t->db, 1 + t->id % 3, 4, T0 + (t->id * 1000 + i) * SEC, 1, &err);
 	return NULL;
@@ -1696,7 +1696,7 @@ static void test_concurrent_appends(void **state)
 {
 	fx *f = *state;
 	st_db *db;
-	st_err err;
+	base_err err;
 	assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
 	pthread_t th[6];
 	thr t[6];
@@ -1730,7 +1730,7 @@ static void crash_child(const char *dir, int wfd, int start)
 	st_options o = small_opts();
 	o.wal_segment_bytes = 16384;
 	st_db *db;
-	st_err err;
+	base_err err;
 	if (st_open(dir, &o, &db, &err))
 		_exit(3);
 	tstack sk;
@@ -1794,7 +1794,7 @@ static void test_crash_kill9(void **state)
 		assert_true(WIFSIGNALED(status)); /* it died by our hand, not an error */
 
 		st_db *db;
-		st_err err;
+		base_err err;
 		st_options o = small_opts();
 		o.wal_segment_bytes = 16384;
 		if (st_open(f->dir, &o, &db, &err))
@@ -1833,7 +1833,7 @@ static void test_meta_rollback_forgets_ids(void **state)
 	char path[1100];
 	snprintf(path, sizeof(path), "%s/meta.db", f->dir);
 	st__meta *m = NULL;
-	st_err err;
+	base_err err;
 	assert_int_equal(st__meta_open(path, &m, &err), 0);
 	st_frame fa = {ST_FRAME_USER, 0, 0x10, NULL}, fb = {ST_FRAME_USER, 1, 0x10, NULL};
 	st_stack_def sa = {0xa1, &fa, 1}, sb = {0xb1, &fb, 1}, sa2 = {0xa2, &fa, 1};

@@ -147,7 +147,7 @@ static void test_round_trip(void **state)
 	mk_rich(&r);
 	uint8_t *buf;
 	size_t len;
-	wire_err err;
+	base_err err;
 	assert_int_equal(wire_encode(&r.b, &buf, &len, &err), 0);
 	assert_memory_equal(buf, WIRE_MAGIC, 8);
 	/* nothing in it needs version 2: older servers read it */
@@ -253,7 +253,7 @@ static void test_encode_rejects(void **state)
 		cases[c].breakit(&r);
 		uint8_t *buf = (uint8_t *)1;
 		size_t len = 1;
-		wire_err err = {{0}};
+		base_err err = {0};
 		int rc = wire_encode(&r.b, &buf, &len, &err);
 		if (rc != -EINVAL || !strstr(err.msg, cases[c].msg))
 			fail_msg("case \"%s\": rc %d, message \"%s\", want \"%s\"", cases[c].name, rc,
@@ -333,7 +333,7 @@ static uint8_t *wrap(const uint8_t *raw, size_t n, size_t *len)
 	return b;
 }
 
-static int decode_raw(const pb *b, wire_err *err)
+static int decode_raw(const pb *b, base_err *err)
 {
 	size_t len;
 	uint8_t *body = wrap(b->p, b->len, &len);
@@ -346,7 +346,7 @@ static int decode_raw(const pb *b, wire_err *err)
 
 static void expect(const pb *b, int want_rc, const char *want_msg)
 {
-	wire_err err = {{0}};
+	base_err err = {0};
 	int rc = decode_raw(b, &err);
 	if (rc != want_rc || !strstr(err.msg, want_msg))
 		fail_msg("rc %d, message \"%s\"; want %d, \"%s\"", rc, err.msg, want_rc, want_msg);
@@ -495,7 +495,7 @@ static void test_decode_header(void **state)
 	mk_rich(&r);
 	uint8_t *buf;
 	size_t len;
-	wire_err err;
+	base_err err;
 	assert_int_equal(wire_encode(&r.b, &buf, &len, &err), 0);
 	static const struct {
 		size_t off;
@@ -536,7 +536,7 @@ static void test_truncations(void **state)
 	mk_rich(&r);
 	uint8_t *buf;
 	size_t len;
-	wire_err err;
+	base_err err;
 	assert_int_equal(wire_encode(&r.b, &buf, &len, &err), 0);
 	for (size_t n = 0; n < len; n++) {
 		wire_decoded *d = NULL;
@@ -568,7 +568,7 @@ static void test_bit_flips(void **state)
 	mk_rich(&r);
 	uint8_t *buf;
 	size_t len;
-	wire_err err;
+	base_err err;
 	assert_int_equal(wire_encode(&r.b, &buf, &len, &err), 0);
 	uint32_t rawlen = (uint32_t)buf[12] | (uint32_t)buf[13] << 8;
 	uint8_t *raw = malloc(rawlen);
@@ -633,7 +633,7 @@ static void test_hostile_counts(void **state)
 			if (where > 3)
 				pb_varint(&b, 0);    /* stacks */
 			pb_varint(&b, counts[c]);
-			wire_err err;
+			base_err err;
 			int rc = decode_raw(&b, &err);
 			assert_true(rc == -EMSGSIZE || rc == -EBADMSG);
 		}
@@ -648,7 +648,7 @@ static void test_hostile_counts(void **state)
 	body[14] = 0;
 	body[15] = 4;
 	wire_decoded *d;
-	wire_err err;
+	base_err err;
 	assert_int_equal(wire_decode(body, len, &d, &err), -EBADMSG);
 	free(body);
 	free(b.p);
@@ -673,7 +673,7 @@ static void test_round_trip_source(void **state)
 			r.rows[i].stack_id = r.st[i == 1 ? 1 : i == 2 ? 2 : 0].id;
 	uint8_t *buf, *buf2;
 	size_t len, len2;
-	wire_err err;
+	base_err err;
 	if (wire_encode(&r.b, &buf, &len, &err))
 		fail_msg("encode: %s", err.msg);
 	assert_int_equal(buf[8], 2);
@@ -938,31 +938,32 @@ static void test_auth_token_file(void **state)
 		FILE *f = fdopen(fd, "w");
 		fputs(cases[i].content, f);
 		fclose(f);
-		char *tok = NULL, err[256];
+		char *tok = NULL;
+		base_err err = {0};
 		bool shared = true;
-		int rc = wire_auth_read_token_file(path, &tok, &shared, err, sizeof(err));
+		int rc = wire_auth_read_token_file(path, &tok, &shared, &err);
 		if (rc != cases[i].rc)
-			fail_msg("%s: rc %d, want %d (%s)", cases[i].name, rc, cases[i].rc, err);
+			fail_msg("%s: rc %d, want %d (%s)", cases[i].name, rc, cases[i].rc, err.msg);
 		if (cases[i].token)
 			assert_string_equal(tok, cases[i].token);
 		else
-			assert_true(tok == NULL && strstr(err, path));
+			assert_true(tok == NULL && strstr(err.msg, path));
 		assert_false(shared);   /* mkstemp makes 0600 */
 		free(tok);
 		chmod(path, 0640);
 		tok = NULL;
-		wire_auth_read_token_file(path, &tok, &shared, NULL, 0);
+		wire_auth_read_token_file(path, &tok, &shared, NULL);
 		assert_true(shared);
 		free(tok);
 		unlink(path);
 		memcpy(path + strlen(path) - 6, "XXXXXX", 6);
 	}
 	char *tok = (char *)1;
-	char err[256];
-	assert_int_equal(wire_auth_read_token_file("/nonexistent/token", &tok, NULL, err,
-	                                           sizeof(err)), -ENOENT);
+	base_err err = {0};
+	assert_int_equal(wire_auth_read_token_file("/nonexistent/token", &tok, NULL, &err),
+	                 -ENOENT);
 	assert_null(tok);
-	assert_non_null(strstr(err, "/nonexistent/token"));
+	assert_non_null(strstr(err.msg, "/nonexistent/token"));
 }
 
 int main(void)
