@@ -12,6 +12,7 @@
 
 #include <linux/types.h>
 
+#include "base/buf.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
 
@@ -90,14 +91,8 @@ typedef struct sdyn {
 
 static void *dpush(sdyn *d, size_t size)
 {
-	if (d->n == d->cap) {
-		size_t c = d->cap ? d->cap * 2 : 64;
-		void *nv = realloc(d->v, c * size);
-		if (!nv)
-			return NULL;
-		d->v = nv;
-		d->cap = c;
-	}
+	if (base_grow(&d->v, &d->cap, d->n + 1, size))
+		return NULL;
 	return (uint8_t *)d->v + size * d->n++;
 }
 

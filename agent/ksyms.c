@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "agent/agent.h"
 
 typedef struct ksym {
@@ -53,25 +54,10 @@ int ag_ksyms_load(const char *path, ag_ksyms **out)
 		uint64_t addr = strtoull(line, NULL, 16);
 		nonzero |= addr;
 		size_t nl = strlen(name) + 1;
-		if (k->n == cap) {
-			size_t c = cap ? cap * 2 : 65536;
-			ksym *v = realloc(k->v, c * sizeof(*v));
-			if (!v) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			k->v = v;
-			cap = c;
-		}
-		if (k->names_len + nl > ncap) {
-			size_t c = ncap ? ncap * 2 : 1 << 20;
-			char *nn = realloc(k->names, c);
-			if (!nn) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			k->names = nn;
-			ncap = c;
+		if (base_grow(&k->v, &cap, k->n + 1, sizeof(*k->v)) ||
+		    base_grow(&k->names, &ncap, k->names_len + nl, 1)) {
+			rc = -ENOMEM;
+			goto out;
 		}
 		memcpy(k->names + k->names_len, name, nl);
 		k->v[k->n++] = (ksym){addr, (uint32_t)k->names_len};

@@ -83,7 +83,7 @@ static double time_query(st_db *db, const q_side *s, int what, int64_t *total)
 	for (int i = 0; i < RUNS; i++) {
 		base_err err;
 		q_tree *t = NULL;
-		q_buf o = {0};
+		base_buf o = {0};
 		double t0 = now_s();
 		int rc;
 		if (what == 2) {
@@ -105,7 +105,7 @@ static double time_query(st_db *db, const q_side *s, int what, int64_t *total)
 		}
 		*total = q_tree_total(t, what == 2 ? 1 : 0);
 		q_tree_free(t);
-		q_buf_free(&o);
+		base_buf_free(&o);
 		if (dt < best)
 			best = dt;
 	}

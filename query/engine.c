@@ -77,60 +77,11 @@ void q__map_free(q__map *m)
 	m->cap = m->len = 0;
 }
 
-int q__grow(void *arr, size_t *cap, size_t need, size_t elem)
-{
-	void **a = arr;
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 64;
-	while (c < need)
-		c *= 2;
-	void *t = realloc(*a, c * elem);
-	if (!t)
-		return -ENOMEM;
-	*a = t;
-	*cap = c;
-	return 0;
-}
+/* ---- output ---- */
 
-/* ---- output buffer ---- */
-
-int q_buf_put(q_buf *b, const char *s, size_t n)
+int q_buf_json_str(base_buf *b, const char *s)
 {
-	if (b->len + n + 1 > Q_MAX_OUTPUT_BYTES)
-		return -ENOMEM;
-	if (q__grow(&b->p, &b->cap, b->len + n + 1, 1))
-		return -ENOMEM;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-	return 0;
-}
-
-int q_buf_printf(q_buf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return -EINVAL;
-	if ((size_t)n < sizeof(tmp))
-		return q_buf_put(b, tmp, (size_t)n);
-	if (b->len + (size_t)n + 1 > Q_MAX_OUTPUT_BYTES ||
-	    q__grow(&b->p, &b->cap, b->len + (size_t)n + 1, 1))
-		return -ENOMEM;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-	return 0;
-}
-
-int q_buf_json_str(q_buf *b, const char *s)
-{
-	int rc = q_buf_put(b, "\"", 1);
+	int rc = base_buf_put(b, "\"", 1);
 	const unsigned char *p = (const unsigned char *)s;
 	while (!rc && *p) {
 		/* copy runs that need no escaping in one go: frame names rarely
@@ -139,24 +90,18 @@ int q_buf_json_str(q_buf *b, const char *s)
 		while (*q && *q != '"' && *q != '\\' && *q >= 0x20)
 			q++;
 		if (q > p)
-			rc = q_buf_put(b, (const char *)p, (size_t)(q - p));
+			rc = base_buf_put(b, (const char *)p, (size_t)(q - p));
 		if (rc || !*q)
 			break;
 		if (*q == '"' || *q == '\\') {
 			char e[2] = {'\\', (char)*q};
-			rc = q_buf_put(b, e, 2);
+			rc = base_buf_put(b, e, 2);
 		} else {
-			rc = q_buf_printf(b, "\\u%04x", *q);
+			rc = base_buf_printf(b, "\\u%04x", *q);
 		}
 		p = q + 1;
 	}
-	return rc ? rc : q_buf_put(b, "\"", 1);
-}
-
-void q_buf_free(q_buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
+	return rc ? rc : base_buf_put(b, "\"", 1);
 }
 
 /* ---- the tree ---- */
@@ -245,7 +190,7 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 		}
 		/* a 64-bit collision: probe on with a derived key */
 	}
-	if (q__grow(&t->names, &t->names_cap, t->nnames + 1, sizeof(*t->names)))
+	if (base_grow(&t->names, &t->names_cap, t->nnames + 1, sizeof(*t->names)))
 		return -ENOMEM;
 	qname *q = &t->names[t->nnames];
 	memset(q, 0, sizeof(*q));
@@ -268,7 +213,7 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 
 static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
 {
-	if (t->n >= NONE - 1 || q__grow(&t->nodes, &t->cap, t->n + 1, sizeof(*t->nodes)))
+	if (t->n >= NONE - 1 || base_grow(&t->nodes, &t->cap, t->n + 1, sizeof(*t->nodes)))
 		return -ENOMEM;
 	qnode *nd = &t->nodes[t->n];
 	memset(nd, 0, sizeof(*nd));
@@ -329,7 +274,7 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	}
 	if (rc)
 		return rc;
-	if (q__grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain)))
+	if (base_grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain)))
 		return -ENOMEM;
 	uint32_t off = (uint32_t)t->nchain;
 	t->chain[t->nchain++] = (uint32_t)n;
@@ -372,7 +317,7 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		uint64_t loc = (uint64_t)pool[i];
 		if (q__map_get(&t->loc_map, loc) != NONE || q__map_get(&asked, loc) != NONE)
 			continue;
-		rc = q__grow(&need, &need_cap, nneed + 1, sizeof(*need));
+		rc = base_grow(&need, &need_cap, nneed + 1, sizeof(*need));
 		rc = rc ? rc : q__map_put(&asked, loc, (uint32_t)nneed);
 		if (!rc)
 			need[nneed++] = pool[i];
@@ -502,20 +447,20 @@ static uint32_t *children(const q_tree *t, uint32_t node, size_t *n)
 	return v;
 }
 
-static int json_values(const q_tree *t, q_buf *o, const int64_t *self, const int64_t *total)
+static int json_values(const q_tree *t, base_buf *o, const int64_t *self, const int64_t *total)
 {
 	if (!t->diff)
-		return q_buf_printf(o, ",\"self\":%" PRId64 ",\"total\":%" PRId64, self[0], total[0]);
-	return q_buf_printf(o, ",\"base\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "},"
+		return base_buf_printf(o, ",\"self\":%" PRId64 ",\"total\":%" PRId64, self[0], total[0]);
+	return base_buf_printf(o, ",\"base\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "},"
 	                    "\"compare\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "}",
 	                    self[0], total[0], self[1], total[1]);
 }
 
-static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
+static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, base_buf *o)
 {
 	const qnode *nd = &t->nodes[i];
 	const qname *nm = &t->names[nd->name];
-	int rc = q_buf_put(o, "{\"name\":", 8);
+	int rc = base_buf_put(o, "{\"name\":", 8);
 	rc = rc ? rc : q_buf_json_str(o, nm->function);
 	rc = rc ? rc : json_values(t, o, nd->self, nd->total);
 	if (!rc && t->diff)
@@ -523,22 +468,22 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	if (!rc && t->diff && i == 0)
 		rc = q__sig_root_json(t, o);
 	if (!rc && nm->kernel)
-		rc = q_buf_put(o, ",\"kernel\":true", 14);
+		rc = base_buf_put(o, ",\"kernel\":true", 14);
 	if (!rc && nm->file) {
-		rc = q_buf_put(o, ",\"file\":", 8);
+		rc = base_buf_put(o, ",\"file\":", 8);
 		rc = rc ? rc : q_buf_json_str(o, nm->file);
 	}
 	if (!rc && (nm->file || nm->line))
-		rc = q_buf_printf(o, ",\"line\":%" PRId64, nm->line);
+		rc = base_buf_printf(o, ",\"line\":%" PRId64, nm->line);
 	if (!rc && nm->lang) {
-		rc = q_buf_put(o, ",\"lang\":", 8);
+		rc = base_buf_put(o, ",\"lang\":", 8);
 		rc = rc ? rc : q_buf_json_str(o, nm->lang);
 	}
 	size_t nc;
 	uint32_t *cs = children(t, i, &nc);
 	if (!cs)
 		return -ENOMEM;
-	rc = rc ? rc : q_buf_put(o, ",\"children\":[", 13);
+	rc = rc ? rc : base_buf_put(o, ",\"children\":[", 13);
 	int64_t other[2] = {0, 0};
 	bool first = true, have_other = false;
 	for (size_t k = 0; k < nc && !rc; k++) {
@@ -549,19 +494,19 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 			continue;
 		}
 		if (!first)
-			rc = q_buf_put(o, ",", 1);
+			rc = base_buf_put(o, ",", 1);
 		first = false;
 		rc = rc ? rc : json_node(t, cs[k], keep, o);
 	}
 	if (!rc && have_other) {
-		rc = q_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
+		rc = base_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
 		rc = rc ? rc : json_values(t, o, other, other);
 		if (!rc && t->diff)  /* a fold of many nodes is no unit tested */
-			rc = q_buf_put(o, ",\"significant\":false,\"p\":null,\"q\":null", 38);
-		rc = rc ? rc : q_buf_put(o, ",\"children\":[]}", 15);
+			rc = base_buf_put(o, ",\"significant\":false,\"p\":null,\"q\":null", 38);
+		rc = rc ? rc : base_buf_put(o, ",\"children\":[]}", 15);
 	}
 	free(cs);
-	return rc ? rc : q_buf_put(o, "]}", 2);
+	return rc ? rc : base_buf_put(o, "]}", 2);
 }
 
 static int cmp_rank(const void *a, const void *b, void *arg)
@@ -574,7 +519,7 @@ static int cmp_rank(const void *a, const void *b, void *arg)
 	return x < y ? -1 : x > y;  /* parents were created before children */
 }
 
-int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out)
+int q_tree_json(const q_tree *t, size_t max_nodes, base_buf *out)
 {
 	uint8_t *keep = NULL;
 	if (max_nodes && max_nodes < t->n) {
@@ -600,27 +545,27 @@ int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out)
 }
 
 /* Depth-first, carrying the path (root excluded) in a buffer. */
-static int folded_node(const q_tree *t, uint32_t i, q_buf *path, q_buf *o)
+static int folded_node(const q_tree *t, uint32_t i, base_buf *path, base_buf *o)
 {
 	size_t mark = path->len;
 	int rc = 0;
 	if (i != 0) {
 		if (path->len)
-			rc = q_buf_put(path, ";", 1);
+			rc = base_buf_put(path, ";", 1);
 		/* ';' separates frames, so one inside a name becomes ':'; spaces
 		 * may stay (readers split the count off at the last space) */
 		for (const char *p = t->names[t->nodes[i].name].function; !rc && *p; p++)
-			rc = q_buf_put(path, *p == ';' ? ":" : p, 1);
+			rc = base_buf_put(path, *p == ';' ? ":" : p, 1);
 		if (!rc && t->names[t->nodes[i].name].kernel)
-			rc = q_buf_put(path, "_[k]", 4);
+			rc = base_buf_put(path, "_[k]", 4);
 	}
 	const qnode *nd = &t->nodes[i];
 	if (!rc && i != 0 && (nd->self[0] || nd->self[1])) {
-		rc = q_buf_put(o, path->p, path->len);
+		rc = base_buf_put(o, path->data, path->len);
 		if (!rc && t->diff)
-			rc = q_buf_printf(o, " %" PRId64 " %" PRId64 "\n", nd->self[0], nd->self[1]);
+			rc = base_buf_printf(o, " %" PRId64 " %" PRId64 "\n", nd->self[0], nd->self[1]);
 		else if (!rc)
-			rc = q_buf_printf(o, " %" PRId64 "\n", nd->self[0]);
+			rc = base_buf_printf(o, " %" PRId64 "\n", nd->self[0]);
 	}
 	size_t nc;
 	uint32_t *cs = rc ? NULL : children(t, i, &nc);
@@ -630,16 +575,16 @@ static int folded_node(const q_tree *t, uint32_t i, q_buf *path, q_buf *o)
 		rc = folded_node(t, cs[k], path, o);
 	free(cs);
 	path->len = mark;
-	if (path->p)
-		path->p[mark] = 0;
+	if (path->data)
+		path->data[mark] = 0;
 	return rc;
 }
 
-int q_tree_folded(const q_tree *t, q_buf *out)
+int q_tree_folded(const q_tree *t, base_buf *out)
 {
-	q_buf path = {0};
+	base_buf path = {0};
 	int rc = folded_node(t, 0, &path, out);
-	q_buf_free(&path);
+	base_buf_free(&path);
 	return rc;
 }
 
@@ -658,7 +603,7 @@ static int cmp_top(const void *a, const void *b)
 	return x->name < y->name ? -1 : x->name > y->name;
 }
 
-int q_top_json(const q_tree *t, size_t limit, q_buf *out)
+int q_top_json(const q_tree *t, size_t limit, base_buf *out)
 {
 	int rc = 0;
 	toprow *rows = calloc(t->nnames, sizeof(*rows));
@@ -709,7 +654,7 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 	rows[t->nodes[0].name].flat = rows[t->nodes[0].name].cum = 0;
 	qsort(rows, t->nnames, sizeof(*rows), cmp_top);
 	int64_t total = t->nodes[0].total[0];
-	rc = q_buf_printf(out, "{\"total\":%" PRId64 ",\"rows\":[", total);
+	rc = base_buf_printf(out, "{\"total\":%" PRId64 ",\"rows\":[", total);
 	size_t emitted = 0;
 	for (size_t i = 0; !rc && i < t->nnames && (!limit || emitted < limit); i++) {
 		const toprow *r = &rows[i];
@@ -717,29 +662,29 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 			continue;
 		const qname *nm = &t->names[r->name];
 		if (emitted++)
-			rc = q_buf_put(out, ",", 1);
-		rc = rc ? rc : q_buf_put(out, "{\"name\":", 8);
+			rc = base_buf_put(out, ",", 1);
+		rc = rc ? rc : base_buf_put(out, "{\"name\":", 8);
 		rc = rc ? rc : q_buf_json_str(out, nm->function);
 		if (!rc && nm->file) {
-			rc = q_buf_put(out, ",\"file\":", 8);
+			rc = base_buf_put(out, ",\"file\":", 8);
 			rc = rc ? rc : q_buf_json_str(out, nm->file);
 		}
 		/* a row of an exact name sums all its lines: no one line is its */
 		if (!rc && nm->file && !nm->exact)
-			rc = q_buf_printf(out, ",\"line\":%" PRId64, nm->line);
-		rc = rc ? rc : q_buf_printf(out, ",\"flat\":%" PRId64 ",\"flat_pct\":%.4f"
+			rc = base_buf_printf(out, ",\"line\":%" PRId64, nm->line);
+		rc = rc ? rc : base_buf_printf(out, ",\"flat\":%" PRId64 ",\"flat_pct\":%.4f"
 		                            ",\"cum\":%" PRId64 ",\"cum_pct\":%.4f",
 		                            r->flat, total ? 100.0 * (double)r->flat / (double)total : 0.0,
 		                            r->cum, total ? 100.0 * (double)r->cum / (double)total : 0.0);
 		if (!rc && nm->kernel)
-			rc = q_buf_put(out, ",\"kernel\":true", 14);
+			rc = base_buf_put(out, ",\"kernel\":true", 14);
 		if (!rc && nm->lang) {
-			rc = q_buf_put(out, ",\"lang\":", 8);
+			rc = base_buf_put(out, ",\"lang\":", 8);
 			rc = rc ? rc : q_buf_json_str(out, nm->lang);
 		}
-		rc = rc ? rc : q_buf_put(out, "}", 1);
+		rc = rc ? rc : base_buf_put(out, "}", 1);
 	}
-	rc = rc ? rc : q_buf_put(out, "]}", 2);
+	rc = rc ? rc : base_buf_put(out, "]}", 2);
 out:
 	free(rows);
 	free(onpath);

@@ -29,7 +29,7 @@ static int type_parts(const char *type, char parts[5][64])
 	return 0;
 }
 
-static int gzip_into(const uint8_t *in, size_t len, q_buf *out)
+static int gzip_into(const uint8_t *in, size_t len, base_buf *out)
 {
 	z_stream z;
 	memset(&z, 0, sizeof(z));
@@ -37,27 +37,25 @@ static int gzip_into(const uint8_t *in, size_t len, q_buf *out)
 	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return -ENOMEM;
 	size_t bound = deflateBound(&z, len) + 32;
-	int rc = 0;
-	if (out->len + bound + 1 > Q_MAX_OUTPUT_BYTES ||
-	    q__grow(&out->p, &out->cap, out->len + bound + 1, 1)) {
-		rc = -ENOMEM;
+	int rc = base_buf_reserve(out, bound);
+	if (rc)
 		goto out;
-	}
 	z.next_in = (uint8_t *)in;
 	z.avail_in = (uInt)len;
-	z.next_out = (uint8_t *)out->p + out->len;
+	z.next_out = (uint8_t *)out->data + out->len;
 	z.avail_out = (uInt)bound;
 	if (deflate(&z, Z_FINISH) != Z_STREAM_END) {
 		rc = -EIO;
 		goto out;
 	}
 	out->len += bound - z.avail_out;
+	out->data[out->len] = 0;
 out:
 	deflateEnd(&z);
 	return rc;
 }
 
-int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
+int q_tree_pprof(const q_tree *t, const char *type, base_buf *out)
 {
 	char parts[5][64];
 	int rc = type_parts(type, parts);

@@ -23,9 +23,6 @@ uint32_t q__map_get(const q__map *m, uint64_t key);
 int q__map_put(q__map *m, uint64_t key, uint32_t val);
 void q__map_free(q__map *m);
 
-/* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
-int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
-
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 
 #include <stdbool.h>
@@ -83,8 +80,8 @@ int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree 
                    base_err *err);
 void q__sig_free(q__sig *s);
 /* ,"significant":B,"p":P,"q":Q for one node (nothing before q__sig_compute). */
-int q__sig_node_json(const q_tree *t, uint32_t node, q_buf *o);
+int q__sig_node_json(const q_tree *t, uint32_t node, base_buf *o);
 /* ,"significance":{method, alpha, profiles, ...} for the root. */
-int q__sig_root_json(const q_tree *t, q_buf *o);
+int q__sig_root_json(const q_tree *t, base_buf *o);
 
 #endif

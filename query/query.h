@@ -9,15 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "storage/storage.h"
 
+/* The largest answer the server asks for: it sets its output buffers'
+ * max (base/buf.h) to this, and a renderer that would write past it
+ * fails with -ENOMEM. Every renderer below appends to a base_buf. */
 #define Q_MAX_OUTPUT_BYTES (256u << 20)
-
-/* A growable output buffer; free p with free(). */
-typedef struct q_buf {
-	char *p;
-	size_t len, cap;
-} q_buf;
 
 /* One frame of a location's inline chain, innermost first. Strings need to
  * stay valid only during the call that returned them: the engine copies. */
@@ -67,23 +65,23 @@ size_t q_tree_nodes(const q_tree *t);
  * total},"compare":{self,total}} instead of self/total. With max_nodes > 0
  * the smallest nodes fold into one "other" child per parent so that about
  * max_nodes remain. Appends to out. */
-int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
+int q_tree_json(const q_tree *t, size_t max_nodes, base_buf *out);
 
 /* Brendan Gregg's collapsed stacks, root first ("a;b;c 42"), one line per
  * distinct path that has self value. For a diff tree, two values per line
  * (base, compare), as difffolded.pl writes. */
-int q_tree_folded(const q_tree *t, q_buf *out);
+int q_tree_folded(const q_tree *t, base_buf *out);
 
 /* A gzip'd pprof profile.proto of a merge tree: sample type and period
  * type from the profile type (name:sample_type:sample_unit:period_type:
  * period_unit[:delta]), one Function and Location per distinct frame, one
  * Sample per distinct stack. -EINVAL for a malformed type. */
-int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
+int q_tree_pprof(const q_tree *t, const char *type, base_buf *out);
 
 /* Functions by flat (self) and cumulative value, sorted by flat then cum,
  * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",
  * "flat","flat_pct","cum","cum_pct","kernel"}]}. */
-int q_top_json(const q_tree *t, size_t limit, q_buf *out);
+int q_top_json(const q_tree *t, size_t limit, base_buf *out);
 
 /* ---- significance of a diff (query/signif.c) ----
  * Every node of a diff tree and every function of its top table is tested
@@ -112,7 +110,7 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out);
  * when the listed own-share changes beneath it explain less than half of
  * it. The other rows follow by |delta|. At most limit rows (0: all).
  * -EINVAL for a tree that is not a diff. */
-int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
+int q_diff_top_json(const q_tree *t, size_t limit, base_buf *out);
 
 /* ---- discovery and the timeline (query/series.c) ---- */
 
@@ -120,13 +118,13 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
 #define Q_MAX_RANGE_SERIES 10000
 
 /* Profile types with series in [from, to): JSON array of strings, sorted. */
-int q_types_json(st_db *db, int64_t from_ns, int64_t to_ns, q_buf *out, base_err *err);
+int q_types_json(st_db *db, int64_t from_ns, int64_t to_ns, base_buf *out, base_err *err);
 
 /* Label names (name == NULL) or the values of one label, over the series
  * that match m in [from, to); JSON array of strings, sorted, without
  * __name__ in the names. */
 int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
-                  int64_t to_ns, const char *name, q_buf *out, base_err *err);
+                  int64_t to_ns, const char *name, base_buf *out, base_err *err);
 
 /* The timeline: the sum of values per step per series, or per distinct
  * value of the `by` labels when nby > 0. JSON as Prometheus' matrix:
@@ -134,12 +132,9 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
  * a point for every step that has samples. -EINVAL (with err) for a step
  * that would make more than Q_MAX_RANGE_POINTS points or an open range. */
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
-                 const char *const *by, size_t nby, q_buf *out, base_err *err);
+                 const char *const *by, size_t nby, base_buf *out, base_err *err);
 
-/* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
-int q_buf_put(q_buf *b, const char *s, size_t n);
-int q_buf_printf(q_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int q_buf_json_str(q_buf *b, const char *s);
-void q_buf_free(q_buf *b);
+/* Appends s as a quoted, escaped JSON string. */
+int q_buf_json_str(base_buf *b, const char *s);
 
 #endif

@@ -22,7 +22,7 @@ typedef struct strset {
 
 static int set_add(strset *s, const char *str)
 {
-	if (q__grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+	if (base_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
 		return -ENOMEM;
 	s->v[s->n] = strdup(str);
 	if (!s->v[s->n])
@@ -44,19 +44,19 @@ static void set_free(strset *s)
 }
 
 /* Sorts, drops duplicates and writes a JSON array. */
-static int set_json(strset *s, q_buf *out)
+static int set_json(strset *s, base_buf *out)
 {
 	if (s->n)
 		qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-	int rc = q_buf_put(out, "[", 1);
+	int rc = base_buf_put(out, "[", 1);
 	for (size_t i = 0, w = 0; !rc && i < s->n; i++) {
 		if (i && !strcmp(s->v[i], s->v[i - 1]))
 			continue;
 		if (w++)
-			rc = q_buf_put(out, ",", 1);
+			rc = base_buf_put(out, ",", 1);
 		rc = rc ? rc : q_buf_json_str(out, s->v[i]);
 	}
-	return rc ? rc : q_buf_put(out, "]", 1);
+	return rc ? rc : base_buf_put(out, "]", 1);
 }
 
 /* Calls fn with the labels of every series matching m in [from, to). */
@@ -109,7 +109,7 @@ static int collect_cb(void *arg, uint64_t id, const st_label *l, size_t n)
 }
 
 int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                  int64_t to, const char *name, q_buf *out, base_err *err)
+                  int64_t to, const char *name, base_buf *out, base_err *err)
 {
 	collect c = {.name = name};
 	int rc = each_series(db, m, nm, from, to, collect_cb, &c, err);
@@ -119,7 +119,7 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
 	return rc;
 }
 
-int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, base_err *err)
+int q_types_json(st_db *db, int64_t from, int64_t to, base_buf *out, base_err *err)
 {
 	return q_labels_json(db, NULL, 0, from, to, ST_TYPE_LABEL, out, err);
 }
@@ -147,16 +147,16 @@ typedef struct range {
 static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 {
 	range *r = arg;
-	q_buf key = {0};
-	int rc = q_buf_put(&key, "{", 1);
+	base_buf key = {0};
+	int rc = base_buf_put(&key, "{", 1);
 	size_t w = 0;
 	if (r->nby == 0) {
 		/* one line per series: all its labels */
 		for (size_t i = 0; i < n && !rc; i++) {
 			if (w++)
-				rc = q_buf_put(&key, ",", 1);
+				rc = base_buf_put(&key, ",", 1);
 			rc = rc ? rc : q_buf_json_str(&key, l[i].name);
-			rc = rc ? rc : q_buf_put(&key, ":", 1);
+			rc = rc ? rc : base_buf_put(&key, ":", 1);
 			rc = rc ? rc : q_buf_json_str(&key, l[i].value);
 		}
 	} else {
@@ -168,20 +168,20 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 			if (!v)
 				continue;   /* as Prometheus' sum by: absent stays absent */
 			if (w++)
-				rc = q_buf_put(&key, ",", 1);
+				rc = base_buf_put(&key, ",", 1);
 			rc = rc ? rc : q_buf_json_str(&key, r->by[b]);
-			rc = rc ? rc : q_buf_put(&key, ":", 1);
+			rc = rc ? rc : base_buf_put(&key, ":", 1);
 			rc = rc ? rc : q_buf_json_str(&key, v);
 		}
 	}
-	rc = rc ? rc : q_buf_put(&key, "}", 1);
+	rc = rc ? rc : base_buf_put(&key, "}", 1);
 	if (rc)
 		goto out;
-	uint64_t h = XXH3_64bits(key.p, key.len);
+	uint64_t h = XXH3_64bits(key.data, key.len);
 	uint32_t g;
 	for (;; h++) {
 		g = q__map_get(&r->key_group, h);
-		if (g == Q__NONE || !strcmp(r->g[g].labels_json, key.p))
+		if (g == Q__NONE || !strcmp(r->g[g].labels_json, key.data))
 			break;
 	}
 	if (g == Q__NONE) {
@@ -189,19 +189,19 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 			rc = -E2BIG;
 			goto out;
 		}
-		if ((rc = q__grow(&r->g, &r->gcap, r->ng + 1, sizeof(*r->g))))
+		if ((rc = base_grow(&r->g, &r->gcap, r->ng + 1, sizeof(*r->g))))
 			goto out;
 		group *gr = &r->g[r->ng];
-		gr->labels_json = key.p;
+		gr->labels_json = key.data;
 		gr->idx = r->ng;
-		key.p = NULL;
+		key.data = NULL;
 		g = (uint32_t)r->ng++;
 		if ((rc = q__map_put(&r->key_group, h, g)))
 			goto out;
 	}
 	rc = q__map_put(&r->series_group, id, g);
 out:
-	q_buf_free(&key);
+	base_buf_free(&key);
 	return rc;
 }
 
@@ -211,7 +211,7 @@ static int cmp_group(const void *a, const void *b)
 }
 
 int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const *by,
-                 size_t nby, q_buf *out, base_err *err)
+                 size_t nby, base_buf *out, base_err *err)
 {
 	int rc = 0;
 	range r = {.from = side->from_ns, .step = step, .by = by, .nby = nby};
@@ -257,9 +257,9 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		goto out;
 	if (r.ng)
 		qsort(r.g, r.ng, sizeof(*r.g), cmp_group);
-	rc = q_buf_put(out, "{\"series\":[", 11);
+	rc = base_buf_put(out, "{\"series\":[", 11);
 	for (size_t i = 0; i < r.ng && !rc; i++) {
-		rc = q_buf_printf(out, "%s{\"labels\":%s,\"values\":[", i ? "," : "",
+		rc = base_buf_printf(out, "%s{\"labels\":%s,\"values\":[", i ? "," : "",
 		                  r.g[i].labels_json);
 		const int64_t *sum = r.sum + r.g[i].idx * r.nsteps;
 		const uint8_t *has = r.has + r.g[i].idx * r.nsteps;
@@ -269,15 +269,15 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 			int64_t t = r.from + (int64_t)k * step;
 			/* seconds, with millisecond decimals only when needed */
 			if (t % 1000000000LL == 0)
-				rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
+				rc = base_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
 				                  (int64_t)(t / 1000000000LL), sum[k]);
 			else
-				rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
+				rc = base_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
 				                  (double)t / 1e9, sum[k]);
 		}
-		rc = rc ? rc : q_buf_put(out, "]}", 2);
+		rc = rc ? rc : base_buf_put(out, "]}", 2);
 	}
-	rc = rc ? rc : q_buf_put(out, "]}", 2);
+	rc = rc ? rc : base_buf_put(out, "]}", 2);
 out:
 	for (size_t i = 0; i < r.ng; i++)
 		free(r.g[i].labels_json);

@@ -441,29 +441,29 @@ out:
 
 /* ---- JSON ---- */
 
-static int put_p(q_buf *o, const char *key, double v)
+static int put_p(base_buf *o, const char *key, double v)
 {
 	if (isnan(v))
-		return q_buf_printf(o, ",\"%s\":null", key);
-	return q_buf_printf(o, ",\"%s\":%.3g", key, v);
+		return base_buf_printf(o, ",\"%s\":null", key);
+	return base_buf_printf(o, ",\"%s\":%.3g", key, v);
 }
 
-int q__sig_node_json(const q_tree *t, uint32_t node, q_buf *o)
+int q__sig_node_json(const q_tree *t, uint32_t node, base_buf *o)
 {
 	if (!t->sig)
 		return 0;
 	const verdict *v = &t->sig->node[node];
-	int rc = q_buf_printf(o, ",\"significant\":%s", v->sig ? "true" : "false");
+	int rc = base_buf_printf(o, ",\"significant\":%s", v->sig ? "true" : "false");
 	rc = rc ? rc : put_p(o, "p", v->p);
 	return rc ? rc : put_p(o, "q", v->q);
 }
 
-int q__sig_root_json(const q_tree *t, q_buf *o)
+int q__sig_root_json(const q_tree *t, base_buf *o)
 {
 	const q__sig *s = t->sig;
 	if (!s)
 		return 0;
-	return q_buf_printf(o, ",\"significance\":{\"method\":\"%s\",\"alpha\":%g,"
+	return base_buf_printf(o, ",\"significance\":{\"method\":\"%s\",\"alpha\":%g,"
 	                    "\"min_expected\":%g,\"profiles\":{\"base\":%" PRIu64 ",\"compare\":%"
 	                    PRIu64 "},\"groups\":{\"base\":%u,\"compare\":%u},"
 	                    "\"tested_nodes\":%zu,\"tested_functions\":%zu}",
@@ -493,7 +493,7 @@ static int cmp_drow(const void *a, const void *b)
 
 static double pct(double v, double total) { return total > 0 ? 100.0 * v / total : 0.0; }
 
-int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
+int q_diff_top_json(const q_tree *t, size_t limit, base_buf *out)
 {
 	const q__sig *s = t->sig;
 	if (!t->diff || !s)
@@ -557,47 +557,47 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 	size_t nsig = 0;
 	while (nsig < n && rows[nsig].sig)
 		nsig++;
-	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"listed_rows\":%zu",
+	rc = base_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"listed_rows\":%zu",
 	                  tot[0], tot[1], nsig);
 	rc = rc ? rc : q__sig_root_json(t, out);
 	/* reasons to doubt the comparison itself, each a sentence for people
 	 * (the sides' stack completeness belongs here); none are known yet */
-	rc = rc ? rc : q_buf_put(out, ",\"warnings\":[]", 14);
-	rc = rc ? rc : q_buf_put(out, ",\"rows\":[", 9);
+	rc = rc ? rc : base_buf_put(out, ",\"warnings\":[]", 14);
+	rc = rc ? rc : base_buf_put(out, ",\"rows\":[", 9);
 	for (size_t i = 0; !rc && i < n && (!limit || i < limit); i++) {
 		uint32_t f = rows[i].name;
 		const qname *nm = &t->names[f];
 		const double *v = &val[f * 4];
 		if (i)
-			rc = q_buf_put(out, ",", 1);
-		rc = rc ? rc : q_buf_put(out, "{\"name\":", 8);
+			rc = base_buf_put(out, ",", 1);
+		rc = rc ? rc : base_buf_put(out, "{\"name\":", 8);
 		rc = rc ? rc : q_buf_json_str(out, nm->function);
 		if (!rc && nm->file) {
-			rc = q_buf_put(out, ",\"file\":", 8);
+			rc = base_buf_put(out, ",\"file\":", 8);
 			rc = rc ? rc : q_buf_json_str(out, nm->file);
-			rc = rc ? rc : q_buf_printf(out, ",\"line\":%" PRId64, nm->line);
+			rc = rc ? rc : base_buf_printf(out, ",\"line\":%" PRId64, nm->line);
 		}
 		if (!rc && nm->kernel)
-			rc = q_buf_put(out, ",\"kernel\":true", 14);
+			rc = base_buf_put(out, ",\"kernel\":true", 14);
 		for (int side = 0; side < 2 && !rc; side++)
-			rc = q_buf_printf(out, ",\"%s\":{\"flat\":%.0f,\"flat_pct\":%.4f,\"cum\":%.0f,"
+			rc = base_buf_printf(out, ",\"%s\":{\"flat\":%.0f,\"flat_pct\":%.4f,\"cum\":%.0f,"
 			                  "\"cum_pct\":%.4f}", side ? "compare" : "base",
 			                  v[side * 2], pct(v[side * 2], tot[side]), v[side * 2 + 1],
 			                  pct(v[side * 2 + 1], tot[side]));
-		rc = rc ? rc : q_buf_printf(out, ",\"listed\":%s", rows[i].sig ? "true" : "false");
-		rc = rc ? rc : q_buf_printf(out, ",\"delta\":%.4f,\"cum_delta\":%.4f,\"significant\":%s",
+		rc = rc ? rc : base_buf_printf(out, ",\"listed\":%s", rows[i].sig ? "true" : "false");
+		rc = rc ? rc : base_buf_printf(out, ",\"delta\":%.4f,\"cum_delta\":%.4f,\"significant\":%s",
 		                            pct(v[2], tot[1]) - pct(v[0], tot[0]),
 		                            pct(v[3], tot[1]) - pct(v[1], tot[0]),
 		                            s->flat[f].sig ? "true" : "false");
 		rc = rc ? rc : put_p(out, "p", s->flat[f].p);
 		rc = rc ? rc : put_p(out, "q", s->flat[f].q);
-		rc = rc ? rc : q_buf_printf(out, ",\"cum_significant\":%s",
+		rc = rc ? rc : base_buf_printf(out, ",\"cum_significant\":%s",
 		                            s->cum[f].sig ? "true" : "false");
 		rc = rc ? rc : put_p(out, "cum_p", s->cum[f].p);
 		rc = rc ? rc : put_p(out, "cum_q", s->cum[f].q);
-		rc = rc ? rc : q_buf_put(out, "}", 1);
+		rc = rc ? rc : base_buf_put(out, "}", 1);
 	}
-	rc = rc ? rc : q_buf_put(out, "]}", 2);
+	rc = rc ? rc : base_buf_put(out, "]}", 2);
 out:
 	free(rows);
 	free(val);

@@ -1,5 +1,5 @@
 /* alloc.c - the server's allocation wrapper (alloc.h): one place that
- * aborts on out-of-memory with a message. */
+ * aborts on out-of-memory with a message, for malloc and for base/buf.h. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,3 +54,39 @@ char *srv_xstrdup(const char *s)
 	return p;
 }
 
+
+void srv_xbuf_reserve(base_buf *b, size_t n)
+{
+	if (base_buf_reserve(b, n))
+		srv_oom(n);
+}
+
+void srv_xbuf_put(base_buf *b, const void *p, size_t n)
+{
+	if (base_buf_put(b, p, n))
+		srv_oom(n);
+}
+
+void srv_xbuf_puts(base_buf *b, const char *s)
+{
+	srv_xbuf_put(b, s, strlen(s));
+}
+
+void srv_xbuf_putc(base_buf *b, char c)
+{
+	srv_xbuf_put(b, &c, 1);
+}
+
+void srv_xbuf_vprintf(base_buf *b, const char *fmt, va_list ap)
+{
+	if (base_buf_vprintf(b, fmt, ap))
+		srv_oom(0);
+}
+
+void srv_xbuf_printf(base_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	srv_xbuf_vprintf(b, fmt, ap);
+	va_end(ap);
+}

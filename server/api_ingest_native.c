@@ -27,7 +27,7 @@ struct srv_agent {
 	int64_t last_start_ns, last_end_ns;  /* the last batch's interval */
 	int64_t last_seen_unix_ns;           /* when it was accepted */
 	uint64_t batches, rows, samples;     /* accepted since the server started */
-	srv_buf counters;                    /* the last batch's counters, as a
+	base_buf counters;                    /* the last batch's counters, as a
 	                                      * JSON object */
 	char **cnames;                       /* the same for GET /metrics */
 	uint64_t *cvalues;
@@ -68,7 +68,7 @@ void srv_api_free(srv_api *api)
 	for (size_t i = 0; i < api->nagents; i++) {
 		free(api->agents[i].agent_id);
 		free(api->agents[i].hostname);
-		srv_buf_free(&api->agents[i].counters);
+		base_buf_free(&api->agents[i].counters);
 		agent_counters_free(&api->agents[i]);
 	}
 	free(api->agents);
@@ -80,7 +80,7 @@ void srv_api_free(srv_api *api)
  * few seconds per agent, so a linear scan under the lock is fine. */
 static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
 {
-	srv_buf cj = {0};
+	base_buf cj = {0};
 	srv_json *j = srv_json_new(&cj);
 	srv_json_obj_begin(j);
 	for (uint32_t i = 0; i < b->ncounters; i++)
@@ -104,7 +104,7 @@ static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
 				a = &api->agents[i];
 		free(a->agent_id);
 		free(a->hostname);
-		srv_buf_free(&a->counters);
+		base_buf_free(&a->counters);
 		agent_counters_free(a);
 		memset(a, 0, sizeof(*a));
 	}
@@ -119,7 +119,7 @@ static void note_agent(srv_api *api, const wire_batch *b, uint64_t samples)
 	a->batches++;
 	a->rows += b->nrows;
 	a->samples += samples;
-	srv_buf_move(&a->counters, &cj);
+	base_buf_move(&a->counters, &cj);
 	agent_counters_free(a);
 	if (b->ncounters) {
 		a->cnames = srv_xreallocarray(NULL, b->ncounters, sizeof(*a->cnames));

@@ -91,57 +91,57 @@ void srv_metrics_http(const char *route, int status, uint64_t dur_ns)
 
 /* ---- the text writer ---- */
 
-static void escape(srv_buf *b, const char *s, bool quote)
+static void escape(base_buf *b, const char *s, bool quote)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
-			srv_buf_puts(b, "\\\\");
+			srv_xbuf_puts(b, "\\\\");
 		else if (*s == '\n')
-			srv_buf_puts(b, "\\n");
+			srv_xbuf_puts(b, "\\n");
 		else if (*s == '"' && quote)
-			srv_buf_puts(b, "\\\"");
+			srv_xbuf_puts(b, "\\\"");
 		else
-			srv_buf_putc(b, *s);
+			srv_xbuf_putc(b, *s);
 	}
 }
 
-void srv_metrics_family(srv_buf *b, const char *name, const char *type, const char *help)
+void srv_metrics_family(base_buf *b, const char *name, const char *type, const char *help)
 {
-	srv_buf_printf(b, "# HELP %s ", name);
+	srv_xbuf_printf(b, "# HELP %s ", name);
 	escape(b, help, false);
-	srv_buf_printf(b, "\n# TYPE %s %s\n", name, type);
+	srv_xbuf_printf(b, "\n# TYPE %s %s\n", name, type);
 }
 
-static void sample_head(srv_buf *b, const char *name, const char *const *labels, int nlabels)
+static void sample_head(base_buf *b, const char *name, const char *const *labels, int nlabels)
 {
-	srv_buf_puts(b, name);
+	srv_xbuf_puts(b, name);
 	if (nlabels <= 0)
 		return;
-	srv_buf_putc(b, '{');
+	srv_xbuf_putc(b, '{');
 	for (int i = 0; i < nlabels; i++) {
-		srv_buf_printf(b, "%s%s=\"", i ? "," : "", labels[2 * i]);
+		srv_xbuf_printf(b, "%s%s=\"", i ? "," : "", labels[2 * i]);
 		escape(b, labels[2 * i + 1], true);
-		srv_buf_putc(b, '"');
+		srv_xbuf_putc(b, '"');
 	}
-	srv_buf_putc(b, '}');
+	srv_xbuf_putc(b, '}');
 }
 
-void srv_metrics_sample_u64(srv_buf *b, const char *name, const char *const *labels,
+void srv_metrics_sample_u64(base_buf *b, const char *name, const char *const *labels,
                             int nlabels, uint64_t v)
 {
 	sample_head(b, name, labels, nlabels);
-	srv_buf_printf(b, " %" PRIu64 "\n", v);
+	srv_xbuf_printf(b, " %" PRIu64 "\n", v);
 }
 
-void srv_metrics_sample_f64(srv_buf *b, const char *name, const char *const *labels,
+void srv_metrics_sample_f64(base_buf *b, const char *name, const char *const *labels,
                             int nlabels, double v)
 {
 	sample_head(b, name, labels, nlabels);
-	srv_buf_printf(b, " %.9g\n", v);
+	srv_xbuf_printf(b, " %.9g\n", v);
 }
 
 /* A family of one unlabelled sample. */
-static void one(srv_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+static void one(base_buf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
 	srv_metrics_family(b, name, type, help);
 	srv_metrics_sample_u64(b, name, NULL, 0, v);
@@ -183,7 +183,7 @@ static void agent_counter(void *arg, const char *agent_id, const char *hostname,
 	srv_metrics_sample_u64(arg, "smolder_agent_reported_total", l, 3, value);
 }
 
-void srv_metrics_write_http(srv_buf *b)
+void srv_metrics_write_http(base_buf *b)
 {
 	/* routes are claimed once; a slot claimed during this scrape shows next
 	 * time */
@@ -228,7 +228,7 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 	(void)req;
 	const srv_metrics_opts *o = arg;
 	srv_resp_set(resp, 200, "text/plain; version=0.0.4; charset=utf-8");
-	srv_buf *b = srv_resp_body(resp);
+	base_buf *b = srv_resp_body(resp);
 
 	srv_metrics_family(b, "smolder_build_info", "gauge", "Smolder's version, as a label.");
 	const char *vl[] = {"version", o->version};

@@ -20,13 +20,13 @@
 static void bad_param(srv_resp *resp, const char *param, const base_err *e)
 {
 	srv_resp_set(resp, 400, "application/json");
-	srv_buf *b = srv_resp_body(resp);
+	base_buf *b = srv_resp_body(resp);
 	char msg[400];
 	snprintf(msg, sizeof(msg), "%s: %s", param, e->msg);
 	/* srv_json_escape writes the quotes too */
-	srv_buf_puts(b, "{\"error\":");
+	srv_xbuf_puts(b, "{\"error\":");
 	srv_json_escape(b, msg, strlen(msg));
-	srv_buf_printf(b, ",\"parameter\":\"%s\",\"position\":%zu}", param, e->pos);
+	srv_xbuf_printf(b, ",\"parameter\":\"%s\",\"position\":%zu}", param, e->pos);
 }
 
 /* A selector parameter; absent means "all series of the default type".
@@ -104,11 +104,11 @@ static int get_uint(const srv_req *req, srv_resp *resp, const char *param, size_
 }
 
 /* Moves a query result into the response. */
-static void reply(srv_resp *resp, const char *type, q_buf *b)
+static void reply(srv_resp *resp, const char *type, base_buf *b)
 {
 	srv_resp_set(resp, 200, type);
-	srv_buf_append(srv_resp_body(resp), b->p ? b->p : "", b->len);
-	q_buf_free(b);
+	srv_xbuf_put(srv_resp_body(resp), b->data ? b->data : "", b->len);
+	base_buf_free(b);
 }
 
 /* A failure of the engine: bad input it found (a regex the parser let
@@ -170,7 +170,7 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 {
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
-	q_buf out = {0};
+	base_buf out = {.max = Q_MAX_OUTPUT_BYTES};
 	base_err err = {0};
 	size_t max_nodes;
 	int rc = 0;
@@ -201,7 +201,7 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	     !strcmp(fmt, "pprof") ? "application/octet-stream" : "text/plain; charset=utf-8",
 	     &out);
 out:
-	q_buf_free(&out);
+	base_buf_free(&out);
 	q_tree_free(t);
 	q_selector_free(sel);
 	return rc;
@@ -213,7 +213,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	st_db *db = api->db;
 	q_selector *bs = NULL, *cs = NULL;
 	q_tree *t = NULL;
-	q_buf out = {0};
+	base_buf out = {.max = Q_MAX_OUTPUT_BYTES};
 	base_err err = {0};
 	int64_t from, to, bfrom, bto, cfrom, cto;
 	size_t max_nodes, limit, nb, nc;
@@ -249,7 +249,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	reply(resp, strcmp(fmt, "folded") ? "application/json" : "text/plain; charset=utf-8", &out);
 out:
-	q_buf_free(&out);
+	base_buf_free(&out);
 	q_tree_free(t);
 	q_selector_free(bs);
 	q_selector_free(cs);
@@ -260,7 +260,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 {
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
-	q_buf out = {0};
+	base_buf out = {.max = Q_MAX_OUTPUT_BYTES};
 	base_err err = {0};
 	size_t limit;
 	int rc = 0;
@@ -276,7 +276,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	reply(resp, "application/json", &out);
 out:
-	q_buf_free(&out);
+	base_buf_free(&out);
 	q_tree_free(t);
 	q_selector_free(sel);
 	return rc;
@@ -286,7 +286,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 {
 	st_db *db = ((srv_api *)arg)->db;
 	q_selector *sel = NULL;
-	q_buf out = {0};
+	base_buf out = {.max = Q_MAX_OUTPUT_BYTES};
 	base_err err = {0};
 	int64_t from, to, step;
 	size_t nm, nby = 0;
@@ -334,7 +334,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 	reply(resp, "application/json", &out);
 out:
 	free(by_copy);
-	q_buf_free(&out);
+	base_buf_free(&out);
 	q_selector_free(sel);
 	return rc;
 }
@@ -344,7 +344,7 @@ out:
 static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 {
 	q_selector *sel = NULL;
-	q_buf out = {0};
+	base_buf out = {.max = Q_MAX_OUTPUT_BYTES};
 	base_err err = {0};
 	int64_t from, to;
 	size_t nm = 0;
@@ -372,7 +372,7 @@ static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 	}
 	reply(resp, "application/json", &out);
 out:
-	q_buf_free(&out);
+	base_buf_free(&out);
 	q_selector_free(sel);
 	return rc;
 }

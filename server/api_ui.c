@@ -113,7 +113,7 @@ static int ui_root(const char *dir, char *root, char *looked, size_t looked_len)
 }
 
 /* Reads path (at most UI_MAX_FILE_BYTES, a regular file) into b. */
-static int read_file(const char *path, srv_buf *b)
+static int read_file(const char *path, base_buf *b)
 {
 	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -131,7 +131,7 @@ static int read_file(const char *path, srv_buf *b)
 		rc = -EFBIG;
 		goto out;
 	}
-	srv_buf_reserve(b, (size_t)st.st_size + 1);
+	srv_xbuf_reserve(b, (size_t)st.st_size + 1);
 	char chunk[65536];
 	for (;;) {
 		ssize_t r = read(fd, chunk, sizeof(chunk));
@@ -148,7 +148,7 @@ static int read_file(const char *path, srv_buf *b)
 			rc = -EFBIG;
 			goto out;
 		}
-		srv_buf_append(b, chunk, (size_t)r);
+		srv_xbuf_put(b, chunk, (size_t)r);
 	}
 out:
 	close(fd);
@@ -159,7 +159,7 @@ out:
 static int serve(const char *dir, const char *rel, srv_resp *resp)
 {
 	char root[PATH_MAX], looked[3 * PATH_MAX], full[2 * PATH_MAX], real[PATH_MAX];
-	srv_buf body = {0};
+	base_buf body = {0};
 	int rc;
 
 	if (ui_root(dir, root, looked, sizeof(looked))) {
@@ -180,7 +180,7 @@ static int serve(const char *dir, const char *rel, srv_resp *resp)
 	if (strncmp(real, root, rl) || (real[rl] != '/' && strcmp(root, "/")))
 		goto not_found;
 	if ((rc = read_file(real, &body))) {
-		srv_buf_free(&body);
+		base_buf_free(&body);
 		if (rc == -EFBIG) {
 			srv_resp_error(resp, 500, "UI file %s is over the limit of %u bytes", rel,
 			               UI_MAX_FILE_BYTES);

@@ -72,8 +72,8 @@ typedef struct qparam {
 struct srv_resp {
 	int status;                 /* 0 until a handler sets one */
 	char *content_type;
-	srv_buf body;
-	srv_buf headers;            /* extra "Name: value\r\n" lines */
+	base_buf body;
+	base_buf headers;            /* extra "Name: value\r\n" lines */
 	srv_json *json;
 };
 
@@ -87,21 +87,21 @@ struct srv_req {
 	char method[24];
 	bool head;                  /* HEAD: answer without the body */
 
-	srv_buf url;                /* the raw request target */
+	base_buf url;                /* the raw request target */
 	char *path;                 /* url up to '?', NUL-terminated (own copy) */
-	srv_buf hbytes;             /* header names and values, NUL-separated */
+	base_buf hbytes;             /* header names and values, NUL-separated */
 	hdr *hdrs;                  /* complete fields */
 	size_t nhdrs, hcap;
 	hdr cur;                    /* the field being received */
 	int hstate;                 /* 0 none, 1 in a name, 2 in a value, 3 done */
 	size_t header_bytes;        /* counted against max_header_bytes */
 
-	srv_buf decoded;            /* decoded query names/values and param */
+	base_buf decoded;            /* decoded query names/values and param */
 	qparam *query;
 	size_t nquery;
 	const char *param_value;
 
-	srv_buf body;
+	base_buf body;
 	uint64_t max_body;
 
 	int err_status;             /* an answer decided while parsing, not by a handler */
@@ -110,7 +110,7 @@ struct srv_req {
 	char allow[96];             /* for 405 */
 
 	srv_resp resp;
-	srv_buf head_bytes;         /* serialized status line and headers */
+	base_buf head_bytes;         /* serialized status line and headers */
 	size_t sent_body;
 };
 
@@ -216,9 +216,9 @@ static int hexval(int c)
 /* Appends s[0..n) percent-decoded (and '+' as space when plus) to out,
  * NUL-terminated, and returns the offset of the result in out. -EINVAL for
  * a bad escape or an encoded NUL (results are used as C strings). */
-static int pct_decode(const char *s, size_t n, bool plus, srv_buf *out, size_t *off)
+static int pct_decode(const char *s, size_t n, bool plus, base_buf *out, size_t *off)
 {
-	srv_buf_reserve(out, n + 1);
+	srv_xbuf_reserve(out, n + 1);
 	*off = out->len;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
@@ -481,30 +481,30 @@ void srv_resp_set(srv_resp *resp, int status, const char *content_type)
 	resp->content_type = srv_xstrdup(content_type);
 }
 
-srv_buf *srv_resp_body(srv_resp *resp)
+base_buf *srv_resp_body(srv_resp *resp)
 {
 	return &resp->body;
 }
 
-void srv_resp_take(srv_resp *resp, int status, const char *content_type, srv_buf *body)
+void srv_resp_take(srv_resp *resp, int status, const char *content_type, base_buf *body)
 {
 	srv_resp_set(resp, status, content_type);
-	srv_buf_move(&resp->body, body);
+	base_buf_move(&resp->body, body);
 }
 
 srv_json *srv_resp_json(srv_resp *resp, int status)
 {
 	srv_resp_set(resp, status, "application/json");
 	srv_json_free(resp->json);
-	srv_buf_reset(&resp->body);
+	base_buf_reset(&resp->body);
 	resp->json = srv_json_new(&resp->body);
 	return resp->json;
 }
 
 static void resp_verror(srv_resp *resp, int status, uint64_t limit, const char *fmt, va_list ap)
 {
-	srv_buf msg = {0};
-	srv_buf_vprintf(&msg, fmt, ap);
+	base_buf msg = {0};
+	srv_xbuf_vprintf(&msg, fmt, ap);
 	srv_json *j = srv_resp_json(resp, status);
 	srv_json_obj_begin(j);
 	srv_json_key(j, "error");
@@ -512,7 +512,7 @@ static void resp_verror(srv_resp *resp, int status, uint64_t limit, const char *
 	if (limit)
 		srv_json_kv_uint(j, "limit", limit);
 	srv_json_obj_end(j);
-	srv_buf_free(&msg);
+	base_buf_free(&msg);
 }
 
 void srv_resp_error(srv_resp *resp, int status, const char *fmt, ...)
@@ -546,7 +546,7 @@ int srv_resp_header(srv_resp *resp, const char *name, const char *value)
 	for (const char *p = value; *p; p++)
 		if ((unsigned char)*p < 0x20 && *p != '\t')
 			return -EINVAL;
-	srv_buf_printf(&resp->headers, "%s: %s\r\n", name, value);
+	srv_xbuf_printf(&resp->headers, "%s: %s\r\n", name, value);
 	return 0;
 }
 
@@ -554,8 +554,8 @@ static void resp_clear(srv_resp *resp)
 {
 	srv_json_free(resp->json);
 	free(resp->content_type);
-	srv_buf_free(&resp->body);
-	srv_buf_free(&resp->headers);
+	base_buf_free(&resp->body);
+	base_buf_free(&resp->headers);
 	memset(resp, 0, sizeof(*resp));
 }
 
@@ -628,15 +628,15 @@ static void req_free(srv_req *req)
 {
 	if (!req)
 		return;
-	srv_buf_free(&req->url);
+	base_buf_free(&req->url);
 	free(req->path);
-	srv_buf_free(&req->hbytes);
+	base_buf_free(&req->hbytes);
 	free(req->hdrs);
-	srv_buf_free(&req->decoded);
+	base_buf_free(&req->decoded);
 	free(req->query);
-	srv_buf_free(&req->body);
+	base_buf_free(&req->body);
 	resp_clear(&req->resp);
-	srv_buf_free(&req->head_bytes);
+	base_buf_free(&req->head_bytes);
 	free(req);
 }
 
@@ -850,7 +850,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 	if (!count_header_bytes(c, len))
 		return reject(c, 431, true, c->h->opt.max_header_bytes,
 		              "request headers larger than %zu bytes", c->h->opt.max_header_bytes);
-	srv_buf_append(&req->url, at, len);
+	srv_xbuf_put(&req->url, at, len);
 	return 0;
 }
 
@@ -869,7 +869,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 		req->cur = (hdr){.name_off = req->hbytes.len};
 		req->hstate = 1;
 	}
-	srv_buf_append(&req->hbytes, at, len);
+	srv_xbuf_put(&req->hbytes, at, len);
 	req->cur.name_len += len;
 	return 0;
 }
@@ -878,7 +878,7 @@ static int on_header_field_complete(llhttp_t *p)
 {
 	conn *c = p->data;
 	srv_req *req = c->req;
-	srv_buf_putc(&req->hbytes, 0);
+	srv_xbuf_putc(&req->hbytes, 0);
 	req->cur.val_off = req->hbytes.len;
 	req->hstate = 2;
 	return 0;
@@ -891,7 +891,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 	if (!count_header_bytes(c, len))
 		return reject(c, 431, true, c->h->opt.max_header_bytes,
 		              "request headers larger than %zu bytes", c->h->opt.max_header_bytes);
-	srv_buf_append(&req->hbytes, at, len);
+	srv_xbuf_put(&req->hbytes, at, len);
 	req->cur.val_len += len;
 	return 0;
 }
@@ -909,7 +909,7 @@ static int on_header_value_complete(llhttp_t *p)
 		hd->val_len--;
 		req->hbytes.len--;
 	}
-	srv_buf_putc(&req->hbytes, 0);
+	srv_xbuf_putc(&req->hbytes, 0);
 	if (req->nhdrs == req->hcap) {
 		req->hcap = req->hcap ? 2 * req->hcap : 16;
 		req->hdrs = srv_xreallocarray(req->hdrs, req->hcap, sizeof(*req->hdrs));
@@ -962,7 +962,7 @@ static int on_headers_complete(llhttp_t *p)
 	p->upgrade = 0;
 
 	if (!req->url.data)
-		srv_buf_putc(&req->url, 0);
+		srv_xbuf_putc(&req->url, 0);
 	/* clients do not send fragments; if one does, it is not part of the query */
 	req->url.data[strcspn(req->url.data, "#")] = 0;
 	const char *url = req->url.data;
@@ -1027,8 +1027,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 	 * at the headers, where a client could make us hold the whole limit by
 	 * sending nothing), instead of doubling up to twice the size. */
 	if (!req->body.cap && (p->flags & F_CONTENT_LENGTH))
-		srv_buf_reserve(&req->body, (size_t)p->content_length + len);
-	srv_buf_append(&req->body, at, len);
+		srv_xbuf_reserve(&req->body, (size_t)p->content_length + len);
+	srv_xbuf_put(&req->body, at, len);
 	return 0;
 }
 
@@ -1136,7 +1136,7 @@ static void conn_respond(conn *c)
 {
 	srv_req *req = c->req;
 	srv_resp *resp = &req->resp;
-	srv_buf *hb = &req->head_bytes;
+	base_buf *hb = &req->head_bytes;
 	char date[64];
 	c->state = C_BUSY;
 	conn_stop_reading(c);
@@ -1149,24 +1149,24 @@ static void conn_respond(conn *c)
 	}
 	bool no_body = resp->status < 200 || resp->status == 204 || resp->status == 304;
 	if (no_body)
-		srv_buf_reset(&resp->body);
+		base_buf_reset(&resp->body);
 	fmt_date(date, sizeof(date));
-	srv_buf_reset(hb);
-	srv_buf_printf(hb, "HTTP/1.1 %d %s\r\nDate: %s\r\n", resp->status,
+	base_buf_reset(hb);
+	srv_xbuf_printf(hb, "HTTP/1.1 %d %s\r\nDate: %s\r\n", resp->status,
 	               reason(resp->status), date);
 	if (!no_body) {
 		if (resp->body.len || resp->content_type)
-			srv_buf_printf(hb, "Content-Type: %s\r\n",
+			srv_xbuf_printf(hb, "Content-Type: %s\r\n",
 			               resp->content_type ? resp->content_type : "application/octet-stream");
-		srv_buf_printf(hb, "Content-Length: %zu\r\n", resp->body.len);
+		srv_xbuf_printf(hb, "Content-Length: %zu\r\n", resp->body.len);
 	}
 	if (resp->headers.len)
-		srv_buf_append(hb, resp->headers.data, resp->headers.len);
+		srv_xbuf_put(hb, resp->headers.data, resp->headers.len);
 	if (c->close_after || !c->keep_alive)
-		srv_buf_puts(hb, "Connection: close\r\n");
+		srv_xbuf_puts(hb, "Connection: close\r\n");
 	else if (c->parser.http_major == 1 && c->parser.http_minor == 0)
-		srv_buf_puts(hb, "Connection: keep-alive\r\n");
-	srv_buf_puts(hb, "\r\n");
+		srv_xbuf_puts(hb, "Connection: keep-alive\r\n");
+	srv_xbuf_puts(hb, "\r\n");
 
 	uv_buf_t bufs[2];
 	unsigned nbufs = 0;

@@ -164,10 +164,10 @@ const void *srv_req_body(const srv_req *req, size_t *len);
  * application/octet-stream); the body is written through srv_resp_body(). */
 void srv_resp_set(srv_resp *resp, int status, const char *content_type);
 /* The body buffer, to append to. */
-srv_buf *srv_resp_body(srv_resp *resp);
+base_buf *srv_resp_body(srv_resp *resp);
 /* Sets status and type and takes body's contents (body is left empty). */
 void srv_resp_take(srv_resp *resp, int status, const char *content_type,
-                   srv_buf *body);
+                   base_buf *body);
 /* Sets status and type application/json and returns a writer on the body,
  * owned by resp. The handler must close every object and array it opens. */
 srv_json *srv_resp_json(srv_resp *resp, int status);

@@ -1,4 +1,4 @@
-/* json.c - the server's growable buffer and JSON writer (json.h).
+/* json.c - the server's JSON writer (json.h).
  * Everything here aborts on out-of-memory (through server/alloc.h) rather
  * than returning an error, so response code stays linear. */
 #include <assert.h>
@@ -10,110 +10,20 @@
 #include "server/alloc.h"
 #include "server/json.h"
 
-/* ---- buffer ---- */
-
-void srv_buf_free(srv_buf *b)
-{
-	if (!b)
-		return;
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
-}
-
-void srv_buf_reserve(srv_buf *b, size_t n)
-{
-	size_t need;
-	if (__builtin_add_overflow(b->len, n, &need) ||
-	    __builtin_add_overflow(need, 1, &need))
-		srv_oom(SIZE_MAX);
-	if (need <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < need)
-		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	b->data = srv_xrealloc(b->data, cap);
-	b->cap = cap;
-}
-
-void srv_buf_append(srv_buf *b, const void *p, size_t n)
-{
-	srv_buf_reserve(b, n);
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = 0;
-}
-
-void srv_buf_puts(srv_buf *b, const char *s)
-{
-	srv_buf_append(b, s, strlen(s));
-}
-
-void srv_buf_putc(srv_buf *b, char c)
-{
-	srv_buf_reserve(b, 1);
-	b->data[b->len++] = c;
-	b->data[b->len] = 0;
-}
-
-void srv_buf_vprintf(srv_buf *b, const char *fmt, va_list ap)
-{
-	va_list ap2;
-	va_copy(ap2, ap);
-	char small[256];
-	int n = vsnprintf(small, sizeof(small), fmt, ap2);
-	va_end(ap2);
-	if (n < 0)
-		return; /* only for an invalid format, which -Wformat rules out */
-	if ((size_t)n < sizeof(small)) {
-		srv_buf_append(b, small, (size_t)n);
-		return;
-	}
-	srv_buf_reserve(b, (size_t)n);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-	b->len += (size_t)n;
-}
-
-void srv_buf_printf(srv_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	srv_buf_vprintf(b, fmt, ap);
-	va_end(ap);
-}
-
-void srv_buf_reset(srv_buf *b)
-{
-	b->len = 0;
-	if (b->data)
-		b->data[0] = 0;
-}
-
-void srv_buf_move(srv_buf *dst, srv_buf *src)
-{
-	if (dst == src)
-		return;
-	srv_buf_free(dst);
-	*dst = *src;
-	src->data = NULL;
-	src->len = src->cap = 0;
-}
-
 /* ---- JSON ---- */
 
 /* What the writer expects next, per open container. */
 enum { J_TOP, J_OBJ_KEY, J_OBJ_VAL, J_ARR };
 
 struct srv_json {
-	srv_buf *out;
+	base_buf *out;
 	unsigned char *stack;   /* container kinds, J_OBJ_KEY/J_OBJ_VAL or J_ARR */
 	size_t depth, cap;
 	bool need_comma;        /* a value was written at this level already */
 	bool top_done;
 };
 
-srv_json *srv_json_new(srv_buf *out)
+srv_json *srv_json_new(base_buf *out)
 {
 	srv_json *j = srv_xcalloc(1, sizeof(*j));
 	j->out = out;
@@ -152,7 +62,7 @@ static void before_value(srv_json *j)
 		break;
 	case J_ARR:
 		if (j->need_comma)
-			srv_buf_putc(j->out, ',');
+			srv_xbuf_putc(j->out, ',');
 		break;
 	default:
 		assert(!"JSON value where an object key is due");
@@ -173,7 +83,7 @@ static void push(srv_json *j, int kind)
 void srv_json_obj_begin(srv_json *j)
 {
 	before_value(j);
-	srv_buf_putc(j->out, '{');
+	srv_xbuf_putc(j->out, '{');
 	push(j, J_OBJ_KEY);
 }
 
@@ -182,13 +92,13 @@ void srv_json_obj_end(srv_json *j)
 	assert(top(j) == J_OBJ_KEY && "object end without a matching begin, or a key without a value");
 	j->depth--;
 	j->need_comma = true;
-	srv_buf_putc(j->out, '}');
+	srv_xbuf_putc(j->out, '}');
 }
 
 void srv_json_arr_begin(srv_json *j)
 {
 	before_value(j);
-	srv_buf_putc(j->out, '[');
+	srv_xbuf_putc(j->out, '[');
 	push(j, J_ARR);
 }
 
@@ -197,16 +107,16 @@ void srv_json_arr_end(srv_json *j)
 	assert(top(j) == J_ARR && "array end without a matching begin");
 	j->depth--;
 	j->need_comma = true;
-	srv_buf_putc(j->out, ']');
+	srv_xbuf_putc(j->out, ']');
 }
 
 void srv_json_key(srv_json *j, const char *key)
 {
 	assert(top(j) == J_OBJ_KEY && "object key outside an object or in place of a value");
 	if (j->need_comma)
-		srv_buf_putc(j->out, ',');
+		srv_xbuf_putc(j->out, ',');
 	srv_json_escape(j->out, key, strlen(key));
-	srv_buf_putc(j->out, ':');
+	srv_xbuf_putc(j->out, ':');
 	j->stack[j->depth - 1] = J_OBJ_VAL;
 }
 
@@ -240,12 +150,12 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-void srv_json_escape(srv_buf *b, const char *s, size_t n)
+void srv_json_escape(base_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s;
-	srv_buf_reserve(b, n + 2);
-	srv_buf_putc(b, '"');
+	srv_xbuf_reserve(b, n + 2);
+	srv_xbuf_putc(b, '"');
 	size_t i = 0;
 	while (i < n) {
 		/* copy the longest run that needs no escaping in one go */
@@ -253,7 +163,7 @@ void srv_json_escape(srv_buf *b, const char *s, size_t n)
 		while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
 			run++;
 		if (run > i) {
-			srv_buf_append(b, p + i, run - i);
+			srv_xbuf_put(b, p + i, run - i);
 			i = run;
 			continue;
 		}
@@ -261,30 +171,30 @@ void srv_json_escape(srv_buf *b, const char *s, size_t n)
 		if (c >= 0x80) {
 			size_t len = utf8_len(p + i, n - i);
 			if (len) {
-				srv_buf_append(b, p + i, len);
+				srv_xbuf_put(b, p + i, len);
 				i += len;
 			} else {
-				srv_buf_puts(b, "\\ufffd");
+				srv_xbuf_puts(b, "\\ufffd");
 				i++;
 			}
 			continue;
 		}
 		switch (c) {
-		case '"': srv_buf_puts(b, "\\\""); break;
-		case '\\': srv_buf_puts(b, "\\\\"); break;
-		case '\b': srv_buf_puts(b, "\\b"); break;
-		case '\f': srv_buf_puts(b, "\\f"); break;
-		case '\n': srv_buf_puts(b, "\\n"); break;
-		case '\r': srv_buf_puts(b, "\\r"); break;
-		case '\t': srv_buf_puts(b, "\\t"); break;
+		case '"': srv_xbuf_puts(b, "\\\""); break;
+		case '\\': srv_xbuf_puts(b, "\\\\"); break;
+		case '\b': srv_xbuf_puts(b, "\\b"); break;
+		case '\f': srv_xbuf_puts(b, "\\f"); break;
+		case '\n': srv_xbuf_puts(b, "\\n"); break;
+		case '\r': srv_xbuf_puts(b, "\\r"); break;
+		case '\t': srv_xbuf_puts(b, "\\t"); break;
 		default: {
 			char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-			srv_buf_append(b, u, sizeof(u));
+			srv_xbuf_put(b, u, sizeof(u));
 		}
 		}
 		i++;
 	}
-	srv_buf_putc(b, '"');
+	srv_xbuf_putc(b, '"');
 }
 
 void srv_json_str(srv_json *j, const char *s)
@@ -305,13 +215,13 @@ void srv_json_strn(srv_json *j, const char *s, size_t n)
 void srv_json_int(srv_json *j, int64_t v)
 {
 	before_value(j);
-	srv_buf_printf(j->out, "%lld", (long long)v);
+	srv_xbuf_printf(j->out, "%lld", (long long)v);
 }
 
 void srv_json_uint(srv_json *j, uint64_t v)
 {
 	before_value(j);
-	srv_buf_printf(j->out, "%llu", (unsigned long long)v);
+	srv_xbuf_printf(j->out, "%llu", (unsigned long long)v);
 }
 
 void srv_json_double(srv_json *j, double v)
@@ -325,25 +235,25 @@ void srv_json_double(srv_json *j, double v)
 	snprintf(tmp, sizeof(tmp), "%.15g", v);
 	if (strtod(tmp, NULL) != v)
 		snprintf(tmp, sizeof(tmp), "%.17g", v);
-	srv_buf_puts(j->out, tmp);
+	srv_xbuf_puts(j->out, tmp);
 }
 
 void srv_json_bool(srv_json *j, bool v)
 {
 	before_value(j);
-	srv_buf_puts(j->out, v ? "true" : "false");
+	srv_xbuf_puts(j->out, v ? "true" : "false");
 }
 
 void srv_json_null(srv_json *j)
 {
 	before_value(j);
-	srv_buf_puts(j->out, "null");
+	srv_xbuf_puts(j->out, "null");
 }
 
 void srv_json_raw(srv_json *j, const char *json, size_t n)
 {
 	before_value(j);
-	srv_buf_append(j->out, json, n);
+	srv_xbuf_put(j->out, json, n);
 }
 
 void srv_json_kv_str(srv_json *j, const char *key, const char *s)

@@ -1,6 +1,6 @@
-/* json.h - the server's growable byte buffer and the streaming JSON
- * writer that responses are built with. Not a JSON parser, and not for
- * storage/ or query/, which return -ENOMEM instead of aborting: every
+/* json.h - the streaming JSON writer that the server's responses are
+ * built with, into a base_buf (base/buf.h). Not a JSON parser, and not
+ * for storage/ or query/, which return -ENOMEM instead of aborting: every
  * function here either succeeds or aborts (through server/alloc.h). */
 #ifndef SMOLDER_SRV_JSON_H
 #define SMOLDER_SRV_JSON_H
@@ -10,35 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- growable buffer ----
- * A plain value type, like uv_buf_t: data[0..len) is the content, and data
- * is always NUL-terminated past len once anything was written (so text can
- * be used as a C string). A zeroed srv_buf is a valid empty buffer. The
- * owner frees data with srv_buf_free(). */
-typedef struct srv_buf {
-	char *data;
-	size_t len;
-	size_t cap;
-} srv_buf;
-
-void srv_buf_free(srv_buf *b);
-/* Makes room for n more bytes (plus the terminating NUL). */
-void srv_buf_reserve(srv_buf *b, size_t n);
-void srv_buf_append(srv_buf *b, const void *p, size_t n);
-void srv_buf_puts(srv_buf *b, const char *s);
-void srv_buf_putc(srv_buf *b, char c);
-void srv_buf_printf(srv_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void srv_buf_vprintf(srv_buf *b, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
-/* Empties b but keeps its memory. */
-void srv_buf_reset(srv_buf *b);
-/* Moves the contents of src into dst (whose old contents are freed) and
- * leaves src empty. */
-void srv_buf_move(srv_buf *dst, srv_buf *src);
+#include "base/buf.h"
+#include "server/alloc.h"   /* srv_xbuf_*: what a response body is written with */
 
 /* ---- JSON writer ----
- * Appends compact JSON to a srv_buf. Strings are escaped per RFC 8259;
+ * Appends compact JSON to a base_buf. Strings are escaped per RFC 8259;
  * bytes that are not valid UTF-8 become U+FFFD, so the output is always
  * valid JSON whatever the input (file names and kernel symbols from the
  * network are not trusted to be UTF-8). Non-finite doubles become null.
@@ -48,7 +24,7 @@ typedef struct srv_json srv_json;
 
 /* A writer appending to out, which must outlive it. Free with
  * srv_json_free(), which leaves out's contents alone. */
-srv_json *srv_json_new(srv_buf *out);
+srv_json *srv_json_new(base_buf *out);
 void srv_json_free(srv_json *j);
 /* Depth of open objects and arrays: 0 once the top-level value is done. */
 size_t srv_json_depth(const srv_json *j);
@@ -79,6 +55,6 @@ void srv_json_kv_double(srv_json *j, const char *key, double v);
 void srv_json_kv_bool(srv_json *j, const char *key, bool v);
 
 /* Appends s[0..n) to b as a quoted, escaped JSON string (see above). */
-void srv_json_escape(srv_buf *b, const char *s, size_t n);
+void srv_json_escape(base_buf *b, const char *s, size_t n);
 
 #endif

@@ -45,16 +45,16 @@ int srv_metrics_routes(srv_http *h, const srv_metrics_opts *o);
 
 /* "# HELP name help\n# TYPE name type\n"; help is escaped as the format
  * wants (backslash, newline). */
-void srv_metrics_family(srv_buf *b, const char *name, const char *type, const char *help);
+void srv_metrics_family(base_buf *b, const char *name, const char *type, const char *help);
 /* One sample line: name, then labels as alternating name/value strings
  * (nlabels pairs; values escaped: backslash, double quote, newline), then
  * the value. The _u64 form prints integers exactly. */
-void srv_metrics_sample_u64(srv_buf *b, const char *name, const char *const *labels,
+void srv_metrics_sample_u64(base_buf *b, const char *name, const char *const *labels,
                             int nlabels, uint64_t v);
-void srv_metrics_sample_f64(srv_buf *b, const char *name, const char *const *labels,
+void srv_metrics_sample_f64(base_buf *b, const char *name, const char *const *labels,
                             int nlabels, double v);
 
 /* The request counters and latency histograms, as GET /metrics writes them. */
-void srv_metrics_write_http(srv_buf *b);
+void srv_metrics_write_http(base_buf *b);
 
 #endif

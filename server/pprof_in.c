@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "server/pprof_in.h"
 #include "wire/profile.pb-c.h"
 
@@ -130,14 +131,8 @@ typedef struct conv {
 
 static int frame_push(conv *c, st_frame f)
 {
-	if (c->nframes == c->frames_cap) {
-		size_t cap = c->frames_cap ? c->frames_cap * 2 : 1024;
-		st_frame *t = realloc(c->frames, cap * sizeof(*t));
-		if (!t)
-			return -ENOMEM;
-		c->frames = t;
-		c->frames_cap = cap;
-	}
+	if (base_grow(&c->frames, &c->frames_cap, c->nframes + 1, sizeof(*c->frames)))
+		return -ENOMEM;
 	c->frames[c->nframes++] = f;
 	return 0;
 }
@@ -183,15 +178,9 @@ static int location_frames(conv *c, const Perftools__Profiles__Location *l,
 	if (!nm)
 		return -ENOMEM;
 	snprintf(nm, 24, "0x%" PRIx64, l->address);
-	if (c->nnames == c->names_cap) {
-		size_t cap = c->names_cap ? c->names_cap * 2 : 64;
-		char **t = realloc(c->names, cap * sizeof(*t));
-		if (!t) {
-			free(nm);
-			return -ENOMEM;
-		}
-		c->names = t;
-		c->names_cap = cap;
+	if (base_grow(&c->names, &c->names_cap, c->nnames + 1, sizeof(*c->names))) {
+		free(nm);
+		return -ENOMEM;
 	}
 	c->names[c->nnames++] = nm;
 	return frame_push(c, (st_frame){ST_FRAME_NAMED, 0, 0, nm});

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/buf.h"
 #include "server/pyroscope.h"
 
 /* Input refused: -EINVAL, with the HTTP status and why in e. */
@@ -280,15 +281,9 @@ int srv_pyro_decode_text(const uint8_t *body, size_t len, const srv_pyro_opts *o
 				rc = fail(e, 400, "line %zu: more than %d frames", ln, ST_MAX_FRAMES);
 				goto out;
 			}
-			if (nframes == frames_cap) {
-				size_t nc = frames_cap ? frames_cap * 2 : 1024;
-				st_frame *t = realloc(out->frames, nc * sizeof(*t));
-				if (!t) {
-					rc = -ENOMEM;
-					goto out;
-				}
-				out->frames = t;
-				frames_cap = nc;
+			if (base_grow(&out->frames, &frames_cap, nframes + 1, sizeof(*out->frames))) {
+				rc = -ENOMEM;
+				goto out;
 			}
 			out->frames[nframes++] = (st_frame){ST_FRAME_NAMED, 0, 0, f};
 			if (!semi)

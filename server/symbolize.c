@@ -32,6 +32,7 @@
 
 #include <libiberty/demangle.h>
 
+#include "base/buf.h"
 #include "server/symbolize.h"
 #include "server/symbolize_int.h"
 #include "wire/wire.h"
@@ -510,14 +511,8 @@ static bool is_func(int tag)
 
 static int fr_push(mod *m, size_t *cap, uint64_t lo, uint64_t hi, Dwarf_Off off)
 {
-	if (m->nfr == *cap) {
-		size_t c = *cap ? *cap * 2 : 1024;
-		frange *v = realloc(m->fr, c * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		m->fr = v;
-		*cap = c;
-	}
+	if (base_grow(&m->fr, cap, m->nfr + 1, sizeof(*m->fr)))
+		return -ENOMEM;
 	m->fr[m->nfr++] = (frange){lo, hi, off};
 	return 0;
 }

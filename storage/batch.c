@@ -324,67 +324,67 @@ int st__batch_validate(const st_batch *b, uint64_t *series_ids, base_err *err)
 	return 0;
 }
 
-int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *o)
+int st__batch_encode(const st_batch *b, const uint64_t *series_ids, base_buf *o)
 {
-	int rc = st__buf_varint(o, b->nseries);
+	int rc = st__enc_varint(o, b->nseries);
 	for (uint32_t i = 0; !rc && i < b->nseries; i++) {
 		const st_series_def *s = &b->series[i];
 		uint8_t idx[ST_MAX_LABELS];
 		label_order(s->labels, s->nlabels, idx);
-		rc = st__buf_u64(o, series_ids[i]);
-		rc = rc ? rc : st__buf_str(o, s->type, strlen(s->type));
-		rc = rc ? rc : st__buf_varint(o, s->nlabels);
+		rc = st__enc_u64(o, series_ids[i]);
+		rc = rc ? rc : st__enc_str(o, s->type, strlen(s->type));
+		rc = rc ? rc : st__enc_varint(o, s->nlabels);
 		for (uint32_t j = 0; !rc && j < s->nlabels; j++) {
 			const st_label *l = &s->labels[idx[j]];
-			rc = st__buf_str(o, l->name, strlen(l->name));
-			rc = rc ? rc : st__buf_str(o, l->value, strlen(l->value));
+			rc = st__enc_str(o, l->name, strlen(l->name));
+			rc = rc ? rc : st__enc_str(o, l->value, strlen(l->value));
 		}
 	}
-	rc = rc ? rc : st__buf_varint(o, b->nobjects);
+	rc = rc ? rc : st__enc_varint(o, b->nobjects);
 	for (uint32_t i = 0; !rc && i < b->nobjects; i++) {
 		const st_object *ob = &b->objects[i];
-		rc = st__buf_str(o, (const char *)ob->build_id, ob->build_id_len);
-		rc = rc ? rc : st__buf_str(o, ob->name ? ob->name : "",
+		rc = st__enc_str(o, (const char *)ob->build_id, ob->build_id_len);
+		rc = rc ? rc : st__enc_str(o, ob->name ? ob->name : "",
 		                           ob->name ? strlen(ob->name) : 0);
 	}
-	rc = rc ? rc : st__buf_varint(o, b->nstacks);
+	rc = rc ? rc : st__enc_varint(o, b->nstacks);
 	for (uint32_t i = 0; !rc && i < b->nstacks; i++) {
 		const st_stack_def *s = &b->stacks[i];
-		rc = st__buf_u64(o, s->id);
-		rc = rc ? rc : st__buf_varint(o, s->nframes);
+		rc = st__enc_u64(o, s->id);
+		rc = rc ? rc : st__enc_varint(o, s->nframes);
 		for (uint32_t j = 0; !rc && j < s->nframes; j++) {
 			const st_frame *f = &s->frames[j];
 			bool source = f->kind == ST_FRAME_NAMED && st__frame_has_source(f);
 			uint8_t k = source ? ST__KIND_NAMED_SOURCE : (uint8_t)f->kind;
-			rc = st__buf_put(o, &k, 1);
+			rc = base_buf_put(o, &k, 1);
 			if (source) {
 				const char *l = f->lang ? f->lang : "", *fl = f->file ? f->file : "";
-				rc = rc ? rc : st__buf_str(o, f->name, strlen(f->name));
-				rc = rc ? rc : st__buf_str(o, l, strlen(l));
-				rc = rc ? rc : st__buf_str(o, fl, strlen(fl));
-				rc = rc ? rc : st__buf_varint(o, f->line);
+				rc = rc ? rc : st__enc_str(o, f->name, strlen(f->name));
+				rc = rc ? rc : st__enc_str(o, l, strlen(l));
+				rc = rc ? rc : st__enc_str(o, fl, strlen(fl));
+				rc = rc ? rc : st__enc_varint(o, f->line);
 			} else if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
-				rc = rc ? rc : st__buf_str(o, f->name, strlen(f->name));
+				rc = rc ? rc : st__enc_str(o, f->name, strlen(f->name));
 			} else {
-				rc = rc ? rc : st__buf_varint(o, f->object);
-				rc = rc ? rc : st__buf_varint(o, f->offset);
+				rc = rc ? rc : st__enc_varint(o, f->object);
+				rc = rc ? rc : st__enc_varint(o, f->offset);
 			}
 		}
 	}
-	rc = rc ? rc : st__buf_varint(o, b->nsamples);
-	rc = rc ? rc : st__buf_reserve(o, (size_t)b->nsamples * 36);
+	rc = rc ? rc : st__enc_varint(o, b->nsamples);
+	rc = rc ? rc : base_buf_reserve(o, (size_t)b->nsamples * 36);
 	if (rc)
 		return rc;
 	int64_t prev = 0;
 	for (uint32_t i = 0; i < b->nsamples; i++) {
 		const st_sample *s = &b->samples[i];
-		uint8_t *p = o->data + o->len;
+		uint8_t *p = (uint8_t *)o->data + o->len;
 		p += st__put_varint(p, s->series);
 		p += st__put_varint(p, st__zigzag((int64_t)((uint64_t)s->ts_ns - (uint64_t)prev)));
 		st__put_u64(p, s->stack_id);
 		p += 8;
 		p += st__put_varint(p, st__zigzag(s->value));
-		o->len = (size_t)(p - o->data);
+		o->len = (size_t)(p - (uint8_t *)o->data);
 		prev = s->ts_ns;
 	}
 	return 0;

@@ -235,7 +235,7 @@ static void sort_series_rows(srow *r, size_t n)
 
 typedef struct wctx {
 	int fd;
-	st__buf out;       /* pending file bytes */
+	base_buf out;       /* pending file bytes */
 	uint64_t file_off; /* file offset of out.data[0] */
 } wctx;
 
@@ -265,7 +265,7 @@ typedef struct benc {
 	uint32_t crows;
 	st__blk_chunk *chunks;
 	size_t nchunks, chunks_cap;
-	st__buf col[ST__BLK_NCOL];
+	base_buf col[ST__BLK_NCOL];
 	uint8_t *cbuf;
 	uint64_t *xs, *xv;   /* one chunk's stack and value codes */
 	uint64_t nrows;
@@ -279,8 +279,8 @@ static void benc_free(benc *e)
 	free(e->xs);
 	free(e->xv);
 	for (int k = 0; k < ST__BLK_NCOL; k++)
-		st__buf_free(&e->col[k]);
-	st__buf_free(&e->w.out);
+		base_buf_free(&e->col[k]);
+	base_buf_free(&e->w.out);
 }
 
 /* Starts an image on fd with a placeholder header. */
@@ -297,7 +297,7 @@ static int benc_init(benc *e, int fd, uint32_t crows)
 	if (!e->cbuf || !e->xs || !e->xv)
 		return -ENOMEM;
 	uint8_t hdr[ST__BLK_HDR] = {0};
-	return st__buf_put(&e->w.out, hdr, sizeof(hdr));
+	return base_buf_put(&e->w.out, hdr, sizeof(hdr));
 }
 
 /* Encodes rows r[0..n) (1 <= n <= crows, sorted by series, time, rank) as
@@ -305,7 +305,7 @@ static int benc_init(benc *e, int fd, uint32_t crows)
 static int benc_chunk(benc *e, const srow *r, size_t n)
 {
 	int rc;
-	if ((rc = st__grow(&e->chunks, &e->chunks_cap, e->nchunks + 1, sizeof(*e->chunks))))
+	if ((rc = base_grow(&e->chunks, &e->chunks_cap, e->nchunks + 1, sizeof(*e->chunks))))
 		return rc;
 	st__blk_chunk *ch = &e->chunks[e->nchunks++];
 	memset(ch, 0, sizeof(*ch));
@@ -316,10 +316,10 @@ static int benc_chunk(benc *e, const srow *r, size_t n)
 	ch->maxt = INT64_MIN;
 	for (int k = 0; k < ST__BLK_NCOL; k++) {
 		e->col[k].len = 0;
-		if ((rc = st__buf_reserve(&e->col[k], n * 17 + 16)))
+		if ((rc = base_buf_reserve(&e->col[k], n * 17 + 16)))
 			return rc;
 	}
-	uint8_t *p0 = e->col[0].data, *p1 = e->col[1].data;
+	uint8_t *p0 = (uint8_t *)e->col[0].data, *p1 = (uint8_t *)e->col[1].data;
 	uint32_t ps = 0, pr = 0;
 	int64_t pt = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -349,10 +349,10 @@ static int benc_chunk(benc *e, const srow *r, size_t n)
 	if (ch->maxt > e->maxt)
 		e->maxt = ch->maxt;
 	e->nrows += n;
-	e->col[0].len = (size_t)(p0 - e->col[0].data);
-	e->col[1].len = (size_t)(p1 - e->col[1].data);
-	e->col[2].len = eg_encode(e->xs, n, e->col[2].data);
-	e->col[3].len = eg_encode(e->xv, n, e->col[3].data);
+	e->col[0].len = (size_t)(p0 - (uint8_t *)e->col[0].data);
+	e->col[1].len = (size_t)(p1 - (uint8_t *)e->col[1].data);
+	e->col[2].len = eg_encode(e->xs, n, (uint8_t *)e->col[2].data);
+	e->col[3].len = eg_encode(e->xv, n, (uint8_t *)e->col[3].data);
 	ch->off = e->w.file_off + e->w.out.len;
 	uint32_t crc = 0;
 	for (int k = 0; k < ST__BLK_NCOL; k++) {
@@ -364,7 +364,7 @@ static int benc_chunk(benc *e, const srow *r, size_t n)
 		ch->rlen[k] = (uint32_t)e->col[k].len;
 		ch->clen[k] = (uint32_t)cl;
 		crc = st__crc32c(crc, e->cbuf, (size_t)cl);
-		if ((rc = st__buf_put(&e->w.out, e->cbuf, (size_t)cl)))
+		if ((rc = base_buf_put(&e->w.out, e->cbuf, (size_t)cl)))
 			return rc;
 	}
 	ch->crc = crc;
@@ -377,48 +377,48 @@ static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
                        const uint64_t *stacks, uint32_t nstk, const st__block_spec *spec)
 {
 	int rc = 0;
-	st__buf idx = {0};
+	base_buf idx = {0};
 	uint64_t index_off = e->w.file_off + e->w.out.len;
 	for (uint32_t s = 0; s < nser && !rc; s++) {
-		rc = st__buf_u64(&idx, ser[s].id);
-		rc = rc ? rc : st__buf_u64(&idx, ser[s].first_row);
-		rc = rc ? rc : st__buf_u32(&idx, ser[s].nrows);
-		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ser[s].mint);
-		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ser[s].maxt);
+		rc = st__enc_u64(&idx, ser[s].id);
+		rc = rc ? rc : st__enc_u64(&idx, ser[s].first_row);
+		rc = rc ? rc : st__enc_u32(&idx, ser[s].nrows);
+		rc = rc ? rc : st__enc_u64(&idx, (uint64_t)ser[s].mint);
+		rc = rc ? rc : st__enc_u64(&idx, (uint64_t)ser[s].maxt);
 	}
 	for (uint32_t k = 0; k < nstk && !rc; k++)
-		rc = st__buf_u64(&idx, stacks[k]);
+		rc = st__enc_u64(&idx, stacks[k]);
 	for (size_t c = 0; c < e->nchunks && !rc; c++) {
 		st__blk_chunk *ch = &e->chunks[c];
-		rc = st__buf_u64(&idx, ch->off);
-		rc = rc ? rc : st__buf_u32(&idx, ch->nrows);
-		rc = rc ? rc : st__buf_u32(&idx, ch->first_series);
-		rc = rc ? rc : st__buf_u32(&idx, ch->last_series);
-		rc = rc ? rc : st__buf_u32(&idx, ch->crc);
-		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ch->mint);
-		rc = rc ? rc : st__buf_u64(&idx, (uint64_t)ch->maxt);
+		rc = st__enc_u64(&idx, ch->off);
+		rc = rc ? rc : st__enc_u32(&idx, ch->nrows);
+		rc = rc ? rc : st__enc_u32(&idx, ch->first_series);
+		rc = rc ? rc : st__enc_u32(&idx, ch->last_series);
+		rc = rc ? rc : st__enc_u32(&idx, ch->crc);
+		rc = rc ? rc : st__enc_u64(&idx, (uint64_t)ch->mint);
+		rc = rc ? rc : st__enc_u64(&idx, (uint64_t)ch->maxt);
 		for (int k = 0; k < ST__BLK_NCOL && !rc; k++)
-			rc = st__buf_u32(&idx, ch->clen[k]);
+			rc = st__enc_u32(&idx, ch->clen[k]);
 		for (int k = 0; k < ST__BLK_NCOL && !rc; k++)
-			rc = st__buf_u32(&idx, ch->rlen[k]);
+			rc = st__enc_u32(&idx, ch->rlen[k]);
 	}
-	rc = rc ? rc : st__buf_u32(&idx, spec->ncover);
+	rc = rc ? rc : st__enc_u32(&idx, spec->ncover);
 	uint64_t max_lsn = 0;
 	int64_t min_part = INT64_MAX;
 	for (uint32_t i = 0; i < spec->ncover && !rc; i++) {
-		rc = st__buf_u64(&idx, (uint64_t)spec->cover[i].partition_start);
-		rc = rc ? rc : st__buf_u64(&idx, spec->cover[i].wal_lsn);
+		rc = st__enc_u64(&idx, (uint64_t)spec->cover[i].partition_start);
+		rc = rc ? rc : st__enc_u64(&idx, spec->cover[i].wal_lsn);
 		if (spec->cover[i].wal_lsn > max_lsn)
 			max_lsn = spec->cover[i].wal_lsn;
 		if (spec->cover[i].partition_start < min_part)
 			min_part = spec->cover[i].partition_start;
 	}
-	rc = rc ? rc : st__buf_u32(&idx, spec->nparents);
+	rc = rc ? rc : st__enc_u32(&idx, spec->nparents);
 	for (uint32_t i = 0; i < spec->nparents && !rc; i++) {
 		size_t l = strlen(spec->parents[i]);
 		uint8_t t[2] = {(uint8_t)l, (uint8_t)(l >> 8)};
-		rc = st__buf_put(&idx, t, 2);
-		rc = rc ? rc : st__buf_put(&idx, spec->parents[i], l);
+		rc = base_buf_put(&idx, t, 2);
+		rc = rc ? rc : base_buf_put(&idx, spec->parents[i], l);
 	}
 	if (rc)
 		goto out;
@@ -426,7 +426,7 @@ static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
 		rc = -EFBIG;
 		goto out;
 	}
-	if ((rc = st__buf_put(&e->w.out, idx.data, idx.len)) || (rc = w_flush(&e->w, true)))
+	if ((rc = base_buf_put(&e->w.out, idx.data, idx.len)) || (rc = w_flush(&e->w, true)))
 		goto out;
 
 	uint8_t hdr[ST__BLK_HDR] = {0};
@@ -449,7 +449,7 @@ static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
 	if (wr != (ssize_t)sizeof(hdr))
 		rc = wr < 0 ? -errno : -EIO;
 out:
-	st__buf_free(&idx);
+	base_buf_free(&idx);
 	return rc;
 }
 
@@ -732,7 +732,7 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 			mcur *c = &cur[j];
 			while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs &&
 			       c->cr.ts[c->i] == gt) {
-				if ((rc = st__grow(&grp, &grp_cap, ngrp + 1, sizeof(*grp))))
+				if ((rc = base_grow(&grp, &grp_cap, ngrp + 1, sizeof(*grp))))
 					break;
 				grp[ngrp++] = (srow){gt, gs, k_rank[c->kmap[c->cr.stack[c->i]]],
 				                     c->cr.value[c->i]};

@@ -133,7 +133,7 @@ static int series_add(st_db *db, uint64_t id, const char *type,
 		*idx = have;
 		return 0;
 	}
-	if (st__grow(&db->series, &db->series_cap, (size_t)db->nseries + 1, sizeof(*db->series)))
+	if (base_grow(&db->series, &db->series_cap, (size_t)db->nseries + 1, sizeof(*db->series)))
 		return -ENOMEM;
 	/* labels arrive sorted by name (canonical) from every caller */
 	size_t bytes = (n + 1) * sizeof(st_label) + sizeof(ST_TYPE_LABEL) + strlen(type) + 1;
@@ -198,7 +198,7 @@ static int cover_note(covers *c, int64_t part, uint64_t lsn)
 				c->v[i].wal_lsn = lsn;
 			return 0;
 		}
-	if (st__grow(&c->v, &c->cap, c->n + 1, sizeof(*c->v)))
+	if (base_grow(&c->v, &c->cap, c->n + 1, sizeof(*c->v)))
 		return -ENOMEM;
 	c->v[c->n++] = (st__blk_cover){part, lsn};
 	return 0;
@@ -211,7 +211,7 @@ static hpart *head_part(st_db *db, int64_t start, uint64_t lsn)
 	for (size_t i = db->nparts; i-- > 0;)
 		if (db->parts[i]->start == start && !db->parts[i]->frozen)
 			return db->parts[i];
-	if (st__grow(&db->parts, &db->parts_cap, db->nparts + 1, sizeof(*db->parts)))
+	if (base_grow(&db->parts, &db->parts_cap, db->nparts + 1, sizeof(*db->parts)))
 		return NULL;
 	hpart *h = calloc(1, sizeof(*h));
 	if (!h)
@@ -259,7 +259,7 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 				break;
 			}
 		}
-		if (st__grow(&h->rows, &h->cap, h->n + 1, sizeof(*h->rows))) {
+		if (base_grow(&h->rows, &h->cap, h->n + 1, sizeof(*h->rows))) {
 			rc = -ENOMEM;
 			break;
 		}
@@ -363,7 +363,7 @@ int st_append(st_db *db, const st_batch *b, base_err *err)
 {
 	int rc;
 	uint64_t lsn = 0;
-	st__buf payload = {0};
+	base_buf payload = {0};
 	uint64_t *ids = malloc((b->nseries + 1) * sizeof(*ids));
 	uint32_t *kidx = malloc((b->nsamples + 1) * sizeof(*kidx));
 	if (!ids || !kidx) {
@@ -392,7 +392,7 @@ int st_append(st_db *db, const st_batch *b, base_err *err)
 			base_fail(err, rc, "writing metadata: %s", strerror(-rc));
 	}
 	if (!rc) {
-		rc = st__wal_append(db->wal, payload.data, payload.len, &lsn);
+		rc = st__wal_append(db->wal, (const uint8_t *)payload.data, payload.len, &lsn);
 		if (rc)
 			base_fail(err, rc, "writing the WAL: %s", strerror(-rc));
 	}
@@ -408,7 +408,7 @@ int st_append(st_db *db, const st_batch *b, base_err *err)
 			base_fail(err, rc, "syncing the WAL: %s", strerror(-rc));
 	}
 out:
-	st__buf_free(&payload);
+	base_buf_free(&payload);
 	free(ids);
 	free(kidx);
 	return rc;
@@ -473,7 +473,7 @@ out:
 
 static int blocks_push(st_db *db, blk *k)
 {
-	if (st__grow(&db->blocks, &db->blocks_cap, db->nblocks + 1, sizeof(*db->blocks)))
+	if (base_grow(&db->blocks, &db->blocks_cap, db->nblocks + 1, sizeof(*db->blocks)))
 		return -ENOMEM;
 	/* keep the list ordered by time, then name */
 	size_t i = db->nblocks;
@@ -1467,7 +1467,7 @@ static int sums_add(sums *s, uint64_t id, int64_t value)
 		s->v[i].value = (int64_t)((uint64_t)s->v[i].value + (uint64_t)value);
 		return 0;
 	}
-	if (st__grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
+	if (base_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
 		return -ENOMEM;
 	s->v[s->n] = (st_stack_sum){id, value};
 	return st__map_put(&s->map, id, (uint32_t)s->n++);
@@ -1579,7 +1579,7 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 			const hrow *r = &h->rows[i];
 			if (r->ts < from || r->ts >= to || !gsel(sel, r->series))
 				continue;
-			if (st__grow(&hrows, &hcap, nh + 1, sizeof(*hrows))) {
+			if (base_grow(&hrows, &hcap, nh + 1, sizeof(*hrows))) {
 				rc = -ENOMEM;
 				break;
 			}

@@ -107,7 +107,7 @@ struct st__meta {
 	 * transaction inserted, so a rollback empties them: SQLite would give
 	 * those rowids to other rows next. */
 	st__map objects, locations;
-	st__buf scratch;
+	base_buf scratch;
 };
 
 static int sql_err(sqlite3 *db, int rc)
@@ -193,7 +193,7 @@ void st__meta_close(st__meta *m)
 	pthread_mutex_destroy(&m->w_mu);
 	st__map_free(&m->objects);
 	st__map_free(&m->locations);
-	st__buf_free(&m->scratch);
+	base_buf_free(&m->scratch);
 	free(m);
 }
 
@@ -373,12 +373,12 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st)
 int st__meta_put_series(st__meta *m, uint64_t id, const st_series_def *s)
 {
 	assert(m->in_tx);
-	st__buf *b = &m->scratch;
+	base_buf *b = &m->scratch;
 	b->len = 0;
 	int rc = 0;
 	for (uint32_t i = 0; !rc && i < s->nlabels; i++) {
-		rc = st__buf_put(b, s->labels[i].name, strlen(s->labels[i].name) + 1);
-		rc = rc ? rc : st__buf_put(b, s->labels[i].value, strlen(s->labels[i].value) + 1);
+		rc = base_buf_put(b, s->labels[i].name, strlen(s->labels[i].name) + 1);
+		rc = rc ? rc : base_buf_put(b, s->labels[i].value, strlen(s->labels[i].value) + 1);
 	}
 	if (rc)
 		return rc;
@@ -650,14 +650,14 @@ int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
                           void *arg)
 {
 	/* collect first: fn may query the reader connection itself */
-	st__buf vals = {0};
+	base_buf vals = {0};
 	int rc, r = 0;
 	pthread_mutex_lock(&m->r_mu);
 	sqlite3_stmt *st = m->rs[R_VALUES];
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r) {
 		const char *v = (const char *)sqlite3_column_text(st, 0);
-		r = st__buf_put(&vals, v ? v : "", strlen(v ? v : "") + 1);
+		r = base_buf_put(&vals, v ? v : "", strlen(v ? v : "") + 1);
 	}
 	sqlite3_reset(st);
 	pthread_mutex_unlock(&m->r_mu);
@@ -665,7 +665,7 @@ int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
 		r = sql_err(m->r, rc);
 	for (size_t off = 0; !r && off < vals.len; off += strlen((char *)vals.data + off) + 1)
 		r = fn(arg, (const char *)vals.data + off);
-	st__buf_free(&vals);
+	base_buf_free(&vals);
 	return r;
 }
 
@@ -908,7 +908,7 @@ int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_f
 {
 	int rc = 0;
 	st_symbol syms[ST_MAX_INLINE];
-	st__buf text = {0};  /* a row's strings die at the next step: copies */
+	base_buf text = {0};  /* a row's strings die at the next step: copies */
 	size_t offs[ST_MAX_INLINE][2];
 	read_begin(m);
 	sqlite3_stmt *st = m->rs[R_SYM];
@@ -921,10 +921,10 @@ int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_f
 			const char *f = (const char *)sqlite3_column_text(st, 0);
 			const char *file = (const char *)sqlite3_column_text(st, 1);
 			offs[k][0] = text.len;
-			rc = st__buf_put(&text, f ? f : "", strlen(f ? f : "") + 1);
+			rc = base_buf_put(&text, f ? f : "", strlen(f ? f : "") + 1);
 			offs[k][1] = file ? text.len : SIZE_MAX;
 			if (!rc && file)
-				rc = st__buf_put(&text, file, strlen(file) + 1);
+				rc = base_buf_put(&text, file, strlen(file) + 1);
 			syms[k].line = sqlite3_column_int64(st, 2);
 			k++;
 		}
@@ -939,7 +939,7 @@ int st__meta_symbols_get(st__meta *m, const int64_t *ids, size_t n, st_symbols_f
 			rc = fn(arg, ids[i], syms, k);
 	}
 	read_end(m);
-	st__buf_free(&text);
+	base_buf_free(&text);
 	return rc;
 }
 

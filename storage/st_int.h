@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "storage/storage.h"
 
 #define ST__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -64,19 +65,11 @@ static inline int st__get_varint(const uint8_t **p, const uint8_t *end, uint64_t
 	return -EBADMSG;
 }
 
-/* ---- growable byte buffer ---- */
-typedef struct st__buf {
-	uint8_t *data;
-	size_t len, cap;
-} st__buf;
-
-int st__buf_reserve(st__buf *b, size_t extra);
-int st__buf_put(st__buf *b, const void *p, size_t n);
-int st__buf_varint(st__buf *b, uint64_t v);
-int st__buf_u32(st__buf *b, uint32_t v);
-int st__buf_u64(st__buf *b, uint64_t v);
-int st__buf_str(st__buf *b, const char *s, size_t n); /* varint length + bytes */
-void st__buf_free(st__buf *b);
+/* ---- the encodings of a buffer's content (base/buf.h holds the buffer) ---- */
+int st__enc_varint(base_buf *b, uint64_t v);
+int st__enc_u32(base_buf *b, uint32_t v);
+int st__enc_u64(base_buf *b, uint64_t v);
+int st__enc_str(base_buf *b, const char *s, size_t n); /* varint length + bytes */
 
 /* ---- open-addressing hash map uint64 -> uint32 ---- */
 /* Key and value share a slot so a lookup costs one cache miss: the stack
@@ -111,10 +104,6 @@ static inline void st__map_prefetch(const st__map *m, uint64_t key)
 	if (m->cap)
 		__builtin_prefetch(&m->slots[st__mix64(key) & (m->cap - 1)]);
 }
-
-/* Grows *arr (of elem-byte items, capacity *cap) to hold need items,
- * doubling. Returns 0 or -ENOMEM, leaving *arr intact. */
-int st__grow(void *arr, size_t *cap, size_t need, size_t elem);
 
 /* A set of 64-bit IDs with dense indices in insertion order: the stack
  * registry, and the merged dictionaries of a compaction. */
@@ -164,7 +153,7 @@ typedef struct st__dbatch {
 int st__batch_validate(const st_batch *b, uint64_t *series_ids, base_err *err);
 
 /* Appends the canonical encoding of b (labels sorted) to out. */
-int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *out);
+int st__batch_encode(const st_batch *b, const uint64_t *series_ids, base_buf *out);
 
 /* Decodes and fully validates a payload made by st__batch_encode; *d must be
  * released with st__dbatch_free(). Fails with -EBADMSG on malformed input. */

@@ -1,4 +1,4 @@
-/* util.c - small helpers for storage/: CRC32C, buffers, a u64 hash
+/* util.c - small helpers for storage/: CRC32C, encodings into a buffer, a u64 hash
  * map and careful file operations. No policy lives here. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -28,69 +28,33 @@ uint32_t st__crc32c(uint32_t crc, const void *buf, size_t len)
 	return ~c;
 }
 
-int st__buf_reserve(st__buf *b, size_t extra)
+int st__enc_varint(base_buf *b, uint64_t v)
 {
-	if (b->cap - b->len >= extra)
-		return 0;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap - b->len < extra) {
-		if (cap > SIZE_MAX / 2)
-			return -ENOMEM;
-		cap *= 2;
-	}
-	uint8_t *d = realloc(b->data, cap);
-	if (!d)
-		return -ENOMEM;
-	b->data = d;
-	b->cap = cap;
-	return 0;
-}
-
-int st__buf_put(st__buf *b, const void *p, size_t n)
-{
-	int rc = st__buf_reserve(b, n);
+	int rc = base_buf_reserve(b, 10);
 	if (rc)
 		return rc;
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
+	b->len += st__put_varint((uint8_t *)b->data + b->len, v);
 	return 0;
 }
 
-int st__buf_varint(st__buf *b, uint64_t v)
-{
-	int rc = st__buf_reserve(b, 10);
-	if (rc)
-		return rc;
-	b->len += st__put_varint(b->data + b->len, v);
-	return 0;
-}
-
-int st__buf_u32(st__buf *b, uint32_t v)
+int st__enc_u32(base_buf *b, uint32_t v)
 {
 	uint8_t t[4];
 	st__put_u32(t, v);
-	return st__buf_put(b, t, 4);
+	return base_buf_put(b, t, 4);
 }
 
-int st__buf_u64(st__buf *b, uint64_t v)
+int st__enc_u64(base_buf *b, uint64_t v)
 {
 	uint8_t t[8];
 	st__put_u64(t, v);
-	return st__buf_put(b, t, 8);
+	return base_buf_put(b, t, 8);
 }
 
-int st__buf_str(st__buf *b, const char *s, size_t n)
+int st__enc_str(base_buf *b, const char *s, size_t n)
 {
-	int rc = st__buf_varint(b, n);
-	return rc ? rc : st__buf_put(b, s, n);
-}
-
-void st__buf_free(st__buf *b)
-{
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
+	int rc = st__enc_varint(b, n);
+	return rc ? rc : base_buf_put(b, s, n);
 }
 
 int st__map_init(st__map *m, size_t hint)
@@ -172,32 +136,13 @@ int st__map_put(st__map *m, uint64_t key, uint32_t val)
 	}
 }
 
-int st__grow(void *arr, size_t *cap, size_t need, size_t elem)
-{
-	void **a = arr;
-	if (need <= *cap)
-		return 0;
-	size_t c = *cap ? *cap : 16;
-	while (c < need) {
-		if (c > SIZE_MAX / 2 / elem)
-			return -ENOMEM;
-		c *= 2;
-	}
-	void *t = realloc(*a, c * elem);
-	if (!t)
-		return -ENOMEM;
-	*a = t;
-	*cap = c;
-	return 0;
-}
-
 int st__ids_index(st__ids *s, uint64_t id, uint32_t *out)
 {
 	uint32_t x = st__map_get(&s->map, id);
 	if (x == ST__MAP_NONE) {
 		if (s->n >= ST__MAP_NONE)
 			return -ENOSPC;
-		int rc = st__grow(&s->ids, &s->cap, s->n + 1, sizeof(*s->ids));
+		int rc = base_grow(&s->ids, &s->cap, s->n + 1, sizeof(*s->ids));
 		if (!rc)
 			rc = st__map_put(&s->map, id, (uint32_t)s->n);
 		if (rc)

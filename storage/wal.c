@@ -73,7 +73,7 @@ static void seg_path(const st__wal *w, uint64_t first, char *out, size_t n)
 
 static int segs_push(st__wal *w, uint64_t first)
 {
-	if (st__grow(&w->segs, &w->segs_cap, w->nsegs + 1, sizeof(*w->segs)))
+	if (base_grow(&w->segs, &w->segs_cap, w->nsegs + 1, sizeof(*w->segs)))
 		return -ENOMEM;
 	w->segs[w->nsegs++] = first;
 	return 0;

@@ -71,10 +71,10 @@ static void decode(const uint8_t *p, size_t len)
 	if (st__batch_decode(p, len, &d, &err))
 		return;
 	sink += touch(&d);
-	st__buf out = {0};
+	base_buf out = {0};
 	check(st__batch_encode(&d.b, d.series_ids, &out) == 0);
 	check(out.len <= len);
-	check(st__batch_decode(out.data, out.len, &d2, &err) == 0);
+	check(st__batch_decode((const uint8_t *)out.data, out.len, &d2, &err) == 0);
 	check(d2.b.nseries == d.b.nseries && d2.b.nobjects == d.b.nobjects &&
 	      d2.b.nstacks == d.b.nstacks && d2.b.nsamples == d.b.nsamples);
 	for (uint32_t i = 0; i < d.b.nseries; i++)
@@ -83,7 +83,7 @@ static void decode(const uint8_t *p, size_t len)
 		check(d2.b.samples[i].ts_ns == d.b.samples[i].ts_ns &&
 		      d2.b.samples[i].value == d.b.samples[i].value &&
 		      d2.b.samples[i].stack_id == d.b.samples[i].stack_id);
-	st__buf_free(&out);
+	base_buf_free(&out);
 	st__dbatch_free(&d2);
 	st__dbatch_free(&d);
 }

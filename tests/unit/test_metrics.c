@@ -34,19 +34,19 @@ static void test_sample_lines(void **state)
 		{"utf-8 kept", {"a", "h\xc3\xa9"}, 1, 2, "smolder_x{a=\"h\xc3\xa9\"} 2\n"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-		srv_buf b = {0};
+		base_buf b = {0};
 		srv_metrics_sample_u64(&b, "smolder_x", cases[i].labels, cases[i].nlabels,
 		                       cases[i].v);
 		if (strcmp(b.data, cases[i].want))
 			fail_msg("%s: got '%s', want '%s'", cases[i].name, b.data, cases[i].want);
-		srv_buf_free(&b);
+		base_buf_free(&b);
 	}
 }
 
 static void test_family_and_floats(void **state)
 {
 	(void)state;
-	srv_buf b = {0};
+	base_buf b = {0};
 	/* HELP escapes backslash and newline but not quotes */
 	srv_metrics_family(&b, "smolder_y_seconds_total", "counter", "a \"b\" c\\d\ne");
 	srv_metrics_sample_f64(&b, "smolder_y_seconds_total", NULL, 0, 1.5);
@@ -55,7 +55,7 @@ static void test_family_and_floats(void **state)
 	                            "# TYPE smolder_y_seconds_total counter\n"
 	                            "smolder_y_seconds_total 1.5\n"
 	                            "smolder_y_seconds_total 0.000123456789\n");
-	srv_buf_free(&b);
+	base_buf_free(&b);
 }
 
 /* The counters are process-wide; this test owns the routes it names. */
@@ -72,7 +72,7 @@ static void test_http_counters_reach_routes(void **state)
 		snprintf(r, sizeof(r), "/t/many/%d", i);
 		srv_metrics_http(r, 200, 1);
 	}
-	srv_buf b = {0};
+	base_buf b = {0};
 	srv_metrics_write_http(&b);
 	static const char *const want[] = {
 		"smolder_http_requests_total{route=\"/t/a\",code=\"2xx\"} 2\n",
@@ -97,7 +97,7 @@ static void test_http_counters_reach_routes(void **state)
 		counts++;
 	assert_true(counts <= 64);
 	assert_null(strstr(b.data, "/t/many/199\""));
-	srv_buf_free(&b);
+	base_buf_free(&b);
 }
 
 int main(void)

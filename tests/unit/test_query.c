@@ -98,23 +98,23 @@ static void test_merge_json(void **state)
 	q_tree *t = merge(f, m_all, 1, NULL);
 	assert_int_equal(q_tree_total(t, 0), 10);
 	assert_int_equal(q_tree_nodes(t), 6);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"{\"name\":\"total\",\"self\":0,\"total\":10,\"children\":["
 		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,\"children\":["
 		"{\"name\":\"[unknown] app+0x20\",\"self\":0,\"total\":10,\"children\":["
 		"{\"name\":\"[unknown] app+0x30\",\"self\":5,\"total\":5,\"children\":[]},"
 		"{\"name\":\"[unknown] libc.so.6+0x99\",\"self\":3,\"total\":5,\"children\":["
 		"{\"name\":\"do_sys\",\"self\":2,\"total\":2,\"kernel\":true,\"children\":[]}]}]}]}]}");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	/* folded: root first, sums to the merge total, kernel frames marked */
 	assert_int_equal(q_tree_folded(t, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"[unknown] app+0x10;[unknown] app+0x20;[unknown] app+0x30 5\n"
 		"[unknown] app+0x10;[unknown] app+0x20;[unknown] libc.so.6+0x99 3\n"
 		"[unknown] app+0x10;[unknown] app+0x20;[unknown] libc.so.6+0x99;do_sys_[k] 2\n");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 
 	/* a matcher and a time range narrow it */
@@ -138,14 +138,14 @@ static void test_max_nodes(void **state)
 {
 	fx *f = *state;
 	q_tree *t = merge(f, m_all, 1, NULL);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_json(t, 3, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"{\"name\":\"total\",\"self\":0,\"total\":10,\"children\":["
 		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,\"children\":["
 		"{\"name\":\"[unknown] app+0x20\",\"self\":0,\"total\":10,\"children\":["
 		"{\"name\":\"other\",\"self\":10,\"total\":10,\"children\":[]}]}]}]}");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 
@@ -153,14 +153,14 @@ static void test_top(void **state)
 {
 	fx *f = *state;
 	q_tree *t = merge(f, m_all, 1, NULL);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_top_json(t, 3, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"{\"total\":10,\"rows\":["
 		"{\"name\":\"[unknown] app+0x30\",\"flat\":5,\"flat_pct\":50.0000,\"cum\":5,\"cum_pct\":50.0000},"
 		"{\"name\":\"[unknown] libc.so.6+0x99\",\"flat\":3,\"flat_pct\":30.0000,\"cum\":5,\"cum_pct\":50.0000},"
 		"{\"name\":\"do_sys\",\"flat\":2,\"flat_pct\":20.0000,\"cum\":2,\"cum_pct\":20.0000,\"kernel\":true}]}");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 
@@ -173,21 +173,21 @@ static void test_diff(void **state)
 	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
 	assert_int_equal(q_tree_total(t, 0), 8);
 	assert_int_equal(q_tree_total(t, 1), 2);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_folded(t, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"[unknown] app+0x10;[unknown] app+0x20;[unknown] app+0x30 5 0\n"
 		"[unknown] app+0x10;[unknown] app+0x20;[unknown] libc.so.6+0x99 3 0\n"
 		"[unknown] app+0x10;[unknown] app+0x20;[unknown] libc.so.6+0x99;do_sys_[k] 0 2\n");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"base\":{\"self\":0,\"total\":8},"
+	assert_non_null(strstr(o.data, "{\"name\":\"total\",\"base\":{\"self\":0,\"total\":8},"
 	                            "\"compare\":{\"self\":0,\"total\":2}"));
 	/* two samples against none: too few to tell, never significant */
-	assert_non_null(strstr(o.p, "{\"name\":\"do_sys\",\"base\":{\"self\":0,\"total\":0},"
+	assert_non_null(strstr(o.data, "{\"name\":\"do_sys\",\"base\":{\"self\":0,\"total\":0},"
 	                            "\"compare\":{\"self\":2,\"total\":2},\"significant\":false,"
 	                            "\"p\":null,\"q\":null,\"kernel\":true"));
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 
@@ -230,72 +230,72 @@ static void test_resolver_inline(void **state)
 	q_tree *t = merge(f, m_all, 1, &r);
 	/* each distinct location named once: 4 user + 1 kernel */
 	assert_int_equal(calls, 5);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_folded(t, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"_start;main;helper;spin 8\n"
 		"_start;main;helper;spin;do_sys_[k] 2\n");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_non_null(strstr(o.p, "{\"name\":\"main\",\"self\":0,\"total\":10,"
+	assert_non_null(strstr(o.data, "{\"name\":\"main\",\"self\":0,\"total\":10,"
 	                            "\"file\":\"app.c\",\"line\":30,\"children\""));
-	q_buf_free(&o);
+	base_buf_free(&o);
 	/* spin under spin is counted once in cum */
 	assert_int_equal(q_top_json(t, 1, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"{\"total\":10,\"rows\":[{\"name\":\"spin\",\"file\":\"spin.c\",\"line\":3,"
 		"\"flat\":8,\"flat_pct\":80.0000,\"cum\":10,\"cum_pct\":100.0000}]}");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 
 static void test_discovery(void **state)
 {
 	fx *f = *state;
-	q_buf o = {0};
+	base_buf o = {0};
 	base_err err;
 	assert_int_equal(q_types_json(f->db, 0, INT64_MAX, &o, &err), 0);
-	assert_string_equal(o.p, "[\"" TYPE "\"]");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "[\"" TYPE "\"]");
+	base_buf_free(&o);
 	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, NULL, &o, &err), 0);
-	assert_string_equal(o.p, "[\"service\"]");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "[\"service\"]");
+	base_buf_free(&o);
 	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, "service", &o, &err), 0);
-	assert_string_equal(o.p, "[\"api\",\"db\"]");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "[\"api\",\"db\"]");
+	base_buf_free(&o);
 	/* restricted by selector and by time */
 	assert_int_equal(q_labels_json(f->db, m_db, 2, 0, INT64_MAX, "service", &o, &err), 0);
-	assert_string_equal(o.p, "[\"db\"]");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "[\"db\"]");
+	base_buf_free(&o);
 	assert_int_equal(q_labels_json(f->db, NULL, 0, T0, T0 + 1, "service", &o, &err), 0);
-	assert_string_equal(o.p, "[\"api\"]");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "[\"api\"]");
+	base_buf_free(&o);
 }
 
 static void test_range(void **state)
 {
 	fx *f = *state;
-	q_buf o = {0};
+	base_buf o = {0};
 	base_err err;
 	/* per series, 1 s steps over [T0, T0 + 3 s) */
 	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
 	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, &o, &err), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"{\"series\":["
 		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
 		"\"values\":[[1767225600,8]]},"
 		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"db\"},"
 		"\"values\":[[1767225601,2]]}]}");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	/* grouped by a label nobody has: one line with everything */
 	const char *by[] = {"zone"};
 	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, &o, &err), 0);
-	assert_string_equal(o.p, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
+	base_buf_free(&o);
 	/* too many points is an error that says so */
 	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, &o, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "at most"));
-	q_buf_free(&o);
+	base_buf_free(&o);
 }
 
 /* The pprof output unpacks to the same stacks and totals as the tree. */
@@ -303,14 +303,14 @@ static void test_pprof(void **state)
 {
 	fx *f = *state;
 	q_tree *t = merge(f, m_all, 1, NULL);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
-	assert_true(o.len > 18 && (uint8_t)o.p[0] == 0x1f && (uint8_t)o.p[1] == 0x8b);
+	assert_true(o.len > 18 && (uint8_t)o.data[0] == 0x1f && (uint8_t)o.data[1] == 0x8b);
 	uint8_t *raw = malloc(1 << 20);
 	uLongf rawlen = 1 << 20;
 	z_stream z = {0};
 	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
-	z.next_in = (Bytef *)o.p;
+	z.next_in = (Bytef *)o.data;
 	z.avail_in = (uInt)o.len;
 	z.next_out = raw;
 	z.avail_out = (uInt)rawlen;
@@ -347,9 +347,9 @@ static void test_pprof(void **state)
 	assert_true(found);
 	perftools__profiles__profile__free_unpacked(p, NULL);
 	free(raw);
-	q_buf_free(&o);
+	base_buf_free(&o);
 	assert_int_equal(q_tree_pprof(t, "not-a-type", &o), -EINVAL);
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 
@@ -382,9 +382,9 @@ static void test_source_frames(void **state)
 	static const st_matcher m_py[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
 	                                  {"service", ST_MATCH_EQ, "py"}};
 	q_tree *t = merge(f, m_py, 2, NULL);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_string_equal(o.p,
+	assert_string_equal(o.data,
 		"{\"name\":\"total\",\"self\":0,\"total\":7,\"children\":["
 		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":7,\"children\":["
 		"{\"name\":\"main\",\"self\":0,\"total\":7,\"file\":\"/srv/app.py\",\"line\":20,"
@@ -395,28 +395,28 @@ static void test_source_frames(void **state)
 		"\"lang\":\"python\",\"children\":[]},"
 		"{\"name\":\"Work.leaf\",\"self\":1,\"total\":1,\"file\":\"/srv/other.py\",\"line\":10,"
 		"\"lang\":\"python\",\"children\":[]}]}]}]}");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	/* top: one row per function, its lines summed */
 	assert_int_equal(q_top_json(t, 0, &o), 0);
-	assert_non_null(strstr(o.p, "{\"name\":\"Work.leaf\",\"file\":\"/srv/app.py\","
+	assert_non_null(strstr(o.data, "{\"name\":\"Work.leaf\",\"file\":\"/srv/app.py\","
 	                             "\"flat\":6,"));
-	assert_non_null(strstr(o.p, "{\"name\":\"Work.leaf\",\"file\":\"/srv/other.py\","
+	assert_non_null(strstr(o.data, "{\"name\":\"Work.leaf\",\"file\":\"/srv/other.py\","
 	                             "\"flat\":1,"));
-	assert_non_null(strstr(o.p, "\"flat\":0,\"flat_pct\":0.0000,\"cum\":7,\"cum_pct\":100.0000,"
+	assert_non_null(strstr(o.data, "\"flat\":0,\"flat_pct\":0.0000,\"cum\":7,\"cum_pct\":100.0000,"
 	                             "\"lang\":\"python\"}"));
-	q_buf_free(&o);
+	base_buf_free(&o);
 	/* folded: the function names, as for any frame */
 	assert_int_equal(q_tree_folded(t, &o), 0);
-	assert_string_equal(o.p, "[unknown] app+0x10;main;Work.leaf 4\n"
+	assert_string_equal(o.data, "[unknown] app+0x10;main;Work.leaf 4\n"
 	                         "[unknown] app+0x10;main;Work.leaf 2\n"
 	                         "[unknown] app+0x10;main;Work.leaf 1\n");
-	q_buf_free(&o);
+	base_buf_free(&o);
 	/* pprof: Work.leaf of app.py is one Function, its Locations at lines 10 and 11 */
 	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
 	uint8_t *raw = malloc(1 << 20);
 	z_stream z = {0};
 	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
-	z.next_in = (Bytef *)o.p;
+	z.next_in = (Bytef *)o.data;
 	z.avail_in = (uInt)o.len;
 	z.next_out = raw;
 	z.avail_out = 1 << 20;
@@ -445,17 +445,17 @@ static void test_source_frames(void **state)
 	assert_int_equal(lines_seen, 3);
 	perftools__profiles__profile__free_unpacked(p, NULL);
 	free(raw);
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 
 static void test_json_escaping(void **state)
 {
 	(void)state;
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_buf_json_str(&o, "a\"b\\c\n\x01"), 0);
-	assert_string_equal(o.p, "\"a\\\"b\\\\c\\u000a\\u0001\"");
-	q_buf_free(&o);
+	assert_string_equal(o.data, "\"a\\\"b\\\\c\\u000a\\u0001\"");
+	base_buf_free(&o);
 }
 
 int main(void)

@@ -66,7 +66,7 @@ static int h_hello(void *arg, const srv_req *req, srv_resp *resp)
 		return -EPROTO;
 	srv_resp_header(resp, "X-Test", "ok");
 	srv_resp_set(resp, 200, "text/plain");
-	srv_buf_puts(srv_resp_body(resp), "hello");
+	srv_xbuf_puts(srv_resp_body(resp), "hello");
 	return 0;
 }
 
@@ -123,8 +123,8 @@ static int h_echo(void *arg, const srv_req *req, srv_resp *resp)
 	char len[32];
 	snprintf(len, sizeof(len), "%zu", n);
 	srv_resp_header(resp, "X-Body-Length", len);
-	srv_buf b = {0};
-	srv_buf_append(&b, body, n);
+	base_buf b = {0};
+	srv_xbuf_put(&b, body, n);
 	const char *ct = srv_req_header(req, "content-type");
 	srv_resp_take(resp, 200, ct ? ct : "application/octet-stream", &b);
 	assert_null(b.data);
@@ -143,7 +143,7 @@ static int h_slow(void *arg, const srv_req *req, srv_resp *resp)
 		pthread_cond_wait(&f->cv, &f->mu);
 	pthread_mutex_unlock(&f->mu);
 	srv_resp_set(resp, 200, "text/plain");
-	srv_buf_puts(srv_resp_body(resp), "slow");
+	srv_xbuf_puts(srv_resp_body(resp), "slow");
 	return 0;
 }
 
@@ -151,7 +151,7 @@ static int h_fail(void *arg, const srv_req *req, srv_resp *resp)
 {
 	(void)arg;
 	(void)req;
-	srv_buf_puts(srv_resp_body(resp), "partial output that must not be sent");
+	srv_xbuf_puts(srv_resp_body(resp), "partial output that must not be sent");
 	return -EIO;
 }
 
@@ -261,8 +261,8 @@ static int teardown(void **state)
 
 typedef struct res {
 	long status;
-	srv_buf body;
-	srv_buf headers;     /* raw header lines of the last response */
+	base_buf body;
+	base_buf headers;     /* raw header lines of the last response */
 	long new_conns;      /* connections curl opened for this transfer */
 	bool saw_continue;   /* a "100 Continue" came before the response */
 	CURLcode rc;
@@ -270,7 +270,7 @@ typedef struct res {
 
 static size_t on_data(char *p, size_t sz, size_t n, void *arg)
 {
-	srv_buf_append(arg, p, sz * n);
+	srv_xbuf_put(arg, p, sz * n);
 	return sz * n;
 }
 
@@ -281,9 +281,9 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 	if (n * sz >= 5 && !memcmp(p, "HTTP/", 5)) {
 		if (r->headers.len >= 13 && !memcmp(r->headers.data + 9, "100", 3))
 			r->saw_continue = true;
-		srv_buf_reset(&r->headers);
+		base_buf_reset(&r->headers);
 	}
-	srv_buf_append(&r->headers, p, sz * n);
+	srv_xbuf_put(&r->headers, p, sz * n);
 	return sz * n;
 }
 
@@ -310,8 +310,8 @@ static const char *res_header(const res *r, const char *name, char *buf, size_t 
 
 static void res_free(res *r)
 {
-	srv_buf_free(&r->body);
-	srv_buf_free(&r->headers);
+	base_buf_free(&r->body);
+	base_buf_free(&r->headers);
 }
 
 /* Sends method url with an optional body on e (a fresh handle when NULL)
@@ -382,7 +382,7 @@ static int raw_connect(fx *f)
 }
 
 /* Sends data and reads until the server closes (or 10 s pass: a failure). */
-static void raw_exchange(fx *f, const void *data, size_t n, srv_buf *out, bool *closed)
+static void raw_exchange(fx *f, const void *data, size_t n, base_buf *out, bool *closed)
 {
 	int s = raw_connect(f);
 	assert_int_equal(send(s, data, n, MSG_NOSIGNAL), (ssize_t)n);
@@ -390,7 +390,7 @@ static void raw_exchange(fx *f, const void *data, size_t n, srv_buf *out, bool *
 	ssize_t got;
 	*closed = false;
 	while ((got = recv(s, buf, sizeof(buf), 0)) > 0)
-		srv_buf_append(out, buf, (size_t)got);
+		srv_xbuf_put(out, buf, (size_t)got);
 	*closed = got == 0;
 	close(s);
 }
@@ -692,14 +692,14 @@ static void test_413(void **state)
 	/* the default limit (64 MiB): refused from the header, no body sent */
 	static const char huge[] = "POST /echo HTTP/1.1\r\nHost: x\r\n"
 	                           "Content-Length: 100000000000\r\n\r\n";
-	srv_buf out = {0};
+	base_buf out = {0};
 	bool closed;
 	raw_exchange(f, huge, sizeof(huge) - 1, &out, &closed);
 	assert_true(closed);
 	assert_non_null(out.data);
 	assert_memory_equal(out.data, "HTTP/1.1 413 ", 13);
 	assert_non_null(strstr(out.data, "\"limit\":67108864"));
-	srv_buf_free(&out);
+	base_buf_free(&out);
 }
 
 static void test_url_and_header_limits(void **state)
@@ -761,14 +761,14 @@ static void test_400_garbage(void **state)
 		 "HTTP/1.1 405 "},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-		srv_buf out = {0};
+		base_buf out = {0};
 		bool closed;
 		raw_exchange(f, cases[i].data, cases[i].len, &out, &closed);
 		if (!out.data || strncmp(out.data, cases[i].want, 13) || !closed ||
 		    !strstr(out.data, "{\"error\":"))
 			fail_msg("%s: closed %d, got: %s", cases[i].name, closed,
 			         out.data ? out.data : "(nothing)");
-		srv_buf_free(&out);
+		base_buf_free(&out);
 	}
 	/* the server is still fine */
 	res r;
@@ -816,7 +816,7 @@ static void test_pipelining(void **state)
 		"GET /api/v1/labels/first/values HTTP/1.1\r\nHost: x\r\n\r\n"
 		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond"
 		"GET /api/v1/labels/third/values HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-	srv_buf out = {0};
+	base_buf out = {0};
 	bool closed;
 	raw_exchange(f, two, sizeof(two) - 1, &out, &closed);
 	assert_true(closed);
@@ -825,7 +825,7 @@ static void test_pipelining(void **state)
 	const char *b = strstr(out.data, "\r\n\r\nsecond");
 	const char *c = strstr(out.data, "\"name\":\"third\"");
 	assert_true(a && b && c && a < b && b < c);
-	srv_buf_free(&out);
+	base_buf_free(&out);
 }
 
 typedef struct bg {
@@ -962,15 +962,15 @@ static void test_access_log(void **state)
 	get(f, "/no%0Asuch", &r);
 	res_free(&r);
 	/* the line is written after the response: give the loop a moment */
-	srv_buf log = {0};
+	base_buf log = {0};
 	for (int i = 0; i < 200; i++) {
 		FILE *in = fopen(f->log_path, "r");
 		assert_non_null(in);
 		char buf[4096];
 		size_t n;
-		srv_buf_reset(&log);
+		base_buf_reset(&log);
 		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-			srv_buf_append(&log, buf, n);
+			srv_xbuf_put(&log, buf, n);
 		fclose(in);
 		if (log.data && strstr(log.data, "GET /no%0Asuch 404 "))
 			break;
@@ -982,7 +982,7 @@ static void test_access_log(void **state)
 	assert_non_null(strstr(log.data, "ms\n"));
 	assert_null(strstr(log.data, "secret"));
 	assert_non_null(strstr(log.data, "GET /no%0Asuch 404 "));
-	srv_buf_free(&log);
+	base_buf_free(&log);
 }
 
 /* ---- tests without a server ---- */
@@ -1143,14 +1143,14 @@ static void test_json_writer(void **state)
 		{"slash untouched", "</script>", 9, "\"</script>\""},
 	};
 	for (size_t i = 0; i < sizeof(strs) / sizeof(*strs); i++) {
-		srv_buf b = {0};
+		base_buf b = {0};
 		srv_json_escape(&b, strs[i].in, strs[i].len);
 		if (strcmp(b.data, strs[i].want))
 			fail_msg("%s: got %s, want %s", strs[i].name, b.data, strs[i].want);
-		srv_buf_free(&b);
+		base_buf_free(&b);
 	}
 
-	srv_buf b = {0};
+	base_buf b = {0};
 	srv_json *j = srv_json_new(&b);
 	srv_json_obj_begin(j);
 	srv_json_key(j, "a");
@@ -1186,7 +1186,7 @@ static void test_json_writer(void **state)
 		"{\"a\":[1,-9223372036854775808,18446744073709551615,{\"b\":null},[],{}],"
 		"\"t\":true,\"f\":false,\"d\":0.1,\"third\":0.33333333333333331,\"big\":1e+300,"
 		"\"nan\":null,\"inf\":null,\"null_str\":null,\"raw\":[1,2],\"last\":-7}");
-	srv_buf_free(&b);
+	base_buf_free(&b);
 
 	/* deep nesting, as a call tree renders */
 	j = srv_json_new(&b);
@@ -1198,17 +1198,17 @@ static void test_json_writer(void **state)
 	assert_int_equal(b.len, 2000);
 	assert_int_equal(b.data[999], '[');
 	assert_int_equal(b.data[1000], ']');
-	srv_buf_free(&b);
+	base_buf_free(&b);
 
 	/* the buffer: printf past its small first attempt, move */
-	srv_buf_printf(&b, "%s-%0300d", "x", 5);
+	srv_xbuf_printf(&b, "%s-%0300d", "x", 5);
 	assert_int_equal(b.len, 302);
 	assert_int_equal(b.data[301], '5');
-	srv_buf c = {0};
-	srv_buf_move(&c, &b);
+	base_buf c = {0};
+	base_buf_move(&c, &b);
 	assert_null(b.data);
 	assert_int_equal(c.len, 302);
-	srv_buf_free(&c);
+	base_buf_free(&c);
 }
 
 /* ---- the web UI's files (server/api_ui.c) ---- */
@@ -1297,7 +1297,7 @@ static void test_ui_files(void **state)
 		char req[512];
 		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n"
 		                 "Connection: close\r\n\r\n", cases[i].path);
-		srv_buf out = {0};
+		base_buf out = {0};
 		bool closed;
 		raw_exchange(f, req, (size_t)n, &out, &closed);
 		char want[64];
@@ -1318,7 +1318,7 @@ static void test_ui_files(void **state)
 			assert_non_null(strstr(out.data, "application/json"));
 			assert_null(strstr(out.data, "TOPSECRET"));
 		}
-		srv_buf_free(&out);
+		base_buf_free(&out);
 	}
 }
 

@@ -205,13 +205,13 @@ static found diff_seed(fx *f, int scen, int seed, const double *a, const double 
 	base_err err;
 	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
 	found fo = {0};
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	scan_tree(o.p, a, b, &fo);
-	q_buf_free(&o);
+	scan_tree(o.data, a, b, &fo);
+	base_buf_free(&o);
 	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
-	scan_top(o.p, a, b, &fo);
-	q_buf_free(&o);
+	scan_top(o.data, a, b, &fo);
+	base_buf_free(&o);
 	q_tree_free(t);
 	return fo;
 }
@@ -308,30 +308,30 @@ static void test_fields(void **state)
 	q_side base = {mb, 2, T0, T0 + SEC}, cmp = {mc, 2, T0, T0 + SEC};
 	q_tree *t;
 	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
-	q_buf o = {0};
+	base_buf o = {0};
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_non_null(strstr(o.p, "\"significance\":{\"method\":\"samples\",\"alpha\":0.05,"));
-	assert_non_null(strstr(o.p, "{\"name\":\"gc\",\"base\":{\"self\":0,\"total\":0},"
+	assert_non_null(strstr(o.data, "\"significance\":{\"method\":\"samples\",\"alpha\":0.05,"));
+	assert_non_null(strstr(o.data, "{\"name\":\"gc\",\"base\":{\"self\":0,\"total\":0},"
 	                            "\"compare\":{\"self\":1,\"total\":1},"
 	                            "\"significant\":false,\"p\":null,\"q\":null"));
 	/* render: 1000 of 1000 against 1000 of 1001: tested, not significant */
-	const char *r = strstr(o.p, "{\"name\":\"render\"");
+	const char *r = strstr(o.data, "{\"name\":\"render\"");
 	assert_non_null(r);
 	assert_non_null(strstr(r, "\"significant\":false,\"p\":1,"));
-	q_buf_free(&o);
+	base_buf_free(&o);
 	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
-	assert_non_null(strstr(o.p, "\"warnings\":[]"));
-	assert_non_null(strstr(o.p, "{\"name\":\"render\",\"base\":{\"flat\":1000,\"flat_pct\":100.0000,"
+	assert_non_null(strstr(o.data, "\"warnings\":[]"));
+	assert_non_null(strstr(o.data, "{\"name\":\"render\",\"base\":{\"flat\":1000,\"flat_pct\":100.0000,"
 	                            "\"cum\":1000,\"cum_pct\":100.0000},\"compare\":{\"flat\":1000,"
 	                            "\"flat_pct\":99.9001,\"cum\":1000,\"cum_pct\":99.9001},\"listed\":false,"
 	                            "\"delta\":-0.0999,\"cum_delta\":-0.0999,\"significant\":false,"
 	                            "\"p\":1,"));
-	assert_non_null(strstr(o.p, "{\"name\":\"gc\",\"base\":{\"flat\":0,\"flat_pct\":0.0000,"
+	assert_non_null(strstr(o.data, "{\"name\":\"gc\",\"base\":{\"flat\":0,\"flat_pct\":0.0000,"
 	                            "\"cum\":0,\"cum_pct\":0.0000},\"compare\":{\"flat\":1,"
 	                            "\"flat_pct\":0.0999,\"cum\":1,\"cum_pct\":0.0999},\"listed\":false,"
 	                            "\"delta\":0.0999,\"cum_delta\":0.0999,\"significant\":false,"
 	                            "\"p\":null,\"q\":null,\"cum_significant\":false,\"cum_p\":null"));
-	q_buf_free(&o);
+	base_buf_free(&o);
 	q_tree_free(t);
 }
 

@@ -249,10 +249,10 @@ static void test_batch_roundtrip(void **state)
 	uint64_t ids[3];
 	base_err err;
 	assert_int_equal(st__batch_validate(&b, ids, &err), 0);
-	st__buf buf = {0};
+	base_buf buf = {0};
 	assert_int_equal(st__batch_encode(&b, ids, &buf), 0);
 	st__dbatch d;
-	assert_int_equal(st__batch_decode(buf.data, buf.len, &d, &err), 0);
+	assert_int_equal(st__batch_decode((const uint8_t *)buf.data, buf.len, &d, &err), 0);
 	assert_int_equal(d.b.nseries, 3);
 	assert_int_equal(d.b.nstacks, 4);
 	assert_int_equal(d.b.nsamples, 5);
@@ -278,7 +278,7 @@ static void test_batch_roundtrip(void **state)
 	st__dbatch_free(&d);
 	/* every strict prefix is malformed, reported without a crash */
 	for (size_t cut = 0; cut < buf.len; cut++)
-		assert_int_equal(st__batch_decode(buf.data, cut, &d, &err), -EBADMSG);
+		assert_int_equal(st__batch_decode((const uint8_t *)buf.data, cut, &d, &err), -EBADMSG);
 	/* series IDs do not depend on label order; stack IDs on frame order do */
 	st_label l2[2] = {se[0].l[1], se[0].l[0]};
 	st_series_def s2 = {TYPE, l2, 2};
@@ -287,7 +287,7 @@ static void test_batch_roundtrip(void **state)
 	assert_true(id2 == ids[0]);
 	st_frame rev[3] = {sk[0].fr[2], sk[0].fr[1], sk[0].fr[0]};
 	assert_true(st_stack_hash(objs, 2, rev, 3) != kd[0].id);
-	st__buf_free(&buf);
+	base_buf_free(&buf);
 }
 
 /* Table of bad batches: name, how to break a good one, the error's words. */
