@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "base/text.h"
 #include "agent/agent.h"
 
 struct ag_plabels {
@@ -63,17 +64,6 @@ static bool name_ok(const char *s, size_t n)
 			return false;
 	}
 	return true;
-}
-
-/* n bytes of s cut to at most max bytes without splitting a UTF-8
- * sequence; returns the new length */
-static size_t utf8_cut(const char *s, size_t n, size_t max)
-{
-	if (n <= max)
-		return n;
-	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-		max--;
-	return max;
 }
 
 void ag_plabels_free(ag_plabels *pl)
@@ -128,7 +118,7 @@ int ag_env_labels(const char *env, size_t n, bool truncated, ag_plabels *pl)
 		}
 		if (!vl)
 			continue;  /* an empty label is no label */
-		size_t cut = utf8_cut(eq + 1, vl, AG_LABEL_VALUE_MAX);
+		size_t cut = base_utf8_cut(eq + 1, vl, AG_LABEL_VALUE_MAX);
 		if (cut < vl)
 			pl->values_cut++;
 		memcpy(val, eq + 1, cut);
@@ -191,7 +181,7 @@ static int meta_label(ag_plabels *pl, const char *prefix, const char *name, cons
 	}
 	nm[p + k] = 0;
 	char val[AG_LABEL_VALUE_MAX + 1];
-	size_t vl = strlen(value), cut = utf8_cut(value, vl, AG_LABEL_VALUE_MAX);
+	size_t vl = strlen(value), cut = base_utf8_cut(value, vl, AG_LABEL_VALUE_MAX);
 	if (cut < vl)
 		pl->values_cut++;
 	memcpy(val, value, cut);
@@ -432,7 +422,7 @@ const ag_kvs *ag_labeler_labels(ag_labeler *lb, ag_proc *pr, const ag_kvs *built
 	}
 	for (size_t i = 0; i < l.n;) {
 		ag_kv *e = &l.v[i];
-		size_t vl = strlen(e->value), cut = utf8_cut(e->value, vl, AG_LABEL_VALUE_MAX);
+		size_t vl = strlen(e->value), cut = base_utf8_cut(e->value, vl, AG_LABEL_VALUE_MAX);
 		if (cut < vl) {
 			e->value[cut] = 0;  /* a rule made it longer than any variable may be */
 			lb->st.env_values_cut++;

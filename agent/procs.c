@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/text.h"
 #include "base/clock.h"
 #include "agent/agent.h"
 
@@ -262,7 +263,7 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 			if (m.obj) {
 				m.kind = AG_MAP_FILE;
 				if (pr->exe && !strcmp(pr->exe, name))
-					wire_hex(m.obj->build_id, m.obj->build_id_len, pr->build_id_hex);
+					base_hex(m.obj->build_id, m.obj->build_id_len, pr->build_id_hex);
 			}
 		}
 		if (n == cap) {

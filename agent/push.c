@@ -22,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "base/text.h"
 #include "base/clock.h"
 #include "agent/agent.h"
 #include "wire/auth.h"
@@ -410,7 +411,7 @@ static long debuginfo(ag_push *p, const ag_obj *o, int fd, uint64_t size, di_sta
 {
 	char url[1200], hex[2 * WIRE_MAX_BUILD_ID + 1];
 	di_state ignored;
-	wire_hex(o->build_id, o->build_id_len, hex);
+	base_hex(o->build_id, o->build_id_len, hex);
 	snprintf(url, sizeof(url), "%s/api/v1/debuginfo/%s", p->o.server, hex);
 	curl_easy_reset(p->curl);
 	curl_easy_setopt(p->curl, CURLOPT_URL, url);
@@ -453,7 +454,7 @@ static int debug_file_open(const ag_push *p, const ag_obj *o, uint64_t *size)
 	struct stat st;
 	if (o->build_id_len < 2)
 		return -1;
-	wire_hex(o->build_id, o->build_id_len, hex);
+	base_hex(o->build_id, o->build_id_len, hex);
 	snprintf(path, sizeof(path), "%s/.build-id/%.2s/%s.debug",
 	         p->o.debug_dir ? p->o.debug_dir : "/usr/lib/debug", hex, hex + 2);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

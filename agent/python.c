@@ -24,6 +24,7 @@
 
 #include <bpf/bpf.h>
 
+#include "base/text.h"
 #include "agent/agent.h"
 #include "agent/python_layouts.h"
 #include "bpf/profile.h"
@@ -159,7 +160,7 @@ static size_t put_utf8(char *o, uint32_t c)
 {
 	if ((c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
 		c = 0xfffd;
-	return wire_utf8_put(o, c ? c : '?');
+	return base_utf8_put(o, c ? c : '?');
 }
 
 /* A str object as UTF-8, at most max bytes (cut at a character). The

@@ -39,6 +39,7 @@
 
 #include <zlib.h>
 
+#include "base/text.h"
 #include "base/clock.h"
 #include "profile.pb-c.h"
 #include "storage/storage.h"
@@ -374,11 +375,9 @@ static int build_objects(struct model *m, rng *r)
 	for (uint32_t o = 0; o < m->nobjects; o++) {
 		struct object *ob = &m->objs[o];
 
-		for (int i = 0; i < BUILD_ID_LEN; i++) {
+		for (int i = 0; i < BUILD_ID_LEN; i++)
 			ob->build_id[i] = (uint8_t)rng_next(r);
-			sprintf(ob->build_id_hex + 2 * i, "%02x",
-			        ob->build_id[i]);
-		}
+		base_hex(ob->build_id, BUILD_ID_LEN, ob->build_id_hex);
 		if (o < m->nexes) {
 			snprintf(ob->name, sizeof(ob->name), "%s",
 			         m->svcs[o].name);

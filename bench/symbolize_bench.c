@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/text.h"
 #include "base/clock.h"
 #include "server/symbolize.h"
 #include "wire/buildid.h"
@@ -124,7 +125,7 @@ static void read_file(file *f, unsigned stride)
 	f->bidlen = n > 0 ? (size_t)n : 0;
 	if (!f->bidlen)
 		die("no build ID in the file", -ENOEXEC);
-	wire_hex(f->bid, f->bidlen, f->hex);
+	base_hex(f->bid, f->bidlen, f->hex);
 	Elf_Scn *s = symtab ? symtab : dynsym;
 	GElf_Shdr sh;
 	size_t cap = 0;

@@ -13,6 +13,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "base/text.h"
 #include "query/q_int.h"
 #include "query/query.h"
 
@@ -75,33 +76,6 @@ void q__map_free(q__map *m)
 	free(m->s);
 	m->s = NULL;
 	m->cap = m->len = 0;
-}
-
-/* ---- output ---- */
-
-int q_buf_json_str(base_buf *b, const char *s)
-{
-	int rc = base_buf_put(b, "\"", 1);
-	const unsigned char *p = (const unsigned char *)s;
-	while (!rc && *p) {
-		/* copy runs that need no escaping in one go: frame names rarely
-		 * need any, and trees render millions of them */
-		const unsigned char *q = p;
-		while (*q && *q != '"' && *q != '\\' && *q >= 0x20)
-			q++;
-		if (q > p)
-			rc = base_buf_put(b, (const char *)p, (size_t)(q - p));
-		if (rc || !*q)
-			break;
-		if (*q == '"' || *q == '\\') {
-			char e[2] = {'\\', (char)*q};
-			rc = base_buf_put(b, e, 2);
-		} else {
-			rc = base_buf_printf(b, "\\u%04x", *q);
-		}
-		p = q + 1;
-	}
-	return rc ? rc : base_buf_put(b, "\"", 1);
 }
 
 /* ---- the tree ---- */
@@ -461,7 +435,7 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, base_buf 
 	const qnode *nd = &t->nodes[i];
 	const qname *nm = &t->names[nd->name];
 	int rc = base_buf_put(o, "{\"name\":", 8);
-	rc = rc ? rc : q_buf_json_str(o, nm->function);
+	rc = rc ? rc : base_json_str(o, nm->function, strlen(nm->function));
 	rc = rc ? rc : json_values(t, o, nd->self, nd->total);
 	if (!rc && t->diff)
 		rc = q__sig_node_json(t, i, o);
@@ -471,13 +445,13 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, base_buf 
 		rc = base_buf_put(o, ",\"kernel\":true", 14);
 	if (!rc && nm->file) {
 		rc = base_buf_put(o, ",\"file\":", 8);
-		rc = rc ? rc : q_buf_json_str(o, nm->file);
+		rc = rc ? rc : base_json_str(o, nm->file, strlen(nm->file));
 	}
 	if (!rc && (nm->file || nm->line))
 		rc = base_buf_printf(o, ",\"line\":%" PRId64, nm->line);
 	if (!rc && nm->lang) {
 		rc = base_buf_put(o, ",\"lang\":", 8);
-		rc = rc ? rc : q_buf_json_str(o, nm->lang);
+		rc = rc ? rc : base_json_str(o, nm->lang, strlen(nm->lang));
 	}
 	size_t nc;
 	uint32_t *cs = children(t, i, &nc);
@@ -664,10 +638,10 @@ int q_top_json(const q_tree *t, size_t limit, base_buf *out)
 		if (emitted++)
 			rc = base_buf_put(out, ",", 1);
 		rc = rc ? rc : base_buf_put(out, "{\"name\":", 8);
-		rc = rc ? rc : q_buf_json_str(out, nm->function);
+		rc = rc ? rc : base_json_str(out, nm->function, strlen(nm->function));
 		if (!rc && nm->file) {
 			rc = base_buf_put(out, ",\"file\":", 8);
-			rc = rc ? rc : q_buf_json_str(out, nm->file);
+			rc = rc ? rc : base_json_str(out, nm->file, strlen(nm->file));
 		}
 		/* a row of an exact name sums all its lines: no one line is its */
 		if (!rc && nm->file && !nm->exact)
@@ -680,7 +654,7 @@ int q_top_json(const q_tree *t, size_t limit, base_buf *out)
 			rc = base_buf_put(out, ",\"kernel\":true", 14);
 		if (!rc && nm->lang) {
 			rc = base_buf_put(out, ",\"lang\":", 8);
-			rc = rc ? rc : q_buf_json_str(out, nm->lang);
+			rc = rc ? rc : base_json_str(out, nm->lang, strlen(nm->lang));
 		}
 		rc = rc ? rc : base_buf_put(out, "}", 1);
 	}

@@ -13,6 +13,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "base/text.h"
 #include "query/parse.h"
 
 _Thread_local long q__fail_alloc_in;
@@ -94,38 +95,6 @@ static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool word_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 static bool word_char(char c) { return word_start(c) || is_digit(c); }
-
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-
-static char *put_utf8(char *w, uint32_t cp)
-{
-	if (cp < 0x80) {
-		*w++ = (char)cp;
-	} else if (cp < 0x800) {
-		*w++ = (char)(0xc0 | (cp >> 6));
-		*w++ = (char)(0x80 | (cp & 0x3f));
-	} else if (cp < 0x10000) {
-		*w++ = (char)(0xe0 | (cp >> 12));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-		*w++ = (char)(0x80 | (cp & 0x3f));
-	} else {
-		*w++ = (char)(0xf0 | (cp >> 18));
-		*w++ = (char)(0x80 | ((cp >> 12) & 0x3f));
-		*w++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-		*w++ = (char)(0x80 | (cp & 0x3f));
-	}
-	return w;
-}
 
 /* ---- selectors ---- */
 
@@ -230,7 +199,7 @@ static int read_hex(pstate *ps, size_t esc, int n, uint32_t *v)
 {
 	*v = 0;
 	for (int k = 0; k < n; k++) {
-		int h = hex_val(cur(ps));
+		int h = base_hexval((unsigned char)cur(ps));
 		if (h < 0)
 			return PFAIL(ps, esc, "escape \"\\%c\" needs %d hex digits",
 			             ps->s[esc + 1], n);
@@ -284,7 +253,7 @@ static int parse_escape(pstate *ps, size_t esc)
 			return PFAIL(ps, esc, "escape \"\\%.*s\" is not a Unicode code point",
 			             c == 'u' ? 5 : 9, s + esc + 1);
 		if (v) {
-			ps->w = put_utf8(ps->w, v);
+			ps->w += base_utf8_put(ps->w, v);
 			return 0;
 		}
 		break;
@@ -434,7 +403,7 @@ static int parse_matcher(pstate *ps)
 	if (vlen > ST_MAX_LABEL_VALUE_LEN)
 		return PFAIL(ps, open, "the string for label \"%s\" is %zu bytes, the limit "
 		             "is %d", m->name, vlen, ST_MAX_LABEL_VALUE_LEN);
-	if (!st_utf8_valid(m->value, vlen))
+	if (!base_utf8_valid(m->value, vlen))
 		return PFAIL(ps, open, "the string for label \"%s\" is not valid UTF-8",
 		             m->name);
 	if ((m->op == ST_MATCH_RE || m->op == ST_MATCH_NRE) &&

@@ -134,7 +134,5 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
                  const char *const *by, size_t nby, base_buf *out, base_err *err);
 
-/* Appends s as a quoted, escaped JSON string. */
-int q_buf_json_str(base_buf *b, const char *s);
 
 #endif

@@ -11,6 +11,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "base/text.h"
 #include "query/q_int.h"
 #include "query/query.h"
 
@@ -54,7 +55,7 @@ static int set_json(strset *s, base_buf *out)
 			continue;
 		if (w++)
 			rc = base_buf_put(out, ",", 1);
-		rc = rc ? rc : q_buf_json_str(out, s->v[i]);
+		rc = rc ? rc : base_json_str(out, s->v[i], strlen(s->v[i]));
 	}
 	return rc ? rc : base_buf_put(out, "]", 1);
 }
@@ -155,9 +156,9 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		for (size_t i = 0; i < n && !rc; i++) {
 			if (w++)
 				rc = base_buf_put(&key, ",", 1);
-			rc = rc ? rc : q_buf_json_str(&key, l[i].name);
+			rc = rc ? rc : base_json_str(&key, l[i].name, strlen(l[i].name));
 			rc = rc ? rc : base_buf_put(&key, ":", 1);
-			rc = rc ? rc : q_buf_json_str(&key, l[i].value);
+			rc = rc ? rc : base_json_str(&key, l[i].value, strlen(l[i].value));
 		}
 	} else {
 		for (size_t b = 0; b < r->nby && !rc; b++) {
@@ -169,9 +170,9 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 				continue;   /* as Prometheus' sum by: absent stays absent */
 			if (w++)
 				rc = base_buf_put(&key, ",", 1);
-			rc = rc ? rc : q_buf_json_str(&key, r->by[b]);
+			rc = rc ? rc : base_json_str(&key, r->by[b], strlen(r->by[b]));
 			rc = rc ? rc : base_buf_put(&key, ":", 1);
-			rc = rc ? rc : q_buf_json_str(&key, v);
+			rc = rc ? rc : base_json_str(&key, v, strlen(v));
 		}
 	}
 	rc = rc ? rc : base_buf_put(&key, "}", 1);

@@ -18,6 +18,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "base/text.h"
 #include "query/q_int.h"
 #include "query/query.h"
 
@@ -571,10 +572,10 @@ int q_diff_top_json(const q_tree *t, size_t limit, base_buf *out)
 		if (i)
 			rc = base_buf_put(out, ",", 1);
 		rc = rc ? rc : base_buf_put(out, "{\"name\":", 8);
-		rc = rc ? rc : q_buf_json_str(out, nm->function);
+		rc = rc ? rc : base_json_str(out, nm->function, strlen(nm->function));
 		if (!rc && nm->file) {
 			rc = base_buf_put(out, ",\"file\":", 8);
-			rc = rc ? rc : q_buf_json_str(out, nm->file);
+			rc = rc ? rc : base_json_str(out, nm->file, strlen(nm->file));
 			rc = rc ? rc : base_buf_printf(out, ",\"line\":%" PRId64, nm->line);
 		}
 		if (!rc && nm->kernel)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/text.h"
 #include "server/api.h"
 #include "server/debuginfo.h"
 #include "wire/wire.h"
@@ -144,8 +145,7 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 		if (res.status == 201 && api->sym) {
 			uint8_t bid[WIRE_MAX_BUILD_ID];
 			size_t bl = strlen(id) / 2;
-			for (size_t i = 0; i < bl; i++)
-				sscanf(id + 2 * i, "%2hhx", &bid[i]);
+			base_unhex(id, bl, bid);   /* build_id_ok checked the digits */
 			int frc = srv_sym_forget(api->sym, bid, bl);
 			if (frc)
 				fprintf(stderr, "smolder-server: forgetting old symbols of %s: %s\n", id,

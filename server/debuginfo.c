@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/text.h"
 #include "server/debuginfo.h"
 #include "wire/buildid.h"
 #include "wire/wire.h"
@@ -66,7 +67,7 @@ static int elf_inspect(int fd, elf_info *info, base_err *err)
 	uint8_t id[WIRE_MAX_BUILD_ID];
 	int n = wire_elf_build_id(e, id);
 	if (n > 0)
-		wire_hex(id, (size_t)n, info->hex);
+		base_hex(id, (size_t)n, info->hex);
 out:
 	elf_end(e);
 	return rc;
@@ -146,7 +147,7 @@ int srv_debuginfo_keep(const char *dir, const char *hex, int fd, const char *tmp
 			goto out;
 		}
 		wire_fallback_build_id(data, len, fb);
-		wire_hex(fb, sizeof(fb), in.hex);
+		base_hex(fb, sizeof(fb), in.hex);
 		if (strcmp(in.hex, hex)) {
 			base_fail(&res->err, 0, "the file has no GNU build ID note and its fallback ID "
 			          "(XXH3-128 of its content) is %s, not %s", in.hex, hex);

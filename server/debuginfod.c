@@ -19,6 +19,7 @@
 
 #include <elfutils/debuginfod.h>
 
+#include "base/text.h"
 #include "base/clock.h"
 #include "server/debuginfo.h"
 #include "server/debuginfod.h"
@@ -219,7 +220,7 @@ int srv_dbgd_fetch(srv_dbgd *d, const uint8_t *bid, size_t len)
 	debuginfod_client *c = NULL;
 	if (!len || len > WIRE_MAX_BUILD_ID)
 		return -EINVAL;
-	wire_hex(bid, len, hex);
+	base_hex(bid, len, hex);
 	if ((rc = claim(d, hex)))
 		return rc;
 	/* a client per call: libdebuginfod clients are not shared across threads */

@@ -31,6 +31,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "base/text.h"
 #include "server/alloc.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -203,16 +204,6 @@ static bool is_token(const char *s)
 	return true;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Appends s[0..n) percent-decoded (and '+' as space when plus) to out,
  * NUL-terminated, and returns the offset of the result in out. -EINVAL for
  * a bad escape or an encoded NUL (results are used as C strings). */
@@ -225,7 +216,8 @@ static int pct_decode(const char *s, size_t n, bool plus, base_buf *out, size_t 
 		if (c == '%') {
 			if (i + 2 >= n)
 				return -EINVAL;
-			int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+			int hi = base_hexval((unsigned char)s[i + 1]);
+			int lo = base_hexval((unsigned char)s[i + 2]);
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
 				return -EINVAL;
 			c = (char)(hi << 4 | lo);

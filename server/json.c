@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/text.h"
 #include "server/alloc.h"
 #include "server/json.h"
 
@@ -120,81 +121,10 @@ void srv_json_key(srv_json *j, const char *key)
 	j->stack[j->depth - 1] = J_OBJ_VAL;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one:
- * overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	unsigned cp, min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2; cp = c & 0x1f; min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3; cp = c & 0x0f; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4; cp = c & 0x07; min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 void srv_json_escape(base_buf *b, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	srv_xbuf_reserve(b, n + 2);
-	srv_xbuf_putc(b, '"');
-	size_t i = 0;
-	while (i < n) {
-		/* copy the longest run that needs no escaping in one go */
-		size_t run = i;
-		while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
-			run++;
-		if (run > i) {
-			srv_xbuf_put(b, p + i, run - i);
-			i = run;
-			continue;
-		}
-		unsigned char c = p[i];
-		if (c >= 0x80) {
-			size_t len = utf8_len(p + i, n - i);
-			if (len) {
-				srv_xbuf_put(b, p + i, len);
-				i += len;
-			} else {
-				srv_xbuf_puts(b, "\\ufffd");
-				i++;
-			}
-			continue;
-		}
-		switch (c) {
-		case '"': srv_xbuf_puts(b, "\\\""); break;
-		case '\\': srv_xbuf_puts(b, "\\\\"); break;
-		case '\b': srv_xbuf_puts(b, "\\b"); break;
-		case '\f': srv_xbuf_puts(b, "\\f"); break;
-		case '\n': srv_xbuf_puts(b, "\\n"); break;
-		case '\r': srv_xbuf_puts(b, "\\r"); break;
-		case '\t': srv_xbuf_puts(b, "\\t"); break;
-		default: {
-			char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-			srv_xbuf_put(b, u, sizeof(u));
-		}
-		}
-		i++;
-	}
-	srv_xbuf_putc(b, '"');
+	if (base_json_str(b, s, n))
+		srv_oom(n);
 }
 
 void srv_json_str(srv_json *j, const char *s)

@@ -14,8 +14,8 @@
 #include "server/alloc.h"   /* srv_xbuf_*: what a response body is written with */
 
 /* ---- JSON writer ----
- * Appends compact JSON to a base_buf. Strings are escaped per RFC 8259;
- * bytes that are not valid UTF-8 become U+FFFD, so the output is always
+ * Appends compact JSON to a base_buf. Strings are escaped per RFC 8259
+ * (base/text.h); bytes that are not valid UTF-8 become U+FFFD, so the output is always
  * valid JSON whatever the input (file names and kernel symbols from the
  * network are not trusted to be UTF-8). Non-finite doubles become null.
  * Commas are inserted automatically. Misuse (a value where an object key is
@@ -54,7 +54,8 @@ void srv_json_kv_uint(srv_json *j, const char *key, uint64_t v);
 void srv_json_kv_double(srv_json *j, const char *key, double v);
 void srv_json_kv_bool(srv_json *j, const char *key, bool v);
 
-/* Appends s[0..n) to b as a quoted, escaped JSON string (see above). */
+/* Appends s[0..n) to b as a quoted, escaped JSON string: base/text.h's
+ * base_json_str, aborting on out-of-memory. */
 void srv_json_escape(base_buf *b, const char *s, size_t n);
 
 #endif

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/text.h"
 #include "base/buf.h"
 #include "server/pprof_in.h"
 #include "wire/profile.pb-c.h"
@@ -93,25 +94,13 @@ static int word_ok(const char *s)
 	return 1;
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* pprof carries a build ID as a string, usually hex: decode it when it is,
  * else take its bytes. */
 static uint32_t build_id_bytes(const char *s, uint8_t *out)
 {
 	size_t n = strlen(s);
-	bool hex = n > 0 && n % 2 == 0 && n / 2 <= ST_MAX_BUILD_ID_LEN;
-	for (size_t i = 0; hex && i < n; i++)
-		hex = hexval(s[i]) >= 0;
-	if (hex) {
-		for (size_t i = 0; i < n / 2; i++)
-			out[i] = (uint8_t)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+	if (n > 0 && n % 2 == 0 && n / 2 <= ST_MAX_BUILD_ID_LEN && !base_unhex(s, n / 2, out))
 		return (uint32_t)(n / 2);
-	}
 	if (n > ST_MAX_BUILD_ID_LEN)
 		n = ST_MAX_BUILD_ID_LEN;
 	memcpy(out, s, n);

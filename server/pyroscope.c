@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/text.h"
 #include "base/buf.h"
 #include "server/pyroscope.h"
 
@@ -71,7 +72,7 @@ int srv_pyro_parse_name(const char *s, srv_pyro_name *out, base_err *e)
 	}
 	if (!*app)
 		return fail(e, 400, "name has no application name before '.' or '{'");
-	if (strlen(app) > ST_MAX_LABEL_VALUE_LEN || !st_utf8_valid(app, strlen(app)))
+	if (strlen(app) > ST_MAX_LABEL_VALUE_LEN || !base_utf8_valid(app, strlen(app)))
 		return fail(e, 400, "the application name must be UTF-8 of at most %d bytes",
 		            ST_MAX_LABEL_VALUE_LEN);
 	out->app = app;
@@ -130,7 +131,7 @@ int srv_pyro_parse_name(const char *s, srv_pyro_name *out, base_err *e)
 			if (*p == ',')
 				p++;
 			size_t vl = strlen(val);
-			if (vl > ST_MAX_LABEL_VALUE_LEN || !st_utf8_valid(val, vl))
+			if (vl > ST_MAX_LABEL_VALUE_LEN || !base_utf8_valid(val, vl))
 				return fail(e, 400, "label %s in name: the value must be UTF-8 of at most "
 				            "%d bytes", key, ST_MAX_LABEL_VALUE_LEN);
 			if (!vl)

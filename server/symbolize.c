@@ -32,6 +32,7 @@
 
 #include <libiberty/demangle.h>
 
+#include "base/text.h"
 #include "base/buf.h"
 #include "server/symbolize.h"
 #include "server/symbolize_int.h"
@@ -283,7 +284,7 @@ static bool loads_emptied(Elf *e)
 static int open_one(srv_sym *s, mod *m, int i, const char *suffix)
 {
 	char hex[2 * WIRE_MAX_BUILD_ID + 1], path[sizeof(s->dir) + sizeof(hex) + 8];
-	wire_hex(m->bid, m->bidlen, hex);
+	base_hex(m->bid, m->bidlen, hex);
 	snprintf(path, sizeof(path), "%s/%s%s", s->dir, hex, suffix);
 	m->fd[i] = open(path, O_RDONLY | O_CLOEXEC);
 	if (m->fd[i] < 0)
@@ -319,7 +320,7 @@ static int go_open(srv_sym *s, mod *m)
 		if (rc == -ENOMEM)
 			return rc;
 		char hex[2 * WIRE_MAX_BUILD_ID + 1];
-		wire_hex(m->bid, m->bidlen, hex);
+		base_hex(m->bid, m->bidlen, hex);
 		if (rc == -EPROTONOSUPPORT)
 			atomic_fetch_add(&s->st_go_unsupported, 1);
 		else

@@ -7,46 +7,9 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "base/text.h"
 #include "storage/st_int.h"
 #include "wire/wire.h"   /* header only: the stack-ID normal form */
-
-int st_utf8_valid(const char *s, size_t n)
-{
-	const uint8_t *p = (const uint8_t *)s, *end = p + n;
-	while (p < end) {
-		uint8_t c = *p++;
-		if (c < 0x80)
-			continue;
-		int more;
-		uint32_t cp;
-		if ((c & 0xe0) == 0xc0) {
-			more = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			more = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			more = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (end - p < more)
-			return false;
-		for (int i = 0; i < more; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		p += more;
-		/* overlong forms, surrogates and beyond U+10FFFF are not UTF-8 */
-		if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) ||
-		    (more == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-	}
-	return true;
-}
 
 static bool label_name_valid(const char *s, size_t n)
 {
@@ -134,7 +97,7 @@ static int labels_check_order(const st_label *labels, uint32_t n, uint8_t *idx,
 		if (vn > ST_MAX_LABEL_VALUE_LEN)
 			return base_fail(err, -EINVAL, "label \"%s\" value is %zu bytes, the "
 			                "limit is %d", k, vn, ST_MAX_LABEL_VALUE_LEN);
-		if (!st_utf8_valid(v, vn))
+		if (!base_utf8_valid(v, vn))
 			return base_fail(err, -EINVAL, "label \"%s\" value is not UTF-8", k);
 	}
 	label_order(labels, n, idx);

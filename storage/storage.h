@@ -190,11 +190,6 @@ typedef struct st_stats {
 	uint64_t torn_bytes;        /* bytes of torn WAL tail dropped at open */
 } st_stats;
 
-/* Whether s[0..n) is strict UTF-8 (no overlong forms, no surrogates,
- * nothing past U+10FFFF): the rule label values must pass, for callers that
- * want to check text the way the store will. */
-int st_utf8_valid(const char *s, size_t n);
-
 /* Fills opt with the defaults above. */
 void st_options_default(st_options *opt);
 

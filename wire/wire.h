@@ -232,41 +232,4 @@ static inline void wire_fallback_build_id(const void *data, size_t len,
 	memcpy(out, c.digest, WIRE_FALLBACK_BUILD_ID_LEN);
 }
 
-/* Code point cp (below 0x110000) as UTF-8 into o (room for 4 bytes);
- * returns the bytes written. Surrogates are the caller's to refuse. */
-static inline size_t wire_utf8_put(char *o, uint32_t cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | cp >> 6);
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | cp >> 12);
-		o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | cp >> 18);
-	o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
-/* id[0..len) as lowercase hex into out, which has room for 2 * len + 1. */
-static inline void wire_hex(const uint8_t *id, size_t len, char *out)
-{
-	static const char dig[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = dig[id[i] >> 4];
-		out[2 * i + 1] = dig[id[i] & 15];
-	}
-	out[2 * len] = 0;
-}
-
 #endif

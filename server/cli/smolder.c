@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <libelf.h>
 
+#include "base/text.h"
 #include "wire/auth.h"
 #include "wire/buildid.h"
 #include "wire/wire.h"
@@ -119,24 +120,13 @@ static int j_expect(jr *r, char c)
 	return 0;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int j_hex4(jr *r, unsigned *out)
 {
 	unsigned v = 0;
 	if (r->end - r->p < 4)
 		return -EINVAL;
 	for (int i = 0; i < 4; i++) {
-		int h = hexval((unsigned char)r->p[i]);
+		int h = base_hexval((unsigned char)r->p[i]);
 		if (h < 0)
 			return -EINVAL;
 		v = v << 4 | (unsigned)h;
@@ -197,7 +187,7 @@ static int j_string(jr *r, char **out, size_t *outlen)
 				}
 				if (cp == 0 || (cp >= 0xd800 && cp < 0xe000))
 					cp = 0xfffd;
-				k = wire_utf8_put(tmp, cp);
+				k = base_utf8_put(tmp, cp);
 				break;
 			}
 			default:
@@ -1403,11 +1393,11 @@ static void file_build_id(uint8_t *data, size_t len, char *hex)
 	int n = wire_elf_build_id(e, id);
 	elf_end(e);
 	if (n > 0) {
-		wire_hex(id, (size_t)n, hex);
+		base_hex(id, (size_t)n, hex);
 	} else {
 		uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
 		wire_fallback_build_id(data, len, fb);
-		wire_hex(fb, sizeof(fb), hex);
+		base_hex(fb, sizeof(fb), hex);
 	}
 }
 

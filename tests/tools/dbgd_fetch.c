@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/text.h"
 #include "server/debuginfod.h"
 #include "wire/wire.h"
 
@@ -16,14 +17,8 @@ static int unhex(const char *s, uint8_t *out, size_t cap, size_t *len)
 	size_t n = strlen(s);
 	if (n % 2 || n / 2 > cap || !n)
 		return -EINVAL;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
-			return -EINVAL;
-		out[i] = (uint8_t)v;
-	}
 	*len = n / 2;
-	return 0;
+	return base_unhex(s, n / 2, out);
 }
 
 int main(int argc, char **argv)

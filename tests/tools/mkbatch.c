@@ -25,6 +25,7 @@
 
 #include <lz4.h>
 
+#include "base/text.h"
 #include "wire/wire.h"
 
 static uint64_t rng;
@@ -60,7 +61,7 @@ static int fallback_id(const char *path)
 	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
 	XXH3_freeState(st);
 	char hex[2 * WIRE_FALLBACK_BUILD_ID_LEN + 1];
-	wire_hex(c.digest, WIRE_FALLBACK_BUILD_ID_LEN, hex);
+	base_hex(c.digest, WIRE_FALLBACK_BUILD_ID_LEN, hex);
 	printf("%s\n", hex);
 	return 0;
 }
@@ -122,9 +123,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		app_bl = (uint32_t)(hl / 2);
-		for (uint32_t i = 0; i < app_bl; i++)
-			if (sscanf(app_bid + 2 * i, "%2hhx", &bid[0][i]) != 1)
-				return 2;
+		if (base_unhex(app_bid, app_bl, bid[0]))
+			return 2;
 	}
 	wire_object objs[2] = {{bid[0], app_bl, "/usr/bin/app"}, {bid[1], 20, "/lib/libc.so.6"}};
 

@@ -27,6 +27,7 @@
 #include <bpf/bpf.h>
 #include <linux/types.h>
 
+#include "base/text.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
 
@@ -525,7 +526,7 @@ static void run_upload(const fake_resp *script, size_t n, bool with_debug, uint6
 	assert_true(fd >= 0);
 	ag_obj *o = ag_objs_get(objs, fd, "/self");
 	assert_non_null(o);
-	wire_hex(o->build_id, o->build_id_len, hex);
+	base_hex(o->build_id, o->build_id_len, hex);
 	snprintf(dir, sizeof(dir), "%s/debug", tmpdir);
 	if (with_debug) {
 		snprintf(path, sizeof(path), "%s/.build-id/%.2s", dir, hex);

@@ -26,6 +26,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "base/text.h"
 #include "server/alloc.h"
 #include "server/api.h"
 #include "server/debuginfo.h"
@@ -1401,7 +1402,7 @@ static void test_debuginfo_build_id_rule(void **state)
 	uint8_t fb[WIRE_FALLBACK_BUILD_ID_LEN];
 	char fbhex[2 * WIRE_FALLBACK_BUILD_ID_LEN + 1];
 	wire_fallback_build_id(all, n, fb);
-	wire_hex(fb, sizeof(fb), fbhex);
+	base_hex(fb, sizeof(fb), fbhex);
 	assert_int_equal(keep_copy(store, file, fbhex, &r), 201);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);

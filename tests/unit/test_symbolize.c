@@ -29,6 +29,7 @@
 
 #include <cmocka.h>
 
+#include "base/text.h"
 #include "server/symbolize.h"
 #include "wire/buildid.h"
 
@@ -132,7 +133,7 @@ static void subj_read(subj *s, const char *path)
 	s->bidlen = n > 0 ? (size_t)n : 0;
 	if (!s->bidlen)
 		fail_msg("%s has no build ID", path);
-	wire_hex(s->bid, s->bidlen, s->hex);
+	base_hex(s->bid, s->bidlen, s->hex);
 	if (!read_syms(e, SHT_SYMTAB, s))
 		read_syms(e, SHT_DYNSYM, s);
 	elf_end(e);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <lz4.h>
 
+#include "base/text.h"
 #include "storage/storage.h"
 #include "wire/auth.h"
 #include "wire/buildid.h"
@@ -805,7 +806,7 @@ static void test_fallback_build_id(void **state)
 	uint8_t id[WIRE_FALLBACK_BUILD_ID_LEN];
 	char hex[2 * WIRE_FALLBACK_BUILD_ID_LEN + 1];
 	wire_fallback_build_id("", 0, id);
-	wire_hex(id, sizeof(id), hex);
+	base_hex(id, sizeof(id), hex);
 	assert_string_equal(hex, "99aa06d3014798d86001c324468d497f");
 	/* streaming gives the same bytes */
 	XXH3_state_t *st = XXH3_createState();
