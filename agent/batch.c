@@ -12,6 +12,7 @@
 
 #include <linux/types.h>
 
+#include "base/map.h"
 #include "base/text.h"
 #include "base/buf.h"
 #include "agent/agent.h"
@@ -80,40 +81,14 @@ static void *dpush(sdyn *d, size_t size)
 	return (uint8_t *)d->v + size * d->n++;
 }
 
-/* stack ID set for one batch: open addressing */
-typedef struct idset {
-	uint64_t *v;
-	size_t cap;
-} idset;
-
-static int idset_add(idset *s, uint64_t id, size_t *count)
+/* Adds id to the batch's set of stack IDs: 1 when it is new, 0 when it
+ * was there, or -ENOMEM. */
+static int idset_add(base_map *s, uint64_t id)
 {
-	if ((*count + 1) * 2 > s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 1024;
-		uint64_t *nv = calloc(nc, sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		for (size_t i = 0; i < s->cap; i++)
-			if (s->v[i]) {
-				size_t j = s->v[i] & (nc - 1);
-				while (nv[j])
-					j = (j + 1) & (nc - 1);
-				nv[j] = s->v[i];
-			}
-		free(s->v);
-		s->v = nv;
-		s->cap = nc;
-	}
-	id |= !id;  /* 0 marks a free slot */
-	size_t j = id & (s->cap - 1);
-	while (s->v[j]) {
-		if (s->v[j] == id)
-			return 0;
-		j = (j + 1) & (s->cap - 1);
-	}
-	s->v[j] = id;
-	(*count)++;
-	return 1;
+	if (base_map_get(s, id) != BASE_MAP_NONE)
+		return 0;
+	int rc = base_map_put(s, id, 0);
+	return rc ? rc : 1;
 }
 
 static int add_label(ag_batch *b, sdyn *labels, const char *name, const char *value)
@@ -215,8 +190,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 	static uint64_t gen;
 	gen++;
 	sdyn procs = {0}, objs = {0}, objp = {0}, stacks = {0}, rows = {0};
-	idset ids = {0};
-	size_t nids = 0;
+	base_map ids = {0};
 	wire_frame *fr = malloc(2 * 128 * sizeof(*fr));
 	ag_batch *b = calloc(1, sizeof(*b));
 	if (!b || !fr) {
@@ -343,7 +317,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 		if (nf == 0)  /* neither stack was readable */
 			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
 		uint64_t id = wire_stack_id(objs.v, (uint32_t)objs.n, fr, nf);
-		int added = idset_add(&ids, id, &nids);
+		int added = idset_add(&ids, id);
 		if (added < 0) {
 			rc = added;
 			goto out;
@@ -400,7 +374,7 @@ out:
 	free(objp.v);
 	free(stacks.v);
 	free(rows.v);
-	free(ids.v);
+	base_map_free(&ids);
 	free(fr);
 	if (rc) {
 		ag_batch_free(b);

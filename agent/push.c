@@ -22,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "base/map.h"
 #include "base/text.h"
 #include "base/clock.h"
 #include "agent/agent.h"
@@ -47,8 +48,7 @@ struct ag_push {
 	CURL *curl;
 	qent *head, *tail;
 	size_t queued, queued_bytes;
-	uint64_t *known;    /* open addressing, 0 = free */
-	size_t known_cap, known_n;
+	base_map known;     /* stack IDs the server acknowledged */
 	int64_t next_retry, backoff;
 	bool down;          /* the last attempt failed */
 	ag_push_stats st;
@@ -108,57 +108,25 @@ void ag_push_free(ag_push *p)
 	}
 	curl_easy_cleanup(p->curl);
 	curl_slist_free_all(p->auth);
-	free(p->known);
+	base_map_free(&p->known);
 	free(p);
 }
 
 static bool known_has(const ag_push *p, uint64_t id)
 {
-	if (!p->known_cap)
-		return false;
-	id |= !id;
-	for (size_t j = id & (p->known_cap - 1); p->known[j]; j = (j + 1) & (p->known_cap - 1))
-		if (p->known[j] == id)
-			return true;
-	return false;
+	return base_map_get(&p->known, id) != BASE_MAP_NONE;
 }
 
 static void known_reset(ag_push *p)
 {
-	free(p->known);
-	p->known = NULL;
-	p->known_cap = p->known_n = 0;
+	base_map_free(&p->known);
 }
 
 static void known_add(ag_push *p, uint64_t id)
 {
-	if (p->known_n >= MAX_KNOWN)
+	if (p->known.len >= MAX_KNOWN)
 		known_reset(p);
-	if ((p->known_n + 1) * 2 > p->known_cap) {
-		size_t nc = p->known_cap ? p->known_cap * 2 : 4096;
-		uint64_t *nv = calloc(nc, sizeof(*nv));
-		if (!nv)
-			return;  /* not remembering only costs resending */
-		for (size_t i = 0; i < p->known_cap; i++)
-			if (p->known[i]) {
-				size_t j = p->known[i] & (nc - 1);
-				while (nv[j])
-					j = (j + 1) & (nc - 1);
-				nv[j] = p->known[i];
-			}
-		free(p->known);
-		p->known = nv;
-		p->known_cap = nc;
-	}
-	id |= !id;
-	size_t j = id & (p->known_cap - 1);
-	while (p->known[j]) {
-		if (p->known[j] == id)
-			return;
-		j = (j + 1) & (p->known_cap - 1);
-	}
-	p->known[j] = id;
-	p->known_n++;
+	base_map_put(&p->known, id, 0);  /* not remembering only costs resending */
 }
 
 void ag_push_enqueue(ag_push *p, ag_batch *b)
@@ -195,40 +163,27 @@ void ag_push_enqueue(ag_push *p, ag_batch *b)
 static int range_stacks(const wire_batch *w, uint32_t lo, uint32_t hi, const ag_push *p,
                         bool full, wire_stack *out, uint32_t *n)
 {
-	uint64_t *set = NULL;
-	size_t cap = 0;
+	base_map set = {0};
 	bool all = lo == 0 && hi == w->nrows;
 	if (!all) {
-		cap = 16;
-		while (cap < 2 * (size_t)(hi - lo))
-			cap *= 2;
-		set = calloc(cap, sizeof(*set));
-		if (!set)
+		if (base_map_init(&set, hi - lo))
 			return -ENOMEM;
-		for (uint32_t i = lo; i < hi; i++) {
-			uint64_t id = w->rows[i].stack_id | !w->rows[i].stack_id;
-			size_t j = id & (cap - 1);
-			while (set[j] && set[j] != id)
-				j = (j + 1) & (cap - 1);
-			set[j] = id;
-		}
+		for (uint32_t i = lo; i < hi; i++)
+			if (base_map_put(&set, w->rows[i].stack_id, 0)) {
+				base_map_free(&set);
+				return -ENOMEM;
+			}
 	}
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < w->nstacks; i++) {
 		uint64_t id = w->stacks[i].id;
 		if (!full && known_has(p, id))
 			continue;
-		if (!all) {
-			uint64_t key = id | !id;
-			size_t j = key & (cap - 1);
-			while (set[j] && set[j] != key)
-				j = (j + 1) & (cap - 1);
-			if (!set[j])
-				continue;
-		}
+		if (!all && base_map_get(&set, id) == BASE_MAP_NONE)
+			continue;
 		out[k++] = w->stacks[i];
 	}
-	free(set);
+	base_map_free(&set);
 	*n = k;
 	return 0;
 }

@@ -24,6 +24,8 @@
 
 #include <bpf/bpf.h>
 
+#include "base/buf.h"
+#include "base/map.h"
 #include "base/text.h"
 #include "agent/agent.h"
 #include "agent/python_layouts.h"
@@ -35,7 +37,7 @@
 #define MAX_FILE_BYTES 4096
 #define MAX_STR_CHARS 4096          /* characters read of a name or file */
 #define MAX_LINETABLE (256u << 10)  /* bytes of a line table */
-#define MAX_CODES 16384             /* code objects cached per process */
+#define MAX_CODES 12288             /* code objects cached per process */
 #define PENDING_TRIES 30            /* drains a half-started interpreter is retried */
 #define CODE_TRIES 4                /* reads of a code object after its first */
 
@@ -497,7 +499,7 @@ static void analyze_libc(pyobj *po, Elf *e, int fd)
 enum { P_NONE, P_PENDING, P_ACTIVE, P_FAILED, P_NO_LIBC, P_UNKNOWN_VERSION, P_NOT_CPYTHON };
 
 typedef struct code_ent {
-	uint64_t addr;          /* 0: free */
+	uint64_t addr;
 	ag_py_code c;
 	bool bad;               /* read and found unnamable */
 	uint8_t tries;          /* reads again (CODE_TRIES at most) */
@@ -512,8 +514,9 @@ typedef struct pyproc {
 	ag_py_types ty;
 	struct sm_py_proc e;
 	ag_obj *counted;        /* the file counted as unknown or not CPython */
-	code_ent *codes;        /* open addressing, MAX_CODES slots when used */
-	size_t ncodes;
+	code_ent *codes;        /* the cached code objects, MAX_CODES at most */
+	size_t ncodes, codes_cap;
+	base_map code_idx;      /* address -> index in codes */
 	struct pyproc *next;
 } pyproc;
 
@@ -543,12 +546,12 @@ int ag_py_new(const ag_py_opts *o, ag_py **out)
 
 static void codes_clear(pyproc *p)
 {
-	if (p->codes)
-		for (size_t i = 0; i < MAX_CODES; i++)
-			ag_py_code_free(&p->codes[i].c);
+	for (size_t i = 0; i < p->ncodes; i++)
+		ag_py_code_free(&p->codes[i].c);
 	free(p->codes);
 	p->codes = NULL;
-	p->ncodes = 0;
+	p->ncodes = p->codes_cap = 0;
+	base_map_free(&p->code_idx);
 }
 
 void ag_py_free(ag_py *py)
@@ -833,26 +836,19 @@ void ag_py_proc_gone(ag_py *py, pid_t pid, bool exec)
 /* The cached code object at addr in p, read when unknown. */
 static code_ent *code_get(ag_py *py, pyproc *p, uint64_t addr)
 {
-	if (!p->codes) {
-		p->codes = calloc(MAX_CODES, sizeof(*p->codes));
-		if (!p->codes)
-			return NULL;
-	}
-	size_t i = (size_t)((addr >> 4) * 0x9e3779b97f4a7c15ULL >> 50) & (MAX_CODES - 1);
-	while (p->codes[i].addr && p->codes[i].addr != addr)
-		i = (i + 1) & (MAX_CODES - 1);
-	code_ent *c = &p->codes[i];
-	if (c->addr)
-		return c;
-	if (p->ncodes * 4 >= MAX_CODES * 3) {
-		/* full: start over (a process this rich in code objects is
-		 * rare; the live ones come back as they are sampled) */
+	uint32_t i = base_map_get(&p->code_idx, addr);
+	if (i != BASE_MAP_NONE)
+		return &p->codes[i];
+	/* full: start over (a process this rich in code objects is rare; the
+	 * live ones come back as they are sampled) */
+	if (p->ncodes >= MAX_CODES)
 		codes_clear(p);
-		return code_get(py, p, addr);
-	}
+	if (base_grow(&p->codes, &p->codes_cap, p->ncodes + 1, sizeof(*p->codes)) ||
+	    base_map_put(&p->code_idx, addr, (uint32_t)p->ncodes))
+		return NULL;
+	code_ent *c = &p->codes[p->ncodes++];
+	*c = (code_ent){.addr = addr};
 	memrd m = {p->pid};
-	c->addr = addr;
-	p->ncodes++;
 	c->bad = ag_py_read_code(p->interp->L, &p->ty, read_mem, &m, addr, &c->c) != 0;
 	if (!c->bad)
 		py->st.codes_read++;

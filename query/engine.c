@@ -20,64 +20,6 @@
 #define NONE Q__NONE
 #define MAX_INLINE 32   /* frames one location may expand to */
 
-/* ---- small helpers shared with series.c (q_int.h) ---- */
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 31;
-	x *= 0x7fb5d329728ea185ULL;
-	x ^= x >> 27;
-	x *= 0x81dadef4bc2dd44dULL;
-	return x ^ (x >> 33);
-}
-
-uint32_t q__map_get(const q__map *m, uint64_t key)
-{
-	if (!m->cap)
-		return NONE;
-	for (size_t i = mix(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-		if (!m->s[i].used)
-			return NONE;
-		if (m->s[i].key == key)
-			return m->s[i].val;
-	}
-}
-
-int q__map_put(q__map *m, uint64_t key, uint32_t val)
-{
-	if ((m->len + 1) * 4 > m->cap * 3) {
-		size_t cap = m->cap ? m->cap * 2 : 1024;
-		q__map_slot *s = calloc(cap, sizeof(*s));
-		if (!s)
-			return -ENOMEM;
-		for (size_t i = 0; i < m->cap; i++) {
-			if (!m->s[i].used)
-				continue;
-			size_t j = mix(m->s[i].key) & (cap - 1);
-			while (s[j].used)
-				j = (j + 1) & (cap - 1);
-			s[j] = m->s[i];
-		}
-		free(m->s);
-		m->s = s;
-		m->cap = cap;
-	}
-	size_t i = mix(key) & (m->cap - 1);
-	while (m->s[i].used && m->s[i].key != key)
-		i = (i + 1) & (m->cap - 1);
-	if (!m->s[i].used)
-		m->len++;
-	m->s[i] = (q__map_slot){key, val, 1};
-	return 0;
-}
-
-void q__map_free(q__map *m)
-{
-	free(m->s);
-	m->s = NULL;
-	m->cap = m->len = 0;
-}
-
 /* ---- the tree ---- */
 
 void q_tree_free(q_tree *t)
@@ -90,13 +32,13 @@ void q_tree_free(q_tree *t)
 		free(t->names[i].lang);
 	}
 	free(t->names);
-	q__map_free(&t->name_map);
-	q__map_free(&t->func_map);
+	base_map_free(&t->name_map);
+	base_map_free(&t->func_map);
 	free(t->nodes);
-	q__map_free(&t->child_map);
-	q__map_free(&t->loc_map);
+	base_map_free(&t->child_map);
+	base_map_free(&t->loc_map);
 	free(t->chain);
-	q__map_free(&t->leaf_map);
+	base_map_free(&t->leaf_map);
 	q__sig_free(t->sig);
 	free(t);
 }
@@ -124,8 +66,8 @@ static int func_of(q_tree *t, uint32_t id)
 		return 0;
 	}
 	uint64_t h = str_hash(q->function, str_hash(q->file, str_hash(q->lang, 0x66)));
-	for (;; h = mix(h + 1)) {
-		uint32_t f = q__map_get(&t->func_map, h);
+	for (;; h = base_mix64(h + 1)) {
+		uint32_t f = base_map_get(&t->func_map, h);
 		if (f == NONE)
 			break;
 		const qname *o = &t->names[f];
@@ -136,7 +78,7 @@ static int func_of(q_tree *t, uint32_t id)
 		}
 	}
 	q->func = id;
-	return q__map_put(&t->func_map, h, id);
+	return base_map_put(&t->func_map, h, id);
 }
 
 /* Interns (function, kernel), file and line kept from the first; with
@@ -151,9 +93,9 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 		file = NULL;
 	uint64_t h = XXH3_64bits_withSeed(fn, strlen(fn), kernel);
 	if (exact)
-		h = str_hash(file, str_hash(lang, mix(h ^ (uint64_t)line ^ 0x65786163ULL)));
-	for (;; h = mix(h + 1)) {
-		uint32_t id = q__map_get(&t->name_map, h);
+		h = str_hash(file, str_hash(lang, base_mix64(h ^ (uint64_t)line ^ 0x65786163ULL)));
+	for (;; h = base_mix64(h + 1)) {
+		uint32_t id = base_map_get(&t->name_map, h);
 		if (id == NONE)
 			break;
 		const qname *o = &t->names[id];
@@ -182,7 +124,7 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 	}
 	*out = (uint32_t)t->nnames++;
 	int rc = func_of(t, *out);
-	return rc ? rc : q__map_put(&t->name_map, h, *out);
+	return rc ? rc : base_map_put(&t->name_map, h, *out);
 }
 
 static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
@@ -197,7 +139,7 @@ static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
 	if (parent != NONE) {
 		nd->next = t->nodes[parent].child;
 		t->nodes[parent].child = (uint32_t)t->n;
-		int rc = q__map_put(&t->child_map, (uint64_t)parent << 32 | name, (uint32_t)t->n);
+		int rc = base_map_put(&t->child_map, (uint64_t)parent << 32 | name, (uint32_t)t->n);
 		if (rc)
 			return rc;
 	}
@@ -254,7 +196,7 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	t->chain[t->nchain++] = (uint32_t)n;
 	for (int i = 0; i < n; i++)
 		t->chain[t->nchain++] = ids[i];
-	return q__map_put(&t->loc_map, (uint64_t)fi->location_id, off);
+	return base_map_put(&t->loc_map, (uint64_t)fi->location_id, off);
 }
 
 /* Adds one side's merge into the tree: sums per stack from storage, then
@@ -270,7 +212,7 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 	uint32_t *offs = NULL;
 	st_frame_info *infos = NULL;
 	size_t nsums = 0, nneed = 0, need_cap = 0;
-	q__map asked = {0};
+	base_map asked = {0};
 	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
 	if (rc)
 		return rc;
@@ -289,10 +231,10 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		goto out;
 	for (uint32_t i = 0; i < offs[nsums] && !rc; i++) {
 		uint64_t loc = (uint64_t)pool[i];
-		if (q__map_get(&t->loc_map, loc) != NONE || q__map_get(&asked, loc) != NONE)
+		if (base_map_get(&t->loc_map, loc) != NONE || base_map_get(&asked, loc) != NONE)
 			continue;
 		rc = base_grow(&need, &need_cap, nneed + 1, sizeof(*need));
-		rc = rc ? rc : q__map_put(&asked, loc, (uint32_t)nneed);
+		rc = rc ? rc : base_map_put(&asked, loc, (uint32_t)nneed);
 		if (!rc)
 			need[nneed++] = pool[i];
 	}
@@ -306,10 +248,10 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		t->nodes[0].total[side] += v;
 		/* leaf first in the store: walk from the root end */
 		for (uint32_t j = offs[i + 1]; j-- > offs[i] && !rc;) {
-			uint32_t off = q__map_get(&t->loc_map, (uint64_t)pool[j]);
+			uint32_t off = base_map_get(&t->loc_map, (uint64_t)pool[j]);
 			for (uint32_t k = 0; !rc && k < t->chain[off]; k++) {
 				uint32_t name = t->chain[off + 1 + k];
-				uint32_t c = q__map_get(&t->child_map, (uint64_t)node << 32 | name);
+				uint32_t c = base_map_get(&t->child_map, (uint64_t)node << 32 | name);
 				if (c == NONE)
 					rc = new_node(t, node, name, &c);
 				if (!rc) {
@@ -321,7 +263,7 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		if (!rc)
 			t->nodes[node].self[side] += v;
 		if (!rc && t->diff)
-			rc = q__map_put(&t->leaf_map, sums[i].stack_id, node);
+			rc = base_map_put(&t->leaf_map, sums[i].stack_id, node);
 	}
 out:
 	free(sums);
@@ -330,7 +272,7 @@ out:
 	free(offs);
 	free(need);
 	free(infos);
-	q__map_free(&asked);
+	base_map_free(&asked);
 	return rc;
 }
 

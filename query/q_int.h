@@ -5,23 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define Q__NONE UINT32_MAX
+#include "base/map.h"
 
-/* u64 -> u32 hash map, key and value in one slot. */
-typedef struct q__map_slot {
-	uint64_t key;
-	uint32_t val;
-	uint32_t used;
-} q__map_slot;
-
-typedef struct q__map {
-	q__map_slot *s;
-	size_t cap, len;
-} q__map;
-
-uint32_t q__map_get(const q__map *m, uint64_t key);
-int q__map_put(q__map *m, uint64_t key, uint32_t val);
-void q__map_free(q__map *m);
+#define Q__NONE BASE_MAP_NONE   /* no node, name or group; also what base_map_get answers */
 
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 
@@ -57,17 +43,17 @@ struct q_tree {
 	bool diff;
 	qname *names;
 	size_t nnames, names_cap;
-	q__map name_map;       /* hash of (function, kernel) or of the exact
+	base_map name_map;       /* hash of (function, kernel) or of the exact
 	                        * key -> name, probed */
-	q__map func_map;       /* hash of (function, file, language) -> name */
+	base_map func_map;       /* hash of (function, file, language) -> name */
 	qnode *nodes;
 	size_t n, cap;
-	q__map child_map;      /* parent << 32 | name -> node */
+	base_map child_map;      /* parent << 32 | name -> node */
 	/* location cache for the query being built */
-	q__map loc_map;        /* location id -> offset in chain */
+	base_map loc_map;        /* location id -> offset in chain */
 	uint32_t *chain;     /* per location: count, then name ids, outermost first */
 	size_t nchain, chain_cap;
-	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */
+	base_map leaf_map;       /* diff trees: stack id -> the node its path ends at */
 	q__sig *sig;           /* diff trees: significance, once computed */
 };
 

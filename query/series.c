@@ -137,8 +137,8 @@ typedef struct range {
 	size_t nsteps;
 	const char *const *by;
 	size_t nby;
-	q__map series_group;   /* series id -> group */
-	q__map key_group;      /* hash of the group's labels -> group */
+	base_map series_group;   /* series id -> group */
+	base_map key_group;      /* hash of the group's labels -> group */
 	group *g;
 	size_t ng, gcap;
 	int64_t *sum;          /* per group and step: sum[idx * nsteps + step] */
@@ -181,7 +181,7 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 	uint64_t h = XXH3_64bits(key.data, key.len);
 	uint32_t g;
 	for (;; h++) {
-		g = q__map_get(&r->key_group, h);
+		g = base_map_get(&r->key_group, h);
 		if (g == Q__NONE || !strcmp(r->g[g].labels_json, key.data))
 			break;
 	}
@@ -197,10 +197,10 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		gr->idx = r->ng;
 		key.data = NULL;
 		g = (uint32_t)r->ng++;
-		if ((rc = q__map_put(&r->key_group, h, g)))
+		if ((rc = base_map_put(&r->key_group, h, g)))
 			goto out;
 	}
-	rc = q__map_put(&r->series_group, id, g);
+	rc = base_map_put(&r->series_group, id, g);
 out:
 	base_buf_free(&key);
 	return rc;
@@ -247,7 +247,7 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		if (!sel_group || !r.sum || !r.has)
 			rc = -ENOMEM;
 		for (size_t i = 0; !rc && i < ns; i++)
-			sel_group[i] = q__map_get(&r.series_group, st_selection_id(sel, i));
+			sel_group[i] = base_map_get(&r.series_group, st_selection_id(sel, i));
 	}
 	if (!rc)
 		rc = st_series_steps(db, sel, side->from_ns, side->to_ns, r.from, step, r.nsteps,
@@ -285,7 +285,7 @@ out:
 	free(r.g);
 	free(r.sum);
 	free(r.has);
-	q__map_free(&r.series_group);
-	q__map_free(&r.key_group);
+	base_map_free(&r.series_group);
+	base_map_free(&r.key_group);
 	return rc;
 }

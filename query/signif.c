@@ -202,9 +202,9 @@ typedef struct scan {
 	const q_tree *t;
 	uint32_t G;                 /* groups */
 	int64_t *self;              /* [node * G + g] */
-	q__map prof;                /* (series, time) hash -> group, first G only */
+	base_map prof;                /* (series, time) hash -> group, first G only */
 	uint64_t nprof;
-	q__map seen;                /* every profile, for the count (bounded) */
+	base_map seen;                /* every profile, for the count (bounded) */
 } scan;
 
 #define PROFILES_COUNTED (1u << 20)
@@ -212,7 +212,7 @@ typedef struct scan {
 static int scan_row(void *arg, const st_row *r)
 {
 	scan *sc = arg;
-	uint32_t leaf = q__map_get(&sc->t->leaf_map, r->stack_id);
+	uint32_t leaf = base_map_get(&sc->t->leaf_map, r->stack_id);
 	if (leaf == NONE)
 		return 0;  /* arrived after the tree was built */
 	uint64_t key = XXH3_64bits_withSeed(&r->ts_ns, sizeof(r->ts_ns), r->series_id);
@@ -220,18 +220,18 @@ static int scan_row(void *arg, const st_row *r)
 	 * process, one pushed pprof. The first G each get a group of their
 	 * own; later ones share groups by hash, which keeps groups
 	 * independent when profiles are (sums of independent profiles). */
-	uint32_t g = q__map_get(&sc->prof, key);
+	uint32_t g = base_map_get(&sc->prof, key);
 	if (g == NONE) {
 		if (sc->prof.len < sc->G) {
 			g = (uint32_t)sc->prof.len;
-			if (q__map_put(&sc->prof, key, g))
+			if (base_map_put(&sc->prof, key, g))
 				return -ENOMEM;
 		} else {
 			g = (uint32_t)(key % sc->G);
 		}
 	}
-	if (sc->seen.len < PROFILES_COUNTED && q__map_get(&sc->seen, key) == NONE) {
-		if (q__map_put(&sc->seen, key, 0))
+	if (sc->seen.len < PROFILES_COUNTED && base_map_get(&sc->seen, key) == NONE) {
+		if (base_map_put(&sc->seen, key, 0))
 			return -ENOMEM;
 		sc->nprof++;
 	}
@@ -314,8 +314,8 @@ static int side_stats(st_db *db, const q_side *q, int side, q_tree *t, q__sig *s
 out:
 	st_selection_free(sel);
 	free(sc.self);
-	q__map_free(&sc.prof);
-	q__map_free(&sc.seen);
+	base_map_free(&sc.prof);
+	base_map_free(&sc.seen);
 	free(fflat);
 	free(fcum);
 	return rc;

@@ -32,8 +32,9 @@
 
 #include <libiberty/demangle.h>
 
-#include "base/text.h"
 #include "base/buf.h"
+#include "base/map.h"
+#include "base/text.h"
 #include "server/symbolize.h"
 #include "server/symbolize_int.h"
 #include "wire/wire.h"
@@ -92,8 +93,9 @@ struct srv_sym {
 	size_t nmods;
 	uint64_t clock;
 	pthread_rwlock_t cmu; /* the memory cache */
-	mentry **slots;       /* open addressing by location ID */
-	size_t cap, count;
+	base_map mem_idx;     /* location ID -> index in mem */
+	mentry **mem;         /* the cached entries */
+	size_t count, mem_cap;
 	int64_t pass_after;   /* the background pass' cursor */
 	srv_dbgd *dbgd;
 	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
@@ -754,30 +756,21 @@ void srv_sym_frames_free(srv_sym_frame *f, size_t n)
 
 /* ---- the caches ---- */
 
-static size_t slot_of(const srv_sym *s, int64_t loc)
-{
-	uint64_t h = (uint64_t)loc * 0x9e3779b97f4a7c15ULL;
-	return (size_t)(h >> 20) & (s->cap - 1);
-}
-
 /* Caller holds cmu (read or write). */
 static mentry *mem_get(const srv_sym *s, int64_t loc)
 {
-	if (!s->cap)
-		return NULL;
-	for (size_t j = slot_of(s, loc); s->slots[j]; j = (j + 1) & (s->cap - 1))
-		if (s->slots[j]->loc == loc)
-			return s->slots[j];
-	return NULL;
+	uint32_t i = base_map_get(&s->mem_idx, (uint64_t)loc);
+	return i == BASE_MAP_NONE ? NULL : s->mem[i];
 }
 
 static void mem_clear(srv_sym *s)
 {
-	for (size_t i = 0; i < s->cap; i++)
-		free(s->slots[i]);
-	free(s->slots);
-	s->slots = NULL;
-	s->cap = s->count = 0;
+	for (size_t i = 0; i < s->count; i++)
+		free(s->mem[i]);
+	free(s->mem);
+	s->mem = NULL;
+	s->count = s->mem_cap = 0;
+	base_map_free(&s->mem_idx);
 }
 
 static void mem_put(srv_sym *s, int64_t loc, const st_symbol *syms, size_t n)
@@ -810,31 +803,12 @@ static void mem_put(srv_sym *s, int64_t loc, const st_symbol *syms, size_t n)
 	}
 	if (s->count >= MEM_MAX)
 		mem_clear(s);
-	if ((s->count + 1) * 2 > s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 4096;
-		mentry **ns = calloc(nc, sizeof(*ns));
-		if (!ns) {
-			free(e);
-			goto out;
-		}
-		mentry **old = s->slots;
-		size_t ocap = s->cap;
-		s->slots = ns;
-		s->cap = nc;
-		for (size_t i = 0; i < ocap; i++)
-			if (old[i]) {
-				size_t j = slot_of(s, old[i]->loc);
-				while (s->slots[j])
-					j = (j + 1) & (nc - 1);
-				s->slots[j] = old[i];
-			}
-		free(old);
+	if (base_grow(&s->mem, &s->mem_cap, s->count + 1, sizeof(*s->mem)) ||
+	    base_map_put(&s->mem_idx, (uint64_t)loc, (uint32_t)s->count)) {
+		free(e);
+		goto out;
 	}
-	size_t j = slot_of(s, loc);
-	while (s->slots[j])
-		j = (j + 1) & (s->cap - 1);
-	s->slots[j] = e;
-	s->count++;
+	s->mem[s->count++] = e;
 out:
 	pthread_rwlock_unlock(&s->cmu);
 }

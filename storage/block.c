@@ -650,7 +650,7 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 		if (!nser || sids[nser - 1] != sids[i])
 			sids[nser++] = sids[i];
 	ser = calloc((size_t)nser + 1, sizeof(*ser));
-	if (!ser || (rc = st__map_init(&ku.map, 65536))) {
+	if (!ser || (rc = base_map_init(&ku.map, 65536))) {
 		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}

@@ -87,7 +87,7 @@ struct st_db {
 	sreg *series;
 	uint32_t nseries;
 	size_t series_cap;
-	st__map series_map;
+	base_map series_map;
 	st__ids stacks;     /* stack registry: ID <-> dense index */
 
 	hpart **parts;
@@ -128,8 +128,8 @@ static int64_t part_of(const st_db *db, int64_t ts)
 static int series_add(st_db *db, uint64_t id, const char *type,
                       const st_label *labels, uint32_t n, uint32_t *idx)
 {
-	uint32_t have = st__map_get(&db->series_map, id);
-	if (have != ST__MAP_NONE) {
+	uint32_t have = base_map_get(&db->series_map, id);
+	if (have != BASE_MAP_NONE) {
 		*idx = have;
 		return 0;
 	}
@@ -151,7 +151,7 @@ static int series_add(st_db *db, uint64_t id, const char *type,
 		l[i].value = strcpy(sp, v);
 		sp += strlen(v) + 1;
 	}
-	int rc = st__map_put(&db->series_map, id, db->nseries);
+	int rc = base_map_put(&db->series_map, id, db->nseries);
 	if (rc) {
 		free(l);
 		return rc;
@@ -263,8 +263,8 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 			rc = -ENOMEM;
 			break;
 		}
-		uint32_t k = kidx[i] != ST__MAP_NONE ? kidx[i] :
-		             st__map_get(&db->stacks.map, s->stack_id);
+		uint32_t k = kidx[i] != BASE_MAP_NONE ? kidx[i] :
+		             base_map_get(&db->stacks.map, s->stack_id);
 		sreg *sr = &db->series[sidx[s->series]];
 		h->rows[h->n++] = (hrow){s->ts_ns, sidx[s->series], k, s->value};
 		if (s->ts_ns < sr->mint)
@@ -285,7 +285,7 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 	int rc = 0;
 	bool open_tx = false;
 	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
-		if (st__map_get(&db->series_map, series_ids[i]) != ST__MAP_NONE)
+		if (base_map_get(&db->series_map, series_ids[i]) != BASE_MAP_NONE)
 			continue;
 		if (!open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
@@ -299,7 +299,7 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 		rc = st__meta_put_series(db->meta, series_ids[i], &c);
 	}
 	for (uint32_t i = 0; i < b->nstacks && !rc; i++) {
-		if (st__map_get(&db->stacks.map, b->stacks[i].id) != ST__MAP_NONE)
+		if (base_map_get(&db->stacks.map, b->stacks[i].id) != BASE_MAP_NONE)
 			continue;
 		if (!open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
@@ -319,43 +319,43 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 
 /* Every sample must name a stack that is in the batch or already stored:
  * a stack ID alone cannot be turned back into frames. Fills kidx with each
- * sample's registry index, ST__MAP_NONE for stacks this batch introduces
+ * sample's registry index, BASE_MAP_NONE for stacks this batch introduces
  * (apply() resolves those once it has added them). Caller holds append_mu,
  * so the registry cannot change before apply(). */
 static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, base_err *err)
 {
-	st__map inb = {0};
+	base_map inb = {0};
 	int rc = 0;
 	uint64_t last = 0;
-	uint32_t last_k = ST__MAP_NONE;
+	uint32_t last_k = BASE_MAP_NONE;
 	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
 		uint64_t id = b->samples[i].stack_id;
 		if (i + 8 < b->nsamples)
-			st__map_prefetch(&db->stacks.map, b->samples[i + 8].stack_id);
+			base_map_prefetch(&db->stacks.map, b->samples[i + 8].stack_id);
 		if (i && id == last) {
 			kidx[i] = last_k;
 			continue;
 		}
-		uint32_t k = st__map_get(&db->stacks.map, id);
-		if (k == ST__MAP_NONE) {
+		uint32_t k = base_map_get(&db->stacks.map, id);
+		if (k == BASE_MAP_NONE) {
 			if (!inb.cap) {
-				rc = st__map_init(&inb, b->nstacks);
+				rc = base_map_init(&inb, b->nstacks);
 				for (uint32_t j = 0; j < b->nstacks && !rc; j++)
-					rc = st__map_put(&inb, b->stacks[j].id, j);
+					rc = base_map_put(&inb, b->stacks[j].id, j);
 				if (rc)
 					break;
 			}
 			/* -ENOENT, not -EINVAL: the batch is well formed, the store
 			 * just lacks a stack the sender believed it had (the agent's
 			 * stack cache; the server answers 409 and the agent resends) */
-			if (st__map_get(&inb, id) == ST__MAP_NONE)
+			if (base_map_get(&inb, id) == BASE_MAP_NONE)
 				rc = base_fail(err, -ENOENT, "sample %u: stack %016" PRIx64 " is "
 				              "unknown; send its frames in the batch", i, id);
 		}
 		kidx[i] = last_k = k;
 		last = id;
 	}
-	st__map_free(&inb);
+	base_map_free(&inb);
 	return rc;
 }
 
@@ -942,8 +942,8 @@ static int load_blocks(st_db *db, base_err *err)
 		for (uint32_t c = 0; c < b->ncover && !rc; c++)
 			rc = cover_note(&db->cover, b->cover[c].partition_start, b->cover[c].wal_lsn);
 		for (uint32_t s = 0; s < b->nseries; s++) {
-			uint32_t x = st__map_get(&db->series_map, b->series[s].id);
-			if (x == ST__MAP_NONE)
+			uint32_t x = base_map_get(&db->series_map, b->series[s].id);
+			if (x == BASE_MAP_NONE)
 				continue;
 			if (b->series[s].mint < db->series[x].mint)
 				db->series[x].mint = b->series[s].mint;
@@ -996,8 +996,8 @@ int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 		              "%s is in use by another process", dir);
 		goto out;
 	}
-	if ((rc = st__map_init(&db->series_map, 1024)) ||
-	    (rc = st__map_init(&db->stacks.map, 65536)))
+	if ((rc = base_map_init(&db->series_map, 1024)) ||
+	    (rc = base_map_init(&db->stacks.map, 65536)))
 		goto out;
 	snprintf(path, sizeof(path), "%s/meta.db", dir);
 	if ((rc = st__meta_open(path, &db->meta, err)))
@@ -1080,7 +1080,7 @@ void st_close(st_db *db)
 	free(db->series);
 	st__ids_free(&db->stacks);
 	free(db->cover.v);
-	st__map_free(&db->series_map);
+	base_map_free(&db->series_map);
 	if (db->lock_fd >= 0)
 		close(db->lock_fd);
 	pthread_mutex_destroy(&db->append_mu);
@@ -1095,7 +1095,7 @@ void st_close(st_db *db)
 struct st_selection {
 	uint64_t *ids;        /* ascending */
 	size_t n;
-	st__map map;          /* id -> position */
+	base_map map;          /* id -> position */
 	uint8_t *gbits;       /* by registry index, for the head */
 	uint32_t gbits_n;
 };
@@ -1106,7 +1106,7 @@ void st_selection_free(st_selection *s)
 		return;
 	free(s->ids);
 	free(s->gbits);
-	st__map_free(&s->map);
+	base_map_free(&s->map);
 	free(s);
 }
 
@@ -1115,7 +1115,7 @@ uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
 
 static bool sel_has(const st_selection *s, uint64_t id)
 {
-	return st__map_get(&s->map, id) != ST__MAP_NONE;
+	return base_map_get(&s->map, id) != BASE_MAP_NONE;
 }
 
 typedef struct cmatch {
@@ -1145,8 +1145,8 @@ static const char *label_of(const sreg *s, const char *name)
 }
 
 typedef struct cand {
-	st__map set;     /* candidate series from the inverted index */
-	st__map next;    /* being built for the current matcher */
+	base_map set;     /* candidate series from the inverted index */
+	base_map next;    /* being built for the current matcher */
 	const cmatch *cm;
 	st_db *db;
 	int rc;
@@ -1155,7 +1155,7 @@ typedef struct cand {
 static int cand_add(void *arg, uint64_t id)
 {
 	cand *c = arg;
-	return st__map_put(&c->next, id, 1);
+	return base_map_put(&c->next, id, 1);
 }
 
 static int cand_value(void *arg, const char *v)
@@ -1223,7 +1223,7 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 	for (size_t i = 0; i < nm; i++) {
 		if (cm_test(&cm[i], "") || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
 			continue;
-		if ((rc = st__map_init(&c.next, 256)))
+		if ((rc = base_map_init(&c.next, 256)))
 			goto out;
 		c.cm = &cm[i];
 		if (m[i].op == ST_MATCH_EQ)
@@ -1231,22 +1231,22 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 		else
 			rc = st__meta_label_values(db->meta, m[i].name, cand_value, &c);
 		if (rc) {
-			st__map_free(&c.next);
+			base_map_free(&c.next);
 			goto out;
 		}
 		if (have_cand) {
 			/* intersect */
-			st__map keep;
-			if ((rc = st__map_init(&keep, c.next.len))) {
-				st__map_free(&c.next);
+			base_map keep;
+			if ((rc = base_map_init(&keep, c.next.len))) {
+				base_map_free(&c.next);
 				goto out;
 			}
 			for (size_t k = 0; k < c.next.cap; k++)
-				if (c.next.slots[k].val != ST__MAP_NONE &&
-				    st__map_get(&c.set, c.next.slots[k].key) != ST__MAP_NONE)
-					st__map_put(&keep, c.next.slots[k].key, 1);
-			st__map_free(&c.next);
-			st__map_free(&c.set);
+				if (c.next.slots[k].val != BASE_MAP_NONE &&
+				    base_map_get(&c.set, c.next.slots[k].key) != BASE_MAP_NONE)
+					base_map_put(&keep, c.next.slots[k].key, 1);
+			base_map_free(&c.next);
+			base_map_free(&c.set);
 			c.set = keep;
 		} else {
 			c.set = c.next;
@@ -1266,7 +1266,7 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 	}
 	for (uint32_t x = 0; x < db->nseries; x++) {
 		const sreg *s = &db->series[x];
-		if (have_cand && st__map_get(&c.set, s->id) == ST__MAP_NONE)
+		if (have_cand && base_map_get(&c.set, s->id) == BASE_MAP_NONE)
 			continue;
 		if (s->maxt < from || s->mint >= to)
 			continue;
@@ -1280,10 +1280,10 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 	}
 	pthread_rwlock_unlock(&db->rw);
 	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
-	if ((rc = st__map_init(&sel->map, sel->n)))
+	if ((rc = base_map_init(&sel->map, sel->n)))
 		goto out;
 	for (size_t i = 0; i < sel->n; i++)
-		st__map_put(&sel->map, sel->ids[i], (uint32_t)i);
+		base_map_put(&sel->map, sel->ids[i], (uint32_t)i);
 	*out = sel;
 	sel = NULL;
 out:
@@ -1292,7 +1292,7 @@ out:
 		pcre2_code_free(cm[i].re);
 	}
 	free(cm);
-	st__map_free(&c.set);
+	base_map_free(&c.set);
 	st_selection_free(sel);
 	return rc;
 }
@@ -1301,8 +1301,8 @@ int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&db->rw);
-	uint32_t x = st__map_get(&db->series_map, id);
-	if (x == ST__MAP_NONE) {
+	uint32_t x = base_map_get(&db->series_map, id);
+	if (x == BASE_MAP_NONE) {
 		rc = -ENOENT;
 		goto out;
 	}
@@ -1455,22 +1455,22 @@ out:
 }
 
 typedef struct sums {
-	st__map map;     /* stack id -> index in v */
+	base_map map;     /* stack id -> index in v */
 	st_stack_sum *v;
 	size_t n, cap;
 } sums;
 
 static int sums_add(sums *s, uint64_t id, int64_t value)
 {
-	uint32_t i = st__map_get(&s->map, id);
-	if (i != ST__MAP_NONE) {
+	uint32_t i = base_map_get(&s->map, id);
+	if (i != BASE_MAP_NONE) {
 		s->v[i].value = (int64_t)((uint64_t)s->v[i].value + (uint64_t)value);
 		return 0;
 	}
 	if (base_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
 		return -ENOMEM;
 	s->v[s->n] = (st_stack_sum){id, value};
-	return st__map_put(&s->map, id, (uint32_t)s->n++);
+	return base_map_put(&s->map, id, (uint32_t)s->n++);
 }
 
 static int cmp_sum(const void *a, const void *b)
@@ -1487,7 +1487,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 	int64_t *hacc = NULL;
 	size_t nb = 0;
 	blk **bl = NULL;
-	if ((rc = st__map_init(&s.map, 4096)))
+	if ((rc = base_map_init(&s.map, 4096)))
 		return rc;
 	pthread_rwlock_rdlock(&db->rw);
 	bl = snapshot_blocks(db, from, to, &nb);
@@ -1537,7 +1537,7 @@ out:
 	free(bl);
 	free(hacc);
 	free(s.v);
-	st__map_free(&s.map);
+	base_map_free(&s.map);
 	return rc;
 }
 
@@ -1625,8 +1625,8 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to
 	}
 	/* the head, under the lock and without a copy of its rows */
 	for (uint32_t i = 0; i < db->nseries; i++) {
-		uint32_t pos = gsel(sel, i) ? st__map_get(&sel->map, db->series[i].id) : ST__MAP_NONE;
-		rg[i] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
+		uint32_t pos = gsel(sel, i) ? base_map_get(&sel->map, db->series[i].id) : BASE_MAP_NONE;
+		rg[i] = pos == BASE_MAP_NONE ? BASE_MAP_NONE : group[pos];
 	}
 	for (size_t p = 0; p < db->nparts; p++) {
 		const hpart *h = db->parts[p];
@@ -1635,7 +1635,7 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to
 		for (size_t i = 0; i < h->n; i++) {
 			const hrow *r = &h->rows[i];
 			uint32_t g = rg[r->series];
-			if (g == ST__MAP_NONE || r->ts < from || r->ts >= to)
+			if (g == BASE_MAP_NONE || r->ts < from || r->ts >= to)
 				continue;
 			size_t k = (size_t)((uint64_t)(r->ts - origin) / (uint64_t)step);
 			if (k >= nsteps)
@@ -1655,8 +1655,8 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to
 			break;
 		}
 		for (uint32_t s = 0; s < k->b.nseries; s++) {
-			uint32_t pos = st__map_get(&sel->map, k->b.series[s].id);
-			bg[s] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
+			uint32_t pos = base_map_get(&sel->map, k->b.series[s].id);
+			bg[s] = pos == BASE_MAP_NONE ? BASE_MAP_NONE : group[pos];
 		}
 		st__steps sp = {bg, from, to, origin, step, nsteps, acc, has};
 		rc = scan_block(k, sel, from, to, NULL, &sp, NULL, NULL);

@@ -106,7 +106,7 @@ struct st__meta {
 	 * kernel-name hash -> location id. They may hold IDs of rows a
 	 * transaction inserted, so a rollback empties them: SQLite would give
 	 * those rowids to other rows next. */
-	st__map objects, locations;
+	base_map objects, locations;
 	base_buf scratch;
 };
 
@@ -191,8 +191,8 @@ void st__meta_close(st__meta *m)
 	sqlite3_close(m->w);
 	pthread_mutex_destroy(&m->r_mu);
 	pthread_mutex_destroy(&m->w_mu);
-	st__map_free(&m->objects);
-	st__map_free(&m->locations);
+	base_map_free(&m->objects);
+	base_map_free(&m->locations);
 	base_buf_free(&m->scratch);
 	free(m);
 }
@@ -248,7 +248,7 @@ int st__meta_open(const char *path, st__meta **out, base_err *err)
 			rc = base_fail(err, -EIO, "sqlite: %s", sqlite3_errmsg(m->r));
 			goto out;
 		}
-	if ((rc = st__map_init(&m->objects, 1024)) || (rc = st__map_init(&m->locations, 65536)))
+	if ((rc = base_map_init(&m->objects, 1024)) || (rc = base_map_init(&m->locations, 65536)))
 		goto out;
 	*out = m;
 	return 0;
@@ -294,8 +294,8 @@ int st__meta_setting(st__meta *m, const char *key, int64_t *value)
 /* Empties the writer caches after a transaction did not commit. */
 static void caches_reset(st__meta *m)
 {
-	st__map_clear(&m->objects);
-	st__map_clear(&m->locations);
+	base_map_clear(&m->objects);
+	base_map_clear(&m->locations);
 }
 
 int st__meta_begin(st__meta *m)
@@ -424,8 +424,8 @@ static int get_or_insert(st__meta *m, sqlite3_stmt *sel, sqlite3_stmt *ins,
 static int object_id(st__meta *m, const st_object *o, int64_t *id)
 {
 	uint64_t h = XXH3_64bits(o->build_id, o->build_id_len);
-	uint32_t v = st__map_get(&m->objects, h);
-	if (v != ST__MAP_NONE) {
+	uint32_t v = base_map_get(&m->objects, h);
+	if (v != BASE_MAP_NONE) {
 		*id = v;
 		return 0;
 	}
@@ -434,8 +434,8 @@ static int object_id(st__meta *m, const st_object *o, int64_t *id)
 	sqlite3_bind_blob(ins, 1, o->build_id, (int)o->build_id_len, SQLITE_STATIC);
 	sqlite3_bind_text(ins, 2, o->name ? o->name : "", -1, SQLITE_STATIC);
 	int rc = get_or_insert(m, sel, ins, id);
-	if (!rc && *id >= 0 && *id < ST__MAP_NONE)
-		rc = st__map_put(&m->objects, h, (uint32_t)*id);
+	if (!rc && *id >= 0 && *id < BASE_MAP_NONE)
+		rc = base_map_put(&m->objects, h, (uint32_t)*id);
 	return rc;
 }
 
@@ -472,8 +472,8 @@ static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_
 		cacheable = obj < (1 << 23) && f->offset < (1ULL << 40);
 		key = ((uint64_t)obj << 40) | f->offset;
 	}
-	uint32_t v = cacheable ? st__map_get(&m->locations, key) : ST__MAP_NONE;
-	if (v != ST__MAP_NONE) {
+	uint32_t v = cacheable ? base_map_get(&m->locations, key) : BASE_MAP_NONE;
+	if (v != BASE_MAP_NONE) {
 		*id = v;
 		return 0;
 	}
@@ -488,8 +488,8 @@ static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_
 		sqlite3_bind_text(st, 6, lang, -1, SQLITE_STATIC);
 	}
 	int rc = get_or_insert(m, sel, ins, id);
-	if (!rc && cacheable && *id >= 0 && *id < ST__MAP_NONE)
-		rc = st__map_put(&m->locations, key, (uint32_t)*id);
+	if (!rc && cacheable && *id >= 0 && *id < BASE_MAP_NONE)
+		rc = base_map_put(&m->locations, key, (uint32_t)*id);
 	return rc;
 }
 

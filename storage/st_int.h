@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/map.h"
 #include "storage/storage.h"
 
 #define ST__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -71,44 +72,10 @@ int st__enc_u32(base_buf *b, uint32_t v);
 int st__enc_u64(base_buf *b, uint64_t v);
 int st__enc_str(base_buf *b, const char *s, size_t n); /* varint length + bytes */
 
-/* ---- open-addressing hash map uint64 -> uint32 ---- */
-/* Key and value share a slot so a lookup costs one cache miss: the stack
- * registry outgrows the caches and is probed for every ingested row. */
-typedef struct st__map_slot {
-	uint64_t key;
-	uint32_t val;    /* ST__MAP_NONE marks an empty slot */
-	uint32_t pad;
-} st__map_slot;
-
-typedef struct st__map {
-	st__map_slot *slots;
-	size_t cap;      /* power of two */
-	size_t len;
-} st__map;
-
-#define ST__MAP_NONE UINT32_MAX
-
-int st__map_init(st__map *m, size_t hint);
-void st__map_free(st__map *m);
-/* Empties the map, keeping its capacity. */
-void st__map_clear(st__map *m);
-uint32_t st__map_get(const st__map *m, uint64_t key);
-/* Sets key to val (val != ST__MAP_NONE). */
-int st__map_put(st__map *m, uint64_t key, uint32_t val);
-
-static inline uint64_t st__mix64(uint64_t x);
-/* Starts loading key's slot into the cache: a lookup loop prefetching a few
- * keys ahead hides the miss that a registry larger than the cache costs. */
-static inline void st__map_prefetch(const st__map *m, uint64_t key)
-{
-	if (m->cap)
-		__builtin_prefetch(&m->slots[st__mix64(key) & (m->cap - 1)]);
-}
-
 /* A set of 64-bit IDs with dense indices in insertion order: the stack
  * registry, and the merged dictionaries of a compaction. */
 typedef struct st__ids {
-	st__map map;     /* id -> index */
+	base_map map;     /* id -> index */
 	uint64_t *ids;   /* index -> id */
 	size_t n, cap;
 } st__ids;
@@ -116,16 +83,6 @@ typedef struct st__ids {
 /* The index of id, adding it when new. */
 int st__ids_index(st__ids *s, uint64_t id, uint32_t *out);
 void st__ids_free(st__ids *s);
-
-static inline uint64_t st__mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
 
 /* ---- files ---- */
 int st__fsync_dir(const char *path);

@@ -1,5 +1,5 @@
-/* util.c - small helpers for storage/: CRC32C, encodings into a buffer, a u64 hash
- * map and careful file operations. No policy lives here. */
+/* util.c - small helpers for storage/: CRC32C, encodings into a buffer, the
+ * dense ID set and careful file operations. No policy lives here. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -57,94 +57,15 @@ int st__enc_str(base_buf *b, const char *s, size_t n)
 	return rc ? rc : base_buf_put(b, s, n);
 }
 
-int st__map_init(st__map *m, size_t hint)
-{
-	size_t cap = 16;
-	while (cap < hint * 2)
-		cap *= 2;
-	m->slots = malloc(cap * sizeof(*m->slots));
-	if (!m->slots)
-		return -ENOMEM;
-	for (size_t i = 0; i < cap; i++)
-		m->slots[i].val = ST__MAP_NONE;
-	m->cap = cap;
-	m->len = 0;
-	return 0;
-}
-
-void st__map_free(st__map *m)
-{
-	free(m->slots);
-	memset(m, 0, sizeof(*m));
-}
-
-void st__map_clear(st__map *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		m->slots[i].val = ST__MAP_NONE;
-	m->len = 0;
-}
-
-uint32_t st__map_get(const st__map *m, uint64_t key)
-{
-	if (!m->cap)
-		return ST__MAP_NONE;
-	size_t mask = m->cap - 1;
-	for (size_t i = st__mix64(key) & mask;; i = (i + 1) & mask) {
-		const st__map_slot *s = &m->slots[i];
-		if (s->val == ST__MAP_NONE)
-			return ST__MAP_NONE;
-		if (s->key == key)
-			return s->val;
-	}
-}
-
-static int map_grow(st__map *m)
-{
-	st__map n;
-	int rc = st__map_init(&n, m->cap);
-	if (rc)
-		return rc;
-	for (size_t i = 0; i < m->cap; i++)
-		if (m->slots[i].val != ST__MAP_NONE)
-			st__map_put(&n, m->slots[i].key, m->slots[i].val);
-	st__map_free(m);
-	*m = n;
-	return 0;
-}
-
-int st__map_put(st__map *m, uint64_t key, uint32_t val)
-{
-	if (!m->cap || (m->len + 1) * 4 > m->cap * 3) {
-		int rc = m->cap ? map_grow(m) : st__map_init(m, 16);
-		if (rc)
-			return rc;
-	}
-	size_t mask = m->cap - 1;
-	for (size_t i = st__mix64(key) & mask;; i = (i + 1) & mask) {
-		st__map_slot *s = &m->slots[i];
-		if (s->val == ST__MAP_NONE) {
-			s->key = key;
-			s->val = val;
-			m->len++;
-			return 0;
-		}
-		if (s->key == key) {
-			s->val = val;
-			return 0;
-		}
-	}
-}
-
 int st__ids_index(st__ids *s, uint64_t id, uint32_t *out)
 {
-	uint32_t x = st__map_get(&s->map, id);
-	if (x == ST__MAP_NONE) {
-		if (s->n >= ST__MAP_NONE)
+	uint32_t x = base_map_get(&s->map, id);
+	if (x == BASE_MAP_NONE) {
+		if (s->n >= BASE_MAP_NONE)
 			return -ENOSPC;
 		int rc = base_grow(&s->ids, &s->cap, s->n + 1, sizeof(*s->ids));
 		if (!rc)
-			rc = st__map_put(&s->map, id, (uint32_t)s->n);
+			rc = base_map_put(&s->map, id, (uint32_t)s->n);
 		if (rc)
 			return rc;
 		s->ids[s->n] = id;
@@ -156,7 +77,7 @@ int st__ids_index(st__ids *s, uint64_t id, uint32_t *out)
 
 void st__ids_free(st__ids *s)
 {
-	st__map_free(&s->map);
+	base_map_free(&s->map);
 	free(s->ids);
 	memset(s, 0, sizeof(*s));
 }

@@ -214,15 +214,15 @@ static void test_varint_roundtrip(void **state)
 static void test_map(void **state)
 {
 	(void)state;
-	st__map m;
-	assert_int_equal(st__map_init(&m, 4), 0);
+	base_map m;
+	assert_int_equal(base_map_init(&m, 4), 0);
 	for (uint64_t i = 0; i < 100000; i++)
-		assert_int_equal(st__map_put(&m, i * 0x9e3779b97f4a7c15ULL, (uint32_t)i), 0);
+		assert_int_equal(base_map_put(&m, i * 0x9e3779b97f4a7c15ULL, (uint32_t)i), 0);
 	for (uint64_t i = 0; i < 100000; i++)
-		assert_int_equal(st__map_get(&m, i * 0x9e3779b97f4a7c15ULL), (uint32_t)i);
-	assert_int_equal(st__map_get(&m, 12345), ST__MAP_NONE);
+		assert_int_equal(base_map_get(&m, i * 0x9e3779b97f4a7c15ULL), (uint32_t)i);
+	assert_int_equal(base_map_get(&m, 12345), BASE_MAP_NONE);
 	assert_int_equal(m.len, 100000);
-	st__map_free(&m);
+	base_map_free(&m);
 }
 
 /* ---- batches ---- */
@@ -1174,19 +1174,19 @@ static int write_block_file(const char *path, const idrow *rows, size_t n, uint3
 {
 	st__wrow *w = malloc(n * sizeof(*w));
 	uint64_t *sids = malloc(n * sizeof(*sids)), *kids = malloc(n * sizeof(*kids));
-	st__map sm, km;
+	base_map sm, km;
 	uint32_t ns = 0, nk = 0;
-	st__map_init(&sm, n);
-	st__map_init(&km, n);
+	base_map_init(&sm, n);
+	base_map_init(&km, n);
 	for (size_t i = 0; i < n; i++) {
-		uint32_t s = st__map_get(&sm, rows[i].series), k = st__map_get(&km, rows[i].stack);
-		if (s == ST__MAP_NONE) {
+		uint32_t s = base_map_get(&sm, rows[i].series), k = base_map_get(&km, rows[i].stack);
+		if (s == BASE_MAP_NONE) {
 			sids[ns] = rows[i].series;
-			st__map_put(&sm, rows[i].series, s = ns++);
+			base_map_put(&sm, rows[i].series, s = ns++);
 		}
-		if (k == ST__MAP_NONE) {
+		if (k == BASE_MAP_NONE) {
 			kids[nk] = rows[i].stack;
-			st__map_put(&km, rows[i].stack, k = nk++);
+			base_map_put(&km, rows[i].stack, k = nk++);
 		}
 		w[i] = (st__wrow){rows[i].ts, s, k, rows[i].value};
 	}
@@ -1196,8 +1196,8 @@ static int write_block_file(const char *path, const idrow *rows, size_t n, uint3
 	st__block_spec spec = {&cov, 1, chunk_rows, parents, 1, sids, ns, kids, nk};
 	int rc = st__block_write_fd(fd, w, n, &spec);
 	close(fd);
-	st__map_free(&sm);
-	st__map_free(&km);
+	base_map_free(&sm);
+	base_map_free(&km);
 	free(w);
 	free(sids);
 	free(kids);
