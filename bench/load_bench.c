@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "base/clock.h"
+#include "base/map.h"   /* base_mix64 */
 #include "wire/wire.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -40,16 +41,6 @@ static atomic_int failed;
 static double now_s(void)
 {
 	return (double)base_monotonic_ns() / 1e9;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
 }
 
 /* Latencies in ms, appended under a lock; p99 at the end. */
@@ -105,12 +96,12 @@ static uint64_t pool_id[NSERVICES][POOL];
  * prefixes and the merged tree has the shape of a real program's. */
 static uint32_t make_stack(int s, uint32_t idx, wire_frame *f)
 {
-	uint64_t h = mix((uint64_t)s << 32 | idx);
+	uint64_t h = base_mix64((uint64_t)s << 32 | idx);
 	uint32_t depth = 8 + (uint32_t)(h % 24), n = 0;
 	wire_frame root[MAXDEPTH];
 	for (uint32_t k = 0; k < depth; k++) {
 		uint32_t shift = k < 11 ? 11 - k : 0;
-		uint64_t fn = mix((uint64_t)s << 40 | (uint64_t)k << 32 | (idx >> shift)) % 64;
+		uint64_t fn = base_mix64((uint64_t)s << 40 | (uint64_t)k << 32 | (idx >> shift)) % 64;
 		root[k] = (wire_frame){WIRE_FRAME_USER, k < 2 ? 1 : 0,
 		                       (k < 2 ? 0x29000 : 0x10000 * (k + 1)) + fn * 0x40, NULL};
 	}
@@ -186,9 +177,9 @@ static int push(CURL *c, host *h, int64_t start, int timed)
 	int rc = -EIO;
 	if (!sm || !rows || !st || !fr || !st_slot)
 		abort();
-	uint64_t r = mix(h->seq * 7919 + (uint64_t)h->id);
+	uint64_t r = base_mix64(h->seq * 7919 + (uint64_t)h->id);
 	for (uint32_t i = 0; i < nsamp; i++) {
-		r = mix(r + i);
+		r = base_mix64(r + i);
 		/* process 0 is the host's main service, the rest share less */
 		uint32_t p = (uint32_t)(r % 100) < 40 ? 0 : 1 + (uint32_t)((r >> 8) % (uint64_t)(nprocs - 1));
 		double u = (double)((r >> 20) & 0xfffff) / (double)0x100000;

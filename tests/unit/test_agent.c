@@ -92,6 +92,17 @@ static void test_ksyms(void **state)
 
 /* ---- objects ---- */
 
+/* The fallback build ID of the file open as fd, read whole. */
+static void fallback_of(int fd, uint8_t want[WIRE_FALLBACK_BUILD_ID_LEN])
+{
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	uint8_t *all = malloc((size_t)st.st_size);
+	assert_int_equal(pread(fd, all, (size_t)st.st_size, 0), st.st_size);
+	wire_fallback_build_id(all, (size_t)st.st_size, want);
+	free(all);
+}
+
 static void test_build_ids(void **state)
 {
 	(void)state;
@@ -118,13 +129,8 @@ static void test_build_ids(void **state)
 	assert_int_equal(system(cmd), 0);
 	fd = open(path, O_RDONLY);
 	assert_int_equal(ag_elf_build_id(fd, id), 0);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	uint8_t *all = malloc((size_t)st.st_size);
-	assert_int_equal(pread(fd, all, (size_t)st.st_size, 0), st.st_size);
 	uint8_t want[WIRE_FALLBACK_BUILD_ID_LEN];
-	wire_fallback_build_id(all, (size_t)st.st_size, want);
-	free(all);
+	fallback_of(fd, want);
 	ag_objs *objs;
 	assert_int_equal(ag_objs_new(&objs), 0);
 	ag_obj *o = ag_objs_get(objs, fd, "/opt/nobid");  /* takes fd over */
@@ -159,13 +165,8 @@ static void test_build_id_rule(void **state)
 	snprintf(path, sizeof(path), "%s/bid_long", dir);
 	int fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
-	struct stat st;
-	assert_int_equal(fstat(fd, &st), 0);
-	uint8_t *all = malloc((size_t)st.st_size);
-	assert_int_equal(pread(fd, all, (size_t)st.st_size, 0), st.st_size);
 	uint8_t want[WIRE_FALLBACK_BUILD_ID_LEN];
-	wire_fallback_build_id(all, (size_t)st.st_size, want);
-	free(all);
+	fallback_of(fd, want);
 	ag_obj *o = ag_objs_get(objs, fd, path);
 	assert_non_null(o);
 	assert_int_equal(o->build_id_len, WIRE_FALLBACK_BUILD_ID_LEN);
