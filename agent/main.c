@@ -181,6 +181,9 @@ static int drain(agent *a)
 		{"unwind_read_errors", st[AG_STAT_UNW_READ_ERR]},
 		{"unwind_frame_pointer_stops", st[AG_STAT_UNW_FP_STOP]},
 		{"unwind_tail_call_failures", st[AG_STAT_UNW_TAIL_FAIL]},
+		{"unwind_fp_jit", st[AG_STAT_UNW_FP_JIT]},
+		{"unwind_fp_no_fde", st[AG_STAT_UNW_FP_NO_FDE]},
+		{"unwind_fp_no_table", st[AG_STAT_UNW_FP_NO_TABLE]},
 		{"unwind_tables", us.tables},
 		{"unwind_tables_failed", us.build_failed},
 		{"unwind_tables_evicted", us.evicted},
@@ -211,12 +214,14 @@ static int drain(agent *a)
 		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " of %" PRIu64 " samples by "
 		        "tables, %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
 		        "%" PRIu64 " unsupported, %" PRIu64 " read errors, %" PRIu64 " frame-pointer "
-		        "stops; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
+		        "stops; frames by frame pointer: %" PRIu64 " JIT, %" PRIu64 " no FDE, %" PRIu64
+		        " no table; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
 		        " failed), %" PRIu64 " processes, build %.1f ms max; ready %.1f ms after a "
 		        "process' first sample (mean of %" PRIu64 "), %.1f ms max\n",
 		        st[AG_STAT_UNW_SAMPLES], st[AG_STAT_SAMPLES], st[AG_STAT_UNW_COMPLETE],
 		        st[AG_STAT_UNW_TRUNCATED], st[AG_STAT_UNW_NO_FDE], st[AG_STAT_UNW_UNSUPPORTED],
-		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], us.tables, us.rows_used,
+		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], st[AG_STAT_UNW_FP_JIT],
+		        st[AG_STAT_UNW_FP_NO_FDE], st[AG_STAT_UNW_FP_NO_TABLE], us.tables, us.rows_used,
 		        us.rows_cap, us.build_failed, us.procs, (double)us.build_ns_max / 1e6,
 		        us.ready ? (double)us.ready_ns / (double)us.ready / 1e6 : 0.0, us.ready,
 		        (double)us.ready_ns_max / 1e6);

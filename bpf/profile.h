@@ -127,12 +127,18 @@ enum sm_stat {
 	SM_STAT_UNW_COMPLETE,  /* reached the outermost frame (undefined return
 	                        * address, or a zero one under frame pointers) */
 	SM_STAT_UNW_TRUNCATED, /* SM_MAX_STACK_DEPTH frames and more to go */
-	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE */
+	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE
+	                        * (the walk tries its frame pointer) */
 	SM_STAT_UNW_UNSUPPORTED, /* a rule the table marks unsupported */
 	SM_STAT_UNW_READ_ERR,  /* user memory unreadable (paged out, bad CFA) */
 	SM_STAT_UNW_FP_STOP,   /* a frame without table whose frame pointer
 	                        * does not look like one */
 	SM_STAT_UNW_TAIL_FAIL, /* the tail call to the walker failed */
+	/* frames walked by frame pointer where the tables could not help */
+	SM_STAT_UNW_FP_JIT,    /* pc in no mapping of the entry: anonymous
+	                        * executable memory (JIT code) */
+	SM_STAT_UNW_FP_NO_FDE, /* pc in an object's table range, no FDE */
+	SM_STAT_UNW_FP_NO_TABLE, /* pc in an object without a table */
 	SM_STAT_N,
 };
 
