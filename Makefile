@@ -42,6 +42,9 @@ DEB_TEST += docker.io docker-compose debootstrap
 # the unwinder's test compares with perf record --call-graph dwarf and
 # readelf --debug-dump=frames (binutils), on xz and gzip
 DEB_TEST += linux-perf binutils xz-utils gzip
+# JIT runtimes named through their perf maps (tests/integration/jit_test.sh):
+# Node.js (above) and the JDK (java, javac, jcmd)
+DEB_TEST += openjdk-17-jdk-headless
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -204,6 +207,15 @@ $(UNW_DIR)/unw_fp: tests/programs/unw_prog.c tests/programs/unw_lib.h $(UNW_DIR)
 	$(call msg,CC,$@)
 	$(Q)gcc $(UNW_CFLAGS) -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer $< -o $@ \
 		-L$(UNW_DIR) -lunwlib -Wl,-rpath,'$$ORIGIN'
+
+# The JVM subject of jit_test.sh (tests/programs/JitBurn.java), compiled
+# by the JDK's javac; the Node.js one (jit_hot.js) runs as it is.
+JIT_DIR := $(BUILD)/tests/jit
+JIT_SUBJECTS := $(JIT_DIR)/JitBurn.class
+$(JIT_DIR)/JitBurn.class: tests/programs/JitBurn.java
+	$(call msg,JAVAC,$@)
+	@mkdir -p $(@D)
+	$(Q)javac -d $(JIT_DIR) $<
 
 # The symbolizer's test subjects (tests/programs/sym_*), built into
 # $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
@@ -445,7 +457,17 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
+# the perf-map reader (agent/perfmap.c) on hostile maps; batch.c mends
+# names as the batch sends them (and ksyms.c is what batch.c links)
+FUZZ_PMAP_OBJ := build/fuzz/agent/perfmap.o build/fuzz/agent/batch.o build/fuzz/agent/ksyms.o \
+	$(FUZZ_AGENT_OBJ)
+build/fuzz/fuzz_perfmap: tests/fuzz/fuzz_perfmap.c $(FUZZ_PMAP_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_PMAP_OBJ) -o $@ -lelf $(LDLIBS_WIRE)
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
+	$(FUZZ_PMAP_OBJ)
 
 # Where a skipped test says why (tests/integration/lib.sh's skip, the
 # compose test's, the unit tests' SKIP lines): make test's summary prints it.
@@ -480,12 +502,14 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS) \
+		$(JIT_SUBJECTS)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
-		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) $(call run_script,$$t); done
+		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) SMOLDER_JIT_DIR=$(JIT_DIR) \
+		$(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under
 # ThreadSanitizer (make SANITIZE=thread BUILD=build/tsan test-tsan): a data

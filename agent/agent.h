@@ -6,6 +6,7 @@
  *   objects.c   ELF objects by (dev, inode, mtime): build IDs with libelf
  *   unwind_table.c  .eh_frame/.debug_frame → unwind rows (libdw's CFI)
  *   ksyms.c     kernel addresses → names from /proc/kallsyms
+ *   perfmap.c   JIT code → names from the runtime's /tmp/perf-PID.map
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
  *               cache, debug-info uploads (libcurl)
