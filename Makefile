@@ -423,7 +423,8 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 fuzz-build: $(FUZZ_BIN)
 # the agent's /proc readers: agent objects, not the storage ones
 FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
-	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o
+	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/agent/perfmap.o \
+	build/fuzz/wire/wire.o
 build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -457,17 +458,14 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
-# the perf-map reader (agent/perfmap.c) on hostile maps; batch.c mends
-# names as the batch sends them (and ksyms.c is what batch.c links)
-FUZZ_PMAP_OBJ := build/fuzz/agent/perfmap.o build/fuzz/agent/batch.o build/fuzz/agent/ksyms.o \
-	$(FUZZ_AGENT_OBJ)
-build/fuzz/fuzz_perfmap: tests/fuzz/fuzz_perfmap.c $(FUZZ_PMAP_OBJ)
+# the perf-map reader (agent/perfmap.c, among the agent objects above) on
+# hostile maps
+build/fuzz/fuzz_perfmap: tests/fuzz/fuzz_perfmap.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_PMAP_OBJ) -o $@ -lelf $(LDLIBS_WIRE)
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
-	$(FUZZ_PMAP_OBJ)
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
 
 # Where a skipped test says why (tests/integration/lib.sh's skip, the
 # compose test's, the unit tests' SKIP lines): make test's summary prints it.

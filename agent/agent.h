@@ -170,6 +170,10 @@ void ag_pmaps_get_stats(const ag_pmaps *ps, ag_pmaps_stats *out);
  * drain number. */
 const char *ag_pmap_lookup(ag_pmaps *ps, ag_pmap **pm, pid_t pid, uint64_t addr,
                            uint64_t drain);
+/* Opens process pid's map when it exists and is not open yet, reading
+ * nothing: a process that exits before the next drain keeps a map the
+ * agent can read (its /proc/PID/root goes with it). *pm as above. */
+void ag_pmap_open(ag_pmaps *ps, ag_pmap **pm, pid_t pid);
 /* Entries held for one process (0 for NULL). */
 size_t ag_pmap_entries(const ag_pmap *pm);
 /* Drops a process' map (its exit or exec); accepts NULL. */
@@ -243,6 +247,10 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain);
 int64_t ag_procs_tick(ag_procs *p, int64_t now_mono_ns);
 /* The mapping holding addr, NULL if none. */
 const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr);
+/* Replaces in place each byte of s[0..n) that is not part of a strict
+ * UTF-8 sequence (overlong forms, surrogates, past U+10FFFF) and each
+ * control character below 0x20 with '?', as the store wants labels. */
+void ag_mend_utf8(char *s, size_t n);
 /* Reads a small file (/proc/PID/status, ...) into buf, NUL-terminated;
  * returns the bytes read or a negative errno. */
 ssize_t ag_read_small(const char *path, char *buf, size_t cap);
@@ -421,10 +429,6 @@ typedef struct ag_batch_ctx {
 	uint64_t jit_frames_named;       /* of those, named by a perf map */
 } ag_batch_ctx;
 
-/* Replaces in place each byte of s[0..n) that is not part of a strict
- * UTF-8 sequence (overlong forms, surrogates, past U+10FFFF) and each
- * control character below 0x20 with '?', as the store wants labels. */
-void ag_mend_utf8(char *s, size_t n);
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
                    int64_t start_ns, int64_t end_ns, ag_batch **out);
 void ag_batch_free(ag_batch *b);

@@ -47,32 +47,6 @@ static void *aalloc(ag_batch *b, size_t n)
 	return p;
 }
 
-void ag_mend_utf8(char *s, size_t n)
-{
-	unsigned char *d = (unsigned char *)s;
-	for (size_t i = 0; i < n;) {
-		unsigned c = d[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-		             (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(c > 0xf4);
-		for (size_t k = 1; ok && k < len; k++)
-			ok = (d[i + k] & 0xc0) == 0x80;
-		if (ok && len == 3) {
-			unsigned v = (c & 0x0f) << 12 | (d[i + 1] & 0x3fu) << 6;
-			ok = v >= 0x800 && (v < 0xd800 || v > 0xdfff);
-		}
-		if (ok && len == 4)
-			ok = !(c == 0xf0 && d[i + 1] < 0x90) && !(c == 0xf4 && d[i + 1] > 0x8f);
-		if (!ok) {
-			d[i++] = '?';
-			continue;
-		}
-		if (len == 1 && c < 0x20)
-			d[i] = '?';
-		i += len;
-	}
-}
-
 /* Label values must be UTF-8 (storage rejects anything else); comm and
  * paths are bytes. Invalid sequences become '?'. */
 static char *astr(ag_batch *b, const char *s)

@@ -715,8 +715,7 @@ static void update(ag_pmaps *ps, ag_pmap *pm)
 	account(ps, pm);
 }
 
-const char *ag_pmap_lookup(ag_pmaps *ps, ag_pmap **pmp, pid_t pid, uint64_t addr,
-                           uint64_t drain)
+static ag_pmap *get(ag_pmap **pmp, pid_t pid)
 {
 	ag_pmap *pm = *pmp;
 	if (!pm) {
@@ -728,6 +727,22 @@ const char *ag_pmap_lookup(ag_pmaps *ps, ag_pmap **pmp, pid_t pid, uint64_t addr
 		pm->checked_drain = UINT64_MAX;
 		*pmp = pm;
 	}
+	return pm;
+}
+
+void ag_pmap_open(ag_pmaps *ps, ag_pmap **pmp, pid_t pid)
+{
+	ag_pmap *pm = get(pmp, pid);
+	if (pm && pm->fd < 0)
+		open_map(ps, pm);
+}
+
+const char *ag_pmap_lookup(ag_pmaps *ps, ag_pmap **pmp, pid_t pid, uint64_t addr,
+                           uint64_t drain)
+{
+	ag_pmap *pm = get(pmp, pid);
+	if (!pm)
+		return NULL;
 	if (pm->checked_drain != drain) {
 		pm->checked_drain = drain;
 		update(ps, pm);

@@ -109,6 +109,32 @@ void ag_procs_free(ag_procs *p)
 	free(p);
 }
 
+void ag_mend_utf8(char *s, size_t n)
+{
+	unsigned char *d = (unsigned char *)s;
+	for (size_t i = 0; i < n;) {
+		unsigned c = d[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
+		             (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(c > 0xf4);
+		for (size_t k = 1; ok && k < len; k++)
+			ok = (d[i + k] & 0xc0) == 0x80;
+		if (ok && len == 3) {
+			unsigned v = (c & 0x0f) << 12 | (d[i + 1] & 0x3fu) << 6;
+			ok = v >= 0x800 && (v < 0xd800 || v > 0xdfff);
+		}
+		if (ok && len == 4)
+			ok = !(c == 0xf0 && d[i + 1] < 0x90) && !(c == 0xf4 && d[i + 1] > 0x8f);
+		if (!ok) {
+			d[i++] = '?';
+			continue;
+		}
+		if (len == 1 && c < 0x20)
+			d[i] = '?';
+		i += len;
+	}
+}
+
 ssize_t ag_read_small(const char *path, char *buf, size_t cap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -298,6 +324,13 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	free(pr->maps);
 	pr->maps = v;
 	pr->nmaps = n;
+	/* JIT code: open its perf map while the process is there to open it
+	 * through (a short one may be gone by the drain that reads it) */
+	for (size_t i = 0; i < n && p->pmaps; i++)
+		if (v[i].kind == AG_MAP_ANON) {
+			ag_pmap_open(p->pmaps, &pr->pmap, pr->pid);
+			break;
+		}
 	pr->maps_read_ns = ag_mono_ns();
 	pr->maps_read_drain = drain;
 	if (p->on_maps)

@@ -1069,6 +1069,13 @@ static void test_batch_jit(void **state)
 	ag_procs_opts po = {.proc_root = f.proc, .objs = objs, .pmaps = f.ps};
 	assert_int_equal(ag_procs_new(&po, &procs), 0);
 	JIT_APPEND(&f, "7f0000000000 100 JS:*leaf\n7f0000000100 100 JS:*caller\n");
+	/* reading its mappings opens the map of a process with JIT code, so a
+	 * process gone by the drain (its root with it) is still named */
+	assert_non_null(ag_procs_get(procs, JPID, NULL));
+	assert_int_equal(jit_stats(&f).files, 1);
+	char root[700];
+	snprintf(root, sizeof(root), "%s/%d/root", f.proc, JPID);
+	assert_int_equal(unlink(root), 0);
 	const uint64_t user[] = {0x7f0000000010, 0x7f0000000150, 0x7f0000000401};
 	const ag_count counts[] = {{JPID, user, 3, NULL, 0, 4}};
 	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1", .profile_type = "t",
