@@ -62,8 +62,7 @@ struct ag_pmap {
 	char *names;
 	size_t nnames, names_cap;
 	size_t bytes;               /* allocated for entries and names */
-	uint64_t bad_lines, huge_lines;
-	char path[64];              /* for log lines: tmp/perf-NSPID.map */
+	char path[64];              /* /tmp/perf-NSPID.map, for log lines */
 };
 
 struct ag_pmaps {
@@ -120,9 +119,13 @@ void ag_pmap_free(ag_pmaps *ps, ag_pmap *pm)
 	if (!pm)
 		return;
 	if (pm->fd >= 0) {
-		/* a last line the process never finished */
+		/* a last line the process never finished (whole lines not read
+		 * yet are no fault: nothing asked for them since) */
 		struct stat st;
-		if (!pm->full && fstat(pm->fd, &st) == 0 && (uint64_t)st.st_size > pm->off) {
+		char last = '\n';
+		if (!pm->full && !pm->skipping && fstat(pm->fd, &st) == 0 &&
+		    (uint64_t)st.st_size > pm->off &&
+		    pread(pm->fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
 			ps->st.truncated++;
 			fprintf(stderr, "smolder-agent: perf map of pid %d (%s) ends in an unfinished "
 			        "line (%" PRIu64 " bytes at offset %" PRIu64 "): not read\n", pm->pid,
@@ -582,13 +585,10 @@ static bool same_prefix(ag_pmap *pm, uint64_t size)
 
 static void bad_line(ag_pmaps *ps, ag_pmap *pm, uint64_t at, bool huge)
 {
-	if (huge) {
+	if (huge)
 		ps->st.huge_lines++;
-		pm->huge_lines++;
-	} else {
+	else
 		ps->st.bad_lines++;
-		pm->bad_lines++;
-	}
 	if (!pm->told_bad)
 		fprintf(stderr, "smolder-agent: perf map of pid %d (%s): %s at offset %" PRIu64
 		        " skipped (further ones are only counted)\n", pm->pid, pm->path,

@@ -919,9 +919,15 @@ static void test_perfmap_file(void **state)
 	assert_null(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000000, f.drain));
 	assert_int_equal(jit_stats(&f).rewrites, 1);
 	assert_int_equal(jit_stats(&f).entries, 1);
+	/* whole lines nobody asked for yet are not an unfinished one */
+	JIT_APPEND(&f, "7f0000000a00 10 never read\n");
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_int_equal(jit_stats(&f).truncated, 0);
 	/* the process ends with an unfinished line: counted when it is dropped */
-	JIT_APPEND(&f, "7f0000000a00 10 never fini");
-	assert_null(jit_name(&f, 0x7f0000000a00));
+	JIT_APPEND(&f, "7f0000000b00 10 never fini");
+	assert_string_equal(jit_name(&f, 0x7f0000000a00), "never read");
+	assert_null(jit_name(&f, 0x7f0000000b00));
 	ag_pmap_free(f.ps, f.pm);
 	f.pm = NULL;
 	assert_int_equal(jit_stats(&f).truncated, 1);
