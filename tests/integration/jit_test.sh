@@ -15,7 +15,7 @@
 #     logged, their JIT frames "[jit] 0x...", never "[anon]";
 #   - the fallback and perf-map counters in the server's /metrics.
 # Processes are selected by the pid label (the JVM's comm is its first
-# sampled thread's). Samples of a process' first 2 s are left out (its
+# sampled thread's). Samples of a process' first seconds are left out (its
 # tables load meanwhile, see unwind_test.sh).
 SERVER=${SMOLDER_SERVER:-bin/smolder-server}
 AGENT=${SMOLDER_AGENT:-bin/smolder-agent}
@@ -70,12 +70,13 @@ metric() {
 	sed -n "s/^smolder_agent_reported_total{.*counter=\"$1\"} \([0-9]*\)\$/\1/p" "$tmp/metrics"
 }
 
-# --- bad maps, beside node processes that write none (run meanwhile) ---
+# --- bad maps, beside node processes that write none (they go first: the
+# agent builds node's unwind table, 370 000 rows, meanwhile) ---
 # node without --perf-basic-prof writes no map: the test writes one in its
 # name (root may own it) once the process runs, so it is not older than it
-node "$PROGS/jit_hot.js" 4 >/dev/null &
+node "$PROGS/jit_hot.js" 5 >/dev/null &
 bad1=$!
-node "$PROGS/jit_hot.js" 4 >/dev/null &
+node "$PROGS/jit_hot.js" 5 >/dev/null &
 bad2=$!
 kids="$bad1 $bad2"
 t_bad=$(date +%s)
@@ -88,17 +89,20 @@ t_bad=$(date +%s)
 awk 'BEGIN {for (i = 0; i < 40000; i++) printf "%x 10 JS:*filler_%d_with_a_long_enough_name\n", 4096 + 16 * i, i}' \
 	>"/tmp/perf-$bad2.map"
 
+wait "$bad1"
+wait "$bad2"
+
 # --- node --perf-basic-prof ---
 t0=$(date +%s)
 # in $tmp: with --perf-basic-prof, V8 leaves an isolate-*.log in its
 # working directory
 prog=$(cd "$PROGS" && pwd)/jit_hot.js
-(cd "$tmp" && exec node --perf-basic-prof "$prog" 8 >/dev/null) &
+(cd "$tmp" && exec node --perf-basic-prof "$prog" 10 >/dev/null) &
 np=$!
 kids="$kids $np"
 wait "$np"
 settle "pid=\"$np\"" 6 60
-wait_named "$np" $((t0 + 2)) 'node::'
+wait_named "$np" $((t0 + 3)) 'node::'
 python3 "$check" --folded "$tmp/$np.folded" --match '^JS:' >"$tmp/ours" || fail "unwind_check.py"
 python3 "$check" --folded "$tmp/$np.folded" --where '^JS:' --root _start \
 	--has 'node::Start*' --has 'Builtins_JSEntry' >"$tmp/ours.js" ||
@@ -117,8 +121,6 @@ grep -q 'JS:\*hotAlpha' "$tmp/$np.folded" && grep -q 'JS:\*hotBeta' "$tmp/$np.fo
 ok "node: JS stacks reach _start through node::Start and Builtins_JSEntry ($(val root__start "$tmp/ours.js"))"
 
 # --- the bad maps' processes ---
-wait "$bad1"
-wait "$bad2"
 for p in $bad1 $bad2; do
 	settle "pid=\"$p\"" 6 60
 	folded "$p" "$t_bad"
