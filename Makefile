@@ -44,6 +44,9 @@ DEB_TEST += docker.io docker-compose debootstrap
 DEB_TEST += linux-perf binutils xz-utils gzip
 # the Python walk's test runs Debian's own interpreter (/usr/bin/python3.11)
 DEB_TEST += python3.11
+# JIT runtimes named through their perf maps (tests/integration/jit_test.sh):
+# Node.js (above) and the JDK (java, javac, jcmd)
+DEB_TEST += openjdk-17-jdk-headless
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -228,6 +231,14 @@ $(PYFAKE_DIR)/not/py_fake_not: tests/programs/py_fake.c $(PYFAKE_DIR)/not/libpyt
 $(PYFAKE_DIR)/unknown/py_fake_unknown: tests/programs/py_fake.c $(PYFAKE_DIR)/unknown/libpython3.99.so
 	$(call msg,CC,$@)
 	$(Q)gcc -O1 -g $< -o $@ $(@D)/libpython3.99.so -Wl,-rpath,'$$ORIGIN'
+# The JVM subject of jit_test.sh (tests/programs/JitBurn.java), compiled
+# by the JDK's javac; the Node.js one (jit_hot.js) runs as it is.
+JIT_DIR := $(BUILD)/tests/jit
+JIT_SUBJECTS := $(JIT_DIR)/JitBurn.class
+$(JIT_DIR)/JitBurn.class: tests/programs/JitBurn.java
+	$(call msg,JAVAC,$@)
+	@mkdir -p $(@D)
+	$(Q)javac -d $(JIT_DIR) $<
 
 # The symbolizer's test subjects (tests/programs/sym_*), built into
 # $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
@@ -438,7 +449,8 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 fuzz-build: $(FUZZ_BIN)
 # the agent's /proc readers: agent objects, not the storage ones
 FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
-	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o
+	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/agent/perfmap.o \
+	build/fuzz/wire/wire.o
 build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -479,6 +491,13 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
+# the perf-map reader (agent/perfmap.c, among the agent objects above) on
+# hostile maps
+build/fuzz/fuzz_perfmap: tests/fuzz/fuzz_perfmap.c $(FUZZ_AGENT_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 .SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
 	build/fuzz/agent/python.o
 
@@ -516,12 +535,13 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
 		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS) \
-		$(PYFAKE_SUBJECTS)
+		$(PYFAKE_SUBJECTS) $(JIT_SUBJECTS)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
 		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) SMOLDER_PYFAKE_DIR=$(PYFAKE_DIR) \
+		SMOLDER_JIT_DIR=$(JIT_DIR) \
 		$(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under

@@ -8,6 +8,7 @@
  *   python.c    CPython processes: their BPF entries, Python frames named
  *               from process memory (python_layouts.h: offsets per version)
  *   ksyms.c     kernel addresses → names from /proc/kallsyms
+ *   perfmap.c   JIT code → names from the runtime's /tmp/perf-PID.map
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
  *               cache, debug-info uploads (libcurl)
@@ -129,6 +130,62 @@ void ag_ksyms_free(ag_ksyms *k);
 const char *ag_ksyms_find(const ag_ksyms *k, uint64_t addr);
 size_t ag_ksyms_count(const ag_ksyms *k);
 
+/* ---- perfmap.c: JIT code named by the runtime's /tmp/perf-PID.map ---- */
+
+#define AG_STR_(x) #x
+#define AG_STR(x) AG_STR_(x)
+#define AG_PMAP_MAX_LINE 8192          /* longer lines are skipped, counted */
+#define AG_PMAP_MAX_NAME 1024          /* names are cut to this (storage's
+                                        * ST_MAX_SYMBOL_LEN) */
+#define AG_PMAP_DEFAULT_MAX (16u << 20) /* bytes of entries per process */
+
+typedef struct ag_pmaps ag_pmaps;   /* every process' map: the bound, counters */
+typedef struct ag_pmap ag_pmap;     /* one process' map */
+
+typedef struct ag_pmaps_opts {
+	const char *proc_root;          /* "/proc" */
+	size_t max_bytes;               /* per process; 0: AG_PMAP_DEFAULT_MAX */
+} ag_pmaps_opts;
+
+typedef struct ag_pmaps_stats {
+	uint64_t files;                 /* maps open (gauge) */
+	uint64_t entries, bytes;        /* held by all of them (gauges) */
+	uint64_t bad_lines;             /* lines that are not "START SIZE NAME" */
+	uint64_t huge_lines;            /* lines over AG_PMAP_MAX_LINE bytes */
+	uint64_t truncated;             /* maps whose process left an unfinished
+	                                 * last line */
+	uint64_t over_limit;            /* maps that needed more than the bound */
+	uint64_t refused;               /* not a regular file, foreign owner, a
+	                                 * symlink, older than its process */
+	uint64_t rewrites;              /* maps written again from the start */
+} ag_pmaps_stats;
+
+int ag_pmaps_new(const ag_pmaps_opts *o, ag_pmaps **out);
+/* Frees the shared part; every process' ag_pmap must be freed first. */
+void ag_pmaps_free(ag_pmaps *ps);
+void ag_pmaps_get_stats(const ag_pmaps *ps, ag_pmaps_stats *out);
+/* The name process pid's perf map gives addr, NULL when none. *pm is the
+ * process' state (NULL the first time: allocated here, the caller frees
+ * it with ag_pmap_free). The map is opened when it appears and read
+ * (what was appended since) at most once per drain number. The name
+ * stays valid until the next call for the same process with another
+ * drain number. */
+const char *ag_pmap_lookup(ag_pmaps *ps, ag_pmap **pm, pid_t pid, uint64_t addr,
+                           uint64_t drain);
+/* Opens process pid's map when it exists and is not open yet, reading
+ * nothing: a process that exits before the next drain keeps a map the
+ * agent can read (its /proc/PID/root goes with it). *pm as above. */
+void ag_pmap_open(ag_pmaps *ps, ag_pmap **pm, pid_t pid);
+/* Entries held for one process (0 for NULL). */
+size_t ag_pmap_entries(const ag_pmap *pm);
+/* Drops a process' map (its exit or exec); accepts NULL. */
+void ag_pmap_free(ag_pmaps *ps, ag_pmap *pm);
+/* One line of a map (l[0..n), no newline): 1 with its fields, 0 for a line
+ * that names nothing (empty, size 0), -1 when malformed. The name is the
+ * rest of the line after SIZE and its blanks, not NUL-terminated. */
+int ag_pmap_parse_line(const char *l, size_t n, uint64_t *start, uint64_t *size,
+                       const char **name, size_t *name_len);
+
 /* ---- procs.c ---- */
 
 enum { AG_MAP_FILE, AG_MAP_VDSO, AG_MAP_ANON };
@@ -156,6 +213,7 @@ typedef struct ag_proc {
 	bool exited;          /* freed two drains later (ag_procs_sweep) */
 	uint64_t exit_drain;  /* the first sweep that saw it exited */
 	bool gone;            /* /proc/PID had vanished when we looked */
+	ag_pmap *pmap;        /* its perf map, once a frame was in JIT code */
 	uint32_t batch_idx;   /* UINT32_MAX: a relabel rule dropped it */
 	uint64_t batch_gen;
 	struct ag_plabels *labels;  /* labels.c: its own labels, NULL before read */
@@ -166,6 +224,7 @@ typedef struct ag_procs ag_procs;
 typedef struct ag_procs_opts {
 	const char *proc_root;  /* "/proc" */
 	ag_objs *objs;
+	ag_pmaps *pmaps;        /* frees processes' perf maps; may be NULL */
 	/* called after a process' mappings were (re)read, and when it is
 	 * forgotten (the unwinder's entries follow them); may be NULL */
 	void (*on_maps)(void *arg, const ag_proc *pr);
@@ -194,6 +253,13 @@ const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr);
  * object's own descriptor duplicated while open, else the mapping's file
  * under proc_root/PID/map_files. The caller closes it; -1 when neither. */
 int ag_mapping_open(const char *proc_root, pid_t pid, const ag_mapping *m);
+/* Replaces in place each byte of s[0..n) that is not part of a strict
+ * UTF-8 sequence (overlong forms, surrogates, past U+10FFFF) and each
+ * control character below 0x20 with '?', as the store wants labels. */
+void ag_mend_utf8(char *s, size_t n);
+/* Reads a small file (/proc/PID/status, ...) into buf, NUL-terminated;
+ * returns the bytes read or a negative errno. */
+ssize_t ag_read_small(const char *path, char *buf, size_t cap);
 /* Frees processes that exited before this drain, and those unsampled for
  * a while whose /proc entry has vanished (an exit event lost). */
 void ag_procs_sweep(ag_procs *p, uint64_t drain);
@@ -429,6 +495,7 @@ enum {
 	AG_STAT_UNW_TAIL_FAIL,
 	AG_STAT_PY_SAMPLES, AG_STAT_PY_FRAMES, AG_STAT_PY_NO_THREAD, AG_STAT_PY_BAD_THREAD,
 	AG_STAT_PY_READ_ERR, AG_STAT_PY_BAD_CODE, AG_STAT_PY_TRUNCATED, AG_STAT_PY_LOST,
+	AG_STAT_UNW_FP_JIT, AG_STAT_UNW_FP_NO_FDE, AG_STAT_UNW_FP_NO_TABLE,
 	AG_STAT_N
 };
 
@@ -470,11 +537,15 @@ typedef struct ag_batch_ctx {
 	ag_procs *procs;
 	ag_ksyms *ksyms;
 	ag_py *py;                       /* names Python frames; NULL: none sent */
+	ag_pmaps *pmaps;                 /* names of JIT code; NULL: none */
 	uint64_t drain;                  /* drain number */
 	/* totals the agent reports, updated by ag_batch_build */
 	uint64_t samples_no_mapping;     /* samples with a user frame outside every mapping */
 	uint64_t samples_no_process;     /* samples of processes gone before we read /proc */
 	uint64_t kernel_unknown;         /* kernel frames without a symbol */
+	uint64_t jit_frames;             /* frames in anonymous executable memory,
+	                                  * times their samples */
+	uint64_t jit_frames_named;       /* of those, named by a perf map */
 } ag_batch_ctx;
 
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,

@@ -55,32 +55,12 @@ static void *aalloc(ag_batch *b, size_t n)
 static char *astr(ag_batch *b, const char *s)
 {
 	size_t n = strlen(s);
-	unsigned char *d = aalloc(b, n + 1);
+	char *d = aalloc(b, n + 1);
 	if (!d)
 		return NULL;
 	memcpy(d, s, n + 1);
-	for (size_t i = 0; i < n;) {
-		unsigned c = d[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-		             (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(c > 0xf4);
-		for (size_t k = 1; ok && k < len; k++)
-			ok = (d[i + k] & 0xc0) == 0x80;
-		if (ok && len == 3) {
-			unsigned v = (c & 0x0f) << 12 | (d[i + 1] & 0x3fu) << 6;
-			ok = v >= 0x800 && (v < 0xd800 || v > 0xdfff);
-		}
-		if (ok && len == 4)
-			ok = !(c == 0xf0 && d[i + 1] < 0x90) && !(c == 0xf4 && d[i + 1] > 0x8f);
-		if (!ok) {
-			d[i++] = '?';
-			continue;
-		}
-		if (len == 1 && c < 0x20)
-			d[i] = '?';
-		i += len;
-	}
-	return (char *)d;
+	ag_mend_utf8(d, n);
+	return d;
 }
 
 typedef struct sdyn {
@@ -229,6 +209,29 @@ static int python_frame(ag_batch_ctx *ctx, ag_batch *b, pid_t pid, uint64_t w0, 
 	return !f->name || (nm.file && !f->file) ? -ENOMEM : 0;
 }
 
+/* A frame in anonymous executable memory: JIT code. Named by the
+ * process' perf map when it has the address, else "[jit] 0xADDR" (the
+ * address in the process, for a map the user may hold). */
+static int jit_frame(ag_batch_ctx *ctx, ag_batch *b, ag_proc *pr, uint64_t ip, uint64_t count,
+                     wire_frame *f)
+{
+	const char *name = NULL;
+	ctx->jit_frames += count;
+	if (ctx->pmaps)
+		name = ag_pmap_lookup(ctx->pmaps, &pr->pmap, pr->pid, ip, ctx->drain);
+	if (name) {
+		ctx->jit_frames_named += count;
+	} else {
+		char *s = aalloc(b, 32);
+		if (!s)
+			return -ENOMEM;
+		snprintf(s, 32, "[jit] 0x%" PRIx64, ip);
+		name = s;
+	}
+	*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = name};
+	return 0;
+}
+
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
                    int64_t start_ns, int64_t end_ns, ag_batch **out)
 {
@@ -326,7 +329,9 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			} else if (m->kind == AG_MAP_VDSO) {
 				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[vdso]"};
 			} else if (m->kind == AG_MAP_ANON) {
-				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[anon]"};
+				rc = jit_frame(ctx, b, pr, ip, c->count, f);
+				if (rc)
+					goto out;
 			} else {
 				ag_obj *o = m->obj;
 				if (o->batch_gen != gen) {

@@ -55,6 +55,9 @@ static void usage(FILE *f)
 	        "                       the Python functions they run\n"
 	        "  --unwind-table-mb MB kernel memory for unwind tables (default 64: about\n"
 	        "                       4 million rows; libc takes ~20 000)\n"
+	        "  --perf-map-max-mb MB memory for one process' perf map (/tmp/perf-PID.map,\n"
+	        "                       which names JIT code; default 16)\n"
+	        "  --no-perf-maps       do not read perf maps: JIT frames stay [jit] 0xADDR\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
 	        "  --no-upload          do not upload debug info\n"
 	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
@@ -112,6 +115,7 @@ typedef struct agent {
 	ag_push *push;
 	ag_unw *unw;            /* NULL: --no-unwind, or no tables on this arch */
 	ag_py *py;              /* NULL: --no-python, or no table walker */
+	ag_pmaps *pmaps;        /* NULL: --no-perf-maps */
 	ag_batch_ctx ctx;
 	uint64_t seq;
 	int64_t last_drain_ns;
@@ -186,6 +190,9 @@ static int drain(agent *a)
 		ag_py_get_stats(a->py, &pys);
 		ag_py_tick(a->py);
 	}
+	ag_pmaps_stats pm = {0};
+	if (a->pmaps)
+		ag_pmaps_get_stats(a->pmaps, &pm);
 	const wire_counter c[] = {
 		{"samples", st[AG_STAT_SAMPLES]},
 		{"samples_dropped_map_full", st[AG_STAT_COUNT_FULL]},
@@ -207,6 +214,9 @@ static int drain(agent *a)
 		{"unwind_read_errors", st[AG_STAT_UNW_READ_ERR]},
 		{"unwind_frame_pointer_stops", st[AG_STAT_UNW_FP_STOP]},
 		{"unwind_tail_call_failures", st[AG_STAT_UNW_TAIL_FAIL]},
+		{"unwind_fp_jit", st[AG_STAT_UNW_FP_JIT]},
+		{"unwind_fp_no_fde", st[AG_STAT_UNW_FP_NO_FDE]},
+		{"unwind_fp_no_table", st[AG_STAT_UNW_FP_NO_TABLE]},
 		{"unwind_tables", us.tables},
 		{"unwind_tables_failed", us.build_failed},
 		{"unwind_tables_evicted", us.evicted},
@@ -236,6 +246,17 @@ static int drain(agent *a)
 		{"python_code_objects", pys.codes_read},
 		{"python_unnamed", pys.unnamed},
 		{"python_stale", pys.stale},
+		{"jit_frames", a->ctx.jit_frames},
+		{"jit_frames_named", a->ctx.jit_frames_named},
+		{"perf_maps", pm.files},
+		{"perf_map_entries", pm.entries},
+		{"perf_map_bytes", pm.bytes},
+		{"perf_map_bad_lines", pm.bad_lines},
+		{"perf_map_huge_lines", pm.huge_lines},
+		{"perf_map_truncated", pm.truncated},
+		{"perf_map_over_limit", pm.over_limit},
+		{"perf_map_refused", pm.refused},
+		{"perf_map_rewrites", pm.rewrites},
 	};
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
@@ -252,15 +273,23 @@ static int drain(agent *a)
 		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " of %" PRIu64 " samples by "
 		        "tables, %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
 		        "%" PRIu64 " unsupported, %" PRIu64 " read errors, %" PRIu64 " frame-pointer "
-		        "stops; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
+		        "stops; frames by frame pointer: %" PRIu64 " JIT, %" PRIu64 " no FDE, %" PRIu64
+		        " no table; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
 		        " failed), %" PRIu64 " processes, build %.1f ms max; ready %.1f ms after a "
 		        "process' first sample (mean of %" PRIu64 "), %.1f ms max\n",
 		        st[AG_STAT_UNW_SAMPLES], st[AG_STAT_SAMPLES], st[AG_STAT_UNW_COMPLETE],
 		        st[AG_STAT_UNW_TRUNCATED], st[AG_STAT_UNW_NO_FDE], st[AG_STAT_UNW_UNSUPPORTED],
-		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], us.tables, us.rows_used,
+		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], st[AG_STAT_UNW_FP_JIT],
+		        st[AG_STAT_UNW_FP_NO_FDE], st[AG_STAT_UNW_FP_NO_TABLE], us.tables, us.rows_used,
 		        us.rows_cap, us.build_failed, us.procs, (double)us.build_ns_max / 1e6,
 		        us.ready ? (double)us.ready_ns / (double)us.ready / 1e6 : 0.0, us.ready,
 		        (double)us.ready_ns_max / 1e6);
+	if (a->verbose && a->ctx.jit_frames)
+		fprintf(stderr, "smolder-agent: JIT frames: %" PRIu64 ", %" PRIu64 " named by perf "
+		        "maps; %" PRIu64 " maps open, %" PRIu64 " entries, %" PRIu64 " bytes, %" PRIu64
+		        " bad lines, %" PRIu64 " over the bound\n", a->ctx.jit_frames,
+		        a->ctx.jit_frames_named, pm.files, pm.entries, pm.bytes,
+		        pm.bad_lines + pm.huge_lines, pm.over_limit);
 	ag_push_enqueue(a->push, b);
 	ag_procs_sweep(a->procs, a->ctx.drain);
 	return 0;
@@ -271,8 +300,9 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
-	unsigned long unwind_mb = 64;
-	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true;
+	unsigned long unwind_mb = 64, pmap_mb = 16;
+	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true,
+	     pmaps = true;
 	int verbose = 0;
 	const char *server = "http://127.0.0.1:7070";
 	char hostname[256] = "", machine_id[256];
@@ -283,7 +313,7 @@ int main(int argc, char **argv)
 	char *token = NULL;
 	ag_relabel *rules = NULL;
 	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON };
+	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -296,6 +326,8 @@ int main(int argc, char **argv)
 		{"no-unwind", no_argument, NULL, O_NOUNWIND},
 		{"no-python", no_argument, NULL, O_NOPYTHON},
 		{"unwind-table-mb", required_argument, NULL, O_UNWINDMB},
+		{"perf-map-max-mb", required_argument, NULL, O_PMAPMB},
+		{"no-perf-maps", no_argument, NULL, O_NOPMAPS},
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
@@ -324,6 +356,8 @@ int main(int argc, char **argv)
 		case O_NOUNWIND: unwind = false; break;
 		case O_NOPYTHON: python = false; break;
 		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &unwind_mb); break;
+		case O_PMAPMB: bad = parse_uint(optarg, 1, 4096, &pmap_mb); break;
+		case O_NOPMAPS: pmaps = false; break;
 		case O_NOUPLOAD: upload = false; break;
 		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
 		case 'v': verbose++; break;
@@ -350,7 +384,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smolder-agent: bad value for --%s: %s\n",
 			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
 			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" :
-			        o == O_UNWINDMB ? "unwind-table-mb" : "exit-after",
+			        o == O_UNWINDMB ? "unwind-table-mb" : o == O_PMAPMB ? "perf-map-max-mb" :
+			        "exit-after",
 			        optarg);
 			return 2;
 		}
@@ -410,9 +445,13 @@ int main(int argc, char **argv)
 	rules = NULL;  /* the labeler's now */
 	if (!err)
 		err = ag_objs_new(&a.objs);
+	if (!err && pmaps) {
+		ag_pmaps_opts pmo = {.proc_root = "/proc", .max_bytes = (size_t)pmap_mb << 20};
+		err = ag_pmaps_new(&pmo, &a.pmaps);
+	}
 	if (!err) {
-		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .on_maps = on_maps,
-		                    .on_forget = on_forget, .hook_arg = &a};
+		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .pmaps = a.pmaps,
+		                    .on_maps = on_maps, .on_forget = on_forget, .hook_arg = &a};
 		err = ag_procs_new(&po, &a.procs);
 	}
 	if (err) {
@@ -467,7 +506,8 @@ int main(int argc, char **argv)
 	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
 	                       .verbose = verbose > 0, .labeler = a.labeler,
-	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py};
+	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py,
+	                       .pmaps = a.pmaps};
 	a.last_drain_ns = ag_now_ns();
 	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
 	        ag_sampler_ncpus(a.sampler), freq, server, interval);
@@ -525,9 +565,11 @@ out:
 	a.py = NULL;
 	ag_sampler_close(a.sampler);
 	ag_push_free(a.push);
-	ag_procs_free(a.procs);  /* before the labeler: processes hold its values */
+	ag_procs_free(a.procs);  /* before the labeler: processes hold its values; frees
+	                          * the processes' perf maps */
 	ag_labeler_free(a.labeler);
 	ag_relabel_free(rules);
+	ag_pmaps_free(a.pmaps);
 	ag_objs_free(a.objs);
 	ag_ksyms_free(a.ksyms);
 	free(token);

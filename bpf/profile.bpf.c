@@ -378,6 +378,30 @@ static __always_inline struct sm_unw_row *find_row(struct sm_unw_map *m, __u32 v
 	return bpf_map_lookup_elem(&unw_rows, &lo);
 }
 
+/* One frame by its frame pointer, for code the tables do not describe:
+ * JIT code (V8 and HotSpot with -XX:+PreserveFramePointer keep rbp as a
+ * frame pointer in what they generate), code in an object no FDE covers
+ * (V8's embedded builtins in node's text, hand-written assembly) and
+ * objects without a table. Only when bp looks like a frame pointer (above
+ * sp, aligned); each fallback is counted under why. Sets the caller's
+ * return address and CFA (bp + 16: above the saved rbp and the return
+ * address); returns 0, or -1 when the walk ends here. */
+static __always_inline int unw_fp(struct unw_state *s, __u32 why, __u64 *cfa, __u64 *ra)
+{
+	__u64 bp = s->bp, pair[2];
+	if (!bp || bp < s->sp || (bp & 7)) {
+		stat_inc(SM_STAT_UNW_FP_STOP);
+		return -1;
+	}
+	if (read_pair(pair, bp))
+		return -1;
+	stat_inc(why);
+	s->bp = pair[0];
+	*ra = pair[1];
+	*cfa = bp + 16;
+	return 0;
+}
+
 /* One frame: s->pc is recorded by the caller; computes the caller's pc,
  * sp and bp. */
 static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
@@ -399,16 +423,16 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 	__u64 cfa, ra;
 	__u64 pair[2];              /* a saved frame pointer and the return
 	                             * address above it: one read for both */
+	__u32 why;
 	if (m && m->rows_len) {
 		__u64 va = look - m->bias;
-		if (va >> 32) {
+		struct sm_unw_row *r = (va >> 32) ? NULL : find_row(m, (__u32)va);
+		if (!r || r->cfa_kind == SM_CFA_NONE) {
+			/* inside the object but no FDE covers it: V8's
+			 * builtins, hand-written assembly */
 			stat_inc(SM_STAT_UNW_NO_FDE);
-			return UNW_FAIL;
-		}
-		struct sm_unw_row *r = find_row(m, (__u32)va);
-		if (!r) {
-			stat_inc(SM_STAT_UNW_NO_FDE);
-			return UNW_FAIL;
+			why = SM_STAT_UNW_FP_NO_FDE;
+			goto fp;
 		}
 		switch (r->cfa_kind) {
 		case SM_CFA_SP:
@@ -423,9 +447,6 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 		case SM_CFA_END:
 			stat_inc(SM_STAT_UNW_COMPLETE);
 			return UNW_DONE;
-		case SM_CFA_NONE:
-			stat_inc(SM_STAT_UNW_NO_FDE);
-			return UNW_FAIL;
 		default:
 			stat_inc(SM_STAT_UNW_UNSUPPORTED);
 			return UNW_FAIL;
@@ -461,18 +482,12 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 			}
 		}
 	} else {
-		/* no table (JIT code, an object without one, or not loaded
-		 * yet): frame pointers, when bp looks like one */
-		__u64 bp = s->bp;
-		if (!bp || bp < s->sp || (bp & 7)) {
-			stat_inc(SM_STAT_UNW_FP_STOP);
+		/* in no mapping the entry lists (anonymous memory: JIT code),
+		 * or an object without a table (none, or not loaded yet) */
+		why = m ? SM_STAT_UNW_FP_NO_TABLE : SM_STAT_UNW_FP_JIT;
+fp:
+		if (unw_fp(s, why, &cfa, &ra))
 			return UNW_FAIL;
-		}
-		if (read_pair(pair, bp))
-			return UNW_FAIL;
-		s->bp = pair[0];
-		ra = pair[1];
-		cfa = bp + 16;
 	}
 	if (!ra) {
 		stat_inc(SM_STAT_UNW_COMPLETE);

@@ -218,7 +218,8 @@ enum sm_stat {
 	SM_STAT_UNW_COMPLETE,  /* reached the outermost frame (undefined return
 	                        * address, or a zero one under frame pointers) */
 	SM_STAT_UNW_TRUNCATED, /* SM_MAX_STACK_DEPTH frames and more to go */
-	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE */
+	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE
+	                        * (the walk tries its frame pointer) */
 	SM_STAT_UNW_UNSUPPORTED, /* a rule the table marks unsupported */
 	SM_STAT_UNW_READ_ERR,  /* user memory unreadable (paged out, bad CFA) */
 	SM_STAT_UNW_FP_STOP,   /* a frame without table whose frame pointer
@@ -234,6 +235,11 @@ enum sm_stat {
 	SM_STAT_PY_BAD_CODE,   /* a frame whose code is not a code object */
 	SM_STAT_PY_TRUNCATED,  /* SM_PY_MAX_FRAMES or a full stack, more to go */
 	SM_STAT_PY_LOST,       /* evaluations the native walk never reached */
+	/* frames walked by frame pointer where the tables could not help */
+	SM_STAT_UNW_FP_JIT,    /* pc in no mapping of the entry: anonymous
+	                        * executable memory (JIT code) */
+	SM_STAT_UNW_FP_NO_FDE, /* pc in an object's table range, no FDE */
+	SM_STAT_UNW_FP_NO_TABLE, /* pc in an object without a table */
 	SM_STAT_N,
 };
 

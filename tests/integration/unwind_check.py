@@ -10,6 +10,11 @@ unwind_test.sh asserts on, as KEY VALUE lines:
   chain FRACTION            share of samples whose stack holds --chain
                             (comma-separated, outermost first) as
                             consecutive frames
+  match FRACTION            share of samples with a frame matching the
+                            regular expression --match (a JIT runtime's
+                            names: "^JS:" for V8's)
+
+--where REGEX keeps only samples with a frame matching it.
 
 Input: --folded FILE (smolder's folded output: "root;...;leaf COUNT",
 kernel frames suffixed _[k]) or --perf FILE (`perf script
@@ -17,6 +22,7 @@ kernel frames suffixed _[k]) or --perf FILE (`perf script
 "[unknown] obj+0x1" count as anonymous frames.
 """
 import argparse
+import re
 import sys
 
 
@@ -65,6 +71,8 @@ def main():
     ap.add_argument("--incl", action="append", default=[])
     ap.add_argument("--chain", default="")
     ap.add_argument("--leaf", default="", help="only samples whose stack holds this frame")
+    ap.add_argument("--where", default="", help="only samples with a frame matching this regex")
+    ap.add_argument("--match", default="")
     a = ap.parse_args()
     src = read_folded(a.folded) if a.folded else read_perf(a.perf, a.comm)
     total = 0
@@ -74,9 +82,16 @@ def main():
     chain = [c for c in a.chain.split(",") if c]
     chained = 0
     maxdepth = 0
+    matched = 0
+    where = re.compile(a.where) if a.where else None
+    match = re.compile(a.match) if a.match else None
     for frames, n in src:
         if a.leaf and a.leaf not in frames:
             continue
+        if where and not any(where.search(f) for f in frames):
+            continue
+        if match and any(match.search(f) for f in frames):
+            matched += n
         total += n
         maxdepth = max(maxdepth, len(frames))
         if frames:
@@ -108,6 +123,8 @@ def main():
     print("maxdepth", maxdepth)
     if chain:
         print("chain %.4f" % (chained / div))
+    if match:
+        print("match %.4f" % (matched / div))
     return 0
 
 

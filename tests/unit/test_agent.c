@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -707,6 +708,407 @@ static void test_unwind_entries(void **state)
 	close(fd);
 }
 
+
+/* ---- perfmap.c: /tmp/perf-PID.map in a process' root ---- */
+
+/* A fake /proc with one process (pid 77, 5 in its own namespace) whose
+ * root is a directory of the test's, and an anonymous executable
+ * mapping at 0x7f0000000000 (JIT code). */
+typedef struct fakejit {
+	char proc[600];
+	char map[800];          /* ROOT/tmp/perf-5.map */
+	ag_pmaps *ps;
+	ag_pmap *pm;
+	uint64_t drain;
+} fakejit;
+
+#define JPID 77
+
+static void mk_fakejit(fakejit *f, size_t max_bytes)
+{
+	char p[800], cmd[2000];
+	snprintf(f->proc, sizeof(f->proc), "%s/jproc", tmpdir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/%d' '%s/jroot/tmp'", f->proc, JPID, tmpdir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(p, sizeof(p), "%s/%d/status", f->proc, JPID);
+	put_file(p, "Name:\tjit\nUid:\t0\t0\t0\t0\nNSpid:\t77\t5\n");
+	snprintf(p, sizeof(p), "%s/%d/comm", f->proc, JPID);
+	put_file(p, "jit\n");
+	snprintf(p, sizeof(p), "%s/%d/maps", f->proc, JPID);
+	put_file(p, "7f0000000000-7f0000100000 r-xp 00000000 00:00 0 \n");
+	char root[700];
+	snprintf(root, sizeof(root), "%s/jroot", tmpdir);
+	snprintf(p, sizeof(p), "%s/%d/root", f->proc, JPID);
+	assert_int_equal(symlink(root, p), 0);
+	snprintf(f->map, sizeof(f->map), "%s/tmp/perf-5.map", root);
+	ag_pmaps_opts o = {.proc_root = f->proc, .max_bytes = max_bytes};
+	assert_int_equal(ag_pmaps_new(&o, &f->ps), 0);
+	f->pm = NULL;
+	f->drain = 1;
+}
+
+static void rm_fakejit(fakejit *f)
+{
+	ag_pmap_free(f->ps, f->pm);
+	ag_pmaps_stats st;
+	ag_pmaps_get_stats(f->ps, &st);
+	assert_int_equal(st.files, 0);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes, 0);
+	ag_pmaps_free(f->ps);
+}
+
+static void jit_append(fakejit *f, const char *text, size_t n)
+{
+	FILE *fp = fopen(f->map, "a");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(text, 1, n, fp), n);
+	fclose(fp);
+}
+#define JIT_APPEND(f, s) jit_append((f), (s), strlen(s))
+
+/* the name at addr, the map read again first (a new drain) */
+static const char *jit_name(fakejit *f, uint64_t addr)
+{
+	return ag_pmap_lookup(f->ps, &f->pm, JPID, addr, ++f->drain);
+}
+
+static ag_pmaps_stats jit_stats(fakejit *f)
+{
+	ag_pmaps_stats st;
+	ag_pmaps_get_stats(f->ps, &st);
+	return st;
+}
+
+static void test_perfmap_parse(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		int rc;
+		uint64_t start, size;
+		const char *name;
+	} cases[] = {
+		{"7fd364005b80 128 JS:^hotAlpha /tmp/hot.js:3:18", 1, 0x7fd364005b80, 0x128,
+		 "JS:^hotAlpha /tmp/hot.js:3:18"},
+		/* HotSpot's jcmd Compiler.perfmap: 0x and 16 digits */
+		{"0x00007fce08ecdc00 0x00000000000003b8 long JitBurn.hotAlpha(int)", 1,
+		 0x7fce08ecdc00, 0x3b8, "long JitBurn.hotAlpha(int)"},
+		{"1000\t10\tname\r", 1, 0x1000, 0x10, "name"},
+		{"ABCDEF 1a  two  blanks ", 1, 0xabcdef, 0x1a, "two  blanks "},
+		{"", 0, 0, 0, NULL},
+		{"1000 0 empty code", 0, 0, 0, NULL},
+		{"1000 10", -1, 0, 0, NULL},             /* no name */
+		{"1000 10 ", -1, 0, 0, NULL},
+		{"1000", -1, 0, 0, NULL},
+		{"zz 10 name", -1, 0, 0, NULL},
+		{"1000 zz name", -1, 0, 0, NULL},
+		{"1000zz 10 name", -1, 0, 0, NULL},      /* no blank after START */
+		{"0x 10 name", -1, 0, 0, NULL},
+		{"10000000000000000 10 name", -1, 0, 0, NULL},  /* 17 digits */
+		{"ffffffffffffffff 2 wraps", -1, 0, 0, NULL},
+		{"fffffffffffffff0 10 past the top", -1, 0, 0, NULL},
+		{"fffffffffffffff0 f up to the top", 1, 0xfffffffffffffff0, 0xf, "up to the top"},
+		{" 1000 10 leading blank", -1, 0, 0, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t start = 0, size = 0;
+		const char *name = NULL;
+		size_t nlen = 0;
+		int rc = ag_pmap_parse_line(cases[i].line, strlen(cases[i].line), &start, &size,
+		                            &name, &nlen);
+		if (rc != cases[i].rc)
+			fail_msg("%s: %d, want %d", cases[i].line, rc, cases[i].rc);
+		if (rc == 1) {
+			assert_true(start == cases[i].start);
+			assert_true(size == cases[i].size);
+			assert_int_equal(nlen, strlen(cases[i].name));
+			assert_memory_equal(name, cases[i].name, nlen);
+		}
+	}
+	/* a NUL byte cannot be in a name */
+	uint64_t a, b;
+	const char *n;
+	size_t nl;
+	assert_int_equal(ag_pmap_parse_line("1000 10 a\0b", 11, &a, &b, &n, &nl), -1);
+}
+
+/* The file appears late, grows, ends in an unfinished line, repeats
+ * addresses (a later entry wins), and holds garbage and huge lines. */
+static void test_perfmap_file(void **state)
+{
+	(void)state;
+	fakejit f;
+	mk_fakejit(&f, 0);
+	/* no map yet: nothing, and no complaint */
+	assert_null(jit_name(&f, 0x7f0000000010));
+	assert_int_equal(jit_stats(&f).refused, 0);
+	JIT_APPEND(&f, "7f0000000000 100 JS:*first /a.js:1:1\n7f0000000100 80 JS:*second");
+	assert_string_equal(jit_name(&f, 0x7f00000000ff), "JS:*first /a.js:1:1");
+	/* the unfinished line is not used until its newline comes */
+	assert_null(jit_name(&f, 0x7f0000000100));
+	JIT_APPEND(&f, " /a.js:2:1\n");
+	assert_string_equal(jit_name(&f, 0x7f0000000100), "JS:*second /a.js:2:1");
+	assert_null(jit_name(&f, 0x7f0000000180));  /* past its end */
+	/* within one drain the map is read once */
+	JIT_APPEND(&f, "7f0000000200 10 later\n");
+	assert_null(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000200, f.drain));
+	assert_string_equal(jit_name(&f, 0x7f0000000200), "later");
+
+	/* the same address again (code replaced): the later entry wins; one
+	 * inside an older entry splits it; one over two older ones cuts both */
+	JIT_APPEND(&f, "7f0000000000 100 JS:*first-again\n"
+	           "7f0000000040 10 inner\n"
+	           "7f00000000f0 20 across\n");
+	assert_string_equal(jit_name(&f, 0x7f0000000000), "JS:*first-again");
+	assert_string_equal(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000045, f.drain), "inner");
+	assert_string_equal(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000050, f.drain),
+	                    "JS:*first-again");
+	assert_string_equal(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f00000000f5, f.drain), "across");
+	assert_string_equal(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f000000010f, f.drain), "across");
+	assert_string_equal(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000110, f.drain),
+	                    "JS:*second /a.js:2:1");
+	/* and within one read */
+	JIT_APPEND(&f, "7f0000000300 10 old\n7f0000000300 10 new\n");
+	assert_string_equal(jit_name(&f, 0x7f0000000308), "new");
+	assert_int_equal(jit_stats(&f).bad_lines, 0);
+
+	/* garbage among good lines: counted, the good ones kept */
+	JIT_APPEND(&f, "not a perf map line\n7f0000000400 10 good\n\n\x01\x02\x03\n"
+	           "7f0000000500 zz bad size\n7f0000000410 10 also good\n");
+	assert_string_equal(jit_name(&f, 0x7f0000000400), "good");
+	assert_string_equal(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000410, f.drain), "also good");
+	assert_int_equal(jit_stats(&f).bad_lines, 3);
+
+	/* a huge line, written in two parts: skipped once, the next one read */
+	char *huge = malloc(3 * AG_PMAP_MAX_LINE);
+	assert_non_null(huge);
+	memset(huge, 'x', 3 * AG_PMAP_MAX_LINE);
+	memcpy(huge, "7f0000000600 10 ", 16);
+	jit_append(&f, huge, 2 * AG_PMAP_MAX_LINE);
+	assert_null(jit_name(&f, 0x7f0000000600));
+	assert_int_equal(jit_stats(&f).huge_lines, 1);
+	jit_append(&f, huge, AG_PMAP_MAX_LINE);
+	JIT_APPEND(&f, "\n7f0000000700 10 after huge\n");
+	assert_string_equal(jit_name(&f, 0x7f0000000700), "after huge");
+	assert_null(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000600, f.drain));
+	assert_int_equal(jit_stats(&f).huge_lines, 1);
+	/* a long but allowed line: its name cut to what the store takes,
+	 * bytes that are not UTF-8 mended (the stack ID is hashed from it) */
+	huge[AG_PMAP_MAX_LINE - 1] = '\n';
+	memcpy(huge, "7f0000000800 10 \xff", 17);
+	jit_append(&f, huge, AG_PMAP_MAX_LINE);
+	const char *cut = jit_name(&f, 0x7f0000000800);
+	assert_non_null(cut);
+	assert_int_equal(strlen(cut), AG_PMAP_MAX_NAME);
+	assert_int_equal(cut[0], '?');
+	free(huge);
+	ag_pmaps_stats st = jit_stats(&f);
+	assert_int_equal(st.files, 1);
+	assert_true(st.entries >= 10);
+	assert_true(st.bytes > 0);
+	assert_int_equal(st.rewrites, 0);
+
+	/* rewritten from the start (jcmd Compiler.perfmap): read again whole,
+	 * the old entries gone */
+	FILE *fp = fopen(f.map, "w");
+	assert_non_null(fp);
+	fputs("7f0000000900 10 rewritten\n", fp);
+	fclose(fp);
+	assert_string_equal(jit_name(&f, 0x7f0000000900), "rewritten");
+	assert_null(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000000, f.drain));
+	assert_int_equal(jit_stats(&f).rewrites, 1);
+	assert_int_equal(jit_stats(&f).entries, 1);
+	/* whole lines nobody asked for yet are not an unfinished one */
+	JIT_APPEND(&f, "7f0000000a00 10 never read\n");
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_int_equal(jit_stats(&f).truncated, 0);
+	/* the process ends with an unfinished line: counted when it is dropped */
+	JIT_APPEND(&f, "7f0000000b00 10 never fini");
+	assert_string_equal(jit_name(&f, 0x7f0000000a00), "never read");
+	assert_null(jit_name(&f, 0x7f0000000b00));
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_int_equal(jit_stats(&f).truncated, 1);
+	rm_fakejit(&f);
+}
+
+/* Random entries, appended over several drains, against the rule: an
+ * address belongs to the latest entry covering it. */
+static void test_perfmap_model(void **state)
+{
+	(void)state;
+	fakejit f;
+	mk_fakejit(&f, 0);
+	enum { N = 600, SPACE = 4096 };
+	static uint32_t start[N], len[N];
+	unsigned seed = 12345;
+	char line[128];
+	for (int round = 0, n = 0; n < N; round++) {
+		int k = 1 + (int)(rand_r(&seed) % 80);
+		for (int i = 0; i < k && n < N; i++, n++) {
+			start[n] = rand_r(&seed) % SPACE;
+			len[n] = 1 + rand_r(&seed) % (rand_r(&seed) % 4 ? 16 : 400);
+			snprintf(line, sizeof(line), "%" PRIx64 " %x e%d\n",
+			         (uint64_t)0x7f0000000000 + start[n], len[n], n);
+			JIT_APPEND(&f, line);
+		}
+		f.drain++;
+		for (uint32_t a = 0; a < SPACE + 512; a++) {
+			int want = -1;
+			for (int j = 0; j < n; j++)
+				if (a >= start[j] && a < start[j] + len[j])
+					want = j;
+			const char *got = ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000000 + a, f.drain);
+			if (want < 0) {
+				if (got)
+					fail_msg("round %d: 0x%x named %s, no entry covers it", round, a, got);
+				continue;
+			}
+			snprintf(line, sizeof(line), "e%d", want);
+			if (!got || strcmp(got, line))
+				fail_msg("round %d: 0x%x named %s, want %s", round, a, got ? got : "nothing",
+				         line);
+		}
+	}
+	rm_fakejit(&f);
+}
+
+/* The bound per process, and files that are not read. */
+static void test_perfmap_refused(void **state)
+{
+	(void)state;
+	fakejit f;
+	/* room for a few entries: the rest is counted and stays unnamed */
+	mk_fakejit(&f, 4096);
+	char line[128];
+	for (int i = 0; i < 400; i++) {
+		snprintf(line, sizeof(line), "%" PRIx64 " 10 JS:*function_number_%d\n",
+		         (uint64_t)0x7f0000000000 + 16 * (uint64_t)i, i);
+		JIT_APPEND(&f, line);
+	}
+	assert_string_equal(jit_name(&f, 0x7f0000000000), "JS:*function_number_0");
+	assert_null(ag_pmap_lookup(f.ps, &f.pm, JPID, 0x7f0000000000 + 16 * 399, f.drain));
+	ag_pmaps_stats st = jit_stats(&f);
+	assert_int_equal(st.over_limit, 1);
+	assert_true(st.entries > 10 && st.entries < 400);
+	/* code written over the same addresses again and again fits: the
+	 * names nothing refers to go */
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_int_equal(unlink(f.map), 0);
+	for (int i = 0; i < 2000; i++) {
+		snprintf(line, sizeof(line), "%" PRIx64 " 10 JS:*version_%d\n",
+		         (uint64_t)0x7f0000000000 + 16 * (uint64_t)(i % 8), i);
+		JIT_APPEND(&f, line);
+	}
+	assert_string_equal(jit_name(&f, 0x7f0000000000 + 16 * 7), "JS:*version_1999");
+	assert_int_equal(jit_stats(&f).over_limit, 1);
+
+	/* a symlink, another user's file, a directory: refused, said once */
+	assert_int_equal(unlink(f.map), 0);
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_int_equal(symlink("/etc/passwd", f.map), 0);
+	assert_null(jit_name(&f, 0x7f0000000000));
+	assert_null(jit_name(&f, 0x7f0000000000));
+	assert_int_equal(jit_stats(&f).refused, 1);
+	assert_int_equal(unlink(f.map), 0);
+	assert_int_equal(mkdir(f.map, 0700), 0);
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_null(jit_name(&f, 0x7f0000000000));
+	assert_int_equal(jit_stats(&f).refused, 2);
+	assert_int_equal(rmdir(f.map), 0);
+	/* /tmp itself a symlink to the host's: resolved inside the root */
+	char p[800], cmd[2600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/jroot/tmp' && mkdir -p '%s/host' && ln -s '%s/host' "
+	         "'%s/jroot/tmp'", tmpdir, tmpdir, tmpdir, tmpdir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(p, sizeof(p), "%s/host/perf-5.map", tmpdir);
+	put_file(p, "7f0000000000 10 from outside the root\n");
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_null(jit_name(&f, 0x7f0000000000));
+	assert_int_equal(jit_stats(&f).refused, 3);  /* inside the root, /tmp loops */
+	snprintf(cmd, sizeof(cmd), "rm '%s/jroot/tmp' && mkdir '%s/jroot/tmp'", tmpdir, tmpdir);
+	assert_int_equal(system(cmd), 0);
+	if (geteuid() == 0) {
+		put_file(f.map, "7f0000000000 10 someone else's\n");
+		assert_int_equal(chown(f.map, 4321, 4321), 0);
+		ag_pmap_free(f.ps, f.pm);
+		f.pm = NULL;
+		assert_null(jit_name(&f, 0x7f0000000000));
+		assert_int_equal(jit_stats(&f).refused, 4);
+		assert_int_equal(unlink(f.map), 0);
+	}
+	/* left by an earlier process with the same PID: older than this one */
+	put_file(f.map, "7f0000000000 10 stale\n");
+	snprintf(p, sizeof(p), "%s/stat", f.proc);
+	snprintf(cmd, sizeof(cmd), "cpu 1 2 3\nbtime %lld\nprocesses 9\n", (long long)time(NULL));
+	put_file(p, cmd);
+	snprintf(p, sizeof(p), "%s/%d/stat", f.proc, JPID);
+	snprintf(cmd, sizeof(cmd), "%d (a (b) c) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %ld 0 0\n",
+	         JPID, 3600 * sysconf(_SC_CLK_TCK));
+	put_file(p, cmd);
+	ag_pmap_free(f.ps, f.pm);
+	f.pm = NULL;
+	assert_null(jit_name(&f, 0x7f0000000000));
+	/* and a process that started before the file was written reads it */
+	snprintf(cmd, sizeof(cmd), "%d (a (b) c) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 0 0 0\n",
+	         JPID);
+	put_file(p, cmd);
+	assert_string_equal(jit_name(&f, 0x7f0000000000), "stale");
+	rm_fakejit(&f);
+}
+
+/* JIT frames in a batch: named from the map, else "[jit] 0xADDR". */
+static void test_batch_jit(void **state)
+{
+	(void)state;
+	fakejit f;
+	mk_fakejit(&f, 0);
+	ag_objs *objs;
+	ag_procs *procs;
+	assert_int_equal(ag_objs_new(&objs), 0);
+	ag_procs_opts po = {.proc_root = f.proc, .objs = objs, .pmaps = f.ps};
+	assert_int_equal(ag_procs_new(&po, &procs), 0);
+	JIT_APPEND(&f, "7f0000000000 100 JS:*leaf\n7f0000000100 100 JS:*caller\n");
+	/* reading its mappings opens the map of a process with JIT code, so a
+	 * process gone by the drain (its root with it) is still named */
+	assert_non_null(ag_procs_get(procs, JPID, NULL));
+	assert_int_equal(jit_stats(&f).files, 1);
+	char root[700];
+	snprintf(root, sizeof(root), "%s/%d/root", f.proc, JPID);
+	assert_int_equal(unlink(root), 0);
+	const uint64_t user[] = {0x7f0000000010, 0x7f0000000150, 0x7f0000000401};
+	const ag_count counts[] = {{JPID, user, 3, NULL, 0, 4}};
+	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1", .profile_type = "t",
+	                    .procs = procs, .pmaps = f.ps, .drain = 1};
+	ag_batch *b;
+	assert_int_equal(ag_batch_build(&ctx, counts, 1, 1, 1000, 2000, &b), 0);
+	const wire_stack *s = &ag_batch_wire(b)->stacks[0];
+	assert_int_equal(s->nframes, 3);
+	assert_int_equal(s->frames[0].kind, WIRE_FRAME_NAMED);
+	assert_string_equal(s->frames[0].name, "JS:*leaf");
+	assert_string_equal(s->frames[1].name, "JS:*caller");
+	/* a caller's frame is its return address minus one, as for native code */
+	assert_string_equal(s->frames[2].name, "[jit] 0x7f0000000400");
+	assert_int_equal(ctx.jit_frames, 12);
+	assert_int_equal(ctx.jit_frames_named, 8);
+	ag_batch_free(b);
+	/* the process gone: its map goes with it */
+	ag_procs_event(procs, 3, JPID, NULL);
+	ag_procs_sweep(procs, 10);
+	ag_procs_sweep(procs, 12);
+	assert_int_equal(ag_procs_count(procs), 0);
+	assert_int_equal(jit_stats(&f).files, 0);
+	ag_procs_free(procs);
+	ag_objs_free(objs);
+	rm_fakejit(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -717,6 +1119,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwind_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perfmap_parse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perfmap_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perfmap_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perfmap_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_jit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
