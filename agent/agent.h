@@ -214,6 +214,8 @@ typedef struct ag_proc {
 	uint64_t exit_drain;  /* the first sweep that saw it exited */
 	bool gone;            /* /proc/PID had vanished when we looked */
 	ag_pmap *pmap;        /* its perf map, once a frame was in JIT code */
+	const char *jit_lang; /* its JIT frames' language tag ("js", "java",
+	                       * "dotnet"; static), NULL when not known */
 	uint32_t batch_idx;   /* UINT32_MAX: a relabel rule dropped it */
 	uint64_t batch_gen;
 	struct ag_plabels *labels;  /* labels.c: its own labels, NULL before read */

@@ -211,7 +211,9 @@ static int python_frame(ag_batch_ctx *ctx, ag_batch *b, pid_t pid, uint64_t w0, 
 
 /* A frame in anonymous executable memory: JIT code. Named by the
  * process' perf map when it has the address, else "[jit] 0xADDR" (the
- * address in the process, for a map the user may hold). */
+ * address in the process, for a map the user may hold). Like a Python
+ * frame, a named frame with the language of the runtime that made the
+ * code, when the agent knows it (ag_proc's jit_lang). */
 static int jit_frame(ag_batch_ctx *ctx, ag_batch *b, ag_proc *pr, uint64_t ip, uint64_t count,
                      wire_frame *f)
 {
@@ -228,7 +230,7 @@ static int jit_frame(ag_batch_ctx *ctx, ag_batch *b, ag_proc *pr, uint64_t ip, u
 		snprintf(s, 32, "[jit] 0x%" PRIx64, ip);
 		name = s;
 	}
-	*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = name};
+	*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = name, .lang = pr->jit_lang};
 	return 0;
 }
 

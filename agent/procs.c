@@ -232,6 +232,23 @@ static int cmp_map(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* The language tag (wire/wire.h) of the JIT code a process runs, from
+ * the runtime file it maps (path): V8 in node (statically linked, or
+ * libnode.so), HotSpot's libjvm.so, .NET's libcoreclr.so. NULL when the
+ * file is none of them: such a process' JIT frames carry no language. */
+static const char *runtime_lang(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	b = b ? b + 1 : path;
+	if (!strcmp(b, "node") || !strcmp(b, "nodejs") || !strncmp(b, "libnode.so", 10))
+		return "js";
+	if (!strcmp(b, "libjvm.so"))
+		return "java";
+	if (!strcmp(b, "libcoreclr.so"))
+		return "dotnet";
+	return NULL;
+}
+
 int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 {
 	if (pr->gone)
@@ -250,6 +267,7 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	char *line = NULL;
 	size_t lcap = 0;
 	int rc = 0;
+	const char *jit_lang = NULL;
 	while (getline(&line, &lcap, f) > 0) {
 		uint64_t start, end, pgoff, ino;
 		char perms[8];
@@ -289,6 +307,8 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 			}
 			if (m.obj) {
 				m.kind = AG_MAP_FILE;
+				if (!jit_lang)
+					jit_lang = runtime_lang(name);
 				if (pr->exe && !strcmp(pr->exe, name))
 					wire_hex(m.obj->build_id, m.obj->build_id_len, pr->build_id_hex);
 			}
@@ -324,6 +344,7 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	free(pr->maps);
 	pr->maps = v;
 	pr->nmaps = n;
+	pr->jit_lang = jit_lang;
 	/* JIT code: open its perf map while the process is there to open it
 	 * through (a short one may be gone by the drain that reads it) */
 	for (size_t i = 0; i < n && p->pmaps; i++)

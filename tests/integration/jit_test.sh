@@ -14,6 +14,8 @@
 #   - bad perf maps (garbage, an unfinished last line, one over
 #     --perf-map-max-mb) beside node processes that write none: counted,
 #     logged, their JIT frames "[jit] 0x...", never "[anon]";
+#   - JIT frames carry the runtime's language tag (js, java) in the top
+#     table, as Python frames carry theirs;
 #   - the fallback and perf-map counters in the server's /metrics.
 # Processes are selected by the pid label (the JVM's comm is its first
 # sampled thread's). Samples of a process' first seconds are left out (its
@@ -61,6 +63,19 @@ folded() {
 	curl -sf -G "$base/api/v1/query" -d format=folded -d from="$2" -d to=now \
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{pid=\"$1\"}" \
 		>"$tmp/$1.folded" || fail "query of pid $1"
+}
+# langs PID FROM PATTERN: "name<TAB>lang" of the top rows (GET
+# /api/v1/top) of process PID whose name matches PATTERN, lang "-" when
+# the row has none
+langs() {
+	curl -sf -G "$base/api/v1/top" -d from="$2" -d to=now -d limit=100000 \
+		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{pid=\"$1\"}" |
+		python3 -c 'import json, re, sys
+for r in json.load(sys.stdin)["rows"]:
+    if re.search(sys.argv[1], r["name"]):
+        print("%s\t%s" % (r["name"], r.get("lang", "-")))' "$3" >"$tmp/$1.langs" ||
+		fail "top of pid $1"
+	[ -s "$tmp/$1.langs" ] || fail "pid $1: no top row like '$3'"
 }
 # wait_named PID FROM PATTERN: folded until PATTERN appears in it (the
 # symbolizer reads node's 100 MB once), at most 30 s
@@ -128,6 +143,11 @@ done
 grep -q 'JS:\*hotAlpha' "$tmp/$np.folded" && grep -q 'JS:\*hotBeta' "$tmp/$np.folded" ||
 	fail "node: hotAlpha and hotBeta not both named"
 ok "node: JS stacks reach _start through node::Start and Builtins_JSEntry ($(val root__start "$tmp/ours.js"))"
+# JIT frames are named frames with the runtime's language, as Python's are
+langs "$np" $((t0 + 3)) '^(JS:|\[jit\] 0x)'
+! cut -f2 "$tmp/$np.langs" | grep -vqx js ||
+	fail "node: JIT rows without the language js: $(grep -v "$(printf '\t')js\$" "$tmp/$np.langs" | head -3)"
+ok "node: its $(wc -l <"$tmp/$np.langs") JIT functions in the top table carry lang js"
 
 # --- the bad maps' processes ---
 for p in $bad1 $bad2; do
@@ -186,6 +206,10 @@ atleast "$(val has_ThreadJavaMain "$tmp/ours")" 0.80 ||
 grep 'JitBurn.hotAlpha' "$tmp/$jp.folded" | grep -q 'JavaCalls::call_helper' ||
 	fail "java: hotAlpha's stacks do not pass through the JVM's own frames"
 ok "java: stacks from the Java methods through the JVM to the launcher's ThreadJavaMain ($(val has_ThreadJavaMain "$tmp/ours"))"
+langs "$jp" $((t0 + 1)) 'JitBurn\.hot(Alpha|Beta)'
+[ "$(cut -f2 "$tmp/$jp.langs" | sort -u)" = java ] ||
+	fail "java: the hot methods' rows are not all lang java: $(cat "$tmp/$jp.langs")"
+ok "java: its hot methods' top rows carry lang java"
 
 # --- the counters reach /metrics ---
 sleep 2.5     # one more push with the latest counters (the exited

@@ -1109,6 +1109,68 @@ static void test_batch_jit(void **state)
 	rm_fakejit(&f);
 }
 
+/* JIT frames carry the language of the runtime the process maps, as
+ * Python frames carry theirs: V8's node, HotSpot's libjvm.so; none for a
+ * runtime the agent does not know. */
+static void test_batch_jit_lang(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *file;   /* the runtime's file in the process' root */
+		const char *lang;   /* NULL: no tag */
+	} cases[] = {
+		{"/usr/bin/node", "js"},
+		{"/usr/lib/jvm/java-17/lib/server/libjvm.so", "java"},
+		{"/usr/lib/libluajit-5.1.so.2", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fakejit f;
+		mk_fakejit(&f, 0);
+		char p[1600], cmd[4000];
+		snprintf(p, sizeof(p), "%s/jroot%s", tmpdir, cases[i].file);
+		snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\" && cp /proc/%d/exe '%s'", p,
+		         getpid(), p);
+		assert_int_equal(system(cmd), 0);
+		snprintf(cmd, sizeof(cmd),
+		         "00400000-00401000 r-xp 00000000 08:01 1234 %s\n"
+		         "7f0000000000-7f0000100000 r-xp 00000000 00:00 0 \n",
+		         cases[i].file);
+		snprintf(p, sizeof(p), "%s/%d/maps", f.proc, JPID);
+		put_file(p, cmd);
+		JIT_APPEND(&f, "7f0000000000 100 hot\n");
+		ag_objs *objs;
+		ag_procs *procs;
+		assert_int_equal(ag_objs_new(&objs), 0);
+		ag_procs_opts po = {.proc_root = f.proc, .objs = objs, .pmaps = f.ps};
+		assert_int_equal(ag_procs_new(&po, &procs), 0);
+		ag_proc *pr = ag_procs_get(procs, JPID, NULL);
+		assert_non_null(pr);
+		assert_int_equal(ag_proc_find(pr, 0x400010)->kind, AG_MAP_FILE);
+		const uint64_t user[] = {0x7f0000000010, 0x7f0000000401};
+		const ag_count counts[] = {{JPID, user, 2, NULL, 0, 1}};
+		ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1", .profile_type = "t",
+		                    .procs = procs, .pmaps = f.ps, .drain = 1};
+		ag_batch *b;
+		assert_int_equal(ag_batch_build(&ctx, counts, 1, 1, 1000, 2000, &b), 0);
+		const wire_stack *s = &ag_batch_wire(b)->stacks[0];
+		assert_int_equal(s->nframes, 2);
+		assert_string_equal(s->frames[0].name, "hot");
+		assert_string_equal(s->frames[1].name, "[jit] 0x7f0000000400");
+		for (int k = 0; k < 2; k++) {
+			if (cases[i].lang)
+				assert_string_equal(s->frames[k].lang, cases[i].lang);
+			else
+				assert_null(s->frames[k].lang);
+		}
+		ag_batch_free(b);
+		ag_procs_free(procs);
+		ag_objs_free(objs);
+		rm_fakejit(&f);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s/jroot' '%s'", tmpdir, f.proc);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1124,6 +1186,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_perfmap_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perfmap_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_jit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_jit_lang, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
