@@ -64,6 +64,7 @@ struct sm_unw_row;
 typedef struct ag_unw_info {
 	size_t fdes;          /* FDEs read */
 	size_t unsupported;   /* rows marked SM_CFA_UNSUPPORTED or SM_REG_UNSUPPORTED */
+	size_t innermost_only; /* SM_CFA_REG rows: usable in the innermost frame only */
 	bool from_debug_frame; /* .debug_frame filled ranges .eh_frame lacks */
 } ag_unw_info;
 
@@ -76,6 +77,29 @@ typedef struct ag_unw_info {
  * would pass max_rows, or another negative errno. */
 int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
                  ag_unw_info *info);
+
+/* One DWARF expression operation, as libdw's Dwarf_Op gives it. */
+typedef struct ag_unw_op {
+	uint8_t atom;
+	uint64_t number, number2;
+} ag_unw_op;
+
+/* The expression recogniser (unwind_table.c): the BPF walker runs no DWARF
+ * interpreter, so each expression form real code uses is matched here and
+ * becomes a row kind the walker computes exactly.
+ *
+ * ag_unw_cfa_rule sets r's cfa_kind, cfa_off and aux from the CFA rule
+ * ops[0..n) in dwarf_frame_cfa's form (def_cfa as DW_OP_bregx, or the
+ * expression of DW_CFA_def_cfa_expression); signal: the FDE's CIE has the
+ * 'S' augmentation. Anything it does not take exactly is
+ * SM_CFA_UNSUPPORTED, never an approximation.
+ *
+ * ag_unw_reg_rule gives a register's rule from dwarf_frame_register's
+ * expression (n == 0: same value, or undefined when `undefined`) as an
+ * enum sm_reg_kind and its offset; SM_REG_UNSUPPORTED when not taken. */
+void ag_unw_cfa_rule(const ag_unw_op *ops, size_t n, bool signal, struct sm_unw_row *r);
+void ag_unw_reg_rule(const ag_unw_op *ops, size_t n, bool undefined, uint8_t *kind,
+                     int16_t *off);
 
 /* ---- unwind.c: tables in the kernel, per-process entries ---- */
 

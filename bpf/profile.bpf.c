@@ -119,7 +119,10 @@ struct unw_state {
 	__u32 tails;
 	__u32 set;              /* which map set this sample counts into */
 	__u32 last_map;         /* the previous frame's mapping */
-	__u32 pad;
+	__u8 exact;             /* pc was interrupted (a signal frame's
+	                         * caller), not a return address */
+	__u8 fp_chain;          /* the last frame was walked by frame pointers */
+	__u16 pad;
 	struct sm_key key;
 	struct sm_stack stack;
 };
@@ -185,7 +188,7 @@ static __always_inline __u64 store_stack(void *stacks, struct sm_stack *st)
 		return 0;
 	/* a multiply-xorshift mix per address: cheap, and 64 bits make two
 	 * different stacks with one hash vanishingly unlikely */
-	__u64 h = 0x9e3779b97f4a7c15ULL ^ len;
+	__u64 h = 0x9e3779b97f4a7c15ULL ^ len ^ ((__u64)st->flags << 32);
 	for (__u32 i = 0; i < SM_MAX_STACK_DEPTH; i++) {
 		if (i >= len)
 			break;
@@ -218,6 +221,7 @@ static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u3
 		return 0;
 	}
 	st->len = (__u32)n / sizeof(__u64);
+	st->flags = 0;
 	return store_stack(stacks, st);
 }
 
@@ -333,13 +337,78 @@ static __always_inline struct sm_unw_row *find_row(struct sm_unw_map *m, __u32 v
 	return bpf_map_lookup_elem(&unw_rows, &lo);
 }
 
+/* Register reg (DWARF number: rax, rdx, rcx, rbx, rsi, rdi, rbp, rsp,
+ * r8..r15) of the innermost frame, for SM_CFA_REG rows: the sampled
+ * registers, or in the kernel the user registers saved at entry. Only
+ * the walk's first program run has them (ctx is the sample's). */
+static __always_inline int leaf_reg(struct bpf_perf_event_data *ctx, __u32 reg, __u64 *out)
+{
+	if ((__s64)ctx->regs.ip >= 0) {
+		switch (reg) {
+		case 0: *out = ctx->regs.ax; return 0;
+		case 1: *out = ctx->regs.dx; return 0;
+		case 2: *out = ctx->regs.cx; return 0;
+		case 3: *out = ctx->regs.bx; return 0;
+		case 4: *out = ctx->regs.si; return 0;
+		case 5: *out = ctx->regs.di; return 0;
+		case 8: *out = ctx->regs.r8; return 0;
+		case 9: *out = ctx->regs.r9; return 0;
+		case 10: *out = ctx->regs.r10; return 0;
+		case 11: *out = ctx->regs.r11; return 0;
+		case 12: *out = ctx->regs.r12; return 0;
+		case 13: *out = ctx->regs.r13; return 0;
+		case 14: *out = ctx->regs.r14; return 0;
+		case 15: *out = ctx->regs.r15; return 0;
+		default: return -1;
+		}
+	}
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return -1;
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	switch (reg) {
+	case 0: *out = BPF_CORE_READ(r, ax); return 0;
+	case 1: *out = BPF_CORE_READ(r, dx); return 0;
+	case 2: *out = BPF_CORE_READ(r, cx); return 0;
+	case 3: *out = BPF_CORE_READ(r, bx); return 0;
+	case 4: *out = BPF_CORE_READ(r, si); return 0;
+	case 5: *out = BPF_CORE_READ(r, di); return 0;
+	case 8: *out = BPF_CORE_READ(r, r8); return 0;
+	case 9: *out = BPF_CORE_READ(r, r9); return 0;
+	case 10: *out = BPF_CORE_READ(r, r10); return 0;
+	case 11: *out = BPF_CORE_READ(r, r11); return 0;
+	case 12: *out = BPF_CORE_READ(r, r12); return 0;
+	case 13: *out = BPF_CORE_READ(r, r13); return 0;
+	case 14: *out = BPF_CORE_READ(r, r14); return 0;
+	case 15: *out = BPF_CORE_READ(r, r15); return 0;
+	default: return -1;
+	}
+}
+
+/* Where a register is saved by rule (kind, off) of a row, given the
+ * frame's CFA, sp and fp. */
+static __always_inline __u64 saved_at(__u8 kind, __s16 off, __u64 cfa, struct unw_state *s)
+{
+	__u64 base = kind == SM_REG_CFA_OFF ? cfa : kind == SM_REG_SP_OFF ? s->sp : s->bp;
+	return base + (__s64)off;
+}
+
+static __always_inline bool saved_in_memory(__u8 kind)
+{
+	return kind == SM_REG_CFA_OFF || kind == SM_REG_SP_OFF || kind == SM_REG_FP_OFF;
+}
+
 /* One frame: s->pc is recorded by the caller; computes the caller's pc,
- * sp and bp. */
-static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
+ * sp and bp. Returns UNW_NEXT, or UNW_DONE / UNW_FAIL with *truncated
+ * saying whether the stack lacks callers. */
+static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_state *s,
+                                    struct sm_unw_proc *p, bool *truncated)
 {
 	/* a return address points after the call, which may be the first
-	 * byte of the next function (calls to noreturn functions) */
-	__u64 look = s->stack.len > 1 ? s->pc - 1 : s->pc;
+	 * byte of the next function (calls to noreturn functions); an
+	 * interrupted pc is the instruction itself */
+	__u64 look = s->stack.len > 1 && !s->exact ? s->pc - 1 : s->pc;
+	bool signal = false;
+	*truncated = true;
 	/* callers are mostly in the object of their callee: try the last
 	 * frame's mapping before searching */
 	struct sm_unw_map *m = NULL;
@@ -375,8 +444,29 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 		case SM_CFA_PLT:
 			cfa = s->sp + 8 + (((s->pc & 15) >= (__u64)r->cfa_off) ? 8 : 0);
 			break;
+		case SM_CFA_DEREF_SP:
+		case SM_CFA_SIGNAL:
+			if (read_u64(&cfa, s->sp + (__s64)r->cfa_off))
+				return UNW_FAIL;
+			cfa += r->aux;
+			signal = r->cfa_kind == SM_CFA_SIGNAL;
+			break;
+		case SM_CFA_DEREF_FP:
+			if (read_u64(&cfa, s->bp + (__s64)r->cfa_off))
+				return UNW_FAIL;
+			cfa += r->aux;
+			break;
+		case SM_CFA_REG:
+			/* only the innermost frame's registers are known */
+			if (s->stack.len > 1 || leaf_reg(ctx, r->aux, &cfa)) {
+				stat_inc(SM_STAT_UNW_UNSUPPORTED);
+				return UNW_FAIL;
+			}
+			cfa += (__s64)r->cfa_off;
+			break;
 		case SM_CFA_END:
 			stat_inc(SM_STAT_UNW_COMPLETE);
+			*truncated = false;
 			return UNW_DONE;
 		case SM_CFA_NONE:
 			stat_inc(SM_STAT_UNW_NO_FDE);
@@ -385,27 +475,29 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 			stat_inc(SM_STAT_UNW_UNSUPPORTED);
 			return UNW_FAIL;
 		}
-		if (r->ra_kind != SM_REG_CFA_OFF) {
+		if (!saved_in_memory(r->ra_kind)) {
 			stat_inc(SM_STAT_UNW_UNSUPPORTED);
 			return UNW_FAIL;
 		}
 		/* the caller's frame is above this one; anything else is a
-		 * corrupt stack or a wrong rule, and could loop */
-		if (cfa <= s->sp) {
+		 * corrupt stack or a wrong rule, and could loop. A signal
+		 * frame may come from another stack (sigaltstack). */
+		if (cfa <= s->sp && !signal) {
 			stat_inc(SM_STAT_UNW_READ_ERR);
 			return UNW_FAIL;
 		}
-		if (r->fp_kind == SM_REG_CFA_OFF && r->fp_off + 8 == r->ra_off) {
+		if (r->fp_kind == SM_REG_CFA_OFF && r->ra_kind == SM_REG_CFA_OFF &&
+		    r->fp_off + 8 == r->ra_off) {
 			/* push rbp right after the call: the common frame */
 			if (read_pair(pair, cfa + (__s64)r->fp_off))
 				return UNW_FAIL;
 			s->bp = pair[0];
 			ra = pair[1];
 		} else {
-			if (read_u64(&ra, cfa + (__s64)r->ra_off))
+			if (read_u64(&ra, saved_at(r->ra_kind, r->ra_off, cfa, s)))
 				return UNW_FAIL;
-			if (r->fp_kind == SM_REG_CFA_OFF) {
-				if (read_u64(&s->bp, cfa + (__s64)r->fp_off))
+			if (saved_in_memory(r->fp_kind)) {
+				if (read_u64(&s->bp, saved_at(r->fp_kind, r->fp_off, cfa, s)))
 					return UNW_FAIL;
 			} else if (r->fp_kind != SM_REG_SAME) {
 				/* undefined, or saved where the table cannot say
@@ -415,10 +507,18 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 				s->bp = 0;
 			}
 		}
+		s->fp_chain = 0;
 	} else {
 		/* no table (JIT code, an object without one, or not loaded
-		 * yet): frame pointers, when bp looks like one */
+		 * yet): frame pointers, when bp looks like one. A zero bp
+		 * after frames walked this way is where the chain ends
+		 * (_start and Go clear it). */
 		__u64 bp = s->bp;
+		if (!bp && s->fp_chain) {
+			stat_inc(SM_STAT_UNW_COMPLETE);
+			*truncated = false;
+			return UNW_DONE;
+		}
 		if (!bp || bp < s->sp || (bp & 7)) {
 			stat_inc(SM_STAT_UNW_FP_STOP);
 			return UNW_FAIL;
@@ -428,19 +528,23 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 		s->bp = pair[0];
 		ra = pair[1];
 		cfa = bp + 16;
+		s->fp_chain = 1;
 	}
 	if (!ra) {
 		stat_inc(SM_STAT_UNW_COMPLETE);
+		*truncated = false;
 		return UNW_DONE;
 	}
 	s->pc = ra;
 	s->sp = cfa;
+	s->exact = signal;
 	return UNW_NEXT;
 }
 
 /* Stores the walked stack and counts the sample. */
-static __always_inline void unw_finish(struct unw_state *s)
+static __always_inline void unw_finish(struct unw_state *s, bool truncated)
 {
+	s->stack.flags = truncated ? SM_STACK_TRUNCATED : 0;
 	if (s->set) {
 		s->key.user_stack = store_stack(&stacks1, &s->stack);
 		count(&counts1, &s->key);
@@ -454,6 +558,7 @@ SEC("perf_event")
 int sm_unwind(struct bpf_perf_event_data *ctx)
 {
 	__u32 zero = 0;
+	bool truncated;
 	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
 	if (!s)
 		return 0;
@@ -462,13 +567,14 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 		__u32 n = s->stack.len;
 		if (n >= SM_MAX_STACK_DEPTH) {
 			stat_inc(SM_STAT_UNW_TRUNCATED);
-			unw_finish(s);
+			unw_finish(s, true);
 			return 0;
 		}
-		s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = s->pc;
+		/* see struct sm_stack: an interrupted pc is stored plus one */
+		s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = s->pc + s->exact;
 		s->stack.len = n + 1;
-		if (unw_step(s, p) != UNW_NEXT) {
-			unw_finish(s);
+		if (unw_step(ctx, s, p, &truncated) != UNW_NEXT) {
+			unw_finish(s, truncated);
 			return 0;
 		}
 	}
@@ -479,7 +585,7 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 	} else {
 		stat_inc(SM_STAT_UNW_TRUNCATED);
 	}
-	unw_finish(s);
+	unw_finish(s, true);
 	return 0;
 }
 
@@ -519,6 +625,8 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 	}
 	s->tails = 0;
 	s->last_map = 0;
+	s->exact = 0;
+	s->fp_chain = 0;
 	s->set = set;
 	s->key = *key;
 	s->stack.len = 0;
