@@ -240,6 +240,13 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
+char *q_unknown_name(char *buf, size_t cap, const char *object_name, uint64_t offset)
+{
+	snprintf(buf, cap, "[unknown] %s+0x%" PRIx64, base_name(object_name ? object_name : "?"),
+	         offset);
+	return buf;
+}
+
 /* Names a location, outermost inline frame first, and records the chain in
  * t->chain ("count, ids...") under the location's ID in t->loc_map. */
 static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r)
@@ -256,12 +263,11 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	if (n == 0) {
 		/* nothing known: the object's file name and the offset, so the
 		 * frame is still findable, as the symbolization issue asks */
-		char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
+		char name[ST_MAX_SYMBOL_LEN + Q_UNKNOWN_NAME_MAX];
 		if (fi->kind != ST_FRAME_USER)
 			snprintf(name, sizeof(name), "%s", fi->name);
 		else
-			snprintf(name, sizeof(name), "[unknown] %s+0x%" PRIx64,
-			         base_name(fi->object_name ? fi->object_name : "?"), fi->offset);
+			q_unknown_name(name, sizeof(name), fi->object_name, fi->offset);
 		rc = intern(t, name, NULL, 0, kernel, &ids[0]);
 		n = 1;
 	} else {
