@@ -82,7 +82,14 @@ enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1, ST_FRAME_NAMED = 2 };
 /* One frame. User frames are (object, file offset); kernel frames carry the
  * symbol name the agent read from /proc/kallsyms; named frames carry a
  * function name from a profile that arrived symbolized (pprof ingest), so
- * its names are kept without debug info. */
+ * its names are kept without debug info.
+ *
+ * A stack whose walk stopped before its outermost frame (no unwind rule,
+ * unreadable memory, the depth limit: its callers are missing) ends,
+ * outermost, with the named frame ST_TRUNCATED_FRAME. It marks the stack,
+ * it is no code: queries leave it out of trees and count the stack's
+ * samples as truncated instead. The agent's WIRE_TRUNCATED_FRAME. */
+#define ST_TRUNCATED_FRAME "[truncated]"
 typedef struct st_frame {
 	uint32_t kind;
 	uint32_t object;     /* user: index into st_batch.objects */
