@@ -110,6 +110,33 @@ struct {
 	__type(value, struct sm_unw_proc);
 } unw_procs SEC(".maps");
 
+/* Tables by the file they describe (struct sm_unw_file_key), for pcs no
+ * process entry covers yet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sm_unw_file_key);
+	__type(value, struct sm_unw_file);
+} unw_files SEC(".maps");
+
+/* Per process: mappings the walker looked up itself. LRU: only processes
+ * in their first moments or with fresh mappings need one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct sm_unw_found);
+} unw_found SEC(".maps");
+
+/* A zeroed entry to create unw_found's from (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sm_unw_found);
+} unw_found_zero SEC(".maps");
+
 /* A walk in progress: sm_sample starts it, sm_unwind continues it across
  * tail calls (each program may walk UNW_FRAMES frames: the verifier
  * checks every path of a bounded loop, and a program that walked all 128
@@ -122,7 +149,9 @@ struct unw_state {
 	__u8 exact;             /* pc was interrupted (a signal frame's
 	                         * caller), not a return address */
 	__u8 fp_chain;          /* the last frame was walked by frame pointers */
-	__u16 pad;
+	__u8 find_tried;        /* bpf_find_vma was asked once this sample */
+	__u8 pad;
+	__u64 find_pc;          /* the address sm_unw_find looks up */
 	struct sm_key key;
 	struct sm_stack stack;
 };
@@ -233,20 +262,24 @@ static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u3
 #define UNW_ROW_STEPS 23        /* binary search steps: up to 4 Mi rows */
 #define UNW_MAP_STEPS 8         /* log2(SM_UNW_MAX_MAPS) + 1 */
 
-enum { UNW_NEXT, UNW_DONE, UNW_FAIL };
+/* UNW_FIND: the frame's pc is in no mapping the walker knows; look it up
+ * (sm_unw_find) and walk the frame again */
+enum { UNW_NEXT, UNW_DONE, UNW_FAIL, UNW_FIND };
 
-/* the walker tail-calls itself; libbpf fills the slot at load */
+/* the walker tail-calls itself and sm_unw_find; libbpf fills the slots
+ * at load */
 int sm_unwind(struct bpf_perf_event_data *ctx);
+int sm_unw_find(struct bpf_perf_event_data *ctx);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	/* sizes, not BTF types: the kernel refuses a BTF key type on a
 	 * program array (libbpf would retry without BTF, noisily) */
 	__uint(key_size, sizeof(__u32));
 	__array(values, int (void *));
 } unw_progs SEC(".maps") = {
-	.values = {[0] = (void *)&sm_unwind},
+	.values = {[0] = (void *)&sm_unwind, [1] = (void *)&sm_unw_find},
 };
 
 static __always_inline int read_u64(__u64 *out, __u64 addr)
@@ -400,6 +433,26 @@ static __always_inline bool saved_in_memory(__u8 kind)
 /* One frame: s->pc is recorded by the caller; computes the caller's pc,
  * sp and bp. Returns UNW_NEXT, or UNW_DONE / UNW_FAIL with *truncated
  * saying whether the stack lacks callers. */
+/* Copies the mapping of process tgid's found list holding pc into *out;
+ * returns 1, or 0 when none does. A global function: the verifier checks
+ * it once, not once per frame of the walk's loop. */
+__noinline int find_found(__u32 tgid, __u64 pc, struct sm_unw_map *out)
+{
+	struct sm_unw_found *f = bpf_map_lookup_elem(&unw_found, &tgid);
+	if (!f || !out)
+		return 0;
+	for (int i = 0; i < SM_UNW_FOUND; i++) {
+		if (i >= f->n)
+			break;
+		struct sm_unw_map *m = &f->maps[i];
+		if (pc >= m->start && pc < m->end) {
+			*out = *m;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_state *s,
                                     struct sm_unw_proc *p, bool *truncated)
 {
@@ -418,6 +471,18 @@ static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_
 			m = find_map(p, look);
 			if (m)
 				s->last_map = (__u32)(m - p->maps);
+		}
+	}
+	struct sm_unw_map fm;           /* one the walker found itself */
+	if (!m) {
+		/* a mapping the agent has not told us of: the process' first
+		 * moments, or mapped since; look it up (once per sample) */
+		if (find_found(s->key.tgid, look, &fm))
+			m = &fm;
+		else if (!s->find_tried &&
+		    bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_find_vma)) {
+			s->find_pc = look;
+			return UNW_FIND;
 		}
 	}
 	__u64 cfa, ra;
@@ -573,7 +638,19 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 		/* see struct sm_stack: an interrupted pc is stored plus one */
 		s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = s->pc + s->exact;
 		s->stack.len = n + 1;
-		if (unw_step(ctx, s, p, &truncated) != UNW_NEXT) {
+		int rc = unw_step(ctx, s, p, &truncated);
+		if (rc == UNW_FIND) {
+			/* the frame is walked again once its mapping is known */
+			s->stack.len = n;
+			if (s->tails < UNW_MAX_TAILS) {
+				s->tails++;
+				bpf_tail_call(ctx, &unw_progs, 1);
+			}
+			stat_inc(SM_STAT_UNW_TAIL_FAIL);
+			unw_finish(s, true);
+			return 0;
+		}
+		if (rc != UNW_NEXT) {
 			unw_finish(s, truncated);
 			return 0;
 		}
@@ -589,13 +666,95 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 	return 0;
 }
 
+/* What bpf_find_vma's callback reads of the mapping. */
+struct find_ctx {
+	__u64 start, end, pgoff;
+	struct sm_unw_file_key key;
+	bool file;
+};
+
+static long find_cb(struct task_struct *task, struct vm_area_struct *vma, struct find_ctx *c)
+{
+	c->start = vma->vm_start;
+	c->end = vma->vm_end;
+	c->pgoff = vma->vm_pgoff;
+	struct file *f = vma->vm_file;
+	if (!f)
+		return 0;
+	struct inode *in = f->f_inode;
+	if (!in)
+		return 0;
+	c->key.dev = in->i_sb->s_dev;
+	c->key.ino = in->i_ino;
+	c->key.size = in->i_size;
+	c->file = true;
+	return 0;
+}
+
+/* Looks up the mapping of s->find_pc in the kernel's own list (the mmap
+ * lock is only tried, never waited for) and the table of its file, keeps
+ * it in the process' found list, and goes back to the walk. The lock is
+ * released through irq_work after the program (interrupts are off), so a
+ * second lookup in the same sample would find it busy: one per sample. */
+SEC("perf_event")
+int sm_unw_find(struct bpf_perf_event_data *ctx)
+{
+	__u32 zero = 0;
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	if (!s)
+		return 0;
+	s->find_tried = 1;
+	struct find_ctx c = {};
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_find_vma) &&
+	    bpf_find_vma(bpf_get_current_task_btf(), s->find_pc, find_cb, &c, 0) == 0 &&
+	    c.end > c.start) {
+		struct sm_unw_map m = {.start = c.start, .end = c.end};
+		struct sm_unw_file *f = c.file ? bpf_map_lookup_elem(&unw_files, &c.key) : NULL;
+		__u64 off = c.pgoff << 12;
+		if (f) {
+			for (int i = 0; i < SM_UNW_FILE_LOADS; i++) {
+				if (i >= f->nloads)
+					break;
+				__u64 lo = f->loads[i].off & ~4095ULL;
+				if (off >= lo && off < f->loads[i].off + f->loads[i].filesz) {
+					m.bias = c.start - off + f->loads[i].off - f->loads[i].vaddr;
+					m.rows_start = f->rows_start;
+					m.rows_len = f->rows_len;
+					m.idx_start = f->idx_start;
+					m.idx_len = f->idx_len;
+					m.idx_base = f->idx_base;
+					break;
+				}
+			}
+		}
+		struct sm_unw_found *fl = bpf_map_lookup_elem(&unw_found, &s->key.tgid);
+		if (!fl) {
+			struct sm_unw_found *z = bpf_map_lookup_elem(&unw_found_zero, &zero);
+			if (z)
+				bpf_map_update_elem(&unw_found, &s->key.tgid, z, BPF_NOEXIST);
+			fl = bpf_map_lookup_elem(&unw_found, &s->key.tgid);
+		}
+		if (fl) {
+			__u32 k = fl->next & (SM_UNW_FOUND - 1);
+			fl->maps[k] = m;
+			fl->next = k + 1;
+			if (fl->n < SM_UNW_FOUND)
+				fl->n++;
+			stat_inc(SM_STAT_UNW_FOUND);
+		}
+	}
+	bpf_tail_call(ctx, &unw_progs, 0);
+	stat_inc(SM_STAT_UNW_TAIL_FAIL);
+	return 0;
+}
+
 /* Starts the table walk of the current task's user stack when the agent
  * has tables for its process. Returns true when the walk took over the
  * sample (it counts it), false to count it with frame pointers. */
 static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm_key *key,
                                       __u32 set)
 {
-	if (!cfg_unwind || !bpf_map_lookup_elem(&unw_procs, &key->tgid))
+	if (!cfg_unwind)
 		return false;
 	__u32 zero = 0;
 	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
@@ -627,6 +786,7 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 	s->last_map = 0;
 	s->exact = 0;
 	s->fp_chain = 0;
+	s->find_tried = 0;
 	s->set = set;
 	s->key = *key;
 	s->stack.len = 0;
@@ -689,8 +849,9 @@ int BPF_PROG(sm_exec, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	/* the old image's unwind entry would walk the new one with the wrong
-	 * tables: frame pointers until the agent has read the new mappings */
+	 * tables: the new mappings are looked up until the agent has read them */
 	bpf_map_delete_elem(&unw_procs, &tgid);
+	bpf_map_delete_elem(&unw_found, &tgid);
 	if (bpf_map_delete_elem(&known, &tgid) == 0)
 		emit(SM_EV_EXEC, tgid);
 	return 0;

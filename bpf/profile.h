@@ -130,6 +130,39 @@ struct sm_unw_proc {
 	struct sm_unw_map maps[SM_UNW_MAX_MAPS];
 };
 
+/* An object's table by the file the kernel maps it from, so the walker
+ * can use it in a process whose entry lacks the mapping (its first moments,
+ * before the agent has read /proc/PID/maps, or a library mapped since):
+ * the kernel's vm_file inode (i_sb->s_dev in the kernel's encoding, i_ino,
+ * i_size). The agent writes one per file that has a table. */
+struct sm_unw_file_key {
+	__u32 dev;              /* MKDEV(major, minor): major << 20 | minor */
+	__u32 pad;
+	__u64 ino;
+	__u64 size;
+};
+
+#define SM_UNW_FILE_LOADS 2
+
+struct sm_unw_file {
+	__u32 rows_start, rows_len;
+	__u32 idx_start, idx_len, idx_base;
+	__u32 nloads;
+	struct {
+		__u64 off, vaddr, filesz;   /* executable PT_LOAD segments */
+	} loads[SM_UNW_FILE_LOADS];
+};
+
+/* Mappings the walker found itself (bpf_find_vma) for pcs outside the
+ * process' entry, per process, replaced in turn. */
+#define SM_UNW_FOUND 8
+
+struct sm_unw_found {
+	__u32 n;
+	__u32 next;             /* the slot replaced next */
+	struct sm_unw_map maps[SM_UNW_FOUND];
+};
+
 enum sm_event_kind {
 	SM_EV_NEW = 1,   /* first sample of a process since it started or exec'd */
 	SM_EV_EXEC = 2,  /* the process replaced its image */
@@ -162,6 +195,7 @@ enum sm_stat {
 	SM_STAT_UNW_FP_STOP,   /* a frame without table whose frame pointer
 	                        * does not look like one */
 	SM_STAT_UNW_TAIL_FAIL, /* the tail call to the walker failed */
+	SM_STAT_UNW_FOUND,     /* mappings the walker looked up itself */
 	SM_STAT_N,
 };
 

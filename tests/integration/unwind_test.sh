@@ -64,6 +64,13 @@ folded() {
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" \
 		>"$tmp/$1.folded" || fail "query of $1"
 }
+# truncated COMM FROM: "TOTAL TRUNCATED" of the JSON tree of COMM since FROM
+# (the samples whose walk stopped before the root)
+truncated() {
+	curl -sf -G "$base/api/v1/query" -d from="$2" -d to=now \
+		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" |
+		python3 -c 'import json, sys; t = json.load(sys.stdin); print(t["total"], t.get("truncated", 0))'
+}
 # settle COMM (agent_lib.sh): here its total must stay put for 3 s, at
 # most 30 s
 # val KEY FILE: a value unwind_check.py printed
@@ -101,6 +108,9 @@ pa=$(val incl_hot_a "$tmp/perf")
 awk -v a="$a" -v b="$pa" 'BEGIN {d = a - b; exit !(d <= 0.02 && d >= -0.02)}' ||
 	fail "$N: hot_a has $a of our samples, $pa of perf's"
 ok "hot_a's share $a, perf --call-graph dwarf $pa: within 2 points"
+set -- $(truncated "$N" $((t0 + 2)))
+[ "${2:-x}" = 0 ] || fail "$N: $2 of $1 samples counted as truncated, its stacks are whole"
+ok "complete stacks: 0 of $1 samples counted as truncated"
 
 # --- through the library without frame pointers and back ---
 t0=$(date +%s)
@@ -194,6 +204,10 @@ d=$(val maxdepth "$tmp/ours")
 tr=$(grep -o '[0-9]* truncated' "$tmp/agent.err" | tail -1 | cut -d' ' -f1)
 [ "${tr:-0}" -gt 0 ] || fail "deep: the agent counted no truncated stack"
 ok "150 frames deep: 128 walked, $tr stacks counted as truncated"
+set -- $(truncated "$D" "$t0")
+atleast "$2" "$(awk -v n="$1" 'BEGIN {print 0.99 * n}')" ||
+	fail "deep: only $2 of $1 samples counted as truncated, every walk is cut at 128 frames"
+ok "stacks cut on purpose: $2 of $1 samples counted as truncated in the query"
 # the agent's counters reach the server's /metrics
 sleep 2.5     # one more push with the latest counters
 curl -sf "$base/metrics" >"$tmp/metrics" || fail "GET /metrics"
