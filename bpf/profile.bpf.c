@@ -152,6 +152,10 @@ struct unw_state {
 	__u8 find_tried;        /* bpf_find_vma was asked once this sample */
 	__u8 pad;
 	__u64 find_pc;          /* the address sm_unw_find looks up */
+	/* the last row found, by the address looked up: a recursion's
+	 * frames all return to one place */
+	__u64 row_look;
+	__u32 row_idx;
 	struct sm_key key;
 	struct sm_stack stack;
 };
@@ -282,23 +286,43 @@ struct {
 	.values = {[0] = (void *)&sm_unwind, [1] = (void *)&sm_unw_find},
 };
 
-static __always_inline int read_u64(__u64 *out, __u64 addr)
+/* n (1 or 2) words of the user stack at addr (one read for both). A
+ * global function, like find_row: the verifier checks it once, not at
+ * every use in every frame of the walk's loop. */
+struct words {
+	__u64 w[2];
+};
+
+__noinline int read_words(struct words *out, __u64 addr, int n)
 {
-	if (bpf_probe_read_user(out, sizeof(*out), (const void *)addr)) {
+	if (!out)
+		return -1;
+	if (bpf_probe_read_user(out->w, n == 2 ? 16 : 8, (const void *)addr)) {
 		stat_inc(SM_STAT_UNW_READ_ERR);
 		return -1;
 	}
 	return 0;
 }
 
-static __always_inline int read_pair(__u64 *out, __u64 addr)
+static __always_inline int read_u64(struct unw_state *s, __u64 *out, __u64 addr)
 {
-	if (bpf_probe_read_user(out, 2 * sizeof(*out), (const void *)addr)) {
-		stat_inc(SM_STAT_UNW_READ_ERR);
+	struct words w;
+	if (read_words(&w, addr, 1))
 		return -1;
-	}
+	*out = w.w[0];
 	return 0;
 }
+
+static __always_inline int read_pair(struct unw_state *s, __u64 *out, __u64 addr)
+{
+	struct words w;
+	if (read_words(&w, addr, 2))
+		return -1;
+	out[0] = w.w[0];
+	out[1] = w.w[1];
+	return 0;
+}
+
 
 /* The mapping of proc holding pc, NULL when none. */
 static __always_inline struct sm_unw_map *find_map(struct sm_unw_proc *p, __u64 pc)
@@ -332,23 +356,26 @@ static __always_inline int idx_entry(__u32 idx, __u32 b, __u32 *out)
 	return 0;
 }
 
-/* The row of m's table covering vaddr (the last with pc <= vaddr), NULL
- * when none: the bucket index narrows the search to one bucket's rows. */
-static __always_inline struct sm_unw_row *find_row(struct sm_unw_map *m, __u32 vaddr)
+/* The index in the rows array of the row of m's table covering vaddr (the
+ * last with pc <= vaddr), ~0 when none: the bucket index narrows the
+ * search to one bucket's rows. */
+__noinline __u32 find_row(struct sm_unw_map *m, __u32 vaddr)
 {
+	if (!m)
+		return ~0U;
 	__u32 b = (vaddr >> SM_UNW_BUCKET_SHIFT) - m->idx_base;
 	if ((vaddr >> SM_UNW_BUCKET_SHIFT) < m->idx_base || b >= m->idx_len)
-		return NULL;
+		return ~0U;
 	__u32 lo, hi = m->rows_len;
 	if (idx_entry(m->idx_start, b, &lo))
-		return NULL;
+		return ~0U;
 	if (b + 1 < m->idx_len) {
 		if (idx_entry(m->idx_start, b + 1, &hi))
-			return NULL;
+			return ~0U;
 		hi++;                   /* the row covering the next bucket's start too */
 	}
 	if (hi > m->rows_len || lo >= hi)
-		return NULL;
+		return ~0U;
 	__u32 start = m->rows_start, base = start + lo;
 	lo = base;
 	hi += start;
@@ -358,16 +385,15 @@ static __always_inline struct sm_unw_row *find_row(struct sm_unw_map *m, __u32 v
 		__u32 mid = lo + (hi - lo) / 2;
 		struct sm_unw_row *r = bpf_map_lookup_elem(&unw_rows, &mid);
 		if (!r)
-			return NULL;
+			return ~0U;
 		if (r->pc <= vaddr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	if (lo == base)
-		return NULL;
-	lo--;
-	return bpf_map_lookup_elem(&unw_rows, &lo);
+		return ~0U;
+	return lo - 1;
 }
 
 /* Register reg (DWARF number: rax, rdx, rcx, rbx, rsi, rdi, rbp, rsp,
@@ -494,7 +520,13 @@ static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_
 			stat_inc(SM_STAT_UNW_NO_FDE);
 			return UNW_FAIL;
 		}
-		struct sm_unw_row *r = find_row(m, (__u32)va);
+		__u32 ri = s->row_idx;
+		if (look != s->row_look) {
+			ri = find_row(m, (__u32)va);
+			s->row_look = look;
+			s->row_idx = ri;
+		}
+		struct sm_unw_row *r = bpf_map_lookup_elem(&unw_rows, &ri);
 		if (!r) {
 			stat_inc(SM_STAT_UNW_NO_FDE);
 			return UNW_FAIL;
@@ -511,13 +543,13 @@ static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_
 			break;
 		case SM_CFA_DEREF_SP:
 		case SM_CFA_SIGNAL:
-			if (read_u64(&cfa, s->sp + (__s64)r->cfa_off))
+			if (read_u64(s, &cfa, s->sp + (__s64)r->cfa_off))
 				return UNW_FAIL;
 			cfa += r->aux;
 			signal = r->cfa_kind == SM_CFA_SIGNAL;
 			break;
 		case SM_CFA_DEREF_FP:
-			if (read_u64(&cfa, s->bp + (__s64)r->cfa_off))
+			if (read_u64(s, &cfa, s->bp + (__s64)r->cfa_off))
 				return UNW_FAIL;
 			cfa += r->aux;
 			break;
@@ -554,15 +586,15 @@ static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_
 		if (r->fp_kind == SM_REG_CFA_OFF && r->ra_kind == SM_REG_CFA_OFF &&
 		    r->fp_off + 8 == r->ra_off) {
 			/* push rbp right after the call: the common frame */
-			if (read_pair(pair, cfa + (__s64)r->fp_off))
+			if (read_pair(s, pair, cfa + (__s64)r->fp_off))
 				return UNW_FAIL;
 			s->bp = pair[0];
 			ra = pair[1];
 		} else {
-			if (read_u64(&ra, saved_at(r->ra_kind, r->ra_off, cfa, s)))
+			if (read_u64(s, &ra, saved_at(r->ra_kind, r->ra_off, cfa, s)))
 				return UNW_FAIL;
 			if (saved_in_memory(r->fp_kind)) {
-				if (read_u64(&s->bp, saved_at(r->fp_kind, r->fp_off, cfa, s)))
+				if (read_u64(s, &s->bp, saved_at(r->fp_kind, r->fp_off, cfa, s)))
 					return UNW_FAIL;
 			} else if (r->fp_kind != SM_REG_SAME) {
 				/* undefined, or saved where the table cannot say
@@ -588,7 +620,7 @@ static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_
 			stat_inc(SM_STAT_UNW_FP_STOP);
 			return UNW_FAIL;
 		}
-		if (read_pair(pair, bp))
+		if (read_pair(s, pair, bp))
 			return UNW_FAIL;
 		s->bp = pair[0];
 		ra = pair[1];
@@ -787,6 +819,7 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 	s->exact = 0;
 	s->fp_chain = 0;
 	s->find_tried = 0;
+	s->row_look = 0;
 	s->set = set;
 	s->key = *key;
 	s->stack.len = 0;
@@ -795,10 +828,21 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 	stat_inc(SM_STAT_UNW_TAIL_FAIL);
 	return false;
 }
+/* The sample interrupted the kernel: the kernel's half of the address
+ * space has the top bit set. */
+static __always_inline bool in_kernel(struct bpf_perf_event_data *ctx)
+{
+	return (__s64)ctx->regs.ip < 0;
+}
 #else
 static __always_inline bool unw_start(void *ctx, struct sm_key *key, __u32 set)
 {
 	return false;
+}
+
+static __always_inline bool in_kernel(void *ctx)
+{
+	return true;  /* bpf_get_stack says "none" for a user-mode sample */
 }
 #endif
 
@@ -814,23 +858,29 @@ int sm_sample(struct bpf_perf_event_data *ctx)
 		return 0;
 	stat_inc(SM_STAT_SAMPLES);
 
-	/* Look before inserting: an LRU update takes a free node (and may
-	 * shrink the lists for it) even when the key exists. */
+	/* A process with an unwind entry is known to the agent already: one
+	 * lookup fewer for most samples. Otherwise look before inserting: an
+	 * LRU update takes a free node (and may shrink the lists for it) even
+	 * when the key exists. */
 	__u8 one = 1;
-	if (!bpf_map_lookup_elem(&known, &tgid) &&
+	if (!(cfg_unwind && bpf_map_lookup_elem(&unw_procs, &tgid)) &&
+	    !bpf_map_lookup_elem(&known, &tgid) &&
 	    bpf_map_update_elem(&known, &tgid, &one, BPF_NOEXIST) == 0)
 		emit(SM_EV_NEW, tgid);
 
+	/* a sample in user mode has no kernel stack: no helper call (it
+	 * would clear the whole buffer to say so) */
+	bool kstack = cfg_kernel_stacks && in_kernel(ctx);
 	struct sm_key key = {.tgid = tgid};
 	if (*(volatile __u32 *)&sm_active) {
-		if (cfg_kernel_stacks)
+		if (kstack)
 			key.kernel_stack = stack_id(ctx, &stacks1, 0, SM_STAT_KSTACK_ERR);
 		if (unw_start(ctx, &key, 1))
 			return 0;
 		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
 		count(&counts1, &key);
 	} else {
-		if (cfg_kernel_stacks)
+		if (kstack)
 			key.kernel_stack = stack_id(ctx, &stacks0, 0, SM_STAT_KSTACK_ERR);
 		if (unw_start(ctx, &key, 0))
 			return 0;
