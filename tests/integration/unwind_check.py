@@ -7,12 +7,14 @@ unwind_test.sh asserts on, as KEY VALUE lines:
   has_FRAME FRACTION        share of samples with FRAME anywhere in the stack
   incl_FRAME FRACTION       same, for the inclusive share of a function
   maxdepth N                most user frames in one stack
+  at_maxdepth N             samples with that many
   chain FRACTION            share of samples whose stack holds --chain
                             (comma-separated, outermost first) as
                             consecutive frames
 
-With --top FILE (a /api/v1/top answer) and --elf PATH instead, checks
-the rows of functions nothing names ("[unknown] OBJ+0xOFF") against the
+With --top FILE (a /api/v1/top answer), --elf PATH and --object NAME
+instead, checks the rows of NAME's functions nothing names ("[unknown]
+NAME+0xOFF") against the
 function starts `readelf --debug-dump=frames` lists for PATH (converted
 to file offsets through its executable PT_LOAD segments):
 
@@ -89,13 +91,13 @@ def fde_offsets(elf):
     return sorted(out)
 
 
-def check_top(top, elf):
+def check_top(top, elf, obj):
     fdes = fde_offsets(elf)
     starts = [a for a, _ in fdes]
     rows = json.load(open(top))["rows"]
     offs = []
     for r in rows:
-        m = re.match(r"\[unknown\] .*\+0x([0-9a-f]+)$", r["name"])
+        m = re.match(r"\[unknown\] " + re.escape(obj) + r"\+0x([0-9a-f]+)$", r["name"])
         if m:
             offs.append(int(m.group(1), 16))
     at_start = sum(1 for o in offs if o in set(starts))
@@ -122,9 +124,10 @@ def main():
     ap.add_argument("--leaf", default="", help="only samples whose stack holds this frame")
     ap.add_argument("--top")
     ap.add_argument("--elf")
+    ap.add_argument("--object")
     a = ap.parse_args()
     if a.top:
-        return check_top(a.top, a.elf)
+        return check_top(a.top, a.elf, a.object)
     src = read_folded(a.folded) if a.folded else read_perf(a.perf, a.comm)
     total = 0
     root = {r: 0 for r in a.root}
@@ -133,11 +136,15 @@ def main():
     chain = [c for c in a.chain.split(",") if c]
     chained = 0
     maxdepth = 0
+    at_max = 0
     for frames, n in src:
         if a.leaf and a.leaf not in frames:
             continue
         total += n
-        maxdepth = max(maxdepth, len(frames))
+        if len(frames) > maxdepth:
+            maxdepth, at_max = len(frames), 0
+        if len(frames) == maxdepth:
+            at_max += n
         if frames:
             for r in a.root:
                 if frames[0] == r:
@@ -165,6 +172,7 @@ def main():
     for f in a.incl:
         print("incl_%s %.4f" % (f, incl[f] / div))
     print("maxdepth", maxdepth)
+    print("at_maxdepth", at_max)
     if chain:
         print("chain %.4f" % (chained / div))
     return 0
