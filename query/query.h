@@ -12,6 +12,10 @@
 #include "storage/storage.h"
 
 #define Q_MAX_NODES_DEFAULT 0        /* 0: never fold nodes into "other" */
+/* A diff warns when its sides' shares of samples with incomplete stacks
+ * differ by more than this many percentage points (the UI uses the same
+ * figure). */
+#define Q_TRUNCATED_WARN_POINTS 3.0
 #define Q_MAX_OUTPUT_BYTES (256u << 20)
 
 /* A growable output buffer; free p with free(). */

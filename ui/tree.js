@@ -70,7 +70,7 @@ export function buildTree(json, mode) {
 // more than WARN_POINTS (frames near the root then grow or shrink for
 // that reason alone).
 export const NOTE_PCT = 1;
-export const WARN_POINTS = 3;
+export const WARN_POINTS = 3;   // the server's Q_TRUNCATED_WARN_POINTS
 export function completeness(t) {
 	if (!t) return null;
 	const pct = (n, d) => d ? 100 * n / d : 0;

@@ -224,6 +224,20 @@ static void test_truncated(void **state)
 	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"base\":{\"self\":0,\"total\":8},"
 	                            "\"compare\":{\"self\":0,\"total\":4,\"truncated\":4}"));
 	q_buf_free(&o);
+	/* the diff's table warns: 0 % against 100 % incomplete */
+	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "\"base_truncated\":0,\"compare_truncated\":4"));
+	assert_non_null(strstr(o.p, "\"warnings\":[\"the sides differ in completeness: 0.0 % of "
+	                            "the base's samples and 100.0 % of the compare side's"));
+	q_buf_free(&o);
+	q_tree_free(t);
+	/* two complete sides: no warning */
+	q_side cmp2 = {m_db, 2, 0, INT64_MAX};
+	assert_int_equal(q_diff(f->db, &base, &cmp2, NULL, &t, &err), 0);
+	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "\"warnings\":[]"));
+	assert_null(strstr(o.p, "truncated"));
+	q_buf_free(&o);
 	q_tree_free(t);
 }
 
