@@ -426,7 +426,7 @@ build/fuzz/fuzz_labels: tests/fuzz/fuzz_labels.c $(FUZZ_AGENT_OBJ)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
-	build/fuzz/server/debuginfod.o build/fuzz/server/debuginfo.o build/fuzz/query/engine.o \
+	build/fuzz/server/debuginfod.o build/fuzz/server/debuginfo.o build/fuzz/query/names.o \
 	$(STORAGE_SRC:%.c=build/fuzz/%.o)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)

@@ -235,18 +235,6 @@ static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
 	return 0;
 }
 
-static const char *base_name(const char *path)
-{
-	const char *s = strrchr(path, '/');
-	return s ? s + 1 : path;
-}
-
-char *q_unknown_name(char *buf, size_t cap, const char *object_name, uint64_t offset)
-{
-	snprintf(buf, cap, "[unknown] %s+0x%" PRIx64, base_name(object_name ? object_name : "?"),
-	         offset);
-	return buf;
-}
 
 /* Names a location, outermost inline frame first, and records the chain in
  * t->chain ("count, ids...") under the location's ID in t->loc_map. */
