@@ -347,7 +347,7 @@ $(UNW_DFRAME_BIN): tests/programs/fp_busy.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)gcc -O1 -g -fno-omit-frame-pointer -fno-asynchronous-unwind-tables $< -o $@
-$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp
+$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp $(UNW_DIR)/unw_nofp
 # the symbolizer alone, against the subjects in $(SYM_DIR)
 # (debuginfod.c for its background pass, and debuginfo.c which that uses)
 SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/symbolize_go.o $(BUILD)/server/debuginfod.o \
@@ -403,10 +403,10 @@ $(BUILD)/bench/query_bench: bench/query_bench.c $(BUILD)/libquery.a $(BUILD)/lib
 
 # bench/symbolize: the symbolizer alone, on files with DWARF
 SYMBOLIZE_BENCH := $(BUILD)/bench/symbolize_bench
-$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libstorage.a
+$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libstorage.a \
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$(LDFLAGS_SAN) $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 
 # bench/agent_overhead's workload: plain -O2, frame pointers for perf's sake.
@@ -472,8 +472,8 @@ build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
-	build/fuzz/server/debuginfod.o \
-	build/fuzz/server/debuginfo.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
+	build/fuzz/server/debuginfod.o build/fuzz/server/debuginfo.o build/fuzz/query/names.o \
+	$(STORAGE_SRC:%.c=build/fuzz/%.o)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -487,6 +487,12 @@ build/fuzz/fuzz_gopclntab: tests/fuzz/fuzz_gopclntab.c $(FUZZ_SYM_OBJ)
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 # the unwind table builder (agent/unwind_table.c) on hostile ELF files
 build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
+# the expression recogniser of the same file, against a DWARF stack machine
+build/fuzz/fuzz_cfa: tests/fuzz/fuzz_cfa.c build/fuzz/agent/unwind_table.o
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \

@@ -67,6 +67,7 @@ struct sm_unw_row;
 typedef struct ag_unw_info {
 	size_t fdes;          /* FDEs read */
 	size_t unsupported;   /* rows marked SM_CFA_UNSUPPORTED or SM_REG_UNSUPPORTED */
+	size_t innermost_only; /* SM_CFA_REG rows: usable in the innermost frame only */
 	bool from_debug_frame; /* .debug_frame filled ranges .eh_frame lacks */
 } ag_unw_info;
 
@@ -80,6 +81,29 @@ typedef struct ag_unw_info {
 int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
                  ag_unw_info *info);
 
+/* One DWARF expression operation, as libdw's Dwarf_Op gives it. */
+typedef struct ag_unw_op {
+	uint8_t atom;
+	uint64_t number, number2;
+} ag_unw_op;
+
+/* The expression recogniser (unwind_table.c): the BPF walker runs no DWARF
+ * interpreter, so each expression form real code uses is matched here and
+ * becomes a row kind the walker computes exactly.
+ *
+ * ag_unw_cfa_rule sets r's cfa_kind, cfa_off and aux from the CFA rule
+ * ops[0..n) in dwarf_frame_cfa's form (def_cfa as DW_OP_bregx, or the
+ * expression of DW_CFA_def_cfa_expression); signal: the FDE's CIE has the
+ * 'S' augmentation. Anything it does not take exactly is
+ * SM_CFA_UNSUPPORTED, never an approximation.
+ *
+ * ag_unw_reg_rule gives a register's rule from dwarf_frame_register's
+ * expression (n == 0: same value, or undefined when `undefined`) as an
+ * enum sm_reg_kind and its offset; SM_REG_UNSUPPORTED when not taken. */
+void ag_unw_cfa_rule(const ag_unw_op *ops, size_t n, bool signal, struct sm_unw_row *r);
+void ag_unw_reg_rule(const ag_unw_op *ops, size_t n, bool undefined, uint8_t *kind,
+                     int16_t *off);
+
 /* ---- unwind.c: tables in the kernel, per-process entries ---- */
 
 typedef struct ag_unw ag_unw;
@@ -87,9 +111,14 @@ typedef struct ag_proc ag_proc;
 typedef struct ag_mapping ag_mapping;
 
 typedef struct ag_unw_opts {
-	struct sm_unw_row *rows;    /* the BPF rows array, mapped */
+	int rows_fd;                /* the BPF rows array (BPF_F_MMAPABLE): each
+	                             * table's range is mapped while it is
+	                             * written, so the agent's resident memory
+	                             * holds none of it */
 	uint32_t rows_cap;
 	int procs_fd;               /* the BPF unw_procs map */
+	int files_fd;               /* unw_files: tables by the file mapped */
+	int found_fd;               /* unw_found: mappings the walker found */
 	const char *proc_root;      /* "/proc" */
 	bool verbose;
 } ag_unw_opts;
@@ -97,6 +126,7 @@ typedef struct ag_unw_opts {
 typedef struct ag_unw_stats {
 	uint64_t tables;            /* objects known (with or without rows) */
 	uint64_t built, build_failed, evicted, no_space, maps_over;
+	uint64_t expired;           /* tables freed after no process mapped them */
 	uint64_t rows_used, rows_cap;
 	uint64_t procs;             /* processes with an entry */
 	uint64_t build_ns, build_ns_max;
@@ -118,6 +148,13 @@ void ag_unw_event(ag_unw *u, pid_t pid, int64_t mono_ns);
  * queued or running (the caller polls sooner while there are some). */
 int ag_unw_tick(ag_unw *u);
 void ag_unw_proc_gone(ag_unw *u, pid_t pid);
+/* Frees the tables no process has mapped for AG_UNW_KEEP_NS (their rows
+ * and the agent's memory for them; short-lived processes of the same
+ * binaries within that time reuse them), and forgets objects whose table
+ * failed after AG_UNW_KEEP_FAILED_NS. now_ns: CLOCK_MONOTONIC. */
+#define AG_UNW_KEEP_NS ((int64_t)120 * 1000000000)
+#define AG_UNW_KEEP_FAILED_NS ((int64_t)600 * 1000000000)
+void ag_unw_expire(ag_unw *u, int64_t now_ns);
 void ag_unw_get_stats(const ag_unw *u, ag_unw_stats *out);
 
 /* ---- ksyms.c ---- */
@@ -193,6 +230,8 @@ enum { AG_MAP_FILE, AG_MAP_VDSO, AG_MAP_ANON };
 typedef struct ag_mapping {
 	uint64_t start, end, pgoff;
 	uint64_t ino;
+	uint32_t dev;         /* as /proc/PID/maps shows it: the kernel's
+	                       * encoding, major << 20 | minor */
 	int kind;
 	ag_obj *obj;          /* AG_MAP_FILE */
 } ag_mapping;
@@ -487,6 +526,7 @@ typedef struct ag_count {
 	const uint64_t *kstack;
 	uint32_t nkstack;
 	uint64_t count;
+	bool utruncated;        /* the table walk stopped short of the root */
 } ag_count;
 
 enum {
@@ -497,7 +537,7 @@ enum {
 	AG_STAT_UNW_TAIL_FAIL,
 	AG_STAT_PY_SAMPLES, AG_STAT_PY_FRAMES, AG_STAT_PY_NO_THREAD, AG_STAT_PY_BAD_THREAD,
 	AG_STAT_PY_READ_ERR, AG_STAT_PY_BAD_CODE, AG_STAT_PY_TRUNCATED, AG_STAT_PY_LOST,
-	AG_STAT_UNW_FP_JIT, AG_STAT_UNW_FP_NO_FDE, AG_STAT_UNW_FP_NO_TABLE,
+	AG_STAT_UNW_FP_JIT, AG_STAT_UNW_FP_NO_FDE, AG_STAT_UNW_FP_NO_TABLE, AG_STAT_UNW_FOUND,
 	AG_STAT_N
 };
 
@@ -514,10 +554,11 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);
 /* Totals since load, summed over CPUs (AG_STAT_*). */
 void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N]);
 int ag_sampler_ncpus(const ag_sampler *s);
-/* The unwinder's maps: the rows array mapped into memory, its size, and
- * the per-process map's descriptor. Returns -ENOENT when unwinding is off. */
-int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap,
-                        int *procs_fd);
+/* The unwinder's maps: the rows array and its size in rows, the
+ * per-process, per-file and found-mapping maps. Returns -ENOENT when
+ * unwinding is off. */
+int ag_sampler_unw_maps(ag_sampler *s, int *rows_fd, uint32_t *cap, int *procs_fd,
+                        int *files_fd, int *found_fd);
 /* The CPython walk's per-process map; -ENOENT when the walk is off. */
 int ag_sampler_py_map(ag_sampler *s, int *fd);
 

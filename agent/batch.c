@@ -243,7 +243,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 	sdyn procs = {0}, objs = {0}, objp = {0}, stacks = {0}, rows = {0};
 	idset ids = {0};
 	size_t nids = 0;
-	wire_frame *fr = malloc(2 * 128 * sizeof(*fr));
+	wire_frame *fr = malloc((2 * 128 + 2) * sizeof(*fr));
 	ag_batch *b = calloc(1, sizeof(*b));
 	if (!b || !fr) {
 		rc = -ENOMEM;
@@ -370,6 +370,9 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 		}
 		if (nf == 0)  /* neither stack was readable */
 			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
+		/* the walk stopped before the root: the stack says so */
+		if (c->utruncated)
+			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = WIRE_TRUNCATED_FRAME};
 		uint64_t id = wire_stack_id(objs.v, (uint32_t)objs.n, fr, nf);
 		int added = idset_add(&ids, id, &nids);
 		if (added < 0) {

@@ -217,9 +217,11 @@ static int drain(agent *a)
 		{"unwind_fp_jit", st[AG_STAT_UNW_FP_JIT]},
 		{"unwind_fp_no_fde", st[AG_STAT_UNW_FP_NO_FDE]},
 		{"unwind_fp_no_table", st[AG_STAT_UNW_FP_NO_TABLE]},
+		{"unwind_mappings_looked_up", st[AG_STAT_UNW_FOUND]},
 		{"unwind_tables", us.tables},
 		{"unwind_tables_failed", us.build_failed},
 		{"unwind_tables_evicted", us.evicted},
+		{"unwind_tables_expired", us.expired},
 		{"unwind_tables_no_space", us.no_space},
 		{"unwind_rows_used", us.rows_used},
 		{"unwind_processes", us.procs},
@@ -273,14 +275,16 @@ static int drain(agent *a)
 		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " of %" PRIu64 " samples by "
 		        "tables, %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
 		        "%" PRIu64 " unsupported, %" PRIu64 " read errors, %" PRIu64 " frame-pointer "
-		        "stops; frames by frame pointer: %" PRIu64 " JIT, %" PRIu64 " no FDE, %" PRIu64
-		        " no table; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
+		        "stops, %" PRIu64 " tail-call failures, %" PRIu64 " mappings looked up; frames "
+		        "by frame pointer: %" PRIu64 " JIT, %" PRIu64 " no FDE, %" PRIu64 " no table; %"
+		        PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
 		        " failed), %" PRIu64 " processes, build %.1f ms max; ready %.1f ms after a "
 		        "process' first sample (mean of %" PRIu64 "), %.1f ms max\n",
 		        st[AG_STAT_UNW_SAMPLES], st[AG_STAT_SAMPLES], st[AG_STAT_UNW_COMPLETE],
 		        st[AG_STAT_UNW_TRUNCATED], st[AG_STAT_UNW_NO_FDE], st[AG_STAT_UNW_UNSUPPORTED],
-		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], st[AG_STAT_UNW_FP_JIT],
-		        st[AG_STAT_UNW_FP_NO_FDE], st[AG_STAT_UNW_FP_NO_TABLE], us.tables, us.rows_used,
+		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], st[AG_STAT_UNW_TAIL_FAIL],
+		        st[AG_STAT_UNW_FOUND], st[AG_STAT_UNW_FP_JIT], st[AG_STAT_UNW_FP_NO_FDE],
+		        st[AG_STAT_UNW_FP_NO_TABLE], us.tables, us.rows_used,
 		        us.rows_cap, us.build_failed, us.procs, (double)us.build_ns_max / 1e6,
 		        us.ready ? (double)us.ready_ns / (double)us.ready / 1e6 : 0.0, us.ready,
 		        (double)us.ready_ns_max / 1e6);
@@ -292,6 +296,8 @@ static int drain(agent *a)
 		        pm.bad_lines + pm.huge_lines, pm.over_limit);
 	ag_push_enqueue(a->push, b);
 	ag_procs_sweep(a->procs, a->ctx.drain);
+	if (a->unw)
+		ag_unw_expire(a->unw, ag_mono_ns());
 	return 0;
 }
 
@@ -485,7 +491,8 @@ int main(int argc, char **argv)
 	a.verbose = verbose > 0;
 	if (unwind) {
 		ag_unw_opts uo = {.proc_root = "/proc", .verbose = verbose > 1};
-		err = ag_sampler_unw_maps(a.sampler, &uo.rows, &uo.rows_cap, &uo.procs_fd);
+		err = ag_sampler_unw_maps(a.sampler, &uo.rows_fd, &uo.rows_cap, &uo.procs_fd, &uo.files_fd,
+		                          &uo.found_fd);
 		if (!err)
 			err = ag_unw_new(&uo, &a.unw);
 		if (err) {

@@ -270,14 +270,17 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	const char *jit_lang = NULL;
 	while (getline(&line, &lcap, f) > 0) {
 		uint64_t start, end, pgoff, ino;
+		unsigned major, minor;
 		char perms[8];
 		int name_at = 0;
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %*s %" SCNu64 " %n",
-		           &start, &end, perms, &pgoff, &ino, &name_at) < 5 || !strchr(perms, 'x'))
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %" SCNu64 " %n",
+		           &start, &end, perms, &pgoff, &major, &minor, &ino, &name_at) < 7 ||
+		    !strchr(perms, 'x'))
 			continue;
 		char *name = name_at ? line + name_at : (char *)"";
 		name[strcspn(name, "\n")] = 0;
-		ag_mapping m = {start, end, pgoff, ino, AG_MAP_ANON, NULL};
+		ag_mapping m = {start, end, pgoff, ino, (major & 0xfff) << 20 | (minor & 0xfffff),
+		                AG_MAP_ANON, NULL};
 		if (!strcmp(name, "[vdso]")) {
 			m.kind = AG_MAP_VDSO;
 		} else if (name[0] == '/' && ino) {

@@ -34,8 +34,7 @@ struct ag_sampler {
 	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
 	uint32_t stack_entries;
-	struct sm_unw_row *unw_rows;  /* the rows array, mapped; NULL: no unwinding */
-	size_t unw_rows_bytes;
+	bool unw;                     /* the table walker is on */
 	uint32_t unw_cap;
 	/* the last drain's result */
 	ag_count *counts;
@@ -186,9 +185,10 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 		goto out;
 	}
 	if (opt->unwind) {
-		s->unw_rows_bytes = ((size_t)s->unw_cap * sizeof(struct sm_unw_row) + 4095) &
-		                    ~(size_t)4095;
-		void *m = mmap(NULL, s->unw_rows_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		/* the agent maps a table's rows only while it writes them
+		 * (agent/unwind.c): try it once here, so a kernel that refuses
+		 * fails at start, not at the first table */
+		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
 		               bpf_map__fd(s->skel->maps.unw_rows), 0);
 		if (m == MAP_FAILED) {
 			rc = -errno;
@@ -196,7 +196,8 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 			        strerror(-rc));
 			goto out;
 		}
-		s->unw_rows = m;
+		munmap(m, 4096);
+		s->unw = true;
 	}
 	rc = profile_bpf__attach(s->skel);  /* the two tracepoints */
 	if (rc) {
@@ -268,8 +269,6 @@ void ag_sampler_close(ag_sampler *s)
 	}
 	free(s->links);
 	free(s->pfds);
-	if (s->unw_rows)
-		munmap(s->unw_rows, s->unw_rows_bytes);
 	profile_bpf__destroy(s->skel);  /* detaches the tracepoints, frees the maps */
 	free(s->counts);
 	free(s->ips);
@@ -299,16 +298,20 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
-/* Frames of one stacks-map entry, appended to s->ips. */
-static int read_stack(ag_sampler *s, int fd, uint64_t id, size_t *off, uint32_t *n)
+/* Frames of one stacks-map entry, appended to s->ips; *flags its
+ * SM_STACK_* flags. */
+static int read_stack(ag_sampler *s, int fd, uint64_t id, size_t *off, uint32_t *n,
+                      uint32_t *flags)
 {
 	*n = 0;
 	*off = s->nips;
+	*flags = 0;
 	if (!id)
 		return 0;
 	struct sm_stack st;
 	if (bpf_map_lookup_elem(fd, &id, &st))
 		return 0;
+	*flags = st.flags;
 	uint32_t k = st.len < SM_MAX_STACK_DEPTH ? st.len : SM_MAX_STACK_DEPTH;
 	if (grow((void **)&s->ips, &s->ips_cap, s->nips + k, sizeof(*s->ips)))
 		return -ENOMEM;
@@ -375,11 +378,13 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
 			continue;
 		ag_count *c = &s->counts[s->ncounts];
 		*c = (ag_count){.pid = (pid_t)k->tgid, .count = v};
-		if (read_stack(s, sfd, k->user_stack, &uoff[s->ncounts], &c->nustack) ||
-		    read_stack(s, sfd, k->kernel_stack, &koff[s->ncounts], &c->nkstack)) {
+		uint32_t uflags, kflags;
+		if (read_stack(s, sfd, k->user_stack, &uoff[s->ncounts], &c->nustack, &uflags) ||
+		    read_stack(s, sfd, k->kernel_stack, &koff[s->ncounts], &c->nkstack, &kflags)) {
 			free(uoff);
 			return -ENOMEM;
 		}
+		c->utruncated = uflags & SM_STACK_TRUNCATED;
 		s->ncounts++;
 	}
 	for (size_t i = 0; i < s->ncounts; i++) {
@@ -412,18 +417,21 @@ int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }
 
 int ag_sampler_py_map(ag_sampler *s, int *fd)
 {
-	if (!s->unw_rows || !s->skel->rodata->cfg_python)
+	if (!s->unw || !s->skel->rodata->cfg_python)
 		return -ENOENT;
 	*fd = bpf_map__fd(s->skel->maps.py_procs);
 	return 0;
 }
 
-int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap, int *procs_fd)
+int ag_sampler_unw_maps(ag_sampler *s, int *rows_fd, uint32_t *cap, int *procs_fd,
+                        int *files_fd, int *found_fd)
 {
-	if (!s->unw_rows)
+	if (!s->unw)
 		return -ENOENT;
-	*rows = s->unw_rows;
+	*rows_fd = bpf_map__fd(s->skel->maps.unw_rows);
 	*cap = s->unw_cap;
 	*procs_fd = bpf_map__fd(s->skel->maps.unw_procs);
+	*files_fd = bpf_map__fd(s->skel->maps.unw_files);
+	*found_fd = bpf_map__fd(s->skel->maps.unw_found);
 	return 0;
 }

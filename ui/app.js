@@ -9,7 +9,7 @@ import {Timeline} from './timeline.js';
 import {FlameGraph, DIFF_FLOOR} from './flame.js';
 import {TopTable, mergeTop} from './toptable.js';
 import {renderChanges} from './changes.js';
-import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
+import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich, completeness} from './tree.js';
 import {timeSeconds, fmtTime, fmtCount} from './util.js';
 
 const MAX_NODES = 20000;      // the server folds the rest: huge trees stay fast
@@ -24,7 +24,7 @@ const ui = {
 	custom: $('custom-range'), from: $('from-input'), to: $('to-input'),
 	diff: $('diff-toggle'), diffBar: $('diff-bar'), compare: $('compare-input'),
 	compareFrom: $('compare-from-input'), compareTo: $('compare-to-input'), legend: $('legend'),
-	status: $('status'), groupBy: $('group-by'), search: $('search-input'), share: $('search-share'),
+	status: $('status'), completeness: $('completeness'), groupBy: $('group-by'), search: $('search-input'), share: $('search-share'),
 	crumbs: $('breadcrumb'), pprof: $('download-pprof'), folded: $('download-folded'),
 	sandwich: $('sandwich'), sandwichTitle: $('sandwich-title'), tooltip: $('tooltip'),
 };
@@ -226,6 +226,15 @@ function showLegend() {
 		'full colour is the largest change';
 }
 
+// The share of samples with incomplete stacks, above the flame graph
+// when it matters (tree.js: completeness).
+function showCompleteness() {
+	const c = completeness(tree);
+	ui.completeness.hidden = !(c && c.text);
+	ui.completeness.textContent = c ? c.text : '';
+	ui.completeness.className = c && c.warn ? 'warn' : '';
+}
+
 function downloads() {
 	const base = {from: state.from, to: state.to};
 	if (diffOn) {
@@ -256,6 +265,7 @@ function publish() {
 			compare_from: state.compare_from, compare_to: state.compare_to,
 			search: state.search, focus: state.focus},
 		flame: {total: z ? z.total : 0, frames: flame.frames},
+		completeness: completeness(tree),
 		zoom: name => focusFunction(name),
 		reset: () => { flame.zoomTo(null, true); return true; },
 	};
@@ -349,6 +359,7 @@ async function run() {
 		top.select(state.focus);
 		showSandwich(state.focus);
 		showLegend();
+		showCompleteness();
 		writeURL();
 	} catch (e) {
 		if (e.name === 'AbortError') return;
@@ -360,6 +371,7 @@ async function run() {
 		showCrumbs();
 		showSandwich('');
 		showLegend();
+		showCompleteness();
 		showError(e);
 	}
 	ready = true;

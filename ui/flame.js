@@ -183,6 +183,13 @@ export class FlameGraph {
 			lines.push([`self: ${fmtCount(n.self)} (${fmtPct(n.self / rootTotal)})`]);
 			lines.push([`total: ${fmtCount(n.total)} (${fmtPct(n.total / rootTotal)} of total)`]);
 		}
+		if (n.truncated || n.base_truncated) {
+			const t = this.tree.mode === 'diff' ?
+				`incomplete stacks: base ${fmtPct(n.base_truncated / (n.base_total || 1))}, ` +
+				`compare ${fmtPct(n.truncated / (n.total || 1))}` :
+				`${fmtPct(n.truncated / (n.total || 1))} of its samples have incomplete stacks`;
+			lines.push([t, 'tt-file']);
+		}
 		lines.push([n.file ? `${n.file}${n.line ? `:${n.line}` : ''}` : 'file unknown', 'tt-file']);
 		if (n.kernel) lines.push(['kernel frame', 'tt-file']);
 		if (n.lang) lines.push([`${n.lang} frame`, 'tt-file']);

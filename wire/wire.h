@@ -50,6 +50,11 @@
 /* Same numbering as storage's ST_FRAME_*. */
 enum { WIRE_FRAME_USER = 0, WIRE_FRAME_KERNEL = 1, WIRE_FRAME_NAMED = 2 };
 
+/* The named frame that ends, outermost, a stack whose walk stopped short
+ * of its root (storage's ST_TRUNCATED_FRAME: queries count such stacks as
+ * truncated and leave the frame out). */
+#define WIRE_TRUNCATED_FRAME "[truncated]"
+
 typedef struct wire_label {
 	const char *name;
 	const char *value;

@@ -52,8 +52,16 @@ const SEARCH_API = [
 	[['runtime.main', 'main.main', 'search.(*Index).Query', 'search.scoreDocs'], 20],
 	[['runtime.main', 'main.main', 'search.(*Index).Query', 'sort.Sort'], 6],
 ];
+// "importer": 6 of its 20 samples per slot have stacks whose walk was cut
+// short (the [truncated] marker outermost, as the agent sends them): 30 %
+export const TRUNCATED = '[truncated]';
+export const IMPORTER_PCT = 30;
+const IMPORTER = [
+	[['runtime.main', 'main.main', 'importer.run', 'importer.parse'], 14],
+	[[TRUNCATED, 'importer.parse', 'bufio.(*Reader).Read'], 6],
+];
 const FILES = {};
-for (const [frames] of [...STACKS, ...SEARCH_API])
+for (const [frames] of [...STACKS, ...SEARCH_API, ...IMPORTER.slice(0, 1)])
 	for (const f of frames) {
 		const pkg = f.replace(/\.[^./]*$/, '').replace(/[()*]/g, '').replace(/\.$/, '');
 		const base = pkg.split('/').pop() || 'main';
@@ -191,6 +199,10 @@ export async function ingest(base) {
 			encodeProfile({stacks: SEARCH_API.map(s => ({frames: s[0], value: s[1]})),
 			               timeNanos, durationNanos: 10000000000n,
 			               binary: '/usr/local/bin/search-api', files: FILES}));
+		await post({service: 'importer', version: '3.0', hostname: 'import-1'},
+			encodeProfile({stacks: IMPORTER.map(s => ({frames: s[0], value: s[1]})),
+			               timeNanos, durationNanos: 10000000000n,
+			               binary: '/usr/local/bin/importer', files: FILES}));
 	}
 	// a native batch from tests/tools/mkbatch: service "svc", named frames
 	// fn_7_<i> and the kernel frame do_syscall_64

@@ -594,6 +594,41 @@ async function main() {
 		assert.ok(tip.includes(`/srv/app/handlers.py:${10 + i}`), `tooltip ${JSON.stringify(tip)} lacks file:line`);
 		assert.ok(tip.includes('python frame'), `tooltip ${JSON.stringify(tip)} lacks the language`);
 	});
+	await check('incomplete stacks: the share shown above 1 %, none below; the marker is no frame',
+		async page => {
+			let s = await open(page, {query: '{service="importer"}', from: R.from, to: R.to},
+				s => s.flame.total > 0);
+			const note = page.locator('[data-testid=completeness]');
+			assert.equal(await note.isVisible(), true, 'no completeness note at 30 %');
+			const text = (await note.textContent()) || '';
+			assert.match(text, new RegExp(`^${F.IMPORTER_PCT}\\.0 % of these samples have incomplete stacks`),
+				`note says ${JSON.stringify(text)}`);
+			assert.ok(near(s.completeness.pct, F.IMPORTER_PCT, 0.01), `hook pct ${s.completeness.pct}`);
+			assert.equal(s.flame.frames.some(f => f.name === F.TRUNCATED), false,
+				'the [truncated] marker is drawn as a frame');
+			mustFrame(s, 'bufio.(*Reader).Read');
+			s = await open(page, {query: '{service="search-api"}', from: R.from, to: R.to},
+				s => s.flame.total > 0);
+			assert.equal(await note.isVisible(), false, 'a note for complete stacks');
+			assert.equal(s.completeness.pct, 0);
+		});
+
+	await check('incomplete stacks: a diff whose sides differ by more than 3 points warns',
+		async page => {
+			let s = await open(page, {query: '{service="search-api"}', compare: '{service="importer"}',
+				from: R.from, to: R.to}, s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			const note = page.locator('[data-testid=completeness]');
+			assert.equal(await note.isVisible(), true, 'no warning');
+			assert.match((await note.getAttribute('class')) || '', /\bwarn\b/);
+			const text = (await note.textContent()) || '';
+			assert.match(text, /differ in completeness: 0\.0 % and 30\.0 %/, `warning says ${JSON.stringify(text)}`);
+			assert.equal(s.completeness.warn, true);
+			assert.ok(near(s.completeness.compare_pct, F.IMPORTER_PCT, 0.01));
+			s = await open(page, {query: Q14, compare: Q15, from: R.from, to: R.to},
+				s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			assert.equal(await note.isVisible(), false, 'a warning between two complete sides');
+			assert.equal(s.completeness.warn, false);
+		});
 
 	await check('download links: pprof and folded of the current view', async page => {
 		await open(page, v14, s => s.flame.total > 0);

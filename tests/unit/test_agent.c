@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/sysmacros.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -264,10 +266,11 @@ static void test_batch(void **state)
 	const uint64_t user2[] = {0x401234, 0x999999};  /* the second in no mapping */
 	const uint64_t kern[] = {0xffffffff81001010ULL, 0xffffffff81000020ULL};
 	const ag_count counts[] = {
-		{PID, user1, 3, kern, 2, 5},
-		{PID, user1, 3, NULL, 0, 7},
-		{PID, user2, 2, NULL, 0, 2},
-		{PID, NULL, 0, NULL, 0, 1},  /* no stack at all */
+		{PID, user1, 3, kern, 2, 5, false},
+		{PID, user1, 3, NULL, 0, 7, false},
+		{PID, user2, 2, NULL, 0, 2, false},
+		{PID, NULL, 0, NULL, 0, 1, false},  /* no stack at all */
+		{PID, user1, 3, NULL, 0, 4, true},  /* the walk stopped short */
 	};
 	const wire_label extra[] = {{"service", "api"}, {"comm", "overridden"}};
 	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1",
@@ -275,13 +278,13 @@ static void test_batch(void **state)
 	                    .period_ns = 52631578, .extra_labels = extra, .nextra = 2,
 	                    .procs = f.procs, .ksyms = ks, .drain = 1};
 	ag_batch *b;
-	assert_int_equal(ag_batch_build(&ctx, counts, 4, 7, 1000, 2000, &b), 0);
+	assert_int_equal(ag_batch_build(&ctx, counts, 5, 7, 1000, 2000, &b), 0);
 	const wire_batch *w = ag_batch_wire(b);
 	assert_int_equal(w->seq, 7);
 	assert_int_equal(w->nprocesses, 1);
 	assert_int_equal(w->nobjects, 1);
-	assert_int_equal(w->nstacks, 4);
-	assert_int_equal(w->nrows, 4);
+	assert_int_equal(w->nstacks, 5);
+	assert_int_equal(w->nrows, 5);
 	assert_int_equal(ctx.samples_no_mapping, 2);
 
 	/* labels: built-ins, then --label values overriding a built-in name */
@@ -314,6 +317,13 @@ static void test_batch(void **state)
 	assert_true(s0->id == wire_stack_id(w->objects, w->nobjects, s0->frames, s0->nframes));
 	assert_string_equal(w->stacks[2].frames[1].name, "[unknown]");
 	assert_int_equal(w->stacks[3].nframes, 1);
+	/* a truncated walk: user1's frames, then the marker outermost, so a
+	 * different stack than the whole one */
+	const wire_stack *s4 = &w->stacks[4];
+	assert_int_equal(s4->nframes, 4);
+	assert_int_equal(s4->frames[3].kind, WIRE_FRAME_NAMED);
+	assert_string_equal(s4->frames[3].name, WIRE_TRUNCATED_FRAME);
+	assert_true(s4->id != w->stacks[1].id);
 	assert_int_equal(w->rows[0].count, 5);
 	assert_true(w->rows[0].stack_id == s0->id);
 	assert_int_equal(w->rows[0].ts_ns, 1000);
@@ -321,8 +331,8 @@ static void test_batch(void **state)
 	/* the same interval twice gives the same IDs (stable), and the server's
 	 * decoder takes the encoded batch */
 	ag_batch *b2;
-	assert_int_equal(ag_batch_build(&ctx, counts, 4, 8, 2000, 3000, &b2), 0);
-	for (uint32_t i = 0; i < 4; i++)
+	assert_int_equal(ag_batch_build(&ctx, counts, 5, 8, 2000, 3000, &b2), 0);
+	for (uint32_t i = 0; i < 5; i++)
 		assert_true(ag_batch_wire(b2)->stacks[i].id == w->stacks[i].id);
 	const wire_counter c[] = {{"samples", 15}};
 	assert_int_equal(ag_batch_set_counters(b, c, 1), 0);
@@ -334,7 +344,7 @@ static void test_batch(void **state)
 	int rc = wire_decode(body, len, &d, &e);
 	if (rc)
 		fail_msg("decode: %s", e.msg);
-	assert_int_equal(wire_decoded_batch(d)->nstacks, 4);
+	assert_int_equal(wire_decoded_batch(d)->nstacks, 5);
 	assert_int_equal(wire_decoded_batch(d)->counters[0].value, 15);
 	wire_decoded_free(d);
 	free(body);
@@ -623,13 +633,25 @@ static void test_unwind_entries(void **state)
 		skip();
 	}
 	enum { CAP = 1 << 20 };
-	struct sm_unw_row *rows = calloc(CAP, sizeof(*rows));
-	assert_non_null(rows);
+	/* the rows array as the BPF program declares it, and the maps of
+	 * tables by file and of mappings the walker found */
+	int rows_fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "unw_rows_t", sizeof(uint32_t),
+	                             sizeof(struct sm_unw_row), CAP,
+	                             &(struct bpf_map_create_opts){
+	                                 .sz = sizeof(struct bpf_map_create_opts),
+	                                 .map_flags = BPF_F_MMAPABLE});
+	int files_fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_files_t",
+	                              sizeof(struct sm_unw_file_key), sizeof(struct sm_unw_file),
+	                              256, NULL);
+	int found_fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "unw_found_t", sizeof(uint32_t),
+	                              sizeof(struct sm_unw_found), 16, NULL);
+	assert_true(rows_fd >= 0 && files_fd >= 0 && found_fd >= 0);
 	ag_objs *objs;
 	ag_procs *procs;
 	ag_unw *u;
 	assert_int_equal(ag_objs_new(&objs), 0);
-	ag_unw_opts uo = {.rows = rows, .rows_cap = CAP, .procs_fd = fd, .proc_root = "/proc"};
+	ag_unw_opts uo = {.rows_fd = rows_fd, .rows_cap = CAP, .procs_fd = fd,
+	                  .files_fd = files_fd, .found_fd = found_fd, .proc_root = "/proc"};
 	assert_int_equal(ag_unw_new(&uo, &u), 0);
 	/* the hook as main.c wires it */
 	ag_procs_opts po = {.proc_root = "/proc", .objs = objs,
@@ -647,6 +669,11 @@ static void test_unwind_entries(void **state)
 	struct sm_unw_proc e;
 	uint32_t key = (uint32_t)me;
 	assert_int_equal(bpf_map_lookup_elem(fd, &key, &e), 0);
+	/* what the kernel holds, read back (the agent itself keeps no mapping
+	 * of it) */
+	const struct sm_unw_row *rows = mmap(NULL, CAP * sizeof(*rows), PROT_READ, MAP_SHARED,
+	                                     rows_fd, 0);
+	assert_true(rows != MAP_FAILED);
 	assert_true(e.n > 0 && e.n <= SM_UNW_MAX_MAPS);
 	/* sorted, and the one holding this function has rows that cover it
 	 * with a CFA rule (not a gap) */
@@ -681,6 +708,21 @@ static void test_unwind_entries(void **state)
 	            idx[b] == 0);
 	assert_int_equal(r->ra_kind, SM_REG_CFA_OFF);
 	assert_int_equal(unw_marker(1), 4);
+	/* the table of this test's own file, by the inode the kernel maps it
+	 * from (/proc/PID/maps' device and inode, the file's size) */
+	const ag_mapping *mm = ag_proc_find(pr, pc);
+	assert_non_null(mm);
+	assert_non_null(mm->obj);
+	struct sm_unw_file_key fk = {.dev = mm->dev, .ino = mm->ino, .size = mm->obj->size};
+	struct stat fst;
+	assert_int_equal(stat("/proc/self/exe", &fst), 0);
+	assert_int_equal(fk.ino, fst.st_ino);
+	assert_int_equal(fk.dev, major(fst.st_dev) << 20 | minor(fst.st_dev));
+	struct sm_unw_file uf;
+	assert_int_equal(bpf_map_lookup_elem(files_fd, &fk, &uf), 0);
+	assert_int_equal(uf.rows_start, hit->rows_start);
+	assert_int_equal(uf.rows_len, hit->rows_len);
+	assert_true(uf.nloads >= 1);
 	ag_unw_stats st;
 	ag_unw_get_stats(u, &st);
 	assert_true(st.built >= 2);          /* this test and libc at least */
@@ -704,8 +746,11 @@ static void test_unwind_entries(void **state)
 	ag_procs_free(procs);
 	ag_unw_free(u);
 	ag_objs_free(objs);
-	free(rows);
+	munmap((void *)rows, CAP * sizeof(*rows));
 	close(fd);
+	close(rows_fd);
+	close(files_fd);
+	close(found_fd);
 }
 
 

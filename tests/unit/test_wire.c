@@ -912,11 +912,20 @@ static void test_auth_token_file(void **state)
 	assert_non_null(strstr(err, "/nonexistent/token"));
 }
 
+/* The agent's marker of a walk cut short is the frame storage and the
+ * query engine recognise. */
+static void test_truncated_marker(void **state)
+{
+	(void)state;
+	assert_string_equal(WIRE_TRUNCATED_FRAME, ST_TRUNCATED_FRAME);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_round_trip_source),
+		cmocka_unit_test(test_truncated_marker),
 		cmocka_unit_test(test_encode_rejects),
 		cmocka_unit_test(test_decode_limits),
 		cmocka_unit_test(test_total_frames_limit),
