@@ -260,6 +260,8 @@ static int drain(agent *a)
 		{"perf_map_refused", pm.refused},
 		{"perf_map_rewrites", pm.rewrites},
 	};
+	/* a batch with more does not encode (every push of it would fail) */
+	_Static_assert(sizeof(c) / sizeof(c[0]) <= WIRE_MAX_COUNTERS, "counters over the wire's limit");
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
 		ag_batch_free(b);

@@ -40,7 +40,7 @@
 #define WIRE_MAX_STACKS     (1u << 20)
 #define WIRE_MAX_FRAMES     512         /* per stack */
 #define WIRE_MAX_ROWS       (1u << 22)
-#define WIRE_MAX_COUNTERS   64
+#define WIRE_MAX_COUNTERS   256         /* smolder-agent sends ~70 */
 #define WIRE_MAX_BATCH_FRAMES (1u << 23) /* frames of all stacks together:
                                           * bounds the decoder's memory */
 #define WIRE_MAX_COUNT      (UINT64_C(1) << 48) /* samples in one row (1..) */
