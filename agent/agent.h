@@ -147,6 +147,9 @@ void ag_unw_event(ag_unw *u, pid_t pid, int64_t mono_ns);
  * entries that waited for them. Returns how many builds are still
  * queued or running (the caller polls sooner while there are some). */
 int ag_unw_tick(ag_unw *u);
+/* Whether every queued build has finished, waiting for ag_unw_tick to
+ * install it (tests: several builds installed by one tick). */
+bool ag_unw_builds_finished(ag_unw *u);
 void ag_unw_proc_gone(ag_unw *u, pid_t pid);
 /* Frees the tables no process has mapped for AG_UNW_KEEP_NS (their rows
  * and the agent's memory for them; short-lived processes of the same

@@ -52,6 +52,9 @@ typedef struct utab {
 	uint32_t idx_len, idx_base; /* the bucket index (bpf/profile.h) */
 	bool failed;                /* no CFI, not ELF, too big: not retried */
 	bool building;              /* queued for or on the builder thread */
+	bool fresh;                 /* installed by the running ag_unw_tick, whose
+	                             * waiting processes have not taken it yet:
+	                             * not evicted until they have */
 	uint32_t refs;              /* processes whose entry names it */
 	uint64_t last_used;
 	int64_t used_ns;            /* when a process last mapped it (monotonic) */
@@ -211,7 +214,7 @@ static bool evict_one(ag_unw *u)
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (utab **pp = &u->tabs[b]; *pp; pp = &(*pp)->next) {
 			utab *t = *pp;
-			if (t->refs || t == u->vdso || !t->len)
+			if (t->refs || t->fresh || t == u->vdso || !t->len)
 				continue;
 			if (!best || t->last_used < best->last_used) {
 				best = t;
@@ -432,6 +435,7 @@ static bool install(ag_unw *u, job *j)
 	t->idx_base = first;
 	u->st.rows_used += need;
 	u->st.built++;
+	t->fresh = true;
 	for (uint32_t i = 0; i < t->nfiles; i++)
 		file_put(u, t, &t->files[i]);
 	if (u->o.verbose)
@@ -733,6 +737,16 @@ int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 	return 0;
 }
 
+bool ag_unw_builds_finished(ag_unw *u)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&u->mu);
+	for (const job *j = u->done; j; j = j->next)
+		n++;
+	pthread_mutex_unlock(&u->mu);
+	return n == u->inflight;
+}
+
 int ag_unw_tick(ag_unw *u)
 {
 	pthread_mutex_lock(&u->mu);
@@ -746,9 +760,10 @@ int ag_unw_tick(ag_unw *u)
 		u->inflight--;
 		installed |= install(u, j);
 	}
-	free_jobs(done);
-	if (!installed)
+	if (!installed) {
+		free_jobs(done);
 		return (int)u->inflight;
+	}
 	/* complete the entries that waited */
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (uproc *p = u->procs[b]; p; p = p->next) {
@@ -769,6 +784,10 @@ int ag_unw_tick(ag_unw *u)
 			if (changed && write_entry(u, p) == 0)
 				count_ready(u, p);
 		}
+	/* taken by those that waited: evictable like any other from now on */
+	for (job *j = done; j; j = j->next)
+		j->t->fresh = false;
+	free_jobs(done);
 	return (int)u->inflight;
 }
 

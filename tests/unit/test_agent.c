@@ -825,6 +825,82 @@ static ag_pmaps_stats jit_stats(fakejit *f)
 	return st;
 }
 
+/* Tables that finish together and do not all fit: one installed in a
+ * tick is not evicted by the next one of that tick while the processes
+ * waiting for it have not taken it yet (their entries would name freed
+ * memory). A rows array too small for this test's own objects, every
+ * build finished before the one tick that installs them. */
+static void test_unwind_tick_eviction(void **state)
+{
+	(void)state;
+	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_test", sizeof(uint32_t),
+	                        sizeof(struct sm_unw_proc), 16,
+	                        &(struct bpf_map_create_opts){.sz = sizeof(struct bpf_map_create_opts),
+	                                                       .map_flags = BPF_F_NO_PREALLOC});
+	if (fd < 0) {
+		fprintf(stderr, "SKIP test_unwind_tick_eviction: cannot create a BPF map (%s): "
+		        "needs root\n", strerror(errno));
+		skip();
+	}
+	enum { CAP = 1 << 15 };
+	int rows_fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "unw_rows_t", sizeof(uint32_t),
+	                             sizeof(struct sm_unw_row), CAP,
+	                             &(struct bpf_map_create_opts){
+	                                 .sz = sizeof(struct bpf_map_create_opts),
+	                                 .map_flags = BPF_F_MMAPABLE});
+	int files_fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_files_t",
+	                              sizeof(struct sm_unw_file_key), sizeof(struct sm_unw_file),
+	                              256, NULL);
+	int found_fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "unw_found_t", sizeof(uint32_t),
+	                              sizeof(struct sm_unw_found), 16, NULL);
+	assert_true(rows_fd >= 0 && files_fd >= 0 && found_fd >= 0);
+	ag_objs *objs;
+	ag_procs *procs;
+	ag_unw *u;
+	assert_int_equal(ag_objs_new(&objs), 0);
+	ag_unw_opts uo = {.rows_fd = rows_fd, .rows_cap = CAP, .procs_fd = fd,
+	                  .files_fd = files_fd, .found_fd = found_fd, .proc_root = "/proc"};
+	assert_int_equal(ag_unw_new(&uo, &u), 0);
+	ag_procs_opts po = {.proc_root = "/proc", .objs = objs,
+	                    .on_maps = (void (*)(void *, const ag_proc *))(void *)ag_unw_proc,
+	                    .hook_arg = u};
+	assert_int_equal(ag_procs_new(&po, &procs), 0);
+	pid_t me = getpid();
+	assert_non_null(ag_procs_get(procs, me, "test_agent"));
+	/* every build done (the builder thread, smallest file first), then
+	 * one tick installs them all */
+	for (int i = 0; !ag_unw_builds_finished(u); i++) {
+		assert_true(i < 3000);
+		usleep(10000);
+	}
+	ag_unw_stats st;
+	while (ag_unw_tick(u) > 0)
+		usleep(10000);
+	ag_unw_get_stats(u, &st);
+	assert_true(st.no_space > 0);         /* they did not all fit */
+	assert_int_equal(st.evicted, 0);      /* nothing this process waited for */
+	struct sm_unw_proc e;
+	uint32_t key = (uint32_t)me;
+	assert_int_equal(bpf_map_lookup_elem(fd, &key, &e), 0);
+	uint32_t with_rows = 0;
+	for (uint32_t i = 0; i < e.n; i++) {
+		if (!e.maps[i].rows_len)
+			continue;
+		with_rows++;
+		assert_true(e.maps[i].rows_start + e.maps[i].rows_len <= CAP);
+	}
+	assert_true(with_rows > 0);
+	ag_unw_get_stats(u, &st);
+	assert_true(st.rows_used <= CAP);
+	ag_procs_free(procs);
+	ag_unw_free(u);
+	ag_objs_free(objs);
+	close(fd);
+	close(rows_fd);
+	close(files_fd);
+	close(found_fd);
+}
+
 static void test_perfmap_parse(void **state)
 {
 	(void)state;
@@ -1226,6 +1302,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwind_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unwind_tick_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perfmap_parse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perfmap_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perfmap_model, setup, teardown),
