@@ -80,10 +80,15 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/* Per-CPU scratch of the programs that read stacks, one slot each: the
+ * sampler runs in an interrupt and may interrupt the off-CPU programs
+ * (bpf/offcpu.bpf.h) on their CPU, so they must not share one. */
+enum { SLOT_SAMPLER = 0, SLOT_OFFCPU = 1, SLOTS = 2 };
+
 /* Scratch space for reading a stack: 1 KiB is too big for the BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SLOTS);
 	__type(key, __u32);
 	__type(value, struct sm_stack);
 } scratch SEC(".maps");
@@ -120,13 +125,16 @@ struct unw_state {
 	__u32 set;              /* which map set this sample counts into */
 	__u32 last_map;         /* the previous frame's mapping */
 	__u32 pad;
+	__u64 value;            /* what the walk's stack counts: 1 sample, or
+	                         * the nanoseconds of an off-CPU block */
 	struct sm_key key;
 	struct sm_stack stack;
 };
 
+/* one walk in progress per CPU and slot (SLOT_*) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SLOTS);
 	__type(key, __u32);
 	__type(value, struct unw_state);
 } unw_state SEC(".maps");
@@ -159,20 +167,34 @@ static __always_inline void emit(__u32 kind, __u32 tgid)
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline void count(void *counts, struct sm_key *key)
+/* Tells the agent about a process the first time it is counted, so it
+ * reads the process' mappings while it lives. Looks before inserting: an
+ * LRU update takes a free node (and may shrink the lists for it) even
+ * when the key exists. */
+static __always_inline void announce(__u32 tgid)
 {
-	__u64 one = 1, *v = bpf_map_lookup_elem(counts, key);
+	__u8 one = 1;
+	if (!bpf_map_lookup_elem(&known, &tgid) &&
+	    bpf_map_update_elem(&known, &tgid, &one, BPF_NOEXIST) == 0)
+		emit(SM_EV_NEW, tgid);
+}
+
+/* Adds value to key's slot: a sample (1) or an off-CPU block's
+ * nanoseconds. */
+static __always_inline void count(void *counts, struct sm_key *key, __u64 value)
+{
+	__u64 *v = bpf_map_lookup_elem(counts, key);
 	if (v) {
-		__sync_fetch_and_add(v, 1);
+		__sync_fetch_and_add(v, value);
 		return;
 	}
-	long err = bpf_map_update_elem(counts, key, &one, BPF_NOEXIST);
+	long err = bpf_map_update_elem(counts, key, &value, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: another CPU inserted it first */) {
 		v = bpf_map_lookup_elem(counts, key);
 		if (v)
-			__sync_fetch_and_add(v, 1);
+			__sync_fetch_and_add(v, value);
 	} else if (err) {
-		stat_inc(SM_STAT_COUNT_FULL);
+		stat_inc(key->kind == SM_KIND_OFFCPU ? SM_STAT_OFF_COUNT_FULL : SM_STAT_COUNT_FULL);
 	}
 }
 
@@ -203,12 +225,13 @@ static __always_inline __u64 store_stack(void *stacks, struct sm_stack *st)
 	return h;
 }
 
-/* Reads one stack by frame pointers (user or kernel, by flags) and stores
- * it; returns its hash, 0 when there is no stack to read. */
-static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u32 err_stat)
+/* Reads one stack by frame pointers (user or kernel, by flags) into the
+ * scratch of slot and stores it; returns its hash, 0 when there is no
+ * stack to read. */
+static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u32 err_stat,
+                                      __u32 slot)
 {
-	__u32 zero = 0;
-	struct sm_stack *st = bpf_map_lookup_elem(&scratch, &zero);
+	struct sm_stack *st = bpf_map_lookup_elem(&scratch, &slot);
 	if (!st)
 		return 0;
 	long n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), flags);
@@ -231,7 +254,9 @@ static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u3
 
 enum { UNW_NEXT, UNW_DONE, UNW_FAIL };
 
-/* the walker tail-calls itself; libbpf fills the slot at load */
+/* the walker tail-calls itself; libbpf fills the slot at load. The
+ * off-CPU programs have a copy of their own type (a program array holds
+ * programs of one type). */
 int sm_unwind(struct bpf_perf_event_data *ctx);
 
 struct {
@@ -443,18 +468,19 @@ static __always_inline void unw_finish(struct unw_state *s)
 {
 	if (s->set) {
 		s->key.user_stack = store_stack(&stacks1, &s->stack);
-		count(&counts1, &s->key);
+		count(&counts1, &s->key, s->value);
 	} else {
 		s->key.user_stack = store_stack(&stacks0, &s->stack);
-		count(&counts0, &s->key);
+		count(&counts0, &s->key, s->value);
 	}
 }
 
-SEC("perf_event")
-int sm_unwind(struct bpf_perf_event_data *ctx)
+/* The walk of slot's state, UNW_FRAMES frames per run; tail-calls the
+ * walker of progs to go on. Every program type that walks has a program
+ * running this (sm_unwind for the sampler). */
+static __always_inline int unw_continue(void *ctx, __u32 slot, void *progs)
 {
-	__u32 zero = 0;
-	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &slot);
 	if (!s)
 		return 0;
 	struct sm_unw_proc *p = bpf_map_lookup_elem(&unw_procs, &s->key.tgid);
@@ -474,13 +500,53 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 	}
 	if (s->tails < UNW_MAX_TAILS) {
 		s->tails++;
-		bpf_tail_call(ctx, &unw_progs, 0);
+		bpf_tail_call(ctx, progs, 0);
 		stat_inc(SM_STAT_UNW_TAIL_FAIL);
 	} else {
 		stat_inc(SM_STAT_UNW_TRUNCATED);
 	}
 	unw_finish(s);
 	return 0;
+}
+
+SEC("perf_event")
+int sm_unwind(struct bpf_perf_event_data *ctx)
+{
+	return unw_continue(ctx, SLOT_SAMPLER, &unw_progs);
+}
+
+/* The user registers the current task saved when it entered the kernel,
+ * into s; false for a kernel thread or where the kernel lacks the helper
+ * (Linux 5.15's; there CO-RE makes this dead code, which the verifier
+ * does not check, and such stacks are read by frame pointers). */
+static __always_inline bool unw_user_regs(struct unw_state *s)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return false;
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (!t->mm)
+		return false;   /* a kernel thread: no user stack */
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(t);
+	s->pc = BPF_CORE_READ(r, ip);
+	s->sp = BPF_CORE_READ(r, sp);
+	s->bp = BPF_CORE_READ(r, bp);
+	return true;
+}
+
+/* Hands s (registers set) to the walker of progs, which counts value for
+ * key in map set `set`. Returns only when the tail call failed. */
+static __always_inline void unw_begin(void *ctx, struct unw_state *s, struct sm_key *key,
+                                      __u32 set, __u64 value, void *progs)
+{
+	s->tails = 0;
+	s->last_map = 0;
+	s->set = set;
+	s->value = value;
+	s->key = *key;
+	s->stack.len = 0;
+	stat_inc(SM_STAT_UNW_SAMPLES);
+	bpf_tail_call(ctx, progs, 0);
+	stat_inc(SM_STAT_UNW_TAIL_FAIL);
 }
 
 /* Starts the table walk of the current task's user stack when the agent
@@ -491,8 +557,8 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 {
 	if (!cfg_unwind || !bpf_map_lookup_elem(&unw_procs, &key->tgid))
 		return false;
-	__u32 zero = 0;
-	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	__u32 slot = SLOT_SAMPLER;
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &slot);
 	if (!s)
 		return false;
 	/* user mode: the sampled ip is a user address (the kernel's half of
@@ -502,29 +568,11 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 		s->pc = ctx->regs.ip;
 		s->sp = ctx->regs.sp;
 		s->bp = ctx->regs.bp;
-	} else {
-		/* in the kernel: the user registers saved at kernel entry. The
-		 * helper is Linux 5.15's; where the kernel lacks it, CO-RE makes
-		 * this branch dead code, which the verifier does not check, and
-		 * such samples keep frame-pointer user stacks. */
-		if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
-			return false;
-		struct task_struct *t = bpf_get_current_task_btf();
-		if (!t->mm)
-			return false;   /* a kernel thread: no user stack */
-		struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(t);
-		s->pc = BPF_CORE_READ(r, ip);
-		s->sp = BPF_CORE_READ(r, sp);
-		s->bp = BPF_CORE_READ(r, bp);
+	} else if (!unw_user_regs(s)) {
+		/* in the kernel: the user registers saved at kernel entry */
+		return false;
 	}
-	s->tails = 0;
-	s->last_map = 0;
-	s->set = set;
-	s->key = *key;
-	s->stack.len = 0;
-	stat_inc(SM_STAT_UNW_SAMPLES);
-	bpf_tail_call(ctx, &unw_progs, 0);
-	stat_inc(SM_STAT_UNW_TAIL_FAIL);
+	unw_begin(ctx, s, key, set, 1, &unw_progs);
 	return false;
 }
 #else
@@ -545,29 +593,27 @@ int sm_sample(struct bpf_perf_event_data *ctx)
 	if (cfg_filter_tgid && tgid != cfg_filter_tgid)
 		return 0;
 	stat_inc(SM_STAT_SAMPLES);
+	announce(tgid);
 
-	/* Look before inserting: an LRU update takes a free node (and may
-	 * shrink the lists for it) even when the key exists. */
-	__u8 one = 1;
-	if (!bpf_map_lookup_elem(&known, &tgid) &&
-	    bpf_map_update_elem(&known, &tgid, &one, BPF_NOEXIST) == 0)
-		emit(SM_EV_NEW, tgid);
-
-	struct sm_key key = {.tgid = tgid};
+	struct sm_key key = {.tgid = tgid, .kind = SM_KIND_CPU};
 	if (*(volatile __u32 *)&sm_active) {
 		if (cfg_kernel_stacks)
-			key.kernel_stack = stack_id(ctx, &stacks1, 0, SM_STAT_KSTACK_ERR);
+			key.kernel_stack = stack_id(ctx, &stacks1, 0, SM_STAT_KSTACK_ERR,
+			                            SLOT_SAMPLER);
 		if (unw_start(ctx, &key, 1))
 			return 0;
-		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
-		count(&counts1, &key);
+		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR,
+		                          SLOT_SAMPLER);
+		count(&counts1, &key, 1);
 	} else {
 		if (cfg_kernel_stacks)
-			key.kernel_stack = stack_id(ctx, &stacks0, 0, SM_STAT_KSTACK_ERR);
+			key.kernel_stack = stack_id(ctx, &stacks0, 0, SM_STAT_KSTACK_ERR,
+			                            SLOT_SAMPLER);
 		if (unw_start(ctx, &key, 0))
 			return 0;
-		key.user_stack = stack_id(ctx, &stacks0, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
-		count(&counts0, &key);
+		key.user_stack = stack_id(ctx, &stacks0, BPF_F_USER_STACK, SM_STAT_USTACK_ERR,
+		                          SLOT_SAMPLER);
+		count(&counts0, &key, 1);
 	}
 	return 0;
 }
@@ -600,3 +646,6 @@ int BPF_PROG(sm_exit, struct task_struct *p)
 		emit(SM_EV_EXIT, tgid);
 	return 0;
 }
+
+/* Off-CPU time: its programs use the maps and the walker above. */
+#include "offcpu.bpf.h"
