@@ -147,6 +147,14 @@ static int offcpu_prepare(ag_sampler *s, const ag_sampler_opts *opt)
 		if (!strcmp(offcpu_progs[i], "sm_offcpu_unwind"))
 			bpf_program__set_autoattach(p, false);
 	}
+	/* without --off-cpu its maps are not even created: task storage is
+	 * Linux 5.11's, and the sampler must load where it is missing */
+	const char *maps[] = {"offcpu_threads", "offcpu_unw_progs"};
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, maps[i]);
+		if (m)
+			bpf_map__set_autocreate(m, opt->offcpu);
+	}
 	if (!opt->offcpu)
 		return 0;
 	double p = opt->offcpu_sample > 0 && opt->offcpu_sample <= 1 ? opt->offcpu_sample : 1;
