@@ -426,8 +426,9 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
 	uint32_t old = __atomic_load_n(&s->skel->bss->sm_active, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->skel->bss->sm_active, !old, __ATOMIC_SEQ_CST);
 	/* A program that read the old value may still be counting into the old
-	 * set: BPF programs on perf events run with interrupts off and finish
-	 * in microseconds, so a millisecond is ample. */
+	 * set: BPF programs on perf events run with interrupts off, the
+	 * off-CPU ones on tracepoints with preemption off, and they finish in
+	 * microseconds, so a millisecond is ample. */
 	struct timespec ts = {0, 2 * 1000 * 1000};
 	nanosleep(&ts, NULL);
 

@@ -19,6 +19,10 @@
  * libc, liblzma, python3) unwinds to its outermost frame; frames of
  * objects without a table fall back to frame pointers.
  *
+ * With --off-cpu, the programs of offcpu.bpf.h (included at the end) count
+ * nanoseconds threads spent blocked into the same maps, keys of kind
+ * SM_KIND_OFFCPU, their user stacks walked by the same code.
+ *
  * Configuration is read-only data the agent sets before loading (CO-RE:
  * the object is compiled once, with no templating and no compiler on the
  * host). */
