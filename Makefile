@@ -171,7 +171,7 @@ $(BPF_VMLINUX):
 	$(call msg,BTF,$@)
 	@mkdir -p $(@D)
 	$(Q)bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
-$(BPF_OBJ): bpf/profile.bpf.c bpf/profile.h $(BPF_VMLINUX)
+$(BPF_OBJ): bpf/profile.bpf.c bpf/profile.h bpf/offcpu.bpf.h $(BPF_VMLINUX)
 	$(call msg,BPF,$@)
 	$(Q)clang -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(GEN)/bpf -Ibpf \
 		-Wall -Werror -c $< -o $@
@@ -189,6 +189,14 @@ $(FP_BUSY_BIN): tests/programs/fp_busy.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)gcc -O0 -g -fno-omit-frame-pointer $< -o $@
+
+# The off-CPU test's subject: blocks in known functions and measures
+# itself (tests/programs/offcpu_prog.c); frame pointers, no sanitizer.
+OFFCPU_PROG_BIN := $(BUILD)/tests/offcpu_prog
+$(OFFCPU_PROG_BIN): tests/programs/offcpu_prog.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -pthread $< -o $@
 
 # The unwinder's test subjects (tests/programs/unw_*): unw_nofp and its
 # library libunwlib.so without frame pointers (-O2 -fomit-frame-pointer,
@@ -541,13 +549,13 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
 		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS) \
-		$(PYFAKE_SUBJECTS) $(JIT_SUBJECTS)
+		$(PYFAKE_SUBJECTS) $(JIT_SUBJECTS) $(OFFCPU_PROG_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
 		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) SMOLDER_PYFAKE_DIR=$(PYFAKE_DIR) \
-		SMOLDER_JIT_DIR=$(JIT_DIR) \
+		SMOLDER_JIT_DIR=$(JIT_DIR) SMOLDER_OFFCPU_PROG=$(OFFCPU_PROG_BIN) \
 		$(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under

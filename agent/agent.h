@@ -512,6 +512,14 @@ typedef struct ag_sampler_opts {
 	uint32_t unwind_rows;   /* size of the rows array (16 bytes each) */
 	pid_t filter_pid;       /* 0: every process */
 	bool verbose;
+	/* off-CPU time (bpf/offcpu.bpf.h): blocks of at least offcpu_min_ns,
+	 * each sampled with probability offcpu_sample (values scaled back by
+	 * 1 / offcpu_sample); room for offcpu_entries more counters and twice
+	 * as many stacks per interval */
+	bool offcpu;
+	uint64_t offcpu_min_ns;
+	double offcpu_sample;
+	uint32_t offcpu_entries;
 	/* process events, called from ag_sampler_poll() */
 	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
 	/* a code object ran for the first time (bpf/profile.h's
@@ -520,15 +528,20 @@ typedef struct ag_sampler_opts {
 	void *arg;
 } ag_sampler_opts;
 
-/* One drained (process, user stack, kernel stack) counter. Frames point
- * into the drain's own memory, valid until the next drain. */
+/* What a counter counts (SM_KIND_* of bpf/profile.h). */
+enum { AG_KIND_CPU = 0, AG_KIND_OFFCPU = 1 };
+
+/* One drained (process, kind, user stack, kernel stack) counter. Frames
+ * point into the drain's own memory, valid until the next drain. */
 typedef struct ag_count {
 	pid_t pid;
 	const uint64_t *ustack;
 	uint32_t nustack;
 	const uint64_t *kstack;
 	uint32_t nkstack;
-	uint64_t count;
+	uint64_t count;         /* samples, or off-CPU nanoseconds scaled by
+	                         * 1 / offcpu_sample, at most WIRE_MAX_COUNT */
+	int kind;               /* AG_KIND_* */
 	bool utruncated;        /* the table walk stopped short of the root */
 } ag_count;
 
@@ -541,11 +554,14 @@ enum {
 	AG_STAT_PY_SAMPLES, AG_STAT_PY_FRAMES, AG_STAT_PY_NO_THREAD, AG_STAT_PY_BAD_THREAD,
 	AG_STAT_PY_READ_ERR, AG_STAT_PY_BAD_CODE, AG_STAT_PY_TRUNCATED, AG_STAT_PY_LOST,
 	AG_STAT_UNW_FP_JIT, AG_STAT_UNW_FP_NO_FDE, AG_STAT_UNW_FP_NO_TABLE, AG_STAT_UNW_FOUND,
+	AG_STAT_OFF_BLOCKS, AG_STAT_OFF_SHORT, AG_STAT_OFF_UNSAMPLED, AG_STAT_OFF_COUNT_FULL,
+	AG_STAT_OFF_NO_STORAGE,
 	AG_STAT_N
 };
 
 /* Loads and attaches. On failure says why on stderr (missing BTF,
- * privileges, perf_event_paranoid, ...) and returns a negative errno. */
+ * privileges, perf_event_paranoid, a kernel without what off-CPU time
+ * needs, ...) and returns a negative errno. */
 int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out);
 /* Detaches everything and frees. Accepts NULL. */
 void ag_sampler_close(ag_sampler *s);
@@ -556,6 +572,8 @@ int ag_sampler_poll(ag_sampler *s, int timeout_ms);
 int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);
 /* Totals since load, summed over CPUs (AG_STAT_*). */
 void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N]);
+/* Off-CPU values clamped to WIRE_MAX_COUNT since load. */
+uint64_t ag_sampler_offcpu_clamped(const ag_sampler *s);
 int ag_sampler_ncpus(const ag_sampler *s);
 /* The unwinder's maps: the rows array and its size in rows, the
  * per-process, per-file and found-mapping maps. Returns -ENOENT when
@@ -575,6 +593,7 @@ typedef struct ag_batch_ctx {
 	const char *hostname;
 	const char *profile_type;
 	uint64_t period_ns;
+	int kind;                        /* only counters of this AG_KIND_* */
 	const wire_label *extra_labels;  /* --label key=value */
 	uint32_t nextra;
 	bool pid_label;
@@ -585,7 +604,8 @@ typedef struct ag_batch_ctx {
 	ag_py *py;                       /* names Python frames; NULL: none sent */
 	ag_pmaps *pmaps;                 /* names of JIT code; NULL: none */
 	uint64_t drain;                  /* drain number */
-	/* totals the agent reports, updated by ag_batch_build */
+	/* totals the agent reports, updated by ag_batch_build (CPU samples
+	 * only: an off-CPU value is a time) */
 	uint64_t samples_no_mapping;     /* samples with a user frame outside every mapping */
 	uint64_t samples_no_process;     /* samples of processes gone before we read /proc */
 	uint64_t kernel_unknown;         /* kernel frames without a symbol */

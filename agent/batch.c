@@ -263,13 +263,17 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 
 	for (size_t i = 0; i < n; i++) {
 		const ag_count *c = &counts[i];
+		if (c->kind != ctx->kind)
+			continue;
+		/* samples are counted in the agent's totals; times are not */
+		uint64_t samples = c->kind == AG_KIND_CPU ? c->count : 0;
 		ag_proc *pr = ag_procs_get(ctx->procs, c->pid, NULL);
 		if (!pr) {
 			rc = -ENOMEM;
 			goto out;
 		}
 		if (pr->gone && !pr->nmaps && c->nustack)
-			ctx->samples_no_process += c->count;
+			ctx->samples_no_process += samples;
 		if (pr->batch_gen != gen) {
 			wire_process *wp = dpush(&procs, sizeof(*wp));
 			bool dropped;
@@ -288,15 +292,29 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			}
 		}
 		if (pr->batch_idx == UINT32_MAX) {
-			ag_labeler_drop_samples(ctx->labeler, c->count);
+			ag_labeler_drop_samples(ctx->labeler, samples);
 			continue;
 		}
 		uint32_t nf = 0;
+		/* An off-CPU stack is read from a BPF program on a tracepoint:
+		 * its innermost frames are that program (loaded after kallsyms
+		 * was read, so named after whatever precedes it) and the
+		 * tracepoint's glue (bpf_trace_run1, __bpf_trace_*, and
+		 * __traceiter_* when more than one program is attached), not
+		 * where the thread waits, which starts at __schedule. */
+		uint32_t k0 = 0;
+		for (uint32_t k = 0; c->kind == AG_KIND_OFFCPU && k < c->nkstack && k < 5; k++) {
+			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
+			if (name && (!strncmp(name, "bpf_trace_run", 13) ||
+			             !strncmp(name, "__bpf_trace_", 12) ||
+			             !strncmp(name, "__traceiter_", 12)))
+				k0 = k + 1;
+		}
 		/* Every frame but the innermost holds a return address, which
 		 * may already be past the end of the calling function (a call
 		 * to a noreturn one): one byte back is inside the call, which
 		 * the symbolizer names with its line. */
-		for (uint32_t k = 0; k < c->nkstack; k++) {
+		for (uint32_t k = k0; k < c->nkstack; k++) {
 			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
 			if (!name) {
 				ctx->kernel_unknown++;
@@ -331,7 +349,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			} else if (m->kind == AG_MAP_VDSO) {
 				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[vdso]"};
 			} else if (m->kind == AG_MAP_ANON) {
-				rc = jit_frame(ctx, b, pr, ip, c->count, f);
+				rc = jit_frame(ctx, b, pr, ip, samples, f);
 				if (rc)
 					goto out;
 			} else {
@@ -361,7 +379,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			}
 		}
 		if (unmapped) {
-			ctx->samples_no_mapping += c->count;
+			ctx->samples_no_mapping += samples;
 			if (ctx->verbose)
 				fprintf(stderr, "smolder-agent: user frames outside every mapping: pid %d comm %s nmaps %zu gone %d exited %d "
 				        "read_drain %" PRIu64 " drain %" PRIu64 " count %" PRIu64 "\n",

@@ -19,6 +19,8 @@
 #include "wire/auth.h"
 
 #define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
+/* nanoseconds threads spent blocked, per stack (bpf/offcpu.bpf.h) */
+#define OFFCPU_TYPE "off_cpu:time:nanoseconds:time:nanoseconds:delta"
 #define MAX_EXTRA_LABELS 32
 
 static volatile sig_atomic_t g_stop;
@@ -58,6 +60,13 @@ static void usage(FILE *f)
 	        "  --perf-map-max-mb MB memory for one process' perf map (/tmp/perf-PID.map,\n"
 	        "                       which names JIT code; default 16)\n"
 	        "  --no-perf-maps       do not read perf maps: JIT frames stay [jit] 0xADDR\n"
+	        "  --off-cpu            also record where threads wait (blocked off the CPU),\n"
+	        "                       as the profile type " OFFCPU_TYPE "\n"
+	        "  --off-cpu-min MS     record blocks of at least MS milliseconds (default 1)\n"
+	        "  --off-cpu-sample P   record each block with probability P, 0 < P <= 1,\n"
+	        "                       values scaled by 1/P (default 1)\n"
+	        "  --off-cpu-entries N  room for N distinct off-CPU stacks per interval\n"
+	        "                       (default 1024)\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
 	        "  --no-upload          do not upload debug info\n"
 	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
@@ -93,6 +102,18 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 	return 0;
 }
 
+/* A decimal number in [min, max]: "1", "0.25". */
+static int parse_double(const char *s, double min, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= min && v <= max))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static void read_machine_id(char *out, size_t cap, const char *fallback)
 {
 	FILE *f = fopen("/etc/machine-id", "re");
@@ -117,6 +138,8 @@ typedef struct agent {
 	ag_py *py;              /* NULL: --no-python, or no table walker */
 	ag_pmaps *pmaps;        /* NULL: --no-perf-maps */
 	ag_batch_ctx ctx;
+	bool offcpu;            /* --off-cpu: a second batch per drain */
+	uint64_t period_ns;     /* of a CPU sample */
 	uint64_t seq;
 	int64_t last_drain_ns;
 	bool verbose;
@@ -171,8 +194,27 @@ static int drain(agent *a)
 		return rc;
 	int64_t now = ag_now_ns();
 	a->ctx.drain++;
-	ag_batch *b;
+	ag_batch *b, *ob = NULL;
+	a->ctx.kind = AG_KIND_CPU;
+	a->ctx.profile_type = PROFILE_TYPE;
+	a->ctx.period_ns = a->period_ns;
 	rc = ag_batch_build(&a->ctx, counts, n, ++a->seq, a->last_drain_ns, now, &b);
+	if (!rc && a->offcpu) {
+		/* the same processes, labels and stacks, another type: one
+		 * nanosecond a unit */
+		a->ctx.kind = AG_KIND_OFFCPU;
+		a->ctx.profile_type = OFFCPU_TYPE;
+		a->ctx.period_ns = 1;
+		rc = ag_batch_build(&a->ctx, counts, n, a->seq + 1, a->last_drain_ns, now, &ob);
+		if (rc)
+			ag_batch_free(b);
+		else if (!ag_batch_wire(ob)->nrows) {
+			ag_batch_free(ob);
+			ob = NULL;
+		} else {
+			a->seq++;
+		}
+	}
 	a->last_drain_ns = now;
 	if (rc)
 		return rc;
@@ -259,12 +301,22 @@ static int drain(agent *a)
 		{"perf_map_over_limit", pm.over_limit},
 		{"perf_map_refused", pm.refused},
 		{"perf_map_rewrites", pm.rewrites},
+		{"offcpu_blocks", st[AG_STAT_OFF_BLOCKS]},
+		{"offcpu_blocks_short", st[AG_STAT_OFF_SHORT]},
+		{"offcpu_blocks_unsampled", st[AG_STAT_OFF_UNSAMPLED]},
+		{"offcpu_dropped_map_full", st[AG_STAT_OFF_COUNT_FULL]},
+		{"offcpu_threads_no_storage", st[AG_STAT_OFF_NO_STORAGE]},
+		{"offcpu_values_clamped", ag_sampler_offcpu_clamped(a->sampler)},
 	};
 	/* a batch with more does not encode (every push of it would fail) */
 	_Static_assert(sizeof(c) / sizeof(c[0]) <= WIRE_MAX_COUNTERS, "counters over the wire's limit");
+	/* both batches carry the counters: the server keeps the last one's */
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
+	if (!rc && ob)
+		rc = ag_batch_set_counters(ob, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
 		ag_batch_free(b);
+		ag_batch_free(ob);
 		return rc;
 	}
 	if (a->verbose)
@@ -296,7 +348,15 @@ static int drain(agent *a)
 		        " bad lines, %" PRIu64 " over the bound\n", a->ctx.jit_frames,
 		        a->ctx.jit_frames_named, pm.files, pm.entries, pm.bytes,
 		        pm.bad_lines + pm.huge_lines, pm.over_limit);
+	if (a->verbose && a->offcpu)
+		fprintf(stderr, "smolder-agent: off-CPU: %" PRIu64 " blocks recorded, %" PRIu64
+		        " shorter than the minimum, %" PRIu64 " not sampled, %" PRIu64 " dropped "
+		        "(map full); %u rows this interval\n", st[AG_STAT_OFF_BLOCKS],
+		        st[AG_STAT_OFF_SHORT], st[AG_STAT_OFF_UNSAMPLED], st[AG_STAT_OFF_COUNT_FULL],
+		        ob ? ag_batch_wire(ob)->nrows : 0);
 	ag_push_enqueue(a->push, b);
+	if (ob)
+		ag_push_enqueue(a->push, ob);
 	ag_procs_sweep(a->procs, a->ctx.drain);
 	if (a->unw)
 		ag_unw_expire(a->unw, ag_mono_ns());
@@ -308,9 +368,10 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
-	unsigned long unwind_mb = 64, pmap_mb = 16;
+	unsigned long unwind_mb = 64, pmap_mb = 16, offcpu_entries = 1024;
+	double offcpu_min_ms = 1, offcpu_sample = 1;
 	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true,
-	     pmaps = true;
+	     pmaps = true, offcpu = false;
 	int verbose = 0;
 	const char *server = "http://127.0.0.1:7070";
 	char hostname[256] = "", machine_id[256];
@@ -321,7 +382,8 @@ int main(int argc, char **argv)
 	char *token = NULL;
 	ag_relabel *rules = NULL;
 	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS };
+	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS,
+	       O_OFFCPU, O_OFFMIN, O_OFFSAMPLE, O_OFFENTRIES };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -336,6 +398,10 @@ int main(int argc, char **argv)
 		{"unwind-table-mb", required_argument, NULL, O_UNWINDMB},
 		{"perf-map-max-mb", required_argument, NULL, O_PMAPMB},
 		{"no-perf-maps", no_argument, NULL, O_NOPMAPS},
+		{"off-cpu", no_argument, NULL, O_OFFCPU},
+		{"off-cpu-min", required_argument, NULL, O_OFFMIN},
+		{"off-cpu-sample", required_argument, NULL, O_OFFSAMPLE},
+		{"off-cpu-entries", required_argument, NULL, O_OFFENTRIES},
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
@@ -366,6 +432,13 @@ int main(int argc, char **argv)
 		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &unwind_mb); break;
 		case O_PMAPMB: bad = parse_uint(optarg, 1, 4096, &pmap_mb); break;
 		case O_NOPMAPS: pmaps = false; break;
+		case O_OFFCPU: offcpu = true; break;
+		/* a microsecond to a minute */
+		case O_OFFMIN: bad = parse_double(optarg, 0.001, 60000, &offcpu_min_ms); break;
+		case O_OFFSAMPLE:
+			bad = parse_double(optarg, 0, 1, &offcpu_sample) || offcpu_sample <= 0;
+			break;
+		case O_OFFENTRIES: bad = parse_uint(optarg, 1, 1 << 20, &offcpu_entries); break;
 		case O_NOUPLOAD: upload = false; break;
 		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
 		case 'v': verbose++; break;
@@ -393,7 +466,8 @@ int main(int argc, char **argv)
 			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
 			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" :
 			        o == O_UNWINDMB ? "unwind-table-mb" : o == O_PMAPMB ? "perf-map-max-mb" :
-			        "exit-after",
+			        o == O_OFFMIN ? "off-cpu-min" : o == O_OFFSAMPLE ? "off-cpu-sample" :
+			        o == O_OFFENTRIES ? "off-cpu-entries" : "exit-after",
 			        optarg);
 			return 2;
 		}
@@ -486,6 +560,9 @@ int main(int argc, char **argv)
 	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid, .unwind = unwind,
 	                      .python = python,
 	                      .unwind_rows = (uint32_t)((unwind_mb << 20) / 16),
+	                      .offcpu = offcpu, .offcpu_min_ns = (uint64_t)(offcpu_min_ms * 1e6 + 0.5),
+	                      .offcpu_sample = offcpu_sample,
+	                      .offcpu_entries = (uint32_t)offcpu_entries,
 	                      .verbose = verbose > 1, .on_event = on_event,
 	                      .on_py_code = on_py_code, .arg = &a};
 	if (ag_sampler_open(&so, &a.sampler))
@@ -511,8 +588,10 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	a.offcpu = offcpu;
+	a.period_ns = 1000000000 / freq;
 	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
-	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
+	                       .profile_type = PROFILE_TYPE, .period_ns = a.period_ns,
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
 	                       .verbose = verbose > 0, .labeler = a.labeler,
 	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py,
@@ -520,6 +599,9 @@ int main(int argc, char **argv)
 	a.last_drain_ns = ag_now_ns();
 	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
 	        ag_sampler_ncpus(a.sampler), freq, server, interval);
+	if (offcpu)
+		fprintf(stderr, "smolder-agent: off-CPU time: blocks of %g ms or more, sampled with "
+		        "p = %g\n", offcpu_min_ms, offcpu_sample);
 
 	int64_t t0 = ag_mono_ns(), next = t0 + (int64_t)interval * 1000000000;
 	int64_t deadline = exit_after ? t0 + (int64_t)exit_after * 1000000000 : INT64_MAX;

@@ -19,6 +19,10 @@
  * libc, liblzma, python3) unwinds to its outermost frame; frames of
  * objects without a table fall back to frame pointers.
  *
+ * With --off-cpu, the programs of offcpu.bpf.h (included at the end) count
+ * nanoseconds threads spent blocked into the same maps, keys of kind
+ * SM_KIND_OFFCPU, their user stacks walked by the same code.
+ *
  * Configuration is read-only data the agent sets before loading (CO-RE:
  * the object is compiled once, with no templating and no compiler on the
  * host). */
@@ -82,10 +86,15 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/* Per-CPU scratch of the programs that read stacks, one slot each: the
+ * sampler runs in an interrupt and may interrupt the off-CPU programs
+ * (bpf/offcpu.bpf.h) on their CPU, so they must not share one. */
+enum { SLOT_SAMPLER = 0, SLOT_OFFCPU = 1, SLOTS = 2 };
+
 /* Scratch space for reading a stack: 1 KiB is too big for the BPF stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SLOTS);
 	__type(key, __u32);
 	__type(value, struct sm_stack);
 } scratch SEC(".maps");
@@ -193,21 +202,25 @@ struct unw_state {
 	__u8 exact;             /* pc was interrupted (a signal frame's
 	                         * caller), not a return address */
 	__u8 fp_chain;          /* the last frame was walked by frame pointers */
-	__u8 find_tried;        /* bpf_find_vma was asked once this sample */
+	__u8 find_tried;        /* bpf_find_vma was asked once this walk */
 	__u8 pad;
-	__u64 find_pc;          /* the address sm_unw_find looks up */
+	__u64 find_pc;          /* the address the find program looks up */
 	/* the last row found, by the address looked up: a recursion's
 	 * frames all return to one place */
 	__u64 row_look;
 	__u32 row_idx;
+	__u32 pad2;
+	__u64 value;            /* what the walk's stack counts: 1 sample, or
+	                         * the nanoseconds of an off-CPU block */
 	struct sm_key key;
 	struct sm_stack stack;
 	struct py_walk py;
 };
 
+/* one walk in progress per CPU and slot (SLOT_*) */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SLOTS);
 	__type(key, __u32);
 	__type(value, struct unw_state);
 } unw_state SEC(".maps");
@@ -240,20 +253,34 @@ static __always_inline void emit(__u32 kind, __u32 tgid)
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline void count(void *counts, struct sm_key *key)
+/* Tells the agent about a process the first time it is counted, so it
+ * reads the process' mappings while it lives. Looks before inserting: an
+ * LRU update takes a free node (and may shrink the lists for it) even
+ * when the key exists. */
+static __always_inline void announce(__u32 tgid)
 {
-	__u64 one = 1, *v = bpf_map_lookup_elem(counts, key);
+	__u8 one = 1;
+	if (!bpf_map_lookup_elem(&known, &tgid) &&
+	    bpf_map_update_elem(&known, &tgid, &one, BPF_NOEXIST) == 0)
+		emit(SM_EV_NEW, tgid);
+}
+
+/* Adds value to key's slot: a sample (1) or an off-CPU block's
+ * nanoseconds. */
+static __always_inline void count(void *counts, struct sm_key *key, __u64 value)
+{
+	__u64 *v = bpf_map_lookup_elem(counts, key);
 	if (v) {
-		__sync_fetch_and_add(v, 1);
+		__sync_fetch_and_add(v, value);
 		return;
 	}
-	long err = bpf_map_update_elem(counts, key, &one, BPF_NOEXIST);
+	long err = bpf_map_update_elem(counts, key, &value, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: another CPU inserted it first */) {
 		v = bpf_map_lookup_elem(counts, key);
 		if (v)
-			__sync_fetch_and_add(v, 1);
+			__sync_fetch_and_add(v, value);
 	} else if (err) {
-		stat_inc(SM_STAT_COUNT_FULL);
+		stat_inc(key->kind == SM_KIND_OFFCPU ? SM_STAT_OFF_COUNT_FULL : SM_STAT_COUNT_FULL);
 	}
 }
 
@@ -284,12 +311,13 @@ static __always_inline __u64 store_stack(void *stacks, struct sm_stack *st)
 	return h;
 }
 
-/* Reads one stack by frame pointers (user or kernel, by flags) and stores
- * it; returns its hash, 0 when there is no stack to read. */
-static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u32 err_stat)
+/* Reads one stack by frame pointers (user or kernel, by flags) into the
+ * scratch of slot and stores it; returns its hash, 0 when there is no
+ * stack to read. */
+static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u32 err_stat,
+                                      __u32 slot)
 {
-	__u32 zero = 0;
-	struct sm_stack *st = bpf_map_lookup_elem(&scratch, &zero);
+	struct sm_stack *st = bpf_map_lookup_elem(&scratch, &slot);
 	if (!st)
 		return 0;
 	long n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), flags);
@@ -315,8 +343,9 @@ static __always_inline __u64 stack_id(void *ctx, void *stacks, __u64 flags, __u3
  * (sm_unw_find) and walk the frame again */
 enum { UNW_NEXT, UNW_DONE, UNW_FAIL, UNW_FIND };
 
-/* the walker tail-calls itself and sm_unw_find; libbpf fills the slots
- * at load */
+/* the walker tail-calls itself (slot 0) and its mapping lookup (slot 1);
+ * libbpf fills the slots at load. The off-CPU programs have copies of
+ * both of their own type (a program array holds programs of one type). */
 int sm_unwind(struct bpf_perf_event_data *ctx);
 int sm_unw_find(struct bpf_perf_event_data *ctx);
 
@@ -443,26 +472,30 @@ __noinline __u32 find_row(struct sm_unw_map *m, __u32 vaddr)
 
 /* Register reg (DWARF number: rax, rdx, rcx, rbx, rsi, rdi, rbp, rsp,
  * r8..r15) of the innermost frame, for SM_CFA_REG rows: the sampled
- * registers, or in the kernel the user registers saved at entry. Only
- * the walk's first program run has them (ctx is the sample's). */
-static __always_inline int leaf_reg(struct bpf_perf_event_data *ctx, __u32 reg, __u64 *out)
+ * registers of a perf event (perf: ctx is a struct bpf_perf_event_data;
+ * a constant at every call, so the other programs' copies have no such
+ * access), or in the kernel the user registers saved at entry (a sample
+ * taken there, an off-CPU walk). Only the walk's first program run has
+ * them (ctx is the sample's). */
+static __always_inline int leaf_reg(void *ctx, bool perf, __u32 reg, __u64 *out)
 {
-	if ((__s64)ctx->regs.ip >= 0) {
+	struct bpf_perf_event_data *pe = ctx;
+	if (perf && (__s64)pe->regs.ip >= 0) {
 		switch (reg) {
-		case 0: *out = ctx->regs.ax; return 0;
-		case 1: *out = ctx->regs.dx; return 0;
-		case 2: *out = ctx->regs.cx; return 0;
-		case 3: *out = ctx->regs.bx; return 0;
-		case 4: *out = ctx->regs.si; return 0;
-		case 5: *out = ctx->regs.di; return 0;
-		case 8: *out = ctx->regs.r8; return 0;
-		case 9: *out = ctx->regs.r9; return 0;
-		case 10: *out = ctx->regs.r10; return 0;
-		case 11: *out = ctx->regs.r11; return 0;
-		case 12: *out = ctx->regs.r12; return 0;
-		case 13: *out = ctx->regs.r13; return 0;
-		case 14: *out = ctx->regs.r14; return 0;
-		case 15: *out = ctx->regs.r15; return 0;
+		case 0: *out = pe->regs.ax; return 0;
+		case 1: *out = pe->regs.dx; return 0;
+		case 2: *out = pe->regs.cx; return 0;
+		case 3: *out = pe->regs.bx; return 0;
+		case 4: *out = pe->regs.si; return 0;
+		case 5: *out = pe->regs.di; return 0;
+		case 8: *out = pe->regs.r8; return 0;
+		case 9: *out = pe->regs.r9; return 0;
+		case 10: *out = pe->regs.r10; return 0;
+		case 11: *out = pe->regs.r11; return 0;
+		case 12: *out = pe->regs.r12; return 0;
+		case 13: *out = pe->regs.r13; return 0;
+		case 14: *out = pe->regs.r14; return 0;
+		case 15: *out = pe->regs.r15; return 0;
 		default: return -1;
 		}
 	}
@@ -555,7 +588,7 @@ __noinline int find_found(__u32 tgid, __u64 pc, struct sm_unw_map *out)
 /* One frame: s->pc is recorded by the caller; computes the caller's pc,
  * sp and bp. Returns UNW_NEXT, UNW_FIND, or UNW_DONE / UNW_FAIL with
  * *truncated saying whether the stack lacks callers. */
-static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_state *s,
+static __always_inline int unw_step(void *ctx, bool perf, struct unw_state *s,
                                     struct sm_unw_proc *p, bool *truncated)
 {
 	/* a return address points after the call, which may be the first
@@ -637,7 +670,7 @@ static __always_inline int unw_step(struct bpf_perf_event_data *ctx, struct unw_
 			break;
 		case SM_CFA_REG:
 			/* only the innermost frame's registers are known */
-			if (s->stack.len > 1 || leaf_reg(ctx, r->aux, &cfa)) {
+			if (s->stack.len > 1 || leaf_reg(ctx, perf, r->aux, &cfa)) {
 				stat_inc(SM_STAT_UNW_UNSUPPORTED);
 				return UNW_FAIL;
 			}
@@ -934,19 +967,20 @@ static __always_inline void unw_finish(struct unw_state *s, bool truncated)
 	s->stack.flags = truncated ? SM_STACK_TRUNCATED : 0;
 	if (s->set) {
 		s->key.user_stack = store_stack(&stacks1, &s->stack);
-		count(&counts1, &s->key);
+		count(&counts1, &s->key, s->value);
 	} else {
 		s->key.user_stack = store_stack(&stacks0, &s->stack);
-		count(&counts0, &s->key);
+		count(&counts0, &s->key, s->value);
 	}
 }
 
-SEC("perf_event")
-int sm_unwind(struct bpf_perf_event_data *ctx)
+/* The walk of slot's state, UNW_FRAMES frames per run; tail-calls the
+ * walker of progs to go on. Every program type that walks has a program
+ * running this (sm_unwind for the sampler). */
+static __always_inline int unw_continue(void *ctx, __u32 slot, void *progs, bool perf)
 {
-	__u32 zero = 0;
 	bool truncated;
-	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &slot);
 	if (!s)
 		return 0;
 	struct sm_unw_proc *p = bpf_map_lookup_elem(&unw_procs, &s->key.tgid);
@@ -967,13 +1001,13 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 		s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = s->pc + s->exact;
 		s->stack.len = n + 1;
 		__u64 look = n && !s->exact ? s->pc - 1 : s->pc, sp = s->sp;
-		int rc = unw_step(ctx, s, p, &truncated);
+		int rc = unw_step(ctx, perf, s, p, &truncated);
 		if (rc == UNW_FIND) {
 			/* the frame is walked again once its mapping is known */
 			s->stack.len = n;
 			if (s->tails < UNW_MAX_TAILS) {
 				s->tails++;
-				bpf_tail_call(ctx, &unw_progs, 1);
+				bpf_tail_call(ctx, progs, 1);
 			}
 			stat_inc(SM_STAT_UNW_TAIL_FAIL);
 			unw_finish(s, true);
@@ -987,7 +1021,7 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 	}
 	if (s->tails < UNW_MAX_TAILS) {
 		s->tails++;
-		bpf_tail_call(ctx, &unw_progs, 0);
+		bpf_tail_call(ctx, progs, 0);
 		stat_inc(SM_STAT_UNW_TAIL_FAIL);
 	} else {
 		stat_inc(SM_STAT_UNW_TRUNCATED);
@@ -1023,14 +1057,14 @@ static long find_cb(struct task_struct *task, struct vm_area_struct *vma, struct
 
 /* Looks up the mapping of s->find_pc in the kernel's own list (the mmap
  * lock is only tried, never waited for) and the table of its file, keeps
- * it in the process' found list, and goes back to the walk. The lock is
- * released through irq_work after the program (interrupts are off), so a
- * second lookup in the same sample would find it busy: one per sample. */
-SEC("perf_event")
-int sm_unw_find(struct bpf_perf_event_data *ctx)
+ * it in the process' found list, and goes back to the walker of progs.
+ * In a perf-event program the lock is released through irq_work after
+ * the program (interrupts are off), so a second lookup in the same
+ * sample would find it busy: one per walk. */
+static __always_inline int unw_find(void *ctx, __u32 slot, void *progs)
 {
 	__u32 zero = 0;
-	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &slot);
 	if (!s)
 		return 0;
 	s->find_tried = 1;
@@ -1074,9 +1108,60 @@ int sm_unw_find(struct bpf_perf_event_data *ctx)
 			stat_inc(SM_STAT_UNW_FOUND);
 		}
 	}
-	bpf_tail_call(ctx, &unw_progs, 0);
+	bpf_tail_call(ctx, progs, 0);
 	stat_inc(SM_STAT_UNW_TAIL_FAIL);
 	return 0;
+}
+
+SEC("perf_event")
+int sm_unwind(struct bpf_perf_event_data *ctx)
+{
+	return unw_continue(ctx, SLOT_SAMPLER, &unw_progs, true);
+}
+
+SEC("perf_event")
+int sm_unw_find(struct bpf_perf_event_data *ctx)
+{
+	return unw_find(ctx, SLOT_SAMPLER, &unw_progs);
+}
+
+/* The user registers the current task saved when it entered the kernel,
+ * into s; false for a kernel thread or where the kernel lacks the helper
+ * (Linux 5.15's; there CO-RE makes this dead code, which the verifier
+ * does not check, and such stacks are read by frame pointers). */
+static __always_inline bool unw_user_regs(struct unw_state *s)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return false;
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (!t->mm)
+		return false;   /* a kernel thread: no user stack */
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(t);
+	s->pc = BPF_CORE_READ(r, ip);
+	s->sp = BPF_CORE_READ(r, sp);
+	s->bp = BPF_CORE_READ(r, bp);
+	return true;
+}
+
+/* Hands s (registers set) to the walker of progs, which counts value for
+ * key in map set `set`. Returns only when the tail call failed. */
+static __always_inline void unw_begin(void *ctx, struct unw_state *s, struct sm_key *key,
+                                      __u32 set, __u64 value, void *progs)
+{
+	s->tails = 0;
+	s->last_map = 0;
+	s->exact = 0;
+	s->fp_chain = 0;
+	s->find_tried = 0;
+	s->row_look = 0;
+	s->set = set;
+	s->value = value;
+	s->key = *key;
+	s->stack.len = 0;
+	py_start(s);
+	stat_inc(SM_STAT_UNW_SAMPLES);
+	bpf_tail_call(ctx, progs, 0);
+	stat_inc(SM_STAT_UNW_TAIL_FAIL);
 }
 
 /* Starts the table walk of the current task's user stack (the agent's
@@ -1088,8 +1173,8 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 {
 	if (!cfg_unwind)
 		return false;
-	__u32 zero = 0;
-	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &zero);
+	__u32 slot = SLOT_SAMPLER;
+	struct unw_state *s = bpf_map_lookup_elem(&unw_state, &slot);
 	if (!s)
 		return false;
 	/* user mode: the sampled ip is a user address (the kernel's half of
@@ -1099,34 +1184,11 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 		s->pc = ctx->regs.ip;
 		s->sp = ctx->regs.sp;
 		s->bp = ctx->regs.bp;
-	} else {
-		/* in the kernel: the user registers saved at kernel entry. The
-		 * helper is Linux 5.15's; where the kernel lacks it, CO-RE makes
-		 * this branch dead code, which the verifier does not check, and
-		 * such samples keep frame-pointer user stacks. */
-		if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
-			return false;
-		struct task_struct *t = bpf_get_current_task_btf();
-		if (!t->mm)
-			return false;   /* a kernel thread: no user stack */
-		struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(t);
-		s->pc = BPF_CORE_READ(r, ip);
-		s->sp = BPF_CORE_READ(r, sp);
-		s->bp = BPF_CORE_READ(r, bp);
+	} else if (!unw_user_regs(s)) {
+		/* in the kernel: the user registers saved at kernel entry */
+		return false;
 	}
-	s->tails = 0;
-	s->last_map = 0;
-	s->exact = 0;
-	s->fp_chain = 0;
-	s->find_tried = 0;
-	s->row_look = 0;
-	s->set = set;
-	s->key = *key;
-	s->stack.len = 0;
-	py_start(s);
-	stat_inc(SM_STAT_UNW_SAMPLES);
-	bpf_tail_call(ctx, &unw_progs, 0);
-	stat_inc(SM_STAT_UNW_TAIL_FAIL);
+	unw_begin(ctx, s, key, set, 1, &unw_progs);
 	return false;
 }
 /* The sample interrupted the kernel: the kernel's half of the address
@@ -1158,35 +1220,35 @@ int sm_sample(struct bpf_perf_event_data *ctx)
 	if (cfg_filter_tgid && tgid != cfg_filter_tgid)
 		return 0;
 	stat_inc(SM_STAT_SAMPLES);
+	announce(tgid);
 
 	/* A process with an unwind entry is known to the agent already: one
-	 * lookup fewer for most samples. Otherwise look before inserting: an
-	 * LRU update takes a free node (and may shrink the lists for it) even
-	 * when the key exists. */
-	__u8 one = 1;
-	if (!(cfg_unwind && bpf_map_lookup_elem(&unw_procs, &tgid)) &&
-	    !bpf_map_lookup_elem(&known, &tgid) &&
-	    bpf_map_update_elem(&known, &tgid, &one, BPF_NOEXIST) == 0)
-		emit(SM_EV_NEW, tgid);
+	 * lookup fewer for most samples. */
+	if (!(cfg_unwind && bpf_map_lookup_elem(&unw_procs, &tgid)))
+		announce(tgid);
 
 	/* a sample in user mode has no kernel stack: no helper call (it
 	 * would clear the whole buffer to say so) */
 	bool kstack = cfg_kernel_stacks && in_kernel(ctx);
-	struct sm_key key = {.tgid = tgid};
+	struct sm_key key = {.tgid = tgid, .kind = SM_KIND_CPU};
 	if (*(volatile __u32 *)&sm_active) {
 		if (kstack)
-			key.kernel_stack = stack_id(ctx, &stacks1, 0, SM_STAT_KSTACK_ERR);
+			key.kernel_stack = stack_id(ctx, &stacks1, 0, SM_STAT_KSTACK_ERR,
+			                            SLOT_SAMPLER);
 		if (unw_start(ctx, &key, 1))
 			return 0;
-		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
-		count(&counts1, &key);
+		key.user_stack = stack_id(ctx, &stacks1, BPF_F_USER_STACK, SM_STAT_USTACK_ERR,
+		                          SLOT_SAMPLER);
+		count(&counts1, &key, 1);
 	} else {
 		if (kstack)
-			key.kernel_stack = stack_id(ctx, &stacks0, 0, SM_STAT_KSTACK_ERR);
+			key.kernel_stack = stack_id(ctx, &stacks0, 0, SM_STAT_KSTACK_ERR,
+			                            SLOT_SAMPLER);
 		if (unw_start(ctx, &key, 0))
 			return 0;
-		key.user_stack = stack_id(ctx, &stacks0, BPF_F_USER_STACK, SM_STAT_USTACK_ERR);
-		count(&counts0, &key);
+		key.user_stack = stack_id(ctx, &stacks0, BPF_F_USER_STACK, SM_STAT_USTACK_ERR,
+		                          SLOT_SAMPLER);
+		count(&counts0, &key, 1);
 	}
 	return 0;
 }
@@ -1221,3 +1283,6 @@ int BPF_PROG(sm_exit, struct task_struct *p)
 		emit(SM_EV_EXIT, tgid);
 	return 0;
 }
+
+/* Off-CPU time: its programs use the maps and the walker above. */
+#include "offcpu.bpf.h"

@@ -10,13 +10,20 @@
  * (perf_event_max_stack). */
 #define SM_MAX_STACK_DEPTH 128
 
-/* One counting slot per (process, user stack, kernel stack). Stacks are
- * named by a 64-bit hash of their addresses, the key of the stacks map of
- * the same set; 0 means the stack could not be read (a kernel thread has
- * no user stack, a sample in user mode no kernel one). */
+/* What a counting slot counts: CPU samples (+1 each), or nanoseconds a
+ * thread spent blocked (bpf/offcpu.bpf.h), in the same maps. */
+enum sm_kind {
+	SM_KIND_CPU = 0,
+	SM_KIND_OFFCPU = 1,
+};
+
+/* One counting slot per (process, kind, user stack, kernel stack). Stacks
+ * are named by a 64-bit hash of their addresses, the key of the stacks map
+ * of the same set; 0 means the stack could not be read (a kernel thread
+ * has no user stack, a sample in user mode no kernel one). */
 struct sm_key {
 	__u32 tgid;
-	__u32 pad;
+	__u32 kind;             /* enum sm_kind */
 	__u64 user_stack;
 	__u64 kernel_stack;
 };
@@ -306,6 +313,12 @@ enum sm_stat {
 	SM_STAT_UNW_FP_NO_FDE, /* pc in an object's table range, no FDE */
 	SM_STAT_UNW_FP_NO_TABLE, /* pc in an object without a table */
 	SM_STAT_UNW_FOUND,     /* mappings the walker looked up itself */
+	/* off-CPU time (bpf/offcpu.bpf.h) */
+	SM_STAT_OFF_BLOCKS,    /* blocks of at least cfg_offcpu_min_ns, counted */
+	SM_STAT_OFF_SHORT,     /* blocks shorter: nothing stored */
+	SM_STAT_OFF_UNSAMPLED, /* blocks not sampled (--off-cpu-sample) */
+	SM_STAT_OFF_COUNT_FULL, /* counts map full: a block's time dropped */
+	SM_STAT_OFF_NO_STORAGE, /* a thread's start could not be kept */
 	SM_STAT_N,
 };
 

@@ -3,7 +3,8 @@
  * the test builds (labels, cgroup and container ID, executable mappings,
  * build IDs by libelf and the content-hash fallback), and a drained
  * interval turned into a wire batch (offsets, kernel names, stack IDs,
- * unmapped frames counted) that the server's decoder accepts; debug-info
+ * unmapped frames counted) that the server's decoder accepts, off-CPU
+ * counters in a batch of their own; debug-info
  * uploads against a scripted HTTP server (which files go up, in which
  * order, within which budget). */
 #include <errno.h>
@@ -266,11 +267,11 @@ static void test_batch(void **state)
 	const uint64_t user2[] = {0x401234, 0x999999};  /* the second in no mapping */
 	const uint64_t kern[] = {0xffffffff81001010ULL, 0xffffffff81000020ULL};
 	const ag_count counts[] = {
-		{PID, user1, 3, kern, 2, 5, false},
-		{PID, user1, 3, NULL, 0, 7, false},
-		{PID, user2, 2, NULL, 0, 2, false},
-		{PID, NULL, 0, NULL, 0, 1, false},  /* no stack at all */
-		{PID, user1, 3, NULL, 0, 4, true},  /* the walk stopped short */
+		{PID, user1, 3, kern, 2, 5, AG_KIND_CPU, false},
+		{PID, user1, 3, NULL, 0, 7, AG_KIND_CPU, false},
+		{PID, user2, 2, NULL, 0, 2, AG_KIND_CPU, false},
+		{PID, NULL, 0, NULL, 0, 1, AG_KIND_CPU, false},  /* no stack at all */
+		{PID, user1, 3, NULL, 0, 4, AG_KIND_CPU, true},  /* the walk stopped short */
 	};
 	const wire_label extra[] = {{"service", "api"}, {"comm", "overridden"}};
 	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1",
@@ -355,6 +356,68 @@ static void test_batch(void **state)
 	assert_true(ag_batch_bytes(b) > 0);
 	ag_batch_free(b);
 	ag_batch_free(b2);
+	ag_ksyms_free(ks);
+	rm_fakeproc(&f);
+}
+
+/* Off-CPU counters go into a batch of their own kind only, their kernel
+ * stacks start where the thread waits (the BPF program's frame and the
+ * tracepoint's glue before __schedule are left out), and their values,
+ * nanoseconds, are not counted as samples. */
+static void test_batch_offcpu(void **state)
+{
+	(void)state;
+	fakeproc f;
+	mk_fakeproc(&f);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/kallsyms", tmpdir);
+	put_file(path, "ffffffff81000000 T entry_SYSCALL_64\n"
+	               "ffffffff81002000 t __schedule\n"
+	               "ffffffff81003000 T bpf_trace_run1\n"
+	               "ffffffff81004000 T __traceiter_sched_exit_tp\n"
+	               "ffffffffc0000000 t bpf_prog_0123456789abcdef_other\n");
+	ag_ksyms *ks;
+	assert_int_equal(ag_ksyms_load(path, &ks), 0);
+	/* our program (named after the one before it), the glue, then the wait */
+	const uint64_t kern[] = {0xffffffffc0001234ULL, 0xffffffff81003010ULL,
+	                         0xffffffff81004010ULL, 0xffffffff81002040ULL,
+	                         0xffffffff81000020ULL};
+	const uint64_t user1[] = {0x401234, 0x999999};  /* the second in no mapping */
+	const ag_count counts[] = {
+		{PID, user1, 2, kern, 5, 3, AG_KIND_CPU},
+		{PID, user1, 2, kern, 5, 2500000000ULL, AG_KIND_OFFCPU},
+		{PID, user1, 2, kern + 3, 2, 7000000, AG_KIND_OFFCPU},
+	};
+	ag_batch_ctx ctx = {.agent_id = "m1", .hostname = "h1",
+	                    .profile_type = "off_cpu:time:nanoseconds:time:nanoseconds:delta",
+	                    .period_ns = 1, .kind = AG_KIND_OFFCPU, .procs = f.procs, .ksyms = ks,
+	                    .drain = 1};
+	ag_batch *b;
+	assert_int_equal(ag_batch_build(&ctx, counts, 3, 1, 1000, 2000, &b), 0);
+	const wire_batch *w = ag_batch_wire(b);
+	assert_int_equal(w->nrows, 2);
+	/* both off-CPU rows have one stack: the glue left out of the first */
+	assert_int_equal(w->nstacks, 1);
+	assert_true(w->rows[0].stack_id == w->rows[1].stack_id);
+	assert_int_equal(w->rows[0].count, 2500000000ULL);
+	const wire_stack *st = &w->stacks[0];
+	assert_int_equal(st->nframes, 4);
+	assert_string_equal(st->frames[0].name, "__schedule");
+	assert_string_equal(st->frames[1].name, "entry_SYSCALL_64");
+	/* an unmapped frame of a time is not a sample without a mapping */
+	assert_int_equal(ctx.samples_no_mapping, 0);
+	ag_batch_free(b);
+
+	/* the CPU batch of the same drain takes the sample alone, whole */
+	ctx.kind = AG_KIND_CPU;
+	ctx.profile_type = "process_cpu:samples:count:cpu:nanoseconds:delta";
+	assert_int_equal(ag_batch_build(&ctx, counts, 3, 2, 1000, 2000, &b), 0);
+	w = ag_batch_wire(b);
+	assert_int_equal(w->nrows, 1);
+	assert_int_equal(w->rows[0].count, 3);
+	assert_int_equal(w->stacks[0].nframes, 7);
+	assert_int_equal(ctx.samples_no_mapping, 3);
+	ag_batch_free(b);
 	ag_ksyms_free(ks);
 	rm_fakeproc(&f);
 }
@@ -1300,6 +1363,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_procs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_offcpu, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwind_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwind_tick_eviction, setup, teardown),
