@@ -176,6 +176,7 @@ void q_tree_free(q_tree *t)
 	free(t->nodes);
 	q__map_free(&t->child_map);
 	q__map_free(&t->loc_map);
+	q__map_free(&t->trunc_locs);
 	free(t->chain);
 	q__map_free(&t->leaf_map);
 	q__sig_free(t->sig);
@@ -286,11 +287,6 @@ static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
 	return 0;
 }
 
-static const char *base_name(const char *path)
-{
-	const char *s = strrchr(path, '/');
-	return s ? s + 1 : path;
-}
 
 /* Names a location, outermost inline frame first, and records the chain in
  * t->chain ("count, ids...") under the location's ID in t->loc_map. */
@@ -299,6 +295,9 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	q_sym sym[MAX_INLINE];
 	uint32_t ids[MAX_INLINE];
 	int rc = 0;
+	if (fi->kind == ST_FRAME_NAMED && fi->name && !strcmp(fi->name, ST_TRUNCATED_FRAME) &&
+	    !fi->file && !fi->line && !fi->lang)
+		return q__map_put(&t->trunc_locs, (uint64_t)fi->location_id, 1);
 	int n = r && r->resolve ? r->resolve(r->arg, fi, sym, MAX_INLINE) : 0;
 	if (n < 0)
 		return n;
@@ -312,12 +311,11 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	} else if (n == 0) {
 		/* nothing known: the object's file name and the offset, so the
 		 * frame is still findable, as the symbolization issue asks */
-		char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
+		char name[ST_MAX_SYMBOL_LEN + Q_UNKNOWN_NAME_MAX];
 		if (fi->kind != ST_FRAME_USER)
 			snprintf(name, sizeof(name), "%s", fi->name);
 		else
-			snprintf(name, sizeof(name), "[unknown] %s+0x%" PRIx64,
-			         base_name(fi->object_name ? fi->object_name : "?"), fi->offset);
+			q_unknown_name(name, sizeof(name), fi->object_name, fi->offset);
 		rc = intern(t, name, NULL, 0, NULL, kernel, false, &ids[0]);
 		n = 1;
 	} else {
@@ -370,7 +368,8 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		goto out;
 	for (uint32_t i = 0; i < offs[nsums] && !rc; i++) {
 		uint64_t loc = (uint64_t)pool[i];
-		if (q__map_get(&t->loc_map, loc) != NONE || q__map_get(&asked, loc) != NONE)
+		if (q__map_get(&t->loc_map, loc) != NONE || q__map_get(&t->trunc_locs, loc) != NONE ||
+		    q__map_get(&asked, loc) != NONE)
 			continue;
 		rc = q__grow(&need, &need_cap, nneed + 1, sizeof(*need));
 		rc = rc ? rc : q__map_put(&asked, loc, (uint32_t)nneed);
@@ -383,10 +382,17 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 		rc = name_location(t, &infos[i], r);
 	for (size_t i = 0; i < nsums && !rc; i++) {
 		int64_t v = sums[i].value;
-		uint32_t node = 0;
+		uint32_t node = 0, end = offs[i + 1];
+		/* the marker of a walk cut short ends the stack: not a frame */
+		int64_t tv = end > offs[i] &&
+		             q__map_get(&t->trunc_locs, (uint64_t)pool[end - 1]) != NONE ? v : 0;
+		end -= tv != 0;
 		t->nodes[0].total[side] += v;
+		t->nodes[0].trunc[side] += tv;
 		/* leaf first in the store: walk from the root end */
-		for (uint32_t j = offs[i + 1]; j-- > offs[i] && !rc;) {
+		for (uint32_t j = end; j-- > offs[i] && !rc;) {
+			if (q__map_get(&t->trunc_locs, (uint64_t)pool[j]) != NONE)
+				continue;   /* anywhere else: still no frame */
 			uint32_t off = q__map_get(&t->loc_map, (uint64_t)pool[j]);
 			for (uint32_t k = 0; !rc && k < t->chain[off]; k++) {
 				uint32_t name = t->chain[off + 1 + k];
@@ -396,6 +402,7 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 				if (!rc) {
 					node = c;
 					t->nodes[node].total[side] += v;
+					t->nodes[node].trunc[side] += tv;
 				}
 			}
 		}
@@ -502,13 +509,28 @@ static uint32_t *children(const q_tree *t, uint32_t node, size_t *n)
 	return v;
 }
 
-static int json_values(const q_tree *t, q_buf *o, const int64_t *self, const int64_t *total)
+/* self and total, and "truncated" (of total, samples whose stacks were cut
+ * short) where there are any: absent means none */
+static int json_side(q_buf *o, int64_t self, int64_t total, int64_t trunc)
 {
-	if (!t->diff)
-		return q_buf_printf(o, ",\"self\":%" PRId64 ",\"total\":%" PRId64, self[0], total[0]);
-	return q_buf_printf(o, ",\"base\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "},"
-	                    "\"compare\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "}",
-	                    self[0], total[0], self[1], total[1]);
+	int rc = q_buf_printf(o, "\"self\":%" PRId64 ",\"total\":%" PRId64, self, total);
+	if (!rc && trunc)
+		rc = q_buf_printf(o, ",\"truncated\":%" PRId64, trunc);
+	return rc;
+}
+
+static int json_values(const q_tree *t, q_buf *o, const int64_t *self, const int64_t *total,
+                       const int64_t *trunc)
+{
+	if (!t->diff) {
+		int rc = q_buf_put(o, ",", 1);
+		return rc ? rc : json_side(o, self[0], total[0], trunc[0]);
+	}
+	int rc = q_buf_put(o, ",\"base\":{", 9);
+	rc = rc ? rc : json_side(o, self[0], total[0], trunc[0]);
+	rc = rc ? rc : q_buf_put(o, "},\"compare\":{", 13);
+	rc = rc ? rc : json_side(o, self[1], total[1], trunc[1]);
+	return rc ? rc : q_buf_put(o, "}", 1);
 }
 
 static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
@@ -517,7 +539,7 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	const qname *nm = &t->names[nd->name];
 	int rc = q_buf_put(o, "{\"name\":", 8);
 	rc = rc ? rc : q_buf_json_str(o, nm->function);
-	rc = rc ? rc : json_values(t, o, nd->self, nd->total);
+	rc = rc ? rc : json_values(t, o, nd->self, nd->total, nd->trunc);
 	if (!rc && t->diff)
 		rc = q__sig_node_json(t, i, o);
 	if (!rc && t->diff && i == 0)
@@ -539,12 +561,14 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	if (!cs)
 		return -ENOMEM;
 	rc = rc ? rc : q_buf_put(o, ",\"children\":[", 13);
-	int64_t other[2] = {0, 0};
+	int64_t other[2] = {0, 0}, other_trunc[2] = {0, 0};
 	bool first = true, have_other = false;
 	for (size_t k = 0; k < nc && !rc; k++) {
 		if (keep && !keep[cs[k]]) {
 			other[0] += t->nodes[cs[k]].total[0];
 			other[1] += t->nodes[cs[k]].total[1];
+			other_trunc[0] += t->nodes[cs[k]].trunc[0];
+			other_trunc[1] += t->nodes[cs[k]].trunc[1];
 			have_other = true;
 			continue;
 		}
@@ -555,7 +579,7 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	}
 	if (!rc && have_other) {
 		rc = q_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
-		rc = rc ? rc : json_values(t, o, other, other);
+		rc = rc ? rc : json_values(t, o, other, other, other_trunc);
 		if (!rc && t->diff)  /* a fold of many nodes is no unit tested */
 			rc = q_buf_put(o, ",\"significant\":false,\"p\":null,\"q\":null", 38);
 		rc = rc ? rc : q_buf_put(o, ",\"children\":[]}", 15);
@@ -646,6 +670,7 @@ int q_tree_folded(const q_tree *t, q_buf *out)
 typedef struct toprow {
 	uint32_t name;
 	int64_t flat, cum;
+	int64_t trunc;          /* of cum: samples whose stacks are truncated */
 } toprow;
 
 static int cmp_top(const void *a, const void *b)
@@ -691,8 +716,10 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 				if (i != 0) {
 					uint32_t f = t->names[nd->name].func;
 					rows[f].flat += nd->self[0];
-					if (onpath[f]++ == 0)
+					if (onpath[f]++ == 0) {
 						rows[f].cum += nd->total[0];
+						rows[f].trunc += nd->trunc[0];
+					}
 				}
 				for (uint32_t c = nd->child; c != NONE; c = t->nodes[c].next)
 					stack[sp++] = c;
@@ -709,7 +736,10 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 	rows[t->nodes[0].name].flat = rows[t->nodes[0].name].cum = 0;
 	qsort(rows, t->nnames, sizeof(*rows), cmp_top);
 	int64_t total = t->nodes[0].total[0];
-	rc = q_buf_printf(out, "{\"total\":%" PRId64 ",\"rows\":[", total);
+	rc = q_buf_printf(out, "{\"total\":%" PRId64, total);
+	if (!rc && t->nodes[0].trunc[0])
+		rc = q_buf_printf(out, ",\"truncated\":%" PRId64, t->nodes[0].trunc[0]);
+	rc = rc ? rc : q_buf_put(out, ",\"rows\":[", 9);
 	size_t emitted = 0;
 	for (size_t i = 0; !rc && i < t->nnames && (!limit || emitted < limit); i++) {
 		const toprow *r = &rows[i];
@@ -731,6 +761,8 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 		                            ",\"cum\":%" PRId64 ",\"cum_pct\":%.4f",
 		                            r->flat, total ? 100.0 * (double)r->flat / (double)total : 0.0,
 		                            r->cum, total ? 100.0 * (double)r->cum / (double)total : 0.0);
+		if (!rc && r->trunc)
+			rc = q_buf_printf(out, ",\"truncated\":%" PRId64, r->trunc);
 		if (!rc && nm->kernel)
 			rc = q_buf_put(out, ",\"kernel\":true", 14);
 		if (!rc && nm->lang) {

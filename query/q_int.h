@@ -54,6 +54,7 @@ typedef struct qnode {
 	uint32_t parent;
 	uint32_t child, next;   /* first child, next sibling */
 	int64_t self[2], total[2];
+	int64_t trunc[2];       /* of total: samples whose stacks are truncated */
 } qnode;
 
 struct q_tree {
@@ -68,6 +69,7 @@ struct q_tree {
 	q__map child_map;      /* parent << 32 | name -> node */
 	/* location cache for the query being built */
 	q__map loc_map;        /* location id -> offset in chain */
+	q__map trunc_locs;     /* location ids of the ST_TRUNCATED_FRAME marker */
 	uint32_t *chain;     /* per location: count, then name ids, outermost first */
 	size_t nchain, chain_cap;
 	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */

@@ -12,6 +12,10 @@
 #include "storage/storage.h"
 
 #define Q_MAX_NODES_DEFAULT 0        /* 0: never fold nodes into "other" */
+/* A diff warns when its sides' shares of samples with incomplete stacks
+ * differ by more than this many percentage points (the UI uses the same
+ * figure). */
+#define Q_TRUNCATED_WARN_POINTS 3.0
 #define Q_MAX_OUTPUT_BYTES (256u << 20)
 
 /* A growable output buffer; free p with free(). */
@@ -28,10 +32,17 @@ typedef struct q_sym {
 	int64_t line;         /* 0 when unknown */
 } q_sym;
 
+/* The name of code nothing names: "[unknown] FILE+0xOFFSET", FILE the
+ * base name of object_name (NULL: "?"), OFFSET in the object's file: the
+ * location's own, or the start of the function that holds it when that is
+ * known (the unwind info's FDE). Into buf; returns buf. */
+#define Q_UNKNOWN_NAME_MAX (ST_MAX_OBJECT_NAME_LEN + 32)
+char *q_unknown_name(char *buf, size_t cap, const char *object_name, uint64_t offset);
+
 /* Names a location. Returns how many frames it filled (1..max), 0 when it
- * knows nothing (the engine then prints "[unknown] libfoo.so+0x1234"), or a
- * negative errno. Called once per distinct location per query, from the
- * querying thread. */
+ * knows nothing (the engine then prints q_unknown_name of the location's
+ * offset), or a negative errno. Called once per distinct location per
+ * query, from the querying thread. */
 typedef struct q_resolver {
 	int (*resolve)(void *arg, const st_frame_info *loc, q_sym *out, size_t max);
 	void *arg;

@@ -559,10 +559,23 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 		nsig++;
 	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"listed_rows\":%zu",
 	                  tot[0], tot[1], nsig);
+	const int64_t *tr = t->nodes[0].trunc;
+	if (!rc && (tr[0] || tr[1]))
+		rc = q_buf_printf(out, ",\"base_truncated\":%" PRId64 ",\"compare_truncated\":%" PRId64,
+		                  tr[0], tr[1]);
 	rc = rc ? rc : q__sig_root_json(t, out);
-	/* reasons to doubt the comparison itself, each a sentence for people
-	 * (the sides' stack completeness belongs here); none are known yet */
-	rc = rc ? rc : q_buf_put(out, ",\"warnings\":[]", 14);
+	/* reasons to doubt the comparison itself, each a sentence for people:
+	 * the sides' shares of incomplete stacks, when they differ by more
+	 * than Q_TRUNCATED_WARN_POINTS (frames near the root then grow or
+	 * shrink by that much for no other reason) */
+	rc = rc ? rc : q_buf_put(out, ",\"warnings\":[", 13);
+	double sb = pct((double)tr[0], tot[0]), sc = pct((double)tr[1], tot[1]);
+	if (!rc && tot[0] > 0 && tot[1] > 0 && fabs(sc - sb) > Q_TRUNCATED_WARN_POINTS)
+		rc = q_buf_printf(out, "\"the sides differ in completeness: %.1f %% of the base's samples "
+		                  "and %.1f %% of the compare side's have incomplete stacks (their "
+		                  "callers are missing), so frames near the root grow or shrink by up "
+		                  "to that much for this reason alone\"", sb, sc);
+	rc = rc ? rc : q_buf_put(out, "]", 1);
 	rc = rc ? rc : q_buf_put(out, ",\"rows\":[", 9);
 	for (size_t i = 0; !rc && i < n && (!limit || i < limit); i++) {
 		uint32_t f = rows[i].name;

@@ -245,6 +245,18 @@ static void convert(const wire_batch *w, conv *c, uint64_t *samples)
 	                  c->stacks, w->nstacks, c->samples, w->nrows};
 }
 
+/* Whether a profile type's values are sample counts (its sample unit,
+ * the third field, is "count"): an agent's off-CPU batches carry
+ * nanoseconds, which are no samples. */
+static bool type_counts(const char *type)
+{
+	for (int k = 0; k < 2 && type; k++) {
+		type = strchr(type, ':');
+		type = type ? type + 1 : NULL;
+	}
+	return type && !strncmp(type, "count:", 6);
+}
+
 static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 {
 	srv_api *api = arg;
@@ -288,7 +300,7 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (rc)
 		goto out;
-	note_agent(api, w, samples);
+	note_agent(api, w, type_counts(w->profile_type) ? samples : 0);
 	srv_metrics_ingest_ok(SRV_METRICS_NATIVE, w->nrows);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);

@@ -92,7 +92,15 @@ enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1, ST_FRAME_NAMED = 2 };
  * the code belongs to: "python", "js", "java", ...; 1..ST_MAX_LANG_LEN
  * bytes of [a-z0-9_.+-]), the source file and the line being executed.
  * Each is optional; two frames that differ in any of them are different
- * locations. Other kinds must leave them unset. */
+ * locations. Other kinds must leave them unset.
+ *
+ * A stack whose walk stopped before its outermost frame (no unwind rule,
+ * unreadable memory, the depth limit: its callers are missing) ends,
+ * outermost, with the named frame ST_TRUNCATED_FRAME, which carries no
+ * language, file or line. It marks the stack, it is no code: queries leave
+ * it out of trees and count the stack's samples as truncated instead. The
+ * agent's WIRE_TRUNCATED_FRAME. */
+#define ST_TRUNCATED_FRAME "[truncated]"
 typedef struct st_frame {
 	uint32_t kind;
 	uint32_t object;     /* user: index into st_batch.objects */

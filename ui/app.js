@@ -9,8 +9,9 @@ import {Timeline} from './timeline.js';
 import {FlameGraph, DIFF_FLOOR} from './flame.js';
 import {TopTable, mergeTop} from './toptable.js';
 import {renderChanges} from './changes.js';
-import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
-import {timeSeconds, fmtTime, fmtCount} from './util.js';
+import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich, completeness} from './tree.js';
+import {timeSeconds, fmtTime} from './util.js';
+import {typeOf, withType, parseType, setType, currentUnit, fmtAmount, timelineTitle} from './units.js';
 
 const MAX_NODES = 20000;      // the server folds the rest: huge trees stay fast
 const TOP_LIMIT = 500;
@@ -24,9 +25,10 @@ const ui = {
 	custom: $('custom-range'), from: $('from-input'), to: $('to-input'),
 	diff: $('diff-toggle'), diffBar: $('diff-bar'), compare: $('compare-input'),
 	compareFrom: $('compare-from-input'), compareTo: $('compare-to-input'), legend: $('legend'),
-	status: $('status'), groupBy: $('group-by'), search: $('search-input'), share: $('search-share'),
+	status: $('status'), completeness: $('completeness'), groupBy: $('group-by'), search: $('search-input'), share: $('search-share'),
 	crumbs: $('breadcrumb'), pprof: $('download-pprof'), folded: $('download-folded'),
 	sandwich: $('sandwich'), sandwichTitle: $('sandwich-title'), tooltip: $('tooltip'),
+	type: $('type-select'), timelineTitle: $('timeline-title'),
 };
 
 // ---- state and the URL ----
@@ -191,7 +193,7 @@ function showSandwich(name) {
 	const s = name && tree ? sandwich(tree.root, name) : null;
 	ui.sandwich.hidden = !s;
 	if (!s) { callers.setTree(null); callees.setTree(null); return; }
-	ui.sandwichTitle.textContent = `Callers and callees of ${name} (${fmtCount(s.total)} samples)`;
+	ui.sandwichTitle.textContent = `Callers and callees of ${name} (${fmtAmount(s.total)})`;
 	callers.setTree(s.callers);
 	callees.setTree(s.callees);
 	callers.render();
@@ -226,6 +228,15 @@ function showLegend() {
 		'full colour is the largest change';
 }
 
+// The share of samples with incomplete stacks, above the flame graph
+// when it matters (tree.js: completeness).
+function showCompleteness() {
+	const c = completeness(tree);
+	ui.completeness.hidden = !(c && c.text);
+	ui.completeness.textContent = c ? c.text : '';
+	ui.completeness.className = c && c.warn ? 'warn' : '';
+}
+
 function downloads() {
 	const base = {from: state.from, to: state.to};
 	if (diffOn) {
@@ -252,14 +263,55 @@ function publish() {
 	const z = flame.zoomNode;
 	window.__smolder = {
 		ready,
+		unit: currentUnit(),            // the sample unit of the type shown
 		state: {query: state.query, from: state.from, to: state.to, compare: state.compare,
 			compare_from: state.compare_from, compare_to: state.compare_to,
 			search: state.search, focus: state.focus},
 		flame: {total: z ? z.total : 0, frames: flame.frames},
+		completeness: completeness(tree),
 		zoom: name => focusFunction(name),
 		reset: () => { flame.zoomTo(null, true); return true; },
 	};
 }
+
+// ---- the profile type ----
+
+// The picker lists the types with data in the range (and the selector's
+// own, even without data); the values everywhere read in its unit.
+let typesKey = '';
+async function loadTypes(signal) {
+	const cur = typeOf(state.query);
+	const key = `${state.from}|${state.to}`;
+	let types = null;
+	if (key !== typesKey || ![...ui.type.options].some(o => o.value === cur)) {
+		try {
+			types = await getJSON('/api/v1/types', {from: state.from, to: state.to}, signal);
+			typesKey = key;
+		} catch (e) {
+			if (e.name === 'AbortError') return;
+			types = [];
+		}
+	}
+	if (types) {
+		if (!types.includes(cur)) types.push(cur);
+		ui.type.replaceChildren(...types.sort().map(t => {
+			const o = document.createElement('option');
+			const p = parseType(t);
+			o.value = t;
+			o.textContent = p.sample ? `${p.name} · ${p.sample}${p.unit && p.unit !== 'count' ? ` (${p.unit})` : ''}` : t;
+			o.title = t;
+			return o;
+		}));
+	}
+	ui.type.value = cur;
+}
+
+ui.type.addEventListener('change', () => {
+	ui.query.value = withType(ui.query.value.trim() || '{}', ui.type.value);
+	if (diffOn && ui.compare.value.trim())
+		ui.compare.value = withType(ui.compare.value, ui.type.value);
+	run();
+});
 
 // ---- running a query ----
 
@@ -298,6 +350,9 @@ async function run() {
 	ready = false;
 	publish();
 	setStatus('loading', 'Loading…');
+	setType(typeOf(state.query));
+	ui.timelineTitle.textContent = timelineTitle();
+	loadTypes(signal);
 	loadTimeline(signal);
 	try {
 		let json, rows, mode, changes = null;
@@ -349,6 +404,7 @@ async function run() {
 		top.select(state.focus);
 		showSandwich(state.focus);
 		showLegend();
+		showCompleteness();
 		writeURL();
 	} catch (e) {
 		if (e.name === 'AbortError') return;
@@ -360,6 +416,7 @@ async function run() {
 		showCrumbs();
 		showSandwich('');
 		showLegend();
+		showCompleteness();
 		showError(e);
 	}
 	ready = true;

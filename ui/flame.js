@@ -3,7 +3,8 @@
 // trees: a frame narrower than half a pixel is skipped with its whole
 // subtree, labels are drawn only where they fit, and hit testing is a
 // binary search in the row under the pointer.
-import {frameColor, mix, rgb, fmtCount, fmtPct} from './util.js';
+import {frameColor, mix, rgb, fmtPct} from './util.js';
+import {fmtValue, fmtAmount} from './units.js';
 import {pathTo} from './tree.js';
 
 const ROW = 18;             // CSS px per frame row
@@ -137,7 +138,7 @@ export class FlameGraph {
 		}
 		// rows were filled in DFS order, which is left to right within a row
 		cv.setAttribute('aria-label', `${this.opts.label || 'flame graph'}: ${z.name}, ` +
-			`${fmtCount(z.total)} samples; arrow keys move, Enter zooms, Escape zooms out`);
+			`${fmtAmount(z.total)}; arrow keys move, Enter zooms, Escape zooms out`);
 	}
 
 	hit(e) {
@@ -173,15 +174,22 @@ export class FlameGraph {
 		const lines = [[n.kernel ? `${n.name} [k]` : n.name, 'tt-name']];
 		if (this.tree.mode === 'diff') {
 			const B = this.tree.baseTotal || 1, C = this.tree.total || 1;
-			lines.push([`base: total ${fmtCount(n.base_total)} (${fmtPct(n.base_total / B)}), self ${fmtCount(n.base_self)}`]);
-			lines.push([`compare: total ${fmtCount(n.total)} (${fmtPct(n.total / C)}), self ${fmtCount(n.self)}`]);
+			lines.push([`base: total ${fmtValue(n.base_total)} (${fmtPct(n.base_total / B)}), self ${fmtValue(n.base_self)}`]);
+			lines.push([`compare: total ${fmtValue(n.total)} (${fmtPct(n.total / C)}), self ${fmtValue(n.self)}`]);
 			lines.push([`change in share: ${n.delta >= 0 ? '+' : ''}${(n.delta * 100).toFixed(2)} points`,
 				n.significant && n.delta > 0 ? 'tt-grew' : n.significant && n.delta < 0 ? 'tt-shrank' : '']);
 			lines.push([n.significant ? `significant (p ${n.p < 0.001 ? '< 0.001' : `= ${n.p.toFixed(3)}`})` :
 				n.p === null ? 'too few samples to tell' : `not significant (p = ${n.p.toFixed(3)})`]);
 		} else {
-			lines.push([`self: ${fmtCount(n.self)} (${fmtPct(n.self / rootTotal)})`]);
-			lines.push([`total: ${fmtCount(n.total)} (${fmtPct(n.total / rootTotal)} of total)`]);
+			lines.push([`self: ${fmtValue(n.self)} (${fmtPct(n.self / rootTotal)})`]);
+			lines.push([`total: ${fmtValue(n.total)} (${fmtPct(n.total / rootTotal)} of total)`]);
+		}
+		if (n.truncated || n.base_truncated) {
+			const t = this.tree.mode === 'diff' ?
+				`incomplete stacks: base ${fmtPct(n.base_truncated / (n.base_total || 1))}, ` +
+				`compare ${fmtPct(n.truncated / (n.total || 1))}` :
+				`${fmtPct(n.truncated / (n.total || 1))} of its samples have incomplete stacks`;
+			lines.push([t, 'tt-file']);
 		}
 		lines.push([n.file ? `${n.file}${n.line ? `:${n.line}` : ''}` : 'file unknown', 'tt-file']);
 		if (n.kernel) lines.push(['kernel frame', 'tt-file']);

@@ -2,7 +2,8 @@
 // vendored: ui/vendor/uplot). Dragging across it selects a range; the page
 // then shows the profile of that range.
 import uPlot from './vendor/uplot/uPlot.esm.js';
-import {hash32, hslToRgb, rgb, fmtTime, fmtCount} from './util.js';
+import {hash32, hslToRgb, rgb, fmtTime} from './util.js';
+import {fmtValue, fmtAmount} from './units.js';
 
 const HEIGHT = 150;
 
@@ -57,12 +58,13 @@ export class Timeline {
 			// a compact one of chips is drawn below instead
 			legend: {show: false},
 			cursor: {drag: {x: true, y: false, setScale: false}},
-			axes: [{}, {size: 56, values: (u, v) => v.map(fmtCount)}],
+			// durations and sizes are wider than counts: "12.3 min"
+			axes: [{}, {size: 64, values: (u, v) => v.map(fmtValue)}],
 			series: [{value: (u, v) => (v == null ? '' : fmtTime(v))},
 				...series.map(s => {
 					const label = seriesLabel(s.labels);
 					return {label, stroke: rgb(hslToRgb(hash32(label) % 360, 65, 45)), width: 1.5,
-						spanGaps, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtCount(v))};
+						spanGaps, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtValue(v))};
 				})],
 			hooks: {setSelect: [u => {
 				if (u.select.width < 3) return;
@@ -82,9 +84,9 @@ export class Timeline {
 			const total = ys[i].reduce((a, v) => a + (v || 0), 0);
 			item.append(chip, `${s.label} `);
 			const n = document.createElement('b');
-			n.textContent = fmtCount(total);
+			n.textContent = fmtValue(total);
 			item.append(n);
-			item.title = `${s.label}: ${fmtCount(total)} samples in the range`;
+			item.title = `${s.label}: ${fmtAmount(total)} in the range`;
 			legend.append(item);
 		});
 		if (opts.series.length > 41) legend.append(`… and ${opts.series.length - 41} more`);

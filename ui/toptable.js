@@ -2,16 +2,16 @@
 // shares, or in diff mode both sides' shares and the change. Sorting is
 // client side (every column, both ways); a row's click or Enter hands its
 // function to the page, which focuses it in the flame graph.
-import {fmtCount} from './util.js';
+import {fmtValue} from './units.js';
 
 const pct = v => `${v.toFixed(2)}%`;
 const signed = v => `${v > 0 ? '+' : ''}${v.toFixed(2)}`;
 
 const MERGE_COLS = [
 	{key: 'name', label: 'function', fmt: v => v},
-	{key: 'flat', label: 'flat', fmt: fmtCount},
+	{key: 'flat', label: 'flat', fmt: v => fmtValue(v)},
 	{key: 'flat_pct', label: 'flat %', fmt: pct},
-	{key: 'cum', label: 'cum', fmt: fmtCount},
+	{key: 'cum', label: 'cum', fmt: v => fmtValue(v)},
 	{key: 'cum_pct', label: 'cum %', fmt: pct},
 ];
 // both sides in a narrow column: one decimal, short headers with titles

@@ -52,8 +52,16 @@ const SEARCH_API = [
 	[['runtime.main', 'main.main', 'search.(*Index).Query', 'search.scoreDocs'], 20],
 	[['runtime.main', 'main.main', 'search.(*Index).Query', 'sort.Sort'], 6],
 ];
+// "importer": 6 of its 20 samples per slot have stacks whose walk was cut
+// short (the [truncated] marker outermost, as the agent sends them): 30 %
+export const TRUNCATED = '[truncated]';
+export const IMPORTER_PCT = 30;
+const IMPORTER = [
+	[['runtime.main', 'main.main', 'importer.run', 'importer.parse'], 14],
+	[[TRUNCATED, 'importer.parse', 'bufio.(*Reader).Read'], 6],
+];
 const FILES = {};
-for (const [frames] of [...STACKS, ...SEARCH_API])
+for (const [frames] of [...STACKS, ...SEARCH_API, ...IMPORTER.slice(0, 1)])
 	for (const f of frames) {
 		const pkg = f.replace(/\.[^./]*$/, '').replace(/[()*]/g, '').replace(/\.$/, '');
 		const base = pkg.split('/').pop() || 'main';
@@ -191,6 +199,10 @@ export async function ingest(base) {
 			encodeProfile({stacks: SEARCH_API.map(s => ({frames: s[0], value: s[1]})),
 			               timeNanos, durationNanos: 10000000000n,
 			               binary: '/usr/local/bin/search-api', files: FILES}));
+		await post({service: 'importer', version: '3.0', hostname: 'import-1'},
+			encodeProfile({stacks: IMPORTER.map(s => ({frames: s[0], value: s[1]})),
+			               timeNanos, durationNanos: 10000000000n,
+			               binary: '/usr/local/bin/importer', files: FILES}));
 	}
 	// a native batch from tests/tools/mkbatch: service "svc", named frames
 	// fn_7_<i> and the kernel frame do_syscall_64
@@ -212,6 +224,39 @@ export async function ingest(base) {
 	if (rp.status !== 200) throw new Error(`python ingest: ${rp.status} ${await rp.text()}`);
 	return {from: t0 - 60, to: now + 60, batchSamples: Number(out.match(/samples=(\d+)/)[1]),
 		pySamples: Number(pyOut.match(/samples=(\d+)/)[1])};
+}
+
+// Values in other units, in the last hour: off-CPU time (nanoseconds) of a
+// service "waits" as the agent's type, and through Pyroscope's /ingest a
+// wall-clock profile (nanoseconds) and a heap profile (bytes) of "webapp".
+export const OFF_TYPE = 'off_cpu:time:nanoseconds:time:nanoseconds:delta';
+export const WALL_TYPE = 'wall:wall:nanoseconds:wall:nanoseconds:delta';
+export const HEAP_TYPE = 'inuse_space:inuse_space:bytes:inuse_space:bytes';
+export const OFF_STACKS = [
+	[['main', 'serve', 'handle', 'db_query', 'read'], 2_750_000_000],   // 2.75 s
+	[['main', 'serve', 'handle', 'lock_wait'], 45_600_000],             // 45.6 ms
+	[['main', 'serve', 'accept'], 150_000_000_000],                     // 2.50 min
+];
+export const WALL_FOLDED = [['main;loop;sleep', 3_500_000_000], ['main;loop;work', 1_200_000]];
+export const HEAP_FOLDED = [['main;cache;alloc', 12 * 2 ** 20], ['main;buf', 1536]];
+export async function ingestUnits(base) {
+	const now = Math.floor(Date.now() / 1000);
+	const u = new URL('/api/v1/ingest/pprof', base);
+	for (const [k, v] of Object.entries({__name__: 'off_cpu', service: 'waits', hostname: 'db-1'}))
+		u.searchParams.set(k, v);
+	let r = await fetch(u, {method: 'POST', body: encodeProfile({
+		stacks: OFF_STACKS.map(([frames, value]) => ({frames, value})),
+		timeNanos: BigInt(now - 600) * 1000000000n, durationNanos: 10000000000n,
+		sampleType: ['time', 'nanoseconds'], periodType: ['time', 'nanoseconds'], period: 1})});
+	if (r.status !== 200) throw new Error(`off-CPU ingest: ${r.status} ${await r.text()}`);
+	for (const [name, units, rows, extra] of [['webapp.wall{service=webapp}', 'nanoseconds', WALL_FOLDED, {}],
+		['webapp.inuse_space{service=webapp}', 'bytes', HEAP_FOLDED, {aggregationType: 'average'}]]) {
+		const p = new URL('/ingest', base);
+		for (const [k, v] of Object.entries({name, units, from: now - 600, until: now - 590, ...extra}))
+			p.searchParams.set(k, v);
+		r = await fetch(p, {method: 'POST', body: rows.map(([s, v]) => `${s} ${v}`).join('\n') + '\n'});
+		if (r.status !== 200) throw new Error(`pyroscope ingest ${name}: ${r.status} ${await r.text()}`);
+	}
 }
 
 // ---------------------------------------------------------------- browser

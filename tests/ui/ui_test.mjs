@@ -197,6 +197,7 @@ async function main() {
 	server = await F.startServer();
 	base = server.base;
 	R = await F.ingest(base);
+	await F.ingestUnits(base);
 	R.from = String(R.from);
 	R.to = String(R.to);
 	context = await F.launchBrowser();
@@ -594,6 +595,41 @@ async function main() {
 		assert.ok(tip.includes(`/srv/app/handlers.py:${10 + i}`), `tooltip ${JSON.stringify(tip)} lacks file:line`);
 		assert.ok(tip.includes('python frame'), `tooltip ${JSON.stringify(tip)} lacks the language`);
 	});
+	await check('incomplete stacks: the share shown above 1 %, none below; the marker is no frame',
+		async page => {
+			let s = await open(page, {query: '{service="importer"}', from: R.from, to: R.to},
+				s => s.flame.total > 0);
+			const note = page.locator('[data-testid=completeness]');
+			assert.equal(await note.isVisible(), true, 'no completeness note at 30 %');
+			const text = (await note.textContent()) || '';
+			assert.match(text, new RegExp(`^${F.IMPORTER_PCT}\\.0 % of these samples have incomplete stacks`),
+				`note says ${JSON.stringify(text)}`);
+			assert.ok(near(s.completeness.pct, F.IMPORTER_PCT, 0.01), `hook pct ${s.completeness.pct}`);
+			assert.equal(s.flame.frames.some(f => f.name === F.TRUNCATED), false,
+				'the [truncated] marker is drawn as a frame');
+			mustFrame(s, 'bufio.(*Reader).Read');
+			s = await open(page, {query: '{service="search-api"}', from: R.from, to: R.to},
+				s => s.flame.total > 0);
+			assert.equal(await note.isVisible(), false, 'a note for complete stacks');
+			assert.equal(s.completeness.pct, 0);
+		});
+
+	await check('incomplete stacks: a diff whose sides differ by more than 3 points warns',
+		async page => {
+			let s = await open(page, {query: '{service="search-api"}', compare: '{service="importer"}',
+				from: R.from, to: R.to}, s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			const note = page.locator('[data-testid=completeness]');
+			assert.equal(await note.isVisible(), true, 'no warning');
+			assert.match((await note.getAttribute('class')) || '', /\bwarn\b/);
+			const text = (await note.textContent()) || '';
+			assert.match(text, /differ in completeness: 0\.0 % and 30\.0 %/, `warning says ${JSON.stringify(text)}`);
+			assert.equal(s.completeness.warn, true);
+			assert.ok(near(s.completeness.compare_pct, F.IMPORTER_PCT, 0.01));
+			s = await open(page, {query: Q14, compare: Q15, from: R.from, to: R.to},
+				s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			assert.equal(await note.isVisible(), false, 'a warning between two complete sides');
+			assert.equal(s.completeness.warn, false);
+		});
 
 	await check('download links: pprof and folded of the current view', async page => {
 		await open(page, v14, s => s.flame.total > 0);
@@ -609,6 +645,71 @@ async function main() {
 		const total = lines.reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 		assert.equal(total, n14, 'folded download total');
 		assert.ok(lines.some(l => l.includes(F.JSON_FN)));
+	});
+
+	// ---- units: profile types whose values are not sample counts ----
+	const cells = async page => Object.fromEntries(await page.locator('[data-testid=top-row]').evaluateAll(
+		rows => rows.map(r => [r.dataset.name, [...r.cells].map(c => c.textContent)])));
+	const header = async page => page.locator('[data-testid=top-table] thead th').allTextContents();
+	const col = (h, name) => h.findIndex(t => t.replace(/[▲▼]/g, '').trim() === name);
+	const hourAgo = {from: 'now-1h', to: 'now'};
+
+	await check('profile-type picker: the types with data, and choosing one runs that type', async page => {
+		const types = await F.api(base, '/api/v1/types', hourAgo);
+		for (const t of [F.OFF_TYPE, F.WALL_TYPE, F.HEAP_TYPE, F.TYPE])
+			assert.ok(types.includes(t), `/api/v1/types lacks ${t}: ${types}`);
+		await open(page, {query: '{service="waits"}', ...hourAgo});
+		const sel = page.locator('[data-testid=type-select]');
+		await page.waitForFunction(() => document.querySelectorAll('[data-testid=type-select] option').length > 1);
+		const opts = await sel.locator('option').evaluateAll(os => os.map(o => o.value));
+		assert.deepEqual([...opts].sort(), [...types].sort(), 'the picker lists /api/v1/types');
+		assert.equal(await sel.inputValue(), F.TYPE, 'a selector without a type shows the default');
+		await sel.selectOption(F.OFF_TYPE);
+		const s = await until(page, s => s.state.query.startsWith(F.OFF_TYPE) && s.flame.total > 0,
+			'the off-CPU profile after picking its type');
+		assert.equal(s.state.query, `${F.OFF_TYPE}{service="waits"}`, 'the matchers are kept');
+		assert.equal(s.unit, 'nanoseconds');
+		assert.equal(urlParams(page).query, s.state.query, 'the type in the URL');
+		assert.equal(s.flame.total, F.OFF_STACKS.reduce((a, x) => a + x[1], 0));
+	});
+
+	await check('nanosecond types read as durations: top table, tooltip, timeline', async page => {
+		const s = await open(page, {query: `${F.OFF_TYPE}{service="waits"}`, ...hourAgo},
+			s => s.flame.total > 0);
+		const c = await cells(page), h = await header(page);
+		const flat = col(h, 'flat'), cum = col(h, 'cum');
+		assert.ok(flat > 0 && cum > 0, `no flat/cum columns in ${h}`);
+		assert.equal(c.read?.[flat], '2.75 s', `read's flat: ${c.read}`);
+		assert.equal(c.lock_wait?.[flat], '45.6 ms', `lock_wait's flat: ${c.lock_wait}`);
+		assert.equal(c.accept?.[flat], '2.50 min', `accept's flat: ${c.accept}`);
+		assert.equal(c.main?.[cum], '2.55 min', `main's cum: ${c.main}`);
+		for (const [name, row] of Object.entries(c))
+			for (const t of row)
+				assert.ok(!/\d{7}/.test(digits(t)), `a raw integer in the top table: ${name} ${row}`);
+		const tip = (await locateFrame(page, mustFrame(s, 'read'))).tooltip;
+		assert.match(tip, /self: 2\.75 s \(1\.80%\)/, `tooltip ${JSON.stringify(tip)}`);
+		assert.match(tip, /total: 2\.75 s/, `tooltip ${JSON.stringify(tip)}`);
+		const legend = await page.locator('[data-testid=timeline] .timeline-legend').textContent();
+		assert.match(legend, /2\.55 min/, `timeline legend ${JSON.stringify(legend)}`);
+		assert.ok(!/\d{7}/.test(digits(legend)), `a raw integer in the legend: ${legend}`);
+		const title = await page.locator('#timeline-title').textContent();
+		assert.match(title, /time/i, `timeline title ${JSON.stringify(title)}`);
+	});
+
+	await check("Pyroscope's wall type reads as durations, its heap type as bytes", async page => {
+		await open(page, {query: `${F.WALL_TYPE}{service="webapp"}`, ...hourAgo}, s => s.flame.total > 0);
+		let c = await cells(page), h = await header(page);
+		assert.equal(c.sleep?.[col(h, 'flat')], '3.50 s', `sleep: ${c.sleep}`);
+		assert.equal(c.work?.[col(h, 'flat')], '1.20 ms', `work: ${c.work}`);
+		const s = await open(page, {query: `${F.HEAP_TYPE}{service="webapp"}`, ...hourAgo},
+			s => s.flame.total > 0);
+		assert.equal(s.unit, 'bytes');
+		c = await cells(page);
+		h = await header(page);
+		assert.equal(c.alloc?.[col(h, 'flat')], '12.0 MiB', `alloc: ${c.alloc}`);
+		assert.equal(c.buf?.[col(h, 'flat')], '1.50 KiB', `buf: ${c.buf}`);
+		const tip = (await locateFrame(page, mustFrame(s, 'alloc'))).tooltip;
+		assert.match(tip, /total: 12\.0 MiB/, `tooltip ${JSON.stringify(tip)}`);
 	});
 
 	await check('nothing leaves the origin; no uncaught errors in any page', async () => {

@@ -164,6 +164,83 @@ static void test_top(void **state)
 	q_tree_free(t);
 }
 
+/* A walk cut short: the stack ends with the ST_TRUNCATED_FRAME marker.
+ * It is no frame of the tree, folded output or top; its samples are
+ * counted as truncated on every node of its path, the root too, and in
+ * the top rows of its functions; a complete stack counts nothing. */
+static void test_truncated(void **state)
+{
+	fx *f = *state;
+	static st_frame s4[3] = {{ST_FRAME_USER, 0, 0x30, NULL}, {ST_FRAME_USER, 0, 0x20, NULL},
+	                         {ST_FRAME_NAMED, 0, 0, ST_TRUNCATED_FRAME}};
+	st_stack_def sd = {st_stack_hash(objs, 2, s4, 3), s4, 3};
+	st_label l[1] = {{"service", "cut"}};
+	st_series_def se = {TYPE, l, 1};
+	st_sample sm = {T0, 0, sd.id, 4};
+	st_batch b = {&se, 1, objs, 2, &sd, 1, &sm, 1};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+
+	q_tree *t = merge(f, m_all, 1, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_string_equal(o.p,
+		"{\"name\":\"total\",\"self\":0,\"total\":14,\"truncated\":4,\"children\":["
+		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,\"children\":["
+		"{\"name\":\"[unknown] app+0x20\",\"self\":0,\"total\":10,\"children\":["
+		"{\"name\":\"[unknown] app+0x30\",\"self\":5,\"total\":5,\"children\":[]},"
+		"{\"name\":\"[unknown] libc.so.6+0x99\",\"self\":3,\"total\":5,\"children\":["
+		"{\"name\":\"do_sys\",\"self\":2,\"total\":2,\"kernel\":true,\"children\":[]}]}]}]},"
+		"{\"name\":\"[unknown] app+0x20\",\"self\":0,\"total\":4,\"truncated\":4,\"children\":["
+		"{\"name\":\"[unknown] app+0x30\",\"self\":4,\"total\":4,\"truncated\":4,"
+		"\"children\":[]}]}]}");
+	q_buf_free(&o);
+	assert_int_equal(q_tree_folded(t, &o), 0);
+	assert_null(strstr(o.p, ST_TRUNCATED_FRAME));
+	assert_non_null(strstr(o.p, "\n[unknown] app+0x20;[unknown] app+0x30 4\n"));
+	q_buf_free(&o);
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_string_equal(o.p,
+		"{\"total\":14,\"truncated\":4,\"rows\":["
+		"{\"name\":\"[unknown] app+0x30\",\"flat\":9,\"flat_pct\":64.2857,\"cum\":9,"
+		"\"cum_pct\":64.2857,\"truncated\":4},"
+		"{\"name\":\"[unknown] libc.so.6+0x99\",\"flat\":3,\"flat_pct\":21.4286,\"cum\":5,"
+		"\"cum_pct\":35.7143},"
+		"{\"name\":\"do_sys\",\"flat\":2,\"flat_pct\":14.2857,\"cum\":2,\"cum_pct\":14.2857,"
+		"\"kernel\":true},"
+		"{\"name\":\"[unknown] app+0x20\",\"flat\":0,\"flat_pct\":0.0000,\"cum\":14,"
+		"\"cum_pct\":100.0000,\"truncated\":4},"
+		"{\"name\":\"[unknown] app+0x10\",\"flat\":0,\"flat_pct\":0.0000,\"cum\":10,"
+		"\"cum_pct\":71.4286}]}");
+	q_buf_free(&o);
+	q_tree_free(t);
+
+	/* a diff carries each side's */
+	static const st_matcher m_cut[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                   {"service", ST_MATCH_EQ, "cut"}};
+	q_side base = {m_api, 2, 0, INT64_MAX}, cmp = {m_cut, 2, 0, INT64_MAX};
+	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"base\":{\"self\":0,\"total\":8},"
+	                            "\"compare\":{\"self\":0,\"total\":4,\"truncated\":4}"));
+	q_buf_free(&o);
+	/* the diff's table warns: 0 % against 100 % incomplete */
+	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "\"base_truncated\":0,\"compare_truncated\":4"));
+	assert_non_null(strstr(o.p, "\"warnings\":[\"the sides differ in completeness: 0.0 % of "
+	                            "the base's samples and 100.0 % of the compare side's"));
+	q_buf_free(&o);
+	q_tree_free(t);
+	/* two complete sides: no warning */
+	q_side cmp2 = {m_db, 2, 0, INT64_MAX};
+	assert_int_equal(q_diff(f->db, &base, &cmp2, NULL, &t, &err), 0);
+	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "\"warnings\":[]"));
+	assert_null(strstr(o.p, "truncated"));
+	q_buf_free(&o);
+	q_tree_free(t);
+}
+
 static void test_diff(void **state)
 {
 	fx *f = *state;
@@ -465,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_top, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolver_inline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
