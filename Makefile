@@ -298,6 +298,9 @@ TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl $(LDLIBS_LABELS)
 # processes' own labels and the relabel rules: the same parts
 TEST_labels_OBJ = $(TEST_agent_OBJ)
 TEST_labels_LIBS = $(TEST_agent_LIBS)
+# the sampler with its BPF program, against the real kernel (root)
+TEST_sampler_OBJ = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(WIRE_OBJ)
+TEST_sampler_LIBS := $(LDLIBS_AGENT)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
