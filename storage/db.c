@@ -448,16 +448,16 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 		if (rc)
 			st__fail(err, rc, "writing metadata to %s/meta.db: %s", db->dir, strerror(-rc));
 	}
+	/* The metadata commits only once the WAL has room for the record
+	 * (written ahead as zeros), and the record goes in only once the
+	 * metadata committed: a batch refused for a full disk, by either,
+	 * leaves no series or stacks behind, now or after a restart. */
 	if (!rc) {
 		rc = st__fault(ST__FAULT_APPEND_WAL) ? -ENOSPC :
-		     st__wal_append(db->wal, payload.data, payload.len, &lsn);
+		     st__wal_reserve(db->wal, payload.len);
 		if (rc)
 			st__fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
 	}
-	/* the metadata commits only with its WAL record: a refused batch
-	 * leaves no series or stacks behind. A commit that fails after the
-	 * append leaves a record the head never gets; it is not acknowledged,
-	 * and a restart replays it whole (its metadata travels in it). */
 	if (tx && rc) {
 		st__meta_rollback(db->meta);
 	} else if (tx) {
@@ -465,6 +465,11 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 		if (rc)
 			st__fail(err, rc, "committing metadata to %s/meta.db: %s", db->dir,
 			         strerror(-rc));
+	}
+	if (!rc) {
+		rc = st__wal_append(db->wal, payload.data, payload.len, &lsn);
+		if (rc)
+			st__fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
 	}
 	if (!rc) {
 		rc = apply(db, b, ids, kidx, lsn);
@@ -1136,6 +1141,9 @@ static int meta_fail(st_db *db, st_err *err, int rc, const char *detail)
 {
 	if (rc == -ENOMEM)
 		return st__fail(err, rc, "reading %s/meta.db: out of memory", db->dir);
+	if (rc == -ENOSPC)
+		return st__fail(err, rc, "writing %s/meta.db: the disk is full (%s); free some "
+		                "space on it", db->dir, detail && *detail ? detail : "SQLITE_FULL");
 	if (rc != -EBADMSG)
 		return st__fail(err, rc, "reading %s/meta.db: %s (%s)", db->dir, strerror(-rc),
 		                detail && *detail ? detail : "no detail");
@@ -1195,8 +1203,9 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		goto out;
 	snprintf(path, sizeof(path), "%s/meta.db", dir);
 	if ((rc = st__meta_open(path, &db->meta, err))) {
-		if (rc == -EBADMSG)
-			meta_fail(db, err, rc, err && err->msg[0] ? err->msg : "not a database");
+		char detail[sizeof(err->msg)];
+		snprintf(detail, sizeof(detail), "%s", err && err->msg[0] ? err->msg : "");
+		meta_fail(db, err, rc, detail);
 		goto out;
 	}
 	/* the coverage table and replay are keyed by partition start: a store
@@ -1232,15 +1241,21 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	db->replaying = true;
 	replay_arg ra = {db, err};
 	st__wal_replay_info info;
-	if ((rc = st__meta_begin(db->meta)))
+	if ((rc = st__meta_begin(db->meta))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
+	}
 	rc = st__wal_replay(db->wal, min_next, replay_rec, &ra, &info, err);
 	if (rc) {
 		st__meta_rollback(db->meta);
+		if (!err || !err->msg[0])
+			st__fail(err, rc, "replaying the WAL in %s: %s", path, strerror(-rc));
 		goto out;
 	}
-	if ((rc = st__meta_commit(db->meta)))
+	if ((rc = st__meta_commit(db->meta))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
+	}
 	db->replaying = false;
 	db->replayed = info.records;
 	db->torn_bytes = info.torn_bytes;
