@@ -75,6 +75,151 @@ static int gunzip(const uint8_t *in, size_t len, uint8_t **out, size_t *olen)
 	return 0;
 }
 
+/* ---- what unpacking would cost, before it is done ----
+ * protobuf-c allocates every message, repeated element, string and unknown
+ * field of the input on its own: an empty Sample is two bytes on the wire
+ * and about a hundred on the heap, so a small gzip of empty samples
+ * unpacked into gigabytes. So the input is walked first, without
+ * allocating, and its heap cost estimated from the generated structs'
+ * sizes; past SRV_PPROF_MAX_UNPACKED it is refused before anything is
+ * unpacked. Only Sample and Location have repeated fields below the top
+ * level; the walk knows the schema (wire/profile.proto) two levels deep. */
+
+enum { K_PROFILE, K_VALUETYPE, K_SAMPLE, K_LABEL, K_MAPPING, K_LOCATION, K_LINE, K_FUNCTION };
+enum { F_SCALAR, F_REP_SCALAR, F_MSG, F_REP_MSG, F_REP_STRING };
+
+/* Heap bytes one allocation costs beyond its size (glibc's header and
+ * rounding), plus the pointer to it in its parent's array. */
+#define PB_ALLOC_COST 32
+
+static size_t kind_size(int kind)
+{
+	switch (kind) {
+	case K_PROFILE: return sizeof(Perftools__Profiles__Profile);
+	case K_VALUETYPE: return sizeof(Perftools__Profiles__ValueType);
+	case K_SAMPLE: return sizeof(Perftools__Profiles__Sample);
+	case K_LABEL: return sizeof(Perftools__Profiles__Label);
+	case K_MAPPING: return sizeof(Perftools__Profiles__Mapping);
+	case K_LOCATION: return sizeof(Perftools__Profiles__Location);
+	case K_LINE: return sizeof(Perftools__Profiles__Line);
+	default: return sizeof(Perftools__Profiles__Function);
+	}
+}
+
+/* What field `f` of a message of `kind` is; -1 when the schema lacks it
+ * (protobuf-c keeps such a field as an unknown field, a copy on the heap). */
+static int field_kind(int kind, uint32_t f, int *child)
+{
+	*child = -1;
+	switch (kind) {
+	case K_PROFILE:
+		switch (f) {
+		case 1: *child = K_VALUETYPE; return F_REP_MSG;
+		case 2: *child = K_SAMPLE; return F_REP_MSG;
+		case 3: *child = K_MAPPING; return F_REP_MSG;
+		case 4: *child = K_LOCATION; return F_REP_MSG;
+		case 5: *child = K_FUNCTION; return F_REP_MSG;
+		case 6: return F_REP_STRING;
+		case 11: *child = K_VALUETYPE; return F_MSG;
+		case 13: return F_REP_SCALAR;
+		default: return f >= 7 && f <= 14 ? F_SCALAR : -1;
+		}
+	case K_SAMPLE:
+		if (f == 3) {
+			*child = K_LABEL;
+			return F_REP_MSG;
+		}
+		return f == 1 || f == 2 ? F_REP_SCALAR : -1;
+	case K_LOCATION:
+		if (f == 4) {
+			*child = K_LINE;
+			return F_REP_MSG;
+		}
+		return f >= 1 && f <= 5 ? F_SCALAR : -1;
+	case K_VALUETYPE: case K_LINE: return f >= 1 && f <= 2 ? F_SCALAR : -1;
+	case K_LABEL: return f >= 1 && f <= 4 ? F_SCALAR : -1;
+	case K_MAPPING: return f >= 1 && f <= 10 ? F_SCALAR : -1;
+	default: return f >= 1 && f <= 5 ? F_SCALAR : -1;
+	}
+}
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}
+
+/* Adds to *cost what unpacking the message of `kind` in [p, end) would
+ * allocate; -E2BIG as soon as *cost passes limit, -EBADMSG for input that
+ * is not protobuf (protobuf-c would refuse it too). */
+static int pb_cost(const uint8_t *p, const uint8_t *end, int kind, uint64_t *cost,
+                   uint64_t limit)
+{
+	*cost += kind_size(kind) + PB_ALLOC_COST;
+	while (p < end) {
+		uint64_t tag, v;
+		if (pb_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+			return -EBADMSG;
+		int child, fk = field_kind(kind, (uint32_t)(tag >> 3), &child);
+		const uint8_t *val = p;
+		switch (tag & 7) {
+		case 0:
+			if (pb_varint(&p, end, &v))
+				return -EBADMSG;
+			break;
+		case 1:
+			if (end - p < 8)
+				return -EBADMSG;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -EBADMSG;
+			p += 4;
+			break;
+		case 2:
+			if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return -EBADMSG;
+			val = p;
+			p += v;
+			break;
+		default:
+			return -EBADMSG;   /* groups: not in this schema */
+		}
+		size_t len = (size_t)(p - val);
+		if (fk < 0) {
+			*cost += sizeof(ProtobufCMessageUnknownField) + len + PB_ALLOC_COST;
+		} else if (fk == F_REP_SCALAR) {
+			/* packed: one element per varint, i.e. per byte without the
+			 * continuation bit; either way 8 bytes in the array */
+			uint64_t n = 1;
+			if ((tag & 7) == 2) {
+				n = 0;
+				for (const uint8_t *q = val; q < p; q++)
+					n += !(*q & 0x80);
+			}
+			*cost += 8 * n;
+		} else if (fk == F_REP_STRING) {
+			*cost += len + 1 + PB_ALLOC_COST;
+		} else if ((fk == F_MSG || fk == F_REP_MSG) && (tag & 7) == 2) {
+			int rc = pb_cost(val, p, child, cost, limit);
+			if (rc)
+				return rc;
+		}
+		if (*cost > limit)
+			return -E2BIG;
+	}
+	return *cost > limit ? -E2BIG : 0;
+}
+
 static const char *str_at(const profile *p, int64_t i)
 {
 	return i >= 0 && (size_t)i < p->n_string_table ? p->string_table[i] : NULL;
@@ -199,6 +344,31 @@ static int location_frames(conv *c, const Perftools__Profiles__Location *l,
 	return frame_push(c, (st_frame){ST_FRAME_NAMED, 0, 0, nm});
 }
 
+/* Drops stacks whose ID came earlier in the array, keeping the order. */
+static int stacks_dedup(st_stack_def *stacks, size_t *n)
+{
+	size_t cap = 16;
+	while (cap < 2 * *n)
+		cap *= 2;
+	uint32_t *seen = calloc(cap, sizeof(*seen));   /* kept index + 1, 0 free */
+	if (!seen)
+		return -ENOMEM;
+	size_t w = 0;
+	for (size_t i = 0; i < *n; i++) {
+		uint64_t id = stacks[i].id;
+		size_t j = (size_t)(id ^ id >> 29) & (cap - 1);
+		while (seen[j] && stacks[seen[j] - 1].id != id)
+			j = (j + 1) & (cap - 1);
+		if (seen[j])
+			continue;
+		stacks[w] = stacks[i];
+		seen[j] = (uint32_t)++w;
+	}
+	free(seen);
+	*n = w;
+	return 0;
+}
+
 #define FAIL(code, ...) do { \
 		e->status = (code); \
 		snprintf(e->msg, sizeof(e->msg), __VA_ARGS__); \
@@ -252,6 +422,13 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 			goto out;
 		body = out->raw;
 	}
+	uint64_t cost = 0;
+	rc = pb_cost(body, body + len, K_PROFILE, &cost, SRV_PPROF_MAX_UNPACKED);
+	if (rc == -E2BIG)
+		FAIL(413, "the profile would take more than %u MiB to unpack (%s); send it in parts",
+		     SRV_PPROF_MAX_UNPACKED >> 20, "about half a million samples");
+	if (rc)
+		FAIL(400, "the body is not a pprof profile.proto");
 	p = perftools__profiles__profile__unpack(NULL, len, body);
 	if (!p)
 		FAIL(400, "the body is not a pprof profile.proto");
@@ -373,6 +550,10 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 	}
 	for (size_t i = 0; i < nsamples; i++)
 		samples[i].stack_id = stacks[samples[i].stack_id].id;
+	/* pprof has a stack per sample, often the same one: a batch lists
+	 * each once, so "stacks" in the answer counts distinct ones */
+	if ((rc = stacks_dedup(stacks, &nstacks)))
+		goto out;
 	out->batch = (st_batch){out->series, (uint32_t)p->n_sample_type, c.objects, nobj,
 	                        stacks, (uint32_t)nstacks, samples, (uint32_t)nsamples};
 out:

@@ -4,7 +4,8 @@
  *
  *   mkbatch [--seed N] [--processes N] [--stacks N] [--rows N]
  *           [--start-ns NS] [--agent ID] [--omit-stacks] [--break KIND]
- *           [--app-build-id HEX] [--app-offset OFF] OUT
+ *           [--app-build-id HEX] [--app-offset OFF] [--hostname H]
+ *           [--comm-prefix P] OUT
  *   mkbatch --fallback-id FILE
  *
  * The same seed gives the same stacks (and IDs), so a second batch with
@@ -13,7 +14,9 @@
  * magic, version, flags, lz4, trailing, label (a label name storage
  * refuses), oversize (a body one byte over WIRE_MAX_BODY). --app-build-id
  * and --app-offset name the leaf object and its offset (hex) in every
- * stack, for tests of the symbolizer on a real file. */
+ * stack, for tests of the symbolizer on a real file. --hostname sets the
+ * hostname label (default host-SEED), --comm-prefix the comm labels
+ * (default "proc"; process i gets PREFIXi). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -68,14 +71,15 @@ int main(int argc, char **argv)
 	int64_t start = INT64_C(1767225600) * 1000000000;   /* 2026-01-01T00:00Z */
 	const char *agent = NULL, *brk = NULL;
 	int omit = 0;
-	const char *app_bid = NULL;
+	const char *app_bid = NULL, *hostname = NULL, *comm_prefix = "proc";
 	long long app_off = -1;
 	static const struct option lo[] = {
 		{"app-build-id", 1, NULL, 'B'}, {"app-offset", 1, NULL, 'O'},
 		{"seed", 1, NULL, 's'}, {"processes", 1, NULL, 'p'}, {"stacks", 1, NULL, 'k'},
 		{"rows", 1, NULL, 'r'}, {"start-ns", 1, NULL, 't'}, {"agent", 1, NULL, 'a'},
 		{"omit-stacks", 0, NULL, 'o'}, {"break", 1, NULL, 'b'},
-		{"fallback-id", 1, NULL, 'f'}, {NULL, 0, NULL, 0},
+		{"fallback-id", 1, NULL, 'f'}, {"hostname", 1, NULL, 'H'},
+		{"comm-prefix", 1, NULL, 'C'}, {NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -91,6 +95,8 @@ int main(int argc, char **argv)
 		case 'f': return fallback_id(optarg);
 		case 'B': app_bid = optarg; break;
 		case 'O': app_off = strtoll(optarg, NULL, 16); break;
+		case 'H': hostname = optarg; break;
+		case 'C': comm_prefix = optarg; break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of mkbatch.c\n");
 			return 2;
@@ -103,9 +109,12 @@ int main(int argc, char **argv)
 	const char *out = argv[optind];
 	rng = 0x9e3779b97f4a7c15ull ^ seed;
 
-	char agent_buf[64], host[64];
+	char agent_buf[64], host[256];
 	snprintf(agent_buf, sizeof(agent_buf), "agent-%u", seed);
-	snprintf(host, sizeof(host), "host-%u", seed);
+	if (hostname)
+		snprintf(host, sizeof(host), "%s", hostname);
+	else
+		snprintf(host, sizeof(host), "host-%u", seed);
 	static uint8_t bid[2][WIRE_MAX_BUILD_ID] = {{0xde, 0xad, 0xbe, 0xef, 1}, {0xca, 0xfe, 2}};
 	uint32_t app_bl = 20;
 	if (app_bid) {
@@ -123,9 +132,9 @@ int main(int argc, char **argv)
 
 	wire_process *pr = calloc(nproc, sizeof(*pr));
 	wire_label *lab = calloc(nproc * 3, sizeof(*lab));
-	char (*comm)[32] = calloc(nproc, sizeof(*comm));
+	char (*comm)[160] = calloc(nproc, sizeof(*comm));
 	for (unsigned i = 0; i < nproc; i++) {
-		snprintf(comm[i], sizeof(comm[i]), "proc%u", i);
+		snprintf(comm[i], sizeof(comm[i]), "%.140s%u", comm_prefix, i);
 		lab[3 * i] = (wire_label){"hostname", host};
 		lab[3 * i + 1] = (wire_label){"comm", comm[i]};
 		lab[3 * i + 2] = (wire_label){brk && !strcmp(brk, "label") ? "9lives" : "service",
