@@ -23,58 +23,6 @@
 
 typedef Perftools__Profiles__Profile profile;
 
-/* Inflates a gzip body into *out, at most MAX_PPROF_RAW bytes. */
-static int gunzip(const uint8_t *in, size_t len, uint8_t **out, size_t *olen)
-{
-	z_stream z;
-	memset(&z, 0, sizeof(z));
-	if (inflateInit2(&z, 15 + 16) != Z_OK)
-		return -ENOMEM;
-	size_t cap = len * 4 + 4096, n = 0;
-	uint8_t *buf = NULL;
-	int rc = 0, zr;
-	z.next_in = (uint8_t *)in;
-	z.avail_in = (uInt)len;
-	do {
-		if (n == cap || !buf) {
-			if (buf)
-				cap *= 2;
-			if (cap > MAX_PPROF_RAW)
-				cap = MAX_PPROF_RAW;
-			if (buf && n == cap) {
-				rc = -E2BIG;
-				break;
-			}
-			uint8_t *t = realloc(buf, cap);
-			if (!t) {
-				rc = -ENOMEM;
-				break;
-			}
-			buf = t;
-		}
-		z.next_out = buf + n;
-		z.avail_out = (uInt)(cap - n);
-		zr = inflate(&z, Z_NO_FLUSH);
-		n = cap - z.avail_out;
-		if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
-			rc = -EBADMSG;
-			break;
-		}
-		if (zr == Z_BUF_ERROR && z.avail_in == 0) {
-			rc = -EBADMSG;  /* cut short */
-			break;
-		}
-	} while (zr != Z_STREAM_END);
-	inflateEnd(&z);
-	if (rc) {
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	*olen = n;
-	return 0;
-}
-
 /* ---- what unpacking would cost, before it is done ----
  * protobuf-c allocates every message, repeated element, string and unknown
  * field of the input on its own: an empty Sample is two bytes on the wire
@@ -157,67 +105,205 @@ static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return -EBADMSG;
 }
 
+/* One field of a message of `kind` at *p, which must end by `end`:
+ * advances *p past it and adds to *cost what unpacking it would allocate.
+ * -EBADMSG for input that is not protobuf (protobuf-c would refuse it
+ * too), -E2BIG as soon as *cost passes limit. */
+static int pb_cost(const uint8_t *p, const uint8_t *end, int kind, uint64_t *cost,
+                   uint64_t limit);
+
+static int pb_field(const uint8_t **pp, const uint8_t *end, int kind, uint64_t *cost,
+                    uint64_t limit)
+{
+	const uint8_t *p = *pp;
+	uint64_t tag, v;
+	if (pb_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+		return -EBADMSG;
+	int child, fk = field_kind(kind, (uint32_t)(tag >> 3), &child);
+	const uint8_t *val = p;
+	switch (tag & 7) {
+	case 0:
+		if (pb_varint(&p, end, &v))
+			return -EBADMSG;
+		break;
+	case 1:
+		if (end - p < 8)
+			return -EBADMSG;
+		p += 8;
+		break;
+	case 5:
+		if (end - p < 4)
+			return -EBADMSG;
+		p += 4;
+		break;
+	case 2:
+		if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+			return -EBADMSG;
+		val = p;
+		p += v;
+		break;
+	default:
+		return -EBADMSG;   /* groups: not in this schema */
+	}
+	size_t len = (size_t)(p - val);
+	if (fk < 0) {
+		*cost += sizeof(ProtobufCMessageUnknownField) + len + PB_ALLOC_COST;
+	} else if (fk == F_REP_SCALAR) {
+		/* packed: one element per varint, i.e. per byte without the
+		 * continuation bit; either way 8 bytes in the array */
+		uint64_t n = 1;
+		if ((tag & 7) == 2) {
+			n = 0;
+			for (const uint8_t *q = val; q < p; q++)
+				n += !(*q & 0x80);
+		}
+		*cost += 8 * n;
+	} else if (fk == F_REP_STRING) {
+		*cost += len + 1 + PB_ALLOC_COST;
+	} else if ((fk == F_MSG || fk == F_REP_MSG) && (tag & 7) == 2) {
+		int rc = pb_cost(val, p, child, cost, limit);
+		if (rc)
+			return rc;
+	}
+	*pp = p;
+	return *cost > limit ? -E2BIG : 0;
+}
+
 /* Adds to *cost what unpacking the message of `kind` in [p, end) would
- * allocate; -E2BIG as soon as *cost passes limit, -EBADMSG for input that
- * is not protobuf (protobuf-c would refuse it too). */
+ * allocate (pb_field's errors). */
 static int pb_cost(const uint8_t *p, const uint8_t *end, int kind, uint64_t *cost,
                    uint64_t limit)
 {
 	*cost += kind_size(kind) + PB_ALLOC_COST;
 	while (p < end) {
-		uint64_t tag, v;
-		if (pb_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
-			return -EBADMSG;
-		int child, fk = field_kind(kind, (uint32_t)(tag >> 3), &child);
-		const uint8_t *val = p;
-		switch (tag & 7) {
-		case 0:
-			if (pb_varint(&p, end, &v))
-				return -EBADMSG;
-			break;
-		case 1:
-			if (end - p < 8)
-				return -EBADMSG;
-			p += 8;
-			break;
-		case 5:
-			if (end - p < 4)
-				return -EBADMSG;
-			p += 4;
-			break;
-		case 2:
-			if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
-				return -EBADMSG;
-			val = p;
-			p += v;
-			break;
-		default:
-			return -EBADMSG;   /* groups: not in this schema */
-		}
-		size_t len = (size_t)(p - val);
-		if (fk < 0) {
-			*cost += sizeof(ProtobufCMessageUnknownField) + len + PB_ALLOC_COST;
-		} else if (fk == F_REP_SCALAR) {
-			/* packed: one element per varint, i.e. per byte without the
-			 * continuation bit; either way 8 bytes in the array */
-			uint64_t n = 1;
-			if ((tag & 7) == 2) {
-				n = 0;
-				for (const uint8_t *q = val; q < p; q++)
-					n += !(*q & 0x80);
-			}
-			*cost += 8 * n;
-		} else if (fk == F_REP_STRING) {
-			*cost += len + 1 + PB_ALLOC_COST;
-		} else if ((fk == F_MSG || fk == F_REP_MSG) && (tag & 7) == 2) {
-			int rc = pb_cost(val, p, child, cost, limit);
-			if (rc)
-				return rc;
-		}
-		if (*cost > limit)
-			return -E2BIG;
+		int rc = pb_field(&p, end, kind, cost, limit);
+		if (rc)
+			return rc;
 	}
 	return *cost > limit ? -E2BIG : 0;
+}
+
+/* Where the field at p ends: 1 with *fend set when [p, avail) holds all of
+ * it, 0 when more bytes are needed to tell, -EBADMSG for a bad header. */
+static int pb_extent(const uint8_t *p, const uint8_t *avail, const uint8_t **fend)
+{
+	uint64_t tag, v;
+	const uint8_t *q = p;
+	if (pb_varint(&q, avail, &tag))
+		return avail - p >= 10 ? -EBADMSG : 0;
+	switch (tag & 7) {
+	case 0:
+		if (pb_varint(&q, avail, &v))
+			return avail - q >= 10 ? -EBADMSG : 0;
+		break;
+	case 1:
+		if (avail - q < 8)
+			return 0;
+		q += 8;
+		break;
+	case 5:
+		if (avail - q < 4)
+			return 0;
+		q += 4;
+		break;
+	case 2:
+		if (pb_varint(&q, avail, &v))
+			return avail - q >= 10 ? -EBADMSG : 0;
+		if (v > (uint64_t)(avail - q))
+			return 0;
+		q += v;
+		break;
+	default:
+		return -EBADMSG;
+	}
+	*fend = q;
+	return 1;
+}
+
+/* The estimate, made while the body is inflated: the top-level fields in
+ * data[pos..n) that are complete are counted, the rest waits for more
+ * bytes. A bomb is refused after a few megabytes of it, not after the
+ * whole inflate. */
+typedef struct pb_scan {
+	size_t pos;        /* the first byte not yet counted */
+	uint64_t cost;
+	bool started;      /* the Profile itself is counted */
+} pb_scan;
+
+static int pb_scan_more(pb_scan *ps, const uint8_t *data, size_t n, bool last)
+{
+	if (!ps->started) {
+		ps->cost += kind_size(K_PROFILE) + PB_ALLOC_COST;
+		ps->started = true;
+	}
+	while (ps->pos < n) {
+		const uint8_t *p = data + ps->pos, *fend;
+		int rc = pb_extent(p, data + n, &fend);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return last ? -EBADMSG : 0;   /* cut short */
+		if ((rc = pb_field(&p, fend, K_PROFILE, &ps->cost, SRV_PPROF_MAX_UNPACKED)))
+			return rc;
+		ps->pos = (size_t)(fend - data);
+	}
+	return 0;
+}
+
+/* Inflates a gzip body into *out, at most MAX_PPROF_RAW bytes, counting
+ * what unpacking it would cost as it goes (ps): -E2BIG as soon as either
+ * is over its limit, -EBADMSG for bad gzip or bad protobuf. */
+static int gunzip(const uint8_t *in, size_t len, uint8_t **out, size_t *olen, pb_scan *ps)
+{
+	z_stream z;
+	memset(&z, 0, sizeof(z));
+	if (inflateInit2(&z, 15 + 16) != Z_OK)
+		return -ENOMEM;
+	size_t cap = len * 4 + 4096, n = 0;
+	uint8_t *buf = NULL;
+	int rc = 0, zr;
+	z.next_in = (uint8_t *)in;
+	z.avail_in = (uInt)len;
+	do {
+		if (n == cap || !buf) {
+			if (buf)
+				cap *= 2;
+			if (cap > MAX_PPROF_RAW)
+				cap = MAX_PPROF_RAW;
+			if (buf && n == cap) {
+				rc = -E2BIG;
+				break;
+			}
+			uint8_t *t = realloc(buf, cap);
+			if (!t) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = t;
+		}
+		z.next_out = buf + n;
+		z.avail_out = (uInt)(cap - n);
+		zr = inflate(&z, Z_NO_FLUSH);
+		n = cap - z.avail_out;
+		if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+			rc = -EBADMSG;
+			break;
+		}
+		if (zr == Z_BUF_ERROR && z.avail_in == 0) {
+			rc = -EBADMSG;  /* cut short */
+			break;
+		}
+		if ((rc = pb_scan_more(ps, buf, n, zr == Z_STREAM_END)))
+			break;
+	} while (zr != Z_STREAM_END);
+	inflateEnd(&z);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*olen = n;
+	return 0;
 }
 
 static const char *str_at(const profile *p, int64_t i)
@@ -412,23 +498,28 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 	e->msg[0] = 0;
 	if (len == 0)
 		FAIL(400, "empty body: send a pprof profile.proto, gzip'd or not");
-	if (len >= 2 && body[0] == 0x1f && body[1] == 0x8b) {
-		rc = gunzip(body, len, &out->raw, &len);
-		if (rc == -E2BIG)
+	/* what unpacking will cost is counted before it is done (above), for
+	 * a gzip'd body while it is inflated */
+	pb_scan ps = {0};
+	bool gz = len >= 2 && body[0] == 0x1f && body[1] == 0x8b;
+	if (gz) {
+		rc = gunzip(body, len, &out->raw, &len, &ps);
+		if (rc == -E2BIG && ps.cost <= SRV_PPROF_MAX_UNPACKED)
 			FAIL(413, "the profile inflates past %u MiB", MAX_PPROF_RAW >> 20);
-		if (rc == -EBADMSG)
+		if (rc == -EBADMSG && !ps.started)
 			FAIL(400, "the body is not valid gzip");
-		if (rc)
-			goto out;
 		body = out->raw;
+	} else {
+		rc = pb_scan_more(&ps, body, len, true);
 	}
-	uint64_t cost = 0;
-	rc = pb_cost(body, body + len, K_PROFILE, &cost, SRV_PPROF_MAX_UNPACKED);
 	if (rc == -E2BIG)
 		FAIL(413, "the profile would take more than %u MiB to unpack (%s); send it in parts",
 		     SRV_PPROF_MAX_UNPACKED >> 20, "about half a million samples");
+	if (rc == -EBADMSG)
+		FAIL(400, "the body is not %s", gz ? "valid gzip of a pprof profile.proto" :
+		     "a pprof profile.proto");
 	if (rc)
-		FAIL(400, "the body is not a pprof profile.proto");
+		goto out;
 	p = perftools__profiles__profile__unpack(NULL, len, body);
 	if (!p)
 		FAIL(400, "the body is not a pprof profile.proto");

@@ -25,8 +25,11 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include <zlib.h>
+
 #include "server/api.h"
 #include "server/http.h"
+#include "server/pprof_in.h"
 #include "server/symbolize.h"
 #include "server/json.h"
 
@@ -932,6 +935,63 @@ static void test_shutdown_finishes_in_flight(void **state)
 }
 
 
+
+/* ---- pprof: the unpack estimate ---- */
+
+static uint8_t *gzip_of(const uint8_t *in, size_t n, size_t *out_len)
+{
+	z_stream z = {0};
+	assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY), Z_OK);
+	size_t cap = deflateBound(&z, n);
+	uint8_t *out = srv_xmalloc(cap);
+	z.next_in = (Bytef *)in;
+	z.avail_in = (uInt)n;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+	*out_len = z.total_out;
+	deflateEnd(&z);
+	return out;
+}
+
+/* Millions of empty samples (two bytes each on the wire, a hundred on the
+ * heap once unpacked) are refused before anything is unpacked, gzip'd or
+ * plain; a protobuf cut short is a 400. */
+static void test_pprof_unpack_estimate(void **state)
+{
+	(void)state;
+	size_t n = 4u << 20, gl;
+	uint8_t *raw = srv_xmalloc(n);
+	for (size_t i = 0; i < n; i += 2) {
+		raw[i] = 0x12;   /* field 2 (sample), length-delimited */
+		raw[i + 1] = 0;  /* empty */
+	}
+	uint8_t *gz = gzip_of(raw, n, &gl);
+	assert_true(gl < 64 * 1024);
+	const struct {
+		const uint8_t *body;
+		size_t len;
+		int status;
+		const char *msg;
+	} cases[] = {
+		{gz, gl, 413, "to unpack"},
+		{raw, n, 413, "to unpack"},
+		{raw, 1, 400, "not a pprof"},
+		{(const uint8_t *)"\x1f\x8b\x08\x00garbage", 11, 400, "gzip"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		srv_pprof pp;
+		srv_pprof_err e;
+		assert_int_equal(srv_pprof_decode(cases[i].body, cases[i].len, "process_cpu", NULL, 0,
+		                                  1767225600LL * 1000000000, &pp, &e), -EINVAL);
+		assert_int_equal(e.status, cases[i].status);
+		assert_non_null(strstr(e.msg, cases[i].msg));
+		srv_pprof_free(&pp);
+	}
+	free(gz);
+	free(raw);
+}
+
 /* ---- tests: limits against hostile clients ---- */
 
 /* A GET route takes no body: one announced is answered 413 at its headers
@@ -1511,6 +1571,7 @@ int main(void)
 		cmocka_unit_test(test_route_patterns),
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test(test_demangle),
+		cmocka_unit_test(test_pprof_unpack_estimate),
 		cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
