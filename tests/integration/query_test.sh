@@ -172,12 +172,16 @@ def vfield(num, v):
 strings = [b"", b"samples", b"count", b"bad\xff\xfe\xc3name", b"cpu", b"nanoseconds"]
 prof = (field(1, vfield(1, 1) + vfield(2, 2)) +
         field(2, field(1, varint(1)) + field(2, varint(7))) +
+        field(2, field(1, varint(1)) + field(2, varint(3))) +
         field(4, vfield(1, 1) + field(4, vfield(1, 1))) +
         field(5, vfield(1, 1) + vfield(2, 3)) +
         b"".join(field(6, x) for x in strings) +
         vfield(9, 1767225600 * 10**9) + field(11, vfield(1, 4) + vfield(2, 5)))
 st, body = post("/api/v1/ingest/pprof", prof, service="badutf8")
 assert st == 200, body
+# two samples of one stack: one stack, two rows
+assert json.loads(body)["stacks"] == 1 and json.loads(body)["rows"] == 2, body
+ok("pprof ingest counts distinct stacks")
 st, ct, raw = get("/api/v1/query", query='{service="badutf8"}')
 assert st == 200, raw
 text = raw.decode("utf-8")   # strict: fails on any invalid byte
