@@ -1079,7 +1079,9 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 		if (ST__UNLIKELY(s < ch->first_series || s > ch->last_series || rank >= nstacks ||
 		                 t < ch->mint || t > ch->maxt))
 			return -EBADMSG;
-		int64_t val = st__unzigzag(v) + 1;
+		/* unsigned: a hostile v must not overflow (writers keep values
+		 * within ST_MAX_VALUE, readers do not trust that) */
+		int64_t val = (int64_t)((uint64_t)st__unzigzag(v) + 1);
 		if (merge) {
 			/* saturating: 2^15 rows of ST_MAX_VALUE pass int64 */
 			if (all || (want[s] && t >= from && t < to))
@@ -1168,7 +1170,7 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 		if (step >= sp->nsteps)
 			continue;
 		size_t at = (size_t)g * sp->nsteps + step;
-		sp->acc[at] = st_sum_add(sp->acc[at], st__unzigzag(v) + 1);
+		sp->acc[at] = st_sum_add(sp->acc[at], (int64_t)((uint64_t)st__unzigzag(v) + 1));
 		sp->has[at] = 1;
 	}
 	if (p0 != cole[0] || p1 != cole[1] || rv.pos > rv.nbits || rv.nbits - rv.pos >= 8)

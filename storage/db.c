@@ -335,20 +335,29 @@ static int check_series_limit(st_db *db, const st_batch *b, const uint64_t *ids,
 	if (!db->opt.max_series)
 		return 0;
 	uint64_t fresh = 0;
-	for (uint32_t i = 0; i < b->nseries; i++) {
-		if (st__map_get(&db->series_map, ids[i]) != ST__MAP_NONE)
+	for (uint32_t i = 0; i < b->nseries; i++)
+		fresh += st__map_get(&db->series_map, ids[i]) == ST__MAP_NONE;
+	if (db->nseries + fresh <= db->opt.max_series)
+		return 0;
+	/* over, unless the batch names some new series twice: count them
+	 * once (a map, not a pairwise search: a batch may hold a million) */
+	st__map seen = {0};
+	int rc = st__map_init(&seen, fresh);
+	fresh = 0;
+	for (uint32_t i = 0; !rc && i < b->nseries; i++) {
+		if (st__map_get(&db->series_map, ids[i]) != ST__MAP_NONE ||
+		    st__map_get(&seen, ids[i]) != ST__MAP_NONE)
 			continue;
-		bool dup = false;   /* a batch may name a series twice */
-		for (uint32_t j = 0; j < i && !dup; j++)
-			dup = ids[j] == ids[i];
-		fresh += !dup;
-		if (db->nseries + fresh > db->opt.max_series)
-			return st__fail(err, -EUSERS, "the store holds %u series and its limit is %"
-			                PRIu64 " (--max-series): a batch adding new series is refused; "
-			                "drop high-cardinality labels (pid, request IDs) or raise the "
-			                "limit", db->nseries, db->opt.max_series);
+		fresh++;
+		rc = st__map_put(&seen, ids[i], 1);
 	}
-	return 0;
+	st__map_free(&seen);
+	if (!rc && db->nseries + fresh > db->opt.max_series)
+		rc = st__fail(err, -EUSERS, "the store holds %u series and its limit is %" PRIu64
+		              " (--max-series): a batch adding %" PRIu64 " new series is refused; "
+		              "drop high-cardinality labels (pid, request IDs) or raise the limit",
+		              db->nseries, db->opt.max_series, fresh);
+	return rc;
 }
 
 /* Rows dated more than max_future_ns past this server's clock are refused:
