@@ -41,7 +41,9 @@ done
 S=hang$$
 cp "$BUSY" "$tmp/$S"
 t0=$(date +%s)
-"$tmp/$S" 16 >/dev/null &
+# 12 s of its own CPU time: at least 12 s of wall time, more on a loaded
+# machine, so it runs through the 4 s before the hang and the 6 s of it
+"$tmp/$S" 12 >/dev/null &
 spid=$!
 sleep 4
 kill -STOP "$pid"
