@@ -325,6 +325,9 @@ TEST_labels_LIBS = $(TEST_agent_LIBS)
 # the CPython part (agent/python.c) with the agent's other parts
 TEST_python_OBJ = $(TEST_agent_OBJ)
 TEST_python_LIBS = $(TEST_agent_LIBS)
+# the sampler with its BPF program, against the real kernel (root)
+TEST_sampler_OBJ = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(WIRE_OBJ)
+TEST_sampler_LIBS := $(LDLIBS_AGENT)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf

@@ -20,6 +20,9 @@
 
 #define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
 #define MAX_EXTRA_LABELS 32
+/* At SIGTERM the queue is delivered for at most this long: below the
+ * 10 s that docker and systemd wait before SIGKILL. */
+#define STOP_DELIVERY_NS (8 * 1000000000LL)
 
 static volatile sig_atomic_t g_stop;
 
@@ -432,6 +435,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
 		goto out;
 	}
+	if ((err = ag_push_start(a.push))) {
+		fprintf(stderr, "smolder-agent: starting the sender thread: %s\n", strerror(-err));
+		goto out;
+	}
 #if !defined(__x86_64__)
 	unwind = false;  /* the table walker is x86_64's so far */
 #endif
@@ -479,12 +486,6 @@ int main(int argc, char **argv)
 		int64_t due = ag_procs_tick(a.procs, now);
 		if (due && due < wake)
 			wake = due;
-		int64_t retry = ag_push_next_retry(a.push);
-		if (retry) {
-			int64_t r = now + (retry - ag_now_ns());
-			if (r < wake)
-				wake = r;
-		}
 		int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		/* tables being built: look for them every 10 ms */
 		if (a.unw && ag_unw_tick(a.unw) > 0 && ms > 10)
@@ -497,26 +498,26 @@ int main(int argc, char **argv)
 			next += (int64_t)interval * 1000000000;
 			if (next <= now)  /* we fell behind (suspend): start over */
 				next = now + (int64_t)interval * 1000000000;
+			/* the sender delivers on its own thread: a server that hangs
+			 * never holds up the next drain */
 			err = drain(&a);
 			if (err)
 				fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
-			ag_push_flush(a.push, ag_now_ns());
-			ag_push_upload(a.push, a.objs);
+			ag_push_offer(a.push, a.objs);
 			ag_objs_expire(a.objs, a.ctx.drain > 6 ? a.ctx.drain - 6 : 0);
-		} else if (retry && ag_now_ns() >= retry) {
-			ag_push_flush(a.push, ag_now_ns());
 		}
 	}
-	/* the last partial interval, then one more delivery attempt */
+	/* the last partial interval, then the whole queue, whatever the
+	 * backoff, for a bounded time */
 	fprintf(stderr, "smolder-agent: stopping\n");
-	if (drain(&a) == 0) {
-		ag_push_flush(a.push, INT64_MAX);
-		ag_push_flush(a.push, INT64_MAX);
-	}
-	ag_push_stats ps;
-	ag_push_get_stats(a.push, &ps);
-	if (ps.queued)
-		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", ps.queued);
+	err = drain(&a);
+	if (err)
+		fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
+	size_t left = ag_push_stop(a.push, STOP_DELIVERY_NS);
+	if (left)
+		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", left);
+	else
+		fprintf(stderr, "smolder-agent: every batch delivered\n");
 	rc = 0;
 out:
 	ag_unw_free(a.unw);

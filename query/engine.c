@@ -136,12 +136,20 @@ int q_buf_json_str(q_buf *b, const char *s)
 		/* copy runs that need no escaping in one go: frame names rarely
 		 * need any, and trees render millions of them */
 		const unsigned char *q = p;
-		while (*q && *q != '"' && *q != '\\' && *q >= 0x20)
+		while (*q && *q != '"' && *q != '\\' && *q >= 0x20 && *q < 0x80)
 			q++;
 		if (q > p)
 			rc = q_buf_put(b, (const char *)p, (size_t)(q - p));
 		if (rc || !*q)
 			break;
+		if (*q >= 0x80) {
+			/* a name from debug info or a profile may hold any bytes: a
+			 * valid sequence goes out as is, anything else as U+FFFD */
+			size_t n = st_utf8_len((const char *)q, strnlen((const char *)q, 4));
+			rc = n ? q_buf_put(b, (const char *)q, n) : q_buf_put(b, "\\ufffd", 6);
+			p = q + (n ? n : 1);
+			continue;
+		}
 		if (*q == '"' || *q == '\\') {
 			char e[2] = {'\\', (char)*q};
 			rc = q_buf_put(b, e, 2);
@@ -183,6 +191,17 @@ void q_tree_free(q_tree *t)
 }
 
 size_t q_tree_nodes(const q_tree *t) { return t->n; }
+bool q_tree_saturated(const q_tree *t) { return t->saturated; }
+uint64_t q_tree_damaged(const q_tree *t) { return t->damaged; }
+
+/* t's sums: saturating, and remembering that one did. */
+static int64_t tree_add(q_tree *t, int64_t a, int64_t b)
+{
+	int64_t r = st_sum_add(a, b);
+	if (st_sum_saturated(r))
+		t->saturated = true;
+	return r;
+}
 int64_t q_tree_total(const q_tree *t, int side) { return t->nodes[0].total[side ? 1 : 0]; }
 
 static bool str_eq(const char *a, const char *b)
@@ -352,10 +371,11 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 	st_frame_info *infos = NULL;
 	size_t nsums = 0, nneed = 0, need_cap = 0;
 	q__map asked = {0};
-	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
+	int rc = st_select_until(db, q->m, q->nm, q->from_ns, q->to_ns, q->deadline_ns, &sel, err);
 	if (rc)
 		return rc;
 	rc = st_merge(db, sel, q->from_ns, q->to_ns, &sums, &nsums);
+	t->damaged += st_selection_damaged(sel);
 	st_selection_free(sel);
 	if (rc || nsums == 0)
 		goto out;
@@ -379,12 +399,18 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 	}
 	if (!rc && nneed)
 		rc = st_locations(db, need, nneed, &infos);
-	for (size_t i = 0; i < nneed && !rc; i++)
-		rc = name_location(t, &infos[i], r);
+	/* naming may read debug info for the first time: seconds for a big
+	 * file, so the deadline is looked at on the way */
+	for (size_t i = 0; i < nneed && !rc; i++) {
+		if (q->deadline_ns && !(i & 63) && st_mono_ns() >= q->deadline_ns)
+			rc = -ETIMEDOUT;
+		else
+			rc = name_location(t, &infos[i], r);
+	}
 	for (size_t i = 0; i < nsums && !rc; i++) {
 		int64_t v = sums[i].value;
 		uint32_t node = 0;
-		t->nodes[0].total[side] += v;
+		t->nodes[0].total[side] = tree_add(t, t->nodes[0].total[side], v);
 		/* leaf first in the store: walk from the root end */
 		for (uint32_t j = offs[i + 1]; j-- > offs[i] && !rc;) {
 			uint32_t off = q__map_get(&t->loc_map, (uint64_t)pool[j]);
@@ -395,12 +421,12 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 					rc = new_node(t, node, name, &c);
 				if (!rc) {
 					node = c;
-					t->nodes[node].total[side] += v;
+					t->nodes[node].total[side] = tree_add(t, t->nodes[node].total[side], v);
 				}
 			}
 		}
 		if (!rc)
-			t->nodes[node].self[side] += v;
+			t->nodes[node].self[side] = tree_add(t, t->nodes[node].self[side], v);
 		if (!rc && t->diff)
 			rc = q__map_put(&t->leaf_map, sums[i].stack_id, node);
 	}
@@ -471,7 +497,7 @@ int q_diff(st_db *db, const q_side *base, const q_side *compare,
 
 static int64_t weight(const q_tree *t, uint32_t i)
 {
-	return t->nodes[i].total[0] + (t->diff ? t->nodes[i].total[1] : 0);
+	return st_sum_add(t->nodes[i].total[0], t->diff ? t->nodes[i].total[1] : 0);
 }
 
 /* Children of node in descending weight, ties by name: the order flame
@@ -511,6 +537,15 @@ static int json_values(const q_tree *t, q_buf *o, const int64_t *self, const int
 	                    self[0], total[0], self[1], total[1]);
 }
 
+/* An answer that is not the plain sum says so in itself. */
+int q__json_warnings(q_buf *o, bool saturated, uint64_t damaged)
+{
+	int rc = saturated ? q_buf_put(o, ",\"saturated\":true", 17) : 0;
+	if (!rc && damaged)
+		rc = q_buf_printf(o, ",\"damaged_chunks\":%" PRIu64, damaged);
+	return rc;
+}
+
 static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 {
 	const qnode *nd = &t->nodes[i];
@@ -522,6 +557,8 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 		rc = q__sig_node_json(t, i, o);
 	if (!rc && t->diff && i == 0)
 		rc = q__sig_root_json(t, o);
+	if (!rc && i == 0)
+		rc = q__json_warnings(o, t->saturated, t->damaged);
 	if (!rc && nm->kernel)
 		rc = q_buf_put(o, ",\"kernel\":true", 14);
 	if (!rc && nm->file) {
@@ -543,8 +580,8 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	bool first = true, have_other = false;
 	for (size_t k = 0; k < nc && !rc; k++) {
 		if (keep && !keep[cs[k]]) {
-			other[0] += t->nodes[cs[k]].total[0];
-			other[1] += t->nodes[cs[k]].total[1];
+			other[0] = st_sum_add(other[0], t->nodes[cs[k]].total[0]);
+			other[1] = st_sum_add(other[1], t->nodes[cs[k]].total[1]);
 			have_other = true;
 			continue;
 		}
@@ -690,9 +727,9 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 				entered[i] = 1;
 				if (i != 0) {
 					uint32_t f = t->names[nd->name].func;
-					rows[f].flat += nd->self[0];
+					rows[f].flat = st_sum_add(rows[f].flat, nd->self[0]);
 					if (onpath[f]++ == 0)
-						rows[f].cum += nd->total[0];
+						rows[f].cum = st_sum_add(rows[f].cum, nd->total[0]);
 				}
 				for (uint32_t c = nd->child; c != NONE; c = t->nodes[c].next)
 					stack[sp++] = c;
@@ -709,7 +746,9 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 	rows[t->nodes[0].name].flat = rows[t->nodes[0].name].cum = 0;
 	qsort(rows, t->nnames, sizeof(*rows), cmp_top);
 	int64_t total = t->nodes[0].total[0];
-	rc = q_buf_printf(out, "{\"total\":%" PRId64 ",\"rows\":[", total);
+	rc = q_buf_printf(out, "{\"total\":%" PRId64, total);
+	rc = rc ? rc : q__json_warnings(out, t->saturated, t->damaged);
+	rc = rc ? rc : q_buf_put(out, ",\"rows\":[", 9);
 	size_t emitted = 0;
 	for (size_t i = 0; !rc && i < t->nnames && (!limit || emitted < limit); i++) {
 		const toprow *r = &rows[i];

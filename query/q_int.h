@@ -26,6 +26,10 @@ void q__map_free(q__map *m);
 /* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
 int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 
+/* Appends ,"saturated":true and ,"damaged_chunks":N where they apply. */
+#include "query/query.h"
+int q__json_warnings(q_buf *o, bool saturated, uint64_t damaged);
+
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 
 #include <stdbool.h>
@@ -72,6 +76,8 @@ struct q_tree {
 	size_t nchain, chain_cap;
 	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */
 	q__sig *sig;           /* diff trees: significance, once computed */
+	bool saturated;        /* a sum hit st_sum_add's bounds */
+	uint64_t damaged;      /* chunks the merges left out as damaged */
 };
 
 /* ---- significance of a diff (signif.c), over the finished tree ---- */

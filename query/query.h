@@ -6,6 +6,7 @@
 #ifndef SMOLDER_QUERY_H
 #define SMOLDER_QUERY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,8 @@ typedef struct q_side {
 	const st_matcher *m;
 	size_t nm;
 	int64_t from_ns, to_ns;
+	int64_t deadline_ns;   /* st_mono_ns() past which the query stops with
+	                        * -ETIMEDOUT; 0: none */
 } q_side;
 
 typedef struct q_tree q_tree;
@@ -62,10 +65,19 @@ void q_tree_free(q_tree *t);
 /* Totals of the root: [0] base (or the merge), [1] compare. */
 int64_t q_tree_total(const q_tree *t, int side);
 size_t q_tree_nodes(const q_tree *t);
+/* Whether a sum in the tree saturated (st_sum_add): its values are
+ * bounds, not sums. The JSON renderings say so themselves ("saturated");
+ * folded and pprof output cannot, so their callers should. */
+bool q_tree_saturated(const q_tree *t);
+/* Damaged chunks the tree's reads left out (st_selection_damaged): the
+ * values lack their rows. JSON says so as "damaged_chunks". */
+uint64_t q_tree_damaged(const q_tree *t);
 
 /* JSON: {"name","self","total","children":[...]} per node, plus "kernel":
  * true, "file", "line" where known; a diff tree carries {"base":{self,
- * total},"compare":{self,total}} instead of self/total. With max_nodes > 0
+ * total},"compare":{self,total}} instead of self/total. The root also
+ * carries "saturated": true and "damaged_chunks": N when they apply
+ * (q_tree_saturated, q_tree_damaged). With max_nodes > 0
  * the smallest nodes fold into one "other" child per parent so that about
  * max_nodes remain. Appends to out. */
 int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
@@ -83,7 +95,8 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
 
 /* Functions by flat (self) and cumulative value, sorted by flat then cum,
  * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",
- * "flat","flat_pct","cum","cum_pct","kernel"}]}. */
+ * "flat","flat_pct","cum","cum_pct","kernel"}]}, with "saturated" and
+ * "damaged_chunks" as in q_tree_json. */
 int q_top_json(const q_tree *t, size_t limit, q_buf *out);
 
 /* ---- significance of a diff (query/signif.c) ----
@@ -120,19 +133,21 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out);
 #define Q_MAX_RANGE_POINTS 11000   /* per series, as Prometheus */
 #define Q_MAX_RANGE_SERIES 10000
 
-/* Profile types with series in [from, to): JSON array of strings, sorted. */
-int q_types_json(st_db *db, int64_t from_ns, int64_t to_ns, q_buf *out, st_err *err);
+/* Profile types of the series that match side (its matchers in its
+ * range): JSON array of strings, sorted. */
+int q_types_json(st_db *db, const q_side *side, q_buf *out, st_err *err);
 
 /* Label names (name == NULL) or the values of one label, over the series
- * that match m in [from, to); JSON array of strings, sorted, without
- * __name__ in the names. */
-int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
-                  int64_t to_ns, const char *name, q_buf *out, st_err *err);
+ * that match side; JSON array of strings, sorted, without __name__ in the
+ * names. */
+int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, st_err *err);
 
 /* The timeline: the sum of values per step per series, or per distinct
  * value of the `by` labels when nby > 0. JSON as Prometheus' matrix:
  * {"series":[{"labels":{...},"values":[[unix_seconds, value],...]}]} with
- * a point for every step that has samples. -EINVAL (with err) for a step
+ * a point for every step that has samples, plus "saturated": true when a
+ * sum saturated and "damaged_chunks": N when damaged chunks were left out.
+ * A label named twice in by counts once. -EINVAL (with err) for a step
  * that would make more than Q_MAX_RANGE_POINTS points or an open range. */
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
                  const char *const *by, size_t nby, q_buf *out, st_err *err);
@@ -140,6 +155,8 @@ int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);
 int q_buf_printf(q_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string; bytes that are not UTF-8 become U+FFFD (stored names
+ * come from debug info and the network), so the output is valid JSON. */
 int q_buf_json_str(q_buf *b, const char *s);
 void q_buf_free(q_buf *b);
 

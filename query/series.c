@@ -63,10 +63,10 @@ static int set_json(strset *s, q_buf *out)
 typedef int (*labels_fn)(void *arg, uint64_t id, const st_label *l, size_t n);
 
 static int each_series(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                       int64_t to, labels_fn fn, void *arg, st_err *err)
+                       int64_t to, int64_t deadline_ns, labels_fn fn, void *arg, st_err *err)
 {
 	st_selection *sel;
-	int rc = st_select(db, m, nm, from, to, &sel, err);
+	int rc = st_select_until(db, m, nm, from, to, deadline_ns, &sel, err);
 	if (rc)
 		return rc;
 	for (size_t i = 0; !rc && i < st_selection_count(sel); i++) {
@@ -108,20 +108,20 @@ static int collect_cb(void *arg, uint64_t id, const st_label *l, size_t n)
 	return rc;
 }
 
-int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                  int64_t to, const char *name, q_buf *out, st_err *err)
+int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, st_err *err)
 {
 	collect c = {.name = name};
-	int rc = each_series(db, m, nm, from, to, collect_cb, &c, err);
+	int rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, side->deadline_ns,
+	                     collect_cb, &c, err);
 	if (!rc)
 		rc = set_json(&c.set, out);
 	set_free(&c.set);
 	return rc;
 }
 
-int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
+int q_types_json(st_db *db, const q_side *side, q_buf *out, st_err *err)
 {
-	return q_labels_json(db, NULL, 0, from, to, ST_TYPE_LABEL, out, err);
+	return q_labels_json(db, side, ST_TYPE_LABEL, out, err);
 }
 
 /* ---- the timeline ---- */
@@ -161,6 +161,12 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		}
 	} else {
 		for (size_t b = 0; b < r->nby && !rc; b++) {
+			/* by=comm,comm: one key, not two of the same name */
+			bool again = false;
+			for (size_t e = 0; e < b && !again; e++)
+				again = !strcmp(r->by[e], r->by[b]);
+			if (again)
+				continue;
 			const char *v = NULL;
 			for (size_t i = 0; i < n && !v; i++)
 				if (!strcmp(l[i].name, r->by[b]))
@@ -232,12 +238,14 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	                    (uint64_t)step);
 	st_selection *sel = NULL;
 	uint32_t *sel_group = NULL;
-	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, range_series, &r, err);
+	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, side->deadline_ns,
+	                 range_series, &r, err);
 	if (rc == -E2BIG && err)
 		snprintf(err->msg, sizeof(err->msg), "more than %d lines: narrow the selector "
 		         "or group by fewer labels", Q_MAX_RANGE_SERIES);
 	if (!rc)
-		rc = st_select(db, side->m, side->nm, side->from_ns, side->to_ns, &sel, err);
+		rc = st_select_until(db, side->m, side->nm, side->from_ns, side->to_ns,
+		                     side->deadline_ns, &sel, err);
 	if (!rc) {
 		/* storage sums per (group, step) as it decodes: a callback per row
 		 * (st_rows) cost seconds for a fleet's hour, and copied the head */
@@ -253,6 +261,8 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	if (!rc)
 		rc = st_series_steps(db, sel, side->from_ns, side->to_ns, r.from, step, r.nsteps,
 		                     sel_group, r.sum, r.has);
+	uint64_t damaged = sel ? st_selection_damaged(sel) : 0;
+	bool saturated = false;
 	st_selection_free(sel);
 	free(sel_group);
 	if (rc)
@@ -268,6 +278,7 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		for (size_t k = 0, w = 0; k < r.nsteps && !rc; k++) {
 			if (!has[k])
 				continue;
+			saturated |= st_sum_saturated(sum[k]);
 			int64_t t = r.from + (int64_t)k * step;
 			/* seconds, with millisecond decimals only when needed */
 			if (t % 1000000000LL == 0)
@@ -279,7 +290,9 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		}
 		rc = rc ? rc : q_buf_put(out, "]}", 2);
 	}
-	rc = rc ? rc : q_buf_put(out, "]}", 2);
+	rc = rc ? rc : q_buf_put(out, "]", 1);
+	rc = rc ? rc : q__json_warnings(out, saturated, damaged);
+	rc = rc ? rc : q_buf_put(out, "}", 1);
 out:
 	for (size_t i = 0; i < r.ng; i++)
 		free(r.g[i].labels_json);

@@ -261,7 +261,7 @@ static int side_stats(st_db *db, const q_side *q, int side, q_tree *t, q__sig *s
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err)))
+	if ((rc = st_select_until(db, q->m, q->nm, q->from_ns, q->to_ns, q->deadline_ns, &sel, err)))
 		goto out;
 	if ((rc = st_rows(db, sel, q->from_ns, q->to_ns, scan_row, &sc)))
 		goto out;

@@ -23,6 +23,7 @@ typedef struct srv_api {
 	size_t nagents;
 	srv_sym *sym;              /* names user frames in query answers; NULL:
 	                            * frames stay "[unknown] file+0xoffset" */
+	int64_t query_timeout_ns;  /* a query stops (503) after this; 0: never */
 } srv_api;
 
 /* Sets up api (db and data_dir are not copied and must outlive it) and
@@ -30,6 +31,12 @@ typedef struct srv_api {
  * srv_api_free(), which accepts a zeroed api. */
 int srv_api_init(srv_api *api, st_db *db, const char *data_dir);
 void srv_api_free(srv_api *api);
+
+/* Answers a failed st_append: 400 for a bad batch, 422 past the series
+ * limit, 507 when the disk is full (nothing was stored; the sender may
+ * retry later), with storage's message. Returns 0 once resp is set, or rc
+ * for a failure that is the server's own (a 500). */
+int srv_api_store_error(srv_resp *resp, int rc, const st_err *err);
 
 /* GET /api/v1/query, /diff, /top, /range, /types, /labels,
  * /labels/{name}/values (server/api_query.c). */

@@ -35,12 +35,8 @@ static int store(st_db *db, const st_batch *b, srv_metrics_ingest_kind k, srv_re
 {
 	st_err serr = {{0}};
 	int rc = st_append(db, b, &serr);
-	if (rc == -EINVAL || rc == -ENOENT) {
-		srv_resp_error(resp, 400, "%s", serr.msg);
-		return 0;
-	}
 	if (rc)
-		return rc;
+		return srv_api_store_error(resp, rc, &serr);
 	srv_metrics_ingest_ok(k, b->nsamples);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);

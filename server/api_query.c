@@ -117,10 +117,22 @@ static void reply(srv_resp *resp, const char *type, q_buf *b)
 	q_buf_free(b);
 }
 
+/* When a query started now must stop: --query-timeout from now. */
+static int64_t deadline(const srv_api *api)
+{
+	return api->query_timeout_ns ? st_mono_ns() + api->query_timeout_ns : 0;
+}
+
 /* A failure of the engine: bad input it found (a regex the parser let
- * through, limits) is the client's; anything else is ours. */
+ * through, one too costly to evaluate, limits) is the client's; running
+ * out of time is a 503 (as Prometheus answers), anything else is ours. */
 static int engine_error(srv_resp *resp, int rc, const st_err *err)
 {
+	if (rc == -ETIMEDOUT) {
+		srv_resp_error(resp, 503, "the query ran past --query-timeout: narrow the "
+		               "selector or the time range");
+		return 0;
+	}
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, 400, "%s", err->msg[0] ? err->msg : "invalid query");
 		return 0;
@@ -131,6 +143,19 @@ static int engine_error(srv_resp *resp, int rc, const st_err *err)
 		return 0;
 	}
 	return rc;
+}
+
+/* The JSON answers say it themselves; folded and pprof cannot, so every
+ * tree answer carries it in headers too. */
+static void warn_headers(srv_resp *resp, const q_tree *t)
+{
+	if (q_tree_saturated(t))
+		srv_resp_header(resp, "X-Smolder-Saturated", "true");
+	if (q_tree_damaged(t)) {
+		char n[24];
+		snprintf(n, sizeof(n), "%llu", (unsigned long long)q_tree_damaged(t));
+		srv_resp_header(resp, "X-Smolder-Damaged-Chunks", n);
+	}
 }
 
 static const char *format_of(const srv_req *req)
@@ -162,7 +187,7 @@ static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
 	if (get_selector(req, resp, "query", sel) ||
 	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
 		return 1;
-	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to};
+	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to, deadline(api)};
 	side.nm = nm;
 	int rc = q_merge(db, &side, resolver_of(api), t, &err);
 	if (rc) {
@@ -203,6 +228,7 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (!strcmp(fmt, "pprof"))
 		srv_resp_header(resp, "Content-Disposition", "attachment; filename=\"profile.pb.gz\"");
+	warn_headers(resp, t);
 	reply(resp, !strcmp(fmt, "json") ? "application/json" :
 	     !strcmp(fmt, "pprof") ? "application/octet-stream" : "text/plain; charset=utf-8",
 	     &out);
@@ -238,8 +264,8 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes) ||
 	    get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
-	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto};
-	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto};
+	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto, deadline(api)};
+	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto, base.deadline_ns};
 	base.nm = nb;
 	cmp.nm = nc;
 	if ((rc = q_diff(db, &base, &cmp, resolver_of(api), &t, &err))) {
@@ -253,6 +279,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
+	warn_headers(resp, t);
 	reply(resp, strcmp(fmt, "folded") ? "application/json" : "text/plain; charset=utf-8", &out);
 out:
 	q_buf_free(&out);
@@ -331,7 +358,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 			by[nby++] = tok;
 		}
 	}
-	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
+	q_side side = {q_selector_matchers(sel, &nm), 0, from, to, deadline(arg)};
 	side.nm = nm;
 	if ((rc = q_range_json(db, &side, step, by, nby, &out, &err))) {
 		rc = engine_error(resp, rc, &err);
@@ -367,11 +394,12 @@ static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 			goto out;
 		m = q_selector_matchers(sel, &nm);
 	}
+	q_side side = {m, nm, from, to, deadline(api)};
 	if (what == 0)
-		rc = q_types_json(api->db, from, to, &out, &err);
+		rc = q_types_json(api->db, &side, &out, &err);
 	else
-		rc = q_labels_json(api->db, m, nm, from, to,
-		                   what == 2 ? srv_req_param(req, "name") : NULL, &out, &err);
+		rc = q_labels_json(api->db, &side, what == 2 ? srv_req_param(req, "name") : NULL,
+		                   &out, &err);
 	if (rc) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
@@ -401,13 +429,20 @@ static int h_values(void *arg, const srv_req *req, srv_resp *resp)
 int srv_api_query_routes(srv_http *h, srv_api *api)
 {
 	const srv_route routes[] = {
-		{.method = "GET", .path = "/api/v1/query", .fn = h_query, .arg = api},
-		{.method = "GET", .path = "/api/v1/diff", .fn = h_diff, .arg = api},
-		{.method = "GET", .path = "/api/v1/top", .fn = h_top, .arg = api},
-		{.method = "GET", .path = "/api/v1/range", .fn = h_range, .arg = api},
-		{.method = "GET", .path = "/api/v1/types", .fn = h_types, .arg = api},
-		{.method = "GET", .path = "/api/v1/labels", .fn = h_labels, .arg = api},
-		{.method = "GET", .path = "/api/v1/labels/{name}/values", .fn = h_values, .arg = api},
+		{.method = "GET", .path = "/api/v1/query", .fn = h_query, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/diff", .fn = h_diff, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/top", .fn = h_top, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/range", .fn = h_range, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/types", .fn = h_types, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/labels", .fn = h_labels, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/labels/{name}/values", .fn = h_values, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
 	};
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++) {
 		int rc = srv_http_route(h, &routes[i]);

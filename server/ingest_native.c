@@ -269,11 +269,6 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	convert(w, &c, &samples);
 	st_err serr = {{0}};
 	rc = st_append(api->db, &c.b, &serr);
-	if (rc == -EINVAL) {
-		srv_resp_error(resp, 400, "%s", serr.msg);
-		rc = 0;
-		goto out;
-	}
 	if (rc == -ENOENT) {
 		/* the agent's stack cache is out of step with this server (it
 		 * restarted or lost data): the agent resets the cache and resends
@@ -286,8 +281,10 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 		rc = 0;
 		goto out;
 	}
-	if (rc)
+	if (rc) {
+		rc = srv_api_store_error(resp, rc, &serr);
 		goto out;
+	}
 	note_agent(api, w, samples);
 	srv_metrics_ingest_ok(SRV_METRICS_NATIVE, w->nrows);
 	srv_json *j = srv_resp_json(resp, 200);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <uv.h>
@@ -52,6 +53,13 @@ typedef struct app {
 	int64_t maint_last_unix_s;  /* when the last run ended; 0 before */
 	uint64_t maint_last_ms;     /* how long it took */
 	char maint_error[256];      /* the last run's first failure, "" if none */
+	/* per maintenance step (cut, retention, compaction, symbolization):
+	 * the error it last logged, when, and how often it failed since. A
+	 * full disk fails the cut every second; that is one line a minute */
+	struct {
+		int rc;
+		uint64_t logged_ms, repeats;
+	} step_log[4];
 } app;
 
 static int64_t now_ns(void)
@@ -64,6 +72,37 @@ static int64_t now_ns(void)
 /* ---- maintenance ---- */
 
 #define SYM_PER_TICK 4096  /* locations the background symbolizer names per tick */
+
+/* Logs a maintenance step's outcome (pool thread): a new failure at once,
+ * the same failure again at most once a minute with how often it
+ * happened, and the recovery once it passes again. */
+static void maint_log(app *a, int step, const char *what, int rc)
+{
+	uint64_t now = uv_hrtime() / 1000000;
+	char buf[128];
+	pthread_mutex_lock(&a->mu);
+	typeof(a->step_log[0]) *l = &a->step_log[step];
+	if (!rc) {
+		if (l->rc)
+			fprintf(stderr, "smolder-server: storage %s works again\n", what);
+		l->rc = 0;
+		l->repeats = 0;
+	} else if (rc != l->rc || now - l->logged_ms >= 60000) {
+		if (rc == l->rc)
+			fprintf(stderr, "smolder-server: storage %s still fails: %s (%" PRIu64
+			        " times in the last minute)\n", what,
+			        strerror_r(-rc, buf, sizeof(buf)), l->repeats + 1);
+		else
+			fprintf(stderr, "smolder-server: storage %s failed: %s\n", what,
+			        strerror_r(-rc, buf, sizeof(buf)));
+		l->rc = rc;
+		l->logged_ms = now;
+		l->repeats = 0;
+	} else {
+		l->repeats++;
+	}
+	pthread_mutex_unlock(&a->mu);
+}
 
 /* Pool thread. The three steps run in order on every tick: cutting first
  * makes blocks that retention and compaction then see. A failing step is
@@ -88,13 +127,12 @@ static void maint_work_cb(uv_work_t *w)
 		{"symbolization", a->api.sym ? srv_sym_pass(a->api.sym, SYM_PER_TICK, &named) : 0},
 	};
 	for (int i = 0; i < 4; i++) {
-		if (!steps[i].rc)
+		maint_log(a, i, steps[i].what, steps[i].rc);
+		if (!steps[i].rc || first_err[0])
 			continue;
 		char buf[128];
-		const char *e = strerror_r(-steps[i].rc, buf, sizeof(buf));
-		fprintf(stderr, "smolder-server: storage %s failed: %s\n", steps[i].what, e);
-		if (!first_err[0])
-			snprintf(first_err, sizeof(first_err), "%s: %s", steps[i].what, e);
+		snprintf(first_err, sizeof(first_err), "%s: %s", steps[i].what,
+		         strerror_r(-steps[i].rc, buf, sizeof(buf)));
 	}
 	pthread_mutex_lock(&a->mu);
 	a->maint_runs++;
@@ -116,12 +154,7 @@ static void maint_after_cb(uv_work_t *w, int status)
 static void cut_work_cb(uv_work_t *w)
 {
 	app *a = w->data;
-	int rc = st_cut(a->db, now_ns(), 0);
-	if (rc) {
-		char buf[128];
-		fprintf(stderr, "smolder-server: storage cut failed: %s\n",
-		        strerror_r(-rc, buf, sizeof(buf)));
-	}
+	maint_log(a, 0, "cut", st_cut(a->db, now_ns(), 0));
 }
 
 static void cut_after_cb(uv_work_t *w, int status)
@@ -236,6 +269,19 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_kv_uint(j, "rejected_writes", rej_w);
 	srv_json_kv_uint(j, "rejected_reads", rej_r);
 	srv_json_obj_end(j);
+
+	srv_http_conn_stats cs;
+	srv_http_conn_stats_get(a->http, &cs);
+	srv_json_key(j, "connections");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "open", cs.open);
+	srv_json_kv_uint(j, "accepted", cs.accepted);
+	srv_json_kv_uint(j, "accept_errors", cs.accept_errors);
+	srv_json_kv_uint(j, "evicted", cs.evicted);
+	srv_json_kv_uint(j, "refused", cs.refused);
+	srv_json_kv_uint(j, "header_timeouts", cs.header_timeouts);
+	srv_json_kv_uint(j, "queries_waiting", cs.queries_waiting);
+	srv_json_obj_end(j);
 	srv_json_obj_end(j);
 	return 0;
 }
@@ -311,6 +357,47 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A whole number in [lo, hi]. */
+static int parse_count(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (end == s || *end || errno || *s == '-' || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* Descriptors to the hard limit: the soft limit is often 1024, and each
+ * connection takes one. Returns the connection cap to use: want (0: the
+ * default of http.h), lowered to what the limit leaves after a reserve
+ * for the store's files, with a warning when that lowers it. */
+static uint32_t raise_nofile(uint32_t want)
+{
+	const rlim_t reserve = 256;   /* WAL, blocks, SQLite, debug-info files */
+	srv_http_options def;
+	srv_http_options_default(&def);
+	uint32_t cap = want ? want : def.max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return want;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cap + reserve) {
+		uint32_t fit = rl.rlim_cur > 2 * reserve ? (uint32_t)(rl.rlim_cur - reserve) :
+		               (uint32_t)(rl.rlim_cur / 2);
+		fprintf(stderr, "smolder-server: warning: %llu file descriptors allowed "
+		        "(RLIMIT_NOFILE); serving at most %u connections instead of %u\n",
+		        (unsigned long long)rl.rlim_cur, fit, cap);
+		return fit ? fit : 1;
+	}
+	return want;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -320,6 +407,8 @@ static void usage(FILE *f)
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
 	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
+	        "                      [--max-connections N] [--query-timeout DURATION]\n"
+	        "                      [--max-queries N] [--max-series N]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -346,6 +435,15 @@ static void usage(FILE *f)
 	        "  --read-token-file FILE\n"
 	        "                       a second token that is enough for queries but not for\n"
 	        "                       ingest or debug-info upload\n"
+	        "  --max-connections N  connections open at once (default 4096, bounded by\n"
+	        "                       the descriptor limit); at the cap a new client\n"
+	        "                       replaces the longest-waiting idle connection\n"
+	        "  --query-timeout DUR  a query still running after this answers 503\n"
+	        "                       (default 30s)\n"
+	        "  --max-queries N      queries running at once; more wait their turn\n"
+	        "                       (default 8; the thread pool has 16 threads)\n"
+	        "  --max-series N       refuse batches that would make the store hold more\n"
+	        "                       series (default 1000000, 0 for no limit)\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -376,6 +474,8 @@ int main(int argc, char **argv)
 	const char *ui_dir = NULL;     /* --ui-dir; NULL: api_ui.c's default places */
 	srv_dbgd *dbgd = NULL;
 	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
+	uint32_t max_conns = 0, max_queries = 0;          /* 0: http.h's defaults */
+	int64_t query_timeout_ns = 30 * NS_PER_S;
 	char *write_token = NULL, *read_token = NULL;
 	st_options sopt;
 	st_options_default(&sopt);
@@ -390,6 +490,10 @@ int main(int argc, char **argv)
 		{"ui-dir", required_argument, NULL, 'U'},
 		{"auth-token-file", required_argument, NULL, 'A'},
 		{"read-token-file", required_argument, NULL, 'R'},
+		{"max-connections", required_argument, NULL, 'C'},
+		{"query-timeout", required_argument, NULL, 'T'},
+		{"max-queries", required_argument, NULL, 'Q'},
+		{"max-series", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -440,6 +544,30 @@ int main(int argc, char **argv)
 		case 'R':
 			read_file = optarg;
 			break;
+		case 'C':
+			if (parse_count(optarg, 1, 1u << 20, &max_conns)) {
+				fprintf(stderr, "smolder-server: invalid --max-connections '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'T':
+			if (parse_duration(optarg, &query_timeout_ns) || query_timeout_ns <= 0) {
+				fprintf(stderr, "smolder-server: invalid --query-timeout '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'S':
+			if (parse_size(optarg, &sopt.max_series)) {
+				fprintf(stderr, "smolder-server: invalid --max-series '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'Q':
+			if (parse_count(optarg, 1, 1024, &max_queries)) {
+				fprintf(stderr, "smolder-server: invalid --max-queries '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -481,6 +609,7 @@ int main(int argc, char **argv)
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* a client that goes away mid-response must cost an EPIPE, not the process */
 	signal(SIGPIPE, SIG_IGN);
+	max_conns = raise_nofile(max_conns);
 
 	app a = {0};
 	pthread_mutex_init(&a.mu, NULL);
@@ -497,6 +626,8 @@ int main(int argc, char **argv)
 	hopt.access_log = stderr;
 	hopt.write_token = write_token;
 	hopt.read_token = read_token;
+	hopt.max_connections = max_conns;
+	hopt.max_queries = max_queries;
 	a.auth = write_token != NULL;
 	if ((rc = srv_http_new(&a.loop, &hopt, &a.http))) {
 		fprintf(stderr, "smolder-server: invalid --listen '%s': expected ADDR:PORT, "
@@ -528,6 +659,7 @@ int main(int argc, char **argv)
 		        strerror(-rc));
 		goto out;
 	}
+	a.api.query_timeout_ns = query_timeout_ns;
 	{
 		char dir[4096];
 		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);

@@ -1014,7 +1014,7 @@ static int chunk_check(const st__block *b, uint32_t ci, st__chunk_rows *r,
  * without storing rows; otherwise every row is stored in r. */
 static inline __attribute__((always_inline)) int
 chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
-           const uint8_t *want, bool all, int64_t from, int64_t to, uint64_t *acc)
+           const uint8_t *want, bool all, int64_t from, int64_t to, int64_t *acc)
 {
 	const st__blk_chunk *ch = &b->chunks[ci];
 	const uint8_t *src;
@@ -1079,17 +1079,18 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 		if (ST__UNLIKELY(s < ch->first_series || s > ch->last_series || rank >= nstacks ||
 		                 t < ch->mint || t > ch->maxt))
 			return -EBADMSG;
-		uint64_t val = (uint64_t)st__unzigzag(v) + 1;
+		/* unsigned: a hostile v must not overflow (writers keep values
+		 * within ST_MAX_VALUE, readers do not trust that) */
+		int64_t val = (int64_t)((uint64_t)st__unzigzag(v) + 1);
 		if (merge) {
-			/* sums wrap rather than overflow; values are bounded by
-			 * ST_MAX_VALUE, so only absurd ranges could wrap */
+			/* saturating: 2^15 rows of ST_MAX_VALUE pass int64 */
 			if (all || (want[s] && t >= from && t < to))
-				acc[rank] += val;
+				acc[rank] = st_sum_add(acc[rank], val);
 		} else {
 			r->series[i] = (uint32_t)s;
 			r->ts[i] = t;
 			r->stack[i] = (uint32_t)rank;
-			r->value[i] = (int64_t)val;
+			r->value[i] = val;
 		}
 		ps = (uint32_t)s;
 		pt = t;
@@ -1169,7 +1170,7 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 		if (step >= sp->nsteps)
 			continue;
 		size_t at = (size_t)g * sp->nsteps + step;
-		sp->acc[at] = (int64_t)((uint64_t)sp->acc[at] + (uint64_t)st__unzigzag(v) + 1);
+		sp->acc[at] = st_sum_add(sp->acc[at], (int64_t)((uint64_t)st__unzigzag(v) + 1));
 		sp->has[at] = 1;
 	}
 	if (p0 != cole[0] || p1 != cole[1] || rv.pos > rv.nbits || rv.nbits - rv.pos >= 8)
@@ -1183,7 +1184,7 @@ int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *r)
 }
 
 int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
-                    int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch)
+                    int64_t from, int64_t to, int64_t *acc, st__chunk_rows *scratch)
 {
 	return chunk_walk(b, ci, scratch, true, want, all, from, to, acc);
 }

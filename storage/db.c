@@ -12,6 +12,7 @@
  * and swap them under rw), so the head is cut on time even while a long
  * compaction runs: waiting for one let the head grow by millions of rows
  * during a backfill. */
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,6 +29,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <xxhash.h>
 
 #include "storage/meta.h"
 #include "storage/st_int.h"
@@ -48,6 +50,8 @@ typedef struct hpart {
 	size_t n, cap;
 	uint64_t min_lsn;   /* first WAL record with a row here */
 	bool frozen;
+	bool stuck;         /* its block could not be taken back after a failed
+	                     * cut: stays frozen (never cut again) until restart */
 } hpart;
 
 typedef struct sreg {
@@ -65,6 +69,8 @@ typedef struct blk {
 	uint64_t file_bytes;
 	atomic_int refs;
 	atomic_bool dead;     /* delete its directory once unreferenced */
+	atomic_bool damaged;  /* a chunk failed its CRC or did not decode:
+	                       * reads skip such chunks, compaction the block */
 	char path[PATH_MAX + 64];  /* blocks_dir/name[.deleted] */
 } blk;
 
@@ -102,6 +108,7 @@ struct st_db {
 
 	uint64_t replayed, torn_bytes;
 	bool replaying;
+	atomic_bool compact_halted;  /* a result block could not be taken back */
 };
 
 void st_options_default(st_options *o)
@@ -114,6 +121,8 @@ void st_options_default(st_options *o)
 	o->wal_segment_bytes = 64u << 20;
 	o->compact_max_rows = 16u << 20;
 	o->compact_max_span_ns = 24LL * 3600 * 1000000000LL;
+	o->max_future_ns = 600LL * 1000000000LL;
+	o->max_series = 1000000;
 	o->chunk_rows = 16384;
 	o->max_block_bytes = 0;
 }
@@ -279,18 +288,22 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 }
 
 /* Writes series and stacks the store has not seen to SQLite. Caller holds
- * append_mu. */
-static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
+ * append_mu. Outside replay (which runs in one transaction of its own) it
+ * opens a transaction when there is anything to write and leaves it open
+ * (*open_tx): the caller commits once the batch is in the WAL, or rolls
+ * back, so a batch the WAL refused (a full disk) leaves no series behind.
+ * On failure nothing is left open. */
+static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids, bool *open_tx)
 {
 	int rc = 0;
-	bool open_tx = false;
+	*open_tx = false;
 	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
 		if (st__map_get(&db->series_map, series_ids[i]) != ST__MAP_NONE)
 			continue;
-		if (!open_tx && !db->replaying) {
+		if (!*open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
 				return rc;
-			open_tx = true;
+			*open_tx = true;
 		}
 		const st_series_def *s = &b->series[i];
 		st_label l[ST_MAX_LABELS];
@@ -301,20 +314,68 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 	for (uint32_t i = 0; i < b->nstacks && !rc; i++) {
 		if (st__map_get(&db->stacks.map, b->stacks[i].id) != ST__MAP_NONE)
 			continue;
-		if (!open_tx && !db->replaying) {
+		if (!*open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
 				return rc;
-			open_tx = true;
+			*open_tx = true;
 		}
 		rc = st__meta_put_stack(db->meta, b, &b->stacks[i]);
 	}
-	if (open_tx) {
-		if (rc)
-			st__meta_rollback(db->meta);
-		else
-			rc = st__meta_commit(db->meta);
+	if (rc && *open_tx) {
+		st__meta_rollback(db->meta);
+		*open_tx = false;
 	}
 	return rc;
+}
+
+/* The series of b the store does not have yet, each counted once, against
+ * max_series. Caller holds append_mu (the registry cannot grow meanwhile). */
+static int check_series_limit(st_db *db, const st_batch *b, const uint64_t *ids, st_err *err)
+{
+	if (!db->opt.max_series)
+		return 0;
+	uint64_t fresh = 0;
+	for (uint32_t i = 0; i < b->nseries; i++)
+		fresh += st__map_get(&db->series_map, ids[i]) == ST__MAP_NONE;
+	if (db->nseries + fresh <= db->opt.max_series)
+		return 0;
+	/* over, unless the batch names some new series twice: count them
+	 * once (a map, not a pairwise search: a batch may hold a million) */
+	st__map seen = {0};
+	int rc = st__map_init(&seen, fresh);
+	fresh = 0;
+	for (uint32_t i = 0; !rc && i < b->nseries; i++) {
+		if (st__map_get(&db->series_map, ids[i]) != ST__MAP_NONE ||
+		    st__map_get(&seen, ids[i]) != ST__MAP_NONE)
+			continue;
+		fresh++;
+		rc = st__map_put(&seen, ids[i], 1);
+	}
+	st__map_free(&seen);
+	if (!rc && db->nseries + fresh > db->opt.max_series)
+		rc = st__fail(err, -EUSERS, "the store holds %u series and its limit is %" PRIu64
+		              " (--max-series): a batch adding %" PRIu64 " new series is refused; "
+		              "drop high-cardinality labels (pid, request IDs) or raise the limit",
+		              db->nseries, db->opt.max_series, fresh);
+	return rc;
+}
+
+/* Rows dated more than max_future_ns past this server's clock are refused:
+ * one row in the year 2100 kept its partition in the head forever, pinned
+ * every WAL segment after it and made a block retention never deletes. */
+static int check_future(const st_db *db, const st_batch *b, st_err *err)
+{
+	if (!db->opt.max_future_ns)
+		return 0;
+	int64_t now = st__real_ns(), limit = now + db->opt.max_future_ns;
+	for (uint32_t i = 0; i < b->nsamples; i++)
+		if (b->samples[i].ts_ns > limit)
+			return st__fail(err, -EINVAL, "sample %u is dated %" PRId64 " ns, %" PRId64
+			                " s ahead of this server's clock (the limit is %" PRId64 " s): "
+			                "check the sender's clock", i, b->samples[i].ts_ns,
+			                (b->samples[i].ts_ns - now) / 1000000000,
+			                db->opt.max_future_ns / 1000000000);
+	return 0;
 }
 
 /* Every sample must name a stack that is in the batch or already stored:
@@ -374,6 +435,8 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 	if (err)
 		err->msg[0] = 0;
 	rc = st__batch_validate(b, ids, err);
+	if (!rc)
+		rc = check_future(db, b, err);
 	if (rc)
 		goto out;
 	rc = st__batch_encode(b, ids, &payload);
@@ -385,16 +448,37 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 		goto out;
 	}
 	pthread_mutex_lock(&db->append_mu);
+	bool tx = false;
 	rc = check_stacks(db, b, kidx, err);
+	if (!rc)
+		rc = check_series_limit(db, b, ids, err);
 	if (!rc) {
-		rc = put_meta(db, b, ids);
+		rc = put_meta(db, b, ids, &tx);
 		if (rc)
-			st__fail(err, rc, "writing metadata: %s", strerror(-rc));
+			st__fail(err, rc, "writing metadata to %s/meta.db: %s", db->dir, strerror(-rc));
+	}
+	/* The metadata commits only once the WAL has room for the record
+	 * (written ahead as zeros), and the record goes in only once the
+	 * metadata committed: a batch refused for a full disk, by either,
+	 * leaves no series or stacks behind, now or after a restart. */
+	if (!rc) {
+		rc = st__fault(ST__FAULT_APPEND_WAL) ? -ENOSPC :
+		     st__wal_reserve(db->wal, payload.len);
+		if (rc)
+			st__fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
+	}
+	if (tx && rc) {
+		st__meta_rollback(db->meta);
+	} else if (tx) {
+		rc = st__meta_commit(db->meta);
+		if (rc)
+			st__fail(err, rc, "committing metadata to %s/meta.db: %s", db->dir,
+			         strerror(-rc));
 	}
 	if (!rc) {
 		rc = st__wal_append(db->wal, payload.data, payload.len, &lsn);
 		if (rc)
-			st__fail(err, rc, "writing the WAL: %s", strerror(-rc));
+			st__fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
 	}
 	if (!rc) {
 		rc = apply(db, b, ids, kidx, lsn);
@@ -557,12 +641,118 @@ static void blk_kill(st_db *db, blk *k)
 	blk_unref(k);
 }
 
+/* A damaged chunk met by a read: said once per block on stderr, naming
+ * the file and what to do. Reads go on without it (the answer counts it
+ * through its selection), so one bad sector does not fail every query
+ * over its hour; compaction leaves the block alone. */
+static void blk_damaged(const blk *k, uint32_t chunk)
+{
+	if (atomic_exchange(&((blk *)k)->damaged, true))
+		return;
+	fprintf(stderr, "smolder storage: %s/" BLOCK_FILE " is damaged (chunk %u fails its "
+	        "checksum or does not decode): queries leave its rows out and say so, "
+	        "compaction skips the block; move the directory %s out of the data "
+	        "directory to drop it\n", k->path, chunk, k->path);
+}
+
 /* ---- cut ---- */
 
 static int cmp_part(const void *a, const void *b)
 {
 	const hpart *x = *(hpart *const *)a, *y = *(hpart *const *)b;
 	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Takes a block written moments ago away from its live name, so that
+ * neither a restart nor a retry of its rows counts it: renamed to
+ * NAME.deleted (which st_open removes) and then removed. 0 once it no
+ * longer has its live name; the rename's -errno otherwise. */
+static int block_unpublish(st_db *db, const char *name)
+{
+	char live[PATH_MAX + 64], dead[PATH_MAX + 80];
+	snprintf(live, sizeof(live), "%s/%s", db->blocks_dir, name);
+	snprintf(dead, sizeof(dead), "%s.deleted", live);
+	if (rename(live, dead))
+		return -errno;
+	st__fsync_dir(db->blocks_dir);
+	st__rm_rf(dead);
+	return 0;
+}
+
+/* Cuts one frozen partition h into a block covering WAL records up to lsn
+ * and takes it out of the head. On failure the rows stay in the head, and
+ * nothing of the attempt stays behind: a block left under its live name
+ * would be loaded at restart beside the rows a retry writes again (rows
+ * twice), and coverage recorded for a block then deleted would make replay
+ * skip rows that are nowhere (rows lost). So the in-memory records that
+ * can fail are reserved before the coverage is written, and nothing can
+ * fail after it. */
+static int cut_part(st_db *db, hpart *h, uint64_t lsn, const uint64_t *sids, uint32_t nsu,
+                    const uint64_t *kids, uint32_t nku)
+{
+	char name[32];
+	st__blk_cover cov = {h->start, lsn};
+	st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
+	                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
+	/* frozen rows never change: the writer reads them without a lock.
+	 * A failure here leaves no block (block_create removes its .tmp) */
+	int rc = block_create(db, h->rows, h->n, NULL, 0, &spec, name);
+	if (rc)
+		return rc;
+	blk *k = NULL;
+	rc = st__fault(ST__FAULT_CUT_OPEN);
+	if (!rc)
+		rc = blk_open(db, name, &k, NULL);
+	if (!rc) {
+		/* room for the block and its coverage, taken now so that the
+		 * commit below cannot fail. Nothing else adds to either list
+		 * meanwhile (cuts are serialized by cut_mu; a compaction adds one
+		 * block and removes its inputs in one step), so the room stays */
+		pthread_rwlock_wrlock(&db->rw);
+		rc = st__fault(ST__FAULT_CUT_MEMORY);
+		if (!rc && (st__grow(&db->blocks, &db->blocks_cap, db->nblocks + 1,
+		                     sizeof(*db->blocks)) ||
+		            st__grow(&db->cover.v, &db->cover.cap, db->cover.n + 1,
+		                     sizeof(*db->cover.v))))
+			rc = -ENOMEM;
+		pthread_rwlock_unlock(&db->rw);
+	}
+	/* the block header holds its coverage too; SQLite keeps it after
+	 * retention deletes the block */
+	if (!rc)
+		rc = st__fault(ST__FAULT_CUT_COVER);
+	if (!rc)
+		rc = st__meta_put_cover(db->meta, h->start, lsn);
+	if (rc) {
+		blk_unref(k);
+		if (block_unpublish(db, name)) {
+			/* the block may still load at restart, where its coverage
+			 * makes replay skip its rows: exactly once then. Until then
+			 * the rows stay in the head and are never cut again */
+			h->stuck = true;
+			fprintf(stderr, "smolder storage: cutting the head failed and block %s/%s "
+			        "could not be removed; its partition stays in memory until the "
+			        "next start\n", db->blocks_dir, name);
+		}
+		return rc;
+	}
+	pthread_rwlock_wrlock(&db->rw);
+	rc = cover_note(&db->cover, h->start, lsn);
+	if (!rc)
+		rc = blocks_push(db, k);
+	assert(!rc);   /* room was reserved above */
+	for (size_t i = 0; i < db->nparts; i++)
+		if (db->parts[i] == h) {
+			memmove(db->parts + i, db->parts + i + 1,
+			        (db->nparts - i - 1) * sizeof(*db->parts));
+			db->nparts--;
+			break;
+		}
+	__atomic_store_n(&db->head_rows, db->head_rows - h->n, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&db->rw);
+	free(h->rows);
+	free(h);
+	return 0;
 }
 
 int st_cut(st_db *db, int64_t now_ns, int force)
@@ -615,43 +805,9 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 		pthread_rwlock_unlock(&db->rw);
 	}
 	for (size_t t = 0; t < ntodo && !rc; t++) {
-		hpart *h = todo[t];
-		char name[32];
-		st__blk_cover cov = {h->start, lsn};
-		st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
-		                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
-		/* frozen rows never change: the writer reads them without a lock */
-		rc = block_create(db, h->rows, h->n, NULL, 0, &spec, name);
-		blk *k = NULL;
-		if (!rc)
-			rc = blk_open(db, name, &k, NULL);
+		rc = cut_part(db, todo[t], lsn, sids, nsu, kids, nku);
 		if (rc)
 			break;
-		/* the block header holds its coverage too; SQLite keeps it after
-		 * retention deletes the block */
-		rc = st__meta_put_cover(db->meta, h->start, lsn);
-		pthread_rwlock_wrlock(&db->rw);
-		if (!rc)
-			rc = cover_note(&db->cover, h->start, lsn);
-		if (!rc)
-			rc = blocks_push(db, k);
-		if (!rc) {
-			for (size_t i = 0; i < db->nparts; i++)
-				if (db->parts[i] == h) {
-					memmove(db->parts + i, db->parts + i + 1,
-					        (db->nparts - i - 1) * sizeof(*db->parts));
-					db->nparts--;
-					break;
-				}
-			__atomic_store_n(&db->head_rows, db->head_rows - h->n, __ATOMIC_RELAXED);
-		}
-		pthread_rwlock_unlock(&db->rw);
-		if (rc) {
-			blk_kill(db, k); /* else a retry would store its rows twice */
-			break;
-		}
-		free(h->rows);
-		free(h);
 		todo[t] = NULL;
 	}
 	free(sids);
@@ -664,7 +820,7 @@ int st_cut(st_db *db, int64_t now_ns, int force)
 	pthread_mutex_lock(&db->append_mu);
 	pthread_rwlock_wrlock(&db->rw);
 	for (size_t t = 0; t < ntodo; t++)
-		if (todo[t])
+		if (todo[t] && !todo[t]->stuck)
 			todo[t]->frozen = false;
 	uint64_t need = st__wal_last_lsn(db->wal) + 1;
 	for (size_t i = 0; i < db->nparts; i++)
@@ -773,19 +929,28 @@ static int compact_run(st_db *db, blk **run, size_t nrun)
 	st__block_spec spec = {.cover = cov.v, .ncover = (uint32_t)cov.n, .parents = parents,
 	                       .nparents = (uint32_t)nrun};
 	rc = block_create(db, NULL, 0, in, nrun, &spec, name);
-	blk *k = NULL;
-	if (!rc)
-		rc = blk_open(db, name, &k, NULL);
 	if (rc)
 		goto out;
+	blk *k = NULL;
+	rc = blk_open(db, name, &k, NULL);
 	pthread_rwlock_wrlock(&db->rw);
-	rc = blocks_push(db, k);
+	if (!rc)
+		rc = blocks_push(db, k);
 	if (!rc)
 		for (size_t i = 0; i < nrun; i++)
 			blocks_remove(db, run[i]);
 	pthread_rwlock_unlock(&db->rw);
 	if (rc) {
-		blk_kill(db, k);
+		/* the result lists its parents: left under its live name, it and
+		 * the next attempt's result would both load at restart, the rows
+		 * twice. Without its name gone, compaction stops until restart */
+		blk_unref(k);
+		if (block_unpublish(db, name)) {
+			atomic_store(&db->compact_halted, true);
+			fprintf(stderr, "smolder storage: compaction failed and its result %s/%s "
+			        "could not be removed; compaction stops until the next start\n",
+			        db->blocks_dir, name);
+		}
 		goto out;
 	}
 	for (size_t i = 0; i < nrun; i++)
@@ -797,9 +962,23 @@ out:
 	return rc;
 }
 
+/* Decodes every chunk of k, marking it damaged at the first that fails. */
+static void blk_check(blk *k)
+{
+	st__chunk_rows cr = {0};
+	for (uint32_t c = 0; c < k->b.nchunks; c++)
+		if (st__chunk_decode(&k->b, c, &cr) == -EBADMSG) {
+			blk_damaged(k, c);
+			break;
+		}
+	st__chunk_rows_free(&cr);
+}
+
 int st_compact(st_db *db)
 {
 	int rc = 0;
+	if (atomic_load(&db->compact_halted))
+		return -EIO;
 	pthread_mutex_lock(&db->maint_mu);
 	for (;;) {
 		/* find the first run worth merging: neighbours that fit in one
@@ -817,11 +996,15 @@ int st_compact(st_db *db)
 		for (size_t i = 0; run && i < db->nblocks && nrun < 2; i++) {
 			nrun = 0;
 			blk *a = db->blocks[i];
+			if (atomic_load(&a->damaged))
+				continue;   /* would fail every pass; left for the operator */
 			int64_t mint = a->b.mint, maxt = a->b.maxt;
 			uint64_t rows = a->b.nrows;
 			run[nrun++] = a;
 			for (size_t j = i + 1; j < db->nblocks; j++) {
 				blk *c = db->blocks[j];
+				if (atomic_load(&c->damaged))
+					break;
 				bool overlap = c->b.mint <= maxt;
 				int64_t nmax = c->b.maxt > maxt ? c->b.maxt : maxt;
 				if (rows + c->b.nrows > db->opt.compact_max_rows ||
@@ -846,6 +1029,10 @@ int st_compact(st_db *db)
 			break;
 		}
 		rc = compact_run(db, run, nrun);
+		/* an input chunk is damaged: find which block, so the next pass
+		 * leaves it out instead of failing on it forever */
+		for (size_t i = 0; rc == -EBADMSG && i < nrun; i++)
+			blk_check(run[i]);
 		for (size_t i = 0; i < nrun; i++)
 			blk_unref(run[i]);
 		free(run);
@@ -874,8 +1061,9 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 	rc = kidx ? check_stacks(ra->db, &d.b, kidx, ra->err) : -ENOMEM;
 	if (rc == -ENOENT)
 		rc = -EBADMSG;   /* in a logged record, a missing stack is damage */
+	bool tx;
 	if (!rc)
-		rc = put_meta(ra->db, &d.b, d.series_ids);
+		rc = put_meta(ra->db, &d.b, d.series_ids, &tx);
 	if (!rc)
 		rc = apply(ra->db, &d.b, d.series_ids, kidx, lsn);
 	free(kidx);
@@ -954,6 +1142,29 @@ static int load_blocks(st_db *db, st_err *err)
 	return rc;
 }
 
+/* A failure reading meta.db, as st_open reports it: the file, what SQLite
+ * said, and for damage what to do. The samples are in the WAL and the
+ * blocks, but the labels and stacks that name them only in meta.db, so
+ * starting afresh is no answer; SQLite's own .recover usually is. */
+static int meta_fail(st_db *db, st_err *err, int rc, const char *detail)
+{
+	if (rc == -ENOMEM)
+		return st__fail(err, rc, "reading %s/meta.db: out of memory", db->dir);
+	if (rc == -ENOSPC)
+		return st__fail(err, rc, "writing %s/meta.db: the disk is full (%s); free some "
+		                "space on it", db->dir, detail && *detail ? detail : "SQLITE_FULL");
+	if (rc != -EBADMSG)
+		return st__fail(err, rc, "reading %s/meta.db: %s (%s)", db->dir, strerror(-rc),
+		                detail && *detail ? detail : "no detail");
+	if (detail && !strcmp(detail, "not an error"))
+		detail = "a row that does not decode";
+	return st__fail(err, rc, "%s/meta.db is damaged (%s). Stop, keep a copy of the data "
+	                "directory, then rebuild it with SQLite: sqlite3 %s/meta.db .recover "
+	                "| sqlite3 %s/meta.db.new, and move meta.db.new over meta.db "
+	                "(removing meta.db-wal and meta.db-shm)", db->dir,
+	                detail && *detail ? detail : "malformed", db->dir, db->dir);
+}
+
 int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 {
 	int rc;
@@ -1000,13 +1211,17 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	    (rc = st__map_init(&db->stacks.map, 65536)))
 		goto out;
 	snprintf(path, sizeof(path), "%s/meta.db", dir);
-	if ((rc = st__meta_open(path, &db->meta, err)))
+	if ((rc = st__meta_open(path, &db->meta, err))) {
+		char detail[sizeof(err->msg)];
+		snprintf(detail, sizeof(detail), "%s", err && err->msg[0] ? err->msg : "");
+		meta_fail(db, err, rc, detail);
 		goto out;
+	}
 	/* the coverage table and replay are keyed by partition start: a store
 	 * keeps the partition size it was created with */
 	int64_t part = db->opt.partition_ns;
 	if ((rc = st__meta_setting(db->meta, "partition_ns", &part))) {
-		st__fail(err, rc, "reading settings: %s", strerror(-rc));
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
 	}
 	if (part != db->opt.partition_ns) {
@@ -1016,12 +1231,9 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		goto out;
 	}
 	if ((rc = st__meta_load_series(db->meta, load_series_cb, db)) ||
-	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db))) {
-		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
-		goto out;
-	}
-	if ((rc = st__meta_load_cover(db->meta, load_cover_cb, db))) {
-		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
+	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db)) ||
+	    (rc = st__meta_load_cover(db->meta, load_cover_cb, db))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
 	}
 	if ((rc = load_blocks(db, err)))
@@ -1038,15 +1250,21 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	db->replaying = true;
 	replay_arg ra = {db, err};
 	st__wal_replay_info info;
-	if ((rc = st__meta_begin(db->meta)))
+	if ((rc = st__meta_begin(db->meta))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
+	}
 	rc = st__wal_replay(db->wal, min_next, replay_rec, &ra, &info, err);
 	if (rc) {
 		st__meta_rollback(db->meta);
+		if (!err || !err->msg[0])
+			st__fail(err, rc, "replaying the WAL in %s: %s", path, strerror(-rc));
 		goto out;
 	}
-	if ((rc = st__meta_commit(db->meta)))
+	if ((rc = st__meta_commit(db->meta))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
+	}
 	db->replaying = false;
 	db->replayed = info.records;
 	db->torn_bytes = info.torn_bytes;
@@ -1098,6 +1316,12 @@ struct st_selection {
 	st__map map;          /* id -> position */
 	uint8_t *gbits;       /* by registry index, for the head */
 	uint32_t gbits_n;
+	int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
+	/* chunks reads over this selection skipped as damaged. Reads take the
+	 * selection const (it is their input); this counter is their one
+	 * output through it, so it is atomic and written through a cast (the
+	 * object itself is heap memory, never const). */
+	atomic_uint_fast64_t damaged;
 };
 
 void st_selection_free(st_selection *s)
@@ -1111,6 +1335,18 @@ void st_selection_free(st_selection *s)
 }
 
 size_t st_selection_count(const st_selection *s) { return s->n; }
+uint64_t st_selection_damaged(const st_selection *s) { return atomic_load(&((st_selection *)s)->damaged); }
+
+static void sel_note_damaged(const st_selection *s)
+{
+	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
+}
+
+/* -ETIMEDOUT once the deadline (0: none) has passed. */
+static int past(int64_t deadline_ns)
+{
+	return deadline_ns && st_mono_ns() >= deadline_ns ? -ETIMEDOUT : 0;
+}
 uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
 
 static bool sel_has(const st_selection *s, uint64_t id)
@@ -1118,22 +1354,70 @@ static bool sel_has(const st_selection *s, uint64_t id)
 	return st__map_get(&s->map, id) != ST__MAP_NONE;
 }
 
+/* What one regex evaluation may spend. PCRE2's defaults (ten million
+ * match steps, 20 MB of backtracking heap) let a single value take about
+ * 150 ms, and a selector evaluates a regex once per label value and per
+ * series: one query took 14 s. With these a value costs at most a
+ * millisecond or two; a regex that needs more on real label values is
+ * refused, naming it, rather than evaluated for minutes. */
+#define RE_MATCH_LIMIT 100000
+#define RE_HEAP_LIMIT_KIB 4096
+
 typedef struct cmatch {
 	const st_matcher *m;
 	pcre2_code *re;
 	pcre2_match_data *md;
+	pcre2_match_context *mc;
+	/* results by value for the per-series pass: series share few values,
+	 * and each distinct one is matched once. Key: XXH3 of the value;
+	 * val: index into memo_v << 1 | result. */
+	st__map memo;
+	const char **memo_v;
+	size_t memo_n, memo_cap;
 } cmatch;
 
-static bool cm_test(const cmatch *c, const char *v)
+/* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
+ * out of its budget on v (PCRE2 said neither match nor no match: taking
+ * that for "no match" answered wrong, and for "match" under !~). */
+static int cm_test(const cmatch *c, const char *v, st_err *err)
 {
 	switch (c->m->op) {
 	case ST_MATCH_EQ: return !strcmp(v, c->m->value);
 	case ST_MATCH_NE: return strcmp(v, c->m->value) != 0;
 	default: {
-		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, NULL);
-		return (r >= 0) == (c->m->op == ST_MATCH_RE);
+		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, c->mc);
+		if (r >= 0 || r == PCRE2_ERROR_NOMATCH)
+			return (r >= 0) == (c->m->op == ST_MATCH_RE);
+		PCRE2_UCHAR msg[128];
+		pcre2_get_error_message(r, msg, sizeof(msg));
+		return st__fail(err, -EINVAL, "the regex \"%.80s\" for label \"%s\" is too "
+		                "costly: on the value \"%.40s%s\" PCRE2 stopped with \"%s\"; "
+		                "simplify it (nested repetition such as (a+)+ backtracks "
+		                "exponentially)", c->m->value, c->m->name, v,
+		                strlen(v) > 40 ? "..." : "", (const char *)msg);
 	}
 	}
+}
+
+/* cm_test through the matcher's memo: equal values are matched once.
+ * Caller holds rw, which keeps the remembered strings alive. */
+static int cm_test_memo(cmatch *c, const char *v, st_err *err)
+{
+	if (c->m->op == ST_MATCH_EQ || c->m->op == ST_MATCH_NE)
+		return cm_test(c, v, err);
+	uint64_t h = XXH3_64bits(v, strlen(v));
+	uint32_t e = c->memo.cap ? st__map_get(&c->memo, h) : ST__MAP_NONE;
+	if (e != ST__MAP_NONE && !strcmp(c->memo_v[e >> 1], v))
+		return (int)(e & 1);
+	int r = cm_test(c, v, err);
+	/* a hash collision with another value is only not remembered */
+	if (r < 0 || e != ST__MAP_NONE || c->memo_n >= (ST__MAP_NONE >> 1))
+		return r;
+	if ((c->memo.cap || !st__map_init(&c->memo, 64)) &&
+	    !st__grow(&c->memo_v, &c->memo_cap, c->memo_n + 1, sizeof(*c->memo_v)) &&
+	    !st__map_put(&c->memo, h, (uint32_t)(c->memo_n << 1 | (size_t)r)))
+		c->memo_v[c->memo_n++] = v;
+	return r;
 }
 
 static const char *label_of(const sreg *s, const char *name)
@@ -1149,6 +1433,8 @@ typedef struct cand {
 	st__map next;    /* being built for the current matcher */
 	const cmatch *cm;
 	st_db *db;
+	int64_t deadline_ns;
+	st_err *err;
 	int rc;
 } cand;
 
@@ -1161,8 +1447,11 @@ static int cand_add(void *arg, uint64_t id)
 static int cand_value(void *arg, const char *v)
 {
 	cand *c = arg;
-	if (!cm_test(c->cm, v))
-		return 0;
+	int r = past(c->deadline_ns);
+	if (!r)
+		r = cm_test(c->cm, v, c->err);
+	if (r <= 0)
+		return r;
 	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
 }
 
@@ -1175,10 +1464,16 @@ static int cmp_u64(const void *a, const void *b)
 int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
               st_selection **out, st_err *err)
 {
+	return st_select_until(db, m, nm, from, to, 0, out, err);
+}
+
+int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                    int64_t deadline_ns, st_selection **out, st_err *err)
+{
 	int rc = 0;
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
 	st_selection *sel = calloc(1, sizeof(*sel));
-	cand c = {.db = db};
+	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
 	bool have_cand = false;
 	if (err)
 		err->msg[0] = 0;
@@ -1212,16 +1507,24 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 				goto out;
 			}
 			cm[i].md = pcre2_match_data_create_from_pattern(cm[i].re, NULL);
-			if (!cm[i].md) {
+			cm[i].mc = pcre2_match_context_create(NULL);
+			if (!cm[i].md || !cm[i].mc) {
 				rc = -ENOMEM;
 				goto out;
 			}
+			pcre2_set_match_limit(cm[i].mc, RE_MATCH_LIMIT);
+			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
 		}
 	}
 	/* narrow through the inverted index with matchers that cannot match a
 	 * missing label; the rest filter in memory */
 	for (size_t i = 0; i < nm; i++) {
-		if (cm_test(&cm[i], "") || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
+		int empty = cm_test(&cm[i], "", err);
+		if (empty < 0) {
+			rc = empty;
+			goto out;
+		}
+		if (empty || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
 			continue;
 		if ((rc = st__map_init(&c.next, 256)))
 			goto out;
@@ -1259,26 +1562,33 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 	sel->ids = malloc((cap + 1) * sizeof(*sel->ids));
 	sel->gbits_n = db->nseries;
 	sel->gbits = calloc(db->nseries / 8 + 1, 1);
+	sel->deadline_ns = deadline_ns;
 	if (!sel->ids || !sel->gbits) {
 		pthread_rwlock_unlock(&db->rw);
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (uint32_t x = 0; x < db->nseries; x++) {
+	for (uint32_t x = 0; x < db->nseries && !rc; x++) {
 		const sreg *s = &db->series[x];
 		if (have_cand && st__map_get(&c.set, s->id) == ST__MAP_NONE)
 			continue;
 		if (s->maxt < from || s->mint >= to)
 			continue;
-		bool ok = true;
-		for (size_t i = 0; i < nm && ok; i++)
-			ok = cm_test(&cm[i], label_of(s, m[i].name));
-		if (!ok)
+		if (!(x & 255) && (rc = past(deadline_ns)))
+			break;
+		int ok = 1;
+		for (size_t i = 0; i < nm && ok > 0; i++)
+			ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
+		if (ok < 0)
+			rc = ok;
+		if (ok <= 0)
 			continue;
 		sel->ids[sel->n++] = s->id;
 		sel->gbits[x / 8] |= (uint8_t)(1u << (x % 8));
 	}
 	pthread_rwlock_unlock(&db->rw);
+	if (rc)
+		goto out;
 	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
 	if ((rc = st__map_init(&sel->map, sel->n)))
 		goto out;
@@ -1289,7 +1599,10 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 out:
 	for (size_t i = 0; cm && i < nm; i++) {
 		pcre2_match_data_free(cm[i].md);
+		pcre2_match_context_free(cm[i].mc);
 		pcre2_code_free(cm[i].re);
+		st__map_free(&cm[i].memo);
+		free(cm[i].memo_v);
 	}
 	free(cm);
 	st__map_free(&c.set);
@@ -1430,7 +1743,7 @@ typedef int (*chunk_fn)(void *arg, const blk *k, const st__chunk_rows *r,
                         const uint8_t *want, bool all, int64_t from, int64_t to);
 
 static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64_t to,
-                      uint64_t *acc, const st__steps *steps, chunk_fn fn, void *arg)
+                      int64_t *acc, const st__steps *steps, chunk_fn fn, void *arg)
 {
 	uint8_t *want = NULL;
 	uint32_t *prefix = NULL;
@@ -1439,6 +1752,8 @@ static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64
 	if (rc || prefix[k->b.nseries] == 0)
 		goto out;
 	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
+		if ((rc = past(sel->deadline_ns)))
+			break;
 		const st__blk_chunk *ch = &k->b.chunks[c];
 		if (ch->maxt < from || ch->mint >= to)
 			continue;
@@ -1453,9 +1768,11 @@ static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64
 			rc = st__chunk_steps(&k->b, c, steps, &cr);
 		else if (!(rc = st__chunk_decode(&k->b, c, &cr)))
 			rc = fn(arg, k, &cr, want, all, from, to);
-		if (rc == -EBADMSG)
-			fprintf(stderr, "smolder storage: block %s chunk %u is damaged\n",
-			        k->name, c);
+		if (rc == -EBADMSG) {
+			blk_damaged(k, c);
+			sel_note_damaged(sel);
+			rc = 0;
+		}
 	}
 out:
 	free(want);
@@ -1474,7 +1791,7 @@ static int sums_add(sums *s, uint64_t id, int64_t value)
 {
 	uint32_t i = st__map_get(&s->map, id);
 	if (i != ST__MAP_NONE) {
-		s->v[i].value = (int64_t)((uint64_t)s->v[i].value + (uint64_t)value);
+		s->v[i].value = st_sum_add(s->v[i].value, value);
 		return 0;
 	}
 	if (st__grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
@@ -1515,7 +1832,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		for (size_t i = 0; i < h->n; i++) {
 			const hrow *r = &h->rows[i];
 			if (r->ts >= from && r->ts < to && gsel(sel, r->series))
-				hacc[r->stack] = (int64_t)((uint64_t)hacc[r->stack] + (uint64_t)r->value);
+				hacc[r->stack] = st_sum_add(hacc[r->stack], r->value);
 		}
 	}
 	for (uint32_t i = 0; i < nst && !rc; i++)
@@ -1523,7 +1840,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 			rc = sums_add(&s, db->stacks.ids[i], hacc[i]);
 	pthread_rwlock_unlock(&db->rw);
 	for (size_t i = 0; i < nb && !rc; i++) {
-		uint64_t *acc = calloc(bl[i]->b.nstacks, sizeof(*acc));
+		int64_t *acc = calloc(bl[i]->b.nstacks, sizeof(*acc));
 		if (!acc) {
 			rc = -ENOMEM;
 			break;
@@ -1531,7 +1848,7 @@ int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		rc = scan_block(bl[i], sel, from, to, acc, NULL, NULL, NULL);
 		for (uint32_t k = 0; k < bl[i]->b.nstacks && !rc; k++)
 			if (acc[k])
-				rc = sums_add(&s, bl[i]->b.stacks[k], (int64_t)acc[k]);
+				rc = sums_add(&s, bl[i]->b.stacks[k], acc[k]);
 		free(acc);
 	}
 	if (rc)
@@ -1650,8 +1967,7 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to
 			size_t k = (size_t)((uint64_t)(r->ts - origin) / (uint64_t)step);
 			if (k >= nsteps)
 				continue;
-			acc[(size_t)g * nsteps + k] =
-				(int64_t)((uint64_t)acc[(size_t)g * nsteps + k] + (uint64_t)r->value);
+			acc[(size_t)g * nsteps + k] = st_sum_add(acc[(size_t)g * nsteps + k], r->value);
 			has[(size_t)g * nsteps + k] = 1;
 		}
 	}

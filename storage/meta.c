@@ -283,6 +283,11 @@ static int setting_locked(st__meta *m, const char *key, int64_t *value)
 	return rc == SQLITE_ROW ? 0 : -EBADMSG;
 }
 
+const char *st__meta_errmsg(st__meta *m)
+{
+	return sqlite3_errmsg(m->w);
+}
+
 int st__meta_setting(st__meta *m, const char *key, int64_t *value)
 {
 	pthread_mutex_lock(&m->w_mu);

@@ -22,6 +22,27 @@
 int st__fail(st_err *err, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* ---- fault injection ----
+ * Points where a test makes storage fail the way a disk or the allocator
+ * would, to check that no failure path loses or doubles a row. The hook is
+ * NULL outside tests; set it before any thread uses the store. It returns
+ * 0 to go on or a negative errno to fail at that point. */
+enum {
+	ST__FAULT_CUT_OPEN,      /* opening the block a cut just wrote */
+	ST__FAULT_CUT_MEMORY,    /* the cut's in-memory record of the block */
+	ST__FAULT_CUT_COVER,     /* the cut's coverage row in SQLite */
+	ST__FAULT_APPEND_WAL,    /* an append's WAL write: -ENOSPC, a full disk */
+};
+extern int (*st__fault_hook)(int point);
+static inline int st__fault(int point)
+{
+	return st__fault_hook ? st__fault_hook(point) : 0;
+}
+
+/* ---- clocks ---- */
+/* CLOCK_REALTIME in ns (sample times); st_mono_ns() is in storage.h. */
+int64_t st__real_ns(void);
+
 /* ---- CRC32C (Castagnoli), through ISA-L's hardware-accelerated crc32_iscsi ---- */
 uint32_t st__crc32c(uint32_t crc, const void *buf, size_t len);
 
@@ -284,10 +305,10 @@ typedef struct st__chunk_rows {
 int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *out);
 /* Adds the value of every row of chunk ci whose block-local series is
  * wanted and whose time is in [from, to) (every row when all) into
- * acc[block-local stack], without storing rows. A damaged chunk is
+ * acc[block-local stack] (st_sum_add), without storing rows. A damaged chunk is
  * -EBADMSG, and acc may then hold part of it. */
 int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
-                    int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch);
+                    int64_t from, int64_t to, int64_t *acc, st__chunk_rows *scratch);
 void st__chunk_rows_free(st__chunk_rows *r);
 
 /* What st__chunk_steps adds into: the timeline's sums per (group, step). */

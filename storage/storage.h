@@ -55,6 +55,10 @@ typedef struct st_options {
 	uint64_t compact_max_rows; /* compaction never builds a bigger block; 16 M */
 	int64_t compact_max_span_ns; /* nor one spanning longer; default 24 h */
 	uint32_t chunk_rows;       /* rows per column chunk; default 16384 */
+	int64_t max_future_ns;     /* refuse rows dated further ahead of the
+	                            * clock; default 10 min, 0 no limit */
+	uint64_t max_series;       /* refuse batches that would make the store
+	                            * hold more series; default 1 M, 0 none */
 } st_options;
 
 typedef struct st_label {
@@ -190,10 +194,39 @@ typedef struct st_stats {
 	uint64_t torn_bytes;        /* bytes of torn WAL tail dropped at open */
 } st_stats;
 
+/* Sums of sample values saturate instead of wrapping around: one that
+ * would pass INT64_MAX (INT64_MIN) stays there, sticky, and whoever shows a
+ * sum reports such a value as saturated (st_sum_saturated). 40,000 rows of
+ * 2^48 nanoseconds (a fleet's CPU time over a long range) pass INT64_MAX;
+ * wrapping turned them negative. Every sum storage and the query engine
+ * return is made with this. */
+static inline bool st_sum_saturated(int64_t v)
+{
+	return v == INT64_MAX || v == INT64_MIN;
+}
+
+static inline int64_t st_sum_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (st_sum_saturated(a))
+		return a;
+	if (st_sum_saturated(b))
+		return b;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
 /* Whether s[0..n) is strict UTF-8 (no overlong forms, no surrogates,
  * nothing past U+10FFFF): the rule label values must pass, for callers that
  * want to check text the way the store will. */
 int st_utf8_valid(const char *s, size_t n);
+/* The length of the valid UTF-8 sequence at s[0..n) (1 to 4), or 0 when
+ * none starts there: for writers that mend what is not UTF-8 (JSON). */
+size_t st_utf8_len(const char *s, size_t n);
+
+/* CLOCK_MONOTONIC in ns: the clock of st_select_until()'s deadlines. */
+int64_t st_mono_ns(void);
 
 /* Fills opt with the defaults above. */
 void st_options_default(st_options *opt);
@@ -211,10 +244,14 @@ void st_close(st_db *db);
 /* Validates batch, writes it to the WAL and the head, and returns once the
  * WAL record is on stable storage (group commit with concurrent callers).
  * Reads may see the rows a moment before the call returns. Thread-safe.
- * Returns 0, -EINVAL with err for a bad batch, -ENOENT with err when a
+ * Returns 0, -EINVAL with err for a bad batch (rows dated more than
+ * max_future_ns ahead included), -EUSERS with err when its new series
+ * would pass max_series, -ENOENT with err when a
  * sample names a stack that is neither in the batch nor stored (the batch
  * is otherwise fine: the sender should resend it with that stack's frames;
- * nothing of it was stored), or -EIO when the disk failed: the store then
+ * nothing of it was stored), -ENOSPC (-EDQUOT from the file system) when
+ * the disk is full: nothing of the batch is stored, later ones may pass, or
+ * -EIO when the disk failed: the store then
  * refuses every further append, and whether that last batch survives a
  * restart depends on what reached the disk. */
 int st_append(st_db *db, const st_batch *batch, st_err *err);
@@ -248,11 +285,25 @@ int st_retention(st_db *db, int64_t now_ns);
 int st_compact(st_db *db);
 
 /* Selects series that match every matcher and have rows in
- * [from_ns, to_ns). Free with st_selection_free(). */
+ * [from_ns, to_ns). Free with st_selection_free(). A regex that exhausts
+ * its match budget on some label value (nested repetition backtracking
+ * exponentially) fails with -EINVAL and err naming the regex; it is never
+ * taken for a match or a miss. */
 int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
               int64_t to_ns, st_selection **out, st_err *err);
+/* The same with a deadline on CLOCK_MONOTONIC (0: none): this call, and
+ * every read over the selection it returns (st_merge, st_series_steps,
+ * st_rows), fail with -ETIMEDOUT once it has passed, so a query cannot
+ * outlive the time its caller gave it. */
+int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
+                    int64_t to_ns, int64_t deadline_ns, st_selection **out, st_err *err);
 void st_selection_free(st_selection *sel);
 size_t st_selection_count(const st_selection *sel);
+/* Chunks that reads over sel left out because they are damaged (a
+ * checksum that does not match, content that does not decode): the
+ * answers lack their rows, and say so by this count. Each damaged block
+ * is named once on stderr. */
+uint64_t st_selection_damaged(const st_selection *sel);
 /* The i-th selected series ID, ascending. */
 uint64_t st_selection_id(const st_selection *sel, size_t i);
 
@@ -261,12 +312,14 @@ uint64_t st_selection_id(const st_selection *sel, size_t i);
 int st_series_labels(st_db *db, uint64_t series_id, st_label **out, size_t *n);
 
 /* Calls fn for every row of the selected series in [from_ns, to_ns), in no
- * particular order. A non-zero return from fn stops and is returned. */
+ * particular order. A non-zero return from fn stops and is returned. Reads
+ * over a selection skip damaged chunks (st_selection_damaged) and stop
+ * with -ETIMEDOUT past its deadline (st_select_until). */
 typedef int (*st_row_fn)(void *arg, const st_row *row);
 int st_rows(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
             st_row_fn fn, void *arg);
 
-/* The timeline without rows: adds the value of every row of the selected
+/* The timeline without rows: adds (st_sum_add) the value of every row of the selected
  * series in [from_ns, to_ns) into sums[g * nsteps + k] and sets has[g *
  * nsteps + k], where k = (ts - origin_ns) / step_ns and g = group[i] for
  * the series' position i in the selection (st_selection_id order);
@@ -278,8 +331,8 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from_ns, int64_t
                     const uint32_t *group, int64_t *sums, uint8_t *has);
 
 /* Sums values per stack over the selected series in [from_ns, to_ns)
- * without materializing rows. *out is sorted by stack ID; the caller frees
- * it with free(). */
+ * without materializing rows, saturating (st_sum_add). *out is sorted by
+ * stack ID; the caller frees it with free(). */
 int st_merge(st_db *db, const st_selection *sel, int64_t from_ns,
              int64_t to_ns, st_stack_sum **out, size_t *n);
 

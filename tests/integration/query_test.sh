@@ -150,6 +150,45 @@ top = {r["name"]: r for r in js("/api/v1/top", query=cpu + '{service="gosvc"}', 
 assert top["main.spinA"]["flat"] == 1260000000 and top["main.spinB"]["flat"] == 240000000, top
 assert top["runtime.main"]["cum"] == 1500000000; ok("Go function names and values as go tool pprof shows them")
 
+# discovery narrowed by a selector (one without a type selects the
+# default type, as everywhere)
+assert js("/api/v1/types", **GO) == sorted([T, cpu]); ok("types of every series")
+assert js("/api/v1/types", query=cpu + '{service="gosvc"}', **GO) == [cpu]
+assert js("/api/v1/types", query='{service="nobody"}', **GO) == []; ok("types narrowed by query")
+
+# a function name that is not UTF-8, as a profile may carry it (pprof
+# strings are bytes): stored as it came, answered as valid JSON with U+FFFD
+def varint(v):
+    out = b""
+    while True:
+        b, v = v & 0x7f, v >> 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+def field(num, payload):
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+def vfield(num, v):
+    return varint(num << 3) + varint(v)
+strings = [b"", b"samples", b"count", b"bad\xff\xfe\xc3name", b"cpu", b"nanoseconds"]
+prof = (field(1, vfield(1, 1) + vfield(2, 2)) +
+        field(2, field(1, varint(1)) + field(2, varint(7))) +
+        field(2, field(1, varint(1)) + field(2, varint(3))) +
+        field(4, vfield(1, 1) + field(4, vfield(1, 1))) +
+        field(5, vfield(1, 1) + vfield(2, 3)) +
+        b"".join(field(6, x) for x in strings) +
+        vfield(9, 1767225600 * 10**9) + field(11, vfield(1, 4) + vfield(2, 5)))
+st, body = post("/api/v1/ingest/pprof", prof, service="badutf8")
+assert st == 200, body
+# two samples of one stack: one stack, two rows
+assert json.loads(body)["stacks"] == 1 and json.loads(body)["rows"] == 2, body
+ok("pprof ingest counts distinct stacks")
+st, ct, raw = get("/api/v1/query", query='{service="badutf8"}')
+assert st == 200, raw
+text = raw.decode("utf-8")   # strict: fails on any invalid byte
+assert "bad\ufffd\ufffd\ufffdname" in json.dumps(json.loads(text), ensure_ascii=False), text
+st, ct, raw = get("/api/v1/top", query='{service="badutf8"}')
+json.loads(raw.decode("utf-8")); ok("a name that is not UTF-8 comes out as valid JSON, U+FFFD")
+
 st, body = post("/api/v1/ingest/pprof", b"garbage")
 assert st == 400 and "pprof" in json.loads(body)["error"]; ok("garbage is a 400")
 st, body = post("/api/v1/ingest/pprof", b"")

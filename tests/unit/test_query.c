@@ -254,20 +254,22 @@ static void test_discovery(void **state)
 	fx *f = *state;
 	q_buf o = {0};
 	st_err err;
-	assert_int_equal(q_types_json(f->db, 0, INT64_MAX, &o, &err), 0);
+	const q_side all = {NULL, 0, 0, INT64_MAX, 0}, dbs = {m_db, 2, 0, INT64_MAX, 0},
+	             first = {NULL, 0, T0, T0 + 1, 0};
+	assert_int_equal(q_types_json(f->db, &all, &o, &err), 0);
 	assert_string_equal(o.p, "[\"" TYPE "\"]");
 	q_buf_free(&o);
-	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, NULL, &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &all, NULL, &o, &err), 0);
 	assert_string_equal(o.p, "[\"service\"]");
 	q_buf_free(&o);
-	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, "service", &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &all, "service", &o, &err), 0);
 	assert_string_equal(o.p, "[\"api\",\"db\"]");
 	q_buf_free(&o);
 	/* restricted by selector and by time */
-	assert_int_equal(q_labels_json(f->db, m_db, 2, 0, INT64_MAX, "service", &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &dbs, "service", &o, &err), 0);
 	assert_string_equal(o.p, "[\"db\"]");
 	q_buf_free(&o);
-	assert_int_equal(q_labels_json(f->db, NULL, 0, T0, T0 + 1, "service", &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &first, "service", &o, &err), 0);
 	assert_string_equal(o.p, "[\"api\"]");
 	q_buf_free(&o);
 }
@@ -456,6 +458,98 @@ static void test_json_escaping(void **state)
 	assert_int_equal(q_buf_json_str(&o, "a\"b\\c\n\x01"), 0);
 	assert_string_equal(o.p, "\"a\\\"b\\\\c\\u000a\\u0001\"");
 	q_buf_free(&o);
+	/* UTF-8 passes; what is not UTF-8 (a stray byte, a cut sequence, an
+	 * overlong form, a surrogate) becomes U+FFFD, one per bad byte */
+	assert_int_equal(q_buf_json_str(&o, "\xc3\xa9\xe2\x9c\x93 \xff\xc3 \xc0\xaf \xed\xa0\x80!"), 0);
+	assert_string_equal(o.p, "\"\xc3\xa9\xe2\x9c\x93 \\ufffd\\ufffd \\ufffd\\ufffd "
+	                         "\\ufffd\\ufffd\\ufffd!\"");
+	q_buf_free(&o);
+}
+
+/* Stored names are not checked for UTF-8 (a kernel symbol or a profile's
+ * function name may hold any bytes): every JSON answer is still valid
+ * UTF-8, the bad bytes as U+FFFD. */
+static void test_json_invalid_utf8_names(void **state)
+{
+	fx *f = *state;
+	st_frame fr[2] = {{ST_FRAME_NAMED, 0, 0, "leaf\xff\xfe"}, {ST_FRAME_KERNEL, 0, 0, "k\xc3("}};
+	st_stack_def sd = {st_stack_hash(objs, 2, fr, 2), fr, 2};
+	st_label l[1] = {{"service", "utf"}};
+	st_series_def se = {TYPE, l, 1};
+	st_sample sm = {T0, 0, sd.id, 7};
+	st_batch b = {&se, 1, objs, 2, &sd, 1, &sm, 1};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+	static const st_matcher m[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE}, {"service", ST_MATCH_EQ, "utf"}};
+	q_tree *t = merge(f, m, 2, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_true(st_utf8_valid(o.p, o.len));
+	assert_non_null(strstr(o.p, "\"leaf\\ufffd\\ufffd\""));
+	assert_non_null(strstr(o.p, "\"k\\ufffd(\""));
+	q_buf_free(&o);
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_true(st_utf8_valid(o.p, o.len));
+	q_buf_free(&o);
+	q_tree_free(t);
+}
+
+/* A tree whose sums pass int64 saturates and says so, in the tree, top and
+ * timeline JSON alike; one that does not says nothing. */
+static void test_saturated(void **state)
+{
+	fx *f = *state;
+	q_tree *t = merge(f, m_all, 1, NULL);
+	assert_false(q_tree_saturated(t));
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_null(strstr(o.p, "saturated"));
+	q_buf_free(&o);
+	q_tree_free(t);
+
+	enum { N = 40000 };
+	st_frame fr[1] = {{ST_FRAME_NAMED, 0, 0, "hot"}};
+	st_stack_def sd = {st_stack_hash(objs, 2, fr, 1), fr, 1};
+	st_label l[1] = {{"service", "big"}};
+	st_series_def se = {TYPE, l, 1};
+	st_sample *sm = calloc(N, sizeof(*sm));
+	for (int i = 0; i < N; i++)
+		sm[i] = (st_sample){T0 + 2 * SEC + i, 0, sd.id, ST_MAX_VALUE};
+	st_batch b = {&se, 1, objs, 2, &sd, 1, sm, N};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+	free(sm);
+	t = merge(f, m_all, 1, NULL);
+	assert_true(q_tree_saturated(t));
+	assert_true(q_tree_total(t, 0) == INT64_MAX);
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"self\":0,\"total\":9223372036854775807,"
+	                            "\"saturated\":true,"));
+	q_buf_free(&o);
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"total\":9223372036854775807,\"saturated\":true,\"rows\":["));
+	q_buf_free(&o);
+	q_tree_free(t);
+	q_side side = {m_all, 1, T0, T0 + 60 * SEC};
+	assert_int_equal(q_range_json(f->db, &side, 60 * SEC, NULL, 0, &o, &err), 0);
+	assert_non_null(strstr(o.p, "]}],\"saturated\":true}"));
+	assert_non_null(strstr(o.p, "9223372036854775807"));
+	q_buf_free(&o);
+}
+
+/* by=service,service groups as by=service: one key, not two. */
+static void test_range_by_twice(void **state)
+{
+	fx *f = *state;
+	q_buf o = {0};
+	st_err err;
+	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
+	const char *by[] = {"service", "service"};
+	assert_int_equal(q_range_json(f->db, &side, 3 * SEC, by, 2, &o, &err), 0);
+	assert_string_equal(o.p, "{\"series\":["
+	                         "{\"labels\":{\"service\":\"api\"},\"values\":[[1767225600,8]]},"
+	                         "{\"labels\":{\"service\":\"db\"},\"values\":[[1767225600,2]]}]}");
+	q_buf_free(&o);
 }
 
 int main(void)
@@ -471,6 +565,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_frames, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
+		cmocka_unit_test_setup_teardown(test_json_invalid_utf8_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_saturated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_by_twice, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);
 }
