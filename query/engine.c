@@ -281,6 +281,20 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	return q__map_put(&t->loc_map, (uint64_t)fi->location_id, off);
 }
 
+/* Sums per stack over the side's range, each part of it read from the
+ * coarsest roll-up that holds it (q_side.raw: raw rows only). */
+static int merge_planned(st_db *db, const st_selection *sel, const q_side *q,
+                         st_stack_sum **sums, size_t *n, st_err *err)
+{
+	st_span *plan = NULL;
+	size_t np = 0;
+	int rc = q__plan(db, q->from_ns, q->to_ns, 0, q->raw, &plan, &np);
+	if (!rc)
+		rc = st_merge_spans(db, sel, plan, np, sums, n, err);
+	free(plan);
+	return rc;
+}
+
 /* Adds one side's merge into the tree: sums per stack from storage, then
  * the locations of all those stacks and the names of the ones not named
  * yet, each in one bulk read, then the tree. */
@@ -298,7 +312,7 @@ static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
 	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
 	if (rc)
 		return rc;
-	rc = st_merge(db, sel, q->from_ns, q->to_ns, &sums, &nsums);
+	rc = merge_planned(db, sel, q, &sums, &nsums, err);
 	st_selection_free(sel);
 	if (rc || nsums == 0)
 		goto out;

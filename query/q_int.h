@@ -26,6 +26,16 @@ void q__map_free(q__map *m);
 /* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
 int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 
+#include <stdbool.h>
+#include "storage/storage.h"
+
+/* The read plan of [from, to) (plan.c): spans in time order, each from
+ * the coarsest roll-up level that holds it, else raw rows; only levels
+ * whose step divides `divides` when it is not 0 (a timeline's step), none
+ * with raw. The caller frees *out. */
+int q__plan(st_db *db, int64_t from, int64_t to, int64_t divides, bool raw, st_span **out,
+            size_t *n);
+
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 
 #include <stdbool.h>

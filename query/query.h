@@ -6,6 +6,7 @@
 #ifndef SMOLDER_QUERY_H
 #define SMOLDER_QUERY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,8 @@ typedef struct q_side {
 	const st_matcher *m;
 	size_t nm;
 	int64_t from_ns, to_ns;
+	bool raw;     /* read raw rows only, never a roll-up: the same answer,
+	               * slower; for checking the roll-ups against the rows */
 } q_side;
 
 typedef struct q_tree q_tree;

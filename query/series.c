@@ -250,9 +250,17 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		for (size_t i = 0; !rc && i < ns; i++)
 			sel_group[i] = q__map_get(&r.series_group, st_selection_id(sel, i));
 	}
-	if (!rc)
-		rc = st_series_steps(db, sel, side->from_ns, side->to_ns, r.from, step, r.nsteps,
-		                     sel_group, r.sum, r.has);
+	if (!rc) {
+		/* a level whose steps tile the timeline's: each of its rows falls
+		 * in one point */
+		st_span *plan = NULL;
+		size_t np = 0;
+		rc = q__plan(db, side->from_ns, side->to_ns, step, side->raw, &plan, &np);
+		if (!rc)
+			rc = st_series_steps_spans(db, sel, plan, np, r.from, step, r.nsteps, sel_group,
+			                           r.sum, r.has, err);
+		free(plan);
+	}
 	st_selection_free(sel);
 	free(sel_group);
 	if (rc)

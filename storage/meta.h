@@ -15,6 +15,8 @@ void st__meta_close(st__meta *m);
 /* Stores value under key the first time; afterwards returns the stored
  * value in *value (settings the data on disk depends on). */
 int st__meta_setting(st__meta *m, const char *key, int64_t *value);
+/* Raises the setting key to at least value (creating it). */
+int st__meta_setting_raise(st__meta *m, const char *key, int64_t value);
 
 /* Writer side, any thread: this module serializes every use of its writer
  * connection itself. A transaction is begin, puts, then commit or rollback
