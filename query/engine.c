@@ -1,10 +1,15 @@
 /* engine.c - builds call trees from the store: select series, sum per stack
- * in storage (no rows materialized), then name each distinct location once
- * and fold the stacks into a tree. Renders trees as JSON, folded stacks and
- * top tables. Knows nothing of HTTP. */
+ * in storage (no rows materialized, roll-ups where they hold the range),
+ * turn each stack into a path of function IDs through a bounded cache
+ * (stack -> location -> function), and sort the paths so that a node of
+ * the tree is a run of paths sharing a prefix. Renders trees as JSON,
+ * folded stacks and top tables straight from the sorted paths. Knows
+ * nothing of HTTP. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,78 +164,217 @@ void q_buf_free(q_buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* ---- the tree ---- */
-
-void q_tree_free(q_tree *t)
+/* Sums per stack over the side's range, each part of it read from the
+ * coarsest roll-up that holds it (q_side.raw: raw rows only). */
+static int merge_planned(st_db *db, const st_selection *sel, const q_side *q,
+                         st_stack_sum **sums, size_t *n, st_err *err)
 {
-	if (!t)
-		return;
-	for (size_t i = 0; i < t->nnames; i++) {
-		free(t->names[i].function);
-		free(t->names[i].file);
-	}
-	free(t->names);
-	q__map_free(&t->name_map);
-	free(t->nodes);
-	q__map_free(&t->child_map);
-	q__map_free(&t->loc_map);
-	free(t->chain);
-	q__map_free(&t->leaf_map);
-	q__sig_free(t->sig);
-	free(t);
+	st_span *plan = NULL;
+	size_t np = 0;
+	int rc = q_plan(db, q->from_ns, q->to_ns, 0, q->raw, &plan, &np);
+	if (!rc)
+		rc = st_merge_spans(db, sel, plan, np, sums, n, err);
+	free(plan);
+	return rc;
 }
 
-size_t q_tree_nodes(const q_tree *t) { return t->n; }
-int64_t q_tree_total(const q_tree *t, int side) { return t->nodes[0].total[side ? 1 : 0]; }
+/* ---- names ---- */
 
-/* Interns (function, kernel); file and line are kept from the first. */
-static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
-                  bool kernel, uint32_t *out)
+#define NAME_PAGE 4096
+#define MAX_NAMES (1u << 22)
+
+struct qnames {
+	atomic_int refs;
+	pthread_mutex_t mu;       /* adding names */
+	qname *pages[MAX_NAMES / NAME_PAGE];
+	_Atomic uint32_t n;
+	q__map map;               /* hash of (function, kernel) -> ID, probed */
+	size_t bytes;
+};
+
+const qname *q__name(const qnames *ns, uint32_t id)
 {
+	return &ns->pages[id / NAME_PAGE][id % NAME_PAGE];
+}
+
+static void names_unref(qnames *ns)
+{
+	if (!ns || atomic_fetch_sub(&ns->refs, 1) != 1)
+		return;
+	uint32_t n = atomic_load(&ns->n);
+	for (uint32_t i = 0; i < n; i++) {
+		qname *q = (qname *)q__name(ns, i);
+		free(q->function);
+		free(q->file);
+	}
+	for (size_t p = 0; p < MAX_NAMES / NAME_PAGE && ns->pages[p]; p++)
+		free(ns->pages[p]);
+	q__map_free(&ns->map);
+	pthread_mutex_destroy(&ns->mu);
+	free(ns);
+}
+
+/* The ID of (fn, kernel), added when new with file and line. */
+static int intern(qnames *ns, const char *fn, const char *file, int64_t line, bool kernel,
+                  uint32_t *out)
+{
+	int rc = 0;
+	pthread_mutex_lock(&ns->mu);
 	uint64_t h = XXH3_64bits_withSeed(fn, strlen(fn), kernel);
 	for (;; h = mix(h + 1)) {
-		uint32_t id = q__map_get(&t->name_map, h);
+		uint32_t id = q__map_get(&ns->map, h);
 		if (id == NONE)
 			break;
-		if (t->names[id].kernel == kernel && !strcmp(t->names[id].function, fn)) {
+		const qname *q = q__name(ns, id);
+		if (q->kernel == kernel && !strcmp(q->function, fn)) {
 			*out = id;
-			return 0;
+			goto out;
 		}
 		/* a 64-bit collision: probe on with a derived key */
 	}
-	if (q__grow(&t->names, &t->names_cap, t->nnames + 1, sizeof(*t->names)))
-		return -ENOMEM;
-	qname *q = &t->names[t->nnames];
+	uint32_t id = atomic_load(&ns->n);
+	if (id >= MAX_NAMES) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (!ns->pages[id / NAME_PAGE] &&
+	    !(ns->pages[id / NAME_PAGE] = calloc(NAME_PAGE, sizeof(qname)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	qname *q = &ns->pages[id / NAME_PAGE][id % NAME_PAGE];
 	q->function = strdup(fn);
 	q->file = file ? strdup(file) : NULL;
 	q->line = line;
 	q->kernel = kernel;
-	if (!q->function || (file && !q->file)) {
+	if (!q->function || (file && !q->file) || (rc = q__map_put(&ns->map, h, id))) {
 		free(q->function);
 		free(q->file);
-		return -ENOMEM;
+		memset(q, 0, sizeof(*q));
+		rc = rc ? rc : -ENOMEM;
+		goto out;
 	}
-	*out = (uint32_t)t->nnames++;
-	return q__map_put(&t->name_map, h, *out);
+	ns->bytes += sizeof(*q) + strlen(fn) + 1 + (file ? strlen(file) + 1 : 0) + 24;
+	*out = id;
+	/* published after the entry is written: a reader that sees the count
+	 * sees the entry */
+	atomic_store(&ns->n, id + 1);
+out:
+	pthread_mutex_unlock(&ns->mu);
+	return rc;
 }
 
-static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
+static qnames *names_new(void)
 {
-	if (t->n >= NONE - 1 || q__grow(&t->nodes, &t->cap, t->n + 1, sizeof(*t->nodes)))
-		return -ENOMEM;
-	qnode *nd = &t->nodes[t->n];
-	memset(nd, 0, sizeof(*nd));
-	nd->name = name;
-	nd->parent = parent;
-	nd->child = nd->next = NONE;
-	if (parent != NONE) {
-		nd->next = t->nodes[parent].child;
-		t->nodes[parent].child = (uint32_t)t->n;
-		int rc = q__map_put(&t->child_map, (uint64_t)parent << 32 | name, (uint32_t)t->n);
-		if (rc)
-			return rc;
+	qnames *ns = calloc(1, sizeof(*ns));
+	uint32_t root;
+	if (!ns)
+		return NULL;
+	atomic_init(&ns->refs, 1);
+	pthread_mutex_init(&ns->mu, NULL);
+	if (intern(ns, "total", NULL, 0, false, &root)) {   /* ID 0: the root */
+		names_unref(ns);
+		return NULL;
 	}
-	*out = (uint32_t)t->n++;
+	return ns;
+}
+
+/* ---- the cache: stack -> location -> function, by integer IDs ---- */
+
+struct q_cache {
+	pthread_mutex_t mu;
+	size_t max_bytes;         /* 0: no bound */
+	uint64_t epoch;           /* +1 at every reset */
+	uint64_t gen;             /* the resolver's generation it was filled under */
+	bool have_gen;
+	qnames *names;
+	q__map loc;               /* location ID -> offset in chain */
+	uint32_t *chain;          /* per location: count, then name IDs, outermost first */
+	size_t nchain, chain_cap;
+	q__map stk;               /* stack ID -> offset in path */
+	uint32_t *path;           /* per stack: count, then name IDs, root first */
+	size_t npath, path_cap;
+	_Atomic uint64_t hits, misses, resets;
+};
+
+q_cache *q_cache_new(size_t max_bytes)
+{
+	q_cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	pthread_mutex_init(&c->mu, NULL);
+	c->max_bytes = max_bytes;
+	if (!(c->names = names_new())) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void q_cache_free(q_cache *c)
+{
+	if (!c)
+		return;
+	names_unref(c->names);
+	q__map_free(&c->loc);
+	q__map_free(&c->stk);
+	free(c->chain);
+	free(c->path);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+void q_cache_stats(q_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *resets, size_t *bytes)
+{
+	pthread_mutex_lock(&c->mu);
+	*hits = atomic_load(&c->hits);
+	*misses = atomic_load(&c->misses);
+	*resets = atomic_load(&c->resets);
+	*bytes = c->names->bytes + (c->nchain + c->npath) * 4 + (c->loc.cap + c->stk.cap) * 16;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Forgets everything (caller holds mu): names start over in a new table,
+ * which trees built before keep their reference to. */
+static int cache_reset(q_cache *c)
+{
+	qnames *ns = names_new();
+	if (!ns)
+		return -ENOMEM;
+	names_unref(c->names);
+	c->names = ns;
+	q__map_free(&c->loc);
+	q__map_free(&c->stk);
+	c->nchain = c->npath = 0;
+	c->epoch++;
+	atomic_fetch_add(&c->resets, 1);
+	return 0;
+}
+
+/* ---- building a tree ---- */
+
+/* A query's view of the cache while it names its stacks. */
+typedef struct namer {
+	q_cache *c;
+	const q_resolver *r;
+	uint64_t epoch;
+	bool started;
+} namer;
+
+#define RETRY 1   /* the cache was reset under a query: start it again */
+
+static int pool_put(q_tree *t, const uint32_t *ids, uint32_t n, int64_t v, int side)
+{
+	if (q__grow(&t->pool, &t->pool_cap, t->npool + n, sizeof(*t->pool)) ||
+	    q__grow(&t->st, &t->st_cap, t->n + 1, sizeof(*t->st)))
+		return -ENOMEM;
+	qstack *q = &t->st[t->n++];
+	q->off = (uint32_t)t->npool;
+	q->len = n;
+	q->v[side] = v;
+	q->v[!side] = 0;
+	memcpy(t->pool + t->npool, ids, n * sizeof(*ids));
+	t->npool += n;
 	return 0;
 }
 
@@ -240,346 +384,664 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-/* Names a location, outermost inline frame first, and records the chain in
- * t->chain ("count, ids...") under the location's ID in t->loc_map. */
-static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r)
+/* A location's names as the resolver gives them, outermost first, held
+ * until they are interned. */
+typedef struct lname {
+	int64_t id;
+	uint32_t n;
+	q_sym sym[MAX_INLINE];
+	bool kernel;
+} lname;
+
+static void lname_free(lname *l, size_t n)
+{
+	for (size_t i = 0; l && i < n; i++)
+		for (uint32_t k = 0; k < l[i].n; k++) {
+			free((char *)l[i].sym[k].function);
+			free((char *)l[i].sym[k].file);
+		}
+	free(l);
+}
+
+/* Asks the resolver for a location (without any lock: it may read debug
+ * info for seconds); nothing known gives "[unknown] FILE+0xOFF", so the
+ * frame is still findable. */
+static int resolve_one(const q_resolver *r, const st_frame_info *fi, lname *out)
 {
 	q_sym sym[MAX_INLINE];
-	uint32_t ids[MAX_INLINE];
-	int rc = 0;
 	int n = r && r->resolve ? r->resolve(r->arg, fi, sym, MAX_INLINE) : 0;
 	if (n < 0)
 		return n;
 	if (n > MAX_INLINE)
 		n = MAX_INLINE;
-	bool kernel = fi->kind == ST_FRAME_KERNEL;
+	out->id = fi->location_id;
+	out->kernel = fi->kind == ST_FRAME_KERNEL;
+	out->n = 0;
 	if (n == 0) {
-		/* nothing known: the object's file name and the offset, so the
-		 * frame is still findable, as the symbolization issue asks */
 		char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
 		if (fi->kind != ST_FRAME_USER)
 			snprintf(name, sizeof(name), "%s", fi->name);
 		else
 			snprintf(name, sizeof(name), "[unknown] %s+0x%" PRIx64,
 			         base_name(fi->object_name ? fi->object_name : "?"), fi->offset);
-		rc = intern(t, name, NULL, 0, kernel, &ids[0]);
+		sym[0] = (q_sym){name, NULL, 0};
 		n = 1;
-	} else {
-		/* innermost first from the resolver; the tree wants outermost */
-		for (int i = 0; i < n && !rc; i++)
-			rc = intern(t, sym[n - 1 - i].function ? sym[n - 1 - i].function : "?",
-			            sym[n - 1 - i].file, sym[n - 1 - i].line, kernel, &ids[i]);
 	}
-	if (rc)
-		return rc;
-	if (q__grow(&t->chain, &t->chain_cap, t->nchain + (size_t)n + 1, sizeof(*t->chain)))
-		return -ENOMEM;
-	uint32_t off = (uint32_t)t->nchain;
-	t->chain[t->nchain++] = (uint32_t)n;
-	for (int i = 0; i < n; i++)
-		t->chain[t->nchain++] = ids[i];
-	return q__map_put(&t->loc_map, (uint64_t)fi->location_id, off);
+	/* innermost first from the resolver; the tree wants outermost */
+	for (int i = 0; i < n; i++) {
+		const q_sym *q = &sym[n - 1 - i];
+		char *fn = strdup(q->function ? q->function : "?");
+		char *file = q->file ? strdup(q->file) : NULL;
+		out->sym[out->n++] = (q_sym){fn, file, q->line};
+		if (!fn || (q->file && !file))
+			return -ENOMEM;
+	}
+	return 0;
 }
 
-/* Sums per stack over the side's range, each part of it read from the
- * coarsest roll-up that holds it (q_side.raw: raw rows only). */
-static int merge_planned(st_db *db, const st_selection *sel, const q_side *q,
-                         st_stack_sum **sums, size_t *n, st_err *err)
+/* The stacks the cache lacks: their locations from storage, the locations
+ * the cache lacks named, then (locked again) the names interned and each
+ * stack's path stored and added to the tree. */
+static int name_missing(namer *nm, st_db *db, q_tree *t, const st_stack_sum *sums,
+                        const uint32_t *miss, size_t nmiss, int side)
 {
-	st_span *plan = NULL;
-	size_t np = 0;
-	int rc = q__plan(db, q->from_ns, q->to_ns, 0, q->raw, &plan, &np);
-	if (!rc)
-		rc = st_merge_spans(db, sel, plan, np, sums, n, err);
-	free(plan);
-	return rc;
-}
-
-/* Adds one side's merge into the tree: sums per stack from storage, then
- * the locations of all those stacks and the names of the ones not named
- * yet, each in one bulk read, then the tree. */
-static int add_side(q_tree *t, st_db *db, const q_side *q, int side,
-                    const q_resolver *r, st_err *err)
-{
-	st_selection *sel = NULL;
-	st_stack_sum *sums = NULL;
-	uint64_t *ids = NULL;
+	q_cache *c = nm->c;
+	uint64_t *ids = malloc((nmiss + 1) * sizeof(*ids));
 	int64_t *pool = NULL, *need = NULL;
-	uint32_t *offs = NULL;
+	uint32_t *offs = NULL, path[ST_MAX_FRAMES * MAX_INLINE];
 	st_frame_info *infos = NULL;
-	size_t nsums = 0, nneed = 0, need_cap = 0;
+	lname *ln = NULL;
 	q__map asked = {0};
-	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
+	size_t nneed = 0, need_cap = 0;
+	int rc = ids ? 0 : -ENOMEM;
+	for (size_t i = 0; i < nmiss && !rc; i++)
+		ids[i] = sums[miss[i]].stack_id;
+	rc = rc ? rc : st_stacks_locations(db, ids, nmiss, &pool, &offs);
 	if (rc)
-		return rc;
-	rc = merge_planned(db, sel, q, &sums, &nsums, err);
-	st_selection_free(sel);
-	if (rc || nsums == 0)
 		goto out;
-	ids = malloc(nsums * sizeof(*ids));
-	if (!ids) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < nsums; i++)
-		ids[i] = sums[i].stack_id;
-	if ((rc = st_stacks_locations(db, ids, nsums, &pool, &offs)))
-		goto out;
-	for (uint32_t i = 0; i < offs[nsums] && !rc; i++) {
+	pthread_mutex_lock(&c->mu);
+	for (uint32_t i = 0; i < offs[nmiss] && !rc; i++) {
 		uint64_t loc = (uint64_t)pool[i];
-		if (q__map_get(&t->loc_map, loc) != NONE || q__map_get(&asked, loc) != NONE)
+		if (q__map_get(&c->loc, loc) != NONE || q__map_get(&asked, loc) != NONE)
 			continue;
 		rc = q__grow(&need, &need_cap, nneed + 1, sizeof(*need));
 		rc = rc ? rc : q__map_put(&asked, loc, (uint32_t)nneed);
 		if (!rc)
 			need[nneed++] = pool[i];
 	}
-	if (!rc && nneed)
-		rc = st_locations(db, need, nneed, &infos);
-	for (size_t i = 0; i < nneed && !rc; i++)
-		rc = name_location(t, &infos[i], r);
-	for (size_t i = 0; i < nsums && !rc; i++) {
-		int64_t v = sums[i].value;
-		uint32_t node = 0;
-		t->nodes[0].total[side] += v;
-		/* leaf first in the store: walk from the root end */
-		for (uint32_t j = offs[i + 1]; j-- > offs[i] && !rc;) {
-			uint32_t off = q__map_get(&t->loc_map, (uint64_t)pool[j]);
-			for (uint32_t k = 0; !rc && k < t->chain[off]; k++) {
-				uint32_t name = t->chain[off + 1 + k];
-				uint32_t c = q__map_get(&t->child_map, (uint64_t)node << 32 | name);
-				if (c == NONE)
-					rc = new_node(t, node, name, &c);
-				if (!rc) {
-					node = c;
-					t->nodes[node].total[side] += v;
-				}
-			}
-		}
-		if (!rc)
-			t->nodes[node].self[side] += v;
-		if (!rc && t->diff)
-			rc = q__map_put(&t->leaf_map, sums[i].stack_id, node);
+	pthread_mutex_unlock(&c->mu);
+	if (rc)
+		goto out;
+	if (nneed) {
+		ln = calloc(nneed, sizeof(*ln));
+		rc = ln ? st_locations(db, need, nneed, &infos) : -ENOMEM;
+		for (size_t i = 0; i < nneed && !rc; i++)
+			rc = resolve_one(nm->r, &infos[i], &ln[i]);
+		if (rc)
+			goto out;
 	}
+	pthread_mutex_lock(&c->mu);
+	if (c->epoch != nm->epoch) {
+		rc = RETRY;
+		goto unlock;
+	}
+	for (size_t i = 0; i < nneed && !rc; i++) {
+		uint32_t chain[MAX_INLINE];
+		if (q__map_get(&c->loc, (uint64_t)ln[i].id) != NONE)
+			continue;   /* another query named it meanwhile */
+		for (uint32_t k = 0; k < ln[i].n && !rc; k++)
+			rc = intern(c->names, ln[i].sym[k].function, ln[i].sym[k].file, ln[i].sym[k].line,
+			            ln[i].kernel, &chain[k]);
+		rc = rc ? rc : q__grow(&c->chain, &c->chain_cap, c->nchain + ln[i].n + 1,
+		                       sizeof(*c->chain));
+		rc = rc ? rc : q__map_put(&c->loc, (uint64_t)ln[i].id, (uint32_t)c->nchain);
+		if (rc)
+			break;
+		c->chain[c->nchain++] = ln[i].n;
+		memcpy(c->chain + c->nchain, chain, ln[i].n * sizeof(*chain));
+		c->nchain += ln[i].n;
+	}
+	for (size_t i = 0; i < nmiss && !rc; i++) {
+		/* leaf first in the store: walk from the root end */
+		uint32_t n = 0;
+		for (uint32_t j = offs[i + 1]; j-- > offs[i];) {
+			uint32_t off = q__map_get(&c->loc, (uint64_t)pool[j]);
+			for (uint32_t k = 0; k < c->chain[off]; k++)
+				path[n++] = c->chain[off + 1 + k];
+		}
+		if (q__map_get(&c->stk, ids[i]) == NONE) {
+			rc = q__grow(&c->path, &c->path_cap, c->npath + n + 1, sizeof(*c->path));
+			rc = rc ? rc : q__map_put(&c->stk, ids[i], (uint32_t)c->npath);
+			if (rc)
+				break;
+			c->path[c->npath++] = n;
+			memcpy(c->path + c->npath, path, n * sizeof(*path));
+			c->npath += n;
+		}
+		rc = pool_put(t, path, n, sums[miss[i]].value, side);
+	}
+	t->nnames = atomic_load(&c->names->n);
+unlock:
+	pthread_mutex_unlock(&c->mu);
 out:
-	free(sums);
 	free(ids);
 	free(pool);
 	free(offs);
 	free(need);
 	free(infos);
+	lname_free(ln, nneed);
 	q__map_free(&asked);
 	return rc;
 }
 
-static int tree_new(bool diff, q_tree **out)
+/* Adds one side's stacks to the tree: sums per stack from storage, each
+ * stack's path of function IDs from the cache, or named now. */
+static int gather(namer *nm, st_db *db, q_tree *t, const q_side *q, int side, st_err *err)
 {
-	q_tree *t = calloc(1, sizeof(*t));
-	uint32_t root_name, root;
+	st_selection *sel = NULL;
+	st_stack_sum *sums = NULL;
+	uint32_t *miss = NULL;
+	size_t nsums = 0, nmiss = 0;
+	q_cache *c = nm->c;
+	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
+	if (rc)
+		return rc;
+	rc = merge_planned(db, sel, q, &sums, &nsums, err);
+	st_selection_free(sel);
+	if (rc)
+		goto out;
+	miss = malloc((nsums + 1) * sizeof(*miss));
+	if (!miss) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (!nm->started) {
+		/* names change when debug info arrives; and the cache is bounded:
+		 * past its size it starts over (a query may take it past) */
+		uint64_t gen = nm->r && nm->r->generation ? nm->r->generation(nm->r->arg) : 0;
+		size_t bytes = c->names->bytes + (c->nchain + c->npath) * 4 +
+		               (c->loc.cap + c->stk.cap) * 16;
+		if ((c->have_gen && gen != c->gen) || (c->max_bytes && bytes > c->max_bytes))
+			rc = cache_reset(c);
+		c->gen = gen;
+		c->have_gen = true;
+		nm->epoch = c->epoch;
+		nm->started = true;
+		t->names = c->names;
+		atomic_fetch_add(&t->names->refs, 1);
+	} else if (c->epoch != nm->epoch) {
+		rc = RETRY;
+	}
+	for (size_t i = 0; i < nsums && !rc; i++) {
+		if (sums[i].value == 0)
+			continue;
+		uint32_t off = q__map_get(&c->stk, sums[i].stack_id);
+		if (off == NONE)
+			miss[nmiss++] = (uint32_t)i;
+		else
+			rc = pool_put(t, c->path + off + 1, c->path[off], sums[i].value, side);
+	}
+	t->nnames = atomic_load(&c->names->n);
+	pthread_mutex_unlock(&c->mu);
+	atomic_fetch_add(&c->hits, nsums - nmiss);
+	atomic_fetch_add(&c->misses, nmiss);
+	if (!rc && nmiss)
+		rc = name_missing(nm, db, t, sums, miss, nmiss, side);
+out:
+	free(sums);
+	free(miss);
+	return rc;
+}
+
+static int cmp_path(const void *a, const void *b, void *arg)
+{
+	const uint32_t *pool = arg;
+	const qstack *x = a, *y = b;
+	uint32_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(pool + x->off, pool + y->off, n * sizeof(*pool));
+	if (c)
+		return c;
+	return (x->len > y->len) - (x->len < y->len);
+}
+
+/* Sorts the paths so shared prefixes are neighbours, adds up equal ones,
+ * and counts the nodes they make. */
+static int finish(q_tree *t)
+{
+	if (t->n)
+		qsort_r(t->st, t->n, sizeof(*t->st), cmp_path, t->pool);
+	size_t w = 0;
+	t->nnodes = 1;
+	for (size_t i = 0; i < t->n; i++) {
+		const qstack *q = &t->st[i];
+		if (w) {
+			qstack *p = &t->st[w - 1];
+			uint32_t n = p->len < q->len ? p->len : q->len, k = 0;
+			const uint32_t *a = t->pool + p->off, *b = t->pool + q->off;
+			while (k < n && a[k] == b[k])
+				k++;
+			if (k == q->len && k == p->len) {
+				p->v[0] += q->v[0];
+				p->v[1] += q->v[1];
+				continue;
+			}
+			t->nnodes += q->len - k;
+		} else {
+			t->nnodes += q->len;
+		}
+		t->st[w++] = *q;
+	}
+	t->n = w;
+	for (int s = 0; s < 2; s++) {
+		t->psum[s] = malloc((t->n + 1) * sizeof(**t->psum));
+		if (!t->psum[s])
+			return -ENOMEM;
+		t->psum[s][0] = 0;
+		for (size_t i = 0; i < t->n; i++)
+			t->psum[s][i + 1] = t->psum[s][i] + t->st[i].v[s];
+		t->total[s] = t->psum[s][t->n];
+	}
+	return 0;
+}
+
+void q_tree_free(q_tree *t)
+{
 	if (!t)
-		return -ENOMEM;
-	t->diff = diff;
-	int rc = intern(t, "total", NULL, 0, false, &root_name);
-	if (!rc)
-		rc = new_node(t, NONE, root_name, &root);
-	if (rc) {
+		return;
+	names_unref(t->names);
+	free(t->pool);
+	free(t->st);
+	free(t->psum[0]);
+	free(t->psum[1]);
+	free(t);
+}
+
+size_t q_tree_nodes(const q_tree *t) { return t->nnodes; }
+int64_t q_tree_total(const q_tree *t, int side) { return t->total[side ? 1 : 0]; }
+
+/* One or two sides into a new tree, through the resolver's cache when it
+ * has one (else one of the query's own). A reset of a shared cache while
+ * the query named its stacks starts it again. */
+static int build(st_db *db, const q_side *const *sides, int nsides, const q_resolver *r,
+                 q_tree **out, st_err *err)
+{
+	q_cache *own = NULL;
+	int rc;
+	for (int attempt = 0;; attempt++) {
+		q_cache *c = r && r->cache && attempt < 3 ? r->cache : NULL;
+		if (!c && !own && !(own = q_cache_new(0)))
+			return -ENOMEM;
+		namer nm = {c ? c : own, r, 0, false};
+		q_tree *t = calloc(1, sizeof(*t));
+		if (!t) {
+			rc = -ENOMEM;
+			break;
+		}
+		t->diff = nsides == 2;
+		rc = 0;
+		for (int s = 0; s < nsides && !rc; s++)
+			rc = gather(&nm, db, t, sides[s], s, err);
+		if (!rc)
+			rc = finish(t);
+		if (rc == 0) {
+			*out = t;
+			break;
+		}
 		q_tree_free(t);
-		return rc;
+		if (rc != RETRY)
+			break;
 	}
-	*out = t;
+	q_cache_free(own);
+	return rc;
+}
+
+int q_merge(st_db *db, const q_side *side, const q_resolver *r, q_tree **out, st_err *err)
+{
+	const q_side *s[1] = {side};
+	return build(db, s, 1, r, out, err);
+}
+
+int q_diff(st_db *db, const q_side *base, const q_side *compare, const q_resolver *r,
+           q_tree **out, st_err *err)
+{
+	const q_side *s[2] = {base, compare};
+	return build(db, s, 2, r, out, err);
+}
+
+/* ---- nodes, found in the sorted paths ---- */
+
+/* A node: the paths [a, b) share its prefix of `depth` names, the last
+ * one its name (the root: depth 0, name 0). Paths are distinct, so only
+ * st[a] may end here (its self value). */
+typedef struct rnode {
+	uint32_t a, b, depth, name;
+} rnode;
+
+static uint32_t el(const q_tree *t, uint32_t i, uint32_t d)
+{
+	return t->pool[t->st[i].off + d];
+}
+
+static void node_values(const q_tree *t, const rnode *nd, int64_t self[2], int64_t total[2])
+{
+	bool ends = nd->a < nd->b && t->st[nd->a].len == nd->depth;
+	for (int s = 0; s < 2; s++) {
+		total[s] = t->psum[s][nd->b] - t->psum[s][nd->a];
+		self[s] = ends ? t->st[nd->a].v[s] : 0;
+	}
+}
+
+static int64_t weight(const q_tree *t, const rnode *nd)
+{
+	int64_t w = t->psum[0][nd->b] - t->psum[0][nd->a];
+	return t->diff ? w + t->psum[1][nd->b] - t->psum[1][nd->a] : w;
+}
+
+/* The children of nd appended to *v: runs of equal name at its depth,
+ * each run's end found by galloping then bisecting. */
+static int children(const q_tree *t, const rnode *nd, rnode **v, size_t *n, size_t *cap)
+{
+	uint32_t i = nd->a, b = nd->b, d = nd->depth;
+	if (i < b && t->st[i].len == d)
+		i++;
+	while (i < b) {
+		uint32_t x = el(t, i, d), last = i, j = i + 1, step = 1;
+		while (j < b && el(t, j, d) == x) {
+			last = j;
+			j += step;
+			step *= 2;
+		}
+		uint32_t lo = last + 1, hi = j < b ? j : b;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (el(t, mid, d) == x)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (q__grow(v, cap, *n + 1, sizeof(**v)))
+			return -ENOMEM;
+		(*v)[(*n)++] = (rnode){i, lo, d + 1, x};
+		i = lo;
+	}
 	return 0;
 }
 
-int q_merge(st_db *db, const q_side *side, const q_resolver *r, q_tree **out,
-            st_err *err)
-{
-	q_tree *t;
-	int rc = tree_new(false, &t);
-	if (!rc)
-		rc = add_side(t, db, side, 0, r, err);
-	if (rc) {
-		q_tree_free(t);
-		return rc;
-	}
-	*out = t;
-	return 0;
-}
-
-int q_diff(st_db *db, const q_side *base, const q_side *compare,
-           const q_resolver *r, q_tree **out, st_err *err)
-{
-	q_tree *t;
-	int rc = tree_new(true, &t);
-	if (!rc)
-		rc = add_side(t, db, base, 0, r, err);
-	if (!rc)
-		rc = add_side(t, db, compare, 1, r, err);
-	if (!rc)
-		rc = q__sig_compute(db, base, compare, t, err);
-	if (rc) {
-		q_tree_free(t);
-		return rc;
-	}
-	*out = t;
-	return 0;
-}
-
-/* ---- rendering ---- */
-
-static int64_t weight(const q_tree *t, uint32_t i)
-{
-	return t->nodes[i].total[0] + (t->diff ? t->nodes[i].total[1] : 0);
-}
-
-/* Children of node in descending weight, ties by name: the order flame
- * graphs draw and people read. Caller frees. */
+/* Children in the order flame graphs draw and people read: heaviest
+ * first, ties by name. */
 static int cmp_child(const void *a, const void *b, void *arg)
 {
-	const q_tree *sort_tree = arg;
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	int64_t wx = weight(sort_tree, x), wy = weight(sort_tree, y);
+	const q_tree *t = arg;
+	const rnode *x = a, *y = b;
+	int64_t wx = weight(t, x), wy = weight(t, y);
 	if (wx != wy)
 		return wx > wy ? -1 : 1;
-	return strcmp(sort_tree->names[sort_tree->nodes[x].name].function,
-	              sort_tree->names[sort_tree->nodes[y].name].function);
+	int c = strcmp(q__name(t->names, x->name)->function, q__name(t->names, y->name)->function);
+	return c ? c : (x->name > y->name) - (x->name < y->name);
 }
 
-static uint32_t *children(const q_tree *t, uint32_t node, size_t *n)
+/* ---- JSON ---- */
+
+static int put_i64(q_buf *o, int64_t v)
 {
-	*n = 0;
-	for (uint32_t c = t->nodes[node].child; c != NONE; c = t->nodes[c].next)
-		(*n)++;
-	uint32_t *v = malloc((*n + 1) * sizeof(*v));
-	if (!v)
-		return NULL;
-	size_t i = 0;
-	for (uint32_t c = t->nodes[node].child; c != NONE; c = t->nodes[c].next)
-		v[i++] = c;
-	qsort_r(v, *n, sizeof(*v), cmp_child, (void *)t);
-	return v;
+	char tmp[24], *p = tmp + sizeof(tmp);
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	return q_buf_put(o, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 static int json_values(const q_tree *t, q_buf *o, const int64_t *self, const int64_t *total)
 {
-	if (!t->diff)
-		return q_buf_printf(o, ",\"self\":%" PRId64 ",\"total\":%" PRId64, self[0], total[0]);
-	return q_buf_printf(o, ",\"base\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "},"
-	                    "\"compare\":{\"self\":%" PRId64 ",\"total\":%" PRId64 "}",
-	                    self[0], total[0], self[1], total[1]);
+	int rc;
+	if (!t->diff) {
+		rc = q_buf_put(o, ",\"self\":", 8);
+		rc = rc ? rc : put_i64(o, self[0]);
+		rc = rc ? rc : q_buf_put(o, ",\"total\":", 9);
+		return rc ? rc : put_i64(o, total[0]);
+	}
+	rc = q_buf_put(o, ",\"base\":{\"self\":", 16);
+	rc = rc ? rc : put_i64(o, self[0]);
+	rc = rc ? rc : q_buf_put(o, ",\"total\":", 9);
+	rc = rc ? rc : put_i64(o, total[0]);
+	rc = rc ? rc : q_buf_put(o, "},\"compare\":{\"self\":", 20);
+	rc = rc ? rc : put_i64(o, self[1]);
+	rc = rc ? rc : q_buf_put(o, ",\"total\":", 9);
+	rc = rc ? rc : put_i64(o, total[1]);
+	return rc ? rc : q_buf_put(o, "}", 1);
 }
 
-static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
+/* {"name":...,values,...,"children":[ */
+static int json_open(const q_tree *t, const rnode *nd, q_buf *o)
 {
-	const qnode *nd = &t->nodes[i];
-	const qname *nm = &t->names[nd->name];
+	const qname *nm = q__name(t->names, nd->name);
+	int64_t self[2], total[2];
+	node_values(t, nd, self, total);
 	int rc = q_buf_put(o, "{\"name\":", 8);
 	rc = rc ? rc : q_buf_json_str(o, nm->function);
-	rc = rc ? rc : json_values(t, o, nd->self, nd->total);
-	if (!rc && t->diff)
-		rc = q__sig_node_json(t, i, o);
-	if (!rc && t->diff && i == 0)
-		rc = q__sig_root_json(t, o);
+	rc = rc ? rc : json_values(t, o, self, total);
 	if (!rc && nm->kernel)
 		rc = q_buf_put(o, ",\"kernel\":true", 14);
 	if (!rc && nm->file) {
 		rc = q_buf_put(o, ",\"file\":", 8);
 		rc = rc ? rc : q_buf_json_str(o, nm->file);
-		rc = rc ? rc : q_buf_printf(o, ",\"line\":%" PRId64, nm->line);
+		rc = rc ? rc : q_buf_put(o, ",\"line\":", 8);
+		rc = rc ? rc : put_i64(o, nm->line);
 	}
-	size_t nc;
-	uint32_t *cs = children(t, i, &nc);
-	if (!cs)
-		return -ENOMEM;
-	rc = rc ? rc : q_buf_put(o, ",\"children\":[", 13);
-	int64_t other[2] = {0, 0};
-	bool first = true, have_other = false;
+	return rc ? rc : q_buf_put(o, ",\"children\":[", 13);
+}
+
+static int json_other(const q_tree *t, const int64_t other[2], bool first, q_buf *o)
+{
+	int rc = q_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
+	rc = rc ? rc : json_values(t, o, other, other);
+	return rc ? rc : q_buf_put(o, ",\"children\":[]}", 15);
+}
+
+/* The whole tree, depth first, each node written once as it is found. */
+static int json_full(const q_tree *t, const rnode *nd, q_buf *o)
+{
+	rnode *cs = NULL;
+	size_t nc = 0, cap = 0;
+	int rc = json_open(t, nd, o);
+	rc = rc ? rc : children(t, nd, &cs, &nc, &cap);
+	if (!rc && nc > 1)
+		qsort_r(cs, nc, sizeof(*cs), cmp_child, (void *)t);
 	for (size_t k = 0; k < nc && !rc; k++) {
-		if (keep && !keep[cs[k]]) {
-			other[0] += t->nodes[cs[k]].total[0];
-			other[1] += t->nodes[cs[k]].total[1];
-			have_other = true;
-			continue;
-		}
-		if (!first)
+		if (k)
 			rc = q_buf_put(o, ",", 1);
-		first = false;
-		rc = rc ? rc : json_node(t, cs[k], keep, o);
-	}
-	if (!rc && have_other) {
-		rc = q_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
-		rc = rc ? rc : json_values(t, o, other, other);
-		if (!rc && t->diff)  /* a fold of many nodes is no unit tested */
-			rc = q_buf_put(o, ",\"significant\":false,\"p\":null,\"q\":null", 38);
-		rc = rc ? rc : q_buf_put(o, ",\"children\":[]}", 15);
+		rc = rc ? rc : json_full(t, &cs[k], o);
 	}
 	free(cs);
 	return rc ? rc : q_buf_put(o, "]}", 2);
 }
 
-static int cmp_rank(const void *a, const void *b, void *arg)
+/* A node kept in a folded tree: its kids (kept children) in a list. */
+typedef struct knode {
+	rnode r;
+	uint32_t kids, next;     /* first kept child, next kept sibling */
+	uint32_t nchild;         /* all its children, kept or not */
+} knode;
+
+/* A candidate for the heap: the heaviest comes out first, then the
+ * earliest in path order, so the choice is the same every time. */
+typedef struct cand {
+	rnode r;
+	int64_t w;
+	uint32_t parent;
+} cand;
+
+static bool cand_before(const cand *x, const cand *y)
 {
-	const q_tree *rank_tree = arg;
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	int64_t wx = weight(rank_tree, x), wy = weight(rank_tree, y);
-	if (wx != wy)
-		return wx > wy ? -1 : 1;
-	return x < y ? -1 : x > y;  /* parents were created before children */
+	if (x->w != y->w)
+		return x->w > y->w;
+	return x->r.a != y->r.a ? x->r.a < y->r.a : x->r.depth < y->r.depth;
+}
+
+static void heap_up(cand *h, size_t i)
+{
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!cand_before(&h[i], &h[p]))
+			break;
+		cand tmp = h[i];
+		h[i] = h[p];
+		h[p] = tmp;
+		i = p;
+	}
+}
+
+static void heap_down(cand *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && cand_before(&h[l], &h[m]))
+			m = l;
+		if (l + 1 < n && cand_before(&h[l + 1], &h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		cand tmp = h[i];
+		h[i] = h[m];
+		h[m] = tmp;
+		i = m;
+	}
+}
+
+static int cmp_kid(const void *a, const void *b, void *arg)
+{
+	const knode *const *x = a, *const *y = b;
+	return cmp_child(&(*x)->r, &(*y)->r, arg);
+}
+
+static int json_kept(const q_tree *t, const knode *kn, uint32_t i, q_buf *o)
+{
+	const knode *k = &kn[i];
+	const knode **kids = NULL;
+	size_t nk = 0;
+	int rc = json_open(t, &k->r, o);
+	for (uint32_t c = k->kids; c != NONE; c = kn[c].next)
+		nk++;
+	kids = malloc((nk + 1) * sizeof(*kids));
+	if (!kids)
+		return -ENOMEM;
+	nk = 0;
+	for (uint32_t c = k->kids; c != NONE; c = kn[c].next)
+		kids[nk++] = &kn[c];
+	if (nk > 1)
+		qsort_r(kids, nk, sizeof(*kids), cmp_kid, (void *)t);
+	int64_t self[2], total[2], other[2];
+	node_values(t, &k->r, self, total);
+	other[0] = total[0] - self[0];
+	other[1] = total[1] - self[1];
+	for (size_t c = 0; c < nk && !rc; c++) {
+		int64_t cs[2], ct[2];
+		node_values(t, &kids[c]->r, cs, ct);
+		other[0] -= ct[0];
+		other[1] -= ct[1];
+		if (c)
+			rc = q_buf_put(o, ",", 1);
+		rc = rc ? rc : json_kept(t, kn, (uint32_t)(kids[c] - kn), o);
+	}
+	if (!rc && k->nchild > nk)
+		rc = json_other(t, other, nk == 0, o);
+	free(kids);
+	return rc ? rc : q_buf_put(o, "]}", 2);
+}
+
+/* The heaviest max_nodes nodes: a child never outweighs its parent, so
+ * taking the heaviest candidate each time, starting at the root, grows a
+ * tree rooted at "total"; only the kept nodes' children are looked at. */
+static int json_folded_tree(const q_tree *t, size_t max_nodes, q_buf *out)
+{
+	knode *kn = NULL;
+	cand *h = NULL;
+	rnode *cs = NULL;
+	size_t nk = 0, kcap = 0, nh = 0, hcap = 0, ncs = 0, ccap = 0;
+	int rc = 0;
+	cand c = {{0, (uint32_t)t->n, 0, 0}, 0, NONE};
+	c.w = weight(t, &c.r);
+	if ((rc = q__grow(&h, &hcap, 1, sizeof(*h))))
+		goto out;
+	h[nh++] = c;
+	while (nh && nk < max_nodes && !rc) {
+		c = h[0];
+		h[0] = h[--nh];
+		heap_down(h, nh, 0);
+		if ((rc = q__grow(&kn, &kcap, nk + 1, sizeof(*kn))))
+			break;
+		uint32_t me = (uint32_t)nk++;
+		kn[me] = (knode){c.r, NONE, NONE, 0};
+		if (c.parent != NONE) {
+			kn[me].next = kn[c.parent].kids;
+			kn[c.parent].kids = me;
+		}
+		ncs = 0;
+		rc = children(t, &c.r, &cs, &ncs, &ccap);
+		kn[me].nchild = (uint32_t)ncs;
+		for (size_t i = 0; i < ncs && !rc; i++) {
+			if ((rc = q__grow(&h, &hcap, nh + 1, sizeof(*h))))
+				break;
+			h[nh] = (cand){cs[i], weight(t, &cs[i]), me};
+			heap_up(h, nh++);
+		}
+	}
+	if (!rc)
+		rc = json_kept(t, kn, 0, out);
+out:
+	free(kn);
+	free(h);
+	free(cs);
+	return rc;
 }
 
 int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out)
 {
-	uint8_t *keep = NULL;
-	if (max_nodes && max_nodes < t->n) {
-		/* a child never outweighs its parent and ties keep creation order,
-		 * so the heaviest max_nodes form a tree rooted at "total" */
-		uint32_t *ord = malloc(t->n * sizeof(*ord));
-		keep = calloc(t->n, 1);
-		if (!ord || !keep) {
-			free(ord);
-			free(keep);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < t->n; i++)
-			ord[i] = (uint32_t)i;
-		qsort_r(ord, t->n, sizeof(*ord), cmp_rank, (void *)t);
-		for (size_t i = 0; i < max_nodes; i++)
-			keep[ord[i]] = 1;
-		free(ord);
-	}
-	int rc = json_node(t, 0, keep, out);
-	free(keep);
-	return rc;
+	rnode root = {0, (uint32_t)t->n, 0, 0};
+	if (max_nodes && max_nodes < t->nnodes)
+		return json_folded_tree(t, max_nodes, out);
+	return json_full(t, &root, out);
 }
 
-/* Depth-first, carrying the path (root excluded) in a buffer. */
-static int folded_node(const q_tree *t, uint32_t i, q_buf *path, q_buf *o)
+/* ---- folded stacks ---- */
+
+/* Depth first, carrying the path (root excluded) in a buffer. */
+static int folded_node(const q_tree *t, const rnode *nd, q_buf *path, q_buf *o)
 {
 	size_t mark = path->len;
 	int rc = 0;
-	if (i != 0) {
+	if (nd->depth) {
+		const qname *nm = q__name(t->names, nd->name);
 		if (path->len)
 			rc = q_buf_put(path, ";", 1);
 		/* ';' separates frames, so one inside a name becomes ':'; spaces
 		 * may stay (readers split the count off at the last space) */
-		for (const char *p = t->names[t->nodes[i].name].function; !rc && *p; p++)
+		for (const char *p = nm->function; !rc && *p; p++)
 			rc = q_buf_put(path, *p == ';' ? ":" : p, 1);
-		if (!rc && t->names[t->nodes[i].name].kernel)
+		if (!rc && nm->kernel)
 			rc = q_buf_put(path, "_[k]", 4);
 	}
-	const qnode *nd = &t->nodes[i];
-	if (!rc && i != 0 && (nd->self[0] || nd->self[1])) {
+	int64_t self[2], total[2];
+	node_values(t, nd, self, total);
+	if (!rc && nd->depth && (self[0] || self[1])) {
 		rc = q_buf_put(o, path->p, path->len);
 		if (!rc && t->diff)
-			rc = q_buf_printf(o, " %" PRId64 " %" PRId64 "\n", nd->self[0], nd->self[1]);
+			rc = q_buf_printf(o, " %" PRId64 " %" PRId64 "\n", self[0], self[1]);
 		else if (!rc)
-			rc = q_buf_printf(o, " %" PRId64 "\n", nd->self[0]);
+			rc = q_buf_printf(o, " %" PRId64 "\n", self[0]);
 	}
-	size_t nc;
-	uint32_t *cs = rc ? NULL : children(t, i, &nc);
-	if (!rc && !cs)
-		rc = -ENOMEM;
+	rnode *cs = NULL;
+	size_t nc = 0, cap = 0;
+	rc = rc ? rc : children(t, nd, &cs, &nc, &cap);
+	if (!rc && nc > 1)
+		qsort_r(cs, nc, sizeof(*cs), cmp_child, (void *)t);
 	for (size_t k = 0; !rc && k < nc; k++)
-		rc = folded_node(t, cs[k], path, o);
+		rc = folded_node(t, &cs[k], path, o);
 	free(cs);
 	path->len = mark;
 	if (path->p)
@@ -590,14 +1052,18 @@ static int folded_node(const q_tree *t, uint32_t i, q_buf *path, q_buf *o)
 int q_tree_folded(const q_tree *t, q_buf *out)
 {
 	q_buf path = {0};
-	int rc = folded_node(t, 0, &path, out);
+	rnode root = {0, (uint32_t)t->n, 0, 0};
+	int rc = folded_node(t, &root, &path, out);
 	q_buf_free(&path);
 	return rc;
 }
 
+/* ---- top ---- */
+
 typedef struct toprow {
 	uint32_t name;
 	int64_t flat, cum;
+	const q_tree *t;
 } toprow;
 
 static int cmp_top(const void *a, const void *b)
@@ -607,67 +1073,57 @@ static int cmp_top(const void *a, const void *b)
 		return x->flat > y->flat ? -1 : 1;
 	if (x->cum != y->cum)
 		return x->cum > y->cum ? -1 : 1;
-	return x->name < y->name ? -1 : x->name > y->name;
+	int c = strcmp(q__name(x->t->names, x->name)->function,
+	               q__name(x->t->names, y->name)->function);
+	return c ? c : (x->name > y->name) - (x->name < y->name);
 }
 
 int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 {
 	int rc = 0;
-	toprow *rows = calloc(t->nnames, sizeof(*rows));
-	uint32_t *onpath = calloc(t->nnames, sizeof(*onpath));
-	if (!rows || !onpath) {
+	int64_t *flat = calloc(t->nnames + 1, sizeof(*flat));
+	int64_t *cum = calloc(t->nnames + 1, sizeof(*cum));
+	uint32_t *seen = calloc(t->nnames + 1, sizeof(*seen));
+	toprow *rows = NULL;
+	size_t nrows = 0;
+	if (!flat || !cum || !seen) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < t->nnames; i++)
-		rows[i].name = (uint32_t)i;
-	/* flat: a node's self. cum: its total, unless the function is already
-	 * on the path above (recursion must not count twice). An explicit
-	 * stack walks the tree; onpath counts each function on the path. */
-	{
-		uint32_t *stack = malloc((t->n + 1) * sizeof(*stack));
-		uint8_t *entered = calloc(t->n, 1);
-		size_t sp = 0;
-		if (!stack || !entered) {
-			free(stack);
-			free(entered);
-			rc = -ENOMEM;
-			goto out;
-		}
-		stack[sp++] = 0;
-		while (sp) {
-			uint32_t i = stack[sp - 1];
-			const qnode *nd = &t->nodes[i];
-			if (!entered[i]) {
-				entered[i] = 1;
-				if (i != 0) {
-					rows[nd->name].flat += nd->self[0];
-					if (onpath[nd->name]++ == 0)
-						rows[nd->name].cum += nd->total[0];
-				}
-				for (uint32_t c = nd->child; c != NONE; c = t->nodes[c].next)
-					stack[sp++] = c;
-			} else {
-				sp--;
-				if (i != 0)
-					onpath[nd->name]--;
-			}
-		}
-		free(stack);
-		free(entered);
-	}
-	/* the root's name is not a function */
-	rows[t->nodes[0].name].flat = rows[t->nodes[0].name].cum = 0;
-	qsort(rows, t->nnames, sizeof(*rows), cmp_top);
-	int64_t total = t->nodes[0].total[0];
-	rc = q_buf_printf(out, "{\"total\":%" PRId64 ",\"rows\":[", total);
-	size_t emitted = 0;
-	for (size_t i = 0; !rc && i < t->nnames && (!limit || emitted < limit); i++) {
-		const toprow *r = &rows[i];
-		if (r->cum == 0 && r->flat == 0)
+	/* flat: the value of the paths a function ends; cum: of the paths it
+	 * is on, once per path however often it recurs */
+	for (size_t i = 0; i < t->n; i++) {
+		const qstack *q = &t->st[i];
+		const uint32_t *p = t->pool + q->off;
+		if (!q->v[0] || !q->len)
 			continue;
-		const qname *nm = &t->names[r->name];
-		if (emitted++)
+		flat[p[q->len - 1]] += q->v[0];
+		for (uint32_t k = 0; k < q->len; k++)
+			if (seen[p[k]] != i + 1) {
+				seen[p[k]] = (uint32_t)i + 1;
+				cum[p[k]] += q->v[0];
+			}
+	}
+	for (uint32_t i = 1; i < t->nnames; i++)
+		nrows += flat[i] || cum[i];
+	rows = malloc((nrows + 1) * sizeof(*rows));
+	if (!rows) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	nrows = 0;
+	for (uint32_t i = 1; i < t->nnames; i++)   /* 0 is the root, not a function */
+		if (flat[i] || cum[i])
+			rows[nrows++] = (toprow){i, flat[i], cum[i], t};
+	qsort(rows, nrows, sizeof(*rows), cmp_top);
+	int64_t total = t->total[0];
+	rc = q_buf_put(out, "{\"total\":", 9);
+	rc = rc ? rc : put_i64(out, total);
+	rc = rc ? rc : q_buf_put(out, ",\"rows\":[", 9);
+	for (size_t i = 0; !rc && i < nrows && (!limit || i < limit); i++) {
+		const toprow *r = &rows[i];
+		const qname *nm = q__name(t->names, r->name);
+		if (i)
 			rc = q_buf_put(out, ",", 1);
 		rc = rc ? rc : q_buf_put(out, "{\"name\":", 8);
 		rc = rc ? rc : q_buf_json_str(out, nm->function);
@@ -686,7 +1142,9 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 	}
 	rc = rc ? rc : q_buf_put(out, "]}", 2);
 out:
+	free(flat);
+	free(cum);
+	free(seen);
 	free(rows);
-	free(onpath);
 	return rc;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "query/q_int.h"
+#include "query/query.h"
 
 static int span_add(st_span **v, size_t *n, size_t *cap, int64_t step, int64_t from, int64_t to)
 {
@@ -25,7 +26,7 @@ static int cmp_span(const void *a, const void *b)
 	return x->from_ns < y->from_ns ? -1 : x->from_ns > y->from_ns;
 }
 
-int q__plan(st_db *db, int64_t from, int64_t to, int64_t divides, bool raw, st_span **out,
+int q_plan(st_db *db, int64_t from, int64_t to, int64_t divides, bool raw, st_span **out,
             size_t *nout)
 {
 	int64_t steps[ST_MAX_ROLLUPS];

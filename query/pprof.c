@@ -1,7 +1,7 @@
 /* pprof.c - renders a merge tree as pprof's profile.proto, gzip'd, so
  * `go tool pprof` and every pprof consumer read Smolder's results. One
- * Function and one Location per distinct frame name; one Sample per tree
- * node with self value, its locations the path to the root, leaf first. */
+ * Function and one Location per distinct frame name; one Sample per
+ * distinct stack, its locations the path to the root, leaf first. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +65,26 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	Perftools__Profiles__ValueType st = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
 	Perftools__Profiles__ValueType pt = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
 	Perftools__Profiles__ValueType *stp = &st;
-	size_t nn = t->nnames;
+	/* the names this tree uses, numbered from 1 (a tree shares its name
+	 * table with every query since the cache last started over) */
+	uint32_t *local = calloc(t->nnames + 1, sizeof(*local)), *used = NULL;
+	size_t nn = 0;
+	if (!local)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++)
+		for (uint32_t k = 0; t->st[i].v[0] && k < t->st[i].len; k++) {
+			uint32_t id = t->pool[t->st[i].off + k];
+			if (!local[id])
+				local[id] = (uint32_t)++nn;
+		}
+	used = malloc((nn + 1) * sizeof(*used));
+	if (!used) {
+		free(local);
+		return -ENOMEM;
+	}
+	for (uint32_t id = 0; id < t->nnames; id++)
+		if (local[id])
+			used[local[id] - 1] = id;
 	/* strings: "", the 4 type words, then each name's function and file,
 	 * then the kernel mapping's name */
 	size_t nstr = 5 + 2 * nn + 1;
@@ -76,16 +95,16 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	Perftools__Profiles__Mapping *kmapp = &kmap;
 	bool any_kernel = false;
 	char **str = calloc(nstr, sizeof(*str));
-	Perftools__Profiles__Function *fn = calloc(nn, sizeof(*fn));
-	Perftools__Profiles__Function **fnp = calloc(nn, sizeof(*fnp));
-	Perftools__Profiles__Location *loc = calloc(nn, sizeof(*loc));
-	Perftools__Profiles__Location **locp = calloc(nn, sizeof(*locp));
-	Perftools__Profiles__Line *line = calloc(nn, sizeof(*line));
-	Perftools__Profiles__Line **linep = calloc(nn, sizeof(*linep));
-	Perftools__Profiles__Sample *smp = calloc(t->n, sizeof(*smp));
-	Perftools__Profiles__Sample **smpp = calloc(t->n, sizeof(*smpp));
+	Perftools__Profiles__Function *fn = calloc(nn + 1, sizeof(*fn));
+	Perftools__Profiles__Function **fnp = calloc(nn + 1, sizeof(*fnp));
+	Perftools__Profiles__Location *loc = calloc(nn + 1, sizeof(*loc));
+	Perftools__Profiles__Location **locp = calloc(nn + 1, sizeof(*locp));
+	Perftools__Profiles__Line *line = calloc(nn + 1, sizeof(*line));
+	Perftools__Profiles__Line **linep = calloc(nn + 1, sizeof(*linep));
+	Perftools__Profiles__Sample *smp = calloc(t->n + 1, sizeof(*smp));
+	Perftools__Profiles__Sample **smpp = calloc(t->n + 1, sizeof(*smpp));
 	uint64_t *ids = NULL;
-	int64_t *vals = calloc(t->n, sizeof(*vals));
+	int64_t *vals = calloc(t->n + 1, sizeof(*vals));
 	uint8_t *pack = NULL;
 	size_t nids = 0, ns = 0;
 	if (!str || !fn || !fnp || !loc || !locp || !line || !linep || !smp || !smpp || !vals) {
@@ -96,7 +115,7 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	for (int i = 0; i < 4; i++)
 		str[1 + i] = parts[1 + i];
 	for (size_t i = 0; i < nn; i++) {
-		const qname *q = &t->names[i];
+		const qname *q = q__name(t->names, used[i]);
 		str[5 + 2 * i] = q->function;
 		str[6 + 2 * i] = q->file ? q->file : "";
 		perftools__profiles__function__init(&fn[i]);
@@ -122,29 +141,23 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	kmap.id = 1;
 	kmap.filename = (int64_t)(nstr - 1);
 	kmap.has_functions = kmap.has_filenames = kmap.has_line_numbers = true;
-	/* each node with self: its path to the root, leaf first */
-	size_t total_ids = 0;
-	for (size_t i = 1; i < t->n; i++) {
-		if (!t->nodes[i].self[0])
-			continue;
-		for (uint32_t j = (uint32_t)i; j != 0; j = t->nodes[j].parent)
-			total_ids++;
-	}
-	ids = malloc((total_ids + 1) * sizeof(*ids));
+	/* one sample per distinct stack: its path, leaf first */
+	ids = malloc((t->npool + 1) * sizeof(*ids));
 	if (!ids) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 1; i < t->n; i++) {
-		if (!t->nodes[i].self[0])
+	for (size_t i = 0; i < t->n; i++) {
+		const qstack *q = &t->st[i];
+		if (!q->v[0])
 			continue;
 		Perftools__Profiles__Sample *s = &smp[ns];
 		perftools__profiles__sample__init(s);
 		s->location_id = ids + nids;
-		for (uint32_t j = (uint32_t)i; j != 0; j = t->nodes[j].parent)
-			ids[nids++] = t->nodes[j].name + 1;
-		s->n_location_id = (size_t)(ids + nids - s->location_id);
-		vals[ns] = t->nodes[i].self[0];
+		for (uint32_t k = q->len; k-- > 0;)
+			ids[nids++] = local[t->pool[q->off + k]];
+		s->n_location_id = q->len;
+		vals[ns] = q->v[0];
 		s->value = &vals[ns];
 		s->n_value = 1;
 		smpp[ns++] = s;
@@ -177,6 +190,8 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	perftools__profiles__profile__pack(&p, pack);
 	rc = gzip_into(pack, len, out);
 out:
+	free(local);
+	free(used);
 	free(str);
 	free(fn);
 	free(fnp);

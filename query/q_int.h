@@ -26,16 +26,6 @@ void q__map_free(q__map *m);
 /* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
 int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 
-#include <stdbool.h>
-#include "storage/storage.h"
-
-/* The read plan of [from, to) (plan.c): spans in time order, each from
- * the coarsest roll-up level that holds it, else raw rows; only levels
- * whose step divides `divides` when it is not 0 (a timeline's step), none
- * with raw. The caller frees *out. */
-int q__plan(st_db *db, int64_t from, int64_t to, int64_t divides, bool raw, st_span **out,
-            size_t *n);
-
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 
 #include <stdbool.h>
@@ -48,32 +38,38 @@ typedef struct qname {
 	bool kernel;
 } qname;
 
-typedef struct q__sig q__sig;   /* signif.c: a diff's significance */
+/* A table of names, each distinct (function, kernel) once: shared by the
+ * cache and the trees built from it, reference counted; entries never
+ * move, so a tree reads them while another query adds more. */
+typedef struct qnames qnames;
+const qname *q__name(const qnames *ns, uint32_t id);
 
-typedef struct qnode {
-	uint32_t name;
-	uint32_t parent;
-	uint32_t child, next;   /* first child, next sibling */
-	int64_t self[2], total[2];
-} qnode;
+/* One distinct stack of a tree: its path of name IDs, root first, at
+ * pool[off .. off + len), and its value on each side. */
+typedef struct qstack {
+	uint32_t off, len;
+	int64_t v[2];
+} qstack;
 
+/* A tree is its distinct paths in sorted order (by the bytes of their ID
+ * arrays, so paths with a common prefix are neighbours): a node is a run
+ * of paths sharing a prefix, found when rendering, never stored. */
 struct q_tree {
 	bool diff;
-	qname *names;
-	size_t nnames, names_cap;
-	q__map name_map;       /* hash of (function, kernel) -> name, probed */
-	qnode *nodes;
-	size_t n, cap;
-	q__map child_map;      /* parent << 32 | name -> node */
-	/* location cache for the query being built */
-	q__map loc_map;        /* location id -> offset in chain */
-	uint32_t *chain;     /* per location: count, then name ids, outermost first */
-	size_t nchain, chain_cap;
-	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */
-	q__sig *sig;           /* diff trees: significance, once computed */
+	qnames *names;         /* a reference */
+	uint32_t nnames;       /* IDs below this are valid in this tree */
+	uint32_t *pool;
+	size_t npool, pool_cap;
+	qstack *st;
+	size_t n, st_cap;
+	int64_t *psum[2];      /* psum[s][i]: the sum of st[0 .. i).v[s] */
+	size_t nnodes;
+	int64_t total[2];
 };
 
 /* ---- significance of a diff (signif.c), over the finished tree ---- */
+
+typedef struct q__sig q__sig;
 
 /* Tests every node's total and every function's flat and cum of the diff
  * tree t (built from base and compare), reading each side's rows again

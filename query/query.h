@@ -13,6 +13,7 @@
 #include "storage/storage.h"
 
 #define Q_MAX_NODES_DEFAULT 0        /* 0: never fold nodes into "other" */
+#define Q_MAX_NODES_UI 4000          /* what the UI asks for (ui/app.js) */
 #define Q_MAX_OUTPUT_BYTES (256u << 20)
 
 /* A growable output buffer; free p with free(). */
@@ -29,13 +30,30 @@ typedef struct q_sym {
 	int64_t line;         /* 0 when unknown */
 } q_sym;
 
+/* What turns stacks into paths of function names, kept across queries:
+ * stack -> its locations -> each location's names, by integer IDs, so a
+ * query that finds its stacks here reads no SQLite and names nothing.
+ * Bounded: once over max_bytes (0: no bound) it starts over at the next
+ * query. Thread-safe; one per store. */
+typedef struct q_cache q_cache;
+q_cache *q_cache_new(size_t max_bytes);
+void q_cache_free(q_cache *c);
+void q_cache_stats(q_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *resets,
+                   size_t *bytes);
+
 /* Names a location. Returns how many frames it filled (1..max), 0 when it
  * knows nothing (the engine then prints "[unknown] libfoo.so+0x1234"), or a
- * negative errno. Called once per distinct location per query, from the
- * querying thread. */
+ * negative errno. Called once per distinct location the cache lacks, from
+ * the querying thread; resolve NULL names every frame that way.
+ * generation (may be NULL) returns a number that changes whenever resolve
+ * may answer a location differently than before (debug info arrived): the
+ * cache then forgets what it named. cache may be NULL: each query then
+ * names its locations afresh. */
 typedef struct q_resolver {
 	int (*resolve)(void *arg, const st_frame_info *loc, q_sym *out, size_t max);
 	void *arg;
+	uint64_t (*generation)(void *arg);
+	q_cache *cache;
 } q_resolver;
 
 /* What one side of a query reads: series matching the matchers with rows
@@ -49,6 +67,13 @@ typedef struct q_side {
 } q_side;
 
 typedef struct q_tree q_tree;
+
+/* The read plan of [from_ns, to_ns) (plan.c): spans in time order, each
+ * read from the coarsest roll-up level that holds every row of it, else
+ * from raw rows; with divides > 0 (a timeline's step) only levels whose
+ * step divides it; with raw, raw rows only. The caller frees *out. */
+int q_plan(st_db *db, int64_t from_ns, int64_t to_ns, int64_t divides, bool raw,
+           st_span **out, size_t *n);
 
 /* Sums the samples of side per stack and builds the call tree, root
  * "total". resolver may be NULL. Free with q_tree_free(). */

@@ -255,7 +255,7 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		 * in one point */
 		st_span *plan = NULL;
 		size_t np = 0;
-		rc = q__plan(db, side->from_ns, side->to_ns, step, side->raw, &plan, &np);
+		rc = q_plan(db, side->from_ns, side->to_ns, step, side->raw, &plan, &np);
 		if (!rc)
 			rc = st_series_steps_spans(db, sel, plan, np, r.from, step, r.nsteps, sel_group,
 			                           r.sum, r.has, err);
