@@ -119,7 +119,7 @@ static double time_timeline(st_db *db, const q_side *s)
 	int64_t step = (s->to_ns - s->from_ns) / 240;
 	step = step < HOUR ? 10LL * 60 * 1000000000LL : HOUR;
 	double t0 = now_s();
-	int rc = q_range_json(db, s, step, NULL, 0, &o, &err);
+	int rc = q_range_json(db, s, step, NULL, 0, 10, &o, &err);
 	if (rc)
 		die("q_range_json", rc, &err);
 	double dt = now_s() - t0;

@@ -160,10 +160,14 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
 /* The timeline: the sum of values per step per series, or per distinct
  * value of the `by` labels when nby > 0. JSON as Prometheus' matrix:
  * {"series":[{"labels":{...},"values":[[unix_seconds, value],...]}]} with
- * a point for every step that has samples. -EINVAL (with err) for a step
- * that would make more than Q_MAX_RANGE_POINTS points or an open range. */
+ * a point for every step that has samples, lines sorted by labels. With
+ * limit > 0 and more lines than that, the `limit` heaviest lines over the
+ * range come first, heaviest first, then one more with "labels":{} and
+ * "other": the number of lines summed into it. Steps of a roll-up level
+ * that tiles step_ns are read from it. -EINVAL (with err) for a step that
+ * would make more than Q_MAX_RANGE_POINTS points or an open range. */
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
-                 const char *const *by, size_t nby, q_buf *out, st_err *err);
+                 const char *const *by, size_t nby, size_t limit, q_buf *out, st_err *err);
 
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);

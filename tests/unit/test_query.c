@@ -279,7 +279,7 @@ static void test_range(void **state)
 	st_err err;
 	/* per series, 1 s steps over [T0, T0 + 3 s) */
 	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
-	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, 0, &o, &err), 0);
 	assert_string_equal(o.p,
 		"{\"series\":["
 		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
@@ -289,11 +289,11 @@ static void test_range(void **state)
 	q_buf_free(&o);
 	/* grouped by a label nobody has: one line with everything */
 	const char *by[] = {"zone"};
-	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, 0, &o, &err), 0);
 	assert_string_equal(o.p, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
 	q_buf_free(&o);
 	/* too many points is an error that says so */
-	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, &o, &err), -EINVAL);
+	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, 0, &o, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "at most"));
 	q_buf_free(&o);
 }

@@ -304,8 +304,8 @@ static void test_mid_step_ranges(void **state)
 			st_err err = {{0}};
 			q_side sa = {api, 2, r[i].from, r[i].to, false};
 			q_side sb = {api, 2, r[i].from, r[i].to, true};
-			assert_int_equal(q_range_json(db, &sa, steps[k], NULL, 0, &ja, &err), 0);
-			assert_int_equal(q_range_json(db, &sb, steps[k], NULL, 0, &jb, &err), 0);
+			assert_int_equal(q_range_json(db, &sa, steps[k], NULL, 0, 0, &ja, &err), 0);
+			assert_int_equal(q_range_json(db, &sb, steps[k], NULL, 0, 0, &jb, &err), 0);
 			if (strcmp(ja.p, jb.p))
 				fail_msg("range %zu step %" PRId64 ": timelines differ:\n%s\n%s", i,
 				         steps[k] / SEC, ja.p, jb.p);
