@@ -195,6 +195,7 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		group *gr = &r->g[r->ng];
 		gr->labels_json = key.p;
 		gr->idx = r->ng;
+		gr->total = 0;
 		key.p = NULL;
 		g = (uint32_t)r->ng++;
 		if ((rc = q__map_put(&r->key_group, h, g)))

@@ -292,6 +292,14 @@ static void test_range(void **state)
 	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, 0, &o, &err), 0);
 	assert_string_equal(o.p, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
 	q_buf_free(&o);
+	/* one line and "other" for the rest, saying how many it holds */
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, 1, &o, &err), 0);
+	assert_string_equal(o.p,
+		"{\"series\":["
+		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
+		"\"values\":[[1767225600,8]]},"
+		"{\"labels\":{},\"other\":1,\"values\":[[1767225601,2]]}]}");
+	q_buf_free(&o);
 	/* too many points is an error that says so */
 	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, 0, &o, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "at most"));
