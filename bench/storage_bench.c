@@ -1843,9 +1843,9 @@ int main(int argc, char **argv)
 		if (cfg.maintain && (i + 1) % (3600 / (INTERVAL_NS / NSEC)) == 0) {
 			double tm = now_s();
 
-			rc = st_compact(db);
+			rc = st_rollup(db, ts);
 			if (!rc)
-				rc = st_rollup(db, ts);
+				rc = st_compact(db);
 			t_maint += now_s() - tm;
 			if (rc) {
 				fprintf(stderr, "bench: maintenance: %s\n", strerror(-rc));

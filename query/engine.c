@@ -183,6 +183,9 @@ static int merge_planned(st_db *db, const st_selection *sel, const q_side *q,
 #define NAME_PAGE 4096
 #define MAX_NAMES (1u << 22)
 
+#define PATH_PAGE (1u << 16)   /* IDs per page of paths; a path fits in one */
+#define MAX_PATH_PAGES 4096
+
 struct qnames {
 	atomic_int refs;
 	pthread_mutex_t mu;       /* adding names */
@@ -190,6 +193,10 @@ struct qnames {
 	_Atomic uint32_t n;
 	q__map map;               /* hash of (function, kernel) -> ID, probed */
 	size_t bytes;
+	/* the cache's stack paths (count, then IDs) live here too, in pages
+	 * that never move, so a tree points at them instead of copying */
+	uint32_t *ppages[MAX_PATH_PAGES];
+	size_t npp, pp_used;      /* pages; IDs used in the last one */
 };
 
 const qname *q__name(const qnames *ns, uint32_t id)
@@ -209,6 +216,8 @@ static void names_unref(qnames *ns)
 	}
 	for (size_t p = 0; p < MAX_NAMES / NAME_PAGE && ns->pages[p]; p++)
 		free(ns->pages[p]);
+	for (size_t p = 0; p < ns->npp; p++)
+		free(ns->ppages[p]);
 	q__map_free(&ns->map);
 	pthread_mutex_destroy(&ns->mu);
 	free(ns);
@@ -264,6 +273,22 @@ out:
 	return rc;
 }
 
+/* Room for a path of n IDs and its count, in the current page or a new
+ * one (caller holds the cache's lock, the only writer of paths). */
+static uint32_t *path_room(qnames *ns, uint32_t n)
+{
+	if (!ns->npp || ns->pp_used + n + 1 > PATH_PAGE) {
+		if (ns->npp == MAX_PATH_PAGES || !(ns->ppages[ns->npp] = malloc(PATH_PAGE * 4)))
+			return NULL;
+		ns->npp++;
+		ns->pp_used = 0;
+		ns->bytes += PATH_PAGE * 4;
+	}
+	uint32_t *p = ns->ppages[ns->npp - 1] + ns->pp_used;
+	ns->pp_used += n + 1;
+	return p;
+}
+
 static qnames *names_new(void)
 {
 	qnames *ns = calloc(1, sizeof(*ns));
@@ -291,9 +316,14 @@ struct q_cache {
 	q__map loc;               /* location ID -> offset in chain */
 	uint32_t *chain;          /* per location: count, then name IDs, outermost first */
 	size_t nchain, chain_cap;
-	q__map stk;               /* stack ID -> offset in path */
-	uint32_t *path;           /* per stack: count, then name IDs, root first */
-	size_t npath, path_cap;
+	/* stacks: entries with a path each, and every entry's place in the
+	 * order of their paths, so a query sorts its stacks by an integer */
+	q__map stk;               /* stack ID -> entry */
+	const uint32_t **ent;     /* entry -> its path (count, then name IDs, root
+	                           * first) in the names' path pages */
+	uint32_t *rank;           /* entry -> its position in order */
+	uint32_t *order;          /* entries, by path */
+	size_t nent, ent_cap, rank_cap, order_cap;
 	_Atomic uint64_t hits, misses, resets;
 };
 
@@ -319,9 +349,16 @@ void q_cache_free(q_cache *c)
 	q__map_free(&c->loc);
 	q__map_free(&c->stk);
 	free(c->chain);
-	free(c->path);
+	free(c->ent);
+	free(c->rank);
+	free(c->order);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+static size_t cache_bytes(const q_cache *c)
+{
+	return c->names->bytes + c->nchain * 4 + (c->loc.cap + c->stk.cap) * 16 + c->nent * 16;
 }
 
 void q_cache_stats(q_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *resets, size_t *bytes)
@@ -330,7 +367,7 @@ void q_cache_stats(q_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *reset
 	*hits = atomic_load(&c->hits);
 	*misses = atomic_load(&c->misses);
 	*resets = atomic_load(&c->resets);
-	*bytes = c->names->bytes + (c->nchain + c->npath) * 4 + (c->loc.cap + c->stk.cap) * 16;
+	*bytes = cache_bytes(c);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -345,9 +382,52 @@ static int cache_reset(q_cache *c)
 	c->names = ns;
 	q__map_free(&c->loc);
 	q__map_free(&c->stk);
-	c->nchain = c->npath = 0;
+	c->nchain = c->nent = 0;
 	c->epoch++;
 	atomic_fetch_add(&c->resets, 1);
+	return 0;
+}
+
+/* Paths compared by their bytes: any order that puts equal prefixes
+ * together will do, and this one is a memcmp. */
+static int cmp_ids(const uint32_t *a, uint32_t na, const uint32_t *b, uint32_t nb)
+{
+	uint32_t n = na < nb ? na : nb;
+	int c = memcmp(a, b, n * sizeof(*a));
+	if (c)
+		return c;
+	return (na > nb) - (na < nb);
+}
+
+static int cmp_entry(const void *x, const void *y, void *arg)
+{
+	const q_cache *c = arg;
+	const uint32_t *a = c->ent[*(const uint32_t *)x], *b = c->ent[*(const uint32_t *)y];
+	return cmp_ids(a + 1, a[0], b + 1, b[0]);
+}
+
+/* Puts the entries fresh[0..m) (the last m) into the order and numbers
+ * every entry by its place: one merge, done only when stacks are new. */
+static int order_insert(q_cache *c, uint32_t *fresh, size_t m)
+{
+	size_t old = c->nent - m;
+	uint32_t *merged = malloc((c->nent + 1) * sizeof(*merged));
+	if (!merged || q__grow(&c->rank, &c->rank_cap, c->nent, sizeof(*c->rank))) {
+		free(merged);
+		return -ENOMEM;
+	}
+	qsort_r(fresh, m, sizeof(*fresh), cmp_entry, c);
+	size_t i = 0, j = 0, w = 0;
+	while (i < old || j < m)
+		if (j == m || (i < old && cmp_entry(&c->order[i], &fresh[j], c) <= 0))
+			merged[w++] = c->order[i++];
+		else
+			merged[w++] = fresh[j++];
+	free(c->order);
+	c->order = merged;
+	c->order_cap = c->nent + 1;
+	for (size_t k = 0; k < w; k++)
+		c->rank[merged[k]] = (uint32_t)k;
 	return 0;
 }
 
@@ -358,25 +438,9 @@ typedef struct namer {
 	q_cache *c;
 	const q_resolver *r;
 	uint64_t epoch;
-	bool started;
 } namer;
 
 #define RETRY 1   /* the cache was reset under a query: start it again */
-
-static int pool_put(q_tree *t, const uint32_t *ids, uint32_t n, int64_t v, int side)
-{
-	if (q__grow(&t->pool, &t->pool_cap, t->npool + n, sizeof(*t->pool)) ||
-	    q__grow(&t->st, &t->st_cap, t->n + 1, sizeof(*t->st)))
-		return -ENOMEM;
-	qstack *q = &t->st[t->n++];
-	q->off = (uint32_t)t->npool;
-	q->len = n;
-	q->v[side] = v;
-	q->v[!side] = 0;
-	memcpy(t->pool + t->npool, ids, n * sizeof(*ids));
-	t->npool += n;
-	return 0;
-}
 
 static const char *base_name(const char *path)
 {
@@ -439,24 +503,20 @@ static int resolve_one(const q_resolver *r, const st_frame_info *fi, lname *out)
 	return 0;
 }
 
-/* The stacks the cache lacks: their locations from storage, the locations
- * the cache lacks named, then (locked again) the names interned and each
- * stack's path stored and added to the tree. */
-static int name_missing(namer *nm, st_db *db, q_tree *t, const st_stack_sum *sums,
-                        const uint32_t *miss, size_t nmiss, int side)
+/* The stacks the cache lacks (ids[0..n)): their locations from storage,
+ * the locations the cache lacks named, then, with mu taken again (and
+ * held on return when 0 is returned), the names interned and each stack's
+ * path added to the cache and its order. */
+static int name_missing(namer *nm, st_db *db, const uint64_t *ids, size_t nmiss)
 {
 	q_cache *c = nm->c;
-	uint64_t *ids = malloc((nmiss + 1) * sizeof(*ids));
 	int64_t *pool = NULL, *need = NULL;
-	uint32_t *offs = NULL, path[ST_MAX_FRAMES * MAX_INLINE];
+	uint32_t *offs = NULL, *fresh = NULL, path[ST_MAX_FRAMES * MAX_INLINE];
 	st_frame_info *infos = NULL;
 	lname *ln = NULL;
 	q__map asked = {0};
-	size_t nneed = 0, need_cap = 0;
-	int rc = ids ? 0 : -ENOMEM;
-	for (size_t i = 0; i < nmiss && !rc; i++)
-		ids[i] = sums[miss[i]].stack_id;
-	rc = rc ? rc : st_stacks_locations(db, ids, nmiss, &pool, &offs);
+	size_t nneed = 0, need_cap = 0, nfresh = 0;
+	int rc = st_stacks_locations(db, ids, nmiss, &pool, &offs);
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&c->mu);
@@ -480,6 +540,11 @@ static int name_missing(namer *nm, st_db *db, q_tree *t, const st_stack_sum *sum
 		if (rc)
 			goto out;
 	}
+	fresh = malloc((nmiss + 1) * sizeof(*fresh));
+	if (!fresh) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	pthread_mutex_lock(&c->mu);
 	if (c->epoch != nm->epoch) {
 		rc = RETRY;
@@ -502,6 +567,8 @@ static int name_missing(namer *nm, st_db *db, q_tree *t, const st_stack_sum *sum
 		c->nchain += ln[i].n;
 	}
 	for (size_t i = 0; i < nmiss && !rc; i++) {
+		if (q__map_get(&c->stk, ids[i]) != NONE)
+			continue;   /* another query added it meanwhile */
 		/* leaf first in the store: walk from the root end */
 		uint32_t n = 0;
 		for (uint32_t j = offs[i + 1]; j-- > offs[i];) {
@@ -509,108 +576,170 @@ static int name_missing(namer *nm, st_db *db, q_tree *t, const st_stack_sum *sum
 			for (uint32_t k = 0; k < c->chain[off]; k++)
 				path[n++] = c->chain[off + 1 + k];
 		}
-		if (q__map_get(&c->stk, ids[i]) == NONE) {
-			rc = q__grow(&c->path, &c->path_cap, c->npath + n + 1, sizeof(*c->path));
-			rc = rc ? rc : q__map_put(&c->stk, ids[i], (uint32_t)c->npath);
-			if (rc)
-				break;
-			c->path[c->npath++] = n;
-			memcpy(c->path + c->npath, path, n * sizeof(*path));
-			c->npath += n;
-		}
-		rc = pool_put(t, path, n, sums[miss[i]].value, side);
+		uint32_t *room = path_room(c->names, n);
+		rc = room ? 0 : -ENOMEM;
+		rc = rc ? rc : q__grow(&c->ent, &c->ent_cap, c->nent + 1, sizeof(*c->ent));
+		rc = rc ? rc : q__map_put(&c->stk, ids[i], (uint32_t)c->nent);
+		if (rc)
+			break;
+		room[0] = n;
+		memcpy(room + 1, path, n * sizeof(*path));
+		c->ent[c->nent] = room;
+		fresh[nfresh++] = (uint32_t)c->nent++;
 	}
-	t->nnames = atomic_load(&c->names->n);
+	if (!rc && nfresh)
+		rc = order_insert(c, fresh, nfresh);
+	if (rc == 0)
+		goto out;   /* holding mu */
 unlock:
 	pthread_mutex_unlock(&c->mu);
 out:
-	free(ids);
 	free(pool);
 	free(offs);
 	free(need);
 	free(infos);
+	free(fresh);
 	lname_free(ln, nneed);
 	q__map_free(&asked);
 	return rc;
 }
 
-/* Adds one side's stacks to the tree: sums per stack from storage, each
- * stack's path of function IDs from the cache, or named now. */
-static int gather(namer *nm, st_db *db, q_tree *t, const q_side *q, int side, st_err *err)
+/* Sums per stack of a side: select, plan, merge in storage. */
+static int side_sums(st_db *db, const q_side *q, st_stack_sum **sums, size_t *n, st_err *err)
 {
 	st_selection *sel = NULL;
-	st_stack_sum *sums = NULL;
-	uint32_t *miss = NULL;
-	size_t nsums = 0, nmiss = 0;
-	q_cache *c = nm->c;
 	int rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err);
 	if (rc)
 		return rc;
-	rc = merge_planned(db, sel, q, &sums, &nsums, err);
+	rc = merge_planned(db, sel, q, sums, n, err);
 	st_selection_free(sel);
-	if (rc)
-		goto out;
-	miss = malloc((nsums + 1) * sizeof(*miss));
-	if (!miss) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	pthread_mutex_lock(&c->mu);
-	if (!nm->started) {
-		/* names change when debug info arrives; and the cache is bounded:
-		 * past its size it starts over (a query may take it past) */
-		uint64_t gen = nm->r && nm->r->generation ? nm->r->generation(nm->r->arg) : 0;
-		size_t bytes = c->names->bytes + (c->nchain + c->npath) * 4 +
-		               (c->loc.cap + c->stk.cap) * 16;
-		if ((c->have_gen && gen != c->gen) || (c->max_bytes && bytes > c->max_bytes))
-			rc = cache_reset(c);
-		c->gen = gen;
-		c->have_gen = true;
-		nm->epoch = c->epoch;
-		nm->started = true;
-		t->names = c->names;
-		atomic_fetch_add(&t->names->refs, 1);
-	} else if (c->epoch != nm->epoch) {
-		rc = RETRY;
-	}
-	for (size_t i = 0; i < nsums && !rc; i++) {
-		if (sums[i].value == 0)
-			continue;
-		uint32_t off = q__map_get(&c->stk, sums[i].stack_id);
-		if (off == NONE)
-			miss[nmiss++] = (uint32_t)i;
-		else
-			rc = pool_put(t, c->path + off + 1, c->path[off], sums[i].value, side);
-	}
-	t->nnames = atomic_load(&c->names->n);
-	pthread_mutex_unlock(&c->mu);
-	atomic_fetch_add(&c->hits, nsums - nmiss);
-	atomic_fetch_add(&c->misses, nmiss);
-	if (!rc && nmiss)
-		rc = name_missing(nm, db, t, sums, miss, nmiss, side);
-out:
-	free(sums);
-	free(miss);
 	return rc;
 }
 
-static int cmp_path(const void *a, const void *b, void *arg)
+/* Each side's stacks into the tree: its path of function IDs and place
+ * in the cache's order, from the cache, after naming those it lacks. All
+ * of them are copied under one hold of the cache's lock, so their places
+ * are from one order. */
+static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
+                    const size_t *nsums, int nsides)
 {
-	const uint32_t *pool = arg;
-	const qstack *x = a, *y = b;
-	uint32_t n = x->len < y->len ? x->len : y->len;
-	int c = memcmp(pool + x->off, pool + y->off, n * sizeof(*pool));
-	if (c)
-		return c;
-	return (x->len > y->len) - (x->len < y->len);
+	q_cache *c = nm->c;
+	uint64_t *miss = NULL;
+	size_t nmiss = 0, total = 0;
+	q__map seen = {0};
+	int rc = 0;
+	for (int s = 0; s < nsides; s++)
+		total += nsums[s];
+	miss = malloc((total + 1) * sizeof(*miss));
+	if (!miss)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->mu);
+	/* names change when debug info arrives; and the cache is bounded:
+	 * past its size it starts over (a query may take it past) */
+	uint64_t gen = nm->r && nm->r->generation ? nm->r->generation(nm->r->arg) : 0;
+	if ((c->have_gen && gen != c->gen) || (c->max_bytes && cache_bytes(c) > c->max_bytes))
+		rc = cache_reset(c);
+	c->gen = gen;
+	c->have_gen = true;
+	nm->epoch = c->epoch;
+	t->names = c->names;
+	atomic_fetch_add(&t->names->refs, 1);
+	for (int s = 0; s < nsides && !rc; s++)
+		for (size_t i = 0; i < nsums[s] && !rc; i++) {
+			uint64_t id = sums[s][i].stack_id;
+			if (!sums[s][i].value || q__map_get(&c->stk, id) != NONE ||
+			    q__map_get(&seen, id) != NONE)
+				continue;
+			rc = q__map_put(&seen, id, 1);
+			miss[nmiss++] = id;
+		}
+	pthread_mutex_unlock(&c->mu);
+	atomic_fetch_add(&c->misses, nmiss);
+	atomic_fetch_add(&c->hits, total - nmiss);
+	if (!rc && nmiss)
+		rc = name_missing(nm, db, miss, nmiss);   /* holds mu when 0 */
+	else if (!rc)
+		pthread_mutex_lock(&c->mu);
+	if (rc)
+		goto out;
+	if (c->epoch != nm->epoch) {
+		rc = RETRY;
+		goto unlock;
+	}
+	/* every stack is there now: point at its path in the pages the tree
+	 * holds a reference to */
+	size_t n = 0;
+	if (q__grow(&t->st, &t->st_cap, total + 1, sizeof(*t->st))) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	for (int s = 0; s < nsides; s++)
+		for (size_t i = 0; i < nsums[s]; i++) {
+			if (!sums[s][i].value)
+				continue;
+			uint32_t e = q__map_get(&c->stk, sums[s][i].stack_id);
+			qstack *q = &t->st[n++];
+			*q = (qstack){c->ent[e] + 1, c->ent[e][0], c->rank[e], {0, 0}};
+			q->v[s] = sums[s][i].value;
+		}
+	t->n = n;
+	t->nnames = atomic_load(&c->names->n);
+unlock:
+	pthread_mutex_unlock(&c->mu);
+out:
+	free(miss);
+	q__map_free(&seen);
+	return rc;
 }
 
-/* Sorts the paths so shared prefixes are neighbours, adds up equal ones,
- * and counts the nodes they make. */
+/* By place in the cache's order: radix passes over the rank for many
+ * stacks, a plain sort for few. */
+static int cmp_rank(const void *a, const void *b)
+{
+	const qstack *x = a, *y = b;
+	return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+static int sort_by_rank(qstack *v, size_t n)
+{
+	if (n < 1024) {
+		qsort(v, n, sizeof(*v), cmp_rank);
+		return 0;
+	}
+	qstack *tmp = malloc(n * sizeof(*tmp));
+	size_t *cnt = malloc(2049 * sizeof(*cnt));
+	if (!tmp || !cnt) {
+		free(tmp);
+		free(cnt);
+		return -ENOMEM;
+	}
+	qstack *src = v, *dst = tmp;
+	for (int shift = 0; shift < 33; shift += 11) {
+		memset(cnt, 0, 2049 * sizeof(*cnt));
+		for (size_t i = 0; i < n; i++)
+			cnt[((src[i].rank >> shift) & 2047) + 1]++;
+		for (size_t k = 0; k < 2048; k++)
+			cnt[k + 1] += cnt[k];
+		for (size_t i = 0; i < n; i++)
+			dst[cnt[(src[i].rank >> shift) & 2047]++] = src[i];
+		qstack *x = src;
+		src = dst;
+		dst = x;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof(*v));
+	free(tmp);
+	free(cnt);
+	return 0;
+}
+
+/* Puts the paths in order (equal prefixes become neighbours), adds up
+ * equal ones, counts the nodes they make and sums their values. */
 static int finish(q_tree *t)
 {
-	if (t->n)
-		qsort_r(t->st, t->n, sizeof(*t->st), cmp_path, t->pool);
+	int rc = sort_by_rank(t->st, t->n);
+	if (rc)
+		return rc;
 	size_t w = 0;
 	t->nnodes = 1;
 	for (size_t i = 0; i < t->n; i++) {
@@ -618,7 +747,7 @@ static int finish(q_tree *t)
 		if (w) {
 			qstack *p = &t->st[w - 1];
 			uint32_t n = p->len < q->len ? p->len : q->len, k = 0;
-			const uint32_t *a = t->pool + p->off, *b = t->pool + q->off;
+			const uint32_t *a = p->path, *b = q->path;
 			while (k < n && a[k] == b[k])
 				k++;
 			if (k == q->len && k == p->len) {
@@ -650,7 +779,6 @@ void q_tree_free(q_tree *t)
 	if (!t)
 		return;
 	names_unref(t->names);
-	free(t->pool);
 	free(t->st);
 	free(t->psum[0]);
 	free(t->psum[1]);
@@ -662,26 +790,30 @@ int64_t q_tree_total(const q_tree *t, int side) { return t->total[side ? 1 : 0];
 
 /* One or two sides into a new tree, through the resolver's cache when it
  * has one (else one of the query's own). A reset of a shared cache while
- * the query named its stacks starts it again. */
+ * the query named its stacks starts the naming again. */
 static int build(st_db *db, const q_side *const *sides, int nsides, const q_resolver *r,
                  q_tree **out, st_err *err)
 {
 	q_cache *own = NULL;
-	int rc;
-	for (int attempt = 0;; attempt++) {
+	st_stack_sum *sums[2] = {NULL, NULL};
+	size_t nsums[2] = {0, 0};
+	int rc = 0;
+	for (int s = 0; s < nsides && !rc; s++)
+		rc = side_sums(db, sides[s], &sums[s], &nsums[s], err);
+	for (int attempt = 0; !rc; attempt++) {
 		q_cache *c = r && r->cache && attempt < 3 ? r->cache : NULL;
-		if (!c && !own && !(own = q_cache_new(0)))
-			return -ENOMEM;
-		namer nm = {c ? c : own, r, 0, false};
+		if (!c && !own && !(own = q_cache_new(0))) {
+			rc = -ENOMEM;
+			break;
+		}
+		namer nm = {c ? c : own, r, 0};
 		q_tree *t = calloc(1, sizeof(*t));
 		if (!t) {
 			rc = -ENOMEM;
 			break;
 		}
 		t->diff = nsides == 2;
-		rc = 0;
-		for (int s = 0; s < nsides && !rc; s++)
-			rc = gather(&nm, db, t, sides[s], s, err);
+		rc = name_all(&nm, db, t, sums, nsums, nsides);
 		if (!rc)
 			rc = finish(t);
 		if (rc == 0) {
@@ -689,9 +821,11 @@ static int build(st_db *db, const q_side *const *sides, int nsides, const q_reso
 			break;
 		}
 		q_tree_free(t);
-		if (rc != RETRY)
-			break;
+		if (rc == RETRY)
+			rc = 0;
 	}
+	free(sums[0]);
+	free(sums[1]);
 	q_cache_free(own);
 	return rc;
 }
@@ -720,7 +854,7 @@ typedef struct rnode {
 
 static uint32_t el(const q_tree *t, uint32_t i, uint32_t d)
 {
-	return t->pool[t->st[i].off + d];
+	return t->st[i].path[d];
 }
 
 static void node_values(const q_tree *t, const rnode *nd, int64_t self[2], int64_t total[2])
@@ -1094,7 +1228,7 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 	 * is on, once per path however often it recurs */
 	for (size_t i = 0; i < t->n; i++) {
 		const qstack *q = &t->st[i];
-		const uint32_t *p = t->pool + q->off;
+		const uint32_t *p = q->path;
 		if (!q->v[0] || !q->len)
 			continue;
 		flat[p[q->len - 1]] += q->v[0];

@@ -73,7 +73,7 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 		return -ENOMEM;
 	for (size_t i = 0; i < t->n; i++)
 		for (uint32_t k = 0; t->st[i].v[0] && k < t->st[i].len; k++) {
-			uint32_t id = t->pool[t->st[i].off + k];
+			uint32_t id = t->st[i].path[k];
 			if (!local[id])
 				local[id] = (uint32_t)++nn;
 		}
@@ -142,7 +142,10 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	kmap.filename = (int64_t)(nstr - 1);
 	kmap.has_functions = kmap.has_filenames = kmap.has_line_numbers = true;
 	/* one sample per distinct stack: its path, leaf first */
-	ids = malloc((t->npool + 1) * sizeof(*ids));
+	size_t nall = 0;
+	for (size_t i = 0; i < t->n; i++)
+		nall += t->st[i].len;
+	ids = malloc((nall + 1) * sizeof(*ids));
 	if (!ids) {
 		rc = -ENOMEM;
 		goto out;
@@ -155,7 +158,7 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 		perftools__profiles__sample__init(s);
 		s->location_id = ids + nids;
 		for (uint32_t k = q->len; k-- > 0;)
-			ids[nids++] = local[t->pool[q->off + k]];
+			ids[nids++] = local[q->path[k]];
 		s->n_location_id = q->len;
 		vals[ns] = q->v[0];
 		s->value = &vals[ns];

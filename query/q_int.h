@@ -44,22 +44,23 @@ typedef struct qname {
 typedef struct qnames qnames;
 const qname *q__name(const qnames *ns, uint32_t id);
 
-/* One distinct stack of a tree: its path of name IDs, root first, at
- * pool[off .. off + len), and its value on each side. */
+/* One distinct stack of a tree: its path of name IDs, root first (in the
+ * name table's pages, which the tree holds), and its value on each side. */
 typedef struct qstack {
-	uint32_t off, len;
+	const uint32_t *path;
+	uint32_t len;
+	uint32_t rank;         /* its place in the cache's order of paths */
 	int64_t v[2];
 } qstack;
 
 /* A tree is its distinct paths in sorted order (by the bytes of their ID
- * arrays, so paths with a common prefix are neighbours): a node is a run
- * of paths sharing a prefix, found when rendering, never stored. */
+ * arrays, so paths with a common prefix are neighbours; the cache keeps
+ * that order, so a query sorts by an integer): a node is a run of paths
+ * sharing a prefix, found when rendering, never stored. */
 struct q_tree {
 	bool diff;
 	qnames *names;         /* a reference */
 	uint32_t nnames;       /* IDs below this are valid in this tree */
-	uint32_t *pool;
-	size_t npool, pool_cap;
 	qstack *st;
 	size_t n, st_cap;
 	int64_t *psum[2];      /* psum[s][i]: the sum of st[0 .. i).v[s] */

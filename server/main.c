@@ -66,7 +66,9 @@ static int64_t now_ns(void)
 #define SYM_PER_TICK 4096  /* locations the background symbolizer names per tick */
 
 /* Pool thread. The steps run in order on every tick: cutting first makes
- * blocks that retention, compaction and the roll-ups then see. A failing step is
+ * blocks that retention, the roll-ups and compaction then see. Roll-ups
+ * before compaction: an hour that just ended is then read from the blocks
+ * cut for it, not from the day's block that compaction merges it into. A failing step is
  * logged and does not stop the others: retention must still free disk when
  * compaction fails for lack of it. */
 static void maint_work_cb(uv_work_t *w)
@@ -84,8 +86,8 @@ static void maint_work_cb(uv_work_t *w)
 	} steps[5] = {
 		{"cut", st_cut(a->db, now, 0)},
 		{"retention", st_retention(a->db, now)},
-		{"compaction", st_compact(a->db)},
 		{"roll-up", st_rollup(a->db, now)},
+		{"compaction", st_compact(a->db)},
 		{"symbolization", a->api.sym ? srv_sym_pass(a->api.sym, SYM_PER_TICK, &named) : 0},
 	};
 	for (int i = 0; i < 5; i++) {
