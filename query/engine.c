@@ -473,6 +473,7 @@ static void lname_free(lname *l, size_t n)
 static int resolve_one(const q_resolver *r, const st_frame_info *fi, lname *out)
 {
 	q_sym sym[MAX_INLINE];
+	char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
 	int n = r && r->resolve ? r->resolve(r->arg, fi, sym, MAX_INLINE) : 0;
 	if (n < 0)
 		return n;
@@ -482,7 +483,6 @@ static int resolve_one(const q_resolver *r, const st_frame_info *fi, lname *out)
 	out->kernel = fi->kind == ST_FRAME_KERNEL;
 	out->n = 0;
 	if (n == 0) {
-		char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
 		if (fi->kind != ST_FRAME_USER)
 			snprintf(name, sizeof(name), "%s", fi->name);
 		else

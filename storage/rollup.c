@@ -273,7 +273,8 @@ static int load_level(st__ru *r, size_t li, st_err *err)
 		return rc;
 	/* a bigger file replaced the smaller ones inside its span, and a crash
 	 * came before they were deleted: the bigger one wins */
-	qsort(lv->f, lv->n, sizeof(*lv->f), cmp_file);
+	if (lv->n)
+		qsort(lv->f, lv->n, sizeof(*lv->f), cmp_file);
 	size_t w = 0;
 	int64_t last_end = INT64_MIN;
 	for (size_t i = 0; i < lv->n; i++) {
