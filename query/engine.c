@@ -47,6 +47,12 @@ uint32_t q__map_get(const q__map *m, uint64_t key)
 	}
 }
 
+void q__map_prefetch(const q__map *m, uint64_t key)
+{
+	if (m->cap)
+		__builtin_prefetch(&m->s[mix(key) & (m->cap - 1)]);
+}
+
 int q__map_put(q__map *m, uint64_t key, uint32_t val)
 {
 	if ((m->len + 1) * 4 > m->cap * 3) {
@@ -321,7 +327,11 @@ struct q_cache {
 	q__map stk;               /* stack ID -> entry */
 	const uint32_t **ent;     /* entry -> its path (count, then name IDs, root
 	                           * first) in the names' path pages */
-	uint32_t *rank;           /* entry -> its position in order */
+	struct ent_meta {
+		uint32_t len;         /* its path's length */
+		uint32_t rank;        /* its position in order */
+	} *meta;                  /* entry -> ..., apart from the path so that
+	                           * a query's copy touches no path */
 	uint32_t *order;          /* entries, by path */
 	size_t nent, ent_cap, rank_cap, order_cap;
 	_Atomic uint64_t hits, misses, resets;
@@ -350,7 +360,7 @@ void q_cache_free(q_cache *c)
 	q__map_free(&c->stk);
 	free(c->chain);
 	free(c->ent);
-	free(c->rank);
+	free(c->meta);
 	free(c->order);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
@@ -412,7 +422,7 @@ static int order_insert(q_cache *c, uint32_t *fresh, size_t m)
 {
 	size_t old = c->nent - m;
 	uint32_t *merged = malloc((c->nent + 1) * sizeof(*merged));
-	if (!merged || q__grow(&c->rank, &c->rank_cap, c->nent, sizeof(*c->rank))) {
+	if (!merged || q__grow(&c->meta, &c->rank_cap, c->nent, sizeof(*c->meta))) {
 		free(merged);
 		return -ENOMEM;
 	}
@@ -427,7 +437,7 @@ static int order_insert(q_cache *c, uint32_t *fresh, size_t m)
 	c->order = merged;
 	c->order_cap = c->nent + 1;
 	for (size_t k = 0; k < w; k++)
-		c->rank[merged[k]] = (uint32_t)k;
+		c->meta[merged[k]] = (struct ent_meta){c->ent[merged[k]][0], (uint32_t)k};
 	return 0;
 }
 
@@ -647,6 +657,8 @@ static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
 	for (int s = 0; s < nsides && !rc; s++)
 		for (size_t i = 0; i < nsums[s] && !rc; i++) {
 			uint64_t id = sums[s][i].stack_id;
+			if (i + 8 < nsums[s])
+				q__map_prefetch(&c->stk, sums[s][i + 8].stack_id);
 			if (!sums[s][i].value || q__map_get(&c->stk, id) != NONE ||
 			    q__map_get(&seen, id) != NONE)
 				continue;
@@ -667,7 +679,8 @@ static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
 		goto unlock;
 	}
 	/* every stack is there now: point at its path in the pages the tree
-	 * holds a reference to */
+	 * holds a reference to (the map's slots fetched a few stacks ahead:
+	 * the map of a busy server's stacks is far bigger than the caches) */
 	size_t n = 0;
 	if (q__grow(&t->st, &t->st_cap, total + 1, sizeof(*t->st))) {
 		rc = -ENOMEM;
@@ -675,11 +688,13 @@ static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
 	}
 	for (int s = 0; s < nsides; s++)
 		for (size_t i = 0; i < nsums[s]; i++) {
+			if (i + 8 < nsums[s])
+				q__map_prefetch(&c->stk, sums[s][i + 8].stack_id);
 			if (!sums[s][i].value)
 				continue;
 			uint32_t e = q__map_get(&c->stk, sums[s][i].stack_id);
 			qstack *q = &t->st[n++];
-			*q = (qstack){c->ent[e] + 1, c->ent[e][0], c->rank[e], {0, 0}};
+			*q = (qstack){c->ent[e] + 1, c->meta[e].len, c->meta[e].rank, {0, 0}};
 			q->v[s] = sums[s][i].value;
 		}
 	t->n = n;
@@ -744,6 +759,9 @@ static int finish(q_tree *t)
 	t->nnodes = 1;
 	for (size_t i = 0; i < t->n; i++) {
 		const qstack *q = &t->st[i];
+		/* the first touch of each path: fetch ahead */
+		if (i + 4 < t->n)
+			__builtin_prefetch(t->st[i + 4].path);
 		if (w) {
 			qstack *p = &t->st[w - 1];
 			uint32_t n = p->len < q->len ? p->len : q->len, k = 0;

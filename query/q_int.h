@@ -20,6 +20,8 @@ typedef struct q__map {
 } q__map;
 
 uint32_t q__map_get(const q__map *m, uint64_t key);
+/* Starts loading key's slot into the cache, for a lookup a little later. */
+void q__map_prefetch(const q__map *m, uint64_t key);
 int q__map_put(q__map *m, uint64_t key, uint32_t val);
 void q__map_free(q__map *m);
 

@@ -32,6 +32,7 @@ struct st__ru_file {
 	atomic_int refs;
 	bool stale;              /* a cut added rows to its span since (lock) */
 	atomic_bool damaged;     /* did not parse, or a chunk failed its CRC */
+	_Atomic(uint32_t *) gidx; /* db.c's registry indices of its stacks */
 };
 
 typedef struct rlevel {
@@ -84,12 +85,14 @@ void st__ru_file_unref(st__ru_file *f)
 		return;
 	if (f->parsed)
 		st__block_release(&f->b);
+	free(atomic_load(&f->gidx));
 	if (f->map)
 		munmap(f->map, f->map_len);
 	free(f);
 }
 
 const st__block *st__ru_file_block(const st__ru_file *f) { return &f->b; }
+_Atomic(uint32_t *) *st__ru_file_gidx(st__ru_file *f) { return &f->gidx; }
 const char *st__ru_file_path(const st__ru_file *f) { return f->path; }
 size_t st__ru_file_level(const st__ru_file *f) { return f->level; }
 

@@ -74,6 +74,8 @@ int st__ru_spans(st__ru *r, int64_t step, int64_t from, int64_t to, st_span **ou
                  size_t *n);
 
 const st__block *st__ru_file_block(const st__ru_file *f);
+/* Where db.c keeps the registry indices of f's stacks (freed with f). */
+_Atomic(uint32_t *) *st__ru_file_gidx(st__ru_file *f);
 const char *st__ru_file_path(const st__ru_file *f);
 size_t st__ru_file_level(const st__ru_file *f);
 void st__ru_file_unref(st__ru_file *f);
