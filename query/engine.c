@@ -694,7 +694,8 @@ static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
 				continue;
 			uint32_t e = q__map_get(&c->stk, sums[s][i].stack_id);
 			qstack *q = &t->st[n++];
-			*q = (qstack){c->ent[e] + 1, c->meta[e].len, c->meta[e].rank, {0, 0}};
+			*q = (qstack){c->ent[e] + 1, c->meta[e].len, c->meta[e].rank, {0, 0},
+			              sums[s][i].stack_id};
 			q->v[s] = sums[s][i].value;
 		}
 	t->n = n;
@@ -750,12 +751,69 @@ static int sort_by_rank(qstack *v, size_t n)
 
 /* Puts the paths in order (equal prefixes become neighbours), adds up
  * equal ones, counts the nodes they make and sums their values. */
+/* A diff tree's nodes, one by one: each distinct path adds the nodes
+ * below its common prefix with the path before it (lcp), so nodes come
+ * depth first, parents before children. leaf[i] is the post-merge path of
+ * pre-merge stack i (ids[i]). */
+static int lay_out(q_tree *t, const uint64_t *ids, const uint32_t *leaf, size_t nids)
+{
+	uint32_t *at = malloc((ST_MAX_FRAMES * MAX_INLINE + 1) * sizeof(*at));
+	t->nodes = calloc(t->nnodes, sizeof(*t->nodes));
+	t->first = malloc((t->n + 1) * sizeof(*t->first));
+	if (!at || !t->nodes || !t->first) {
+		free(at);
+		return -ENOMEM;
+	}
+	size_t nn = 1;
+	at[0] = 0;
+	t->nodes[0].parent = NONE;
+	for (size_t i = 0; i < t->n; i++) {
+		const qstack *q = &t->st[i];
+		t->first[i] = (uint32_t)nn;
+		for (uint32_t d = t->lcp[i] + 1; d <= q->len; d++) {
+			t->nodes[nn] = (qnode){q->path[d - 1], at[d - 1], {0, 0}, {0, 0}};
+			at[d] = (uint32_t)nn++;
+		}
+		t->nodes[at[q->len]].self[0] = q->v[0];
+		t->nodes[at[q->len]].self[1] = q->v[1];
+	}
+	free(at);
+	for (size_t i = nn; i-- > 0;) {
+		qnode *nd = &t->nodes[i];
+		nd->total[0] += nd->self[0];
+		nd->total[1] += nd->self[1];
+		if (i) {
+			t->nodes[nd->parent].total[0] += nd->total[0];
+			t->nodes[nd->parent].total[1] += nd->total[1];
+		}
+	}
+	int rc = 0;
+	for (size_t i = 0; i < nids && !rc; i++) {
+		const qstack *q = &t->st[leaf[i]];
+		rc = q__map_put(&t->leaf_map, ids[i], t->first[leaf[i]] + (q->len - t->lcp[leaf[i]] - 1));
+	}
+	return rc;
+}
+
 static int finish(q_tree *t)
 {
 	int rc = sort_by_rank(t->st, t->n);
 	if (rc)
 		return rc;
 	size_t w = 0;
+	uint64_t *ids = NULL;
+	uint32_t *leaf = NULL;
+	size_t nids = t->n;
+	t->lcp = malloc((t->n + 1) * sizeof(*t->lcp));
+	if (t->diff) {
+		ids = malloc((t->n + 1) * sizeof(*ids));
+		leaf = malloc((t->n + 1) * sizeof(*leaf));
+	}
+	if (!t->lcp || (t->diff && (!ids || !leaf))) {
+		free(ids);
+		free(leaf);
+		return -ENOMEM;
+	}
 	t->nnodes = 1;
 	for (size_t i = 0; i < t->n; i++) {
 		const qstack *q = &t->st[i];
@@ -768,18 +826,34 @@ static int finish(q_tree *t)
 			const uint32_t *a = p->path, *b = q->path;
 			while (k < n && a[k] == b[k])
 				k++;
+			if (ids) {
+				ids[i] = q->id;
+				leaf[i] = (uint32_t)(k == q->len && k == p->len ? w - 1 : w);
+			}
 			if (k == q->len && k == p->len) {
 				p->v[0] += q->v[0];
 				p->v[1] += q->v[1];
 				continue;
 			}
 			t->nnodes += q->len - k;
+			t->lcp[w] = k;
 		} else {
 			t->nnodes += q->len;
+			t->lcp[w] = 0;
+			if (ids) {
+				ids[i] = q->id;
+				leaf[i] = 0;
+			}
 		}
 		t->st[w++] = *q;
 	}
 	t->n = w;
+	if (t->diff)
+		rc = lay_out(t, ids, leaf, nids);
+	free(ids);
+	free(leaf);
+	if (rc)
+		return rc;
 	for (int s = 0; s < 2; s++) {
 		t->psum[s] = malloc((t->n + 1) * sizeof(**t->psum));
 		if (!t->psum[s])
@@ -800,6 +874,11 @@ void q_tree_free(q_tree *t)
 	free(t->st);
 	free(t->psum[0]);
 	free(t->psum[1]);
+	free(t->nodes);
+	free(t->first);
+	free(t->lcp);
+	q__map_free(&t->leaf_map);
+	q__sig_free(t->sig);
 	free(t);
 }
 
@@ -858,7 +937,12 @@ int q_diff(st_db *db, const q_side *base, const q_side *compare, const q_resolve
            q_tree **out, st_err *err)
 {
 	const q_side *s[2] = {base, compare};
-	return build(db, s, 2, r, out, err);
+	int rc = build(db, s, 2, r, out, err);
+	if (!rc && (rc = q__sig_compute(db, base, compare, *out, err))) {
+		q_tree_free(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 /* ---- nodes, found in the sorted paths ---- */
@@ -977,6 +1061,14 @@ static int json_open(const q_tree *t, const rnode *nd, q_buf *o)
 	int rc = q_buf_put(o, "{\"name\":", 8);
 	rc = rc ? rc : q_buf_json_str(o, nm->function);
 	rc = rc ? rc : json_values(t, o, self, total);
+	if (!rc && t->diff) {
+		/* the laid-out node this run of paths is: the root, or the one
+		 * its first path added at this depth */
+		uint32_t i = nd->depth ? t->first[nd->a] + (nd->depth - t->lcp[nd->a] - 1) : 0;
+		rc = q__sig_node_json(t, i, o);
+		if (!rc && i == 0)
+			rc = q__sig_root_json(t, o);
+	}
 	if (!rc && nm->kernel)
 		rc = q_buf_put(o, ",\"kernel\":true", 14);
 	if (!rc && nm->file) {
@@ -992,6 +1084,8 @@ static int json_other(const q_tree *t, const int64_t other[2], bool first, q_buf
 {
 	int rc = q_buf_put(o, first ? "{\"name\":\"other\"" : ",{\"name\":\"other\"", first ? 15 : 16);
 	rc = rc ? rc : json_values(t, o, other, other);
+	if (!rc && t->diff)  /* a fold of many nodes is no unit tested */
+		rc = q_buf_put(o, ",\"significant\":false,\"p\":null,\"q\":null", 38);
 	return rc ? rc : q_buf_put(o, ",\"children\":[]}", 15);
 }
 

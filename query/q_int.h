@@ -53,7 +53,18 @@ typedef struct qstack {
 	uint32_t len;
 	uint32_t rank;         /* its place in the cache's order of paths */
 	int64_t v[2];
+	uint64_t id;           /* a stack ID it holds (diff trees: leaf_map) */
 } qstack;
+
+/* A node of a diff tree laid out (signif.c needs every node's per-profile
+ * totals): depth first, in the order of the sorted paths. */
+typedef struct qnode {
+	uint32_t name;
+	uint32_t parent;
+	int64_t self[2], total[2];
+} qnode;
+
+typedef struct q__sig q__sig;
 
 /* A tree is its distinct paths in sorted order (by the bytes of their ID
  * arrays, so paths with a common prefix are neighbours; the cache keeps
@@ -68,11 +79,16 @@ struct q_tree {
 	int64_t *psum[2];      /* psum[s][i]: the sum of st[0 .. i).v[s] */
 	size_t nnodes;
 	int64_t total[2];
+	/* diff trees only: the nodes laid out (nnodes of them), per distinct
+	 * path the first node it adds (after its common prefix lcp with the
+	 * path before), each stack's leaf node, the significance */
+	qnode *nodes;
+	uint32_t *first, *lcp;
+	q__map leaf_map;       /* stack ID -> node its path ends at */
+	q__sig *sig;
 };
 
 /* ---- significance of a diff (signif.c), over the finished tree ---- */
-
-typedef struct q__sig q__sig;
 
 /* Tests every node's total and every function's flat and cum of the diff
  * tree t (built from base and compare), reading each side's rows again
