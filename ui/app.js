@@ -12,9 +12,10 @@ import {renderChanges} from './changes.js';
 import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
 import {timeSeconds, fmtTime, fmtCount} from './util.js';
 
-// the heaviest frames the server sends (query/query.h Q_MAX_NODES_UI): about
-// what a 1280-pixel flame graph can draw wider than a pixel; the rest is
-// folded into "other" per parent, so a huge tree costs neither side much
+// the heaviest frames the server sends (query/query.h Q_MAX_NODES_UI): a
+// few thousand is what a flame graph a screen wide has room to draw; the
+// rest is folded into "other" per parent, so a huge tree costs neither
+// side much
 const MAX_NODES = 4000;
 const TOP_LIMIT = 500;
 const CHANGES_LIMIT = 20;     // lines of "what changed" above a diff's flame graph
