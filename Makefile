@@ -574,9 +574,11 @@ test-fuzz: $(FUZZ_BIN)
 			{ tail -40 build/fuzz/$$n.log; exit 1; }; done
 
 # The benchmark must keep running: a tiny fleet, under the sanitizers.
-bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN)
+bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN) \
+		$(BUILD)/bench/query_bench
 	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_LOAD_BENCH=$(LOAD_BENCH) bench/load --smoke >/dev/null
 	$(Q)$(BENCH_BIN) --smoke >/dev/null
+	$(Q)SMOLDER_BENCH_PREBUILT=1 BUILD=$(BUILD) bench/query --smoke >/dev/null
 	$(Q)$(SYMBOLIZE_BENCH) --smoke $(SYM_DIR)/sym_c_pie $(SYM_DIR)/sym_cpp $(SYM_DIR)/libsymlib.so \
 		>/dev/null
 

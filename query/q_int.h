@@ -20,6 +20,8 @@ typedef struct q__map {
 } q__map;
 
 uint32_t q__map_get(const q__map *m, uint64_t key);
+/* Starts loading key's slot into the cache, for a lookup a little later. */
+void q__map_prefetch(const q__map *m, uint64_t key);
 int q__map_put(q__map *m, uint64_t key, uint32_t val);
 void q__map_free(q__map *m);
 
@@ -48,36 +50,61 @@ typedef struct qname {
 	char *lang;             /* NULL for none */
 	bool kernel;
 	bool exact;             /* keyed with file, line and language */
-	uint32_t func;          /* the first name of this function */
+	uint32_t func;          /* the first name of this function (<= its ID) */
 } qname;
 
-typedef struct q__sig q__sig;   /* signif.c: a diff's significance */
+/* A table of names, each distinct name (as qname says) once: shared by
+ * the cache and the trees built from it, reference counted; entries never
+ * move, so a tree reads them while another query adds more. */
+typedef struct qnames qnames;
+const qname *q__name(const qnames *ns, uint32_t id);
 
+/* One distinct stack of a tree: its path of name IDs, root first (in the
+ * name table's pages, which the tree holds), and its value on each side. */
+typedef struct qstack {
+	const uint32_t *path;
+	uint32_t len;
+	uint32_t rank;         /* its place in the cache's order of paths */
+	int64_t v[2];
+	uint64_t id;           /* a stack ID it holds (diff trees: leaf_map) */
+} qstack;
+
+/* A node of a diff tree laid out (signif.c needs every node's per-profile
+ * totals): depth first, in the order of the sorted paths. */
 typedef struct qnode {
 	uint32_t name;
 	uint32_t parent;
-	uint32_t child, next;   /* first child, next sibling */
 	int64_t self[2], total[2];
 } qnode;
 
+typedef struct q__sig q__sig;
+
+/* A tree is its distinct paths in sorted order (by the bytes of their ID
+ * arrays, so paths with a common prefix are neighbours; the cache keeps
+ * that order, so a query sorts by an integer): a node is a run of paths
+ * sharing a prefix, found when rendering, never stored. */
 struct q_tree {
 	bool diff;
-	qname *names;
-	size_t nnames, names_cap;
-	q__map name_map;       /* hash of (function, kernel) or of the exact
-	                        * key -> name, probed */
-	q__map func_map;       /* hash of (function, file, language) -> name */
-	qnode *nodes;
-	size_t n, cap;
-	q__map child_map;      /* parent << 32 | name -> node */
-	/* location cache for the query being built */
-	q__map loc_map;        /* location id -> offset in chain */
-	uint32_t *chain;     /* per location: count, then name ids, outermost first */
-	size_t nchain, chain_cap;
-	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */
-	q__sig *sig;           /* diff trees: significance, once computed */
-	bool saturated;        /* a sum hit st_sum_add's bounds */
+	qnames *names;         /* a reference */
+	uint32_t nnames;       /* IDs below this are valid in this tree */
+	qstack *st;
+	size_t n, st_cap;
+	int64_t *psum[2];      /* psum[s][i]: the sum of st[0 .. i).v[s],
+	                        * saturating (st_sum_add) */
+	size_t sat_at[2];      /* the first i with psum[s][i] saturated, else
+	                        * past the end: sums over paths before it are
+	                        * differences of psum, later ones are added up */
+	size_t nnodes;
+	int64_t total[2];
+	bool saturated;        /* a sum in the tree hit st_sum_add's bounds */
 	uint64_t damaged;      /* chunks the merges left out as damaged */
+	/* diff trees only: the nodes laid out (nnodes of them), per distinct
+	 * path the first node it adds (after its common prefix lcp with the
+	 * path before), each stack's leaf node, the significance */
+	qnode *nodes;
+	uint32_t *first, *lcp;
+	q__map leaf_map;       /* stack ID -> node its path ends at */
+	q__sig *sig;
 };
 
 /* ---- significance of a diff (signif.c), over the finished tree ---- */

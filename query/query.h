@@ -13,6 +13,7 @@
 #include "storage/storage.h"
 
 #define Q_MAX_NODES_DEFAULT 0        /* 0: never fold nodes into "other" */
+#define Q_MAX_NODES_UI 4000          /* what the UI asks for (ui/app.js) */
 #define Q_MAX_OUTPUT_BYTES (256u << 20)
 
 /* A growable output buffer; free p with free(). */
@@ -29,13 +30,30 @@ typedef struct q_sym {
 	int64_t line;         /* 0 when unknown */
 } q_sym;
 
+/* What turns stacks into paths of function names, kept across queries:
+ * stack -> its locations -> each location's names, by integer IDs, so a
+ * query that finds its stacks here reads no SQLite and names nothing.
+ * Bounded: once over max_bytes (0: no bound) it starts over at the next
+ * query. Thread-safe; one per store. */
+typedef struct q_cache q_cache;
+q_cache *q_cache_new(size_t max_bytes);
+void q_cache_free(q_cache *c);
+void q_cache_stats(q_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *resets,
+                   size_t *bytes);
+
 /* Names a location. Returns how many frames it filled (1..max), 0 when it
  * knows nothing (the engine then prints "[unknown] libfoo.so+0x1234"), or a
- * negative errno. Called once per distinct location per query, from the
- * querying thread. */
+ * negative errno. Called once per distinct location the cache lacks, from
+ * the querying thread; resolve NULL names every frame that way.
+ * generation (may be NULL) returns a number that changes whenever resolve
+ * may answer a location differently than before (debug info arrived): the
+ * cache then forgets what it named. cache may be NULL: each query then
+ * names its locations afresh. */
 typedef struct q_resolver {
 	int (*resolve)(void *arg, const st_frame_info *loc, q_sym *out, size_t max);
 	void *arg;
+	uint64_t (*generation)(void *arg);
+	q_cache *cache;
 } q_resolver;
 
 /* What one side of a query reads: series matching the matchers with rows
@@ -44,11 +62,20 @@ typedef struct q_side {
 	const st_matcher *m;
 	size_t nm;
 	int64_t from_ns, to_ns;
+	bool raw;     /* read raw rows only, never a roll-up: the same answer,
+	               * slower; for checking the roll-ups against the rows */
 	int64_t deadline_ns;   /* st_mono_ns() past which the query stops with
 	                        * -ETIMEDOUT; 0: none */
 } q_side;
 
 typedef struct q_tree q_tree;
+
+/* The read plan of [from_ns, to_ns) (plan.c): spans in time order, each
+ * read from the coarsest roll-up level that holds every row of it, else
+ * from raw rows; with divides > 0 (a timeline's step) only levels whose
+ * step divides it; with raw, raw rows only. The caller frees *out. */
+int q_plan(st_db *db, int64_t from_ns, int64_t to_ns, int64_t divides, bool raw,
+           st_span **out, size_t *n);
 
 /* Sums the samples of side per stack and builds the call tree, root
  * "total". resolver may be NULL. Free with q_tree_free(). */
@@ -74,12 +101,13 @@ bool q_tree_saturated(const q_tree *t);
 uint64_t q_tree_damaged(const q_tree *t);
 
 /* JSON: {"name","self","total","children":[...]} per node, plus "kernel":
- * true, "file", "line" where known; a diff tree carries {"base":{self,
- * total},"compare":{self,total}} instead of self/total. The root also
- * carries "saturated": true and "damaged_chunks": N when they apply
- * (q_tree_saturated, q_tree_damaged). With max_nodes > 0
- * the smallest nodes fold into one "other" child per parent so that about
- * max_nodes remain. Appends to out. */
+ * true, "file", "line" and "lang" where known; a diff tree carries
+ * {"base":{self,total},"compare":{self,total}} instead of self/total. The
+ * root also carries "saturated": true and "damaged_chunks": N when they
+ * apply (q_tree_saturated, q_tree_damaged). With max_nodes > 0 only the
+ * heaviest max_nodes nodes are kept (grown from the root, heaviest
+ * first), and a kept node whose children are not all kept gets one
+ * "other" child holding the rest. Appends to out. */
 int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
 
 /* Brendan Gregg's collapsed stacks, root first ("a;b;c 42"), one line per
@@ -89,14 +117,17 @@ int q_tree_folded(const q_tree *t, q_buf *out);
 
 /* A gzip'd pprof profile.proto of a merge tree: sample type and period
  * type from the profile type (name:sample_type:sample_unit:period_type:
- * period_unit[:delta]), one Function and Location per distinct frame, one
- * Sample per distinct stack. -EINVAL for a malformed type. */
+ * period_unit[:delta]), one Location per distinct frame, one Function per
+ * function (shared by an interpreted function's lines), one Sample per
+ * distinct stack. -EINVAL for a malformed type. */
 int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
 
 /* Functions by flat (self) and cumulative value, sorted by flat then cum,
- * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",
- * "flat","flat_pct","cum","cum_pct","kernel"}]}, with "saturated" and
- * "damaged_chunks" as in q_tree_json. */
+ * at most limit rows (0: all); the lines of one interpreted function are
+ * one row. JSON: {"total":N,"rows":[{"name","file","line","flat",
+ * "flat_pct","cum","cum_pct","kernel","lang"}]} ("line" only for a native
+ * function's row), with "saturated" and "damaged_chunks" as in
+ * q_tree_json. */
 int q_top_json(const q_tree *t, size_t limit, q_buf *out);
 
 /* ---- significance of a diff (query/signif.c) ----
@@ -145,12 +176,16 @@ int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, s
 /* The timeline: the sum of values per step per series, or per distinct
  * value of the `by` labels when nby > 0. JSON as Prometheus' matrix:
  * {"series":[{"labels":{...},"values":[[unix_seconds, value],...]}]} with
- * a point for every step that has samples, plus "saturated": true when a
- * sum saturated and "damaged_chunks": N when damaged chunks were left out.
- * A label named twice in by counts once. -EINVAL (with err) for a step
- * that would make more than Q_MAX_RANGE_POINTS points or an open range. */
+ * a point for every step that has samples, lines sorted by labels. With
+ * limit > 0 and more lines than that, the `limit` heaviest lines over the
+ * range come first, heaviest first, then one more with "labels":{} and
+ * "other": the number of lines summed into it. Then "saturated": true when
+ * a sum saturated and "damaged_chunks": N when damaged chunks were left
+ * out. A label named twice in by counts once. Steps of a roll-up level
+ * that tiles step_ns are read from it. -EINVAL (with err) for a step that
+ * would make more than Q_MAX_RANGE_POINTS points or an open range. */
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
-                 const char *const *by, size_t nby, q_buf *out, st_err *err);
+                 const char *const *by, size_t nby, size_t limit, q_buf *out, st_err *err);
 
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);

@@ -129,6 +129,7 @@ int q_types_json(st_db *db, const q_side *side, q_buf *out, st_err *err)
 typedef struct group {
 	char *labels_json;   /* {"k":"v",...} */
 	size_t idx;          /* its row in range.sum and range.has */
+	int64_t total;       /* over the range */
 } group;
 
 typedef struct range {
@@ -142,6 +143,7 @@ typedef struct range {
 	size_t ng, gcap;
 	int64_t *sum;          /* per group and step: sum[idx * nsteps + step] */
 	uint8_t *has;          /* the same: the step has samples */
+	bool saturated;        /* a point written was a saturated sum */
 } range;
 
 static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
@@ -200,6 +202,7 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		group *gr = &r->g[r->ng];
 		gr->labels_json = key.p;
 		gr->idx = r->ng;
+		gr->total = 0;
 		key.p = NULL;
 		g = (uint32_t)r->ng++;
 		if ((rc = q__map_put(&r->key_group, h, g)))
@@ -216,8 +219,41 @@ static int cmp_group(const void *a, const void *b)
 	return strcmp(((const group *)a)->labels_json, ((const group *)b)->labels_json);
 }
 
+/* The heaviest first, ties by labels. */
+static int cmp_group_total(const void *a, const void *b)
+{
+	const group *x = a, *y = b;
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return strcmp(x->labels_json, y->labels_json);
+}
+
+/* One line of the answer: {"labels":...,["other":N,]"values":[[t,v],...]}. */
+static int range_line(q_buf *out, range *r, const char *labels, size_t other,
+                      const int64_t *sum, const uint8_t *has, bool first)
+{
+	int rc = q_buf_printf(out, "%s{\"labels\":%s,", first ? "" : ",", labels);
+	if (!rc && other)
+		rc = q_buf_printf(out, "\"other\":%zu,", other);
+	rc = rc ? rc : q_buf_put(out, "\"values\":[", 10);
+	for (size_t k = 0, w = 0; k < r->nsteps && !rc; k++) {
+		if (!has[k])
+			continue;
+		r->saturated |= st_sum_saturated(sum[k]);
+		int64_t t = r->from + (int64_t)k * r->step;
+		/* seconds, with millisecond decimals only when needed */
+		if (t % 1000000000LL == 0)
+			rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
+			                  (int64_t)(t / 1000000000LL), sum[k]);
+		else
+			rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
+			                  (double)t / 1e9, sum[k]);
+	}
+	return rc ? rc : q_buf_put(out, "]}", 2);
+}
+
 int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const *by,
-                 size_t nby, q_buf *out, st_err *err)
+                 size_t nby, size_t limit, q_buf *out, st_err *err)
 {
 	int rc = 0;
 	range r = {.from = side->from_ns, .step = step, .by = by, .nby = nby};
@@ -258,40 +294,50 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		for (size_t i = 0; !rc && i < ns; i++)
 			sel_group[i] = q__map_get(&r.series_group, st_selection_id(sel, i));
 	}
-	if (!rc)
-		rc = st_series_steps(db, sel, side->from_ns, side->to_ns, r.from, step, r.nsteps,
-		                     sel_group, r.sum, r.has);
+	if (!rc) {
+		/* a level whose steps tile the timeline's: each of its rows falls
+		 * in one point */
+		st_span *plan = NULL;
+		size_t np = 0;
+		rc = q_plan(db, side->from_ns, side->to_ns, step, side->raw, &plan, &np);
+		if (!rc)
+			rc = st_series_steps_spans(db, sel, plan, np, r.from, step, r.nsteps, sel_group,
+			                           r.sum, r.has, err);
+		free(plan);
+	}
 	uint64_t damaged = sel ? st_selection_damaged(sel) : 0;
-	bool saturated = false;
 	st_selection_free(sel);
 	free(sel_group);
 	if (rc)
 		goto out;
+	for (size_t i = 0; i < r.ng; i++)
+		for (size_t k = 0; k < r.nsteps; k++)
+			r.g[i].total = st_sum_add(r.g[i].total, r.sum[r.g[i].idx * r.nsteps + k]);
+	bool fold = limit && r.ng > limit;
 	if (r.ng)
-		qsort(r.g, r.ng, sizeof(*r.g), cmp_group);
+		qsort(r.g, r.ng, sizeof(*r.g), fold ? cmp_group_total : cmp_group);
+	size_t shown = fold ? limit : r.ng;
 	rc = q_buf_put(out, "{\"series\":[", 11);
-	for (size_t i = 0; i < r.ng && !rc; i++) {
-		rc = q_buf_printf(out, "%s{\"labels\":%s,\"values\":[", i ? "," : "",
-		                  r.g[i].labels_json);
-		const int64_t *sum = r.sum + r.g[i].idx * r.nsteps;
-		const uint8_t *has = r.has + r.g[i].idx * r.nsteps;
-		for (size_t k = 0, w = 0; k < r.nsteps && !rc; k++) {
-			if (!has[k])
-				continue;
-			saturated |= st_sum_saturated(sum[k]);
-			int64_t t = r.from + (int64_t)k * step;
-			/* seconds, with millisecond decimals only when needed */
-			if (t % 1000000000LL == 0)
-				rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
-				                  (int64_t)(t / 1000000000LL), sum[k]);
-			else
-				rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
-				                  (double)t / 1e9, sum[k]);
-		}
-		rc = rc ? rc : q_buf_put(out, "]}", 2);
+	for (size_t i = 0; i < shown && !rc; i++)
+		rc = range_line(out, &r, r.g[i].labels_json, 0, r.sum + r.g[i].idx * r.nsteps,
+		                r.has + r.g[i].idx * r.nsteps, i == 0);
+	if (!rc && fold) {
+		/* the rest as one line, "other", saying how many it holds */
+		int64_t *osum = calloc(r.nsteps + 1, sizeof(*osum));
+		uint8_t *ohas = calloc(r.nsteps + 1, 1);
+		if (!osum || !ohas)
+			rc = -ENOMEM;
+		for (size_t i = shown; i < r.ng && !rc; i++)
+			for (size_t k = 0; k < r.nsteps; k++) {
+				osum[k] = st_sum_add(osum[k], r.sum[r.g[i].idx * r.nsteps + k]);
+				ohas[k] |= r.has[r.g[i].idx * r.nsteps + k];
+			}
+		rc = rc ? rc : range_line(out, &r, "{}", r.ng - shown, osum, ohas, shown == 0);
+		free(osum);
+		free(ohas);
 	}
 	rc = rc ? rc : q_buf_put(out, "]", 1);
-	rc = rc ? rc : q__json_warnings(out, saturated, damaged);
+	rc = rc ? rc : q__json_warnings(out, r.saturated, damaged);
 	rc = rc ? rc : q_buf_put(out, "}", 1);
 out:
 	for (size_t i = 0; i < r.ng; i++)

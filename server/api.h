@@ -24,7 +24,12 @@ typedef struct srv_api {
 	srv_sym *sym;              /* names user frames in query answers; NULL:
 	                            * frames stay "[unknown] file+0xoffset" */
 	int64_t query_timeout_ns;  /* a query stops (503) after this; 0: never */
+	q_cache *names;            /* stacks as paths of function IDs, kept
+	                            * across queries (query/query.h) */
 } srv_api;
+
+/* The query engine's cache of names: bounded, it starts over past this. */
+#define SRV_NAMES_CACHE_BYTES (256u << 20)
 
 /* Sets up api (db and data_dir are not copied and must outlive it) and
  * creates data_dir/debuginfo/. Returns 0 or -errno. Free with

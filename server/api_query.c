@@ -2,6 +2,7 @@
  * HTTP. Parses parameters with query/parse.h, runs query/query.h, writes
  * the result. The API is described in docs/api.md. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,19 @@ static int get_uint(const srv_req *req, srv_resp *resp, const char *param, size_
 	return 0;
 }
 
+/* raw=1 (or true): read raw rows only, never a roll-up; the answer is the
+ * same, so this is for checking roll-ups against the rows. */
+static int get_raw(const srv_req *req, srv_resp *resp, bool *raw)
+{
+	const char *s = srv_req_query(req, "raw", 0);
+	*raw = s && (!strcmp(s, "1") || !strcmp(s, "true"));
+	if (s && *s && !*raw && strcmp(s, "0") && strcmp(s, "false")) {
+		srv_resp_error(resp, 400, "raw must be 1, true, 0 or false");
+		return -1;
+	}
+	return 0;
+}
+
 /* Moves a query result into the response. */
 static void reply(srv_resp *resp, const char *type, q_buf *b)
 {
@@ -164,13 +178,15 @@ static const char *format_of(const srv_req *req)
 	return f && *f ? f : "json";
 }
 
-/* Names for user frames: the symbolizer when the server has one. */
+/* Names for user frames: the symbolizer when the server has one, through
+ * the cache of names either way. */
 static const q_resolver *resolver_of(const srv_api *api)
 {
 	static _Thread_local q_resolver r;
-	if (!api->sym)
-		return NULL;
-	r = (q_resolver){srv_sym_resolve, api->sym};
+	if (api->sym)
+		r = (q_resolver){srv_sym_resolve, api->sym, srv_sym_generation, api->names};
+	else
+		r = (q_resolver){NULL, NULL, NULL, api->names};
 	return &r;
 }
 
@@ -184,10 +200,11 @@ static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
 	st_err err = {{0}};
 	int64_t from, to;
 	size_t nm;
+	bool raw;
 	if (get_selector(req, resp, "query", sel) ||
-	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) || get_raw(req, resp, &raw))
 		return 1;
-	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to, deadline(api)};
+	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to, raw, deadline(api)};
 	side.nm = nm;
 	int rc = q_merge(db, &side, resolver_of(api), t, &err);
 	if (rc) {
@@ -249,6 +266,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	st_err err = {{0}};
 	int64_t from, to, bfrom, bto, cfrom, cto;
 	size_t max_nodes, limit, nb, nc;
+	bool raw;
 	int rc = 0;
 	const char *fmt = format_of(req);
 	if (strcmp(fmt, "json") && strcmp(fmt, "folded") && strcmp(fmt, "top")) {
@@ -262,10 +280,10 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	    get_range(req, resp, "base_from", "base_to", from, to - 1, &bfrom, &bto) ||
 	    get_range(req, resp, "compare_from", "compare_to", from, to - 1, &cfrom, &cto) ||
 	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes) ||
-	    get_uint(req, resp, "limit", 100, 100000, &limit))
+	    get_uint(req, resp, "limit", 100, 100000, &limit) || get_raw(req, resp, &raw))
 		goto out;
-	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto, deadline(api)};
-	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto, base.deadline_ns};
+	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto, raw, deadline(api)};
+	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto, raw, base.deadline_ns};
 	base.nm = nb;
 	cmp.nm = nc;
 	if ((rc = q_diff(db, &base, &cmp, resolver_of(api), &t, &err))) {
@@ -315,6 +333,21 @@ out:
 	return rc;
 }
 
+/* A timeline's step when the request names none: the first of these
+ * round steps that gives at most about 240 points, never finer than the
+ * agents' 10 s. Round steps tile the roll-up levels' hour and day, so a
+ * long range reads those instead of raw rows. */
+static int64_t default_step(int64_t span)
+{
+	static const int64_t steps_s[] = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
+	                                  10800, 21600, 43200, 86400};
+	for (size_t i = 0; i < sizeof(steps_s) / sizeof(*steps_s); i++)
+		if (span / (steps_s[i] * NS_PER_S) <= 240)
+			return steps_s[i] * NS_PER_S;
+	/* longer than 240 days: whole days, about 240 of them */
+	return (span / 240 / (86400 * NS_PER_S) + 1) * 86400 * NS_PER_S;
+}
+
 static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 {
 	st_db *db = ((srv_api *)arg)->db;
@@ -322,12 +355,14 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 	q_buf out = {0};
 	st_err err = {{0}};
 	int64_t from, to, step;
-	size_t nm, nby = 0;
+	size_t nm, nby = 0, limit;
 	char *by_copy = NULL;
 	const char *by[MAX_BY_LABELS];
+	bool raw;
 	int rc = 0;
 	if (get_selector(req, resp, "query", &sel) ||
-	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) || get_raw(req, resp, &raw) ||
+	    get_uint(req, resp, "limit", 0, Q_MAX_RANGE_SERIES, &limit))
 		goto out;
 	const char *st = srv_req_query(req, "step", 0);
 	if (st && *st) {
@@ -337,10 +372,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 			goto out;
 		}
 	} else {
-		/* about 240 points, never finer than the agents' 10 s */
-		step = (to - from) / 240 / NS_PER_S * NS_PER_S;  /* whole seconds */
-		if (step < 10 * NS_PER_S)
-			step = 10 * NS_PER_S;
+		step = default_step(to - from);
 	}
 	const char *b = srv_req_query(req, "by", 0);
 	if (b && *b) {
@@ -358,9 +390,9 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 			by[nby++] = tok;
 		}
 	}
-	q_side side = {q_selector_matchers(sel, &nm), 0, from, to, deadline(arg)};
+	q_side side = {q_selector_matchers(sel, &nm), 0, from, to, raw, deadline(arg)};
 	side.nm = nm;
-	if ((rc = q_range_json(db, &side, step, by, nby, &out, &err))) {
+	if ((rc = q_range_json(db, &side, step, by, nby, limit, &out, &err))) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
@@ -394,7 +426,7 @@ static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 			goto out;
 		m = q_selector_matchers(sel, &nm);
 	}
-	q_side side = {m, nm, from, to, deadline(api)};
+	q_side side = {m, nm, from, to, false, deadline(api)};
 	if (what == 0)
 		rc = q_types_json(api->db, &side, &out, &err);
 	else

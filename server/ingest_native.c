@@ -49,6 +49,8 @@ int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
 	api->db = db;
 	api->data_dir = data_dir;
 	pthread_mutex_init(&api->agents_mu, NULL);
+	if (!(api->names = q_cache_new(SRV_NAMES_CACHE_BYTES)))
+		return -ENOMEM;
 	if (data_dir) {
 		char path[4096];
 		if ((size_t)snprintf(path, sizeof(path), "%s/debuginfo", data_dir) >= sizeof(path))
@@ -61,6 +63,8 @@ int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
 
 void srv_api_free(srv_api *api)
 {
+	q_cache_free(api->names);
+	api->names = NULL;
 	if (!api->agents && !api->nagents && !api->db)
 		return;
 	for (size_t i = 0; i < api->nagents; i++) {

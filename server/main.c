@@ -1,6 +1,6 @@
 /* main.c - smolder-server: opens the store, serves the HTTP API on one
- * libuv loop, and runs storage maintenance (cut, retention, compaction) in
- * the background. The ingest, query and debug-info endpoints register
+ * libuv loop, and runs storage maintenance (cut, retention, compaction,
+ * roll-ups) in the background. The ingest, query and debug-info endpoints register
  * their routes from their own files; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
@@ -53,13 +53,14 @@ typedef struct app {
 	int64_t maint_last_unix_s;  /* when the last run ended; 0 before */
 	uint64_t maint_last_ms;     /* how long it took */
 	char maint_error[256];      /* the last run's first failure, "" if none */
-	/* per maintenance step (cut, retention, compaction, symbolization):
+	/* per maintenance step (cut, retention, roll-up, compaction,
+	 * symbolization):
 	 * the error it last logged, when, and how often it failed since. A
 	 * full disk fails the cut every second; that is one line a minute */
 	struct {
 		int rc;
 		uint64_t logged_ms, repeats;
-	} step_log[4];
+	} step_log[5];
 } app;
 
 static int64_t now_ns(void)
@@ -104,10 +105,12 @@ static void maint_log(app *a, int step, const char *what, int rc)
 	pthread_mutex_unlock(&a->mu);
 }
 
-/* Pool thread. The three steps run in order on every tick: cutting first
- * makes blocks that retention and compaction then see. A failing step is
- * logged and does not stop the others: retention must still free disk when
- * compaction fails for lack of it. */
+/* Pool thread. The steps run in order on every tick: cutting first makes
+ * blocks that retention, the roll-ups and compaction then see. Roll-ups
+ * before compaction: an hour that just ended is then read from the blocks
+ * cut for it, not from the day's block that compaction merges it into. A
+ * failing step is logged (maint_log) and does not stop the others:
+ * retention must still free disk when compaction fails for lack of it. */
 static void maint_work_cb(uv_work_t *w)
 {
 	app *a = w->data;
@@ -120,13 +123,14 @@ static void maint_work_cb(uv_work_t *w)
 	struct {
 		const char *what;
 		int rc;
-	} steps[4] = {
+	} steps[5] = {
 		{"cut", st_cut(a->db, now, 0)},
 		{"retention", st_retention(a->db, now)},
+		{"roll-up", st_rollup(a->db, now)},
 		{"compaction", st_compact(a->db)},
 		{"symbolization", a->api.sym ? srv_sym_pass(a->api.sym, SYM_PER_TICK, &named) : 0},
 	};
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		maint_log(a, i, steps[i].what, steps[i].rc);
 		if (!steps[i].rc || first_err[0])
 			continue;
@@ -402,7 +406,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
-	        "                      [--retention DURATION] [--max-disk SIZE]\n"
+	        "                      [--retention DURATION] [--retention-rollup DURATION]\n"
+	        "                      [--max-disk SIZE]\n"
 	        "                      [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
@@ -415,13 +420,16 @@ static void usage(FILE *f)
 	        "                       (default %s)\n"
 	        "  --data-dir DIR       where the store lives; created if missing\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
+	        "  --retention-rollup DUR\n"
+	        "                       delete roll-ups (sums per hour and per day that long\n"
+	        "                       ranges read) older than this, 0 keeps all (default 90d)\n"
 	        "  --max-disk SIZE      delete the oldest blocks while blocks take more than\n"
 	        "                       this (\"500M\", \"10G\"; the WAL is not counted);\n"
 	        "                       0 is no limit (default)\n"
 	        "  --partition DUR      time span of one storage block (default 1h)\n"
 	        "  --maintenance-interval DUR\n"
-	        "                       how often to cut, apply retention and compact\n"
-	        "                       (default 30s)\n"
+	        "                       how often to cut, apply retention, compact and\n"
+	        "                       write roll-ups (default 30s)\n"
 	        "  --debuginfod-url URL[,URL...]\n"
 	        "                       fetch debug info the store lacks from these\n"
 	        "                       debuginfod servers (default: none)\n"
@@ -483,6 +491,7 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"data-dir", required_argument, NULL, 'd'},
 		{"retention", required_argument, NULL, 'r'},
+		{"retention-rollup", required_argument, NULL, 'o'},
 		{"max-disk", required_argument, NULL, 'M'},
 		{"partition", required_argument, NULL, 'p'},
 		{"maintenance-interval", required_argument, NULL, 'm'},
@@ -509,6 +518,13 @@ int main(int argc, char **argv)
 		case 'r':
 			if (parse_duration(optarg, &sopt.retention_ns)) {
 				fprintf(stderr, "smolder-server: invalid --retention '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'o':
+			if (parse_duration(optarg, &sopt.rollup_retention_ns)) {
+				fprintf(stderr, "smolder-server: invalid --retention-rollup '%s'\n",
+				        optarg);
 				return 2;
 			}
 			break;

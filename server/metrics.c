@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -223,6 +224,61 @@ void srv_metrics_write_http(srv_buf *b)
 	}
 }
 
+/* A level's label: "raw", or its step ("1h", "1d", else seconds). */
+static const char *level_name(int64_t step_ns, char buf[32])
+{
+	int64_t s = step_ns / 1000000000LL;
+	if (s % 86400 == 0)
+		snprintf(buf, 32, "%" PRId64 "d", s / 86400);
+	else if (s % 3600 == 0)
+		snprintf(buf, 32, "%" PRId64 "h", s / 3600);
+	else if (s % 60 == 0)
+		snprintf(buf, 32, "%" PRId64 "m", s / 60);
+	else
+		snprintf(buf, 32, "%" PRId64 "s", s);
+	return buf;
+}
+
+/* What reads cost, by level, and what the roll-up levels hold. */
+static void write_rollups(srv_buf *b, const st_stats *s)
+{
+	char name[32];
+	srv_metrics_family(b, "smolder_query_rows_read_total", "counter",
+	                   "Rows decoded by queries, by level: raw rows (blocks and the head) "
+	                   "or a roll-up level by its step.");
+	const char *raw[] = {"level", "raw"};
+	srv_metrics_sample_u64(b, "smolder_query_rows_read_total", raw, 1, s->rows_read[0]);
+	for (uint32_t i = 0; i < s->nrollups; i++) {
+		const char *l[] = {"level", level_name(s->rollup_steps_ns[i], name)};
+		srv_metrics_sample_u64(b, "smolder_query_rows_read_total", l, 1, s->rows_read[1 + i]);
+	}
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} g[] = {
+		{"smolder_rollup_files", "Roll-up files, by level.",
+		 offsetof(st_stats, rollup_files)},
+		{"smolder_rollup_rows", "Rows in roll-up files, by level.",
+		 offsetof(st_stats, rollup_rows)},
+		{"smolder_rollup_bytes", "Bytes of roll-up files on disk, by level.",
+		 offsetof(st_stats, rollup_bytes)},
+	};
+	for (size_t k = 0; k < sizeof(g) / sizeof(*g); k++) {
+		srv_metrics_family(b, g[k].name, "gauge", g[k].help);
+		const uint64_t *v = (const uint64_t *)((const char *)s + g[k].off);
+		for (uint32_t i = 0; i < s->nrollups; i++) {
+			const char *l[] = {"level", level_name(s->rollup_steps_ns[i], name)};
+			srv_metrics_sample_u64(b, g[k].name, l, 1, v[i]);
+		}
+	}
+	one(b, "smolder_rollup_damaged_total", "counter",
+	    "Roll-up files found damaged (at open or by a query) since the server started; "
+	    "each is kept out of reads and rebuilt.", s->rollup_damaged);
+	one(b, "smolder_query_rollup_fallbacks_total", "counter",
+	    "Query parts read from raw rows because the roll-up file they were planned on "
+	    "turned out damaged.", s->rollup_fallbacks);
+}
+
 static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 {
 	(void)req;
@@ -272,12 +328,26 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 	one(b, "smolder_block_bytes", "gauge", "Bytes of storage blocks on disk.", s.block_bytes);
 	one(b, "smolder_head_rows", "gauge", "Rows in the in-memory head, not cut into blocks yet.",
 	    s.head_rows);
+	write_rollups(b, &s);
 	one(b, "smolder_series", "gauge", "Series known to the store.", s.series);
 	one(b, "smolder_stacks", "gauge", "Distinct stacks known to the store.", s.stacks);
 	one(b, "smolder_data_dir_bytes", "gauge",
 	    "Disk space the data directory takes (blocks, WAL, metadata, debug info).",
 	    disk_use(o->data_dir));
 
+	if (o->api->names) {
+		uint64_t hits, misses, resets;
+		size_t bytes;
+		q_cache_stats(o->api->names, &hits, &misses, &resets, &bytes);
+		one(b, "smolder_query_names_cache_hits_total", "counter",
+		    "Stacks whose path of function names a query found in the cache.", hits);
+		one(b, "smolder_query_names_cache_misses_total", "counter",
+		    "Stacks a query had to read from storage and name.", misses);
+		one(b, "smolder_query_names_cache_resets_total", "counter",
+		    "Times the cache of names started over (full, or new debug info).", resets);
+		one(b, "smolder_query_names_cache_bytes", "gauge",
+		    "Memory the cache of names holds.", bytes);
+	}
 	if (o->api->sym) {
 		srv_sym_stats ss;
 		srv_sym_get_stats(o->api->sym, &ss);

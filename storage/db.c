@@ -32,6 +32,7 @@
 #include <xxhash.h>
 
 #include "storage/meta.h"
+#include "storage/rollup.h"
 #include "storage/st_int.h"
 #include "storage/wal.h"
 
@@ -71,6 +72,8 @@ typedef struct blk {
 	atomic_bool dead;     /* delete its directory once unreferenced */
 	atomic_bool damaged;  /* a chunk failed its CRC or did not decode:
 	                       * reads skip such chunks, compaction the block */
+	_Atomic(uint32_t *) gidx; /* its stacks' registry indices, once a merge
+	                       * needed them (stack_gidx) */
 	char path[PATH_MAX + 64];  /* blocks_dir/name[.deleted] */
 } blk;
 
@@ -105,6 +108,8 @@ struct st_db {
 	uint64_t next_block_seq;
 
 	covers cover;          /* max covered LSN per partition, from blocks */
+	st__ru *ru;            /* roll-up levels (rollup.c), guarded by rw */
+	uint64_t rows_read_raw; /* rows decoded by reads, atomically */
 
 	uint64_t replayed, torn_bytes;
 	bool replaying;
@@ -125,6 +130,11 @@ void st_options_default(st_options *o)
 	o->max_series = 1000000;
 	o->chunk_rows = 16384;
 	o->max_block_bytes = 0;
+	/* an hour and a day: see docs/architecture.md for why not a minute */
+	o->nrollups = 2;
+	o->rollup_steps_ns[0] = 3600LL * 1000000000LL;
+	o->rollup_steps_ns[1] = 86400LL * 1000000000LL;
+	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
 }
 
 static int64_t part_of(const st_db *db, int64_t ts)
@@ -506,6 +516,7 @@ static void blk_unref(blk *k)
 		return;
 	if (k->map)
 		munmap(k->map, k->map_len);
+	free(atomic_load(&k->gidx));
 	st__block_release(&k->b);
 	if (atomic_load(&k->dead))
 		st__rm_rf(k->path);
@@ -541,6 +552,8 @@ static int blk_open(st_db *db, const char *name, blk **out, st_err *err)
 	}
 	st_err e2;
 	rc = st__block_parse(k->map, k->map_len, &k->b, &e2);
+	if (!rc && k->b.step_s)
+		rc = st__fail(&e2, -EBADMSG, "a roll-up file, not a block");
 	if (rc)
 		st__fail(err, rc, "block %s is damaged (%s); move it out of %s to start "
 		         "without it", name, e2.msg, db->blocks_dir);
@@ -741,6 +754,7 @@ static int cut_part(st_db *db, hpart *h, uint64_t lsn, const uint64_t *sids, uin
 	if (!rc)
 		rc = blocks_push(db, k);
 	assert(!rc);   /* room was reserved above */
+	st__ru_cut(db->ru, h->start);   /* roll-ups of its span now lack rows */
 	for (size_t i = 0; i < db->nparts; i++)
 		if (db->parts[i] == h) {
 			memmove(db->parts + i, db->parts + i + 1,
@@ -856,7 +870,44 @@ static const char *utc_str(int64_t ns, char buf[32])
 	return buf;
 }
 
+/* Deletes roll-up files older than rollup_retention_ns. */
+static int rollup_retention(st_db *db, int64_t now_ns)
+{
+	if (db->opt.rollup_retention_ns <= 0)
+		return 0;
+	st__ru_file **gone = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&db->maint_mu);
+	pthread_rwlock_wrlock(&db->rw);
+	int rc = st__ru_expire(db->ru, now_ns - db->opt.rollup_retention_ns, &gone, &n);
+	pthread_rwlock_unlock(&db->rw);
+	st__ru_drop(db->ru, gone, n);
+	free(gone);
+	pthread_mutex_unlock(&db->maint_mu);
+	return rc;
+}
+
+/* Raw rows before floor may be gone: roll-ups of spans before it are the
+ * best there is, and no longer rebuilt from raw rows. Kept in meta.db so
+ * the next open knows too. */
+static int raise_raw_floor(st_db *db, int64_t floor)
+{
+	pthread_rwlock_wrlock(&db->rw);
+	st__ru_raw_floor(db->ru, floor);
+	pthread_rwlock_unlock(&db->rw);
+	return st__meta_setting_raise(db->meta, "raw_floor_ns", floor);
+}
+
+static int block_retention(st_db *db, int64_t now_ns);
+
 int st_retention(st_db *db, int64_t now_ns)
+{
+	int rc = block_retention(db, now_ns);
+	int rc2 = rollup_retention(db, now_ns);
+	return rc ? rc : rc2;
+}
+
+static int block_retention(st_db *db, int64_t now_ns)
 {
 	int64_t limit = db->opt.retention_ns > 0 ? now_ns - db->opt.retention_ns : INT64_MIN;
 	uint64_t max_bytes = db->opt.max_block_bytes;
@@ -889,6 +940,12 @@ int st_retention(st_db *db, int64_t now_ns)
 		blocks_remove(db, k);
 	}
 	pthread_rwlock_unlock(&db->rw);
+	int64_t floor = INT64_MIN;
+	for (size_t i = 0; i < ngone; i++)
+		if (gone[i]->b.maxt + 1 > floor)
+			floor = gone[i]->b.maxt + 1;
+	if (ngone && !rc)
+		rc = raise_raw_floor(db, floor);
 	for (size_t i = 0; i < ngone; i++) {
 		char from[32], to[32];
 		fprintf(stderr, "smolder storage: %s deletes block %s (rows %s .. %s, %" PRIu64
@@ -1165,6 +1222,42 @@ static int meta_fail(st_db *db, st_err *err, int rc, const char *detail)
 	                detail && *detail ? detail : "malformed", db->dir, db->dir);
 }
 
+static uint64_t cover_cb(void *arg, int64_t part)
+{
+	return covered(&((st_db *)arg)->cover, part);
+}
+
+static void series_time_cb(void *arg, uint64_t id, int64_t mint, int64_t maxt)
+{
+	st_db *db = arg;
+	uint32_t x = st__map_get(&db->series_map, id);
+	if (x == ST__MAP_NONE)
+		return;
+	if (mint < db->series[x].mint)
+		db->series[x].mint = mint;
+	if (maxt > db->series[x].maxt)
+		db->series[x].maxt = maxt;
+}
+
+/* The roll-up levels in DIR/rollup, once blocks and coverage are known. */
+static int open_rollups(st_db *db, st_err *err)
+{
+	char path[PATH_MAX + 16];
+	int64_t floor = 0;
+	int rc = st__meta_setting(db->meta, "raw_floor_ns", &floor);
+	if (rc)
+		return st__fail(err, rc, "reading settings: %s", strerror(-rc));
+	snprintf(path, sizeof(path), "%s/rollup", db->dir);
+	st__ru_opts o = {.dir = path, .steps = db->opt.rollup_steps_ns,
+	                 .nsteps = db->opt.nrollups, .partition_ns = db->opt.partition_ns,
+	                 .grace_ns = db->opt.cut_grace_ns, .chunk_rows = db->opt.chunk_rows,
+	                 .raw_floor = floor, .covered = cover_cb, .carg = db};
+	rc = st__ru_open(&o, &db->ru, err);
+	if (!rc)
+		st__ru_series(db->ru, series_time_cb, db);
+	return rc;
+}
+
 int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 {
 	int rc;
@@ -1236,7 +1329,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
 	}
-	if ((rc = load_blocks(db, err)))
+	if ((rc = load_blocks(db, err)) || (rc = open_rollups(db, err)))
 		goto out;
 	snprintf(path, sizeof(path), "%s/wal", dir);
 	uint64_t min_next = 1;
@@ -1285,6 +1378,7 @@ void st_close(st_db *db)
 		return;
 	st__wal_close(db->wal);
 	st__meta_close(db->meta);
+	st__ru_close(db->ru);
 	for (size_t i = 0; i < db->nparts; i++) {
 		free(db->parts[i]->rows);
 		free(db->parts[i]);
@@ -1719,42 +1813,47 @@ static blk **snapshot_blocks(st_db *db, int64_t from, int64_t to, size_t *n)
 
 /* Block-local selection: which series of the block are wanted, and a prefix
  * count so a chunk's series range is checked in O(1). */
-static int block_sel(const blk *k, const st_selection *sel, int64_t from, int64_t to,
+static int block_sel(const st__block *b, const st_selection *sel, int64_t from, int64_t to,
                      uint8_t **want, uint32_t **prefix)
 {
-	uint32_t ns = k->b.nseries;
+	uint32_t ns = b->nseries;
 	*want = calloc(ns, 1);
 	*prefix = calloc((size_t)ns + 1, sizeof(**prefix));
 	if (!*want || !*prefix)
 		return -ENOMEM;
 	for (uint32_t s = 0; s < ns; s++) {
-		const st__blk_series *e = &k->b.series[s];
+		const st__blk_series *e = &b->series[s];
 		(*want)[s] = sel_has(sel, e->id) && e->maxt >= from && e->mint < to;
 		(*prefix)[s + 1] = (*prefix)[s] + (*want)[s];
 	}
 	return 0;
 }
 
-/* Visits the wanted chunks of a block. With acc, values are summed into
- * acc[block-local stack] (the merge path, no rows materialized); with
- * steps, into the timeline's (group, step) sums; else each wanted chunk is
- * decoded and handed to fn. */
-typedef int (*chunk_fn)(void *arg, const blk *k, const st__chunk_rows *r,
+/* Visits the wanted chunks of a block (k) or of a roll-up file (k NULL).
+ * With acc, values are summed into acc[block-local stack] (the merge path,
+ * no rows materialized); with steps, into the timeline's (group, step)
+ * sums; else each wanted chunk is decoded and handed to fn. Adds the rows
+ * of the chunks it decoded to *rows. A damaged chunk of a block is left
+ * out and counted in sel (st_selection_damaged); one of a roll-up file
+ * fails the call with -EBADMSG, so the caller reads its part from finer
+ * data instead. Stops with -ETIMEDOUT past sel's deadline. */
+typedef int (*chunk_fn)(void *arg, const st__block *b, const st__chunk_rows *r,
                         const uint8_t *want, bool all, int64_t from, int64_t to);
 
-static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64_t to,
-                      int64_t *acc, const st__steps *steps, chunk_fn fn, void *arg)
+static int scan_block(const blk *k, const st__block *b, const st_selection *sel,
+                      int64_t from, int64_t to, int64_t *acc, const st__steps *steps,
+                      chunk_fn fn, void *arg, uint64_t *rows)
 {
 	uint8_t *want = NULL;
 	uint32_t *prefix = NULL;
 	st__chunk_rows cr = {0};
-	int rc = block_sel(k, sel, from, to, &want, &prefix);
-	if (rc || prefix[k->b.nseries] == 0)
+	int rc = block_sel(b, sel, from, to, &want, &prefix);
+	if (rc || prefix[b->nseries] == 0)
 		goto out;
-	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
+	for (uint32_t c = 0; c < b->nchunks && !rc; c++) {
 		if ((rc = past(sel->deadline_ns)))
 			break;
-		const st__blk_chunk *ch = &k->b.chunks[c];
+		const st__blk_chunk *ch = &b->chunks[c];
 		if (ch->maxt < from || ch->mint >= to)
 			continue;
 		uint32_t nwant = prefix[ch->last_series + 1] - prefix[ch->first_series];
@@ -1763,12 +1862,13 @@ static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64
 		bool all = nwant == ch->last_series - ch->first_series + 1 &&
 		           ch->mint >= from && ch->maxt < to;
 		if (acc)
-			rc = st__chunk_merge(&k->b, c, want, all, from, to, acc, &cr);
+			rc = st__chunk_merge(b, c, want, all, from, to, acc, &cr);
 		else if (steps)
-			rc = st__chunk_steps(&k->b, c, steps, &cr);
-		else if (!(rc = st__chunk_decode(&k->b, c, &cr)))
-			rc = fn(arg, k, &cr, want, all, from, to);
-		if (rc == -EBADMSG) {
+			rc = st__chunk_steps(b, c, steps, &cr);
+		else if (!(rc = st__chunk_decode(b, c, &cr)))
+			rc = fn(arg, b, &cr, want, all, from, to);
+		*rows += ch->nrows;
+		if (rc == -EBADMSG && k) {
 			blk_damaged(k, c);
 			sel_note_damaged(sel);
 			rc = 0;
@@ -1806,66 +1906,355 @@ static int cmp_sum(const void *a, const void *b)
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
-int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-             st_stack_sum **out, size_t *nout)
+/* ---- reads over a plan: raw rows, roll-ups and the head ---- */
+
+/* The registry indices of a block's (or roll-up file's) stacks, mapped
+ * once and kept with it in *slot: a merge then adds each stack's sum into
+ * one array by index, instead of a hash lookup per stack per file per
+ * query, which was a third of a week's merge from roll-ups. A stack the
+ * registry lacks (none should) gets ST__MAP_NONE. Caller holds rw. */
+static const uint32_t *stack_gidx(st_db *db, const st__block *b, _Atomic(uint32_t *) *slot)
 {
-	int rc = 0;
-	sums s = {0};
-	int64_t *hacc = NULL;
-	size_t nb = 0;
-	blk **bl = NULL;
-	if ((rc = st__map_init(&s.map, 4096)))
-		return rc;
-	pthread_rwlock_rdlock(&db->rw);
-	bl = snapshot_blocks(db, from, to, &nb);
-	uint32_t nst = (uint32_t)db->stacks.n;
-	hacc = calloc((size_t)nst + 1, sizeof(*hacc));
-	if (!bl || !hacc) {
-		pthread_rwlock_unlock(&db->rw);
-		rc = -ENOMEM;
-		goto out;
+	uint32_t *g = atomic_load(slot);
+	if (g)
+		return g;
+	g = malloc(((size_t)b->nstacks + 1) * sizeof(*g));
+	if (!g)
+		return NULL;
+	for (uint32_t k = 0; k < b->nstacks; k++) {
+		if (k + 8 < b->nstacks)
+			st__map_prefetch(&db->stacks.map, b->stacks[k + 8]);
+		g[k] = st__map_get(&db->stacks.map, b->stacks[k]);
 	}
+	uint32_t *none = NULL;
+	if (!atomic_compare_exchange_strong(slot, &none, g)) {
+		free(g);   /* another read mapped it first */
+		return none;
+	}
+	return g;
+}
+
+/* What a read adds into: sums per stack (the merge) or the timeline's
+ * sums per (group, step). */
+typedef struct reader {
+	const st_selection *sel;
+	sums *s;                 /* merge: stacks the registry lacks */
+	int64_t *hacc;           /* merge: sums by registry index, head and all */
+	size_t nst;              /* its size: the registry's at the snapshot */
+	bool steps;              /* else merge */
+	int64_t origin, step;
+	size_t nsteps;
+	const uint32_t *group;   /* by selection position */
+	int64_t *acc;
+	uint8_t *has;
+	st_err *err;
+	uint64_t raw_rows;       /* rows decoded from blocks and the head */
+} reader;
+
+/* The head's rows in [from, to), added under the caller's read lock. */
+static void read_head(st_db *db, reader *rd, const uint32_t *rg, int64_t from, int64_t to)
+{
 	for (size_t p = 0; p < db->nparts; p++) {
 		const hpart *h = db->parts[p];
 		if (h->start + db->opt.partition_ns <= from || h->start >= to)
 			continue;
+		rd->raw_rows += h->n;
 		for (size_t i = 0; i < h->n; i++) {
 			const hrow *r = &h->rows[i];
-			if (r->ts >= from && r->ts < to && gsel(sel, r->series))
-				hacc[r->stack] = st_sum_add(hacc[r->stack], r->value);
+			if (r->ts < from || r->ts >= to)
+				continue;
+			if (!rd->steps) {
+				if (gsel(rd->sel, r->series))
+					rd->hacc[r->stack] = st_sum_add(rd->hacc[r->stack], r->value);
+				continue;
+			}
+			uint32_t g = rg[r->series];
+			if (g == ST__MAP_NONE || r->ts < rd->origin)
+				continue;
+			size_t k = (size_t)((uint64_t)(r->ts - rd->origin) / (uint64_t)rd->step);
+			if (k >= rd->nsteps)
+				continue;
+			size_t at = (size_t)g * rd->nsteps + k;
+			rd->acc[at] = st_sum_add(rd->acc[at], r->value);
+			rd->has[at] = 1;
 		}
 	}
-	for (uint32_t i = 0; i < nst && !rc; i++)
-		if (hacc[i])
-			rc = sums_add(&s, db->stacks.ids[i], hacc[i]);
-	pthread_rwlock_unlock(&db->rw);
-	for (size_t i = 0; i < nb && !rc; i++) {
-		int64_t *acc = calloc(bl[i]->b.nstacks, sizeof(*acc));
-		if (!acc) {
+}
+
+/* Reads the rows in [from, to) of one block (kb) or roll-up file (kb NULL,
+ * rollup true). The merge sums into an array of its own and adds it once
+ * the read succeeded, as does the timeline for a roll-up file (into the
+ * steps its part spans), so a damaged file adds nothing and its part can
+ * be read again elsewhere. */
+static int read_one(reader *rd, const blk *kb, const st__block *b, bool rollup,
+                    const uint32_t *gidx, int64_t from, int64_t to, uint64_t *rows)
+{
+	int rc = 0;
+	if (!rd->steps) {
+		int64_t *acc = calloc((size_t)b->nstacks + 1, sizeof(*acc));
+		if (!acc)
+			return -ENOMEM;
+		rc = scan_block(kb, b, rd->sel, from, to, acc, NULL, NULL, NULL, rows);
+		for (uint32_t x = 0; x < b->nstacks && !rc; x++) {
+			if (!acc[x])
+				continue;
+			if (gidx[x] < rd->nst)
+				rd->hacc[gidx[x]] = st_sum_add(rd->hacc[gidx[x]], acc[x]);
+			else
+				rc = sums_add(rd->s, b->stacks[x], acc[x]);
+		}
+		free(acc);
+		return rc;
+	}
+	if (from < rd->origin)
+		from = rd->origin;
+	if (from >= to)
+		return 0;
+	uint32_t *bg = malloc(((size_t)b->nseries + 1) * sizeof(*bg));
+	if (!bg)
+		return -ENOMEM;
+	uint32_t ng = 0;
+	for (uint32_t s = 0; s < b->nseries; s++) {
+		uint32_t pos = st__map_get(&rd->sel->map, b->series[s].id);
+		bg[s] = pos == ST__MAP_NONE ? ST__MAP_NONE : rd->group[pos];
+		if (bg[s] != ST__MAP_NONE && bg[s] >= ng)
+			ng = bg[s] + 1;
+	}
+	st__steps sp = {bg, from, to, rd->origin, rd->step, rd->nsteps, rd->acc, rd->has};
+	int64_t *tacc = NULL;
+	uint8_t *thas = NULL;
+	size_t k0 = 0, nk = 0;
+	if (rollup && ng) {
+		/* the steps [from, to) falls in, for every group */
+		k0 = (size_t)((uint64_t)(from - rd->origin) / (uint64_t)rd->step);
+		size_t k1 = (size_t)((uint64_t)(to - 1 - rd->origin) / (uint64_t)rd->step) + 1;
+		if (k1 > rd->nsteps)
+			k1 = rd->nsteps;
+		nk = k1 > k0 ? k1 - k0 : 0;
+		tacc = calloc((size_t)ng * nk + 1, sizeof(*tacc));
+		thas = calloc((size_t)ng * nk + 1, 1);
+		if (!tacc || !thas) {
 			rc = -ENOMEM;
+			goto out;
+		}
+		sp.origin = rd->origin + (int64_t)k0 * rd->step;
+		sp.nsteps = nk;
+		sp.acc = tacc;
+		sp.has = thas;
+	}
+	rc = scan_block(kb, b, rd->sel, from, to, NULL, &sp, NULL, NULL, rows);
+	for (size_t g = 0; !rc && tacc && g < ng; g++)
+		for (size_t k = 0; k < nk; k++) {
+			size_t at = g * rd->nsteps + k0 + k, t = g * nk + k;
+			if (!thas[t])
+				continue;
+			rd->acc[at] = st_sum_add(rd->acc[at], tacc[t]);
+			rd->has[at] = 1;
+		}
+out:
+	free(tacc);
+	free(thas);
+	free(bg);
+	return rc;
+}
+
+/* Raw rows of [from, to) from the blocks of the read's snapshot. */
+static int read_raw(reader *rd, blk *const *bl, size_t nb, int64_t from, int64_t to)
+{
+	int rc = 0;
+	for (size_t i = 0; i < nb && !rc; i++)
+		if (bl[i]->b.maxt >= from && bl[i]->b.mint < to)
+			rc = read_one(rd, bl[i], &bl[i]->b, false, atomic_load(&bl[i]->gidx),
+			              from, to, &rd->raw_rows);
+	return rc;
+}
+
+/* One part of a plan as the read's snapshot found it. */
+typedef struct rpart {
+	st__ru_file *f;          /* NULL: raw rows */
+	int64_t from, to;
+	const char *lost;        /* raw rows a damaged roll-up held are gone */
+	const uint32_t *gidx;    /* the merge: f's stacks' registry indices */
+} rpart;
+
+static void rparts_free(rpart *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		st__ru_file_unref(v[i].f);
+	free(v);
+}
+
+static int rparts_add(rpart **v, size_t *n, size_t *cap, const rpart *p)
+{
+	if (st__grow(v, cap, *n + 1, sizeof(**v)))
+		return -ENOMEM;
+	(*v)[(*n)++] = *p;
+	return 0;
+}
+
+/* Reads a plan: under one read lock, the head's rows of every span, the
+ * blocks and the roll-up files each part needs (so a cut meanwhile can
+ * neither double nor drop a row); then the files and blocks without it. */
+static int read_plan(st_db *db, reader *rd, const st_span *sp, size_t nsp)
+{
+	int rc = 0;
+	size_t nb = 0, np = 0, pcap = 0;
+	blk **bl = NULL;
+	rpart *parts = NULL;
+	uint32_t *rg = NULL;
+	int64_t lo = INT64_MAX, hi = INT64_MIN;
+	for (size_t i = 0; i < nsp; i++) {
+		if (sp[i].from_ns >= sp[i].to_ns)
+			continue;
+		lo = sp[i].from_ns < lo ? sp[i].from_ns : lo;
+		hi = sp[i].to_ns > hi ? sp[i].to_ns : hi;
+	}
+	if (lo >= hi)
+		return 0;
+	pthread_rwlock_rdlock(&db->rw);
+	bl = snapshot_blocks(db, lo, hi, &nb);
+	if (!bl) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	if (rd->steps) {
+		rg = malloc(((size_t)db->nseries + 1) * sizeof(*rg));
+		if (!rg) {
+			rc = -ENOMEM;
+			goto unlock;
+		}
+		for (uint32_t i = 0; i < db->nseries; i++) {
+			uint32_t pos = gsel(rd->sel, i) ? st__map_get(&rd->sel->map, db->series[i].id)
+			                                : ST__MAP_NONE;
+			rg[i] = pos == ST__MAP_NONE ? ST__MAP_NONE : rd->group[pos];
+		}
+	} else {
+		rd->nst = db->stacks.n;
+		rd->hacc = calloc(rd->nst + 1, sizeof(*rd->hacc));
+		if (!rd->hacc) {
+			rc = -ENOMEM;
+			goto unlock;
+		}
+		for (size_t i = 0; i < nb && !rc; i++)
+			if (!stack_gidx(db, &bl[i]->b, &bl[i]->gidx))
+				rc = -ENOMEM;
+	}
+	for (size_t i = 0; i < nsp && !rc; i++) {
+		int64_t from = sp[i].from_ns, to = sp[i].to_ns;
+		if (from >= to)
+			continue;
+		read_head(db, rd, rg, from, to);
+		st__ru_part *rp = NULL;
+		size_t nrp = 0;
+		if (sp[i].step_ns) {
+			if (st__ru_level(db->ru, sp[i].step_ns) < 0) {
+				rc = st__fail(rd->err, -EINVAL, "no roll-up level has a step of %" PRId64
+				              " ns", sp[i].step_ns);
+				break;
+			}
+			rc = st__ru_parts(db->ru, sp[i].step_ns, from, to, &rp, &nrp);
+		} else {
+			rp = malloc(sizeof(*rp));
+			rc = rp ? 0 : -ENOMEM;
+			if (rp)
+				rp[nrp++] = (st__ru_part){NULL, from, to};
+		}
+		for (size_t k = 0; k < nrp; k++) {
+			rpart p = {rp[k].f, rp[k].from, rp[k].to,
+			           rp[k].f ? NULL : st__ru_lost(db->ru, rp[k].from, rp[k].to), NULL};
+			if (!rc && rp[k].f && !rd->steps &&
+			    !(p.gidx = stack_gidx(db, st__ru_file_block(rp[k].f),
+			                          st__ru_file_gidx(rp[k].f))))
+				rc = -ENOMEM;
+			if (!rc)
+				rc = rparts_add(&parts, &np, &pcap, &p);
+			if (rc)
+				st__ru_file_unref(rp[k].f);
+		}
+		free(rp);
+	}
+unlock:
+	pthread_rwlock_unlock(&db->rw);
+	for (size_t i = 0; i < np && !rc; i++) {
+		rpart *p = &parts[i];
+		if (p->lost) {
+			rc = st__fail(rd->err, -EBADMSG, "roll-up file %s is damaged and the raw "
+			              "rows of its span are gone", p->lost);
 			break;
 		}
-		rc = scan_block(bl[i], sel, from, to, acc, NULL, NULL, NULL);
-		for (uint32_t k = 0; k < bl[i]->b.nstacks && !rc; k++)
-			if (acc[k])
-				rc = sums_add(&s, bl[i]->b.stacks[k], acc[k]);
-		free(acc);
+		if (!p->f) {
+			rc = read_raw(rd, bl, nb, p->from, p->to);
+			continue;
+		}
+		uint64_t rows = 0;
+		size_t level = st__ru_file_level(p->f);
+		rc = read_one(rd, NULL, st__ru_file_block(p->f), true, p->gidx, p->from, p->to,
+		              &rows);
+		st__ru_count(db->ru, level, rows);
+		if (rc != -EBADMSG)
+			continue;
+		/* damaged: raw rows of its part, while they exist */
+		if (!st__ru_file_damaged(db->ru, p->f)) {
+			rc = st__fail(rd->err, -EBADMSG, "roll-up file %s is damaged and the raw rows "
+			              "of its span are gone", st__ru_file_path(p->f));
+			break;
+		}
+		st__ru_fallback(db->ru);
+		rc = read_raw(rd, bl, nb, p->from, p->to);
 	}
-	if (rc)
-		goto out;
-	if (s.n)
-		qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
-	*out = s.v;
-	*nout = s.n;
-	s.v = NULL;
-out:
+	if (!rc && !rd->steps) {
+		/* the sums by index into (stack ID, sum): the registry's ID
+		 * array may move under ingest, so under the lock */
+		pthread_rwlock_rdlock(&db->rw);
+		size_t nz = 0;
+		for (size_t i = 0; i < rd->nst; i++)
+			nz += rd->hacc[i] != 0;
+		if (st__grow(&rd->s->v, &rd->s->cap, rd->s->n + nz + 1, sizeof(*rd->s->v)))
+			rc = -ENOMEM;
+		for (size_t i = 0; i < rd->nst && !rc; i++)
+			if (rd->hacc[i])
+				rd->s->v[rd->s->n++] = (st_stack_sum){db->stacks.ids[i], rd->hacc[i]};
+		pthread_rwlock_unlock(&db->rw);
+	}
+	__atomic_fetch_add(&db->rows_read_raw, rd->raw_rows, __ATOMIC_RELAXED);
 	for (size_t i = 0; bl && i < nb; i++)
 		blk_unref(bl[i]);
 	free(bl);
-	free(hacc);
+	rparts_free(parts, np);
+	free(rg);
+	free(rd->hacc);
+	rd->hacc = NULL;
+	return rc;
+}
+
+int st_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                   st_stack_sum **out, size_t *nout, st_err *err)
+{
+	sums s = {0};
+	int rc = st__map_init(&s.map, 4096);
+	if (rc)
+		return rc;
+	if (err)
+		err->msg[0] = 0;
+	reader rd = {.sel = sel, .s = &s, .err = err};
+	rc = read_plan(db, &rd, sp, nsp);
+	if (!rc) {
+		if (s.n)
+			qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
+		*out = s.v;
+		*nout = s.n;
+		s.v = NULL;
+	}
 	free(s.v);
 	st__map_free(&s.map);
 	return rc;
+}
+
+int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+             st_stack_sum **out, size_t *nout)
+{
+	st_span raw = {0, from, to};
+	return st_merge_spans(db, sel, &raw, 1, out, nout, NULL);
 }
 
 typedef struct rows_arg {
@@ -1873,15 +2262,15 @@ typedef struct rows_arg {
 	void *arg;
 } rows_arg;
 
-static int rows_chunk(void *arg, const blk *k, const st__chunk_rows *r,
+static int rows_chunk(void *arg, const st__block *b, const st__chunk_rows *r,
                       const uint8_t *want, bool all, int64_t from, int64_t to)
 {
 	rows_arg *ra = arg;
 	for (uint32_t i = 0; i < r->n; i++) {
 		if (!all && !(want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to))
 			continue;
-		st_row row = {r->ts[i], k->b.series[r->series[i]].id,
-		              k->b.stacks[r->stack[i]], r->value[i]};
+		st_row row = {r->ts[i], b->series[r->series[i]].id,
+		              b->stacks[r->stack[i]], r->value[i]};
 		int rc = ra->fn(ra->arg, &row);
 		if (rc)
 			return rc;
@@ -1918,8 +2307,9 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 	if (!bl)
 		rc = -ENOMEM;
 	rows_arg ra = {fn, arg};
+	uint64_t rows = 0;
 	for (size_t i = 0; i < nb && !rc; i++)
-		rc = scan_block(bl[i], sel, from, to, NULL, NULL, rows_chunk, &ra);
+		rc = scan_block(bl[i], &bl[i]->b, sel, from, to, NULL, NULL, rows_chunk, &ra, &rows);
 	for (size_t i = 0; i < nh && !rc; i++)
 		rc = fn(arg, &hrows[i]);
 	for (size_t i = 0; bl && i < nb; i++)
@@ -1931,68 +2321,147 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 
 /* ---- the timeline: sums per (group, step) ---- */
 
+int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                          int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
+                          int64_t *acc, uint8_t *has, st_err *err)
+{
+	if (step <= 0)
+		return -EINVAL;
+	if (err)
+		err->msg[0] = 0;
+	reader rd = {.sel = sel, .steps = true, .origin = origin, .step = step, .nsteps = nsteps,
+	             .group = group, .acc = acc, .has = has, .err = err};
+	return read_plan(db, &rd, sp, nsp);
+}
+
 int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
                     int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
                     int64_t *acc, uint8_t *has)
 {
-	int rc = 0;
-	size_t nb = 0;
-	uint32_t *rg = NULL, *bg = NULL;
-	if (step <= 0)
-		return -EINVAL;
-	if (from < origin)
-		from = origin;
+	st_span raw = {0, from < origin ? origin : from, to};
+	return st_series_steps_spans(db, sel, &raw, 1, origin, step, nsteps, group, acc, has,
+	                             NULL);
+}
+
+/* ---- roll-ups ---- */
+
+size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
+{
+	size_t n = st__ru_nlevels(db->ru);
+	for (size_t i = 0; i < n && i < max; i++)
+		steps[i] = st__ru_step(db->ru, i);
+	return n;
+}
+
+int st_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
+                    size_t *n)
+{
 	pthread_rwlock_rdlock(&db->rw);
-	blk **bl = snapshot_blocks(db, from, to, &nb);
-	rg = malloc(((size_t)db->nseries + 1) * sizeof(*rg));
-	if (!bl || !rg) {
-		pthread_rwlock_unlock(&db->rw);
-		rc = -ENOMEM;
-		goto out;
+	int rc = st__ru_spans(db->ru, step, from, to, out, n);
+	pthread_rwlock_unlock(&db->rw);
+	return rc;
+}
+
+/* The coverage of [s, e)'s partitions, for a roll-up built from raw rows.
+ * Caller holds rw. */
+static int covers_of(st_db *db, int64_t s, int64_t e, covers *out)
+{
+	int rc = 0;
+	for (int64_t p = s; p < e && !rc; p += db->opt.partition_ns) {
+		uint64_t l = covered(&db->cover, p);
+		if (l)
+			rc = cover_note(out, p, l);
 	}
-	/* the head, under the lock and without a copy of its rows */
-	for (uint32_t i = 0; i < db->nseries; i++) {
-		uint32_t pos = gsel(sel, i) ? st__map_get(&sel->map, db->series[i].id) : ST__MAP_NONE;
-		rg[i] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
-	}
-	for (size_t p = 0; p < db->nparts; p++) {
-		const hpart *h = db->parts[p];
-		if (h->start + db->opt.partition_ns <= from || h->start >= to)
-			continue;
-		for (size_t i = 0; i < h->n; i++) {
-			const hrow *r = &h->rows[i];
-			uint32_t g = rg[r->series];
-			if (g == ST__MAP_NONE || r->ts < from || r->ts >= to)
-				continue;
-			size_t k = (size_t)((uint64_t)(r->ts - origin) / (uint64_t)step);
-			if (k >= nsteps)
-				continue;
-			acc[(size_t)g * nsteps + k] = st_sum_add(acc[(size_t)g * nsteps + k], r->value);
-			has[(size_t)g * nsteps + k] = 1;
+	return rc;
+}
+
+/* Builds one roll-up file: from its job's files, or from the blocks over
+ * its span as the store has them now, with the coverage they hold. */
+static int rollup_job(st_db *db, const st__ru_job *j)
+{
+	int rc = 0;
+	size_t nb = 0, nin = 0;
+	blk **bl = NULL;
+	covers cov = {0};
+	const st__block **in = NULL;
+	st__ru_file *f = NULL;
+	st_err err = {{0}};
+	pthread_rwlock_rdlock(&db->rw);
+	if (j->nsrc) {
+		in = malloc(j->nsrc * sizeof(*in));
+		for (size_t i = 0; in && i < j->nsrc && !rc; i++) {
+			const st__block *b = st__ru_file_block(j->src[i]);
+			in[nin++] = b;
+			for (uint32_t c = 0; c < b->ncover && !rc; c++)
+				if (b->cover[c].partition_start >= j->start &&
+				    b->cover[c].partition_start < j->end)
+					rc = cover_note(&cov, b->cover[c].partition_start, b->cover[c].wal_lsn);
 		}
+	} else {
+		bl = snapshot_blocks(db, j->start, j->end, &nb);
+		in = malloc((nb + 1) * sizeof(*in));
+		for (size_t i = 0; in && bl && i < nb; i++)
+			in[nin++] = &bl[i]->b;
+		if (bl)
+			rc = covers_of(db, j->start, j->end, &cov);
 	}
 	pthread_rwlock_unlock(&db->rw);
-	for (size_t i = 0; i < nb && !rc; i++) {
-		const blk *k = bl[i];
-		free(bg);
-		bg = malloc(((size_t)k->b.nseries + 1) * sizeof(*bg));
-		if (!bg) {
-			rc = -ENOMEM;
-			break;
-		}
-		for (uint32_t s = 0; s < k->b.nseries; s++) {
-			uint32_t pos = st__map_get(&sel->map, k->b.series[s].id);
-			bg[s] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
-		}
-		st__steps sp = {bg, from, to, origin, step, nsteps, acc, has};
-		rc = scan_block(k, sel, from, to, NULL, &sp, NULL, NULL);
+	if (!in || (!j->nsrc && !bl))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = st__ru_write(db->ru, j, in, nin, cov.v, cov.n, &f, &err);
+	if (!rc) {
+		pthread_rwlock_wrlock(&db->rw);
+		st__ru_install(db->ru, f);
+		pthread_rwlock_unlock(&db->rw);
+	} else if (rc == -ENODATA) {
+		rc = 0;   /* nothing left in its span */
+	} else {
+		fprintf(stderr, "smolder storage: roll-up: %s\n", err.msg[0] ? err.msg : strerror(-rc));
 	}
-out:
 	for (size_t i = 0; bl && i < nb; i++)
 		blk_unref(bl[i]);
 	free(bl);
-	free(rg);
-	free(bg);
+	free(in);
+	free(cov.v);
+	return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int st_rollup(st_db *db, int64_t now)
+{
+	int rc = 0;
+	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns
+	                                                      : INT64_MIN;
+	pthread_mutex_lock(&db->maint_mu);
+	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li++) {
+		st__ru_job *jobs = NULL;
+		size_t nj = 0;
+		int64_t *parts = NULL;
+		pthread_rwlock_rdlock(&db->rw);
+		/* the partitions that have rows in blocks (or had, before
+		 * retention), in time order */
+		parts = malloc((db->cover.n + 1) * sizeof(*parts));
+		if (parts) {
+			for (size_t i = 0; i < db->cover.n; i++)
+				parts[i] = db->cover.v[i].partition_start;
+			qsort(parts, db->cover.n, sizeof(*parts), cmp_i64);
+			rc = st__ru_todo(db->ru, li, parts, db->cover.n, now, keep_after, &jobs, &nj);
+		} else {
+			rc = -ENOMEM;
+		}
+		pthread_rwlock_unlock(&db->rw);
+		free(parts);
+		for (size_t i = 0; i < nj && !rc; i++)
+			rc = rollup_job(db, &jobs[i]);
+		st__ru_jobs_free(jobs, nj);
+	}
+	pthread_mutex_unlock(&db->maint_mu);
 	return rc;
 }
 
@@ -2016,6 +2485,8 @@ void st_get_stats(st_db *db, st_stats *o)
 	o->stacks = db->stacks.n;
 	o->replayed_records = db->replayed;
 	o->torn_bytes = db->torn_bytes;
+	o->rows_read[0] = __atomic_load_n(&db->rows_read_raw, __ATOMIC_RELAXED);
+	st__ru_stats(db->ru, o);
 	pthread_rwlock_unlock(&db->rw);
 	pthread_mutex_lock(&db->append_mu);
 	st__wal_usage(db->wal, &o->wal_segments, &o->wal_bytes);

@@ -296,6 +296,25 @@ int st__meta_setting(st__meta *m, const char *key, int64_t *value)
 	return rc;
 }
 
+int st__meta_setting_raise(st__meta *m, const char *key, int64_t value)
+{
+	pthread_mutex_lock(&m->w_mu);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(m->w, "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+	                            "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS "
+	                            "INTEGER), excluded.value)", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, value);
+		rc = step_done(m->w, st);
+	} else {
+		rc = sql_err(m->w, rc);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
 /* Empties the writer caches after a transaction did not commit. */
 static void caches_reset(st__meta *m)
 {

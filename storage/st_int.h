@@ -274,6 +274,9 @@ typedef struct st__blk_cover {
 typedef struct st__block {
 	const uint8_t *img;
 	size_t len;
+	uint32_t step_s;         /* 0: raw rows; else a roll-up whose rows are
+	                          * sums per step of this many seconds, each at
+	                          * its step's start (a multiple of the step) */
 	int64_t mint, maxt;
 	uint64_t nrows;
 	uint64_t wal_lsn;
@@ -346,6 +349,14 @@ typedef struct st__block_spec {
 	uint32_t nseries_u;
 	const uint64_t *stack_ids;   /* universe: index -> stack ID */
 	uint32_t nstacks_u;
+	/* st__block_merge_fd only: with window set, rows outside [from, to)
+	 * are left out; with step_s > 0 the output is a roll-up: each row's
+	 * time goes down to a multiple of step_s seconds and rows of the same
+	 * (series, time, stack) are summed (a sum beyond ST_MAX_VALUE is kept
+	 * as several rows, so nothing overflows and the total stays exact) */
+	bool window;
+	int64_t from, to;
+	uint32_t step_s;
 } st__block_spec;
 
 /* Sorts rows and writes a complete block image to fd. -EINVAL for an index
@@ -355,8 +366,9 @@ int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_s
 /* Writes one block holding every row of the blocks in[0..nin) to fd,
  * reading them a chunk at a time: memory grows with the inputs'
  * dictionaries and the number of inputs, not with their rows. Uses spec's
- * cover, parents and chunk_rows; the universes are built from the inputs.
- * -EBADMSG when an input chunk is damaged. */
+ * cover, parents, chunk_rows, window and step_s; the universes are built
+ * from the inputs. -EBADMSG when an input chunk is damaged, -ENODATA when
+ * no row falls in the window (nothing is written then). */
 int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
                        const st__block_spec *spec);
 

@@ -32,6 +32,9 @@
 /* The label that carries a series' profile type, as Prometheus' __name__. */
 #define ST_TYPE_LABEL "__name__"
 
+/* Roll-up levels a store may keep (st_options.rollup_steps_ns). */
+#define ST_MAX_ROLLUPS 4
+
 typedef struct st_db st_db;
 typedef struct st_selection st_selection;
 
@@ -59,6 +62,13 @@ typedef struct st_options {
 	                            * clock; default 10 min, 0 no limit */
 	uint64_t max_series;       /* refuse batches that would make the store
 	                            * hold more series; default 1 M, 0 none */
+	/* Roll-up levels: per (series, stack), the sum of values per step,
+	 * written by st_rollup() and read in place of raw rows where they
+	 * hold every row of a step. Steps ascend, each a whole number of
+	 * seconds dividing the next; default 1 h and 1 d. nrollups 0: none */
+	uint32_t nrollups;
+	int64_t rollup_steps_ns[ST_MAX_ROLLUPS];
+	int64_t rollup_retention_ns; /* delete roll-ups older; default 90 d, 0 keeps all */
 } st_options;
 
 typedef struct st_label {
@@ -192,6 +202,16 @@ typedef struct st_stats {
 	uint64_t stacks;
 	uint64_t replayed_records;  /* WAL records replayed at open */
 	uint64_t torn_bytes;        /* bytes of torn WAL tail dropped at open */
+	/* rows decoded by reads since open: [0] raw rows (blocks and head),
+	 * [1 + i] the roll-up level with step rollup_steps_ns[i] */
+	uint64_t rows_read[1 + ST_MAX_ROLLUPS];
+	uint32_t nrollups;
+	int64_t rollup_steps_ns[ST_MAX_ROLLUPS];
+	uint64_t rollup_files[ST_MAX_ROLLUPS];
+	uint64_t rollup_rows[ST_MAX_ROLLUPS];
+	uint64_t rollup_bytes[ST_MAX_ROLLUPS];
+	uint64_t rollup_damaged;    /* roll-up files found damaged since open */
+	uint64_t rollup_fallbacks;  /* reads that used raw rows for a damaged one */
 } st_stats;
 
 /* Sums of sample values saturate instead of wrapping around: one that
@@ -335,6 +355,49 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from_ns, int64_t
  * stack ID; the caller frees it with free(). */
 int st_merge(st_db *db, const st_selection *sel, int64_t from_ns,
              int64_t to_ns, st_stack_sum **out, size_t *n);
+
+/* ---- roll-ups ----
+ * A read plan is a list of spans, each read either from raw rows or from
+ * one roll-up level: "which step, over which time range". Rows still in
+ * the head are read for every span whatever its step (no level holds
+ * them). A span of a level is only exact over whole steps of it, and only
+ * where the level holds every row: st_rollup_spans says where. Where a
+ * level cannot answer when the read runs (a file replaced, damaged or
+ * deleted since the plan was made), storage reads raw rows instead. */
+typedef struct st_span {
+	int64_t step_ns;   /* 0: raw rows; else a roll-up level's step */
+	int64_t from_ns, to_ns;
+} st_span;
+
+/* The roll-up levels' steps, finest first, into steps[0..max); returns
+ * how many levels there are. */
+size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max);
+
+/* Where the level with step_ns holds every row: whole steps within
+ * [from_ns, to_ns), as ascending disjoint spans (step_ns set) in *out,
+ * which the caller frees. -EINVAL for a step that is no level's. */
+int st_rollup_spans(st_db *db, int64_t step_ns, int64_t from_ns, int64_t to_ns,
+                    st_span **out, size_t *n);
+
+/* Writes the roll-ups that are due: each level's spans that ended more
+ * than cut_grace_ns before now_ns and lack an up-to-date file (new, or
+ * late rows were cut since), from the level below or raw rows; then
+ * deletes roll-ups older than rollup_retention_ns. Each file is written
+ * under a temporary name, fsynced and renamed: it exists whole or not. */
+int st_rollup(st_db *db, int64_t now_ns);
+
+/* st_merge over a plan: spans must not overlap. A damaged roll-up file
+ * is counted and its part read from raw rows; -EBADMSG with err naming
+ * the file when those are gone. */
+int st_merge_spans(st_db *db, const st_selection *sel, const st_span *spans, size_t nspans,
+                   st_stack_sum **out, size_t *n, st_err *err);
+
+/* st_series_steps over a plan; a level's span is used as it is, so its
+ * step should divide step_ns (else a roll-up row lands in the step its
+ * start falls in). */
+int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *spans,
+                          size_t nspans, int64_t origin_ns, int64_t step_ns, size_t nsteps,
+                          const uint32_t *group, int64_t *sums, uint8_t *has, st_err *err);
 
 /* Frames of a stack, leaf first. -ENOENT for an unknown stack. The caller
  * frees *out with free() (one allocation). */

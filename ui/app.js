@@ -5,14 +5,18 @@
 // after each render window.__smolder says what is shown (ui/CONTRACT.md).
 import {getJSON, apiURL, ApiError, authFetch, authHeaders} from './api.js';
 import {QueryBar} from './querybar.js';
-import {Timeline} from './timeline.js';
+import {Timeline, LINES} from './timeline.js';
 import {FlameGraph, DIFF_FLOOR} from './flame.js';
 import {TopTable, mergeTop} from './toptable.js';
 import {renderChanges} from './changes.js';
 import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
 import {timeSeconds, fmtTime, fmtCount} from './util.js';
 
-const MAX_NODES = 20000;      // the server folds the rest: huge trees stay fast
+// the heaviest frames the server sends (query/query.h Q_MAX_NODES_UI): a
+// few thousand is what a flame graph a screen wide has room to draw; the
+// rest is folded into "other" per parent, so a huge tree costs neither
+// side much
+const MAX_NODES = 4000;
 const TOP_LIMIT = 500;
 const CHANGES_LIMIT = 20;     // lines of "what changed" above a diff's flame graph
 const PRESETS = ['15m', '1h', '24h', '7d'];
@@ -256,6 +260,7 @@ function publish() {
 			compare_from: state.compare_from, compare_to: state.compare_to,
 			search: state.search, focus: state.focus},
 		flame: {total: z ? z.total : 0, frames: flame.frames},
+		timeline: {lines: timeline.lines},
 		zoom: name => focusFunction(name),
 		reset: () => { flame.zoomTo(null, true); return true; },
 	};
@@ -267,7 +272,8 @@ function publish() {
 // compare side too, its lines' labels marked "compare".
 async function loadTimeline(signal) {
 	const fromS = timeSeconds(state.from), toS = timeSeconds(state.to);
-	const q = (query, from, to) => getJSON('/api/v1/range', {query, from, to, by: state.group_by}, signal);
+	const q = (query, from, to) => getJSON('/api/v1/range', {query, from, to, by: state.group_by,
+		limit: LINES}, signal);
 	try {
 		const r = await q(state.query, state.from, state.to);
 		const sameSide = (state.compare || state.query) === state.query &&
@@ -281,9 +287,11 @@ async function loadTimeline(signal) {
 		const cf = diffOn && state.compare_from ? timeSeconds(state.compare_from) : fromS;
 		const ct = diffOn && state.compare_to ? timeSeconds(state.compare_to) : toS;
 		timeline.render(r, Math.min(fromS, cf), Math.max(toS, ct), diffOn && !sameSide);
+		publish();
 	} catch (e) {
 		if (e.name === 'AbortError') return;
 		timeline.clear(`timeline: ${e.message}`);
+		publish();
 	}
 }
 

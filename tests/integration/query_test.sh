@@ -100,6 +100,17 @@ r = js("/api/v1/range", query="{}", step="10m", by="service")
 assert sorted(s["labels"]["service"] for s in r["series"]) == services; ok("range by label")
 assert sum(v for s in r["series"] for _, v in s["values"]) == TOTAL; ok("range sums to the total")
 assert all(v[0] % 600 == 0 for s in r["series"] for v in s["values"]); ok("range steps")
+r = js("/api/v1/range", query="{}", step="10m", by="service", limit="1")
+lines = r["series"]
+assert len(lines) == 2 and lines[1]["labels"] == {} and lines[1]["other"] == len(services) - 1, \
+    [(l["labels"], l.get("other")) for l in lines]
+heaviest = max(per.values())
+assert sum(v for _, v in lines[0]["values"]) == heaviest and \
+    sum(v for s in lines for _, v in s["values"]) == TOTAL; ok("range limit: the heaviest line and other")
+assert total("{}", raw="1") == TOTAL and total('{service="%s"}' % s0, raw="true") == per[s0]
+ok("raw=1 gives the same totals")
+st, ct, body = get("/api/v1/query", query="{}", raw="maybe")
+assert st == 400 and b"raw" in body, body; ok("a bad raw is a 400")
 
 st, ct, body = get("/api/v1/query", query='{service=~"("}')
 e = json.loads(body)

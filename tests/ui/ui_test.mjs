@@ -5,7 +5,8 @@
 // shows the expected frames, tooltip, click-to-zoom with breadcrumb and
 // URL, search highlights and its share, the top table and its sorting,
 // diff colours and deltas, the URL round trip, range picker, timeline
-// drag, empty and error states, autocompletion, kernel marks, downloads.
+// drag, a 7-day range from roll-ups, 200 series as ten lines and "other",
+// empty and error states, autocompletion, kernel marks, downloads.
 // It drives the page only through ui/CONTRACT.md's hooks.
 //
 //   node tests/ui/ui_test.mjs                     every check; exit 1 if any fails
@@ -197,6 +198,8 @@ async function main() {
 	server = await F.startServer();
 	base = server.base;
 	R = await F.ingest(base);
+	const weekTotal = await F.ingestWeek(base);
+	await F.ingestFleet(base);
 	R.from = String(R.from);
 	R.to = String(R.to);
 	context = await F.launchBrowser();
@@ -610,6 +613,53 @@ async function main() {
 		assert.equal(total, n14, 'folded download total');
 		assert.ok(lines.some(l => l.includes(F.JSON_FN)));
 	});
+
+	await check('a 7-day range renders from the roll-ups, with the total ingested', async page => {
+		// the server's maintenance (every second here) cuts the week into
+		// blocks and rolls it up; wait until a 7-day query reads the daily
+		// level and says what raw rows say
+		const q = {query: '{service="nightly"}', from: 'now-7d', to: 'now'};
+		const deadline = Date.now() + 60000;
+		for (;;) {
+			const files = await F.metric(base, 'smolder_rollup_files', 'level="1d"');
+			const planned = (await F.api(base, '/api/v1/query', {...q, max_nodes: 10})).total;
+			const raw = (await F.api(base, '/api/v1/query', {...q, max_nodes: 10, raw: 1})).total;
+			if (files >= 6 && planned === weekTotal && raw === weekTotal) break;
+			if (Date.now() > deadline)
+				assert.fail(`no roll-ups after 60 s: ${files} daily files, totals ${planned} ` +
+					`(planned) and ${raw} (raw rows), ${weekTotal} ingested`);
+			await new Promise(r => setTimeout(r, 500));
+		}
+		const before = await F.metric(base, 'smolder_query_rows_read_total', 'level="1d"');
+		const s = await open(page, q, s => s.flame.total > 0);
+		assert.equal(s.flame.total, weekTotal, '7-day total');
+		mustFrame(s, 'nightly.compact');
+		const after = await F.metric(base, 'smolder_query_rows_read_total', 'level="1d"');
+		assert.ok(after > before, `the page read no daily roll-up (${before} -> ${after} rows)`);
+		await page.locator('[data-testid=timeline] canvas').first().waitFor();
+		const t = await until(page, s => s.timeline && s.timeline.lines.length > 0, 'the timeline');
+		assert.equal(t.timeline.lines.reduce((a, l) => a + l.total, 0), weekTotal, 'timeline total');
+	});
+
+	await check('timeline of 200 series: the ten heaviest and "other", labels that differ only',
+		async page => {
+			const s = await open(page, {query: '{service="fleet"}', from: 'now-1h', to: 'now'},
+				s => s.flame.total > 0);
+			const t = await until(page, s => s.timeline && s.timeline.lines.length > 0, 'the timeline');
+			const lines = t.timeline.lines;
+			assert.equal(lines.length, 11, `lines: ${JSON.stringify(lines.map(l => l.label))}`);
+			for (let i = 0; i < 10; i++) {
+				assert.equal(lines[i].label, `hostname=${F.fleetHost(F.FLEET - 1 - i)}`, `line ${i}`);
+				assert.equal(lines[i].total, F.FLEET - i, `line ${i} total`);
+			}
+			assert.equal(lines[10].other, F.FLEET - 10);
+			assert.equal(lines[10].label, `other (${F.FLEET - 10} series)`);
+			const rest = (F.FLEET - 10) * (F.FLEET - 9) / 2;
+			assert.equal(lines[10].total, rest, 'other holds the rest');
+			assert.equal(s.flame.total, F.FLEET * (F.FLEET + 1) / 2);
+			const legend = await page.locator('[data-testid=timeline] .timeline-legend').textContent();
+			assert.ok(!/service=|version=/.test(legend), `labels every line shares in the legend: ${legend}`);
+		});
 
 	await check('nothing leaves the origin; no uncaught errors in any page', async () => {
 		assert.deepEqual([...new Set(pageProblems)], []);

@@ -281,7 +281,7 @@ static void test_range(void **state)
 	st_err err;
 	/* per series, 1 s steps over [T0, T0 + 3 s) */
 	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
-	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, 0, &o, &err), 0);
 	assert_string_equal(o.p,
 		"{\"series\":["
 		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
@@ -291,11 +291,19 @@ static void test_range(void **state)
 	q_buf_free(&o);
 	/* grouped by a label nobody has: one line with everything */
 	const char *by[] = {"zone"};
-	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, 0, &o, &err), 0);
 	assert_string_equal(o.p, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
 	q_buf_free(&o);
+	/* one line and "other" for the rest, saying how many it holds */
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, 1, &o, &err), 0);
+	assert_string_equal(o.p,
+		"{\"series\":["
+		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
+		"\"values\":[[1767225600,8]]},"
+		"{\"labels\":{},\"other\":1,\"values\":[[1767225601,2]]}]}");
+	q_buf_free(&o);
 	/* too many points is an error that says so */
-	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, &o, &err), -EINVAL);
+	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, 0, &o, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "at most"));
 	q_buf_free(&o);
 }
@@ -383,10 +391,7 @@ static void test_source_frames(void **state)
 	assert_int_equal(st_append(f->db, &b, &err), 0);
 	static const st_matcher m_py[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
 	                                  {"service", ST_MATCH_EQ, "py"}};
-	q_tree *t = merge(f, m_py, 2, NULL);
-	q_buf o = {0};
-	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_string_equal(o.p,
+	static const char want[] =
 		"{\"name\":\"total\",\"self\":0,\"total\":7,\"children\":["
 		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":7,\"children\":["
 		"{\"name\":\"main\",\"self\":0,\"total\":7,\"file\":\"/srv/app.py\",\"line\":20,"
@@ -396,7 +401,11 @@ static void test_source_frames(void **state)
 		"{\"name\":\"Work.leaf\",\"self\":2,\"total\":2,\"file\":\"/srv/app.py\",\"line\":11,"
 		"\"lang\":\"python\",\"children\":[]},"
 		"{\"name\":\"Work.leaf\",\"self\":1,\"total\":1,\"file\":\"/srv/other.py\",\"line\":10,"
-		"\"lang\":\"python\",\"children\":[]}]}]}]}");
+		"\"lang\":\"python\",\"children\":[]}]}]}]}";
+	q_tree *t = merge(f, m_py, 2, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_string_equal(o.p, want);
 	q_buf_free(&o);
 	/* top: one row per function, its lines summed */
 	assert_int_equal(q_top_json(t, 0, &o), 0);
@@ -427,7 +436,7 @@ static void test_source_frames(void **state)
 	Perftools__Profiles__Profile *p = perftools__profiles__profile__unpack(NULL, z.total_out,
 	                                                                      raw);
 	assert_non_null(p);
-	assert_int_equal(p->n_function, 5);   /* total, app+0x10, main, 2 x Work.leaf */
+	assert_int_equal(p->n_function, 4);   /* app+0x10, main, 2 x Work.leaf */
 	uint64_t leaf_fn = 0;
 	int lines_seen = 0;
 	for (size_t i = 0; i < p->n_location; i++) {
@@ -531,7 +540,7 @@ static void test_saturated(void **state)
 	q_buf_free(&o);
 	q_tree_free(t);
 	q_side side = {m_all, 1, T0, T0 + 60 * SEC};
-	assert_int_equal(q_range_json(f->db, &side, 60 * SEC, NULL, 0, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, 60 * SEC, NULL, 0, 0, &o, &err), 0);
 	assert_non_null(strstr(o.p, "]}],\"saturated\":true}"));
 	assert_non_null(strstr(o.p, "9223372036854775807"));
 	q_buf_free(&o);
@@ -545,7 +554,7 @@ static void test_range_by_twice(void **state)
 	st_err err;
 	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
 	const char *by[] = {"service", "service"};
-	assert_int_equal(q_range_json(f->db, &side, 3 * SEC, by, 2, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, 3 * SEC, by, 2, 0, &o, &err), 0);
 	assert_string_equal(o.p, "{\"series\":["
 	                         "{\"labels\":{\"service\":\"api\"},\"values\":[[1767225600,8]]},"
 	                         "{\"labels\":{\"service\":\"db\"},\"values\":[[1767225600,2]]}]}");
