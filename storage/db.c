@@ -2376,7 +2376,10 @@ static int covers_of(st_db *db, int64_t s, int64_t e, covers *out)
 }
 
 /* Builds one roll-up file: from its job's files, or from the blocks over
- * its span as the store has them now, with the coverage they hold. */
+ * its span as the store has them now, with the coverage they hold. A span
+ * with a damaged block gets none: its raw rows stay what queries read,
+ * without the damaged chunks and saying so, where a roll-up would hide the
+ * loss (and building it would fail at every pass). */
 static int rollup_job(st_db *db, const st__ru_job *j)
 {
 	int rc = 0;
@@ -2408,9 +2411,22 @@ static int rollup_job(st_db *db, const st__ru_job *j)
 	pthread_rwlock_unlock(&db->rw);
 	if (!in || (!j->nsrc && !bl))
 		rc = -ENOMEM;
-	if (!rc)
+	bool damaged = false;
+	for (size_t i = 0; bl && i < nb; i++)
+		damaged |= atomic_load(&bl[i]->damaged);
+	if (!rc && !damaged)
 		rc = st__ru_write(db->ru, j, in, nin, cov.v, cov.n, &f, &err);
-	if (!rc) {
+	if (rc == -EBADMSG && bl) {
+		/* found now: mark the block (blk_check names it) so the next
+		 * pass skips the span at once */
+		for (size_t i = 0; i < nb; i++)
+			blk_check(bl[i]);
+		damaged = true;
+		rc = 0;
+	}
+	if (damaged) {
+		/* nothing built */
+	} else if (!rc) {
 		pthread_rwlock_wrlock(&db->rw);
 		st__ru_install(db->ru, f);
 		pthread_rwlock_unlock(&db->rw);

@@ -3,6 +3,7 @@
  * whose sums are known: roll-ups answer exactly what raw rows answer, at
  * any range, through retention, crashes and damage. Every test builds its
  * own store in a temporary directory, removed even when it fails. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
@@ -528,6 +529,83 @@ static void test_damaged(void **state)
 	st_close(db);
 }
 
+/* The blocks directory's b* entries, as one string of names. */
+static void block_names(const char *dir, char *out, size_t len)
+{
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/blocks", dir);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	out[0] = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		if (e->d_name[0] == 'b' && strlen(out) + strlen(e->d_name) + 2 < len) {
+			strcat(out, e->d_name);
+			strcat(out, " ");
+		}
+	closedir(d);
+}
+
+static void dmg_rollup(void *arg)
+{
+	dmg *d = arg;
+	assert_int_equal(st_rollup(d->db, T0 + 4 * DAY), 0);
+}
+
+/* A raw block with a damaged chunk: its span gets no roll-up (a roll-up
+ * would hide the loss), queries of it read raw rows and count the damaged
+ * chunk, and every other span is rolled up as usual. */
+static void test_damaged_block(void **state)
+{
+	fx *f = *state;
+	dmg d = {f->dir, opts(), NULL};
+	st_err err;
+	char first[4096] = "", path[1200];
+	assert_int_equal(st_open(f->dir, &d.o, &d.db, &err), 0);
+	for (int64_t h = 0; h < 3 * 24; h++) {
+		assert_int_equal(append_range(d.db, T0 + h * HOUR, T0 + (h + 1) * HOUR, h == 0, NULL,
+		                              &err), 0);
+		if (h % 6 == 5)
+			assert_int_equal(st_cut(d.db, T0 + (h + 1) * HOUR, 0), 0);
+		if (h == 5)
+			block_names(f->dir, first, sizeof(first));   /* hours 0-5 */
+	}
+	assert_int_equal(st_cut(d.db, T0 + 3 * DAY + HOUR, 1), 0);
+	st_close(d.db);
+	assert_true(first[0] == 'b' && strchr(first, ' '));
+	*strchr(first, ' ') = 0;
+	snprintf(path, sizeof(path), "%s/blocks/%s/data.smb", f->dir, first);
+	flip(path, ST__BLK_HDR + 3);     /* inside its first chunk */
+	assert_int_equal(st_open(f->dir, &d.o, &d.db, &err), 0);
+
+	char *log = stderr_of(dmg_rollup, &d);
+	if (!strstr(log, first) || !strstr(log, "damaged"))
+		fail_msg("the roll-up pass did not name block %s: %s", first, log);
+	free(log);
+	/* days 1 and 2 rolled up; day 0 not, nor the hours of the block */
+	char day[1200];
+	ru_path(day, sizeof(day), f->dir, 86400, T0 + DAY, T0 + 2 * DAY);
+	assert_int_equal(access(day, F_OK), 0);
+	ru_path(day, sizeof(day), f->dir, 86400, T0 + 2 * DAY, T0 + 3 * DAY);
+	assert_int_equal(access(day, F_OK), 0);
+	ru_path(day, sizeof(day), f->dir, 86400, T0, T0 + DAY);
+	assert_int_equal(access(day, F_OK), -1);
+	/* a second pass does not try the span again: nothing to say */
+	log = stderr_of(dmg_rollup, &d);
+	assert_string_equal(log, "");
+	free(log);
+	/* day 0 reads its raw rows without the damaged chunk, and says so */
+	for (int raw = 0; raw < 2; raw++) {
+		q_side side = {all, 1, T0, T0 + DAY, raw};
+		q_tree *t = NULL;
+		assert_int_equal(q_merge(d.db, &side, NULL, &t, &err), 0);
+		assert_true(q_tree_damaged(t) > 0);
+		q_tree_free(t);
+	}
+	assert_int_equal(total(d.db, all, 1, T0 + DAY, T0 + 3 * DAY, false),
+	                 total(d.db, all, 1, T0 + DAY, T0 + 3 * DAY, true));
+	st_close(d.db);
+}
+
 /* ---- crash safety ---- */
 
 /* The child: late rows for changing hours, cut, rolled up again, in a
@@ -640,6 +718,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
