@@ -407,6 +407,24 @@ static void test_source_frames(void **state)
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
 	assert_string_equal(o.p, want);
 	q_buf_free(&o);
+	/* through a cache kept across queries, as the server's: the second
+	 * query finds every stack's path of IDs there, names nothing, and
+	 * still gives language, file and line */
+	q_cache *c = q_cache_new(0);
+	q_resolver cr = {NULL, NULL, NULL, c};
+	for (int pass = 0; pass < 2; pass++) {
+		q_tree *ct = merge(f, m_py, 2, &cr);
+		assert_int_equal(q_tree_json(ct, 0, &o), 0);
+		assert_string_equal(o.p, want);
+		q_buf_free(&o);
+		q_tree_free(ct);
+	}
+	uint64_t hits, misses, resets;
+	size_t bytes;
+	q_cache_stats(c, &hits, &misses, &resets, &bytes);
+	assert_int_equal(misses, 3);
+	assert_int_equal(hits, 3);
+	q_cache_free(c);
 	/* top: one row per function, its lines summed */
 	assert_int_equal(q_top_json(t, 0, &o), 0);
 	assert_non_null(strstr(o.p, "{\"name\":\"Work.leaf\",\"file\":\"/srv/app.py\","
@@ -534,6 +552,9 @@ static void test_saturated(void **state)
 	assert_int_equal(q_tree_json(t, 0, &o), 0);
 	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"self\":0,\"total\":9223372036854775807,"
 	                            "\"saturated\":true,"));
+	/* the paths beside the saturated one keep their exact sums */
+	assert_non_null(strstr(o.p, "{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,"));
+	assert_non_null(strstr(o.p, "{\"name\":\"hot\",\"self\":9223372036854775807,"));
 	q_buf_free(&o);
 	assert_int_equal(q_top_json(t, 0, &o), 0);
 	assert_non_null(strstr(o.p, "{\"total\":9223372036854775807,\"saturated\":true,\"rows\":["));
