@@ -152,7 +152,7 @@ stop
 
 # the same with the hard limit at 1,024 too: the cap falls to what fits
 # and the oldest trickler makes room for the new client
-: >"$tmp/err"
+: >"$tmp/out"; : >"$tmp/err"   # the first server's lines must not be read as this one's
 (ulimit -n 1024; exec "$SERVER" --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err") &
 pid=$!
 i=0
