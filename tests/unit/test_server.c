@@ -27,6 +27,7 @@
 
 #include "server/api.h"
 #include "server/http.h"
+#include "server/pyroscope.h"
 #include "server/symbolize.h"
 #include "server/json.h"
 
@@ -983,6 +984,39 @@ static void test_access_log(void **state)
 
 /* ---- tests without a server ---- */
 
+/* POST /ingest's body classes, whatever ?format= says. */
+static void test_pyro_sniff(void **state)
+{
+	(void)state;
+#define B(s) s, sizeof(s) - 1
+	static const struct {
+		const char *name;
+		const char *body;
+		size_t len;
+		const char *ct;
+		srv_pyro_body want;
+	} cases[] = {
+		{"folded", B("main;work 7\nmain;idle 5\n"), NULL, SRV_PYRO_BODY_TEXT},
+		{"lines, CRLF, tab", B("a;b\r\na;\tc\r\n"), "text/plain", SRV_PYRO_BODY_TEXT},
+		{"UTF-8 names", B("m\xc3\xa4in;f 1"), NULL, SRV_PYRO_BODY_TEXT},
+		{"empty", B(""), NULL, SRV_PYRO_BODY_TEXT},
+		{"gzip", B("\x1f\x8b\x08\x00"), "application/octet-stream", SRV_PYRO_BODY_PPROF},
+		/* sample_type {type: 1, unit: 2}: a pprof's first bytes */
+		{"bare protobuf", B("\x0a\x04\x08\x01\x10\x02"), NULL, SRV_PYRO_BODY_PPROF},
+		{"NUL in text", B("a;b\0 1"), NULL, SRV_PYRO_BODY_PPROF},
+		{"multipart", B("--x\r\n"), "multipart/form-data; boundary=x", SRV_PYRO_BODY_MULTIPART},
+		{"multipart, any case", B(""), "  Multipart/Form-Data; boundary=y",
+		 SRV_PYRO_BODY_MULTIPART},
+	};
+#undef B
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		srv_pyro_body got = srv_pyro_sniff((const uint8_t *)cases[i].body, cases[i].len,
+		                                   cases[i].ct);
+		if (got != cases[i].want)
+			fail_msg("%s: %d, want %d", cases[i].name, (int)got, (int)cases[i].want);
+	}
+}
+
 static void test_parse_addr(void **state)
 {
 	(void)state;
@@ -1344,6 +1378,7 @@ int main(void)
 		cmocka_unit_test(test_route_patterns),
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test(test_demangle),
+		cmocka_unit_test(test_pyro_sniff),
 		cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
