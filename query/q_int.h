@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/storage.h"
+
 #define Q__NONE UINT32_MAX
 
 /* u64 -> u32 hash map, key and value in one slot. */
@@ -25,6 +27,13 @@ void q__map_free(q__map *m);
 
 /* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
 int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
+
+/* The distinct values of label `name` (label names when name is NULL,
+ * __name__ left out) over the series matching m in [from, to), sorted.
+ * The caller frees each string and *out with free(). 0 or a negative
+ * errno (series.c). */
+int q__label_values(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                    const char *name, char ***out, size_t *n, st_err *err);
 
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 

@@ -137,6 +137,26 @@ int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
                  const char *const *by, size_t nby, q_buf *out, st_err *err);
 
+/* ---- an empty selection explained (query/suggest.c) ---- */
+
+#define Q_SUGGEST_MAX 3    /* closest names listed per matcher */
+
+/* Whether side selects any series in its range, and when it selects none,
+ * why, so that a typo does not look like an empty profile. Returns 0 when
+ * series match (json and msg untouched), a negative errno, or 1 when none
+ * do: msg then holds one sentence for people ("no series match
+ * {comm="pyhton3"}; comm="pyhton3" matches no series; did you mean
+ * comm="python3"? (closest comm values: python3, ...)") and json one
+ * object: {"selector", "from", "to" (ns, both included), "empty_range"
+ * (nothing at all in the range), "outside_range" (the selector matches
+ * series outside it), "matchers": [{"label", "op", "value",
+ * "matches_alone" (with the type), "label_exists", "closest": [up to
+ * Q_SUGGEST_MAX values by edit distance, or label names when the label
+ * does not exist], "did_you_mean": a close one or null}]}, type first.
+ * selector is the text shown in msg and json. */
+int q_no_match(st_db *db, const q_side *side, const char *selector, q_buf *json, q_buf *msg,
+               st_err *err);
+
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);
 int q_buf_printf(q_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

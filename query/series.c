@@ -124,6 +124,31 @@ int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
 	return q_labels_json(db, NULL, 0, from, to, ST_TYPE_LABEL, out, err);
 }
 
+int q__label_values(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                    const char *name, char ***out, size_t *n, st_err *err)
+{
+	collect c = {.name = name};
+	*out = NULL;
+	*n = 0;
+	int rc = each_series(db, m, nm, from, to, collect_cb, &c, err);
+	if (rc) {
+		set_free(&c.set);
+		return rc;
+	}
+	if (c.set.n)
+		qsort(c.set.v, c.set.n, sizeof(*c.set.v), cmp_str);
+	size_t w = 0;
+	for (size_t i = 0; i < c.set.n; i++) {
+		if (w && !strcmp(c.set.v[i], c.set.v[w - 1]))
+			free(c.set.v[i]);
+		else
+			c.set.v[w++] = c.set.v[i];
+	}
+	*out = c.set.v;
+	*n = w;
+	return 0;
+}
+
 /* ---- the timeline ---- */
 
 typedef struct group {

@@ -149,6 +149,40 @@ static const q_resolver *resolver_of(const srv_api *api)
 	return &r;
 }
 
+/* When side selects no series at all: answers 404 {"error": "no series
+ * match ...", "no_match": {...}} (q_no_match: the matcher to blame and
+ * the closest label values), so a typo is not taken for an empty profile.
+ * what prefixes the message ("compare: "), param names the selector's
+ * parameter. Returns 1 when it answered, 0 when series match, or a
+ * negative errno. */
+static int no_match(const srv_api *api, const srv_req *req, srv_resp *resp,
+                    const q_side *side, const char *param, const char *what)
+{
+	q_buf json = {0}, msg = {0};
+	st_err err = {{0}};
+	const char *sel = srv_req_query(req, param, 0);
+	int rc = q_no_match(api->db, side, sel && *sel ? sel : "{}", &json, &msg, &err);
+	if (rc == 1) {
+		srv_resp_set(resp, 404, "application/json");
+		srv_buf *b = srv_resp_body(resp);
+		srv_buf_puts(b, "{\"error\":");
+		srv_buf m = {0};
+		srv_buf_puts(&m, what);
+		srv_buf_append(&m, msg.p, msg.len);
+		srv_json_escape(b, m.data, m.len);
+		srv_buf_free(&m);
+		srv_buf_printf(b, ",\"parameter\":\"%s\",\"no_match\":", param);
+		srv_buf_append(b, json.p, json.len);
+		srv_buf_puts(b, "}");
+	} else if (rc < 0) {
+		rc = engine_error(resp, rc, &err);
+		rc = rc ? rc : 1;
+	}
+	q_buf_free(&json);
+	q_buf_free(&msg);
+	return rc;
+}
+
 /* The merge both /query and /top start from: the selector in `query`
  * over from/to. Returns 1 when it already answered (a bad parameter or a
  * query error), 0 with *sel and *t set, or a negative errno. */
@@ -169,7 +203,7 @@ static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
 		rc = engine_error(resp, rc, &err);
 		return rc ? rc : 1;
 	}
-	return 0;
+	return q_tree_total(*t, 0) ? 0 : no_match(api, req, resp, &side, "query", "");
 }
 
 static int h_query(void *arg, const srv_req *req, srv_resp *resp)
@@ -244,6 +278,11 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	cmp.nm = nc;
 	if ((rc = q_diff(db, &base, &cmp, resolver_of(api), &t, &err))) {
 		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	if ((!q_tree_total(t, 0) && (rc = no_match(api, req, resp, &base, "base", "base: "))) ||
+	    (!q_tree_total(t, 1) && (rc = no_match(api, req, resp, &cmp, "compare", "compare: ")))) {
+		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	rc = !strcmp(fmt, "folded") ? q_tree_folded(t, &out) :

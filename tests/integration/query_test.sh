@@ -57,9 +57,43 @@ assert sum(per.values()) == TOTAL and all(v > 0 for v in per.values()), per; ok(
 s0, s1 = services[0], services[1]
 assert total('{service!="%s"}' % s0) == TOTAL - per[s0]; ok("!=")
 assert total('{service=~"%s|%s"}' % (s0, s1)) == per[s0] + per[s1]; ok("=~ alternatives")
-assert total('{service=~"%s"}' % s0[:-1]) == 0; ok("=~ is anchored")
+def nomatch(path="/api/v1/query", param="query", sel="{}", **kw):
+    """The 404 a selector selecting no series gets: its JSON body."""
+    st, ct, body = get(path, **{param: sel}, **kw)
+    e = json.loads(body)
+    assert st == 404 and "no_match" in e and e["error"].startswith(
+        ("no series match", "compare: no series match", "base: no series match")), (st, body[:300])
+    return e
+nomatch(sel='{service=~"%s"}' % s0[:-1]); ok("=~ is anchored")
 assert total('{service!~"%s|%s"}' % (s0, s1)) == TOTAL - per[s0] - per[s1]; ok("!~")
-assert total('{service="%s", service="%s"}' % (s0, s1)) == 0; ok("matchers intersect")
+nomatch(sel='{service="%s", service="%s"}' % (s0, s1)); ok("matchers intersect")
+
+# a selector that selects nothing says so, naming the matcher and the
+# closest values by edit distance, on /query, /top and either side of /diff
+typo = s0[:2] + s0[3] + s0[2] + s0[4:]        # two letters swapped
+e = nomatch(sel='{service="%s"}' % typo)
+assert 'did you mean service="%s"?' % s0 in e["error"], e["error"]
+m = e["no_match"]["matchers"]
+assert [x["label"] for x in m] == ["__name__", "service"] and m[1]["did_you_mean"] == s0, m
+assert m[1]["closest"][0] == s0 and len(m[1]["closest"]) <= 3 and not m[1]["matches_alone"], m
+ok("a typo in a value: 404 naming it, did you mean the closest value")
+e = nomatch("/api/v1/top", sel='{servce="%s"}' % s0)
+assert "no series has a label servce; did you mean service?" in e["error"], e["error"]
+ok("a typo in a label name: the closest label names")
+e = nomatch(sel='process_cpu:sample:count:cpu:nanoseconds:delta{}')
+assert "did you mean %s?" % T in e["error"], e["error"]; ok("a typo in the type: the closest type")
+hosts0 = js("/api/v1/labels/hostname/values", query='{service="%s"}' % s0)
+other = [h for h in js("/api/v1/labels/hostname/values") if h not in hosts0]
+if other:
+    e = nomatch(sel='{service="%s", hostname="%s"}' % (s0, other[0]))
+    assert "no series matches them all" in e["error"], e["error"]; ok("matchers that exclude each other")
+e = nomatch(sel="{}", **{"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"})
+assert e["no_match"]["empty_range"] and "nothing at all was stored" in e["error"], e
+assert "widen it" in e["error"], e; ok("an empty range says so, and that there is data elsewhere")
+e = nomatch(sel='{service="%s"}' % s0, **{"from": "2026-01-01T02:00:00Z", "to": "2026-01-01T03:00:00Z"})
+assert e["no_match"]["outside_range"] and "outside that range" in e["error"], e; ok("matches outside the range: widen it")
+e = nomatch("/api/v1/diff", "compare", '{service="%s"}' % typo, base='{service="%s"}' % s0)
+assert e["error"].startswith("compare: ") and e["parameter"] == "compare", e; ok("diff names the side that matches nothing")
 first_half = total("{}", to="2026-01-01T00:30:00Z")
 assert 0 < first_half < TOTAL; ok("time range narrows")
 
