@@ -353,6 +353,55 @@ static void test_pprof(void **state)
 	q_tree_free(t);
 }
 
+/* q_no_match over the fixture (service=api, service=db): each row a
+ * selector's matchers after the type, and what the sentence must say. */
+static void test_no_match(void **state)
+{
+	fx *f = *state;
+	static const struct {
+		const char *name;
+		st_matcher m[2];
+		size_t nm;            /* matchers after the type */
+		const char *type;
+		int64_t from, to;
+		int want;             /* 0: series match, 1: none */
+		const char *says;     /* in the sentence */
+	} cases[] = {
+		{"match", {{"service", ST_MATCH_EQ, "api"}}, 1, TYPE, 0, INT64_MAX, 0, NULL},
+		{"value typo", {{"service", ST_MATCH_EQ, "aip"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "service=\"aip\" matches no series; did you mean service=\"api\"? "
+		 "(closest service values: api, db)"},
+		{"far value", {{"service", ST_MATCH_EQ, "checkout"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "matches no series (closest service values:"},
+		{"label typo", {{"srvice", ST_MATCH_EQ, "api"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "no series has a label srvice; did you mean service?"},
+		{"type typo", {{0}}, 0, "process_cpu:sample:count:cpu:nanoseconds:delta", 0, INT64_MAX,
+		 1, "did you mean " TYPE "?"},
+		{"exclusive", {{"service", ST_MATCH_EQ, "api"}, {"service", ST_MATCH_EQ, "db"}}, 2, TYPE,
+		 0, INT64_MAX, 1, "no series matches them all"},
+		{"outside", {{"service", ST_MATCH_EQ, "api"}}, 1, TYPE, T0 + 10 * SEC, T0 + 20 * SEC, 1,
+		 "but the selector matches data outside that range"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		st_matcher m[3] = {{ST_TYPE_LABEL, ST_MATCH_EQ, cases[i].type}};
+		for (size_t k = 0; k < cases[i].nm; k++)
+			m[1 + k] = cases[i].m[k];
+		q_side side = {m, 1 + cases[i].nm, cases[i].from, cases[i].to};
+		q_buf json = {0}, msg = {0};
+		st_err err;
+		int rc = q_no_match(f->db, &side, "SEL", &json, &msg, &err);
+		if (rc != cases[i].want)
+			fail_msg("%s: %d, want %d", cases[i].name, rc, cases[i].want);
+		if (rc == 1 && (!msg.p || strncmp(msg.p, "no series match SEL", 19) ||
+		                !strstr(msg.p, cases[i].says) || !json.p || json.p[0] != '{'))
+			fail_msg("%s: %s", cases[i].name, msg.p ? msg.p : "(no message)");
+		if (rc == 0 && (msg.len || json.len))
+			fail_msg("%s: a message for a match", cases[i].name);
+		q_buf_free(&json);
+		q_buf_free(&msg);
+	}
+}
+
 static void test_json_escaping(void **state)
 {
 	(void)state;
@@ -373,6 +422,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_match, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);
