@@ -61,5 +61,8 @@ int srv_api_debuginfo_routes(srv_http *h, srv_api *api);
  * beside the executable, else ./ui. A missing directory is not an error:
  * the routes then answer 404 naming where they looked. */
 int srv_api_ui_routes(srv_http *h, const char *ui_dir);
+/* Where the UI's files are found for ui_dir (as above) now: 0 with the
+ * directory in out, or -ENOENT with the places looked at in out. */
+int srv_api_ui_dir(const char *ui_dir, char *out, size_t n);
 
 #endif

@@ -4,6 +4,7 @@
  * their routes from their own files; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -311,6 +312,38 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* The one line a newcomer needs at start: where the UI is, where the
+ * data is, which auth is on, and what the log will say. */
+static void startup_line(const char *addr, const char *data_dir, const char *ui_dir,
+                         const char *auth_file, const char *read_file, bool log_debug,
+                         int64_t slow_ns)
+{
+	char where[3 * PATH_MAX], ui[sizeof(where) + 128], data[PATH_MAX];
+	char auth[2 * PATH_MAX + 128];
+	if (srv_api_ui_dir(ui_dir, where, sizeof(where)) == 0)
+		snprintf(ui, sizeof(ui), "UI at http://%s/ (files in %s)", addr, where);
+	else
+		snprintf(ui, sizeof(ui), "no UI (looked in %s; --ui-dir DIR)", where);
+	if (!realpath(data_dir, data))
+		snprintf(data, sizeof(data), "%s", data_dir);
+	if (!auth_file)
+		snprintf(auth, sizeof(auth), "auth off (no token needed; --auth-token-file to "
+		         "require one)");
+	else if (!read_file)
+		snprintf(auth, sizeof(auth), "auth on (the token in %s for everything but the UI's "
+		         "files and /healthz)", auth_file);
+	else
+		snprintf(auth, sizeof(auth), "auth on (writes: the token in %s; reads: that one or "
+		         "the one in %s)", auth_file, read_file);
+	char logs[128];
+	if (log_debug)
+		snprintf(logs, sizeof(logs), "every request logged (--log-level debug)");
+	else
+		snprintf(logs, sizeof(logs), "requests logged when they fail or take %" PRId64
+		         " ms or more", slow_ns / 1000000);
+	fprintf(stderr, "smolder-server: %s; data in %s; %s; %s\n", ui, data, auth, logs);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -320,6 +353,7 @@ static void usage(FILE *f)
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
 	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
+	        "                      [--log-level info|debug] [--slow-request DURATION]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -345,7 +379,11 @@ static void usage(FILE *f)
 	        "                       files stay open (default: no auth)\n"
 	        "  --read-token-file FILE\n"
 	        "                       a second token that is enough for queries but not for\n"
-	        "                       ingest or debug-info upload\n"
+	        "                       ingest or debug-info upload\n"	        "  --log-level LEVEL    info (default): start-up, storage events, and only\n"
+	        "                       the requests that failed (status >= 400 but 404)\n"
+	        "                       or were slow; debug: a line for every request\n"
+	        "  --slow-request DUR   a request answered in this long is logged at info\n"
+	        "                       (default 1s; \"250ms\")\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -376,6 +414,8 @@ int main(int argc, char **argv)
 	const char *ui_dir = NULL;     /* --ui-dir; NULL: api_ui.c's default places */
 	srv_dbgd *dbgd = NULL;
 	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
+	bool log_debug = false;                           /* --log-level debug */
+	int64_t slow_ns = 1000000000;                     /* --slow-request */
 	char *write_token = NULL, *read_token = NULL;
 	st_options sopt;
 	st_options_default(&sopt);
@@ -390,6 +430,8 @@ int main(int argc, char **argv)
 		{"ui-dir", required_argument, NULL, 'U'},
 		{"auth-token-file", required_argument, NULL, 'A'},
 		{"read-token-file", required_argument, NULL, 'R'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"slow-request", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -439,6 +481,22 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			read_file = optarg;
+			break;
+		case 'L':
+			if (strcmp(optarg, "info") && strcmp(optarg, "debug")) {
+				fprintf(stderr, "smolder-server: invalid --log-level '%s': info or "
+				        "debug\n", optarg);
+				return 2;
+			}
+			log_debug = !strcmp(optarg, "debug");
+			break;
+		case 'S':
+			if (parse_duration(optarg, &slow_ns) || slow_ns < 1000000 ||
+			    slow_ns > 3600 * 1000000000LL) {
+				fprintf(stderr, "smolder-server: invalid --slow-request '%s': a "
+				        "duration from 1ms to 1h\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -495,6 +553,8 @@ int main(int argc, char **argv)
 	srv_http_options_default(&hopt);
 	hopt.listen = listen;
 	hopt.access_log = stderr;
+	hopt.log_every_request = log_debug;
+	hopt.log_slow_ms = (uint32_t)(slow_ns / 1000000);
 	hopt.write_token = write_token;
 	hopt.read_token = read_token;
 	a.auth = write_token != NULL;
@@ -570,6 +630,7 @@ int main(int argc, char **argv)
 	srv_http_address(a.http, addr, sizeof(addr));
 	printf("smolder-server listening on http://%s\n", addr);
 	fflush(stdout);
+	startup_line(addr, data_dir, ui_dir, auth_file, read_file, log_debug, slow_ns);
 
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	/* Every acknowledged batch is in the WAL already; cutting the whole

@@ -11,6 +11,7 @@ import {TopTable, mergeTop} from './toptable.js';
 import {renderChanges} from './changes.js';
 import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
 import {timeSeconds, fmtTime, fmtCount} from './util.js';
+import {noMatchNodes} from './nomatch.js';
 
 const MAX_NODES = 20000;      // the server folds the rest: huge trees stay fast
 const TOP_LIMIT = 500;
@@ -119,9 +120,23 @@ function showError(e) {
 		return setStatus('error', `${e.message} — fix the ${param === 'by' ? 'group-by labels' : param} and press Enter.`,
 			`${value}\n${' '.repeat(b.position)}^`);
 	}
+	if (e.status === 404 && b.no_match) return showNoMatch(b);
 	if (e.status === 413) return setStatus('error', `${e.message}`);
 	if (e.status === 0) return setStatus('error', e.message);
 	setStatus('error', `The server refused the query: ${e.message}`);
+}
+
+// A selector that selects no series: the server's sentence and a button
+// per close name that fixes the selector and runs it.
+function showNoMatch(b) {
+	const side = b.parameter === 'compare' ? 'compare' : 'query';
+	const text = side === 'compare' ? state.compare || state.query : state.query;
+	setStatus('empty', '');
+	ui.status.append(...noMatchNodes(b, text, fixed => {
+		if (side === 'compare') ui.compare.value = fixed;
+		else ui.query.value = fixed;
+		run();
+	}));
 }
 
 // ---- the parts ----

@@ -173,6 +173,9 @@ static void *server_thread(void *arg)
 /* The web UI's directory for setup_ui's server (api_ui.c), else NULL. */
 static const char *g_ui_dir;
 
+/* Every request logged (--log-level debug) unless setup_quiet says not. */
+static bool g_log_every = true;
+
 /* *state may point to an idle timeout in ms to use instead of 10 s. */
 static int setup(void **state)
 {
@@ -194,6 +197,7 @@ static int setup(void **state)
 	opt.max_header_bytes = MAX_HEADER;
 	opt.idle_timeout_ms = idle_ms ? *idle_ms : 10000;
 	opt.access_log = f->log;
+	opt.log_every_request = g_log_every;
 	if (uv_loop_init(&f->loop) || srv_http_new(&f->loop, &opt, &f->h))
 		return -1;
 	const srv_route routes[] = {
@@ -950,6 +954,71 @@ static void test_idle_timeout(void **state)
 	curl_easy_cleanup(e);
 }
 
+/* The server's default: only failed and slow requests are logged. */
+static int setup_quiet(void **state)
+{
+	g_log_every = false;
+	int rc = setup(state);
+	g_log_every = true;
+	return rc;
+}
+
+static void *release_later(void *arg)
+{
+	usleep(1100 * 1000);   /* past the default 1000 ms: a slow request */
+	open_gate(arg);
+	return NULL;
+}
+
+/* The log file's content once it holds want (or after 2 s); freed by the
+ * caller. */
+static char *log_with(fx *f, const char *want)
+{
+	srv_buf log = {0};
+	for (int i = 0; i < 200; i++) {
+		FILE *in = fopen(f->log_path, "r");
+		assert_non_null(in);
+		char buf[4096];
+		size_t n;
+		srv_buf_reset(&log);
+		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+			srv_buf_append(&log, buf, n);
+		fclose(in);
+		if (log.data && strstr(log.data, want))
+			break;
+		usleep(10000);
+	}
+	srv_buf_puts(&log, "");
+	return log.data;
+}
+
+static void test_access_log_quiet(void **state)
+{
+	fx *f = *state;
+	res r;
+	for (int i = 0; i < 20; i++) {
+		get(f, "/hello", &r);
+		assert_int_equal(r.status, 200);
+		res_free(&r);
+	}
+	get(f, "/no/such", &r);   /* 404: not the server's failure */
+	res_free(&r);
+	get(f, "/fail", &r);      /* 500: logged */
+	res_free(&r);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, release_later, f), 0);
+	get(f, "/slow", &r);      /* held past the slow threshold: logged */
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	pthread_join(th, NULL);
+	char *log = log_with(f, "GET /slow 200 ");
+	assert_non_null(strstr(log, "GET /fail 500 "));
+	assert_non_null(strstr(log, "GET /slow 200 "));
+	assert_null(strstr(log, "GET /hello"));
+	assert_null(strstr(log, "GET /no/such"));
+	free(log);
+}
+
 static void test_access_log(void **state)
 {
 	fx *f = *state;
@@ -1396,6 +1465,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_does_not_block_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_finishes_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_access_log_quiet, setup_quiet, teardown),
 		cmocka_unit_test_setup_teardown(test_ui_files, setup_ui, teardown_ui),
 		cmocka_unit_test_setup_teardown(test_ui_missing, setup_ui, teardown_ui),
 		cmocka_unit_test_prestate_setup_teardown(test_idle_timeout, setup, teardown,
