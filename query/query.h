@@ -75,11 +75,28 @@ int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
  * (base, compare), as difffolded.pl writes. */
 int q_tree_folded(const q_tree *t, q_buf *out);
 
+/* What a pprof says besides the tree. */
+typedef struct q_pprof_opts {
+	const char *type;           /* the profile type: name:sample_type:
+	                             * sample_unit:period_type:period_unit[:delta] */
+	const char *main_file;      /* the main executable (mapping 1), NULL:
+	                             * none (q_main_executable) */
+	const char *main_build_id;  /* its build ID in hex, or NULL */
+	int64_t time_ns, duration_ns; /* the range merged; 0: unknown */
+} q_pprof_opts;
+
 /* A gzip'd pprof profile.proto of a merge tree: sample type and period
- * type from the profile type (name:sample_type:sample_unit:period_type:
- * period_unit[:delta]), one Function and Location per distinct frame, one
- * Sample per distinct stack. -EINVAL for a malformed type. */
-int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
+ * type from the profile type, one Function and Location per distinct
+ * frame, one Sample per distinct stack; mapping 1 the main executable (no
+ * file when there is none), mapping 2 the kernel's. -EINVAL for a
+ * malformed type. */
+int q_tree_pprof(const q_tree *t, const q_pprof_opts *o, q_buf *out);
+
+/* The main executable of side's series: their `exe` label when all that
+ * have one agree, and `build_id` likewise (else NULL). The caller frees
+ * both with free(). 0 or a negative errno. */
+int q_main_executable(st_db *db, const q_side *side, char **exe, char **build_id,
+                      st_err *err);
 
 /* Functions by flat (self) and cumulative value, sorted by flat then cum,
  * at most limit rows (0: all). JSON: {"total":N,"rows":[{"name","file",

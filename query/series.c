@@ -149,6 +149,44 @@ int q__label_values(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 	return 0;
 }
 
+/* The one non-empty value of label name over side's series, or NULL. */
+static int only_value(st_db *db, const q_side *side, const char *name, char **out,
+                      st_err *err)
+{
+	char **v;
+	size_t n, k = 0;
+	*out = NULL;
+	int rc = q__label_values(db, side->m, side->nm, side->from_ns, side->to_ns, name, &v, &n,
+	                         err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if (v[i][0])
+			k++;
+	for (size_t i = 0; i < n; i++) {
+		if (k == 1 && v[i][0])
+			*out = v[i];
+		else
+			free(v[i]);
+	}
+	free(v);
+	return 0;
+}
+
+int q_main_executable(st_db *db, const q_side *side, char **exe, char **build_id,
+                      st_err *err)
+{
+	*build_id = NULL;
+	int rc = only_value(db, side, "exe", exe, err);
+	if (!rc && *exe)
+		rc = only_value(db, side, "build_id", build_id, err);
+	if (rc) {
+		free(*exe);
+		*exe = NULL;
+	}
+	return rc;
+}
+
 /* ---- the timeline ---- */
 
 typedef struct group {

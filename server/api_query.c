@@ -187,7 +187,7 @@ static int no_match(const srv_api *api, const srv_req *req, srv_resp *resp,
  * over from/to. Returns 1 when it already answered (a bad parameter or a
  * query error), 0 with *sel and *t set, or a negative errno. */
 static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
-                     q_selector **sel, q_tree **t)
+                     q_selector **sel, q_tree **t, q_side *side_out)
 {
 	st_db *db = api->db;
 	st_err err = {{0}};
@@ -203,11 +203,34 @@ static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
 		rc = engine_error(resp, rc, &err);
 		return rc ? rc : 1;
 	}
+	if (side_out)
+		*side_out = side;
 	return q_tree_total(*t, 0) ? 0 : no_match(api, req, resp, &side, "query", "");
+}
+
+/* The pprof of a merge: its main mapping is the selection's executable
+ * when its series agree on one, and its time the range asked. */
+static int pprof_of(const srv_api *api, const q_tree *t, const char *type, const q_side *side,
+                    q_buf *out, st_err *err)
+{
+	char *exe = NULL, *bid = NULL;
+	int rc = q_main_executable(api->db, side, &exe, &bid, err);
+	if (rc)
+		return rc;
+	/* to_ns is exclusive: the duration ends on the range's last included
+	 * nanosecond, where pprof ingest dates a profile (time + duration) */
+	q_pprof_opts o = {.type = type, .main_file = exe, .main_build_id = bid,
+	                  .time_ns = side->from_ns,
+	                  .duration_ns = side->to_ns - 1 - side->from_ns};
+	rc = q_tree_pprof(t, &o, out);
+	free(exe);
+	free(bid);
+	return rc;
 }
 
 static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 {
+	q_side side;
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
@@ -221,14 +244,14 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
 		goto out;
-	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t, &side))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	if (!strcmp(fmt, "folded"))
 		rc = q_tree_folded(t, &out);
 	else if (!strcmp(fmt, "pprof"))
-		rc = q_tree_pprof(t, q_selector_type(sel), &out);
+		rc = pprof_of(arg, t, q_selector_type(sel), &side, &out, &err);
 	else
 		rc = q_tree_json(t, max_nodes, &out);
 	if (rc) {
@@ -311,7 +334,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	int rc = 0;
 	if (get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
-	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t, NULL))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}

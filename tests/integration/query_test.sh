@@ -2,8 +2,9 @@
 # query_test.sh - the read API end to end: the storage benchmark's smoke
 # fleet (known totals) in a temporary data dir, the real smolder-server on
 # a loopback port, and checks over HTTP of merge totals, every matcher
-# operator, diff, top, range, discovery, folded and pprof output, and the
-# error a bad query gets. Cleans up on any exit.
+# operator, diff, top, range, discovery, folded and pprof output (its main
+# mapping and sample type read back by go tool pprof -raw), the error a bad
+# query gets, and what a selector that selects nothing is told. Cleans up on any exit.
 set -eu
 
 . "$(dirname "$0")/fleet.sh"
@@ -114,6 +115,43 @@ with tempfile.TemporaryDirectory() as d:
     assert "of %d total" % TOTAL in out, out
 ok("go tool pprof -top reads our pprof with the same total")
 
+def gopprof(body, *args):
+    """go tool pprof ARGS on a pprof body: its standard output."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "p.pb.gz")
+        open(path, "wb").write(body)
+        r = subprocess.run(["go", "tool", "pprof", *args, path], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, HOME=d, GOCACHE=os.path.join(d, "c")))
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+def mappings(raw):
+    """-raw's Mappings section: [(id, file)]."""
+    sec = raw.split("\nMappings\n", 1)[1].splitlines()
+    out = []
+    for l in sec:
+        if not l.strip():
+            break
+        mid, rest = l.split(": ", 1)
+        f = rest.split(" ", 1)[1].strip() if " " in rest else ""
+        out.append((int(mid), f.split("  [")[0].strip() if f and not f.startswith("[FN]") else ""))
+    return out
+
+# the main mapping: the selection's executable, or none when it spans several
+exe0 = js("/api/v1/labels/exe/values")[0]
+st, _, body = get("/api/v1/query", query='{exe="%s"}' % exe0, format="pprof")
+raw = gopprof(body, "-raw")
+ms = mappings(raw)
+assert ms[0] == (1, exe0) and (2, "[kernel.kallsyms]") in ms, ms
+assert "File: %s" % os.path.basename(exe0) in gopprof(body, "-top"); ok("pprof: the main mapping is the selection's executable")
+st, _, body = get("/api/v1/query", query="{}", format="pprof")
+ms = mappings(gopprof(body, "-raw"))
+assert ms[0] == (1, "") and (2, "[kernel.kallsyms]") in ms, ms
+assert "File:" not in gopprof(body, "-top"); ok("pprof: no main mapping when the selection spans several executables")
+raw = gopprof(body, "-raw")
+assert "\nSamples:\nsamples/count\n" in raw and "PeriodType: cpu nanoseconds" in raw, raw[:300]
+assert "Duration: 24h" in raw, raw[:300]; ok("pprof: sample type/unit and period type from the profile type, the range as time and duration")
+
 tree = js("/api/v1/query", query="{}", max_nodes="10")
 def count(n): return 1 + sum(count(c) for c in n["children"])
 assert tree["total"] == TOTAL and count(tree) <= 40; ok("max_nodes folds")
@@ -162,12 +200,14 @@ assert st == 200 and json.loads(body)["rows"] == 2000, (st, body); ok("pprof ing
 st, body = post("/api/v1/ingest/pprof", gzip.decompress(pp), __name__="replay", service="plain")
 assert st == 200, body; ok("pprof ingest (plain)")
 RT = "replay:samples:count:cpu:nanoseconds:delta"
-assert RT in js("/api/v1/types", **{"from": "now-1h", "to": "now"}); ok("ingested type listed")
+# the export carries its range's start as the profile's time, so the
+# replay lands where the original rows are
+assert RT in js("/api/v1/types"); ok("ingested type listed, at the exported profile's time")
 def folded(sel, **rng):
     st, _, body = get("/api/v1/query", query=sel, format="folded", **rng)
     assert st == 200, body
     return sorted(l.replace("_[k]", "") for l in body.decode().splitlines())
-now = {"from": "now-1h", "to": "now"}
+now = RANGE
 assert folded(RT + '{service="replay"}', **now) == folded("{}"); ok("ingested names and values kept")
 assert js("/api/v1/query", query=RT + "{}", **now)["total"] == 2 * TOTAL; ok("both posts stored")
 # a CPU profile recorded from a real Go program with runtime/pprof
@@ -183,6 +223,11 @@ assert js("/api/v1/query", query=cpu + '{service="gosvc"}', **GO)["total"] == 15
 top = {r["name"]: r for r in js("/api/v1/top", query=cpu + '{service="gosvc"}', **GO)["rows"]}
 assert top["main.spinA"]["flat"] == 1260000000 and top["main.spinB"]["flat"] == 240000000, top
 assert top["runtime.main"]["cum"] == 1500000000; ok("Go function names and values as go tool pprof shows them")
+st, _, body = get("/api/v1/query", query=cpu + '{service="gosvc"}', format="pprof", **GO)
+raw = gopprof(body, "-raw")
+assert "\nSamples:\ncpu/nanoseconds\n" in raw, raw[:300]
+t = gopprof(body, "-top")
+assert "Type: cpu" in t and "Total samples = 1500ms" in t, t[:400]; ok("pprof export of a cpu/nanoseconds type: Type: cpu, its values as durations")
 
 st, body = post("/api/v1/ingest/pprof", b"garbage")
 assert st == 400 and "pprof" in json.loads(body)["error"]; ok("garbage is a 400")

@@ -304,7 +304,8 @@ static void test_pprof(void **state)
 	fx *f = *state;
 	q_tree *t = merge(f, m_all, 1, NULL);
 	q_buf o = {0};
-	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	q_pprof_opts po = {.type = TYPE};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
 	assert_true(o.len > 18 && (uint8_t)o.p[0] == 0x1f && (uint8_t)o.p[1] == 0x8b);
 	uint8_t *raw = malloc(1 << 20);
 	uLongf rawlen = 1 << 20;
@@ -346,9 +347,40 @@ static void test_pprof(void **state)
 		                            "[unknown] libc.so.6+0x99;do_sys");
 	assert_true(found);
 	perftools__profiles__profile__free_unpacked(p, NULL);
-	free(raw);
 	q_buf_free(&o);
-	assert_int_equal(q_tree_pprof(t, "not-a-type", &o), -EINVAL);
+	/* the main mapping first, the kernel's second; the range as time */
+	po = (q_pprof_opts){.type = TYPE, .main_file = "/usr/bin/app", .main_build_id = "0a0b0c0d",
+	                    .time_ns = T0, .duration_ns = 60 * SEC};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
+	z = (z_stream){0};
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = (Bytef *)o.p;
+	z.avail_in = (uInt)o.len;
+	z.next_out = raw;
+	z.avail_out = 1 << 20;
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	rawlen = z.total_out;
+	inflateEnd(&z);
+	p = perftools__profiles__profile__unpack(NULL, rawlen, raw);
+	assert_non_null(p);
+	assert_int_equal(p->n_mapping, 2);
+	assert_int_equal(p->mapping[0]->id, 1);
+	assert_string_equal(p->string_table[p->mapping[0]->filename], "/usr/bin/app");
+	assert_string_equal(p->string_table[p->mapping[0]->build_id], "0a0b0c0d");
+	assert_string_equal(p->string_table[p->mapping[1]->filename], "[kernel.kallsyms]");
+	for (size_t i = 0; i < p->n_location; i++) {
+		const Perftools__Profiles__Function *fn =
+			p->function[p->location[i]->line[0]->function_id - 1];
+		bool k = !strcmp(p->string_table[fn->name], "do_sys");
+		assert_int_equal(p->location[i]->mapping_id, k ? 2 : 0);
+	}
+	assert_int_equal(p->time_nanos, T0);
+	assert_int_equal(p->duration_nanos, 60 * SEC);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	q_buf_free(&o);
+	free(raw);
+	po.type = "not-a-type";
+	assert_int_equal(q_tree_pprof(t, &po, &o), -EINVAL);
 	q_buf_free(&o);
 	q_tree_free(t);
 }
