@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "server/debuginfod.h"
 #include "server/http.h"
 #include "server/symbolize.h"
 #include "storage/storage.h"
@@ -23,6 +24,8 @@ typedef struct srv_api {
 	size_t nagents;
 	srv_sym *sym;              /* names user frames in query answers; NULL:
 	                            * frames stay "[unknown] file+0xoffset" */
+	srv_dbgd *dbgd;            /* --debuginfod-url, asked on a debug-info
+	                            * HEAD the store cannot answer; NULL: off */
 } srv_api;
 
 /* Sets up api (db and data_dir are not copied and must outlive it) and

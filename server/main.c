@@ -228,6 +228,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 		srv_json_obj_end(j);
 	}
 	srv_api_agents_json(&a->api, j);
+	srv_metrics_debuginfo_json(j);
 
 	uint64_t rej_w, rej_r;
 	srv_http_auth_rejected(a->http, &rej_w, &rej_r);
@@ -592,6 +593,7 @@ int main(int argc, char **argv)
 		char dir[4096];
 		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
 		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db, .dbgd = dbgd};
+		a.api.dbgd = dbgd;
 		if ((rc = srv_sym_new(&so, &a.api.sym))) {
 			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 			goto out;
