@@ -133,7 +133,10 @@ function showError(e) {
 // A selector that selects no series: the server's sentence and a button
 // per close name that fixes the selector and runs it.
 function showNoMatch(b) {
-	const side = b.parameter === 'compare' ? 'compare' : 'query';
+	// in diff mode the compare side's /top names its selector "query" too
+	const sel = b.no_match.selector;
+	const side = b.parameter === 'compare' || (diffOn && state.compare && sel === state.compare &&
+		sel !== state.query) ? 'compare' : 'query';
 	const text = side === 'compare' ? state.compare || state.query : state.query;
 	setStatus('empty', '');
 	ui.status.append(...noMatchNodes(b, text, fixed => {
