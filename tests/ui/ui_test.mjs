@@ -304,7 +304,7 @@ async function main() {
 		assert.ok(near(got, want, 0.051), `search-share ${got}% not ${want.toFixed(2)}%`);
 	});
 
-	await check('top table: the functions with their flat/cum, sorts, a click opens the function's sandwich',
+	await check('top table: the functions with their flat/cum, sorts, a click opens the function\'s sandwich',
 		async page => {
 			await open(page, v14, s => s.flame.frames.length > 0);
 			const top = await F.api(base, '/api/v1/top', v14);
