@@ -33,6 +33,7 @@ typedef struct ag_obj {
 	uint64_t size;
 	bool uploaded;        /* the server has it (HEAD 200 or PUT done) */
 	bool upload_failed;   /* too big or rejected: not retried */
+	bool upload_deferred; /* waited for the daily bound (counted once) */
 	uint64_t last_used;   /* drain number */
 	uint32_t batch_idx;   /* scratch for batch.c */
 	uint64_t batch_gen;
@@ -506,6 +507,8 @@ typedef struct ag_push_opts {
 	bool upload;                 /* debug-info uploads on */
 	uint64_t upload_max_bytes;   /* files bigger are not uploaded */
 	uint64_t upload_budget;      /* bytes uploaded per flush at most */
+	uint64_t upload_max_day_bytes; /* bytes uploaded in any 24 h at most;
+	                              * 0: no daily bound */
 	const char *token;           /* sent as "Authorization: Bearer TOKEN" on
 	                              * every request; NULL: none */
 	const char *debug_dir;       /* separate debug files by build ID under
@@ -517,7 +520,13 @@ typedef struct ag_push_opts {
 typedef struct ag_push_stats {
 	uint64_t batches_sent, batches_dropped, batches_rejected, retries;
 	uint64_t stacks_resent;      /* after the server said it lacked some */
-	uint64_t uploads, upload_bytes, upload_skipped;
+	uint64_t uploads, upload_bytes;
+	/* files not uploaded, by why: over --upload-max-mb (or over the whole
+	 * daily bound), refused by the server (4xx), fetched by the server
+	 * from debuginfod instead, already on the server; objects that waited
+	 * for the daily bound */
+	uint64_t upload_too_big, upload_refused, upload_debuginfod, upload_on_server;
+	uint64_t upload_deferred_daily;
 	size_t queued, queued_bytes;
 } ag_push_stats;
 

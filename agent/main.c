@@ -60,7 +60,11 @@ static void usage(FILE *f)
 	        "                       4 million rows; libc takes ~20 000)\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
 	        "  --no-upload          do not upload debug info\n"
-	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
+	        "  --upload-max-mb MB   skip uploading files larger (default 256); at most\n"
+	        "                       64 MB go up per interval\n"
+	        "  --upload-max-mb-per-day MB\n"
+	        "                       upload at most this much in any 24 hours (default\n"
+	        "                       1024; 0: no daily bound); the rest waits\n"
 	        "  --hostname NAME      the hostname label (default: this host's)\n"
 	        "  --config FILE        relabel rules for processes' labels (YAML, Prometheus'\n"
 	        "                       relabel_configs; docs/protocol.md, \"Process labels\")\n"
@@ -202,6 +206,12 @@ static int drain(agent *a)
 		{"batches_dropped", ps.batches_dropped},
 		{"batches_rejected", ps.batches_rejected},
 		{"debuginfo_uploads", ps.uploads},
+		{"debuginfo_upload_bytes", ps.upload_bytes},
+		{"debuginfo_skipped_too_big", ps.upload_too_big},
+		{"debuginfo_skipped_refused", ps.upload_refused},
+		{"debuginfo_skipped_debuginfod", ps.upload_debuginfod},
+		{"debuginfo_skipped_on_server", ps.upload_on_server},
+		{"debuginfo_waiting_daily_bound", ps.upload_deferred_daily},
 		{"unwind_samples", st[AG_STAT_UNW_SAMPLES]},
 		{"unwind_complete", st[AG_STAT_UNW_COMPLETE]},
 		{"unwind_truncated", st[AG_STAT_UNW_TRUNCATED]},
@@ -274,7 +284,7 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
-	unsigned long unwind_mb = 64;
+	unsigned long unwind_mb = 64, upload_day_mb = 1024;
 	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true;
 	int verbose = 0;
 	const char *server = "http://127.0.0.1:7070";
@@ -285,8 +295,8 @@ int main(int argc, char **argv)
 	const char *token_file = NULL, *config = NULL;
 	char *token = NULL;
 	ag_relabel *rules = NULL;
-	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON };
+	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_UPDAY, O_HOSTNAME,
+	       O_EXIT, O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -302,6 +312,7 @@ int main(int argc, char **argv)
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
+		{"upload-max-mb-per-day", required_argument, NULL, O_UPDAY},
 		{"hostname", required_argument, NULL, O_HOSTNAME},
 		{"config", required_argument, NULL, O_CONFIG},
 		{"exit-after", required_argument, NULL, O_EXIT},
@@ -319,6 +330,7 @@ int main(int argc, char **argv)
 		case 'p': bad = parse_uint(optarg, 1, INT32_MAX, &pid); break;
 		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &buffer_mb); break;
 		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
+		case O_UPDAY: bad = parse_uint(optarg, 0, 1048576, &upload_day_mb); break;
 		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
 		case O_TOKEN: token_file = optarg; break;
 		case O_CONFIG: config = optarg; break;
@@ -353,6 +365,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smolder-agent: bad value for --%s: %s\n",
 			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
 			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" :
+			        o == O_UPDAY ? "upload-max-mb-per-day" :
 			        o == O_UNWINDMB ? "unwind-table-mb" : "exit-after",
 			        optarg);
 			return 2;
@@ -429,7 +442,9 @@ int main(int argc, char **argv)
 		        err == -EPERM ? ": addresses hidden by kernel.kptr_restrict" : "");
 	ag_push_opts pu = {.server = server, .buffer_bytes = buffer_mb << 20, .upload = upload,
 	                   .upload_max_bytes = (uint64_t)upload_max_mb << 20,
-	                   .upload_budget = 64u << 20, .verbose = verbose > 0, .token = token};
+	                   .upload_budget = 64u << 20,
+	                   .upload_max_day_bytes = (uint64_t)upload_day_mb << 20,
+	                   .verbose = verbose > 0, .token = token};
 	err = ag_push_new(&pu, &a.push);
 	if (err) {
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));

@@ -75,6 +75,11 @@ struct ag_push {
 	char resp[512];
 	size_t resp_len;
 	struct curl_slist *auth;    /* "Authorization: Bearer ..." or NULL */
+	/* bytes uploaded per hour of the last day (a sliding 24 h window for
+	 * --upload-max-mb-per-day), each with the hour it counts */
+	uint64_t day_bytes[24];
+	int64_t day_hour[24];
+	bool day_said;      /* the bound's log line, once per time it is reached */
 
 	/* shared with the loop, under mu */
 	pthread_mutex_t mu;
@@ -500,6 +505,10 @@ static size_t on_read(char *buf, size_t size, size_t n, void *arg)
 typedef struct di_state {
 	char kind[16];    /* X-Smolder-Debuginfo, "" when absent */
 	char dwarf[8];    /* X-Smolder-Debuginfo-Dwarf */
+	char source[16];  /* X-Smolder-Debuginfo-Source: "debuginfod" when the
+	                   * server just fetched the files itself */
+	char dbgd[16];    /* X-Smolder-Debuginfod: "pending" while the server
+	                   * asks debuginfod for them */
 } di_state;
 
 static size_t on_header(char *line, size_t size, size_t n, void *arg)
@@ -507,7 +516,46 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 	di_state *d = arg;
 	wire_http_header_value(line, size * n, "X-Smolder-Debuginfo", d->kind, sizeof(d->kind));
 	wire_http_header_value(line, size * n, "X-Smolder-Debuginfo-Dwarf", d->dwarf, sizeof(d->dwarf));
+	wire_http_header_value(line, size * n, "X-Smolder-Debuginfo-Source", d->source,
+	                       sizeof(d->source));
+	wire_http_header_value(line, size * n, "X-Smolder-Debuginfod", d->dbgd, sizeof(d->dbgd));
 	return size * n;
+}
+
+/* ---- the daily bound: bytes per hour over a sliding 24 h ---- */
+
+static int64_t hour_now(void)
+{
+	return ag_mono_ns() / (3600 * INT64_C(1000000000));
+}
+
+/* Bytes uploaded in the 24 hours up to hour h. */
+static uint64_t day_used(const ag_push *p, int64_t h)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < 24; i++)
+		if (p->day_hour[i] > h - 24 && p->day_hour[i] <= h)
+			sum += p->day_bytes[i];
+	return sum;
+}
+
+static void day_add(ag_push *p, int64_t h, uint64_t bytes)
+{
+	int i = (int)(h % 24);
+	if (p->day_hour[i] != h) {
+		p->day_hour[i] = h;
+		p->day_bytes[i] = 0;
+	}
+	p->day_bytes[i] += bytes;
+}
+
+/* What the daily bound leaves now (UINT64_MAX without one). */
+static uint64_t day_left(const ag_push *p)
+{
+	if (!p->o.upload_max_day_bytes)
+		return UINT64_MAX;
+	uint64_t used = day_used(p, hour_now());
+	return used < p->o.upload_max_day_bytes ? p->o.upload_max_day_bytes - used : 0;
 }
 
 /* HEAD (fd < 0, d filled) or PUT of fd's size bytes under o's build ID.
@@ -591,11 +639,29 @@ static bool wants_debug(const di_state *d)
 static int put_file(ag_push *p, ag_obj *o, int fd, uint64_t size, const char *what,
                     uint64_t *budget)
 {
-	if (size > p->o.upload_max_bytes) {
-		p->st.upload_skipped++;
+	if (size > p->o.upload_max_bytes ||
+	    (p->o.upload_max_day_bytes && size > p->o.upload_max_day_bytes)) {
+		p->st.upload_too_big++;
 		fprintf(stderr, "smolder-agent: not uploading %s of %s: %" PRIu64 " bytes is over "
-		        "--upload-max-mb\n", what, o->name, size);
+		        "--upload-max-mb%s\n", what, o->name, size,
+		        size > p->o.upload_max_bytes ? "" : "-per-day");
 		return 0;
+	}
+	/* the daily bound: what does not fit the last 24 h waits, smaller
+	 * files may still go */
+	if (size > day_left(p)) {
+		if (!o->upload_deferred) {
+			o->upload_deferred = true;
+			p->st.upload_deferred_daily++;
+		}
+		if (!p->day_said) {
+			p->day_said = true;
+			fprintf(stderr, "smolder-agent: %.1f MB of debug info uploaded in the last "
+			        "24 h, the bound is %.1f MB (--upload-max-mb-per-day): the rest waits\n",
+			        (double)day_used(p, hour_now()) / 1048576,
+			        (double)p->o.upload_max_day_bytes / 1048576);
+		}
+		return -2;
 	}
 	/* rate-bounded: what does not fit this flush waits for the next; a
 	 * file bigger than a whole flush's budget goes first in a flush, or it
@@ -607,13 +673,14 @@ static int put_file(ag_push *p, ag_obj *o, int fd, uint64_t size, const char *wh
 		*budget -= size < *budget ? size : *budget;
 		p->st.uploads++;
 		p->st.upload_bytes += size;
+		day_add(p, hour_now(), size);
 		if (p->o.verbose)
 			fprintf(stderr, "smolder-agent: uploaded %s of %s (%" PRIu64 " bytes)\n", what,
 			        o->name, size);
 		return 1;
 	}
 	if (code >= 400 && code < 500) {
-		p->st.upload_skipped++;
+		p->st.upload_refused++;
 		fprintf(stderr, "smolder-agent: server refused %s of %s (%ld): %s\n", what, o->name,
 		        code, p->resp);
 		return 0;
@@ -634,6 +701,10 @@ static void upload_objs(ag_push *p, ag_obj **todo, size_t n)
 {
 	if (!p->o.upload || p->down)
 		return;
+	/* the daily bound used up: not even a HEAD until it frees up */
+	if (!day_left(p))
+		return;
+	p->day_said = false;
 	uint64_t budget = p->o.upload_budget;
 	/* the objects of the latest samples first: what users look at now,
 	 * not whichever big file the agent happened to meet first */
@@ -644,6 +715,16 @@ static void upload_objs(ag_push *p, ag_obj **todo, size_t n)
 		long code = debuginfo(p, o, -1, 0, &d);
 		if (code != 200 && code != 404)
 			break;  /* server away or no debug-info API: later */
+		/* the server asks debuginfod for it: ask again next flush */
+		if (code == 404 && !strcmp(d.dbgd, "pending"))
+			continue;
+		/* the server fetched it from debuginfod on this HEAD: nothing
+		 * to send, whatever this host has */
+		if (code == 200 && !strcmp(d.source, "debuginfod")) {
+			p->st.upload_debuginfod++;
+			o->uploaded = true;
+			continue;
+		}
 		uint64_t dsize = 0;
 		int dfd = -1, rc;
 		if (code == 404) {
@@ -668,6 +749,9 @@ static void upload_objs(ag_push *p, ag_obj **todo, size_t n)
 			}
 		}
 		if (!wants_debug(&d) || (dfd < 0 && (dfd = debug_file_open(p, o, &dsize)) < 0)) {
+			/* the server had all it can use before this flush sent anything */
+			if (code == 200 && dfd < 0 && !o->uploaded)
+				p->st.upload_on_server++;
 			o->uploaded = true;
 			if (dfd >= 0)
 				close(dfd);

@@ -57,10 +57,10 @@ out:
 	return rc;
 }
 
-int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
+int q_tree_pprof(const q_tree *t, const q_pprof_opts *o, q_buf *out)
 {
 	char parts[5][64];
-	int rc = type_parts(type, parts);
+	int rc = type_parts(o->type, parts);
 	if (rc)
 		return rc;
 	Perftools__Profiles__Profile p = PERFTOOLS__PROFILES__PROFILE__INIT;
@@ -94,13 +94,19 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 		if (local[id])
 			used[local[id] - 1] = id;
 	/* strings: "", the 4 type words, then each name's function and file,
-	 * then the kernel mapping's name */
-	size_t nstr = 5 + 2 * nn + 1;
-	/* Kernel frames point at a mapping named as perf names the kernel,
-	 * "[kernel.kallsyms]": pprof has no kernel flag, and its tools and
-	 * perf's converters recognize that name. */
+	 * then the kernel mapping's name, the main one's file and build ID */
+	size_t nstr = 5 + 2 * nn + 3;
+	/* Mapping 1 is the main one: pprof's readers take the first mapping
+	 * for the profile's binary ("File:" in go tool pprof's header), so it
+	 * is the selection's main executable, or a mapping with no file when
+	 * the selection spans several. Kernel frames point at mapping 2,
+	 * named as perf names the kernel, "[kernel.kallsyms]": pprof has no
+	 * kernel flag, and its tools and perf's converters recognize that
+	 * name. User frames point at no mapping: a name may stand for frames
+	 * of several objects. */
 	Perftools__Profiles__Mapping kmap = PERFTOOLS__PROFILES__MAPPING__INIT;
-	Perftools__Profiles__Mapping *kmapp = &kmap;
+	Perftools__Profiles__Mapping mmap_ = PERFTOOLS__PROFILES__MAPPING__INIT;
+	Perftools__Profiles__Mapping *maps[2] = {&mmap_, &kmap};
 	bool any_kernel = false;
 	char **str = calloc(nstr, sizeof(*str));
 	Perftools__Profiles__Function *fn = calloc(nn + 1, sizeof(*fn));
@@ -146,15 +152,21 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 		loc[i].n_line = 1;
 		loc[i].line = &linep[i];
 		if (q->kernel) {
-			loc[i].mapping_id = 1;
+			loc[i].mapping_id = 2;
 			any_kernel = true;
 		}
 		locp[i] = &loc[i];
 	}
-	str[nstr - 1] = "[kernel.kallsyms]";
-	kmap.id = 1;
-	kmap.filename = (int64_t)(nstr - 1);
+	str[nstr - 3] = "[kernel.kallsyms]";
+	str[nstr - 2] = o->main_file ? (char *)o->main_file : "";
+	str[nstr - 1] = o->main_build_id ? (char *)o->main_build_id : "";
+	kmap.id = 2;
+	kmap.filename = (int64_t)(nstr - 3);
 	kmap.has_functions = kmap.has_filenames = kmap.has_line_numbers = true;
+	mmap_.id = 1;
+	mmap_.filename = (int64_t)(nstr - 2);
+	mmap_.build_id = (int64_t)(nstr - 1);
+	mmap_.has_functions = mmap_.has_filenames = mmap_.has_line_numbers = true;
 	/* one sample per distinct stack: its path, leaf first */
 	size_t nall = 0;
 	for (size_t i = 0; i < t->n; i++)
@@ -190,10 +202,13 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	p.sample = smpp;
 	p.n_location = nn;
 	p.location = locp;
-	if (any_kernel) {
-		p.n_mapping = 1;
-		p.mapping = &kmapp;
+	/* no mapping at all when there is nothing to say */
+	if (any_kernel || o->main_file) {
+		p.n_mapping = any_kernel ? 2 : 1;
+		p.mapping = maps;
 	}
+	p.time_nanos = o->time_ns;
+	p.duration_nanos = o->duration_ns;
 	p.n_function = nfn;
 	p.function = fnp;
 	p.n_string_table = nstr;

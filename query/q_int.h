@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/storage.h"
+
 #define Q__NONE UINT32_MAX
 
 /* u64 -> u32 hash map, key and value in one slot. */
@@ -31,6 +33,13 @@ int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 /* Appends ,"saturated":true and ,"damaged_chunks":N where they apply. */
 #include "query/query.h"
 int q__json_warnings(q_buf *o, bool saturated, uint64_t damaged);
+
+/* The distinct values of label `name` (label names when name is NULL,
+ * __name__ left out) over the series side selects (its matchers and range,
+ * by its deadline), sorted. The caller frees each string and *out with
+ * free(). 0 or a negative errno (series.c). */
+int q__label_values(st_db *db, const q_side *side, const char *name, char ***out, size_t *n,
+                    st_err *err);
 
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 

@@ -115,12 +115,28 @@ int q_tree_json(const q_tree *t, size_t max_nodes, q_buf *out);
  * (base, compare), as difffolded.pl writes. */
 int q_tree_folded(const q_tree *t, q_buf *out);
 
+/* What a pprof says besides the tree. */
+typedef struct q_pprof_opts {
+	const char *type;           /* the profile type: name:sample_type:
+	                             * sample_unit:period_type:period_unit[:delta] */
+	const char *main_file;      /* the main executable (mapping 1), NULL:
+	                             * none (q_main_executable) */
+	const char *main_build_id;  /* its build ID in hex, or NULL */
+	int64_t time_ns, duration_ns; /* the range merged; 0: unknown */
+} q_pprof_opts;
+
 /* A gzip'd pprof profile.proto of a merge tree: sample type and period
- * type from the profile type (name:sample_type:sample_unit:period_type:
- * period_unit[:delta]), one Location per distinct frame, one Function per
- * function (shared by an interpreted function's lines), one Sample per
- * distinct stack. -EINVAL for a malformed type. */
-int q_tree_pprof(const q_tree *t, const char *type, q_buf *out);
+ * type from the profile type, one Location per distinct frame, one
+ * Function per function (shared by an interpreted function's lines), one
+ * Sample per distinct stack; mapping 1 the main executable (no file when
+ * there is none), mapping 2 the kernel's. -EINVAL for a malformed type. */
+int q_tree_pprof(const q_tree *t, const q_pprof_opts *o, q_buf *out);
+
+/* The main executable of side's series: their `exe` label when all that
+ * have one agree, and `build_id` likewise (else NULL). The caller frees
+ * both with free(). 0 or a negative errno. */
+int q_main_executable(st_db *db, const q_side *side, char **exe, char **build_id,
+                      st_err *err);
 
 /* Functions by flat (self) and cumulative value, sorted by flat then cum,
  * at most limit rows (0: all); the lines of one interpreted function are
@@ -186,6 +202,26 @@ int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, s
  * would make more than Q_MAX_RANGE_POINTS points or an open range. */
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
                  const char *const *by, size_t nby, size_t limit, q_buf *out, st_err *err);
+
+/* ---- an empty selection explained (query/suggest.c) ---- */
+
+#define Q_SUGGEST_MAX 3    /* closest names listed per matcher */
+
+/* Whether side selects any series in its range, and when it selects none,
+ * why, so that a typo does not look like an empty profile. Returns 0 when
+ * series match (json and msg untouched), a negative errno, or 1 when none
+ * do: msg then holds one sentence for people ("no series match
+ * {comm="pyhton3"}; comm="pyhton3" matches no series; did you mean
+ * comm="python3"? (closest comm values: python3, ...)") and json one
+ * object: {"selector", "from", "to" (ns, both included), "empty_range"
+ * (nothing at all in the range), "outside_range" (the selector matches
+ * series outside it), "matchers": [{"label", "op", "value",
+ * "matches_alone" (with the type), "label_exists", "closest": [up to
+ * Q_SUGGEST_MAX values by edit distance, or label names when the label
+ * does not exist], "did_you_mean": a close one or null}]}, type first.
+ * selector is the text shown in msg and json. */
+int q_no_match(st_db *db, const q_side *side, const char *selector, q_buf *json, q_buf *msg,
+               st_err *err);
 
 /* Appending helpers; -ENOMEM past Q_MAX_OUTPUT_BYTES. */
 int q_buf_put(q_buf *b, const char *s, size_t n);

@@ -43,22 +43,6 @@ static void set_free(strset *s)
 	free(s->v);
 }
 
-/* Sorts, drops duplicates and writes a JSON array. */
-static int set_json(strset *s, q_buf *out)
-{
-	if (s->n)
-		qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-	int rc = q_buf_put(out, "[", 1);
-	for (size_t i = 0, w = 0; !rc && i < s->n; i++) {
-		if (i && !strcmp(s->v[i], s->v[i - 1]))
-			continue;
-		if (w++)
-			rc = q_buf_put(out, ",", 1);
-		rc = rc ? rc : q_buf_json_str(out, s->v[i]);
-	}
-	return rc ? rc : q_buf_put(out, "]", 1);
-}
-
 /* Calls fn with the labels of every series matching m in [from, to). */
 typedef int (*labels_fn)(void *arg, uint64_t id, const st_label *l, size_t n);
 
@@ -108,20 +92,91 @@ static int collect_cb(void *arg, uint64_t id, const st_label *l, size_t n)
 	return rc;
 }
 
-int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, st_err *err)
+int q__label_values(st_db *db, const q_side *side, const char *name, char ***out, size_t *n,
+                    st_err *err)
 {
 	collect c = {.name = name};
+	*out = NULL;
+	*n = 0;
 	int rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, side->deadline_ns,
 	                     collect_cb, &c, err);
-	if (!rc)
-		rc = set_json(&c.set, out);
-	set_free(&c.set);
-	return rc;
+	if (rc) {
+		set_free(&c.set);
+		return rc;
+	}
+	if (c.set.n)
+		qsort(c.set.v, c.set.n, sizeof(*c.set.v), cmp_str);
+	size_t w = 0;
+	for (size_t i = 0; i < c.set.n; i++) {
+		if (w && !strcmp(c.set.v[i], c.set.v[w - 1]))
+			free(c.set.v[i]);
+		else
+			c.set.v[w++] = c.set.v[i];
+	}
+	*out = c.set.v;
+	*n = w;
+	return 0;
+}
+
+int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, st_err *err)
+{
+	char **v;
+	size_t n;
+	int rc = q__label_values(db, side, name, &v, &n, err);
+	if (rc)
+		return rc;
+	rc = q_buf_put(out, "[", 1);
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (i)
+			rc = q_buf_put(out, ",", 1);
+		rc = rc ? rc : q_buf_json_str(out, v[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return rc ? rc : q_buf_put(out, "]", 1);
 }
 
 int q_types_json(st_db *db, const q_side *side, q_buf *out, st_err *err)
 {
 	return q_labels_json(db, side, ST_TYPE_LABEL, out, err);
+}
+
+/* The one non-empty value of label name over side's series, or NULL. */
+static int only_value(st_db *db, const q_side *side, const char *name, char **out,
+                      st_err *err)
+{
+	char **v;
+	size_t n, k = 0;
+	*out = NULL;
+	int rc = q__label_values(db, side, name, &v, &n, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if (v[i][0])
+			k++;
+	for (size_t i = 0; i < n; i++) {
+		if (k == 1 && v[i][0])
+			*out = v[i];
+		else
+			free(v[i]);
+	}
+	free(v);
+	return 0;
+}
+
+int q_main_executable(st_db *db, const q_side *side, char **exe, char **build_id,
+                      st_err *err)
+{
+	*build_id = NULL;
+	int rc = only_value(db, side, "exe", exe, err);
+	if (!rc && *exe)
+		rc = only_value(db, side, "build_id", build_id, err);
+	if (rc) {
+		free(*exe);
+		*exe = NULL;
+	}
+	return rc;
 }
 
 /* ---- the timeline ---- */

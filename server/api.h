@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "server/debuginfod.h"
 #include "server/http.h"
 #include "server/symbolize.h"
 #include "storage/storage.h"
@@ -26,6 +27,8 @@ typedef struct srv_api {
 	int64_t query_timeout_ns;  /* a query stops (503) after this; 0: never */
 	q_cache *names;            /* stacks as paths of function IDs, kept
 	                            * across queries (query/query.h) */
+	srv_dbgd *dbgd;            /* --debuginfod-url, asked on a debug-info
+	                            * HEAD the store cannot answer; NULL: off */
 } srv_api;
 
 /* The query engine's cache of names: bounded, it starts over past this. */
@@ -73,5 +76,8 @@ int srv_api_debuginfo_routes(srv_http *h, srv_api *api);
  * beside the executable, else ./ui. A missing directory is not an error:
  * the routes then answer 404 naming where they looked. */
 int srv_api_ui_routes(srv_http *h, const char *ui_dir);
+/* Where the UI's files are found for ui_dir (as above) now: 0 with the
+ * directory in out, or -ENOENT with the places looked at in out. */
+int srv_api_ui_dir(const char *ui_dir, char *out, size_t n);
 
 #endif

@@ -190,11 +190,45 @@ static const q_resolver *resolver_of(const srv_api *api)
 	return &r;
 }
 
+/* When side selects no series at all: answers 404 {"error": "no series
+ * match ...", "no_match": {...}} (q_no_match: the matcher to blame and
+ * the closest label values), so a typo is not taken for an empty profile.
+ * what prefixes the message ("compare: "), param names the selector's
+ * parameter. Returns 1 when it answered, 0 when series match, or a
+ * negative errno. */
+static int no_match(const srv_api *api, const srv_req *req, srv_resp *resp,
+                    const q_side *side, const char *param, const char *what)
+{
+	q_buf json = {0}, msg = {0};
+	st_err err = {{0}};
+	const char *sel = srv_req_query(req, param, 0);
+	int rc = q_no_match(api->db, side, sel && *sel ? sel : "{}", &json, &msg, &err);
+	if (rc == 1) {
+		srv_resp_set(resp, 404, "application/json");
+		srv_buf *b = srv_resp_body(resp);
+		srv_buf_puts(b, "{\"error\":");
+		srv_buf m = {0};
+		srv_buf_puts(&m, what);
+		srv_buf_append(&m, msg.p, msg.len);
+		srv_json_escape(b, m.data, m.len);
+		srv_buf_free(&m);
+		srv_buf_printf(b, ",\"parameter\":\"%s\",\"no_match\":", param);
+		srv_buf_append(b, json.p, json.len);
+		srv_buf_puts(b, "}");
+	} else if (rc < 0) {
+		rc = engine_error(resp, rc, &err);
+		rc = rc ? rc : 1;
+	}
+	q_buf_free(&json);
+	q_buf_free(&msg);
+	return rc;
+}
+
 /* The merge both /query and /top start from: the selector in `query`
  * over from/to. Returns 1 when it already answered (a bad parameter or a
  * query error), 0 with *sel and *t set, or a negative errno. */
 static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
-                     q_selector **sel, q_tree **t)
+                     q_selector **sel, q_tree **t, q_side *side_out)
 {
 	st_db *db = api->db;
 	st_err err = {{0}};
@@ -211,11 +245,34 @@ static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
 		rc = engine_error(resp, rc, &err);
 		return rc ? rc : 1;
 	}
-	return 0;
+	if (side_out)
+		*side_out = side;
+	return q_tree_total(*t, 0) ? 0 : no_match(api, req, resp, &side, "query", "");
+}
+
+/* The pprof of a merge: its main mapping is the selection's executable
+ * when its series agree on one, and its time the range asked. */
+static int pprof_of(const srv_api *api, const q_tree *t, const char *type, const q_side *side,
+                    q_buf *out, st_err *err)
+{
+	char *exe = NULL, *bid = NULL;
+	int rc = q_main_executable(api->db, side, &exe, &bid, err);
+	if (rc)
+		return rc;
+	/* to_ns is exclusive: the duration ends on the range's last included
+	 * nanosecond, where pprof ingest dates a profile (time + duration) */
+	q_pprof_opts o = {.type = type, .main_file = exe, .main_build_id = bid,
+	                  .time_ns = side->from_ns,
+	                  .duration_ns = side->to_ns - 1 - side->from_ns};
+	rc = q_tree_pprof(t, &o, out);
+	free(exe);
+	free(bid);
+	return rc;
 }
 
 static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 {
+	q_side side;
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
@@ -229,14 +286,14 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
 		goto out;
-	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t, &side))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	if (!strcmp(fmt, "folded"))
 		rc = q_tree_folded(t, &out);
 	else if (!strcmp(fmt, "pprof"))
-		rc = q_tree_pprof(t, q_selector_type(sel), &out);
+		rc = pprof_of(arg, t, q_selector_type(sel), &side, &out, &err);
 	else
 		rc = q_tree_json(t, max_nodes, &out);
 	if (rc) {
@@ -290,6 +347,11 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
+	if ((!q_tree_total(t, 0) && (rc = no_match(api, req, resp, &base, "base", "base: "))) ||
+	    (!q_tree_total(t, 1) && (rc = no_match(api, req, resp, &cmp, "compare", "compare: ")))) {
+		rc = rc > 0 ? 0 : rc;
+		goto out;
+	}
 	rc = !strcmp(fmt, "folded") ? q_tree_folded(t, &out) :
 	     !strcmp(fmt, "top")    ? q_diff_top_json(t, limit, &out) :
 	                              q_tree_json(t, max_nodes, &out);
@@ -317,7 +379,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	int rc = 0;
 	if (get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
-	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t, NULL))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}

@@ -236,3 +236,11 @@ int srv_api_ui_routes(srv_http *h, const char *ui_dir)
 	}
 	return 0;
 }
+
+int srv_api_ui_dir(const char *ui_dir, char *out, size_t n)
+{
+	char root[PATH_MAX], looked[3 * PATH_MAX];
+	int rc = ui_root(ui_dir, root, looked, sizeof(looked));
+	snprintf(out, n, "%s", rc ? looked : root);
+	return rc;
+}

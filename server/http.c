@@ -280,6 +280,7 @@ void srv_http_options_default(srv_http_options *opt)
 	opt->header_timeout_ms = 10 * 1000;
 	opt->max_connections = 4096;
 	opt->max_queries = 8;
+	opt->log_slow_ms = 1000;
 }
 
 int srv_http_parse_addr(const char *s, struct sockaddr_storage *out)
@@ -1124,10 +1125,18 @@ static int on_message_complete(llhttp_t *p)
 static void log_request(conn *c, srv_req *req, size_t bytes)
 {
 	/* once per request, answered or not: the place to count them */
-	srv_metrics_http(req->rt ? req->rt->path : NULL, req->resp.status,
-	                 uv_hrtime() - req->t0_ns);
+	uint64_t dur_ns = uv_hrtime() - req->t0_ns;
+	srv_metrics_http(req->rt ? req->rt->path : NULL, req->resp.status, dur_ns);
 	FILE *f = c->h->opt.access_log;
-	if (!f)
+	/* At info level a quiet server logs nothing per request: the UI and
+	 * the agents make a dozen a minute that all went well. What needs a
+	 * look (a failure, a slow answer) is still a line. A 404 is no
+	 * failure of the server's: a query whose selector selects nothing, a
+	 * scanner's probe. */
+	int st = req->resp.status;
+	bool failed = st >= 400 && st != 404;
+	if (!f || (!c->h->opt.log_every_request && !failed &&
+	           dur_ns < (uint64_t)c->h->opt.log_slow_ms * 1000000u))
 		return;
 	/* The path comes off the network: print it with control bytes escaped,
 	 * and not without end, so one log line stays one line. */
@@ -1142,7 +1151,7 @@ static void log_request(conn *c, srv_req *req, size_t bytes)
 			path[o++] = (char)ch;
 	}
 	path[o] = 0;
-	double ms = (double)(uv_hrtime() - req->t0_ns) / 1e6;
+	double ms = (double)dur_ns / 1e6;
 	fprintf(f, "%s %s %d %zu %.3fms\n", req->method, path, req->resp.status, bytes, ms);
 }
 
@@ -1529,6 +1538,8 @@ int srv_http_new(uv_loop_t *loop, const srv_http_options *opt, srv_http **out)
 		h->opt.max_headers = def.max_headers;
 	if (!h->opt.max_body_bytes)
 		h->opt.max_body_bytes = def.max_body_bytes;
+	if (!h->opt.log_slow_ms)
+		h->opt.log_slow_ms = def.log_slow_ms;
 	if (!h->opt.idle_timeout_ms)
 		h->opt.idle_timeout_ms = def.idle_timeout_ms;
 	if (!h->opt.header_timeout_ms)

@@ -14,6 +14,7 @@
 #define SMOLDER_SRV_HTTP_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -55,7 +56,12 @@ typedef struct srv_http_options {
 	                             * default 8. The rest wait on the loop, in
 	                             * order, holding no pool thread, so queries
 	                             * cannot take every thread from ingest */
-	FILE *access_log;           /* one line per request; NULL for none */
+	FILE *access_log;           /* request lines go here; NULL for none */
+	bool log_every_request;     /* a line per request; otherwise only for the
+	                             * failed (status >= 400 but 404) and the
+	                             * slow ones */
+	uint32_t log_slow_ms;       /* slow: answered in this long or longer;
+	                             * default 1000 */
 	/* Bearer tokens (not copied; must outlive the server). With write_token
 	 * NULL every route is open. Otherwise a route flagged SRV_ROUTE_WRITE
 	 * needs "Authorization: Bearer <write_token>", one flagged

@@ -4,6 +4,7 @@
  * their routes from their own files; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -264,6 +265,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 		srv_json_obj_end(j);
 	}
 	srv_api_agents_json(&a->api, j);
+	srv_metrics_debuginfo_json(j);
 
 	uint64_t rej_w, rej_r;
 	srv_http_auth_rejected(a->http, &rej_w, &rej_r);
@@ -402,6 +404,38 @@ static uint32_t raise_nofile(uint32_t want)
 	return want;
 }
 
+/* The one line a newcomer needs at start: where the UI is, where the
+ * data is, which auth is on, and what the log will say. */
+static void startup_line(const char *addr, const char *data_dir, const char *ui_dir,
+                         const char *auth_file, const char *read_file, bool log_debug,
+                         int64_t slow_ns)
+{
+	char where[3 * PATH_MAX], ui[sizeof(where) + 128], data[PATH_MAX];
+	char auth[2 * PATH_MAX + 128];
+	if (srv_api_ui_dir(ui_dir, where, sizeof(where)) == 0)
+		snprintf(ui, sizeof(ui), "UI at http://%s/ (files in %s)", addr, where);
+	else
+		snprintf(ui, sizeof(ui), "no UI (looked in %s; --ui-dir DIR)", where);
+	if (!realpath(data_dir, data))
+		snprintf(data, sizeof(data), "%s", data_dir);
+	if (!auth_file)
+		snprintf(auth, sizeof(auth), "auth off (no token needed; --auth-token-file to "
+		         "require one)");
+	else if (!read_file)
+		snprintf(auth, sizeof(auth), "auth on (the token in %s for everything but the UI's "
+		         "files and /healthz)", auth_file);
+	else
+		snprintf(auth, sizeof(auth), "auth on (writes: the token in %s; reads: that one or "
+		         "the one in %s)", auth_file, read_file);
+	char logs[128];
+	if (log_debug)
+		snprintf(logs, sizeof(logs), "every request logged (--log-level debug)");
+	else
+		snprintf(logs, sizeof(logs), "requests logged when they fail or take %" PRId64
+		         " ms or more", slow_ns / 1000000);
+	fprintf(stderr, "smolder-server: %s; data in %s; %s; %s\n", ui, data, auth, logs);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -414,6 +448,7 @@ static void usage(FILE *f)
 	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
 	        "                      [--max-connections N] [--query-timeout DURATION]\n"
 	        "                      [--max-queries N] [--max-series N]\n"
+	        "                      [--log-level info|debug] [--slow-request DURATION]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -452,6 +487,11 @@ static void usage(FILE *f)
 	        "                       (default 8; the thread pool has 16 threads)\n"
 	        "  --max-series N       refuse batches that would make the store hold more\n"
 	        "                       series (default 1000000, 0 for no limit)\n"
+	        "  --log-level LEVEL    info (default): start-up, storage events, and only\n"
+	        "                       the requests that failed (status >= 400 but 404)\n"
+	        "                       or were slow; debug: a line for every request\n"
+	        "  --slow-request DUR   a request answered in this long is logged at info\n"
+	        "                       (default 1s; \"250ms\")\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -484,6 +524,8 @@ int main(int argc, char **argv)
 	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
 	uint32_t max_conns = 0, max_queries = 0;          /* 0: http.h's defaults */
 	int64_t query_timeout_ns = 30 * NS_PER_S;
+	bool log_debug = false;                           /* --log-level debug */
+	int64_t slow_ns = 1000000000;                     /* --slow-request */
 	char *write_token = NULL, *read_token = NULL;
 	st_options sopt;
 	st_options_default(&sopt);
@@ -503,6 +545,8 @@ int main(int argc, char **argv)
 		{"query-timeout", required_argument, NULL, 'T'},
 		{"max-queries", required_argument, NULL, 'Q'},
 		{"max-series", required_argument, NULL, 'S'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"slow-request", required_argument, NULL, 'W'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -559,6 +603,22 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			read_file = optarg;
+			break;
+		case 'L':
+			if (strcmp(optarg, "info") && strcmp(optarg, "debug")) {
+				fprintf(stderr, "smolder-server: invalid --log-level '%s': info or "
+				        "debug\n", optarg);
+				return 2;
+			}
+			log_debug = !strcmp(optarg, "debug");
+			break;
+		case 'W':
+			if (parse_duration(optarg, &slow_ns) || slow_ns < 1000000 ||
+			    slow_ns > 3600 * 1000000000LL) {
+				fprintf(stderr, "smolder-server: invalid --slow-request '%s': a "
+				        "duration from 1ms to 1h\n", optarg);
+				return 2;
+			}
 			break;
 		case 'C':
 			if (parse_count(optarg, 1, 1u << 20, &max_conns)) {
@@ -640,6 +700,8 @@ int main(int argc, char **argv)
 	srv_http_options_default(&hopt);
 	hopt.listen = listen;
 	hopt.access_log = stderr;
+	hopt.log_every_request = log_debug;
+	hopt.log_slow_ms = (uint32_t)(slow_ns / 1000000);
 	hopt.write_token = write_token;
 	hopt.read_token = read_token;
 	hopt.max_connections = max_conns;
@@ -680,6 +742,7 @@ int main(int argc, char **argv)
 		char dir[4096];
 		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
 		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db, .dbgd = dbgd};
+		a.api.dbgd = dbgd;
 		if ((rc = srv_sym_new(&so, &a.api.sym))) {
 			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 			goto out;
@@ -718,6 +781,7 @@ int main(int argc, char **argv)
 	srv_http_address(a.http, addr, sizeof(addr));
 	printf("smolder-server listening on http://%s\n", addr);
 	fflush(stdout);
+	startup_line(addr, data_dir, ui_dir, auth_file, read_file, log_debug, slow_ns);
 
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	/* Every acknowledged batch is in the WAL already; cutting the whole

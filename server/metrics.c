@@ -50,6 +50,44 @@ void srv_metrics_ingest_ok(srv_metrics_ingest_kind k, uint64_t rows)
 	atomic_fetch_add_explicit(&ingest_rows[k & 1], rows, memory_order_relaxed);
 }
 
+static atomic_uint_fast64_t di_count[SRV_METRICS_DI_N], di_upload_bytes;
+/* label values of smolder_debuginfo_requests_total */
+static const char *const di_names[SRV_METRICS_DI_N] = {
+	"uploaded", "repeat", "refused", "on_server", "debuginfod", "missing",
+};
+
+void srv_metrics_debuginfo(srv_metrics_di what, uint64_t bytes)
+{
+	if ((unsigned)what >= SRV_METRICS_DI_N)
+		return;
+	atomic_fetch_add_explicit(&di_count[what], 1, memory_order_relaxed);
+	if (what == SRV_METRICS_DI_UPLOADED)
+		atomic_fetch_add_explicit(&di_upload_bytes, bytes, memory_order_relaxed);
+}
+
+void srv_metrics_debuginfo_get(uint64_t counts[SRV_METRICS_DI_N], uint64_t *upload_bytes)
+{
+	for (int i = 0; i < SRV_METRICS_DI_N; i++)
+		counts[i] = atomic_load(&di_count[i]);
+	*upload_bytes = atomic_load(&di_upload_bytes);
+}
+
+void srv_metrics_debuginfo_json(srv_json *j)
+{
+	uint64_t c[SRV_METRICS_DI_N], bytes;
+	srv_metrics_debuginfo_get(c, &bytes);
+	srv_json_key(j, "debuginfo");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "uploaded", c[SRV_METRICS_DI_UPLOADED]);
+	srv_json_kv_uint(j, "upload_bytes", bytes);
+	srv_json_kv_uint(j, "repeats", c[SRV_METRICS_DI_REPEAT]);
+	srv_json_kv_uint(j, "refused", c[SRV_METRICS_DI_REFUSED]);
+	srv_json_kv_uint(j, "skipped_on_server", c[SRV_METRICS_DI_ON_SERVER]);
+	srv_json_kv_uint(j, "skipped_debuginfod", c[SRV_METRICS_DI_DEBUGINFOD]);
+	srv_json_kv_uint(j, "missing", c[SRV_METRICS_DI_MISSING]);
+	srv_json_obj_end(j);
+}
+
 static route_stats *route_slot(const char *route)
 {
 	size_t n = atomic_load(&nroutes);
@@ -374,6 +412,18 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 		    "addresses.", ss.go_malformed);
 	}
 
+	uint64_t dc[SRV_METRICS_DI_N], dbytes;
+	srv_metrics_debuginfo_get(dc, &dbytes);
+	srv_metrics_family(b, "smolder_debuginfo_requests_total", "counter",
+	                   "Debug-info requests by outcome: uploads stored, repeats and "
+	                   "refusals; asks (HEAD) answered from the store, from debuginfod "
+	                   "(no upload needed) or missing (an upload is welcome).");
+	for (int k = 0; k < SRV_METRICS_DI_N; k++) {
+		const char *l[] = {"outcome", di_names[k]};
+		srv_metrics_sample_u64(b, "smolder_debuginfo_requests_total", l, 1, dc[k]);
+	}
+	one(b, "smolder_debuginfo_upload_bytes_total", "counter",
+	    "Bytes of debug-info files uploaded and stored.", dbytes);
 	srv_metrics_write_http(b);
 
 	srv_metrics_family(b, "smolder_agent_reported_total", "counter",

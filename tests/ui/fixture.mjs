@@ -61,6 +61,19 @@ for (const [frames] of [...STACKS, ...SEARCH_API])
 	}
 export const fileOf = name => FILES[name];
 
+// "oneoff", two processes of one executable (pid 101 and 102, as an agent
+// with --pid-label labels them): memcpy is hot under the request path, and
+// two one-off stacks reach it too: a page fault right under main (so the
+// shallowest memcpy frame is a 1-sample one) and a 40-deep chain (too
+// narrow to draw in memcpy's callers).
+export const MEMCPY = '__memcpy_avx512_unaligned_erms';
+const DEEP = Array.from({length: 40}, (_, i) => `app.layer${i + 1}`);
+export const ONEOFF = {
+	101: [[['main', 'app.handle', 'app.work', MEMCPY], 5000], [['main', 'app.handle', 'app.idle'], 400]],
+	102: [[['main', 'app.handle', 'app.work', MEMCPY], 3000], [['main', 'page_fault', MEMCPY], 40],
+		[['main', ...DEEP, MEMCPY], 1]],
+};
+
 export const HOSTS = ['checkout-1', 'checkout-2'];
 export const SLOTS = 12;                      // 5-minute slots
 // the load changes over time, so the timeline has a shape
@@ -194,6 +207,11 @@ export async function ingest(base) {
 			               timeNanos, durationNanos: 10000000000n,
 			               binary: '/usr/local/bin/search-api', files: FILES}));
 	}
+	for (const [pid, stacks] of Object.entries(ONEOFF))
+		await post({service: 'oneoff', pid, hostname: 'app-1'},
+			encodeProfile({stacks: stacks.map(([frames, value]) => ({frames, value})),
+			               timeNanos: BigInt(t0 + 900) * 1000000000n, durationNanos: 10000000000n,
+			               binary: '/usr/local/bin/app', files: {}}));
 	// a native batch from tests/tools/mkbatch: service "svc", named frames
 	// fn_7_<i> and the kernel frame do_syscall_64
 	const mk = process.env.SMOLDER_MKBATCH || path.join(REPO, 'build/tests/mkbatch');

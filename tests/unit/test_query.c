@@ -314,7 +314,8 @@ static void test_pprof(void **state)
 	fx *f = *state;
 	q_tree *t = merge(f, m_all, 1, NULL);
 	q_buf o = {0};
-	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	q_pprof_opts po = {.type = TYPE};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
 	assert_true(o.len > 18 && (uint8_t)o.p[0] == 0x1f && (uint8_t)o.p[1] == 0x8b);
 	uint8_t *raw = malloc(1 << 20);
 	uLongf rawlen = 1 << 20;
@@ -356,9 +357,40 @@ static void test_pprof(void **state)
 		                            "[unknown] libc.so.6+0x99;do_sys");
 	assert_true(found);
 	perftools__profiles__profile__free_unpacked(p, NULL);
-	free(raw);
 	q_buf_free(&o);
-	assert_int_equal(q_tree_pprof(t, "not-a-type", &o), -EINVAL);
+	/* the main mapping first, the kernel's second; the range as time */
+	po = (q_pprof_opts){.type = TYPE, .main_file = "/usr/bin/app", .main_build_id = "0a0b0c0d",
+	                    .time_ns = T0, .duration_ns = 60 * SEC};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
+	z = (z_stream){0};
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = (Bytef *)o.p;
+	z.avail_in = (uInt)o.len;
+	z.next_out = raw;
+	z.avail_out = 1 << 20;
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	rawlen = z.total_out;
+	inflateEnd(&z);
+	p = perftools__profiles__profile__unpack(NULL, rawlen, raw);
+	assert_non_null(p);
+	assert_int_equal(p->n_mapping, 2);
+	assert_int_equal(p->mapping[0]->id, 1);
+	assert_string_equal(p->string_table[p->mapping[0]->filename], "/usr/bin/app");
+	assert_string_equal(p->string_table[p->mapping[0]->build_id], "0a0b0c0d");
+	assert_string_equal(p->string_table[p->mapping[1]->filename], "[kernel.kallsyms]");
+	for (size_t i = 0; i < p->n_location; i++) {
+		const Perftools__Profiles__Function *fn =
+			p->function[p->location[i]->line[0]->function_id - 1];
+		bool k = !strcmp(p->string_table[fn->name], "do_sys");
+		assert_int_equal(p->location[i]->mapping_id, k ? 2 : 0);
+	}
+	assert_int_equal(p->time_nanos, T0);
+	assert_int_equal(p->duration_nanos, 60 * SEC);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	q_buf_free(&o);
+	free(raw);
+	po.type = "not-a-type";
+	assert_int_equal(q_tree_pprof(t, &po, &o), -EINVAL);
 	q_buf_free(&o);
 	q_tree_free(t);
 }
@@ -441,7 +473,8 @@ static void test_source_frames(void **state)
 	                         "[unknown] app+0x10;main;Work.leaf 1\n");
 	q_buf_free(&o);
 	/* pprof: Work.leaf of app.py is one Function, its Locations at lines 10 and 11 */
-	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	q_pprof_opts po = {.type = TYPE};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
 	uint8_t *raw = malloc(1 << 20);
 	z_stream z = {0};
 	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
@@ -476,6 +509,55 @@ static void test_source_frames(void **state)
 	free(raw);
 	q_buf_free(&o);
 	q_tree_free(t);
+}
+
+/* q_no_match over the fixture (service=api, service=db): each row a
+ * selector's matchers after the type, and what the sentence must say. */
+static void test_no_match(void **state)
+{
+	fx *f = *state;
+	static const struct {
+		const char *name;
+		st_matcher m[2];
+		size_t nm;            /* matchers after the type */
+		const char *type;
+		int64_t from, to;
+		int want;             /* 0: series match, 1: none */
+		const char *says;     /* in the sentence */
+	} cases[] = {
+		{"match", {{"service", ST_MATCH_EQ, "api"}}, 1, TYPE, 0, INT64_MAX, 0, NULL},
+		{"value typo", {{"service", ST_MATCH_EQ, "aip"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "service=\"aip\" matches no series; did you mean service=\"api\"? "
+		 "(closest service values: api, db)"},
+		{"far value", {{"service", ST_MATCH_EQ, "checkout"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "matches no series (closest service values:"},
+		{"label typo", {{"srvice", ST_MATCH_EQ, "api"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "no series has a label srvice; did you mean service?"},
+		{"type typo", {{0}}, 0, "process_cpu:sample:count:cpu:nanoseconds:delta", 0, INT64_MAX,
+		 1, "did you mean " TYPE "?"},
+		{"exclusive", {{"service", ST_MATCH_EQ, "api"}, {"service", ST_MATCH_EQ, "db"}}, 2, TYPE,
+		 0, INT64_MAX, 1, "no series matches them all"},
+		{"outside", {{"service", ST_MATCH_EQ, "api"}}, 1, TYPE, T0 + 10 * SEC, T0 + 20 * SEC, 1,
+		 "but the selector matches data outside that range"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		st_matcher m[3] = {{ST_TYPE_LABEL, ST_MATCH_EQ, cases[i].type}};
+		for (size_t k = 0; k < cases[i].nm; k++)
+			m[1 + k] = cases[i].m[k];
+		q_side side = {m, 1 + cases[i].nm, cases[i].from, cases[i].to};
+		q_buf json = {0}, msg = {0};
+		st_err err;
+		int rc = q_no_match(f->db, &side, "SEL", &json, &msg, &err);
+		if (rc != cases[i].want)
+			fail_msg("%s: %d, want %d", cases[i].name, rc, cases[i].want);
+		if (rc == 1 && (!msg.p || strncmp(msg.p, "no series match SEL", 19) ||
+		                !strstr(msg.p, cases[i].says) || !json.p || json.p[0] != '{'))
+			fail_msg("%s: %s", cases[i].name, msg.p ? msg.p : "(no message)");
+		if (rc == 0 && (msg.len || json.len))
+			fail_msg("%s: a message for a match", cases[i].name);
+		q_buf_free(&json);
+		q_buf_free(&msg);
+	}
 }
 
 static void test_json_escaping(void **state)
@@ -594,6 +676,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_match, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
 		cmocka_unit_test_setup_teardown(test_json_invalid_utf8_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_saturated, setup, teardown),

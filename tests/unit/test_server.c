@@ -30,6 +30,7 @@
 #include "server/api.h"
 #include "server/http.h"
 #include "server/pprof_in.h"
+#include "server/pyroscope.h"
 #include "server/symbolize.h"
 #include "server/json.h"
 
@@ -179,6 +180,9 @@ static bool g_limits;
 #define LIMIT_HEADER_MS 300
 #define LIMIT_CONNS 3
 
+/* Every request logged (--log-level debug) unless setup_quiet says not. */
+static bool g_log_every = true;
+
 /* *state may point to an idle timeout in ms to use instead of 10 s. */
 static int setup(void **state)
 {
@@ -205,6 +209,7 @@ static int setup(void **state)
 		opt.max_connections = LIMIT_CONNS;
 		opt.max_queries = 1;
 	}
+	opt.log_every_request = g_log_every;
 	if (uv_loop_init(&f->loop) || srv_http_new(&f->loop, &opt, &f->h))
 		return -1;
 	const srv_route routes[] = {
@@ -1170,6 +1175,71 @@ static void test_idle_timeout(void **state)
 	curl_easy_cleanup(e);
 }
 
+/* The server's default: only failed and slow requests are logged. */
+static int setup_quiet(void **state)
+{
+	g_log_every = false;
+	int rc = setup(state);
+	g_log_every = true;
+	return rc;
+}
+
+static void *release_later(void *arg)
+{
+	usleep(1100 * 1000);   /* past the default 1000 ms: a slow request */
+	open_gate(arg);
+	return NULL;
+}
+
+/* The log file's content once it holds want (or after 2 s); freed by the
+ * caller. */
+static char *log_with(fx *f, const char *want)
+{
+	srv_buf log = {0};
+	for (int i = 0; i < 200; i++) {
+		FILE *in = fopen(f->log_path, "r");
+		assert_non_null(in);
+		char buf[4096];
+		size_t n;
+		srv_buf_reset(&log);
+		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+			srv_buf_append(&log, buf, n);
+		fclose(in);
+		if (log.data && strstr(log.data, want))
+			break;
+		usleep(10000);
+	}
+	srv_buf_puts(&log, "");
+	return log.data;
+}
+
+static void test_access_log_quiet(void **state)
+{
+	fx *f = *state;
+	res r;
+	for (int i = 0; i < 20; i++) {
+		get(f, "/hello", &r);
+		assert_int_equal(r.status, 200);
+		res_free(&r);
+	}
+	get(f, "/no/such", &r);   /* 404: not the server's failure */
+	res_free(&r);
+	get(f, "/fail", &r);      /* 500: logged */
+	res_free(&r);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, release_later, f), 0);
+	get(f, "/slow", &r);      /* held past the slow threshold: logged */
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	pthread_join(th, NULL);
+	char *log = log_with(f, "GET /slow 200 ");
+	assert_non_null(strstr(log, "GET /fail 500 "));
+	assert_non_null(strstr(log, "GET /slow 200 "));
+	assert_null(strstr(log, "GET /hello"));
+	assert_null(strstr(log, "GET /no/such"));
+	free(log);
+}
+
 static void test_access_log(void **state)
 {
 	fx *f = *state;
@@ -1203,6 +1273,39 @@ static void test_access_log(void **state)
 }
 
 /* ---- tests without a server ---- */
+
+/* POST /ingest's body classes, whatever ?format= says. */
+static void test_pyro_sniff(void **state)
+{
+	(void)state;
+#define B(s) s, sizeof(s) - 1
+	static const struct {
+		const char *name;
+		const char *body;
+		size_t len;
+		const char *ct;
+		srv_pyro_body want;
+	} cases[] = {
+		{"folded", B("main;work 7\nmain;idle 5\n"), NULL, SRV_PYRO_BODY_TEXT},
+		{"lines, CRLF, tab", B("a;b\r\na;\tc\r\n"), "text/plain", SRV_PYRO_BODY_TEXT},
+		{"UTF-8 names", B("m\xc3\xa4in;f 1"), NULL, SRV_PYRO_BODY_TEXT},
+		{"empty", B(""), NULL, SRV_PYRO_BODY_TEXT},
+		{"gzip", B("\x1f\x8b\x08\x00"), "application/octet-stream", SRV_PYRO_BODY_PPROF},
+		/* sample_type {type: 1, unit: 2}: a pprof's first bytes */
+		{"bare protobuf", B("\x0a\x04\x08\x01\x10\x02"), NULL, SRV_PYRO_BODY_PPROF},
+		{"NUL in text", B("a;b\0 1"), NULL, SRV_PYRO_BODY_PPROF},
+		{"multipart", B("--x\r\n"), "multipart/form-data; boundary=x", SRV_PYRO_BODY_MULTIPART},
+		{"multipart, any case", B(""), "  Multipart/Form-Data; boundary=y",
+		 SRV_PYRO_BODY_MULTIPART},
+	};
+#undef B
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		srv_pyro_body got = srv_pyro_sniff((const uint8_t *)cases[i].body, cases[i].len,
+		                                   cases[i].ct);
+		if (got != cases[i].want)
+			fail_msg("%s: %d, want %d", cases[i].name, (int)got, (int)cases[i].want);
+	}
+}
 
 static void test_parse_addr(void **state)
 {
@@ -1572,6 +1675,7 @@ int main(void)
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test(test_demangle),
 		cmocka_unit_test(test_pprof_unpack_estimate),
+		cmocka_unit_test(test_pyro_sniff),
 		cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
@@ -1594,6 +1698,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_header_deadline, setup_limits, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_cap, setup_limits, teardown),
 		cmocka_unit_test_setup_teardown(test_query_slots, setup_limits, teardown),
+		cmocka_unit_test_setup_teardown(test_access_log_quiet, setup_quiet, teardown),
 		cmocka_unit_test_setup_teardown(test_ui_files, setup_ui, teardown_ui),
 		cmocka_unit_test_setup_teardown(test_ui_missing, setup_ui, teardown_ui),
 		cmocka_unit_test_prestate_setup_teardown(test_idle_timeout, setup, teardown,
