@@ -260,10 +260,15 @@ static int pprof_of(const srv_api *api, const q_tree *t, const char *type, const
 	if (rc)
 		return rc;
 	/* to_ns is exclusive: the duration ends on the range's last included
-	 * nanosecond, where pprof ingest dates a profile (time + duration) */
+	 * nanosecond, where pprof ingest dates a profile (time + duration);
+	 * but not past the clock: no stored row is dated there (ingest
+	 * refuses rows far ahead of it), and a profile dated a day ahead
+	 * ("to=now+1d") would be refused by pprof ingest as from the future */
+	int64_t end = side->to_ns - 1, now = now_ns();
+	if (end > now && now > side->from_ns)
+		end = now;
 	q_pprof_opts o = {.type = type, .main_file = exe, .main_build_id = bid,
-	                  .time_ns = side->from_ns,
-	                  .duration_ns = side->to_ns - 1 - side->from_ns};
+	                  .time_ns = side->from_ns, .duration_ns = end - side->from_ns};
 	rc = q_tree_pprof(t, &o, out);
 	free(exe);
 	free(bid);
