@@ -344,6 +344,9 @@ TEST_labels_LIBS = $(TEST_agent_LIBS)
 # the CPython part (agent/python.c) with the agent's other parts
 TEST_python_OBJ = $(TEST_agent_OBJ)
 TEST_python_LIBS = $(TEST_agent_LIBS)
+# the sampler with its BPF program, against the real kernel (root)
+TEST_sampler_OBJ = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(WIRE_OBJ)
+TEST_sampler_LIBS := $(LDLIBS_AGENT)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
@@ -605,9 +608,11 @@ test-fuzz: $(FUZZ_BIN)
 			{ tail -40 build/fuzz/$$n.log; exit 1; }; done
 
 # The benchmark must keep running: a tiny fleet, under the sanitizers.
-bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN)
+bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN) \
+		$(BUILD)/bench/query_bench
 	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_LOAD_BENCH=$(LOAD_BENCH) bench/load --smoke >/dev/null
 	$(Q)$(BENCH_BIN) --smoke >/dev/null
+	$(Q)SMOLDER_BENCH_PREBUILT=1 BUILD=$(BUILD) bench/query --smoke >/dev/null
 	$(Q)$(SYMBOLIZE_BENCH) --smoke $(SYM_DIR)/sym_c_pie $(SYM_DIR)/sym_cpp $(SYM_DIR)/libsymlib.so \
 		>/dev/null
 

@@ -34,6 +34,7 @@ typedef struct ag_obj {
 	uint64_t size;
 	bool uploaded;        /* the server has it (HEAD 200 or PUT done) */
 	bool upload_failed;   /* too big or rejected: not retried */
+	bool upload_deferred; /* waited for the daily bound (counted once) */
 	uint64_t last_used;   /* drain number */
 	uint32_t batch_idx;   /* scratch for batch.c */
 	uint64_t batch_gen;
@@ -503,6 +504,8 @@ void ag_py_get_stats(const ag_py *py, ag_py_stats *out);
 
 typedef struct ag_sampler ag_sampler;
 
+struct perf_event_attr;
+
 typedef struct ag_sampler_opts {
 	unsigned frequency;     /* Hz per CPU */
 	unsigned interval_s;    /* for sizing the maps */
@@ -526,6 +529,10 @@ typedef struct ag_sampler_opts {
 	 * sm_py_event), also from ag_sampler_poll(); may be NULL */
 	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
+	/* opens CPU cpu's perf event (a descriptor, or -1 with errno); NULL:
+	 * perf_event_open(2). Tests set it to take a CPU offline mid-start,
+	 * which the kernel answers with ENODEV. */
+	int (*perf_open)(struct perf_event_attr *attr, int cpu);
 } ag_sampler_opts;
 
 /* What a counter counts (SM_KIND_* of bpf/profile.h). */
@@ -574,6 +581,7 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);
 void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N]);
 /* Off-CPU values clamped to WIRE_MAX_COUNT since load. */
 uint64_t ag_sampler_offcpu_clamped(const ag_sampler *s);
+/* CPUs being sampled (online ones whose perf event opened). */
 int ag_sampler_ncpus(const ag_sampler *s);
 /* The unwinder's maps: the rows array and its size in rows, the
  * per-process, per-file and found-mapping maps. Returns -ENOENT when
@@ -636,6 +644,8 @@ typedef struct ag_push_opts {
 	bool upload;                 /* debug-info uploads on */
 	uint64_t upload_max_bytes;   /* files bigger are not uploaded */
 	uint64_t upload_budget;      /* bytes uploaded per flush at most */
+	uint64_t upload_max_day_bytes; /* bytes uploaded in any 24 h at most;
+	                              * 0: no daily bound */
 	const char *token;           /* sent as "Authorization: Bearer TOKEN" on
 	                              * every request; NULL: none */
 	const char *debug_dir;       /* separate debug files by build ID under
@@ -647,23 +657,41 @@ typedef struct ag_push_opts {
 typedef struct ag_push_stats {
 	uint64_t batches_sent, batches_dropped, batches_rejected, retries;
 	uint64_t stacks_resent;      /* after the server said it lacked some */
-	uint64_t uploads, upload_bytes, upload_skipped;
+	uint64_t uploads, upload_bytes;
+	/* files not uploaded, by why: over --upload-max-mb (or over the whole
+	 * daily bound), refused by the server (4xx), fetched by the server
+	 * from debuginfod instead, already on the server; objects that waited
+	 * for the daily bound */
+	uint64_t upload_too_big, upload_refused, upload_debuginfod, upload_on_server;
+	uint64_t upload_deferred_daily;
 	size_t queued, queued_bytes;
 } ag_push_stats;
 
 int ag_push_new(const ag_push_opts *opt, ag_push **out);
+/* Stops the sender (ag_push_stop with no time left) and frees. */
 void ag_push_free(ag_push *p);
-/* Queues a batch (taken over); drops the oldest when over budget. */
+/* Starts the sender thread, which from then on delivers queued batches
+ * (oldest first, backing off while the server fails) and uploads what
+ * ag_push_offer hands it. -errno when the thread cannot start. */
+int ag_push_start(ag_push *p);
+/* Queues a batch (taken over) and wakes the sender; drops the oldest when
+ * over budget. Never waits for the network. */
 void ag_push_enqueue(ag_push *p, ag_batch *b);
-/* Sends what is queued, oldest first, until the queue is empty, a send
- * fails, or now is before the backoff. Returns the number sent. */
-int ag_push_flush(ag_push *p, int64_t now_ns);
+/* The loop's side of debug-info uploads, after each drain: takes back what
+ * the sender settled (marking objs' objects uploaded or upload_failed) and
+ * hands it the objects still to upload, copied (their own descriptors), for
+ * one flush's budget. Never waits for the network. */
+void ag_push_offer(ag_push *p, ag_objs *objs);
+/* Delivers what is queued, ignoring the backoff, until the queue is empty
+ * or timeout_ns has passed (a transfer still running then is abandoned),
+ * and stops the sender. Returns the batches left undelivered. */
+size_t ag_push_stop(ag_push *p, int64_t timeout_ns);
 /* Uploads debug info for objects the server lacks, within the budget: the
  * object itself, and the host's separate debug file for its build ID when
- * the server has no DWARF for it (docs/protocol.md section 4). */
+ * the server has no DWARF for it (docs/protocol.md section 4). On the
+ * caller's thread, without the sender (tests). */
 void ag_push_upload(ag_push *p, ag_objs *objs);
-/* When the next retry is due (0: nothing waits). */
-int64_t ag_push_next_retry(const ag_push *p);
+/* Counters; any thread. */
 void ag_push_get_stats(const ag_push *p, ag_push_stats *out);
 
 /* ---- util ---- */

@@ -22,6 +22,9 @@
 /* nanoseconds threads spent blocked, per stack (bpf/offcpu.bpf.h) */
 #define OFFCPU_TYPE "off_cpu:time:nanoseconds:time:nanoseconds:delta"
 #define MAX_EXTRA_LABELS 32
+/* At SIGTERM the queue is delivered for at most this long: below the
+ * 10 s that docker and systemd wait before SIGKILL. */
+#define STOP_DELIVERY_NS (8 * 1000000000LL)
 
 static volatile sig_atomic_t g_stop;
 
@@ -69,7 +72,11 @@ static void usage(FILE *f)
 	        "                       (default 1024)\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
 	        "  --no-upload          do not upload debug info\n"
-	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
+	        "  --upload-max-mb MB   skip uploading files larger (default 256); at most\n"
+	        "                       64 MB go up per interval\n"
+	        "  --upload-max-mb-per-day MB\n"
+	        "                       upload at most this much in any 24 hours (default\n"
+	        "                       1024; 0: no daily bound); the rest waits\n"
 	        "  --hostname NAME      the hostname label (default: this host's)\n"
 	        "  --config FILE        relabel rules for processes' labels (YAML, Prometheus'\n"
 	        "                       relabel_configs; docs/protocol.md, \"Process labels\")\n"
@@ -248,6 +255,12 @@ static int drain(agent *a)
 		{"batches_dropped", ps.batches_dropped},
 		{"batches_rejected", ps.batches_rejected},
 		{"debuginfo_uploads", ps.uploads},
+		{"debuginfo_upload_bytes", ps.upload_bytes},
+		{"debuginfo_skipped_too_big", ps.upload_too_big},
+		{"debuginfo_skipped_refused", ps.upload_refused},
+		{"debuginfo_skipped_debuginfod", ps.upload_debuginfod},
+		{"debuginfo_skipped_on_server", ps.upload_on_server},
+		{"debuginfo_waiting_daily_bound", ps.upload_deferred_daily},
 		{"unwind_samples", st[AG_STAT_UNW_SAMPLES]},
 		{"unwind_complete", st[AG_STAT_UNW_COMPLETE]},
 		{"unwind_truncated", st[AG_STAT_UNW_TRUNCATED]},
@@ -368,7 +381,7 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
-	unsigned long unwind_mb = 64, pmap_mb = 16, offcpu_entries = 1024;
+	unsigned long unwind_mb = 64, pmap_mb = 16, offcpu_entries = 1024, upload_day_mb = 1024;
 	double offcpu_min_ms = 1, offcpu_sample = 1;
 	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true,
 	     pmaps = true, offcpu = false;
@@ -381,8 +394,8 @@ int main(int argc, char **argv)
 	const char *token_file = NULL, *config = NULL;
 	char *token = NULL;
 	ag_relabel *rules = NULL;
-	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS,
+	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_UPDAY, O_HOSTNAME,
+	       O_EXIT, O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS,
 	       O_OFFCPU, O_OFFMIN, O_OFFSAMPLE, O_OFFENTRIES };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
@@ -405,6 +418,7 @@ int main(int argc, char **argv)
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
+		{"upload-max-mb-per-day", required_argument, NULL, O_UPDAY},
 		{"hostname", required_argument, NULL, O_HOSTNAME},
 		{"config", required_argument, NULL, O_CONFIG},
 		{"exit-after", required_argument, NULL, O_EXIT},
@@ -422,6 +436,7 @@ int main(int argc, char **argv)
 		case 'p': bad = parse_uint(optarg, 1, INT32_MAX, &pid); break;
 		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &buffer_mb); break;
 		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
+		case O_UPDAY: bad = parse_uint(optarg, 0, 1048576, &upload_day_mb); break;
 		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
 		case O_TOKEN: token_file = optarg; break;
 		case O_CONFIG: config = optarg; break;
@@ -465,6 +480,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smolder-agent: bad value for --%s: %s\n",
 			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
 			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" :
+			        o == O_UPDAY ? "upload-max-mb-per-day" :
 			        o == O_UNWINDMB ? "unwind-table-mb" : o == O_PMAPMB ? "perf-map-max-mb" :
 			        o == O_OFFMIN ? "off-cpu-min" : o == O_OFFSAMPLE ? "off-cpu-sample" :
 			        o == O_OFFENTRIES ? "off-cpu-entries" : "exit-after",
@@ -547,10 +563,16 @@ int main(int argc, char **argv)
 		        err == -EPERM ? ": addresses hidden by kernel.kptr_restrict" : "");
 	ag_push_opts pu = {.server = server, .buffer_bytes = buffer_mb << 20, .upload = upload,
 	                   .upload_max_bytes = (uint64_t)upload_max_mb << 20,
-	                   .upload_budget = 64u << 20, .verbose = verbose > 0, .token = token};
+	                   .upload_budget = 64u << 20,
+	                   .upload_max_day_bytes = (uint64_t)upload_day_mb << 20,
+	                   .verbose = verbose > 0, .token = token};
 	err = ag_push_new(&pu, &a.push);
 	if (err) {
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
+		goto out;
+	}
+	if ((err = ag_push_start(a.push))) {
+		fprintf(stderr, "smolder-agent: starting the sender thread: %s\n", strerror(-err));
 		goto out;
 	}
 #if !defined(__x86_64__)
@@ -610,12 +632,6 @@ int main(int argc, char **argv)
 		int64_t due = ag_procs_tick(a.procs, now);
 		if (due && due < wake)
 			wake = due;
-		int64_t retry = ag_push_next_retry(a.push);
-		if (retry) {
-			int64_t r = now + (retry - ag_now_ns());
-			if (r < wake)
-				wake = r;
-		}
 		int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		/* tables being built: look for them every 10 ms */
 		if (a.unw && ag_unw_tick(a.unw) > 0 && ms > 10)
@@ -628,26 +644,26 @@ int main(int argc, char **argv)
 			next += (int64_t)interval * 1000000000;
 			if (next <= now)  /* we fell behind (suspend): start over */
 				next = now + (int64_t)interval * 1000000000;
+			/* the sender delivers on its own thread: a server that hangs
+			 * never holds up the next drain */
 			err = drain(&a);
 			if (err)
 				fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
-			ag_push_flush(a.push, ag_now_ns());
-			ag_push_upload(a.push, a.objs);
+			ag_push_offer(a.push, a.objs);
 			ag_objs_expire(a.objs, a.ctx.drain > 6 ? a.ctx.drain - 6 : 0);
-		} else if (retry && ag_now_ns() >= retry) {
-			ag_push_flush(a.push, ag_now_ns());
 		}
 	}
-	/* the last partial interval, then one more delivery attempt */
+	/* the last partial interval, then the whole queue, whatever the
+	 * backoff, for a bounded time */
 	fprintf(stderr, "smolder-agent: stopping\n");
-	if (drain(&a) == 0) {
-		ag_push_flush(a.push, INT64_MAX);
-		ag_push_flush(a.push, INT64_MAX);
-	}
-	ag_push_stats ps;
-	ag_push_get_stats(a.push, &ps);
-	if (ps.queued)
-		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", ps.queued);
+	err = drain(&a);
+	if (err)
+		fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
+	size_t left = ag_push_stop(a.push, STOP_DELIVERY_NS);
+	if (left)
+		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", left);
+	else
+		fprintf(stderr, "smolder-agent: every batch delivered\n");
 	rc = 0;
 out:
 	ag_unw_free(a.unw);

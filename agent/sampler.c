@@ -321,11 +321,16 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 			.sample_freq = opt->frequency,
 			.freq = 1,
 		};
-		int fd = (int)syscall(__NR_perf_event_open, &a, -1, c, -1, PERF_FLAG_FD_CLOEXEC);
+		int fd = opt->perf_open ? opt->perf_open(&a, c) :
+		         (int)syscall(__NR_perf_event_open, &a, -1, c, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0) {
 			rc = -errno;
-			if (rc == -ENODEV)  /* went offline meanwhile */
+			if (rc == -ENODEV) {
+				/* went offline meanwhile: the others still sample (the
+				 * error stayed in rc and failed the whole start) */
+				rc = 0;
 				continue;
+			}
 			fprintf(stderr, "smolder-agent: perf_event_open on CPU %d failed: %s%s\n", c,
 			        strerror(-rc), rc == -EACCES || rc == -EPERM ?
 			        " (run as root or with CAP_PERFMON; see "
@@ -342,6 +347,11 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 		}
 		s->links[s->nlinks] = l;
 		s->pfds[s->nlinks++] = fd;
+	}
+	if (s->nlinks == 0) {
+		rc = -ENODEV;
+		fprintf(stderr, "smolder-agent: every CPU went offline while starting\n");
+		goto out;
 	}
 	s->rb = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_rb, s, NULL);
 	if (!s->rb) {
@@ -526,7 +536,7 @@ void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N])
 	free(v);
 }
 
-int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }
+int ag_sampler_ncpus(const ag_sampler *s) { return s->nlinks; }
 
 uint64_t ag_sampler_offcpu_clamped(const ag_sampler *s) { return s->offcpu_clamped; }
 

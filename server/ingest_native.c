@@ -49,6 +49,8 @@ int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
 	api->db = db;
 	api->data_dir = data_dir;
 	pthread_mutex_init(&api->agents_mu, NULL);
+	if (!(api->names = q_cache_new(SRV_NAMES_CACHE_BYTES)))
+		return -ENOMEM;
 	if (data_dir) {
 		char path[4096];
 		if ((size_t)snprintf(path, sizeof(path), "%s/debuginfo", data_dir) >= sizeof(path))
@@ -61,6 +63,8 @@ int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
 
 void srv_api_free(srv_api *api)
 {
+	q_cache_free(api->names);
+	api->names = NULL;
 	if (!api->agents && !api->nagents && !api->db)
 		return;
 	for (size_t i = 0; i < api->nagents; i++) {
@@ -281,11 +285,6 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	convert(w, &c, &samples);
 	st_err serr = {{0}};
 	rc = st_append(api->db, &c.b, &serr);
-	if (rc == -EINVAL) {
-		srv_resp_error(resp, 400, "%s", serr.msg);
-		rc = 0;
-		goto out;
-	}
 	if (rc == -ENOENT) {
 		/* the agent's stack cache is out of step with this server (it
 		 * restarted or lost data): the agent resets the cache and resends
@@ -298,8 +297,10 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 		rc = 0;
 		goto out;
 	}
-	if (rc)
+	if (rc) {
+		rc = srv_api_store_error(resp, rc, &serr);
 		goto out;
+	}
 	note_agent(api, w, type_counts(w->profile_type) ? samples : 0);
 	srv_metrics_ingest_ok(SRV_METRICS_NATIVE, w->nrows);
 	srv_json *j = srv_resp_json(resp, 200);

@@ -103,6 +103,7 @@ struct srv_sym {
 	srv_dbgd *dbgd;
 	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
 	atomic_uint_fast64_t st_go, st_go_unsupported, st_go_malformed;
+	atomic_uint_fast64_t generation;  /* +1 after each forget (srv_sym_generation) */
 };
 
 /* ---- names ---- */
@@ -1095,7 +1096,15 @@ int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
 	pthread_rwlock_wrlock(&s->cmu);
 	mem_clear(s);
 	pthread_rwlock_unlock(&s->cmu);
-	return s->db ? st_symbols_forget(s->db, bid, (uint32_t)bl) : 0;
+	int rc = s->db ? st_symbols_forget(s->db, bid, (uint32_t)bl) : 0;
+	/* after the caches are empty: a query that looks later names anew */
+	atomic_fetch_add(&s->generation, 1);
+	return rc;
+}
+
+uint64_t srv_sym_generation(void *arg)
+{
+	return atomic_load(&((srv_sym *)arg)->generation);
 }
 
 /* ---- background ---- */

@@ -94,6 +94,11 @@ char *srv_sym_demangle(const char *name);
  * files before, which a separate debug file may improve on. */
 int srv_sym_forget(srv_sym *s, const uint8_t *build_id, size_t build_id_len);
 
+/* The q_resolver generation callback (arg is the srv_sym): moves on after
+ * every srv_sym_forget, so the query engine's cache of names forgets the
+ * answers debug info that arrived since may improve on. */
+uint64_t srv_sym_generation(void *arg);
+
 typedef struct srv_sym_stats {
 	uint64_t lookups;        /* srv_sym_resolve calls */
 	uint64_t memory_hits, cache_hits, symbolized, unknown;

@@ -28,6 +28,7 @@ export class FlameGraph {
 		this.frames = [];        // what the last render drew, for the test hook
 		this.rows = [];          // per depth: drawn {n, x, w}, left to right
 		this.cursor = null;      // the keyboard's frame
+		this.nrows = 0;          // rows the last render drew
 		canvas.tabIndex = 0;
 		canvas.addEventListener('mousemove', e => this.hover(e));
 		canvas.addEventListener('mouseleave', () => this.hideTip());
@@ -87,7 +88,10 @@ export class FlameGraph {
 			return;
 		}
 		const z = this.zoomNode;
-		const nrows = z.depth + z.height + 1;
+		// as many rows as frames are drawn: a deep path too narrow to draw
+		// (a one-off stack) must not make the canvas tall and empty
+		const nrows = this.visibleDepth(z, W) + 1;
+		this.nrows = nrows;
 		const H = nrows * ROW;
 		cv.width = Math.round(W * dpr);
 		cv.height = Math.round(H * dpr);
@@ -141,13 +145,28 @@ export class FlameGraph {
 			`${fmtAmount(z.total)}; arrow keys move, Enter zooms, Escape zooms out`);
 	}
 
+	// The deepest depth with a frame at least MIN_W wide under z (whose
+	// ancestors are drawn too), at W pixels for z's width.
+	visibleDepth(z, W) {
+		const scale = W / (z.w || 1);
+		let max = z.depth;
+		const st = [z];
+		while (st.length) {
+			const n = st.pop();
+			if (n.w * scale < MIN_W) continue;
+			if (n.depth > max) max = n.depth;
+			for (const c of n.children) st.push(c);
+		}
+		return max;
+	}
+
 	hit(e) {
 		const r = this.canvas.getBoundingClientRect();
 		const x = e.clientX - r.left, y = e.clientY - r.top;
 		const nrows = this.rows.length;
 		let d = Math.floor(y / ROW);
 		if (this.opts.direction === 'up' && this.zoomNode)
-			d = this.zoomNode.depth + this.zoomNode.height - d;
+			d = this.nrows - 1 - d;
 		const row = this.rows[d];
 		if (!row || d < 0 || d >= Math.max(nrows, 1) + 1) return null;
 		let lo = 0, hi = row.length - 1;
@@ -248,7 +267,7 @@ export class FlameGraph {
 		const f = row(c.depth).find(f => f.n === c);
 		if (f && moved) {
 			const r = this.canvas.getBoundingClientRect();
-			const y = (up ? this.zoomNode.depth + this.zoomNode.height - c.depth : c.depth) * ROW;
+			const y = (up ? this.nrows - 1 - c.depth : c.depth) * ROW;
 			this.showTip(c, r.left + f.x + Math.min(f.w, 40), r.top + y + ROW);
 		}
 		if (this.opts.onSelect) this.opts.onSelect(c);

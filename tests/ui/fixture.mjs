@@ -69,6 +69,19 @@ for (const [frames] of [...STACKS, ...SEARCH_API, ...IMPORTER.slice(0, 1)])
 	}
 export const fileOf = name => FILES[name];
 
+// "oneoff", two processes of one executable (pid 101 and 102, as an agent
+// with --pid-label labels them): memcpy is hot under the request path, and
+// two one-off stacks reach it too: a page fault right under main (so the
+// shallowest memcpy frame is a 1-sample one) and a 40-deep chain (too
+// narrow to draw in memcpy's callers).
+export const MEMCPY = '__memcpy_avx512_unaligned_erms';
+const DEEP = Array.from({length: 40}, (_, i) => `app.layer${i + 1}`);
+export const ONEOFF = {
+	101: [[['main', 'app.handle', 'app.work', MEMCPY], 5000], [['main', 'app.handle', 'app.idle'], 400]],
+	102: [[['main', 'app.handle', 'app.work', MEMCPY], 3000], [['main', 'page_fault', MEMCPY], 40],
+		[['main', ...DEEP, MEMCPY], 1]],
+};
+
 export const HOSTS = ['checkout-1', 'checkout-2'];
 export const SLOTS = 12;                      // 5-minute slots
 // the load changes over time, so the timeline has a shape
@@ -122,8 +135,10 @@ export async function startServer() {
 		throw new Error(`${bin} takes no --ui-dir: the server does not serve the UI yet`);
 	const dir = tempDir('data');
 	const errLog = [];
+	// maintenance every second: the week of data gets its roll-ups at once
 	const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'),
-		'--ui-dir', process.env.SMOLDER_UI_DIR || path.join(REPO, 'ui')], {stdio: ['ignore', 'pipe', 'pipe']});
+		'--ui-dir', process.env.SMOLDER_UI_DIR || path.join(REPO, 'ui'),
+		'--maintenance-interval', '1s'], {stdio: ['ignore', 'pipe', 'pipe']});
 	let exited = null;
 	child.on('exit', (code, sig) => { exited = {code, sig}; });
 	atCleanup(() => new Promise(res => {
@@ -204,6 +219,11 @@ export async function ingest(base) {
 			               timeNanos, durationNanos: 10000000000n,
 			               binary: '/usr/local/bin/importer', files: FILES}));
 	}
+	for (const [pid, stacks] of Object.entries(ONEOFF))
+		await post({service: 'oneoff', pid, hostname: 'app-1'},
+			encodeProfile({stacks: stacks.map(([frames, value]) => ({frames, value})),
+			               timeNanos: BigInt(t0 + 900) * 1000000000n, durationNanos: 10000000000n,
+			               binary: '/usr/local/bin/app', files: {}}));
 	// a native batch from tests/tools/mkbatch: service "svc", named frames
 	// fn_7_<i> and the kernel frame do_syscall_64
 	const mk = process.env.SMOLDER_MKBATCH || path.join(REPO, 'build/tests/mkbatch');
@@ -257,6 +277,54 @@ export async function ingestUnits(base) {
 		r = await fetch(p, {method: 'POST', body: rows.map(([s, v]) => `${s} ${v}`).join('\n') + '\n'});
 		if (r.status !== 200) throw new Error(`pyroscope ingest ${name}: ${r.status} ${await r.text()}`);
 	}
+}
+
+// A week of a nightly batch job, every 3 hours from 7 days ago (less an
+// hour) to an hour ago: what a 7-day range shows, from the roll-ups the
+// server writes for it. Returns the total.
+export const WEEK_STACKS = [[['main', 'nightly.run', 'nightly.compact'], 7],
+	[['main', 'nightly.run', 'nightly.upload', 'net.(*conn).Write'], 3]];
+export async function ingestWeek(base) {
+	const now = Math.floor(Date.now() / 300000) * 300;
+	let total = 0;
+	for (let t = now - 7 * 86400 + 3600; t <= now - 3600; t += 3 * 3600) {
+		const u = new URL('/api/v1/ingest/pprof', base);
+		for (const [k, v] of Object.entries({service: 'nightly', version: '3.1', hostname: 'batch-1'}))
+			u.searchParams.set(k, v);
+		const body = encodeProfile({stacks: WEEK_STACKS.map(([frames, value]) => ({frames, value})),
+			timeNanos: BigInt(t) * 1000000000n, durationNanos: 10000000000n,
+			binary: '/usr/local/bin/nightly', files: {}});
+		const r = await fetch(u, {method: 'POST', body});
+		if (r.status !== 200) throw new Error(`ingest ${u}: ${r.status} ${await r.text()}`);
+		total += WEEK_STACKS.reduce((a, [, v]) => a + v, 0);
+	}
+	return total;
+}
+
+// 200 hosts of one service, host i with weight i + 1, twenty minutes ago:
+// a timeline of 200 series.
+export const FLEET = 200;
+export const fleetHost = i => `fleet-${String(i).padStart(3, '0')}`;
+export async function ingestFleet(base) {
+	const t = Math.floor(Date.now() / 60000) * 60 - 20 * 60;
+	for (let i = 0; i < FLEET; i += 20)
+		await Promise.all(Array.from({length: Math.min(20, FLEET - i)}, async (_, k) => {
+			const u = new URL('/api/v1/ingest/pprof', base);
+			for (const [key, v] of Object.entries({service: 'fleet', version: '1', hostname: fleetHost(i + k)}))
+				u.searchParams.set(key, v);
+			const body = encodeProfile({stacks: [{frames: ['main', 'fleet.work'], value: i + k + 1}],
+				timeNanos: BigInt(t) * 1000000000n, durationNanos: 10000000000n,
+				binary: '/usr/local/bin/fleet', files: {}});
+			const r = await fetch(u, {method: 'POST', body});
+			if (r.status !== 200) throw new Error(`ingest ${u}: ${r.status} ${await r.text()}`);
+		}));
+}
+
+// One sample of the server's /metrics, 0 when absent.
+export async function metric(base, name, labels = '') {
+	const text = await (await fetch(new URL('/metrics', base))).text();
+	const line = text.split('\n').find(l => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+	return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
 // ---------------------------------------------------------------- browser

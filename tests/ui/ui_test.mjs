@@ -5,7 +5,8 @@
 // shows the expected frames, tooltip, click-to-zoom with breadcrumb and
 // URL, search highlights and its share, the top table and its sorting,
 // diff colours and deltas, the URL round trip, range picker, timeline
-// drag, empty and error states, autocompletion, kernel marks, downloads.
+// drag, a 7-day range from roll-ups, 200 series as ten lines and "other",
+// empty and error states, autocompletion, kernel marks, downloads.
 // It drives the page only through ui/CONTRACT.md's hooks.
 //
 //   node tests/ui/ui_test.mjs                     every check; exit 1 if any fails
@@ -198,6 +199,8 @@ async function main() {
 	base = server.base;
 	R = await F.ingest(base);
 	await F.ingestUnits(base);
+	const weekTotal = await F.ingestWeek(base);
+	await F.ingestFleet(base);
 	R.from = String(R.from);
 	R.to = String(R.to);
 	context = await F.launchBrowser();
@@ -305,7 +308,7 @@ async function main() {
 		assert.ok(near(got, want, 0.051), `search-share ${got}% not ${want.toFixed(2)}%`);
 	});
 
-	await check('top table: the functions with their flat/cum, sorts, a click focuses the flame graph',
+	await check('top table: the functions with their flat/cum, sorts, a click opens the function\'s sandwich',
 		async page => {
 			await open(page, v14, s => s.flame.frames.length > 0);
 			const top = await F.api(base, '/api/v1/top', v14);
@@ -329,8 +332,92 @@ async function main() {
 			for (let i = 1; i < cums.length; i++)
 				assert.ok(cumOf[cums[i - 1]] >= cumOf[cums[i]], `not sorted by cum at row ${i}`);
 			await page.locator(`[data-testid=top-row][data-name="${F.JSON_FN}"]`).click();
-			await until(page, s => s.state.focus === F.JSON_FN, 'focus from the table');
-			assert.equal(urlParams(page).focus, F.JSON_FN);
+			const s = await until(page, s => s.state.sandwich === F.JSON_FN && s.sandwich,
+				'the sandwich from the table');
+			assert.equal(urlParams(page).sandwich, F.JSON_FN);
+			assert.equal(s.sandwich.total, F.withFrame(e14, F.JSON_FN), 'sandwich total');
+			assert.equal(s.state.focus, '', 'a table click zoomed the flame graph');
+		});
+
+	await check('top table click: the function\'s sandwich with every caller merged, not its first frame; ' +
+		'the callers graph as tall as what it draws', async page => {
+		const q = {query: '{service="oneoff"}', from: R.from, to: R.to};
+		const all = Object.values(F.ONEOFF).flat();
+		const total = all.reduce((a, [, v]) => a + v, 0);
+		const mem = all.filter(([fr]) => fr.includes(F.MEMCPY)).reduce((a, [, v]) => a + v, 0);
+		await open(page, q, s => s.flame.total === total);
+		await page.locator(`[data-testid=top-row][data-name="${F.MEMCPY}"]`).click();
+		const s = await until(page, s => s.sandwich && s.sandwich.name === F.MEMCPY, 'memcpy\'s sandwich');
+		assert.equal(s.sandwich.total, mem, 'all of memcpy\'s samples, every caller merged');
+		assert.equal(s.flame.total, total, 'the flame graph was zoomed to one occurrence');
+		assert.equal(s.state.focus, '');
+		const callers = s.sandwich.callers.frames.filter(f => f.depth === 1).map(f => f.name);
+		for (const c of ['app.work', 'page_fault'])
+			assert.ok(callers.includes(c), `caller ${c} not in the callers graph: ${callers}`);
+		const box = await page.locator('[data-testid=sandwich]').boundingBox();
+		assert.ok(box && box.y < 800 && box.y + 40 > 0, `the sandwich is not in view (y ${box && box.y})`);
+		// the 40-deep one-off is narrower than half a pixel: no empty rows for it
+		const maxDepth = Math.max(...s.sandwich.callers.frames.map(f => f.depth));
+		const h = await page.locator('#sandwich-callers').evaluate(c => c.getBoundingClientRect().height);
+		assert.equal(maxDepth, 3, `callers drawn ${maxDepth} deep`);
+		assert.equal(h, (maxDepth + 1) * 18, `callers canvas ${h} px for ${maxDepth + 1} rows of frames`);
+		assert.equal(s.sandwich.callers.rows, maxDepth + 1);
+	});
+
+	await check('top table: the function column resizes; a cut name is whole in its title and when selected',
+		async page => {
+			await open(page, v14, s => s.flame.frames.length > 0);
+			const long = 'encoding/json.(*encodeState).reflectValue';
+			const cell = page.locator(`[data-testid=top-row][data-name="${long}"] td.fn`);
+			await cell.waitFor();
+			const cut = () => cell.evaluate(td => td.scrollWidth > td.clientWidth + 1);
+			assert.ok(await cut(), `${long} is not cut at the default width: the check proves nothing`);
+			assert.ok((await cell.getAttribute('title')).startsWith(long), 'title lacks the full name');
+			const th = page.locator('[data-testid=top-table] th').first();
+			const w0 = (await th.boundingBox()).width;
+			const hb = await page.locator('[data-testid=top-name-resize]').boundingBox();
+			await page.mouse.move(hb.x + hb.width / 2, hb.y + hb.height / 2);
+			await page.mouse.down();
+			await page.mouse.move(hb.x + 150, hb.y + hb.height / 2, {steps: 6});
+			await page.mouse.move(hb.x + 250, hb.y + hb.height / 2, {steps: 4});
+			await page.mouse.up();
+			const w1 = (await th.boundingBox()).width;
+			assert.ok(w1 > w0 + 200, `dragging the handle 250 px: ${w0} -> ${w1} px`);
+			assert.ok(!(await cut()), `${long} still cut at ${w1} px`);
+			// narrow again with the keyboard: cut, then whole once selected
+			const handle = page.locator('[data-testid=top-name-resize]');
+			await handle.focus();
+			for (let i = 0; i < 12; i++) await handle.press('ArrowLeft');
+			assert.ok((await th.boundingBox()).width < w0, 'arrow keys did not narrow the column');
+			assert.ok(await cut(), 'not cut when narrow');
+			await page.locator(`[data-testid=top-row][data-name="${long}"]`).click();
+			await until(page, s => s.state.sandwich === long, 'selected');
+			assert.ok(!(await cut()), 'the selected row still cuts its name');
+			assert.equal(await cell.textContent(), long);
+		});
+
+	await check('label picker: pid offered apart and unticked where series carry it; ticking it groups by process',
+		async page => {
+			await open(page, {query: QALL, from: R.from, to: R.to}, s => s.flame.total > 0);
+			await page.locator('[data-testid=group-by-pick]').click();
+			const boxes = page.locator('[data-testid=group-picker] [data-testid=group-by-label]');
+			await boxes.first().waitFor();
+			const names = await boxes.evaluateAll(bs => bs.map(b => b.dataset.label));
+			assert.ok(names.includes('version') && !names.includes('pid'), `checkout's labels: ${names}`);
+			await page.keyboard.press('Escape');
+			await open(page, {query: '{service="oneoff"}', from: R.from, to: R.to}, s => s.flame.total > 0);
+			await page.locator('[data-testid=group-by-pick]').click();
+			const pid = page.locator('[data-testid=group-picker] [data-testid=group-by-label][data-label=pid]');
+			await pid.waitFor().catch(() => assert.fail('no pid in the picker for series that carry it'));
+			assert.equal(await pid.isChecked(), false, 'pid ticked by default');
+			assert.match(await page.locator('[data-testid=group-picker]').textContent(), /opt-in/);
+			await pid.check();
+			await until(page, s => s.state.group_by === 'pid', 'group_by=pid');
+			assert.equal(urlParams(page).group_by, 'pid');
+			await page.waitForFunction(() => {
+				const t = document.querySelector('[data-testid=timeline]')?.textContent || '';
+				return t.includes('pid=101') && t.includes('pid=102');
+			}).catch(() => assert.fail('the timeline has no line per process'));
 		});
 
 	const diffWant = name => F.withFrame(e15, name) / n15 - F.withFrame(e14, name) / n14;
@@ -506,15 +593,23 @@ async function main() {
 		}).catch(() => assert.fail('the timeline does not name the lines 1.4 and 1.5'));
 	});
 
-	await check('empty state says what to do next', async page => {
-		await page.goto(url({query: '{service="nope"}', from: R.from, to: R.to}));
-		const st = page.locator('[data-testid=status]');
-		await page.waitForFunction(() => /no samples/i.test(
-			document.querySelector('[data-testid=status]')?.textContent || ''))
-			.catch(async () => assert.fail(`status: ${JSON.stringify(await st.textContent().catch(() => null))}`));
-		assert.ok(await st.isVisible(), 'status not visible');
-		assert.match(await st.textContent(), /range|label/i, 'no hint what to do next');
-	});
+	await check('a selector that selects nothing: "no series match", the closest values; a click runs the fix',
+		async page => {
+			await page.goto(url({query: '{service="chekout"}', from: R.from, to: R.to}));
+			const st = page.locator('[data-testid=status]');
+			await page.waitForFunction(() => /no series match/i.test(
+				document.querySelector('[data-testid=status]')?.textContent || ''))
+				.catch(async () => assert.fail(`status: ${JSON.stringify(await st.textContent().catch(() => null))}`));
+			assert.ok(await st.isVisible(), 'status not visible');
+			assert.match(await st.textContent(), /did you mean service="checkout"\?/);
+			const fix = page.locator('[data-testid=no-match-fix]').first();
+			assert.equal(await fix.textContent(), 'service="checkout"');
+			await fix.click();
+			const s = await until(page, s => s.state.query === '{service="checkout"}' && s.flame.total > 0,
+				'the fixed selector run');
+			assert.equal(s.flame.total, n14 + n15);
+			assert.equal(urlParams(page).query, '{service="checkout"}');
+		});
 
 	await check('error state shows the server\'s message', async page => {
 		await page.goto(url({query: '{service="x"', from: R.from, to: R.to}));
@@ -711,6 +806,53 @@ async function main() {
 		const tip = (await locateFrame(page, mustFrame(s, 'alloc'))).tooltip;
 		assert.match(tip, /total: 12\.0 MiB/, `tooltip ${JSON.stringify(tip)}`);
 	});
+
+	await check('a 7-day range renders from the roll-ups, with the total ingested', async page => {
+		// the server's maintenance (every second here) cuts the week into
+		// blocks and rolls it up; wait until a 7-day query reads the daily
+		// level and says what raw rows say
+		const q = {query: '{service="nightly"}', from: 'now-7d', to: 'now'};
+		const deadline = Date.now() + 60000;
+		for (;;) {
+			const files = await F.metric(base, 'smolder_rollup_files', 'level="1d"');
+			const planned = (await F.api(base, '/api/v1/query', {...q, max_nodes: 10})).total;
+			const raw = (await F.api(base, '/api/v1/query', {...q, max_nodes: 10, raw: 1})).total;
+			if (files >= 6 && planned === weekTotal && raw === weekTotal) break;
+			if (Date.now() > deadline)
+				assert.fail(`no roll-ups after 60 s: ${files} daily files, totals ${planned} ` +
+					`(planned) and ${raw} (raw rows), ${weekTotal} ingested`);
+			await new Promise(r => setTimeout(r, 500));
+		}
+		const before = await F.metric(base, 'smolder_query_rows_read_total', 'level="1d"');
+		const s = await open(page, q, s => s.flame.total > 0);
+		assert.equal(s.flame.total, weekTotal, '7-day total');
+		mustFrame(s, 'nightly.compact');
+		const after = await F.metric(base, 'smolder_query_rows_read_total', 'level="1d"');
+		assert.ok(after > before, `the page read no daily roll-up (${before} -> ${after} rows)`);
+		await page.locator('[data-testid=timeline] canvas').first().waitFor();
+		const t = await until(page, s => s.timeline && s.timeline.lines.length > 0, 'the timeline');
+		assert.equal(t.timeline.lines.reduce((a, l) => a + l.total, 0), weekTotal, 'timeline total');
+	});
+
+	await check('timeline of 200 series: the ten heaviest and "other", labels that differ only',
+		async page => {
+			const s = await open(page, {query: '{service="fleet"}', from: 'now-1h', to: 'now'},
+				s => s.flame.total > 0);
+			const t = await until(page, s => s.timeline && s.timeline.lines.length > 0, 'the timeline');
+			const lines = t.timeline.lines;
+			assert.equal(lines.length, 11, `lines: ${JSON.stringify(lines.map(l => l.label))}`);
+			for (let i = 0; i < 10; i++) {
+				assert.equal(lines[i].label, `hostname=${F.fleetHost(F.FLEET - 1 - i)}`, `line ${i}`);
+				assert.equal(lines[i].total, F.FLEET - i, `line ${i} total`);
+			}
+			assert.equal(lines[10].other, F.FLEET - 10);
+			assert.equal(lines[10].label, `other (${F.FLEET - 10} series)`);
+			const rest = (F.FLEET - 10) * (F.FLEET - 9) / 2;
+			assert.equal(lines[10].total, rest, 'other holds the rest');
+			assert.equal(s.flame.total, F.FLEET * (F.FLEET + 1) / 2);
+			const legend = await page.locator('[data-testid=timeline] .timeline-legend').textContent();
+			assert.ok(!/service=|version=/.test(legend), `labels every line shares in the legend: ${legend}`);
+		});
 
 	await check('nothing leaves the origin; no uncaught errors in any page', async () => {
 		assert.deepEqual([...new Set(pageProblems)], []);

@@ -545,6 +545,11 @@ static void fake_stop(fake *f)
 	close(f->lfd);
 }
 
+/* --upload-max-mb-per-day for run_upload (0: none), and how many flushes
+ * it runs (0 taken as 1) */
+static uint64_t g_day_bytes;
+static int g_flushes;
+
 /* One flush's uploads of this test program's own file (it has a build
  * ID) against script; with_debug puts a copy of it where the host's debug
  * file for that build ID would be. Fills the fake's record, the stats
@@ -572,10 +577,11 @@ static void run_upload(const fake_resp *script, size_t n, bool with_debug, uint6
 	snprintf(server, sizeof(server), "http://127.0.0.1:%d", f->port);
 	ag_push_opts po = {.server = server, .buffer_bytes = 1 << 20, .upload = true,
 	                   .upload_max_bytes = 1ull << 30, .upload_budget = budget,
-	                   .debug_dir = dir};
+	                   .upload_max_day_bytes = g_day_bytes, .debug_dir = dir};
 	ag_push *p;
 	assert_int_equal(ag_push_new(&po, &p), 0);
-	ag_push_upload(p, objs);
+	for (int i = 0; i < (g_flushes ? g_flushes : 1); i++)
+		ag_push_upload(p, objs);
 	ag_push_get_stats(p, st);
 	*done = o->uploaded;
 	*size = o->size;
@@ -673,7 +679,73 @@ static void test_upload(void **state)
 	run_upload(s6, 2, true, big, &f, &st, &done, &size);
 	assert_int_equal(f.n, 2);
 	assert_true(done);
-	assert_int_equal(st.upload_skipped, 1);
+	assert_int_equal(st.upload_refused, 1);
+
+	/* the server had what it can use: counted as on the server */
+	run_upload(s3, 1, true, big, &f, &st, &done, &size);
+	assert_int_equal(st.upload_on_server, 1);
+	assert_int_equal(st.uploads, 0);
+
+	/* the server fetched it from debuginfod on that HEAD: nothing goes up,
+	 * though the host has a debug file */
+	static const fake_resp s7[] = {
+		{200, "X-Smolder-Debuginfo: debug\r\nX-Smolder-Debuginfo-Dwarf: yes\r\n"
+		      "X-Smolder-Debuginfo-Source: debuginfod\r\n"},
+	};
+	run_upload(s7, 1, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_true(done);
+	assert_int_equal(st.upload_debuginfod, 1);
+	assert_int_equal(st.uploads, 0);
+	/* the server is asking debuginfod: wait, send nothing, ask again later */
+	static const fake_resp s8[] = {{404, "X-Smolder-Debuginfod: pending\r\n"}};
+	run_upload(s8, 1, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_false(done);
+	assert_int_equal(st.uploads, 0);
+}
+
+/* --upload-max-mb-per-day: what does not fit the last 24 h waits; a file
+ * over the whole bound never goes; a used-up bound costs not even a HEAD. */
+static void test_upload_daily(void **state)
+{
+	(void)state;
+	fake f;
+	ag_push_stats st;
+	bool done;
+	uint64_t size;
+	const uint64_t big = 1ull << 30;
+	static const fake_resp s1[] = {
+		{404, ""}, {201, ""},
+		{200, "X-Smolder-Debuginfo: binary\r\nX-Smolder-Debuginfo-Dwarf: no\r\n"},
+		{201, ""}, {500, ""},
+	};
+	/* measure the file: no bound */
+	g_day_bytes = 0;
+	run_upload(s1, 4, true, big, &f, &st, &done, &size);
+	assert_int_equal(st.uploads, 2);
+
+	/* room for the binary, not for its debug file: that waits, counted
+	 * once; the next flush asks nothing (the bound is used up) */
+	g_day_bytes = size;
+	g_flushes = 2;
+	run_upload(s1, 5, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 3);
+	assert_string_equal(f.method[1], "PUT");
+	assert_string_equal(f.method[2], "HEAD");
+	assert_false(done);
+	assert_int_equal(st.uploads, 1);
+	assert_int_equal(st.upload_bytes, size);
+	assert_int_equal(st.upload_deferred_daily, 1);
+
+	/* a file over the whole daily bound: never, said and counted */
+	g_day_bytes = size - 1;
+	g_flushes = 1;
+	run_upload(s1, 4, true, big, &f, &st, &done, &size);
+	assert_int_equal(f.n, 1);
+	assert_int_equal(st.upload_too_big, 1);
+	assert_int_equal(st.uploads, 0);
+	g_day_bytes = 0;
 }
 
 /* ---- unwind.c: this very process' tables, into a real BPF map ---- */
@@ -1365,6 +1437,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_offcpu, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upload_daily, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwind_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unwind_tick_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_perfmap_parse, setup, teardown),
