@@ -213,7 +213,35 @@ static void test_truncated(void **state)
 		"{\"name\":\"[unknown] app+0x10\",\"flat\":0,\"flat_pct\":0.0000,\"cum\":10,"
 		"\"cum_pct\":71.4286}]}");
 	q_buf_free(&o);
+	/* folded into "other": the fold keeps the truncated samples it holds */
+	assert_int_equal(q_tree_json(t, 2, &o), 0);
+	assert_string_equal(o.p,
+		"{\"name\":\"total\",\"self\":0,\"total\":14,\"truncated\":4,\"children\":["
+		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,\"children\":["
+		"{\"name\":\"other\",\"self\":10,\"total\":10,\"children\":[]}]},"
+		"{\"name\":\"other\",\"self\":4,\"total\":4,\"truncated\":4,\"children\":[]}]}");
+	q_buf_free(&o);
+	q_buf want = {0};
+	assert_int_equal(q_tree_json(t, 0, &want), 0);
 	q_tree_free(t);
+	/* through a cache kept across queries, as the server's: the second
+	 * query takes the stack's truncation from the cache */
+	q_cache *c = q_cache_new(0);
+	q_resolver cr = {NULL, NULL, NULL, c};
+	for (int pass = 0; pass < 2; pass++) {
+		t = merge(f, m_all, 1, &cr);
+		assert_int_equal(q_tree_json(t, 0, &o), 0);
+		assert_string_equal(o.p, want.p);
+		q_buf_free(&o);
+		q_tree_free(t);
+	}
+	uint64_t hits, misses, resets;
+	size_t bytes;
+	q_cache_stats(c, &hits, &misses, &resets, &bytes);
+	assert_int_equal(misses, 4);
+	assert_int_equal(hits, 4);
+	q_cache_free(c);
+	q_buf_free(&want);
 
 	/* a diff carries each side's */
 	static const st_matcher m_cut[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
