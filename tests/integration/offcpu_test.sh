@@ -7,7 +7,8 @@
 # (each within 15 %, their split within 5 points), a thread moved to the
 # other CPU while it sleeps (counted once), a CPU-bound process (no
 # off-CPU time), p = 0.1 against p = 1 (within 20 %), the off-CPU series'
-# labels against the CPU ones', a diff, /api/v1/types. Then, one agent at a
+# labels against the CPU ones', a diff, /api/v1/types, a Python program's
+# waits under its Python functions. Then, one agent at a
 # time: a flood of blocks shorter than --off-cpu-min stores nothing, and
 # more distinct stacks than the maps hold are counted in /metrics.
 #
@@ -153,6 +154,56 @@ ok "off-CPU series carry the labels of the process' CPU series"
 
 $check diff "$base" "ocsleeps$$" || fail "diff"
 ok "off-CPU profiles diff"
+
+# A CPython program's waits are under its Python functions: the off-CPU
+# walk is the CPU one, Python frames included. Debian's interpreter (other
+# python3.11 processes may be about: the functions are named for this
+# run). Until the agent has read the new process (its tables, its thread
+# state's key) its stacks are native only, so it first sleeps in a primer
+# function until that shows under its Python caller, then sleeps 80 x 25
+# ms in the measured one and says how long that took by its own clock.
+# pyoff_ns OUTER INNER FROM: off-CPU ns of python3.11 under OUTER → INNER
+pyoff_ns() {
+	curl -sf -G "$base/api/v1/query" -d format=folded -d from="$3" -d to=now \
+		--data-urlencode "query=$OFF{comm=\"python3.11\",sample=\"1\"}" |
+		awk -v f="$1;$2" 'index($0, f) {n += $NF} END {print n + 0}'
+}
+t0=$(date +%s)
+rm -f "$tmp/pygo"
+/usr/bin/python3.11 -c "import os, time
+def ocpy_prime_$$():
+    time.sleep(0.05)
+def ocpy_primer_$$():
+    while not os.path.exists('$tmp/pygo'):
+        ocpy_prime_$$()
+def ocpy_waits_$$():
+    time.sleep(0.025)
+def ocpy_outer_$$():
+    for _ in range(80):
+        ocpy_waits_$$()
+ocpy_primer_$$()
+t = time.monotonic_ns()
+ocpy_outer_$$()
+print(time.monotonic_ns() - t)" >"$tmp/py.out" &
+pp=$!
+i=0
+until [ "$(pyoff_ns "ocpy_primer_$$" "ocpy_prime_$$" "$t0")" -gt 0 ]; do
+	i=$((i + 1))
+	[ "$i" -le 240 ] || fail "python3.11's waits never showed under its Python functions"
+	sleep 0.5
+done
+touch "$tmp/pygo"
+wait "$pp" || fail "python3.11 failed"
+slept=$(cat "$tmp/py.out")
+i=0
+while :; do
+	ns=$(pyoff_ns "ocpy_outer_$$" "ocpy_waits_$$" "$t0")
+	[ "$ns" -ge $((slept * 7 / 10)) ] && break
+	i=$((i + 1))
+	[ "$i" -le 40 ] || fail "python3.11: $ns ns off the CPU under ocpy_outer_$$ → ocpy_waits_$$, of $slept ns by its own clock"
+	sleep 0.5
+done
+ok "python3.11: $((ns / 1000000)) ms off the CPU under its Python functions, of $((slept / 1000000)) ms by its own clock"
 
 stop_agents
 
