@@ -70,6 +70,19 @@ folded() {
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" \
 		>"$tmp/$1.folded" || fail "query of $1"
 }
+# folded_soon COMM FROM: as folded, but a selector that matches no series
+# yet (404: the process has not been sampled or its batch not sent) is
+# no samples
+folded_soon() {
+	code=$(curl -s -o "$tmp/$1.folded" -w '%{http_code}' -G "$base/api/v1/query" \
+		-d format=folded -d from="$2" -d to=now \
+		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}")
+	case $code in
+	200) ;;
+	404) : >"$tmp/$1.folded" ;;
+	*) fail "query of $1: HTTP $code" ;;
+	esac
+}
 # truncated COMM FROM [FRAME]: "TOTAL TRUNCATED" of the JSON tree of COMM
 # since FROM (the samples whose walk stopped before the root), or of the
 # first node named FRAME; the paths where truncated samples stop go to
@@ -119,7 +132,7 @@ cp "$UNW/unw_nofp" "$tmp/unw/$Q"
 busy_pid=$!
 i=0
 while :; do
-	folded "$Q" $(($(date +%s) - 2))
+	folded_soon "$Q" $(($(date +%s) - 2))
 	python3 "$check" --folded "$tmp/$Q.folded" --root _start >"$tmp/ours" || fail "unwind_check.py"
 	[ "$(val samples "$tmp/ours")" -ge 200 ] && atleast "$(val root__start "$tmp/ours")" 0.99 && break
 	i=$((i + 1))
