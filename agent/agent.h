@@ -305,6 +305,8 @@ void ag_mend_utf8(char *s, size_t n);
 /* Reads a small file (/proc/PID/status, ...) into buf, NUL-terminated;
  * returns the bytes read or a negative errno. */
 ssize_t ag_read_small(const char *path, char *buf, size_t cap);
+/* The file name of path: what follows its last '/' (all of it if none). */
+const char *ag_base_name(const char *path);
 /* Frees processes that exited before this drain, and those unsampled for
  * a while whose /proc entry has vanished (an exit event lost). */
 void ag_procs_sweep(ag_procs *p, uint64_t drain);

@@ -339,8 +339,8 @@ static int drain(agent *a)
 		        ag_batch_wire(b)->nstacks, st[AG_STAT_SAMPLES], ag_procs_count(a->procs),
 		        ag_objs_count(a->objs), ps.queued + 1);
 	if (a->verbose && a->unw)
-		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " of %" PRIu64 " samples by "
-		        "tables, %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
+		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " user stacks by tables (%" PRIu64
+		        " CPU samples; off-CPU blocks too), %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
 		        "%" PRIu64 " unsupported, %" PRIu64 " read errors, %" PRIu64 " frame-pointer "
 		        "stops, %" PRIu64 " tail-call failures, %" PRIu64 " mappings looked up; frames "
 		        "by frame pointer: %" PRIu64 " JIT, %" PRIu64 " no FDE, %" PRIu64 " no table; %"

@@ -135,6 +135,12 @@ void ag_mend_utf8(char *s, size_t n)
 	}
 }
 
+const char *ag_base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
 ssize_t ag_read_small(const char *path, char *buf, size_t cap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -238,8 +244,7 @@ static int cmp_map(const void *a, const void *b)
  * file is none of them: such a process' JIT frames carry no language. */
 static const char *runtime_lang(const char *path)
 {
-	const char *b = strrchr(path, '/');
-	b = b ? b + 1 : path;
+	const char *b = ag_base_name(path);
 	if (!strcmp(b, "node") || !strcmp(b, "nodejs") || !strncmp(b, "libnode.so", 10))
 		return "js";
 	if (!strcmp(b, "libjvm.so"))

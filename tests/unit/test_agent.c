@@ -755,38 +755,58 @@ __attribute__((noinline)) static int unw_marker(int x)
 	return x * 3 + 1;
 }
 
-static void test_unwind_entries(void **state)
+/* The unwinder's maps as the BPF program declares them, the rows array
+ * `cap` rows: the per-process entries, the rows, the tables by file and
+ * the mappings the walker found. Skips the test where maps cannot be
+ * created (not root). */
+typedef struct unwmaps {
+	int procs, rows, files, found;
+} unwmaps;
+
+static void unwmaps_new(unwmaps *m, uint32_t cap, const char *test)
 {
-	(void)state;
-	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_test", sizeof(uint32_t),
-	                        sizeof(struct sm_unw_proc), 16,
-	                        &(struct bpf_map_create_opts){.sz = sizeof(struct bpf_map_create_opts),
-	                                                       .map_flags = BPF_F_NO_PREALLOC});
-	if (fd < 0) {
-		fprintf(stderr, "SKIP test_unwind_entries: cannot create a BPF map (%s): needs root\n",
+	m->procs = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_test", sizeof(uint32_t),
+	                          sizeof(struct sm_unw_proc), 16,
+	                          &(struct bpf_map_create_opts){.sz = sizeof(struct bpf_map_create_opts),
+	                                                         .map_flags = BPF_F_NO_PREALLOC});
+	if (m->procs < 0) {
+		fprintf(stderr, "SKIP %s: cannot create a BPF map (%s): needs root\n", test,
 		        strerror(errno));
 		skip();
 	}
+	m->rows = bpf_map_create(BPF_MAP_TYPE_ARRAY, "unw_rows_t", sizeof(uint32_t),
+	                         sizeof(struct sm_unw_row), cap,
+	                         &(struct bpf_map_create_opts){
+	                             .sz = sizeof(struct bpf_map_create_opts),
+	                             .map_flags = BPF_F_MMAPABLE});
+	m->files = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_files_t", sizeof(struct sm_unw_file_key),
+	                          sizeof(struct sm_unw_file), 256, NULL);
+	m->found = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "unw_found_t", sizeof(uint32_t),
+	                          sizeof(struct sm_unw_found), 16, NULL);
+	assert_true(m->rows >= 0 && m->files >= 0 && m->found >= 0);
+}
+
+static void unwmaps_close(const unwmaps *m)
+{
+	close(m->procs);
+	close(m->rows);
+	close(m->files);
+	close(m->found);
+}
+
+static void test_unwind_entries(void **state)
+{
+	(void)state;
 	enum { CAP = 1 << 20 };
-	/* the rows array as the BPF program declares it, and the maps of
-	 * tables by file and of mappings the walker found */
-	int rows_fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "unw_rows_t", sizeof(uint32_t),
-	                             sizeof(struct sm_unw_row), CAP,
-	                             &(struct bpf_map_create_opts){
-	                                 .sz = sizeof(struct bpf_map_create_opts),
-	                                 .map_flags = BPF_F_MMAPABLE});
-	int files_fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_files_t",
-	                              sizeof(struct sm_unw_file_key), sizeof(struct sm_unw_file),
-	                              256, NULL);
-	int found_fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "unw_found_t", sizeof(uint32_t),
-	                              sizeof(struct sm_unw_found), 16, NULL);
-	assert_true(rows_fd >= 0 && files_fd >= 0 && found_fd >= 0);
+	unwmaps um;
+	unwmaps_new(&um, CAP, "test_unwind_entries");
+	int fd = um.procs, rows_fd = um.rows, files_fd = um.files;
 	ag_objs *objs;
 	ag_procs *procs;
 	ag_unw *u;
 	assert_int_equal(ag_objs_new(&objs), 0);
 	ag_unw_opts uo = {.rows_fd = rows_fd, .rows_cap = CAP, .procs_fd = fd,
-	                  .files_fd = files_fd, .found_fd = found_fd, .proc_root = "/proc"};
+	                  .files_fd = files_fd, .found_fd = um.found, .proc_root = "/proc"};
 	assert_int_equal(ag_unw_new(&uo, &u), 0);
 	/* the hook as main.c wires it */
 	ag_procs_opts po = {.proc_root = "/proc", .objs = objs,
@@ -882,10 +902,7 @@ static void test_unwind_entries(void **state)
 	ag_unw_free(u);
 	ag_objs_free(objs);
 	munmap((void *)rows, CAP * sizeof(*rows));
-	close(fd);
-	close(rows_fd);
-	close(files_fd);
-	close(found_fd);
+	unwmaps_close(&um);
 }
 
 
@@ -968,33 +985,15 @@ static ag_pmaps_stats jit_stats(fakejit *f)
 static void test_unwind_tick_eviction(void **state)
 {
 	(void)state;
-	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_test", sizeof(uint32_t),
-	                        sizeof(struct sm_unw_proc), 16,
-	                        &(struct bpf_map_create_opts){.sz = sizeof(struct bpf_map_create_opts),
-	                                                       .map_flags = BPF_F_NO_PREALLOC});
-	if (fd < 0) {
-		fprintf(stderr, "SKIP test_unwind_tick_eviction: cannot create a BPF map (%s): "
-		        "needs root\n", strerror(errno));
-		skip();
-	}
 	enum { CAP = 1 << 15 };
-	int rows_fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "unw_rows_t", sizeof(uint32_t),
-	                             sizeof(struct sm_unw_row), CAP,
-	                             &(struct bpf_map_create_opts){
-	                                 .sz = sizeof(struct bpf_map_create_opts),
-	                                 .map_flags = BPF_F_MMAPABLE});
-	int files_fd = bpf_map_create(BPF_MAP_TYPE_HASH, "unw_files_t",
-	                              sizeof(struct sm_unw_file_key), sizeof(struct sm_unw_file),
-	                              256, NULL);
-	int found_fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "unw_found_t", sizeof(uint32_t),
-	                              sizeof(struct sm_unw_found), 16, NULL);
-	assert_true(rows_fd >= 0 && files_fd >= 0 && found_fd >= 0);
+	unwmaps um;
+	unwmaps_new(&um, CAP, "test_unwind_tick_eviction");
 	ag_objs *objs;
 	ag_procs *procs;
 	ag_unw *u;
 	assert_int_equal(ag_objs_new(&objs), 0);
-	ag_unw_opts uo = {.rows_fd = rows_fd, .rows_cap = CAP, .procs_fd = fd,
-	                  .files_fd = files_fd, .found_fd = found_fd, .proc_root = "/proc"};
+	ag_unw_opts uo = {.rows_fd = um.rows, .rows_cap = CAP, .procs_fd = um.procs,
+	                  .files_fd = um.files, .found_fd = um.found, .proc_root = "/proc"};
 	assert_int_equal(ag_unw_new(&uo, &u), 0);
 	ag_procs_opts po = {.proc_root = "/proc", .objs = objs,
 	                    .on_maps = (void (*)(void *, const ag_proc *))(void *)ag_unw_proc,
@@ -1016,7 +1015,7 @@ static void test_unwind_tick_eviction(void **state)
 	assert_int_equal(st.evicted, 0);      /* nothing this process waited for */
 	struct sm_unw_proc e;
 	uint32_t key = (uint32_t)me;
-	assert_int_equal(bpf_map_lookup_elem(fd, &key, &e), 0);
+	assert_int_equal(bpf_map_lookup_elem(um.procs, &key, &e), 0);
 	uint32_t with_rows = 0;
 	for (uint32_t i = 0; i < e.n; i++) {
 		if (!e.maps[i].rows_len)
@@ -1030,10 +1029,7 @@ static void test_unwind_tick_eviction(void **state)
 	ag_procs_free(procs);
 	ag_unw_free(u);
 	ag_objs_free(objs);
-	close(fd);
-	close(rows_fd);
-	close(files_fd);
-	close(found_fd);
+	unwmaps_close(&um);
 }
 
 static void test_perfmap_parse(void **state)
