@@ -278,9 +278,9 @@ static int func_of(qnames *ns, uint32_t id)
 	return q__map_put(&ns->func_map, h, id);
 }
 
-/* The ID of (fn, kernel), added when new with file and line; with exact
- * (a frame that carries its own language, file or line), of (fn, file,
- * line, lang). */
+/* The ID of (fn, file, kernel), added when new with line; with exact (a
+ * frame that carries its own language, file or line), of (fn, file, line,
+ * lang). */
 static int intern(qnames *ns, const char *fn, const char *file, int64_t line,
                   const char *lang, bool kernel, bool exact, uint32_t *out)
 {
@@ -290,16 +290,20 @@ static int intern(qnames *ns, const char *fn, const char *file, int64_t line,
 	if (file && !*file && exact)
 		file = NULL;
 	pthread_mutex_lock(&ns->mu);
-	uint64_t h = XXH3_64bits_withSeed(fn, strlen(fn), kernel);
+	/* the file is part of every key: the table is shared by all queries,
+	 * so two programs' `main` (or two files' static helpers) are two names,
+	 * each with its own file */
+	uint64_t h = str_hash(file, XXH3_64bits_withSeed(fn, strlen(fn), kernel));
 	if (exact)
-		h = str_hash(file, str_hash(lang, mix(h ^ (uint64_t)line ^ 0x65786163ULL)));
+		h = str_hash(lang, mix(h ^ (uint64_t)line ^ 0x65786163ULL));
 	for (;; h = mix(h + 1)) {
 		uint32_t id = q__map_get(&ns->map, h);
 		if (id == NONE)
 			break;
 		const qname *q = q__name(ns, id);
 		if (q->kernel == kernel && q->exact == exact && !strcmp(q->function, fn) &&
-		    (!exact || (str_eq(q->file, file) && q->line == line && str_eq(q->lang, lang)))) {
+		    str_eq(q->file, file) &&
+		    (!exact || (q->line == line && str_eq(q->lang, lang)))) {
 			*out = id;
 			goto out;
 		}

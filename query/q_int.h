@@ -46,8 +46,9 @@ int q__label_values(st_db *db, const q_side *side, const char *name, char ***out
 #include <stdbool.h>
 #include "query/query.h"
 
-/* A node name. Native frames are one name per function (file and line
- * are the first location's); frames the host named with a language, file
+/* A node name. Native frames are one name per function and file (the
+ * line is the first location's; the table is shared by every query, and
+ * two programs' `main` are two names); frames the host named with a language, file
  * or line (interpreted code) are one name per (function, file, line,
  * language), so the line being executed shows, as py-spy shows it. func
  * groups the names of one function (same function, file, language and

@@ -354,6 +354,46 @@ static void test_resolver_inline(void **state)
 	q_tree_free(t);
 }
 
+/* Two programs' functions of one name: app+0x30 is main of a.c, libc's
+ * 0x99 main of b.c. */
+static int resolve_mains(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
+{
+	(void)arg;
+	(void)max;
+	if (loc->kind != ST_FRAME_USER)
+		return 0;
+	if (loc->offset == 0x30) {
+		out[0] = (q_sym){"main", "a.c", 1};
+		return 1;
+	}
+	if (loc->offset == 0x99) {
+		out[0] = (q_sym){"main", "b.c", 2};
+		return 1;
+	}
+	return 0;
+}
+
+/* A cache kept across queries holds every program's names: a function
+ * named like another program's keeps its own file and line. */
+static void test_same_name_other_file(void **state)
+{
+	fx *f = *state;
+	q_cache *c = q_cache_new(0);
+	q_resolver r = {resolve_mains, NULL, NULL, c};
+	q_tree *t = merge(f, m_db, 2, &r);   /* b.c's main first */
+	q_tree_free(t);
+	t = merge(f, m_api, 2, &r);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"main\",\"self\":5,\"total\":5,\"file\":\"a.c\","
+	                            "\"line\":1,\"children\":[]}"));
+	assert_non_null(strstr(o.p, "{\"name\":\"main\",\"self\":3,\"total\":3,\"file\":\"b.c\","
+	                            "\"line\":2,\"children\":[]}"));
+	q_buf_free(&o);
+	q_tree_free(t);
+	q_cache_free(c);
+}
+
 static void test_discovery(void **state)
 {
 	fx *f = *state;
@@ -778,6 +818,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolver_inline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_name_other_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
