@@ -124,13 +124,14 @@ wait "$bad2"
 # is in, node's own frames are walked by frame pointers, which it lacks,
 # and JS stacks stop short of _start. The bad-map processes above mostly
 # give it the time; a primer makes sure: node without a map until its
-# last seconds' stacks all reach _start.
+# stacks of the last 20 s all reach _start.
 node "$PROGS/jit_hot.js" 120 >/dev/null &
 prime=$!
 kids="$kids $prime"
 i=0
 while :; do
-	folded "$prime" $(($(date +%s) - 6))   # rows are dated to their 2 s interval's start
+	# the last 20 s: rows are dated to their interval's start and may come late
+	folded "$prime" $(($(date +%s) - 20))
 	python3 "$check" --folded "$tmp/$prime.folded" --root _start >"$tmp/ours" ||
 		fail "unwind_check.py"
 	[ "$(val samples "$tmp/ours")" -ge 100 ] && atleast "$(val root__start "$tmp/ours")" 0.99 && break

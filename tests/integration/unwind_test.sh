@@ -113,7 +113,7 @@ atleast() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a >= b)}'; }
 # are walked by frame pointers, which they lack. The checks below are
 # about the walk once the tables are in, so a primer, a copy of the same
 # binary (the tables go by build ID), runs until its stacks of the last
-# seconds all reach _start.
+# 20 s all reach _start.
 # The same for Debian's python3.11 and libcrypto (the SHA-512 check
 # below), which no other process here may have mapped yet.
 Q=un$$q
@@ -131,9 +131,10 @@ while time.time() < end:
     h.update(data)
 ' &
 py_pid=$!
-# primed COMM: its stacks of the last seconds all reach _start
+# primed COMM: its stacks of the last 20 s all reach _start
 primed() {
-	folded "$1" $(($(date +%s) - 6))   # rows are dated to their 2 s interval's start
+	# the last 20 s: rows are dated to their interval's start and may come late
+	folded "$1" $(($(date +%s) - 20))
 	python3 "$check" --folded "$tmp/$1.folded" --root _start >"$tmp/ours" || fail "unwind_check.py"
 	[ "$(val samples "$tmp/ours")" -ge 200 ] && atleast "$(val root__start "$tmp/ours")" 0.99
 }
