@@ -17,6 +17,8 @@
 #   - JIT frames carry the runtime's language tag (js, java) in the top
 #     table, as Python frames carry theirs;
 #   - the fallback and perf-map counters in the server's /metrics.
+# A node primer waits for node's unwind table first (a new agent on a busy
+# host builds every process' tables before it gets to node's).
 # Processes are selected by the pid label (the JVM's comm is its first
 # sampled thread's). Samples of a process' first seconds are left out (its
 # tables load meanwhile, see unwind_test.sh).
@@ -115,6 +117,31 @@ awk 'BEGIN {for (i = 0; i < 40000; i++) printf "%x 10 JS:*filler_%d_with_a_long_
 
 wait "$bad1"
 wait "$bad2"
+
+# --- node's table first ---
+# The agent builds node's table (370 000 rows) on its one builder thread,
+# smallest files first, behind every other table of a busy host; until it
+# is in, node's own frames are walked by frame pointers, which it lacks,
+# and JS stacks stop short of _start. The bad-map processes above mostly
+# give it the time; a primer makes sure: node without a map until its
+# stacks of the last 20 s all reach _start.
+node "$PROGS/jit_hot.js" 120 >/dev/null &
+prime=$!
+kids="$kids $prime"
+i=0
+while :; do
+	# the last 20 s: rows are dated to their interval's start and may come late
+	folded "$prime" $(($(date +%s) - 20))
+	python3 "$check" --folded "$tmp/$prime.folded" --root _start >"$tmp/ours" ||
+		fail "unwind_check.py"
+	[ "$(val samples "$tmp/ours")" -ge 100 ] && atleast "$(val root__start "$tmp/ours")" 0.99 && break
+	i=$((i + 1))
+	[ "$i" -le 120 ] || fail "node's stacks never reached _start: $(cat "$tmp/ours")"
+	sleep 1
+done
+kill "$prime"
+wait "$prime" 2>/dev/null
+ok "node's table is in: a primer's stacks reach _start (after $i s)"
 
 # --- node --perf-basic-prof ---
 t0=$(date +%s)
