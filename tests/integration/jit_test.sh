@@ -66,6 +66,19 @@ folded() {
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{pid=\"$1\"}" \
 		>"$tmp/$1.folded" || fail "query of pid $1"
 }
+# folded_soon PID FROM: as folded, but a selector that matches no series
+# yet (404: the process has not been sampled or its batch not sent) is
+# no samples
+folded_soon() {
+	code=$(curl -s -o "$tmp/$1.folded" -w '%{http_code}' -G "$base/api/v1/query" \
+		-d format=folded -d from="$2" -d to=now \
+		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{pid=\"$1\"}")
+	case $code in
+	200) ;;
+	404) : >"$tmp/$1.folded" ;;
+	*) fail "query of pid $1: HTTP $code" ;;
+	esac
+}
 # langs PID FROM PATTERN: "name<TAB>lang" of the top rows (GET
 # /api/v1/top) of process PID whose name matches PATTERN, lang "-" when
 # the row has none
@@ -131,7 +144,7 @@ kids="$kids $prime"
 i=0
 while :; do
 	# the last 20 s: rows are dated to their interval's start and may come late
-	folded "$prime" $(($(date +%s) - 20))
+	folded_soon "$prime" $(($(date +%s) - 20))
 	python3 "$check" --folded "$tmp/$prime.folded" --root _start >"$tmp/ours" ||
 		fail "unwind_check.py"
 	[ "$(val samples "$tmp/ours")" -ge 100 ] && atleast "$(val root__start "$tmp/ours")" 0.99 && break
