@@ -15,7 +15,9 @@ int base_buf_reserve(base_buf *b, size_t n)
 		return -ENOMEM;
 	if (need <= b->cap)
 		return 0;
-	size_t cap = b->cap ? b->cap : 256;
+	/* a first reservation is taken exactly: a 64 MiB request body must
+	 * not round up to 128 MiB */
+	size_t cap = b->cap ? b->cap : need > 256 ? need : 256;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	char *d = realloc(b->data, cap);

@@ -1,7 +1,8 @@
 /* api_status.c - GET /healthz, the liveness probe (public, answered on
  * the loop thread so it works while the pool is busy), and GET
  * /api/v1/status: the store's, the maintenance passes', the symbolizer's,
- * the agents' and authentication's figures as one JSON object
+ * the agents', debug-info uploads', authentication's and connections'
+ * figures as one JSON object
  * (docs/api.md). Reads what others keep; keeps nothing itself. */
 #include <pthread.h>
 
@@ -9,6 +10,7 @@
 
 #include "server/api.h"
 #include "server/json.h"
+#include "server/metrics.h"
 
 static int healthz(void *arg, const srv_req *req, srv_resp *resp)
 {
@@ -79,6 +81,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 		srv_json_obj_end(j);
 	}
 	srv_api_agents_json(o->api, j);
+	srv_metrics_debuginfo_json(j);
 
 	uint64_t rej_w, rej_r;
 	srv_http_auth_rejected(o->http, &rej_w, &rej_r);
@@ -87,6 +90,19 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_kv_bool(j, "enabled", o->auth);
 	srv_json_kv_uint(j, "rejected_writes", rej_w);
 	srv_json_kv_uint(j, "rejected_reads", rej_r);
+	srv_json_obj_end(j);
+
+	srv_http_conn_stats cs;
+	srv_http_conn_stats_get(o->http, &cs);
+	srv_json_key(j, "connections");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "open", cs.open);
+	srv_json_kv_uint(j, "accepted", cs.accepted);
+	srv_json_kv_uint(j, "accept_errors", cs.accept_errors);
+	srv_json_kv_uint(j, "evicted", cs.evicted);
+	srv_json_kv_uint(j, "refused", cs.refused);
+	srv_json_kv_uint(j, "header_timeouts", cs.header_timeouts);
+	srv_json_kv_uint(j, "queries_waiting", cs.queries_waiting);
 	srv_json_obj_end(j);
 	srv_json_obj_end(j);
 	return 0;

@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <isa-l/crc.h>
 
 #include "storage/st_int.h"
+
+int (*st__fault_hook)(int point);
 
 /* ISA-L's crc32_iscsi is CRC32C without the final inversion and with the
  * seed passed raw; this wraps it into the usual convention (check value of
