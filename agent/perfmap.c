@@ -25,6 +25,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/buf.h"
+#include "base/text.h"
 #include "agent/agent.h"
 
 /* bytes read in one go, and at most per process and drain (a map of
@@ -198,14 +200,8 @@ int ag_pmap_parse_line(const char *l, size_t n, uint64_t *start, uint64_t *size,
 
 static int push(pvec *v, const pent *e)
 {
-	if (v->n == v->cap) {
-		size_t c = v->cap ? v->cap * 2 : 256;
-		pent *nv = realloc(v->v, c * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		v->v = nv;
-		v->cap = c;
-	}
+	if (base_grow(&v->v, &v->cap, v->n + 1, sizeof(*v->v)))
+		return -ENOMEM;
 	v->v[v->n++] = *e;
 	return 0;
 }
@@ -214,24 +210,9 @@ static int push(pvec *v, const pent *e)
  * sequence) and returns its offset, or -1 when memory ran out. */
 static int64_t add_name(ag_pmap *pm, const char *s, size_t n)
 {
-	if (n > AG_PMAP_MAX_NAME) {
-		/* not inside a UTF-8 sequence (at most 4 bytes: among bytes
-		 * that are not UTF-8 anyway, a cut anywhere will do) */
-		size_t cut = AG_PMAP_MAX_NAME;
-		while (cut > AG_PMAP_MAX_NAME - 3 && ((unsigned char)s[cut] & 0xc0) == 0x80)
-			cut--;
-		n = ((unsigned char)s[cut] & 0xc0) == 0x80 ? AG_PMAP_MAX_NAME : cut;
-	}
-	if (pm->names_cap - pm->nnames < n + 1) {
-		size_t c = pm->names_cap ? pm->names_cap : 4096;
-		while (c - pm->nnames < n + 1)
-			c *= 2;
-		char *nv = realloc(pm->names, c);
-		if (!nv)
-			return -1;
-		pm->names = nv;
-		pm->names_cap = c;
-	}
+	n = base_utf8_cut(s, n, AG_PMAP_MAX_NAME);
+	if (base_grow(&pm->names, &pm->names_cap, pm->nnames + n + 1, 1))
+		return -1;
 	int64_t at = (int64_t)pm->nnames;
 	memcpy(pm->names + pm->nnames, s, n);
 	pm->names[pm->nnames + n] = 0;

@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
@@ -79,9 +80,10 @@ typedef struct umap {
 
 typedef struct uproc {
 	pid_t pid;
-	uint32_t n, cap;            /* maps used, allocated: as many as the
-	                             * process has, not SM_UNW_MAX_MAPS (most
-	                             * have a few dozen, the entry 128) */
+	uint32_t n;                 /* maps used */
+	size_t cap;                 /* allocated: as many as the process has,
+	                             * not SM_UNW_MAX_MAPS (most have a few
+	                             * dozen, the entry 128) */
 	umap *maps;
 	bool pending;               /* some mapping waits for its table */
 	int64_t event_ns;           /* its NEW/EXEC event, until it has a table */
@@ -694,14 +696,8 @@ int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 			u->st.maps_over++;
 			break;
 		}
-		if (p->n == p->cap) {
-			uint32_t cap = p->cap ? 2 * p->cap : 16;
-			umap *v = realloc(p->maps, cap * sizeof(*v));
-			if (!v)
-				break;
-			p->maps = v;
-			p->cap = cap;
-		}
+		if (base_grow(&p->maps, &p->cap, (size_t)p->n + 1, sizeof(*p->maps)))
+			break;
 		uint32_t k = p->n++;
 		umap *um = &p->maps[k];
 		memset(um, 0, sizeof(*um));

@@ -97,9 +97,13 @@ size_t base_utf8_cut(const char *s, size_t n, size_t max)
 {
 	if (n <= max)
 		return n;
-	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
-		max--;
-	return max;
+	/* a sequence is at most 4 bytes: its lead is at most 3 back. More
+	 * continuation bytes than that are no sequence, and a cut anywhere in
+	 * them will do */
+	size_t cut = max;
+	while (cut > 0 && max - cut < 3 && ((unsigned char)s[cut] & 0xc0) == 0x80)
+		cut--;
+	return ((unsigned char)s[cut] & 0xc0) == 0x80 ? max : cut;
 }
 
 size_t base_utf8_put(char *o, uint32_t cp)

@@ -33,7 +33,8 @@ bool base_utf8_valid(const char *s, size_t n);
  * in place (the length stays). */
 void base_utf8_mend(char *s, size_t n, char with);
 /* n, or less: the longest prefix of s[0..n) of at most max bytes that does
- * not end inside a sequence. */
+ * not end inside a sequence (at most 3 bytes less than max: past that the
+ * bytes are no sequence, and max is the cut). */
 size_t base_utf8_cut(const char *s, size_t n, size_t max);
 /* Code point cp (below 0x110000) as UTF-8 into o (room for 4 bytes);
  * returns the bytes written. Surrogates are the caller's to refuse. */

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/map.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
 
@@ -30,39 +31,16 @@
  * produce kind 8 */
 #define LEAF_KIND 8
 
-/* Inodes read already (hard links): open addressing, grown as needed. */
-static struct ino_set {
-	uint64_t *v;
-	size_t cap, n;
-} seen;
+/* Inodes read already (hard links). */
+static base_map seen;
 
+/* 1 when key is new (and now seen), 0 when it was seen already. */
 static int seen_add(uint64_t key)
 {
-	key |= !key;
-	if ((seen.n + 1) * 2 > seen.cap) {
-		size_t cap = seen.cap ? 2 * seen.cap : 4096;
-		uint64_t *v = calloc(cap, sizeof(*v));
-		if (!v)
-			exit(1);
-		for (size_t i = 0; i < seen.cap; i++)
-			if (seen.v[i]) {
-				size_t j = seen.v[i] % cap;
-				while (v[j])
-					j = (j + 1) % cap;
-				v[j] = seen.v[i];
-			}
-		free(seen.v);
-		seen.v = v;
-		seen.cap = cap;
-	}
-	size_t j = key % seen.cap;
-	while (seen.v[j]) {
-		if (seen.v[j] == key)
-			return 0;
-		j = (j + 1) % seen.cap;
-	}
-	seen.v[j] = key;
-	seen.n++;
+	if (base_map_get(&seen, key) != BASE_MAP_NONE)
+		return 0;
+	if (base_map_put(&seen, key, 0))
+		exit(1);
 	return 1;
 }
 

@@ -330,9 +330,9 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	uint32_t *sel_group = NULL;
 	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, side->deadline_ns,
 	                 range_series, &r, err);
-	if (rc == -E2BIG && err)
-		snprintf(err->msg, sizeof(err->msg), "more than %d lines: narrow the selector "
-		         "or group by fewer labels", Q_MAX_RANGE_SERIES);
+	if (rc == -E2BIG)
+		base_fail(err, rc, "more than %d lines: narrow the selector or group by fewer "
+		          "labels", Q_MAX_RANGE_SERIES);
 	if (!rc)
 		rc = st_select_until(db, side->m, side->nm, side->from_ns, side->to_ns,
 		                     side->deadline_ns, &sel, err);

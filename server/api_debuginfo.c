@@ -95,8 +95,7 @@ static int h_head(void *arg, const srv_req *req, srv_resp *resp)
 		 * outcome is remembered) */
 		uint8_t bid[WIRE_MAX_BUILD_ID];
 		size_t bl = strlen(id) / 2;
-		for (size_t i = 0; i < bl; i++)
-			sscanf(id + 2 * i, "%2hhx", &bid[i]);
+		base_unhex(id, bl, bid);   /* build_id_ok checked the digits */
 		int frc = srv_dbgd_fetch(api->dbgd, bid, bl);
 		if (frc == -EAGAIN) {
 			srv_metrics_debuginfo(SRV_METRICS_DI_MISSING, 0);

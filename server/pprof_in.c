@@ -17,6 +17,7 @@
 
 #include "base/text.h"
 #include "base/buf.h"
+#include "base/map.h"
 #include "server/pprof_in.h"
 #include "wire/profile.pb-c.h"
 
@@ -409,26 +410,19 @@ static int location_frames(conv *c, const Perftools__Profiles__Location *l,
 /* Drops stacks whose ID came earlier in the array, keeping the order. */
 static int stacks_dedup(st_stack_def *stacks, size_t *n)
 {
-	size_t cap = 16;
-	while (cap < 2 * *n)
-		cap *= 2;
-	uint32_t *seen = calloc(cap, sizeof(*seen));   /* kept index + 1, 0 free */
-	if (!seen)
-		return -ENOMEM;
+	base_map seen = {0};
+	int rc = base_map_init(&seen, *n);
 	size_t w = 0;
-	for (size_t i = 0; i < *n; i++) {
-		uint64_t id = stacks[i].id;
-		size_t j = (size_t)(id ^ id >> 29) & (cap - 1);
-		while (seen[j] && stacks[seen[j] - 1].id != id)
-			j = (j + 1) & (cap - 1);
-		if (seen[j])
+	for (size_t i = 0; i < *n && !rc; i++) {
+		if (base_map_get(&seen, stacks[i].id) != BASE_MAP_NONE)
 			continue;
-		stacks[w] = stacks[i];
-		seen[j] = (uint32_t)++w;
+		rc = base_map_put(&seen, stacks[i].id, 0);
+		stacks[w++] = stacks[i];
 	}
-	free(seen);
-	*n = w;
-	return 0;
+	base_map_free(&seen);
+	if (!rc)
+		*n = w;
+	return rc;
 }
 
 #define FAIL(code, ...) do { \

@@ -136,6 +136,9 @@ static void test_utf8(void **state)
 	assert_int_equal(base_utf8_cut("ab\xc3\xa9", 4, 3), 2);
 	assert_int_equal(base_utf8_cut("ab\xc3\xa9", 4, 4), 4);
 	assert_int_equal(base_utf8_cut("abc", 3, 2), 2);
+	/* a run of continuation bytes longer than a sequence is cut at max */
+	assert_int_equal(base_utf8_cut("a\x80\x80\x80\x80\x80\x80", 7, 5), 5);
+	assert_int_equal(base_utf8_cut("a\xf0\x9f\x98\x80" "b", 6, 3), 1);
 	char o[4];
 	assert_int_equal(base_utf8_put(o, 0x20ac), 3);
 	assert_memory_equal(o, "\xe2\x82\xac", 3);
