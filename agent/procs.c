@@ -15,9 +15,8 @@
 
 #include "base/text.h"
 #include "base/clock.h"
+#include "base/map.h"
 #include "agent/agent.h"
-
-#define NBUCKETS 4096
 
 /* When to read a new process' mappings again, after its announcement: by
  * then most programs have loaded their libraries. Two rereads cost one
@@ -36,11 +35,6 @@ typedef struct rqueue {
 	size_t head, n, cap;
 } rqueue;
 
-typedef struct pnode {
-	ag_proc p;
-	struct pnode *next;
-} pnode;
-
 struct ag_procs {
 	char root[256];
 	ag_objs *objs;
@@ -48,8 +42,7 @@ struct ag_procs {
 	void (*on_maps)(void *arg, const ag_proc *pr);
 	void (*on_forget)(void *arg, pid_t pid);
 	void *hook_arg;
-	pnode *b[NBUCKETS];
-	size_t n;
+	base_tab procs;              /* ag_proc by PID */
 	rqueue rq[NREREAD];
 };
 
@@ -100,12 +93,11 @@ void ag_procs_free(ag_procs *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (pnode *n = p->b[i], *nx; n; n = nx) {
-			nx = n->next;
-			proc_clear(p, &n->p);
-			free(n);
-		}
+	for (size_t i = 0; i < p->procs.n; i++) {
+		proc_clear(p, p->procs.obj[i]);
+		free(p->procs.obj[i]);
+	}
+	base_tab_free(&p->procs);
 	for (size_t i = 0; i < NREREAD; i++)
 		free(p->rq[i].v);
 	free(p);
@@ -210,10 +202,7 @@ static void read_labels(ag_procs *p, ag_proc *pr, const char *comm)
 
 static ag_proc *lookup(ag_procs *p, pid_t pid)
 {
-	for (pnode *n = p->b[(uint32_t)pid % NBUCKETS]; n; n = n->next)
-		if (n->p.pid == pid)
-			return &n->p;
-	return NULL;
+	return base_tab_get(&p->procs, (uint32_t)pid);
 }
 
 static int cmp_map(const void *a, const void *b)
@@ -356,19 +345,18 @@ ag_proc *ag_procs_get(ag_procs *p, pid_t pid, const char *comm)
 	ag_proc *pr = lookup(p, pid);
 	if (pr)
 		return pr;
-	pnode *nd = calloc(1, sizeof(*nd));
-	if (!nd)
+	pr = calloc(1, sizeof(*pr));
+	if (!pr || base_tab_add(&p->procs, (uint32_t)pid, pr)) {
+		free(pr);
 		return NULL;
-	nd->p.pid = pid;
-	nd->p.maps_read_drain = UINT64_MAX;
-	nd->next = p->b[(uint32_t)pid % NBUCKETS];
-	p->b[(uint32_t)pid % NBUCKETS] = nd;
-	p->n++;
-	read_labels(p, &nd->p, comm);
-	ag_procs_refresh(p, &nd->p, UINT64_MAX - 1);
-	ag_labels_read(p->root, &nd->p);  /* after the mappings: those are urgent */
+	}
+	pr->pid = pid;
+	pr->maps_read_drain = UINT64_MAX;
+	read_labels(p, pr, comm);
+	ag_procs_refresh(p, pr, UINT64_MAX - 1);
+	ag_labels_read(p->root, pr);  /* after the mappings: those are urgent */
 	rq_push(&p->rq[0], pid, base_monotonic_ns() + reread_ns[0]);
-	return &nd->p;
+	return pr;
 }
 
 void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm)
@@ -465,31 +453,29 @@ const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr)
 void ag_procs_sweep(ag_procs *p, uint64_t drain)
 {
 	char path[300];
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (pnode **pp = &p->b[i]; *pp;) {
-			pnode *n = *pp;
-			/* An exited process stays for two more drains: the kernel
-			 * may still be tearing it down (a big heap takes a while to
-			 * unmap), and its samples from then need its mappings. */
-			if (n->p.exited && !n->p.exit_drain)
-				n->p.exit_drain = drain;
-			bool dead = (n->p.exited && drain >= n->p.exit_drain + 2) ||
-			            (n->p.gone && !n->p.exited);
-			if (!dead && n->p.batch_gen + 6 < drain) {
-				snprintf(path, sizeof(path), "%s/%d", p->root, n->p.pid);
-				dead = access(path, F_OK) != 0;
-			}
-			if (dead) {
-				if (p->on_forget)
-					p->on_forget(p->hook_arg, n->p.pid);
-				*pp = n->next;
-				proc_clear(p, &n->p);
-				free(n);
-				p->n--;
-			} else {
-				pp = &n->next;
-			}
+	/* down from the end: a removal moves the last process into its
+	 * place, which was visited already */
+	for (size_t i = p->procs.n; i-- > 0;) {
+		ag_proc *pr = p->procs.obj[i];
+		/* An exited process stays for two more drains: the kernel may
+		 * still be tearing it down (a big heap takes a while to unmap),
+		 * and its samples from then need its mappings. */
+		if (pr->exited && !pr->exit_drain)
+			pr->exit_drain = drain;
+		bool dead = (pr->exited && drain >= pr->exit_drain + 2) ||
+		            (pr->gone && !pr->exited);
+		if (!dead && pr->batch_gen + 6 < drain) {
+			snprintf(path, sizeof(path), "%s/%d", p->root, pr->pid);
+			dead = access(path, F_OK) != 0;
 		}
+		if (dead) {
+			if (p->on_forget)
+				p->on_forget(p->hook_arg, pr->pid);
+			base_tab_take(&p->procs, i);
+			proc_clear(p, pr);
+			free(pr);
+		}
+	}
 }
 
-size_t ag_procs_count(const ag_procs *p) { return p->n; }
+size_t ag_procs_count(const ag_procs *p) { return p->procs.n; }

@@ -511,16 +511,13 @@ typedef struct pyproc {
 	code_ent *codes;        /* the cached code objects, MAX_CODES at most */
 	size_t ncodes, codes_cap;
 	base_map code_idx;      /* address -> index in codes */
-	struct pyproc *next;
 } pyproc;
-
-#define NBUCKETS 1024
 
 struct ag_py {
 	ag_py_opts o;
 	pyobj **objs;
 	size_t nobjs;
-	pyproc *b[NBUCKETS];
+	base_tab procs;         /* pyproc by PID */
 	ag_py_stats st;
 };
 
@@ -552,24 +549,20 @@ void ag_py_free(ag_py *py)
 {
 	if (!py)
 		return;
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (pyproc *p = py->b[i], *nx; p; p = nx) {
-			nx = p->next;
-			codes_clear(p);
-			free(p);
-		}
+	for (size_t i = 0; i < py->procs.n; i++) {
+		codes_clear(py->procs.obj[i]);
+		free(py->procs.obj[i]);
+	}
+	base_tab_free(&py->procs);
 	for (size_t i = 0; i < py->nobjs; i++)
 		free(py->objs[i]);
 	free(py->objs);
 	free(py);
 }
 
-static pyproc **find_proc(ag_py *py, pid_t pid)
+static pyproc *find_proc(ag_py *py, pid_t pid)
 {
-	pyproc **pp = &py->b[(uint32_t)pid % NBUCKETS];
-	while (*pp && (*pp)->pid != pid)
-		pp = &(*pp)->next;
-	return pp;
+	return base_tab_get(&py->procs, (uint32_t)pid);
 }
 
 /* The analysis of the object behind mapping m (opened through the
@@ -747,15 +740,16 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 				libc = po;
 		}
 	}
-	pyproc **pp = find_proc(py, pr->pid), *p = *pp;
+	pyproc *p = find_proc(py, pr->pid);
 	if (!candidate && !p)
 		return;
 	if (!p) {
 		p = calloc(1, sizeof(*p));
-		if (!p)
+		if (!p || base_tab_add(&py->procs, (uint32_t)pr->pid, p)) {
+			free(p);
 			return;
+		}
 		p->pid = pr->pid;
-		*pp = p;
 	}
 	if (!interp) {
 		/* counted once per process */
@@ -801,29 +795,28 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 
 void ag_py_tick(ag_py *py)
 {
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (pyproc *p = py->b[i]; p; p = p->next)
-			if (p->status == P_PENDING)
-				activate(py, p);
+	for (size_t i = 0; i < py->procs.n; i++) {
+		pyproc *p = py->procs.obj[i];
+		if (p->status == P_PENDING)
+			activate(py, p);
+	}
 }
 
 void ag_py_proc_gone(ag_py *py, pid_t pid, bool exec)
 {
-	pyproc **pp = find_proc(py, pid), *p = *pp;
+	pyproc *p = find_proc(py, pid);
 	if (!p)
 		return;
 	deactivate(py, p);
 	if (exec) {
 		/* a new image: nothing of the old one stays but what was counted */
 		ag_obj *counted = p->counted;
-		pyproc *next = p->next;
 		memset(p, 0, sizeof(*p));
 		p->pid = pid;
 		p->counted = counted;
-		p->next = next;
 		return;
 	}
-	*pp = p->next;
+	base_tab_del(&py->procs, (uint32_t)pid);
 	free(p);
 }
 
@@ -854,7 +847,7 @@ static code_ent *code_get(ag_py *py, pyproc *p, uint64_t addr)
  * be read before: memory may have been paged out). NULL when unnamable. */
 static code_ent *code_named(ag_py *py, pid_t pid, uint64_t addr, uint32_t fp)
 {
-	pyproc *p = *find_proc(py, pid);
+	pyproc *p = find_proc(py, pid);
 	code_ent *c = p && p->interp ? code_get(py, p, addr) : NULL;
 	if (c && (c->bad || c->c.fingerprint != fp) && c->tries < CODE_TRIES) {
 		/* another object at that address now, or an error before */
@@ -887,7 +880,7 @@ int ag_py_frame(ag_py *py, pid_t pid, uint64_t w0, uint64_t w1, ag_py_name *out)
 		py->st.stale++;
 		return -ESTALE;
 	}
-	pyproc *p = *find_proc(py, pid);
+	pyproc *p = find_proc(py, pid);
 	out->name = c->c.name;
 	out->file = c->c.file;
 	out->line = (uint32_t)ag_py_addr2line(p->interp->L, c->c.lines, c->c.nlines,

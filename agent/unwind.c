@@ -32,8 +32,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <xxhash.h>
 
 #include "base/buf.h"
+#include "base/map.h"
 #include "base/clock.h"
 #include "agent/agent.h"
 #include "bpf/profile.h"
@@ -42,7 +44,6 @@
 _Static_assert(sizeof(struct sm_unw_row) == 4 * sizeof(uint32_t), "an index slot is a row");
 
 #define MAX_LOADS 16            /* PT_LOAD segments remembered per object */
-#define NBUCKETS 1024
 #define MAX_FILES 4             /* files (inodes) per table in unw_files */
 
 typedef struct utab {
@@ -66,7 +67,6 @@ typedef struct utab {
 	 * unw_files keys, written once the table has rows, deleted with it */
 	struct sm_unw_file_key files[MAX_FILES];
 	uint32_t nfiles;
-	struct utab *next;
 } utab;
 
 /* A process' entry as last written, and the table and file offset of
@@ -87,7 +87,6 @@ typedef struct uproc {
 	umap *maps;
 	bool pending;               /* some mapping waits for its table */
 	int64_t event_ns;           /* its NEW/EXEC event, until it has a table */
-	struct uproc *next;
 } uproc;
 
 /* A build for the builder thread, and its result. */
@@ -112,8 +111,8 @@ typedef struct extent {
 
 struct ag_unw {
 	ag_unw_opts o;
-	utab *tabs[NBUCKETS];
-	uproc *procs[NBUCKETS];
+	base_tab tabs;              /* utab by the hash of its build ID (tab_key) */
+	base_tab procs;             /* uproc by PID */
 	extent *free_ext;
 	size_t nfree, free_cap;
 	uint64_t clock;
@@ -131,12 +130,12 @@ struct ag_unw {
 	size_t inflight;
 };
 
-static uint32_t id_hash(const uint8_t *id, uint32_t n)
+/* A table's key: its build ID, hashed. Two IDs of one hash (a chance
+ * of 2^-64 a pair) cannot both have a table: the second one's processes
+ * keep frame pointers (new_tab). */
+static uint64_t tab_key(const uint8_t *id, uint32_t n)
 {
-	uint32_t h = 2166136261u;
-	for (uint32_t i = 0; i < n; i++)
-		h = (h ^ id[i]) * 16777619u;
-	return h % NBUCKETS;
+	return XXH3_64bits(id, n);
 }
 
 /* ---- the rows allocator ---- */
@@ -213,20 +212,20 @@ static void tab_free(ag_unw *u, utab *t)
  * Returns false when there is none. */
 static bool evict_one(ag_unw *u)
 {
-	utab *best = NULL, **best_pp = NULL;
-	for (size_t b = 0; b < NBUCKETS; b++)
-		for (utab **pp = &u->tabs[b]; *pp; pp = &(*pp)->next) {
-			utab *t = *pp;
-			if (t->refs || t->fresh || t == u->vdso || !t->len)
-				continue;
-			if (!best || t->last_used < best->last_used) {
-				best = t;
-				best_pp = pp;
-			}
+	utab *best = NULL;
+	size_t best_i = 0;
+	for (size_t i = 0; i < u->tabs.n; i++) {
+		utab *t = u->tabs.obj[i];
+		if (t->refs || t->fresh || t == u->vdso || !t->len)
+			continue;
+		if (!best || t->last_used < best->last_used) {
+			best = t;
+			best_i = i;
 		}
+	}
 	if (!best)
 		return false;
-	*best_pp = best->next;
+	base_tab_take(&u->tabs, best_i);
 	tab_free(u, best);
 	u->st.evicted++;
 	return true;
@@ -234,18 +233,17 @@ static bool evict_one(ag_unw *u)
 
 void ag_unw_expire(ag_unw *u, int64_t now_ns)
 {
-	for (size_t b = 0; b < NBUCKETS; b++)
-		for (utab **pp = &u->tabs[b]; *pp;) {
-			utab *t = *pp;
-			int64_t keep = t->len ? AG_UNW_KEEP_NS : AG_UNW_KEEP_FAILED_NS;
-			if (t->refs || t->building || t == u->vdso || now_ns - t->used_ns < keep) {
-				pp = &t->next;
-				continue;
-			}
-			*pp = t->next;
-			tab_free(u, t);
-			u->st.expired++;
-		}
+	/* down from the end: a removal moves the last table into its place,
+	 * which was visited already */
+	for (size_t i = u->tabs.n; i-- > 0;) {
+		utab *t = u->tabs.obj[i];
+		int64_t keep = t->len ? AG_UNW_KEEP_NS : AG_UNW_KEEP_FAILED_NS;
+		if (t->refs || t->building || t == u->vdso || now_ns - t->used_ns < keep)
+			continue;
+		base_tab_take(&u->tabs, i);
+		tab_free(u, t);
+		u->st.expired++;
+	}
 }
 
 /* ---- tables ---- */
@@ -449,22 +447,24 @@ static bool install(ag_unw *u, job *j)
 
 static utab *find_tab(ag_unw *u, const uint8_t *id, uint32_t len)
 {
-	for (utab *t = u->tabs[id_hash(id, len)]; t; t = t->next)
-		if (t->id_len == len && !memcmp(t->id, id, len))
-			return t;
-	return NULL;
+	utab *t = base_tab_get(&u->tabs, tab_key(id, len));
+	return t && t->id_len == len && !memcmp(t->id, id, len) ? t : NULL;
 }
 
+/* A new table for id, or NULL when memory ran out or another ID has its
+ * key (tab_key). */
 static utab *new_tab(ag_unw *u, const uint8_t *id, uint32_t len)
 {
-	utab *t = calloc(1, sizeof(*t));
-	if (!t)
+	uint64_t key = tab_key(id, len);
+	if (base_tab_get(&u->tabs, key))
 		return NULL;
+	utab *t = calloc(1, sizeof(*t));
+	if (!t || base_tab_add(&u->tabs, key, t)) {
+		free(t);
+		return NULL;
+	}
 	memcpy(t->id, id, len);
 	t->id_len = len;
-	uint32_t b = id_hash(id, len);
-	t->next = u->tabs[b];
-	u->tabs[b] = t;
 	u->st.tables++;
 	return t;
 }
@@ -555,17 +555,15 @@ void ag_unw_free(ag_unw *u)
 	free_jobs(u->done);
 	pthread_mutex_destroy(&u->mu);
 	pthread_cond_destroy(&u->cv);
-	for (size_t b = 0; b < NBUCKETS; b++) {
-		for (utab *t = u->tabs[b], *n; t; t = n) {
-			n = t->next;
-			free(t);
-		}
-		for (uproc *p = u->procs[b], *n; p; p = n) {
-			n = p->next;
-			free(p->maps);
-			free(p);
-		}
+	for (size_t i = 0; i < u->tabs.n; i++)
+		free(u->tabs.obj[i]);
+	base_tab_free(&u->tabs);
+	for (size_t i = 0; i < u->procs.n; i++) {
+		uproc *p = u->procs.obj[i];
+		free(p->maps);
+		free(p);
 	}
+	base_tab_free(&u->procs);
 	free(u->free_ext);
 	free(u);
 }
@@ -596,12 +594,9 @@ static utab *tab_for(ag_unw *u, pid_t pid, const ag_mapping *m)
 	return t;
 }
 
-static uproc **find_proc(ag_unw *u, pid_t pid)
+static uproc *find_proc(ag_unw *u, pid_t pid)
 {
-	uproc **pp = &u->procs[(uint32_t)pid % NBUCKETS];
-	while (*pp && (*pp)->pid != pid)
-		pp = &(*pp)->next;
-	return pp;
+	return base_tab_get(&u->procs, (uint32_t)pid);
 }
 
 static void release(uproc *p)
@@ -669,14 +664,14 @@ static void count_ready(ag_unw *u, uproc *p)
 
 int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 {
-	uproc **pp = find_proc(u, pr->pid), *p = *pp;
+	uproc *p = find_proc(u, pr->pid);
 	if (!p) {
 		p = calloc(1, sizeof(*p));
-		if (!p)
+		if (!p || base_tab_add(&u->procs, (uint32_t)pr->pid, p)) {
+			free(p);
 			return -ENOMEM;
+		}
 		p->pid = pr->pid;
-		p->next = *pp;
-		*pp = p;
 		u->st.procs++;
 	}
 	if (u->event_pid == pr->pid && u->event_ns) {
@@ -762,25 +757,25 @@ int ag_unw_tick(ag_unw *u)
 		return (int)u->inflight;
 	}
 	/* complete the entries that waited */
-	for (size_t b = 0; b < NBUCKETS; b++)
-		for (uproc *p = u->procs[b]; p; p = p->next) {
-			if (!p->pending)
+	for (size_t k = 0; k < u->procs.n; k++) {
+		uproc *p = u->procs.obj[k];
+		if (!p->pending)
+			continue;
+		bool changed = false, still = false;
+		for (uint32_t i = 0; i < p->n; i++) {
+			if (!p->maps[i].t || p->maps[i].m.rows_len)
 				continue;
-			bool changed = false, still = false;
-			for (uint32_t i = 0; i < p->n; i++) {
-				if (!p->maps[i].t || p->maps[i].m.rows_len)
-					continue;
-				if (fill(p, i))
-					changed = true;
-				else if (p->maps[i].t->building)
-					still = true;
-				else
-					p->maps[i].t = NULL;
-			}
-			p->pending = still;
-			if (changed && write_entry(u, p) == 0)
-				count_ready(u, p);
+			if (fill(p, i))
+				changed = true;
+			else if (p->maps[i].t->building)
+				still = true;
+			else
+				p->maps[i].t = NULL;
 		}
+		p->pending = still;
+		if (changed && write_entry(u, p) == 0)
+			count_ready(u, p);
+	}
 	/* taken by those that waited: evictable like any other from now on */
 	for (job *j = done; j; j = j->next)
 		j->t->fresh = false;
@@ -796,13 +791,12 @@ void ag_unw_event(ag_unw *u, pid_t pid, int64_t mono_ns)
 
 void ag_unw_proc_gone(ag_unw *u, pid_t pid)
 {
-	uproc **pp = find_proc(u, pid), *p = *pp;
+	uproc *p = base_tab_del(&u->procs, (uint32_t)pid);
 	if (!p)
 		return;
 	uint32_t key = (uint32_t)pid;
 	bpf_map_delete_elem(u->o.procs_fd, &key);
 	release(p);
-	*pp = p->next;
 	free(p->maps);
 	free(p);
 	u->st.procs--;

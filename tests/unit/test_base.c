@@ -209,6 +209,92 @@ static void test_map(void **state)
 	base_map_free(&m);
 }
 
+/* Deletion against a plain array of what should be there: keys come and
+ * go in a small map (clusters that wrap around the end of the slots) and
+ * a large one, and every key answers right after every step. */
+static void test_map_del(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		uint32_t n = round ? 20000 : 12;      /* keys 0..n-1 */
+		uint32_t *want = malloc(n * sizeof(*want));
+		assert_non_null(want);
+		for (uint32_t i = 0; i < n; i++)
+			want[i] = BASE_MAP_NONE;
+		base_map m = {0};
+		uint64_t x = 88172645463325252ULL;    /* xorshift64 */
+		for (uint32_t step = 0; step < 20 * n; step++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			uint32_t k = (uint32_t)(x % n);
+			if (x >> 63) {
+				base_map_del(&m, k);
+				want[k] = BASE_MAP_NONE;
+			} else {
+				assert_int_equal(base_map_put(&m, k, step), 0);
+				want[k] = step;
+			}
+			if (round == 0 || step % 1000 == 0) {
+				size_t len = 0;
+				for (uint32_t i = 0; i < n; i++) {
+					if (base_map_get(&m, i) != want[i])
+						fail_msg("round %d step %u: key %u", round, step, i);
+					len += want[i] != BASE_MAP_NONE;
+				}
+				assert_int_equal(m.len, len);
+			}
+		}
+		base_map_del(&m, n + 1);   /* absent: nothing happens */
+		base_map_free(&m);
+		base_map_del(&m, 1);       /* empty */
+		free(want);
+	}
+}
+
+/* The table: objects by key, removal moving the last into the hole, and
+ * a walk down from the end that removes as it goes. */
+static void test_tab(void **state)
+{
+	(void)state;
+	base_tab t = {0};
+	enum { N = 1000 };
+	static int objs[N];
+	assert_null(base_tab_get(&t, 7));
+	for (int i = 0; i < N; i++)
+		assert_int_equal(base_tab_add(&t, (uint64_t)i * 7919, &objs[i]), 0);
+	assert_int_equal(t.n, N);
+	for (int i = 0; i < N; i++)
+		assert_ptr_equal(base_tab_get(&t, (uint64_t)i * 7919), &objs[i]);
+	/* take the odd ones, walking down */
+	for (size_t i = t.n; i-- > 0;)
+		if (((int *)t.obj[i] - objs) & 1)
+			assert_true(((int *)base_tab_take(&t, i) - objs) & 1);
+	assert_int_equal(t.n, N / 2);
+	for (int i = 0; i < N; i++) {
+		int *o = base_tab_get(&t, (uint64_t)i * 7919);
+		if (i & 1)
+			assert_null(o);
+		else
+			assert_ptr_equal(o, &objs[i]);
+	}
+	for (size_t i = 0; i < t.n; i++)
+		assert_int_equal(t.key[i], (uint64_t)((int *)t.obj[i] - objs) * 7919);
+	/* and back in */
+	assert_int_equal(base_tab_add(&t, 7919, &objs[1]), 0);
+	assert_ptr_equal(base_tab_get(&t, 7919), &objs[1]);
+	/* by key */
+	assert_ptr_equal(base_tab_del(&t, 2 * 7919), &objs[2]);
+	assert_null(base_tab_del(&t, 2 * 7919));
+	assert_null(base_tab_get(&t, 2 * 7919));
+	assert_ptr_equal(base_tab_get(&t, 4 * 7919), &objs[4]);
+	while (t.n)
+		base_tab_take(&t, 0);
+	assert_null(base_tab_get(&t, 0));
+	base_tab_free(&t);
+	base_tab_free(&t);
+}
+
 static void test_clock(void **state)
 {
 	(void)state;
@@ -227,6 +313,8 @@ int main(void)
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_json_str),
 		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_map_del),
+		cmocka_unit_test(test_tab),
 		cmocka_unit_test(test_clock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
