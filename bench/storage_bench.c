@@ -2,13 +2,15 @@
  *
  * It builds a synthetic fleet (hosts running processes of a few services,
  * each sampled at 19 Hz per CPU and pushed every 10 s), ingests it through
- * storage.h only, and prints four numbers on stdout:
+ * storage.h only, and prints eight numbers on stdout:
  *
  *   ingest_rows_per_s       durable st_append() throughput, one thread
  *   bytes_per_row           every file of the data dir, after the cut
  *   pprof_gz_bytes_per_row  the same rows as one gzip'd pprof per host per
  *                           10 s, what a pprof-based store would keep
  *   merge_rows_per_s        st_select() + st_merge() over everything
+ *   select_*_ms             st_select() alone over a store of 10,000
+ *                           series, four selector shapes (select_bench)
  *
  * Everything that is not storage (drawing samples, building batches and the
  * pprof comparison) happens outside the timed regions. docs/bench-storage.md
@@ -1431,6 +1433,111 @@ static int check_merge(const st_stack_sum *got, size_t ngot,
 	return 0;
 }
 
+/* ---- select ----------------------------------------------------------- */
+
+/* st_select over a store of SEL_SERIES series: 100 hosts x 100 processes,
+ * each with a service (20), a comm (50), a version (4) and its own pid,
+ * one row each. Four selector shapes, each timed over SEL_REPS calls in
+ * this thread's CPU time (st_select runs on the caller's thread; another
+ * process loading the machine does not count), best of SEL_ROUNDS, and
+ * each answer checked against the count it must have. */
+#define SEL_SERIES  10000
+#define SEL_HOSTS   100
+#define SEL_REPS    20
+#define SEL_ROUNDS  5
+
+static double thread_cpu_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+struct sel_case {
+	const char *figure;
+	st_matcher m[3];
+	size_t nm;
+	size_t want;
+};
+
+static int select_bench(double ms[4])
+{
+	static struct sel_case cases[4] = {
+		{"select_eq_ms", {{ST_TYPE_LABEL, ST_MATCH_EQ, PROFILE_TYPE},
+		                  {"service", ST_MATCH_EQ, "svc-07"}}, 2, SEL_SERIES / 20},
+		{"select_eq2_ms", {{ST_TYPE_LABEL, ST_MATCH_EQ, PROFILE_TYPE},
+		                   {"service", ST_MATCH_EQ, "svc-07"},
+		                   {"hostname", ST_MATCH_EQ, "host-042"}}, 3, SEL_SERIES / 20 / SEL_HOSTS},
+		{"select_re_ms", {{ST_TYPE_LABEL, ST_MATCH_EQ, PROFILE_TYPE},
+		                  {"hostname", ST_MATCH_RE, "host-00[0-4]"}}, 2, 5 * SEL_SERIES / SEL_HOSTS},
+		{"select_all_ms", {{ST_TYPE_LABEL, ST_MATCH_EQ, PROFILE_TYPE}}, 1, SEL_SERIES},
+	};
+	char dir[] = "/tmp/smolder-bench-select-XXXXXX";
+	st_db *db = NULL;
+	base_err err = {0};
+	int rc;
+
+	if (!mkdtemp(dir))
+		return -errno;
+	if ((rc = st_open(dir, NULL, &db, &err))) {
+		fprintf(stderr, "bench: select store %s: %s\n", dir, err.msg);
+		rm_rf(dir);
+		return rc;
+	}
+	/* one stack, one object; batches of a host's 100 series */
+	static const uint8_t bid[BUILD_ID_LEN] = {1};
+	st_object obj = {bid, BUILD_ID_LEN, "select-bench"};
+	st_frame fr = {ST_FRAME_USER, 0, 0x1000, NULL};
+	st_stack_def sd = {st_stack_hash(&obj, 1, &fr, 1), &fr, 1};
+	enum { PER = SEL_SERIES / SEL_HOSTS };
+	static char vals[PER][5][24];
+	st_label lab[PER][5];
+	st_series_def ser[PER];
+	st_sample sm[PER];
+	for (int h = 0; h < SEL_HOSTS && !rc; h++) {
+		for (int p = 0; p < PER; p++) {
+			int x = h * PER + p;
+			snprintf(vals[p][0], 24, "svc-%02d", x % 20);
+			snprintf(vals[p][1], 24, "worker-%02d", x % 50);
+			snprintf(vals[p][2], 24, "host-%03d", h);
+			snprintf(vals[p][3], 24, "%d", 1000 + x);
+			snprintf(vals[p][4], 24, "v%d", x % 4);
+			static const char *const names[5] = {"service", "comm", "hostname", "pid",
+			                                      "version"};
+			for (int k = 0; k < 5; k++)
+				lab[p][k] = (st_label){names[k], vals[p][k]};
+			ser[p] = (st_series_def){PROFILE_TYPE, lab[p], 5};
+			sm[p] = (st_sample){FLEET_EPOCH_NS + (int64_t)x * NSEC, (uint32_t)p, sd.id, 1};
+		}
+		st_batch b = {ser, PER, &obj, 1, &sd, 1, sm, PER};
+		if ((rc = st_append(db, &b, &err)))
+			fprintf(stderr, "bench: select store append: %s\n", err.msg);
+	}
+	for (int round = 0; round < SEL_ROUNDS && !rc; round++)
+		for (int c = 0; c < 4 && !rc; c++) {
+			double t0 = thread_cpu_s();
+			for (int k = 0; k < SEL_REPS && !rc; k++) {
+				st_selection *sel = NULL;
+				rc = st_select(db, cases[c].m, cases[c].nm, 0, INT64_MAX, &sel, &err);
+				if (!rc && st_selection_count(sel) != cases[c].want) {
+					fprintf(stderr, "bench: FAIL: %s selected %zu series, want %zu\n",
+					        cases[c].figure, st_selection_count(sel), cases[c].want);
+					rc = -EPROTO;
+				}
+				st_selection_free(sel);
+			}
+			double dt = (thread_cpu_s() - t0) * 1e3 / SEL_REPS;
+			if (round == 0 || dt < ms[c])
+				ms[c] = dt;
+		}
+	if (rc && rc != -EPROTO)
+		fprintf(stderr, "bench: st_select: %s (%s)\n", strerror(-rc), err.msg);
+	st_close(db);
+	rm_rf(dir);
+	return rc;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -2002,10 +2109,21 @@ int main(int argc, char **argv)
 	fprintf(stderr, "bench: merge total %" PRIu64 " samples over %zu "
 	        "stacks: matches what was ingested\n", bt.samples_total, nwant);
 
+	/* ---- select ---- */
+	double sel_ms[4];
+	if ((rc = select_bench(sel_ms))) {
+		merge_failed = rc == -EPROTO;
+		goto out;
+	}
+
 	printf("ingest_rows_per_s: %.0f\n", ingest_rate);
 	printf("bytes_per_row: %.2f\n", bytes_per_row);
 	printf("pprof_gz_bytes_per_row: %.2f\n", pprof_per_row);
 	printf("merge_rows_per_s: %.0f\n", bt.rows / best);
+	printf("select_eq_ms: %.4f\n", sel_ms[0]);
+	printf("select_eq2_ms: %.4f\n", sel_ms[1]);
+	printf("select_re_ms: %.4f\n", sel_ms[2]);
+	printf("select_all_ms: %.4f\n", sel_ms[3]);
 	fflush(stdout);
 	st_close(db);
 	db = NULL;
