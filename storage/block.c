@@ -1,7 +1,8 @@
 /* block.c - immutable column blocks: the writer that sorts rows and encodes
  * them in lz4-compressed column chunks, and the reader that validates an
  * image before trusting any offset in it. The byte layout is described in
- * docs/format.md; the directory life cycle lives in db.c. */
+ * docs/format.md; the directory life cycle lives in db.c (open, create,
+ * delete), head.c (cut) and maint.c (compaction, retention). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>

@@ -1,121 +1,24 @@
-/* db.c - the store: ties the WAL, the in-memory head, the block files and
- * the SQLite metadata together, and answers reads over all of them.
- *
- * Locking: append_mu serializes WAL appends, metadata writes for ingest
- * and head updates, so the head holds records in LSN order and the WAL's
- * last LSN is always applied to the head. The SQLite writer has its own
- * lock inside meta.c, a leaf: nothing else is taken under it. rw guards what readers
- * see (registries, head, block list); readers hold it only while copying or
- * scanning the head, never while reading blocks. cut_mu serializes cuts,
- * maint_mu compaction and retention; they do their slow I/O without
- * append_mu. A cut may run while a compaction does (both only add blocks
- * and swap them under rw), so the head is cut on time even while a long
- * compaction runs: waiting for one let the head grow by millions of rows
- * during a backfill. */
-#include <assert.h>
-#include <dirent.h>
-#include <fcntl.h>
+/* db.c - the store as a whole: opens a data directory (the lock, SQLite's
+ * registries, the blocks, the WAL replayed into the head, the roll-up
+ * levels), closes it, and keeps what the other parts share: the series
+ * and stack registries, the per-partition coverage and the blocks on
+ * disk. Appends and cuts are head.c's, retention, compaction and roll-ups
+ * maint.c's, selections select.c's, reads read.c's; db_int.h says how
+ * they lock. */
+#include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-#include <xxhash.h>
-
-#include "base/clock.h"
-#include "storage/meta.h"
-#include "storage/rollup.h"
-#include "storage/st_int.h"
-#include "storage/wal.h"
-
-#define BLOCK_FILE "data.smb"
-
-/* A head row: series and stack are registry indices, the form the block
- * writer takes, so a cut hands the head's rows over without a copy. */
-typedef st__wrow hrow;
-
-/* One head partition. A frozen one is being written as a block; rows for
- * its time that arrive meanwhile go to a fresh partition with the same
- * start. */
-typedef struct hpart {
-	int64_t start;
-	hrow *rows;
-	size_t n, cap;
-	uint64_t min_lsn;   /* first WAL record with a row here */
-	bool frozen;
-	bool stuck;         /* its block could not be taken back after a failed
-	                     * cut: stays frozen (never cut again) until restart */
-} hpart;
-
-typedef struct sreg {
-	uint64_t id;
-	int64_t mint, maxt;   /* INT64_MAX/INT64_MIN while it has no rows */
-	st_label *labels;     /* type first as ST_TYPE_LABEL; one allocation */
-	uint32_t nlabels;
-} sreg;
-
-typedef struct blk {
-	char name[32];
-	st__block b;
-	void *map;
-	size_t map_len;
-	uint64_t file_bytes;
-	atomic_int refs;
-	atomic_bool dead;     /* delete its directory once unreferenced */
-	atomic_bool damaged;  /* a chunk failed its CRC or did not decode:
-	                       * reads skip such chunks, compaction the block */
-	_Atomic(uint32_t *) gidx; /* its stacks' registry indices, once a merge
-	                       * needed them (stack_gidx) */
-	char path[PATH_MAX + 64];  /* blocks_dir/name[.deleted] */
-} blk;
-
-/* Per partition, the highest LSN whose rows are in blocks. */
-typedef struct covers {
-	st__blk_cover *v;
-	size_t n, cap;
-} covers;
-
-struct st_db {
-	char dir[PATH_MAX];
-	char blocks_dir[PATH_MAX + 8];
-	st_options opt;
-	int lock_fd;
-	st__wal *wal;
-	st__meta *meta;
-	pthread_mutex_t append_mu, maint_mu, cut_mu;
-	pthread_rwlock_t rw;
-
-	sreg *series;
-	uint32_t nseries;
-	size_t series_cap;
-	base_map series_map;
-	st__ids stacks;     /* stack registry: ID <-> dense index */
-
-	hpart **parts;
-	size_t nparts, parts_cap;
-	uint64_t head_rows;    /* written under rw, read by st_head_full() without */
-
-	blk **blocks;
-	size_t nblocks, blocks_cap;
-	uint64_t next_block_seq;
-
-	covers cover;          /* max covered LSN per partition, from blocks */
-	st__ru *ru;            /* roll-up levels (rollup.c), guarded by rw */
-	uint64_t rows_read_raw; /* rows decoded by reads, atomically */
-
-	uint64_t replayed, torn_bytes;
-	bool replaying;
-	atomic_bool compact_halted;  /* a result block could not be taken back */
-};
+#include "base/buf.h"
+#include "storage/db_int.h"
 
 void st_options_default(st_options *o)
 {
@@ -138,14 +41,9 @@ void st_options_default(st_options *o)
 	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
 }
 
-static int64_t part_of(const st_db *db, int64_t ts)
-{
-	return ts - ts % db->opt.partition_ns;
-}
-
 /* ---- registries ---- */
 
-static int series_add(st_db *db, uint64_t id, const char *type,
+int st__series_add(st_db *db, uint64_t id, const char *type,
                       const st_label *labels, uint32_t n, uint32_t *idx)
 {
 	uint32_t have = base_map_get(&db->series_map, id);
@@ -181,7 +79,7 @@ static int series_add(st_db *db, uint64_t id, const char *type,
 	return 0;
 }
 
-static int stack_add(st_db *db, uint64_t id)
+int st__stack_add(st_db *db, uint64_t id)
 {
 	uint32_t idx;
 	return st__ids_index(&db->stacks, id, &idx);
@@ -191,17 +89,17 @@ static int load_series_cb(void *arg, uint64_t id, const char *type,
                           const st_label *labels, uint32_t n)
 {
 	uint32_t idx;
-	return series_add(arg, id, type, labels, n, &idx);
+	return st__series_add(arg, id, type, labels, n, &idx);
 }
 
 static int load_stack_cb(void *arg, uint64_t id)
 {
-	return stack_add(arg, id);
+	return st__stack_add(arg, id);
 }
 
 /* ---- coverage ---- */
 
-static uint64_t covered(const covers *c, int64_t part)
+uint64_t st__covered(const covers *c, int64_t part)
 {
 	for (size_t i = 0; i < c->n; i++)
 		if (c->v[i].partition_start == part)
@@ -210,7 +108,7 @@ static uint64_t covered(const covers *c, int64_t part)
 }
 
 /* Raises part's covered LSN to at least lsn. */
-static int cover_note(covers *c, int64_t part, uint64_t lsn)
+int st__cover_note(covers *c, int64_t part, uint64_t lsn)
 {
 	for (size_t i = 0; i < c->n; i++)
 		if (c->v[i].partition_start == part) {
@@ -224,294 +122,9 @@ static int cover_note(covers *c, int64_t part, uint64_t lsn)
 	return 0;
 }
 
-/* ---- head ---- */
-
-static hpart *head_part(st_db *db, int64_t start, uint64_t lsn)
-{
-	for (size_t i = db->nparts; i-- > 0;)
-		if (db->parts[i]->start == start && !db->parts[i]->frozen)
-			return db->parts[i];
-	if (base_grow(&db->parts, &db->parts_cap, db->nparts + 1, sizeof(*db->parts)))
-		return NULL;
-	hpart *h = calloc(1, sizeof(*h));
-	if (!h)
-		return NULL;
-	h->start = start;
-	h->min_lsn = lsn;
-	db->parts[db->nparts++] = h;
-	return h;
-}
-
-/* Applies a validated batch that the WAL holds as record lsn. Caller holds
- * append_mu; rw is taken here. */
-static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
-                 const uint32_t *kidx, uint64_t lsn)
-{
-	int rc = 0;
-	uint32_t *sidx = malloc((b->nseries + 1) * sizeof(*sidx));
-	if (!sidx)
-		return -ENOMEM;
-	pthread_rwlock_wrlock(&db->rw);
-	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
-		const st_series_def *s = &b->series[i];
-		st_label l[ST_MAX_LABELS];
-		st__labels_sorted(s->labels, s->nlabels, l);
-		rc = series_add(db, series_ids[i], s->type, l, s->nlabels, &sidx[i]);
-	}
-	for (uint32_t i = 0; i < b->nstacks && !rc; i++)
-		rc = stack_add(db, b->stacks[i].id);
-	hpart *h = NULL;
-	int64_t cpart = INT64_MIN;
-	uint64_t cov = 0;
-	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
-		const st_sample *s = &b->samples[i];
-		int64_t part = part_of(db, s->ts_ns);
-		if (db->replaying && part != cpart) {
-			cpart = part;
-			cov = covered(&db->cover, part);
-		}
-		if (db->replaying && lsn <= cov)
-			continue;  /* already in a block */
-		if (!h || h->start != part) {
-			h = head_part(db, part, lsn);
-			if (!h) {
-				rc = -ENOMEM;
-				break;
-			}
-		}
-		if (base_grow(&h->rows, &h->cap, h->n + 1, sizeof(*h->rows))) {
-			rc = -ENOMEM;
-			break;
-		}
-		uint32_t k = kidx[i] != BASE_MAP_NONE ? kidx[i] :
-		             base_map_get(&db->stacks.map, s->stack_id);
-		sreg *sr = &db->series[sidx[s->series]];
-		h->rows[h->n++] = (hrow){s->ts_ns, sidx[s->series], k, s->value};
-		if (s->ts_ns < sr->mint)
-			sr->mint = s->ts_ns;
-		if (s->ts_ns > sr->maxt)
-			sr->maxt = s->ts_ns;
-		__atomic_store_n(&db->head_rows, db->head_rows + 1, __ATOMIC_RELAXED);
-	}
-	pthread_rwlock_unlock(&db->rw);
-	free(sidx);
-	return rc;
-}
-
-/* Writes series and stacks the store has not seen to SQLite. Caller holds
- * append_mu. Outside replay (which runs in one transaction of its own) it
- * opens a transaction when there is anything to write and leaves it open
- * (*open_tx): the caller commits once the batch is in the WAL, or rolls
- * back, so a batch the WAL refused (a full disk) leaves no series behind.
- * On failure nothing is left open. */
-static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids, bool *open_tx)
-{
-	int rc = 0;
-	*open_tx = false;
-	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
-		if (base_map_get(&db->series_map, series_ids[i]) != BASE_MAP_NONE)
-			continue;
-		if (!*open_tx && !db->replaying) {
-			if ((rc = st__meta_begin(db->meta)))
-				return rc;
-			*open_tx = true;
-		}
-		const st_series_def *s = &b->series[i];
-		st_label l[ST_MAX_LABELS];
-		st__labels_sorted(s->labels, s->nlabels, l);
-		st_series_def c = {s->type, l, s->nlabels};
-		rc = st__meta_put_series(db->meta, series_ids[i], &c);
-	}
-	for (uint32_t i = 0; i < b->nstacks && !rc; i++) {
-		if (base_map_get(&db->stacks.map, b->stacks[i].id) != BASE_MAP_NONE)
-			continue;
-		if (!*open_tx && !db->replaying) {
-			if ((rc = st__meta_begin(db->meta)))
-				return rc;
-			*open_tx = true;
-		}
-		rc = st__meta_put_stack(db->meta, b, &b->stacks[i]);
-	}
-	if (rc && *open_tx) {
-		st__meta_rollback(db->meta);
-		*open_tx = false;
-	}
-	return rc;
-}
-
-/* The series of b the store does not have yet, each counted once, against
- * max_series. Caller holds append_mu (the registry cannot grow meanwhile). */
-static int check_series_limit(st_db *db, const st_batch *b, const uint64_t *ids, base_err *err)
-{
-	if (!db->opt.max_series)
-		return 0;
-	uint64_t fresh = 0;
-	for (uint32_t i = 0; i < b->nseries; i++)
-		fresh += base_map_get(&db->series_map, ids[i]) == BASE_MAP_NONE;
-	if (db->nseries + fresh <= db->opt.max_series)
-		return 0;
-	/* over, unless the batch names some new series twice: count them
-	 * once (a map, not a pairwise search: a batch may hold a million) */
-	base_map seen = {0};
-	int rc = base_map_init(&seen, fresh);
-	fresh = 0;
-	for (uint32_t i = 0; !rc && i < b->nseries; i++) {
-		if (base_map_get(&db->series_map, ids[i]) != BASE_MAP_NONE ||
-		    base_map_get(&seen, ids[i]) != BASE_MAP_NONE)
-			continue;
-		fresh++;
-		rc = base_map_put(&seen, ids[i], 1);
-	}
-	base_map_free(&seen);
-	if (!rc && db->nseries + fresh > db->opt.max_series)
-		rc = base_fail(err, -EUSERS, "the store holds %u series and its limit is %" PRIu64
-		              " (--max-series): a batch adding %" PRIu64 " new series is refused; "
-		              "drop high-cardinality labels (pid, request IDs) or raise the limit",
-		              db->nseries, db->opt.max_series, fresh);
-	return rc;
-}
-
-/* Rows dated more than max_future_ns past this server's clock are refused:
- * one row in the year 2100 kept its partition in the head forever, pinned
- * every WAL segment after it and made a block retention never deletes. */
-static int check_future(const st_db *db, const st_batch *b, base_err *err)
-{
-	if (!db->opt.max_future_ns)
-		return 0;
-	int64_t now = base_realtime_ns(), limit = now + db->opt.max_future_ns;
-	for (uint32_t i = 0; i < b->nsamples; i++)
-		if (b->samples[i].ts_ns > limit)
-			return base_fail(err, -EINVAL, "sample %u is dated %" PRId64 " ns, %" PRId64
-			                " s ahead of this server's clock (the limit is %" PRId64 " s): "
-			                "check the sender's clock", i, b->samples[i].ts_ns,
-			                (b->samples[i].ts_ns - now) / 1000000000,
-			                db->opt.max_future_ns / 1000000000);
-	return 0;
-}
-
-/* Every sample must name a stack that is in the batch or already stored:
- * a stack ID alone cannot be turned back into frames. Fills kidx with each
- * sample's registry index, BASE_MAP_NONE for stacks this batch introduces
- * (apply() resolves those once it has added them). Caller holds append_mu,
- * so the registry cannot change before apply(). */
-static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, base_err *err)
-{
-	base_map inb = {0};
-	int rc = 0;
-	uint64_t last = 0;
-	uint32_t last_k = BASE_MAP_NONE;
-	for (uint32_t i = 0; i < b->nsamples && !rc; i++) {
-		uint64_t id = b->samples[i].stack_id;
-		if (i + 8 < b->nsamples)
-			base_map_prefetch(&db->stacks.map, b->samples[i + 8].stack_id);
-		if (i && id == last) {
-			kidx[i] = last_k;
-			continue;
-		}
-		uint32_t k = base_map_get(&db->stacks.map, id);
-		if (k == BASE_MAP_NONE) {
-			if (!inb.cap) {
-				rc = base_map_init(&inb, b->nstacks);
-				for (uint32_t j = 0; j < b->nstacks && !rc; j++)
-					rc = base_map_put(&inb, b->stacks[j].id, j);
-				if (rc)
-					break;
-			}
-			/* -ENOENT, not -EINVAL: the batch is well formed, the store
-			 * just lacks a stack the sender believed it had (the agent's
-			 * stack cache; the server answers 409 and the agent resends) */
-			if (base_map_get(&inb, id) == BASE_MAP_NONE)
-				rc = base_fail(err, -ENOENT, "sample %u: stack %016" PRIx64 " is "
-				              "unknown; send its frames in the batch", i, id);
-		}
-		kidx[i] = last_k = k;
-		last = id;
-	}
-	base_map_free(&inb);
-	return rc;
-}
-
-int st_append(st_db *db, const st_batch *b, base_err *err)
-{
-	int rc;
-	uint64_t lsn = 0;
-	base_buf payload = {0};
-	uint64_t *ids = malloc((b->nseries + 1) * sizeof(*ids));
-	uint32_t *kidx = malloc((b->nsamples + 1) * sizeof(*kidx));
-	if (!ids || !kidx) {
-		free(ids);
-		free(kidx);
-		return -ENOMEM;
-	}
-	if (err)
-		err->msg[0] = 0;
-	rc = st__batch_validate(b, ids, err);
-	if (!rc)
-		rc = check_future(db, b, err);
-	if (rc)
-		goto out;
-	rc = st__batch_encode(b, ids, &payload);
-	if (rc)
-		goto out;
-	if (payload.len > ST__WAL_MAX_RECORD) {
-		rc = base_fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u",
-		              payload.len, ST__WAL_MAX_RECORD);
-		goto out;
-	}
-	pthread_mutex_lock(&db->append_mu);
-	bool tx = false;
-	rc = check_stacks(db, b, kidx, err);
-	if (!rc)
-		rc = check_series_limit(db, b, ids, err);
-	if (!rc) {
-		rc = put_meta(db, b, ids, &tx);
-		if (rc)
-			base_fail(err, rc, "writing metadata to %s/meta.db: %s", db->dir, strerror(-rc));
-	}
-	/* The metadata commits only once the WAL has room for the record
-	 * (written ahead as zeros), and the record goes in only once the
-	 * metadata committed: a batch refused for a full disk, by either,
-	 * leaves no series or stacks behind, now or after a restart. */
-	if (!rc) {
-		rc = st__fault(ST__FAULT_APPEND_WAL) ? -ENOSPC :
-		     st__wal_reserve(db->wal, payload.len);
-		if (rc)
-			base_fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
-	}
-	if (tx && rc) {
-		st__meta_rollback(db->meta);
-	} else if (tx) {
-		rc = st__meta_commit(db->meta);
-		if (rc)
-			base_fail(err, rc, "committing metadata to %s/meta.db: %s", db->dir,
-			         strerror(-rc));
-	}
-	if (!rc) {
-		rc = st__wal_append(db->wal, (const uint8_t *)payload.data, payload.len, &lsn);
-		if (rc)
-			base_fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
-	}
-	if (!rc) {
-		rc = apply(db, b, ids, kidx, lsn);
-		if (rc)
-			base_fail(err, rc, "applying the batch: %s", strerror(-rc));
-	}
-	pthread_mutex_unlock(&db->append_mu);
-	if (!rc) {
-		rc = st__wal_sync(db->wal, lsn);
-		if (rc)
-			base_fail(err, rc, "syncing the WAL: %s", strerror(-rc));
-	}
-out:
-	base_buf_free(&payload);
-	free(ids);
-	free(kidx);
-	return rc;
-}
-
 /* ---- blocks on disk ---- */
 
-static void blk_unref(blk *k)
+void st__blk_unref(blk *k)
 {
 	if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
 		return;
@@ -524,7 +137,7 @@ static void blk_unref(blk *k)
 	free(k);
 }
 
-static int blk_open(st_db *db, const char *name, blk **out, base_err *err)
+int st__blk_open(st_db *db, const char *name, blk **out, base_err *err)
 {
 	int rc = 0, fd = -1;
 	blk *k = calloc(1, sizeof(*k));
@@ -562,14 +175,14 @@ out:
 	if (fd >= 0)
 		close(fd);
 	if (rc) {
-		blk_unref(k);
+		st__blk_unref(k);
 		return rc;
 	}
 	*out = k;
 	return 0;
 }
 
-static int blocks_push(st_db *db, blk *k)
+int st__blocks_push(st_db *db, blk *k)
 {
 	if (base_grow(&db->blocks, &db->blocks_cap, db->nblocks + 1, sizeof(*db->blocks)))
 		return -ENOMEM;
@@ -588,7 +201,7 @@ static int blocks_push(st_db *db, blk *k)
 
 /* Writes rows as a new block directory: temporary name, fsync, rename,
  * fsync the parent, so a block either exists whole or not at all. */
-static int block_create(st_db *db, const st__wrow *rows, size_t n,
+int st__blk_create(st_db *db, const st__wrow *rows, size_t n,
                         const st__block *const *in, size_t nin,
                         st__block_spec *spec, char name[32])
 {
@@ -627,7 +240,7 @@ out:
 	return rc;
 }
 
-static void blocks_remove(st_db *db, blk *k)
+void st__blocks_remove(st_db *db, blk *k)
 {
 	for (size_t i = 0; i < db->nblocks; i++)
 		if (db->blocks[i] == k) {
@@ -641,7 +254,7 @@ static void blocks_remove(st_db *db, blk *k)
 /* Marks a block dead (its directory goes once the last reader is done) and
  * renames it first, so a crash in between cannot leave half a block under a
  * live name. */
-static void blk_kill(st_db *db, blk *k)
+void st__blk_kill(st_db *db, blk *k)
 {
 	char dead[sizeof(k->path)];
 	size_t n = strlen(k->path);
@@ -652,14 +265,14 @@ static void blk_kill(st_db *db, blk *k)
 		st__fsync_dir(db->blocks_dir);
 	}
 	atomic_store(&k->dead, true);
-	blk_unref(k);
+	st__blk_unref(k);
 }
 
 /* A damaged chunk met by a read: said once per block on stderr, naming
  * the file and what to do. Reads go on without it (the answer counts it
  * through its selection), so one bad sector does not fail every query
  * over its hour; compaction leaves the block alone. */
-static void blk_damaged(const blk *k, uint32_t chunk)
+void st__blk_damaged(const blk *k, uint32_t chunk)
 {
 	if (atomic_exchange(&((blk *)k)->damaged, true))
 		return;
@@ -669,19 +282,11 @@ static void blk_damaged(const blk *k, uint32_t chunk)
 	        "directory to drop it\n", k->path, chunk, k->path);
 }
 
-/* ---- cut ---- */
-
-static int cmp_part(const void *a, const void *b)
-{
-	const hpart *x = *(hpart *const *)a, *y = *(hpart *const *)b;
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /* Takes a block written moments ago away from its live name, so that
  * neither a restart nor a retry of its rows counts it: renamed to
  * NAME.deleted (which st_open removes) and then removed. 0 once it no
  * longer has its live name; the rename's -errno otherwise. */
-static int block_unpublish(st_db *db, const char *name)
+int st__blk_unpublish(st_db *db, const char *name)
 {
 	char live[PATH_MAX + 64], dead[PATH_MAX + 80];
 	snprintf(live, sizeof(live), "%s/%s", db->blocks_dir, name);
@@ -691,414 +296,6 @@ static int block_unpublish(st_db *db, const char *name)
 	st__fsync_dir(db->blocks_dir);
 	st__rm_rf(dead);
 	return 0;
-}
-
-/* Cuts one frozen partition h into a block covering WAL records up to lsn
- * and takes it out of the head. On failure the rows stay in the head, and
- * nothing of the attempt stays behind: a block left under its live name
- * would be loaded at restart beside the rows a retry writes again (rows
- * twice), and coverage recorded for a block then deleted would make replay
- * skip rows that are nowhere (rows lost). So the in-memory records that
- * can fail are reserved before the coverage is written, and nothing can
- * fail after it. */
-static int cut_part(st_db *db, hpart *h, uint64_t lsn, const uint64_t *sids, uint32_t nsu,
-                    const uint64_t *kids, uint32_t nku)
-{
-	char name[32];
-	st__blk_cover cov = {h->start, lsn};
-	st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
-	                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
-	/* frozen rows never change: the writer reads them without a lock.
-	 * A failure here leaves no block (block_create removes its .tmp) */
-	int rc = block_create(db, h->rows, h->n, NULL, 0, &spec, name);
-	if (rc)
-		return rc;
-	blk *k = NULL;
-	rc = st__fault(ST__FAULT_CUT_OPEN);
-	if (!rc)
-		rc = blk_open(db, name, &k, NULL);
-	if (!rc) {
-		/* room for the block and its coverage, taken now so that the
-		 * commit below cannot fail. Nothing else adds to either list
-		 * meanwhile (cuts are serialized by cut_mu; a compaction adds one
-		 * block and removes its inputs in one step), so the room stays */
-		pthread_rwlock_wrlock(&db->rw);
-		rc = st__fault(ST__FAULT_CUT_MEMORY);
-		if (!rc && (base_grow(&db->blocks, &db->blocks_cap, db->nblocks + 1,
-		                     sizeof(*db->blocks)) ||
-		            base_grow(&db->cover.v, &db->cover.cap, db->cover.n + 1,
-		                     sizeof(*db->cover.v))))
-			rc = -ENOMEM;
-		pthread_rwlock_unlock(&db->rw);
-	}
-	/* the block header holds its coverage too; SQLite keeps it after
-	 * retention deletes the block */
-	if (!rc)
-		rc = st__fault(ST__FAULT_CUT_COVER);
-	if (!rc)
-		rc = st__meta_put_cover(db->meta, h->start, lsn);
-	if (rc) {
-		blk_unref(k);
-		if (block_unpublish(db, name)) {
-			/* the block may still load at restart, where its coverage
-			 * makes replay skip its rows: exactly once then. Until then
-			 * the rows stay in the head and are never cut again */
-			h->stuck = true;
-			fprintf(stderr, "smolder storage: cutting the head failed and block %s/%s "
-			        "could not be removed; its partition stays in memory until the "
-			        "next start\n", db->blocks_dir, name);
-		}
-		return rc;
-	}
-	pthread_rwlock_wrlock(&db->rw);
-	rc = cover_note(&db->cover, h->start, lsn);
-	if (!rc)
-		rc = blocks_push(db, k);
-	assert(!rc);   /* room was reserved above */
-	st__ru_cut(db->ru, h->start);   /* roll-ups of its span now lack rows */
-	for (size_t i = 0; i < db->nparts; i++)
-		if (db->parts[i] == h) {
-			memmove(db->parts + i, db->parts + i + 1,
-			        (db->nparts - i - 1) * sizeof(*db->parts));
-			db->nparts--;
-			break;
-		}
-	__atomic_store_n(&db->head_rows, db->head_rows - h->n, __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&db->rw);
-	free(h->rows);
-	free(h);
-	return 0;
-}
-
-int st_cut(st_db *db, int64_t now_ns, int force)
-{
-	int rc = 0;
-	hpart **todo = NULL;
-	size_t ntodo = 0;
-	uint64_t lsn;
-	pthread_mutex_lock(&db->cut_mu);
-
-	/* freeze under append_mu: rows with a higher LSN go to new partitions */
-	pthread_mutex_lock(&db->append_mu);
-	pthread_rwlock_wrlock(&db->rw);
-	bool all = force || db->head_rows > db->opt.head_max_rows;
-	todo = malloc((db->nparts + 1) * sizeof(*todo));
-	if (!todo) {
-		rc = -ENOMEM;
-	} else {
-		for (size_t i = 0; i < db->nparts; i++) {
-			hpart *h = db->parts[i];
-			bool closed = h->start + db->opt.partition_ns + db->opt.cut_grace_ns <= now_ns;
-			if (!h->frozen && h->n > 0 && (all || closed)) {
-				h->frozen = true;
-				todo[ntodo++] = h;
-			}
-		}
-	}
-	lsn = st__wal_last_lsn(db->wal);
-	pthread_rwlock_unlock(&db->rw);
-	pthread_mutex_unlock(&db->append_mu);
-	qsort(todo, ntodo, sizeof(*todo), cmp_part);
-
-	/* the registry as it is now covers every frozen row; it only grows,
-	 * but its arrays may move, so copy the IDs under the lock */
-	uint64_t *sids = NULL, *kids = NULL;
-	uint32_t nsu = 0, nku = 0;
-	if (ntodo) {
-		pthread_rwlock_rdlock(&db->rw);
-		nsu = db->nseries;
-		nku = (uint32_t)db->stacks.n;
-		sids = malloc(((size_t)nsu + 1) * sizeof(*sids));
-		kids = malloc(((size_t)nku + 1) * sizeof(*kids));
-		if (sids && kids) {
-			for (uint32_t i = 0; i < nsu; i++)
-				sids[i] = db->series[i].id;
-			memcpy(kids, db->stacks.ids, (size_t)nku * sizeof(*kids));
-		} else {
-			rc = -ENOMEM;
-		}
-		pthread_rwlock_unlock(&db->rw);
-	}
-	for (size_t t = 0; t < ntodo && !rc; t++) {
-		rc = cut_part(db, todo[t], lsn, sids, nsu, kids, nku);
-		if (rc)
-			break;
-		todo[t] = NULL;
-	}
-	free(sids);
-	free(kids);
-	/* a failed cut leaves its partitions in the head, unfrozen, to retry.
-	 * The lowest LSN the head still needs is read under append_mu: an
-	 * ingest between its WAL append and apply() has a record in the WAL
-	 * that no partition holds yet, and reading the last LSN without the
-	 * lock would let the segment with it go. */
-	pthread_mutex_lock(&db->append_mu);
-	pthread_rwlock_wrlock(&db->rw);
-	for (size_t t = 0; t < ntodo; t++)
-		if (todo[t] && !todo[t]->stuck)
-			todo[t]->frozen = false;
-	uint64_t need = st__wal_last_lsn(db->wal) + 1;
-	for (size_t i = 0; i < db->nparts; i++)
-		if (db->parts[i]->min_lsn < need)
-			need = db->parts[i]->min_lsn;
-	pthread_rwlock_unlock(&db->rw);
-	pthread_mutex_unlock(&db->append_mu);
-	free(todo);
-
-	/* segments below `need` only hold rows now in blocks; their metadata
-	 * must be durable in SQLite before they go */
-	if (!rc && ntodo) {
-		rc = st__meta_sync(db->meta);
-		if (!rc) {
-			pthread_mutex_lock(&db->append_mu);
-			rc = st__wal_remove_before(db->wal, need);
-			pthread_mutex_unlock(&db->append_mu);
-		}
-	}
-	pthread_mutex_unlock(&db->cut_mu);
-	return rc;
-}
-
-/* ---- retention and compaction ---- */
-
-/* "2026-01-01T00:00:00Z" for the log: an operator reads it, not a program. */
-static const char *utc_str(int64_t ns, char buf[32])
-{
-	time_t t = (time_t)(ns / 1000000000);
-	struct tm tm;
-	if (!gmtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, 32, "%" PRId64 "ns", ns);
-	return buf;
-}
-
-/* Deletes roll-up files older than rollup_retention_ns. */
-static int rollup_retention(st_db *db, int64_t now_ns)
-{
-	if (db->opt.rollup_retention_ns <= 0)
-		return 0;
-	st__ru_file **gone = NULL;
-	size_t n = 0;
-	pthread_mutex_lock(&db->maint_mu);
-	pthread_rwlock_wrlock(&db->rw);
-	int rc = st__ru_expire(db->ru, now_ns - db->opt.rollup_retention_ns, &gone, &n);
-	pthread_rwlock_unlock(&db->rw);
-	st__ru_drop(db->ru, gone, n);
-	free(gone);
-	pthread_mutex_unlock(&db->maint_mu);
-	return rc;
-}
-
-/* Raw rows before floor may be gone: roll-ups of spans before it are the
- * best there is, and no longer rebuilt from raw rows. Kept in meta.db so
- * the next open knows too. */
-static int raise_raw_floor(st_db *db, int64_t floor)
-{
-	pthread_rwlock_wrlock(&db->rw);
-	st__ru_raw_floor(db->ru, floor);
-	pthread_rwlock_unlock(&db->rw);
-	return st__meta_setting_raise(db->meta, "raw_floor_ns", floor);
-}
-
-static int block_retention(st_db *db, int64_t now_ns);
-
-int st_retention(st_db *db, int64_t now_ns)
-{
-	int rc = block_retention(db, now_ns);
-	int rc2 = rollup_retention(db, now_ns);
-	return rc ? rc : rc2;
-}
-
-static int block_retention(st_db *db, int64_t now_ns)
-{
-	int64_t limit = db->opt.retention_ns > 0 ? now_ns - db->opt.retention_ns : INT64_MIN;
-	uint64_t max_bytes = db->opt.max_block_bytes;
-	if (limit == INT64_MIN && !max_bytes)
-		return 0;
-	pthread_mutex_lock(&db->maint_mu);
-	pthread_rwlock_wrlock(&db->rw);
-	blk **gone = malloc((db->nblocks + 1) * sizeof(*gone));
-	const char **why = malloc((db->nblocks + 1) * sizeof(*why));
-	size_t ngone = 0;
-	int rc = gone && why ? 0 : -ENOMEM;
-	uint64_t total = 0;
-	for (size_t i = 0; !rc && i < db->nblocks;)
-		if (db->blocks[i]->b.maxt < limit) {
-			why[ngone] = "retention";
-			gone[ngone++] = db->blocks[i];
-			blocks_remove(db, db->blocks[i]);
-		} else {
-			total += db->blocks[i]->file_bytes;
-			i++;
-		}
-	/* the list is ordered by first row, so the front is the oldest data;
-	 * a block still being read goes from the list now and from disk once
-	 * its readers are done (blk_kill) */
-	while (!rc && max_bytes && total > max_bytes && db->nblocks) {
-		blk *k = db->blocks[0];
-		total -= k->file_bytes;
-		why[ngone] = "--max-disk";
-		gone[ngone++] = k;
-		blocks_remove(db, k);
-	}
-	pthread_rwlock_unlock(&db->rw);
-	int64_t floor = INT64_MIN;
-	for (size_t i = 0; i < ngone; i++)
-		if (gone[i]->b.maxt + 1 > floor)
-			floor = gone[i]->b.maxt + 1;
-	if (ngone && !rc)
-		rc = raise_raw_floor(db, floor);
-	for (size_t i = 0; i < ngone; i++) {
-		char from[32], to[32];
-		fprintf(stderr, "smolder storage: %s deletes block %s (rows %s .. %s, %" PRIu64
-		        " bytes)\n", why[i], gone[i]->name, utc_str(gone[i]->b.mint, from),
-		        utc_str(gone[i]->b.maxt, to), gone[i]->file_bytes);
-		blk_kill(db, gone[i]);
-	}
-	free(gone);
-	free(why);
-	pthread_mutex_unlock(&db->maint_mu);
-	return rc;
-}
-
-/* Merges a run of blocks into one. The inputs are read a chunk at a time
- * (st__block_merge_fd), so a compaction's memory does not grow with the
- * rows it rewrites: reading them all into memory cost 48 bytes a row
- * (rows plus the writer's sorted copy), 770 MB for a 16 M-row block. */
-static int compact_run(st_db *db, blk **run, size_t nrun)
-{
-	int rc = 0;
-	const char **parents = calloc(nrun, sizeof(*parents));
-	const st__block **in = calloc(nrun, sizeof(*in));
-	covers cov = {0};
-	if (!parents || !in) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < nrun && !rc; i++) {
-		parents[i] = run[i]->name;
-		in[i] = &run[i]->b;
-		for (uint32_t c = 0; !rc && c < run[i]->b.ncover; c++)
-			rc = cover_note(&cov, run[i]->b.cover[c].partition_start,
-			                run[i]->b.cover[c].wal_lsn);
-	}
-	if (rc)
-		goto out;
-	char name[32];
-	st__block_spec spec = {.cover = cov.v, .ncover = (uint32_t)cov.n, .parents = parents,
-	                       .nparents = (uint32_t)nrun};
-	rc = block_create(db, NULL, 0, in, nrun, &spec, name);
-	if (rc)
-		goto out;
-	blk *k = NULL;
-	rc = blk_open(db, name, &k, NULL);
-	pthread_rwlock_wrlock(&db->rw);
-	if (!rc)
-		rc = blocks_push(db, k);
-	if (!rc)
-		for (size_t i = 0; i < nrun; i++)
-			blocks_remove(db, run[i]);
-	pthread_rwlock_unlock(&db->rw);
-	if (rc) {
-		/* the result lists its parents: left under its live name, it and
-		 * the next attempt's result would both load at restart, the rows
-		 * twice. Without its name gone, compaction stops until restart */
-		blk_unref(k);
-		if (block_unpublish(db, name)) {
-			atomic_store(&db->compact_halted, true);
-			fprintf(stderr, "smolder storage: compaction failed and its result %s/%s "
-			        "could not be removed; compaction stops until the next start\n",
-			        db->blocks_dir, name);
-		}
-		goto out;
-	}
-	for (size_t i = 0; i < nrun; i++)
-		blk_kill(db, run[i]);
-out:
-	free(parents);
-	free(in);
-	free(cov.v);
-	return rc;
-}
-
-/* Decodes every chunk of k, marking it damaged at the first that fails. */
-static void blk_check(blk *k)
-{
-	st__chunk_rows cr = {0};
-	for (uint32_t c = 0; c < k->b.nchunks; c++)
-		if (st__chunk_decode(&k->b, c, &cr) == -EBADMSG) {
-			blk_damaged(k, c);
-			break;
-		}
-	st__chunk_rows_free(&cr);
-}
-
-int st_compact(st_db *db)
-{
-	int rc = 0;
-	if (atomic_load(&db->compact_halted))
-		return -EIO;
-	pthread_mutex_lock(&db->maint_mu);
-	for (;;) {
-		/* find the first run worth merging: neighbours that fit in one
-		 * block of compact_max_rows, spanning at most compact_max_span_ns
-		 * unless they overlap in time. Overlap alone no longer lifts the
-		 * row limit: the head is cut every head_max_rows, so the blocks of
-		 * the current hour all overlap a little, and merging them all
-		 * every pass would rewrite the hour again and again. Overlapping
-		 * blocks are read correctly either way; merging them only saves
-		 * queries a block. */
-		blk **run = NULL;
-		size_t nrun = 0;
-		pthread_rwlock_rdlock(&db->rw);
-		run = malloc((db->nblocks + 1) * sizeof(*run));
-		for (size_t i = 0; run && i < db->nblocks && nrun < 2; i++) {
-			nrun = 0;
-			blk *a = db->blocks[i];
-			if (atomic_load(&a->damaged))
-				continue;   /* would fail every pass; left for the operator */
-			int64_t mint = a->b.mint, maxt = a->b.maxt;
-			uint64_t rows = a->b.nrows;
-			run[nrun++] = a;
-			for (size_t j = i + 1; j < db->nblocks; j++) {
-				blk *c = db->blocks[j];
-				if (atomic_load(&c->damaged))
-					break;
-				bool overlap = c->b.mint <= maxt;
-				int64_t nmax = c->b.maxt > maxt ? c->b.maxt : maxt;
-				if (rows + c->b.nrows > db->opt.compact_max_rows ||
-				    (!overlap && nmax - mint > db->opt.compact_max_span_ns))
-					break;
-				run[nrun++] = c;
-				rows += c->b.nrows;
-				maxt = nmax;
-			}
-		}
-		for (size_t i = 0; i < nrun; i++)
-			atomic_fetch_add(&run[i]->refs, 1);
-		pthread_rwlock_unlock(&db->rw);
-		if (!run) {
-			rc = -ENOMEM;
-			break;
-		}
-		if (nrun < 2) {
-			for (size_t i = 0; i < nrun; i++)
-				blk_unref(run[i]);
-			free(run);
-			break;
-		}
-		rc = compact_run(db, run, nrun);
-		/* an input chunk is damaged: find which block, so the next pass
-		 * leaves it out instead of failing on it forever */
-		for (size_t i = 0; rc == -EBADMSG && i < nrun; i++)
-			blk_check(run[i]);
-		for (size_t i = 0; i < nrun; i++)
-			blk_unref(run[i]);
-		free(run);
-		if (rc)
-			break;
-	}
-	pthread_mutex_unlock(&db->maint_mu);
-	return rc;
 }
 
 /* ---- open / close ---- */
@@ -1116,14 +313,14 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 	if (rc)
 		return rc;
 	uint32_t *kidx = malloc((d.b.nsamples + 1) * sizeof(*kidx));
-	rc = kidx ? check_stacks(ra->db, &d.b, kidx, ra->err) : -ENOMEM;
+	rc = kidx ? st__head_check_stacks(ra->db, &d.b, kidx, ra->err) : -ENOMEM;
 	if (rc == -ENOENT)
 		rc = -EBADMSG;   /* in a logged record, a missing stack is damage */
 	bool tx;
 	if (!rc)
-		rc = put_meta(ra->db, &d.b, d.series_ids, &tx);
+		rc = st__head_put_meta(ra->db, &d.b, d.series_ids, &tx);
 	if (!rc)
-		rc = apply(ra->db, &d.b, d.series_ids, kidx, lsn);
+		rc = st__head_apply(ra->db, &d.b, d.series_ids, kidx, lsn);
 	free(kidx);
 	st__dbatch_free(&d);
 	return rc;
@@ -1131,7 +328,7 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 
 static int load_cover_cb(void *arg, int64_t part, uint64_t lsn)
 {
-	return cover_note(&((st_db *)arg)->cover, part, lsn);
+	return st__cover_note(&((st_db *)arg)->cover, part, lsn);
 }
 
 static int load_blocks(st_db *db, base_err *err)
@@ -1163,9 +360,9 @@ static int load_blocks(st_db *db, base_err *err)
 		if (seq >= db->next_block_seq)
 			db->next_block_seq = seq + 1;
 		blk *k;
-		rc = blk_open(db, n, &k, err);
+		rc = st__blk_open(db, n, &k, err);
 		if (!rc)
-			rc = blocks_push(db, k);
+			rc = st__blocks_push(db, k);
 	}
 	closedir(d);
 	if (rc)
@@ -1177,8 +374,8 @@ static int load_blocks(st_db *db, base_err *err)
 			for (size_t j = 0; j < db->nblocks; j++)
 				if (j != i && !strcmp(db->blocks[j]->name, db->blocks[i]->b.parents[p])) {
 					blk *old = db->blocks[j];
-					blocks_remove(db, old);
-					blk_kill(db, old);
+					st__blocks_remove(db, old);
+					st__blk_kill(db, old);
 					if (j < i)
 						i--;
 					break;
@@ -1186,7 +383,7 @@ static int load_blocks(st_db *db, base_err *err)
 	for (size_t i = 0; i < db->nblocks && !rc; i++) {
 		const st__block *b = &db->blocks[i]->b;
 		for (uint32_t c = 0; c < b->ncover && !rc; c++)
-			rc = cover_note(&db->cover, b->cover[c].partition_start, b->cover[c].wal_lsn);
+			rc = st__cover_note(&db->cover, b->cover[c].partition_start, b->cover[c].wal_lsn);
 		for (uint32_t s = 0; s < b->nseries; s++) {
 			uint32_t x = base_map_get(&db->series_map, b->series[s].id);
 			if (x == BASE_MAP_NONE)
@@ -1225,7 +422,7 @@ static int meta_fail(st_db *db, base_err *err, int rc, const char *detail)
 
 static uint64_t cover_cb(void *arg, int64_t part)
 {
-	return covered(&((st_db *)arg)->cover, part);
+	return st__covered(&((st_db *)arg)->cover, part);
 }
 
 static void series_time_cb(void *arg, uint64_t id, int64_t mint, int64_t maxt)
@@ -1386,7 +583,7 @@ void st_close(st_db *db)
 	}
 	free(db->parts);
 	for (size_t i = 0; i < db->nblocks; i++)
-		blk_unref(db->blocks[i]);
+		st__blk_unref(db->blocks[i]);
 	free(db->blocks);
 	for (uint32_t i = 0; i < db->nseries; i++)
 		free(db->series[i].labels);
@@ -1401,1075 +598,6 @@ void st_close(st_db *db)
 	pthread_mutex_destroy(&db->cut_mu);
 	pthread_rwlock_destroy(&db->rw);
 	free(db);
-}
-
-/* ---- selection ---- */
-
-struct st_selection {
-	uint64_t *ids;        /* ascending */
-	size_t n;
-	base_map map;          /* id -> position */
-	uint8_t *gbits;       /* by registry index, for the head */
-	uint32_t gbits_n;
-	int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
-	/* chunks reads over this selection skipped as damaged. Reads take the
-	 * selection const (it is their input); this counter is their one
-	 * output through it, so it is atomic and written through a cast (the
-	 * object itself is heap memory, never const). */
-	atomic_uint_fast64_t damaged;
-};
-
-void st_selection_free(st_selection *s)
-{
-	if (!s)
-		return;
-	free(s->ids);
-	free(s->gbits);
-	base_map_free(&s->map);
-	free(s);
-}
-
-size_t st_selection_count(const st_selection *s) { return s->n; }
-uint64_t st_selection_damaged(const st_selection *s) { return atomic_load(&((st_selection *)s)->damaged); }
-
-static void sel_note_damaged(const st_selection *s)
-{
-	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
-}
-
-/* -ETIMEDOUT once the deadline (0: none) has passed. */
-static int past(int64_t deadline_ns)
-{
-	return deadline_ns && base_monotonic_ns() >= deadline_ns ? -ETIMEDOUT : 0;
-}
-uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
-
-static bool sel_has(const st_selection *s, uint64_t id)
-{
-	return base_map_get(&s->map, id) != BASE_MAP_NONE;
-}
-
-/* What one regex evaluation may spend. PCRE2's defaults (ten million
- * match steps, 20 MB of backtracking heap) let a single value take about
- * 150 ms, and a selector evaluates a regex once per label value and per
- * series: one query took 14 s. With these a value costs at most a
- * millisecond or two; a regex that needs more on real label values is
- * refused, naming it, rather than evaluated for minutes. */
-#define RE_MATCH_LIMIT 100000
-#define RE_HEAP_LIMIT_KIB 4096
-
-typedef struct cmatch {
-	const st_matcher *m;
-	pcre2_code *re;
-	pcre2_match_data *md;
-	pcre2_match_context *mc;
-	/* results by value for the per-series pass: series share few values,
-	 * and each distinct one is matched once. Key: XXH3 of the value;
-	 * val: index into memo_v << 1 | result. */
-	base_map memo;
-	const char **memo_v;
-	size_t memo_n, memo_cap;
-} cmatch;
-
-/* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
- * out of its budget on v (PCRE2 said neither match nor no match: taking
- * that for "no match" answered wrong, and for "match" under !~). */
-static int cm_test(const cmatch *c, const char *v, base_err *err)
-{
-	switch (c->m->op) {
-	case ST_MATCH_EQ: return !strcmp(v, c->m->value);
-	case ST_MATCH_NE: return strcmp(v, c->m->value) != 0;
-	default: {
-		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, c->mc);
-		if (r >= 0 || r == PCRE2_ERROR_NOMATCH)
-			return (r >= 0) == (c->m->op == ST_MATCH_RE);
-		PCRE2_UCHAR msg[128];
-		pcre2_get_error_message(r, msg, sizeof(msg));
-		return base_fail(err, -EINVAL, "the regex \"%.80s\" for label \"%s\" is too "
-		                "costly: on the value \"%.40s%s\" PCRE2 stopped with \"%s\"; "
-		                "simplify it (nested repetition such as (a+)+ backtracks "
-		                "exponentially)", c->m->value, c->m->name, v,
-		                strlen(v) > 40 ? "..." : "", (const char *)msg);
-	}
-	}
-}
-
-/* cm_test through the matcher's memo: equal values are matched once.
- * Caller holds rw, which keeps the remembered strings alive. */
-static int cm_test_memo(cmatch *c, const char *v, base_err *err)
-{
-	if (c->m->op == ST_MATCH_EQ || c->m->op == ST_MATCH_NE)
-		return cm_test(c, v, err);
-	uint64_t h = XXH3_64bits(v, strlen(v));
-	uint32_t e = c->memo.cap ? base_map_get(&c->memo, h) : BASE_MAP_NONE;
-	if (e != BASE_MAP_NONE && !strcmp(c->memo_v[e >> 1], v))
-		return (int)(e & 1);
-	int r = cm_test(c, v, err);
-	/* a hash collision with another value is only not remembered */
-	if (r < 0 || e != BASE_MAP_NONE || c->memo_n >= (BASE_MAP_NONE >> 1))
-		return r;
-	if ((c->memo.cap || !base_map_init(&c->memo, 64)) &&
-	    !base_grow(&c->memo_v, &c->memo_cap, c->memo_n + 1, sizeof(*c->memo_v)) &&
-	    !base_map_put(&c->memo, h, (uint32_t)(c->memo_n << 1 | (size_t)r)))
-		c->memo_v[c->memo_n++] = v;
-	return r;
-}
-
-static const char *label_of(const sreg *s, const char *name)
-{
-	for (uint32_t i = 0; i < s->nlabels; i++)
-		if (!strcmp(s->labels[i].name, name))
-			return s->labels[i].value;
-	return "";
-}
-
-typedef struct cand {
-	base_map set;     /* candidate series from the inverted index */
-	base_map next;    /* being built for the current matcher */
-	const cmatch *cm;
-	st_db *db;
-	int64_t deadline_ns;
-	base_err *err;
-	int rc;
-} cand;
-
-static int cand_add(void *arg, uint64_t id)
-{
-	cand *c = arg;
-	return base_map_put(&c->next, id, 1);
-}
-
-static int cand_value(void *arg, const char *v)
-{
-	cand *c = arg;
-	int r = past(c->deadline_ns);
-	if (!r)
-		r = cm_test(c->cm, v, c->err);
-	if (r <= 0)
-		return r;
-	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-              st_selection **out, base_err *err)
-{
-	return st_select_until(db, m, nm, from, to, 0, out, err);
-}
-
-int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-                    int64_t deadline_ns, st_selection **out, base_err *err)
-{
-	int rc = 0;
-	cmatch *cm = calloc(nm + 1, sizeof(*cm));
-	st_selection *sel = calloc(1, sizeof(*sel));
-	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
-	bool have_cand = false;
-	if (err)
-		err->msg[0] = 0;
-	if (!cm || !sel) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < nm; i++) {
-		cm[i].m = &m[i];
-		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
-			rc = base_fail(err, -EINVAL, "matcher %zu is incomplete", i);
-			goto out;
-		}
-		if (strlen(m[i].value) > ST_MAX_LABEL_VALUE_LEN) {
-			rc = base_fail(err, -EINVAL, "matcher value for \"%s\" is longer than %d "
-			              "bytes", m[i].name, ST_MAX_LABEL_VALUE_LEN);
-			goto out;
-		}
-		if (m[i].op == ST_MATCH_RE || m[i].op == ST_MATCH_NRE) {
-			int ec;
-			PCRE2_SIZE eo;
-			/* fully anchored as in Prometheus: "a.*" must match all of v */
-			cm[i].re = pcre2_compile((PCRE2_SPTR)m[i].value, PCRE2_ZERO_TERMINATED,
-			                         PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF,
-			                         &ec, &eo, NULL);
-			if (!cm[i].re) {
-				PCRE2_UCHAR msg[128];
-				pcre2_get_error_message(ec, msg, sizeof(msg));
-				rc = base_fail(err, -EINVAL, "bad regex for \"%s\" at offset %zu: %s",
-				              m[i].name, (size_t)eo, (const char *)msg);
-				goto out;
-			}
-			cm[i].md = pcre2_match_data_create_from_pattern(cm[i].re, NULL);
-			cm[i].mc = pcre2_match_context_create(NULL);
-			if (!cm[i].md || !cm[i].mc) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			pcre2_set_match_limit(cm[i].mc, RE_MATCH_LIMIT);
-			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
-		}
-	}
-	/* narrow through the inverted index with matchers that cannot match a
-	 * missing label; the rest filter in memory */
-	for (size_t i = 0; i < nm; i++) {
-		int empty = cm_test(&cm[i], "", err);
-		if (empty < 0) {
-			rc = empty;
-			goto out;
-		}
-		if (empty || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
-			continue;
-		if ((rc = base_map_init(&c.next, 256)))
-			goto out;
-		c.cm = &cm[i];
-		if (m[i].op == ST_MATCH_EQ)
-			rc = st__meta_series_eq(db->meta, m[i].name, m[i].value, cand_add, &c);
-		else
-			rc = st__meta_label_values(db->meta, m[i].name, cand_value, &c);
-		if (rc) {
-			base_map_free(&c.next);
-			goto out;
-		}
-		if (have_cand) {
-			/* intersect */
-			base_map keep;
-			if ((rc = base_map_init(&keep, c.next.len))) {
-				base_map_free(&c.next);
-				goto out;
-			}
-			for (size_t k = 0; k < c.next.cap; k++)
-				if (c.next.slots[k].val != BASE_MAP_NONE &&
-				    base_map_get(&c.set, c.next.slots[k].key) != BASE_MAP_NONE)
-					base_map_put(&keep, c.next.slots[k].key, 1);
-			base_map_free(&c.next);
-			base_map_free(&c.set);
-			c.set = keep;
-		} else {
-			c.set = c.next;
-			have_cand = true;
-		}
-		memset(&c.next, 0, sizeof(c.next));
-	}
-	pthread_rwlock_rdlock(&db->rw);
-	size_t cap = have_cand ? c.set.len : db->nseries;
-	sel->ids = malloc((cap + 1) * sizeof(*sel->ids));
-	sel->gbits_n = db->nseries;
-	sel->gbits = calloc(db->nseries / 8 + 1, 1);
-	sel->deadline_ns = deadline_ns;
-	if (!sel->ids || !sel->gbits) {
-		pthread_rwlock_unlock(&db->rw);
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t x = 0; x < db->nseries && !rc; x++) {
-		const sreg *s = &db->series[x];
-		if (have_cand && base_map_get(&c.set, s->id) == BASE_MAP_NONE)
-			continue;
-		if (s->maxt < from || s->mint >= to)
-			continue;
-		if (!(x & 255) && (rc = past(deadline_ns)))
-			break;
-		int ok = 1;
-		for (size_t i = 0; i < nm && ok > 0; i++)
-			ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
-		if (ok < 0)
-			rc = ok;
-		if (ok <= 0)
-			continue;
-		sel->ids[sel->n++] = s->id;
-		sel->gbits[x / 8] |= (uint8_t)(1u << (x % 8));
-	}
-	pthread_rwlock_unlock(&db->rw);
-	if (rc)
-		goto out;
-	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
-	if ((rc = base_map_init(&sel->map, sel->n)))
-		goto out;
-	for (size_t i = 0; i < sel->n; i++)
-		base_map_put(&sel->map, sel->ids[i], (uint32_t)i);
-	*out = sel;
-	sel = NULL;
-out:
-	for (size_t i = 0; cm && i < nm; i++) {
-		pcre2_match_data_free(cm[i].md);
-		pcre2_match_context_free(cm[i].mc);
-		pcre2_code_free(cm[i].re);
-		base_map_free(&cm[i].memo);
-		free(cm[i].memo_v);
-	}
-	free(cm);
-	base_map_free(&c.set);
-	st_selection_free(sel);
-	return rc;
-}
-
-int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
-{
-	int rc = 0;
-	pthread_rwlock_rdlock(&db->rw);
-	uint32_t x = base_map_get(&db->series_map, id);
-	if (x == BASE_MAP_NONE) {
-		rc = -ENOENT;
-		goto out;
-	}
-	const sreg *s = &db->series[x];
-	size_t bytes = s->nlabels * sizeof(st_label);
-	for (uint32_t i = 0; i < s->nlabels; i++)
-		bytes += strlen(s->labels[i].name) + strlen(s->labels[i].value) + 2;
-	st_label *l = malloc(bytes);
-	if (!l) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	char *sp = (char *)(l + s->nlabels);
-	for (uint32_t i = 0; i < s->nlabels; i++) {
-		l[i].name = strcpy(sp, s->labels[i].name);
-		sp += strlen(sp) + 1;
-		l[i].value = strcpy(sp, s->labels[i].value);
-		sp += strlen(sp) + 1;
-	}
-	*out = l;
-	*n = s->nlabels;
-out:
-	pthread_rwlock_unlock(&db->rw);
-	return rc;
-}
-
-int st_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
-{
-	return st__meta_stack_frames(db->meta, id, out, n);
-}
-
-int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
-                        uint32_t **offs)
-{
-	return st__meta_stacks_locations(db->meta, ids, n, locs, offs);
-}
-
-int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
-{
-	return st__meta_symbols_get(db->meta, ids, n, fn, arg);
-}
-
-int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)
-{
-	if (n == 0 || n > ST_MAX_INLINE || !syms)
-		return -EINVAL;
-	return st__meta_symbols_put(db->meta, location_id, syms, n);
-}
-
-int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
-{
-	if (!build_id || !build_id_len || build_id_len > ST_MAX_BUILD_ID_LEN)
-		return -EINVAL;
-	return st__meta_symbols_forget(db->meta, build_id, build_id_len);
-}
-
-int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
-                       void *arg)
-{
-	return st__meta_symbols_missing(db->meta, after_id, limit, fn, arg);
-}
-
-int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
-{
-	return st__meta_locations(db->meta, ids, n, out);
-}
-
-/* ---- reads ---- */
-
-static bool gsel(const st_selection *s, uint32_t x)
-{
-	return x < s->gbits_n && (s->gbits[x / 8] >> (x % 8)) & 1;
-}
-
-/* Takes references on the blocks overlapping [from, to). Caller holds rw. */
-static blk **snapshot_blocks(st_db *db, int64_t from, int64_t to, size_t *n)
-{
-	blk **v = malloc((db->nblocks + 1) * sizeof(*v));
-	*n = 0;
-	if (!v)
-		return NULL;
-	for (size_t i = 0; i < db->nblocks; i++) {
-		blk *k = db->blocks[i];
-		if (k->b.maxt < from || k->b.mint >= to)
-			continue;
-		atomic_fetch_add(&k->refs, 1);
-		v[(*n)++] = k;
-	}
-	return v;
-}
-
-/* Block-local selection: which series of the block are wanted, and a prefix
- * count so a chunk's series range is checked in O(1). */
-static int block_sel(const st__block *b, const st_selection *sel, int64_t from, int64_t to,
-                     uint8_t **want, uint32_t **prefix)
-{
-	uint32_t ns = b->nseries;
-	*want = calloc(ns, 1);
-	*prefix = calloc((size_t)ns + 1, sizeof(**prefix));
-	if (!*want || !*prefix)
-		return -ENOMEM;
-	for (uint32_t s = 0; s < ns; s++) {
-		const st__blk_series *e = &b->series[s];
-		(*want)[s] = sel_has(sel, e->id) && e->maxt >= from && e->mint < to;
-		(*prefix)[s + 1] = (*prefix)[s] + (*want)[s];
-	}
-	return 0;
-}
-
-/* Visits the wanted chunks of a block (k) or of a roll-up file (k NULL).
- * With acc, values are summed into acc[block-local stack] (the merge path,
- * no rows materialized); with steps, into the timeline's (group, step)
- * sums; else each wanted chunk is decoded and handed to fn. Adds the rows
- * of the chunks it decoded to *rows. A damaged chunk of a block is left
- * out and counted in sel (st_selection_damaged); one of a roll-up file
- * fails the call with -EBADMSG, so the caller reads its part from finer
- * data instead. Stops with -ETIMEDOUT past sel's deadline. */
-typedef int (*chunk_fn)(void *arg, const st__block *b, const st__chunk_rows *r,
-                        const uint8_t *want, bool all, int64_t from, int64_t to);
-
-static int scan_block(const blk *k, const st__block *b, const st_selection *sel,
-                      int64_t from, int64_t to, int64_t *acc, const st__steps *steps,
-                      chunk_fn fn, void *arg, uint64_t *rows)
-{
-	uint8_t *want = NULL;
-	uint32_t *prefix = NULL;
-	st__chunk_rows cr = {0};
-	int rc = block_sel(b, sel, from, to, &want, &prefix);
-	if (rc || prefix[b->nseries] == 0)
-		goto out;
-	for (uint32_t c = 0; c < b->nchunks && !rc; c++) {
-		if ((rc = past(sel->deadline_ns)))
-			break;
-		const st__blk_chunk *ch = &b->chunks[c];
-		if (ch->maxt < from || ch->mint >= to)
-			continue;
-		uint32_t nwant = prefix[ch->last_series + 1] - prefix[ch->first_series];
-		if (nwant == 0)
-			continue;
-		bool all = nwant == ch->last_series - ch->first_series + 1 &&
-		           ch->mint >= from && ch->maxt < to;
-		if (acc)
-			rc = st__chunk_merge(b, c, want, all, from, to, acc, &cr);
-		else if (steps)
-			rc = st__chunk_steps(b, c, steps, &cr);
-		else if (!(rc = st__chunk_decode(b, c, &cr)))
-			rc = fn(arg, b, &cr, want, all, from, to);
-		*rows += ch->nrows;
-		if (rc == -EBADMSG && k) {
-			blk_damaged(k, c);
-			sel_note_damaged(sel);
-			rc = 0;
-		}
-	}
-out:
-	free(want);
-	free(prefix);
-	st__chunk_rows_free(&cr);
-	return rc;
-}
-
-typedef struct sums {
-	base_map map;     /* stack id -> index in v */
-	st_stack_sum *v;
-	size_t n, cap;
-} sums;
-
-static int sums_add(sums *s, uint64_t id, int64_t value)
-{
-	uint32_t i = base_map_get(&s->map, id);
-	if (i != BASE_MAP_NONE) {
-		s->v[i].value = st_sum_add(s->v[i].value, value);
-		return 0;
-	}
-	if (base_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
-		return -ENOMEM;
-	s->v[s->n] = (st_stack_sum){id, value};
-	return base_map_put(&s->map, id, (uint32_t)s->n++);
-}
-
-static int cmp_sum(const void *a, const void *b)
-{
-	const st_stack_sum *x = a, *y = b;
-	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
-}
-
-/* ---- reads over a plan: raw rows, roll-ups and the head ---- */
-
-/* The registry indices of a block's (or roll-up file's) stacks, mapped
- * once and kept with it in *slot: a merge then adds each stack's sum into
- * one array by index, instead of a hash lookup per stack per file per
- * query, which was a third of a week's merge from roll-ups. A stack the
- * registry lacks (none should) gets BASE_MAP_NONE. Caller holds rw. */
-static const uint32_t *stack_gidx(st_db *db, const st__block *b, _Atomic(uint32_t *) *slot)
-{
-	uint32_t *g = atomic_load(slot);
-	if (g)
-		return g;
-	g = malloc(((size_t)b->nstacks + 1) * sizeof(*g));
-	if (!g)
-		return NULL;
-	for (uint32_t k = 0; k < b->nstacks; k++) {
-		if (k + 8 < b->nstacks)
-			base_map_prefetch(&db->stacks.map, b->stacks[k + 8]);
-		g[k] = base_map_get(&db->stacks.map, b->stacks[k]);
-	}
-	uint32_t *none = NULL;
-	if (!atomic_compare_exchange_strong(slot, &none, g)) {
-		free(g);   /* another read mapped it first */
-		return none;
-	}
-	return g;
-}
-
-/* What a read adds into: sums per stack (the merge) or the timeline's
- * sums per (group, step). */
-typedef struct reader {
-	const st_selection *sel;
-	sums *s;                 /* merge: stacks the registry lacks */
-	int64_t *hacc;           /* merge: sums by registry index, head and all */
-	size_t nst;              /* its size: the registry's at the snapshot */
-	bool steps;              /* else merge */
-	int64_t origin, step;
-	size_t nsteps;
-	const uint32_t *group;   /* by selection position */
-	int64_t *acc;
-	uint8_t *has;
-	base_err *err;
-	uint64_t raw_rows;       /* rows decoded from blocks and the head */
-} reader;
-
-/* The head's rows in [from, to), added under the caller's read lock. */
-static void read_head(st_db *db, reader *rd, const uint32_t *rg, int64_t from, int64_t to)
-{
-	for (size_t p = 0; p < db->nparts; p++) {
-		const hpart *h = db->parts[p];
-		if (h->start + db->opt.partition_ns <= from || h->start >= to)
-			continue;
-		rd->raw_rows += h->n;
-		for (size_t i = 0; i < h->n; i++) {
-			const hrow *r = &h->rows[i];
-			if (r->ts < from || r->ts >= to)
-				continue;
-			if (!rd->steps) {
-				if (gsel(rd->sel, r->series))
-					rd->hacc[r->stack] = st_sum_add(rd->hacc[r->stack], r->value);
-				continue;
-			}
-			uint32_t g = rg[r->series];
-			if (g == BASE_MAP_NONE || r->ts < rd->origin)
-				continue;
-			size_t k = (size_t)((uint64_t)(r->ts - rd->origin) / (uint64_t)rd->step);
-			if (k >= rd->nsteps)
-				continue;
-			size_t at = (size_t)g * rd->nsteps + k;
-			rd->acc[at] = st_sum_add(rd->acc[at], r->value);
-			rd->has[at] = 1;
-		}
-	}
-}
-
-/* Reads the rows in [from, to) of one block (kb) or roll-up file (kb NULL,
- * rollup true). The merge sums into an array of its own and adds it once
- * the read succeeded, as does the timeline for a roll-up file (into the
- * steps its part spans), so a damaged file adds nothing and its part can
- * be read again elsewhere. */
-static int read_one(reader *rd, const blk *kb, const st__block *b, bool rollup,
-                    const uint32_t *gidx, int64_t from, int64_t to, uint64_t *rows)
-{
-	int rc = 0;
-	if (!rd->steps) {
-		int64_t *acc = calloc((size_t)b->nstacks + 1, sizeof(*acc));
-		if (!acc)
-			return -ENOMEM;
-		rc = scan_block(kb, b, rd->sel, from, to, acc, NULL, NULL, NULL, rows);
-		for (uint32_t x = 0; x < b->nstacks && !rc; x++) {
-			if (!acc[x])
-				continue;
-			if (gidx[x] < rd->nst)
-				rd->hacc[gidx[x]] = st_sum_add(rd->hacc[gidx[x]], acc[x]);
-			else
-				rc = sums_add(rd->s, b->stacks[x], acc[x]);
-		}
-		free(acc);
-		return rc;
-	}
-	if (from < rd->origin)
-		from = rd->origin;
-	if (from >= to)
-		return 0;
-	uint32_t *bg = malloc(((size_t)b->nseries + 1) * sizeof(*bg));
-	if (!bg)
-		return -ENOMEM;
-	uint32_t ng = 0;
-	for (uint32_t s = 0; s < b->nseries; s++) {
-		uint32_t pos = base_map_get(&rd->sel->map, b->series[s].id);
-		bg[s] = pos == BASE_MAP_NONE ? BASE_MAP_NONE : rd->group[pos];
-		if (bg[s] != BASE_MAP_NONE && bg[s] >= ng)
-			ng = bg[s] + 1;
-	}
-	st__steps sp = {bg, from, to, rd->origin, rd->step, rd->nsteps, rd->acc, rd->has};
-	int64_t *tacc = NULL;
-	uint8_t *thas = NULL;
-	size_t k0 = 0, nk = 0;
-	if (rollup && ng) {
-		/* the steps [from, to) falls in, for every group */
-		k0 = (size_t)((uint64_t)(from - rd->origin) / (uint64_t)rd->step);
-		size_t k1 = (size_t)((uint64_t)(to - 1 - rd->origin) / (uint64_t)rd->step) + 1;
-		if (k1 > rd->nsteps)
-			k1 = rd->nsteps;
-		nk = k1 > k0 ? k1 - k0 : 0;
-		tacc = calloc((size_t)ng * nk + 1, sizeof(*tacc));
-		thas = calloc((size_t)ng * nk + 1, 1);
-		if (!tacc || !thas) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		sp.origin = rd->origin + (int64_t)k0 * rd->step;
-		sp.nsteps = nk;
-		sp.acc = tacc;
-		sp.has = thas;
-	}
-	rc = scan_block(kb, b, rd->sel, from, to, NULL, &sp, NULL, NULL, rows);
-	for (size_t g = 0; !rc && tacc && g < ng; g++)
-		for (size_t k = 0; k < nk; k++) {
-			size_t at = g * rd->nsteps + k0 + k, t = g * nk + k;
-			if (!thas[t])
-				continue;
-			rd->acc[at] = st_sum_add(rd->acc[at], tacc[t]);
-			rd->has[at] = 1;
-		}
-out:
-	free(tacc);
-	free(thas);
-	free(bg);
-	return rc;
-}
-
-/* Raw rows of [from, to) from the blocks of the read's snapshot. */
-static int read_raw(reader *rd, blk *const *bl, size_t nb, int64_t from, int64_t to)
-{
-	int rc = 0;
-	for (size_t i = 0; i < nb && !rc; i++)
-		if (bl[i]->b.maxt >= from && bl[i]->b.mint < to)
-			rc = read_one(rd, bl[i], &bl[i]->b, false, atomic_load(&bl[i]->gidx),
-			              from, to, &rd->raw_rows);
-	return rc;
-}
-
-/* One part of a plan as the read's snapshot found it. */
-typedef struct rpart {
-	st__ru_file *f;          /* NULL: raw rows */
-	int64_t from, to;
-	const char *lost;        /* raw rows a damaged roll-up held are gone */
-	const uint32_t *gidx;    /* the merge: f's stacks' registry indices */
-} rpart;
-
-static void rparts_free(rpart *v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		st__ru_file_unref(v[i].f);
-	free(v);
-}
-
-static int rparts_add(rpart **v, size_t *n, size_t *cap, const rpart *p)
-{
-	if (base_grow(v, cap, *n + 1, sizeof(**v)))
-		return -ENOMEM;
-	(*v)[(*n)++] = *p;
-	return 0;
-}
-
-/* Reads a plan: under one read lock, the head's rows of every span, the
- * blocks and the roll-up files each part needs (so a cut meanwhile can
- * neither double nor drop a row); then the files and blocks without it. */
-static int read_plan(st_db *db, reader *rd, const st_span *sp, size_t nsp)
-{
-	int rc = 0;
-	size_t nb = 0, np = 0, pcap = 0;
-	blk **bl = NULL;
-	rpart *parts = NULL;
-	uint32_t *rg = NULL;
-	int64_t lo = INT64_MAX, hi = INT64_MIN;
-	for (size_t i = 0; i < nsp; i++) {
-		if (sp[i].from_ns >= sp[i].to_ns)
-			continue;
-		lo = sp[i].from_ns < lo ? sp[i].from_ns : lo;
-		hi = sp[i].to_ns > hi ? sp[i].to_ns : hi;
-	}
-	if (lo >= hi)
-		return 0;
-	pthread_rwlock_rdlock(&db->rw);
-	bl = snapshot_blocks(db, lo, hi, &nb);
-	if (!bl) {
-		rc = -ENOMEM;
-		goto unlock;
-	}
-	if (rd->steps) {
-		rg = malloc(((size_t)db->nseries + 1) * sizeof(*rg));
-		if (!rg) {
-			rc = -ENOMEM;
-			goto unlock;
-		}
-		for (uint32_t i = 0; i < db->nseries; i++) {
-			uint32_t pos = gsel(rd->sel, i) ? base_map_get(&rd->sel->map, db->series[i].id)
-			                                : BASE_MAP_NONE;
-			rg[i] = pos == BASE_MAP_NONE ? BASE_MAP_NONE : rd->group[pos];
-		}
-	} else {
-		rd->nst = db->stacks.n;
-		rd->hacc = calloc(rd->nst + 1, sizeof(*rd->hacc));
-		if (!rd->hacc) {
-			rc = -ENOMEM;
-			goto unlock;
-		}
-		for (size_t i = 0; i < nb && !rc; i++)
-			if (!stack_gidx(db, &bl[i]->b, &bl[i]->gidx))
-				rc = -ENOMEM;
-	}
-	for (size_t i = 0; i < nsp && !rc; i++) {
-		int64_t from = sp[i].from_ns, to = sp[i].to_ns;
-		if (from >= to)
-			continue;
-		read_head(db, rd, rg, from, to);
-		st__ru_part *rp = NULL;
-		size_t nrp = 0;
-		if (sp[i].step_ns) {
-			if (st__ru_level(db->ru, sp[i].step_ns) < 0) {
-				rc = base_fail(rd->err, -EINVAL, "no roll-up level has a step of %" PRId64
-				              " ns", sp[i].step_ns);
-				break;
-			}
-			rc = st__ru_parts(db->ru, sp[i].step_ns, from, to, &rp, &nrp);
-		} else {
-			rp = malloc(sizeof(*rp));
-			rc = rp ? 0 : -ENOMEM;
-			if (rp)
-				rp[nrp++] = (st__ru_part){NULL, from, to};
-		}
-		for (size_t k = 0; k < nrp; k++) {
-			rpart p = {rp[k].f, rp[k].from, rp[k].to,
-			           rp[k].f ? NULL : st__ru_lost(db->ru, rp[k].from, rp[k].to), NULL};
-			if (!rc && rp[k].f && !rd->steps &&
-			    !(p.gidx = stack_gidx(db, st__ru_file_block(rp[k].f),
-			                          st__ru_file_gidx(rp[k].f))))
-				rc = -ENOMEM;
-			if (!rc)
-				rc = rparts_add(&parts, &np, &pcap, &p);
-			if (rc)
-				st__ru_file_unref(rp[k].f);
-		}
-		free(rp);
-	}
-unlock:
-	pthread_rwlock_unlock(&db->rw);
-	for (size_t i = 0; i < np && !rc; i++) {
-		rpart *p = &parts[i];
-		if (p->lost) {
-			rc = base_fail(rd->err, -EBADMSG, "roll-up file %s is damaged and the raw "
-			              "rows of its span are gone", p->lost);
-			break;
-		}
-		if (!p->f) {
-			rc = read_raw(rd, bl, nb, p->from, p->to);
-			continue;
-		}
-		uint64_t rows = 0;
-		size_t level = st__ru_file_level(p->f);
-		rc = read_one(rd, NULL, st__ru_file_block(p->f), true, p->gidx, p->from, p->to,
-		              &rows);
-		st__ru_count(db->ru, level, rows);
-		if (rc != -EBADMSG)
-			continue;
-		/* damaged: raw rows of its part, while they exist */
-		if (!st__ru_file_damaged(db->ru, p->f)) {
-			rc = base_fail(rd->err, -EBADMSG, "roll-up file %s is damaged and the raw rows "
-			              "of its span are gone", st__ru_file_path(p->f));
-			break;
-		}
-		st__ru_fallback(db->ru);
-		rc = read_raw(rd, bl, nb, p->from, p->to);
-	}
-	if (!rc && !rd->steps) {
-		/* the sums by index into (stack ID, sum): the registry's ID
-		 * array may move under ingest, so under the lock */
-		pthread_rwlock_rdlock(&db->rw);
-		size_t nz = 0;
-		for (size_t i = 0; i < rd->nst; i++)
-			nz += rd->hacc[i] != 0;
-		if (base_grow(&rd->s->v, &rd->s->cap, rd->s->n + nz + 1, sizeof(*rd->s->v)))
-			rc = -ENOMEM;
-		for (size_t i = 0; i < rd->nst && !rc; i++)
-			if (rd->hacc[i])
-				rd->s->v[rd->s->n++] = (st_stack_sum){db->stacks.ids[i], rd->hacc[i]};
-		pthread_rwlock_unlock(&db->rw);
-	}
-	__atomic_fetch_add(&db->rows_read_raw, rd->raw_rows, __ATOMIC_RELAXED);
-	for (size_t i = 0; bl && i < nb; i++)
-		blk_unref(bl[i]);
-	free(bl);
-	rparts_free(parts, np);
-	free(rg);
-	free(rd->hacc);
-	rd->hacc = NULL;
-	return rc;
-}
-
-int st_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
-                   st_stack_sum **out, size_t *nout, base_err *err)
-{
-	sums s = {0};
-	int rc = base_map_init(&s.map, 4096);
-	if (rc)
-		return rc;
-	if (err)
-		err->msg[0] = 0;
-	reader rd = {.sel = sel, .s = &s, .err = err};
-	rc = read_plan(db, &rd, sp, nsp);
-	if (!rc) {
-		if (s.n)
-			qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
-		*out = s.v;
-		*nout = s.n;
-		s.v = NULL;
-	}
-	free(s.v);
-	base_map_free(&s.map);
-	return rc;
-}
-
-int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-             st_stack_sum **out, size_t *nout)
-{
-	st_span raw = {0, from, to};
-	return st_merge_spans(db, sel, &raw, 1, out, nout, NULL);
-}
-
-typedef struct rows_arg {
-	st_row_fn fn;
-	void *arg;
-} rows_arg;
-
-static int rows_chunk(void *arg, const st__block *b, const st__chunk_rows *r,
-                      const uint8_t *want, bool all, int64_t from, int64_t to)
-{
-	rows_arg *ra = arg;
-	for (uint32_t i = 0; i < r->n; i++) {
-		if (!all && !(want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to))
-			continue;
-		st_row row = {r->ts[i], b->series[r->series[i]].id,
-		              b->stacks[r->stack[i]], r->value[i]};
-		int rc = ra->fn(ra->arg, &row);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
-int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-            st_row_fn fn, void *arg)
-{
-	int rc = 0;
-	size_t nb = 0, nh = 0, hcap = 0;
-	st_row *hrows = NULL;
-	pthread_rwlock_rdlock(&db->rw);
-	blk **bl = snapshot_blocks(db, from, to, &nb);
-	/* copy the head's rows so fn runs without the lock */
-	for (size_t p = 0; bl && p < db->nparts && !rc; p++) {
-		const hpart *h = db->parts[p];
-		if (h->start + db->opt.partition_ns <= from || h->start >= to)
-			continue;
-		for (size_t i = 0; i < h->n; i++) {
-			const hrow *r = &h->rows[i];
-			if (r->ts < from || r->ts >= to || !gsel(sel, r->series))
-				continue;
-			if (base_grow(&hrows, &hcap, nh + 1, sizeof(*hrows))) {
-				rc = -ENOMEM;
-				break;
-			}
-			hrows[nh++] = (st_row){r->ts, db->series[r->series].id,
-			                       db->stacks.ids[r->stack], r->value};
-		}
-	}
-	pthread_rwlock_unlock(&db->rw);
-	if (!bl)
-		rc = -ENOMEM;
-	rows_arg ra = {fn, arg};
-	uint64_t rows = 0;
-	for (size_t i = 0; i < nb && !rc; i++)
-		rc = scan_block(bl[i], &bl[i]->b, sel, from, to, NULL, NULL, rows_chunk, &ra, &rows);
-	for (size_t i = 0; i < nh && !rc; i++)
-		rc = fn(arg, &hrows[i]);
-	for (size_t i = 0; bl && i < nb; i++)
-		blk_unref(bl[i]);
-	free(bl);
-	free(hrows);
-	return rc;
-}
-
-/* ---- the timeline: sums per (group, step) ---- */
-
-int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
-                          int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                          int64_t *acc, uint8_t *has, base_err *err)
-{
-	if (step <= 0)
-		return -EINVAL;
-	if (err)
-		err->msg[0] = 0;
-	reader rd = {.sel = sel, .steps = true, .origin = origin, .step = step, .nsteps = nsteps,
-	             .group = group, .acc = acc, .has = has, .err = err};
-	return read_plan(db, &rd, sp, nsp);
-}
-
-int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                    int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                    int64_t *acc, uint8_t *has)
-{
-	st_span raw = {0, from < origin ? origin : from, to};
-	return st_series_steps_spans(db, sel, &raw, 1, origin, step, nsteps, group, acc, has,
-	                             NULL);
-}
-
-/* ---- roll-ups ---- */
-
-size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
-{
-	size_t n = st__ru_nlevels(db->ru);
-	for (size_t i = 0; i < n && i < max; i++)
-		steps[i] = st__ru_step(db->ru, i);
-	return n;
-}
-
-int st_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
-                    size_t *n)
-{
-	pthread_rwlock_rdlock(&db->rw);
-	int rc = st__ru_spans(db->ru, step, from, to, out, n);
-	pthread_rwlock_unlock(&db->rw);
-	return rc;
-}
-
-/* The coverage of [s, e)'s partitions, for a roll-up built from raw rows.
- * Caller holds rw. */
-static int covers_of(st_db *db, int64_t s, int64_t e, covers *out)
-{
-	int rc = 0;
-	for (int64_t p = s; p < e && !rc; p += db->opt.partition_ns) {
-		uint64_t l = covered(&db->cover, p);
-		if (l)
-			rc = cover_note(out, p, l);
-	}
-	return rc;
-}
-
-/* Builds one roll-up file: from its job's files, or from the blocks over
- * its span as the store has them now, with the coverage they hold. A span
- * with a damaged block gets none: its raw rows stay what queries read,
- * without the damaged chunks and saying so, where a roll-up would hide the
- * loss (and building it would fail at every pass). */
-static int rollup_job(st_db *db, const st__ru_job *j)
-{
-	int rc = 0;
-	size_t nb = 0, nin = 0;
-	blk **bl = NULL;
-	covers cov = {0};
-	const st__block **in = NULL;
-	st__ru_file *f = NULL;
-	base_err err = {0};
-	pthread_rwlock_rdlock(&db->rw);
-	if (j->nsrc) {
-		in = malloc(j->nsrc * sizeof(*in));
-		for (size_t i = 0; in && i < j->nsrc && !rc; i++) {
-			const st__block *b = st__ru_file_block(j->src[i]);
-			in[nin++] = b;
-			for (uint32_t c = 0; c < b->ncover && !rc; c++)
-				if (b->cover[c].partition_start >= j->start &&
-				    b->cover[c].partition_start < j->end)
-					rc = cover_note(&cov, b->cover[c].partition_start, b->cover[c].wal_lsn);
-		}
-	} else {
-		bl = snapshot_blocks(db, j->start, j->end, &nb);
-		in = malloc((nb + 1) * sizeof(*in));
-		for (size_t i = 0; in && bl && i < nb; i++)
-			in[nin++] = &bl[i]->b;
-		if (bl)
-			rc = covers_of(db, j->start, j->end, &cov);
-	}
-	pthread_rwlock_unlock(&db->rw);
-	if (!in || (!j->nsrc && !bl))
-		rc = -ENOMEM;
-	bool damaged = false;
-	for (size_t i = 0; bl && i < nb; i++)
-		damaged |= atomic_load(&bl[i]->damaged);
-	if (!rc && !damaged)
-		rc = st__ru_write(db->ru, j, in, nin, cov.v, cov.n, &f, &err);
-	if (rc == -EBADMSG && bl) {
-		/* found now: mark the block (blk_check names it) so the next
-		 * pass skips the span at once */
-		for (size_t i = 0; i < nb; i++)
-			blk_check(bl[i]);
-		damaged = true;
-		rc = 0;
-	}
-	if (damaged) {
-		/* nothing built */
-	} else if (!rc) {
-		pthread_rwlock_wrlock(&db->rw);
-		st__ru_install(db->ru, f);
-		pthread_rwlock_unlock(&db->rw);
-	} else if (rc == -ENODATA) {
-		rc = 0;   /* nothing left in its span */
-	} else {
-		fprintf(stderr, "smolder storage: roll-up: %s\n", err.msg[0] ? err.msg : strerror(-rc));
-	}
-	for (size_t i = 0; bl && i < nb; i++)
-		blk_unref(bl[i]);
-	free(bl);
-	free(in);
-	free(cov.v);
-	return rc;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-int st_rollup(st_db *db, int64_t now)
-{
-	int rc = 0;
-	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns
-	                                                      : INT64_MIN;
-	pthread_mutex_lock(&db->maint_mu);
-	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li++) {
-		st__ru_job *jobs = NULL;
-		size_t nj = 0;
-		int64_t *parts = NULL;
-		pthread_rwlock_rdlock(&db->rw);
-		/* the partitions that have rows in blocks (or had, before
-		 * retention), in time order */
-		parts = malloc((db->cover.n + 1) * sizeof(*parts));
-		if (parts) {
-			for (size_t i = 0; i < db->cover.n; i++)
-				parts[i] = db->cover.v[i].partition_start;
-			qsort(parts, db->cover.n, sizeof(*parts), cmp_i64);
-			rc = st__ru_todo(db->ru, li, parts, db->cover.n, now, keep_after, &jobs, &nj);
-		} else {
-			rc = -ENOMEM;
-		}
-		pthread_rwlock_unlock(&db->rw);
-		free(parts);
-		for (size_t i = 0; i < nj && !rc; i++)
-			rc = rollup_job(db, &jobs[i]);
-		st__ru_jobs_free(jobs, nj);
-	}
-	pthread_mutex_unlock(&db->maint_mu);
-	return rc;
 }
 
 bool st_head_full(st_db *db)

@@ -32,7 +32,7 @@ struct st__ru_file {
 	atomic_int refs;
 	bool stale;              /* a cut added rows to its span since (lock) */
 	atomic_bool damaged;     /* did not parse, or a chunk failed its CRC */
-	_Atomic(uint32_t *) gidx; /* db.c's registry indices of its stacks */
+	_Atomic(uint32_t *) gidx; /* read.c's registry indices of its stacks */
 };
 
 typedef struct rlevel {

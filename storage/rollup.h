@@ -2,8 +2,8 @@
  * stack) sums per step, built from blocks or from a finer level, that a
  * read uses instead of raw rows for the parts of a range they hold
  * exactly. The files are blocks of the block format with a step in the
- * header (docs/format.md, section 7); db.c decides what to read and when
- * to build, this module keeps the files.
+ * header (docs/format.md, section 7); read.c decides what to read,
+ * maint.c when to build, and this module keeps the files.
  *
  * Locking: the store's rw lock guards every list here. Functions that
  * look (st__ru_parts, st__ru_spans, st__ru_todo) need it held for reading,
@@ -74,7 +74,7 @@ int st__ru_spans(st__ru *r, int64_t step, int64_t from, int64_t to, st_span **ou
                  size_t *n);
 
 const st__block *st__ru_file_block(const st__ru_file *f);
-/* Where db.c keeps the registry indices of f's stacks (freed with f). */
+/* Where read.c keeps the registry indices of f's stacks (freed with f). */
 _Atomic(uint32_t *) *st__ru_file_gidx(st__ru_file *f);
 const char *st__ru_file_path(const st__ru_file *f);
 size_t st__ru_file_level(const st__ru_file *f);

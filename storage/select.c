@@ -1,0 +1,337 @@
+/* select.c - selections: the series whose labels pass every matcher and
+ * that have rows in a time range, with regexes under a budget so that
+ * one costly pattern cannot hold a query for minutes. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <xxhash.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "storage/db_int.h"
+
+/* ---- selection ---- */
+
+
+void st_selection_free(st_selection *s)
+{
+	if (!s)
+		return;
+	free(s->ids);
+	free(s->gbits);
+	base_map_free(&s->map);
+	free(s);
+}
+
+size_t st_selection_count(const st_selection *s) { return s->n; }
+uint64_t st_selection_damaged(const st_selection *s) { return atomic_load(&((st_selection *)s)->damaged); }
+
+void st__sel_note_damaged(const st_selection *s)
+{
+	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
+}
+
+/* -ETIMEDOUT once the deadline (0: none) has passed. */
+int st__past(int64_t deadline_ns)
+{
+	return deadline_ns && base_monotonic_ns() >= deadline_ns ? -ETIMEDOUT : 0;
+}
+uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
+
+bool st__sel_has(const st_selection *s, uint64_t id)
+{
+	return base_map_get(&s->map, id) != BASE_MAP_NONE;
+}
+
+/* What one regex evaluation may spend. PCRE2's defaults (ten million
+ * match steps, 20 MB of backtracking heap) let a single value take about
+ * 150 ms, and a selector evaluates a regex once per label value and per
+ * series: one query took 14 s. With these a value costs at most a
+ * millisecond or two; a regex that needs more on real label values is
+ * refused, naming it, rather than evaluated for minutes. */
+#define RE_MATCH_LIMIT 100000
+#define RE_HEAP_LIMIT_KIB 4096
+
+typedef struct cmatch {
+	const st_matcher *m;
+	pcre2_code *re;
+	pcre2_match_data *md;
+	pcre2_match_context *mc;
+	/* results by value for the per-series pass: series share few values,
+	 * and each distinct one is matched once. Key: XXH3 of the value;
+	 * val: index into memo_v << 1 | result. */
+	base_map memo;
+	const char **memo_v;
+	size_t memo_n, memo_cap;
+} cmatch;
+
+/* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
+ * out of its budget on v (PCRE2 said neither match nor no match: taking
+ * that for "no match" answered wrong, and for "match" under !~). */
+static int cm_test(const cmatch *c, const char *v, base_err *err)
+{
+	switch (c->m->op) {
+	case ST_MATCH_EQ: return !strcmp(v, c->m->value);
+	case ST_MATCH_NE: return strcmp(v, c->m->value) != 0;
+	default: {
+		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, c->mc);
+		if (r >= 0 || r == PCRE2_ERROR_NOMATCH)
+			return (r >= 0) == (c->m->op == ST_MATCH_RE);
+		PCRE2_UCHAR msg[128];
+		pcre2_get_error_message(r, msg, sizeof(msg));
+		return base_fail(err, -EINVAL, "the regex \"%.80s\" for label \"%s\" is too "
+		                "costly: on the value \"%.40s%s\" PCRE2 stopped with \"%s\"; "
+		                "simplify it (nested repetition such as (a+)+ backtracks "
+		                "exponentially)", c->m->value, c->m->name, v,
+		                strlen(v) > 40 ? "..." : "", (const char *)msg);
+	}
+	}
+}
+
+/* cm_test through the matcher's memo: equal values are matched once.
+ * Caller holds rw, which keeps the remembered strings alive. */
+static int cm_test_memo(cmatch *c, const char *v, base_err *err)
+{
+	if (c->m->op == ST_MATCH_EQ || c->m->op == ST_MATCH_NE)
+		return cm_test(c, v, err);
+	uint64_t h = XXH3_64bits(v, strlen(v));
+	uint32_t e = c->memo.cap ? base_map_get(&c->memo, h) : BASE_MAP_NONE;
+	if (e != BASE_MAP_NONE && !strcmp(c->memo_v[e >> 1], v))
+		return (int)(e & 1);
+	int r = cm_test(c, v, err);
+	/* a hash collision with another value is only not remembered */
+	if (r < 0 || e != BASE_MAP_NONE || c->memo_n >= (BASE_MAP_NONE >> 1))
+		return r;
+	if ((c->memo.cap || !base_map_init(&c->memo, 64)) &&
+	    !base_grow(&c->memo_v, &c->memo_cap, c->memo_n + 1, sizeof(*c->memo_v)) &&
+	    !base_map_put(&c->memo, h, (uint32_t)(c->memo_n << 1 | (size_t)r)))
+		c->memo_v[c->memo_n++] = v;
+	return r;
+}
+
+static const char *label_of(const sreg *s, const char *name)
+{
+	for (uint32_t i = 0; i < s->nlabels; i++)
+		if (!strcmp(s->labels[i].name, name))
+			return s->labels[i].value;
+	return "";
+}
+
+typedef struct cand {
+	base_map set;     /* candidate series from the inverted index */
+	base_map next;    /* being built for the current matcher */
+	const cmatch *cm;
+	st_db *db;
+	int64_t deadline_ns;
+	base_err *err;
+	int rc;
+} cand;
+
+static int cand_add(void *arg, uint64_t id)
+{
+	cand *c = arg;
+	return base_map_put(&c->next, id, 1);
+}
+
+static int cand_value(void *arg, const char *v)
+{
+	cand *c = arg;
+	int r = st__past(c->deadline_ns);
+	if (!r)
+		r = cm_test(c->cm, v, c->err);
+	if (r <= 0)
+		return r;
+	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+              st_selection **out, base_err *err)
+{
+	return st_select_until(db, m, nm, from, to, 0, out, err);
+}
+
+int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                    int64_t deadline_ns, st_selection **out, base_err *err)
+{
+	int rc = 0;
+	cmatch *cm = calloc(nm + 1, sizeof(*cm));
+	st_selection *sel = calloc(1, sizeof(*sel));
+	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
+	bool have_cand = false;
+	if (err)
+		err->msg[0] = 0;
+	if (!cm || !sel) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nm; i++) {
+		cm[i].m = &m[i];
+		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
+			rc = base_fail(err, -EINVAL, "matcher %zu is incomplete", i);
+			goto out;
+		}
+		if (strlen(m[i].value) > ST_MAX_LABEL_VALUE_LEN) {
+			rc = base_fail(err, -EINVAL, "matcher value for \"%s\" is longer than %d "
+			              "bytes", m[i].name, ST_MAX_LABEL_VALUE_LEN);
+			goto out;
+		}
+		if (m[i].op == ST_MATCH_RE || m[i].op == ST_MATCH_NRE) {
+			int ec;
+			PCRE2_SIZE eo;
+			/* fully anchored as in Prometheus: "a.*" must match all of v */
+			cm[i].re = pcre2_compile((PCRE2_SPTR)m[i].value, PCRE2_ZERO_TERMINATED,
+			                         PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF,
+			                         &ec, &eo, NULL);
+			if (!cm[i].re) {
+				PCRE2_UCHAR msg[128];
+				pcre2_get_error_message(ec, msg, sizeof(msg));
+				rc = base_fail(err, -EINVAL, "bad regex for \"%s\" at offset %zu: %s",
+				              m[i].name, (size_t)eo, (const char *)msg);
+				goto out;
+			}
+			cm[i].md = pcre2_match_data_create_from_pattern(cm[i].re, NULL);
+			cm[i].mc = pcre2_match_context_create(NULL);
+			if (!cm[i].md || !cm[i].mc) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			pcre2_set_match_limit(cm[i].mc, RE_MATCH_LIMIT);
+			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
+		}
+	}
+	/* narrow through the inverted index with matchers that cannot match a
+	 * missing label; the rest filter in memory */
+	for (size_t i = 0; i < nm; i++) {
+		int empty = cm_test(&cm[i], "", err);
+		if (empty < 0) {
+			rc = empty;
+			goto out;
+		}
+		if (empty || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
+			continue;
+		if ((rc = base_map_init(&c.next, 256)))
+			goto out;
+		c.cm = &cm[i];
+		if (m[i].op == ST_MATCH_EQ)
+			rc = st__meta_series_eq(db->meta, m[i].name, m[i].value, cand_add, &c);
+		else
+			rc = st__meta_label_values(db->meta, m[i].name, cand_value, &c);
+		if (rc) {
+			base_map_free(&c.next);
+			goto out;
+		}
+		if (have_cand) {
+			/* intersect */
+			base_map keep;
+			if ((rc = base_map_init(&keep, c.next.len))) {
+				base_map_free(&c.next);
+				goto out;
+			}
+			for (size_t k = 0; k < c.next.cap; k++)
+				if (c.next.slots[k].val != BASE_MAP_NONE &&
+				    base_map_get(&c.set, c.next.slots[k].key) != BASE_MAP_NONE)
+					base_map_put(&keep, c.next.slots[k].key, 1);
+			base_map_free(&c.next);
+			base_map_free(&c.set);
+			c.set = keep;
+		} else {
+			c.set = c.next;
+			have_cand = true;
+		}
+		memset(&c.next, 0, sizeof(c.next));
+	}
+	pthread_rwlock_rdlock(&db->rw);
+	size_t cap = have_cand ? c.set.len : db->nseries;
+	sel->ids = malloc((cap + 1) * sizeof(*sel->ids));
+	sel->gbits_n = db->nseries;
+	sel->gbits = calloc(db->nseries / 8 + 1, 1);
+	sel->deadline_ns = deadline_ns;
+	if (!sel->ids || !sel->gbits) {
+		pthread_rwlock_unlock(&db->rw);
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t x = 0; x < db->nseries && !rc; x++) {
+		const sreg *s = &db->series[x];
+		if (have_cand && base_map_get(&c.set, s->id) == BASE_MAP_NONE)
+			continue;
+		if (s->maxt < from || s->mint >= to)
+			continue;
+		if (!(x & 255) && (rc = st__past(deadline_ns)))
+			break;
+		int ok = 1;
+		for (size_t i = 0; i < nm && ok > 0; i++)
+			ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
+		if (ok < 0)
+			rc = ok;
+		if (ok <= 0)
+			continue;
+		sel->ids[sel->n++] = s->id;
+		sel->gbits[x / 8] |= (uint8_t)(1u << (x % 8));
+	}
+	pthread_rwlock_unlock(&db->rw);
+	if (rc)
+		goto out;
+	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
+	if ((rc = base_map_init(&sel->map, sel->n)))
+		goto out;
+	for (size_t i = 0; i < sel->n; i++)
+		base_map_put(&sel->map, sel->ids[i], (uint32_t)i);
+	*out = sel;
+	sel = NULL;
+out:
+	for (size_t i = 0; cm && i < nm; i++) {
+		pcre2_match_data_free(cm[i].md);
+		pcre2_match_context_free(cm[i].mc);
+		pcre2_code_free(cm[i].re);
+		base_map_free(&cm[i].memo);
+		free(cm[i].memo_v);
+	}
+	free(cm);
+	base_map_free(&c.set);
+	st_selection_free(sel);
+	return rc;
+}
+
+int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&db->rw);
+	uint32_t x = base_map_get(&db->series_map, id);
+	if (x == BASE_MAP_NONE) {
+		rc = -ENOENT;
+		goto out;
+	}
+	const sreg *s = &db->series[x];
+	size_t bytes = s->nlabels * sizeof(st_label);
+	for (uint32_t i = 0; i < s->nlabels; i++)
+		bytes += strlen(s->labels[i].name) + strlen(s->labels[i].value) + 2;
+	st_label *l = malloc(bytes);
+	if (!l) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	char *sp = (char *)(l + s->nlabels);
+	for (uint32_t i = 0; i < s->nlabels; i++) {
+		l[i].name = strcpy(sp, s->labels[i].name);
+		sp += strlen(sp) + 1;
+		l[i].value = strcpy(sp, s->labels[i].value);
+		sp += strlen(sp) + 1;
+	}
+	*out = l;
+	*n = s->nlabels;
+out:
+	pthread_rwlock_unlock(&db->rw);
+	return rc;
+}
+
