@@ -70,6 +70,8 @@ int st__series_add(st_db *db, uint64_t id, const char *type,
 		sp += strlen(v) + 1;
 	}
 	int rc = base_map_put(&db->series_map, id, db->nseries);
+	if (!rc && (rc = st__post_add(&db->post, db->nseries, l, n + 1)))
+		base_map_del(&db->series_map, id);
 	if (rc) {
 		free(l);
 		return rc;
@@ -585,6 +587,7 @@ void st_close(st_db *db)
 	for (size_t i = 0; i < db->nblocks; i++)
 		st__blk_unref(db->blocks[i]);
 	free(db->blocks);
+	st__post_free(&db->post);
 	for (uint32_t i = 0; i < db->nseries; i++)
 		free(db->series[i].labels);
 	free(db->series);

@@ -1,7 +1,7 @@
 /* db_int.h - the store's own workshop: what db.c (open, replay, close,
  * registries, coverage, blocks on disk), head.c (append, apply, cut),
- * maint.c (retention, compaction, roll-ups), select.c (selections by the
- * matchers) and read.c (merges, rows, the timeline) share, and
+ * maint.c (retention, compaction, roll-ups), select.c (selections over the
+ * label postings) and read.c (merges, rows, the timeline) share, and
  * nothing else includes.
  *
  * Locking: append_mu serializes WAL appends, metadata writes for ingest
@@ -18,15 +18,18 @@
 #ifndef SMOLDER_DB_INT_H
 #define SMOLDER_DB_INT_H
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/map.h"
 #include "storage/meta.h"
+#include "storage/postings.h"
 #include "storage/rollup.h"
 #include "storage/st_int.h"
 #include "storage/wal.h"
@@ -92,6 +95,7 @@ struct st_db {
 	uint32_t nseries;
 	size_t series_cap;
 	base_map series_map;
+	st__postings post;  /* the series' label postings (select.c's index) */
 	st__ids stacks;     /* stack registry: ID <-> dense index */
 
 	hpart **parts;
@@ -176,8 +180,15 @@ int st__head_apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 /* ---- selections (select.c) ---- */
 
 /* -ETIMEDOUT once the deadline (CLOCK_MONOTONIC; 0: none) has passed. */
-int st__past(int64_t deadline_ns);
-bool st__sel_has(const st_selection *s, uint64_t id);
+static inline int st__past(int64_t deadline_ns)
+{
+	return deadline_ns && base_monotonic_ns() >= deadline_ns ? -ETIMEDOUT : 0;
+}
+
+static inline bool st__sel_has(const st_selection *s, uint64_t id)
+{
+	return base_map_get(&s->map, id) != BASE_MAP_NONE;
+}
 /* Counts a damaged chunk a read over s left out. */
 void st__sel_note_damaged(const st_selection *s);
 

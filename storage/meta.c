@@ -36,7 +36,9 @@ static const char schema[] =
 	/* series: id is the 64-bit series hash; labels is name\0value\0... */
 	"CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, type TEXT NOT NULL,"
 	" labels BLOB NOT NULL);"
-	/* the inverted index: (name, value) -> series, type as __name__ */
+	/* the inverted index: (name, value) -> series, type as __name__; the
+	 * store selects through postings.c's copy in memory, made from
+	 * `series` at open, and keeps this one for SQLite queries on meta.db */
 	"CREATE TABLE IF NOT EXISTS series_labels(name TEXT NOT NULL, value TEXT NOT NULL,"
 	" series_id INTEGER NOT NULL, PRIMARY KEY(name, value, series_id)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS objects(id INTEGER PRIMARY KEY,"
@@ -79,10 +81,8 @@ static const char *const wsql[W_NSTMT] = {
 	              " JOIN objects o ON o.id = l.object_id WHERE o.build_id = ?1)",
 };
 
-enum { R_SERIES_EQ, R_VALUES, R_STACK, R_LOC, R_SYM, R_MISSING, R_NSTMT };
+enum { R_STACK, R_LOC, R_SYM, R_MISSING, R_NSTMT };
 static const char *const rsql[R_NSTMT] = {
-	[R_SERIES_EQ] = "SELECT series_id FROM series_labels WHERE name = ?1 AND value = ?2",
-	[R_VALUES] = "SELECT DISTINCT value FROM series_labels WHERE name = ?1",
 	[R_STACK] = "SELECT frames FROM stacks WHERE id = ?1",
 	[R_LOC] = ("SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name,"
 	           " l.file, l.line, l.lang"
@@ -651,46 +651,6 @@ int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg)
 	int rc = load_stacks_locked(m, fn, arg);
 	pthread_mutex_unlock(&m->w_mu);
 	return rc;
-}
-
-int st__meta_series_eq(st__meta *m, const char *name, const char *value,
-                       st__meta_id_fn fn, void *arg)
-{
-	int rc, r = 0;
-	pthread_mutex_lock(&m->r_mu);
-	sqlite3_stmt *st = m->rs[R_SERIES_EQ];
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r)
-		r = fn(arg, (uint64_t)sqlite3_column_int64(st, 0));
-	sqlite3_reset(st);
-	pthread_mutex_unlock(&m->r_mu);
-	if (r)
-		return r;
-	return rc == SQLITE_DONE ? 0 : sql_err(m->r, rc);
-}
-
-int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
-                          void *arg)
-{
-	/* collect first: fn may query the reader connection itself */
-	base_buf vals = {0};
-	int rc, r = 0;
-	pthread_mutex_lock(&m->r_mu);
-	sqlite3_stmt *st = m->rs[R_VALUES];
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && !r) {
-		const char *v = (const char *)sqlite3_column_text(st, 0);
-		r = base_buf_put(&vals, v ? v : "", strlen(v ? v : "") + 1);
-	}
-	sqlite3_reset(st);
-	pthread_mutex_unlock(&m->r_mu);
-	if (!r && rc != SQLITE_DONE)
-		r = sql_err(m->r, rc);
-	for (size_t off = 0; !r && off < vals.len; off += strlen((char *)vals.data + off) + 1)
-		r = fn(arg, (const char *)vals.data + off);
-	base_buf_free(&vals);
-	return r;
 }
 
 /* Decodes a stacks.frames blob: varint location IDs, leaf first. Caller

@@ -53,14 +53,6 @@ typedef int (*st__meta_stack_fn)(void *arg, uint64_t id);
 int st__meta_load_stacks(st__meta *m, st__meta_stack_fn fn, void *arg);
 
 /* Reader side, any thread. */
-typedef int (*st__meta_id_fn)(void *arg, uint64_t id);
-/* Series having label name=value (name may be ST_TYPE_LABEL). */
-int st__meta_series_eq(st__meta *m, const char *name, const char *value,
-                       st__meta_id_fn fn, void *arg);
-typedef int (*st__meta_value_fn)(void *arg, const char *value);
-/* Distinct values of a label name. */
-int st__meta_label_values(st__meta *m, const char *name, st__meta_value_fn fn,
-                          void *arg);
 int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t *n);
 int st__meta_stacks_locations(st__meta *m, const uint64_t *ids, size_t n,
                               int64_t **locs, uint32_t **offs);

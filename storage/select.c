@@ -35,17 +35,7 @@ void st__sel_note_damaged(const st_selection *s)
 	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
 }
 
-/* -ETIMEDOUT once the deadline (0: none) has passed. */
-int st__past(int64_t deadline_ns)
-{
-	return deadline_ns && base_monotonic_ns() >= deadline_ns ? -ETIMEDOUT : 0;
-}
 uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
-
-bool st__sel_has(const st_selection *s, uint64_t id)
-{
-	return base_map_get(&s->map, id) != BASE_MAP_NONE;
-}
 
 /* What one regex evaluation may spend. PCRE2's defaults (ten million
  * match steps, 20 MB of backtracking heap) let a single value take about
@@ -67,6 +57,7 @@ typedef struct cmatch {
 	base_map memo;
 	const char **memo_v;
 	size_t memo_n, memo_cap;
+	bool used;              /* candidates() took its = list */
 } cmatch;
 
 /* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
@@ -121,31 +112,128 @@ static const char *label_of(const sreg *s, const char *name)
 	return "";
 }
 
-typedef struct cand {
-	base_map set;     /* candidate series from the inverted index */
-	base_map next;    /* being built for the current matcher */
-	const cmatch *cm;
-	st_db *db;
-	int64_t deadline_ns;
-	base_err *err;
-	int rc;
-} cand;
+/* Candidates from the postings: registry indices, ascending. */
+typedef struct cands {
+	uint32_t *v;
+	size_t n, cap;
+} cands;
 
-static int cand_add(void *arg, uint64_t id)
+static int cmp_u32(const void *a, const void *b)
 {
-	cand *c = arg;
-	return base_map_put(&c->next, id, 1);
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
 }
 
-static int cand_value(void *arg, const char *v)
+/* The series whose label passes the =~ matcher c, from the postings:
+ * the union of the lists of the values that pass (disjoint: a series has
+ * one value per name), each value matched once. Caller holds rw. */
+static int postings_re(st_db *db, const st__pname *pn, cmatch *c, int64_t deadline_ns,
+                       cands *out, base_err *err)
 {
-	cand *c = arg;
-	int r = st__past(c->deadline_ns);
-	if (!r)
-		r = cm_test(c->cm, v, c->err);
-	if (r <= 0)
-		return r;
-	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
+	out->n = 0;
+	for (size_t i = 0; i < pn->n; i++) {
+		const st__plist *pl = &db->post.lists[pn->lists[i]];
+		int r = (i & 63) ? 0 : st__past(deadline_ns);
+		if (!r)
+			r = cm_test(c, pl->value, err);
+		if (r < 0)
+			return r;
+		if (!r || !pl->n)
+			continue;
+		if (base_grow(&out->v, &out->cap, out->n + pl->n, sizeof(*out->v)))
+			return -ENOMEM;
+		memcpy(out->v + out->n, pl->ids, pl->n * sizeof(*out->v));
+		out->n += pl->n;
+	}
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof(*out->v), cmp_u32);
+	return 0;
+}
+
+/* Keeps in a the indices that are also in b[0..nb) (both ascending). */
+static void intersect(cands *a, const uint32_t *b, size_t nb)
+{
+	size_t i = 0, j = 0, w = 0;
+	while (i < a->n && j < nb) {
+		if (a->v[i] < b[j]) {
+			i++;
+		} else if (a->v[i] > b[j]) {
+			j++;
+		} else {
+			a->v[w++] = a->v[i++];
+			j++;
+		}
+	}
+	a->n = w;
+}
+
+/* Narrows c (have: it holds candidates; else it is every series) by the
+ * postings of the matchers marked in by_post, = first from the shortest
+ * list, then =~. An =~ whose label has more values than c has candidates
+ * is left to the per-series test instead (by_post cleared): matching each
+ * candidate's value costs less than matching every value. Caller holds
+ * rw. */
+static int candidates(st_db *db, cmatch *cm, size_t nm, bool *by_post, int64_t deadline_ns,
+                      cands *c, bool *have, base_err *err)
+{
+	cands re = {0};
+	int rc = 0;
+	for (;;) {
+		/* the shortest = list not used yet */
+		const st__plist *best = NULL;
+		size_t bi = 0;
+		bool any = false;
+		for (size_t i = 0; i < nm; i++) {
+			if (!by_post[i] || cm[i].m->op != ST_MATCH_EQ || cm[i].used)
+				continue;
+			const st__plist *pl = st__post_list(&db->post, cm[i].m->name, cm[i].m->value);
+			if (!any || !pl || (best && pl->n < best->n)) {
+				best = pl;
+				bi = i;
+			}
+			any = true;
+			if (!pl)
+				break;
+		}
+		if (!any)
+			break;
+		cm[bi].used = true;
+		if (!best) {            /* no series has that label value */
+			c->n = 0;
+			*have = true;
+			return 0;
+		}
+		if (!*have) {
+			if (base_grow(&c->v, &c->cap, best->n, sizeof(*c->v)))
+				return -ENOMEM;
+			if (best->n)
+				memcpy(c->v, best->ids, best->n * sizeof(*c->v));
+			c->n = best->n;
+			*have = true;
+		} else {
+			intersect(c, best->ids, best->n);
+		}
+	}
+	for (size_t i = 0; i < nm && !rc && !(*have && !c->n); i++) {
+		if (!by_post[i] || cm[i].m->op != ST_MATCH_RE)
+			continue;
+		const st__pname *pn = st__post_name(&db->post, cm[i].m->name);
+		if (!pn) {
+			c->n = 0;
+			*have = true;
+			break;
+		}
+		if (*have && c->n < pn->n) {
+			by_post[i] = false;
+			continue;
+		}
+		rc = postings_re(db, pn, &cm[i], deadline_ns, *have ? &re : c, err);
+		if (!rc && *have)
+			intersect(c, re.v, re.n);
+		*have = true;
+	}
+	free(re.v);
+	return rc;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -166,8 +254,8 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 	int rc = 0;
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
 	st_selection *sel = calloc(1, sizeof(*sel));
-	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
-	bool have_cand = false;
+	cands c = {0};
+	bool have_cand = false, *by_post = NULL;
 	if (err)
 		err->msg[0] = 0;
 	if (!cm || !sel) {
@@ -209,69 +297,43 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
 		}
 	}
-	/* narrow through the inverted index with matchers that cannot match a
-	 * missing label; the rest filter in memory */
+	/* which matchers the postings answer: = and =~ that cannot match a
+	 * missing label (""); the rest (!=, !~, and those that pass "") are
+	 * tested per candidate series */
+	by_post = calloc(nm + 1, sizeof(*by_post));
+	if (!by_post) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < nm; i++) {
 		int empty = cm_test(&cm[i], "", err);
 		if (empty < 0) {
 			rc = empty;
 			goto out;
 		}
-		if (empty || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
-			continue;
-		if ((rc = base_map_init(&c.next, 256)))
-			goto out;
-		c.cm = &cm[i];
-		if (m[i].op == ST_MATCH_EQ)
-			rc = st__meta_series_eq(db->meta, m[i].name, m[i].value, cand_add, &c);
-		else
-			rc = st__meta_label_values(db->meta, m[i].name, cand_value, &c);
-		if (rc) {
-			base_map_free(&c.next);
-			goto out;
-		}
-		if (have_cand) {
-			/* intersect */
-			base_map keep;
-			if ((rc = base_map_init(&keep, c.next.len))) {
-				base_map_free(&c.next);
-				goto out;
-			}
-			for (size_t k = 0; k < c.next.cap; k++)
-				if (c.next.slots[k].val != BASE_MAP_NONE &&
-				    base_map_get(&c.set, c.next.slots[k].key) != BASE_MAP_NONE)
-					base_map_put(&keep, c.next.slots[k].key, 1);
-			base_map_free(&c.next);
-			base_map_free(&c.set);
-			c.set = keep;
-		} else {
-			c.set = c.next;
-			have_cand = true;
-		}
-		memset(&c.next, 0, sizeof(c.next));
+		by_post[i] = !empty && (m[i].op == ST_MATCH_EQ || m[i].op == ST_MATCH_RE);
 	}
 	pthread_rwlock_rdlock(&db->rw);
-	size_t cap = have_cand ? c.set.len : db->nseries;
-	sel->ids = malloc((cap + 1) * sizeof(*sel->ids));
+	rc = candidates(db, cm, nm, by_post, deadline_ns, &c, &have_cand, err);
+	size_t cap = have_cand ? c.n : db->nseries;
+	sel->ids = rc ? NULL : malloc((cap + 1) * sizeof(*sel->ids));
 	sel->gbits_n = db->nseries;
-	sel->gbits = calloc(db->nseries / 8 + 1, 1);
+	sel->gbits = rc ? NULL : calloc(db->nseries / 8 + 1, 1);
 	sel->deadline_ns = deadline_ns;
-	if (!sel->ids || !sel->gbits) {
-		pthread_rwlock_unlock(&db->rw);
+	if (!rc && (!sel->ids || !sel->gbits))
 		rc = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t x = 0; x < db->nseries && !rc; x++) {
+	size_t ncand = have_cand ? c.n : db->nseries;
+	for (size_t k = 0; k < ncand && !rc; k++) {
+		uint32_t x = have_cand ? c.v[k] : (uint32_t)k;
 		const sreg *s = &db->series[x];
-		if (have_cand && base_map_get(&c.set, s->id) == BASE_MAP_NONE)
-			continue;
 		if (s->maxt < from || s->mint >= to)
 			continue;
-		if (!(x & 255) && (rc = st__past(deadline_ns)))
+		if (!(k & 255) && (rc = st__past(deadline_ns)))
 			break;
 		int ok = 1;
 		for (size_t i = 0; i < nm && ok > 0; i++)
-			ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
+			if (!by_post[i])
+				ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
 		if (ok < 0)
 			rc = ok;
 		if (ok <= 0)
@@ -298,7 +360,8 @@ out:
 		free(cm[i].memo_v);
 	}
 	free(cm);
-	base_map_free(&c.set);
+	free(by_post);
+	free(c.v);
 	st_selection_free(sel);
 	return rc;
 }

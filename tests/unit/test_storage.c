@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <regex.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -888,6 +889,130 @@ static void test_matchers(void **state)
 	assert_int_equal(st_select(db, bad, 1, 0, INT64_MAX, &sel, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "bad regex"));
 	assert_non_null(strstr(err.msg, "offset"));
+	st_close(db);
+}
+
+/* Selections over the postings against a plain evaluation of every
+ * matcher on every series (POSIX regexes, anchored as the store anchors
+ * its own): 1,500 series whose labels a (6 values) and b (10) are often
+ * missing, each with rows at its own time, 400 random selectors of one
+ * to three matchers of every kind over random time ranges; and again
+ * after a reopen, which builds the postings from SQLite. */
+#define RS_N 1500
+static uint64_t rnd(void);   /* xorshift, below */
+static const char *const rs_pat[] = {"a[0-2]", "b1|b7", ".*", "a.*", "", "x", "a1|b2", "b[0-9]"};
+static const char *rs_val(uint32_t k, char c, char buf[8])
+{
+	uint32_t nv = c == 'a' ? 6 : 10, v = (k * (c == 'a' ? 7u : 13u) + (c == 'a' ? 3u : 5u)) % (nv + 3);
+	if (v >= nv)
+		return "";   /* missing */
+	snprintf(buf, 8, "%c%u", c, v);
+	return buf;
+}
+
+static bool rs_match(const st_matcher *m, const char *v)
+{
+	switch (m->op) {
+	case ST_MATCH_EQ: return !strcmp(v, m->value);
+	case ST_MATCH_NE: return strcmp(v, m->value) != 0;
+	default: {
+		char pat[64];
+		snprintf(pat, sizeof(pat), "^(%s)$", m->value);
+		regex_t re;
+		assert_int_equal(regcomp(&re, pat, REG_EXTENDED | REG_NOSUB), 0);
+		bool hit = regexec(&re, v, 0, NULL, 0) == 0;
+		regfree(&re);
+		return hit == (m->op == ST_MATCH_RE);
+	}
+	}
+}
+
+static void rs_check(st_db *db, const uint64_t *ids)
+{
+	for (int q = 0; q < 400; q++) {
+		st_matcher m[4];
+		size_t nm = 0;
+		if (rnd() & 1)
+			m[nm++] = (st_matcher){ST_TYPE_LABEL, ST_MATCH_EQ, TYPE};
+		size_t extra = 1 + rnd() % 3;
+		static char vals[4][8];
+		for (size_t i = 0; i < extra; i++) {
+			const char *name = rnd() & 1 ? "a" : "b";
+			uint32_t op = (uint32_t)(rnd() % 4);
+			const char *value;
+			if (op == ST_MATCH_RE || op == ST_MATCH_NRE)
+				value = rs_pat[rnd() % (sizeof(rs_pat) / sizeof(*rs_pat))];
+			else if (rnd() % 5 == 0)
+				value = "";
+			else
+				value = (snprintf(vals[i], 8, "%s%u", name, (unsigned)(rnd() % 11)), vals[i]);
+			m[nm++] = (st_matcher){name, op, value};
+		}
+		int64_t from = T0 + (int64_t)(rnd() % RS_N) * SEC, to = from + (int64_t)(rnd() % RS_N) * SEC;
+		if (rnd() % 4 == 0) {
+			from = 0;
+			to = INT64_MAX;
+		}
+		st_selection *sel;
+		base_err err;
+		assert_int_equal(st_select(db, m, nm, from, to, &sel, &err), 0);
+		size_t want = 0, got = st_selection_count(sel);
+		for (uint32_t k = 0; k < RS_N; k++) {
+			int64_t ts = T0 + (int64_t)k * SEC;
+			if (ts < from || ts >= to)
+				continue;
+			char ba[8], bb[8];
+			const char *va = rs_val(k, 'a', ba), *vb = rs_val(k, 'b', bb);
+			bool ok = true;
+			for (size_t i = 0; i < nm && ok; i++)
+				ok = rs_match(&m[i], !strcmp(m[i].name, ST_TYPE_LABEL) ? TYPE :
+				                     !strcmp(m[i].name, "a") ? va : vb);
+			if (!ok)
+				continue;
+			want++;
+			bool found = false;
+			for (size_t i = 0; i < got && !found; i++)
+				found = st_selection_id(sel, i) == ids[k];
+			if (!found)
+				fail_msg("query %d: series %u missing (%zu matchers, first %s)", q, k, nm,
+				         m[0].name);
+		}
+		if (got != want)
+			fail_msg("query %d: %zu series, want %zu", q, got, want);
+		st_selection_free(sel);
+	}
+}
+
+static void test_select_random(void **state)
+{
+	fx *f = *state;
+	st_db *db;
+	base_err err;
+	assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
+	tstack sk;
+	mk_stack(&sk, 0);
+	static uint64_t ids[RS_N];
+	for (uint32_t k = 0; k < RS_N; k++) {
+		char ba[8], bb[8], bc[16];
+		const char *va = rs_val(k, 'a', ba), *vb = rs_val(k, 'b', bb);
+		snprintf(bc, sizeof(bc), "c%u", k);
+		st_label l[3];
+		uint32_t n = 0;
+		if (*va)
+			l[n++] = (st_label){"a", va};
+		if (*vb)
+			l[n++] = (st_label){"b", vb};
+		l[n++] = (st_label){"c", bc};
+		st_series_def sd = {TYPE, l, n};
+		assert_int_equal(st_series_id(&sd, &ids[k], &err), 0);
+		st_sample sm = {T0 + (int64_t)k * SEC, 0, sk.def.id, 1};
+		st_batch b = {&sd, 1, objs, 2, k ? NULL : &sk.def, k ? 0 : 1, &sm, 1};
+		assert_int_equal(st_append(db, &b, &err), 0);
+	}
+	rs_check(db, ids);
+	st_close(db);
+	assert_int_equal(st_open(f->dir, NULL, &db, &err), 0);
+	rs_check(db, ids);
 	st_close(db);
 }
 
@@ -2224,6 +2349,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rows_and_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symbols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_matchers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_select_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_labels_binary_build_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partition_size_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
