@@ -124,32 +124,6 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The series whose label passes the =~ matcher c, from the postings:
- * the union of the lists of the values that pass (disjoint: a series has
- * one value per name), each value matched once. Caller holds rw. */
-static int postings_re(st_db *db, const st__pname *pn, cmatch *c, int64_t deadline_ns,
-                       cands *out, base_err *err)
-{
-	out->n = 0;
-	for (size_t i = 0; i < pn->n; i++) {
-		const st__plist *pl = &db->post.lists[pn->lists[i]];
-		int r = (i & 63) ? 0 : st__past(deadline_ns);
-		if (!r)
-			r = cm_test(c, pl->value, err);
-		if (r < 0)
-			return r;
-		if (!r || !pl->n)
-			continue;
-		if (base_grow(&out->v, &out->cap, out->n + pl->n, sizeof(*out->v)))
-			return -ENOMEM;
-		memcpy(out->v + out->n, pl->ids, pl->n * sizeof(*out->v));
-		out->n += pl->n;
-	}
-	if (out->n > 1)
-		qsort(out->v, out->n, sizeof(*out->v), cmp_u32);
-	return 0;
-}
-
 /* Keeps in a the indices that are also in b[0..nb) (both ascending). */
 static void intersect(cands *a, const uint32_t *b, size_t nb)
 {
@@ -167,19 +141,13 @@ static void intersect(cands *a, const uint32_t *b, size_t nb)
 	a->n = w;
 }
 
-/* Narrows c (have: it holds candidates; else it is every series) by the
- * postings of the matchers marked in by_post, = first from the shortest
- * list, then =~. An =~ whose label has more values than c has candidates
- * is left to the per-series test instead (by_post cleared): matching each
- * candidate's value costs less than matching every value. Caller holds
- * rw. */
-static int candidates(st_db *db, cmatch *cm, size_t nm, bool *by_post, int64_t deadline_ns,
-                      cands *c, bool *have, base_err *err)
+/* Narrows c (*have: it holds candidates; else it is every series) by the
+ * postings of the = matchers marked in by_post, shortest list first.
+ * Caller holds rw. */
+static int eq_candidates(st_db *db, cmatch *cm, size_t nm, const bool *by_post, cands *c,
+                         bool *have)
 {
-	cands re = {0};
-	int rc = 0;
 	for (;;) {
-		/* the shortest = list not used yet */
 		const st__plist *best = NULL;
 		size_t bi = 0;
 		bool any = false;
@@ -196,7 +164,7 @@ static int candidates(st_db *db, cmatch *cm, size_t nm, bool *by_post, int64_t d
 				break;
 		}
 		if (!any)
-			break;
+			return 0;
 		cm[bi].used = true;
 		if (!best) {            /* no series has that label value */
 			c->n = 0;
@@ -214,26 +182,91 @@ static int candidates(st_db *db, cmatch *cm, size_t nm, bool *by_post, int64_t d
 			intersect(c, best->ids, best->n);
 		}
 	}
-	for (size_t i = 0; i < nm && !rc && !(*have && !c->n); i++) {
-		if (!by_post[i] || cm[i].m->op != ST_MATCH_RE)
+}
+
+/* The values of an =~ matcher's label, taken under rw and matched
+ * without it (a costly regex must not hold off ingest, which waits for
+ * rw to add series); then the lists of those that passed. The strings
+ * are the registry's, which lives until st_close. */
+typedef struct revals {
+	const char **v;
+	uint32_t *list;             /* v[i]'s list */
+	size_t n;
+} revals;
+
+/* Takes the values of cm's label into rv, or says the label is on no
+ * series (*none). An =~ whose label has more values than c has
+ * candidates is left to the per-series test (by_post cleared): matching
+ * each candidate's value costs less than matching every value. Caller
+ * holds rw. */
+static int re_values(st_db *db, const cmatch *cm, const cands *c, bool have, bool *by_post,
+                     revals *rv, bool *none)
+{
+	const st__pname *pn = st__post_name(&db->post, cm->m->name);
+	if (!pn) {
+		*none = true;
+		return 0;
+	}
+	if (have && c->n < pn->n) {
+		*by_post = false;
+		return 0;
+	}
+	rv->v = malloc((pn->n + 1) * sizeof(*rv->v));
+	rv->list = malloc((pn->n + 1) * sizeof(*rv->list));
+	if (!rv->v || !rv->list)
+		return -ENOMEM;
+	for (size_t i = 0; i < pn->n; i++) {
+		rv->v[i] = db->post.lists[pn->lists[i]].value;
+		rv->list[i] = pn->lists[i];
+	}
+	rv->n = pn->n;
+	return 0;
+}
+
+/* Keeps in rv the values that pass cm, each matched once. No lock. */
+static int re_match(cmatch *cm, revals *rv, int64_t deadline_ns, base_err *err)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < rv->n; i++) {
+		int r = (i & 63) ? 0 : st__past(deadline_ns);
+		if (!r)
+			r = cm_test(cm, rv->v[i], err);
+		if (r < 0)
+			return r;
+		if (r)
+			rv->list[w++] = rv->list[i];
+	}
+	rv->n = w;
+	return 0;
+}
+
+/* Narrows c by the union of the lists of the values in rv (disjoint: a
+ * series has one value per name). Caller holds rw. */
+static int re_candidates(st_db *db, const revals *rv, cands *c, bool *have)
+{
+	cands u = {0};
+	for (size_t i = 0; i < rv->n; i++) {
+		const st__plist *pl = &db->post.lists[rv->list[i]];
+		if (!pl->n)
 			continue;
-		const st__pname *pn = st__post_name(&db->post, cm[i].m->name);
-		if (!pn) {
-			c->n = 0;
-			*have = true;
-			break;
+		if (base_grow(&u.v, &u.cap, u.n + pl->n, sizeof(*u.v))) {
+			free(u.v);
+			return -ENOMEM;
 		}
-		if (*have && c->n < pn->n) {
-			by_post[i] = false;
-			continue;
-		}
-		rc = postings_re(db, pn, &cm[i], deadline_ns, *have ? &re : c, err);
-		if (!rc && *have)
-			intersect(c, re.v, re.n);
+		memcpy(u.v + u.n, pl->ids, pl->n * sizeof(*u.v));
+		u.n += pl->n;
+	}
+	if (u.n > 1)
+		qsort(u.v, u.n, sizeof(*u.v), cmp_u32);
+	if (*have) {
+		intersect(c, u.v, u.n);
+		free(u.v);
+	} else {
+		free(c->v);
+		*c = u;
 		*have = true;
 	}
-	free(re.v);
-	return rc;
+	return 0;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -255,6 +288,7 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
 	st_selection *sel = calloc(1, sizeof(*sel));
 	cands c = {0};
+	revals *rv = NULL;
 	bool have_cand = false, *by_post = NULL;
 	if (err)
 		err->msg[0] = 0;
@@ -313,8 +347,33 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 		}
 		by_post[i] = !empty && (m[i].op == ST_MATCH_EQ || m[i].op == ST_MATCH_RE);
 	}
+	/* the = lists, and the values of the =~ labels, under the lock */
+	rv = calloc(nm + 1, sizeof(*rv));
+	if (!rv) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	bool none = false;
 	pthread_rwlock_rdlock(&db->rw);
-	rc = candidates(db, cm, nm, by_post, deadline_ns, &c, &have_cand, err);
+	rc = eq_candidates(db, cm, nm, by_post, &c, &have_cand);
+	for (size_t i = 0; i < nm && !rc && !none && !(have_cand && !c.n); i++)
+		if (by_post[i] && m[i].op == ST_MATCH_RE)
+			rc = re_values(db, &cm[i], &c, have_cand, &by_post[i], &rv[i], &none);
+	pthread_rwlock_unlock(&db->rw);
+	if (none) {
+		c.n = 0;
+		have_cand = true;
+	}
+	/* the regexes without it */
+	for (size_t i = 0; i < nm && !rc && !(have_cand && !c.n); i++)
+		if (rv[i].v)
+			rc = re_match(&cm[i], &rv[i], deadline_ns, err);
+	if (rc)
+		goto out;
+	pthread_rwlock_rdlock(&db->rw);
+	for (size_t i = 0; i < nm && !rc && !(have_cand && !c.n); i++)
+		if (rv[i].v)
+			rc = re_candidates(db, &rv[i], &c, &have_cand);
 	size_t cap = have_cand ? c.n : db->nseries;
 	sel->ids = rc ? NULL : malloc((cap + 1) * sizeof(*sel->ids));
 	sel->gbits_n = db->nseries;
@@ -361,6 +420,11 @@ out:
 	}
 	free(cm);
 	free(by_post);
+	for (size_t i = 0; rv && i < nm; i++) {
+		free(rv[i].v);
+		free(rv[i].list);
+	}
+	free(rv);
 	free(c.v);
 	st_selection_free(sel);
 	return rc;
