@@ -205,17 +205,228 @@ static int jit_frame(ag_batch_ctx *ctx, ag_batch *b, ag_proc *pr, uint64_t ip, u
 	return 0;
 }
 
+/* One batch being built: its arena, the arrays that grow until they are
+ * settled into it, the set of stack IDs it holds, and frame scratch for
+ * one stack (kernel and user, plus the truncation marker). */
+typedef struct bld {
+	ag_batch_ctx *ctx;
+	ag_batch *b;
+	uint64_t gen;               /* marks processes and objects seen in this batch */
+	sdyn procs, objs, objp, stacks, rows;
+	base_map ids;
+	wire_frame *fr;
+} bld;
+
+/* pr's index among the batch's processes, added (with its labels) at its
+ * first sample; UINT32_MAX in pr->batch_idx when a rule dropped it. */
+static int batch_proc(bld *bd, ag_proc *pr)
+{
+	if (pr->batch_gen == bd->gen)
+		return 0;
+	wire_process *wp = dpush(&bd->procs, sizeof(*wp));
+	bool dropped;
+	if (!wp)
+		return -ENOMEM;
+	int rc = process_labels(bd->ctx, bd->b, pr, wp, &dropped);
+	if (rc)
+		return rc;
+	pr->batch_gen = bd->gen;
+	pr->batch_idx = (uint32_t)bd->procs.n - 1;
+	if (dropped) {
+		bd->procs.n--;
+		pr->batch_idx = UINT32_MAX;
+	}
+	return 0;
+}
+
+/* o's index among the batch's objects, added at its first frame. */
+static int batch_obj(bld *bd, ag_obj *o, uint32_t *idx)
+{
+	if (o->batch_gen != bd->gen) {
+		wire_object *wo = dpush(&bd->objs, sizeof(*wo));
+		ag_obj **op = dpush(&bd->objp, sizeof(*op));
+		if (!wo || !op)
+			return -ENOMEM;
+		*op = o;
+		wo->build_id = aalloc(bd->b, o->build_id_len);
+		wo->name = astr(bd->b, o->name);
+		if (!wo->build_id || !wo->name)
+			return -ENOMEM;
+		memcpy((uint8_t *)wo->build_id, o->build_id, o->build_id_len);
+		wo->build_id_len = o->build_id_len;
+		o->batch_gen = bd->gen;
+		o->batch_idx = (uint32_t)bd->objs.n - 1;
+	}
+	o->last_used = bd->ctx->drain;
+	*idx = o->batch_idx;
+	return 0;
+}
+
+/* c's kernel frames into fr, innermost first, from *nf on. */
+static void kernel_frames(bld *bd, const ag_count *c, uint32_t *nf)
+{
+	ag_batch_ctx *ctx = bd->ctx;
+	/* An off-CPU stack is read from a BPF program on a tracepoint: its
+	 * innermost frames are that program (loaded after kallsyms was read,
+	 * so named after whatever precedes it) and the tracepoint's glue
+	 * (bpf_trace_run1, __bpf_trace_*, and __traceiter_* when more than
+	 * one program is attached), not where the thread waits, which starts
+	 * at __schedule. */
+	uint32_t k0 = 0;
+	for (uint32_t k = 0; c->kind == AG_KIND_OFFCPU && k < c->nkstack && k < 5; k++) {
+		const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
+		if (name && (!strncmp(name, "bpf_trace_run", 13) ||
+		             !strncmp(name, "__bpf_trace_", 12) ||
+		             !strncmp(name, "__traceiter_", 12)))
+			k0 = k + 1;
+	}
+	/* Every frame but the innermost holds a return address, which may
+	 * already be past the end of the calling function (a call to a
+	 * noreturn one): one byte back is inside the call, which the
+	 * symbolizer names with its line. */
+	for (uint32_t k = k0; k < c->nkstack; k++) {
+		const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
+		if (!name) {
+			ctx->kernel_unknown++;
+			name = "[unknown]";
+		}
+		bd->fr[(*nf)++] = (wire_frame){.kind = WIRE_FRAME_KERNEL, .name = name};
+	}
+}
+
+/* c's user frames into fr from *nf on: Python frames (two words), JIT
+ * code, the vDSO, frames in files as (object, offset). samples is what
+ * c counts in the agent's totals. */
+static int user_frames(bld *bd, const ag_count *c, ag_proc *pr, uint64_t samples, uint32_t *nf)
+{
+	ag_batch_ctx *ctx = bd->ctx;
+	bool unmapped = false, refreshed = false;
+	int rc;
+	for (uint32_t k = 0; k < c->nustack; k++) {
+		if ((c->ustack[k] & SM_PY_MARK_MASK) == SM_PY_MARK && k + 1 < c->nustack) {
+			/* a Python frame: two words (bpf/profile.h) */
+			rc = python_frame(ctx, bd->b, pr->pid, c->ustack[k], c->ustack[k + 1],
+			                  &bd->fr[(*nf)++]);
+			if (rc)
+				return rc;
+			k++;
+			continue;
+		}
+		uint64_t ip = c->ustack[k] - (k > 0);
+		const ag_mapping *m = ag_proc_find(pr, ip);
+		if (!m && !refreshed) {
+			/* mapped after we read /proc (dlopen, a JIT): read again,
+			 * once per process and drain */
+			refreshed = true;
+			ag_procs_refresh(ctx->procs, pr, ctx->drain);
+			m = ag_proc_find(pr, ip);
+		}
+		wire_frame *f = &bd->fr[(*nf)++];
+		if (!m) {
+			unmapped = true;
+			*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
+		} else if (m->kind == AG_MAP_VDSO) {
+			*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[vdso]"};
+		} else if (m->kind == AG_MAP_ANON) {
+			if ((rc = jit_frame(ctx, bd->b, pr, ip, samples, f)))
+				return rc;
+		} else {
+			uint32_t idx;
+			if ((rc = batch_obj(bd, m->obj, &idx)))
+				return rc;
+			*f = (wire_frame){.kind = WIRE_FRAME_USER, .object = idx,
+			                  .offset = ip - m->start + m->pgoff};
+		}
+	}
+	if (unmapped) {
+		ctx->samples_no_mapping += samples;
+		if (ctx->verbose)
+			fprintf(stderr, "smolder-agent: user frames outside every mapping: pid %d comm %s nmaps %zu gone %d exited %d "
+			        "read_drain %" PRIu64 " drain %" PRIu64 " count %" PRIu64 "\n",
+			        pr->pid, pr->comm, pr->nmaps, pr->gone, pr->exited,
+			        pr->maps_read_drain, ctx->drain, c->count);
+	}
+	return 0;
+}
+
+/* The stack of fr[0..nf) into the batch when its ID is new there, its
+ * strings copied into the arena. */
+static int batch_stack(bld *bd, uint64_t id, uint32_t nf)
+{
+	int added = idset_add(&bd->ids, id);
+	if (added <= 0)
+		return added;
+	wire_stack *ws = dpush(&bd->stacks, sizeof(*ws));
+	wire_frame *copy = aalloc(bd->b, nf * sizeof(*copy));
+	if (!ws || !copy)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < nf; k++) {
+		const wire_frame *f = &bd->fr[k];
+		copy[k] = *f;
+		if ((f->name && !(copy[k].name = astr(bd->b, f->name))) ||
+		    (f->file && !(copy[k].file = astr(bd->b, f->file))) ||
+		    (f->lang && !(copy[k].lang = astr(bd->b, f->lang))))
+			return -ENOMEM;
+	}
+	*ws = (wire_stack){id, copy, nf};
+	return 0;
+}
+
+/* One counter of ctx's kind: its process, its stack, its row. */
+static int batch_count(bld *bd, const ag_count *c, int64_t start_ns)
+{
+	ag_batch_ctx *ctx = bd->ctx;
+	/* samples are counted in the agent's totals; times are not */
+	uint64_t samples = c->kind == AG_KIND_CPU ? c->count : 0;
+	ag_proc *pr = ag_procs_get(ctx->procs, c->pid, NULL);
+	if (!pr)
+		return -ENOMEM;
+	if (pr->gone && !pr->nmaps && c->nustack)
+		ctx->samples_no_process += samples;
+	int rc = batch_proc(bd, pr);
+	if (rc)
+		return rc;
+	if (pr->batch_idx == UINT32_MAX) {
+		ag_labeler_drop_samples(ctx->labeler, samples);
+		return 0;
+	}
+	uint32_t nf = 0;
+	kernel_frames(bd, c, &nf);
+	if ((rc = user_frames(bd, c, pr, samples, &nf)))
+		return rc;
+	if (nf == 0)  /* neither stack was readable */
+		bd->fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
+	/* the walk stopped before the root: the stack says so */
+	if (c->utruncated)
+		bd->fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = WIRE_TRUNCATED_FRAME};
+	uint64_t id = wire_stack_id(bd->objs.v, (uint32_t)bd->objs.n, bd->fr, nf);
+	if ((rc = batch_stack(bd, id, nf)))
+		return rc;
+	wire_row *r = dpush(&bd->rows, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	*r = (wire_row){start_ns, pr->batch_idx, id, c->count};
+	return 0;
+}
+
+/* A copy of d's items (size bytes each) in the arena, or NULL. */
+static void *settle(ag_batch *b, const sdyn *d, size_t size)
+{
+	void *a = aalloc(b, d->n * size + 1);
+	if (a && d->n)
+		memcpy(a, d->v, d->n * size);
+	return a;
+}
+
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
                    int64_t start_ns, int64_t end_ns, ag_batch **out)
 {
 	int rc = 0;
 	static uint64_t gen;
-	gen++;
-	sdyn procs = {0}, objs = {0}, objp = {0}, stacks = {0}, rows = {0};
-	base_map ids = {0};
-	wire_frame *fr = malloc((2 * 128 + 2) * sizeof(*fr));
-	ag_batch *b = calloc(1, sizeof(*b));
-	if (!b || !fr) {
+	bld bd = {.ctx = ctx, .gen = ++gen};
+	bd.fr = malloc((2 * 128 + 2) * sizeof(*bd.fr));
+	ag_batch *b = bd.b = calloc(1, sizeof(*b));
+	if (!b || !bd.fr) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -230,197 +441,35 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 	b->w.start_ns = start_ns;
 	b->w.end_ns = end_ns;
 	b->w.period_ns = ctx->period_ns;
-
-	for (size_t i = 0; i < n; i++) {
-		const ag_count *c = &counts[i];
-		if (c->kind != ctx->kind)
-			continue;
-		/* samples are counted in the agent's totals; times are not */
-		uint64_t samples = c->kind == AG_KIND_CPU ? c->count : 0;
-		ag_proc *pr = ag_procs_get(ctx->procs, c->pid, NULL);
-		if (!pr) {
+	for (size_t i = 0; i < n && !rc; i++)
+		if (counts[i].kind == ctx->kind)
+			rc = batch_count(&bd, &counts[i], start_ns);
+	/* the grown arrays into the arena */
+	if (!rc) {
+		b->w.processes = settle(b, &bd.procs, sizeof(wire_process));
+		b->w.objects = settle(b, &bd.objs, sizeof(wire_object));
+		b->w.stacks = settle(b, &bd.stacks, sizeof(wire_stack));
+		b->w.rows = settle(b, &bd.rows, sizeof(wire_row));
+		if (!b->w.processes || !b->w.objects || !b->w.stacks || !b->w.rows)
 			rc = -ENOMEM;
-			goto out;
-		}
-		if (pr->gone && !pr->nmaps && c->nustack)
-			ctx->samples_no_process += samples;
-		if (pr->batch_gen != gen) {
-			wire_process *wp = dpush(&procs, sizeof(*wp));
-			bool dropped;
-			if (!wp) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			rc = process_labels(ctx, b, pr, wp, &dropped);
-			if (rc)
-				goto out;
-			pr->batch_gen = gen;
-			pr->batch_idx = (uint32_t)procs.n - 1;
-			if (dropped) {
-				procs.n--;
-				pr->batch_idx = UINT32_MAX;
-			}
-		}
-		if (pr->batch_idx == UINT32_MAX) {
-			ag_labeler_drop_samples(ctx->labeler, samples);
-			continue;
-		}
-		uint32_t nf = 0;
-		/* An off-CPU stack is read from a BPF program on a tracepoint:
-		 * its innermost frames are that program (loaded after kallsyms
-		 * was read, so named after whatever precedes it) and the
-		 * tracepoint's glue (bpf_trace_run1, __bpf_trace_*, and
-		 * __traceiter_* when more than one program is attached), not
-		 * where the thread waits, which starts at __schedule. */
-		uint32_t k0 = 0;
-		for (uint32_t k = 0; c->kind == AG_KIND_OFFCPU && k < c->nkstack && k < 5; k++) {
-			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
-			if (name && (!strncmp(name, "bpf_trace_run", 13) ||
-			             !strncmp(name, "__bpf_trace_", 12) ||
-			             !strncmp(name, "__traceiter_", 12)))
-				k0 = k + 1;
-		}
-		/* Every frame but the innermost holds a return address, which
-		 * may already be past the end of the calling function (a call
-		 * to a noreturn one): one byte back is inside the call, which
-		 * the symbolizer names with its line. */
-		for (uint32_t k = k0; k < c->nkstack; k++) {
-			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
-			if (!name) {
-				ctx->kernel_unknown++;
-				name = "[unknown]";
-			}
-			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_KERNEL, .name = name};
-		}
-		bool unmapped = false, refreshed = false;
-		for (uint32_t k = 0; k < c->nustack; k++) {
-			if ((c->ustack[k] & SM_PY_MARK_MASK) == SM_PY_MARK && k + 1 < c->nustack) {
-				/* a Python frame: two words (bpf/profile.h) */
-				rc = python_frame(ctx, b, pr->pid, c->ustack[k], c->ustack[k + 1],
-				                  &fr[nf++]);
-				if (rc)
-					goto out;
-				k++;
-				continue;
-			}
-			uint64_t ip = c->ustack[k] - (k > 0);
-			const ag_mapping *m = ag_proc_find(pr, ip);
-			if (!m && !refreshed) {
-				/* mapped after we read /proc (dlopen, a JIT): read again,
-				 * once per process and drain */
-				refreshed = true;
-				ag_procs_refresh(ctx->procs, pr, ctx->drain);
-				m = ag_proc_find(pr, ip);
-			}
-			wire_frame *f = &fr[nf++];
-			if (!m) {
-				unmapped = true;
-				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
-			} else if (m->kind == AG_MAP_VDSO) {
-				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[vdso]"};
-			} else if (m->kind == AG_MAP_ANON) {
-				rc = jit_frame(ctx, b, pr, ip, samples, f);
-				if (rc)
-					goto out;
-			} else {
-				ag_obj *o = m->obj;
-				if (o->batch_gen != gen) {
-					wire_object *wo = dpush(&objs, sizeof(*wo));
-					ag_obj **op = dpush(&objp, sizeof(*op));
-					if (!wo || !op) {
-						rc = -ENOMEM;
-						goto out;
-					}
-					*op = o;
-					wo->build_id = aalloc(b, o->build_id_len);
-					wo->name = astr(b, o->name);
-					if (!wo->build_id || !wo->name) {
-						rc = -ENOMEM;
-						goto out;
-					}
-					memcpy((uint8_t *)wo->build_id, o->build_id, o->build_id_len);
-					wo->build_id_len = o->build_id_len;
-					o->batch_gen = gen;
-					o->batch_idx = (uint32_t)objs.n - 1;
-				}
-				o->last_used = ctx->drain;
-				*f = (wire_frame){.kind = WIRE_FRAME_USER, .object = o->batch_idx,
-				                  .offset = ip - m->start + m->pgoff};
-			}
-		}
-		if (unmapped) {
-			ctx->samples_no_mapping += samples;
-			if (ctx->verbose)
-				fprintf(stderr, "smolder-agent: user frames outside every mapping: pid %d comm %s nmaps %zu gone %d exited %d "
-				        "read_drain %" PRIu64 " drain %" PRIu64 " count %" PRIu64 "\n",
-				        pr->pid, pr->comm, pr->nmaps, pr->gone, pr->exited,
-				        pr->maps_read_drain, ctx->drain, c->count);
-		}
-		if (nf == 0)  /* neither stack was readable */
-			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
-		/* the walk stopped before the root: the stack says so */
-		if (c->utruncated)
-			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = WIRE_TRUNCATED_FRAME};
-		uint64_t id = wire_stack_id(objs.v, (uint32_t)objs.n, fr, nf);
-		int added = idset_add(&ids, id);
-		if (added < 0) {
-			rc = added;
-			goto out;
-		}
-		if (added) {
-			wire_stack *ws = dpush(&stacks, sizeof(*ws));
-			wire_frame *copy = aalloc(b, nf * sizeof(*copy));
-			if (!ws || !copy) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			for (uint32_t k = 0; k < nf; k++) {
-				copy[k] = fr[k];
-				if ((fr[k].name && !(copy[k].name = astr(b, fr[k].name))) ||
-				    (fr[k].file && !(copy[k].file = astr(b, fr[k].file))) ||
-				    (fr[k].lang && !(copy[k].lang = astr(b, fr[k].lang)))) {
-					rc = -ENOMEM;
-					goto out;
-				}
-			}
-			*ws = (wire_stack){id, copy, nf};
-		}
-		wire_row *r = dpush(&rows, sizeof(*r));
-		if (!r) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		*r = (wire_row){start_ns, pr->batch_idx, id, c->count};
+		b->w.nprocesses = (uint32_t)bd.procs.n;
+		b->w.nobjects = (uint32_t)bd.objs.n;
+		b->w.nstacks = (uint32_t)bd.stacks.n;
+		b->w.nrows = (uint32_t)bd.rows.n;
 	}
-	/* move the dynamic arrays into the arena */
-#define SETTLE(field, nfield, d, type)                                                \
-	do {                                                                          \
-		type *v_ = aalloc(b, (d).n * sizeof(type) + 1);                      \
-		if (!v_) {                                                            \
-			rc = -ENOMEM;                                                 \
-			goto out;                                                     \
-		}                                                                     \
-		if ((d).n)                                                            \
-			memcpy(v_, (d).v, (d).n * sizeof(type));                      \
-		b->w.field = v_;                                                      \
-		b->w.nfield = (uint32_t)(d).n;                                        \
-	} while (0)
-	SETTLE(processes, nprocesses, procs, wire_process);
-	SETTLE(objects, nobjects, objs, wire_object);
-	SETTLE(stacks, nstacks, stacks, wire_stack);
-	SETTLE(rows, nrows, rows, wire_row);
-#undef SETTLE
-	b->objs = objp.v;
-	b->nobjs = objp.n;
-	objp.v = NULL;
+	if (!rc) {
+		b->objs = bd.objp.v;
+		b->nobjs = bd.objp.n;
+		bd.objp.v = NULL;
+	}
 out:
-	free(procs.v);
-	free(objs.v);
-	free(objp.v);
-	free(stacks.v);
-	free(rows.v);
-	base_map_free(&ids);
-	free(fr);
+	free(bd.procs.v);
+	free(bd.objs.v);
+	free(bd.objp.v);
+	free(bd.stacks.v);
+	free(bd.rows.v);
+	base_map_free(&bd.ids);
+	free(bd.fr);
 	if (rc) {
 		ag_batch_free(b);
 		b = NULL;

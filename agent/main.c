@@ -377,24 +377,41 @@ static int drain(agent *a)
 	return 0;
 }
 
-int main(int argc, char **argv)
-{
-	int rc = 1;
-	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
-	              exit_after = 0;
-	unsigned long unwind_mb = 64, pmap_mb = 16, offcpu_entries = 1024, upload_day_mb = 1024;
-	double offcpu_min_ms = 1, offcpu_sample = 1;
-	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true,
-	     pmaps = true, offcpu = false;
-	int verbose = 0;
-	const char *server = "http://127.0.0.1:7070";
-	char hostname[256] = "", machine_id[256];
+/* The command line, with its defaults. */
+typedef struct cfg {
+	unsigned long freq, interval, buffer_mb, upload_max_mb, pid, exit_after;
+	unsigned long unwind_mb, pmap_mb, offcpu_entries, upload_day_mb;
+	double offcpu_min_ms, offcpu_sample;
+	bool pid_label, kernel, upload, unwind, python, pmaps, offcpu;
+	int verbose;
+	const char *server, *token_file, *config;
+	char hostname[256], machine_id[256];
 	wire_label extra[MAX_EXTRA_LABELS];
-	uint32_t nextra = 0;
-	agent a = {0};
-	const char *token_file = NULL, *config = NULL;
-	char *token = NULL;
-	ag_relabel *rules = NULL;
+	uint32_t nextra;
+} cfg;
+
+/* A --label KEY=VALUE into c's extra labels (optarg is cut at '='). */
+static int add_extra_label(cfg *c, char *arg)
+{
+	char *eq = strchr(arg, '=');
+	if (!eq || !label_name_ok(arg, (size_t)(eq - arg)) || !eq[1]) {
+		fprintf(stderr, "smolder-agent: --label wants KEY=VALUE with KEY like "
+		        "[a-zA-Z_][a-zA-Z0-9_]* (not starting with __) and a value: %s\n", arg);
+		return -1;
+	}
+	if (c->nextra == MAX_EXTRA_LABELS) {
+		fprintf(stderr, "smolder-agent: at most %d --label flags\n", MAX_EXTRA_LABELS);
+		return -1;
+	}
+	*eq = 0;
+	c->extra[c->nextra++] = (wire_label){arg, eq + 1};
+	return 0;
+}
+
+/* The options into c. Returns -1 to go on, else the exit status (0 after
+ * --help, 2 for a usage error, said on stderr). */
+static int parse_args(int argc, char **argv, cfg *c)
+{
 	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_UPDAY, O_HOSTNAME,
 	       O_EXIT, O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS,
 	       O_OFFCPU, O_OFFMIN, O_OFFSAMPLE, O_OFFENTRIES };
@@ -431,49 +448,37 @@ int main(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "s:f:i:l:p:vh", opts, NULL)) != -1) {
 		int bad = 0;
 		switch (o) {
-		case 's': server = optarg; break;
-		case 'f': bad = parse_uint(optarg, 1, 1000, &freq); break;
-		case 'i': bad = parse_uint(optarg, 1, 3600, &interval); break;
-		case 'p': bad = parse_uint(optarg, 1, INT32_MAX, &pid); break;
-		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &buffer_mb); break;
-		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
-		case O_UPDAY: bad = parse_uint(optarg, 0, 1048576, &upload_day_mb); break;
-		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
-		case O_TOKEN: token_file = optarg; break;
-		case O_CONFIG: config = optarg; break;
-		case O_PIDLABEL: pid_label = true; break;
-		case O_NOKERNEL: kernel = false; break;
-		case O_NOUNWIND: unwind = false; break;
-		case O_NOPYTHON: python = false; break;
-		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &unwind_mb); break;
-		case O_PMAPMB: bad = parse_uint(optarg, 1, 4096, &pmap_mb); break;
-		case O_NOPMAPS: pmaps = false; break;
-		case O_OFFCPU: offcpu = true; break;
+		case 's': c->server = optarg; break;
+		case 'f': bad = parse_uint(optarg, 1, 1000, &c->freq); break;
+		case 'i': bad = parse_uint(optarg, 1, 3600, &c->interval); break;
+		case 'p': bad = parse_uint(optarg, 1, INT32_MAX, &c->pid); break;
+		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &c->buffer_mb); break;
+		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &c->upload_max_mb); break;
+		case O_UPDAY: bad = parse_uint(optarg, 0, 1048576, &c->upload_day_mb); break;
+		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &c->exit_after); break;
+		case O_TOKEN: c->token_file = optarg; break;
+		case O_CONFIG: c->config = optarg; break;
+		case O_PIDLABEL: c->pid_label = true; break;
+		case O_NOKERNEL: c->kernel = false; break;
+		case O_NOUNWIND: c->unwind = false; break;
+		case O_NOPYTHON: c->python = false; break;
+		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &c->unwind_mb); break;
+		case O_PMAPMB: bad = parse_uint(optarg, 1, 4096, &c->pmap_mb); break;
+		case O_NOPMAPS: c->pmaps = false; break;
+		case O_OFFCPU: c->offcpu = true; break;
 		/* a microsecond to a minute */
-		case O_OFFMIN: bad = parse_double(optarg, 0.001, 60000, &offcpu_min_ms); break;
+		case O_OFFMIN: bad = parse_double(optarg, 0.001, 60000, &c->offcpu_min_ms); break;
 		case O_OFFSAMPLE:
-			bad = parse_double(optarg, 0, 1, &offcpu_sample) || offcpu_sample <= 0;
+			bad = parse_double(optarg, 0, 1, &c->offcpu_sample) || c->offcpu_sample <= 0;
 			break;
-		case O_OFFENTRIES: bad = parse_uint(optarg, 1, 1 << 20, &offcpu_entries); break;
-		case O_NOUPLOAD: upload = false; break;
-		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
-		case 'v': verbose++; break;
-		case 'l': {
-			char *eq = strchr(optarg, '=');
-			if (!eq || !label_name_ok(optarg, (size_t)(eq - optarg)) || !eq[1]) {
-				fprintf(stderr, "smolder-agent: --label wants KEY=VALUE with KEY like "
-				        "[a-zA-Z_][a-zA-Z0-9_]* (not starting with __) and a value: %s\n",
-				        optarg);
+		case O_OFFENTRIES: bad = parse_uint(optarg, 1, 1 << 20, &c->offcpu_entries); break;
+		case O_NOUPLOAD: c->upload = false; break;
+		case O_HOSTNAME: snprintf(c->hostname, sizeof(c->hostname), "%s", optarg); break;
+		case 'v': c->verbose++; break;
+		case 'l':
+			if (add_extra_label(c, optarg))
 				return 2;
-			}
-			if (nextra == MAX_EXTRA_LABELS) {
-				fprintf(stderr, "smolder-agent: at most %d --label flags\n", MAX_EXTRA_LABELS);
-				return 2;
-			}
-			*eq = 0;
-			extra[nextra++] = (wire_label){optarg, eq + 1};
 			break;
-		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -493,34 +498,33 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strncmp(server, "http://", 7) && strncmp(server, "https://", 8)) {
-		fprintf(stderr, "smolder-agent: --server wants an http:// or https:// URL: %s\n", server);
+	if (strncmp(c->server, "http://", 7) && strncmp(c->server, "https://", 8)) {
+		fprintf(stderr, "smolder-agent: --server wants an http:// or https:// URL: %s\n",
+		        c->server);
 		return 2;
 	}
-	if (token_file) {
-		base_err e = {0};
-		if (wire_auth_read_token_file(token_file, &token, NULL, &e)) {
-			fprintf(stderr, "smolder-agent: %s\n", e.msg);
-			return 2;
-		}
-	}
-	if (config) {
-		/* before anything is loaded: a config that does not parse stops
-		 * the agent, with the place it went wrong */
-		base_err e = {0};
-		if (ag_relabel_load(config, &rules, &e)) {
-			fprintf(stderr, "smolder-agent: %s\n", e.msg);
-			free(token);
-			return 2;
-		}
-	}
-	if (geteuid() != 0)
-		fprintf(stderr, "smolder-agent: not running as root: loading BPF needs CAP_BPF and "
-		        "CAP_PERFMON, reading other processes' memory maps CAP_SYS_PTRACE\n");
-	if (!hostname[0] && gethostname(hostname, sizeof(hostname) - 1))
-		snprintf(hostname, sizeof(hostname), "unknown");
-	read_machine_id(machine_id, sizeof(machine_id), hostname);
+	return -1;
+}
 
+/* The token and the relabel rules, before anything is loaded: a config
+ * that does not parse stops the agent, with the place it went wrong. */
+static int read_files(const cfg *c, char **token, ag_relabel **rules)
+{
+	base_err e = {0};
+	if (c->token_file && wire_auth_read_token_file(c->token_file, token, NULL, &e)) {
+		fprintf(stderr, "smolder-agent: %s\n", e.msg);
+		return -1;
+	}
+	if (c->config && ag_relabel_load(c->config, rules, &e)) {
+		fprintf(stderr, "smolder-agent: %s\n", e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Limits, signals and the allocator, as the agent needs them. */
+static void setup_process(void)
+{
 	/* Linux before 5.11 charges BPF maps to RLIMIT_MEMLOCK; later ones to
 	 * the memory cgroup, where this is harmless. Descriptors: one kept per
 	 * object until its debug info is uploaded. */
@@ -534,151 +538,205 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
 	/* Large temporary arrays (unwind tables being built, batches) in
 	 * their own mappings, returned to the system when freed, instead of
 	 * raising glibc's threshold and staying in an arena. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-	int err = ag_labeler_new(rules, &a.labeler);
-	rules = NULL;  /* the labeler's now */
+}
+
+/* The parts that read /proc and hold what it says, the sender, and the
+ * kernel symbols; rules become the labeler's. Says on stderr what
+ * failed. */
+static int open_host_parts(agent *a, const cfg *c, ag_relabel *rules, const char *token)
+{
+	int err = ag_labeler_new(rules, &a->labeler);
 	if (!err)
-		err = ag_objs_new(&a.objs);
-	if (!err && pmaps) {
-		ag_pmaps_opts pmo = {.proc_root = "/proc", .max_bytes = (size_t)pmap_mb << 20};
-		err = ag_pmaps_new(&pmo, &a.pmaps);
+		err = ag_objs_new(&a->objs);
+	if (!err && c->pmaps) {
+		ag_pmaps_opts pmo = {.proc_root = "/proc", .max_bytes = (size_t)c->pmap_mb << 20};
+		err = ag_pmaps_new(&pmo, &a->pmaps);
 	}
 	if (!err) {
-		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .pmaps = a.pmaps,
-		                    .on_maps = on_maps, .on_forget = on_forget, .hook_arg = &a};
-		err = ag_procs_new(&po, &a.procs);
+		ag_procs_opts po = {.proc_root = "/proc", .objs = a->objs, .pmaps = a->pmaps,
+		                    .on_maps = on_maps, .on_forget = on_forget, .hook_arg = a};
+		err = ag_procs_new(&po, &a->procs);
 	}
 	if (err) {
 		fprintf(stderr, "smolder-agent: %s\n", strerror(-err));
-		goto out;
+		return err;
 	}
-	err = ag_ksyms_load("/proc/kallsyms", &a.ksyms);
+	err = ag_ksyms_load("/proc/kallsyms", &a->ksyms);
 	if (err)
 		fprintf(stderr, "smolder-agent: cannot read kernel symbols from /proc/kallsyms (%s%s); "
 		        "kernel frames will show as [unknown]\n", strerror(-err),
 		        err == -EPERM ? ": addresses hidden by kernel.kptr_restrict" : "");
-	ag_push_opts pu = {.server = server, .buffer_bytes = buffer_mb << 20, .upload = upload,
-	                   .upload_max_bytes = (uint64_t)upload_max_mb << 20,
+	ag_push_opts pu = {.server = c->server, .buffer_bytes = c->buffer_mb << 20,
+	                   .upload = c->upload,
+	                   .upload_max_bytes = (uint64_t)c->upload_max_mb << 20,
 	                   .upload_budget = 64u << 20,
-	                   .upload_max_day_bytes = (uint64_t)upload_day_mb << 20,
-	                   .verbose = verbose > 0, .token = token};
-	err = ag_push_new(&pu, &a.push);
+	                   .upload_max_day_bytes = (uint64_t)c->upload_day_mb << 20,
+	                   .verbose = c->verbose > 0, .token = token};
+	err = ag_push_new(&pu, &a->push);
 	if (err) {
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
-		goto out;
+		return err;
 	}
-	if ((err = ag_push_start(a.push))) {
+	if ((err = ag_push_start(a->push)))
 		fprintf(stderr, "smolder-agent: starting the sender thread: %s\n", strerror(-err));
-		goto out;
-	}
+	return err;
+}
+
+/* The BPF side: the sampler, and with the table walker the unwind tables
+ * and the Python reader. Says on stderr what failed. */
+static int open_bpf_parts(agent *a, const cfg *c)
+{
+	bool unwind = c->unwind;
 #if !defined(__x86_64__)
 	unwind = false;  /* the table walker is x86_64's so far */
 #endif
-	ag_sampler_opts so = {.frequency = (unsigned)freq, .interval_s = (unsigned)interval,
-	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid, .unwind = unwind,
-	                      .python = python,
-	                      .unwind_rows = (uint32_t)((unwind_mb << 20) / 16),
-	                      .offcpu = offcpu, .offcpu_min_ns = (uint64_t)(offcpu_min_ms * 1e6 + 0.5),
-	                      .offcpu_sample = offcpu_sample,
-	                      .offcpu_entries = (uint32_t)offcpu_entries,
-	                      .verbose = verbose > 1, .on_event = on_event,
-	                      .on_py_code = on_py_code, .arg = &a};
-	if (ag_sampler_open(&so, &a.sampler))
-		goto out;
-	a.verbose = verbose > 0;
+	ag_sampler_opts so = {.frequency = (unsigned)c->freq, .interval_s = (unsigned)c->interval,
+	                      .kernel_stacks = c->kernel, .filter_pid = (pid_t)c->pid,
+	                      .unwind = unwind, .python = c->python,
+	                      .unwind_rows = (uint32_t)((c->unwind_mb << 20) / 16),
+	                      .offcpu = c->offcpu,
+	                      .offcpu_min_ns = (uint64_t)(c->offcpu_min_ms * 1e6 + 0.5),
+	                      .offcpu_sample = c->offcpu_sample,
+	                      .offcpu_entries = (uint32_t)c->offcpu_entries,
+	                      .verbose = c->verbose > 1, .on_event = on_event,
+	                      .on_py_code = on_py_code, .arg = a};
+	int err = ag_sampler_open(&so, &a->sampler);
+	if (err)
+		return err;
 	if (unwind) {
-		ag_unw_opts uo = {.proc_root = "/proc", .verbose = verbose > 1};
-		err = ag_sampler_unw_maps(a.sampler, &uo.rows_fd, &uo.rows_cap, &uo.procs_fd, &uo.files_fd,
-		                          &uo.found_fd);
+		ag_unw_opts uo = {.proc_root = "/proc", .verbose = c->verbose > 1};
+		err = ag_sampler_unw_maps(a->sampler, &uo.rows_fd, &uo.rows_cap, &uo.procs_fd,
+		                          &uo.files_fd, &uo.found_fd);
 		if (!err)
-			err = ag_unw_new(&uo, &a.unw);
+			err = ag_unw_new(&uo, &a->unw);
 		if (err) {
 			fprintf(stderr, "smolder-agent: unwind tables: %s\n", strerror(-err));
-			goto out;
+			return err;
 		}
 	}
 	/* the Python walk rides on the table walker */
-	ag_py_opts pyo = {.proc_root = "/proc", .verbose = verbose > 0};
-	if (unwind && python && ag_sampler_py_map(a.sampler, &pyo.procs_fd) == 0) {
-		err = ag_py_new(&pyo, &a.py);
-		if (err) {
+	ag_py_opts pyo = {.proc_root = "/proc", .verbose = c->verbose > 0};
+	if (unwind && c->python && ag_sampler_py_map(a->sampler, &pyo.procs_fd) == 0) {
+		err = ag_py_new(&pyo, &a->py);
+		if (err)
 			fprintf(stderr, "smolder-agent: python: %s\n", strerror(-err));
-			goto out;
-		}
 	}
-	a.offcpu = offcpu;
-	a.period_ns = 1000000000 / freq;
-	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
-	                       .profile_type = PROFILE_TYPE, .period_ns = a.period_ns,
-	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
-	                       .verbose = verbose > 0, .labeler = a.labeler,
-	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py,
-	                       .pmaps = a.pmaps};
-	a.last_drain_ns = base_realtime_ns();
-	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
-	        ag_sampler_ncpus(a.sampler), freq, server, interval);
-	if (offcpu)
-		fprintf(stderr, "smolder-agent: off-CPU time: blocks of %g ms or more, sampled with "
-		        "p = %g\n", offcpu_min_ms, offcpu_sample);
+	return err;
+}
 
-	int64_t t0 = base_monotonic_ns(), next = t0 + (int64_t)interval * 1000000000;
-	int64_t deadline = exit_after ? t0 + (int64_t)exit_after * 1000000000 : INT64_MAX;
+/* Samples until a signal or --exit-after, draining every interval (the
+ * sender delivers on its own thread: a server that hangs never holds up
+ * the next drain); then the last partial interval, and the whole queue,
+ * whatever the backoff, for a bounded time. */
+static void run(agent *a, const cfg *c)
+{
+	int64_t iv = (int64_t)c->interval * 1000000000;
+	int64_t t0 = base_monotonic_ns(), next = t0 + iv;
+	int64_t deadline = c->exit_after ? t0 + (int64_t)c->exit_after * 1000000000 : INT64_MAX;
+	int err;
 	while (!g_stop) {
 		int64_t now = base_monotonic_ns(), wake = next < deadline ? next : deadline;
-		int64_t due = ag_procs_tick(a.procs, now);
+		int64_t due = ag_procs_tick(a->procs, now);
 		if (due && due < wake)
 			wake = due;
 		int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		/* tables being built: look for them every 10 ms */
-		if (a.unw && ag_unw_tick(a.unw) > 0 && ms > 10)
+		if (a->unw && ag_unw_tick(a->unw) > 0 && ms > 10)
 			ms = 10;
-		ag_sampler_poll(a.sampler, ms);
+		ag_sampler_poll(a->sampler, ms);
 		now = base_monotonic_ns();
 		if (now >= deadline)
 			break;
 		if (now >= next) {
-			next += (int64_t)interval * 1000000000;
+			next += iv;
 			if (next <= now)  /* we fell behind (suspend): start over */
-				next = now + (int64_t)interval * 1000000000;
-			/* the sender delivers on its own thread: a server that hangs
-			 * never holds up the next drain */
-			err = drain(&a);
+				next = now + iv;
+			err = drain(a);
 			if (err)
 				fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
-			ag_push_offer(a.push, a.objs);
-			ag_objs_expire(a.objs, a.ctx.drain > 6 ? a.ctx.drain - 6 : 0);
+			ag_push_offer(a->push, a->objs);
+			ag_objs_expire(a->objs, a->ctx.drain > 6 ? a->ctx.drain - 6 : 0);
 		}
 	}
-	/* the last partial interval, then the whole queue, whatever the
-	 * backoff, for a bounded time */
 	fprintf(stderr, "smolder-agent: stopping\n");
-	err = drain(&a);
+	err = drain(a);
 	if (err)
 		fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
-	size_t left = ag_push_stop(a.push, STOP_DELIVERY_NS);
+	size_t left = ag_push_stop(a->push, STOP_DELIVERY_NS);
 	if (left)
 		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", left);
 	else
 		fprintf(stderr, "smolder-agent: every batch delivered\n");
+}
+
+static void close_parts(agent *a)
+{
+	ag_unw_free(a->unw);
+	a->unw = NULL;
+	ag_py_free(a->py);
+	a->py = NULL;
+	ag_sampler_close(a->sampler);
+	ag_push_free(a->push);
+	ag_procs_free(a->procs);  /* before the labeler: processes hold its values; frees
+	                           * the processes' perf maps */
+	ag_labeler_free(a->labeler);
+	ag_pmaps_free(a->pmaps);
+	ag_objs_free(a->objs);
+	ag_ksyms_free(a->ksyms);
+}
+
+int main(int argc, char **argv)
+{
+	static cfg c = {
+		.freq = 19, .interval = 10, .buffer_mb = 64, .upload_max_mb = 256,
+		.unwind_mb = 64, .pmap_mb = 16, .offcpu_entries = 1024, .upload_day_mb = 1024,
+		.offcpu_min_ms = 1, .offcpu_sample = 1,
+		.kernel = true, .upload = true, .unwind = true, .python = true, .pmaps = true,
+		.server = "http://127.0.0.1:7070",
+	};
+	agent a = {0};
+	char *token = NULL;
+	ag_relabel *rules = NULL;
+	int rc = parse_args(argc, argv, &c);
+	if (rc >= 0)
+		return rc;
+	if (read_files(&c, &token, &rules)) {
+		free(token);
+		return 2;
+	}
+	if (geteuid() != 0)
+		fprintf(stderr, "smolder-agent: not running as root: loading BPF needs CAP_BPF and "
+		        "CAP_PERFMON, reading other processes' memory maps CAP_SYS_PTRACE\n");
+	if (!c.hostname[0] && gethostname(c.hostname, sizeof(c.hostname) - 1))
+		snprintf(c.hostname, sizeof(c.hostname), "unknown");
+	read_machine_id(c.machine_id, sizeof(c.machine_id), c.hostname);
+	setup_process();
+	rc = 1;
+	if (open_host_parts(&a, &c, rules, token) || open_bpf_parts(&a, &c))
+		goto out;
+	a.verbose = c.verbose > 0;
+	a.offcpu = c.offcpu;
+	a.period_ns = 1000000000 / c.freq;
+	a.ctx = (ag_batch_ctx){.agent_id = c.machine_id, .hostname = c.hostname,
+	                       .profile_type = PROFILE_TYPE, .period_ns = a.period_ns,
+	                       .extra_labels = c.extra, .nextra = c.nextra,
+	                       .pid_label = c.pid_label, .verbose = c.verbose > 0,
+	                       .labeler = a.labeler, .procs = a.procs, .ksyms = a.ksyms,
+	                       .py = a.py, .pmaps = a.pmaps};
+	a.last_drain_ns = base_realtime_ns();
+	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
+	        ag_sampler_ncpus(a.sampler), c.freq, c.server, c.interval);
+	if (c.offcpu)
+		fprintf(stderr, "smolder-agent: off-CPU time: blocks of %g ms or more, sampled with "
+		        "p = %g\n", c.offcpu_min_ms, c.offcpu_sample);
+	run(&a, &c);
 	rc = 0;
 out:
-	ag_unw_free(a.unw);
-	a.unw = NULL;
-	ag_py_free(a.py);
-	a.py = NULL;
-	ag_sampler_close(a.sampler);
-	ag_push_free(a.push);
-	ag_procs_free(a.procs);  /* before the labeler: processes hold its values; frees
-	                          * the processes' perf maps */
-	ag_labeler_free(a.labeler);
-	ag_relabel_free(rules);
-	ag_pmaps_free(a.pmaps);
-	ag_objs_free(a.objs);
-	ag_ksyms_free(a.ksyms);
+	close_parts(&a);
 	free(token);
 	return rc;
 }

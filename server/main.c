@@ -57,6 +57,9 @@ typedef struct app {
 		int rc;
 		uint64_t logged_ms, repeats;
 	} step_log[5];
+	/* what /metrics and /api/v1/status read: routes keep the pointers */
+	srv_metrics_opts metrics_opt;
+	srv_status_opts status_opt;
 } app;
 
 /* ---- maintenance ---- */
@@ -402,25 +405,95 @@ static void malloc_tune(void)
 	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 }
 
-int main(int argc, char **argv)
-{
-	int rc, exit_code = 1;
-	malloc_tune();
-	const char *listen = SRV_HTTP_DEFAULT_LISTEN, *data_dir = NULL;
-	int64_t maint_ns = (int64_t)MAINT_INTERVAL_MS_DEFAULT * 1000000;
-	/* --debuginfod-url: created once the flags are read, before any thread
-	 * (srv_dbgd_new sets libdebuginfod's environment); NULL when off */
-	const char *debuginfod_urls = NULL;
-	const char *ui_dir = NULL;     /* --ui-dir; NULL: api_ui.c's default places */
-	srv_dbgd *dbgd = NULL;
-	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
-	uint32_t max_conns = 0, max_queries = 0;          /* 0: http.h's defaults */
-	int64_t query_timeout_ns = 30 * NS_PER_S;
-	bool log_debug = false;                           /* --log-level debug */
-	int64_t slow_ns = 1000000000;                     /* --slow-request */
-	char *write_token = NULL, *read_token = NULL;
+/* The command line, with its defaults. */
+typedef struct cfg {
+	const char *listen, *data_dir;
+	int64_t maint_ns;
+	const char *debuginfod_urls;   /* --debuginfod-url, or NULL */
+	const char *ui_dir;            /* --ui-dir; NULL: api_ui.c's default places */
+	const char *auth_file, *read_file;  /* --auth/read-token-file */
+	uint32_t max_conns, max_queries;    /* 0: http.h's defaults */
+	int64_t query_timeout_ns;
+	bool log_debug;                /* --log-level debug */
+	int64_t slow_ns;               /* --slow-request */
 	st_options sopt;
-	st_options_default(&sopt);
+} cfg;
+
+/* One option's value into c; 0, or -1 after saying on stderr what is
+ * wrong with it. */
+static int parse_opt(int o, const char *arg, cfg *c)
+{
+	const char *bad = NULL, *want = "";
+	switch (o) {
+	case 'l': c->listen = arg; break;
+	case 'd': c->data_dir = arg; break;
+	case 'D': c->debuginfod_urls = arg; break;
+	case 'U': c->ui_dir = arg; break;
+	case 'A': c->auth_file = arg; break;
+	case 'R': c->read_file = arg; break;
+	case 'r':
+		if (parse_duration(arg, &c->sopt.retention_ns))
+			bad = "retention";
+		break;
+	case 'o':
+		if (parse_duration(arg, &c->sopt.rollup_retention_ns))
+			bad = "retention-rollup";
+		break;
+	case 'M':
+		if (parse_size(arg, &c->sopt.max_block_bytes)) {
+			bad = "max-disk";
+			want = ": expected a size such as 500M or 10G";
+		}
+		break;
+	case 'p':
+		if (parse_duration(arg, &c->sopt.partition_ns) || c->sopt.partition_ns <= 0)
+			bad = "partition";
+		break;
+	case 'm':
+		if (parse_duration(arg, &c->maint_ns) || c->maint_ns <= 0)
+			bad = "maintenance-interval";
+		break;
+	case 'L':
+		if (strcmp(arg, "info") && strcmp(arg, "debug")) {
+			bad = "log-level";
+			want = ": info or debug";
+		}
+		c->log_debug = !strcmp(arg, "debug");
+		break;
+	case 'W':
+		if (parse_duration(arg, &c->slow_ns) || c->slow_ns < 1000000 ||
+		    c->slow_ns > 3600 * 1000000000LL) {
+			bad = "slow-request";
+			want = ": a duration from 1ms to 1h";
+		}
+		break;
+	case 'C':
+		if (parse_count(arg, 1, 1u << 20, &c->max_conns))
+			bad = "max-connections";
+		break;
+	case 'T':
+		if (parse_duration(arg, &c->query_timeout_ns) || c->query_timeout_ns <= 0)
+			bad = "query-timeout";
+		break;
+	case 'S':
+		if (parse_size(arg, &c->sopt.max_series))
+			bad = "max-series";
+		break;
+	case 'Q':
+		if (parse_count(arg, 1, 1024, &c->max_queries))
+			bad = "max-queries";
+		break;
+	}
+	if (!bad)
+		return 0;
+	fprintf(stderr, "smolder-server: invalid --%s '%s'%s\n", bad, arg, want);
+	return -1;
+}
+
+/* The options into c. Returns -1 to go on, else the exit status (0 after
+ * --help, 2 for a usage error, said on stderr). */
+static int parse_args(int argc, char **argv, cfg *c)
+{
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"data-dir", required_argument, NULL, 'd'},
@@ -444,128 +517,113 @@ int main(int argc, char **argv)
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (o) {
-		case 'l':
-			listen = optarg;
-			break;
-		case 'd':
-			data_dir = optarg;
-			break;
-		case 'r':
-			if (parse_duration(optarg, &sopt.retention_ns)) {
-				fprintf(stderr, "smolder-server: invalid --retention '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'o':
-			if (parse_duration(optarg, &sopt.rollup_retention_ns)) {
-				fprintf(stderr, "smolder-server: invalid --retention-rollup '%s'\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'M':
-			if (parse_size(optarg, &sopt.max_block_bytes)) {
-				fprintf(stderr, "smolder-server: invalid --max-disk '%s': expected a "
-				        "size such as 500M or 10G\n", optarg);
-				return 2;
-			}
-			break;
-		case 'p':
-			if (parse_duration(optarg, &sopt.partition_ns) || sopt.partition_ns <= 0) {
-				fprintf(stderr, "smolder-server: invalid --partition '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'm':
-			if (parse_duration(optarg, &maint_ns) || maint_ns <= 0) {
-				fprintf(stderr, "smolder-server: invalid --maintenance-interval '%s'\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'D':
-			debuginfod_urls = optarg;
-			break;
-		case 'U':
-			ui_dir = optarg;
-			break;
-		case 'A':
-			auth_file = optarg;
-			break;
-		case 'R':
-			read_file = optarg;
-			break;
-		case 'L':
-			if (strcmp(optarg, "info") && strcmp(optarg, "debug")) {
-				fprintf(stderr, "smolder-server: invalid --log-level '%s': info or "
-				        "debug\n", optarg);
-				return 2;
-			}
-			log_debug = !strcmp(optarg, "debug");
-			break;
-		case 'W':
-			if (parse_duration(optarg, &slow_ns) || slow_ns < 1000000 ||
-			    slow_ns > 3600 * 1000000000LL) {
-				fprintf(stderr, "smolder-server: invalid --slow-request '%s': a "
-				        "duration from 1ms to 1h\n", optarg);
-				return 2;
-			}
-			break;
-		case 'C':
-			if (parse_count(optarg, 1, 1u << 20, &max_conns)) {
-				fprintf(stderr, "smolder-server: invalid --max-connections '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'T':
-			if (parse_duration(optarg, &query_timeout_ns) || query_timeout_ns <= 0) {
-				fprintf(stderr, "smolder-server: invalid --query-timeout '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'S':
-			if (parse_size(optarg, &sopt.max_series)) {
-				fprintf(stderr, "smolder-server: invalid --max-series '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'Q':
-			if (parse_count(optarg, 1, 1024, &max_queries)) {
-				fprintf(stderr, "smolder-server: invalid --max-queries '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'h':
+		if (o == 'h') {
 			usage(stdout);
 			return 0;
-		default:
+		}
+		if (o == '?') {
 			usage(stderr);
 			return 2;
 		}
+		if (parse_opt(o, optarg, c))
+			return 2;
 	}
-	if (optind < argc || !data_dir) {
-		if (!data_dir)
+	if (optind < argc || !c->data_dir) {
+		if (!c->data_dir)
 			fprintf(stderr, "smolder-server: --data-dir is required\n");
 		usage(stderr);
 		return 2;
 	}
-	if (read_file && !auth_file) {
+	if (c->read_file && !c->auth_file) {
 		/* a read token alone would leave ingest open while looking guarded */
 		fprintf(stderr, "smolder-server: --read-token-file needs --auth-token-file\n");
 		return 2;
 	}
-	if (auth_file && (load_token(auth_file, &write_token) ||
-	                  (read_file && load_token(read_file, &read_token)))) {
+	return -1;
+}
+
+/* The store, the API's state, the symbolizer, and every route. Says on
+ * stderr what failed. */
+static int open_api(app *a, const cfg *c, srv_dbgd *dbgd)
+{
+	int rc;
+	base_err serr;
+	if ((rc = st_open(c->data_dir, &c->sopt, &a->db, &serr))) {
+		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", c->data_dir,
+		        serr.msg[0] ? serr.msg : strerror(-rc));
+		return rc;
+	}
+	if ((rc = srv_api_init(&a->api, a->db, c->data_dir))) {
+		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", c->data_dir,
+		        strerror(-rc));
+		return rc;
+	}
+	a->api.query_timeout_ns = c->query_timeout_ns;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/debuginfo", c->data_dir);
+	srv_sym_opts so = {.debuginfo_dir = dir, .db = a->db, .dbgd = dbgd};
+	a->api.dbgd = dbgd;
+	if ((rc = srv_sym_new(&so, &a->api.sym))) {
+		fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
+		return rc;
+	}
+	a->metrics_opt = (srv_metrics_opts){.api = &a->api, .data_dir = c->data_dir,
+	                                    .version = SMOLDER_VERSION, .start_ns = a->start_ns};
+	a->status_opt = (srv_status_opts){.api = &a->api, .http = a->http, .auth = a->auth,
+	                                  .version = SMOLDER_VERSION, .start_ns = a->start_ns,
+	                                  .maint = &a->maint};
+	if ((rc = srv_api_status_routes(a->http, &a->status_opt)) ||
+	    (rc = srv_api_query_routes(a->http, &a->api)) ||
+	    (rc = srv_api_ingest_routes(a->http, &a->api)) ||
+	    (rc = srv_api_pyroscope_routes(a->http, &a->api)) ||
+	    (rc = srv_api_ingest_native_routes(a->http, &a->api)) ||
+	    (rc = srv_api_debuginfo_routes(a->http, &a->api)) ||
+	    (rc = srv_metrics_routes(a->http, &a->metrics_opt)) ||
+	    (rc = srv_api_ui_routes(a->http, c->ui_dir)))
+		fprintf(stderr, "smolder-server: API routes: %s\n", strerror(-rc));
+	return rc;
+}
+
+/* The maintenance timer and the signals that stop the server. */
+static void start_timers(app *a)
+{
+	uv_timer_init(&a->loop, &a->maint_timer);
+	a->maint_timer.data = a;
+	uint64_t check_ms = a->maint.interval_ms < 1000 ? a->maint.interval_ms : 1000;
+	a->maint_due_ms = uv_now(&a->loop) + a->maint.interval_ms;
+	uv_timer_start(&a->maint_timer, maint_timer_cb, check_ms, check_ms);
+	uv_signal_init(&a->loop, &a->sigint);
+	uv_signal_init(&a->loop, &a->sigterm);
+	a->sigint.data = a->sigterm.data = a;
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+}
+
+int main(int argc, char **argv)
+{
+	int rc, exit_code = 1;
+	malloc_tune();
+	cfg c = {.listen = SRV_HTTP_DEFAULT_LISTEN,
+	         .maint_ns = (int64_t)MAINT_INTERVAL_MS_DEFAULT * 1000000,
+	         .query_timeout_ns = 30 * NS_PER_S, .slow_ns = 1000000000};
+	st_options_default(&c.sopt);
+	/* --debuginfod-url: created once the flags are read, before any thread
+	 * (srv_dbgd_new sets libdebuginfod's environment); NULL when off */
+	srv_dbgd *dbgd = NULL;
+	char *write_token = NULL, *read_token = NULL;
+	if ((rc = parse_args(argc, argv, &c)) >= 0)
+		return rc;
+	if (c.auth_file && (load_token(c.auth_file, &write_token) ||
+	                    (c.read_file && load_token(c.read_file, &read_token)))) {
 		free(write_token);
 		return 2;
 	}
-	if (debuginfod_urls) {
+	if (c.debuginfod_urls) {
 		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		if ((rc = srv_dbgd_new(debuginfod_urls, dir, &dbgd))) {
+		snprintf(dir, sizeof(dir), "%s/debuginfo", c.data_dir);
+		if ((rc = srv_dbgd_new(c.debuginfod_urls, dir, &dbgd))) {
 			fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
-			        "http(s)://HOST[:PORT][,...]\n", debuginfod_urls);
+			        "http(s)://HOST[:PORT][,...]\n", c.debuginfod_urls);
 			return 2;
 		}
 	}
@@ -577,12 +635,12 @@ int main(int argc, char **argv)
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* a client that goes away mid-response must cost an EPIPE, not the process */
 	signal(SIGPIPE, SIG_IGN);
-	max_conns = raise_nofile(max_conns);
+	c.max_conns = raise_nofile(c.max_conns);
 
 	app a = {0};
 	pthread_mutex_init(&a.maint.mu, NULL);
 	a.start_ns = uv_hrtime();
-	a.maint.interval_ms = (uint64_t)(maint_ns / 1000000);
+	a.maint.interval_ms = (uint64_t)(c.maint_ns / 1000000);
 	if ((rc = uv_loop_init(&a.loop))) {
 		fprintf(stderr, "smolder-server: uv_loop_init: %s\n", uv_strerror(rc));
 		return 1;
@@ -590,83 +648,35 @@ int main(int argc, char **argv)
 
 	srv_http_options hopt;
 	srv_http_options_default(&hopt);
-	hopt.listen = listen;
+	hopt.listen = c.listen;
 	hopt.access_log = stderr;
-	hopt.log_every_request = log_debug;
-	hopt.log_slow_ms = (uint32_t)(slow_ns / 1000000);
+	hopt.log_every_request = c.log_debug;
+	hopt.log_slow_ms = (uint32_t)(c.slow_ns / 1000000);
 	hopt.write_token = write_token;
 	hopt.read_token = read_token;
-	hopt.max_connections = max_conns;
-	hopt.max_queries = max_queries;
+	hopt.max_connections = c.max_conns;
+	hopt.max_queries = c.max_queries;
 	a.auth = write_token != NULL;
 	if ((rc = srv_http_new(&a.loop, &hopt, &a.http))) {
 		fprintf(stderr, "smolder-server: invalid --listen '%s': expected ADDR:PORT, "
-		        "e.g. 127.0.0.1:7070 or [::1]:7070\n", listen);
+		        "e.g. 127.0.0.1:7070 or [::1]:7070\n", c.listen);
 		exit_code = 2;
 		goto out;
 	}
-
-	base_err serr;
-	if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
-		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", data_dir,
-		        serr.msg[0] ? serr.msg : strerror(-rc));
+	if (open_api(&a, &c, dbgd))
 		goto out;
-	}
-
-	if ((rc = srv_api_init(&a.api, a.db, data_dir))) {
-		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", data_dir,
-		        strerror(-rc));
-		goto out;
-	}
-	a.api.query_timeout_ns = query_timeout_ns;
-	{
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db, .dbgd = dbgd};
-		a.api.dbgd = dbgd;
-		if ((rc = srv_sym_new(&so, &a.api.sym))) {
-			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
-			goto out;
-		}
-	}
-	const srv_metrics_opts mopt = {.api = &a.api, .data_dir = data_dir,
-	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns};
-	const srv_status_opts status_opt = {.api = &a.api, .http = a.http, .auth = a.auth,
-	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns,
-	                               .maint = &a.maint};
-	if ((rc = srv_api_status_routes(a.http, &status_opt)) ||
-	    (rc = srv_api_query_routes(a.http, &a.api)) ||
-	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
-	    (rc = srv_api_pyroscope_routes(a.http, &a.api)) ||
-	    (rc = srv_api_ingest_native_routes(a.http, &a.api)) ||
-	    (rc = srv_api_debuginfo_routes(a.http, &a.api)) ||
-	    (rc = srv_metrics_routes(a.http, &mopt)) ||
-	    (rc = srv_api_ui_routes(a.http, ui_dir))) {
-		fprintf(stderr, "smolder-server: API routes: %s\n", strerror(-rc));
-		goto out;
-	}
-
 	if ((rc = srv_http_listen(a.http))) {
-		fprintf(stderr, "smolder-server: cannot listen on %s: %s\n", listen, uv_strerror(rc));
+		fprintf(stderr, "smolder-server: cannot listen on %s: %s\n", c.listen,
+		        uv_strerror(rc));
 		goto out;
 	}
-
-	uv_timer_init(&a.loop, &a.maint_timer);
-	a.maint_timer.data = &a;
-	uint64_t check_ms = a.maint.interval_ms < 1000 ? a.maint.interval_ms : 1000;
-	a.maint_due_ms = uv_now(&a.loop) + a.maint.interval_ms;
-	uv_timer_start(&a.maint_timer, maint_timer_cb, check_ms, check_ms);
-	uv_signal_init(&a.loop, &a.sigint);
-	uv_signal_init(&a.loop, &a.sigterm);
-	a.sigint.data = a.sigterm.data = &a;
-	uv_signal_start(&a.sigint, on_signal, SIGINT);
-	uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+	start_timers(&a);
 
 	char addr[64];
 	srv_http_address(a.http, addr, sizeof(addr));
 	printf("smolder-server listening on http://%s\n", addr);
 	fflush(stdout);
-	startup_line(addr, data_dir, ui_dir, auth_file, read_file, log_debug, slow_ns);
+	startup_line(addr, c.data_dir, c.ui_dir, c.auth_file, c.read_file, c.log_debug, c.slow_ns);
 
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	/* Every acknowledged batch is in the WAL already; cutting the whole

@@ -448,26 +448,14 @@ void srv_pprof_free(srv_pprof *o)
 	memset(o, 0, sizeof(*o));
 }
 
-int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
-                     const st_label *labels, size_t nlabels, int64_t now_ns,
-                     srv_pprof *out, base_err *e)
+/* The body as a profile (out->profile), gunzipped when gzip'd. What
+ * unpacking will cost is counted before it is done, for a gzip'd body
+ * while it is inflated. */
+static int pp_unpack(const uint8_t *body, size_t len, srv_pprof *out, base_err *e)
 {
-	profile *p = NULL;
-	conv c = {0};
-	uint64_t *map_idx = NULL, *loc_idx_by_id = NULL;
-	uint32_t *loc_first = NULL, *loc_count = NULL;
-	st_stack_def *stacks = NULL;
-	st_sample *samples = NULL;
-	size_t nstacks = 0, nsamples = 0;
-	base_err lerr = {0};
 	int rc = 0;
-	memset(out, 0, sizeof(*out));
-	e->status = 400;
-	e->msg[0] = 0;
 	if (len == 0)
 		FAIL(400, "empty body: send a pprof profile.proto, gzip'd or not");
-	/* what unpacking will cost is counted before it is done (above), for
-	 * a gzip'd body while it is inflated */
 	pb_scan ps = {0};
 	bool gz = len >= 2 && body[0] == 0x1f && body[1] == 0x8b;
 	if (gz) {
@@ -488,10 +476,19 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 		     "a pprof profile.proto");
 	if (rc)
 		goto out;
-	p = perftools__profiles__profile__unpack(NULL, len, body);
-	if (!p)
+	out->profile = perftools__profiles__profile__unpack(NULL, len, body);
+	if (!out->profile)
 		FAIL(400, "the body is not a pprof profile.proto");
-	out->profile = p;
+out:
+	return rc;
+}
+
+/* One profile type and series per sample type: NAME:TYPE:UNIT:PERIOD_TYPE:
+ * PERIOD_UNIT, and :delta but for the in-use heap. */
+static int pp_types(const profile *p, const char *name, const st_label *labels, size_t nlabels,
+                    srv_pprof *out, base_err *e)
+{
+	int rc = 0;
 	if (!word_ok(name))
 		FAIL(400, "__name__ must be a word of [a-zA-Z0-9_]");
 	if (p->n_sample_type == 0 || p->n_sample_type > MAX_SAMPLE_TYPES)
@@ -510,124 +507,183 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 		         ptt, ptu, strncmp(t, "inuse", 5) ? ":delta" : "");
 		out->series[i] = (st_series_def){out->types[i], labels, (uint32_t)nlabels};
 	}
-	/* mappings -> objects */
-	size_t nmap = p->n_mapping;
-	map_idx = malloc((nmap + 1) * sizeof(*map_idx));
-	c.objects = calloc(nmap + 1, sizeof(*c.objects));
-	c.bids = calloc(nmap + 1, sizeof(*c.bids));
-	c.obj_of_mapping = malloc((nmap + 1) * sizeof(*c.obj_of_mapping));
-	if (!map_idx || !c.objects || !c.bids || !c.obj_of_mapping) {
-		rc = -ENOMEM;
-		goto out;
-	}
+out:
+	return rc;
+}
+
+/* A decode in progress: the profile's tables by ID, the frames of each
+ * location, and what the batch will hold. */
+typedef struct pdec {
+	const profile *p;
+	conv c;
+	uint64_t *map_idx;          /* mapping ID - 1 -> index, UINT64_MAX none */
+	size_t nmap;
+	uint32_t nobj;
+	uint64_t *loc_idx_by_id;    /* location ID - 1 -> index, UINT64_MAX none */
+	uint32_t *loc_first, *loc_count;   /* per location: its frames in c */
+	size_t nloc;
+	st_stack_def *stacks;
+	st_sample *samples;
+	size_t nstacks, nsamples;
+} pdec;
+
+/* Mappings with a build ID become objects. */
+static int pp_objects(pdec *d)
+{
+	const profile *p = d->p;
+	conv *c = &d->c;
+	size_t nmap = d->nmap = p->n_mapping;
+	d->map_idx = malloc((nmap + 1) * sizeof(*d->map_idx));
+	c->objects = calloc(nmap + 1, sizeof(*c->objects));
+	c->bids = calloc(nmap + 1, sizeof(*c->bids));
+	c->obj_of_mapping = malloc((nmap + 1) * sizeof(*c->obj_of_mapping));
+	if (!d->map_idx || !c->objects || !c->bids || !c->obj_of_mapping)
+		return -ENOMEM;
 	for (size_t i = 0; i < nmap; i++)
-		map_idx[i] = UINT64_MAX;
-	uint32_t nobj = 0;
+		d->map_idx[i] = UINT64_MAX;
 	for (size_t i = 0; i < nmap; i++) {
 		const Perftools__Profiles__Mapping *m = p->mapping[i];
-		c.obj_of_mapping[i] = UINT32_MAX;
+		c->obj_of_mapping[i] = UINT32_MAX;
 		if (m->id >= 1 && m->id <= nmap)
-			map_idx[m->id - 1] = i;
+			d->map_idx[m->id - 1] = i;
 		const char *bid = str_at(p, m->build_id), *fname = str_at(p, m->filename);
 		if (!bid || !*bid)
 			continue;  /* without a build ID there is nothing to symbolize by */
-		uint32_t bl = build_id_bytes(bid, c.bids[nobj]);
-		c.objects[nobj] = (st_object){c.bids[nobj], bl, fname ? fname : ""};
-		c.obj_of_mapping[i] = nobj++;
+		uint32_t bl = build_id_bytes(bid, c->bids[d->nobj]);
+		c->objects[d->nobj] = (st_object){c->bids[d->nobj], bl, fname ? fname : ""};
+		c->obj_of_mapping[i] = d->nobj++;
 	}
-	/* locations -> frames, once each */
-	c.p = p;
-	size_t nloc = p->n_location;
-	loc_idx_by_id = malloc((nloc + 1) * sizeof(*loc_idx_by_id));
-	loc_first = malloc((nloc + 1) * sizeof(*loc_first));
-	loc_count = malloc((nloc + 1) * sizeof(*loc_count));
-	if (!loc_idx_by_id || !loc_first || !loc_count) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	return 0;
+}
+
+/* Every location's frames, once each. */
+static int pp_locations(pdec *d, base_err *e)
+{
+	const profile *p = d->p;
+	base_err lerr = {0};
+	int rc = 0;
+	size_t nloc = d->nloc = p->n_location;
+	d->c.p = p;
+	d->loc_idx_by_id = malloc((nloc + 1) * sizeof(*d->loc_idx_by_id));
+	d->loc_first = malloc((nloc + 1) * sizeof(*d->loc_first));
+	d->loc_count = malloc((nloc + 1) * sizeof(*d->loc_count));
+	if (!d->loc_idx_by_id || !d->loc_first || !d->loc_count)
+		return -ENOMEM;
 	for (size_t i = 0; i < nloc; i++)
-		loc_idx_by_id[i] = UINT64_MAX;
+		d->loc_idx_by_id[i] = UINT64_MAX;
 	for (size_t i = 0; i < nloc; i++) {
 		const Perftools__Profiles__Location *l = p->location[i];
 		if (l->id >= 1 && l->id <= nloc)
-			loc_idx_by_id[l->id - 1] = i;
-		loc_first[i] = (uint32_t)c.nframes;
-		rc = location_frames(&c, l, map_idx, nmap, &lerr);
+			d->loc_idx_by_id[l->id - 1] = i;
+		d->loc_first[i] = (uint32_t)d->c.nframes;
+		rc = location_frames(&d->c, l, d->map_idx, d->nmap, &lerr);
 		if (rc == -EINVAL)
 			FAIL(400, "location %zu: %s", i, lerr.msg);
 		if (rc)
 			goto out;
-		loc_count[i] = (uint32_t)(c.nframes - loc_first[i]);
+		d->loc_count[i] = (uint32_t)(d->c.nframes - d->loc_first[i]);
 	}
-	/* samples -> stacks and rows; a stack's frames are copied after the
-	 * locations' own */
+out:
+	return rc;
+}
+
+/* Samples become stacks (their locations' frames, copied after the
+ * locations' own) and one row per non-zero value, dated ts. */
+static int pp_samples(pdec *d, int64_t ts, base_err *e)
+{
+	const profile *p = d->p;
+	conv *c = &d->c;
+	int rc = 0;
 	if (p->n_sample > ST_MAX_BATCH_SAMPLES / p->n_sample_type)
 		FAIL(413, "the profile has %zu samples; the limit is %u", p->n_sample,
 		     ST_MAX_BATCH_SAMPLES / (uint32_t)p->n_sample_type);
-	stacks = calloc(p->n_sample + 1, sizeof(*stacks));
-	samples = calloc(p->n_sample * p->n_sample_type + 1, sizeof(*samples));
-	if (!stacks || !samples) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	int64_t ts = p->time_nanos > 0 && p->duration_nanos >= 0 &&
-	             p->time_nanos < ST_MAX_TS_NS - p->duration_nanos ?
-	             p->time_nanos + p->duration_nanos : now_ns;
+	d->stacks = calloc(p->n_sample + 1, sizeof(*d->stacks));
+	d->samples = calloc(p->n_sample * p->n_sample_type + 1, sizeof(*d->samples));
+	if (!d->stacks || !d->samples)
+		return -ENOMEM;
 	for (size_t i = 0; i < p->n_sample; i++) {
 		const Perftools__Profiles__Sample *s = p->sample[i];
 		if (s->n_value != p->n_sample_type)
 			FAIL(400, "sample %zu has %zu values for %zu sample types", i, s->n_value,
 			     p->n_sample_type);
-		size_t first = c.nframes;
+		size_t first = c->nframes;
 		for (size_t k = 0; k < s->n_location_id; k++) {
 			uint64_t id = s->location_id[k];
-			if (id < 1 || id > nloc || loc_idx_by_id[id - 1] == UINT64_MAX)
+			if (id < 1 || id > d->nloc || d->loc_idx_by_id[id - 1] == UINT64_MAX)
 				FAIL(400, "sample %zu names location %" PRIu64 ", which the profile lacks",
 				     i, id);
-			size_t li = loc_idx_by_id[id - 1];
-			if (c.nframes - first + loc_count[li] > ST_MAX_FRAMES)
+			size_t li = d->loc_idx_by_id[id - 1];
+			if (c->nframes - first + d->loc_count[li] > ST_MAX_FRAMES)
 				FAIL(400, "sample %zu has more than %d frames", i, ST_MAX_FRAMES);
-			for (uint32_t f = 0; f < loc_count[li]; f++)
-				if ((rc = frame_push(&c, c.frames[loc_first[li] + f])))
+			for (uint32_t f = 0; f < d->loc_count[li]; f++)
+				if ((rc = frame_push(c, c->frames[d->loc_first[li] + f])))
 					goto out;
 		}
-		size_t nf = c.nframes - first;
+		size_t nf = c->nframes - first;
 		if (nf == 0)
 			continue;
 		/* frames may move while the array grows: offsets for now */
-		stacks[nstacks] = (st_stack_def){0, (const st_frame *)(uintptr_t)first, (uint32_t)nf};
-		for (size_t v = 0; v < p->n_sample_type; v++) {
-			if (s->value[v] == 0)
-				continue;
-			samples[nsamples++] = (st_sample){ts, (uint32_t)v, nstacks, s->value[v]};
-		}
-		nstacks++;
+		d->stacks[d->nstacks] = (st_stack_def){0, (const st_frame *)(uintptr_t)first,
+		                                       (uint32_t)nf};
+		for (size_t v = 0; v < p->n_sample_type; v++)
+			if (s->value[v])
+				d->samples[d->nsamples++] = (st_sample){ts, (uint32_t)v, d->nstacks,
+				                                        s->value[v]};
+		d->nstacks++;
 	}
-	for (size_t i = 0; i < nstacks; i++) {
-		stacks[i].frames = c.frames + (uintptr_t)stacks[i].frames;
-		stacks[i].id = st_stack_hash(c.objects, nobj, stacks[i].frames, stacks[i].nframes);
+	for (size_t i = 0; i < d->nstacks; i++) {
+		st_stack_def *sd = &d->stacks[i];
+		sd->frames = c->frames + (uintptr_t)sd->frames;
+		sd->id = st_stack_hash(c->objects, d->nobj, sd->frames, sd->nframes);
 	}
-	for (size_t i = 0; i < nsamples; i++)
-		samples[i].stack_id = stacks[samples[i].stack_id].id;
+	for (size_t i = 0; i < d->nsamples; i++)
+		d->samples[i].stack_id = d->stacks[d->samples[i].stack_id].id;
 	/* pprof has a stack per sample, often the same one: a batch lists
 	 * each once, so "stacks" in the answer counts distinct ones */
-	if ((rc = stacks_dedup(stacks, &nstacks)))
-		goto out;
-	out->batch = (st_batch){out->series, (uint32_t)p->n_sample_type, c.objects, nobj,
-	                        stacks, (uint32_t)nstacks, samples, (uint32_t)nsamples};
+	rc = stacks_dedup(d->stacks, &d->nstacks);
 out:
+	return rc;
+}
+
+int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
+                     const st_label *labels, size_t nlabels, int64_t now_ns,
+                     srv_pprof *out, base_err *e)
+{
+	pdec d = {0};
+	memset(out, 0, sizeof(*out));
+	e->status = 400;
+	e->msg[0] = 0;
+	int rc = pp_unpack(body, len, out, e);
+	const profile *p = d.p = out->profile;
+	if (!rc)
+		rc = pp_types(p, name, labels, nlabels, out, e);
+	if (!rc)
+		rc = pp_objects(&d);
+	if (!rc)
+		rc = pp_locations(&d, e);
+	if (!rc) {
+		/* the end of the profile's interval, else now */
+		int64_t ts = p->time_nanos > 0 && p->duration_nanos >= 0 &&
+		             p->time_nanos < ST_MAX_TS_NS - p->duration_nanos ?
+		             p->time_nanos + p->duration_nanos : now_ns;
+		rc = pp_samples(&d, ts, e);
+	}
+	if (!rc)
+		out->batch = (st_batch){out->series, (uint32_t)p->n_sample_type, d.c.objects,
+		                        d.nobj, d.stacks, (uint32_t)d.nstacks, d.samples,
+		                        (uint32_t)d.nsamples};
 	/* everything the batch points into moves to out, freed together */
-	out->objects = c.objects;
-	out->bids = c.bids;
-	out->frames = c.frames;
-	out->names = c.names;
-	out->nnames = c.nnames;
-	out->stacks = stacks;
-	out->samples = samples;
-	free(map_idx);
-	free(c.obj_of_mapping);
-	free(loc_idx_by_id);
-	free(loc_first);
-	free(loc_count);
+	out->objects = d.c.objects;
+	out->bids = d.c.bids;
+	out->frames = d.c.frames;
+	out->names = d.c.names;
+	out->nnames = d.c.nnames;
+	out->stacks = d.stacks;
+	out->samples = d.samples;
+	free(d.map_idx);
+	free(d.c.obj_of_mapping);
+	free(d.loc_idx_by_id);
+	free(d.loc_first);
+	free(d.loc_count);
 	return rc;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "base/text.h"
 #include "base/buf.h"
+#include "base/map.h"
 #include "server/pyroscope.h"
 
 /* Input refused: -EINVAL, with the HTTP status and why in e. */
@@ -165,161 +167,109 @@ void srv_pyro_free(srv_pyro *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* open addressing over stack IDs -> stack index */
-typedef struct stack_map {
-	uint64_t *ids;
-	uint32_t *idx;      /* UINT32_MAX: empty */
-	size_t mask;
-} stack_map;
+/* A folded-text decode in progress: the stacks so far (a base_map from
+ * ID to index, so a stack seen again adds to its sum) and their sums. */
+typedef struct pyro_dec {
+	srv_pyro *out;
+	base_map ids;               /* stack ID -> index in out->stacks */
+	int64_t *sums;
+	size_t nframes, frames_cap, nstacks;
+} pyro_dec;
 
-int srv_pyro_decode_text(const uint8_t *body, size_t len, const srv_pyro_opts *o,
-                         srv_pyro *out, base_err *e)
+/* The COUNT at the end of line ln (cut off it), or 1 for the lines
+ * format (no counts). */
+static int pyro_count(char *p, bool lines, size_t ln, int64_t *count, base_err *e)
 {
-	stack_map m = {0};
-	int64_t *sums = NULL;
-	size_t nframes = 0, frames_cap = 0, nstacks = 0, nlines = 0;
-	int rc = 0;
-	memset(out, 0, sizeof(*out));
-	e->status = 400;
-	e->msg[0] = 0;
-	int cpu = !o->units || !*o->units || !strcmp(o->units, "samples");
-	if (!cpu && (!is_word(o->units, 60) || !is_word(o->type, 60))) {
-		rc = fail(e, 400, "units and the name's type must be words of [a-zA-Z0-9_]");
-		goto out;
+	*count = 1;
+	if (lines)
+		return 0;
+	char *sp = strrchr(p, ' ');
+	if (!sp || !sp[1])
+		return fail(e, 400, "line %zu: \"frame;frame;... COUNT\" expected", ln);
+	int64_t v = 0;
+	for (char *c = sp + 1; *c; c++) {
+		if (*c < '0' || *c > '9' || v > ST_MAX_VALUE)
+			return fail(e, 400, "line %zu: the count must be an integer up to %" PRId64,
+			            ln, (int64_t)ST_MAX_VALUE);
+		v = v * 10 + (*c - '0');
 	}
-	if (o->sample_rate_hz == 0) {
-		rc = fail(e, 400, "sampleRate must be at least 1");
-		goto out;
+	if (v > ST_MAX_VALUE)
+		return fail(e, 400, "line %zu: the count must be an integer up to %" PRId64, ln,
+		            (int64_t)ST_MAX_VALUE);
+	*sp = 0;
+	*count = v;
+	return 0;
+}
+
+/* The frames of line ln, root first in the text, appended leaf first (as
+ * storage wants them); *nf of them. */
+static int pyro_frames(pyro_dec *d, char *p, size_t ln, size_t *nf, base_err *e)
+{
+	srv_pyro *out = d->out;
+	size_t first = d->nframes;
+	*nf = 0;
+	for (char *f = p;;) {
+		char *semi = strchr(f, ';');
+		if (semi)
+			*semi = 0;
+		size_t fl = strlen(f);
+		if (fl == 0)
+			return fail(e, 400, "line %zu: an empty frame name", ln);
+		if (fl > ST_MAX_SYMBOL_LEN)
+			return fail(e, 400, "line %zu: a frame name of %zu bytes; the limit is %d", ln,
+			            fl, ST_MAX_SYMBOL_LEN);
+		if (++*nf > ST_MAX_FRAMES)
+			return fail(e, 400, "line %zu: more than %d frames", ln, ST_MAX_FRAMES);
+		if (base_grow(&out->frames, &d->frames_cap, d->nframes + 1, sizeof(*out->frames)))
+			return -ENOMEM;
+		out->frames[d->nframes++] = (st_frame){ST_FRAME_NAMED, 0, 0, f};
+		if (!semi)
+			break;
+		f = semi + 1;
 	}
-	/* count lines first: it bounds the stack table */
-	for (size_t i = 0; i < len; i++)
-		nlines += body[i] == '\n';
-	nlines++;
-	if (nlines > SRV_PYRO_MAX_LINES) {
-		rc = fail(e, 413, "more than %u lines", SRV_PYRO_MAX_LINES);
-		goto out;
+	for (size_t a = first, b = d->nframes - 1; a < b; a++, b--) {
+		st_frame t = out->frames[a];
+		out->frames[a] = out->frames[b];
+		out->frames[b] = t;
 	}
-	out->text = malloc(len + 1);
-	size_t cap = 16;
-	while (cap < nlines * 2)
-		cap *= 2;
-	m.ids = malloc(cap * sizeof(*m.ids));
-	m.idx = malloc(cap * sizeof(*m.idx));
-	m.mask = cap - 1;
-	out->stacks = calloc(nlines, sizeof(*out->stacks));
-	sums = calloc(nlines, sizeof(*sums));
-	if (!out->text || !m.ids || !m.idx || !out->stacks || !sums) {
-		rc = -ENOMEM;
-		goto out;
+	return 0;
+}
+
+/* One line (NUL-terminated, trailing blanks cut): its stack, added when
+ * new, and its count added to the stack's sum. */
+static int pyro_line(pyro_dec *d, char *p, bool lines, size_t ln, base_err *e)
+{
+	int64_t count;
+	size_t first = d->nframes, nf;
+	int rc = pyro_count(p, lines, ln, &count, e);
+	if (!rc)
+		rc = pyro_frames(d, p, ln, &nf, e);
+	if (rc)
+		return rc;
+	uint64_t id = st_stack_hash(NULL, 0, d->out->frames + first, (uint32_t)nf);
+	uint32_t k = base_map_get(&d->ids, id);
+	if (k == BASE_MAP_NONE) {
+		k = (uint32_t)d->nstacks;
+		if (base_map_put(&d->ids, id, k))
+			return -ENOMEM;
+		/* frames may move while the array grows: an offset for now */
+		d->out->stacks[d->nstacks++] = (st_stack_def){id, (const st_frame *)(uintptr_t)first,
+		                                              (uint32_t)nf};
+	} else {
+		d->nframes = first;  /* known stack: its frames are stored once */
 	}
-	memset(m.idx, 0xff, cap * sizeof(*m.idx));
-	memcpy(out->text, body, len);
-	out->text[len] = 0;
-	char *p = out->text, *end = out->text + len;
-	for (size_t ln = 1; p < end; ln++) {
-		char *nl = memchr(p, '\n', (size_t)(end - p));
-		char *le = nl ? nl : end;
-		char *next = nl ? nl + 1 : end;
-		if ((size_t)(le - p) > SRV_PYRO_MAX_LINE) {
-			rc = fail(e, 400, "line %zu: longer than %u bytes", ln, SRV_PYRO_MAX_LINE);
-			goto out;
-		}
-		while (le > p && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t'))
-			le--;
-		*le = 0;
-		if (memchr(p, 0, (size_t)(le - p))) {
-			rc = fail(e, 400, "line %zu: holds a NUL byte", ln);
-			goto out;
-		}
-		/* blank lines separate nothing but are harmless */
-		char *q = p;
-		while (*q == ' ' || *q == '\t')
-			q++;
-		if (!*q) {
-			p = next;
-			continue;
-		}
-		int64_t count = 1;
-		if (!o->lines) {
-			char *sp = strrchr(p, ' ');
-			if (!sp || !sp[1]) {
-				rc = fail(e, 400, "line %zu: \"frame;frame;... COUNT\" expected", ln);
-				goto out;
-			}
-			count = 0;
-			for (char *c = sp + 1; *c; c++) {
-				if (*c < '0' || *c > '9' || count > ST_MAX_VALUE) {
-					rc = fail(e, 400, "line %zu: the count must be an integer up to "
-					          "%" PRId64, ln, (int64_t)ST_MAX_VALUE);
-					goto out;
-				}
-				count = count * 10 + (*c - '0');
-			}
-			if (count > ST_MAX_VALUE) {
-				rc = fail(e, 400, "line %zu: the count must be an integer up to %" PRId64,
-				          ln, (int64_t)ST_MAX_VALUE);
-				goto out;
-			}
-			*sp = 0;
-		}
-		/* frames, root first in the text; storage wants leaf first */
-		size_t first = nframes, nf = 0;
-		for (char *f = p;;) {
-			char *semi = strchr(f, ';');
-			if (semi)
-				*semi = 0;
-			size_t fl = strlen(f);
-			if (fl == 0) {
-				rc = fail(e, 400, "line %zu: an empty frame name", ln);
-				goto out;
-			}
-			if (fl > ST_MAX_SYMBOL_LEN) {
-				rc = fail(e, 400, "line %zu: a frame name of %zu bytes; the limit is %d",
-				          ln, fl, ST_MAX_SYMBOL_LEN);
-				goto out;
-			}
-			if (++nf > ST_MAX_FRAMES) {
-				rc = fail(e, 400, "line %zu: more than %d frames", ln, ST_MAX_FRAMES);
-				goto out;
-			}
-			if (base_grow(&out->frames, &frames_cap, nframes + 1, sizeof(*out->frames))) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			out->frames[nframes++] = (st_frame){ST_FRAME_NAMED, 0, 0, f};
-			if (!semi)
-				break;
-			f = semi + 1;
-		}
-		for (size_t a = first, b = nframes - 1; a < b; a++, b--) {
-			st_frame t = out->frames[a];
-			out->frames[a] = out->frames[b];
-			out->frames[b] = t;
-		}
-		uint64_t id = st_stack_hash(NULL, 0, out->frames + first, (uint32_t)nf);
-		size_t h = (size_t)(id ^ (id >> 29)) & m.mask;
-		while (m.idx[h] != UINT32_MAX && m.ids[h] != id)
-			h = (h + 1) & m.mask;
-		if (m.idx[h] == UINT32_MAX) {
-			m.ids[h] = id;
-			m.idx[h] = (uint32_t)nstacks;
-			/* frames may move while the array grows: an offset for now */
-			out->stacks[nstacks++] = (st_stack_def){id, (const st_frame *)(uintptr_t)first,
-			                                        (uint32_t)nf};
-		} else {
-			nframes = first;  /* known stack: its frames are stored once */
-		}
-		int64_t *s = &sums[m.idx[h]];
-		if (*s > ST_MAX_VALUE - count) {
-			rc = fail(e, 400, "line %zu: the stack's counts add up past %" PRId64, ln,
-			          (int64_t)ST_MAX_VALUE);
-			goto out;
-		}
-		*s += count;
-		p = next;
-	}
-	for (size_t i = 0; i < nstacks; i++)
-		out->stacks[i].frames = out->frames + (uintptr_t)out->stacks[i].frames;
+	if (d->sums[k] > ST_MAX_VALUE - count)
+		return fail(e, 400, "line %zu: the stack's counts add up past %" PRId64, ln,
+		            (int64_t)ST_MAX_VALUE);
+	d->sums[k] += count;
+	return 0;
+}
+
+/* The series (samples, and for CPU profiles CPU time) and one row per
+ * stack and series with a sum. */
+static int pyro_rows(pyro_dec *d, const srv_pyro_opts *o, bool cpu, base_err *e)
+{
+	srv_pyro *out = d->out;
 	const char *sfx = o->level ? "" : ":delta";
 	uint32_t nseries = 1;
 	if (cpu) {
@@ -332,34 +282,91 @@ int srv_pyro_decode_text(const uint8_t *body, size_t len, const srv_pyro_opts *o
 		snprintf(out->types[0], sizeof(out->types[0]), "%s:%s:%s:%s:%s%s", o->type, o->type,
 		         o->units, o->type, o->units, sfx);
 	}
-	out->samples = calloc(nstacks * nseries + 1, sizeof(*out->samples));
-	if (!out->samples) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	out->samples = calloc(d->nstacks * nseries + 1, sizeof(*out->samples));
+	if (!out->samples)
+		return -ENOMEM;
 	size_t ns = 0;
 	int64_t period_ns = 1000000000LL / o->sample_rate_hz;
-	for (size_t i = 0; i < nstacks; i++) {
-		if (sums[i] == 0)
+	for (size_t i = 0; i < d->nstacks; i++) {
+		int64_t sum = d->sums[i];
+		if (sum == 0)
 			continue;
-		out->samples[ns++] = (st_sample){o->ts_ns, 0, out->stacks[i].id, sums[i]};
+		out->samples[ns++] = (st_sample){o->ts_ns, 0, out->stacks[i].id, sum};
 		if (!cpu)
 			continue;
-		if (period_ns && sums[i] > ST_MAX_VALUE / period_ns) {
-			rc = fail(e, 400, "a stack's CPU time (%" PRId64 " samples at %u Hz) is past "
-			          "the limit", sums[i], o->sample_rate_hz);
-			goto out;
-		}
-		out->samples[ns++] = (st_sample){o->ts_ns, 1, out->stacks[i].id, sums[i] * period_ns};
+		if (period_ns && sum > ST_MAX_VALUE / period_ns)
+			return fail(e, 400, "a stack's CPU time (%" PRId64 " samples at %u Hz) is past "
+			            "the limit", sum, o->sample_rate_hz);
+		out->samples[ns++] = (st_sample){o->ts_ns, 1, out->stacks[i].id, sum * period_ns};
 	}
 	for (uint32_t i = 0; i < nseries; i++)
 		out->series[i] = (st_series_def){out->types[i], o->labels, (uint32_t)o->nlabels};
-	out->batch = (st_batch){out->series, nseries, NULL, 0, out->stacks, (uint32_t)nstacks,
+	out->batch = (st_batch){out->series, nseries, NULL, 0, out->stacks, (uint32_t)d->nstacks,
 	                        out->samples, (uint32_t)ns};
+	return 0;
+}
+
+int srv_pyro_decode_text(const uint8_t *body, size_t len, const srv_pyro_opts *o,
+                         srv_pyro *out, base_err *e)
+{
+	pyro_dec d = {.out = out};
+	size_t nlines = 0;
+	int rc = 0;
+	memset(out, 0, sizeof(*out));
+	e->status = 400;
+	e->msg[0] = 0;
+	bool cpu = !o->units || !*o->units || !strcmp(o->units, "samples");
+	if (!cpu && (!is_word(o->units, 60) || !is_word(o->type, 60)))
+		return fail(e, 400, "units and the name's type must be words of [a-zA-Z0-9_]");
+	if (o->sample_rate_hz == 0)
+		return fail(e, 400, "sampleRate must be at least 1");
+	/* count lines first: it bounds the stack table */
+	for (size_t i = 0; i < len; i++)
+		nlines += body[i] == '\n';
+	nlines++;
+	if (nlines > SRV_PYRO_MAX_LINES)
+		return fail(e, 413, "more than %u lines", SRV_PYRO_MAX_LINES);
+	out->text = malloc(len + 1);
+	out->stacks = calloc(nlines, sizeof(*out->stacks));
+	d.sums = calloc(nlines, sizeof(*d.sums));
+	if (!out->text || !out->stacks || !d.sums || base_map_init(&d.ids, nlines)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(out->text, body, len);
+	out->text[len] = 0;
+	char *p = out->text, *end = out->text + len;
+	for (size_t ln = 1; p < end && !rc; ln++) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *le = nl ? nl : end;
+		char *next = nl ? nl + 1 : end;
+		if ((size_t)(le - p) > SRV_PYRO_MAX_LINE) {
+			rc = fail(e, 400, "line %zu: longer than %u bytes", ln, SRV_PYRO_MAX_LINE);
+			break;
+		}
+		while (le > p && (le[-1] == '\r' || le[-1] == ' ' || le[-1] == '\t'))
+			le--;
+		*le = 0;
+		if (memchr(p, 0, (size_t)(le - p))) {
+			rc = fail(e, 400, "line %zu: holds a NUL byte", ln);
+			break;
+		}
+		/* blank lines separate nothing but are harmless */
+		char *q = p;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q)
+			rc = pyro_line(&d, p, o->lines, ln, e);
+		p = next;
+	}
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < d.nstacks; i++)
+		out->stacks[i].frames = out->frames + (uintptr_t)out->stacks[i].frames;
+	rc = pyro_rows(&d, o, cpu, e);
 out:
-	free(m.ids);
-	free(m.idx);
-	free(sums);
+	base_map_free(&d.ids);
+	free(d.sums);
 	return rc;
 }
 

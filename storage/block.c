@@ -651,230 +651,270 @@ static size_t sum_ranks(srow *grp, size_t n)
 	return w;
 }
 
-int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
-                       const st__block_spec *spec)
+/* A merge in progress: the inputs' cursors, the output's series and
+ * stack universes, and the group of rows being sorted. */
+typedef struct mrg {
+	const st__block *const *in;
+	size_t nin;
+	const st__block_spec *spec;
+	int64_t step;               /* ns; 0: rows kept as they are */
+	uint32_t crows;             /* rows per output chunk */
+	mcur *cur;
+	uint64_t *sids;             /* series IDs: the union, then the output's */
+	size_t nuni;
+	uint32_t *s_out;            /* union index -> output series */
+	uint32_t nser;
+	st__ids ku;                 /* the stacks' universe */
+	uint64_t *kcount, *kids;
+	uint32_t *k_rank, nstk;
+	st__blk_series *ser;
+	srow *buf, *grp;
+	size_t nbuf, ngrp, grp_cap;
+	uint64_t row;               /* rows written */
+	benc e;
+} mrg;
+
+/* The union of the inputs' series tables, by ID as always. */
+static int merge_series(mrg *m)
+{
+	size_t nsid = 0;
+	for (size_t j = 0; j < m->nin; j++)
+		nsid += m->in[j]->nseries;
+	m->sids = malloc((nsid + 1) * sizeof(*m->sids));
+	if (!m->sids)
+		return -ENOMEM;
+	nsid = 0;
+	for (size_t j = 0; j < m->nin; j++)
+		for (uint32_t s = 0; s < m->in[j]->nseries; s++)
+			m->sids[nsid++] = m->in[j]->series[s].id;
+	qsort(m->sids, nsid, sizeof(*m->sids), cmp_u64v);
+	for (size_t i = 0; i < nsid; i++)
+		if (!m->nuni || m->sids[m->nuni - 1] != m->sids[i])
+			m->sids[m->nuni++] = m->sids[i];
+	m->s_out = malloc((m->nuni + 1) * sizeof(*m->s_out));
+	if (!m->s_out)
+		return -ENOMEM;
+	memset(m->s_out, 0xff, (m->nuni + 1) * sizeof(*m->s_out));
+	return base_map_init(&m->ku.map, 65536);
+}
+
+/* Each input's dictionaries mapped: series tables are sorted by ID, so a
+ * merge walk; stacks into one universe. */
+static int merge_dicts(mrg *m)
 {
 	int rc = 0;
-	uint32_t crows = spec->chunk_rows ? spec->chunk_rows : 16384;
-	int64_t step = (int64_t)spec->step_s * 1000000000LL;
-	mcur *cur = calloc(nin + 1, sizeof(*cur));
-	uint64_t *sids = NULL, *kcount = NULL, *kids = NULL;
-	uint32_t *k_rank = NULL, *s_out = NULL;
-	st__blk_series *ser = NULL;
-	srow *buf = NULL, *grp = NULL;
-	size_t nbuf = 0, ngrp = 0, grp_cap = 0, nsid = 0;
-	st__ids ku = {0};
-	benc e = {0};
-	uint32_t nser = 0, nstk = 0, nuni = 0;
-	if (!cur || nin == 0 || crows > ST__BLK_MAX_CHUNK_ROWS ||
-	    (spec->window && spec->from >= spec->to)) {
-		rc = cur ? -EINVAL : -ENOMEM;
-		goto out;
-	}
-
-	/* the union of the inputs' series tables, by ID as always */
-	for (size_t j = 0; j < nin; j++)
-		nsid += in[j]->nseries;
-	sids = malloc((nsid + 1) * sizeof(*sids));
-	if (!sids) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	nsid = 0;
-	for (size_t j = 0; j < nin; j++)
-		for (uint32_t s = 0; s < in[j]->nseries; s++)
-			sids[nsid++] = in[j]->series[s].id;
-	qsort(sids, nsid, sizeof(*sids), cmp_u64v);
-	for (size_t i = 0; i < nsid; i++)
-		if (!nuni || sids[nuni - 1] != sids[i])
-			sids[nuni++] = sids[i];
-	s_out = malloc(((size_t)nuni + 1) * sizeof(*s_out));
-	if (!s_out || (rc = base_map_init(&ku.map, 65536))) {
-		rc = rc ? rc : -ENOMEM;
-		goto out;
-	}
-	memset(s_out, 0xff, ((size_t)nuni + 1) * sizeof(*s_out));
-
-	/* map each input's dictionaries; series tables are sorted by ID, so a
-	 * merge walk, and stacks into one universe */
-	for (size_t j = 0; j < nin && !rc; j++) {
-		mcur *c = &cur[j];
-		c->b = in[j];
-		c->smap = malloc(((size_t)in[j]->nseries + 1) * sizeof(*c->smap));
-		c->kmap = malloc(((size_t)in[j]->nstacks + 1) * sizeof(*c->kmap));
-		if (!c->smap || !c->kmap) {
-			rc = -ENOMEM;
-			break;
-		}
+	for (size_t j = 0; j < m->nin && !rc; j++) {
+		const st__block *b = m->in[j];
+		mcur *c = &m->cur[j];
+		c->b = b;
+		c->smap = malloc(((size_t)b->nseries + 1) * sizeof(*c->smap));
+		c->kmap = malloc(((size_t)b->nstacks + 1) * sizeof(*c->kmap));
+		if (!c->smap || !c->kmap)
+			return -ENOMEM;
 		uint32_t o = 0;
-		for (uint32_t s = 0; s < in[j]->nseries; s++) {
-			while (sids[o] != in[j]->series[s].id)
+		for (uint32_t s = 0; s < b->nseries; s++) {
+			while (m->sids[o] != b->series[s].id)
 				o++;
 			c->smap[s] = o;
 		}
-		for (uint32_t k = 0; k < in[j]->nstacks && !rc; k++)
-			rc = st__ids_index(&ku, in[j]->stacks[k], &c->kmap[k]);
+		for (uint32_t k = 0; k < b->nstacks && !rc; k++)
+			rc = st__ids_index(&m->ku, b->stacks[k], &c->kmap[k]);
 	}
-	if (rc)
-		goto out;
+	return rc;
+}
 
-	/* stack ranks need counts, which blocks do not store: one decoding pass
-	 * over the inputs, which also finds the series with rows in the window
-	 * (a roll-up of a window leaves the others out) */
-	kcount = calloc(ku.n + 1, sizeof(*kcount));
-	k_rank = malloc((ku.n + 1) * sizeof(*k_rank));
-	if (!kcount || !k_rank) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t j = 0; j < nin && !rc; j++) {
-		mcur *c = &cur[j];
-		for (uint32_t ci = 0; ci < in[j]->nchunks && !rc; ci++) {
-			if (chunk_outside(&in[j]->chunks[ci], spec))
+/* Stack ranks need counts, which blocks do not store: one decoding pass
+ * over the inputs, which also finds the series with rows in the window
+ * (a roll-up of a window leaves the others out). Then the output's series
+ * table and stack ranks. -ENODATA when the window holds no row. */
+static int merge_count(mrg *m)
+{
+	int rc = 0;
+	m->kcount = calloc(m->ku.n + 1, sizeof(*m->kcount));
+	m->k_rank = malloc((m->ku.n + 1) * sizeof(*m->k_rank));
+	if (!m->kcount || !m->k_rank)
+		return -ENOMEM;
+	for (size_t j = 0; j < m->nin && !rc; j++) {
+		mcur *c = &m->cur[j];
+		for (uint32_t ci = 0; ci < m->in[j]->nchunks && !rc; ci++) {
+			if (chunk_outside(&m->in[j]->chunks[ci], m->spec))
 				continue;
-			rc = st__chunk_decode(in[j], ci, &c->cr);
+			rc = st__chunk_decode(m->in[j], ci, &c->cr);
 			for (uint32_t i = 0; !rc && i < c->cr.n; i++) {
 				int64_t t = c->cr.ts[i];
-				if (spec->window && (t < spec->from || t >= spec->to))
+				if (m->spec->window && (t < m->spec->from || t >= m->spec->to))
 					continue;
-				kcount[c->kmap[c->cr.stack[i]]]++;
-				s_out[c->smap[c->cr.series[i]]] = 0;
+				m->kcount[c->kmap[c->cr.stack[i]]]++;
+				m->s_out[c->smap[c->cr.series[i]]] = 0;
 			}
 		}
 		c->cr.n = 0;
 	}
 	if (rc)
-		goto out;
-	for (uint32_t s = 0; s < nuni; s++)
-		if (s_out[s] == 0)
-			sids[s_out[s] = nser++] = sids[s];
-	if (nser == 0) {
-		rc = -ENODATA;
-		goto out;
-	}
-	for (size_t j = 0; j < nin; j++)
-		for (uint32_t s = 0; s < in[j]->nseries; s++)
-			cur[j].smap[s] = s_out[cur[j].smap[s]];
-	ser = calloc((size_t)nser + 1, sizeof(*ser));
-	if (!ser) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (uint32_t s = 0; s < nser; s++)
-		ser[s] = (st__blk_series){sids[s], 0, 0, INT64_MAX, INT64_MIN};
-	if ((rc = rank_stacks(kcount, ku.ids, (uint32_t)ku.n, k_rank, &kids, &nstk)))
-		goto out;
+		return rc;
+	for (uint32_t s = 0; s < m->nuni; s++)
+		if (m->s_out[s] == 0)
+			m->sids[m->s_out[s] = m->nser++] = m->sids[s];
+	if (m->nser == 0)
+		return -ENODATA;
+	for (size_t j = 0; j < m->nin; j++)
+		for (uint32_t s = 0; s < m->in[j]->nseries; s++)
+			m->cur[j].smap[s] = m->s_out[m->cur[j].smap[s]];
+	m->ser = calloc((size_t)m->nser + 1, sizeof(*m->ser));
+	if (!m->ser)
+		return -ENOMEM;
+	for (uint32_t s = 0; s < m->nser; s++)
+		m->ser[s] = (st__blk_series){m->sids[s], 0, 0, INT64_MAX, INT64_MIN};
+	return rank_stacks(m->kcount, m->ku.ids, (uint32_t)m->ku.n, m->k_rank, &m->kids,
+	                   &m->nstk);
+}
 
+/* The smallest (series, time) at the inputs' heads (with a step, the
+ * step's start for the time); false when every input is done. */
+static bool merge_next_key(const mrg *m, uint32_t *gs, int64_t *gt)
+{
+	*gs = UINT32_MAX;
+	*gt = INT64_MAX;
+	for (size_t j = 0; j < m->nin; j++) {
+		const mcur *c = &m->cur[j];
+		if (c->done)
+			continue;
+		uint32_t s = c->smap[c->cr.series[c->i]];
+		int64_t t = c->cr.ts[c->i];
+		if (m->step)
+			t -= t % m->step;  /* timestamps are never negative */
+		if (s < *gs || (s == *gs && t < *gt)) {
+			*gs = s;
+			*gt = t;
+		}
+	}
+	return *gs != UINT32_MAX;
+}
+
+/* Takes the group (gs, gt) from every input holding it into grp, sorted
+ * by the output's ranks (and with a step, summed per rank). */
+static int merge_take_group(mrg *m, uint32_t gs, int64_t gt)
+{
+	int rc = 0;
+	m->ngrp = 0;
+	for (size_t j = 0; j < m->nin && !rc; j++) {
+		mcur *c = &m->cur[j];
+		while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs) {
+			int64_t t = c->cr.ts[c->i];
+			if ((m->step ? t - t % m->step : t) != gt)
+				break;
+			if ((rc = base_grow(&m->grp, &m->grp_cap, m->ngrp + 1, sizeof(*m->grp))))
+				break;
+			m->grp[m->ngrp++] = (srow){gt, gs, m->k_rank[c->kmap[c->cr.stack[c->i]]],
+			                           c->cr.value[c->i]};
+			c->i++;
+			rc = mcur_fill(c, m->spec);
+		}
+	}
+	if (rc)
+		return rc;
+	/* groups are a process' stacks in one second, a few dozen rows:
+	 * insertion sort (glibc's qsort allocates and merge-sorts, and showed
+	 * up as 7 % of a compaction); a roll-up's groups are a step's worth,
+	 * sorted with qsort */
+	srow *grp = m->grp;
+	if (m->ngrp > 64) {
+		qsort(grp, m->ngrp, sizeof(*grp), cmp_srow_rank);
+	} else {
+		for (size_t a = 1; a < m->ngrp; a++) {
+			srow t = grp[a];
+			size_t b = a;
+			while (b > 0 && grp[b - 1].rank > t.rank) {
+				grp[b] = grp[b - 1];
+				b--;
+			}
+			grp[b] = t;
+		}
+	}
+	if (m->step)
+		m->ngrp = sum_ranks(grp, m->ngrp);
+	return 0;
+}
+
+/* The group into its series' extent and the output's chunks. */
+static int merge_put_group(mrg *m, uint32_t gs, int64_t gt)
+{
+	int rc = 0;
+	st__blk_series *sr = &m->ser[gs];
+	if (sr->nrows == 0)
+		sr->first_row = m->row;
+	if (sr->nrows > UINT32_MAX - m->ngrp)
+		return -EFBIG;
+	sr->nrows += (uint32_t)m->ngrp;
+	if (gt < sr->mint)
+		sr->mint = gt;
+	if (gt > sr->maxt)
+		sr->maxt = gt;
+	m->row += m->ngrp;
+	for (size_t g = 0; g < m->ngrp && !rc; g++) {
+		m->buf[m->nbuf++] = m->grp[g];
+		if (m->nbuf == m->crows) {
+			rc = benc_chunk(&m->e, m->buf, m->nbuf);
+			m->nbuf = 0;
+		}
+	}
+	return rc;
+}
+
+int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
+                       const st__block_spec *spec)
+{
+	int rc = 0;
+	mrg m = {.in = in, .nin = nin, .spec = spec,
+	         .step = (int64_t)spec->step_s * 1000000000LL,
+	         .crows = spec->chunk_rows ? spec->chunk_rows : 16384};
+	m.cur = calloc(nin + 1, sizeof(*m.cur));
+	if (!m.cur || nin == 0 || m.crows > ST__BLK_MAX_CHUNK_ROWS ||
+	    (spec->window && spec->from >= spec->to)) {
+		rc = m.cur ? -EINVAL : -ENOMEM;
+		goto out;
+	}
+	if ((rc = merge_series(&m)) || (rc = merge_dicts(&m)) || (rc = merge_count(&m)))
+		goto out;
 	/* the merge: inputs are each sorted by (series, time, own rank); take
 	 * one (series, time) group at a time from every input holding it (with
 	 * a step, one (series, step) group: a step's start is monotonic in
 	 * time, so the order holds), sort it by the output's ranks, and hand
 	 * full chunks to the encoder */
-	buf = malloc((size_t)crows * sizeof(*buf));
-	if (!buf || (rc = benc_init(&e, fd, crows))) {
+	m.buf = malloc((size_t)m.crows * sizeof(*m.buf));
+	if (!m.buf || (rc = benc_init(&m.e, fd, m.crows))) {
 		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}
 	for (size_t j = 0; j < nin && !rc; j++)
-		rc = mcur_fill(&cur[j], spec);
-	uint64_t row = 0;
-	while (!rc) {
-		uint32_t gs = UINT32_MAX;
-		int64_t gt = INT64_MAX;
-		for (size_t j = 0; j < nin; j++) {
-			mcur *c = &cur[j];
-			if (c->done)
-				continue;
-			uint32_t s = c->smap[c->cr.series[c->i]];
-			int64_t t = c->cr.ts[c->i];
-			if (step)
-				t -= t % step;  /* timestamps are never negative */
-			if (s < gs || (s == gs && t < gt)) {
-				gs = s;
-				gt = t;
-			}
-		}
-		if (gs == UINT32_MAX)
-			break;
-		ngrp = 0;
-		for (size_t j = 0; j < nin && !rc; j++) {
-			mcur *c = &cur[j];
-			while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs) {
-				int64_t t = c->cr.ts[c->i];
-				if ((step ? t - t % step : t) != gt)
-					break;
-				if ((rc = base_grow(&grp, &grp_cap, ngrp + 1, sizeof(*grp))))
-					break;
-				grp[ngrp++] = (srow){gt, gs, k_rank[c->kmap[c->cr.stack[c->i]]],
-				                     c->cr.value[c->i]};
-				c->i++;
-				rc = mcur_fill(c, spec);
-			}
-		}
-		if (rc)
-			break;
-		/* groups are a process' stacks in one second, a few dozen rows:
-		 * insertion sort (glibc's qsort allocates and merge-sorts, and
-		 * showed up as 7 % of a compaction); a roll-up's groups are a
-		 * step's worth, sorted with qsort */
-		if (ngrp > 64) {
-			qsort(grp, ngrp, sizeof(*grp), cmp_srow_rank);
-		} else {
-			for (size_t a = 1; a < ngrp; a++) {
-				srow t = grp[a];
-				size_t b = a;
-				while (b > 0 && grp[b - 1].rank > t.rank) {
-					grp[b] = grp[b - 1];
-					b--;
-				}
-				grp[b] = t;
-			}
-		}
-		if (step)
-			ngrp = sum_ranks(grp, ngrp);
-		st__blk_series *sr = &ser[gs];
-		if (sr->nrows == 0)
-			sr->first_row = row;
-		if (sr->nrows > UINT32_MAX - ngrp) {
-			rc = -EFBIG;
-			break;
-		}
-		sr->nrows += (uint32_t)ngrp;
-		if (gt < sr->mint)
-			sr->mint = gt;
-		if (gt > sr->maxt)
-			sr->maxt = gt;
-		row += ngrp;
-		for (size_t g = 0; g < ngrp && !rc; g++) {
-			buf[nbuf++] = grp[g];
-			if (nbuf == crows) {
-				rc = benc_chunk(&e, buf, nbuf);
-				nbuf = 0;
-			}
-		}
-	}
-	if (!rc && nbuf)
-		rc = benc_chunk(&e, buf, nbuf);
-	if (!rc && row == 0)
+		rc = mcur_fill(&m.cur[j], spec);
+	uint32_t gs;
+	int64_t gt;
+	while (!rc && merge_next_key(&m, &gs, &gt))
+		if (!(rc = merge_take_group(&m, gs, gt)))
+			rc = merge_put_group(&m, gs, gt);
+	if (!rc && m.nbuf)
+		rc = benc_chunk(&m.e, m.buf, m.nbuf);
+	if (!rc && m.row == 0)
 		rc = -EINVAL;
-	rc = rc ? rc : benc_finish(&e, ser, nser, kids, nstk, spec);
+	rc = rc ? rc : benc_finish(&m.e, m.ser, m.nser, m.kids, m.nstk, spec);
 out:
-	for (size_t j = 0; cur && j < nin; j++) {
-		st__chunk_rows_free(&cur[j].cr);
-		free(cur[j].smap);
-		free(cur[j].kmap);
+	for (size_t j = 0; m.cur && j < nin; j++) {
+		st__chunk_rows_free(&m.cur[j].cr);
+		free(m.cur[j].smap);
+		free(m.cur[j].kmap);
 	}
-	free(cur);
-	free(sids);
-	free(s_out);
-	free(kcount);
-	free(kids);
-	free(k_rank);
-	free(ser);
-	free(buf);
-	free(grp);
-	st__ids_free(&ku);
-	benc_free(&e);
+	free(m.cur);
+	free(m.sids);
+	free(m.s_out);
+	free(m.kcount);
+	free(m.kids);
+	free(m.k_rank);
+	free(m.ser);
+	free(m.buf);
+	free(m.grp);
+	st__ids_free(&m.ku);
+	benc_free(&m.e);
 	return rc;
 }
 

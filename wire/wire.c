@@ -12,6 +12,7 @@
 #include <lz4.h>
 
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include "base/buf.h"
 #include "wire/wire.h"
 
 /* Smallest encoding of each repeated item, to refuse a count that cannot
@@ -195,28 +196,16 @@ static int rd_str(dec *d, const char *what, bool nonempty, const char **out)
 	return rd_bytes(d, what, nonempty ? 1 : 0, WIRE_MAX_STR, false, out, NULL);
 }
 
-/* A pointer into the arena on the second pass, a dummy on the first. */
+/* A pointer into the arena on the second pass, a dummy on the first (a
+ * tmp_ARR of the caller's). */
 #define SLOT(arr, k) (d->fill ? &(arr)[k] : &tmp_##arr)
 
-static int parse(dec *d)
+/* The fixed header fields: agent, host, type, sequence, interval, period. */
+static int parse_header(dec *d)
 {
 	wire_batch *b = d->b;
 	int rc;
 	uint64_t v;
-	/* first-pass scratch targets of SLOT */
-	wire_counter tmp_counters;
-	wire_process tmp_processes;
-	wire_label tmp_lab;
-	wire_object tmp_objects;
-	wire_stack tmp_stacks;
-	wire_frame tmp_fr;
-	wire_row tmp_rows;
-	wire_counter *counters = (wire_counter *)b->counters;
-	wire_process *processes = (wire_process *)b->processes;
-	wire_object *objects = (wire_object *)b->objects;
-	wire_stack *stacks = (wire_stack *)b->stacks;
-	wire_row *rows = (wire_row *)b->rows;
-
 	d->sec = SEC_HEADER;
 	if ((rc = rd_str(d, "agent_id", true, &b->agent_id)) ||
 	    (rc = rd_str(d, "hostname", false, &b->hostname)) ||
@@ -233,9 +222,14 @@ static int parse(dec *d)
 		return dfail(d, -EBADMSG, "interval [%lld, %lld] ns is not a forward "
 		             "interval of non-negative times", (long long)b->start_ns,
 		             (long long)b->end_ns);
-	if ((rc = rd_varint(d, "period_ns", &b->period_ns)))
-		return rc;
+	return rd_varint(d, "period_ns", &b->period_ns);
+}
 
+static int parse_counters(dec *d)
+{
+	wire_batch *b = d->b;
+	wire_counter tmp_counters, *counters = (wire_counter *)b->counters;
+	int rc;
 	if ((rc = rd_count(d, "counters", WIRE_MAX_COUNTERS, MIN_COUNTER, &b->ncounters)))
 		return rc;
 	d->sec = SEC_COUNTER;
@@ -245,7 +239,16 @@ static int parse(dec *d)
 		    (rc = rd_varint(d, "value", &c->value)))
 			return rc;
 	}
+	return 0;
+}
 
+static int parse_processes(dec *d)
+{
+	wire_batch *b = d->b;
+	wire_process tmp_processes, *processes = (wire_process *)b->processes;
+	wire_label tmp_lab;
+	int rc;
+	uint64_t v;
 	d->sec = SEC_HEADER;
 	if ((rc = rd_count(d, "processes", WIRE_MAX_PROCESSES, MIN_PROCESS, &b->nprocesses)))
 		return rc;
@@ -273,7 +276,14 @@ static int parse(dec *d)
 		else
 			d->nlabels += pr->nlabels;
 	}
+	return 0;
+}
 
+static int parse_objects(dec *d)
+{
+	wire_batch *b = d->b;
+	wire_object tmp_objects, *objects = (wire_object *)b->objects;
+	int rc;
 	d->sec = SEC_HEADER;
 	if ((rc = rd_count(d, "objects", WIRE_MAX_OBJECTS, MIN_OBJECT, &b->nobjects)))
 		return rc;
@@ -287,7 +297,77 @@ static int parse(dec *d)
 			return rc;
 		o->build_id = (const uint8_t *)bid;
 	}
+	return 0;
+}
 
+/* One frame of a stack into f, its part of the stack's hash into h on the
+ * second pass (when the objects it may name are read). */
+static int parse_frame(dec *d, wire_frame *f, XXH3_state_t *h)
+{
+	const wire_batch *b = d->b;
+	int rc;
+	uint64_t v;
+	if (d->p >= d->end)
+		return dfail(d, -EBADMSG, "truncated in kind");
+	f->kind = *d->p++;
+	f->object = 0;
+	f->offset = 0;
+	f->name = f->file = f->lang = NULL;
+	f->line = 0;
+	if (f->kind == WIRE_FRAME_USER) {
+		if ((rc = rd_varint(d, "object index", &v)))
+			return rc;
+		if (v >= b->nobjects)
+			return dfail(d, -EBADMSG, "object index %llu out of range "
+			             "(%u objects)", (unsigned long long)v, b->nobjects);
+		f->object = (uint32_t)v;
+		if ((rc = rd_varint(d, "offset", &f->offset)))
+			return rc;
+		if (d->fill) {
+			const wire_object *o = &b->objects[f->object];
+			wire_stack_hash_user(h, o->build_id, o->build_id_len, f->offset);
+		}
+	} else if (f->kind == WIRE_FRAME_KERNEL || f->kind == WIRE_FRAME_NAMED) {
+		uint32_t n;
+		if ((rc = rd_bytes(d, "name", 1, WIRE_MAX_STR, false, &f->name, &n)))
+			return rc;
+		if (d->fill)
+			wire_stack_hash_name(h, f->kind, f->name, n);
+	} else if (f->kind == KIND_NAMED_SOURCE && d->version >= 2) {
+		uint32_t n, nl, nf;
+		f->kind = WIRE_FRAME_NAMED;
+		if ((rc = rd_bytes(d, "name", 1, WIRE_MAX_STR, false, &f->name, &n)) ||
+		    (rc = rd_bytes(d, "language", 0, WIRE_MAX_LANG, false, &f->lang, &nl)) ||
+		    (rc = rd_bytes(d, "file", 0, WIRE_MAX_STR, false, &f->file, &nf)) ||
+		    (rc = rd_varint(d, "line", &v)))
+			return rc;
+		if (v > WIRE_MAX_LINE)
+			return dfail(d, -EBADMSG, "line %llu is over 2^31-1",
+			             (unsigned long long)v);
+		f->line = (uint32_t)v;
+		if (d->fill) {
+			/* as wire_stack_id: a frame with none of the three is
+			 * the plain named frame, however it was encoded */
+			wire_stack_hash_name(h, f->kind, f->name, n);
+			if (wire_frame_has_source(f))
+				wire_stack_hash_source(h, f->lang, nl, f->file, nf, f->line);
+		}
+	} else {
+		if (f->kind == KIND_NAMED_SOURCE)
+			return dfail(d, -EBADMSG, "frame kind %u needs version 2, the "
+			             "batch is version %u", f->kind, d->version);
+		return dfail(d, -EBADMSG, "unknown frame kind %u", f->kind);
+	}
+	return 0;
+}
+
+/* The stacks; on the second pass each ID is checked against its frames. */
+static int parse_stacks(dec *d)
+{
+	wire_batch *b = d->b;
+	wire_stack tmp_stacks, *stacks = (wire_stack *)b->stacks;
+	wire_frame tmp_fr;
+	int rc;
 	d->sec = SEC_HEADER;
 	if ((rc = rd_count(d, "stacks", WIRE_MAX_STACKS, MIN_STACK, &b->nstacks)))
 		return rc;
@@ -306,60 +386,9 @@ static int parse(dec *d)
 		s->frames = d->fill ? d->fr : NULL;
 		XXH3_64bits_reset(&h);
 		d->sub = true;
-		for (d->j = 0; d->j < s->nframes; d->j++) {
-			wire_frame *f = d->fill ? &d->fr[d->j] : &tmp_fr;
-			if (d->p >= d->end)
-				return dfail(d, -EBADMSG, "truncated in kind");
-			f->kind = *d->p++;
-			f->object = 0;
-			f->offset = 0;
-			f->name = f->file = f->lang = NULL;
-			f->line = 0;
-			if (f->kind == WIRE_FRAME_USER) {
-				if ((rc = rd_varint(d, "object index", &v)))
-					return rc;
-				if (v >= b->nobjects)
-					return dfail(d, -EBADMSG, "object index %llu out of range "
-					             "(%u objects)", (unsigned long long)v, b->nobjects);
-				f->object = (uint32_t)v;
-				if ((rc = rd_varint(d, "offset", &f->offset)))
-					return rc;
-				if (d->fill) {
-					const wire_object *o = &objects[f->object];
-					wire_stack_hash_user(&h, o->build_id, o->build_id_len, f->offset);
-				}
-			} else if (f->kind == WIRE_FRAME_KERNEL || f->kind == WIRE_FRAME_NAMED) {
-				uint32_t n;
-				if ((rc = rd_bytes(d, "name", 1, WIRE_MAX_STR, false, &f->name, &n)))
-					return rc;
-				if (d->fill)
-					wire_stack_hash_name(&h, f->kind, f->name, n);
-			} else if (f->kind == KIND_NAMED_SOURCE && d->version >= 2) {
-				uint32_t n, nl, nf;
-				f->kind = WIRE_FRAME_NAMED;
-				if ((rc = rd_bytes(d, "name", 1, WIRE_MAX_STR, false, &f->name, &n)) ||
-				    (rc = rd_bytes(d, "language", 0, WIRE_MAX_LANG, false, &f->lang, &nl)) ||
-				    (rc = rd_bytes(d, "file", 0, WIRE_MAX_STR, false, &f->file, &nf)) ||
-				    (rc = rd_varint(d, "line", &v)))
-					return rc;
-				if (v > WIRE_MAX_LINE)
-					return dfail(d, -EBADMSG, "line %llu is over 2^31-1",
-					             (unsigned long long)v);
-				f->line = (uint32_t)v;
-				if (d->fill) {
-					/* as wire_stack_id: a frame with none of the three is
-					 * the plain named frame, however it was encoded */
-					wire_stack_hash_name(&h, f->kind, f->name, n);
-					if (wire_frame_has_source(f))
-						wire_stack_hash_source(&h, f->lang, nl, f->file, nf, f->line);
-				}
-			} else {
-				if (f->kind == KIND_NAMED_SOURCE)
-					return dfail(d, -EBADMSG, "frame kind %u needs version 2, the "
-					             "batch is version %u", f->kind, d->version);
-				return dfail(d, -EBADMSG, "unknown frame kind %u", f->kind);
-			}
-		}
+		for (d->j = 0; d->j < s->nframes; d->j++)
+			if ((rc = parse_frame(d, d->fill ? &d->fr[d->j] : &tmp_fr, &h)))
+				return rc;
 		d->sub = false;
 		if (d->fill) {
 			uint64_t want = XXH3_64bits_digest(&h);
@@ -372,7 +401,15 @@ static int parse(dec *d)
 			d->nframes += s->nframes;
 		}
 	}
+	return 0;
+}
 
+static int parse_rows(dec *d)
+{
+	wire_batch *b = d->b;
+	wire_row tmp_rows, *rows = (wire_row *)b->rows;
+	int rc;
+	uint64_t v;
 	d->sec = SEC_HEADER;
 	if ((rc = rd_count(d, "rows", WIRE_MAX_ROWS, MIN_ROW, &b->nrows)))
 		return rc;
@@ -398,6 +435,16 @@ static int parse(dec *d)
 			return dfail(d, -EBADMSG, "count %llu, must be 1..2^48",
 			             (unsigned long long)r->count);
 	}
+	return 0;
+}
+
+/* The body, section by section (each sets d->sec for its messages). */
+static int parse(dec *d)
+{
+	int rc;
+	if ((rc = parse_header(d)) || (rc = parse_counters(d)) || (rc = parse_processes(d)) ||
+	    (rc = parse_objects(d)) || (rc = parse_stacks(d)) || (rc = parse_rows(d)))
+		return rc;
 	d->sec = SEC_HEADER;
 	if (d->p != d->end)
 		return dfail(d, -EBADMSG, "%zu trailing bytes after the rows",
@@ -511,30 +558,17 @@ void wire_decoded_free(wire_decoded *d)
 
 /* ---- encoder ---- */
 
+/* The body being written: appends stop at the first failure, which
+ * wire_encode reports once at the end. */
 typedef struct obuf {
-	uint8_t *p;
-	size_t len, cap;
+	base_buf b;
 	bool oom;
 } obuf;
 
 static void put(obuf *o, const void *src, size_t n)
 {
-	if (o->oom)
-		return;
-	if (n > o->cap - o->len) {
-		size_t cap = o->cap ? o->cap : 4096;
-		while (cap - o->len < n)
-			cap *= 2;
-		uint8_t *np = realloc(o->p, cap);
-		if (!np) {
-			o->oom = true;
-			return;
-		}
-		o->p = np;
-		o->cap = cap;
-	}
-	memcpy(o->p + o->len, src, n);
-	o->len += n;
+	if (!o->oom && base_buf_put(&o->b, src, n))
+		o->oom = true;
 }
 
 static void put_varint(obuf *o, uint64_t v)
@@ -569,15 +603,10 @@ static void put_str(obuf *o, const char *s)
 	put_bytes(o, s, strlen(s));
 }
 
-int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, base_err *err)
+/* What can be checked before writing: the counts and that every array
+ * they promise is there. */
+static int encode_check(const wire_batch *b, base_err *err)
 {
-	*out = NULL;
-	*outlen = 0;
-	if (err)
-		err->msg[0] = 0;
-	/* The counts first: a batch past them is refused before it is written
-	 * out; everything else is checked by decoding what was written, so the
-	 * encoder cannot produce what the decoder refuses. */
 	if (b->ncounters > WIRE_MAX_COUNTERS || b->nprocesses > WIRE_MAX_PROCESSES ||
 	    b->nobjects > WIRE_MAX_OBJECTS || b->nstacks > WIRE_MAX_STACKS ||
 	    b->nrows > WIRE_MAX_ROWS)
@@ -603,135 +632,149 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, base_err *er
 		    (b->stacks[i].nframes && !b->stacks[i].frames))
 			return base_fail(err, -EINVAL, "stack %u: frames missing or more than %d", i,
 			            WIRE_MAX_FRAMES);
+	return 0;
+}
 
-	/* version 1 unless a frame needs 2: servers that read only version 1
-	 * still take batches without language, file or line */
-	uint16_t version = 1;
-	for (uint32_t i = 0; i < b->nstacks && version == 1; i++)
+/* Version 1 unless a frame needs 2: servers that read only version 1
+ * still take batches without language, file or line. */
+static uint16_t encode_version(const wire_batch *b)
+{
+	for (uint32_t i = 0; i < b->nstacks; i++)
 		for (uint32_t j = 0; j < b->stacks[i].nframes; j++) {
 			const wire_frame *f = &b->stacks[i].frames[j];
-			if (f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f)) {
-				version = 2;
-				break;
-			}
+			if (f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f))
+				return 2;
 		}
+	return 1;
+}
 
-	obuf o = {0};
-	uint8_t *res = NULL;
-	int rc;
-	put_str(&o, b->agent_id);
-	put_str(&o, b->hostname);
-	put_str(&o, b->profile_type);
-	put_varint(&o, b->seq);
-	put_u64(&o, (uint64_t)b->start_ns);
-	put_u64(&o, (uint64_t)b->end_ns);
-	put_varint(&o, b->period_ns);
-	put_varint(&o, b->ncounters);
-	for (uint32_t i = 0; i < b->ncounters; i++) {
-		put_str(&o, b->counters[i].name);
-		put_varint(&o, b->counters[i].value);
+/* One stack's ID and frames; -EINVAL for a kind the format lacks. */
+static int encode_stack(obuf *o, const wire_stack *s, uint32_t i, base_err *err)
+{
+	put_u64(o, s->id);
+	put_varint(o, s->nframes);
+	for (uint32_t j = 0; j < s->nframes; j++) {
+		const wire_frame *f = &s->frames[j];
+		bool source = f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f);
+		uint8_t k = source ? KIND_NAMED_SOURCE : (uint8_t)f->kind;
+		if (f->kind > 0xff || f->kind == KIND_NAMED_SOURCE)
+			return base_fail(err, -EINVAL, "stack %u: frame %u: unknown frame kind %u", i,
+			                 j, f->kind);
+		put(o, &k, 1);
+		if (f->kind == WIRE_FRAME_USER) {
+			put_varint(o, f->object);
+			put_varint(o, f->offset);
+		} else {
+			put_str(o, f->name);
+		}
+		if (source) {
+			put_str(o, f->lang);
+			put_str(o, f->file);
+			put_varint(o, f->line);
+		}
 	}
-	put_varint(&o, b->nprocesses);
+	return 0;
+}
+
+/* The body, section by section, in the order parse reads it. */
+static int encode_body(const wire_batch *b, obuf *o, base_err *err)
+{
+	int rc;
+	put_str(o, b->agent_id);
+	put_str(o, b->hostname);
+	put_str(o, b->profile_type);
+	put_varint(o, b->seq);
+	put_u64(o, (uint64_t)b->start_ns);
+	put_u64(o, (uint64_t)b->end_ns);
+	put_varint(o, b->period_ns);
+	put_varint(o, b->ncounters);
+	for (uint32_t i = 0; i < b->ncounters; i++) {
+		put_str(o, b->counters[i].name);
+		put_varint(o, b->counters[i].value);
+	}
+	put_varint(o, b->nprocesses);
 	for (uint32_t i = 0; i < b->nprocesses; i++) {
 		const wire_process *pr = &b->processes[i];
-		put_varint(&o, pr->pid);
-		put_varint(&o, pr->nlabels);
+		put_varint(o, pr->pid);
+		put_varint(o, pr->nlabels);
 		for (uint32_t j = 0; j < pr->nlabels; j++) {
-			put_str(&o, pr->labels[j].name);
-			put_str(&o, pr->labels[j].value);
+			put_str(o, pr->labels[j].name);
+			put_str(o, pr->labels[j].value);
 		}
 	}
-	put_varint(&o, b->nobjects);
+	put_varint(o, b->nobjects);
 	for (uint32_t i = 0; i < b->nobjects; i++) {
-		put_bytes(&o, b->objects[i].build_id, b->objects[i].build_id_len);
-		put_str(&o, b->objects[i].name);
+		put_bytes(o, b->objects[i].build_id, b->objects[i].build_id_len);
+		put_str(o, b->objects[i].name);
 	}
-	put_varint(&o, b->nstacks);
-	for (uint32_t i = 0; i < b->nstacks; i++) {
-		const wire_stack *s = &b->stacks[i];
-		put_u64(&o, s->id);
-		put_varint(&o, s->nframes);
-		for (uint32_t j = 0; j < s->nframes; j++) {
-			const wire_frame *f = &s->frames[j];
-			bool source = f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f);
-			uint8_t k = source ? KIND_NAMED_SOURCE : (uint8_t)f->kind;
-			if (f->kind > 0xff || f->kind == KIND_NAMED_SOURCE) {
-				rc = base_fail(err, -EINVAL, "stack %u: frame %u: unknown frame kind %u", i,
-				          j, f->kind);
-				goto out;
-			}
-			put(&o, &k, 1);
-			if (f->kind == WIRE_FRAME_USER) {
-				put_varint(&o, f->object);
-				put_varint(&o, f->offset);
-			} else {
-				put_str(&o, f->name);
-			}
-			if (source) {
-				put_str(&o, f->lang);
-				put_str(&o, f->file);
-				put_varint(&o, f->line);
-			}
-		}
-	}
-	put_varint(&o, b->nrows);
+	put_varint(o, b->nstacks);
+	for (uint32_t i = 0; i < b->nstacks; i++)
+		if ((rc = encode_stack(o, &b->stacks[i], i, err)))
+			return rc;
+	put_varint(o, b->nrows);
 	for (uint32_t i = 0; i < b->nrows; i++) {
 		const wire_row *r = &b->rows[i];
 		/* wrapping difference; the decoder refuses one that overflows */
 		int64_t delta = (int64_t)((uint64_t)r->ts_ns - (uint64_t)b->start_ns);
-		put_varint(&o, ((uint64_t)delta << 1) ^ (uint64_t)(delta >> 63));
-		put_varint(&o, r->process);
-		put_u64(&o, r->stack_id);
-		put_varint(&o, r->count);
+		put_varint(o, ((uint64_t)delta << 1) ^ (uint64_t)(delta >> 63));
+		put_varint(o, r->process);
+		put_u64(o, r->stack_id);
+		put_varint(o, r->count);
 	}
-	if (o.oom) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if (o.len > WIRE_MAX_RAW) {
-		rc = base_fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u", o.len,
-		          WIRE_MAX_RAW);
-		goto out;
-	}
-	rc = decode_payload(o.p, o.len, version, NULL, err);
+	return o->oom ? -ENOMEM : 0;
+}
+
+/* What was written, decoded as a server would (so the encoder cannot
+ * produce what the decoder refuses), and every stack ID against its
+ * frames (the decode does not hash). */
+static int encode_verify(const wire_batch *b, const uint8_t *p, size_t n, uint16_t version,
+                         base_err *err)
+{
+	if (n > WIRE_MAX_RAW)
+		return base_fail(err, -EINVAL, "batch encodes to %zu bytes, the limit is %u", n,
+		                 WIRE_MAX_RAW);
+	int rc = decode_payload(p, n, version, NULL, err);
 	if (rc == -EBADMSG || rc == -EMSGSIZE)
 		rc = -EINVAL;
 	if (rc)
-		goto out;
-	/* the check above does not hash; stack IDs are checked here, on the
-	 * caller's frames (their object indices are known to be in range) */
+		return rc;
+	/* the caller's frames: their object indices are known to be in range */
 	for (uint32_t i = 0; i < b->nstacks; i++) {
 		const wire_stack *s = &b->stacks[i];
 		uint64_t want = wire_stack_id(b->objects, b->nobjects, s->frames, s->nframes);
-		if (want != s->id) {
-			rc = base_fail(err, -EINVAL, "stack %u: ID %016llx does not match its frames "
-			          "(their hash is %016llx)", i, (unsigned long long)s->id,
-			          (unsigned long long)want);
-			goto out;
-		}
+		if (want != s->id)
+			return base_fail(err, -EINVAL, "stack %u: ID %016llx does not match its frames "
+			                 "(their hash is %016llx)", i, (unsigned long long)s->id,
+			                 (unsigned long long)want);
 	}
-	int bound = LZ4_compressBound((int)o.len);
-	res = malloc(WIRE_HEADER_LEN + (size_t)bound);
-	if (!res) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	int clen = LZ4_compress_default((const char *)o.p, (char *)res + WIRE_HEADER_LEN,
-	                                (int)o.len, bound);
-	if (clen <= 0) {
+	return 0;
+}
+
+/* The header and the lz4 body into a new buffer (*out, the caller frees). */
+static int encode_pack(const uint8_t *p, size_t n, uint16_t version, uint8_t **out,
+                       size_t *outlen, base_err *err)
+{
+	int bound = LZ4_compressBound((int)n);
+	uint8_t *res = malloc(WIRE_HEADER_LEN + (size_t)bound);
+	if (!res)
+		return -ENOMEM;
+	int clen = LZ4_compress_default((const char *)p, (char *)res + WIRE_HEADER_LEN, (int)n,
+	                                bound);
+	int rc = 0;
+	if (clen <= 0)
 		rc = base_fail(err, -EINVAL, "lz4 compression failed");
-		goto out;
-	}
-	if ((uint32_t)clen > WIRE_MAX_BODY - WIRE_HEADER_LEN) {
+	else if ((uint32_t)clen > WIRE_MAX_BODY - WIRE_HEADER_LEN)
 		rc = base_fail(err, -EINVAL, "batch compresses to %d bytes, the limit is %u", clen,
-		          WIRE_MAX_BODY - WIRE_HEADER_LEN);
-		goto out;
+		               WIRE_MAX_BODY - WIRE_HEADER_LEN);
+	if (rc) {
+		free(res);
+		return rc;
 	}
 	/* every header byte written: 20..23 are reserved, and heap garbage
 	 * must not go out on the wire */
 	memset(res, 0, WIRE_HEADER_LEN);
 	memcpy(res, WIRE_MAGIC, 8);
-	uint32_t hdr[3] = {version, (uint32_t)o.len, (uint32_t)clen};
+	uint32_t hdr[3] = {version, (uint32_t)n, (uint32_t)clen};
 	uint8_t *h = res + 8;
 	h[0] = (uint8_t)hdr[0];
 	h[1] = (uint8_t)(hdr[0] >> 8);
@@ -742,10 +785,27 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, base_err *er
 	}
 	*out = res;
 	*outlen = WIRE_HEADER_LEN + (size_t)clen;
-	res = NULL;
-	rc = 0;
-out:
-	free(res);
-	free(o.p);
+	return 0;
+}
+
+int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, base_err *err)
+{
+	*out = NULL;
+	*outlen = 0;
+	if (err)
+		err->msg[0] = 0;
+	/* the counts first: a batch past them is refused before it is written
+	 * out; everything else is checked by decoding what was written */
+	int rc = encode_check(b, err);
+	if (rc)
+		return rc;
+	uint16_t version = encode_version(b);
+	obuf o = {0};
+	rc = encode_body(b, &o, err);
+	if (!rc)
+		rc = encode_verify(b, (const uint8_t *)o.b.data, o.b.len, version, err);
+	if (!rc)
+		rc = encode_pack((const uint8_t *)o.b.data, o.b.len, version, out, outlen, err);
+	base_buf_free(&o.b);
 	return rc;
 }
