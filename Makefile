@@ -55,7 +55,7 @@ LDFLAGS_SAN := -fsanitize=$(SANITIZE)
 endif
 CFLAGS ?=
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
-LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lpthread -lm
+LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lcurl -lpthread -lm
 
 STORAGE_SRC := $(wildcard storage/*.c)
 STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
@@ -346,10 +346,10 @@ $(PUSHER_BIN): tests/tools/pusher.c $(WIRE_OBJ)
 # Fetches one build ID through server/debuginfod.c, for debuginfod_test.sh.
 DBGD_FETCH_BIN := $(BUILD)/tests/dbgd_fetch
 $(DBGD_FETCH_BIN): tests/tools/dbgd_fetch.c $(BUILD)/server/debuginfod.o \
-		$(BUILD)/server/debuginfo.o
+		$(BUILD)/server/debuginfo.o $(BUILD)/libstorage.a
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod -lelf -lxxhash -lpthread
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod -lelf $(LDLIBS_STORAGE)
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ)
 	$(call msg,LD,$@)

@@ -42,6 +42,10 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 		goto out;
 	st_err serr = {{0}};
 	rc = st_append(db, &pp.batch, &serr);
+	if (srv_api_unavailable(resp, rc, &serr)) {
+		rc = 0;
+		goto out;
+	}
 	/* -ENOENT (a sample without its stack) cannot happen: pprof batches
 	 * carry every stack they use; if it did, it is the input's fault */
 	if (rc == -EINVAL || rc == -ENOENT) {

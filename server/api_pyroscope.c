@@ -35,6 +35,8 @@ static int store(st_db *db, const st_batch *b, srv_metrics_ingest_kind k, srv_re
 {
 	st_err serr = {{0}};
 	int rc = st_append(db, b, &serr);
+	if (srv_api_unavailable(resp, rc, &serr))
+		return 0;
 	if (rc == -EINVAL || rc == -ENOENT) {
 		srv_resp_error(resp, 400, "%s", serr.msg);
 		return 0;

@@ -118,9 +118,12 @@ static void reply(srv_resp *resp, const char *type, q_buf *b)
 }
 
 /* A failure of the engine: bad input it found (a regex the parser let
- * through, limits) is the client's; anything else is ours. */
+ * through, limits) is the client's; a store that cannot be reached is
+ * 503; anything else is ours. */
 static int engine_error(srv_resp *resp, int rc, const st_err *err)
 {
+	if (srv_api_unavailable(resp, rc, err))
+		return 0;
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, 400, "%s", err->msg[0] ? err->msg : "invalid query");
 		return 0;

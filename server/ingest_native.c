@@ -43,20 +43,20 @@ static void agent_counters_free(srv_agent *a)
 	a->ncounters = 0;
 }
 
-int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
+void srv_api_init(srv_api *api, st_db *db)
 {
 	memset(api, 0, sizeof(*api));
 	api->db = db;
-	api->data_dir = data_dir;
 	pthread_mutex_init(&api->agents_mu, NULL);
-	if (data_dir) {
-		char path[4096];
-		if ((size_t)snprintf(path, sizeof(path), "%s/debuginfo", data_dir) >= sizeof(path))
-			return -ENAMETOOLONG;
-		if (mkdir(path, 0755) && errno != EEXIST)
-			return -errno;
-	}
-	return 0;
+}
+
+bool srv_api_unavailable(srv_resp *resp, int rc, const st_err *err)
+{
+	if (rc != -EAGAIN)
+		return false;
+	srv_resp_error(resp, 503, "%s", err && err->msg[0] ? err->msg :
+	               "the store cannot be reached now; try again");
+	return true;
 }
 
 void srv_api_free(srv_api *api)
@@ -268,6 +268,10 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	convert(w, &c, &samples);
 	st_err serr = {{0}};
 	rc = st_append(api->db, &c.b, &serr);
+	if (srv_api_unavailable(resp, rc, &serr)) {
+		rc = 0;
+		goto out;
+	}
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, 400, "%s", serr.msg);
 		rc = 0;

@@ -1,6 +1,7 @@
-/* main.c - smolder-server: opens the store, serves the HTTP API on one
- * libuv loop, and runs storage maintenance (cut, retention, compaction) in
- * the background. The ingest, query and debug-info endpoints register
+/* main.c - smolder-server: opens the store (embedded in --data-dir, or
+ * ClickHouse with --clickhouse), serves the HTTP API on one libuv loop,
+ * and runs storage maintenance (cut, retention, compaction) in the
+ * background. The ingest, query and debug-info endpoints register
  * their routes from their own files; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
@@ -183,6 +184,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 
 	srv_json_key(j, "storage");
 	srv_json_obj_begin(j);
+	srv_json_kv_str(j, "backend", st_backend_name(a->db));
 	srv_json_kv_uint(j, "head_rows", s.head_rows);
 	srv_json_kv_uint(j, "head_partitions", s.head_partitions);
 	srv_json_kv_uint(j, "blocks", s.blocks);
@@ -287,6 +289,42 @@ static int load_token(const char *path, char **out)
 	return rc;
 }
 
+/* --clickhouse-file: the URL list from a file (its lines, joined by
+ * commas; blank lines and lines starting with # skipped), so a password
+ * need not be on the command line, where ps shows it. The caller frees
+ * *out. Returns 0, or -errno after saying why on stderr. */
+static int load_urls(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	size_t len = 0;
+	char *list = NULL;
+	if (!f) {
+		fprintf(stderr, "smolder-server: --clickhouse-file %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strcspn(line, "\r\n");
+		line[n] = 0;
+		char *l = line + strspn(line, " \t");
+		if (!*l || *l == '#')
+			continue;
+		n = strlen(l);
+		list = srv_xrealloc(list, len + n + 2);
+		if (len)
+			list[len++] = ',';
+		memcpy(list + len, l, n + 1);
+		len += n;
+	}
+	fclose(f);
+	if (!list) {
+		fprintf(stderr, "smolder-server: --clickhouse-file %s holds no URL\n", path);
+		return -EINVAL;
+	}
+	*out = list;
+	return 0;
+}
+
 /* Sizes as "500M", "10G", "1T" (powers of 1024) or plain bytes; "0" is no
  * limit. */
 static int parse_size(const char *s, uint64_t *out)
@@ -315,6 +353,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
+	        "       smolder-server --clickhouse URL[,URL...] [--clickhouse-cluster NAME]\n"
+	        "                      [--data-dir DIR] [--listen ADDR:PORT] ...\n"
+	        "\n"
 	        "                      [--retention DURATION] [--max-disk SIZE]\n"
 	        "                      [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
@@ -324,7 +365,19 @@ static void usage(FILE *f)
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
 	        "                       (default %s)\n"
-	        "  --data-dir DIR       where the store lives; created if missing\n"
+	        "  --data-dir DIR       where the store lives; created if missing (with\n"
+	        "                       --clickhouse: only a cache of debug-info files,\n"
+	        "                       a temporary directory when not given)\n"
+	        "  --clickhouse URL[,URL...]\n"
+	        "                       keep everything in ClickHouse instead: the HTTP\n"
+	        "                       interface of its nodes, http://[USER[:PASSWORD]@]\n"
+	        "                       HOST:PORT[/DATABASE]; with a cluster, one per shard\n"
+	        "  --clickhouse-file FILE\n"
+	        "                       the same URLs from FILE, one a line (keeps a\n"
+	        "                       password off the command line)\n"
+	        "  --clickhouse-cluster NAME\n"
+	        "                       shard the tables over this remote_servers cluster\n"
+	        "                       through Distributed tables (default: one node)\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
 	        "  --max-disk SIZE      delete the oldest blocks while blocks take more than\n"
 	        "                       this (\"500M\", \"10G\"; the WAL is not counted);\n"
@@ -377,6 +430,12 @@ int main(int argc, char **argv)
 	srv_dbgd *dbgd = NULL;
 	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
 	char *write_token = NULL, *read_token = NULL;
+	/* --clickhouse, --clickhouse-file (read into ch_urls), --clickhouse-cluster */
+	const char *ch_arg = NULL, *ch_file = NULL;
+	char *ch_urls = NULL;
+	st_ch_options chopt;
+	st_ch_options_default(&chopt);
+	bool retention_set = false, max_disk_set = false, partition_set = false;
 	st_options sopt;
 	st_options_default(&sopt);
 	static const struct option longopts[] = {
@@ -390,6 +449,9 @@ int main(int argc, char **argv)
 		{"ui-dir", required_argument, NULL, 'U'},
 		{"auth-token-file", required_argument, NULL, 'A'},
 		{"read-token-file", required_argument, NULL, 'R'},
+		{"clickhouse", required_argument, NULL, 'C'},
+		{"clickhouse-file", required_argument, NULL, 'F'},
+		{"clickhouse-cluster", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -407,6 +469,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "smolder-server: invalid --retention '%s'\n", optarg);
 				return 2;
 			}
+			retention_set = true;
 			break;
 		case 'M':
 			if (parse_size(optarg, &sopt.max_block_bytes)) {
@@ -414,12 +477,14 @@ int main(int argc, char **argv)
 				        "size such as 500M or 10G\n", optarg);
 				return 2;
 			}
+			max_disk_set = sopt.max_block_bytes != 0;
 			break;
 		case 'p':
 			if (parse_duration(optarg, &sopt.partition_ns) || sopt.partition_ns <= 0) {
 				fprintf(stderr, "smolder-server: invalid --partition '%s'\n", optarg);
 				return 2;
 			}
+			partition_set = true;
 			break;
 		case 'm':
 			if (parse_duration(optarg, &maint_ns) || maint_ns <= 0) {
@@ -440,6 +505,15 @@ int main(int argc, char **argv)
 		case 'R':
 			read_file = optarg;
 			break;
+		case 'C':
+			ch_arg = optarg;
+			break;
+		case 'F':
+			ch_file = optarg;
+			break;
+		case 'N':
+			chopt.cluster = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -448,12 +522,32 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc || !data_dir) {
+	bool ch = ch_arg || ch_file;
+	if (optind < argc || (!data_dir && !ch)) {
 		if (!data_dir)
-			fprintf(stderr, "smolder-server: --data-dir is required\n");
+			fprintf(stderr, "smolder-server: --data-dir is required (or --clickhouse URL)\n");
 		usage(stderr);
 		return 2;
 	}
+	if (ch_arg && ch_file) {
+		fprintf(stderr, "smolder-server: --clickhouse and --clickhouse-file are one setting; "
+		        "give one\n");
+		return 2;
+	}
+	if (chopt.cluster && !ch) {
+		fprintf(stderr, "smolder-server: --clickhouse-cluster needs --clickhouse\n");
+		return 2;
+	}
+	/* what only the embedded store has: refused rather than ignored */
+	if (ch && (max_disk_set || partition_set)) {
+		fprintf(stderr, "smolder-server: %s applies to the embedded store; with ClickHouse "
+		        "data is partitioned by day and kept for --retention\n",
+		        max_disk_set ? "--max-disk" : "--partition");
+		return 2;
+	}
+	(void)retention_set;
+	if (ch_file && load_urls(ch_file, &ch_urls))
+		return 2;
 	if (read_file && !auth_file) {
 		/* a read token alone would leave ingest open while looking guarded */
 		fprintf(stderr, "smolder-server: --read-token-file needs --auth-token-file\n");
@@ -464,16 +558,6 @@ int main(int argc, char **argv)
 		free(write_token);
 		return 2;
 	}
-	if (debuginfod_urls) {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		if ((rc = srv_dbgd_new(debuginfod_urls, dir, &dbgd))) {
-			fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
-			        "http(s)://HOST[:PORT][,...]\n", debuginfod_urls);
-			return 2;
-		}
-	}
-
 	/* Ingest handlers block in st_append until the group commit's fsync,
 	 * and queries can run for seconds: libuv's default of 4 pool threads
 	 * would let four slow requests stall everything else. Read at the first
@@ -505,10 +589,31 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	st_err serr;
-	if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
+	st_err serr = {{0}};
+	char cache[4096];
+	if (ch) {
+		chopt.urls = ch_urls ? ch_urls : ch_arg;
+		chopt.retention_ns = sopt.retention_ns;
+		if (data_dir) {
+			snprintf(cache, sizeof(cache), "%s/debuginfo", data_dir);
+			chopt.cache_dir = cache;
+		}
+		if ((rc = st_open_clickhouse(&chopt, &a.db, &serr))) {
+			fprintf(stderr, "smolder-server: cannot open the store in ClickHouse: %s\n",
+			        serr.msg[0] ? serr.msg : strerror(-rc));
+			goto out;
+		}
+	} else if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
 		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", data_dir,
 		        serr.msg[0] ? serr.msg : strerror(-rc));
+		goto out;
+	}
+	/* libdebuginfod's environment, set before any thread starts (the
+	 * store starts none); its cache beside the store's files */
+	if (debuginfod_urls && (rc = srv_dbgd_new(debuginfod_urls, st_file_dir(a.db), &dbgd))) {
+		fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
+		        "http(s)://HOST[:PORT][,...]\n", debuginfod_urls);
+		exit_code = 2;
 		goto out;
 	}
 
@@ -523,21 +628,16 @@ int main(int argc, char **argv)
 			        routes[i].path, strerror(-rc));
 			goto out;
 		}
-	if ((rc = srv_api_init(&a.api, a.db, data_dir))) {
-		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", data_dir,
-		        strerror(-rc));
-		goto out;
-	}
+	srv_api_init(&a.api, a.db);
 	{
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db, .dbgd = dbgd};
+		srv_sym_opts so = {.debuginfo_dir = st_file_dir(a.db), .db = a.db, .dbgd = dbgd};
 		if ((rc = srv_sym_new(&so, &a.api.sym))) {
 			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 			goto out;
 		}
 	}
-	const srv_metrics_opts mopt = {.api = &a.api, .data_dir = data_dir,
+	const srv_metrics_opts mopt = {.api = &a.api,
+	                               .data_dir = data_dir ? data_dir : st_file_dir(a.db),
 	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns};
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
@@ -600,5 +700,6 @@ out:
 	srv_dbgd_free(dbgd);
 	free(write_token);
 	free(read_token);
+	free(ch_urls);
 	return exit_code;
 }

@@ -29,6 +29,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "storage/backend.h"
 #include "storage/meta.h"
 #include "storage/st_int.h"
 #include "storage/wal.h"
@@ -74,8 +75,11 @@ typedef struct covers {
 	size_t n, cap;
 } covers;
 
+/* The embedded store's handle (backend.h: the operations table first). */
 struct st_db {
+	st__handle h;
 	char dir[PATH_MAX];
+	char files_dir[PATH_MAX + 16];   /* dir/debuginfo: st_file_* */
 	char blocks_dir[PATH_MAX + 8];
 	st_options opt;
 	int lock_fd;
@@ -92,7 +96,7 @@ struct st_db {
 
 	hpart **parts;
 	size_t nparts, parts_cap;
-	uint64_t head_rows;    /* written under rw, read by st_head_full() without */
+	uint64_t head_rows;    /* written under rw, read by emb_head_full() without */
 
 	blk **blocks;
 	size_t nblocks, blocks_cap;
@@ -359,7 +363,7 @@ static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *er
 	return rc;
 }
 
-int st_append(st_db *db, const st_batch *b, st_err *err)
+static int emb_append(st_db *db, const st_batch *b, st_err *err)
 {
 	int rc;
 	uint64_t lsn = 0;
@@ -565,7 +569,7 @@ static int cmp_part(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-int st_cut(st_db *db, int64_t now_ns, int force)
+static int emb_cut(st_db *db, int64_t now_ns, int force)
 {
 	int rc = 0;
 	hpart **todo = NULL;
@@ -700,7 +704,7 @@ static const char *utc_str(int64_t ns, char buf[32])
 	return buf;
 }
 
-int st_retention(st_db *db, int64_t now_ns)
+static int emb_retention(st_db *db, int64_t now_ns)
 {
 	int64_t limit = db->opt.retention_ns > 0 ? now_ns - db->opt.retention_ns : INT64_MIN;
 	uint64_t max_bytes = db->opt.max_block_bytes;
@@ -797,7 +801,7 @@ out:
 	return rc;
 }
 
-int st_compact(st_db *db)
+static int emb_compact(st_db *db)
 {
 	int rc = 0;
 	pthread_mutex_lock(&db->maint_mu);
@@ -954,6 +958,9 @@ static int load_blocks(st_db *db, st_err *err)
 	return rc;
 }
 
+static const st__ops emb_ops;
+static void emb_close(st_db *db);
+
 int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 {
 	int rc;
@@ -963,6 +970,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	st_db *db = calloc(1, sizeof(*db));
 	if (!db)
 		return -ENOMEM;
+	db->h.ops = &emb_ops;
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->append_mu, NULL);
 	pthread_mutex_init(&db->maint_mu, NULL);
@@ -985,8 +993,9 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	}
 	snprintf(db->dir, sizeof(db->dir), "%s", dir);
 	snprintf(db->blocks_dir, sizeof(db->blocks_dir), "%s/blocks", dir);
-	if ((rc = st__mkdir_p(db->blocks_dir))) {
-		st__fail(err, rc, "creating %s: %s", db->blocks_dir, strerror(-rc));
+	snprintf(db->files_dir, sizeof(db->files_dir), "%s/debuginfo", dir);
+	if ((rc = st__mkdir_p(db->blocks_dir)) || (rc = st__mkdir_p(db->files_dir))) {
+		st__fail(err, rc, "creating %s: %s", rc ? dir : db->files_dir, strerror(-rc));
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/LOCK", dir);
@@ -1057,11 +1066,11 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	*out = db;
 	return 0;
 out:
-	st_close(db);
+	emb_close(db);
 	return rc;
 }
 
-void st_close(st_db *db)
+static void emb_close(st_db *db)
 {
 	if (!db)
 		return;
@@ -1092,39 +1101,19 @@ void st_close(st_db *db)
 
 /* ---- selection ---- */
 
-struct st_selection {
-	uint64_t *ids;        /* ascending */
-	size_t n;
-	st__map map;          /* id -> position */
-	uint8_t *gbits;       /* by registry index, for the head */
-	uint32_t gbits_n;
-};
-
-void st_selection_free(st_selection *s)
-{
-	if (!s)
-		return;
-	free(s->ids);
-	free(s->gbits);
-	st__map_free(&s->map);
-	free(s);
-}
-
-size_t st_selection_count(const st_selection *s) { return s->n; }
-uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
-
 static bool sel_has(const st_selection *s, uint64_t id)
 {
 	return st__map_get(&s->map, id) != ST__MAP_NONE;
 }
 
-typedef struct cmatch {
+struct st__match {
 	const st_matcher *m;
 	pcre2_code *re;
 	pcre2_match_data *md;
-} cmatch;
+};
+typedef st__match cmatch;
 
-static bool cm_test(const cmatch *c, const char *v)
+bool st__match_test(const st__match *c, const char *v)
 {
 	switch (c->m->op) {
 	case ST_MATCH_EQ: return !strcmp(v, c->m->value);
@@ -1161,31 +1150,31 @@ static int cand_add(void *arg, uint64_t id)
 static int cand_value(void *arg, const char *v)
 {
 	cand *c = arg;
-	if (!cm_test(c->cm, v))
+	if (!st__match_test(c->cm, v))
 		return 0;
 	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
 }
 
-static int cmp_u64(const void *a, const void *b)
+bool st__match_nth(const st__match *cm, size_t i, const char *v)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	return st__match_test(&cm[i], v);
 }
 
-int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-              st_selection **out, st_err *err)
+void st__match_free(st__match *cm, size_t nm)
+{
+	for (size_t i = 0; cm && i < nm; i++) {
+		pcre2_match_data_free(cm[i].md);
+		pcre2_code_free(cm[i].re);
+	}
+	free(cm);
+}
+
+int st__match_compile(const st_matcher *m, size_t nm, st__match **out, st_err *err)
 {
 	int rc = 0;
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
-	st_selection *sel = calloc(1, sizeof(*sel));
-	cand c = {.db = db};
-	bool have_cand = false;
-	if (err)
-		err->msg[0] = 0;
-	if (!cm || !sel) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!cm)
+		return -ENOMEM;
 	for (size_t i = 0; i < nm; i++) {
 		cm[i].m = &m[i];
 		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
@@ -1218,10 +1207,35 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 			}
 		}
 	}
+out:
+	if (rc) {
+		st__match_free(cm, nm);
+		cm = NULL;
+	}
+	*out = cm;
+	return rc;
+}
+
+static int emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                      st_selection **out, st_err *err)
+{
+	int rc = 0;
+	cmatch *cm = NULL;
+	st_selection *sel = calloc(1, sizeof(*sel));
+	cand c = {.db = db};
+	bool have_cand = false;
+	if (err)
+		err->msg[0] = 0;
+	if (!sel) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = st__match_compile(m, nm, &cm, err)))
+		goto out;
 	/* narrow through the inverted index with matchers that cannot match a
 	 * missing label; the rest filter in memory */
 	for (size_t i = 0; i < nm; i++) {
-		if (cm_test(&cm[i], "") || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
+		if (st__match_test(&cm[i], "") || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
 			continue;
 		if ((rc = st__map_init(&c.next, 256)))
 			goto out;
@@ -1272,32 +1286,34 @@ int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t t
 			continue;
 		bool ok = true;
 		for (size_t i = 0; i < nm && ok; i++)
-			ok = cm_test(&cm[i], label_of(s, m[i].name));
+			ok = st__match_test(&cm[i], label_of(s, m[i].name));
 		if (!ok)
 			continue;
 		sel->ids[sel->n++] = s->id;
 		sel->gbits[x / 8] |= (uint8_t)(1u << (x % 8));
 	}
 	pthread_rwlock_unlock(&db->rw);
-	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
-	if ((rc = st__map_init(&sel->map, sel->n)))
+	/* sorted and indexed as the other backend's selections are; the
+	 * registry bits stay this store's own */
+	st_selection *made;
+	uint8_t *gbits = sel->gbits;
+	uint32_t gbits_n = sel->gbits_n;
+	rc = st__selection_new(sel->ids, sel->n, &made);
+	sel->ids = NULL;
+	if (rc)
 		goto out;
-	for (size_t i = 0; i < sel->n; i++)
-		st__map_put(&sel->map, sel->ids[i], (uint32_t)i);
-	*out = sel;
-	sel = NULL;
+	sel->gbits = NULL;
+	made->gbits = gbits;
+	made->gbits_n = gbits_n;
+	*out = made;
 out:
-	for (size_t i = 0; cm && i < nm; i++) {
-		pcre2_match_data_free(cm[i].md);
-		pcre2_code_free(cm[i].re);
-	}
-	free(cm);
+	st__match_free(cm, nm);
 	st__map_free(&c.set);
 	st_selection_free(sel);
 	return rc;
 }
 
-int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
+static int emb_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&db->rw);
@@ -1329,53 +1345,51 @@ out:
 	return rc;
 }
 
-int st_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
+static int emb_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
 {
 	return st__meta_stack_frames(db->meta, id, out, n);
 }
 
-int st_stack_locations(st_db *db, uint64_t id, int64_t *locs, size_t *n)
+static int emb_stack_locations(st_db *db, uint64_t id, int64_t *locs, size_t *n)
 {
 	return st__meta_stack_locations(db->meta, id, locs, n);
 }
 
-int st_location(st_db *db, int64_t id, st_frame_info **out)
+static int emb_location(st_db *db, int64_t id, st_frame_info **out)
 {
 	return st__meta_location(db->meta, id, out);
 }
 
-int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
-                        uint32_t **offs)
+static int emb_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
+                                uint32_t **offs)
 {
 	return st__meta_stacks_locations(db->meta, ids, n, locs, offs);
 }
 
-int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
+static int emb_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn,
+                           void *arg)
 {
 	return st__meta_symbols_get(db->meta, ids, n, fn, arg);
 }
 
-int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)
+static int emb_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms,
+                           size_t n)
 {
-	if (n == 0 || n > ST_MAX_INLINE || !syms)
-		return -EINVAL;
 	return st__meta_symbols_put(db->meta, location_id, syms, n);
 }
 
-int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
+static int emb_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
 {
-	if (!build_id || !build_id_len || build_id_len > ST_MAX_BUILD_ID_LEN)
-		return -EINVAL;
 	return st__meta_symbols_forget(db->meta, build_id, build_id_len);
 }
 
-int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
-                       void *arg)
+static int emb_symbols_missing(st_db *db, int64_t after_id, size_t limit,
+                               st_unsymbolized_fn fn, void *arg)
 {
 	return st__meta_symbols_missing(db->meta, after_id, limit, fn, arg);
 }
 
-int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
+static int emb_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
 {
 	return st__meta_locations(db->meta, ids, n, out);
 }
@@ -1489,8 +1503,8 @@ static int cmp_sum(const void *a, const void *b)
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
-int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-             st_stack_sum **out, size_t *nout)
+static int emb_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+                     st_stack_sum **out, size_t *nout)
 {
 	int rc = 0;
 	sums s = {0};
@@ -1572,8 +1586,8 @@ static int rows_chunk(void *arg, const blk *k, const st__chunk_rows *r,
 	return 0;
 }
 
-int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-            st_row_fn fn, void *arg)
+static int emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+                    st_row_fn fn, void *arg)
 {
 	int rc = 0;
 	size_t nb = 0, nh = 0, hcap = 0;
@@ -1614,15 +1628,13 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 
 /* ---- the timeline: sums per (group, step) ---- */
 
-int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                    int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                    int64_t *acc, uint8_t *has)
+static int emb_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+                            int64_t origin, int64_t step, size_t nsteps,
+                            const uint32_t *group, int64_t *acc, uint8_t *has)
 {
 	int rc = 0;
 	size_t nb = 0;
 	uint32_t *rg = NULL, *bg = NULL;
-	if (step <= 0)
-		return -EINVAL;
 	if (from < origin)
 		from = origin;
 	pthread_rwlock_rdlock(&db->rw);
@@ -1680,12 +1692,12 @@ out:
 	return rc;
 }
 
-bool st_head_full(st_db *db)
+static bool emb_head_full(st_db *db)
 {
 	return __atomic_load_n(&db->head_rows, __ATOMIC_RELAXED) > db->opt.head_max_rows;
 }
 
-void st_get_stats(st_db *db, st_stats *o)
+static void emb_get_stats(st_db *db, st_stats *o)
 {
 	memset(o, 0, sizeof(*o));
 	pthread_rwlock_rdlock(&db->rw);
@@ -1706,3 +1718,69 @@ void st_get_stats(st_db *db, st_stats *o)
 	st__wal_counters(db->wal, &o->wal_records, &o->wal_syncs, &o->wal_sync_ns);
 	pthread_mutex_unlock(&db->append_mu);
 }
+
+/* ---- debug-info files: DIR/debuginfo ---- */
+
+static const char *emb_file_dir(st_db *db)
+{
+	return db->files_dir;
+}
+
+static int emb_file_keep(st_db *db, const char *name, const char *path, st_err *err)
+{
+	int rc = st__dir_keep(db->files_dir, name, path);
+	if (rc && rc != -EEXIST)
+		st__fail(err, rc, "keeping %s/%s: %s", db->files_dir, name, strerror(-rc));
+	return rc;
+}
+
+static int emb_file_path(st_db *db, const char *name, char *path, size_t size)
+{
+	struct stat st;
+	if ((size_t)snprintf(path, size, "%s/%s", db->files_dir, name) >= size)
+		return -ENAMETOOLONG;
+	return stat(path, &st) ? -errno : 0;
+}
+
+static int emb_file_exists(st_db *db, const char *name)
+{
+	char path[sizeof(db->files_dir) + 256];
+	int rc = emb_file_path(db, name, path, sizeof(path));
+	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
+static int emb_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg)
+{
+	(void)db, (void)cursor, (void)fn, (void)arg;
+	return 0;
+}
+
+static const st__ops emb_ops = {
+	.name = "embedded",
+	.close = emb_close,
+	.append = emb_append,
+	.cut = emb_cut,
+	.head_full = emb_head_full,
+	.retention = emb_retention,
+	.compact = emb_compact,
+	.select = emb_select,
+	.series_labels = emb_series_labels,
+	.rows = emb_rows,
+	.series_steps = emb_series_steps,
+	.merge = emb_merge,
+	.stack_frames = emb_stack_frames,
+	.stack_locations = emb_stack_locations,
+	.location = emb_location,
+	.stacks_locations = emb_stacks_locations,
+	.locations = emb_locations,
+	.symbols_get = emb_symbols_get,
+	.symbols_put = emb_symbols_put,
+	.symbols_forget = emb_symbols_forget,
+	.symbols_missing = emb_symbols_missing,
+	.file_dir = emb_file_dir,
+	.file_keep = emb_file_keep,
+	.file_exists = emb_file_exists,
+	.file_path = emb_file_path,
+	.file_changes = emb_file_changes,
+	.get_stats = emb_get_stats,
+};

@@ -185,6 +185,11 @@ int st__labels_check(const st_label *labels, uint32_t n, st_err *err);
  * canonical order series are stored and hashed in. */
 void st__labels_sorted(const st_label *in, uint32_t n, st_label *out);
 
+/* Copies n separately allocated frame infos into one allocation (*out,
+ * freed with free()): the array, then every frame's strings and build ID,
+ * the shape st_locations() and st_stack_frames() return (meta.c). */
+int st__frames_pack(st_frame_info *const *one, size_t n, st_frame_info **out);
+
 /* ---- WAL ---- */
 
 #define ST__WAL_MAGIC "SMOLWAL\0"
