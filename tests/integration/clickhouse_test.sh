@@ -1,0 +1,386 @@
+#!/bin/sh
+# clickhouse_test.sh - ClickHouse as the store, end to end: two Debian
+# clickhouse-server processes on loopback ports are the two shards of one
+# cluster (remote_servers, no ZooKeeper), two smolder-servers in front of
+# them (A talks to shard 1's node first, B to shard 2's) and an embedded
+# one beside them. Checks that
+#   - the same native batches and pprof profiles give byte-identical
+#     answers for merge (JSON, folded, pprof), diff, top, range, labels,
+#     label values and types from all three servers;
+#   - rows are on both shards, and a batch sent again is stored once;
+#   - a debug file uploaded through A names frames in queries through B;
+#   - kill -9 of A while two clients push (failing over to B and resending
+#     what got no answer) loses no acknowledged batch, and stores every
+#     other one whole or not at all;
+#   - a shard killed during ingest gives 503s, not acks, and the real
+#     agent's backlog arrives once it is back;
+#   - a database holding another schema version is refused, naming both.
+# Skips (exit 77) without clickhouse-server; the agent's part without root
+# and BTF. Everything it started is killed on any exit.
+set -eu
+
+SERVER=${SMOLDER_SERVER:-bin/smolder-server}
+MKBATCH=${SMOLDER_MKBATCH:-build/tests/mkbatch}
+PUSHER=${SMOLDER_PUSHER:-build/tests/pusher}
+AGENT=${SMOLDER_AGENT:-bin/smolder-agent}
+FP_BUSY=${SMOLDER_FP_BUSY:-build/tests/fp_busy}
+. "$(dirname "$0")/lib.sh"
+GO_PPROF=$(dirname "$0")/../data/go-cpu.pb.gz
+
+command -v clickhouse-server >/dev/null ||
+	skip clickhouse_test "clickhouse-server is not installed (make deps installs Debian's)"
+for b in "$SERVER" "$MKBATCH" "$PUSHER"; do
+	[ -x "$b" ] || fail "$b is not an executable (build it first)"
+done
+
+chpid1=""; chpid2=""; pa=""; pb=""; pe=""; ppush=""; apid=""; busy=""
+stop_all() {
+	touch "$tmp/stop" 2>/dev/null || true
+	for p in $apid $busy $ppush $pa $pb $pe $chpid1 $chpid2; do
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	cleanup
+}
+trap stop_all EXIT
+
+# ports: two per ClickHouse node (HTTP, native), bound at once so they differ
+set -- $(python3 -c 'import socket
+s = [socket.socket() for _ in range(4)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))')
+http1=$1; tcp1=$2; http2=$3; tcp2=$4
+
+# ch_config N HTTP TCP: node N's config; both nodes name the same cluster
+ch_config() {
+	d=$tmp/ch$1
+	mkdir -p "$d"
+	cat >"$d/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>$d/log</log><errorlog>$d/err.log</errorlog></logger>
+  <http_port>$2</http_port>
+  <tcp_port>$3</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>$d/data/</path>
+  <tmp_path>$d/tmp/</tmp_path>
+  <user_files_path>$d/user_files/</user_files_path>
+  <format_schema_path>$d/format_schemas/</format_schema_path>
+  <mark_cache_size>67108864</mark_cache_size>
+  <users_config>$d/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <remote_servers>
+    <smolder>
+      <shard><replica><host>127.0.0.1</host><port>$tcp1</port></replica></shard>
+      <shard><replica><host>127.0.0.1</host><port>$tcp2</port></replica></shard>
+    </smolder>
+  </remote_servers>
+</yandex>
+EOF
+	cat >"$d/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default/></profiles>
+  <users><default><password/><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default/></quotas>
+</yandex>
+EOF
+}
+ch_config 1 "$http1" "$tcp1"
+ch_config 2 "$http2" "$tcp2"
+
+# ch_start N: starts node N and waits until it answers
+ch_start() {
+	eval "port=\$http$1"
+	clickhouse-server --config-file="$tmp/ch$1/config.xml" >"$tmp/ch$1/out" 2>&1 &
+	eval "chpid$1=\$!"
+	i=0
+	until [ "$(curl -s --max-time 2 "http://127.0.0.1:$port/?query=SELECT%201" || true)" = 1 ]; do
+		i=$((i + 1))
+		[ "$i" -le 300 ] || fail "ClickHouse node $1 did not answer within 30 s: $(tail -5 "$tmp/ch$1/err.log" 2>/dev/null)"
+		sleep 0.1
+	done
+}
+# chq N SQL: node N's answer (TSV)
+chq() {
+	eval "port=\$http$1"
+	curl -sS --max-time 20 "http://127.0.0.1:$port/" --data-binary "$2"
+}
+ch_start 1
+ch_start 2
+ok "two ClickHouse $(chq 1 'SELECT version()') nodes on ports $http1 and $http2, one cluster"
+
+ch1=http://127.0.0.1:$http1/smolder
+ch2=http://127.0.0.1:$http2/smolder
+# srv NAME FLAGS...: a server, its pid in p<NAME>, its URL in u<NAME>
+srv() {
+	n=$1
+	shift
+	: >"$tmp/$n.out"
+	"$SERVER" --listen 127.0.0.1:0 --retention 0 --maintenance-interval 1s "$@" \
+		>"$tmp/$n.out" 2>"$tmp/$n.err" &
+	eval "p$n=\$!"
+	i=0
+	while ! grep -q '^smolder-server listening on http://' "$tmp/$n.out"; do
+		eval "kill -0 \$p$n" 2>/dev/null || fail "server $n exited: $(tail -3 "$tmp/$n.err")"
+		i=$((i + 1))
+		[ "$i" -le 300 ] || fail "server $n did not listen within 30 s"
+		sleep 0.1
+	done
+	eval "u$n=\$(sed -n 's/^smolder-server listening on //p' \"\$tmp/\$n.out\")"
+}
+srv e --data-dir "$tmp/emb"
+srv a --clickhouse "$ch1,$ch2" --clickhouse-cluster smolder
+# B reads its URLs from a file, as an operator keeps a password
+printf '# the shards\n%s\n%s\n' "$ch2" "$ch1" >"$tmp/urls"
+srv b --clickhouse-file "$tmp/urls" --clickhouse-cluster smolder --data-dir "$tmp/bcache"
+for t in samples series stacks locations symbols debuginfo; do
+	[ "$(chq 1 "EXISTS TABLE smolder.${t}_local")" = 1 ] &&
+		[ "$(chq 2 "EXISTS TABLE smolder.${t}_local")" = 1 ] &&
+		[ "$(chq 2 "EXISTS TABLE smolder.$t")" = 1 ] || fail "table $t missing on a node"
+done
+ok "servers A and B created each shard's tables and the Distributed ones"
+
+# ---- the same data into the embedded store and the cluster ----
+push() {  # push URL FILE [PATH]: the status
+	curl -sS -o "$tmp/push.body" -w '%{http_code}' --max-time 30 \
+		-H 'Content-Type: application/x-smolder-batch' --data-binary @"$2" "$1${3:-/api/v1/ingest}"
+}
+for s in 1 2 3 4 5 6; do
+	"$MKBATCH" --seed "$s" --agent "agent$s" --processes 4 --stacks 30 --rows 300 \
+		--start-ns $((1767225600000000000 + s * 60000000000)) "$tmp/b$s" >/dev/null
+	[ "$(push "$ue" "$tmp/b$s")" = 200 ] || fail "embedded ingest: $(cat "$tmp/push.body")"
+	# half through A, half through B: both write the same tables
+	if [ $((s % 2)) = 1 ]; then u=$ua; else u=$ub; fi
+	[ "$(push "$u" "$tmp/b$s")" = 200 ] || fail "ClickHouse ingest: $(cat "$tmp/push.body")"
+done
+for u in "$ue" "$ua"; do
+	c=$(curl -sS -o "$tmp/push.body" -w '%{http_code}' --max-time 30 --data-binary @"$GO_PPROF" \
+		"$u/api/v1/ingest/pprof?service=gosvc")
+	[ "$c" = 200 ] || fail "pprof ingest: $c $(cat "$tmp/push.body")"
+done
+ok "6 native batches and a Go pprof profile into the embedded store and the cluster"
+
+r1=$(chq 1 'SELECT count() FROM smolder.samples_local')
+r2=$(chq 2 'SELECT count() FROM smolder.samples_local')
+[ "$r1" -gt 0 ] && [ "$r2" -gt 0 ] || fail "rows per shard: $r1 and $r2"
+[ "$(chq 1 'SELECT count() FROM smolder.stacks_local')" -gt 0 ] &&
+	[ "$(chq 2 'SELECT count() FROM smolder.stacks_local')" -gt 0 ] || fail "stacks on one shard only"
+ok "rows on both shards ($r1 and $r2), stacks beside them"
+
+# every query from the three servers, byte for byte
+R='from=2026-01-01T00:00:00Z&to=2026-12-01T00:00:00Z'
+n=0
+while read -r q; do
+	n=$((n + 1))
+	for s in e a b; do
+		eval "u=\$u$s"
+		c=$(curl -sS -o "$tmp/q.$s" -w '%{http_code}' --max-time 60 "$u/api/v1/$q&$R")
+		[ "$c" = 200 ] || fail "$s: $q: $c $(head -c 300 "$tmp/q.$s")"
+	done
+	[ -s "$tmp/q.e" ] && cmp -s "$tmp/q.e" "$tmp/q.a" && cmp -s "$tmp/q.e" "$tmp/q.b" ||
+		fail "answers differ for $q: embedded $(head -c 200 "$tmp/q.e"), A $(head -c 200 "$tmp/q.a"), B $(head -c 200 "$tmp/q.b")"
+done <<'EOF'
+query?query=%7B%7D
+query?query=%7B%7D&format=folded
+query?query=%7B%7D&format=pprof
+query?query=%7Bservice%3D%22gosvc%22%7D&format=folded
+query?query=%7Bcomm%3D~%22proc.*%22%2Ccomm%21%3D%22proc1%22%7D
+top?query=%7B%7D
+top?query=%7Bhostname%21~%22host-%5B12%5D%22%7D
+diff?base=%7Bhostname%3D%22host-1%22%7D&compare=%7Bhostname%3D%22host-2%22%7D
+diff?base=%7Bhostname%3D%22host-1%22%7D&compare=%7Bhostname%3D%22host-2%22%7D&format=top
+range?query=%7B%7D&step=1h&by=hostname
+range?query=process_cpu%3Asamples%3Acount%3Acpu%3Ananoseconds%3Adelta%7B%7D&step=1d
+labels?x=1
+labels/hostname/values?x=1
+labels/comm/values?query=%7Bhostname%3D%22host-3%22%7D
+types?x=1
+EOF
+ok "$n queries (merge, diff, top, range, labels, values, types) answered identically by the embedded store, A and B"
+
+total() {  # total URL: the merge total of everything
+	curl -sS --max-time 30 "$1/api/v1/query?query=%7B%7D&$R" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])'
+}
+before=$(total "$ub")
+[ "$(push "$ub" "$tmp/b1")" = 200 ] || fail "resend: $(cat "$tmp/push.body")"
+[ "$(total "$ua")" = "$before" ] || fail "a batch sent again was stored twice"
+ok "a batch sent again (through the other server) is acknowledged and stored once"
+
+# ---- debug info through A names frames through B ----
+printf 'int f_named(int x) { return x * 3 + 1; }\nint main(int c, char **v) { (void)v; return f_named(c); }\n' \
+	>"$tmp/p.c"
+gcc -g -O1 -Wl,--build-id=sha1 -o "$tmp/p.full" "$tmp/p.c" || fail "gcc"
+strip -o "$tmp/p.stripped" "$tmp/p.full"
+objcopy --only-keep-debug "$tmp/p.full" "$tmp/p.debug"
+bid=$(LC_ALL=C readelf -n "$tmp/p.full" | sed -n 's/.*Build ID: \([0-9a-f]*\).*/\1/p')
+# f_named's file offset: its address within the executable segment
+off=$(python3 - "$tmp/p.full" <<'PY'
+import subprocess, sys
+f = sys.argv[1]
+addr = next(int(l.split()[0], 16) for l in subprocess.run(["nm", f], capture_output=True,
+            text=True).stdout.splitlines() if l.endswith(" f_named"))
+for l in subprocess.run(["readelf", "-lW", f], capture_output=True, text=True).stdout.splitlines():
+    w = l.split()
+    if w and w[0] == "LOAD":
+        o, va, fs = int(w[1], 16), int(w[2], 16), int(w[4], 16)
+        if va <= addr < va + fs:
+            print("%x" % (addr - va + o + 4))
+PY
+)
+"$MKBATCH" --seed 9 --agent symhost --app-build-id "$bid" --app-offset "$off" "$tmp/bsym" >/dev/null
+[ "$(push "$ua" "$tmp/bsym")" = 200 ] || fail "ingest: $(cat "$tmp/push.body")"
+put() {
+	curl -sS -o "$tmp/put.body" -w '%{http_code}' -X PUT --max-time 30 --data-binary @"$2" \
+		"$1/api/v1/debuginfo/$bid"
+}
+named() {  # named URL: folded stacks of host-9 naming f_named
+	curl -sS --max-time 30 "$1/api/v1/query?query=%7Bhostname%3D%22host-9%22%7D&format=folded&$R" |
+		grep -c 'f_named' || true
+}
+[ "$(put "$ua" "$tmp/p.stripped")" = 201 ] || fail "PUT stripped: $(cat "$tmp/put.body")"
+[ "$(named "$ub")" = 0 ] || fail "named without any symbols"
+[ "$(put "$ua" "$tmp/p.debug")" = 201 ] || fail "PUT debug: $(cat "$tmp/put.body")"
+c=$(curl -sS -I -o "$tmp/hdr" -w '%{http_code}' "$ub/api/v1/debuginfo/$bid")
+[ "$c" = 200 ] && grep -qi '^X-Smolder-Debuginfo: both' "$tmp/hdr" || fail "HEAD through B: $c"
+i=0
+until [ "$(named "$ub")" -gt 0 ]; do
+	i=$((i + 1))
+	[ "$i" -le 100 ] || fail "B never named f_named: $(curl -sS "$ub/api/v1/query?query=%7Bhostname%3D%22host-9%22%7D&format=folded&$R" | head -3)"
+	sleep 0.2
+done
+cmp -s "$tmp/p.debug" "$tmp/bcache/debuginfo/$bid.debug" || fail "B's local copy differs"
+ok "a stripped binary and its debug file uploaded through A name frames in B's answers (after ${i} polls)"
+
+# ---- kill -9 of A while two clients push; they fail over to B ----
+"$PUSHER" --url "$ua" --url "$ub" --pushers 2 --resend --log "$tmp/log" --stop "$tmp/stop" \
+	2>"$tmp/pusher.err" &
+ppush=$!
+i=0
+until [ "$(awk '$4 == 200' "$tmp/log" 2>/dev/null | wc -l)" -ge 20 ]; do
+	i=$((i + 1))
+	[ "$i" -le 300 ] || fail "pushers got no 200s: $(tail -3 "$tmp/log")"
+	sleep 0.1
+done
+kill -KILL "$pa"
+wait "$pa" 2>/dev/null || true
+pa=""
+sleep 2
+touch "$tmp/stop"
+wait "$ppush" || fail "pusher: $(cat "$tmp/pusher.err")"
+ppush=""
+for p in p0 p1; do
+	curl -sS -o "$tmp/range.$p" --max-time 60 \
+		"$ub/api/v1/range?query=%7Bpusher%3D%22$p%22%7D&by=batch&step=1h&from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"
+done
+python3 - "$tmp" <<'PY' || fail "stored batches do not match what was acknowledged"
+import json, os, sys
+tmp = sys.argv[1]
+sent = {}
+for line in open(os.path.join(tmp, "log")):
+    p, b, total, code = line.split()
+    t, acked, tries = sent.get((p, b), (int(total), False, 0))
+    sent[(p, b)] = (t, acked or code == "200", tries + 1)
+stored = {}
+for p in ("p0", "p1"):
+    for s in json.load(open(os.path.join(tmp, "range." + p)))["series"]:
+        stored[(p, s["labels"]["batch"])] = sum(int(v[1]) for v in s["values"])
+bad = resent = 0
+for k, (total, acked, tries) in sent.items():
+    got = stored.pop(k, 0)
+    resent += tries > 1
+    if acked and got != total:
+        print("acknowledged batch %s %s: stored %d samples, sent %d" % (k + (got, total)))
+        bad += 1
+    elif not acked and got not in (0, total):
+        print("unacknowledged batch %s %s stored partly: %d of %d" % (k + (got, total)))
+        bad += 1
+for k, got in stored.items():
+    print("batch %s %s stored (%d) but never sent" % (k + (got,)))
+    bad += 1
+print("%d batches, %d acknowledged, %d sent more than once" %
+      (len(sent), sum(1 for v in sent.values() if v[1]), resent))
+sys.exit(1 if bad else 0)
+PY
+ok "kill -9 of A under two pushers: every acknowledged batch stored once, the rest whole or absent ($(awk '$4 == 200' "$tmp/log" | wc -l) acks)"
+
+# ---- a shard down during ingest: 503s, then the agent's backlog ----
+[ "$(push "$ub" "$tmp/b2")" = 200 ] || fail "before the stop: $(cat "$tmp/push.body")"
+kill -KILL "$chpid2"
+wait "$chpid2" 2>/dev/null || true
+chpid2=""
+"$MKBATCH" --seed 40 --agent down "$tmp/b40" >/dev/null
+c=$(push "$ub" "$tmp/b40")
+[ "$c" = 503 ] && grep -q 'ClickHouse' "$tmp/push.body" || fail "with a shard down: $c $(cat "$tmp/push.body")"
+c=$(curl -sS -o "$tmp/q.body" -w '%{http_code}' "$ub/api/v1/query?query=%7B%7D&$R")
+[ "$c" = 503 ] || fail "a query with a shard down: $c $(head -c 200 "$tmp/q.body")"
+ch_start 2
+[ "$(push "$ub" "$tmp/b40")" = 200 ] || fail "after the restart: $(cat "$tmp/push.body")"
+ok "a stopped shard: ingest and queries answer 503 naming ClickHouse; the batch passes once it is back"
+
+# ---- a schema of another version is refused ----
+chq 1 'CREATE DATABASE IF NOT EXISTS other' >/dev/null
+chq 1 "CREATE TABLE other.smolder_schema (key String, value String) ENGINE = ReplacingMergeTree ORDER BY key" >/dev/null
+chq 1 "INSERT INTO other.smolder_schema VALUES ('version', '99')" >/dev/null
+rc=0
+"$SERVER" --listen 127.0.0.1:0 --clickhouse "http://127.0.0.1:$http1/other" >/dev/null 2>"$tmp/v.err" || rc=$?
+[ "$rc" != 0 ] && grep -q 'schema version 99; this server reads and writes version 1' "$tmp/v.err" ||
+	fail "another schema version: exit $rc, $(cat "$tmp/v.err")"
+ok "a database of another schema version is refused: $(sed 's/^smolder-server: //' "$tmp/v.err")"
+
+if [ "$(id -u)" != 0 ] || [ ! -r /sys/kernel/btf/vmlinux ] || [ ! -x "$AGENT" ]; then
+	echo "# the agent's backlog part needs root, BTF and $AGENT: not run" >&2
+	skip clickhouse_test "the agent's backlog through a stopped shard needs root and BTF"
+fi
+"$FP_BUSY" 40 >/dev/null 2>&1 &
+busy=$!
+"$AGENT" --server "$ub" --interval 1 --pid "$busy" --no-upload -v >"$tmp/agent.out" 2>"$tmp/agent.err" &
+apid=$!
+agent_rows() {  # rows stored for the busy process, per 1 s step of [from, to)
+	curl -sS --max-time 30 "$ub/api/v1/range?query=%7Bcomm%3D%22fp_busy%22%7D&step=1s&from=$1&to=$2"
+}
+i=0
+until [ "$(chq 1 "SELECT count() FROM smolder.series WHERE has(values, 'fp_busy')")" -gt 0 ]; do
+	i=$((i + 1))
+	[ "$i" -le 200 ] || fail "the agent's first batches never arrived: $(tail -5 "$tmp/agent.err")"
+	sleep 0.1
+done
+down_from=$(date +%s)
+kill -KILL "$chpid2"
+wait "$chpid2" 2>/dev/null || true
+chpid2=""
+i=0
+until grep -q 'server answered 503' "$tmp/agent.err"; do
+	i=$((i + 1))
+	[ "$i" -le 200 ] || fail "the agent saw no 503: $(tail -5 "$tmp/agent.err")"
+	sleep 0.1
+done
+sleep 3
+ch_start 2
+down_to=$(date +%s)
+i=0
+until grep -q 'server is back; delivering' "$tmp/agent.err"; do
+	i=$((i + 1))
+	[ "$i" -le 400 ] || fail "the agent never delivered its backlog: $(tail -5 "$tmp/agent.err")"
+	sleep 0.1
+done
+sleep 2
+python3 - "$(agent_rows "$down_from" "$down_to")" "$down_from" "$down_to" <<'PY' ||
+import json, sys
+j = json.loads(sys.argv[1])
+a, b = int(sys.argv[2]), int(sys.argv[3])
+steps = set()
+for s in j["series"]:
+    for t, v in s["values"]:
+        if int(v) > 0:
+            steps.add(int(t))
+missing = [t for t in range(a + 1, b - 1) if t not in steps]
+print("steps with samples: %d of %d; missing %s" % (len(steps), b - a, missing[:10]))
+sys.exit(1 if missing else 0)
+PY
+	fail "the agent's samples of the outage are not all stored"
+ok "the real agent got 503s while shard 2 was down, kept its backlog, and every second of the outage arrived"
+
