@@ -42,6 +42,8 @@ DEB_TEST += docker.io docker-compose debootstrap
 # the unwinder's test compares with perf record --call-graph dwarf and
 # readelf --debug-dump=frames (binutils), on xz and gzip
 DEB_TEST += linux-perf binutils xz-utils gzip
+# the Python walk's test runs Debian's own interpreter (/usr/bin/python3.11)
+DEB_TEST += python3.11
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -205,6 +207,28 @@ $(UNW_DIR)/unw_fp: tests/programs/unw_prog.c tests/programs/unw_lib.h $(UNW_DIR)
 	$(Q)gcc $(UNW_CFLAGS) -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer $< -o $@ \
 		-L$(UNW_DIR) -lunwlib -Wl,-rpath,'$$ORIGIN'
 
+# The Python walk's bad-input subjects (tests/programs/py_fake*): a
+# program spinning in a library named libpython3.11.so.1.0 that is no
+# CPython, and one whose libpython3.99.so exports the interpreter's
+# symbols for a version the agent does not know. Plain gcc, DWARF, never
+# sanitized; each library beside its program ($ORIGIN).
+PYFAKE_DIR := $(BUILD)/tests/pyfake
+PYFAKE_SUBJECTS := $(PYFAKE_DIR)/not/py_fake_not $(PYFAKE_DIR)/unknown/py_fake_unknown
+$(PYFAKE_DIR)/not/libpython3.11.so.1.0: tests/programs/py_fake_lib.c tests/programs/py_fake.h
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O1 -g -fPIC -shared -Wl,-soname,libpython3.11.so.1.0 $< -o $@
+$(PYFAKE_DIR)/unknown/libpython3.99.so: tests/programs/py_fake_lib.c tests/programs/py_fake.h
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O1 -g -fPIC -shared -DCPYTHON_SYMBOLS -Wl,-soname,libpython3.99.so $< -o $@
+$(PYFAKE_DIR)/not/py_fake_not: tests/programs/py_fake.c $(PYFAKE_DIR)/not/libpython3.11.so.1.0
+	$(call msg,CC,$@)
+	$(Q)gcc -O1 -g $< -o $@ $(@D)/libpython3.11.so.1.0 -Wl,-rpath,'$$ORIGIN'
+$(PYFAKE_DIR)/unknown/py_fake_unknown: tests/programs/py_fake.c $(PYFAKE_DIR)/unknown/libpython3.99.so
+	$(call msg,CC,$@)
+	$(Q)gcc -O1 -g $< -o $@ $(@D)/libpython3.99.so -Wl,-rpath,'$$ORIGIN'
+
 # The symbolizer's test subjects (tests/programs/sym_*), built into
 # $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
 # (they are subjects, not code under test): sym_c at -O2 as a PIE and as a
@@ -298,6 +322,9 @@ TEST_agent_LIBS := -lbpf -ldw -lelf -lcurl $(LDLIBS_LABELS)
 # processes' own labels and the relabel rules: the same parts
 TEST_labels_OBJ = $(TEST_agent_OBJ)
 TEST_labels_LIBS = $(TEST_agent_LIBS)
+# the CPython part (agent/python.c) with the agent's other parts
+TEST_python_OBJ = $(TEST_agent_OBJ)
+TEST_python_LIBS = $(TEST_agent_LIBS)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
@@ -423,6 +450,13 @@ build/fuzz/fuzz_labels: tests/fuzz/fuzz_labels.c $(FUZZ_AGENT_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
+# the CPython code-object reader (agent/python.c) on hostile memory
+FUZZ_PY_OBJ := build/fuzz/agent/python.o $(FUZZ_AGENT_OBJ)
+build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_PY_OBJ) -o $@ -lbpf -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
@@ -445,7 +479,8 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
+	build/fuzz/agent/python.o
 
 # Where a skipped test says why (tests/integration/lib.sh's skip, the
 # compose test's, the unit tests' SKIP lines): make test's summary prints it.
@@ -480,12 +515,14 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # Scripts that start real processes and talk to them over loopback; each
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
-		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS)
+		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS) \
+		$(PYFAKE_SUBJECTS)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
-		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) $(call run_script,$$t); done
+		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) SMOLDER_PYFAKE_DIR=$(PYFAKE_DIR) \
+		$(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under
 # ThreadSanitizer (make SANITIZE=thread BUILD=build/tsan test-tsan): a data

@@ -5,6 +5,8 @@
  *   procs.c     per-process state: labels, /proc/PID/maps, addr → (object, offset)
  *   objects.c   ELF objects by (dev, inode, mtime): build IDs with libelf
  *   unwind_table.c  .eh_frame/.debug_frame → unwind rows (libdw's CFI)
+ *   python.c    CPython processes: their BPF entries, Python frames named
+ *               from process memory (python_layouts.h: offsets per version)
  *   ksyms.c     kernel addresses → names from /proc/kallsyms
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
@@ -188,6 +190,10 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain);
 int64_t ag_procs_tick(ag_procs *p, int64_t now_mono_ns);
 /* The mapping holding addr, NULL if none. */
 const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr);
+/* A descriptor of m's file (AG_MAP_FILE) as process pid maps it: its
+ * object's own descriptor duplicated while open, else the mapping's file
+ * under proc_root/PID/map_files. The caller closes it; -1 when neither. */
+int ag_mapping_open(const char *proc_root, pid_t pid, const ag_mapping *m);
 /* Frees processes that exited before this drain, and those unsampled for
  * a while whose /proc entry has vanished (an exit event lost). */
 void ag_procs_sweep(ag_procs *p, uint64_t drain);
@@ -279,6 +285,109 @@ void ag_labeler_free(ag_labeler *lb);
 const ag_kvs *ag_labeler_labels(ag_labeler *lb, ag_proc *pr, const ag_kvs *builtins);
 void ag_labeler_drop_samples(ag_labeler *lb, uint64_t n);
 void ag_labeler_stats(const ag_labeler *lb, ag_label_stats *out);
+/* ---- python.c: CPython frames ---- */
+
+struct ag_py_layout;
+typedef struct ag_py_layout ag_py_layout;
+
+/* The row of agent/python_layouts.h for CPython major.minor; NULL for a
+ * version without one. */
+const ag_py_layout *ag_py_layout_find(unsigned major, unsigned minor);
+
+/* The line being executed at lasti (counted as the layout's version
+ * counts it: bytes in 3.8 and 3.9, code units after; < 0 before the first
+ * instruction, which is firstlineno) in a code object's line table of n
+ * bytes (co_lnotab, co_linetable). 0 when the table has no line there.
+ * Any bytes are safe. */
+int32_t ag_py_addr2line(const ag_py_layout *L, const uint8_t *table, size_t n,
+                        int32_t firstlineno, int64_t lasti);
+
+/* Reads n bytes of a process' memory at addr: 0, or a negative errno
+ * when any of them cannot be read. */
+typedef int (*ag_py_read_fn)(void *arg, uint64_t addr, void *buf, size_t n);
+
+/* The interpreter's type objects in the process, to tell its objects. */
+typedef struct ag_py_types {
+	uint64_t code, str, bytes;  /* &PyCode_Type, &PyUnicode_Type, &PyBytes_Type */
+} ag_py_types;
+
+/* A code object as read: malloc'd UTF-8 strings (NUL bytes as '?',
+ * invalid characters as U+FFFD, the name cut to 1024 bytes and the file
+ * to 4096, storage's limits), the line table's bytes. */
+typedef struct ag_py_code {
+	char *name;             /* co_qualname (3.11+), co_name before */
+	char *file;             /* co_filename */
+	int32_t firstlineno;
+	uint8_t *lines;         /* the line table */
+	size_t nlines;
+	uint32_t ncode;         /* code units (3.11+; 0 before) */
+	uint32_t fingerprint;   /* sm_py_fingerprint of what was read */
+} ag_py_code;
+
+/* Reads the code object at addr through rd. Returns 0; -EFAULT when
+ * memory cannot be read; -EBADMSG when it is not a code object with str
+ * names and a bytes line table of bounded size, or changed while it was
+ * read; -ENOMEM. Free *out with ag_py_code_free(). */
+int ag_py_read_code(const ag_py_layout *L, const ag_py_types *types, ag_py_read_fn rd,
+                    void *arg, uint64_t addr, ag_py_code *out);
+void ag_py_code_free(ag_py_code *c);
+
+/* Machine code read from files (x86_64). The address of the thread-state
+ * key PyGILState_GetThisThreadState() (at fn_addr, its first n bytes in
+ * code) hands pthread_getspecific; and where glibc's pthread_getspecific
+ * finds a key's value (sm_py_proc.tls_first, tls_second). -ENOENT when
+ * the code is not as expected. */
+int ag_py_decode_tss(const uint8_t *code, size_t n, uint64_t fn_addr, uint64_t *key_addr);
+int ag_py_decode_getspecific(const uint8_t *code, size_t n, uint16_t *first,
+                             uint16_t *second);
+
+typedef struct ag_py ag_py;
+
+typedef struct ag_py_opts {
+	int procs_fd;           /* the BPF py_procs map; -1: none (tests) */
+	const char *proc_root;  /* "/proc" */
+	bool verbose;
+} ag_py_opts;
+
+typedef struct ag_py_stats {
+	uint64_t processes;       /* CPython processes walked (gauge) */
+	uint64_t unknown_version; /* processes of a CPython without a layout here */
+	uint64_t not_cpython;     /* processes mapping a python-named file that is
+	                           * no CPython interpreter */
+	uint64_t setup_failed;    /* CPython processes whose thread data cannot be
+	                           * read (gauge) */
+	uint64_t codes_read;      /* code objects named */
+	uint64_t unnamed;         /* Python frames left unnamed: memory unreadable, not
+	                           * a code object, or changed while read */
+	uint64_t stale;           /* Python frames whose code object is no longer the
+	                           * one that ran */
+} ag_py_stats;
+
+/* A Python frame's name; the strings stay valid until the next call. */
+typedef struct ag_py_name {
+	const char *name, *file;
+	uint32_t line;          /* 0: unknown */
+} ag_py_name;
+
+int ag_py_new(const ag_py_opts *o, ag_py **out);
+void ag_py_free(ag_py *py);
+/* After pr's mappings were (re)read: recognises CPython (the python3.X
+ * executable or libpython3.X.so exporting the interpreter's symbols) and
+ * writes its BPF entry; an unknown version is logged once per file. */
+void ag_py_proc(ag_py *py, const ag_proc *pr);
+/* Retries interpreters that were still starting (no thread key yet). */
+void ag_py_tick(ag_py *py);
+/* A code object of pid ran for the first time (the BPF walk's
+ * announcement): its names are read now, while the process lives. */
+void ag_py_code_seen(ag_py *py, pid_t pid, uint64_t code, uint32_t fingerprint);
+/* The process exited (exec false) or exec'd: its entry and names go. */
+void ag_py_proc_gone(ag_py *py, pid_t pid, bool exec);
+/* Names the Python frame of process pid the BPF walk sent as words w0,
+ * w1 (bpf/profile.h). 0, or -ENOENT (unreadable, not a code object) or
+ * -ESTALE (another code object is at that address now): the caller shows
+ * the frame unnamed. */
+int ag_py_frame(ag_py *py, pid_t pid, uint64_t w0, uint64_t w1, ag_py_name *out);
+void ag_py_get_stats(const ag_py *py, ag_py_stats *out);
 
 /* ---- sampler.c ---- */
 
@@ -289,11 +398,15 @@ typedef struct ag_sampler_opts {
 	unsigned interval_s;    /* for sizing the maps */
 	bool kernel_stacks;
 	bool unwind;            /* walk user stacks with unwind tables */
+	bool python;            /* replace CPython's evaluation frames (needs unwind) */
 	uint32_t unwind_rows;   /* size of the rows array (16 bytes each) */
 	pid_t filter_pid;       /* 0: every process */
 	bool verbose;
 	/* process events, called from ag_sampler_poll() */
 	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
+	/* a code object ran for the first time (bpf/profile.h's
+	 * sm_py_event), also from ag_sampler_poll(); may be NULL */
+	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
 } ag_sampler_opts;
 
@@ -313,7 +426,10 @@ enum {
 	AG_STAT_KSTACK_ERR, AG_STAT_EVENTS_LOST,
 	AG_STAT_UNW_SAMPLES, AG_STAT_UNW_COMPLETE, AG_STAT_UNW_TRUNCATED, AG_STAT_UNW_NO_FDE,
 	AG_STAT_UNW_UNSUPPORTED, AG_STAT_UNW_READ_ERR, AG_STAT_UNW_FP_STOP,
-	AG_STAT_UNW_TAIL_FAIL, AG_STAT_N
+	AG_STAT_UNW_TAIL_FAIL,
+	AG_STAT_PY_SAMPLES, AG_STAT_PY_FRAMES, AG_STAT_PY_NO_THREAD, AG_STAT_PY_BAD_THREAD,
+	AG_STAT_PY_READ_ERR, AG_STAT_PY_BAD_CODE, AG_STAT_PY_TRUNCATED, AG_STAT_PY_LOST,
+	AG_STAT_N
 };
 
 /* Loads and attaches. On failure says why on stderr (missing BTF,
@@ -333,6 +449,8 @@ int ag_sampler_ncpus(const ag_sampler *s);
  * the per-process map's descriptor. Returns -ENOENT when unwinding is off. */
 int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap,
                         int *procs_fd);
+/* The CPython walk's per-process map; -ENOENT when the walk is off. */
+int ag_sampler_py_map(ag_sampler *s, int *fd);
 
 /* ---- batch.c ---- */
 
@@ -351,6 +469,7 @@ typedef struct ag_batch_ctx {
 	ag_labeler *labeler;             /* processes' own labels and the rules */
 	ag_procs *procs;
 	ag_ksyms *ksyms;
+	ag_py *py;                       /* names Python frames; NULL: none sent */
 	uint64_t drain;                  /* drain number */
 	/* totals the agent reports, updated by ag_batch_build */
 	uint64_t samples_no_mapping;     /* samples with a user frame outside every mapping */

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/types.h>
+
 #include "agent/agent.h"
+#include "bpf/profile.h"
 
 typedef struct chunk {
 	struct chunk *next;
@@ -208,6 +211,24 @@ out:
 	return rc;
 }
 
+/* A Python frame as a named frame with its file and line; unnamed ones
+ * (the process gone, the code object unreadable or replaced) as
+ * "[python]", so the frame still shows where the interpreter was. The
+ * resolver's strings last only until its next call (its cache may start
+ * over), so they are copied at once. */
+static int python_frame(ag_batch_ctx *ctx, ag_batch *b, pid_t pid, uint64_t w0, uint64_t w1,
+                        wire_frame *f)
+{
+	ag_py_name nm;
+	*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[python]", .lang = "python"};
+	if (!ctx->py || ag_py_frame(ctx->py, pid, w0, w1, &nm) || !nm.name || !nm.name[0])
+		return 0;
+	f->name = astr(b, nm.name);
+	f->file = nm.file ? astr(b, nm.file) : NULL;
+	f->line = nm.line;
+	return !f->name || (nm.file && !f->file) ? -ENOMEM : 0;
+}
+
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
                    int64_t start_ns, int64_t end_ns, ag_batch **out)
 {
@@ -280,6 +301,15 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 		}
 		bool unmapped = false, refreshed = false;
 		for (uint32_t k = 0; k < c->nustack; k++) {
+			if ((c->ustack[k] & SM_PY_MARK_MASK) == SM_PY_MARK && k + 1 < c->nustack) {
+				/* a Python frame: two words (bpf/profile.h) */
+				rc = python_frame(ctx, b, pr->pid, c->ustack[k], c->ustack[k + 1],
+				                  &fr[nf++]);
+				if (rc)
+					goto out;
+				k++;
+				continue;
+			}
 			uint64_t ip = c->ustack[k] - (k > 0);
 			const ag_mapping *m = ag_proc_find(pr, ip);
 			if (!m && !refreshed) {
@@ -348,7 +378,9 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			}
 			for (uint32_t k = 0; k < nf; k++) {
 				copy[k] = fr[k];
-				if (fr[k].name && !(copy[k].name = astr(b, fr[k].name))) {
+				if ((fr[k].name && !(copy[k].name = astr(b, fr[k].name))) ||
+				    (fr[k].file && !(copy[k].file = astr(b, fr[k].file))) ||
+				    (fr[k].lang && !(copy[k].lang = astr(b, fr[k].lang)))) {
 					rc = -ENOMEM;
 					goto out;
 				}

@@ -12,7 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/types.h>
+
 #include "agent/agent.h"
+#include "bpf/profile.h"
 #include "wire/auth.h"
 
 #define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
@@ -48,6 +51,8 @@ static void usage(FILE *f)
 	        "  --no-kernel-stacks   user stacks only\n"
 	        "  --no-unwind          walk user stacks by frame pointers only, not by the\n"
 	        "                       objects' .eh_frame unwind tables\n"
+	        "  --no-python          show CPython's interpreter frames as native code, not\n"
+	        "                       the Python functions they run\n"
 	        "  --unwind-table-mb MB kernel memory for unwind tables (default 64: about\n"
 	        "                       4 million rows; libc takes ~20 000)\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
@@ -106,6 +111,7 @@ typedef struct agent {
 	ag_ksyms *ksyms;
 	ag_push *push;
 	ag_unw *unw;            /* NULL: --no-unwind, or no tables on this arch */
+	ag_py *py;              /* NULL: --no-python, or no table walker */
 	ag_batch_ctx ctx;
 	uint64_t seq;
 	int64_t last_drain_ns;
@@ -117,7 +123,18 @@ static void on_event(void *arg, int kind, pid_t pid, const char *comm, int64_t m
 	agent *a = arg;
 	if (a->unw)
 		ag_unw_event(a->unw, pid, mono_ns);
+	/* an exec replaces the interpreter (or removes it): its names go
+	 * before the new image's mappings are read */
+	if (a->py && kind == SM_EV_EXEC)
+		ag_py_proc_gone(a->py, pid, true);
 	ag_procs_event(a->procs, kind, pid, comm);
+}
+
+static void on_py_code(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint)
+{
+	agent *a = arg;
+	if (a->py)
+		ag_py_code_seen(a->py, pid, code, fingerprint);
 }
 
 static void on_maps(void *arg, const ag_proc *pr)
@@ -125,6 +142,8 @@ static void on_maps(void *arg, const ag_proc *pr)
 	agent *a = arg;
 	if (a->unw)
 		ag_unw_proc(a->unw, pr);
+	if (a->py)
+		ag_py_proc(a->py, pr);
 }
 
 static void on_forget(void *arg, pid_t pid)
@@ -132,6 +151,8 @@ static void on_forget(void *arg, pid_t pid)
 	agent *a = arg;
 	if (a->unw)
 		ag_unw_proc_gone(a->unw, pid);
+	if (a->py)
+		ag_py_proc_gone(a->py, pid, false);
 }
 
 static int drain(agent *a)
@@ -160,6 +181,11 @@ static int drain(agent *a)
 		ag_unw_get_stats(a->unw, &us);
 	ag_label_stats ls;
 	ag_labeler_stats(a->labeler, &ls);
+	ag_py_stats pys = {0};
+	if (a->py) {
+		ag_py_get_stats(a->py, &pys);
+		ag_py_tick(a->py);
+	}
 	const wire_counter c[] = {
 		{"samples", st[AG_STAT_SAMPLES]},
 		{"samples_dropped_map_full", st[AG_STAT_COUNT_FULL]},
@@ -195,6 +221,21 @@ static int drain(agent *a)
 		{"relabel_processes_dropped", ls.processes_dropped},
 		{"relabel_samples_dropped", ls.samples_dropped},
 		{"relabel_regex_limit", ls.regex_limit},
+		{"python_samples", st[AG_STAT_PY_SAMPLES]},
+		{"python_frames", st[AG_STAT_PY_FRAMES]},
+		{"python_threads_without_state", st[AG_STAT_PY_NO_THREAD]},
+		{"python_thread_state_mismatch", st[AG_STAT_PY_BAD_THREAD]},
+		{"python_read_errors", st[AG_STAT_PY_READ_ERR]},
+		{"python_bad_code", st[AG_STAT_PY_BAD_CODE]},
+		{"python_truncated", st[AG_STAT_PY_TRUNCATED]},
+		{"python_frames_lost", st[AG_STAT_PY_LOST]},
+		{"python_processes", pys.processes},
+		{"python_unknown_version", pys.unknown_version},
+		{"python_not_cpython", pys.not_cpython},
+		{"python_setup_failed", pys.setup_failed},
+		{"python_code_objects", pys.codes_read},
+		{"python_unnamed", pys.unnamed},
+		{"python_stale", pys.stale},
 	};
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
@@ -231,7 +272,7 @@ int main(int argc, char **argv)
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
 	unsigned long unwind_mb = 64;
-	bool pid_label = false, kernel = true, upload = true, unwind = true;
+	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true;
 	int verbose = 0;
 	const char *server = "http://127.0.0.1:7070";
 	char hostname[256] = "", machine_id[256];
@@ -242,7 +283,7 @@ int main(int argc, char **argv)
 	char *token = NULL;
 	ag_relabel *rules = NULL;
 	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG };
+	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -253,6 +294,7 @@ int main(int argc, char **argv)
 		{"pid-label", no_argument, NULL, O_PIDLABEL},
 		{"no-kernel-stacks", no_argument, NULL, O_NOKERNEL},
 		{"no-unwind", no_argument, NULL, O_NOUNWIND},
+		{"no-python", no_argument, NULL, O_NOPYTHON},
 		{"unwind-table-mb", required_argument, NULL, O_UNWINDMB},
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
@@ -280,6 +322,7 @@ int main(int argc, char **argv)
 		case O_PIDLABEL: pid_label = true; break;
 		case O_NOKERNEL: kernel = false; break;
 		case O_NOUNWIND: unwind = false; break;
+		case O_NOPYTHON: python = false; break;
 		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &unwind_mb); break;
 		case O_NOUPLOAD: upload = false; break;
 		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
@@ -394,8 +437,10 @@ int main(int argc, char **argv)
 #endif
 	ag_sampler_opts so = {.frequency = (unsigned)freq, .interval_s = (unsigned)interval,
 	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid, .unwind = unwind,
+	                      .python = python,
 	                      .unwind_rows = (uint32_t)((unwind_mb << 20) / 16),
-	                      .verbose = verbose > 1, .on_event = on_event, .arg = &a};
+	                      .verbose = verbose > 1, .on_event = on_event,
+	                      .on_py_code = on_py_code, .arg = &a};
 	if (ag_sampler_open(&so, &a.sampler))
 		goto out;
 	a.verbose = verbose > 0;
@@ -409,11 +454,20 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* the Python walk rides on the table walker */
+	ag_py_opts pyo = {.proc_root = "/proc", .verbose = verbose > 0};
+	if (unwind && python && ag_sampler_py_map(a.sampler, &pyo.procs_fd) == 0) {
+		err = ag_py_new(&pyo, &a.py);
+		if (err) {
+			fprintf(stderr, "smolder-agent: python: %s\n", strerror(-err));
+			goto out;
+		}
+	}
 	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
 	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
 	                       .verbose = verbose > 0, .labeler = a.labeler,
-	                       .procs = a.procs, .ksyms = a.ksyms};
+	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py};
 	a.last_drain_ns = ag_now_ns();
 	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
 	        ag_sampler_ncpus(a.sampler), freq, server, interval);
@@ -467,6 +521,8 @@ int main(int argc, char **argv)
 out:
 	ag_unw_free(a.unw);
 	a.unw = NULL;
+	ag_py_free(a.py);
+	a.py = NULL;
 	ag_sampler_close(a.sampler);
 	ag_push_free(a.push);
 	ag_procs_free(a.procs);  /* before the labeler: processes hold its values */

@@ -378,6 +378,20 @@ int64_t ag_procs_tick(ag_procs *p, int64_t now)
 	return next;
 }
 
+int ag_mapping_open(const char *proc_root, pid_t pid, const ag_mapping *m)
+{
+	if (m->kind != AG_MAP_FILE || !m->obj)
+		return -1;
+	int fd = m->obj->fd >= 0 ? dup(m->obj->fd) : -1;
+	if (fd < 0) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%d/map_files/%" PRIx64 "-%" PRIx64, proc_root, pid,
+		         m->start, m->end);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	return fd;
+}
+
 const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr)
 {
 	size_t lo = 0, hi = pr->nmaps;

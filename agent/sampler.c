@@ -31,6 +31,7 @@ struct ag_sampler {
 	int ncpus_online;
 	struct ring_buffer *rb;
 	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
+	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
 	uint32_t stack_entries;
 	struct sm_unw_row *unw_rows;  /* the rows array, mapped; NULL: no unwinding */
@@ -94,6 +95,12 @@ static int on_rb(void *ctx, void *data, size_t len)
 {
 	ag_sampler *s = ctx;
 	const struct sm_event *e = data;
+	if (len >= sizeof(struct sm_py_event) && e->kind == SM_EV_PY_CODE) {
+		const struct sm_py_event *pe = data;
+		if (s->on_py_code)
+			s->on_py_code(s->arg, (pid_t)pe->tgid, pe->code, pe->fingerprint);
+		return 0;
+	}
 	if (len < sizeof(*e) || !s->on_event)
 		return 0;
 	char comm[17];
@@ -128,6 +135,7 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	g_verbose = s->verbose = opt->verbose;
 	libbpf_set_print(print_fn);
 	s->on_event = opt->on_event;
+	s->on_py_code = opt->on_py_code;
 	s->arg = opt->arg;
 	s->ncpus_possible = libbpf_num_possible_cpus();
 	if (s->ncpus_possible <= 0) {
@@ -154,6 +162,7 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	s->skel->rodata->cfg_kernel_stacks = opt->kernel_stacks;
 	s->skel->rodata->cfg_filter_tgid = (uint32_t)opt->filter_pid;
 	s->skel->rodata->cfg_unwind = opt->unwind;
+	s->skel->rodata->cfg_python = opt->unwind && opt->python;
 	/* The rows array is preallocated kernel memory: its whole size is
 	 * spent at load (16 bytes a row), so it is sized by the operator. */
 	s->unw_cap = opt->unwind && opt->unwind_rows ? opt->unwind_rows : 1;
@@ -400,6 +409,14 @@ void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N])
 }
 
 int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }
+
+int ag_sampler_py_map(ag_sampler *s, int *fd)
+{
+	if (!s->unw_rows || !s->skel->rodata->cfg_python)
+		return -ENOENT;
+	*fd = bpf_map__fd(s->skel->maps.py_procs);
+	return 0;
+}
 
 int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap, int *procs_fd)
 {

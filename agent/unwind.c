@@ -489,13 +489,7 @@ static utab *tab_for(ag_unw *u, pid_t pid, const ag_mapping *m)
 		return t;
 	/* the object's own descriptor when still open, else the mapping's
 	 * file as the process sees it */
-	int fd = m->obj->fd >= 0 ? dup(m->obj->fd) : -1;
-	if (fd < 0) {
-		char path[512];
-		snprintf(path, sizeof(path), "%s/%d/map_files/%" PRIx64 "-%" PRIx64,
-		         u->o.proc_root, pid, m->start, m->end);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	}
+	int fd = ag_mapping_open(u->o.proc_root, pid, m);
 	if (fd < 0)
 		return t;               /* tried again at the next reread */
 	queue_build(u, t, fd);

@@ -36,6 +36,8 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 cfg_kernel_stacks = 1;  /* read kernel stacks too */
 const volatile __u32 cfg_filter_tgid = 0;    /* profile only this process (0: all) */
 const volatile __u32 cfg_unwind = 1;         /* walk user stacks with unwind tables */
+const volatile __u32 cfg_python = 1;         /* replace CPython's evaluation frames
+                                              * by the Python frames they run */
 
 /* Written by the agent at every drain: which set of maps to fill. */
 __u32 sm_active = 0;
@@ -110,6 +112,48 @@ struct {
 	__type(value, struct sm_unw_proc);
 } unw_procs SEC(".maps");
 
+/* Per CPython process: where its interpreter is and how its version lays
+ * out its structures (agent/python.c). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct sm_py_proc);
+} py_procs SEC(".maps");
+
+/* Code objects announced to the agent (SM_EV_PY_CODE), by process,
+ * address and fingerprint. LRU: a forgotten one is announced again,
+ * which the agent's cache absorbs. */
+struct py_seen_key {
+	__u32 tgid;
+	__u32 fingerprint;
+	__u64 code;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct py_seen_key);
+	__type(value, __u8);
+} py_seen SEC(".maps");
+
+/* The Python side of a walk (py_*): the next interpreter frame to emit,
+ * and how far the native walk has come in matching evaluations. */
+enum { PY_OFF, PY_WAIT, PY_EMIT };
+struct py_walk {
+	__u64 frame;            /* next interpreter frame; 0 when none */
+	__u64 marker;           /* SM_PY_WALK_CFRAME: the current _PyCFrame */
+	__u32 state;            /* PY_OFF: no Python walk; PY_WAIT: waiting for the
+	                         * native frame of the next evaluation; PY_EMIT:
+	                         * emitting its frames, one per walker step */
+	__u32 n;                /* Python frames emitted */
+	__u32 slot;             /* where the evaluation's native frame sits */
+	__u32 in_eval;          /* frames emitted of the current evaluation */
+	__u8 buf[SM_PY_READ_MAX];   /* a frame or thread state read */
+	__u8 cbuf[SM_PY_READ_MAX];  /* a code object read */
+};
+
 /* A walk in progress: sm_sample starts it, sm_unwind continues it across
  * tail calls (each program may walk UNW_FRAMES frames: the verifier
  * checks every path of a bounded loop, and a program that walked all 128
@@ -122,6 +166,7 @@ struct unw_state {
 	__u32 pad;
 	struct sm_key key;
 	struct sm_stack stack;
+	struct py_walk py;
 };
 
 struct {
@@ -438,9 +483,224 @@ static __always_inline int unw_step(struct unw_state *s, struct sm_unw_proc *p)
 	return UNW_NEXT;
 }
 
+/* ---- the CPython walk (x86_64) ----
+ * Interleaved with the table walk: py_start finds the sampled thread's
+ * Python thread state; after each native step py_native() asks whether
+ * that native frame was an evaluation of _PyEval_EvalFrameDefault, and if
+ * so the next steps are py_step()s, each emitting one Python frame of that
+ * evaluation over the evaluation's native frame. Every read is checked:
+ * memory changing under the walk ends the Python part (counted), never
+ * the sample. */
+
+/* A field of a buffer read from the interpreter, at an offset the agent
+ * gave: pointers are 8-aligned and ints 4-aligned in every layout, and
+ * the agent keeps every offset below SM_PY_READ_MAX - 8 (the masks, of a
+ * power of two, bound them for the verifier). */
+static __always_inline __u64 py_u64(const __u8 *buf, __u16 off)
+{
+	return *(const __u64 *)(buf + (off & (SM_PY_READ_MAX - 8)));
+}
+
+static __always_inline __u32 py_u32(const __u8 *buf, __u16 off)
+{
+	return *(const __u32 *)(buf + (off & (SM_PY_READ_MAX - 4)));
+}
+
+static __always_inline int py_read(__u8 *buf, __u16 size, __u64 addr)
+{
+	__u32 n = size;
+	if (n > SM_PY_READ_MAX)
+		n = SM_PY_READ_MAX;
+	if (!addr || bpf_probe_read_user(buf, n, (const void *)addr)) {
+		stat_inc(SM_STAT_PY_READ_ERR);
+		return -1;
+	}
+	return 0;
+}
+
+/* The thread state of the current thread, through libc's thread-specific
+ * data as PyGILState_GetThisThreadState() finds it; checked against the
+ * thread (its thread_id is pthread_self(), the fs base). Sets up s->py. */
+static __always_inline void py_start(struct unw_state *s)
+{
+	s->py.state = PY_OFF;
+	if (!cfg_python)
+		return;
+	struct sm_py_proc *py = bpf_map_lookup_elem(&py_procs, &s->key.tgid);
+	if (!py)
+		return;
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 tp = BPF_CORE_READ(t, thread.fsbase), slot, ts;
+	__u32 key = py->tls_key;
+	if (!tp)
+		return;
+	if (key < 32) {
+		slot = tp + py->tls_first + 16 * (__u64)key;
+	} else {
+		__u64 l2;
+		if (key >= 1024 || bpf_probe_read_user(&l2, 8, (const void *)(tp + py->tls_second +
+		                                                                8 * (__u64)(key / 32))) ||
+		    !l2)
+			return;
+		slot = l2 + 16 * (__u64)(key % 32) + 8;
+	}
+	if (bpf_probe_read_user(&ts, 8, (const void *)slot) || !ts) {
+		stat_inc(SM_STAT_PY_NO_THREAD);
+		return;
+	}
+	if (py_read(s->py.buf, py->ts_read, ts))
+		return;
+	if (py_u64(s->py.buf, py->ts_thread_id) != tp) {
+		stat_inc(SM_STAT_PY_BAD_THREAD);
+		return;
+	}
+	s->py.frame = py_u64(s->py.buf, py->ts_frame);
+	s->py.marker = 0;
+	if (py->walk == SM_PY_WALK_CFRAME) {
+		s->py.marker = py_u64(s->py.buf, py->ts_cframe);
+		if (py->has_cf_frame) {
+			/* 3.11, 3.12: the frame is the current _PyCFrame's */
+			if (py_read(s->py.buf, 16, s->py.marker + py->cf_frame))
+				return;
+			s->py.frame = py_u64(s->py.buf, 0);
+		}
+	}
+	s->py.n = 0;
+	s->py.state = PY_WAIT;
+	stat_inc(SM_STAT_PY_SAMPLES);
+}
+
+/* One evaluation's frames are done: wait for the next one's native frame. */
+static __always_inline void py_eval_done(struct unw_state *s, struct sm_py_proc *py)
+{
+	s->py.state = PY_WAIT;
+	if (py->walk == SM_PY_WALK_CFRAME) {
+		__u64 prev;
+		if (bpf_probe_read_user(&prev, 8, (const void *)(s->py.marker + py->cf_previous))) {
+			stat_inc(SM_STAT_PY_READ_ERR);
+			s->py.state = PY_OFF;
+			return;
+		}
+		s->py.marker = prev;
+	}
+	if (!s->py.frame)
+		s->py.state = PY_OFF;
+}
+
+/* After the native step of the frame at pc (look: pc adjusted into its
+ * call) that spanned [sp, s->sp): if it was the next evaluation, its
+ * Python frames replace it, from the next step on. */
+static __always_inline void py_native(struct unw_state *s, struct sm_py_proc *py, __u64 look,
+                                      __u64 sp)
+{
+	if (s->py.state != PY_WAIT || !py)
+		return;
+	bool hit;
+	if (py->walk == SM_PY_WALK_CFRAME) {
+		if (s->py.marker < sp) {
+			/* an evaluation below this frame that no native frame
+			 * held: the two walks no longer agree */
+			stat_inc(SM_STAT_PY_LOST);
+			s->py.state = PY_OFF;
+			return;
+		}
+		hit = s->py.marker < s->sp;
+	} else {
+		hit = look >= py->eval_lo && look < py->eval_hi;
+	}
+	if (!hit)
+		return;
+	s->py.state = PY_EMIT;
+	s->py.slot = s->stack.len - 1;
+	s->py.in_eval = 0;
+}
+
+/* Tells the agent about a code object the first time it is seen. */
+static __always_inline void py_announce(__u32 tgid, __u64 code, __u32 fp)
+{
+	struct py_seen_key k = {.tgid = tgid, .fingerprint = fp, .code = code};
+	__u8 one = 1;
+	if (bpf_map_lookup_elem(&py_seen, &k) ||
+	    bpf_map_update_elem(&py_seen, &k, &one, BPF_NOEXIST))
+		return;
+	struct sm_py_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(SM_STAT_EVENTS_LOST);
+		return;
+	}
+	e->kind = SM_EV_PY_CODE;
+	e->tgid = tgid;
+	e->code = code;
+	e->fingerprint = fp;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Emits the next Python frame of the current evaluation (two words of the
+ * stack, over the evaluation's native frame for its first). */
+static __always_inline void py_step(struct unw_state *s, struct sm_py_proc *py)
+{
+	__u64 fr = s->py.frame;
+	if (!py || py_read(s->py.buf, py->fr_read, fr)) {
+		s->py.state = PY_OFF;
+		return;
+	}
+	if (py->end == SM_PY_END_CSTACK && s->py.buf[py->fr_end & (SM_PY_READ_MAX - 1)] == 3) {
+		/* the evaluation's entry frame, on the C stack: not Python code */
+		s->py.frame = py_u64(s->py.buf, py->fr_back);
+		py_eval_done(s, py);
+		return;
+	}
+	__u64 code = py_u64(s->py.buf, py->fr_code);
+	if (py_read(s->py.cbuf, py->co_read, code)) {
+		s->py.state = PY_OFF;
+		return;
+	}
+	if (py_u64(s->py.cbuf, 8) != py->code_type) {
+		/* a frame being torn down, or not a frame at all */
+		stat_inc(SM_STAT_PY_BAD_CODE);
+		s->py.state = PY_OFF;
+		return;
+	}
+	if (s->py.n >= SM_PY_MAX_FRAMES) {
+		stat_inc(SM_STAT_PY_TRUNCATED);
+		s->py.state = PY_OFF;
+		return;
+	}
+	__s64 lasti;
+	if (py->lasti == SM_PY_LASTI_INT)
+		lasti = (__s32)py_u32(s->py.buf, py->fr_lasti);
+	else
+		lasti = ((__s64)py_u64(s->py.buf, py->fr_lasti) - (__s64)(code + py->co_code)) >> 1;
+	__u32 fp = sm_py_fingerprint(py_u64(s->py.cbuf, py->co_filename),
+	                             py_u64(s->py.cbuf, py->co_name),
+	                             py_u32(s->py.cbuf, py->co_firstlineno));
+	py_announce(s->key.tgid, code, fp);
+	__u32 n = s->py.in_eval ? s->stack.len : s->py.slot;
+	if (n + 2 > SM_MAX_STACK_DEPTH) {
+		stat_inc(SM_STAT_PY_TRUNCATED);
+		s->py.state = PY_OFF;
+		return;
+	}
+	s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = SM_PY_MARK | (code & ~SM_PY_MARK_MASK);
+	s->stack.ips[(n + 1) & (SM_MAX_STACK_DEPTH - 1)] = (__u64)fp << 32 | (__u32)lasti;
+	s->stack.len = n + 2;
+	s->py.n++;
+	s->py.in_eval++;
+	stat_inc(SM_STAT_PY_FRAMES);
+	s->py.frame = py_u64(s->py.buf, py->fr_back);
+	if (py->end == SM_PY_END_ONE ||
+	    (py->end == SM_PY_END_ENTRY && s->py.buf[py->fr_end & (SM_PY_READ_MAX - 1)]))
+		py_eval_done(s, py);
+	else if (!s->py.frame)
+		s->py.state = PY_OFF;
+}
+
 /* Stores the walked stack and counts the sample. */
 static __always_inline void unw_finish(struct unw_state *s)
 {
+	if (s->py.state != PY_OFF && s->py.frame)
+		stat_inc(SM_STAT_PY_LOST);
 	if (s->set) {
 		s->key.user_stack = store_stack(&stacks1, &s->stack);
 		count(&counts1, &s->key);
@@ -458,6 +718,8 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 	if (!s)
 		return 0;
 	struct sm_unw_proc *p = bpf_map_lookup_elem(&unw_procs, &s->key.tgid);
+	struct sm_py_proc *py = s->py.state != PY_OFF ?
+		bpf_map_lookup_elem(&py_procs, &s->key.tgid) : NULL;
 	for (int i = 0; i < UNW_FRAMES; i++) {
 		__u32 n = s->stack.len;
 		if (n >= SM_MAX_STACK_DEPTH) {
@@ -465,12 +727,18 @@ int sm_unwind(struct bpf_perf_event_data *ctx)
 			unw_finish(s);
 			return 0;
 		}
+		if (s->py.state == PY_EMIT) {
+			py_step(s, py);
+			continue;
+		}
 		s->stack.ips[n & (SM_MAX_STACK_DEPTH - 1)] = s->pc;
 		s->stack.len = n + 1;
+		__u64 look = n ? s->pc - 1 : s->pc, sp = s->sp;
 		if (unw_step(s, p) != UNW_NEXT) {
 			unw_finish(s);
 			return 0;
 		}
+		py_native(s, py, look, sp);
 	}
 	if (s->tails < UNW_MAX_TAILS) {
 		s->tails++;
@@ -522,6 +790,7 @@ static __always_inline bool unw_start(struct bpf_perf_event_data *ctx, struct sm
 	s->set = set;
 	s->key = *key;
 	s->stack.len = 0;
+	py_start(s);
 	stat_inc(SM_STAT_UNW_SAMPLES);
 	bpf_tail_call(ctx, &unw_progs, 0);
 	stat_inc(SM_STAT_UNW_TAIL_FAIL);
@@ -583,6 +852,7 @@ int BPF_PROG(sm_exec, struct task_struct *p)
 	/* the old image's unwind entry would walk the new one with the wrong
 	 * tables: frame pointers until the agent has read the new mappings */
 	bpf_map_delete_elem(&unw_procs, &tgid);
+	bpf_map_delete_elem(&py_procs, &tgid);
 	if (bpf_map_delete_elem(&known, &tgid) == 0)
 		emit(SM_EV_EXEC, tgid);
 	return 0;

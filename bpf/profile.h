@@ -101,10 +101,101 @@ struct sm_unw_proc {
 	struct sm_unw_map maps[SM_UNW_MAX_MAPS];
 };
 
+/* ---- CPython frames ----
+ *
+ * In a CPython process a native frame of _PyEval_EvalFrameDefault is
+ * replaced by the Python frames that evaluation runs (bpf: py_*). The
+ * agent fills one sm_py_proc per such process from the interpreter's
+ * exported symbols and the layout of its version (agent/python_layouts.h);
+ * BPF reads the frames and sends, per Python frame, two words of the user
+ * stack instead of one address:
+ *
+ *   word 0: SM_PY_MARK | address of the code object (48 bits)
+ *   word 1: fingerprint << 32 | (u32) lasti
+ *
+ * lasti is the frame's last instruction as its version counts it (bytes
+ * in 3.8 and 3.9, code units from 3.10 on; -1 before the first). The
+ * fingerprint (sm_py_fingerprint, of fields of the code object read with
+ * the frame) lets the agent, which reads the code object later, tell that
+ * the object at that address is still the one that ran. User addresses
+ * are below 2^47, so no native frame carries the mark. */
+#define SM_PY_MARK      0x5059000000000000ULL   /* "PY" in the top 16 bits */
+#define SM_PY_MARK_MASK 0xffff000000000000ULL
+#define SM_PY_MAX_FRAMES 64       /* Python frames per sample; deeper: truncated */
+#define SM_PY_READ_MAX 256        /* bytes of a frame, thread state or code
+                                   * object read at once: every offset the
+                                   * walk uses is below this */
+
+/* How an evaluation's native frame is found. */
+enum sm_py_walk {
+	SM_PY_WALK_PC = 0,      /* a native frame whose pc is in [eval_lo, eval_hi) */
+	SM_PY_WALK_CFRAME = 1,  /* the native frame whose stack holds the thread's
+	                         * current _PyCFrame (3.10 to 3.12: every
+	                         * evaluation keeps one on the C stack), so the
+	                         * function's .cold part counts too */
+};
+
+/* Where one evaluation's Python frames end. */
+enum sm_py_end {
+	SM_PY_END_ONE = 0,      /* one frame per evaluation (3.8 to 3.10) */
+	SM_PY_END_ENTRY = 1,    /* after the frame whose is_entry byte is set (3.11) */
+	SM_PY_END_CSTACK = 2,   /* at the frame owned by the C stack (owner 3; 3.12+) */
+};
+
+enum sm_py_lasti {
+	SM_PY_LASTI_INT = 0,    /* an int field of the frame (f_lasti, 3.8 to 3.10) */
+	SM_PY_LASTI_PTR = 1,    /* (instruction pointer - co_code) / 2 (3.11+) */
+};
+
+struct sm_py_proc {
+	__u64 eval_lo, eval_hi;  /* _PyEval_EvalFrameDefault in the process */
+	__u64 code_type;         /* &PyCode_Type */
+	__u32 tls_key;           /* the pthread key of the thread state (autoTSSkey) */
+	/* libc: where pthread_getspecific finds a key's value, from the thread
+	 * pointer (fs base): keys < 32 at tp + tls_first + 16 * key; others
+	 * through the pointer at tp + tls_second + 8 * (key / 32), then
+	 * + 16 * (key % 32) + 8 */
+	__u16 tls_first, tls_second;
+	/* offsets, from agent/python_layouts.h */
+	__u16 ts_thread_id;      /* PyThreadState.thread_id: pthread_self() */
+	__u16 ts_frame;          /* frame (3.8-3.10), current_frame (3.13) */
+	__u16 ts_cframe;         /* cframe (3.10-3.12) */
+	__u16 cf_frame;          /* _PyCFrame.current_frame (3.11, 3.12) */
+	__u16 cf_previous;       /* _PyCFrame.previous */
+	__u16 fr_code, fr_back, fr_lasti, fr_end;  /* fr_end: is_entry or owner */
+	__u16 co_filename, co_name, co_firstlineno, co_code;
+	__u16 ts_read, fr_read, co_read;           /* bytes to read of each */
+	__u8 walk, end, lasti, has_cf_frame;        /* enum sm_py_walk, sm_py_end, sm_py_lasti */
+	__u32 pad;
+};
+
+/* The fingerprint of a code object: its filename and name pointers and
+ * first line, as BPF read them with the frame and the agent reads them
+ * again. */
+static inline __u32 sm_py_fingerprint(__u64 filename, __u64 name, __u32 firstlineno)
+{
+	__u64 h = (filename * 0x9e3779b97f4a7c15ULL) ^ (name + firstlineno);
+	h *= 0xff51afd7ed558ccdULL;
+	return (__u32)((h ^ (h >> 29)) >> 32);
+}
+
 enum sm_event_kind {
 	SM_EV_NEW = 1,   /* first sample of a process since it started or exec'd */
 	SM_EV_EXEC = 2,  /* the process replaced its image */
 	SM_EV_EXIT = 3,  /* the whole process ended */
+	SM_EV_PY_CODE = 4, /* a code object (or a new one at an address) ran:
+	                    * struct sm_py_event */
+};
+
+/* The agent reads a code object's names when it first runs, while the
+ * process surely lives, rather than at the next drain: a short-lived
+ * process' names would be gone by then. */
+struct sm_py_event {
+	__u32 kind;             /* SM_EV_PY_CODE */
+	__u32 tgid;
+	__u64 code;             /* the code object */
+	__u32 fingerprint;      /* as in the stack's second word */
+	__u32 pad;
 };
 
 struct sm_event {
@@ -133,6 +224,16 @@ enum sm_stat {
 	SM_STAT_UNW_FP_STOP,   /* a frame without table whose frame pointer
 	                        * does not look like one */
 	SM_STAT_UNW_TAIL_FAIL, /* the tail call to the walker failed */
+	/* the CPython walk */
+	SM_STAT_PY_SAMPLES,    /* samples of a thread with a Python thread state */
+	SM_STAT_PY_FRAMES,     /* Python frames put in stacks */
+	SM_STAT_PY_NO_THREAD,  /* samples of a CPython process' threads without one
+	                        * (not an error: threads that never ran Python) */
+	SM_STAT_PY_BAD_THREAD, /* the thread state's thread is not this one */
+	SM_STAT_PY_READ_ERR,   /* interpreter memory unreadable mid-walk */
+	SM_STAT_PY_BAD_CODE,   /* a frame whose code is not a code object */
+	SM_STAT_PY_TRUNCATED,  /* SM_PY_MAX_FRAMES or a full stack, more to go */
+	SM_STAT_PY_LOST,       /* evaluations the native walk never reached */
 	SM_STAT_N,
 };
 

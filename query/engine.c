@@ -168,9 +168,11 @@ void q_tree_free(q_tree *t)
 	for (size_t i = 0; i < t->nnames; i++) {
 		free(t->names[i].function);
 		free(t->names[i].file);
+		free(t->names[i].lang);
 	}
 	free(t->names);
 	q__map_free(&t->name_map);
+	q__map_free(&t->func_map);
 	free(t->nodes);
 	q__map_free(&t->child_map);
 	q__map_free(&t->loc_map);
@@ -183,16 +185,61 @@ void q_tree_free(q_tree *t)
 size_t q_tree_nodes(const q_tree *t) { return t->n; }
 int64_t q_tree_total(const q_tree *t, int side) { return t->nodes[0].total[side ? 1 : 0]; }
 
-/* Interns (function, kernel); file and line are kept from the first. */
-static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
-                  bool kernel, uint32_t *out)
+static bool str_eq(const char *a, const char *b)
 {
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static uint64_t str_hash(const char *s, uint64_t seed)
+{
+	return XXH3_64bits_withSeed(s ? s : "", s ? strlen(s) : 0, seed);
+}
+
+/* The function group of name id: the first name with its function, file,
+ * language and kind (a native name is its own). */
+static int func_of(q_tree *t, uint32_t id)
+{
+	qname *q = &t->names[id];
+	if (!q->exact) {
+		q->func = id;
+		return 0;
+	}
+	uint64_t h = str_hash(q->function, str_hash(q->file, str_hash(q->lang, 0x66)));
+	for (;; h = mix(h + 1)) {
+		uint32_t f = q__map_get(&t->func_map, h);
+		if (f == NONE)
+			break;
+		const qname *o = &t->names[f];
+		if (str_eq(o->function, q->function) && str_eq(o->file, q->file) &&
+		    str_eq(o->lang, q->lang)) {
+			q->func = f;
+			return 0;
+		}
+	}
+	q->func = id;
+	return q__map_put(&t->func_map, h, id);
+}
+
+/* Interns (function, kernel), file and line kept from the first; with
+ * exact (a frame that carries its own language, file or line), interns
+ * (function, file, line, language). */
+static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
+                  const char *lang, bool kernel, bool exact, uint32_t *out)
+{
+	if (lang && !*lang)
+		lang = NULL;
+	if (file && !*file && exact)
+		file = NULL;
 	uint64_t h = XXH3_64bits_withSeed(fn, strlen(fn), kernel);
+	if (exact)
+		h = str_hash(file, str_hash(lang, mix(h ^ (uint64_t)line ^ 0x65786163ULL)));
 	for (;; h = mix(h + 1)) {
 		uint32_t id = q__map_get(&t->name_map, h);
 		if (id == NONE)
 			break;
-		if (t->names[id].kernel == kernel && !strcmp(t->names[id].function, fn)) {
+		const qname *o = &t->names[id];
+		if (o->kernel == kernel && o->exact == exact && !strcmp(o->function, fn) &&
+		    (!exact || (str_eq(o->file, file) && o->line == line && str_eq(o->lang, lang)))) {
 			*out = id;
 			return 0;
 		}
@@ -201,17 +248,22 @@ static int intern(q_tree *t, const char *fn, const char *file, int64_t line,
 	if (q__grow(&t->names, &t->names_cap, t->nnames + 1, sizeof(*t->names)))
 		return -ENOMEM;
 	qname *q = &t->names[t->nnames];
+	memset(q, 0, sizeof(*q));
 	q->function = strdup(fn);
 	q->file = file ? strdup(file) : NULL;
+	q->lang = lang ? strdup(lang) : NULL;
 	q->line = line;
 	q->kernel = kernel;
-	if (!q->function || (file && !q->file)) {
+	q->exact = exact;
+	if (!q->function || (file && !q->file) || (lang && !q->lang)) {
 		free(q->function);
 		free(q->file);
+		free(q->lang);
 		return -ENOMEM;
 	}
 	*out = (uint32_t)t->nnames++;
-	return q__map_put(&t->name_map, h, *out);
+	int rc = func_of(t, *out);
+	return rc ? rc : q__map_put(&t->name_map, h, *out);
 }
 
 static int new_node(q_tree *t, uint32_t parent, uint32_t name, uint32_t *out)
@@ -253,7 +305,11 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 	if (n > MAX_INLINE)
 		n = MAX_INLINE;
 	bool kernel = fi->kind == ST_FRAME_KERNEL;
-	if (n == 0) {
+	if (n == 0 && fi->kind == ST_FRAME_NAMED && (fi->file || fi->line || fi->lang)) {
+		/* named on the host with where it is (interpreted code) */
+		rc = intern(t, fi->name, fi->file, fi->line, fi->lang, false, true, &ids[0]);
+		n = 1;
+	} else if (n == 0) {
 		/* nothing known: the object's file name and the offset, so the
 		 * frame is still findable, as the symbolization issue asks */
 		char name[ST_MAX_SYMBOL_LEN + ST_MAX_OBJECT_NAME_LEN + 32];
@@ -262,13 +318,14 @@ static int name_location(q_tree *t, const st_frame_info *fi, const q_resolver *r
 		else
 			snprintf(name, sizeof(name), "[unknown] %s+0x%" PRIx64,
 			         base_name(fi->object_name ? fi->object_name : "?"), fi->offset);
-		rc = intern(t, name, NULL, 0, kernel, &ids[0]);
+		rc = intern(t, name, NULL, 0, NULL, kernel, false, &ids[0]);
 		n = 1;
 	} else {
 		/* innermost first from the resolver; the tree wants outermost */
 		for (int i = 0; i < n && !rc; i++)
 			rc = intern(t, sym[n - 1 - i].function ? sym[n - 1 - i].function : "?",
-			            sym[n - 1 - i].file, sym[n - 1 - i].line, kernel, &ids[i]);
+			            sym[n - 1 - i].file, sym[n - 1 - i].line, NULL, kernel, false,
+			            &ids[i]);
 	}
 	if (rc)
 		return rc;
@@ -365,7 +422,7 @@ static int tree_new(bool diff, q_tree **out)
 	if (!t)
 		return -ENOMEM;
 	t->diff = diff;
-	int rc = intern(t, "total", NULL, 0, false, &root_name);
+	int rc = intern(t, "total", NULL, 0, NULL, false, false, &root_name);
 	if (!rc)
 		rc = new_node(t, NONE, root_name, &root);
 	if (rc) {
@@ -470,7 +527,12 @@ static int json_node(const q_tree *t, uint32_t i, const uint8_t *keep, q_buf *o)
 	if (!rc && nm->file) {
 		rc = q_buf_put(o, ",\"file\":", 8);
 		rc = rc ? rc : q_buf_json_str(o, nm->file);
-		rc = rc ? rc : q_buf_printf(o, ",\"line\":%" PRId64, nm->line);
+	}
+	if (!rc && (nm->file || nm->line))
+		rc = q_buf_printf(o, ",\"line\":%" PRId64, nm->line);
+	if (!rc && nm->lang) {
+		rc = q_buf_put(o, ",\"lang\":", 8);
+		rc = rc ? rc : q_buf_json_str(o, nm->lang);
 	}
 	size_t nc;
 	uint32_t *cs = children(t, i, &nc);
@@ -627,16 +689,17 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 			if (!entered[i]) {
 				entered[i] = 1;
 				if (i != 0) {
-					rows[nd->name].flat += nd->self[0];
-					if (onpath[nd->name]++ == 0)
-						rows[nd->name].cum += nd->total[0];
+					uint32_t f = t->names[nd->name].func;
+					rows[f].flat += nd->self[0];
+					if (onpath[f]++ == 0)
+						rows[f].cum += nd->total[0];
 				}
 				for (uint32_t c = nd->child; c != NONE; c = t->nodes[c].next)
 					stack[sp++] = c;
 			} else {
 				sp--;
 				if (i != 0)
-					onpath[nd->name]--;
+					onpath[t->names[nd->name].func]--;
 			}
 		}
 		free(stack);
@@ -660,14 +723,20 @@ int q_top_json(const q_tree *t, size_t limit, q_buf *out)
 		if (!rc && nm->file) {
 			rc = q_buf_put(out, ",\"file\":", 8);
 			rc = rc ? rc : q_buf_json_str(out, nm->file);
-			rc = rc ? rc : q_buf_printf(out, ",\"line\":%" PRId64, nm->line);
 		}
+		/* a row of an exact name sums all its lines: no one line is its */
+		if (!rc && nm->file && !nm->exact)
+			rc = q_buf_printf(out, ",\"line\":%" PRId64, nm->line);
 		rc = rc ? rc : q_buf_printf(out, ",\"flat\":%" PRId64 ",\"flat_pct\":%.4f"
 		                            ",\"cum\":%" PRId64 ",\"cum_pct\":%.4f",
 		                            r->flat, total ? 100.0 * (double)r->flat / (double)total : 0.0,
 		                            r->cum, total ? 100.0 * (double)r->cum / (double)total : 0.0);
 		if (!rc && nm->kernel)
 			rc = q_buf_put(out, ",\"kernel\":true", 14);
+		if (!rc && nm->lang) {
+			rc = q_buf_put(out, ",\"lang\":", 8);
+			rc = rc ? rc : q_buf_json_str(out, nm->lang);
+		}
 		rc = rc ? rc : q_buf_put(out, "}", 1);
 	}
 	rc = rc ? rc : q_buf_put(out, "]}", 2);

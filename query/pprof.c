@@ -1,7 +1,9 @@
 /* pprof.c - renders a merge tree as pprof's profile.proto, gzip'd, so
  * `go tool pprof` and every pprof consumer read Smolder's results. One
- * Function and one Location per distinct frame name; one Sample per tree
- * node with self value, its locations the path to the root, leaf first. */
+ * Location per distinct frame name and one Function per function (the
+ * names of one interpreted function at different lines share it, each
+ * Location carrying its line); one Sample per tree node with self value,
+ * its locations the path to the root, leaf first. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,17 +97,22 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 	str[0] = "";
 	for (int i = 0; i < 4; i++)
 		str[1 + i] = parts[1 + i];
+	size_t nfn = 0;
 	for (size_t i = 0; i < nn; i++) {
 		const qname *q = &t->names[i];
 		str[5 + 2 * i] = q->function;
 		str[6 + 2 * i] = q->file ? q->file : "";
-		perftools__profiles__function__init(&fn[i]);
-		fn[i].id = i + 1;
-		fn[i].name = fn[i].system_name = (int64_t)(5 + 2 * i);
-		fn[i].filename = (int64_t)(6 + 2 * i);
-		fnp[i] = &fn[i];
+		/* a function's first name comes first (q->func <= i): Function
+		 * IDs count 1, 2, ... in the order the functions appear */
+		if (q->func == i) {
+			perftools__profiles__function__init(&fn[i]);
+			fn[i].id = ++nfn;
+			fn[i].name = fn[i].system_name = (int64_t)(5 + 2 * i);
+			fn[i].filename = (int64_t)(6 + 2 * i);
+			fnp[nfn - 1] = &fn[i];
+		}
 		perftools__profiles__line__init(&line[i]);
-		line[i].function_id = i + 1;
+		line[i].function_id = fn[q->func].id;
 		line[i].line = q->line;
 		linep[i] = &line[i];
 		perftools__profiles__location__init(&loc[i]);
@@ -164,7 +171,7 @@ int q_tree_pprof(const q_tree *t, const char *type, q_buf *out)
 		p.n_mapping = 1;
 		p.mapping = &kmapp;
 	}
-	p.n_function = nn;
+	p.n_function = nfn;
 	p.function = fnp;
 	p.n_string_table = nstr;
 	p.string_table = str;

@@ -31,11 +31,20 @@ int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 #include <stdbool.h>
 #include "query/query.h"
 
+/* A node name. Native frames are one name per function (file and line
+ * are the first location's); frames the host named with a language, file
+ * or line (interpreted code) are one name per (function, file, line,
+ * language), so the line being executed shows, as py-spy shows it. func
+ * groups the names of one function (same function, file, language and
+ * kind) for the top table and pprof's Function. */
 typedef struct qname {
 	char *function;
 	char *file;
 	int64_t line;
+	char *lang;             /* NULL for none */
 	bool kernel;
+	bool exact;             /* keyed with file, line and language */
+	uint32_t func;          /* the first name of this function */
 } qname;
 
 typedef struct q__sig q__sig;   /* signif.c: a diff's significance */
@@ -51,7 +60,9 @@ struct q_tree {
 	bool diff;
 	qname *names;
 	size_t nnames, names_cap;
-	q__map name_map;       /* hash of (function, kernel) -> name, probed */
+	q__map name_map;       /* hash of (function, kernel) or of the exact
+	                        * key -> name, probed */
+	q__map func_map;       /* hash of (function, file, language) -> name */
 	qnode *nodes;
 	size_t n, cap;
 	q__map child_map;      /* parent << 32 | name -> node */

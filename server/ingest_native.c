@@ -229,7 +229,8 @@ static void convert(const wire_batch *w, conv *c, uint64_t *samples)
 		c->stacks[i] = (st_stack_def){s->id, f, s->nframes};
 		for (uint32_t k = 0; k < s->nframes; k++) {
 			const wire_frame *wf = &s->frames[k];
-			*f++ = (st_frame){wf->kind, wf->object, wf->offset, wf->name};
+			*f++ = (st_frame){wf->kind, wf->object, wf->offset, wf->name, wf->file, wf->line,
+			                   wf->lang};
 		}
 	}
 	uint64_t total = 0;

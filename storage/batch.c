@@ -202,6 +202,10 @@ uint64_t st_stack_hash(const st_object *objects, uint32_t nobjects,
 		if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 			const char *name = f->name ? f->name : "";
 			wire_stack_hash_name(&h, f->kind, name, strlen(name));
+			if (f->kind == ST_FRAME_NAMED && st__frame_has_source(f)) {
+				const char *l = f->lang ? f->lang : "", *fl = f->file ? f->file : "";
+				wire_stack_hash_source(&h, l, strlen(l), fl, strlen(fl), f->line);
+			}
 		} else {
 			const st_object *o = f->object < nobjects ? &objects[f->object] : NULL;
 			wire_stack_hash_user(&h, o ? o->build_id : NULL, o ? o->build_id_len : 0,
@@ -215,6 +219,22 @@ _Static_assert((int)ST_FRAME_USER == (int)WIRE_FRAME_USER &&
                (int)ST_FRAME_KERNEL == (int)WIRE_FRAME_KERNEL &&
                (int)ST_FRAME_NAMED == (int)WIRE_FRAME_NAMED, "frame kinds are numbered alike");
 _Static_assert(ST_MAX_BUILD_ID_LEN <= 255, "the stack hash stores build ID lengths in a byte");
+_Static_assert(ST_MAX_LANG_LEN == WIRE_MAX_LANG && ST_MAX_LINE == WIRE_MAX_LINE,
+               "storage takes every language tag and line the wire carries");
+
+/* A language tag: 1..ST_MAX_LANG_LEN bytes of [a-z0-9_.+-], so that it
+ * can be shown, matched and used as a colour key without escaping. */
+static bool lang_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > ST_MAX_LANG_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '_' || s[i] == '.' || s[i] == '+' || s[i] == '-'))
+			return false;
+	return true;
+}
 
 int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
 {
@@ -271,6 +291,23 @@ int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err)
 				return st__fail(err, -EINVAL, "stack %016llx frame %u: unknown kind %u",
 				                (unsigned long long)s->id, j, f->kind);
 			}
+			if (!st__frame_has_source(f))
+				continue;
+			if (f->kind != ST_FRAME_NAMED)
+				return st__fail(err, -EINVAL, "stack %016llx frame %u: only named "
+				                "frames carry a language, file or line",
+				                (unsigned long long)s->id, j);
+			if (f->lang && f->lang[0] && !lang_ok(f->lang))
+				return st__fail(err, -EINVAL, "stack %016llx frame %u: language tag "
+				                "must be 1..%d bytes of [a-z0-9_.+-]",
+				                (unsigned long long)s->id, j, ST_MAX_LANG_LEN);
+			if (f->file && strlen(f->file) > ST_MAX_FILE_LEN)
+				return st__fail(err, -EINVAL, "stack %016llx frame %u: file name is "
+				                "over %d bytes", (unsigned long long)s->id, j,
+				                ST_MAX_FILE_LEN);
+			if (f->line > ST_MAX_LINE)
+				return st__fail(err, -EINVAL, "stack %016llx frame %u: line %u is over "
+				                "2^31-1", (unsigned long long)s->id, j, f->line);
 		}
 		uint64_t want = st_stack_hash(b->objects, b->nobjects, s->frames, s->nframes);
 		if (want != s->id)
@@ -323,9 +360,16 @@ int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *o)
 		rc = rc ? rc : st__buf_varint(o, s->nframes);
 		for (uint32_t j = 0; !rc && j < s->nframes; j++) {
 			const st_frame *f = &s->frames[j];
-			uint8_t k = (uint8_t)f->kind;
+			bool source = f->kind == ST_FRAME_NAMED && st__frame_has_source(f);
+			uint8_t k = source ? ST__KIND_NAMED_SOURCE : (uint8_t)f->kind;
 			rc = st__buf_put(o, &k, 1);
-			if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
+			if (source) {
+				const char *l = f->lang ? f->lang : "", *fl = f->file ? f->file : "";
+				rc = rc ? rc : st__buf_str(o, f->name, strlen(f->name));
+				rc = rc ? rc : st__buf_str(o, l, strlen(l));
+				rc = rc ? rc : st__buf_str(o, fl, strlen(fl));
+				rc = rc ? rc : st__buf_varint(o, f->line);
+			} else if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 				rc = rc ? rc : st__buf_str(o, f->name, strlen(f->name));
 			} else {
 				rc = rc ? rc : st__buf_varint(o, f->object);
@@ -508,7 +552,17 @@ int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err)
 			if (c.p >= c.end)
 				goto bad;
 			f->kind = *c.p++;
-			if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
+			f->file = f->lang = NULL;
+			f->line = 0;
+			if (f->kind == ST__KIND_NAMED_SOURCE) {
+				f->kind = ST_FRAME_NAMED;
+				if (cur_str(&c, ST_MAX_SYMBOL_LEN, &f->name, NULL) ||
+				    cur_str(&c, ST_MAX_LANG_LEN, &f->lang, NULL) ||
+				    cur_str(&c, ST_MAX_FILE_LEN, &f->file, NULL) ||
+				    cur_varint(&c, &v) || v > ST_MAX_LINE)
+					goto bad;
+				f->line = (uint32_t)v;
+			} else if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 				if (cur_str(&c, ST_MAX_SYMBOL_LEN, &f->name, NULL))
 					goto bad;
 			} else {

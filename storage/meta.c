@@ -18,7 +18,18 @@
 
 #include "storage/meta.h"
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION "2"
+
+/* Locations of schema 2: named frames may carry a source file, a line and
+ * a language tag (none: '' and 0), part of what makes a location. Schema 1
+ * had the first four columns only; st__meta_open() moves such a table
+ * over. */
+#define LOCATIONS_TABLE(name)                                                        \
+	"CREATE TABLE IF NOT EXISTS " name "(id INTEGER PRIMARY KEY,"                 \
+	" object_id INTEGER NOT NULL, offset INTEGER NOT NULL, kernel_name TEXT NOT NULL," \
+	" file TEXT NOT NULL DEFAULT '', line INTEGER NOT NULL DEFAULT 0,"            \
+	" lang TEXT NOT NULL DEFAULT '',"                                             \
+	" UNIQUE(object_id, offset, kernel_name, file, line, lang));"
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -32,9 +43,7 @@ static const char schema[] =
 	" build_id BLOB NOT NULL UNIQUE, name TEXT NOT NULL);"
 	/* user locations have kernel_name '', kernel ones object_id 0: NULLs
 	 * would make the UNIQUE constraint useless */
-	"CREATE TABLE IF NOT EXISTS locations(id INTEGER PRIMARY KEY,"
-	" object_id INTEGER NOT NULL, offset INTEGER NOT NULL, kernel_name TEXT NOT NULL,"
-	" UNIQUE(object_id, offset, kernel_name));"
+	LOCATIONS_TABLE("locations")
 	/* frames: varint location IDs, leaf first */
 	"CREATE TABLE IF NOT EXISTS stacks(id INTEGER PRIMARY KEY, frames BLOB NOT NULL);"
 	/* filled by the symbolizer: the inline chain of a location, depth 0
@@ -55,8 +64,10 @@ static const char *const wsql[W_NSTMT] = {
 	[W_INS_LABEL] = "INSERT OR IGNORE INTO series_labels(name, value, series_id) VALUES(?1, ?2, ?3)",
 	[W_SEL_OBJECT] = "SELECT id FROM objects WHERE build_id = ?1",
 	[W_INS_OBJECT] = "INSERT INTO objects(build_id, name) VALUES(?1, ?2)",
-	[W_SEL_LOC] = "SELECT id FROM locations WHERE object_id = ?1 AND offset = ?2 AND kernel_name = ?3",
-	[W_INS_LOC] = "INSERT INTO locations(object_id, offset, kernel_name) VALUES(?1, ?2, ?3)",
+	[W_SEL_LOC] = "SELECT id FROM locations WHERE object_id = ?1 AND offset = ?2"
+	              " AND kernel_name = ?3 AND file = ?4 AND line = ?5 AND lang = ?6",
+	[W_INS_LOC] = "INSERT INTO locations(object_id, offset, kernel_name, file, line, lang)"
+	              " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
 	[W_INS_STACK] = "INSERT OR IGNORE INTO stacks(id, frames) VALUES(?1, ?2)",
 	[W_PUT_COVER] = "INSERT INTO coverage(partition_start, wal_lsn) VALUES(?1, ?2)"
 	                " ON CONFLICT(partition_start) DO UPDATE SET"
@@ -73,7 +84,8 @@ static const char *const rsql[R_NSTMT] = {
 	[R_SERIES_EQ] = "SELECT series_id FROM series_labels WHERE name = ?1 AND value = ?2",
 	[R_VALUES] = "SELECT DISTINCT value FROM series_labels WHERE name = ?1",
 	[R_STACK] = "SELECT frames FROM stacks WHERE id = ?1",
-	[R_LOC] = ("SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name"
+	[R_LOC] = ("SELECT l.object_id, l.offset, l.kernel_name, o.build_id, o.name,"
+	           " l.file, l.line, l.lang"
 	           " FROM locations l LEFT JOIN objects o ON o.id = l.object_id WHERE l.id = ?1"),
 	[R_SYM] = "SELECT function, file, line FROM symbols WHERE location_id = ?1 ORDER BY depth",
 	/* user locations only: kernel ones have object 0, named ones -1 */
@@ -137,6 +149,36 @@ static int exec(sqlite3 *db, const char *sql, st_err *err)
 	return 0;
 }
 
+/* Schema 1 to 2: the locations table gains file, line and lang, and its
+ * UNIQUE constraint with them, which SQLite can only do by copying the
+ * table. One transaction: a crash leaves schema 1, done again at the next
+ * open. IDs are kept (stacks and symbols refer to them). */
+static int migrate(sqlite3 *db, const char *path, st_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema'", -1, &st, NULL);
+	bool v1 = st && sqlite3_step(st) == SQLITE_ROW &&
+	          !strcmp((const char *)sqlite3_column_text(st, 0), "1");
+	sqlite3_finalize(st);
+	if (!v1)
+		return 0;
+	int rc = exec(db, "BEGIN IMMEDIATE;"
+	              LOCATIONS_TABLE("locations_v2")
+	              "INSERT INTO locations_v2(id, object_id, offset, kernel_name)"
+	              " SELECT id, object_id, offset, kernel_name FROM locations;"
+	              "DROP TABLE locations;"
+	              "ALTER TABLE locations_v2 RENAME TO locations;"
+	              "UPDATE meta SET value = '2' WHERE key = 'schema';"
+	              "COMMIT;", err);
+	if (rc) {
+		char why[sizeof(err->msg)];
+		snprintf(why, sizeof(why), "%s", err ? err->msg : "sqlite");
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return st__fail(err, rc, "%s: moving schema 1 to 2 failed: %s", path, why);
+	}
+	return 0;
+}
+
 void st__meta_close(st__meta *m)
 {
 	if (!m)
@@ -175,6 +217,8 @@ int st__meta_open(const char *path, st__meta **out, st_err *err)
 	if (!rc)
 		rc = exec(m->w, "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '"
 		          SCHEMA_VERSION "')", err);
+	if (!rc)
+		rc = migrate(m->w, path, err);
 	if (rc)
 		goto out;
 	{
@@ -404,13 +448,23 @@ static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_
 	int64_t obj = 0;
 	uint64_t key;
 	bool cacheable = true;
-	const char *kname = "";
+	const char *kname = "", *file = "", *lang = "";
+	uint32_t line = 0;
 	if (f->kind == ST_FRAME_KERNEL || f->kind == ST_FRAME_NAMED) {
 		/* named frames: object -1, so a function and a kernel symbol of the
 		 * same name stay two locations */
 		kname = f->name;
 		obj = f->kind == ST_FRAME_NAMED ? -1 : 0;
-		key = XXH3_64bits_withSeed(kname, strlen(kname), (uint64_t)f->kind) | (1ULL << 63);
+		key = XXH3_64bits_withSeed(kname, strlen(kname), (uint64_t)f->kind);
+		if (f->kind == ST_FRAME_NAMED && st__frame_has_source(f)) {
+			file = f->file ? f->file : "";
+			lang = f->lang ? f->lang : "";
+			line = f->line;
+			uint64_t k2[2] = {XXH3_64bits(file, strlen(file)),
+			                  XXH3_64bits_withSeed(lang, strlen(lang), line)};
+			key = XXH3_64bits_withSeed(k2, sizeof(k2), key);
+		}
+		key |= 1ULL << 63;
 	} else {
 		int rc = object_id(m, &b->objects[f->object], &obj);
 		if (rc)
@@ -429,6 +483,9 @@ static int location_id(st__meta *m, const st_batch *b, const st_frame *f, int64_
 		sqlite3_bind_int64(st, 1, obj);
 		sqlite3_bind_int64(st, 2, f->kind == ST_FRAME_USER ? (int64_t)f->offset : 0);
 		sqlite3_bind_text(st, 3, kname, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, file, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, line);
+		sqlite3_bind_text(st, 6, lang, -1, SQLITE_STATIC);
 	}
 	int rc = get_or_insert(m, sel, ins, id);
 	if (!rc && cacheable && *id >= 0 && *id < ST__MAP_NONE)
@@ -660,7 +717,12 @@ static int location_row(st__meta *m, int64_t loc, st_frame_info **out)
 	size_t kl = kernel ? strlen(kn) + 1 : 0;
 	size_t ol = kernel ? 0 : strlen(on ? on : "") + 1;
 	size_t bn = kernel || bl < 0 ? 0 : (size_t)bl;
-	st_frame_info *fi = calloc(1, sizeof(*fi) + kl + ol + bn);
+	/* a named frame's source: columns 5..7, '' and 0 when it has none */
+	const char *fn = named ? (const char *)sqlite3_column_text(st, 5) : NULL;
+	const char *ln = named ? (const char *)sqlite3_column_text(st, 7) : NULL;
+	int64_t line = named ? sqlite3_column_int64(st, 6) : 0;
+	size_t fl = fn && *fn ? strlen(fn) + 1 : 0, ll = ln && *ln ? strlen(ln) + 1 : 0;
+	st_frame_info *fi = calloc(1, sizeof(*fi) + kl + ol + bn + fl + ll);
 	if (!fi) {
 		rc = -ENOMEM;
 		goto out;
@@ -670,6 +732,14 @@ static int location_row(st__meta *m, int64_t loc, st_frame_info **out)
 	if (kernel) {
 		fi->kind = named ? ST_FRAME_NAMED : ST_FRAME_KERNEL;
 		fi->name = memcpy(sp, kn, kl);
+		sp += kl;
+		if (fl) {
+			fi->file = memcpy(sp, fn, fl);
+			sp += fl;
+		}
+		if (ll)
+			fi->lang = memcpy(sp, ln, ll);
+		fi->line = line > 0 && line <= ST_MAX_LINE ? (uint32_t)line : 0;
 	} else {
 		fi->kind = ST_FRAME_USER;
 		fi->offset = (uint64_t)sqlite3_column_int64(st, 1);
@@ -765,6 +835,8 @@ int st__frames_pack(st_frame_info *const *one, size_t n, st_frame_info **out)
 	for (size_t i = 0; i < n; i++)
 		bytes += (one[i]->name ? strlen(one[i]->name) + 1 : 0) +
 		         (one[i]->object_name ? strlen(one[i]->object_name) + 1 : 0) +
+		         (one[i]->file ? strlen(one[i]->file) + 1 : 0) +
+		         (one[i]->lang ? strlen(one[i]->lang) + 1 : 0) +
 		         one[i]->build_id_len;
 	st_frame_info *fi = malloc(n * sizeof(*fi) + bytes + 1);
 	if (!fi)
@@ -774,6 +846,14 @@ int st__frames_pack(st_frame_info *const *one, size_t n, st_frame_info **out)
 		fi[i] = *one[i];
 		if (one[i]->name) {
 			fi[i].name = strcpy(sp, one[i]->name);
+			sp += strlen(sp) + 1;
+		}
+		if (one[i]->file) {
+			fi[i].file = strcpy(sp, one[i]->file);
+			sp += strlen(sp) + 1;
+		}
+		if (one[i]->lang) {
+			fi[i].lang = strcpy(sp, one[i]->lang);
 			sp += strlen(sp) + 1;
 		}
 		if (one[i]->object_name) {

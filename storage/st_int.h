@@ -178,6 +178,17 @@ int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *out
 int st__batch_decode(const uint8_t *p, size_t len, st__dbatch *d, st_err *err);
 void st__dbatch_free(st__dbatch *d);
 
+/* The frame kind byte of a named frame with a language, file or line in a
+ * WAL batch payload (docs/format.md, section 3); st_frame.kind stays
+ * ST_FRAME_NAMED. */
+#define ST__KIND_NAMED_SOURCE 3
+
+/* Whether a frame carries a language, file or line. */
+static inline bool st__frame_has_source(const st_frame *f)
+{
+	return (f->lang && f->lang[0]) || (f->file && f->file[0]) || f->line;
+}
+
 /* Checks labels as st_append() does: names, values, duplicates. */
 int st__labels_check(const st_label *labels, uint32_t n, st_err *err);
 

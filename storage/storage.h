@@ -32,6 +32,9 @@
 #define ST_MAX_BUILD_ID_LEN    64    /* bytes of an object's build ID */
 #define ST_MAX_OBJECT_NAME_LEN 4096
 #define ST_MAX_SYMBOL_LEN      1024  /* a kernel frame's name */
+#define ST_MAX_FILE_LEN        4096  /* a named frame's source file */
+#define ST_MAX_LANG_LEN        32    /* a named frame's language tag */
+#define ST_MAX_LINE            INT32_MAX /* a named frame's line */
 #define ST_MAX_BATCH_SAMPLES   (1u << 22)
 #define ST_MAX_BATCH_ITEMS     (1u << 20) /* series, objects or stacks */
 #define ST_MAX_TS_NS           (INT64_C(1) << 62) /* timestamps in [0, this): before 2116 */
@@ -92,13 +95,23 @@ enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1, ST_FRAME_NAMED = 2 };
 
 /* One frame. User frames are (object, file offset); kernel frames carry the
  * symbol name the agent read from /proc/kallsyms; named frames carry a
- * function name from a profile that arrived symbolized (pprof ingest), so
- * its names are kept without debug info. */
+ * function name from a profile that arrived symbolized (pprof ingest) or
+ * that the agent named itself (interpreted and JIT code, whose names live
+ * only in the process), so its names are kept without debug info.
+ *
+ * A named frame may also carry where it is: a language tag (the runtime
+ * the code belongs to: "python", "js", "java", ...; 1..ST_MAX_LANG_LEN
+ * bytes of [a-z0-9_.+-]), the source file and the line being executed.
+ * Each is optional; two frames that differ in any of them are different
+ * locations. Other kinds must leave them unset. */
 typedef struct st_frame {
 	uint32_t kind;
 	uint32_t object;     /* user: index into st_batch.objects */
 	uint64_t offset;     /* user: offset in the object's file */
 	const char *name;    /* kernel: symbol; named: function */
+	const char *file;    /* named: source file; NULL or "" when unknown */
+	uint32_t line;       /* named: line, 1..ST_MAX_LINE; 0 when unknown */
+	const char *lang;    /* named: language tag; NULL or "" for none */
 } st_frame;
 
 /* A stack, leaf first. id must equal st_stack_hash() of the frames. */
@@ -166,6 +179,9 @@ typedef struct st_frame_info {
 	const char *object_name;   /* user frames */
 	uint64_t offset;
 	const char *name;          /* kernel and named frames */
+	const char *file;          /* named frames: source file, NULL when none */
+	uint32_t line;             /* named frames: line, 0 when none */
+	const char *lang;          /* named frames: language tag, NULL when none */
 } st_frame_info;
 
 typedef struct st_stats {

@@ -69,7 +69,7 @@ export class FlameGraph {
 			c = !n.significant ? NEUTRAL : n.delta > 0 ? mix(NEUTRAL, GREW, t) :
 				n.delta < 0 ? mix(NEUTRAL, SHRANK, t) : NEUTRAL;
 		} else {
-			c = frameColor(n.name, n.file, n.kernel);
+			c = frameColor(n.name, n.file, n.kernel, n.lang);
 		}
 		if (this.match && !this.match(n)) c = mix(c, DIM, 0.75);
 		return c;
@@ -120,7 +120,7 @@ export class FlameGraph {
 			}
 			(this.rows[n.depth] ||= []).push({n, x, w});
 			this.frames.push({name: n.name, depth: n.depth, x, w, self: n.self, total: n.total,
-				kernel: n.kernel, highlighted: hl, color: rgb(c),
+				kernel: n.kernel, lang: n.lang, highlighted: hl, color: rgb(c),
 				delta: this.tree.mode === 'diff' ? n.delta : 0,
 				significant: this.tree.mode === 'diff' && n.significant});
 		};
@@ -185,6 +185,7 @@ export class FlameGraph {
 		}
 		lines.push([n.file ? `${n.file}${n.line ? `:${n.line}` : ''}` : 'file unknown', 'tt-file']);
 		if (n.kernel) lines.push(['kernel frame', 'tt-file']);
+		if (n.lang) lines.push([`${n.lang} frame`, 'tt-file']);
 		tip.replaceChildren(...lines.map(([t, c]) => {
 			const d = document.createElement('div');
 			d.textContent = t;

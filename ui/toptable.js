@@ -114,7 +114,8 @@ export class TopTable {
 				const td = tr.insertCell();
 				td.textContent = c.fmt(r[c.key]);
 				if (c.key === 'name') {
-					td.title = r.file ? `${r.name}\n${r.file}:${r.line}` : r.name;
+					td.title = r.file ? `${r.name}\n${r.file}${r.line ? `:${r.line}` : ''}` : r.name;
+					if (r.lang) td.title += `\n${r.lang}`;
 					td.className = 'fn';
 					// kernel functions carry the mark the flame graph gives them
 					if (r.kernel) td.textContent += ' [k]';

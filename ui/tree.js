@@ -17,6 +17,7 @@ export function buildTree(json, mode) {
 	const make = (j, parent, depth) => {
 		count++;
 		const n = {name: j.name, kernel: !!j.kernel, file: j.file || '', line: j.line || 0,
+			lang: j.lang || '',
 			parent, depth, children: [], x: 0, w: 0, height: 0};
 		if (diff) {
 			n.base_total = j.base.total; n.base_self = j.base.self;
@@ -109,6 +110,7 @@ export function sandwich(root, name) {
 	}
 	if (!outer.length) return null;
 	const mk = (src) => ({name: src.name, kernel: src.kernel, file: src.file, line: src.line,
+		lang: src.lang,
 		total: 0, self: 0, children: [], byName: new Map()});
 	const child = (p, src) => {
 		let c = p.byName.get(src.name);
@@ -137,7 +139,7 @@ export function sandwich(root, name) {
 		}
 	}
 	const finish = (r) => {
-		const toJSON = n => ({name: n.name, kernel: n.kernel, file: n.file, line: n.line,
+		const toJSON = n => ({name: n.name, kernel: n.kernel, file: n.file, line: n.line, lang: n.lang,
 			total: n.total, self: n.self,
 			children: n.children.sort((a, b) => b.total - a.total).map(toJSON)});
 		return buildTree(toJSON(r), 'merge');

@@ -88,15 +88,36 @@ export function packageOf(name, file) {
 	return m ? m[1] : name;
 }
 
-// The flame graph's palette: user code in warm and green hues, kernel
-// frames in a blue band no user package gets, so they stand out.
-export function frameColor(name, file, kernel) {
+// The flame graph's palette. Frames a runtime named (the JSON's "lang":
+// Python's, and by the same rule JIT code's) get a hue band of their
+// language, so interpreted code stands apart from the native code around
+// it; kernel frames a blue band; native user code, by package, the hues
+// that are left. ui/CONTRACT.md lists the bands.
+export const LANG_HUES = {python: [45, 68], js: [95, 118], java: [14, 34], dotnet: [270, 290]};
+const OTHER_LANG = [300, 325];          // a language not listed above
+const RESERVED = [[14, 34], [45, 68], [95, 118], [180, 240], [270, 290], [300, 325]];
+const NATIVE = [];                      // [from, to) hues for native code
+for (let h = 0, i = 0; h < 360; i++) {
+	const [a, b] = i < RESERVED.length ? RESERVED[i] : [360, 360];
+	if (a > h) NATIVE.push([h, a]);
+	h = b;
+}
+const NATIVE_LEN = NATIVE.reduce((t, [a, b]) => t + b - a, 0);
+
+export function frameColor(name, file, kernel, lang) {
 	const h = hash32(packageOf(name, file));
 	if (kernel) return hslToRgb(200 + (h % 30), 55, 62 + (h >> 8) % 10);
 	if (name === 'other' || name === 'total') return [200, 200, 200];
-	let hue = h % 300;
-	if (hue >= 180) hue += 60;               // skip the kernel's 180..240
-	return hslToRgb(hue, 60, 68 + (h >> 12) % 8);
+	if (lang) {
+		const [a, b] = LANG_HUES[lang] || OTHER_LANG;
+		return hslToRgb(a + h % (b - a), 75, 60 + (h >> 12) % 8);
+	}
+	let x = h % NATIVE_LEN;
+	for (const [a, b] of NATIVE) {
+		if (x < b - a) return hslToRgb(a + x, 60, 68 + (h >> 12) % 8);
+		x -= b - a;
+	}
+	return hslToRgb(0, 60, 70);
 }
 
 export function el(tag, attrs = {}, ...kids) {

@@ -26,6 +26,10 @@ enum {
 	MIN_ROW = 11,     /* varint ts, varint process, u64 stack, varint count */
 };
 
+/* The kind byte of a named frame that carries a language, file or line
+ * (version 2); wire_frame.kind stays WIRE_FRAME_NAMED. */
+enum { KIND_NAMED_SOURCE = 3 };
+
 /* ---- error helper ---- */
 
 static int fail(wire_err *err, int rc, const char *fmt, ...)
@@ -53,6 +57,10 @@ uint64_t wire_stack_id(const wire_object *objects, uint32_t nobjects,
 		if (f->kind == WIRE_FRAME_KERNEL || f->kind == WIRE_FRAME_NAMED) {
 			const char *n = f->name ? f->name : "";
 			wire_stack_hash_name(&h, f->kind, n, strlen(n));
+			if (f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f)) {
+				const char *l = f->lang ? f->lang : "", *fl = f->file ? f->file : "";
+				wire_stack_hash_source(&h, l, strlen(l), fl, strlen(fl), f->line);
+			}
 		} else {
 			/* an out-of-range object hashes as an empty build ID, as
 			 * st_stack_hash does; neither side accepts such a stack */
@@ -85,6 +93,7 @@ typedef struct dec {
 	uint32_t i, j;      /* item in the section; sub-item (label, frame) */
 	bool sub;           /* j is meaningful */
 	bool fill;          /* second pass */
+	uint16_t version;   /* the header's */
 	/* first pass: totals; second pass: cursors into the arena */
 	size_t nlabels, nframes, nbytes;
 	wire_label *lab;
@@ -319,7 +328,8 @@ static int parse(dec *d)
 			f->kind = *d->p++;
 			f->object = 0;
 			f->offset = 0;
-			f->name = NULL;
+			f->name = f->file = f->lang = NULL;
+			f->line = 0;
 			if (f->kind == WIRE_FRAME_USER) {
 				if ((rc = rd_varint(d, "object index", &v)))
 					return rc;
@@ -339,7 +349,29 @@ static int parse(dec *d)
 					return rc;
 				if (d->fill)
 					wire_stack_hash_name(&h, f->kind, f->name, n);
+			} else if (f->kind == KIND_NAMED_SOURCE && d->version >= 2) {
+				uint32_t n, nl, nf;
+				f->kind = WIRE_FRAME_NAMED;
+				if ((rc = rd_bytes(d, "name", 1, WIRE_MAX_STR, false, &f->name, &n)) ||
+				    (rc = rd_bytes(d, "language", 0, WIRE_MAX_LANG, false, &f->lang, &nl)) ||
+				    (rc = rd_bytes(d, "file", 0, WIRE_MAX_STR, false, &f->file, &nf)) ||
+				    (rc = rd_varint(d, "line", &v)))
+					return rc;
+				if (v > WIRE_MAX_LINE)
+					return dfail(d, -EBADMSG, "line %llu is over 2^31-1",
+					             (unsigned long long)v);
+				f->line = (uint32_t)v;
+				if (d->fill) {
+					/* as wire_stack_id: a frame with none of the three is
+					 * the plain named frame, however it was encoded */
+					wire_stack_hash_name(&h, f->kind, f->name, n);
+					if (wire_frame_has_source(f))
+						wire_stack_hash_source(&h, f->lang, nl, f->file, nf, f->line);
+				}
 			} else {
+				if (f->kind == KIND_NAMED_SOURCE)
+					return dfail(d, -EBADMSG, "frame kind %u needs version 2, the "
+					             "batch is version %u", f->kind, d->version);
 				return dfail(d, -EBADMSG, "unknown frame kind %u", f->kind);
 			}
 		}
@@ -397,11 +429,11 @@ static uint32_t get_u32(const uint8_t *p)
 
 /* Checks the raw payload; with check_only nothing is allocated (the
  * encoder checks its own output this way). */
-static int decode_payload(const uint8_t *raw, size_t rawlen, wire_decoded **out,
-                          wire_err *err)
+static int decode_payload(const uint8_t *raw, size_t rawlen, uint16_t version,
+                          wire_decoded **out, wire_err *err)
 {
 	wire_batch scratch = {0};
-	dec d = {.p = raw, .end = raw + rawlen, .err = err, .b = &scratch};
+	dec d = {.p = raw, .end = raw + rawlen, .err = err, .b = &scratch, .version = version};
 	int rc = parse(&d);
 	if (rc || !out)
 		return rc;
@@ -425,6 +457,7 @@ static int decode_payload(const uint8_t *raw, size_t rawlen, wire_decoded **out,
 	dd->b.stacks = (wire_stack *)(m + off_s);
 	dd->b.rows = (wire_row *)(m + off_r);
 	d = (dec){.p = raw, .end = raw + rawlen, .err = err, .b = &dd->b, .fill = true,
+	          .version = version,
 	          .lab = (wire_label *)(m + off_l), .fr = (wire_frame *)(m + off_f),
 	          .bytes = (char *)(m + off_b)};
 	rc = parse(&d);
@@ -448,9 +481,9 @@ int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, wire_err *err)
 		return fail(err, -EBADMSG, "bad magic: not a Smolder batch");
 	uint16_t version = get_u16(p + 8), flags = get_u16(p + 10);
 	uint32_t rawlen = get_u32(p + 12), clen = get_u32(p + 16);
-	if (version != WIRE_VERSION)
-		return fail(err, -EBADMSG, "version %u, this server reads version %d", version,
-		            WIRE_VERSION);
+	if (version < WIRE_VERSION_MIN || version > WIRE_VERSION)
+		return fail(err, -EBADMSG, "version %u, this server reads versions %d to %d",
+		            version, WIRE_VERSION_MIN, WIRE_VERSION);
 	if (flags)
 		return fail(err, -EBADMSG, "unknown flags 0x%04x", flags);
 	if (rawlen > WIRE_MAX_RAW)
@@ -476,7 +509,7 @@ int wire_decode(const uint8_t *p, size_t n, wire_decoded **out, wire_err *err)
 		rc = fail(err, -EBADMSG, "payload inflates to %d bytes, the header says %u",
 		          got, rawlen);
 	else
-		rc = decode_payload(raw, rawlen, out, err);
+		rc = decode_payload(raw, rawlen, version, out, err);
 	free(raw);
 	return rc;
 }
@@ -586,6 +619,18 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 			return fail(err, -EINVAL, "stack %u: frames missing or more than %d", i,
 			            WIRE_MAX_FRAMES);
 
+	/* version 1 unless a frame needs 2: servers that read only version 1
+	 * still take batches without language, file or line */
+	uint16_t version = 1;
+	for (uint32_t i = 0; i < b->nstacks && version == 1; i++)
+		for (uint32_t j = 0; j < b->stacks[i].nframes; j++) {
+			const wire_frame *f = &b->stacks[i].frames[j];
+			if (f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f)) {
+				version = 2;
+				break;
+			}
+		}
+
 	obuf o = {0};
 	uint8_t *res = NULL;
 	int rc;
@@ -623,8 +668,9 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 		put_varint(&o, s->nframes);
 		for (uint32_t j = 0; j < s->nframes; j++) {
 			const wire_frame *f = &s->frames[j];
-			uint8_t k = (uint8_t)f->kind;
-			if (f->kind > 0xff) {
+			bool source = f->kind == WIRE_FRAME_NAMED && wire_frame_has_source(f);
+			uint8_t k = source ? KIND_NAMED_SOURCE : (uint8_t)f->kind;
+			if (f->kind > 0xff || f->kind == KIND_NAMED_SOURCE) {
 				rc = fail(err, -EINVAL, "stack %u: frame %u: unknown frame kind %u", i,
 				          j, f->kind);
 				goto out;
@@ -635,6 +681,11 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 				put_varint(&o, f->offset);
 			} else {
 				put_str(&o, f->name);
+			}
+			if (source) {
+				put_str(&o, f->lang);
+				put_str(&o, f->file);
+				put_varint(&o, f->line);
 			}
 		}
 	}
@@ -657,7 +708,7 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 		          WIRE_MAX_RAW);
 		goto out;
 	}
-	rc = decode_payload(o.p, o.len, NULL, err);
+	rc = decode_payload(o.p, o.len, version, NULL, err);
 	if (rc == -EBADMSG || rc == -EMSGSIZE)
 		rc = -EINVAL;
 	if (rc)
@@ -695,7 +746,7 @@ int wire_encode(const wire_batch *b, uint8_t **out, size_t *outlen, wire_err *er
 	 * must not go out on the wire */
 	memset(res, 0, WIRE_HEADER_LEN);
 	memcpy(res, WIRE_MAGIC, 8);
-	uint32_t hdr[3] = {WIRE_VERSION, (uint32_t)o.len, (uint32_t)clen};
+	uint32_t hdr[3] = {version, (uint32_t)o.len, (uint32_t)clen};
 	uint8_t *h = res + 8;
 	h[0] = (uint8_t)hdr[0];
 	h[1] = (uint8_t)(hdr[0] >> 8);

@@ -19,7 +19,11 @@
 #include <xxhash.h>
 
 #define WIRE_MAGIC          "SMOLDERB"  /* 8 bytes */
-#define WIRE_VERSION        1
+/* Version 2 added named frames with a language, file and line (frame
+ * kind byte 3). The encoder writes 1 when a batch has none, so servers
+ * that read only 1 still take it; the decoder reads both. */
+#define WIRE_VERSION        2
+#define WIRE_VERSION_MIN    1
 #define WIRE_CONTENT_TYPE   "application/x-smolder-batch"
 /* magic, u16 version, u16 flags, u32 raw length, u32 compressed length */
 #define WIRE_HEADER_LEN     24
@@ -40,6 +44,8 @@
 #define WIRE_MAX_BATCH_FRAMES (1u << 23) /* frames of all stacks together:
                                           * bounds the decoder's memory */
 #define WIRE_MAX_COUNT      (UINT64_C(1) << 48) /* samples in one row (1..) */
+#define WIRE_MAX_LANG       32          /* bytes of a frame's language tag */
+#define WIRE_MAX_LINE       INT32_MAX   /* a frame's line number */
 
 /* Same numbering as storage's ST_FRAME_*. */
 enum { WIRE_FRAME_USER = 0, WIRE_FRAME_KERNEL = 1, WIRE_FRAME_NAMED = 2 };
@@ -66,13 +72,30 @@ typedef struct wire_object {
 /* user: (object, offset in the object's file); for the innermost user
  * frame the offset of the instruction, for every caller the offset of its
  * return address minus one, so it falls inside the call instruction and
- * the symbolizer names the call's line. kernel/named: name. */
+ * the symbolizer names the call's line. kernel/named: name.
+ *
+ * A named frame may also say where it is, for code the host names itself
+ * because its names live only in the process (interpreted and JIT code):
+ * a language tag, the source file and the line being executed. The tag
+ * names the runtime the frame belongs to: "python", and by the same
+ * rule "js", "java", "dotnet", ... (1..WIRE_MAX_LANG bytes of [a-z0-9_.+-]);
+ * storage checks it. Any of the three may be absent; a frame without all
+ * three is the plain named frame of version 1. */
 typedef struct wire_frame {
 	uint32_t kind;
 	uint32_t object;         /* user: index into wire_batch.objects */
 	uint64_t offset;
 	const char *name;
+	const char *file;        /* named: source file; NULL or "" when unknown */
+	uint32_t line;           /* named: line; 0 when unknown */
+	const char *lang;        /* named: language tag; NULL or "" for none */
 } wire_frame;
+
+/* Whether a named frame carries a language, file or line. */
+static inline int wire_frame_has_source(const wire_frame *f)
+{
+	return (f->lang && f->lang[0]) || (f->file && f->file[0]) || f->line;
+}
 
 /* Leaf first. id must be wire_stack_id() of the frames. */
 typedef struct wire_stack {
@@ -169,6 +192,26 @@ static inline void wire_stack_hash_name(XXH3_state_t *h, uint32_t kind, const ch
 	wire_stack_hash_str(h, name, len);
 }
 
+/* After wire_stack_hash_name() for a named frame that carries a language,
+ * file or line (absent ones as "" and 0): 'L' str(lang) str(file)
+ * varint(line). A frame without any of them adds nothing, so its ID is
+ * the one version 1 gave it. */
+static inline void wire_stack_hash_source(XXH3_state_t *h, const char *lang, size_t lang_len,
+                                          const char *file, size_t file_len, uint32_t line)
+{
+	uint8_t t[5] = {'L'};
+	size_t k = 0;
+	XXH3_64bits_update(h, t, 1);
+	wire_stack_hash_str(h, lang, lang_len);
+	wire_stack_hash_str(h, file, file_len);
+	uint32_t v = line;
+	do {
+		t[k++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	XXH3_64bits_update(h, t, k);
+}
+
 /* The ID of a stack of wire frames over objects. */
 uint64_t wire_stack_id(const wire_object *objects, uint32_t nobjects,
                        const wire_frame *frames, uint32_t nframes);
@@ -188,6 +231,32 @@ static inline void wire_fallback_build_id(const void *data, size_t len,
 	XXH128_canonical_t c;
 	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
 	memcpy(out, c.digest, WIRE_FALLBACK_BUILD_ID_LEN);
+}
+
+/* Code point cp (below 0x110000) as UTF-8 into o (room for 4 bytes);
+ * returns the bytes written. Surrogates are the caller's to refuse. */
+static inline size_t wire_utf8_put(char *o, uint32_t cp)
+{
+	if (cp < 0x80) {
+		o[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		o[0] = (char)(0xc0 | cp >> 6);
+		o[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		o[0] = (char)(0xe0 | cp >> 12);
+		o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		o[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	o[0] = (char)(0xf0 | cp >> 18);
+	o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+	o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+	o[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
 }
 
 /* id[0..len) as lowercase hex into out, which has room for 2 * len + 1. */

@@ -146,30 +146,6 @@ static int j_hex4(jr *r, unsigned *out)
 	return 0;
 }
 
-static size_t utf8_put(char *o, unsigned cp)
-{
-	if (cp < 0x80) {
-		o[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (char)(0xc0 | cp >> 6);
-		o[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (char)(0xe0 | cp >> 12);
-		o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		o[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	o[0] = (char)(0xf0 | cp >> 18);
-	o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	o[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	o[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
 /* A string; *out (malloc'd, NUL-terminated, *outlen bytes) when out is not
  * NULL. A decoded NUL or a lone surrogate becomes U+FFFD: the result is a
  * C string we print, so it must not be cut short. */
@@ -221,7 +197,7 @@ static int j_string(jr *r, char **out, size_t *outlen)
 				}
 				if (cp == 0 || (cp >= 0xd800 && cp < 0xe000))
 					cp = 0xfffd;
-				k = utf8_put(tmp, cp);
+				k = wire_utf8_put(tmp, cp);
 				break;
 			}
 			default:

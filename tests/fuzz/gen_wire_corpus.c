@@ -3,7 +3,8 @@
  * fuzz_wire wraps itself), from an empty batch to one with every frame
  * kind. Not part of the build; from the repo root:
  *
- *   make build/wire/wire.o && cc -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE \
+ *   make build/wire/wire.o && cc -std=gnu11 -Wall -Wextra -Werror \
+ *     -Wno-missing-field-initializers -D_GNU_SOURCE \
  *     -I. tests/fuzz/gen_wire_corpus.c build/wire/wire.o -llz4 -lxxhash \
  *     -o /tmp/gen_wire && /tmp/gen_wire tests/fuzz/corpus/wire
  *
@@ -94,5 +95,20 @@ int main(int argc, char **argv)
 	onestack.nrows = 1;
 	onestack.ncounters = 0;
 	seed("one-stack", &onestack);
+	/* version 2: named frames with language, file and line (Python's) */
+	wire_frame pyfr[4] = {
+		{WIRE_FRAME_NAMED, 0, 0, "Work.leaf", "/srv/app.py", 18, "python"},
+		{WIRE_FRAME_NAMED, 0, 0, "main", "/srv/app.py", 45, "python"},
+		{WIRE_FRAME_NAMED, 0, 0, "[python]", NULL, 0, "python"},
+		{WIRE_FRAME_USER, 0, 0x1234, NULL},
+	};
+	wire_stack pyst[1] = {{wire_stack_id(obj, 2, pyfr, 4), pyfr, 4}};
+	wire_row pyrows[1] = {{t0, 0, pyst[0].id, 5}};
+	wire_batch pyb = b;
+	pyb.stacks = pyst;
+	pyb.nstacks = 1;
+	pyb.rows = pyrows;
+	pyb.nrows = 1;
+	seed("python-v2", &pyb);
 	return 0;
 }

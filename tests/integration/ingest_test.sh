@@ -82,7 +82,7 @@ want=$((2 * s1 + $(samples "$tmp/b2.txt")))
 ok "unknown stacks: 409 missing_stacks, then the resend with stacks is stored"
 
 # Broken batches: 400 (413 when too large) naming the problem; nothing stored.
-for k in "truncate:compressed bytes" "magic:bad magic" "version:version 2" \
+for k in "truncate:compressed bytes" "magic:bad magic" "version:version 3, this server reads versions 1 to 2" \
 	"flags:unknown flags" "lz4:lz4" "trailing:trailing bytes" \
 	"label:must match" "oversize:exceeds the limit"; do
 	kind=${k%%:*}

@@ -4,7 +4,7 @@
  *
  *   mkbatch [--seed N] [--processes N] [--stacks N] [--rows N]
  *           [--start-ns NS] [--agent ID] [--omit-stacks] [--break KIND]
- *           [--app-build-id HEX] [--app-offset OFF] OUT
+ *           [--app-build-id HEX] [--app-offset OFF] [--service NAME] [--python] OUT
  *   mkbatch --fallback-id FILE
  *
  * The same seed gives the same stacks (and IDs), so a second batch with
@@ -13,7 +13,10 @@
  * magic, version, flags, lz4, trailing, label (a label name storage
  * refuses), oversize (a body one byte over WIRE_MAX_BODY). --app-build-id
  * and --app-offset name the leaf object and its offset (hex) in every
- * stack, for tests of the symbolizer on a real file. */
+ * stack, for tests of the symbolizer on a real file. --service names the
+ * processes' service label (default svc); --python makes each stack's
+ * named frame a Python one: "Handler.fn_SEED_I" in /srv/app/handlers.py
+ * at line 10 + I, language "python" (a version 2 batch). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -68,14 +71,16 @@ int main(int argc, char **argv)
 	int64_t start = INT64_C(1767225600) * 1000000000;   /* 2026-01-01T00:00Z */
 	const char *agent = NULL, *brk = NULL;
 	int omit = 0;
-	const char *app_bid = NULL;
+	const char *app_bid = NULL, *service = "svc";
 	long long app_off = -1;
+	int python = 0;
 	static const struct option lo[] = {
 		{"app-build-id", 1, NULL, 'B'}, {"app-offset", 1, NULL, 'O'},
 		{"seed", 1, NULL, 's'}, {"processes", 1, NULL, 'p'}, {"stacks", 1, NULL, 'k'},
 		{"rows", 1, NULL, 'r'}, {"start-ns", 1, NULL, 't'}, {"agent", 1, NULL, 'a'},
 		{"omit-stacks", 0, NULL, 'o'}, {"break", 1, NULL, 'b'},
-		{"fallback-id", 1, NULL, 'f'}, {NULL, 0, NULL, 0},
+		{"fallback-id", 1, NULL, 'f'}, {"service", 1, NULL, 'S'}, {"python", 0, NULL, 'P'},
+		{NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -91,6 +96,8 @@ int main(int argc, char **argv)
 		case 'f': return fallback_id(optarg);
 		case 'B': app_bid = optarg; break;
 		case 'O': app_off = strtoll(optarg, NULL, 16); break;
+		case 'S': service = optarg; break;
+		case 'P': python = 1; break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of mkbatch.c\n");
 			return 2;
@@ -129,7 +136,7 @@ int main(int argc, char **argv)
 		lab[3 * i] = (wire_label){"hostname", host};
 		lab[3 * i + 1] = (wire_label){"comm", comm[i]};
 		lab[3 * i + 2] = (wire_label){brk && !strcmp(brk, "label") ? "9lives" : "service",
-		                              "svc"};
+		                              service};
 		pr[i] = (wire_process){1000 + i, &lab[3 * i], 3};
 	}
 	wire_stack *st = calloc(nstacks, sizeof(*st));
@@ -137,11 +144,16 @@ int main(int argc, char **argv)
 	char (*names)[48] = calloc(nstacks, sizeof(*names));
 	for (unsigned i = 0; i < nstacks; i++) {
 		wire_frame *f = &fr[4 * i];
-		snprintf(names[i], sizeof(names[i]), "fn_%u_%u", seed, i);
+		snprintf(names[i], sizeof(names[i]), python ? "Handler.fn_%u_%u" : "fn_%u_%u", seed, i);
 		uint64_t leaf = 0x1000 + rnd() % 0x10000;
 		f[0] = (wire_frame){WIRE_FRAME_USER, 0, app_off >= 0 ? (uint64_t)app_off : leaf, NULL};
 		f[1] = (wire_frame){WIRE_FRAME_USER, 1, 0x2000 + rnd() % 0x10000, NULL};
 		f[2] = (wire_frame){WIRE_FRAME_NAMED, 0, 0, names[i]};
+		if (python) {
+			f[2].file = "/srv/app/handlers.py";
+			f[2].line = 10 + i;
+			f[2].lang = "python";
+		}
 		f[3] = (wire_frame){WIRE_FRAME_KERNEL, 0, 0, "do_syscall_64"};
 		st[i] = (wire_stack){wire_stack_id(objs, 2, f, 4), f, 4};
 	}

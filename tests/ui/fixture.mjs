@@ -202,7 +202,16 @@ export async function ingest(base) {
 	const r = await fetch(new URL('/api/v1/ingest', base), {method: 'POST',
 		headers: {'Content-Type': 'application/x-smolder-batch'}, body: readFileSync(path.join(dir, 'b'))});
 	if (r.status !== 200) throw new Error(`native ingest: ${r.status} ${await r.text()}`);
-	return {from: t0 - 60, to: now + 60, batchSamples: Number(out.match(/samples=(\d+)/)[1])};
+	// and one of Python frames (service "py"): Handler.fn_8_<i> in
+	// /srv/app/handlers.py at line 10 + i, language "python"
+	const pyOut = execFileSync(mk, ['--seed', '8', '--processes', '1', '--stacks', '4', '--rows', '60',
+		'--service', 'py', '--python', '--start-ns', `${t0 + 600}000000000`, path.join(dir, 'p')],
+		{encoding: 'utf8'});
+	const rp = await fetch(new URL('/api/v1/ingest', base), {method: 'POST',
+		headers: {'Content-Type': 'application/x-smolder-batch'}, body: readFileSync(path.join(dir, 'p'))});
+	if (rp.status !== 200) throw new Error(`python ingest: ${rp.status} ${await rp.text()}`);
+	return {from: t0 - 60, to: now + 60, batchSamples: Number(out.match(/samples=(\d+)/)[1]),
+		pySamples: Number(pyOut.match(/samples=(\d+)/)[1])};
 }
 
 // ---------------------------------------------------------------- browser

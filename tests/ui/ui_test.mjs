@@ -566,6 +566,35 @@ async function main() {
 		assert.ok(s.flame.frames.some(f => /^fn_7_\d+$/.test(f.name) && f.kernel === false), 'no fn_7_* frame');
 	});
 
+	await check('Python frames: coloured as Python, file, line and language in the tooltip', async page => {
+		const s = await open(page, {query: '{service="py"}', from: R.from, to: R.to}, s => s.flame.total > 0);
+		assert.equal(s.flame.total, R.pySamples);
+		const py = s.flame.frames.filter(f => /^Handler\.fn_8_\d+$/.test(f.name));
+		assert.ok(py.length, 'no Handler.fn_8_* frame');
+		const hue = c => {
+			const [r, g, b] = rgb(c).map(v => v / 255), mx = Math.max(r, g, b), d = mx - Math.min(r, g, b);
+			const h = mx === r ? ((g - b) / d) % 6 : mx === g ? (b - r) / d + 2 : (r - g) / d + 4;
+			return (h * 60 + 360) % 360;
+		};
+		for (const f of py) {
+			assert.equal(f.lang, 'python', `${f.name} has language ${f.lang}`);
+			// Python's band (ui/CONTRACT.md): 45-68 degrees, rounding aside
+			assert.ok(hue(f.color) >= 44 && hue(f.color) <= 69, `${f.name} is ${f.color}, hue ${hue(f.color)}`);
+		}
+		// the native frames around them are in no language's band
+		const native = s.flame.frames.filter(f => f.name.startsWith('[unknown]'));
+		assert.ok(native.length, 'no native frame');
+		for (const f of native) {
+			assert.equal(f.lang, '', `${f.name} has language ${f.lang}`);
+			assert.ok(hue(f.color) < 44 || hue(f.color) > 69, `native ${f.name} in Python's band: ${f.color}`);
+		}
+		const f = py.reduce((a, b) => (b.w > a.w ? b : a));
+		const i = Number(f.name.slice('Handler.fn_8_'.length));
+		const tip = (await locateFrame(page, f)).tooltip;
+		assert.ok(tip.includes(`/srv/app/handlers.py:${10 + i}`), `tooltip ${JSON.stringify(tip)} lacks file:line`);
+		assert.ok(tip.includes('python frame'), `tooltip ${JSON.stringify(tip)} lacks the language`);
+	});
+
 	await check('download links: pprof and folded of the current view', async page => {
 		await open(page, v14, s => s.flame.total > 0);
 		const href = async id => new URL(await page.locator(`[data-testid=${id}]`).getAttribute('href'), page.url());

@@ -353,6 +353,102 @@ static void test_pprof(void **state)
 	q_tree_free(t);
 }
 
+/* Frames the host named with a language, file and line (interpreted
+ * code): one node per line being executed, "lang", "file" and "line" in
+ * the JSON, one top row per function, one pprof Function per function
+ * with the lines on its Locations. */
+static void test_source_frames(void **state)
+{
+	fx *f = *state;
+	static st_frame s1[3] = {{ST_FRAME_NAMED, 0, 0, "Work.leaf", "/srv/app.py", 10, "python"},
+	                         {ST_FRAME_NAMED, 0, 0, "main", "/srv/app.py", 20, "python"},
+	                         {ST_FRAME_USER, 0, 0x10, NULL, NULL, 0, NULL}};
+	static st_frame s2[3] = {{ST_FRAME_NAMED, 0, 0, "Work.leaf", "/srv/app.py", 11, "python"},
+	                         {ST_FRAME_NAMED, 0, 0, "main", "/srv/app.py", 20, "python"},
+	                         {ST_FRAME_USER, 0, 0x10, NULL, NULL, 0, NULL}};
+	/* the same name in another file is another function */
+	static st_frame s3[3] = {{ST_FRAME_NAMED, 0, 0, "Work.leaf", "/srv/other.py", 10, "python"},
+	                         {ST_FRAME_NAMED, 0, 0, "main", "/srv/app.py", 20, "python"},
+	                         {ST_FRAME_USER, 0, 0x10, NULL, NULL, 0, NULL}};
+	st_stack_def sd[3] = {{st_stack_hash(objs, 2, s1, 3), s1, 3},
+	                      {st_stack_hash(objs, 2, s2, 3), s2, 3},
+	                      {st_stack_hash(objs, 2, s3, 3), s3, 3}};
+	st_label la[1] = {{"service", "py"}};
+	st_series_def se[1] = {{TYPE, la, 1}};
+	st_sample sm[3] = {{T0, 0, sd[0].id, 4}, {T0, 0, sd[1].id, 2}, {T0, 0, sd[2].id, 1}};
+	st_batch b = {se, 1, objs, 2, sd, 3, sm, 3};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+	static const st_matcher m_py[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                  {"service", ST_MATCH_EQ, "py"}};
+	q_tree *t = merge(f, m_py, 2, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_string_equal(o.p,
+		"{\"name\":\"total\",\"self\":0,\"total\":7,\"children\":["
+		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":7,\"children\":["
+		"{\"name\":\"main\",\"self\":0,\"total\":7,\"file\":\"/srv/app.py\",\"line\":20,"
+		"\"lang\":\"python\",\"children\":["
+		"{\"name\":\"Work.leaf\",\"self\":4,\"total\":4,\"file\":\"/srv/app.py\",\"line\":10,"
+		"\"lang\":\"python\",\"children\":[]},"
+		"{\"name\":\"Work.leaf\",\"self\":2,\"total\":2,\"file\":\"/srv/app.py\",\"line\":11,"
+		"\"lang\":\"python\",\"children\":[]},"
+		"{\"name\":\"Work.leaf\",\"self\":1,\"total\":1,\"file\":\"/srv/other.py\",\"line\":10,"
+		"\"lang\":\"python\",\"children\":[]}]}]}]}");
+	q_buf_free(&o);
+	/* top: one row per function, its lines summed */
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"Work.leaf\",\"file\":\"/srv/app.py\","
+	                             "\"flat\":6,"));
+	assert_non_null(strstr(o.p, "{\"name\":\"Work.leaf\",\"file\":\"/srv/other.py\","
+	                             "\"flat\":1,"));
+	assert_non_null(strstr(o.p, "\"flat\":0,\"flat_pct\":0.0000,\"cum\":7,\"cum_pct\":100.0000,"
+	                             "\"lang\":\"python\"}"));
+	q_buf_free(&o);
+	/* folded: the function names, as for any frame */
+	assert_int_equal(q_tree_folded(t, &o), 0);
+	assert_string_equal(o.p, "[unknown] app+0x10;main;Work.leaf 4\n"
+	                         "[unknown] app+0x10;main;Work.leaf 2\n"
+	                         "[unknown] app+0x10;main;Work.leaf 1\n");
+	q_buf_free(&o);
+	/* pprof: Work.leaf of app.py is one Function, its Locations at lines 10 and 11 */
+	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	uint8_t *raw = malloc(1 << 20);
+	z_stream z = {0};
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = (Bytef *)o.p;
+	z.avail_in = (uInt)o.len;
+	z.next_out = raw;
+	z.avail_out = 1 << 20;
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	inflateEnd(&z);
+	Perftools__Profiles__Profile *p = perftools__profiles__profile__unpack(NULL, z.total_out,
+	                                                                      raw);
+	assert_non_null(p);
+	assert_int_equal(p->n_function, 5);   /* total, app+0x10, main, 2 x Work.leaf */
+	uint64_t leaf_fn = 0;
+	int lines_seen = 0;
+	for (size_t i = 0; i < p->n_location; i++) {
+		const Perftools__Profiles__Line *ln = p->location[i]->line[0];
+		const Perftools__Profiles__Function *fn = NULL;
+		for (size_t k = 0; k < p->n_function; k++)
+			if (p->function[k]->id == ln->function_id)
+				fn = p->function[k];
+		assert_non_null(fn);
+		if (strcmp(p->string_table[fn->name], "Work.leaf") ||
+		    strcmp(p->string_table[fn->filename], "/srv/app.py"))
+			continue;
+		assert_true(!leaf_fn || leaf_fn == fn->id);
+		leaf_fn = fn->id;
+		lines_seen |= ln->line == 10 ? 1 : ln->line == 11 ? 2 : 4;
+	}
+	assert_int_equal(lines_seen, 3);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	free(raw);
+	q_buf_free(&o);
+	q_tree_free(t);
+}
+
 static void test_json_escaping(void **state)
 {
 	(void)state;
@@ -373,6 +469,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_frames, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "storage/st_int.h"
 #include "storage/meta.h"
@@ -348,6 +349,27 @@ static void bk_late_ts(st_batch *b, st_series_def *sd, st_label *l, st_stack_def
 static void bk_big_value(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
                          st_frame *fr, st_sample *sm)
 { (void)b; (void)sd; (void)l; (void)kd; (void)fr; sm[0].value = -(ST_MAX_VALUE + 1); }
+static void bk_source_on_user(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
+                              st_frame *fr, st_sample *sm)
+{ (void)b; (void)sd; (void)l; (void)kd; (void)sm; fr[0].line = 3; }
+static void bk_lang(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
+                    st_frame *fr, st_sample *sm)
+{
+	(void)b; (void)sd; (void)l; (void)kd; (void)sm;
+	fr[0] = (st_frame){ST_FRAME_NAMED, 0, 0, "f", "a.py", 1, "Python"};
+}
+static void bk_lang_long(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
+                         st_frame *fr, st_sample *sm)
+{
+	(void)b; (void)sd; (void)l; (void)kd; (void)sm;
+	fr[0] = (st_frame){ST_FRAME_NAMED, 0, 0, "f", NULL, 0, "abcdefghijklmnopqrstuvwxyz0123456"};
+}
+static void bk_line(st_batch *b, st_series_def *sd, st_label *l, st_stack_def *kd,
+                    st_frame *fr, st_sample *sm)
+{
+	(void)b; (void)sd; (void)l; (void)kd; (void)sm;
+	fr[0] = (st_frame){ST_FRAME_NAMED, 0, 0, "f", NULL, (uint32_t)INT32_MAX + 1, "js"};
+}
 
 static void test_batch_rejects(void **state)
 {
@@ -368,6 +390,10 @@ static void test_batch_rejects(void **state)
 		{"negative timestamp", bk_negative_ts, "is negative"},
 		{"timestamp too late", bk_late_ts, "after the year 2116"},
 		{"value too large", bk_big_value, "over 2^48"},
+		{"line on a user frame", bk_source_on_user, "only named frames carry"},
+		{"language tag syntax", bk_lang, "language tag must be 1..32 bytes of [a-z0-9_.+-]"},
+		{"language tag too long", bk_lang_long, "language tag must be"},
+		{"line too large", bk_line, "is over 2^31-1"},
 	};
 	st_db *db;
 	st_err err;
@@ -534,6 +560,134 @@ static void test_rows_and_frames(void **state)
 	st_label *l;
 	assert_int_equal(st_series_labels(db, 12345, &l, &n), -ENOENT);
 	st_close(db);
+}
+
+/* Named frames with a language, file and line: stored, read back after a
+ * reopen (WAL replay and SQLite), one location per (function, file, line,
+ * language), and a schema 1 meta.db moved to schema 2 with its location
+ * IDs kept. */
+static void test_named_source(void **state)
+{
+	fx *f = *state;
+	st_options o = small_opts();
+	st_db *db;
+	st_err err;
+	st_frame fr[2][3] = {
+		{{ST_FRAME_NAMED, 0, 0, "Handler.run", "/srv/app.py", 12, "python"},
+		 {ST_FRAME_NAMED, 0, 0, "main", "/srv/app.py", 30, "python"},
+		 {ST_FRAME_USER, 0, 0x400, NULL, NULL, 0, NULL}},
+		{{ST_FRAME_NAMED, 0, 0, "Handler.run", "/srv/app.py", 13, "python"},
+		 {ST_FRAME_NAMED, 0, 0, "main", NULL, 0, NULL},
+		 {ST_FRAME_KERNEL, 0, 0, "main", NULL, 0, NULL}},
+	};
+	st_stack_def kd[2];
+	for (int i = 0; i < 2; i++)
+		kd[i] = (st_stack_def){st_stack_hash(objs, 2, fr[i], 3), fr[i], 3};
+	assert_true(kd[0].id != kd[1].id);
+	tseries se;
+	mk_series(&se, 0);
+	st_sample sm[2] = {{T0, 0, kd[0].id, 3}, {T0, 0, kd[1].id, 4}};
+	st_batch b = {&se.def, 1, objs, 2, kd, 2, sm, 2};
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	if (st_append(db, &b, &err))
+		fail_msg("append: %s", err.msg);
+	st_close(db);
+	/* the meta.db written, and replay from the WAL: both give it back */
+	int64_t ids[2][3];
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+		for (int i = 0; i < 2; i++) {
+			st_frame_info *fi;
+			size_t n;
+			assert_int_equal(st_stack_frames(db, kd[i].id, &fi, &n), 0);
+			assert_int_equal(n, 3);
+			for (int k = 0; k < 2; k++) {
+				assert_int_equal(fi[k].kind, ST_FRAME_NAMED);
+				assert_string_equal(fi[k].name, fr[i][k].name);
+				if (fr[i][k].file) {
+					assert_string_equal(fi[k].file, fr[i][k].file);
+					assert_string_equal(fi[k].lang, fr[i][k].lang);
+				} else {
+					assert_null(fi[k].file);
+					assert_null(fi[k].lang);
+				}
+				assert_int_equal(fi[k].line, fr[i][k].line);
+			}
+			assert_int_equal(fi[2].kind, i ? ST_FRAME_KERNEL : ST_FRAME_USER);
+			assert_null(fi[2].file);
+			for (int k = 0; k < 3; k++) {
+				if (round)
+					assert_true(ids[i][k] == fi[k].location_id);
+				ids[i][k] = fi[k].location_id;
+			}
+			free(fi);
+		}
+		/* two lines of one function are two locations, as are a
+		 * function with and without its source */
+		assert_true(ids[0][0] != ids[1][0]);
+		assert_true(ids[0][1] != ids[1][1]);
+		assert_true(ids[1][1] != ids[1][2]);
+		st_close(db);
+	}
+
+	/* schema 1: a store of native stacks only, its locations table and
+	 * version put back as schema 1 wrote them */
+	char dir1[1100], path[1200];
+	snprintf(dir1, sizeof(dir1), "%s/v1", f->dir);
+	snprintf(path, sizeof(path), "%s/meta.db", dir1);
+	assert_int_equal(st_open(dir1, &o, &db, &err), 0);
+	assert_int_equal(append_batch(db, 1, 4, T0, 1, &err), 0);
+	st_close(db);
+	sqlite3 *s3;
+	assert_int_equal(sqlite3_open(path, &s3), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(s3,
+		"CREATE TABLE l1(id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL,"
+		" offset INTEGER NOT NULL, kernel_name TEXT NOT NULL,"
+		" UNIQUE(object_id, offset, kernel_name));"
+		"INSERT INTO l1 SELECT id, object_id, offset, kernel_name FROM locations;"
+		"DROP TABLE locations; ALTER TABLE l1 RENAME TO locations;"
+		"UPDATE meta SET value = '1' WHERE key = 'schema';", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(s3);
+	tstack sk;
+	mk_stack(&sk, 1);
+	st_frame_info *before, *fi;
+	size_t n;
+	assert_int_equal(st_open(dir1, &o, &db, &err), 0);
+	/* read back, same location IDs as schema 1 gave them */
+	assert_int_equal(st_stack_frames(db, sk.def.id, &before, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(before[3].name, "do_syscall_64");
+	assert_null(before[3].file);
+	st_close(db);
+	assert_int_equal(sqlite3_open(path, &s3), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(s3, "SELECT id FROM locations WHERE kernel_name ="
+	                                    " 'do_syscall_64'", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_true(sqlite3_column_int64(st, 0) == before[3].location_id);
+	sqlite3_finalize(st);
+	sqlite3_close(s3);
+	/* and the moved store takes source frames */
+	assert_int_equal(st_open(dir1, &o, &db, &err), 0);
+	if (st_append(db, &b, &err))
+		fail_msg("append after the move: %s", err.msg);
+	assert_int_equal(st_stack_frames(db, kd[0].id, &fi, &n), 0);
+	assert_string_equal(fi[0].lang, "python");
+	assert_int_equal(fi[0].line, 12);
+	free(fi);
+	assert_int_equal(st_stack_frames(db, sk.def.id, &fi, &n), 0);
+	for (size_t k = 0; k < n; k++)
+		assert_true(fi[k].location_id == before[k].location_id);
+	free(fi);
+	free(before);
+	st_close(db);
+	assert_int_equal(sqlite3_open(path, &s3), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(s3, "SELECT value FROM meta WHERE key = 'schema'",
+	                                    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "2");
+	sqlite3_finalize(st);
+	sqlite3_close(s3);
 }
 
 /* The symbol cache: chains stored once and read back in order, the first
@@ -1722,6 +1876,7 @@ int main(void)
 		cmocka_unit_test(test_map),
 		cmocka_unit_test_setup_teardown(test_meta_rollback_forgets_ids, setup, teardown),
 		cmocka_unit_test(test_batch_roundtrip),
+		cmocka_unit_test_setup_teardown(test_named_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_merge_cut_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rows_and_frames, setup, teardown),

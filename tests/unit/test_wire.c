@@ -123,6 +123,9 @@ static void assert_batches_equal(const wire_batch *a, const wire_batch *b)
 				assert_true(x->offset == y->offset);
 			} else {
 				assert_string_equal(x->name, y->name);
+				assert_string_equal(s0(x->file), s0(y->file));
+				assert_string_equal(s0(x->lang), s0(y->lang));
+				assert_int_equal(x->line, y->line);
 			}
 		}
 	}
@@ -145,7 +148,8 @@ static void test_round_trip(void **state)
 	wire_err err;
 	assert_int_equal(wire_encode(&r.b, &buf, &len, &err), 0);
 	assert_memory_equal(buf, WIRE_MAGIC, 8);
-	assert_int_equal(buf[8], WIRE_VERSION);
+	/* nothing in it needs version 2: older servers read it */
+	assert_int_equal(buf[8], 1);
 	wire_decoded *d;
 	if (wire_decode(buf, len, &d, &err))
 		fail_msg("decode: %s", err.msg);
@@ -317,7 +321,7 @@ static uint8_t *wrap(const uint8_t *raw, size_t n, size_t *len)
 	                             bound);
 	assert_true(c > 0);
 	memcpy(b, WIRE_MAGIC, 8);
-	uint8_t h[16] = {WIRE_VERSION, 0, 0, 0};
+	uint8_t h[16] = {WIRE_VERSION, 0, 0, 0};  /* a v2 reader reads v1 payloads too */
 	for (int k = 0; k < 4; k++) {
 		h[4 + k] = (uint8_t)(n >> (8 * k));
 		h[8 + k] = (uint8_t)((uint32_t)c >> (8 * k));
@@ -498,7 +502,8 @@ static void test_decode_header(void **state)
 		const char *msg;
 	} cases[] = {
 		{0, 'X', -EBADMSG, "bad magic"},
-		{8, 2, -EBADMSG, "version 2"},
+		{8, 3, -EBADMSG, "version 3, this server reads versions 1 to 2"},
+		{8, 0, -EBADMSG, "version 0"},
 		{10, 1, -EBADMSG, "unknown flags 0x0001"},
 		{15, 0x10, -EMSGSIZE, "payload of"},        /* raw length 256 MiB+ */
 		{12, 0, -EBADMSG, "lz4"},                   /* raw length changed */
@@ -647,6 +652,97 @@ static void test_hostile_counts(void **state)
 	free(b.p);
 }
 
+/* Named frames with a language, file and line: version 2, the same bytes
+ * again after a decode, IDs that tell them apart from plain named frames
+ * and from each other, and kind 3 refused in a version 1 batch. */
+static void test_round_trip_source(void **state)
+{
+	(void)state;
+	rich r;
+	mk_rich(&r);
+	r.fr[3] = (wire_frame){WIRE_FRAME_NAMED, 0, 0, "Handler.run", "/srv/app/h\xc3\xa4.py",
+	                       42, "python"};
+	r.fr[5] = (wire_frame){WIRE_FRAME_NAMED, 0, 0, "<module>", NULL, 0, "python"};
+	r.fr[7] = (wire_frame){WIRE_FRAME_NAMED, 0, 0, "f", "a.js", 0, NULL};
+	for (int i = 0; i < 3; i++)
+		r.st[i].id = wire_stack_id(r.obj, 3, r.st[i].frames, r.st[i].nframes);
+	for (int i = 0; i < 6; i++)
+		if (r.rows[i].stack_id != 0x1122334455667788ull)
+			r.rows[i].stack_id = r.st[i == 1 ? 1 : i == 2 ? 2 : 0].id;
+	uint8_t *buf, *buf2;
+	size_t len, len2;
+	wire_err err;
+	if (wire_encode(&r.b, &buf, &len, &err))
+		fail_msg("encode: %s", err.msg);
+	assert_int_equal(buf[8], 2);
+	wire_decoded *d;
+	if (wire_decode(buf, len, &d, &err))
+		fail_msg("decode: %s", err.msg);
+	assert_batches_equal(&r.b, wire_decoded_batch(d));
+	assert_int_equal(wire_encode(wire_decoded_batch(d), &buf2, &len2, &err), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, buf2, len);
+	wire_decoded_free(d);
+	free(buf2);
+	free(buf);
+
+	/* each of the three changes the ID; none of them is the plain frame */
+	wire_frame f[] = {
+		{WIRE_FRAME_NAMED, 0, 0, "f", NULL, 0, NULL},
+		{WIRE_FRAME_NAMED, 0, 0, "f", "", 0, ""},   /* the same frame */
+		{WIRE_FRAME_NAMED, 0, 0, "f", "a.py", 0, NULL},
+		{WIRE_FRAME_NAMED, 0, 0, "f", NULL, 7, NULL},
+		{WIRE_FRAME_NAMED, 0, 0, "f", NULL, 0, "python"},
+		{WIRE_FRAME_NAMED, 0, 0, "f", "a.py", 7, "python"},
+		{WIRE_FRAME_NAMED, 0, 0, "f", "a.py", 8, "python"},
+		{WIRE_FRAME_NAMED, 0, 0, "f", "a.py", 7, "js"},
+	};
+	uint64_t id[8];
+	for (int i = 0; i < 8; i++)
+		id[i] = wire_stack_id(NULL, 0, &f[i], 1);
+	assert_true(id[0] == id[1]);
+	for (int i = 2; i < 8; i++)
+		for (int k = 0; k < i; k++)
+			assert_true(id[i] != id[k]);
+
+	/* kind 3 needs version 2; with none of the three it is a plain
+	 * named frame, hashed as one */
+	for (int version = 1; version <= 2; version++) {
+		pb b = {0};
+		pb_head(&b);
+		pb_varint(&b, 0);   /* processes */
+		pb_varint(&b, 0);   /* objects */
+		pb_varint(&b, 1);
+		pb_u64(&b, id[0]);
+		pb_varint(&b, 1);
+		pb_put(&b, "\x03", 1);
+		pb_str(&b, "f");
+		pb_str(&b, "");
+		pb_str(&b, "");
+		pb_varint(&b, 0);
+		pb_varint(&b, 0);   /* rows */
+		size_t blen;
+		uint8_t *body = wrap(b.p, b.len, &blen);
+		body[8] = (uint8_t)version;
+		wire_decoded *dd = NULL;
+		err.msg[0] = 0;
+		int rc = wire_decode(body, blen, &dd, &err);
+		if (version == 1) {
+			assert_int_equal(rc, -EBADMSG);
+			assert_non_null(strstr(err.msg, "stack 0: frame 0: frame kind 3 needs version 2"));
+		} else {
+			if (rc)
+				fail_msg("decode: %s", err.msg);
+			const wire_frame *g = &wire_decoded_batch(dd)->stacks[0].frames[0];
+			assert_int_equal(g->kind, WIRE_FRAME_NAMED);
+			assert_string_equal(g->name, "f");
+		}
+		wire_decoded_free(dd);
+		free(body);
+		free(b.p);
+	}
+}
+
 /* One normal form: wire_stack_id equals storage's st_stack_hash. */
 static uint64_t rng = 88172645463325252ull;
 static uint64_t rnd(void)
@@ -661,6 +757,8 @@ static void test_stack_id_matches_storage(void **state)
 {
 	(void)state;
 	static const char *names[] = {"a", "do_syscall_64", "", "x\xff\xfe", "main.main"};
+	static const char *langs[] = {NULL, "", "python", "js"};
+	static const char *files[] = {NULL, "", "app.py", "/usr/lib/python3.11/zlib\xc3\xa4.py"};
 	uint8_t bids[4][WIRE_MAX_BUILD_ID];
 	for (size_t i = 0; i < sizeof(bids); i++)
 		((uint8_t *)bids)[i] = (uint8_t)rnd();
@@ -680,8 +778,11 @@ static void test_stack_id_matches_storage(void **state)
 			uint32_t obj = (uint32_t)(rnd() % 5);   /* 4: out of range */
 			uint64_t off = rnd() >> (rnd() % 64);
 			const char *nm = names[rnd() % 5];
-			wf[i] = (wire_frame){kind, obj, off, kind ? nm : NULL};
-			sf[i] = (st_frame){kind, obj, off, kind ? nm : NULL};
+			const char *fl = kind == 2 ? files[rnd() % 4] : NULL;
+			const char *lg = kind == 2 ? langs[rnd() % 4] : NULL;
+			uint32_t line = kind == 2 && rnd() % 2 ? (uint32_t)(rnd() % 100000) : 0;
+			wf[i] = (wire_frame){kind, obj, off, kind ? nm : NULL, fl, line, lg};
+			sf[i] = (st_frame){kind, obj, off, kind ? nm : NULL, fl, line, lg};
 		}
 		assert_true(wire_stack_id(wo, 4, wf, n) == st_stack_hash(so, 4, sf, n));
 	}
@@ -815,6 +916,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_round_trip_source),
 		cmocka_unit_test(test_encode_rejects),
 		cmocka_unit_test(test_decode_limits),
 		cmocka_unit_test(test_total_frames_limit),
