@@ -56,6 +56,11 @@
 #define KNOWN_MAX (4u << 20)            /* IDs remembered as stored */
 #define SYM_FLUSH 1024                  /* symbol answers per insert */
 #define MAX_ANSWER ((size_t)1 << 30)    /* bytes of one answer at most */
+/* How long a file or a symbol row found absent is taken as absent without
+ * asking again, in ticks of MISS_TICK (the maps keep 32-bit ticks). */
+#define MISS_NS (INT64_C(5) * 1000000000)
+#define MISS_TICK (INT64_C(100) * 1000000)
+#define MISS_MAX (1u << 16)             /* file names remembered at most */
 
 typedef struct cache {
 	st__map map;        /* id -> index into v */
@@ -102,6 +107,9 @@ typedef struct st__ch {
 	cache labels;       /* series_id -> st_label[] (type first), one allocation */
 	cache stacks;       /* stack_id -> uint32_t n then int64_t locations[n] */
 	cache locs;         /* location_id -> st_frame_info, one allocation */
+	cache symc;         /* location_id -> symchain: the symbol cache's rows */
+	st__map nosyms;     /* location_id -> MISS_TICK when it had no row; 0:
+	                     * has one since (both under cmu) */
 
 	pthread_mutex_t gmu;    /* the insert group */
 	pthread_cond_t gcv;
@@ -113,9 +121,9 @@ typedef struct st__ch {
 	size_t nsyms, syms_cap;
 
 	pthread_mutex_t fmu;    /* names ClickHouse lacked, and when asked */
-	char miss_name[64][208];
-	int64_t miss_at[64];
-	unsigned miss_next;
+	st__map miss;       /* XXH3(name) -> MISS_TICK since t0 when last
+	                     * found absent; 0: found since */
+	int64_t t0;
 
 	atomic_uint_fast64_t inserts, insert_rows, insert_batches, dedup_rows, requests_failed;
 } st__ch;
@@ -132,6 +140,12 @@ static int64_t mono_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Now in MISS_TICKs since open, from 1 (0 marks "found since"). */
+static uint32_t tick_now(const st__ch *ch)
+{
+	return (uint32_t)((mono_ns() - ch->t0) / MISS_TICK + 1);
 }
 
 static int bprintf(st__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -369,15 +383,20 @@ int st__ch_parse_locations(const uint8_t *p, size_t n, st__ch_location_fn fn, vo
 		if (st__rb_i64(&r, &id) || st__rb_u8(&r, &kind) ||
 		    st__rb_str(&r, &bid, &bl, ST_MAX_BUILD_ID_LEN) ||
 		    st__rb_str(&r, &obj, &ol, ST_MAX_OBJECT_NAME_LEN) || st__rb_u64(&r, &off) ||
-		    st__rb_str(&r, &name, &nl, ST_MAX_SYMBOL_LEN) || st__rb_str(&r, &file, &fl, 4096) ||
-		    st__rb_u32(&r, &line) || st__rb_str(&r, &lang, &ll, 64))
+		    st__rb_str(&r, &name, &nl, ST_MAX_SYMBOL_LEN) ||
+		    st__rb_str(&r, &file, &fl, ST_MAX_FILE_LEN) || st__rb_u32(&r, &line) ||
+		    st__rb_str(&r, &lang, &ll, ST_MAX_LANG_LEN))
 			return -EBADMSG;
-		if (kind > ST_FRAME_NAMED)
+		if (kind > ST_FRAME_NAMED || line > ST_MAX_LINE)
 			return -EBADMSG;
 		/* the embedded store's shape: user frames carry an object name
-		 * and build ID, the others a name */
-		bool user = kind == ST_FRAME_USER;
-		st_frame_info *fi = calloc(1, sizeof(*fi) + (user ? bl + ol + 1 : nl + 1));
+		 * and build ID, the others a name, named ones their place (NULL
+		 * and 0 where they have none) */
+		bool user = kind == ST_FRAME_USER, named = kind == ST_FRAME_NAMED;
+		if (!named)
+			fl = ll = line = 0;
+		st_frame_info *fi = calloc(1, sizeof(*fi) + (user ? bl + ol + 1 : nl + 1) +
+		                                  (fl ? fl + 1 : 0) + (ll ? ll + 1 : 0));
 		if (!fi)
 			return -ENOMEM;
 		char *sp = (char *)(fi + 1);
@@ -390,6 +409,9 @@ int st__ch_parse_locations(const uint8_t *p, size_t n, st__ch_location_fn fn, vo
 			fi->build_id_len = (uint32_t)bl;
 		} else {
 			fi->name = put_str(&sp, name, nl);
+			fi->file = fl ? put_str(&sp, file, fl) : NULL;
+			fi->lang = ll ? put_str(&sp, lang, ll) : NULL;
+			fi->line = line;
 		}
 		rc = fn(arg, fi);
 	}
@@ -459,6 +481,18 @@ static int64_t location_id(const st_batch *b, const st_frame *f)
 		XXH3_64bits_update(&st, off, 8);
 	} else {
 		XXH3_64bits_update(&st, f->name, strlen(f->name));
+		/* a named frame's place makes another location; frames without
+		 * one keep the IDs they had before frames carried it */
+		if (f->kind == ST_FRAME_NAMED && st__frame_has_source(f)) {
+			const char *l = f->lang ? f->lang : "", *fl = f->file ? f->file : "";
+			uint8_t line[4];
+			st__put_u32(line, f->line);
+			/* the name's NUL first: "ab"+"c" and "a"+"bc" differ */
+			XXH3_64bits_update(&st, "", 1);
+			XXH3_64bits_update(&st, fl, strlen(fl) + 1);
+			XXH3_64bits_update(&st, l, strlen(l) + 1);
+			XXH3_64bits_update(&st, line, 4);
+		}
 	}
 	int64_t id = (int64_t)(XXH3_64bits_digest(&st) & (uint64_t)INT64_MAX);
 	return id ? id : 1;
@@ -547,10 +581,13 @@ static int item_encode(st__ch *ch, const st_batch *b, const uint64_t *sids, item
 				rc = rc ? rc : st__buf_u64(&it->locations, 0);
 				rc = rc ? rc : st__rb_put_str(&it->locations, f->name, strlen(f->name));
 			}
-			/* file, line, lang: named frames' place, not sent yet */
-			rc = rc ? rc : st__rb_put_str(&it->locations, "", 0);
-			rc = rc ? rc : st__buf_u32(&it->locations, 0);
-			rc = rc ? rc : st__rb_put_str(&it->locations, "", 0);
+			/* file, line, lang: a named frame's place, "" and 0 for none */
+			bool src = f->kind == ST_FRAME_NAMED;
+			const char *fl = src && f->file ? f->file : "";
+			const char *lg = src && f->lang ? f->lang : "";
+			rc = rc ? rc : st__rb_put_str(&it->locations, fl, strlen(fl));
+			rc = rc ? rc : st__buf_u32(&it->locations, src ? f->line : 0);
+			rc = rc ? rc : st__rb_put_str(&it->locations, lg, strlen(lg));
 		}
 	}
 	/* the batch's key: its rows, so a retry of the same rows (through
@@ -1281,6 +1318,8 @@ out:
 	return rc;
 }
 
+static int symbols_prefetch(st__ch *ch, const st_frame_info *fi, size_t n);
+
 static int ch_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
 {
 	st__ch *ch = (st__ch *)db;
@@ -1298,6 +1337,10 @@ static int ch_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info *
 		rc = st__frames_pack(one, n, out);
 	pthread_rwlock_unlock(&ch->cmu);
 	free(one);
+	/* the engine names these next: their symbol rows in one query (a
+	 * failure only leaves them to be asked one by one) */
+	if (!rc && n > 1)
+		(void)symbols_prefetch(ch, *out, n);
 	return rc;
 }
 
@@ -1411,6 +1454,10 @@ static int ch_symbols_put(st_db *db, int64_t loc, const st_symbol *syms, size_t 
 		p.syms[i].file = syms[i].file ? put_str(&sp, syms[i].file, strlen(syms[i].file)) : NULL;
 		p.syms[i].line = syms[i].line;
 	}
+	pthread_rwlock_wrlock(&ch->cmu);
+	if (st__map_get(&ch->nosyms, (uint64_t)loc) != ST__MAP_NONE)
+		rc = st__map_put(&ch->nosyms, (uint64_t)loc, 0);
+	pthread_rwlock_unlock(&ch->cmu);
 	pthread_mutex_lock(&ch->smu);
 	bool full = false;
 	if (st__grow(&ch->syms, &ch->syms_cap, ch->nsyms + 1, sizeof(*ch->syms))) {
@@ -1428,10 +1475,70 @@ static int ch_symbols_put(st_db *db, int64_t loc, const st_symbol *syms, size_t 
 	return rc;
 }
 
+/* ---- the symbol cache's rows, read ----
+ * The query engine names a query's locations one at a time, and asks the
+ * symbol cache for each location the symbolizer has not in memory: a
+ * SQLite lookup in the embedded store, a round trip here. So the rows of
+ * every user location a query reads (st_locations) are fetched in one
+ * query beforehand and kept: rows never change but by a forget, after
+ * which this server drops them all (st_symbols_forget here, and
+ * st_file_changes for a file kept through another server). A location
+ * without a row is remembered as such for MISS_NS, as files are. */
+
+typedef struct symchain {
+	size_t n;
+	st_symbol s[];
+} symchain;
+
+/* Caller holds cmu (write). */
+static int symc_put(st__ch *ch, int64_t loc, const st_symbol *syms, size_t n)
+{
+	size_t bytes = sizeof(symchain) + n * sizeof(st_symbol);
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(syms[i].function) + 1 + (syms[i].file ? strlen(syms[i].file) + 1 : 0);
+	symchain *c = malloc(bytes);
+	if (!c)
+		return -ENOMEM;
+	char *sp = (char *)(c->s + n);
+	c->n = n;
+	for (size_t i = 0; i < n; i++) {
+		c->s[i].function = put_str(&sp, syms[i].function, strlen(syms[i].function));
+		c->s[i].file = syms[i].file ? put_str(&sp, syms[i].file, strlen(syms[i].file)) : NULL;
+		c->s[i].line = syms[i].line;
+	}
+	return cache_put(&ch->symc, (uint64_t)loc, c);
+}
+
+/* Caller holds cmu (write). */
+static int symc_none(st__ch *ch, int64_t loc, uint32_t tick)
+{
+	if (ch->nosyms.len >= CACHE_MAX)
+		st__map_clear(&ch->nosyms);
+	return st__map_put(&ch->nosyms, (uint64_t)loc, tick);
+}
+
+/* Whether loc was found without a row within MISS_NS. Caller holds cmu. */
+static bool symc_none_recent(const st__ch *ch, int64_t loc, uint32_t now)
+{
+	uint32_t at = st__map_get(&ch->nosyms, (uint64_t)loc);
+	return at != ST__MAP_NONE && at && now - at < MISS_NS / MISS_TICK;
+}
+
+/* Drops every kept row (a forget). */
+static void symc_clear(st__ch *ch)
+{
+	pthread_rwlock_wrlock(&ch->cmu);
+	cache_clear(&ch->symc);
+	st__map_clear(&ch->nosyms);
+	pthread_rwlock_unlock(&ch->cmu);
+}
+
 typedef struct sym_get_arg {
+	st__ch *ch;
 	st_symbols_fn fn;
 	void *arg;
 	st__map pending;     /* locations answered from memory already */
+	st__map asked;       /* locations asked of ClickHouse; 1 once answered */
 } sym_get_arg;
 
 static int on_symbols(void *arg, int64_t loc, const st_symbol *syms, size_t n)
@@ -1439,14 +1546,67 @@ static int on_symbols(void *arg, int64_t loc, const st_symbol *syms, size_t n)
 	sym_get_arg *a = arg;
 	if (st__map_get(&a->pending, (uint64_t)loc) != ST__MAP_NONE)
 		return 0;
-	return a->fn(a->arg, loc, syms, n);
+	pthread_rwlock_wrlock(&a->ch->cmu);
+	int rc = symc_put(a->ch, loc, syms, n);
+	rc = rc ? rc : st__map_put(&a->asked, (uint64_t)loc, 1);
+	pthread_rwlock_unlock(&a->ch->cmu);
+	return rc ? rc : a->fn ? a->fn(a->arg, loc, syms, n) : 0;
+}
+
+/* Asks ClickHouse for the rows of ext's locations (RowBinary Int64s),
+ * keeps them, and remembers those without one. */
+static int symbols_ask(st__ch *ch, st__buf *ext, sym_get_arg *a)
+{
+	st__buf ans = {0};
+	int rc = st__map_init(&a->asked, ext->len / 8);
+	for (size_t off = 0; off + 8 <= ext->len && !rc; off += 8)
+		rc = st__map_put(&a->asked, st__get_u64(ext->data + off), 0);
+	/* the newest row per location, unless it is a tombstone */
+	if (!rc &&
+	    !(rc = ask_ids(ch, "SELECT location_id, argMax(functions, version), argMax(files, version), "
+	               "argMax(lines, version) FROM symbols WHERE location_id IN sel GROUP BY "
+	               "location_id HAVING argMax(forgotten, version) = 0 FORMAT RowBinary", NULL,
+	               ext, "Int64", &ans, NULL)))
+		rc = st__ch_parse_symbols(ans.data, ans.len, on_symbols, a);
+	if (!rc) {
+		uint32_t now = tick_now(ch);
+		pthread_rwlock_wrlock(&ch->cmu);
+		for (size_t k = 0; k < a->asked.cap && !rc; k++)
+			if (a->asked.slots[k].val == 0)
+				rc = symc_none(ch, (int64_t)a->asked.slots[k].key, now);
+		pthread_rwlock_unlock(&ch->cmu);
+	}
+	st__map_free(&a->asked);
+	st__buf_free(&ans);
+	return rc;
+}
+
+/* The rows of the user locations among fi[0..n) that are not kept yet, in
+ * one query (st_locations' callers name them next). */
+static int symbols_prefetch(st__ch *ch, const st_frame_info *fi, size_t n)
+{
+	st__buf ext = {0};
+	int rc = 0;
+	uint32_t now = tick_now(ch);
+	pthread_rwlock_rdlock(&ch->cmu);
+	for (size_t i = 0; i < n && !rc; i++)
+		if (fi[i].kind == ST_FRAME_USER && fi[i].build_id_len &&
+		    !cache_get(&ch->symc, (uint64_t)fi[i].location_id) &&
+		    !symc_none_recent(ch, fi[i].location_id, now))
+			rc = st__buf_u64(&ext, (uint64_t)fi[i].location_id);
+	pthread_rwlock_unlock(&ch->cmu);
+	sym_get_arg a = {.ch = ch};
+	if (!rc && ext.len > 8)
+		rc = symbols_ask(ch, &ext, &a);
+	st__buf_free(&ext);
+	return rc;
 }
 
 static int ch_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
 {
 	st__ch *ch = (st__ch *)db;
-	st__buf ext = {0}, ans = {0};
-	sym_get_arg a = {.fn = fn, .arg = arg};
+	st__buf ext = {0};
+	sym_get_arg a = {.ch = ch, .fn = fn, .arg = arg};
 	int rc = st__map_init(&a.pending, 16);
 	/* answers not inserted yet first */
 	pthread_mutex_lock(&ch->smu);
@@ -1458,19 +1618,23 @@ static int ch_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn
 				break;
 			}
 	pthread_mutex_unlock(&ch->smu);
-	for (size_t i = 0; i < n && !rc; i++)
-		if (st__map_get(&a.pending, (uint64_t)ids[i]) == ST__MAP_NONE)
+	/* then rows kept here, and locations known to have none */
+	uint32_t now = tick_now(ch);
+	pthread_rwlock_rdlock(&ch->cmu);
+	for (size_t i = 0; i < n && !rc; i++) {
+		if (st__map_get(&a.pending, (uint64_t)ids[i]) != ST__MAP_NONE)
+			continue;
+		const symchain *c = cache_get(&ch->symc, (uint64_t)ids[i]);
+		if (c)
+			rc = fn(arg, ids[i], c->s, c->n);
+		else if (!symc_none_recent(ch, ids[i], now))
 			rc = st__buf_u64(&ext, (uint64_t)ids[i]);
-	/* the newest row per location, unless it is a tombstone */
-	if (!rc && ext.len &&
-	    !(rc = ask_ids(ch, "SELECT location_id, argMax(functions, version), argMax(files, version), "
-	               "argMax(lines, version) FROM symbols WHERE location_id IN sel GROUP BY "
-	               "location_id HAVING argMax(forgotten, version) = 0 FORMAT RowBinary", NULL,
-	               &ext, "Int64", &ans, NULL)))
-		rc = st__ch_parse_symbols(ans.data, ans.len, on_symbols, &a);
+	}
+	pthread_rwlock_unlock(&ch->cmu);
+	if (!rc && ext.len)
+		rc = symbols_ask(ch, &ext, &a);
 	st__map_free(&a.pending);
 	st__buf_free(&ext);
-	st__buf_free(&ans);
 	return rc;
 }
 
@@ -1507,6 +1671,8 @@ static int ch_symbols_forget(st_db *db, const uint8_t *bid, uint32_t bl)
 		rc = insert(ch, "symbols", "location_id, version, forgotten, functions, files, lines",
 		            &rows, NULL);
 	}
+	/* after the tombstones: a read meanwhile may have kept the old rows */
+	symc_clear(ch);
 	st__buf_free(&q);
 	st__buf_free(&ans);
 	st__buf_free(&rows);
@@ -1556,30 +1722,32 @@ static const char *ch_file_dir(st_db *db)
 	return ((st__ch *)db)->cache_dir;
 }
 
-/* Negative answers are remembered for two seconds: a query asks for every
- * build ID it meets that has no file, and most never get one. */
+/* Negative answers are remembered for MISS_NS: a query asks for every
+ * build ID it meets (twice: the binary and its .debug) and once per
+ * location, most never get a file, and the embedded store answers such a
+ * question with a failed open(). A file kept through this server, or that
+ * st_file_changes() reports kept through another, is asked for again at
+ * once; otherwise other servers' uploads are seen within MISS_NS. */
+
 static bool miss_recent(st__ch *ch, const char *name)
 {
-	bool hit = false;
-	int64_t now = mono_ns();
+	uint64_t key = XXH3_64bits(name, strlen(name));
+	uint32_t now = tick_now(ch);
 	pthread_mutex_lock(&ch->fmu);
-	for (size_t i = 0; i < 64 && !hit; i++)
-		hit = !strcmp(ch->miss_name[i], name) && now - ch->miss_at[i] < 2000000000;
+	uint32_t at = st__map_get(&ch->miss, key);
 	pthread_mutex_unlock(&ch->fmu);
-	return hit;
+	return at != ST__MAP_NONE && at && now - at < MISS_NS / MISS_TICK;
 }
 
 static void miss_note(st__ch *ch, const char *name, bool missing)
 {
+	uint64_t key = XXH3_64bits(name, strlen(name));
+	uint32_t now = tick_now(ch);
 	pthread_mutex_lock(&ch->fmu);
-	for (size_t i = 0; i < 64; i++)
-		if (!strcmp(ch->miss_name[i], name))
-			ch->miss_name[i][0] = 0;
-	if (missing) {
-		unsigned i = ch->miss_next++ % 64;
-		snprintf(ch->miss_name[i], sizeof(ch->miss_name[i]), "%s", name);
-		ch->miss_at[i] = mono_ns();
-	}
+	if (ch->miss.len >= MISS_MAX)
+		st__map_clear(&ch->miss);   /* forgetting costs one question each */
+	if (missing || st__map_get(&ch->miss, key) != ST__MAP_NONE)
+		(void)st__map_put(&ch->miss, key, missing ? now : 0);   /* 0: found since */
 	pthread_mutex_unlock(&ch->fmu);
 }
 
@@ -1619,8 +1787,8 @@ static int ch_file_exists(st_db *db, const char *name)
 	snprintf(path, sizeof(path), "%s/%s", ch->cache_dir, name);
 	if (!stat(path, &st))
 		return 1;
-	if (miss_recent(ch, name))
-		return 0;
+	/* asked every time, not from the misses: an upload or a HEAD, rare,
+	 * and their answer must not lag another server's upload */
 	uint64_t up, size;
 	uint32_t np;
 	bool found;
@@ -1679,6 +1847,8 @@ static int ch_file_path(st_db *db, const char *name, char *path, size_t size)
 		return -ENAMETOOLONG;
 	if (!stat(path, &st))
 		return 0;
+	if (miss_recent(ch, name))
+		return -ENOENT;
 	uint64_t up, fsize;
 	uint32_t np;
 	bool found;
@@ -1803,8 +1973,12 @@ static int ch_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg)
 		snprintf(name, sizeof(name), "%.*s", (int)sl, s);
 		/* a name is never replaced, but a build ID's second file
 		 * changes what its first one answered */
-		if (st__file_name_ok(name))
+		if (st__file_name_ok(name)) {
+			miss_note(ch, name, false);
+			/* its server forgot the rows its object's locations had */
+			symc_clear(ch);
 			rc = fn(arg, name);
+		}
 	}
 out:
 	st__buf_free(&q);
@@ -1909,8 +2083,11 @@ static void ch_close(st_db *db)
 	cache_free(&ch->labels);
 	cache_free(&ch->stacks);
 	cache_free(&ch->locs);
+	cache_free(&ch->symc);
+	st__map_free(&ch->nosyms);
 	st__map_free(&ch->known_series);
 	st__map_free(&ch->known_stacks);
+	st__map_free(&ch->miss);
 	free(ch->slot_shard);
 	if (ch->own_cache && ch->cache_dir[0])
 		st__rm_rf(ch->cache_dir);
@@ -2152,14 +2329,16 @@ int st_open_clickhouse(const st_ch_options *opt, st_db **out, st_err *err)
 	pthread_cond_init(&ch->gcv, NULL);
 	pthread_mutex_init(&ch->smu, NULL);
 	pthread_mutex_init(&ch->fmu, NULL);
+	ch->t0 = mono_ns();
 	ch->opt = *opt;
 	if (!ch->opt.timeout_ns)
 		ch->opt.timeout_ns = 30LL * 1000000000LL;
 	if (!ch->opt.max_group_rows)
 		ch->opt.max_group_rows = 1u << 20;
 	if ((rc = cache_init(&ch->labels)) || (rc = cache_init(&ch->stacks)) ||
-	    (rc = cache_init(&ch->locs)) || (rc = st__map_init(&ch->known_series, 1024)) ||
-	    (rc = st__map_init(&ch->known_stacks, 65536)))
+	    (rc = cache_init(&ch->locs)) || (rc = cache_init(&ch->symc)) ||
+	    (rc = st__map_init(&ch->nosyms, 1024)) || (rc = st__map_init(&ch->known_series, 1024)) ||
+	    (rc = st__map_init(&ch->known_stacks, 65536)) || (rc = st__map_init(&ch->miss, 256)))
 		goto out;
 	if (opt->cluster) {
 		size_t n = strlen(opt->cluster);

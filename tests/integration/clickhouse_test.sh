@@ -156,12 +156,18 @@ for s in 1 2 3 4 5 6; do
 	if [ $((s % 2)) = 1 ]; then u=$ua; else u=$ub; fi
 	[ "$(push "$u" "$tmp/b$s")" = 200 ] || fail "ClickHouse ingest: $(cat "$tmp/push.body")"
 done
+# CPython's named frames: function, file, line and language stored and read
+"$MKBATCH" --seed 7 --agent pyhost --python --service pysvc \
+	--start-ns $((1767225600000000000 + 7 * 60000000000)) "$tmp/b7" >/dev/null
+for u in "$ue" "$ub"; do
+	[ "$(push "$u" "$tmp/b7")" = 200 ] || fail "python batch: $(cat "$tmp/push.body")"
+done
 for u in "$ue" "$ua"; do
 	c=$(curl -sS -o "$tmp/push.body" -w '%{http_code}' --max-time 30 --data-binary @"$GO_PPROF" \
 		"$u/api/v1/ingest/pprof?service=gosvc")
 	[ "$c" = 200 ] || fail "pprof ingest: $c $(cat "$tmp/push.body")"
 done
-ok "6 native batches and a Go pprof profile into the embedded store and the cluster"
+ok "7 native batches (one of CPython frames) and a Go pprof profile into the embedded store and the cluster"
 
 r1=$(chq 1 'SELECT count() FROM smolder.samples_local')
 r2=$(chq 2 'SELECT count() FROM smolder.samples_local')
@@ -187,6 +193,9 @@ query?query=%7B%7D
 query?query=%7B%7D&format=folded
 query?query=%7B%7D&format=pprof
 query?query=%7Bservice%3D%22gosvc%22%7D&format=folded
+query?query=%7Bservice%3D%22pysvc%22%7D
+top?query=%7Bservice%3D%22pysvc%22%7D
+query?query=%7Bservice%3D%22pysvc%22%7D&format=pprof
 query?query=%7Bcomm%3D~%22proc.*%22%2Ccomm%21%3D%22proc1%22%7D
 top?query=%7B%7D
 top?query=%7Bhostname%21~%22host-%5B12%5D%22%7D
@@ -200,6 +209,22 @@ labels/comm/values?query=%7Bhostname%3D%22host-3%22%7D
 types?x=1
 EOF
 ok "$n queries (merge, diff, top, range, labels, values, types) answered identically by the embedded store, A and B"
+# the CPython frames came back named, with their file, line and language
+curl -sS --max-time 30 "$ua/api/v1/query?query=%7Bservice%3D%22pysvc%22%7D&$R" >"$tmp/py.json"
+python3 - "$tmp/py.json" <<'PY' || fail "CPython frames through ClickHouse: $(head -c 300 "$tmp/py.json")"
+import json, sys
+nodes, todo = [], [json.load(open(sys.argv[1]))]
+while todo:
+    n = todo.pop()
+    todo += n.get("children", [])
+    if n.get("lang") == "python":
+        nodes.append(n)
+ok = [n for n in nodes if n["name"].startswith("Handler.fn_7_") and
+      n.get("file") == "/srv/app/handlers.py" and 10 <= n.get("line", 0) < 40]
+print("%d python nodes, %d named with their file and line" % (len(nodes), len(ok)))
+sys.exit(0 if nodes and len(ok) == len(nodes) else 1)
+PY
+ok "CPython frames (function, file, line, language) round-trip through the cluster"
 
 total() {  # total URL: the merge total of everything
 	curl -sS --max-time 30 "$1/api/v1/query?query=%7B%7D&$R" |
