@@ -42,6 +42,9 @@ DEB_TEST += docker.io docker-compose debootstrap
 # the unwinder's test compares with perf record --call-graph dwarf and
 # readelf --debug-dump=frames (binutils), on xz and gzip
 DEB_TEST += linux-perf binutils xz-utils gzip
+# ClickHouse as the store (tests/integration/clickhouse_test.sh starts two
+# of Debian's servers as the shards of a cluster; bench/clickhouse)
+DEB_TEST += clickhouse-server
 # the Python walk's test runs Debian's own interpreter (/usr/bin/python3.11)
 DEB_TEST += python3.11
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)

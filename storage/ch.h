@@ -27,6 +27,8 @@ int st__rb_i64(st__rb *r, int64_t *out);
 /* A String: *s points into the input (not NUL-terminated), *n bytes,
  * at most max. */
 int st__rb_str(st__rb *r, const char **s, size_t *n, size_t max);
+/* The same for text: a String without NUL bytes (-EBADMSG for one). */
+int st__rb_text(st__rb *r, const char **s, size_t *n, size_t max);
 /* An Array's element count, at most max. */
 int st__rb_count(st__rb *r, uint64_t *n, uint64_t max);
 

@@ -72,6 +72,13 @@ int st__rb_str(st__rb *r, const char **s, size_t *n, size_t max)
 	return 0;
 }
 
+int st__rb_text(st__rb *r, const char **s, size_t *n, size_t max)
+{
+	int rc = st__rb_str(r, s, n, max);
+	/* the store keeps text as C strings: a NUL inside would cut it */
+	return rc ? rc : memchr(*s, 0, *n) ? -EBADMSG : 0;
+}
+
 int st__rb_put_u8(st__buf *b, uint8_t v)
 {
 	return st__buf_put(b, &v, 1);

@@ -326,16 +326,16 @@ int st__ch_parse_series(const uint8_t *p, size_t n, st__ch_series_fn fn, void *a
 		uint64_t id, nn, nv;
 		const char *type, *names[ST_MAX_LABELS], *vals[ST_MAX_LABELS];
 		size_t tl, nl[ST_MAX_LABELS], vl[ST_MAX_LABELS];
-		if (st__rb_u64(&r, &id) || st__rb_str(&r, &type, &tl, ST_MAX_TYPE_LEN) ||
+		if (st__rb_u64(&r, &id) || st__rb_text(&r, &type, &tl, ST_MAX_TYPE_LEN) ||
 		    st__rb_count(&r, &nn, ST_MAX_LABELS))
 			return -EBADMSG;
 		for (uint64_t i = 0; i < nn; i++)
-			if (st__rb_str(&r, &names[i], &nl[i], ST_MAX_LABEL_NAME_LEN))
+			if (st__rb_text(&r, &names[i], &nl[i], ST_MAX_LABEL_NAME_LEN))
 				return -EBADMSG;
 		if (st__rb_count(&r, &nv, ST_MAX_LABELS) || nv != nn)
 			return -EBADMSG;
 		for (uint64_t i = 0; i < nv; i++)
-			if (st__rb_str(&r, &vals[i], &vl[i], ST_MAX_LABEL_VALUE_LEN))
+			if (st__rb_text(&r, &vals[i], &vl[i], ST_MAX_LABEL_VALUE_LEN))
 				return -EBADMSG;
 		st_label l[ST_MAX_LABELS + 1];
 		char text[ST_MAX_TYPE_LEN + sizeof(ST_TYPE_LABEL) + 1 +
@@ -382,10 +382,10 @@ int st__ch_parse_locations(const uint8_t *p, size_t n, st__ch_location_fn fn, vo
 		size_t bl, ol, nl, fl, ll;
 		if (st__rb_i64(&r, &id) || st__rb_u8(&r, &kind) ||
 		    st__rb_str(&r, &bid, &bl, ST_MAX_BUILD_ID_LEN) ||
-		    st__rb_str(&r, &obj, &ol, ST_MAX_OBJECT_NAME_LEN) || st__rb_u64(&r, &off) ||
-		    st__rb_str(&r, &name, &nl, ST_MAX_SYMBOL_LEN) ||
-		    st__rb_str(&r, &file, &fl, ST_MAX_FILE_LEN) || st__rb_u32(&r, &line) ||
-		    st__rb_str(&r, &lang, &ll, ST_MAX_LANG_LEN))
+		    st__rb_text(&r, &obj, &ol, ST_MAX_OBJECT_NAME_LEN) || st__rb_u64(&r, &off) ||
+		    st__rb_text(&r, &name, &nl, ST_MAX_SYMBOL_LEN) ||
+		    st__rb_text(&r, &file, &fl, ST_MAX_FILE_LEN) || st__rb_u32(&r, &line) ||
+		    st__rb_text(&r, &lang, &ll, ST_MAX_LANG_LEN))
 			return -EBADMSG;
 		if (kind > ST_FRAME_NAMED || line > ST_MAX_LINE)
 			return -EBADMSG;
@@ -431,12 +431,12 @@ int st__ch_parse_symbols(const uint8_t *p, size_t n, st_symbols_fn fn, void *arg
 		if (st__rb_i64(&r, &loc) || st__rb_count(&r, &nf, ST_MAX_INLINE))
 			return -EBADMSG;
 		for (uint64_t i = 0; i < nf; i++)
-			if (st__rb_str(&r, &fs[i], &fl[i], 4096))
+			if (st__rb_text(&r, &fs[i], &fl[i], 4096))
 				return -EBADMSG;
 		if (st__rb_count(&r, &nfile, ST_MAX_INLINE) || nfile != nf)
 			return -EBADMSG;
 		for (uint64_t i = 0; i < nf; i++)
-			if (st__rb_str(&r, &files[i], &filel[i], 4096))
+			if (st__rb_text(&r, &files[i], &filel[i], 4096))
 				return -EBADMSG;
 		if (st__rb_count(&r, &nline, ST_MAX_INLINE) || nline != nf)
 			return -EBADMSG;
@@ -1966,7 +1966,7 @@ static int ch_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg)
 		const char *s;
 		size_t sl;
 		char name[256];
-		if (st__rb_str(&r, &s, &sl, 200)) {
+		if (st__rb_text(&r, &s, &sl, 200)) {
 			rc = -EBADMSG;
 			break;
 		}
