@@ -10,9 +10,9 @@
  *                partition per day, ordered by (series_id, ts, stack_id);
  *                sharded by stack_id
  *   stacks       (stack_id, locations)  sharded by stack_id, beside its rows
- *   locations    (location_id, kind, build_id, object_name, offset, name,
+ *   locations    (location_id, kind, build_id, object_name, obj_offset, name,
  *                file, line, lang)
- *   series       (series_id, type, names, values)  labels as two arrays
+ *   series       (series_id, type, label_names, label_values)  labels as two arrays
  *   series_span  first and last row time per series, a materialized view
  *                of samples (which series have rows in a range)
  *   batches      per batch and shard one stack ID, a materialized view of
@@ -741,11 +741,11 @@ static int insert_group(st__ch *ch, item *g, st_err *err)
 	st__buf b = {0};
 	int rc = gather(g, offsetof(item, series), &b);
 	if (!rc && b.len)
-		rc = insert(ch, "series", "series_id, type, names, values", &b, err);
+		rc = insert(ch, "series", "series_id, type, label_names, label_values", &b, err);
 	b.len = 0;
 	rc = rc ? rc : gather(g, offsetof(item, locations), &b);
 	if (!rc && b.len)
-		rc = insert(ch, "locations", "location_id, kind, build_id, object_name, offset, "
+		rc = insert(ch, "locations", "location_id, kind, build_id, object_name, obj_offset, "
 		            "name, file, line, lang", &b, err);
 	b.len = 0;
 	rc = rc ? rc : gather(g, offsetof(item, stacks), &b);
@@ -923,8 +923,8 @@ static int series_where(const st_matcher *m, size_t nm, st__buf *q)
 		if (!strcmp(m[i].name, ST_TYPE_LABEL)) {
 			rc = bprintf(q, " AND type %s ", m[i].op == ST_MATCH_EQ ? "=" : "!=");
 		} else {
-			/* values[0] is "": a series without the label matches name="" */
-			rc = bprintf(q, " AND values[indexOf(names, ");
+			/* label_values[0] is "": a series without the label matches name="" */
+			rc = bprintf(q, " AND label_values[indexOf(label_names, ");
 			rc = rc ? rc : st__ch_quote(q, m[i].name, strlen(m[i].name));
 			rc = rc ? rc : bprintf(q, ")] %s ", m[i].op == ST_MATCH_EQ ? "=" : "!=");
 		}
@@ -944,7 +944,7 @@ static int ch_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, in
 	int rc = st__match_compile(m, nm, &a.cm, err);
 	if (rc)
 		return rc;
-	if ((rc = bprintf(&q, "SELECT series_id, any(type), any(names), any(values) FROM series "
+	if ((rc = bprintf(&q, "SELECT series_id, any(type), any(label_names), any(label_values) FROM series "
 	                  "WHERE ")) ||
 	    (rc = series_where(m, nm, &q)) ||
 	    (rc = bprintf(&q, " GROUP BY series_id FORMAT RowBinary")) ||
@@ -1020,7 +1020,7 @@ static int ch_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
 	if (c)
 		return rc;
 	labels_arg a = {.ch = ch};
-	if ((rc = bprintf(&q, "SELECT series_id, any(type), any(names), any(values) FROM series "
+	if ((rc = bprintf(&q, "SELECT series_id, any(type), any(label_names), any(label_values) FROM series "
 	                  "WHERE series_id = %" PRIu64 " GROUP BY series_id FORMAT RowBinary",
 	                  id)) ||
 	    (rc = ask(ch, bstr(&q), NULL, NULL, &ans, NULL)) ||
@@ -1257,7 +1257,7 @@ static int load_locations(st__ch *ch, const int64_t *ids, size_t n)
 	pthread_rwlock_unlock(&ch->cmu);
 	if (!rc && ext.len &&
 	    !(rc = ask_ids(ch, "SELECT location_id, any(kind), any(build_id), any(object_name), "
-	               "any(offset), any(name), any(file), any(line), any(lang) FROM locations "
+	               "any(obj_offset), any(name), any(file), any(line), any(lang) FROM locations "
 	               "WHERE location_id IN sel GROUP BY location_id FORMAT RowBinary", NULL,
 	               &ext, "Int64", &ans, NULL)))
 		rc = st__ch_parse_locations(ans.data, ans.len, on_location, ch);
@@ -1684,7 +1684,7 @@ static int ch_symbols_missing(st_db *db, int64_t after, size_t limit, st_unsymbo
 {
 	st__ch *ch = (st__ch *)db;
 	st__buf q = {0}, ans = {0};
-	int rc = bprintf(&q, "SELECT location_id, any(build_id), any(offset) FROM locations "
+	int rc = bprintf(&q, "SELECT location_id, any(build_id), any(obj_offset) FROM locations "
 	                 "WHERE kind = 0 AND build_id != '' AND location_id > %" PRId64 " AND "
 	                 "location_id %sNOT IN (SELECT location_id FROM symbols GROUP BY "
 	                 "location_id HAVING argMax(forgotten, version) = 0) GROUP BY "
@@ -2116,12 +2116,13 @@ static const struct {
 	{"series_span", "(series_id UInt64, mint AggregateFunction(min, Int64), "
 	 "maxt AggregateFunction(max, Int64)) ENGINE = AggregatingMergeTree ORDER BY series_id",
 	 NULL},
-	{"series", "(series_id UInt64, type String, names Array(String), values Array(String)) "
+	{"series", "(series_id UInt64, type String, label_names Array(String), "
+	 "label_values Array(String)) "
 	 "ENGINE = ReplacingMergeTree ORDER BY (type, series_id)", "series_id"},
 	{"stacks", "(stack_id UInt64, locations Array(Int64)) ENGINE = ReplacingMergeTree "
 	 "ORDER BY stack_id", "stack_id"},
 	{"locations", "(location_id Int64, kind UInt8, build_id String, object_name String, "
-	 "offset UInt64, name String, file String, line UInt32, lang String) "
+	 "obj_offset UInt64, name String, file String, line UInt32, lang String) "
 	 "ENGINE = ReplacingMergeTree ORDER BY location_id", "location_id"},
 	{"symbols", "(location_id Int64, version Int64, forgotten UInt8, functions Array(String), "
 	 "files Array(String), lines Array(Int64)) ENGINE = ReplacingMergeTree(version) "

@@ -368,7 +368,7 @@ agent_rows() {  # rows stored for the busy process, per 1 s step of [from, to)
 	curl -sS --max-time 30 "$ub/api/v1/range?query=%7Bcomm%3D%22fp_busy%22%7D&step=1s&from=$1&to=$2"
 }
 i=0
-until [ "$(chq 1 "SELECT count() FROM smolder.series WHERE has(values, 'fp_busy')")" -gt 0 ]; do
+until [ "$(chq 1 "SELECT count() FROM smolder.series WHERE has(label_values, 'fp_busy')")" -gt 0 ]; do
 	i=$((i + 1))
 	[ "$i" -le 200 ] || fail "the agent's first batches never arrived: $(tail -5 "$tmp/agent.err")"
 	sleep 0.1
