@@ -353,14 +353,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
-	        "       smolder-server --clickhouse URL[,URL...] [--clickhouse-cluster NAME]\n"
-	        "                      [--data-dir DIR] [--listen ADDR:PORT] ...\n"
-	        "\n"
 	        "                      [--retention DURATION] [--max-disk SIZE]\n"
 	        "                      [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
 	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
+	        "       smolder-server --clickhouse URL[,URL...] | --clickhouse-file FILE\n"
+	        "                      [--clickhouse-cluster NAME] [--data-dir DIR]\n"
+	        "                      [the options above but --max-disk and --partition]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
