@@ -199,6 +199,13 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_kv_uint(j, "stacks", s.stacks);
 	srv_json_kv_uint(j, "replayed_records", s.replayed_records);
 	srv_json_kv_uint(j, "torn_bytes", s.torn_bytes);
+	if (!strcmp(st_backend_name(a->db), "clickhouse")) {
+		srv_json_kv_uint(j, "clickhouse_inserts", s.remote_inserts);
+		srv_json_kv_uint(j, "clickhouse_insert_rows", s.remote_insert_rows);
+		srv_json_kv_uint(j, "clickhouse_insert_batches", s.remote_insert_batches);
+		srv_json_kv_uint(j, "clickhouse_dedup_rows", s.remote_dedup_rows);
+		srv_json_kv_uint(j, "clickhouse_failures", s.remote_failures);
+	}
 	srv_json_obj_end(j);
 
 	pthread_mutex_lock(&a->mu);

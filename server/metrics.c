@@ -274,6 +274,20 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 	    s.head_rows);
 	one(b, "smolder_series", "gauge", "Series known to the store.", s.series);
 	one(b, "smolder_stacks", "gauge", "Distinct stacks known to the store.", s.stacks);
+	if (!strcmp(st_backend_name(o->api->db), "clickhouse")) {
+		one(b, "smolder_clickhouse_inserts_total", "counter",
+		    "Inserts of sample rows into ClickHouse (each holds one or more batches).",
+		    s.remote_inserts);
+		one(b, "smolder_clickhouse_insert_rows_total", "counter",
+		    "Sample rows those inserts carried.", s.remote_insert_rows);
+		one(b, "smolder_clickhouse_insert_batches_total", "counter",
+		    "Batches grouped into inserts, acknowledged or failed.", s.remote_insert_batches);
+		one(b, "smolder_clickhouse_dedup_rows_total", "counter",
+		    "Rows of batches sent again that ClickHouse held already, not stored twice.",
+		    s.remote_dedup_rows);
+		one(b, "smolder_clickhouse_failures_total", "counter",
+		    "ClickHouse requests that failed.", s.remote_failures);
+	}
 	one(b, "smolder_data_dir_bytes", "gauge",
 	    "Disk space the data directory takes (blocks, WAL, metadata, debug info).",
 	    disk_use(o->data_dir));

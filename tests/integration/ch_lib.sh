@@ -64,7 +64,7 @@ ch_start() {
 # chq N SQL: node N's answer (TSV)
 chq() {
 	eval "port=\$http$1"
-	curl -sS --max-time 20 "http://127.0.0.1:$port/" --data-binary "$2"
+	curl -sS --max-time 120 "http://127.0.0.1:$port/" --data-binary "$2"
 }
 ch_config 1 "$http1" "$tcp1"
 ch_config 2 "$http2" "$tcp2"
