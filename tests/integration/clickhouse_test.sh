@@ -170,6 +170,10 @@ total() {  # total URL: the merge total of everything
 before=$(total "$ub")
 [ "$(push "$ub" "$tmp/b1")" = 200 ] || fail "resend: $(cat "$tmp/push.body")"
 [ "$(total "$ua")" = "$before" ] || fail "a batch sent again was stored twice"
+curl -sS "$ub/api/v1/status" | python3 -c 'import json, sys
+s = json.load(sys.stdin)["storage"]
+sys.exit(0 if s["backend"] == "clickhouse" and s["clickhouse_dedup_rows"] > 0 else 1)' ||
+	fail "B's status does not count the rows it left out: $(curl -sS "$ub/api/v1/status")"
 ok "a batch sent again (through the other server) is acknowledged and stored once"
 
 # ---- debug info through A names frames through B ----
