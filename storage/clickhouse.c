@@ -1408,8 +1408,10 @@ static int sym_flush(st__ch *ch)
 	size_t drop = !rc ? n : ch->nsyms > SYM_FLUSH * 64 ? ch->nsyms - SYM_FLUSH * 64 : 0;
 	for (size_t i = 0; i < drop; i++)
 		sym_pending_free(&ch->syms[i]);
-	memmove(ch->syms, ch->syms + drop, (ch->nsyms - drop) * sizeof(*ch->syms));
-	ch->nsyms -= drop;
+	if (drop) {
+		memmove(ch->syms, ch->syms + drop, (ch->nsyms - drop) * sizeof(*ch->syms));
+		ch->nsyms -= drop;
+	}
 	pthread_mutex_unlock(&ch->smu);
 	st__buf_free(&rows);
 	return rc;

@@ -296,8 +296,36 @@ rc=0
 [ "$rc" != 0 ] && grep -q 'schema version 99; this server reads and writes version 1' "$tmp/v.err" ||
 	fail "another schema version: exit $rc, $(cat "$tmp/v.err")"
 ok "a database of another schema version is refused: $(sed 's/^smolder-server: //' "$tmp/v.err")"
+# a cluster with a shard the URLs leave out, and URLs that are no URLs
+rc=0
+"$SERVER" --listen 127.0.0.1:0 --clickhouse "$ch1" --clickhouse-cluster smolder >/dev/null \
+	2>"$tmp/v.err" || rc=$?
+[ "$rc" != 0 ] && grep -q "shard 2 of cluster 'smolder' (127.0.0.1:$tcp2) has no URL" "$tmp/v.err" ||
+	fail "a shard without a URL: exit $rc, $(cat "$tmp/v.err")"
+for bad in "ftp://127.0.0.1:$http1/x" "http://127.0.0.1:$http1/a/b" "http://127.0.0.1:$http1/?x=1"; do
+	rc=0
+	"$SERVER" --listen 127.0.0.1:0 --clickhouse "$bad" >/dev/null 2>"$tmp/v.err" || rc=$?
+	[ "$rc" != 0 ] && grep -q "'$bad'" "$tmp/v.err" || fail "URL $bad: exit $rc, $(cat "$tmp/v.err")"
+done
+ok "a shard without a URL and malformed URLs are refused, naming them"
+
+# stop_servers: B and the embedded one stop cleanly (under ASan, the leak
+# check runs at exit); no sanitizer report in any server's stderr
+stop_servers() {
+	for p in $pb $pe; do
+		kill -TERM "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	pb="" pe=""
+	for n in a b e; do
+		! grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error' "$tmp/$n.err" ||
+			fail "server $n: $(grep -m1 -A8 'ERROR\|runtime error' "$tmp/$n.err")"
+	done
+	ok "the servers stopped cleanly; no sanitizer report"
+}
 
 if [ "$(id -u)" != 0 ] || [ ! -r /sys/kernel/btf/vmlinux ] || [ ! -x "$AGENT" ]; then
+	stop_servers
 	echo "# the agent's backlog part needs root, BTF and $AGENT: not run" >&2
 	skip clickhouse_test "the agent's backlog through a stopped shard needs root and BTF"
 fi
@@ -349,4 +377,4 @@ sys.exit(1 if missing else 0)
 PY
 	fail "the agent's samples of the outage are not all stored"
 ok "the real agent got 503s while shard 2 was down, kept its backlog, and every second of the outage arrived"
-
+stop_servers
