@@ -33,10 +33,10 @@ for b in "$SERVER" "$MKBATCH" "$PUSHER"; do
 	[ -x "$b" ] || fail "$b is not an executable (build it first)"
 done
 
-chpid1=""; chpid2=""; pa=""; pb=""; pe=""; ppush=""; apid=""; busy=""
+chpid1=""; chpid2=""; pa=""; pb=""; pe=""; pr=""; ppush=""; apid=""; busy=""
 stop_all() {
 	touch "$tmp/stop" 2>/dev/null || true
-	for p in $apid $busy $ppush $pa $pb $pe $chpid1 $chpid2; do
+	for p in $apid $busy $ppush $pa $pb $pe $pr $chpid1 $chpid2; do
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -309,6 +309,31 @@ for bad in "ftp://127.0.0.1:$http1/x" "http://127.0.0.1:$http1/a/b" "http://127.
 done
 ok "a shard without a URL and malformed URLs are refused, naming them"
 
+# ---- retention: a server with --retention drops old days on every shard ----
+now_ns=$(($(date +%s) * 1000000000))
+"$MKBATCH" --seed 50 --agent fresh --start-ns "$now_ns" "$tmp/b50" >/dev/null
+[ "$(push "$ub" "$tmp/b50")" = 200 ] || fail "a batch of now: $(cat "$tmp/push.body")"
+old_rows() {  # old_rows N: rows of node N's shard dated before 2026-06-01
+	chq "$1" "SELECT (SELECT count() FROM smolder.samples_local WHERE ts < 1780272000000000000)
+		+ (SELECT count() FROM smolder.batches_local WHERE ts < 1780272000000000000)"
+}
+[ "$(old_rows 1)" -gt 0 ] && [ "$(old_rows 2)" -gt 0 ] || fail "no old rows to drop"
+fresh=$(chq 1 "SELECT count() FROM smolder.samples WHERE ts >= $((now_ns - 86400000000000))")
+srv r --clickhouse "$ch1,$ch2" --clickhouse-cluster smolder --retention 30d
+i=0
+until [ "$(old_rows 1)" = 0 ] && [ "$(old_rows 2)" = 0 ]; do
+	i=$((i + 1))
+	[ "$i" -le 300 ] || fail "old days still there: $(old_rows 1) and $(old_rows 2) rows"
+	sleep 0.1
+done
+kill -TERM "$pr"
+wait "$pr" 2>/dev/null || true
+pr=""
+[ "$(chq 1 "SELECT count() FROM smolder.samples WHERE ts >= $((now_ns - 86400000000000))")" = "$fresh" ] ||
+	fail "retention dropped today's rows"
+grep -q 'retention dropped day' "$tmp/r.err" || fail "retention said nothing: $(tail -3 "$tmp/r.err")"
+ok "--retention 30d dropped the old day partitions on both shards, kept today's $fresh rows, and said so"
+
 # stop_servers: B and the embedded one stop cleanly (under ASan, the leak
 # check runs at exit); no sanitizer report in any server's stderr
 stop_servers() {
@@ -317,7 +342,7 @@ stop_servers() {
 		wait "$p" 2>/dev/null || true
 	done
 	pb="" pe=""
-	for n in a b e; do
+	for n in a b e r; do
 		! grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error' "$tmp/$n.err" ||
 			fail "server $n: $(grep -m1 -A8 'ERROR\|runtime error' "$tmp/$n.err")"
 	done
