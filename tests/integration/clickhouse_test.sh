@@ -170,6 +170,33 @@ total() {  # total URL: the merge total of everything
 before=$(total "$ub")
 [ "$(push "$ub" "$tmp/b1")" = 200 ] || fail "resend: $(cat "$tmp/push.body")"
 [ "$(total "$ua")" = "$before" ] || fail "a batch sent again was stored twice"
+# the same new batch four times at once through one server, while another
+# batch is being inserted: one insert groups what waits, and a batch twice
+# in a group would be stored twice
+"$MKBATCH" --seed 8 --agent twice --rows 2000 --stacks 100 \
+	--start-ns $((1767225600000000000 + 8 * 60000000000)) "$tmp/b8" >/dev/null
+"$MKBATCH" --seed 9 --agent other --rows 100000 --stacks 2000 \
+	--start-ns $((1767225600000000000 + 9 * 60000000000)) "$tmp/b9" >/dev/null
+push "$ua" "$tmp/b9" >"$tmp/c9" &
+cps=$!
+sleep 0.3   # so that the four wait behind b9's insert
+for k in 1 2 3 4; do
+	push "$ua" "$tmp/b8" >"$tmp/c8.$k" &
+	cps="$cps $!"
+done
+for p in $cps; do
+	wait "$p" || true
+done
+for k in 1 2 3 4; do
+	[ "$(cat "$tmp/c8.$k")" = 200 ] || fail "concurrent send $k: $(cat "$tmp/c8.$k")"
+done
+[ "$(cat "$tmp/c9")" = 200 ] || fail "the other batch: $(cat "$tmp/c9")"
+for b in b8 b9; do
+	[ "$(push "$ue" "$tmp/$b")" = 200 ] || fail "embedded: $(cat "$tmp/push.body")"
+done
+[ "$(total "$ua")" = "$(total "$ue")" ] ||
+	fail "a batch sent four times at once: $(total "$ua") samples in ClickHouse, $(total "$ue") embedded"
+ok "a batch sent four times at once through one server is stored once"
 curl -sS "$ub/api/v1/status" | python3 -c 'import json, sys
 s = json.load(sys.stdin)["storage"]
 sys.exit(0 if s["backend"] == "clickhouse" and s["clickhouse_dedup_rows"] > 0 else 1)' ||
