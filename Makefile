@@ -561,7 +561,8 @@ screenshots: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
 	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_MKBATCH=$(MKBATCH_BIN) \
 		node tests/ui/ui_test.mjs --screenshots docs
 
-# docker-compose.yml and the Dockerfile for real (tests/compose/compose_test.sh):
+# docker-compose.yml and the Dockerfile for real, then the same with
+# docker-compose.clickhouse.yml over it (tests/compose/compose_test.sh):
 # images built, server and agent up, this host's samples queried, down.
 test-compose:
 	$(Q)echo "== tests/compose/compose_test.sh"
