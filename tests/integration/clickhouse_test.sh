@@ -4,17 +4,23 @@
 # cluster (remote_servers, no ZooKeeper), two smolder-servers in front of
 # them (A talks to shard 1's node first, B to shard 2's) and an embedded
 # one beside them. Checks that
-#   - the same native batches and pprof profiles give byte-identical
-#     answers for merge (JSON, folded, pprof), diff, top, range, labels,
-#     label values and types from all three servers;
-#   - rows are on both shards, and a batch sent again is stored once;
+#   - the same native batches (CPython frames among them) and pprof
+#     profiles give byte-identical answers for merge (JSON, folded,
+#     pprof), diff, top, range, labels, label values and types from all
+#     three servers, CPython frames with their file, line and language;
+#   - rows are on both shards; a batch sent again, or four times at once
+#     through one server, is stored once;
 #   - a debug file uploaded through A names frames in queries through B;
 #   - kill -9 of A while two clients push (failing over to B and resending
 #     what got no answer) loses no acknowledged batch, and stores every
 #     other one whole or not at all;
-#   - a shard killed during ingest gives 503s, not acks, and the real
-#     agent's backlog arrives once it is back;
-#   - a database holding another schema version is refused, naming both.
+#   - a shard killed during ingest gives 503s, not acks;
+#   - a database holding another schema version, a cluster shard without a
+#     URL and malformed URLs are refused, naming them;
+#   - --retention drops old day partitions on both shards;
+#   - the real agent's backlog across a shard's outage arrives once it is
+#     back;
+#   - the servers stop cleanly with no sanitizer report.
 # Skips (exit 77) without clickhouse-server; the agent's part without root
 # and BTF. Everything it started is killed on any exit.
 set -eu
