@@ -47,6 +47,9 @@ DEB_TEST += linux-perf binutils xz-utils gzip
 DEB_TEST += clickhouse-server
 # the Python walk's test runs Debian's own interpreter (/usr/bin/python3.11)
 DEB_TEST += python3.11
+# JIT runtimes named through their perf maps (tests/integration/jit_test.sh):
+# Node.js (above) and the JDK (java, javac, jcmd)
+DEB_TEST += openjdk-17-jdk-headless
 DEB_ALL := $(DEB_BUILD) $(DEB_TEST)
 
 # Generated sources are the same for every build variant: one place.
@@ -171,7 +174,7 @@ $(BPF_VMLINUX):
 	$(call msg,BTF,$@)
 	@mkdir -p $(@D)
 	$(Q)bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
-$(BPF_OBJ): bpf/profile.bpf.c bpf/profile.h $(BPF_VMLINUX)
+$(BPF_OBJ): bpf/profile.bpf.c bpf/profile.h bpf/offcpu.bpf.h $(BPF_VMLINUX)
 	$(call msg,BPF,$@)
 	$(Q)clang -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -I$(GEN)/bpf -Ibpf \
 		-Wall -Werror -c $< -o $@
@@ -189,6 +192,14 @@ $(FP_BUSY_BIN): tests/programs/fp_busy.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)gcc -O0 -g -fno-omit-frame-pointer $< -o $@
+
+# The off-CPU test's subject: blocks in known functions and measures
+# itself (tests/programs/offcpu_prog.c); frame pointers, no sanitizer.
+OFFCPU_PROG_BIN := $(BUILD)/tests/offcpu_prog
+$(OFFCPU_PROG_BIN): tests/programs/offcpu_prog.c
+	$(call msg,CC,$@)
+	@mkdir -p $(@D)
+	$(Q)gcc -O2 -g -fno-omit-frame-pointer -Wall -Wextra -Werror -pthread $< -o $@
 
 # The unwinder's test subjects (tests/programs/unw_*): unw_nofp and its
 # library libunwlib.so without frame pointers (-O2 -fomit-frame-pointer,
@@ -231,6 +242,14 @@ $(PYFAKE_DIR)/not/py_fake_not: tests/programs/py_fake.c $(PYFAKE_DIR)/not/libpyt
 $(PYFAKE_DIR)/unknown/py_fake_unknown: tests/programs/py_fake.c $(PYFAKE_DIR)/unknown/libpython3.99.so
 	$(call msg,CC,$@)
 	$(Q)gcc -O1 -g $< -o $@ $(@D)/libpython3.99.so -Wl,-rpath,'$$ORIGIN'
+# The JVM subject of jit_test.sh (tests/programs/JitBurn.java), compiled
+# by the JDK's javac; the Node.js one (jit_hot.js) runs as it is.
+JIT_DIR := $(BUILD)/tests/jit
+JIT_SUBJECTS := $(JIT_DIR)/JitBurn.class
+$(JIT_DIR)/JitBurn.class: tests/programs/JitBurn.java
+	$(call msg,JAVAC,$@)
+	@mkdir -p $(@D)
+	$(Q)javac -d $(JIT_DIR) $<
 
 # The symbolizer's test subjects (tests/programs/sym_*), built into
 # $(SYM_DIR) with plain gcc/g++, DWARF and frame pointers, never sanitized
@@ -328,6 +347,9 @@ TEST_labels_LIBS = $(TEST_agent_LIBS)
 # the CPython part (agent/python.c) with the agent's other parts
 TEST_python_OBJ = $(TEST_agent_OBJ)
 TEST_python_LIBS = $(TEST_agent_LIBS)
+# the sampler with its BPF program, against the real kernel (root)
+TEST_sampler_OBJ = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(WIRE_OBJ)
+TEST_sampler_LIBS := $(LDLIBS_AGENT)
 # the unwind table builder alone, against real files and readelf (binutils)
 TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
 TEST_unwind_LIBS := -ldw -lelf
@@ -339,7 +361,7 @@ $(UNW_DFRAME_BIN): tests/programs/fp_busy.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)gcc -O1 -g -fno-omit-frame-pointer -fno-asynchronous-unwind-tables $< -o $@
-$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp
+$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp $(UNW_DIR)/unw_nofp
 # the symbolizer alone, against the subjects in $(SYM_DIR)
 # (debuginfod.c for its background pass, and debuginfo.c which that uses)
 SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/symbolize_go.o $(BUILD)/server/debuginfod.o \
@@ -395,10 +417,10 @@ $(BUILD)/bench/query_bench: bench/query_bench.c $(BUILD)/libquery.a $(BUILD)/lib
 
 # bench/symbolize: the symbolizer alone, on files with DWARF
 SYMBOLIZE_BENCH := $(BUILD)/bench/symbolize_bench
-$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libstorage.a
+$(SYMBOLIZE_BENCH): bench/symbolize_bench.c $(SYM_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libstorage.a \
+	$(Q)$(CC) $(CFLAGS_ALL) $< -o $@ $(SYM_OBJ) $(BUILD)/libquery.a $(BUILD)/libstorage.a \
 		$(LDFLAGS_SAN) $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 
 # bench/agent_overhead's workload: plain -O2, frame pointers for perf's sake.
@@ -441,7 +463,8 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_STORAGE_OBJ)
 fuzz-build: $(FUZZ_BIN)
 # the agent's /proc readers: agent objects, not the storage ones
 FUZZ_AGENT_OBJ := build/fuzz/agent/procs.o build/fuzz/agent/objects.o build/fuzz/agent/clock.o \
-	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/wire/wire.o
+	build/fuzz/agent/labels.o build/fuzz/agent/relabel.o build/fuzz/agent/perfmap.o \
+	build/fuzz/wire/wire.o
 build/fuzz/fuzz_procs: tests/fuzz/fuzz_procs.c $(FUZZ_AGENT_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -463,8 +486,8 @@ build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
 # the symbolizer's ELF and DWARF reading: storage for the symbols table's
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
-	build/fuzz/server/debuginfod.o \
-	build/fuzz/server/debuginfo.o $(STORAGE_SRC:%.c=build/fuzz/%.o)
+	build/fuzz/server/debuginfod.o build/fuzz/server/debuginfo.o build/fuzz/query/names.o \
+	$(STORAGE_SRC:%.c=build/fuzz/%.o)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
@@ -482,6 +505,19 @@ build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
+# the expression recogniser of the same file, against a DWARF stack machine
+build/fuzz/fuzz_cfa: tests/fuzz/fuzz_cfa.c build/fuzz/agent/unwind_table.o
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o -o $@ -ldw -lelf
+# the perf-map reader (agent/perfmap.c, among the agent objects above) on
+# hostile maps
+build/fuzz/fuzz_perfmap: tests/fuzz/fuzz_perfmap.c $(FUZZ_AGENT_OBJ)
+	$(call msg,LD,$@)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ -lelf $(LDLIBS_LABELS) $(LDLIBS_WIRE)
 .SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
 	build/fuzz/agent/python.o
 
@@ -519,12 +555,13 @@ test-unit: $(UNIT_BIN) $(SYM_SUBJECTS)
 # gets the binaries it tests through the environment.
 test-integration: $(SERVER_BIN) $(CLI_BIN) $(BENCH_BIN) $(MKBATCH_BIN) $(AGENT_BIN) \
 		$(FP_BUSY_BIN) $(DBGD_FETCH_BIN) $(SYM_SUBJECTS) $(PUSHER_BIN) $(UNW_SUBJECTS) \
-		$(PYFAKE_SUBJECTS)
+		$(PYFAKE_SUBJECTS) $(JIT_SUBJECTS) $(OFFCPU_PROG_BIN)
 	$(Q)set -e; for t in $(INTEG_SRC); do echo "== $$t"; \
 		SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_CLI=$(CLI_BIN) SMOLDER_BENCH=$(BENCH_BIN) \
 		SMOLDER_MKBATCH=$(MKBATCH_BIN) SMOLDER_AGENT=$(AGENT_BIN) SMOLDER_PUSHER=$(PUSHER_BIN) \
 		SMOLDER_FP_BUSY=$(FP_BUSY_BIN) SMOLDER_DBGD_FETCH=$(DBGD_FETCH_BIN) \
 		SMOLDER_SYM_DIR=$(SYM_DIR) SMOLDER_UNW_DIR=$(UNW_DIR) SMOLDER_PYFAKE_DIR=$(PYFAKE_DIR) \
+		SMOLDER_JIT_DIR=$(JIT_DIR) SMOLDER_OFFCPU_PROG=$(OFFCPU_PROG_BIN) \
 		$(call run_script,$$t); done
 
 # The crash test again with the server and the simulated agents under
@@ -575,9 +612,11 @@ test-fuzz: $(FUZZ_BIN)
 			{ tail -40 build/fuzz/$$n.log; exit 1; }; done
 
 # The benchmark must keep running: a tiny fleet, under the sanitizers.
-bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN)
+bench-smoke: $(BENCH_BIN) $(SYMBOLIZE_BENCH) $(SYM_SUBJECTS) $(LOAD_BENCH) $(SERVER_BIN) \
+		$(BUILD)/bench/query_bench
 	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_LOAD_BENCH=$(LOAD_BENCH) bench/load --smoke >/dev/null
 	$(Q)$(BENCH_BIN) --smoke >/dev/null
+	$(Q)SMOLDER_BENCH_PREBUILT=1 BUILD=$(BUILD) bench/query --smoke >/dev/null
 	$(Q)$(SYMBOLIZE_BENCH) --smoke $(SYM_DIR)/sym_c_pie $(SYM_DIR)/sym_cpp $(SYM_DIR)/libsymlib.so \
 		>/dev/null
 

@@ -33,6 +33,7 @@ else
 fi
 echo
 echo "Smolder is running: http://$LISTEN/  (data in $DATA/; Ctrl-C stops it)"
-echo "  try: bin/smolder top 'process_cpu:samples:count:cpu:nanoseconds:delta{}' --from now-5m"
+echo "  another port or data dir: make run SMOLDER_LISTEN=ADDR:PORT SMOLDER_DATA=DIR"
+echo "  first five minutes: README.md; try: bin/smolder top '{}' --from now-5m"
 echo
 wait "$spid"

@@ -8,6 +8,7 @@
  *   python.c    CPython processes: their BPF entries, Python frames named
  *               from process memory (python_layouts.h: offsets per version)
  *   ksyms.c     kernel addresses → names from /proc/kallsyms
+ *   perfmap.c   JIT code → names from the runtime's /tmp/perf-PID.map
  *   batch.c     one interval's counts → a wire batch (wire/wire.h)
  *   push.c      the send queue: in-order delivery, retry, backlog, stack
  *               cache, debug-info uploads (libcurl)
@@ -33,6 +34,7 @@ typedef struct ag_obj {
 	uint64_t size;
 	bool uploaded;        /* the server has it (HEAD 200 or PUT done) */
 	bool upload_failed;   /* too big or rejected: not retried */
+	bool upload_deferred; /* waited for the daily bound (counted once) */
 	uint64_t last_used;   /* drain number */
 	uint32_t batch_idx;   /* scratch for batch.c */
 	uint64_t batch_gen;
@@ -66,6 +68,7 @@ struct sm_unw_row;
 typedef struct ag_unw_info {
 	size_t fdes;          /* FDEs read */
 	size_t unsupported;   /* rows marked SM_CFA_UNSUPPORTED or SM_REG_UNSUPPORTED */
+	size_t innermost_only; /* SM_CFA_REG rows: usable in the innermost frame only */
 	bool from_debug_frame; /* .debug_frame filled ranges .eh_frame lacks */
 } ag_unw_info;
 
@@ -79,6 +82,29 @@ typedef struct ag_unw_info {
 int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
                  ag_unw_info *info);
 
+/* One DWARF expression operation, as libdw's Dwarf_Op gives it. */
+typedef struct ag_unw_op {
+	uint8_t atom;
+	uint64_t number, number2;
+} ag_unw_op;
+
+/* The expression recogniser (unwind_table.c): the BPF walker runs no DWARF
+ * interpreter, so each expression form real code uses is matched here and
+ * becomes a row kind the walker computes exactly.
+ *
+ * ag_unw_cfa_rule sets r's cfa_kind, cfa_off and aux from the CFA rule
+ * ops[0..n) in dwarf_frame_cfa's form (def_cfa as DW_OP_bregx, or the
+ * expression of DW_CFA_def_cfa_expression); signal: the FDE's CIE has the
+ * 'S' augmentation. Anything it does not take exactly is
+ * SM_CFA_UNSUPPORTED, never an approximation.
+ *
+ * ag_unw_reg_rule gives a register's rule from dwarf_frame_register's
+ * expression (n == 0: same value, or undefined when `undefined`) as an
+ * enum sm_reg_kind and its offset; SM_REG_UNSUPPORTED when not taken. */
+void ag_unw_cfa_rule(const ag_unw_op *ops, size_t n, bool signal, struct sm_unw_row *r);
+void ag_unw_reg_rule(const ag_unw_op *ops, size_t n, bool undefined, uint8_t *kind,
+                     int16_t *off);
+
 /* ---- unwind.c: tables in the kernel, per-process entries ---- */
 
 typedef struct ag_unw ag_unw;
@@ -86,9 +112,14 @@ typedef struct ag_proc ag_proc;
 typedef struct ag_mapping ag_mapping;
 
 typedef struct ag_unw_opts {
-	struct sm_unw_row *rows;    /* the BPF rows array, mapped */
+	int rows_fd;                /* the BPF rows array (BPF_F_MMAPABLE): each
+	                             * table's range is mapped while it is
+	                             * written, so the agent's resident memory
+	                             * holds none of it */
 	uint32_t rows_cap;
 	int procs_fd;               /* the BPF unw_procs map */
+	int files_fd;               /* unw_files: tables by the file mapped */
+	int found_fd;               /* unw_found: mappings the walker found */
 	const char *proc_root;      /* "/proc" */
 	bool verbose;
 } ag_unw_opts;
@@ -96,6 +127,7 @@ typedef struct ag_unw_opts {
 typedef struct ag_unw_stats {
 	uint64_t tables;            /* objects known (with or without rows) */
 	uint64_t built, build_failed, evicted, no_space, maps_over;
+	uint64_t expired;           /* tables freed after no process mapped them */
 	uint64_t rows_used, rows_cap;
 	uint64_t procs;             /* processes with an entry */
 	uint64_t build_ns, build_ns_max;
@@ -116,7 +148,17 @@ void ag_unw_event(ag_unw *u, pid_t pid, int64_t mono_ns);
  * entries that waited for them. Returns how many builds are still
  * queued or running (the caller polls sooner while there are some). */
 int ag_unw_tick(ag_unw *u);
+/* Whether every queued build has finished, waiting for ag_unw_tick to
+ * install it (tests: several builds installed by one tick). */
+bool ag_unw_builds_finished(ag_unw *u);
 void ag_unw_proc_gone(ag_unw *u, pid_t pid);
+/* Frees the tables no process has mapped for AG_UNW_KEEP_NS (their rows
+ * and the agent's memory for them; short-lived processes of the same
+ * binaries within that time reuse them), and forgets objects whose table
+ * failed after AG_UNW_KEEP_FAILED_NS. now_ns: CLOCK_MONOTONIC. */
+#define AG_UNW_KEEP_NS ((int64_t)120 * 1000000000)
+#define AG_UNW_KEEP_FAILED_NS ((int64_t)600 * 1000000000)
+void ag_unw_expire(ag_unw *u, int64_t now_ns);
 void ag_unw_get_stats(const ag_unw *u, ag_unw_stats *out);
 
 /* ---- ksyms.c ---- */
@@ -129,6 +171,62 @@ void ag_ksyms_free(ag_ksyms *k);
 const char *ag_ksyms_find(const ag_ksyms *k, uint64_t addr);
 size_t ag_ksyms_count(const ag_ksyms *k);
 
+/* ---- perfmap.c: JIT code named by the runtime's /tmp/perf-PID.map ---- */
+
+#define AG_STR_(x) #x
+#define AG_STR(x) AG_STR_(x)
+#define AG_PMAP_MAX_LINE 8192          /* longer lines are skipped, counted */
+#define AG_PMAP_MAX_NAME 1024          /* names are cut to this (storage's
+                                        * ST_MAX_SYMBOL_LEN) */
+#define AG_PMAP_DEFAULT_MAX (16u << 20) /* bytes of entries per process */
+
+typedef struct ag_pmaps ag_pmaps;   /* every process' map: the bound, counters */
+typedef struct ag_pmap ag_pmap;     /* one process' map */
+
+typedef struct ag_pmaps_opts {
+	const char *proc_root;          /* "/proc" */
+	size_t max_bytes;               /* per process; 0: AG_PMAP_DEFAULT_MAX */
+} ag_pmaps_opts;
+
+typedef struct ag_pmaps_stats {
+	uint64_t files;                 /* maps open (gauge) */
+	uint64_t entries, bytes;        /* held by all of them (gauges) */
+	uint64_t bad_lines;             /* lines that are not "START SIZE NAME" */
+	uint64_t huge_lines;            /* lines over AG_PMAP_MAX_LINE bytes */
+	uint64_t truncated;             /* maps whose process left an unfinished
+	                                 * last line */
+	uint64_t over_limit;            /* maps that needed more than the bound */
+	uint64_t refused;               /* not a regular file, foreign owner, a
+	                                 * symlink, older than its process */
+	uint64_t rewrites;              /* maps written again from the start */
+} ag_pmaps_stats;
+
+int ag_pmaps_new(const ag_pmaps_opts *o, ag_pmaps **out);
+/* Frees the shared part; every process' ag_pmap must be freed first. */
+void ag_pmaps_free(ag_pmaps *ps);
+void ag_pmaps_get_stats(const ag_pmaps *ps, ag_pmaps_stats *out);
+/* The name process pid's perf map gives addr, NULL when none. *pm is the
+ * process' state (NULL the first time: allocated here, the caller frees
+ * it with ag_pmap_free). The map is opened when it appears and read
+ * (what was appended since) at most once per drain number. The name
+ * stays valid until the next call for the same process with another
+ * drain number. */
+const char *ag_pmap_lookup(ag_pmaps *ps, ag_pmap **pm, pid_t pid, uint64_t addr,
+                           uint64_t drain);
+/* Opens process pid's map when it exists and is not open yet, reading
+ * nothing: a process that exits before the next drain keeps a map the
+ * agent can read (its /proc/PID/root goes with it). *pm as above. */
+void ag_pmap_open(ag_pmaps *ps, ag_pmap **pm, pid_t pid);
+/* Entries held for one process (0 for NULL). */
+size_t ag_pmap_entries(const ag_pmap *pm);
+/* Drops a process' map (its exit or exec); accepts NULL. */
+void ag_pmap_free(ag_pmaps *ps, ag_pmap *pm);
+/* One line of a map (l[0..n), no newline): 1 with its fields, 0 for a line
+ * that names nothing (empty, size 0), -1 when malformed. The name is the
+ * rest of the line after SIZE and its blanks, not NUL-terminated. */
+int ag_pmap_parse_line(const char *l, size_t n, uint64_t *start, uint64_t *size,
+                       const char **name, size_t *name_len);
+
 /* ---- procs.c ---- */
 
 enum { AG_MAP_FILE, AG_MAP_VDSO, AG_MAP_ANON };
@@ -136,6 +234,8 @@ enum { AG_MAP_FILE, AG_MAP_VDSO, AG_MAP_ANON };
 typedef struct ag_mapping {
 	uint64_t start, end, pgoff;
 	uint64_t ino;
+	uint32_t dev;         /* as /proc/PID/maps shows it: the kernel's
+	                       * encoding, major << 20 | minor */
 	int kind;
 	ag_obj *obj;          /* AG_MAP_FILE */
 } ag_mapping;
@@ -156,6 +256,9 @@ typedef struct ag_proc {
 	bool exited;          /* freed two drains later (ag_procs_sweep) */
 	uint64_t exit_drain;  /* the first sweep that saw it exited */
 	bool gone;            /* /proc/PID had vanished when we looked */
+	ag_pmap *pmap;        /* its perf map, once a frame was in JIT code */
+	const char *jit_lang; /* its JIT frames' language tag ("js", "java",
+	                       * "dotnet"; static), NULL when not known */
 	uint32_t batch_idx;   /* UINT32_MAX: a relabel rule dropped it */
 	uint64_t batch_gen;
 	struct ag_plabels *labels;  /* labels.c: its own labels, NULL before read */
@@ -166,6 +269,7 @@ typedef struct ag_procs ag_procs;
 typedef struct ag_procs_opts {
 	const char *proc_root;  /* "/proc" */
 	ag_objs *objs;
+	ag_pmaps *pmaps;        /* frees processes' perf maps; may be NULL */
 	/* called after a process' mappings were (re)read, and when it is
 	 * forgotten (the unwinder's entries follow them); may be NULL */
 	void (*on_maps)(void *arg, const ag_proc *pr);
@@ -194,6 +298,15 @@ const ag_mapping *ag_proc_find(const ag_proc *pr, uint64_t addr);
  * object's own descriptor duplicated while open, else the mapping's file
  * under proc_root/PID/map_files. The caller closes it; -1 when neither. */
 int ag_mapping_open(const char *proc_root, pid_t pid, const ag_mapping *m);
+/* Replaces in place each byte of s[0..n) that is not part of a strict
+ * UTF-8 sequence (overlong forms, surrogates, past U+10FFFF) and each
+ * control character below 0x20 with '?', as the store wants labels. */
+void ag_mend_utf8(char *s, size_t n);
+/* Reads a small file (/proc/PID/status, ...) into buf, NUL-terminated;
+ * returns the bytes read or a negative errno. */
+ssize_t ag_read_small(const char *path, char *buf, size_t cap);
+/* The file name of path: what follows its last '/' (all of it if none). */
+const char *ag_base_name(const char *path);
 /* Frees processes that exited before this drain, and those unsampled for
  * a while whose /proc entry has vanished (an exit event lost). */
 void ag_procs_sweep(ag_procs *p, uint64_t drain);
@@ -393,6 +506,8 @@ void ag_py_get_stats(const ag_py *py, ag_py_stats *out);
 
 typedef struct ag_sampler ag_sampler;
 
+struct perf_event_attr;
+
 typedef struct ag_sampler_opts {
 	unsigned frequency;     /* Hz per CPU */
 	unsigned interval_s;    /* for sizing the maps */
@@ -402,23 +517,41 @@ typedef struct ag_sampler_opts {
 	uint32_t unwind_rows;   /* size of the rows array (16 bytes each) */
 	pid_t filter_pid;       /* 0: every process */
 	bool verbose;
+	/* off-CPU time (bpf/offcpu.bpf.h): blocks of at least offcpu_min_ns,
+	 * each sampled with probability offcpu_sample (values scaled back by
+	 * 1 / offcpu_sample); room for offcpu_entries more counters and twice
+	 * as many stacks per interval */
+	bool offcpu;
+	uint64_t offcpu_min_ns;
+	double offcpu_sample;
+	uint32_t offcpu_entries;
 	/* process events, called from ag_sampler_poll() */
 	void (*on_event)(void *arg, int kind, pid_t pid, const char *comm, int64_t mono_ns);
 	/* a code object ran for the first time (bpf/profile.h's
 	 * sm_py_event), also from ag_sampler_poll(); may be NULL */
 	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
+	/* opens CPU cpu's perf event (a descriptor, or -1 with errno); NULL:
+	 * perf_event_open(2). Tests set it to take a CPU offline mid-start,
+	 * which the kernel answers with ENODEV. */
+	int (*perf_open)(struct perf_event_attr *attr, int cpu);
 } ag_sampler_opts;
 
-/* One drained (process, user stack, kernel stack) counter. Frames point
- * into the drain's own memory, valid until the next drain. */
+/* What a counter counts (SM_KIND_* of bpf/profile.h). */
+enum { AG_KIND_CPU = 0, AG_KIND_OFFCPU = 1 };
+
+/* One drained (process, kind, user stack, kernel stack) counter. Frames
+ * point into the drain's own memory, valid until the next drain. */
 typedef struct ag_count {
 	pid_t pid;
 	const uint64_t *ustack;
 	uint32_t nustack;
 	const uint64_t *kstack;
 	uint32_t nkstack;
-	uint64_t count;
+	uint64_t count;         /* samples, or off-CPU nanoseconds scaled by
+	                         * 1 / offcpu_sample, at most WIRE_MAX_COUNT */
+	int kind;               /* AG_KIND_* */
+	bool utruncated;        /* the table walk stopped short of the root */
 } ag_count;
 
 enum {
@@ -429,11 +562,15 @@ enum {
 	AG_STAT_UNW_TAIL_FAIL,
 	AG_STAT_PY_SAMPLES, AG_STAT_PY_FRAMES, AG_STAT_PY_NO_THREAD, AG_STAT_PY_BAD_THREAD,
 	AG_STAT_PY_READ_ERR, AG_STAT_PY_BAD_CODE, AG_STAT_PY_TRUNCATED, AG_STAT_PY_LOST,
+	AG_STAT_UNW_FP_JIT, AG_STAT_UNW_FP_NO_FDE, AG_STAT_UNW_FP_NO_TABLE, AG_STAT_UNW_FOUND,
+	AG_STAT_OFF_BLOCKS, AG_STAT_OFF_SHORT, AG_STAT_OFF_UNSAMPLED, AG_STAT_OFF_COUNT_FULL,
+	AG_STAT_OFF_NO_STORAGE,
 	AG_STAT_N
 };
 
 /* Loads and attaches. On failure says why on stderr (missing BTF,
- * privileges, perf_event_paranoid, ...) and returns a negative errno. */
+ * privileges, perf_event_paranoid, a kernel without what off-CPU time
+ * needs, ...) and returns a negative errno. */
 int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out);
 /* Detaches everything and frees. Accepts NULL. */
 void ag_sampler_close(ag_sampler *s);
@@ -444,11 +581,15 @@ int ag_sampler_poll(ag_sampler *s, int timeout_ms);
 int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);
 /* Totals since load, summed over CPUs (AG_STAT_*). */
 void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N]);
+/* Off-CPU values clamped to WIRE_MAX_COUNT since load. */
+uint64_t ag_sampler_offcpu_clamped(const ag_sampler *s);
+/* CPUs being sampled (online ones whose perf event opened). */
 int ag_sampler_ncpus(const ag_sampler *s);
-/* The unwinder's maps: the rows array mapped into memory, its size, and
- * the per-process map's descriptor. Returns -ENOENT when unwinding is off. */
-int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap,
-                        int *procs_fd);
+/* The unwinder's maps: the rows array and its size in rows, the
+ * per-process, per-file and found-mapping maps. Returns -ENOENT when
+ * unwinding is off. */
+int ag_sampler_unw_maps(ag_sampler *s, int *rows_fd, uint32_t *cap, int *procs_fd,
+                        int *files_fd, int *found_fd);
 /* The CPython walk's per-process map; -ENOENT when the walk is off. */
 int ag_sampler_py_map(ag_sampler *s, int *fd);
 
@@ -462,6 +603,7 @@ typedef struct ag_batch_ctx {
 	const char *hostname;
 	const char *profile_type;
 	uint64_t period_ns;
+	int kind;                        /* only counters of this AG_KIND_* */
 	const wire_label *extra_labels;  /* --label key=value */
 	uint32_t nextra;
 	bool pid_label;
@@ -470,11 +612,16 @@ typedef struct ag_batch_ctx {
 	ag_procs *procs;
 	ag_ksyms *ksyms;
 	ag_py *py;                       /* names Python frames; NULL: none sent */
+	ag_pmaps *pmaps;                 /* names of JIT code; NULL: none */
 	uint64_t drain;                  /* drain number */
-	/* totals the agent reports, updated by ag_batch_build */
+	/* totals the agent reports, updated by ag_batch_build (CPU samples
+	 * only: an off-CPU value is a time) */
 	uint64_t samples_no_mapping;     /* samples with a user frame outside every mapping */
 	uint64_t samples_no_process;     /* samples of processes gone before we read /proc */
 	uint64_t kernel_unknown;         /* kernel frames without a symbol */
+	uint64_t jit_frames;             /* frames in anonymous executable memory,
+	                                  * times their samples */
+	uint64_t jit_frames_named;       /* of those, named by a perf map */
 } ag_batch_ctx;
 
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
@@ -499,6 +646,8 @@ typedef struct ag_push_opts {
 	bool upload;                 /* debug-info uploads on */
 	uint64_t upload_max_bytes;   /* files bigger are not uploaded */
 	uint64_t upload_budget;      /* bytes uploaded per flush at most */
+	uint64_t upload_max_day_bytes; /* bytes uploaded in any 24 h at most;
+	                              * 0: no daily bound */
 	const char *token;           /* sent as "Authorization: Bearer TOKEN" on
 	                              * every request; NULL: none */
 	const char *debug_dir;       /* separate debug files by build ID under
@@ -510,23 +659,41 @@ typedef struct ag_push_opts {
 typedef struct ag_push_stats {
 	uint64_t batches_sent, batches_dropped, batches_rejected, retries;
 	uint64_t stacks_resent;      /* after the server said it lacked some */
-	uint64_t uploads, upload_bytes, upload_skipped;
+	uint64_t uploads, upload_bytes;
+	/* files not uploaded, by why: over --upload-max-mb (or over the whole
+	 * daily bound), refused by the server (4xx), fetched by the server
+	 * from debuginfod instead, already on the server; objects that waited
+	 * for the daily bound */
+	uint64_t upload_too_big, upload_refused, upload_debuginfod, upload_on_server;
+	uint64_t upload_deferred_daily;
 	size_t queued, queued_bytes;
 } ag_push_stats;
 
 int ag_push_new(const ag_push_opts *opt, ag_push **out);
+/* Stops the sender (ag_push_stop with no time left) and frees. */
 void ag_push_free(ag_push *p);
-/* Queues a batch (taken over); drops the oldest when over budget. */
+/* Starts the sender thread, which from then on delivers queued batches
+ * (oldest first, backing off while the server fails) and uploads what
+ * ag_push_offer hands it. -errno when the thread cannot start. */
+int ag_push_start(ag_push *p);
+/* Queues a batch (taken over) and wakes the sender; drops the oldest when
+ * over budget. Never waits for the network. */
 void ag_push_enqueue(ag_push *p, ag_batch *b);
-/* Sends what is queued, oldest first, until the queue is empty, a send
- * fails, or now is before the backoff. Returns the number sent. */
-int ag_push_flush(ag_push *p, int64_t now_ns);
+/* The loop's side of debug-info uploads, after each drain: takes back what
+ * the sender settled (marking objs' objects uploaded or upload_failed) and
+ * hands it the objects still to upload, copied (their own descriptors), for
+ * one flush's budget. Never waits for the network. */
+void ag_push_offer(ag_push *p, ag_objs *objs);
+/* Delivers what is queued, ignoring the backoff, until the queue is empty
+ * or timeout_ns has passed (a transfer still running then is abandoned),
+ * and stops the sender. Returns the batches left undelivered. */
+size_t ag_push_stop(ag_push *p, int64_t timeout_ns);
 /* Uploads debug info for objects the server lacks, within the budget: the
  * object itself, and the host's separate debug file for its build ID when
- * the server has no DWARF for it (docs/protocol.md section 4). */
+ * the server has no DWARF for it (docs/protocol.md section 4). On the
+ * caller's thread, without the sender (tests). */
 void ag_push_upload(ag_push *p, ag_objs *objs);
-/* When the next retry is due (0: nothing waits). */
-int64_t ag_push_next_retry(const ag_push *p);
+/* Counters; any thread. */
 void ag_push_get_stats(const ag_push *p, ag_push_stats *out);
 
 /* ---- util ---- */

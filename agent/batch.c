@@ -55,32 +55,12 @@ static void *aalloc(ag_batch *b, size_t n)
 static char *astr(ag_batch *b, const char *s)
 {
 	size_t n = strlen(s);
-	unsigned char *d = aalloc(b, n + 1);
+	char *d = aalloc(b, n + 1);
 	if (!d)
 		return NULL;
 	memcpy(d, s, n + 1);
-	for (size_t i = 0; i < n;) {
-		unsigned c = d[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-		             (c & 0xf8) == 0xf0 ? 4 : 0;
-		bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(c > 0xf4);
-		for (size_t k = 1; ok && k < len; k++)
-			ok = (d[i + k] & 0xc0) == 0x80;
-		if (ok && len == 3) {
-			unsigned v = (c & 0x0f) << 12 | (d[i + 1] & 0x3fu) << 6;
-			ok = v >= 0x800 && (v < 0xd800 || v > 0xdfff);
-		}
-		if (ok && len == 4)
-			ok = !(c == 0xf0 && d[i + 1] < 0x90) && !(c == 0xf4 && d[i + 1] > 0x8f);
-		if (!ok) {
-			d[i++] = '?';
-			continue;
-		}
-		if (len == 1 && c < 0x20)
-			d[i] = '?';
-		i += len;
-	}
-	return (char *)d;
+	ag_mend_utf8(d, n);
+	return d;
 }
 
 typedef struct sdyn {
@@ -229,6 +209,31 @@ static int python_frame(ag_batch_ctx *ctx, ag_batch *b, pid_t pid, uint64_t w0, 
 	return !f->name || (nm.file && !f->file) ? -ENOMEM : 0;
 }
 
+/* A frame in anonymous executable memory: JIT code. Named by the
+ * process' perf map when it has the address, else "[jit] 0xADDR" (the
+ * address in the process, for a map the user may hold). Like a Python
+ * frame, a named frame with the language of the runtime that made the
+ * code, when the agent knows it (ag_proc's jit_lang). */
+static int jit_frame(ag_batch_ctx *ctx, ag_batch *b, ag_proc *pr, uint64_t ip, uint64_t count,
+                     wire_frame *f)
+{
+	const char *name = NULL;
+	ctx->jit_frames += count;
+	if (ctx->pmaps)
+		name = ag_pmap_lookup(ctx->pmaps, &pr->pmap, pr->pid, ip, ctx->drain);
+	if (name) {
+		ctx->jit_frames_named += count;
+	} else {
+		char *s = aalloc(b, 32);
+		if (!s)
+			return -ENOMEM;
+		snprintf(s, 32, "[jit] 0x%" PRIx64, ip);
+		name = s;
+	}
+	*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = name, .lang = pr->jit_lang};
+	return 0;
+}
+
 int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t seq,
                    int64_t start_ns, int64_t end_ns, ag_batch **out)
 {
@@ -238,7 +243,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 	sdyn procs = {0}, objs = {0}, objp = {0}, stacks = {0}, rows = {0};
 	idset ids = {0};
 	size_t nids = 0;
-	wire_frame *fr = malloc(2 * 128 * sizeof(*fr));
+	wire_frame *fr = malloc((2 * 128 + 2) * sizeof(*fr));
 	ag_batch *b = calloc(1, sizeof(*b));
 	if (!b || !fr) {
 		rc = -ENOMEM;
@@ -258,13 +263,17 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 
 	for (size_t i = 0; i < n; i++) {
 		const ag_count *c = &counts[i];
+		if (c->kind != ctx->kind)
+			continue;
+		/* samples are counted in the agent's totals; times are not */
+		uint64_t samples = c->kind == AG_KIND_CPU ? c->count : 0;
 		ag_proc *pr = ag_procs_get(ctx->procs, c->pid, NULL);
 		if (!pr) {
 			rc = -ENOMEM;
 			goto out;
 		}
 		if (pr->gone && !pr->nmaps && c->nustack)
-			ctx->samples_no_process += c->count;
+			ctx->samples_no_process += samples;
 		if (pr->batch_gen != gen) {
 			wire_process *wp = dpush(&procs, sizeof(*wp));
 			bool dropped;
@@ -283,15 +292,29 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			}
 		}
 		if (pr->batch_idx == UINT32_MAX) {
-			ag_labeler_drop_samples(ctx->labeler, c->count);
+			ag_labeler_drop_samples(ctx->labeler, samples);
 			continue;
 		}
 		uint32_t nf = 0;
+		/* An off-CPU stack is read from a BPF program on a tracepoint:
+		 * its innermost frames are that program (loaded after kallsyms
+		 * was read, so named after whatever precedes it) and the
+		 * tracepoint's glue (bpf_trace_run1, __bpf_trace_*, and
+		 * __traceiter_* when more than one program is attached), not
+		 * where the thread waits, which starts at __schedule. */
+		uint32_t k0 = 0;
+		for (uint32_t k = 0; c->kind == AG_KIND_OFFCPU && k < c->nkstack && k < 5; k++) {
+			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
+			if (name && (!strncmp(name, "bpf_trace_run", 13) ||
+			             !strncmp(name, "__bpf_trace_", 12) ||
+			             !strncmp(name, "__traceiter_", 12)))
+				k0 = k + 1;
+		}
 		/* Every frame but the innermost holds a return address, which
 		 * may already be past the end of the calling function (a call
 		 * to a noreturn one): one byte back is inside the call, which
 		 * the symbolizer names with its line. */
-		for (uint32_t k = 0; k < c->nkstack; k++) {
+		for (uint32_t k = k0; k < c->nkstack; k++) {
 			const char *name = ag_ksyms_find(ctx->ksyms, c->kstack[k] - (k > 0));
 			if (!name) {
 				ctx->kernel_unknown++;
@@ -326,7 +349,9 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			} else if (m->kind == AG_MAP_VDSO) {
 				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[vdso]"};
 			} else if (m->kind == AG_MAP_ANON) {
-				*f = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[anon]"};
+				rc = jit_frame(ctx, b, pr, ip, samples, f);
+				if (rc)
+					goto out;
 			} else {
 				ag_obj *o = m->obj;
 				if (o->batch_gen != gen) {
@@ -354,7 +379,7 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 			}
 		}
 		if (unmapped) {
-			ctx->samples_no_mapping += c->count;
+			ctx->samples_no_mapping += samples;
 			if (ctx->verbose)
 				fprintf(stderr, "smolder-agent: user frames outside every mapping: pid %d comm %s nmaps %zu gone %d exited %d "
 				        "read_drain %" PRIu64 " drain %" PRIu64 " count %" PRIu64 "\n",
@@ -363,6 +388,9 @@ int ag_batch_build(ag_batch_ctx *ctx, const ag_count *counts, size_t n, uint64_t
 		}
 		if (nf == 0)  /* neither stack was readable */
 			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = "[unknown]"};
+		/* the walk stopped before the root: the stack says so */
+		if (c->utruncated)
+			fr[nf++] = (wire_frame){.kind = WIRE_FRAME_NAMED, .name = WIRE_TRUNCATED_FRAME};
 		uint64_t id = wire_stack_id(objs.v, (uint32_t)objs.n, fr, nf);
 		int added = idset_add(&ids, id, &nids);
 		if (added < 0) {

@@ -19,7 +19,12 @@
 #include "wire/auth.h"
 
 #define PROFILE_TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
+/* nanoseconds threads spent blocked, per stack (bpf/offcpu.bpf.h) */
+#define OFFCPU_TYPE "off_cpu:time:nanoseconds:time:nanoseconds:delta"
 #define MAX_EXTRA_LABELS 32
+/* At SIGTERM the queue is delivered for at most this long: below the
+ * 10 s that docker and systemd wait before SIGKILL. */
+#define STOP_DELIVERY_NS (8 * 1000000000LL)
 
 static volatile sig_atomic_t g_stop;
 
@@ -55,9 +60,23 @@ static void usage(FILE *f)
 	        "                       the Python functions they run\n"
 	        "  --unwind-table-mb MB kernel memory for unwind tables (default 64: about\n"
 	        "                       4 million rows; libc takes ~20 000)\n"
+	        "  --perf-map-max-mb MB memory for one process' perf map (/tmp/perf-PID.map,\n"
+	        "                       which names JIT code; default 16)\n"
+	        "  --no-perf-maps       do not read perf maps: JIT frames stay [jit] 0xADDR\n"
+	        "  --off-cpu            also record where threads wait (blocked off the CPU),\n"
+	        "                       as the profile type " OFFCPU_TYPE "\n"
+	        "  --off-cpu-min MS     record blocks of at least MS milliseconds (default 1)\n"
+	        "  --off-cpu-sample P   record each block with probability P, 0 < P <= 1,\n"
+	        "                       values scaled by 1/P (default 1)\n"
+	        "  --off-cpu-entries N  room for N distinct off-CPU stacks per interval\n"
+	        "                       (default 1024)\n"
 	        "  --buffer-mb MB       backlog kept while the server is away (default 64)\n"
 	        "  --no-upload          do not upload debug info\n"
-	        "  --upload-max-mb MB   skip uploading files larger (default 256)\n"
+	        "  --upload-max-mb MB   skip uploading files larger (default 256); at most\n"
+	        "                       64 MB go up per interval\n"
+	        "  --upload-max-mb-per-day MB\n"
+	        "                       upload at most this much in any 24 hours (default\n"
+	        "                       1024; 0: no daily bound); the rest waits\n"
 	        "  --hostname NAME      the hostname label (default: this host's)\n"
 	        "  --config FILE        relabel rules for processes' labels (YAML, Prometheus'\n"
 	        "                       relabel_configs; docs/protocol.md, \"Process labels\")\n"
@@ -90,6 +109,18 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 	return 0;
 }
 
+/* A decimal number in [min, max]: "1", "0.25". */
+static int parse_double(const char *s, double min, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= min && v <= max))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static void read_machine_id(char *out, size_t cap, const char *fallback)
 {
 	FILE *f = fopen("/etc/machine-id", "re");
@@ -112,7 +143,10 @@ typedef struct agent {
 	ag_push *push;
 	ag_unw *unw;            /* NULL: --no-unwind, or no tables on this arch */
 	ag_py *py;              /* NULL: --no-python, or no table walker */
+	ag_pmaps *pmaps;        /* NULL: --no-perf-maps */
 	ag_batch_ctx ctx;
+	bool offcpu;            /* --off-cpu: a second batch per drain */
+	uint64_t period_ns;     /* of a CPU sample */
 	uint64_t seq;
 	int64_t last_drain_ns;
 	bool verbose;
@@ -167,8 +201,27 @@ static int drain(agent *a)
 		return rc;
 	int64_t now = ag_now_ns();
 	a->ctx.drain++;
-	ag_batch *b;
+	ag_batch *b, *ob = NULL;
+	a->ctx.kind = AG_KIND_CPU;
+	a->ctx.profile_type = PROFILE_TYPE;
+	a->ctx.period_ns = a->period_ns;
 	rc = ag_batch_build(&a->ctx, counts, n, ++a->seq, a->last_drain_ns, now, &b);
+	if (!rc && a->offcpu) {
+		/* the same processes, labels and stacks, another type: one
+		 * nanosecond a unit */
+		a->ctx.kind = AG_KIND_OFFCPU;
+		a->ctx.profile_type = OFFCPU_TYPE;
+		a->ctx.period_ns = 1;
+		rc = ag_batch_build(&a->ctx, counts, n, a->seq + 1, a->last_drain_ns, now, &ob);
+		if (rc)
+			ag_batch_free(b);
+		else if (!ag_batch_wire(ob)->nrows) {
+			ag_batch_free(ob);
+			ob = NULL;
+		} else {
+			a->seq++;
+		}
+	}
 	a->last_drain_ns = now;
 	if (rc)
 		return rc;
@@ -186,6 +239,9 @@ static int drain(agent *a)
 		ag_py_get_stats(a->py, &pys);
 		ag_py_tick(a->py);
 	}
+	ag_pmaps_stats pm = {0};
+	if (a->pmaps)
+		ag_pmaps_get_stats(a->pmaps, &pm);
 	const wire_counter c[] = {
 		{"samples", st[AG_STAT_SAMPLES]},
 		{"samples_dropped_map_full", st[AG_STAT_COUNT_FULL]},
@@ -199,6 +255,12 @@ static int drain(agent *a)
 		{"batches_dropped", ps.batches_dropped},
 		{"batches_rejected", ps.batches_rejected},
 		{"debuginfo_uploads", ps.uploads},
+		{"debuginfo_upload_bytes", ps.upload_bytes},
+		{"debuginfo_skipped_too_big", ps.upload_too_big},
+		{"debuginfo_skipped_refused", ps.upload_refused},
+		{"debuginfo_skipped_debuginfod", ps.upload_debuginfod},
+		{"debuginfo_skipped_on_server", ps.upload_on_server},
+		{"debuginfo_waiting_daily_bound", ps.upload_deferred_daily},
 		{"unwind_samples", st[AG_STAT_UNW_SAMPLES]},
 		{"unwind_complete", st[AG_STAT_UNW_COMPLETE]},
 		{"unwind_truncated", st[AG_STAT_UNW_TRUNCATED]},
@@ -207,9 +269,14 @@ static int drain(agent *a)
 		{"unwind_read_errors", st[AG_STAT_UNW_READ_ERR]},
 		{"unwind_frame_pointer_stops", st[AG_STAT_UNW_FP_STOP]},
 		{"unwind_tail_call_failures", st[AG_STAT_UNW_TAIL_FAIL]},
+		{"unwind_fp_jit", st[AG_STAT_UNW_FP_JIT]},
+		{"unwind_fp_no_fde", st[AG_STAT_UNW_FP_NO_FDE]},
+		{"unwind_fp_no_table", st[AG_STAT_UNW_FP_NO_TABLE]},
+		{"unwind_mappings_looked_up", st[AG_STAT_UNW_FOUND]},
 		{"unwind_tables", us.tables},
 		{"unwind_tables_failed", us.build_failed},
 		{"unwind_tables_evicted", us.evicted},
+		{"unwind_tables_expired", us.expired},
 		{"unwind_tables_no_space", us.no_space},
 		{"unwind_rows_used", us.rows_used},
 		{"unwind_processes", us.procs},
@@ -236,10 +303,33 @@ static int drain(agent *a)
 		{"python_code_objects", pys.codes_read},
 		{"python_unnamed", pys.unnamed},
 		{"python_stale", pys.stale},
+		{"jit_frames", a->ctx.jit_frames},
+		{"jit_frames_named", a->ctx.jit_frames_named},
+		{"perf_maps", pm.files},
+		{"perf_map_entries", pm.entries},
+		{"perf_map_bytes", pm.bytes},
+		{"perf_map_bad_lines", pm.bad_lines},
+		{"perf_map_huge_lines", pm.huge_lines},
+		{"perf_map_truncated", pm.truncated},
+		{"perf_map_over_limit", pm.over_limit},
+		{"perf_map_refused", pm.refused},
+		{"perf_map_rewrites", pm.rewrites},
+		{"offcpu_blocks", st[AG_STAT_OFF_BLOCKS]},
+		{"offcpu_blocks_short", st[AG_STAT_OFF_SHORT]},
+		{"offcpu_blocks_unsampled", st[AG_STAT_OFF_UNSAMPLED]},
+		{"offcpu_dropped_map_full", st[AG_STAT_OFF_COUNT_FULL]},
+		{"offcpu_threads_no_storage", st[AG_STAT_OFF_NO_STORAGE]},
+		{"offcpu_values_clamped", ag_sampler_offcpu_clamped(a->sampler)},
 	};
+	/* a batch with more does not encode (every push of it would fail) */
+	_Static_assert(sizeof(c) / sizeof(c[0]) <= WIRE_MAX_COUNTERS, "counters over the wire's limit");
+	/* both batches carry the counters: the server keeps the last one's */
 	rc = ag_batch_set_counters(b, c, sizeof(c) / sizeof(c[0]));
+	if (!rc && ob)
+		rc = ag_batch_set_counters(ob, c, sizeof(c) / sizeof(c[0]));
 	if (rc) {
 		ag_batch_free(b);
+		ag_batch_free(ob);
 		return rc;
 	}
 	if (a->verbose)
@@ -249,20 +339,40 @@ static int drain(agent *a)
 		        ag_batch_wire(b)->nstacks, st[AG_STAT_SAMPLES], ag_procs_count(a->procs),
 		        ag_objs_count(a->objs), ps.queued + 1);
 	if (a->verbose && a->unw)
-		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " of %" PRIu64 " samples by "
-		        "tables, %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
+		fprintf(stderr, "smolder-agent: unwinding: %" PRIu64 " user stacks by tables (%" PRIu64
+		        " CPU samples; off-CPU blocks too), %" PRIu64 " complete, %" PRIu64 " truncated, %" PRIu64 " no FDE, "
 		        "%" PRIu64 " unsupported, %" PRIu64 " read errors, %" PRIu64 " frame-pointer "
-		        "stops; %" PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
+		        "stops, %" PRIu64 " tail-call failures, %" PRIu64 " mappings looked up; frames "
+		        "by frame pointer: %" PRIu64 " JIT, %" PRIu64 " no FDE, %" PRIu64 " no table; %"
+		        PRIu64 " tables (%" PRIu64 " rows of %" PRIu64 ", %" PRIu64
 		        " failed), %" PRIu64 " processes, build %.1f ms max; ready %.1f ms after a "
 		        "process' first sample (mean of %" PRIu64 "), %.1f ms max\n",
 		        st[AG_STAT_UNW_SAMPLES], st[AG_STAT_SAMPLES], st[AG_STAT_UNW_COMPLETE],
 		        st[AG_STAT_UNW_TRUNCATED], st[AG_STAT_UNW_NO_FDE], st[AG_STAT_UNW_UNSUPPORTED],
-		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], us.tables, us.rows_used,
+		        st[AG_STAT_UNW_READ_ERR], st[AG_STAT_UNW_FP_STOP], st[AG_STAT_UNW_TAIL_FAIL],
+		        st[AG_STAT_UNW_FOUND], st[AG_STAT_UNW_FP_JIT], st[AG_STAT_UNW_FP_NO_FDE],
+		        st[AG_STAT_UNW_FP_NO_TABLE], us.tables, us.rows_used,
 		        us.rows_cap, us.build_failed, us.procs, (double)us.build_ns_max / 1e6,
 		        us.ready ? (double)us.ready_ns / (double)us.ready / 1e6 : 0.0, us.ready,
 		        (double)us.ready_ns_max / 1e6);
+	if (a->verbose && a->ctx.jit_frames)
+		fprintf(stderr, "smolder-agent: JIT frames: %" PRIu64 ", %" PRIu64 " named by perf "
+		        "maps; %" PRIu64 " maps open, %" PRIu64 " entries, %" PRIu64 " bytes, %" PRIu64
+		        " bad lines, %" PRIu64 " over the bound\n", a->ctx.jit_frames,
+		        a->ctx.jit_frames_named, pm.files, pm.entries, pm.bytes,
+		        pm.bad_lines + pm.huge_lines, pm.over_limit);
+	if (a->verbose && a->offcpu)
+		fprintf(stderr, "smolder-agent: off-CPU: %" PRIu64 " blocks recorded, %" PRIu64
+		        " shorter than the minimum, %" PRIu64 " not sampled, %" PRIu64 " dropped "
+		        "(map full); %u rows this interval\n", st[AG_STAT_OFF_BLOCKS],
+		        st[AG_STAT_OFF_SHORT], st[AG_STAT_OFF_UNSAMPLED], st[AG_STAT_OFF_COUNT_FULL],
+		        ob ? ag_batch_wire(ob)->nrows : 0);
 	ag_push_enqueue(a->push, b);
+	if (ob)
+		ag_push_enqueue(a->push, ob);
 	ag_procs_sweep(a->procs, a->ctx.drain);
+	if (a->unw)
+		ag_unw_expire(a->unw, ag_mono_ns());
 	return 0;
 }
 
@@ -271,8 +381,10 @@ int main(int argc, char **argv)
 	int rc = 1;
 	unsigned long freq = 19, interval = 10, buffer_mb = 64, upload_max_mb = 256, pid = 0,
 	              exit_after = 0;
-	unsigned long unwind_mb = 64;
-	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true;
+	unsigned long unwind_mb = 64, pmap_mb = 16, offcpu_entries = 1024, upload_day_mb = 1024;
+	double offcpu_min_ms = 1, offcpu_sample = 1;
+	bool pid_label = false, kernel = true, upload = true, unwind = true, python = true,
+	     pmaps = true, offcpu = false;
 	int verbose = 0;
 	const char *server = "http://127.0.0.1:7070";
 	char hostname[256] = "", machine_id[256];
@@ -282,8 +394,9 @@ int main(int argc, char **argv)
 	const char *token_file = NULL, *config = NULL;
 	char *token = NULL;
 	ag_relabel *rules = NULL;
-	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_HOSTNAME, O_EXIT,
-	       O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON };
+	enum { O_PIDLABEL = 256, O_NOKERNEL, O_BUFFER, O_NOUPLOAD, O_UPMAX, O_UPDAY, O_HOSTNAME,
+	       O_EXIT, O_TOKEN, O_NOUNWIND, O_UNWINDMB, O_CONFIG, O_NOPYTHON, O_PMAPMB, O_NOPMAPS,
+	       O_OFFCPU, O_OFFMIN, O_OFFSAMPLE, O_OFFENTRIES };
 	static const struct option opts[] = {
 		{"server", required_argument, NULL, 's'},
 		{"token-file", required_argument, NULL, O_TOKEN},
@@ -296,9 +409,16 @@ int main(int argc, char **argv)
 		{"no-unwind", no_argument, NULL, O_NOUNWIND},
 		{"no-python", no_argument, NULL, O_NOPYTHON},
 		{"unwind-table-mb", required_argument, NULL, O_UNWINDMB},
+		{"perf-map-max-mb", required_argument, NULL, O_PMAPMB},
+		{"no-perf-maps", no_argument, NULL, O_NOPMAPS},
+		{"off-cpu", no_argument, NULL, O_OFFCPU},
+		{"off-cpu-min", required_argument, NULL, O_OFFMIN},
+		{"off-cpu-sample", required_argument, NULL, O_OFFSAMPLE},
+		{"off-cpu-entries", required_argument, NULL, O_OFFENTRIES},
 		{"buffer-mb", required_argument, NULL, O_BUFFER},
 		{"no-upload", no_argument, NULL, O_NOUPLOAD},
 		{"upload-max-mb", required_argument, NULL, O_UPMAX},
+		{"upload-max-mb-per-day", required_argument, NULL, O_UPDAY},
 		{"hostname", required_argument, NULL, O_HOSTNAME},
 		{"config", required_argument, NULL, O_CONFIG},
 		{"exit-after", required_argument, NULL, O_EXIT},
@@ -316,6 +436,7 @@ int main(int argc, char **argv)
 		case 'p': bad = parse_uint(optarg, 1, INT32_MAX, &pid); break;
 		case O_BUFFER: bad = parse_uint(optarg, 1, 65536, &buffer_mb); break;
 		case O_UPMAX: bad = parse_uint(optarg, 1, 65536, &upload_max_mb); break;
+		case O_UPDAY: bad = parse_uint(optarg, 0, 1048576, &upload_day_mb); break;
 		case O_EXIT: bad = parse_uint(optarg, 1, 1UL << 31, &exit_after); break;
 		case O_TOKEN: token_file = optarg; break;
 		case O_CONFIG: config = optarg; break;
@@ -324,6 +445,15 @@ int main(int argc, char **argv)
 		case O_NOUNWIND: unwind = false; break;
 		case O_NOPYTHON: python = false; break;
 		case O_UNWINDMB: bad = parse_uint(optarg, 1, 4096, &unwind_mb); break;
+		case O_PMAPMB: bad = parse_uint(optarg, 1, 4096, &pmap_mb); break;
+		case O_NOPMAPS: pmaps = false; break;
+		case O_OFFCPU: offcpu = true; break;
+		/* a microsecond to a minute */
+		case O_OFFMIN: bad = parse_double(optarg, 0.001, 60000, &offcpu_min_ms); break;
+		case O_OFFSAMPLE:
+			bad = parse_double(optarg, 0, 1, &offcpu_sample) || offcpu_sample <= 0;
+			break;
+		case O_OFFENTRIES: bad = parse_uint(optarg, 1, 1 << 20, &offcpu_entries); break;
 		case O_NOUPLOAD: upload = false; break;
 		case O_HOSTNAME: snprintf(hostname, sizeof(hostname), "%s", optarg); break;
 		case 'v': verbose++; break;
@@ -350,7 +480,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smolder-agent: bad value for --%s: %s\n",
 			        o == 'f' ? "frequency" : o == 'i' ? "interval" : o == 'p' ? "pid" :
 			        o == O_BUFFER ? "buffer-mb" : o == O_UPMAX ? "upload-max-mb" :
-			        o == O_UNWINDMB ? "unwind-table-mb" : "exit-after",
+			        o == O_UPDAY ? "upload-max-mb-per-day" :
+			        o == O_UNWINDMB ? "unwind-table-mb" : o == O_PMAPMB ? "perf-map-max-mb" :
+			        o == O_OFFMIN ? "off-cpu-min" : o == O_OFFSAMPLE ? "off-cpu-sample" :
+			        o == O_OFFENTRIES ? "off-cpu-entries" : "exit-after",
 			        optarg);
 			return 2;
 		}
@@ -410,9 +543,13 @@ int main(int argc, char **argv)
 	rules = NULL;  /* the labeler's now */
 	if (!err)
 		err = ag_objs_new(&a.objs);
+	if (!err && pmaps) {
+		ag_pmaps_opts pmo = {.proc_root = "/proc", .max_bytes = (size_t)pmap_mb << 20};
+		err = ag_pmaps_new(&pmo, &a.pmaps);
+	}
 	if (!err) {
-		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .on_maps = on_maps,
-		                    .on_forget = on_forget, .hook_arg = &a};
+		ag_procs_opts po = {.proc_root = "/proc", .objs = a.objs, .pmaps = a.pmaps,
+		                    .on_maps = on_maps, .on_forget = on_forget, .hook_arg = &a};
 		err = ag_procs_new(&po, &a.procs);
 	}
 	if (err) {
@@ -426,10 +563,16 @@ int main(int argc, char **argv)
 		        err == -EPERM ? ": addresses hidden by kernel.kptr_restrict" : "");
 	ag_push_opts pu = {.server = server, .buffer_bytes = buffer_mb << 20, .upload = upload,
 	                   .upload_max_bytes = (uint64_t)upload_max_mb << 20,
-	                   .upload_budget = 64u << 20, .verbose = verbose > 0, .token = token};
+	                   .upload_budget = 64u << 20,
+	                   .upload_max_day_bytes = (uint64_t)upload_day_mb << 20,
+	                   .verbose = verbose > 0, .token = token};
 	err = ag_push_new(&pu, &a.push);
 	if (err) {
 		fprintf(stderr, "smolder-agent: libcurl: %s\n", strerror(-err));
+		goto out;
+	}
+	if ((err = ag_push_start(a.push))) {
+		fprintf(stderr, "smolder-agent: starting the sender thread: %s\n", strerror(-err));
 		goto out;
 	}
 #if !defined(__x86_64__)
@@ -439,6 +582,9 @@ int main(int argc, char **argv)
 	                      .kernel_stacks = kernel, .filter_pid = (pid_t)pid, .unwind = unwind,
 	                      .python = python,
 	                      .unwind_rows = (uint32_t)((unwind_mb << 20) / 16),
+	                      .offcpu = offcpu, .offcpu_min_ns = (uint64_t)(offcpu_min_ms * 1e6 + 0.5),
+	                      .offcpu_sample = offcpu_sample,
+	                      .offcpu_entries = (uint32_t)offcpu_entries,
 	                      .verbose = verbose > 1, .on_event = on_event,
 	                      .on_py_code = on_py_code, .arg = &a};
 	if (ag_sampler_open(&so, &a.sampler))
@@ -446,7 +592,8 @@ int main(int argc, char **argv)
 	a.verbose = verbose > 0;
 	if (unwind) {
 		ag_unw_opts uo = {.proc_root = "/proc", .verbose = verbose > 1};
-		err = ag_sampler_unw_maps(a.sampler, &uo.rows, &uo.rows_cap, &uo.procs_fd);
+		err = ag_sampler_unw_maps(a.sampler, &uo.rows_fd, &uo.rows_cap, &uo.procs_fd, &uo.files_fd,
+		                          &uo.found_fd);
 		if (!err)
 			err = ag_unw_new(&uo, &a.unw);
 		if (err) {
@@ -463,14 +610,20 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	a.offcpu = offcpu;
+	a.period_ns = 1000000000 / freq;
 	a.ctx = (ag_batch_ctx){.agent_id = machine_id, .hostname = hostname,
-	                       .profile_type = PROFILE_TYPE, .period_ns = 1000000000 / freq,
+	                       .profile_type = PROFILE_TYPE, .period_ns = a.period_ns,
 	                       .extra_labels = extra, .nextra = nextra, .pid_label = pid_label,
 	                       .verbose = verbose > 0, .labeler = a.labeler,
-	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py};
+	                       .procs = a.procs, .ksyms = a.ksyms, .py = a.py,
+	                       .pmaps = a.pmaps};
 	a.last_drain_ns = ag_now_ns();
 	fprintf(stderr, "smolder-agent: sampling %d CPUs at %lu Hz, pushing to %s every %lu s\n",
 	        ag_sampler_ncpus(a.sampler), freq, server, interval);
+	if (offcpu)
+		fprintf(stderr, "smolder-agent: off-CPU time: blocks of %g ms or more, sampled with "
+		        "p = %g\n", offcpu_min_ms, offcpu_sample);
 
 	int64_t t0 = ag_mono_ns(), next = t0 + (int64_t)interval * 1000000000;
 	int64_t deadline = exit_after ? t0 + (int64_t)exit_after * 1000000000 : INT64_MAX;
@@ -479,12 +632,6 @@ int main(int argc, char **argv)
 		int64_t due = ag_procs_tick(a.procs, now);
 		if (due && due < wake)
 			wake = due;
-		int64_t retry = ag_push_next_retry(a.push);
-		if (retry) {
-			int64_t r = now + (retry - ag_now_ns());
-			if (r < wake)
-				wake = r;
-		}
 		int ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
 		/* tables being built: look for them every 10 ms */
 		if (a.unw && ag_unw_tick(a.unw) > 0 && ms > 10)
@@ -497,26 +644,26 @@ int main(int argc, char **argv)
 			next += (int64_t)interval * 1000000000;
 			if (next <= now)  /* we fell behind (suspend): start over */
 				next = now + (int64_t)interval * 1000000000;
+			/* the sender delivers on its own thread: a server that hangs
+			 * never holds up the next drain */
 			err = drain(&a);
 			if (err)
 				fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
-			ag_push_flush(a.push, ag_now_ns());
-			ag_push_upload(a.push, a.objs);
+			ag_push_offer(a.push, a.objs);
 			ag_objs_expire(a.objs, a.ctx.drain > 6 ? a.ctx.drain - 6 : 0);
-		} else if (retry && ag_now_ns() >= retry) {
-			ag_push_flush(a.push, ag_now_ns());
 		}
 	}
-	/* the last partial interval, then one more delivery attempt */
+	/* the last partial interval, then the whole queue, whatever the
+	 * backoff, for a bounded time */
 	fprintf(stderr, "smolder-agent: stopping\n");
-	if (drain(&a) == 0) {
-		ag_push_flush(a.push, INT64_MAX);
-		ag_push_flush(a.push, INT64_MAX);
-	}
-	ag_push_stats ps;
-	ag_push_get_stats(a.push, &ps);
-	if (ps.queued)
-		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", ps.queued);
+	err = drain(&a);
+	if (err)
+		fprintf(stderr, "smolder-agent: drain failed: %s\n", strerror(-err));
+	size_t left = ag_push_stop(a.push, STOP_DELIVERY_NS);
+	if (left)
+		fprintf(stderr, "smolder-agent: %zu batches not delivered\n", left);
+	else
+		fprintf(stderr, "smolder-agent: every batch delivered\n");
 	rc = 0;
 out:
 	ag_unw_free(a.unw);
@@ -525,9 +672,11 @@ out:
 	a.py = NULL;
 	ag_sampler_close(a.sampler);
 	ag_push_free(a.push);
-	ag_procs_free(a.procs);  /* before the labeler: processes hold its values */
+	ag_procs_free(a.procs);  /* before the labeler: processes hold its values; frees
+	                          * the processes' perf maps */
 	ag_labeler_free(a.labeler);
 	ag_relabel_free(rules);
+	ag_pmaps_free(a.pmaps);
 	ag_objs_free(a.objs);
 	ag_ksyms_free(a.ksyms);
 	free(token);

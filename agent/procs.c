@@ -42,6 +42,7 @@ typedef struct pnode {
 struct ag_procs {
 	char root[256];
 	ag_objs *objs;
+	ag_pmaps *pmaps;
 	void (*on_maps)(void *arg, const ag_proc *pr);
 	void (*on_forget)(void *arg, pid_t pid);
 	void *hook_arg;
@@ -74,6 +75,7 @@ int ag_procs_new(const ag_procs_opts *opt, ag_procs **out)
 		return -ENOMEM;
 	snprintf(p->root, sizeof(p->root), "%s", opt->proc_root ? opt->proc_root : "/proc");
 	p->objs = opt->objs;
+	p->pmaps = opt->pmaps;
 	p->on_maps = opt->on_maps;
 	p->on_forget = opt->on_forget;
 	p->hook_arg = opt->hook_arg;
@@ -81,9 +83,11 @@ int ag_procs_new(const ag_procs_opts *opt, ag_procs **out)
 	return 0;
 }
 
-static void proc_clear(ag_proc *pr)
+static void proc_clear(ag_procs *p, ag_proc *pr)
 {
 	ag_plabels_free(pr->labels);
+	ag_pmap_free(p->pmaps, pr->pmap);
+	pr->pmap = NULL;
 	free(pr->exe);
 	free(pr->cgroup);
 	free(pr->container);
@@ -97,7 +101,7 @@ void ag_procs_free(ag_procs *p)
 	for (size_t i = 0; i < NBUCKETS; i++)
 		for (pnode *n = p->b[i], *nx; n; n = nx) {
 			nx = n->next;
-			proc_clear(&n->p);
+			proc_clear(p, &n->p);
 			free(n);
 		}
 	for (size_t i = 0; i < NREREAD; i++)
@@ -105,8 +109,39 @@ void ag_procs_free(ag_procs *p)
 	free(p);
 }
 
-/* Reads a small /proc file into buf (NUL-terminated). */
-static ssize_t read_small(const char *path, char *buf, size_t cap)
+void ag_mend_utf8(char *s, size_t n)
+{
+	unsigned char *d = (unsigned char *)s;
+	for (size_t i = 0; i < n;) {
+		unsigned c = d[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
+		             (c & 0xf8) == 0xf0 ? 4 : 0;
+		bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(c > 0xf4);
+		for (size_t k = 1; ok && k < len; k++)
+			ok = (d[i + k] & 0xc0) == 0x80;
+		if (ok && len == 3) {
+			unsigned v = (c & 0x0f) << 12 | (d[i + 1] & 0x3fu) << 6;
+			ok = v >= 0x800 && (v < 0xd800 || v > 0xdfff);
+		}
+		if (ok && len == 4)
+			ok = !(c == 0xf0 && d[i + 1] < 0x90) && !(c == 0xf4 && d[i + 1] > 0x8f);
+		if (!ok) {
+			d[i++] = '?';
+			continue;
+		}
+		if (len == 1 && c < 0x20)
+			d[i] = '?';
+		i += len;
+	}
+}
+
+const char *ag_base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+ssize_t ag_read_small(const char *path, char *buf, size_t cap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -145,7 +180,7 @@ static void read_labels(ag_procs *p, ag_proc *pr, const char *comm)
 		snprintf(pr->comm, sizeof(pr->comm), "%.16s", comm);
 	} else {
 		snprintf(path, sizeof(path), "%s/%d/comm", p->root, pr->pid);
-		if (read_small(path, buf, sizeof(buf)) > 0) {
+		if (ag_read_small(path, buf, sizeof(buf)) > 0) {
 			buf[strcspn(buf, "\n")] = 0;
 			snprintf(pr->comm, sizeof(pr->comm), "%.16s", buf);
 		}
@@ -161,7 +196,7 @@ static void read_labels(ag_procs *p, ag_proc *pr, const char *comm)
 		pr->exe = strdup(buf);
 	}
 	snprintf(path, sizeof(path), "%s/%d/cgroup", p->root, pr->pid);
-	if (read_small(path, buf, sizeof(buf)) > 0) {
+	if (ag_read_small(path, buf, sizeof(buf)) > 0) {
 		/* cgroup v2 is the "0::" line; on v1 the cpu controller's. */
 		char *pick = NULL;
 		for (char *l = buf, *nl; l && *l; l = nl) {
@@ -203,6 +238,22 @@ static int cmp_map(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* The language tag (wire/wire.h) of the JIT code a process runs, from
+ * the runtime file it maps (path): V8 in node (statically linked, or
+ * libnode.so), HotSpot's libjvm.so, .NET's libcoreclr.so. NULL when the
+ * file is none of them: such a process' JIT frames carry no language. */
+static const char *runtime_lang(const char *path)
+{
+	const char *b = ag_base_name(path);
+	if (!strcmp(b, "node") || !strcmp(b, "nodejs") || !strncmp(b, "libnode.so", 10))
+		return "js";
+	if (!strcmp(b, "libjvm.so"))
+		return "java";
+	if (!strcmp(b, "libcoreclr.so"))
+		return "dotnet";
+	return NULL;
+}
+
 int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 {
 	if (pr->gone)
@@ -221,16 +272,20 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	char *line = NULL;
 	size_t lcap = 0;
 	int rc = 0;
+	const char *jit_lang = NULL;
 	while (getline(&line, &lcap, f) > 0) {
 		uint64_t start, end, pgoff, ino;
+		unsigned major, minor;
 		char perms[8];
 		int name_at = 0;
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %*s %" SCNu64 " %n",
-		           &start, &end, perms, &pgoff, &ino, &name_at) < 5 || !strchr(perms, 'x'))
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %" SCNu64 " %n",
+		           &start, &end, perms, &pgoff, &major, &minor, &ino, &name_at) < 7 ||
+		    !strchr(perms, 'x'))
 			continue;
 		char *name = name_at ? line + name_at : (char *)"";
 		name[strcspn(name, "\n")] = 0;
-		ag_mapping m = {start, end, pgoff, ino, AG_MAP_ANON, NULL};
+		ag_mapping m = {start, end, pgoff, ino, (major & 0xfff) << 20 | (minor & 0xfffff),
+		                AG_MAP_ANON, NULL};
 		if (!strcmp(name, "[vdso]")) {
 			m.kind = AG_MAP_VDSO;
 		} else if (name[0] == '/' && ino) {
@@ -260,6 +315,8 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 			}
 			if (m.obj) {
 				m.kind = AG_MAP_FILE;
+				if (!jit_lang)
+					jit_lang = runtime_lang(name);
 				if (pr->exe && !strcmp(pr->exe, name))
 					wire_hex(m.obj->build_id, m.obj->build_id_len, pr->build_id_hex);
 			}
@@ -295,6 +352,14 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	free(pr->maps);
 	pr->maps = v;
 	pr->nmaps = n;
+	pr->jit_lang = jit_lang;
+	/* JIT code: open its perf map while the process is there to open it
+	 * through (a short one may be gone by the drain that reads it) */
+	for (size_t i = 0; i < n && p->pmaps; i++)
+		if (v[i].kind == AG_MAP_ANON) {
+			ag_pmap_open(p->pmaps, &pr->pmap, pr->pid);
+			break;
+		}
 	pr->maps_read_ns = ag_mono_ns();
 	pr->maps_read_drain = drain;
 	if (p->on_maps)
@@ -348,6 +413,11 @@ void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm)
 	 * changed, and with it comm, exe and every mapping */
 	pr->exited = pr->gone = false;
 	pr->exit_drain = 0;
+	if (kind == 2 /* SM_EV_EXEC */) {
+		/* the new image writes its own perf map, or none */
+		ag_pmap_free(p->pmaps, pr->pmap);
+		pr->pmap = NULL;
+	}
 	read_labels(p, pr, comm);
 	pr->maps_read_drain = UINT64_MAX;
 	ag_procs_refresh(p, pr, UINT64_MAX - 1);
@@ -429,7 +499,7 @@ void ag_procs_sweep(ag_procs *p, uint64_t drain)
 				if (p->on_forget)
 					p->on_forget(p->hook_arg, n->p.pid);
 				*pp = n->next;
-				proc_clear(&n->p);
+				proc_clear(p, &n->p);
 				free(n);
 				p->n--;
 			} else {

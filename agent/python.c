@@ -409,17 +409,11 @@ typedef struct pyobj {
 	bool exec;                        /* ET_EXEC: no bias */
 } pyobj;
 
-static const char *base_name(const char *p)
-{
-	const char *s = strrchr(p, '/');
-	return s ? s + 1 : p;
-}
-
 /* "python3.11", "libpython3.8.so.1.0", "python3.12d": the minor version
  * in a file name, -1 when the name is no interpreter's. */
 static int name_minor(const char *name, bool *candidate)
 {
-	const char *b = base_name(name);
+	const char *b = ag_base_name(name);
 	*candidate = false;
 	if (!strncmp(b, "lib", 3))
 		b += 3;
@@ -732,7 +726,7 @@ void ag_py_proc(ag_py *py, const ag_proc *pr)
 			continue;
 		bool cand;
 		name_minor(m->obj->name, &cand);
-		const char *b = base_name(m->obj->name);
+		const char *b = ag_base_name(m->obj->name);
 		if (cand && !interp) {
 			candidate = true;
 			cobj = cobj ? cobj : m->obj;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "agent/agent.h"
@@ -34,8 +35,7 @@ struct ag_sampler {
 	void (*on_py_code)(void *arg, pid_t pid, uint64_t code, uint32_t fingerprint);
 	void *arg;
 	uint32_t stack_entries;
-	struct sm_unw_row *unw_rows;  /* the rows array, mapped; NULL: no unwinding */
-	size_t unw_rows_bytes;
+	bool unw;                     /* the table walker is on */
 	uint32_t unw_cap;
 	/* the last drain's result */
 	ag_count *counts;
@@ -47,6 +47,8 @@ struct ag_sampler {
 	uint64_t *stack_keys;
 	size_t stack_keys_cap;
 	bool verbose;
+	double offcpu_scale;          /* 1 / --off-cpu-sample */
+	uint64_t offcpu_clamped;      /* values cut to WIRE_MAX_COUNT */
 };
 
 static bool g_verbose;
@@ -110,6 +112,90 @@ static int on_rb(void *ctx, void *data, size_t len)
 	return 0;
 }
 
+/* The off-CPU programs (bpf/offcpu.bpf.h), NULL where the object has
+ * none of that name (the walker's copy is x86_64's). */
+static const char *const offcpu_progs[] = {
+	"sm_offcpu_switch", "sm_offcpu_wake", "sm_offcpu_fork", "sm_offcpu_unwind",
+	"sm_offcpu_unw_find",
+};
+
+/* Whether this kernel has what off-CPU time needs: the sched_exit_tp
+ * tracepoint (Linux 6.16), which runs in the thread that just got the CPU
+ * back, where its stacks can be read. Says why not on stderr. */
+static bool offcpu_supported(void)
+{
+	struct btf *vm = btf__load_vmlinux_btf();
+	if (!vm) {
+		fprintf(stderr, "smolder-agent: --off-cpu: cannot read this kernel's BTF: %s\n",
+		        strerror(errno));
+		return false;
+	}
+	bool ok = btf__find_by_name_kind(vm, "btf_trace_sched_exit_tp", BTF_KIND_TYPEDEF) > 0;
+	btf__free(vm);
+	if (!ok)
+		fprintf(stderr, "smolder-agent: --off-cpu needs the sched_exit_tp tracepoint "
+		        "(Linux 6.16 or later), which this kernel lacks\n");
+	return ok;
+}
+
+/* Sets up the off-CPU programs before load: on with their settings, or
+ * not loaded at all. */
+static int offcpu_prepare(ag_sampler *s, const ag_sampler_opts *opt)
+{
+	struct bpf_object *obj = s->skel->obj;
+	if (opt->offcpu && !offcpu_supported())
+		return -EOPNOTSUPP;
+	for (size_t i = 0; i < sizeof(offcpu_progs) / sizeof(offcpu_progs[0]); i++) {
+		struct bpf_program *p = bpf_object__find_program_by_name(obj, offcpu_progs[i]);
+		if (!p)
+			continue;
+		bpf_program__set_autoload(p, opt->offcpu);
+		/* the walker's copies run by tail call only */
+		if (!strcmp(offcpu_progs[i], "sm_offcpu_unwind") ||
+		    !strcmp(offcpu_progs[i], "sm_offcpu_unw_find"))
+			bpf_program__set_autoattach(p, false);
+	}
+	/* without --off-cpu its maps are not even created: task storage is
+	 * Linux 5.11's, and the sampler must load where it is missing */
+	const char *maps[] = {"offcpu_threads", "offcpu_unw_progs"};
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, maps[i]);
+		if (m)
+			bpf_map__set_autocreate(m, opt->offcpu);
+	}
+	if (!opt->offcpu)
+		return 0;
+	double p = opt->offcpu_sample > 0 && opt->offcpu_sample <= 1 ? opt->offcpu_sample : 1;
+	s->offcpu_scale = 1 / p;
+	s->skel->rodata->cfg_offcpu_min_ns = opt->offcpu_min_ns;
+	/* sampled when a uniform u32 is <= p * 2^32 - 1 */
+	double t = p * 4294967296.0 - 1;
+	s->skel->rodata->cfg_offcpu_sample = t >= 4294967295.0 ? 0xffffffffu :
+	                                     t <= 0 ? 0 : (uint32_t)t;
+	return 0;
+}
+
+/* Points the off-CPU walker's program array at its programs, the walk
+ * and its mapping lookup (after load: libbpf cannot fill a slot with a
+ * program it may not load). */
+static int offcpu_link_walker(ag_sampler *s)
+{
+	static const char *const progs[] = {"sm_offcpu_unwind", "sm_offcpu_unw_find"};
+	struct bpf_object *obj = s->skel->obj;
+	struct bpf_map *m = bpf_object__find_map_by_name(obj, "offcpu_unw_progs");
+	if (!m)
+		return 0;   /* no table walker on this architecture */
+	for (uint32_t slot = 0; slot < sizeof(progs) / sizeof(progs[0]); slot++) {
+		struct bpf_program *p = bpf_object__find_program_by_name(obj, progs[slot]);
+		if (!p)
+			return -ENOENT;
+		int fd = bpf_program__fd(p);
+		if (bpf_map_update_elem(bpf_map__fd(m), &slot, &fd, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
 /* Why loading failed, in words a user can act on. */
 static void explain(int err)
 {
@@ -137,6 +223,7 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	s->on_event = opt->on_event;
 	s->on_py_code = opt->on_py_code;
 	s->arg = opt->arg;
+	s->offcpu_scale = 1;
 	s->ncpus_possible = libbpf_num_possible_cpus();
 	if (s->ncpus_possible <= 0) {
 		rc = s->ncpus_possible ? s->ncpus_possible : -EINVAL;
@@ -163,6 +250,9 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	s->skel->rodata->cfg_filter_tgid = (uint32_t)opt->filter_pid;
 	s->skel->rodata->cfg_unwind = opt->unwind;
 	s->skel->rodata->cfg_python = opt->unwind && opt->python;
+	rc = offcpu_prepare(s, opt);
+	if (rc)
+		goto out;
 	/* The rows array is preallocated kernel memory: its whole size is
 	 * spent at load (16 bytes a row), so it is sized by the operator. */
 	s->unw_cap = opt->unwind && opt->unwind_rows ? opt->unwind_rows : 1;
@@ -174,6 +264,10 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 	uint64_t per_interval = (uint64_t)s->ncpus_online * opt->frequency * opt->interval_s;
 	uint32_t counts = per_interval < 1024 ? 1024 : per_interval > 65536 ? 65536 :
 	                  (uint32_t)per_interval;
+	/* off-CPU stacks are as many as distinct places threads wait in,
+	 * not a rate: a room of their own, set by the operator */
+	if (opt->offcpu)
+		counts += opt->offcpu_entries;
 	uint32_t stacks = 2 * counts;
 	s->stack_entries = stacks;
 	bpf_map__set_max_entries(s->skel->maps.stacks0, stacks);
@@ -186,9 +280,10 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 		goto out;
 	}
 	if (opt->unwind) {
-		s->unw_rows_bytes = ((size_t)s->unw_cap * sizeof(struct sm_unw_row) + 4095) &
-		                    ~(size_t)4095;
-		void *m = mmap(NULL, s->unw_rows_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+		/* the agent maps a table's rows only while it writes them
+		 * (agent/unwind.c): try it once here, so a kernel that refuses
+		 * fails at start, not at the first table */
+		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
 		               bpf_map__fd(s->skel->maps.unw_rows), 0);
 		if (m == MAP_FAILED) {
 			rc = -errno;
@@ -196,11 +291,17 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 			        strerror(-rc));
 			goto out;
 		}
-		s->unw_rows = m;
+		munmap(m, 4096);
+		s->unw = true;
 	}
-	rc = profile_bpf__attach(s->skel);  /* the two tracepoints */
+	if (opt->offcpu && (rc = offcpu_link_walker(s))) {
+		fprintf(stderr, "smolder-agent: the off-CPU walker: %s\n", strerror(-rc));
+		goto out;
+	}
+	/* the process tracepoints, and with --off-cpu the scheduler's */
+	rc = profile_bpf__attach(s->skel);
 	if (rc) {
-		fprintf(stderr, "smolder-agent: attaching the process tracepoints failed: %s\n",
+		fprintf(stderr, "smolder-agent: attaching the tracepoints failed: %s\n",
 		        strerror(-rc));
 		goto out;
 	}
@@ -220,11 +321,16 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 			.sample_freq = opt->frequency,
 			.freq = 1,
 		};
-		int fd = (int)syscall(__NR_perf_event_open, &a, -1, c, -1, PERF_FLAG_FD_CLOEXEC);
+		int fd = opt->perf_open ? opt->perf_open(&a, c) :
+		         (int)syscall(__NR_perf_event_open, &a, -1, c, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0) {
 			rc = -errno;
-			if (rc == -ENODEV)  /* went offline meanwhile */
+			if (rc == -ENODEV) {
+				/* went offline meanwhile: the others still sample (the
+				 * error stayed in rc and failed the whole start) */
+				rc = 0;
 				continue;
+			}
 			fprintf(stderr, "smolder-agent: perf_event_open on CPU %d failed: %s%s\n", c,
 			        strerror(-rc), rc == -EACCES || rc == -EPERM ?
 			        " (run as root or with CAP_PERFMON; see "
@@ -241,6 +347,11 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out)
 		}
 		s->links[s->nlinks] = l;
 		s->pfds[s->nlinks++] = fd;
+	}
+	if (s->nlinks == 0) {
+		rc = -ENODEV;
+		fprintf(stderr, "smolder-agent: every CPU went offline while starting\n");
+		goto out;
 	}
 	s->rb = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_rb, s, NULL);
 	if (!s->rb) {
@@ -268,8 +379,6 @@ void ag_sampler_close(ag_sampler *s)
 	}
 	free(s->links);
 	free(s->pfds);
-	if (s->unw_rows)
-		munmap(s->unw_rows, s->unw_rows_bytes);
 	profile_bpf__destroy(s->skel);  /* detaches the tracepoints, frees the maps */
 	free(s->counts);
 	free(s->ips);
@@ -299,16 +408,20 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
-/* Frames of one stacks-map entry, appended to s->ips. */
-static int read_stack(ag_sampler *s, int fd, uint64_t id, size_t *off, uint32_t *n)
+/* Frames of one stacks-map entry, appended to s->ips; *flags its
+ * SM_STACK_* flags. */
+static int read_stack(ag_sampler *s, int fd, uint64_t id, size_t *off, uint32_t *n,
+                      uint32_t *flags)
 {
 	*n = 0;
 	*off = s->nips;
+	*flags = 0;
 	if (!id)
 		return 0;
 	struct sm_stack st;
 	if (bpf_map_lookup_elem(fd, &id, &st))
 		return 0;
+	*flags = st.flags;
 	uint32_t k = st.len < SM_MAX_STACK_DEPTH ? st.len : SM_MAX_STACK_DEPTH;
 	if (grow((void **)&s->ips, &s->ips_cap, s->nips + k, sizeof(*s->ips)))
 		return -ENOMEM;
@@ -342,8 +455,9 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
 	uint32_t old = __atomic_load_n(&s->skel->bss->sm_active, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->skel->bss->sm_active, !old, __ATOMIC_SEQ_CST);
 	/* A program that read the old value may still be counting into the old
-	 * set: BPF programs on perf events run with interrupts off and finish
-	 * in microseconds, so a millisecond is ample. */
+	 * set: BPF programs on perf events run with interrupts off, the
+	 * off-CPU ones on tracepoints with preemption off, and they finish in
+	 * microseconds, so a millisecond is ample. */
 	struct timespec ts = {0, 2 * 1000 * 1000};
 	nanosleep(&ts, NULL);
 
@@ -374,12 +488,26 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
 		if (bpf_map_lookup_elem(cfd, k, &v) || !v)
 			continue;
 		ag_count *c = &s->counts[s->ncounts];
-		*c = (ag_count){.pid = (pid_t)k->tgid, .count = v};
-		if (read_stack(s, sfd, k->user_stack, &uoff[s->ncounts], &c->nustack) ||
-		    read_stack(s, sfd, k->kernel_stack, &koff[s->ncounts], &c->nkstack)) {
+		int kind = k->kind == SM_KIND_OFFCPU ? AG_KIND_OFFCPU : AG_KIND_CPU;
+		if (kind == AG_KIND_OFFCPU && s->offcpu_scale != 1) {
+			/* a sampled block stands for 1 / p of them */
+			double scaled = (double)v * s->offcpu_scale + 0.5;
+			v = scaled > (double)UINT64_MAX / 2 ? UINT64_MAX : (uint64_t)scaled;
+		}
+		if (v > WIRE_MAX_COUNT) {
+			/* the protocol's bound on a row: 78 hours of waiting by
+			 * one stack of one process in one interval */
+			v = WIRE_MAX_COUNT;
+			s->offcpu_clamped++;
+		}
+		*c = (ag_count){.pid = (pid_t)k->tgid, .kind = kind, .count = v};
+		uint32_t uflags, kflags;
+		if (read_stack(s, sfd, k->user_stack, &uoff[s->ncounts], &c->nustack, &uflags) ||
+		    read_stack(s, sfd, k->kernel_stack, &koff[s->ncounts], &c->nkstack, &kflags)) {
 			free(uoff);
 			return -ENOMEM;
 		}
+		c->utruncated = uflags & SM_STACK_TRUNCATED;
 		s->ncounts++;
 	}
 	for (size_t i = 0; i < s->ncounts; i++) {
@@ -408,22 +536,27 @@ void ag_sampler_stats(ag_sampler *s, uint64_t out[AG_STAT_N])
 	free(v);
 }
 
-int ag_sampler_ncpus(const ag_sampler *s) { return s->ncpus_online; }
+int ag_sampler_ncpus(const ag_sampler *s) { return s->nlinks; }
+
+uint64_t ag_sampler_offcpu_clamped(const ag_sampler *s) { return s->offcpu_clamped; }
 
 int ag_sampler_py_map(ag_sampler *s, int *fd)
 {
-	if (!s->unw_rows || !s->skel->rodata->cfg_python)
+	if (!s->unw || !s->skel->rodata->cfg_python)
 		return -ENOENT;
 	*fd = bpf_map__fd(s->skel->maps.py_procs);
 	return 0;
 }
 
-int ag_sampler_unw_maps(ag_sampler *s, struct sm_unw_row **rows, uint32_t *cap, int *procs_fd)
+int ag_sampler_unw_maps(ag_sampler *s, int *rows_fd, uint32_t *cap, int *procs_fd,
+                        int *files_fd, int *found_fd)
 {
-	if (!s->unw_rows)
+	if (!s->unw)
 		return -ENOENT;
-	*rows = s->unw_rows;
+	*rows_fd = bpf_map__fd(s->skel->maps.unw_rows);
 	*cap = s->unw_cap;
 	*procs_fd = bpf_map__fd(s->skel->maps.unw_procs);
+	*files_fd = bpf_map__fd(s->skel->maps.unw_files);
+	*found_fd = bpf_map__fd(s->skel->maps.unw_found);
 	return 0;
 }

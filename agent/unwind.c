@@ -41,6 +41,7 @@ _Static_assert(sizeof(struct sm_unw_row) == 4 * sizeof(uint32_t), "an index slot
 
 #define MAX_LOADS 16            /* PT_LOAD segments remembered per object */
 #define NBUCKETS 1024
+#define MAX_FILES 4             /* files (inodes) per table in unw_files */
 
 typedef struct utab {
 	uint8_t id[WIRE_MAX_BUILD_ID];
@@ -51,21 +52,36 @@ typedef struct utab {
 	uint32_t idx_len, idx_base; /* the bucket index (bpf/profile.h) */
 	bool failed;                /* no CFI, not ELF, too big: not retried */
 	bool building;              /* queued for or on the builder thread */
+	bool fresh;                 /* installed by the running ag_unw_tick, whose
+	                             * waiting processes have not taken it yet:
+	                             * not evicted until they have */
 	uint32_t refs;              /* processes whose entry names it */
 	uint64_t last_used;
+	int64_t used_ns;            /* when a process last mapped it (monotonic) */
 	uint32_t nloads;
 	struct { uint64_t off, vaddr, filesz; } loads[MAX_LOADS];
+	/* the files processes map it from, as the kernel names them: its
+	 * unw_files keys, written once the table has rows, deleted with it */
+	struct sm_unw_file_key files[MAX_FILES];
+	uint32_t nfiles;
 	struct utab *next;
 } utab;
 
 /* A process' entry as last written, and the table and file offset of
  * each of its mappings, so the entry can be completed when a table
  * arrives; its references are released when it is replaced or removed. */
+typedef struct umap {
+	struct sm_unw_map m;        /* as in the kernel's entry */
+	utab *t;                    /* its table, or NULL */
+	uint64_t pgoff;             /* its file offset */
+} umap;
+
 typedef struct uproc {
 	pid_t pid;
-	struct sm_unw_proc e;
-	utab *maptab[SM_UNW_MAX_MAPS];
-	uint64_t pgoff[SM_UNW_MAX_MAPS];
+	uint32_t n, cap;            /* maps used, allocated: as many as the
+	                             * process has, not SM_UNW_MAX_MAPS (most
+	                             * have a few dozen, the entry 128) */
+	umap *maps;
 	bool pending;               /* some mapping waits for its table */
 	int64_t event_ns;           /* its NEW/EXEC event, until it has a table */
 	struct uproc *next;
@@ -102,6 +118,7 @@ struct ag_unw {
 	pid_t event_pid;            /* ag_unw_event */
 	int64_t event_ns;
 	ag_unw_stats st;
+	struct sm_unw_proc entry;   /* scratch: a process' entry as written */
 	/* the builder thread: todo in, done out, under mu */
 	pthread_t thread;
 	bool thread_started, quit;
@@ -176,6 +193,19 @@ static bool ext_alloc(ag_unw *u, uint32_t len, uint32_t *start)
 	return false;
 }
 
+/* Frees t, unlinked by the caller: its rows and its unw_files keys. */
+static void tab_free(ag_unw *u, utab *t)
+{
+	for (uint32_t i = 0; i < t->nfiles; i++)
+		bpf_map_delete_elem(u->o.files_fd, &t->files[i]);
+	if (t->len) {
+		ext_insert(u, t->start, t->alloc);
+		u->st.rows_used -= t->alloc;
+	}
+	u->st.tables--;
+	free(t);
+}
+
 /* Frees the rows of the least recently used table no process maps.
  * Returns false when there is none. */
 static bool evict_one(ag_unw *u)
@@ -184,7 +214,7 @@ static bool evict_one(ag_unw *u)
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (utab **pp = &u->tabs[b]; *pp; pp = &(*pp)->next) {
 			utab *t = *pp;
-			if (t->refs || t == u->vdso || !t->len)
+			if (t->refs || t->fresh || t == u->vdso || !t->len)
 				continue;
 			if (!best || t->last_used < best->last_used) {
 				best = t;
@@ -193,15 +223,26 @@ static bool evict_one(ag_unw *u)
 		}
 	if (!best)
 		return false;
-	if (best->len) {
-		ext_insert(u, best->start, best->alloc);
-		u->st.rows_used -= best->alloc;
-	}
-	u->st.tables--;
-	u->st.evicted++;
 	*best_pp = best->next;
-	free(best);
+	tab_free(u, best);
+	u->st.evicted++;
 	return true;
+}
+
+void ag_unw_expire(ag_unw *u, int64_t now_ns)
+{
+	for (size_t b = 0; b < NBUCKETS; b++)
+		for (utab **pp = &u->tabs[b]; *pp;) {
+			utab *t = *pp;
+			int64_t keep = t->len ? AG_UNW_KEEP_NS : AG_UNW_KEEP_FAILED_NS;
+			if (t->refs || t->building || t == u->vdso || now_ns - t->used_ns < keep) {
+				pp = &t->next;
+				continue;
+			}
+			*pp = t->next;
+			tab_free(u, t);
+			u->st.expired++;
+		}
 }
 
 /* ---- tables ---- */
@@ -296,6 +337,42 @@ static void queue_build(ag_unw *u, utab *t, int fd)
 	pthread_mutex_unlock(&u->mu);
 }
 
+/* Writes t's unw_files entry for key (t has rows). */
+static void file_put(ag_unw *u, const utab *t, const struct sm_unw_file_key *key)
+{
+	struct sm_unw_file f = {.rows_start = t->start, .rows_len = t->len,
+	                        .idx_start = t->start + t->len, .idx_len = t->idx_len,
+	                        .idx_base = t->idx_base};
+	for (uint32_t k = 0; k < t->nloads && f.nloads < SM_UNW_FILE_LOADS; k++, f.nloads++) {
+		f.loads[f.nloads].off = t->loads[k].off;
+		f.loads[f.nloads].vaddr = t->loads[k].vaddr;
+		f.loads[f.nloads].filesz = t->loads[k].filesz;
+	}
+	bpf_map_update_elem(u->o.files_fd, key, &f, BPF_ANY);
+}
+
+/* Remembers that mapping m is t's file, so the walker can find t by the
+ * mapping's inode where no process entry covers it yet; written to the
+ * kernel now if t has rows, else when it gets them. The oldest of
+ * MAX_FILES goes (copies of one binary at several paths). */
+static void file_add(ag_unw *u, utab *t, const ag_mapping *m)
+{
+	if (!m->ino || !m->obj)
+		return;
+	struct sm_unw_file_key key = {.dev = m->dev, .ino = m->ino, .size = m->obj->size};
+	for (uint32_t i = 0; i < t->nfiles; i++)
+		if (!memcmp(&t->files[i], &key, sizeof(key)))
+			return;
+	if (t->nfiles == MAX_FILES) {
+		bpf_map_delete_elem(u->o.files_fd, &t->files[0]);
+		memmove(&t->files[0], &t->files[1], (MAX_FILES - 1) * sizeof(key));
+		t->nfiles--;
+	}
+	t->files[t->nfiles++] = key;
+	if (t->len)
+		file_put(u, t, &key);
+}
+
 /* A finished build into the rows array. Returns true when t has rows. */
 static bool install(ag_unw *u, job *j)
 {
@@ -320,6 +397,7 @@ static bool install(ag_unw *u, job *j)
 		u->st.build_failed++;
 		return false;
 	}
+	/* the pages of the range, mapped for the copy only */
 	uint32_t start;
 	while (!ext_alloc(u, (uint32_t)need, &start)) {
 		if (!evict_one(u)) {
@@ -329,14 +407,27 @@ static bool install(ag_unw *u, job *j)
 			return false;
 		}
 	}
-	memcpy(u->o.rows + start, j->rows, j->n * sizeof(*j->rows));
-	uint32_t *idx = (uint32_t *)(u->o.rows + start + j->n);
+	uint64_t off = (uint64_t)start * sizeof(struct sm_unw_row);
+	uint64_t page = off & ~(uint64_t)4095;
+	size_t len = (size_t)(off + need * sizeof(struct sm_unw_row) - page);
+	uint8_t *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, u->o.rows_fd,
+	                    (off_t)page);
+	if (map == MAP_FAILED) {
+		ext_insert(u, start, (uint32_t)need);
+		t->failed = true;
+		u->st.build_failed++;
+		return false;
+	}
+	struct sm_unw_row *dst = (struct sm_unw_row *)(map + (off - page));
+	memcpy(dst, j->rows, j->n * sizeof(*j->rows));
+	uint32_t *idx = (uint32_t *)(dst + j->n);
 	for (uint32_t b = 0, r = 0; b < nb; b++) {
 		uint64_t at = (uint64_t)(first + b) << SM_UNW_BUCKET_SHIFT;
 		while (r + 1 < j->n && j->rows[r + 1].pc <= at)
 			r++;
 		idx[b] = r;
 	}
+	munmap(map, len);
 	t->start = start;
 	t->len = (uint32_t)j->n;
 	t->alloc = (uint32_t)need;
@@ -344,6 +435,9 @@ static bool install(ag_unw *u, job *j)
 	t->idx_base = first;
 	u->st.rows_used += need;
 	u->st.built++;
+	t->fresh = true;
+	for (uint32_t i = 0; i < t->nfiles; i++)
+		file_put(u, t, &t->files[i]);
 	if (u->o.verbose)
 		fprintf(stderr, "smolder-agent: unwind table: %zu rows from %zu FDEs in %.1f ms\n",
 		        j->n, j->info.fdes, (double)j->ns / 1e6);
@@ -465,6 +559,7 @@ void ag_unw_free(ag_unw *u)
 		}
 		for (uproc *p = u->procs[b], *n; p; p = n) {
 			n = p->next;
+			free(p->maps);
 			free(p);
 		}
 	}
@@ -485,6 +580,8 @@ static utab *tab_for(ag_unw *u, pid_t pid, const ag_mapping *m)
 		if (!t)
 			return NULL;
 	}
+	if (!t->failed)
+		file_add(u, t, m);
 	if (t->len || t->failed || t->building)
 		return t;
 	/* the object's own descriptor when still open, else the mapping's
@@ -506,24 +603,40 @@ static uproc **find_proc(ag_unw *u, pid_t pid)
 
 static void release(uproc *p)
 {
-	for (uint32_t i = 0; i < p->e.n; i++)
-		if (p->maptab[i] && p->e.maps[i].rows_len)
-			p->maptab[i]->refs--;
+	int64_t now = ag_mono_ns();
+	for (uint32_t i = 0; i < p->n; i++)
+		if (p->maps[i].t && p->maps[i].m.rows_len) {
+			p->maps[i].t->refs--;
+			p->maps[i].t->used_ns = now;
+		}
+}
+
+/* Writes p's entry into the kernel. */
+static int write_entry(ag_unw *u, const uproc *p)
+{
+	uint32_t key = (uint32_t)p->pid;
+	/* all of it: the walker may look at a slot past n */
+	memset(&u->entry, 0, sizeof(u->entry));
+	u->entry.n = p->n;
+	for (uint32_t i = 0; i < p->n; i++)
+		u->entry.maps[i] = p->maps[i].m;
+	return bpf_map_update_elem(u->o.procs_fd, &key, &u->entry, BPF_ANY) ? -errno : 0;
 }
 
 /* Fills the rows of p's mapping i from its table when that has rows
  * (taking a reference); returns true when it did. */
 static bool fill(uproc *p, uint32_t i)
 {
-	utab *t = p->maptab[i];
-	struct sm_unw_map *em = &p->e.maps[i];
+	utab *t = p->maps[i].t;
+	struct sm_unw_map *em = &p->maps[i].m;
+	uint64_t pgoff = p->maps[i].pgoff;
 	if (!t || !t->len || em->rows_len)
 		return false;
 	/* the executable segment this mapping shows; vaddr = pc - bias */
 	for (uint32_t k = 0; k < t->nloads; k++) {
 		uint64_t lo = t->loads[k].off & ~(uint64_t)4095;
-		if (p->pgoff[i] >= lo && p->pgoff[i] < t->loads[k].off + t->loads[k].filesz) {
-			em->bias = em->start - p->pgoff[i] + t->loads[k].off - t->loads[k].vaddr;
+		if (pgoff >= lo && pgoff < t->loads[k].off + t->loads[k].filesz) {
+			em->bias = em->start - pgoff + t->loads[k].off - t->loads[k].vaddr;
 			em->rows_start = t->start;
 			em->rows_len = t->len;
 			em->idx_start = t->start + t->len;
@@ -568,8 +681,7 @@ int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 		u->event_ns = 0;
 	}
 	release(p);
-	memset(&p->e, 0, sizeof(p->e));
-	memset(p->maptab, 0, sizeof(p->maptab));
+	p->n = 0;
 	p->pending = false;
 	u->clock++;
 	bool any = false;
@@ -577,25 +689,36 @@ int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 		const ag_mapping *m = &pr->maps[i];
 		if (m->kind == AG_MAP_ANON)
 			continue;           /* JIT code: frame pointers */
-		if (p->e.n == SM_UNW_MAX_MAPS) {
+		if (p->n == SM_UNW_MAX_MAPS) {
 			u->st.maps_over++;
 			break;
 		}
-		uint32_t k = p->e.n++;
-		p->e.maps[k].start = m->start;
-		p->e.maps[k].end = m->end;
-		p->pgoff[k] = m->pgoff;
-		utab *t = p->maptab[k] = tab_for(u, pr->pid, m);
+		if (p->n == p->cap) {
+			uint32_t cap = p->cap ? 2 * p->cap : 16;
+			umap *v = realloc(p->maps, cap * sizeof(*v));
+			if (!v)
+				break;
+			p->maps = v;
+			p->cap = cap;
+		}
+		uint32_t k = p->n++;
+		umap *um = &p->maps[k];
+		memset(um, 0, sizeof(*um));
+		um->m.start = m->start;
+		um->m.end = m->end;
+		um->pgoff = m->pgoff;
+		utab *t = um->t = tab_for(u, pr->pid, m);
 		if (!t)
 			continue;
 		t->last_used = u->clock;
+		t->used_ns = ag_mono_ns();
 		if (fill(p, k))
 			any = true;
 		else if (t->building)
 			p->pending = true;
 		else
-			p->maptab[k] = NULL;  /* kept only with a reference, or while
-			                       * building: else it may be evicted */
+			um->t = NULL;  /* kept only with a reference, or while
+			                * building: else it may be evicted */
 	}
 	uint32_t key = (uint32_t)pr->pid;
 	if (!any && !p->pending) {
@@ -603,11 +726,25 @@ int ag_unw_proc(ag_unw *u, const ag_proc *pr)
 		ag_unw_proc_gone(u, pr->pid);
 		return 0;
 	}
-	if (bpf_map_update_elem(u->o.procs_fd, &key, &p->e, BPF_ANY))
-		return -errno;
+	int rc = write_entry(u, p);
+	if (rc)
+		return rc;
+	/* the entry names this process' mappings now: what the walker found
+	 * for itself may be stale (a library unmapped since) */
+	bpf_map_delete_elem(u->o.found_fd, &key);
 	if (any)
 		count_ready(u, p);
 	return 0;
+}
+
+bool ag_unw_builds_finished(ag_unw *u)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&u->mu);
+	for (const job *j = u->done; j; j = j->next)
+		n++;
+	pthread_mutex_unlock(&u->mu);
+	return n == u->inflight;
 }
 
 int ag_unw_tick(ag_unw *u)
@@ -623,30 +760,34 @@ int ag_unw_tick(ag_unw *u)
 		u->inflight--;
 		installed |= install(u, j);
 	}
-	free_jobs(done);
-	if (!installed)
+	if (!installed) {
+		free_jobs(done);
 		return (int)u->inflight;
+	}
 	/* complete the entries that waited */
 	for (size_t b = 0; b < NBUCKETS; b++)
 		for (uproc *p = u->procs[b]; p; p = p->next) {
 			if (!p->pending)
 				continue;
 			bool changed = false, still = false;
-			for (uint32_t i = 0; i < p->e.n; i++) {
-				if (!p->maptab[i] || p->e.maps[i].rows_len)
+			for (uint32_t i = 0; i < p->n; i++) {
+				if (!p->maps[i].t || p->maps[i].m.rows_len)
 					continue;
 				if (fill(p, i))
 					changed = true;
-				else if (p->maptab[i]->building)
+				else if (p->maps[i].t->building)
 					still = true;
 				else
-					p->maptab[i] = NULL;
+					p->maps[i].t = NULL;
 			}
 			p->pending = still;
-			uint32_t key = (uint32_t)p->pid;
-			if (changed && bpf_map_update_elem(u->o.procs_fd, &key, &p->e, BPF_ANY) == 0)
+			if (changed && write_entry(u, p) == 0)
 				count_ready(u, p);
 		}
+	/* taken by those that waited: evictable like any other from now on */
+	for (job *j = done; j; j = j->next)
+		j->t->fresh = false;
+	free_jobs(done);
 	return (int)u->inflight;
 }
 
@@ -665,6 +806,7 @@ void ag_unw_proc_gone(ag_unw *u, pid_t pid)
 	bpf_map_delete_elem(u->o.procs_fd, &key);
 	release(p);
 	*pp = p->next;
+	free(p->maps);
 	free(p);
 	u->st.procs--;
 }

@@ -301,26 +301,30 @@ static int fill_gaps(const struct vec *eh, const struct vec *dbg, struct vec *ou
 	return 0;
 }
 
-/* ---- one row from libdw's frame state ---- */
+/* ---- the expression recogniser ----
+ *
+ * libdw hands every rule over as a DWARF expression: def_cfa REG, OFF as
+ * DW_OP_bregx; a register saved at CFA+N as DW_OP_call_frame_cfa (plus
+ * N); DW_CFA_expression as DW_OP_call_frame_cfa followed by the FDE's own
+ * expression (the CFA is pushed first, as DWARF says). The walker in BPF
+ * has no interpreter: each form real code uses is recognised here, op by
+ * op, and becomes a row kind whose computation is exact; anything else is
+ * SM_CFA_UNSUPPORTED / SM_REG_UNSUPPORTED, where the walk stops and counts
+ * instead of guessing. */
 
-/* The offset N of a register saved at CFA+N, in the form
- * dwarf_frame_register gives it: DW_OP_call_frame_cfa alone or followed
- * by DW_OP_plus_uconst N (N a two's-complement Dwarf_Word), or
- * DW_OP_consts N; DW_OP_plus. false for every other rule. */
-static bool cfa_offset_rule(const Dwarf_Op *ops, size_t nops, int64_t *off)
+/* DW_OP_bregN / DW_OP_bregx: its register and (signed) offset. */
+static bool breg(const ag_unw_op *o, unsigned *reg, int64_t *off)
 {
-	if (nops < 1 || ops[0].atom != DW_OP_call_frame_cfa)
-		return false;
-	if (nops == 1) {
-		*off = 0;
+	if (o->atom >= DW_OP_breg0 && o->atom <= DW_OP_breg31) {
+		*reg = o->atom - DW_OP_breg0;
+		*off = (int64_t)o->number;
 		return true;
 	}
-	if (nops == 2 && ops[1].atom == DW_OP_plus_uconst) {
-		*off = (int64_t)ops[1].number;
-		return true;
-	}
-	if (nops == 3 && ops[1].atom == DW_OP_consts && ops[2].atom == DW_OP_plus) {
-		*off = (int64_t)ops[1].number;
+	if (o->atom == DW_OP_bregx) {
+		if (o->number > 0xffff)
+			return false;
+		*reg = (unsigned)o->number;
+		*off = (int64_t)o->number2;
 		return true;
 	}
 	return false;
@@ -329,7 +333,7 @@ static bool cfa_offset_rule(const Dwarf_Op *ops, size_t nops, int64_t *off)
 /* GCC/binutils' CFA of x86_64 PLT entries: rsp+8 before the entry's push
  * (rip & 15 < K), rsp+16 after it. K is the offset of the jmp after the
  * push: 11 in .plt, 10 with IBT's endbr64 layout. */
-static bool plt_expr(const Dwarf_Op *o, size_t n, int32_t *k)
+static bool plt_expr(const ag_unw_op *o, size_t n, int32_t *k)
 {
 	if (n != 9 || o[0].atom != DW_OP_breg0 + arch_x86_64.sp || o[0].number != 8 ||
 	    o[1].atom != DW_OP_breg0 + arch_x86_64.ra || o[1].number != 0 ||
@@ -341,65 +345,142 @@ static bool plt_expr(const Dwarf_Op *o, size_t n, int32_t *k)
 	return true;
 }
 
-static void translate_cfa(Dwarf_Frame *f, struct sm_unw_row *r)
+void ag_unw_cfa_rule(const ag_unw_op *ops, size_t n, bool signal, struct sm_unw_row *r)
 {
-	Dwarf_Op *ops;
-	size_t nops;
+	unsigned reg;
+	int64_t off;
+	int32_t k;
 	r->cfa_kind = SM_CFA_UNSUPPORTED;
-	if (dwarf_frame_cfa(f, &ops, &nops) != 0 || nops == 0)
+	r->cfa_off = 0;
+	r->aux = 0;
+	if (!signal && plt_expr(ops, n, &k)) {
+		r->cfa_kind = SM_CFA_PLT;
+		r->cfa_off = k;
 		return;
-	if (nops == 1) {
-		unsigned reg;
-		int64_t off;
-		/* def_cfa comes back as DW_OP_bregx reg, off; an expression
-		 * with one DW_OP_bregN means the same */
-		if (ops[0].atom == DW_OP_bregx) {
-			reg = ops[0].number > 0xffff ? 0xffff : (unsigned)ops[0].number;
-			off = (int64_t)ops[0].number2;
-		} else if (ops[0].atom >= DW_OP_breg0 && ops[0].atom <= DW_OP_breg31) {
-			reg = ops[0].atom - DW_OP_breg0;
-			off = (int64_t)ops[0].number;
-		} else {
-			return;
-		}
-		if (off < INT32_MIN || off > INT32_MAX)
-			return;
+	}
+	if (n == 0 || !breg(&ops[0], &reg, &off))
+		return;
+	if (off < INT32_MIN || off > INT32_MAX)
+		return;
+	if (n == 1) {
+		/* def_cfa REG, OFF (or an expression of one DW_OP_bregN) */
+		if (signal)
+			return;  /* a trampoline's CFA is never a plain register */
 		if (reg == arch_x86_64.sp)
 			r->cfa_kind = SM_CFA_SP;
 		else if (reg == arch_x86_64.fp)
 			r->cfa_kind = SM_CFA_FP;
-		else
+		else if (reg < arch_x86_64.ra) {
+			/* a scratch register, in prologues and hand-written
+			 * code: usable where the registers are known */
+			r->cfa_kind = SM_CFA_REG;
+			r->aux = (uint8_t)reg;
+		} else
 			return;
 		r->cfa_off = (int32_t)off;
 		return;
 	}
-	int32_t k;
-	if (plt_expr(ops, nops, &k)) {
-		r->cfa_kind = SM_CFA_PLT;
-		r->cfa_off = k;
+	/* BREG N; DW_OP_deref [; DW_OP_plus_uconst M]: the CFA was saved in
+	 * the frame (stack realignment) */
+	if (ops[1].atom != DW_OP_deref || n > 3 ||
+	    (reg != arch_x86_64.sp && reg != arch_x86_64.fp))
+		return;
+	uint64_t add = 0;
+	if (n == 3) {
+		if (ops[2].atom != DW_OP_plus_uconst || ops[2].number > UINT8_MAX)
+			return;
+		add = ops[2].number;
 	}
+	if (signal) {
+		/* the kernel's rt_sigframe: the interrupted sp, as saved */
+		if (reg != arch_x86_64.sp || add)
+			return;
+		r->cfa_kind = SM_CFA_SIGNAL;
+	} else {
+		r->cfa_kind = reg == arch_x86_64.sp ? SM_CFA_DEREF_SP : SM_CFA_DEREF_FP;
+		r->aux = (uint8_t)add;
+	}
+	r->cfa_off = (int32_t)off;
 }
 
-/* The rule of register reg: *kind an enum sm_reg_kind, *off for
- * SM_REG_CFA_OFF (fits s16). */
+void ag_unw_reg_rule(const ag_unw_op *ops, size_t n, bool undefined, uint8_t *kind,
+                     int16_t *off)
+{
+	int64_t o = 0;
+	unsigned reg;
+	*off = 0;
+	*kind = SM_REG_UNSUPPORTED;
+	if (n == 0) {
+		*kind = undefined ? SM_REG_UNDEF : SM_REG_SAME;
+		return;
+	}
+	if (ops[0].atom != DW_OP_call_frame_cfa)
+		return;
+	if (n == 1) {
+		*kind = SM_REG_CFA_OFF;                 /* DW_CFA_offset 0 */
+	} else if (n == 2 && ops[1].atom == DW_OP_plus_uconst) {
+		o = (int64_t)ops[1].number;             /* DW_CFA_offset N */
+		*kind = SM_REG_CFA_OFF;
+	} else if (n == 3 && ops[1].atom == DW_OP_consts && ops[2].atom == DW_OP_plus) {
+		o = (int64_t)ops[1].number;             /* a negative N */
+		*kind = SM_REG_CFA_OFF;
+	} else if (n == 2 && breg(&ops[1], &reg, &o) &&
+	           (reg == arch_x86_64.sp || reg == arch_x86_64.fp)) {
+		/* DW_CFA_expression REG, (BREG N): saved at sp+N or fp+N
+		 * (the CFA pushed first is not used) */
+		*kind = reg == arch_x86_64.sp ? SM_REG_SP_OFF : SM_REG_FP_OFF;
+	} else {
+		return;
+	}
+	if (o < INT16_MIN || o > INT16_MAX) {
+		*kind = SM_REG_UNSUPPORTED;
+		return;
+	}
+	*off = (int16_t)o;
+}
+
+/* ---- one row from libdw's frame state ---- */
+
+#define MAX_OPS 16  /* longer expressions are none the recogniser takes */
+
+/* libdw's ops in the recogniser's form; false when there are too many. */
+static bool copy_ops(const Dwarf_Op *ops, size_t n, ag_unw_op *out)
+{
+	if (n > MAX_OPS)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (ag_unw_op){ops[i].atom, ops[i].number, ops[i].number2};
+	return true;
+}
+
+static void translate_cfa(Dwarf_Frame *f, bool signal, struct sm_unw_row *r)
+{
+	Dwarf_Op *ops;
+	size_t nops;
+	ag_unw_op o[MAX_OPS];
+	r->cfa_kind = SM_CFA_UNSUPPORTED;
+	if (dwarf_frame_cfa(f, &ops, &nops) != 0 || nops == 0 || !copy_ops(ops, nops, o))
+		return;
+	ag_unw_cfa_rule(o, nops, signal, r);
+}
+
+/* The rule of register reg: *kind an enum sm_reg_kind, *off for the
+ * SM_REG_*_OFF kinds. */
 static void translate_reg(Dwarf_Frame *f, unsigned reg, uint8_t *kind, int16_t *off)
 {
 	Dwarf_Op mem[3], *ops;
 	size_t nops;
-	int64_t o;
+	ag_unw_op o[MAX_OPS];
 	*off = 0;
-	if (dwarf_frame_register(f, (int)reg, mem, &ops, &nops) != 0)
-		*kind = SM_REG_UNSUPPORTED;
-	else if (nops == 0)
-		*kind = ops ? SM_REG_UNDEF : SM_REG_SAME;  /* libdw.h's convention */
-	else if (cfa_offset_rule(ops, nops, &o) && o >= INT16_MIN && o <= INT16_MAX) {
-		*kind = SM_REG_CFA_OFF;
-		*off = (int16_t)o;
-	} else
-		*kind = SM_REG_UNSUPPORTED;
+	*kind = SM_REG_UNSUPPORTED;
+	if (dwarf_frame_register(f, (int)reg, mem, &ops, &nops) != 0 || !copy_ops(ops, nops, o))
+		return;
+	/* libdw.h's convention: no ops and a NULL pointer is same-value,
+	 * no ops and a pointer is undefined */
+	ag_unw_reg_rule(o, nops, nops == 0 && ops, kind, off);
 }
 
-static void translate(Dwarf_Frame *f, struct sm_unw_row *r)
+static void translate(Dwarf_Frame *f, bool signal, struct sm_unw_row *r)
 {
 	uint32_t pc = r->pc;
 	memset(r, 0, sizeof(*r));
@@ -411,13 +492,14 @@ static void translate(Dwarf_Frame *f, struct sm_unw_row *r)
 		r->cfa_kind = SM_CFA_END;
 		return;
 	}
-	translate_cfa(f, r);
-	if (ra_kind != SM_REG_CFA_OFF)
+	translate_cfa(f, signal, r);
+	if (ra_kind != SM_REG_CFA_OFF && ra_kind != SM_REG_SP_OFF && ra_kind != SM_REG_FP_OFF)
 		r->cfa_kind = SM_CFA_UNSUPPORTED;
 	if (r->cfa_kind == SM_CFA_UNSUPPORTED) {
 		/* nothing else is usable without a CFA: one form, so such
 		 * rows merge */
 		r->cfa_off = 0;
+		r->aux = 0;
 		return;
 	}
 	r->ra_kind = ra_kind;
@@ -441,7 +523,8 @@ struct table {
 static bool same_rule(const struct sm_unw_row *a, const struct sm_unw_row *b)
 {
 	return a->cfa_off == b->cfa_off && a->fp_off == b->fp_off && a->ra_off == b->ra_off &&
-	       a->cfa_kind == b->cfa_kind && a->fp_kind == b->fp_kind && a->ra_kind == b->ra_kind;
+	       a->cfa_kind == b->cfa_kind && a->fp_kind == b->fp_kind && a->ra_kind == b->ra_kind &&
+	       a->aux == b->aux;
 }
 
 /* Appends r unless it repeats the last row's rule. */
@@ -465,18 +548,19 @@ static int walk(struct table *t, Dwarf_CFI *cfi, const struct range *g)
 	while (pc < g->end) {
 		Dwarf_Frame *f = NULL;
 		Dwarf_Addr s, e;
+		bool signal = false;
 		/* each lookup runs the FDE's instructions from its start again:
 		 * a hostile FDE of many rows is quadratic, so the work has a cap */
 		if (t->work < g->cost)
 			return -E2BIG;
 		t->work -= g->cost;
 		if (dwarf_cfi_addrframe(cfi, pc, &f) != 0 || !f ||
-		    dwarf_frame_info(f, &s, &e, NULL) < 0 || e <= pc || s > pc) {
+		    dwarf_frame_info(f, &s, &e, &signal) < 0 || e <= pc || s > pc) {
 			free(f);
 			return 1;
 		}
 		struct sm_unw_row r = {.pc = (uint32_t)pc};
-		translate(f, &r);
+		translate(f, signal, &r);
 		free(f);
 		int rc = vec_push(&t->tmp, &r);
 		if (rc)
@@ -620,6 +704,8 @@ int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
 	for (size_t i = 0; i < t.rows.n; i++)
 		if (r[i].cfa_kind == SM_CFA_UNSUPPORTED || r[i].fp_kind == SM_REG_UNSUPPORTED)
 			info->unsupported++;
+		else if (r[i].cfa_kind == SM_CFA_REG)
+			info->innermost_only++;
 	*rows = t.rows.v;
 	*n = t.rows.n;
 	t.rows.v = NULL;

@@ -191,6 +191,7 @@ struct config {
 	uint32_t nstacks;        /* distinct stacks in the fleet's pool */
 	int64_t duration_ns;
 	uint32_t pprof_target;   /* about how many pprofs to build and gzip */
+	bool maintain;           /* compact and roll up every simulated hour */
 	uint64_t seed;
 	const char *dir;
 };
@@ -1441,6 +1442,7 @@ static void usage(FILE *f)
 	        "usage: bench/storage [--quick|--smoke] [--dir PATH] [--seed N]\n"
 	        "                     [--hosts N] [--procs N] [--minutes N] "
 	        "[--stacks N]\n"
+	        "                     [--maintain] [--pprof-profiles N]\n"
 	        "Ingests a synthetic fleet through storage.h and prints\n"
 	        "ingest_rows_per_s, bytes_per_row, pprof_gz_bytes_per_row and\n"
 	        "merge_rows_per_s. See docs/bench-storage.md.\n");
@@ -1595,6 +1597,8 @@ int main(int argc, char **argv)
 		{"procs", required_argument, NULL, 'P'},
 		{"minutes", required_argument, NULL, 'M'},
 		{"stacks", required_argument, NULL, 'N'},
+		{"maintain", no_argument, NULL, 'm'},
+		{"pprof-profiles", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -1605,7 +1609,7 @@ int main(int argc, char **argv)
 		.duration_ns = 24 * 3600 * NSEC, .pprof_target = 3000,
 		.seed = 1,
 	};
-	uint64_t hosts = 0, procs = 0, minutes = 0, nstacks = 0;
+	uint64_t hosts = 0, procs = 0, minutes = 0, nstacks = 0, pprofs = 0;
 	struct model m = {0};
 	struct batch bt = {0};
 	struct pprof pp = {0};
@@ -1652,6 +1656,13 @@ int main(int argc, char **argv)
 			    nstacks < 100)
 				goto bad_arg;
 			break;
+		case 'm':
+			cfg.maintain = true;
+			break;
+		case 'p':
+			if (parse_u64(optarg, 100000, &pprofs) || !pprofs)
+				goto bad_arg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1687,6 +1698,8 @@ int main(int argc, char **argv)
 		cfg.duration_ns = (int64_t)minutes * 60 * NSEC;
 	if (nstacks)
 		cfg.nstacks = (uint32_t)nstacks;
+	if (pprofs)
+		cfg.pprof_target = (uint32_t)pprofs;
 
 	/* SA_RESTART: a signal must not turn the store's write() into an
 	 * I/O error; we stop at the next push instead. */
@@ -1766,7 +1779,7 @@ int main(int argc, char **argv)
 		        strerror(-rc), err.msg);
 		goto out;
 	}
-	double t_append = 0, t_cut = 0, t_wall = now_s(), c_start = cpu_s();
+	double t_append = 0, t_cut = 0, t_maint = 0, t_wall = now_s(), c_start = cpu_s();
 	double t_report = t_wall;
 	uint32_t cut_every = (uint32_t)(CUT_EVERY_NS / INTERVAL_NS);
 	uint64_t napp = 0, ncuts = 0;
@@ -1822,6 +1835,20 @@ int main(int argc, char **argv)
 			if (rc) {
 				fprintf(stderr, "bench: st_cut: %s\n",
 				        strerror(-rc));
+				goto out;
+			}
+		}
+		/* what the server's maintenance pass does besides cutting,
+		 * at simulated time; outside the ingest figure */
+		if (cfg.maintain && (i + 1) % (3600 / (INTERVAL_NS / NSEC)) == 0) {
+			double tm = now_s();
+
+			rc = st_rollup(db, ts);
+			if (!rc)
+				rc = st_compact(db);
+			t_maint += now_s() - tm;
+			if (rc) {
+				fprintf(stderr, "bench: maintenance: %s\n", strerror(-rc));
 				goto out;
 			}
 		}
@@ -1881,6 +1908,18 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	fprintf(stderr, "bench: st_compact %.2f s\n", now_s() - a);
+	if (cfg.maintain) {
+		/* roll-ups as the server would have them when the last push
+		 * arrived: the last hour is not over yet */
+		a = now_s();
+		rc = st_rollup(db, ts);
+		if (rc) {
+			fprintf(stderr, "bench: st_rollup: %s\n", strerror(-rc));
+			goto out;
+		}
+		fprintf(stderr, "bench: hourly compaction and roll-ups %.2f s, final st_rollup "
+		        "%.2f s\n", t_maint, now_s() - a);
+	}
 	if ((rc = dir_usage(dir, &du)))
 		goto out;
 	print_du("after compact", &du, bt.rows);

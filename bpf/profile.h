@@ -10,23 +10,39 @@
  * (perf_event_max_stack). */
 #define SM_MAX_STACK_DEPTH 128
 
-/* One counting slot per (process, user stack, kernel stack). Stacks are
- * named by a 64-bit hash of their addresses, the key of the stacks map of
- * the same set; 0 means the stack could not be read (a kernel thread has
- * no user stack, a sample in user mode no kernel one). */
+/* What a counting slot counts: CPU samples (+1 each), or nanoseconds a
+ * thread spent blocked (bpf/offcpu.bpf.h), in the same maps. */
+enum sm_kind {
+	SM_KIND_CPU = 0,
+	SM_KIND_OFFCPU = 1,
+};
+
+/* One counting slot per (process, kind, user stack, kernel stack). Stacks
+ * are named by a 64-bit hash of their addresses, the key of the stacks map
+ * of the same set; 0 means the stack could not be read (a kernel thread
+ * has no user stack, a sample in user mode no kernel one). */
 struct sm_key {
 	__u32 tgid;
-	__u32 pad;
+	__u32 kind;             /* enum sm_kind */
 	__u64 user_stack;
 	__u64 kernel_stack;
 };
 
-/* A stack as the program read it, innermost address first. */
+/* A stack as the program read it, innermost address first. Every entry
+ * after the first is taken for a return address (the agent names the
+ * byte before it); a pc that was interrupted by a signal is stored plus
+ * one, so that byte is the instruction itself. */
 struct sm_stack {
 	__u32 len;
-	__u32 pad;
+	__u32 flags;            /* SM_STACK_* */
 	__u64 ips[SM_MAX_STACK_DEPTH];
 };
+
+/* The walk stopped before the outermost frame (no FDE, a rule the table
+ * cannot express, unreadable memory, the depth limit): the stack lacks
+ * its callers. Only the table walker knows; stacks the kernel read by
+ * frame pointers (bpf_get_stack) never carry it. */
+#define SM_STACK_TRUNCATED 1u
 
 /* ---- Unwind tables (issue 7) ----
  *
@@ -47,7 +63,23 @@ enum sm_cfa_kind {
 	SM_CFA_PLT = 3,         /* x86_64 PLT entries: CFA = rsp + 8, plus 8 when
 	                         * (rip & 15) >= cfa_off (GCC/binutils' expression) */
 	SM_CFA_END = 4,         /* the return address is undefined: outermost frame */
-	SM_CFA_UNSUPPORTED = 5, /* a rule the table cannot express (DWARF expression) */
+	SM_CFA_UNSUPPORTED = 5, /* a rule the table cannot express */
+	/* DWARF expressions recognised when the table is built (the walker
+	 * runs no DWARF interpreter): */
+	SM_CFA_DEREF_SP = 6,    /* CFA = *(sp + cfa_off) + aux: a stack realigned
+	                         * with the old sp saved in the frame (OpenSSL's
+	                         * perlasm: DW_OP_breg7 N; deref; plus_uconst M) */
+	SM_CFA_DEREF_FP = 7,    /* CFA = *(fp + cfa_off) + aux: GCC's dynamic
+	                         * realignment (DRAP: DW_OP_breg6 -N; deref) */
+	SM_CFA_REG = 8,         /* CFA = register aux (DWARF number) + cfa_off;
+	                         * only the innermost frame has the registers, so
+	                         * in a caller this stops the walk */
+	SM_CFA_SIGNAL = 9,      /* a signal trampoline (__restore_rt, CIE 'S'):
+	                         * CFA = *(sp + cfa_off), the interrupted registers
+	                         * saved at sp-relative offsets (SM_REG_SP_OFF), and
+	                         * the caller's pc is the interrupted instruction
+	                         * itself, not a return address */
+	SM_CFA_KINDS
 };
 
 enum sm_reg_kind {
@@ -56,17 +88,21 @@ enum sm_reg_kind {
 	SM_REG_UNDEF = 2,       /* unknown in the caller */
 	SM_REG_LR = 3,          /* arm64 return address: still in the link register */
 	SM_REG_UNSUPPORTED = 4, /* saved some other way (another register, expression) */
+	SM_REG_SP_OFF = 5,      /* saved at sp + off (this frame's sp: signal frames) */
+	SM_REG_FP_OFF = 6,      /* saved at fp + off (DRAP: rbp at [rbp]) */
+	SM_REG_KINDS
 };
 
 struct sm_unw_row {
 	__u32 pc;
 	__s32 cfa_off;
-	__s16 fp_off;           /* for fp_kind SM_REG_CFA_OFF */
-	__s16 ra_off;           /* for ra_kind SM_REG_CFA_OFF */
+	__s16 fp_off;           /* for fp_kind SM_REG_*_OFF */
+	__s16 ra_off;           /* for ra_kind SM_REG_*_OFF */
 	__u8 cfa_kind;          /* enum sm_cfa_kind */
 	__u8 fp_kind;           /* enum sm_reg_kind */
 	__u8 ra_kind;           /* enum sm_reg_kind */
-	__u8 pad;
+	__u8 aux;               /* SM_CFA_DEREF_*: the addend (bytes);
+	                         * SM_CFA_REG: the register; else 0 */
 };
 
 /* Where one process' executable mappings are and which rows describe
@@ -92,8 +128,12 @@ struct sm_unw_map {
 	__u32 idx_start;        /* row slot where the bucket index begins */
 	__u32 idx_len;          /* buckets */
 	__u32 idx_base;         /* first bucket: first row's pc >> SM_UNW_BUCKET_SHIFT */
-	__u32 pad;
+	__u32 flags;            /* SM_UNW_MAP_*; 0 in the agent's entries */
 };
+
+/* A mapping the walker found itself (struct sm_unw_found) in anonymous
+ * memory: JIT code, walked by frame pointers and counted as such. */
+#define SM_UNW_MAP_ANON 1u
 
 struct sm_unw_proc {
 	__u32 n;
@@ -101,6 +141,38 @@ struct sm_unw_proc {
 	struct sm_unw_map maps[SM_UNW_MAX_MAPS];
 };
 
+/* An object's table by the file the kernel maps it from, so the walker
+ * can use it in a process whose entry lacks the mapping (its first moments,
+ * before the agent has read /proc/PID/maps, or a library mapped since):
+ * the kernel's vm_file inode (i_sb->s_dev in the kernel's encoding, i_ino,
+ * i_size). The agent writes one per file that has a table. */
+struct sm_unw_file_key {
+	__u32 dev;              /* MKDEV(major, minor): major << 20 | minor */
+	__u32 pad;
+	__u64 ino;
+	__u64 size;
+};
+
+#define SM_UNW_FILE_LOADS 2
+
+struct sm_unw_file {
+	__u32 rows_start, rows_len;
+	__u32 idx_start, idx_len, idx_base;
+	__u32 nloads;
+	struct {
+		__u64 off, vaddr, filesz;   /* executable PT_LOAD segments */
+	} loads[SM_UNW_FILE_LOADS];
+};
+
+/* Mappings the walker found itself (bpf_find_vma) for pcs outside the
+ * process' entry, per process, replaced in turn. */
+#define SM_UNW_FOUND 8
+
+struct sm_unw_found {
+	__u32 n;
+	__u32 next;             /* the slot replaced next */
+	struct sm_unw_map maps[SM_UNW_FOUND];
+};
 /* ---- CPython frames ----
  *
  * In a CPython process a native frame of _PyEval_EvalFrameDefault is
@@ -218,7 +290,8 @@ enum sm_stat {
 	SM_STAT_UNW_COMPLETE,  /* reached the outermost frame (undefined return
 	                        * address, or a zero one under frame pointers) */
 	SM_STAT_UNW_TRUNCATED, /* SM_MAX_STACK_DEPTH frames and more to go */
-	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE */
+	SM_STAT_UNW_NO_FDE,    /* a pc inside an object with a table but no FDE
+	                        * (the walk tries its frame pointer) */
 	SM_STAT_UNW_UNSUPPORTED, /* a rule the table marks unsupported */
 	SM_STAT_UNW_READ_ERR,  /* user memory unreadable (paged out, bad CFA) */
 	SM_STAT_UNW_FP_STOP,   /* a frame without table whose frame pointer
@@ -234,6 +307,18 @@ enum sm_stat {
 	SM_STAT_PY_BAD_CODE,   /* a frame whose code is not a code object */
 	SM_STAT_PY_TRUNCATED,  /* SM_PY_MAX_FRAMES or a full stack, more to go */
 	SM_STAT_PY_LOST,       /* evaluations the native walk never reached */
+	/* frames walked by frame pointer where the tables could not help */
+	SM_STAT_UNW_FP_JIT,    /* pc in no mapping of the entry: anonymous
+	                        * executable memory (JIT code) */
+	SM_STAT_UNW_FP_NO_FDE, /* pc in an object's table range, no FDE */
+	SM_STAT_UNW_FP_NO_TABLE, /* pc in an object without a table */
+	SM_STAT_UNW_FOUND,     /* mappings the walker looked up itself */
+	/* off-CPU time (bpf/offcpu.bpf.h) */
+	SM_STAT_OFF_BLOCKS,    /* blocks of at least cfg_offcpu_min_ns, counted */
+	SM_STAT_OFF_SHORT,     /* blocks shorter: nothing stored */
+	SM_STAT_OFF_UNSAMPLED, /* blocks not sampled (--off-cpu-sample) */
+	SM_STAT_OFF_COUNT_FULL, /* counts map full: a block's time dropped */
+	SM_STAT_OFF_NO_STORAGE, /* a thread's start could not be kept */
 	SM_STAT_N,
 };
 

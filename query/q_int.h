@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/storage.h"
+
 #define Q__NONE UINT32_MAX
 
 /* u64 -> u32 hash map, key and value in one slot. */
@@ -20,19 +22,33 @@ typedef struct q__map {
 } q__map;
 
 uint32_t q__map_get(const q__map *m, uint64_t key);
+/* Starts loading key's slot into the cache, for a lookup a little later. */
+void q__map_prefetch(const q__map *m, uint64_t key);
 int q__map_put(q__map *m, uint64_t key, uint32_t val);
 void q__map_free(q__map *m);
 
 /* Grows *arr to hold need items of elem bytes, doubling; -ENOMEM. */
 int q__grow(void *arr, size_t *cap, size_t need, size_t elem);
 
+/* Appends ,"saturated":true and ,"damaged_chunks":N where they apply. */
+#include "query/query.h"
+int q__json_warnings(q_buf *o, bool saturated, uint64_t damaged);
+
+/* The distinct values of label `name` (label names when name is NULL,
+ * __name__ left out) over the series side selects (its matchers and range,
+ * by its deadline), sorted. The caller frees each string and *out with
+ * free(). 0 or a negative errno (series.c). */
+int q__label_values(st_db *db, const q_side *side, const char *name, char ***out, size_t *n,
+                    st_err *err);
+
 /* ---- the call tree (engine.c builds it; pprof.c renders it too) ---- */
 
 #include <stdbool.h>
 #include "query/query.h"
 
-/* A node name. Native frames are one name per function (file and line
- * are the first location's); frames the host named with a language, file
+/* A node name. Native frames are one name per function and file (the
+ * line is the first location's; the table is shared by every query, and
+ * two programs' `main` are two names); frames the host named with a language, file
  * or line (interpreted code) are one name per (function, file, line,
  * language), so the line being executed shows, as py-spy shows it. func
  * groups the names of one function (same function, file, language and
@@ -44,34 +60,69 @@ typedef struct qname {
 	char *lang;             /* NULL for none */
 	bool kernel;
 	bool exact;             /* keyed with file, line and language */
-	uint32_t func;          /* the first name of this function */
+	uint32_t func;          /* the first name of this function (<= its ID) */
 } qname;
 
-typedef struct q__sig q__sig;   /* signif.c: a diff's significance */
+/* A table of names, each distinct name (as qname says) once: shared by
+ * the cache and the trees built from it, reference counted; entries never
+ * move, so a tree reads them while another query adds more. */
+typedef struct qnames qnames;
+const qname *q__name(const qnames *ns, uint32_t id);
 
+/* One distinct stack of a tree: its path of name IDs, root first (in the
+ * name table's pages, which the tree holds), and its value on each side. */
+typedef struct qstack {
+	const uint32_t *path;
+	uint32_t len;
+	uint32_t rank;         /* its place in the cache's order of paths */
+	int64_t v[2];
+	int64_t trunc[2];      /* of v: samples whose stacks were cut short
+	                        * (they ended with the ST_TRUNCATED_FRAME marker,
+	                        * which is no part of the path) */
+	uint64_t id;           /* a stack ID it holds (diff trees: leaf_map) */
+} qstack;
+
+/* A node of a diff tree laid out (signif.c needs every node's per-profile
+ * totals): depth first, in the order of the sorted paths. */
 typedef struct qnode {
 	uint32_t name;
 	uint32_t parent;
-	uint32_t child, next;   /* first child, next sibling */
 	int64_t self[2], total[2];
 } qnode;
 
+typedef struct q__sig q__sig;
+
+/* A tree is its distinct paths in sorted order (by the bytes of their ID
+ * arrays, so paths with a common prefix are neighbours; the cache keeps
+ * that order, so a query sorts by an integer): a node is a run of paths
+ * sharing a prefix, found when rendering, never stored. */
 struct q_tree {
 	bool diff;
-	qname *names;
-	size_t nnames, names_cap;
-	q__map name_map;       /* hash of (function, kernel) or of the exact
-	                        * key -> name, probed */
-	q__map func_map;       /* hash of (function, file, language) -> name */
+	qnames *names;         /* a reference */
+	uint32_t nnames;       /* IDs below this are valid in this tree */
+	qstack *st;
+	size_t n, st_cap;
+	int64_t *psum[2];      /* psum[s][i]: the sum of st[0 .. i).v[s],
+	                        * saturating (st_sum_add) */
+	size_t sat_at[2];      /* the first i with psum[s][i] saturated, else
+	                        * past the end: sums over paths before it are
+	                        * differences of psum, later ones are added up */
+	bool any_trunc;        /* some stack was cut short: tsum is there */
+	int64_t *tsum[2];      /* tsum[s][i]: the sum of st[0 .. i).trunc[s],
+	                        * saturating, read as psum is (tsat_at) */
+	size_t tsat_at[2];
+	size_t nnodes;
+	int64_t total[2];
+	int64_t trunc[2];      /* of total: samples whose stacks were cut short */
+	bool saturated;        /* a sum in the tree hit st_sum_add's bounds */
+	uint64_t damaged;      /* chunks the merges left out as damaged */
+	/* diff trees only: the nodes laid out (nnodes of them), per distinct
+	 * path the first node it adds (after its common prefix lcp with the
+	 * path before), each stack's leaf node, the significance */
 	qnode *nodes;
-	size_t n, cap;
-	q__map child_map;      /* parent << 32 | name -> node */
-	/* location cache for the query being built */
-	q__map loc_map;        /* location id -> offset in chain */
-	uint32_t *chain;     /* per location: count, then name ids, outermost first */
-	size_t nchain, chain_cap;
-	q__map leaf_map;       /* diff trees: stack id -> the node its path ends at */
-	q__sig *sig;           /* diff trees: significance, once computed */
+	uint32_t *first, *lcp;
+	q__map leaf_map;       /* stack ID -> node its path ends at */
+	q__sig *sig;
 };
 
 /* ---- significance of a diff (signif.c), over the finished tree ---- */

@@ -43,30 +43,14 @@ static void set_free(strset *s)
 	free(s->v);
 }
 
-/* Sorts, drops duplicates and writes a JSON array. */
-static int set_json(strset *s, q_buf *out)
-{
-	if (s->n)
-		qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-	int rc = q_buf_put(out, "[", 1);
-	for (size_t i = 0, w = 0; !rc && i < s->n; i++) {
-		if (i && !strcmp(s->v[i], s->v[i - 1]))
-			continue;
-		if (w++)
-			rc = q_buf_put(out, ",", 1);
-		rc = rc ? rc : q_buf_json_str(out, s->v[i]);
-	}
-	return rc ? rc : q_buf_put(out, "]", 1);
-}
-
 /* Calls fn with the labels of every series matching m in [from, to). */
 typedef int (*labels_fn)(void *arg, uint64_t id, const st_label *l, size_t n);
 
 static int each_series(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                       int64_t to, labels_fn fn, void *arg, st_err *err)
+                       int64_t to, int64_t deadline_ns, labels_fn fn, void *arg, st_err *err)
 {
 	st_selection *sel;
-	int rc = st_select(db, m, nm, from, to, &sel, err);
+	int rc = st_select_until(db, m, nm, from, to, deadline_ns, &sel, err);
 	if (rc)
 		return rc;
 	for (size_t i = 0; !rc && i < st_selection_count(sel); i++) {
@@ -108,20 +92,91 @@ static int collect_cb(void *arg, uint64_t id, const st_label *l, size_t n)
 	return rc;
 }
 
-int q_labels_json(st_db *db, const st_matcher *m, size_t nm, int64_t from,
-                  int64_t to, const char *name, q_buf *out, st_err *err)
+int q__label_values(st_db *db, const q_side *side, const char *name, char ***out, size_t *n,
+                    st_err *err)
 {
 	collect c = {.name = name};
-	int rc = each_series(db, m, nm, from, to, collect_cb, &c, err);
-	if (!rc)
-		rc = set_json(&c.set, out);
-	set_free(&c.set);
-	return rc;
+	*out = NULL;
+	*n = 0;
+	int rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, side->deadline_ns,
+	                     collect_cb, &c, err);
+	if (rc) {
+		set_free(&c.set);
+		return rc;
+	}
+	if (c.set.n)
+		qsort(c.set.v, c.set.n, sizeof(*c.set.v), cmp_str);
+	size_t w = 0;
+	for (size_t i = 0; i < c.set.n; i++) {
+		if (w && !strcmp(c.set.v[i], c.set.v[w - 1]))
+			free(c.set.v[i]);
+		else
+			c.set.v[w++] = c.set.v[i];
+	}
+	*out = c.set.v;
+	*n = w;
+	return 0;
 }
 
-int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
+int q_labels_json(st_db *db, const q_side *side, const char *name, q_buf *out, st_err *err)
 {
-	return q_labels_json(db, NULL, 0, from, to, ST_TYPE_LABEL, out, err);
+	char **v;
+	size_t n;
+	int rc = q__label_values(db, side, name, &v, &n, err);
+	if (rc)
+		return rc;
+	rc = q_buf_put(out, "[", 1);
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (i)
+			rc = q_buf_put(out, ",", 1);
+		rc = rc ? rc : q_buf_json_str(out, v[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	return rc ? rc : q_buf_put(out, "]", 1);
+}
+
+int q_types_json(st_db *db, const q_side *side, q_buf *out, st_err *err)
+{
+	return q_labels_json(db, side, ST_TYPE_LABEL, out, err);
+}
+
+/* The one non-empty value of label name over side's series, or NULL. */
+static int only_value(st_db *db, const q_side *side, const char *name, char **out,
+                      st_err *err)
+{
+	char **v;
+	size_t n, k = 0;
+	*out = NULL;
+	int rc = q__label_values(db, side, name, &v, &n, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if (v[i][0])
+			k++;
+	for (size_t i = 0; i < n; i++) {
+		if (k == 1 && v[i][0])
+			*out = v[i];
+		else
+			free(v[i]);
+	}
+	free(v);
+	return 0;
+}
+
+int q_main_executable(st_db *db, const q_side *side, char **exe, char **build_id,
+                      st_err *err)
+{
+	*build_id = NULL;
+	int rc = only_value(db, side, "exe", exe, err);
+	if (!rc && *exe)
+		rc = only_value(db, side, "build_id", build_id, err);
+	if (rc) {
+		free(*exe);
+		*exe = NULL;
+	}
+	return rc;
 }
 
 /* ---- the timeline ---- */
@@ -129,6 +184,7 @@ int q_types_json(st_db *db, int64_t from, int64_t to, q_buf *out, st_err *err)
 typedef struct group {
 	char *labels_json;   /* {"k":"v",...} */
 	size_t idx;          /* its row in range.sum and range.has */
+	int64_t total;       /* over the range */
 } group;
 
 typedef struct range {
@@ -142,6 +198,7 @@ typedef struct range {
 	size_t ng, gcap;
 	int64_t *sum;          /* per group and step: sum[idx * nsteps + step] */
 	uint8_t *has;          /* the same: the step has samples */
+	bool saturated;        /* a point written was a saturated sum */
 } range;
 
 static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
@@ -161,6 +218,12 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		}
 	} else {
 		for (size_t b = 0; b < r->nby && !rc; b++) {
+			/* by=comm,comm: one key, not two of the same name */
+			bool again = false;
+			for (size_t e = 0; e < b && !again; e++)
+				again = !strcmp(r->by[e], r->by[b]);
+			if (again)
+				continue;
 			const char *v = NULL;
 			for (size_t i = 0; i < n && !v; i++)
 				if (!strcmp(l[i].name, r->by[b]))
@@ -194,6 +257,7 @@ static int range_series(void *arg, uint64_t id, const st_label *l, size_t n)
 		group *gr = &r->g[r->ng];
 		gr->labels_json = key.p;
 		gr->idx = r->ng;
+		gr->total = 0;
 		key.p = NULL;
 		g = (uint32_t)r->ng++;
 		if ((rc = q__map_put(&r->key_group, h, g)))
@@ -210,8 +274,41 @@ static int cmp_group(const void *a, const void *b)
 	return strcmp(((const group *)a)->labels_json, ((const group *)b)->labels_json);
 }
 
+/* The heaviest first, ties by labels. */
+static int cmp_group_total(const void *a, const void *b)
+{
+	const group *x = a, *y = b;
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return strcmp(x->labels_json, y->labels_json);
+}
+
+/* One line of the answer: {"labels":...,["other":N,]"values":[[t,v],...]}. */
+static int range_line(q_buf *out, range *r, const char *labels, size_t other,
+                      const int64_t *sum, const uint8_t *has, bool first)
+{
+	int rc = q_buf_printf(out, "%s{\"labels\":%s,", first ? "" : ",", labels);
+	if (!rc && other)
+		rc = q_buf_printf(out, "\"other\":%zu,", other);
+	rc = rc ? rc : q_buf_put(out, "\"values\":[", 10);
+	for (size_t k = 0, w = 0; k < r->nsteps && !rc; k++) {
+		if (!has[k])
+			continue;
+		r->saturated |= st_sum_saturated(sum[k]);
+		int64_t t = r->from + (int64_t)k * r->step;
+		/* seconds, with millisecond decimals only when needed */
+		if (t % 1000000000LL == 0)
+			rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
+			                  (int64_t)(t / 1000000000LL), sum[k]);
+		else
+			rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
+			                  (double)t / 1e9, sum[k]);
+	}
+	return rc ? rc : q_buf_put(out, "]}", 2);
+}
+
 int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const *by,
-                 size_t nby, q_buf *out, st_err *err)
+                 size_t nby, size_t limit, q_buf *out, st_err *err)
 {
 	int rc = 0;
 	range r = {.from = side->from_ns, .step = step, .by = by, .nby = nby};
@@ -232,12 +329,14 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 	                    (uint64_t)step);
 	st_selection *sel = NULL;
 	uint32_t *sel_group = NULL;
-	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, range_series, &r, err);
+	rc = each_series(db, side->m, side->nm, side->from_ns, side->to_ns, side->deadline_ns,
+	                 range_series, &r, err);
 	if (rc == -E2BIG && err)
 		snprintf(err->msg, sizeof(err->msg), "more than %d lines: narrow the selector "
 		         "or group by fewer labels", Q_MAX_RANGE_SERIES);
 	if (!rc)
-		rc = st_select(db, side->m, side->nm, side->from_ns, side->to_ns, &sel, err);
+		rc = st_select_until(db, side->m, side->nm, side->from_ns, side->to_ns,
+		                     side->deadline_ns, &sel, err);
 	if (!rc) {
 		/* storage sums per (group, step) as it decodes: a callback per row
 		 * (st_rows) cost seconds for a fleet's hour, and copied the head */
@@ -250,36 +349,51 @@ int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const 
 		for (size_t i = 0; !rc && i < ns; i++)
 			sel_group[i] = q__map_get(&r.series_group, st_selection_id(sel, i));
 	}
-	if (!rc)
-		rc = st_series_steps(db, sel, side->from_ns, side->to_ns, r.from, step, r.nsteps,
-		                     sel_group, r.sum, r.has);
+	if (!rc) {
+		/* a level whose steps tile the timeline's: each of its rows falls
+		 * in one point */
+		st_span *plan = NULL;
+		size_t np = 0;
+		rc = q_plan(db, side->from_ns, side->to_ns, step, side->raw, &plan, &np);
+		if (!rc)
+			rc = st_series_steps_spans(db, sel, plan, np, r.from, step, r.nsteps, sel_group,
+			                           r.sum, r.has, err);
+		free(plan);
+	}
+	uint64_t damaged = sel ? st_selection_damaged(sel) : 0;
 	st_selection_free(sel);
 	free(sel_group);
 	if (rc)
 		goto out;
+	for (size_t i = 0; i < r.ng; i++)
+		for (size_t k = 0; k < r.nsteps; k++)
+			r.g[i].total = st_sum_add(r.g[i].total, r.sum[r.g[i].idx * r.nsteps + k]);
+	bool fold = limit && r.ng > limit;
 	if (r.ng)
-		qsort(r.g, r.ng, sizeof(*r.g), cmp_group);
+		qsort(r.g, r.ng, sizeof(*r.g), fold ? cmp_group_total : cmp_group);
+	size_t shown = fold ? limit : r.ng;
 	rc = q_buf_put(out, "{\"series\":[", 11);
-	for (size_t i = 0; i < r.ng && !rc; i++) {
-		rc = q_buf_printf(out, "%s{\"labels\":%s,\"values\":[", i ? "," : "",
-		                  r.g[i].labels_json);
-		const int64_t *sum = r.sum + r.g[i].idx * r.nsteps;
-		const uint8_t *has = r.has + r.g[i].idx * r.nsteps;
-		for (size_t k = 0, w = 0; k < r.nsteps && !rc; k++) {
-			if (!has[k])
-				continue;
-			int64_t t = r.from + (int64_t)k * step;
-			/* seconds, with millisecond decimals only when needed */
-			if (t % 1000000000LL == 0)
-				rc = q_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", w++ ? "," : "",
-				                  (int64_t)(t / 1000000000LL), sum[k]);
-			else
-				rc = q_buf_printf(out, "%s[%.3f,%" PRId64 "]", w++ ? "," : "",
-				                  (double)t / 1e9, sum[k]);
-		}
-		rc = rc ? rc : q_buf_put(out, "]}", 2);
+	for (size_t i = 0; i < shown && !rc; i++)
+		rc = range_line(out, &r, r.g[i].labels_json, 0, r.sum + r.g[i].idx * r.nsteps,
+		                r.has + r.g[i].idx * r.nsteps, i == 0);
+	if (!rc && fold) {
+		/* the rest as one line, "other", saying how many it holds */
+		int64_t *osum = calloc(r.nsteps + 1, sizeof(*osum));
+		uint8_t *ohas = calloc(r.nsteps + 1, 1);
+		if (!osum || !ohas)
+			rc = -ENOMEM;
+		for (size_t i = shown; i < r.ng && !rc; i++)
+			for (size_t k = 0; k < r.nsteps; k++) {
+				osum[k] = st_sum_add(osum[k], r.sum[r.g[i].idx * r.nsteps + k]);
+				ohas[k] |= r.has[r.g[i].idx * r.nsteps + k];
+			}
+		rc = rc ? rc : range_line(out, &r, "{}", r.ng - shown, osum, ohas, shown == 0);
+		free(osum);
+		free(ohas);
 	}
-	rc = rc ? rc : q_buf_put(out, "]}", 2);
+	rc = rc ? rc : q_buf_put(out, "]", 1);
+	rc = rc ? rc : q__json_warnings(out, r.saturated, damaged);
+	rc = rc ? rc : q_buf_put(out, "}", 1);
 out:
 	for (size_t i = 0; i < r.ng; i++)
 		free(r.g[i].labels_json);

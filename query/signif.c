@@ -254,24 +254,24 @@ static int side_stats(st_db *db, const q_side *q, int side, q_tree *t, q__sig *s
 	scan sc = {.t = t, .G = G};
 	double *fflat = NULL, *fcum = NULL;
 	int rc = 0;
-	sc.self = calloc(t->n * G, sizeof(*sc.self));
+	sc.self = calloc(t->nnodes * G, sizeof(*sc.self));
 	fflat = calloc(t->nnames * G, sizeof(*fflat));
 	fcum = calloc(t->nnames * G, sizeof(*fcum));
 	if (!sc.self || !fflat || !fcum) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = st_select(db, q->m, q->nm, q->from_ns, q->to_ns, &sel, err)))
+	if ((rc = st_select_until(db, q->m, q->nm, q->from_ns, q->to_ns, q->deadline_ns, &sel, err)))
 		goto out;
 	if ((rc = st_rows(db, sel, q->from_ns, q->to_ns, scan_row, &sc)))
 		goto out;
 	s->profiles[side] = sc.nprof;
 	/* flat per name from the leaves' own values, then totals upwards:
 	 * children are created after their parents */
-	for (size_t i = 1; i < t->n; i++)
+	for (size_t i = 1; i < t->nnodes; i++)
 		for (uint32_t g = 0; g < G; g++)
 			fflat[(size_t)t->nodes[i].name * G + g] += (double)sc.self[i * G + g];
-	for (size_t i = t->n; i-- > 1;) {
+	for (size_t i = t->nnodes; i-- > 1;) {
 		uint32_t par = t->nodes[i].parent;
 		for (uint32_t g = 0; g < G; g++)
 			sc.self[(size_t)par * G + g] += sc.self[i * G + g];
@@ -286,7 +286,7 @@ static int side_stats(st_db *db, const q_side *q, int side, q_tree *t, q__sig *s
 		s->groups[side] += root[g] != 0;
 	}
 	s->total[side] = n;
-	for (size_t i = 0; i < t->n; i++) {
+	for (size_t i = 0; i < t->nnodes; i++) {
 		acc *a = &nodes[i];
 		for (uint32_t g = 0; g < G; g++) {
 			double v = (double)sc.self[i * G + g];
@@ -325,38 +325,27 @@ out:
  * which names appear below the root at all. */
 static int outermost(const q_tree *t, uint8_t *outer, uint8_t *used)
 {
-	uint32_t *onpath = calloc(t->nnames, sizeof(*onpath));
-	uint32_t *stack = malloc((t->n + 1) * sizeof(*stack));
-	uint8_t *entered = calloc(t->n, 1);
+	/* nodes are laid out depth first: the path to node i is what is left
+	 * of the path to i - 1 once it is cut back to i's parent */
+	uint32_t *onpath = calloc(t->nnames + 1, sizeof(*onpath));
+	uint32_t *path = malloc((t->nnodes + 1) * sizeof(*path));
 	size_t sp = 0;
-	int rc = 0;
-	if (!onpath || !stack || !entered) {
-		rc = -ENOMEM;
-		goto out;
+	if (!onpath || !path) {
+		free(onpath);
+		free(path);
+		return -ENOMEM;
 	}
-	stack[sp++] = 0;
-	while (sp) {
-		uint32_t i = stack[sp - 1];
+	for (size_t i = 1; i < t->nnodes; i++) {
 		const qnode *nd = &t->nodes[i];
-		if (!entered[i]) {
-			entered[i] = 1;
-			if (i != 0) {
-				outer[i] = onpath[nd->name]++ == 0;
-				used[nd->name] = 1;
-			}
-			for (uint32_t c = nd->child; c != NONE; c = t->nodes[c].next)
-				stack[sp++] = c;
-		} else {
-			sp--;
-			if (i != 0)
-				onpath[nd->name]--;
-		}
+		while (sp && path[sp - 1] != nd->parent)
+			onpath[t->nodes[path[--sp]].name]--;
+		outer[i] = onpath[nd->name]++ == 0;
+		used[nd->name] = 1;
+		path[sp++] = (uint32_t)i;
 	}
-out:
 	free(onpath);
-	free(stack);
-	free(entered);
-	return rc;
+	free(path);
+	return 0;
 }
 
 /* How many profile groups a side is split into: Q_SIG_MAX_GROUPS, fewer
@@ -374,16 +363,16 @@ int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree 
 {
 	pthread_once(&gsl_once, gsl_quiet);
 	q__sig *s = calloc(1, sizeof(*s));
-	acc *nodes = calloc(t->n, sizeof(*nodes));
+	acc *nodes = calloc(t->nnodes, sizeof(*nodes));
 	acc *flat = calloc(t->nnames, sizeof(*flat)), *cum = calloc(t->nnames, sizeof(*cum));
-	uint8_t *outer = calloc(t->n, 1), *used = calloc(t->nnames, 1);
+	uint8_t *outer = calloc(t->nnodes, 1), *used = calloc(t->nnames, 1);
 	double n2[2] = {0, 0};
 	int rc = 0;
 	if (!s || !nodes || !flat || !cum || !outer || !used) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	s->node = malloc(t->n * sizeof(*s->node));
+	s->node = malloc(t->nnodes * sizeof(*s->node));
 	s->flat = malloc(t->nnames * sizeof(*s->flat));
 	s->cum = malloc(t->nnames * sizeof(*s->cum));
 	if (!s->node || !s->flat || !s->cum) {
@@ -393,7 +382,7 @@ int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree 
 	if ((rc = outermost(t, outer, used)))
 		goto out;
 	s->counts = side_counts(base) && side_counts(compare);
-	uint32_t G = groups_for(t->n);
+	uint32_t G = groups_for(t->nnodes);
 	if ((rc = side_stats(db, base, 0, t, s, outer, G, nodes, flat, cum, n2, err)) ||
 	    (rc = side_stats(db, compare, 1, t, s, outer, G, nodes, flat, cum, n2, err)))
 		goto out;
@@ -401,7 +390,7 @@ int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree 
 	bool any = s->total[0] > 0 && s->total[1] > 0;
 	s->method = !any ? M_NONE : s->counts ? (prof ? M_BOTH : M_SAMPLES) :
 	            (prof ? M_PROFILES : M_NONE);
-	for (size_t i = 0; i < t->n; i++) {
+	for (size_t i = 0; i < t->nnodes; i++) {
 		/* the root's share is 1 on both sides: nothing to test */
 		double p = any && i ? test_unit(s, &nodes[i], n2) : NAN;
 		s->node[i] = (verdict){p, NAN, false};
@@ -414,7 +403,7 @@ int q__sig_compute(st_db *db, const q_side *base, const q_side *compare, q_tree 
 	/* two families: the tree's nodes, and the functions' flat and cum
 	 * together (one table, one list of "what changed") */
 	verdict *fam_nodes[1] = {s->node}, *fam_fn[2] = {s->flat, s->cum};
-	size_t n_nodes[1] = {t->n}, n_fn[2] = {t->nnames, t->nnames};
+	size_t n_nodes[1] = {t->nnodes}, n_fn[2] = {t->nnames, t->nnames};
 	ssize_t m = bh(fam_nodes, n_nodes, 1);
 	if (m < 0) {
 		rc = (int)m;
@@ -507,14 +496,14 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 	/* values from the tree (what the flame graph shows); the tests saw
 	 * the rows again and may have seen a few more that arrived since */
 	double *val = calloc(t->nnames * 4, sizeof(*val)), *sub = NULL, *expl = NULL;
-	uint8_t *outer = calloc(t->n, 1), *used = calloc(t->nnames, 1);
+	uint8_t *outer = calloc(t->nnodes, 1), *used = calloc(t->nnames, 1);
 	if (!val || !outer || !used) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	if ((rc = outermost(t, outer, used)))
 		goto out;
-	for (size_t i = 1; i < t->n; i++) {
+	for (size_t i = 1; i < t->nnodes; i++) {
 		const qnode *nd = &t->nodes[i];
 		for (int side = 0; side < 2; side++) {
 			val[nd->name * 4 + side * 2] += (double)nd->self[side];
@@ -526,19 +515,19 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 	 * node, the self-share changes of significant functions in its
 	 * subtree (children come after their parents), summed over the
 	 * function's outermost nodes. */
-	sub = calloc(t->n, sizeof(*sub));
+	sub = calloc(t->nnodes, sizeof(*sub));
 	expl = calloc(t->nnames, sizeof(*expl));
 	if (!sub || !expl) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 1; i < t->n; i++)
+	for (size_t i = 1; i < t->nnodes; i++)
 		if (s->flat[t->nodes[i].name].sig)
 			sub[i] = pct((double)t->nodes[i].self[1], tot[1]) -
 			         pct((double)t->nodes[i].self[0], tot[0]);
-	for (size_t i = t->n; i-- > 1;)
+	for (size_t i = t->nnodes; i-- > 1;)
 		sub[t->nodes[i].parent] += sub[i];
-	for (size_t i = 1; i < t->n; i++)
+	for (size_t i = 1; i < t->nnodes; i++)
 		if (outer[i])
 			expl[t->nodes[i].name] += sub[i];
 	for (size_t f = 0; f < t->nnames; f++) {
@@ -559,14 +548,27 @@ int q_diff_top_json(const q_tree *t, size_t limit, q_buf *out)
 		nsig++;
 	rc = q_buf_printf(out, "{\"base_total\":%.0f,\"compare_total\":%.0f,\"listed_rows\":%zu",
 	                  tot[0], tot[1], nsig);
+	const int64_t *tr = t->trunc;
+	if (!rc && (tr[0] || tr[1]))
+		rc = q_buf_printf(out, ",\"base_truncated\":%" PRId64 ",\"compare_truncated\":%" PRId64,
+		                  tr[0], tr[1]);
 	rc = rc ? rc : q__sig_root_json(t, out);
-	/* reasons to doubt the comparison itself, each a sentence for people
-	 * (the sides' stack completeness belongs here); none are known yet */
-	rc = rc ? rc : q_buf_put(out, ",\"warnings\":[]", 14);
+	/* reasons to doubt the comparison itself, each a sentence for people:
+	 * the sides' shares of incomplete stacks, when they differ by more
+	 * than Q_TRUNCATED_WARN_POINTS (frames near the root then grow or
+	 * shrink by that much for no other reason) */
+	rc = rc ? rc : q_buf_put(out, ",\"warnings\":[", 13);
+	double sb = pct((double)tr[0], tot[0]), sc = pct((double)tr[1], tot[1]);
+	if (!rc && tot[0] > 0 && tot[1] > 0 && fabs(sc - sb) > Q_TRUNCATED_WARN_POINTS)
+		rc = q_buf_printf(out, "\"the sides differ in completeness: %.1f %% of the base's samples "
+		                  "and %.1f %% of the compare side's have incomplete stacks (their "
+		                  "callers are missing), so frames near the root grow or shrink by up "
+		                  "to that much for this reason alone\"", sb, sc);
+	rc = rc ? rc : q_buf_put(out, "]", 1);
 	rc = rc ? rc : q_buf_put(out, ",\"rows\":[", 9);
 	for (size_t i = 0; !rc && i < n && (!limit || i < limit); i++) {
 		uint32_t f = rows[i].name;
-		const qname *nm = &t->names[f];
+		const qname *nm = q__name(t->names, f);
 		const double *v = &val[f * 4];
 		if (i)
 			rc = q_buf_put(out, ",", 1);

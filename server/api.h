@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 
+#include "server/debuginfod.h"
 #include "server/http.h"
 #include "server/symbolize.h"
 #include "storage/storage.h"
@@ -21,17 +22,32 @@ typedef struct srv_api {
 	size_t nagents;
 	srv_sym *sym;              /* names user frames in query answers; NULL:
 	                            * frames stay "[unknown] file+0xoffset" */
+	int64_t query_timeout_ns;  /* a query stops (503) after this; 0: never */
+	q_cache *names;            /* stacks as paths of function IDs, kept
+	                            * across queries (query/query.h) */
+	srv_dbgd *dbgd;            /* --debuginfod-url, asked on a debug-info
+	                            * HEAD the store cannot answer; NULL: off */
 } srv_api;
+
+/* The query engine's cache of names: bounded, it starts over past this. */
+#define SRV_NAMES_CACHE_BYTES (256u << 20)
 
 /* Sets up api (db is not copied and must outlive it). Free with
  * srv_api_free(), which accepts a zeroed api. */
-void srv_api_init(srv_api *api, st_db *db);
+int srv_api_init(srv_api *api, st_db *db);
 void srv_api_free(srv_api *api);
 
 /* When rc is -EAGAIN (the store cannot be reached now: ClickHouse down, a
  * shard stopped), answers 503 with storage's reason (err may be NULL) and
  * returns true: the client keeps what it sent and tries again. */
 bool srv_api_unavailable(srv_resp *resp, int rc, const st_err *err);
+
+/* Answers a failed st_append: 400 for a bad batch, 422 past the series
+ * limit, 503 when the store cannot be reached now (srv_api_unavailable),
+ * 507 when the disk is full (nothing was stored; the sender may retry
+ * later), with storage's message. Returns 0 once resp is set, or rc for a
+ * failure that is the server's own (a 500). */
+int srv_api_store_error(srv_resp *resp, int rc, const st_err *err);
 
 /* GET /api/v1/query, /diff, /top, /range, /types, /labels,
  * /labels/{name}/values (server/api_query.c). */
@@ -63,5 +79,8 @@ int srv_api_debuginfo_routes(srv_http *h, srv_api *api);
  * beside the executable, else ./ui. A missing directory is not an error:
  * the routes then answer 404 naming where they looked. */
 int srv_api_ui_routes(srv_http *h, const char *ui_dir);
+/* Where the UI's files are found for ui_dir (as above) now: 0 with the
+ * directory in out, or -ENOENT with the places looked at in out. */
+int srv_api_ui_dir(const char *ui_dir, char *out, size_t n);
 
 #endif

@@ -7,6 +7,8 @@
  *   <hex>        the first file uploaded that is not a separate debug file
  *   <hex>.debug  a file with DWARF, when <hex> has none (docs/protocol.md
  *                section 4 gives the rule; the symbolizer prefers it)
+ * With --debuginfod-url, a HEAD for a build ID the store lacks asks
+ * debuginfod first, so hosts need not upload what the server can fetch.
  * Not here: reading the debug info (the symbolizer's job). */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,7 @@
 
 #include "server/api.h"
 #include "server/debuginfo.h"
+#include "server/metrics.h"
 #include "wire/wire.h"
 
 /* Body limit of PUT. The route system reads bodies into memory, so this is
@@ -84,11 +87,35 @@ static int h_head(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (rc)
 		return rc;
+	bool fetched = false;
+	if (!st.binary && !st.debug && api->dbgd) {
+		/* debuginfod may have it: then no host needs to upload it. Blocks
+		 * this pool thread for the lookup, once per build ID an hour (the
+		 * outcome is remembered) */
+		uint8_t bid[WIRE_MAX_BUILD_ID];
+		size_t bl = strlen(id) / 2;
+		for (size_t i = 0; i < bl; i++)
+			sscanf(id + 2 * i, "%2hhx", &bid[i]);
+		int frc = srv_dbgd_fetch(api->dbgd, api->db, bid, bl);
+		if (frc == -EAGAIN) {
+			srv_metrics_debuginfo(SRV_METRICS_DI_MISSING, 0);
+			srv_resp_error(resp, 404, "asking debuginfod for build ID %s; ask again later", id);
+			srv_resp_header(resp, "X-Smolder-Debuginfod", "pending");
+			return 0;
+		}
+		if (frc == 0 && (rc = srv_debuginfo_look(api->db, id, &st)))
+			return rc;
+		fetched = frc == 0 && (st.binary || st.debug);
+	}
 	if (!st.binary && !st.debug) {
+		srv_metrics_debuginfo(SRV_METRICS_DI_MISSING, 0);
 		srv_resp_error(resp, 404, "no debug info for build ID %s", id);
 		return 0;
 	}
+	srv_metrics_debuginfo(fetched ? SRV_METRICS_DI_DEBUGINFOD : SRV_METRICS_DI_ON_SERVER, 0);
 	srv_resp_set(resp, 200, NULL);
+	if (fetched)
+		srv_resp_header(resp, "X-Smolder-Debuginfo-Source", "debuginfod");
 	srv_resp_header(resp, "X-Smolder-Debuginfo",
 	                st.binary && st.debug ? "both" : st.binary ? "binary" : "debug");
 	srv_resp_header(resp, "X-Smolder-Debuginfo-Dwarf", st.dwarf ? "yes" : "no");
@@ -136,8 +163,13 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 	if ((rc = srv_debuginfo_keep(api->db, id, fd, tmp, body, len, &res)))
 		goto out;
 	if (res.status == 400 || res.status == 503) {
+		/* 503: the store cannot be reached now; the agent uploads later */
+		if (res.status == 400)
+			srv_metrics_debuginfo(SRV_METRICS_DI_REFUSED, 0);
 		srv_resp_error(resp, res.status, "%s", res.msg);
 	} else {
+		srv_metrics_debuginfo(res.status == 201 ? SRV_METRICS_DI_UPLOADED :
+		                      SRV_METRICS_DI_REPEAT, len);
 		/* a new file may name what could not be named, or better (DWARF
 		 * beside a stripped binary): the symbolizer starts over for it */
 		if (res.status == 201 && api->sym) {

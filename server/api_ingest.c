@@ -8,6 +8,31 @@
 #include "server/metrics.h"
 #include "server/pprof_in.h"
 
+int srv_api_store_error(srv_resp *resp, int rc, const st_err *err)
+{
+	const char *msg = err && err->msg[0] ? err->msg : "";
+	if (srv_api_unavailable(resp, rc, err))
+		return 0;
+	switch (rc) {
+	case -EINVAL:
+	case -ENOENT:   /* a sample without its stack: the input's fault */
+		srv_resp_error(resp, 400, "%s", msg);
+		return 0;
+	case -EUSERS:
+		srv_resp_error(resp, 422, "%s", msg);
+		return 0;
+	case -ENOSPC:
+	case -EDQUOT:
+		/* 507: the request was fine and nothing of it was stored; a
+		 * client that keeps it and retries later loses nothing */
+		srv_resp_error(resp, 507, "the server's disk is full, nothing was stored: %s",
+		               msg);
+		return 0;
+	default:
+		return rc;
+	}
+}
+
 static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 {
 	st_db *db = ((srv_api *)arg)->db;
@@ -42,19 +67,10 @@ static int h_ingest_pprof(void *arg, const srv_req *req, srv_resp *resp)
 		goto out;
 	st_err serr = {{0}};
 	rc = st_append(db, &pp.batch, &serr);
-	if (srv_api_unavailable(resp, rc, &serr)) {
-		rc = 0;
+	if (rc) {
+		rc = srv_api_store_error(resp, rc, &serr);
 		goto out;
 	}
-	/* -ENOENT (a sample without its stack) cannot happen: pprof batches
-	 * carry every stack they use; if it did, it is the input's fault */
-	if (rc == -EINVAL || rc == -ENOENT) {
-		srv_resp_error(resp, 400, "%s", serr.msg);
-		rc = 0;
-		goto out;
-	}
-	if (rc)
-		goto out;
 	srv_metrics_ingest_ok(SRV_METRICS_PPROF, pp.batch.nsamples);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);

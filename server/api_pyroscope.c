@@ -1,6 +1,7 @@
 /* api_pyroscope.c - POST /ingest, Pyroscope's ingest API, so Pyroscope's
  * clients push to Smolder unchanged: the query string read here, the
- * formats decoded by server/pyroscope.c (text, multipart) and
+ * body told apart by its content (srv_pyro_sniff), the formats decoded by
+ * server/pyroscope.c (text, multipart) and
  * server/pprof_in.c (pprof). Not here: Pyroscope's tree and trie formats,
  * and its query API. */
 #include <errno.h>
@@ -35,14 +36,8 @@ static int store(st_db *db, const st_batch *b, srv_metrics_ingest_kind k, srv_re
 {
 	st_err serr = {{0}};
 	int rc = st_append(db, b, &serr);
-	if (srv_api_unavailable(resp, rc, &serr))
-		return 0;
-	if (rc == -EINVAL || rc == -ENOENT) {
-		srv_resp_error(resp, 400, "%s", serr.msg);
-		return 0;
-	}
 	if (rc)
-		return rc;
+		return srv_api_store_error(resp, rc, &serr);
 	srv_metrics_ingest_ok(k, b->nsamples);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);
@@ -118,12 +113,15 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	size_t len;
 	const uint8_t *body = srv_req_body(req, &len);
-	if (fmt_pprof) {
+	/* the body's bytes decide, not ?format=: the Node client before 0.6
+	 * sends a pprof form without any format, so "folded" would refuse it */
+	const char *ct = srv_req_header(req, "Content-Type");
+	srv_pyro_body kind = srv_pyro_sniff(body, len, ct);
+	if (kind != SRV_PYRO_BODY_TEXT || fmt_pprof) {
 		srv_metrics_ingest_bytes(SRV_METRICS_PPROF, len);
 		/* the Go client and older Node ones wrap the profile in a form;
 		 * newer Node ones send it bare */
-		const char *ct = srv_req_header(req, "Content-Type");
-		if (srv_pyro_is_multipart(ct)) {
+		if (kind == SRV_PYRO_BODY_MULTIPART) {
 			rc = srv_pyro_multipart_part(body, len, ct, "profile", &body, &len, &e);
 			if (rc == -ENOENT)
 				srv_resp_error(resp, 400, "the multipart body has no \"profile\" part");

@@ -2,6 +2,7 @@
  * HTTP. Parses parameters with query/parse.h, runs query/query.h, writes
  * the result. The API is described in docs/api.md. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,19 @@ static int get_uint(const srv_req *req, srv_resp *resp, const char *param, size_
 	return 0;
 }
 
+/* raw=1 (or true): read raw rows only, never a roll-up; the answer is the
+ * same, so this is for checking roll-ups against the rows. */
+static int get_raw(const srv_req *req, srv_resp *resp, bool *raw)
+{
+	const char *s = srv_req_query(req, "raw", 0);
+	*raw = s && (!strcmp(s, "1") || !strcmp(s, "true"));
+	if (s && *s && !*raw && strcmp(s, "0") && strcmp(s, "false")) {
+		srv_resp_error(resp, 400, "raw must be 1, true, 0 or false");
+		return -1;
+	}
+	return 0;
+}
+
 /* Moves a query result into the response. */
 static void reply(srv_resp *resp, const char *type, q_buf *b)
 {
@@ -117,11 +131,23 @@ static void reply(srv_resp *resp, const char *type, q_buf *b)
 	q_buf_free(b);
 }
 
+/* When a query started now must stop: --query-timeout from now. */
+static int64_t deadline(const srv_api *api)
+{
+	return api->query_timeout_ns ? st_mono_ns() + api->query_timeout_ns : 0;
+}
+
 /* A failure of the engine: bad input it found (a regex the parser let
- * through, limits) is the client's; a store that cannot be reached is
- * 503; anything else is ours. */
+ * through, one too costly to evaluate, limits) is the client's; running
+ * out of time and a store that cannot be reached are 503s (as Prometheus
+ * answers), anything else is ours. */
 static int engine_error(srv_resp *resp, int rc, const st_err *err)
 {
+	if (rc == -ETIMEDOUT) {
+		srv_resp_error(resp, 503, "the query ran past --query-timeout: narrow the "
+		               "selector or the time range");
+		return 0;
+	}
 	if (srv_api_unavailable(resp, rc, err))
 		return 0;
 	if (rc == -EINVAL) {
@@ -136,47 +162,125 @@ static int engine_error(srv_resp *resp, int rc, const st_err *err)
 	return rc;
 }
 
+/* The JSON answers say it themselves; folded and pprof cannot, so every
+ * tree answer carries it in headers too. */
+static void warn_headers(srv_resp *resp, const q_tree *t)
+{
+	if (q_tree_saturated(t))
+		srv_resp_header(resp, "X-Smolder-Saturated", "true");
+	if (q_tree_damaged(t)) {
+		char n[24];
+		snprintf(n, sizeof(n), "%llu", (unsigned long long)q_tree_damaged(t));
+		srv_resp_header(resp, "X-Smolder-Damaged-Chunks", n);
+	}
+}
+
 static const char *format_of(const srv_req *req)
 {
 	const char *f = srv_req_query(req, "format", 0);
 	return f && *f ? f : "json";
 }
 
-/* Names for user frames: the symbolizer when the server has one. */
+/* Names for user frames: the symbolizer when the server has one, through
+ * the cache of names either way. */
 static const q_resolver *resolver_of(const srv_api *api)
 {
 	static _Thread_local q_resolver r;
-	if (!api->sym)
-		return NULL;
-	r = (q_resolver){srv_sym_resolve, api->sym};
+	if (api->sym)
+		r = (q_resolver){srv_sym_resolve, api->sym, srv_sym_generation, api->names};
+	else
+		r = (q_resolver){NULL, NULL, NULL, api->names};
 	return &r;
+}
+
+/* When side selects no series at all: answers 404 {"error": "no series
+ * match ...", "no_match": {...}} (q_no_match: the matcher to blame and
+ * the closest label values), so a typo is not taken for an empty profile.
+ * what prefixes the message ("compare: "), param names the selector's
+ * parameter. Returns 1 when it answered, 0 when series match, or a
+ * negative errno. */
+static int no_match(const srv_api *api, const srv_req *req, srv_resp *resp,
+                    const q_side *side, const char *param, const char *what)
+{
+	q_buf json = {0}, msg = {0};
+	st_err err = {{0}};
+	const char *sel = srv_req_query(req, param, 0);
+	int rc = q_no_match(api->db, side, sel && *sel ? sel : "{}", &json, &msg, &err);
+	if (rc == 1) {
+		srv_resp_set(resp, 404, "application/json");
+		srv_buf *b = srv_resp_body(resp);
+		srv_buf_puts(b, "{\"error\":");
+		srv_buf m = {0};
+		srv_buf_puts(&m, what);
+		srv_buf_append(&m, msg.p, msg.len);
+		srv_json_escape(b, m.data, m.len);
+		srv_buf_free(&m);
+		srv_buf_printf(b, ",\"parameter\":\"%s\",\"no_match\":", param);
+		srv_buf_append(b, json.p, json.len);
+		srv_buf_puts(b, "}");
+	} else if (rc < 0) {
+		rc = engine_error(resp, rc, &err);
+		rc = rc ? rc : 1;
+	}
+	q_buf_free(&json);
+	q_buf_free(&msg);
+	return rc;
 }
 
 /* The merge both /query and /top start from: the selector in `query`
  * over from/to. Returns 1 when it already answered (a bad parameter or a
  * query error), 0 with *sel and *t set, or a negative errno. */
 static int merge_req(const srv_api *api, const srv_req *req, srv_resp *resp,
-                     q_selector **sel, q_tree **t)
+                     q_selector **sel, q_tree **t, q_side *side_out)
 {
 	st_db *db = api->db;
 	st_err err = {{0}};
 	int64_t from, to;
 	size_t nm;
+	bool raw;
 	if (get_selector(req, resp, "query", sel) ||
-	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) || get_raw(req, resp, &raw))
 		return 1;
-	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to};
+	q_side side = {q_selector_matchers(*sel, &nm), 0, from, to, raw, deadline(api)};
 	side.nm = nm;
 	int rc = q_merge(db, &side, resolver_of(api), t, &err);
 	if (rc) {
 		rc = engine_error(resp, rc, &err);
 		return rc ? rc : 1;
 	}
-	return 0;
+	if (side_out)
+		*side_out = side;
+	return q_tree_total(*t, 0) ? 0 : no_match(api, req, resp, &side, "query", "");
+}
+
+/* The pprof of a merge: its main mapping is the selection's executable
+ * when its series agree on one, and its time the range asked. */
+static int pprof_of(const srv_api *api, const q_tree *t, const char *type, const q_side *side,
+                    q_buf *out, st_err *err)
+{
+	char *exe = NULL, *bid = NULL;
+	int rc = q_main_executable(api->db, side, &exe, &bid, err);
+	if (rc)
+		return rc;
+	/* to_ns is exclusive: the duration ends on the range's last included
+	 * nanosecond, where pprof ingest dates a profile (time + duration);
+	 * but not past the clock: no stored row is dated there (ingest
+	 * refuses rows far ahead of it), and a profile dated a day ahead
+	 * ("to=now+1d") would be refused by pprof ingest as from the future */
+	int64_t end = side->to_ns - 1, now = now_ns();
+	if (end > now && now > side->from_ns)
+		end = now;
+	q_pprof_opts o = {.type = type, .main_file = exe, .main_build_id = bid,
+	                  .time_ns = side->from_ns, .duration_ns = end - side->from_ns};
+	rc = q_tree_pprof(t, &o, out);
+	free(exe);
+	free(bid);
+	return rc;
 }
 
 static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 {
+	q_side side;
 	q_selector *sel = NULL;
 	q_tree *t = NULL;
 	q_buf out = {0};
@@ -190,14 +294,14 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes))
 		goto out;
-	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t, &side))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	if (!strcmp(fmt, "folded"))
 		rc = q_tree_folded(t, &out);
 	else if (!strcmp(fmt, "pprof"))
-		rc = q_tree_pprof(t, q_selector_type(sel), &out);
+		rc = pprof_of(arg, t, q_selector_type(sel), &side, &out, &err);
 	else
 		rc = q_tree_json(t, max_nodes, &out);
 	if (rc) {
@@ -206,6 +310,7 @@ static int h_query(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	if (!strcmp(fmt, "pprof"))
 		srv_resp_header(resp, "Content-Disposition", "attachment; filename=\"profile.pb.gz\"");
+	warn_headers(resp, t);
 	reply(resp, !strcmp(fmt, "json") ? "application/json" :
 	     !strcmp(fmt, "pprof") ? "application/octet-stream" : "text/plain; charset=utf-8",
 	     &out);
@@ -226,6 +331,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	st_err err = {{0}};
 	int64_t from, to, bfrom, bto, cfrom, cto;
 	size_t max_nodes, limit, nb, nc;
+	bool raw;
 	int rc = 0;
 	const char *fmt = format_of(req);
 	if (strcmp(fmt, "json") && strcmp(fmt, "folded") && strcmp(fmt, "top")) {
@@ -239,14 +345,19 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 	    get_range(req, resp, "base_from", "base_to", from, to - 1, &bfrom, &bto) ||
 	    get_range(req, resp, "compare_from", "compare_to", from, to - 1, &cfrom, &cto) ||
 	    get_uint(req, resp, "max_nodes", 0, 10000000, &max_nodes) ||
-	    get_uint(req, resp, "limit", 100, 100000, &limit))
+	    get_uint(req, resp, "limit", 100, 100000, &limit) || get_raw(req, resp, &raw))
 		goto out;
-	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto};
-	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto};
+	q_side base = {q_selector_matchers(bs, &nb), 0, bfrom, bto, raw, deadline(api)};
+	q_side cmp = {q_selector_matchers(cs, &nc), 0, cfrom, cto, raw, base.deadline_ns};
 	base.nm = nb;
 	cmp.nm = nc;
 	if ((rc = q_diff(db, &base, &cmp, resolver_of(api), &t, &err))) {
 		rc = engine_error(resp, rc, &err);
+		goto out;
+	}
+	if ((!q_tree_total(t, 0) && (rc = no_match(api, req, resp, &base, "base", "base: "))) ||
+	    (!q_tree_total(t, 1) && (rc = no_match(api, req, resp, &cmp, "compare", "compare: ")))) {
+		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	rc = !strcmp(fmt, "folded") ? q_tree_folded(t, &out) :
@@ -256,6 +367,7 @@ static int h_diff(void *arg, const srv_req *req, srv_resp *resp)
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
+	warn_headers(resp, t);
 	reply(resp, strcmp(fmt, "folded") ? "application/json" : "text/plain; charset=utf-8", &out);
 out:
 	q_buf_free(&out);
@@ -275,7 +387,7 @@ static int h_top(void *arg, const srv_req *req, srv_resp *resp)
 	int rc = 0;
 	if (get_uint(req, resp, "limit", 100, 100000, &limit))
 		goto out;
-	if ((rc = merge_req(arg, req, resp, &sel, &t))) {
+	if ((rc = merge_req(arg, req, resp, &sel, &t, NULL))) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
@@ -291,6 +403,21 @@ out:
 	return rc;
 }
 
+/* A timeline's step when the request names none: the first of these
+ * round steps that gives at most about 240 points, never finer than the
+ * agents' 10 s. Round steps tile the roll-up levels' hour and day, so a
+ * long range reads those instead of raw rows. */
+static int64_t default_step(int64_t span)
+{
+	static const int64_t steps_s[] = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
+	                                  10800, 21600, 43200, 86400};
+	for (size_t i = 0; i < sizeof(steps_s) / sizeof(*steps_s); i++)
+		if (span / (steps_s[i] * NS_PER_S) <= 240)
+			return steps_s[i] * NS_PER_S;
+	/* longer than 240 days: whole days, about 240 of them */
+	return (span / 240 / (86400 * NS_PER_S) + 1) * 86400 * NS_PER_S;
+}
+
 static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 {
 	st_db *db = ((srv_api *)arg)->db;
@@ -298,12 +425,14 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 	q_buf out = {0};
 	st_err err = {{0}};
 	int64_t from, to, step;
-	size_t nm, nby = 0;
+	size_t nm, nby = 0, limit;
 	char *by_copy = NULL;
 	const char *by[MAX_BY_LABELS];
+	bool raw;
 	int rc = 0;
 	if (get_selector(req, resp, "query", &sel) ||
-	    get_range(req, resp, "from", "to", 0, 0, &from, &to))
+	    get_range(req, resp, "from", "to", 0, 0, &from, &to) || get_raw(req, resp, &raw) ||
+	    get_uint(req, resp, "limit", 0, Q_MAX_RANGE_SERIES, &limit))
 		goto out;
 	const char *st = srv_req_query(req, "step", 0);
 	if (st && *st) {
@@ -313,10 +442,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 			goto out;
 		}
 	} else {
-		/* about 240 points, never finer than the agents' 10 s */
-		step = (to - from) / 240 / NS_PER_S * NS_PER_S;  /* whole seconds */
-		if (step < 10 * NS_PER_S)
-			step = 10 * NS_PER_S;
+		step = default_step(to - from);
 	}
 	const char *b = srv_req_query(req, "by", 0);
 	if (b && *b) {
@@ -334,9 +460,9 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 			by[nby++] = tok;
 		}
 	}
-	q_side side = {q_selector_matchers(sel, &nm), 0, from, to};
+	q_side side = {q_selector_matchers(sel, &nm), 0, from, to, raw, deadline(arg)};
 	side.nm = nm;
-	if ((rc = q_range_json(db, &side, step, by, nby, &out, &err))) {
+	if ((rc = q_range_json(db, &side, step, by, nby, limit, &out, &err))) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
 	}
@@ -370,11 +496,12 @@ static int discovery(srv_api *api, const srv_req *req, srv_resp *resp, int what)
 			goto out;
 		m = q_selector_matchers(sel, &nm);
 	}
+	q_side side = {m, nm, from, to, false, deadline(api)};
 	if (what == 0)
-		rc = q_types_json(api->db, from, to, &out, &err);
+		rc = q_types_json(api->db, &side, &out, &err);
 	else
-		rc = q_labels_json(api->db, m, nm, from, to,
-		                   what == 2 ? srv_req_param(req, "name") : NULL, &out, &err);
+		rc = q_labels_json(api->db, &side, what == 2 ? srv_req_param(req, "name") : NULL,
+		                   &out, &err);
 	if (rc) {
 		rc = engine_error(resp, rc, &err);
 		goto out;
@@ -404,13 +531,20 @@ static int h_values(void *arg, const srv_req *req, srv_resp *resp)
 int srv_api_query_routes(srv_http *h, srv_api *api)
 {
 	const srv_route routes[] = {
-		{.method = "GET", .path = "/api/v1/query", .fn = h_query, .arg = api},
-		{.method = "GET", .path = "/api/v1/diff", .fn = h_diff, .arg = api},
-		{.method = "GET", .path = "/api/v1/top", .fn = h_top, .arg = api},
-		{.method = "GET", .path = "/api/v1/range", .fn = h_range, .arg = api},
-		{.method = "GET", .path = "/api/v1/types", .fn = h_types, .arg = api},
-		{.method = "GET", .path = "/api/v1/labels", .fn = h_labels, .arg = api},
-		{.method = "GET", .path = "/api/v1/labels/{name}/values", .fn = h_values, .arg = api},
+		{.method = "GET", .path = "/api/v1/query", .fn = h_query, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/diff", .fn = h_diff, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/top", .fn = h_top, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/range", .fn = h_range, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/types", .fn = h_types, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/labels", .fn = h_labels, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
+		{.method = "GET", .path = "/api/v1/labels/{name}/values", .fn = h_values, .arg = api,
+		 .flags = SRV_ROUTE_QUERY},
 	};
 	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++) {
 		int rc = srv_http_route(h, &routes[i]);

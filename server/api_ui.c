@@ -112,10 +112,12 @@ static int ui_root(const char *dir, char *root, char *looked, size_t looked_len)
 	return -ENOENT;
 }
 
-/* Reads path (at most UI_MAX_FILE_BYTES, a regular file) into b. */
+/* Reads path (at most UI_MAX_FILE_BYTES, a regular file) into b. Opened
+ * without blocking: opening a FIFO for reading waits for a writer, and
+ * one in the UI directory held a pool thread per request for ever. */
 static int read_file(const char *path, srv_buf *b)
 {
-	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
@@ -233,4 +235,12 @@ int srv_api_ui_routes(srv_http *h, const char *ui_dir)
 			return rc;
 	}
 	return 0;
+}
+
+int srv_api_ui_dir(const char *ui_dir, char *out, size_t n)
+{
+	char root[PATH_MAX], looked[3 * PATH_MAX];
+	int rc = ui_root(ui_dir, root, looked, sizeof(looked));
+	snprintf(out, n, "%s", rc ? looked : root);
+	return rc;
 }

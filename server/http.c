@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -111,6 +112,7 @@ struct srv_req {
 	srv_resp resp;
 	srv_buf head_bytes;         /* serialized status line and headers */
 	size_t sent_body;
+	srv_req *wnext;             /* next in the queries' wait queue */
 };
 
 struct conn {
@@ -129,6 +131,12 @@ struct conn {
 	size_t in_off, in_len, in_cap;
 	size_t linger_bytes;
 	srv_req *req;
+	uint64_t wait_since;        /* uv_now() when it last began waiting for a
+	                             * request: the eviction order at the cap */
+	uint64_t hdr_deadline;      /* uv_now() by which the current request's
+	                             * headers must be complete */
+	bool in_headers;            /* a request has begun, its headers not done */
+	bool in_body;               /* its headers are done, its body is not */
 };
 
 struct srv_http {
@@ -145,8 +153,20 @@ struct srv_http {
 	atomic_bool shutdown_sent;  /* srv_http_shutdown() ran: the async is spent */
 	bool shutting_down;         /* loop thread's view: listener closed */
 	conn *conns;
+	uint32_t nconns;            /* loop thread: connections not closed */
+	/* SRV_ROUTE_QUERY requests: how many run, and those waiting (loop
+	 * thread only) */
+	uint32_t queries_running;
+	srv_req *waitq, *waitq_tail;
 	/* 401s, counted on the loop thread, read by handlers on the pool */
 	atomic_uint_fast64_t auth_rejected_writes, auth_rejected_reads;
+	/* connection counters (srv_http_conn_stats), written on the loop */
+	atomic_uint_fast64_t n_open, n_accepted, n_accept_errors, n_evicted, n_refused,
+		n_header_timeouts, n_waiting;
+	/* accept failures and refusals are logged at most once a minute each,
+	 * with how many there were since: a flood must not flood the log */
+	uint64_t log_accept_ms, log_cap_ms;
+	uint64_t log_accept_n, log_cap_n;
 };
 
 /* ---- small helpers ---- */
@@ -257,6 +277,10 @@ void srv_http_options_default(srv_http_options *opt)
 	opt->max_headers = 100;
 	opt->max_body_bytes = 64ull * 1024 * 1024;
 	opt->idle_timeout_ms = 60 * 1000;
+	opt->header_timeout_ms = 10 * 1000;
+	opt->max_connections = 4096;
+	opt->max_queries = 8;
+	opt->log_slow_ms = 1000;
 }
 
 int srv_http_parse_addr(const char *s, struct sockaddr_storage *out)
@@ -363,7 +387,10 @@ int srv_http_route(srv_http *h, const srv_route *def)
 	r.path = srv_xstrdup(def->path);
 	r.fn = def->fn;
 	r.arg = def->arg;
-	r.max_body = def->max_body_bytes ? def->max_body_bytes : h->opt.max_body_bytes;
+	/* a GET takes no body unless its route says so: a public route (the
+	 * health check, the UI) must not buffer megabytes for anybody */
+	r.max_body = def->max_body_bytes ? def->max_body_bytes :
+	             !strcmp(def->method, "GET") ? 0 : h->opt.max_body_bytes;
 	r.flags = def->flags;
 	if ((rc = route_parse(&r, def->path)))
 		goto out;
@@ -729,6 +756,8 @@ static void conn_close(conn *c)
 		return;
 	assert(!c->in_pool);
 	c->state = C_CLOSED;
+	c->h->nconns--;
+	atomic_store(&c->h->n_open, c->h->nconns);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -741,14 +770,34 @@ static void conn_close(conn *c)
 
 static void conn_timer_cb(uv_timer_t *t)
 {
-	/* idle too long between or inside requests, a response nobody reads,
-	 * or the end of a linger */
-	conn_close(t->data);
+	/* idle too long between or inside requests, headers that did not
+	 * arrive in time, a response nobody reads, or the end of a linger */
+	conn *c = t->data;
+	if (c->state == C_READING && c->in_headers &&
+	    uv_now(c->h->loop) >= c->hdr_deadline)
+		atomic_fetch_add(&c->h->n_header_timeouts, 1);
+	conn_close(c);
 }
 
 static void conn_arm_timer(conn *c, uint64_t ms)
 {
 	uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+}
+
+/* While reading: the idle timeout, but never past the header deadline of a
+ * request whose headers are still arriving. The idle timer alone restarted
+ * with every byte, so a client trickling a byte a second held its
+ * connection forever (slowloris). */
+static void conn_arm_read_timer(conn *c)
+{
+	uint64_t ms = c->h->opt.idle_timeout_ms;
+	if (c->in_headers) {
+		uint64_t now = uv_now(c->h->loop);
+		uint64_t left = c->hdr_deadline > now ? c->hdr_deadline - now : 0;
+		if (left < ms)
+			ms = left;
+	}
+	conn_arm_timer(c, ms);
 }
 
 static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)
@@ -785,8 +834,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (c->state != C_READING)
 		return;
 	c->in_len += (size_t)nread;
-	conn_arm_timer(c, c->h->opt.idle_timeout_ms);
 	conn_feed(c);
+	/* still reading (a dispatched request stopped the timer, an answer
+	 * armed its own) */
+	if (c->state == C_READING)
+		conn_arm_read_timer(c);
 }
 
 static void conn_start_reading(conn *c)
@@ -841,6 +893,8 @@ static int on_message_begin(llhttp_t *p)
 	conn *c = p->data;
 	req_free(c->req);
 	c->req = req_new(c);
+	c->in_headers = true;
+	c->hdr_deadline = uv_now(c->h->loop) + c->h->opt.header_timeout_ms;
 	return 0;
 }
 
@@ -945,6 +999,20 @@ static bool auth_ok(const srv_http *h, const srv_req *req)
 	return w || (r && !(req->rt->flags & SRV_ROUTE_WRITE));
 }
 
+/* The first Transfer-Encoding value that is not exactly "chunked" (the
+ * only coding this server decodes), or NULL. */
+static const char *te_unsupported(const srv_req *req)
+{
+	for (size_t i = 0; i < req->nhdrs; i++) {
+		if (strcasecmp(req->hbytes.data + req->hdrs[i].name_off, "Transfer-Encoding"))
+			continue;
+		const char *v = req->hbytes.data + req->hdrs[i].val_off;
+		if (strcasecmp(v, "chunked"))
+			return v;
+	}
+	return NULL;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	conn *c = p->data;
@@ -952,6 +1020,7 @@ static int on_headers_complete(llhttp_t *p)
 	srv_http *h = c->h;
 	bool has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
 
+	c->in_headers = false;
 	if (req->hstate == 2)
 		on_header_value_complete(p);   /* a field with an empty value */
 
@@ -961,6 +1030,14 @@ static int on_headers_complete(llhttp_t *p)
 	c->keep_alive = llhttp_should_keep_alive(p);
 	if (llhttp_get_method(p) == HTTP_CONNECT)
 		return reject(c, 405, true, 0, "CONNECT is not supported");
+	/* llhttp takes the chunked framing off and hands the rest on: a body
+	 * sent "Transfer-Encoding: gzip, chunked" would reach a handler still
+	 * compressed, as if it were the payload. No coding but chunked is
+	 * implemented, so say so (RFC 9112, 6.1) instead of misreading it. */
+	const char *te = te_unsupported(req);
+	if (te)
+		return reject(c, 501, true, 0, "Transfer-Encoding \"%.64s\" is not supported; "
+		              "send the body as is or chunked", te);
 	/* Ignore "Upgrade: h2c" and the like: answer in HTTP/1.1, which a client
 	 * offering an upgrade must accept (RFC 9110, 7.8). */
 	p->upgrade = 0;
@@ -1004,6 +1081,7 @@ static int on_headers_complete(llhttp_t *p)
 		return reject(c, 413, true, req->max_body,
 		              "request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes",
 		              (uint64_t)p->content_length, req->max_body);
+	c->in_body = true;
 	/* A client that asked may send the body now; one that did not sends it
 	 * anyway. Either way the limit above and in on_body applies. */
 	const char *expect = srv_req_header(req, "Expect");
@@ -1038,7 +1116,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 
 static int on_message_complete(llhttp_t *p)
 {
-	(void)p;
+	((conn *)p->data)->in_body = false;
 	/* Stop right behind this message: conn_feed dispatches it, and what
 	 * follows waits until the answer is out. */
 	return HPE_PAUSED;
@@ -1047,10 +1125,18 @@ static int on_message_complete(llhttp_t *p)
 static void log_request(conn *c, srv_req *req, size_t bytes)
 {
 	/* once per request, answered or not: the place to count them */
-	srv_metrics_http(req->rt ? req->rt->path : NULL, req->resp.status,
-	                 uv_hrtime() - req->t0_ns);
+	uint64_t dur_ns = uv_hrtime() - req->t0_ns;
+	srv_metrics_http(req->rt ? req->rt->path : NULL, req->resp.status, dur_ns);
 	FILE *f = c->h->opt.access_log;
-	if (!f)
+	/* At info level a quiet server logs nothing per request: the UI and
+	 * the agents make a dozen a minute that all went well. What needs a
+	 * look (a failure, a slow answer) is still a line. A 404 is no
+	 * failure of the server's: a query whose selector selects nothing, a
+	 * scanner's probe. */
+	int st = req->resp.status;
+	bool failed = st >= 400 && st != 404;
+	if (!f || (!c->h->opt.log_every_request && !failed &&
+	           dur_ns < (uint64_t)c->h->opt.log_slow_ms * 1000000u))
 		return;
 	/* The path comes off the network: print it with control bytes escaped,
 	 * and not without end, so one log line stays one line. */
@@ -1065,11 +1151,13 @@ static void log_request(conn *c, srv_req *req, size_t bytes)
 			path[o++] = (char)ch;
 	}
 	path[o] = 0;
-	double ms = (double)(uv_hrtime() - req->t0_ns) / 1e6;
+	double ms = (double)dur_ns / 1e6;
 	fprintf(f, "%s %s %d %zu %.3fms\n", req->method, path, req->resp.status, bytes, ms);
 }
 
 static void conn_linger_or_close(conn *c);
+static void conn_queue_work(conn *c);
+static void query_done(srv_http *h);
 
 static void on_written(uv_write_t *w, int status)
 {
@@ -1089,6 +1177,7 @@ static void on_written(uv_write_t *w, int status)
 		return;
 	}
 	c->state = C_READING;
+	c->wait_since = uv_now(c->h->loop);
 	conn_arm_timer(c, c->h->opt.idle_timeout_ms);
 	conn_feed(c);
 	if (c->state == C_READING)
@@ -1231,6 +1320,8 @@ static void after_work_cb(uv_work_t *w, int status)
 	srv_req *req = w->data;
 	conn *c = req->c;
 	c->in_pool = false;
+	if (req->rt->flags & SRV_ROUTE_QUERY)
+		query_done(c->h);
 	if (status < 0) {
 		resp_clear(&req->resp);
 		srv_resp_error(&req->resp, 503, "the server is shutting down");
@@ -1254,12 +1345,54 @@ static void conn_dispatch(conn *c)
 		conn_respond(c);
 		return;
 	}
+	if (req->rt->flags & SRV_ROUTE_QUERY) {
+		srv_http *h = c->h;
+		if (h->queries_running >= h->opt.max_queries) {
+			/* waits here, in order, on no pool thread; the connection is
+			 * not read meanwhile, so nothing closes it under us */
+			c->in_pool = true;
+			if (h->waitq_tail)
+				h->waitq_tail->wnext = req;
+			else
+				h->waitq = req;
+			h->waitq_tail = req;
+			atomic_fetch_add(&h->n_waiting, 1);
+			return;
+		}
+		h->queries_running++;
+	}
+	conn_queue_work(c);
+}
+
+/* Hands c's request to the pool (a query's slot is already counted). */
+static void conn_queue_work(conn *c)
+{
+	srv_req *req = c->req;
 	c->in_pool = true;
 	if (uv_queue_work(c->h->loop, &req->work, work_cb, after_work_cb)) {
 		c->in_pool = false;
+		if (req->rt->flags & SRV_ROUTE_QUERY)
+			query_done(c->h);
 		srv_resp_error(&req->resp, 503, "cannot queue the request");
 		conn_respond(c);
 	}
+}
+
+/* A query's slot is free: the longest-waiting query takes it. */
+static void query_done(srv_http *h)
+{
+	h->queries_running--;
+	srv_req *next = h->waitq;
+	if (!next)
+		return;
+	h->waitq = next->wnext;
+	if (!h->waitq)
+		h->waitq_tail = NULL;
+	next->wnext = NULL;
+	atomic_fetch_sub(&h->n_waiting, 1);
+	h->queries_running++;
+	next->c->in_pool = false;
+	conn_queue_work(next->c);
 }
 
 /* Parses what is buffered until it runs out or a request is complete. */
@@ -1297,11 +1430,63 @@ static void conn_feed(conn *c)
 		c->in_off = c->in_len = 0;
 }
 
+/* Logs a repeated condition at most once a minute, with how often it
+ * happened since the last line. */
+static void log_throttled(srv_http *h, uint64_t *last_ms, uint64_t *count, const char *what)
+{
+	uint64_t now = uv_now(h->loop);
+	(*count)++;
+	if (*last_ms && now - *last_ms < 60000)
+		return;
+	fprintf(stderr, "smolder-server: %s (%" PRIu64 " time%s since the last such message)\n",
+	        what, *count, *count == 1 ? "" : "s");
+	*last_ms = now ? now : 1;
+	*count = 0;
+}
+
+/* At the connection cap: the connection that has waited longest for a
+ * request (between requests, or trickling its headers), or NULL when every
+ * one is busy with a request. */
+static conn *conn_victim(srv_http *h)
+{
+	conn *v = NULL;
+	for (conn *c = h->conns; c; c = c->next)
+		if (c->state == C_READING && !c->in_body && (!v || c->wait_since < v->wait_since))
+			v = c;
+	return v;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	srv_http *h = server->data;
-	if (status < 0 || h->shutting_down)
+	if (status < 0) {
+		/* out of descriptors, most likely: say so, or the server just looks
+		 * dead to every new client */
+		char what[160];
+		snprintf(what, sizeof(what), "accepting a connection failed: %s (%" PRIu32
+		         " connections open)", uv_strerror(status), h->nconns);
+		atomic_fetch_add(&h->n_accept_errors, 1);
+		log_throttled(h, &h->log_accept_ms, &h->log_accept_n, what);
 		return;
+	}
+	if (h->shutting_down)
+		return;
+	bool refuse = false;
+	if (h->nconns >= h->opt.max_connections) {
+		conn *v = conn_victim(h);
+		if (v) {
+			atomic_fetch_add(&h->n_evicted, 1);
+			conn_close(v);
+		} else {
+			refuse = true;
+			atomic_fetch_add(&h->n_refused, 1);
+		}
+		char what[160];
+		snprintf(what, sizeof(what), "%" PRIu32 " connections open (--max-connections): %s",
+		         h->opt.max_connections, refuse ? "closing new ones while all are busy" :
+		         "closing the longest-waiting ones for new clients");
+		log_throttled(h, &h->log_cap_ms, &h->log_cap_n, what);
+	}
 	conn *c = srv_xcalloc(1, sizeof(*c));
 	c->h = h;
 	uv_tcp_init(h->loop, &c->tcp);
@@ -1310,14 +1495,20 @@ static void on_connection(uv_stream_t *server, int status)
 	c->timer.data = c;
 	c->open_handles = 2;
 	c->state = C_READING;
+	c->wait_since = uv_now(h->loop);
 	c->next = h->conns;
 	if (h->conns)
 		h->conns->prev = c;
 	h->conns = c;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+	h->nconns++;
+	atomic_store(&h->n_open, h->nconns);
+	/* accepted even when refused: libuv stops accepting until the pending
+	 * connection is taken */
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) || refuse) {
 		conn_close(c);
 		return;
 	}
+	atomic_fetch_add(&h->n_accepted, 1);
 	/* responses are written whole; Nagle would only delay the last bytes */
 	uv_tcp_nodelay(&c->tcp, 1);
 	llhttp_init(&c->parser, HTTP_REQUEST, &h->settings);
@@ -1347,8 +1538,16 @@ int srv_http_new(uv_loop_t *loop, const srv_http_options *opt, srv_http **out)
 		h->opt.max_headers = def.max_headers;
 	if (!h->opt.max_body_bytes)
 		h->opt.max_body_bytes = def.max_body_bytes;
+	if (!h->opt.log_slow_ms)
+		h->opt.log_slow_ms = def.log_slow_ms;
 	if (!h->opt.idle_timeout_ms)
 		h->opt.idle_timeout_ms = def.idle_timeout_ms;
+	if (!h->opt.header_timeout_ms)
+		h->opt.header_timeout_ms = def.header_timeout_ms;
+	if (!h->opt.max_connections)
+		h->opt.max_connections = def.max_connections;
+	if (!h->opt.max_queries)
+		h->opt.max_queries = def.max_queries;
 	if ((rc = srv_http_parse_addr(h->opt.listen, &h->addr)))
 		goto out;
 	llhttp_settings_init(&h->settings);
@@ -1413,6 +1612,18 @@ void srv_http_auth_rejected(const srv_http *h, uint64_t *writes, uint64_t *reads
 {
 	*writes = atomic_load(&((srv_http *)h)->auth_rejected_writes);
 	*reads = atomic_load(&((srv_http *)h)->auth_rejected_reads);
+}
+
+void srv_http_conn_stats_get(const srv_http *h, srv_http_conn_stats *o)
+{
+	srv_http *m = (srv_http *)h;   /* atomics: loads only */
+	o->open = atomic_load(&m->n_open);
+	o->accepted = atomic_load(&m->n_accepted);
+	o->accept_errors = atomic_load(&m->n_accept_errors);
+	o->evicted = atomic_load(&m->n_evicted);
+	o->refused = atomic_load(&m->n_refused);
+	o->header_timeouts = atomic_load(&m->n_header_timeouts);
+	o->queries_waiting = atomic_load(&m->n_waiting);
 }
 
 int srv_http_port(const srv_http *h)

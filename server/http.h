@@ -14,6 +14,7 @@
 #define SMOLDER_SRV_HTTP_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -38,10 +39,29 @@ typedef struct srv_http_options {
 	                             * 64 KiB, else 431 */
 	uint32_t max_headers;       /* header fields per request; default 100 */
 	uint64_t max_body_bytes;    /* for routes that set none; default 64 MiB,
-	                             * else 413 */
+	                             * else 413. GET routes that set none take
+	                             * no body at all: one is answered 413 at
+	                             * its headers, never read into memory */
 	uint32_t idle_timeout_ms;   /* close a connection idle this long between
 	                             * or inside requests; default 60 s */
-	FILE *access_log;           /* one line per request; NULL for none */
+	uint32_t header_timeout_ms; /* a request's line and headers must all
+	                             * arrive this long after its first byte,
+	                             * however slowly they trickle; default 10 s */
+	uint32_t max_connections;   /* open at once; default 4096. At the cap a
+	                             * new client takes the place of the
+	                             * connection that has waited longest for a
+	                             * request (a trickling or idle one); when
+	                             * every connection is busy it is closed */
+	uint32_t max_queries;       /* SRV_ROUTE_QUERY handlers running at once;
+	                             * default 8. The rest wait on the loop, in
+	                             * order, holding no pool thread, so queries
+	                             * cannot take every thread from ingest */
+	FILE *access_log;           /* request lines go here; NULL for none */
+	bool log_every_request;     /* a line per request; otherwise only for the
+	                             * failed (status >= 400 but 404) and the
+	                             * slow ones */
+	uint32_t log_slow_ms;       /* slow: answered in this long or longer;
+	                             * default 1000 */
 	/* Bearer tokens (not copied; must outlive the server). With write_token
 	 * NULL every route is open. Otherwise a route flagged SRV_ROUTE_WRITE
 	 * needs "Authorization: Bearer <write_token>", one flagged
@@ -71,6 +91,9 @@ enum {
 	/* Changes what the server stores (ingest, debug-info upload): needs the
 	 * write token; a read token is not enough. */
 	SRV_ROUTE_WRITE = 1u << 2,
+	/* A read that may run for seconds (the query API): at most
+	 * max_queries such handlers run at once (srv_http_options). */
+	SRV_ROUTE_QUERY = 1u << 3,
 };
 
 typedef struct srv_route {
@@ -115,6 +138,18 @@ int srv_http_port(const srv_http *h);
 /* Requests answered 401 since start, for want of the write token (writes)
  * or of a read or write token (reads). Any thread. */
 void srv_http_auth_rejected(const srv_http *h, uint64_t *writes, uint64_t *reads);
+
+/* Connection counters since start, for /api/v1/status. Any thread. */
+typedef struct srv_http_conn_stats {
+	uint64_t open;              /* now */
+	uint64_t accepted;
+	uint64_t accept_errors;     /* accept() failed (EMFILE, ENFILE, ...) */
+	uint64_t evicted;           /* closed at the cap for a new client */
+	uint64_t refused;           /* closed at the cap, nothing to evict */
+	uint64_t header_timeouts;   /* headers not complete in header_timeout_ms */
+	uint64_t queries_waiting;   /* SRV_ROUTE_QUERY requests waiting now */
+} srv_http_conn_stats;
+void srv_http_conn_stats_get(const srv_http *h, srv_http_conn_stats *out);
 
 /* "127.0.0.1:7070" or "[::1]:7070" of the bound address into buf. Returns
  * 0, or -ENOSPC when buf is too small (64 bytes always suffice). */

@@ -43,11 +43,14 @@ static void agent_counters_free(srv_agent *a)
 	a->ncounters = 0;
 }
 
-void srv_api_init(srv_api *api, st_db *db)
+int srv_api_init(srv_api *api, st_db *db)
 {
 	memset(api, 0, sizeof(*api));
 	api->db = db;
 	pthread_mutex_init(&api->agents_mu, NULL);
+	if (!(api->names = q_cache_new(SRV_NAMES_CACHE_BYTES)))
+		return -ENOMEM;
+	return 0;
 }
 
 bool srv_api_unavailable(srv_resp *resp, int rc, const st_err *err)
@@ -61,6 +64,8 @@ bool srv_api_unavailable(srv_resp *resp, int rc, const st_err *err)
 
 void srv_api_free(srv_api *api)
 {
+	q_cache_free(api->names);
+	api->names = NULL;
 	if (!api->agents && !api->nagents && !api->db)
 		return;
 	for (size_t i = 0; i < api->nagents; i++) {
@@ -245,6 +250,18 @@ static void convert(const wire_batch *w, conv *c, uint64_t *samples)
 	                  c->stacks, w->nstacks, c->samples, w->nrows};
 }
 
+/* Whether a profile type's values are sample counts (its sample unit,
+ * the third field, is "count"): an agent's off-CPU batches carry
+ * nanoseconds, which are no samples. */
+static bool type_counts(const char *type)
+{
+	for (int k = 0; k < 2 && type; k++) {
+		type = strchr(type, ':');
+		type = type ? type + 1 : NULL;
+	}
+	return type && !strncmp(type, "count:", 6);
+}
+
 static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 {
 	srv_api *api = arg;
@@ -269,15 +286,6 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 	convert(w, &c, &samples);
 	st_err serr = {{0}};
 	rc = st_append(api->db, &c.b, &serr);
-	if (srv_api_unavailable(resp, rc, &serr)) {
-		rc = 0;
-		goto out;
-	}
-	if (rc == -EINVAL) {
-		srv_resp_error(resp, 400, "%s", serr.msg);
-		rc = 0;
-		goto out;
-	}
 	if (rc == -ENOENT) {
 		/* the agent's stack cache is out of step with this server (it
 		 * restarted or lost data): the agent resets the cache and resends
@@ -290,9 +298,11 @@ static int h_ingest(void *arg, const srv_req *req, srv_resp *resp)
 		rc = 0;
 		goto out;
 	}
-	if (rc)
+	if (rc) {
+		rc = srv_api_store_error(resp, rc, &serr);
 		goto out;
-	note_agent(api, w, samples);
+	}
+	note_agent(api, w, type_counts(w->profile_type) ? samples : 0);
 	srv_metrics_ingest_ok(SRV_METRICS_NATIVE, w->nrows);
 	srv_json *j = srv_resp_json(resp, 200);
 	srv_json_obj_begin(j);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "server/json.h"
+#include "storage/storage.h"   /* st_utf8_len: one UTF-8 decoder for all */
 
 /* ---- allocation ---- */
 
@@ -77,7 +78,9 @@ void srv_buf_reserve(srv_buf *b, size_t n)
 		oom(SIZE_MAX);
 	if (need <= b->cap)
 		return;
-	size_t cap = b->cap ? b->cap : 256;
+	/* a first reservation is taken exactly: a 64 MiB request body must
+	 * not round up to 128 MiB */
+	size_t cap = b->cap ? b->cap : need > 256 ? need : 256;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	b->data = srv_xrealloc(b->data, cap);
@@ -258,36 +261,6 @@ void srv_json_key(srv_json *j, const char *key)
 	j->stack[j->depth - 1] = J_OBJ_VAL;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one:
- * overlong forms, surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	unsigned cp, min;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2; cp = c & 0x1f; min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3; cp = c & 0x0f; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4; cp = c & 0x07; min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 void srv_json_escape(srv_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -307,7 +280,7 @@ void srv_json_escape(srv_buf *b, const char *s, size_t n)
 		}
 		unsigned char c = p[i];
 		if (c >= 0x80) {
-			size_t len = utf8_len(p + i, n - i);
+			size_t len = st_utf8_len(s + i, n - i);
 			if (len) {
 				srv_buf_append(b, p + i, len);
 				i += len;

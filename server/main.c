@@ -1,10 +1,11 @@
 /* main.c - smolder-server: opens the store (embedded in --data-dir, or
  * ClickHouse with --clickhouse), serves the HTTP API on one libuv loop,
- * and runs storage maintenance (cut, retention, compaction) in the
- * background. The ingest, query and debug-info endpoints register
+ * and runs storage maintenance (cut, retention, compaction, roll-ups) in
+ * the background. The ingest, query and debug-info endpoints register
  * their routes from their own files; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <uv.h>
@@ -29,6 +31,8 @@
 #define SMOLDER_VERSION "0.1.0-dev"
 #define MAINT_INTERVAL_MS_DEFAULT (30 * 1000)
 #define NS_PER_S INT64_C(1000000000)
+/* long options without a letter of their own */
+enum { OPT_CLICKHOUSE = 256, OPT_CLICKHOUSE_FILE, OPT_CLICKHOUSE_CLUSTER };
 
 typedef struct app {
 	uv_loop_t loop;
@@ -53,6 +57,14 @@ typedef struct app {
 	int64_t maint_last_unix_s;  /* when the last run ended; 0 before */
 	uint64_t maint_last_ms;     /* how long it took */
 	char maint_error[256];      /* the last run's first failure, "" if none */
+	/* per maintenance step (cut, retention, roll-up, compaction,
+	 * symbolization):
+	 * the error it last logged, when, and how often it failed since. A
+	 * full disk fails the cut every second; that is one line a minute */
+	struct {
+		int rc;
+		uint64_t logged_ms, repeats;
+	} step_log[5];
 } app;
 
 static int64_t now_ns(void)
@@ -66,10 +78,43 @@ static int64_t now_ns(void)
 
 #define SYM_PER_TICK 4096  /* locations the background symbolizer names per tick */
 
-/* Pool thread. The three steps run in order on every tick: cutting first
- * makes blocks that retention and compaction then see. A failing step is
- * logged and does not stop the others: retention must still free disk when
- * compaction fails for lack of it. */
+/* Logs a maintenance step's outcome (pool thread): a new failure at once,
+ * the same failure again at most once a minute with how often it
+ * happened, and the recovery once it passes again. */
+static void maint_log(app *a, int step, const char *what, int rc)
+{
+	uint64_t now = uv_hrtime() / 1000000;
+	char buf[128];
+	pthread_mutex_lock(&a->mu);
+	typeof(a->step_log[0]) *l = &a->step_log[step];
+	if (!rc) {
+		if (l->rc)
+			fprintf(stderr, "smolder-server: storage %s works again\n", what);
+		l->rc = 0;
+		l->repeats = 0;
+	} else if (rc != l->rc || now - l->logged_ms >= 60000) {
+		if (rc == l->rc)
+			fprintf(stderr, "smolder-server: storage %s still fails: %s (%" PRIu64
+			        " times in the last minute)\n", what,
+			        strerror_r(-rc, buf, sizeof(buf)), l->repeats + 1);
+		else
+			fprintf(stderr, "smolder-server: storage %s failed: %s\n", what,
+			        strerror_r(-rc, buf, sizeof(buf)));
+		l->rc = rc;
+		l->logged_ms = now;
+		l->repeats = 0;
+	} else {
+		l->repeats++;
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+/* Pool thread. The steps run in order on every tick: cutting first makes
+ * blocks that retention, the roll-ups and compaction then see. Roll-ups
+ * before compaction: an hour that just ended is then read from the blocks
+ * cut for it, not from the day's block that compaction merges it into. A
+ * failing step is logged (maint_log) and does not stop the others:
+ * retention must still free disk when compaction fails for lack of it. */
 static void maint_work_cb(uv_work_t *w)
 {
 	app *a = w->data;
@@ -82,20 +127,20 @@ static void maint_work_cb(uv_work_t *w)
 	struct {
 		const char *what;
 		int rc;
-	} steps[4] = {
+	} steps[5] = {
 		{"cut", st_cut(a->db, now, 0)},
 		{"retention", st_retention(a->db, now)},
+		{"roll-up", st_rollup(a->db, now)},
 		{"compaction", st_compact(a->db)},
 		{"symbolization", a->api.sym ? srv_sym_pass(a->api.sym, SYM_PER_TICK, &named) : 0},
 	};
-	for (int i = 0; i < 4; i++) {
-		if (!steps[i].rc)
+	for (int i = 0; i < 5; i++) {
+		maint_log(a, i, steps[i].what, steps[i].rc);
+		if (!steps[i].rc || first_err[0])
 			continue;
 		char buf[128];
-		const char *e = strerror_r(-steps[i].rc, buf, sizeof(buf));
-		fprintf(stderr, "smolder-server: storage %s failed: %s\n", steps[i].what, e);
-		if (!first_err[0])
-			snprintf(first_err, sizeof(first_err), "%s: %s", steps[i].what, e);
+		snprintf(first_err, sizeof(first_err), "%s: %s", steps[i].what,
+		         strerror_r(-steps[i].rc, buf, sizeof(buf)));
 	}
 	pthread_mutex_lock(&a->mu);
 	a->maint_runs++;
@@ -117,12 +162,7 @@ static void maint_after_cb(uv_work_t *w, int status)
 static void cut_work_cb(uv_work_t *w)
 {
 	app *a = w->data;
-	int rc = st_cut(a->db, now_ns(), 0);
-	if (rc) {
-		char buf[128];
-		fprintf(stderr, "smolder-server: storage cut failed: %s\n",
-		        strerror_r(-rc, buf, sizeof(buf)));
-	}
+	maint_log(a, 0, "cut", st_cut(a->db, now_ns(), 0));
 }
 
 static void cut_after_cb(uv_work_t *w, int status)
@@ -236,6 +276,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 		srv_json_obj_end(j);
 	}
 	srv_api_agents_json(&a->api, j);
+	srv_metrics_debuginfo_json(j);
 
 	uint64_t rej_w, rej_r;
 	srv_http_auth_rejected(a->http, &rej_w, &rej_r);
@@ -244,6 +285,19 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_kv_bool(j, "enabled", a->auth);
 	srv_json_kv_uint(j, "rejected_writes", rej_w);
 	srv_json_kv_uint(j, "rejected_reads", rej_r);
+	srv_json_obj_end(j);
+
+	srv_http_conn_stats cs;
+	srv_http_conn_stats_get(a->http, &cs);
+	srv_json_key(j, "connections");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "open", cs.open);
+	srv_json_kv_uint(j, "accepted", cs.accepted);
+	srv_json_kv_uint(j, "accept_errors", cs.accept_errors);
+	srv_json_kv_uint(j, "evicted", cs.evicted);
+	srv_json_kv_uint(j, "refused", cs.refused);
+	srv_json_kv_uint(j, "header_timeouts", cs.header_timeouts);
+	srv_json_kv_uint(j, "queries_waiting", cs.queries_waiting);
 	srv_json_obj_end(j);
 	srv_json_obj_end(j);
 	return 0;
@@ -356,15 +410,96 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A whole number in [lo, hi]. */
+static int parse_count(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (end == s || *end || errno || *s == '-' || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* Descriptors to the hard limit: the soft limit is often 1024, and each
+ * connection takes one. Returns the connection cap to use: want (0: the
+ * default of http.h), lowered to what the limit leaves after a reserve
+ * for the store's files, with a warning when that lowers it. */
+static uint32_t raise_nofile(uint32_t want)
+{
+	const rlim_t reserve = 256;   /* WAL, blocks, SQLite, debug-info files */
+	srv_http_options def;
+	srv_http_options_default(&def);
+	uint32_t cap = want ? want : def.max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return want;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cap + reserve) {
+		uint32_t fit = rl.rlim_cur > 2 * reserve ? (uint32_t)(rl.rlim_cur - reserve) :
+		               (uint32_t)(rl.rlim_cur / 2);
+		fprintf(stderr, "smolder-server: warning: %llu file descriptors allowed "
+		        "(RLIMIT_NOFILE); serving at most %u connections instead of %u\n",
+		        (unsigned long long)rl.rlim_cur, fit, cap);
+		return fit ? fit : 1;
+	}
+	return want;
+}
+
+/* The one line a newcomer needs at start: where the UI is, where the
+ * data is (data_dir, or ClickHouse when data_dir is NULL), which auth is
+ * on, and what the log will say. */
+static void startup_line(const char *addr, const char *data_dir, const char *cluster,
+                         const char *ui_dir, const char *auth_file, const char *read_file,
+                         bool log_debug, int64_t slow_ns)
+{
+	char where[3 * PATH_MAX], ui[sizeof(where) + 128], data[PATH_MAX];
+	char auth[2 * PATH_MAX + 128];
+	if (srv_api_ui_dir(ui_dir, where, sizeof(where)) == 0)
+		snprintf(ui, sizeof(ui), "UI at http://%s/ (files in %s)", addr, where);
+	else
+		snprintf(ui, sizeof(ui), "no UI (looked in %s; --ui-dir DIR)", where);
+	if (!data_dir)
+		snprintf(data, sizeof(data), "ClickHouse%s%s", cluster ? ", cluster " : "",
+		         cluster ? cluster : "");
+	else if (!realpath(data_dir, data))
+		snprintf(data, sizeof(data), "%s", data_dir);
+	if (!auth_file)
+		snprintf(auth, sizeof(auth), "auth off (no token needed; --auth-token-file to "
+		         "require one)");
+	else if (!read_file)
+		snprintf(auth, sizeof(auth), "auth on (the token in %s for everything but the UI's "
+		         "files and /healthz)", auth_file);
+	else
+		snprintf(auth, sizeof(auth), "auth on (writes: the token in %s; reads: that one or "
+		         "the one in %s)", auth_file, read_file);
+	char logs[128];
+	if (log_debug)
+		snprintf(logs, sizeof(logs), "every request logged (--log-level debug)");
+	else
+		snprintf(logs, sizeof(logs), "requests logged when they fail or take %" PRId64
+		         " ms or more", slow_ns / 1000000);
+	fprintf(stderr, "smolder-server: %s; data in %s; %s; %s\n", ui, data, auth, logs);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
-	        "                      [--retention DURATION] [--max-disk SIZE]\n"
+	        "                      [--retention DURATION] [--retention-rollup DURATION]\n"
+	        "                      [--max-disk SIZE]\n"
 	        "                      [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
 	        "                      [--auth-token-file FILE [--read-token-file FILE]]\n"
+	        "                      [--max-connections N] [--query-timeout DURATION]\n"
+	        "                      [--max-queries N] [--max-series N]\n"
+	        "                      [--log-level info|debug] [--slow-request DURATION]\n"
 	        "       smolder-server --clickhouse URL[,URL...] | --clickhouse-file FILE\n"
 	        "                      [--clickhouse-cluster NAME] [--data-dir DIR]\n"
 	        "                      [the options above but --max-disk and --partition]\n"
@@ -386,13 +521,16 @@ static void usage(FILE *f)
 	        "                       shard the tables over this remote_servers cluster\n"
 	        "                       through Distributed tables (default: one node)\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
+	        "  --retention-rollup DUR\n"
+	        "                       delete roll-ups (sums per hour and per day that long\n"
+	        "                       ranges read) older than this, 0 keeps all (default 90d)\n"
 	        "  --max-disk SIZE      delete the oldest blocks while blocks take more than\n"
 	        "                       this (\"500M\", \"10G\"; the WAL is not counted);\n"
 	        "                       0 is no limit (default)\n"
 	        "  --partition DUR      time span of one storage block (default 1h)\n"
 	        "  --maintenance-interval DUR\n"
-	        "                       how often to cut, apply retention and compact\n"
-	        "                       (default 30s)\n"
+	        "                       how often to cut, apply retention, compact and\n"
+	        "                       write roll-ups (default 30s)\n"
 	        "  --debuginfod-url URL[,URL...]\n"
 	        "                       fetch debug info the store lacks from these\n"
 	        "                       debuginfod servers (default: none)\n"
@@ -406,6 +544,20 @@ static void usage(FILE *f)
 	        "  --read-token-file FILE\n"
 	        "                       a second token that is enough for queries but not for\n"
 	        "                       ingest or debug-info upload\n"
+	        "  --max-connections N  connections open at once (default 4096, bounded by\n"
+	        "                       the descriptor limit); at the cap a new client\n"
+	        "                       replaces the longest-waiting idle connection\n"
+	        "  --query-timeout DUR  a query still running after this answers 503\n"
+	        "                       (default 30s)\n"
+	        "  --max-queries N      queries running at once; more wait their turn\n"
+	        "                       (default 8; the thread pool has 16 threads)\n"
+	        "  --max-series N       refuse batches that would make the store hold more\n"
+	        "                       series (default 1000000, 0 for no limit)\n"
+	        "  --log-level LEVEL    info (default): start-up, storage events, and only\n"
+	        "                       the requests that failed (status >= 400 but 404)\n"
+	        "                       or were slow; debug: a line for every request\n"
+	        "  --slow-request DUR   a request answered in this long is logged at info\n"
+	        "                       (default 1s; \"250ms\")\n"
 	        "\n"
 	        "Durations are an integer and a unit: s, m, h, d or w (\"90m\", \"7d\").\n",
 	        SRV_HTTP_DEFAULT_LISTEN);
@@ -436,19 +588,24 @@ int main(int argc, char **argv)
 	const char *ui_dir = NULL;     /* --ui-dir; NULL: api_ui.c's default places */
 	srv_dbgd *dbgd = NULL;
 	const char *auth_file = NULL, *read_file = NULL;  /* --auth/read-token-file */
+	uint32_t max_conns = 0, max_queries = 0;          /* 0: http.h's defaults */
+	int64_t query_timeout_ns = 30 * NS_PER_S;
+	bool log_debug = false;                           /* --log-level debug */
+	int64_t slow_ns = 1000000000;                     /* --slow-request */
 	char *write_token = NULL, *read_token = NULL;
 	/* --clickhouse, --clickhouse-file (read into ch_urls), --clickhouse-cluster */
 	const char *ch_arg = NULL, *ch_file = NULL;
 	char *ch_urls = NULL;
 	st_ch_options chopt;
 	st_ch_options_default(&chopt);
-	bool retention_set = false, max_disk_set = false, partition_set = false;
+	bool max_disk_set = false, partition_set = false;
 	st_options sopt;
 	st_options_default(&sopt);
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"data-dir", required_argument, NULL, 'd'},
 		{"retention", required_argument, NULL, 'r'},
+		{"retention-rollup", required_argument, NULL, 'o'},
 		{"max-disk", required_argument, NULL, 'M'},
 		{"partition", required_argument, NULL, 'p'},
 		{"maintenance-interval", required_argument, NULL, 'm'},
@@ -456,9 +613,15 @@ int main(int argc, char **argv)
 		{"ui-dir", required_argument, NULL, 'U'},
 		{"auth-token-file", required_argument, NULL, 'A'},
 		{"read-token-file", required_argument, NULL, 'R'},
-		{"clickhouse", required_argument, NULL, 'C'},
-		{"clickhouse-file", required_argument, NULL, 'F'},
-		{"clickhouse-cluster", required_argument, NULL, 'N'},
+		{"max-connections", required_argument, NULL, 'C'},
+		{"query-timeout", required_argument, NULL, 'T'},
+		{"max-queries", required_argument, NULL, 'Q'},
+		{"max-series", required_argument, NULL, 'S'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"slow-request", required_argument, NULL, 'W'},
+		{"clickhouse", required_argument, NULL, OPT_CLICKHOUSE},
+		{"clickhouse-file", required_argument, NULL, OPT_CLICKHOUSE_FILE},
+		{"clickhouse-cluster", required_argument, NULL, OPT_CLICKHOUSE_CLUSTER},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -476,7 +639,13 @@ int main(int argc, char **argv)
 				fprintf(stderr, "smolder-server: invalid --retention '%s'\n", optarg);
 				return 2;
 			}
-			retention_set = true;
+			break;
+		case 'o':
+			if (parse_duration(optarg, &sopt.rollup_retention_ns)) {
+				fprintf(stderr, "smolder-server: invalid --retention-rollup '%s'\n",
+				        optarg);
+				return 2;
+			}
 			break;
 		case 'M':
 			if (parse_size(optarg, &sopt.max_block_bytes)) {
@@ -512,14 +681,54 @@ int main(int argc, char **argv)
 		case 'R':
 			read_file = optarg;
 			break;
-		case 'C':
+		case OPT_CLICKHOUSE:
 			ch_arg = optarg;
 			break;
-		case 'F':
+		case OPT_CLICKHOUSE_FILE:
 			ch_file = optarg;
 			break;
-		case 'N':
+		case OPT_CLICKHOUSE_CLUSTER:
 			chopt.cluster = optarg;
+			break;
+		case 'L':
+			if (strcmp(optarg, "info") && strcmp(optarg, "debug")) {
+				fprintf(stderr, "smolder-server: invalid --log-level '%s': info or "
+				        "debug\n", optarg);
+				return 2;
+			}
+			log_debug = !strcmp(optarg, "debug");
+			break;
+		case 'W':
+			if (parse_duration(optarg, &slow_ns) || slow_ns < 1000000 ||
+			    slow_ns > 3600 * 1000000000LL) {
+				fprintf(stderr, "smolder-server: invalid --slow-request '%s': a "
+				        "duration from 1ms to 1h\n", optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			if (parse_count(optarg, 1, 1u << 20, &max_conns)) {
+				fprintf(stderr, "smolder-server: invalid --max-connections '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'T':
+			if (parse_duration(optarg, &query_timeout_ns) || query_timeout_ns <= 0) {
+				fprintf(stderr, "smolder-server: invalid --query-timeout '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'S':
+			if (parse_size(optarg, &sopt.max_series)) {
+				fprintf(stderr, "smolder-server: invalid --max-series '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'Q':
+			if (parse_count(optarg, 1, 1024, &max_queries)) {
+				fprintf(stderr, "smolder-server: invalid --max-queries '%s'\n", optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -552,7 +761,6 @@ int main(int argc, char **argv)
 		        max_disk_set ? "--max-disk" : "--partition");
 		return 2;
 	}
-	(void)retention_set;
 	if (ch_file && load_urls(ch_file, &ch_urls))
 		return 2;
 	if (read_file && !auth_file) {
@@ -572,6 +780,7 @@ int main(int argc, char **argv)
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	/* a client that goes away mid-response must cost an EPIPE, not the process */
 	signal(SIGPIPE, SIG_IGN);
+	max_conns = raise_nofile(max_conns);
 
 	app a = {0};
 	pthread_mutex_init(&a.mu, NULL);
@@ -586,8 +795,12 @@ int main(int argc, char **argv)
 	srv_http_options_default(&hopt);
 	hopt.listen = listen;
 	hopt.access_log = stderr;
+	hopt.log_every_request = log_debug;
+	hopt.log_slow_ms = (uint32_t)(slow_ns / 1000000);
 	hopt.write_token = write_token;
 	hopt.read_token = read_token;
+	hopt.max_connections = max_conns;
+	hopt.max_queries = max_queries;
 	a.auth = write_token != NULL;
 	if ((rc = srv_http_new(&a.loop, &hopt, &a.http))) {
 		fprintf(stderr, "smolder-server: invalid --listen '%s': expected ADDR:PORT, "
@@ -601,6 +814,9 @@ int main(int argc, char **argv)
 	if (ch) {
 		chopt.urls = ch_urls ? ch_urls : ch_arg;
 		chopt.retention_ns = sopt.retention_ns;
+		chopt.rollup_retention_ns = sopt.rollup_retention_ns;
+		chopt.max_series = sopt.max_series;
+		chopt.max_future_ns = sopt.max_future_ns;
 		if (data_dir) {
 			snprintf(cache, sizeof(cache), "%s/debuginfo", data_dir);
 			chopt.cache_dir = cache;
@@ -635,9 +851,14 @@ int main(int argc, char **argv)
 			        routes[i].path, strerror(-rc));
 			goto out;
 		}
-	srv_api_init(&a.api, a.db);
+	if ((rc = srv_api_init(&a.api, a.db))) {
+		fprintf(stderr, "smolder-server: cannot set up the API: %s\n", strerror(-rc));
+		goto out;
+	}
+	a.api.query_timeout_ns = query_timeout_ns;
 	{
 		srv_sym_opts so = {.debuginfo_dir = st_file_dir(a.db), .db = a.db, .dbgd = dbgd};
+		a.api.dbgd = dbgd;
 		if ((rc = srv_sym_new(&so, &a.api.sym))) {
 			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 			goto out;
@@ -677,6 +898,8 @@ int main(int argc, char **argv)
 	srv_http_address(a.http, addr, sizeof(addr));
 	printf("smolder-server listening on http://%s\n", addr);
 	fflush(stdout);
+	startup_line(addr, ch ? NULL : data_dir, chopt.cluster, ui_dir, auth_file, read_file,
+	             log_debug, slow_ns);
 
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	/* Every acknowledged batch is in the WAL already; cutting the whole

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,6 +48,44 @@ void srv_metrics_ingest_ok(srv_metrics_ingest_kind k, uint64_t rows)
 {
 	atomic_fetch_add_explicit(&ingest_batches[k & 1], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&ingest_rows[k & 1], rows, memory_order_relaxed);
+}
+
+static atomic_uint_fast64_t di_count[SRV_METRICS_DI_N], di_upload_bytes;
+/* label values of smolder_debuginfo_requests_total */
+static const char *const di_names[SRV_METRICS_DI_N] = {
+	"uploaded", "repeat", "refused", "on_server", "debuginfod", "missing",
+};
+
+void srv_metrics_debuginfo(srv_metrics_di what, uint64_t bytes)
+{
+	if ((unsigned)what >= SRV_METRICS_DI_N)
+		return;
+	atomic_fetch_add_explicit(&di_count[what], 1, memory_order_relaxed);
+	if (what == SRV_METRICS_DI_UPLOADED)
+		atomic_fetch_add_explicit(&di_upload_bytes, bytes, memory_order_relaxed);
+}
+
+void srv_metrics_debuginfo_get(uint64_t counts[SRV_METRICS_DI_N], uint64_t *upload_bytes)
+{
+	for (int i = 0; i < SRV_METRICS_DI_N; i++)
+		counts[i] = atomic_load(&di_count[i]);
+	*upload_bytes = atomic_load(&di_upload_bytes);
+}
+
+void srv_metrics_debuginfo_json(srv_json *j)
+{
+	uint64_t c[SRV_METRICS_DI_N], bytes;
+	srv_metrics_debuginfo_get(c, &bytes);
+	srv_json_key(j, "debuginfo");
+	srv_json_obj_begin(j);
+	srv_json_kv_uint(j, "uploaded", c[SRV_METRICS_DI_UPLOADED]);
+	srv_json_kv_uint(j, "upload_bytes", bytes);
+	srv_json_kv_uint(j, "repeats", c[SRV_METRICS_DI_REPEAT]);
+	srv_json_kv_uint(j, "refused", c[SRV_METRICS_DI_REFUSED]);
+	srv_json_kv_uint(j, "skipped_on_server", c[SRV_METRICS_DI_ON_SERVER]);
+	srv_json_kv_uint(j, "skipped_debuginfod", c[SRV_METRICS_DI_DEBUGINFOD]);
+	srv_json_kv_uint(j, "missing", c[SRV_METRICS_DI_MISSING]);
+	srv_json_obj_end(j);
 }
 
 static route_stats *route_slot(const char *route)
@@ -223,6 +262,61 @@ void srv_metrics_write_http(srv_buf *b)
 	}
 }
 
+/* A level's label: "raw", or its step ("1h", "1d", else seconds). */
+static const char *level_name(int64_t step_ns, char buf[32])
+{
+	int64_t s = step_ns / 1000000000LL;
+	if (s % 86400 == 0)
+		snprintf(buf, 32, "%" PRId64 "d", s / 86400);
+	else if (s % 3600 == 0)
+		snprintf(buf, 32, "%" PRId64 "h", s / 3600);
+	else if (s % 60 == 0)
+		snprintf(buf, 32, "%" PRId64 "m", s / 60);
+	else
+		snprintf(buf, 32, "%" PRId64 "s", s);
+	return buf;
+}
+
+/* What reads cost, by level, and what the roll-up levels hold. */
+static void write_rollups(srv_buf *b, const st_stats *s)
+{
+	char name[32];
+	srv_metrics_family(b, "smolder_query_rows_read_total", "counter",
+	                   "Rows decoded by queries, by level: raw rows (blocks and the head) "
+	                   "or a roll-up level by its step.");
+	const char *raw[] = {"level", "raw"};
+	srv_metrics_sample_u64(b, "smolder_query_rows_read_total", raw, 1, s->rows_read[0]);
+	for (uint32_t i = 0; i < s->nrollups; i++) {
+		const char *l[] = {"level", level_name(s->rollup_steps_ns[i], name)};
+		srv_metrics_sample_u64(b, "smolder_query_rows_read_total", l, 1, s->rows_read[1 + i]);
+	}
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} g[] = {
+		{"smolder_rollup_files", "Roll-up files, by level.",
+		 offsetof(st_stats, rollup_files)},
+		{"smolder_rollup_rows", "Rows in roll-up files, by level.",
+		 offsetof(st_stats, rollup_rows)},
+		{"smolder_rollup_bytes", "Bytes of roll-up files on disk, by level.",
+		 offsetof(st_stats, rollup_bytes)},
+	};
+	for (size_t k = 0; k < sizeof(g) / sizeof(*g); k++) {
+		srv_metrics_family(b, g[k].name, "gauge", g[k].help);
+		const uint64_t *v = (const uint64_t *)((const char *)s + g[k].off);
+		for (uint32_t i = 0; i < s->nrollups; i++) {
+			const char *l[] = {"level", level_name(s->rollup_steps_ns[i], name)};
+			srv_metrics_sample_u64(b, g[k].name, l, 1, v[i]);
+		}
+	}
+	one(b, "smolder_rollup_damaged_total", "counter",
+	    "Roll-up files found damaged (at open or by a query) since the server started; "
+	    "each is kept out of reads and rebuilt.", s->rollup_damaged);
+	one(b, "smolder_query_rollup_fallbacks_total", "counter",
+	    "Query parts read from raw rows because the roll-up file they were planned on "
+	    "turned out damaged.", s->rollup_fallbacks);
+}
+
 static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 {
 	(void)req;
@@ -272,9 +366,25 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 	one(b, "smolder_block_bytes", "gauge", "Bytes of storage blocks on disk.", s.block_bytes);
 	one(b, "smolder_head_rows", "gauge", "Rows in the in-memory head, not cut into blocks yet.",
 	    s.head_rows);
+	bool ch = !strcmp(st_backend_name(o->api->db), "clickhouse");
+	/* ClickHouse's levels are tables it sums itself: no files, and the
+	 * rows it reads are its own to count (system.query_log) */
+	if (!ch)
+		write_rollups(b, &s);
 	one(b, "smolder_series", "gauge", "Series known to the store.", s.series);
 	one(b, "smolder_stacks", "gauge", "Distinct stacks known to the store.", s.stacks);
-	if (!strcmp(st_backend_name(o->api->db), "clickhouse")) {
+	if (ch) {
+		char name[32];
+		srv_metrics_family(b, "smolder_clickhouse_reads_total", "counter",
+		                   "Queries of sample sums sent to ClickHouse, by level: raw rows "
+		                   "(samples) or a roll-up level's table by its step.");
+		const char *raw[] = {"level", "raw"};
+		srv_metrics_sample_u64(b, "smolder_clickhouse_reads_total", raw, 1, s.remote_reads[0]);
+		for (uint32_t i = 0; i < s.nrollups; i++) {
+			const char *l[] = {"level", level_name(s.rollup_steps_ns[i], name)};
+			srv_metrics_sample_u64(b, "smolder_clickhouse_reads_total", l, 1,
+			                       s.remote_reads[1 + i]);
+		}
 		one(b, "smolder_clickhouse_inserts_total", "counter",
 		    "Inserts of sample rows into ClickHouse (each holds one or more batches).",
 		    s.remote_inserts);
@@ -292,6 +402,19 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 	    "Disk space the data directory takes (blocks, WAL, metadata, debug info).",
 	    disk_use(o->data_dir));
 
+	if (o->api->names) {
+		uint64_t hits, misses, resets;
+		size_t bytes;
+		q_cache_stats(o->api->names, &hits, &misses, &resets, &bytes);
+		one(b, "smolder_query_names_cache_hits_total", "counter",
+		    "Stacks whose path of function names a query found in the cache.", hits);
+		one(b, "smolder_query_names_cache_misses_total", "counter",
+		    "Stacks a query had to read from storage and name.", misses);
+		one(b, "smolder_query_names_cache_resets_total", "counter",
+		    "Times the cache of names started over (full, or new debug info).", resets);
+		one(b, "smolder_query_names_cache_bytes", "gauge",
+		    "Memory the cache of names holds.", bytes);
+	}
 	if (o->api->sym) {
 		srv_sym_stats ss;
 		srv_sym_get_stats(o->api->sym, &ss);
@@ -318,6 +441,18 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 		    "addresses.", ss.go_malformed);
 	}
 
+	uint64_t dc[SRV_METRICS_DI_N], dbytes;
+	srv_metrics_debuginfo_get(dc, &dbytes);
+	srv_metrics_family(b, "smolder_debuginfo_requests_total", "counter",
+	                   "Debug-info requests by outcome: uploads stored, repeats and "
+	                   "refusals; asks (HEAD) answered from the store, from debuginfod "
+	                   "(no upload needed) or missing (an upload is welcome).");
+	for (int k = 0; k < SRV_METRICS_DI_N; k++) {
+		const char *l[] = {"outcome", di_names[k]};
+		srv_metrics_sample_u64(b, "smolder_debuginfo_requests_total", l, 1, dc[k]);
+	}
+	one(b, "smolder_debuginfo_upload_bytes_total", "counter",
+	    "Bytes of debug-info files uploaded and stored.", dbytes);
 	srv_metrics_write_http(b);
 
 	srv_metrics_family(b, "smolder_agent_reported_total", "counter",

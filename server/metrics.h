@@ -24,6 +24,24 @@ void srv_metrics_ingest_bytes(srv_metrics_ingest_kind k, uint64_t bytes);
 /* A batch of `rows` rows was stored. */
 void srv_metrics_ingest_ok(srv_metrics_ingest_kind k, uint64_t rows);
 
+/* What became of a debug-info request (server/api_debuginfo.c). */
+typedef enum srv_metrics_di {
+	SRV_METRICS_DI_UPLOADED = 0,  /* a PUT stored a file (bytes: its size) */
+	SRV_METRICS_DI_REPEAT,        /* a PUT of what the server had */
+	SRV_METRICS_DI_REFUSED,       /* a PUT refused (400) */
+	SRV_METRICS_DI_ON_SERVER,     /* a HEAD for files the server had */
+	SRV_METRICS_DI_DEBUGINFOD,    /* a HEAD the server answered by fetching
+	                               * the files from debuginfod: no upload */
+	SRV_METRICS_DI_MISSING,       /* a HEAD answered 404: an upload is welcome */
+	SRV_METRICS_DI_N
+} srv_metrics_di;
+
+void srv_metrics_debuginfo(srv_metrics_di what, uint64_t bytes);
+/* The counts by outcome and the bytes stored by uploads. */
+void srv_metrics_debuginfo_get(uint64_t counts[SRV_METRICS_DI_N], uint64_t *upload_bytes);
+/* "debuginfo": {...} into an open JSON object, for GET /api/v1/status. */
+void srv_metrics_debuginfo_json(srv_json *j);
+
 /* A request was answered (server/http.c): route is the pattern it matched
  * ("/api/v1/labels/{name}/values"), NULL when none did; status the HTTP
  * status; dur_ns from its first byte to the end of the answer. */

@@ -23,8 +23,237 @@
 
 typedef Perftools__Profiles__Profile profile;
 
-/* Inflates a gzip body into *out, at most MAX_PPROF_RAW bytes. */
-static int gunzip(const uint8_t *in, size_t len, uint8_t **out, size_t *olen)
+/* ---- what unpacking would cost, before it is done ----
+ * protobuf-c allocates every message, repeated element, string and unknown
+ * field of the input on its own: an empty Sample is two bytes on the wire
+ * and about a hundred on the heap, so a small gzip of empty samples
+ * unpacked into gigabytes. So the input is walked first, without
+ * allocating, and its heap cost estimated from the generated structs'
+ * sizes; past SRV_PPROF_MAX_UNPACKED it is refused before anything is
+ * unpacked. Only Sample and Location have repeated fields below the top
+ * level; the walk knows the schema (wire/profile.proto) two levels deep. */
+
+enum { K_PROFILE, K_VALUETYPE, K_SAMPLE, K_LABEL, K_MAPPING, K_LOCATION, K_LINE, K_FUNCTION };
+enum { F_SCALAR, F_REP_SCALAR, F_MSG, F_REP_MSG, F_REP_STRING };
+
+/* Heap bytes one allocation costs beyond its size (glibc's header and
+ * rounding), plus the pointer to it in its parent's array. */
+#define PB_ALLOC_COST 32
+
+static size_t kind_size(int kind)
+{
+	switch (kind) {
+	case K_PROFILE: return sizeof(Perftools__Profiles__Profile);
+	case K_VALUETYPE: return sizeof(Perftools__Profiles__ValueType);
+	case K_SAMPLE: return sizeof(Perftools__Profiles__Sample);
+	case K_LABEL: return sizeof(Perftools__Profiles__Label);
+	case K_MAPPING: return sizeof(Perftools__Profiles__Mapping);
+	case K_LOCATION: return sizeof(Perftools__Profiles__Location);
+	case K_LINE: return sizeof(Perftools__Profiles__Line);
+	default: return sizeof(Perftools__Profiles__Function);
+	}
+}
+
+/* What field `f` of a message of `kind` is; -1 when the schema lacks it
+ * (protobuf-c keeps such a field as an unknown field, a copy on the heap). */
+static int field_kind(int kind, uint32_t f, int *child)
+{
+	*child = -1;
+	switch (kind) {
+	case K_PROFILE:
+		switch (f) {
+		case 1: *child = K_VALUETYPE; return F_REP_MSG;
+		case 2: *child = K_SAMPLE; return F_REP_MSG;
+		case 3: *child = K_MAPPING; return F_REP_MSG;
+		case 4: *child = K_LOCATION; return F_REP_MSG;
+		case 5: *child = K_FUNCTION; return F_REP_MSG;
+		case 6: return F_REP_STRING;
+		case 11: *child = K_VALUETYPE; return F_MSG;
+		case 13: return F_REP_SCALAR;
+		default: return f >= 7 && f <= 14 ? F_SCALAR : -1;
+		}
+	case K_SAMPLE:
+		if (f == 3) {
+			*child = K_LABEL;
+			return F_REP_MSG;
+		}
+		return f == 1 || f == 2 ? F_REP_SCALAR : -1;
+	case K_LOCATION:
+		if (f == 4) {
+			*child = K_LINE;
+			return F_REP_MSG;
+		}
+		return f >= 1 && f <= 5 ? F_SCALAR : -1;
+	case K_VALUETYPE: case K_LINE: return f >= 1 && f <= 2 ? F_SCALAR : -1;
+	case K_LABEL: return f >= 1 && f <= 4 ? F_SCALAR : -1;
+	case K_MAPPING: return f >= 1 && f <= 10 ? F_SCALAR : -1;
+	default: return f >= 1 && f <= 5 ? F_SCALAR : -1;
+	}
+}
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}
+
+/* One field of a message of `kind` at *p, which must end by `end`:
+ * advances *p past it and adds to *cost what unpacking it would allocate.
+ * -EBADMSG for input that is not protobuf (protobuf-c would refuse it
+ * too), -E2BIG as soon as *cost passes limit. */
+static int pb_cost(const uint8_t *p, const uint8_t *end, int kind, uint64_t *cost,
+                   uint64_t limit);
+
+static int pb_field(const uint8_t **pp, const uint8_t *end, int kind, uint64_t *cost,
+                    uint64_t limit)
+{
+	const uint8_t *p = *pp;
+	uint64_t tag, v;
+	if (pb_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+		return -EBADMSG;
+	int child, fk = field_kind(kind, (uint32_t)(tag >> 3), &child);
+	const uint8_t *val = p;
+	switch (tag & 7) {
+	case 0:
+		if (pb_varint(&p, end, &v))
+			return -EBADMSG;
+		break;
+	case 1:
+		if (end - p < 8)
+			return -EBADMSG;
+		p += 8;
+		break;
+	case 5:
+		if (end - p < 4)
+			return -EBADMSG;
+		p += 4;
+		break;
+	case 2:
+		if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+			return -EBADMSG;
+		val = p;
+		p += v;
+		break;
+	default:
+		return -EBADMSG;   /* groups: not in this schema */
+	}
+	size_t len = (size_t)(p - val);
+	if (fk < 0) {
+		*cost += sizeof(ProtobufCMessageUnknownField) + len + PB_ALLOC_COST;
+	} else if (fk == F_REP_SCALAR) {
+		/* packed: one element per varint, i.e. per byte without the
+		 * continuation bit; either way 8 bytes in the array */
+		uint64_t n = 1;
+		if ((tag & 7) == 2) {
+			n = 0;
+			for (const uint8_t *q = val; q < p; q++)
+				n += !(*q & 0x80);
+		}
+		*cost += 8 * n;
+	} else if (fk == F_REP_STRING) {
+		*cost += len + 1 + PB_ALLOC_COST;
+	} else if ((fk == F_MSG || fk == F_REP_MSG) && (tag & 7) == 2) {
+		int rc = pb_cost(val, p, child, cost, limit);
+		if (rc)
+			return rc;
+	}
+	*pp = p;
+	return *cost > limit ? -E2BIG : 0;
+}
+
+/* Adds to *cost what unpacking the message of `kind` in [p, end) would
+ * allocate (pb_field's errors). */
+static int pb_cost(const uint8_t *p, const uint8_t *end, int kind, uint64_t *cost,
+                   uint64_t limit)
+{
+	*cost += kind_size(kind) + PB_ALLOC_COST;
+	while (p < end) {
+		int rc = pb_field(&p, end, kind, cost, limit);
+		if (rc)
+			return rc;
+	}
+	return *cost > limit ? -E2BIG : 0;
+}
+
+/* Where the field at p ends: 1 with *fend set when [p, avail) holds all of
+ * it, 0 when more bytes are needed to tell, -EBADMSG for a bad header. */
+static int pb_extent(const uint8_t *p, const uint8_t *avail, const uint8_t **fend)
+{
+	uint64_t tag, v;
+	const uint8_t *q = p;
+	if (pb_varint(&q, avail, &tag))
+		return avail - p >= 10 ? -EBADMSG : 0;
+	switch (tag & 7) {
+	case 0:
+		if (pb_varint(&q, avail, &v))
+			return avail - q >= 10 ? -EBADMSG : 0;
+		break;
+	case 1:
+		if (avail - q < 8)
+			return 0;
+		q += 8;
+		break;
+	case 5:
+		if (avail - q < 4)
+			return 0;
+		q += 4;
+		break;
+	case 2:
+		if (pb_varint(&q, avail, &v))
+			return avail - q >= 10 ? -EBADMSG : 0;
+		if (v > (uint64_t)(avail - q))
+			return 0;
+		q += v;
+		break;
+	default:
+		return -EBADMSG;
+	}
+	*fend = q;
+	return 1;
+}
+
+/* The estimate, made while the body is inflated: the top-level fields in
+ * data[pos..n) that are complete are counted, the rest waits for more
+ * bytes. A bomb is refused after a few megabytes of it, not after the
+ * whole inflate. */
+typedef struct pb_scan {
+	size_t pos;        /* the first byte not yet counted */
+	uint64_t cost;
+	bool started;      /* the Profile itself is counted */
+} pb_scan;
+
+static int pb_scan_more(pb_scan *ps, const uint8_t *data, size_t n, bool last)
+{
+	if (!ps->started) {
+		ps->cost += kind_size(K_PROFILE) + PB_ALLOC_COST;
+		ps->started = true;
+	}
+	while (ps->pos < n) {
+		const uint8_t *p = data + ps->pos, *fend;
+		int rc = pb_extent(p, data + n, &fend);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return last ? -EBADMSG : 0;   /* cut short */
+		if ((rc = pb_field(&p, fend, K_PROFILE, &ps->cost, SRV_PPROF_MAX_UNPACKED)))
+			return rc;
+		ps->pos = (size_t)(fend - data);
+	}
+	return 0;
+}
+
+/* Inflates a gzip body into *out, at most MAX_PPROF_RAW bytes, counting
+ * what unpacking it would cost as it goes (ps): -E2BIG as soon as either
+ * is over its limit, -EBADMSG for bad gzip or bad protobuf. */
+static int gunzip(const uint8_t *in, size_t len, uint8_t **out, size_t *olen, pb_scan *ps)
 {
 	z_stream z;
 	memset(&z, 0, sizeof(z));
@@ -64,6 +293,8 @@ static int gunzip(const uint8_t *in, size_t len, uint8_t **out, size_t *olen)
 			rc = -EBADMSG;  /* cut short */
 			break;
 		}
+		if ((rc = pb_scan_more(ps, buf, n, zr == Z_STREAM_END)))
+			break;
 	} while (zr != Z_STREAM_END);
 	inflateEnd(&z);
 	if (rc) {
@@ -199,6 +430,31 @@ static int location_frames(conv *c, const Perftools__Profiles__Location *l,
 	return frame_push(c, (st_frame){ST_FRAME_NAMED, 0, 0, nm});
 }
 
+/* Drops stacks whose ID came earlier in the array, keeping the order. */
+static int stacks_dedup(st_stack_def *stacks, size_t *n)
+{
+	size_t cap = 16;
+	while (cap < 2 * *n)
+		cap *= 2;
+	uint32_t *seen = calloc(cap, sizeof(*seen));   /* kept index + 1, 0 free */
+	if (!seen)
+		return -ENOMEM;
+	size_t w = 0;
+	for (size_t i = 0; i < *n; i++) {
+		uint64_t id = stacks[i].id;
+		size_t j = (size_t)(id ^ id >> 29) & (cap - 1);
+		while (seen[j] && stacks[seen[j] - 1].id != id)
+			j = (j + 1) & (cap - 1);
+		if (seen[j])
+			continue;
+		stacks[w] = stacks[i];
+		seen[j] = (uint32_t)++w;
+	}
+	free(seen);
+	*n = w;
+	return 0;
+}
+
 #define FAIL(code, ...) do { \
 		e->status = (code); \
 		snprintf(e->msg, sizeof(e->msg), __VA_ARGS__); \
@@ -242,16 +498,28 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 	e->msg[0] = 0;
 	if (len == 0)
 		FAIL(400, "empty body: send a pprof profile.proto, gzip'd or not");
-	if (len >= 2 && body[0] == 0x1f && body[1] == 0x8b) {
-		rc = gunzip(body, len, &out->raw, &len);
-		if (rc == -E2BIG)
+	/* what unpacking will cost is counted before it is done (above), for
+	 * a gzip'd body while it is inflated */
+	pb_scan ps = {0};
+	bool gz = len >= 2 && body[0] == 0x1f && body[1] == 0x8b;
+	if (gz) {
+		rc = gunzip(body, len, &out->raw, &len, &ps);
+		if (rc == -E2BIG && ps.cost <= SRV_PPROF_MAX_UNPACKED)
 			FAIL(413, "the profile inflates past %u MiB", MAX_PPROF_RAW >> 20);
-		if (rc == -EBADMSG)
+		if (rc == -EBADMSG && !ps.started)
 			FAIL(400, "the body is not valid gzip");
-		if (rc)
-			goto out;
 		body = out->raw;
+	} else {
+		rc = pb_scan_more(&ps, body, len, true);
 	}
+	if (rc == -E2BIG)
+		FAIL(413, "the profile would take more than %u MiB to unpack (%s); send it in parts",
+		     SRV_PPROF_MAX_UNPACKED >> 20, "about half a million samples");
+	if (rc == -EBADMSG)
+		FAIL(400, "the body is not %s", gz ? "valid gzip of a pprof profile.proto" :
+		     "a pprof profile.proto");
+	if (rc)
+		goto out;
 	p = perftools__profiles__profile__unpack(NULL, len, body);
 	if (!p)
 		FAIL(400, "the body is not a pprof profile.proto");
@@ -373,6 +641,10 @@ int srv_pprof_decode(const uint8_t *body, size_t len, const char *name,
 	}
 	for (size_t i = 0; i < nsamples; i++)
 		samples[i].stack_id = stacks[samples[i].stack_id].id;
+	/* pprof has a stack per sample, often the same one: a batch lists
+	 * each once, so "stacks" in the answer counts distinct ones */
+	if ((rc = stacks_dedup(stacks, &nstacks)))
+		goto out;
 	out->batch = (st_batch){out->series, (uint32_t)p->n_sample_type, c.objects, nobj,
 	                        stacks, (uint32_t)nstacks, samples, (uint32_t)nsamples};
 out:

@@ -10,7 +10,10 @@
 #include "storage/storage.h"
 
 #define SRV_PPROF_MAX_BODY (64u << 20)    /* bytes as received */
-#define SRV_PPROF_MAX_RAW (256u << 20)    /* after gunzip */
+#define SRV_PPROF_MAX_RAW (64u << 20)     /* after gunzip */
+/* What unpacking the protobuf may allocate, estimated before it is done
+ * (pprof_in.c); about half a million samples of a few frames each. */
+#define SRV_PPROF_MAX_UNPACKED (128u << 20)
 #define SRV_PPROF_MAX_SAMPLE_TYPES 16
 
 /* The batch and everything it points into; free with srv_pprof_free(). */

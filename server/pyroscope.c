@@ -381,6 +381,21 @@ int srv_pyro_is_multipart(const char *ct)
 	return ct && !strncasecmp(skip_sp(ct), "multipart/form-data", 19);
 }
 
+srv_pyro_body srv_pyro_sniff(const uint8_t *body, size_t len, const char *ct)
+{
+	if (srv_pyro_is_multipart(ct))
+		return SRV_PYRO_BODY_MULTIPART;
+	if (len >= 2 && body[0] == 0x1f && body[1] == 0x8b)
+		return SRV_PYRO_BODY_PPROF;
+	/* tab, LF and CR are text's only control bytes; a folded line never
+	 * holds the others, and a protobuf's tags and lengths always do */
+	for (size_t i = 0; i < len && i < SRV_PYRO_SNIFF_BYTES; i++)
+		if ((body[i] < 0x20 && body[i] != '\t' && body[i] != '\n' && body[i] != '\r') ||
+		    body[i] == 0x7f)
+			return SRV_PYRO_BODY_PPROF;
+	return SRV_PYRO_BODY_TEXT;
+}
+
 /* The value of parameter `param` (boundary, name) in a header value such as
  * `form-data; name="profile"`, quoted or a token, into out (cap bytes).
  * Returns its length, or -1 when absent or too long. */

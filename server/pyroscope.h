@@ -90,6 +90,23 @@ int srv_pyro_multipart_part(const uint8_t *body, size_t len, const char *content
 /* Whether content_type is multipart/form-data. */
 int srv_pyro_is_multipart(const char *content_type);
 
+/* What a body is, by its content: clients disagree about ?format= (the
+ * Node client before 0.6 sends a pprof form with no format at all), so
+ * the bytes decide wherever they can. */
+typedef enum srv_pyro_body {
+	SRV_PYRO_BODY_TEXT = 0,    /* folded or lines text: ?format= says which */
+	SRV_PYRO_BODY_MULTIPART,   /* multipart/form-data: pprof in its "profile" part */
+	SRV_PYRO_BODY_PPROF,       /* gzip (1f 8b) or a bare protobuf */
+} srv_pyro_body;
+
+/* Classifies body: multipart when content_type says so; gzip by its
+ * magic bytes; a protobuf when its first SRV_PYRO_SNIFF_BYTES hold a
+ * control byte that text never has (a pprof's first field, sample_type,
+ * starts 0x0a LEN 0x08: every profile.proto has such bytes); text
+ * otherwise. content_type may be NULL. */
+#define SRV_PYRO_SNIFF_BYTES 512
+srv_pyro_body srv_pyro_sniff(const uint8_t *body, size_t len, const char *content_type);
+
 /* The profile type name (before the first ':') for a pprof whose sample
  * types were decoded under a placeholder: rewrites each "X:t:u:pt:pu..."
  * in types[0..n) so X follows the period type as Pyroscope names them

@@ -8,6 +8,9 @@
  *             DW_AT_call_file/line, the innermost line from the line table
  *           ─► else the symbol table (.symtab of the debug file, of the
  *             binary, then .dynsym): the function alone
+ *           ─► else the start of the function that holds it, from the
+ *             unwind info (.eh_frame_hdr's table of FDE starts): named
+ *             "[unknown] FILE+0xSTART" by the query, one name per function
  *   names  ─► demangled by libiberty (C++ and Rust, legacy and v0), the
  *             same text as `addr2line -C` and c++filt print
  *
@@ -66,6 +69,10 @@ typedef struct mod {
 	struct frange *fr;  /* DWARF function ranges, built on first use */
 	size_t nfr;
 	bool fr_built;
+	uint64_t *fde;      /* FDE start addresses, sorted, built on first use */
+	size_t nfde;
+	bool fde_built;
+	Dwarf_CFI *cfi;     /* .eh_frame, for whether an FDE covers an address */
 	uint64_t used;
 } mod;
 
@@ -97,6 +104,7 @@ struct srv_sym {
 	srv_dbgd *dbgd;
 	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
 	atomic_uint_fast64_t st_go, st_go_unsupported, st_go_malformed;
+	atomic_uint_fast64_t generation;  /* +1 after each forget (srv_sym_generation) */
 };
 
 /* ---- names ---- */
@@ -148,6 +156,9 @@ static void mod_free(mod *m)
 		return;
 	if (m->dw)
 		dwarf_end(m->dw);
+	if (m->cfi)
+		dwarf_cfi_end(m->cfi);
+	free(m->fde);
 	for (int i = 0; i < 2; i++) {
 		if (m->elf[i])
 			elf_end(m->elf[i]);
@@ -758,6 +769,102 @@ out:
 	return rc;
 }
 
+/* ---- functions without symbols: the unwind info's FDEs ----
+ *
+ * An FDE describes one function, so where neither DWARF nor a symbol names
+ * an address, the start of the FDE that covers it names its function. The
+ * linker's .eh_frame_hdr (PT_GNU_EH_FRAME) holds every FDE's start,
+ * sorted, for binary search; the greatest start at or below the address
+ * is its FDE's when an FDE covers the address at all (libdw's CFI says),
+ * as FDEs do not overlap. */
+
+/* Reads the starts from the binary's (else the debug file's) header
+ * table. Only the encodings linkers write are read (GNU ld, gold, lld:
+ * the table as datarel sdata4 pairs); anything else leaves none. */
+static void fde_build(mod *m)
+{
+	m->fde_built = true;
+	Elf *e = m->elf[0] ? m->elf[0] : m->elf[1];
+	size_t nph;
+	if (!e || elf_getphdrnum(e, &nph))
+		return;
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+		if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_GNU_EH_FRAME || ph.p_filesz < 12)
+			continue;
+		Elf_Data *d = elf_getdata_rawchunk(e, (int64_t)ph.p_offset, ph.p_filesz, ELF_T_BYTE);
+		const uint8_t *h = d ? d->d_buf : NULL;
+		/* version 1; eh_frame_ptr as pcrel or datarel sdata4 (skipped);
+		 * fde_count udata4; the table datarel sdata4 */
+		if (!h || d->d_size < 12 || h[0] != 1 || (h[1] & 0x0f) != DW_EH_PE_sdata4 ||
+		    h[2] != DW_EH_PE_udata4 || h[3] != (DW_EH_PE_datarel | DW_EH_PE_sdata4))
+			return;
+		uint32_t count;
+		memcpy(&count, h + 8, 4);
+		if (count > (d->d_size - 12) / 8)
+			return;   /* more entries than bytes: hostile or cut */
+		m->fde = malloc((count + 1) * sizeof(*m->fde));
+		if (!m->fde)
+			return;
+		for (uint32_t k = 0; k < count; k++) {
+			int32_t loc;
+			memcpy(&loc, h + 12 + 8 * (size_t)k, 4);
+			m->fde[k] = ph.p_vaddr + (uint64_t)(int64_t)loc;
+			if (k && m->fde[k] < m->fde[k - 1])
+				return;   /* unsorted: not a table to search; none */
+		}
+		m->nfde = count;
+		m->cfi = dwarf_getcfi_elf(e);
+		return;
+	}
+}
+
+/* The file offset where the function holding va starts, from its FDE;
+ * false when no FDE covers va. Caller holds s->mu. */
+static bool fde_start(mod *m, uint64_t va, uint64_t *off)
+{
+	if (!m->fde_built)
+		fde_build(m);
+	if (!m->nfde || !m->cfi)
+		return false;
+	size_t lo = 0, hi = m->nfde;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->fde[mid] <= va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	Dwarf_Frame *f = NULL;
+	if (!lo || dwarf_cfi_addrframe(m->cfi, va, &f) != 0) {
+		free(f);
+		return false;
+	}
+	free(f);
+	uint64_t start = m->fde[lo - 1];
+	for (size_t i = 0; i < m->nloads; i++)
+		if (start >= m->loads[i].vaddr && start - m->loads[i].vaddr < m->loads[i].size) {
+			*off = start - m->loads[i].vaddr + m->loads[i].off;
+			return true;
+		}
+	return false;
+}
+
+int srv_sym_func_start(srv_sym *s, const uint8_t *bid, size_t bl, uint64_t offset,
+                       uint64_t *start)
+{
+	if (!bl || bl > WIRE_MAX_BUILD_ID)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	mod *m;
+	int rc = mod_get(s, bid, bl, &m);
+	uint64_t va = offset;
+	if (!rc && (!m->nloads || !to_vaddr(m, offset, &va) || !fde_start(m, va, start)))
+		rc = -ENOENT;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
 void srv_sym_frames_free(srv_sym_frame *f, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -857,12 +964,22 @@ out:
  * thread's next call, so a cache cleared meanwhile frees nothing it reads. */
 static _Thread_local char tls_buf[16384];
 
-static int fill_out(const st_symbol *syms, size_t n, q_sym *out, size_t max)
+/* object_name: the location's, for a function known only by its start */
+static int fill_out(const st_symbol *syms, size_t n, q_sym *out, size_t max,
+                    const char *object_name)
 {
 	size_t used = 0, k = 0;
-	/* a "looked, nothing there" marker */
-	if (n == 1 && !syms[0].function[0])
-		return 0;
+	/* a "looked, nothing there" marker; its line, when not 0, is one
+	 * past the offset where the function holding it starts */
+	if (n == 1 && !syms[0].function[0]) {
+		if (syms[0].line <= 0 || !max)
+			return 0;
+		out[0].function = q_unknown_name(tls_buf, sizeof(tls_buf), object_name,
+		                                 (uint64_t)syms[0].line - 1);
+		out[0].file = NULL;
+		out[0].line = 0;
+		return 1;
+	}
 	for (size_t i = 0; i < n && k < max; i++) {
 		size_t fl = strlen(syms[i].function) + 1, il = syms[i].file ? strlen(syms[i].file) + 1 : 0;
 		if (used + fl + il > sizeof(tls_buf))
@@ -881,6 +998,7 @@ typedef struct got {
 	srv_sym *s;
 	q_sym *out;
 	size_t max;
+	const char *object_name;
 	int n;
 } got;
 
@@ -888,7 +1006,7 @@ static int on_cached(void *arg, int64_t loc, const st_symbol *syms, size_t n)
 {
 	got *g = arg;
 	mem_put(g->s, loc, syms, n);
-	g->n = fill_out(syms, n, g->out, g->max);
+	g->n = fill_out(syms, n, g->out, g->max, g->object_name);
 	return 0;
 }
 
@@ -896,7 +1014,8 @@ static int on_cached(void *arg, int64_t loc, const st_symbol *syms, size_t n)
  * Returns the number of frames, 0 with *absent set when the build ID's
  * files are not there (nothing stored: the file may still come). */
 static int symbolize_store(srv_sym *s, int64_t loc, const uint8_t *bid, size_t bl,
-                           uint64_t off, q_sym *out, size_t max, bool *absent)
+                           uint64_t off, q_sym *out, size_t max, const char *object_name,
+                           bool *absent)
 {
 	srv_sym_frame f[MAX_CHAIN];
 	st_symbol syms[MAX_CHAIN];
@@ -915,13 +1034,18 @@ static int symbolize_store(srv_sym *s, int64_t loc, const uint8_t *bid, size_t b
 	for (size_t i = 0; i < n; i++)
 		syms[i] = (st_symbol){f[i].function, f[i].file, f[i].line};
 	if (n == 0) {
-		syms[0] = (st_symbol){"", NULL, 0};
+		/* nothing names it: remember where its function starts */
+		uint64_t start;
+		bool known = rc != -ENOEXEC && srv_sym_func_start(s, bid, bl, off, &start) == 0 &&
+		             start < (uint64_t)INT64_MAX;
+		syms[0] = (st_symbol){"", NULL, known ? (int64_t)start + 1 : 0};
 		n = 1;
+		rc = 0;
 	}
 	if (s->db)
 		rc = st_symbols_put(s->db, loc, syms, n);
 	mem_put(s, loc, syms, n);
-	int k = out ? fill_out(syms, n, out, max) : 0;
+	int k = out ? fill_out(syms, n, out, max, object_name) : 0;
 	srv_sym_frames_free(f, nf);
 	atomic_fetch_add(&s->st_sym, 1);
 	return rc ? rc : k;
@@ -940,7 +1064,7 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 		st_symbol syms[MAX_CHAIN];
 		for (uint32_t i = 0; i < e->n && i < MAX_CHAIN; i++)
 			syms[i] = (st_symbol){e->f[i].function, e->f[i].file, e->f[i].line};
-		n = fill_out(syms, e->n < MAX_CHAIN ? e->n : MAX_CHAIN, out, max);
+		n = fill_out(syms, e->n < MAX_CHAIN ? e->n : MAX_CHAIN, out, max, loc->object_name);
 	}
 	pthread_rwlock_unlock(&s->cmu);
 	if (n >= 0) {
@@ -948,7 +1072,7 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 		return n;
 	}
 	if (s->db) {
-		got g = {s, out, max, -1};
+		got g = {s, out, max, loc->object_name, -1};
 		int rc = st_symbols_get(s->db, &loc->location_id, 1, on_cached, &g);
 		if (rc)
 			return rc;
@@ -959,7 +1083,7 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 	}
 	bool absent;
 	n = symbolize_store(s, loc->location_id, loc->build_id, loc->build_id_len, loc->offset,
-	                    out, max, &absent);
+	                    out, max, loc->object_name, &absent);
 	if (absent)
 		atomic_fetch_add(&s->st_unknown, 1);
 	return n;
@@ -988,7 +1112,15 @@ int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
 	if (!bl || bl > WIRE_MAX_BUILD_ID)
 		return -EINVAL;
 	forget_here(s, bid, bl);
-	return s->db ? st_symbols_forget(s->db, bid, (uint32_t)bl) : 0;
+	int rc = s->db ? st_symbols_forget(s->db, bid, (uint32_t)bl) : 0;
+	/* after the caches are empty: a query that looks later names anew */
+	atomic_fetch_add(&s->generation, 1);
+	return rc;
+}
+
+uint64_t srv_sym_generation(void *arg)
+{
+	return atomic_load(&((srv_sym *)arg)->generation);
 }
 
 /* A file another server kept (st_file_changes): "<hex>" or "<hex>.debug".
@@ -1005,6 +1137,8 @@ static int on_file_changed(void *arg, const char *name)
 		if (sscanf(name + 2 * i, "%2hhx", &bid[i]) != 1)
 			return 0;
 	forget_here(s, bid, bl);
+	/* that server forgot the stored answers first */
+	atomic_fetch_add(&s->generation, 1);
 	return 0;
 }
 
@@ -1055,7 +1189,7 @@ int srv_sym_pass(srv_sym *s, size_t limit, size_t *done)
 	for (size_t i = 0; i < t.n && !rc && did < limit; i++) {
 		bool absent;
 		int k = symbolize_store(s, t.v[i].loc, t.v[i].bid, t.v[i].bl, t.v[i].off, NULL, 0,
-		                        &absent);
+		                        NULL, &absent);
 		/* srv_dbgd_fetch remembers each build ID's outcome for an hour, so
 		 * asking again for the next location of the same object is free */
 		if (k == 0 && absent && s->dbgd && fetches < DBGD_PER_PASS) {
@@ -1065,7 +1199,7 @@ int srv_sym_pass(srv_sym *s, size_t limit, size_t *done)
 			if (srv_dbgd_fetch(s->dbgd, s->db, t.v[i].bid, t.v[i].bl) == 0) {
 				srv_sym_forget(s, t.v[i].bid, t.v[i].bl);
 				k = symbolize_store(s, t.v[i].loc, t.v[i].bid, t.v[i].bl, t.v[i].off, NULL,
-				                    0, &absent);
+				                    0, NULL, &absent);
 			}
 		}
 		if (k < 0)

@@ -58,10 +58,22 @@ int srv_sym_lookup(srv_sym *s, const uint8_t *build_id, size_t build_id_len, uin
                    srv_sym_frame *out, size_t max, size_t *n);
 void srv_sym_frames_free(srv_sym_frame *f, size_t n);
 
+/* Where the function holding an offset starts, when nothing names it:
+ * the file offset of the start of the .eh_frame FDE that covers it (an
+ * FDE is one function; the linker's .eh_frame_hdr lists their starts).
+ * Returns 0 with *start, -ENOENT when no FDE covers the offset or no file
+ * for the build ID is present. */
+int srv_sym_func_start(srv_sym *s, const uint8_t *build_id, size_t build_id_len,
+                       uint64_t offset, uint64_t *start);
+
 /* The q_resolver callback (arg is the srv_sym): the cache first (memory,
  * then SQLite), then the files; what the files answer is stored in SQLite
  * for good. A location whose file has not arrived gives 0 (the engine
- * prints "[unknown] libfoo.so+0x1234") and is tried again next time. */
+ * prints "[unknown] libfoo.so+0x1234") and is tried again next time. One
+ * that nothing names but an FDE covers gives q_unknown_name of its
+ * function's start ("[unknown] gzip+0x4320"), the same for every address
+ * of the function, so they merge into one frame; in the symbols table it
+ * is the "looked, nothing there" marker with line = start + 1. */
 int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max);
 
 /* Background work (the server's maintenance timer): symbolizes up to
@@ -81,6 +93,11 @@ char *srv_sym_demangle(const char *name);
  * storing one): reopen it next time, and forget what was cached from the
  * files before, which a separate debug file may improve on. */
 int srv_sym_forget(srv_sym *s, const uint8_t *build_id, size_t build_id_len);
+
+/* The q_resolver generation callback (arg is the srv_sym): moves on after
+ * every srv_sym_forget, so the query engine's cache of names forgets the
+ * answers debug info that arrived since may improve on. */
+uint64_t srv_sym_generation(void *arg);
 
 typedef struct srv_sym_stats {
 	uint64_t lookups;        /* srv_sym_resolve calls */

@@ -11,6 +11,8 @@
 #ifndef SMOLDER_ST_BACKEND_H
 #define SMOLDER_ST_BACKEND_H
 
+#include <stdatomic.h>
+
 #include "storage/st_int.h"
 
 typedef struct st__ops {
@@ -22,15 +24,21 @@ typedef struct st__ops {
 	int (*retention)(st_db *db, int64_t now_ns);
 	int (*compact)(st_db *db);
 	int (*select)(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns, int64_t to_ns,
-	              st_selection **out, st_err *err);
+	              int64_t deadline_ns, st_selection **out, st_err *err);
 	int (*series_labels)(st_db *db, uint64_t series_id, st_label **out, size_t *n);
 	int (*rows)(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
 	            st_row_fn fn, void *arg);
-	int (*series_steps)(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
-	                    int64_t origin_ns, int64_t step_ns, size_t nsteps,
-	                    const uint32_t *group, int64_t *sums, uint8_t *has);
-	int (*merge)(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
-	             st_stack_sum **out, size_t *n);
+	/* st_merge and st_series_steps are these over one raw span */
+	int (*merge_spans)(st_db *db, const st_selection *sel, const st_span *spans,
+	                   size_t nspans, st_stack_sum **out, size_t *n, st_err *err);
+	int (*series_steps_spans)(st_db *db, const st_selection *sel, const st_span *spans,
+	                          size_t nspans, int64_t origin_ns, int64_t step_ns,
+	                          size_t nsteps, const uint32_t *group, int64_t *sums,
+	                          uint8_t *has, st_err *err);
+	size_t (*rollup_steps)(st_db *db, int64_t *steps, size_t max);
+	int (*rollup_spans)(st_db *db, int64_t step_ns, int64_t from_ns, int64_t to_ns,
+	                    st_span **out, size_t *n);
+	int (*rollup)(st_db *db, int64_t now_ns);
 	int (*stack_frames)(st_db *db, uint64_t stack_id, st_frame_info **out, size_t *n);
 	int (*stack_locations)(st_db *db, uint64_t stack_id, int64_t *locs, size_t *n);
 	int (*location)(st_db *db, int64_t location_id, st_frame_info **out);
@@ -70,11 +78,27 @@ struct st_selection {
 	st__map map;          /* id -> position */
 	uint8_t *gbits;       /* embedded: by registry index, for the head */
 	uint32_t gbits_n;
+	int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
+	/* chunks reads over this selection skipped as damaged (the embedded
+	 * store's; ClickHouse checks its own parts). Reads take the selection
+	 * const (it is their input); this counter is their one output through
+	 * it, so it is atomic and written through a cast (the object itself
+	 * is heap memory, never const). */
+	atomic_uint_fast64_t damaged;
 };
 
 /* Sorts ids[0..n) (taking ownership of the malloc'd array, freed on
- * failure too) and indexes it into a new selection. */
+ * failure too) and indexes it into a new selection without a deadline. */
 int st__selection_new(uint64_t *ids, size_t n, st_selection **out);
+/* The same into sel (zeroed or holding its other fields): ids goes to
+ * sel->ids at once, so st_selection_free(sel) frees it on failure. */
+int st__selection_index(st_selection *sel, uint64_t *ids, size_t n);
+
+/* -ETIMEDOUT once deadline_ns (CLOCK_MONOTONIC, 0: none) has passed. */
+static inline int st__past(int64_t deadline_ns)
+{
+	return deadline_ns && st_mono_ns() >= deadline_ns ? -ETIMEDOUT : 0;
+}
 
 /* ---- label matchers, one semantics for both backends (db.c) ---- */
 typedef struct st__match st__match;
@@ -84,10 +108,10 @@ typedef struct st__match st__match;
 int st__match_compile(const st_matcher *m, size_t nm, st__match **out, st_err *err);
 void st__match_free(st__match *cm, size_t nm);
 /* Whether a label's value v ("" for a series without the label) passes
- * matcher c (one element of the compiled array). */
-bool st__match_test(const st__match *c, const char *v);
-/* The same for the i-th matcher of cm. */
-bool st__match_nth(const st__match *cm, size_t i, const char *v);
+ * the i-th matcher of cm: 1 when it does, 0 when not, -EINVAL with err
+ * when a regex ran out of its match budget on v (never taken for either
+ * answer). */
+int st__match_nth(const st__match *cm, size_t i, const char *v, st_err *err);
 
 /* ---- debug-info files in a local directory ----
  * The embedded store's files, and ClickHouse's local copies of its own. */

@@ -1,6 +1,7 @@
 /* batch.c - what makes a batch acceptable, the stable IDs of series and
  * stacks, and the canonical encoding a batch has inside a WAL record.
- * No I/O and no locking here. */
+ * No I/O and no locking here; the one clock read is the future-row limit. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,40 +11,51 @@
 #include "storage/st_int.h"
 #include "wire/wire.h"   /* header only: the stack-ID normal form */
 
+size_t st_utf8_len(const char *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	if (n == 0)
+		return 0;
+	uint8_t c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t len;
+	uint32_t cp, min;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		cp = c & 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		cp = c & 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		cp = c & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	/* overlong forms, surrogates and beyond U+10FFFF are not UTF-8 */
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
 int st_utf8_valid(const char *s, size_t n)
 {
-	const uint8_t *p = (const uint8_t *)s, *end = p + n;
-	while (p < end) {
-		uint8_t c = *p++;
-		if (c < 0x80)
-			continue;
-		int more;
-		uint32_t cp;
-		if ((c & 0xe0) == 0xc0) {
-			more = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			more = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			more = 3;
-			cp = c & 0x07;
-		} else {
+	for (size_t i = 0; i < n;) {
+		size_t k = st_utf8_len(s + i, n - i);
+		if (!k)
 			return false;
-		}
-		if (end - p < more)
-			return false;
-		for (int i = 0; i < more; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		p += more;
-		/* overlong forms, surrogates and beyond U+10FFFF are not UTF-8 */
-		if ((more == 1 && cp < 0x80) || (more == 2 && cp < 0x800) ||
-		    (more == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
+		i += k;
 	}
 	return true;
 }
@@ -632,4 +644,23 @@ out:
 	free(frames);
 	free(c.arena);
 	return rc;
+}
+
+/* Rows dated more than max_future_ns past this server's clock are refused:
+ * one row in the year 2100 kept its partition in the embedded store's head
+ * forever, pinned every WAL segment after it and made a block retention
+ * never deletes (in ClickHouse, a day partition retention never drops). */
+int st__batch_check_future(const st_batch *b, int64_t max_future_ns, st_err *err)
+{
+	if (!max_future_ns)
+		return 0;
+	int64_t now = st__real_ns(), limit = now + max_future_ns;
+	for (uint32_t i = 0; i < b->nsamples; i++)
+		if (b->samples[i].ts_ns > limit)
+			return st__fail(err, -EINVAL, "sample %u is dated %" PRId64 " ns, %" PRId64
+			                " s ahead of this server's clock (the limit is %" PRId64 " s): "
+			                "check the sender's clock", i, b->samples[i].ts_ns,
+			                (b->samples[i].ts_ns - now) / 1000000000,
+			                max_future_ns / 1000000000);
+	return 0;
 }

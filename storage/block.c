@@ -432,6 +432,7 @@ static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
 	uint8_t hdr[ST__BLK_HDR] = {0};
 	memcpy(hdr, ST__BLK_MAGIC, 8);
 	st__put_u32(hdr + 8, ST__BLK_VERSION);
+	st__put_u32(hdr + 12, spec->step_s);
 	st__put_u64(hdr + 16, (uint64_t)e->mint);
 	st__put_u64(hdr + 24, (uint64_t)e->maxt);
 	st__put_u64(hdr + 32, e->nrows);
@@ -576,7 +577,8 @@ out:
 /* ---- merging blocks without holding their rows ---- */
 
 /* One input of a merge: its current decoded chunk and position, and its
- * dictionaries mapped to the output's. */
+ * dictionaries mapped to the output's. With a window, chunks outside it
+ * are not decoded and rows outside it are passed over. */
 typedef struct mcur {
 	const st__block *b;
 	st__chunk_rows cr;
@@ -586,10 +588,23 @@ typedef struct mcur {
 	bool done;
 } mcur;
 
-/* Makes cur's next row available; done when the block has no more. */
-static int mcur_fill(mcur *c)
+static bool chunk_outside(const st__blk_chunk *ch, const st__block_spec *spec)
 {
-	while (c->i >= c->cr.n) {
+	return spec->window && (ch->maxt < spec->from || ch->mint >= spec->to);
+}
+
+/* Makes cur's next row available; done when the block has no more. */
+static int mcur_fill(mcur *c, const st__block_spec *spec)
+{
+	for (;;) {
+		while (c->i < c->cr.n) {
+			int64_t t = c->cr.ts[c->i];
+			if (!spec->window || (t >= spec->from && t < spec->to))
+				return 0;
+			c->i++;
+		}
+		while (c->chunk < c->b->nchunks && chunk_outside(&c->b->chunks[c->chunk], spec))
+			c->chunk++;
 		if (c->chunk >= c->b->nchunks) {
 			c->done = true;
 			return 0;
@@ -599,7 +614,6 @@ static int mcur_fill(mcur *c)
 			return rc;
 		c->i = 0;
 	}
-	return 0;
 }
 
 static int cmp_u64v(const void *a, const void *b)
@@ -614,26 +628,50 @@ static int cmp_srow_rank(const void *a, const void *b)
 	return x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
+/* Sums the rows of one (series, step) group that share a rank, in place:
+ * grp is sorted by rank. A sum that would pass ST_MAX_VALUE either way is
+ * closed and a new row of the same rank started, so every stored value
+ * stays within what the value column codes and the total is unchanged.
+ * Returns the new row count. */
+static size_t sum_ranks(srow *grp, size_t n)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (w && grp[w - 1].rank == grp[i].rank) {
+			int64_t s = grp[w - 1].value, v = grp[i].value;
+			/* both within ±ST_MAX_VALUE (2^48): no overflow here */
+			if (s + v <= ST_MAX_VALUE && s + v >= -ST_MAX_VALUE) {
+				grp[w - 1].value = s + v;
+				continue;
+			}
+		}
+		grp[w++] = grp[i];
+	}
+	return w;
+}
+
 int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
                        const st__block_spec *spec)
 {
 	int rc = 0;
 	uint32_t crows = spec->chunk_rows ? spec->chunk_rows : 16384;
+	int64_t step = (int64_t)spec->step_s * 1000000000LL;
 	mcur *cur = calloc(nin + 1, sizeof(*cur));
 	uint64_t *sids = NULL, *kcount = NULL, *kids = NULL;
-	uint32_t *k_rank = NULL;
+	uint32_t *k_rank = NULL, *s_out = NULL;
 	st__blk_series *ser = NULL;
 	srow *buf = NULL, *grp = NULL;
 	size_t nbuf = 0, ngrp = 0, grp_cap = 0, nsid = 0;
 	st__ids ku = {0};
 	benc e = {0};
-	uint32_t nser = 0, nstk = 0;
-	if (!cur || nin == 0 || crows > ST__BLK_MAX_CHUNK_ROWS) {
+	uint32_t nser = 0, nstk = 0, nuni = 0;
+	if (!cur || nin == 0 || crows > ST__BLK_MAX_CHUNK_ROWS ||
+	    (spec->window && spec->from >= spec->to)) {
 		rc = cur ? -EINVAL : -ENOMEM;
 		goto out;
 	}
 
-	/* output series: the union of the inputs' tables, by ID as always */
+	/* the union of the inputs' series tables, by ID as always */
 	for (size_t j = 0; j < nin; j++)
 		nsid += in[j]->nseries;
 	sids = malloc((nsid + 1) * sizeof(*sids));
@@ -647,15 +685,14 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 			sids[nsid++] = in[j]->series[s].id;
 	qsort(sids, nsid, sizeof(*sids), cmp_u64v);
 	for (size_t i = 0; i < nsid; i++)
-		if (!nser || sids[nser - 1] != sids[i])
-			sids[nser++] = sids[i];
-	ser = calloc((size_t)nser + 1, sizeof(*ser));
-	if (!ser || (rc = st__map_init(&ku.map, 65536))) {
+		if (!nuni || sids[nuni - 1] != sids[i])
+			sids[nuni++] = sids[i];
+	s_out = malloc(((size_t)nuni + 1) * sizeof(*s_out));
+	if (!s_out || (rc = st__map_init(&ku.map, 65536))) {
 		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}
-	for (uint32_t s = 0; s < nser; s++)
-		ser[s] = (st__blk_series){sids[s], 0, 0, INT64_MAX, INT64_MIN};
+	memset(s_out, 0xff, ((size_t)nuni + 1) * sizeof(*s_out));
 
 	/* map each input's dictionaries; series tables are sorted by ID, so a
 	 * merge walk, and stacks into one universe */
@@ -681,7 +718,8 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 		goto out;
 
 	/* stack ranks need counts, which blocks do not store: one decoding pass
-	 * over the stack column of every input */
+	 * over the inputs, which also finds the series with rows in the window
+	 * (a roll-up of a window leaves the others out) */
 	kcount = calloc(ku.n + 1, sizeof(*kcount));
 	k_rank = malloc((ku.n + 1) * sizeof(*k_rank));
 	if (!kcount || !k_rank) {
@@ -691,25 +729,53 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 	for (size_t j = 0; j < nin && !rc; j++) {
 		mcur *c = &cur[j];
 		for (uint32_t ci = 0; ci < in[j]->nchunks && !rc; ci++) {
+			if (chunk_outside(&in[j]->chunks[ci], spec))
+				continue;
 			rc = st__chunk_decode(in[j], ci, &c->cr);
-			for (uint32_t i = 0; !rc && i < c->cr.n; i++)
+			for (uint32_t i = 0; !rc && i < c->cr.n; i++) {
+				int64_t t = c->cr.ts[i];
+				if (spec->window && (t < spec->from || t >= spec->to))
+					continue;
 				kcount[c->kmap[c->cr.stack[i]]]++;
+				s_out[c->smap[c->cr.series[i]]] = 0;
+			}
 		}
 		c->cr.n = 0;
 	}
-	if (rc || (rc = rank_stacks(kcount, ku.ids, (uint32_t)ku.n, k_rank, &kids, &nstk)))
+	if (rc)
+		goto out;
+	for (uint32_t s = 0; s < nuni; s++)
+		if (s_out[s] == 0)
+			sids[s_out[s] = nser++] = sids[s];
+	if (nser == 0) {
+		rc = -ENODATA;
+		goto out;
+	}
+	for (size_t j = 0; j < nin; j++)
+		for (uint32_t s = 0; s < in[j]->nseries; s++)
+			cur[j].smap[s] = s_out[cur[j].smap[s]];
+	ser = calloc((size_t)nser + 1, sizeof(*ser));
+	if (!ser) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t s = 0; s < nser; s++)
+		ser[s] = (st__blk_series){sids[s], 0, 0, INT64_MAX, INT64_MIN};
+	if ((rc = rank_stacks(kcount, ku.ids, (uint32_t)ku.n, k_rank, &kids, &nstk)))
 		goto out;
 
 	/* the merge: inputs are each sorted by (series, time, own rank); take
-	 * one (series, time) group at a time from every input holding it, sort
-	 * it by the output's ranks, and hand full chunks to the encoder */
+	 * one (series, time) group at a time from every input holding it (with
+	 * a step, one (series, step) group: a step's start is monotonic in
+	 * time, so the order holds), sort it by the output's ranks, and hand
+	 * full chunks to the encoder */
 	buf = malloc((size_t)crows * sizeof(*buf));
 	if (!buf || (rc = benc_init(&e, fd, crows))) {
 		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}
 	for (size_t j = 0; j < nin && !rc; j++)
-		rc = mcur_fill(&cur[j]);
+		rc = mcur_fill(&cur[j], spec);
 	uint64_t row = 0;
 	while (!rc) {
 		uint32_t gs = UINT32_MAX;
@@ -720,6 +786,8 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 				continue;
 			uint32_t s = c->smap[c->cr.series[c->i]];
 			int64_t t = c->cr.ts[c->i];
+			if (step)
+				t -= t % step;  /* timestamps are never negative */
 			if (s < gs || (s == gs && t < gt)) {
 				gs = s;
 				gt = t;
@@ -730,21 +798,24 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 		ngrp = 0;
 		for (size_t j = 0; j < nin && !rc; j++) {
 			mcur *c = &cur[j];
-			while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs &&
-			       c->cr.ts[c->i] == gt) {
+			while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs) {
+				int64_t t = c->cr.ts[c->i];
+				if ((step ? t - t % step : t) != gt)
+					break;
 				if ((rc = st__grow(&grp, &grp_cap, ngrp + 1, sizeof(*grp))))
 					break;
 				grp[ngrp++] = (srow){gt, gs, k_rank[c->kmap[c->cr.stack[c->i]]],
 				                     c->cr.value[c->i]};
 				c->i++;
-				rc = mcur_fill(c);
+				rc = mcur_fill(c, spec);
 			}
 		}
 		if (rc)
 			break;
 		/* groups are a process' stacks in one second, a few dozen rows:
 		 * insertion sort (glibc's qsort allocates and merge-sorts, and
-		 * showed up as 7 % of a compaction) */
+		 * showed up as 7 % of a compaction); a roll-up's groups are a
+		 * step's worth, sorted with qsort */
 		if (ngrp > 64) {
 			qsort(grp, ngrp, sizeof(*grp), cmp_srow_rank);
 		} else {
@@ -758,6 +829,8 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 				grp[b] = t;
 			}
 		}
+		if (step)
+			ngrp = sum_ranks(grp, ngrp);
 		st__blk_series *sr = &ser[gs];
 		if (sr->nrows == 0)
 			sr->first_row = row;
@@ -792,6 +865,7 @@ out:
 	}
 	free(cur);
 	free(sids);
+	free(s_out);
 	free(kcount);
 	free(kids);
 	free(k_rank);
@@ -822,6 +896,13 @@ void st__block_release(st__block *b)
 
 #define BAD(...) do { rc = st__fail(err, -EBADMSG, __VA_ARGS__); goto out; } while (0)
 
+/* Whether t may be a row's time in b: any time in a block, a multiple of
+ * the step in a roll-up. */
+static bool on_step(const st__block *b, int64_t t)
+{
+	return b->step_s == 0 || t % ((int64_t)b->step_s * 1000000000LL) == 0;
+}
+
 int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
 {
 	int rc = 0;
@@ -837,6 +918,7 @@ int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
 		    ST__BLK_VERSION);
 	b->img = img;
 	b->len = len;
+	b->step_s = st__get_u32(img + 12);
 	b->mint = (int64_t)st__get_u64(img + 16);
 	b->maxt = (int64_t)st__get_u64(img + 24);
 	b->nrows = st__get_u64(img + 32);
@@ -854,7 +936,8 @@ int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
 	if (st__get_u32(img + 84) != st__crc32c(0, ip, ilen))
 		BAD("block index checksum mismatch");
 	if (b->chunk_rows == 0 || b->chunk_rows > ST__BLK_MAX_CHUNK_ROWS ||
-	    b->mint > b->maxt || b->nrows == 0 || b->nseries == 0 || b->nstacks == 0)
+	    b->mint > b->maxt || b->nrows == 0 || b->nseries == 0 || b->nstacks == 0 ||
+	    b->mint < 0 || !on_step(b, b->mint) || !on_step(b, b->maxt))
 		BAD("block header fields out of range");
 	uint64_t need = (uint64_t)b->nseries * ST__BLK_SERIES_ENT +
 	                (uint64_t)b->nstacks * 8 + (uint64_t)b->nchunks * ST__BLK_CHUNK_DIR + 8;
@@ -881,8 +964,8 @@ int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
 		e->mint = (int64_t)st__get_u64(ip + 20);
 		e->maxt = (int64_t)st__get_u64(ip + 28);
 		if (e->first_row != rows || e->nrows == 0 || e->mint > e->maxt ||
-		    e->mint < b->mint || e->maxt > b->maxt ||
-		    (s > 0 && e->id <= b->series[s - 1].id))
+		    e->mint < b->mint || e->maxt > b->maxt || !on_step(b, e->mint) ||
+		    !on_step(b, e->maxt) || (s > 0 && e->id <= b->series[s - 1].id))
 			BAD("block series %u is inconsistent", s);
 		rows += e->nrows;
 	}
@@ -917,7 +1000,8 @@ int st__block_parse(const uint8_t *img, size_t len, st__block *b, st_err *err)
 		if (ch->nrows == 0 || ch->nrows > b->chunk_rows || ch->off != data_end ||
 		    clen > ioff - ch->off || ch->first_series > ch->last_series ||
 		    ch->last_series >= b->nseries || ch->mint > ch->maxt ||
-		    ch->mint < b->mint || ch->maxt > b->maxt)
+		    ch->mint < b->mint || ch->maxt > b->maxt || !on_step(b, ch->mint) ||
+		    !on_step(b, ch->maxt))
 			BAD("block chunk %u is inconsistent", c);
 		data_end = ch->off + clen;
 		rows += ch->nrows;
@@ -1014,7 +1098,7 @@ static int chunk_check(const st__block *b, uint32_t ci, st__chunk_rows *r,
  * without storing rows; otherwise every row is stored in r. */
 static inline __attribute__((always_inline)) int
 chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
-           const uint8_t *want, bool all, int64_t from, int64_t to, uint64_t *acc)
+           const uint8_t *want, bool all, int64_t from, int64_t to, int64_t *acc)
 {
 	const st__blk_chunk *ch = &b->chunks[ci];
 	const uint8_t *src;
@@ -1057,7 +1141,7 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 		return -EBADMSG;
 	const uint8_t *p0 = colp[0], *p1 = colp[1];
 	uint32_t ps = 0, pr = 0, nstacks = b->nstacks;
-	int64_t pt = 0;
+	int64_t pt = 0, step = (int64_t)b->step_s * 1000000000LL;
 	for (uint32_t i = 0; i < ch->nrows; i++) {
 		uint64_t ds, dt, rk, v;
 		/* series and time deltas are almost always a single zero byte */
@@ -1079,17 +1163,21 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 		if (ST__UNLIKELY(s < ch->first_series || s > ch->last_series || rank >= nstacks ||
 		                 t < ch->mint || t > ch->maxt))
 			return -EBADMSG;
-		uint64_t val = (uint64_t)st__unzigzag(v) + 1;
+		/* a roll-up's rows sit at step starts: checked where time moves */
+		if (ST__UNLIKELY(step && d != 0 && t % step))
+			return -EBADMSG;
+		/* unsigned: a hostile v must not overflow (writers keep values
+		 * within ST_MAX_VALUE, readers do not trust that) */
+		int64_t val = (int64_t)((uint64_t)st__unzigzag(v) + 1);
 		if (merge) {
-			/* sums wrap rather than overflow; values are bounded by
-			 * ST_MAX_VALUE, so only absurd ranges could wrap */
+			/* saturating: 2^15 rows of ST_MAX_VALUE pass int64 */
 			if (all || (want[s] && t >= from && t < to))
-				acc[rank] += val;
+				acc[rank] = st_sum_add(acc[rank], val);
 		} else {
 			r->series[i] = (uint32_t)s;
 			r->ts[i] = t;
 			r->stack[i] = (uint32_t)rank;
-			r->value[i] = (int64_t)val;
+			r->value[i] = val;
 		}
 		ps = (uint32_t)s;
 		pt = t;
@@ -1136,6 +1224,7 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 	const uint8_t *p0 = colp[0], *p1 = colp[1];
 	uint32_t ps = 0;
 	int64_t pt = 0, lo = 1, hi = 0;   /* the current step's [lo, hi) */
+	int64_t bstep = (int64_t)b->step_s * 1000000000LL;  /* a roll-up's own */
 	size_t step = 0;
 	for (uint32_t i = 0; i < ch->nrows; i++) {
 		uint64_t ds, dt, v;
@@ -1152,7 +1241,7 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 		uint64_t s = i == 0 ? ds : ps + ds;
 		int64_t t = (int64_t)((uint64_t)pt + (uint64_t)st__unzigzag(dt));
 		if (ST__UNLIKELY(s < ch->first_series || s > ch->last_series ||
-		                 t < ch->mint || t > ch->maxt))
+		                 t < ch->mint || t > ch->maxt || (bstep && dt && t % bstep)))
 			return -EBADMSG;
 		ps = (uint32_t)s;
 		pt = t;
@@ -1169,7 +1258,7 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 		if (step >= sp->nsteps)
 			continue;
 		size_t at = (size_t)g * sp->nsteps + step;
-		sp->acc[at] = (int64_t)((uint64_t)sp->acc[at] + (uint64_t)st__unzigzag(v) + 1);
+		sp->acc[at] = st_sum_add(sp->acc[at], (int64_t)((uint64_t)st__unzigzag(v) + 1));
 		sp->has[at] = 1;
 	}
 	if (p0 != cole[0] || p1 != cole[1] || rv.pos > rv.nbits || rv.nbits - rv.pos >= 8)
@@ -1183,7 +1272,7 @@ int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *r)
 }
 
 int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
-                    int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch)
+                    int64_t from, int64_t to, int64_t *acc, st__chunk_rows *scratch)
 {
 	return chunk_walk(b, ci, scratch, true, want, all, from, to, acc);
 }

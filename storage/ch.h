@@ -75,12 +75,16 @@ typedef struct st__ch_req {
 	size_t max_out;        /* answer bytes at most (-EFBIG past them) */
 	st__ch_stream_fn stream;     /* the answer as it arrives, instead of out */
 	void *stream_arg;
+	int64_t deadline_ns;   /* CLOCK_MONOTONIC; 0: none. Past it the request
+	                        * fails with -ETIMEDOUT, and ClickHouse is told
+	                        * to stop the query then too */
 } st__ch_req;
 
 /* Sends one request and, with out, appends the answer (200 only) to it.
  * Every request waits for the end of the query on the server
  * (wait_end_of_query), so an error is a status, never a cut answer.
- * Returns 0; -EAGAIN with err when the node cannot be reached, times out
+ * Returns 0; -ETIMEDOUT with err past r->deadline_ns; -EAGAIN with err
+ * when the node cannot be reached, times out
  * or answers with an error that passes (a shard down, too many parts,
  * memory); -EIO with err for any other error ClickHouse reports (the
  * message is its own); -EFBIG past max_out; -ENOMEM. */

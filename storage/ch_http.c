@@ -395,6 +395,19 @@ static int do_one(st__ch_client *c, st__ch_node *nd, const st__ch_req *r, st__bu
 	struct curl_slist *hdrs = NULL;
 	size_t out_len0 = out ? out->len : 0;
 	*connect_failed = false;
+	/* a query's deadline: what is left of it bounds the transfer and,
+	 * rounded up to seconds, the query on the server */
+	long timeout_ms = c->timeout_ms;
+	char limit[64] = "";
+	if (r->deadline_ns) {
+		int64_t left = r->deadline_ns - st_mono_ns();
+		if (left <= 0)
+			return st__fail(err, -ETIMEDOUT, "the query's time ran out");
+		if (left / 1000000 + 1 < timeout_ms)
+			timeout_ms = (long)(left / 1000000 + 1);
+		snprintf(limit, sizeof(limit), "&max_execution_time=%lld",
+		         (long long)((left + 999999999) / 1000000000));
+	}
 	CURL *h = handle_get(nd);
 	if (!h)
 		return -ENOMEM;
@@ -407,6 +420,8 @@ static int do_one(st__ch_client *c, st__ch_node *nd, const st__ch_req *r, st__bu
 	if (r->settings && ((rc = st__buf_put(&url, "&", 1)) ||
 	                    (rc = st__buf_put(&url, r->settings, strlen(r->settings)))))
 		goto out;
+	if (limit[0] && (rc = st__buf_put(&url, limit, strlen(limit))))
+		goto out;
 	bool query_in_url = r->data || r->ext;
 	if (query_in_url && (rc = append_param(&url, h, "query", r->sql)))
 		goto out;
@@ -417,8 +432,8 @@ static int do_one(st__ch_client *c, st__ch_node *nd, const st__ch_req *r, st__bu
 		goto out;
 	curl_easy_setopt(h, CURLOPT_URL, (const char *)url.data);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 5000 ? c->timeout_ms : 5000L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	if (nd->user) {
 		/* headers rather than basic auth: ClickHouse has read them since
@@ -460,11 +475,18 @@ static int do_one(st__ch_client *c, st__ch_node *nd, const st__ch_req *r, st__bu
 	if (cc != CURLE_OK) {
 		*connect_failed = cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST;
 		rc = st__fail(err, -EAGAIN, "ClickHouse at %s: %s", nd->where, curl_easy_strerror(cc));
-		goto out;
+	} else {
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs.status);
+		if (rs.status != 200)
+			rc = answer_error(nd, &rs, err);
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs.status);
-	if (rs.status != 200)
-		rc = answer_error(nd, &rs, err);
+	/* out of time (curl's limit or ClickHouse's max_execution_time):
+	 * the query's own deadline, not a store that failed */
+	if (rc == -EAGAIN && r->deadline_ns && st_mono_ns() >= r->deadline_ns) {
+		*connect_failed = false;
+		rc = st__fail(err, -ETIMEDOUT, "the query's time ran out at ClickHouse %s",
+		              nd->where);
+	}
 out:
 	if (rc && out)
 		out->len = out_len0;
@@ -472,7 +494,7 @@ out:
 	curl_slist_free_all(hdrs);
 	st__buf_free(&url);
 	/* a handle whose transfer failed may hold a broken connection */
-	if (rc == -EAGAIN)
+	if (rc == -EAGAIN || rc == -ETIMEDOUT)
 		curl_easy_cleanup(h);
 	else
 		handle_put(nd, h);

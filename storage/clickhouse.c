@@ -43,7 +43,7 @@
 
 /* The tables' layout this code reads and writes. A database created with
  * another is refused at open, naming both. */
-#define ST__CH_SCHEMA 1
+#define ST__CH_SCHEMA 2
 #define DAY_NS INT64_C(86400000000000)
 #define FILE_PART (1u << 20)            /* bytes per debuginfo row */
 #define FILE_MAX ((size_t)288 << 20)    /* a file kept at most (the server's
@@ -126,26 +126,19 @@ typedef struct st__ch {
 	int64_t t0;
 
 	atomic_uint_fast64_t inserts, insert_rows, insert_batches, dedup_rows, requests_failed;
+	atomic_uint_fast64_t reads[ST_MAX_ROLLUPS + 1];   /* sample queries by level */
+
+	/* --max-series: how many series ClickHouse held when last counted
+	 * (series_count_at, CLOCK_MONOTONIC; 0 never) plus those this server
+	 * stored since (both under kmu) */
+	uint64_t series_count;
+	int64_t series_count_at;
 } st__ch;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Now in MISS_TICKs since open, from 1 (0 marks "found since"). */
 static uint32_t tick_now(const st__ch *ch)
 {
-	return (uint32_t)((mono_ns() - ch->t0) / MISS_TICK + 1);
+	return (uint32_t)((st_mono_ns() - ch->t0) / MISS_TICK + 1);
 }
 
 static int bprintf(st__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -248,11 +241,13 @@ static void remember(st__ch *ch, st__map *m, const uint64_t *ids, size_t n)
 /* A read: sql on the front node, the answer into out; ext, when given,
  * is the external table "sel" of 64-bit IDs of type ext_type ("UInt64";
  * "Int64" for location IDs: an Int64 column is not found IN a UInt64 set). */
-static int ask_ids(st__ch *ch, const char *sql, const char *settings, const st__buf *ext,
-                   const char *ext_type, st__buf *out, st_err *err)
+static int ask_ids_until(st__ch *ch, const char *sql, const char *settings,
+                         const st__buf *ext, const char *ext_type, int64_t deadline_ns,
+                         st__buf *out, st_err *err)
 {
 	char structure[32];
-	st__ch_req r = {.node = -1, .sql = sql, .settings = settings, .max_out = MAX_ANSWER};
+	st__ch_req r = {.node = -1, .sql = sql, .settings = settings, .max_out = MAX_ANSWER,
+	                .deadline_ns = deadline_ns};
 	if (ext) {
 		snprintf(structure, sizeof(structure), "id %s", ext_type);
 		r.ext = ext->data ? (const void *)ext->data : "";
@@ -265,10 +260,23 @@ static int ask_ids(st__ch *ch, const char *sql, const char *settings, const st__
 	return rc;
 }
 
+static int ask_ids(st__ch *ch, const char *sql, const char *settings, const st__buf *ext,
+                   const char *ext_type, st__buf *out, st_err *err)
+{
+	return ask_ids_until(ch, sql, settings, ext, ext_type, 0, out, err);
+}
+
 static int ask(st__ch *ch, const char *sql, const char *settings, const st__buf *ext,
                st__buf *out, st_err *err)
 {
-	return ask_ids(ch, sql, settings, ext, "UInt64", out, err);
+	return ask_ids_until(ch, sql, settings, ext, "UInt64", 0, out, err);
+}
+
+/* A read that stops at a query's deadline (st_select_until): -ETIMEDOUT. */
+static int ask_until(st__ch *ch, const char *sql, const char *settings, const st__buf *ext,
+                     int64_t deadline_ns, st__buf *out, st_err *err)
+{
+	return ask_ids_until(ch, sql, settings, ext, "UInt64", deadline_ns, out, err);
 }
 
 /* Settings of reads: a cluster's GROUP BY stack is complete on each shard
@@ -811,11 +819,13 @@ static int commit(st__ch *ch, item *it, st_err *err)
 
 		st_err gerr = {{0}};
 		int rc = insert_group(ch, g, &gerr);
-		if (!rc)
-			for (item *x = g; x; x = x->next) {
-				remember(ch, &ch->known_series, x->new_series, x->nnew_series);
-				remember(ch, &ch->known_stacks, x->new_stacks, x->nnew_stacks);
-			}
+		for (item *x = g; x && !rc; x = x->next) {
+			remember(ch, &ch->known_series, x->new_series, x->nnew_series);
+			remember(ch, &ch->known_stacks, x->new_stacks, x->nnew_stacks);
+			pthread_mutex_lock(&ch->kmu);
+			ch->series_count += x->nnew_series;
+			pthread_mutex_unlock(&ch->kmu);
+		}
 		pthread_mutex_lock(&ch->gmu);
 		size_t n = 0;
 		for (item *x = g; x; x = x->next, n++) {
@@ -833,6 +843,82 @@ static int commit(st__ch *ch, item *it, st_err *err)
 	return it->rc;
 }
 
+/* How long a count of ClickHouse's series stands for --max-series. */
+#define SERIES_COUNT_NS (INT64_C(10) * 1000000000)
+
+/* The series of b that ClickHouse lacks, against max_series: a count of
+ * its series at most SERIES_COUNT_NS old plus those this server stored
+ * since, as the embedded store's count, only asked for when the batch
+ * names a series this server does not know to be stored. */
+static int check_series_limit(st__ch *ch, const st_batch *b, const uint64_t *sids, st_err *err)
+{
+	st__buf fresh = {0}, ans = {0};
+	st__map seen = {0};
+	int rc = 0;
+	if (!ch->opt.max_series)
+		return 0;
+	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
+		if (known(ch, &ch->known_series, sids[i]))
+			continue;
+		if (!seen.cap && (rc = st__map_init(&seen, 64)))
+			break;
+		if (st__map_get(&seen, sids[i]) != ST__MAP_NONE)
+			continue;
+		rc = st__map_put(&seen, sids[i], 1);
+		rc = rc ? rc : st__buf_u64(&fresh, sids[i]);
+	}
+	if (rc || !fresh.len)
+		goto out;
+	pthread_mutex_lock(&ch->kmu);
+	bool stale = !ch->series_count_at || st_mono_ns() - ch->series_count_at > SERIES_COUNT_NS;
+	pthread_mutex_unlock(&ch->kmu);
+	if (stale) {
+		if ((rc = ask(ch, "SELECT uniqExact(series_id) FROM series FORMAT RowBinary", NULL,
+		              NULL, &ans, err)))
+			goto out;
+		if (ans.len != 8) {
+			rc = st__fail(err, -EBADMSG, "ClickHouse's count of series does not decode");
+			goto out;
+		}
+		pthread_mutex_lock(&ch->kmu);
+		ch->series_count = st__get_u64(ans.data);
+		ch->series_count_at = st_mono_ns();
+		pthread_mutex_unlock(&ch->kmu);
+	}
+	pthread_mutex_lock(&ch->kmu);
+	uint64_t have = ch->series_count;
+	pthread_mutex_unlock(&ch->kmu);
+	uint64_t nfresh = fresh.len / 8;
+	if (have + nfresh <= ch->opt.max_series)
+		goto out;
+	/* over, unless some are stored already (by another server, or before
+	 * this one started) */
+	ans.len = 0;
+	if ((rc = ask(ch, "SELECT DISTINCT series_id FROM series WHERE series_id IN sel "
+	              "FORMAT RowBinary", NULL, &fresh, &ans, err)))
+		goto out;
+	uint64_t *stored = malloc(ans.len + 8);
+	if (!stored) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < ans.len / 8; i++)
+		stored[i] = st__get_u64(ans.data + 8 * i);
+	remember(ch, &ch->known_series, stored, ans.len / 8);
+	free(stored);
+	nfresh -= ans.len / 8 < nfresh ? ans.len / 8 : nfresh;
+	if (have + nfresh > ch->opt.max_series)
+		rc = st__fail(err, -EUSERS, "ClickHouse holds %" PRIu64 " series and the limit is %"
+		              PRIu64 " (--max-series): a batch adding %" PRIu64 " new series is "
+		              "refused; drop high-cardinality labels (pid, request IDs) or raise the "
+		              "limit", have, ch->opt.max_series, nfresh);
+out:
+	st__map_free(&seen);
+	st__buf_free(&fresh);
+	st__buf_free(&ans);
+	return rc;
+}
+
 static int ch_append(st_db *db, const st_batch *b, st_err *err)
 {
 	st__ch *ch = (st__ch *)db;
@@ -841,7 +927,9 @@ static int ch_append(st_db *db, const st_batch *b, st_err *err)
 	int rc = -ENOMEM;
 	if (!sids || !it)
 		goto out;
-	if ((rc = st__batch_validate(b, sids, err)) || (rc = check_stacks(ch, b, err)))
+	if ((rc = st__batch_validate(b, sids, err)) ||
+	    (rc = st__batch_check_future(b, ch->opt.max_future_ns, err)) ||
+	    (rc = check_stacks(ch, b, err)) || (rc = check_series_limit(ch, b, sids, err)))
 		goto out;
 	if ((rc = item_encode(ch, b, sids, it)))
 		goto out;
@@ -862,6 +950,7 @@ typedef struct sel_arg {
 	size_t nm;
 	st__match *cm;
 	st__buf ids;        /* candidates, RowBinary: the next query's "sel" */
+	st_err *err;
 } sel_arg;
 
 /* A series' labels as the label cache keeps them: the count, the array,
@@ -917,9 +1006,11 @@ static const char *label_of(const st_label *l, uint32_t n, const char *name)
 static int on_series(void *arg, uint64_t id, const st_label *l, uint32_t n)
 {
 	sel_arg *a = arg;
-	for (size_t i = 0; i < a->nm; i++)
-		if (!st__match_nth(a->cm, i, label_of(l, n, a->m[i].name)))
-			return 0;
+	for (size_t i = 0; i < a->nm; i++) {
+		int ok = st__match_nth(a->cm, i, label_of(l, n, a->m[i].name), a->err);
+		if (ok <= 0)
+			return ok;   /* a regex over its budget fails the query */
+	}
 	/* st_series_labels of what a query selects comes next: no round trip */
 	int rc = lab_cache(a->ch, id, l, n);
 	return rc ? rc : st__buf_u64(&a->ids, id);
@@ -948,13 +1039,14 @@ static int series_where(const st_matcher *m, size_t nm, st__buf *q)
 }
 
 static int ch_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-                     st_selection **out, st_err *err)
+                     int64_t deadline_ns, st_selection **out, st_err *err)
 {
 	st__ch *ch = (st__ch *)db;
 	st__buf q = {0}, ans = {0};
 	uint64_t *ids = NULL;
 	size_t nids = 0;
-	sel_arg a = {.ch = ch, .m = m, .nm = nm};
+	st_selection *sel = NULL;
+	sel_arg a = {.ch = ch, .m = m, .nm = nm, .err = err};
 	int rc = st__match_compile(m, nm, &a.cm, err);
 	if (rc)
 		return rc;
@@ -962,7 +1054,7 @@ static int ch_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, in
 	                  "WHERE ")) ||
 	    (rc = series_where(m, nm, &q)) ||
 	    (rc = bprintf(&q, " GROUP BY series_id FORMAT RowBinary")) ||
-	    (rc = ask(ch, bstr(&q), NULL, NULL, &ans, err)))
+	    (rc = ask_until(ch, bstr(&q), NULL, NULL, deadline_ns, &ans, err)))
 		goto out;
 	if ((rc = st__ch_parse_series(ans.data, ans.len, on_series, &a))) {
 		if (rc == -EBADMSG)
@@ -976,20 +1068,27 @@ static int ch_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, in
 		if ((rc = bprintf(&q, "SELECT series_id FROM series_span WHERE series_id IN sel "
 		                  "GROUP BY series_id HAVING maxMerge(maxt) >= %" PRId64 " AND "
 		                  "minMerge(mint) < %" PRId64 " FORMAT RowBinary", from, to)) ||
-		    (rc = ask(ch, bstr(&q), NULL, &a.ids, &ans, err)))
+		    (rc = ask_until(ch, bstr(&q), NULL, &a.ids, deadline_ns, &ans, err)))
 			goto out;
 	}
 	nids = ans.len / 8;
-	if (!(ids = malloc((nids + 1) * sizeof(*ids)))) {
+	if (!(ids = malloc((nids + 1) * sizeof(*ids))) || !(sel = calloc(1, sizeof(*sel)))) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (size_t i = 0; i < nids; i++)
 		ids[i] = st__get_u64(ans.data + 8 * i);
-	rc = st__selection_new(ids, nids, out);
+	/* reads over it stop at the same deadline */
+	sel->deadline_ns = deadline_ns;
+	rc = st__selection_index(sel, ids, nids);
 	ids = NULL;
+	if (!rc) {
+		*out = sel;
+		sel = NULL;
+	}
 out:
 	free(ids);
+	st_selection_free(sel);
 	st__match_free(a.cm, nm);
 	st__buf_free(&a.ids);
 	st__buf_free(&q);
@@ -1061,6 +1160,95 @@ static int sel_ext(const st_selection *sel, st__buf *ext)
 	return rc;
 }
 
+/* ---- roll-up levels ----
+ * Each level is a table of sums per (series, step, stack) that a
+ * materialized view of samples fills in the same insert, on each shard
+ * beside the rows it sums (SummingMergeTree adds up a key's rows as its
+ * parts merge; reads still GROUP BY). A level therefore holds every row
+ * the moment samples does: no pass builds it, late rows land in it as
+ * they land in samples, and it outlives samples' retention up to its own.
+ * The steps are the embedded store's default levels. */
+static const struct {
+	int64_t step_ns;
+	const char *table;
+} levels[] = {
+	{INT64_C(3600000000000), "samples_1h"},
+	{INT64_C(86400000000000), "samples_1d"},
+};
+#define NLEVELS (sizeof(levels) / sizeof(*levels))
+_Static_assert(NLEVELS <= ST_MAX_ROLLUPS, "st_stats has room for every level");
+
+/* 1 + the level of step (0: raw rows), or -1 for no level's. */
+static int level_of(int64_t step)
+{
+	if (!step)
+		return 0;
+	for (size_t i = 0; i < NLEVELS; i++)
+		if (levels[i].step_ns == step)
+			return (int)i + 1;
+	return -1;
+}
+
+/* A sum as ClickHouse gives it: Int64 sum() wraps around, so every query
+ * asks for the Float64 sum beside it. Float rounding is far below 2^62;
+ * a gap that wide means the Int64 wrapped, and the sum saturates
+ * toward the float's side as st_sum_add's do. */
+static int64_t sat_sum(int64_t v, double f)
+{
+	if (f - (double)v > 0x1p62)
+		return INT64_MAX;
+	if ((double)v - f > 0x1p62)
+		return INT64_MIN;
+	return v;
+}
+
+static double get_f64(const uint8_t *p)
+{
+	uint64_t u = st__get_u64(p);
+	double d;
+	memcpy(&d, &u, sizeof(d));
+	return d;
+}
+
+/* The parts of one level's query: its table, time column, and the sums
+ * of its values as Int64 and as Float64 (a level's columns are not named
+ * value: ClickHouse before 21 took the alias in "sum(value) AS value"
+ * for the column inside it). */
+typedef struct level_cols {
+	const char *table, *tcol, *sums;
+} level_cols;
+
+static level_cols level_sql(int lv)
+{
+	if (lv)
+		return (level_cols){levels[lv - 1].table, "step_ts", "sum(total), sum(ftotal)"};
+	return (level_cols){"samples", "ts", "sum(value), sum(toFloat64(value))"};
+}
+
+/* " AND ((t >= a AND t < b) OR ...)" for the spans of level lv; 0 with
+ * *any false when it has none. -EINVAL with err for a span of a step
+ * that is no level's. */
+static int spans_where(st__buf *q, const char *tcol, int lv, const st_span *sp, size_t nsp,
+                       bool *any, st_err *err)
+{
+	int rc = 0;
+	*any = false;
+	for (size_t i = 0; i < nsp && !rc; i++) {
+		int l = level_of(sp[i].step_ns);
+		if (l < 0)
+			return st__fail(err, -EINVAL, "no roll-up level has a step of %" PRId64 " ns",
+			                sp[i].step_ns);
+		if (l != lv || sp[i].from_ns >= sp[i].to_ns)
+			continue;
+		rc = bprintf(q, "%s(%s >= %" PRId64 " AND %s < %" PRId64 ")", *any ? " OR " : " AND (",
+		             tcol, sp[i].from_ns, tcol, sp[i].to_ns);
+		*any = true;
+	}
+	if (!rc && *any)
+		rc = bprintf(q, ")");
+	return rc;
+}
+
 /* ---- reads of rows ---- */
 
 static int cmp_sum(const void *a, const void *b)
@@ -1069,48 +1257,67 @@ static int cmp_sum(const void *a, const void *b)
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
-static int ch_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                    st_stack_sum **out, size_t *nout)
+/* One query per level the plan uses, each a GROUP BY stack on every shard
+ * (a stack's rows are all on one), the levels' sums added here. */
+static int ch_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                          st_stack_sum **out, size_t *nout, st_err *err)
 {
 	st__ch *ch = (st__ch *)db;
 	st__buf q = {0}, ext = {0}, ans = {0};
+	st__map idx = {0};
+	st_stack_sum *v = NULL;
+	size_t n = 0, cap = 0;
 	int rc = 0;
 	*out = NULL;
 	*nout = 0;
-	if (!sel->n || from >= to)
+	if (!sel->n)
 		return 0;
-	/* GROUP BY stack on every shard: a stack's rows are all on one */
-	if ((rc = sel_ext(sel, &ext)) ||
-	    (rc = bprintf(&q, "SELECT stack_id, sum(value) FROM samples WHERE series_id IN sel "
-	                  "AND ts >= %" PRId64 " AND ts < %" PRId64 " GROUP BY stack_id "
-	                  "FORMAT RowBinary", from, to)) ||
-	    (rc = ask(ch, bstr(&q), ch->dist ? NO_MERGE : NULL, &ext, &ans, NULL)))
+	if ((rc = sel_ext(sel, &ext)) || (rc = st__map_init(&idx, 1024)))
 		goto out;
-	size_t n = ans.len / 16;
-	st_stack_sum *v = malloc((n + 1) * sizeof(*v));
-	if (!v) {
-		rc = -ENOMEM;
-		goto out;
+	for (int lv = 0; lv <= (int)NLEVELS && !rc; lv++) {
+		level_cols c = level_sql(lv);
+		bool any;
+		q.len = ans.len = 0;
+		if ((rc = bprintf(&q, "SELECT stack_id, %s FROM %s WHERE series_id IN sel", c.sums,
+		                  c.table)) ||
+		    (rc = spans_where(&q, c.tcol, lv, sp, nsp, &any, err)) || !any ||
+		    (rc = bprintf(&q, " GROUP BY stack_id FORMAT RowBinary")) ||
+		    (rc = ask_until(ch, bstr(&q), ch->dist ? NO_MERGE : NULL, &ext, sel->deadline_ns,
+		                    &ans, err)))
+			continue;
+		atomic_fetch_add(&ch->reads[lv], 1);
+		/* a stack twice (a level's and raw rows', or a cluster that was
+		 * resharded) adds up */
+		for (size_t off = 0; off + 24 <= ans.len && !rc; off += 24) {
+			uint64_t id = st__get_u64(ans.data + off);
+			int64_t s = sat_sum((int64_t)st__get_u64(ans.data + off + 8),
+			                    get_f64(ans.data + off + 16));
+			uint32_t k = st__map_get(&idx, id);
+			if (k != ST__MAP_NONE) {
+				v[k].value = st_sum_add(v[k].value, s);
+				continue;
+			}
+			if ((rc = st__grow(&v, &cap, n + 1, sizeof(*v))) ||
+			    (rc = st__map_put(&idx, id, (uint32_t)n)))
+				break;
+			v[n++] = (st_stack_sum){id, s};
+		}
 	}
-	for (size_t i = 0; i < n; i++)
-		v[i] = (st_stack_sum){st__get_u64(ans.data + 16 * i),
-		                      (int64_t)st__get_u64(ans.data + 16 * i + 8)};
-	if (n)
-		qsort(v, n, sizeof(*v), cmp_sum);
-	/* a stack twice only if its shard changed (a cluster resharded): add;
-	 * and, as the embedded store, no stack whose rows sum to nothing */
+	if (rc)
+		goto out;
+	/* as the embedded store: no stack whose rows sum to nothing */
 	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (k && v[k - 1].stack_id == v[i].stack_id)
-			v[k - 1].value = (int64_t)((uint64_t)v[k - 1].value + (uint64_t)v[i].value);
-		else
+	for (size_t i = 0; i < n; i++)
+		if (v[i].value)
 			v[k++] = v[i];
-		if (!v[k - 1].value && (i + 1 == n || v[i + 1].stack_id != v[k - 1].stack_id))
-			k--;
-	}
+	if (k)
+		qsort(v, k, sizeof(*v), cmp_sum);
 	*out = v;
 	*nout = k;
+	v = NULL;
 out:
+	free(v);
+	st__map_free(&idx);
 	st__buf_free(&q);
 	st__buf_free(&ext);
 	st__buf_free(&ans);
@@ -1169,7 +1376,8 @@ static int ch_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 		goto out;
 	st__ch_req r = {.node = -1, .sql = bstr(&q), .ext = ext.data, .ext_len = ext.len,
 	                .ext_structure = "id UInt64", .max_out = SIZE_MAX,
-	                .stream = rows_stream, .stream_arg = &a};
+	                .stream = rows_stream, .stream_arg = &a, .deadline_ns = sel->deadline_ns};
+	atomic_fetch_add(&ch->reads[0], 1);
 	rc = st__ch_do(&ch->cl, &r, NULL, NULL);
 	if (!rc && a.ncarry)
 		rc = -EBADMSG;
@@ -1179,40 +1387,93 @@ out:
 	return rc;
 }
 
-static int ch_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                           int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                           int64_t *acc, uint8_t *has)
+/* Sums per (series, step) on each shard, per level the plan uses; the
+ * shards' parts of one series and the levels' add up here. */
+static int ch_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp,
+                                 size_t nsp, int64_t origin, int64_t step, size_t nsteps,
+                                 const uint32_t *group, int64_t *acc, uint8_t *has, st_err *err)
 {
 	st__ch *ch = (st__ch *)db;
 	st__buf q = {0}, ext = {0}, ans = {0};
 	int rc = 0;
-	if (from < origin)
-		from = origin;
-	if (!sel->n || from >= to || !nsteps)
+	if (!sel->n || !nsteps)
 		return 0;
-	/* sums per (series, step) on each shard; the shards' parts of one
-	 * series add up here */
-	if ((rc = sel_ext(sel, &ext)) ||
-	    (rc = bprintf(&q, "SELECT series_id, intDiv(ts - %" PRId64 ", %" PRId64 ") AS k, "
-	                  "sum(value) FROM samples WHERE series_id IN sel AND ts >= %" PRId64
-	                  " AND ts < %" PRId64 " GROUP BY series_id, k HAVING k < %zu "
-	                  "FORMAT RowBinary", origin, step, from, to, nsteps)) ||
-	    (rc = ask(ch, bstr(&q), ch->dist ? NO_MERGE : NULL, &ext, &ans, NULL)))
+	if ((rc = sel_ext(sel, &ext)))
 		goto out;
-	for (size_t off = 0; off + 24 <= ans.len; off += 24) {
-		uint32_t pos = st__map_get(&sel->map, st__get_u64(ans.data + off));
-		int64_t k = (int64_t)st__get_u64(ans.data + off + 8);
-		if (pos == ST__MAP_NONE || k < 0 || (uint64_t)k >= nsteps || group[pos] == UINT32_MAX)
+	for (int lv = 0; lv <= (int)NLEVELS && !rc; lv++) {
+		level_cols c = level_sql(lv);
+		bool any;
+		q.len = ans.len = 0;
+		if ((rc = bprintf(&q, "SELECT series_id, toInt64(intDiv(%s - %" PRId64 ", %" PRId64
+		                  ")) AS k, %s FROM %s WHERE series_id IN sel AND %s >= %" PRId64,
+		                  c.tcol, origin, step, c.sums, c.table, c.tcol, origin)) ||
+		    (rc = spans_where(&q, c.tcol, lv, sp, nsp, &any, err)) || !any ||
+		    (rc = bprintf(&q, " GROUP BY series_id, k HAVING k < %zu FORMAT RowBinary",
+		                  nsteps)) ||
+		    (rc = ask_until(ch, bstr(&q), ch->dist ? NO_MERGE : NULL, &ext, sel->deadline_ns,
+		                    &ans, err)))
 			continue;
-		size_t x = (size_t)group[pos] * nsteps + (size_t)k;
-		acc[x] = (int64_t)((uint64_t)acc[x] + st__get_u64(ans.data + off + 16));
-		has[x] = 1;
+		atomic_fetch_add(&ch->reads[lv], 1);
+		for (size_t off = 0; off + 32 <= ans.len; off += 32) {
+			uint32_t pos = st__map_get(&sel->map, st__get_u64(ans.data + off));
+			int64_t k = (int64_t)st__get_u64(ans.data + off + 8);
+			if (pos == ST__MAP_NONE || k < 0 || (uint64_t)k >= nsteps ||
+			    group[pos] == UINT32_MAX)
+				continue;
+			size_t x = (size_t)group[pos] * nsteps + (size_t)k;
+			acc[x] = st_sum_add(acc[x], sat_sum((int64_t)st__get_u64(ans.data + off + 16),
+			                                    get_f64(ans.data + off + 24)));
+			has[x] = 1;
+		}
 	}
 out:
 	st__buf_free(&q);
 	st__buf_free(&ext);
 	st__buf_free(&ans);
 	return rc;
+}
+
+/* Every whole step of a level within [from, to): a level holds every row
+ * from the moment it exists (with the tables), back to its retention's
+ * drops, which take whole days older than rollup_retention_ns. */
+static int ch_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
+                           size_t *n)
+{
+	st__ch *ch = (st__ch *)db;
+	*out = NULL;
+	*n = 0;
+	if (level_of(step) <= 0)
+		return -EINVAL;
+	if (ch->opt.rollup_retention_ns > 0) {
+		int64_t kept = st__real_ns() - ch->opt.rollup_retention_ns;
+		kept = kept > 0 ? kept / DAY_NS * DAY_NS : 0;
+		if (from < kept)
+			from = kept;
+	}
+	if (from < 0)
+		from = 0;
+	int64_t a = (from + step - 1) / step * step, b = to / step * step;
+	if (a >= b)
+		return 0;
+	if (!(*out = malloc(sizeof(**out))))
+		return -ENOMEM;
+	**out = (st_span){step, a, b};
+	*n = 1;
+	return 0;
+}
+
+static size_t ch_rollup_steps(st_db *db, int64_t *steps, size_t max)
+{
+	(void)db;
+	for (size_t i = 0; i < NLEVELS && i < max; i++)
+		steps[i] = levels[i].step_ns;
+	return NLEVELS;
+}
+
+static int ch_rollup(st_db *db, int64_t now)
+{
+	(void)db, (void)now;   /* the views sum at insert; retention drops */
+	return 0;
 }
 
 /* ---- stacks and locations ---- */
@@ -1457,7 +1718,7 @@ static int ch_symbols_put(st_db *db, int64_t loc, const st_symbol *syms, size_t 
 	size_t bytes = n * sizeof(st_symbol);
 	for (size_t i = 0; i < n; i++)
 		bytes += strlen(syms[i].function) + 1 + (syms[i].file ? strlen(syms[i].file) + 1 : 0);
-	int rc = sym_row(&p.row, loc, now_ns(), false, syms, n);
+	int rc = sym_row(&p.row, loc, st__real_ns(), false, syms, n);
 	if (!rc && !(p.syms = malloc(bytes)))
 		rc = -ENOMEM;
 	if (rc) {
@@ -1666,7 +1927,7 @@ static int ch_symbols_forget(st_db *db, const uint8_t *bid, uint32_t bl)
 	rc = rc ? rc : ask(ch, bstr(&q), NULL, NULL, &ans, NULL);
 	/* tombstones dated a grace period ahead: answers other servers store
 	 * from the old file before they learn of the new one lose to them */
-	int64_t version = now_ns() + FORGET_GRACE_NS;
+	int64_t version = st__real_ns() + FORGET_GRACE_NS;
 	st_symbol none = {"", NULL, 0};
 	for (size_t off = 0; !rc && off + 8 <= ans.len; off += 8)
 		rc = sym_row(&rows, (int64_t)st__get_u64(ans.data + off), version, true, &none, 1);
@@ -1924,7 +2185,7 @@ static int ch_file_keep(st_db *db, const char *name, const char *path, st_err *e
 		rc = -errno;
 		goto out;
 	}
-	int64_t kept = now_ns();
+	int64_t kept = st__real_ns();
 	uint32_t parts = len ? (uint32_t)((len + FILE_PART - 1) / FILE_PART) : 1;
 	for (uint32_t i = 0; i < parts && !rc; i++) {
 		size_t off = (size_t)i * FILE_PART, k = len - off < FILE_PART ? len - off : FILE_PART;
@@ -1963,7 +2224,7 @@ static int ch_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg)
 {
 	st__ch *ch = (st__ch *)db;
 	st__buf q = {0}, ans = {0};
-	int64_t now = now_ns();
+	int64_t now = st__real_ns();
 	int rc = 0;
 	if (!*cursor) {
 		/* nothing read before this: nothing to forget */
@@ -2024,33 +2285,43 @@ static int ch_compact(st_db *db)
 	return 0;
 }
 
+/* The first day partition a retention of ret_ns keeps (0: all). */
+static int64_t first_day_kept(int64_t now, int64_t ret_ns)
+{
+	int64_t cutoff = ret_ns > 0 ? now - ret_ns : 0;
+	return cutoff > 0 ? cutoff / DAY_NS : 0;   /* partitions below end before cutoff */
+}
+
 /* Drops every day partition of the partitioned tables that ended before
- * now - retention, on every node (a partition drop, not a TTL: MergeTree
- * TTL came after 18.16; a drop is immediate and whole). */
+ * now - retention (the roll-up levels': now - rollup retention), on every
+ * node (a partition drop, not a TTL: MergeTree TTL came after 18.16; a
+ * drop is immediate and whole). */
 static int ch_retention(st_db *db, int64_t now)
 {
 	st__ch *ch = (st__ch *)db;
-	if (!ch->opt.retention_ns)
+	int64_t raw_day = first_day_kept(now, ch->opt.retention_ns);
+	int64_t level_day = first_day_kept(now, ch->opt.rollup_retention_ns);
+	if (!raw_day && !level_day)
 		return 0;
-	int64_t cutoff = now - ch->opt.retention_ns;
-	if (cutoff <= 0)
-		return 0;
-	int64_t last_day = cutoff / DAY_NS;   /* partitions below end before cutoff */
 	const char *L = ch->dist ? "_local" : "";
 	int rc = 0;
 	for (size_t i = 0; i < ch->cl.nnodes && !rc; i++) {
 		st__buf q = {0}, ans = {0};
 		st_err err = {{0}};
 		rc = bprintf(&q, "SELECT DISTINCT table, partition FROM system.parts WHERE database "
-		             "= '%s' AND active AND table IN ('samples%s', 'batches%s') FORMAT TSV",
-		             ch->cl.db, L, L);
+		             "= '%s' AND active AND table IN ('samples%s', 'batches%s', '%s%s', "
+		             "'%s%s') FORMAT TSV", ch->cl.db, L, L, levels[0].table, L,
+		             levels[1].table, L);
 		rc = rc ? rc : on_node(ch, i, bstr(&q), &ans, &err);
 		char *save = NULL, *text = (char *)bstr(&ans);
 		for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !rc;
 		     line = strtok_r(NULL, "\n", &save)) {
 			char table[64];
 			long long day;
-			if (sscanf(line, "%63[a-z_]\t%lld", table, &day) != 2 || day >= last_day)
+			if (sscanf(line, "%63[a-z0-9_]\t%lld", table, &day) != 2)
+				continue;
+			bool level = !strncmp(table, "samples_1", 9);
+			if (day >= (level ? level_day : raw_day))
 				continue;
 			st__buf d = {0};
 			rc = bprintf(&d, "ALTER TABLE %s DROP PARTITION %lld", table, day);
@@ -2082,6 +2353,11 @@ static void ch_get_stats(st_db *db, st_stats *o)
 	o->remote_insert_batches = atomic_load(&ch->insert_batches);
 	o->remote_dedup_rows = atomic_load(&ch->dedup_rows);
 	o->remote_failures = atomic_load(&ch->requests_failed);
+	o->nrollups = NLEVELS;
+	for (size_t i = 0; i < NLEVELS; i++)
+		o->rollup_steps_ns[i] = levels[i].step_ns;
+	for (size_t i = 0; i <= NLEVELS; i++)
+		o->remote_reads[i] = atomic_load(&ch->reads[i]);
 }
 
 /* ---- open and close ---- */
@@ -2117,7 +2393,7 @@ static void ch_close(st_db *db)
 	free(ch);
 }
 
-/* The tables of schema 1. %1$s is "_local" with a cluster, else "". */
+/* The tables of schema 2. %1$s is "_local" with a cluster, else "". */
 static const struct {
 	const char *name;
 	const char *ddl;        /* columns and engine, after "CREATE TABLE name" */
@@ -2127,6 +2403,13 @@ static const struct {
 	{"samples", "(ts Int64, series_id UInt64, stack_id UInt64, value Int64, batch UInt64) "
 	 "ENGINE = MergeTree PARTITION BY intDiv(ts, 86400000000000) "
 	 "ORDER BY (series_id, ts, stack_id)", "stack_id"},
+	/* the roll-up levels (levels[]): sums per (series, step, stack) */
+	{"samples_1h", "(step_ts Int64, series_id UInt64, stack_id UInt64, total Int64, "
+	 "ftotal Float64) ENGINE = SummingMergeTree PARTITION BY intDiv(step_ts, "
+	 "86400000000000) ORDER BY (series_id, step_ts, stack_id)", NULL},
+	{"samples_1d", "(step_ts Int64, series_id UInt64, stack_id UInt64, total Int64, "
+	 "ftotal Float64) ENGINE = SummingMergeTree PARTITION BY intDiv(step_ts, "
+	 "86400000000000) ORDER BY (series_id, step_ts, stack_id)", NULL},
 	{"batches", "(batch UInt64, stack_id UInt64, ts Int64) ENGINE = MergeTree "
 	 "PARTITION BY intDiv(ts, 86400000000000) ORDER BY batch", NULL},
 	{"series_span", "(series_id UInt64, mint AggregateFunction(min, Int64), "
@@ -2155,6 +2438,12 @@ static const char *const views[][2] = {
 	 "FROM samples%1$s GROUP BY batch"},
 	{"series_span_mv", "series_span%1$s AS SELECT series_id, minState(ts) AS mint, "
 	 "maxState(ts) AS maxt FROM samples%1$s GROUP BY series_id"},
+	{"samples_1h_mv", "samples_1h%1$s AS SELECT toInt64(intDiv(ts, 3600000000000) * "
+	 "3600000000000) AS step_ts, series_id, stack_id, sum(value) AS total, "
+	 "sum(toFloat64(value)) AS ftotal FROM samples%1$s GROUP BY step_ts, series_id, stack_id"},
+	{"samples_1d_mv", "samples_1d%1$s AS SELECT toInt64(intDiv(ts, 86400000000000) * "
+	 "86400000000000) AS step_ts, series_id, stack_id, sum(value) AS total, "
+	 "sum(toFloat64(value)) AS ftotal FROM samples%1$s GROUP BY step_ts, series_id, stack_id"},
 };
 
 static int node_version(st__ch *ch, size_t i, st_err *err)
@@ -2325,8 +2614,11 @@ void st_ch_options_default(st_ch_options *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->retention_ns = 7LL * 24 * 3600 * 1000000000LL;
+	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
 	o->timeout_ns = 30LL * 1000000000LL;
 	o->max_group_rows = 1u << 20;
+	o->max_future_ns = 600LL * 1000000000LL;
+	o->max_series = 1000000;
 }
 
 static const st__ops ch_ops;
@@ -2346,7 +2638,7 @@ int st_open_clickhouse(const st_ch_options *opt, st_db **out, st_err *err)
 	pthread_cond_init(&ch->gcv, NULL);
 	pthread_mutex_init(&ch->smu, NULL);
 	pthread_mutex_init(&ch->fmu, NULL);
-	ch->t0 = mono_ns();
+	ch->t0 = st_mono_ns();
 	ch->opt = *opt;
 	if (!ch->opt.timeout_ns)
 		ch->opt.timeout_ns = 30LL * 1000000000LL;
@@ -2414,8 +2706,11 @@ static const st__ops ch_ops = {
 	.select = ch_select,
 	.series_labels = ch_series_labels,
 	.rows = ch_rows,
-	.series_steps = ch_series_steps,
-	.merge = ch_merge,
+	.merge_spans = ch_merge_spans,
+	.series_steps_spans = ch_series_steps_spans,
+	.rollup_steps = ch_rollup_steps,
+	.rollup_spans = ch_rollup_spans,
+	.rollup = ch_rollup,
 	.stack_frames = ch_stack_frames,
 	.stack_locations = ch_stack_locations,
 	.location = ch_location,

@@ -12,6 +12,7 @@
  * and swap them under rw), so the head is cut on time even while a long
  * compaction runs: waiting for one let the head grow by millions of rows
  * during a backfill. */
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,9 +29,11 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <xxhash.h>
 
 #include "storage/backend.h"
 #include "storage/meta.h"
+#include "storage/rollup.h"
 #include "storage/st_int.h"
 #include "storage/wal.h"
 
@@ -49,6 +52,8 @@ typedef struct hpart {
 	size_t n, cap;
 	uint64_t min_lsn;   /* first WAL record with a row here */
 	bool frozen;
+	bool stuck;         /* its block could not be taken back after a failed
+	                     * cut: stays frozen (never cut again) until restart */
 } hpart;
 
 typedef struct sreg {
@@ -66,6 +71,10 @@ typedef struct blk {
 	uint64_t file_bytes;
 	atomic_int refs;
 	atomic_bool dead;     /* delete its directory once unreferenced */
+	atomic_bool damaged;  /* a chunk failed its CRC or did not decode:
+	                       * reads skip such chunks, compaction the block */
+	_Atomic(uint32_t *) gidx; /* its stacks' registry indices, once a merge
+	                       * needed them (stack_gidx) */
 	char path[PATH_MAX + 64];  /* blocks_dir/name[.deleted] */
 } blk;
 
@@ -103,9 +112,12 @@ struct st_db {
 	uint64_t next_block_seq;
 
 	covers cover;          /* max covered LSN per partition, from blocks */
+	st__ru *ru;            /* roll-up levels (rollup.c), guarded by rw */
+	uint64_t rows_read_raw; /* rows decoded by reads, atomically */
 
 	uint64_t replayed, torn_bytes;
 	bool replaying;
+	atomic_bool compact_halted;  /* a result block could not be taken back */
 };
 
 void st_options_default(st_options *o)
@@ -118,8 +130,15 @@ void st_options_default(st_options *o)
 	o->wal_segment_bytes = 64u << 20;
 	o->compact_max_rows = 16u << 20;
 	o->compact_max_span_ns = 24LL * 3600 * 1000000000LL;
+	o->max_future_ns = 600LL * 1000000000LL;
+	o->max_series = 1000000;
 	o->chunk_rows = 16384;
 	o->max_block_bytes = 0;
+	/* an hour and a day: see docs/architecture.md for why not a minute */
+	o->nrollups = 2;
+	o->rollup_steps_ns[0] = 3600LL * 1000000000LL;
+	o->rollup_steps_ns[1] = 86400LL * 1000000000LL;
+	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
 }
 
 static int64_t part_of(const st_db *db, int64_t ts)
@@ -283,18 +302,22 @@ static int apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 }
 
 /* Writes series and stacks the store has not seen to SQLite. Caller holds
- * append_mu. */
-static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
+ * append_mu. Outside replay (which runs in one transaction of its own) it
+ * opens a transaction when there is anything to write and leaves it open
+ * (*open_tx): the caller commits once the batch is in the WAL, or rolls
+ * back, so a batch the WAL refused (a full disk) leaves no series behind.
+ * On failure nothing is left open. */
+static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids, bool *open_tx)
 {
 	int rc = 0;
-	bool open_tx = false;
+	*open_tx = false;
 	for (uint32_t i = 0; i < b->nseries && !rc; i++) {
 		if (st__map_get(&db->series_map, series_ids[i]) != ST__MAP_NONE)
 			continue;
-		if (!open_tx && !db->replaying) {
+		if (!*open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
 				return rc;
-			open_tx = true;
+			*open_tx = true;
 		}
 		const st_series_def *s = &b->series[i];
 		st_label l[ST_MAX_LABELS];
@@ -305,19 +328,49 @@ static int put_meta(st_db *db, const st_batch *b, const uint64_t *series_ids)
 	for (uint32_t i = 0; i < b->nstacks && !rc; i++) {
 		if (st__map_get(&db->stacks.map, b->stacks[i].id) != ST__MAP_NONE)
 			continue;
-		if (!open_tx && !db->replaying) {
+		if (!*open_tx && !db->replaying) {
 			if ((rc = st__meta_begin(db->meta)))
 				return rc;
-			open_tx = true;
+			*open_tx = true;
 		}
 		rc = st__meta_put_stack(db->meta, b, &b->stacks[i]);
 	}
-	if (open_tx) {
-		if (rc)
-			st__meta_rollback(db->meta);
-		else
-			rc = st__meta_commit(db->meta);
+	if (rc && *open_tx) {
+		st__meta_rollback(db->meta);
+		*open_tx = false;
 	}
+	return rc;
+}
+
+/* The series of b the store does not have yet, each counted once, against
+ * max_series. Caller holds append_mu (the registry cannot grow meanwhile). */
+static int check_series_limit(st_db *db, const st_batch *b, const uint64_t *ids, st_err *err)
+{
+	if (!db->opt.max_series)
+		return 0;
+	uint64_t fresh = 0;
+	for (uint32_t i = 0; i < b->nseries; i++)
+		fresh += st__map_get(&db->series_map, ids[i]) == ST__MAP_NONE;
+	if (db->nseries + fresh <= db->opt.max_series)
+		return 0;
+	/* over, unless the batch names some new series twice: count them
+	 * once (a map, not a pairwise search: a batch may hold a million) */
+	st__map seen = {0};
+	int rc = st__map_init(&seen, fresh);
+	fresh = 0;
+	for (uint32_t i = 0; !rc && i < b->nseries; i++) {
+		if (st__map_get(&db->series_map, ids[i]) != ST__MAP_NONE ||
+		    st__map_get(&seen, ids[i]) != ST__MAP_NONE)
+			continue;
+		fresh++;
+		rc = st__map_put(&seen, ids[i], 1);
+	}
+	st__map_free(&seen);
+	if (!rc && db->nseries + fresh > db->opt.max_series)
+		rc = st__fail(err, -EUSERS, "the store holds %u series and its limit is %" PRIu64
+		              " (--max-series): a batch adding %" PRIu64 " new series is refused; "
+		              "drop high-cardinality labels (pid, request IDs) or raise the limit",
+		              db->nseries, db->opt.max_series, fresh);
 	return rc;
 }
 
@@ -378,6 +431,8 @@ static int emb_append(st_db *db, const st_batch *b, st_err *err)
 	if (err)
 		err->msg[0] = 0;
 	rc = st__batch_validate(b, ids, err);
+	if (!rc)
+		rc = st__batch_check_future(b, db->opt.max_future_ns, err);
 	if (rc)
 		goto out;
 	rc = st__batch_encode(b, ids, &payload);
@@ -389,16 +444,37 @@ static int emb_append(st_db *db, const st_batch *b, st_err *err)
 		goto out;
 	}
 	pthread_mutex_lock(&db->append_mu);
+	bool tx = false;
 	rc = check_stacks(db, b, kidx, err);
+	if (!rc)
+		rc = check_series_limit(db, b, ids, err);
 	if (!rc) {
-		rc = put_meta(db, b, ids);
+		rc = put_meta(db, b, ids, &tx);
 		if (rc)
-			st__fail(err, rc, "writing metadata: %s", strerror(-rc));
+			st__fail(err, rc, "writing metadata to %s/meta.db: %s", db->dir, strerror(-rc));
+	}
+	/* The metadata commits only once the WAL has room for the record
+	 * (written ahead as zeros), and the record goes in only once the
+	 * metadata committed: a batch refused for a full disk, by either,
+	 * leaves no series or stacks behind, now or after a restart. */
+	if (!rc) {
+		rc = st__fault(ST__FAULT_APPEND_WAL) ? -ENOSPC :
+		     st__wal_reserve(db->wal, payload.len);
+		if (rc)
+			st__fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
+	}
+	if (tx && rc) {
+		st__meta_rollback(db->meta);
+	} else if (tx) {
+		rc = st__meta_commit(db->meta);
+		if (rc)
+			st__fail(err, rc, "committing metadata to %s/meta.db: %s", db->dir,
+			         strerror(-rc));
 	}
 	if (!rc) {
 		rc = st__wal_append(db->wal, payload.data, payload.len, &lsn);
 		if (rc)
-			st__fail(err, rc, "writing the WAL: %s", strerror(-rc));
+			st__fail(err, rc, "writing the WAL in %s/wal: %s", db->dir, strerror(-rc));
 	}
 	if (!rc) {
 		rc = apply(db, b, ids, kidx, lsn);
@@ -426,6 +502,7 @@ static void blk_unref(blk *k)
 		return;
 	if (k->map)
 		munmap(k->map, k->map_len);
+	free(atomic_load(&k->gidx));
 	st__block_release(&k->b);
 	if (atomic_load(&k->dead))
 		st__rm_rf(k->path);
@@ -461,6 +538,8 @@ static int blk_open(st_db *db, const char *name, blk **out, st_err *err)
 	}
 	st_err e2;
 	rc = st__block_parse(k->map, k->map_len, &k->b, &e2);
+	if (!rc && k->b.step_s)
+		rc = st__fail(&e2, -EBADMSG, "a roll-up file, not a block");
 	if (rc)
 		st__fail(err, rc, "block %s is damaged (%s); move it out of %s to start "
 		         "without it", name, e2.msg, db->blocks_dir);
@@ -561,12 +640,119 @@ static void blk_kill(st_db *db, blk *k)
 	blk_unref(k);
 }
 
+/* A damaged chunk met by a read: said once per block on stderr, naming
+ * the file and what to do. Reads go on without it (the answer counts it
+ * through its selection), so one bad sector does not fail every query
+ * over its hour; compaction leaves the block alone. */
+static void blk_damaged(const blk *k, uint32_t chunk)
+{
+	if (atomic_exchange(&((blk *)k)->damaged, true))
+		return;
+	fprintf(stderr, "smolder storage: %s/" BLOCK_FILE " is damaged (chunk %u fails its "
+	        "checksum or does not decode): queries leave its rows out and say so, "
+	        "compaction skips the block; move the directory %s out of the data "
+	        "directory to drop it\n", k->path, chunk, k->path);
+}
+
 /* ---- cut ---- */
 
 static int cmp_part(const void *a, const void *b)
 {
 	const hpart *x = *(hpart *const *)a, *y = *(hpart *const *)b;
 	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Takes a block written moments ago away from its live name, so that
+ * neither a restart nor a retry of its rows counts it: renamed to
+ * NAME.deleted (which st_open removes) and then removed. 0 once it no
+ * longer has its live name; the rename's -errno otherwise. */
+static int block_unpublish(st_db *db, const char *name)
+{
+	char live[PATH_MAX + 64], dead[PATH_MAX + 80];
+	snprintf(live, sizeof(live), "%s/%s", db->blocks_dir, name);
+	snprintf(dead, sizeof(dead), "%s.deleted", live);
+	if (rename(live, dead))
+		return -errno;
+	st__fsync_dir(db->blocks_dir);
+	st__rm_rf(dead);
+	return 0;
+}
+
+/* Cuts one frozen partition h into a block covering WAL records up to lsn
+ * and takes it out of the head. On failure the rows stay in the head, and
+ * nothing of the attempt stays behind: a block left under its live name
+ * would be loaded at restart beside the rows a retry writes again (rows
+ * twice), and coverage recorded for a block then deleted would make replay
+ * skip rows that are nowhere (rows lost). So the in-memory records that
+ * can fail are reserved before the coverage is written, and nothing can
+ * fail after it. */
+static int cut_part(st_db *db, hpart *h, uint64_t lsn, const uint64_t *sids, uint32_t nsu,
+                    const uint64_t *kids, uint32_t nku)
+{
+	char name[32];
+	st__blk_cover cov = {h->start, lsn};
+	st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
+	                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
+	/* frozen rows never change: the writer reads them without a lock.
+	 * A failure here leaves no block (block_create removes its .tmp) */
+	int rc = block_create(db, h->rows, h->n, NULL, 0, &spec, name);
+	if (rc)
+		return rc;
+	blk *k = NULL;
+	rc = st__fault(ST__FAULT_CUT_OPEN);
+	if (!rc)
+		rc = blk_open(db, name, &k, NULL);
+	if (!rc) {
+		/* room for the block and its coverage, taken now so that the
+		 * commit below cannot fail. Nothing else adds to either list
+		 * meanwhile (cuts are serialized by cut_mu; a compaction adds one
+		 * block and removes its inputs in one step), so the room stays */
+		pthread_rwlock_wrlock(&db->rw);
+		rc = st__fault(ST__FAULT_CUT_MEMORY);
+		if (!rc && (st__grow(&db->blocks, &db->blocks_cap, db->nblocks + 1,
+		                     sizeof(*db->blocks)) ||
+		            st__grow(&db->cover.v, &db->cover.cap, db->cover.n + 1,
+		                     sizeof(*db->cover.v))))
+			rc = -ENOMEM;
+		pthread_rwlock_unlock(&db->rw);
+	}
+	/* the block header holds its coverage too; SQLite keeps it after
+	 * retention deletes the block */
+	if (!rc)
+		rc = st__fault(ST__FAULT_CUT_COVER);
+	if (!rc)
+		rc = st__meta_put_cover(db->meta, h->start, lsn);
+	if (rc) {
+		blk_unref(k);
+		if (block_unpublish(db, name)) {
+			/* the block may still load at restart, where its coverage
+			 * makes replay skip its rows: exactly once then. Until then
+			 * the rows stay in the head and are never cut again */
+			h->stuck = true;
+			fprintf(stderr, "smolder storage: cutting the head failed and block %s/%s "
+			        "could not be removed; its partition stays in memory until the "
+			        "next start\n", db->blocks_dir, name);
+		}
+		return rc;
+	}
+	pthread_rwlock_wrlock(&db->rw);
+	rc = cover_note(&db->cover, h->start, lsn);
+	if (!rc)
+		rc = blocks_push(db, k);
+	assert(!rc);   /* room was reserved above */
+	st__ru_cut(db->ru, h->start);   /* roll-ups of its span now lack rows */
+	for (size_t i = 0; i < db->nparts; i++)
+		if (db->parts[i] == h) {
+			memmove(db->parts + i, db->parts + i + 1,
+			        (db->nparts - i - 1) * sizeof(*db->parts));
+			db->nparts--;
+			break;
+		}
+	__atomic_store_n(&db->head_rows, db->head_rows - h->n, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&db->rw);
+	free(h->rows);
+	free(h);
+	return 0;
 }
 
 static int emb_cut(st_db *db, int64_t now_ns, int force)
@@ -619,43 +805,9 @@ static int emb_cut(st_db *db, int64_t now_ns, int force)
 		pthread_rwlock_unlock(&db->rw);
 	}
 	for (size_t t = 0; t < ntodo && !rc; t++) {
-		hpart *h = todo[t];
-		char name[32];
-		st__blk_cover cov = {h->start, lsn};
-		st__block_spec spec = {.cover = &cov, .ncover = 1, .series_ids = sids,
-		                       .nseries_u = nsu, .stack_ids = kids, .nstacks_u = nku};
-		/* frozen rows never change: the writer reads them without a lock */
-		rc = block_create(db, h->rows, h->n, NULL, 0, &spec, name);
-		blk *k = NULL;
-		if (!rc)
-			rc = blk_open(db, name, &k, NULL);
+		rc = cut_part(db, todo[t], lsn, sids, nsu, kids, nku);
 		if (rc)
 			break;
-		/* the block header holds its coverage too; SQLite keeps it after
-		 * retention deletes the block */
-		rc = st__meta_put_cover(db->meta, h->start, lsn);
-		pthread_rwlock_wrlock(&db->rw);
-		if (!rc)
-			rc = cover_note(&db->cover, h->start, lsn);
-		if (!rc)
-			rc = blocks_push(db, k);
-		if (!rc) {
-			for (size_t i = 0; i < db->nparts; i++)
-				if (db->parts[i] == h) {
-					memmove(db->parts + i, db->parts + i + 1,
-					        (db->nparts - i - 1) * sizeof(*db->parts));
-					db->nparts--;
-					break;
-				}
-			__atomic_store_n(&db->head_rows, db->head_rows - h->n, __ATOMIC_RELAXED);
-		}
-		pthread_rwlock_unlock(&db->rw);
-		if (rc) {
-			blk_kill(db, k); /* else a retry would store its rows twice */
-			break;
-		}
-		free(h->rows);
-		free(h);
 		todo[t] = NULL;
 	}
 	free(sids);
@@ -668,7 +820,7 @@ static int emb_cut(st_db *db, int64_t now_ns, int force)
 	pthread_mutex_lock(&db->append_mu);
 	pthread_rwlock_wrlock(&db->rw);
 	for (size_t t = 0; t < ntodo; t++)
-		if (todo[t])
+		if (todo[t] && !todo[t]->stuck)
 			todo[t]->frozen = false;
 	uint64_t need = st__wal_last_lsn(db->wal) + 1;
 	for (size_t i = 0; i < db->nparts; i++)
@@ -704,7 +856,44 @@ static const char *utc_str(int64_t ns, char buf[32])
 	return buf;
 }
 
+/* Deletes roll-up files older than rollup_retention_ns. */
+static int rollup_retention(st_db *db, int64_t now_ns)
+{
+	if (db->opt.rollup_retention_ns <= 0)
+		return 0;
+	st__ru_file **gone = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&db->maint_mu);
+	pthread_rwlock_wrlock(&db->rw);
+	int rc = st__ru_expire(db->ru, now_ns - db->opt.rollup_retention_ns, &gone, &n);
+	pthread_rwlock_unlock(&db->rw);
+	st__ru_drop(db->ru, gone, n);
+	free(gone);
+	pthread_mutex_unlock(&db->maint_mu);
+	return rc;
+}
+
+/* Raw rows before floor may be gone: roll-ups of spans before it are the
+ * best there is, and no longer rebuilt from raw rows. Kept in meta.db so
+ * the next open knows too. */
+static int raise_raw_floor(st_db *db, int64_t floor)
+{
+	pthread_rwlock_wrlock(&db->rw);
+	st__ru_raw_floor(db->ru, floor);
+	pthread_rwlock_unlock(&db->rw);
+	return st__meta_setting_raise(db->meta, "raw_floor_ns", floor);
+}
+
+static int block_retention(st_db *db, int64_t now_ns);
+
 static int emb_retention(st_db *db, int64_t now_ns)
+{
+	int rc = block_retention(db, now_ns);
+	int rc2 = rollup_retention(db, now_ns);
+	return rc ? rc : rc2;
+}
+
+static int block_retention(st_db *db, int64_t now_ns)
 {
 	int64_t limit = db->opt.retention_ns > 0 ? now_ns - db->opt.retention_ns : INT64_MIN;
 	uint64_t max_bytes = db->opt.max_block_bytes;
@@ -737,6 +926,12 @@ static int emb_retention(st_db *db, int64_t now_ns)
 		blocks_remove(db, k);
 	}
 	pthread_rwlock_unlock(&db->rw);
+	int64_t floor = INT64_MIN;
+	for (size_t i = 0; i < ngone; i++)
+		if (gone[i]->b.maxt + 1 > floor)
+			floor = gone[i]->b.maxt + 1;
+	if (ngone && !rc)
+		rc = raise_raw_floor(db, floor);
 	for (size_t i = 0; i < ngone; i++) {
 		char from[32], to[32];
 		fprintf(stderr, "smolder storage: %s deletes block %s (rows %s .. %s, %" PRIu64
@@ -777,19 +972,28 @@ static int compact_run(st_db *db, blk **run, size_t nrun)
 	st__block_spec spec = {.cover = cov.v, .ncover = (uint32_t)cov.n, .parents = parents,
 	                       .nparents = (uint32_t)nrun};
 	rc = block_create(db, NULL, 0, in, nrun, &spec, name);
-	blk *k = NULL;
-	if (!rc)
-		rc = blk_open(db, name, &k, NULL);
 	if (rc)
 		goto out;
+	blk *k = NULL;
+	rc = blk_open(db, name, &k, NULL);
 	pthread_rwlock_wrlock(&db->rw);
-	rc = blocks_push(db, k);
+	if (!rc)
+		rc = blocks_push(db, k);
 	if (!rc)
 		for (size_t i = 0; i < nrun; i++)
 			blocks_remove(db, run[i]);
 	pthread_rwlock_unlock(&db->rw);
 	if (rc) {
-		blk_kill(db, k);
+		/* the result lists its parents: left under its live name, it and
+		 * the next attempt's result would both load at restart, the rows
+		 * twice. Without its name gone, compaction stops until restart */
+		blk_unref(k);
+		if (block_unpublish(db, name)) {
+			atomic_store(&db->compact_halted, true);
+			fprintf(stderr, "smolder storage: compaction failed and its result %s/%s "
+			        "could not be removed; compaction stops until the next start\n",
+			        db->blocks_dir, name);
+		}
 		goto out;
 	}
 	for (size_t i = 0; i < nrun; i++)
@@ -801,9 +1005,23 @@ out:
 	return rc;
 }
 
+/* Decodes every chunk of k, marking it damaged at the first that fails. */
+static void blk_check(blk *k)
+{
+	st__chunk_rows cr = {0};
+	for (uint32_t c = 0; c < k->b.nchunks; c++)
+		if (st__chunk_decode(&k->b, c, &cr) == -EBADMSG) {
+			blk_damaged(k, c);
+			break;
+		}
+	st__chunk_rows_free(&cr);
+}
+
 static int emb_compact(st_db *db)
 {
 	int rc = 0;
+	if (atomic_load(&db->compact_halted))
+		return -EIO;
 	pthread_mutex_lock(&db->maint_mu);
 	for (;;) {
 		/* find the first run worth merging: neighbours that fit in one
@@ -821,11 +1039,15 @@ static int emb_compact(st_db *db)
 		for (size_t i = 0; run && i < db->nblocks && nrun < 2; i++) {
 			nrun = 0;
 			blk *a = db->blocks[i];
+			if (atomic_load(&a->damaged))
+				continue;   /* would fail every pass; left for the operator */
 			int64_t mint = a->b.mint, maxt = a->b.maxt;
 			uint64_t rows = a->b.nrows;
 			run[nrun++] = a;
 			for (size_t j = i + 1; j < db->nblocks; j++) {
 				blk *c = db->blocks[j];
+				if (atomic_load(&c->damaged))
+					break;
 				bool overlap = c->b.mint <= maxt;
 				int64_t nmax = c->b.maxt > maxt ? c->b.maxt : maxt;
 				if (rows + c->b.nrows > db->opt.compact_max_rows ||
@@ -850,6 +1072,10 @@ static int emb_compact(st_db *db)
 			break;
 		}
 		rc = compact_run(db, run, nrun);
+		/* an input chunk is damaged: find which block, so the next pass
+		 * leaves it out instead of failing on it forever */
+		for (size_t i = 0; rc == -EBADMSG && i < nrun; i++)
+			blk_check(run[i]);
 		for (size_t i = 0; i < nrun; i++)
 			blk_unref(run[i]);
 		free(run);
@@ -878,8 +1104,9 @@ static int replay_rec(void *arg, uint64_t lsn, const uint8_t *p, size_t len)
 	rc = kidx ? check_stacks(ra->db, &d.b, kidx, ra->err) : -ENOMEM;
 	if (rc == -ENOENT)
 		rc = -EBADMSG;   /* in a logged record, a missing stack is damage */
+	bool tx;
 	if (!rc)
-		rc = put_meta(ra->db, &d.b, d.series_ids);
+		rc = put_meta(ra->db, &d.b, d.series_ids, &tx);
 	if (!rc)
 		rc = apply(ra->db, &d.b, d.series_ids, kidx, lsn);
 	free(kidx);
@@ -958,6 +1185,65 @@ static int load_blocks(st_db *db, st_err *err)
 	return rc;
 }
 
+/* A failure reading meta.db, as st_open reports it: the file, what SQLite
+ * said, and for damage what to do. The samples are in the WAL and the
+ * blocks, but the labels and stacks that name them only in meta.db, so
+ * starting afresh is no answer; SQLite's own .recover usually is. */
+static int meta_fail(st_db *db, st_err *err, int rc, const char *detail)
+{
+	if (rc == -ENOMEM)
+		return st__fail(err, rc, "reading %s/meta.db: out of memory", db->dir);
+	if (rc == -ENOSPC)
+		return st__fail(err, rc, "writing %s/meta.db: the disk is full (%s); free some "
+		                "space on it", db->dir, detail && *detail ? detail : "SQLITE_FULL");
+	if (rc != -EBADMSG)
+		return st__fail(err, rc, "reading %s/meta.db: %s (%s)", db->dir, strerror(-rc),
+		                detail && *detail ? detail : "no detail");
+	if (detail && !strcmp(detail, "not an error"))
+		detail = "a row that does not decode";
+	return st__fail(err, rc, "%s/meta.db is damaged (%s). Stop, keep a copy of the data "
+	                "directory, then rebuild it with SQLite: sqlite3 %s/meta.db .recover "
+	                "| sqlite3 %s/meta.db.new, and move meta.db.new over meta.db "
+	                "(removing meta.db-wal and meta.db-shm)", db->dir,
+	                detail && *detail ? detail : "malformed", db->dir, db->dir);
+}
+
+static uint64_t cover_cb(void *arg, int64_t part)
+{
+	return covered(&((st_db *)arg)->cover, part);
+}
+
+static void series_time_cb(void *arg, uint64_t id, int64_t mint, int64_t maxt)
+{
+	st_db *db = arg;
+	uint32_t x = st__map_get(&db->series_map, id);
+	if (x == ST__MAP_NONE)
+		return;
+	if (mint < db->series[x].mint)
+		db->series[x].mint = mint;
+	if (maxt > db->series[x].maxt)
+		db->series[x].maxt = maxt;
+}
+
+/* The roll-up levels in DIR/rollup, once blocks and coverage are known. */
+static int open_rollups(st_db *db, st_err *err)
+{
+	char path[PATH_MAX + 16];
+	int64_t floor = 0;
+	int rc = st__meta_setting(db->meta, "raw_floor_ns", &floor);
+	if (rc)
+		return st__fail(err, rc, "reading settings: %s", strerror(-rc));
+	snprintf(path, sizeof(path), "%s/rollup", db->dir);
+	st__ru_opts o = {.dir = path, .steps = db->opt.rollup_steps_ns,
+	                 .nsteps = db->opt.nrollups, .partition_ns = db->opt.partition_ns,
+	                 .grace_ns = db->opt.cut_grace_ns, .chunk_rows = db->opt.chunk_rows,
+	                 .raw_floor = floor, .covered = cover_cb, .carg = db};
+	rc = st__ru_open(&o, &db->ru, err);
+	if (!rc)
+		st__ru_series(db->ru, series_time_cb, db);
+	return rc;
+}
+
 static const st__ops emb_ops;
 static void emb_close(st_db *db);
 
@@ -994,8 +1280,9 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	snprintf(db->dir, sizeof(db->dir), "%s", dir);
 	snprintf(db->blocks_dir, sizeof(db->blocks_dir), "%s/blocks", dir);
 	snprintf(db->files_dir, sizeof(db->files_dir), "%s/debuginfo", dir);
-	if ((rc = st__mkdir_p(db->blocks_dir)) || (rc = st__mkdir_p(db->files_dir))) {
-		st__fail(err, rc, "creating %s: %s", rc ? dir : db->files_dir, strerror(-rc));
+	const char *mk = db->blocks_dir;
+	if ((rc = st__mkdir_p(mk)) || (rc = st__mkdir_p(mk = db->files_dir))) {
+		st__fail(err, rc, "creating %s: %s", mk, strerror(-rc));
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/LOCK", dir);
@@ -1009,13 +1296,17 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	    (rc = st__map_init(&db->stacks.map, 65536)))
 		goto out;
 	snprintf(path, sizeof(path), "%s/meta.db", dir);
-	if ((rc = st__meta_open(path, &db->meta, err)))
+	if ((rc = st__meta_open(path, &db->meta, err))) {
+		char detail[sizeof(err->msg)];
+		snprintf(detail, sizeof(detail), "%s", err && err->msg[0] ? err->msg : "");
+		meta_fail(db, err, rc, detail);
 		goto out;
+	}
 	/* the coverage table and replay are keyed by partition start: a store
 	 * keeps the partition size it was created with */
 	int64_t part = db->opt.partition_ns;
 	if ((rc = st__meta_setting(db->meta, "partition_ns", &part))) {
-		st__fail(err, rc, "reading settings: %s", strerror(-rc));
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
 	}
 	if (part != db->opt.partition_ns) {
@@ -1025,15 +1316,12 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 		goto out;
 	}
 	if ((rc = st__meta_load_series(db->meta, load_series_cb, db)) ||
-	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db))) {
-		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
+	    (rc = st__meta_load_stacks(db->meta, load_stack_cb, db)) ||
+	    (rc = st__meta_load_cover(db->meta, load_cover_cb, db))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
 	}
-	if ((rc = st__meta_load_cover(db->meta, load_cover_cb, db))) {
-		st__fail(err, rc, "loading metadata: %s", strerror(-rc));
-		goto out;
-	}
-	if ((rc = load_blocks(db, err)))
+	if ((rc = load_blocks(db, err)) || (rc = open_rollups(db, err)))
 		goto out;
 	snprintf(path, sizeof(path), "%s/wal", dir);
 	uint64_t min_next = 1;
@@ -1047,15 +1335,21 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	db->replaying = true;
 	replay_arg ra = {db, err};
 	st__wal_replay_info info;
-	if ((rc = st__meta_begin(db->meta)))
+	if ((rc = st__meta_begin(db->meta))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
+	}
 	rc = st__wal_replay(db->wal, min_next, replay_rec, &ra, &info, err);
 	if (rc) {
 		st__meta_rollback(db->meta);
+		if (!err || !err->msg[0])
+			st__fail(err, rc, "replaying the WAL in %s: %s", path, strerror(-rc));
 		goto out;
 	}
-	if ((rc = st__meta_commit(db->meta)))
+	if ((rc = st__meta_commit(db->meta))) {
+		meta_fail(db, err, rc, st__meta_errmsg(db->meta));
 		goto out;
+	}
 	db->replaying = false;
 	db->replayed = info.records;
 	db->torn_bytes = info.torn_bytes;
@@ -1076,6 +1370,7 @@ static void emb_close(st_db *db)
 		return;
 	st__wal_close(db->wal);
 	st__meta_close(db->meta);
+	st__ru_close(db->ru);
 	for (size_t i = 0; i < db->nparts; i++) {
 		free(db->parts[i]->rows);
 		free(db->parts[i]);
@@ -1099,30 +1394,88 @@ static void emb_close(st_db *db)
 	free(db);
 }
 
-/* ---- selection ---- */
+/* ---- selection (the struct is backend.h's) ---- */
+
+static void sel_note_damaged(const st_selection *s)
+{
+	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
+}
 
 static bool sel_has(const st_selection *s, uint64_t id)
 {
 	return st__map_get(&s->map, id) != ST__MAP_NONE;
 }
 
+/* What one regex evaluation may spend. PCRE2's defaults (ten million
+ * match steps, 20 MB of backtracking heap) let a single value take about
+ * 150 ms, and a selector evaluates a regex once per label value and per
+ * series: one query took 14 s. With these a value costs at most a
+ * millisecond or two; a regex that needs more on real label values is
+ * refused, naming it, rather than evaluated for minutes. */
+#define RE_MATCH_LIMIT 100000
+#define RE_HEAP_LIMIT_KIB 4096
+
 struct st__match {
 	const st_matcher *m;
 	pcre2_code *re;
 	pcre2_match_data *md;
+	pcre2_match_context *mc;
+	/* results by value for the per-series pass: series share few values,
+	 * and each distinct one is matched once. Key: XXH3 of the value;
+	 * val: index into memo_v << 1 | result. */
+	st__map memo;
+	const char **memo_v;
+	size_t memo_n, memo_cap;
 };
 typedef st__match cmatch;
 
-bool st__match_test(const st__match *c, const char *v)
+/* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
+ * out of its budget on v (PCRE2 said neither match nor no match: taking
+ * that for "no match" answered wrong, and for "match" under !~). */
+static int cm_test(const cmatch *c, const char *v, st_err *err)
 {
 	switch (c->m->op) {
 	case ST_MATCH_EQ: return !strcmp(v, c->m->value);
 	case ST_MATCH_NE: return strcmp(v, c->m->value) != 0;
 	default: {
-		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, NULL);
-		return (r >= 0) == (c->m->op == ST_MATCH_RE);
+		int r = pcre2_match(c->re, (PCRE2_SPTR)v, PCRE2_ZERO_TERMINATED, 0, 0, c->md, c->mc);
+		if (r >= 0 || r == PCRE2_ERROR_NOMATCH)
+			return (r >= 0) == (c->m->op == ST_MATCH_RE);
+		PCRE2_UCHAR msg[128];
+		pcre2_get_error_message(r, msg, sizeof(msg));
+		return st__fail(err, -EINVAL, "the regex \"%.80s\" for label \"%s\" is too "
+		                "costly: on the value \"%.40s%s\" PCRE2 stopped with \"%s\"; "
+		                "simplify it (nested repetition such as (a+)+ backtracks "
+		                "exponentially)", c->m->value, c->m->name, v,
+		                strlen(v) > 40 ? "..." : "", (const char *)msg);
 	}
 	}
+}
+
+int st__match_nth(const st__match *cm, size_t i, const char *v, st_err *err)
+{
+	return cm_test(&cm[i], v, err);
+}
+
+/* cm_test through the matcher's memo: equal values are matched once.
+ * Caller holds rw, which keeps the remembered strings alive. */
+static int cm_test_memo(cmatch *c, const char *v, st_err *err)
+{
+	if (c->m->op == ST_MATCH_EQ || c->m->op == ST_MATCH_NE)
+		return cm_test(c, v, err);
+	uint64_t h = XXH3_64bits(v, strlen(v));
+	uint32_t e = c->memo.cap ? st__map_get(&c->memo, h) : ST__MAP_NONE;
+	if (e != ST__MAP_NONE && !strcmp(c->memo_v[e >> 1], v))
+		return (int)(e & 1);
+	int r = cm_test(c, v, err);
+	/* a hash collision with another value is only not remembered */
+	if (r < 0 || e != ST__MAP_NONE || c->memo_n >= (ST__MAP_NONE >> 1))
+		return r;
+	if ((c->memo.cap || !st__map_init(&c->memo, 64)) &&
+	    !st__grow(&c->memo_v, &c->memo_cap, c->memo_n + 1, sizeof(*c->memo_v)) &&
+	    !st__map_put(&c->memo, h, (uint32_t)(c->memo_n << 1 | (size_t)r)))
+		c->memo_v[c->memo_n++] = v;
+	return r;
 }
 
 static const char *label_of(const sreg *s, const char *name)
@@ -1138,6 +1491,8 @@ typedef struct cand {
 	st__map next;    /* being built for the current matcher */
 	const cmatch *cm;
 	st_db *db;
+	int64_t deadline_ns;
+	st_err *err;
 	int rc;
 } cand;
 
@@ -1150,21 +1505,22 @@ static int cand_add(void *arg, uint64_t id)
 static int cand_value(void *arg, const char *v)
 {
 	cand *c = arg;
-	if (!st__match_test(c->cm, v))
-		return 0;
+	int r = st__past(c->deadline_ns);
+	if (!r)
+		r = cm_test(c->cm, v, c->err);
+	if (r <= 0)
+		return r;
 	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
-}
-
-bool st__match_nth(const st__match *cm, size_t i, const char *v)
-{
-	return st__match_test(&cm[i], v);
 }
 
 void st__match_free(st__match *cm, size_t nm)
 {
 	for (size_t i = 0; cm && i < nm; i++) {
 		pcre2_match_data_free(cm[i].md);
+		pcre2_match_context_free(cm[i].mc);
 		pcre2_code_free(cm[i].re);
+		st__map_free(&cm[i].memo);
+		free(cm[i].memo_v);
 	}
 	free(cm);
 }
@@ -1201,10 +1557,13 @@ int st__match_compile(const st_matcher *m, size_t nm, st__match **out, st_err *e
 				goto out;
 			}
 			cm[i].md = pcre2_match_data_create_from_pattern(cm[i].re, NULL);
-			if (!cm[i].md) {
+			cm[i].mc = pcre2_match_context_create(NULL);
+			if (!cm[i].md || !cm[i].mc) {
 				rc = -ENOMEM;
 				goto out;
 			}
+			pcre2_set_match_limit(cm[i].mc, RE_MATCH_LIMIT);
+			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
 		}
 	}
 out:
@@ -1217,15 +1576,13 @@ out:
 }
 
 static int emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-                      st_selection **out, st_err *err)
+                      int64_t deadline_ns, st_selection **out, st_err *err)
 {
 	int rc = 0;
 	cmatch *cm = NULL;
 	st_selection *sel = calloc(1, sizeof(*sel));
-	cand c = {.db = db};
+	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
 	bool have_cand = false;
-	if (err)
-		err->msg[0] = 0;
 	if (!sel) {
 		rc = -ENOMEM;
 		goto out;
@@ -1235,7 +1592,12 @@ static int emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, i
 	/* narrow through the inverted index with matchers that cannot match a
 	 * missing label; the rest filter in memory */
 	for (size_t i = 0; i < nm; i++) {
-		if (st__match_test(&cm[i], "") || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
+		int empty = cm_test(&cm[i], "", err);
+		if (empty < 0) {
+			rc = empty;
+			goto out;
+		}
+		if (empty || m[i].op == ST_MATCH_NE || m[i].op == ST_MATCH_NRE)
 			continue;
 		if ((rc = st__map_init(&c.next, 256)))
 			goto out;
@@ -1273,39 +1635,41 @@ static int emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, i
 	sel->ids = malloc((cap + 1) * sizeof(*sel->ids));
 	sel->gbits_n = db->nseries;
 	sel->gbits = calloc(db->nseries / 8 + 1, 1);
+	sel->deadline_ns = deadline_ns;
 	if (!sel->ids || !sel->gbits) {
 		pthread_rwlock_unlock(&db->rw);
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (uint32_t x = 0; x < db->nseries; x++) {
+	for (uint32_t x = 0; x < db->nseries && !rc; x++) {
 		const sreg *s = &db->series[x];
 		if (have_cand && st__map_get(&c.set, s->id) == ST__MAP_NONE)
 			continue;
 		if (s->maxt < from || s->mint >= to)
 			continue;
-		bool ok = true;
-		for (size_t i = 0; i < nm && ok; i++)
-			ok = st__match_test(&cm[i], label_of(s, m[i].name));
-		if (!ok)
+		if (!(x & 255) && (rc = st__past(deadline_ns)))
+			break;
+		int ok = 1;
+		for (size_t i = 0; i < nm && ok > 0; i++)
+			ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
+		if (ok < 0)
+			rc = ok;
+		if (ok <= 0)
 			continue;
 		sel->ids[sel->n++] = s->id;
 		sel->gbits[x / 8] |= (uint8_t)(1u << (x % 8));
 	}
 	pthread_rwlock_unlock(&db->rw);
-	/* sorted and indexed as the other backend's selections are; the
-	 * registry bits stay this store's own */
-	st_selection *made;
-	uint8_t *gbits = sel->gbits;
-	uint32_t gbits_n = sel->gbits_n;
-	rc = st__selection_new(sel->ids, sel->n, &made);
-	sel->ids = NULL;
 	if (rc)
 		goto out;
-	sel->gbits = NULL;
-	made->gbits = gbits;
-	made->gbits_n = gbits_n;
-	*out = made;
+	/* sorted and indexed as the other backend's selections are; the
+	 * registry bits and the deadline stay on it */
+	uint64_t *ids = sel->ids;
+	sel->ids = NULL;
+	if ((rc = st__selection_index(sel, ids, sel->n)))
+		goto out;
+	*out = sel;
+	sel = NULL;
 out:
 	st__match_free(cm, nm);
 	st__map_free(&c.set);
@@ -1420,40 +1784,47 @@ static blk **snapshot_blocks(st_db *db, int64_t from, int64_t to, size_t *n)
 
 /* Block-local selection: which series of the block are wanted, and a prefix
  * count so a chunk's series range is checked in O(1). */
-static int block_sel(const blk *k, const st_selection *sel, int64_t from, int64_t to,
+static int block_sel(const st__block *b, const st_selection *sel, int64_t from, int64_t to,
                      uint8_t **want, uint32_t **prefix)
 {
-	uint32_t ns = k->b.nseries;
+	uint32_t ns = b->nseries;
 	*want = calloc(ns, 1);
 	*prefix = calloc((size_t)ns + 1, sizeof(**prefix));
 	if (!*want || !*prefix)
 		return -ENOMEM;
 	for (uint32_t s = 0; s < ns; s++) {
-		const st__blk_series *e = &k->b.series[s];
+		const st__blk_series *e = &b->series[s];
 		(*want)[s] = sel_has(sel, e->id) && e->maxt >= from && e->mint < to;
 		(*prefix)[s + 1] = (*prefix)[s] + (*want)[s];
 	}
 	return 0;
 }
 
-/* Visits the wanted chunks of a block. With acc, values are summed into
- * acc[block-local stack] (the merge path, no rows materialized); with
- * steps, into the timeline's (group, step) sums; else each wanted chunk is
- * decoded and handed to fn. */
-typedef int (*chunk_fn)(void *arg, const blk *k, const st__chunk_rows *r,
+/* Visits the wanted chunks of a block (k) or of a roll-up file (k NULL).
+ * With acc, values are summed into acc[block-local stack] (the merge path,
+ * no rows materialized); with steps, into the timeline's (group, step)
+ * sums; else each wanted chunk is decoded and handed to fn. Adds the rows
+ * of the chunks it decoded to *rows. A damaged chunk of a block is left
+ * out and counted in sel (st_selection_damaged); one of a roll-up file
+ * fails the call with -EBADMSG, so the caller reads its part from finer
+ * data instead. Stops with -ETIMEDOUT past sel's deadline. */
+typedef int (*chunk_fn)(void *arg, const st__block *b, const st__chunk_rows *r,
                         const uint8_t *want, bool all, int64_t from, int64_t to);
 
-static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64_t to,
-                      uint64_t *acc, const st__steps *steps, chunk_fn fn, void *arg)
+static int scan_block(const blk *k, const st__block *b, const st_selection *sel,
+                      int64_t from, int64_t to, int64_t *acc, const st__steps *steps,
+                      chunk_fn fn, void *arg, uint64_t *rows)
 {
 	uint8_t *want = NULL;
 	uint32_t *prefix = NULL;
 	st__chunk_rows cr = {0};
-	int rc = block_sel(k, sel, from, to, &want, &prefix);
-	if (rc || prefix[k->b.nseries] == 0)
+	int rc = block_sel(b, sel, from, to, &want, &prefix);
+	if (rc || prefix[b->nseries] == 0)
 		goto out;
-	for (uint32_t c = 0; c < k->b.nchunks && !rc; c++) {
-		const st__blk_chunk *ch = &k->b.chunks[c];
+	for (uint32_t c = 0; c < b->nchunks && !rc; c++) {
+		if ((rc = st__past(sel->deadline_ns)))
+			break;
+		const st__blk_chunk *ch = &b->chunks[c];
 		if (ch->maxt < from || ch->mint >= to)
 			continue;
 		uint32_t nwant = prefix[ch->last_series + 1] - prefix[ch->first_series];
@@ -1462,14 +1833,17 @@ static int scan_block(const blk *k, const st_selection *sel, int64_t from, int64
 		bool all = nwant == ch->last_series - ch->first_series + 1 &&
 		           ch->mint >= from && ch->maxt < to;
 		if (acc)
-			rc = st__chunk_merge(&k->b, c, want, all, from, to, acc, &cr);
+			rc = st__chunk_merge(b, c, want, all, from, to, acc, &cr);
 		else if (steps)
-			rc = st__chunk_steps(&k->b, c, steps, &cr);
-		else if (!(rc = st__chunk_decode(&k->b, c, &cr)))
-			rc = fn(arg, k, &cr, want, all, from, to);
-		if (rc == -EBADMSG)
-			fprintf(stderr, "smolder storage: block %s chunk %u is damaged\n",
-			        k->name, c);
+			rc = st__chunk_steps(b, c, steps, &cr);
+		else if (!(rc = st__chunk_decode(b, c, &cr)))
+			rc = fn(arg, b, &cr, want, all, from, to);
+		*rows += ch->nrows;
+		if (rc == -EBADMSG && k) {
+			blk_damaged(k, c);
+			sel_note_damaged(sel);
+			rc = 0;
+		}
 	}
 out:
 	free(want);
@@ -1488,7 +1862,7 @@ static int sums_add(sums *s, uint64_t id, int64_t value)
 {
 	uint32_t i = st__map_get(&s->map, id);
 	if (i != ST__MAP_NONE) {
-		s->v[i].value = (int64_t)((uint64_t)s->v[i].value + (uint64_t)value);
+		s->v[i].value = st_sum_add(s->v[i].value, value);
 		return 0;
 	}
 	if (st__grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
@@ -1503,63 +1877,343 @@ static int cmp_sum(const void *a, const void *b)
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
-static int emb_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                     st_stack_sum **out, size_t *nout)
+/* ---- reads over a plan: raw rows, roll-ups and the head ---- */
+
+/* The registry indices of a block's (or roll-up file's) stacks, mapped
+ * once and kept with it in *slot: a merge then adds each stack's sum into
+ * one array by index, instead of a hash lookup per stack per file per
+ * query, which was a third of a week's merge from roll-ups. A stack the
+ * registry lacks (none should) gets ST__MAP_NONE. Caller holds rw. */
+static const uint32_t *stack_gidx(st_db *db, const st__block *b, _Atomic(uint32_t *) *slot)
 {
-	int rc = 0;
-	sums s = {0};
-	int64_t *hacc = NULL;
-	size_t nb = 0;
-	blk **bl = NULL;
-	if ((rc = st__map_init(&s.map, 4096)))
-		return rc;
-	pthread_rwlock_rdlock(&db->rw);
-	bl = snapshot_blocks(db, from, to, &nb);
-	uint32_t nst = (uint32_t)db->stacks.n;
-	hacc = calloc((size_t)nst + 1, sizeof(*hacc));
-	if (!bl || !hacc) {
-		pthread_rwlock_unlock(&db->rw);
-		rc = -ENOMEM;
-		goto out;
+	uint32_t *g = atomic_load(slot);
+	if (g)
+		return g;
+	g = malloc(((size_t)b->nstacks + 1) * sizeof(*g));
+	if (!g)
+		return NULL;
+	for (uint32_t k = 0; k < b->nstacks; k++) {
+		if (k + 8 < b->nstacks)
+			st__map_prefetch(&db->stacks.map, b->stacks[k + 8]);
+		g[k] = st__map_get(&db->stacks.map, b->stacks[k]);
 	}
+	uint32_t *none = NULL;
+	if (!atomic_compare_exchange_strong(slot, &none, g)) {
+		free(g);   /* another read mapped it first */
+		return none;
+	}
+	return g;
+}
+
+/* What a read adds into: sums per stack (the merge) or the timeline's
+ * sums per (group, step). */
+typedef struct reader {
+	const st_selection *sel;
+	sums *s;                 /* merge: stacks the registry lacks */
+	int64_t *hacc;           /* merge: sums by registry index, head and all */
+	size_t nst;              /* its size: the registry's at the snapshot */
+	bool steps;              /* else merge */
+	int64_t origin, step;
+	size_t nsteps;
+	const uint32_t *group;   /* by selection position */
+	int64_t *acc;
+	uint8_t *has;
+	st_err *err;
+	uint64_t raw_rows;       /* rows decoded from blocks and the head */
+} reader;
+
+/* The head's rows in [from, to), added under the caller's read lock. */
+static void read_head(st_db *db, reader *rd, const uint32_t *rg, int64_t from, int64_t to)
+{
 	for (size_t p = 0; p < db->nparts; p++) {
 		const hpart *h = db->parts[p];
 		if (h->start + db->opt.partition_ns <= from || h->start >= to)
 			continue;
+		rd->raw_rows += h->n;
 		for (size_t i = 0; i < h->n; i++) {
 			const hrow *r = &h->rows[i];
-			if (r->ts >= from && r->ts < to && gsel(sel, r->series))
-				hacc[r->stack] = (int64_t)((uint64_t)hacc[r->stack] + (uint64_t)r->value);
+			if (r->ts < from || r->ts >= to)
+				continue;
+			if (!rd->steps) {
+				if (gsel(rd->sel, r->series))
+					rd->hacc[r->stack] = st_sum_add(rd->hacc[r->stack], r->value);
+				continue;
+			}
+			uint32_t g = rg[r->series];
+			if (g == ST__MAP_NONE || r->ts < rd->origin)
+				continue;
+			size_t k = (size_t)((uint64_t)(r->ts - rd->origin) / (uint64_t)rd->step);
+			if (k >= rd->nsteps)
+				continue;
+			size_t at = (size_t)g * rd->nsteps + k;
+			rd->acc[at] = st_sum_add(rd->acc[at], r->value);
+			rd->has[at] = 1;
 		}
 	}
-	for (uint32_t i = 0; i < nst && !rc; i++)
-		if (hacc[i])
-			rc = sums_add(&s, db->stacks.ids[i], hacc[i]);
-	pthread_rwlock_unlock(&db->rw);
-	for (size_t i = 0; i < nb && !rc; i++) {
-		uint64_t *acc = calloc(bl[i]->b.nstacks, sizeof(*acc));
-		if (!acc) {
+}
+
+/* Reads the rows in [from, to) of one block (kb) or roll-up file (kb NULL,
+ * rollup true). The merge sums into an array of its own and adds it once
+ * the read succeeded, as does the timeline for a roll-up file (into the
+ * steps its part spans), so a damaged file adds nothing and its part can
+ * be read again elsewhere. */
+static int read_one(reader *rd, const blk *kb, const st__block *b, bool rollup,
+                    const uint32_t *gidx, int64_t from, int64_t to, uint64_t *rows)
+{
+	int rc = 0;
+	if (!rd->steps) {
+		int64_t *acc = calloc((size_t)b->nstacks + 1, sizeof(*acc));
+		if (!acc)
+			return -ENOMEM;
+		rc = scan_block(kb, b, rd->sel, from, to, acc, NULL, NULL, NULL, rows);
+		for (uint32_t x = 0; x < b->nstacks && !rc; x++) {
+			if (!acc[x])
+				continue;
+			if (gidx[x] < rd->nst)
+				rd->hacc[gidx[x]] = st_sum_add(rd->hacc[gidx[x]], acc[x]);
+			else
+				rc = sums_add(rd->s, b->stacks[x], acc[x]);
+		}
+		free(acc);
+		return rc;
+	}
+	if (from < rd->origin)
+		from = rd->origin;
+	if (from >= to)
+		return 0;
+	uint32_t *bg = malloc(((size_t)b->nseries + 1) * sizeof(*bg));
+	if (!bg)
+		return -ENOMEM;
+	uint32_t ng = 0;
+	for (uint32_t s = 0; s < b->nseries; s++) {
+		uint32_t pos = st__map_get(&rd->sel->map, b->series[s].id);
+		bg[s] = pos == ST__MAP_NONE ? ST__MAP_NONE : rd->group[pos];
+		if (bg[s] != ST__MAP_NONE && bg[s] >= ng)
+			ng = bg[s] + 1;
+	}
+	st__steps sp = {bg, from, to, rd->origin, rd->step, rd->nsteps, rd->acc, rd->has};
+	int64_t *tacc = NULL;
+	uint8_t *thas = NULL;
+	size_t k0 = 0, nk = 0;
+	if (rollup && ng) {
+		/* the steps [from, to) falls in, for every group */
+		k0 = (size_t)((uint64_t)(from - rd->origin) / (uint64_t)rd->step);
+		size_t k1 = (size_t)((uint64_t)(to - 1 - rd->origin) / (uint64_t)rd->step) + 1;
+		if (k1 > rd->nsteps)
+			k1 = rd->nsteps;
+		nk = k1 > k0 ? k1 - k0 : 0;
+		tacc = calloc((size_t)ng * nk + 1, sizeof(*tacc));
+		thas = calloc((size_t)ng * nk + 1, 1);
+		if (!tacc || !thas) {
 			rc = -ENOMEM;
+			goto out;
+		}
+		sp.origin = rd->origin + (int64_t)k0 * rd->step;
+		sp.nsteps = nk;
+		sp.acc = tacc;
+		sp.has = thas;
+	}
+	rc = scan_block(kb, b, rd->sel, from, to, NULL, &sp, NULL, NULL, rows);
+	for (size_t g = 0; !rc && tacc && g < ng; g++)
+		for (size_t k = 0; k < nk; k++) {
+			size_t at = g * rd->nsteps + k0 + k, t = g * nk + k;
+			if (!thas[t])
+				continue;
+			rd->acc[at] = st_sum_add(rd->acc[at], tacc[t]);
+			rd->has[at] = 1;
+		}
+out:
+	free(tacc);
+	free(thas);
+	free(bg);
+	return rc;
+}
+
+/* Raw rows of [from, to) from the blocks of the read's snapshot. */
+static int read_raw(reader *rd, blk *const *bl, size_t nb, int64_t from, int64_t to)
+{
+	int rc = 0;
+	for (size_t i = 0; i < nb && !rc; i++)
+		if (bl[i]->b.maxt >= from && bl[i]->b.mint < to)
+			rc = read_one(rd, bl[i], &bl[i]->b, false, atomic_load(&bl[i]->gidx),
+			              from, to, &rd->raw_rows);
+	return rc;
+}
+
+/* One part of a plan as the read's snapshot found it. */
+typedef struct rpart {
+	st__ru_file *f;          /* NULL: raw rows */
+	int64_t from, to;
+	const char *lost;        /* raw rows a damaged roll-up held are gone */
+	const uint32_t *gidx;    /* the merge: f's stacks' registry indices */
+} rpart;
+
+static void rparts_free(rpart *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		st__ru_file_unref(v[i].f);
+	free(v);
+}
+
+static int rparts_add(rpart **v, size_t *n, size_t *cap, const rpart *p)
+{
+	if (st__grow(v, cap, *n + 1, sizeof(**v)))
+		return -ENOMEM;
+	(*v)[(*n)++] = *p;
+	return 0;
+}
+
+/* Reads a plan: under one read lock, the head's rows of every span, the
+ * blocks and the roll-up files each part needs (so a cut meanwhile can
+ * neither double nor drop a row); then the files and blocks without it. */
+static int read_plan(st_db *db, reader *rd, const st_span *sp, size_t nsp)
+{
+	int rc = 0;
+	size_t nb = 0, np = 0, pcap = 0;
+	blk **bl = NULL;
+	rpart *parts = NULL;
+	uint32_t *rg = NULL;
+	int64_t lo = INT64_MAX, hi = INT64_MIN;
+	for (size_t i = 0; i < nsp; i++) {
+		if (sp[i].from_ns >= sp[i].to_ns)
+			continue;
+		lo = sp[i].from_ns < lo ? sp[i].from_ns : lo;
+		hi = sp[i].to_ns > hi ? sp[i].to_ns : hi;
+	}
+	if (lo >= hi)
+		return 0;
+	pthread_rwlock_rdlock(&db->rw);
+	bl = snapshot_blocks(db, lo, hi, &nb);
+	if (!bl) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	if (rd->steps) {
+		rg = malloc(((size_t)db->nseries + 1) * sizeof(*rg));
+		if (!rg) {
+			rc = -ENOMEM;
+			goto unlock;
+		}
+		for (uint32_t i = 0; i < db->nseries; i++) {
+			uint32_t pos = gsel(rd->sel, i) ? st__map_get(&rd->sel->map, db->series[i].id)
+			                                : ST__MAP_NONE;
+			rg[i] = pos == ST__MAP_NONE ? ST__MAP_NONE : rd->group[pos];
+		}
+	} else {
+		rd->nst = db->stacks.n;
+		rd->hacc = calloc(rd->nst + 1, sizeof(*rd->hacc));
+		if (!rd->hacc) {
+			rc = -ENOMEM;
+			goto unlock;
+		}
+		for (size_t i = 0; i < nb && !rc; i++)
+			if (!stack_gidx(db, &bl[i]->b, &bl[i]->gidx))
+				rc = -ENOMEM;
+	}
+	for (size_t i = 0; i < nsp && !rc; i++) {
+		int64_t from = sp[i].from_ns, to = sp[i].to_ns;
+		if (from >= to)
+			continue;
+		read_head(db, rd, rg, from, to);
+		st__ru_part *rp = NULL;
+		size_t nrp = 0;
+		if (sp[i].step_ns) {
+			if (st__ru_level(db->ru, sp[i].step_ns) < 0) {
+				rc = st__fail(rd->err, -EINVAL, "no roll-up level has a step of %" PRId64
+				              " ns", sp[i].step_ns);
+				break;
+			}
+			rc = st__ru_parts(db->ru, sp[i].step_ns, from, to, &rp, &nrp);
+		} else {
+			rp = malloc(sizeof(*rp));
+			rc = rp ? 0 : -ENOMEM;
+			if (rp)
+				rp[nrp++] = (st__ru_part){NULL, from, to};
+		}
+		for (size_t k = 0; k < nrp; k++) {
+			rpart p = {rp[k].f, rp[k].from, rp[k].to,
+			           rp[k].f ? NULL : st__ru_lost(db->ru, rp[k].from, rp[k].to), NULL};
+			if (!rc && rp[k].f && !rd->steps &&
+			    !(p.gidx = stack_gidx(db, st__ru_file_block(rp[k].f),
+			                          st__ru_file_gidx(rp[k].f))))
+				rc = -ENOMEM;
+			if (!rc)
+				rc = rparts_add(&parts, &np, &pcap, &p);
+			if (rc)
+				st__ru_file_unref(rp[k].f);
+		}
+		free(rp);
+	}
+unlock:
+	pthread_rwlock_unlock(&db->rw);
+	for (size_t i = 0; i < np && !rc; i++) {
+		rpart *p = &parts[i];
+		if (p->lost) {
+			rc = st__fail(rd->err, -EBADMSG, "roll-up file %s is damaged and the raw "
+			              "rows of its span are gone", p->lost);
 			break;
 		}
-		rc = scan_block(bl[i], sel, from, to, acc, NULL, NULL, NULL);
-		for (uint32_t k = 0; k < bl[i]->b.nstacks && !rc; k++)
-			if (acc[k])
-				rc = sums_add(&s, bl[i]->b.stacks[k], (int64_t)acc[k]);
-		free(acc);
+		if (!p->f) {
+			rc = read_raw(rd, bl, nb, p->from, p->to);
+			continue;
+		}
+		uint64_t rows = 0;
+		size_t level = st__ru_file_level(p->f);
+		rc = read_one(rd, NULL, st__ru_file_block(p->f), true, p->gidx, p->from, p->to,
+		              &rows);
+		st__ru_count(db->ru, level, rows);
+		if (rc != -EBADMSG)
+			continue;
+		/* damaged: raw rows of its part, while they exist */
+		if (!st__ru_file_damaged(db->ru, p->f)) {
+			rc = st__fail(rd->err, -EBADMSG, "roll-up file %s is damaged and the raw rows "
+			              "of its span are gone", st__ru_file_path(p->f));
+			break;
+		}
+		st__ru_fallback(db->ru);
+		rc = read_raw(rd, bl, nb, p->from, p->to);
 	}
-	if (rc)
-		goto out;
-	if (s.n)
-		qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
-	*out = s.v;
-	*nout = s.n;
-	s.v = NULL;
-out:
+	if (!rc && !rd->steps) {
+		/* the sums by index into (stack ID, sum): the registry's ID
+		 * array may move under ingest, so under the lock */
+		pthread_rwlock_rdlock(&db->rw);
+		size_t nz = 0;
+		for (size_t i = 0; i < rd->nst; i++)
+			nz += rd->hacc[i] != 0;
+		if (st__grow(&rd->s->v, &rd->s->cap, rd->s->n + nz + 1, sizeof(*rd->s->v)))
+			rc = -ENOMEM;
+		for (size_t i = 0; i < rd->nst && !rc; i++)
+			if (rd->hacc[i])
+				rd->s->v[rd->s->n++] = (st_stack_sum){db->stacks.ids[i], rd->hacc[i]};
+		pthread_rwlock_unlock(&db->rw);
+	}
+	__atomic_fetch_add(&db->rows_read_raw, rd->raw_rows, __ATOMIC_RELAXED);
 	for (size_t i = 0; bl && i < nb; i++)
 		blk_unref(bl[i]);
 	free(bl);
-	free(hacc);
+	rparts_free(parts, np);
+	free(rg);
+	free(rd->hacc);
+	rd->hacc = NULL;
+	return rc;
+}
+
+static int emb_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                           st_stack_sum **out, size_t *nout, st_err *err)
+{
+	sums s = {0};
+	int rc = st__map_init(&s.map, 4096);
+	if (rc)
+		return rc;
+	reader rd = {.sel = sel, .s = &s, .err = err};
+	rc = read_plan(db, &rd, sp, nsp);
+	if (!rc) {
+		if (s.n)
+			qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
+		*out = s.v;
+		*nout = s.n;
+		s.v = NULL;
+	}
 	free(s.v);
 	st__map_free(&s.map);
 	return rc;
@@ -1570,15 +2224,15 @@ typedef struct rows_arg {
 	void *arg;
 } rows_arg;
 
-static int rows_chunk(void *arg, const blk *k, const st__chunk_rows *r,
+static int rows_chunk(void *arg, const st__block *b, const st__chunk_rows *r,
                       const uint8_t *want, bool all, int64_t from, int64_t to)
 {
 	rows_arg *ra = arg;
 	for (uint32_t i = 0; i < r->n; i++) {
 		if (!all && !(want[r->series[i]] && r->ts[i] >= from && r->ts[i] < to))
 			continue;
-		st_row row = {r->ts[i], k->b.series[r->series[i]].id,
-		              k->b.stacks[r->stack[i]], r->value[i]};
+		st_row row = {r->ts[i], b->series[r->series[i]].id,
+		              b->stacks[r->stack[i]], r->value[i]};
 		int rc = ra->fn(ra->arg, &row);
 		if (rc)
 			return rc;
@@ -1587,7 +2241,7 @@ static int rows_chunk(void *arg, const blk *k, const st__chunk_rows *r,
 }
 
 static int emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                    st_row_fn fn, void *arg)
+            st_row_fn fn, void *arg)
 {
 	int rc = 0;
 	size_t nb = 0, nh = 0, hcap = 0;
@@ -1615,8 +2269,9 @@ static int emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to
 	if (!bl)
 		rc = -ENOMEM;
 	rows_arg ra = {fn, arg};
+	uint64_t rows = 0;
 	for (size_t i = 0; i < nb && !rc; i++)
-		rc = scan_block(bl[i], sel, from, to, NULL, NULL, rows_chunk, &ra);
+		rc = scan_block(bl[i], &bl[i]->b, sel, from, to, NULL, NULL, rows_chunk, &ra, &rows);
 	for (size_t i = 0; i < nh && !rc; i++)
 		rc = fn(arg, &hrows[i]);
 	for (size_t i = 0; bl && i < nb; i++)
@@ -1628,67 +2283,151 @@ static int emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to
 
 /* ---- the timeline: sums per (group, step) ---- */
 
-static int emb_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                            int64_t origin, int64_t step, size_t nsteps,
-                            const uint32_t *group, int64_t *acc, uint8_t *has)
+static int emb_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp,
+                                  size_t nsp, int64_t origin, int64_t step, size_t nsteps,
+                                  const uint32_t *group, int64_t *acc, uint8_t *has,
+                                  st_err *err)
+{
+	reader rd = {.sel = sel, .steps = true, .origin = origin, .step = step, .nsteps = nsteps,
+	             .group = group, .acc = acc, .has = has, .err = err};
+	return read_plan(db, &rd, sp, nsp);
+}
+
+/* ---- roll-ups ---- */
+
+static size_t emb_rollup_steps(st_db *db, int64_t *steps, size_t max)
+{
+	size_t n = st__ru_nlevels(db->ru);
+	for (size_t i = 0; i < n && i < max; i++)
+		steps[i] = st__ru_step(db->ru, i);
+	return n;
+}
+
+static int emb_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
+                    size_t *n)
+{
+	pthread_rwlock_rdlock(&db->rw);
+	int rc = st__ru_spans(db->ru, step, from, to, out, n);
+	pthread_rwlock_unlock(&db->rw);
+	return rc;
+}
+
+/* The coverage of [s, e)'s partitions, for a roll-up built from raw rows.
+ * Caller holds rw. */
+static int covers_of(st_db *db, int64_t s, int64_t e, covers *out)
 {
 	int rc = 0;
-	size_t nb = 0;
-	uint32_t *rg = NULL, *bg = NULL;
-	if (from < origin)
-		from = origin;
+	for (int64_t p = s; p < e && !rc; p += db->opt.partition_ns) {
+		uint64_t l = covered(&db->cover, p);
+		if (l)
+			rc = cover_note(out, p, l);
+	}
+	return rc;
+}
+
+/* Builds one roll-up file: from its job's files, or from the blocks over
+ * its span as the store has them now, with the coverage they hold. A span
+ * with a damaged block gets none: its raw rows stay what queries read,
+ * without the damaged chunks and saying so, where a roll-up would hide the
+ * loss (and building it would fail at every pass). */
+static int rollup_job(st_db *db, const st__ru_job *j)
+{
+	int rc = 0;
+	size_t nb = 0, nin = 0;
+	blk **bl = NULL;
+	covers cov = {0};
+	const st__block **in = NULL;
+	st__ru_file *f = NULL;
+	st_err err = {{0}};
 	pthread_rwlock_rdlock(&db->rw);
-	blk **bl = snapshot_blocks(db, from, to, &nb);
-	rg = malloc(((size_t)db->nseries + 1) * sizeof(*rg));
-	if (!bl || !rg) {
-		pthread_rwlock_unlock(&db->rw);
-		rc = -ENOMEM;
-		goto out;
-	}
-	/* the head, under the lock and without a copy of its rows */
-	for (uint32_t i = 0; i < db->nseries; i++) {
-		uint32_t pos = gsel(sel, i) ? st__map_get(&sel->map, db->series[i].id) : ST__MAP_NONE;
-		rg[i] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
-	}
-	for (size_t p = 0; p < db->nparts; p++) {
-		const hpart *h = db->parts[p];
-		if (h->start + db->opt.partition_ns <= from || h->start >= to)
-			continue;
-		for (size_t i = 0; i < h->n; i++) {
-			const hrow *r = &h->rows[i];
-			uint32_t g = rg[r->series];
-			if (g == ST__MAP_NONE || r->ts < from || r->ts >= to)
-				continue;
-			size_t k = (size_t)((uint64_t)(r->ts - origin) / (uint64_t)step);
-			if (k >= nsteps)
-				continue;
-			acc[(size_t)g * nsteps + k] =
-				(int64_t)((uint64_t)acc[(size_t)g * nsteps + k] + (uint64_t)r->value);
-			has[(size_t)g * nsteps + k] = 1;
+	if (j->nsrc) {
+		in = malloc(j->nsrc * sizeof(*in));
+		for (size_t i = 0; in && i < j->nsrc && !rc; i++) {
+			const st__block *b = st__ru_file_block(j->src[i]);
+			in[nin++] = b;
+			for (uint32_t c = 0; c < b->ncover && !rc; c++)
+				if (b->cover[c].partition_start >= j->start &&
+				    b->cover[c].partition_start < j->end)
+					rc = cover_note(&cov, b->cover[c].partition_start, b->cover[c].wal_lsn);
 		}
+	} else {
+		bl = snapshot_blocks(db, j->start, j->end, &nb);
+		in = malloc((nb + 1) * sizeof(*in));
+		for (size_t i = 0; in && bl && i < nb; i++)
+			in[nin++] = &bl[i]->b;
+		if (bl)
+			rc = covers_of(db, j->start, j->end, &cov);
 	}
 	pthread_rwlock_unlock(&db->rw);
-	for (size_t i = 0; i < nb && !rc; i++) {
-		const blk *k = bl[i];
-		free(bg);
-		bg = malloc(((size_t)k->b.nseries + 1) * sizeof(*bg));
-		if (!bg) {
-			rc = -ENOMEM;
-			break;
-		}
-		for (uint32_t s = 0; s < k->b.nseries; s++) {
-			uint32_t pos = st__map_get(&sel->map, k->b.series[s].id);
-			bg[s] = pos == ST__MAP_NONE ? ST__MAP_NONE : group[pos];
-		}
-		st__steps sp = {bg, from, to, origin, step, nsteps, acc, has};
-		rc = scan_block(k, sel, from, to, NULL, &sp, NULL, NULL);
+	if (!in || (!j->nsrc && !bl))
+		rc = -ENOMEM;
+	bool damaged = false;
+	for (size_t i = 0; bl && i < nb; i++)
+		damaged |= atomic_load(&bl[i]->damaged);
+	if (!rc && !damaged)
+		rc = st__ru_write(db->ru, j, in, nin, cov.v, cov.n, &f, &err);
+	if (rc == -EBADMSG && bl) {
+		/* found now: mark the block (blk_check names it) so the next
+		 * pass skips the span at once */
+		for (size_t i = 0; i < nb; i++)
+			blk_check(bl[i]);
+		damaged = true;
+		rc = 0;
 	}
-out:
+	if (damaged) {
+		/* nothing built */
+	} else if (!rc) {
+		pthread_rwlock_wrlock(&db->rw);
+		st__ru_install(db->ru, f);
+		pthread_rwlock_unlock(&db->rw);
+	} else if (rc == -ENODATA) {
+		rc = 0;   /* nothing left in its span */
+	} else {
+		fprintf(stderr, "smolder storage: roll-up: %s\n", err.msg[0] ? err.msg : strerror(-rc));
+	}
 	for (size_t i = 0; bl && i < nb; i++)
 		blk_unref(bl[i]);
 	free(bl);
-	free(rg);
-	free(bg);
+	free(in);
+	free(cov.v);
+	return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int emb_rollup(st_db *db, int64_t now)
+{
+	int rc = 0;
+	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns
+	                                                      : INT64_MIN;
+	pthread_mutex_lock(&db->maint_mu);
+	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li++) {
+		st__ru_job *jobs = NULL;
+		size_t nj = 0;
+		int64_t *parts = NULL;
+		pthread_rwlock_rdlock(&db->rw);
+		/* the partitions that have rows in blocks (or had, before
+		 * retention), in time order */
+		parts = malloc((db->cover.n + 1) * sizeof(*parts));
+		if (parts) {
+			for (size_t i = 0; i < db->cover.n; i++)
+				parts[i] = db->cover.v[i].partition_start;
+			qsort(parts, db->cover.n, sizeof(*parts), cmp_i64);
+			rc = st__ru_todo(db->ru, li, parts, db->cover.n, now, keep_after, &jobs, &nj);
+		} else {
+			rc = -ENOMEM;
+		}
+		pthread_rwlock_unlock(&db->rw);
+		free(parts);
+		for (size_t i = 0; i < nj && !rc; i++)
+			rc = rollup_job(db, &jobs[i]);
+		st__ru_jobs_free(jobs, nj);
+	}
+	pthread_mutex_unlock(&db->maint_mu);
 	return rc;
 }
 
@@ -1712,6 +2451,8 @@ static void emb_get_stats(st_db *db, st_stats *o)
 	o->stacks = db->stacks.n;
 	o->replayed_records = db->replayed;
 	o->torn_bytes = db->torn_bytes;
+	o->rows_read[0] = __atomic_load_n(&db->rows_read_raw, __ATOMIC_RELAXED);
+	st__ru_stats(db->ru, o);
 	pthread_rwlock_unlock(&db->rw);
 	pthread_mutex_lock(&db->append_mu);
 	st__wal_usage(db->wal, &o->wal_segments, &o->wal_bytes);
@@ -1766,8 +2507,11 @@ static const st__ops emb_ops = {
 	.select = emb_select,
 	.series_labels = emb_series_labels,
 	.rows = emb_rows,
-	.series_steps = emb_series_steps,
-	.merge = emb_merge,
+	.merge_spans = emb_merge_spans,
+	.series_steps_spans = emb_series_steps_spans,
+	.rollup_steps = emb_rollup_steps,
+	.rollup_spans = emb_rollup_spans,
+	.rollup = emb_rollup,
 	.stack_frames = emb_stack_frames,
 	.stack_locations = emb_stack_locations,
 	.location = emb_location,

@@ -283,10 +283,34 @@ static int setting_locked(st__meta *m, const char *key, int64_t *value)
 	return rc == SQLITE_ROW ? 0 : -EBADMSG;
 }
 
+const char *st__meta_errmsg(st__meta *m)
+{
+	return sqlite3_errmsg(m->w);
+}
+
 int st__meta_setting(st__meta *m, const char *key, int64_t *value)
 {
 	pthread_mutex_lock(&m->w_mu);
 	int rc = setting_locked(m, key, value);
+	pthread_mutex_unlock(&m->w_mu);
+	return rc;
+}
+
+int st__meta_setting_raise(st__meta *m, const char *key, int64_t value)
+{
+	pthread_mutex_lock(&m->w_mu);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(m->w, "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+	                            "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS "
+	                            "INTEGER), excluded.value)", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, value);
+		rc = step_done(m->w, st);
+	} else {
+		rc = sql_err(m->w, rc);
+	}
+	sqlite3_finalize(st);
 	pthread_mutex_unlock(&m->w_mu);
 	return rc;
 }

@@ -15,6 +15,12 @@ void st__meta_close(st__meta *m);
 /* Stores value under key the first time; afterwards returns the stored
  * value in *value (settings the data on disk depends on). */
 int st__meta_setting(st__meta *m, const char *key, int64_t *value);
+/* Raises the setting key to at least value (creating it). */
+int st__meta_setting_raise(st__meta *m, const char *key, int64_t value);
+
+/* SQLite's message for the writer connection's last failure; for st_open's
+ * messages, before any other thread uses the store. */
+const char *st__meta_errmsg(st__meta *m);
 
 /* Writer side, any thread: this module serializes every use of its writer
  * connection itself. A transaction is begin, puts, then commit or rollback

@@ -22,6 +22,27 @@
 int st__fail(st_err *err, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* ---- fault injection ----
+ * Points where a test makes storage fail the way a disk or the allocator
+ * would, to check that no failure path loses or doubles a row. The hook is
+ * NULL outside tests; set it before any thread uses the store. It returns
+ * 0 to go on or a negative errno to fail at that point. */
+enum {
+	ST__FAULT_CUT_OPEN,      /* opening the block a cut just wrote */
+	ST__FAULT_CUT_MEMORY,    /* the cut's in-memory record of the block */
+	ST__FAULT_CUT_COVER,     /* the cut's coverage row in SQLite */
+	ST__FAULT_APPEND_WAL,    /* an append's WAL write: -ENOSPC, a full disk */
+};
+extern int (*st__fault_hook)(int point);
+static inline int st__fault(int point)
+{
+	return st__fault_hook ? st__fault_hook(point) : 0;
+}
+
+/* ---- clocks ---- */
+/* CLOCK_REALTIME in ns (sample times); st_mono_ns() is in storage.h. */
+int64_t st__real_ns(void);
+
 /* ---- CRC32C (Castagnoli), through ISA-L's hardware-accelerated crc32_iscsi ---- */
 uint32_t st__crc32c(uint32_t crc, const void *buf, size_t len);
 
@@ -170,6 +191,10 @@ typedef struct st__dbatch {
  * st_stack_hash(). */
 int st__batch_validate(const st_batch *b, uint64_t *series_ids, st_err *err);
 
+/* -EINVAL with err when a sample is dated more than max_future_ns (0: no
+ * limit) past the clock. */
+int st__batch_check_future(const st_batch *b, int64_t max_future_ns, st_err *err);
+
 /* Appends the canonical encoding of b (labels sorted) to out. */
 int st__batch_encode(const st_batch *b, const uint64_t *series_ids, st__buf *out);
 
@@ -258,6 +283,9 @@ typedef struct st__blk_cover {
 typedef struct st__block {
 	const uint8_t *img;
 	size_t len;
+	uint32_t step_s;         /* 0: raw rows; else a roll-up whose rows are
+	                          * sums per step of this many seconds, each at
+	                          * its step's start (a multiple of the step) */
 	int64_t mint, maxt;
 	uint64_t nrows;
 	uint64_t wal_lsn;
@@ -289,10 +317,10 @@ typedef struct st__chunk_rows {
 int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *out);
 /* Adds the value of every row of chunk ci whose block-local series is
  * wanted and whose time is in [from, to) (every row when all) into
- * acc[block-local stack], without storing rows. A damaged chunk is
+ * acc[block-local stack] (st_sum_add), without storing rows. A damaged chunk is
  * -EBADMSG, and acc may then hold part of it. */
 int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
-                    int64_t from, int64_t to, uint64_t *acc, st__chunk_rows *scratch);
+                    int64_t from, int64_t to, int64_t *acc, st__chunk_rows *scratch);
 void st__chunk_rows_free(st__chunk_rows *r);
 
 /* What st__chunk_steps adds into: the timeline's sums per (group, step). */
@@ -330,6 +358,14 @@ typedef struct st__block_spec {
 	uint32_t nseries_u;
 	const uint64_t *stack_ids;   /* universe: index -> stack ID */
 	uint32_t nstacks_u;
+	/* st__block_merge_fd only: with window set, rows outside [from, to)
+	 * are left out; with step_s > 0 the output is a roll-up: each row's
+	 * time goes down to a multiple of step_s seconds and rows of the same
+	 * (series, time, stack) are summed (a sum beyond ST_MAX_VALUE is kept
+	 * as several rows, so nothing overflows and the total stays exact) */
+	bool window;
+	int64_t from, to;
+	uint32_t step_s;
 } st__block_spec;
 
 /* Sorts rows and writes a complete block image to fd. -EINVAL for an index
@@ -339,8 +375,9 @@ int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_s
 /* Writes one block holding every row of the blocks in[0..nin) to fd,
  * reading them a chunk at a time: memory grows with the inputs'
  * dictionaries and the number of inputs, not with their rows. Uses spec's
- * cover, parents and chunk_rows; the universes are built from the inputs.
- * -EBADMSG when an input chunk is damaged. */
+ * cover, parents, chunk_rows, window and step_s; the universes are built
+ * from the inputs. -EBADMSG when an input chunk is damaged, -ENODATA when
+ * no row falls in the window (nothing is written then). */
 int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
                        const st__block_spec *spec);
 

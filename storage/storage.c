@@ -47,9 +47,15 @@ int st_compact(st_db *db)
 int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns, int64_t to_ns,
               st_selection **out, st_err *err)
 {
+	return st_select_until(db, m, nm, from_ns, to_ns, 0, out, err);
+}
+
+int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
+                    int64_t to_ns, int64_t deadline_ns, st_selection **out, st_err *err)
+{
 	if (err)
 		err->msg[0] = 0;
-	return st__backend_of(db)->select(db, m, nm, from_ns, to_ns, out, err);
+	return st__backend_of(db)->select(db, m, nm, from_ns, to_ns, deadline_ns, out, err);
 }
 
 int st_series_labels(st_db *db, uint64_t series_id, st_label **out, size_t *n)
@@ -63,20 +69,56 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns, 
 	return st__backend_of(db)->rows(db, sel, from_ns, to_ns, fn, arg);
 }
 
+int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *spans,
+                          size_t nspans, int64_t origin_ns, int64_t step_ns, size_t nsteps,
+                          const uint32_t *group, int64_t *sums, uint8_t *has, st_err *err)
+{
+	if (err)
+		err->msg[0] = 0;
+	if (step_ns <= 0)
+		return -EINVAL;
+	return st__backend_of(db)->series_steps_spans(db, sel, spans, nspans, origin_ns, step_ns,
+	                                              nsteps, group, sums, has, err);
+}
+
 int st_series_steps(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
                     int64_t origin_ns, int64_t step_ns, size_t nsteps, const uint32_t *group,
                     int64_t *sums, uint8_t *has)
 {
-	if (step_ns <= 0)
-		return -EINVAL;
-	return st__backend_of(db)->series_steps(db, sel, from_ns, to_ns, origin_ns, step_ns,
-	                                        nsteps, group, sums, has);
+	st_span raw = {0, from_ns < origin_ns ? origin_ns : from_ns, to_ns};
+	return st_series_steps_spans(db, sel, &raw, 1, origin_ns, step_ns, nsteps, group, sums,
+	                             has, NULL);
+}
+
+int st_merge_spans(st_db *db, const st_selection *sel, const st_span *spans, size_t nspans,
+                   st_stack_sum **out, size_t *n, st_err *err)
+{
+	if (err)
+		err->msg[0] = 0;
+	return st__backend_of(db)->merge_spans(db, sel, spans, nspans, out, n, err);
 }
 
 int st_merge(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
              st_stack_sum **out, size_t *n)
 {
-	return st__backend_of(db)->merge(db, sel, from_ns, to_ns, out, n);
+	st_span raw = {0, from_ns, to_ns};
+	return st_merge_spans(db, sel, &raw, 1, out, n, NULL);
+}
+
+size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
+{
+	return st__backend_of(db)->rollup_steps(db, steps, max);
+}
+
+int st_rollup_spans(st_db *db, int64_t step_ns, int64_t from_ns, int64_t to_ns, st_span **out,
+                    size_t *n)
+{
+	return st__backend_of(db)->rollup_spans(db, step_ns, from_ns, to_ns, out, n);
+}
+
+int st_rollup(st_db *db, int64_t now_ns)
+{
+	return st__backend_of(db)->rollup(db, now_ns);
 }
 
 int st_stack_frames(st_db *db, uint64_t stack_id, st_frame_info **out, size_t *n)
@@ -182,11 +224,27 @@ void st_selection_free(st_selection *s)
 
 size_t st_selection_count(const st_selection *s) { return s->n; }
 uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
+uint64_t st_selection_damaged(const st_selection *s)
+{
+	return atomic_load(&((st_selection *)s)->damaged);
+}
 
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
+}
+
+int st__selection_index(st_selection *sel, uint64_t *ids, size_t n)
+{
+	sel->ids = ids;
+	sel->n = n;
+	if (n)
+		qsort(ids, n, sizeof(*ids), cmp_u64);
+	int rc = st__map_init(&sel->map, n);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = st__map_put(&sel->map, ids[i], (uint32_t)i);
+	return rc;
 }
 
 int st__selection_new(uint64_t *ids, size_t n, st_selection **out)
@@ -196,13 +254,7 @@ int st__selection_new(uint64_t *ids, size_t n, st_selection **out)
 		free(ids);
 		return -ENOMEM;
 	}
-	sel->ids = ids;
-	sel->n = n;
-	if (n)
-		qsort(ids, n, sizeof(*ids), cmp_u64);
-	int rc = st__map_init(&sel->map, n);
-	for (size_t i = 0; i < n && !rc; i++)
-		rc = st__map_put(&sel->map, ids[i], (uint32_t)i);
+	int rc = st__selection_index(sel, ids, n);
 	if (rc) {
 		st_selection_free(sel);
 		return rc;

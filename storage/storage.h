@@ -43,6 +43,9 @@
 /* The label that carries a series' profile type, as Prometheus' __name__. */
 #define ST_TYPE_LABEL "__name__"
 
+/* Roll-up levels a store may keep (st_options.rollup_steps_ns). */
+#define ST_MAX_ROLLUPS 4
+
 typedef struct st_db st_db;
 typedef struct st_selection st_selection;
 
@@ -66,6 +69,17 @@ typedef struct st_options {
 	uint64_t compact_max_rows; /* compaction never builds a bigger block; 16 M */
 	int64_t compact_max_span_ns; /* nor one spanning longer; default 24 h */
 	uint32_t chunk_rows;       /* rows per column chunk; default 16384 */
+	int64_t max_future_ns;     /* refuse rows dated further ahead of the
+	                            * clock; default 10 min, 0 no limit */
+	uint64_t max_series;       /* refuse batches that would make the store
+	                            * hold more series; default 1 M, 0 none */
+	/* Roll-up levels: per (series, stack), the sum of values per step,
+	 * written by st_rollup() and read in place of raw rows where they
+	 * hold every row of a step. Steps ascend, each a whole number of
+	 * seconds dividing the next; default 1 h and 1 d. nrollups 0: none */
+	uint32_t nrollups;
+	int64_t rollup_steps_ns[ST_MAX_ROLLUPS];
+	int64_t rollup_retention_ns; /* delete roll-ups older; default 90 d, 0 keeps all */
 } st_options;
 
 typedef struct st_label {
@@ -103,7 +117,15 @@ enum { ST_FRAME_USER = 0, ST_FRAME_KERNEL = 1, ST_FRAME_NAMED = 2 };
  * the code belongs to: "python", "js", "java", ...; 1..ST_MAX_LANG_LEN
  * bytes of [a-z0-9_.+-]), the source file and the line being executed.
  * Each is optional; two frames that differ in any of them are different
- * locations. Other kinds must leave them unset. */
+ * locations. Other kinds must leave them unset.
+ *
+ * A stack whose walk stopped before its outermost frame (no unwind rule,
+ * unreadable memory, the depth limit: its callers are missing) ends,
+ * outermost, with the named frame ST_TRUNCATED_FRAME, which carries no
+ * language, file or line. It marks the stack, it is no code: queries leave
+ * it out of trees and count the stack's samples as truncated instead. The
+ * agent's WIRE_TRUNCATED_FRAME. */
+#define ST_TRUNCATED_FRAME "[truncated]"
 typedef struct st_frame {
 	uint32_t kind;
 	uint32_t object;     /* user: index into st_batch.objects */
@@ -206,12 +228,53 @@ typedef struct st_stats {
 	uint64_t remote_insert_batches; /* batches grouped into them */
 	uint64_t remote_dedup_rows;     /* rows of a batch sent again, stored once */
 	uint64_t remote_failures;       /* requests that failed */
+	uint64_t remote_reads[1 + ST_MAX_ROLLUPS]; /* queries of sample sums: [0] raw
+	                                 * rows, [1 + i] roll-up level i */
+	/* rows decoded by reads since open: [0] raw rows (blocks and head),
+	 * [1 + i] the roll-up level with step rollup_steps_ns[i] */
+	uint64_t rows_read[1 + ST_MAX_ROLLUPS];
+	uint32_t nrollups;
+	int64_t rollup_steps_ns[ST_MAX_ROLLUPS];
+	uint64_t rollup_files[ST_MAX_ROLLUPS];
+	uint64_t rollup_rows[ST_MAX_ROLLUPS];
+	uint64_t rollup_bytes[ST_MAX_ROLLUPS];
+	uint64_t rollup_damaged;    /* roll-up files found damaged since open */
+	uint64_t rollup_fallbacks;  /* reads that used raw rows for a damaged one */
 } st_stats;
+
+/* Sums of sample values saturate instead of wrapping around: one that
+ * would pass INT64_MAX (INT64_MIN) stays there, sticky, and whoever shows a
+ * sum reports such a value as saturated (st_sum_saturated). 40,000 rows of
+ * 2^48 nanoseconds (a fleet's CPU time over a long range) pass INT64_MAX;
+ * wrapping turned them negative. Every sum storage and the query engine
+ * return is made with this. */
+static inline bool st_sum_saturated(int64_t v)
+{
+	return v == INT64_MAX || v == INT64_MIN;
+}
+
+static inline int64_t st_sum_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (st_sum_saturated(a))
+		return a;
+	if (st_sum_saturated(b))
+		return b;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
 
 /* Whether s[0..n) is strict UTF-8 (no overlong forms, no surrogates,
  * nothing past U+10FFFF): the rule label values must pass, for callers that
  * want to check text the way the store will. */
 int st_utf8_valid(const char *s, size_t n);
+/* The length of the valid UTF-8 sequence at s[0..n) (1 to 4), or 0 when
+ * none starts there: for writers that mend what is not UTF-8 (JSON). */
+size_t st_utf8_len(const char *s, size_t n);
+
+/* CLOCK_MONOTONIC in ns: the clock of st_select_until()'s deadlines. */
+int64_t st_mono_ns(void);
 
 /* Fills opt with the defaults above. */
 void st_options_default(st_options *opt);
@@ -237,9 +300,18 @@ typedef struct st_ch_options {
 	/* Where local copies of debug-info files go (st_file_path). */
 	const char *cache_dir;
 	int64_t retention_ns;      /* drop day partitions older; 0 keeps all */
+	/* the roll-up levels' (1 h and 1 d, summed at insert by materialized
+	 * views): drop day partitions older; default 90 d, 0 keeps all */
+	int64_t rollup_retention_ns;
 	int64_t timeout_ns;        /* per ClickHouse request; default 30 s */
 	uint32_t max_group_rows;   /* concurrent appends grouped into one insert
 	                            * up to this many rows; default 1 M */
+	int64_t max_future_ns;     /* as st_options'; default 10 min, 0 no limit */
+	/* refuse batches whose new series would pass this many in ClickHouse;
+	 * default 1 M, 0 none. Checked against a count at most 10 s old plus
+	 * this server's own since, so servers sharing the store may together
+	 * pass it by what they add in that time */
+	uint64_t max_series;
 } st_ch_options;
 
 /* Fills opt with the defaults above (urls, cluster and cache_dir NULL). */
@@ -261,10 +333,14 @@ void st_close(st_db *db);
 /* Validates batch, writes it to the WAL and the head, and returns once the
  * WAL record is on stable storage (group commit with concurrent callers).
  * Reads may see the rows a moment before the call returns. Thread-safe.
- * Returns 0, -EINVAL with err for a bad batch, -ENOENT with err when a
+ * Returns 0, -EINVAL with err for a bad batch (rows dated more than
+ * max_future_ns ahead included), -EUSERS with err when its new series
+ * would pass max_series, -ENOENT with err when a
  * sample names a stack that is neither in the batch nor stored (the batch
  * is otherwise fine: the sender should resend it with that stack's frames;
- * nothing of it was stored), or -EIO when the disk failed: the store then
+ * nothing of it was stored), -ENOSPC (-EDQUOT from the file system) when
+ * the disk is full: nothing of the batch is stored, later ones may pass, or
+ * -EIO when the disk failed: the store then
  * refuses every further append, and whether that last batch survives a
  * restart depends on what reached the disk. */
 int st_append(st_db *db, const st_batch *batch, st_err *err);
@@ -298,11 +374,25 @@ int st_retention(st_db *db, int64_t now_ns);
 int st_compact(st_db *db);
 
 /* Selects series that match every matcher and have rows in
- * [from_ns, to_ns). Free with st_selection_free(). */
+ * [from_ns, to_ns). Free with st_selection_free(). A regex that exhausts
+ * its match budget on some label value (nested repetition backtracking
+ * exponentially) fails with -EINVAL and err naming the regex; it is never
+ * taken for a match or a miss. */
 int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
               int64_t to_ns, st_selection **out, st_err *err);
+/* The same with a deadline on CLOCK_MONOTONIC (0: none): this call, and
+ * every read over the selection it returns (st_merge, st_series_steps,
+ * st_rows), fail with -ETIMEDOUT once it has passed, so a query cannot
+ * outlive the time its caller gave it. */
+int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from_ns,
+                    int64_t to_ns, int64_t deadline_ns, st_selection **out, st_err *err);
 void st_selection_free(st_selection *sel);
 size_t st_selection_count(const st_selection *sel);
+/* Chunks that reads over sel left out because they are damaged (a
+ * checksum that does not match, content that does not decode): the
+ * answers lack their rows, and say so by this count. Each damaged block
+ * is named once on stderr. */
+uint64_t st_selection_damaged(const st_selection *sel);
 /* The i-th selected series ID, ascending. */
 uint64_t st_selection_id(const st_selection *sel, size_t i);
 
@@ -311,12 +401,14 @@ uint64_t st_selection_id(const st_selection *sel, size_t i);
 int st_series_labels(st_db *db, uint64_t series_id, st_label **out, size_t *n);
 
 /* Calls fn for every row of the selected series in [from_ns, to_ns), in no
- * particular order. A non-zero return from fn stops and is returned. */
+ * particular order. A non-zero return from fn stops and is returned. Reads
+ * over a selection skip damaged chunks (st_selection_damaged) and stop
+ * with -ETIMEDOUT past its deadline (st_select_until). */
 typedef int (*st_row_fn)(void *arg, const st_row *row);
 int st_rows(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
             st_row_fn fn, void *arg);
 
-/* The timeline without rows: adds the value of every row of the selected
+/* The timeline without rows: adds (st_sum_add) the value of every row of the selected
  * series in [from_ns, to_ns) into sums[g * nsteps + k] and sets has[g *
  * nsteps + k], where k = (ts - origin_ns) / step_ns and g = group[i] for
  * the series' position i in the selection (st_selection_id order);
@@ -328,10 +420,53 @@ int st_series_steps(st_db *db, const st_selection *sel, int64_t from_ns, int64_t
                     const uint32_t *group, int64_t *sums, uint8_t *has);
 
 /* Sums values per stack over the selected series in [from_ns, to_ns)
- * without materializing rows. *out is sorted by stack ID; the caller frees
- * it with free(). */
+ * without materializing rows, saturating (st_sum_add). *out is sorted by
+ * stack ID; the caller frees it with free(). */
 int st_merge(st_db *db, const st_selection *sel, int64_t from_ns,
              int64_t to_ns, st_stack_sum **out, size_t *n);
+
+/* ---- roll-ups ----
+ * A read plan is a list of spans, each read either from raw rows or from
+ * one roll-up level: "which step, over which time range". Rows still in
+ * the head are read for every span whatever its step (no level holds
+ * them). A span of a level is only exact over whole steps of it, and only
+ * where the level holds every row: st_rollup_spans says where. Where a
+ * level cannot answer when the read runs (a file replaced, damaged or
+ * deleted since the plan was made), storage reads raw rows instead. */
+typedef struct st_span {
+	int64_t step_ns;   /* 0: raw rows; else a roll-up level's step */
+	int64_t from_ns, to_ns;
+} st_span;
+
+/* The roll-up levels' steps, finest first, into steps[0..max); returns
+ * how many levels there are. */
+size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max);
+
+/* Where the level with step_ns holds every row: whole steps within
+ * [from_ns, to_ns), as ascending disjoint spans (step_ns set) in *out,
+ * which the caller frees. -EINVAL for a step that is no level's. */
+int st_rollup_spans(st_db *db, int64_t step_ns, int64_t from_ns, int64_t to_ns,
+                    st_span **out, size_t *n);
+
+/* Writes the roll-ups that are due: each level's spans that ended more
+ * than cut_grace_ns before now_ns and lack an up-to-date file (new, or
+ * late rows were cut since), from the level below or raw rows; then
+ * deletes roll-ups older than rollup_retention_ns. Each file is written
+ * under a temporary name, fsynced and renamed: it exists whole or not. */
+int st_rollup(st_db *db, int64_t now_ns);
+
+/* st_merge over a plan: spans must not overlap. A damaged roll-up file
+ * is counted and its part read from raw rows; -EBADMSG with err naming
+ * the file when those are gone. */
+int st_merge_spans(st_db *db, const st_selection *sel, const st_span *spans, size_t nspans,
+                   st_stack_sum **out, size_t *n, st_err *err);
+
+/* st_series_steps over a plan; a level's span is used as it is, so its
+ * step should divide step_ns (else a roll-up row lands in the step its
+ * start falls in). */
+int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *spans,
+                          size_t nspans, int64_t origin_ns, int64_t step_ns, size_t nsteps,
+                          const uint32_t *group, int64_t *sums, uint8_t *has, st_err *err);
 
 /* Frames of a stack, leaf first. -ENOENT for an unknown stack. The caller
  * frees *out with free() (one allocation). */

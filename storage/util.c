@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <isa-l/crc.h>
@@ -21,6 +22,18 @@ int st__fail(st_err *err, int rc, const char *fmt, ...)
 	}
 	return rc;
 }
+
+int (*st__fault_hook)(int point);
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t st_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+int64_t st__real_ns(void) { return clock_ns(CLOCK_REALTIME); }
 
 /* ISA-L's crc32_iscsi is CRC32C without the final inversion and with the
  * seed passed raw; this wraps it into the usual convention (check value of

@@ -355,7 +355,7 @@ static int extend(st__wal *w, uint64_t need)
 	return 0;
 }
 
-int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn)
+int st__wal_reserve(st__wal *w, size_t len)
 {
 	int rc;
 	if (len > ST__WAL_MAX_RECORD)
@@ -370,9 +370,19 @@ int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn
 		if (rc)
 			return rc;
 	}
-	size_t want = ST__WAL_REC_HDR + len, done = 0;
+	size_t want = ST__WAL_REC_HDR + len;
 	if (w->seg_size + want > w->alloc_end && (rc = extend(w, w->seg_size + want)))
 		return rc;  /* nothing of the record was written: a full disk is not fatal */
+	return 0;
+}
+
+int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn)
+{
+	/* a no-op after st__wal_reserve for the same record */
+	int rc = st__wal_reserve(w, len);
+	if (rc)
+		return rc;
+	size_t want = ST__WAL_REC_HDR + len, done = 0;
 	uint8_t h[ST__WAL_REC_HDR] = {0};
 	st__put_u32(h, (uint32_t)len);
 	st__put_u64(h + 8, w->next_lsn);

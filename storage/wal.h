@@ -23,6 +23,12 @@ void st__wal_close(st__wal *w);
 int st__wal_replay(st__wal *w, uint64_t min_next_lsn, st__wal_fn fn, void *arg,
                    st__wal_replay_info *info, st_err *err);
 
+/* Makes room for a record of len bytes: rotates the segment when it would
+ * not fit and writes zeros ahead over the blocks it will take, so that the
+ * append that follows cannot fail for want of space. -ENOSPC (and nothing
+ * written) when the disk is full. Callers serialize it with appends. */
+int st__wal_reserve(st__wal *w, size_t len);
+
 /* Writes one record (not yet durable) and returns its LSN. Callers
  * serialize appends. */
 int st__wal_append(st__wal *w, const uint8_t *payload, size_t len, uint64_t *lsn);

@@ -5,18 +5,26 @@
 // after each render window.__smolder says what is shown (ui/CONTRACT.md).
 import {getJSON, apiURL, ApiError, authFetch, authHeaders} from './api.js';
 import {QueryBar} from './querybar.js';
-import {Timeline} from './timeline.js';
+import {Timeline, LINES} from './timeline.js';
 import {FlameGraph, DIFF_FLOOR} from './flame.js';
 import {TopTable, mergeTop} from './toptable.js';
 import {renderChanges} from './changes.js';
-import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich} from './tree.js';
-import {timeSeconds, fmtTime, fmtCount} from './util.js';
+import {buildTree, findFirst, pathTo, matcher, searchShare, sandwich, completeness} from './tree.js';
+import {timeSeconds, fmtTime} from './util.js';
+import {typeOf, withType, parseType, setType, currentUnit, fmtAmount, timelineTitle} from './units.js';
+import {noMatchNodes} from './nomatch.js';
+import {GroupByPicker} from './groupby.js';
 
-const MAX_NODES = 20000;      // the server folds the rest: huge trees stay fast
+// the heaviest frames the server sends (query/query.h Q_MAX_NODES_UI): a
+// few thousand is what a flame graph a screen wide has room to draw; the
+// rest is folded into "other" per parent, so a huge tree costs neither
+// side much
+const MAX_NODES = 4000;
 const TOP_LIMIT = 500;
 const CHANGES_LIMIT = 20;     // lines of "what changed" above a diff's flame graph
 const PRESETS = ['15m', '1h', '24h', '7d'];
-const KEYS = ['query', 'from', 'to', 'compare', 'compare_from', 'compare_to', 'search', 'focus', 'group_by'];
+const KEYS = ['query', 'from', 'to', 'compare', 'compare_from', 'compare_to', 'search', 'focus', 'sandwich',
+	'group_by'];
 
 const $ = id => document.getElementById(id);
 const ui = {
@@ -24,21 +32,24 @@ const ui = {
 	custom: $('custom-range'), from: $('from-input'), to: $('to-input'),
 	diff: $('diff-toggle'), diffBar: $('diff-bar'), compare: $('compare-input'),
 	compareFrom: $('compare-from-input'), compareTo: $('compare-to-input'), legend: $('legend'),
-	status: $('status'), groupBy: $('group-by'), search: $('search-input'), share: $('search-share'),
+	status: $('status'), completeness: $('completeness'), groupBy: $('group-by'), search: $('search-input'), share: $('search-share'),
 	crumbs: $('breadcrumb'), pprof: $('download-pprof'), folded: $('download-folded'),
 	sandwich: $('sandwich'), sandwichTitle: $('sandwich-title'), tooltip: $('tooltip'),
+	type: $('type-select'), timelineTitle: $('timeline-title'),
 };
 
 // ---- state and the URL ----
 
 const state = {query: '{}', from: 'now-1h', to: 'now', compare: '', compare_from: '',
-	compare_to: '', search: '', focus: '', group_by: ''};
+	compare_to: '', search: '', focus: '', sandwich: '', group_by: ''};
 let diffOn = false;
 
 function readURL() {
 	const p = new URLSearchParams(location.search);
 	for (const k of KEYS) if (p.has(k)) state[k] = p.get(k);
 	if (!state.query.trim()) state.query = '{}';
+	// a zoomed frame's sandwich shows unless the link says which one
+	if (!p.has('sandwich')) state.sandwich = state.focus;
 	diffOn = !!(state.compare || state.compare_from || state.compare_to);
 }
 
@@ -119,9 +130,26 @@ function showError(e) {
 		return setStatus('error', `${e.message} — fix the ${param === 'by' ? 'group-by labels' : param} and press Enter.`,
 			`${value}\n${' '.repeat(b.position)}^`);
 	}
+	if (e.status === 404 && b.no_match) return showNoMatch(b);
 	if (e.status === 413) return setStatus('error', `${e.message}`);
 	if (e.status === 0) return setStatus('error', e.message);
 	setStatus('error', `The server refused the query: ${e.message}`);
+}
+
+// A selector that selects no series: the server's sentence and a button
+// per close name that fixes the selector and runs it.
+function showNoMatch(b) {
+	// in diff mode the compare side's /top names its selector "query" too
+	const sel = b.no_match.selector;
+	const side = b.parameter === 'compare' || (diffOn && state.compare && sel === state.compare &&
+		sel !== state.query) ? 'compare' : 'query';
+	const text = side === 'compare' ? state.compare || state.query : state.query;
+	setStatus('empty', '');
+	ui.status.append(...noMatchNodes(b, text, fixed => {
+		if (side === 'compare') ui.compare.value = fixed;
+		else ui.query.value = fixed;
+		run();
+	}));
 }
 
 // ---- the parts ----
@@ -132,16 +160,17 @@ const flame = new FlameGraph($('flamegraph'), {
 		state.focus = node && node.parent ? node.name : '';
 		showCrumbs();
 		if (user) {
+			state.sandwich = state.focus;
 			writeURL();
 			top.select(state.focus);
-			showSandwich(state.focus);
+			showSandwich(state.sandwich);
 		}
 		publish();
 	},
 });
 const callers = new FlameGraph($('sandwich-callers'), {direction: 'up', tooltip: ui.tooltip, label: 'callers'});
 const callees = new FlameGraph($('sandwich-callees'), {tooltip: ui.tooltip, label: 'callees'});
-const top = new TopTable($('top-table'), name => focusFunction(name));
+const top = new TopTable($('top-table'), name => openSandwich(name));
 const timeline = new Timeline($('timeline'), (a, b) => {
 	state.from = String(a);
 	state.to = String(b);
@@ -149,6 +178,13 @@ const timeline = new Timeline($('timeline'), (a, b) => {
 	run();
 });
 new QueryBar(ui.query, $('suggestions'), () => ({from: state.from, to: state.to}), () => run());
+new GroupByPicker(ui.groupBy, $('group-by-pick'), $('group-picker'),
+	() => ({query: state.query, from: state.from, to: state.to}), value => {
+		state.group_by = value;
+		writeURL();
+		publish();
+		loadTimeline(ctl ? ctl.signal : undefined);
+	});
 
 let tree = null;            // the profile shown (buildTree)
 let ready = false;
@@ -187,19 +223,41 @@ function showShare() {
 	ui.share.textContent = `${(share * 100).toFixed(1)}% of samples match`;
 }
 
+let shownSandwich = null;     // {name, total} of the sandwich shown
+
 function showSandwich(name) {
 	const s = name && tree ? sandwich(tree.root, name) : null;
 	ui.sandwich.hidden = !s;
+	shownSandwich = s ? {name, total: s.total} : null;
 	if (!s) { callers.setTree(null); callees.setTree(null); return; }
-	ui.sandwichTitle.textContent = `Callers and callees of ${name} (${fmtCount(s.total)} samples)`;
+	ui.sandwichTitle.textContent = `Callers and callees of ${name} (${fmtAmount(s.total)})`;
+	ui.sandwichTitle.title = name;
 	callers.setTree(s.callers);
 	callees.setTree(s.callees);
 	callers.render();
 	callees.render();
 }
 
-// Zooms the flame graph to the first frame of name (from the table or
-// the test hook); false when the profile has no such frame.
+// The top table's pick: that function's sandwich, every call of it
+// merged (all its callers above, all its callees below), not the first
+// place it happens to occur; the flame graph keeps its zoom.
+function openSandwich(name) {
+	top.select(name);
+	if (!tree) return false;
+	state.sandwich = name;
+	showSandwich(name);
+	writeURL();
+	publish();
+	if (ui.sandwich.hidden) {
+		setStatus('empty', `${name} is not in the profile's tree: it is among the small frames folded into "other"; narrow the selector or the range to see it.`);
+		return false;
+	}
+	ui.sandwich.scrollIntoView({block: 'start'});
+	return true;
+}
+
+// Zooms the flame graph to the first frame of name (the test hook);
+// false when the profile has no such frame.
 function focusFunction(name) {
 	if (!tree) return false;
 	const n = findFirst(tree.root, name);
@@ -224,6 +282,15 @@ function showLegend() {
 	ui.legend.title = 'a frame is red where its share of samples grew significantly from base to ' +
 		'compare, green where it shrank significantly (false discovery rate 5 %), grey otherwise; ' +
 		'full colour is the largest change';
+}
+
+// The share of samples with incomplete stacks, above the flame graph
+// when it matters (tree.js: completeness).
+function showCompleteness() {
+	const c = completeness(tree);
+	ui.completeness.hidden = !(c && c.text);
+	ui.completeness.textContent = c ? c.text : '';
+	ui.completeness.className = c && c.warn ? 'warn' : '';
 }
 
 function downloads() {
@@ -252,14 +319,60 @@ function publish() {
 	const z = flame.zoomNode;
 	window.__smolder = {
 		ready,
+		unit: currentUnit(),            // the sample unit of the type shown
 		state: {query: state.query, from: state.from, to: state.to, compare: state.compare,
 			compare_from: state.compare_from, compare_to: state.compare_to,
-			search: state.search, focus: state.focus},
+			search: state.search, focus: state.focus, sandwich: state.sandwich,
+			group_by: state.group_by},
 		flame: {total: z ? z.total : 0, frames: flame.frames},
+		completeness: completeness(tree),
+		timeline: {lines: timeline.lines},
+		sandwich: shownSandwich && !ui.sandwich.hidden ? {...shownSandwich,
+			callers: {frames: callers.frames, rows: callers.nrows},
+			callees: {frames: callees.frames, rows: callees.nrows}} : null,
 		zoom: name => focusFunction(name),
 		reset: () => { flame.zoomTo(null, true); return true; },
 	};
 }
+
+// ---- the profile type ----
+
+// The picker lists the types with data in the range (and the selector's
+// own, even without data); the values everywhere read in its unit.
+let typesKey = '';
+async function loadTypes(signal) {
+	const cur = typeOf(state.query);
+	const key = `${state.from}|${state.to}`;
+	let types = null;
+	if (key !== typesKey || ![...ui.type.options].some(o => o.value === cur)) {
+		try {
+			types = await getJSON('/api/v1/types', {from: state.from, to: state.to}, signal);
+			typesKey = key;
+		} catch (e) {
+			if (e.name === 'AbortError') return;
+			types = [];
+		}
+	}
+	if (types) {
+		if (!types.includes(cur)) types.push(cur);
+		ui.type.replaceChildren(...types.sort().map(t => {
+			const o = document.createElement('option');
+			const p = parseType(t);
+			o.value = t;
+			o.textContent = p.sample ? `${p.name} · ${p.sample}${p.unit && p.unit !== 'count' ? ` (${p.unit})` : ''}` : t;
+			o.title = t;
+			return o;
+		}));
+	}
+	ui.type.value = cur;
+}
+
+ui.type.addEventListener('change', () => {
+	ui.query.value = withType(ui.query.value.trim() || '{}', ui.type.value);
+	if (diffOn && ui.compare.value.trim())
+		ui.compare.value = withType(ui.compare.value, ui.type.value);
+	run();
+});
 
 // ---- running a query ----
 
@@ -267,7 +380,8 @@ function publish() {
 // compare side too, its lines' labels marked "compare".
 async function loadTimeline(signal) {
 	const fromS = timeSeconds(state.from), toS = timeSeconds(state.to);
-	const q = (query, from, to) => getJSON('/api/v1/range', {query, from, to, by: state.group_by}, signal);
+	const q = (query, from, to) => getJSON('/api/v1/range', {query, from, to, by: state.group_by,
+		limit: LINES}, signal);
 	try {
 		const r = await q(state.query, state.from, state.to);
 		const sameSide = (state.compare || state.query) === state.query &&
@@ -281,9 +395,11 @@ async function loadTimeline(signal) {
 		const cf = diffOn && state.compare_from ? timeSeconds(state.compare_from) : fromS;
 		const ct = diffOn && state.compare_to ? timeSeconds(state.compare_to) : toS;
 		timeline.render(r, Math.min(fromS, cf), Math.max(toS, ct), diffOn && !sameSide);
+		publish();
 	} catch (e) {
 		if (e.name === 'AbortError') return;
 		timeline.clear(`timeline: ${e.message}`);
+		publish();
 	}
 }
 
@@ -298,6 +414,9 @@ async function run() {
 	ready = false;
 	publish();
 	setStatus('loading', 'Loading…');
+	setType(typeOf(state.query));
+	ui.timelineTitle.textContent = timelineTitle();
+	loadTypes(signal);
 	loadTimeline(signal);
 	try {
 		let json, rows, mode, changes = null;
@@ -346,9 +465,11 @@ async function run() {
 		if (!f) state.focus = '';
 		flame.render();
 		showCrumbs();
-		top.select(state.focus);
-		showSandwich(state.focus);
+		if (!tree || !findFirst(tree.root, state.sandwich)) state.sandwich = '';
+		top.select(state.sandwich || state.focus);
+		showSandwich(state.sandwich);
 		showLegend();
+		showCompleteness();
 		writeURL();
 	} catch (e) {
 		if (e.name === 'AbortError') return;
@@ -360,6 +481,7 @@ async function run() {
 		showCrumbs();
 		showSandwich('');
 		showLegend();
+		showCompleteness();
 		showError(e);
 	}
 	ready = true;
@@ -444,9 +566,15 @@ function applySearch() {
 	writeURL();
 	publish();
 }
-$('sandwich-close').addEventListener('click', () => { ui.sandwich.hidden = true; });
+function closeSandwich() {
+	ui.sandwich.hidden = true;
+	state.sandwich = '';
+	writeURL();
+	publish();
+}
+$('sandwich-close').addEventListener('click', closeSandwich);
 ui.sandwich.addEventListener('keydown', e => {
-	if (e.key === 'Escape') { ui.sandwich.hidden = true; $('flamegraph').focus(); }
+	if (e.key === 'Escape') { closeSandwich(); $('flamegraph').focus(); }
 });
 // the flame graph redraws itself on resize; the hook must follow
 new ResizeObserver(() => requestAnimationFrame(publish)).observe($('flame-section'));

@@ -3,7 +3,8 @@
 // trees: a frame narrower than half a pixel is skipped with its whole
 // subtree, labels are drawn only where they fit, and hit testing is a
 // binary search in the row under the pointer.
-import {frameColor, mix, rgb, fmtCount, fmtPct} from './util.js';
+import {frameColor, mix, rgb, fmtPct} from './util.js';
+import {fmtValue, fmtAmount} from './units.js';
 import {pathTo} from './tree.js';
 
 const ROW = 18;             // CSS px per frame row
@@ -27,6 +28,7 @@ export class FlameGraph {
 		this.frames = [];        // what the last render drew, for the test hook
 		this.rows = [];          // per depth: drawn {n, x, w}, left to right
 		this.cursor = null;      // the keyboard's frame
+		this.nrows = 0;          // rows the last render drew
 		canvas.tabIndex = 0;
 		canvas.addEventListener('mousemove', e => this.hover(e));
 		canvas.addEventListener('mouseleave', () => this.hideTip());
@@ -86,7 +88,10 @@ export class FlameGraph {
 			return;
 		}
 		const z = this.zoomNode;
-		const nrows = z.depth + z.height + 1;
+		// as many rows as frames are drawn: a deep path too narrow to draw
+		// (a one-off stack) must not make the canvas tall and empty
+		const nrows = this.visibleDepth(z, W) + 1;
+		this.nrows = nrows;
 		const H = nrows * ROW;
 		cv.width = Math.round(W * dpr);
 		cv.height = Math.round(H * dpr);
@@ -137,7 +142,22 @@ export class FlameGraph {
 		}
 		// rows were filled in DFS order, which is left to right within a row
 		cv.setAttribute('aria-label', `${this.opts.label || 'flame graph'}: ${z.name}, ` +
-			`${fmtCount(z.total)} samples; arrow keys move, Enter zooms, Escape zooms out`);
+			`${fmtAmount(z.total)}; arrow keys move, Enter zooms, Escape zooms out`);
+	}
+
+	// The deepest depth with a frame at least MIN_W wide under z (whose
+	// ancestors are drawn too), at W pixels for z's width.
+	visibleDepth(z, W) {
+		const scale = W / (z.w || 1);
+		let max = z.depth;
+		const st = [z];
+		while (st.length) {
+			const n = st.pop();
+			if (n.w * scale < MIN_W) continue;
+			if (n.depth > max) max = n.depth;
+			for (const c of n.children) st.push(c);
+		}
+		return max;
 	}
 
 	hit(e) {
@@ -146,7 +166,7 @@ export class FlameGraph {
 		const nrows = this.rows.length;
 		let d = Math.floor(y / ROW);
 		if (this.opts.direction === 'up' && this.zoomNode)
-			d = this.zoomNode.depth + this.zoomNode.height - d;
+			d = this.nrows - 1 - d;
 		const row = this.rows[d];
 		if (!row || d < 0 || d >= Math.max(nrows, 1) + 1) return null;
 		let lo = 0, hi = row.length - 1;
@@ -173,15 +193,22 @@ export class FlameGraph {
 		const lines = [[n.kernel ? `${n.name} [k]` : n.name, 'tt-name']];
 		if (this.tree.mode === 'diff') {
 			const B = this.tree.baseTotal || 1, C = this.tree.total || 1;
-			lines.push([`base: total ${fmtCount(n.base_total)} (${fmtPct(n.base_total / B)}), self ${fmtCount(n.base_self)}`]);
-			lines.push([`compare: total ${fmtCount(n.total)} (${fmtPct(n.total / C)}), self ${fmtCount(n.self)}`]);
+			lines.push([`base: total ${fmtValue(n.base_total)} (${fmtPct(n.base_total / B)}), self ${fmtValue(n.base_self)}`]);
+			lines.push([`compare: total ${fmtValue(n.total)} (${fmtPct(n.total / C)}), self ${fmtValue(n.self)}`]);
 			lines.push([`change in share: ${n.delta >= 0 ? '+' : ''}${(n.delta * 100).toFixed(2)} points`,
 				n.significant && n.delta > 0 ? 'tt-grew' : n.significant && n.delta < 0 ? 'tt-shrank' : '']);
 			lines.push([n.significant ? `significant (p ${n.p < 0.001 ? '< 0.001' : `= ${n.p.toFixed(3)}`})` :
 				n.p === null ? 'too few samples to tell' : `not significant (p = ${n.p.toFixed(3)})`]);
 		} else {
-			lines.push([`self: ${fmtCount(n.self)} (${fmtPct(n.self / rootTotal)})`]);
-			lines.push([`total: ${fmtCount(n.total)} (${fmtPct(n.total / rootTotal)} of total)`]);
+			lines.push([`self: ${fmtValue(n.self)} (${fmtPct(n.self / rootTotal)})`]);
+			lines.push([`total: ${fmtValue(n.total)} (${fmtPct(n.total / rootTotal)} of total)`]);
+		}
+		if (n.truncated || n.base_truncated) {
+			const t = this.tree.mode === 'diff' ?
+				`incomplete stacks: base ${fmtPct(n.base_truncated / (n.base_total || 1))}, ` +
+				`compare ${fmtPct(n.truncated / (n.total || 1))}` :
+				`${fmtPct(n.truncated / (n.total || 1))} of its samples have incomplete stacks`;
+			lines.push([t, 'tt-file']);
 		}
 		lines.push([n.file ? `${n.file}${n.line ? `:${n.line}` : ''}` : 'file unknown', 'tt-file']);
 		if (n.kernel) lines.push(['kernel frame', 'tt-file']);
@@ -240,7 +267,7 @@ export class FlameGraph {
 		const f = row(c.depth).find(f => f.n === c);
 		if (f && moved) {
 			const r = this.canvas.getBoundingClientRect();
-			const y = (up ? this.zoomNode.depth + this.zoomNode.height - c.depth : c.depth) * ROW;
+			const y = (up ? this.nrows - 1 - c.depth : c.depth) * ROW;
 			this.showTip(c, r.left + f.x + Math.min(f.w, 40), r.top + y + ROW);
 		}
 		if (this.opts.onSelect) this.opts.onSelect(c);

@@ -1,14 +1,29 @@
 // timeline.js - samples over time, one line per series or group (uPlot,
-// vendored: ui/vendor/uplot). Dragging across it selects a range; the page
-// then shows the profile of that range.
+// vendored: ui/vendor/uplot), the ten heaviest and one "other" when there
+// are more. Dragging across it selects a range; the page then shows the
+// profile of that range.
 import uPlot from './vendor/uplot/uPlot.esm.js';
-import {hash32, hslToRgb, rgb, fmtTime, fmtCount} from './util.js';
+import {hash32, hslToRgb, rgb, fmtTime} from './util.js';
+import {fmtValue, fmtAmount} from './units.js';
 
 const HEIGHT = 150;
+export const LINES = 10;    // the heaviest lines drawn; the server sums the rest as "other"
 
-function seriesLabel(labels) {
-	const kv = Object.entries(labels || {}).filter(([k]) => k !== '__name__');
-	return kv.length ? kv.map(([k, v]) => `${k}=${v}`).join(', ') : 'all';
+// Legend text for each line: only the labels whose values differ between
+// the lines (a fleet's 200 series differ in their hostname, not in their
+// type or service), every label when there is one line; the server's
+// "other" line says how many lines it holds.
+function lineLabels(series) {
+	const real = series.filter(s => !s.other);
+	const keys = new Set(real.flatMap(s => Object.keys(s.labels || {})));
+	keys.delete('__name__');
+	const differ = [...keys].filter(k => real.some(s => (s.labels || {})[k] !== (real[0].labels || {})[k]));
+	const shown = real.length > 1 ? differ : [...keys];
+	return series.map(s => {
+		if (s.other) return `other (${s.other} series)`;
+		const kv = shown.filter(k => (s.labels || {})[k] !== undefined).map(k => `${k}=${s.labels[k]}`);
+		return kv.length ? kv.join(', ') : 'all';
+	});
 }
 
 export class Timeline {
@@ -17,6 +32,7 @@ export class Timeline {
 		this.el = container;
 		this.onSelect = onSelect;
 		this.plot = null;
+		this.lines = [];     // what the legend shows: [{label, total, other}]
 		new ResizeObserver(() => {
 			if (this.plot) this.plot.setSize({width: this.width(), height: HEIGHT});
 		}).observe(container);
@@ -26,6 +42,7 @@ export class Timeline {
 
 	clear(message) {
 		if (this.plot) { this.plot.destroy(); this.plot = null; }
+		this.lines = [];
 		this.el.replaceChildren();
 		if (message) {
 			const p = document.createElement('p');
@@ -50,6 +67,7 @@ export class Timeline {
 			for (const [t, v] of s.values) y[at.get(t)] = v;
 			return y;
 		});
+		const labels = lineLabels(series);
 		const opts = {
 			width: this.width(), height: HEIGHT,
 			scales: {x: {time: true, range: () => [fromS, toS]}},
@@ -57,12 +75,15 @@ export class Timeline {
 			// a compact one of chips is drawn below instead
 			legend: {show: false},
 			cursor: {drag: {x: true, y: false, setScale: false}},
-			axes: [{}, {size: 56, values: (u, v) => v.map(fmtCount)}],
+			// durations and sizes are wider than counts: "12.3 min"
+			axes: [{}, {size: 64, values: (u, v) => v.map(fmtValue)}],
 			series: [{value: (u, v) => (v == null ? '' : fmtTime(v))},
-				...series.map(s => {
-					const label = seriesLabel(s.labels);
-					return {label, stroke: rgb(hslToRgb(hash32(label) % 360, 65, 45)), width: 1.5,
-						spanGaps, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtCount(v))};
+				...series.map((s, i) => {
+					const label = labels[i];
+					const stroke = s.other ? 'rgb(150, 150, 150)' :
+						rgb(hslToRgb(hash32(JSON.stringify(s.labels || {})) % 360, 65, 45));
+					return {label, stroke, width: s.other ? 1 : 1.5, dash: s.other ? [4, 3] : undefined,
+						spanGaps, points: {show: xs.length < 80, size: 5}, value: (u, v) => (v == null ? '-' : fmtValue(v))};
 				})],
 			hooks: {setSelect: [u => {
 				if (u.select.width < 3) return;
@@ -80,11 +101,12 @@ export class Timeline {
 			const chip = document.createElement('i');
 			chip.style.background = s.stroke;
 			const total = ys[i].reduce((a, v) => a + (v || 0), 0);
+			this.lines.push({label: s.label, total, other: series[i].other || 0});
 			item.append(chip, `${s.label} `);
 			const n = document.createElement('b');
-			n.textContent = fmtCount(total);
+			n.textContent = fmtValue(total);
 			item.append(n);
-			item.title = `${s.label}: ${fmtCount(total)} samples in the range`;
+			item.title = `${s.label}: ${fmtAmount(total)} in the range`;
 			legend.append(item);
 		});
 		if (opts.series.length > 41) legend.append(`… and ${opts.series.length - 41} more`);

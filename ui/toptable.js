@@ -1,17 +1,23 @@
 // toptable.js - the top functions table: flat and cumulative samples and
 // shares, or in diff mode both sides' shares and the change. Sorting is
 // client side (every column, both ways); a row's click or Enter hands its
-// function to the page, which focuses it in the flame graph.
-import {fmtCount} from './util.js';
+// function to the page, which opens its sandwich. The function column is
+// as wide as the user drags it (kept for the tab); a cut name is whole in
+// its title and in the selected row.
+import {fmtValue} from './units.js';
+
+const NAME_MIN = 120;            // px: the function column at its narrowest
+const OTHER_COL = 62;            // px a number column needs
+const WIDTH_KEY = 'smolder.topNameWidth';
 
 const pct = v => `${v.toFixed(2)}%`;
 const signed = v => `${v > 0 ? '+' : ''}${v.toFixed(2)}`;
 
 const MERGE_COLS = [
 	{key: 'name', label: 'function', fmt: v => v},
-	{key: 'flat', label: 'flat', fmt: fmtCount},
+	{key: 'flat', label: 'flat', fmt: v => fmtValue(v)},
 	{key: 'flat_pct', label: 'flat %', fmt: pct},
-	{key: 'cum', label: 'cum', fmt: fmtCount},
+	{key: 'cum', label: 'cum', fmt: v => fmtValue(v)},
 	{key: 'cum_pct', label: 'cum %', fmt: pct},
 ];
 // both sides in a narrow column: one decimal, short headers with titles
@@ -54,6 +60,59 @@ export class TopTable {
 		this.mode = 'merge';
 		this.sort = {key: 'flat', desc: true};
 		this.selected = '';
+		this.nameWidth = 0;      // px; 0: the stylesheet's share
+		try { this.nameWidth = Number(sessionStorage.getItem(WIDTH_KEY)) || 0; } catch { /* off */ }
+	}
+
+	// The function column at w px (0: back to the stylesheet's share); the
+	// table grows past its box (which scrolls) rather than squeeze numbers.
+	setNameWidth(w) {
+		const th = this.table.tHead?.rows[0]?.cells[0];
+		if (!th) return;
+		const ncols = this.table.tHead.rows[0].cells.length;
+		this.nameWidth = w ? Math.max(NAME_MIN, Math.round(w)) : 0;
+		th.style.width = this.nameWidth ? `${this.nameWidth}px` : '';
+		this.table.style.minWidth = this.nameWidth ? `${this.nameWidth + (ncols - 1) * OTHER_COL}px` : '';
+		try { sessionStorage.setItem(WIDTH_KEY, String(this.nameWidth)); } catch { /* off */ }
+	}
+
+	// A handle on the function column's right edge: drag it, or focus it
+	// and press the arrow keys; a double click fits the longest name shown.
+	resizer(th) {
+		const h = document.createElement('span');
+		h.className = 'col-resize';
+		h.setAttribute('data-testid', 'top-name-resize');
+		h.setAttribute('role', 'separator');
+		h.setAttribute('aria-orientation', 'vertical');
+		h.setAttribute('aria-label', 'function column width: drag, or arrow keys');
+		h.tabIndex = 0;
+		h.addEventListener('pointerdown', e => {
+			e.preventDefault();
+			e.stopPropagation();
+			h.setPointerCapture(e.pointerId);
+			const x0 = e.clientX, w0 = th.getBoundingClientRect().width;
+			const move = ev => this.setNameWidth(w0 + ev.clientX - x0);
+			const up = () => {
+				h.removeEventListener('pointermove', move);
+				h.removeEventListener('pointerup', up);
+			};
+			h.addEventListener('pointermove', move);
+			h.addEventListener('pointerup', up);
+		});
+		h.addEventListener('click', e => e.stopPropagation());
+		h.addEventListener('dblclick', e => {
+			e.stopPropagation();
+			let widest = 0;
+			for (const td of this.table.querySelectorAll('td.fn')) widest = Math.max(widest, td.scrollWidth);
+			this.setNameWidth(widest + 12);
+		});
+		h.addEventListener('keydown', e => {
+			if (e.key !== 'ArrowLeft' && e.key !== 'ArrowRight') return;
+			e.preventDefault();
+			const w = th.getBoundingClientRect().width;
+			this.setNameWidth(w + (e.key === 'ArrowRight' ? 40 : -40));
+		});
+		return h;
 	}
 
 	set(rows, mode) {
@@ -98,6 +157,7 @@ export class TopTable {
 			b.title = `sort by ${c.title || c.label}`;
 			b.addEventListener('click', () => this.sortBy(c.key));
 			th.append(b);
+			if (c.key === 'name') th.append(this.resizer(th));
 			htr.append(th);
 		}
 		const tbody = document.createElement('tbody');
@@ -114,6 +174,7 @@ export class TopTable {
 				const td = tr.insertCell();
 				td.textContent = c.fmt(r[c.key]);
 				if (c.key === 'name') {
+					// the whole name on hover, however narrow the column
 					td.title = r.file ? `${r.name}\n${r.file}${r.line ? `:${r.line}` : ''}` : r.name;
 					if (r.lang) td.title += `\n${r.lang}`;
 					td.className = 'fn';
@@ -140,5 +201,6 @@ export class TopTable {
 		if (stop) stop.tabIndex = 0;
 		this.table.classList.toggle('diff', this.mode === 'diff');
 		this.table.replaceChildren(thead, tbody);
+		if (this.nameWidth) this.setNameWidth(this.nameWidth);
 	}
 }

@@ -8,6 +8,8 @@
 // a frame only one side has stays visible; total/self are the compare
 // side's, base_total/base_self the base's, delta the change in share, and
 // significant whether the server found that change significant.
+// truncated (base_truncated) counts the node's samples whose stacks were
+// cut short: their callers are missing (the API leaves out zero).
 export function buildTree(json, mode) {
 	const diff = mode === 'diff';
 	const B = diff ? json.base.total || 1 : 0;
@@ -22,6 +24,7 @@ export function buildTree(json, mode) {
 		if (diff) {
 			n.base_total = j.base.total; n.base_self = j.base.self;
 			n.total = j.compare.total; n.self = j.compare.self;
+			n.base_truncated = j.base.truncated || 0; n.truncated = j.compare.truncated || 0;
 			n.delta = j.compare.total / C - j.base.total / B;
 			n.w = (j.base.total / B + j.compare.total / C) / 2;
 			// the server's test (docs/query-language.md): only these get colour
@@ -30,6 +33,7 @@ export function buildTree(json, mode) {
 			if (n.significant && Math.abs(n.delta) > maxAbsDelta) maxAbsDelta = Math.abs(n.delta);
 		} else {
 			n.total = j.total; n.self = j.self; n.w = j.total / R;
+			n.truncated = j.truncated || 0;
 		}
 		return n;
 	};
@@ -56,7 +60,41 @@ export function buildTree(json, mode) {
 		if (n.parent && n.parent.height < n.height + 1) n.parent.height = n.height + 1;
 	}
 	return {root, mode, count, maxAbsDelta, baseTotal: diff ? json.base.total : 0,
-		total: diff ? json.compare.total : json.total};
+		total: diff ? json.compare.total : json.total,
+		baseTruncated: diff ? json.base.truncated || 0 : 0,
+		truncated: (diff ? json.compare.truncated : json.truncated) || 0};
+}
+
+// How complete the stacks of a tree are, and what to tell the user: the
+// share of samples whose stacks were cut short (one per side in a diff),
+// a note when it passes NOTE_PCT, a warning when a diff's sides differ by
+// more than WARN_POINTS (frames near the root then grow or shrink for
+// that reason alone).
+export const NOTE_PCT = 1;
+export const WARN_POINTS = 3;   // the server's Q_TRUNCATED_WARN_POINTS
+export function completeness(t) {
+	if (!t) return null;
+	const pct = (n, d) => d ? 100 * n / d : 0;
+	const f = x => `${x.toFixed(1)} %`;
+	const out = {pct: pct(t.truncated, t.total), text: '', warn: false};
+	if (t.mode !== 'diff') {
+		if (out.pct > NOTE_PCT)
+			out.text = `${f(out.pct)} of these samples have incomplete stacks: their walk ` +
+				'stopped before the outermost frame, so frames near the root are undercounted.';
+		return out;
+	}
+	out.base_pct = pct(t.baseTruncated, t.baseTotal);
+	out.compare_pct = out.pct;
+	if (Math.abs(out.compare_pct - out.base_pct) > WARN_POINTS) {
+		out.warn = true;
+		out.text = `Base and compare differ in completeness: ${f(out.base_pct)} and ` +
+			`${f(out.compare_pct)} of their samples have incomplete stacks. Frames near the ` +
+			'root grow or shrink by up to that much for this reason alone.';
+	} else if (out.base_pct > NOTE_PCT || out.compare_pct > NOTE_PCT) {
+		out.text = `${f(out.base_pct)} (base) and ${f(out.compare_pct)} (compare) of these ` +
+			'samples have incomplete stacks.';
+	}
+	return out;
 }
 
 // The shallowest, then heaviest, node of that name (children come sorted

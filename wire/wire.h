@@ -40,7 +40,7 @@
 #define WIRE_MAX_STACKS     (1u << 20)
 #define WIRE_MAX_FRAMES     512         /* per stack */
 #define WIRE_MAX_ROWS       (1u << 22)
-#define WIRE_MAX_COUNTERS   64
+#define WIRE_MAX_COUNTERS   256         /* smolder-agent sends ~70 */
 #define WIRE_MAX_BATCH_FRAMES (1u << 23) /* frames of all stacks together:
                                           * bounds the decoder's memory */
 #define WIRE_MAX_COUNT      (UINT64_C(1) << 48) /* samples in one row (1..) */
@@ -49,6 +49,11 @@
 
 /* Same numbering as storage's ST_FRAME_*. */
 enum { WIRE_FRAME_USER = 0, WIRE_FRAME_KERNEL = 1, WIRE_FRAME_NAMED = 2 };
+
+/* The named frame that ends, outermost, a stack whose walk stopped short
+ * of its root (storage's ST_TRUNCATED_FRAME: queries count such stacks as
+ * truncated and leave the frame out). */
+#define WIRE_TRUNCATED_FRAME "[truncated]"
 
 typedef struct wire_label {
 	const char *name;

@@ -1123,7 +1123,8 @@ static const char help_main[] =
 	"(now, now-1h, -15m); both ends are included. The default range is the last\n"
 	"hour (24 h for labels and types).\n"
 	"\n"
-	"exit status: 0 ok, 1 the server or the query failed, 2 usage error\n";
+	"exit status: 0 ok, 1 the server or the query failed (a selector that selects\n"
+	"no series included: the message names the closest label values), 2 usage error\n";
 
 static const char help_query[] =
 	"usage: smolder query SEL [--from T] [--to T] [--format FMT] [--max-nodes N] [-o FILE]\n"

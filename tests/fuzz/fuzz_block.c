@@ -1,4 +1,5 @@
-/* fuzz_block.c - libFuzzer target: a block file is hostile input. Whatever
+/* fuzz_block.c - libFuzzer target: a block file (or a roll-up file, the
+ * same format with a step) is hostile input. Whatever
  * st__block_parse() accepts must be safe to hand to st__chunk_decode(), and
  * every decoded row must index the block's own tables, because db.c uses
  * them as array indices without checking again.
@@ -41,6 +42,9 @@ static void run(const uint8_t *data, size_t size)
 			check(cr.series[i] >= ch->first_series && cr.series[i] <= ch->last_series);
 			check(cr.series[i] < b.nseries && cr.stack[i] < b.nstacks);
 			check(cr.ts[i] >= ch->mint && cr.ts[i] <= ch->maxt);
+			/* a roll-up's rows stand for whole steps: db.c reads them
+			 * only over whole steps, so each must sit at a step start */
+			check(!b.step_s || cr.ts[i] % ((int64_t)b.step_s * 1000000000) == 0);
 			/* what db.c does with a row: map both indices to global IDs */
 			sum += b.series[cr.series[i]].id ^ b.stacks[cr.stack[i]];
 			sum += (uint64_t)cr.ts[i] + (uint64_t)cr.value[i];

@@ -2,8 +2,9 @@
  * on hostile files: debug info is uploaded by agents and users, and the
  * server opens whatever arrived under a build ID. The input becomes the
  * files of one fixed fake build ID in a temporary debug-info directory,
- * then srv_sym_lookup() runs at offsets spread over the file and at the
- * usual text addresses. It must never crash, leak or answer inconsistently.
+ * then srv_sym_lookup() and srv_sym_func_start() (the FDE starts of
+ * .eh_frame_hdr) run at offsets spread over the file and at the usual text
+ * addresses. It must never crash, leak or answer inconsistently.
  *
  * Input: byte 0 picks the files: 0 the binary (<hex>), 1 the separate
  * debug file (<hex>.debug), 2 both, split where the little-endian u32 in
@@ -114,6 +115,14 @@ static void lookup(srv_sym *s, uint64_t off)
 			abort();
 		srv_sym_frames_free(one, n1);
 	}
+	/* the function start from the unwind info (.eh_frame_hdr's table,
+	 * libdw's CFI): at or below the offset when there is one */
+	uint64_t start = ~0ULL;
+	int rs = srv_sym_func_start(s, bid, sizeof(bid), off, &start);
+	if (rs != 0 && rs != -ENOENT && rs != -ENOEXEC && rs != -ENOMEM)
+		abort();
+	if (rs == 0 && start == ~0ULL)
+		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

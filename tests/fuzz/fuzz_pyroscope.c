@@ -25,6 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	srv_pyro_err e;
+	/* the body's class decides the decoder: any bytes are one of them */
+	srv_pyro_body k = srv_pyro_sniff(data, size, mode == 3 ? "multipart/form-data" : NULL);
+	if (k != SRV_PYRO_BODY_TEXT && k != SRV_PYRO_BODY_MULTIPART && k != SRV_PYRO_BODY_PPROF)
+		abort();
 	if (mode == 0) {
 		char *s = malloc(size + 1);
 		memcpy(s, data, size);

@@ -5,7 +5,8 @@
  * breaks the contract (sorted, merged, bounded, ending in SM_CFA_NONE).
  *
  * The corpus (tests/fuzz/corpus/unwind) holds small real programs: C with
- * .eh_frame, C with .debug_frame beside it, C++ with "zPLR" CIEs. */
+ * .eh_frame, C with .debug_frame beside it, C++ with "zPLR" CIEs, C with
+ * GCC's stack realignment (CFA expressions). */
 #include <errno.h>
 #include <linux/types.h>
 #include <stdlib.h>
@@ -35,12 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		return 0;
 	}
-	if (n > MAX_ROWS || (n && !rows) || info.unsupported > n)
+	if (n > MAX_ROWS || (n && !rows) || info.unsupported + info.innermost_only > n)
 		abort();
 	for (size_t i = 0; i < n; i++) {
 		const struct sm_unw_row *r = &rows[i];
-		if (r->cfa_kind > SM_CFA_UNSUPPORTED || r->fp_kind > SM_REG_UNSUPPORTED ||
-		    r->ra_kind > SM_REG_UNSUPPORTED || r->pad)
+		if (r->cfa_kind >= SM_CFA_KINDS || r->fp_kind >= SM_REG_KINDS ||
+		    r->ra_kind >= SM_REG_KINDS)
+			abort();
+		/* aux only where the kind has one; a register the walker has */
+		if (r->aux && r->cfa_kind != SM_CFA_DEREF_SP && r->cfa_kind != SM_CFA_DEREF_FP &&
+		    r->cfa_kind != SM_CFA_REG)
+			abort();
+		if (r->cfa_kind == SM_CFA_REG && (r->aux >= 16 || r->aux == 6 || r->aux == 7))
 			abort();
 		if (i && rows[i - 1].pc >= r->pc)
 			abort();

@@ -1,5 +1,6 @@
 /* gen_corpus.c - regenerates the named seeds of tests/fuzz/corpus/{block,wal}/
- * from real stores, so the fuzzers start from inputs that pass every
+ * from real stores (blocks, roll-up files, WAL segments), so the fuzzers
+ * start from inputs that pass every
  * checksum and reach the decoders. Not part of the build; from the repo root:
  *
  *   make build/libstorage.a && cc -std=gnu11 -g -O1 -Wall -Wextra -Werror \
@@ -275,6 +276,46 @@ static void take_blocks(const char *dir, const char *prefix, bool mutate)
 	free_list(v, n);
 }
 
+/* Copies the roll-up files of store dir (block format, a step in the
+ * header) as block/rollup-<step>-N; mutates the first of each level: its
+ * step changed to one its times are not multiples of, and a flipped chunk
+ * byte, both behind valid CRCs. */
+static void take_rollups(const char *dir)
+{
+	static const char *const steps[] = {"3600s", "86400s"};
+	char rdir[PATH_MAX + 32], path[PATH_MAX + 400], name[128];
+	for (size_t k = 0; k < 2; k++) {
+		char **v;
+		snprintf(rdir, sizeof(rdir), "%s/rollup/%s", dir, steps[k]);
+		size_t n = list(rdir, ".smr", &v);
+		for (size_t i = 0; i < n; i++) {
+			size_t len;
+			snprintf(path, sizeof(path), "%s/%s", rdir, v[i]);
+			uint8_t *img = slurp(path, &len);
+			snprintf(name, sizeof(name), "rollup-%s-%zu", steps[k], i);
+			put("block", name, img, len);
+			if (i == 0) {
+				uint8_t *m = malloc(len);
+				memcpy(m, img, len);
+				st__put_u32(m + 12, 7);
+				fix_block_crcs(m, len);
+				snprintf(name, sizeof(name), "rollup-%s-step-crcok", steps[k]);
+				put("block", name, m, len);
+				memcpy(m, img, len);
+				m[ST__BLK_HDR + 5] ^= 0x40;
+				fix_block_crcs(m, len);
+				snprintf(name, sizeof(name), "rollup-%s-flip-chunk-crcok", steps[k]);
+				put("block", name, m, len);
+				free(m);
+			}
+			free(img);
+		}
+		if (!n)
+			die("no roll-up files", -ENOENT, NULL);
+		free_list(v, n);
+	}
+}
+
 /* Copies every WAL segment of store dir as wal/<prefix>-N, and the record
  * payloads of the first one as wal/<prefix>-payload-N (fuzz_wal.c also
  * decodes its input as one payload). Mutates the first segment. */
@@ -364,6 +405,10 @@ int main(int argc, char **argv)
 	if (rc)
 		die("st_compact", rc, NULL);
 	take_blocks(dir, "compacted", false);  /* parents and two cover entries */
+	rc = st_rollup(db, T0 + 3 * 24 * 3600 * NSEC);
+	if (rc)
+		die("st_rollup", rc, NULL);
+	take_rollups(dir);                 /* the hour's and the day's sums */
 	st_close(db);
 
 	/* tiny: one row per series, a block of a single short chunk each */

@@ -37,14 +37,16 @@ start_agent() {
 	done
 }
 
-# total COMM: samples stored for that comm in the last hour
+# total COMM: samples stored for that comm in the last hour; a label
+# matcher instead of COMM (pid="123") selects by it
 total() {
+	case $1 in *=*) m=$1 ;; *) m="comm=\"$1\"" ;; esac
 	curl -sf "$base/api/v1/query?format=folded&from=now-1h" --data-urlencode \
-		"query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$1\"}" -G |
+		"query=process_cpu:samples:count:cpu:nanoseconds:delta{$m}" -G |
 		awk '{n += $NF} END {print n + 0}'
 }
 
-# settle COMM [STABLE [POLLS]]: waits until COMM's stored total is above
+# settle COMM [STABLE [POLLS]]: waits until COMM's (or the matcher's) stored total is above
 # zero and has not changed for STABLE polls in a row (default 5; polls are
 # 0.5 s apart and the agent pushes every 2 s), failing after POLLS polls
 # (default 80)

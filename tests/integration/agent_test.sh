@@ -59,6 +59,30 @@ done
 cmp -s "$tmp/$A" "$tmp/data/debuginfo/$bid" || fail "uploaded file differs from fp_busy"
 ok "the agent uploaded fp_busy's ELF file by build ID"
 
+# what went up and what was skipped, as the server counts it and as the
+# agent reports it with its next batches
+size=$(stat -c %s "$tmp/$A")
+i=0
+until curl -sf "$base/metrics" >"$tmp/metrics" &&
+	awk -v s="$size" '/^smolder_agent_reported_total\{.*counter="debuginfo_upload_bytes"\}/ { if ($NF >= s) f = 1 }
+		END { exit !f }' "$tmp/metrics"; do
+	i=$((i + 1))
+	[ "$i" -le 300 ] || fail "no debuginfo_upload_bytes >= $size reported: $(grep debuginfo "$tmp/metrics")"
+	sleep 0.1
+done
+grep -q '^smolder_agent_reported_total{.*counter="debuginfo_skipped_on_server"}' "$tmp/metrics" ||
+	fail "no debuginfo_skipped_on_server counter"
+curl -sf "$base/api/v1/status" >"$tmp/status" || fail "status"
+python3 - "$tmp/status" "$size" <<'PY' || fail "status: $(cat "$tmp/status")"
+import json, sys
+st = json.load(open(sys.argv[1]))
+d = st["debuginfo"]
+assert d["uploaded"] >= 1 and d["upload_bytes"] >= int(sys.argv[2]), d
+c = st["agents"][0]["counters"]
+assert c["debuginfo_uploads"] >= 1 and "debuginfo_waiting_daily_bound" in c, c
+PY
+ok "uploads and skips counted in /metrics and /api/v1/status (server and agent)"
+
 # The server dies mid-stream; the agent keeps sampling and buffers.
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true

@@ -66,6 +66,12 @@ printf 'not an ELF file' >"$tmp/elf"
 BID=0123456789abcdef0123456789abcdef01234567
 FROM=from=2026-01-01T00:00:00Z\&to=2026-01-02T00:00:00Z
 
+# data for the queries to answer 200 (a selector that selects no series
+# is a 404)
+c=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $W" \
+	-H 'Content-Type: application/x-smolder-batch' --data-binary @"$tmp/b1" "$base/api/v1/ingest")
+[ "$c" = 200 ] || fail "ingest of the first batch: $c"
+
 # Table: method, path, what it needs (read|write), curl args for a body.
 # A body that is not a valid request is fine: a 401 comes before it is
 # looked at, and with the right token any answer but 401 shows the token

@@ -3,7 +3,8 @@
 # benchmark's smoke fleet (known totals) in a temporary data dir, the real
 # smolder-server on a loopback port, and the client against it: discovery,
 # folded totals, the top table, diff, and the errors (a bad selector with
-# its caret, a bad flag, an unreachable server) with their exit codes.
+# its caret, a selector that selects nothing with the closest values, a
+# bad flag, an unreachable server) with their exit codes.
 # Cleans up on any exit.
 set -eu
 
@@ -141,6 +142,21 @@ cli diff '{}' '{a=~"(x"}'
 [ "$rc" = 1 ] && grep -q '^smolder: compare: 1:5: bad regex' "$tmp/cli.err" &&
 	grep -q '^ *    \^$' "$tmp/cli.err" || fail "bad compare selector (rc $rc)"
 ok "bad diff selector names the parameter"
+
+# a selector that selects nothing: exit 1 and the closest values, not an
+# empty table with exit 0 (two letters of a real service swapped)
+typo=$(printf '%s' "$s0" | sed 's/^\(..\)\(.\)\(.\)/\1\3\2/')
+for cmd in top query; do
+	cli "$cmd" "{service=\"$typo\"}" --from "$FROM" --to "$TO"
+	[ "$rc" = 1 ] && [ ! -s "$tmp/cli.out" ] || fail "$cmd of a typo: rc $rc, output $(head -3 "$tmp/cli.out")"
+	grep -q "^smolder: no series match {service=\"$typo\"}; service=\"$typo\" matches no series; did you mean service=\"$s0\"?" \
+		"$tmp/cli.err" || fail "$cmd of a typo: $(cat "$tmp/cli.err")"
+done
+ok "a selector matching no series: exit 1, 'no series match', did you mean the closest value"
+cli diff "{service=\"$s0\"}" "{service=\"$typo\"}" --from "$FROM" --to "$TO"
+[ "$rc" = 1 ] && grep -q '^smolder: compare: no series match' "$tmp/cli.err" ||
+	fail "diff with a typo: rc $rc: $(cat "$tmp/cli.err")"
+ok "diff: the side that matches nothing is named, exit 1"
 
 cli query '{}' --from yesterday
 [ "$rc" = 1 ] && grep -q '^smolder: from: ' "$tmp/cli.err" || fail "bad time (rc $rc)"

@@ -184,9 +184,33 @@ until curl -sf -G "$base/api/v1/query" --data-urlencode 'query={comm="proc0"}' \
 	sleep 0.1
 done
 [ -s "$tmp/data3/debuginfo/$b4" ] || fail "p4 not kept in the store"
+ok "the background symbolizer fetched p4 from debuginfod and named g4 in queries"
+
+# An agent's HEAD for a build ID the store lacks: the server asks
+# debuginfod, and when it has the file, says so: the agent uploads nothing.
+head() { curl -s -o /dev/null -D "$tmp/h" -w '%{http_code}' -I "$base/api/v1/debuginfo/$1"; }
+[ ! -e "$tmp/data3/debuginfo/$b3" ] || fail "p3 in the store already"
+c=$(head "$b3")
+[ "$c" = 200 ] && grep -qi '^X-Smolder-Debuginfo-Source: debuginfod' "$tmp/h" ||
+	fail "HEAD of p3, which debuginfod has: $c $(cat "$tmp/h")"
+[ -s "$tmp/data3/debuginfo/$b3" ] || fail "p3 not kept after the HEAD"
+c=$(head "$b3")
+[ "$c" = 200 ] && ! grep -qi '^X-Smolder-Debuginfo-Source' "$tmp/h" || fail "second HEAD of p3: $c"
+c=$(head "$unknown")
+[ "$c" = 404 ] || fail "HEAD of an unknown build ID: $c"
+curl -sf "$base/api/v1/status" >"$tmp/status" || fail "status"
+python3 - "$tmp/status" <<'PY' || fail "status debuginfo: $(cat "$tmp/status")"
+import json, sys
+d = json.load(open(sys.argv[1]))["debuginfo"]
+assert d["skipped_debuginfod"] == 1 and d["skipped_on_server"] == 1 and d["missing"] == 1, d
+PY
+curl -sf "$base/metrics" >"$tmp/metrics" || fail "metrics"
+grep -q '^smolder_debuginfo_requests_total{outcome="debuginfod"} 1$' "$tmp/metrics" &&
+	grep -q '^smolder_debuginfo_requests_total{outcome="missing"} 1$' "$tmp/metrics" ||
+	fail "metrics: $(grep smolder_debuginfo "$tmp/metrics")"
+ok "a HEAD for what debuginfod has: fetched, 200 with X-Smolder-Debuginfo-Source: debuginfod; counted in /api/v1/status and /metrics"
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || fail "server exited with $rc"
-ok "the background symbolizer fetched p4 from debuginfod and named g4 in queries"

@@ -107,7 +107,16 @@ done
 	fail "head rows $(val "$tmp/m1" smolder_head_rows), want $((rows + pprows))"
 v=$(val "$tmp/m1" smolder_symbolizer_lookups_total)
 [ "$v" != absent ] || fail "no symbolizer figures"
-ok "store figures moved: head rows, WAL fsyncs and bytes, series, stacks, disk use"
+# the query read the head's rows, raw; no roll-up exists yet
+v=$(val "$tmp/m1" 'smolder_query_rows_read_total{level="raw"}')
+[ "$v" != absent ] && [ "$v" -gt 0 ] || fail "rows read by the query: $v"
+for lv in 1h 1d; do
+	[ "$(val "$tmp/m1" "smolder_query_rows_read_total{level=\"$lv\"}")" = 0 ] ||
+		fail "rows read at level $lv: $(grep rows_read "$tmp/m1")"
+	[ "$(val "$tmp/m1" "smolder_rollup_files{level=\"$lv\"}")" = 0 ] ||
+		fail "roll-up files at level $lv: $(grep rollup_files "$tmp/m1")"
+done
+ok "store figures moved: head rows, WAL fsyncs and bytes, series, stacks, disk use, rows read"
 
 # the metrics endpoint counts itself from the next scrape on
 scrape "$tmp/m2"

@@ -3,13 +3,15 @@
 # smolder-server on a loopback port: the real Pyroscope Node.js client
 # (@pyroscope/nodejs, installed with `npm ci` into tests/pyroscope) profiles
 # a Node program burning CPU in fibonacci() and its profiles arrive with
-# service_name and its tags; folded and lines bodies with exact totals; a
-# multipart pprof body; and the refusals of bad input. Cleans up on exit.
+# service_name and its tags, from two client versions (the newest and a
+# 0.4 release, which sends no format=); folded and lines bodies with exact
+# totals; multipart, gzip'd and plain pprof bodies told apart by their
+# content; and the refusals of bad input. Cleans up on exit.
 set -eu
 
 SERVER=${SMOLDER_SERVER:-bin/smolder-server}
 . "$(dirname "$0")/lib.sh"
-PYRO=$(dirname "$0")/../pyroscope
+PYRO=$(cd "$(dirname "$0")/../pyroscope" && pwd)
 
 [ -x "$SERVER" ] || fail "$SERVER is not an executable (build it first)"
 command -v node >/dev/null || fail "node is not installed (apt-get install nodejs npm)"
@@ -103,26 +105,70 @@ refuse "multipart without profile" 400 profile "$base/ingest?name=x&format=pprof
 	-F 'other=@/dev/null'
 refuse "multipart without boundary" 400 boundary "$base/ingest?name=x&format=pprof" \
 	-H 'Content-Type: multipart/form-data' --data-binary 'x'
-[ "$(total '{service_name="x"}')" = 0 ] || fail "a refused body stored something"
+c=$(code GET "$base/api/v1/query" -G --data-urlencode 'query={service_name="x"}' \
+	--data-urlencode from=1767139200 --data-urlencode to=now+1d -d format=folded)
+[ "$c" = 404 ] && grep -q 'no series match' "$tmp/body" ||
+	fail "a refused body stored something: $c $(head -c 300 "$tmp/body")"
 ok "refused bodies store nothing"
 
-# ---- the real client: @pyroscope/nodejs ----
-if [ ! -d "$PYRO/node_modules/@pyroscope/nodejs" ]; then
+# ---- the real clients: @pyroscope/nodejs, the newest and a 0.4 release ----
+# 0.6 sends a bare gzip'd pprof with format=pprof; 0.4 sends a
+# multipart/form-data pprof with no format at all, which the body's content
+# must identify. Both run at once, each under its own app name.
+if [ ! -d "$PYRO/node_modules/@pyroscope/nodejs" ] || [ ! -d "$PYRO/node_modules/pyroscope-nodejs-0.4" ]; then
 	npm ci --prefix "$PYRO" --no-audit --no-fund >"$tmp/npm.log" 2>&1 ||
 		fail "npm ci in $PYRO failed (is the npm registry reachable?): $(tail -20 "$tmp/npm.log")"
 fi
-timeout 60 node "$PYRO/burn.js" "$base" 8 >"$tmp/node.log" 2>&1 ||
-	fail "the Node program failed: $(tail -20 "$tmp/node.log")"
+v_new=$(node -p "require('$PYRO/node_modules/@pyroscope/nodejs/package.json').version")
+v_old=$(node -p "require('$PYRO/node_modules/pyroscope-nodejs-0.4/package.json').version")
+case $v_old in 0.4.*) ;; *) fail "pyroscope-nodejs-0.4 is $v_old, not a 0.4 release" ;; esac
+timeout 60 node "$PYRO/burn.js" "$base" 8 @pyroscope/nodejs smolder-test >"$tmp/node.log" 2>&1 &
+n1=$!
+DEBUG=pyroscope timeout 60 node "$PYRO/burn.js" "$base" 8 pyroscope-nodejs-0.4 smolder-test-04 \
+	>"$tmp/node04.log" 2>&1 &
+n2=$!
+wait "$n1" || fail "the Node program ($v_new) failed: $(tail -20 "$tmp/node.log")"
+wait "$n2" || fail "the Node program ($v_old) failed: $(tail -20 "$tmp/node04.log")"
+! grep -q 'Server rejected' "$tmp/node04.log" ||
+	fail "the server rejected @pyroscope/nodejs $v_old: $(grep -A1 'Server rejected' "$tmp/node04.log" | head -4)"
 c=$(code GET "$base/api/v1/labels/service_name/values?from=now-1h")
 [ "$c" = 200 ] || fail "label values: $c"
-grep -q '"smolder-test"' "$tmp/body" || fail "no service_name smolder-test: $(cat "$tmp/body")"
-ok "@pyroscope/nodejs: service_name=smolder-test arrived"
-f=$(folded 'wall:cpu:nanoseconds:wall:nanoseconds:delta{service_name="smolder-test",region="eu",process_runtime_name="nodejs"}')
-printf '%s\n' "$f" | grep -q 'fibonacci' || fail "no fibonacci in the client's CPU profile: $(printf '%s\n' "$f" | head -5)"
-ok "@pyroscope/nodejs: region=eu and the OTel tags as labels; fibonacci in the CPU time"
-c=$(code GET "$base/api/v1/types?from=now-1h")
-grep -q 'memory:inuse_space:bytes' "$tmp/body" || fail "no heap profile: $(cat "$tmp/body")"
-ok "@pyroscope/nodejs: the heap profile arrives as memory:inuse_space:bytes"
+for app in smolder-test smolder-test-04; do
+	grep -q "\"$app\"" "$tmp/body" || fail "no service_name $app: $(cat "$tmp/body")"
+done
+ok "@pyroscope/nodejs $v_new and $v_old: service_name smolder-test and smolder-test-04 arrived"
+# 0.6 adds OpenTelemetry's process.runtime.name as a tag; 0.4 does not
+for sel in 'service_name="smolder-test",region="eu",process_runtime_name="nodejs"' \
+	'service_name="smolder-test-04",region="eu"'; do
+	f=$(folded "wall:cpu:nanoseconds:wall:nanoseconds:delta{$sel}")
+	printf '%s\n' "$f" | grep -q 'fibonacci' ||
+		fail "{$sel}: no fibonacci in the client's CPU profile: $(printf '%s\n' "$f" | head -5)"
+done
+ok "@pyroscope/nodejs $v_new and $v_old: region=eu (and 0.6's OTel tags) as labels; fibonacci in the CPU time"
+c=$(code GET "$base/api/v1/labels/service_name/values" -G -d from=now-1h \
+	--data-urlencode 'query=memory:inuse_space:bytes:inuse_space:bytes{}')
+grep -q '"smolder-test"' "$tmp/body" && grep -q '"smolder-test-04"' "$tmp/body" ||
+	fail "no heap profile of both clients: $(cat "$tmp/body")"
+ok "@pyroscope/nodejs $v_new and $v_old: the heap profile arrives as memory:inuse_space:bytes"
+
+# the same form by hand, without format=: the body's content decides
+c=$(code GET "$base/api/v1/query" -G --data-urlencode 'query=process_cpu:samples:count:cpu:nanoseconds:delta{service_name="curlapp"}' \
+	--data-urlencode from=1767139200 --data-urlencode to=now+1d -d format=pprof)
+[ "$c" = 200 ] || fail "pprof query: $c"
+cp "$tmp/body" "$tmp/p.pb.gz"
+c=$(code POST "$base/ingest?name=noformat.cpu&from=1767225600" -F "profile=@$tmp/p.pb.gz")
+[ "$c" = 200 ] || fail "multipart pprof without format=: $c $(cat "$tmp/body")"
+[ "$(total 'process_cpu:samples:count:cpu:nanoseconds:delta{service_name="noformat"}')" = 15 ] ||
+	fail "multipart pprof without format=: wrong total"
+# a bare gzip'd pprof under format=folded, and the same pprof not gzip'd
+c=$(code POST "$base/ingest?name=gzfolded.cpu&format=folded&from=1767225600" --data-binary @"$tmp/p.pb.gz")
+[ "$c" = 200 ] || fail "gzip pprof with format=folded: $c $(cat "$tmp/body")"
+gzip -dc "$tmp/p.pb.gz" >"$tmp/p.pb"
+c=$(code POST "$base/ingest?name=rawpb.cpu&from=1767225600" --data-binary @"$tmp/p.pb")
+[ "$c" = 200 ] || fail "plain protobuf pprof without format=: $c $(cat "$tmp/body")"
+[ "$(total '{service_name="gzfolded"}')" = 15 ] && [ "$(total '{service_name="rawpb"}')" = 15 ] ||
+	fail "gzip or plain pprof without format=pprof: wrong totals"
+ok "the body decides: a pprof form, gzip'd pprof and plain protobuf pprof stored whatever format= says"
 
 # a multipart body as the Go client sends it: the pprof the server itself
 # answers, wrapped in a form with a sample_type_config part

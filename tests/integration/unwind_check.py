@@ -7,9 +7,25 @@ unwind_test.sh asserts on, as KEY VALUE lines:
   has_FRAME FRACTION        share of samples with FRAME anywhere in the stack
   incl_FRAME FRACTION       same, for the inclusive share of a function
   maxdepth N                most user frames in one stack
+  at_maxdepth N             samples with that many
   chain FRACTION            share of samples whose stack holds --chain
                             (comma-separated, outermost first) as
                             consecutive frames
+  match FRACTION            share of samples with a frame matching the
+                            regular expression --match (a JIT runtime's
+                            names: "^JS:" for V8's)
+
+--where REGEX keeps only samples with a frame matching it.
+
+With --top FILE (a /api/v1/top answer), --elf PATH and --object NAME
+instead, checks the rows of NAME's functions nothing names ("[unknown]
+NAME+0xOFF") against the
+function starts `readelf --debug-dump=frames` lists for PATH (converted
+to file offsets through its executable PT_LOAD segments):
+
+  unknown_rows N            rows named "[unknown] ...+0x..."
+  unknown_at_fde_start N    those whose offset is an FDE's start
+  unknown_same_fde N        pairs of rows within one FDE (want 0)
 
 Input: --folded FILE (smolder's folded output: "root;...;leaf COUNT",
 kernel frames suffixed _[k]) or --perf FILE (`perf script
@@ -17,6 +33,10 @@ kernel frames suffixed _[k]) or --perf FILE (`perf script
 "[unknown] obj+0x1" count as anonymous frames.
 """
 import argparse
+import bisect
+import json
+import re
+import subprocess
 import sys
 
 
@@ -55,6 +75,48 @@ def read_perf(path, comm):
         yield list(reversed(frames)), 1
 
 
+def fde_offsets(elf):
+    """FDE ranges of elf as file offsets, sorted: [(start, end)]."""
+    loads = []
+    for line in subprocess.run(["readelf", "-lW", elf], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD" and "E" in f[6:-1]:
+            loads.append((int(f[1], 16), int(f[2], 16), int(f[4], 16)))
+    out = []
+    for line in subprocess.run(["readelf", "--debug-dump=frames", elf], capture_output=True,
+                               text=True, check=True).stdout.splitlines():
+        m = re.search(r" FDE cie=[0-9a-f]+ pc=([0-9a-f]+)\.\.([0-9a-f]+)", line)
+        if not m:
+            continue
+        a, b = int(m.group(1), 16), int(m.group(2), 16)
+        for off, vaddr, size in loads:
+            if vaddr <= a < vaddr + size:
+                out.append((a - vaddr + off, b - vaddr + off))
+    return sorted(out)
+
+
+def check_top(top, elf, obj):
+    fdes = fde_offsets(elf)
+    starts = [a for a, _ in fdes]
+    rows = json.load(open(top))["rows"]
+    offs = []
+    for r in rows:
+        m = re.match(r"\[unknown\] " + re.escape(obj) + r"\+0x([0-9a-f]+)$", r["name"])
+        if m:
+            offs.append(int(m.group(1), 16))
+    at_start = sum(1 for o in offs if o in set(starts))
+    which = {}
+    for o in offs:
+        i = bisect.bisect_right(starts, o) - 1
+        if i >= 0 and o < fdes[i][1]:
+            which[i] = which.get(i, 0) + 1
+    print("unknown_rows", len(offs))
+    print("unknown_at_fde_start", at_start)
+    print("unknown_same_fde", sum(n - 1 for n in which.values()))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--folded")
@@ -65,7 +127,14 @@ def main():
     ap.add_argument("--incl", action="append", default=[])
     ap.add_argument("--chain", default="")
     ap.add_argument("--leaf", default="", help="only samples whose stack holds this frame")
+    ap.add_argument("--where", default="", help="only samples with a frame matching this regex")
+    ap.add_argument("--match", default="")
+    ap.add_argument("--top")
+    ap.add_argument("--elf")
+    ap.add_argument("--object")
     a = ap.parse_args()
+    if a.top:
+        return check_top(a.top, a.elf, a.object)
     src = read_folded(a.folded) if a.folded else read_perf(a.perf, a.comm)
     total = 0
     root = {r: 0 for r in a.root}
@@ -74,11 +143,22 @@ def main():
     chain = [c for c in a.chain.split(",") if c]
     chained = 0
     maxdepth = 0
+    matched = 0
+    where = re.compile(a.where) if a.where else None
+    match = re.compile(a.match) if a.match else None
+    at_max = 0
     for frames, n in src:
         if a.leaf and a.leaf not in frames:
             continue
+        if where and not any(where.search(f) for f in frames):
+            continue
+        if match and any(match.search(f) for f in frames):
+            matched += n
         total += n
-        maxdepth = max(maxdepth, len(frames))
+        if len(frames) > maxdepth:
+            maxdepth, at_max = len(frames), 0
+        if len(frames) == maxdepth:
+            at_max += n
         if frames:
             for r in a.root:
                 if frames[0] == r:
@@ -106,8 +186,11 @@ def main():
     for f in a.incl:
         print("incl_%s %.4f" % (f, incl[f] / div))
     print("maxdepth", maxdepth)
+    print("at_maxdepth", at_max)
     if chain:
         print("chain %.4f" % (chained / div))
+    if match:
+        print("match %.4f" % (matched / div))
     return 0
 
 

@@ -4,7 +4,8 @@
  *
  *   mkbatch [--seed N] [--processes N] [--stacks N] [--rows N]
  *           [--start-ns NS] [--agent ID] [--omit-stacks] [--break KIND]
- *           [--app-build-id HEX] [--app-offset OFF] [--service NAME] [--python] OUT
+ *           [--app-build-id HEX] [--app-offset OFF] [--service NAME] [--python]
+ *           [--hostname H] [--comm-prefix P] OUT
  *   mkbatch --fallback-id FILE
  *
  * The same seed gives the same stacks (and IDs), so a second batch with
@@ -16,7 +17,9 @@
  * stack, for tests of the symbolizer on a real file. --service names the
  * processes' service label (default svc); --python makes each stack's
  * named frame a Python one: "Handler.fn_SEED_I" in /srv/app/handlers.py
- * at line 10 + I, language "python" (a version 2 batch). */
+ * at line 10 + I, language "python" (a version 2 batch). --hostname sets
+ * the hostname label (default host-SEED), --comm-prefix the comm labels
+ * (default "proc"; process i gets PREFIXi). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -71,7 +74,7 @@ int main(int argc, char **argv)
 	int64_t start = INT64_C(1767225600) * 1000000000;   /* 2026-01-01T00:00Z */
 	const char *agent = NULL, *brk = NULL;
 	int omit = 0;
-	const char *app_bid = NULL, *service = "svc";
+	const char *app_bid = NULL, *service = "svc", *hostname = NULL, *comm_prefix = "proc";
 	long long app_off = -1;
 	int python = 0;
 	static const struct option lo[] = {
@@ -80,7 +83,7 @@ int main(int argc, char **argv)
 		{"rows", 1, NULL, 'r'}, {"start-ns", 1, NULL, 't'}, {"agent", 1, NULL, 'a'},
 		{"omit-stacks", 0, NULL, 'o'}, {"break", 1, NULL, 'b'},
 		{"fallback-id", 1, NULL, 'f'}, {"service", 1, NULL, 'S'}, {"python", 0, NULL, 'P'},
-		{NULL, 0, NULL, 0},
+		{"hostname", 1, NULL, 'H'}, {"comm-prefix", 1, NULL, 'C'}, {NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -98,6 +101,8 @@ int main(int argc, char **argv)
 		case 'O': app_off = strtoll(optarg, NULL, 16); break;
 		case 'S': service = optarg; break;
 		case 'P': python = 1; break;
+		case 'H': hostname = optarg; break;
+		case 'C': comm_prefix = optarg; break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of mkbatch.c\n");
 			return 2;
@@ -110,9 +115,12 @@ int main(int argc, char **argv)
 	const char *out = argv[optind];
 	rng = 0x9e3779b97f4a7c15ull ^ seed;
 
-	char agent_buf[64], host[64];
+	char agent_buf[64], host[256];
 	snprintf(agent_buf, sizeof(agent_buf), "agent-%u", seed);
-	snprintf(host, sizeof(host), "host-%u", seed);
+	if (hostname)
+		snprintf(host, sizeof(host), "%s", hostname);
+	else
+		snprintf(host, sizeof(host), "host-%u", seed);
 	static uint8_t bid[2][WIRE_MAX_BUILD_ID] = {{0xde, 0xad, 0xbe, 0xef, 1}, {0xca, 0xfe, 2}};
 	uint32_t app_bl = 20;
 	if (app_bid) {
@@ -130,9 +138,9 @@ int main(int argc, char **argv)
 
 	wire_process *pr = calloc(nproc, sizeof(*pr));
 	wire_label *lab = calloc(nproc * 3, sizeof(*lab));
-	char (*comm)[32] = calloc(nproc, sizeof(*comm));
+	char (*comm)[160] = calloc(nproc, sizeof(*comm));
 	for (unsigned i = 0; i < nproc; i++) {
-		snprintf(comm[i], sizeof(comm[i]), "proc%u", i);
+		snprintf(comm[i], sizeof(comm[i]), "%.140s%u", comm_prefix, i);
 		lab[3 * i] = (wire_label){"hostname", host};
 		lab[3 * i + 1] = (wire_label){"comm", comm[i]};
 		lab[3 * i + 2] = (wire_label){brk && !strcmp(brk, "label") ? "9lives" : "service",

@@ -52,14 +52,35 @@ const SEARCH_API = [
 	[['runtime.main', 'main.main', 'search.(*Index).Query', 'search.scoreDocs'], 20],
 	[['runtime.main', 'main.main', 'search.(*Index).Query', 'sort.Sort'], 6],
 ];
+// "importer": 6 of its 20 samples per slot have stacks whose walk was cut
+// short (the [truncated] marker outermost, as the agent sends them): 30 %
+export const TRUNCATED = '[truncated]';
+export const IMPORTER_PCT = 30;
+const IMPORTER = [
+	[['runtime.main', 'main.main', 'importer.run', 'importer.parse'], 14],
+	[[TRUNCATED, 'importer.parse', 'bufio.(*Reader).Read'], 6],
+];
 const FILES = {};
-for (const [frames] of [...STACKS, ...SEARCH_API])
+for (const [frames] of [...STACKS, ...SEARCH_API, ...IMPORTER.slice(0, 1)])
 	for (const f of frames) {
 		const pkg = f.replace(/\.[^./]*$/, '').replace(/[()*]/g, '').replace(/\.$/, '');
 		const base = pkg.split('/').pop() || 'main';
 		FILES[f] ??= [`${pkg}/${base}.go`, 10 + (f.length * 7) % 400];
 	}
 export const fileOf = name => FILES[name];
+
+// "oneoff", two processes of one executable (pid 101 and 102, as an agent
+// with --pid-label labels them): memcpy is hot under the request path, and
+// two one-off stacks reach it too: a page fault right under main (so the
+// shallowest memcpy frame is a 1-sample one) and a 40-deep chain (too
+// narrow to draw in memcpy's callers).
+export const MEMCPY = '__memcpy_avx512_unaligned_erms';
+const DEEP = Array.from({length: 40}, (_, i) => `app.layer${i + 1}`);
+export const ONEOFF = {
+	101: [[['main', 'app.handle', 'app.work', MEMCPY], 5000], [['main', 'app.handle', 'app.idle'], 400]],
+	102: [[['main', 'app.handle', 'app.work', MEMCPY], 3000], [['main', 'page_fault', MEMCPY], 40],
+		[['main', ...DEEP, MEMCPY], 1]],
+};
 
 export const HOSTS = ['checkout-1', 'checkout-2'];
 export const SLOTS = 12;                      // 5-minute slots
@@ -114,8 +135,10 @@ export async function startServer() {
 		throw new Error(`${bin} takes no --ui-dir: the server does not serve the UI yet`);
 	const dir = tempDir('data');
 	const errLog = [];
+	// maintenance every second: the week of data gets its roll-ups at once
 	const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'),
-		'--ui-dir', process.env.SMOLDER_UI_DIR || path.join(REPO, 'ui')], {stdio: ['ignore', 'pipe', 'pipe']});
+		'--ui-dir', process.env.SMOLDER_UI_DIR || path.join(REPO, 'ui'),
+		'--maintenance-interval', '1s'], {stdio: ['ignore', 'pipe', 'pipe']});
 	let exited = null;
 	child.on('exit', (code, sig) => { exited = {code, sig}; });
 	atCleanup(() => new Promise(res => {
@@ -191,7 +214,16 @@ export async function ingest(base) {
 			encodeProfile({stacks: SEARCH_API.map(s => ({frames: s[0], value: s[1]})),
 			               timeNanos, durationNanos: 10000000000n,
 			               binary: '/usr/local/bin/search-api', files: FILES}));
+		await post({service: 'importer', version: '3.0', hostname: 'import-1'},
+			encodeProfile({stacks: IMPORTER.map(s => ({frames: s[0], value: s[1]})),
+			               timeNanos, durationNanos: 10000000000n,
+			               binary: '/usr/local/bin/importer', files: FILES}));
 	}
+	for (const [pid, stacks] of Object.entries(ONEOFF))
+		await post({service: 'oneoff', pid, hostname: 'app-1'},
+			encodeProfile({stacks: stacks.map(([frames, value]) => ({frames, value})),
+			               timeNanos: BigInt(t0 + 900) * 1000000000n, durationNanos: 10000000000n,
+			               binary: '/usr/local/bin/app', files: {}}));
 	// a native batch from tests/tools/mkbatch: service "svc", named frames
 	// fn_7_<i> and the kernel frame do_syscall_64
 	const mk = process.env.SMOLDER_MKBATCH || path.join(REPO, 'build/tests/mkbatch');
@@ -212,6 +244,87 @@ export async function ingest(base) {
 	if (rp.status !== 200) throw new Error(`python ingest: ${rp.status} ${await rp.text()}`);
 	return {from: t0 - 60, to: now + 60, batchSamples: Number(out.match(/samples=(\d+)/)[1]),
 		pySamples: Number(pyOut.match(/samples=(\d+)/)[1])};
+}
+
+// Values in other units, in the last hour: off-CPU time (nanoseconds) of a
+// service "waits" as the agent's type, and through Pyroscope's /ingest a
+// wall-clock profile (nanoseconds) and a heap profile (bytes) of "webapp".
+export const OFF_TYPE = 'off_cpu:time:nanoseconds:time:nanoseconds:delta';
+export const WALL_TYPE = 'wall:wall:nanoseconds:wall:nanoseconds:delta';
+export const HEAP_TYPE = 'inuse_space:inuse_space:bytes:inuse_space:bytes';
+export const OFF_STACKS = [
+	[['main', 'serve', 'handle', 'db_query', 'read'], 2_750_000_000],   // 2.75 s
+	[['main', 'serve', 'handle', 'lock_wait'], 45_600_000],             // 45.6 ms
+	[['main', 'serve', 'accept'], 150_000_000_000],                     // 2.50 min
+];
+export const WALL_FOLDED = [['main;loop;sleep', 3_500_000_000], ['main;loop;work', 1_200_000]];
+export const HEAP_FOLDED = [['main;cache;alloc', 12 * 2 ** 20], ['main;buf', 1536]];
+export async function ingestUnits(base) {
+	const now = Math.floor(Date.now() / 1000);
+	const u = new URL('/api/v1/ingest/pprof', base);
+	for (const [k, v] of Object.entries({__name__: 'off_cpu', service: 'waits', hostname: 'db-1'}))
+		u.searchParams.set(k, v);
+	let r = await fetch(u, {method: 'POST', body: encodeProfile({
+		stacks: OFF_STACKS.map(([frames, value]) => ({frames, value})),
+		timeNanos: BigInt(now - 600) * 1000000000n, durationNanos: 10000000000n,
+		sampleType: ['time', 'nanoseconds'], periodType: ['time', 'nanoseconds'], period: 1})});
+	if (r.status !== 200) throw new Error(`off-CPU ingest: ${r.status} ${await r.text()}`);
+	for (const [name, units, rows, extra] of [['webapp.wall{service=webapp}', 'nanoseconds', WALL_FOLDED, {}],
+		['webapp.inuse_space{service=webapp}', 'bytes', HEAP_FOLDED, {aggregationType: 'average'}]]) {
+		const p = new URL('/ingest', base);
+		for (const [k, v] of Object.entries({name, units, from: now - 600, until: now - 590, ...extra}))
+			p.searchParams.set(k, v);
+		r = await fetch(p, {method: 'POST', body: rows.map(([s, v]) => `${s} ${v}`).join('\n') + '\n'});
+		if (r.status !== 200) throw new Error(`pyroscope ingest ${name}: ${r.status} ${await r.text()}`);
+	}
+}
+
+// A week of a nightly batch job, every 3 hours from 7 days ago (less an
+// hour) to an hour ago: what a 7-day range shows, from the roll-ups the
+// server writes for it. Returns the total.
+export const WEEK_STACKS = [[['main', 'nightly.run', 'nightly.compact'], 7],
+	[['main', 'nightly.run', 'nightly.upload', 'net.(*conn).Write'], 3]];
+export async function ingestWeek(base) {
+	const now = Math.floor(Date.now() / 300000) * 300;
+	let total = 0;
+	for (let t = now - 7 * 86400 + 3600; t <= now - 3600; t += 3 * 3600) {
+		const u = new URL('/api/v1/ingest/pprof', base);
+		for (const [k, v] of Object.entries({service: 'nightly', version: '3.1', hostname: 'batch-1'}))
+			u.searchParams.set(k, v);
+		const body = encodeProfile({stacks: WEEK_STACKS.map(([frames, value]) => ({frames, value})),
+			timeNanos: BigInt(t) * 1000000000n, durationNanos: 10000000000n,
+			binary: '/usr/local/bin/nightly', files: {}});
+		const r = await fetch(u, {method: 'POST', body});
+		if (r.status !== 200) throw new Error(`ingest ${u}: ${r.status} ${await r.text()}`);
+		total += WEEK_STACKS.reduce((a, [, v]) => a + v, 0);
+	}
+	return total;
+}
+
+// 200 hosts of one service, host i with weight i + 1, twenty minutes ago:
+// a timeline of 200 series.
+export const FLEET = 200;
+export const fleetHost = i => `fleet-${String(i).padStart(3, '0')}`;
+export async function ingestFleet(base) {
+	const t = Math.floor(Date.now() / 60000) * 60 - 20 * 60;
+	for (let i = 0; i < FLEET; i += 20)
+		await Promise.all(Array.from({length: Math.min(20, FLEET - i)}, async (_, k) => {
+			const u = new URL('/api/v1/ingest/pprof', base);
+			for (const [key, v] of Object.entries({service: 'fleet', version: '1', hostname: fleetHost(i + k)}))
+				u.searchParams.set(key, v);
+			const body = encodeProfile({stacks: [{frames: ['main', 'fleet.work'], value: i + k + 1}],
+				timeNanos: BigInt(t) * 1000000000n, durationNanos: 10000000000n,
+				binary: '/usr/local/bin/fleet', files: {}});
+			const r = await fetch(u, {method: 'POST', body});
+			if (r.status !== 200) throw new Error(`ingest ${u}: ${r.status} ${await r.text()}`);
+		}));
+}
+
+// One sample of the server's /metrics, 0 when absent.
+export async function metric(base, name, labels = '') {
+	const text = await (await fetch(new URL('/metrics', base))).text();
+	const line = text.split('\n').find(l => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+	return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
 }
 
 // ---------------------------------------------------------------- browser

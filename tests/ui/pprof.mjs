@@ -8,7 +8,9 @@
 //
 // frames are root first (as folded stacks write them); pprof wants them
 // leaf first, which this file does. Sample type samples/count, period type
-// cpu/nanoseconds: the server stores them as process_cpu:samples:count:cpu:nanoseconds:delta.
+// cpu/nanoseconds by default: the server stores them as
+// process_cpu:samples:count:cpu:nanoseconds:delta; sampleType, periodType
+// ([type, unit]) and period make other types.
 
 class Writer {
 	constructor() { this.bytes = []; }
@@ -45,7 +47,8 @@ class Writer {
 }
 
 export function encodeProfile({stacks, timeNanos, durationNanos, binary = '/usr/bin/app',
-                               files = {}}) {
+                               files = {}, sampleType = ['samples', 'count'],
+                               periodType = ['cpu', 'nanoseconds'], period = 52631578}) {
 	const strings = [''];
 	const strIndex = new Map([['', 0]]);
 	const str = s => {
@@ -75,10 +78,10 @@ export function encodeProfile({stacks, timeNanos, durationNanos, binary = '/usr/
 		}
 		return locations.get(name).id;
 	};
-	for (const s of ['samples', 'count', 'cpu', 'nanoseconds', binary]) str(s);
+	for (const s of [...sampleType, ...periodType, binary]) str(s);
 	const samples = stacks.map(s => ({ids: [...s.frames].reverse().map(loc), value: s.value}));
 	const w = new Writer();
-	w.message(1, v => { v.int(1, str('samples')); v.int(2, str('count')); });
+	w.message(1, v => { v.int(1, str(sampleType[0])); v.int(2, str(sampleType[1])); });
 	for (const s of samples)
 		w.message(2, v => { v.packed(1, s.ids); v.packed(2, [s.value]); });
 	w.message(3, v => {
@@ -98,7 +101,7 @@ export function encodeProfile({stacks, timeNanos, durationNanos, binary = '/usr/
 	for (const s of strings) w.string(6, s);
 	w.int(9, timeNanos);
 	w.int(10, durationNanos);
-	w.message(11, v => { v.int(1, str('cpu')); v.int(2, str('nanoseconds')); });
-	w.int(12, 52631578);
+	w.message(11, v => { v.int(1, str(periodType[0])); v.int(2, str(periodType[1])); });
+	w.int(12, period);
 	return Buffer.from(w.bytes);
 }

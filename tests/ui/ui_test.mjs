@@ -5,7 +5,8 @@
 // shows the expected frames, tooltip, click-to-zoom with breadcrumb and
 // URL, search highlights and its share, the top table and its sorting,
 // diff colours and deltas, the URL round trip, range picker, timeline
-// drag, empty and error states, autocompletion, kernel marks, downloads.
+// drag, a 7-day range from roll-ups, 200 series as ten lines and "other",
+// empty and error states, autocompletion, kernel marks, downloads.
 // It drives the page only through ui/CONTRACT.md's hooks.
 //
 //   node tests/ui/ui_test.mjs                     every check; exit 1 if any fails
@@ -197,6 +198,9 @@ async function main() {
 	server = await F.startServer();
 	base = server.base;
 	R = await F.ingest(base);
+	await F.ingestUnits(base);
+	const weekTotal = await F.ingestWeek(base);
+	await F.ingestFleet(base);
 	R.from = String(R.from);
 	R.to = String(R.to);
 	context = await F.launchBrowser();
@@ -304,7 +308,7 @@ async function main() {
 		assert.ok(near(got, want, 0.051), `search-share ${got}% not ${want.toFixed(2)}%`);
 	});
 
-	await check('top table: the functions with their flat/cum, sorts, a click focuses the flame graph',
+	await check('top table: the functions with their flat/cum, sorts, a click opens the function\'s sandwich',
 		async page => {
 			await open(page, v14, s => s.flame.frames.length > 0);
 			const top = await F.api(base, '/api/v1/top', v14);
@@ -328,8 +332,92 @@ async function main() {
 			for (let i = 1; i < cums.length; i++)
 				assert.ok(cumOf[cums[i - 1]] >= cumOf[cums[i]], `not sorted by cum at row ${i}`);
 			await page.locator(`[data-testid=top-row][data-name="${F.JSON_FN}"]`).click();
-			await until(page, s => s.state.focus === F.JSON_FN, 'focus from the table');
-			assert.equal(urlParams(page).focus, F.JSON_FN);
+			const s = await until(page, s => s.state.sandwich === F.JSON_FN && s.sandwich,
+				'the sandwich from the table');
+			assert.equal(urlParams(page).sandwich, F.JSON_FN);
+			assert.equal(s.sandwich.total, F.withFrame(e14, F.JSON_FN), 'sandwich total');
+			assert.equal(s.state.focus, '', 'a table click zoomed the flame graph');
+		});
+
+	await check('top table click: the function\'s sandwich with every caller merged, not its first frame; ' +
+		'the callers graph as tall as what it draws', async page => {
+		const q = {query: '{service="oneoff"}', from: R.from, to: R.to};
+		const all = Object.values(F.ONEOFF).flat();
+		const total = all.reduce((a, [, v]) => a + v, 0);
+		const mem = all.filter(([fr]) => fr.includes(F.MEMCPY)).reduce((a, [, v]) => a + v, 0);
+		await open(page, q, s => s.flame.total === total);
+		await page.locator(`[data-testid=top-row][data-name="${F.MEMCPY}"]`).click();
+		const s = await until(page, s => s.sandwich && s.sandwich.name === F.MEMCPY, 'memcpy\'s sandwich');
+		assert.equal(s.sandwich.total, mem, 'all of memcpy\'s samples, every caller merged');
+		assert.equal(s.flame.total, total, 'the flame graph was zoomed to one occurrence');
+		assert.equal(s.state.focus, '');
+		const callers = s.sandwich.callers.frames.filter(f => f.depth === 1).map(f => f.name);
+		for (const c of ['app.work', 'page_fault'])
+			assert.ok(callers.includes(c), `caller ${c} not in the callers graph: ${callers}`);
+		const box = await page.locator('[data-testid=sandwich]').boundingBox();
+		assert.ok(box && box.y < 800 && box.y + 40 > 0, `the sandwich is not in view (y ${box && box.y})`);
+		// the 40-deep one-off is narrower than half a pixel: no empty rows for it
+		const maxDepth = Math.max(...s.sandwich.callers.frames.map(f => f.depth));
+		const h = await page.locator('#sandwich-callers').evaluate(c => c.getBoundingClientRect().height);
+		assert.equal(maxDepth, 3, `callers drawn ${maxDepth} deep`);
+		assert.equal(h, (maxDepth + 1) * 18, `callers canvas ${h} px for ${maxDepth + 1} rows of frames`);
+		assert.equal(s.sandwich.callers.rows, maxDepth + 1);
+	});
+
+	await check('top table: the function column resizes; a cut name is whole in its title and when selected',
+		async page => {
+			await open(page, v14, s => s.flame.frames.length > 0);
+			const long = 'encoding/json.(*encodeState).reflectValue';
+			const cell = page.locator(`[data-testid=top-row][data-name="${long}"] td.fn`);
+			await cell.waitFor();
+			const cut = () => cell.evaluate(td => td.scrollWidth > td.clientWidth + 1);
+			assert.ok(await cut(), `${long} is not cut at the default width: the check proves nothing`);
+			assert.ok((await cell.getAttribute('title')).startsWith(long), 'title lacks the full name');
+			const th = page.locator('[data-testid=top-table] th').first();
+			const w0 = (await th.boundingBox()).width;
+			const hb = await page.locator('[data-testid=top-name-resize]').boundingBox();
+			await page.mouse.move(hb.x + hb.width / 2, hb.y + hb.height / 2);
+			await page.mouse.down();
+			await page.mouse.move(hb.x + 150, hb.y + hb.height / 2, {steps: 6});
+			await page.mouse.move(hb.x + 250, hb.y + hb.height / 2, {steps: 4});
+			await page.mouse.up();
+			const w1 = (await th.boundingBox()).width;
+			assert.ok(w1 > w0 + 200, `dragging the handle 250 px: ${w0} -> ${w1} px`);
+			assert.ok(!(await cut()), `${long} still cut at ${w1} px`);
+			// narrow again with the keyboard: cut, then whole once selected
+			const handle = page.locator('[data-testid=top-name-resize]');
+			await handle.focus();
+			for (let i = 0; i < 12; i++) await handle.press('ArrowLeft');
+			assert.ok((await th.boundingBox()).width < w0, 'arrow keys did not narrow the column');
+			assert.ok(await cut(), 'not cut when narrow');
+			await page.locator(`[data-testid=top-row][data-name="${long}"]`).click();
+			await until(page, s => s.state.sandwich === long, 'selected');
+			assert.ok(!(await cut()), 'the selected row still cuts its name');
+			assert.equal(await cell.textContent(), long);
+		});
+
+	await check('label picker: pid offered apart and unticked where series carry it; ticking it groups by process',
+		async page => {
+			await open(page, {query: QALL, from: R.from, to: R.to}, s => s.flame.total > 0);
+			await page.locator('[data-testid=group-by-pick]').click();
+			const boxes = page.locator('[data-testid=group-picker] [data-testid=group-by-label]');
+			await boxes.first().waitFor();
+			const names = await boxes.evaluateAll(bs => bs.map(b => b.dataset.label));
+			assert.ok(names.includes('version') && !names.includes('pid'), `checkout's labels: ${names}`);
+			await page.keyboard.press('Escape');
+			await open(page, {query: '{service="oneoff"}', from: R.from, to: R.to}, s => s.flame.total > 0);
+			await page.locator('[data-testid=group-by-pick]').click();
+			const pid = page.locator('[data-testid=group-picker] [data-testid=group-by-label][data-label=pid]');
+			await pid.waitFor().catch(() => assert.fail('no pid in the picker for series that carry it'));
+			assert.equal(await pid.isChecked(), false, 'pid ticked by default');
+			assert.match(await page.locator('[data-testid=group-picker]').textContent(), /opt-in/);
+			await pid.check();
+			await until(page, s => s.state.group_by === 'pid', 'group_by=pid');
+			assert.equal(urlParams(page).group_by, 'pid');
+			await page.waitForFunction(() => {
+				const t = document.querySelector('[data-testid=timeline]')?.textContent || '';
+				return t.includes('pid=101') && t.includes('pid=102');
+			}).catch(() => assert.fail('the timeline has no line per process'));
 		});
 
 	const diffWant = name => F.withFrame(e15, name) / n15 - F.withFrame(e14, name) / n14;
@@ -505,15 +593,23 @@ async function main() {
 		}).catch(() => assert.fail('the timeline does not name the lines 1.4 and 1.5'));
 	});
 
-	await check('empty state says what to do next', async page => {
-		await page.goto(url({query: '{service="nope"}', from: R.from, to: R.to}));
-		const st = page.locator('[data-testid=status]');
-		await page.waitForFunction(() => /no samples/i.test(
-			document.querySelector('[data-testid=status]')?.textContent || ''))
-			.catch(async () => assert.fail(`status: ${JSON.stringify(await st.textContent().catch(() => null))}`));
-		assert.ok(await st.isVisible(), 'status not visible');
-		assert.match(await st.textContent(), /range|label/i, 'no hint what to do next');
-	});
+	await check('a selector that selects nothing: "no series match", the closest values; a click runs the fix',
+		async page => {
+			await page.goto(url({query: '{service="chekout"}', from: R.from, to: R.to}));
+			const st = page.locator('[data-testid=status]');
+			await page.waitForFunction(() => /no series match/i.test(
+				document.querySelector('[data-testid=status]')?.textContent || ''))
+				.catch(async () => assert.fail(`status: ${JSON.stringify(await st.textContent().catch(() => null))}`));
+			assert.ok(await st.isVisible(), 'status not visible');
+			assert.match(await st.textContent(), /did you mean service="checkout"\?/);
+			const fix = page.locator('[data-testid=no-match-fix]').first();
+			assert.equal(await fix.textContent(), 'service="checkout"');
+			await fix.click();
+			const s = await until(page, s => s.state.query === '{service="checkout"}' && s.flame.total > 0,
+				'the fixed selector run');
+			assert.equal(s.flame.total, n14 + n15);
+			assert.equal(urlParams(page).query, '{service="checkout"}');
+		});
 
 	await check('error state shows the server\'s message', async page => {
 		await page.goto(url({query: '{service="x"', from: R.from, to: R.to}));
@@ -594,6 +690,41 @@ async function main() {
 		assert.ok(tip.includes(`/srv/app/handlers.py:${10 + i}`), `tooltip ${JSON.stringify(tip)} lacks file:line`);
 		assert.ok(tip.includes('python frame'), `tooltip ${JSON.stringify(tip)} lacks the language`);
 	});
+	await check('incomplete stacks: the share shown above 1 %, none below; the marker is no frame',
+		async page => {
+			let s = await open(page, {query: '{service="importer"}', from: R.from, to: R.to},
+				s => s.flame.total > 0);
+			const note = page.locator('[data-testid=completeness]');
+			assert.equal(await note.isVisible(), true, 'no completeness note at 30 %');
+			const text = (await note.textContent()) || '';
+			assert.match(text, new RegExp(`^${F.IMPORTER_PCT}\\.0 % of these samples have incomplete stacks`),
+				`note says ${JSON.stringify(text)}`);
+			assert.ok(near(s.completeness.pct, F.IMPORTER_PCT, 0.01), `hook pct ${s.completeness.pct}`);
+			assert.equal(s.flame.frames.some(f => f.name === F.TRUNCATED), false,
+				'the [truncated] marker is drawn as a frame');
+			mustFrame(s, 'bufio.(*Reader).Read');
+			s = await open(page, {query: '{service="search-api"}', from: R.from, to: R.to},
+				s => s.flame.total > 0);
+			assert.equal(await note.isVisible(), false, 'a note for complete stacks');
+			assert.equal(s.completeness.pct, 0);
+		});
+
+	await check('incomplete stacks: a diff whose sides differ by more than 3 points warns',
+		async page => {
+			let s = await open(page, {query: '{service="search-api"}', compare: '{service="importer"}',
+				from: R.from, to: R.to}, s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			const note = page.locator('[data-testid=completeness]');
+			assert.equal(await note.isVisible(), true, 'no warning');
+			assert.match((await note.getAttribute('class')) || '', /\bwarn\b/);
+			const text = (await note.textContent()) || '';
+			assert.match(text, /differ in completeness: 0\.0 % and 30\.0 %/, `warning says ${JSON.stringify(text)}`);
+			assert.equal(s.completeness.warn, true);
+			assert.ok(near(s.completeness.compare_pct, F.IMPORTER_PCT, 0.01));
+			s = await open(page, {query: Q14, compare: Q15, from: R.from, to: R.to},
+				s => s.flame.frames.some(f => typeof f.delta === 'number'));
+			assert.equal(await note.isVisible(), false, 'a warning between two complete sides');
+			assert.equal(s.completeness.warn, false);
+		});
 
 	await check('download links: pprof and folded of the current view', async page => {
 		await open(page, v14, s => s.flame.total > 0);
@@ -610,6 +741,118 @@ async function main() {
 		assert.equal(total, n14, 'folded download total');
 		assert.ok(lines.some(l => l.includes(F.JSON_FN)));
 	});
+
+	// ---- units: profile types whose values are not sample counts ----
+	const cells = async page => Object.fromEntries(await page.locator('[data-testid=top-row]').evaluateAll(
+		rows => rows.map(r => [r.dataset.name, [...r.cells].map(c => c.textContent)])));
+	const header = async page => page.locator('[data-testid=top-table] thead th').allTextContents();
+	const col = (h, name) => h.findIndex(t => t.replace(/[▲▼]/g, '').trim() === name);
+	const hourAgo = {from: 'now-1h', to: 'now'};
+
+	await check('profile-type picker: the types with data, and choosing one runs that type', async page => {
+		const types = await F.api(base, '/api/v1/types', hourAgo);
+		for (const t of [F.OFF_TYPE, F.WALL_TYPE, F.HEAP_TYPE, F.TYPE])
+			assert.ok(types.includes(t), `/api/v1/types lacks ${t}: ${types}`);
+		await open(page, {query: '{service="waits"}', ...hourAgo});
+		const sel = page.locator('[data-testid=type-select]');
+		await page.waitForFunction(() => document.querySelectorAll('[data-testid=type-select] option').length > 1);
+		const opts = await sel.locator('option').evaluateAll(os => os.map(o => o.value));
+		assert.deepEqual([...opts].sort(), [...types].sort(), 'the picker lists /api/v1/types');
+		assert.equal(await sel.inputValue(), F.TYPE, 'a selector without a type shows the default');
+		await sel.selectOption(F.OFF_TYPE);
+		const s = await until(page, s => s.state.query.startsWith(F.OFF_TYPE) && s.flame.total > 0,
+			'the off-CPU profile after picking its type');
+		assert.equal(s.state.query, `${F.OFF_TYPE}{service="waits"}`, 'the matchers are kept');
+		assert.equal(s.unit, 'nanoseconds');
+		assert.equal(urlParams(page).query, s.state.query, 'the type in the URL');
+		assert.equal(s.flame.total, F.OFF_STACKS.reduce((a, x) => a + x[1], 0));
+	});
+
+	await check('nanosecond types read as durations: top table, tooltip, timeline', async page => {
+		const s = await open(page, {query: `${F.OFF_TYPE}{service="waits"}`, ...hourAgo},
+			s => s.flame.total > 0);
+		const c = await cells(page), h = await header(page);
+		const flat = col(h, 'flat'), cum = col(h, 'cum');
+		assert.ok(flat > 0 && cum > 0, `no flat/cum columns in ${h}`);
+		assert.equal(c.read?.[flat], '2.75 s', `read's flat: ${c.read}`);
+		assert.equal(c.lock_wait?.[flat], '45.6 ms', `lock_wait's flat: ${c.lock_wait}`);
+		assert.equal(c.accept?.[flat], '2.50 min', `accept's flat: ${c.accept}`);
+		assert.equal(c.main?.[cum], '2.55 min', `main's cum: ${c.main}`);
+		for (const [name, row] of Object.entries(c))
+			for (const t of row)
+				assert.ok(!/\d{7}/.test(digits(t)), `a raw integer in the top table: ${name} ${row}`);
+		const tip = (await locateFrame(page, mustFrame(s, 'read'))).tooltip;
+		assert.match(tip, /self: 2\.75 s \(1\.80%\)/, `tooltip ${JSON.stringify(tip)}`);
+		assert.match(tip, /total: 2\.75 s/, `tooltip ${JSON.stringify(tip)}`);
+		const legend = await page.locator('[data-testid=timeline] .timeline-legend').textContent();
+		assert.match(legend, /2\.55 min/, `timeline legend ${JSON.stringify(legend)}`);
+		assert.ok(!/\d{7}/.test(digits(legend)), `a raw integer in the legend: ${legend}`);
+		const title = await page.locator('#timeline-title').textContent();
+		assert.match(title, /time/i, `timeline title ${JSON.stringify(title)}`);
+	});
+
+	await check("Pyroscope's wall type reads as durations, its heap type as bytes", async page => {
+		await open(page, {query: `${F.WALL_TYPE}{service="webapp"}`, ...hourAgo}, s => s.flame.total > 0);
+		let c = await cells(page), h = await header(page);
+		assert.equal(c.sleep?.[col(h, 'flat')], '3.50 s', `sleep: ${c.sleep}`);
+		assert.equal(c.work?.[col(h, 'flat')], '1.20 ms', `work: ${c.work}`);
+		const s = await open(page, {query: `${F.HEAP_TYPE}{service="webapp"}`, ...hourAgo},
+			s => s.flame.total > 0);
+		assert.equal(s.unit, 'bytes');
+		c = await cells(page);
+		h = await header(page);
+		assert.equal(c.alloc?.[col(h, 'flat')], '12.0 MiB', `alloc: ${c.alloc}`);
+		assert.equal(c.buf?.[col(h, 'flat')], '1.50 KiB', `buf: ${c.buf}`);
+		const tip = (await locateFrame(page, mustFrame(s, 'alloc'))).tooltip;
+		assert.match(tip, /total: 12\.0 MiB/, `tooltip ${JSON.stringify(tip)}`);
+	});
+
+	await check('a 7-day range renders from the roll-ups, with the total ingested', async page => {
+		// the server's maintenance (every second here) cuts the week into
+		// blocks and rolls it up; wait until a 7-day query reads the daily
+		// level and says what raw rows say
+		const q = {query: '{service="nightly"}', from: 'now-7d', to: 'now'};
+		const deadline = Date.now() + 60000;
+		for (;;) {
+			const files = await F.metric(base, 'smolder_rollup_files', 'level="1d"');
+			const planned = (await F.api(base, '/api/v1/query', {...q, max_nodes: 10})).total;
+			const raw = (await F.api(base, '/api/v1/query', {...q, max_nodes: 10, raw: 1})).total;
+			if (files >= 6 && planned === weekTotal && raw === weekTotal) break;
+			if (Date.now() > deadline)
+				assert.fail(`no roll-ups after 60 s: ${files} daily files, totals ${planned} ` +
+					`(planned) and ${raw} (raw rows), ${weekTotal} ingested`);
+			await new Promise(r => setTimeout(r, 500));
+		}
+		const before = await F.metric(base, 'smolder_query_rows_read_total', 'level="1d"');
+		const s = await open(page, q, s => s.flame.total > 0);
+		assert.equal(s.flame.total, weekTotal, '7-day total');
+		mustFrame(s, 'nightly.compact');
+		const after = await F.metric(base, 'smolder_query_rows_read_total', 'level="1d"');
+		assert.ok(after > before, `the page read no daily roll-up (${before} -> ${after} rows)`);
+		await page.locator('[data-testid=timeline] canvas').first().waitFor();
+		const t = await until(page, s => s.timeline && s.timeline.lines.length > 0, 'the timeline');
+		assert.equal(t.timeline.lines.reduce((a, l) => a + l.total, 0), weekTotal, 'timeline total');
+	});
+
+	await check('timeline of 200 series: the ten heaviest and "other", labels that differ only',
+		async page => {
+			const s = await open(page, {query: '{service="fleet"}', from: 'now-1h', to: 'now'},
+				s => s.flame.total > 0);
+			const t = await until(page, s => s.timeline && s.timeline.lines.length > 0, 'the timeline');
+			const lines = t.timeline.lines;
+			assert.equal(lines.length, 11, `lines: ${JSON.stringify(lines.map(l => l.label))}`);
+			for (let i = 0; i < 10; i++) {
+				assert.equal(lines[i].label, `hostname=${F.fleetHost(F.FLEET - 1 - i)}`, `line ${i}`);
+				assert.equal(lines[i].total, F.FLEET - i, `line ${i} total`);
+			}
+			assert.equal(lines[10].other, F.FLEET - 10);
+			assert.equal(lines[10].label, `other (${F.FLEET - 10} series)`);
+			const rest = (F.FLEET - 10) * (F.FLEET - 9) / 2;
+			assert.equal(lines[10].total, rest, 'other holds the rest');
+			assert.equal(s.flame.total, F.FLEET * (F.FLEET + 1) / 2);
+			const legend = await page.locator('[data-testid=timeline] .timeline-legend').textContent();
+			assert.ok(!/service=|version=/.test(legend), `labels every line shares in the legend: ${legend}`);
+		});
 
 	await check('nothing leaves the origin; no uncaught errors in any page', async () => {
 		assert.deepEqual([...new Set(pageProblems)], []);

@@ -164,6 +164,111 @@ static void test_top(void **state)
 	q_tree_free(t);
 }
 
+/* A walk cut short: the stack ends with the ST_TRUNCATED_FRAME marker.
+ * It is no frame of the tree, folded output or top; its samples are
+ * counted as truncated on every node of its path, the root too, and in
+ * the top rows of its functions; a complete stack counts nothing. */
+static void test_truncated(void **state)
+{
+	fx *f = *state;
+	static st_frame s4[3] = {{ST_FRAME_USER, 0, 0x30, NULL}, {ST_FRAME_USER, 0, 0x20, NULL},
+	                         {ST_FRAME_NAMED, 0, 0, ST_TRUNCATED_FRAME}};
+	st_stack_def sd = {st_stack_hash(objs, 2, s4, 3), s4, 3};
+	st_label l[1] = {{"service", "cut"}};
+	st_series_def se = {TYPE, l, 1};
+	st_sample sm = {T0, 0, sd.id, 4};
+	st_batch b = {&se, 1, objs, 2, &sd, 1, &sm, 1};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+
+	q_tree *t = merge(f, m_all, 1, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_string_equal(o.p,
+		"{\"name\":\"total\",\"self\":0,\"total\":14,\"truncated\":4,\"children\":["
+		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,\"children\":["
+		"{\"name\":\"[unknown] app+0x20\",\"self\":0,\"total\":10,\"children\":["
+		"{\"name\":\"[unknown] app+0x30\",\"self\":5,\"total\":5,\"children\":[]},"
+		"{\"name\":\"[unknown] libc.so.6+0x99\",\"self\":3,\"total\":5,\"children\":["
+		"{\"name\":\"do_sys\",\"self\":2,\"total\":2,\"kernel\":true,\"children\":[]}]}]}]},"
+		"{\"name\":\"[unknown] app+0x20\",\"self\":0,\"total\":4,\"truncated\":4,\"children\":["
+		"{\"name\":\"[unknown] app+0x30\",\"self\":4,\"total\":4,\"truncated\":4,"
+		"\"children\":[]}]}]}");
+	q_buf_free(&o);
+	assert_int_equal(q_tree_folded(t, &o), 0);
+	assert_null(strstr(o.p, ST_TRUNCATED_FRAME));
+	assert_non_null(strstr(o.p, "\n[unknown] app+0x20;[unknown] app+0x30 4\n"));
+	q_buf_free(&o);
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_string_equal(o.p,
+		"{\"total\":14,\"truncated\":4,\"rows\":["
+		"{\"name\":\"[unknown] app+0x30\",\"flat\":9,\"flat_pct\":64.2857,\"cum\":9,"
+		"\"cum_pct\":64.2857,\"truncated\":4},"
+		"{\"name\":\"[unknown] libc.so.6+0x99\",\"flat\":3,\"flat_pct\":21.4286,\"cum\":5,"
+		"\"cum_pct\":35.7143},"
+		"{\"name\":\"do_sys\",\"flat\":2,\"flat_pct\":14.2857,\"cum\":2,\"cum_pct\":14.2857,"
+		"\"kernel\":true},"
+		"{\"name\":\"[unknown] app+0x20\",\"flat\":0,\"flat_pct\":0.0000,\"cum\":14,"
+		"\"cum_pct\":100.0000,\"truncated\":4},"
+		"{\"name\":\"[unknown] app+0x10\",\"flat\":0,\"flat_pct\":0.0000,\"cum\":10,"
+		"\"cum_pct\":71.4286}]}");
+	q_buf_free(&o);
+	/* folded into "other": the fold keeps the truncated samples it holds */
+	assert_int_equal(q_tree_json(t, 2, &o), 0);
+	assert_string_equal(o.p,
+		"{\"name\":\"total\",\"self\":0,\"total\":14,\"truncated\":4,\"children\":["
+		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,\"children\":["
+		"{\"name\":\"other\",\"self\":10,\"total\":10,\"children\":[]}]},"
+		"{\"name\":\"other\",\"self\":4,\"total\":4,\"truncated\":4,\"children\":[]}]}");
+	q_buf_free(&o);
+	q_buf want = {0};
+	assert_int_equal(q_tree_json(t, 0, &want), 0);
+	q_tree_free(t);
+	/* through a cache kept across queries, as the server's: the second
+	 * query takes the stack's truncation from the cache */
+	q_cache *c = q_cache_new(0);
+	q_resolver cr = {NULL, NULL, NULL, c};
+	for (int pass = 0; pass < 2; pass++) {
+		t = merge(f, m_all, 1, &cr);
+		assert_int_equal(q_tree_json(t, 0, &o), 0);
+		assert_string_equal(o.p, want.p);
+		q_buf_free(&o);
+		q_tree_free(t);
+	}
+	uint64_t hits, misses, resets;
+	size_t bytes;
+	q_cache_stats(c, &hits, &misses, &resets, &bytes);
+	assert_int_equal(misses, 4);
+	assert_int_equal(hits, 4);
+	q_cache_free(c);
+	q_buf_free(&want);
+
+	/* a diff carries each side's */
+	static const st_matcher m_cut[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                   {"service", ST_MATCH_EQ, "cut"}};
+	q_side base = {m_api, 2, 0, INT64_MAX}, cmp = {m_cut, 2, 0, INT64_MAX};
+	assert_int_equal(q_diff(f->db, &base, &cmp, NULL, &t, &err), 0);
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"base\":{\"self\":0,\"total\":8},"
+	                            "\"compare\":{\"self\":0,\"total\":4,\"truncated\":4}"));
+	q_buf_free(&o);
+	/* the diff's table warns: 0 % against 100 % incomplete */
+	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "\"base_truncated\":0,\"compare_truncated\":4"));
+	assert_non_null(strstr(o.p, "\"warnings\":[\"the sides differ in completeness: 0.0 % of "
+	                            "the base's samples and 100.0 % of the compare side's"));
+	q_buf_free(&o);
+	q_tree_free(t);
+	/* two complete sides: no warning */
+	q_side cmp2 = {m_db, 2, 0, INT64_MAX};
+	assert_int_equal(q_diff(f->db, &base, &cmp2, NULL, &t, &err), 0);
+	assert_int_equal(q_diff_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "\"warnings\":[]"));
+	assert_null(strstr(o.p, "truncated"));
+	q_buf_free(&o);
+	q_tree_free(t);
+}
+
 static void test_diff(void **state)
 {
 	fx *f = *state;
@@ -249,25 +354,67 @@ static void test_resolver_inline(void **state)
 	q_tree_free(t);
 }
 
+/* Two programs' functions of one name: app+0x30 is main of a.c, libc's
+ * 0x99 main of b.c. */
+static int resolve_mains(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
+{
+	(void)arg;
+	(void)max;
+	if (loc->kind != ST_FRAME_USER)
+		return 0;
+	if (loc->offset == 0x30) {
+		out[0] = (q_sym){"main", "a.c", 1};
+		return 1;
+	}
+	if (loc->offset == 0x99) {
+		out[0] = (q_sym){"main", "b.c", 2};
+		return 1;
+	}
+	return 0;
+}
+
+/* A cache kept across queries holds every program's names: a function
+ * named like another program's keeps its own file and line. */
+static void test_same_name_other_file(void **state)
+{
+	fx *f = *state;
+	q_cache *c = q_cache_new(0);
+	q_resolver r = {resolve_mains, NULL, NULL, c};
+	q_tree *t = merge(f, m_db, 2, &r);   /* b.c's main first */
+	q_tree_free(t);
+	t = merge(f, m_api, 2, &r);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"main\",\"self\":5,\"total\":5,\"file\":\"a.c\","
+	                            "\"line\":1,\"children\":[]}"));
+	assert_non_null(strstr(o.p, "{\"name\":\"main\",\"self\":3,\"total\":3,\"file\":\"b.c\","
+	                            "\"line\":2,\"children\":[]}"));
+	q_buf_free(&o);
+	q_tree_free(t);
+	q_cache_free(c);
+}
+
 static void test_discovery(void **state)
 {
 	fx *f = *state;
 	q_buf o = {0};
 	st_err err;
-	assert_int_equal(q_types_json(f->db, 0, INT64_MAX, &o, &err), 0);
+	const q_side all = {NULL, 0, 0, INT64_MAX, 0}, dbs = {m_db, 2, 0, INT64_MAX, 0},
+	             first = {NULL, 0, T0, T0 + 1, 0};
+	assert_int_equal(q_types_json(f->db, &all, &o, &err), 0);
 	assert_string_equal(o.p, "[\"" TYPE "\"]");
 	q_buf_free(&o);
-	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, NULL, &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &all, NULL, &o, &err), 0);
 	assert_string_equal(o.p, "[\"service\"]");
 	q_buf_free(&o);
-	assert_int_equal(q_labels_json(f->db, NULL, 0, 0, INT64_MAX, "service", &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &all, "service", &o, &err), 0);
 	assert_string_equal(o.p, "[\"api\",\"db\"]");
 	q_buf_free(&o);
 	/* restricted by selector and by time */
-	assert_int_equal(q_labels_json(f->db, m_db, 2, 0, INT64_MAX, "service", &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &dbs, "service", &o, &err), 0);
 	assert_string_equal(o.p, "[\"db\"]");
 	q_buf_free(&o);
-	assert_int_equal(q_labels_json(f->db, NULL, 0, T0, T0 + 1, "service", &o, &err), 0);
+	assert_int_equal(q_labels_json(f->db, &first, "service", &o, &err), 0);
 	assert_string_equal(o.p, "[\"api\"]");
 	q_buf_free(&o);
 }
@@ -279,7 +426,7 @@ static void test_range(void **state)
 	st_err err;
 	/* per series, 1 s steps over [T0, T0 + 3 s) */
 	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
-	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, 0, &o, &err), 0);
 	assert_string_equal(o.p,
 		"{\"series\":["
 		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
@@ -289,11 +436,19 @@ static void test_range(void **state)
 	q_buf_free(&o);
 	/* grouped by a label nobody has: one line with everything */
 	const char *by[] = {"zone"};
-	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, &o, &err), 0);
+	assert_int_equal(q_range_json(f->db, &side, 2 * SEC, by, 1, 0, &o, &err), 0);
 	assert_string_equal(o.p, "{\"series\":[{\"labels\":{},\"values\":[[1767225600,10]]}]}");
 	q_buf_free(&o);
+	/* one line and "other" for the rest, saying how many it holds */
+	assert_int_equal(q_range_json(f->db, &side, SEC, NULL, 0, 1, &o, &err), 0);
+	assert_string_equal(o.p,
+		"{\"series\":["
+		"{\"labels\":{\"__name__\":\"" TYPE "\",\"service\":\"api\"},"
+		"\"values\":[[1767225600,8]]},"
+		"{\"labels\":{},\"other\":1,\"values\":[[1767225601,2]]}]}");
+	q_buf_free(&o);
 	/* too many points is an error that says so */
-	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, &o, &err), -EINVAL);
+	assert_int_equal(q_range_json(f->db, &side, 1, NULL, 0, 0, &o, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "at most"));
 	q_buf_free(&o);
 }
@@ -304,7 +459,8 @@ static void test_pprof(void **state)
 	fx *f = *state;
 	q_tree *t = merge(f, m_all, 1, NULL);
 	q_buf o = {0};
-	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	q_pprof_opts po = {.type = TYPE};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
 	assert_true(o.len > 18 && (uint8_t)o.p[0] == 0x1f && (uint8_t)o.p[1] == 0x8b);
 	uint8_t *raw = malloc(1 << 20);
 	uLongf rawlen = 1 << 20;
@@ -346,9 +502,40 @@ static void test_pprof(void **state)
 		                            "[unknown] libc.so.6+0x99;do_sys");
 	assert_true(found);
 	perftools__profiles__profile__free_unpacked(p, NULL);
-	free(raw);
 	q_buf_free(&o);
-	assert_int_equal(q_tree_pprof(t, "not-a-type", &o), -EINVAL);
+	/* the main mapping first, the kernel's second; the range as time */
+	po = (q_pprof_opts){.type = TYPE, .main_file = "/usr/bin/app", .main_build_id = "0a0b0c0d",
+	                    .time_ns = T0, .duration_ns = 60 * SEC};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
+	z = (z_stream){0};
+	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+	z.next_in = (Bytef *)o.p;
+	z.avail_in = (uInt)o.len;
+	z.next_out = raw;
+	z.avail_out = 1 << 20;
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	rawlen = z.total_out;
+	inflateEnd(&z);
+	p = perftools__profiles__profile__unpack(NULL, rawlen, raw);
+	assert_non_null(p);
+	assert_int_equal(p->n_mapping, 2);
+	assert_int_equal(p->mapping[0]->id, 1);
+	assert_string_equal(p->string_table[p->mapping[0]->filename], "/usr/bin/app");
+	assert_string_equal(p->string_table[p->mapping[0]->build_id], "0a0b0c0d");
+	assert_string_equal(p->string_table[p->mapping[1]->filename], "[kernel.kallsyms]");
+	for (size_t i = 0; i < p->n_location; i++) {
+		const Perftools__Profiles__Function *fn =
+			p->function[p->location[i]->line[0]->function_id - 1];
+		bool k = !strcmp(p->string_table[fn->name], "do_sys");
+		assert_int_equal(p->location[i]->mapping_id, k ? 2 : 0);
+	}
+	assert_int_equal(p->time_nanos, T0);
+	assert_int_equal(p->duration_nanos, 60 * SEC);
+	perftools__profiles__profile__free_unpacked(p, NULL);
+	q_buf_free(&o);
+	free(raw);
+	po.type = "not-a-type";
+	assert_int_equal(q_tree_pprof(t, &po, &o), -EINVAL);
 	q_buf_free(&o);
 	q_tree_free(t);
 }
@@ -381,10 +568,7 @@ static void test_source_frames(void **state)
 	assert_int_equal(st_append(f->db, &b, &err), 0);
 	static const st_matcher m_py[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
 	                                  {"service", ST_MATCH_EQ, "py"}};
-	q_tree *t = merge(f, m_py, 2, NULL);
-	q_buf o = {0};
-	assert_int_equal(q_tree_json(t, 0, &o), 0);
-	assert_string_equal(o.p,
+	static const char want[] =
 		"{\"name\":\"total\",\"self\":0,\"total\":7,\"children\":["
 		"{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":7,\"children\":["
 		"{\"name\":\"main\",\"self\":0,\"total\":7,\"file\":\"/srv/app.py\",\"line\":20,"
@@ -394,8 +578,30 @@ static void test_source_frames(void **state)
 		"{\"name\":\"Work.leaf\",\"self\":2,\"total\":2,\"file\":\"/srv/app.py\",\"line\":11,"
 		"\"lang\":\"python\",\"children\":[]},"
 		"{\"name\":\"Work.leaf\",\"self\":1,\"total\":1,\"file\":\"/srv/other.py\",\"line\":10,"
-		"\"lang\":\"python\",\"children\":[]}]}]}]}");
+		"\"lang\":\"python\",\"children\":[]}]}]}]}";
+	q_tree *t = merge(f, m_py, 2, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_string_equal(o.p, want);
 	q_buf_free(&o);
+	/* through a cache kept across queries, as the server's: the second
+	 * query finds every stack's path of IDs there, names nothing, and
+	 * still gives language, file and line */
+	q_cache *c = q_cache_new(0);
+	q_resolver cr = {NULL, NULL, NULL, c};
+	for (int pass = 0; pass < 2; pass++) {
+		q_tree *ct = merge(f, m_py, 2, &cr);
+		assert_int_equal(q_tree_json(ct, 0, &o), 0);
+		assert_string_equal(o.p, want);
+		q_buf_free(&o);
+		q_tree_free(ct);
+	}
+	uint64_t hits, misses, resets;
+	size_t bytes;
+	q_cache_stats(c, &hits, &misses, &resets, &bytes);
+	assert_int_equal(misses, 3);
+	assert_int_equal(hits, 3);
+	q_cache_free(c);
 	/* top: one row per function, its lines summed */
 	assert_int_equal(q_top_json(t, 0, &o), 0);
 	assert_non_null(strstr(o.p, "{\"name\":\"Work.leaf\",\"file\":\"/srv/app.py\","
@@ -412,7 +618,8 @@ static void test_source_frames(void **state)
 	                         "[unknown] app+0x10;main;Work.leaf 1\n");
 	q_buf_free(&o);
 	/* pprof: Work.leaf of app.py is one Function, its Locations at lines 10 and 11 */
-	assert_int_equal(q_tree_pprof(t, TYPE, &o), 0);
+	q_pprof_opts po = {.type = TYPE};
+	assert_int_equal(q_tree_pprof(t, &po, &o), 0);
 	uint8_t *raw = malloc(1 << 20);
 	z_stream z = {0};
 	assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
@@ -425,7 +632,7 @@ static void test_source_frames(void **state)
 	Perftools__Profiles__Profile *p = perftools__profiles__profile__unpack(NULL, z.total_out,
 	                                                                      raw);
 	assert_non_null(p);
-	assert_int_equal(p->n_function, 5);   /* total, app+0x10, main, 2 x Work.leaf */
+	assert_int_equal(p->n_function, 4);   /* app+0x10, main, 2 x Work.leaf */
 	uint64_t leaf_fn = 0;
 	int lines_seen = 0;
 	for (size_t i = 0; i < p->n_location; i++) {
@@ -449,12 +656,156 @@ static void test_source_frames(void **state)
 	q_tree_free(t);
 }
 
+/* q_no_match over the fixture (service=api, service=db): each row a
+ * selector's matchers after the type, and what the sentence must say. */
+static void test_no_match(void **state)
+{
+	fx *f = *state;
+	static const struct {
+		const char *name;
+		st_matcher m[2];
+		size_t nm;            /* matchers after the type */
+		const char *type;
+		int64_t from, to;
+		int want;             /* 0: series match, 1: none */
+		const char *says;     /* in the sentence */
+	} cases[] = {
+		{"match", {{"service", ST_MATCH_EQ, "api"}}, 1, TYPE, 0, INT64_MAX, 0, NULL},
+		{"value typo", {{"service", ST_MATCH_EQ, "aip"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "service=\"aip\" matches no series; did you mean service=\"api\"? "
+		 "(closest service values: api, db)"},
+		{"far value", {{"service", ST_MATCH_EQ, "checkout"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "matches no series (closest service values:"},
+		{"label typo", {{"srvice", ST_MATCH_EQ, "api"}}, 1, TYPE, 0, INT64_MAX, 1,
+		 "no series has a label srvice; did you mean service?"},
+		{"type typo", {{0}}, 0, "process_cpu:sample:count:cpu:nanoseconds:delta", 0, INT64_MAX,
+		 1, "did you mean " TYPE "?"},
+		{"exclusive", {{"service", ST_MATCH_EQ, "api"}, {"service", ST_MATCH_EQ, "db"}}, 2, TYPE,
+		 0, INT64_MAX, 1, "no series matches them all"},
+		{"outside", {{"service", ST_MATCH_EQ, "api"}}, 1, TYPE, T0 + 10 * SEC, T0 + 20 * SEC, 1,
+		 "but the selector matches data outside that range"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		st_matcher m[3] = {{ST_TYPE_LABEL, ST_MATCH_EQ, cases[i].type}};
+		for (size_t k = 0; k < cases[i].nm; k++)
+			m[1 + k] = cases[i].m[k];
+		q_side side = {m, 1 + cases[i].nm, cases[i].from, cases[i].to};
+		q_buf json = {0}, msg = {0};
+		st_err err;
+		int rc = q_no_match(f->db, &side, "SEL", &json, &msg, &err);
+		if (rc != cases[i].want)
+			fail_msg("%s: %d, want %d", cases[i].name, rc, cases[i].want);
+		if (rc == 1 && (!msg.p || strncmp(msg.p, "no series match SEL", 19) ||
+		                !strstr(msg.p, cases[i].says) || !json.p || json.p[0] != '{'))
+			fail_msg("%s: %s", cases[i].name, msg.p ? msg.p : "(no message)");
+		if (rc == 0 && (msg.len || json.len))
+			fail_msg("%s: a message for a match", cases[i].name);
+		q_buf_free(&json);
+		q_buf_free(&msg);
+	}
+}
+
 static void test_json_escaping(void **state)
 {
 	(void)state;
 	q_buf o = {0};
 	assert_int_equal(q_buf_json_str(&o, "a\"b\\c\n\x01"), 0);
 	assert_string_equal(o.p, "\"a\\\"b\\\\c\\u000a\\u0001\"");
+	q_buf_free(&o);
+	/* UTF-8 passes; what is not UTF-8 (a stray byte, a cut sequence, an
+	 * overlong form, a surrogate) becomes U+FFFD, one per bad byte */
+	assert_int_equal(q_buf_json_str(&o, "\xc3\xa9\xe2\x9c\x93 \xff\xc3 \xc0\xaf \xed\xa0\x80!"), 0);
+	assert_string_equal(o.p, "\"\xc3\xa9\xe2\x9c\x93 \\ufffd\\ufffd \\ufffd\\ufffd "
+	                         "\\ufffd\\ufffd\\ufffd!\"");
+	q_buf_free(&o);
+}
+
+/* Stored names are not checked for UTF-8 (a kernel symbol or a profile's
+ * function name may hold any bytes): every JSON answer is still valid
+ * UTF-8, the bad bytes as U+FFFD. */
+static void test_json_invalid_utf8_names(void **state)
+{
+	fx *f = *state;
+	st_frame fr[2] = {{ST_FRAME_NAMED, 0, 0, "leaf\xff\xfe"}, {ST_FRAME_KERNEL, 0, 0, "k\xc3("}};
+	st_stack_def sd = {st_stack_hash(objs, 2, fr, 2), fr, 2};
+	st_label l[1] = {{"service", "utf"}};
+	st_series_def se = {TYPE, l, 1};
+	st_sample sm = {T0, 0, sd.id, 7};
+	st_batch b = {&se, 1, objs, 2, &sd, 1, &sm, 1};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+	static const st_matcher m[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE}, {"service", ST_MATCH_EQ, "utf"}};
+	q_tree *t = merge(f, m, 2, NULL);
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_true(st_utf8_valid(o.p, o.len));
+	assert_non_null(strstr(o.p, "\"leaf\\ufffd\\ufffd\""));
+	assert_non_null(strstr(o.p, "\"k\\ufffd(\""));
+	q_buf_free(&o);
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_true(st_utf8_valid(o.p, o.len));
+	q_buf_free(&o);
+	q_tree_free(t);
+}
+
+/* A tree whose sums pass int64 saturates and says so, in the tree, top and
+ * timeline JSON alike; one that does not says nothing. */
+static void test_saturated(void **state)
+{
+	fx *f = *state;
+	q_tree *t = merge(f, m_all, 1, NULL);
+	assert_false(q_tree_saturated(t));
+	q_buf o = {0};
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_null(strstr(o.p, "saturated"));
+	q_buf_free(&o);
+	q_tree_free(t);
+
+	enum { N = 40000 };
+	st_frame fr[1] = {{ST_FRAME_NAMED, 0, 0, "hot"}};
+	st_stack_def sd = {st_stack_hash(objs, 2, fr, 1), fr, 1};
+	st_label l[1] = {{"service", "big"}};
+	st_series_def se = {TYPE, l, 1};
+	st_sample *sm = calloc(N, sizeof(*sm));
+	for (int i = 0; i < N; i++)
+		sm[i] = (st_sample){T0 + 2 * SEC + i, 0, sd.id, ST_MAX_VALUE};
+	st_batch b = {&se, 1, objs, 2, &sd, 1, sm, N};
+	st_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+	free(sm);
+	t = merge(f, m_all, 1, NULL);
+	assert_true(q_tree_saturated(t));
+	assert_true(q_tree_total(t, 0) == INT64_MAX);
+	assert_int_equal(q_tree_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"name\":\"total\",\"self\":0,\"total\":9223372036854775807,"
+	                            "\"saturated\":true,"));
+	/* the paths beside the saturated one keep their exact sums */
+	assert_non_null(strstr(o.p, "{\"name\":\"[unknown] app+0x10\",\"self\":0,\"total\":10,"));
+	assert_non_null(strstr(o.p, "{\"name\":\"hot\",\"self\":9223372036854775807,"));
+	q_buf_free(&o);
+	assert_int_equal(q_top_json(t, 0, &o), 0);
+	assert_non_null(strstr(o.p, "{\"total\":9223372036854775807,\"saturated\":true,\"rows\":["));
+	q_buf_free(&o);
+	q_tree_free(t);
+	q_side side = {m_all, 1, T0, T0 + 60 * SEC};
+	assert_int_equal(q_range_json(f->db, &side, 60 * SEC, NULL, 0, 0, &o, &err), 0);
+	assert_non_null(strstr(o.p, "]}],\"saturated\":true}"));
+	assert_non_null(strstr(o.p, "9223372036854775807"));
+	q_buf_free(&o);
+}
+
+/* by=service,service groups as by=service: one key, not two. */
+static void test_range_by_twice(void **state)
+{
+	fx *f = *state;
+	q_buf o = {0};
+	st_err err;
+	q_side side = {m_all, 1, T0, T0 + 3 * SEC};
+	const char *by[] = {"service", "service"};
+	assert_int_equal(q_range_json(f->db, &side, 3 * SEC, by, 2, 0, &o, &err), 0);
+	assert_string_equal(o.p, "{\"series\":["
+	                         "{\"labels\":{\"service\":\"api\"},\"values\":[[1767225600,8]]},"
+	                         "{\"labels\":{\"service\":\"db\"},\"values\":[[1767225600,2]]}]}");
 	q_buf_free(&o);
 }
 
@@ -465,12 +816,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_top, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_diff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolver_inline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_name_other_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pprof, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_match, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
+		cmocka_unit_test_setup_teardown(test_json_invalid_utf8_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_saturated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_range_by_twice, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);
 }

@@ -25,8 +25,12 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include <zlib.h>
+
 #include "server/api.h"
 #include "server/http.h"
+#include "server/pprof_in.h"
+#include "server/pyroscope.h"
 #include "server/symbolize.h"
 #include "server/json.h"
 
@@ -171,6 +175,13 @@ static void *server_thread(void *arg)
 
 /* The web UI's directory for setup_ui's server (api_ui.c), else NULL. */
 static const char *g_ui_dir;
+/* setup_limits: small header deadline, connection cap and query slots */
+static bool g_limits;
+#define LIMIT_HEADER_MS 300
+#define LIMIT_CONNS 3
+
+/* Every request logged (--log-level debug) unless setup_quiet says not. */
+static bool g_log_every = true;
 
 /* *state may point to an idle timeout in ms to use instead of 10 s. */
 static int setup(void **state)
@@ -193,6 +204,12 @@ static int setup(void **state)
 	opt.max_header_bytes = MAX_HEADER;
 	opt.idle_timeout_ms = idle_ms ? *idle_ms : 10000;
 	opt.access_log = f->log;
+	if (g_limits) {
+		opt.header_timeout_ms = LIMIT_HEADER_MS;
+		opt.max_connections = LIMIT_CONNS;
+		opt.max_queries = 1;
+	}
+	opt.log_every_request = g_log_every;
 	if (uv_loop_init(&f->loop) || srv_http_new(&f->loop, &opt, &f->h))
 		return -1;
 	const srv_route routes[] = {
@@ -207,6 +224,7 @@ static int setup(void **state)
 		{.method = "PUT", .path = "/echo", .fn = h_echo},
 		{.method = "POST", .path = "/small", .fn = h_echo, .max_body_bytes = SMALL_BODY},
 		{.method = "GET", .path = "/slow", .fn = h_slow, .arg = f},
+		{.method = "GET", .path = "/qslow", .fn = h_slow, .arg = f, .flags = SRV_ROUTE_QUERY},
 		{.method = "GET", .path = "/fail", .fn = h_fail},
 		{.method = "GET", .path = "/unbalanced", .fn = h_unbalanced},
 	};
@@ -226,6 +244,14 @@ static int setup(void **state)
 	f->running = true;
 	*state = f;
 	return 0;
+}
+
+static int setup_limits(void **state)
+{
+	g_limits = true;
+	int rc = setup(state);
+	g_limits = false;
+	return rc;
 }
 
 static void open_gate(fx *f)
@@ -913,6 +939,206 @@ static void test_shutdown_finishes_in_flight(void **state)
 	f->running = false;
 }
 
+
+
+/* ---- pprof: the unpack estimate ---- */
+
+static uint8_t *gzip_of(const uint8_t *in, size_t n, size_t *out_len)
+{
+	z_stream z = {0};
+	assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, 15 + 16, 9, Z_DEFAULT_STRATEGY), Z_OK);
+	size_t cap = deflateBound(&z, n);
+	uint8_t *out = srv_xmalloc(cap);
+	z.next_in = (Bytef *)in;
+	z.avail_in = (uInt)n;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+	*out_len = z.total_out;
+	deflateEnd(&z);
+	return out;
+}
+
+/* Millions of empty samples (two bytes each on the wire, a hundred on the
+ * heap once unpacked) are refused before anything is unpacked, gzip'd or
+ * plain; a protobuf cut short is a 400. */
+static void test_pprof_unpack_estimate(void **state)
+{
+	(void)state;
+	size_t n = 4u << 20, gl;
+	uint8_t *raw = srv_xmalloc(n);
+	for (size_t i = 0; i < n; i += 2) {
+		raw[i] = 0x12;   /* field 2 (sample), length-delimited */
+		raw[i + 1] = 0;  /* empty */
+	}
+	uint8_t *gz = gzip_of(raw, n, &gl);
+	assert_true(gl < 64 * 1024);
+	const struct {
+		const uint8_t *body;
+		size_t len;
+		int status;
+		const char *msg;
+	} cases[] = {
+		{gz, gl, 413, "to unpack"},
+		{raw, n, 413, "to unpack"},
+		{raw, 1, 400, "not a pprof"},
+		{(const uint8_t *)"\x1f\x8b\x08\x00garbage", 11, 400, "gzip"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		srv_pprof pp;
+		srv_pprof_err e;
+		assert_int_equal(srv_pprof_decode(cases[i].body, cases[i].len, "process_cpu", NULL, 0,
+		                                  1767225600LL * 1000000000, &pp, &e), -EINVAL);
+		assert_int_equal(e.status, cases[i].status);
+		assert_non_null(strstr(e.msg, cases[i].msg));
+		srv_pprof_free(&pp);
+	}
+	free(gz);
+	free(raw);
+}
+
+/* ---- tests: limits against hostile clients ---- */
+
+/* A GET route takes no body: one announced is answered 413 at its headers
+ * and never read into memory, chunked or not, on public routes too. */
+static void test_get_body_413(void **state)
+{
+	fx *f = *state;
+	static const char *const reqs[] = {
+		"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\naaaa",
+		"GET /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\naaaa\r\n",
+	};
+	for (size_t i = 0; i < 2; i++) {
+		srv_buf out = {0};
+		bool closed;
+		raw_exchange(f, reqs[i], strlen(reqs[i]), &out, &closed);
+		assert_true(closed);
+		assert_non_null(out.data);
+		assert_memory_equal(out.data, "HTTP/1.1 413 ", 13);
+		srv_buf_free(&out);
+	}
+	/* an empty body is no body */
+	srv_buf out = {0};
+	bool closed;
+	static const char empty[] = "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+	                            "Connection: close\r\n\r\n";
+	raw_exchange(f, empty, sizeof(empty) - 1, &out, &closed);
+	assert_memory_equal(out.data, "HTTP/1.1 200 ", 13);
+	srv_buf_free(&out);
+}
+
+/* A transfer coding the server does not decode is a 501, never a body
+ * handed on still encoded. */
+static void test_transfer_encoding_501(void **state)
+{
+	fx *f = *state;
+	static const char req[] = "POST /echo HTTP/1.1\r\nHost: x\r\n"
+	                          "Transfer-Encoding: gzip, chunked\r\n\r\n4\r\naaaa\r\n0\r\n\r\n";
+	srv_buf out = {0};
+	bool closed;
+	raw_exchange(f, req, sizeof(req) - 1, &out, &closed);
+	assert_non_null(out.data);
+	assert_memory_equal(out.data, "HTTP/1.1 501 ", 13);
+	assert_non_null(strstr(out.data, "gzip"));
+	srv_buf_free(&out);
+}
+
+/* The header deadline holds however the bytes trickle: one byte every
+ * 50 ms restarted the idle timer forever (slowloris). */
+static void test_header_deadline(void **state)
+{
+	fx *f = *state;
+	int s = raw_connect(f);
+	static const char req[] = "GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: "
+	                          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	bool closed = false;
+	/* 10 times the deadline of trickling, unless the server closes first */
+	for (size_t i = 0; i < sizeof(req) - 1 && i < 60 && !closed; i++) {
+		if (send(s, req + i, 1, MSG_NOSIGNAL) != 1)
+			closed = true;
+		usleep(50000);
+		char c;
+		ssize_t got = recv(s, &c, 1, MSG_DONTWAIT);
+		if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			closed = true;
+	}
+	close(s);
+	assert_true(closed);
+	srv_http_conn_stats cs;
+	srv_http_conn_stats_get(f->h, &cs);
+	assert_int_equal(cs.header_timeouts, 1);
+}
+
+/* At the connection cap a new client still gets in: the connection that
+ * waited longest for a request is closed for it. */
+static void test_connection_cap(void **state)
+{
+	fx *f = *state;
+	int idle[LIMIT_CONNS];
+	for (int i = 0; i < LIMIT_CONNS; i++) {
+		idle[i] = raw_connect(f);
+		/* one byte: a request begun, as a slowloris client does */
+		assert_int_equal(send(idle[i], "G", 1, MSG_NOSIGNAL), 1);
+		usleep(20000);
+	}
+	res r;
+	get(f, "/hello", &r);
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	/* the oldest of them was closed for it */
+	char c;
+	assert_int_equal(recv(idle[0], &c, 1, 0), 0);
+	for (int i = 0; i < LIMIT_CONNS; i++)
+		close(idle[i]);
+	srv_http_conn_stats cs;
+	srv_http_conn_stats_get(f->h, &cs);
+	assert_true(cs.evicted >= 1);
+}
+
+static void *qslow_client(void *arg)
+{
+	bg *b = arg;
+	char url[128];
+	snprintf(url, sizeof(url), "%s/qslow", b->f->base);
+	request(NULL, "GET", url, NULL, 0, NULL, &b->r);
+	return NULL;
+}
+
+/* Query routes run max_queries at a time; the rest wait without a pool
+ * thread, and other requests are answered meanwhile. */
+static void test_query_slots(void **state)
+{
+	fx *f = *state;
+	bg b1 = {f}, b2 = {f};
+	pthread_t t1, t2;
+	assert_int_equal(pthread_create(&t1, NULL, qslow_client, &b1), 0);
+	wait_entered(f, 1);
+	assert_int_equal(pthread_create(&t2, NULL, qslow_client, &b2), 0);
+	srv_http_conn_stats cs = {0};
+	for (int i = 0; i < 500 && !cs.queries_waiting; i++) {
+		usleep(10000);
+		srv_http_conn_stats_get(f->h, &cs);
+	}
+	assert_int_equal(cs.queries_waiting, 1);
+	/* not a query route: not held back, it enters beside the first */
+	bg b3 = {f};
+	pthread_t t3;
+	assert_int_equal(pthread_create(&t3, NULL, slow_client, &b3), 0);
+	wait_entered(f, 2);
+	srv_http_conn_stats_get(f->h, &cs);
+	assert_int_equal(cs.queries_waiting, 1);
+	open_gate(f);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	pthread_join(t3, NULL);
+	assert_int_equal(b1.r.status, 200);
+	assert_int_equal(b2.r.status, 200);
+	assert_int_equal(b3.r.status, 200);
+	res_free(&b1.r);
+	res_free(&b2.r);
+	res_free(&b3.r);
+}
+
 static const unsigned short_idle_ms = 300;
 
 static void test_idle_timeout(void **state)
@@ -949,6 +1175,71 @@ static void test_idle_timeout(void **state)
 	curl_easy_cleanup(e);
 }
 
+/* The server's default: only failed and slow requests are logged. */
+static int setup_quiet(void **state)
+{
+	g_log_every = false;
+	int rc = setup(state);
+	g_log_every = true;
+	return rc;
+}
+
+static void *release_later(void *arg)
+{
+	usleep(1100 * 1000);   /* past the default 1000 ms: a slow request */
+	open_gate(arg);
+	return NULL;
+}
+
+/* The log file's content once it holds want (or after 2 s); freed by the
+ * caller. */
+static char *log_with(fx *f, const char *want)
+{
+	srv_buf log = {0};
+	for (int i = 0; i < 200; i++) {
+		FILE *in = fopen(f->log_path, "r");
+		assert_non_null(in);
+		char buf[4096];
+		size_t n;
+		srv_buf_reset(&log);
+		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+			srv_buf_append(&log, buf, n);
+		fclose(in);
+		if (log.data && strstr(log.data, want))
+			break;
+		usleep(10000);
+	}
+	srv_buf_puts(&log, "");
+	return log.data;
+}
+
+static void test_access_log_quiet(void **state)
+{
+	fx *f = *state;
+	res r;
+	for (int i = 0; i < 20; i++) {
+		get(f, "/hello", &r);
+		assert_int_equal(r.status, 200);
+		res_free(&r);
+	}
+	get(f, "/no/such", &r);   /* 404: not the server's failure */
+	res_free(&r);
+	get(f, "/fail", &r);      /* 500: logged */
+	res_free(&r);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, release_later, f), 0);
+	get(f, "/slow", &r);      /* held past the slow threshold: logged */
+	assert_int_equal(r.status, 200);
+	res_free(&r);
+	pthread_join(th, NULL);
+	char *log = log_with(f, "GET /slow 200 ");
+	assert_non_null(strstr(log, "GET /fail 500 "));
+	assert_non_null(strstr(log, "GET /slow 200 "));
+	assert_null(strstr(log, "GET /hello"));
+	assert_null(strstr(log, "GET /no/such"));
+	free(log);
+}
+
 static void test_access_log(void **state)
 {
 	fx *f = *state;
@@ -982,6 +1273,39 @@ static void test_access_log(void **state)
 }
 
 /* ---- tests without a server ---- */
+
+/* POST /ingest's body classes, whatever ?format= says. */
+static void test_pyro_sniff(void **state)
+{
+	(void)state;
+#define B(s) s, sizeof(s) - 1
+	static const struct {
+		const char *name;
+		const char *body;
+		size_t len;
+		const char *ct;
+		srv_pyro_body want;
+	} cases[] = {
+		{"folded", B("main;work 7\nmain;idle 5\n"), NULL, SRV_PYRO_BODY_TEXT},
+		{"lines, CRLF, tab", B("a;b\r\na;\tc\r\n"), "text/plain", SRV_PYRO_BODY_TEXT},
+		{"UTF-8 names", B("m\xc3\xa4in;f 1"), NULL, SRV_PYRO_BODY_TEXT},
+		{"empty", B(""), NULL, SRV_PYRO_BODY_TEXT},
+		{"gzip", B("\x1f\x8b\x08\x00"), "application/octet-stream", SRV_PYRO_BODY_PPROF},
+		/* sample_type {type: 1, unit: 2}: a pprof's first bytes */
+		{"bare protobuf", B("\x0a\x04\x08\x01\x10\x02"), NULL, SRV_PYRO_BODY_PPROF},
+		{"NUL in text", B("a;b\0 1"), NULL, SRV_PYRO_BODY_PPROF},
+		{"multipart", B("--x\r\n"), "multipart/form-data; boundary=x", SRV_PYRO_BODY_MULTIPART},
+		{"multipart, any case", B(""), "  Multipart/Form-Data; boundary=y",
+		 SRV_PYRO_BODY_MULTIPART},
+	};
+#undef B
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		srv_pyro_body got = srv_pyro_sniff((const uint8_t *)cases[i].body, cases[i].len,
+		                                   cases[i].ct);
+		if (got != cases[i].want)
+			fail_msg("%s: %d, want %d", cases[i].name, (int)got, (int)cases[i].want);
+	}
+}
 
 static void test_parse_addr(void **state)
 {
@@ -1246,6 +1570,10 @@ static int setup_ui(void **state)
 	snprintf(p, sizeof(p), "%s/in.js", ui);
 	if (symlink("app.js", p))
 		return -1;
+	/* a FIFO: opening it to read would wait for a writer */
+	snprintf(p, sizeof(p), "%s/fifo.js", ui);
+	if (mkfifo(p, 0644))
+		return -1;
 	g_ui_dir = ui;
 	return setup(state);
 }
@@ -1288,6 +1616,8 @@ static void test_ui_files(void **state)
 		{"/ui/vendor/", 404, NULL, NULL},
 		{"/ui/missing.js", 404, NULL, NULL},
 		{"/ui/app.js%5c..%5csecret.js", 404, NULL, NULL},
+		{"/ui/fifo.js", 404, NULL, NULL},         /* not a regular file */
+		{"/ui/fifo.js", 404, NULL, NULL},         /* and the pool is not stuck */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
 		char req[512];
@@ -1344,6 +1674,8 @@ int main(void)
 		cmocka_unit_test(test_route_patterns),
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test(test_demangle),
+		cmocka_unit_test(test_pprof_unpack_estimate),
+		cmocka_unit_test(test_pyro_sniff),
 		cmocka_unit_test_setup_teardown(test_route_200, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_params, setup, teardown),
@@ -1361,6 +1693,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_does_not_block_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_finishes_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_access_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_get_body_413, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transfer_encoding_501, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_header_deadline, setup_limits, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_cap, setup_limits, teardown),
+		cmocka_unit_test_setup_teardown(test_query_slots, setup_limits, teardown),
+		cmocka_unit_test_setup_teardown(test_access_log_quiet, setup_quiet, teardown),
 		cmocka_unit_test_setup_teardown(test_ui_files, setup_ui, teardown_ui),
 		cmocka_unit_test_setup_teardown(test_ui_missing, setup_ui, teardown_ui),
 		cmocka_unit_test_prestate_setup_teardown(test_idle_timeout, setup, teardown,

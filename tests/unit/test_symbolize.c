@@ -767,6 +767,75 @@ static void test_separate_debug_file(void **state)
 	subj_free(&str);
 }
 
+/* A stripped library alone: symlib_round is static (in no symbol table
+ * left), so nothing names it; the function start comes from the unwind
+ * info. Every FDE that readelf --debug-dump=frames lists must give its own
+ * start for each of its addresses, an address no FDE covers nothing, and
+ * the resolver names all of a function's addresses alike:
+ * "[unknown] FILE+0xSTART". */
+static void test_func_start(void **state)
+{
+	(void)state;
+	const subj *full = &subjects[LIB];
+	subj str;
+	char dir[PATH_MAX], cmd[PATH_MAX + 300], line[512];
+	new_dir(dir, sizeof(dir));
+	install(dir, "libsymlib_stripped.so", "", &str);
+	srv_sym *s = open_sym(dir, 0);
+	snprintf(cmd, sizeof(cmd), "readelf --debug-dump=frames '%s/%s'", dir, str.hex);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t fdes = 0, covered = 0;
+	uint64_t lo_all = ~(uint64_t)0, hi_all = 0;
+	while (fgets(line, sizeof(line), p)) {
+		uint64_t a, b;
+		if (sscanf(line, "%*x %*x %*x FDE cie=%*x pc=%" SCNx64 "..%" SCNx64, &a, &b) != 2 ||
+		    b <= a)
+			continue;
+		fdes++;
+		lo_all = a < lo_all ? a : lo_all;
+		hi_all = b > hi_all ? b : hi_all;
+		for (uint64_t va = a; va < b; va++) {
+			uint64_t start = 0;
+			assert_int_equal(srv_sym_func_start(s, str.bid, str.bidlen, to_off(full, va),
+			                                    &start), 0);
+			assert_int_equal(start, to_off(full, a));
+			covered++;
+		}
+	}
+	assert_int_equal(pclose(p), 0);
+	assert_true(fdes >= 5);
+	uint64_t start;
+	assert_int_equal(srv_sym_func_start(s, str.bid, str.bidlen, 0, &start), -ENOENT);
+	assert_int_equal(srv_sym_func_start(s, str.bid, str.bidlen, to_off(full, hi_all) + 0x10000,
+	                                    &start), -ENOENT);
+
+	/* through the resolver: the static function, at its entry and deep
+	 * inside, is one name */
+	const fsym *fs = sym_named(full, "symlib_round");
+	assert_non_null(fs);
+	char want[256];
+	assert_int_equal(srv_sym_func_start(s, str.bid, str.bidlen, to_off(full, fs->addr + 3),
+	                                    &start), 0);
+	snprintf(want, sizeof(want), "[unknown] libsymlib.so+0x%" PRIx64, start);
+	for (uint64_t b = 0; b < fs->size; b += fs->size / 4 + 1) {
+		st_frame_info fi = {.kind = ST_FRAME_USER, .location_id = (int64_t)(1000 + b),
+		                    .build_id = str.bid, .build_id_len = (uint32_t)str.bidlen,
+		                    .object_name = "/usr/lib/libsymlib.so",
+		                    .offset = to_off(full, fs->addr + b)};
+		q_sym q[4];
+		assert_int_equal(srv_sym_resolve(s, &fi, q, 4), 1);
+		assert_string_equal(q[0].function, want);
+		assert_null(q[0].file);
+		/* the memory cache answers the same */
+		assert_int_equal(srv_sym_resolve(s, &fi, q, 4), 1);
+		assert_string_equal(q[0].function, want);
+	}
+	print_message("func_start: %zu FDEs, %zu addresses checked\n", fdes, covered);
+	srv_sym_free(s);
+	subj_free(&str);
+}
+
 /* Offsets in segments without code (ELF header, read-only data, data):
  * no function is there, whatever symbol comes before. */
 static void test_outside_code(void **state)
@@ -896,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_separate_debug_file),
 		cmocka_unit_test(test_debug_file_alone),
 		cmocka_unit_test(test_outside_code),
+		cmocka_unit_test(test_func_start),
 		cmocka_unit_test(test_threads_and_eviction),
 		cmocka_unit_test(test_small_out),
 	};

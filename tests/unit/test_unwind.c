@@ -1,9 +1,13 @@
 /* test_unwind.c - unit tests of agent/unwind_table.c: the unwind table of
- * real files (Debian's libc, libz, liblzma, xz, gzip, and subjects the
- * Makefile builds: one with .debug_frame beside .eh_frame, one in C++)
- * checked row by row against an independent reading of the same CFI,
- * binutils' `readelf --debug-dump=frames-interp`, looked up the way the
- * BPF walker does (binary search); then the errors of the contract. */
+ * real files (Debian's libc, libcrypto, libstdc++, libz, liblzma, xz,
+ * gzip, and subjects the Makefile builds: one with .debug_frame beside
+ * .eh_frame, one in C++, one with GCC's stack realignment) checked row by
+ * row against an independent reading of the same CFI, binutils' `readelf
+ * --debug-dump=frames-interp`, with the DWARF expressions it prints as
+ * "exp" taken from `readelf --debug-dump=frames` (each FDE's instructions
+ * replayed), looked up the way the BPF walker does (binary search); then
+ * the expression recogniser on forms it must refuse, and the errors of
+ * the contract. */
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -31,14 +35,24 @@ static char bindir[512];  /* where this binary is: the subjects are beside it */
 
 /* One row of readelf's table: the rule strings as printed ("rsp+8",
  * "exp", "c-16", "u"; "" when the register has no column). */
+/* The DWARF expressions in effect for the three rules the table knows,
+ * as readelf's raw dump prints them ("DW_OP_breg7 (rsp): 160;
+ * DW_OP_deref"); "" where the rule is no expression, "val" for
+ * DW_CFA_val_expression. */
+typedef struct {
+	char cfa[200], rbp[200], ra[200];
+} xexpr;
+
 typedef struct {
 	uint64_t pc, end;     /* [pc, end): up to the next row or the FDE's end */
 	char cfa[24], rbp[24], ra[24];
+	xexpr e;              /* filled from the raw dump */
 } xrow;
 
 typedef struct {
 	uint64_t start, end;
 	int src;              /* 0 .eh_frame, 1 .debug_frame */
+	bool signal;          /* its CIE's augmentation has 'S' */
 	size_t row0, nrows;   /* into the rows array */
 } xfde;
 
@@ -54,6 +68,7 @@ typedef struct {
 typedef struct {
 	int src;
 	unsigned long off;
+	bool signal;
 	xrow last;            /* the state a CIE leaves: an FDE without rows */
 } xcie;
 
@@ -170,6 +185,9 @@ static void read_readelf(const char *path, xcfi *x)
 			memset(cie, 0, sizeof(*cie));
 			cie->src = src;
 			cie->off = off;
+			const char *aug = strchr(line, '"');
+			cie->signal = aug && strchr(aug + 1, '"') &&
+			              memchr(aug + 1, 'S', (size_t)(strchr(aug + 1, '"') - aug - 1));
 			continue;
 		}
 		if (sscanf(line, "%lx %*x %*x FDE cie=%lx pc=%" SCNx64 "..%" SCNx64, &off, &cieoff,
@@ -186,6 +204,7 @@ static void read_readelf(const char *path, xcfi *x)
 				if (cies[i].src == src && cies[i].off == cieoff)
 					fde_cie = &cies[i];
 			assert_non_null(fde_cie);
+			fde.signal = fde_cie->signal;
 			continue;
 		}
 		char *tok[32];
@@ -228,6 +247,247 @@ static void read_readelf(const char *path, xcfi *x)
 	assert_int_equal(pclose(p), 0);
 }
 
+
+/* ---- readelf's raw dump: the expressions ---- */
+
+typedef struct {
+	uint64_t loc;
+	xexpr e;
+} xsnap;
+
+/* Each FDE's rule expressions after each of its instructions, in file
+ * order (the same order frames-interp lists the FDEs in). */
+typedef struct {
+	xsnap *snaps;
+	size_t nsnaps, capsnaps;
+	struct { uint64_t start, end; size_t snap0, nsnaps; } *fdes;
+	size_t nfdes, capfdes;
+} xraw;
+
+/* "rN (name) ..." of a register instruction: N, or -1. */
+static int insn_reg(const char *arg)
+{
+	int r;
+	return sscanf(arg, " r%d", &r) == 1 ? r : -1;
+}
+
+/* The text between the first '(' after the register's "(name) " and its
+ * matching ')': the expression. */
+static void insn_expr(const char *arg, char *out, size_t cap)
+{
+	const char *p = strchr(arg, '(');
+	if (p && strncmp(p, "(DW_OP", 6))
+		p = strchr(p + 1, '(');  /* "r6 (rbp) (DW_OP...)": skip the name */
+	out[0] = 0;
+	if (!p)
+		return;
+	p++;
+	int depth = 1;
+	size_t n = 0;
+	for (; *p && n + 1 < cap; p++) {
+		if (*p == '(')
+			depth++;
+		if (*p == ')' && --depth == 0)
+			break;
+		out[n++] = *p;
+	}
+	out[n] = 0;
+}
+
+static void read_raw(const char *path, xraw *x)
+{
+	char cmd[1200], line[4096];
+	snprintf(cmd, sizeof(cmd), "readelf --debug-dump=frames,no-follow-links '%s' 2>/dev/null",
+	         path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	bool in_fde = false, started = false;
+	uint64_t loc = 0;
+	xexpr cur, stack[64];
+	size_t depth = 0;
+	memset(&cur, 0, sizeof(cur));
+	while (fgets(line, sizeof(line), p)) {
+		unsigned long off, cieoff;
+		uint64_t s, e;
+		char kind[8];
+		if (strstr(line, "Contents of the .eh_frame section") ||
+		    strstr(line, "Contents of the .debug_frame section")) {
+			started = true;
+			in_fde = false;
+			continue;
+		}
+		if (!started)
+			continue;
+		if (sscanf(line, "%lx %*x %*x %7s", &off, kind) == 2 && !strcmp(kind, "CIE")) {
+			in_fde = false;  /* x86_64 CIEs set no expressions */
+			continue;
+		}
+		if (sscanf(line, "%lx %*x %*x FDE cie=%lx pc=%" SCNx64 "..%" SCNx64, &off, &cieoff,
+		           &s, &e) == 4) {
+			if (x->nfdes == x->capfdes) {
+				x->capfdes = x->capfdes ? 2 * x->capfdes : 256;
+				x->fdes = realloc(x->fdes, x->capfdes * sizeof(*x->fdes));
+				assert_non_null(x->fdes);
+			}
+			x->fdes[x->nfdes].start = s;
+			x->fdes[x->nfdes].end = e;
+			x->fdes[x->nfdes].snap0 = x->nsnaps;
+			x->fdes[x->nfdes].nsnaps = 0;
+			x->nfdes++;
+			in_fde = true;
+			loc = s;
+			depth = 0;
+			memset(&cur, 0, sizeof(cur));
+			continue;
+		}
+		const char *insn = strstr(line, "DW_CFA_");
+		if (!in_fde || !insn)
+			continue;
+		const char *arg = strchr(insn, ':');
+		arg = arg ? arg + 1 : insn + strlen(insn);
+		const char *to = strstr(insn, " to ");
+		if (!strncmp(insn, "DW_CFA_advance_loc", 18) && to) {
+			loc = strtoull(to + 4, NULL, 16);
+		} else if (!strncmp(insn, "DW_CFA_set_loc", 14)) {
+			loc = strtoull(arg, NULL, 16);
+		} else if (!strncmp(insn, "DW_CFA_def_cfa_expression", 25)) {
+			insn_expr(insn, cur.cfa, sizeof(cur.cfa));
+		} else if (!strncmp(insn, "DW_CFA_def_cfa", 14)) {
+			/* def_cfa, _register, _offset, _sf: a register again (an
+			 * offset alone after an expression is invalid, and libdw
+			 * refuses it) */
+			if (strncmp(insn, "DW_CFA_def_cfa_offset", 21) || !cur.cfa[0])
+				cur.cfa[0] = 0;
+			else
+				snprintf(cur.cfa, sizeof(cur.cfa), "invalid");
+		} else if (!strncmp(insn, "DW_CFA_remember_state", 21)) {
+			assert_true(depth < 64);
+			stack[depth++] = cur;
+		} else if (!strncmp(insn, "DW_CFA_restore_state", 20)) {
+			assert_true(depth > 0);
+			cur = stack[--depth];
+		} else if (insn_reg(arg) == 6 || insn_reg(arg) == 16) {
+			char *rule = insn_reg(arg) == 6 ? cur.rbp : cur.ra;
+			if (!strncmp(insn, "DW_CFA_expression", 17))
+				insn_expr(arg, rule, sizeof(cur.rbp));
+			else if (!strncmp(insn, "DW_CFA_val_expression", 21))
+				snprintf(rule, sizeof(cur.rbp), "val");
+			else
+				rule[0] = 0;   /* offset, restore, register, undefined... */
+		}
+		if (x->nsnaps == x->capsnaps) {
+			x->capsnaps = x->capsnaps ? 2 * x->capsnaps : 4096;
+			x->snaps = realloc(x->snaps, x->capsnaps * sizeof(*x->snaps));
+			assert_non_null(x->snaps);
+		}
+		x->snaps[x->nsnaps].loc = loc;
+		x->snaps[x->nsnaps].e = cur;
+		x->nsnaps++;
+		x->fdes[x->nfdes - 1].nsnaps++;
+	}
+	assert_int_equal(pclose(p), 0);
+}
+
+/* Gives every row of x the expressions the raw dump has in effect at its
+ * pc: the state after the last instruction at or before it. */
+static void attach_exprs(xcfi *x, const xraw *raw)
+{
+	assert_int_equal(raw->nfdes, x->nfdes);
+	for (size_t i = 0; i < x->nfdes; i++) {
+		const xfde *f = &x->fdes[i];
+		assert_true(raw->fdes[i].start == f->start && raw->fdes[i].end == f->end);
+		for (size_t k = f->row0; k < f->row0 + f->nrows; k++) {
+			xrow *r = &x->rows[k];
+			memset(&r->e, 0, sizeof(r->e));
+			for (size_t j = 0; j < raw->fdes[i].nsnaps; j++) {
+				const xsnap *sn = &raw->snaps[raw->fdes[i].snap0 + j];
+				if (sn->loc > r->pc)
+					break;
+				r->e = sn->e;
+			}
+		}
+	}
+}
+
+/* The DWARF register number of one of readelf's x86_64 names, -1. */
+static int reg_number(const char *name)
+{
+	static const char *const names[] = {"rax", "rdx", "rcx", "rbx", "rsi", "rdi", "rbp", "rsp",
+	                                    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"};
+	for (int i = 0; i < 16; i++)
+		if (!strcmp(name, names[i]))
+			return i;
+	return -1;
+}
+
+/* An expression's operations: "DW_OP_breg7 (rsp): 160; DW_OP_deref"
+ * gives op[0] "DW_OP_breg7" num[0] 160, op[1] "DW_OP_deref". */
+static size_t split_ops(const char *e, char op[][32], long long *num, size_t cap)
+{
+	size_t n = 0;
+	while (*e && n < cap) {
+		while (*e == ' ' || *e == ';')
+			e++;
+		if (!*e)
+			break;
+		size_t k = 0;
+		while (*e && *e != ' ' && *e != ':' && *e != ';' && k < 31)
+			op[n][k++] = *e++;
+		op[n][k] = 0;
+		num[n] = 0;
+		while (*e && *e != ';' && *e != ':')
+			e++;
+		if (*e == ':')
+			num[n] = strtoll(e + 1, NULL, 0);
+		while (*e && *e != ';')
+			e++;
+		n++;
+	}
+	return n;
+}
+
+/* The CFA rule a raw expression stands for, by the contract in
+ * bpf/profile.h (cfa_kind, cfa_off, aux); SM_CFA_UNSUPPORTED otherwise. */
+static void expect_cfa_expr(const char *e, bool signal, struct sm_unw_row *w)
+{
+	char op[16][32];
+	long long num[16];
+	size_t n = split_ops(e, op, num, 16);
+	w->cfa_kind = SM_CFA_UNSUPPORTED;
+	bool sp = n >= 2 && !strcmp(op[0], "DW_OP_breg7"), fp = n >= 2 && !strcmp(op[0], "DW_OP_breg6");
+	if (!(sp || fp) || strcmp(op[1], "DW_OP_deref") || n > 3)
+		return;
+	long long add = 0;
+	if (n == 3) {
+		if (strcmp(op[2], "DW_OP_plus_uconst") || num[2] < 0 || num[2] > 255)
+			return;
+		add = num[2];
+	}
+	if (signal && (!sp || add))
+		return;
+	w->cfa_kind = signal ? SM_CFA_SIGNAL : sp ? SM_CFA_DEREF_SP : SM_CFA_DEREF_FP;
+	w->cfa_off = (int32_t)num[0];
+	w->aux = (uint8_t)add;
+}
+
+/* A register's rule from its interp column and raw expression. */
+static void expect_reg(const char *col, const char *e, uint8_t *kind, int16_t *off)
+{
+	int n;
+	char op[4][32];
+	long long num[4];
+	*off = 0;
+	*kind = SM_REG_UNSUPPORTED;
+	if (sscanf(col, "c%d", &n) == 1) {
+		*kind = SM_REG_CFA_OFF;
+		*off = (int16_t)n;
+	} else if (!strcmp(col, "exp") && split_ops(e, op, num, 4) == 1 &&
+	           (!strcmp(op[0], "DW_OP_breg7") || !strcmp(op[0], "DW_OP_breg6"))) {
+		*kind = op[0][10] == '7' ? SM_REG_SP_OFF : SM_REG_FP_OFF;
+		*off = (int16_t)num[0];
+	}
+}
+
 static bool in_ranges(uint64_t pc, const void *ranges, size_t n)
 {
 	const struct { uint64_t start, end; } *r = ranges;
@@ -238,8 +498,9 @@ static bool in_ranges(uint64_t pc, const void *ranges, size_t n)
 }
 
 /* The row readelf's strings mean, by the contract in bpf/profile.h.
- * cfa_off -1 for SM_CFA_PLT: readelf prints the expression as "exp". */
-static struct sm_unw_row expect(const xcfi *x, const xrow *r, uint64_t pc)
+ * cfa_off -1 for SM_CFA_PLT: which of binutils' two layouts is not
+ * checked. */
+static struct sm_unw_row expect(const xcfi *x, const xrow *r, uint64_t pc, bool signal)
 {
 	struct sm_unw_row w = {0};
 	int n;
@@ -248,44 +509,39 @@ static struct sm_unw_row expect(const xcfi *x, const xrow *r, uint64_t pc)
 		w.cfa_kind = SM_CFA_END;
 		return w;
 	}
-	if (sscanf(r->cfa, "%15[a-z0-9]%d", reg, &n) == 2 && !strcmp(reg, "rsp")) {
-		w.cfa_kind = SM_CFA_SP;
+	if (sscanf(r->cfa, "%15[a-z0-9]%d", reg, &n) == 2 && reg_number(reg) >= 0) {
+		int dw = reg_number(reg);
+		w.cfa_kind = dw == 7 ? SM_CFA_SP : dw == 6 ? SM_CFA_FP : SM_CFA_REG;
 		w.cfa_off = n;
-	} else if (sscanf(r->cfa, "%15[a-z0-9]%d", reg, &n) == 2 && !strcmp(reg, "rbp")) {
-		w.cfa_kind = SM_CFA_FP;
-		w.cfa_off = n;
-	} else if (!strcmp(r->cfa, "exp") && in_ranges(pc, x->plt, x->nplt)) {
+		w.aux = w.cfa_kind == SM_CFA_REG ? (uint8_t)dw : 0;
+		if (signal)
+			w.cfa_kind = SM_CFA_UNSUPPORTED;
+	} else if (!strcmp(r->cfa, "exp") && in_ranges(pc, x->plt, x->nplt) && !signal) {
 		w.cfa_kind = SM_CFA_PLT;
 		w.cfa_off = -1;
+	} else if (!strcmp(r->cfa, "exp")) {
+		expect_cfa_expr(r->e.cfa, signal, &w);
 	} else {
 		w.cfa_kind = SM_CFA_UNSUPPORTED;
 	}
 	if (w.cfa_kind != SM_CFA_UNSUPPORTED) {
-		if (sscanf(r->ra, "c%d", &n) == 1) {
-			w.ra_kind = SM_REG_CFA_OFF;
-			w.ra_off = (int16_t)n;
-		} else {
+		expect_reg(r->ra, r->e.ra, &w.ra_kind, &w.ra_off);
+		if (w.ra_kind == SM_REG_UNSUPPORTED)
 			w.cfa_kind = SM_CFA_UNSUPPORTED;
-		}
 	}
 	if (w.cfa_kind == SM_CFA_UNSUPPORTED) {
-		w.cfa_off = 0;
-		w.ra_kind = 0;
-		w.ra_off = 0;
+		memset(&w, 0, sizeof(w));
+		w.cfa_kind = SM_CFA_UNSUPPORTED;
 		return w;
 	}
 	/* readelf prints "u" both for an explicit DW_CFA_undefined and for a
 	 * register the FDE mentions only later (unreferenced): the x86_64
 	 * ABI makes the latter same-value, and GCC never emits the former
 	 * for rbp */
-	if (!r->rbp[0] || !strcmp(r->rbp, "u") || !strcmp(r->rbp, "s")) {
+	if (!r->rbp[0] || !strcmp(r->rbp, "u") || !strcmp(r->rbp, "s"))
 		w.fp_kind = SM_REG_SAME;
-	} else if (sscanf(r->rbp, "c%d", &n) == 1) {
-		w.fp_kind = SM_REG_CFA_OFF;
-		w.fp_off = (int16_t)n;
-	} else {
-		w.fp_kind = SM_REG_UNSUPPORTED;
-	}
+	else
+		expect_reg(r->rbp, r->e.rbp, &w.fp_kind, &w.fp_off);
 	return w;
 }
 
@@ -310,7 +566,7 @@ static struct sm_unw_row lookup(const struct sm_unw_row *rows, size_t n, uint64_
 static bool same(const struct sm_unw_row *w, const struct sm_unw_row *g)
 {
 	if (w->cfa_kind != g->cfa_kind || w->fp_kind != g->fp_kind || w->ra_kind != g->ra_kind ||
-	    w->fp_off != g->fp_off || w->ra_off != g->ra_off)
+	    w->fp_off != g->fp_off || w->ra_off != g->ra_off || w->aux != g->aux)
 		return false;
 	if (w->cfa_kind == SM_CFA_PLT && w->cfa_off == -1)
 		return g->cfa_off == 10 || g->cfa_off == 11;  /* binutils' two layouts */
@@ -319,8 +575,8 @@ static bool same(const struct sm_unw_row *w, const struct sm_unw_row *g)
 
 static void print_row(const char *what, const struct sm_unw_row *r)
 {
-	print_message("  %s: cfa %u%+d fp %u%+d ra %u%+d\n", what, r->cfa_kind, r->cfa_off,
-	              r->fp_kind, r->fp_off, r->ra_kind, r->ra_off);
+	print_message("  %s: cfa %u%+d aux %u fp %u%+d ra %u%+d\n", what, r->cfa_kind, r->cfa_off,
+	              r->aux, r->fp_kind, r->fp_off, r->ra_kind, r->ra_off);
 }
 
 static int cmp_fde(const void *a, const void *b)
@@ -352,7 +608,13 @@ typedef struct {
 	size_t min_rows;      /* readelf rows that must be compared */
 	bool debug_frame;     /* .debug_frame must fill ranges */
 	bool bench;           /* print rows and build time */
+	unsigned need;        /* row kinds that must be among those compared */
 } subject;
+
+/* subject.need: 1 << kind for CFA kinds, 1 << (16 + kind) for the
+ * register kinds of rbp and the return address */
+#define NEED(k) (1u << (k))
+#define NEED_REG(k) (1u << (16 + (k)))
 
 static void test_file(void **state)
 {
@@ -398,6 +660,12 @@ static void test_file(void **state)
 	read_sections(path, &x);
 	read_readelf(path, &x);
 	assert_true(x.nfdes > 0);
+	xraw raw;
+	memset(&raw, 0, sizeof(raw));
+	read_raw(path, &raw);
+	attach_exprs(&x, &raw);
+	free(raw.snaps);
+	free(raw.fdes);
 
 	/* .eh_frame first, .debug_frame where it says nothing */
 	xfde *eh = calloc(x.nfdes, sizeof(*eh));
@@ -410,7 +678,8 @@ static void test_file(void **state)
 	for (size_t i = 1; i < neh; i++)
 		assert_true(eh[i - 1].end <= eh[i].start);  /* real files: no overlaps */
 
-	size_t compared = 0, plt = 0, end = 0, fp = 0, debug = 0, bad = 0;
+	size_t compared = 0, plt = 0, end = 0, fp = 0, debug = 0, bad = 0, expr = 0;
+	unsigned seen = 0;
 	for (size_t i = 0; i < x.nfdes; i++) {
 		const xfde *f = &x.fdes[i];
 		if (f->end <= f->start)
@@ -421,7 +690,7 @@ static void test_file(void **state)
 			for (int j = 0; j < 2; j++) {
 				if (r->end <= r->pc || (f->src == 1 && eh_covers(eh, neh, probe[j])))
 					continue;
-				struct sm_unw_row w = expect(&x, r, r->pc);
+				struct sm_unw_row w = expect(&x, r, r->pc, f->signal);
 				struct sm_unw_row g = lookup(rows, n, probe[j]);
 				if (!same(&w, &g)) {
 					if (bad++ < 5) {
@@ -430,6 +699,8 @@ static void test_file(void **state)
 						              sj->name, probe[j], f->start, f->end,
 						              f->src ? ".debug_frame" : ".eh_frame", r->cfa,
 						              r->rbp, r->ra);
+						print_message("  expressions: cfa '%s' rbp '%s' ra '%s'\n",
+						              r->e.cfa, r->e.rbp, r->e.ra);
 						print_row("want", &w);
 						print_row("got ", &g);
 					}
@@ -440,6 +711,9 @@ static void test_file(void **state)
 				end += g.cfa_kind == SM_CFA_END;
 				fp += g.cfa_kind == SM_CFA_FP || g.fp_kind == SM_REG_CFA_OFF;
 				debug += f->src == 1;
+				expr += !strcmp(r->cfa, "exp") || !strcmp(r->rbp, "exp") ||
+				        !strcmp(r->ra, "exp");
+				seen |= NEED(g.cfa_kind) | NEED_REG(g.fp_kind) | NEED_REG(g.ra_kind);
 			}
 		}
 	}
@@ -473,9 +747,10 @@ static void test_file(void **state)
 	bad += lookup(rows, n, cover).cfa_kind != SM_CFA_NONE;
 	bad += lookup(rows, n, UINT32_MAX).cfa_kind != SM_CFA_NONE;
 
-	print_message("%s: %zu readelf rows compared (%zu PLT, %zu END, %zu with rbp, %zu from "
-	              ".debug_frame), %zu gaps, %zu mismatches; table %zu rows\n",
-	              sj->name, compared, plt, end, fp, debug, gaps, bad, n);
+	print_message("%s: %zu readelf rows compared (%zu PLT, %zu END, %zu with rbp, %zu with "
+	              "expressions, %zu from .debug_frame), %zu gaps, %zu mismatches; table %zu "
+	              "rows, %zu unsupported\n", sj->name, compared, plt, end, fp, expr, debug, gaps,
+	              bad, n, info.unsupported);
 	free(all);
 	free(eh);
 	free(x.rows);
@@ -489,10 +764,20 @@ static void test_file(void **state)
 		assert_true(plt > 0);  /* .plt's expression */
 		assert_true(fp > 0);   /* rbp-based CFAs and saved rbp */
 	}
+	if ((seen & sj->need) != sj->need)
+		fail_msg("%s: row kinds 0x%x were to be compared, only 0x%x were", sj->name,
+		         sj->need, seen & sj->need);
 }
 
 static const subject subjects[] = {
-	{"libc", "/lib/x86_64-linux-gnu/libc.so.6", false, 20000, false, true},
+	/* __restore_rt: a signal frame, its registers at sp-relative offsets */
+	{"libc", "/lib/x86_64-linux-gnu/libc.so.6", false, 20000, false, true,
+	 NEED(SM_CFA_SIGNAL) | NEED_REG(SM_REG_SP_OFF)},
+	/* OpenSSL's perlasm: CFA = *(rsp + N) + 8 after realigning, and in
+	 * a register (rax, rsi, r11...) before it is saved */
+	{"libcrypto", "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", false, 20000, false, true,
+	 NEED(SM_CFA_DEREF_SP) | NEED(SM_CFA_REG)},
+	{"libstdc++", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", false, 20000, false, false, 0},
 	{"libz", "/lib/x86_64-linux-gnu/libz.so.1", false, 1000, false, false},
 	{"liblzma", "/lib/x86_64-linux-gnu/liblzma.so.5", false, 2000, false, false},
 	{"xz", "/usr/bin/xz", false, 1000, false, true},
@@ -502,6 +787,10 @@ static const subject subjects[] = {
 	{"unw_dframe", "unw_dframe", true, 20, true, false},
 	/* C++: "zPLR" CIEs (personality, LSDA) before the 'R' */
 	{"sym_cpp", "sym/sym_cpp", true, 20, false, false},
+	/* GCC's stack realignment (drap_work): CFA in r10, then *(rbp - 8),
+	 * the caller's rbp at [rbp] */
+	{"unw_nofp", "unw/unw_nofp", true, 20, false, false,
+	 NEED(SM_CFA_DEREF_FP) | NEED(SM_CFA_REG) | NEED_REG(SM_REG_FP_OFF)},
 };
 
 /* ---- the contract's errors ---- */

@@ -224,7 +224,7 @@ static void test_encode_rejects(void **state)
 		{"string over 4096", bk_long, "process 0: label 0: value is 4097 bytes, the limit is 4096"},
 		{"empty label name", bk_label_name, "process 0: label 1: name is 0 bytes"},
 		{"65 labels", bk_labels, "more than 64"},
-		{"65 counters", bk_counters, "65 counters"},
+		{"257 counters", bk_counters, "257 counters"},
 		{"empty build ID", bk_bid0, "object 1: build ID is 0 bytes, must be 1..64"},
 		{"65-byte build ID", bk_bid65, "object 2: build ID missing or over 64"},
 		{"513 frames", bk_frames, "stack 1: frames missing or more than 512"},
@@ -361,7 +361,7 @@ static void test_decode_limits(void **state)
 	pb_head(&b);
 	b.len--;
 	pb_varint(&b, WIRE_MAX_COUNTERS + 1);
-	expect(&b, -EMSGSIZE, "65 counters, the limit is 64");
+	expect(&b, -EMSGSIZE, "257 counters, the limit is 256");
 	/* processes: the limit, then a count that cannot fit */
 	b.len = 0;
 	pb_head(&b);
@@ -912,11 +912,20 @@ static void test_auth_token_file(void **state)
 	assert_non_null(strstr(err, "/nonexistent/token"));
 }
 
+/* The agent's marker of a walk cut short is the frame storage and the
+ * query engine recognise. */
+static void test_truncated_marker(void **state)
+{
+	(void)state;
+	assert_string_equal(WIRE_TRUNCATED_FRAME, ST_TRUNCATED_FRAME);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_round_trip_source),
+		cmocka_unit_test(test_truncated_marker),
 		cmocka_unit_test(test_encode_rejects),
 		cmocka_unit_test(test_decode_limits),
 		cmocka_unit_test(test_total_frames_limit),
