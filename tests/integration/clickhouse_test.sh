@@ -4,10 +4,17 @@
 # cluster (remote_servers, no ZooKeeper), two smolder-servers in front of
 # them (A talks to shard 1's node first, B to shard 2's) and an embedded
 # one beside them. Checks that
-#   - the same native batches (CPython frames among them) and pprof
-#     profiles give byte-identical answers for merge (JSON, folded,
+#   - the same native batches (CPython frames, JIT frames with a language
+#     tag, an off-CPU profile type, sums past INT64_MAX among them) and
+#     pprof profiles give byte-identical answers for merge (JSON, folded,
 #     pprof), diff, top, range, labels, label values and types from all
-#     three servers, CPython frames with their file, line and language;
+#     three servers, read from roll-ups and from raw rows (raw=1) alike;
+#     CPython frames with their file, line and language, JIT frames with
+#     their language, off-CPU nanoseconds, saturated sums said so;
+#   - the cluster's roll-up levels answer long ranges (ClickHouse's read
+#     counts say so), also for a day whose raw rows are gone;
+#   - --max-series refuses new series past the limit (422), and rows
+#     dated ahead of the clock are refused (400);
 #   - rows are on both shards; a batch sent again, or four times at once
 #     through one server, is stored once;
 #   - a debug file uploaded through A names frames in queries through B;
@@ -39,10 +46,10 @@ for b in "$SERVER" "$MKBATCH" "$PUSHER"; do
 	[ -x "$b" ] || fail "$b is not an executable (build it first)"
 done
 
-chpid1=""; chpid2=""; pa=""; pb=""; pe=""; pr=""; ppush=""; apid=""; busy=""
+chpid1=""; chpid2=""; pa=""; pb=""; pe=""; pr=""; pl=""; ppush=""; apid=""; busy=""
 stop_all() {
 	touch "$tmp/stop" 2>/dev/null || true
-	for p in $apid $busy $ppush $pa $pb $pe $pr $chpid1 $chpid2; do
+	for p in $apid $busy $ppush $pa $pb $pe $pr $pl $chpid1 $chpid2; do
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -62,7 +69,8 @@ srv() {
 	n=$1
 	shift
 	: >"$tmp/$n.out"
-	"$SERVER" --listen 127.0.0.1:0 --retention 0 --maintenance-interval 1s "$@" \
+	# roll-ups kept for good: the test's rows are months old
+	"$SERVER" --listen 127.0.0.1:0 --retention 0 --retention-rollup 0 --maintenance-interval 1s "$@" \
 		>"$tmp/$n.out" 2>"$tmp/$n.err" &
 	eval "p$n=\$!"
 	i=0
@@ -79,7 +87,7 @@ srv a --clickhouse "$ch1,$ch2" --clickhouse-cluster smolder
 # B reads its URLs from a file, as an operator keeps a password
 printf '# the shards\n%s\n%s\n' "$ch2" "$ch1" >"$tmp/urls"
 srv b --clickhouse-file "$tmp/urls" --clickhouse-cluster smolder --data-dir "$tmp/bcache"
-for t in samples series stacks locations symbols debuginfo; do
+for t in samples samples_1h samples_1d series stacks locations symbols debuginfo; do
 	[ "$(chq 1 "EXISTS TABLE smolder.${t}_local")" = 1 ] &&
 		[ "$(chq 2 "EXISTS TABLE smolder.${t}_local")" = 1 ] &&
 		[ "$(chq 2 "EXISTS TABLE smolder.$t")" = 1 ] || fail "table $t missing on a node"
@@ -110,7 +118,25 @@ for u in "$ue" "$ua"; do
 		"$u/api/v1/ingest/pprof?service=gosvc")
 	[ "$c" = 200 ] || fail "pprof ingest: $c $(cat "$tmp/push.body")"
 done
-ok "7 native batches (one of CPython frames) and a Go pprof profile into the embedded store and the cluster"
+# JIT frames (a language tag without file or line), an agent's off-CPU
+# type (values in nanoseconds), a day of the same stack summing past
+# INT64_MAX (2025-06-01), and a day whose raw rows are dropped below
+# (2026-02-01)
+OFFCPU=off_cpu:time:nanoseconds:time:nanoseconds:delta
+"$MKBATCH" --seed 11 --agent jithost --lang js --service jssvc \
+	--start-ns $((1767225600000000000 + 11 * 60000000000)) "$tmp/b11" >/dev/null
+"$MKBATCH" --seed 12 --agent offhost --type "$OFFCPU" --value 2500000 --service offsvc \
+	--start-ns $((1767225600000000000 + 12 * 60000000000)) "$tmp/b12" >/dev/null
+"$MKBATCH" --seed 13 --agent sathost --processes 1 --stacks 1 --rows 40000 \
+	--value 281474976710655 --service satsvc --start-ns 1748736000000000000 "$tmp/b13" >/dev/null
+"$MKBATCH" --seed 14 --agent drophost --service dropsvc --start-ns 1769904000000000000 \
+	"$tmp/b14" >/dev/null
+for b in b11 b12 b13 b14; do
+	for u in "$ue" "$ua"; do
+		[ "$(push "$u" "$tmp/$b")" = 200 ] || fail "$b: $(cat "$tmp/push.body")"
+	done
+done
+ok "11 native batches (CPython frames, JIT frames, an off-CPU type, sums past INT64_MAX) and a Go pprof profile into the embedded store and the cluster"
 
 r1=$(chq 1 'SELECT count() FROM smolder.samples_local')
 r2=$(chq 2 'SELECT count() FROM smolder.samples_local')
@@ -119,18 +145,28 @@ r2=$(chq 2 'SELECT count() FROM smolder.samples_local')
 	[ "$(chq 2 'SELECT count() FROM smolder.stacks_local')" -gt 0 ] || fail "stacks on one shard only"
 ok "rows on both shards ($r1 and $r2), stacks beside them"
 
-# every query from the three servers, byte for byte
+# every query from the three servers, byte for byte; each also with
+# raw=1 (raw rows only: the cluster's roll-up tables left out)
 R='from=2026-01-01T00:00:00Z&to=2026-12-01T00:00:00Z'
+RSAT='from=2025-06-01T00:00:00Z&to=2025-06-02T00:00:00Z'
+metric() {  # metric URL NAME LABELS: a sample's value in /metrics
+	curl -sS --max-time 30 "$1/metrics" | awk -v k="$2$3" '$1 == k { print $2 }'
+}
+reads_1h=$(metric "$ua" smolder_clickhouse_reads_total '{level="1h"}')
+reads_1d=$(metric "$ua" smolder_clickhouse_reads_total '{level="1d"}')
 n=0
 while read -r q; do
-	n=$((n + 1))
-	for s in e a b; do
-		eval "u=\$u$s"
-		c=$(curl -sS -o "$tmp/q.$s" -w '%{http_code}' --max-time 60 "$u/api/v1/$q&$R")
-		[ "$c" = 200 ] || fail "$s: $q: $c $(head -c 300 "$tmp/q.$s")"
+	for raw in "" "&raw=1"; do
+		n=$((n + 1))
+		case $q in *satsvc*) r=$RSAT ;; *) r=$R ;; esac
+		for s in e a b; do
+			eval "u=\$u$s"
+			c=$(curl -sS -o "$tmp/q.$s" -w '%{http_code}' --max-time 60 "$u/api/v1/$q&$r$raw")
+			[ "$c" = 200 ] || fail "$s: $q$raw: $c $(head -c 300 "$tmp/q.$s")"
+		done
+		[ -s "$tmp/q.e" ] && cmp -s "$tmp/q.e" "$tmp/q.a" && cmp -s "$tmp/q.e" "$tmp/q.b" ||
+			fail "answers differ for $q$raw: embedded $(head -c 200 "$tmp/q.e"), A $(head -c 200 "$tmp/q.a"), B $(head -c 200 "$tmp/q.b")"
 	done
-	[ -s "$tmp/q.e" ] && cmp -s "$tmp/q.e" "$tmp/q.a" && cmp -s "$tmp/q.e" "$tmp/q.b" ||
-		fail "answers differ for $q: embedded $(head -c 200 "$tmp/q.e"), A $(head -c 200 "$tmp/q.a"), B $(head -c 200 "$tmp/q.b")"
 done <<'EOF'
 query?query=%7B%7D
 query?query=%7B%7D&format=folded
@@ -150,8 +186,79 @@ labels?x=1
 labels/hostname/values?x=1
 labels/comm/values?query=%7Bhostname%3D%22host-3%22%7D
 types?x=1
+query?query=%7Bservice%3D%22jssvc%22%7D
+query?query=off_cpu%3Atime%3Ananoseconds%3Atime%3Ananoseconds%3Adelta%7B%7D
+top?query=off_cpu%3Atime%3Ananoseconds%3Atime%3Ananoseconds%3Adelta%7B%7D
+range?query=off_cpu%3Atime%3Ananoseconds%3Atime%3Ananoseconds%3Adelta%7B%7D&step=1h
+types?query=%7Bservice%3D%22offsvc%22%7D
+query?query=%7Bservice%3D%22satsvc%22%7D
+query?query=%7Bservice%3D%22satsvc%22%7D&format=folded
+top?query=%7Bservice%3D%22satsvc%22%7D
+range?query=%7Bservice%3D%22satsvc%22%7D&step=1h
+range?query=%7Bservice%3D%22satsvc%22%7D&step=1d
 EOF
-ok "$n queries (merge, diff, top, range, labels, values, types) answered identically by the embedded store, A and B"
+ok "$n queries (merge, diff, top, range, labels, values, types; each from roll-ups and with raw=1) answered identically by the embedded store, A and B"
+# the cluster read its roll-up tables for the whole days and hours of the
+# ranges, and samples for raw=1
+[ "$(metric "$ua" smolder_clickhouse_reads_total '{level="1h"}')" -gt "$reads_1h" ] &&
+	[ "$(metric "$ua" smolder_clickhouse_reads_total '{level="1d"}')" -gt "$reads_1d" ] &&
+	[ "$(metric "$ua" smolder_clickhouse_reads_total '{level="raw"}')" -gt 0 ] ||
+	fail "A's reads by level: $(curl -sS "$ua/metrics" | grep clickhouse_reads)"
+for t in samples_1h samples_1d; do
+	[ "$(chq 1 "SELECT count() FROM smolder.${t}_local")" -gt 0 ] &&
+		[ "$(chq 2 "SELECT count() FROM smolder.${t}_local")" -gt 0 ] || fail "$t empty on a shard"
+done
+ok "the cluster answered from its 1h and 1d roll-up tables (on both shards), raw=1 from samples: $(curl -sS "$ua/metrics" | awk '/^smolder_clickhouse_reads_total/ { printf "%s%s", s, $0; s = ", " }')"
+
+# JIT frames keep their language; off-CPU time its nanoseconds; a sum past
+# INT64_MAX is saturated and says so, from either store
+curl -sS --max-time 30 "$ua/api/v1/query?query=%7Bservice%3D%22jssvc%22%7D&$R" >"$tmp/js.json"
+curl -sS --max-time 30 "$ub/api/v1/query?query=off_cpu%3Atime%3Ananoseconds%3Atime%3Ananoseconds%3Adelta%7B%7D&$R" >"$tmp/off.json"
+curl -sS --max-time 30 "$ub/api/v1/types?$R" >"$tmp/types.json"
+curl -sS --max-time 30 "$ua/api/v1/query?query=%7Bservice%3D%22satsvc%22%7D&$RSAT" >"$tmp/sat.json"
+python3 - "$tmp" <<'PY' || fail "JIT frames, off-CPU time or a saturated sum through ClickHouse"
+import json, os, sys
+t = sys.argv[1]
+def nodes(path):
+    todo, out = [json.load(open(os.path.join(t, path)))], []
+    while todo:
+        n = todo.pop()
+        todo += n.get("children", [])
+        out.append(n)
+    return out
+js = [n for n in nodes("js.json") if n.get("lang") == "js"]
+named = [n for n in js if n["name"].startswith("fn_11_") and "file" not in n and "line" not in n]
+off = json.load(open(os.path.join(t, "off.json")))
+names = json.dumps(json.load(open(os.path.join(t, "types.json"))))
+sat = json.load(open(os.path.join(t, "sat.json")))
+print("%d js nodes (%d named, no file or line); off-CPU total %d ns over 200 rows of 2.5 ms; "
+      "off_cpu type listed: %s; saturated: %s, total %d" %
+      (len(js), len(named), off["total"], "off_cpu:time:nanoseconds" in names,
+       sat.get("saturated"), sat["total"]))
+sys.exit(0 if js and len(named) == len(js) and off["total"] == 200 * 2500000 and
+         "off_cpu:time:nanoseconds" in names and sat.get("saturated") is True and
+         sat["total"] == 2**63 - 1 else 1)
+PY
+ok "JIT frames with their language, an off-CPU type in nanoseconds, and a saturated sum round-trip through the cluster"
+
+# a day whose raw rows are gone (as retention drops them) is still
+# answered, from the roll-ups; raw=1 finds nothing of it
+q='query?query=%7Bservice%3D%22dropsvc%22%7D&format=folded'
+curl -sS --max-time 30 "$ue/api/v1/$q&$R" >"$tmp/drop.e"
+[ -s "$tmp/drop.e" ] || fail "no folded stacks for dropsvc"
+day=$((1769904000 / 86400))
+for nd in 1 2; do
+	chq "$nd" "ALTER TABLE smolder.samples_local DROP PARTITION $day" >/dev/null
+done
+[ "$(chq 1 "SELECT count() FROM smolder.samples WHERE intDiv(ts, 86400000000000) = $day")" = 0 ] ||
+	fail "the day's raw rows are still there"
+curl -sS --max-time 30 "$ub/api/v1/$q&$R" >"$tmp/drop.b"
+cmp -s "$tmp/drop.e" "$tmp/drop.b" || fail "the day without raw rows: $(head -c 200 "$tmp/drop.b")"
+c=$(curl -sS -o "$tmp/drop.raw" -w '%{http_code}' --max-time 30 "$ub/api/v1/$q&$R&raw=1")
+[ "$c" = 404 ] || { [ "$c" = 200 ] && [ ! -s "$tmp/drop.raw" ]; } ||
+	fail "raw=1 over the dropped day: $c $(head -c 200 "$tmp/drop.raw")"
+ok "a day whose raw rows were dropped on both shards is answered from the roll-ups as before (raw=1: $c)"
+
 # the CPython frames came back named, with their file, line and language
 curl -sS --max-time 30 "$ua/api/v1/query?query=%7Bservice%3D%22pysvc%22%7D&$R" >"$tmp/py.json"
 python3 - "$tmp/py.json" <<'PY' || fail "CPython frames through ClickHouse: $(head -c 300 "$tmp/py.json")"
@@ -326,7 +433,7 @@ chq 1 "CREATE TABLE other.smolder_schema (key String, value String) ENGINE = Rep
 chq 1 "INSERT INTO other.smolder_schema VALUES ('version', '99')" >/dev/null
 rc=0
 "$SERVER" --listen 127.0.0.1:0 --clickhouse "http://127.0.0.1:$http1/other" >/dev/null 2>"$tmp/v.err" || rc=$?
-[ "$rc" != 0 ] && grep -q 'schema version 99; this server reads and writes version 1' "$tmp/v.err" ||
+[ "$rc" != 0 ] && grep -q 'schema version 99; this server reads and writes version 2' "$tmp/v.err" ||
 	fail "another schema version: exit $rc, $(cat "$tmp/v.err")"
 ok "a database of another schema version is refused: $(sed 's/^smolder-server: //' "$tmp/v.err")"
 # a cluster with a shard the URLs leave out, and URLs that are no URLs
@@ -341,6 +448,35 @@ for bad in "ftp://127.0.0.1:$http1/x" "http://127.0.0.1:$http1/a/b" "http://127.
 	[ "$rc" != 0 ] && grep -q "'$bad'" "$tmp/v.err" || fail "URL $bad: exit $rc, $(cat "$tmp/v.err")"
 done
 ok "a shard without a URL and malformed URLs are refused, naming them"
+
+# ---- --max-series and rows from the future, against ClickHouse ----
+srv l --clickhouse "http://127.0.0.1:$http1/limits" --max-series 6
+"$MKBATCH" --seed 60 --agent lim1 --processes 4 "$tmp/b60" >/dev/null
+"$MKBATCH" --seed 61 --agent lim2 --processes 4 "$tmp/b61" >/dev/null
+[ "$(push "$ul" "$tmp/b60")" = 200 ] || fail "4 series under a limit of 6: $(cat "$tmp/push.body")"
+c=$(push "$ul" "$tmp/b61")
+[ "$c" = 422 ] && grep -q 'max-series' "$tmp/push.body" ||
+	fail "4 more series past a limit of 6: $c $(cat "$tmp/push.body")"
+[ "$(chq 1 "SELECT count() FROM limits.series WHERE has(label_values, 'host-61')")" = 0 ] ||
+	fail "the refused batch left series behind"
+msg=$(cat "$tmp/push.body")
+# after a restart the server knows none of the stored series: ClickHouse
+# says which are, and the first batch passes again
+kill -TERM "$pl"
+wait "$pl" 2>/dev/null || true
+pl=""
+srv l --clickhouse "http://127.0.0.1:$http1/limits" --max-series 6
+[ "$(push "$ul" "$tmp/b60")" = 200 ] || fail "stored series after a restart: $(cat "$tmp/push.body")"
+[ "$(push "$ul" "$tmp/b61")" = 422 ] || fail "the second batch after a restart: $(cat "$tmp/push.body")"
+"$MKBATCH" --seed 62 --agent ahead --start-ns $((($(date +%s) + 3600) * 1000000000)) \
+	"$tmp/b62" >/dev/null
+c=$(push "$ub" "$tmp/b62")
+[ "$c" = 400 ] && grep -q 'ahead of this server' "$tmp/push.body" ||
+	fail "rows an hour ahead: $c $(cat "$tmp/push.body")"
+kill -TERM "$pl"
+wait "$pl" 2>/dev/null || true
+pl=""
+ok "--max-series 6: 4 new series pass, 4 more answer 422 ($msg), also after a restart; rows an hour ahead answer 400"
 
 # ---- retention: a server with --retention drops old days on every shard ----
 now_ns=$(($(date +%s) * 1000000000))
@@ -375,7 +511,7 @@ stop_servers() {
 		wait "$p" 2>/dev/null || true
 	done
 	pb="" pe=""
-	for n in a b e r; do
+	for n in a b e r l; do
 		! grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error' "$tmp/$n.err" ||
 			fail "server $n: $(grep -m1 -A8 'ERROR\|runtime error' "$tmp/$n.err")"
 	done
