@@ -1161,19 +1161,20 @@ static int sel_ext(const st_selection *sel, st__buf *ext)
 }
 
 /* ---- roll-up levels ----
- * Each level is a table of sums per (series, step, stack) that a
+ * A level is a table of sums per (series, step, stack) that a
  * materialized view of samples fills in the same insert, on each shard
  * beside the rows it sums (SummingMergeTree adds up a key's rows as its
  * parts merge; reads still GROUP BY). A level therefore holds every row
  * the moment samples does: no pass builds it, late rows land in it as
  * they land in samples, and it outlives samples' retention up to its own.
- * The steps are the embedded store's default levels. */
+ * One level, the hour: a day level would spare reads 24 hour rows per key
+ * and day, and cost every insert one more part per shard, which is where
+ * ClickHouse's ingest time goes (docs/bench-clickhouse.md). */
 static const struct {
 	int64_t step_ns;
 	const char *table;
 } levels[] = {
 	{INT64_C(3600000000000), "samples_1h"},
-	{INT64_C(86400000000000), "samples_1d"},
 };
 #define NLEVELS (sizeof(levels) / sizeof(*levels))
 _Static_assert(NLEVELS <= ST_MAX_ROLLUPS, "st_stats has room for every level");
@@ -1189,31 +1190,32 @@ static int level_of(int64_t step)
 	return -1;
 }
 
-/* A sum as ClickHouse gives it: Int64 sum() wraps around, so every query
- * asks for the Float64 sum beside it. Float rounding is far below 2^62;
- * a gap that wide means the Int64 wrapped, and the sum saturates
- * toward the float's side as st_sum_add's do. */
-static int64_t sat_sum(int64_t v, double f)
+/* ClickHouse's sum() of Int64 wraps around. So sums travel in two
+ * halves: hi, the sum of value / 2^24 (truncated), and lo, the sum of the
+ * remainders. A value is below 2^48, so neither half can wrap before
+ * 2^39 rows; the whole is hi * 2^24 + lo, saturating as st_sum_add does.
+ * SPLIT and HALVES are the SQL of the halves of raw rows (intDiv and the
+ * remainder by subtraction, all Int64, for values of either sign). */
+#define SPLIT_BITS 24
+#define SPLIT "toInt64(16777216)"
+#define HALVES "sum(intDiv(value, " SPLIT ")), sum(value - intDiv(value, " SPLIT ") * " SPLIT ")"
+#define HALVES_AS "sum(intDiv(value, " SPLIT ")) AS hi, " \
+                  "sum(value - intDiv(value, " SPLIT ") * " SPLIT ") AS lo"
+
+static int64_t sum_of(int64_t hi, int64_t lo)
 {
-	if (f - (double)v > 0x1p62)
-		return INT64_MAX;
-	if ((double)v - f > 0x1p62)
-		return INT64_MIN;
-	return v;
+	int64_t h, r;
+	if (__builtin_mul_overflow(hi, INT64_C(1) << SPLIT_BITS, &h))
+		return hi > 0 ? INT64_MAX : INT64_MIN;
+	if (__builtin_add_overflow(h, lo, &r))
+		return lo > 0 ? INT64_MAX : INT64_MIN;
+	return r;
 }
 
-static double get_f64(const uint8_t *p)
-{
-	uint64_t u = st__get_u64(p);
-	double d;
-	memcpy(&d, &u, sizeof(d));
-	return d;
-}
-
-/* The parts of one level's query: its table, time column, and the sums
- * of its values as Int64 and as Float64 (a level's columns are not named
- * value: ClickHouse before 21 took the alias in "sum(value) AS value"
- * for the column inside it). */
+/* The parts of one level's query: its table, time column, and the two
+ * halves of its values' sum (a level's columns are not named value:
+ * ClickHouse before 21 took the alias in "sum(value) AS value" for the
+ * column inside it). */
 typedef struct level_cols {
 	const char *table, *tcol, *sums;
 } level_cols;
@@ -1221,8 +1223,8 @@ typedef struct level_cols {
 static level_cols level_sql(int lv)
 {
 	if (lv)
-		return (level_cols){levels[lv - 1].table, "step_ts", "sum(total), sum(ftotal)"};
-	return (level_cols){"samples", "ts", "sum(value), sum(toFloat64(value))"};
+		return (level_cols){levels[lv - 1].table, "step_ts", "sum(hi), sum(lo)"};
+	return (level_cols){"samples", "ts", HALVES};
 }
 
 /* " AND ((t >= a AND t < b) OR ...)" for the spans of level lv; 0 with
@@ -1290,8 +1292,8 @@ static int ch_merge_spans(st_db *db, const st_selection *sel, const st_span *sp,
 		 * resharded) adds up */
 		for (size_t off = 0; off + 24 <= ans.len && !rc; off += 24) {
 			uint64_t id = st__get_u64(ans.data + off);
-			int64_t s = sat_sum((int64_t)st__get_u64(ans.data + off + 8),
-			                    get_f64(ans.data + off + 16));
+			int64_t s = sum_of((int64_t)st__get_u64(ans.data + off + 8),
+			                   (int64_t)st__get_u64(ans.data + off + 16));
 			uint32_t k = st__map_get(&idx, id);
 			if (k != ST__MAP_NONE) {
 				v[k].value = st_sum_add(v[k].value, s);
@@ -1421,8 +1423,8 @@ static int ch_series_steps_spans(st_db *db, const st_selection *sel, const st_sp
 			    group[pos] == UINT32_MAX)
 				continue;
 			size_t x = (size_t)group[pos] * nsteps + (size_t)k;
-			acc[x] = st_sum_add(acc[x], sat_sum((int64_t)st__get_u64(ans.data + off + 16),
-			                                    get_f64(ans.data + off + 24)));
+			acc[x] = st_sum_add(acc[x], sum_of((int64_t)st__get_u64(ans.data + off + 16),
+			                                   (int64_t)st__get_u64(ans.data + off + 24)));
 			has[x] = 1;
 		}
 	}
@@ -1501,17 +1503,25 @@ static int on_location(void *arg, st_frame_info *fi)
 	return rc;
 }
 
+/* The IDs of ids[0..n) that cache c lacks, as an external table into ext.
+ * Location IDs (int64_t) come as their bits. */
+static int cache_lacks(st__ch *ch, const cache *c, const uint64_t *ids, size_t n, st__buf *ext)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&ch->cmu);
+	for (size_t i = 0; i < n && !rc; i++)
+		if (!cache_get(c, ids[i]))
+			rc = st__buf_u64(ext, ids[i]);
+	pthread_rwlock_unlock(&ch->cmu);
+	return rc;
+}
+
 /* Brings the stacks ids[0..n) into the cache (those it lacks, in one
  * query). Stacks never change, so a cached one is always right. */
 static int load_stacks(st__ch *ch, const uint64_t *ids, size_t n)
 {
 	st__buf ext = {0}, ans = {0};
-	int rc = 0;
-	pthread_rwlock_rdlock(&ch->cmu);
-	for (size_t i = 0; i < n && !rc; i++)
-		if (!cache_get(&ch->stacks, ids[i]))
-			rc = st__buf_u64(&ext, ids[i]);
-	pthread_rwlock_unlock(&ch->cmu);
+	int rc = cache_lacks(ch, &ch->stacks, ids, n, &ext);
 	if (!rc && ext.len &&
 	    !(rc = ask(ch, "SELECT stack_id, any(locations) FROM stacks WHERE stack_id IN sel "
 	               "GROUP BY stack_id FORMAT RowBinary", NULL, &ext, &ans, NULL)))
@@ -1524,12 +1534,7 @@ static int load_stacks(st__ch *ch, const uint64_t *ids, size_t n)
 static int load_locations(st__ch *ch, const int64_t *ids, size_t n)
 {
 	st__buf ext = {0}, ans = {0};
-	int rc = 0;
-	pthread_rwlock_rdlock(&ch->cmu);
-	for (size_t i = 0; i < n && !rc; i++)
-		if (!cache_get(&ch->locs, (uint64_t)ids[i]))
-			rc = st__buf_u64(&ext, (uint64_t)ids[i]);
-	pthread_rwlock_unlock(&ch->cmu);
+	int rc = cache_lacks(ch, &ch->locs, (const uint64_t *)ids, n, &ext);
 	if (!rc && ext.len &&
 	    !(rc = ask_ids(ch, "SELECT location_id, any(kind), any(build_id), any(object_name), "
 	               "any(obj_offset), any(name), any(file), any(line), any(lang) FROM locations "
@@ -2309,9 +2314,8 @@ static int ch_retention(st_db *db, int64_t now)
 		st__buf q = {0}, ans = {0};
 		st_err err = {{0}};
 		rc = bprintf(&q, "SELECT DISTINCT table, partition FROM system.parts WHERE database "
-		             "= '%s' AND active AND table IN ('samples%s', 'batches%s', '%s%s', "
-		             "'%s%s') FORMAT TSV", ch->cl.db, L, L, levels[0].table, L,
-		             levels[1].table, L);
+		             "= '%s' AND active AND table IN ('samples%s', 'batches%s', '%s%s') "
+		             "FORMAT TSV", ch->cl.db, L, L, levels[0].table, L);
 		rc = rc ? rc : on_node(ch, i, bstr(&q), &ans, &err);
 		char *save = NULL, *text = (char *)bstr(&ans);
 		for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !rc;
@@ -2403,13 +2407,10 @@ static const struct {
 	{"samples", "(ts Int64, series_id UInt64, stack_id UInt64, value Int64, batch UInt64) "
 	 "ENGINE = MergeTree PARTITION BY intDiv(ts, 86400000000000) "
 	 "ORDER BY (series_id, ts, stack_id)", "stack_id"},
-	/* the roll-up levels (levels[]): sums per (series, step, stack) */
-	{"samples_1h", "(step_ts Int64, series_id UInt64, stack_id UInt64, total Int64, "
-	 "ftotal Float64) ENGINE = SummingMergeTree PARTITION BY intDiv(step_ts, "
-	 "86400000000000) ORDER BY (series_id, step_ts, stack_id)", NULL},
-	{"samples_1d", "(step_ts Int64, series_id UInt64, stack_id UInt64, total Int64, "
-	 "ftotal Float64) ENGINE = SummingMergeTree PARTITION BY intDiv(step_ts, "
-	 "86400000000000) ORDER BY (series_id, step_ts, stack_id)", NULL},
+	/* the roll-up level (levels[]): sums per (series, hour, stack) */
+	{"samples_1h", "(step_ts Int64, series_id UInt64, stack_id UInt64, hi Int64, lo Int64) "
+	 "ENGINE = SummingMergeTree PARTITION BY intDiv(step_ts, 86400000000000) "
+	 "ORDER BY (series_id, step_ts, stack_id)", NULL},
 	{"batches", "(batch UInt64, stack_id UInt64, ts Int64) ENGINE = MergeTree "
 	 "PARTITION BY intDiv(ts, 86400000000000) ORDER BY batch", NULL},
 	{"series_span", "(series_id UInt64, mint AggregateFunction(min, Int64), "
@@ -2439,11 +2440,8 @@ static const char *const views[][2] = {
 	{"series_span_mv", "series_span%1$s AS SELECT series_id, minState(ts) AS mint, "
 	 "maxState(ts) AS maxt FROM samples%1$s GROUP BY series_id"},
 	{"samples_1h_mv", "samples_1h%1$s AS SELECT toInt64(intDiv(ts, 3600000000000) * "
-	 "3600000000000) AS step_ts, series_id, stack_id, sum(value) AS total, "
-	 "sum(toFloat64(value)) AS ftotal FROM samples%1$s GROUP BY step_ts, series_id, stack_id"},
-	{"samples_1d_mv", "samples_1d%1$s AS SELECT toInt64(intDiv(ts, 86400000000000) * "
-	 "86400000000000) AS step_ts, series_id, stack_id, sum(value) AS total, "
-	 "sum(toFloat64(value)) AS ftotal FROM samples%1$s GROUP BY step_ts, series_id, stack_id"},
+	 "3600000000000) AS step_ts, series_id, stack_id, " HALVES_AS " FROM samples%1$s "
+	 "GROUP BY step_ts, series_id, stack_id"},
 };
 
 static int node_version(st__ch *ch, size_t i, st_err *err)

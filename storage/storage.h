@@ -300,8 +300,9 @@ typedef struct st_ch_options {
 	/* Where local copies of debug-info files go (st_file_path). */
 	const char *cache_dir;
 	int64_t retention_ns;      /* drop day partitions older; 0 keeps all */
-	/* the roll-up levels' (1 h and 1 d, summed at insert by materialized
-	 * views): drop day partitions older; default 90 d, 0 keeps all */
+	/* the roll-up level's (sums per hour, made at insert by a
+	 * materialized view): drop day partitions older; default 90 d, 0
+	 * keeps all */
 	int64_t rollup_retention_ns;
 	int64_t timeout_ns;        /* per ClickHouse request; default 30 s */
 	uint32_t max_group_rows;   /* concurrent appends grouped into one insert

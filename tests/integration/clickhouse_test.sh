@@ -11,7 +11,7 @@
 #     three servers, read from roll-ups and from raw rows (raw=1) alike;
 #     CPython frames with their file, line and language, JIT frames with
 #     their language, off-CPU nanoseconds, saturated sums said so;
-#   - the cluster's roll-up levels answer long ranges (ClickHouse's read
+#   - the cluster's roll-up table answers long ranges (ClickHouse's read
 #     counts say so), also for a day whose raw rows are gone;
 #   - --max-series refuses new series past the limit (422), and rows
 #     dated ahead of the clock are refused (400);
@@ -87,7 +87,7 @@ srv a --clickhouse "$ch1,$ch2" --clickhouse-cluster smolder
 # B reads its URLs from a file, as an operator keeps a password
 printf '# the shards\n%s\n%s\n' "$ch2" "$ch1" >"$tmp/urls"
 srv b --clickhouse-file "$tmp/urls" --clickhouse-cluster smolder --data-dir "$tmp/bcache"
-for t in samples samples_1h samples_1d series stacks locations symbols debuginfo; do
+for t in samples samples_1h series stacks locations symbols debuginfo; do
 	[ "$(chq 1 "EXISTS TABLE smolder.${t}_local")" = 1 ] &&
 		[ "$(chq 2 "EXISTS TABLE smolder.${t}_local")" = 1 ] &&
 		[ "$(chq 2 "EXISTS TABLE smolder.$t")" = 1 ] || fail "table $t missing on a node"
@@ -153,7 +153,6 @@ metric() {  # metric URL NAME LABELS: a sample's value in /metrics
 	curl -sS --max-time 30 "$1/metrics" | awk -v k="$2$3" '$1 == k { print $2 }'
 }
 reads_1h=$(metric "$ua" smolder_clickhouse_reads_total '{level="1h"}')
-reads_1d=$(metric "$ua" smolder_clickhouse_reads_total '{level="1d"}')
 n=0
 while read -r q; do
 	for raw in "" "&raw=1"; do
@@ -198,17 +197,15 @@ range?query=%7Bservice%3D%22satsvc%22%7D&step=1h
 range?query=%7Bservice%3D%22satsvc%22%7D&step=1d
 EOF
 ok "$n queries (merge, diff, top, range, labels, values, types; each from roll-ups and with raw=1) answered identically by the embedded store, A and B"
-# the cluster read its roll-up tables for the whole days and hours of the
-# ranges, and samples for raw=1
+# the cluster read its roll-up table for the whole hours of the ranges,
+# and samples for raw=1
 [ "$(metric "$ua" smolder_clickhouse_reads_total '{level="1h"}')" -gt "$reads_1h" ] &&
-	[ "$(metric "$ua" smolder_clickhouse_reads_total '{level="1d"}')" -gt "$reads_1d" ] &&
 	[ "$(metric "$ua" smolder_clickhouse_reads_total '{level="raw"}')" -gt 0 ] ||
 	fail "A's reads by level: $(curl -sS "$ua/metrics" | grep clickhouse_reads)"
-for t in samples_1h samples_1d; do
-	[ "$(chq 1 "SELECT count() FROM smolder.${t}_local")" -gt 0 ] &&
-		[ "$(chq 2 "SELECT count() FROM smolder.${t}_local")" -gt 0 ] || fail "$t empty on a shard"
-done
-ok "the cluster answered from its 1h and 1d roll-up tables (on both shards), raw=1 from samples: $(curl -sS "$ua/metrics" | awk '/^smolder_clickhouse_reads_total/ { printf "%s%s", s, $0; s = ", " }')"
+[ "$(chq 1 "SELECT count() FROM smolder.samples_1h_local")" -gt 0 ] &&
+	[ "$(chq 2 "SELECT count() FROM smolder.samples_1h_local")" -gt 0 ] ||
+	fail "samples_1h empty on a shard"
+ok "the cluster answered from its roll-up table samples_1h (on both shards), raw=1 from samples: $(curl -sS "$ua/metrics" | awk '/^smolder_clickhouse_reads_total/ { printf "%s%s", s, $0; s = ", " }')"
 
 # JIT frames keep their language; off-CPU time its nanoseconds; a sum past
 # INT64_MAX is saturated and says so, from either store
@@ -540,21 +537,19 @@ down_from=$(date +%s)
 kill -KILL "$chpid2"
 wait "$chpid2" 2>/dev/null || true
 chpid2=""
-i=0
-until grep -q 'server answered 503' "$tmp/agent.err"; do
-	i=$((i + 1))
-	[ "$i" -le 200 ] || fail "the agent saw no 503: $(tail -5 "$tmp/agent.err")"
-	sleep 0.1
-done
+wait_log() {  # wait_log PATTERN TRIES WHAT: polls the agent's log
+	i=0
+	until grep -q "$1" "$tmp/agent.err"; do
+		i=$((i + 1))
+		[ "$i" -le "$2" ] || fail "$3: $(tail -5 "$tmp/agent.err")"
+		sleep 0.1
+	done
+}
+wait_log 'server answered 503' 200 "the agent saw no 503"
 sleep 3
 ch_start 2
 down_to=$(date +%s)
-i=0
-until grep -q 'server is back; delivering' "$tmp/agent.err"; do
-	i=$((i + 1))
-	[ "$i" -le 400 ] || fail "the agent never delivered its backlog: $(tail -5 "$tmp/agent.err")"
-	sleep 0.1
-done
+wait_log 'server is back; delivering' 400 "the agent never delivered its backlog"
 sleep 2
 python3 - "$(agent_rows "$down_from" "$down_to")" "$down_from" "$down_to" <<'PY' ||
 import json, sys
