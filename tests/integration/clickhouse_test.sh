@@ -379,35 +379,8 @@ for p in p0 p1; do
 	curl -sS -o "$tmp/range.$p" --max-time 60 \
 		"$ub/api/v1/range?query=%7Bpusher%3D%22$p%22%7D&by=batch&step=1h&from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"
 done
-python3 - "$tmp" <<'PY' || fail "stored batches do not match what was acknowledged"
-import json, os, sys
-tmp = sys.argv[1]
-sent = {}
-for line in open(os.path.join(tmp, "log")):
-    p, b, total, code = line.split()
-    t, acked, tries = sent.get((p, b), (int(total), False, 0))
-    sent[(p, b)] = (t, acked or code == "200", tries + 1)
-stored = {}
-for p in ("p0", "p1"):
-    for s in json.load(open(os.path.join(tmp, "range." + p)))["series"]:
-        stored[(p, s["labels"]["batch"])] = sum(int(v[1]) for v in s["values"])
-bad = resent = 0
-for k, (total, acked, tries) in sent.items():
-    got = stored.pop(k, 0)
-    resent += tries > 1
-    if acked and got != total:
-        print("acknowledged batch %s %s: stored %d samples, sent %d" % (k + (got, total)))
-        bad += 1
-    elif not acked and got not in (0, total):
-        print("unacknowledged batch %s %s stored partly: %d of %d" % (k + (got, total)))
-        bad += 1
-for k, got in stored.items():
-    print("batch %s %s stored (%d) but never sent" % (k + (got,)))
-    bad += 1
-print("%d batches, %d acknowledged, %d sent more than once" %
-      (len(sent), sum(1 for v in sent.values() if v[1]), resent))
-sys.exit(1 if bad else 0)
-PY
+python3 "$(dirname "$0")/acked_check.py" "$tmp" ||
+	fail "stored batches do not match what was acknowledged"
 ok "kill -9 of A under two pushers: every acknowledged batch stored once, the rest whole or absent ($(awk '$4 == 200' "$tmp/log" | wc -l) acks)"
 
 # ---- a shard down during ingest: 503s, then the agent's backlog ----
