@@ -40,6 +40,15 @@ ok() {
 	checks=$((checks + 1))
 	echo "ok $checks - $*"
 }
+# healthy CONTAINER WHEN: waits up to 60 s for its health check to pass
+healthy() {
+	i=0
+	until [ "$(docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; do
+		i=$((i + 1))
+		[ "$i" -le 120 ] || fail "server not healthy within 60 s$2"
+		sleep 0.5
+	done
+}
 
 [ "$(id -u)" = 0 ] || skip "needs root to run the Docker engine and the agent (uid $(id -u))"
 [ -r /sys/kernel/btf/vmlinux ] || skip "the agent needs /sys/kernel/btf/vmlinux, which this kernel lacks"
@@ -143,12 +152,7 @@ stack() {
 	server_c=$($compose ps -q server)
 	agent_c=$($compose ps -q agent)
 	[ -n "$server_c" ] && [ -n "$agent_c" ] || fail "compose up did not start both services"
-	i=0
-	until [ "$(docker inspect -f '{{.State.Health.Status}}' "$server_c")" = healthy ]; do
-		i=$((i + 1))
-		[ "$i" -le 120 ] || fail "server not healthy within 60 s"
-		sleep 0.5
-	done
+	healthy "$server_c" ""
 	ok "[$1] server healthy (docker health check)"
 
 	if [ "$1" = clickhouse ]; then
@@ -197,12 +201,7 @@ stack() {
 
 	# --- the data dir is the named volume: a restart keeps what was stored ---
 	$compose restart -t 20 server >/dev/null 2>&1 || fail "compose restart server"
-	i=0
-	until [ "$(docker inspect -f '{{.State.Health.Status}}' "$server_c")" = healthy ]; do
-		i=$((i + 1))
-		[ "$i" -le 120 ] || fail "server not healthy within 60 s of its restart"
-		sleep 0.5
-	done
+	healthy "$server_c" " of its restart"
 	after=$(total)
 	[ "$after" -ge "$before" ] && [ "$after" -gt 0 ] ||
 		fail "samples after the server's restart: $after, before: $before"
