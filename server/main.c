@@ -1,6 +1,7 @@
-/* main.c - smolder-server: opens the store, serves the HTTP API on one
- * libuv loop, and runs storage maintenance (cut, retention, compaction,
- * roll-ups) in the background. The ingest, query and debug-info endpoints register
+/* main.c - smolder-server: opens the store (embedded in --data-dir, or
+ * ClickHouse with --clickhouse), serves the HTTP API on one libuv loop,
+ * and runs storage maintenance (cut, retention, compaction, roll-ups) in
+ * the background. The ingest, query and debug-info endpoints register
  * their routes from their own files; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +31,8 @@
 #define SMOLDER_VERSION "0.1.0-dev"
 #define MAINT_INTERVAL_MS_DEFAULT (30 * 1000)
 #define NS_PER_S INT64_C(1000000000)
+/* long options without a letter of their own */
+enum { OPT_CLICKHOUSE = 256, OPT_CLICKHOUSE_FILE, OPT_CLICKHOUSE_CLUSTER };
 
 typedef struct app {
 	uv_loop_t loop;
@@ -221,6 +224,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 
 	srv_json_key(j, "storage");
 	srv_json_obj_begin(j);
+	srv_json_kv_str(j, "backend", st_backend_name(a->db));
 	srv_json_kv_uint(j, "head_rows", s.head_rows);
 	srv_json_kv_uint(j, "head_partitions", s.head_partitions);
 	srv_json_kv_uint(j, "blocks", s.blocks);
@@ -235,6 +239,13 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_kv_uint(j, "stacks", s.stacks);
 	srv_json_kv_uint(j, "replayed_records", s.replayed_records);
 	srv_json_kv_uint(j, "torn_bytes", s.torn_bytes);
+	if (!strcmp(st_backend_name(a->db), "clickhouse")) {
+		srv_json_kv_uint(j, "clickhouse_inserts", s.remote_inserts);
+		srv_json_kv_uint(j, "clickhouse_insert_rows", s.remote_insert_rows);
+		srv_json_kv_uint(j, "clickhouse_insert_batches", s.remote_insert_batches);
+		srv_json_kv_uint(j, "clickhouse_dedup_rows", s.remote_dedup_rows);
+		srv_json_kv_uint(j, "clickhouse_failures", s.remote_failures);
+	}
 	srv_json_obj_end(j);
 
 	pthread_mutex_lock(&a->mu);
@@ -339,6 +350,42 @@ static int load_token(const char *path, char **out)
 	return rc;
 }
 
+/* --clickhouse-file: the URL list from a file (its lines, joined by
+ * commas; blank lines and lines starting with # skipped), so a password
+ * need not be on the command line, where ps shows it. The caller frees
+ * *out. Returns 0, or -errno after saying why on stderr. */
+static int load_urls(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	size_t len = 0;
+	char *list = NULL;
+	if (!f) {
+		fprintf(stderr, "smolder-server: --clickhouse-file %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strcspn(line, "\r\n");
+		line[n] = 0;
+		char *l = line + strspn(line, " \t");
+		if (!*l || *l == '#')
+			continue;
+		n = strlen(l);
+		list = srv_xrealloc(list, len + n + 2);
+		if (len)
+			list[len++] = ',';
+		memcpy(list + len, l, n + 1);
+		len += n;
+	}
+	fclose(f);
+	if (!list) {
+		fprintf(stderr, "smolder-server: --clickhouse-file %s holds no URL\n", path);
+		return -EINVAL;
+	}
+	*out = list;
+	return 0;
+}
+
 /* Sizes as "500M", "10G", "1T" (powers of 1024) or plain bytes; "0" is no
  * limit. */
 static int parse_size(const char *s, uint64_t *out)
@@ -405,10 +452,11 @@ static uint32_t raise_nofile(uint32_t want)
 }
 
 /* The one line a newcomer needs at start: where the UI is, where the
- * data is, which auth is on, and what the log will say. */
-static void startup_line(const char *addr, const char *data_dir, const char *ui_dir,
-                         const char *auth_file, const char *read_file, bool log_debug,
-                         int64_t slow_ns)
+ * data is (data_dir, or ClickHouse when data_dir is NULL), which auth is
+ * on, and what the log will say. */
+static void startup_line(const char *addr, const char *data_dir, const char *cluster,
+                         const char *ui_dir, const char *auth_file, const char *read_file,
+                         bool log_debug, int64_t slow_ns)
 {
 	char where[3 * PATH_MAX], ui[sizeof(where) + 128], data[PATH_MAX];
 	char auth[2 * PATH_MAX + 128];
@@ -416,7 +464,10 @@ static void startup_line(const char *addr, const char *data_dir, const char *ui_
 		snprintf(ui, sizeof(ui), "UI at http://%s/ (files in %s)", addr, where);
 	else
 		snprintf(ui, sizeof(ui), "no UI (looked in %s; --ui-dir DIR)", where);
-	if (!realpath(data_dir, data))
+	if (!data_dir)
+		snprintf(data, sizeof(data), "ClickHouse%s%s", cluster ? ", cluster " : "",
+		         cluster ? cluster : "");
+	else if (!realpath(data_dir, data))
 		snprintf(data, sizeof(data), "%s", data_dir);
 	if (!auth_file)
 		snprintf(auth, sizeof(auth), "auth off (no token needed; --auth-token-file to "
@@ -449,11 +500,26 @@ static void usage(FILE *f)
 	        "                      [--max-connections N] [--query-timeout DURATION]\n"
 	        "                      [--max-queries N] [--max-series N]\n"
 	        "                      [--log-level info|debug] [--slow-request DURATION]\n"
+	        "       smolder-server --clickhouse URL[,URL...] | --clickhouse-file FILE\n"
+	        "                      [--clickhouse-cluster NAME] [--data-dir DIR]\n"
+	        "                      [the options above but --max-disk and --partition]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
 	        "                       (default %s)\n"
-	        "  --data-dir DIR       where the store lives; created if missing\n"
+	        "  --data-dir DIR       where the store lives; created if missing (with\n"
+	        "                       --clickhouse: only a cache of debug-info files,\n"
+	        "                       a temporary directory when not given)\n"
+	        "  --clickhouse URL[,URL...]\n"
+	        "                       keep everything in ClickHouse instead: the HTTP\n"
+	        "                       interface of its nodes, http://[USER[:PASSWORD]@]\n"
+	        "                       HOST:PORT[/DATABASE]; with a cluster, one per shard\n"
+	        "  --clickhouse-file FILE\n"
+	        "                       the same URLs from FILE, one a line (keeps a\n"
+	        "                       password off the command line)\n"
+	        "  --clickhouse-cluster NAME\n"
+	        "                       shard the tables over this remote_servers cluster\n"
+	        "                       through Distributed tables (default: one node)\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
 	        "  --retention-rollup DUR\n"
 	        "                       delete roll-ups (sums per hour and per day that long\n"
@@ -527,6 +593,12 @@ int main(int argc, char **argv)
 	bool log_debug = false;                           /* --log-level debug */
 	int64_t slow_ns = 1000000000;                     /* --slow-request */
 	char *write_token = NULL, *read_token = NULL;
+	/* --clickhouse, --clickhouse-file (read into ch_urls), --clickhouse-cluster */
+	const char *ch_arg = NULL, *ch_file = NULL;
+	char *ch_urls = NULL;
+	st_ch_options chopt;
+	st_ch_options_default(&chopt);
+	bool max_disk_set = false, partition_set = false;
 	st_options sopt;
 	st_options_default(&sopt);
 	static const struct option longopts[] = {
@@ -547,6 +619,9 @@ int main(int argc, char **argv)
 		{"max-series", required_argument, NULL, 'S'},
 		{"log-level", required_argument, NULL, 'L'},
 		{"slow-request", required_argument, NULL, 'W'},
+		{"clickhouse", required_argument, NULL, OPT_CLICKHOUSE},
+		{"clickhouse-file", required_argument, NULL, OPT_CLICKHOUSE_FILE},
+		{"clickhouse-cluster", required_argument, NULL, OPT_CLICKHOUSE_CLUSTER},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -578,12 +653,14 @@ int main(int argc, char **argv)
 				        "size such as 500M or 10G\n", optarg);
 				return 2;
 			}
+			max_disk_set = sopt.max_block_bytes != 0;
 			break;
 		case 'p':
 			if (parse_duration(optarg, &sopt.partition_ns) || sopt.partition_ns <= 0) {
 				fprintf(stderr, "smolder-server: invalid --partition '%s'\n", optarg);
 				return 2;
 			}
+			partition_set = true;
 			break;
 		case 'm':
 			if (parse_duration(optarg, &maint_ns) || maint_ns <= 0) {
@@ -603,6 +680,15 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			read_file = optarg;
+			break;
+		case OPT_CLICKHOUSE:
+			ch_arg = optarg;
+			break;
+		case OPT_CLICKHOUSE_FILE:
+			ch_file = optarg;
+			break;
+		case OPT_CLICKHOUSE_CLUSTER:
+			chopt.cluster = optarg;
 			break;
 		case 'L':
 			if (strcmp(optarg, "info") && strcmp(optarg, "debug")) {
@@ -652,12 +738,31 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc || !data_dir) {
+	bool ch = ch_arg || ch_file;
+	if (optind < argc || (!data_dir && !ch)) {
 		if (!data_dir)
-			fprintf(stderr, "smolder-server: --data-dir is required\n");
+			fprintf(stderr, "smolder-server: --data-dir is required (or --clickhouse URL)\n");
 		usage(stderr);
 		return 2;
 	}
+	if (ch_arg && ch_file) {
+		fprintf(stderr, "smolder-server: --clickhouse and --clickhouse-file are one setting; "
+		        "give one\n");
+		return 2;
+	}
+	if (chopt.cluster && !ch) {
+		fprintf(stderr, "smolder-server: --clickhouse-cluster needs --clickhouse\n");
+		return 2;
+	}
+	/* what only the embedded store has: refused rather than ignored */
+	if (ch && (max_disk_set || partition_set)) {
+		fprintf(stderr, "smolder-server: %s applies to the embedded store; with ClickHouse "
+		        "data is partitioned by day and kept for --retention\n",
+		        max_disk_set ? "--max-disk" : "--partition");
+		return 2;
+	}
+	if (ch_file && load_urls(ch_file, &ch_urls))
+		return 2;
 	if (read_file && !auth_file) {
 		/* a read token alone would leave ingest open while looking guarded */
 		fprintf(stderr, "smolder-server: --read-token-file needs --auth-token-file\n");
@@ -668,16 +773,6 @@ int main(int argc, char **argv)
 		free(write_token);
 		return 2;
 	}
-	if (debuginfod_urls) {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		if ((rc = srv_dbgd_new(debuginfod_urls, dir, &dbgd))) {
-			fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
-			        "http(s)://HOST[:PORT][,...]\n", debuginfod_urls);
-			return 2;
-		}
-	}
-
 	/* Ingest handlers block in st_append until the group commit's fsync,
 	 * and queries can run for seconds: libuv's default of 4 pool threads
 	 * would let four slow requests stall everything else. Read at the first
@@ -714,10 +809,34 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	st_err serr;
-	if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
+	st_err serr = {{0}};
+	char cache[4096];
+	if (ch) {
+		chopt.urls = ch_urls ? ch_urls : ch_arg;
+		chopt.retention_ns = sopt.retention_ns;
+		chopt.rollup_retention_ns = sopt.rollup_retention_ns;
+		chopt.max_series = sopt.max_series;
+		chopt.max_future_ns = sopt.max_future_ns;
+		if (data_dir) {
+			snprintf(cache, sizeof(cache), "%s/debuginfo", data_dir);
+			chopt.cache_dir = cache;
+		}
+		if ((rc = st_open_clickhouse(&chopt, &a.db, &serr))) {
+			fprintf(stderr, "smolder-server: cannot open the store in ClickHouse: %s\n",
+			        serr.msg[0] ? serr.msg : strerror(-rc));
+			goto out;
+		}
+	} else if ((rc = st_open(data_dir, &sopt, &a.db, &serr))) {
 		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", data_dir,
 		        serr.msg[0] ? serr.msg : strerror(-rc));
+		goto out;
+	}
+	/* libdebuginfod's environment, set before any thread starts (the
+	 * store starts none); its cache beside the store's files */
+	if (debuginfod_urls && (rc = srv_dbgd_new(debuginfod_urls, st_file_dir(a.db), &dbgd))) {
+		fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
+		        "http(s)://HOST[:PORT][,...]\n", debuginfod_urls);
+		exit_code = 2;
 		goto out;
 	}
 
@@ -732,23 +851,21 @@ int main(int argc, char **argv)
 			        routes[i].path, strerror(-rc));
 			goto out;
 		}
-	if ((rc = srv_api_init(&a.api, a.db, data_dir))) {
-		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", data_dir,
-		        strerror(-rc));
+	if ((rc = srv_api_init(&a.api, a.db))) {
+		fprintf(stderr, "smolder-server: cannot set up the API: %s\n", strerror(-rc));
 		goto out;
 	}
 	a.api.query_timeout_ns = query_timeout_ns;
 	{
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", data_dir);
-		srv_sym_opts so = {.debuginfo_dir = dir, .db = a.db, .dbgd = dbgd};
+		srv_sym_opts so = {.debuginfo_dir = st_file_dir(a.db), .db = a.db, .dbgd = dbgd};
 		a.api.dbgd = dbgd;
 		if ((rc = srv_sym_new(&so, &a.api.sym))) {
 			fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 			goto out;
 		}
 	}
-	const srv_metrics_opts mopt = {.api = &a.api, .data_dir = data_dir,
+	const srv_metrics_opts mopt = {.api = &a.api,
+	                               .data_dir = data_dir ? data_dir : st_file_dir(a.db),
 	                               .version = SMOLDER_VERSION, .start_ns = a.start_ns};
 	if ((rc = srv_api_query_routes(a.http, &a.api)) ||
 	    (rc = srv_api_ingest_routes(a.http, &a.api)) ||
@@ -781,7 +898,8 @@ int main(int argc, char **argv)
 	srv_http_address(a.http, addr, sizeof(addr));
 	printf("smolder-server listening on http://%s\n", addr);
 	fflush(stdout);
-	startup_line(addr, data_dir, ui_dir, auth_file, read_file, log_debug, slow_ns);
+	startup_line(addr, ch ? NULL : data_dir, chopt.cluster, ui_dir, auth_file, read_file,
+	             log_debug, slow_ns);
 
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	/* Every acknowledged batch is in the WAL already; cutting the whole
@@ -812,5 +930,6 @@ out:
 	srv_dbgd_free(dbgd);
 	free(write_token);
 	free(read_token);
+	free(ch_urls);
 	return exit_code;
 }

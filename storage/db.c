@@ -31,6 +31,7 @@
 #include <pcre2.h>
 #include <xxhash.h>
 
+#include "storage/backend.h"
 #include "storage/meta.h"
 #include "storage/rollup.h"
 #include "storage/st_int.h"
@@ -83,8 +84,11 @@ typedef struct covers {
 	size_t n, cap;
 } covers;
 
+/* The embedded store's handle (backend.h: the operations table first). */
 struct st_db {
+	st__handle h;
 	char dir[PATH_MAX];
+	char files_dir[PATH_MAX + 16];   /* dir/debuginfo: st_file_* */
 	char blocks_dir[PATH_MAX + 8];
 	st_options opt;
 	int lock_fd;
@@ -101,7 +105,7 @@ struct st_db {
 
 	hpart **parts;
 	size_t nparts, parts_cap;
-	uint64_t head_rows;    /* written under rw, read by st_head_full() without */
+	uint64_t head_rows;    /* written under rw, read by emb_head_full() without */
 
 	blk **blocks;
 	size_t nblocks, blocks_cap;
@@ -370,24 +374,6 @@ static int check_series_limit(st_db *db, const st_batch *b, const uint64_t *ids,
 	return rc;
 }
 
-/* Rows dated more than max_future_ns past this server's clock are refused:
- * one row in the year 2100 kept its partition in the head forever, pinned
- * every WAL segment after it and made a block retention never deletes. */
-static int check_future(const st_db *db, const st_batch *b, st_err *err)
-{
-	if (!db->opt.max_future_ns)
-		return 0;
-	int64_t now = st__real_ns(), limit = now + db->opt.max_future_ns;
-	for (uint32_t i = 0; i < b->nsamples; i++)
-		if (b->samples[i].ts_ns > limit)
-			return st__fail(err, -EINVAL, "sample %u is dated %" PRId64 " ns, %" PRId64
-			                " s ahead of this server's clock (the limit is %" PRId64 " s): "
-			                "check the sender's clock", i, b->samples[i].ts_ns,
-			                (b->samples[i].ts_ns - now) / 1000000000,
-			                db->opt.max_future_ns / 1000000000);
-	return 0;
-}
-
 /* Every sample must name a stack that is in the batch or already stored:
  * a stack ID alone cannot be turned back into frames. Fills kidx with each
  * sample's registry index, ST__MAP_NONE for stacks this batch introduces
@@ -430,7 +416,7 @@ static int check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, st_err *er
 	return rc;
 }
 
-int st_append(st_db *db, const st_batch *b, st_err *err)
+static int emb_append(st_db *db, const st_batch *b, st_err *err)
 {
 	int rc;
 	uint64_t lsn = 0;
@@ -446,7 +432,7 @@ int st_append(st_db *db, const st_batch *b, st_err *err)
 		err->msg[0] = 0;
 	rc = st__batch_validate(b, ids, err);
 	if (!rc)
-		rc = check_future(db, b, err);
+		rc = st__batch_check_future(b, db->opt.max_future_ns, err);
 	if (rc)
 		goto out;
 	rc = st__batch_encode(b, ids, &payload);
@@ -769,7 +755,7 @@ static int cut_part(st_db *db, hpart *h, uint64_t lsn, const uint64_t *sids, uin
 	return 0;
 }
 
-int st_cut(st_db *db, int64_t now_ns, int force)
+static int emb_cut(st_db *db, int64_t now_ns, int force)
 {
 	int rc = 0;
 	hpart **todo = NULL;
@@ -900,7 +886,7 @@ static int raise_raw_floor(st_db *db, int64_t floor)
 
 static int block_retention(st_db *db, int64_t now_ns);
 
-int st_retention(st_db *db, int64_t now_ns)
+static int emb_retention(st_db *db, int64_t now_ns)
 {
 	int rc = block_retention(db, now_ns);
 	int rc2 = rollup_retention(db, now_ns);
@@ -1031,7 +1017,7 @@ static void blk_check(blk *k)
 	st__chunk_rows_free(&cr);
 }
 
-int st_compact(st_db *db)
+static int emb_compact(st_db *db)
 {
 	int rc = 0;
 	if (atomic_load(&db->compact_halted))
@@ -1258,6 +1244,9 @@ static int open_rollups(st_db *db, st_err *err)
 	return rc;
 }
 
+static const st__ops emb_ops;
+static void emb_close(st_db *db);
+
 int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 {
 	int rc;
@@ -1267,6 +1256,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	st_db *db = calloc(1, sizeof(*db));
 	if (!db)
 		return -ENOMEM;
+	db->h.ops = &emb_ops;
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->append_mu, NULL);
 	pthread_mutex_init(&db->maint_mu, NULL);
@@ -1289,8 +1279,10 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	}
 	snprintf(db->dir, sizeof(db->dir), "%s", dir);
 	snprintf(db->blocks_dir, sizeof(db->blocks_dir), "%s/blocks", dir);
-	if ((rc = st__mkdir_p(db->blocks_dir))) {
-		st__fail(err, rc, "creating %s: %s", db->blocks_dir, strerror(-rc));
+	snprintf(db->files_dir, sizeof(db->files_dir), "%s/debuginfo", dir);
+	const char *mk = db->blocks_dir;
+	if ((rc = st__mkdir_p(mk)) || (rc = st__mkdir_p(mk = db->files_dir))) {
+		st__fail(err, rc, "creating %s: %s", mk, strerror(-rc));
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/LOCK", dir);
@@ -1368,11 +1360,11 @@ int st_open(const char *dir, const st_options *opt, st_db **out, st_err *err)
 	*out = db;
 	return 0;
 out:
-	st_close(db);
+	emb_close(db);
 	return rc;
 }
 
-void st_close(st_db *db)
+static void emb_close(st_db *db)
 {
 	if (!db)
 		return;
@@ -1402,46 +1394,12 @@ void st_close(st_db *db)
 	free(db);
 }
 
-/* ---- selection ---- */
-
-struct st_selection {
-	uint64_t *ids;        /* ascending */
-	size_t n;
-	st__map map;          /* id -> position */
-	uint8_t *gbits;       /* by registry index, for the head */
-	uint32_t gbits_n;
-	int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
-	/* chunks reads over this selection skipped as damaged. Reads take the
-	 * selection const (it is their input); this counter is their one
-	 * output through it, so it is atomic and written through a cast (the
-	 * object itself is heap memory, never const). */
-	atomic_uint_fast64_t damaged;
-};
-
-void st_selection_free(st_selection *s)
-{
-	if (!s)
-		return;
-	free(s->ids);
-	free(s->gbits);
-	st__map_free(&s->map);
-	free(s);
-}
-
-size_t st_selection_count(const st_selection *s) { return s->n; }
-uint64_t st_selection_damaged(const st_selection *s) { return atomic_load(&((st_selection *)s)->damaged); }
+/* ---- selection (the struct is backend.h's) ---- */
 
 static void sel_note_damaged(const st_selection *s)
 {
 	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
 }
-
-/* -ETIMEDOUT once the deadline (0: none) has passed. */
-static int past(int64_t deadline_ns)
-{
-	return deadline_ns && st_mono_ns() >= deadline_ns ? -ETIMEDOUT : 0;
-}
-uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
 
 static bool sel_has(const st_selection *s, uint64_t id)
 {
@@ -1457,7 +1415,7 @@ static bool sel_has(const st_selection *s, uint64_t id)
 #define RE_MATCH_LIMIT 100000
 #define RE_HEAP_LIMIT_KIB 4096
 
-typedef struct cmatch {
+struct st__match {
 	const st_matcher *m;
 	pcre2_code *re;
 	pcre2_match_data *md;
@@ -1468,7 +1426,8 @@ typedef struct cmatch {
 	st__map memo;
 	const char **memo_v;
 	size_t memo_n, memo_cap;
-} cmatch;
+};
+typedef st__match cmatch;
 
 /* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
  * out of its budget on v (PCRE2 said neither match nor no match: taking
@@ -1491,6 +1450,11 @@ static int cm_test(const cmatch *c, const char *v, st_err *err)
 		                strlen(v) > 40 ? "..." : "", (const char *)msg);
 	}
 	}
+}
+
+int st__match_nth(const st__match *cm, size_t i, const char *v, st_err *err)
+{
+	return cm_test(&cm[i], v, err);
 }
 
 /* cm_test through the matcher's memo: equal values are matched once.
@@ -1541,7 +1505,7 @@ static int cand_add(void *arg, uint64_t id)
 static int cand_value(void *arg, const char *v)
 {
 	cand *c = arg;
-	int r = past(c->deadline_ns);
+	int r = st__past(c->deadline_ns);
 	if (!r)
 		r = cm_test(c->cm, v, c->err);
 	if (r <= 0)
@@ -1549,32 +1513,24 @@ static int cand_value(void *arg, const char *v)
 	return st__meta_series_eq(c->db->meta, c->cm->m->name, v, cand_add, c);
 }
 
-static int cmp_u64(const void *a, const void *b)
+void st__match_free(st__match *cm, size_t nm)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	for (size_t i = 0; cm && i < nm; i++) {
+		pcre2_match_data_free(cm[i].md);
+		pcre2_match_context_free(cm[i].mc);
+		pcre2_code_free(cm[i].re);
+		st__map_free(&cm[i].memo);
+		free(cm[i].memo_v);
+	}
+	free(cm);
 }
 
-int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-              st_selection **out, st_err *err)
-{
-	return st_select_until(db, m, nm, from, to, 0, out, err);
-}
-
-int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-                    int64_t deadline_ns, st_selection **out, st_err *err)
+int st__match_compile(const st_matcher *m, size_t nm, st__match **out, st_err *err)
 {
 	int rc = 0;
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
-	st_selection *sel = calloc(1, sizeof(*sel));
-	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
-	bool have_cand = false;
-	if (err)
-		err->msg[0] = 0;
-	if (!cm || !sel) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!cm)
+		return -ENOMEM;
 	for (size_t i = 0; i < nm; i++) {
 		cm[i].m = &m[i];
 		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
@@ -1610,6 +1566,29 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
 		}
 	}
+out:
+	if (rc) {
+		st__match_free(cm, nm);
+		cm = NULL;
+	}
+	*out = cm;
+	return rc;
+}
+
+static int emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                      int64_t deadline_ns, st_selection **out, st_err *err)
+{
+	int rc = 0;
+	cmatch *cm = NULL;
+	st_selection *sel = calloc(1, sizeof(*sel));
+	cand c = {.db = db, .deadline_ns = deadline_ns, .err = err};
+	bool have_cand = false;
+	if (!sel) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = st__match_compile(m, nm, &cm, err)))
+		goto out;
 	/* narrow through the inverted index with matchers that cannot match a
 	 * missing label; the rest filter in memory */
 	for (size_t i = 0; i < nm; i++) {
@@ -1668,7 +1647,7 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 			continue;
 		if (s->maxt < from || s->mint >= to)
 			continue;
-		if (!(x & 255) && (rc = past(deadline_ns)))
+		if (!(x & 255) && (rc = st__past(deadline_ns)))
 			break;
 		int ok = 1;
 		for (size_t i = 0; i < nm && ok > 0; i++)
@@ -1683,28 +1662,22 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 	pthread_rwlock_unlock(&db->rw);
 	if (rc)
 		goto out;
-	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
-	if ((rc = st__map_init(&sel->map, sel->n)))
+	/* sorted and indexed as the other backend's selections are; the
+	 * registry bits and the deadline stay on it */
+	uint64_t *ids = sel->ids;
+	sel->ids = NULL;
+	if ((rc = st__selection_index(sel, ids, sel->n)))
 		goto out;
-	for (size_t i = 0; i < sel->n; i++)
-		st__map_put(&sel->map, sel->ids[i], (uint32_t)i);
 	*out = sel;
 	sel = NULL;
 out:
-	for (size_t i = 0; cm && i < nm; i++) {
-		pcre2_match_data_free(cm[i].md);
-		pcre2_match_context_free(cm[i].mc);
-		pcre2_code_free(cm[i].re);
-		st__map_free(&cm[i].memo);
-		free(cm[i].memo_v);
-	}
-	free(cm);
+	st__match_free(cm, nm);
 	st__map_free(&c.set);
 	st_selection_free(sel);
 	return rc;
 }
 
-int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
+static int emb_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&db->rw);
@@ -1736,53 +1709,51 @@ out:
 	return rc;
 }
 
-int st_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
+static int emb_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
 {
 	return st__meta_stack_frames(db->meta, id, out, n);
 }
 
-int st_stack_locations(st_db *db, uint64_t id, int64_t *locs, size_t *n)
+static int emb_stack_locations(st_db *db, uint64_t id, int64_t *locs, size_t *n)
 {
 	return st__meta_stack_locations(db->meta, id, locs, n);
 }
 
-int st_location(st_db *db, int64_t id, st_frame_info **out)
+static int emb_location(st_db *db, int64_t id, st_frame_info **out)
 {
 	return st__meta_location(db->meta, id, out);
 }
 
-int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
-                        uint32_t **offs)
+static int emb_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
+                                uint32_t **offs)
 {
 	return st__meta_stacks_locations(db->meta, ids, n, locs, offs);
 }
 
-int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
+static int emb_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn,
+                           void *arg)
 {
 	return st__meta_symbols_get(db->meta, ids, n, fn, arg);
 }
 
-int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)
+static int emb_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms,
+                           size_t n)
 {
-	if (n == 0 || n > ST_MAX_INLINE || !syms)
-		return -EINVAL;
 	return st__meta_symbols_put(db->meta, location_id, syms, n);
 }
 
-int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
+static int emb_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
 {
-	if (!build_id || !build_id_len || build_id_len > ST_MAX_BUILD_ID_LEN)
-		return -EINVAL;
 	return st__meta_symbols_forget(db->meta, build_id, build_id_len);
 }
 
-int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
-                       void *arg)
+static int emb_symbols_missing(st_db *db, int64_t after_id, size_t limit,
+                               st_unsymbolized_fn fn, void *arg)
 {
 	return st__meta_symbols_missing(db->meta, after_id, limit, fn, arg);
 }
 
-int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
+static int emb_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
 {
 	return st__meta_locations(db->meta, ids, n, out);
 }
@@ -1851,7 +1822,7 @@ static int scan_block(const blk *k, const st__block *b, const st_selection *sel,
 	if (rc || prefix[b->nseries] == 0)
 		goto out;
 	for (uint32_t c = 0; c < b->nchunks && !rc; c++) {
-		if ((rc = past(sel->deadline_ns)))
+		if ((rc = st__past(sel->deadline_ns)))
 			break;
 		const st__blk_chunk *ch = &b->chunks[c];
 		if (ch->maxt < from || ch->mint >= to)
@@ -2227,15 +2198,13 @@ unlock:
 	return rc;
 }
 
-int st_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
-                   st_stack_sum **out, size_t *nout, st_err *err)
+static int emb_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                           st_stack_sum **out, size_t *nout, st_err *err)
 {
 	sums s = {0};
 	int rc = st__map_init(&s.map, 4096);
 	if (rc)
 		return rc;
-	if (err)
-		err->msg[0] = 0;
 	reader rd = {.sel = sel, .s = &s, .err = err};
 	rc = read_plan(db, &rd, sp, nsp);
 	if (!rc) {
@@ -2248,13 +2217,6 @@ int st_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t
 	free(s.v);
 	st__map_free(&s.map);
 	return rc;
-}
-
-int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-             st_stack_sum **out, size_t *nout)
-{
-	st_span raw = {0, from, to};
-	return st_merge_spans(db, sel, &raw, 1, out, nout, NULL);
 }
 
 typedef struct rows_arg {
@@ -2278,7 +2240,7 @@ static int rows_chunk(void *arg, const st__block *b, const st__chunk_rows *r,
 	return 0;
 }
 
-int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+static int emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
             st_row_fn fn, void *arg)
 {
 	int rc = 0;
@@ -2321,31 +2283,19 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 
 /* ---- the timeline: sums per (group, step) ---- */
 
-int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
-                          int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                          int64_t *acc, uint8_t *has, st_err *err)
+static int emb_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp,
+                                  size_t nsp, int64_t origin, int64_t step, size_t nsteps,
+                                  const uint32_t *group, int64_t *acc, uint8_t *has,
+                                  st_err *err)
 {
-	if (step <= 0)
-		return -EINVAL;
-	if (err)
-		err->msg[0] = 0;
 	reader rd = {.sel = sel, .steps = true, .origin = origin, .step = step, .nsteps = nsteps,
 	             .group = group, .acc = acc, .has = has, .err = err};
 	return read_plan(db, &rd, sp, nsp);
 }
 
-int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                    int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                    int64_t *acc, uint8_t *has)
-{
-	st_span raw = {0, from < origin ? origin : from, to};
-	return st_series_steps_spans(db, sel, &raw, 1, origin, step, nsteps, group, acc, has,
-	                             NULL);
-}
-
 /* ---- roll-ups ---- */
 
-size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
+static size_t emb_rollup_steps(st_db *db, int64_t *steps, size_t max)
 {
 	size_t n = st__ru_nlevels(db->ru);
 	for (size_t i = 0; i < n && i < max; i++)
@@ -2353,7 +2303,7 @@ size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
 	return n;
 }
 
-int st_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
+static int emb_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
                     size_t *n)
 {
 	pthread_rwlock_rdlock(&db->rw);
@@ -2449,7 +2399,7 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int st_rollup(st_db *db, int64_t now)
+static int emb_rollup(st_db *db, int64_t now)
 {
 	int rc = 0;
 	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns
@@ -2481,12 +2431,12 @@ int st_rollup(st_db *db, int64_t now)
 	return rc;
 }
 
-bool st_head_full(st_db *db)
+static bool emb_head_full(st_db *db)
 {
 	return __atomic_load_n(&db->head_rows, __ATOMIC_RELAXED) > db->opt.head_max_rows;
 }
 
-void st_get_stats(st_db *db, st_stats *o)
+static void emb_get_stats(st_db *db, st_stats *o)
 {
 	memset(o, 0, sizeof(*o));
 	pthread_rwlock_rdlock(&db->rw);
@@ -2509,3 +2459,72 @@ void st_get_stats(st_db *db, st_stats *o)
 	st__wal_counters(db->wal, &o->wal_records, &o->wal_syncs, &o->wal_sync_ns);
 	pthread_mutex_unlock(&db->append_mu);
 }
+
+/* ---- debug-info files: DIR/debuginfo ---- */
+
+static const char *emb_file_dir(st_db *db)
+{
+	return db->files_dir;
+}
+
+static int emb_file_keep(st_db *db, const char *name, const char *path, st_err *err)
+{
+	int rc = st__dir_keep(db->files_dir, name, path);
+	if (rc && rc != -EEXIST)
+		st__fail(err, rc, "keeping %s/%s: %s", db->files_dir, name, strerror(-rc));
+	return rc;
+}
+
+static int emb_file_path(st_db *db, const char *name, char *path, size_t size)
+{
+	struct stat st;
+	if ((size_t)snprintf(path, size, "%s/%s", db->files_dir, name) >= size)
+		return -ENAMETOOLONG;
+	return stat(path, &st) ? -errno : 0;
+}
+
+static int emb_file_exists(st_db *db, const char *name)
+{
+	char path[sizeof(db->files_dir) + 256];
+	int rc = emb_file_path(db, name, path, sizeof(path));
+	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
+static int emb_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg)
+{
+	(void)db, (void)cursor, (void)fn, (void)arg;
+	return 0;
+}
+
+static const st__ops emb_ops = {
+	.name = "embedded",
+	.close = emb_close,
+	.append = emb_append,
+	.cut = emb_cut,
+	.head_full = emb_head_full,
+	.retention = emb_retention,
+	.compact = emb_compact,
+	.select = emb_select,
+	.series_labels = emb_series_labels,
+	.rows = emb_rows,
+	.merge_spans = emb_merge_spans,
+	.series_steps_spans = emb_series_steps_spans,
+	.rollup_steps = emb_rollup_steps,
+	.rollup_spans = emb_rollup_spans,
+	.rollup = emb_rollup,
+	.stack_frames = emb_stack_frames,
+	.stack_locations = emb_stack_locations,
+	.location = emb_location,
+	.stacks_locations = emb_stacks_locations,
+	.locations = emb_locations,
+	.symbols_get = emb_symbols_get,
+	.symbols_put = emb_symbols_put,
+	.symbols_forget = emb_symbols_forget,
+	.symbols_missing = emb_symbols_missing,
+	.file_dir = emb_file_dir,
+	.file_keep = emb_file_keep,
+	.file_exists = emb_file_exists,
+	.file_path = emb_file_path,
+	.file_changes = emb_file_changes,
+	.get_stats = emb_get_stats,
+};
