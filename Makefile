@@ -42,6 +42,9 @@ DEB_TEST += docker.io docker-compose debootstrap
 # the unwinder's test compares with perf record --call-graph dwarf and
 # readelf --debug-dump=frames (binutils), on xz and gzip
 DEB_TEST += linux-perf binutils xz-utils gzip
+# ClickHouse as the store (tests/integration/clickhouse_test.sh starts two
+# of Debian's servers as the shards of a cluster; bench/clickhouse)
+DEB_TEST += clickhouse-server
 # the Python walk's test runs Debian's own interpreter (/usr/bin/python3.11)
 DEB_TEST += python3.11
 # JIT runtimes named through their perf maps (tests/integration/jit_test.sh):
@@ -60,7 +63,7 @@ LDFLAGS_SAN := -fsanitize=$(SANITIZE)
 endif
 CFLAGS ?=
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
-LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lpthread -lm
+LDLIBS_STORAGE := -llz4 -lxxhash -lsqlite3 -lpcre2-8 -lisal -lcurl -lpthread -lm
 
 # base/: the ground floor every module may include (errors, the buffer,
 # text, the hash map, clocks); it includes nothing of ours. libbase.a goes
@@ -413,10 +416,10 @@ $(PUSHER_BIN): tests/tools/pusher.c $(WIRE_OBJ) $(BASE_LIB)
 # Fetches one build ID through server/debuginfod.c, for debuginfod_test.sh.
 DBGD_FETCH_BIN := $(BUILD)/tests/dbgd_fetch
 $(DBGD_FETCH_BIN): tests/tools/dbgd_fetch.c $(BUILD)/server/debuginfod.o \
-		$(BUILD)/server/debuginfo.o $(WIRE_ELF_OBJ) $(BASE_LIB)
+		$(BUILD)/server/debuginfo.o $(WIRE_ELF_OBJ) $(BUILD)/libstorage.a $(BASE_LIB)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod $(LDLIBS_WIRE_ELF) -lxxhash -lpthread
+	$(Q)$(CC) $(CFLAGS_ALL) $^ -o $@ $(LDFLAGS_SAN) -ldebuginfod $(LDLIBS_WIRE_ELF) $(LDLIBS_STORAGE)
 
 $(BENCH_BIN): bench/storage_bench.c $(BUILD)/libstorage.a $(WIRE_PROTO_OBJ) $(BASE_LIB)
 	$(call msg,LD,$@)
@@ -617,7 +620,8 @@ screenshots: ui-deps $(SERVER_BIN) $(MKBATCH_BIN)
 	$(Q)SMOLDER_SERVER=$(SERVER_BIN) SMOLDER_MKBATCH=$(MKBATCH_BIN) \
 		node tests/ui/ui_test.mjs --screenshots docs
 
-# docker-compose.yml and the Dockerfile for real (tests/compose/compose_test.sh):
+# docker-compose.yml and the Dockerfile for real, then the same with
+# docker-compose.clickhouse.yml over it (tests/compose/compose_test.sh):
 # images built, server and agent up, this host's samples queried, down.
 test-compose:
 	$(Q)echo "== tests/compose/compose_test.sh"

@@ -83,7 +83,7 @@ static double lat_p(lat *l, double q)
 
 static lat ing_lat = {PTHREAD_MUTEX_INITIALIZER}, q_lat[3] = {
 	{PTHREAD_MUTEX_INITIALIZER}, {PTHREAD_MUTEX_INITIALIZER}, {PTHREAD_MUTEX_INITIALIZER}};
-static atomic_uint_fast64_t acked_rows, acked_batches, late_pushes;
+static atomic_uint_fast64_t acked_rows, acked_batches, late_pushes, backfill_rows;
 
 /* The objects: a per-service executable and one libc every host shares,
  * so the same stacks recur across the fleet as they do with one build. */
@@ -279,6 +279,8 @@ static int push(CURL *c, host *h, int64_t start, int timed)
 		}
 		for (uint32_t k = 0; k < nst; k++)
 			h->sent[st_slot[k]] = 2;
+		if (!timed)
+			atomic_fetch_add(&backfill_rows, nrows);
 		if (timed) {
 			lat_add(&ing_lat, ms);
 			atomic_fetch_add(&acked_rows, nrows);
@@ -399,6 +401,7 @@ int main(int argc, char **argv)
 	long pid = 0;
 	int nq = 2, rc = 1;
 	long backfill_hwm = -1;
+	double backfill_s = 0;
 	static const struct option lo[] = {
 		{"url", 1, NULL, 'u'}, {"server-pid", 1, NULL, 'P'}, {"hosts", 1, NULL, 'h'},
 		{"procs", 1, NULL, 'p'}, {"seconds", 1, NULL, 's'}, {"period-s", 1, NULL, 'T'},
@@ -470,7 +473,8 @@ int main(int argc, char **argv)
 			pthread_create(&ti[t], NULL, ingest_main, (void *)(intptr_t)t);
 		for (int t = 0; t < nthreads_ing; t++)
 			pthread_join(ti[t], NULL);
-		fprintf(stderr, "load_bench: backfill took %.1f s\n", now_s() - b0);
+		backfill_s = now_s() - b0;
+		fprintf(stderr, "load_bench: backfill took %.1f s\n", backfill_s);
 		backfill_min = 0;
 		wall0 += (int64_t)((now_s() - b0) * 1e9);
 		/* The backfill is an hour in a minute, no agent's pace: report
@@ -511,6 +515,11 @@ int main(int argc, char **argv)
 	printf("server_peak_rss_mb %.1f\n", hwm < 0 ? -1.0 : (double)hwm / 1024);
 	if (backfill_hwm >= 0)
 		printf("backfill_peak_rss_mb %.1f\n", (double)backfill_hwm / 1024);
+	if (backfill_s > 0) {
+		/* the backfill is ingest as fast as the server takes it */
+		printf("backfill_rows %" PRIu64 "\n", (uint64_t)backfill_rows);
+		printf("backfill_rows_per_s %.0f\n", (double)backfill_rows / backfill_s);
+	}
 	printf("target: 100 hosts at 19 Hz, server_peak_rss_mb <= 256, query_p99_ms <= 1000\n");
 	printf("target_met %s\n", nhosts >= 100 && !late_pushes && !failed && hwm >= 0 &&
 	       hwm <= 256 * 1024 && lat_p(&q_lat[0], 0.99) <= 1000 ? "yes" : "no");

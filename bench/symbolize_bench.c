@@ -293,8 +293,11 @@ int main(int argc, char **argv)
 		die("mkdtemp", -errno);
 	atexit(cleanup);
 	char dir[128], path[512];
-	snprintf(dir, sizeof(dir), "%s/debuginfo", tmp);
-	if (mkdir(dir, 0700))
+	/* the store's own file directory (DIR/debuginfo): with a store, the
+	 * symbolizer reads files through it (st_file_path), as the server */
+	snprintf(path, sizeof(path), "%s/data", tmp);
+	snprintf(dir, sizeof(dir), "%s/data/debuginfo", tmp);
+	if (mkdir(path, 0700) || mkdir(dir, 0700))
 		die(dir, -errno);
 
 	size_t nf = (size_t)(argc - optind), total = 0;

@@ -17,9 +17,7 @@
 typedef struct srv_agent srv_agent;
 
 typedef struct srv_api {
-	st_db *db;
-	const char *data_dir;      /* the store's directory; debug info goes to
-	                            * data_dir/debuginfo/ */
+	st_db *db;                 /* the store: embedded or ClickHouse */
 	pthread_mutex_t agents_mu; /* guards agents and nagents */
 	srv_agent *agents;         /* per agent_id, in memory only: the last
 	                            * accepted batch's header and counters */
@@ -36,16 +34,21 @@ typedef struct srv_api {
 /* The query engine's cache of names: bounded, it starts over past this. */
 #define SRV_NAMES_CACHE_BYTES (256u << 20)
 
-/* Sets up api (db and data_dir are not copied and must outlive it) and
- * creates data_dir/debuginfo/. Returns 0 or -errno. Free with
+/* Sets up api (db is not copied and must outlive it). Free with
  * srv_api_free(), which accepts a zeroed api. */
-int srv_api_init(srv_api *api, st_db *db, const char *data_dir);
+int srv_api_init(srv_api *api, st_db *db);
 void srv_api_free(srv_api *api);
 
+/* When rc is -EAGAIN (the store cannot be reached now: ClickHouse down, a
+ * shard stopped), answers 503 with storage's reason (err may be NULL) and
+ * returns true: the client keeps what it sent and tries again. */
+bool srv_api_unavailable(srv_resp *resp, int rc, const base_err *err);
+
 /* Answers a failed st_append: 400 for a bad batch, 422 past the series
- * limit, 507 when the disk is full (nothing was stored; the sender may
- * retry later), with storage's message. Returns 0 once resp is set, or rc
- * for a failure that is the server's own (a 500). */
+ * limit, 503 when the store cannot be reached now (srv_api_unavailable),
+ * 507 when the disk is full (nothing was stored; the sender may retry
+ * later), with storage's message. Returns 0 once resp is set, or rc for a
+ * failure that is the server's own (a 500). */
 int srv_api_store_error(srv_resp *resp, int rc, const base_err *err);
 
 /* GET /api/v1/query, /diff, /top, /range, /types, /labels,

@@ -42,9 +42,8 @@ static bool build_id_ok(const char *id)
 	return true;
 }
 
-/* The path of build ID id, or false with a 400 answered. */
-static bool id_path(const srv_api *api, const srv_req *req, srv_resp *resp, char *path,
-                    size_t size, const char **idp)
+/* The build ID of the request, or false with a 400 answered. */
+static bool id_param(const srv_req *req, srv_resp *resp, const char **idp)
 {
 	const char *id = srv_req_param(req, "build_id");
 	if (!id || !build_id_ok(id)) {
@@ -52,7 +51,6 @@ static bool id_path(const srv_api *api, const srv_req *req, srv_resp *resp, char
 		               "even number", 2 * WIRE_MAX_BUILD_ID);
 		return false;
 	}
-	snprintf(path, size, "%s/debuginfo/%s", api->data_dir, id);
 	*idp = id;
 	return true;
 }
@@ -79,14 +77,16 @@ static int write_all(int fd, const void *p, size_t n)
 static int h_head(void *arg, const srv_req *req, srv_resp *resp)
 {
 	srv_api *api = arg;
-	char path[4096], dir[4096];
 	const char *id;
 	srv_debuginfo_state st;
 	int rc;
-	if (!id_path(api, req, resp, path, sizeof(path), &id))
+	if (!id_param(req, resp, &id))
 		return 0;
-	snprintf(dir, sizeof(dir), "%s/debuginfo", api->data_dir);
-	if ((rc = srv_debuginfo_look(dir, id, &st)))
+	if ((rc = srv_debuginfo_look(api->db, id, &st)) == -EAGAIN) {
+		srv_resp_error(resp, 503, "the store cannot be reached; try again");
+		return 0;
+	}
+	if (rc)
 		return rc;
 	bool fetched = false;
 	if (!st.binary && !st.debug && api->dbgd) {
@@ -96,14 +96,14 @@ static int h_head(void *arg, const srv_req *req, srv_resp *resp)
 		uint8_t bid[WIRE_MAX_BUILD_ID];
 		size_t bl = strlen(id) / 2;
 		base_unhex(id, bl, bid);   /* build_id_ok checked the digits */
-		int frc = srv_dbgd_fetch(api->dbgd, bid, bl);
+		int frc = srv_dbgd_fetch(api->dbgd, api->db, bid, bl);
 		if (frc == -EAGAIN) {
 			srv_metrics_debuginfo(SRV_METRICS_DI_MISSING, 0);
 			srv_resp_error(resp, 404, "asking debuginfod for build ID %s; ask again later", id);
 			srv_resp_header(resp, "X-Smolder-Debuginfod", "pending");
 			return 0;
 		}
-		if (frc == 0 && (rc = srv_debuginfo_look(dir, id, &st)))
+		if (frc == 0 && (rc = srv_debuginfo_look(api->db, id, &st)))
 			return rc;
 		fetched = frc == 0 && (st.binary || st.debug);
 	}
@@ -137,11 +137,11 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 {
 	srv_api *api = arg;
 	static atomic_uint seq;
-	char path[4096], tmp[4200], dir[4096];
+	char tmp[4200];
 	const char *id;
 	int fd = -1, rc = 0;
 	srv_debuginfo_result res;
-	if (!id_path(api, req, resp, path, sizeof(path), &id))
+	if (!id_param(req, resp, &id))
 		return 0;
 	size_t len;
 	const uint8_t *body = srv_req_body(req, &len);
@@ -151,8 +151,7 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 	}
 	/* Written to a temporary file first: libelf reads it from there, and
 	 * once it is known good and durable a rename makes it appear whole. */
-	snprintf(dir, sizeof(dir), "%s/debuginfo", api->data_dir);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.%u.tmp", dir, id, (long)getpid(),
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.%u.tmp", st_file_dir(api->db), id, (long)getpid(),
 	         atomic_fetch_add(&seq, 1));
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -161,11 +160,13 @@ static int h_put(void *arg, const srv_req *req, srv_resp *resp)
 		unlink(tmp);
 		goto out;
 	}
-	if ((rc = srv_debuginfo_keep(dir, id, fd, tmp, body, len, &res)))
+	if ((rc = srv_debuginfo_keep(api->db, id, fd, tmp, body, len, &res)))
 		goto out;
-	if (res.status == 400) {
-		srv_metrics_debuginfo(SRV_METRICS_DI_REFUSED, 0);
-		srv_resp_error(resp, 400, "%s", res.err.msg);
+	if (res.status == 400 || res.status == 503) {
+		/* 503: the store cannot be reached now; the agent uploads later */
+		if (res.status == 400)
+			srv_metrics_debuginfo(SRV_METRICS_DI_REFUSED, 0);
+		srv_resp_error(resp, res.status, "%s", res.err.msg);
 	} else {
 		srv_metrics_debuginfo(res.status == 201 ? SRV_METRICS_DI_UPLOADED :
 		                      SRV_METRICS_DI_REPEAT, len);

@@ -12,6 +12,8 @@
 int srv_api_store_error(srv_resp *resp, int rc, const base_err *err)
 {
 	const char *msg = err && err->msg[0] ? err->msg : "";
+	if (srv_api_unavailable(resp, rc, err))
+		return 0;
 	switch (rc) {
 	case -EINVAL:
 	case -ENOENT:   /* a sample without its stack: the input's fault */

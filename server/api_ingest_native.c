@@ -45,22 +45,23 @@ static void agent_counters_free(srv_agent *a)
 	a->ncounters = 0;
 }
 
-int srv_api_init(srv_api *api, st_db *db, const char *data_dir)
+int srv_api_init(srv_api *api, st_db *db)
 {
 	memset(api, 0, sizeof(*api));
 	api->db = db;
-	api->data_dir = data_dir;
 	pthread_mutex_init(&api->agents_mu, NULL);
 	if (!(api->names = q_cache_new(SRV_NAMES_CACHE_BYTES)))
 		return -ENOMEM;
-	if (data_dir) {
-		char path[4096];
-		if ((size_t)snprintf(path, sizeof(path), "%s/debuginfo", data_dir) >= sizeof(path))
-			return -ENAMETOOLONG;
-		if (mkdir(path, 0755) && errno != EEXIST)
-			return -errno;
-	}
 	return 0;
+}
+
+bool srv_api_unavailable(srv_resp *resp, int rc, const base_err *err)
+{
+	if (rc != -EAGAIN)
+		return false;
+	srv_resp_error(resp, 503, "%s", err && err->msg[0] ? err->msg :
+	               "the store cannot be reached now; try again");
+	return true;
 }
 
 void srv_api_free(srv_api *api)

@@ -277,19 +277,26 @@ static const char *level_name(int64_t step_ns, char buf[32])
 	return buf;
 }
 
+/* A counter by level: v[0] for "raw", v[1 + i] for roll-up level i. */
+static void by_level(base_buf *b, const char *family, const char *help, const st_stats *s,
+                    const uint64_t *v)
+{
+	char name[32];
+	srv_metrics_family(b, family, "counter", help);
+	const char *raw[] = {"level", "raw"};
+	srv_metrics_sample_u64(b, family, raw, 1, v[0]);
+	for (uint32_t i = 0; i < s->nrollups; i++) {
+		const char *l[] = {"level", level_name(s->rollup_steps_ns[i], name)};
+		srv_metrics_sample_u64(b, family, l, 1, v[1 + i]);
+	}
+}
+
 /* What reads cost, by level, and what the roll-up levels hold. */
 static void write_rollups(base_buf *b, const st_stats *s)
 {
 	char name[32];
-	srv_metrics_family(b, "smolder_query_rows_read_total", "counter",
-	                   "Rows decoded by queries, by level: raw rows (blocks and the head) "
-	                   "or a roll-up level by its step.");
-	const char *raw[] = {"level", "raw"};
-	srv_metrics_sample_u64(b, "smolder_query_rows_read_total", raw, 1, s->rows_read[0]);
-	for (uint32_t i = 0; i < s->nrollups; i++) {
-		const char *l[] = {"level", level_name(s->rollup_steps_ns[i], name)};
-		srv_metrics_sample_u64(b, "smolder_query_rows_read_total", l, 1, s->rows_read[1 + i]);
-	}
+	by_level(b, "smolder_query_rows_read_total", "Rows decoded by queries, by level: raw "
+	         "rows (blocks and the head) or a roll-up level by its step.", s, s->rows_read);
 	static const struct {
 		const char *name, *help;
 		size_t off;
@@ -366,9 +373,30 @@ static int h_metrics(void *arg, const srv_req *req, srv_resp *resp)
 	one(b, "smolder_block_bytes", "gauge", "Bytes of storage blocks on disk.", s.block_bytes);
 	one(b, "smolder_head_rows", "gauge", "Rows in the in-memory head, not cut into blocks yet.",
 	    s.head_rows);
-	write_rollups(b, &s);
+	bool ch = !strcmp(st_backend_name(o->api->db), "clickhouse");
+	/* ClickHouse's levels are tables it sums itself: no files, and the
+	 * rows it reads are its own to count (system.query_log) */
+	if (!ch)
+		write_rollups(b, &s);
 	one(b, "smolder_series", "gauge", "Series known to the store.", s.series);
 	one(b, "smolder_stacks", "gauge", "Distinct stacks known to the store.", s.stacks);
+	if (ch) {
+		by_level(b, "smolder_clickhouse_reads_total", "Queries of sample sums sent to "
+		         "ClickHouse, by level: raw rows (samples) or a roll-up level's table by its "
+		         "step.", &s, s.remote_reads);
+		one(b, "smolder_clickhouse_inserts_total", "counter",
+		    "Inserts of sample rows into ClickHouse (each holds one or more batches).",
+		    s.remote_inserts);
+		one(b, "smolder_clickhouse_insert_rows_total", "counter",
+		    "Sample rows those inserts carried.", s.remote_insert_rows);
+		one(b, "smolder_clickhouse_insert_batches_total", "counter",
+		    "Batches grouped into inserts, acknowledged or failed.", s.remote_insert_batches);
+		one(b, "smolder_clickhouse_dedup_rows_total", "counter",
+		    "Rows of batches sent again that ClickHouse held already, not stored twice.",
+		    s.remote_dedup_rows);
+		one(b, "smolder_clickhouse_failures_total", "counter",
+		    "ClickHouse requests that failed.", s.remote_failures);
+	}
 	one(b, "smolder_data_dir_bytes", "gauge",
 	    "Disk space the data directory takes (blocks, WAL, metadata, debug info).",
 	    disk_use(o->data_dir));

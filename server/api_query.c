@@ -133,7 +133,8 @@ static int64_t deadline(const srv_api *api)
 
 /* A failure of the engine: bad input it found (a regex the parser let
  * through, one too costly to evaluate, limits) is the client's; running
- * out of time is a 503 (as Prometheus answers), anything else is ours. */
+ * out of time and a store that cannot be reached are 503s (as Prometheus
+ * answers), anything else is ours. */
 static int engine_error(srv_resp *resp, int rc, const base_err *err)
 {
 	if (rc == -ETIMEDOUT) {
@@ -141,6 +142,8 @@ static int engine_error(srv_resp *resp, int rc, const base_err *err)
 		               "selector or the time range");
 		return 0;
 	}
+	if (srv_api_unavailable(resp, rc, err))
+		return 0;
 	if (rc == -EINVAL) {
 		srv_resp_error(resp, 400, "%s", err->msg[0] ? err->msg : "invalid query");
 		return 0;

@@ -5,6 +5,7 @@
  * figures as one JSON object
  * (docs/api.md). Reads what others keep; keeps nothing itself. */
 #include <pthread.h>
+#include <string.h>
 
 #include <uv.h>
 
@@ -37,6 +38,7 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 
 	srv_json_key(j, "storage");
 	srv_json_obj_begin(j);
+	srv_json_kv_str(j, "backend", st_backend_name(o->api->db));
 	srv_json_kv_uint(j, "head_rows", s.head_rows);
 	srv_json_kv_uint(j, "head_partitions", s.head_partitions);
 	srv_json_kv_uint(j, "blocks", s.blocks);
@@ -51,6 +53,13 @@ static int status(void *arg, const srv_req *req, srv_resp *resp)
 	srv_json_kv_uint(j, "stacks", s.stacks);
 	srv_json_kv_uint(j, "replayed_records", s.replayed_records);
 	srv_json_kv_uint(j, "torn_bytes", s.torn_bytes);
+	if (!strcmp(st_backend_name(o->api->db), "clickhouse")) {
+		srv_json_kv_uint(j, "clickhouse_inserts", s.remote_inserts);
+		srv_json_kv_uint(j, "clickhouse_insert_rows", s.remote_insert_rows);
+		srv_json_kv_uint(j, "clickhouse_insert_batches", s.remote_insert_batches);
+		srv_json_kv_uint(j, "clickhouse_dedup_rows", s.remote_dedup_rows);
+		srv_json_kv_uint(j, "clickhouse_failures", s.remote_failures);
+	}
 	srv_json_obj_end(j);
 
 	pthread_mutex_lock(&m->mu);

@@ -18,6 +18,7 @@
 
 #include "base/text.h"
 #include "server/debuginfo.h"
+#include "storage/storage.h"
 #include "wire/buildid.h"
 #include "wire/wire.h"
 
@@ -73,11 +74,14 @@ out:
 	return rc;
 }
 
-/* Whether the stored file path carries DWARF; false when it is missing
+/* Whether the stored file name carries DWARF; false when it is missing
  * or unreadable (then a debug file is welcome). */
-static bool stored_has_dwarf(const char *path)
+static bool stored_has_dwarf(st_db *db, const char *name)
 {
+	char path[4096];
 	elf_info info;
+	if (st_file_path(db, name, path, sizeof(path)))
+		return false;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
@@ -86,25 +90,22 @@ static bool stored_has_dwarf(const char *path)
 	return dwarf;
 }
 
-/* Which of a build ID's two files exist. */
+/* Which of a build ID's two files the store has. */
 typedef struct stored {
-	char bin[4096], dbg[4104];   /* their paths */
+	char bin[2 * WIRE_MAX_BUILD_ID + 1], dbg[2 * WIRE_MAX_BUILD_ID + 8];  /* their names */
 	bool has_bin, has_dbg;
 } stored;
 
-/* Fills *s for the build ID whose binary path is path. Returns 0 or -errno
- * (a stat failure other than ENOENT). */
-static int stored_look(const char *path, stored *s)
+/* Fills *s for build ID hex. Returns 0 or -errno (the store failed). */
+static int stored_look(st_db *db, const char *hex, stored *s)
 {
-	struct stat st;
-	snprintf(s->bin, sizeof(s->bin), "%s", path);
-	snprintf(s->dbg, sizeof(s->dbg), "%s.debug", path);
-	s->has_bin = stat(s->bin, &st) == 0;
-	if (!s->has_bin && errno != ENOENT)
-		return -errno;
-	s->has_dbg = stat(s->dbg, &st) == 0;
-	if (!s->has_dbg && errno != ENOENT)
-		return -errno;
+	snprintf(s->bin, sizeof(s->bin), "%s", hex);
+	snprintf(s->dbg, sizeof(s->dbg), "%s.debug", hex);
+	int b = st_file_exists(db, s->bin), d = b < 0 ? b : st_file_exists(db, s->dbg);
+	if (b < 0 || d < 0)
+		return b < 0 ? b : d;
+	s->has_bin = b;
+	s->has_dbg = d;
 	return 0;
 }
 
@@ -114,26 +115,25 @@ static int stored_look(const char *path, stored *s)
  *   - any other file goes to <hex> when that does not exist yet;
  *   - a file with DWARF goes to <hex>.debug when <hex> lacks DWARF;
  * and .debug is never written when it exists or <hex> has DWARF already. */
-static const char *put_target(const elf_info *in, const stored *s)
+static const char *put_target(st_db *db, const elf_info *in, const stored *s)
 {
 	bool debug_only = in->dwarf && !in->code;
 	if (!debug_only && !s->has_bin)
 		return s->bin;
-	if (!in->dwarf || s->has_dbg || stored_has_dwarf(s->bin))
+	if (!in->dwarf || s->has_dbg || stored_has_dwarf(db, s->bin))
 		return NULL;
 	return s->dbg;
 }
 
-int srv_debuginfo_keep(const char *dir, const char *hex, int fd, const char *tmp,
-                       const void *data, size_t len, srv_debuginfo_result *res)
+int srv_debuginfo_keep(st_db *db, const char *hex, int fd, const char *tmp, const void *data,
+                       size_t len, srv_debuginfo_result *res)
 {
-	char path[4096];
 	elf_info in;
 	stored s;
+	base_err err = {0};
 	int rc = 0;
 	bool unlink_tmp = true;
 	*res = (srv_debuginfo_result){.status = 400};
-	snprintf(path, sizeof(path), "%s/%s", dir, hex);
 	if (elf_inspect(fd, &in, &res->err))
 		goto out;
 	if (in.hex[0] && strcmp(in.hex, hex)) {
@@ -155,57 +155,55 @@ int srv_debuginfo_keep(const char *dir, const char *hex, int fd, const char *tmp
 		}
 	}
 	res->status = 200;
-	if ((rc = stored_look(path, &s)))
-		goto out;
-	const char *target = put_target(&in, &s);
+	if ((rc = stored_look(db, hex, &s)))
+		goto unavailable;
+	const char *target = put_target(db, &in, &s);
 	if (!target)
 		goto out;   /* nothing to add: idempotent */
-	if (fsync(fd)) {
-		rc = -errno;
-		goto out;
-	}
-	/* RENAME_NOREPLACE: of two concurrent uploads to the same name, the
-	 * second finds the first's file; it then asks the rule again, since a
-	 * binary with DWARF that lost the race for <hex> to a stripped one
-	 * belongs in <hex>.debug. */
+	/* kept without replacing anything: of two concurrent uploads to the
+	 * same name, the second finds the first's file; it then asks the rule
+	 * again, since a binary with DWARF that lost the race for <hex> to a
+	 * stripped one belongs in <hex>.debug */
 	for (int attempt = 0;; attempt++) {
-		if (!renameat2(AT_FDCWD, tmp, AT_FDCWD, target, RENAME_NOREPLACE))
+		if (!(rc = st_file_keep(db, target, tmp, &err)))
 			break;
-		if (errno != EEXIST) {
-			rc = -errno;
+		if (rc != -EEXIST)
+			goto unavailable;
+		rc = 0;
+		if (attempt == 1)
 			goto out;
-		}
-		if (attempt == 1 || (rc = stored_look(path, &s)) || !(target = put_target(&in, &s)))
+		if ((rc = stored_look(db, hex, &s)))
+			goto unavailable;
+		if (!(target = put_target(db, &in, &s)))
 			goto out;
 	}
 	unlink_tmp = false;
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd)) {
-		rc = -errno;
-		if (dfd >= 0)
-			close(dfd);
-		goto out;
-	}
-	close(dfd);
 	res->status = 201;
 	res->stored_as = target == s.dbg ? "debug" : "binary";
+	goto out;
+unavailable:
+	if (rc == -EAGAIN) {
+		/* the store cannot be reached: the client should come back */
+		res->status = 503;
+		base_fail(&res->err, 0, "%s", err.msg[0] ? err.msg :
+		          "the store cannot be reached; try again");
+		rc = 0;
+	}
 out:
 	if (unlink_tmp)
 		unlink(tmp);
 	return rc;
 }
 
-int srv_debuginfo_look(const char *dir, const char *hex, srv_debuginfo_state *out)
+int srv_debuginfo_look(st_db *db, const char *hex, srv_debuginfo_state *out)
 {
-	char path[4096];
 	stored s;
 	int rc;
-	snprintf(path, sizeof(path), "%s/%s", dir, hex);
 	*out = (srv_debuginfo_state){0};
-	if ((rc = stored_look(path, &s)))
+	if ((rc = stored_look(db, hex, &s)))
 		return rc;
 	out->binary = s.has_bin;
 	out->debug = s.has_dbg;
-	out->dwarf = s.has_dbg || (s.has_bin && stored_has_dwarf(s.bin));
+	out->dwarf = s.has_dbg || (s.has_bin && stored_has_dwarf(db, s.bin));
 	return 0;
 }

@@ -37,7 +37,7 @@ typedef struct tried {
 } tried;
 
 struct srv_dbgd {
-	char *dir;        /* DATA_DIR/debuginfo */
+	char *dir;        /* its .debuginfod-cache/: libdebuginfod's cache */
 	int null_fd;      /* /dev/null, libdebuginfod's verbose output */
 	pthread_mutex_t mu;
 	tried *t;         /* guarded by mu */
@@ -173,14 +173,15 @@ static void settle(srv_dbgd *d, const char *hex, int rc)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* Copies src (size bytes) into a new temporary file in d->dir and keeps it. */
-static int keep(srv_dbgd *d, const char *hex, int src, uint64_t size)
+/* Copies src (size bytes) into a new temporary file in the store's file
+ * directory and keeps it in db. */
+static int keep(st_db *db, const char *hex, int src, uint64_t size)
 {
 	static atomic_uint seq;
 	char tmp[4300];
 	srv_debuginfo_result res;
 	int rc = 0;
-	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.d%u.tmp", d->dir, hex, (long)getpid(),
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.d%u.tmp", st_file_dir(db), hex, (long)getpid(),
 	         atomic_fetch_add(&seq, 1));
 	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -197,9 +198,11 @@ static int keep(srv_dbgd *d, const char *hex, int src, uint64_t size)
 		}
 	}
 	/* no fallback ID: the servers found it by a build-id note it must have */
-	if ((rc = srv_debuginfo_keep(d->dir, hex, fd, tmp, NULL, 0, &res)))
+	if ((rc = srv_debuginfo_keep(db, hex, fd, tmp, NULL, 0, &res)))
 		goto out;
-	if (res.status == 400) {
+	if (res.status == 503) {
+		rc = -EAGAIN;
+	} else if (res.status == 400) {
 		fprintf(stderr, "smolder-server: debuginfod sent an unusable file for %s: %s\n", hex,
 		        res.err.msg);
 		rc = -EINVAL;
@@ -212,7 +215,7 @@ out:
 	return rc;
 }
 
-int srv_dbgd_fetch(srv_dbgd *d, const uint8_t *bid, size_t len)
+int srv_dbgd_fetch(srv_dbgd *d, st_db *db, const uint8_t *bid, size_t len)
 {
 	char hex[2 * WIRE_MAX_BUILD_ID + 1];
 	char *path = NULL;
@@ -253,7 +256,7 @@ int srv_dbgd_fetch(srv_dbgd *d, const uint8_t *bid, size_t len)
 		rc = -EFBIG;
 		goto out;
 	}
-	rc = keep(d, hex, fd, (uint64_t)st.st_size);
+	rc = keep(db, hex, fd, (uint64_t)st.st_size);
 out:
 	if (fd >= 0)
 		close(fd);

@@ -1,6 +1,7 @@
-/* main.c - smolder-server: opens the store, serves the HTTP API on one
- * libuv loop, and runs storage maintenance (cut, retention, compaction,
- * roll-ups) in the background. Every endpoint registers its routes from
+/* main.c - smolder-server: opens the store (embedded in --data-dir, or
+ * ClickHouse with --clickhouse), serves the HTTP API on one libuv loop,
+ * and runs storage maintenance (cut, retention, compaction, roll-ups) in
+ * the background. Every endpoint registers its routes from
  * its own server/api_*.c file; this file only wires things up. */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +32,8 @@
 #define SMOLDER_VERSION "0.1.0-dev"
 #define MAINT_INTERVAL_MS_DEFAULT (30 * 1000)
 #define NS_PER_S INT64_C(1000000000)
+/* long options without a letter of their own */
+enum { OPT_CLICKHOUSE = 256, OPT_CLICKHOUSE_FILE, OPT_CLICKHOUSE_CLUSTER };
 
 typedef struct app {
 	uv_loop_t loop;
@@ -234,6 +237,42 @@ static int load_token(const char *path, char **out)
 	return rc;
 }
 
+/* --clickhouse-file: the URL list from a file (its lines, joined by
+ * commas; blank lines and lines starting with # skipped), so a password
+ * need not be on the command line, where ps shows it. The caller frees
+ * *out. Returns 0, or -errno after saying why on stderr. */
+static int load_urls(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	size_t len = 0;
+	char *list = NULL;
+	if (!f) {
+		fprintf(stderr, "smolder-server: --clickhouse-file %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strcspn(line, "\r\n");
+		line[n] = 0;
+		char *l = line + strspn(line, " \t");
+		if (!*l || *l == '#')
+			continue;
+		n = strlen(l);
+		list = srv_xrealloc(list, len + n + 2);
+		if (len)
+			list[len++] = ',';
+		memcpy(list + len, l, n + 1);
+		len += n;
+	}
+	fclose(f);
+	if (!list) {
+		fprintf(stderr, "smolder-server: --clickhouse-file %s holds no URL\n", path);
+		return -EINVAL;
+	}
+	*out = list;
+	return 0;
+}
+
 /* Sizes as "500M", "10G", "1T" (powers of 1024) or plain bytes; "0" is no
  * limit. */
 static int parse_size(const char *s, uint64_t *out)
@@ -300,10 +339,11 @@ static uint32_t raise_nofile(uint32_t want)
 }
 
 /* The one line a newcomer needs at start: where the UI is, where the
- * data is, which auth is on, and what the log will say. */
-static void startup_line(const char *addr, const char *data_dir, const char *ui_dir,
-                         const char *auth_file, const char *read_file, bool log_debug,
-                         int64_t slow_ns)
+ * data is (data_dir, or ClickHouse when data_dir is NULL), which auth is
+ * on, and what the log will say. */
+static void startup_line(const char *addr, const char *data_dir, const char *cluster,
+                         const char *ui_dir, const char *auth_file, const char *read_file,
+                         bool log_debug, int64_t slow_ns)
 {
 	char where[3 * PATH_MAX], ui[sizeof(where) + 128], data[PATH_MAX];
 	char auth[2 * PATH_MAX + 128];
@@ -311,7 +351,10 @@ static void startup_line(const char *addr, const char *data_dir, const char *ui_
 		snprintf(ui, sizeof(ui), "UI at http://%s/ (files in %s)", addr, where);
 	else
 		snprintf(ui, sizeof(ui), "no UI (looked in %s; --ui-dir DIR)", where);
-	if (!realpath(data_dir, data))
+	if (!data_dir)
+		snprintf(data, sizeof(data), "ClickHouse%s%s", cluster ? ", cluster " : "",
+		         cluster ? cluster : "");
+	else if (!realpath(data_dir, data))
 		snprintf(data, sizeof(data), "%s", data_dir);
 	if (!auth_file)
 		snprintf(auth, sizeof(auth), "auth off (no token needed; --auth-token-file to "
@@ -344,11 +387,26 @@ static void usage(FILE *f)
 	        "                      [--max-connections N] [--query-timeout DURATION]\n"
 	        "                      [--max-queries N] [--max-series N]\n"
 	        "                      [--log-level info|debug] [--slow-request DURATION]\n"
+	        "       smolder-server --clickhouse URL[,URL...] | --clickhouse-file FILE\n"
+	        "                      [--clickhouse-cluster NAME] [--data-dir DIR]\n"
+	        "                      [the options above but --max-disk and --partition]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
 	        "                       (default %s)\n"
-	        "  --data-dir DIR       where the store lives; created if missing\n"
+	        "  --data-dir DIR       where the store lives; created if missing (with\n"
+	        "                       --clickhouse: only a cache of debug-info files,\n"
+	        "                       a temporary directory when not given)\n"
+	        "  --clickhouse URL[,URL...]\n"
+	        "                       keep everything in ClickHouse instead: the HTTP\n"
+	        "                       interface of its nodes, http://[USER[:PASSWORD]@]\n"
+	        "                       HOST:PORT[/DATABASE]; with a cluster, one per shard\n"
+	        "  --clickhouse-file FILE\n"
+	        "                       the same URLs from FILE, one a line (keeps a\n"
+	        "                       password off the command line)\n"
+	        "  --clickhouse-cluster NAME\n"
+	        "                       shard the tables over this remote_servers cluster\n"
+	        "                       through Distributed tables (default: one node)\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
 	        "  --retention-rollup DUR\n"
 	        "                       delete roll-ups (sums per hour and per day that long\n"
@@ -417,6 +475,12 @@ typedef struct cfg {
 	bool log_debug;                /* --log-level debug */
 	int64_t slow_ns;               /* --slow-request */
 	st_options sopt;
+	/* --clickhouse, --clickhouse-file (read into ch_urls), --clickhouse-cluster */
+	const char *ch_arg, *ch_file;
+	char *ch_urls;
+	st_ch_options chopt;
+	bool ch;                       /* either of the first two given */
+	bool max_disk_set, partition_set;
 } cfg;
 
 /* One option's value into c; 0, or -1 after saying on stderr what is
@@ -431,6 +495,9 @@ static int parse_opt(int o, const char *arg, cfg *c)
 	case 'U': c->ui_dir = arg; break;
 	case 'A': c->auth_file = arg; break;
 	case 'R': c->read_file = arg; break;
+	case OPT_CLICKHOUSE: c->ch_arg = arg; break;
+	case OPT_CLICKHOUSE_FILE: c->ch_file = arg; break;
+	case OPT_CLICKHOUSE_CLUSTER: c->chopt.cluster = arg; break;
 	case 'r':
 		if (parse_duration(arg, &c->sopt.retention_ns))
 			bad = "retention";
@@ -444,10 +511,12 @@ static int parse_opt(int o, const char *arg, cfg *c)
 			bad = "max-disk";
 			want = ": expected a size such as 500M or 10G";
 		}
+		c->max_disk_set = c->sopt.max_block_bytes != 0;
 		break;
 	case 'p':
 		if (parse_duration(arg, &c->sopt.partition_ns) || c->sopt.partition_ns <= 0)
 			bad = "partition";
+		c->partition_set = true;
 		break;
 	case 'm':
 		if (parse_duration(arg, &c->maint_ns) || c->maint_ns <= 0)
@@ -512,6 +581,9 @@ static int parse_args(int argc, char **argv, cfg *c)
 		{"max-series", required_argument, NULL, 'S'},
 		{"log-level", required_argument, NULL, 'L'},
 		{"slow-request", required_argument, NULL, 'W'},
+		{"clickhouse", required_argument, NULL, OPT_CLICKHOUSE},
+		{"clickhouse-file", required_argument, NULL, OPT_CLICKHOUSE_FILE},
+		{"clickhouse-cluster", required_argument, NULL, OPT_CLICKHOUSE_CLUSTER},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -528,12 +600,31 @@ static int parse_args(int argc, char **argv, cfg *c)
 		if (parse_opt(o, optarg, c))
 			return 2;
 	}
-	if (optind < argc || !c->data_dir) {
+	c->ch = c->ch_arg || c->ch_file;
+	if (optind < argc || (!c->data_dir && !c->ch)) {
 		if (!c->data_dir)
-			fprintf(stderr, "smolder-server: --data-dir is required\n");
+			fprintf(stderr, "smolder-server: --data-dir is required (or --clickhouse URL)\n");
 		usage(stderr);
 		return 2;
 	}
+	if (c->ch_arg && c->ch_file) {
+		fprintf(stderr, "smolder-server: --clickhouse and --clickhouse-file are one setting; "
+		        "give one\n");
+		return 2;
+	}
+	if (c->chopt.cluster && !c->ch) {
+		fprintf(stderr, "smolder-server: --clickhouse-cluster needs --clickhouse\n");
+		return 2;
+	}
+	/* what only the embedded store has: refused rather than ignored */
+	if (c->ch && (c->max_disk_set || c->partition_set)) {
+		fprintf(stderr, "smolder-server: %s applies to the embedded store; with ClickHouse "
+		        "data is partitioned by day and kept for --retention\n",
+		        c->max_disk_set ? "--max-disk" : "--partition");
+		return 2;
+	}
+	if (c->ch_file && load_urls(c->ch_file, &c->ch_urls))
+		return 2;
 	if (c->read_file && !c->auth_file) {
 		/* a read token alone would leave ingest open while looking guarded */
 		fprintf(stderr, "smolder-server: --read-token-file needs --auth-token-file\n");
@@ -542,32 +633,64 @@ static int parse_args(int argc, char **argv, cfg *c)
 	return -1;
 }
 
-/* The store, the API's state, the symbolizer, and every route. Says on
- * stderr what failed. */
+/* The store (ClickHouse or the embedded one) and, with --debuginfod-url,
+ * the debuginfod client, whose cache goes beside the store's files.
+ * Returns 0, or the exit status after saying on stderr what failed. */
+static int open_store(app *a, cfg *c, srv_dbgd **dbgd)
+{
+	int rc;
+	base_err serr = {0};
+	char cache[4096];
+	if (c->ch) {
+		c->chopt.urls = c->ch_urls ? c->ch_urls : c->ch_arg;
+		c->chopt.retention_ns = c->sopt.retention_ns;
+		c->chopt.rollup_retention_ns = c->sopt.rollup_retention_ns;
+		c->chopt.max_series = c->sopt.max_series;
+		c->chopt.max_future_ns = c->sopt.max_future_ns;
+		if (c->data_dir) {
+			snprintf(cache, sizeof(cache), "%s/debuginfo", c->data_dir);
+			c->chopt.cache_dir = cache;
+		}
+		if ((rc = st_open_clickhouse(&c->chopt, &a->db, &serr))) {
+			fprintf(stderr, "smolder-server: cannot open the store in ClickHouse: %s\n",
+			        serr.msg[0] ? serr.msg : strerror(-rc));
+			return 1;
+		}
+	} else if ((rc = st_open(c->data_dir, &c->sopt, &a->db, &serr))) {
+		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", c->data_dir,
+		        serr.msg[0] ? serr.msg : strerror(-rc));
+		return 1;
+	}
+	/* libdebuginfod's environment, set before any thread starts (the
+	 * store starts none) */
+	if (c->debuginfod_urls &&
+	    (rc = srv_dbgd_new(c->debuginfod_urls, st_file_dir(a->db), dbgd))) {
+		fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
+		        "http(s)://HOST[:PORT][,...]\n", c->debuginfod_urls);
+		return 2;
+	}
+	return 0;
+}
+
+/* The API's state, the symbolizer, and every route. Says on stderr what
+ * failed. */
 static int open_api(app *a, const cfg *c, srv_dbgd *dbgd)
 {
 	int rc;
-	base_err serr;
-	if ((rc = st_open(c->data_dir, &c->sopt, &a->db, &serr))) {
-		fprintf(stderr, "smolder-server: cannot open the store in %s: %s\n", c->data_dir,
-		        serr.msg[0] ? serr.msg : strerror(-rc));
-		return rc;
-	}
-	if ((rc = srv_api_init(&a->api, a->db, c->data_dir))) {
-		fprintf(stderr, "smolder-server: cannot create %s/debuginfo: %s\n", c->data_dir,
-		        strerror(-rc));
+	if ((rc = srv_api_init(&a->api, a->db))) {
+		fprintf(stderr, "smolder-server: cannot set up the API: %s\n", strerror(-rc));
 		return rc;
 	}
 	a->api.query_timeout_ns = c->query_timeout_ns;
-	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s/debuginfo", c->data_dir);
-	srv_sym_opts so = {.debuginfo_dir = dir, .db = a->db, .dbgd = dbgd};
+	srv_sym_opts so = {.debuginfo_dir = st_file_dir(a->db), .db = a->db, .dbgd = dbgd};
 	a->api.dbgd = dbgd;
 	if ((rc = srv_sym_new(&so, &a->api.sym))) {
 		fprintf(stderr, "smolder-server: symbolizer: %s\n", strerror(-rc));
 		return rc;
 	}
-	a->metrics_opt = (srv_metrics_opts){.api = &a->api, .data_dir = c->data_dir,
+	a->metrics_opt = (srv_metrics_opts){.api = &a->api,
+	                                    .data_dir = c->data_dir ? c->data_dir
+	                                                            : st_file_dir(a->db),
 	                                    .version = SMOLDER_VERSION, .start_ns = a->start_ns};
 	a->status_opt = (srv_status_opts){.api = &a->api, .http = a->http, .auth = a->auth,
 	                                  .version = SMOLDER_VERSION, .start_ns = a->start_ns,
@@ -607,6 +730,7 @@ int main(int argc, char **argv)
 	         .maint_ns = (int64_t)MAINT_INTERVAL_MS_DEFAULT * 1000000,
 	         .query_timeout_ns = 30 * NS_PER_S, .slow_ns = 1000000000};
 	st_options_default(&c.sopt);
+	st_ch_options_default(&c.chopt);
 	/* --debuginfod-url: created once the flags are read, before any thread
 	 * (srv_dbgd_new sets libdebuginfod's environment); NULL when off */
 	srv_dbgd *dbgd = NULL;
@@ -616,18 +740,9 @@ int main(int argc, char **argv)
 	if (c.auth_file && (load_token(c.auth_file, &write_token) ||
 	                    (c.read_file && load_token(c.read_file, &read_token)))) {
 		free(write_token);
+		free(c.ch_urls);
 		return 2;
 	}
-	if (c.debuginfod_urls) {
-		char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/debuginfo", c.data_dir);
-		if ((rc = srv_dbgd_new(c.debuginfod_urls, dir, &dbgd))) {
-			fprintf(stderr, "smolder-server: invalid --debuginfod-url '%s': expected "
-			        "http(s)://HOST[:PORT][,...]\n", c.debuginfod_urls);
-			return 2;
-		}
-	}
-
 	/* Ingest handlers block in st_append until the group commit's fsync,
 	 * and queries can run for seconds: libuv's default of 4 pool threads
 	 * would let four slow requests stall everything else. Read at the first
@@ -663,6 +778,10 @@ int main(int argc, char **argv)
 		exit_code = 2;
 		goto out;
 	}
+	if ((rc = open_store(&a, &c, &dbgd))) {
+		exit_code = rc;
+		goto out;
+	}
 	if (open_api(&a, &c, dbgd))
 		goto out;
 	if ((rc = srv_http_listen(a.http))) {
@@ -676,7 +795,8 @@ int main(int argc, char **argv)
 	srv_http_address(a.http, addr, sizeof(addr));
 	printf("smolder-server listening on http://%s\n", addr);
 	fflush(stdout);
-	startup_line(addr, c.data_dir, c.ui_dir, c.auth_file, c.read_file, c.log_debug, c.slow_ns);
+	startup_line(addr, c.ch ? NULL : c.data_dir, c.chopt.cluster, c.ui_dir, c.auth_file,
+	             c.read_file, c.log_debug, c.slow_ns);
 
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	/* Every acknowledged batch is in the WAL already; cutting the whole
@@ -706,5 +826,6 @@ out:
 	srv_dbgd_free(dbgd);
 	free(write_token);
 	free(read_token);
+	free(c.ch_urls);
 	return exit_code;
 }

@@ -104,6 +104,7 @@ struct srv_sym {
 	mentry **mem;         /* the cached entries */
 	size_t count, mem_cap;
 	int64_t pass_after;   /* the background pass' cursor */
+	int64_t files_cursor; /* st_file_changes' */
 	srv_dbgd *dbgd;
 	atomic_uint_fast64_t st_lookups, st_mem, st_cache, st_sym, st_unknown, st_opened;
 	atomic_uint_fast64_t st_go, st_go_unsupported, st_go_malformed;
@@ -296,9 +297,18 @@ static bool loads_emptied(Elf *e)
 
 static int open_one(srv_sym *s, mod *m, int i, const char *suffix)
 {
-	char hex[2 * WIRE_MAX_BUILD_ID + 1], path[sizeof(s->dir) + sizeof(hex) + 8];
+	char hex[2 * WIRE_MAX_BUILD_ID + 1], name[sizeof(hex) + 8];
+	char path[sizeof(s->dir) + sizeof(name)];
 	base_hex(m->bid, m->bidlen, hex);
-	snprintf(path, sizeof(path), "%s/%s%s", s->dir, hex, suffix);
+	snprintf(name, sizeof(name), "%s%s", hex, suffix);
+	if (s->db) {
+		/* the store's copy: with ClickHouse, fetched to this machine once */
+		int rc = st_file_path(s->db, name, path, sizeof(path));
+		if (rc)
+			return rc == -ENOENT ? 0 : rc;
+	} else {
+		snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+	}
 	m->fd[i] = open(path, O_RDONLY | O_CLOEXEC);
 	if (m->fd[i] < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -1049,10 +1059,9 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 	return n;
 }
 
-int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
+/* Closes build ID bid's files and empties the memory cache. */
+static void forget_here(srv_sym *s, const uint8_t *bid, size_t bl)
 {
-	if (!bl || bl > WIRE_MAX_BUILD_ID)
-		return -EINVAL;
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < s->nmods; i++)
 		if (s->mods[i]->bidlen == bl && !memcmp(s->mods[i]->bid, bid, bl)) {
@@ -1066,6 +1075,13 @@ int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
 	pthread_rwlock_wrlock(&s->cmu);
 	mem_clear(s);
 	pthread_rwlock_unlock(&s->cmu);
+}
+
+int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
+{
+	if (!bl || bl > WIRE_MAX_BUILD_ID)
+		return -EINVAL;
+	forget_here(s, bid, bl);
 	int rc = s->db ? st_symbols_forget(s->db, bid, (uint32_t)bl) : 0;
 	/* after the caches are empty: a query that looks later names anew */
 	atomic_fetch_add(&s->generation, 1);
@@ -1075,6 +1091,25 @@ int srv_sym_forget(srv_sym *s, const uint8_t *bid, size_t bl)
 uint64_t srv_sym_generation(void *arg)
 {
 	return atomic_load(&((srv_sym *)arg)->generation);
+}
+
+/* A file another server kept (st_file_changes): "<hex>" or "<hex>.debug".
+ * That server forgot the stored answers; this one forgets what it has
+ * open and in memory. */
+static int on_file_changed(void *arg, const char *name)
+{
+	srv_sym *s = arg;
+	uint8_t bid[WIRE_MAX_BUILD_ID];
+	size_t n = strcspn(name, "."), bl = n / 2;
+	if (n % 2 || !bl || bl > WIRE_MAX_BUILD_ID)
+		return 0;
+	for (size_t i = 0; i < bl; i++)
+		if (sscanf(name + 2 * i, "%2hhx", &bid[i]) != 1)
+			return 0;
+	forget_here(s, bid, bl);
+	/* that server forgot the stored answers first */
+	atomic_fetch_add(&s->generation, 1);
+	return 0;
 }
 
 /* ---- background ---- */
@@ -1113,6 +1148,9 @@ int srv_sym_pass(srv_sym *s, size_t limit, size_t *done)
 	if (!s->db || !limit)
 		return 0;
 	/* look at up to 8x the limit of candidates: most may lack files */
+	/* files other servers sharing the store kept since the last pass */
+	if ((rc = st_file_changes(s->db, &s->files_cursor, on_file_changed, s)))
+		return rc;
 	todos t = {calloc(limit * 8, sizeof(todo)), 0, limit * 8};
 	if (!t.v)
 		return -ENOMEM;
@@ -1128,7 +1166,7 @@ int srv_sym_pass(srv_sym *s, size_t limit, size_t *done)
 			bool seen = i > 0 && t.v[i - 1].bl == t.v[i].bl &&
 			            !memcmp(t.v[i - 1].bid, t.v[i].bid, t.v[i].bl);
 			fetches += !seen;
-			if (srv_dbgd_fetch(s->dbgd, t.v[i].bid, t.v[i].bl) == 0) {
+			if (srv_dbgd_fetch(s->dbgd, s->db, t.v[i].bid, t.v[i].bl) == 0) {
 				srv_sym_forget(s, t.v[i].bid, t.v[i].bl);
 				k = symbolize_store(s, t.v[i].loc, t.v[i].bid, t.v[i].bl, t.v[i].off, NULL,
 				                    0, NULL, &absent);

@@ -1,12 +1,14 @@
 /* batch.c - what makes a batch acceptable, the stable IDs of series and
  * stacks, and the canonical encoding a batch has inside a WAL record.
- * No I/O and no locking here. */
+ * No I/O and no locking here; the one clock read is the future-row limit. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "base/clock.h"
 #include "base/text.h"
 #include "storage/st_int.h"
 #include "wire/wire.h"   /* header only: the stack-ID normal form */
@@ -589,4 +591,23 @@ out:
 	free(frames);
 	free(c.arena);
 	return rc;
+}
+
+/* Rows dated more than max_future_ns past this server's clock are refused:
+ * one row in the year 2100 kept its partition in the embedded store's head
+ * forever, pinned every WAL segment after it and made a block retention
+ * never deletes (in ClickHouse, a day partition retention never drops). */
+int st__batch_check_future(const st_batch *b, int64_t max_future_ns, base_err *err)
+{
+	if (!max_future_ns)
+		return 0;
+	int64_t now = base_realtime_ns(), limit = now + max_future_ns;
+	for (uint32_t i = 0; i < b->nsamples; i++)
+		if (b->samples[i].ts_ns > limit)
+			return base_fail(err, -EINVAL, "sample %u is dated %" PRId64 " ns, %" PRId64
+			                " s ahead of this server's clock (the limit is %" PRId64 " s): "
+			                "check the sender's clock", i, b->samples[i].ts_ns,
+			                (b->samples[i].ts_ns - now) / 1000000000,
+			                max_future_ns / 1000000000);
+	return 0;
 }

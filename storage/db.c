@@ -458,6 +458,9 @@ static int open_rollups(st_db *db, base_err *err)
 	return rc;
 }
 
+static const st__ops emb_ops;
+static void emb_close(st_db *db);
+
 int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 {
 	int rc;
@@ -467,6 +470,7 @@ int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 	st_db *db = calloc(1, sizeof(*db));
 	if (!db)
 		return -ENOMEM;
+	db->h.ops = &emb_ops;
 	db->lock_fd = -1;
 	pthread_mutex_init(&db->append_mu, NULL);
 	pthread_mutex_init(&db->maint_mu, NULL);
@@ -489,8 +493,10 @@ int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 	}
 	snprintf(db->dir, sizeof(db->dir), "%s", dir);
 	snprintf(db->blocks_dir, sizeof(db->blocks_dir), "%s/blocks", dir);
-	if ((rc = st__mkdir_p(db->blocks_dir))) {
-		base_fail(err, rc, "creating %s: %s", db->blocks_dir, strerror(-rc));
+	snprintf(db->files_dir, sizeof(db->files_dir), "%s/debuginfo", dir);
+	const char *mk = db->blocks_dir;
+	if ((rc = st__mkdir_p(mk)) || (rc = st__mkdir_p(mk = db->files_dir))) {
+		base_fail(err, rc, "creating %s: %s", mk, strerror(-rc));
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/LOCK", dir);
@@ -568,11 +574,11 @@ int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 	*out = db;
 	return 0;
 out:
-	st_close(db);
+	emb_close(db);
 	return rc;
 }
 
-void st_close(st_db *db)
+static void emb_close(st_db *db)
 {
 	if (!db)
 		return;
@@ -603,12 +609,12 @@ void st_close(st_db *db)
 	free(db);
 }
 
-bool st_head_full(st_db *db)
+static bool emb_head_full(st_db *db)
 {
 	return __atomic_load_n(&db->head_rows, __ATOMIC_RELAXED) > db->opt.head_max_rows;
 }
 
-void st_get_stats(st_db *db, st_stats *o)
+static void emb_get_stats(st_db *db, st_stats *o)
 {
 	memset(o, 0, sizeof(*o));
 	pthread_rwlock_rdlock(&db->rw);
@@ -631,3 +637,70 @@ void st_get_stats(st_db *db, st_stats *o)
 	st__wal_counters(db->wal, &o->wal_records, &o->wal_syncs, &o->wal_sync_ns);
 	pthread_mutex_unlock(&db->append_mu);
 }
+
+/* ---- debug-info files: DIR/debuginfo ---- */
+
+static const char *emb_file_dir(st_db *db)
+{
+	return db->files_dir;
+}
+
+static int emb_file_keep(st_db *db, const char *name, const char *path, base_err *err)
+{
+	int rc = st__dir_keep(db->files_dir, name, path);
+	if (rc && rc != -EEXIST)
+		base_fail(err, rc, "keeping %s/%s: %s", db->files_dir, name, strerror(-rc));
+	return rc;
+}
+
+static int emb_file_path(st_db *db, const char *name, char *path, size_t size)
+{
+	struct stat st;
+	if ((size_t)snprintf(path, size, "%s/%s", db->files_dir, name) >= size)
+		return -ENAMETOOLONG;
+	return stat(path, &st) ? -errno : 0;
+}
+
+static int emb_file_exists(st_db *db, const char *name)
+{
+	char path[sizeof(db->files_dir) + 256];
+	int rc = emb_file_path(db, name, path, sizeof(path));
+	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
+static int emb_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg)
+{
+	(void)db, (void)cursor, (void)fn, (void)arg;
+	return 0;
+}
+
+static const st__ops emb_ops = {
+	.name = "embedded",
+	.close = emb_close,
+	.append = st__emb_append,
+	.cut = st__emb_cut,
+	.head_full = emb_head_full,
+	.retention = st__emb_retention,
+	.compact = st__emb_compact,
+	.select = st__emb_select,
+	.series_labels = st__emb_series_labels,
+	.rows = st__emb_rows,
+	.merge_spans = st__emb_merge_spans,
+	.series_steps_spans = st__emb_series_steps_spans,
+	.rollup_steps = st__emb_rollup_steps,
+	.rollup_spans = st__emb_rollup_spans,
+	.rollup = st__emb_rollup,
+	.stack_frames = st__emb_stack_frames,
+	.stacks_locations = st__emb_stacks_locations,
+	.locations = st__emb_locations,
+	.symbols_get = st__emb_symbols_get,
+	.symbols_put = st__emb_symbols_put,
+	.symbols_forget = st__emb_symbols_forget,
+	.symbols_missing = st__emb_symbols_missing,
+	.file_dir = emb_file_dir,
+	.file_keep = emb_file_keep,
+	.file_exists = emb_file_exists,
+	.file_path = emb_file_path,
+	.file_changes = emb_file_changes,
+	.get_stats = emb_get_stats,
+};

@@ -28,6 +28,7 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/map.h"
+#include "storage/backend.h"
 #include "storage/meta.h"
 #include "storage/postings.h"
 #include "storage/rollup.h"
@@ -81,8 +82,11 @@ typedef struct covers {
 	size_t n, cap;
 } covers;
 
+/* The embedded store's handle (backend.h: the operations table first). */
 struct st_db {
+	st__handle h;
 	char dir[PATH_MAX];
+	char files_dir[PATH_MAX + 16];   /* dir/debuginfo: st_file_* */
 	char blocks_dir[PATH_MAX + 8];
 	st_options opt;
 	int lock_fd;
@@ -100,7 +104,7 @@ struct st_db {
 
 	hpart **parts;
 	size_t nparts, parts_cap;
-	uint64_t head_rows;    /* written under rw, read by st_head_full() without */
+	uint64_t head_rows;    /* written under rw, read by st__emb_head_full() without */
 
 	blk **blocks;
 	size_t nblocks, blocks_cap;
@@ -113,20 +117,6 @@ struct st_db {
 	uint64_t replayed, torn_bytes;
 	bool replaying;
 	atomic_bool compact_halted;  /* a result block could not be taken back */
-};
-
-struct st_selection {
-	uint64_t *ids;        /* ascending */
-	size_t n;
-	base_map map;          /* id -> position */
-	uint8_t *gbits;       /* by registry index, for the head */
-	uint32_t gbits_n;
-	int64_t deadline_ns;  /* CLOCK_MONOTONIC; 0: none */
-	/* chunks reads over this selection skipped as damaged. Reads take the
-	 * selection const (it is their input); this counter is their one
-	 * output through it, so it is atomic and written through a cast (the
-	 * object itself is heap memory, never const). */
-	atomic_uint_fast64_t damaged;
 };
 
 static inline int64_t st__part_of(const st_db *db, int64_t ts)
@@ -179,12 +169,6 @@ int st__head_apply(st_db *db, const st_batch *b, const uint64_t *series_ids,
 
 /* ---- selections (select.c) ---- */
 
-/* -ETIMEDOUT once the deadline (CLOCK_MONOTONIC; 0: none) has passed. */
-static inline int st__past(int64_t deadline_ns)
-{
-	return deadline_ns && base_monotonic_ns() >= deadline_ns ? -ETIMEDOUT : 0;
-}
-
 static inline bool st__sel_has(const st_selection *s, uint64_t id)
 {
 	return base_map_get(&s->map, id) != BASE_MAP_NONE;
@@ -196,5 +180,40 @@ void st__sel_note_damaged(const st_selection *s);
 
 /* References on the blocks overlapping [from, to); caller holds rw. */
 blk **st__snapshot_blocks(st_db *db, int64_t from, int64_t to, size_t *n);
+
+/* ---- the embedded store's operations (backend.h), by file ---- */
+
+/* head.c */
+int st__emb_append(st_db *db, const st_batch *b, base_err *err);
+int st__emb_cut(st_db *db, int64_t now_ns, int force);
+/* maint.c */
+int st__emb_retention(st_db *db, int64_t now_ns);
+int st__emb_compact(st_db *db);
+int st__emb_rollup(st_db *db, int64_t now_ns);
+/* select.c */
+int st__emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                   int64_t deadline_ns, st_selection **out, base_err *err);
+int st__emb_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n);
+/* read.c */
+int st__emb_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n);
+int st__emb_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
+                             uint32_t **offs);
+int st__emb_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out);
+int st__emb_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg);
+int st__emb_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n);
+int st__emb_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len);
+int st__emb_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
+                            void *arg);
+int st__emb_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                        st_stack_sum **out, size_t *nout, base_err *err);
+int st__emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to, st_row_fn fn,
+                 void *arg);
+int st__emb_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp,
+                               size_t nsp, int64_t origin, int64_t step, size_t nsteps,
+                               const uint32_t *group, int64_t *acc, uint8_t *has,
+                               base_err *err);
+size_t st__emb_rollup_steps(st_db *db, int64_t *steps, size_t max);
+int st__emb_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
+                         size_t *n);
 
 #endif

@@ -160,24 +160,6 @@ static int check_series_limit(st_db *db, const st_batch *b, const uint64_t *ids,
 	return rc;
 }
 
-/* Rows dated more than max_future_ns past this server's clock are refused:
- * one row in the year 2100 kept its partition in the head forever, pinned
- * every WAL segment after it and made a block retention never deletes. */
-static int check_future(const st_db *db, const st_batch *b, base_err *err)
-{
-	if (!db->opt.max_future_ns)
-		return 0;
-	int64_t now = base_realtime_ns(), limit = now + db->opt.max_future_ns;
-	for (uint32_t i = 0; i < b->nsamples; i++)
-		if (b->samples[i].ts_ns > limit)
-			return base_fail(err, -EINVAL, "sample %u is dated %" PRId64 " ns, %" PRId64
-			                " s ahead of this server's clock (the limit is %" PRId64 " s): "
-			                "check the sender's clock", i, b->samples[i].ts_ns,
-			                (b->samples[i].ts_ns - now) / 1000000000,
-			                db->opt.max_future_ns / 1000000000);
-	return 0;
-}
-
 /* Every sample must name a stack that is in the batch or already stored:
  * a stack ID alone cannot be turned back into frames. Fills kidx with each
  * sample's registry index, BASE_MAP_NONE for stacks this batch introduces
@@ -220,7 +202,7 @@ int st__head_check_stacks(st_db *db, const st_batch *b, uint32_t *kidx, base_err
 	return rc;
 }
 
-int st_append(st_db *db, const st_batch *b, base_err *err)
+int st__emb_append(st_db *db, const st_batch *b, base_err *err)
 {
 	int rc;
 	uint64_t lsn = 0;
@@ -236,7 +218,7 @@ int st_append(st_db *db, const st_batch *b, base_err *err)
 		err->msg[0] = 0;
 	rc = st__batch_validate(b, ids, err);
 	if (!rc)
-		rc = check_future(db, b, err);
+		rc = st__batch_check_future(b, db->opt.max_future_ns, err);
 	if (rc)
 		goto out;
 	rc = st__batch_encode(b, ids, &payload);
@@ -383,7 +365,7 @@ static int cut_part(st_db *db, hpart *h, uint64_t lsn, const uint64_t *sids, uin
 	return 0;
 }
 
-int st_cut(st_db *db, int64_t now_ns, int force)
+int st__emb_cut(st_db *db, int64_t now_ns, int force)
 {
 	int rc = 0;
 	hpart **todo = NULL;

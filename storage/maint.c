@@ -53,7 +53,7 @@ static int raise_raw_floor(st_db *db, int64_t floor)
 
 static int block_retention(st_db *db, int64_t now_ns);
 
-int st_retention(st_db *db, int64_t now_ns)
+int st__emb_retention(st_db *db, int64_t now_ns)
 {
 	int rc = block_retention(db, now_ns);
 	int rc2 = rollup_retention(db, now_ns);
@@ -184,7 +184,7 @@ static void blk_check(blk *k)
 	st__chunk_rows_free(&cr);
 }
 
-int st_compact(st_db *db)
+int st__emb_compact(st_db *db)
 {
 	int rc = 0;
 	if (atomic_load(&db->compact_halted))
@@ -338,7 +338,7 @@ static int cmp_i64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int st_rollup(st_db *db, int64_t now)
+int st__emb_rollup(st_db *db, int64_t now)
 {
 	int rc = 0;
 	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns

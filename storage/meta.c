@@ -797,9 +797,7 @@ int st__meta_stacks_locations(st__meta *m, const uint64_t *ids, size_t n,
 	return 0;
 }
 
-/* Copies n separately allocated frame infos into one allocation: the
- * array, then every frame's strings and build ID. */
-static int pack_frames(st_frame_info *const *one, size_t n, st_frame_info **out)
+int st__frames_pack(st_frame_info *const *one, size_t n, st_frame_info **out)
 {
 	size_t bytes = 0;
 	for (size_t i = 0; i < n; i++)
@@ -853,7 +851,7 @@ int st__meta_locations(st__meta *m, const int64_t *ids, size_t n, st_frame_info 
 	}
 	read_end(m);
 	if (!rc)
-		rc = pack_frames(one, n, out);
+		rc = st__frames_pack(one, n, out);
 	for (size_t i = 0; i < got; i++)
 		free(one[i]);
 	free(one);
@@ -877,7 +875,7 @@ int st__meta_stack_frames(st__meta *m, uint64_t id, st_frame_info **out, size_t 
 	pthread_mutex_unlock(&m->r_mu);
 	if (rc)
 		goto out;
-	if (!(rc = pack_frames(fl, nf, out)))
+	if (!(rc = st__frames_pack(fl, nf, out)))
 		*n = nf;
 out:
 	for (size_t i = 0; i < got; i++)

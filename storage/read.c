@@ -12,43 +12,40 @@
 #include "base/buf.h"
 #include "storage/db_int.h"
 
-int st_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
+int st__emb_stack_frames(st_db *db, uint64_t id, st_frame_info **out, size_t *n)
 {
 	return st__meta_stack_frames(db->meta, id, out, n);
 }
 
-int st_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
-                        uint32_t **offs)
+int st__emb_stacks_locations(st_db *db, const uint64_t *ids, size_t n, int64_t **locs,
+                             uint32_t **offs)
 {
 	return st__meta_stacks_locations(db->meta, ids, n, locs, offs);
 }
 
-int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
+int st__emb_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn,
+                        void *arg)
 {
 	return st__meta_symbols_get(db->meta, ids, n, fn, arg);
 }
 
-int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)
+int st__emb_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)
 {
-	if (n == 0 || n > ST_MAX_INLINE || !syms)
-		return -EINVAL;
 	return st__meta_symbols_put(db->meta, location_id, syms, n);
 }
 
-int st_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
+int st__emb_symbols_forget(st_db *db, const uint8_t *build_id, uint32_t build_id_len)
 {
-	if (!build_id || !build_id_len || build_id_len > ST_MAX_BUILD_ID_LEN)
-		return -EINVAL;
 	return st__meta_symbols_forget(db->meta, build_id, build_id_len);
 }
 
-int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
-                       void *arg)
+int st__emb_symbols_missing(st_db *db, int64_t after_id, size_t limit,
+                            st_unsymbolized_fn fn, void *arg)
 {
 	return st__meta_symbols_missing(db->meta, after_id, limit, fn, arg);
 }
 
-int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
+int st__emb_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
 {
 	return st__meta_locations(db->meta, ids, n, out);
 }
@@ -493,15 +490,13 @@ unlock:
 	return rc;
 }
 
-int st_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
-                   st_stack_sum **out, size_t *nout, base_err *err)
+int st__emb_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
+                        st_stack_sum **out, size_t *nout, base_err *err)
 {
 	sums s = {0};
 	int rc = base_map_init(&s.map, 4096);
 	if (rc)
 		return rc;
-	if (err)
-		err->msg[0] = 0;
 	reader rd = {.sel = sel, .s = &s, .err = err};
 	rc = read_plan(db, &rd, sp, nsp);
 	if (!rc) {
@@ -514,13 +509,6 @@ int st_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t
 	free(s.v);
 	base_map_free(&s.map);
 	return rc;
-}
-
-int st_merge(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-             st_stack_sum **out, size_t *nout)
-{
-	st_span raw = {0, from, to};
-	return st_merge_spans(db, sel, &raw, 1, out, nout, NULL);
 }
 
 typedef struct rows_arg {
@@ -544,8 +532,8 @@ static int rows_chunk(void *arg, const st__block *b, const st__chunk_rows *r,
 	return 0;
 }
 
-int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-            st_row_fn fn, void *arg)
+int st__emb_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
+                 st_row_fn fn, void *arg)
 {
 	int rc = 0;
 	size_t nb = 0, nh = 0, hcap = 0;
@@ -587,31 +575,19 @@ int st_rows(st_db *db, const st_selection *sel, int64_t from, int64_t to,
 
 /* ---- the timeline: sums per (group, step) ---- */
 
-int st_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
-                          int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                          int64_t *acc, uint8_t *has, base_err *err)
+int st__emb_series_steps_spans(st_db *db, const st_selection *sel, const st_span *sp,
+                               size_t nsp, int64_t origin, int64_t step, size_t nsteps,
+                               const uint32_t *group, int64_t *acc, uint8_t *has,
+                               base_err *err)
 {
-	if (step <= 0)
-		return -EINVAL;
-	if (err)
-		err->msg[0] = 0;
 	reader rd = {.sel = sel, .steps = true, .origin = origin, .step = step, .nsteps = nsteps,
 	             .group = group, .acc = acc, .has = has, .err = err};
 	return read_plan(db, &rd, sp, nsp);
 }
 
-int st_series_steps(st_db *db, const st_selection *sel, int64_t from, int64_t to,
-                    int64_t origin, int64_t step, size_t nsteps, const uint32_t *group,
-                    int64_t *acc, uint8_t *has)
-{
-	st_span raw = {0, from < origin ? origin : from, to};
-	return st_series_steps_spans(db, sel, &raw, 1, origin, step, nsteps, group, acc, has,
-	                             NULL);
-}
-
 /* ---- roll-ups ---- */
 
-size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
+size_t st__emb_rollup_steps(st_db *db, int64_t *steps, size_t max)
 {
 	size_t n = st__ru_nlevels(db->ru);
 	for (size_t i = 0; i < n && i < max; i++)
@@ -619,8 +595,8 @@ size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
 	return n;
 }
 
-int st_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
-                    size_t *n)
+int st__emb_rollup_spans(st_db *db, int64_t step, int64_t from, int64_t to, st_span **out,
+                         size_t *n)
 {
 	pthread_rwlock_rdlock(&db->rw);
 	int rc = st__ru_spans(db->ru, step, from, to, out, n);

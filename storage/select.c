@@ -14,28 +14,13 @@
 #include "base/clock.h"
 #include "storage/db_int.h"
 
-/* ---- selection ---- */
+/* ---- selection (the struct is backend.h's) ---- */
 
-
-void st_selection_free(st_selection *s)
-{
-	if (!s)
-		return;
-	free(s->ids);
-	free(s->gbits);
-	base_map_free(&s->map);
-	free(s);
-}
-
-size_t st_selection_count(const st_selection *s) { return s->n; }
-uint64_t st_selection_damaged(const st_selection *s) { return atomic_load(&((st_selection *)s)->damaged); }
-
+/* chunks a read over s left out as damaged (st_selection_damaged) */
 void st__sel_note_damaged(const st_selection *s)
 {
 	atomic_fetch_add(&((st_selection *)s)->damaged, 1);
 }
-
-uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
 
 /* What one regex evaluation may spend. PCRE2's defaults (ten million
  * match steps, 20 MB of backtracking heap) let a single value take about
@@ -46,7 +31,7 @@ uint64_t st_selection_id(const st_selection *s, size_t i) { return s->ids[i]; }
 #define RE_MATCH_LIMIT 100000
 #define RE_HEAP_LIMIT_KIB 4096
 
-typedef struct cmatch {
+struct st__match {
 	const st_matcher *m;
 	pcre2_code *re;
 	pcre2_match_data *md;
@@ -58,7 +43,8 @@ typedef struct cmatch {
 	const char **memo_v;
 	size_t memo_n, memo_cap;
 	bool used;              /* candidates() took its = list */
-} cmatch;
+};
+typedef st__match cmatch;
 
 /* 1 when v passes c, 0 when not, or -EINVAL with err when the regex ran
  * out of its budget on v (PCRE2 said neither match nor no match: taking
@@ -81,6 +67,11 @@ static int cm_test(const cmatch *c, const char *v, base_err *err)
 		                strlen(v) > 40 ? "..." : "", (const char *)msg);
 	}
 	}
+}
+
+int st__match_nth(const st__match *cm, size_t i, const char *v, base_err *err)
+{
+	return cm_test(&cm[i], v, err);
 }
 
 /* cm_test through the matcher's memo: equal values are matched once.
@@ -269,33 +260,24 @@ static int re_candidates(st_db *db, const revals *rv, cands *c, bool *have)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+void st__match_free(st__match *cm, size_t nm)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	for (size_t i = 0; cm && i < nm; i++) {
+		pcre2_match_data_free(cm[i].md);
+		pcre2_match_context_free(cm[i].mc);
+		pcre2_code_free(cm[i].re);
+		base_map_free(&cm[i].memo);
+		free(cm[i].memo_v);
+	}
+	free(cm);
 }
 
-int st_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-              st_selection **out, base_err *err)
-{
-	return st_select_until(db, m, nm, from, to, 0, out, err);
-}
-
-int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
-                    int64_t deadline_ns, st_selection **out, base_err *err)
+int st__match_compile(const st_matcher *m, size_t nm, st__match **out, base_err *err)
 {
 	int rc = 0;
 	cmatch *cm = calloc(nm + 1, sizeof(*cm));
-	st_selection *sel = calloc(1, sizeof(*sel));
-	cands c = {0};
-	revals *rv = NULL;
-	bool have_cand = false, *by_post = NULL;
-	if (err)
-		err->msg[0] = 0;
-	if (!cm || !sel) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (!cm)
+		return -ENOMEM;
 	for (size_t i = 0; i < nm; i++) {
 		cm[i].m = &m[i];
 		if (!m[i].name || !m[i].value || m[i].op > ST_MATCH_NRE) {
@@ -331,6 +313,30 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 			pcre2_set_heap_limit(cm[i].mc, RE_HEAP_LIMIT_KIB);
 		}
 	}
+out:
+	if (rc) {
+		st__match_free(cm, nm);
+		cm = NULL;
+	}
+	*out = cm;
+	return rc;
+}
+
+int st__emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int64_t to,
+                   int64_t deadline_ns, st_selection **out, base_err *err)
+{
+	int rc = 0;
+	cmatch *cm = NULL;
+	st_selection *sel = calloc(1, sizeof(*sel));
+	cands c = {0};
+	revals *rv = NULL;
+	bool have_cand = false, *by_post = NULL;
+	if (!sel) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = st__match_compile(m, nm, &cm, err)))
+		goto out;
 	/* which matchers the postings answer: = and =~ that cannot match a
 	 * missing label (""); the rest (!=, !~, and those that pass "") are
 	 * tested per candidate series */
@@ -403,22 +409,16 @@ int st_select_until(st_db *db, const st_matcher *m, size_t nm, int64_t from, int
 	pthread_rwlock_unlock(&db->rw);
 	if (rc)
 		goto out;
-	qsort(sel->ids, sel->n, sizeof(*sel->ids), cmp_u64);
-	if ((rc = base_map_init(&sel->map, sel->n)))
+	/* sorted and indexed as the other backend's selections are; the
+	 * registry bits and the deadline stay on it */
+	uint64_t *ids = sel->ids;
+	sel->ids = NULL;
+	if ((rc = st__selection_index(sel, ids, sel->n)))
 		goto out;
-	for (size_t i = 0; i < sel->n; i++)
-		base_map_put(&sel->map, sel->ids[i], (uint32_t)i);
 	*out = sel;
 	sel = NULL;
 out:
-	for (size_t i = 0; cm && i < nm; i++) {
-		pcre2_match_data_free(cm[i].md);
-		pcre2_match_context_free(cm[i].mc);
-		pcre2_code_free(cm[i].re);
-		base_map_free(&cm[i].memo);
-		free(cm[i].memo_v);
-	}
-	free(cm);
+	st__match_free(cm, nm);
 	free(by_post);
 	for (size_t i = 0; rv && i < nm; i++) {
 		free(rv[i].v);
@@ -430,7 +430,7 @@ out:
 	return rc;
 }
 
-int st_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
+int st__emb_series_labels(st_db *db, uint64_t id, st_label **out, size_t *n)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&db->rw);

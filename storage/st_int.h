@@ -126,6 +126,10 @@ typedef struct st__dbatch {
  * st_stack_hash(). */
 int st__batch_validate(const st_batch *b, uint64_t *series_ids, base_err *err);
 
+/* -EINVAL with err when a sample is dated more than max_future_ns (0: no
+ * limit) past the clock. */
+int st__batch_check_future(const st_batch *b, int64_t max_future_ns, base_err *err);
+
 /* Appends the canonical encoding of b (labels sorted) to out. */
 int st__batch_encode(const st_batch *b, const uint64_t *series_ids, base_buf *out);
 
@@ -148,6 +152,11 @@ static inline bool st__frame_has_source(const st_frame *f)
 /* Copies n (<= ST_MAX_LABELS) labels into out sorted by name: the
  * canonical order series are stored and hashed in. */
 void st__labels_sorted(const st_label *in, uint32_t n, st_label *out);
+
+/* Copies n separately allocated frame infos into one allocation (*out,
+ * freed with free()): the array, then every frame's strings and build ID,
+ * the shape st_locations() and st_stack_frames() return (meta.c). */
+int st__frames_pack(st_frame_info *const *one, size_t n, st_frame_info **out);
 
 /* ---- WAL ---- */
 

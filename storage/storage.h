@@ -1,9 +1,20 @@
-/* storage.h - Smolder's sample store: a checksummed write-ahead log, an
+/* storage.h - Smolder's sample store, behind one interface with two
+ * backends: the embedded store (a checksummed write-ahead log, an
  * in-memory head, immutable time-partitioned lz4 column blocks, and SQLite
- * for metadata (series and their labels, stacks, objects, locations, symbols).
+ * for metadata: series and their labels, stacks, objects, locations,
+ * symbols, and a directory of debug-info files), opened by st_open(); and
+ * ClickHouse (the same data in tables of a ClickHouse server or cluster,
+ * so any number of servers share it), opened by st_open_clickhouse().
+ * Everything else is the same call on either; docs/architecture.md says
+ * where their behaviour differs.
  *
  * This header is the whole contract the server and query engine may use.
- * It knows nothing of HTTP, the wire protocol or symbolization. */
+ * It knows nothing of HTTP, the wire protocol or symbolization.
+ *
+ * -EAGAIN, with err where the function takes one, means the store cannot
+ * be reached or refused for now (ClickHouse down, a shard stopped, a
+ * timeout): nothing was stored and the same call may pass later. Only the
+ * ClickHouse backend returns it. */
 #ifndef SMOLDER_STORAGE_H
 #define SMOLDER_STORAGE_H
 
@@ -210,6 +221,15 @@ typedef struct st_stats {
 	uint64_t stacks;
 	uint64_t replayed_records;  /* WAL records replayed at open */
 	uint64_t torn_bytes;        /* bytes of torn WAL tail dropped at open */
+	/* ClickHouse only (0 in the embedded store), since open; series and
+	 * stacks above are those this server knows to be stored */
+	uint64_t remote_inserts;        /* inserts of sample rows */
+	uint64_t remote_insert_rows;    /* rows they carried */
+	uint64_t remote_insert_batches; /* batches grouped into them */
+	uint64_t remote_dedup_rows;     /* rows of a batch sent again, stored once */
+	uint64_t remote_failures;       /* requests that failed */
+	uint64_t remote_reads[1 + ST_MAX_ROLLUPS]; /* queries of sample sums: [0] raw
+	                                 * rows, [1 + i] roll-up level i */
 	/* rows decoded by reads since open: [0] raw rows (blocks and head),
 	 * [1 + i] the roll-up level with step rollup_steps_ns[i] */
 	uint64_t rows_read[1 + ST_MAX_ROLLUPS];
@@ -253,6 +273,48 @@ void st_options_default(st_options *opt);
  * last segment is dropped, any other corruption fails with -EBADMSG.
  * opt may be NULL for defaults. Close with st_close(). */
 int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err);
+
+/* ClickHouse as the store (docs/architecture.md, "Two backends"). */
+typedef struct st_ch_options {
+	/* HTTP interfaces of ClickHouse nodes, comma-separated:
+	 * http[s]://[user[:password]@]host:port[/database]. The first that
+	 * answers takes reads and inserts; with a cluster, every shard's node
+	 * must be listed (ClickHouse without ZooKeeper has no ON CLUSTER, so
+	 * the store creates each shard's tables and drops their old
+	 * partitions itself). Database "default" when the URL names none. */
+	const char *urls;
+	/* A remote_servers cluster: tables are sharded through Distributed
+	 * tables over it. NULL: one node, plain tables. */
+	const char *cluster;
+	/* Where local copies of debug-info files go (st_file_path). */
+	const char *cache_dir;
+	int64_t retention_ns;      /* drop day partitions older; 0 keeps all */
+	/* the roll-up level's (sums per hour, made at insert by a
+	 * materialized view): drop day partitions older; default 90 d, 0
+	 * keeps all */
+	int64_t rollup_retention_ns;
+	int64_t timeout_ns;        /* per ClickHouse request; default 30 s */
+	uint32_t max_group_rows;   /* concurrent appends grouped into one insert
+	                            * up to this many rows; default 1 M */
+	int64_t max_future_ns;     /* as st_options'; default 10 min, 0 no limit */
+	/* refuse batches whose new series would pass this many in ClickHouse;
+	 * default 1 M, 0 none. Checked against a count at most 10 s old plus
+	 * this server's own since, so servers sharing the store may together
+	 * pass it by what they add in that time */
+	uint64_t max_series;
+} st_ch_options;
+
+/* Fills opt with the defaults above (urls, cluster and cache_dir NULL). */
+void st_ch_options_default(st_ch_options *opt);
+
+/* Opens the store in ClickHouse: checks every node's version (18.16 or
+ * later) and the schema version its tables were created with, refusing a
+ * mismatch with err saying which; creates the tables that are missing.
+ * -EAGAIN with err when a node cannot be reached. Close with st_close(). */
+int st_open_clickhouse(const st_ch_options *opt, st_db **out, base_err *err);
+
+/* Which backend db is: "embedded" or "clickhouse". */
+const char *st_backend_name(st_db *db);
 
 /* Flushes nothing (everything acknowledged is already in the WAL) and frees.
  * Accepts NULL. */
@@ -450,6 +512,38 @@ typedef int (*st_unsymbolized_fn)(void *arg, int64_t location_id, const uint8_t 
                                   uint32_t build_id_len, uint64_t offset);
 int st_symbols_missing(st_db *db, int64_t after_id, size_t limit, st_unsymbolized_fn fn,
                        void *arg);
+
+/* ---- debug-info files ----
+ * Whole files kept by name for the server (its debug info, "<hex>" and
+ * "<hex>.debug"), each kept once and never replaced. Names are 1..200
+ * bytes of [0-9A-Za-z._-] not starting with a dot. The embedded store
+ * keeps them in DIR/debuginfo; ClickHouse in its debuginfo table, with a
+ * local copy under st_ch_options.cache_dir for readers that want a path. */
+
+/* A directory on this machine for the caller's temporary files (names
+ * starting with a dot), written before st_file_keep(). */
+const char *st_file_dir(st_db *db);
+
+/* Keeps the file at path (a temporary file in st_file_dir()) as name.
+ * Returns 0 (path is then gone: moved into the store), -EEXIST when name
+ * is kept already (path is left to the caller), -EAGAIN with err when the
+ * store cannot be reached, or another -errno. Durable when it returns. */
+int st_file_keep(st_db *db, const char *name, const char *path, base_err *err);
+
+/* 1 when name is kept, 0 when not, or a negative errno. */
+int st_file_exists(st_db *db, const char *name);
+
+/* Writes into path[0..size) the path of a local copy of name (the file
+ * itself in the embedded store; a copy fetched from ClickHouse once).
+ * -ENOENT when name is not kept. */
+int st_file_path(st_db *db, const char *name, char *path, size_t size);
+
+/* Files kept by any server since *cursor (0 at first; an opaque position
+ * that the call advances): fn(arg, name) for each, for callers that cache
+ * what they read from older files. A name may come more than once. The
+ * embedded store, which only its own process writes, reports none. */
+typedef int (*st_file_fn)(void *arg, const char *name);
+int st_file_changes(st_db *db, int64_t *cursor, st_file_fn fn, void *arg);
 
 void st_get_stats(st_db *db, st_stats *out);
 

@@ -9,8 +9,12 @@
 # that this host's processes are sampled, stored and queryable, that the
 # server runs unprivileged and its data outlives a restart, and that
 # `down` leaves no BPF program behind. Everything it started is removed on
-# any exit. A Debian archive out of reach is a loud skip; any other
-# failure fails.
+# any exit. Then the same again with docker-compose.clickhouse.yml over
+# them (README, "More than one machine"): ClickHouse from Debian's package
+# in a third container, whose loopback ports 8123, 9000 and 9009 must be
+# free, as the server's store, which its status must say; the server's
+# image is the one built before. A Debian archive out of reach is a loud
+# skip; any other failure fails.
 set -u
 cd "$(dirname "$0")/../.."
 here=tests/compose
@@ -36,6 +40,15 @@ ok() {
 	checks=$((checks + 1))
 	echo "ok $checks - $*"
 }
+# healthy CONTAINER WHEN: waits up to 60 s for its health check to pass
+healthy() {
+	i=0
+	until [ "$(docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; do
+		i=$((i + 1))
+		[ "$i" -le 120 ] || fail "server not healthy within 60 s$2"
+		sleep 0.5
+	done
+}
 
 [ "$(id -u)" = 0 ] || skip "needs root to run the Docker engine and the agent (uid $(id -u))"
 [ -r /sys/kernel/btf/vmlinux ] || skip "the agent needs /sys/kernel/btf/vmlinux, which this kernel lacks"
@@ -46,11 +59,12 @@ compose=""
 busy_pid=""
 project=smoldertest$$
 export SMOLDER_IMAGE="smolder:test$$"
+export SMOLDER_CH_IMAGE="smolder-clickhouse:test$$"
 cleanup() {
 	[ -n "$busy_pid" ] && kill -KILL "$busy_pid" 2>/dev/null
 	if [ -n "$compose" ]; then
 		$compose down -v --remove-orphans -t 20 >/dev/null 2>&1 || true
-		docker image rm -f "$SMOLDER_IMAGE" >/dev/null 2>&1 || true
+		docker image rm -f "$SMOLDER_IMAGE" "$SMOLDER_CH_IMAGE" >/dev/null 2>&1 || true
 		# the build stage's images (the base image stays, as a cache)
 		docker image prune -f --filter label=org.smolder.stage=build >/dev/null 2>&1 || true
 	fi
@@ -108,86 +122,105 @@ for p in $(shuf -i 20000-45000 -n 20); do
 done
 [ -n "$port" ] || fail "no free port found"
 export SMOLDER_PORT=$port
-compose="$compose -p $project -f docker-compose.yml -f $here/fast-agent.yml"
+compose_cmd="$compose -p $project"
 base="http://127.0.0.1:$port"
 
-# README's command: `up -d` builds the image, since $SMOLDER_IMAGE is new
-echo "compose up -d: building $SMOLDER_IMAGE (make inside debian:bookworm-slim; minutes on a fresh machine)"
-t0=$(date +%s)
-$compose up -d >"$tmp/up.log" 2>&1 || { tail -60 "$tmp/up.log" >&2; fail "compose up"; }
-docker image inspect "$SMOLDER_IMAGE" >/dev/null 2>&1 || fail "no image $SMOLDER_IMAGE after up"
-ok "image built from the Dockerfile and both services created ($(($(date +%s) - t0)) s)"
-server_c=$($compose ps -q server)
-agent_c=$($compose ps -q agent)
-[ -n "$server_c" ] && [ -n "$agent_c" ] || fail "compose up did not start both services"
-i=0
-until [ "$(docker inspect -f '{{.State.Health.Status}}' "$server_c")" = healthy ]; do
-	i=$((i + 1))
-	[ "$i" -le 120 ] || fail "server not healthy within 60 s"
-	sleep 0.5
-done
-ok "server healthy (docker health check)"
-
-uid=$(docker exec "$server_c" id -u)
-[ "$uid" != 0 ] || fail "server runs as root"
-ok "server runs as uid $uid ($(docker exec "$server_c" id -un))"
-
-# --- a busy process on the host, with a name nothing else has ---
-comm=smcompose$$
-cp "$(command -v yes)" "$tmp/$comm"
-"$tmp/$comm" >/dev/null &
-busy_pid=$!
-
-q="process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$comm\",hostname=\"$(hostname)\"}"
-total() {
-	curl -sf -G "$base/api/v1/query?format=folded&from=now-1h" --data-urlencode "query=$q" |
-		awk '{n += $NF} END {print n + 0}'
-}
-n=0
-i=0
-while [ "$n" -lt 200 ]; do
-	i=$((i + 1))
-	[ "$i" -le 90 ] || fail "fewer than 200 samples of $comm after 45 s: $n"
-	sleep 0.5
-	n=$(total)
-done
-ok "the agent in its container samples this host's $comm: $n samples, hostname label $(hostname)"
-
-curl -sf -G "$base/api/v1/top" --data-urlencode "query=$q" -d from=now-1h >"$tmp/top.json" ||
-	fail "GET /api/v1/top"
-grep -q '"name"' "$tmp/top.json" || fail "top has no functions: $(head -c 300 "$tmp/top.json")"
-curl -sf "$base/" | grep -qi '<html' || fail "the UI's page is not served at /"
-ok "top and the UI answer"
-
-kill -KILL "$busy_pid"
-wait "$busy_pid" 2>/dev/null
-busy_pid=""
-sleep 3            # the agent's last pushes of it (it pushes every 2 s)
-before=$(total)
-
-# --- the data dir is the named volume: a restart keeps what was stored ---
-$compose restart -t 20 server >/dev/null 2>&1 || fail "compose restart server"
-i=0
-until [ "$(docker inspect -f '{{.State.Health.Status}}' "$server_c")" = healthy ]; do
-	i=$((i + 1))
-	[ "$i" -le 120 ] || fail "server not healthy within 60 s of its restart"
-	sleep 0.5
-done
-after=$(total)
-[ "$after" -ge "$before" ] && [ "$after" -gt 0 ] ||
-	fail "samples after the server's restart: $after, before: $before"
-ok "the named volume keeps the data over a restart ($before samples before, $after after)"
-
-# --- down: the agent detaches; no BPF program of it stays in the kernel ---
-agent_pid=$(docker inspect -f '{{.State.Pid}}' "$agent_c")
-progs=$(grep -h '^prog_id:' /proc/"$agent_pid"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u)
-[ -n "$progs" ] || fail "the agent's process holds no BPF program"
-$compose down -v --remove-orphans -t 20 >"$tmp/down.log" 2>&1 || { cat "$tmp/down.log" >&2; fail "compose down"; }
-for id in $progs; do
-	[ ! -e "/proc/$agent_pid" ] || fail "agent process still there after down"
-	if command -v bpftool >/dev/null && bpftool prog show id "$id" >/dev/null 2>&1; then
-		fail "BPF program $id still loaded after down"
+# stack STORE: the stack up (embedded: docker-compose.yml as README says;
+# clickhouse: with docker-compose.clickhouse.yml), this host sampled,
+# queried, kept over a restart, down
+stack() {
+	if [ "$1" = clickhouse ]; then
+		for p in 8123 9000 9009; do
+			! ss -Htln "sport = :$p" | grep -q . || fail "port $p, which ClickHouse's container takes, is in use"
+		done
+		compose="$compose_cmd -f docker-compose.yml -f docker-compose.clickhouse.yml -f $here/fast-agent.yml"
+		echo "compose up -d with docker-compose.clickhouse.yml: building $SMOLDER_CH_IMAGE (Debian's clickhouse-server)"
+	else
+		compose="$compose_cmd -f docker-compose.yml -f $here/fast-agent.yml"
+		# README's command: `up -d` builds the image, since $SMOLDER_IMAGE is new
+		echo "compose up -d: building $SMOLDER_IMAGE (make inside debian:bookworm-slim; minutes on a fresh machine)"
 	fi
-done
-ok "down stops both; the agent's BPF programs ($(echo $progs | tr '\n' ' ')) are gone"
+	t0=$(date +%s)
+	$compose up -d >"$tmp/up.log" 2>&1 || { tail -60 "$tmp/up.log" >&2; fail "compose up"; }
+	docker image inspect "$SMOLDER_IMAGE" >/dev/null 2>&1 || fail "no image $SMOLDER_IMAGE after up"
+	if [ "$1" = clickhouse ]; then
+		docker image inspect "$SMOLDER_CH_IMAGE" >/dev/null 2>&1 || fail "no image $SMOLDER_CH_IMAGE after up"
+		ok "[clickhouse] ClickHouse's image built from Dockerfile.clickhouse, the three services created ($(($(date +%s) - t0)) s)"
+	else
+		ok "image built from the Dockerfile and both services created ($(($(date +%s) - t0)) s)"
+	fi
+	server_c=$($compose ps -q server)
+	agent_c=$($compose ps -q agent)
+	[ -n "$server_c" ] && [ -n "$agent_c" ] || fail "compose up did not start both services"
+	healthy "$server_c" ""
+	ok "[$1] server healthy (docker health check)"
+
+	if [ "$1" = clickhouse ]; then
+		b=$(curl -fsS "$base/api/v1/status" | sed -n 's/.*"backend":"\([a-z]*\)".*/\1/p')
+		[ "$b" = clickhouse ] || fail "the server's store is '$b', not ClickHouse"
+		ok "[clickhouse] the server keeps its data in the ClickHouse container"
+	fi
+
+	uid=$(docker exec "$server_c" id -u)
+	[ "$uid" != 0 ] || fail "server runs as root"
+	ok "server runs as uid $uid ($(docker exec "$server_c" id -un))"
+
+	# --- a busy process on the host, with a name nothing else has ---
+	comm=smco$$
+	[ "$1" = embedded ] || comm=smch$$
+	cp "$(command -v yes)" "$tmp/$comm"
+	"$tmp/$comm" >/dev/null &
+	busy_pid=$!
+
+	q="process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$comm\",hostname=\"$(hostname)\"}"
+	total() {
+		curl -sf -G "$base/api/v1/query?format=folded&from=now-1h" --data-urlencode "query=$q" |
+			awk '{n += $NF} END {print n + 0}'
+	}
+	n=0
+	i=0
+	while [ "$n" -lt 200 ]; do
+		i=$((i + 1))
+		[ "$i" -le 90 ] || fail "fewer than 200 samples of $comm after 45 s: $n"
+		sleep 0.5
+		n=$(total)
+	done
+	ok "the agent in its container samples this host's $comm: $n samples, hostname label $(hostname)"
+
+	curl -sf -G "$base/api/v1/top" --data-urlencode "query=$q" -d from=now-1h >"$tmp/top.json" ||
+		fail "GET /api/v1/top"
+	grep -q '"name"' "$tmp/top.json" || fail "top has no functions: $(head -c 300 "$tmp/top.json")"
+	curl -sf "$base/" | grep -qi '<html' || fail "the UI's page is not served at /"
+	ok "top and the UI answer"
+
+	kill -KILL "$busy_pid"
+	wait "$busy_pid" 2>/dev/null
+	busy_pid=""
+	sleep 3            # the agent's last pushes of it (it pushes every 2 s)
+	before=$(total)
+
+	# --- the data dir is the named volume: a restart keeps what was stored ---
+	$compose restart -t 20 server >/dev/null 2>&1 || fail "compose restart server"
+	healthy "$server_c" " of its restart"
+	after=$(total)
+	[ "$after" -ge "$before" ] && [ "$after" -gt 0 ] ||
+		fail "samples after the server's restart: $after, before: $before"
+	ok "[$1] the named volume keeps the data over a restart ($before samples before, $after after)"
+
+	# --- down: the agent detaches; no BPF program of it stays in the kernel ---
+	agent_pid=$(docker inspect -f '{{.State.Pid}}' "$agent_c")
+	progs=$(grep -h '^prog_id:' /proc/"$agent_pid"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u)
+	[ -n "$progs" ] || fail "the agent's process holds no BPF program"
+	$compose down -v --remove-orphans -t 20 >"$tmp/down.log" 2>&1 || { cat "$tmp/down.log" >&2; fail "compose down"; }
+	for id in $progs; do
+		[ ! -e "/proc/$agent_pid" ] || fail "agent process still there after down"
+		if command -v bpftool >/dev/null && bpftool prog show id "$id" >/dev/null 2>&1; then
+			fail "BPF program $id still loaded after down"
+		fi
+	done
+	ok "[$1] down stops them; the agent's BPF programs ($(echo $progs | tr '\n' ' ')) are gone"
+}
+
+stack embedded
+stack clickhouse
 echo "compose_test.sh: $checks checks passed"

@@ -91,36 +91,8 @@ for p in $(awk '{print $1}' "$tmp/log" | sort -u); do
 		>"$tmp/code" || fail "range query for $p failed"
 	[ "$(cat "$tmp/code")" = 200 ] || fail "range $p: $(cat "$tmp/code") $(head -c 300 "$tmp/range.$p")"
 done
-python3 - "$tmp" <<'PY' || fail "stored batches do not match what was acknowledged"
-import json, os, sys
-tmp = sys.argv[1]
-want = {}
-for line in open(os.path.join(tmp, "log")):
-    p, b, total, code = line.split()
-    want[(p, b)] = (int(total), code == "200")
-bad = 0
-stored = {}
-for p in sorted({k[0] for k in want}):
-    j = json.load(open(os.path.join(tmp, "range." + p)))
-    for s in j["series"]:
-        stored[(p, s["labels"]["batch"])] = sum(int(v[1]) for v in s["values"])
-partial = 0
-for k, (total, acked) in want.items():
-    got = stored.pop(k, 0)
-    if acked and got != total:
-        print("acknowledged batch %s %s: stored %d samples, sent %d" % (k + (got, total)))
-        bad += 1
-    elif not acked and got not in (0, total):
-        print("unacknowledged batch %s %s stored partly: %d of %d" % (k + (got, total)))
-        bad += 1
-    elif not acked and got:
-        partial += 1
-for k, got in stored.items():
-    print("batch %s %s stored (%d samples) but never sent" % (k + (got,)))
-    bad += 1
-print("%d unacknowledged batches stored whole" % partial, file=sys.stderr)
-sys.exit(1 if bad else 0)
-PY
+python3 "$(dirname "$0")/acked_check.py" "$tmp" ||
+	fail "stored batches do not match what was acknowledged"
 ok "all $acked acknowledged batches stored exactly once; $unacked others whole or absent"
 
 # a clean stop, then SQLite's own check of every page and index

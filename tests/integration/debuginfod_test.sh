@@ -78,7 +78,7 @@ requests() {
 }
 
 unknown=0123456789abcdef0123456789abcdef01234567
-HOME=$tmp/home "$FETCH" "http://127.0.0.1:1,$url" "$tmp/data/debuginfo" "$b1" "$b2" "$b3" \
+HOME=$tmp/home "$FETCH" "http://127.0.0.1:1,$url" "$tmp/data" "$b1" "$b2" "$b3" \
 	"$unknown" >"$tmp/fetch.out" 2>"$tmp/fetch.err" || fail "dbgd_fetch: $(cat "$tmp/fetch.err")"
 [ "$(cat "$tmp/fetch.out")" = "$b1 ok
 $b2 ok
@@ -103,7 +103,7 @@ ok "libdebuginfod's cache under DATA_DIR/debuginfo, emptied of what was kept"
 # (a new data dir: libdebuginfod's own cache of misses must not answer)
 mkdir -p "$tmp/data3/debuginfo"
 r0=$(requests)
-HOME=$tmp/home "$FETCH" "$url" "$tmp/data3/debuginfo" "$unknown" "$unknown" "$b1" \
+HOME=$tmp/home "$FETCH" "$url" "$tmp/data3" "$unknown" "$unknown" "$b1" \
 	>"$tmp/fetch.out" 2>"$tmp/fetch.err" || fail "dbgd_fetch: $(cat "$tmp/fetch.err")"
 r1=$(requests)
 [ "$(cat "$tmp/fetch.out")" = "$unknown ENOENT
@@ -114,12 +114,12 @@ ok "an unknown build ID is asked once an hour ($((r1 - r0)) requests for 3 fetch
 
 # no server listening: an error, not ENOENT
 mkdir -p "$tmp/data4/debuginfo"
-HOME=$tmp/home "$FETCH" "http://127.0.0.1:1" "$tmp/data4/debuginfo" "$unknown" \
+HOME=$tmp/home "$FETCH" "http://127.0.0.1:1" "$tmp/data4" "$unknown" \
 	>"$tmp/fetch.out" 2>&1 || fail "dbgd_fetch"
 grep -q "^$unknown error 111: Connection refused" "$tmp/fetch.out" ||
 	fail "no server: $(cat "$tmp/fetch.out")"
 rc=0
-"$FETCH" "ftp://x" "$tmp/data/debuginfo" "$unknown" >/dev/null 2>&1 || rc=$?
+"$FETCH" "ftp://x" "$tmp/data" "$unknown" >/dev/null 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "a non-http URL was accepted"
 ok "unreachable servers and non-http URLs are errors"
 

@@ -17,9 +17,10 @@ unwind_test.sh asserts on, as KEY VALUE lines:
 
 --where REGEX keeps only samples with a frame matching it.
 
-With --top FILE (a /api/v1/top answer), --elf PATH and --object NAME
+With --top FILE (a /api/v1/top answer), --elf PATH and --object NAME[,NAME...]
 instead, checks the rows of NAME's functions nothing names ("[unknown]
-NAME+0xOFF") against the
+NAME+0xOFF"; the store names a file by the first path it met with its
+build ID, so a copy may be named after the original) against the
 function starts `readelf --debug-dump=frames` lists for PATH (converted
 to file offsets through its executable PT_LOAD segments):
 
@@ -102,7 +103,8 @@ def check_top(top, elf, obj):
     rows = json.load(open(top))["rows"]
     offs = []
     for r in rows:
-        m = re.match(r"\[unknown\] " + re.escape(obj) + r"\+0x([0-9a-f]+)$", r["name"])
+        m = re.match(r"\[unknown\] (?:" + "|".join(map(re.escape, obj.split(","))) +
+                     r")\+0x([0-9a-f]+)$", r["name"])
         if m:
             offs.append(int(m.group(1), 16))
     at_start = sum(1 for o in offs if o in set(starts))

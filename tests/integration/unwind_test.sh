@@ -329,11 +329,12 @@ for prog in xz gzip; do
 	atleast "$h" 0.99 || { sort -t' ' -k2 -nr "$tmp/$c.folded" | head -5 >&2; fail "$prog: $h of $n samples reach __libc_start_main"; }
 	ok "Debian's $prog: $h of $n samples unwind to __libc_start_main"
 	# stripped, no debug info here: its functions are named by the start
-	# of their FDE, one top row per function
+	# of their FDE, one top row per function (named after the copy, or
+	# after Debian's $prog when the host ran that first: one build ID)
 	curl -sf -G "$base/api/v1/top" -d from=$((t0 + 2)) -d to=now -d limit=1000 \
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$c\"}" \
 		>"$tmp/$c.top" || fail "top of $c"
-	python3 "$check" --top "$tmp/$c.top" --elf "$(command -v $prog)" --object "$c" >"$tmp/ours" ||
+	python3 "$check" --top "$tmp/$c.top" --elf "$(command -v $prog)" --object "$c,$prog" >"$tmp/ours" ||
 		fail "unwind_check.py --top"
 	u=$(val unknown_rows "$tmp/ours")
 	[ "$u" -ge 3 ] || fail "$prog: only $u top rows of unnamed functions"

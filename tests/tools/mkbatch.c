@@ -5,7 +5,8 @@
  *   mkbatch [--seed N] [--processes N] [--stacks N] [--rows N]
  *           [--start-ns NS] [--agent ID] [--omit-stacks] [--break KIND]
  *           [--app-build-id HEX] [--app-offset OFF] [--service NAME] [--python]
- *           [--hostname H] [--comm-prefix P] OUT
+ *           [--hostname H] [--comm-prefix P] [--type TYPE] [--value V]
+ *           [--lang TAG] OUT
  *   mkbatch --fallback-id FILE
  *
  * The same seed gives the same stacks (and IDs), so a second batch with
@@ -19,7 +20,11 @@
  * named frame a Python one: "Handler.fn_SEED_I" in /srv/app/handlers.py
  * at line 10 + I, language "python" (a version 2 batch). --hostname sets
  * the hostname label (default host-SEED), --comm-prefix the comm labels
- * (default "proc"; process i gets PREFIXi). */
+ * (default "proc"; process i gets PREFIXi). --type sets the profile type
+ * (an agent's off-CPU batches: off_cpu:time:nanoseconds:time:nanoseconds:
+ * delta), --value every row's value (default 1 to 5 at random; values
+ * near 2^48 make sums past INT64_MAX), --lang the language tag of the
+ * named frames without a file or line (a JIT runtime's: js, java). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -78,13 +83,16 @@ int main(int argc, char **argv)
 	const char *app_bid = NULL, *service = "svc", *hostname = NULL, *comm_prefix = "proc";
 	long long app_off = -1;
 	int python = 0;
+	const char *type = "process_cpu:samples:count:cpu:nanoseconds:delta", *lang = NULL;
+	unsigned long long value = 0;
 	static const struct option lo[] = {
 		{"app-build-id", 1, NULL, 'B'}, {"app-offset", 1, NULL, 'O'},
 		{"seed", 1, NULL, 's'}, {"processes", 1, NULL, 'p'}, {"stacks", 1, NULL, 'k'},
 		{"rows", 1, NULL, 'r'}, {"start-ns", 1, NULL, 't'}, {"agent", 1, NULL, 'a'},
 		{"omit-stacks", 0, NULL, 'o'}, {"break", 1, NULL, 'b'},
 		{"fallback-id", 1, NULL, 'f'}, {"service", 1, NULL, 'S'}, {"python", 0, NULL, 'P'},
-		{"hostname", 1, NULL, 'H'}, {"comm-prefix", 1, NULL, 'C'}, {NULL, 0, NULL, 0},
+		{"hostname", 1, NULL, 'H'}, {"comm-prefix", 1, NULL, 'C'}, {"type", 1, NULL, 'T'},
+		{"value", 1, NULL, 'V'}, {"lang", 1, NULL, 'L'}, {NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -104,6 +112,9 @@ int main(int argc, char **argv)
 		case 'P': python = 1; break;
 		case 'H': hostname = optarg; break;
 		case 'C': comm_prefix = optarg; break;
+		case 'T': type = optarg; break;
+		case 'V': value = strtoull(optarg, NULL, 10); break;
+		case 'L': lang = optarg; break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of mkbatch.c\n");
 			return 2;
@@ -161,6 +172,8 @@ int main(int argc, char **argv)
 			f[2].file = "/srv/app/handlers.py";
 			f[2].line = 10 + i;
 			f[2].lang = "python";
+		} else if (lang) {
+			f[2].lang = lang;
 		}
 		f[3] = (wire_frame){WIRE_FRAME_KERNEL, 0, 0, "do_syscall_64"};
 		st[i] = (wire_stack){wire_stack_id(objs, 2, f, 4), f, 4};
@@ -169,12 +182,12 @@ int main(int argc, char **argv)
 	uint64_t samples = 0;
 	for (unsigned i = 0; i < nrows; i++) {
 		rows[i] = (wire_row){start + (int64_t)(i % 10) * 1000000000, i % nproc,
-		                     st[rnd() % nstacks].id, 1 + rnd() % 5};
+		                     st[rnd() % nstacks].id, value ? value : 1 + rnd() % 5};
 		samples += rows[i].count;
 	}
 	wire_counter ctr[2] = {{"samples", samples}, {"dropped", 0}};
 	wire_batch b = {agent ? agent : agent_buf, host, seed, start, start + 10000000000,
-	                52631578, "process_cpu:samples:count:cpu:nanoseconds:delta",
+	                52631578, type,
 	                ctr, 2, pr, nproc, objs, 2, omit ? NULL : st, omit ? 0 : nstacks,
 	                rows, nrows};
 	uint8_t *buf = NULL;

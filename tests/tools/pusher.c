@@ -3,15 +3,19 @@
  * attempt with its answer, so the script can check afterwards what the
  * server kept. Not a load generator (bench/load_bench.c is).
  *
- *   pusher --url URL --log FILE --stop FILE [--pushers N]
+ *   pusher --url URL [--url URL...] --log FILE --stop FILE [--pushers N]
+ *          [--resend]
  *
  * Batch b of pusher p has two processes labelled pusher="pP", batch="b"
  * (two series, so a half-stored batch shows), rows at several timestamps
  * inside 2026-01-01T00:00Z + 10 s, and a known sample total. Every batch
  * carries all its stacks, and a failed batch is never resent: each batch
  * is unique, so "stored exactly once" is a plain comparison of totals.
- * Log lines: "pP B TOTAL CODE" (CODE 0: no answer). Runs until FILE
- * exists. */
+ * With --resend a batch without an answer (or a 5xx) is sent again, the
+ * same bytes, to the next --url in turn, as an agent behind several
+ * servers would (clickhouse_test.sh: the store must not keep it twice).
+ * Log lines: "pP B TOTAL CODE" per attempt (CODE 0: no answer). Runs until
+ * FILE exists. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +29,9 @@
 #define T0 (INT64_C(1767225600) * 1000000000)
 #define NROWS 40
 
-static const char *url, *stop_file;
+#define MAX_URLS 4
+static const char *urls[MAX_URLS], *stop_file;
+static int nurls, resend;
 static FILE *log_f;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -40,8 +46,10 @@ static void *pusher_main(void *arg)
 {
 	int p = (int)(intptr_t)arg;
 	CURL *c = curl_easy_init();
-	char ingest[256], pname[16];
-	snprintf(ingest, sizeof(ingest), "%s/api/v1/ingest", url);
+	char ingest[MAX_URLS][256], pname[16];
+	int u = p % nurls;
+	for (int i = 0; i < nurls; i++)
+		snprintf(ingest[i], sizeof(ingest[i]), "%s/api/v1/ingest", urls[i]);
 	snprintf(pname, sizeof(pname), "p%d", p);
 	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: " WIRE_CONTENT_TYPE);
 	static const uint8_t bid[20] = {0xc4, 0x45};
@@ -78,22 +86,28 @@ static void *pusher_main(void *arg)
 			fprintf(stderr, "pusher: wire_encode: %s\n", err.msg);
 			exit(1);
 		}
-		curl_easy_setopt(c, CURLOPT_URL, ingest);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, buf);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-		long code = 0;
-		if (curl_easy_perform(c) == CURLE_OK)
-			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		long code;
+		do {
+			curl_easy_setopt(c, CURLOPT_URL, ingest[u]);
+			curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, buf);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+			curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+			curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+			code = 0;
+			if (curl_easy_perform(c) == CURLE_OK)
+				curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+			pthread_mutex_lock(&log_mu);
+			fprintf(log_f, "%s %u %llu %ld\n", pname, b, (unsigned long long)total, code);
+			fflush(log_f);
+			pthread_mutex_unlock(&log_mu);
+			/* no answer: the server is down; wait a little, as an agent
+			 * would, and with --resend try the next server */
+			usleep(code && code < 500 ? 20000 : 100000);
+			if (code == 0 || code >= 500)
+				u = (u + 1) % nurls;
+		} while (resend && (code == 0 || code >= 500) && access(stop_file, F_OK));
 		free(buf);
-		pthread_mutex_lock(&log_mu);
-		fprintf(log_f, "%s %u %llu %ld\n", pname, b, (unsigned long long)total, code);
-		fflush(log_f);
-		pthread_mutex_unlock(&log_mu);
-		/* no answer: the server is down; wait a little, as an agent would */
-		usleep(code ? 20000 : 100000);
 	}
 	curl_slist_free_all(hd);
 	curl_easy_cleanup(c);
@@ -104,9 +118,14 @@ int main(int argc, char **argv)
 {
 	int n = 4;
 	const char *log_path = NULL;
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--url"))
-			url = argv[i + 1];
+	for (int i = 1; i < argc; i += 2) {
+		if (!strcmp(argv[i], "--resend")) {
+			resend = 1;
+			i--;
+		} else if (i + 1 == argc) {
+			break;
+		} else if (!strcmp(argv[i], "--url") && nurls < MAX_URLS)
+			urls[nurls++] = argv[i + 1];
 		else if (!strcmp(argv[i], "--log"))
 			log_path = argv[i + 1];
 		else if (!strcmp(argv[i], "--stop"))
@@ -114,8 +133,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--pushers"))
 			n = atoi(argv[i + 1]);
 	}
-	if (!url || !log_path || !stop_file || n < 1 || n > 64) {
-		fprintf(stderr, "usage: pusher --url URL --log FILE --stop FILE [--pushers N]\n");
+	if (!nurls || !log_path || !stop_file || n < 1 || n > 64) {
+		fprintf(stderr, "usage: pusher --url URL [--url URL...] --log FILE --stop FILE "
+		        "[--pushers N] [--resend]\n");
 		return 2;
 	}
 	log_f = fopen(log_path, "w");

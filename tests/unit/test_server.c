@@ -1668,13 +1668,12 @@ static void test_ui_missing(void **state)
 	res_free(&r);
 }
 
-/* srv_debuginfo_keep of a copy of file under hex into store: the result's
+/* srv_debuginfo_keep of a copy of file under hex into db: the result's
  * status, with its message in out. */
-static int keep_copy(const char *store, const char *file, const char *hex,
-                     srv_debuginfo_result *out)
+static int keep_copy(st_db *db, const char *file, const char *hex, srv_debuginfo_result *out)
 {
-	char tmp[700], cmd[1600];
-	snprintf(tmp, sizeof(tmp), "%s/upload.tmp", store);
+	char tmp[4200], cmd[5000];
+	snprintf(tmp, sizeof(tmp), "%s/.upload.tmp", st_file_dir(db));
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", file, tmp);
 	assert_int_equal(system(cmd), 0);
 	int fd = open(tmp, O_RDONLY);
@@ -1683,7 +1682,7 @@ static int keep_copy(const char *store, const char *file, const char *hex,
 	assert_int_equal(fstat(fd, &st), 0);
 	char *data = malloc((size_t)st.st_size);
 	assert_int_equal(pread(fd, data, (size_t)st.st_size, 0), st.st_size);
-	assert_int_equal(srv_debuginfo_keep(store, hex, fd, tmp, data, (size_t)st.st_size, out), 0);
+	assert_int_equal(srv_debuginfo_keep(db, hex, fd, tmp, data, (size_t)st.st_size, out), 0);
 	free(data);
 	close(fd);
 	return out->status;
@@ -1702,7 +1701,9 @@ static void test_debuginfo_build_id_rule(void **state)
 	snprintf(cmd, sizeof(cmd), "sh tests/tools/mkbid.sh '%s'", dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(store, sizeof(store), "%s/store", dir);
-	assert_int_equal(mkdir(store, 0700), 0);
+	st_db *db;
+	base_err err;
+	assert_int_equal(st_open(store, NULL, &db, &err), 0);
 	srv_debuginfo_result r;
 
 	char ab[41], cd[41];
@@ -1713,15 +1714,15 @@ static void test_debuginfo_build_id_rule(void **state)
 		memcpy(cd + 2 * i, "cd", 2);
 	}
 	snprintf(file, sizeof(file), "%s/bid_differ", dir);
-	assert_int_equal(keep_copy(store, file, ab, &r), 400);
+	assert_int_equal(keep_copy(db, file, ab, &r), 400);
 	assert_non_null(strstr(r.err.msg, cd));
-	assert_int_equal(keep_copy(store, file, cd, &r), 201);
+	assert_int_equal(keep_copy(db, file, cd, &r), 201);
 
 	snprintf(file, sizeof(file), "%s/bid_long", dir);
 	char lng[161];
 	for (int i = 0; i < 80; i++)
 		snprintf(lng + 2 * i, 3, "%02x", i + 1);
-	assert_int_equal(keep_copy(store, file, lng, &r), 400);
+	assert_int_equal(keep_copy(db, file, lng, &r), 400);
 	assert_non_null(strstr(r.err.msg, "no GNU build ID"));
 	FILE *f = fopen(file, "rb");
 	assert_non_null(f);
@@ -1732,7 +1733,8 @@ static void test_debuginfo_build_id_rule(void **state)
 	char fbhex[2 * WIRE_FALLBACK_BUILD_ID_LEN + 1];
 	wire_fallback_build_id(all, n, fb);
 	base_hex(fb, sizeof(fb), fbhex);
-	assert_int_equal(keep_copy(store, file, fbhex, &r), 201);
+	assert_int_equal(keep_copy(db, file, fbhex, &r), 201);
+	st_close(db);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
 }
