@@ -38,6 +38,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "base/text.h"
 #include "storage/backend.h"
 #include "storage/ch.h"
 
@@ -1920,8 +1921,7 @@ static int ch_symbols_forget(st_db *db, const uint8_t *bid, uint32_t bl)
 	st__ch *ch = (st__ch *)db;
 	base_buf q = {0}, ans = {0}, rows = {0};
 	char hex[2 * ST_MAX_BUILD_ID_LEN + 1];
-	for (uint32_t i = 0; i < bl; i++)
-		snprintf(hex + 2 * i, 3, "%02x", bid[i]);
+	base_hex(bid, bl, hex);
 	int rc = bprintf(&q, "SELECT DISTINCT location_id FROM locations WHERE kind = 0 AND "
 	                 "build_id = unhex('%s') FORMAT RowBinary", hex);
 	rc = rc ? rc : ask(ch, bstr(&q), NULL, NULL, &ans, NULL);
