@@ -1,8 +1,10 @@
 /* backend.h - the one seam between storage.h and the stores behind it
  * (internal to storage/). Every function of storage.h that reads or
  * writes a store calls through the handle's operations table: the
- * embedded store (db.c: WAL, blocks, SQLite) and ClickHouse (clickhouse.c)
- * each fill one, and nothing outside storage/ can tell which one it has.
+ * embedded store (db.c fills it with db_int.h's st__emb_* from head.c,
+ * maint.c, select.c and read.c: WAL, blocks, SQLite) and ClickHouse
+ * (clickhouse.c) each fill one, and nothing outside storage/ can tell
+ * which one it has.
  *
  * A handle is the backend's own struct whose first member is the table
  * pointer: the embedded store's is `struct st_db` itself, ClickHouse's
@@ -100,7 +102,7 @@ static inline int st__past(int64_t deadline_ns)
 	return deadline_ns && base_monotonic_ns() >= deadline_ns ? -ETIMEDOUT : 0;
 }
 
-/* ---- label matchers, one semantics for both backends (db.c) ---- */
+/* ---- label matchers, one semantics for both backends (select.c) ---- */
 typedef struct st__match st__match;
 
 /* Checks and compiles m[0..nm) (regexes fully anchored, PCRE2 UTF) into

@@ -4,7 +4,9 @@
  * and stack registries, the per-partition coverage and the blocks on
  * disk. Appends and cuts are head.c's, retention, compaction and roll-ups
  * maint.c's, selections select.c's, reads read.c's; db_int.h says how
- * they lock. */
+ * they lock. This file fills the embedded store's operations table
+ * (backend.h) with theirs, and keeps its debug-info files in
+ * DIR/debuginfo (st_file_*). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
