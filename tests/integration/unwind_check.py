@@ -26,7 +26,15 @@ to file offsets through its executable PT_LOAD segments):
 
   unknown_rows N            rows named "[unknown] ...+0x..."
   unknown_at_fde_start N    those whose offset is an FDE's start
+  unknown_inside_fde N      those inside an FDE but not at its start (want 0)
   unknown_same_fde N        pairs of rows within one FDE (want 0)
+  unknown_outside_fde N     those no FDE covers (code without unwind
+                            info, such as crtstuff's
+                            __do_global_dtors_aux): nothing can name
+                            them by an FDE, so they stay one row per
+                            address
+  unknown_outside_cum N     those rows' samples (cumulative)
+  top_total N               the answer's total samples
 
 Input: --folded FILE (smolder's folded output: "root;...;leaf COUNT",
 kernel frames suffixed _[k]) or --perf FILE (`perf script
@@ -100,22 +108,39 @@ def fde_offsets(elf):
 def check_top(top, elf, obj):
     fdes = fde_offsets(elf)
     starts = [a for a, _ in fdes]
-    rows = json.load(open(top))["rows"]
+    doc = json.load(open(top))
     offs = []
-    for r in rows:
+    for r in doc["rows"]:
         m = re.match(r"\[unknown\] (?:" + "|".join(map(re.escape, obj.split(","))) +
                      r")\+0x([0-9a-f]+)$", r["name"])
         if m:
-            offs.append(int(m.group(1), 16))
-    at_start = sum(1 for o in offs if o in set(starts))
+            offs.append((int(m.group(1), 16), r.get("cum", 0)))
+    start_set = set(starts)
+    at_start = inside = outside = outside_cum = 0
     which = {}
-    for o in offs:
+    for o, cum in offs:
         i = bisect.bisect_right(starts, o) - 1
         if i >= 0 and o < fdes[i][1]:
             which[i] = which.get(i, 0) + 1
+            if o in start_set:
+                at_start += 1
+            else:
+                inside += 1
+                print("inside_fde 0x%x cum %d (FDE 0x%x..0x%x)" % (o, cum, fdes[i][0], fdes[i][1]),
+                      file=sys.stderr)
+        elif o in start_set:
+            at_start += 1   # an empty FDE's start
+        else:
+            outside += 1
+            outside_cum += cum
+            print("outside_fde 0x%x cum %d" % (o, cum), file=sys.stderr)
     print("unknown_rows", len(offs))
     print("unknown_at_fde_start", at_start)
+    print("unknown_inside_fde", inside)
     print("unknown_same_fde", sum(n - 1 for n in which.values()))
+    print("unknown_outside_fde", outside)
+    print("unknown_outside_cum", outside_cum)
+    print("top_total", doc.get("total", 0))
     return 0
 
 

@@ -334,12 +334,23 @@ for prog in xz gzip; do
 	curl -sf -G "$base/api/v1/top" -d from=$((t0 + 2)) -d to=now -d limit=1000 \
 		--data-urlencode "query=process_cpu:samples:count:cpu:nanoseconds:delta{comm=\"$c\"}" \
 		>"$tmp/$c.top" || fail "top of $c"
-	python3 "$check" --top "$tmp/$c.top" --elf "$(command -v $prog)" --object "$c,$prog" >"$tmp/ours" ||
-		fail "unwind_check.py --top"
+	python3 "$check" --top "$tmp/$c.top" --elf "$(command -v $prog)" --object "$c,$prog" >"$tmp/ours" 2>"$tmp/ours.err" ||
+		{ cat "$tmp/ours.err" >&2; fail "unwind_check.py --top"; }
 	u=$(val unknown_rows "$tmp/ours")
-	[ "$u" -ge 3 ] || fail "$prog: only $u top rows of unnamed functions"
-	[ "$(val unknown_at_fde_start "$tmp/ours")" = "$u" ] && [ "$(val unknown_same_fde "$tmp/ours")" = 0 ] ||
-		{ grep -o '"name":"\[unknown\][^"]*"' "$tmp/$c.top" | head >&2; fail "$prog: unnamed rows are not one per FDE start: $(tr '\n' ' ' <"$tmp/ours")"; }
-	ok "Debian's $prog: $u unnamed functions, one top row each, at the starts readelf lists"
+	s=$(val unknown_at_fde_start "$tmp/ours")
+	o=$(val unknown_outside_fde "$tmp/ours")
+	oc=$(val unknown_outside_cum "$tmp/ours")
+	tt=$(val top_total "$tmp/ours")
+	[ "$s" -ge 3 ] || fail "$prog: only $s top rows of unnamed functions"
+	# every row an FDE covers is at that FDE's start, one row per FDE.
+	# Code no FDE covers cannot be named by one and stays per address:
+	# crtstuff's __do_global_dtors_aux has none, and a process sampled
+	# while it exits has it on the stack (gzip+0x3eb6, under
+	# __cxa_finalize). Such rows must stay rare (1 % of the samples).
+	[ "$(val unknown_inside_fde "$tmp/ours")" = 0 ] && [ "$(val unknown_same_fde "$tmp/ours")" = 0 ] &&
+		[ $((oc * 100)) -le "$tt" ] ||
+		{ cat "$tmp/ours.err" >&2; grep -o '"name":"\[unknown\][^"]*"' "$tmp/$c.top" | head >&2; fail "$prog: unnamed rows are not one per FDE start: $(tr '\n' ' ' <"$tmp/ours")"; }
+	[ "$o" = 0 ] || { cat "$tmp/ours.err" >&2; echo "# $prog: $o rows at addresses no FDE covers, $oc of $tt samples"; }
+	ok "Debian's $prog: $s unnamed functions, one top row each, at the starts readelf lists"
 done
 grep 'unwinding:' "$tmp/agent.err" | tail -1
