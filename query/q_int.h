@@ -42,6 +42,11 @@ typedef struct qname {
 	bool kernel;
 	bool exact;             /* keyed with file, line and language */
 	uint32_t func;          /* the first name of this function (<= its ID) */
+	/* its JSON as a tree node carries it, rendered once when interned:
+	 * "name":"..." (frag[0 .. frag_head)), then ,"kernel":true, ,"file":
+	 * ..., ,"line":N, ,"lang":... where they apply (up to frag_len) */
+	char *frag;
+	uint32_t frag_head, frag_len;
 } qname;
 
 /* A table of names, each distinct name (as qname says) once: shared by

@@ -159,14 +159,8 @@ static int sums_add(sums *s, uint64_t id, int64_t value)
 	}
 	if (base_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v)))
 		return -ENOMEM;
-	s->v[s->n] = (st_stack_sum){id, value};
+	s->v[s->n] = (st_stack_sum){id, value, 0};
 	return base_map_put(&s->map, id, (uint32_t)s->n++);
-}
-
-static int cmp_sum(const void *a, const void *b)
-{
-	const st_stack_sum *x = a, *y = b;
-	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
 /* ---- reads over a plan: raw rows, roll-ups and the head ---- */
@@ -476,7 +470,8 @@ unlock:
 			rc = -ENOMEM;
 		for (size_t i = 0; i < rd->nst && !rc; i++)
 			if (rd->hacc[i])
-				rd->s->v[rd->s->n++] = (st_stack_sum){db->stacks.ids[i], rd->hacc[i]};
+				rd->s->v[rd->s->n++] = (st_stack_sum){db->stacks.ids[i], rd->hacc[i],
+				                                      (uint32_t)i + 1};
 		pthread_rwlock_unlock(&db->rw);
 	}
 	__atomic_fetch_add(&db->rows_read_raw, rd->raw_rows, __ATOMIC_RELAXED);
@@ -500,8 +495,6 @@ int st__emb_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, s
 	reader rd = {.sel = sel, .s = &s, .err = err};
 	rc = read_plan(db, &rd, sp, nsp);
 	if (!rc) {
-		if (s.n)
-			qsort(s.v, s.n, sizeof(*s.v), cmp_sum);
 		*out = s.v;
 		*nout = s.n;
 		s.v = NULL;

@@ -98,11 +98,20 @@ int st_merge_spans(st_db *db, const st_selection *sel, const st_span *spans, siz
 	return st__backend_of(db)->merge_spans(db, sel, spans, nspans, out, n, err);
 }
 
+int st__cmp_stack_sum(const void *a, const void *b)
+{
+	const st_stack_sum *x = a, *y = b;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
 int st_merge(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
              st_stack_sum **out, size_t *n)
 {
 	st_span raw = {0, from_ns, to_ns};
-	return st_merge_spans(db, sel, &raw, 1, out, n, NULL);
+	int rc = st_merge_spans(db, sel, &raw, 1, out, n, NULL);
+	if (!rc && *n)
+		qsort(*out, *n, sizeof(**out), st__cmp_stack_sum);
+	return rc;
 }
 
 size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
