@@ -41,6 +41,7 @@ void st_options_default(st_options *o)
 	o->rollup_steps_ns[0] = 3600LL * 1000000000LL;
 	o->rollup_steps_ns[1] = 86400LL * 1000000000LL;
 	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
+	o->rollup_group_label = "service";
 }
 
 /* ---- registries ---- */
@@ -489,6 +490,12 @@ int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 		rc = base_fail(err, -EINVAL, "invalid storage options");
 		goto out;
 	}
+	if (db->opt.rollup_group_label && *db->opt.rollup_group_label &&
+	    !(db->group_label = strdup(db->opt.rollup_group_label))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	db->opt.rollup_group_label = db->group_label;
 	if (strlen(dir) >= PATH_MAX - 64) {
 		rc = base_fail(err, -ENAMETOOLONG, "data dir path too long");
 		goto out;
@@ -608,6 +615,7 @@ static void emb_close(st_db *db)
 	pthread_mutex_destroy(&db->maint_mu);
 	pthread_mutex_destroy(&db->cut_mu);
 	pthread_rwlock_destroy(&db->rw);
+	free(db->group_label);
 	free(db);
 }
 

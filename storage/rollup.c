@@ -641,7 +641,9 @@ int st__ru_todo(st__ru *r, size_t li, const int64_t *parts, size_t nparts, int64
 }
 
 int st__ru_write(st__ru *r, const st__ru_job *job, const st__block *const *in, size_t nin,
-                 const st__blk_cover *covers, size_t ncovers, st__ru_file **out, base_err *err)
+                 const st__blk_cover *covers, size_t ncovers, const uint64_t *gsids,
+                 const uint64_t (*gids)[ST__MAX_GROUPS], size_t ngsids, st__ru_file **out,
+                 base_err *err)
 {
 	const rlevel *lv = &r->lv[job->level];
 	char path[PATH_MAX + 64], tmp[PATH_MAX + 80];
@@ -652,7 +654,8 @@ int st__ru_write(st__ru *r, const st__ru_job *job, const st__block *const *in, s
 		return base_fail(err, -errno, "%s: %s", tmp, strerror(errno));
 	st__block_spec spec = {.cover = covers, .ncover = (uint32_t)ncovers,
 	                       .chunk_rows = r->chunk_rows, .window = true, .from = job->start,
-	                       .to = job->end, .step_s = (uint32_t)(lv->step / NSEC)};
+	                       .to = job->end, .step_s = (uint32_t)(lv->step / NSEC),
+	                       .gsids = gsids, .gids = gids, .ngsids = ngsids};
 	rc = nin ? st__block_merge_fd(fd, in, nin, &spec) : -ENODATA;
 	if (!rc && fsync(fd))
 		rc = -errno;

@@ -113,11 +113,13 @@ void st__ru_jobs_free(st__ru_job *j, size_t n);
 
 /* Writes job's file from in[0..nin) (the job's files' blocks, or raw
  * blocks), durable under its final name; covers are the coverage of its
- * partitions that the inputs hold. -ENODATA when no row falls in the span
- * (nothing written). No lock. On success *out is the opened file for
- * st__ru_install. */
+ * partitions that the inputs hold; gsids, gids and ngsids the groups of
+ * the inputs' series (st__block_spec; NULL: none). -ENODATA when no row
+ * falls in the span (nothing written). No lock. On success *out is the
+ * opened file for st__ru_install. */
 int st__ru_write(st__ru *r, const st__ru_job *job, const st__block *const *in, size_t nin,
-                 const st__blk_cover *covers, size_t ncovers, st__ru_file **out,
+                 const st__blk_cover *covers, size_t ncovers, const uint64_t *gsids,
+                 const uint64_t (*gids)[ST__MAX_GROUPS], size_t ngsids, st__ru_file **out,
                  base_err *err);
 /* Puts f in its level in place of the files inside its span, which are
  * deleted unless f took their name; f is stale at once if the coverage

@@ -228,7 +228,7 @@ uint64_t st_selection_damaged(const st_selection *s)
 	return atomic_load(&((st_selection *)s)->damaged);
 }
 
-static int cmp_u64(const void *a, const void *b)
+int st__cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
@@ -239,7 +239,7 @@ int st__selection_index(st_selection *sel, uint64_t *ids, size_t n)
 	sel->ids = ids;
 	sel->n = n;
 	if (n)
-		qsort(ids, n, sizeof(*ids), cmp_u64);
+		qsort(ids, n, sizeof(*ids), st__cmp_u64);
 	int rc = base_map_init(&sel->map, n);
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = base_map_put(&sel->map, ids[i], (uint32_t)i);

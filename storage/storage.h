@@ -80,6 +80,12 @@ typedef struct st_options {
 	uint32_t nrollups;
 	int64_t rollup_steps_ns[ST_MAX_ROLLUPS];
 	int64_t rollup_retention_ns; /* delete roll-ups older; default 90 d, 0 keeps all */
+	/* Roll-ups also hold sums over groups of series: per profile type
+	 * over all its series, and over the series of each value of this
+	 * label; a merge whose selection holds a whole group reads its sums
+	 * instead of its series' (docs/format.md, section 7). Default
+	 * "service"; NULL or "": per type only. Copied at st_open(). */
+	const char *rollup_group_label;
 } st_options;
 
 typedef struct st_label {
