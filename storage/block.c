@@ -860,12 +860,14 @@ typedef struct mrg {
 	srow *buf, *grp;
 	size_t nbuf, ngrp, grp_cap;
 	uint64_t row;               /* rows written */
+	uint32_t last_s;            /* the series of the rows written last */
 	benc e;
 	/* groups (st__block_spec.gsids): 0 none, 1 summed from raw rows, 2
 	 * merged from roll-ups that have them */
 	int gmode;
 	uint8_t *uflag;             /* per union entry, U_* */
 	uint32_t (*ugrp)[ST__MAX_GROUPS]; /* a real series' groups (union) */
+	uint8_t *isgrp;             /* per output series: a group's */
 	gacc ga;                    /* gmode 1: the groups' sums */
 	base_buf gtab;              /* the group table, for the index */
 	uint32_t ngroups;
@@ -1027,10 +1029,15 @@ static int merge_count(mrg *m)
 		for (uint32_t s = 0; s < m->in[j]->nseries; s++)
 			m->cur[j].smap[s] = m->s_out[m->cur[j].smap[s]];
 	m->ser = calloc((size_t)m->nser + 1, sizeof(*m->ser));
-	if (!m->ser)
+	m->isgrp = calloc((size_t)m->nser + 1, 1);
+	if (!m->ser || !m->isgrp)
 		return -ENOMEM;
 	for (uint32_t s = 0; s < m->nser; s++)
 		m->ser[s] = (st__blk_series){m->sids[s], 0, 0, INT64_MAX, INT64_MIN};
+	for (uint32_t u = 0; u < m->nuni; u++)
+		if (m->s_out[u] != UINT32_MAX && (m->uflag[u] & (U_GRP | U_INGRP)) &&
+		    !(m->uflag[u] & U_BAD))
+			m->isgrp[m->s_out[u]] = 1;
 	return rank_stacks(m->kcount, m->ku.ids, (uint32_t)m->ku.n, m->k_rank, &m->kids,
 	                   &m->nstk);
 }
@@ -1198,6 +1205,16 @@ static int merge_take_group(mrg *m, uint32_t gs, int64_t gt)
 static int merge_put_group(mrg *m, uint32_t gs, int64_t gt)
 {
 	int rc = 0;
+	/* a group's rows in chunks of their own: a read that takes the
+	 * group decodes none of its neighbours' rows, and one that takes the
+	 * members none of the group's */
+	if (m->nbuf && gs != m->last_s && (m->isgrp[gs] || m->isgrp[m->last_s])) {
+		rc = benc_chunk(&m->e, m->buf, m->nbuf);
+		m->nbuf = 0;
+		if (rc)
+			return rc;
+	}
+	m->last_s = gs;
 	st__blk_series *sr = &m->ser[gs];
 	if (sr->nrows == 0)
 		sr->first_row = m->row;
@@ -1225,7 +1242,8 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 	int rc = 0;
 	mrg m = {.in = in, .nin = nin, .spec = spec,
 	         .step = (int64_t)spec->step_s * 1000000000LL,
-	         .crows = spec->chunk_rows ? spec->chunk_rows : 16384, .ncur = nin};
+	         .crows = spec->chunk_rows ? spec->chunk_rows : 16384, .ncur = nin,
+	         .last_s = UINT32_MAX};
 	m.cur = calloc(nin + 1, sizeof(*m.cur));
 	if (!m.cur || nin == 0 || m.crows > ST__BLK_MAX_CHUNK_ROWS ||
 	    (spec->window && spec->from >= spec->to)) {
@@ -1280,6 +1298,7 @@ out:
 	free(m.s_out);
 	free(m.uflag);
 	free(m.ugrp);
+	free(m.isgrp);
 	free(m.kcount);
 	free(m.kids);
 	free(m.k_rank);

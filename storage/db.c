@@ -36,10 +36,12 @@ void st_options_default(st_options *o)
 	o->max_series = 1000000;
 	o->chunk_rows = 16384;
 	o->max_block_bytes = 0;
-	/* an hour and a day: see docs/architecture.md for why not a minute */
-	o->nrollups = 2;
+	/* an hour, six and a day: docs/architecture.md says why not a
+	 * minute, and what the six hours save a week's edges */
+	o->nrollups = 3;
 	o->rollup_steps_ns[0] = 3600LL * 1000000000LL;
-	o->rollup_steps_ns[1] = 86400LL * 1000000000LL;
+	o->rollup_steps_ns[1] = 6 * 3600LL * 1000000000LL;
+	o->rollup_steps_ns[2] = 86400LL * 1000000000LL;
 	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
 	o->rollup_group_label = "service";
 }
