@@ -76,10 +76,9 @@ static void names_unref(qnames *ns)
 	uint32_t n = atomic_load(&ns->n);
 	for (uint32_t i = 0; i < n; i++) {
 		qname *q = (qname *)q__name(ns, i);
-		free(q->function);
 		free(q->file);
 		free(q->lang);
-		free(q->frag);
+		free(q->frag);    /* the function's string too */
 	}
 	for (size_t p = 0; p < MAX_NAMES / NAME_PAGE && ns->pages[p]; p++)
 		free(ns->pages[p]);
@@ -148,6 +147,11 @@ static int name_frag(qname *q)
 		rc = base_buf_put(&b, ",\"lang\":", 8);
 		rc = rc ? rc : base_json_str(&b, q->lang, strlen(q->lang));
 	}
+	/* then the function itself, which sorting children by name reads:
+	 * in the same allocation, so fetching the JSON fetches it */
+	size_t flen = b.len;
+	rc = rc ? rc : base_buf_put(&b, "", 1);
+	rc = rc ? rc : base_buf_put(&b, q->function, strlen(q->function));
 	if (!rc && b.len > UINT32_MAX)
 		rc = -ENOMEM;
 	if (rc) {
@@ -156,7 +160,8 @@ static int name_frag(qname *q)
 	}
 	q->frag = b.data;
 	q->frag_head = (uint32_t)head;
-	q->frag_len = (uint32_t)b.len;
+	q->frag_len = (uint32_t)flen;
+	q->function = b.data + flen + 1;
 	return 0;
 }
 
@@ -202,15 +207,14 @@ static int intern(qnames *ns, const char *fn, const char *file, int64_t line,
 		goto out;
 	}
 	qname *q = &ns->pages[id / NAME_PAGE][id % NAME_PAGE];
-	q->function = strdup(fn);
+	q->function = (char *)fn;   /* name_frag copies it */
 	q->file = file ? strdup(file) : NULL;
 	q->lang = lang ? strdup(lang) : NULL;
 	q->line = line;
 	q->kernel = kernel;
 	q->exact = exact;
-	if (!q->function || (file && !q->file) || (lang && !q->lang) || (rc = name_frag(q)) ||
+	if ((file && !q->file) || (lang && !q->lang) || (rc = name_frag(q)) ||
 	    (rc = func_of(ns, id)) || (rc = base_map_put(&ns->map, h, id))) {
-		free(q->function);
 		free(q->file);
 		free(q->lang);
 		free(q->frag);
@@ -1048,6 +1052,17 @@ static int finish(q_tree *t, const qorder *o, pend *pd)
 	t->st_cap = n + 1;
 	st = NULL;
 	t->n = w;
+	t->paths = malloc((w + 1) * sizeof(*t->paths));
+	t->lmin = malloc((w / LMIN_BLOCK + 1) * sizeof(*t->lmin));
+	if (!t->paths || !t->lmin) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < w; i++) {
+		t->paths[i] = t->st[i].path;
+		if (i % LMIN_BLOCK == 0 || t->lcp[i] < t->lmin[i / LMIN_BLOCK])
+			t->lmin[i / LMIN_BLOCK] = t->lcp[i];
+	}
 	if (t->diff && (rc = lay_out(t, ids, leaf, nids)))
 		goto out;
 	for (int s = 0; s < 2; s++) {
@@ -1106,6 +1121,8 @@ void q_tree_free(q_tree *t)
 		return;
 	names_unref(t->names);
 	free(t->st);
+	free(t->paths);
+	free(t->lmin);
 	free(t->psum[0]);
 	free(t->psum[1]);
 	free(t->tsum[0]);
@@ -1200,7 +1217,7 @@ typedef struct rnode {
 
 static uint32_t el(const q_tree *t, uint32_t i, uint32_t d)
 {
-	return t->st[i].path[d];
+	return t->paths[i][d];
 }
 
 /* The sum of st[a .. b).v[s]: a difference of prefix sums before any
@@ -1255,44 +1272,39 @@ static int64_t weight(const q_tree *t, const rnode *nd)
 	return t->diff ? st_sum_add(w, range_sum(t, 1, nd->a, nd->b)) : w;
 }
 
-/* The children of nd appended to *v: runs of equal name at its depth,
- * each run's end found by galloping then bisecting. */
-static int children(const q_tree *t, const rnode *nd, rnode **v, size_t *n, size_t *cap)
+/* The children of nd appended to *v: runs of paths sharing more than
+ * nd's depth d, each ending where the prefix a path shares with the one
+ * before drops to d, found in the tree's lcp array and its block minima
+ * (lmin), without reading a path: galloping over the paths' names cost a
+ * cache miss per probe. Without names, a child's name is left NONE (el()
+ * of its first path at depth d; a folded tree reads it only for the
+ * nodes it keeps) and its line fetched meanwhile. */
+static int children(const q_tree *t, const rnode *nd, bool names, rnode **v, size_t *n,
+                    size_t *cap)
 {
 	uint32_t i = nd->a, b = nd->b, d = nd->depth;
 	if (i < b && t->st[i].len == d)
 		i++;
 	while (i < b) {
-		uint32_t x = el(t, i, d), last = i, j = i + 1, step = 1;
-		if (b - i <= 64) {
-			/* a short run: where the prefix shared with the path
-			 * before drops to d, from the tree's own array, without
-			 * reading the paths (each one a cache miss) */
+		uint32_t x, j = i + 1;
+		if (names) {
+			x = el(t, i, d);
+		} else {
+			__builtin_prefetch(&t->paths[i][d]);
+			x = NONE;
+		}
+		while (j < b && j % LMIN_BLOCK && t->lcp[j] > d)
+			j++;
+		if (j < b && j % LMIN_BLOCK == 0) {
+			while (j + LMIN_BLOCK <= b && t->lmin[j / LMIN_BLOCK] > d)
+				j += LMIN_BLOCK;
 			while (j < b && t->lcp[j] > d)
 				j++;
-			if (base_grow(v, cap, *n + 1, sizeof(**v)))
-				return -ENOMEM;
-			(*v)[(*n)++] = (rnode){i, j, d + 1, x};
-			i = j;
-			continue;
-		}
-		while (j < b && el(t, j, d) == x) {
-			last = j;
-			j += step;
-			step *= 2;
-		}
-		uint32_t lo = last + 1, hi = j < b ? j : b;
-		while (lo < hi) {
-			uint32_t mid = lo + (hi - lo) / 2;
-			if (el(t, mid, d) == x)
-				lo = mid + 1;
-			else
-				hi = mid;
 		}
 		if (base_grow(v, cap, *n + 1, sizeof(**v)))
 			return -ENOMEM;
-		(*v)[(*n)++] = (rnode){i, lo, d + 1, x};
-		i = lo;
+		(*v)[(*n)++] = (rnode){i, j, d + 1, x};
+		i = j;
 	}
 	return 0;
 }
@@ -1498,7 +1510,7 @@ static int json_full(fullctx *x, const rnode *nd, const qname *nm)
 	node_values(t, nd, self, total);
 	node_trunc(t, nd, trunc, self_trunc);
 	int rc = json_open(t, nd, nm, self, total, trunc, x->o);
-	rc = rc ? rc : children(t, nd, &x->cs, &nc, &x->ccap);
+	rc = rc ? rc : children(t, nd, true, &x->cs, &nc, &x->ccap);
 	rc = rc ? rc : base_grow(&x->st, &x->cap, base + nc, sizeof(*x->st));
 	for (size_t k = 0; k < nc && !rc; k++) {
 		x->st[base + k] = (wnode){x->cs[k], weight(t, &x->cs[k]),
@@ -1530,26 +1542,35 @@ typedef struct knode {
 } knode;
 
 /* A candidate for the heap: the heaviest comes out first, then the
- * earliest in path order, so the choice is the same every time. */
+ * earliest in path order (a, then depth), so the choice is the same every
+ * time. The heap holds 16 bytes per candidate, the rest in a pool: the
+ * heap's moves were most of choosing a flame graph's nodes. */
 typedef struct cand {
 	rnode r;
-	int64_t w;
 	uint32_t parent;
 } cand;
 
-static bool cand_before(const cand *x, const cand *y)
+typedef struct hent {
+	int64_t w;
+	uint32_t a;
+	uint32_t c;              /* its cand in the pool */
+} hent;
+
+static bool cand_before(const hent *x, const hent *y, const cand *pool)
 {
 	if (x->w != y->w)
 		return x->w > y->w;
-	return x->r.a != y->r.a ? x->r.a < y->r.a : x->r.depth < y->r.depth;
+	if (x->a != y->a)
+		return x->a < y->a;
+	return pool[x->c].r.depth < pool[y->c].r.depth;
 }
 
-static void heap_up(cand *h, size_t i)
+static void heap_up(hent *h, size_t i, const cand *pool)
 {
-	cand c = h[i];
+	hent c = h[i];
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (!cand_before(&c, &h[p]))
+		if (!cand_before(&c, &h[p], pool))
 			break;
 		h[i] = h[p];
 		i = p;
@@ -1557,16 +1578,16 @@ static void heap_up(cand *h, size_t i)
 	h[i] = c;
 }
 
-static void heap_down(cand *h, size_t n, size_t i)
+static void heap_down(hent *h, size_t n, size_t i, const cand *pool)
 {
-	cand c = h[i];
+	hent c = h[i];
 	for (;;) {
 		size_t l = 2 * i + 1, m = l;
 		if (l >= n)
 			break;
-		if (l + 1 < n && cand_before(&h[l + 1], &h[l]))
+		if (l + 1 < n && cand_before(&h[l + 1], &h[l], pool))
 			m = l + 1;
-		if (!cand_before(&h[m], &c))
+		if (!cand_before(&h[m], &c, pool))
 			break;
 		h[i] = h[m];
 		i = m;
@@ -1630,56 +1651,71 @@ static int json_folded_tree(const q_tree *t, size_t max_nodes, base_buf *out)
 {
 	knode *kn = NULL;
 	const knode **kb = NULL;
-	cand *h = NULL;
+	hent *h = NULL;
+	cand *pool = NULL;
 	rnode *cs = NULL;
-	size_t nk = 0, kcap = 0, nh = 0, hcap = 0, ncs = 0, ccap = 0, used = 0;
+	size_t nk = 0, kcap = 0, nh = 0, hcap = 0, np = 0, pcap = 0, ncs = 0, ccap = 0, used = 0;
 	int rc = 0;
-	cand c = {{0, (uint32_t)t->n, 0, 0}, 0, NONE};
-	c.w = weight(t, &c.r);
-	if ((rc = base_grow(&h, &hcap, 1, sizeof(*h))))
+	rnode root = {0, (uint32_t)t->n, 0, 0};
+	if ((rc = base_grow(&h, &hcap, 1, sizeof(*h))) || (rc = base_grow(&pool, &pcap, 1, sizeof(*pool))))
 		goto out;
-	h[nh++] = c;
+	pool[np] = (cand){root, NONE};
+	h[nh++] = (hent){weight(t, &root), 0, (uint32_t)np++};
 	while (nh && nk < max_nodes && !rc) {
-		c = h[0];
+		hent e = h[0];
 		h[0] = h[--nh];
 		if (nh)
-			heap_down(h, nh, 0);
+			heap_down(h, nh, 0, pool);
+		const cand c = pool[e.c];
 		if ((rc = base_grow(&kn, &kcap, nk + 1, sizeof(*kn))))
 			break;
 		uint32_t me = (uint32_t)nk++;
-		kn[me] = (knode){c.r, c.w, NULL, NONE, NONE, 0};
+		kn[me] = (knode){c.r, e.w, NULL, NONE, NONE, 0};
 		if (c.parent != NONE) {
 			kn[me].next = kn[c.parent].kids;
 			kn[c.parent].kids = me;
 		}
 		ncs = 0;
-		rc = children(t, &c.r, &cs, &ncs, &ccap);
+		rc = children(t, &c.r, false, &cs, &ncs, &ccap);
 		kn[me].nchild = (uint32_t)ncs;
 		if (!rc)
 			rc = base_grow(&h, &hcap, nh + ncs, sizeof(*h));
+		if (!rc)
+			rc = base_grow(&pool, &pcap, np + ncs, sizeof(*pool));
 		for (size_t i = 0; i < ncs && !rc; i++) {
-			h[nh] = (cand){cs[i], weight(t, &cs[i]), me};
-			heap_up(h, nh++);
+			pool[np] = (cand){cs[i], me};
+			h[nh] = (hent){weight(t, &cs[i]), cs[i].a, (uint32_t)np++};
+			heap_up(h, nh++, pool);
 		}
 	}
 	if (rc)
 		goto out;
 	/* the kept nodes' names, fetched all at once before the depth-first
 	 * walk needs them one by one: a flame graph touches thousands of
-	 * names spread over the whole table */
-	for (size_t i = 0; i < nk; i++)
-		__builtin_prefetch(q__name(t->names, kn[i].r.name));
+	 * names spread over the whole table; and room for the output at once */
+	for (size_t i = 0; i < nk; i++) {
+		rnode *r = &kn[i].r;
+		if (r->name == NONE)
+			r->name = el(t, r->a, r->depth - 1);
+		__builtin_prefetch(q__name(t->names, r->name));
+	}
+	size_t bytes = 256;
 	for (size_t i = 0; i < nk; i++) {
 		kn[i].nm = q__name(t->names, kn[i].r.name);
 		__builtin_prefetch(kn[i].nm->frag);
+		if (kn[i].nm->frag_len > 48)
+			__builtin_prefetch(kn[i].nm->frag + 64);
+		bytes += kn[i].nm->frag_len + (t->diff ? 256 : 96);
 	}
 	kb = malloc((nk + 1) * sizeof(*kb));
 	int64_t tot[2], tr[2];
-	rc = kb ? json_kept(t, kn, 0, kb, &used, out, tot, tr) : -ENOMEM;
+	rc = kb ? room(out, bytes) : -ENOMEM;
+	rc = rc ? rc : json_kept(t, kn, 0, kb, &used, out, tot, tr);
 out:
 	free(kn);
 	free(kb);
 	free(h);
+	free(pool);
 	free(cs);
 	return rc;
 }
@@ -1725,7 +1761,7 @@ static int folded_node(const q_tree *t, const rnode *nd, base_buf *path, base_bu
 	}
 	rnode *cs = NULL;
 	size_t nc = 0, cap = 0;
-	rc = rc ? rc : children(t, nd, &cs, &nc, &cap);
+	rc = rc ? rc : children(t, nd, true, &cs, &nc, &cap);
 	if (!rc && nc > 1)
 		qsort_r(cs, nc, sizeof(*cs), cmp_child, (void *)t);
 	for (size_t k = 0; !rc && k < nc; k++)
