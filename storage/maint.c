@@ -392,7 +392,10 @@ int st__emb_rollup(st_db *db, int64_t now)
 	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns
 	                                                      : INT64_MIN;
 	pthread_mutex_lock(&db->maint_mu);
-	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li++) {
+	/* each level twice when its first round wrote files: a day's file is
+	 * made from its units' files, which a first round may write */
+	size_t again = 0;
+	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li += !again) {
 		st__ru_job *jobs = NULL;
 		size_t nj = 0;
 		int64_t *parts = NULL;
@@ -413,6 +416,7 @@ int st__emb_rollup(st_db *db, int64_t now)
 		for (size_t i = 0; i < nj && !rc; i++)
 			rc = rollup_job(db, &jobs[i]);
 		st__ru_jobs_free(jobs, nj);
+		again = nj && !again;
 	}
 	pthread_mutex_unlock(&db->maint_mu);
 	return rc;

@@ -627,6 +627,25 @@ int st__ru_todo(st__ru *r, size_t li, const int64_t *parts, size_t nparts, int64
 			if (s < r->raw_floor)
 				continue;  /* nothing complete to build it from */
 		}
+		if (!rc && !ok && day_over && lv->unit < lv->span) {
+			/* a day from raw rows: its units' files first (their last
+			 * one cannot exist before the day is over), and the day
+			 * from them at the next pass. A file's groups are summed
+			 * from raw rows in memory, which holds an hour of a big
+			 * fleet's groups but not a day's; merged from files they
+			 * are series like any other */
+			int64_t lu = INT64_MIN;
+			for (size_t q = 0; q < nparts && !rc; q++) {
+				int64_t us = floor_to(parts[q], lv->unit);
+				if (parts[q] < s || parts[q] >= e || us == lu)
+					continue;
+				lu = us;
+				st__ru_job u = {li, us, us + lv->unit, NULL, 0};
+				if (!exact(r, lv, us, us + lv->unit))
+					rc = job_add(&v, &nv, &cap, &u);
+			}
+			continue;
+		}
 		rc = rc ? rc : job_add(&v, &nv, &cap, &j);
 		if (rc)
 			job_clear(&j);

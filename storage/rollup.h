@@ -104,9 +104,11 @@ typedef struct st__ru_job {
  * (parts[0..nparts), ascending) that ended grace_ns before now and after
  * keep_after and has no usable file, where its data still exists: the
  * same level's smaller files or the files of the level below when those
- * are all usable, else raw rows when they are complete. Ask level by
- * level, finest first, so a level is built from what the one below just
- * got. Read lock. Free with st__ru_jobs_free. */
+ * are all usable, else raw rows when they are complete; but a day-long
+ * span (longer than the level's unit) that raw rows alone could give is
+ * due as its units' spans that lack a file, and as a day at the next call,
+ * from them. Ask level by level, finest first, so a level is built from
+ * what the one below just got. Read lock. Free with st__ru_jobs_free. */
 int st__ru_todo(st__ru *r, size_t li, const int64_t *parts, size_t nparts, int64_t now,
                 int64_t keep_after, st__ru_job **out, size_t *n);
 void st__ru_jobs_free(st__ru_job *j, size_t n);
