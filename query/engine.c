@@ -76,9 +76,9 @@ static void names_unref(qnames *ns)
 	uint32_t n = atomic_load(&ns->n);
 	for (uint32_t i = 0; i < n; i++) {
 		qname *q = (qname *)q__name(ns, i);
-		free(q->function);
 		free(q->file);
 		free(q->lang);
+		free(q->frag);    /* the function's string too */
 	}
 	for (size_t p = 0; p < MAX_NAMES / NAME_PAGE && ns->pages[p]; p++)
 		free(ns->pages[p]);
@@ -126,6 +126,45 @@ static int func_of(qnames *ns, uint32_t id)
 	return base_map_put(&ns->func_map, h, id);
 }
 
+/* A name's JSON as tree nodes carry it (qname.frag): escaped once here,
+ * so that rendering a tree of thousands of nodes copies bytes instead of
+ * escaping the same strings again at every query. */
+static int name_frag(qname *q)
+{
+	base_buf b = {0};
+	int rc = base_buf_put(&b, "\"name\":", 7);
+	rc = rc ? rc : base_json_str(&b, q->function, strlen(q->function));
+	size_t head = b.len;
+	if (!rc && q->kernel)
+		rc = base_buf_put(&b, ",\"kernel\":true", 14);
+	if (!rc && q->file) {
+		rc = base_buf_put(&b, ",\"file\":", 8);
+		rc = rc ? rc : base_json_str(&b, q->file, strlen(q->file));
+	}
+	if (!rc && (q->file || q->line))
+		rc = base_buf_printf(&b, ",\"line\":%" PRId64, q->line);
+	if (!rc && q->lang) {
+		rc = base_buf_put(&b, ",\"lang\":", 8);
+		rc = rc ? rc : base_json_str(&b, q->lang, strlen(q->lang));
+	}
+	/* then the function itself, which sorting children by name reads:
+	 * in the same allocation, so fetching the JSON fetches it */
+	size_t flen = b.len;
+	rc = rc ? rc : base_buf_put(&b, "", 1);
+	rc = rc ? rc : base_buf_put(&b, q->function, strlen(q->function));
+	if (!rc && b.len > UINT32_MAX)
+		rc = -ENOMEM;
+	if (rc) {
+		base_buf_free(&b);
+		return rc;
+	}
+	q->frag = b.data;
+	q->frag_head = (uint32_t)head;
+	q->frag_len = (uint32_t)flen;
+	q->function = b.data + flen + 1;
+	return 0;
+}
+
 /* The ID of (fn, file, kernel), added when new with line; with exact (a
  * frame that carries its own language, file or line), of (fn, file, line,
  * lang). */
@@ -168,23 +207,23 @@ static int intern(qnames *ns, const char *fn, const char *file, int64_t line,
 		goto out;
 	}
 	qname *q = &ns->pages[id / NAME_PAGE][id % NAME_PAGE];
-	q->function = strdup(fn);
+	q->function = (char *)fn;   /* name_frag copies it */
 	q->file = file ? strdup(file) : NULL;
 	q->lang = lang ? strdup(lang) : NULL;
 	q->line = line;
 	q->kernel = kernel;
 	q->exact = exact;
-	if (!q->function || (file && !q->file) || (lang && !q->lang) ||
+	if ((file && !q->file) || (lang && !q->lang) || (rc = name_frag(q)) ||
 	    (rc = func_of(ns, id)) || (rc = base_map_put(&ns->map, h, id))) {
-		free(q->function);
 		free(q->file);
 		free(q->lang);
+		free(q->frag);
 		memset(q, 0, sizeof(*q));
 		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}
 	ns->bytes += sizeof(*q) + strlen(fn) + 1 + (file ? strlen(file) + 1 : 0) +
-	             (lang ? strlen(lang) + 1 : 0) + 24;
+	             (lang ? strlen(lang) + 1 : 0) + q->frag_len + 1 + 24;
 	*out = id;
 	/* published after the entry is written: a reader that sees the count
 	 * sees the entry */
@@ -227,6 +266,66 @@ static qnames *names_new(void)
 
 /* ---- the cache: stack -> location -> function, by integer IDs ---- */
 
+/* The cache's order of paths as a query reads it: at each place r of the
+ * order, the path there and its length, the length of the prefix it
+ * shares with the path before it (lcp[0] = 0); and over blocks of
+ * LCP_BLOCK places, a sparse table of their minima. The prefix two paths
+ * share is the minimum of lcp between their places, so a query finds its
+ * tree's nodes without reading a path (comparing paths was two thirds of
+ * building a tree of 100 k stacks), and reads its stacks' paths in place
+ * order, nearly in sequence. Never changed once built, and counted: a
+ * query keeps the one its places came from while the cache moves on. */
+#define LCP_BLOCK 32
+#define CUT 0x80000000u
+_Static_assert(ST_MAX_FRAMES * MAX_INLINE < UINT16_MAX, "a path's length fits lcp");
+
+typedef struct qorder {
+	atomic_int refs;
+	uint32_t n;               /* places */
+	uint32_t nb, levels;      /* blocks; levels of sp */
+	const uint32_t **path;    /* [n]: the path (name IDs, root first) */
+	uint32_t *len;            /* [n]: its length, | CUT when its stack was
+	                           * cut short (etrunc) */
+	uint16_t *lcp;            /* [n] */
+	uint16_t *sp;             /* sp[k * nb + b]: min of lcp over blocks b .. b + 2^k - 1 */
+} qorder;
+
+static void order_unref(qorder *o)
+{
+	if (o && atomic_fetch_sub(&o->refs, 1) == 1)
+		free(o);
+}
+
+/* The prefix shared by the paths at places r1 < r2: min of lcp over
+ * (r1, r2]. */
+static uint32_t order_lcp(const qorder *o, uint32_t r1, uint32_t r2)
+{
+	uint32_t lo = r1 + 1, hi = r2, m = UINT16_MAX;
+	uint32_t bl = lo / LCP_BLOCK, bh = hi / LCP_BLOCK;
+	if (bh - bl < 2) {
+		for (uint32_t r = lo; r <= hi; r++)
+			m = o->lcp[r] < m ? o->lcp[r] : m;
+		return m;
+	}
+	for (uint32_t r = lo; r < (bl + 1) * LCP_BLOCK; r++)
+		m = o->lcp[r] < m ? o->lcp[r] : m;
+	for (uint32_t r = bh * LCP_BLOCK; r <= hi; r++)
+		m = o->lcp[r] < m ? o->lcp[r] : m;
+	uint32_t a = bl + 1, b = bh - 1;
+	uint32_t k = 31 - (uint32_t)__builtin_clz(b - a + 1);
+	uint16_t x = o->sp[(size_t)k * o->nb + a], y = o->sp[(size_t)k * o->nb + b + 1 - (1u << k)];
+	m = x < m ? x : m;
+	return y < m ? y : m;
+}
+
+static uint16_t path_lcp(const uint32_t *a, const uint32_t *b)
+{
+	uint32_t n = a[0] < b[0] ? a[0] : b[0], k = 0;
+	while (k < n && a[1 + k] == b[1 + k])
+		k++;
+	return (uint16_t)k;
+}
+
 struct q_cache {
 	pthread_mutex_t mu;
 	size_t max_bytes;         /* 0: no bound */
@@ -251,6 +350,12 @@ struct q_cache {
 	uint32_t *order;          /* entries, by path */
 	uint8_t *etrunc;          /* entry -> whether its stack was cut short */
 	size_t nent, ent_cap, rank_cap, order_cap, etrunc_cap;
+	qorder *ord;              /* the order's prefixes (NULL while empty) */
+	uint32_t *bynum;          /* the store's stack number (st_stack_sum.num
+	                           * - 1) -> entry, NONE when not there yet: a
+	                           * lookup without hashing, in the order storage
+	                           * returns its sums */
+	size_t bynum_cap;
 	_Atomic uint64_t hits, misses, resets;
 };
 
@@ -281,6 +386,8 @@ void q_cache_free(q_cache *c)
 	free(c->meta);
 	free(c->order);
 	free(c->etrunc);
+	free(c->bynum);
+	order_unref(c->ord);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -288,7 +395,7 @@ void q_cache_free(q_cache *c)
 static size_t cache_bytes(const q_cache *c)
 {
 	return c->names->bytes + c->nchain * 4 + (c->loc.cap + c->trunc_loc.cap + c->stk.cap) * 16 +
-	       c->nent * 17;
+	       c->nent * 17 + c->bynum_cap * 4 + (c->ord ? (size_t)c->ord->n * 3 : 0);
 }
 
 void q_cache_stats(q_cache *c, uint64_t *hits, uint64_t *misses, uint64_t *resets, size_t *bytes)
@@ -314,6 +421,11 @@ static int cache_reset(q_cache *c)
 	base_map_free(&c->trunc_loc);
 	base_map_free(&c->stk);
 	c->nchain = c->nent = 0;
+	free(c->bynum);
+	c->bynum = NULL;
+	c->bynum_cap = 0;
+	order_unref(c->ord);
+	c->ord = NULL;
 	c->epoch++;
 	atomic_fetch_add(&c->resets, 1);
 	return 0;
@@ -337,28 +449,78 @@ static int cmp_entry(const void *x, const void *y, void *arg)
 	return cmp_ids(a + 1, a[0], b + 1, b[0]);
 }
 
-/* Puts the entries fresh[0..m) (the last m) into the order and numbers
- * every entry by its place: one merge, done only when stacks are new. */
+/* Puts the entries fresh[0..m) (the last m) into the order, numbers every
+ * entry by its place and builds the order's prefixes anew (qorder): one
+ * merge, done only when stacks are new. A prefix between two entries that
+ * were neighbours before is copied; only the fresh entries' are
+ * compared. */
 static int order_insert(q_cache *c, uint32_t *fresh, size_t m)
 {
-	size_t old = c->nent - m;
-	uint32_t *merged = malloc((c->nent + 1) * sizeof(*merged));
-	if (!merged || base_grow(&c->meta, &c->rank_cap, c->nent, sizeof(*c->meta))) {
+	size_t old = c->nent - m, n = c->nent;
+	uint32_t *merged = malloc((n + 1) * sizeof(*merged));
+	uint32_t *src = malloc((n + 1) * sizeof(*src));   /* old place, or NONE */
+	uint32_t nb = (uint32_t)((n + LCP_BLOCK - 1) / LCP_BLOCK), levels = 0;
+	while (nb >> levels)
+		levels++;
+	qorder *o = malloc(sizeof(*o) + (n + 1) * (sizeof(*o->path) + sizeof(*o->len)) +
+	                   (n + 1) * sizeof(uint16_t) + ((size_t)levels * nb + 1) * sizeof(uint16_t));
+	if (!merged || !src || !o || base_grow(&c->meta, &c->rank_cap, n, sizeof(*c->meta))) {
 		free(merged);
+		free(src);
+		free(o);
 		return -ENOMEM;
 	}
 	qsort_r(fresh, m, sizeof(*fresh), cmp_entry, c);
 	size_t i = 0, j = 0, w = 0;
 	while (i < old || j < m)
-		if (j == m || (i < old && cmp_entry(&c->order[i], &fresh[j], c) <= 0))
+		if (j == m || (i < old && cmp_entry(&c->order[i], &fresh[j], c) <= 0)) {
+			src[w] = (uint32_t)i;
 			merged[w++] = c->order[i++];
-		else
+		} else {
+			src[w] = NONE;
 			merged[w++] = fresh[j++];
+		}
+	atomic_init(&o->refs, 1);
+	o->n = (uint32_t)n;
+	o->nb = nb;
+	o->levels = levels;
+	o->path = (const uint32_t **)(o + 1);
+	o->len = (uint32_t *)(o->path + n + 1);
+	o->lcp = (uint16_t *)(o->len + n + 1);
+	o->sp = o->lcp + n + 1;
+	const qorder *was = c->ord;
+	for (size_t k = 0; k < n; k++) {
+		if (k == 0)
+			o->lcp[k] = 0;
+		else if (src[k] != NONE && src[k - 1] != NONE && src[k] == src[k - 1] + 1)
+			o->lcp[k] = was->lcp[src[k]];
+		else
+			o->lcp[k] = path_lcp(c->ent[merged[k - 1]], c->ent[merged[k]]);
+	}
+	for (uint32_t bl = 0; bl < nb; bl++) {
+		uint16_t mn = UINT16_MAX;
+		for (size_t r = (size_t)bl * LCP_BLOCK; r < n && r < (size_t)(bl + 1) * LCP_BLOCK; r++)
+			mn = o->lcp[r] < mn ? o->lcp[r] : mn;
+		o->sp[bl] = mn;
+	}
+	for (uint32_t k = 1; k < levels; k++)
+		for (uint32_t bl = 0; bl + (1u << k) <= nb; bl++) {
+			uint16_t x = o->sp[(size_t)(k - 1) * nb + bl];
+			uint16_t y = o->sp[(size_t)(k - 1) * nb + bl + (1u << (k - 1))];
+			o->sp[(size_t)k * nb + bl] = x < y ? x : y;
+		}
+	order_unref(c->ord);
+	c->ord = o;
+	free(src);
 	free(c->order);
 	c->order = merged;
-	c->order_cap = c->nent + 1;
-	for (size_t k = 0; k < w; k++)
-		c->meta[merged[k]] = (struct ent_meta){c->ent[merged[k]][0], (uint32_t)k};
+	c->order_cap = n + 1;
+	for (size_t k = 0; k < w; k++) {
+		uint32_t e = merged[k];
+		c->meta[e] = (struct ent_meta){c->ent[e][0], (uint32_t)k};
+		o->path[k] = c->ent[e] + 1;
+		o->len[k] = c->ent[e][0] | (c->etrunc[e] ? CUT : 0);
+	}
 	return 0;
 }
 
@@ -585,23 +747,115 @@ static int side_sums(st_db *db, const q_side *q, st_stack_sum **sums, size_t *n,
 	return rc;
 }
 
-/* Each side's stacks into the tree: its path of function IDs and place
- * in the cache's order, from the cache, after naming those it lacks. All
- * of them are copied under one hold of the cache's lock, so their places
- * are from one order. */
+/* The cache's entry of a stack, NONE when it has none: by the store's
+ * number for it where the store gives one (noted there at the first
+ * lookup by ID), else by ID. Caller holds mu. */
+static uint32_t entry_of(q_cache *c, uint64_t id, uint32_t num)
+{
+	if (num && num <= c->bynum_cap && c->bynum[num - 1] != NONE)
+		return c->bynum[num - 1];
+	uint32_t e = base_map_get(&c->stk, id);
+	if (e == NONE || !num)
+		return e;
+	if (num > c->bynum_cap) {
+		size_t cap = c->bynum_cap ? c->bynum_cap : 1024;
+		while (cap < num)
+			cap *= 2;
+		uint32_t *v = realloc(c->bynum, cap * sizeof(*v));
+		if (!v)
+			return e;   /* only a shortcut: the ID finds it */
+		memset(v + c->bynum_cap, 0xff, (cap - c->bynum_cap) * sizeof(*v));
+		c->bynum = v;
+		c->bynum_cap = cap;
+	}
+	c->bynum[num - 1] = e;
+	return e;
+}
+
+/* Sorts keys by their bits [lo, lo + bits) (those above are zero):
+ * radix passes for many, insertion for few; stable, so (place << 32 |
+ * index) keys sorted by place keep their indices' order. */
+static int sort_keys(uint64_t *k, size_t n, uint32_t lo, uint32_t bits)
+{
+	if (n < 64) {
+		for (size_t i = 1; i < n; i++) {
+			uint64_t x = k[i];
+			size_t j = i;
+			for (; j > 0 && k[j - 1] > x; j--)
+				k[j] = k[j - 1];
+			k[j] = x;
+		}
+		return 0;
+	}
+	uint64_t *tmp = malloc(n * sizeof(*tmp)), *src = k, *dst = tmp;
+	size_t *cnt = malloc(2049 * sizeof(*cnt));
+	if (!tmp || !cnt) {
+		free(tmp);
+		free(cnt);
+		return -ENOMEM;
+	}
+	for (uint32_t shift = lo; shift < lo + bits; shift += 11) {
+		memset(cnt, 0, 2049 * sizeof(*cnt));
+		for (size_t i = 0; i < n; i++)
+			cnt[((src[i] >> shift) & 2047) + 1]++;
+		for (size_t d = 0; d < 2048; d++)
+			cnt[d + 1] += cnt[d];
+		for (size_t i = 0; i < n; i++)
+			dst[cnt[(src[i] >> shift) & 2047]++] = src[i];
+		uint64_t *x = src;
+		src = dst;
+		dst = x;
+	}
+	if (src != k)
+		memcpy(k, src, n * sizeof(*k));
+	free(tmp);
+	free(cnt);
+	return 0;
+}
+
+/* A query's stacks between naming and building the tree: each stack with
+ * a value, side 0's first (k < n0), with its sum, ID and cache entry,
+ * then its place in the cache's order as a sort key (place << 32 | k). */
+typedef struct pend {
+	size_t n, n0;
+	uint64_t *key;
+	uint32_t *ent;
+	int64_t *val;
+	uint64_t *id;
+} pend;
+
+static void pend_free(pend *pd)
+{
+	free(pd->key);
+	free(pd->ent);
+	free(pd->val);
+	free(pd->id);
+	memset(pd, 0, sizeof(*pd));
+}
+
+/* Each side's stacks: their entries in the cache, after naming those it
+ * lacks, and their places in its order. All places are taken under one
+ * hold of the cache's lock, so they are from one order, whose snapshot
+ * (*ord, a reference the caller drops) the tree is then built from. */
 static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
-                    const size_t *nsums, int nsides)
+                    const size_t *nsums, int nsides, pend *pd, qorder **ord)
 {
 	q_cache *c = nm->c;
 	uint64_t *miss = NULL;
-	size_t nmiss = 0, total = 0;
+	size_t nmiss = 0, total = 0, n = 0;
 	base_map seen = {0};
 	int rc = 0;
 	for (int s = 0; s < nsides; s++)
 		total += nsums[s];
 	miss = malloc((total + 1) * sizeof(*miss));
-	if (!miss)
+	pd->key = malloc((total + 1) * sizeof(*pd->key));
+	pd->ent = malloc((total + 1) * sizeof(*pd->ent));
+	pd->val = malloc((total + 1) * sizeof(*pd->val));
+	pd->id = malloc((total + 1) * sizeof(*pd->id));
+	if (!miss || !pd->key || !pd->ent || !pd->val || !pd->id) {
+		free(miss);
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&c->mu);
 	/* names change when debug info arrives; and the cache is bounded:
 	 * past its size it starts over (a query may take it past) */
@@ -613,20 +867,38 @@ static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
 	nm->epoch = c->epoch;
 	t->names = c->names;
 	atomic_fetch_add(&t->names->refs, 1);
-	for (int s = 0; s < nsides && !rc; s++)
+	for (int s = 0; s < nsides && !rc; s++) {
+		if (s == 1)
+			pd->n0 = n;
 		for (size_t i = 0; i < nsums[s] && !rc; i++) {
-			uint64_t id = sums[s][i].stack_id;
-			if (i + 8 < nsums[s])
+			const st_stack_sum *x = &sums[s][i];
+			if (!x->num && i + 8 < nsums[s])
 				base_map_prefetch(&c->stk, sums[s][i + 8].stack_id);
-			if (!sums[s][i].value || base_map_get(&c->stk, id) != NONE ||
-			    base_map_get(&seen, id) != NONE)
+			if (!x->value)
 				continue;
-			rc = base_map_put(&seen, id, 1);
-			miss[nmiss++] = id;
+			uint32_t e = entry_of(c, x->stack_id, x->num);
+			pd->ent[n] = e;
+			pd->val[n] = x->value;
+			pd->id[n++] = x->stack_id;
+			if (e != NONE || base_map_get(&seen, x->stack_id) != NONE)
+				continue;
+			rc = base_map_put(&seen, x->stack_id, 1);
+			miss[nmiss++] = x->stack_id;
 		}
+	}
+	if (nsides == 1)
+		pd->n0 = n;
+	pd->n = n;
 	pthread_mutex_unlock(&c->mu);
 	atomic_fetch_add(&c->misses, nmiss);
-	atomic_fetch_add(&c->hits, total - nmiss);
+	atomic_fetch_add(&c->hits, n - nmiss);
+	/* named in order of stack ID, whatever order the store gave: names
+	 * get their IDs in the order they are first met, and the order of
+	 * paths (hence ties in a folded tree, and pprof's order) follows
+	 * them, so a store that returns its sums otherwise gives the same
+	 * answer */
+	if (!rc && nmiss)
+		rc = sort_keys(miss, nmiss, 0, 64);
 	if (!rc && nmiss)
 		rc = name_missing(nm, db, miss, nmiss);   /* holds mu when 0 */
 	else if (!rc)
@@ -637,32 +909,18 @@ static int name_all(namer *nm, st_db *db, q_tree *t, st_stack_sum *const *sums,
 		rc = RETRY;
 		goto unlock;
 	}
-	/* every stack is there now: point at its path in the pages the tree
-	 * holds a reference to (the map's slots fetched a few stacks ahead:
-	 * the map of a busy server's stacks is far bigger than the caches) */
-	size_t n = 0;
-	if (base_grow(&t->st, &t->st_cap, total + 1, sizeof(*t->st))) {
-		rc = -ENOMEM;
-		goto unlock;
-	}
-	for (int s = 0; s < nsides; s++)
-		for (size_t i = 0; i < nsums[s]; i++) {
-			if (i + 8 < nsums[s])
-				base_map_prefetch(&c->stk, sums[s][i + 8].stack_id);
-			if (!sums[s][i].value)
-				continue;
-			uint32_t e = base_map_get(&c->stk, sums[s][i].stack_id);
-			qstack *q = &t->st[n++];
-			*q = (qstack){c->ent[e] + 1, c->meta[e].len, c->meta[e].rank, {0, 0}, {0, 0},
-			              sums[s][i].stack_id};
-			q->v[s] = sums[s][i].value;
-			if (c->etrunc[e]) {
-				q->trunc[s] = q->v[s];
-				t->any_trunc = true;
-			}
+	/* every stack is there now: its place in the order as it is now */
+	for (size_t k = 0; k < n; k++) {
+		uint32_t e = pd->ent[k];
+		if (e == NONE && (e = base_map_get(&c->stk, pd->id[k])) == NONE) {
+			rc = -EIO;   /* named above, under this hold of the lock */
+			goto unlock;
 		}
-	t->n = n;
+		pd->key[k] = (uint64_t)c->meta[e].rank << 32 | k;
+	}
 	t->nnames = atomic_load(&c->names->n);
+	if ((*ord = c->ord))
+		atomic_fetch_add(&c->ord->refs, 1);
 unlock:
 	pthread_mutex_unlock(&c->mu);
 out:
@@ -671,49 +929,7 @@ out:
 	return rc;
 }
 
-/* By place in the cache's order: radix passes over the rank for many
- * stacks, a plain sort for few. */
-static int cmp_rank(const void *a, const void *b)
-{
-	const qstack *x = a, *y = b;
-	return (x->rank > y->rank) - (x->rank < y->rank);
-}
 
-static int sort_by_rank(qstack *v, size_t n)
-{
-	if (n < 1024) {
-		qsort(v, n, sizeof(*v), cmp_rank);
-		return 0;
-	}
-	qstack *tmp = malloc(n * sizeof(*tmp));
-	size_t *cnt = malloc(2049 * sizeof(*cnt));
-	if (!tmp || !cnt) {
-		free(tmp);
-		free(cnt);
-		return -ENOMEM;
-	}
-	qstack *src = v, *dst = tmp;
-	for (int shift = 0; shift < 33; shift += 11) {
-		memset(cnt, 0, 2049 * sizeof(*cnt));
-		for (size_t i = 0; i < n; i++)
-			cnt[((src[i].rank >> shift) & 2047) + 1]++;
-		for (size_t k = 0; k < 2048; k++)
-			cnt[k + 1] += cnt[k];
-		for (size_t i = 0; i < n; i++)
-			dst[cnt[(src[i].rank >> shift) & 2047]++] = src[i];
-		qstack *x = src;
-		src = dst;
-		dst = x;
-	}
-	if (src != v)
-		memcpy(v, src, n * sizeof(*v));
-	free(tmp);
-	free(cnt);
-	return 0;
-}
-
-/* Puts the paths in order (equal prefixes become neighbours), adds up
- * equal ones, counts the nodes they make and sums their values. */
 /* A diff tree's nodes, one by one: each distinct path adds the nodes
  * below its common prefix with the path before it (lcp), so nodes come
  * depth first, parents before children. leaf[i] is the post-merge path of
@@ -758,71 +974,103 @@ static int lay_out(q_tree *t, const uint64_t *ids, const uint32_t *leaf, size_t 
 	return rc;
 }
 
-static int finish(q_tree *t)
+/* Puts the stacks of pd in order of their places in the cache's order o
+ * (equal prefixes become neighbours), takes their paths from o, adds up
+ * equal paths, counts the nodes they make and sums their values. */
+static int finish(q_tree *t, const qorder *o, pend *pd)
 {
-	int rc = sort_by_rank(t->st, t->n);
-	if (rc)
-		return rc;
-	size_t w = 0;
-	uint64_t *ids = NULL;
-	uint32_t *leaf = NULL;
-	size_t nids = t->n;
-	t->lcp = malloc((t->n + 1) * sizeof(*t->lcp));
+	int rc = 0;
+	size_t n = pd->n, nids = n, w = 0;
+	uint64_t *key = pd->key, *ids = NULL;
+	uint32_t *leaf = NULL, *slot = NULL;
+	qstack *st = malloc((n + 1) * sizeof(*st));
+	t->lcp = malloc((n + 1) * sizeof(*t->lcp));
 	if (t->diff) {
-		ids = malloc((t->n + 1) * sizeof(*ids));
-		leaf = malloc((t->n + 1) * sizeof(*leaf));
+		ids = malloc((n + 1) * sizeof(*ids));
+		leaf = malloc((n + 1) * sizeof(*leaf));
 	}
-	if (!t->lcp || (t->diff && (!ids || !leaf))) {
-		free(ids);
-		free(leaf);
-		return -ENOMEM;
+	if (!st || !t->lcp || (t->diff && (!ids || !leaf))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (n && !t->diff && n >= o->n / 4) {
+		/* many of the cache's stacks: one pass over the places beats
+		 * sorting (one side has each place once) */
+		if (!(slot = calloc(o->n, sizeof(*slot)))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (size_t k = 0; k < n; k++)
+			slot[key[k] >> 32] = (uint32_t)k + 1;
+		size_t j = 0;
+		for (uint32_t r = 0; r < o->n; r++)
+			if (slot[r])
+				key[j++] = (uint64_t)r << 32 | (slot[r] - 1);
+	} else if (n) {
+		uint32_t bits = 1;
+		while (bits < 32 && (o->n >> bits))
+			bits++;
+		if ((rc = sort_keys(key, n, 32, bits)))
+			goto out;
 	}
 	t->nnodes = 1;
-	for (size_t i = 0; i < t->n; i++) {
-		const qstack *q = &t->st[i];
-		/* the first touch of each path: fetch ahead */
-		if (i + 4 < t->n)
-			__builtin_prefetch(t->st[i + 4].path);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = (uint32_t)key[i], r = (uint32_t)(key[i] >> 32);
+		uint32_t len = o->len[r] & ~CUT;
+		int s = k >= pd->n0;
+		bool cut = o->len[r] & CUT;
+		if (ids)
+			ids[i] = pd->id[k];
+		uint32_t lcp = 0;
 		if (w) {
-			qstack *p = &t->st[w - 1];
-			uint32_t n = p->len < q->len ? p->len : q->len, k = 0;
-			const uint32_t *a = p->path, *b = q->path;
-			while (k < n && a[k] == b[k])
-				k++;
-			if (ids) {
-				ids[i] = q->id;
-				leaf[i] = (uint32_t)(k == q->len && k == p->len ? w - 1 : w);
-			}
-			if (k == q->len && k == p->len) {
-				p->v[0] = st_sum_add(p->v[0], q->v[0]);
-				p->v[1] = st_sum_add(p->v[1], q->v[1]);
-				p->trunc[0] = st_sum_add(p->trunc[0], q->trunc[0]);
-				p->trunc[1] = st_sum_add(p->trunc[1], q->trunc[1]);
+			qstack *p = &st[w - 1];
+			/* the same place: one stack on both sides of a diff */
+			lcp = p->rank == r ? len : order_lcp(o, p->rank, r);
+			if (lcp == len && lcp == p->len) {
+				p->v[s] = st_sum_add(p->v[s], pd->val[k]);
+				if (cut)
+					p->trunc[s] = st_sum_add(p->trunc[s], pd->val[k]);
+				if (leaf)
+					leaf[i] = (uint32_t)w - 1;
 				continue;
 			}
-			t->nnodes += q->len - k;
-			t->lcp[w] = k;
-		} else {
-			t->nnodes += q->len;
-			t->lcp[w] = 0;
-			if (ids) {
-				ids[i] = q->id;
-				leaf[i] = 0;
-			}
 		}
-		t->st[w++] = *q;
+		t->nnodes += len - lcp;
+		t->lcp[w] = lcp;
+		if (leaf)
+			leaf[i] = (uint32_t)w;
+		qstack *q = &st[w++];
+		*q = (qstack){o->path[r], len, r, {0, 0}, {0, 0}, pd->id[k]};
+		q->v[s] = pd->val[k];
+		if (cut) {
+			q->trunc[s] = pd->val[k];
+			t->any_trunc = true;
+		}
 	}
+	free(t->st);
+	t->st = st;
+	t->st_cap = n + 1;
+	st = NULL;
 	t->n = w;
-	if (t->diff)
-		rc = lay_out(t, ids, leaf, nids);
-	free(ids);
-	free(leaf);
-	if (rc)
-		return rc;
+	t->paths = malloc((w + 1) * sizeof(*t->paths));
+	t->lmin = malloc((w / LMIN_BLOCK + 1) * sizeof(*t->lmin));
+	if (!t->paths || !t->lmin) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < w; i++) {
+		t->paths[i] = t->st[i].path;
+		if (i % LMIN_BLOCK == 0 || t->lcp[i] < t->lmin[i / LMIN_BLOCK])
+			t->lmin[i / LMIN_BLOCK] = t->lcp[i];
+	}
+	if (t->diff && (rc = lay_out(t, ids, leaf, nids)))
+		goto out;
 	for (int s = 0; s < 2; s++) {
 		t->psum[s] = malloc((t->n + 1) * sizeof(**t->psum));
-		if (!t->psum[s])
-			return -ENOMEM;
+		if (!t->psum[s]) {
+			rc = -ENOMEM;
+			goto out;
+		}
 		t->psum[s][0] = 0;
 		t->sat_at[s] = t->n + 1;
 		int64_t lo = 0, hi = 0;
@@ -845,8 +1093,10 @@ static int finish(q_tree *t)
 		/* truncated shares: prefix sums likewise, added up past the
 		 * first saturated one */
 		t->tsum[s] = malloc((t->n + 1) * sizeof(**t->tsum));
-		if (!t->tsum[s])
-			return -ENOMEM;
+		if (!t->tsum[s]) {
+			rc = -ENOMEM;
+			goto out;
+		}
 		t->tsum[s][0] = 0;
 		t->tsat_at[s] = t->n + 1;
 		for (size_t i = 0; i < t->n; i++) {
@@ -857,7 +1107,12 @@ static int finish(q_tree *t)
 		}
 		t->trunc[s] = t->tsum[s][t->n];
 	}
-	return 0;
+out:
+	free(st);
+	free(slot);
+	free(ids);
+	free(leaf);
+	return rc;
 }
 
 void q_tree_free(q_tree *t)
@@ -866,6 +1121,8 @@ void q_tree_free(q_tree *t)
 		return;
 	names_unref(t->names);
 	free(t->st);
+	free(t->paths);
+	free(t->lmin);
 	free(t->psum[0]);
 	free(t->psum[1]);
 	free(t->tsum[0]);
@@ -910,9 +1167,13 @@ static int build(st_db *db, const q_side *const *sides, int nsides, const q_reso
 		}
 		t->diff = nsides == 2;
 		t->damaged = damaged;
-		rc = name_all(&nm, db, t, sums, nsums, nsides);
+		qorder *ord = NULL;
+		pend pd = {0};
+		rc = name_all(&nm, db, t, sums, nsums, nsides, &pd, &ord);
 		if (!rc)
-			rc = finish(t);
+			rc = finish(t, ord, &pd);
+		order_unref(ord);
+		pend_free(&pd);
 		if (rc == 0) {
 			*out = t;
 			break;
@@ -956,7 +1217,7 @@ typedef struct rnode {
 
 static uint32_t el(const q_tree *t, uint32_t i, uint32_t d)
 {
-	return t->st[i].path[d];
+	return t->paths[i][d];
 }
 
 /* The sum of st[a .. b).v[s]: a difference of prefix sums before any
@@ -1011,32 +1272,39 @@ static int64_t weight(const q_tree *t, const rnode *nd)
 	return t->diff ? st_sum_add(w, range_sum(t, 1, nd->a, nd->b)) : w;
 }
 
-/* The children of nd appended to *v: runs of equal name at its depth,
- * each run's end found by galloping then bisecting. */
-static int children(const q_tree *t, const rnode *nd, rnode **v, size_t *n, size_t *cap)
+/* The children of nd appended to *v: runs of paths sharing more than
+ * nd's depth d, each ending where the prefix a path shares with the one
+ * before drops to d, found in the tree's lcp array and its block minima
+ * (lmin), without reading a path: galloping over the paths' names cost a
+ * cache miss per probe. Without names, a child's name is left NONE (el()
+ * of its first path at depth d; a folded tree reads it only for the
+ * nodes it keeps) and its line fetched meanwhile. */
+static int children(const q_tree *t, const rnode *nd, bool names, rnode **v, size_t *n,
+                    size_t *cap)
 {
 	uint32_t i = nd->a, b = nd->b, d = nd->depth;
 	if (i < b && t->st[i].len == d)
 		i++;
 	while (i < b) {
-		uint32_t x = el(t, i, d), last = i, j = i + 1, step = 1;
-		while (j < b && el(t, j, d) == x) {
-			last = j;
-			j += step;
-			step *= 2;
+		uint32_t x, j = i + 1;
+		if (names) {
+			x = el(t, i, d);
+		} else {
+			__builtin_prefetch(&t->paths[i][d]);
+			x = NONE;
 		}
-		uint32_t lo = last + 1, hi = j < b ? j : b;
-		while (lo < hi) {
-			uint32_t mid = lo + (hi - lo) / 2;
-			if (el(t, mid, d) == x)
-				lo = mid + 1;
-			else
-				hi = mid;
+		while (j < b && j % LMIN_BLOCK && t->lcp[j] > d)
+			j++;
+		if (j < b && j % LMIN_BLOCK == 0) {
+			while (j + LMIN_BLOCK <= b && t->lmin[j / LMIN_BLOCK] > d)
+				j += LMIN_BLOCK;
+			while (j < b && t->lcp[j] > d)
+				j++;
 		}
 		if (base_grow(v, cap, *n + 1, sizeof(**v)))
 			return -ENOMEM;
-		(*v)[(*n)++] = (rnode){i, lo, d + 1, x};
-		i = lo;
+		(*v)[(*n)++] = (rnode){i, j, d + 1, x};
+		i = j;
 	}
 	return 0;
 }
@@ -1118,41 +1386,80 @@ int q__json_warnings(base_buf *o, bool saturated, uint64_t damaged)
 	return rc;
 }
 
-/* {"name":...,values,...,"children":[ */
-static int json_open(const q_tree *t, const rnode *nd, base_buf *o)
+/* Room for n more bytes of output, written in place after it: a node is
+ * a dozen small pieces, and appending each through base_buf_put was a
+ * third of a flame graph's rendering. */
+static int room(base_buf *o, size_t n)
 {
-	const qname *nm = q__name(t->names, nd->name);
-	int64_t self[2], total[2], trunc[2], self_trunc[2];
-	node_values(t, nd, self, total);
-	node_trunc(t, nd, trunc, self_trunc);
-	int rc = base_buf_put(o, "{\"name\":", 8);
-	rc = rc ? rc : base_json_str(o, nm->function, strlen(nm->function));
-	rc = rc ? rc : json_values(t, o, self, total, trunc);
-	if (!rc && t->diff) {
+	return base_buf_reserve(o, n);
+}
+
+#define RAW(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+static char *raw_i64(char *p, int64_t v)
+{
+	char tmp[24], *q = tmp + sizeof(tmp);
+	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--q = '-';
+	size_t n = (size_t)(tmp + sizeof(tmp) - q);
+	memcpy(p, q, n);
+	return p + n;
+}
+
+/* Ends a run of raw writes at p. */
+static void raw_done(base_buf *o, char *p)
+{
+	o->len = (size_t)(p - o->data);
+	o->data[o->len] = 0;
+}
+
+/* {"name":...,values,...,"children":[ for node nd named nm, with its
+ * values (node_values, node_trunc) */
+static int json_open(const q_tree *t, const rnode *nd, const qname *nm, const int64_t self[2],
+                     const int64_t total[2], const int64_t trunc[2], base_buf *o)
+{
+	int rc = room(o, nm->frag_head + 128);
+	if (rc)
+		return rc;
+	char *p = o->data + o->len;
+	*p++ = '{';
+	memcpy(p, nm->frag, nm->frag_head);
+	p += nm->frag_head;
+	if (!t->diff) {
+		p = RAW(p, ",\"self\":");
+		p = raw_i64(p, self[0]);
+		p = RAW(p, ",\"total\":");
+		p = raw_i64(p, total[0]);
+		if (trunc[0]) {
+			p = RAW(p, ",\"truncated\":");
+			p = raw_i64(p, trunc[0]);
+		}
+		raw_done(o, p);
+	} else {
+		raw_done(o, p);
+		rc = json_values(t, o, self, total, trunc);
 		/* the laid-out node this run of paths is: the root, or the one
 		 * its first path added at this depth */
 		uint32_t i = nd->depth ? t->first[nd->a] + (nd->depth - t->lcp[nd->a] - 1) : 0;
-		rc = q__sig_node_json(t, i, o);
+		rc = rc ? rc : q__sig_node_json(t, i, o);
 		if (!rc && i == 0)
 			rc = q__sig_root_json(t, o);
 	}
 	if (!rc && nd->depth == 0)
 		rc = q__json_warnings(o, t->saturated, t->damaged);
-	if (!rc && nm->kernel)
-		rc = base_buf_put(o, ",\"kernel\":true", 14);
-	if (!rc && nm->file) {
-		rc = base_buf_put(o, ",\"file\":", 8);
-		rc = rc ? rc : base_json_str(o, nm->file, strlen(nm->file));
-	}
-	if (!rc && (nm->file || nm->line)) {
-		rc = base_buf_put(o, ",\"line\":", 8);
-		rc = rc ? rc : put_i64(o, nm->line);
-	}
-	if (!rc && nm->lang) {
-		rc = base_buf_put(o, ",\"lang\":", 8);
-		rc = rc ? rc : base_json_str(o, nm->lang, strlen(nm->lang));
-	}
-	return rc ? rc : base_buf_put(o, ",\"children\":[", 13);
+	rc = rc ? rc : room(o, nm->frag_len - nm->frag_head + 16);
+	if (rc)
+		return rc;
+	p = o->data + o->len;
+	memcpy(p, nm->frag + nm->frag_head, nm->frag_len - nm->frag_head);
+	p += nm->frag_len - nm->frag_head;
+	raw_done(o, RAW(p, ",\"children\":["));
+	return 0;
 }
 
 static int json_other(const q_tree *t, const int64_t other[2], const int64_t other_trunc[2],
@@ -1165,120 +1472,175 @@ static int json_other(const q_tree *t, const int64_t other[2], const int64_t oth
 	return rc ? rc : base_buf_put(o, ",\"children\":[]}", 15);
 }
 
-/* The whole tree, depth first, each node written once as it is found. */
-static int json_full(const q_tree *t, const rnode *nd, base_buf *o)
+/* A child waiting to be written: its node, weight and name. */
+typedef struct wnode {
+	rnode r;
+	int64_t w;
+	const qname *nm;
+} wnode;
+
+/* Children in the order flame graphs draw and people read: heaviest
+ * first, ties by name (cmp_child, with the weights at hand). */
+static int cmp_wnode(const void *a, const void *b)
 {
-	rnode *cs = NULL;
-	size_t nc = 0, cap = 0;
-	int rc = json_open(t, nd, o);
-	rc = rc ? rc : children(t, nd, &cs, &nc, &cap);
-	if (!rc && nc > 1)
-		qsort_r(cs, nc, sizeof(*cs), cmp_child, (void *)t);
+	const wnode *x = a, *y = b;
+	if (x->w != y->w)
+		return x->w > y->w ? -1 : 1;
+	int c = strcmp(x->nm->function, y->nm->function);
+	return c ? c : (x->r.name > y->r.name) - (x->r.name < y->r.name);
+}
+
+/* The whole tree, depth first, each node written once as it is found;
+ * the children of the nodes on the way down share one stack (st), each
+ * level's above its parent's. */
+typedef struct fullctx {
+	const q_tree *t;
+	base_buf *o;
+	wnode *st;
+	size_t n, cap;
+	rnode *cs;
+	size_t ccap;
+} fullctx;
+
+static int json_full(fullctx *x, const rnode *nd, const qname *nm)
+{
+	const q_tree *t = x->t;
+	int64_t self[2], total[2], trunc[2], self_trunc[2];
+	size_t nc = 0, base = x->n;
+	node_values(t, nd, self, total);
+	node_trunc(t, nd, trunc, self_trunc);
+	int rc = json_open(t, nd, nm, self, total, trunc, x->o);
+	rc = rc ? rc : children(t, nd, true, &x->cs, &nc, &x->ccap);
+	rc = rc ? rc : base_grow(&x->st, &x->cap, base + nc, sizeof(*x->st));
+	for (size_t k = 0; k < nc && !rc; k++) {
+		x->st[base + k] = (wnode){x->cs[k], weight(t, &x->cs[k]),
+		                          q__name(t->names, x->cs[k].name)};
+		__builtin_prefetch(x->st[base + k].nm->frag);
+	}
+	if (rc)
+		return rc;
+	x->n = base + nc;
+	if (nc > 1)
+		qsort(x->st + base, nc, sizeof(*x->st), cmp_wnode);
 	for (size_t k = 0; k < nc && !rc; k++) {
 		if (k)
-			rc = base_buf_put(o, ",", 1);
-		rc = rc ? rc : json_full(t, &cs[k], o);
+			rc = base_buf_put(x->o, ",", 1);
+		wnode w = x->st[base + k];   /* the stack may move deeper down */
+		rc = rc ? rc : json_full(x, &w.r, w.nm);
 	}
-	free(cs);
-	return rc ? rc : base_buf_put(o, "]}", 2);
+	x->n = base;
+	return rc ? rc : base_buf_put(x->o, "]}", 2);
 }
 
 /* A node kept in a folded tree: its kids (kept children) in a list. */
 typedef struct knode {
 	rnode r;
+	int64_t w;
+	const qname *nm;
 	uint32_t kids, next;     /* first kept child, next kept sibling */
 	uint32_t nchild;         /* all its children, kept or not */
 } knode;
 
 /* A candidate for the heap: the heaviest comes out first, then the
- * earliest in path order, so the choice is the same every time. */
+ * earliest in path order (a, then depth), so the choice is the same every
+ * time. The heap holds 16 bytes per candidate, the rest in a pool: the
+ * heap's moves were most of choosing a flame graph's nodes. */
 typedef struct cand {
 	rnode r;
-	int64_t w;
 	uint32_t parent;
 } cand;
 
-static bool cand_before(const cand *x, const cand *y)
+typedef struct hent {
+	int64_t w;
+	uint32_t a;
+	uint32_t c;              /* its cand in the pool */
+} hent;
+
+static bool cand_before(const hent *x, const hent *y, const cand *pool)
 {
 	if (x->w != y->w)
 		return x->w > y->w;
-	return x->r.a != y->r.a ? x->r.a < y->r.a : x->r.depth < y->r.depth;
+	if (x->a != y->a)
+		return x->a < y->a;
+	return pool[x->c].r.depth < pool[y->c].r.depth;
 }
 
-static void heap_up(cand *h, size_t i)
+static void heap_up(hent *h, size_t i, const cand *pool)
 {
+	hent c = h[i];
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (!cand_before(&h[i], &h[p]))
+		if (!cand_before(&c, &h[p], pool))
 			break;
-		cand tmp = h[i];
 		h[i] = h[p];
-		h[p] = tmp;
 		i = p;
 	}
+	h[i] = c;
 }
 
-static void heap_down(cand *h, size_t n, size_t i)
+static void heap_down(hent *h, size_t n, size_t i, const cand *pool)
 {
+	hent c = h[i];
 	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		if (l < n && cand_before(&h[l], &h[m]))
-			m = l;
-		if (l + 1 < n && cand_before(&h[l + 1], &h[m]))
+		size_t l = 2 * i + 1, m = l;
+		if (l >= n)
+			break;
+		if (l + 1 < n && cand_before(&h[l + 1], &h[l], pool))
 			m = l + 1;
-		if (m == i)
-			return;
-		cand tmp = h[i];
+		if (!cand_before(&h[m], &c, pool))
+			break;
 		h[i] = h[m];
-		h[m] = tmp;
 		i = m;
 	}
+	h[i] = c;
 }
 
-static int cmp_kid(const void *a, const void *b, void *arg)
+static int cmp_kid(const void *a, const void *b)
 {
 	const knode *const *x = a, *const *y = b;
-	return cmp_child(&(*x)->r, &(*y)->r, arg);
+	const knode *p = *x, *q = *y;
+	if (p->w != q->w)
+		return p->w > q->w ? -1 : 1;
+	int c = strcmp(p->nm->function, q->nm->function);
+	return c ? c : (p->r.name > q->r.name) - (p->r.name < q->r.name);
 }
 
-static int json_kept(const q_tree *t, const knode *kn, uint32_t i, base_buf *o)
+/* Writes kept node i and its kept subtree; its kids' pointers go to
+ * kb[*used ..) (every node is a kid once, so kb holds them all). Returns
+ * the node's total and truncated count for its parent's "other". */
+static int json_kept(const q_tree *t, const knode *kn, uint32_t i, const knode **kb,
+                     size_t *used, base_buf *o, int64_t total[2], int64_t trunc[2])
 {
 	const knode *k = &kn[i];
-	const knode **kids = NULL;
+	const knode **kids = kb + *used;
 	size_t nk = 0;
-	int rc = json_open(t, &k->r, o);
-	for (uint32_t c = k->kids; c != NONE; c = kn[c].next)
-		nk++;
-	kids = malloc((nk + 1) * sizeof(*kids));
-	if (!kids)
-		return -ENOMEM;
-	nk = 0;
-	for (uint32_t c = k->kids; c != NONE; c = kn[c].next)
-		kids[nk++] = &kn[c];
-	if (nk > 1)
-		qsort_r(kids, nk, sizeof(*kids), cmp_kid, (void *)t);
-	int64_t self[2], total[2], other[2], trunc[2], self_trunc[2], other_trunc[2];
+	int64_t self[2], self_trunc[2], other[2], other_trunc[2];
 	node_values(t, &k->r, self, total);
 	node_trunc(t, &k->r, trunc, self_trunc);
+	int rc = json_open(t, &k->r, k->nm, self, total, trunc, o);
+	if (rc)
+		return rc;
+	for (uint32_t c = k->kids; c != NONE; c = kn[c].next)
+		kids[nk++] = &kn[c];
+	*used += nk;
+	if (nk > 1)
+		qsort(kids, nk, sizeof(*kids), cmp_kid);
 	for (int s = 0; s < 2; s++) {
 		other[s] = sum_sub(total[s], self[s]);
 		other_trunc[s] = sum_sub(trunc[s], self_trunc[s]);
 	}
 	for (size_t c = 0; c < nk && !rc; c++) {
-		int64_t cs[2], ct[2], ctr[2], cstr[2];
-		node_values(t, &kids[c]->r, cs, ct);
-		node_trunc(t, &kids[c]->r, ctr, cstr);
-		for (int s = 0; s < 2; s++) {
+		int64_t ct[2], ctr[2];
+		if (c)
+			rc = base_buf_put(o, ",", 1);
+		rc = rc ? rc : json_kept(t, kn, (uint32_t)(kids[c] - kn), kb, used, o, ct, ctr);
+		for (int s = 0; s < 2 && !rc; s++) {
 			other[s] = sum_sub(other[s], ct[s]);
 			other_trunc[s] = sum_sub(other_trunc[s], ctr[s]);
 		}
-		if (c)
-			rc = base_buf_put(o, ",", 1);
-		rc = rc ? rc : json_kept(t, kn, (uint32_t)(kids[c] - kn), o);
 	}
 	if (!rc && k->nchild > nk)
 		rc = json_other(t, other, other_trunc, nk == 0, o);
-	free(kids);
 	return rc ? rc : base_buf_put(o, "]}", 2);
 }
 
@@ -1288,42 +1650,72 @@ static int json_kept(const q_tree *t, const knode *kn, uint32_t i, base_buf *o)
 static int json_folded_tree(const q_tree *t, size_t max_nodes, base_buf *out)
 {
 	knode *kn = NULL;
-	cand *h = NULL;
+	const knode **kb = NULL;
+	hent *h = NULL;
+	cand *pool = NULL;
 	rnode *cs = NULL;
-	size_t nk = 0, kcap = 0, nh = 0, hcap = 0, ncs = 0, ccap = 0;
+	size_t nk = 0, kcap = 0, nh = 0, hcap = 0, np = 0, pcap = 0, ncs = 0, ccap = 0, used = 0;
 	int rc = 0;
-	cand c = {{0, (uint32_t)t->n, 0, 0}, 0, NONE};
-	c.w = weight(t, &c.r);
-	if ((rc = base_grow(&h, &hcap, 1, sizeof(*h))))
+	rnode root = {0, (uint32_t)t->n, 0, 0};
+	if ((rc = base_grow(&h, &hcap, 1, sizeof(*h))) || (rc = base_grow(&pool, &pcap, 1, sizeof(*pool))))
 		goto out;
-	h[nh++] = c;
+	pool[np] = (cand){root, NONE};
+	h[nh++] = (hent){weight(t, &root), 0, (uint32_t)np++};
 	while (nh && nk < max_nodes && !rc) {
-		c = h[0];
+		hent e = h[0];
 		h[0] = h[--nh];
-		heap_down(h, nh, 0);
+		if (nh)
+			heap_down(h, nh, 0, pool);
+		const cand c = pool[e.c];
 		if ((rc = base_grow(&kn, &kcap, nk + 1, sizeof(*kn))))
 			break;
 		uint32_t me = (uint32_t)nk++;
-		kn[me] = (knode){c.r, NONE, NONE, 0};
+		kn[me] = (knode){c.r, e.w, NULL, NONE, NONE, 0};
 		if (c.parent != NONE) {
 			kn[me].next = kn[c.parent].kids;
 			kn[c.parent].kids = me;
 		}
 		ncs = 0;
-		rc = children(t, &c.r, &cs, &ncs, &ccap);
+		rc = children(t, &c.r, false, &cs, &ncs, &ccap);
 		kn[me].nchild = (uint32_t)ncs;
+		if (!rc)
+			rc = base_grow(&h, &hcap, nh + ncs, sizeof(*h));
+		if (!rc)
+			rc = base_grow(&pool, &pcap, np + ncs, sizeof(*pool));
 		for (size_t i = 0; i < ncs && !rc; i++) {
-			if ((rc = base_grow(&h, &hcap, nh + 1, sizeof(*h))))
-				break;
-			h[nh] = (cand){cs[i], weight(t, &cs[i]), me};
-			heap_up(h, nh++);
+			pool[np] = (cand){cs[i], me};
+			h[nh] = (hent){weight(t, &cs[i]), cs[i].a, (uint32_t)np++};
+			heap_up(h, nh++, pool);
 		}
 	}
-	if (!rc)
-		rc = json_kept(t, kn, 0, out);
+	if (rc)
+		goto out;
+	/* the kept nodes' names, fetched all at once before the depth-first
+	 * walk needs them one by one: a flame graph touches thousands of
+	 * names spread over the whole table; and room for the output at once */
+	for (size_t i = 0; i < nk; i++) {
+		rnode *r = &kn[i].r;
+		if (r->name == NONE)
+			r->name = el(t, r->a, r->depth - 1);
+		__builtin_prefetch(q__name(t->names, r->name));
+	}
+	size_t bytes = 256;
+	for (size_t i = 0; i < nk; i++) {
+		kn[i].nm = q__name(t->names, kn[i].r.name);
+		__builtin_prefetch(kn[i].nm->frag);
+		if (kn[i].nm->frag_len > 48)
+			__builtin_prefetch(kn[i].nm->frag + 64);
+		bytes += kn[i].nm->frag_len + (t->diff ? 256 : 96);
+	}
+	kb = malloc((nk + 1) * sizeof(*kb));
+	int64_t tot[2], tr[2];
+	rc = kb ? room(out, bytes) : -ENOMEM;
+	rc = rc ? rc : json_kept(t, kn, 0, kb, &used, out, tot, tr);
 out:
 	free(kn);
+	free(kb);
 	free(h);
+	free(pool);
 	free(cs);
 	return rc;
 }
@@ -1333,7 +1725,11 @@ int q_tree_json(const q_tree *t, size_t max_nodes, base_buf *out)
 	rnode root = {0, (uint32_t)t->n, 0, 0};
 	if (max_nodes && max_nodes < t->nnodes)
 		return json_folded_tree(t, max_nodes, out);
-	return json_full(t, &root, out);
+	fullctx x = {t, out, NULL, 0, 0, NULL, 0};
+	int rc = json_full(&x, &root, q__name(t->names, 0));
+	free(x.st);
+	free(x.cs);
+	return rc;
 }
 
 /* ---- folded stacks ---- */
@@ -1365,7 +1761,7 @@ static int folded_node(const q_tree *t, const rnode *nd, base_buf *path, base_bu
 	}
 	rnode *cs = NULL;
 	size_t nc = 0, cap = 0;
-	rc = rc ? rc : children(t, nd, &cs, &nc, &cap);
+	rc = rc ? rc : children(t, nd, true, &cs, &nc, &cap);
 	if (!rc && nc > 1)
 		qsort_r(cs, nc, sizeof(*cs), cmp_child, (void *)t);
 	for (size_t k = 0; !rc && k < nc; k++)

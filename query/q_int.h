@@ -9,6 +9,8 @@
 
 #include "base/map.h"
 
+#define LMIN_BLOCK 32
+
 #define Q__NONE BASE_MAP_NONE   /* no node, name or group; also what base_map_get answers */
 
 /* Appends ,"saturated":true and ,"damaged_chunks":N where they apply. */
@@ -42,6 +44,12 @@ typedef struct qname {
 	bool kernel;
 	bool exact;             /* keyed with file, line and language */
 	uint32_t func;          /* the first name of this function (<= its ID) */
+	/* its JSON as a tree node carries it, rendered once when interned:
+	 * "name":"..." (frag[0 .. frag_head)), then ,"kernel":true, ,"file":
+	 * ..., ,"line":N, ,"lang":... where they apply (up to frag_len);
+	 * then a NUL and the function, which `function` points at */
+	char *frag;
+	uint32_t frag_head, frag_len;
 } qname;
 
 /* A table of names, each distinct name (as qname says) once: shared by
@@ -83,6 +91,9 @@ struct q_tree {
 	uint32_t nnames;       /* IDs below this are valid in this tree */
 	qstack *st;
 	size_t n, st_cap;
+	const uint32_t **paths;  /* st[i].path, packed */
+	uint32_t *lmin;          /* lmin[k]: the least lcp[] of paths
+	                          * [k * LMIN_BLOCK, (k + 1) * LMIN_BLOCK) */
 	int64_t *psum[2];      /* psum[s][i]: the sum of st[0 .. i).v[s],
 	                        * saturating (st_sum_add) */
 	size_t sat_at[2];      /* the first i with psum[s][i] saturated, else
@@ -97,11 +108,13 @@ struct q_tree {
 	int64_t trunc[2];      /* of total: samples whose stacks were cut short */
 	bool saturated;        /* a sum in the tree hit st_sum_add's bounds */
 	uint64_t damaged;      /* chunks the merges left out as damaged */
+	uint32_t *lcp;         /* lcp[i]: the prefix path i shares with path
+	                        * i - 1 (lcp[0] = 0) */
 	/* diff trees only: the nodes laid out (nnodes of them), per distinct
-	 * path the first node it adds (after its common prefix lcp with the
-	 * path before), each stack's leaf node, the significance */
+	 * path the first node it adds (after its common prefix lcp), each
+	 * stack's leaf node, the significance */
 	qnode *nodes;
-	uint32_t *first, *lcp;
+	uint32_t *first;
 	base_map leaf_map;       /* stack ID -> node its path ends at */
 	q__sig *sig;
 };

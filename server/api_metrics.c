@@ -262,7 +262,7 @@ void srv_metrics_write_http(base_buf *b)
 	}
 }
 
-/* A level's label: "raw", or its step ("1h", "1d", else seconds). */
+/* A level's label: "raw", or its step ("1h", "6h", "1d", else seconds). */
 static const char *level_name(int64_t step_ns, char buf[32])
 {
 	int64_t s = step_ns / 1000000000LL;

@@ -379,7 +379,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: smolder-server --data-dir DIR [--listen ADDR:PORT]\n"
 	        "                      [--retention DURATION] [--retention-rollup DURATION]\n"
-	        "                      [--max-disk SIZE]\n"
+	        "                      [--rollup-group-label LABEL] [--max-disk SIZE]\n"
 	        "                      [--partition DURATION]\n"
 	        "                      [--maintenance-interval DURATION]\n"
 	        "                      [--debuginfod-url URL[,URL...]] [--ui-dir DIR]\n"
@@ -389,7 +389,8 @@ static void usage(FILE *f)
 	        "                      [--log-level info|debug] [--slow-request DURATION]\n"
 	        "       smolder-server --clickhouse URL[,URL...] | --clickhouse-file FILE\n"
 	        "                      [--clickhouse-cluster NAME] [--data-dir DIR]\n"
-	        "                      [the options above but --max-disk and --partition]\n"
+	        "                      [the options above but --max-disk, --partition and\n"
+	        "                      --rollup-group-label]\n"
 	        "\n"
 	        "  --listen ADDR:PORT   address to serve HTTP on; an IPv4 literal or an IPv6\n"
 	        "                       literal in brackets, port 0 for any free one\n"
@@ -409,8 +410,13 @@ static void usage(FILE *f)
 	        "                       through Distributed tables (default: one node)\n"
 	        "  --retention DUR      delete data older than this, 0 keeps all (default 7d)\n"
 	        "  --retention-rollup DUR\n"
-	        "                       delete roll-ups (sums per hour and per day that long\n"
-	        "                       ranges read) older than this, 0 keeps all (default 90d)\n"
+	        "                       delete roll-ups (sums per hour, 6 hours and day that\n"
+	        "                       long ranges read) older than this, 0 keeps all\n"
+	        "                       (default 90d)\n"
+	        "  --rollup-group-label LABEL\n"
+	        "                       roll-ups also sum the series of each value of this\n"
+	        "                       label, so a long range of one value reads one sum;\n"
+	        "                       \"\" for the profile type's sums only (default service)\n"
 	        "  --max-disk SIZE      delete the oldest blocks while blocks take more than\n"
 	        "                       this (\"500M\", \"10G\"; the WAL is not counted);\n"
 	        "                       0 is no limit (default)\n"
@@ -480,7 +486,7 @@ typedef struct cfg {
 	char *ch_urls;
 	st_ch_options chopt;
 	bool ch;                       /* either of the first two given */
-	bool max_disk_set, partition_set;
+	bool max_disk_set, partition_set, group_label_set;
 } cfg;
 
 /* One option's value into c; 0, or -1 after saying on stderr what is
@@ -505,6 +511,10 @@ static int parse_opt(int o, const char *arg, cfg *c)
 	case 'o':
 		if (parse_duration(arg, &c->sopt.rollup_retention_ns))
 			bad = "retention-rollup";
+		break;
+	case 'G':
+		c->sopt.rollup_group_label = arg;
+		c->group_label_set = true;
 		break;
 	case 'M':
 		if (parse_size(arg, &c->sopt.max_block_bytes)) {
@@ -568,6 +578,7 @@ static int parse_args(int argc, char **argv, cfg *c)
 		{"data-dir", required_argument, NULL, 'd'},
 		{"retention", required_argument, NULL, 'r'},
 		{"retention-rollup", required_argument, NULL, 'o'},
+		{"rollup-group-label", required_argument, NULL, 'G'},
 		{"max-disk", required_argument, NULL, 'M'},
 		{"partition", required_argument, NULL, 'p'},
 		{"maintenance-interval", required_argument, NULL, 'm'},
@@ -621,6 +632,11 @@ static int parse_args(int argc, char **argv, cfg *c)
 		fprintf(stderr, "smolder-server: %s applies to the embedded store; with ClickHouse "
 		        "data is partitioned by day and kept for --retention\n",
 		        c->max_disk_set ? "--max-disk" : "--partition");
+		return 2;
+	}
+	if (c->ch && c->group_label_set) {
+		fprintf(stderr, "smolder-server: --rollup-group-label applies to the embedded "
+		        "store's roll-ups; ClickHouse keeps its own\n");
 		return 2;
 	}
 	if (c->ch_file && load_urls(c->ch_file, &c->ch_urls))

@@ -92,6 +92,11 @@ struct st_selection {
 /* Sorts ids[0..n) (taking ownership of the malloc'd array, freed on
  * failure too) and indexes it into a new selection without a deadline. */
 int st__selection_new(uint64_t *ids, size_t n, st_selection **out);
+
+/* Orders st_stack_sums by stack ID (qsort), as st_merge returns them. */
+int st__cmp_stack_sum(const void *a, const void *b);
+/* Orders uint64_t ascending (qsort). */
+int st__cmp_u64(const void *a, const void *b);
 /* The same into sel (zeroed or holding its other fields): ids goes to
  * sel->ids at once, so st_selection_free(sel) frees it on failure. */
 int st__selection_index(st_selection *sel, uint64_t *ids, size_t n);

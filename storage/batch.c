@@ -126,6 +126,20 @@ static void hash_str(XXH3_state_t *h, const char *s)
 	XXH3_64bits_update(h, s, n);
 }
 
+uint64_t st__group_id(const char *type, const char *label, const char *value)
+{
+	XXH3_state_t h;
+	/* a seed of its own: no series ID is hashed in this domain */
+	XXH3_64bits_reset_withSeed(&h, 0x67726f7570ULL);
+	hash_str(&h, type);
+	if (label) {
+		hash_str(&h, label);
+		hash_str(&h, value);
+	}
+	uint64_t id = XXH3_64bits_digest(&h);
+	return id ? id : 1;
+}
+
 int st_series_id(const st_series_def *s, uint64_t *out, base_err *err)
 {
 	uint8_t idx[ST_MAX_LABELS];

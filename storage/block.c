@@ -374,8 +374,11 @@ static int benc_chunk(benc *e, const srow *r, size_t n)
 
 /* Writes the index (series table, stack dictionary in rank order, chunk
  * directory, coverage, parents) and then the header. */
+/* gtab: a roll-up's group table as it goes in the index (u32 ngroups,
+ * then each group), or NULL for none (version 1). */
 static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
-                       const uint64_t *stacks, uint32_t nstk, const st__block_spec *spec)
+                       const uint64_t *stacks, uint32_t nstk, const st__block_spec *spec,
+                       const base_buf *gtab)
 {
 	int rc = 0;
 	base_buf idx = {0};
@@ -421,6 +424,8 @@ static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
 		rc = base_buf_put(&idx, t, 2);
 		rc = rc ? rc : base_buf_put(&idx, spec->parents[i], l);
 	}
+	if (!rc && gtab)
+		rc = base_buf_put(&idx, gtab->data, gtab->len);
 	if (rc)
 		goto out;
 	if (idx.len > UINT32_MAX || e->nchunks > UINT32_MAX) {
@@ -432,7 +437,7 @@ static int benc_finish(benc *e, const st__blk_series *ser, uint32_t nser,
 
 	uint8_t hdr[ST__BLK_HDR] = {0};
 	memcpy(hdr, ST__BLK_MAGIC, 8);
-	st__put_u32(hdr + 8, ST__BLK_VERSION);
+	st__put_u32(hdr + 8, gtab ? ST__BLK_VERSION_GROUPS : ST__BLK_VERSION);
 	st__put_u32(hdr + 12, spec->step_s);
 	st__put_u64(hdr + 16, (uint64_t)e->mint);
 	st__put_u64(hdr + 24, (uint64_t)e->maxt);
@@ -561,7 +566,7 @@ int st__block_write_fd(int fd, const st__wrow *rows, size_t n, const st__block_s
 		goto out;
 	for (size_t lo = 0; lo < n && !rc; lo += crows)
 		rc = benc_chunk(&e, sorted + lo, lo + crows < n ? crows : n - lo);
-	rc = rc ? rc : benc_finish(&e, ser, nser, kids, nstk, spec);
+	rc = rc ? rc : benc_finish(&e, ser, nser, kids, nstk, spec, NULL);
 out:
 	free(s_local);
 	free(present);
@@ -579,7 +584,10 @@ out:
 
 /* One input of a merge: its current decoded chunk and position, and its
  * dictionaries mapped to the output's. With a window, chunks outside it
- * are not decoded and rows outside it are passed over. */
+ * are not decoded and rows outside it are passed over, as are the rows of
+ * series the output leaves out (smap NONE). The rows a roll-up sums into
+ * groups come as one more input without a block (b NULL): its rows hold
+ * output series and ranks already. */
 typedef struct mcur {
 	const st__block *b;
 	st__chunk_rows cr;
@@ -597,10 +605,15 @@ static bool chunk_outside(const st__blk_chunk *ch, const st__block_spec *spec)
 /* Makes cur's next row available; done when the block has no more. */
 static int mcur_fill(mcur *c, const st__block_spec *spec)
 {
+	if (!c->b) {
+		c->done = c->i >= c->cr.n;
+		return 0;
+	}
 	for (;;) {
 		while (c->i < c->cr.n) {
 			int64_t t = c->cr.ts[c->i];
-			if (!spec->window || (t >= spec->from && t < spec->to))
+			if ((!spec->window || (t >= spec->from && t < spec->to)) &&
+			    c->smap[c->cr.series[c->i]] != UINT32_MAX)
 				return 0;
 			c->i++;
 		}
@@ -617,6 +630,11 @@ static int mcur_fill(mcur *c, const st__block_spec *spec)
 	}
 }
 
+static inline uint32_t mcur_series(const mcur *c)
+{
+	return c->b ? c->smap[c->cr.series[c->i]] : c->cr.series[c->i];
+}
+
 static int cmp_u64v(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -626,6 +644,16 @@ static int cmp_u64v(const void *a, const void *b)
 static int cmp_srow_rank(const void *a, const void *b)
 {
 	const srow *x = a, *y = b;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+static int cmp_srow(const void *a, const void *b)
+{
+	const srow *x = a, *y = b;
+	if (x->series != y->series)
+		return x->series < y->series ? -1 : 1;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
 	return x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
@@ -651,6 +679,166 @@ static size_t sum_ranks(srow *grp, size_t n)
 	return w;
 }
 
+/* ---- a roll-up's groups ---- */
+
+/* Sums per (group, step, stack) of raw rows, in open addressing over the
+ * rows: a slot names its key's latest row; a sum that would pass
+ * ST_MAX_VALUE starts a new row of the same key, as sum_ranks does. */
+typedef struct grow {
+	int64_t t;
+	uint32_t g, k;           /* universe series of the group; universe stack */
+	int64_t v;
+} grow;
+
+typedef struct gacc {
+	grow *r;
+	size_t n, cap;
+	uint32_t *slot;          /* row + 1; 0: empty */
+	size_t nslot;
+} gacc;
+
+static size_t gacc_at(const gacc *a, uint32_t g, int64_t t, uint32_t k)
+{
+	uint64_t h = base_mix64(((uint64_t)g << 32 | k) ^ base_mix64((uint64_t)t));
+	size_t m = a->nslot - 1, i = (size_t)h & m;
+	while (a->slot[i]) {
+		const grow *r = &a->r[a->slot[i] - 1];
+		if (r->g == g && r->t == t && r->k == k)
+			break;
+		i = (i + 1) & m;
+	}
+	return i;
+}
+
+/* -E2BIG past ST__MAX_GROUP_ROWS rows. */
+static int gacc_add(gacc *a, uint32_t g, int64_t t, uint32_t k, int64_t v)
+{
+	if ((a->n + 1) * 2 > a->nslot) {
+		size_t ns = a->nslot ? a->nslot * 2 : 65536;
+		uint32_t *sl = calloc(ns, sizeof(*sl));
+		if (!sl)
+			return -ENOMEM;
+		free(a->slot);
+		a->slot = sl;
+		a->nslot = ns;
+		/* later rows of a key come after, so the latest row wins */
+		for (size_t i = 0; i < a->n; i++)
+			a->slot[gacc_at(a, a->r[i].g, a->r[i].t, a->r[i].k)] = (uint32_t)i + 1;
+	}
+	size_t i = gacc_at(a, g, t, k);
+	if (a->slot[i]) {
+		grow *r = &a->r[a->slot[i] - 1];
+		/* |r->v| <= 2^48, |v| < 2^52 (a decoded value): no overflow */
+		int64_t s = r->v + v;
+		if (s <= ST_MAX_VALUE && s >= -ST_MAX_VALUE) {
+			r->v = s;
+			return 0;
+		}
+	}
+	if (a->n >= ST__MAX_GROUP_ROWS)
+		return -E2BIG;
+	if (base_grow(&a->r, &a->cap, a->n + 1, sizeof(*a->r)))
+		return -ENOMEM;
+	a->r[a->n++] = (grow){t, g, k, v};
+	a->slot[i] = (uint32_t)a->n;
+	return 0;
+}
+
+static void gacc_free(gacc *a)
+{
+	free(a->r);
+	free(a->slot);
+	memset(a, 0, sizeof(*a));
+}
+
+/* The group IDs spec gives series id, or NULL. */
+static const uint64_t *gids_of(const st__block_spec *spec, uint64_t id)
+{
+	size_t lo = 0, hi = spec->ngsids;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (spec->gsids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < spec->ngsids && spec->gsids[lo] == id ? spec->gids[lo] : NULL;
+}
+
+static uint32_t sid_index(const uint64_t *sids, size_t n, uint64_t id)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (sids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && sids[lo] == id ? (uint32_t)lo : UINT32_MAX;
+}
+
+/* universe flags */
+#define U_REAL 1u      /* a series of an input, not a group's */
+#define U_INGRP 2u     /* an input's group series */
+#define U_GRP 4u       /* a group spec gives a real series */
+#define U_BAD 8u       /* a group not to write (its rows, if any, dropped) */
+#define U_LVL 16u      /* a group of level 1 (else 0) */
+/* an input's group series whose rows are not written */
+#define U_DROP(f) (((f) & (U_BAD | U_INGRP)) == (U_BAD | U_INGRP))
+
+/* Checks that input b groups its real series as spec says (a roll-up
+ * written under another grouping, or before groups, does not): each group
+ * that differs is marked U_BAD. */
+static void groups_check(const st__block *b, const uint32_t *smap,
+                         uint32_t (*ugrp)[ST__MAX_GROUPS], uint8_t *uflag)
+{
+	uint32_t (*have)[ST__MAX_GROUPS + 1] = malloc(((size_t)b->nseries + 1) * sizeof(*have));
+	if (!have) {
+		/* cannot tell: no groups */
+		for (uint32_t s = 0; s < b->nseries; s++)
+			for (int l = 0; l < ST__MAX_GROUPS; l++)
+				if (ugrp[smap[s]][l] != UINT32_MAX)
+					uflag[ugrp[smap[s]][l]] |= U_BAD;
+		return;
+	}
+	for (uint32_t s = 0; s < b->nseries; s++)
+		have[s][ST__MAX_GROUPS] = 0;
+	for (uint32_t g = 0; g < b->ngroups; g++) {
+		uint32_t ug = smap[b->groups[g].series];
+		for (uint32_t m = 0; m < b->groups[g].nmembers; m++) {
+			uint32_t s = b->groups[g].members[m];
+			if (have[s][ST__MAX_GROUPS] == ST__MAX_GROUPS)
+				uflag[ug] |= U_BAD;
+			else
+				have[s][have[s][ST__MAX_GROUPS]++] = ug;
+		}
+	}
+	for (uint32_t s = 0; s < b->nseries; s++) {
+		uint32_t u = smap[s];
+		if (!(uflag[u] & U_REAL))
+			continue;
+		uint32_t n = have[s][ST__MAX_GROUPS];
+		/* the same set both ways: spec's groups of s, and the input's */
+		for (int l = 0; l < ST__MAX_GROUPS; l++) {
+			uint32_t want = ugrp[u][l];
+			bool found = want == UINT32_MAX;
+			for (uint32_t k = 0; k < n && !found; k++)
+				found = have[s][k] == want;
+			if (!found)
+				uflag[want] |= U_BAD;
+		}
+		for (uint32_t k = 0; k < n; k++) {
+			bool found = false;
+			for (int l = 0; l < ST__MAX_GROUPS && !found; l++)
+				found = ugrp[u][l] == have[s][k];
+			if (!found)
+				uflag[have[s][k]] |= U_BAD;
+		}
+	}
+	free(have);
+}
+
 /* A merge in progress: the inputs' cursors, the output's series and
  * stack universes, and the group of rows being sorted. */
 typedef struct mrg {
@@ -660,6 +848,7 @@ typedef struct mrg {
 	int64_t step;               /* ns; 0: rows kept as they are */
 	uint32_t crows;             /* rows per output chunk */
 	mcur *cur;
+	size_t ncur;                /* nin, and one more for the groups' sums */
 	uint64_t *sids;             /* series IDs: the union, then the output's */
 	size_t nuni;
 	uint32_t *s_out;            /* union index -> output series */
@@ -671,30 +860,51 @@ typedef struct mrg {
 	srow *buf, *grp;
 	size_t nbuf, ngrp, grp_cap;
 	uint64_t row;               /* rows written */
+	uint32_t last_s;            /* the series of the rows written last */
 	benc e;
+	/* groups (st__block_spec.gsids): 0 none, 1 summed from raw rows, 2
+	 * merged from roll-ups that have them */
+	int gmode;
+	uint8_t *uflag;             /* per union entry, U_* */
+	uint32_t (*ugrp)[ST__MAX_GROUPS]; /* a real series' groups (union) */
+	uint8_t *isgrp;             /* per output series: a group's */
+	gacc ga;                    /* gmode 1: the groups' sums */
+	base_buf gtab;              /* the group table, for the index */
+	uint32_t ngroups;
 } mrg;
 
-/* The union of the inputs' series tables, by ID as always. */
+/* The union of the inputs' series tables (and, summing groups, the
+ * groups' IDs), by ID as always. */
 static int merge_series(mrg *m)
 {
 	size_t nsid = 0;
 	for (size_t j = 0; j < m->nin; j++)
 		nsid += m->in[j]->nseries;
-	m->sids = malloc((nsid + 1) * sizeof(*m->sids));
+	m->sids = malloc((nsid * (1 + (m->gmode == 1 ? ST__MAX_GROUPS : 0)) + 1) *
+	                 sizeof(*m->sids));
 	if (!m->sids)
 		return -ENOMEM;
 	nsid = 0;
 	for (size_t j = 0; j < m->nin; j++)
-		for (uint32_t s = 0; s < m->in[j]->nseries; s++)
-			m->sids[nsid++] = m->in[j]->series[s].id;
+		for (uint32_t s = 0; s < m->in[j]->nseries; s++) {
+			uint64_t id = m->in[j]->series[s].id;
+			m->sids[nsid++] = id;
+			const uint64_t *g = m->gmode == 1 ? gids_of(m->spec, id) : NULL;
+			for (int l = 0; g && l < ST__MAX_GROUPS; l++)
+				if (g[l])
+					m->sids[nsid++] = g[l];
+		}
 	qsort(m->sids, nsid, sizeof(*m->sids), cmp_u64v);
 	for (size_t i = 0; i < nsid; i++)
 		if (!m->nuni || m->sids[m->nuni - 1] != m->sids[i])
 			m->sids[m->nuni++] = m->sids[i];
 	m->s_out = malloc((m->nuni + 1) * sizeof(*m->s_out));
-	if (!m->s_out)
+	m->uflag = calloc(m->nuni + 1, 1);
+	m->ugrp = malloc((m->nuni + 1) * sizeof(*m->ugrp));
+	if (!m->s_out || !m->uflag || !m->ugrp)
 		return -ENOMEM;
 	memset(m->s_out, 0xff, (m->nuni + 1) * sizeof(*m->s_out));
+	memset(m->ugrp, 0xff, (m->nuni + 1) * sizeof(*m->ugrp));
 	return base_map_init(&m->ku.map, 65536);
 }
 
@@ -716,17 +926,57 @@ static int merge_dicts(mrg *m)
 			while (m->sids[o] != b->series[s].id)
 				o++;
 			c->smap[s] = o;
+			m->uflag[o] |= U_REAL;
 		}
+		for (uint32_t g = 0; g < b->ngroups; g++)
+			m->uflag[c->smap[b->groups[g].series]] |= U_INGRP;
 		for (uint32_t k = 0; k < b->nstacks && !rc; k++)
 			rc = st__ids_index(&m->ku, b->stacks[k], &c->kmap[k]);
 	}
 	return rc;
 }
 
+/* Which groups the output gets: those the spec gives its real series,
+ * but for a group whose ID is a real series' too (never seen), and,
+ * merging roll-ups, one that an input lacks or groups otherwise, or that
+ * the spec no longer gives (its rows are then dropped). */
+static void merge_groups(mrg *m)
+{
+	uint8_t *uf = m->uflag;
+	for (uint32_t u = 0; u < m->nuni; u++) {
+		if (uf[u] & U_INGRP)
+			uf[u] &= (uint8_t)~U_REAL;   /* a series of a group's */
+		const uint64_t *g = m->gmode && (uf[u] & U_REAL) ? gids_of(m->spec, m->sids[u]) : NULL;
+		for (int l = 0; g && l < ST__MAX_GROUPS; l++) {
+			uint32_t ug = g[l] ? sid_index(m->sids, m->nuni, g[l]) : UINT32_MAX;
+			if (ug == UINT32_MAX)
+				continue;
+			m->ugrp[u][l] = ug;
+			uf[ug] |= U_GRP | (l ? U_LVL : 0);
+		}
+	}
+	if (m->gmode == 2)
+		for (size_t j = 0; j < m->nin; j++)
+			groups_check(m->in[j], m->cur[j].smap, m->ugrp, uf);
+	for (uint32_t u = 0; u < m->nuni; u++) {
+		if ((uf[u] & U_GRP) && (uf[u] & U_REAL))
+			uf[u] |= U_BAD;
+		if ((uf[u] & U_INGRP) && !(uf[u] & U_GRP))
+			uf[u] |= U_BAD;
+		if (m->gmode == 2 && (uf[u] & U_GRP) && !(uf[u] & U_INGRP))
+			uf[u] |= U_BAD;
+	}
+	for (uint32_t u = 0; u < m->nuni; u++)
+		for (int l = 0; l < ST__MAX_GROUPS; l++)
+			if (m->ugrp[u][l] != UINT32_MAX && (uf[m->ugrp[u][l]] & U_BAD))
+				m->ugrp[u][l] = UINT32_MAX;
+}
+
 /* Stack ranks need counts, which blocks do not store: one decoding pass
  * over the inputs, which also finds the series with rows in the window
- * (a roll-up of a window leaves the others out). Then the output's series
- * table and stack ranks. -ENODATA when the window holds no row. */
+ * (a roll-up of a window leaves the others out) and sums groups' rows
+ * from raw rows. Then the output's series table and stack ranks.
+ * -ENODATA when the window holds no row. */
 static int merge_count(mrg *m)
 {
 	int rc = 0;
@@ -734,6 +984,7 @@ static int merge_count(mrg *m)
 	m->k_rank = malloc((m->ku.n + 1) * sizeof(*m->k_rank));
 	if (!m->kcount || !m->k_rank)
 		return -ENOMEM;
+	bool summing = m->gmode == 1;
 	for (size_t j = 0; j < m->nin && !rc; j++) {
 		mcur *c = &m->cur[j];
 		for (uint32_t ci = 0; ci < m->in[j]->nchunks && !rc; ci++) {
@@ -742,16 +993,33 @@ static int merge_count(mrg *m)
 			rc = st__chunk_decode(m->in[j], ci, &c->cr);
 			for (uint32_t i = 0; !rc && i < c->cr.n; i++) {
 				int64_t t = c->cr.ts[i];
-				if (m->spec->window && (t < m->spec->from || t >= m->spec->to))
+				uint32_t u = c->smap[c->cr.series[i]];
+				if ((m->spec->window && (t < m->spec->from || t >= m->spec->to)) ||
+				    U_DROP(m->uflag[u]))
 					continue;
 				m->kcount[c->kmap[c->cr.stack[i]]]++;
-				m->s_out[c->smap[c->cr.series[i]]] = 0;
+				m->s_out[u] = 0;
+				for (int l = 0; summing && l < ST__MAX_GROUPS && !rc; l++)
+					if (m->ugrp[u][l] != UINT32_MAX)
+						rc = gacc_add(&m->ga, m->ugrp[u][l], t - t % m->step,
+						              c->kmap[c->cr.stack[i]], c->cr.value[i]);
+				if (rc == -E2BIG) {
+					/* too many to hold: this file goes without groups */
+					summing = false;
+					gacc_free(&m->ga);
+					memset(m->ugrp, 0xff, (m->nuni + 1) * sizeof(*m->ugrp));
+					rc = 0;
+				}
 			}
 		}
 		c->cr.n = 0;
 	}
 	if (rc)
 		return rc;
+	for (size_t i = 0; i < m->ga.n; i++) {
+		m->kcount[m->ga.r[i].k]++;
+		m->s_out[m->ga.r[i].g] = 0;
+	}
 	for (uint32_t s = 0; s < m->nuni; s++)
 		if (m->s_out[s] == 0)
 			m->sids[m->s_out[s] = m->nser++] = m->sids[s];
@@ -761,12 +1029,109 @@ static int merge_count(mrg *m)
 		for (uint32_t s = 0; s < m->in[j]->nseries; s++)
 			m->cur[j].smap[s] = m->s_out[m->cur[j].smap[s]];
 	m->ser = calloc((size_t)m->nser + 1, sizeof(*m->ser));
-	if (!m->ser)
+	m->isgrp = calloc((size_t)m->nser + 1, 1);
+	if (!m->ser || !m->isgrp)
 		return -ENOMEM;
 	for (uint32_t s = 0; s < m->nser; s++)
 		m->ser[s] = (st__blk_series){m->sids[s], 0, 0, INT64_MAX, INT64_MIN};
+	for (uint32_t u = 0; u < m->nuni; u++)
+		if (m->s_out[u] != UINT32_MAX && (m->uflag[u] & (U_GRP | U_INGRP)) &&
+		    !(m->uflag[u] & U_BAD))
+			m->isgrp[m->s_out[u]] = 1;
 	return rank_stacks(m->kcount, m->ku.ids, (uint32_t)m->ku.n, m->k_rank, &m->kids,
 	                   &m->nstk);
+}
+
+/* The group table (docs/format.md, section 7), coarsest first, each group
+ * with its members: the real series the spec puts in it, as the output
+ * has them. */
+static int merge_group_table(mrg *m)
+{
+	uint32_t *gcnt = calloc(m->nuni + 1, sizeof(*gcnt)), *gmem = NULL, *at = NULL;
+	int rc = gcnt ? 0 : -ENOMEM;
+	size_t nmem = 0;
+	/* members bucketed by group (at: each group's end in gmem), in union
+	 * order, which is output order */
+	for (uint32_t u = 0; u < m->nuni && !rc; u++)
+		for (int l = 0; l < ST__MAX_GROUPS; l++) {
+			uint32_t g = m->ugrp[u][l];
+			if (m->s_out[u] != UINT32_MAX && g != UINT32_MAX && m->s_out[g] != UINT32_MAX) {
+				gcnt[g]++;
+				nmem++;
+			}
+		}
+	if (!rc) {
+		gmem = malloc((nmem + 1) * sizeof(*gmem));
+		at = malloc((m->nuni + 1) * sizeof(*at));
+		rc = gmem && at ? 0 : -ENOMEM;
+	}
+	if (rc)
+		goto out;
+	uint32_t sum = 0;
+	for (uint32_t g = 0; g < m->nuni; g++) {
+		at[g] = sum;
+		sum += gcnt[g];
+	}
+	for (uint32_t u = 0; u < m->nuni; u++)
+		for (int l = 0; l < ST__MAX_GROUPS; l++) {
+			uint32_t g = m->ugrp[u][l];
+			if (m->s_out[u] != UINT32_MAX && g != UINT32_MAX && m->s_out[g] != UINT32_MAX)
+				gmem[at[g]++] = m->s_out[u];
+		}
+	rc = st__enc_u32(&m->gtab, 0);
+	for (int l = 0; l < 2 && !rc; l++)
+		for (uint32_t g = 0; g < m->nuni && !rc; g++) {
+			if (!gcnt[g] || !!(m->uflag[g] & U_LVL) != (l == 1))
+				continue;
+			rc = st__enc_u32(&m->gtab, m->s_out[g]);
+			rc = rc ? rc : st__enc_u32(&m->gtab, gcnt[g]);
+			for (uint32_t k = at[g] - gcnt[g]; k < at[g] && !rc; k++)
+				rc = st__enc_u32(&m->gtab, gmem[k]);
+			m->ngroups++;
+		}
+	if (!rc)
+		st__put_u32((uint8_t *)m->gtab.data, m->ngroups);
+out:
+	free(gcnt);
+	free(gmem);
+	free(at);
+	return rc;
+}
+
+/* The groups' summed rows as one more input, in output order. */
+static int merge_group_rows(mrg *m)
+{
+	if (!m->ga.n)
+		return 0;
+	mcur *c = &m->cur[m->nin];
+	st__chunk_rows *r = &c->cr;
+	size_t n = m->ga.n;
+	r->series = malloc(n * sizeof(*r->series));
+	r->ts = malloc(n * sizeof(*r->ts));
+	r->stack = malloc(n * sizeof(*r->stack));
+	r->value = malloc(n * sizeof(*r->value));
+	srow *v = malloc(n * sizeof(*v));
+	if (!r->series || !r->ts || !r->stack || !r->value || !v) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const grow *g = &m->ga.r[i];
+		v[i] = (srow){g->t, m->s_out[g->g], m->k_rank[g->k], g->v};
+	}
+	qsort(v, n, sizeof(*v), cmp_srow);
+	for (size_t i = 0; i < n; i++) {
+		r->series[i] = v[i].series;
+		r->ts[i] = v[i].ts;
+		r->stack[i] = v[i].rank;
+		r->value[i] = v[i].value;
+	}
+	free(v);
+	r->n = (uint32_t)n;
+	r->cap = n;
+	m->ncur = m->nin + 1;
+	gacc_free(&m->ga);
+	return 0;
 }
 
 /* The smallest (series, time) at the inputs' heads (with a step, the
@@ -775,11 +1140,11 @@ static bool merge_next_key(const mrg *m, uint32_t *gs, int64_t *gt)
 {
 	*gs = UINT32_MAX;
 	*gt = INT64_MAX;
-	for (size_t j = 0; j < m->nin; j++) {
+	for (size_t j = 0; j < m->ncur; j++) {
 		const mcur *c = &m->cur[j];
 		if (c->done)
 			continue;
-		uint32_t s = c->smap[c->cr.series[c->i]];
+		uint32_t s = mcur_series(c);
 		int64_t t = c->cr.ts[c->i];
 		if (m->step)
 			t -= t % m->step;  /* timestamps are never negative */
@@ -797,16 +1162,16 @@ static int merge_take_group(mrg *m, uint32_t gs, int64_t gt)
 {
 	int rc = 0;
 	m->ngrp = 0;
-	for (size_t j = 0; j < m->nin && !rc; j++) {
+	for (size_t j = 0; j < m->ncur && !rc; j++) {
 		mcur *c = &m->cur[j];
-		while (!rc && !c->done && c->smap[c->cr.series[c->i]] == gs) {
+		while (!rc && !c->done && mcur_series(c) == gs) {
 			int64_t t = c->cr.ts[c->i];
 			if ((m->step ? t - t % m->step : t) != gt)
 				break;
 			if ((rc = base_grow(&m->grp, &m->grp_cap, m->ngrp + 1, sizeof(*m->grp))))
 				break;
-			m->grp[m->ngrp++] = (srow){gt, gs, m->k_rank[c->kmap[c->cr.stack[c->i]]],
-			                           c->cr.value[c->i]};
+			uint32_t rank = c->b ? m->k_rank[c->kmap[c->cr.stack[c->i]]] : c->cr.stack[c->i];
+			m->grp[m->ngrp++] = (srow){gt, gs, rank, c->cr.value[c->i]};
 			c->i++;
 			rc = mcur_fill(c, m->spec);
 		}
@@ -840,6 +1205,16 @@ static int merge_take_group(mrg *m, uint32_t gs, int64_t gt)
 static int merge_put_group(mrg *m, uint32_t gs, int64_t gt)
 {
 	int rc = 0;
+	/* a group's rows in chunks of their own: a read that takes the
+	 * group decodes none of its neighbours' rows, and one that takes the
+	 * members none of the group's */
+	if (m->nbuf && gs != m->last_s && (m->isgrp[gs] || m->isgrp[m->last_s])) {
+		rc = benc_chunk(&m->e, m->buf, m->nbuf);
+		m->nbuf = 0;
+		if (rc)
+			return rc;
+	}
+	m->last_s = gs;
 	st__blk_series *sr = &m->ser[gs];
 	if (sr->nrows == 0)
 		sr->first_row = m->row;
@@ -867,14 +1242,27 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 	int rc = 0;
 	mrg m = {.in = in, .nin = nin, .spec = spec,
 	         .step = (int64_t)spec->step_s * 1000000000LL,
-	         .crows = spec->chunk_rows ? spec->chunk_rows : 16384};
+	         .crows = spec->chunk_rows ? spec->chunk_rows : 16384, .ncur = nin,
+	         .last_s = UINT32_MAX};
 	m.cur = calloc(nin + 1, sizeof(*m.cur));
 	if (!m.cur || nin == 0 || m.crows > ST__BLK_MAX_CHUNK_ROWS ||
 	    (spec->window && spec->from >= spec->to)) {
 		rc = m.cur ? -EINVAL : -ENOMEM;
 		goto out;
 	}
-	if ((rc = merge_series(&m)) || (rc = merge_dicts(&m)) || (rc = merge_count(&m)))
+	/* groups: summed here from raw rows, or merged from roll-ups */
+	bool raw_in = true, ru_in = true;
+	for (size_t j = 0; j < nin; j++) {
+		raw_in &= in[j]->step_s == 0;
+		ru_in &= in[j]->step_s != 0;
+	}
+	if (spec->step_s && spec->gsids && spec->ngsids)
+		m.gmode = raw_in ? 1 : ru_in ? 2 : 0;
+	if ((rc = merge_series(&m)) || (rc = merge_dicts(&m)))
+		goto out;
+	merge_groups(&m);
+	if ((rc = merge_count(&m)) || (m.gmode && (rc = merge_group_table(&m))) ||
+	    (rc = merge_group_rows(&m)))
 		goto out;
 	/* the merge: inputs are each sorted by (series, time, own rank); take
 	 * one (series, time) group at a time from every input holding it (with
@@ -886,7 +1274,7 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 		rc = rc ? rc : -ENOMEM;
 		goto out;
 	}
-	for (size_t j = 0; j < nin && !rc; j++)
+	for (size_t j = 0; j < m.ncur && !rc; j++)
 		rc = mcur_fill(&m.cur[j], spec);
 	uint32_t gs;
 	int64_t gt;
@@ -897,9 +1285,10 @@ int st__block_merge_fd(int fd, const st__block *const *in, size_t nin,
 		rc = benc_chunk(&m.e, m.buf, m.nbuf);
 	if (!rc && m.row == 0)
 		rc = -EINVAL;
-	rc = rc ? rc : benc_finish(&m.e, m.ser, m.nser, m.kids, m.nstk, spec);
+	rc = rc ? rc : benc_finish(&m.e, m.ser, m.nser, m.kids, m.nstk, spec,
+	                           m.ngroups ? &m.gtab : NULL);
 out:
-	for (size_t j = 0; m.cur && j < nin; j++) {
+	for (size_t j = 0; m.cur && j <= nin; j++) {
 		st__chunk_rows_free(&m.cur[j].cr);
 		free(m.cur[j].smap);
 		free(m.cur[j].kmap);
@@ -907,6 +1296,9 @@ out:
 	free(m.cur);
 	free(m.sids);
 	free(m.s_out);
+	free(m.uflag);
+	free(m.ugrp);
+	free(m.isgrp);
 	free(m.kcount);
 	free(m.kids);
 	free(m.k_rank);
@@ -914,6 +1306,8 @@ out:
 	free(m.buf);
 	free(m.grp);
 	st__ids_free(&m.ku);
+	gacc_free(&m.ga);
+	base_buf_free(&m.gtab);
 	benc_free(&m.e);
 	return rc;
 }
@@ -928,6 +1322,8 @@ void st__block_release(st__block *b)
 	free(b->stacks);
 	free(b->chunks);
 	free(b->cover);
+	free(b->groups);
+	free(b->group_members);
 	if (b->parents)
 		for (uint32_t i = 0; i < b->nparents; i++)
 			free(b->parents[i]);
@@ -944,6 +1340,64 @@ static bool on_step(const st__block *b, int64_t t)
 	return b->step_s == 0 || t % ((int64_t)b->step_s * 1000000000LL) == 0;
 }
 
+/* A roll-up's group table (docs/format.md, section 7) at *ip: each group
+ * a series of its own, its members real series (no group's), ascending,
+ * in no more than ST__MAX_GROUPS groups each. */
+static int parse_groups(st__block *b, const uint8_t **ipp, const uint8_t *iend, base_err *err)
+{
+	int rc = 0;
+	const uint8_t *ip = *ipp;
+	uint8_t *role = NULL;      /* per series: 0xff a group's, else its groups */
+	if (b->step_s == 0)
+		BAD("block has a group table, which only roll-up files have");
+	if (iend - ip < 4)
+		BAD("block group table is cut short");
+	b->ngroups = st__get_u32(ip);
+	ip += 4;
+	if (b->ngroups == 0 || b->ngroups >= b->nseries)
+		BAD("block lists %u groups for %u series", b->ngroups, b->nseries);
+	/* members fit in what is left of the index: 8 bytes per group, 4 per
+	 * member, so this bounds the allocation */
+	size_t left = (size_t)(iend - ip);
+	if (left < (size_t)b->ngroups * 12)
+		BAD("block group table is cut short");
+	b->groups = calloc(b->ngroups, sizeof(*b->groups));
+	b->group_members = malloc(left / 4 * sizeof(*b->group_members) + 4);
+	role = calloc(b->nseries, 1);
+	if (!b->groups || !b->group_members || !role) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t nm = 0;
+	for (uint32_t g = 0; g < b->ngroups; g++) {
+		if (iend - ip < 8)
+			BAD("block group table is cut short");
+		st__blk_group *e = &b->groups[g];
+		e->series = st__get_u32(ip);
+		e->nmembers = st__get_u32(ip + 4);
+		ip += 8;
+		if (e->series >= b->nseries || role[e->series])
+			BAD("block group %u: series %u is another group's or a member", g, e->series);
+		role[e->series] = 0xff;
+		if (e->nmembers == 0 || (size_t)(iend - ip) / 4 < e->nmembers)
+			BAD("block group %u has %u members, the table room for fewer", g, e->nmembers);
+		e->members = b->group_members + nm;
+		for (uint32_t m = 0; m < e->nmembers; m++, ip += 4) {
+			uint32_t s = st__get_u32(ip);
+			if (s >= b->nseries || role[s] == 0xff || role[s] >= ST__MAX_GROUPS ||
+			    (m > 0 && s <= e->members[m - 1]))
+				BAD("block group %u: member %u is out of order, a group or in too "
+				    "many groups", g, s);
+			role[s]++;
+			b->group_members[nm++] = s;
+		}
+	}
+	*ipp = ip;
+out:
+	free(role);
+	return rc;
+}
+
 int st__block_parse(const uint8_t *img, size_t len, st__block *b, base_err *err)
 {
 	int rc = 0;
@@ -954,9 +1408,10 @@ int st__block_parse(const uint8_t *img, size_t len, st__block *b, base_err *err)
 		BAD("not a Smolder block (bad magic)");
 	if (st__get_u32(img + 92) != st__crc32c(0, img, 92))
 		BAD("block header checksum mismatch");
-	if (st__get_u32(img + 8) != ST__BLK_VERSION)
-		BAD("block version %u, this build reads %u", st__get_u32(img + 8),
-		    ST__BLK_VERSION);
+	uint32_t version = st__get_u32(img + 8);
+	if (version != ST__BLK_VERSION && version != ST__BLK_VERSION_GROUPS)
+		BAD("block version %u, this build reads %u and %u", version, ST__BLK_VERSION,
+		    ST__BLK_VERSION_GROUPS);
 	b->img = img;
 	b->len = len;
 	b->step_s = st__get_u32(img + 12);
@@ -1090,6 +1545,8 @@ int st__block_parse(const uint8_t *img, size_t len, st__block *b, base_err *err)
 		}
 		ip += l;
 	}
+	if (version == ST__BLK_VERSION_GROUPS && (rc = parse_groups(b, &ip, iend, err)))
+		goto out;
 	if (ip != iend)
 		BAD("block index has %zu trailing bytes", (size_t)(iend - ip));
 out:
@@ -1139,7 +1596,8 @@ static int chunk_check(const st__block *b, uint32_t ci, st__chunk_rows *r,
  * without storing rows; otherwise every row is stored in r. */
 static inline __attribute__((always_inline)) int
 chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
-           const uint8_t *want, bool all, int64_t from, int64_t to, int64_t *acc)
+           const uint8_t *want, bool all, int64_t from, int64_t to, int64_t *acc,
+           uint64_t *touched)
 {
 	const st__blk_chunk *ch = &b->chunks[ci];
 	const uint8_t *src;
@@ -1212,8 +1670,10 @@ chunk_walk(const st__block *b, uint32_t ci, st__chunk_rows *r, bool merge,
 		int64_t val = (int64_t)((uint64_t)st__unzigzag(v) + 1);
 		if (merge) {
 			/* saturating: 2^15 rows of ST_MAX_VALUE pass int64 */
-			if (all || (want[s] && t >= from && t < to))
+			if (all || (want[s] && t >= from && t < to)) {
 				acc[rank] = st_sum_add(acc[rank], val);
+				touched[rank >> 6] |= UINT64_C(1) << (rank & 63);
+			}
 		} else {
 			r->series[i] = (uint32_t)s;
 			r->ts[i] = t;
@@ -1309,11 +1769,12 @@ int st__chunk_steps(const st__block *b, uint32_t ci, const st__steps *sp,
 
 int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *r)
 {
-	return chunk_walk(b, ci, r, false, NULL, true, 0, 0, NULL);
+	return chunk_walk(b, ci, r, false, NULL, true, 0, 0, NULL, NULL);
 }
 
 int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
-                    int64_t from, int64_t to, int64_t *acc, st__chunk_rows *scratch)
+                    int64_t from, int64_t to, int64_t *acc, uint64_t *touched,
+                    st__chunk_rows *scratch)
 {
-	return chunk_walk(b, ci, scratch, true, want, all, from, to, acc);
+	return chunk_walk(b, ci, scratch, true, want, all, from, to, acc, touched);
 }

@@ -1254,12 +1254,6 @@ static int spans_where(base_buf *q, const char *tcol, int lv, const st_span *sp,
 
 /* ---- reads of rows ---- */
 
-static int cmp_sum(const void *a, const void *b)
-{
-	const st_stack_sum *x = a, *y = b;
-	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
-}
-
 /* One query per level the plan uses, each a GROUP BY stack on every shard
  * (a stack's rows are all on one), the levels' sums added here. */
 static int ch_merge_spans(st_db *db, const st_selection *sel, const st_span *sp, size_t nsp,
@@ -1303,7 +1297,7 @@ static int ch_merge_spans(st_db *db, const st_selection *sel, const st_span *sp,
 			if ((rc = base_grow(&v, &cap, n + 1, sizeof(*v))) ||
 			    (rc = base_map_put(&idx, id, (uint32_t)n)))
 				break;
-			v[n++] = (st_stack_sum){id, s};
+			v[n++] = (st_stack_sum){id, s, 0};
 		}
 	}
 	if (rc)
@@ -1314,7 +1308,7 @@ static int ch_merge_spans(st_db *db, const st_selection *sel, const st_span *sp,
 		if (v[i].value)
 			v[k++] = v[i];
 	if (k)
-		qsort(v, k, sizeof(*v), cmp_sum);
+		qsort(v, k, sizeof(*v), st__cmp_stack_sum);
 	*out = v;
 	*nout = k;
 	v = NULL;

@@ -36,11 +36,14 @@ void st_options_default(st_options *o)
 	o->max_series = 1000000;
 	o->chunk_rows = 16384;
 	o->max_block_bytes = 0;
-	/* an hour and a day: see docs/architecture.md for why not a minute */
-	o->nrollups = 2;
+	/* an hour, six and a day: docs/architecture.md says why not a
+	 * minute, and what the six hours save a week's edges */
+	o->nrollups = 3;
 	o->rollup_steps_ns[0] = 3600LL * 1000000000LL;
-	o->rollup_steps_ns[1] = 86400LL * 1000000000LL;
+	o->rollup_steps_ns[1] = 6 * 3600LL * 1000000000LL;
+	o->rollup_steps_ns[2] = 86400LL * 1000000000LL;
 	o->rollup_retention_ns = 90LL * 24 * 3600 * 1000000000LL;
+	o->rollup_group_label = "service";
 }
 
 /* ---- registries ---- */
@@ -489,6 +492,12 @@ int st_open(const char *dir, const st_options *opt, st_db **out, base_err *err)
 		rc = base_fail(err, -EINVAL, "invalid storage options");
 		goto out;
 	}
+	if (db->opt.rollup_group_label && *db->opt.rollup_group_label &&
+	    !(db->group_label = strdup(db->opt.rollup_group_label))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	db->opt.rollup_group_label = db->group_label;
 	if (strlen(dir) >= PATH_MAX - 64) {
 		rc = base_fail(err, -ENAMETOOLONG, "data dir path too long");
 		goto out;
@@ -608,6 +617,7 @@ static void emb_close(st_db *db)
 	pthread_mutex_destroy(&db->maint_mu);
 	pthread_mutex_destroy(&db->cut_mu);
 	pthread_rwlock_destroy(&db->rw);
+	free(db->group_label);
 	free(db);
 }
 

@@ -113,6 +113,7 @@ struct st_db {
 	covers cover;          /* max covered LSN per partition, from blocks */
 	st__ru *ru;            /* roll-up levels (rollup.c), guarded by rw */
 	uint64_t rows_read_raw; /* rows decoded by reads, atomically */
+	char *group_label;     /* opt.rollup_group_label's copy, or NULL */
 
 	uint64_t replayed, torn_bytes;
 	bool replaying;
@@ -175,6 +176,8 @@ static inline bool st__sel_has(const st_selection *s, uint64_t id)
 }
 /* Counts a damaged chunk a read over s left out. */
 void st__sel_note_damaged(const st_selection *s);
+/* Series s's value of label name, "" when it has none. */
+const char *st__label_of(const sreg *s, const char *name);
 
 /* ---- reads (read.c) ---- */
 

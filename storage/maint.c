@@ -264,6 +264,47 @@ static int covers_of(st_db *db, int64_t s, int64_t e, covers *out)
 	return rc;
 }
 
+/* The groups of the series of a roll-up's inputs, for st__ru_write: each
+ * series' type's, and its type's with its value of the group label
+ * (st_options.rollup_group_label). A series the registry lacks (a
+ * group's own) has none. Caller holds rw. */
+static int rollup_groups(st_db *db, const st__block *const *in, size_t nin, uint64_t **sids,
+                         uint64_t (**gids)[ST__MAX_GROUPS], size_t *n)
+{
+	size_t total = 0, m = 0;
+	for (size_t j = 0; j < nin; j++)
+		total += in[j]->nseries;
+	uint64_t *v = malloc((total + 1) * sizeof(*v));
+	uint64_t (*g)[ST__MAX_GROUPS] = calloc(total + 1, sizeof(*g));
+	if (!v || !g) {
+		free(v);
+		free(g);
+		return -ENOMEM;
+	}
+	for (size_t j = 0; j < nin; j++)
+		for (uint32_t s = 0; s < in[j]->nseries; s++)
+			v[m++] = in[j]->series[s].id;
+	qsort(v, m, sizeof(*v), st__cmp_u64);
+	size_t w = 0;
+	for (size_t i = 0; i < m; i++)
+		if (!w || v[w - 1] != v[i])
+			v[w++] = v[i];
+	for (size_t i = 0; i < w; i++) {
+		uint32_t x = base_map_get(&db->series_map, v[i]);
+		if (x == BASE_MAP_NONE)
+			continue;
+		const sreg *s = &db->series[x];
+		const char *type = s->labels[0].value;   /* ST_TYPE_LABEL first */
+		g[i][0] = st__group_id(type, NULL, NULL);
+		if (db->group_label)
+			g[i][1] = st__group_id(type, db->group_label, st__label_of(s, db->group_label));
+	}
+	*sids = v;
+	*gids = g;
+	*n = w;
+	return 0;
+}
+
 /* Builds one roll-up file: from its job's files, or from the blocks over
  * its span as the store has them now, with the coverage they hold. A span
  * with a damaged block gets none: its raw rows stay what queries read,
@@ -271,6 +312,8 @@ static int covers_of(st_db *db, int64_t s, int64_t e, covers *out)
  * loss (and building it would fail at every pass). */
 static int rollup_job(st_db *db, const st__ru_job *j)
 {
+	uint64_t *gsids = NULL, (*gids)[ST__MAX_GROUPS] = NULL;
+	size_t ngsids = 0;
 	int rc = 0;
 	size_t nb = 0, nin = 0;
 	blk **bl = NULL;
@@ -297,6 +340,8 @@ static int rollup_job(st_db *db, const st__ru_job *j)
 		if (bl)
 			rc = covers_of(db, j->start, j->end, &cov);
 	}
+	if (!rc && in)
+		rc = rollup_groups(db, in, nin, &gsids, &gids, &ngsids);
 	pthread_rwlock_unlock(&db->rw);
 	if (!in || (!j->nsrc && !bl))
 		rc = -ENOMEM;
@@ -304,7 +349,8 @@ static int rollup_job(st_db *db, const st__ru_job *j)
 	for (size_t i = 0; bl && i < nb; i++)
 		damaged |= atomic_load(&bl[i]->damaged);
 	if (!rc && !damaged)
-		rc = st__ru_write(db->ru, j, in, nin, cov.v, cov.n, &f, &err);
+		rc = st__ru_write(db->ru, j, in, nin, cov.v, cov.n, gsids,
+		                  (const uint64_t (*)[ST__MAX_GROUPS])gids, ngsids, &f, &err);
 	if (rc == -EBADMSG && bl) {
 		/* found now: mark the block (blk_check names it) so the next
 		 * pass skips the span at once */
@@ -329,6 +375,8 @@ static int rollup_job(st_db *db, const st__ru_job *j)
 	free(bl);
 	free(in);
 	free(cov.v);
+	free(gsids);
+	free(gids);
 	return rc;
 }
 
@@ -344,7 +392,10 @@ int st__emb_rollup(st_db *db, int64_t now)
 	int64_t keep_after = db->opt.rollup_retention_ns > 0 ? now - db->opt.rollup_retention_ns
 	                                                      : INT64_MIN;
 	pthread_mutex_lock(&db->maint_mu);
-	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li++) {
+	/* each level twice when its first round wrote files: a day's file is
+	 * made from its units' files, which a first round may write */
+	size_t again = 0;
+	for (size_t li = 0; li < st__ru_nlevels(db->ru) && !rc; li += !again) {
 		st__ru_job *jobs = NULL;
 		size_t nj = 0;
 		int64_t *parts = NULL;
@@ -365,6 +416,7 @@ int st__emb_rollup(st_db *db, int64_t now)
 		for (size_t i = 0; i < nj && !rc; i++)
 			rc = rollup_job(db, &jobs[i]);
 		st__ru_jobs_free(jobs, nj);
+		again = nj && !again;
 	}
 	pthread_mutex_unlock(&db->maint_mu);
 	return rc;

@@ -627,6 +627,25 @@ int st__ru_todo(st__ru *r, size_t li, const int64_t *parts, size_t nparts, int64
 			if (s < r->raw_floor)
 				continue;  /* nothing complete to build it from */
 		}
+		if (!rc && !ok && day_over && lv->unit < lv->span) {
+			/* a day from raw rows: its units' files first (their last
+			 * one cannot exist before the day is over), and the day
+			 * from them at the next pass. A file's groups are summed
+			 * from raw rows in memory, which holds an hour of a big
+			 * fleet's groups but not a day's; merged from files they
+			 * are series like any other */
+			int64_t lu = INT64_MIN;
+			for (size_t q = 0; q < nparts && !rc; q++) {
+				int64_t us = floor_to(parts[q], lv->unit);
+				if (parts[q] < s || parts[q] >= e || us == lu)
+					continue;
+				lu = us;
+				st__ru_job u = {li, us, us + lv->unit, NULL, 0};
+				if (!exact(r, lv, us, us + lv->unit))
+					rc = job_add(&v, &nv, &cap, &u);
+			}
+			continue;
+		}
 		rc = rc ? rc : job_add(&v, &nv, &cap, &j);
 		if (rc)
 			job_clear(&j);
@@ -641,7 +660,9 @@ int st__ru_todo(st__ru *r, size_t li, const int64_t *parts, size_t nparts, int64
 }
 
 int st__ru_write(st__ru *r, const st__ru_job *job, const st__block *const *in, size_t nin,
-                 const st__blk_cover *covers, size_t ncovers, st__ru_file **out, base_err *err)
+                 const st__blk_cover *covers, size_t ncovers, const uint64_t *gsids,
+                 const uint64_t (*gids)[ST__MAX_GROUPS], size_t ngsids, st__ru_file **out,
+                 base_err *err)
 {
 	const rlevel *lv = &r->lv[job->level];
 	char path[PATH_MAX + 64], tmp[PATH_MAX + 80];
@@ -652,7 +673,8 @@ int st__ru_write(st__ru *r, const st__ru_job *job, const st__block *const *in, s
 		return base_fail(err, -errno, "%s: %s", tmp, strerror(errno));
 	st__block_spec spec = {.cover = covers, .ncover = (uint32_t)ncovers,
 	                       .chunk_rows = r->chunk_rows, .window = true, .from = job->start,
-	                       .to = job->end, .step_s = (uint32_t)(lv->step / NSEC)};
+	                       .to = job->end, .step_s = (uint32_t)(lv->step / NSEC),
+	                       .gsids = gsids, .gids = gids, .ngsids = ngsids};
 	rc = nin ? st__block_merge_fd(fd, in, nin, &spec) : -ENODATA;
 	if (!rc && fsync(fd))
 		rc = -errno;

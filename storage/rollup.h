@@ -104,20 +104,24 @@ typedef struct st__ru_job {
  * (parts[0..nparts), ascending) that ended grace_ns before now and after
  * keep_after and has no usable file, where its data still exists: the
  * same level's smaller files or the files of the level below when those
- * are all usable, else raw rows when they are complete. Ask level by
- * level, finest first, so a level is built from what the one below just
- * got. Read lock. Free with st__ru_jobs_free. */
+ * are all usable, else raw rows when they are complete; but a day-long
+ * span (longer than the level's unit) that raw rows alone could give is
+ * due as its units' spans that lack a file, and as a day at the next call,
+ * from them. Ask level by level, finest first, so a level is built from
+ * what the one below just got. Read lock. Free with st__ru_jobs_free. */
 int st__ru_todo(st__ru *r, size_t li, const int64_t *parts, size_t nparts, int64_t now,
                 int64_t keep_after, st__ru_job **out, size_t *n);
 void st__ru_jobs_free(st__ru_job *j, size_t n);
 
 /* Writes job's file from in[0..nin) (the job's files' blocks, or raw
  * blocks), durable under its final name; covers are the coverage of its
- * partitions that the inputs hold. -ENODATA when no row falls in the span
- * (nothing written). No lock. On success *out is the opened file for
- * st__ru_install. */
+ * partitions that the inputs hold; gsids, gids and ngsids the groups of
+ * the inputs' series (st__block_spec; NULL: none). -ENODATA when no row
+ * falls in the span (nothing written). No lock. On success *out is the
+ * opened file for st__ru_install. */
 int st__ru_write(st__ru *r, const st__ru_job *job, const st__block *const *in, size_t nin,
-                 const st__blk_cover *covers, size_t ncovers, st__ru_file **out,
+                 const st__blk_cover *covers, size_t ncovers, const uint64_t *gsids,
+                 const uint64_t (*gids)[ST__MAX_GROUPS], size_t ngsids, st__ru_file **out,
                  base_err *err);
 /* Puts f in its level in place of the files inside its span, which are
  * deleted unless f took their name; f is stale at once if the coverage

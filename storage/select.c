@@ -95,7 +95,7 @@ static int cm_test_memo(cmatch *c, const char *v, base_err *err)
 	return r;
 }
 
-static const char *label_of(const sreg *s, const char *name)
+const char *st__label_of(const sreg *s, const char *name)
 {
 	for (uint32_t i = 0; i < s->nlabels; i++)
 		if (!strcmp(s->labels[i].name, name))
@@ -398,7 +398,7 @@ int st__emb_select(st_db *db, const st_matcher *m, size_t nm, int64_t from, int6
 		int ok = 1;
 		for (size_t i = 0; i < nm && ok > 0; i++)
 			if (!by_post[i])
-				ok = cm_test_memo(&cm[i], label_of(s, m[i].name), err);
+				ok = cm_test_memo(&cm[i], st__label_of(s, m[i].name), err);
 		if (ok < 0)
 			rc = ok;
 		if (ok <= 0)

@@ -180,6 +180,11 @@ int st__wal_scan(const uint8_t *buf, size_t len, st__wal_fn fn, void *arg,
 
 #define ST__BLK_MAGIC "SMOLBLK\0"
 #define ST__BLK_VERSION 1
+#define ST__BLK_VERSION_GROUPS 2 /* a roll-up file with a group table */
+#define ST__MAX_GROUPS 2      /* groups a series of a roll-up belongs to */
+#define ST__MAX_GROUP_ROWS (1u << 23) /* rows a roll-up from raw rows sums
+                                       * into groups before it gives up
+                                       * its groups (8 M, 200 MB) */
 #define ST__BLK_HDR 96
 #define ST__BLK_NCOL 4
 #define ST__BLK_CHUNK_DIR 72  /* bytes per chunk directory entry */
@@ -202,6 +207,21 @@ typedef struct st__blk_chunk {
 	uint32_t rlen[ST__BLK_NCOL]; /* raw bytes per column */
 	uint32_t crc;            /* CRC32C of the chunk's compressed bytes */
 } st__blk_chunk;
+
+/* The ID of a roll-up group's series (docs/format.md, section 7): of all
+ * series of type (label NULL), or of those whose label has value (""
+ * for those without it). Never 0. */
+uint64_t st__group_id(const char *type, const char *label, const char *value);
+
+/* A group of a roll-up file (docs/format.md, section 7): a series of its
+ * own whose rows are, per step and stack, the sums of its members' rows,
+ * so a read whose selection holds every member reads the group's rows
+ * instead of theirs. */
+typedef struct st__blk_group {
+	uint32_t series;         /* block-local index of the group's own series */
+	uint32_t nmembers;       /* >= 1 */
+	const uint32_t *members; /* block-local indices, ascending */
+} st__blk_group;
 
 /* Every row of partition `partition_start` whose WAL record has an LSN up
  * to wal_lsn is in this block or an older block: replay skips them. */
@@ -230,6 +250,9 @@ typedef struct st__block {
 	uint32_t nparents;
 	st__blk_cover *cover;    /* per partition: WAL records it holds */
 	uint32_t ncover;
+	st__blk_group *groups;   /* roll-ups: coarsest first; NULL: none */
+	uint32_t ngroups;
+	uint32_t *group_members; /* what the groups' members point into */
 } st__block;
 
 int st__block_parse(const uint8_t *img, size_t len, st__block *out, base_err *err);
@@ -249,10 +272,12 @@ typedef struct st__chunk_rows {
 int st__chunk_decode(const st__block *b, uint32_t ci, st__chunk_rows *out);
 /* Adds the value of every row of chunk ci whose block-local series is
  * wanted and whose time is in [from, to) (every row when all) into
- * acc[block-local stack] (st_sum_add), without storing rows. A damaged chunk is
- * -EBADMSG, and acc may then hold part of it. */
+ * acc[block-local stack] (st_sum_add), and sets the stack's bit in
+ * touched, without storing rows. A damaged chunk is -EBADMSG, and acc may
+ * then hold part of it. */
 int st__chunk_merge(const st__block *b, uint32_t ci, const uint8_t *want, bool all,
-                    int64_t from, int64_t to, int64_t *acc, st__chunk_rows *scratch);
+                    int64_t from, int64_t to, int64_t *acc, uint64_t *touched,
+                    st__chunk_rows *scratch);
 void st__chunk_rows_free(st__chunk_rows *r);
 
 /* What st__chunk_steps adds into: the timeline's sums per (group, step). */
@@ -298,6 +323,16 @@ typedef struct st__block_spec {
 	bool window;
 	int64_t from, to;
 	uint32_t step_s;
+	/* st__block_merge_fd with step_s only: the groups of the series,
+	 * written as a group table (docs/format.md, section 7): gsids[0 ..
+	 * ngsids) ascending series IDs, gids[i] the IDs of the groups series
+	 * gsids[i] belongs to, coarsest first, 0 for none. From raw rows the
+	 * groups' rows are summed (up to ST__MAX_GROUP_ROWS of them); from
+	 * roll-ups, a group is kept where every input has it with the very
+	 * members these say. NULL: no groups. */
+	const uint64_t *gsids;
+	const uint64_t (*gids)[ST__MAX_GROUPS];
+	size_t ngsids;
 } st__block_spec;
 
 /* Sorts rows and writes a complete block image to fd. -EINVAL for an index

@@ -98,11 +98,20 @@ int st_merge_spans(st_db *db, const st_selection *sel, const st_span *spans, siz
 	return st__backend_of(db)->merge_spans(db, sel, spans, nspans, out, n, err);
 }
 
+int st__cmp_stack_sum(const void *a, const void *b)
+{
+	const st_stack_sum *x = a, *y = b;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
 int st_merge(st_db *db, const st_selection *sel, int64_t from_ns, int64_t to_ns,
              st_stack_sum **out, size_t *n)
 {
 	st_span raw = {0, from_ns, to_ns};
-	return st_merge_spans(db, sel, &raw, 1, out, n, NULL);
+	int rc = st_merge_spans(db, sel, &raw, 1, out, n, NULL);
+	if (!rc && *n)
+		qsort(*out, *n, sizeof(**out), st__cmp_stack_sum);
+	return rc;
 }
 
 size_t st_rollup_steps(st_db *db, int64_t *steps, size_t max)
@@ -219,7 +228,7 @@ uint64_t st_selection_damaged(const st_selection *s)
 	return atomic_load(&((st_selection *)s)->damaged);
 }
 
-static int cmp_u64(const void *a, const void *b)
+int st__cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
@@ -230,7 +239,7 @@ int st__selection_index(st_selection *sel, uint64_t *ids, size_t n)
 	sel->ids = ids;
 	sel->n = n;
 	if (n)
-		qsort(ids, n, sizeof(*ids), cmp_u64);
+		qsort(ids, n, sizeof(*ids), st__cmp_u64);
 	int rc = base_map_init(&sel->map, n);
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = base_map_put(&sel->map, ids[i], (uint32_t)i);

@@ -80,6 +80,12 @@ typedef struct st_options {
 	uint32_t nrollups;
 	int64_t rollup_steps_ns[ST_MAX_ROLLUPS];
 	int64_t rollup_retention_ns; /* delete roll-ups older; default 90 d, 0 keeps all */
+	/* Roll-ups also hold sums over groups of series: per profile type
+	 * over all its series, and over the series of each value of this
+	 * label; a merge whose selection holds a whole group reads its sums
+	 * instead of its series' (docs/format.md, section 7). Default
+	 * "service"; NULL or "": per type only. Copied at st_open(). */
+	const char *rollup_group_label;
 } st_options;
 
 typedef struct st_label {
@@ -174,6 +180,11 @@ typedef struct st_row {
 typedef struct st_stack_sum {
 	uint64_t stack_id;
 	int64_t value;
+	/* 1 + the store's number for the stack: dense (below st_stats.stacks
+	 * + 1) and the same for the stack while the store is open, so a
+	 * caller can keep what it knows of stacks in an array instead of a
+	 * hash table; 0 where the store has none */
+	uint32_t num;
 } st_stack_sum;
 
 typedef enum st_match_op {
@@ -445,9 +456,11 @@ int st_rollup_spans(st_db *db, int64_t step_ns, int64_t from_ns, int64_t to_ns,
  * under a temporary name, fsynced and renamed: it exists whole or not. */
 int st_rollup(st_db *db, int64_t now_ns);
 
-/* st_merge over a plan: spans must not overlap. A damaged roll-up file
- * is counted and its part read from raw rows; -EBADMSG with err naming
- * the file when those are gone. */
+/* st_merge over a plan: spans must not overlap. *out comes in no
+ * particular order (sorting a week's 100 k stacks by ID took a tenth of
+ * storage's share, and the query engine has no use for the order). A
+ * damaged roll-up file is counted and its part read from raw rows;
+ * -EBADMSG with err naming the file when those are gone. */
 int st_merge_spans(st_db *db, const st_selection *sel, const st_span *spans, size_t nspans,
                    st_stack_sum **out, size_t *n, base_err *err);
 

@@ -56,6 +56,17 @@ static void run(const uint8_t *data, size_t size)
 		sum += strlen(b.parents[i]);
 	for (uint32_t i = 0; i < b.ncover; i++)
 		sum += b.cover[i].wal_lsn;
+	/* a roll-up's groups index its series table (db.c's block_sel marks
+	 * members and a group's own series by these, unchecked) */
+	for (uint32_t g = 0; g < b.ngroups; g++) {
+		const st__blk_group *gr = &b.groups[g];
+		check(b.step_s && gr->series < b.nseries && gr->nmembers > 0);
+		for (uint32_t m = 0; m < gr->nmembers; m++) {
+			check(gr->members[m] < b.nseries && gr->members[m] != gr->series);
+			check(m == 0 || gr->members[m] > gr->members[m - 1]);
+			sum += b.series[gr->members[m]].id;
+		}
+	}
 	/* keep the loads from being optimized away */
 	__asm__ volatile("" : : "r"(sum) : "memory");
 	st__chunk_rows_free(&cr);

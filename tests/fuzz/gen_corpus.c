@@ -140,6 +140,7 @@ static st_db *open_store(const char *dir, uint32_t chunk_rows)
 	o.chunk_rows = chunk_rows;
 	o.wal_segment_bytes = 4096;  /* the minimum: several small segments */
 	o.retention_ns = 0;
+	o.max_future_ns = 0;         /* the seeds' times are fixed, some far ahead */
 	st_db *db;
 	base_err err = {0};
 	int rc = st_open(dir, &o, &db, &err);
@@ -278,8 +279,9 @@ static void take_blocks(const char *dir, const char *prefix, bool mutate)
 
 /* Copies the roll-up files of store dir (block format, a step in the
  * header) as block/rollup-<step>-N; mutates the first of each level: its
- * step changed to one its times are not multiples of, and a flipped chunk
- * byte, both behind valid CRCs. */
+ * step changed to one its times are not multiples of, a flipped chunk
+ * byte, and its group table's last word (a member or the group count)
+ * changed, all behind valid CRCs. */
 static void take_rollups(const char *dir)
 {
 	static const char *const steps[] = {"3600s", "86400s"};
@@ -306,6 +308,17 @@ static void take_rollups(const char *dir)
 				fix_block_crcs(m, len);
 				snprintf(name, sizeof(name), "rollup-%s-flip-chunk-crcok", steps[k]);
 				put("block", name, m, len);
+				/* the group table ends the index, the index the file */
+				uint64_t ioff = st__get_u64(img + 72);
+				uint32_t ilen = st__get_u32(img + 80);
+				if (st__get_u32(img + 8) == ST__BLK_VERSION_GROUPS && ilen >= 4 &&
+				    ioff + ilen == len) {
+					memcpy(m, img, len);
+					st__put_u32(m + len - 4, st__get_u32(m + len - 4) + 1);
+					fix_block_crcs(m, len);
+					snprintf(name, sizeof(name), "rollup-%s-group-crcok", steps[k]);
+					put("block", name, m, len);
+				}
 				free(m);
 			}
 			free(img);

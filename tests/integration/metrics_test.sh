@@ -110,7 +110,7 @@ v=$(val "$tmp/m1" smolder_symbolizer_lookups_total)
 # the query read the head's rows, raw; no roll-up exists yet
 v=$(val "$tmp/m1" 'smolder_query_rows_read_total{level="raw"}')
 [ "$v" != absent ] && [ "$v" -gt 0 ] || fail "rows read by the query: $v"
-for lv in 1h 1d; do
+for lv in 1h 6h 1d; do
 	[ "$(val "$tmp/m1" "smolder_query_rows_read_total{level=\"$lv\"}")" = 0 ] ||
 		fail "rows read at level $lv: $(grep rows_read "$tmp/m1")"
 	[ "$(val "$tmp/m1" "smolder_rollup_files{level=\"$lv\"}")" = 0 ] ||

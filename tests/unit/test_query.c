@@ -846,6 +846,308 @@ static void test_range_by_twice(void **state)
 	base_buf_free(&o);
 }
 
+/* ---- the tree against a reference ----
+ * A store of many random stacks, and a tree built here the plain way
+ * (a node per distinct prefix of names, children sorted by total then
+ * name) rendered as the engine documents it: JSON, folded to max_nodes
+ * (the heaviest nodes, ties between a node and its only child to the
+ * shallower), and folded stacks. Sums are of random 30-bit values, so no
+ * two nodes but a node and its only child weigh the same and the answer
+ * is one. The engine must give it byte for byte, whatever its cache
+ * holds from earlier queries and whether it sorts the query's stacks,
+ * scatters them by place, or starts over. */
+
+typedef struct xnode {
+	char name[64];
+	bool kernel;
+	int64_t self, total;
+	uint32_t depth;
+	uint32_t *kid;
+	size_t nkid, kcap;
+	bool kept;
+} xnode;
+
+typedef struct xtree {
+	xnode *v;
+	size_t n, cap;
+} xtree;
+
+static uint64_t xrand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static uint32_t xnode_new(xtree *t, const char *name, bool kernel, uint32_t depth)
+{
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 256;
+		t->v = realloc(t->v, t->cap * sizeof(*t->v));
+		assert_non_null(t->v);
+	}
+	xnode *x = &t->v[t->n];
+	memset(x, 0, sizeof(*x));
+	snprintf(x->name, sizeof(x->name), "%s", name);
+	x->kernel = kernel;
+	x->depth = depth;
+	return (uint32_t)t->n++;
+}
+
+/* The merge of side the plain way: every stack's frames named as the
+ * engine names them without a resolver, root first, into a tree. */
+static void xtree_build(st_db *db, const q_side *side, xtree *t)
+{
+	st_selection *sel;
+	st_stack_sum *v = NULL;
+	size_t n = 0;
+	base_err err;
+	memset(t, 0, sizeof(*t));
+	xnode_new(t, "total", false, 0);
+	assert_int_equal(st_select(db, side->m, side->nm, side->from_ns, side->to_ns, &sel, &err), 0);
+	assert_int_equal(st_merge(db, sel, side->from_ns, side->to_ns, &v, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		st_frame_info *fi;
+		size_t nf;
+		if (!v[i].value)
+			continue;
+		assert_int_equal(st_stack_frames(db, v[i].stack_id, &fi, &nf), 0);
+		uint32_t at = 0;
+		t->v[0].total += v[i].value;
+		for (size_t k = nf; k-- > 0;) {
+			char name[Q_UNKNOWN_NAME_MAX];
+			bool kernel = fi[k].kind == ST_FRAME_KERNEL;
+			if (kernel)
+				snprintf(name, sizeof(name), "%s", fi[k].name);
+			else
+				q_unknown_name(name, sizeof(name), fi[k].object_name, fi[k].offset);
+			uint32_t next = UINT32_MAX;
+			for (size_t c = 0; c < t->v[at].nkid; c++) {
+				const xnode *x = &t->v[t->v[at].kid[c]];
+				if (x->kernel == kernel && !strcmp(x->name, name))
+					next = t->v[at].kid[c];
+			}
+			if (next == UINT32_MAX) {
+				next = xnode_new(t, name, kernel, t->v[at].depth + 1);
+				xnode *p = &t->v[at];
+				if (p->nkid == p->kcap) {
+					p->kcap = p->kcap ? p->kcap * 2 : 4;
+					p->kid = realloc(p->kid, p->kcap * sizeof(*p->kid));
+					assert_non_null(p->kid);
+				}
+				p->kid[p->nkid++] = next;
+			}
+			at = next;
+			t->v[at].total += v[i].value;
+		}
+		t->v[at].self += v[i].value;
+		free(fi);
+	}
+	free(v);
+	st_selection_free(sel);
+}
+
+static void xtree_free(xtree *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i].kid);
+	free(t->v);
+}
+
+static const xtree *xsort_tree;
+
+static int xcmp_kid(const void *a, const void *b)
+{
+	const xnode *x = &xsort_tree->v[*(const uint32_t *)a], *y = &xsort_tree->v[*(const uint32_t *)b];
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* heaviest first; between a node and its only child (the same weight),
+ * the shallower */
+static int xcmp_keep(const void *a, const void *b)
+{
+	const xnode *x = &xsort_tree->v[*(const uint32_t *)a], *y = &xsort_tree->v[*(const uint32_t *)b];
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return (x->depth > y->depth) - (x->depth < y->depth);
+}
+
+static void xjson(const xtree *t, uint32_t i, bool folded, base_buf *o)
+{
+	const xnode *x = &t->v[i];
+	base_buf_put(o, "{\"name\":", 8);
+	base_json_str(o, x->name, strlen(x->name));
+	base_buf_printf(o, ",\"self\":%lld,\"total\":%lld", (long long)x->self, (long long)x->total);
+	if (x->kernel)
+		base_buf_put(o, ",\"kernel\":true", 14);
+	base_buf_put(o, ",\"children\":[", 13);
+	int64_t other = x->total - x->self;
+	size_t nk = 0;
+	for (size_t c = 0; c < x->nkid; c++) {
+		const xnode *k = &t->v[x->kid[c]];
+		if (folded && !k->kept)
+			continue;
+		if (nk++)
+			base_buf_put(o, ",", 1);
+		xjson(t, x->kid[c], folded, o);
+		other -= k->total;
+	}
+	if (nk < x->nkid)
+		base_buf_printf(o, "%s{\"name\":\"other\",\"self\":%lld,\"total\":%lld,\"children\":[]}",
+		             nk ? "," : "", (long long)other, (long long)other);
+	base_buf_put(o, "]}", 2);
+}
+
+static void xfolded(const xtree *t, uint32_t i, char *path, size_t len, base_buf *o)
+{
+	const xnode *x = &t->v[i];
+	if (x->depth) {
+		len += (size_t)snprintf(path + len, 8192 - len, "%s%s%s", x->depth > 1 ? ";" : "",
+		                        x->name, x->kernel ? "_[k]" : "");
+		if (x->self)
+			base_buf_printf(o, "%.*s %lld\n", (int)len, path, (long long)x->self);
+	}
+	for (size_t c = 0; c < x->nkid; c++)
+		xfolded(t, x->kid[c], path, len, o);
+}
+
+/* What q_tree_json(max_nodes) must say of t. */
+static void xrender(xtree *t, size_t max_nodes, base_buf *o)
+{
+	xsort_tree = t;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i].nkid > 1)
+			qsort(t->v[i].kid, t->v[i].nkid, sizeof(uint32_t), xcmp_kid);
+	bool folded = max_nodes && max_nodes < t->n;
+	if (folded) {
+		uint32_t *ord = malloc(t->n * sizeof(*ord));
+		for (size_t i = 0; i < t->n; i++)
+			ord[i] = (uint32_t)i;
+		qsort(ord, t->n, sizeof(*ord), xcmp_keep);
+		for (size_t i = 0; i < t->n; i++)
+			t->v[ord[i]].kept = i < max_nodes;
+		free(ord);
+	}
+	xjson(t, 0, folded, o);
+}
+
+static void test_tree_exact(void **state)
+{
+	fx *f = *state;
+	enum { NSTACKS = 1500, NSVC = 3, NTS = 10, MAXD = 14 };
+	static const uint8_t bids[3][4] = {{1, 1, 1, 1}, {2, 2, 2, 2}, {3, 3, 3, 3}};
+	const st_object ob[3] = {{bids[0], 4, "/usr/bin/alpha"}, {bids[1], 4, "/lib/libbeta.so"},
+	                         {bids[2], 4, "/lib/libgamma.so.1"}};
+	static const char *const knames[] = {"k_read", "k_write", "k_poll", "k_futex", "k_mmap"};
+	st_frame *fr = calloc((size_t)NSTACKS * MAXD, sizeof(*fr));
+	st_stack_def *sd = calloc(NSTACKS, sizeof(*sd));
+	st_sample *sm = calloc((size_t)NSTACKS * 3, sizeof(*sm));
+	assert_true(fr && sd && sm);
+	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	size_t ns = 0, nsm = 0;
+	while (ns < NSTACKS) {
+		/* most under one chain of three callers (so stacks far apart in
+		 * any order still share a prefix), then a small pool of callees */
+		st_frame *s = fr + ns * MAXD;
+		uint32_t d = 1 + (uint32_t)(xrand(&seed) % (MAXD - 1)), at = 0;
+		uint64_t prev = xrand(&seed) % 3;
+		bool chain = xrand(&seed) % 8 != 0;
+		for (uint32_t k = 0; k < d; k++) {
+			uint64_t r = xrand(&seed);
+			prev = (prev * 7 + r % 5) % 23;
+			s[d - 1 - k] = (st_frame){ST_FRAME_USER, (uint32_t)(prev % 3), 0x1000 + prev * 0x10,
+			                          NULL, NULL, 0, NULL};
+			if (chain && k < 3)
+				s[d - 1 - k] = (st_frame){ST_FRAME_USER, 0, 0x10 * (k + 1), NULL, NULL, 0, NULL};
+		}
+		if (xrand(&seed) % 5 == 0)
+			s[at] = (st_frame){ST_FRAME_KERNEL, 0, 0, knames[xrand(&seed) % 5], NULL, 0, NULL};
+		uint64_t id = st_stack_hash(ob, 3, s, d);
+		bool dup = false;
+		for (size_t i = 0; i < ns && !dup; i++)
+			dup = sd[i].id == id;
+		if (dup)
+			continue;
+		sd[ns++] = (st_stack_def){id, s, d};
+	}
+	st_label lb[NSVC][1] = {{{"service", "one"}}, {{"service", "two"}}, {{"service", "three"}}};
+	st_series_def se[NSVC] = {{TYPE, lb[0], 1}, {TYPE, lb[1], 1}, {TYPE, lb[2], 1}};
+	for (size_t i = 0; i < ns; i++) {
+		/* each stack in one to three services, at random times */
+		uint32_t first = (uint32_t)(i % NSVC), n = 1 + (uint32_t)(xrand(&seed) % 3);
+		for (uint32_t k = 0; k < n; k++)
+			sm[nsm++] = (st_sample){T0 + 10 * SEC + (int64_t)(xrand(&seed) % NTS) * SEC,
+			                        (first + k) % NSVC, sd[i].id,
+			                        1 + (int64_t)(xrand(&seed) & 0x3fffffff)};
+	}
+	st_batch b = {se, NSVC, ob, 3, sd, ns, sm, nsm};
+	base_err err;
+	assert_int_equal(st_append(f->db, &b, &err), 0);
+
+	static const st_matcher m_new[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                   {"service", ST_MATCH_NE, "api"},
+	                                   {"service", ST_MATCH_NE, "db"}};
+	static const st_matcher m_two[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                   {"service", ST_MATCH_EQ, "two"}};
+	static const st_matcher m_one[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                   {"service", ST_MATCH_EQ, "one"}};
+	/* many stacks (scattered by place), a third, a few (sorted) */
+	const q_side sides[] = {
+		{m_two, 2, T0 + 10 * SEC, T0 + 20 * SEC},
+		{m_new, 3, T0 + 10 * SEC, T0 + 20 * SEC},
+		{m_one, 2, T0 + 13 * SEC, T0 + 14 * SEC},
+		{m_new, 3, T0 + 12 * SEC, T0 + 17 * SEC},
+		{m_two, 2, T0 + 19 * SEC, T0 + 20 * SEC},
+	};
+	static const size_t maxn[] = {0, 1, 2, 5, 37, 400, 1000000};
+	/* no cache (each query names afresh), one kept across the queries,
+	 * and one so small it starts over at every query */
+	q_cache *kept = q_cache_new(0), *tiny = q_cache_new(4096);
+	const q_resolver rs[] = {{NULL, NULL, NULL, NULL}, {NULL, NULL, NULL, kept},
+	                         {NULL, NULL, NULL, tiny}};
+	for (size_t r = 0; r < 3; r++)
+		for (size_t q = 0; q < sizeof(sides) / sizeof(*sides); q++) {
+			xtree x;
+			xtree_build(f->db, &sides[q], &x);
+			q_tree *t = NULL;
+			assert_int_equal(q_merge(f->db, &sides[q], &rs[r], &t, &err), 0);
+			assert_int_equal(q_tree_nodes(t), x.n);
+			assert_true(x.n > 20);
+			for (size_t m = 0; m < sizeof(maxn) / sizeof(*maxn); m++) {
+				base_buf want = {0}, got = {0};
+				xrender(&x, maxn[m], &want);
+				assert_int_equal(q_tree_json(t, maxn[m], &got), 0);
+				assert_string_equal(got.data, want.data);
+				base_buf_free(&want);
+				base_buf_free(&got);
+			}
+			base_buf want = {0}, got = {0};
+			char *path = malloc(8192);
+			xfolded(&x, 0, path, 0, &want);
+			free(path);
+			assert_int_equal(q_tree_folded(t, &got), 0);
+			assert_string_equal(got.data, want.data);
+			base_buf_free(&want);
+			base_buf_free(&got);
+			q_tree_free(t);
+			xtree_free(&x);
+		}
+	uint64_t hits, misses, resets;
+	size_t bytes;
+	q_cache_stats(kept, &hits, &misses, &resets, &bytes);
+	assert_true(hits > 0 && resets == 0);
+	q_cache_stats(tiny, &hits, &misses, &resets, &bytes);
+	assert_true(resets > 0);
+	q_cache_free(kept);
+	q_cache_free(tiny);
+	free(fr);
+	free(sd);
+	free(sm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -866,6 +1168,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_json_invalid_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_saturated, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_by_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tree_exact, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("query", tests, NULL, NULL);
 }

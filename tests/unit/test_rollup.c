@@ -21,6 +21,7 @@
 
 #include "query/query.h"
 #include "storage/st_int.h"
+#include "tests/fuzz/fixcrc.h"
 
 #define TYPE "process_cpu:samples:count:cpu:nanoseconds:delta"
 #define SEC 1000000000LL
@@ -218,8 +219,9 @@ static void test_week_totals(void **state)
 
 	st_stats s0;
 	st_get_stats(db, &s0);
-	assert_int_equal(s0.nrollups, 2);
-	assert_true(s0.rollup_files[0] >= DAYS && s0.rollup_files[1] == DAYS);
+	assert_int_equal(s0.nrollups, 3);
+	assert_true(s0.rollup_files[0] >= DAYS && s0.rollup_files[1] >= DAYS &&
+	            s0.rollup_files[2] == DAYS);
 
 	uint64_t raw0, lv0 = rows_read(db, &raw0);
 	int64_t w = total(db, all, 1, T0, T0 + DAYS * DAY, false);
@@ -314,12 +316,16 @@ static void test_mid_step_ranges(void **state)
 			base_buf_free(&jb);
 		}
 	}
-	/* an unaligned range reads a roll-up in its middle */
+	/* an unaligned range reads roll-ups in its middle, raw rows only at
+	 * its edges: a small share of what raw rows alone take */
 	uint64_t raw0, lv0 = rows_read(db, &raw0);
 	total(db, all, 1, r[0].from, r[0].to, false);
 	uint64_t raw1, lv1 = rows_read(db, &raw1);
+	total(db, all, 1, r[0].from, r[0].to, true);
+	uint64_t raw2;
+	rows_read(db, &raw2);
 	assert_true(lv1 > lv0);
-	assert_true(raw1 - raw0 < (lv1 - lv0) * 4);
+	assert_true((raw1 - raw0) * 10 < raw2 - raw1);
 	st_close(db);
 }
 
@@ -438,6 +444,30 @@ static char *stderr_of(void (*fn)(void *), void *arg)
 	return text;
 }
 
+/* The file offset of the first chunk of roll-up file path's group of
+ * the whole type, which a merge of every series reads. */
+static long type_chunk(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	off_t len = lseek(fd, 0, SEEK_END);
+	uint8_t *img = malloc((size_t)len);
+	assert_int_equal(pread(fd, img, (size_t)len, 0), len);
+	close(fd);
+	st__block b;
+	base_err err;
+	assert_int_equal(st__block_parse(img, (size_t)len, &b, &err), 0);
+	assert_true(b.ngroups > 0);
+	long off = -1;
+	for (uint32_t c = 0; c < b.nchunks && off < 0; c++)
+		if (b.chunks[c].first_series == b.groups[0].series)
+			off = (long)b.chunks[c].off;
+	assert_true(off > 0);
+	st__block_release(&b);
+	free(img);
+	return off;
+}
+
 typedef struct dmg {
 	const char *dir;
 	st_options o;
@@ -473,8 +503,8 @@ static void test_damaged(void **state)
 	ru_path(day3, sizeof(day3), f->dir, 86400, T0 + 3 * DAY, T0 + 4 * DAY);
 	ru_path(hours4, sizeof(hours4), f->dir, 3600, T0 + 4 * DAY, T0 + 5 * DAY);
 	ru_path(day2, sizeof(day2), f->dir, 86400, T0 + 2 * DAY, T0 + 3 * DAY);
-	flip(day3, ST__BLK_HDR + 3);     /* inside its first chunk */
-	flip(hours4, 20);                /* its header */
+	flip(day3, type_chunk(day3) + 3); /* inside a chunk the merges read */
+	flip(hours4, 20);                 /* its header */
 
 	char *log = stderr_of(dmg_open, &d);
 	if (!strstr(log, hours4) || !strstr(log, "damaged"))
@@ -517,7 +547,7 @@ static void test_damaged(void **state)
 	assert_int_equal(st_open(f->dir, &d.o, &db, NULL), 0);
 	assert_int_equal(st_retention(db, T0 + 8 * DAY), 0);
 	st_close(db);
-	flip(day2, ST__BLK_HDR + 3);
+	flip(day2, type_chunk(day2) + 3);
 	assert_int_equal(st_open(f->dir, &d.o, &db, NULL), 0);
 	q_side side = {all, 1, T0 + 2 * DAY, T0 + 3 * DAY, false};
 	q_tree *t = NULL;
@@ -708,6 +738,219 @@ static void test_crash_kill9(void **state)
 	assert_true(rebuilt >= 6);
 }
 
+/* ---- groups ---- */
+
+/* The roll-up file at path, read and parsed into b (its image in *img,
+ * which the caller frees after st__block_release). */
+static void parse_file(const char *path, st__block *b, uint8_t **img, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	*len = (size_t)ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	*img = malloc(*len);
+	assert_int_equal(fread(*img, 1, *len, fp), *len);
+	fclose(fp);
+	base_err err = {0};
+	if (st__block_parse(*img, *len, b, &err))
+		fail_msg("%s: %s", path, err.msg);
+}
+
+/* Where b's group table starts in its image: after the parent list. */
+static size_t group_table_off(const st__block *b, const uint8_t *img)
+{
+	size_t off = (size_t)st__get_u64(img + 72) + (size_t)b->nseries * ST__BLK_SERIES_ENT +
+	             (size_t)b->nstacks * 8 + (size_t)b->nchunks * ST__BLK_CHUNK_DIR + 4 +
+	             (size_t)b->ncover * 16 + 4;
+	for (uint32_t i = 0; i < b->nparents; i++)
+		off += 2 + strlen(b->parents[i]);
+	return off;
+}
+
+static void rm_dir_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *e;
+	char p[1700];
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+			assert_int_equal(unlink(p), 0);
+		}
+	closedir(d);
+}
+
+/* Each roll-up holds sums over groups of series: per type, and per type
+ * and service. A merge whose selection holds a whole group reads the
+ * group's rows in place of its members' (a coarser group first), any
+ * selection answers what raw rows answer, and a file built again from
+ * inputs grouped otherwise keeps only the groups they agree on. */
+static void test_groups(void **state)
+{
+	fx *f = *state;
+	st_options o = opts();
+	o.chunk_rows = 30;   /* a chunk per series and step: reads show */
+	st_db *db = week(f->dir, &o, NULL);
+	char path[1400];
+	ru_path(path, sizeof(path), f->dir, 86400, T0 + 2 * DAY, T0 + 3 * DAY);
+	st__block b;
+	uint8_t *img;
+	size_t len;
+	parse_file(path, &b, &img, &len);
+	assert_int_equal(st__get_u32(img + 8), ST__BLK_VERSION_GROUPS);
+	assert_int_equal(b.ngroups, 3);
+	assert_int_equal(b.series[b.groups[0].series].id, st__group_id(TYPE, NULL, NULL));
+	assert_int_equal(b.groups[0].nmembers, NSER);
+	for (uint32_t g = 1; g < 3; g++) {
+		uint64_t id = b.series[b.groups[g].series].id;
+		assert_true(id == st__group_id(TYPE, "service", "api") ||
+		            id == st__group_id(TYPE, "service", "db"));
+		assert_int_equal(b.groups[g].nmembers, NSER / 2);
+	}
+
+	/* the group table checked: a member out of range, out of order, a
+	 * group's own series as a member, a table in a version 1 file */
+	size_t gt = group_table_off(&b, img);
+	uint32_t m0 = b.groups[0].members[0], gs1 = b.groups[1].series;
+	const struct {
+		size_t off;
+		uint32_t v;
+	} bad[] = {
+		{gt + 12, b.nseries}, {gt + 16, m0}, {gt + 12, gs1}, {8, ST__BLK_VERSION},
+		{gt, 0}, {gt + 8, 0},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		uint8_t *m = malloc(len);
+		memcpy(m, img, len);
+		st__put_u32(m + bad[i].off, bad[i].v);
+		fix_block_crcs(m, len);
+		st__block x;
+		base_err err = {0};
+		assert_int_equal(st__block_parse(m, len, &x, &err), -EBADMSG);
+		assert_non_null(strstr(err.msg, "group") ? err.msg : strstr(err.msg, "trailing"));
+		free(m);
+	}
+	st__block_release(&b);
+	free(img);
+
+	static const st_matcher not5[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                  {"hostname", ST_MATCH_NE, "host5"}};
+	static const st_matcher host0[] = {{ST_TYPE_LABEL, ST_MATCH_EQ, TYPE},
+	                                   {"hostname", ST_MATCH_EQ, "host0"}};
+	const struct {
+		const st_matcher *m;
+		size_t nm;
+	} sel[] = {{all, 1}, {api, 2}, {not5, 2}, {host0, 2}};
+	uint64_t rows[4];
+	for (size_t i = 0; i < 4; i++) {
+		/* whole days and an unaligned range */
+		for (int r = 0; r < 2; r++) {
+			int64_t from = r ? T0 + DAY + 7 * HOUR + 5 * MIN : T0 + DAY;
+			int64_t to = r ? T0 + 5 * DAY + 3 * HOUR + 30 * MIN : T0 + 5 * DAY;
+			uint64_t raw0, lv0 = rows_read(db, &raw0);
+			char *a = folded(db, sel[i].m, sel[i].nm, from, to, false);
+			uint64_t raw1, lv1 = rows_read(db, &raw1);
+			char *c = folded(db, sel[i].m, sel[i].nm, from, to, true);
+			if (strcmp(a, c))
+				fail_msg("selection %zu range %d: roll-ups and raw rows differ", i, r);
+			free(a);
+			free(c);
+			if (!r)
+				rows[i] = lv1 - lv0;
+		}
+	}
+	/* the type's group; a service's; a service's and two series; one */
+	assert_true(rows[0] > 0);
+	assert_int_equal(rows[1], rows[0]);
+	assert_int_equal(rows[2], 3 * rows[0]);
+	assert_int_equal(rows[3], rows[0]);
+	st_close(db);
+
+	/* grouped by type only now: a daily file built again from the hourly
+	 * files (grouped by service too) keeps the type's group alone */
+	char dir[1400];
+	snprintf(dir, sizeof(dir), "%s/rollup/86400s", f->dir);
+	rm_dir_files(dir);
+	o.rollup_group_label = NULL;
+	base_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	assert_int_equal(st_rollup(db, T0 + (DAYS + 1) * DAY), 0);
+	parse_file(path, &b, &img, &len);
+	assert_int_equal(b.ngroups, 1);
+	assert_int_equal(b.series[b.groups[0].series].id, st__group_id(TYPE, NULL, NULL));
+	st__block_release(&b);
+	free(img);
+	for (size_t i = 0; i < 4; i++) {
+		char *a = folded(db, sel[i].m, sel[i].nm, T0 + DAY, T0 + 5 * DAY, false);
+		char *c = folded(db, sel[i].m, sel[i].nm, T0 + DAY, T0 + 5 * DAY, true);
+		if (strcmp(a, c))
+			fail_msg("selection %zu, grouped by type: roll-ups and raw rows differ", i);
+		free(a);
+		free(c);
+	}
+	st_close(db);
+}
+
+/* A day's hourly roll-ups written half without service groups (the label
+ * set at the day's noon; its last hour has no rows, so the day-long file
+ * is built from the hours' files): the day-long file groups by service
+ * nowhere, as half its inputs hold no such sums, and a service's merge
+ * over the day reads its series and equals raw rows. */
+static void test_groups_mixed(void **state)
+{
+	fx *f = *state;
+	st_options o = opts();
+	o.rollup_group_label = NULL;
+	st_db *db;
+	base_err err;
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	for (int64_t h = 0; h < 12; h++)
+		assert_int_equal(append_range(db, T0 + h * HOUR, T0 + (h + 1) * HOUR, h == 0, NULL,
+		                              &err), 0);
+	assert_int_equal(st_cut(db, T0 + 12 * HOUR, 1), 0);
+	assert_int_equal(st_rollup(db, T0 + 12 * HOUR), 0);
+	st_close(db);
+	o.rollup_group_label = "service";
+	assert_int_equal(st_open(f->dir, &o, &db, &err), 0);
+	for (int64_t h = 12; h < 23; h++)
+		assert_int_equal(append_range(db, T0 + h * HOUR, T0 + (h + 1) * HOUR, false, NULL,
+		                              &err), 0);
+	assert_int_equal(st_cut(db, T0 + 23 * HOUR, 1), 0);
+	assert_int_equal(st_rollup(db, T0 + 23 * HOUR), 0);
+	for (int64_t h = 24; h < 48; h++)
+		assert_int_equal(append_range(db, T0 + h * HOUR, T0 + (h + 1) * HOUR, false, NULL,
+		                              &err), 0);
+	assert_int_equal(st_cut(db, T0 + 3 * DAY, 1), 0);
+	assert_int_equal(st_rollup(db, T0 + 3 * DAY), 0);
+	char path[1400];
+	ru_path(path, sizeof(path), f->dir, 3600, T0, T0 + DAY);
+	st__block b;
+	uint8_t *img;
+	size_t len;
+	parse_file(path, &b, &img, &len);
+	assert_int_equal(b.ngroups, 1);
+	assert_int_equal(b.series[b.groups[0].series].id, st__group_id(TYPE, NULL, NULL));
+	st__block_release(&b);
+	free(img);
+	/* the next day's, all from rows grouped by service, has them */
+	ru_path(path, sizeof(path), f->dir, 3600, T0 + DAY, T0 + 2 * DAY);
+	parse_file(path, &b, &img, &len);
+	assert_int_equal(b.ngroups, 3);
+	st__block_release(&b);
+	free(img);
+	for (int k = 0; k < 2; k++) {
+		const st_matcher *m = k ? api : all;
+		char *a = folded(db, m, k ? 2 : 1, T0 + 3 * HOUR, T0 + 2 * DAY, false);
+		char *c = folded(db, m, k ? 2 : 1, T0 + 3 * HOUR, T0 + 2 * DAY, true);
+		assert_string_equal(a, c);
+		free(a);
+		free(c);
+	}
+	st_close(db);
+}
+
 int main(void)
 {
 	model_init();
@@ -720,6 +963,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_groups_mixed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
