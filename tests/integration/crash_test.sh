@@ -97,7 +97,12 @@ ok "all $acked acknowledged batches stored exactly once; $unacked others whole o
 
 # a clean stop, then SQLite's own check of every page and index
 kill -TERM "$pid"
-wait "$pid" 2>/dev/null || fail "the server did not stop cleanly on SIGTERM"
+rc=0
+wait "$pid" 2>/dev/null || rc=$?
+if [ "$rc" != 0 ]; then
+	sanitizer_clean "stop"
+	fail "the server did not stop cleanly on SIGTERM (exit status $rc): $(tail -5 "$tmp/err")"
+fi
 pid=""
 sanitizer_clean "at the end"
 ic=$(sqlite3 "$tmp/data/meta.db" 'PRAGMA integrity_check' 2>&1) || fail "sqlite3: $ic"
