@@ -88,8 +88,10 @@ LLHTTP_OBJ := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhtt
 WIRE_OBJ := $(BUILD)/wire/wire.o $(BUILD)/wire/auth.o
 LDLIBS_WIRE := -llz4 -lxxhash
 # wire/buildid.c: the build ID that names an ELF file, for agent, server
-# and CLI alike; apart from WIRE_OBJ because it needs libdw and libelf
-WIRE_ELF_OBJ := $(BUILD)/wire/buildid.o
+# and CLI alike; wire/gopclntab.c: Go's .gopclntab, read by the server's
+# symbolizer and the agent's unwind tables; apart from WIRE_OBJ because
+# they need libdw and libelf
+WIRE_ELF_OBJ := $(BUILD)/wire/buildid.o $(BUILD)/wire/gopclntab.o
 LDLIBS_WIRE_ELF := -ldw -lelf
 
 # The server: main.c is the program, the rest is what unit tests link.
@@ -368,7 +370,7 @@ TEST_python_LIBS = $(TEST_agent_LIBS)
 TEST_sampler_OBJ = $(filter-out $(BUILD)/agent/main.o,$(AGENT_OBJ)) $(WIRE_OBJ) $(WIRE_ELF_OBJ)
 TEST_sampler_LIBS := $(LDLIBS_AGENT)
 # the unwind table builder alone, against real files and readelf (binutils)
-TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o
+TEST_unwind_OBJ = $(BUILD)/agent/unwind_table.o $(BUILD)/wire/gopclntab.o
 TEST_unwind_LIBS := -ldw -lelf
 # its subjects, found beside the test binary: fp_busy.c without
 # asynchronous unwind tables (its own functions in .debug_frame, crt's in
@@ -507,31 +509,34 @@ build/fuzz/fuzz_python: tests/fuzz/fuzz_python.c $(FUZZ_PY_OBJ)
 # functions it links against, elfutils and libiberty
 FUZZ_SYM_OBJ := build/fuzz/server/symbolize.o build/fuzz/server/symbolize_go.o \
 	build/fuzz/server/debuginfod.o build/fuzz/server/debuginfo.o build/fuzz/query/names.o \
-	build/fuzz/wire/buildid.o $(STORAGE_SRC:%.c=build/fuzz/%.o) $(FUZZ_BASE_OBJ)
+	build/fuzz/wire/buildid.o build/fuzz/wire/gopclntab.o $(STORAGE_SRC:%.c=build/fuzz/%.o) \
+	$(FUZZ_BASE_OBJ)
 build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
-# the .gopclntab reader (server/symbolize_go.c) on hostile tables
+# the .gopclntab reader (wire/gopclntab.c) on hostile tables
 build/fuzz/fuzz_gopclntab: tests/fuzz/fuzz_gopclntab.c $(FUZZ_SYM_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
-# the unwind table builder (agent/unwind_table.c) on hostile ELF files
-build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c build/fuzz/agent/unwind_table.o $(FUZZ_BASE_OBJ)
+# the unwind table builder (agent/unwind_table.c, with the .gopclntab
+# reader it shares) on hostile ELF files
+FUZZ_UNW_OBJ := build/fuzz/agent/unwind_table.o build/fuzz/wire/gopclntab.o $(FUZZ_BASE_OBJ)
+build/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c $(FUZZ_UNW_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o $(FUZZ_BASE_OBJ) -o $@ \
+		-fno-sanitize-recover=all $< $(FUZZ_UNW_OBJ) -o $@ \
 		-ldw -lelf
 # the expression recogniser of the same file, against a DWARF stack machine
-build/fuzz/fuzz_cfa: tests/fuzz/fuzz_cfa.c build/fuzz/agent/unwind_table.o $(FUZZ_BASE_OBJ)
+build/fuzz/fuzz_cfa: tests/fuzz/fuzz_cfa.c $(FUZZ_UNW_OBJ)
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< build/fuzz/agent/unwind_table.o $(FUZZ_BASE_OBJ) -o $@ \
+		-fno-sanitize-recover=all $< $(FUZZ_UNW_OBJ) -o $@ \
 		-ldw -lelf
 # the perf-map reader (agent/perfmap.c, among the agent objects above) on
 # hostile maps
@@ -540,7 +545,7 @@ build/fuzz/fuzz_perfmap: tests/fuzz/fuzz_perfmap.c $(FUZZ_AGENT_OBJ)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_AGENT_OBJ) -o $@ $(LDLIBS_WIRE_ELF) $(LDLIBS_LABELS) $(LDLIBS_WIRE)
-.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o \
+.SECONDARY: $(FUZZ_STORAGE_OBJ) $(FUZZ_AGENT_OBJ) $(FUZZ_SYM_OBJ) $(FUZZ_UNW_OBJ) \
 	build/fuzz/agent/python.o
 
 # Where a skipped test says why (tests/integration/lib.sh's skip, the

@@ -68,7 +68,7 @@ typedef struct mod {
 	size_t nloads;
 	func *funcs;
 	size_t nfuncs;
-	srv_gotab *go;      /* Go's .gopclntab, read when there is no DWARF */
+	wire_gotab *go;      /* Go's .gopclntab, read when there is no DWARF */
 	struct frange *fr;  /* DWARF function ranges, built on first use */
 	size_t nfr;
 	bool fr_built;
@@ -169,7 +169,7 @@ static void mod_free(mod *m)
 		if (m->fd[i] >= 0)
 			close(m->fd[i]);
 	}
-	srv_sym__go_free(m->go);
+	wire_go_free(m->go);
 	free(m->loads);
 	free(m->funcs);
 	free(m->fr);
@@ -333,7 +333,7 @@ static int go_open(srv_sym *s, mod *m)
 	for (int i = 0; i < 2; i++) {
 		if (!m->elf[i])
 			continue;
-		int rc = srv_sym__go_open_elf(m->elf[i], &m->go);
+		int rc = wire_go_open_elf(m->elf[i], &m->go);
 		if (rc == -ENOENT)
 			continue;
 		if (rc == 0) {

@@ -1,5 +1,5 @@
 /* fuzz_gopclntab.c - the symbolizer's .gopclntab reader
- * (server/symbolize_go.c) on hostile tables: Go binaries are uploaded by
+ * (wire/gopclntab.c, through server/symbolize_go.c) on hostile tables: Go binaries are uploaded by
  * agents and users, and a table's header, offsets, pc-value programs,
  * names and inline trees are whatever the file says. The reader must
  * never crash, read outside the image or answer inconsistently.
@@ -21,7 +21,7 @@
 #define DATA 0x20000000u
 #define MAX_FUNCS 512
 
-static void lookup(const srv_gotab *t, uint64_t va)
+static void lookup(const wire_gotab *t, uint64_t va)
 {
 	srv_sym_frame f[ST_MAX_INLINE];
 	size_t n = 12345;
@@ -56,20 +56,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size -= 4;
 	if (n > size)
 		n = size;
-	srv_go_seg segs[2] = {{TAB, data, n}, {DATA, data + n, size - n}};
-	srv_go_image img = {segs, 2, TAB, n, 0x401000};
-	srv_gotab *t;
-	int rc = srv_sym__go_open(&img, &t);
+	wire_go_seg segs[2] = {{TAB, data, n}, {DATA, data + n, size - n}};
+	wire_go_image img = {segs, 2, TAB, n, 0x401000};
+	wire_gotab *t;
+	int rc = wire_go_open(&img, &t);
 	if (rc) {
 		if (rc != -EPROTONOSUPPORT && rc != -EBADMSG && rc != -ENOMEM)
 			abort();
 		return 0;
 	}
-	size_t nf = srv_sym__go_nfuncs(t);
+	size_t nf = wire_go_nfuncs(t);
 	for (size_t i = 0; i < nf && i < MAX_FUNCS; i++) {
 		uint64_t entry;
 		const char *name;
-		rc = srv_sym__go_func(t, i, &entry, &name);
+		rc = wire_go_func(t, i, &entry, &name);
 		if (rc != 0 && rc != -EBADMSG)
 			abort();
 		if (rc)
@@ -84,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                                 UINT64_MAX / 2, 0x400fff};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		lookup(t, fixed[i]);
-	if (srv_sym__go_func(t, nf, &(uint64_t){0}, &(const char *){NULL}) != -ERANGE)
+	if (wire_go_func(t, nf, &(uint64_t){0}, &(const char *){NULL}) != -ERANGE)
 		abort();
-	srv_sym__go_free(t);
+	wire_go_free(t);
 	return 0;
 }

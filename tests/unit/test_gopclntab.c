@@ -1,5 +1,5 @@
 /* test_gopclntab.c - the symbolizer's reader of Go's .gopclntab
- * (server/symbolize_go.c) against Go's own tools, on the subject the
+ * (wire/gopclntab.c, through server/symbolize_go.c) against Go's own tools, on the subject the
  * Makefile builds from tests/programs/go_busy.go with Debian's golang-go
  * into $SMOLDER_SYM_DIR twice: go_busy_stripped with -ldflags='-s -w' (no
  * .symtab, no DWARF) and go_busy, its unstripped twin.
@@ -41,7 +41,7 @@ typedef struct gfile {
 	uint8_t *data;
 	size_t len;
 	Elf *elf;
-	srv_gotab *t;
+	wire_gotab *t;
 	uint64_t tab_off, tab_addr, tab_size;   /* .gopclntab */
 } gfile;
 
@@ -72,7 +72,7 @@ static void write_file(const char *path, const void *p, size_t n)
 }
 
 /* The file's bytes, its ELF handle over them and its table (*rc gets
- * srv_sym__go_open_elf's answer; the table is NULL unless 0). */
+ * wire_go_open_elf's answer; the table is NULL unless 0). */
 static void gfile_open_mem(gfile *g, uint8_t *data, size_t len, int *rc)
 {
 	memset(g, 0, sizeof(*g));
@@ -93,7 +93,7 @@ static void gfile_open_mem(gfile *g, uint8_t *data, size_t len, int *rc)
 		}
 	}
 	assert_true(g->tab_size > 0);
-	*rc = srv_sym__go_open_elf(g->elf, &g->t);
+	*rc = wire_go_open_elf(g->elf, &g->t);
 }
 
 static void gfile_open(gfile *g, const char *path)
@@ -103,12 +103,12 @@ static void gfile_open(gfile *g, const char *path)
 	int rc;
 	gfile_open_mem(g, d, len, &rc);
 	if (rc)
-		fail_msg("%s: srv_sym__go_open_elf: %s", path, strerror(-rc));
+		fail_msg("%s: wire_go_open_elf: %s", path, strerror(-rc));
 }
 
 static void gfile_close(gfile *g)
 {
-	srv_sym__go_free(g->t);
+	wire_go_free(g->t);
 	if (g->elf)
 		elf_end(g->elf);
 	free(g->data);
@@ -287,17 +287,17 @@ static void test_functions_vs_nm(void **state)
 	gfile_open(&s, stripped);
 	size_t nn;
 	nmsym *nm = go_nm(&nn);
-	size_t nf = srv_sym__go_nfuncs(g.t);
+	size_t nf = wire_go_nfuncs(g.t);
 	assert_true(nf > 1000);
-	assert_int_equal(srv_sym__go_nfuncs(s.t), nf);
-	assert_int_equal(srv_sym__go_version(g.t), SRV_GO_118);  /* Debian 12's Go 1.19 */
+	assert_int_equal(wire_go_nfuncs(s.t), nf);
+	assert_int_equal(wire_go_version(g.t), WIRE_GO_118);  /* Debian 12's Go 1.19 */
 	nmsym *tab = malloc(nf * sizeof(*tab));
 	assert_non_null(tab);
 	for (size_t i = 0; i < nf; i++) {
 		const char *name, *sname;
 		uint64_t e, se;
-		assert_int_equal(srv_sym__go_func(g.t, i, &e, &name), 0);
-		assert_int_equal(srv_sym__go_func(s.t, i, &se, &sname), 0);
+		assert_int_equal(wire_go_func(g.t, i, &e, &name), 0);
+		assert_int_equal(wire_go_func(s.t, i, &se, &sname), 0);
 		if (e != se || strcmp(name, sname))
 			fail_msg("function %zu: %s at 0x%" PRIx64 " in the twin, %s at 0x%" PRIx64
 			         " stripped", i, name, e, sname, se);
@@ -647,7 +647,7 @@ static void test_unreadable_tables(void **state)
 		int rc;
 		gfile_open_mem(&b, d, len, &rc);
 		if (rc != cases[c].rc)
-			fail_msg("%s: srv_sym__go_open_elf %d, want %d", cases[c].name, rc, cases[c].rc);
+			fail_msg("%s: wire_go_open_elf %d, want %d", cases[c].name, rc, cases[c].rc);
 		unsupported += rc == -EPROTONOSUPPORT;
 		snprintf(path, sizeof(path), "%s/6b%02zx", dir, c);
 		write_file(path, d, len);
@@ -691,7 +691,7 @@ static void test_truncated(void **state)
 	(void)state;
 	gfile g;
 	gfile_open(&g, stripped);
-	size_t nf = srv_sym__go_nfuncs(g.t);
+	size_t nf = wire_go_nfuncs(g.t);
 	for (int c = 0; c < 12; c++) {
 		size_t cut = (size_t)(g.tab_off + g.tab_size * (uint64_t)c / 10);
 		if (cut > g.len)
@@ -700,14 +700,14 @@ static void test_truncated(void **state)
 		assert_non_null(d);
 		memcpy(d, g.data, cut);
 		Elf *e = elf_memory((char *)d, cut);
-		srv_gotab *t = NULL;
-		int rc = e ? srv_sym__go_open_elf(e, &t) : -ENOENT;
+		wire_gotab *t = NULL;
+		int rc = e ? wire_go_open_elf(e, &t) : -ENOENT;
 		if (rc != 0 && rc != -ENOENT && rc != -EBADMSG)
 			fail_msg("cut at %zu: rc %d", cut, rc);
 		for (size_t i = 0; t && i < nf; i += 3) {
 			uint64_t entry;
 			const char *name;
-			assert_int_equal(srv_sym__go_func(g.t, i, &entry, &name), 0);
+			assert_int_equal(wire_go_func(g.t, i, &entry, &name), 0);
 			srv_sym_frame f[ST_MAX_INLINE];
 			size_t k;
 			assert_int_equal(srv_sym__go_lookup(t, entry + 1, f, ST_MAX_INLINE, &k), 0);
@@ -715,7 +715,7 @@ static void test_truncated(void **state)
 				assert_non_null(f[j].function);
 			srv_sym_frames_free(f, k);
 		}
-		srv_sym__go_free(t);
+		wire_go_free(t);
 		if (e)
 			elf_end(e);
 		free(d);
@@ -855,7 +855,7 @@ static uint64_t copy_tree(wr *w, uint64_t addr, int32_t max)
 		}
 		assert_non_null(e);
 		uint32_t name = copy_name(w, rd32(e + 12));
-		if (w->ver == SRV_GO_120) {
+		if (w->ver == WIRE_GO_120) {
 			uint8_t x[16] = {e[2]};               /* funcID, pad */
 			put32le(x + 4, name);
 			memcpy(x + 8, e + 16, 4);             /* parentPc */
@@ -902,7 +902,7 @@ static void rewrite(const src *s, int ver, const size_t *idx, size_t n, uint64_t
 			tree = copy_tree(&w, s->gofunc + rd32(r + 40 + 4 * npc + 12), maxix);
 		buf_align(&recs, 0, 8);
 		recoff[i] = recs.n;
-		if (ver == SRV_GO_116)
+		if (ver == WIRE_GO_116)
 			buf_u64(&recs, entry[i]);
 		else
 			buf_u32(&recs, (uint32_t)(entry[i] - s->text));
@@ -914,12 +914,12 @@ static void rewrite(const src *s, int ver, const size_t *idx, size_t n, uint64_t
 		buf_u32(&recs, copy_prog(&w, rd32(r + 24), entry[i], &unused));
 		buf_u32(&recs, npc);
 		buf_put(&recs, r + 32, 4);  /* cuOffset */
-		if (ver == SRV_GO_120)
+		if (ver == WIRE_GO_120)
 			buf_u32(&recs, 0);      /* startLine */
 		buf_put(&recs, r + 36, 4);  /* funcID, flag, pad, nfuncdata */
 		for (uint32_t j = 0; j < npc; j++)
 			buf_u32(&recs, pcd[j]);
-		if (ver == SRV_GO_116) {
+		if (ver == WIRE_GO_116) {
 			/* pointers, aligned in the address space: records start
 			 * 8-aligned in a table at an 8-aligned address */
 			buf_align(&recs, 0, 8);
@@ -941,14 +941,14 @@ static void rewrite(const src *s, int ver, const size_t *idx, size_t n, uint64_t
 	uint64_t o_pctab = buf_put(tab, w.pctab.p, w.pctab.n);
 	buf_align(tab, 0, 8);
 	uint64_t o_pcln = tab->n;
-	uint64_t fs = ver == SRV_GO_116 ? 8 : 4;
+	uint64_t fs = ver == WIRE_GO_116 ? 8 : 4;
 	uint64_t ftsz = (2 * n + 1) * fs;
 	ftsz = (ftsz + 7) & ~(uint64_t)7;
 	buf_put(tab, NULL, ftsz);
 	uint64_t o_recs = buf_put(tab, recs.p, recs.n);
 	for (size_t i = 0; i <= n; i++) {
 		uint8_t *f = tab->p + o_pcln + i * 2 * fs;
-		if (ver == SRV_GO_116) {
+		if (ver == WIRE_GO_116) {
 			put64le(f, entry[i]);
 			if (i < n)
 				put64le(f + 8, o_recs - o_pcln + recoff[i]);
@@ -959,13 +959,13 @@ static void rewrite(const src *s, int ver, const size_t *idx, size_t n, uint64_t
 		}
 	}
 	uint8_t *h = tab->p;
-	put32le(h, ver == SRV_GO_116 ? 0xfffffffa : ver == SRV_GO_118 ? 0xfffffff0 : 0xfffffff1);
+	put32le(h, ver == WIRE_GO_116 ? 0xfffffffa : ver == WIRE_GO_118 ? 0xfffffff0 : 0xfffffff1);
 	h[6] = 1;
 	h[7] = 8;
 	uint64_t words[8], nw = 0;
 	words[nw++] = n;
 	words[nw++] = nfiles;
-	if (ver != SRV_GO_116)
+	if (ver != WIRE_GO_116)
 		words[nw++] = s->text;
 	words[nw++] = o_names;
 	words[nw++] = o_cu;
@@ -980,7 +980,7 @@ static void rewrite(const src *s, int ver, const size_t *idx, size_t n, uint64_t
 	put64le(md + 1 * 8, tabaddr + o_names);
 	put64le(md + 13 * 8, tabaddr + o_pcln);
 	put64le(md + 22 * 8, s->text);
-	put64le(md + (ver == SRV_GO_118 ? 38 : 40) * 8, gofunc);
+	put64le(md + (ver == WIRE_GO_118 ? 38 : 40) * 8, gofunc);
 	*data = w.data;
 	free(w.names.p);
 	free(w.pctab.p);
@@ -1012,13 +1012,13 @@ static uint64_t nm_addr(const char *name)
 #define NEW_TAB 0x10000000u   /* where the fuzz target maps them too */
 #define NEW_DATA 0x20000000u
 
-static srv_gotab *open_rewritten(const buf *tab, const buf *data, srv_go_seg *segs)
+static wire_gotab *open_rewritten(const buf *tab, const buf *data, wire_go_seg *segs)
 {
-	segs[0] = (srv_go_seg){NEW_TAB, tab->p, tab->n};
-	segs[1] = (srv_go_seg){NEW_DATA, data->p, data->n};
-	srv_go_image img = {segs, 2, NEW_TAB, tab->n, 0};
-	srv_gotab *t;
-	assert_int_equal(srv_sym__go_open(&img, &t), 0);
+	segs[0] = (wire_go_seg){NEW_TAB, tab->p, tab->n};
+	segs[1] = (wire_go_seg){NEW_DATA, data->p, data->n};
+	wire_go_image img = {segs, 2, NEW_TAB, tab->n, 0};
+	wire_gotab *t;
+	assert_int_equal(wire_go_open(&img, &t), 0);
 	return t;
 }
 
@@ -1043,15 +1043,15 @@ static void test_other_versions(void **state)
 		idx[i] = i;
 	char **fns;
 	insn *v = go_objdump(&n, &fns, &nfn);
-	static const int vers[] = {SRV_GO_116, SRV_GO_118, SRV_GO_120};
+	static const int vers[] = {WIRE_GO_116, WIRE_GO_118, WIRE_GO_120};
 	for (size_t vi = 0; vi < 3; vi++) {
 		buf tab = {0}, data = {0};
-		srv_go_seg segs[2];
+		wire_go_seg segs[2];
 		rewrite(&s, vers[vi], idx, s.nfunc, NEW_TAB, NEW_DATA, &tab, &data);
-		srv_gotab *t = open_rewritten(&tab, &data, segs);
-		assert_int_equal(srv_sym__go_version(t), vers[vi]);
-		assert_true(srv_sym__go_has_inline(t));
-		assert_int_equal(srv_sym__go_nfuncs(t), s.nfunc);
+		wire_gotab *t = open_rewritten(&tab, &data, segs);
+		assert_int_equal(wire_go_version(t), vers[vi]);
+		assert_true(wire_go_has_inline(t));
+		assert_int_equal(wire_go_nfuncs(t), s.nfunc);
 		size_t bad = 0, inl = 0;
 		for (size_t i = 0; i < n; i++) {
 			srv_sym_frame a[ST_MAX_INLINE], b[ST_MAX_INLINE];
@@ -1077,7 +1077,7 @@ static void test_other_versions(void **state)
 		              vers[vi] / 100, vers[vi] % 100, n, inl, bad);
 		assert_int_equal(bad, 0);
 		assert_true(inl > 10000);
-		srv_sym__go_free(t);
+		wire_go_free(t);
 		free(tab.p);
 		free(data.p);
 	}
@@ -1090,7 +1090,7 @@ static void test_other_versions(void **state)
 		for (size_t i = 0; i < s.nfunc; i++) {
 			uint64_t e;
 			const char *nm;
-			assert_int_equal(srv_sym__go_func(g.t, i, &e, &nm), 0);
+			assert_int_equal(wire_go_func(g.t, i, &e, &nm), 0);
 			if (!strncmp(nm, "main.", 5) || !strcmp(nm, "runtime.main") ||
 			    !strcmp(nm, "runtime.goexit") || !strcmp(nm, "runtime.printlock") ||
 			    !strcmp(nm, "runtime.lockRank.String") || !strcmp(nm, "runtime.(*lockRank).String"))
