@@ -380,7 +380,8 @@ $(UNW_DFRAME_BIN): tests/programs/fp_busy.c
 	$(call msg,CC,$@)
 	@mkdir -p $(@D)
 	$(Q)gcc -O1 -g -fno-omit-frame-pointer -fno-asynchronous-unwind-tables $< -o $@
-$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp $(UNW_DIR)/unw_nofp
+$(BUILD)/tests/test_unwind: $(UNW_DFRAME_BIN) $(SYM_DIR)/sym_cpp $(UNW_DIR)/unw_nofp $(SYM_DIR)/go_busy \
+	$(SYM_DIR)/go_busy_stripped
 # the symbolizer alone, against the subjects in $(SYM_DIR)
 # (debuginfod.c for its background pass, and debuginfo.c which that uses)
 SYM_OBJ = $(BUILD)/server/symbolize.o $(BUILD)/server/symbolize_go.o $(BUILD)/server/debuginfod.o \

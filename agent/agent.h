@@ -7,7 +7,7 @@
  *   relabel.c   the --config file (YAML) and its relabel rules
  *   objects.c   ELF objects by (dev, inode, mtime, size): build IDs by
  *               wire/buildid.h
- *   unwind_table.c  .eh_frame/.debug_frame → unwind rows (libdw's CFI)
+ *   unwind_table.c  .eh_frame/.gopclntab/.debug_frame → unwind rows
  *   unwind.c    the BPF unwinder's tables: which rows each object has, which
  *               objects each process maps; tables built on a builder thread
  *   python.c    CPython processes: their BPF entries, Python frames named
@@ -79,10 +79,15 @@ typedef struct ag_unw_info {
 	size_t unsupported;   /* rows marked SM_CFA_UNSUPPORTED or SM_REG_UNSUPPORTED */
 	size_t innermost_only; /* SM_CFA_REG rows: usable in the innermost frame only */
 	bool from_debug_frame; /* .debug_frame filled ranges .eh_frame lacks */
+	size_t go_funcs;      /* functions .gopclntab lists (a Go binary) */
+	size_t go_ranges;     /* of their code ranges no FDE covers, those given
+	                       * rows from Go's SP deltas */
 } ag_unw_info;
 
 /* Builds the unwind table of the ELF file open at fd (not closed, the
- * file offset not used): rows sorted by strictly increasing pc, adjacent
+ * file offset not used) from its .eh_frame, then, in a Go binary, Go's
+ * own SP deltas (.gopclntab) where no FDE of .eh_frame is, then
+ * .debug_frame where neither is: rows sorted by strictly increasing pc, adjacent
  * rows with equal rules merged, an SM_CFA_NONE row where one FDE's range
  * ends and no other starts. *rows is malloc'd (free()); *n may be 0 for a
  * file without CFI. Returns 0, -ENOEXEC when fd is no ELF file of this

@@ -1,8 +1,10 @@
-/* unwind_table.c - an ELF object's call-frame information (.eh_frame, and
- * .debug_frame where .eh_frame says nothing) turned into the flat rows the
- * BPF walker binary-searches (bpf/profile.h). libdw evaluates the CFI; this
- * file only decides which pcs to ask about and translates the answers. It
- * does not unwind anything, nor know about processes or load addresses. */
+/* unwind_table.c - an ELF object's call-frame information (.eh_frame; in
+ * a Go binary, Go's own stack-pointer deltas from .gopclntab; and
+ * .debug_frame where those say nothing) turned into the flat rows the BPF
+ * walker binary-searches (bpf/profile.h). libdw evaluates the CFI and
+ * wire/gopclntab.c reads Go's table; this file only decides which pcs to
+ * ask about and translates the answers. It does not unwind anything, nor
+ * know about processes or load addresses. */
 #include <errno.h>
 #include <gelf.h>
 #include <linux/types.h>
@@ -15,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "bpf/profile.h"
+#include "wire/gopclntab.h"
 
 /* Everything that names a register or the machine, in one place, so that
  * arm64 can follow with a second instance (and its own CFA expressions). */
@@ -37,8 +40,11 @@ struct range {
 	uint64_t start, end;
 	size_t seq;           /* order read: first one wins an overlap */
 	size_t cost;          /* bytes of CFI one lookup in it may execute */
-	int src;              /* 0 .eh_frame, 1 .debug_frame */
+	int src;              /* SRC_EH, SRC_DEBUG or SRC_GO */
+	size_t fn;            /* SRC_GO: the function's index in .gopclntab */
 };
+
+enum { SRC_EH, SRC_DEBUG, SRC_GO };
 
 struct vec {
 	void *v;
@@ -570,10 +576,151 @@ static int walk(struct table *t, Dwarf_CFI *cfi, const struct range *g)
 	return 0;
 }
 
+/* ---- Go code, from .gopclntab ----
+ *
+ * Go's linker writes no .eh_frame, but every function's pcsp program in
+ * .gopclntab gives, at each pc, how far SP is below its value at the
+ * function's entry (where it points at the return address): the runtime's
+ * own tracebacks unwind by it. So CFA = sp + delta + 8, the return address
+ * at CFA - 8, at every pc, with or without a frame. rbp: Go's prologue
+ * (cmd/internal/obj/x86, through Go 1.19 at least) is
+ *
+ *     SUBQ $F, SP            pcsp becomes F after it
+ *     MOVQ BP, F-8(SP)       the caller's rbp at entry sp - 8 = CFA - 16
+ *     LEAQ F-8(SP), BP
+ *
+ * and each epilogue MOVQ F-8(SP), BP; ADDQ $F, SP; RET, the slot left
+ * intact. So where the delta is F, past the store, rbp is saved at CFA -
+ * 16; where it is 0 (entry, after an epilogue, the stack-growth call at
+ * the end) rbp is the caller's. The store is checked byte for byte; a
+ * function whose first stack adjustment is not followed by it (hand-written
+ * assembly, another toolchain's layout) gets rbp undefined wherever its
+ * delta is not 0: never a wrong rbp for a caller to take as a frame
+ * pointer. */
+
+/* Length of `MOVQ BP, off(SP)` at p (n bytes readable), 0 when it is not
+ * that instruction with that offset. */
+static unsigned go_bp_store(const uint8_t *p, size_t n, int64_t off)
+{
+	if (n < 4 || p[0] != 0x48 || p[1] != 0x89)
+		return 0;
+	if (p[2] == 0x2c && p[3] == 0x24)  /* (SP): mod 00, SIB base rsp */
+		return off == 0 ? 4 : 0;
+	if (p[2] == 0x6c && p[3] == 0x24)  /* disp8(SP) */
+		return n >= 5 && (int64_t)(int8_t)p[4] == off ? 5 : 0;
+	if (p[2] == 0xac && p[3] == 0x24 && n >= 8) {  /* disp32(SP) */
+		uint32_t d = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
+		             (uint32_t)p[7] << 24;
+		return (int64_t)(int32_t)d == off ? 8 : 0;
+	}
+	return 0;
+}
+
+/* Appends one row at pc for a Go frame whose SP is delta below its entry
+ * value, rbp by fp_kind (SM_REG_SAME, _CFA_OFF or _UNDEF). */
+static int go_row(struct table *t, uint64_t pc, int32_t delta, uint8_t fp_kind)
+{
+	struct sm_unw_row r = {.pc = (uint32_t)pc};
+	if (delta < 0 || delta > INT32_MAX - 8) {
+		r.cfa_kind = SM_CFA_UNSUPPORTED;  /* SP above the entry's: no frame this is */
+	} else {
+		r.cfa_kind = SM_CFA_SP;
+		r.cfa_off = delta + 8;
+		r.ra_kind = SM_REG_CFA_OFF;
+		r.ra_off = -8;
+		r.fp_kind = fp_kind;
+		r.fp_off = fp_kind == SM_REG_CFA_OFF ? -16 : 0;
+	}
+	return vec_push(&t->tmp, &r);
+}
+
+/* Walks [g->start, g->end), part of Go function g->fn, into t->tmp from
+ * its pcsp program. Returns 0, 1 when the table cannot describe it (its
+ * rows are then not used: a malformed program, a function that writes SP
+ * itself), -E2BIG when the work budget is spent. */
+static int walk_go(struct table *t, const wire_gotab *go, const struct range *g)
+{
+	wire_go_fninfo fi;
+	wire_go_pcv it;
+	uint64_t s, e;
+	int32_t v, frame = 0;
+	int rc;
+	t->tmp.n = 0;
+	if (wire_go_fninfo_at(go, g->fn, &fi) || g->start < fi.entry || g->end > fi.end)
+		return 1;
+	if (fi.flag & WIRE_GO_TOPFRAME) {
+		/* goexit, mstart, rt0_go: where Go's own tracebacks end */
+		struct sm_unw_row r = {.pc = (uint32_t)g->start, .cfa_kind = SM_CFA_END};
+		return vec_push(&t->tmp, &r);
+	}
+	if (fi.flag & WIRE_GO_SPWRITE)
+		return 1;  /* systemstack, mcall, morestack...: SP is not the delta */
+	/* the first stack adjustment and whether the BP store follows it */
+	uint64_t saved_from = UINT64_MAX, store_at = 0;
+	wire_go_pcv_init(go, fi.pcsp, fi.entry, &it);
+	while ((rc = wire_go_pcv_next(&it, &s, &e, &v)) > 0) {
+		if (t->work < 16)
+			return -E2BIG;
+		t->work -= 16;
+		if (e < s || e > fi.end)
+			return 1;  /* runs past its function: not a program the linker wrote */
+		if (v != 0 && s < e) {
+			frame = v;
+			store_at = s;
+			break;
+		}
+	}
+	if (rc < 0)
+		return 1;
+	if (frame >= 8) {
+		size_t avail = fi.end - store_at < 8 ? (size_t)(fi.end - store_at) : 8;
+		const uint8_t *code = wire_go_bytes(go, store_at, avail);
+		unsigned len = code ? go_bp_store(code, avail, (int64_t)frame - 8) : 0;
+		if (len)
+			saved_from = store_at + len;
+	}
+	wire_go_pcv_init(go, fi.pcsp, fi.entry, &it);
+	uint64_t covered = g->start;
+	while ((rc = wire_go_pcv_next(&it, &s, &e, &v)) > 0) {
+		if (t->work < 16)
+			return -E2BIG;
+		t->work -= 16;
+		if (e < s || e > fi.end)
+			return 1;
+		if (e <= g->start || s == e)
+			continue;
+		if (s >= g->end)
+			break;
+		uint64_t a = s < g->start ? g->start : s, b = e < g->end ? e : g->end;
+		if (v == 0) {
+			rc = go_row(t, a, v, SM_REG_SAME);
+		} else if (v >= frame && frame > 0 && saved_from != UINT64_MAX) {
+			/* the store itself: rbp not saved yet, and still the caller's */
+			if (a < saved_from && (rc = go_row(t, a, v, SM_REG_SAME)))
+				return rc;
+			if (b > saved_from)
+				rc = go_row(t, a > saved_from ? a : saved_from, v, SM_REG_CFA_OFF);
+		} else {
+			rc = go_row(t, a, v, SM_REG_UNDEF);
+		}
+		if (rc)
+			return rc;
+		covered = b;
+	}
+	if (rc < 0 || !t->tmp.n)
+		return 1;
+	if (covered < g->end) {
+		/* the program ends before the function (its alignment padding) */
+		struct sm_unw_row none = {.pc = (uint32_t)covered, .cfa_kind = SM_CFA_NONE};
+		return vec_push(&t->tmp, &none);
+	}
+	return 0;
+}
+
 /* Walks every range (sorted, disjoint) into the table, with an
  * SM_CFA_NONE row wherever a range ends and the next does not start. */
 static int build_rows(struct table *t, const struct vec *ranges, Dwarf_CFI *eh,
-                      Dwarf_CFI *dbg, ag_unw_info *info)
+                      Dwarf_CFI *dbg, const wire_gotab *go, ag_unw_info *info)
 {
 	const struct range *g = ranges->v;
 	uint64_t last_end = 0;
@@ -581,13 +728,16 @@ static int build_rows(struct table *t, const struct vec *ranges, Dwarf_CFI *eh,
 	for (size_t i = 0; i < ranges->n; i++) {
 		if (g[i].end > UINT32_MAX)
 			return -E2BIG;
-		int rc = walk(t, g[i].src ? dbg : eh, &g[i]);
+		int rc = g[i].src == SRC_GO ? walk_go(t, go, &g[i]) :
+		         walk(t, g[i].src == SRC_DEBUG ? dbg : eh, &g[i]);
 		if (rc < 0)
 			return rc;
 		if (rc > 0)
 			continue;  /* as if the FDE were not there */
-		if (g[i].src)
+		if (g[i].src == SRC_DEBUG)
 			info->from_debug_frame = true;
+		else if (g[i].src == SRC_GO)
+			info->go_ranges++;
 		if (any && last_end < g[i].start) {
 			struct sm_unw_row none = {.pc = (uint32_t)last_end, .cfa_kind = SM_CFA_NONE};
 			if ((rc = emit(t, &none)))
@@ -651,7 +801,9 @@ int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
 	Dwarf_CFI *eh_cfi = NULL, *dbg_cfi = NULL;
 	struct vec text = {.size = sizeof(struct range)};
 	struct vec ehr = {.size = sizeof(struct range)}, dbgr = {.size = sizeof(struct range)};
-	struct vec all = {.size = sizeof(struct range)};
+	struct vec all = {.size = sizeof(struct range)}, gor = {.size = sizeof(struct range)};
+	struct vec extra = {.size = sizeof(struct range)};
+	wire_gotab *go = NULL;
 	struct table t = {
 		.rows = {.size = sizeof(struct sm_unw_row)},
 		.tmp = {.size = sizeof(struct sm_unw_row)},
@@ -680,25 +832,52 @@ int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
 		goto out;
 	if (eh.data) {
 		eh_cfi = dwarf_getcfi_elf(e);
-		if (eh_cfi && (rc = read_fdes(e, &eh, 0, text.v, text.n, &ehr, &info->fdes)))
+		if (eh_cfi && (rc = read_fdes(e, &eh, SRC_EH, text.v, text.n, &ehr, &info->fdes)))
 			goto out;
 	}
 	if (dbg.data) {
 		dw = dwarf_begin_elf(e, DWARF_C_READ, NULL);
 		dbg_cfi = dw ? dwarf_getcfi(dw) : NULL;
-		if (dbg_cfi && (rc = read_fdes(e, &dbg, 1, text.v, text.n, &dbgr, &info->fdes)))
+		if (dbg_cfi && (rc = read_fdes(e, &dbg, SRC_DEBUG, text.v, text.n, &dbgr, &info->fdes)))
 			goto out;
 	}
+	/* a Go binary: its functions from .gopclntab (a table that is not
+	 * there, or not one this reader takes, adds nothing) */
+	if (wire_go_open_elf(e, &go) == 0) {
+		size_t nf = wire_go_nfuncs(go);
+		for (size_t i = 0; i < nf; i++) {
+			wire_go_fninfo fi;
+			if (wire_go_fninfo_at(go, i, &fi) || fi.end <= fi.entry ||
+			    !in_text(text.v, text.n, fi.entry, fi.end))
+				continue;
+			struct range r = {.start = fi.entry, .end = fi.end, .seq = gor.n,
+			                  .src = SRC_GO, .fn = i};
+			if ((rc = vec_push(&gor, &r)))
+				goto out;
+		}
+		info->go_funcs = gor.n;
+	}
 	resolve_overlaps(&ehr);
+	resolve_overlaps(&gor);
 	resolve_overlaps(&dbgr);
+	/* .eh_frame first (a cgo binary's C code), then Go's own deltas
+	 * (Go's .debug_frame has the same CFAs but says nothing of rbp), then
+	 * .debug_frame in what is left */
 	for (size_t i = 0; i < ehr.n; i++)
 		if ((rc = vec_push(&all, (struct range *)ehr.v + i)))
 			goto out;
-	if ((rc = fill_gaps(&ehr, &dbgr, &all)))
+	if ((rc = fill_gaps(&ehr, &gor, &all)))
 		goto out;
 	if (all.n)
 		qsort(all.v, all.n, sizeof(struct range), cmp_range);
-	if ((rc = build_rows(&t, &all, eh_cfi, dbg_cfi, info)))
+	if ((rc = fill_gaps(&all, &dbgr, &extra)))
+		goto out;
+	for (size_t i = 0; i < extra.n; i++)
+		if ((rc = vec_push(&all, (struct range *)extra.v + i)))
+			goto out;
+	if (all.n)
+		qsort(all.v, all.n, sizeof(struct range), cmp_range);
+	if ((rc = build_rows(&t, &all, eh_cfi, dbg_cfi, go, info)))
 		goto out;
 	const struct sm_unw_row *r = t.rows.v;
 	for (size_t i = 0; i < t.rows.n; i++)
@@ -716,6 +895,9 @@ out:
 	free(ehr.v);
 	free(dbgr.v);
 	free(all.v);
+	free(gor.v);
+	free(extra.v);
+	wire_go_free(go);
 	if (eh_cfi)
 		dwarf_cfi_end(eh_cfi);
 	dwarf_end(dw);

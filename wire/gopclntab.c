@@ -486,6 +486,11 @@ size_t wire_go_frames(const wire_gotab *t, uint64_t va, wire_go_frame *out, size
 	return n;
 }
 
+const uint8_t *wire_go_bytes(const wire_gotab *t, uint64_t va, size_t n)
+{
+	return img_at(t->segs, t->nsegs, va, n);
+}
+
 int wire_go_fninfo_at(const wire_gotab *t, size_t i, wire_go_fninfo *out)
 {
 	gofn f;

@@ -78,6 +78,10 @@ int wire_go_func(const wire_gotab *t, size_t i, uint64_t *entry, const char **na
 #define WIRE_GO_TOPFRAME 0x1     /* the outermost frame of a stack (goexit, mstart, rt0_go) */
 #define WIRE_GO_SPWRITE 0x2      /* writes SP other than by constant adjustments */
 
+/* n bytes of the image at virtual address va (a function's code), or
+ * NULL when no segment holds them all. */
+const uint8_t *wire_go_bytes(const wire_gotab *t, uint64_t va, size_t n);
+
 /* What unwinding function i needs. */
 typedef struct wire_go_fninfo {
 	uint64_t entry, end;     /* its code: [entry, end), end the next one's entry */

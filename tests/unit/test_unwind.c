@@ -792,6 +792,194 @@ static const subject subjects[] = {
 	 NEED(SM_CFA_DEREF_FP) | NEED(SM_CFA_REG) | NEED_REG(SM_REG_FP_OFF)},
 };
 
+/* ---- Go: rows from .gopclntab against the toolchain's own view ----
+ *
+ * Go's linker writes no .eh_frame; the agent derives each function's rows
+ * from the pcsp programs of .gopclntab. The oracle is the unstripped
+ * twin's .debug_frame, which Go's linker writes from the same deltas
+ * (readelf), for the CFA and the return address at every pc of every
+ * function, and binutils' disassembly of the twin for rbp: saved at
+ * CFA - 16 from just past the `mov %rbp,F-8(%rsp)` that follows the first
+ * stack adjustment while the CFA is at least that frame's, the caller's
+ * where the CFA is sp + 8 (and at that store itself), undefined anywhere
+ * else. The table is built from the stripped file (-ldflags='-s -w': no
+ * .debug_frame, no .symtab). */
+
+typedef struct {
+	uint64_t start, end;     /* the function, from objdump's symbols */
+	char name[96];
+	uint64_t store, store_end; /* its first `mov %rbp,X(%rsp)`, 0 none */
+	long long x;             /* X */
+} gofunc;
+
+/* Functions and their first rbp store from `objdump -d` of path. */
+static gofunc *go_objdump(const char *path, size_t *n)
+{
+	char cmd[1200], line[512];
+	snprintf(cmd, sizeof(cmd), "objdump -d --no-show-raw-insn '%s' 2>/dev/null", path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	gofunc *v = NULL;
+	size_t cap = 0, k = 0;
+	bool want_end = false; /* the store was the last instruction read */
+	while (fgets(line, sizeof(line), p)) {
+		unsigned long long a;
+		char nm[96];
+		if (sscanf(line, "%llx <%95[^>]>:", &a, nm) == 2) {
+			if (k && !v[k - 1].end)
+				v[k - 1].end = a;
+			if (k == cap) {
+				cap = cap ? 2 * cap : 1024;
+				v = realloc(v, cap * sizeof(*v));
+				assert_non_null(v);
+			}
+			memset(&v[k], 0, sizeof(v[k]));
+			v[k].start = a;
+			snprintf(v[k].name, sizeof(v[k].name), "%s", nm);
+			k++;
+			want_end = false;
+			continue;
+		}
+		char ins[400];
+		if (!k || sscanf(line, " %llx:\t%399[^\n]", &a, ins) != 2)
+			continue;
+		if (want_end) {
+			v[k - 1].store_end = a;
+			want_end = false;
+		}
+		const char *o = ins + 3;
+		if (v[k - 1].store || strncmp(ins, "mov", 3) || (*o != ' ' && *o != '\t'))
+			continue;
+		while (*o == ' ' || *o == '\t')
+			o++;
+		if (strncmp(o, "%rbp,", 5))
+			continue;
+		o += 5;
+		char *e = (char *)o;
+		long long xv = *o == '(' ? 0 : strtoll(o, &e, 16);
+		if (strncmp(e, "(%rsp)", 6) || (e[6] && e[6] != ' ' && e[6] != '\t'))
+			continue;
+		v[k - 1].store = a;
+		v[k - 1].x = xv;
+		want_end = true;
+	}
+	pclose(p);
+	if (k && !v[k - 1].end)
+		v[k - 1].end = UINT64_MAX;  /* the last function in .text */
+	*n = k;
+	return v;
+}
+
+static void test_go(void **state)
+{
+	(void)state;
+	char twin[1024], stripped[1024];
+	snprintf(twin, sizeof(twin), "%s/sym/go_busy", bindir);
+	snprintf(stripped, sizeof(stripped), "%s/sym/go_busy_stripped", bindir);
+	int fd = open(stripped, O_RDONLY);
+	if (fd < 0)
+		fail_msg("%s: %s (the Makefile builds it)", stripped, strerror(errno));
+	struct sm_unw_row *rows = NULL;
+	size_t n = 0;
+	ag_unw_info info;
+	assert_int_equal(ag_unw_build(fd, 1 << 22, &rows, &n, &info), 0);
+	close(fd);
+	assert_true(info.go_funcs > 1000);
+	assert_false(info.from_debug_frame);
+	for (size_t i = 1; i < n; i++)
+		assert_true(rows[i - 1].pc < rows[i].pc);
+
+	xcfi x;
+	memset(&x, 0, sizeof(x));
+	read_readelf(twin, &x);
+	size_t nf = 0;
+	gofunc *fn = go_objdump(twin, &nf);
+	assert_true(nf > 1000);
+
+	size_t pcs = 0, bad = 0, saved = 0, same_fp = 0, undef = 0, fdes = 0, ends = 0, nones = 0;
+	size_t f = 0;
+	for (size_t i = 0; i < x.nfdes; i++) {
+		const xfde *d = &x.fdes[i];
+		if (d->src != 1 || d->end <= d->start)
+			continue;
+		fdes++;
+		while (f < nf && fn[f].end <= d->start)
+			f++;
+		const gofunc *g = f < nf && fn[f].start <= d->start ? &fn[f] : NULL;
+		/* the first pc with a frame, from readelf */
+		uint64_t first_frame = 0;
+		for (size_t k = d->row0; k < d->row0 + d->nrows && !first_frame; k++)
+			if (strcmp(x.rows[k].cfa, "rsp+8") && x.rows[k].end > x.rows[k].pc)
+				first_frame = x.rows[k].pc;
+		struct sm_unw_row r0 = lookup(rows, n, d->start);
+		if (r0.cfa_kind == SM_CFA_END || r0.cfa_kind == SM_CFA_NONE) {
+			/* the whole function so: a top frame (END), or one that
+			 * writes SP itself (NONE), by the table's flags */
+			for (uint64_t pc = d->start; pc < d->end; pc++) {
+				struct sm_unw_row r = lookup(rows, n, pc);
+				if (r.cfa_kind != r0.cfa_kind && bad++ < 5)
+					print_message("go: %s pc 0x%" PRIx64 " kind %u in a function of %u\n",
+					              g ? g->name : "?", pc, r.cfa_kind, r0.cfa_kind);
+			}
+			if (r0.cfa_kind == SM_CFA_END) {
+				ends++;
+				print_message("go: %s is a top frame\n", g ? g->name : "?");
+			} else {
+				nones++;
+			}
+			continue;
+		}
+		for (size_t k = d->row0; k < d->row0 + d->nrows; k++) {
+			const xrow *xr = &x.rows[k];
+			int cfa_off;
+			assert_int_equal(sscanf(xr->cfa, "rsp+%d", &cfa_off), 1);
+			assert_string_equal(xr->ra, "c-8");
+			for (uint64_t pc = xr->pc; pc < xr->end; pc++) {
+				struct sm_unw_row w = {.cfa_kind = SM_CFA_SP, .cfa_off = cfa_off,
+				                       .ra_kind = SM_REG_CFA_OFF, .ra_off = -8};
+				if (cfa_off == 8 || (g && g->store && pc >= g->store && pc < g->store_end))
+					w.fp_kind = SM_REG_SAME;
+				else if (g && g->store && g->store == first_frame && pc >= g->store_end &&
+				         cfa_off >= g->x + 16) {
+					w.fp_kind = SM_REG_CFA_OFF;
+					w.fp_off = -16;
+				} else {
+					w.fp_kind = SM_REG_UNDEF;
+				}
+				struct sm_unw_row r = lookup(rows, n, pc);
+				pcs++;
+				if (!same(&w, &r)) {
+					if (bad++ < 5) {
+						print_message("go: %s pc 0x%" PRIx64 ": readelf %s %s, store "
+						              "0x%" PRIx64 "\n", g ? g->name : "?", pc, xr->cfa,
+						              xr->ra, g ? g->store : 0);
+						print_row("want", &w);
+						print_row("got ", &r);
+					}
+					continue;
+				}
+				saved += w.fp_kind == SM_REG_CFA_OFF;
+				same_fp += w.fp_kind == SM_REG_SAME;
+				undef += w.fp_kind == SM_REG_UNDEF;
+			}
+		}
+	}
+	print_message("go_busy: %zu functions in .gopclntab, %zu FDEs of the twin's .debug_frame; "
+	              "%zu pcs compared (rbp saved at CFA-16 at %zu, the caller's at %zu, "
+	              "undefined at %zu), %zu top frames, %zu functions that write SP left to "
+	              "frame pointers, %zu mismatches; table %zu rows\n",
+	              info.go_funcs, fdes, pcs, saved, same_fp, undef, ends, nones, bad, n);
+	free(fn);
+	free(x.rows);
+	free(x.fdes);
+	free(rows);
+	assert_int_equal(bad, 0);
+	assert_true(pcs > 100000);
+	assert_true(saved > pcs / 2);
+	assert_true(ends >= 2 && ends <= 8);
+	assert_true(nones <= 40);
+}
+
 /* ---- the contract's errors ---- */
 
 static int memfd_with(const void *p, size_t n)
@@ -906,7 +1094,7 @@ int main(int argc, char **argv)
 		*slash = 0;
 	else
 		snprintf(bindir, sizeof(bindir), ".");
-	struct CMUnitTest tests[sizeof(subjects) / sizeof(subjects[0]) + 4];
+	struct CMUnitTest tests[sizeof(subjects) / sizeof(subjects[0]) + 5];
 	size_t nt = 0;
 	for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++)
 		tests[nt++] = (struct CMUnitTest){
@@ -914,6 +1102,7 @@ int main(int argc, char **argv)
 			.test_func = test_file,
 			.initial_state = (void *)&subjects[i],
 		};
+	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_go);
 	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_not_elf);
 	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_other_machine);
 	tests[nt++] = (struct CMUnitTest)cmocka_unit_test(test_fd_untouched);
