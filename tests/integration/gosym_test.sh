@@ -9,7 +9,10 @@
 # by name, with go_busy.go and a line) and at least 90 % must have one as
 # their innermost user frame (the rest: the runtime's preemption signals,
 # getrusage, the sysmon thread); the inlined main.mix must show as its own
-# frame under main.hashLoop, each caller at the line of its call. Then bad
+# frame under main.hashLoop, each caller at the line of its call, and
+# main.hashLoop, a leaf Go gives no frame of its own, must have its caller
+# main.work directly above it in at least 95 % of its samples (Go binaries
+# have no .eh_frame: the agent's table comes from .gopclntab). Then bad
 # input: a copy whose .gopclntab magic is no Go version stays an address
 # ([unknown] FILE+0xOFFSET) and is counted in /metrics.
 #
@@ -128,10 +131,9 @@ if leaf_share < 0.90:
 # one node. The exact line of each call, at every instruction, is
 # test_gopclntab's check of the table against the DWARF of an unstripped
 # twin.)
-# (main.work above main.hashLoop is not asked for: hashLoop is a leaf
-# without a frame of its own, Go saves no frame pointer there, and the
-# agent's frame-pointer walk, which Go binaries get as they have no
-# .eh_frame, goes from hashLoop's frame straight to main.main.)
+# main.hashLoop is a leaf without a frame of its own (no rbp pushed): its
+# caller, main.work, is found from .gopclntab's SP deltas, not by frame
+# pointer.
 def body(fn):
     """the lines of func fn's body in go_busy.go: its func line to its closing brace"""
     first = line_of("func %s(" % fn)
@@ -150,8 +152,32 @@ def check(names):
             bad.append("%s at %s:%s, want go_busy.go:%d-%d" % (name, n.get("file"), n.get("line"),
                                                               lines[0], lines[-1]))
 
-check(["main.hashLoop", "main.mix"])
+check(["main.work", "main.hashLoop", "main.mix"])
 check(["main.work", "main.sieve"])
+
+# the frameless leaf keeps its caller: of the samples whose innermost user
+# frame is main.hashLoop (or main.mix inlined in it), at least 95 % have
+# main.work directly above it
+in_leaf = with_caller = 0
+for p in paths:
+    kids = p[-1].get("children", [])
+    self_v = p[-1]["total"] - sum(c["total"] for c in kids)
+    user = [n["name"] for n in p if not n.get("kernel")]
+    while user and user[-1] == "main.mix":
+        user.pop()
+    if self_v <= 0 or not user or user[-1] != "main.hashLoop":
+        continue
+    in_leaf += self_v
+    if len(user) >= 2 and user[-2] == "main.work":
+        with_caller += self_v
+leaf_caller = with_caller / in_leaf if in_leaf else 0
+print("go_busy: %d samples in the frameless main.hashLoop, %d (%.1f %%) with main.work "
+      "directly above it" % (in_leaf, with_caller, 100 * leaf_caller))
+if in_leaf < 30:
+    bad.append("only %d samples in main.hashLoop" % in_leaf)
+elif leaf_caller < 0.95:
+    bad.append("%.1f %% of main.hashLoop's samples with main.work as its caller, want >= 95 %%" %
+               (100 * leaf_caller))
 if not any(n["name"] == "main.main" for p in paths for n in p):
     bad.append("no main.main")
 for l in folded:
@@ -166,7 +192,7 @@ if bad:
         print("  " + l, file=sys.stderr)
 sys.exit(1 if bad else 0)
 EOF
-ok "95 % or more of go_busy's samples in its main.* functions with file and line (90 % innermost); main.mix inlined under main.hashLoop, each at a line of its body"
+ok "95 % or more of go_busy's samples in its main.* functions with file and line (90 % innermost); main.mix inlined under main.hashLoop, each at a line of its body; the frameless main.hashLoop under its caller main.work in 95 % or more of its samples"
 
 kill -TERM "$apid"
 wait "$apid" 2>/dev/null || true
