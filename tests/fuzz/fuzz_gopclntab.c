@@ -10,7 +10,9 @@
  * written in the Go 1.16, 1.18 and 1.20 layouts by
  * tests/unit/test_gopclntab.c (SMOLDER_GO_SEEDS=DIR). Every function the
  * table lists is looked up at its entry and a few bytes in, and a few
- * fixed addresses too, with room for a whole chain and for one frame. */
+ * fixed addresses too, with room for a whole chain and for one frame; its
+ * SP-delta program (what the agent's unwind tables read) is walked to its
+ * end. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,34 @@ static void lookup(const wire_gotab *t, uint64_t va)
 	srv_sym_frames_free(f, n);
 }
 
+/* Function i's facts and its SP-delta program, as the agent's unwind
+ * tables read them: ranges that follow each other from the entry, a
+ * program that ends or fails within the table's bytes. */
+static void pcsp(const wire_gotab *t, size_t i, size_t size)
+{
+	wire_go_fninfo fi;
+	int rc = wire_go_fninfo_at(t, i, &fi);
+	if (rc != 0 && rc != -EBADMSG)
+		abort();
+	if (rc)
+		return;
+	if (fi.end < fi.entry || (fi.name && strlen(fi.name) > size))
+		abort();
+	wire_go_pcv it;
+	uint64_t s, e, pc = fi.entry;
+	int32_t v;
+	size_t steps = 0;
+	wire_go_pcv_init(t, fi.pcsp, fi.entry, &it);
+	while ((rc = wire_go_pcv_next(&it, &s, &e, &v)) > 0) {
+		/* each step takes at least two bytes of the table */
+		if (s != pc || ++steps > size / 2 + 1)
+			abort();
+		pc = e;
+	}
+	if (rc != 0 && rc != -EBADMSG)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 4)
@@ -76,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		if (!name || strlen(name) > size)
 			abort();
+		pcsp(t, i, size);
 		lookup(t, entry);
 		lookup(t, entry + 1);
 		lookup(t, entry + 17);
@@ -84,7 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                                 UINT64_MAX / 2, 0x400fff};
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		lookup(t, fixed[i]);
-	if (wire_go_func(t, nf, &(uint64_t){0}, &(const char *){NULL}) != -ERANGE)
+	if (wire_go_fninfo_at(t, nf, &(wire_go_fninfo){0}) != -ERANGE ||
+	    wire_go_func(t, nf, &(uint64_t){0}, &(const char *){NULL}) != -ERANGE)
 		abort();
 	wire_go_free(t);
 	return 0;
