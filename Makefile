@@ -518,11 +518,13 @@ build/fuzz/fuzz_elf: tests/fuzz/fuzz_elf.c $(FUZZ_SYM_OBJ)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
 # the .gopclntab reader (wire/gopclntab.c) on hostile tables
-build/fuzz/fuzz_gopclntab: tests/fuzz/fuzz_gopclntab.c $(FUZZ_SYM_OBJ)
+# and the agent's unwind rows from it (agent/unwind_table.c)
+build/fuzz/fuzz_gopclntab: tests/fuzz/fuzz_gopclntab.c $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o
 	$(call msg,LD,$@)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) -o $@ $(LDLIBS_SYM) $(LDLIBS_STORAGE)
+		-fno-sanitize-recover=all $< $(FUZZ_SYM_OBJ) build/fuzz/agent/unwind_table.o -o $@ \
+		$(LDLIBS_SYM) $(LDLIBS_STORAGE)
 # the unwind table builder (agent/unwind_table.c, with the .gopclntab
 # reader it shares) on hostile ELF files
 FUZZ_UNW_OBJ := build/fuzz/agent/unwind_table.o build/fuzz/wire/gopclntab.o $(FUZZ_BASE_OBJ)

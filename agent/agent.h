@@ -96,6 +96,13 @@ typedef struct ag_unw_info {
 int ag_unw_build(int fd, size_t max_rows, struct sm_unw_row **rows, size_t *n,
                  ag_unw_info *info);
 
+/* The rows ag_unw_build gives Go function i of the .gopclntab go
+ * (wire/gopclntab.h) when no FDE covers it, for tests and fuzzing: as
+ * ag_unw_build's, *n 0 when the table cannot describe the function. */
+struct wire_gotab;
+int ag_unw_go_rows(const struct wire_gotab *go, size_t i, size_t max_rows,
+                   struct sm_unw_row **rows, size_t *n);
+
 /* One DWARF expression operation, as libdw's Dwarf_Op gives it. */
 typedef struct ag_unw_op {
 	uint8_t atom;

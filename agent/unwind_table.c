@@ -757,6 +757,35 @@ static int build_rows(struct table *t, const struct vec *ranges, Dwarf_CFI *eh,
 	return 0;
 }
 
+int ag_unw_go_rows(const struct wire_gotab *go, size_t i, size_t max_rows,
+                   struct sm_unw_row **rows, size_t *n)
+{
+	struct table t = {
+		.rows = {.size = sizeof(struct sm_unw_row)},
+		.tmp = {.size = sizeof(struct sm_unw_row)},
+		.max_rows = max_rows,
+		.work = (size_t)1 << 30,
+	};
+	wire_go_fninfo fi;
+	ag_unw_info info = {0};
+	int rc = 0;
+	*rows = NULL;
+	*n = 0;
+	if (wire_go_fninfo_at(go, i, &fi) || fi.end <= fi.entry)
+		return 0;
+	struct range r = {.start = fi.entry, .end = fi.end, .src = SRC_GO, .fn = i};
+	struct vec one = {.v = &r, .n = 1, .cap = 1, .size = sizeof(r)};
+	if ((rc = build_rows(&t, &one, NULL, NULL, go, &info)))
+		goto out;
+	*rows = t.rows.v;
+	*n = t.rows.n;
+	t.rows.v = NULL;
+out:
+	free(t.rows.v);
+	free(t.tmp.v);
+	return rc;
+}
+
 /* Finds the CFI sections and the executable sections' ranges. */
 static int scan_sections(Elf *e, struct sect *eh, struct sect *dbg, struct vec *text)
 {

@@ -11,17 +11,22 @@
  * tests/unit/test_gopclntab.c (SMOLDER_GO_SEEDS=DIR). Every function the
  * table lists is looked up at its entry and a few bytes in, and a few
  * fixed addresses too, with room for a whole chain and for one frame; its
- * SP-delta program (what the agent's unwind tables read) is walked to its
- * end. */
+ * SP-delta program is walked to its end and the agent's unwind rows for
+ * the function (agent/unwind_table.c) are built from it and checked. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/types.h>
+
+#include "agent/agent.h"
+#include "bpf/profile.h"
 #include "server/symbolize_int.h"
 
 #define TAB 0x10000000u
 #define DATA 0x20000000u
 #define MAX_FUNCS 512
+#define MAX_ROWS 4096
 
 static void lookup(const wire_gotab *t, uint64_t va)
 {
@@ -74,6 +79,33 @@ static void pcsp(const wire_gotab *t, size_t i, size_t size)
 	}
 	if (rc != 0 && rc != -EBADMSG)
 		abort();
+	/* the agent's rows for it: sorted, merged, inside the function and
+	 * its last row SM_CFA_NONE, every kind one the walker knows */
+	struct sm_unw_row *rows = (void *)1;
+	size_t n = 12345;
+	rc = ag_unw_go_rows(t, i, MAX_ROWS, &rows, &n);
+	if (rc != 0 && rc != -E2BIG && rc != -ENOMEM)
+		abort();
+	if (rc) {
+		if (rows || n)
+			abort();
+		return;
+	}
+	if (n > MAX_ROWS || (n && rows[n - 1].cfa_kind != SM_CFA_NONE))
+		abort();
+	for (size_t k = 0; k < n; k++) {
+		const struct sm_unw_row *r = &rows[k];
+		if (r->pc < fi.entry || r->pc > fi.end || (k && r->pc <= rows[k - 1].pc) ||
+		    r->cfa_kind >= SM_CFA_KINDS || r->fp_kind >= SM_REG_KINDS ||
+		    r->ra_kind >= SM_REG_KINDS)
+			abort();
+		if (k && !memcmp((const char *)r + 4, (const char *)&rows[k - 1] + 4, sizeof(*r) - 4))
+			abort();  /* not merged */
+		if (r->cfa_kind == SM_CFA_SP && (r->cfa_off < 8 || r->ra_kind != SM_REG_CFA_OFF ||
+		                                 r->ra_off != -8))
+			abort();
+	}
+	free(rows);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
