@@ -44,6 +44,36 @@ start_server 127.0.0.1:0
 start_agent --frequency 99 --label service=go-test --verbose
 ok "agent samples at 99 Hz"
 
+# The table first: a new agent builds the tables of every process on the
+# host on one builder thread, and on a busy host (other builds, a
+# sanitized agent) go_busy's waits behind them, its samples meanwhile
+# walked by frame pointers, which lose main.hashLoop's caller. The check
+# below is about the walk once the table is in, so a primer, a copy of
+# the same file (tables go by the file's content ID), runs until its
+# stacks show main.work above main.hashLoop.
+primer_pid=""
+stop_primer() {
+	[ -z "$primer_pid" ] || kill -KILL "$primer_pid" 2>/dev/null
+	stop_all
+}
+trap stop_primer EXIT
+P=gop$$
+cp "$tmp/bin/go_busy" "$tmp/bin/$P"
+"$tmp/bin/$P" 120 >/dev/null &
+primer_pid=$!
+i=0
+until curl -sfG "$base/api/v1/query" --data-urlencode "query={comm=\"$P\"}" \
+	--data-urlencode from=now-1h --data-urlencode format=folded |
+	grep -q 'main\.work;main\.hashLoop'; do
+	i=$((i + 1))
+	[ "$i" -le 120 ] || fail "the primer's stacks never had main.work above main.hashLoop"
+	sleep 1
+done
+kill "$primer_pid"
+wait "$primer_pid" 2>/dev/null || true
+primer_pid=""
+ok "go_busy's table is in: a primer's stacks have main.work above main.hashLoop (after $i s)"
+
 # 3 s of its own CPU time: about 300 samples at 99 Hz however loaded the
 # machine is
 "$tmp/bin/go_busy" 3 >"$tmp/go_busy.out" || fail "go_busy failed"
