@@ -1660,12 +1660,13 @@ static int json_folded_tree(const q_tree *t, size_t max_nodes, base_buf *out)
 	if ((rc = base_grow(&h, &hcap, 1, sizeof(*h))) || (rc = base_grow(&pool, &pcap, 1, sizeof(*pool))))
 		goto out;
 	pool[np] = (cand){root, NONE};
-	h[nh++] = (hent){weight(t, &root), 0, (uint32_t)np++};
-	while (nh && nk < max_nodes && !rc) {
-		hent e = h[0];
-		h[0] = h[--nh];
-		if (nh)
-			heap_down(h, nh, 0, pool);
+	/* e: the next node to keep, taken from the heap or, when the heaviest
+	 * child of the node kept last outweighs the heap's top (a chain of
+	 * single children in a deep tree, mostly), straight from there: most
+	 * kept nodes then never go through the heap */
+	hent e = {weight(t, &root), 0, (uint32_t)np++};
+	bool have = true;
+	while (have && nk < max_nodes && !rc) {
 		const cand c = pool[e.c];
 		if ((rc = base_grow(&kn, &kcap, nk + 1, sizeof(*kn))))
 			break;
@@ -1682,10 +1683,35 @@ static int json_folded_tree(const q_tree *t, size_t max_nodes, base_buf *out)
 			rc = base_grow(&h, &hcap, nh + ncs, sizeof(*h));
 		if (!rc)
 			rc = base_grow(&pool, &pcap, np + ncs, sizeof(*pool));
-		for (size_t i = 0; i < ncs && !rc; i++) {
+		if (rc)
+			break;
+		have = false;
+		for (size_t i = 0; i < ncs; i++) {
 			pool[np] = (cand){cs[i], me};
-			h[nh] = (hent){weight(t, &cs[i]), cs[i].a, (uint32_t)np++};
+			hent x = {weight(t, &cs[i]), cs[i].a, (uint32_t)np++};
+			if (have && cand_before(&x, &e, pool)) {
+				hent y = e;
+				e = x;
+				x = y;
+			} else if (!have) {
+				e = x;
+				have = true;
+				continue;
+			}
+			h[nh] = x;
 			heap_up(h, nh++, pool);
+		}
+		if (have && nh && cand_before(&h[0], &e, pool)) {
+			hent y = h[0];
+			h[0] = e;
+			heap_down(h, nh, 0, pool);
+			e = y;
+		} else if (!have && nh) {
+			e = h[0];
+			h[0] = h[--nh];
+			if (nh)
+				heap_down(h, nh, 0, pool);
+			have = true;
 		}
 	}
 	if (rc)
