@@ -115,7 +115,8 @@ static double time_flame(st_db *db, const q_side *s, int64_t *total)
 	return dt;
 }
 
-/* The timeline as the UI asks for a range: about 240 points, the ten
+/* The timeline as the UI asks for a range: the server's default step
+ * (about 240 round points: hourly over a week), the ten
  * heaviest lines; by service where the fleet has more series than a
  * timeline may have lines (Q_MAX_RANGE_SERIES: the server refuses that
  * ungrouped, and the UI's user would group). */
@@ -126,8 +127,7 @@ static double time_timeline(st_db *db, const q_side *s)
 	static const char *const by[] = {"service"};
 	base_err err = {0};
 	base_buf o = {0};
-	int64_t step = (s->to_ns - s->from_ns) / 240;
-	step = step < HOUR ? 10LL * 60 * 1000000000LL : HOUR;
+	int64_t step = q_range_default_step(s->to_ns - s->from_ns);
 	double t0 = now_s();
 	int rc = q_range_json(db, s, step, by, timeline_by_service ? 1 : 0, 10, &o, &err);
 	if (rc)

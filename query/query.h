@@ -212,6 +212,13 @@ int q_labels_json(st_db *db, const q_side *side, const char *name, base_buf *out
 int q_range_json(st_db *db, const q_side *side, int64_t step_ns,
                  const char *const *by, size_t nby, size_t limit, base_buf *out, base_err *err);
 
+/* A timeline's step when the request names none (the UI names none): the
+ * first round step (10 s, 30 s, 1, 2, 5, 10, 15, 30 min, 1, 2, 3, 6,
+ * 12 h, 1 d) that gives at most about 240 points over span_ns; past 240
+ * days, whole days. Round steps tile the roll-up levels' steps, so a long
+ * range reads those instead of raw rows. */
+int64_t q_range_default_step(int64_t span_ns);
+
 /* ---- an empty selection explained (query/suggest.c) ---- */
 
 #define Q_SUGGEST_MAX 3    /* closest names listed per matcher */

@@ -308,6 +308,18 @@ static int range_line(base_buf *out, range *r, const char *labels, size_t other,
 	return rc ? rc : base_buf_put(out, "]}", 2);
 }
 
+int64_t q_range_default_step(int64_t span)
+{
+	static const int64_t steps_s[] = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
+	                                  10800, 21600, 43200, 86400};
+	const int64_t s = 1000000000LL;
+	for (size_t i = 0; i < sizeof(steps_s) / sizeof(*steps_s); i++)
+		if (span / (steps_s[i] * s) <= 240)
+			return steps_s[i] * s;
+	/* longer than 240 days: whole days, about 240 of them */
+	return (span / 240 / (86400 * s) + 1) * 86400 * s;
+}
+
 int q_range_json(st_db *db, const q_side *side, int64_t step, const char *const *by,
                  size_t nby, size_t limit, base_buf *out, base_err *err)
 {

@@ -397,21 +397,6 @@ out:
 	return rc;
 }
 
-/* A timeline's step when the request names none: the first of these
- * round steps that gives at most about 240 points, never finer than the
- * agents' 10 s. Round steps tile the roll-up levels' hour and day, so a
- * long range reads those instead of raw rows. */
-static int64_t default_step(int64_t span)
-{
-	static const int64_t steps_s[] = {10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
-	                                  10800, 21600, 43200, 86400};
-	for (size_t i = 0; i < sizeof(steps_s) / sizeof(*steps_s); i++)
-		if (span / (steps_s[i] * NS_PER_S) <= 240)
-			return steps_s[i] * NS_PER_S;
-	/* longer than 240 days: whole days, about 240 of them */
-	return (span / 240 / (86400 * NS_PER_S) + 1) * 86400 * NS_PER_S;
-}
-
 static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 {
 	st_db *db = ((srv_api *)arg)->db;
@@ -436,7 +421,7 @@ static int h_range(void *arg, const srv_req *req, srv_resp *resp)
 			goto out;
 		}
 	} else {
-		step = default_step(to - from);
+		step = q_range_default_step(to - from);
 	}
 	const char *b = srv_req_query(req, "by", 0);
 	if (b && *b) {

@@ -1148,6 +1148,29 @@ static void test_tree_exact(void **state)
 	free(sm);
 }
 
+/* The timeline's default step: round steps, at most about 240 points,
+ * and over long ranges a multiple of the roll-ups' hour, so a week's
+ * timeline reads the hourly sums instead of raw rows. */
+static void test_range_default_step(void **state)
+{
+	(void)state;
+	const int64_t s = 1000000000LL, h = 3600 * s, d = 24 * h;
+	assert_int_equal(q_range_default_step(60 * s), 10 * s);
+	assert_int_equal(q_range_default_step(h), 30 * s);
+	assert_int_equal(q_range_default_step(24 * h), 600 * s);
+	assert_int_equal(q_range_default_step(7 * d), h);
+	assert_int_equal(q_range_default_step(30 * d), 3 * h);
+	assert_int_equal(q_range_default_step(240 * d), d);
+	int64_t y = q_range_default_step(365 * d);
+	assert_true(y % d == 0 && 365 * d / y <= 240);
+	for (int64_t span = s; span < 400 * d; span = span * 3 / 2 + s) {
+		int64_t st = q_range_default_step(span);
+		assert_true(span / st <= 240);
+		if (st >= h)
+			assert_true(st % h == 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1164,6 +1187,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_source_frames, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_match, setup, teardown),
 		cmocka_unit_test(test_json_escaping),
+		cmocka_unit_test(test_range_default_step),
 		cmocka_unit_test_setup_teardown(test_json_invalid_utf8_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_json_invalid_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_saturated, setup, teardown),
