@@ -279,8 +279,9 @@ typedef struct ag_procs_opts {
 	const char *proc_root;  /* "/proc" */
 	ag_objs *objs;
 	ag_pmaps *pmaps;        /* frees processes' perf maps; may be NULL */
-	/* called after a process' mappings were (re)read, and when it is
-	 * forgotten (the unwinder's entries follow them); may be NULL */
+	/* called after a process' mappings were read (a new process, an
+	 * exec) or reread and found changed, and when it is forgotten (the
+	 * unwinder's entries follow them); may be NULL */
 	void (*on_maps)(void *arg, const ag_proc *pr);
 	void (*on_forget)(void *arg, pid_t pid);
 	void *hook_arg;
