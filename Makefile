@@ -42,6 +42,8 @@ DEB_TEST += docker.io docker-compose debootstrap
 # the unwinder's test compares with perf record --call-graph dwarf and
 # readelf --debug-dump=frames (binutils), on xz and gzip
 DEB_TEST += linux-perf binutils xz-utils gzip
+# bench/agent_ab --syscalls counts the agent's system calls
+DEB_TEST += strace
 # ClickHouse as the store (tests/integration/clickhouse_test.sh starts two
 # of Debian's servers as the shards of a cluster; bench/clickhouse)
 DEB_TEST += clickhouse-server

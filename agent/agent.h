@@ -291,8 +291,9 @@ typedef struct ag_procs_opts {
 	const char *proc_root;  /* "/proc" */
 	ag_objs *objs;
 	ag_pmaps *pmaps;        /* frees processes' perf maps; may be NULL */
-	/* called after a process' mappings were (re)read, and when it is
-	 * forgotten (the unwinder's entries follow them); may be NULL */
+	/* called after a process' mappings were read (a new process, an
+	 * exec) or reread and found changed, and when it is forgotten (the
+	 * unwinder's entries follow them); may be NULL */
 	void (*on_maps)(void *arg, const ag_proc *pr);
 	void (*on_forget)(void *arg, pid_t pid);
 	void *hook_arg;
@@ -597,6 +598,23 @@ int ag_sampler_open(const ag_sampler_opts *opt, ag_sampler **out);
 void ag_sampler_close(ag_sampler *s);
 /* Waits up to timeout_ms for process events and handles them. */
 int ag_sampler_poll(ag_sampler *s, int timeout_ms);
+/* Scratch for ag_map_take: one batch of keys and values, kept from one
+ * drain to the next (freeing large arrays costs the TLB flushes of
+ * munmap). A zeroed ag_take_buf is valid. */
+typedef struct ag_take_buf {
+	void *keys, *vals;
+	size_t cap;             /* entries */
+} ag_take_buf;
+
+/* Takes every entry out of the BPF hash map fd (key_size and val_size
+ * bytes an entry) with BPF_MAP_LOOKUP_AND_DELETE_BATCH, about batch
+ * entries a call, and hands each batch to fn. Returns 0, -EOPNOTSUPP when
+ * the kernel refuses batch operations on this map (before Linux 5.6:
+ * nothing was taken), fn's error, or a negative errno. */
+int ag_map_take(int fd, size_t key_size, size_t val_size, ag_take_buf *b, size_t batch,
+                int (*fn)(void *arg, const void *keys, const void *vals, size_t n), void *arg);
+void ag_take_buf_free(ag_take_buf *b);
+
 /* Switches map sets and returns the counters of the set that was filled.
  * *counts stays valid until the next call. */
 int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n);

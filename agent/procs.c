@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,13 @@ struct ag_procs {
 	void *hook_arg;
 	base_tab procs;              /* ag_proc by PID */
 	rqueue rq[NREREAD];
+	char *mbuf;                  /* the last /proc/PID/maps read, kept */
+	size_t mcap;
 };
+
+/* The most of a /proc/PID/maps file read: 65530 mappings (the default
+ * vm.max_map_count) of 250 bytes each; past it the mappings are cut. */
+#define MAPS_MAX (16u << 20)
 
 static void rq_push(rqueue *q, pid_t pid, int64_t due)
 {
@@ -100,6 +107,7 @@ void ag_procs_free(ag_procs *p)
 	base_tab_free(&p->procs);
 	for (size_t i = 0; i < NREREAD; i++)
 		free(p->rq[i].v);
+	free(p->mbuf);
 	free(p);
 }
 
@@ -227,54 +235,182 @@ static const char *runtime_lang(const char *path)
 	return NULL;
 }
 
-int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
+/* Reads /proc/PID/maps whole into p->mbuf (kept from one read to the
+ * next, so a usual file costs one read() and the one that says EOF, no
+ * stdio and no allocation). Returns its length, cut after its last
+ * complete line at MAPS_MAX, or -ESRCH when it cannot be opened. */
+static ssize_t read_maps(ag_procs *p, pid_t pid)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/%d/maps", p->root, pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ESRCH;
+	size_t n = 0;
+	bool cut = false;
+	for (;;) {
+		if (p->mcap - n < 4096 + 1) {
+			if (p->mcap >= MAPS_MAX + 1) {
+				cut = true;
+				break;
+			}
+			size_t c = p->mcap ? 2 * p->mcap : 64 * 1024;
+			if (c > MAPS_MAX + 1)
+				c = MAPS_MAX + 1;
+			char *nb = realloc(p->mbuf, c);
+			if (!nb) {
+				cut = true;
+				break;
+			}
+			p->mbuf = nb;
+			p->mcap = c;
+		}
+		ssize_t r = read(fd, p->mbuf + n, p->mcap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;   /* an error midway (the process exiting): what was read */
+		n += (size_t)r;
+	}
+	close(fd);
+	if (!p->mbuf)
+		return 0;
+	if (cut) {
+		char *nl = memrchr(p->mbuf, '\n', n);
+		n = nl ? (size_t)(nl + 1 - p->mbuf) : 0;
+	}
+	p->mbuf[n] = 0;
+	return (ssize_t)n;
+}
+
+/* A hex field of at most 16 digits at *s; moves *s past it. */
+static bool hex_field(const char **s, uint64_t *v)
+{
+	uint64_t x = 0;
+	const char *q = *s;
+	for (; q - *s < 17; q++) {
+		unsigned c = (unsigned char)*q, d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+			d = (c | 0x20) - 'a' + 10;
+		else
+			break;
+		x = x << 4 | d;
+	}
+	if (q == *s || q - *s > 16)
+		return false;
+	*v = x;
+	*s = q;
+	return true;
+}
+
+/* One line of /proc/PID/maps ("start-end perms pgoff major:minor inode
+ * name", name optional), without its newline: the mapping in *m (kind
+ * AG_MAP_ANON) and where its name starts (after the blanks; "" when
+ * none). False for a line of another shape, or one that is not
+ * executable. */
+static bool parse_maps_line(const char *l, ag_mapping *m, const char **name)
+{
+	uint64_t start, end, pgoff, major, minor, ino = 0;
+	const char *s = l;
+	if (!hex_field(&s, &start) || *s++ != '-' || !hex_field(&s, &end) || *s++ != ' ')
+		return false;
+	const char *perms = s;
+	while (*s && *s != ' ')
+		s++;
+	if (s == perms || s - perms > 7 || !memchr(perms, 'x', (size_t)(s - perms)))
+		return false;
+	if (*s++ != ' ' || !hex_field(&s, &pgoff) || *s++ != ' ' || !hex_field(&s, &major) ||
+	    *s++ != ':' || !hex_field(&s, &minor) || *s++ != ' ')
+		return false;
+	const char *d = s;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (ino > (UINT64_MAX - 9) / 10)
+			return false;
+		ino = ino * 10 + (uint64_t)(*s - '0');
+	}
+	if (s == d || (*s && *s != ' '))
+		return false;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	*m = (ag_mapping){start, end, pgoff, ino,
+	                  (uint32_t)((major & 0xfff) << 20 | (minor & 0xfffff)), AG_MAP_ANON, NULL};
+	*name = s;
+	return true;
+}
+
+/* The mapping of pr's last read that starts at start, or NULL (its maps
+ * are sorted by start). */
+static const ag_mapping *old_mapping(const ag_proc *pr, uint64_t start)
+{
+	size_t lo = 0, hi = pr->nmaps;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (pr->maps[mid].start < start)
+			lo = mid + 1;
+		else if (pr->maps[mid].start > start)
+			hi = mid;
+		else
+			return &pr->maps[mid];
+	}
+	return NULL;
+}
+
+/* Whether v[0..n) (sorted) is what pr has already: the same mappings of
+ * the same objects. */
+static bool same_maps(const ag_proc *pr, const ag_mapping *v, size_t n)
+{
+	if (n != pr->nmaps)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const ag_mapping *a = &v[i], *b = &pr->maps[i];
+		if (a->start != b->start || a->end != b->end || a->pgoff != b->pgoff ||
+		    a->ino != b->ino || a->dev != b->dev || a->kind != b->kind || a->obj != b->obj)
+			return false;
+	}
+	return true;
+}
+
+/* Reads pr's mappings again. force: tell on_maps even when they have not
+ * changed (a new process, an exec); a reread that finds the same
+ * mappings (most of them: the scheduled rereads of a process that loaded
+ * nothing more) leaves the hook's work, the unwind tables, as it is. */
+static int refresh(ag_procs *p, ag_proc *pr, uint64_t drain, bool force)
 {
 	if (pr->gone)
 		return -ESRCH;
 	if (pr->maps_read_ns && pr->maps_read_drain == drain)
 		return 0;
-	char path[300];
-	snprintf(path, sizeof(path), "%s/%d/maps", p->root, pr->pid);
-	FILE *f = fopen(path, "re");
-	if (!f) {
+	ssize_t len = read_maps(p, pr->pid);
+	if (len < 0) {
 		pr->gone = true;
 		return -ESRCH;
 	}
 	ag_mapping *v = NULL;
 	size_t n = 0, cap = 0;
-	char *line = NULL;
-	size_t lcap = 0;
 	int rc = 0;
 	const char *jit_lang = NULL;
-	while (getline(&line, &lcap, f) > 0) {
-		uint64_t start, end, pgoff, ino;
-		unsigned major, minor;
-		char perms[8];
-		int name_at = 0;
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %" SCNu64 " %n",
-		           &start, &end, perms, &pgoff, &major, &minor, &ino, &name_at) < 7 ||
-		    !strchr(perms, 'x'))
+	for (char *line = p->mbuf, *nl; line && line < p->mbuf + len; line = nl) {
+		nl = memchr(line, '\n', (size_t)(p->mbuf + len - line));
+		if (nl)
+			*nl++ = 0;
+		ag_mapping m;
+		const char *cname;
+		if (!parse_maps_line(line, &m, &cname))
 			continue;
-		char *name = name_at ? line + name_at : (char *)"";
-		name[strcspn(name, "\n")] = 0;
-		ag_mapping m = {start, end, pgoff, ino, (major & 0xfff) << 20 | (minor & 0xfffff),
-		                AG_MAP_ANON, NULL};
+		char *name = (char *)cname;   /* in p->mbuf: ours to cut */
 		if (!strcmp(name, "[vdso]")) {
 			m.kind = AG_MAP_VDSO;
-		} else if (name[0] == '/' && ino) {
+		} else if (name[0] == '/' && m.ino) {
 			/* the same mapping as last time: no need to open the file */
-			for (size_t i = 0; i < pr->nmaps; i++) {
-				ag_mapping *o = &pr->maps[i];
-				if (o->start == start && o->end == end && o->pgoff == pgoff &&
-				    o->ino == ino && o->obj) {
-					m.obj = o->obj;
-					break;
-				}
-			}
+			const ag_mapping *o = old_mapping(pr, m.start);
+			if (o && o->end == m.end && o->pgoff == m.pgoff && o->ino == m.ino && o->obj)
+				m.obj = o->obj;
 			if (!m.obj) {
 				char fp[4400];
 				snprintf(fp, sizeof(fp), "%s/%d/map_files/%" PRIx64 "-%" PRIx64, p->root,
-				         pr->pid, start, end);
+				         pr->pid, m.start, m.end);
 				int fd = open(fp, O_RDONLY | O_CLOEXEC);
 				if (fd < 0) {
 					char *d = strstr(name, " (deleted)");
@@ -306,8 +442,6 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 		}
 		v[n++] = m;
 	}
-	free(line);
-	fclose(f);
 	if (rc) {
 		free(v);
 		return rc;
@@ -322,22 +456,33 @@ int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
 	}
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_map);
-	free(pr->maps);
-	pr->maps = v;
-	pr->nmaps = n;
-	pr->jit_lang = jit_lang;
+	bool same = !force && pr->maps_read_ns && same_maps(pr, v, n);
+	if (same) {
+		free(v);
+	} else {
+		free(pr->maps);
+		pr->maps = v;
+		pr->nmaps = n;
+		pr->jit_lang = jit_lang;
+	}
 	/* JIT code: open its perf map while the process is there to open it
-	 * through (a short one may be gone by the drain that reads it) */
-	for (size_t i = 0; i < n && p->pmaps; i++)
-		if (v[i].kind == AG_MAP_ANON) {
+	 * through (a short one may be gone by the drain that reads it; one
+	 * not written yet is tried again) */
+	for (size_t i = 0; i < pr->nmaps && p->pmaps; i++)
+		if (pr->maps[i].kind == AG_MAP_ANON) {
 			ag_pmap_open(p->pmaps, &pr->pmap, pr->pid);
 			break;
 		}
 	pr->maps_read_ns = base_monotonic_ns();
 	pr->maps_read_drain = drain;
-	if (p->on_maps)
+	if (p->on_maps && !same)
 		p->on_maps(p->hook_arg, pr);
 	return 0;
+}
+
+int ag_procs_refresh(ag_procs *p, ag_proc *pr, uint64_t drain)
+{
+	return refresh(p, pr, drain, false);
 }
 
 ag_proc *ag_procs_get(ag_procs *p, pid_t pid, const char *comm)
@@ -353,7 +498,7 @@ ag_proc *ag_procs_get(ag_procs *p, pid_t pid, const char *comm)
 	pr->pid = pid;
 	pr->maps_read_drain = UINT64_MAX;
 	read_labels(p, pr, comm);
-	ag_procs_refresh(p, pr, UINT64_MAX - 1);
+	refresh(p, pr, UINT64_MAX - 1, true);
 	ag_labels_read(p->root, pr);  /* after the mappings: those are urgent */
 	rq_push(&p->rq[0], pid, base_monotonic_ns() + reread_ns[0]);
 	return pr;
@@ -392,7 +537,7 @@ void ag_procs_event(ag_procs *p, int kind, pid_t pid, const char *comm)
 	}
 	read_labels(p, pr, comm);
 	pr->maps_read_drain = UINT64_MAX;
-	ag_procs_refresh(p, pr, UINT64_MAX - 1);
+	refresh(p, pr, UINT64_MAX - 1, true);
 	ag_labels_read(p->root, pr);
 	rq_push(&p->rq[0], pid, base_monotonic_ns() + reread_ns[0]);
 }

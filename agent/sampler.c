@@ -18,6 +18,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent/agent.h"
+#include "base/map.h"
 #include "bpf/profile.h"
 #include "profile.skel.h"
 
@@ -46,6 +47,13 @@ struct ag_sampler {
 	size_t keys_cap;
 	uint64_t *stack_keys;
 	size_t stack_keys_cap;
+	/* the batch drain's: the stacks taken out of the map, their frames
+	 * in ips, found by ID through stack_idx */
+	bool no_batch;                /* this kernel refuses batch operations */
+	ag_take_buf cbuf, sbuf;
+	struct smeta { size_t off; uint32_t n, flags; } *smeta;
+	size_t nsmeta, smeta_cap;
+	base_map stack_idx;
 	bool verbose;
 	double offcpu_scale;          /* 1 / --off-cpu-sample */
 	uint64_t offcpu_clamped;      /* values cut to WIRE_MAX_COUNT */
@@ -384,6 +392,10 @@ void ag_sampler_close(ag_sampler *s)
 	free(s->ips);
 	free(s->keys);
 	free(s->stack_keys);
+	ag_take_buf_free(&s->cbuf);
+	ag_take_buf_free(&s->sbuf);
+	free(s->smeta);
+	base_map_free(&s->stack_idx);
 	free(s);
 }
 
@@ -450,17 +462,29 @@ static void clear_map(int fd, void *keys, size_t key_size, size_t cap)
 	}
 }
 
-int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
+/* A count's value as the wire takes it: off-CPU time scaled up for
+ * sampling, clamped to the protocol's bound. */
+static uint64_t count_value(ag_sampler *s, int kind, uint64_t v)
 {
-	uint32_t old = __atomic_load_n(&s->skel->bss->sm_active, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->skel->bss->sm_active, !old, __ATOMIC_SEQ_CST);
-	/* A program that read the old value may still be counting into the old
-	 * set: BPF programs on perf events run with interrupts off, the
-	 * off-CPU ones on tracepoints with preemption off, and they finish in
-	 * microseconds, so a millisecond is ample. */
-	struct timespec ts = {0, 2 * 1000 * 1000};
-	nanosleep(&ts, NULL);
+	if (kind == AG_KIND_OFFCPU && s->offcpu_scale != 1) {
+		/* a sampled block stands for 1 / p of them */
+		double scaled = (double)v * s->offcpu_scale + 0.5;
+		v = scaled > (double)UINT64_MAX / 2 ? UINT64_MAX : (uint64_t)scaled;
+	}
+	if (v > WIRE_MAX_COUNT) {
+		/* the protocol's bound on a row: 78 hours of waiting by
+		 * one stack of one process in one interval */
+		v = WIRE_MAX_COUNT;
+		s->offcpu_clamped++;
+	}
+	return v;
+}
 
+/* The per-element drain: a lookup and a delete per row and per stack,
+ * about 7 bpf() calls a row. Only for kernels that refuse batch
+ * operations on hash maps (before Linux 5.6). */
+static int drain_elem(ag_sampler *s, bool old)
+{
 	int cfd = bpf_map__fd(old ? s->skel->maps.counts1 : s->skel->maps.counts0);
 	int sfd = bpf_map__fd(old ? s->skel->maps.stacks1 : s->skel->maps.stacks0);
 	size_t max = bpf_map__max_entries(old ? s->skel->maps.counts1 : s->skel->maps.counts0);
@@ -489,17 +513,7 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
 			continue;
 		ag_count *c = &s->counts[s->ncounts];
 		int kind = k->kind == SM_KIND_OFFCPU ? AG_KIND_OFFCPU : AG_KIND_CPU;
-		if (kind == AG_KIND_OFFCPU && s->offcpu_scale != 1) {
-			/* a sampled block stands for 1 / p of them */
-			double scaled = (double)v * s->offcpu_scale + 0.5;
-			v = scaled > (double)UINT64_MAX / 2 ? UINT64_MAX : (uint64_t)scaled;
-		}
-		if (v > WIRE_MAX_COUNT) {
-			/* the protocol's bound on a row: 78 hours of waiting by
-			 * one stack of one process in one interval */
-			v = WIRE_MAX_COUNT;
-			s->offcpu_clamped++;
-		}
+		v = count_value(s, kind, v);
 		*c = (ag_count){.pid = (pid_t)k->tgid, .kind = kind, .count = v};
 		uint32_t uflags, kflags;
 		if (read_stack(s, sfd, k->user_stack, &uoff[s->ncounts], &c->nustack, &uflags) ||
@@ -518,6 +532,176 @@ int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
 	for (size_t i = 0; i < nk; i++)
 		bpf_map_delete_elem(cfd, &s->keys[i]);
 	clear_map(sfd, s->stack_keys, sizeof(*s->stack_keys), s->stack_entries);
+	return 0;
+}
+
+void ag_take_buf_free(ag_take_buf *b)
+{
+	free(b->keys);
+	free(b->vals);
+	*b = (ag_take_buf){0};
+}
+
+static int take_buf_size(ag_take_buf *b, size_t n, size_t key_size, size_t val_size)
+{
+	if (n <= b->cap)
+		return 0;
+	void *k = realloc(b->keys, n * key_size);
+	if (!k)
+		return -ENOMEM;
+	b->keys = k;
+	void *v = realloc(b->vals, n * val_size);
+	if (!v)
+		return -ENOMEM;
+	b->vals = v;
+	b->cap = n;
+	return 0;
+}
+
+int ag_map_take(int fd, size_t key_size, size_t val_size, ag_take_buf *b, size_t batch,
+                int (*fn)(void *arg, const void *keys, const void *vals, size_t n), void *arg)
+{
+	/* the position between calls: a hash map's is its bucket number (a
+	 * u32); room for more in case another map type's is bigger */
+	uint64_t pos[4], next[4];
+	void *in = NULL;
+	if (!batch)
+		batch = 1;
+	if (take_buf_size(b, batch, key_size, val_size))
+		return -ENOMEM;
+	size_t want = b->cap;
+	for (bool first = true;; first = false) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 count = want > UINT32_MAX ? UINT32_MAX : (__u32)want;
+		int err = 0;
+		if (bpf_map_lookup_and_delete_batch(fd, in, next, b->keys, b->vals, &count, &opts))
+			err = errno;
+		if (err == ENOSPC && count == 0 && want < (1u << 20)) {
+			/* the next bucket holds more entries than a batch: again
+			 * from the same place with room for more */
+			want *= 2;
+			if (take_buf_size(b, want, key_size, val_size))
+				return -ENOMEM;
+			continue;
+		}
+		if (err && err != ENOENT) {
+			/* EINVAL or ENOTSUPP (524, the kernel's own) at the first
+			 * call: no batch operations here, nothing was taken */
+			if (first && (err == EINVAL || err == 524 || err == EOPNOTSUPP || err == ENOSYS))
+				return -EOPNOTSUPP;
+			return -err;
+		}
+		/* ENOENT is the end: the last batch may still hold entries */
+		if (count) {
+			int rc = fn(arg, b->keys, b->vals, count);
+			if (rc)
+				return rc;
+		}
+		if (err == ENOENT)
+			return 0;
+		memcpy(pos, next, sizeof(pos));
+		in = pos;
+	}
+}
+
+/* A batch of the stacks map: the frames into s->ips, indexed by ID. */
+static int take_stacks(void *arg, const void *keys, const void *vals, size_t n)
+{
+	ag_sampler *s = arg;
+	const uint64_t *id = keys;
+	const struct sm_stack *st = vals;
+	if (grow((void **)&s->smeta, &s->smeta_cap, s->nsmeta + n, sizeof(*s->smeta)))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = st[i].len < SM_MAX_STACK_DEPTH ? st[i].len : SM_MAX_STACK_DEPTH;
+		if (s->nsmeta >= BASE_MAP_NONE ||
+		    grow((void **)&s->ips, &s->ips_cap, s->nips + k, sizeof(*s->ips)) ||
+		    base_map_put(&s->stack_idx, id[i], (uint32_t)s->nsmeta))
+			return -ENOMEM;
+		memcpy(s->ips + s->nips, st[i].ips, k * sizeof(*s->ips));
+		s->smeta[s->nsmeta++] = (struct smeta){s->nips, k, st[i].flags};
+		s->nips += k;
+	}
+	return 0;
+}
+
+/* A stack taken by take_stacks; NULL for none (ID 0, or the stacks map
+ * was full). */
+static const struct smeta *find_stack(const ag_sampler *s, uint64_t id)
+{
+	uint32_t i = id ? base_map_get(&s->stack_idx, id) : BASE_MAP_NONE;
+	return i == BASE_MAP_NONE ? NULL : &s->smeta[i];
+}
+
+/* A batch of the counts map: rows, their frames from the stacks taken
+ * before (s->ips no longer moves). */
+static int take_counts(void *arg, const void *keys, const void *vals, size_t n)
+{
+	ag_sampler *s = arg;
+	const struct sm_key *key = keys;
+	const uint64_t *val = vals;
+	if (grow((void **)&s->counts, &s->counts_cap, s->ncounts + n, sizeof(*s->counts)))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct sm_key *k = &key[i];
+		if (!val[i])
+			continue;
+		int kind = k->kind == SM_KIND_OFFCPU ? AG_KIND_OFFCPU : AG_KIND_CPU;
+		const struct smeta *u = find_stack(s, k->user_stack);
+		const struct smeta *ks = find_stack(s, k->kernel_stack);
+		s->counts[s->ncounts++] = (ag_count){
+			.pid = (pid_t)k->tgid, .kind = kind, .count = count_value(s, kind, val[i]),
+			.ustack = s->ips + (u ? u->off : 0), .nustack = u ? u->n : 0,
+			.kstack = s->ips + (ks ? ks->off : 0), .nkstack = ks ? ks->n : 0,
+			.utruncated = u && (u->flags & SM_STACK_TRUNCATED),
+		};
+	}
+	return 0;
+}
+
+/* The batch drain: the stacks map, then the counts map, each taken out
+ * in a few bpf() calls (BPF_MAP_LOOKUP_AND_DELETE_BATCH) instead of about
+ * 7 a row. Returns -EOPNOTSUPP, with both maps untouched, when the kernel
+ * refuses batch operations. */
+static int drain_batch(ag_sampler *s, bool old)
+{
+	struct bpf_map *cm = old ? s->skel->maps.counts1 : s->skel->maps.counts0;
+	struct bpf_map *sm = old ? s->skel->maps.stacks1 : s->skel->maps.stacks0;
+	s->ncounts = s->nips = s->nsmeta = 0;
+	base_map_clear(&s->stack_idx);
+	/* stacks first: a refusal there leaves the counts for drain_elem
+	 * (both maps are hash maps, so the kernel answers both alike) */
+	int rc = ag_map_take(bpf_map__fd(sm), sizeof(uint64_t), sizeof(struct sm_stack), &s->sbuf,
+	                     256, take_stacks, s);
+	if (rc)
+		return rc;
+	rc = ag_map_take(bpf_map__fd(cm), sizeof(struct sm_key), sizeof(uint64_t), &s->cbuf,
+	                 bpf_map__max_entries(cm), take_counts, s);
+	/* the stacks are gone from the kernel by now: no per-element retry */
+	return rc == -EOPNOTSUPP ? -EIO : rc;
+}
+
+int ag_sampler_drain(ag_sampler *s, const ag_count **counts, size_t *n)
+{
+	uint32_t old = __atomic_load_n(&s->skel->bss->sm_active, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->skel->bss->sm_active, !old, __ATOMIC_SEQ_CST);
+	/* A program that read the old value may still be counting into the old
+	 * set: BPF programs on perf events run with interrupts off, the
+	 * off-CPU ones on tracepoints with preemption off, and they finish in
+	 * microseconds, so a millisecond is ample. */
+	struct timespec ts = {0, 2 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+
+	int rc = -EOPNOTSUPP;
+	if (!s->no_batch) {
+		rc = drain_batch(s, old);
+		if (rc == -EOPNOTSUPP)
+			s->no_batch = true;
+	}
+	if (rc == -EOPNOTSUPP)
+		rc = drain_elem(s, old);
+	if (rc)
+		return rc;
 	*counts = s->counts;
 	*n = s->ncounts;
 	return 0;

@@ -292,6 +292,86 @@ static void test_procs(void **state)
 	rm_fakeproc(&f);
 }
 
+static int g_on_maps;
+
+static void count_on_maps(void *arg, const ag_proc *pr)
+{
+	(void)arg;
+	(void)pr;
+	g_on_maps++;
+}
+
+/* /proc/PID/maps as the hand parser reads it: a file larger than the
+ * first read buffer (the executable lines last), a name with spaces, a
+ * line without a name, lines of other shapes skipped; a reread that finds
+ * the same mappings does not call on_maps again, one that finds a new
+ * mapping does. */
+static void test_procs_maps(void **state)
+{
+	(void)state;
+	fakeproc f;
+	mk_fakeproc(&f);
+	ag_procs_free(f.procs);
+	ag_procs_opts po = {f.root, f.objs, .on_maps = count_on_maps};
+	assert_int_equal(ag_procs_new(&po, &f.procs), 0);
+	char path[800];
+	snprintf(path, sizeof(path), "%s/%d/maps", f.root, PID);
+	size_t cap = 1 << 20, n = 0;
+	char *maps = malloc(cap);
+	assert_non_null(maps);
+	for (int i = 0; i < 2000; i++)   /* ~200 KiB of data mappings */
+		n += (size_t)snprintf(maps + n, cap - n,
+		                      "%012llx-%012llx rw-p 00000000 08:01 99 /usr/lib/some/long/path/"
+		                      "to/a/data/file/number/%04d/with/more/words/in/it.dat\n",
+		                      0x100000000ULL + i * 0x1000ULL, 0x100001000ULL + i * 0x1000ULL, i);
+	const char *tail =
+	    "00401000-00403000 r-xp 00001000 08:01 1234                       %s\n"
+	    "7f0000000000-7f0000001000 rwxp 00000000 00:00 0\n"
+	    "7f1000000000-7f1000001000 r-xp 00000000 08:01 77 /no such/dir with spaces/lib.so\n"
+	    "7f2000000000-7f2000001000 r-xp zz000000 08:01 77 /bad/pgoff\n"
+	    "7f3000000000 r-xp 00000000 08:01 77 /no/end\n"
+	    "7f4000000000-7f4000001000 r-xp 00000000 08:01\n"
+	    "7f5000000000-7f5000001000 r-xp 00000000 08:01 12x /bad/inode\n"
+	    "7fff00000000-7fff00002000 r-xp 00000000 00:00 0 [vdso]\n";
+	n += (size_t)snprintf(maps + n, cap - n, tail, f.exe);
+	put_file(path, maps);
+	g_on_maps = 0;
+	ag_proc *pr = ag_procs_get(f.procs, PID, NULL);
+	assert_non_null(pr);
+	assert_int_equal(g_on_maps, 1);
+	assert_int_equal(pr->nmaps, 4);
+	const ag_mapping *m = ag_proc_find(pr, 0x401800);
+	assert_non_null(m);
+	assert_int_equal(m->kind, AG_MAP_FILE);
+	assert_int_equal(m->pgoff, 0x1000);
+	assert_int_equal(m->ino, 1234);
+	assert_int_equal(m->dev, 8u << 20 | 1);
+	assert_int_equal(strlen(pr->build_id_hex), 40);
+	assert_int_equal(ag_proc_find(pr, 0x7f0000000010)->kind, AG_MAP_ANON);
+	/* a file that is not there: an executable mapping without object */
+	m = ag_proc_find(pr, 0x7f1000000010);
+	assert_non_null(m);
+	assert_int_equal(m->ino, 77);
+	assert_int_equal(ag_proc_find(pr, 0x7fff00000010)->kind, AG_MAP_VDSO);
+	assert_null(ag_proc_find(pr, 0x7f2000000010));
+	assert_null(ag_proc_find(pr, 0x7f5000000010));
+	assert_null(ag_proc_find(pr, 0x100000010));    /* rw-p */
+	/* the same mappings again: nothing for the hook */
+	assert_int_equal(ag_procs_refresh(f.procs, pr, 5), 0);
+	assert_int_equal(g_on_maps, 1);
+	assert_int_equal(pr->nmaps, 4);
+	/* one more (a dlopen) */
+	n += (size_t)snprintf(maps + n, cap - n,
+	                      "7f6000000000-7f6000001000 r-xp 00000000 00:00 0\n");
+	put_file(path, maps);
+	assert_int_equal(ag_procs_refresh(f.procs, pr, 6), 0);
+	assert_int_equal(g_on_maps, 2);
+	assert_int_equal(pr->nmaps, 5);
+	assert_non_null(ag_proc_find(pr, 0x7f6000000010));
+	free(maps);
+	rm_fakeproc(&f);
+}
+
 /* ---- one interval to a batch ---- */
 
 static void test_batch(void **state)
@@ -1472,6 +1552,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_build_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_id_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_procs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_procs_maps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_utf8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_offcpu, setup, teardown),
