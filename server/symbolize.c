@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -88,7 +89,7 @@ typedef struct frange {
 typedef struct mentry {
 	int64_t loc;
 	uint32_t n;
-	srv_sym_frame f[];  /* strings after the array, one allocation */
+	st_symbol f[];      /* strings after the array: st_symbols_pack */
 } mentry;
 
 struct srv_sym {
@@ -892,27 +893,11 @@ static void mem_clear(srv_sym *s)
 
 static void mem_put(srv_sym *s, int64_t loc, const st_symbol *syms, size_t n)
 {
-	size_t bytes = sizeof(mentry) + n * sizeof(srv_sym_frame);
-	for (size_t i = 0; i < n; i++)
-		bytes += strlen(syms[i].function) + 1 + (syms[i].file ? strlen(syms[i].file) + 1 : 0);
-	mentry *e = malloc(bytes);
+	mentry *e = st_symbols_pack(offsetof(mentry, f), syms, n);
 	if (!e)
 		return;  /* a cache; SQLite still has it */
 	e->loc = loc;
 	e->n = (uint32_t)n;
-	char *p = (char *)&e->f[n];
-	for (size_t i = 0; i < n; i++) {
-		size_t l = strlen(syms[i].function) + 1;
-		e->f[i].function = memcpy(p, syms[i].function, l);
-		p += l;
-		e->f[i].file = NULL;
-		if (syms[i].file) {
-			l = strlen(syms[i].file) + 1;
-			e->f[i].file = memcpy(p, syms[i].file, l);
-			p += l;
-		}
-		e->f[i].line = syms[i].line;
-	}
 	pthread_rwlock_wrlock(&s->cmu);
 	if (mem_get(s, loc)) {
 		free(e);
@@ -1031,10 +1016,7 @@ int srv_sym_resolve(void *arg, const st_frame_info *loc, q_sym *out, size_t max)
 	mentry *e = mem_get(s, loc->location_id);
 	int n = -1;
 	if (e) {
-		st_symbol syms[MAX_CHAIN];
-		for (uint32_t i = 0; i < e->n && i < MAX_CHAIN; i++)
-			syms[i] = (st_symbol){e->f[i].function, e->f[i].file, e->f[i].line};
-		n = fill_out(syms, e->n < MAX_CHAIN ? e->n : MAX_CHAIN, out, max, loc->object_name);
+		n = fill_out(e->f, e->n < MAX_CHAIN ? e->n : MAX_CHAIN, out, max, loc->object_name);
 	}
 	pthread_rwlock_unlock(&s->cmu);
 	if (n >= 0) {

@@ -1765,19 +1765,10 @@ typedef struct symchain {
 /* Caller holds cmu (write). */
 static int symc_put(st__ch *ch, int64_t loc, const st_symbol *syms, size_t n)
 {
-	size_t bytes = sizeof(symchain) + n * sizeof(st_symbol);
-	for (size_t i = 0; i < n; i++)
-		bytes += strlen(syms[i].function) + 1 + (syms[i].file ? strlen(syms[i].file) + 1 : 0);
-	symchain *c = malloc(bytes);
+	symchain *c = st_symbols_pack(offsetof(symchain, s), syms, n);
 	if (!c)
 		return -ENOMEM;
-	char *sp = (char *)(c->s + n);
 	c->n = n;
-	for (size_t i = 0; i < n; i++) {
-		c->s[i].function = put_str(&sp, syms[i].function, strlen(syms[i].function));
-		c->s[i].file = syms[i].file ? put_str(&sp, syms[i].file, strlen(syms[i].file)) : NULL;
-		c->s[i].line = syms[i].line;
-	}
 	return cache_put(&ch->symc, (uint64_t)loc, c);
 }
 

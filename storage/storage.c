@@ -1,8 +1,11 @@
 /* storage.c - storage.h's functions that reach a store: each checks what
  * every backend would check and calls through the handle's operations
  * table (backend.h). The stores themselves are db.c (embedded) and
- * clickhouse.c; nothing here knows either. */
+ * clickhouse.c; nothing here knows either. Beside them, st_symbols_pack:
+ * the one copy of a symbol chain that ClickHouse's cache and the server's
+ * symbolizer keep in memory. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "storage/backend.h"
 
@@ -149,6 +152,29 @@ int st_locations(st_db *db, const int64_t *ids, size_t n, st_frame_info **out)
 int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, void *arg)
 {
 	return st__backend_of(db)->symbols_get(db, ids, n, fn, arg);
+}
+
+void *st_symbols_pack(size_t head, const st_symbol *syms, size_t n)
+{
+	size_t bytes = head + n * sizeof(st_symbol);
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(syms[i].function) + 1 + (syms[i].file ? strlen(syms[i].file) + 1 : 0);
+	char *block = malloc(bytes);
+	if (!block)
+		return NULL;
+	st_symbol *c = (st_symbol *)(block + head);
+	char *p = (char *)(c + n);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(syms[i].function) + 1;
+		c[i] = (st_symbol){memcpy(p, syms[i].function, l), NULL, syms[i].line};
+		p += l;
+		if (syms[i].file) {
+			l = strlen(syms[i].file) + 1;
+			c[i].file = memcpy(p, syms[i].file, l);
+			p += l;
+		}
+	}
+	return block;
 }
 
 int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n)

@@ -513,6 +513,12 @@ int st_symbols_get(st_db *db, const int64_t *ids, size_t n, st_symbols_fn fn, vo
  * metadata writes, never for the WAL. */
 int st_symbols_put(st_db *db, int64_t location_id, const st_symbol *syms, size_t n);
 
+/* A chain kept in memory as one allocation: head bytes for the caller's
+ * header (a multiple of sizeof(void *)), then syms[0..n) copied, then
+ * their strings, so one free() releases it all. The copies start at
+ * (st_symbol *)((char *)block + head). NULL without memory. */
+void *st_symbols_pack(size_t head, const st_symbol *syms, size_t n);
+
 /* Drops the cached symbols of every location in the object with this
  * build ID: its debug info got better (a separate debug file arrived after
  * the stripped binary), so the next lookup works them out again. */
